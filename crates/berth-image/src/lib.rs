@@ -1,0 +1,15 @@
+//! The image model of berth: what a container image *is*, apart from where it lives.
+//!
+//! Nothing in this crate does I/O. It names things (repository names, tags, digests),
+//! says which media types exist, and reads manifests and indexes out of raw bytes.
+//! Digests are always computed over raw bytes: a manifest is stored and served exactly
+//! as it was pushed, and the parsed view is only used to validate and to index it.
+
+pub mod digest;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use manifest::{Manifest, ManifestError, ManifestKind};
+pub use name::{NameError, Reference, RepositoryName, Tag};

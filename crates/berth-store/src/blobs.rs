@@ -1,0 +1,329 @@
+//! Content-addressed blob files on the local file system.
+//!
+//! Layout under the store's root:
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: one file per blob, immutable.
+//! - `uploads/<id>`: the bytes of an upload session (or of a one-shot upload) while they
+//!   arrive. On commit the file is fsynced and renamed into `blobs/`, so a blob path
+//!   exists only with verified content, and a crash leaves at most an upload file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use berth_image::{Algorithm, Digest, Hasher};
+
+use crate::{Result, StoreError};
+
+/// Buffer for re-reading a blob from disk (rehashing after a restart).
+const READ_BUF: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    blobs: PathBuf,
+    uploads: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the blob folders under `root`.
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        let store = BlobStore {
+            blobs: root.join("blobs"),
+            uploads: root.join("uploads"),
+        };
+        for dir in [&store.blobs, &store.uploads] {
+            fs::create_dir_all(dir).map_err(StoreError::io(format!("creating {}", dir.display())))?;
+        }
+        Ok(store)
+    }
+
+    /// Where the blob with this digest lives (whether or not it exists).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.blobs
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// Opens a stored blob for reading, with its size.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<(File, u64)>> {
+        let path = self.path(digest);
+        match File::open(&path) {
+            Ok(f) => {
+                let len = f
+                    .metadata()
+                    .map_err(StoreError::io(format!("stat {}", path.display())))?
+                    .len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(format!("opening {}", path.display()))(e)),
+        }
+    }
+
+    /// Is the blob stored? (Its bytes, that is: whether a repository may read it is the
+    /// metadata's business.)
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.uploads.join(id)
+    }
+
+    /// Starts a new upload file. `id` must be a name the caller generated (a UUID), never
+    /// client input.
+    pub fn create_upload(&self, id: &str) -> Result<BlobWriter> {
+        let path = self.upload_path(id);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io(format!("creating {}", path.display())))?;
+        Ok(BlobWriter {
+            path,
+            file,
+            hasher: Algorithm::Sha256.hasher(),
+            len: 0,
+        })
+    }
+
+    /// Reopens an upload to append to it. `state` is the hash of the bytes written so far
+    /// when this process still has it; otherwise (after a restart) the file is read once
+    /// to rebuild it. Returns `None` when the upload file is gone.
+    pub fn resume_upload(&self, id: &str, state: Option<HashState>) -> Result<Option<BlobWriter>> {
+        let path = self.upload_path(id);
+        let mut file = match OpenOptions::new().read(true).append(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(format!("opening {}", path.display()))(e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(StoreError::io(format!("stat {}", path.display())))?
+            .len();
+        let hasher = match state {
+            Some(s) if s.len == len => s.hasher,
+            _ => hash_reader(&mut file, Algorithm::Sha256, &path)?.0,
+        };
+        Ok(Some(BlobWriter {
+            path,
+            file,
+            hasher,
+            len,
+        }))
+    }
+
+    /// Length of an upload's data so far, `None` if there is no such upload file.
+    pub fn upload_len(&self, id: &str) -> Result<Option<u64>> {
+        let path = self.upload_path(id);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(format!("stat {}", path.display()))(e)),
+        }
+    }
+
+    /// Throws an upload's data away. Missing data is not an error.
+    pub fn remove_upload(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io(format!("removing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of all upload files, for sweeping ones whose session is gone.
+    pub fn upload_ids(&self) -> Result<Vec<String>> {
+        let rd = fs::read_dir(&self.uploads)
+            .map_err(StoreError::io(format!("listing {}", self.uploads.display())))?;
+        Ok(rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    /// Makes the uploaded bytes the blob `expected`, if they hash to it. The data is
+    /// fsynced, then renamed into place, then the folder is fsynced: the blob is visible
+    /// only whole. On a mismatch the upload data is removed and nothing is kept.
+    pub fn commit(&self, writer: BlobWriter, expected: &Digest) -> Result<u64> {
+        let BlobWriter {
+            path,
+            mut file,
+            hasher,
+            len,
+        } = writer;
+        let actual = if hasher.algorithm() == expected.algorithm() {
+            hasher.finish()
+        } else {
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(0))
+                .map_err(StoreError::io(format!("rewinding {}", path.display())))?;
+            hash_reader(&mut file, expected.algorithm(), &path)?.0.finish()
+        };
+        if &actual != expected {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        file.sync_all()
+            .map_err(StoreError::io(format!("fsync {}", path.display())))?;
+        drop(file);
+        let dest = self.path(expected);
+        if dest.is_file() {
+            // Same content is already stored: keep the existing file.
+            let _ = fs::remove_file(&path);
+            return Ok(len);
+        }
+        let parent = dest.parent().expect("blob path has a parent");
+        fs::create_dir_all(parent).map_err(StoreError::io(format!("creating {}", parent.display())))?;
+        fs::rename(&path, &dest).map_err(StoreError::io(format!(
+            "renaming {} to {}",
+            path.display(),
+            dest.display()
+        )))?;
+        if let Ok(dir) = File::open(parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(len)
+    }
+
+    /// Removes a blob's bytes (for a garbage collector; nothing calls it while a
+    /// repository still links the blob).
+    pub fn remove_blob(&self, digest: &Digest) -> Result<()> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io(format!("removing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Digest state of an upload between two requests, kept in memory by the server so that
+/// a chunked upload is hashed once, as the bytes pass.
+pub struct HashState {
+    pub hasher: Hasher,
+    pub len: u64,
+}
+
+/// Appends bytes to an upload file and hashes them on the way.
+pub struct BlobWriter {
+    path: PathBuf,
+    file: File,
+    hasher: Hasher,
+    len: u64,
+}
+
+impl BlobWriter {
+    /// Writes `buf` and feeds it to the hash. On an I/O error the file may hold part of
+    /// `buf`; the caller drops the writer, and a later resume rehashes from the file.
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        self.file
+            .write_all(buf)
+            .map_err(StoreError::io(format!("writing {}", self.path.display())))?;
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes in the upload so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Closes the file and keeps the hash state for the next chunk.
+    pub fn into_state(self) -> HashState {
+        HashState {
+            hasher: self.hasher,
+            len: self.len,
+        }
+    }
+}
+
+/// Hashes a whole reader with a large buffer; returns the hasher and the byte count.
+fn hash_reader(r: &mut impl Read, alg: Algorithm, path: &Path) -> Result<(Hasher, u64)> {
+    let mut hasher = alg.hasher();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(StoreError::io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            return Ok((hasher, total));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_verifies_and_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(b"hello ").unwrap();
+        w.write(b"world").unwrap();
+        let d = Digest::sha256_of(b"hello world");
+        assert_eq!(store.commit(w, &d).unwrap(), 11);
+        assert_eq!(fs::read(store.path(&d)).unwrap(), b"hello world");
+        assert_eq!(store.upload_len("u1").unwrap(), None);
+    }
+
+    #[test]
+    fn mismatch_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(b"evil").unwrap();
+        let d = Digest::sha256_of(b"good");
+        assert!(matches!(
+            store.commit(w, &d),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(!store.contains(&d));
+        assert_eq!(store.upload_len("u1").unwrap(), None);
+    }
+
+    #[test]
+    fn resume_without_state_rehashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(b"part one,").unwrap();
+        drop(w); // as after a crash: the hash state is lost
+        let mut w = store.resume_upload("u1", None).unwrap().unwrap();
+        assert_eq!(w.len(), 9);
+        w.write(b" part two").unwrap();
+        let d = Digest::sha256_of(b"part one, part two");
+        store.commit(w, &d).unwrap();
+        assert!(store.contains(&d));
+    }
+
+    #[test]
+    fn sha512_commit_rehashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(b"abc").unwrap();
+        let d = Digest::of(Algorithm::Sha512, b"abc");
+        store.commit(w, &d).unwrap();
+        assert!(store.path(&d).to_string_lossy().contains("sha512"));
+    }
+}

@@ -1,0 +1,55 @@
+//! Where registry content lives.
+//!
+//! Two halves with different jobs:
+//! - [`blobs::BlobStore`] keeps bytes, content-addressed, on the local file system: one
+//!   file per digest, shared by every repository, written atomically (temporary file,
+//!   fsync, rename) so that a blob is either whole and verified or not there at all.
+//! - [`meta::MetaStore`] keeps everything that is not bytes: repositories, which blobs a
+//!   repository may read, manifests, tags, referrers, upload sessions. Listing never
+//!   walks the file system. [`sqlite::SqliteMeta`] is the embedded implementation; the
+//!   trait is what a PostgreSQL implementation will fill for many replicas.
+//!
+//! The blob file is the last thing written before the metadata row, and the row is
+//! what makes a blob visible: a crash between the two leaves an unreferenced file that a
+//! garbage collector may remove, never a reference to missing bytes.
+
+pub mod blobs;
+pub mod meta;
+pub mod sqlite;
+
+pub use blobs::{BlobStore, BlobWriter};
+pub use meta::{MetaStore, NewManifest, Referrer, StoredManifest, Upload};
+pub use sqlite::SqliteMeta;
+
+use berth_image::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob {0} is not in this repository")]
+    MissingBlob(Digest),
+    #[error("manifest {0} is not in this repository")]
+    MissingManifest(Digest),
+    #[error("content has digest {actual}, expected {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("content is {actual} bytes, expected {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

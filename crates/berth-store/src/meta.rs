@@ -1,0 +1,104 @@
+//! The metadata store: everything about registry content that is not its bytes.
+//!
+//! Calls are synchronous and short. The SQLite implementation answers reads in
+//! microseconds; a network database would be called from blocking tasks.
+
+use berth_image::Digest;
+
+use crate::Result;
+
+/// A manifest about to be stored, with what it references.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    /// Blobs (config, layers) that must already be in the repository.
+    pub blobs: Vec<Digest>,
+    /// Child manifests (of an index) that must already be in the repository.
+    pub manifests: Vec<Digest>,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// JSON object of the manifest's annotations, for the referrers API.
+    pub annotations: Option<String>,
+}
+
+/// A manifest as served: exactly the bytes that were pushed.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// One entry of a referrers answer.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// An upload session.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: String,
+    pub repository: String,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+/// Content counts for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub repositories: u64,
+    pub blobs: u64,
+    pub manifests: u64,
+    pub uploads: u64,
+}
+
+pub trait MetaStore: Send + Sync + 'static {
+    /// Records a stored blob and lets `repo` read it (creating the repository).
+    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Size of the blob if `repo` may read it.
+    fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    /// Size of the blob if any repository links it.
+    fn blob_known(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Removes `repo`'s link to a blob; false when there was none.
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+
+    /// Stores a manifest (and points `tag` at it), after checking in the same
+    /// transaction that everything it references is in the repository.
+    fn put_manifest(&self, repo: &str, manifest: &NewManifest, tag: Option<&str>) -> Result<()>;
+    fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
+    fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>>;
+    /// Deletes a manifest and every tag on it; false when it was not there.
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Deletes one tag; false when it was not there.
+    fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+
+    /// Does the repository exist (has it ever received content)?
+    fn repository_exists(&self, repo: &str) -> Result<bool>;
+    /// Tags of `repo` in lexical order after `last`, at most `n`.
+    fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    /// Repositories that hold at least one manifest, in lexical order after `last`.
+    fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
+
+    fn create_upload(&self, id: &str, repo: &str) -> Result<()>;
+    fn upload(&self, id: &str) -> Result<Option<Upload>>;
+    fn touch_upload(&self, id: &str) -> Result<()>;
+    fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Upload sessions not changed since `before` (unix seconds).
+    fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+
+    fn counts(&self) -> Result<Counts>;
+}

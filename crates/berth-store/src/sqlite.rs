@@ -1,0 +1,471 @@
+//! The embedded metadata store: one SQLite file in WAL mode.
+//!
+//! Readers take a connection from a small pool and never wait for the writer (WAL);
+//! writes go through one connection in `BEGIN IMMEDIATE` transactions, so two
+//! processes (the server and an admin command) can share the file safely.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_image::Digest;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::meta::{Counts, MetaStore, NewManifest, Referrer, StoredManifest, Upload};
+use crate::{Result, StoreError};
+
+const SCHEMA: &str = include_str!("schema.sql");
+/// Idle read connections kept open. Each costs a little memory (page cache).
+const MAX_IDLE_READERS: usize = 4;
+
+pub struct SqliteMeta {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteMeta> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(SqliteMeta {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.readers.lock().map_err(poisoned)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.readers.lock().map_err(poisoned)?;
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        Ok(out?)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Corrupt("a database lock was poisoned by a panic".into())
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    // FULL: a commit survives power loss, not only a crash of the process; registry
+    // writes are few and each already waits for a blob fsync.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -2000;",
+    )?;
+    Ok(conn)
+}
+
+fn repo_id(conn: &Connection, repo: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
+        .query_row([repo], |r| r.get(0))
+        .optional()
+}
+
+fn ensure_repo(tx: &rusqlite::Transaction, repo: &str) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![repo, now()])?;
+    repo_id(tx, repo)?.ok_or_else(|| StoreError::Corrupt(format!("repository {repo} vanished")))
+}
+
+fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+    s.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn stored_manifest(row: &rusqlite::Row) -> rusqlite::Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: parse_digest(row.get(0)?)?,
+        media_type: row.get(1)?,
+        content: row.get(2)?,
+    })
+}
+
+impl MetaStore for SqliteMeta {
+    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let id = ensure_repo(tx, repo)?;
+            let now = now();
+            tx.prepare_cached(
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO NOTHING",
+            )?
+            .execute(params![d, size as i64, now])?;
+            tx.prepare_cached(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )?
+            .execute(params![id, d, now])?;
+            Ok(())
+        })
+    }
+
+    fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let d = digest.to_string();
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT b.size FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = ?1 AND rb.digest = ?2",
+            )?
+            .query_row(params![repo, d], |r| r.get::<_, i64>(0))
+            .optional()
+        })
+        .map(|o| o.map(|s| s as u64))
+    }
+
+    fn blob_known(&self, digest: &Digest) -> Result<Option<u64>> {
+        let d = digest.to_string();
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT b.size FROM blobs b WHERE b.digest = ?1
+                 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+            )?
+            .query_row([d], |r| r.get::<_, i64>(0))
+            .optional()
+        })
+        .map(|o| o.map(|s| s as u64))
+    }
+
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .prepare_cached("DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")?
+                .execute(params![id, d])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
+        let digest = m.digest.to_string();
+        self.write(|tx| {
+            let id = ensure_repo(tx, repo)?;
+            let now = now();
+            {
+                let mut has_blob = tx.prepare_cached(
+                    "SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
+                )?;
+                for b in &m.blobs {
+                    if !has_blob.exists(params![id, b.to_string()])? {
+                        return Err(StoreError::MissingBlob(b.clone()));
+                    }
+                }
+                let mut has_manifest = tx
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")?;
+                for c in &m.manifests {
+                    if !has_manifest.exists(params![id, c.to_string()])? {
+                        return Err(StoreError::MissingManifest(c.clone()));
+                    }
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                        annotations, size, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )?
+            .execute(params![
+                id,
+                digest,
+                m.media_type,
+                m.artifact_type,
+                m.subject.as_ref().map(|s| s.to_string()),
+                m.annotations,
+                m.content.len() as i64,
+                m.content,
+                now
+            ])?;
+            {
+                let mut refs = tx.prepare_cached(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?;
+                for b in &m.blobs {
+                    refs.execute(params![id, digest, b.to_string(), 0])?;
+                }
+                for c in &m.manifests {
+                    refs.execute(params![id, digest, c.to_string(), 1])?;
+                }
+            }
+            if let Some(tag) = tag {
+                tx.prepare_cached(
+                    "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repository_id, name)
+                     DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                )?
+                .execute(params![id, tag, digest, now])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let d = digest.to_string();
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name = ?1 AND m.digest = ?2",
+            )?
+            .query_row(params![repo, d], stored_manifest)
+            .optional()
+        })
+    }
+
+    fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN tags t ON t.repository_id = r.id
+                 JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                 WHERE r.name = ?1 AND t.name = ?2",
+            )?
+            .query_row(params![repo, tag], stored_manifest)
+            .optional()
+        })
+    }
+
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            tx.prepare_cached("DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2")?
+                .execute(params![id, d])?;
+            tx.prepare_cached(
+                "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
+            )?
+            .execute(params![id, d])?;
+            let n = tx
+                .prepare_cached("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")?
+                .execute(params![id, d])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .prepare_cached("DELETE FROM tags WHERE repository_id = ?1 AND name = ?2")?
+                .execute(params![id, tag])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn repository_exists(&self, repo: &str) -> Result<bool> {
+        self.read(|c| repo_id(c, repo)).map(|o| o.is_some())
+    }
+
+    fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 AND t.name > ?2 ORDER BY t.name LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![repo, last.unwrap_or(""), n as i64], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.name FROM repositories r
+                 WHERE r.name > ?1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+                 ORDER BY r.name LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![last.unwrap_or(""), n as i64], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let s = subject.to_string();
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+                 FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
+                 ORDER BY m.created_at, m.digest",
+            )?;
+            let rows = st.query_map(params![repo, s, artifact_type], |r| {
+                Ok(Referrer {
+                    digest: parse_digest(r.get(0)?)?,
+                    media_type: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    artifact_type: r.get(3)?,
+                    annotations: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
+        self.write(|tx| {
+            let now = now();
+            tx.prepare_cached(
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![id, repo, now])?;
+            Ok(())
+        })
+    }
+
+    fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, repository, updated_at FROM uploads WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok(Upload {
+                        id: r.get(0)?,
+                        repository: r.get(1)?,
+                        updated_at: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn touch_upload(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached("UPDATE uploads SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now()])?;
+            Ok(())
+        })
+    }
+
+    fn delete_upload(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            Ok(())
+        })
+    }
+
+    fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT id FROM uploads WHERE updated_at < ?1")?;
+            let rows = st.query_map([before], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        self.read(|c| {
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                c.prepare_cached(sql)?.query_row([], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+            };
+            Ok(Counts {
+                repositories: count("SELECT COUNT(*) FROM repositories")?,
+                blobs: count("SELECT COUNT(*) FROM blobs")?,
+                manifests: count("SELECT COUNT(*) FROM manifests")?,
+                uploads: count("SELECT COUNT(*) FROM uploads")?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    fn manifest(digest: Digest, blobs: Vec<Digest>, subject: Option<Digest>) -> NewManifest {
+        NewManifest {
+            digest,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: b"{}".to_vec(),
+            blobs,
+            manifests: vec![],
+            subject,
+            artifact_type: Some("t/x".into()),
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn manifests_need_their_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let err = m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1"));
+        assert!(matches!(err, Err(StoreError::MissingBlob(_))));
+        // The failed push stored nothing.
+        assert!(m.tags("a/b", None, 10).unwrap().is_empty());
+        m.link_blob("a/b", &d(1), 10).unwrap();
+        m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1")).unwrap();
+        assert_eq!(m.manifest_by_tag("a/b", "v1").unwrap().unwrap().digest, d(9));
+        assert_eq!(m.repositories(None, 10).unwrap(), vec!["a/b".to_string()]);
+        // Another repository cannot read the blob.
+        assert_eq!(m.blob_in_repo("c", &d(1)).unwrap(), None);
+        assert_eq!(m.blob_known(&d(1)).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn tags_paginate_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        for t in ["c", "a", "b"] {
+            m.put_manifest("r", &manifest(d(1), vec![], None), Some(t)).unwrap();
+        }
+        assert_eq!(m.tags("r", None, 2).unwrap(), ["a", "b"]);
+        assert_eq!(m.tags("r", Some("b"), 2).unwrap(), ["c"]);
+        assert!(m.delete_tag("r", "a").unwrap());
+        assert!(!m.delete_tag("r", "a").unwrap());
+        assert!(m.delete_manifest("r", &d(1)).unwrap());
+        assert!(m.tags("r", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn referrers_by_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        m.put_manifest("r", &manifest(d(2), vec![], Some(d(1))), None).unwrap();
+        assert_eq!(m.referrers("r", &d(1), None).unwrap().len(), 1);
+        assert_eq!(m.referrers("r", &d(1), Some("t/x")).unwrap().len(), 1);
+        assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);
+        assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
+    }
+}
