@@ -96,7 +96,9 @@ impl FromStr for Digest {
             .ok_or_else(|| DigestError::MissingAlgorithm(s.to_string()))?;
         let algorithm: Algorithm = alg.parse()?;
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::BadEncoding(s.to_string()));
         }

@@ -112,7 +112,11 @@ impl Manifest {
                     .iter()
                     .map(Descriptor::try_from)
                     .collect::<Result<_, _>>()?,
-                subject: index.subject().as_ref().map(Descriptor::try_from).transpose()?,
+                subject: index
+                    .subject()
+                    .as_ref()
+                    .map(Descriptor::try_from)
+                    .transpose()?,
                 artifact_type: index.artifact_type().as_ref().map(|m| m.to_string()),
                 annotations: index.annotations().as_ref().map(to_btree),
                 media_type,
@@ -199,7 +203,10 @@ mod tests {
 
     #[test]
     fn mismatch_is_refused() {
-        let e = Manifest::parse(Some(mt::OCI_MANIFEST), image(Some(mt::DOCKER_MANIFEST)).as_bytes());
+        let e = Manifest::parse(
+            Some(mt::OCI_MANIFEST),
+            image(Some(mt::DOCKER_MANIFEST)).as_bytes(),
+        );
         assert!(matches!(e, Err(ManifestError::MediaTypeMismatch { .. })));
     }
 

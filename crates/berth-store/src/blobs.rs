@@ -31,7 +31,8 @@ impl BlobStore {
             uploads: root.join("uploads"),
         };
         for dir in [&store.blobs, &store.uploads] {
-            fs::create_dir_all(dir).map_err(StoreError::io(format!("creating {}", dir.display())))?;
+            fs::create_dir_all(dir)
+                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
         }
         Ok(store)
     }
@@ -138,8 +139,10 @@ impl BlobStore {
 
     /// Names of all upload files, for sweeping ones whose session is gone.
     pub fn upload_ids(&self) -> Result<Vec<String>> {
-        let rd = fs::read_dir(&self.uploads)
-            .map_err(StoreError::io(format!("listing {}", self.uploads.display())))?;
+        let rd = fs::read_dir(&self.uploads).map_err(StoreError::io(format!(
+            "listing {}",
+            self.uploads.display()
+        )))?;
         Ok(rd
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
@@ -162,7 +165,9 @@ impl BlobStore {
             use std::io::Seek;
             file.seek(std::io::SeekFrom::Start(0))
                 .map_err(StoreError::io(format!("rewinding {}", path.display())))?;
-            hash_reader(&mut file, expected.algorithm(), &path)?.0.finish()
+            hash_reader(&mut file, expected.algorithm(), &path)?
+                .0
+                .finish()
         };
         if &actual != expected {
             drop(file);
@@ -182,7 +187,8 @@ impl BlobStore {
             return Ok(len);
         }
         let parent = dest.parent().expect("blob path has a parent");
-        fs::create_dir_all(parent).map_err(StoreError::io(format!("creating {}", parent.display())))?;
+        fs::create_dir_all(parent)
+            .map_err(StoreError::io(format!("creating {}", parent.display())))?;
         fs::rename(&path, &dest).map_err(StoreError::io(format!(
             "renaming {} to {}",
             path.display(),

@@ -99,8 +99,9 @@ fn ensure_repo(tx: &rusqlite::Transaction, repo: &str) -> Result<i64> {
 }
 
 fn parse_digest(s: String) -> rusqlite::Result<Digest> {
-    s.parse()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn stored_manifest(row: &rusqlite::Row) -> rusqlite::Result<StoredManifest> {
@@ -166,7 +167,9 @@ impl MetaStore for SqliteMeta {
                 return Ok(false);
             };
             let n = tx
-                .prepare_cached("DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")?
+                .prepare_cached(
+                    "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
+                )?
                 .execute(params![id, d])?;
             Ok(n > 0)
         })
@@ -268,8 +271,10 @@ impl MetaStore for SqliteMeta {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(false);
             };
-            tx.prepare_cached("DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2")?
-                .execute(params![id, d])?;
+            tx.prepare_cached(
+                "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
+            )?
+            .execute(params![id, d])?;
             tx.prepare_cached(
                 "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
             )?
@@ -320,7 +325,12 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+    fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
         let s = subject.to_string();
         self.read(|c| {
             let mut st = c.prepare_cached(
@@ -377,7 +387,8 @@ impl MetaStore for SqliteMeta {
 
     fn delete_upload(&self, id: &str) -> Result<()> {
         self.write(|tx| {
-            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                .execute([id])?;
             Ok(())
         })
     }
@@ -393,7 +404,9 @@ impl MetaStore for SqliteMeta {
     fn counts(&self) -> Result<Counts> {
         self.read(|c| {
             let count = |sql: &str| -> rusqlite::Result<u64> {
-                c.prepare_cached(sql)?.query_row([], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+                c.prepare_cached(sql)?
+                    .query_row([], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
             };
             Ok(Counts {
                 repositories: count("SELECT COUNT(*) FROM repositories")?,
@@ -435,8 +448,12 @@ mod tests {
         // The failed push stored nothing.
         assert!(m.tags("a/b", None, 10).unwrap().is_empty());
         m.link_blob("a/b", &d(1), 10).unwrap();
-        m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1")).unwrap();
-        assert_eq!(m.manifest_by_tag("a/b", "v1").unwrap().unwrap().digest, d(9));
+        m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1"))
+            .unwrap();
+        assert_eq!(
+            m.manifest_by_tag("a/b", "v1").unwrap().unwrap().digest,
+            d(9)
+        );
         assert_eq!(m.repositories(None, 10).unwrap(), vec!["a/b".to_string()]);
         // Another repository cannot read the blob.
         assert_eq!(m.blob_in_repo("c", &d(1)).unwrap(), None);
@@ -448,7 +465,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
         for t in ["c", "a", "b"] {
-            m.put_manifest("r", &manifest(d(1), vec![], None), Some(t)).unwrap();
+            m.put_manifest("r", &manifest(d(1), vec![], None), Some(t))
+                .unwrap();
         }
         assert_eq!(m.tags("r", None, 2).unwrap(), ["a", "b"]);
         assert_eq!(m.tags("r", Some("b"), 2).unwrap(), ["c"]);
@@ -462,7 +480,8 @@ mod tests {
     fn referrers_by_subject() {
         let dir = tempfile::tempdir().unwrap();
         let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
-        m.put_manifest("r", &manifest(d(2), vec![], Some(d(1))), None).unwrap();
+        m.put_manifest("r", &manifest(d(2), vec![], Some(d(1))), None)
+            .unwrap();
         assert_eq!(m.referrers("r", &d(1), None).unwrap().len(), 1);
         assert_eq!(m.referrers("r", &d(1), Some("t/x")).unwrap().len(), 1);
         assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);

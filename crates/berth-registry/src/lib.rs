@@ -1,0 +1,171 @@
+//! The registry HTTP server: OCI Distribution Spec v1.1 and the Docker Registry HTTP
+//! API v2, over the content kept by `berth-store`.
+//!
+//! One handler per endpoint family, each in its own module; [`routes`] turns a `/v2/…`
+//! path (whose repository name may itself contain slashes) into one of them.
+
+mod blobs;
+pub mod error;
+mod listing;
+mod manifests;
+pub mod metrics;
+mod routes;
+mod uploads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use berth_store::{BlobStore, MetaStore, SqliteMeta};
+
+pub use error::{ApiError, Code};
+
+/// Largest manifest accepted (4 MiB, as distribution and the spec suggest).
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the registry needs to run, independent of how it was configured.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Data folder: `blobs/`, `uploads/`, `meta.db`.
+    pub root: PathBuf,
+    /// Upload sessions untouched this long are removed with their data.
+    pub upload_ttl: Duration,
+}
+
+/// The shared state of a running registry.
+pub struct Registry {
+    pub(crate) blobs: BlobStore,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) uploads: uploads::Sessions,
+    pub(crate) metrics: metrics::Metrics,
+    config: RegistryConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("opening the registry at {root}: {source}")]
+    Store {
+        root: PathBuf,
+        #[source]
+        source: berth_store::StoreError,
+    },
+}
+
+impl Registry {
+    /// Opens the embedded default: blob files and a SQLite database under `config.root`.
+    pub fn open(config: RegistryConfig) -> Result<Arc<Registry>, OpenError> {
+        let err = |source| OpenError::Store {
+            root: config.root.clone(),
+            source,
+        };
+        let blobs = BlobStore::open(&config.root).map_err(err)?;
+        let meta = SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?;
+        Ok(Arc::new(Registry {
+            blobs,
+            meta: Arc::new(meta),
+            uploads: uploads::Sessions::default(),
+            metrics: metrics::Metrics::new(),
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The HTTP application: `/v2/…`, `/metrics`, `/healthz`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v2", any(routes::base))
+            .route("/v2/", any(routes::base))
+            .route("/v2/_catalog", get(listing::catalog))
+            .route("/v2/{*path}", any(routes::dispatch))
+            .route("/metrics", get(metrics::render))
+            .route("/healthz", get(health))
+            .fallback(routes::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                metrics::observe,
+            ))
+            .with_state(self.clone())
+    }
+
+    /// Removes upload sessions older than the configured time to live, and upload files
+    /// that no session owns (left by a crash during a one-shot upload). Returns how many
+    /// it removed.
+    pub async fn sweep_uploads(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let reg = self.clone();
+        tokio::task::spawn_blocking(move || reg.sweep_uploads_blocking()).await?
+    }
+
+    fn sweep_uploads_blocking(&self) -> Result<usize, ApiError> {
+        let ttl = self.config.upload_ttl.as_secs() as i64;
+        let cutoff = berth_store_now() - ttl;
+        let mut removed = 0;
+        for id in self.meta.stale_uploads(cutoff)? {
+            self.uploads.forget(&id);
+            self.blobs.remove_upload(&id)?;
+            self.meta.delete_upload(&id)?;
+            removed += 1;
+        }
+        // Files without a session: one-shot uploads interrupted by a crash.
+        for id in self.blobs.upload_ids()? {
+            if self.meta.upload(&id)?.is_none() && self.uploads.is_idle_orphan(&id) {
+                let path = self.config.root.join("uploads").join(&id);
+                let old = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > self.config.upload_ttl);
+                if old {
+                    self.blobs.remove_upload(&id)?;
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "expired upload sessions removed");
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Registry::sweep_uploads`] periodically until the task is dropped.
+    pub fn spawn_upload_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let reg = self.clone();
+        let every =
+            (self.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = reg.sweep_uploads().await {
+                    tracing::warn!(error = ?e, "upload sweep failed");
+                }
+            }
+        })
+    }
+}
+
+fn berth_store_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn health(State(reg): State<Arc<Registry>>) -> Response {
+    match reg.meta.counts() {
+        Ok(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "ok\n",
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}

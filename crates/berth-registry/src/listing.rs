@@ -1,0 +1,149 @@
+//! Listings: tags, the catalog, and referrers. All come from the metadata store's
+//! indexes; none walks the file system.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_image::{media_type, RepositoryName};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::metrics::RouteLabel;
+use crate::routes::{digest, hv, query_get, query_pairs};
+use crate::Registry;
+
+/// Largest page served; a larger `n` is clamped (and a client follows `Link`).
+pub const MAX_PAGE: usize = 10_000;
+
+/// Reads `n` and `last`. Without `n` a listing is whole (up to [`MAX_PAGE`]).
+fn page(query: Option<&str>) -> ApiResult<(Option<usize>, Option<String>)> {
+    let q = query_pairs(query);
+    let n = match query_get(&q, "n") {
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            ApiError::new(Code::PaginationNumberInvalid).detail(format!("n={v} is not a count"))
+        })?),
+        None => None,
+    };
+    Ok((n, query_get(&q, "last").map(str::to_owned)))
+}
+
+/// Fetches one more than asked to learn whether a next page exists, and answers with
+/// a `Link` header when it does.
+fn paginate(
+    path: &str,
+    n: Option<usize>,
+    fetch: impl FnOnce(usize) -> ApiResult<Vec<String>>,
+) -> ApiResult<(Vec<String>, Option<HeaderValue>)> {
+    let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let mut items = fetch(limit + 1)?;
+    let link = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| {
+            let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+            hv(&format!("<{path}?n={limit}&last={last}>; rel=\"next\""))
+        })
+    } else {
+        None
+    };
+    Ok((items, link))
+}
+
+fn json_response(body: Value, content_type: &'static str, link: Option<HeaderValue>) -> Response {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        bytes,
+    )
+        .into_response();
+    if let Some(link) = link {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    resp
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`
+pub(crate) async fn tags(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    query: Option<&str>,
+) -> ApiResult {
+    let (n, last) = page(query)?;
+    if !reg.meta.repository_exists(name.as_str())? {
+        return Err(ApiError::new(Code::NameUnknown).detail(name));
+    }
+    let (tags, link) = paginate(&format!("/v2/{name}/tags/list"), n, |limit| {
+        Ok(reg.meta.tags(name.as_str(), last.as_deref(), limit)?)
+    })?;
+    Ok(json_response(
+        json!({ "name": name.as_str(), "tags": tags }),
+        "application/json",
+        link,
+    ))
+}
+
+/// `GET /v2/_catalog?n=&last=`
+pub(crate) async fn catalog(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let result = (|| {
+        let (n, last) = page(req.uri().query())?;
+        let (repos, link) = paginate("/v2/_catalog", n, |limit| {
+            Ok(reg.meta.repositories(last.as_deref(), limit)?)
+        })?;
+        Ok::<_, ApiError>(json_response(
+            json!({ "repositories": repos }),
+            "application/json",
+            link,
+        ))
+    })();
+    let mut resp = result.unwrap_or_else(|e| e.into_response());
+    resp.extensions_mut().insert(RouteLabel("catalog"));
+    resp
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: an image index of the manifests
+/// whose subject is `digest`. An unknown digest has no referrers, which is not an error.
+pub(crate) async fn referrers(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    d: &str,
+    query: Option<&str>,
+) -> ApiResult {
+    let subject = digest(d)?;
+    let q = query_pairs(query);
+    let filter = query_get(&q, "artifactType").filter(|s| !s.is_empty());
+    let rows = reg.meta.referrers(name.as_str(), &subject, filter)?;
+    let manifests: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut d = Map::new();
+            d.insert("mediaType".into(), r.media_type.into());
+            d.insert("digest".into(), r.digest.to_string().into());
+            d.insert("size".into(), r.size.into());
+            if let Some(t) = r.artifact_type {
+                d.insert("artifactType".into(), t.into());
+            }
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
+                d.insert("annotations".into(), a);
+            }
+            Value::Object(d)
+        })
+        .collect();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut resp = json_response(index, media_type::OCI_INDEX, None);
+    if filter.is_some() {
+        resp.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(resp)
+}

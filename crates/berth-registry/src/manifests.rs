@@ -1,0 +1,180 @@
+//! Manifests: `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_image::{media_type, Digest, Manifest, Reference, RepositoryName};
+use berth_store::{NewManifest, StoredManifest};
+use http_body_util::BodyExt;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::routes::{hv, location};
+use crate::{Registry, MAX_MANIFEST_BYTES};
+
+fn unknown(name: &RepositoryName, r: &str) -> ApiError {
+    ApiError::new(Code::ManifestUnknown).detail(format!("{name}:{r}"))
+}
+
+/// Reads a manifest by tag or digest. A reference that is neither is simply not there
+/// (404): clients probe with odd references and expect "unknown", not "invalid".
+async fn lookup(reg: &Registry, name: &RepositoryName, r: &str) -> ApiResult<StoredManifest> {
+    let found = match r.parse::<Reference>() {
+        Ok(Reference::Tag(t)) => reg.meta.manifest_by_tag(name.as_str(), t.as_str())?,
+        Ok(Reference::Digest(d)) => reg.meta.manifest_by_digest(name.as_str(), &d)?,
+        Err(_) => None,
+    };
+    match found {
+        Some(m) => Ok(m),
+        None if !reg.meta.repository_exists(name.as_str())? => {
+            Err(ApiError::new(Code::NameUnknown).detail(name))
+        }
+        None => Err(unknown(name, r)),
+    }
+}
+
+pub(crate) async fn get(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    r: &str,
+    with_body: bool,
+) -> ApiResult {
+    let m = lookup(reg, name, r).await?;
+    let len = m.content.len();
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, hv(&m.media_type))
+        .header(header::CONTENT_LENGTH, len)
+        .header("docker-content-digest", hv(&m.digest.to_string()))
+        .header(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+    let body = if with_body {
+        reg.metrics.bytes_sent(len as u64);
+        Body::from(m.content)
+    } else {
+        Body::empty()
+    };
+    builder.body(body).map_err(ApiError::internal)
+}
+
+pub(crate) async fn put(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    r: &str,
+    req: Request,
+) -> ApiResult {
+    let reference: Reference = r.parse().map_err(|e: berth_image::NameError| match e {
+        berth_image::NameError::Digest(e) => ApiError::new(Code::DigestInvalid).detail(e),
+        e => ApiError::new(Code::ManifestInvalid).detail(e),
+    })?;
+    let too_big = || {
+        ApiError::new(Code::ManifestInvalid)
+            .status(StatusCode::PAYLOAD_TOO_LARGE)
+            .detail(format!(
+                "manifests are limited to {MAX_MANIFEST_BYTES} bytes"
+            ))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+        return Err(too_big());
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = http_body_util::Limited::new(req.into_body(), MAX_MANIFEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_big()
+            } else {
+                ApiError::new(Code::ManifestInvalid).detail(format!("reading the manifest: {e}"))
+            }
+        })?
+        .to_bytes();
+    reg.metrics.bytes_received(body.len() as u64);
+
+    let algorithm = match &reference {
+        Reference::Digest(d) => d.algorithm(),
+        Reference::Tag(_) => berth_image::Algorithm::Sha256,
+    };
+    let digest = Digest::of(algorithm, &body);
+    if let Reference::Digest(d) = &reference {
+        if d != &digest {
+            return Err(ApiError::new(Code::DigestInvalid).detail(format!(
+                "manifest digest is {digest}, the reference says {d}"
+            )));
+        }
+    }
+    let manifest = Manifest::parse(content_type.as_deref(), &body)
+        .map_err(|e| ApiError::new(Code::ManifestInvalid).detail(e))?;
+
+    let new = NewManifest {
+        digest: digest.clone(),
+        media_type: manifest.media_type.clone(),
+        blobs: manifest
+            .config
+            .iter()
+            .chain(&manifest.layers)
+            .filter(|d| !media_type::is_non_distributable(&d.media_type))
+            .map(|d| d.digest.clone())
+            .collect(),
+        manifests: manifest
+            .manifests
+            .iter()
+            .map(|d| d.digest.clone())
+            .collect(),
+        subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
+        artifact_type: manifest.effective_artifact_type(),
+        annotations: manifest
+            .annotations
+            .as_ref()
+            .map(|a| serde_json::to_string(a).unwrap_or_default()),
+        content: body.to_vec(),
+    };
+    let tag = match &reference {
+        Reference::Tag(t) => Some(t.to_string()),
+        Reference::Digest(_) => None,
+    };
+    let (meta, n) = (reg.meta.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || meta.put_manifest(&n, &new, tag.as_deref())).await??;
+
+    let mut resp = (
+        StatusCode::CREATED,
+        [
+            location(format!("/v2/{name}/manifests/{digest}")),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                hv(&digest.to_string()),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = &manifest.subject {
+        resp.headers_mut()
+            .insert("oci-subject", hv(&subject.digest.to_string()));
+    }
+    Ok(resp)
+}
+
+pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) -> ApiResult {
+    let reference: Reference = r.parse().map_err(|_| unknown(name, r))?;
+    let (meta, n) = (reg.meta.clone(), name.to_string());
+    let deleted = tokio::task::spawn_blocking(move || match reference {
+        Reference::Tag(t) => meta.delete_tag(&n, t.as_str()),
+        Reference::Digest(d) => meta.delete_manifest(&n, &d),
+    })
+    .await??;
+    if deleted {
+        Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+    } else {
+        Err(unknown(name, r))
+    }
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics and the one-line-per-request access log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::error::ApiError;
+use crate::Registry;
+
+/// Which endpoint answered, put on the response by the handler, read by [`observe`].
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+pub struct Metrics {
+    registry: PromRegistry,
+    requests: Family<RequestLabels, Counter>,
+    received: Counter,
+    sent: Counter,
+    uploads: Gauge,
+    blobs: Gauge,
+    manifests: Gauge,
+    repositories: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = PromRegistry::with_prefix("berth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let (received, sent) = (Counter::default(), Counter::default());
+        let (uploads, blobs, manifests, repositories) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_received_bytes",
+            "Bytes of request bodies received",
+            received.clone(),
+        );
+        registry.register(
+            "http_sent_bytes",
+            "Bytes of blob and manifest bodies sent",
+            sent.clone(),
+        );
+        registry.register("upload_sessions", "Open upload sessions", uploads.clone());
+        registry.register("blobs", "Blobs stored", blobs.clone());
+        registry.register(
+            "manifests",
+            "Manifests stored (per repository)",
+            manifests.clone(),
+        );
+        registry.register("repositories", "Repositories", repositories.clone());
+        Metrics {
+            registry,
+            requests,
+            received,
+            sent,
+            uploads,
+            blobs,
+            manifests,
+            repositories,
+        }
+    }
+
+    pub fn bytes_received(&self, n: u64) {
+        self.received.inc_by(n);
+    }
+
+    pub fn bytes_sent(&self, n: u64) {
+        self.sent.inc_by(n);
+    }
+
+    fn request(&self, route: &str, method: &Method, status: StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// `GET /metrics`: content gauges are read from the metadata store at scrape time, so
+/// they are right even when another process changed the store.
+pub(crate) async fn render(State(reg): State<Arc<Registry>>) -> Response {
+    let m = &reg.metrics;
+    match reg.meta.counts() {
+        Ok(c) => {
+            m.uploads.set(c.uploads as i64);
+            m.blobs.set(c.blobs as i64);
+            m.manifests.set(c.manifests as i64);
+            m.repositories.set(c.repositories as i64);
+        }
+        Err(e) => return ApiError::internal(e).into_response(),
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &m.registry) {
+        return ApiError::internal(e).into_response();
+    }
+    let mut resp = (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response();
+    resp.extensions_mut().insert(RouteLabel("metrics"));
+    resp
+}
+
+/// Counts every request and writes one access-log line for it.
+pub(crate) async fn observe(
+    State(reg): State<Arc<Registry>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("other", |r| r.0);
+    let status = resp.status();
+    reg.metrics.request(route, &method, status);
+    tracing::info!(
+        target: "berth::access",
+        %method,
+        path,
+        status = status.as_u16(),
+        route,
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp.headers_mut().insert(
+        crate::routes::API_VERSION.0,
+        axum::http::HeaderValue::from_static(crate::routes::API_VERSION.1),
+    );
+    resp
+}

@@ -1,0 +1,224 @@
+//! Turns a `/v2/<name>/…` path into an endpoint. Repository names contain slashes, so
+//! the endpoint is found from the right: the last `/manifests/`, `/blobs/`,
+//! `/blobs/uploads/`, `/referrers/` or `/tags/list` decides, and what stands before it
+//! must be a valid name.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_image::{Digest, RepositoryName};
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::metrics::RouteLabel;
+use crate::{blobs, listing, manifests, uploads, Registry};
+
+/// The API version header every `/v2/` answer carries.
+pub const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint<'a> {
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    /// Upload session id; empty for `POST …/blobs/uploads/`.
+    Upload(&'a str, &'a str),
+    Tags(&'a str),
+    Referrers(&'a str, &'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    pub(crate) fn parse(rest: &'a str) -> Option<Endpoint<'a>> {
+        let leaf = |s: &str| !s.contains('/');
+        if let Some(name) = rest.strip_suffix("/tags/list") {
+            return Some(Endpoint::Tags(name));
+        }
+        if let Some(name) = rest
+            .strip_suffix("/blobs/uploads")
+            .or(rest.strip_suffix("/blobs/uploads/"))
+        {
+            return Some(Endpoint::Upload(name, ""));
+        }
+        if let Some((name, id)) = rest
+            .rsplit_once("/blobs/uploads/")
+            .filter(|(_, id)| leaf(id))
+        {
+            return Some(Endpoint::Upload(name, id));
+        }
+        if let Some((name, r)) = rest.rsplit_once("/manifests/").filter(|(_, r)| leaf(r)) {
+            return Some(Endpoint::Manifest(name, r));
+        }
+        if let Some((name, d)) = rest.rsplit_once("/blobs/").filter(|(_, d)| leaf(d)) {
+            return Some(Endpoint::Blob(name, d));
+        }
+        if let Some((name, d)) = rest.rsplit_once("/referrers/").filter(|(_, d)| leaf(d)) {
+            return Some(Endpoint::Referrers(name, d));
+        }
+        None
+    }
+
+    fn label(&self, method: &Method) -> &'static str {
+        match (self, method.as_str()) {
+            (Endpoint::Manifest(..), "PUT") => "manifest_put",
+            (Endpoint::Manifest(..), "DELETE") => "manifest_delete",
+            (Endpoint::Manifest(..), _) => "manifest_get",
+            (Endpoint::Blob(..), "DELETE") => "blob_delete",
+            (Endpoint::Blob(..), _) => "blob_get",
+            (Endpoint::Upload(..), _) => "upload",
+            (Endpoint::Tags(..), _) => "tags_list",
+            (Endpoint::Referrers(..), _) => "referrers",
+        }
+    }
+}
+
+/// Validates a repository name from a path.
+pub(crate) fn repo(name: &str) -> ApiResult<RepositoryName> {
+    name.parse()
+        .map_err(|e: berth_image::NameError| ApiError::new(Code::NameInvalid).detail(e))
+}
+
+/// Validates a digest from a path or query.
+pub(crate) fn digest(s: &str) -> ApiResult<Digest> {
+    s.parse()
+        .map_err(|e: berth_image::DigestError| ApiError::new(Code::DigestInvalid).detail(e))
+}
+
+/// `GET /v2/`: the API version check clients start with.
+pub(crate) async fn base() -> Response {
+    let mut r = (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response();
+    r.extensions_mut().insert(RouteLabel("base"));
+    r
+}
+
+pub(crate) async fn not_found() -> Response {
+    ApiError::new(Code::Unsupported)
+        .status(StatusCode::NOT_FOUND)
+        .detail("no such endpoint")
+        .into_response()
+}
+
+/// Every `/v2/<name>/…` request comes here.
+pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let rest = &path["/v2/".len()..];
+    let Some(endpoint) = Endpoint::parse(rest) else {
+        return not_found().await;
+    };
+    let label = endpoint.label(&method);
+    let result = route(reg, endpoint, method, req).await;
+    let mut resp = result.unwrap_or_else(|e| e.into_response());
+    resp.extensions_mut().insert(RouteLabel(label));
+    resp
+}
+
+async fn route(reg: Arc<Registry>, ep: Endpoint<'_>, method: Method, req: Request) -> ApiResult {
+    let unsupported =
+        || Err(ApiError::new(Code::Unsupported).detail(format!("{method} not allowed here")));
+    match ep {
+        Endpoint::Manifest(name, r) => {
+            let name = repo(name)?;
+            match method {
+                Method::GET => manifests::get(&reg, &name, r, true).await,
+                Method::HEAD => manifests::get(&reg, &name, r, false).await,
+                Method::PUT => manifests::put(&reg, &name, r, req).await,
+                Method::DELETE => manifests::delete(&reg, &name, r).await,
+                _ => unsupported(),
+            }
+        }
+        Endpoint::Blob(name, d) => {
+            let name = repo(name)?;
+            match method {
+                Method::GET => blobs::get(&reg, &name, d, req.headers(), true).await,
+                Method::HEAD => blobs::get(&reg, &name, d, req.headers(), false).await,
+                Method::DELETE => blobs::delete(&reg, &name, d).await,
+                _ => unsupported(),
+            }
+        }
+        Endpoint::Upload(name, id) => {
+            let name = repo(name)?;
+            match (method.clone(), id.is_empty()) {
+                (Method::POST, true) => uploads::start(&reg, &name, req).await,
+                (Method::PATCH, false) => uploads::patch(&reg, &name, id, req).await,
+                (Method::PUT, false) => uploads::finish(&reg, &name, id, req).await,
+                (Method::GET, false) => uploads::status(&reg, &name, id).await,
+                (Method::DELETE, false) => uploads::cancel(&reg, &name, id).await,
+                _ => unsupported(),
+            }
+        }
+        Endpoint::Tags(name) => match method {
+            Method::GET => listing::tags(&reg, &repo(name)?, req.uri().query()).await,
+            _ => unsupported(),
+        },
+        Endpoint::Referrers(name, d) => match method {
+            Method::GET => listing::referrers(&reg, &repo(name)?, d, req.uri().query()).await,
+            _ => unsupported(),
+        },
+    }
+}
+
+/// Parses a query string into pairs (percent-decoded).
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// First value of query parameter `key`.
+pub(crate) fn query_get<'q>(pairs: &'q [(String, String)], key: &str) -> Option<&'q str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A header value from a string we built ourselves (never client bytes).
+pub(crate) fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Adds `Location` with a path of ours.
+pub(crate) fn location(path: String) -> (header::HeaderName, HeaderValue) {
+    (header::LOCATION, hv(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint::*;
+    use super::*;
+
+    #[test]
+    fn parses_nested_names() {
+        assert_eq!(
+            Endpoint::parse("a/b/manifests/v1"),
+            Some(Manifest("a/b", "v1"))
+        );
+        assert_eq!(
+            Endpoint::parse("a/manifests/b/manifests/v1"),
+            Some(Manifest("a/manifests/b", "v1"))
+        );
+        assert_eq!(
+            Endpoint::parse("a/blobs/sha256:x"),
+            Some(Blob("a", "sha256:x"))
+        );
+        assert_eq!(
+            Endpoint::parse("a/b/blobs/uploads/"),
+            Some(Upload("a/b", ""))
+        );
+        assert_eq!(
+            Endpoint::parse("a/b/blobs/uploads"),
+            Some(Upload("a/b", ""))
+        );
+        assert_eq!(
+            Endpoint::parse("a/blobs/uploads/123"),
+            Some(Upload("a", "123"))
+        );
+        assert_eq!(Endpoint::parse("a/b/c/tags/list"), Some(Tags("a/b/c")));
+        assert_eq!(
+            Endpoint::parse("a/referrers/sha256:x"),
+            Some(Referrers("a", "sha256:x"))
+        );
+        assert_eq!(Endpoint::parse("a/unknown"), None);
+        assert_eq!(Endpoint::parse("a/manifests/x/y"), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! Blob uploads: monolithic, POST-then-PUT, chunked PATCH, resumable, cross-repository
+//! mount.
+//!
+//! The path of a blob, top to bottom: HTTP body frames -> [`receive`] (a blocking thread
+//! writes each frame to the upload file and hashes it as it passes) -> `BlobStore::commit`
+//! (verify digest, fsync, rename into `blobs/`) -> `MetaStore::link_blob` (the row that
+//! makes the blob visible in the repository).
+//!
+//! Between two requests of a chunked upload only the hash state stays in memory. After a
+//! restart it is gone, and the upload file is hashed once from disk when the session is
+//! resumed: the data on disk is the truth, the session row says who owns it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_image::{Digest, RepositoryName};
+use berth_store::blobs::HashState;
+use berth_store::BlobWriter;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::routes::{digest, hv, location, query_get, query_pairs, repo};
+use crate::Registry;
+
+/// Frames in flight between the network task and the writing thread.
+const FRAMES_IN_FLIGHT: usize = 32;
+
+type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// In-memory state of the upload sessions this process is serving.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Sessions {
+    fn slot(&self, id: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id.to_string()).or_default().clone()
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// True when this process has no state for `id` (so its file is nobody's).
+    pub(crate) fn is_idle_orphan(&self, id: &str) -> bool {
+        !self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn upload_path(name: &RepositoryName, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// `Range: 0-<last byte>` as distribution writes it (`0-0` when empty).
+fn range_value(len: u64) -> HeaderValue {
+    hv(&format!("0-{}", len.saturating_sub(1)))
+}
+
+fn session_response(status: StatusCode, name: &RepositoryName, id: &str, len: u64) -> Response {
+    (
+        status,
+        [
+            location(upload_path(name, id)),
+            (header::RANGE, range_value(len)),
+            (
+                header::HeaderName::from_static("docker-upload-uuid"),
+                hv(id),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response()
+}
+
+fn blob_created(name: &RepositoryName, d: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            location(format!("/v2/{name}/blobs/{d}")),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                hv(&d.to_string()),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response()
+}
+
+/// `POST /v2/<name>/blobs/uploads/`
+pub(crate) async fn start(reg: &Arc<Registry>, name: &RepositoryName, req: Request) -> ApiResult {
+    let q = query_pairs(req.uri().query());
+    if let Some(mount) = query_get(&q, "mount") {
+        let d = digest(mount)?;
+        let from = query_get(&q, "from").map(repo).transpose()?;
+        if let Some(size) = mountable(reg, &d, from.as_ref())? {
+            let (meta, n, d2) = (reg.meta.clone(), name.to_string(), d.clone());
+            tokio::task::spawn_blocking(move || meta.link_blob(&n, &d2, size)).await??;
+            return Ok(blob_created(name, &d));
+        }
+        // Not mountable: fall back to an ordinary upload session, as the spec says.
+    }
+    if let Some(d) = query_get(&q, "digest") {
+        let d = digest(d)?;
+        return monolithic(reg, name, d, req).await;
+    }
+    let id = new_id();
+    let (blobs, meta, n, id2) = (
+        reg.blobs.clone(),
+        reg.meta.clone(),
+        name.to_string(),
+        id.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        blobs.create_upload(&id2)?;
+        meta.create_upload(&id2, &n)
+    })
+    .await??;
+    Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+/// Size of blob `d` if it may be mounted: from `from` when named, else from any
+/// repository (automatic mount). Access control narrows "any" to what the caller reads.
+fn mountable(reg: &Registry, d: &Digest, from: Option<&RepositoryName>) -> ApiResult<Option<u64>> {
+    let size = match from {
+        Some(from) => reg.meta.blob_in_repo(from.as_str(), d)?,
+        None => reg.meta.blob_known(d)?,
+    };
+    Ok(size.filter(|_| reg.blobs.contains(d)))
+}
+
+/// `POST …/blobs/uploads/?digest=`: the whole blob in one request.
+async fn monolithic(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    d: Digest,
+    req: Request,
+) -> ApiResult {
+    let id = new_id();
+    let slot = reg.uploads.slot(&id);
+    let _busy = slot.lock().await;
+    let blobs = reg.blobs.clone();
+    let id2 = id.clone();
+    let writer = tokio::task::spawn_blocking(move || blobs.create_upload(&id2)).await??;
+    let result = commit_body(reg, name, &id, writer, &d, req.into_body(), None).await;
+    reg.uploads.forget(&id);
+    result?;
+    Ok(blob_created(name, &d))
+}
+
+/// Looks up session `id` and checks it belongs to `name`.
+fn session(reg: &Registry, name: &RepositoryName, id: &str) -> ApiResult<()> {
+    let unknown = || ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id}"));
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(unknown());
+    }
+    match reg.meta.upload(id)? {
+        Some(u) if u.repository == name.as_str() => Ok(()),
+        _ => Err(unknown()),
+    }
+}
+
+/// Reopens the upload file for appending, with the hash state kept in `state`.
+async fn resume(reg: &Registry, id: &str, state: Option<HashState>) -> ApiResult<BlobWriter> {
+    let blobs = reg.blobs.clone();
+    let id2 = id.to_string();
+    tokio::task::spawn_blocking(move || blobs.resume_upload(&id2, state))
+        .await??
+        .ok_or_else(|| {
+            ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id} has no data"))
+        })
+}
+
+/// Parses `Content-Range: <start>-<end>` (with or without a `bytes ` prefix).
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail("malformed Content-Range")
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s.strip_prefix("bytes ").unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if b < a {
+        return Err(bad());
+    }
+    Ok(Some((a, b)))
+}
+
+/// A chunk must start where the upload ends.
+fn check_chunk_start(
+    range: Option<(u64, u64)>,
+    len: u64,
+    name: &RepositoryName,
+    id: &str,
+) -> ApiResult<()> {
+    match range {
+        Some((start, _)) if start != len => Err(ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail(format!("chunk starts at {start}, upload has {len} bytes"))
+            .header(header::LOCATION, hv(&upload_path(name, id)))
+            .header(header::RANGE, range_value(len))),
+        _ => Ok(()),
+    }
+}
+
+/// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or streams the whole blob).
+pub(crate) async fn patch(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    id: &str,
+    req: Request,
+) -> ApiResult {
+    session(reg, name, id)?;
+    let range = content_range(req.headers())?;
+    let slot = reg.uploads.slot(id);
+    let mut state = slot.lock().await;
+    let writer = resume(reg, id, state.take()).await?;
+    check_chunk_start(range, writer.len(), name, id).inspect_err(|_| {})?;
+    let before = writer.len();
+    let (writer, result) = receive(reg, writer, req.into_body()).await;
+    let len = writer.len();
+    *state = Some(writer.into_state());
+    drop(state);
+    let meta = reg.meta.clone();
+    let id2 = id.to_string();
+    tokio::task::spawn_blocking(move || meta.touch_upload(&id2)).await??;
+    result?;
+    if let Some((start, end)) = range {
+        if len - before != end - start + 1 {
+            return Err(ApiError::new(Code::SizeInvalid).detail(format!(
+                "Content-Range says {} bytes, body had {}",
+                end - start + 1,
+                len - before
+            )));
+        }
+    }
+    Ok(session_response(StatusCode::ACCEPTED, name, id, len))
+}
+
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: last chunk (optional) and commit.
+pub(crate) async fn finish(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    id: &str,
+    req: Request,
+) -> ApiResult {
+    session(reg, name, id)?;
+    let q = query_pairs(req.uri().query());
+    let d = digest(query_get(&q, "digest").ok_or_else(|| {
+        ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
+    })?)?;
+    let range = content_range(req.headers())?;
+    let slot = reg.uploads.slot(id);
+    let mut state = slot.lock().await;
+    let writer = resume(reg, id, state.take()).await?;
+    check_chunk_start(range, writer.len(), name, id)?;
+    let result = commit_body(reg, name, id, writer, &d, req.into_body(), Some(&mut state)).await;
+    drop(state);
+    if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {
+        // Committed, or the data was thrown away: the session is over either way.
+        reg.uploads.forget(id);
+        let meta = reg.meta.clone();
+        let id2 = id.to_string();
+        tokio::task::spawn_blocking(move || meta.delete_upload(&id2)).await??;
+    }
+    result?;
+    Ok(blob_created(name, &d))
+}
+
+/// Appends `body` to `writer`, then verifies and commits the blob as `d` and links it
+/// to `name`. When the body breaks off, the hash state goes back to `keep` (a resumable
+/// session) instead of being lost.
+async fn commit_body(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    id: &str,
+    writer: BlobWriter,
+    d: &Digest,
+    body: Body,
+    keep: Option<&mut Option<HashState>>,
+) -> ApiResult<()> {
+    let (writer, result) = receive(reg, writer, body).await;
+    if let Err(e) = result {
+        match keep {
+            Some(slot) => *slot = Some(writer.into_state()),
+            None => {
+                drop(writer);
+                let _ = reg.blobs.remove_upload(id);
+            }
+        }
+        return Err(e);
+    }
+    let (blobs, meta, n, d2) = (
+        reg.blobs.clone(),
+        reg.meta.clone(),
+        name.to_string(),
+        d.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let size = blobs.commit(writer, &d2)?;
+        meta.link_blob(&n, &d2, size)
+    })
+    .await??;
+    Ok(())
+}
+
+/// Streams a request body into `writer`: the network task forwards frames, a blocking
+/// thread writes and hashes them, so receiving and hashing overlap on two cores.
+async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter, ApiResult<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut w = writer;
+        while let Some(frame) = rx.blocking_recv() {
+            if let Err(e) = w.write(&frame) {
+                return (w, Err(e));
+            }
+        }
+        (w, Ok(()))
+    });
+    let mut stream = body.into_data_stream();
+    let mut body_error = None;
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(bytes) => {
+                reg.metrics.bytes_received(bytes.len() as u64);
+                if tx.send(bytes).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let (writer, written) = match consumer.await {
+        Ok(x) => x,
+        Err(e) => {
+            // The writing thread panicked and took the writer with it: nothing to resume.
+            return (
+                unreachable_writer(reg),
+                Err(ApiError::internal(format!("upload writer failed: {e}"))),
+            );
+        }
+    };
+    let result =
+        match (written, body_error) {
+            (Err(e), _) => Err(ApiError::internal(e)),
+            (Ok(()), Some(e)) => Err(ApiError::new(Code::BlobUploadInvalid)
+                .detail(format!("request body broke off: {e}"))),
+            (Ok(()), None) => Ok(()),
+        };
+    (writer, result)
+}
+
+/// A throw-away writer for the panic path of [`receive`], so callers keep one shape.
+fn unreachable_writer(reg: &Registry) -> BlobWriter {
+    let id = new_id();
+    let w = reg.blobs.create_upload(&id);
+    let _ = reg.blobs.remove_upload(&id);
+    w.unwrap_or_else(|e| panic!("cannot create scratch upload after a writer panic: {e}"))
+}
+
+/// `GET /v2/<name>/blobs/uploads/<id>`: how much has arrived.
+pub(crate) async fn status(reg: &Arc<Registry>, name: &RepositoryName, id: &str) -> ApiResult {
+    session(reg, name, id)?;
+    let len = reg.blobs.upload_len(id)?.ok_or_else(|| {
+        ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id} has no data"))
+    })?;
+    Ok(session_response(StatusCode::NO_CONTENT, name, id, len))
+}
+
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the upload and drops its data.
+pub(crate) async fn cancel(reg: &Arc<Registry>, name: &RepositoryName, id: &str) -> ApiResult {
+    session(reg, name, id)?;
+    let slot = reg.uploads.slot(id);
+    let _busy = slot.lock().await;
+    let (blobs, meta, id2) = (reg.blobs.clone(), reg.meta.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        blobs.remove_upload(&id2)?;
+        meta.delete_upload(&id2)
+    })
+    .await??;
+    reg.uploads.forget(id);
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,548 @@
+//! Interop tests: berth against the containers tools (buildah, podman,
+//! skopeo) and against the reference registry (distribution 2.8,
+//! `docker-registry`).
+//!
+//! The peers are Debian packages (`scripts/install-peers.sh` installs them).
+//! A missing peer fails the test; it is never skipped. Run with
+//! `cargo test -p berth --test interop -- --test-threads=2`.
+
+#[path = "interop/support.rs"]
+mod support;
+
+use support::*;
+
+const BUILDAH: &str = "buildah";
+const PODMAN: &str = "podman";
+const SKOPEO: &str = "skopeo";
+const REGISTRY: &str = "docker-registry";
+const CURL: &str = "curl";
+const SHA256SUM: &str = "sha256sum";
+
+/// buildah builds and pushes; skopeo inspects, lists and copies it back out.
+#[test]
+fn buildah_push_then_skopeo_reads() {
+    let mut ctx = Ctx::new("buildah-push", &[BUILDAH, SKOPEO, CURL, SHA256SUM]);
+    let reg = ctx.start(ServerKind::Berth);
+    let image = ctx.build_busybox("localhost/test/busybox:v1");
+    let dest = format!("docker://{reg}/test/busybox:v1");
+
+    ctx.step("buildah push");
+    let [pf, pv] = ctx.policy_args();
+    let digestfile = ctx.p("push.digest");
+    ctx.buildah(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile,
+        &image,
+        &dest,
+    ])
+    .run();
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
+
+    ctx.step("skopeo inspect --raw");
+    let manifest = Manifest::parse(ctx.raw_manifest(&dest));
+    assert_eq!(ctx.sha256(&manifest.raw), pushed, "digest of inspect --raw");
+    assert_eq!(manifest.json["schemaVersion"], 2);
+    assert_eq!(manifest.layer_digests().len(), 1, "{}", manifest.json);
+
+    ctx.step("skopeo inspect");
+    let info = ctx
+        .skopeo(&["inspect", "--tls-verify=false", &dest])
+        .run()
+        .json();
+    assert_eq!(info["Name"], format!("{reg}/test/busybox"), "{info:#}");
+    assert_eq!(info["Digest"], pushed.as_str(), "{info:#}");
+    assert_eq!(
+        strings(&info["Layers"]),
+        manifest.layer_digests(),
+        "{info:#}"
+    );
+    assert!(
+        strings(&info["RepoTags"]).contains(&"v1".to_string()),
+        "{info:#}"
+    );
+
+    let formatted = ctx
+        .skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &dest,
+        ])
+        .run()
+        .last_line();
+    assert_eq!(formatted, pushed);
+
+    ctx.step("skopeo list-tags");
+    let tags = ctx
+        .skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/test/busybox"),
+        ])
+        .run()
+        .json();
+    assert_eq!(
+        tags["Repository"],
+        format!("{reg}/test/busybox"),
+        "{tags:#}"
+    );
+    assert_eq!(strings(&tags["Tags"]), vec!["v1".to_string()], "{tags:#}");
+
+    ctx.step("skopeo copy to dir:");
+    let out = ctx.path("out");
+    ctx.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &dest,
+        &format!("dir:{}", out.display()),
+    ])
+    .run();
+    let mut blob_files = Vec::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let digest = ctx.sha256_file(&entry.path());
+            assert_eq!(digest, format!("sha256:{name}"), "blob file {name} in dir:");
+            blob_files.push(digest);
+        }
+    }
+    blob_files.sort();
+    let mut expected_blobs = manifest.blob_digests();
+    expected_blobs.sort();
+    assert_eq!(blob_files, expected_blobs, "blobs written to dir:");
+    let dir_manifest = out.join("manifest.json");
+    assert_eq!(std::fs::read(&dir_manifest).unwrap(), manifest.raw);
+    let digest_of_copy = ctx
+        .skopeo(&["manifest-digest", &dir_manifest.display().to_string()])
+        .run()
+        .last_line();
+    assert_eq!(digest_of_copy, pushed, "skopeo manifest-digest of the copy");
+
+    ctx.step("curl: manifest by tag and digest, blobs");
+    ctx.assert_manifest_served(&reg, "test/busybox", "v1", &manifest, &pushed);
+    ctx.assert_manifest_served(&reg, "test/busybox", &pushed, &manifest, &pushed);
+    ctx.assert_blobs_served(&reg, "test/busybox", &manifest.blob_digests());
+}
+
+/// podman push, rmi, pull: same image ID and the registry's digest is the
+/// one podman pushed.
+#[test]
+fn podman_push_pull_roundtrip() {
+    let mut ctx = Ctx::new("podman", &[BUILDAH, PODMAN, SKOPEO, SHA256SUM]);
+    let reg = ctx.start(ServerKind::Berth);
+    let image = ctx.build_busybox("localhost/test/podman:v1");
+    let [pf, pv] = ctx.policy_args();
+
+    let id_before = ctx
+        .podman(&["image", "inspect", "--format", "{{.Id}}", &image])
+        .run()
+        .last_line();
+
+    ctx.step("podman push");
+    let dest = format!("docker://{reg}/test/podman:v1");
+    let digestfile = ctx.p("push.digest");
+    ctx.podman(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile,
+        &image,
+        &dest,
+    ])
+    .run();
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
+
+    let manifest = Manifest::parse(ctx.raw_manifest(&dest));
+    assert_eq!(
+        ctx.sha256(&manifest.raw),
+        pushed,
+        "registry manifest digest"
+    );
+    assert_eq!(manifest.config_digest(), format!("sha256:{id_before}"));
+
+    ctx.step("podman rmi");
+    ctx.podman(&["rmi", &image]).run();
+    ctx.podman(&["image", "exists", &image]).run_fail();
+
+    ctx.step("podman pull");
+    let pulled = ctx
+        .podman(&["pull", &pf, &pv, "--tls-verify=false", &dest])
+        .run()
+        .last_line();
+    assert_eq!(pulled, id_before, "image ID after pull");
+    let local = format!("{reg}/test/podman:v1");
+    let inspected = ctx
+        .podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Digest}}",
+            &local,
+        ])
+        .run()
+        .last_line();
+    assert_eq!(
+        inspected,
+        format!("{id_before} {pushed}"),
+        "podman image inspect"
+    );
+}
+
+/// distribution -> berth -> berth (another repo) -> distribution keeps every
+/// manifest and blob byte-identical, for an OCI and a Docker v2s2 image.
+#[test]
+fn skopeo_copy_between_berth_and_distribution() {
+    let mut ctx = Ctx::new("skopeo-hops", &[BUILDAH, SKOPEO, REGISTRY, CURL, SHA256SUM]);
+    let berth = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let image = ctx.build_busybox("localhost/test/hops:v1");
+    let [pf, pv] = ctx.policy_args();
+
+    ctx.step("buildah push to an OCI layout");
+    let layout = ctx.path("layout");
+    let layout_ref = format!("oci:{}:v1", layout.display());
+    ctx.buildah(&["push", &pf, &pv, &image, &layout_ref]).run();
+    let layout_digest = oci_layout_digest(&layout);
+
+    for (tag, format) in [("oci", None), ("v2s2", Some("v2s2"))] {
+        ctx.step(&format!("{tag}: layout -> distribution"));
+        let origin = format!("docker://{dist}/test/src:{tag}");
+        let mut args = vec!["copy", "--dest-tls-verify=false"];
+        if let Some(format) = format {
+            args.extend(["--format", format]);
+        }
+        args.extend([layout_ref.as_str(), origin.as_str()]);
+        ctx.skopeo(&args).run();
+        let first = Manifest::parse(ctx.raw_manifest(&origin));
+        let digest = ctx.sha256(&first.raw);
+        match format {
+            None => {
+                assert_eq!(digest, layout_digest, "layout -> distribution changed it");
+                assert_eq!(first.media_type(), OCI_MANIFEST);
+            }
+            Some(_) => assert_eq!(first.media_type(), DOCKER_MANIFEST),
+        }
+
+        let hops = [
+            (origin.clone(), format!("docker://{berth}/test/hops:{tag}")),
+            (
+                format!("docker://{berth}/test/hops:{tag}"),
+                format!("docker://{berth}/test/mounted:{tag}"),
+            ),
+            (
+                format!("docker://{berth}/test/mounted:{tag}"),
+                format!("docker://{dist}/test/back:{tag}"),
+            ),
+        ];
+        for (src, dst) in &hops {
+            ctx.step(&format!("{tag}: {src} -> {dst}"));
+            ctx.skopeo(&[
+                "copy",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                src,
+                dst,
+            ])
+            .run();
+            let copied = Manifest::parse(ctx.raw_manifest(dst));
+            assert!(
+                copied.raw == first.raw,
+                "{dst} differs from {origin}:\n got: {}\nwant: {}",
+                String::from_utf8_lossy(&copied.raw),
+                String::from_utf8_lossy(&first.raw)
+            );
+            assert_eq!(ctx.sha256(&copied.raw), digest, "{dst}");
+            let info = ctx
+                .skopeo(&["inspect", "--tls-verify=false", dst])
+                .run()
+                .json();
+            assert_eq!(info["Digest"], digest.as_str(), "{dst}: {info:#}");
+            assert_eq!(strings(&info["Layers"]), first.layer_digests(), "{dst}");
+        }
+
+        ctx.step(&format!("{tag}: curl berth"));
+        for repo in ["test/hops", "test/mounted"] {
+            ctx.assert_manifest_served(&berth, repo, tag, &first, &digest);
+            ctx.assert_manifest_served(&berth, repo, &digest, &first, &digest);
+            ctx.assert_blobs_served(&berth, repo, &first.blob_digests());
+        }
+    }
+}
+
+/// A two-platform index pushed by buildah, copied with `skopeo copy --all`
+/// berth -> distribution -> berth.
+#[test]
+fn multi_arch_index() {
+    let mut ctx = Ctx::new("multi-arch", &[BUILDAH, SKOPEO, REGISTRY, CURL, SHA256SUM]);
+    let berth = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let [pf, pv] = ctx.policy_args();
+
+    ctx.step("build amd64 and arm64 images and a manifest list");
+    let list = "localhost/test/multi:list";
+    ctx.buildah(&["manifest", "create", list]).run();
+    for arch in ["amd64", "arm64"] {
+        let image = ctx.build_for_arch(&format!("localhost/test/multi-{arch}:v1"), arch);
+        ctx.buildah(&[
+            "manifest",
+            "add",
+            list,
+            &format!("containers-storage:{image}"),
+        ])
+        .run();
+    }
+
+    ctx.step("buildah manifest push --all");
+    let dest = format!("docker://{berth}/test/multi:v1");
+    let digestfile = ctx.p("push.digest");
+    ctx.buildah(&[
+        "manifest",
+        "push",
+        &pf,
+        &pv,
+        "--all",
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile,
+        list,
+        &dest,
+    ])
+    .run();
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let index = Manifest::parse(ctx.raw_manifest(&dest));
+    assert_eq!(ctx.sha256(&index.raw), pushed, "index digest");
+    assert!(
+        [OCI_INDEX, DOCKER_LIST].contains(&index.media_type()),
+        "{}",
+        index.json
+    );
+    let children = index.children();
+    let mut archs: Vec<&str> = children.values().map(|(_, a)| a.as_str()).collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"], "{}", index.json);
+    ctx.assert_manifest_served(&berth, "test/multi", "v1", &index, &pushed);
+
+    ctx.step("curl: every child manifest by digest, and its blobs");
+    for (digest, (media_type, arch)) in &children {
+        let url = format!("http://{berth}/v2/test/multi/manifests/{digest}");
+        let child = ctx.http("GET", &url, Some(MANIFEST_ACCEPT));
+        child
+            .expect_status(200)
+            .expect_header("content-type", media_type)
+            .expect_header("docker-content-digest", digest);
+        assert_eq!(ctx.sha256(&child.body), *digest, "{arch} child body");
+        let child = Manifest::parse(child.body);
+        ctx.assert_blobs_served(&berth, "test/multi", &child.blob_digests());
+    }
+
+    ctx.step("skopeo resolves the index per platform");
+    for (digest, (_, arch)) in &children {
+        let info = ctx
+            .skopeo(&[
+                "--override-arch",
+                arch,
+                "--override-os",
+                "linux",
+                "inspect",
+                "--tls-verify=false",
+                &dest,
+            ])
+            .run()
+            .json();
+        assert_eq!(info["Digest"], digest.as_str(), "{arch}: {info:#}");
+        assert_eq!(info["Architecture"], arch.as_str(), "{arch}: {info:#}");
+    }
+
+    let hops = [
+        (dest.clone(), format!("docker://{dist}/test/multi:v1")),
+        (
+            format!("docker://{dist}/test/multi:v1"),
+            format!("docker://{berth}/test/multi-copy:v1"),
+        ),
+    ];
+    for (src, dst) in &hops {
+        ctx.step(&format!("skopeo copy --all {src} -> {dst}"));
+        ctx.skopeo(&[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            src,
+            dst,
+        ])
+        .run();
+        let copied = ctx.raw_manifest(dst);
+        assert!(
+            copied == index.raw,
+            "{dst}: index differs\n got: {}\nwant: {}",
+            String::from_utf8_lossy(&copied),
+            String::from_utf8_lossy(&index.raw)
+        );
+    }
+    ctx.assert_manifest_served(&berth, "test/multi-copy", "v1", &index, &pushed);
+    for (digest, (media_type, _)) in &children {
+        let url = format!("http://{berth}/v2/test/multi-copy/manifests/{digest}");
+        let child = ctx.http("GET", &url, Some(MANIFEST_ACCEPT));
+        child
+            .expect_status(200)
+            .expect_header("content-type", media_type)
+            .expect_header("docker-content-digest", digest);
+        assert_eq!(ctx.sha256(&child.body), *digest);
+        let child = Manifest::parse(child.body);
+        ctx.assert_blobs_served(&berth, "test/multi-copy", &child.blob_digests());
+    }
+}
+
+/// `skopeo delete` by tag deletes the manifest in that repository only.
+#[test]
+fn skopeo_delete() {
+    let mut ctx = Ctx::new("delete", &[BUILDAH, SKOPEO, CURL, SHA256SUM]);
+    let reg = ctx.start(ServerKind::Berth);
+    let image = ctx.build_busybox("localhost/test/busybox:v1");
+    let [pf, pv] = ctx.policy_args();
+    let target = format!("docker://{reg}/test/busybox:v1");
+    let other = format!("docker://{reg}/test/other:v1");
+    for dest in [&target, &other] {
+        ctx.buildah(&["push", &pf, &pv, "--tls-verify=false", &image, dest])
+            .run();
+    }
+    let manifest = Manifest::parse(ctx.raw_manifest(&target));
+    let digest = ctx.sha256(&manifest.raw);
+    assert_eq!(ctx.sha256(&ctx.raw_manifest(&other)), digest);
+
+    ctx.step("skopeo delete");
+    ctx.skopeo(&["delete", "--tls-verify=false", &target]).run();
+
+    ctx.step("skopeo inspect fails");
+    let failed = ctx
+        .skopeo(&["inspect", "--tls-verify=false", &target])
+        .run_fail();
+    let error = failed.error_lines().to_ascii_lowercase();
+    assert!(
+        error.contains("manifest unknown") || error.contains("not found"),
+        "skopeo inspect after delete should fail with manifest unknown / not found, got:\n{}",
+        failed.error_lines()
+    );
+
+    ctx.step("curl: tag and digest are gone");
+    for reference in ["v1", digest.as_str()] {
+        let url = format!("http://{reg}/v2/test/busybox/manifests/{reference}");
+        ctx.http("GET", &url, Some(MANIFEST_ACCEPT))
+            .expect_status(404);
+        ctx.http("HEAD", &url, Some(MANIFEST_ACCEPT))
+            .expect_status(404);
+    }
+
+    ctx.step("skopeo list-tags no longer lists v1");
+    let listed = ctx
+        .skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/test/busybox"),
+        ])
+        .exec_any();
+    if listed.status.success() {
+        let tags = listed.json();
+        assert!(
+            !strings(&tags["Tags"]).contains(&"v1".to_string()),
+            "v1 still listed: {tags:#}"
+        );
+    } else {
+        let error = listed.error_lines().to_ascii_lowercase();
+        assert!(
+            error.contains("name unknown") || error.contains("not found"),
+            "list-tags failed, but not with name unknown / not found:\n{}",
+            listed.error_lines()
+        );
+    }
+
+    ctx.step("the other repository is untouched");
+    ctx.assert_manifest_served(&reg, "test/other", "v1", &manifest, &digest);
+    ctx.assert_blobs_served(&reg, "test/other", &manifest.blob_digests());
+}
+
+/// The same image pushed as OCI and as Docker v2s2: each tag keeps its media
+/// type, and the server's Content-Type says so.
+#[test]
+fn oci_and_docker_formats() {
+    let mut ctx = Ctx::new("formats", &[BUILDAH, SKOPEO, CURL, SHA256SUM]);
+    let reg = ctx.start(ServerKind::Berth);
+    let image = ctx.build_busybox("localhost/test/formats:v1");
+    let [pf, pv] = ctx.policy_args();
+
+    for (tag, manifest_type, config_type) in [
+        ("oci", OCI_MANIFEST, OCI_CONFIG),
+        ("v2s2", DOCKER_MANIFEST, DOCKER_CONFIG),
+    ] {
+        ctx.step(&format!("buildah push --format {tag}"));
+        let dest = format!("docker://{reg}/test/formats:{tag}");
+        let digestfile = ctx.p(&format!("{tag}.digest"));
+        ctx.buildah(&[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            "--format",
+            tag,
+            "--digestfile",
+            &digestfile,
+            &image,
+            &dest,
+        ])
+        .run();
+        let pushed = std::fs::read_to_string(&digestfile)
+            .unwrap()
+            .trim()
+            .to_string();
+        let manifest = Manifest::parse(ctx.raw_manifest(&dest));
+        assert_eq!(ctx.sha256(&manifest.raw), pushed, "{tag}: digest");
+        assert_eq!(
+            manifest.media_type(),
+            manifest_type,
+            "{tag}: {}",
+            manifest.json
+        );
+        assert_eq!(
+            manifest.json["config"]["mediaType"], config_type,
+            "{tag}: {}",
+            manifest.json
+        );
+        ctx.assert_manifest_served(&reg, "test/formats", tag, &manifest, &pushed);
+        ctx.assert_manifest_served(&reg, "test/formats", &pushed, &manifest, &pushed);
+        ctx.assert_blobs_served(&reg, "test/formats", &manifest.blob_digests());
+    }
+
+    let tags = ctx
+        .skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/test/formats"),
+        ])
+        .run()
+        .json();
+    let mut listed = strings(&tags["Tags"]);
+    listed.sort();
+    assert_eq!(listed, ["oci", "v2s2"], "{tags:#}");
+}
