@@ -8,8 +8,12 @@
 //! containers.conf, HOME, XDG dirs and TMPDIR. Every image reference is fully
 //! qualified with `127.0.0.1:PORT` or `localhost/`, and registries.conf is
 //! empty, so nothing is resolved against, or sent to, any other host.
-//! (One shared file remains: skopeo running as root keeps its blob-info cache
-//! in /var/lib/containers/cache; 1.9.3 has no option to move it.)
+//! What stays shared with the host, because 1.9.3/4.3.1 have no option for
+//! it: skopeo running as root keeps its blob-info cache in
+//! /var/lib/containers/cache, and skopeo/podman still read
+//! /etc/containers/registries.conf.d (short-name aliases, unused with fully
+//! qualified names) and podman /etc/containers/registries.d (signature
+//! lookaside; none is configured for 127.0.0.1).
 //!
 //! Set `BERTH_INTEROP_KEEP=1` to keep a failed test's directory.
 
@@ -97,6 +101,7 @@ pub struct Server {
     pub addr: String,
     child: Child,
     log: PathBuf,
+    dir: PathBuf,
 }
 
 impl Server {
@@ -107,10 +112,10 @@ impl Server {
         // The port is found by binding port 0 and releasing it, so another
         // process may take it before the server binds: retry a few times.
         let mut last_failure = String::new();
-        for attempt in 0..3 {
+        for _attempt in 0..3 {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
-            let log = dir.join(format!("server-{attempt}.log"));
+            let log = unused_path(dir, "server", "log");
             let mut cmd = match kind {
                 ServerKind::Berth => {
                     let root = dir.join("root");
@@ -161,6 +166,7 @@ impl Server {
                 addr,
                 child,
                 log,
+                dir: dir.to_path_buf(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -235,6 +241,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn unused_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    (0..)
+        .map(|n| dir.join(format!("{stem}-{n}.{ext}")))
+        .find(|p| !p.exists())
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -397,6 +410,38 @@ impl Ctx {
         addr
     }
 
+    /// Sends SIGTERM to the server on `addr`, asserts that it exits within
+    /// STOP_TIMEOUT, starts it again on the same data directory (on a new
+    /// port) and returns the new address.
+    #[track_caller]
+    pub fn restart(&mut self, addr: &str) -> String {
+        let index = self
+            .servers
+            .iter()
+            .position(|s| s.addr == addr)
+            .unwrap_or_else(|| panic!("no server on {addr}"));
+        let mut server = self.servers.remove(index);
+        let status = server.stop();
+        assert!(
+            status.is_some(),
+            "{:?} on {addr} did not exit within {STOP_TIMEOUT:?} of SIGTERM\n--- log ---\n{}",
+            server.kind,
+            server.log_tail(LOG_LIMIT)
+        );
+        self.step(&format!(
+            "{:?} on {addr} exited on SIGTERM: {}",
+            server.kind,
+            status.unwrap()
+        ));
+        let (kind, dir) = (server.kind, server.dir.clone());
+        drop(server);
+        let server = Server::start(kind, &dir);
+        let addr = server.addr.clone();
+        self.step(&format!("{kind:?} restarted on {addr}"));
+        self.servers.push(server);
+        addr
+    }
+
     pub fn step(&self, what: &str) {
         eprintln!("[{}] {what}", self.name);
     }
@@ -486,6 +531,9 @@ impl Ctx {
         let mut global: Vec<String> = vec![
             "--debug".into(),
             "--insecure-policy".into(),
+            // Hidden flag; skopeo 1.9.3 ignores CONTAINERS_REGISTRIES_CONF.
+            "--registries-conf".into(),
+            self.p("registries.conf"),
             "--registries.d".into(),
             self.p("registries.d"),
         ];
@@ -727,6 +775,11 @@ impl<'a> Run<'a> {
             },
             self.ctx,
         )
+    }
+
+    /// Runs and returns the output whatever the exit status.
+    pub fn run_any(self) -> Output {
+        self.exec().0
     }
 
     /// Runs and panics unless the command exits 0.

@@ -1,0 +1,2022 @@
+//! Per-endpoint HTTP tests of the registry: every endpoint family of the OCI
+//! Distribution Spec v1.1 (and what the conformance suite v1.1.1 sends and asserts),
+//! against a real server on a loopback port, one behaviour per test.
+//!
+//! Run with `cargo test -p berth-registry --test api`.
+
+#[path = "api/support.rs"]
+mod support;
+
+mod base {
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn every_answer_carries_the_api_version_header_and_base_is_200() {
+        let srv = Server::start().await;
+        for path in ["/v2/", "/v2"] {
+            let resp = send(srv.get(path)).await;
+            assert_eq!(
+                header(&resp, "docker-distribution-api-version").as_deref(),
+                Some("registry/2.0"),
+                "{path}"
+            );
+            let (_, body) = expect_status(resp, 200).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+            assert!(v.is_object(), "{path}: {v}");
+        }
+        // Error answers carry it too.
+        let resp = send(srv.get(&format!("/v2/repo/blobs/{DUMMY_DIGEST}"))).await;
+        assert_eq!(
+            header(&resp, "docker-distribution-api-version").as_deref(),
+            Some("registry/2.0")
+        );
+        expect_error(resp, 404, "BLOB_UNKNOWN").await;
+    }
+
+    #[tokio::test]
+    async fn unknown_endpoint_is_404_with_error_body() {
+        let srv = Server::start().await;
+        for path in [
+            "/v2/repo/nothing-here",
+            "/v2/repo/manifests/a/b",
+            "/nothing",
+        ] {
+            let (status, _code) = error_of(send(srv.get(path)).await).await;
+            assert_eq!(status, 404, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405_unsupported() {
+        let srv = Server::start().await;
+        let cases = [
+            (
+                reqwest::Method::POST,
+                "/v2/repo/manifests/latest".to_string(),
+            ),
+            (
+                reqwest::Method::PUT,
+                format!("/v2/repo/blobs/{DUMMY_DIGEST}"),
+            ),
+            (reqwest::Method::DELETE, "/v2/repo/tags/list".to_string()),
+            (
+                reqwest::Method::POST,
+                format!("/v2/repo/referrers/{DUMMY_DIGEST}"),
+            ),
+            (reqwest::Method::PUT, "/v2/repo/blobs/uploads/".to_string()),
+        ];
+        for (method, path) in cases {
+            let resp = send(srv.req(method.clone(), &path)).await;
+            expect_error(resp, 405, "UNSUPPORTED").await;
+        }
+    }
+}
+
+mod blobs {
+    use crate::support::*;
+    use reqwest::header::RANGE;
+
+    #[tokio::test]
+    async fn unknown_blob_head_and_get_are_404() {
+        let srv = Server::start().await;
+        push_blob(&srv, "repo", b"something").await; // the repository exists
+        for repo in ["repo", "never-pushed"] {
+            let path = format!("/v2/{repo}/blobs/{DUMMY_DIGEST}");
+            let resp = send(srv.head(&path)).await;
+            assert_eq!(resp.status(), 404);
+            expect_error(send(srv.get(&path)).await, 404, "BLOB_UNKNOWN").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn blob_get_serves_exact_bytes_with_digest_length_and_etag() {
+        let srv = Server::start().await;
+        let bytes = data(1, 5000);
+        let d = push_blob(&srv, "repo", &bytes).await;
+        let resp = send(srv.get(&format!("/v2/repo/blobs/{d}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, bytes);
+        assert_eq!(header_of(&h, "content-length").as_deref(), Some("5000"));
+        assert_eq!(header_of(&h, "docker-content-digest").as_deref(), Some(&*d));
+        let etag = header_of(&h, "etag").expect("ETag");
+        assert!(etag.contains(&d), "ETag {etag}");
+    }
+
+    #[tokio::test]
+    async fn blob_head_has_headers_and_no_body() {
+        let srv = Server::start().await;
+        let bytes = data(2, 1234);
+        let d = push_blob(&srv, "repo", &bytes).await;
+        let resp = send(srv.head(&format!("/v2/repo/blobs/{d}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert!(body.is_empty());
+        assert_eq!(header_of(&h, "content-length").as_deref(), Some("1234"));
+        assert_eq!(header_of(&h, "docker-content-digest").as_deref(), Some(&*d));
+        assert!(header_of(&h, "etag").is_some_and(|e| e.contains(&d)));
+    }
+
+    #[tokio::test]
+    async fn blob_range_requests_answer_206_with_content_range() {
+        let srv = Server::start().await;
+        let bytes = data(3, 100);
+        let d = push_blob(&srv, "repo", &bytes).await;
+        let path = format!("/v2/repo/blobs/{d}");
+        for (range, start, end) in [
+            ("bytes=2-5", 2usize, 5usize),
+            ("bytes=90-", 90, 99),
+            ("bytes=-4", 96, 99),
+            ("bytes=95-500", 95, 99),
+        ] {
+            let resp = send(srv.get(&path).header(RANGE, range)).await;
+            let (h, body) = expect_status(resp, 206).await;
+            assert_eq!(body, &bytes[start..=end], "{range}");
+            assert_eq!(
+                header_of(&h, "content-range"),
+                Some(format!("bytes {start}-{end}/100")),
+                "{range}"
+            );
+            assert_eq!(
+                header_of(&h, "content-length"),
+                Some((end - start + 1).to_string()),
+                "{range}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn blob_unsatisfiable_range_answers_416() {
+        let srv = Server::start().await;
+        let d = push_blob(&srv, "repo", &data(4, 100)).await;
+        let path = format!("/v2/repo/blobs/{d}");
+        for range in ["bytes=100-", "bytes=50-10", "bytes=200-300"] {
+            let resp = send(srv.get(&path).header(RANGE, range)).await;
+            assert_eq!(resp.status(), 416, "{range}");
+            assert_eq!(
+                header(&resp, "content-range").as_deref(),
+                Some("bytes */100"),
+                "{range}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn blob_is_visible_only_in_its_repository() {
+        let srv = Server::start().await;
+        let d = push_blob(&srv, "one", b"private to one").await;
+        push_blob(&srv, "two", b"something else").await;
+        expect_error(
+            send(srv.get(&format!("/v2/two/blobs/{d}"))).await,
+            404,
+            "BLOB_UNKNOWN",
+        )
+        .await;
+        let resp = send(srv.head(&format!("/v2/two/blobs/{d}"))).await;
+        assert_eq!(resp.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn blob_delete_answers_202_then_blob_is_gone() {
+        let srv = Server::start().await;
+        let d = push_blob(&srv, "repo", b"to be deleted").await;
+        let path = format!("/v2/repo/blobs/{d}");
+        expect_status(send(srv.delete(&path)).await, 202).await;
+        assert_eq!(send(srv.head(&path)).await.status(), 404);
+        expect_error(send(srv.get(&path)).await, 404, "BLOB_UNKNOWN").await;
+        expect_error(send(srv.delete(&path)).await, 404, "BLOB_UNKNOWN").await;
+    }
+
+    #[tokio::test]
+    async fn blob_with_malformed_digest_is_digest_invalid() {
+        let srv = Server::start().await;
+        push_blob(&srv, "repo", b"x").await;
+        for d in [
+            "sha256:xyz",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        ] {
+            let path = format!("/v2/repo/blobs/{d}");
+            expect_error(send(srv.get(&path)).await, 400, "DIGEST_INVALID").await;
+            expect_error(send(srv.delete(&path)).await, 400, "DIGEST_INVALID").await;
+        }
+    }
+}
+
+mod uploads {
+    use std::time::{Duration, Instant};
+
+    use crate::support::*;
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+
+    /// The conformance suite's chunked blob: 42 bytes, chunks `0-21` and `22-41`.
+    fn blob_b() -> (Vec<u8>, String) {
+        let b = data(42, 42);
+        let d = sha256(&b);
+        (b, d)
+    }
+
+    async fn status_range(api: &Api, loc: &str) -> (String, String) {
+        let resp = send(api.get(loc)).await;
+        let (h, _) = expect_status(resp, 204).await;
+        (
+            header_of(&h, "range").expect("Range on upload status"),
+            header_of(&h, "location").expect("Location on upload status"),
+        )
+    }
+
+    #[tokio::test]
+    async fn monolithic_post_with_digest_answers_201_with_blob_location() {
+        let srv = Server::start().await;
+        let bytes = config_bytes(7);
+        let d = sha256(&bytes);
+        let resp = push_blob_monolithic(&srv, "repo", &bytes, &d).await;
+        assert_eq!(location(&resp), format!("/v2/repo/blobs/{d}"));
+        assert_eq!(header(&resp, "docker-content-digest").as_deref(), Some(&*d));
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, bytes);
+        assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+    }
+
+    #[tokio::test]
+    async fn post_then_put_answers_202_then_201() {
+        let srv = Server::start().await;
+        let bytes = data(8, 168);
+        let d = sha256(&bytes);
+        let resp = send(srv.post("/v2/repo/blobs/uploads/")).await;
+        let loc = location(&resp);
+        assert!(loc.starts_with("/v2/repo/blobs/uploads/"), "{loc}");
+        let uuid = header(&resp, "docker-upload-uuid").expect("Docker-Upload-UUID");
+        assert!(loc.ends_with(&uuid), "{loc} vs {uuid}");
+        expect_status(resp, 202).await;
+        let resp = finish_upload(&srv, &loc, &d, &bytes).await;
+        assert_eq!(location(&resp), format!("/v2/repo/blobs/{d}"));
+        assert_eq!(header(&resp, "docker-content-digest").as_deref(), Some(&*d));
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, bytes);
+    }
+
+    #[tokio::test]
+    async fn pushing_an_existing_blob_again_still_answers_201() {
+        let srv = Server::start().await;
+        let bytes = config_bytes(9);
+        let d = push_blob(&srv, "repo", &bytes).await;
+        assert_eq!(push_blob(&srv, "repo", &bytes).await, d);
+        let resp = push_blob_monolithic(&srv, "repo", &bytes, &d).await;
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, bytes);
+        assert!(srv.upload_files().is_empty());
+    }
+
+    #[tokio::test]
+    async fn streamed_patch_without_content_range_then_empty_put() {
+        let srv = Server::start().await;
+        let blob = data(10, 42);
+        let d = sha256(&blob);
+        let loc = start_upload(&srv, "repo").await;
+        let resp = send(
+            srv.patch(&loc)
+                .header(CONTENT_TYPE, OCTET)
+                .body(blob.clone()),
+        )
+        .await;
+        let loc2 = location(&resp);
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-41"));
+        expect_status(resp, 202).await;
+        let resp = finish_upload(&srv, &loc2, &d, b"").await;
+        assert_eq!(location(&resp), format!("/v2/repo/blobs/{d}"));
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+
+    #[tokio::test]
+    async fn chunked_upload_in_order_reports_exact_ranges_and_completes() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let post_loc = start_upload(&srv, "repo").await;
+
+        let resp = patch_chunk(&srv, &post_loc, 0, &blob[..22]).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-21"));
+        let patch_loc = location(&resp);
+        expect_status(resp, 202).await;
+        assert!(patch_loc.starts_with("/v2/repo/blobs/uploads/"));
+
+        // The status at the POST's URL (the suite keeps using it).
+        let (range, status_loc) = status_range(&srv, &post_loc).await;
+        assert_eq!(range, "0-21");
+
+        let resp = patch_chunk(&srv, &status_loc, 22, &blob[22..]).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-41"));
+        let loc = location(&resp);
+        expect_status(resp, 202).await;
+
+        let resp = finish_upload(&srv, &loc, &d, b"").await;
+        assert_eq!(location(&resp), format!("/v2/repo/blobs/{d}"));
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+        // The session is over.
+        expect_error(send(srv.get(&post_loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    }
+
+    #[tokio::test]
+    async fn out_of_order_chunk_answers_416_and_session_survives() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let loc = start_upload(&srv, "repo").await;
+        let resp = patch_chunk(&srv, &loc, 22, &blob[22..]).await;
+        assert_eq!(resp.status(), 416);
+        // Nothing was appended; the upload goes on from byte 0.
+        let resp = patch_chunk(&srv, &loc, 0, &blob[..22]).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-21"));
+        expect_status(resp, 202).await;
+        expect_status(patch_chunk(&srv, &loc, 22, &blob[22..]).await, 202).await;
+        expect_status(finish_upload(&srv, &loc, &d, b"").await, 201).await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_chunk_answers_416_and_session_survives() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let post_loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &post_loc, 0, &blob[..22]).await, 202).await;
+        // The suite re-sends chunk 1 to the POST's URL.
+        let resp = patch_chunk(&srv, &post_loc, 0, &blob[..22]).await;
+        assert_eq!(resp.status(), 416);
+        let (range, loc) = status_range(&srv, &post_loc).await;
+        assert_eq!(range, "0-21");
+        expect_status(patch_chunk(&srv, &loc, 22, &blob[22..]).await, 202).await;
+        expect_status(finish_upload(&srv, &loc, &d, b"").await, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+
+    #[tokio::test]
+    async fn overlapping_chunk_answers_416() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob[..22]).await, 202).await;
+        let resp = patch_chunk(&srv, &loc, 10, &blob[10..30]).await;
+        assert_eq!(resp.status(), 416);
+        assert_eq!(status_range(&srv, &loc).await.0, "0-21");
+        let resp = finish_upload(&srv, &loc, &d, &blob[22..]).await;
+        expect_status(resp, 201).await;
+    }
+
+    #[tokio::test]
+    async fn final_chunk_may_come_with_the_put() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob[..22]).await, 202).await;
+        let resp = send(
+            srv.put(&with_digest(&loc, &d))
+                .header(CONTENT_TYPE, OCTET)
+                .header(CONTENT_RANGE, "22-41")
+                .body(blob[22..].to_vec()),
+        )
+        .await;
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+
+    #[tokio::test]
+    async fn upload_status_of_a_new_session_is_204_with_location() {
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "org/repo").await;
+        let resp = send(srv.get(&loc)).await;
+        assert!(header(&resp, "range").is_some(), "no Range");
+        assert!(location(&resp).starts_with("/v2/org/repo/blobs/uploads/"));
+        assert!(header(&resp, "docker-upload-uuid").is_some());
+        expect_status(resp, 204).await;
+    }
+
+    #[tokio::test]
+    async fn cancelled_upload_is_gone_with_its_data() {
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, b"some bytes").await, 202).await;
+        assert_eq!(srv.upload_files().len(), 1);
+        expect_status(send(srv.delete(&loc)).await, 204).await;
+        expect_error(send(srv.get(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        expect_error(
+            patch_chunk(&srv, &loc, 10, b"more").await,
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        )
+        .await;
+        expect_error(send(srv.delete(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+    }
+
+    #[tokio::test]
+    async fn unknown_upload_session_is_404_blob_upload_unknown() {
+        let srv = Server::start().await;
+        start_upload(&srv, "repo").await;
+        let d = sha256(b"x");
+        for id in [
+            "3f1b2d7e-0000-4000-8000-000000000000",
+            "not-a-uuid",
+            "meta.db",
+        ] {
+            let loc = format!("/v2/repo/blobs/uploads/{id}");
+            expect_error(send(srv.get(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+            expect_error(
+                patch_chunk(&srv, &loc, 0, b"x").await,
+                404,
+                "BLOB_UPLOAD_UNKNOWN",
+            )
+            .await;
+            expect_error(
+                finish_upload(&srv, &loc, &d, b"x").await,
+                404,
+                "BLOB_UPLOAD_UNKNOWN",
+            )
+            .await;
+            expect_error(send(srv.delete(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        }
+        assert!(srv.root.join("meta.db").is_file());
+    }
+
+    #[tokio::test]
+    async fn upload_session_belongs_to_its_repository() {
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "one").await;
+        let id = loc.rsplit('/').next().unwrap();
+        let other = format!("/v2/two/blobs/uploads/{id}");
+        expect_error(send(srv.get(&other)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        expect_error(
+            patch_chunk(&srv, &other, 0, b"x").await,
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        )
+        .await;
+        expect_error(send(srv.delete(&other)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        // Still alive where it was opened.
+        expect_status(send(srv.get(&loc)).await, 204).await;
+    }
+
+    #[tokio::test]
+    async fn put_without_digest_is_digest_invalid_and_session_survives() {
+        let srv = Server::start().await;
+        let (blob, d) = blob_b();
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob).await, 202).await;
+        let resp = send(srv.put(&loc).header(CONTENT_LENGTH, "0")).await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+        let resp = finish_upload(&srv, &loc, "sha256:nothex", b"").await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+        assert_eq!(status_range(&srv, &loc).await.0, "0-41");
+        expect_status(finish_upload(&srv, &loc, &d, b"").await, 201).await;
+    }
+
+    #[tokio::test]
+    async fn digest_mismatch_on_put_is_digest_invalid_and_nothing_is_kept() {
+        let srv = Server::start().await;
+        let blob = data(11, 500);
+        let claimed = sha256(b"something else entirely");
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob).await, 202).await;
+        let resp = finish_upload(&srv, &loc, &claimed, b"").await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+        for d in [&claimed, &sha256(&blob)] {
+            let resp = send(srv.head(&format!("/v2/repo/blobs/{d}"))).await;
+            assert_eq!(resp.status(), 404, "{d}");
+        }
+        assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+        assert!(
+            srv.blob_files().iter().all(|p| p.is_dir()),
+            "{:?}",
+            srv.blob_files()
+        );
+    }
+
+    #[tokio::test]
+    async fn digest_mismatch_on_monolithic_post_keeps_nothing() {
+        let srv = Server::start().await;
+        let blob = data(12, 300);
+        let claimed = sha256(b"not this");
+        let resp = push_blob_monolithic(&srv, "repo", &blob, &claimed).await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+        for d in [&claimed, &sha256(&blob)] {
+            let resp = send(srv.head(&format!("/v2/repo/blobs/{d}"))).await;
+            assert_eq!(resp.status(), 404, "{d}");
+        }
+        assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+        assert!(
+            srv.blob_files().iter().all(|p| p.is_dir()),
+            "{:?}",
+            srv.blob_files()
+        );
+    }
+
+    #[tokio::test]
+    async fn sha512_digests_work_for_monolithic_and_chunked_uploads() {
+        let srv = Server::start().await;
+        let a = data(13, 1000);
+        let da = sha512(&a);
+        expect_status(push_blob_monolithic(&srv, "repo", &a, &da).await, 201).await;
+
+        let b = data(14, 1000);
+        let db = sha512(&b);
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &b[..400]).await, 202).await;
+        expect_status(patch_chunk(&srv, &loc, 400, &b[400..]).await, 202).await;
+        let resp = finish_upload(&srv, &loc, &db, b"").await;
+        assert_eq!(location(&resp), format!("/v2/repo/blobs/{db}"));
+        expect_status(resp, 201).await;
+
+        for (d, bytes) in [(&da, &a), (&db, &b)] {
+            let resp = send(srv.get(&format!("/v2/repo/blobs/{d}"))).await;
+            let (h, body) = expect_status(resp, 200).await;
+            assert_eq!(&body, bytes);
+            assert_eq!(
+                header_of(&h, "docker-content-digest").as_deref(),
+                Some(d.as_str())
+            );
+        }
+        // The sha256 name of the same bytes is a different blob.
+        let resp = send(srv.head(&format!("/v2/repo/blobs/{}", sha256(&a)))).await;
+        assert_eq!(resp.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn malformed_content_range_answers_416() {
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "repo").await;
+        for range in ["abc", "5-1", "-3", "0-x"] {
+            let resp = send(
+                srv.patch(&loc)
+                    .header(CONTENT_TYPE, OCTET)
+                    .header(CONTENT_RANGE, range)
+                    .body(b"xyz".to_vec()),
+            )
+            .await;
+            assert_eq!(resp.status(), 416, "{range}");
+        }
+        // Nothing was appended.
+        expect_status(patch_chunk(&srv, &loc, 0, b"xyz").await, 202).await;
+    }
+
+    #[tokio::test]
+    async fn chunk_shorter_than_its_content_range_is_refused_and_not_kept() {
+        let srv = Server::start().await;
+        let blob = data(15, 20);
+        let d = sha256(&blob);
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob[..10]).await, 202).await;
+        // Claims 10-19 but carries 5 bytes.
+        let resp = send(
+            srv.patch(&loc)
+                .header(CONTENT_TYPE, OCTET)
+                .header(CONTENT_RANGE, "10-19")
+                .body(blob[10..15].to_vec()),
+        )
+        .await;
+        let (status, _code) = error_of(resp).await;
+        assert!((400..500).contains(&status), "status {status}");
+        // A refused chunk must leave the session as it was.
+        let resp = send(srv.get(&loc)).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-9"));
+        expect_status(patch_chunk(&srv, &loc, 10, &blob[10..]).await, 202).await;
+        expect_status(finish_upload(&srv, &loc, &d, b"").await, 201).await;
+    }
+
+    #[tokio::test]
+    async fn upload_resumes_after_a_dropped_connection() {
+        let srv = Server::start().await;
+        let blob = data(16, 64 * 1024);
+        let d = sha256(&blob);
+        let cut = 40_000;
+        let loc = start_upload(&srv, "repo").await;
+
+        let head = Bytes::from(blob[..cut].to_vec());
+        let stream = futures_util::stream::iter(vec![Ok::<Bytes, std::io::Error>(head)]).chain(
+            futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(std::io::Error::other("client went away"))
+            }),
+        );
+        let result = srv
+            .patch(&loc)
+            .header(CONTENT_TYPE, OCTET)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await;
+        if let Ok(resp) = result {
+            assert!(!resp.status().is_success(), "a broken body was accepted");
+        }
+
+        // The bytes that arrived are kept (the server may still be writing them).
+        let want = format!("0-{}", cut - 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (range, loc2) = loop {
+            let (range, loc2) = status_range(&srv, &loc).await;
+            if range == want || Instant::now() > deadline {
+                break (range, loc2);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(range, want);
+
+        expect_status(patch_chunk(&srv, &loc2, cut, &blob[cut..]).await, 202).await;
+        let resp = finish_upload(&srv, &loc2, &d, b"").await;
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+}
+
+mod mounts {
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn mount_from_a_repository_answers_201_with_exact_location() {
+        let srv = Server::start().await;
+        let blob = data(20, 42);
+        let d = push_blob(&srv, "source", &blob).await;
+        let target = "conformance-target/nested";
+        let resp = send(srv.post(&format!(
+            "/v2/{target}/blobs/uploads/?mount={d}&from=source"
+        )))
+        .await;
+        assert_eq!(location(&resp), format!("/v2/{target}/blobs/{d}"));
+        assert_eq!(header(&resp, "docker-content-digest").as_deref(), Some(&*d));
+        expect_status(resp, 201).await;
+        let resp = send(srv.get(&format!("/v2/{target}/blobs/{d}"))).await;
+        let (_, body) = expect_status(resp, 200).await;
+        assert_eq!(body, blob);
+    }
+
+    #[tokio::test]
+    async fn mount_of_an_unknown_blob_falls_back_to_an_upload_session() {
+        let srv = Server::start().await;
+        push_blob(&srv, "source", b"something").await;
+        for query in [
+            format!("mount={DUMMY_DIGEST}"),
+            format!("mount={DUMMY_DIGEST}&from=source"),
+        ] {
+            let resp = send(srv.post(&format!("/v2/target/blobs/uploads/?{query}"))).await;
+            let loc = location(&resp);
+            assert!(
+                loc.starts_with("/v2/target/blobs/uploads/"),
+                "{query}: {loc}"
+            );
+            expect_status(resp, 202).await;
+            // The session is a normal one.
+            let resp = finish_upload(&srv, &loc, DUMMY_DIGEST, b"hello world").await;
+            expect_status(resp, 201).await;
+            expect_status(
+                send(srv.delete(&format!("/v2/target/blobs/{DUMMY_DIGEST}"))).await,
+                202,
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn automatic_mount_without_from_answers_201() {
+        let srv = Server::start().await;
+        let blob = data(21, 99);
+        let d = push_blob(&srv, "source", &blob).await;
+        let resp = send(srv.post(&format!("/v2/target/blobs/uploads/?mount={d}"))).await;
+        assert_eq!(location(&resp), format!("/v2/target/blobs/{d}"));
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/target/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+
+    #[tokio::test]
+    async fn mount_from_a_repository_without_the_blob_falls_back_to_202() {
+        let srv = Server::start().await;
+        let d = push_blob(&srv, "has-it", b"blob in has-it").await;
+        push_blob(&srv, "lacks-it", b"other blob").await;
+        let resp = send(srv.post(&format!(
+            "/v2/target/blobs/uploads/?mount={d}&from=lacks-it"
+        )))
+        .await;
+        assert!(location(&resp).starts_with("/v2/target/blobs/uploads/"));
+        expect_status(resp, 202).await;
+        assert_eq!(
+            send(srv.head(&format!("/v2/target/blobs/{d}")))
+                .await
+                .status(),
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn mount_with_invalid_names_or_digests_is_refused() {
+        let srv = Server::start().await;
+        let d = push_blob(&srv, "source", b"x").await;
+        let resp = send(srv.post(&format!(
+            "/v2/target/blobs/uploads/?mount={d}&from=..%2Fsource"
+        )))
+        .await;
+        expect_error(resp, 400, "NAME_INVALID").await;
+        let resp = send(srv.post("/v2/target/blobs/uploads/?mount=sha256:zz&from=source")).await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+    }
+}
+
+mod manifests {
+    use crate::support::*;
+    use reqwest::header::{ACCEPT, CONTENT_TYPE};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn manifest_put_by_tag_answers_201_with_location_and_digest() {
+        let srv = Server::start().await;
+        let img = image(30);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        for tag in ["test0", "test1", "test2", "test3"] {
+            push_manifest(&srv, "repo", tag, OCI_MANIFEST, &img.manifest).await;
+        }
+        assert_eq!(
+            tags(&srv, "repo", "").await.0,
+            ["test0", "test1", "test2", "test3"]
+        );
+    }
+
+    #[tokio::test]
+    async fn manifest_get_serves_exact_bytes_and_media_type() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("v1"), 31).await;
+        for reference in ["v1", img.digest.as_str()] {
+            let resp = send(
+                srv.get(&format!("/v2/repo/manifests/{reference}"))
+                    .header(ACCEPT, OCI_MANIFEST),
+            )
+            .await;
+            let (h, body) = expect_status(resp, 200).await;
+            assert_eq!(body, img.manifest, "{reference}");
+            assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_MANIFEST));
+            assert_eq!(
+                header_of(&h, "docker-content-digest").as_deref(),
+                Some(img.digest.as_str())
+            );
+            assert_eq!(
+                header_of(&h, "content-length"),
+                Some(img.manifest.len().to_string())
+            );
+            assert!(header_of(&h, "etag").is_some_and(|e| e.contains(&img.digest)));
+        }
+    }
+
+    #[tokio::test]
+    async fn manifest_head_by_tag_and_digest_has_headers_and_no_body() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("tagtest0"), 32).await;
+        for reference in ["tagtest0", img.digest.as_str()] {
+            let resp = send(
+                srv.head(&format!("/v2/repo/manifests/{reference}"))
+                    .header(ACCEPT, OCI_MANIFEST),
+            )
+            .await;
+            let (h, body) = expect_status(resp, 200).await;
+            assert!(body.is_empty());
+            assert_eq!(
+                header_of(&h, "docker-content-digest").as_deref(),
+                Some(img.digest.as_str())
+            );
+            assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_MANIFEST));
+            assert_eq!(
+                header_of(&h, "content-length"),
+                Some(img.manifest.len().to_string())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn manifest_put_by_digest_creates_no_tag() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", None, 33).await;
+        let resp = send(srv.get(&format!("/v2/repo/manifests/{}", img.digest))).await;
+        let (_, body) = expect_status(resp, 200).await;
+        assert_eq!(body, img.manifest);
+        assert!(tags(&srv, "repo", "").await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn invalid_manifest_name_is_404_on_head_and_get() {
+        let srv = Server::start().await;
+        push_image(&srv, "repo", Some("latest"), 34).await;
+        for repo in ["repo", "never-pushed"] {
+            let path = format!("/v2/{repo}/manifests/.INVALID_MANIFEST_NAME");
+            assert_eq!(send(srv.head(&path)).await.status(), 404, "HEAD {repo}");
+            let (status, code) = error_of(send(srv.get(&path)).await).await;
+            assert_eq!(status, 404, "GET {repo}");
+            assert!(
+                code == "MANIFEST_UNKNOWN" || code == "NAME_UNKNOWN",
+                "{repo}: {code}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn get_with_malformed_digest_reference_is_400_or_404_with_error() {
+        let srv = Server::start().await;
+        push_image(&srv, "repo", Some("latest"), 35).await;
+        let resp = send(
+            srv.get("/v2/repo/manifests/sha256:totallywrong")
+                .header(CONTENT_TYPE, OCI_MANIFEST)
+                .body("blablabla"),
+        )
+        .await;
+        let (status, _code) = error_of(resp).await;
+        assert!(status == 400 || status == 404, "status {status}");
+    }
+
+    #[tokio::test]
+    async fn unknown_manifest_is_404_manifest_unknown() {
+        let srv = Server::start().await;
+        // In a repository that does not exist yet.
+        let (status, code) = error_of(send(srv.get("/v2/nobody/manifests/latest")).await).await;
+        assert_eq!(status, 404);
+        assert!(
+            code == "NAME_UNKNOWN" || code == "MANIFEST_UNKNOWN",
+            "{code}"
+        );
+        push_image(&srv, "repo", Some("latest"), 36).await;
+        let path = format!("/v2/repo/manifests/{DUMMY_DIGEST}");
+        expect_error(send(srv.get(&path)).await, 404, "MANIFEST_UNKNOWN").await;
+        assert_eq!(send(srv.head(&path)).await.status(), 404);
+        expect_error(
+            send(srv.get("/v2/repo/manifests/nosuchtag")).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn manifest_is_visible_only_in_its_repository() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "one", Some("latest"), 37).await;
+        push_image(&srv, "two", Some("latest"), 38).await;
+        expect_error(
+            send(srv.get(&format!("/v2/two/manifests/{}", img.digest))).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn manifest_with_blob_missing_from_the_repository_is_manifest_blob_unknown() {
+        let srv = Server::start().await;
+        let img = image(39);
+        // Config missing.
+        push_blob(&srv, "repo", &img.layer).await;
+        let resp = put_manifest(&srv, "repo", "latest", OCI_MANIFEST, &img.manifest).await;
+        expect_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
+        // Layer missing.
+        let img2 = image(40);
+        push_blob(&srv, "repo", &img2.config).await;
+        let resp = put_manifest(&srv, "repo", "latest", OCI_MANIFEST, &img2.manifest).await;
+        expect_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
+        // Nothing was stored.
+        for d in [&img.digest, &img2.digest] {
+            assert_eq!(
+                send(srv.head(&format!("/v2/repo/manifests/{d}")))
+                    .await
+                    .status(),
+                404
+            );
+        }
+        assert!(tags(&srv, "repo", "").await.0.is_empty());
+        // Blobs of another repository do not count.
+        let other = push_image(&srv, "other", Some("latest"), 41).await;
+        let resp = put_manifest(&srv, "repo", "latest", OCI_MANIFEST, &other.manifest).await;
+        expect_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
+    }
+
+    #[tokio::test]
+    async fn index_with_missing_child_is_manifest_unknown() {
+        let srv = Server::start().await;
+        let present = push_image(&srv, "repo", None, 42).await;
+        let absent = image(43);
+        let index = manifest_bytes(&index_manifest(
+            OCI_INDEX,
+            &[present.desc.clone(), absent.desc.clone()],
+        ));
+        let resp = put_manifest(&srv, "repo", "multi", OCI_INDEX, &index).await;
+        expect_error(resp, 400, "MANIFEST_UNKNOWN").await;
+        assert_eq!(
+            send(srv.head("/v2/repo/manifests/multi")).await.status(),
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn oci_index_round_trips_with_its_media_type() {
+        let srv = Server::start().await;
+        let a = push_image(&srv, "repo", None, 44).await;
+        let b = push_image(&srv, "repo", None, 45).await;
+        let index = manifest_bytes(&index_manifest(OCI_INDEX, &[a.desc, b.desc]));
+        push_manifest(&srv, "repo", "multi", OCI_INDEX, &index).await;
+        let resp = send(
+            srv.get("/v2/repo/manifests/multi")
+                .header(ACCEPT, OCI_INDEX),
+        )
+        .await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, index);
+        assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_INDEX));
+    }
+
+    #[tokio::test]
+    async fn docker_v2s2_manifest_and_manifest_list_round_trip() {
+        let srv = Server::start().await;
+        let config = config_bytes(46);
+        let layer = data(46, 200);
+        push_blob(&srv, "repo", &config).await;
+        push_blob(&srv, "repo", &layer).await;
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": Desc::of(DOCKER_CONFIG, &config).json(),
+            "layers": [Desc::of(DOCKER_LAYER, &layer).json()],
+        });
+        let m = manifest_bytes(&m);
+        push_manifest(&srv, "repo", "docker", DOCKER_MANIFEST, &m).await;
+        let list = manifest_bytes(&index_manifest(
+            DOCKER_LIST,
+            &[Desc::of(DOCKER_MANIFEST, &m)],
+        ));
+        push_manifest(&srv, "repo", "list", DOCKER_LIST, &list).await;
+        for (tag, bytes, mt) in [
+            ("docker", &m, DOCKER_MANIFEST),
+            ("list", &list, DOCKER_LIST),
+        ] {
+            let resp = send(srv.get(&format!("/v2/repo/manifests/{tag}"))).await;
+            let (h, body) = expect_status(resp, 200).await;
+            assert_eq!(&body, bytes, "{tag}");
+            assert_eq!(header_of(&h, "content-type").as_deref(), Some(mt), "{tag}");
+        }
+    }
+
+    #[tokio::test]
+    async fn manifest_without_media_type_field_takes_the_content_type() {
+        let srv = Server::start().await;
+        // The suite's emptyLayerManifest: no top-level mediaType, no layers.
+        let config = config_bytes(47);
+        push_blob(&srv, "repo", &config).await;
+        let m = manifest_bytes(&json!({
+            "schemaVersion": 2,
+            "config": Desc::of(OCI_CONFIG, &config).json(),
+            "layers": [],
+        }));
+        push_manifest(&srv, "repo", "emptylayer", OCI_MANIFEST, &m).await;
+        let resp = send(srv.get("/v2/repo/manifests/emptylayer")).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, m);
+        assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_MANIFEST));
+    }
+
+    #[tokio::test]
+    async fn manifest_with_unknown_fields_and_data_is_accepted() {
+        let srv = Server::start().await;
+        let img = image(48);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let mut config = img.config_desc.json();
+        config["data"] = json!(base64_like::encode(&img.config));
+        config["newUnspecifiedField"] = json!("aGVsbG8gd29ybGQ=");
+        let mut layer = img.layer_desc.json();
+        layer["newUnspecifiedField"] = serde_json::Value::Null;
+        let m = manifest_bytes(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": [layer],
+            "somethingNew": {"x": 1},
+        }));
+        push_manifest(&srv, "repo", "extra", OCI_MANIFEST, &m).await;
+        let (_, body) = expect_status(send(srv.get("/v2/repo/manifests/extra")).await, 200).await;
+        assert_eq!(body, m);
+    }
+
+    /// Just enough standard base64 for a descriptor's `data` field.
+    mod base64_like {
+        pub fn encode(bytes: &[u8]) -> String {
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut out = String::new();
+            for c in bytes.chunks(3) {
+                let n = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for i in 0..4 {
+                    if i <= c.len() {
+                        out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    #[tokio::test]
+    async fn non_distributable_layers_need_not_be_uploaded() {
+        let srv = Server::start().await;
+        let config = config_bytes(49);
+        push_blob(&srv, "repo", &config).await;
+        let mut foreign = Desc::of(DOCKER_FOREIGN_LAYER, &data(49, 10)).json();
+        foreign["urls"] = json!(["https://example.invalid/layer.tar.gz"]);
+        let m = manifest_bytes(&json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": Desc::of(DOCKER_CONFIG, &config).json(),
+            "layers": [foreign],
+        }));
+        push_manifest(&srv, "repo", "windows", DOCKER_MANIFEST, &m).await;
+    }
+
+    #[tokio::test]
+    async fn malformed_manifests_are_manifest_invalid() {
+        let srv = Server::start().await;
+        let img = image(51);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let mut wrong_version: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+        wrong_version["schemaVersion"] = json!(1);
+        let mut no_config: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+        no_config.as_object_mut().unwrap().remove("config");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            // Body says OCI manifest, header says Docker.
+            (DOCKER_MANIFEST, img.manifest.clone()),
+            (OCI_MANIFEST, b"blablabla".to_vec()),
+            (OCI_MANIFEST, b"[]".to_vec()),
+            (OCI_MANIFEST, manifest_bytes(&wrong_version)),
+            (OCI_MANIFEST, manifest_bytes(&no_config)),
+            (
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                br#"{"schemaVersion":1,"name":"repo","tag":"x","fsLayers":[]}"#.to_vec(),
+            ),
+        ];
+        for (ct, body) in cases {
+            let resp = put_manifest(&srv, "repo", "x", ct, &body).await;
+            expect_error(resp, 400, "MANIFEST_INVALID").await;
+        }
+        assert!(tags(&srv, "repo", "").await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn manifest_put_by_wrong_digest_is_digest_invalid() {
+        let srv = Server::start().await;
+        let img = image(52);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let resp = put_manifest(&srv, "repo", DUMMY_DIGEST, OCI_MANIFEST, &img.manifest).await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+        assert_eq!(
+            send(srv.head(&format!("/v2/repo/manifests/{}", img.digest)))
+                .await
+                .status(),
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn manifest_put_with_invalid_tag_is_400() {
+        let srv = Server::start().await;
+        let img = image(53);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let long = "a".repeat(129);
+        for tag in [".INVALID_MANIFEST_NAME", "-dash", long.as_str()] {
+            let resp = put_manifest(&srv, "repo", tag, OCI_MANIFEST, &img.manifest).await;
+            let (status, code) = error_of(resp).await;
+            assert_eq!(status, 400, "{tag}");
+            assert!(
+                code == "TAG_INVALID" || code == "MANIFEST_INVALID",
+                "{tag}: {code}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn manifest_over_4_mib_answers_413() {
+        let srv = Server::start().await;
+        let img = image(54);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let mut v: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+        v["annotations"] = json!({"pad": "x".repeat(4 * 1024 * 1024)});
+        let big = serde_json::to_vec(&v).unwrap();
+        assert!(big.len() > 4 * 1024 * 1024);
+
+        // With Content-Length.
+        let resp = put_manifest(&srv, "repo", "big", OCI_MANIFEST, &big).await;
+        assert_eq!(resp.status(), 413);
+
+        // Streamed, without Content-Length.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            big.chunks(512 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let resp = send(
+            srv.put("/v2/repo/manifests/big")
+                .header(CONTENT_TYPE, OCI_MANIFEST)
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                ))),
+        )
+        .await;
+        assert_eq!(resp.status(), 413);
+        assert_eq!(send(srv.head("/v2/repo/manifests/big")).await.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn manifest_pushed_by_sha512_digest_is_served_by_it() {
+        let srv = Server::start().await;
+        let img = image(55);
+        push_blob(&srv, "repo", &img.config).await;
+        push_blob(&srv, "repo", &img.layer).await;
+        let d = sha512(&img.manifest);
+        let resp = put_manifest(&srv, "repo", &d, OCI_MANIFEST, &img.manifest).await;
+        assert_eq!(location(&resp), format!("/v2/repo/manifests/{d}"));
+        assert_eq!(header(&resp, "docker-content-digest").as_deref(), Some(&*d));
+        expect_status(resp, 201).await;
+        let resp = send(srv.get(&format!("/v2/repo/manifests/{d}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, img.manifest);
+        assert_eq!(header_of(&h, "docker-content-digest").as_deref(), Some(&*d));
+    }
+
+    #[tokio::test]
+    async fn manifest_delete_by_digest_answers_202_and_removes_its_tags() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("a"), 56).await;
+        push_manifest(&srv, "repo", "b", OCI_MANIFEST, &img.manifest).await;
+        let other = push_image(&srv, "repo", Some("keep"), 57).await;
+        let path = format!("/v2/repo/manifests/{}", img.digest);
+        expect_status(send(srv.delete(&path)).await, 202).await;
+        let (status, _) = error_of(send(srv.get(&path)).await).await;
+        assert_eq!(status, 404);
+        expect_error(
+            send(srv.get("/v2/repo/manifests/a")).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+        assert_eq!(tags(&srv, "repo", "").await.0, ["keep"]);
+        expect_error(send(srv.delete(&path)).await, 404, "MANIFEST_UNKNOWN").await;
+        // Blobs are not collected on manifest delete (the suite deletes them next).
+        let resp = send(srv.delete(&format!("/v2/repo/blobs/{}", img.config_desc.digest))).await;
+        expect_status(resp, 202).await;
+        let resp = send(srv.get(&format!("/v2/repo/manifests/{}", other.digest))).await;
+        expect_status(resp, 200).await;
+    }
+
+    #[tokio::test]
+    async fn tag_delete_answers_202_and_keeps_the_manifest() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("tagtest0"), 58).await;
+        expect_status(send(srv.delete("/v2/repo/manifests/tagtest0")).await, 202).await;
+        expect_error(
+            send(srv.get("/v2/repo/manifests/tagtest0")).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+        let resp = send(srv.get(&format!("/v2/repo/manifests/{}", img.digest))).await;
+        expect_status(resp, 200).await;
+        expect_error(
+            send(srv.delete("/v2/repo/manifests/tagtest0")).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pushing_a_tag_again_moves_it() {
+        let srv = Server::start().await;
+        let first = push_image(&srv, "repo", Some("latest"), 59).await;
+        let second = push_image(&srv, "repo", Some("latest"), 60).await;
+        let resp = send(srv.get("/v2/repo/manifests/latest")).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, second.manifest);
+        assert_eq!(
+            header_of(&h, "docker-content-digest").as_deref(),
+            Some(second.digest.as_str())
+        );
+        // The first stays reachable by digest.
+        let resp = send(srv.get(&format!("/v2/repo/manifests/{}", first.digest))).await;
+        expect_status(resp, 200).await;
+        assert_eq!(tags(&srv, "repo", "").await.0, ["latest"]);
+    }
+}
+
+mod tags {
+    use crate::support::*;
+
+    async fn repo_with_tags(srv: &Server, names: &[&str]) {
+        let img = push_image(srv, "repo", None, 70).await;
+        for t in names {
+            push_manifest(srv, "repo", t, OCI_MANIFEST, &img.manifest).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn tags_list_is_sorted_and_named() {
+        let srv = Server::start().await;
+        repo_with_tags(&srv, &["v2", "latest", "a", "v1.0"]).await;
+        let (tags, link) = tags(&srv, "repo", "").await;
+        assert_eq!(tags, ["a", "latest", "v1.0", "v2"]);
+        assert!(link.is_none(), "{link:?}");
+    }
+
+    #[tokio::test]
+    async fn tags_list_n_returns_exactly_n_and_links_the_next_page() {
+        let srv = Server::start().await;
+        repo_with_tags(&srv, &["a", "b", "c", "d", "e"]).await;
+        let (page, link) = tags(&srv, "repo", "n=2").await;
+        assert_eq!(page, ["a", "b"]);
+        let next = link_target(&link.expect("Link on a partial page"));
+        assert!(next.starts_with("/v2/repo/tags/list?"), "{next}");
+        let (q_tags, link) = tags(&srv, "repo", next.split_once('?').unwrap().1).await;
+        assert_eq!(q_tags, ["c", "d"]);
+        let next = link_target(&link.expect("Link on the second page"));
+        let (q_tags, link) = tags(&srv, "repo", next.split_once('?').unwrap().1).await;
+        assert_eq!(q_tags, ["e"]);
+        assert!(link.is_none(), "{link:?}");
+        // n equal to the count: exactly all, no Link.
+        let (all, link) = tags(&srv, "repo", "n=5").await;
+        assert_eq!(all.len(), 5);
+        assert!(link.is_none());
+    }
+
+    #[tokio::test]
+    async fn tags_list_last_starts_after_the_given_tag() {
+        let srv = Server::start().await;
+        repo_with_tags(&srv, &["a", "b", "c", "d"]).await;
+        assert_eq!(tags(&srv, "repo", "last=b").await.0, ["c", "d"]);
+        assert_eq!(tags(&srv, "repo", "n=1&last=a").await.0, ["b"]);
+        assert_eq!(tags(&srv, "repo", "last=bb").await.0, ["c", "d"]);
+        assert!(tags(&srv, "repo", "last=d").await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn tags_list_n_zero_is_an_empty_page() {
+        let srv = Server::start().await;
+        repo_with_tags(&srv, &["a", "b"]).await;
+        assert!(tags(&srv, "repo", "n=0").await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn tags_list_is_200_and_empty_after_deleting_every_tag() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("tagtest0"), 71).await;
+        push_manifest(&srv, "repo", "test0", OCI_MANIFEST, &img.manifest).await;
+        let before = tags(&srv, "repo", "").await.0.len();
+        expect_status(send(srv.delete("/v2/repo/manifests/tagtest0")).await, 202).await;
+        let resp = send(srv.delete(&format!("/v2/repo/manifests/{}", img.digest))).await;
+        expect_status(resp, 202).await;
+        let after = tags(&srv, "repo", "").await.0;
+        assert!(after.len() < before);
+        assert!(after.is_empty(), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn tags_list_of_unknown_repository_is_404_name_unknown() {
+        let srv = Server::start().await;
+        expect_error(
+            send(srv.get("/v2/nobody/tags/list")).await,
+            404,
+            "NAME_UNKNOWN",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn tags_list_with_bad_n_is_400() {
+        let srv = Server::start().await;
+        repo_with_tags(&srv, &["a"]).await;
+        for n in ["abc", "-1"] {
+            let resp = send(srv.get(&format!("/v2/repo/tags/list?n={n}"))).await;
+            expect_error(resp, 400, "PAGINATION_NUMBER_INVALID").await;
+        }
+    }
+}
+
+mod catalog {
+    use crate::support::*;
+    use serde_json::Value;
+
+    async fn catalog(api: &Api, query: &str) -> (Vec<String>, Option<String>) {
+        let resp = send(api.get(&format!("/v2/_catalog{query}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let repos = v["repositories"]
+            .as_array()
+            .expect("repositories array")
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        (repos, header_of(&h, "link"))
+    }
+
+    #[tokio::test]
+    async fn catalog_lists_repositories_with_nested_names_in_order() {
+        let srv = Server::start().await;
+        assert!(catalog(&srv, "").await.0.is_empty());
+        for (i, repo) in ["myorg/team/app", "alpine", "myorg/tool"]
+            .iter()
+            .enumerate()
+        {
+            push_image(&srv, repo, Some("latest"), 80 + i as u64).await;
+        }
+        // A repository with blobs but no manifest is not listed.
+        push_blob(&srv, "blobs-only", b"x").await;
+        let (repos, link) = catalog(&srv, "").await;
+        assert_eq!(repos, ["alpine", "myorg/team/app", "myorg/tool"]);
+        assert!(link.is_none());
+    }
+
+    #[tokio::test]
+    async fn catalog_paginates_with_n_last_and_link() {
+        let srv = Server::start().await;
+        for (i, repo) in ["a", "b", "c"].iter().enumerate() {
+            push_image(&srv, repo, Some("latest"), 90 + i as u64).await;
+        }
+        let (page, link) = catalog(&srv, "?n=2").await;
+        assert_eq!(page, ["a", "b"]);
+        let next = link_target(&link.expect("Link"));
+        assert!(next.starts_with("/v2/_catalog?"), "{next}");
+        let (page, link) = catalog(&srv, &next["/v2/_catalog".len()..]).await;
+        assert_eq!(page, ["c"]);
+        assert!(link.is_none());
+        assert_eq!(catalog(&srv, "?last=a").await.0, ["b", "c"]);
+    }
+}
+
+mod referrers {
+    use crate::support::*;
+    use serde_json::{json, Value};
+
+    const TYPE_A: &str = "application/vnd.nhl.peanut.butter.bagel";
+    const TYPE_B: &str = "application/vnd.nba.strawberry.jam.croissant";
+    const ANNOTATION: &str = "org.opencontainers.conformance.test";
+    const REPO: &str = "repo";
+
+    /// What the conformance suite's discovery setup pushes.
+    struct Setup {
+        subject: Image,
+        /// Never pushed, but referred to by `c_layer`.
+        missing: Image,
+        a_config: Vec<u8>,
+        a_layer: Vec<u8>,
+        index: Vec<u8>,
+        b_config: Vec<u8>,
+        b_layer: Vec<u8>,
+        c_layer: Vec<u8>,
+    }
+
+    fn artifact(
+        config: &Desc,
+        layer: &Desc,
+        artifact_type: Option<&str>,
+        subject: &Desc,
+        annotation: Option<&str>,
+    ) -> Vec<u8> {
+        let mut m = image_manifest(config, std::slice::from_ref(layer));
+        if let Some(t) = artifact_type {
+            m["artifactType"] = json!(t);
+        }
+        m["subject"] = subject.json();
+        if let Some(a) = annotation {
+            m["annotations"] = json!({ ANNOTATION: a });
+        }
+        manifest_bytes(&m)
+    }
+
+    async fn put_with_subject(api: &Api, body: &[u8], media_type: &str, subject: &str) {
+        let h = push_manifest(api, REPO, &sha256(body), media_type, body).await;
+        assert_eq!(
+            header_of(&h, "oci-subject").as_deref(),
+            Some(subject),
+            "OCI-Subject"
+        );
+    }
+
+    async fn setup(srv: &Server) -> Setup {
+        let subject = image(100);
+        let missing = image(101);
+        let empty = b"{}".to_vec();
+        let ref_a = b"NHL Peanut Butter on my NHL bagel".to_vec();
+        let ref_b = b"NBA Strawberry Jam on my NBA croissant".to_vec();
+        let empty_desc = Desc::of(OCI_EMPTY, &empty);
+        assert_eq!(
+            empty_desc.digest,
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        push_blob(srv, REPO, &empty).await;
+        push_blob(srv, REPO, &ref_a).await;
+        let s = &subject.desc;
+        let a_config = artifact(
+            &Desc::of(TYPE_A, &ref_a),
+            &empty_desc,
+            None,
+            s,
+            Some("test config a"),
+        );
+        let a_layer = artifact(
+            &empty_desc,
+            &Desc::of(TYPE_A, &ref_a),
+            Some(TYPE_A),
+            s,
+            Some("test layer a"),
+        );
+        // Pushed before their subject exists.
+        put_with_subject(srv, &a_config, OCI_MANIFEST, &subject.digest).await;
+        put_with_subject(srv, &a_layer, OCI_MANIFEST, &subject.digest).await;
+        let mut index = index_manifest(
+            OCI_INDEX,
+            &[
+                Desc::of(OCI_MANIFEST, &a_config),
+                Desc::of(OCI_MANIFEST, &a_layer),
+            ],
+        );
+        index["artifactType"] = json!("application/vnd.food.stand");
+        index["subject"] = s.json();
+        index["annotations"] = json!({ ANNOTATION: "test index" });
+        let index = manifest_bytes(&index);
+        put_with_subject(srv, &index, OCI_INDEX, &subject.digest).await;
+
+        push_blob(srv, REPO, &subject.config).await;
+        push_blob(srv, REPO, &subject.layer).await;
+        push_manifest(srv, REPO, "tagtest0", OCI_MANIFEST, &subject.manifest).await;
+
+        push_blob(srv, REPO, &ref_b).await;
+        let b_config = artifact(
+            &Desc::of(TYPE_B, &ref_b),
+            &empty_desc,
+            None,
+            s,
+            Some("test config b"),
+        );
+        let b_layer = artifact(
+            &empty_desc,
+            &Desc::of(TYPE_B, &ref_b),
+            Some(TYPE_B),
+            s,
+            Some("test layer b"),
+        );
+        put_with_subject(srv, &b_config, OCI_MANIFEST, &subject.digest).await;
+        put_with_subject(srv, &b_layer, OCI_MANIFEST, &subject.digest).await;
+        let c_layer = artifact(
+            &empty_desc,
+            &Desc::of(TYPE_B, &ref_b),
+            Some(TYPE_B),
+            &missing.desc,
+            None,
+        );
+        put_with_subject(srv, &c_layer, OCI_MANIFEST, &missing.digest).await;
+        Setup {
+            subject,
+            missing,
+            a_config,
+            a_layer,
+            index,
+            b_config,
+            b_layer,
+            c_layer,
+        }
+    }
+
+    /// `GET /v2/repo/referrers/<digest>[?query]`: asserts 200 and the exact
+    /// Content-Type; returns the descriptors and the OCI-Filters-Applied header.
+    async fn referrers(api: &Api, digest: &str, query: &str) -> (Vec<Value>, Option<String>) {
+        let resp = send(api.get(&format!("/v2/{REPO}/referrers/{digest}{query}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(
+            header_of(&h, "content-type").as_deref(),
+            Some(OCI_INDEX),
+            "referrers Content-Type"
+        );
+        let v: Value = serde_json::from_slice(&body).expect("referrers body is JSON");
+        assert_eq!(v["schemaVersion"], 2);
+        assert_eq!(v["mediaType"], OCI_INDEX);
+        let manifests = v["manifests"].as_array().expect("manifests array").clone();
+        (manifests, header_of(&h, "oci-filters-applied"))
+    }
+
+    fn digests(list: &[Value]) -> Vec<String> {
+        let mut d: Vec<String> = list
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect();
+        d.sort();
+        d
+    }
+
+    fn sorted(bodies: &[&[u8]]) -> Vec<String> {
+        let mut d: Vec<String> = bodies.iter().map(|b| sha256(b)).collect();
+        d.sort();
+        d
+    }
+
+    #[tokio::test]
+    async fn put_with_dangling_subject_answers_201_with_oci_subject() {
+        // Image manifests and an index, all before their subject exists.
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        // The referrers stay stored as pushed.
+        let resp = send(srv.get(&format!("/v2/{REPO}/manifests/{}", sha256(&s.index)))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(body, s.index);
+        assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_INDEX));
+    }
+
+    #[tokio::test]
+    async fn referrers_lists_every_referrer_with_its_annotations() {
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        let (list, filters) = referrers(&srv, &s.subject.digest, "").await;
+        assert!(filters.is_none(), "{filters:?}");
+        assert_eq!(
+            digests(&list),
+            sorted(&[&s.a_config, &s.a_layer, &s.index, &s.b_config, &s.b_layer])
+        );
+        let expected = [
+            (&s.a_config, "test config a", OCI_MANIFEST, TYPE_A),
+            (&s.a_layer, "test layer a", OCI_MANIFEST, TYPE_A),
+            (
+                &s.index,
+                "test index",
+                OCI_INDEX,
+                "application/vnd.food.stand",
+            ),
+            (&s.b_config, "test config b", OCI_MANIFEST, TYPE_B),
+            (&s.b_layer, "test layer b", OCI_MANIFEST, TYPE_B),
+        ];
+        for (body, annotation, media_type, artifact_type) in expected {
+            let d = sha256(body);
+            let m = list.iter().find(|m| m["digest"] == d.as_str()).unwrap();
+            assert_eq!(m["mediaType"], media_type, "{annotation}");
+            assert_eq!(m["size"], body.len(), "{annotation}");
+            assert_eq!(m["artifactType"], artifact_type, "{annotation}");
+            assert_eq!(m["annotations"], json!({ ANNOTATION: annotation }));
+        }
+    }
+
+    #[tokio::test]
+    async fn referrers_filter_by_artifact_type_sets_oci_filters_applied() {
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        let (list, filters) =
+            referrers(&srv, &s.subject.digest, &format!("?artifactType={TYPE_A}")).await;
+        assert_eq!(filters.as_deref(), Some("artifactType"));
+        // AConfig matches through its config's media type, ALayer through artifactType.
+        assert_eq!(digests(&list), sorted(&[&s.a_config, &s.a_layer]));
+        for m in &list {
+            assert_eq!(m["annotations"].as_object().unwrap().len(), 1);
+        }
+        let (list, filters) = referrers(
+            &srv,
+            &s.subject.digest,
+            "?artifactType=application/vnd.nothing.like.this",
+        )
+        .await;
+        assert_eq!(filters.as_deref(), Some("artifactType"));
+        assert!(list.is_empty());
+    }
+
+    #[tokio::test]
+    async fn referrers_of_unknown_digest_is_an_empty_index() {
+        let srv = Server::start().await;
+        setup(&srv).await;
+        let (list, _) = referrers(&srv, DUMMY_DIGEST, "").await;
+        assert!(list.is_empty());
+        // Also in a repository that does not exist.
+        let resp = send(srv.get(&format!("/v2/nobody/referrers/{DUMMY_DIGEST}"))).await;
+        let (h, body) = expect_status(resp, 200).await;
+        assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_INDEX));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["manifests"].as_array().is_none_or(|m| m.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn referrers_of_never_pushed_subject_lists_its_referrer() {
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        let (list, _) = referrers(&srv, &s.missing.digest, "").await;
+        assert_eq!(digests(&list), [sha256(&s.c_layer)]);
+        assert!(list[0].get("annotations").is_none_or(|a| a.is_null()));
+    }
+
+    #[tokio::test]
+    async fn deleted_referrer_disappears_from_the_list() {
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        let path = format!("/v2/{REPO}/manifests/{}", sha256(&s.b_layer));
+        expect_status(send(srv.delete(&path)).await, 202).await;
+        let (list, _) = referrers(&srv, &s.subject.digest, "").await;
+        assert_eq!(
+            digests(&list),
+            sorted(&[&s.a_config, &s.a_layer, &s.index, &s.b_config])
+        );
+    }
+
+    #[tokio::test]
+    async fn referrers_are_per_repository() {
+        let srv = Server::start().await;
+        let s = setup(&srv).await;
+        let resp = send(srv.get(&format!("/v2/other/referrers/{}", s.subject.digest))).await;
+        let (_, body) = expect_status(resp, 200).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            v["manifests"].as_array().is_none_or(|m| m.is_empty()),
+            "{v}"
+        );
+    }
+
+    #[tokio::test]
+    async fn referrers_with_malformed_digest_is_digest_invalid() {
+        let srv = Server::start().await;
+        setup(&srv).await;
+        let resp = send(srv.get(&format!("/v2/{REPO}/referrers/sha256:nothex"))).await;
+        expect_error(resp, 400, "DIGEST_INVALID").await;
+    }
+}
+
+mod names {
+    use std::path::Path;
+
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn nested_repository_names_work_end_to_end() {
+        let srv = Server::start().await;
+        for repo in ["myorg/team/app", "a/b/c/d/e", "x.y_z__w---v/0"] {
+            let img = push_image(&srv, repo, Some("v1"), 110).await;
+            let resp = send(srv.get(&format!("/v2/{repo}/manifests/v1"))).await;
+            let (_, body) = expect_status(resp, 200).await;
+            assert_eq!(body, img.manifest, "{repo}");
+            assert_eq!(tags(&srv, repo, "").await.0, ["v1"], "{repo}");
+            let resp = send(srv.get(&format!("/v2/{repo}/blobs/{}", img.layer_desc.digest))).await;
+            expect_status(resp, 200).await;
+        }
+        // Names that end in an endpoint word are still names.
+        let img = push_image(&srv, "a/manifests/b", Some("v1"), 111).await;
+        let resp = send(srv.get("/v2/a/manifests/b/manifests/v1")).await;
+        let (_, body) = expect_status(resp, 200).await;
+        assert_eq!(body, img.manifest);
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_name_invalid_on_every_endpoint() {
+        let srv = Server::start().await;
+        let long = "a".repeat(256);
+        let bad = [
+            "MyRepo",
+            "UPPER/case",
+            "a//b",
+            "-a",
+            "a_",
+            "a..b",
+            "a___b",
+            "a%20b",
+            "a%2e%2eb",
+            long.as_str(),
+        ];
+        for name in bad {
+            let cases = [
+                (reqwest::Method::GET, format!("/v2/{name}/tags/list")),
+                (reqwest::Method::GET, format!("/v2/{name}/manifests/latest")),
+                (reqwest::Method::PUT, format!("/v2/{name}/manifests/latest")),
+                (
+                    reqwest::Method::DELETE,
+                    format!("/v2/{name}/manifests/latest"),
+                ),
+                (
+                    reqwest::Method::GET,
+                    format!("/v2/{name}/blobs/{DUMMY_DIGEST}"),
+                ),
+                (reqwest::Method::POST, format!("/v2/{name}/blobs/uploads/")),
+                (
+                    reqwest::Method::GET,
+                    format!("/v2/{name}/referrers/{DUMMY_DIGEST}"),
+                ),
+            ];
+            for (method, path) in cases {
+                let resp = send(srv.req(method.clone(), &path).body("{}")).await;
+                let (status, code) = error_of(resp).await;
+                assert_eq!(
+                    (status, code.as_str()),
+                    (400, "NAME_INVALID"),
+                    "{method} {path}"
+                );
+            }
+        }
+        let (repos, _) = {
+            let resp = send(srv.get("/v2/_catalog")).await;
+            let (_, body) = expect_status(resp, 200).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (v["repositories"].as_array().unwrap().len(), ())
+        };
+        assert_eq!(repos, 0);
+    }
+
+    fn assert_root_untouched(dir: &Path, root: &Path) {
+        assert_eq!(
+            list_dir(dir),
+            ["root"],
+            "something was written beside the root"
+        );
+        for entry in list_dir(root) {
+            assert!(
+                ["blobs", "uploads"].contains(&entry.as_str()) || entry.starts_with("meta.db"),
+                "unexpected {entry} in the root"
+            );
+        }
+        let mut all = Vec::new();
+        walk(root, &mut all);
+        for p in &all {
+            let s = p.to_string_lossy();
+            assert!(!s.contains("evil") && !s.contains(".."), "{s}");
+        }
+        assert!(list_dir(&root.join("uploads")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn path_traversal_names_are_refused_and_touch_no_files() {
+        let srv = Server::start().await;
+        let body = b"evil bytes".to_vec();
+        let d = sha256(&body);
+        let names = [
+            "..",
+            "../evil",
+            "../../evil",
+            "%2e%2e/evil",
+            "%2e%2e%2fevil",
+            "..%2f..%2fevil",
+            "a/../../evil",
+            "a/%2e%2e/evil",
+            "./evil",
+            "evil/..",
+            "%2fetc/evil",
+        ];
+        for name in names {
+            for (method, target) in [
+                ("POST", format!("/v2/{name}/blobs/uploads/")),
+                ("POST", format!("/v2/{name}/blobs/uploads/?digest={d}")),
+                ("PUT", format!("/v2/{name}/manifests/latest")),
+                ("GET", format!("/v2/{name}/manifests/latest")),
+                ("GET", format!("/v2/{name}/blobs/{d}")),
+                ("DELETE", format!("/v2/{name}/blobs/{d}")),
+                ("GET", format!("/v2/{name}/tags/list")),
+            ] {
+                let (status, text) = raw_request(srv.addr, method, &target, &body).await;
+                assert_eq!(status, 400, "{method} {target}: {text}");
+                assert!(text.contains("NAME_INVALID"), "{method} {target}: {text}");
+            }
+        }
+        // Digests and upload ids are never paths either.
+        for (method, target) in [
+            ("GET", "/v2/repo/blobs/sha256:..%2f..%2fmeta.db".to_string()),
+            ("GET", "/v2/repo/blobs/..%2f..%2fmeta.db".to_string()),
+            ("DELETE", "/v2/repo/blobs/uploads/..%2fmeta.db".to_string()),
+            ("DELETE", "/v2/repo/blobs/uploads/%2e%2e".to_string()),
+            ("PATCH", "/v2/repo/blobs/uploads/..%2f..%2fevil".to_string()),
+            ("PUT", format!("/v2/repo/manifests/..%2f..%2fevil")),
+        ] {
+            let (status, text) = raw_request(srv.addr, method, &target, &body).await;
+            assert!(
+                (400..500).contains(&status),
+                "{method} {target}: {status} {text}"
+            );
+        }
+        assert_root_untouched(srv.dir.path(), &srv.root);
+        // The registry still works.
+        push_image(&srv, "repo", Some("ok"), 112).await;
+    }
+}
+
+mod ops {
+    use crate::support::*;
+
+    fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|lab| l.contains(lab))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .next()
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_200() {
+        let srv = Server::start().await;
+        let (_, body) = expect_status(send(srv.get("/healthz")).await, 200).await;
+        assert_eq!(String::from_utf8_lossy(&body).trim(), "ok");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_by_route_and_status_and_content() {
+        let srv = Server::start().await;
+        push_image(&srv, "repo", Some("latest"), 120).await;
+        start_upload(&srv, "repo").await;
+        let resp = send(srv.get(&format!("/v2/repo/blobs/{DUMMY_DIGEST}"))).await;
+        assert_eq!(resp.status(), 404);
+
+        let resp = send(srv.get("/metrics")).await;
+        let ct = header(&resp, "content-type").unwrap_or_default();
+        assert!(
+            ct.starts_with("text/plain") || ct.starts_with("application/openmetrics-text"),
+            "{ct}"
+        );
+        let (_, body) = expect_status(resp, 200).await;
+        let text = String::from_utf8(body).unwrap();
+
+        let put = metric_value(
+            &text,
+            "berth_http_requests_total",
+            &["route=\"manifest_put\"", "status=\"201\""],
+        );
+        assert_eq!(put, Some(1.0), "{text}");
+        let missing = metric_value(
+            &text,
+            "berth_http_requests_total",
+            &["route=\"blob_get\"", "status=\"404\""],
+        );
+        assert_eq!(missing, Some(1.0), "{text}");
+        assert!(
+            metric_value(&text, "berth_http_requests_total", &["status=\"202\""]).is_some(),
+            "{text}"
+        );
+        assert_eq!(metric_value(&text, "berth_blobs", &[]), Some(2.0), "{text}");
+        assert_eq!(
+            metric_value(&text, "berth_manifests", &[]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            metric_value(&text, "berth_upload_sessions", &[]),
+            Some(1.0),
+            "{text}"
+        );
+    }
+}
+
+mod concurrency {
+    use crate::support::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pushes_of_the_same_blob_end_consistent() {
+        let srv = Server::start().await;
+        let blob = data(130, 256 * 1024);
+        let d = sha256(&blob);
+        let push = |chunked: bool| {
+            let (api, blob, d) = (srv.api.clone(), blob.clone(), d.clone());
+            tokio::spawn(async move {
+                if chunked {
+                    let loc = start_upload(&api, "repo").await;
+                    let half = blob.len() / 2;
+                    let resp = patch_chunk(&api, &loc, 0, &blob[..half]).await;
+                    assert_eq!(resp.status(), 202);
+                    finish_upload(&api, &loc, &d, &blob[half..]).await.status()
+                } else {
+                    push_blob_monolithic(&api, "repo", &blob, &d).await.status()
+                }
+            })
+        };
+        let (a, b, c, e, f, g) = tokio::join!(
+            push(true),
+            push(false),
+            push(true),
+            push(false),
+            push(true),
+            push(false)
+        );
+        for r in [a, b, c, e, f, g] {
+            assert_eq!(r.unwrap(), 201);
+        }
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+        let files: Vec<_> = srv
+            .blob_files()
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pushes_of_the_same_tag_end_consistent() {
+        let srv = Server::start().await;
+        let mut images = Vec::new();
+        for seed in 140..146 {
+            let img = image(seed);
+            push_blob(&srv, "repo", &img.config).await;
+            push_blob(&srv, "repo", &img.layer).await;
+            images.push(img);
+        }
+        let push = |img: &Image| {
+            let (api, body) = (srv.api.clone(), img.manifest.clone());
+            tokio::spawn(async move {
+                put_manifest(&api, "repo", "latest", OCI_MANIFEST, &body)
+                    .await
+                    .status()
+            })
+        };
+        let (a, b, c, d, e, f) = tokio::join!(
+            push(&images[0]),
+            push(&images[1]),
+            push(&images[2]),
+            push(&images[3]),
+            push(&images[4]),
+            push(&images[5])
+        );
+        for r in [a, b, c, d, e, f] {
+            assert_eq!(r.unwrap(), 201);
+        }
+        let resp = send(srv.get("/v2/repo/manifests/latest")).await;
+        let (h, body) = expect_status(resp, 200).await;
+        let digest = header_of(&h, "docker-content-digest").unwrap();
+        assert_eq!(digest, sha256(&body), "tag serves bytes of another digest");
+        assert!(images.iter().any(|i| i.manifest == body));
+        assert_eq!(tags(&srv, "repo", "").await.0, ["latest"]);
+        for img in &images {
+            let resp = send(srv.get(&format!("/v2/repo/manifests/{}", img.digest))).await;
+            let (_, body) = expect_status(resp, 200).await;
+            assert_eq!(body, img.manifest);
+        }
+    }
+}
+
+mod lifecycle {
+    use std::time::Duration;
+
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn expired_upload_session_is_swept() {
+        let srv = Server::start_with_ttl(Duration::from_secs(1)).await;
+        let loc = start_upload(&srv, "repo").await;
+        expect_status(patch_chunk(&srv, &loc, 0, b"partial").await, 202).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let fresh = start_upload(&srv, "repo").await;
+        let removed = srv.reg.sweep_uploads().await.expect("sweep");
+        assert!(removed >= 1, "removed {removed}");
+        expect_error(send(srv.get(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        // A session younger than the time to live is kept.
+        expect_status(send(srv.get(&fresh)).await, 204).await;
+        assert_eq!(srv.upload_files().len(), 1, "{:?}", srv.upload_files());
+    }
+
+    #[tokio::test]
+    async fn restart_serves_content_and_resumes_uploads() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "org/app", Some("v1"), 150).await;
+        let blob = data(151, 100_000);
+        let d = sha256(&blob);
+        let loc = start_upload(&srv, "org/app").await;
+        expect_status(patch_chunk(&srv, &loc, 0, &blob[..60_000]).await, 202).await;
+        let dir = srv.stop().await;
+
+        let srv = Server::start_in(dir, Duration::from_secs(3600)).await;
+        let (_, body) = expect_status(send(srv.get("/v2/org/app/manifests/v1")).await, 200).await;
+        assert_eq!(body, img.manifest);
+        let resp = send(srv.get(&format!("/v2/org/app/blobs/{}", img.layer_desc.digest))).await;
+        let (_, body) = expect_status(resp, 200).await;
+        assert_eq!(body, img.layer);
+        assert_eq!(tags(&srv, "org/app", "").await.0, ["v1"]);
+
+        let resp = send(srv.get(&loc)).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-59999"));
+        expect_status(resp, 204).await;
+        expect_status(
+            patch_chunk(&srv, &loc, 60_000, &blob[60_000..80_000]).await,
+            202,
+        )
+        .await;
+        let resp = finish_upload(&srv, &loc, &d, &blob[80_000..]).await;
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/org/app/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
+    }
+}

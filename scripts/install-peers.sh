@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the peer programs that berth's interop tests and benchmarks run
+# against (Debian packages): podman, skopeo, buildah, docker-registry
+# (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils), and
+# newuidmap (uidmap). Does nothing for what is already installed.
+# Also makes sure /etc/containers/policy.json exists.
+#
+# Usage: scripts/install-peers.sh   (as root when something is missing)
+set -euo pipefail
+
+# command -> Debian package
+declare -A package_of=(
+  [podman]=podman
+  [skopeo]=skopeo
+  [buildah]=buildah
+  [docker-registry]=docker-registry
+  [busybox]=busybox-static
+  [curl]=curl
+  [jq]=jq
+  [wrk]=wrk
+  [ab]=apache2-utils
+  [newuidmap]=uidmap
+)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap)
+
+have() {
+  if [[ $1 == busybox ]]; then
+    # The tests copy /bin/busybox into images.
+    [[ -x /bin/busybox ]]
+  else
+    command -v "$1" >/dev/null 2>&1
+  fi
+}
+
+missing_packages=()
+for cmd in "${commands[@]}"; do
+  if ! have "$cmd"; then
+    missing_packages+=("${package_of[$cmd]}")
+  fi
+done
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+if ((${#missing_packages[@]} > 0)); then
+  if ! is_root; then
+    echo "install-peers: missing packages: ${missing_packages[*]}" >&2
+    echo "install-peers: run as root, or: sudo apt-get install -y ${missing_packages[*]}" >&2
+    exit 1
+  fi
+  echo "install-peers: installing ${missing_packages[*]}"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing_packages[@]}"
+  for cmd in "${commands[@]}"; do
+    if ! have "$cmd"; then
+      echo "install-peers: $cmd still missing after installing ${package_of[$cmd]}" >&2
+      exit 1
+    fi
+  done
+fi
+
+# containers-common normally ships this file (package
+# golang-github-containers-common); podman/buildah refuse to pull or push
+# without a policy.
+policy=/etc/containers/policy.json
+if [[ ! -e $policy ]]; then
+  if ! is_root; then
+    echo "install-peers: $policy is missing; create it as root with" >&2
+    echo '  {"default":[{"type":"insecureAcceptAnything"}]}' >&2
+    exit 1
+  fi
+  mkdir -p /etc/containers
+  printf '%s\n' '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
+  echo "install-peers: wrote $policy"
+fi
+
+echo "install-peers: ok ($(podman --version), $(skopeo --version), $(buildah --version | cut -d' ' -f1-3), docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}'))"
