@@ -1,0 +1,429 @@
+//! `berth serve` as a process: configuration sources, graceful shutdown on SIGTERM,
+//! and what survives `kill -9` in the middle of uploads.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `berth serve` process, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(root: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(BERTH);
+        cmd.env_remove("BERTH_LISTEN");
+        cmd.args(["serve", "--root"]).arg(root).args(extra);
+        let configured = extra.contains(&"--listen") || extra.contains(&"--config");
+        if !configured && !envs.iter().any(|(k, _)| *k == "BERTH_LISTEN") {
+            cmd.args(["--listen", &addr]);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth serve starts");
+        Serve { child, addr }
+    }
+
+    fn at(mut self, addr: &str) -> Serve {
+        self.addr = addr.to_string();
+        self
+    }
+
+    fn wait_ready(&self) -> &Serve {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = try_request(&self.addr, "GET", "/v2/", &[], b"") {
+                if r.status == 200 {
+                    return self;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "berth serve on {} did not answer /v2/ within 10 s",
+            self.addr
+        );
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+fn send_head(s: &mut TcpStream, addr: &str, method: &str, path: &str, headers: &[(&str, String)]) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+}
+
+fn read_response(mut s: TcpStream) -> std::io::Result<Resp> {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok(Resp {
+        status,
+        headers: head,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut h = headers.to_vec();
+    h.push(("Content-Length", body.len().to_string()));
+    send_head(&mut s, addr, method, path, &h);
+    s.write_all(body)?;
+    read_response(s)
+}
+
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Resp {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// sha256 through the system tool, to stay independent of the code under test.
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    )
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn push_blob(addr: &str, repo: &str, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let r = request(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[],
+        bytes,
+    );
+    assert_eq!(r.status, 201, "monolithic upload of {d}");
+    d
+}
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(dir.path(), &[], &[]);
+    s.wait_ready();
+    let blob = data(256 * 1024, 1);
+    let d = sha256(&blob);
+
+    // A one-shot upload whose body is only half sent when SIGTERM arrives.
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send_head(
+        &mut conn,
+        &s.addr,
+        "POST",
+        &format!("/v2/t/blobs/uploads/?digest={d}"),
+        &[("Content-Length", blob.len().to_string())],
+    );
+    conn.write_all(&blob[..blob.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal("-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // No new connections are served once shutdown began.
+    assert!(
+        try_request(&s.addr, "GET", "/v2/", &[], b"").is_err(),
+        "a new connection was served after SIGTERM"
+    );
+    // The request in flight completes.
+    conn.write_all(&blob[blob.len() / 2..]).unwrap();
+    let r = read_response(conn).unwrap();
+    assert_eq!(r.status, 201, "in-flight upload finished with {}", r.status);
+    let status = s.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "berth exited with {status}");
+
+    // The blob it committed is there after a restart.
+    let s2 = Serve::start(dir.path(), &[], &[]);
+    s2.wait_ready();
+    let r = request(&s2.addr, "GET", &format!("/v2/t/blobs/{d}"), &[], b"");
+    assert_eq!((r.status, r.body == blob), (200, true));
+}
+
+#[test]
+fn kill_9_keeps_committed_content_and_never_serves_a_partial_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start(dir.path(), &[], &[]);
+    s.wait_ready();
+    let addr = s.addr.clone();
+
+    // Committed before the crash: a blob and a manifest that uses it.
+    let config = push_blob(&addr, "app", b"{}");
+    let layer_bytes = data(100_000, 2);
+    let layer = push_blob(&addr, "app", &layer_bytes);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{}}}]}}"#,
+        layer_bytes.len()
+    );
+    let r = request(
+        &addr,
+        "PUT",
+        "/v2/app/manifests/v1",
+        &[(
+            "Content-Type",
+            "application/vnd.oci.image.manifest.v1+json".into(),
+        )],
+        manifest.as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+
+    // A chunked upload with one chunk committed to the session.
+    let big = data(3 * 1024 * 1024, 3);
+    let big_digest = sha256(&big);
+    let r = request(&addr, "POST", "/v2/app/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202);
+    let session = r.header("location").unwrap();
+    let first = 1024 * 1024;
+    let r = request(
+        &addr,
+        "PATCH",
+        &session,
+        &[("Content-Range", format!("0-{}", first - 1))],
+        &big[..first],
+    );
+    assert_eq!(r.status, 202);
+
+    // A one-shot upload that is half sent when the process dies.
+    let partial = data(2 * 1024 * 1024, 4);
+    let partial_digest = sha256(&partial);
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    send_head(
+        &mut conn,
+        &addr,
+        "POST",
+        &format!("/v2/app/blobs/uploads/?digest={partial_digest}"),
+        &[("Content-Length", partial.len().to_string())],
+    );
+    conn.write_all(&partial[..partial.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal("-KILL");
+    drop(s);
+    drop(conn);
+
+    let s = Serve::start(dir.path(), &["--listen", &addr], &[]).at(&addr);
+    s.wait_ready();
+    // Everything committed before is served, byte for byte.
+    let r = request(&addr, "GET", "/v2/app/manifests/v1", &[], b"");
+    assert_eq!((r.status, r.body.as_slice()), (200, manifest.as_bytes()));
+    let r = request(&addr, "GET", &format!("/v2/app/blobs/{layer}"), &[], b"");
+    assert_eq!((r.status, r.body == layer_bytes), (200, true));
+    // The interrupted one-shot upload left no blob.
+    let r = request(
+        &addr,
+        "HEAD",
+        &format!("/v2/app/blobs/{partial_digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "a partial blob is visible after kill -9");
+    // The chunked session resumes where it was, and completes.
+    let r = request(&addr, "GET", &session, &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("range").as_deref(),
+        Some(format!("0-{}", first - 1).as_str())
+    );
+    let r = request(
+        &addr,
+        "PATCH",
+        &session,
+        &[("Content-Range", format!("{first}-{}", big.len() - 1))],
+        &big[first..],
+    );
+    assert_eq!(r.status, 202);
+    let r = request(
+        &addr,
+        "PUT",
+        &format!("{session}?digest={big_digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 201, "finishing the resumed upload");
+    let r = request(
+        &addr,
+        "GET",
+        &format!("/v2/app/blobs/{big_digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!((r.status, r.body == big), (200, true));
+}
+
+#[test]
+fn configuration_flags_win_over_environment_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p_file, p_env) = (free_port(), free_port());
+    let file = dir.path().join("berth.toml");
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:{p_file}\"\nupload_ttl = \"2h\"\nlog_level = \"warn\"\n"),
+    )
+    .unwrap();
+    let root = dir.path().join("data");
+    let cfg = file.to_str().unwrap();
+
+    // File alone.
+    let s = Serve::start(&root, &["--config", cfg], &[]).at(&format!("127.0.0.1:{p_file}"));
+    s.wait_ready();
+    drop(s);
+    // Environment over file.
+    let env_addr = format!("127.0.0.1:{p_env}");
+    let s = Serve::start(
+        &root,
+        &["--config", cfg],
+        &[("BERTH_LISTEN", env_addr.as_str())],
+    )
+    .at(&env_addr);
+    s.wait_ready();
+    drop(s);
+    // Flag over environment.
+    let flag_addr = format!("127.0.0.1:{}", free_port());
+    let s = Serve::start(
+        &root,
+        &["--config", cfg, "--listen", &flag_addr],
+        &[("BERTH_LISTEN", env_addr.as_str())],
+    )
+    .at(&flag_addr);
+    s.wait_ready();
+}
+
+#[test]
+fn bad_configuration_is_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\nno_such_key = 1\n").unwrap();
+    let out = Command::new(BERTH)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("berth: parsing config file"), "{err}");
+    assert!(err.contains("no_such_key"), "{err}");
+}
+
+#[test]
+fn serve_help_documents_every_setting() {
+    let out = Command::new(BERTH)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "--listen",
+        "--root",
+        "--config",
+        "--upload-ttl",
+        "--shutdown-timeout",
+        "--log-level",
+        "--log-format",
+        "BERTH_LISTEN",
+        "BERTH_ROOT",
+        "BERTH_CONFIG",
+        "BERTH_UPLOAD_TTL",
+    ] {
+        assert!(help.contains(key), "serve --help does not mention {key}");
+    }
+}
