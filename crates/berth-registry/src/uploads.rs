@@ -230,6 +230,23 @@ fn check_chunk_start(
     }
 }
 
+/// A declared `Content-Length` must agree with the `Content-Range` it comes with.
+fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap) -> ApiResult<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match (range, declared) {
+        (Some((start, end)), Some(n)) if n != end - start + 1 => {
+            Err(ApiError::new(Code::SizeInvalid).detail(format!(
+                "Content-Range says {} bytes, Content-Length {n}",
+                end - start + 1
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or streams the whole blob).
 pub(crate) async fn patch(
     reg: &Arc<Registry>,
@@ -242,9 +259,28 @@ pub(crate) async fn patch(
     let slot = reg.uploads.slot(id);
     let mut state = slot.lock().await;
     let writer = resume(reg, id, state.take()).await?;
-    check_chunk_start(range, writer.len(), name, id).inspect_err(|_| {})?;
+    let check = check_chunk_start(range, writer.len(), name, id)
+        .and_then(|()| check_chunk_length(range, req.headers()));
+    if let Err(e) = check {
+        *state = Some(writer.into_state());
+        return Err(e);
+    }
+    // A chunk that does not match its Content-Range is not kept; a body that breaks
+    // off is (the client asks how much arrived, and resumes from there).
+    let snapshot = range.map(|_| writer.snapshot());
     let before = writer.len();
-    let (writer, result) = receive(reg, writer, req.into_body()).await;
+    let (mut writer, result) = receive(reg, writer, req.into_body()).await;
+    let mut size_error = None;
+    if let (Some((start, end)), Some(snapshot), Ok(())) = (range, snapshot, &result) {
+        let got = writer.len() - before;
+        if got != end - start + 1 {
+            writer.rollback(snapshot)?;
+            size_error = Some(ApiError::new(Code::SizeInvalid).detail(format!(
+                "Content-Range says {} bytes, the body had {got}",
+                end - start + 1
+            )));
+        }
+    }
     let len = writer.len();
     *state = Some(writer.into_state());
     drop(state);
@@ -252,14 +288,8 @@ pub(crate) async fn patch(
     let id2 = id.to_string();
     tokio::task::spawn_blocking(move || meta.touch_upload(&id2)).await??;
     result?;
-    if let Some((start, end)) = range {
-        if len - before != end - start + 1 {
-            return Err(ApiError::new(Code::SizeInvalid).detail(format!(
-                "Content-Range says {} bytes, body had {}",
-                end - start + 1,
-                len - before
-            )));
-        }
+    if let Some(e) = size_error {
+        return Err(e);
     }
     Ok(session_response(StatusCode::ACCEPTED, name, id, len))
 }
@@ -280,7 +310,10 @@ pub(crate) async fn finish(
     let slot = reg.uploads.slot(id);
     let mut state = slot.lock().await;
     let writer = resume(reg, id, state.take()).await?;
-    check_chunk_start(range, writer.len(), name, id)?;
+    if let Err(e) = check_chunk_start(range, writer.len(), name, id) {
+        *state = Some(writer.into_state());
+        return Err(e);
+    }
     let result = commit_body(reg, name, id, writer, &d, req.into_body(), Some(&mut state)).await;
     drop(state);
     if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {

@@ -183,6 +183,10 @@ mod blobs {
         assert_eq!(send(srv.head(&path)).await.status(), 404);
         expect_error(send(srv.get(&path)).await, 404, "BLOB_UNKNOWN").await;
         expect_error(send(srv.delete(&path)).await, 404, "BLOB_UNKNOWN").await;
+        // It can be pushed again.
+        assert_eq!(push_blob(&srv, "repo", b"to be deleted").await, d);
+        let (_, body) = expect_status(send(srv.get(&path)).await, 200).await;
+        assert_eq!(body, b"to be deleted");
     }
 
     #[tokio::test]
@@ -380,6 +384,16 @@ mod uploads {
         let (blob, d) = blob_b();
         let loc = start_upload(&srv, "repo").await;
         expect_status(patch_chunk(&srv, &loc, 0, &blob[..22]).await, 202).await;
+        // A final chunk that does not start at the end is refused like a PATCH.
+        let resp = send(
+            srv.put(&with_digest(&loc, &d))
+                .header(CONTENT_TYPE, OCTET)
+                .header(CONTENT_RANGE, "30-41")
+                .body(blob[30..].to_vec()),
+        )
+        .await;
+        assert_eq!(resp.status(), 416);
+        assert_eq!(status_range(&srv, &loc).await.0, "0-21");
         let resp = send(
             srv.put(&with_digest(&loc, &d))
                 .header(CONTENT_TYPE, OCTET)
@@ -961,6 +975,14 @@ mod manifests {
             &[Desc::of(DOCKER_MANIFEST, &m)],
         ));
         push_manifest(&srv, "repo", "list", DOCKER_LIST, &list).await;
+        // Without a Content-Type the body's mediaType decides.
+        let resp = send(srv.put("/v2/repo/manifests/untyped").body(m.clone())).await;
+        expect_status(resp, 201).await;
+        let resp = send(srv.head("/v2/repo/manifests/untyped")).await;
+        assert_eq!(
+            header(&resp, "content-type").as_deref(),
+            Some(DOCKER_MANIFEST)
+        );
         for (tag, bytes, mt) in [
             ("docker", &m, DOCKER_MANIFEST),
             ("list", &list, DOCKER_LIST),
@@ -1115,7 +1137,7 @@ mod manifests {
     }
 
     #[tokio::test]
-    async fn manifest_over_4_mib_answers_413() {
+    async fn manifest_over_4_mib_answers_413_and_4_mib_is_accepted() {
         let srv = Server::start().await;
         let img = image(54);
         push_blob(&srv, "repo", &img.config).await;
@@ -1127,7 +1149,7 @@ mod manifests {
 
         // With Content-Length.
         let resp = put_manifest(&srv, "repo", "big", OCI_MANIFEST, &big).await;
-        assert_eq!(resp.status(), 413);
+        assert_eq!(error_of(resp).await.0, 413);
 
         // Streamed, without Content-Length.
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -1140,16 +1162,49 @@ mod manifests {
                 ))),
         )
         .await;
-        assert_eq!(resp.status(), 413);
+        assert_eq!(error_of(resp).await.0, 413);
         assert_eq!(send(srv.head("/v2/repo/manifests/big")).await.status(), 404);
+
+        // Exactly 4 MiB is still accepted.
+        v["annotations"] = json!({"pad": ""});
+        let base = serde_json::to_vec(&v).unwrap().len();
+        v["annotations"] = json!({"pad": "x".repeat(4 * 1024 * 1024 - base)});
+        let limit = serde_json::to_vec(&v).unwrap();
+        assert_eq!(limit.len(), 4 * 1024 * 1024);
+        push_manifest(&srv, "repo", "limit", OCI_MANIFEST, &limit).await;
     }
 
     #[tokio::test]
     async fn manifest_pushed_by_sha512_digest_is_served_by_it() {
         let srv = Server::start().await;
-        let img = image(55);
-        push_blob(&srv, "repo", &img.config).await;
-        push_blob(&srv, "repo", &img.layer).await;
+        let config = config_bytes(55);
+        let layer = data(55, 300);
+        push_blob(&srv, "repo", &config).await;
+        // The layer is pushed, and referenced, by its sha512 digest.
+        let layer_d = sha512(&layer);
+        expect_status(
+            push_blob_monolithic(&srv, "repo", &layer, &layer_d).await,
+            201,
+        )
+        .await;
+        let layer_desc = Desc {
+            media_type: OCI_LAYER.to_string(),
+            digest: layer_d,
+            size: layer.len(),
+        };
+        let manifest = manifest_bytes(&image_manifest(
+            &Desc::of(OCI_CONFIG, &config),
+            &[layer_desc],
+        ));
+        let img = Image {
+            digest: sha256(&manifest),
+            desc: Desc::of(OCI_MANIFEST, &manifest),
+            config_desc: Desc::of(OCI_CONFIG, &config),
+            layer_desc: Desc::of(OCI_LAYER, &layer),
+            config,
+            layer,
+            manifest,
+        };
         let d = sha512(&img.manifest);
         let resp = put_manifest(&srv, "repo", &d, OCI_MANIFEST, &img.manifest).await;
         assert_eq!(location(&resp), format!("/v2/repo/manifests/{d}"));
@@ -1159,6 +1214,10 @@ mod manifests {
         let (h, body) = expect_status(resp, 200).await;
         assert_eq!(body, img.manifest);
         assert_eq!(header_of(&h, "docker-content-digest").as_deref(), Some(&*d));
+        assert_eq!(header_of(&h, "content-type").as_deref(), Some(OCI_MANIFEST));
+        // Stored under its sha512 name only.
+        let resp = send(srv.head(&format!("/v2/repo/manifests/{}", img.digest))).await;
+        assert_eq!(resp.status(), 404);
     }
 
     #[tokio::test]
@@ -1239,9 +1298,9 @@ mod tags {
     #[tokio::test]
     async fn tags_list_is_sorted_and_named() {
         let srv = Server::start().await;
-        repo_with_tags(&srv, &["v2", "latest", "a", "v1.0"]).await;
+        repo_with_tags(&srv, &["v2", "latest", "a", "v1.0", "RC_1-x.Y", "_under"]).await;
         let (tags, link) = tags(&srv, "repo", "").await;
-        assert_eq!(tags, ["a", "latest", "v1.0", "v2"]);
+        assert_eq!(tags, ["RC_1-x.Y", "_under", "a", "latest", "v1.0", "v2"]);
         assert!(link.is_none(), "{link:?}");
     }
 
@@ -1599,6 +1658,13 @@ mod referrers {
         .await;
         assert_eq!(filters.as_deref(), Some("artifactType"));
         assert!(list.is_empty());
+        let (list, _) = referrers(
+            &srv,
+            &s.subject.digest,
+            "?artifactType=application/vnd.food.stand",
+        )
+        .await;
+        assert_eq!(digests(&list), sorted(&[&s.index]));
     }
 
     #[tokio::test]
@@ -1728,13 +1794,11 @@ mod names {
                 );
             }
         }
-        let (repos, _) = {
-            let resp = send(srv.get("/v2/_catalog")).await;
-            let (_, body) = expect_status(resp, 200).await;
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            (v["repositories"].as_array().unwrap().len(), ())
-        };
-        assert_eq!(repos, 0);
+        // Nothing was created.
+        let resp = send(srv.get("/v2/_catalog")).await;
+        let (_, body) = expect_status(resp, 200).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["repositories"], serde_json::json!([]));
     }
 
     fn assert_root_untouched(dir: &Path, root: &Path) {
@@ -1798,7 +1862,7 @@ mod names {
             ("DELETE", "/v2/repo/blobs/uploads/..%2fmeta.db".to_string()),
             ("DELETE", "/v2/repo/blobs/uploads/%2e%2e".to_string()),
             ("PATCH", "/v2/repo/blobs/uploads/..%2f..%2fevil".to_string()),
-            ("PUT", format!("/v2/repo/manifests/..%2f..%2fevil")),
+            ("PUT", "/v2/repo/manifests/..%2f..%2fevil".to_string()),
         ] {
             let (status, text) = raw_request(srv.addr, method, &target, &body).await;
             assert!(
@@ -1922,6 +1986,30 @@ mod concurrency {
             .collect();
         assert_eq!(files.len(), 1, "{files:?}");
         assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_chunks_to_one_session_do_not_interleave() {
+        let srv = Server::start().await;
+        let blob = data(135, 200_000);
+        let d = sha256(&blob);
+        let loc = start_upload(&srv, "repo").await;
+        // Four clients send the same first chunk at once: exactly one may land.
+        let chunk = || {
+            let (api, loc, bytes) = (srv.api.clone(), loc.clone(), blob[..100_000].to_vec());
+            tokio::spawn(async move { patch_chunk(&api, &loc, 0, &bytes).await.status().as_u16() })
+        };
+        let (a, b, c, e) = tokio::join!(chunk(), chunk(), chunk(), chunk());
+        let mut statuses = [a.unwrap(), b.unwrap(), c.unwrap(), e.unwrap()];
+        statuses.sort();
+        assert_eq!(statuses, [202, 416, 416, 416]);
+        let resp = send(srv.get(&loc)).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-99999"));
+        let resp = finish_upload(&srv, &loc, &d, &blob[100_000..]).await;
+        expect_status(resp, 201).await;
+        let (_, body) =
+            expect_status(send(srv.get(&format!("/v2/repo/blobs/{d}"))).await, 200).await;
+        assert_eq!(body, blob);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -249,6 +249,26 @@ impl BlobWriter {
         self.len == 0
     }
 
+    /// The hash state now, to roll back to if what follows must not be kept.
+    pub fn snapshot(&self) -> HashState {
+        HashState {
+            hasher: self.hasher.clone(),
+            len: self.len,
+        }
+    }
+
+    /// Cuts the upload back to a [`BlobWriter::snapshot`]: bytes written since are
+    /// dropped from the file and from the hash.
+    pub fn rollback(&mut self, to: HashState) -> Result<()> {
+        self.file.set_len(to.len).map_err(StoreError::io(format!(
+            "truncating {}",
+            self.path.display()
+        )))?;
+        self.hasher = to.hasher;
+        self.len = to.len;
+        Ok(())
+    }
+
     /// Closes the file and keeps the hash state for the next chunk.
     pub fn into_state(self) -> HashState {
         HashState {
@@ -320,6 +340,21 @@ mod tests {
         let d = Digest::sha256_of(b"part one, part two");
         store.commit(w, &d).unwrap();
         assert!(store.contains(&d));
+    }
+
+    #[test]
+    fn rollback_drops_bytes_from_file_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(b"keep").unwrap();
+        let snap = w.snapshot();
+        w.write(b" drop").unwrap();
+        w.rollback(snap).unwrap();
+        w.write(b" more").unwrap();
+        let d = Digest::sha256_of(b"keep more");
+        store.commit(w, &d).unwrap();
+        assert_eq!(fs::read(store.path(&d)).unwrap(), b"keep more");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use berth_image::{Algorithm, Digest};
 use berth_registry::{Registry, RegistryConfig};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -530,7 +530,10 @@ pub fn image(seed: u64) -> Image {
     let layer = data(seed, 300);
     let config_desc = Desc::of(OCI_CONFIG, &config);
     let layer_desc = Desc::of(OCI_LAYER, &layer);
-    let manifest = manifest_bytes(&image_manifest(&config_desc, &[layer_desc.clone()]));
+    let manifest = manifest_bytes(&image_manifest(
+        &config_desc,
+        std::slice::from_ref(&layer_desc),
+    ));
     Image {
         digest: sha256(&manifest),
         desc: Desc::of(OCI_MANIFEST, &manifest),
@@ -630,8 +633,4 @@ pub async fn raw_request(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
-}
-
-pub fn is_status(resp: &Response, s: StatusCode) -> bool {
-    resp.status() == s
 }
