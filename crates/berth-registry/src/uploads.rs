@@ -27,8 +27,10 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{digest, hv, location, query_get, query_pairs, repo};
 use crate::Registry;
 
-/// Frames in flight between the network task and the writing thread.
-const FRAMES_IN_FLIGHT: usize = 32;
+/// Batches of body frames in flight between the network task and the writing thread,
+/// and the size of a batch: together they bound an upload's memory (about 5 MiB).
+const BATCHES_IN_FLIGHT: usize = 4;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
@@ -367,30 +369,47 @@ async fn commit_body(
 /// Streams a request body into `writer`: the network task forwards frames, a blocking
 /// thread writes and hashes them, so receiving and hashing overlap on two cores.
 async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter, ApiResult<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
     let consumer = tokio::task::spawn_blocking(move || {
         let mut w = writer;
-        while let Some(frame) = rx.blocking_recv() {
-            if let Err(e) = w.write(&frame) {
-                return (w, Err(e));
+        while let Some(batch) = rx.blocking_recv() {
+            for frame in batch {
+                if let Err(e) = w.write(&frame) {
+                    return (w, Err(e));
+                }
             }
         }
         (w, Ok(()))
     });
     let mut stream = body.into_data_stream();
     let mut body_error = None;
-    while let Some(frame) = stream.next().await {
-        match frame {
-            Ok(bytes) => {
+    // Frames are handed over in batches (no copy: a batch is a list of the frames), so
+    // the writing thread is woken once per BATCH_BYTES rather than once per frame.
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    loop {
+        let frame = stream.next().await;
+        let end = match frame {
+            Some(Ok(bytes)) => {
                 reg.metrics.bytes_received(bytes.len() as u64);
-                if tx.send(bytes).await.is_err() {
-                    break; // the writer failed; its error is reported below
-                }
+                batch_bytes += bytes.len();
+                batch.push(bytes);
+                false
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 body_error = Some(e);
-                break;
+                true
             }
+            None => true,
+        };
+        if (end || batch_bytes >= BATCH_BYTES) && !batch.is_empty() {
+            batch_bytes = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        if end {
+            break;
         }
     }
     drop(tx);
