@@ -6,15 +6,15 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_image::RepositoryName;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use berth_store::BlobStore;
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{digest, hv};
 use crate::Registry;
 
-/// Read buffer for serving blobs: the 4 KiB default is several times slower on large blobs.
-const SERVE_BUF: usize = 256 * 1024;
+/// A blob is sent in memory-mapped windows of this size, a few at a time.
+const SERVE_WINDOW: usize = 2 * 1024 * 1024;
+const WINDOWS_IN_FLIGHT: usize = 2;
 
 pub(crate) async fn get(
     reg: &Arc<Registry>,
@@ -66,17 +66,37 @@ pub(crate) async fn get(
             "blob {d} is {stored} bytes on disk, {size} in the metadata"
         )));
     }
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(len), SERVE_BUF);
+    let stream = tokio_stream_of_windows(file, start, len);
     reg.metrics.bytes_sent(len);
     builder
         .body(Body::from_stream(stream))
         .map_err(ApiError::internal)
+}
+
+/// Streams `len` bytes of `file` from `start` as memory-mapped windows. A blocking
+/// thread maps each window and faults its pages in, a bounded channel hands windows to
+/// the connection: memory stays at a few windows whatever the blob's size, and the
+/// async side never waits for the disk.
+fn tokio_stream_of_windows(
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(WINDOWS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let end = start + len;
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(SERVE_WINDOW as u64) as usize;
+            let window = BlobStore::map_range(&file, at, n);
+            let failed = window.is_err();
+            if tx.blocking_send(window).is_err() || failed {
+                return; // the client went away, or the error was sent
+            }
+            at += n as u64;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) })
 }
 
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, d: &str) -> ApiResult {

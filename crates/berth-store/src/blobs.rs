@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use berth_image::{Algorithm, Digest, Hasher};
+use bytes::Bytes;
 
 use crate::{Result, StoreError};
 
@@ -60,6 +61,36 @@ impl BlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(format!("opening {}", path.display()))(e)),
         }
+    }
+
+    /// Bytes `offset..offset + len` of an open blob file as shared memory mapped from
+    /// the file, so they can be sent without a copy through a read buffer. The pages
+    /// are faulted in here (a blocking call), so that writing them to a socket later
+    /// does not wait for the disk.
+    pub fn map_range(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let page = 4096u64;
+        let aligned = offset - offset % page;
+        let lead = (offset - aligned) as usize;
+        // SAFETY: blob files are immutable. They are written under `uploads/`, renamed
+        // into `blobs/` once complete, and never opened for writing again; removal is an
+        // unlink, which leaves existing mappings valid. So the mapped bytes cannot
+        // change or shrink while they are mapped.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(aligned)
+                .len(lead + len)
+                .map(file)?
+        };
+        let _ = map.advise(memmap2::Advice::WillNeed);
+        let mut touch = 0u8;
+        for i in (0..map.len()).step_by(page as usize) {
+            touch ^= map[i];
+        }
+        std::hint::black_box(touch);
+        Ok(Bytes::from_owner(map).slice(lead..))
     }
 
     /// Is the blob stored? (Its bytes, that is: whether a repository may read it is the
@@ -355,6 +386,29 @@ mod tests {
         let d = Digest::sha256_of(b"keep more");
         store.commit(w, &d).unwrap();
         assert_eq!(fs::read(store.path(&d)).unwrap(), b"keep more");
+    }
+
+    #[test]
+    fn map_range_reads_unaligned_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = store.create_upload("u1").unwrap();
+        w.write(&data).unwrap();
+        let d = Digest::sha256_of(&data);
+        store.commit(w, &d).unwrap();
+        let (file, _) = store.open_blob(&d).unwrap().unwrap();
+        for (at, n) in [
+            (0, 20_000),
+            (1, 4096),
+            (4095, 2),
+            (4096, 100),
+            (12_345, 7_655),
+        ] {
+            let got = BlobStore::map_range(&file, at as u64, n).unwrap();
+            assert_eq!(&got[..], &data[at..at + n], "window {at}+{n}");
+        }
+        assert!(BlobStore::map_range(&file, 7, 0).unwrap().is_empty());
     }
 
     #[test]
