@@ -379,7 +379,10 @@ async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter,
                 }
             }
         }
-        (w, Ok(()))
+        // Whatever arrived is in the file, even when the body broke off: the client
+        // may resume from there.
+        let flushed = w.flush();
+        (w, flushed)
     });
     let mut stream = body.into_data_stream();
     let mut body_error = None;

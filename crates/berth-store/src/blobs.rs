@@ -7,12 +7,13 @@
 //!   exists only with verified content, and a crash leaves at most an upload file.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use berth_image::{Algorithm, Digest, Hasher};
 use bytes::Bytes;
 
+pub use crate::writer::{BlobWriter, HashState};
 use crate::{Result, StoreError};
 
 /// Buffer for re-reading a blob from disk (rehashing after a restart).
@@ -113,12 +114,7 @@ impl BlobStore {
             .create_new(true)
             .open(&path)
             .map_err(StoreError::io(format!("creating {}", path.display())))?;
-        Ok(BlobWriter {
-            path,
-            file,
-            hasher: Algorithm::Sha256.hasher(),
-            len: 0,
-        })
+        Ok(BlobWriter::new(path, file, Algorithm::Sha256.hasher(), 0))
     }
 
     /// Reopens an upload to append to it. `state` is the hash of the bytes written so far
@@ -139,12 +135,7 @@ impl BlobStore {
             Some(s) if s.len == len => s.hasher,
             _ => hash_reader(&mut file, Algorithm::Sha256, &path)?.0,
         };
-        Ok(Some(BlobWriter {
-            path,
-            file,
-            hasher,
-            len,
-        }))
+        Ok(Some(BlobWriter::new(path, file, hasher, len)))
     }
 
     /// Length of an upload's data so far, `None` if there is no such upload file.
@@ -184,12 +175,7 @@ impl BlobStore {
     /// fsynced, then renamed into place, then the folder is fsynced: the blob is visible
     /// only whole. On a mismatch the upload data is removed and nothing is kept.
     pub fn commit(&self, writer: BlobWriter, expected: &Digest) -> Result<u64> {
-        let BlobWriter {
-            path,
-            mut file,
-            hasher,
-            len,
-        } = writer;
+        let (path, mut file, hasher, len) = writer.into_parts()?;
         let actual = if hasher.algorithm() == expected.algorithm() {
             hasher.finish()
         } else {
@@ -244,73 +230,8 @@ impl BlobStore {
     }
 }
 
-/// Digest state of an upload between two requests, kept in memory by the server so that
-/// a chunked upload is hashed once, as the bytes pass.
-pub struct HashState {
-    pub hasher: Hasher,
-    pub len: u64,
-}
-
-/// Appends bytes to an upload file and hashes them on the way.
-pub struct BlobWriter {
-    path: PathBuf,
-    file: File,
-    hasher: Hasher,
-    len: u64,
-}
-
-impl BlobWriter {
-    /// Writes `buf` and feeds it to the hash. On an I/O error the file may hold part of
-    /// `buf`; the caller drops the writer, and a later resume rehashes from the file.
-    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
-        self.file
-            .write_all(buf)
-            .map_err(StoreError::io(format!("writing {}", self.path.display())))?;
-        self.hasher.update(buf);
-        self.len += buf.len() as u64;
-        Ok(())
-    }
-
-    /// Bytes in the upload so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The hash state now, to roll back to if what follows must not be kept.
-    pub fn snapshot(&self) -> HashState {
-        HashState {
-            hasher: self.hasher.clone(),
-            len: self.len,
-        }
-    }
-
-    /// Cuts the upload back to a [`BlobWriter::snapshot`]: bytes written since are
-    /// dropped from the file and from the hash.
-    pub fn rollback(&mut self, to: HashState) -> Result<()> {
-        self.file.set_len(to.len).map_err(StoreError::io(format!(
-            "truncating {}",
-            self.path.display()
-        )))?;
-        self.hasher = to.hasher;
-        self.len = to.len;
-        Ok(())
-    }
-
-    /// Closes the file and keeps the hash state for the next chunk.
-    pub fn into_state(self) -> HashState {
-        HashState {
-            hasher: self.hasher,
-            len: self.len,
-        }
-    }
-}
-
 /// Hashes a whole reader with a large buffer; returns the hasher and the byte count.
-fn hash_reader(r: &mut impl Read, alg: Algorithm, path: &Path) -> Result<(Hasher, u64)> {
+pub(crate) fn hash_reader(r: &mut impl Read, alg: Algorithm, path: &Path) -> Result<(Hasher, u64)> {
     let mut hasher = alg.hasher();
     let mut buf = vec![0u8; READ_BUF];
     let mut total = 0u64;
@@ -364,7 +285,8 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let mut w = store.create_upload("u1").unwrap();
         w.write(b"part one,").unwrap();
-        drop(w); // as after a crash: the hash state is lost
+        w.flush().unwrap(); // what a request acknowledged is in the file
+        drop(w); // then a crash: the hash state is lost
         let mut w = store.resume_upload("u1", None).unwrap().unwrap();
         assert_eq!(w.len(), 9);
         w.write(b" part two").unwrap();

@@ -16,6 +16,7 @@
 pub mod blobs;
 pub mod meta;
 pub mod sqlite;
+mod writer;
 
 pub use blobs::{BlobStore, BlobWriter};
 pub use meta::{MetaStore, NewManifest, Referrer, StoredManifest, Upload};
