@@ -52,10 +52,8 @@ pub(crate) async fn get(
     if !with_body {
         return builder.body(Body::empty()).map_err(ApiError::internal);
     }
-    let blobs = reg.blobs.clone();
     let d2 = d.clone();
-    let Some((file, stored)) = tokio::task::spawn_blocking(move || blobs.open_blob(&d2)).await??
-    else {
+    let Some((file, stored)) = reg.blocking(move |r| r.blobs.open_blob(&d2)).await? else {
         // The metadata links a blob whose bytes are gone: report, do not pretend.
         return Err(ApiError::internal(format!(
             "blob {d} is linked but its file is missing"
@@ -101,10 +99,11 @@ fn tokio_stream_of_windows(
 
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, d: &str) -> ApiResult {
     let d = digest(d)?;
-    let meta = reg.meta.clone();
-    let repo = name.to_string();
-    let d2 = d.clone();
-    if tokio::task::spawn_blocking(move || meta.unlink_blob(&repo, &d2)).await?? {
+    let (repo, d2) = (name.to_string(), d.clone());
+    if reg
+        .blocking(move |r| r.meta.unlink_blob(&repo, &d2))
+        .await?
+    {
         Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
     } else {
         Err(ApiError::new(Code::BlobUnknown).detail(d))

@@ -74,6 +74,22 @@ impl Registry {
         }))
     }
 
+    /// Runs store work that may wait for the disk (file I/O, fsync, a database write)
+    /// on the blocking pool, so that request handling never stalls behind it.
+    pub(crate) async fn blocking<T, E>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Registry) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let reg = self.clone();
+        tokio::task::spawn_blocking(move || f(&reg))
+            .await?
+            .map_err(Into::into)
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }
@@ -99,8 +115,7 @@ impl Registry {
     /// that no session owns (left by a crash during a one-shot upload). Returns how many
     /// it removed.
     pub async fn sweep_uploads(self: &Arc<Self>) -> Result<usize, ApiError> {
-        let reg = self.clone();
-        tokio::task::spawn_blocking(move || reg.sweep_uploads_blocking()).await?
+        self.blocking(Registry::sweep_uploads_blocking).await
     }
 
     fn sweep_uploads_blocking(&self) -> Result<usize, ApiError> {

@@ -142,8 +142,9 @@ pub(crate) async fn put(
         Reference::Tag(t) => Some(t.to_string()),
         Reference::Digest(_) => None,
     };
-    let (meta, n) = (reg.meta.clone(), name.to_string());
-    tokio::task::spawn_blocking(move || meta.put_manifest(&n, &new, tag.as_deref())).await??;
+    let n = name.to_string();
+    reg.blocking(move |r| r.meta.put_manifest(&n, &new, tag.as_deref()))
+        .await?;
 
     let mut resp = (
         StatusCode::CREATED,
@@ -166,12 +167,13 @@ pub(crate) async fn put(
 
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) -> ApiResult {
     let reference: Reference = r.parse().map_err(|_| unknown(name, r))?;
-    let (meta, n) = (reg.meta.clone(), name.to_string());
-    let deleted = tokio::task::spawn_blocking(move || match reference {
-        Reference::Tag(t) => meta.delete_tag(&n, t.as_str()),
-        Reference::Digest(d) => meta.delete_manifest(&n, &d),
-    })
-    .await??;
+    let n = name.to_string();
+    let deleted = reg
+        .blocking(move |r| match reference {
+            Reference::Tag(t) => r.meta.delete_tag(&n, t.as_str()),
+            Reference::Digest(d) => r.meta.delete_manifest(&n, &d),
+        })
+        .await?;
     if deleted {
         Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
     } else {

@@ -114,8 +114,9 @@ pub(crate) async fn start(reg: &Arc<Registry>, name: &RepositoryName, req: Reque
         let d = digest(mount)?;
         let from = query_get(&q, "from").map(repo).transpose()?;
         if let Some(size) = mountable(reg, &d, from.as_ref())? {
-            let (meta, n, d2) = (reg.meta.clone(), name.to_string(), d.clone());
-            tokio::task::spawn_blocking(move || meta.link_blob(&n, &d2, size)).await??;
+            let (n, d2) = (name.to_string(), d.clone());
+            reg.blocking(move |r| r.meta.link_blob(&n, &d2, size))
+                .await?;
             return Ok(blob_created(name, &d));
         }
         // Not mountable: fall back to an ordinary upload session, as the spec says.
@@ -125,17 +126,12 @@ pub(crate) async fn start(reg: &Arc<Registry>, name: &RepositoryName, req: Reque
         return monolithic(reg, name, d, req).await;
     }
     let id = new_id();
-    let (blobs, meta, n, id2) = (
-        reg.blobs.clone(),
-        reg.meta.clone(),
-        name.to_string(),
-        id.clone(),
-    );
-    tokio::task::spawn_blocking(move || {
-        blobs.create_upload(&id2)?;
-        meta.create_upload(&id2, &n)
+    let (n, id2) = (name.to_string(), id.clone());
+    reg.blocking(move |r| {
+        r.blobs.create_upload(&id2)?;
+        r.meta.create_upload(&id2, &n)
     })
-    .await??;
+    .await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
@@ -159,9 +155,8 @@ async fn monolithic(
     let id = new_id();
     let slot = reg.uploads.slot(&id);
     let _busy = slot.lock().await;
-    let blobs = reg.blobs.clone();
     let id2 = id.clone();
-    let writer = tokio::task::spawn_blocking(move || blobs.create_upload(&id2)).await??;
+    let writer = reg.blocking(move |r| r.blobs.create_upload(&id2)).await?;
     let result = commit_body(reg, name, &id, writer, &d, req.into_body(), None).await;
     reg.uploads.forget(&id);
     result?;
@@ -181,11 +176,10 @@ fn session(reg: &Registry, name: &RepositoryName, id: &str) -> ApiResult<()> {
 }
 
 /// Reopens the upload file for appending, with the hash state kept in `state`.
-async fn resume(reg: &Registry, id: &str, state: Option<HashState>) -> ApiResult<BlobWriter> {
-    let blobs = reg.blobs.clone();
+async fn resume(reg: &Arc<Registry>, id: &str, state: Option<HashState>) -> ApiResult<BlobWriter> {
     let id2 = id.to_string();
-    tokio::task::spawn_blocking(move || blobs.resume_upload(&id2, state))
-        .await??
+    reg.blocking(move |r| r.blobs.resume_upload(&id2, state))
+        .await?
         .ok_or_else(|| {
             ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id} has no data"))
         })
@@ -286,9 +280,8 @@ pub(crate) async fn patch(
     let len = writer.len();
     *state = Some(writer.into_state());
     drop(state);
-    let meta = reg.meta.clone();
     let id2 = id.to_string();
-    tokio::task::spawn_blocking(move || meta.touch_upload(&id2)).await??;
+    reg.blocking(move |r| r.meta.touch_upload(&id2)).await?;
     result?;
     if let Some(e) = size_error {
         return Err(e);
@@ -321,9 +314,8 @@ pub(crate) async fn finish(
     if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {
         // Committed, or the data was thrown away: the session is over either way.
         reg.uploads.forget(id);
-        let meta = reg.meta.clone();
         let id2 = id.to_string();
-        tokio::task::spawn_blocking(move || meta.delete_upload(&id2)).await??;
+        reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
     }
     result?;
     Ok(blob_created(name, &d))
@@ -352,17 +344,12 @@ async fn commit_body(
         }
         return Err(e);
     }
-    let (blobs, meta, n, d2) = (
-        reg.blobs.clone(),
-        reg.meta.clone(),
-        name.to_string(),
-        d.clone(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let size = blobs.commit(writer, &d2)?;
-        meta.link_blob(&n, &d2, size)
+    let (n, d2) = (name.to_string(), d.clone());
+    reg.blocking(move |r| {
+        let size = r.blobs.commit(writer, &d2)?;
+        r.meta.link_blob(&n, &d2, size)
     })
-    .await??;
+    .await?;
     Ok(())
 }
 
@@ -458,12 +445,12 @@ pub(crate) async fn cancel(reg: &Arc<Registry>, name: &RepositoryName, id: &str)
     session(reg, name, id)?;
     let slot = reg.uploads.slot(id);
     let _busy = slot.lock().await;
-    let (blobs, meta, id2) = (reg.blobs.clone(), reg.meta.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || {
-        blobs.remove_upload(&id2)?;
-        meta.delete_upload(&id2)
+    let id2 = id.to_string();
+    reg.blocking(move |r| {
+        r.blobs.remove_upload(&id2)?;
+        r.meta.delete_upload(&id2)
     })
-    .await??;
+    .await?;
     reg.uploads.forget(id);
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -159,6 +159,21 @@ impl Server {
         walk(&self.root.join("blobs"), &mut out);
         out
     }
+
+    /// After a refused upload: neither digest is readable, no upload data is left, and
+    /// no blob file was written.
+    pub async fn assert_nothing_kept(&self, repo: &str, digests: &[&str]) {
+        for d in digests {
+            let resp = send(self.head(&format!("/v2/{repo}/blobs/{d}"))).await;
+            assert_eq!(resp.status(), 404, "{d}");
+        }
+        assert!(self.upload_files().is_empty(), "{:?}", self.upload_files());
+        assert!(
+            self.blob_files().iter().all(|p| p.is_dir()),
+            "{:?}",
+            self.blob_files()
+        );
+    }
 }
 
 pub fn list_dir(dir: &Path) -> Vec<String> {
