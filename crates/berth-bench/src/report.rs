@@ -1,0 +1,242 @@
+//! The result table: one row per metric, medians over repetitions, ratio and target.
+
+use std::fmt::Write as _;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// berth / docker-registry must be at least this.
+    RatioAtLeast(f64),
+    /// berth's value must be at most this.
+    AtMost(f64),
+    /// berth's value must be below this.
+    Below(f64),
+    /// Reported for information.
+    Info,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::RatioAtLeast(r) => format!("ratio >= {r}"),
+            Target::AtMost(v) => format!("berth <= {v}"),
+            Target::Below(v) => format!("berth < {v}"),
+            Target::Info => "-".into(),
+        }
+    }
+
+    fn check(self, berth: f64, ratio: Option<f64>) -> Option<bool> {
+        match self {
+            Target::RatioAtLeast(r) => ratio.map(|x| x >= r),
+            Target::AtMost(v) => Some(berth <= v),
+            Target::Below(v) => Some(berth < v),
+            Target::Info => None,
+        }
+    }
+}
+
+pub struct Row {
+    pub id: &'static str,
+    pub unit: &'static str,
+    pub target: Target,
+    pub berth: Vec<f64>,
+    pub dr: Vec<f64>,
+    pub errors: Vec<String>,
+}
+
+pub struct Table {
+    rows: Vec<Row>,
+    pub notes: Vec<String>,
+}
+
+/// (id, unit, target) of every row, in the order of the table.
+const ROWS: &[(&str, &str, Target)] = &[
+    ("manifest_get_rps", "req/s", Target::RatioAtLeast(10.0)),
+    ("manifest_get_p99_ms", "ms", Target::Info),
+    ("manifest_get_server_cpu_us", "µs/req", Target::Info),
+    ("blob_head_rps", "req/s", Target::RatioAtLeast(10.0)),
+    ("blob_head_p99_ms", "ms", Target::Info),
+    ("blob_head_server_cpu_us", "µs/req", Target::Info),
+    ("push_1g_server_cpu_s_per_gib", "s/GiB", Target::AtMost(1.0)),
+    ("push_1g_server_sys_s_per_gib", "s/GiB", Target::Info),
+    ("push_1g_MBps", "MB/s", Target::Info),
+    ("blob_get_MBps", "MB/s", Target::RatioAtLeast(1.0)),
+    ("idle_rss_mib", "MiB", Target::AtMost(15.0)),
+    ("startup_empty_ms", "ms", Target::Info),
+    ("push_4g_peak_rss_mib", "MiB", Target::Below(64.0)),
+    ("startup_10k_tags_ms", "ms", Target::Below(50.0)),
+];
+
+/// Every row id (for `--only`).
+pub fn row_ids() -> impl Iterator<Item = &'static str> {
+    ROWS.iter().map(|r| r.0)
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table {
+            rows: ROWS
+                .iter()
+                .map(|&(id, unit, target)| Row {
+                    id,
+                    unit,
+                    target,
+                    berth: Vec::new(),
+                    dr: Vec::new(),
+                    errors: Vec::new(),
+                })
+                .collect(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, id: &str) -> &mut Row {
+        self.rows
+            .iter_mut()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("unknown row {id}"))
+    }
+
+    /// Adds one repetition's value for berth (`berth == true`) or docker-registry.
+    pub fn add(&mut self, id: &str, berth: bool, value: f64) {
+        let row = self.row(id);
+        if berth {
+            row.berth.push(value);
+        } else {
+            row.dr.push(value);
+        }
+    }
+
+    pub fn error(&mut self, id: &str, who: &str, e: impl std::fmt::Display) {
+        self.row(id).errors.push(format!("{who}: {e}"));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows
+            .iter()
+            .all(|r| r.berth.is_empty() && r.dr.is_empty() && r.errors.is_empty())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        out.push_str("| metric | unit | berth | docker-registry | ratio | target | pass/fail |\n");
+        out.push_str("|---|---|---:|---:|---:|---|---|\n");
+        let mut errors = Vec::new();
+        for r in &self.rows {
+            if r.berth.is_empty() && r.dr.is_empty() && r.errors.is_empty() {
+                continue;
+            }
+            let b = median(&r.berth);
+            let d = median(&r.dr);
+            let ratio = match (b, d) {
+                (Some(b), Some(d)) if d != 0.0 => Some(b / d),
+                _ => None,
+            };
+            let verdict = if !r.errors.is_empty() {
+                "FAIL (ERR)".to_string()
+            } else {
+                match b.and_then(|b| r.target.check(b, ratio)) {
+                    Some(true) => "PASS".into(),
+                    Some(false) => "FAIL".into(),
+                    None if matches!(r.target, Target::Info) => "-".into(),
+                    None => "n/a".into(),
+                }
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.id,
+                r.unit,
+                cell(b, &r.berth),
+                cell(d, &r.dr),
+                ratio.map_or("n/a".into(), |x| format!("{}x", fmt_num(x))),
+                r.target.text(),
+                verdict
+            );
+            for e in &r.errors {
+                errors.push(format!("{}: {e}", r.id));
+            }
+        }
+        if !errors.is_empty() {
+            out.push_str("\nErrors:\n\n");
+            for e in errors {
+                let _ = writeln!(out, "- {e}");
+            }
+        }
+        if !self.notes.is_empty() {
+            out.push_str("\nNotes:\n\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+        }
+        out
+    }
+}
+
+fn cell(median: Option<f64>, values: &[f64]) -> String {
+    match median {
+        None => "n/a".into(),
+        Some(m) if values.len() > 1 => {
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            format!("{} ({}–{})", fmt_num(m), fmt_num(lo), fmt_num(hi))
+        }
+        Some(m) => fmt_num(m),
+    }
+}
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// About three significant digits, no exponent (whole numbers from 100 up).
+pub fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_verdicts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[1.0, 2.0]), Some(1.5));
+        assert_eq!(median(&[]), None);
+        let mut t = Table::new();
+        assert!(t.is_empty());
+        t.add("manifest_get_rps", true, 1000.0);
+        t.add("manifest_get_rps", false, 50.0);
+        t.add("idle_rss_mib", true, 20.0);
+        t.add("idle_rss_mib", false, 10.0);
+        t.add("blob_get_MBps", true, 5.0);
+        t.error("blob_get_MBps", "berth", "boom");
+        let md = t.markdown();
+        assert!(
+            md.contains("| manifest_get_rps | req/s | 1000 | 50.0 | 20.0x | ratio >= 10 | PASS |")
+        );
+        assert!(md.contains("| idle_rss_mib | MiB | 20.0 | 10.0 | 2.00x | berth <= 15 | FAIL |"));
+        assert!(md.contains("FAIL (ERR)"));
+        assert!(md.contains("blob_get_MBps: berth: boom"));
+        assert!(!md.contains("startup_10k_tags_ms"));
+    }
+}
