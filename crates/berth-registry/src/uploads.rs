@@ -19,18 +19,17 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_image::{Digest, RepositoryName};
 use berth_store::blobs::HashState;
-use berth_store::BlobWriter;
-use bytes::Bytes;
+use berth_store::{BlobWriter, Block};
 use futures_util::StreamExt;
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{digest, hv, location, query_get, query_pairs, repo};
 use crate::Registry;
 
-/// Batches of body frames in flight between the network task and the writing thread,
-/// and the size of a batch: together they bound an upload's memory (about 5 MiB).
-const BATCHES_IN_FLIGHT: usize = 4;
-const BATCH_BYTES: usize = 1024 * 1024;
+/// Blocks (of `BLOCK_SIZE`, 1 MiB) in flight between the network task and the writing
+/// thread: with the one being filled and the one being written, an upload holds about
+/// 4 MiB whatever its size.
+const BLOCKS_IN_FLIGHT: usize = 2;
 
 type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
@@ -356,15 +355,16 @@ async fn commit_body(
 /// Streams a request body into `writer`: the network task forwards frames, a blocking
 /// thread writes and hashes them, so receiving and hashing overlap on two cores.
 async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter, ApiResult<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(BLOCKS_IN_FLIGHT);
+    let (recycle, spare) = std::sync::mpsc::channel::<Block>();
     let consumer = tokio::task::spawn_blocking(move || {
         let mut w = writer;
-        while let Some(batch) = rx.blocking_recv() {
-            for frame in batch {
-                if let Err(e) = w.write(&frame) {
-                    return (w, Err(e));
-                }
+        while let Some(mut block) = rx.blocking_recv() {
+            if let Err(e) = w.write(block.as_slice()) {
+                return (w, Err(e));
             }
+            block.clear();
+            let _ = recycle.send(block);
         }
         // Whatever arrived is in the file, even when the body broke off: the client
         // may resume from there.
@@ -373,34 +373,34 @@ async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter,
     });
     let mut stream = body.into_data_stream();
     let mut body_error = None;
-    // Frames are handed over in batches (no copy: a batch is a list of the frames), so
-    // the writing thread is woken once per BATCH_BYTES rather than once per frame.
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    loop {
-        let frame = stream.next().await;
-        let end = match frame {
+    // Each frame is copied once, into an aligned block that the writer hashes and sends
+    // to the disk as it is. The frame is released at once, so hyper reuses its read
+    // buffer instead of allocating (and faulting in) a new one while frames wait.
+    let mut block = Block::new();
+    'frames: loop {
+        match stream.next().await {
             Some(Ok(bytes)) => {
                 reg.metrics.bytes_received(bytes.len() as u64);
-                batch_bytes += bytes.len();
-                batch.push(bytes);
-                false
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    rest = &rest[block.fill_from(rest)..];
+                    if block.is_full() {
+                        let next = spare.try_recv().unwrap_or_default();
+                        if tx.send(std::mem::replace(&mut block, next)).await.is_err() {
+                            break 'frames; // the writer failed; its error is reported below
+                        }
+                    }
+                }
             }
             Some(Err(e)) => {
                 body_error = Some(e);
-                true
+                break;
             }
-            None => true,
-        };
-        if (end || batch_bytes >= BATCH_BYTES) && !batch.is_empty() {
-            batch_bytes = 0;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                break; // the writer failed; its error is reported below
-            }
+            None => break,
         }
-        if end {
-            break;
-        }
+    }
+    if !block.is_empty() {
+        let _ = tx.send(block).await;
     }
     drop(tx);
     let (writer, written) = match consumer.await {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use berth_image::{Algorithm, Digest, Hasher};
 use bytes::Bytes;
 
-pub use crate::writer::{BlobWriter, HashState};
+pub use crate::writer::{BlobWriter, Block, HashState, BLOCK_SIZE};
 use crate::{Result, StoreError};
 
 /// Buffer for re-reading a blob from disk (rehashing after a restart).

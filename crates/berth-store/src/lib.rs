@@ -18,7 +18,7 @@ pub mod meta;
 pub mod sqlite;
 mod writer;
 
-pub use blobs::{BlobStore, BlobWriter};
+pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
 pub use meta::{MetaStore, NewManifest, Referrer, StoredManifest, Upload};
 pub use sqlite::SqliteMeta;
 
