@@ -13,7 +13,7 @@ use crate::routes::{digest, hv};
 use crate::Registry;
 
 /// A blob is sent in memory-mapped windows of this size, a few at a time.
-const SERVE_WINDOW: usize = 2 * 1024 * 1024;
+const SERVE_WINDOW: usize = 1024 * 1024;
 const WINDOWS_IN_FLIGHT: usize = 2;
 
 pub(crate) async fn get(
