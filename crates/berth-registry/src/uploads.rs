@@ -242,6 +242,29 @@ fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap) -> ApiResu
     }
 }
 
+/// Reopens session `id` for a chunk with `Content-Range` `range`: the chunk must start
+/// where the upload ends and agree with its `Content-Length`. A refused chunk leaves the
+/// session as it was, its hash state back in `state`.
+async fn open_chunk(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    id: &str,
+    range: Option<(u64, u64)>,
+    headers: &HeaderMap,
+    state: &mut Option<HashState>,
+) -> ApiResult<BlobWriter> {
+    let writer = resume(reg, id, state.take()).await?;
+    let check = check_chunk_start(range, writer.len(), name, id)
+        .and_then(|()| check_chunk_length(range, headers));
+    match check {
+        Ok(()) => Ok(writer),
+        Err(e) => {
+            *state = Some(writer.into_state());
+            Err(e)
+        }
+    }
+}
+
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or streams the whole blob).
 pub(crate) async fn patch(
     reg: &Arc<Registry>,
@@ -253,13 +276,7 @@ pub(crate) async fn patch(
     let range = content_range(req.headers())?;
     let slot = reg.uploads.slot(id);
     let mut state = slot.lock().await;
-    let writer = resume(reg, id, state.take()).await?;
-    let check = check_chunk_start(range, writer.len(), name, id)
-        .and_then(|()| check_chunk_length(range, req.headers()));
-    if let Err(e) = check {
-        *state = Some(writer.into_state());
-        return Err(e);
-    }
+    let writer = open_chunk(reg, name, id, range, req.headers(), &mut state).await?;
     // A chunk that does not match its Content-Range is not kept; a body that breaks
     // off is (the client asks how much arrived, and resumes from there).
     let snapshot = range.map(|_| writer.snapshot());
@@ -303,11 +320,7 @@ pub(crate) async fn finish(
     let range = content_range(req.headers())?;
     let slot = reg.uploads.slot(id);
     let mut state = slot.lock().await;
-    let writer = resume(reg, id, state.take()).await?;
-    if let Err(e) = check_chunk_start(range, writer.len(), name, id) {
-        *state = Some(writer.into_state());
-        return Err(e);
-    }
+    let writer = open_chunk(reg, name, id, range, req.headers(), &mut state).await?;
     let result = commit_body(reg, name, id, writer, &d, req.into_body(), Some(&mut state)).await;
     drop(state);
     if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {

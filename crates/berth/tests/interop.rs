@@ -28,23 +28,10 @@ fn buildah_push_then_skopeo_reads() {
 
     ctx.step("buildah push");
     let [pf, pv] = ctx.policy_args();
-    let digestfile = ctx.p("push.digest");
-    ctx.buildah(&[
-        "push",
-        &pf,
-        &pv,
-        "--tls-verify=false",
-        "--digestfile",
-        &digestfile,
-        &image,
-        &dest,
-    ])
-    .run();
-    let pushed = std::fs::read_to_string(&digestfile)
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
+    let pushed = ctx.push_digest(
+        "buildah",
+        &["push", &pf, &pv, "--tls-verify=false", &image, &dest],
+    );
 
     ctx.step("skopeo inspect --raw");
     let manifest = Manifest::parse(ctx.raw_manifest(&dest));
@@ -160,23 +147,10 @@ fn podman_push_pull_roundtrip() {
 
     ctx.step("podman push");
     let dest = format!("docker://{reg}/test/podman:v1");
-    let digestfile = ctx.p("push.digest");
-    ctx.podman(&[
-        "push",
-        &pf,
-        &pv,
-        "--tls-verify=false",
-        "--digestfile",
-        &digestfile,
-        &image,
-        &dest,
-    ])
-    .run();
-    let pushed = std::fs::read_to_string(&digestfile)
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
+    let pushed = ctx.push_digest(
+        "podman",
+        &["push", &pf, &pv, "--tls-verify=false", &image, &dest],
+    );
 
     let manifest = Manifest::parse(ctx.raw_manifest(&dest));
     assert_eq!(
@@ -323,24 +297,19 @@ fn multi_arch_index() {
 
     ctx.step("buildah manifest push --all");
     let dest = format!("docker://{berth}/test/multi:v1");
-    let digestfile = ctx.p("push.digest");
-    ctx.buildah(&[
-        "manifest",
-        "push",
-        &pf,
-        &pv,
-        "--all",
-        "--tls-verify=false",
-        "--digestfile",
-        &digestfile,
-        list,
-        &dest,
-    ])
-    .run();
-    let pushed = std::fs::read_to_string(&digestfile)
-        .unwrap()
-        .trim()
-        .to_string();
+    let pushed = ctx.push_digest(
+        "buildah",
+        &[
+            "manifest",
+            "push",
+            &pf,
+            &pv,
+            "--all",
+            "--tls-verify=false",
+            list,
+            &dest,
+        ],
+    );
 
     let index = Manifest::parse(ctx.raw_manifest(&dest));
     assert_eq!(ctx.sha256(&index.raw), pushed, "index digest");
@@ -518,24 +487,19 @@ fn oci_and_docker_formats() {
     ] {
         ctx.step(&format!("buildah push --format {tag}"));
         let dest = format!("docker://{reg}/test/formats:{tag}");
-        let digestfile = ctx.p(&format!("{tag}.digest"));
-        ctx.buildah(&[
-            "push",
-            &pf,
-            &pv,
-            "--tls-verify=false",
-            "--format",
-            tag,
-            "--digestfile",
-            &digestfile,
-            &image,
-            &dest,
-        ])
-        .run();
-        let pushed = std::fs::read_to_string(&digestfile)
-            .unwrap()
-            .trim()
-            .to_string();
+        let pushed = ctx.push_digest(
+            "buildah",
+            &[
+                "push",
+                &pf,
+                &pv,
+                "--tls-verify=false",
+                "--format",
+                tag,
+                &image,
+                &dest,
+            ],
+        );
         let manifest = Manifest::parse(ctx.raw_manifest(&dest));
         assert_eq!(ctx.sha256(&manifest.raw), pushed, "{tag}: digest");
         assert_eq!(

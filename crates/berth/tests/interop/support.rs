@@ -501,6 +501,32 @@ impl Ctx {
         self.cmd("buildah", &global)
     }
 
+    /// Runs a push (`buildah push`, `buildah manifest push`, `podman push`) with
+    /// `--digestfile` put before its last two arguments (source and destination), and
+    /// returns the manifest digest the tool reports.
+    pub fn push_digest(&self, tool: &str, args: &[&str]) -> String {
+        let file = self.fresh("push-digest").display().to_string();
+        let split = args.len().saturating_sub(2);
+        let mut all: Vec<&str> = args[..split].to_vec();
+        all.extend(["--digestfile", file.as_str()]);
+        all.extend(&args[split..]);
+        match tool {
+            "buildah" => self.buildah(&all),
+            "podman" => self.podman(&all),
+            other => panic!("push_digest: {other} is not a push tool"),
+        }
+        .run();
+        let pushed = fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{tool} wrote no digest file {file}: {e}"))
+            .trim()
+            .to_string();
+        assert!(
+            pushed.starts_with("sha256:"),
+            "{tool} digest file: {pushed:?}"
+        );
+        pushed
+    }
+
     /// `podman` on the same vfs store as `buildah`.
     pub fn podman<S: AsRef<OsStr>>(&self, args: &[S]) -> Run<'_> {
         let mut global: Vec<String> = vec![
