@@ -174,7 +174,7 @@ fn berth_store_now() -> i64 {
 }
 
 async fn health(State(reg): State<Arc<Registry>>) -> Response {
-    match reg.meta.counts() {
+    let mut resp = match reg.meta.counts() {
         Ok(_) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain")],
@@ -182,5 +182,7 @@ async fn health(State(reg): State<Arc<Registry>>) -> Response {
         )
             .into_response(),
         Err(e) => ApiError::internal(e).into_response(),
-    }
+    };
+    resp.extensions_mut().insert(metrics::RouteLabel("health"));
+    resp
 }

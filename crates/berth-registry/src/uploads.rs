@@ -281,7 +281,7 @@ pub(crate) async fn patch(
     // off is (the client asks how much arrived, and resumes from there).
     let snapshot = range.map(|_| writer.snapshot());
     let before = writer.len();
-    let (mut writer, result) = receive(reg, writer, req.into_body()).await;
+    let (mut writer, result) = receive(reg, writer, req.into_body()).await?;
     let mut size_error = None;
     if let (Some((start, end)), Some(snapshot), Ok(())) = (range, snapshot, &result) {
         let got = writer.len() - before;
@@ -345,7 +345,7 @@ async fn commit_body(
     body: Body,
     keep: Option<&mut Option<HashState>>,
 ) -> ApiResult<()> {
-    let (writer, result) = receive(reg, writer, body).await;
+    let (writer, result) = receive(reg, writer, body).await?;
     if let Err(e) = result {
         match keep {
             Some(slot) => *slot = Some(writer.into_state()),
@@ -367,7 +367,15 @@ async fn commit_body(
 
 /// Streams a request body into `writer`: the network task forwards frames, a blocking
 /// thread writes and hashes them, so receiving and hashing overlap on two cores.
-async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter, ApiResult<()>) {
+///
+/// Returns the writer with the outcome of the transfer (a body that broke off is an
+/// error, and what arrived is kept); only when the writing thread itself is lost is
+/// there no writer to return, and the session's next request rehashes from the file.
+async fn receive(
+    reg: &Registry,
+    writer: BlobWriter,
+    body: Body,
+) -> ApiResult<(BlobWriter, ApiResult<()>)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(BLOCKS_IN_FLIGHT);
     let (recycle, spare) = std::sync::mpsc::channel::<Block>();
     let consumer = tokio::task::spawn_blocking(move || {
@@ -416,16 +424,7 @@ async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter,
         let _ = tx.send(block).await;
     }
     drop(tx);
-    let (writer, written) = match consumer.await {
-        Ok(x) => x,
-        Err(e) => {
-            // The writing thread panicked and took the writer with it: nothing to resume.
-            return (
-                unreachable_writer(reg),
-                Err(ApiError::internal(format!("upload writer failed: {e}"))),
-            );
-        }
-    };
+    let (writer, written) = consumer.await?;
     let result =
         match (written, body_error) {
             (Err(e), _) => Err(ApiError::internal(e)),
@@ -433,15 +432,7 @@ async fn receive(reg: &Registry, writer: BlobWriter, body: Body) -> (BlobWriter,
                 .detail(format!("request body broke off: {e}"))),
             (Ok(()), None) => Ok(()),
         };
-    (writer, result)
-}
-
-/// A throw-away writer for the panic path of [`receive`], so callers keep one shape.
-fn unreachable_writer(reg: &Registry) -> BlobWriter {
-    let id = new_id();
-    let w = reg.blobs.create_upload(&id);
-    let _ = reg.blobs.remove_upload(&id);
-    w.unwrap_or_else(|e| panic!("cannot create scratch upload after a writer panic: {e}"))
+    Ok((writer, result))
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: how much has arrived.
