@@ -30,6 +30,8 @@ use crate::Registry;
 /// thread: with the one being filled and the one being written, an upload holds about
 /// 4 MiB whatever its size.
 const BLOCKS_IN_FLIGHT: usize = 2;
+/// How much of a refused request's body is read before answering (see [`refuse`]).
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
@@ -242,27 +244,55 @@ fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap) -> ApiResu
     }
 }
 
-/// Reopens session `id` for a chunk with `Content-Range` `range`: the chunk must start
+/// A session opened for the chunk a request carries, locked against other requests to
+/// the same session until it is dropped.
+struct OpenChunk {
+    state: tokio::sync::OwnedMutexGuard<Option<HashState>>,
+    writer: BlobWriter,
+    range: Option<(u64, u64)>,
+}
+
+/// Reopens session `id` for the chunk described by `headers`: the chunk must start
 /// where the upload ends and agree with its `Content-Length`. A refused chunk leaves the
-/// session as it was, its hash state back in `state`.
+/// session as it was.
 async fn open_chunk(
     reg: &Arc<Registry>,
     name: &RepositoryName,
     id: &str,
-    range: Option<(u64, u64)>,
     headers: &HeaderMap,
-    state: &mut Option<HashState>,
-) -> ApiResult<BlobWriter> {
+) -> ApiResult<OpenChunk> {
+    session(reg, name, id)?;
+    let range = content_range(headers)?;
+    let mut state = reg.uploads.slot(id).lock_owned().await;
     let writer = resume(reg, id, state.take()).await?;
     let check = check_chunk_start(range, writer.len(), name, id)
         .and_then(|()| check_chunk_length(range, headers));
     match check {
-        Ok(()) => Ok(writer),
+        Ok(()) => Ok(OpenChunk {
+            state,
+            writer,
+            range,
+        }),
         Err(e) => {
             *state = Some(writer.into_state());
             Err(e)
         }
     }
+}
+
+/// Answers `e` after reading (and dropping) what the client is still sending, up to
+/// [`DRAIN_LIMIT`]. Answering before the body is read closes the connection under a
+/// client that is still writing: it sees a broken pipe instead of the answer.
+async fn refuse(body: Body, e: ApiError) -> ApiResult {
+    let mut frames = body.into_data_stream();
+    let mut read = 0;
+    while let Some(Ok(frame)) = frames.next().await {
+        read += frame.len();
+        if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+    Err(e)
 }
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or streams the whole blob).
@@ -272,16 +302,20 @@ pub(crate) async fn patch(
     id: &str,
     req: Request,
 ) -> ApiResult {
-    session(reg, name, id)?;
-    let range = content_range(req.headers())?;
-    let slot = reg.uploads.slot(id);
-    let mut state = slot.lock().await;
-    let writer = open_chunk(reg, name, id, range, req.headers(), &mut state).await?;
+    let (parts, body) = req.into_parts();
+    let OpenChunk {
+        mut state,
+        writer,
+        range,
+    } = match open_chunk(reg, name, id, &parts.headers).await {
+        Ok(chunk) => chunk,
+        Err(e) => return refuse(body, e).await,
+    };
     // A chunk that does not match its Content-Range is not kept; a body that breaks
     // off is (the client asks how much arrived, and resumes from there).
     let snapshot = range.map(|_| writer.snapshot());
     let before = writer.len();
-    let (mut writer, result) = receive(reg, writer, req.into_body()).await?;
+    let (mut writer, result) = receive(reg, writer, body).await?;
     let mut size_error = None;
     if let (Some((start, end)), Some(snapshot), Ok(())) = (range, snapshot, &result) {
         let got = writer.len() - before;
@@ -312,16 +346,25 @@ pub(crate) async fn finish(
     id: &str,
     req: Request,
 ) -> ApiResult {
-    session(reg, name, id)?;
-    let q = query_pairs(req.uri().query());
-    let d = digest(query_get(&q, "digest").ok_or_else(|| {
-        ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
-    })?)?;
-    let range = content_range(req.headers())?;
-    let slot = reg.uploads.slot(id);
-    let mut state = slot.lock().await;
-    let writer = open_chunk(reg, name, id, range, req.headers(), &mut state).await?;
-    let result = commit_body(reg, name, id, writer, &d, req.into_body(), Some(&mut state)).await;
+    let (parts, body) = req.into_parts();
+    let opened: ApiResult<_> = async {
+        let q = query_pairs(parts.uri.query());
+        let d = digest(query_get(&q, "digest").ok_or_else(|| {
+            ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
+        })?)?;
+        Ok((d, open_chunk(reg, name, id, &parts.headers).await?))
+    }
+    .await;
+    let (
+        d,
+        OpenChunk {
+            mut state, writer, ..
+        },
+    ) = match opened {
+        Ok(x) => x,
+        Err(e) => return refuse(body, e).await,
+    };
+    let result = commit_body(reg, name, id, writer, &d, body, Some(&mut state)).await;
     drop(state);
     if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {
         // Committed, or the data was thrown away: the session is over either way.

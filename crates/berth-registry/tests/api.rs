@@ -348,6 +348,35 @@ mod uploads {
     }
 
     #[tokio::test]
+    async fn a_refused_chunk_is_answered_after_its_body_is_read() {
+        // Answering before the body is read makes the server close the connection
+        // under a client that is still writing: it gets a broken pipe, not the 416.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "repo").await;
+        let body = data(136, 2 * 1024 * 1024);
+        let mut conn = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        let head = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Range: 5-{}\r\nContent-Length: {}\r\n\r\n",
+            srv.addr,
+            body.len() + 4,
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(&body[..body.len() / 2]).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let early = tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await;
+        assert!(early.is_err(), "answered before the body was read");
+        conn.write_all(&body[body.len() / 2..]).await.unwrap();
+        let n = conn.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 416"), "{answer}");
+        // The session is as it was.
+        let resp = send(srv.get(&loc)).await;
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-0"));
+    }
+
+    #[tokio::test]
     async fn duplicate_chunk_answers_416_and_session_survives() {
         let srv = Server::start().await;
         let (blob, d) = blob_b();
