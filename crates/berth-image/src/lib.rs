@@ -1,7 +1,8 @@
 //! The image model of berth: what a container image *is*, apart from where it lives.
 //!
-//! Nothing in this crate does I/O. It names things (repository names, tags, digests),
-//! says which media types exist, and reads manifests and indexes out of raw bytes.
+//! Nothing in this crate does I/O. It names things (repository names, tags, digests,
+//! image references as users type them), says which media types exist, and reads
+//! manifests and indexes out of raw bytes.
 //! Digests are always computed over raw bytes: a manifest is stored and served exactly
 //! as it was pushed, and the parsed view is only used to validate and to index it.
 
@@ -9,7 +10,9 @@ pub mod digest;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Manifest, ManifestError, ManifestKind};
 pub use name::{NameError, Reference, RepositoryName, Tag};
+pub use reference::{ImageReference, ReferenceError};
