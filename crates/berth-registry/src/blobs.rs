@@ -64,7 +64,7 @@ pub(crate) async fn get(
             "blob {d} is {stored} bytes on disk, {size} in the metadata"
         )));
     }
-    let stream = tokio_stream_of_windows(file, start, len);
+    let stream = mapped_windows(file, start, len);
     reg.metrics.bytes_sent(len);
     builder
         .body(Body::from_stream(stream))
@@ -75,7 +75,7 @@ pub(crate) async fn get(
 /// thread maps each window and faults its pages in, a bounded channel hands windows to
 /// the connection: memory stays at a few windows whatever the blob's size, and the
 /// async side never waits for the disk.
-fn tokio_stream_of_windows(
+fn mapped_windows(
     file: std::fs::File,
     start: u64,
     len: u64,

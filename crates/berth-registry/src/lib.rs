@@ -120,7 +120,7 @@ impl Registry {
 
     fn sweep_uploads_blocking(&self) -> Result<usize, ApiError> {
         let ttl = self.config.upload_ttl.as_secs() as i64;
-        let cutoff = berth_store_now() - ttl;
+        let cutoff = berth_store::unix_now() - ttl;
         let mut removed = 0;
         for id in self.meta.stale_uploads(cutoff)? {
             self.uploads.forget(&id);
@@ -131,13 +131,8 @@ impl Registry {
         // Files without a session: one-shot uploads interrupted by a crash.
         for id in self.blobs.upload_ids()? {
             if self.meta.upload(&id)?.is_none() && self.uploads.is_idle_orphan(&id) {
-                let path = self.config.root.join("uploads").join(&id);
-                let old = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > self.config.upload_ttl);
-                if old {
+                let old = self.blobs.upload_age(&id);
+                if old.is_some_and(|age| age > self.config.upload_ttl) {
                     self.blobs.remove_upload(&id)?;
                     removed += 1;
                 }
@@ -164,13 +159,6 @@ impl Registry {
             }
         })
     }
-}
-
-fn berth_store_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 async fn health(State(reg): State<Arc<Registry>>) -> Response {

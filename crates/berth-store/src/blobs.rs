@@ -148,6 +148,14 @@ impl BlobStore {
         }
     }
 
+    /// How long ago an upload's data last changed, `None` if there is no such file.
+    pub fn upload_age(&self, id: &str) -> Option<std::time::Duration> {
+        fs::metadata(self.upload_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+    }
+
     /// Throws an upload's data away. Missing data is not an error.
     pub fn remove_upload(&self, id: &str) -> Result<()> {
         let path = self.upload_path(id);

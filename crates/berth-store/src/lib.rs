@@ -46,6 +46,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Now, in unix seconds: the time unit of every timestamp in the metadata.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 impl StoreError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();

@@ -6,13 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_image::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::meta::{Counts, MetaStore, NewManifest, Referrer, StoredManifest, Upload};
-use crate::{Result, StoreError};
+use crate::{unix_now as now, Result, StoreError};
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// Idle read connections kept open. Each costs a little memory (page cache).
@@ -22,13 +21,6 @@ pub struct SqliteMeta {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-}
-
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl SqliteMeta {
