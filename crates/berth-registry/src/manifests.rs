@@ -20,7 +20,7 @@ fn unknown(name: &RepositoryName, r: &str) -> ApiError {
 
 /// Reads a manifest by tag or digest. A reference that is neither is simply not there
 /// (404): clients probe with odd references and expect "unknown", not "invalid".
-async fn lookup(reg: &Registry, name: &RepositoryName, r: &str) -> ApiResult<StoredManifest> {
+fn lookup(reg: &Registry, name: &RepositoryName, r: &str) -> ApiResult<StoredManifest> {
     let found = match r.parse::<Reference>() {
         Ok(Reference::Tag(t)) => reg.meta.manifest_by_tag(name.as_str(), t.as_str())?,
         Ok(Reference::Digest(d)) => reg.meta.manifest_by_digest(name.as_str(), &d)?,
@@ -41,7 +41,7 @@ pub(crate) async fn get(
     r: &str,
     with_body: bool,
 ) -> ApiResult {
-    let m = lookup(reg, name, r).await?;
+    let m = lookup(reg, name, r)?;
     let len = m.content.len();
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, hv(&m.media_type))
