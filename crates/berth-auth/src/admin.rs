@@ -1,0 +1,668 @@
+//! Administration: every change to accounts, teams, grants and visibility is one
+//! [`Change`], checked against the rights of whoever asks ([`Actor`]), applied in one
+//! transaction and written to the audit log. The command line (`berth registry …
+//! --root`) and the HTTP API (`/api/v1/`) both come here, so the rules are written once.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
+use crate::names::{check_account, split_robot, NameError, Subject, Target};
+use crate::password::{self, PasswordError};
+use crate::store::{rows, AuthStore, StoreError};
+
+/// A password or secret: never printed, never logged.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One administrative change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    UserAdd {
+        name: String,
+        password: Secret,
+        #[serde(default)]
+        superuser: bool,
+    },
+    UserPassword {
+        name: String,
+        password: Secret,
+    },
+    /// Users from an htpasswd file, with their bcrypt hashes as they are.
+    UserImport {
+        users: Vec<(String, Secret)>,
+    },
+    /// Deletes a user, an organization (with its teams, robots and grants) or a robot.
+    AccountDelete {
+        name: String,
+    },
+    OrgCreate {
+        name: String,
+    },
+    /// Visibility of the namespace's repositories that have no setting of their own.
+    NamespaceVisibility {
+        name: String,
+        visibility: Visibility,
+    },
+    TeamAdd {
+        team: String,
+        member: String,
+    },
+    TeamRemove {
+        team: String,
+        member: String,
+    },
+    RobotCreate {
+        name: String,
+    },
+    Grant {
+        subject: String,
+        level: Level,
+        target: String,
+    },
+    Revoke {
+        subject: String,
+        target: String,
+    },
+    RepoVisibility {
+        repository: String,
+        visibility: Visibility,
+    },
+}
+
+/// What a change gives back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    /// A new robot's secret: shown once, stored only as a hash.
+    RobotCreated {
+        name: String,
+        secret: Secret,
+    },
+}
+
+/// Who asks for a change, and from where (for the audit log).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub principal: Principal,
+    /// Someone with the data folder in hand (`--root`): allowed everything.
+    pub local: bool,
+    /// Remote address or `local`.
+    pub from: String,
+}
+
+impl Actor {
+    /// The operator working on the data folder directly.
+    pub fn local() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor {
+            principal: Principal::Account(format!("local:{user}")),
+            local: true,
+            from: "local".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error("{0}")]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not allowed: {0}")]
+    Denied(String),
+}
+
+impl From<rusqlite::Error> for AdminError {
+    fn from(e: rusqlite::Error) -> AdminError {
+        AdminError::Store(e.into())
+    }
+}
+
+impl Change {
+    /// Checks `actor`'s right to make this change on `dir`.
+    fn authorize(&self, dir: &Directory, actor: &Actor) -> Result<(), AdminError> {
+        if actor.local || dir.is_superuser(&actor.principal) {
+            return Ok(());
+        }
+        let who = &actor.principal;
+        let admin_of_ns = |ns: &str| dir.namespace_level(who, ns) == Some(Level::Admin);
+        let ok = match self {
+            Change::UserAdd { .. } | Change::UserImport { .. } => false,
+            Change::UserPassword { name, .. } => who.name() == name,
+            Change::AccountDelete { name } => match dir.account(name).map(|a| a.kind) {
+                Some(AccountKind::User) => false,
+                Some(AccountKind::Robot) => split_robot(name).is_ok_and(|(o, _)| admin_of_ns(o)),
+                _ => admin_of_ns(name),
+            },
+            // Any user may found an organization, and becomes its admin.
+            Change::OrgCreate { .. } => matches!(
+                who, Principal::Account(n) if dir.account(n).is_some_and(|a| a.kind == AccountKind::User)
+            ),
+            Change::NamespaceVisibility { name, .. } => admin_of_ns(name),
+            Change::TeamAdd { team, .. } | Change::TeamRemove { team, .. } => team
+                .split_once('/')
+                .is_some_and(|(org, _)| admin_of_ns(org)),
+            Change::RobotCreate { name } => split_robot(name).is_ok_and(|(o, _)| admin_of_ns(o)),
+            Change::Grant { target, .. } | Change::Revoke { target, .. } => {
+                match Target::parse(target)? {
+                    Target::Namespace(ns) => admin_of_ns(&ns),
+                    Target::Repository(r) => dir.level(who, r.as_str()) == Some(Level::Admin),
+                }
+            }
+            Change::RepoVisibility { repository, .. } => {
+                dir.level(who, repository) == Some(Level::Admin)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(AdminError::Denied(format!(
+                "{} may not {}",
+                actor.principal,
+                self.describe()
+            )))
+        }
+    }
+
+    /// A one-line description without secrets, for messages and the audit log.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::UserAdd {
+                name, superuser, ..
+            } => {
+                format!(
+                    "add user {name}{}",
+                    if *superuser { " (superuser)" } else { "" }
+                )
+            }
+            Change::UserPassword { name, .. } => format!("change the password of {name}"),
+            Change::UserImport { users } => format!("import {} users", users.len()),
+            Change::AccountDelete { name } => format!("delete {name}"),
+            Change::OrgCreate { name } => format!("create organization {name}"),
+            Change::NamespaceVisibility { name, visibility } => {
+                format!("make new repositories of {name} {visibility}")
+            }
+            Change::TeamAdd { team, member } => format!("add {member} to team {team}"),
+            Change::TeamRemove { team, member } => format!("remove {member} from team {team}"),
+            Change::RobotCreate { name } => format!("create robot {name}"),
+            Change::Grant {
+                subject,
+                level,
+                target,
+            } => format!("grant {level} on {target} to {subject}"),
+            Change::Revoke { subject, target } => format!("revoke {subject}'s access to {target}"),
+            Change::RepoVisibility {
+                repository,
+                visibility,
+            } => {
+                format!("make {repository} {visibility}")
+            }
+        }
+    }
+}
+
+impl AuthStore {
+    /// Checks and applies `change` for `actor`, and records it in the audit log.
+    pub fn apply(&self, actor: &Actor, change: &Change) -> Result<Outcome, AdminError> {
+        let result = self.apply_inner(actor, change);
+        let what = change.describe();
+        match &result {
+            Ok(_) => tracing::info!(
+                target: "berth::audit",
+                actor = %actor.principal,
+                from = %actor.from,
+                change = %what,
+                "permission change"
+            ),
+            Err(e) => tracing::warn!(
+                target: "berth::audit",
+                actor = %actor.principal,
+                from = %actor.from,
+                change = %what,
+                error = %e,
+                "permission change refused"
+            ),
+        }
+        result
+    }
+
+    fn apply_inner(&self, actor: &Actor, change: &Change) -> Result<Outcome, AdminError> {
+        let dir = self.directory()?;
+        change.authorize(&dir, actor)?;
+        // Hash outside the transaction: argon2 takes tens of milliseconds.
+        let mut secret = None;
+        let hashed = match change {
+            Change::UserAdd { password, .. } | Change::UserPassword { password, .. } => {
+                Some(password::hash(&password.0)?)
+            }
+            Change::RobotCreate { .. } => {
+                let s = password::new_secret();
+                let h = password::hash(&s)?;
+                secret = Some(s);
+                Some(h)
+            }
+            _ => None,
+        };
+        let hashed = hashed.as_deref();
+        self.write(|tx| apply_rows(tx, actor, change, hashed))?;
+        Ok(match (change, secret) {
+            (Change::RobotCreate { name }, Some(s)) => Outcome::RobotCreated {
+                name: name.clone(),
+                secret: Secret(s),
+            },
+            _ => Outcome::Done,
+        })
+    }
+}
+
+/// Writes one change; everything it checks is checked inside the transaction, so two
+/// admins racing cannot both pass a check that only one of them should.
+fn apply_rows(
+    tx: &rusqlite::Transaction,
+    actor: &Actor,
+    change: &Change,
+    hashed: Option<&str>,
+) -> Result<(), AdminError> {
+    let kind_of = |name: &str| -> Result<Option<AccountKind>, AdminError> {
+        let kind: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
+            "SELECT kind FROM accounts WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        ))?;
+        Ok(kind.as_deref().and_then(AccountKind::from_db))
+    };
+    let hashed = || hashed.ok_or_else(|| AdminError::Invalid("no password given".into()));
+    match change {
+        Change::UserAdd {
+            name, superuser, ..
+        } => {
+            check_account(name)?;
+            if !rows::insert_account(tx, name, AccountKind::User, Some(hashed()?), *superuser)? {
+                return Err(AdminError::Exists(name.clone()));
+            }
+        }
+        Change::UserPassword { name, .. } => match kind_of(name)? {
+            Some(AccountKind::User) => rows::set_password(tx, name, hashed()?)?,
+            _ => return Err(AdminError::NotFound(format!("user {name}"))),
+        },
+        Change::UserImport { users } => {
+            for (name, hash) in users {
+                check_account(name)?;
+                match kind_of(name)? {
+                    None => {
+                        rows::insert_account(tx, name, AccountKind::User, Some(&hash.0), false)?;
+                    }
+                    Some(AccountKind::User) => rows::set_password(tx, name, &hash.0)?,
+                    Some(_) => return Err(AdminError::Exists(name.clone())),
+                }
+            }
+        }
+        Change::AccountDelete { name } => {
+            if !rows::delete_account(tx, name)? {
+                return Err(AdminError::NotFound(name.clone()));
+            }
+        }
+        Change::OrgCreate { name } => {
+            check_account(name)?;
+            if !rows::insert_account(tx, name, AccountKind::Organization, None, false)? {
+                return Err(AdminError::Exists(name.clone()));
+            }
+            if !actor.local {
+                if let Principal::Account(founder) = &actor.principal {
+                    rows::grant(
+                        tx,
+                        &Subject::User(founder.clone()),
+                        &Target::Namespace(name.clone()),
+                        Level::Admin,
+                    )?;
+                }
+            }
+        }
+        Change::NamespaceVisibility { name, visibility } => match kind_of(name)? {
+            Some(AccountKind::User | AccountKind::Organization) => {
+                rows::set_default_visibility(tx, name, *visibility)?
+            }
+            _ => return Err(AdminError::NotFound(format!("namespace {name}"))),
+        },
+        Change::TeamAdd { team, member } => {
+            let Subject::Team { org, .. } = Subject::parse(team)? else {
+                return Err(NameError::Team(team.clone()).into());
+            };
+            if kind_of(&org)? != Some(AccountKind::Organization) {
+                return Err(AdminError::NotFound(format!("organization {org}")));
+            }
+            if kind_of(member)? != Some(AccountKind::User) {
+                return Err(AdminError::NotFound(format!("user {member}")));
+            }
+            rows::add_member(tx, team, member)?;
+        }
+        Change::TeamRemove { team, member } => {
+            if !rows::remove_member(tx, team, member)? {
+                return Err(AdminError::NotFound(format!("{member} in team {team}")));
+            }
+        }
+        Change::RobotCreate { name } => {
+            let (owner, _) = split_robot(name)?;
+            if !matches!(
+                kind_of(owner)?,
+                Some(AccountKind::User | AccountKind::Organization)
+            ) {
+                return Err(AdminError::NotFound(format!("namespace {owner}")));
+            }
+            if !rows::insert_account(tx, name, AccountKind::Robot, Some(hashed()?), false)? {
+                return Err(AdminError::Exists(name.clone()));
+            }
+        }
+        Change::Grant {
+            subject,
+            level,
+            target,
+        } => {
+            let subject = Subject::parse(subject)?;
+            let target = Target::parse(target)?;
+            let subject_exists = match &subject {
+                Subject::User(n) => kind_of(n)? == Some(AccountKind::User),
+                Subject::Robot(n) => kind_of(n)? == Some(AccountKind::Robot),
+                Subject::Team { org, .. } => kind_of(org)? == Some(AccountKind::Organization),
+            };
+            if !subject_exists {
+                return Err(AdminError::NotFound(subject.to_string()));
+            }
+            if let Target::Namespace(ns) = &target {
+                if !matches!(
+                    kind_of(ns)?,
+                    Some(AccountKind::User | AccountKind::Organization)
+                ) {
+                    return Err(AdminError::NotFound(format!("namespace {ns}")));
+                }
+            }
+            rows::grant(tx, &subject, &target, *level)?;
+        }
+        Change::Revoke { subject, target } => {
+            if !rows::revoke(tx, &Subject::parse(subject)?, &Target::parse(target)?)? {
+                return Err(AdminError::NotFound(format!(
+                    "a grant to {subject} on {target}"
+                )));
+            }
+        }
+        Change::RepoVisibility {
+            repository,
+            visibility,
+        } => match Target::parse(repository)? {
+            Target::Repository(r) => rows::set_visibility(tx, r.as_str(), *visibility)?,
+            Target::Namespace(_) => {
+                return Err(AdminError::Invalid(format!(
+                    "{repository} is a namespace; use the organization's visibility"
+                )))
+            }
+        },
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, AuthStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = AuthStore::open(&tmp.path().join("auth.db")).unwrap();
+        (tmp, s)
+    }
+
+    fn as_user(name: &str) -> Actor {
+        Actor {
+            principal: Principal::Account(name.into()),
+            local: false,
+            from: "127.0.0.1".into(),
+        }
+    }
+
+    fn pw(s: &str) -> Secret {
+        Secret(s.into())
+    }
+
+    #[test]
+    fn org_workflow() {
+        let (_t, s) = store();
+        let local = Actor::local();
+        for u in ["alice", "bob"] {
+            s.apply(
+                &local,
+                &Change::UserAdd {
+                    name: u.into(),
+                    password: pw("pw"),
+                    superuser: false,
+                },
+            )
+            .unwrap();
+        }
+        // alice founds an organization and administers it.
+        s.apply(
+            &as_user("alice"),
+            &Change::OrgCreate {
+                name: "myorg".into(),
+            },
+        )
+        .unwrap();
+        s.apply(
+            &as_user("alice"),
+            &Change::TeamAdd {
+                team: "myorg/devs".into(),
+                member: "bob".into(),
+            },
+        )
+        .unwrap();
+        s.apply(
+            &as_user("alice"),
+            &Change::Grant {
+                subject: "myorg/devs".into(),
+                level: Level::Write,
+                target: "myorg/app".into(),
+            },
+        )
+        .unwrap();
+        let out = s
+            .apply(
+                &as_user("alice"),
+                &Change::RobotCreate {
+                    name: "myorg+ci".into(),
+                },
+            )
+            .unwrap();
+        let Outcome::RobotCreated { secret, .. } = out else {
+            panic!("{out:?}")
+        };
+        let d = s.directory().unwrap();
+        let hash = d
+            .account("myorg+ci")
+            .unwrap()
+            .password_hash
+            .clone()
+            .unwrap();
+        assert!(password::verify(&secret.0, &hash));
+        assert_eq!(
+            d.level(&Principal::Account("bob".into()), "myorg/app"),
+            Some(Level::Write)
+        );
+        // bob is not an admin of the organization.
+        let err = s
+            .apply(
+                &as_user("bob"),
+                &Change::RepoVisibility {
+                    repository: "myorg/app".into(),
+                    visibility: Visibility::Public,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, AdminError::Denied(_)), "{err}");
+        let err = s
+            .apply(
+                &as_user("bob"),
+                &Change::UserAdd {
+                    name: "eve".into(),
+                    password: pw("x"),
+                    superuser: true,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, AdminError::Denied(_)), "{err}");
+        // bob may change his own password, not alice's.
+        s.apply(
+            &as_user("bob"),
+            &Change::UserPassword {
+                name: "bob".into(),
+                password: pw("new"),
+            },
+        )
+        .unwrap();
+        assert!(s
+            .apply(
+                &as_user("bob"),
+                &Change::UserPassword {
+                    name: "alice".into(),
+                    password: pw("x")
+                }
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn bad_names_and_missing_things_are_refused() {
+        let (_t, s) = store();
+        let local = Actor::local();
+        for name in ["Robert'); DROP TABLE accounts;--", "a/b", "", "x+y"] {
+            let e = s
+                .apply(
+                    &local,
+                    &Change::UserAdd {
+                        name: name.into(),
+                        password: pw("pw"),
+                        superuser: false,
+                    },
+                )
+                .unwrap_err();
+            assert!(matches!(e, AdminError::Name(_)), "{name}: {e}");
+        }
+        s.apply(
+            &local,
+            &Change::UserAdd {
+                name: "alice".into(),
+                password: pw("pw"),
+                superuser: false,
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            s.apply(
+                &local,
+                &Change::UserAdd {
+                    name: "alice".into(),
+                    password: pw("pw"),
+                    superuser: false
+                }
+            ),
+            Err(AdminError::Exists(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                &local,
+                &Change::OrgCreate {
+                    name: "alice".into()
+                }
+            ),
+            Err(AdminError::Exists(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                &local,
+                &Change::TeamAdd {
+                    team: "nope/devs".into(),
+                    member: "alice".into()
+                }
+            ),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                &local,
+                &Change::Grant {
+                    subject: "ghost".into(),
+                    level: Level::Read,
+                    target: "alice".into()
+                }
+            ),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                &local,
+                &Change::RobotCreate {
+                    name: "nobody+ci".into()
+                }
+            ),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(s
+            .apply(
+                &local,
+                &Change::UserAdd {
+                    name: "bob".into(),
+                    password: pw(""),
+                    superuser: false
+                }
+            )
+            .is_err());
+        assert_eq!(s.directory().unwrap().names(AccountKind::User), ["alice"]);
+    }
+
+    #[test]
+    fn htpasswd_import_keeps_bcrypt_hashes() {
+        let (_t, s) = store();
+        let users = password::parse_htpasswd(
+            "testuser:$2y$05$GJiQmYRK9Q3VjcWg2OCIqulW2UER/ljCldo0ZWAkgagCBaC1X03Ma\n",
+        )
+        .unwrap();
+        let users = users.into_iter().map(|(u, h)| (u, Secret(h))).collect();
+        s.apply(&Actor::local(), &Change::UserImport { users })
+            .unwrap();
+        let d = s.directory().unwrap();
+        let hash = d
+            .account("testuser")
+            .unwrap()
+            .password_hash
+            .clone()
+            .unwrap();
+        assert!(password::verify("testpass", &hash));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = Change::UserAdd {
+            name: "a".into(),
+            password: pw("hunter2"),
+            superuser: false,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.describe().contains("hunter2"));
+    }
+}

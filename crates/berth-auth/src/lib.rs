@@ -1,0 +1,248 @@
+//! Who may do what in a berth registry.
+//!
+//! - [`names`]: the grammar of users, organizations, teams, robots and grant targets.
+//! - [`directory`]: an in-memory snapshot of accounts, teams, grants and visibility, and
+//!   the pure rules deciding a caller's level on a repository.
+//! - [`store`]: that data in SQLite (`auth.db`), shared by the server and admin commands.
+//! - [`admin`]: every change as one checked, audited [`admin::Change`].
+//! - [`password`]: argon2id hashes, bcrypt (htpasswd) verification, secrets.
+//! - [`token`]: ES256 bearer tokens as the Docker token specification describes them.
+//! - [`api`]: the `/api/v1/` paths of each change, shared by server and client.
+//!
+//! [`Auth`] puts them together for a server. A registry with no users is open (as
+//! docker-registry is out of the box) unless [`Mode::Required`]; as soon as one user
+//! exists every rule applies.
+
+pub mod admin;
+pub mod api;
+pub mod directory;
+pub mod names;
+pub mod password;
+pub mod store;
+pub mod token;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+pub use admin::{Actor, AdminError, Change, Outcome, Secret};
+pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
+pub use store::{AuthStore, StoreError};
+pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};
+
+/// Successful password checks remembered at most, and for how long. Basic
+/// authentication sends the password with every request; argon2 takes tens of
+/// milliseconds by design.
+const PASSWORD_CACHE_CAPACITY: usize = 10_000;
+const PASSWORD_CACHE_TTL: u64 = 300;
+
+/// Now, in unix seconds.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// When access control applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Open while no user exists, enforced from the first user on.
+    Auto,
+    /// Always enforced; with no users only public repositories can be pulled.
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mode: Mode,
+    /// The `service` of challenges and the `aud` of tokens.
+    pub service: String,
+    pub token_lifetime: Duration,
+    pub refresh_lifetime: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            mode: Mode::Auto,
+            service: "berth".into(),
+            token_lifetime: Duration::from_secs(300),
+            refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Access control for one running registry.
+pub struct Auth {
+    store: AuthStore,
+    tokens: Tokens,
+    config: AuthConfig,
+    /// sha256(user, password, stored hash) -> expiry of a successful check.
+    verified: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+/// The folder under a registry's root that holds `auth.db` and the token key.
+pub fn auth_dir(root: &Path) -> std::path::PathBuf {
+    root.join("auth")
+}
+
+/// Opens the access-control store of the registry at `root`, for admin commands.
+pub fn open_store(root: &Path) -> Result<AuthStore, StoreError> {
+    let dir = auth_dir(root);
+    std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    AuthStore::open(&dir.join("auth.db"))
+}
+
+impl Auth {
+    pub fn open(root: &Path, config: AuthConfig) -> Result<Auth, AuthError> {
+        let store = open_store(root)?;
+        let tokens = Tokens::load_or_create(
+            &auth_dir(root).join("token-key.pem"),
+            &config.service,
+            config.token_lifetime,
+        )?;
+        Ok(Auth {
+            store,
+            tokens,
+            config,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &AuthStore {
+        &self.store
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// The current directory, and whether its rules apply.
+    pub fn directory(&self) -> Result<(Arc<Directory>, bool), StoreError> {
+        let dir = self.store.directory()?;
+        let enforced = self.config.mode == Mode::Required || dir.has_users();
+        Ok((dir, enforced))
+    }
+
+    /// Checks a user's or robot's password. A wrong password and an unknown account
+    /// take the same time and give the same answer.
+    pub fn authenticate(&self, dir: &Directory, name: &str, password: &str) -> Option<Principal> {
+        let Some(hash) = dir
+            .account(name)
+            .filter(|a| a.kind != AccountKind::Organization)
+            .and_then(|a| a.password_hash.as_deref())
+        else {
+            password::verify_nothing(password);
+            return None;
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(hash.as_bytes())
+            .finalize()
+            .into();
+        let now = now();
+        if let Ok(cache) = self.verified.lock() {
+            if cache.get(&key).is_some_and(|exp| *exp > now) {
+                return Some(Principal::Account(name.to_string()));
+            }
+        }
+        if !password::verify(password, hash) {
+            return None;
+        }
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= PASSWORD_CACHE_CAPACITY {
+                cache.retain(|_, exp| *exp > now);
+                if cache.len() >= PASSWORD_CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, now + PASSWORD_CACHE_TTL);
+        }
+        Some(Principal::Account(name.to_string()))
+    }
+
+    /// A new refresh token (an OAuth2 `refresh_token`) for `name`.
+    pub fn new_refresh_token(&self, name: &str) -> Result<String, StoreError> {
+        let token = password::new_secret();
+        let expires = now() + self.config.refresh_lifetime.as_secs();
+        self.store.add_refresh_token(&token, name, expires)?;
+        Ok(token)
+    }
+
+    /// The account a refresh token was issued to, while it lives.
+    pub fn refresh(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        Ok(self
+            .store
+            .refresh_token_account(token)?
+            .map(Principal::Account))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_password_and_unknown_user_look_alike() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = Auth::open(tmp.path(), AuthConfig::default()).unwrap();
+        auth.store()
+            .apply(
+                &Actor::local(),
+                &Change::UserAdd {
+                    name: "alice".into(),
+                    password: Secret("pw".into()),
+                    superuser: false,
+                },
+            )
+            .unwrap();
+        let (dir, enforced) = auth.directory().unwrap();
+        assert!(enforced);
+        assert_eq!(
+            auth.authenticate(&dir, "alice", "pw"),
+            Some(Principal::Account("alice".into()))
+        );
+        // Cached now; the cache does not make a wrong password right.
+        assert!(auth.authenticate(&dir, "alice", "pw").is_some());
+        assert_eq!(auth.authenticate(&dir, "alice", "PW"), None);
+        assert_eq!(auth.authenticate(&dir, "nobody", "pw"), None);
+    }
+
+    #[test]
+    fn open_until_the_first_user_unless_required() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = Auth::open(tmp.path(), AuthConfig::default()).unwrap();
+        assert!(!auth.directory().unwrap().1);
+        let required = Auth::open(
+            tmp.path(),
+            AuthConfig {
+                mode: Mode::Required,
+                ..AuthConfig::default()
+            },
+        )
+        .unwrap();
+        assert!(required.directory().unwrap().1);
+    }
+}

@@ -1,0 +1,41 @@
+-- Access control, in its own database file (auth.db) so that content writes never
+-- invalidate the server's in-memory copy of it. Portable SQL: the same tables serve
+-- PostgreSQL later.
+
+CREATE TABLE IF NOT EXISTS accounts (
+    name               TEXT PRIMARY KEY,   -- user, organization or robot (owner+name)
+    kind               TEXT NOT NULL,      -- 'user' | 'org' | 'robot'
+    password_hash      TEXT,               -- argon2id PHC or bcrypt; NULL for organizations
+    superuser          INTEGER NOT NULL DEFAULT 0,
+    default_visibility TEXT,               -- users and organizations: 'public' | 'private'
+    created_at         INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS team_members (
+    team       TEXT NOT NULL,              -- org/team
+    member     TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (team, member)
+);
+
+CREATE TABLE IF NOT EXISTS grants (
+    subject    TEXT NOT NULL,              -- user, org/team or owner+robot
+    target     TEXT NOT NULL,              -- namespace or repository
+    level      TEXT NOT NULL,              -- 'read' | 'write' | 'admin'
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (subject, target)
+);
+CREATE INDEX IF NOT EXISTS grants_target ON grants (target);
+
+CREATE TABLE IF NOT EXISTS repository_visibility (
+    repository TEXT PRIMARY KEY,
+    visibility TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY,           -- sha256 hex of the token; the token is never stored
+    account    TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);

@@ -1,0 +1,450 @@
+//! Access-control data in SQLite (`auth.db` in the registry's data folder).
+//!
+//! The server and `berth registry … --root` open the same file; SQLite's locking makes
+//! that safe. The server keeps a [`Directory`] snapshot and asks SQLite's
+//! `PRAGMA data_version`, which changes whenever another connection (in this process
+//! or another) commits, before it uses the snapshot: an admin command's change applies
+//! to the very next request, and an unchanged database costs one cheap pragma.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest as _, Sha256};
+
+use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
+use crate::names::{Subject, Target};
+use crate::now;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("access-control database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("access-control database lock poisoned by a panic")]
+    Poisoned,
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl<T> From<PoisonError<T>> for StoreError {
+    fn from(_: PoisonError<T>) -> StoreError {
+        StoreError::Poisoned
+    }
+}
+
+pub struct AuthStore {
+    writer: Mutex<Connection>,
+    /// A connection that only reads: its `data_version` moves when anyone else commits.
+    watch: Mutex<Watch>,
+}
+
+struct Watch {
+    conn: Connection,
+    version: i64,
+    current: Arc<Directory>,
+}
+
+impl AuthStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<AuthStore, StoreError> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let conn = open_connection(path)?;
+        let version = data_version(&conn)?;
+        let current = Arc::new(load(&conn)?);
+        Ok(AuthStore {
+            writer: Mutex::new(writer),
+            watch: Mutex::new(Watch {
+                conn,
+                version,
+                current,
+            }),
+        })
+    }
+
+    /// The current snapshot, reloaded first if the database changed.
+    pub fn directory(&self) -> Result<Arc<Directory>, StoreError> {
+        let mut w = self.watch.lock()?;
+        let version = data_version(&w.conn)?;
+        if version != w.version {
+            w.current = Arc::new(load(&w.conn)?);
+            w.version = version;
+        }
+        Ok(w.current.clone())
+    }
+
+    /// Runs `f` in one write transaction; an error from `f` rolls everything back.
+    pub(crate) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.writer.lock().map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Remembers a refresh token for `account` until `expires_at`.
+    pub fn add_refresh_token(
+        &self,
+        token: &str,
+        account: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| -> Result<(), StoreError> {
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+                params![now() as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, account, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash(token), account, now() as i64, expires_at as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The account a live refresh token belongs to.
+    pub fn refresh_token_account(&self, token: &str) -> Result<Option<String>, StoreError> {
+        let w = self.watch.lock()?;
+        Ok(w.conn
+            .query_row(
+                "SELECT account FROM refresh_tokens WHERE token_hash = ?1 AND expires_at > ?2",
+                params![token_hash(token), now() as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;",
+    )?;
+    Ok(conn)
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+}
+
+/// Reads every table into a snapshot, in one read transaction.
+fn load(conn: &Connection) -> Result<Directory, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut d = Directory::default();
+    {
+        let mut st = tx.prepare(
+            "SELECT name, kind, password_hash, superuser, default_visibility FROM accounts",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (name, kind, password_hash, superuser, vis) = row?;
+            let Some(kind) = AccountKind::from_db(&kind) else {
+                continue;
+            };
+            d.accounts.insert(
+                name,
+                Account {
+                    kind,
+                    password_hash,
+                    superuser,
+                    default_visibility: vis.and_then(|v| v.parse().ok()),
+                },
+            );
+        }
+        let mut st = tx.prepare("SELECT team, member FROM team_members ORDER BY team, member")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (team, member) = row?;
+            d.memberships
+                .entry(member.clone())
+                .or_default()
+                .push(team.clone());
+            d.teams.entry(team).or_default().push(member);
+        }
+        let mut st = tx.prepare("SELECT subject, target, level FROM grants")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (subject, target, level) = row?;
+            if let Ok(level) = level.parse::<Level>() {
+                d.grants.entry(subject).or_default().push((target, level));
+            }
+        }
+        let mut st = tx.prepare("SELECT repository, visibility FROM repository_visibility")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (repo, vis) = row?;
+            if let Ok(v) = vis.parse::<Visibility>() {
+                d.visibility.insert(repo, v);
+            }
+        }
+    }
+    tx.finish()?;
+    Ok(d)
+}
+
+/// The row-level changes; callers (see `admin.rs`) have checked names and rights.
+pub(crate) mod rows {
+    use super::*;
+
+    pub fn insert_account(
+        tx: &rusqlite::Transaction,
+        name: &str,
+        kind: AccountKind,
+        password_hash: Option<&str>,
+        superuser: bool,
+    ) -> rusqlite::Result<bool> {
+        let n = tx.execute(
+            "INSERT INTO accounts (name, kind, password_hash, superuser, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+            params![name, kind.as_str(), password_hash, superuser, now() as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn set_password(
+        tx: &rusqlite::Transaction,
+        name: &str,
+        hash: &str,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
+            params![name, hash],
+        )?;
+        // A new password ends the sessions kept alive by refresh tokens.
+        tx.execute(
+            "DELETE FROM refresh_tokens WHERE account = ?1",
+            params![name],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an account and everything that names it: memberships, grants to it,
+    /// and for a namespace owner its robots, teams, grants and visibility settings.
+    pub fn delete_account(tx: &rusqlite::Transaction, name: &str) -> rusqlite::Result<bool> {
+        let robots = format!("{name}+");
+        let inside = format!("{name}/");
+        let len = inside.len() as i64;
+        tx.execute(
+            "DELETE FROM grants WHERE subject = ?1 OR target = ?1
+                OR substr(subject, 1, ?3) IN (?2, ?4) OR substr(target, 1, ?3) = ?2",
+            params![name, inside, len, robots],
+        )?;
+        tx.execute(
+            "DELETE FROM team_members WHERE substr(team, 1, ?2) = ?1",
+            params![inside, len],
+        )?;
+        tx.execute(
+            "DELETE FROM repository_visibility WHERE substr(repository, 1, ?2) = ?1",
+            params![inside, len],
+        )?;
+        tx.execute(
+            "DELETE FROM accounts WHERE substr(name, 1, ?2) = ?1",
+            params![robots, len],
+        )?;
+        Ok(tx.execute("DELETE FROM accounts WHERE name = ?1", params![name])? == 1)
+    }
+
+    pub fn set_default_visibility(
+        tx: &rusqlite::Transaction,
+        ns: &str,
+        v: Visibility,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "UPDATE accounts SET default_visibility = ?2 WHERE name = ?1",
+            params![ns, v.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_visibility(
+        tx: &rusqlite::Transaction,
+        repo: &str,
+        v: Visibility,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO repository_visibility (repository, visibility, created_at)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (repository) DO UPDATE SET visibility = excluded.visibility",
+            params![repo, v.as_str(), now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_member(
+        tx: &rusqlite::Transaction,
+        team: &str,
+        member: &str,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO team_members (team, member, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (team, member) DO NOTHING",
+            params![team, member, now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_member(
+        tx: &rusqlite::Transaction,
+        team: &str,
+        member: &str,
+    ) -> rusqlite::Result<bool> {
+        Ok(tx.execute(
+            "DELETE FROM team_members WHERE team = ?1 AND member = ?2",
+            params![team, member],
+        )? == 1)
+    }
+
+    pub fn grant(
+        tx: &rusqlite::Transaction,
+        subject: &Subject,
+        target: &Target,
+        level: Level,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO grants (subject, target, level, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (subject, target) DO UPDATE SET level = excluded.level",
+            params![
+                subject.to_string(),
+                target.to_string(),
+                level.as_str(),
+                now() as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn revoke(
+        tx: &rusqlite::Transaction,
+        subject: &Subject,
+        target: &Target,
+    ) -> rusqlite::Result<bool> {
+        Ok(tx.execute(
+            "DELETE FROM grants WHERE subject = ?1 AND target = ?2",
+            params![subject.to_string(), target.to_string()],
+        )? == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w<T>(s: &AuthStore, f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>) -> T {
+        s.write(|tx| f(tx).map_err(StoreError::from)).unwrap()
+    }
+
+    #[test]
+    fn another_connection_sees_changes_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.db");
+        let server = AuthStore::open(&path).unwrap();
+        assert!(!server.directory().unwrap().has_users());
+        // An admin command in another process opens its own store.
+        let admin = AuthStore::open(&path).unwrap();
+        w(&admin, |tx| {
+            rows::insert_account(tx, "alice", AccountKind::User, Some("h"), false)
+        });
+        assert!(server.directory().unwrap().has_users());
+        // Its own writes too.
+        w(&server, |tx| rows::delete_account(tx, "alice"));
+        assert!(!server.directory().unwrap().has_users());
+    }
+
+    #[test]
+    fn deleting_an_organization_removes_what_it_owns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = AuthStore::open(&tmp.path().join("auth.db")).unwrap();
+        let team = Subject::parse("org/devs").unwrap();
+        w(&s, |tx| {
+            rows::insert_account(tx, "org", AccountKind::Organization, None, false)?;
+            rows::insert_account(tx, "org+ci", AccountKind::Robot, Some("h"), false)?;
+            rows::insert_account(tx, "org2", AccountKind::Organization, None, false)?;
+            rows::insert_account(tx, "org2+ci", AccountKind::Robot, Some("h"), false)?;
+            rows::insert_account(tx, "bob", AccountKind::User, Some("h"), false)?;
+            rows::add_member(tx, "org/devs", "bob")?;
+            rows::grant(tx, &team, &Target::parse("org").unwrap(), Level::Write)?;
+            rows::grant(
+                tx,
+                &Subject::parse("bob").unwrap(),
+                &Target::parse("org2/app").unwrap(),
+                Level::Read,
+            )?;
+            rows::set_visibility(tx, "org/app", Visibility::Public)?;
+            Ok(())
+        });
+        w(&s, |tx| rows::delete_account(tx, "org"));
+        let d = s.directory().unwrap();
+        assert!(d.account("org").is_none());
+        assert!(d.account("org+ci").is_none());
+        // A name that merely starts the same way is untouched.
+        assert!(d.account("org2+ci").is_some());
+        assert_eq!(d.grants(), vec![("bob", "org2/app", Level::Read)]);
+        assert_eq!(d.visibility("org/app"), Visibility::Private);
+        assert!(d.teams_of("org").next().is_none());
+    }
+
+    #[test]
+    fn refresh_tokens_are_stored_hashed_and_expire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.db");
+        let s = AuthStore::open(&path).unwrap();
+        w(&s, |tx| {
+            rows::insert_account(tx, "alice", AccountKind::User, Some("h"), false)
+        });
+        s.add_refresh_token("tok", "alice", now() + 60).unwrap();
+        s.add_refresh_token("old", "alice", now() - 1).unwrap();
+        assert_eq!(
+            s.refresh_token_account("tok").unwrap().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(s.refresh_token_account("old").unwrap(), None);
+        assert_eq!(s.refresh_token_account("nope").unwrap(), None);
+        let conn = Connection::open(&path).unwrap();
+        let stored: String = conn
+            .query_row("SELECT token_hash FROM refresh_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, "tok");
+        // A new password ends it.
+        w(&s, |tx| rows::set_password(tx, "alice", "h2"));
+        assert_eq!(s.refresh_token_account("tok").unwrap(), None);
+    }
+}
