@@ -4,12 +4,15 @@
 //! One handler per endpoint family, each in its own module; [`routes`] turns a `/v2/…`
 //! path (whose repository name may itself contain slashes) into one of them.
 
+mod access;
+mod admin_api;
 mod blobs;
 pub mod error;
 mod listing;
 mod manifests;
 pub mod metrics;
 mod routes;
+mod token;
 mod uploads;
 
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use berth_auth::{Auth, AuthConfig};
 use berth_store::{BlobStore, MetaStore, SqliteMeta};
 
 pub use error::{ApiError, Code};
@@ -35,6 +39,26 @@ pub struct RegistryConfig {
     pub root: PathBuf,
     /// Upload sessions untouched this long are removed with their data.
     pub upload_ttl: Duration,
+    /// Access control: when it applies, the token service name and lifetimes.
+    pub auth: AuthConfig,
+    /// Whether clients reach the server over TLS (the token realm is then `https`).
+    pub tls: bool,
+    /// The token realm to announce, when clients reach the server through a proxy
+    /// under another URL; by default `http(s)://<Host header>/token`.
+    pub token_realm: Option<String>,
+}
+
+impl RegistryConfig {
+    /// Defaults for everything but the data folder.
+    pub fn new(root: PathBuf) -> RegistryConfig {
+        RegistryConfig {
+            root,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            auth: AuthConfig::default(),
+            tls: false,
+            token_realm: None,
+        }
+    }
 }
 
 /// The shared state of a running registry.
@@ -43,6 +67,7 @@ pub struct Registry {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) uploads: uploads::Sessions,
     pub(crate) metrics: metrics::Metrics,
+    pub(crate) auth: Auth,
     config: RegistryConfig,
 }
 
@@ -53,6 +78,12 @@ pub enum OpenError {
         root: PathBuf,
         #[source]
         source: berth_store::StoreError,
+    },
+    #[error("opening access control at {root}: {source}")]
+    Auth {
+        root: PathBuf,
+        #[source]
+        source: berth_auth::AuthError,
     },
 }
 
@@ -65,11 +96,17 @@ impl Registry {
         };
         let blobs = BlobStore::open(&config.root).map_err(err)?;
         let meta = SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?;
+        let auth =
+            Auth::open(&config.root, config.auth.clone()).map_err(|source| OpenError::Auth {
+                root: config.root.clone(),
+                source,
+            })?;
         Ok(Arc::new(Registry {
             blobs,
             meta: Arc::new(meta),
             uploads: uploads::Sessions::default(),
             metrics: metrics::Metrics::new(),
+            auth,
             config,
         }))
     }
@@ -94,13 +131,20 @@ impl Registry {
         &self.config
     }
 
-    /// The HTTP application: `/v2/…`, `/metrics`, `/healthz`.
+    /// Access control: the store behind `berth registry …` and the token keys.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The HTTP application: `/v2/…`, `/token`, `/api/v1/…`, `/metrics`, `/healthz`.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v2", any(routes::base))
             .route("/v2/", any(routes::base))
             .route("/v2/_catalog", get(listing::catalog))
             .route("/v2/{*path}", any(routes::dispatch))
+            .route("/token", any(token::endpoint))
+            .route("/api/v1/{*path}", any(admin_api::endpoint))
             .route("/metrics", get(metrics::render))
             .route("/healthz", get(health))
             .fallback(routes::not_found)

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::RouteLabel;
 use crate::routes::{digest, hv, query_get, query_pairs};
-use crate::Registry;
+use crate::{access, Registry};
 
 /// Largest page served; a larger `n` is clamped (and a client follows `Link`).
 pub const MAX_PAGE: usize = 10_000;
@@ -84,22 +84,58 @@ pub(crate) async fn tags(
     ))
 }
 
-/// `GET /v2/_catalog?n=&last=`
+/// `GET /v2/_catalog?n=&last=`: the repositories the caller may read.
 pub(crate) async fn catalog(State(reg): State<Arc<Registry>>, req: Request) -> Response {
-    let result = (|| {
-        let (n, last) = page(req.uri().query())?;
-        let (repos, link) = paginate("/v2/_catalog", n, |limit| {
-            Ok(reg.meta.repositories(last.as_deref(), limit)?)
-        })?;
-        Ok::<_, ApiError>(json_response(
-            json!({ "repositories": repos }),
-            "application/json",
-            link,
-        ))
-    })();
-    let mut resp = result.unwrap_or_else(|e| e.into_response());
+    let mut resp = catalog_page(reg, req)
+        .await
+        .unwrap_or_else(|e| e.into_response());
     resp.extensions_mut().insert(RouteLabel("catalog"));
     resp
+}
+
+async fn catalog_page(reg: Arc<Registry>, req: Request) -> ApiResult {
+    let caller = access::identify(&reg, req.headers(), req.extensions()).await?;
+    let (n, last) = page(req.uri().query())?;
+    let r = reg.clone();
+    let (repos, link) = reg
+        .blocking(move |_| {
+            paginate("/v2/_catalog", n, |limit| {
+                Ok(repositories_where(&r, last.as_deref(), limit, |name| {
+                    caller.level(name).is_some()
+                })?)
+            })
+        })
+        .await?;
+    Ok(json_response(
+        json!({ "repositories": repos }),
+        "application/json",
+        link,
+    ))
+}
+
+/// Up to `limit` repositories after `last` that `keep` accepts, in name order. Reads
+/// the store page by page, so that a caller who may read few repositories of many
+/// still gets full pages.
+pub(crate) fn repositories_where(
+    reg: &Registry,
+    last: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, berth_store::StoreError> {
+    const PAGE: usize = 1000;
+    let mut out = Vec::new();
+    let mut last = last.map(str::to_owned);
+    while out.len() < limit {
+        let page = reg.meta.repositories(last.as_deref(), PAGE)?;
+        let done = page.len() < PAGE;
+        last = page.last().cloned();
+        out.extend(page.into_iter().filter(|n| keep(n)));
+        if done {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an image index of the manifests

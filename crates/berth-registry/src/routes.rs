@@ -8,8 +8,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_auth::{Action, Principal};
 use berth_image::{Digest, RepositoryName};
 
+use crate::access::{self, Caller};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::RouteLabel;
 use crate::{blobs, listing, manifests, uploads, Registry};
@@ -57,6 +59,26 @@ impl<'a> Endpoint<'a> {
         None
     }
 
+    /// The repository named in the path (not yet validated).
+    fn repo(&self) -> &'a str {
+        match self {
+            Endpoint::Manifest(n, _)
+            | Endpoint::Blob(n, _)
+            | Endpoint::Upload(n, _)
+            | Endpoint::Tags(n)
+            | Endpoint::Referrers(n, _) => n,
+        }
+    }
+
+    /// What the request needs on the repository.
+    fn action(&self, method: &Method) -> Action {
+        match (self, method.as_str()) {
+            (Endpoint::Upload(..), _) | (Endpoint::Manifest(..), "PUT") => Action::Push,
+            (Endpoint::Manifest(..) | Endpoint::Blob(..), "DELETE") => Action::Delete,
+            _ => Action::Pull,
+        }
+    }
+
     fn label(&self, method: &Method) -> &'static str {
         match (self, method.as_str()) {
             (Endpoint::Manifest(..), "PUT") => "manifest_put",
@@ -83,9 +105,17 @@ pub(crate) fn digest(s: &str) -> ApiResult<Digest> {
         .map_err(|e: berth_image::DigestError| ApiError::new(Code::DigestInvalid).detail(e))
 }
 
-/// `GET /v2/`: the API version check clients start with.
-pub(crate) async fn base() -> Response {
-    let mut r = (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response();
+/// `GET /v2/`: the API version check clients start with, and where they learn how to
+/// log in: while access control applies, an anonymous caller gets the challenge.
+pub(crate) async fn base(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let result = match access::identify(&reg, req.headers(), req.extensions()).await {
+        Ok(c) if c.enforced && c.principal == Principal::Anonymous => {
+            Err(access::login_required(&reg, req.headers()))
+        }
+        Ok(_) => Ok((StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()),
+        Err(e) => Err(e),
+    };
+    let mut r = result.unwrap_or_else(|e| e.into_response());
     r.extensions_mut().insert(RouteLabel("base"));
     r
 }
@@ -106,13 +136,28 @@ pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> 
         return not_found().await;
     };
     let label = endpoint.label(&method);
-    let result = route(reg, endpoint, method, req).await;
+    let result = match access::identify(&reg, req.headers(), req.extensions()).await {
+        Ok(caller) => {
+            let (repo, action) = (endpoint.repo(), endpoint.action(&method));
+            match access::require(&reg, &caller, req.headers(), req.extensions(), repo, action) {
+                Ok(()) => route(reg, endpoint, method, req, &caller).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
     let mut resp = result.unwrap_or_else(|e| e.into_response());
     resp.extensions_mut().insert(RouteLabel(label));
     resp
 }
 
-async fn route(reg: Arc<Registry>, ep: Endpoint<'_>, method: Method, req: Request) -> ApiResult {
+async fn route(
+    reg: Arc<Registry>,
+    ep: Endpoint<'_>,
+    method: Method,
+    req: Request,
+    caller: &Caller,
+) -> ApiResult {
     let unsupported =
         || Err(ApiError::new(Code::Unsupported).detail(format!("{method} not allowed here")));
     match ep {
@@ -138,7 +183,7 @@ async fn route(reg: Arc<Registry>, ep: Endpoint<'_>, method: Method, req: Reques
         Endpoint::Upload(name, id) => {
             let name = repo(name)?;
             match (method.clone(), id.is_empty()) {
-                (Method::POST, true) => uploads::start(&reg, &name, req).await,
+                (Method::POST, true) => uploads::start(&reg, &name, req, caller).await,
                 (Method::PATCH, false) => uploads::patch(&reg, &name, id, req).await,
                 (Method::PUT, false) => uploads::finish(&reg, &name, id, req).await,
                 (Method::GET, false) => uploads::status(&reg, &name, id).await,

@@ -17,11 +17,13 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_auth::Action;
 use berth_image::{Digest, RepositoryName};
 use berth_store::blobs::HashState;
 use berth_store::{BlobWriter, Block};
 use futures_util::StreamExt;
 
+use crate::access::Caller;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{digest, hv, location, query_get, query_pairs, repo};
 use crate::Registry;
@@ -109,12 +111,17 @@ fn blob_created(name: &RepositoryName, d: &Digest) -> Response {
 }
 
 /// `POST /v2/<name>/blobs/uploads/`
-pub(crate) async fn start(reg: &Arc<Registry>, name: &RepositoryName, req: Request) -> ApiResult {
+pub(crate) async fn start(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    req: Request,
+    caller: &Caller,
+) -> ApiResult {
     let q = query_pairs(req.uri().query());
     if let Some(mount) = query_get(&q, "mount") {
         let d = digest(mount)?;
         let from = query_get(&q, "from").map(repo).transpose()?;
-        if let Some(size) = mountable(reg, &d, from.as_ref())? {
+        if let Some(size) = mountable(reg, &d, from.as_ref(), caller)? {
             let (n, d2) = (name.to_string(), d.clone());
             reg.blocking(move |r| r.meta.link_blob(&n, &d2, size))
                 .await?;
@@ -136,12 +143,23 @@ pub(crate) async fn start(reg: &Arc<Registry>, name: &RepositoryName, req: Reque
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
-/// Size of blob `d` if it may be mounted: from `from` when named, else from any
-/// repository (automatic mount). Access control narrows "any" to what the caller reads.
-fn mountable(reg: &Registry, d: &Digest, from: Option<&RepositoryName>) -> ApiResult<Option<u64>> {
+/// Size of blob `d` if it may be mounted: from `from` when named and the caller may
+/// pull from it, else from any repository (automatic mount) while access control does
+/// not apply. Otherwise the caller uploads the blob like anyone: a mount must never
+/// tell who cannot read a repository that a blob is in it.
+fn mountable(
+    reg: &Registry,
+    d: &Digest,
+    from: Option<&RepositoryName>,
+    caller: &Caller,
+) -> ApiResult<Option<u64>> {
     let size = match from {
-        Some(from) => reg.meta.blob_in_repo(from.as_str(), d)?,
-        None => reg.meta.blob_known(d)?,
+        Some(from) if caller.may(from.as_str(), Action::Pull) => {
+            reg.meta.blob_in_repo(from.as_str(), d)?
+        }
+        Some(_) => None,
+        None if !caller.enforced => reg.meta.blob_known(d)?,
+        None => None,
     };
     Ok(size.filter(|_| reg.blobs.contains(d)))
 }

@@ -1822,7 +1822,8 @@ mod names {
         );
         for entry in list_dir(root) {
             assert!(
-                ["blobs", "uploads"].contains(&entry.as_str()) || entry.starts_with("meta.db"),
+                ["blobs", "uploads", "auth"].contains(&entry.as_str())
+                    || entry.starts_with("meta.db"),
                 "unexpected {entry} in the root"
             );
         }

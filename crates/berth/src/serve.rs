@@ -169,8 +169,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.root).with_context(|| format!("creating {}", s.root.display()))?;
     let registry = Registry::open(RegistryConfig {
-        root: s.root.clone(),
         upload_ttl: s.upload_ttl,
+        ..RegistryConfig::new(s.root.clone())
     })?;
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await

@@ -98,13 +98,21 @@ impl Server {
 
     /// Starts a registry on `dir/root` (which may hold data of an earlier one).
     pub async fn start_in(dir: TempDir, upload_ttl: Duration) -> Server {
+        Server::start_configured(dir, |c| c.upload_ttl = upload_ttl).await
+    }
+
+    /// Starts a registry on `dir/root` with the configuration `configure` makes.
+    pub async fn start_configured(
+        dir: TempDir,
+        configure: impl FnOnce(&mut RegistryConfig),
+    ) -> Server {
         let root = dir.path().join("root");
-        let reg = Registry::open(RegistryConfig {
-            root: root.clone(),
-            upload_ttl,
-        })
-        .expect("opening the registry");
-        let app = reg.router();
+        let mut config = RegistryConfig::new(root.clone());
+        configure(&mut config);
+        let reg = Registry::open(config).expect("opening the registry");
+        let app = reg
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a loopback port");

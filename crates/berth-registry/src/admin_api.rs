@@ -1,0 +1,177 @@
+//! `/api/v1/`: administration over HTTP, for `berth registry --url …` and for scripts.
+//! The routes and the rules live in `berth_auth` (`api` and `admin`); this module
+//! authenticates the caller (Basic credentials only: an access token is for content,
+//! and must not be enough to change who may see it) and answers in JSON.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use berth_auth::api::{self, ApiParseError, Call};
+use berth_auth::{AccountKind, Actor, AdminError, Directory, Level, Principal};
+use serde_json::{json, Value};
+
+use crate::access::{self, credentials, Credentials};
+use crate::metrics::RouteLabel;
+use crate::Registry;
+
+/// Largest request body (an htpasswd import of many users fits).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Repositories listed at most by one search.
+const MAX_LISTED: usize = 1000;
+
+pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let mut resp = handle(reg, req).await.unwrap_or_else(|e| e);
+    resp.extensions_mut().insert(RouteLabel("api"));
+    resp
+}
+
+fn error(status: StatusCode, message: impl ToString) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> {
+    let from = access::peer(req.extensions());
+    let (parts, body) = req.into_parts();
+    let unauthorized = || {
+        let mut r = error(StatusCode::UNAUTHORIZED, "log in with Basic credentials");
+        r.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"berth\""),
+        );
+        r
+    };
+    let who = match credentials(&parts.headers).map_err(|_| unauthorized())? {
+        Credentials::Basic(user, password) => access::login(&reg, &user, &password, &from)
+            .await
+            .map_err(|_| unauthorized())?,
+        _ => return Err(unauthorized()),
+    };
+    let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
+    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let call = api::parse(parts.method.as_str(), path, &bytes).map_err(|e| match e {
+        ApiParseError::NotFound => error(StatusCode::NOT_FOUND, e),
+        ApiParseError::Invalid(_) => error(StatusCode::BAD_REQUEST, e),
+    })?;
+    let actor = Actor {
+        principal: who,
+        local: false,
+        from,
+    };
+    match call.change() {
+        Some(change) => {
+            let change = change.map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            let r = reg.clone();
+            let outcome =
+                tokio::task::spawn_blocking(move || r.auth.store().apply(&actor, &change))
+                    .await
+                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+                    .map_err(admin_error)?;
+            Ok((StatusCode::OK, axum::Json(outcome)).into_response())
+        }
+        None => query(&reg, &actor.principal, &call).await,
+    }
+}
+
+fn admin_error(e: AdminError) -> Response {
+    let status = match &e {
+        AdminError::Denied(_) => StatusCode::FORBIDDEN,
+        AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        AdminError::Name(_) | AdminError::Password(_) | AdminError::Invalid(_) => {
+            StatusCode::BAD_REQUEST
+        }
+    };
+    error(status, e)
+}
+
+/// The read-only calls.
+async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Response, Response> {
+    let (dir, _) = reg
+        .auth
+        .directory()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let denied = || error(StatusCode::FORBIDDEN, format!("{who} may not see this"));
+    let body = match call.op {
+        "whoami" => json!({
+            "name": who.name(),
+            "superuser": dir.is_superuser(who),
+        }),
+        "user-list" => {
+            if !dir.is_superuser(who) {
+                return Err(denied());
+            }
+            let users: Vec<Value> = dir
+                .names(AccountKind::User)
+                .into_iter()
+                .map(|n| json!({ "name": n, "superuser": dir.account(n).is_some_and(|a| a.superuser) }))
+                .collect();
+            json!({ "users": users })
+        }
+        "org-show" => {
+            let org = call.param("name").unwrap_or_default();
+            if dir.namespace_level(who, org) != Some(Level::Admin) {
+                return Err(denied());
+            }
+            org_view(&dir, org)
+                .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("{org} does not exist")))?
+        }
+        "repository-list" => {
+            let q = call.param("q").unwrap_or_default().to_string();
+            let (r, d, w) = (reg.clone(), dir.clone(), who.clone());
+            let repos = tokio::task::spawn_blocking(move || {
+                crate::listing::repositories_where(&r, None, MAX_LISTED, |name| {
+                    name.contains(&q) && d.level(&w, name).is_some()
+                })
+            })
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            let repos: Vec<Value> = repos
+                .into_iter()
+                .map(|n| json!({ "name": n, "visibility": dir.visibility(&n).as_str() }))
+                .collect();
+            json!({ "repositories": repos })
+        }
+        _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),
+    };
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// An organization's teams, robots, grants and default visibility.
+fn org_view(dir: &Directory, org: &str) -> Option<Value> {
+    let account = dir
+        .account(org)
+        .filter(|a| a.kind == AccountKind::Organization)?;
+    let inside = format!("{org}/");
+    let robots = format!("{org}+");
+    let teams: serde_json::Map<String, Value> = dir
+        .teams_of(org)
+        .map(|(t, members)| (t.to_string(), json!(members)))
+        .collect();
+    let grants: Vec<Value> = dir
+        .grants()
+        .into_iter()
+        .filter(|(s, t, _)| {
+            *t == org || t.starts_with(&inside) || s.starts_with(&inside) || s.starts_with(&robots)
+        })
+        .map(|(s, t, l)| json!({ "subject": s, "target": t, "level": l }))
+        .collect();
+    let robot_names: Vec<&str> = dir
+        .names(AccountKind::Robot)
+        .into_iter()
+        .filter(|n| n.starts_with(&robots))
+        .collect();
+    Some(json!({
+        "name": org,
+        "default_visibility": account.default_visibility.map_or("private", |v| v.as_str()),
+        "teams": teams,
+        "robots": robot_names,
+        "grants": grants,
+    }))
+}
