@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::access::{self, credentials, Credentials};
 use crate::metrics::RouteLabel;
+use crate::routes::query_pairs;
 use crate::Registry;
 
 /// Largest request body (an htpasswd import of many users fits).
@@ -53,10 +54,14 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
-    let call = api::parse(parts.method.as_str(), path, &bytes).map_err(|e| match e {
+    let mut call = api::parse(parts.method.as_str(), path, &bytes).map_err(|e| match e {
         ApiParseError::NotFound => error(StatusCode::NOT_FOUND, e),
         ApiParseError::Invalid(_) => error(StatusCode::BAD_REQUEST, e),
     })?;
+    // Query parameters (`?q=` of a search) complete, never override, path and body.
+    for (k, v) in query_pairs(parts.uri.query()) {
+        call.params.entry(k).or_insert(Value::String(v));
+    }
     let actor = Actor {
         principal: who,
         local: false,
