@@ -265,6 +265,57 @@ impl Directory {
         })
     }
 
+    /// `{"users": [{"name", "superuser"}]}`: what `user list` shows.
+    pub fn describe_users(&self) -> serde_json::Value {
+        let users: Vec<serde_json::Value> = self
+            .names(AccountKind::User)
+            .into_iter()
+            .map(|n| {
+                let superuser = self.accounts.get(n).is_some_and(|a| a.superuser);
+                serde_json::json!({ "name": n, "superuser": superuser })
+            })
+            .collect();
+        serde_json::json!({ "users": users })
+    }
+
+    /// An organization's default visibility, teams, robots and the grants that concern
+    /// it: what `org show` shows.
+    pub fn describe_org(&self, org: &str) -> Option<serde_json::Value> {
+        let account = self
+            .accounts
+            .get(org)
+            .filter(|a| a.kind == AccountKind::Organization)?;
+        let inside = format!("{org}/");
+        let robots = format!("{org}+");
+        let teams: serde_json::Map<String, serde_json::Value> = self
+            .teams_of(org)
+            .map(|(t, members)| (t.to_string(), serde_json::json!(members)))
+            .collect();
+        let grants: Vec<serde_json::Value> = self
+            .grants()
+            .into_iter()
+            .filter(|(s, t, _)| {
+                *t == org
+                    || t.starts_with(&inside)
+                    || s.starts_with(&inside)
+                    || s.starts_with(&robots)
+            })
+            .map(|(s, t, l)| serde_json::json!({ "subject": s, "target": t, "level": l }))
+            .collect();
+        let robot_names: Vec<&str> = self
+            .names(AccountKind::Robot)
+            .into_iter()
+            .filter(|n| n.starts_with(&robots))
+            .collect();
+        Some(serde_json::json!({
+            "name": org,
+            "default_visibility": account.default_visibility.unwrap_or(Visibility::Private),
+            "teams": teams,
+            "robots": robot_names,
+            "grants": grants,
+        }))
+    }
+
     /// Every grant, as (subject, target, level), sorted.
     pub fn grants(&self) -> Vec<(&str, &str, Level)> {
         let mut v: Vec<_> = self

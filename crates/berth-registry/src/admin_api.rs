@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_auth::api::{self, ApiParseError, Call};
-use berth_auth::{AccountKind, Actor, AdminError, Directory, Level, Principal};
+use berth_auth::{Actor, AdminError, Level, Principal};
 use serde_json::{json, Value};
 
 use crate::access::{self, credentials, Credentials};
@@ -111,19 +111,14 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
             if !dir.is_superuser(who) {
                 return Err(denied());
             }
-            let users: Vec<Value> = dir
-                .names(AccountKind::User)
-                .into_iter()
-                .map(|n| json!({ "name": n, "superuser": dir.account(n).is_some_and(|a| a.superuser) }))
-                .collect();
-            json!({ "users": users })
+            dir.describe_users()
         }
         "org-show" => {
             let org = call.param("name").unwrap_or_default();
             if dir.namespace_level(who, org) != Some(Level::Admin) {
                 return Err(denied());
             }
-            org_view(&dir, org)
+            dir.describe_org(org)
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("{org} does not exist")))?
         }
         "repository-list" => {
@@ -146,37 +141,4 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
         _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
-}
-
-/// An organization's teams, robots, grants and default visibility.
-fn org_view(dir: &Directory, org: &str) -> Option<Value> {
-    let account = dir
-        .account(org)
-        .filter(|a| a.kind == AccountKind::Organization)?;
-    let inside = format!("{org}/");
-    let robots = format!("{org}+");
-    let teams: serde_json::Map<String, Value> = dir
-        .teams_of(org)
-        .map(|(t, members)| (t.to_string(), json!(members)))
-        .collect();
-    let grants: Vec<Value> = dir
-        .grants()
-        .into_iter()
-        .filter(|(s, t, _)| {
-            *t == org || t.starts_with(&inside) || s.starts_with(&inside) || s.starts_with(&robots)
-        })
-        .map(|(s, t, l)| json!({ "subject": s, "target": t, "level": l }))
-        .collect();
-    let robot_names: Vec<&str> = dir
-        .names(AccountKind::Robot)
-        .into_iter()
-        .filter(|n| n.starts_with(&robots))
-        .collect();
-    Some(json!({
-        "name": org,
-        "default_visibility": account.default_visibility.map_or("private", |v| v.as_str()),
-        "teams": teams,
-        "robots": robot_names,
-        "grants": grants,
-    }))
 }

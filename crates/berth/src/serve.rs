@@ -1,11 +1,14 @@
 //! `berth serve`: configuration (flags > `BERTH_*` environment > TOML file > defaults),
 //! logging, signals and graceful shutdown around the registry's router.
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_auth::{AuthConfig, Mode};
 use berth_registry::{Registry, RegistryConfig};
 use clap::Args;
 use serde::Deserialize;
@@ -14,12 +17,16 @@ use tokio_util::sync::CancellationToken;
 const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
-(keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format) or with the \
-environment variable shown. Flags win over the environment, which wins over the file."
+(keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
+tls_key, token_realm, token_lifetime) or with the environment variable shown. Flags win \
+over the environment, which wins over the file.\n\nAccess control: a registry with no \
+users is open (anyone may push and pull); once `berth registry user add` created one, \
+every request is checked. Send SIGHUP to reload the TLS certificate."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
@@ -43,6 +50,32 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "BERTH_LOG_FORMAT", value_name = "FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Access control: "auto" (open while no user exists) or "required" (always checked) [default: auto]
+    #[arg(long, env = "BERTH_AUTH", value_name = "MODE", value_parser = ["auto", "required"])]
+    auth: Option<String>,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key
+    #[arg(
+        long,
+        env = "BERTH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "BERTH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Token realm to announce when clients reach the registry through a proxy
+    /// [default: http(s)://<host the client used>/token]
+    #[arg(long, env = "BERTH_TOKEN_REALM", value_name = "URL")]
+    token_realm: Option<String>,
+    /// How long an access token lives, e.g. "5m" [default: 5m]
+    #[arg(long, env = "BERTH_TOKEN_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    token_lifetime: Option<Duration>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -57,6 +90,12 @@ struct FileConfig {
     shutdown_timeout: Option<Duration>,
     log_level: Option<String>,
     log_format: Option<String>,
+    auth: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    token_realm: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    token_lifetime: Option<Duration>,
 }
 
 mod humantime_serde_opt {
@@ -79,6 +118,10 @@ struct Settings {
     shutdown_timeout: Duration,
     log_level: String,
     log_format: String,
+    auth: Mode,
+    tls: Option<(PathBuf, PathBuf)>,
+    token_realm: Option<String>,
+    token_lifetime: Duration,
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -116,11 +159,29 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .log_format
             .or(file.log_format)
             .unwrap_or_else(|| "text".into()),
+        auth: match args.auth.or(file.auth).as_deref() {
+            None | Some("auto") => Mode::Auto,
+            Some("required") => Mode::Required,
+            Some(other) => anyhow::bail!("auth must be auto or required, not {other:?}"),
+        },
+        tls: match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key go together"),
+        },
+        token_realm: args.token_realm.or(file.token_realm),
+        token_lifetime: args
+            .token_lifetime
+            .or(file.token_lifetime)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME),
     })
 }
 
 /// `/var/lib/berth/registry` for root, else under `$XDG_DATA_HOME` (or `~/.local/share`).
-fn default_root() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_root() -> anyhow::Result<PathBuf> {
     if is_root() {
         return Ok(PathBuf::from("/var/lib/berth/registry"));
     }
@@ -170,22 +231,55 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.root).with_context(|| format!("creating {}", s.root.display()))?;
     let registry = Registry::open(RegistryConfig {
         upload_ttl: s.upload_ttl,
+        auth: AuthConfig {
+            mode: s.auth,
+            token_lifetime: s.token_lifetime,
+            ..AuthConfig::default()
+        },
+        tls: s.tls.is_some(),
+        token_realm: s.token_realm.clone(),
         ..RegistryConfig::new(s.root.clone())
     })?;
+    let certificate = match &s.tls {
+        Some((cert, key)) => Some(crate::tls::Certificate::load(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("listening on {}", s.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, root = %s.root.display(), "berth registry listening");
+    tracing::info!(%addr, root = %s.root.display(), tls = certificate.is_some(), "berth registry listening");
+    warn_if_open(&registry, addr)?;
     let sweeper = registry.spawn_upload_sweeper();
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, registry.router())
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let app = registry
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &certificate {
+        Some(cert) => {
+            tokio::spawn(reload_on_hangup(cert.clone()));
+            let tls = crate::tls::TlsListener::new(listener, cert.server_config()?)?;
+            // tap_io adds nothing but lets axum hand the peer address to handlers.
+            let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
+            Box::pin(
+                axum::serve(tls, app)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            )
+        }
+        None => {
+            let tcp = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            Box::pin(
+                axum::serve(tcp, app)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            )
+        }
+    };
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(s.shutdown_timeout).await;
@@ -200,6 +294,39 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     sweeper.abort();
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// An open registry (no users, `--auth auto`) reachable beyond this machine lets anyone
+/// push: say so where the operator looks.
+fn warn_if_open(registry: &Registry, addr: SocketAddr) -> anyhow::Result<()> {
+    let (_, enforced) = registry.auth().directory()?;
+    if !enforced && !addr.ip().is_loopback() {
+        eprintln!(
+            "berth: WARNING: the registry on {addr} has no users, so anyone who can reach it \
+             may push, pull and delete. Add one with `berth registry user add NAME` \
+             (access control then applies at once) or listen on 127.0.0.1."
+        );
+        tracing::warn!(%addr, "open registry listening beyond loopback");
+    }
+    Ok(())
+}
+
+/// SIGHUP: read the certificate files again; a bad file keeps the old certificate.
+async fn reload_on_hangup(cert: std::sync::Arc<crate::tls::Certificate>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; certificates will not reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match cert.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "TLS certificate not reloaded; keeping the old one"
+            ),
+        }
+    }
 }
 
 async fn wait_for_signal(stop: CancellationToken) {

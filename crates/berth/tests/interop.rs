@@ -9,6 +9,9 @@
 #[path = "interop/support.rs"]
 mod support;
 
+use std::fs;
+
+use serde_json::Value;
 use support::*;
 
 const BUILDAH: &str = "buildah";
@@ -529,4 +532,208 @@ fn oci_and_docker_formats() {
     let mut listed = strings(&tags["Tags"]);
     listed.sort();
     assert_eq!(listed, ["oci", "v2s2"], "{tags:#}");
+}
+
+/// Access control with the real clients: `podman login`/`skopeo login` write
+/// `${XDG_RUNTIME_DIR}/containers/auth.json` and then push and pull work through the
+/// token flow; after `podman logout` a push is refused; `skopeo copy --dest-creds`
+/// works and is refused for a read-only user; anonymous `podman pull` of a public
+/// repository needs no login. Accounts are made with `berth registry --root` while
+/// the server runs.
+#[test]
+fn login_push_pull_with_access_control() {
+    let mut ctx = Ctx::new("auth", &[BUILDAH, PODMAN, SKOPEO]);
+    let reg = ctx.start(ServerKind::Berth);
+    let root = ctx.berth_root(&reg).display().to_string();
+    ctx.use_default_auth_file();
+    let image = ctx.build_busybox("localhost/test/auth:v1");
+    let [pf, pv] = ctx.policy_args();
+    let auth_file = ctx.path("xdg-run/containers/auth.json");
+
+    ctx.step("berth registry: users, a public repository, a read-only grant");
+    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        ctx.berth(&[
+            "registry",
+            "--root",
+            &root,
+            "user",
+            "add",
+            user,
+            "--password-stdin",
+        ])
+        .stdin(format!("{pw}\n").as_bytes())
+        .run();
+    }
+    ctx.berth(&[
+        "registry",
+        "--root",
+        &root,
+        "repo",
+        "visibility",
+        "alice/pub",
+        "public",
+    ])
+    .run();
+    ctx.berth(&[
+        "registry",
+        "--root",
+        &root,
+        "grant",
+        "bob",
+        "read",
+        "alice/app",
+    ])
+    .run();
+
+    ctx.step("push without login is refused");
+    let app = format!("docker://{reg}/alice/app:v1");
+    let out = ctx
+        .podman(&["push", &pf, &pv, "--tls-verify=false", &image, &app])
+        .run_fail();
+    assert!(
+        out.stderr.contains("authentication required") || out.stderr.contains("unauthorized"),
+        "{}",
+        out.error_lines()
+    );
+
+    ctx.step("podman login with a wrong password fails and saves nothing");
+    ctx.podman(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "nope",
+        &reg,
+    ])
+    .run_fail();
+    assert!(
+        !fs::read_to_string(&auth_file)
+            .unwrap_or_default()
+            .contains(&reg),
+        "a failed login wrote credentials"
+    );
+
+    ctx.step("podman login writes XDG_RUNTIME_DIR/containers/auth.json");
+    ctx.podman(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &reg,
+    ])
+    .run();
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&auth_file).unwrap()).unwrap();
+    assert_eq!(saved["auths"][&reg]["auth"], "YWxpY2U6YWxpY2UtcHc="); // alice:alice-pw
+
+    ctx.step("podman push and pull as alice");
+    let pushed = ctx.push_digest(
+        "podman",
+        &["push", &pf, &pv, "--tls-verify=false", &image, &app],
+    );
+    let public = format!("docker://{reg}/alice/pub:v1");
+    ctx.podman(&["push", &pf, &pv, "--tls-verify=false", &image, &public])
+        .run();
+    ctx.podman(&["rmi", &image]).run();
+    ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &app])
+        .run();
+
+    ctx.step("podman logout, then a push is refused");
+    ctx.podman(&["logout", &reg]).run();
+    let saved = fs::read_to_string(&auth_file).unwrap_or_default();
+    assert!(!saved.contains(&reg), "logout left {saved}");
+    let local = format!("{reg}/alice/app:v1");
+    let again = format!("docker://{reg}/alice/app:v2");
+    ctx.podman(&["push", &pf, &pv, "--tls-verify=false", &local, &again])
+        .run_fail();
+
+    ctx.step("anonymous pull: public works, private is refused");
+    ctx.podman(&["rmi", "-a", "-f"]).run();
+    ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &public])
+        .run();
+    ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &app])
+        .run_fail();
+
+    ctx.step("skopeo login, inspect, logout");
+    ctx.skopeo(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &reg,
+    ])
+    .run();
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&auth_file).unwrap()).unwrap();
+    assert_eq!(saved["auths"][&reg]["auth"], "YWxpY2U6YWxpY2UtcHc=");
+    let digest = ctx
+        .skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &app,
+        ])
+        .run()
+        .last_line();
+    assert_eq!(digest, pushed);
+    ctx.skopeo(&["logout", &reg]).run();
+    ctx.skopeo(&["inspect", "--tls-verify=false", &app])
+        .run_fail();
+
+    ctx.step("skopeo copy --dest-creds; a read-only user is refused");
+    let copy = format!("docker://{reg}/alice/copy:v1");
+    ctx.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        "alice:alice-pw",
+        "--dest-creds",
+        "alice:alice-pw",
+        &app,
+        &copy,
+    ])
+    .run();
+    let denied = format!("docker://{reg}/alice/by-bob:v1");
+    let out = ctx
+        .skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-creds",
+            "bob:bob-pw",
+            "--dest-creds",
+            "bob:bob-pw",
+            &app,
+            &denied,
+        ])
+        .run_fail();
+    assert!(
+        out.stderr.contains("denied") || out.stderr.contains("403 (Forbidden)"),
+        "{}",
+        out.error_lines()
+    );
+    let tags = ctx
+        .skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            "alice:alice-pw",
+            &format!("docker://{reg}/alice/copy"),
+        ])
+        .run()
+        .json();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
+    ctx.skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &format!("docker://{reg}/alice/by-bob"),
+    ])
+    .run_fail();
 }

@@ -442,6 +442,27 @@ impl Ctx {
         addr
     }
 
+    /// The data folder of the berth server on `addr`.
+    pub fn berth_root(&self, addr: &str) -> PathBuf {
+        let server = self
+            .servers
+            .iter()
+            .find(|s| s.addr == addr && s.kind == ServerKind::Berth)
+            .unwrap_or_else(|| panic!("no berth server on {addr}"));
+        server.dir.join("root")
+    }
+
+    /// The `berth` binary under test, with this test's environment.
+    pub fn berth<S: AsRef<OsStr>>(&self, args: &[S]) -> Run<'_> {
+        self.cmd(env!("CARGO_BIN_EXE_berth"), args)
+    }
+
+    /// Lets the tools find credentials where they do by default
+    /// (`${XDG_RUNTIME_DIR}/containers/auth.json`) instead of in `REGISTRY_AUTH_FILE`.
+    pub fn use_default_auth_file(&mut self) {
+        self.env.retain(|(k, _)| k != "REGISTRY_AUTH_FILE");
+    }
+
     pub fn step(&self, what: &str) {
         eprintln!("[{}] {what}", self.name);
     }
@@ -465,6 +486,7 @@ impl Ctx {
         ] {
             command.env_remove(var);
         }
+        command.env_remove("REGISTRY_AUTH_FILE");
         command.env("NO_PROXY", "127.0.0.1,localhost");
         command.env("no_proxy", "127.0.0.1,localhost");
         for (key, value) in &self.env {

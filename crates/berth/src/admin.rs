@@ -1,0 +1,343 @@
+//! `berth registry …`: administration of users, organizations, teams, robots, grants
+//! and visibility, either on a registry's data folder (`--root`, also while the server
+//! runs: SQLite shares the file and the server sees each change at its next request)
+//! or against a running registry's `/api/v1/` with an account's credentials (`--url`).
+//!
+//! Both ways build the same `berth_auth::Change`; only its transport differs.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use berth_auth::{Actor, Change, Level, Outcome, Secret, Visibility};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// The registry's data folder (the same as `berth serve --root`)
+    /// [default: $XDG_DATA_HOME/berth/registry, or /var/lib/berth/registry as root]
+    #[arg(
+        long,
+        env = "BERTH_ROOT",
+        value_name = "DIR",
+        global = true,
+        conflicts_with = "url"
+    )]
+    root: Option<PathBuf>,
+    /// Administer a running registry over HTTP instead, e.g. https://registry.example:5000
+    #[arg(long, value_name = "URL", global = true)]
+    url: Option<String>,
+    /// With --url: USER[:PASSWORD] of the account making the change; without a
+    /// password, it is read from $BERTH_PASSWORD or asked for on the terminal
+    #[arg(long, value_name = "USER[:PASSWORD]", global = true, requires = "url")]
+    creds: Option<String>,
+    /// With --url: whether to verify the server's TLS certificate
+    #[arg(long, value_name = "BOOL", global = true, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Users: people who log in with a password
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Organizations: namespaces (`myorg/…`) with teams and robots
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Teams of an organization (`myorg/devs`)
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Robot accounts (`myorg+ci`) with generated secrets, for CI
+    #[command(subcommand)]
+    Robot(RobotCommand),
+    /// Grant read, write or admin on a namespace or a repository:
+    /// `grant myorg/devs write myorg/app`
+    Grant {
+        /// A user, a team (org/team) or a robot (owner+name)
+        subject: String,
+        /// read, write or admin
+        level: Level,
+        /// A namespace (myorg) or a repository (myorg/app)
+        target: String,
+    },
+    /// Take back what a subject was granted on a target
+    Revoke { subject: String, target: String },
+    /// Repositories
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Add a user (its personal namespace is `NAME/…`)
+    Add {
+        name: String,
+        /// Read the password from standard input (else asked on the terminal)
+        #[arg(long)]
+        password_stdin: bool,
+        /// May do anything, including managing other users
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Set a user's password
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user
+    Del { name: String },
+    /// List users
+    List,
+    /// Import the users of an Apache htpasswd file (bcrypt entries, as docker-registry uses)
+    ImportHtpasswd { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgCommand {
+    /// Create an organization
+    Create { name: String },
+    /// Delete an organization with its teams, robots and grants
+    Del { name: String },
+    /// Show an organization's teams, robots, grants and default visibility (JSON)
+    Show { name: String },
+    /// Visibility of the organization's repositories that have none of their own
+    Visibility {
+        name: String,
+        visibility: Visibility,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TeamCommand {
+    /// Add a user to a team (the team exists while it has members)
+    Add { team: String, user: String },
+    /// Remove a user from a team
+    Remove { team: String, user: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RobotCommand {
+    /// Create a robot; its secret is printed once, on standard output
+    Create { name: String },
+    /// Delete a robot
+    Del { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RepoCommand {
+    /// Make a repository public (anyone may pull) or private
+    Visibility {
+        repository: String,
+        visibility: Visibility,
+    },
+}
+
+/// What to do: a change, or a question.
+enum Request {
+    Change(Change),
+    UserList,
+    OrgShow(String),
+}
+
+pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
+    let request = request(args.command)?;
+    let output = match &args.url {
+        Some(url) => remote(url, args.creds.as_deref(), args.tls_verify, &request)?,
+        None => {
+            let root = match args.root {
+                Some(r) => r,
+                None => crate::serve::default_root()?,
+            };
+            local(&root, &request)?
+        }
+    };
+    if let Some(out) = output {
+        println!("{out}");
+    }
+    Ok(())
+}
+
+fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
+    Ok(Request::Change(match cmd {
+        AdminCommand::User(UserCommand::Add {
+            name,
+            password_stdin,
+            superuser,
+        }) => Change::UserAdd {
+            password: read_password(password_stdin, &format!("Password for {name}: "))?,
+            name,
+            superuser,
+        },
+        AdminCommand::User(UserCommand::Passwd {
+            name,
+            password_stdin,
+        }) => Change::UserPassword {
+            password: read_password(password_stdin, &format!("New password for {name}: "))?,
+            name,
+        },
+        AdminCommand::User(UserCommand::Del { name })
+        | AdminCommand::Org(OrgCommand::Del { name })
+        | AdminCommand::Robot(RobotCommand::Del { name }) => Change::AccountDelete { name },
+        AdminCommand::User(UserCommand::List) => return Ok(Request::UserList),
+        AdminCommand::User(UserCommand::ImportHtpasswd { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let users = berth_auth::password::parse_htpasswd(&text)
+                .with_context(|| format!("reading {}", file.display()))?;
+            Change::UserImport {
+                users: users.into_iter().map(|(u, h)| (u, Secret(h))).collect(),
+            }
+        }
+        AdminCommand::Org(OrgCommand::Create { name }) => Change::OrgCreate { name },
+        AdminCommand::Org(OrgCommand::Show { name }) => return Ok(Request::OrgShow(name)),
+        AdminCommand::Org(OrgCommand::Visibility { name, visibility }) => {
+            Change::NamespaceVisibility { name, visibility }
+        }
+        AdminCommand::Team(TeamCommand::Add { team, user }) => {
+            Change::TeamAdd { team, member: user }
+        }
+        AdminCommand::Team(TeamCommand::Remove { team, user }) => {
+            Change::TeamRemove { team, member: user }
+        }
+        AdminCommand::Robot(RobotCommand::Create { name }) => Change::RobotCreate { name },
+        AdminCommand::Grant {
+            subject,
+            level,
+            target,
+        } => Change::Grant {
+            subject,
+            level,
+            target,
+        },
+        AdminCommand::Revoke { subject, target } => Change::Revoke { subject, target },
+        AdminCommand::Repo(RepoCommand::Visibility {
+            repository,
+            visibility,
+        }) => Change::RepoVisibility {
+            repository,
+            visibility,
+        },
+    }))
+}
+
+/// A password from standard input (first line) or, on a terminal, asked without echo.
+fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<Secret> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt).context("reading the password")?
+    } else {
+        bail!(
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+        );
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(Secret(password))
+}
+
+/// What a change printed: a robot's secret, or nothing.
+fn outcome_output(outcome: Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Done => None,
+        Outcome::RobotCreated { name, secret } => {
+            eprintln!("robot {name} created; its secret is shown once:");
+            Some(secret.0)
+        }
+    }
+}
+
+fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<String>> {
+    if !root.exists() {
+        bail!(
+            "no registry at {} (start `berth serve --root {}` once, or pass --root)",
+            root.display(),
+            root.display()
+        );
+    }
+    let store = berth_auth::open_store(root)?;
+    Ok(match request {
+        Request::Change(change) => {
+            let outcome = store.apply(&Actor::local(), change)?;
+            outcome_output(outcome)
+        }
+        Request::UserList => Some(pretty(&store.directory()?.describe_users())),
+        Request::OrgShow(name) => match store.directory()?.describe_org(name) {
+            Some(v) => Some(pretty(&v)),
+            None => bail!("organization {name} does not exist"),
+        },
+    })
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn remote(
+    url: &str,
+    creds: Option<&str>,
+    tls_verify: bool,
+    request: &Request,
+) -> anyhow::Result<Option<String>> {
+    let Some(creds) = creds else {
+        bail!("--url needs --creds USER[:PASSWORD] of an account allowed to make the change");
+    };
+    let (user, password) = match creds.split_once(':') {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => match std::env::var("BERTH_PASSWORD") {
+            Ok(p) => (creds.to_string(), p),
+            Err(_) if std::io::stdin().is_terminal() => (
+                creds.to_string(),
+                rpassword::prompt_password(format!("Password for {creds}: "))?,
+            ),
+            Err(_) => {
+                bail!("no password for {creds}: use --creds USER:PASSWORD or set BERTH_PASSWORD")
+            }
+        },
+    };
+    let (method, path, body) = match request {
+        Request::Change(change) => berth_auth::api::request(change),
+        Request::UserList => ("GET", "users".to_string(), Value::Null),
+        Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
+    };
+    let endpoint = format!("{}/api/v1/{path}", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, text) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(!tls_verify)
+            .build()?;
+        let mut rb = client
+            .request(method.parse()?, &endpoint)
+            .basic_auth(&user, Some(&password));
+        if !body.is_null() {
+            rb = rb.json(&body);
+        }
+        let resp = rb
+            .send()
+            .await
+            .with_context(|| format!("{method} {endpoint}"))?;
+        let status = resp.status();
+        anyhow::Ok((status, resp.text().await?))
+    })?;
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    if !status.is_success() {
+        let why = v["error"].as_str().map_or(text.clone(), str::to_string);
+        bail!("{url}: {why} ({status})");
+    }
+    Ok(match request {
+        Request::Change(_) => outcome_output(serde_json::from_value(v)?),
+        _ => Some(pretty(&v)),
+    })
+}
