@@ -300,15 +300,21 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
 /// push: say so where the operator looks.
 fn warn_if_open(registry: &Registry, addr: SocketAddr) -> anyhow::Result<()> {
     let (_, enforced) = registry.auth().directory()?;
-    if !enforced && !addr.ip().is_loopback() {
-        eprintln!(
-            "berth: WARNING: the registry on {addr} has no users, so anyone who can reach it \
-             may push, pull and delete. Add one with `berth registry user add NAME` \
-             (access control then applies at once) or listen on 127.0.0.1."
-        );
+    if let Some(warning) = open_warning(enforced, addr) {
+        eprintln!("berth: WARNING: {warning}");
         tracing::warn!(%addr, "open registry listening beyond loopback");
     }
     Ok(())
+}
+
+fn open_warning(enforced: bool, addr: SocketAddr) -> Option<String> {
+    (!enforced && !addr.ip().is_loopback()).then(|| {
+        format!(
+            "the registry on {addr} has no users, so anyone who can reach it may push, pull \
+             and delete. Add one with `berth registry user add NAME` (access control then \
+             applies at once) or listen on 127.0.0.1."
+        )
+    })
 }
 
 /// SIGHUP: read the certificate files again; a bad file keeps the old certificate.
@@ -344,4 +350,20 @@ async fn wait_for_signal(stop: CancellationToken) {
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_registry_beyond_loopback_is_warned_about() {
+        let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
+        assert!(open_warning(false, any).unwrap().contains("0.0.0.0:5000"));
+        assert!(open_warning(false, lo).is_none());
+        assert!(open_warning(false, lo6).is_none());
+        assert!(open_warning(true, any).is_none());
+    }
 }

@@ -1,0 +1,372 @@
+//! `berth registry …` against a data folder and against a running server, and `berth
+//! serve` with TLS, including a certificate reload on SIGHUP.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `berth serve` process, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(root: &Path, extra: &[&str]) -> Serve {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BERTH)
+            .args(["serve", "--listen", &addr, "--root"])
+            .arg(root)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth serve starts");
+        Serve { child, addr }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `berth registry ARGS` with `stdin`.
+fn admin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BERTH)
+        .arg("registry")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Exit status 1 with one line on stderr that contains `what`.
+#[track_caller]
+fn fails(out: Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(what), "{err}");
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_commands_on_the_folder_and_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let root_s = root.to_str().unwrap();
+    let serve = Serve::start(&root, &[]);
+    let base = format!("http://{}", serve.addr);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("{base}/v2/")).await;
+
+    // On the data folder while the server runs: applies at once.
+    ok(admin(
+        &["--root", root_s, "user", "add", "alice", "--password-stdin"],
+        "alice-pw\n",
+    ));
+    let r = http.get(format!("{base}/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/v2/"))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["--root", root_s, "user", "list"], ""))).unwrap();
+    assert_eq!(users["users"][0]["name"], "alice");
+
+    // Over HTTP with alice's credentials: she founds an organization and a robot.
+    let url = base.as_str();
+    let creds = "alice:alice-pw";
+    ok(admin(
+        &["--url", url, "--creds", creds, "org", "create", "myorg"],
+        "",
+    ));
+    let secret = ok(admin(
+        &[
+            "--url", url, "--creds", creds, "robot", "create", "myorg+ci",
+        ],
+        "",
+    ));
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 43, "{secret:?}");
+    ok(admin(
+        &[
+            "--url",
+            url,
+            "--creds",
+            creds,
+            "grant",
+            "myorg+ci",
+            "write",
+            "myorg/app",
+        ],
+        "",
+    ));
+    let shown: serde_json::Value = serde_json::from_str(&ok(admin(
+        &["--url", url, "--creds", creds, "org", "show", "myorg"],
+        "",
+    )))
+    .unwrap();
+    assert_eq!(shown["robots"], serde_json::json!(["myorg+ci"]));
+    assert_eq!(
+        shown["grants"],
+        serde_json::json!([
+            {"subject": "alice", "target": "myorg", "level": "admin"},
+            {"subject": "myorg+ci", "target": "myorg/app", "level": "write"},
+        ])
+    );
+    let r = http
+        .post(format!("{base}/v2/myorg/app/blobs/uploads/"))
+        .basic_auth("myorg+ci", Some(secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Refusals are one line and exit 1.
+    fails(
+        admin(
+            &["--url", url, "--creds", "alice:wrong", "org", "create", "x"],
+            "",
+        ),
+        "log in",
+    );
+    fails(
+        admin(
+            &[
+                "--url",
+                url,
+                "--creds",
+                creds,
+                "user",
+                "add",
+                "bob",
+                "--password-stdin",
+            ],
+            "pw\n",
+        ),
+        "not allowed",
+    );
+    fails(
+        admin(
+            &[
+                "--root",
+                root_s,
+                "user",
+                "add",
+                "Bad'Name",
+                "--password-stdin",
+            ],
+            "pw\n",
+        ),
+        "invalid account name",
+    );
+    fails(
+        admin(&["--root", root_s, "user", "add", "carol"], ""),
+        "--password-stdin",
+    );
+    fails(
+        admin(&["--root", root_s, "grant", "ghost", "read", "myorg"], ""),
+        "does not exist",
+    );
+    fails(
+        admin(
+            &[
+                "--root",
+                tmp.path().join("nothing").to_str().unwrap(),
+                "user",
+                "list",
+            ],
+            "",
+        ),
+        "no registry",
+    );
+
+    // An htpasswd file from docker-registry.
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        "testuser:$2y$05$GJiQmYRK9Q3VjcWg2OCIqulW2UER/ljCldo0ZWAkgagCBaC1X03Ma\n",
+    )
+    .unwrap();
+    ok(admin(
+        &[
+            "--root",
+            root_s,
+            "user",
+            "import-htpasswd",
+            htpasswd.to_str().unwrap(),
+        ],
+        "",
+    ));
+    let r = http
+        .get(format!("{base}/v2/"))
+        .basic_auth("testuser", Some("testpass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_pem = c.cert.pem();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    (cert, key, cert_pem)
+}
+
+fn trusting(pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_serves_and_reloads_its_certificate_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key, pem_a) = self_signed(tmp.path(), "a");
+    let live_cert = tmp.path().join("live.crt");
+    let live_key = tmp.path().join("live.key");
+    std::fs::copy(&cert, &live_cert).unwrap();
+    std::fs::copy(&key, &live_key).unwrap();
+    let root = tmp.path().join("root");
+    let serve = Serve::start(
+        &root,
+        &[
+            "--tls-cert",
+            live_cert.to_str().unwrap(),
+            "--tls-key",
+            live_key.to_str().unwrap(),
+        ],
+    );
+    let base = format!("https://{}", serve.addr);
+    let a = trusting(&pem_a);
+    wait_ready(&a, &format!("{base}/v2/")).await;
+    assert_eq!(
+        a.get(format!("{base}/v2/")).send().await.unwrap().status(),
+        200
+    );
+    // Plain HTTP is not served on a TLS port.
+    let plain = reqwest::get(format!("http://{}/v2/", serve.addr)).await;
+    assert!(!plain.is_ok_and(|r| r.status().is_success()));
+
+    // The token realm points back over https.
+    ok(admin(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    ));
+    let r = a.get(format!("{base}/v2/")).send().await.unwrap();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{base}/token\"")),
+        "{challenge}"
+    );
+
+    // Replace the files, send SIGHUP: new connections get the new certificate.
+    let (cert_b, key_b, pem_b) = self_signed(tmp.path(), "b");
+    std::fs::copy(&cert_b, &live_cert).unwrap();
+    std::fs::copy(&key_b, &live_key).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let b = trusting(&pem_b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.get(format!("{base}/v2/")).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(trusting(&pem_a)
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .is_err());
+
+    // A broken file on reload keeps the certificate in use.
+    std::fs::write(&live_cert, "not a certificate").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        trusting(&pem_b)
+            .get(format!("{base}/v2/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
