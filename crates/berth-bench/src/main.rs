@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use clap::Parser;
 
 use crate::data::{BigFile, SmallImage, GIB, MIB};
@@ -108,6 +109,10 @@ const PHASES: &[(&str, &[&str])] = &[
     ("idle_rss_mib", &["idle_rss_mib", "startup_empty_ms"]),
     ("push_4g_peak_rss_mib", &["push_4g_peak_rss_mib"]),
     ("startup_10k_tags_ms", &["startup_10k_tags_ms"]),
+    (
+        "auth_manifest_get",
+        &["auth_manifest_get_rps", "auth_manifest_get_server_cpu_us"],
+    ),
 ];
 
 struct Config {
@@ -356,6 +361,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         }
         progress("stopping the long-running instances");
     }
+    if cfg.wants("auth_manifest_get") {
+        let m = CpuMark::now();
+        auth_phase(cfg, &env, table).await?;
+        background(table, "auth_manifest_get", m);
+    }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();
         push_4g_phase(cfg, &env, table).await?;
@@ -584,20 +594,29 @@ async fn push_small(s: &Server, images: &Arc<Vec<SmallImage>>) -> Result<()> {
     Ok(())
 }
 
-fn build_requests(port: u16, images: &[SmallImage], head_only: bool) -> Vec<Vec<u8>> {
+fn build_requests(
+    port: u16,
+    images: &[SmallImage],
+    head_only: bool,
+    headers: &[(&str, &str)],
+) -> Vec<Vec<u8>> {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     images
         .iter()
         .map(|img| {
             if head_only {
                 format!(
                     "HEAD /v2/{SMALL_REPO}/blobs/{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-                     User-Agent: {USER_AGENT}\r\n\r\n",
+                     User-Agent: {USER_AGENT}\r\n{extra}\r\n",
                     img.layer_digest
                 )
             } else {
                 format!(
                     "GET /v2/{SMALL_REPO}/manifests/{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-                     User-Agent: {USER_AGENT}\r\nAccept: {MANIFEST_ACCEPT}\r\n\r\n",
+                     User-Agent: {USER_AGENT}\r\nAccept: {MANIFEST_ACCEPT}\r\n{extra}\r\n",
                     img.tag
                 )
             }
@@ -640,23 +659,52 @@ async fn load_phase(
     } else {
         "manifest_get"
     };
+    let mut entries = Vec::new();
+    for s in servers {
+        let reqs = build_requests(s.port, images, head_only, &[]);
+        warm_up(s, &reqs, head_only).await?;
+        entries.push(LoadEntry {
+            server: s,
+            who: who(s),
+            requests: Arc::new(reqs),
+            left: is_berth(s),
+        });
+    }
+    measure_load(cfg, table, name, &entries, head_only, true).await;
+    Ok(())
+}
+
+/// One side of a load comparison: a server, the requests it gets, and its column.
+struct LoadEntry<'a> {
+    server: &'a Server,
+    who: &'static str,
+    requests: Arc<Vec<Vec<u8>>>,
+    /// The table's left ("berth") column, else the right one.
+    left: bool,
+}
+
+/// Runs `cfg.reps` interleaved repetitions over `entries` and fills the rows
+/// `{name}_rps`, `{name}_server_cpu_us` and, when `p99`, `{name}_p99_ms`.
+async fn measure_load(
+    cfg: &Config,
+    table: &mut Table,
+    name: &str,
+    entries: &[LoadEntry<'_>],
+    head_only: bool,
+    p99: bool,
+) {
     let (rps_id, p99_id, cpu_id) = (
         format!("{name}_rps"),
         format!("{name}_p99_ms"),
         format!("{name}_server_cpu_us"),
     );
-    let mut requests = Vec::new();
-    for s in servers {
-        let reqs = build_requests(s.port, images, head_only);
-        warm_up(s, &reqs, head_only).await?;
-        requests.push(Arc::new(reqs));
-    }
     for rep in 1..=cfg.reps {
-        for (s, reqs) in servers.iter().zip(&requests) {
+        for e in entries {
+            let s = e.server;
             let cpu0 = s.cpu_seconds();
             let r = load::run(
                 s.port,
-                reqs.clone(),
+                e.requests.clone(),
                 head_only,
                 cfg.connections,
                 cfg.duration,
@@ -665,14 +713,14 @@ async fn load_phase(
             let cpu = s.cpu_seconds() - cpu0;
             let r = match r {
                 Ok(r) => r,
-                Err(e) => {
-                    table.error(&rps_id, who(s), format!("{e:#}"));
+                Err(err) => {
+                    table.error(&rps_id, e.who, format!("{err:#}"));
                     continue;
                 }
             };
             progress(&format!(
                 "{name} rep {rep} {}: {} req/s ({} ok, {} errors in {:.2} s), p50 {:.3} ms, p99 {:.3} ms, server CPU {:.2} s",
-                who(s),
+                e.who,
                 fmt_num(r.rps()),
                 r.ok,
                 r.errors,
@@ -684,7 +732,7 @@ async fn load_phase(
             if r.errors > 0 {
                 table.error(
                     &rps_id,
-                    who(s),
+                    e.who,
                     format!(
                         "rep {rep}: {} failed requests of {}; first: {}",
                         r.errors,
@@ -696,12 +744,103 @@ async fn load_phase(
             if r.ok == 0 {
                 continue;
             }
-            table.add(&rps_id, is_berth(s), r.rps());
-            table.add(&p99_id, is_berth(s), r.p99_ms);
-            table.add(&cpu_id, is_berth(s), cpu * 1e6 / r.ok as f64);
+            table.add(&rps_id, e.left, r.rps());
+            if p99 {
+                table.add(&p99_id, e.left, r.p99_ms);
+            }
+            table.add(&cpu_id, e.left, cpu * 1e6 / r.ok as f64);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// auth: manifest GET with token auth against the same server without auth
+// ---------------------------------------------------------------------------
+
+const AUTH_USER: &str = "bench";
+const AUTH_PASSWORD: &str = "bench-password";
+
+/// Two berth servers with the same content: one open (no users), one where user
+/// `bench` exists and every request carries a bearer token for `bench/small:pull`.
+/// The left column is the one with auth; the ratio is auth / no auth.
+async fn auth_phase(cfg: &Config, env: &Env, table: &mut Table) -> Result<()> {
+    progress("auth: starting two berth instances (no auth, token auth)");
+    let open = Server::start(env, Kind::Berth, None)?;
+    let auth = Server::start_with(env, Kind::Berth, None, &["--token-lifetime", "1h"])?;
+    let images = Arc::new(data::small_images(SMALL_IMAGES));
+    push_small(&open, &images).await?;
+    push_small(&auth, &images).await?;
+    add_user(env, auth.root())?;
+    let token = fetch_token(auth.port).await?;
+    let bearer = format!("Bearer {token}");
+
+    let plain = build_requests(open.port, &images, false, &[]);
+    let with_token = build_requests(auth.port, &images, false, &[("Authorization", &bearer)]);
+    // Access control is on: the same request without the token is refused.
+    let refused = build_requests(auth.port, &images[..1], false, &[]);
+    if warm_up(&auth, &refused, false).await.is_ok() {
+        bail!("auth: the server with a user answered a request without a token");
+    }
+    warm_up(&open, &plain, false).await?;
+    warm_up(&auth, &with_token, false).await?;
+    table.notes.push(
+        "auth_manifest_get_*: both columns are berth; left: every request carries a bearer \
+         token (ES256, verified per request, cached), right: the same server without users"
+            .into(),
+    );
+    let entries = [
+        LoadEntry {
+            server: &open,
+            who: "berth without auth",
+            requests: Arc::new(plain),
+            left: false,
+        },
+        LoadEntry {
+            server: &auth,
+            who: "berth with token auth",
+            requests: Arc::new(with_token),
+            left: true,
+        },
+    ];
+    measure_load(cfg, table, "auth_manifest_get", &entries, false, false).await;
     Ok(())
+}
+
+fn add_user(env: &Env, root: &Path) -> Result<()> {
+    let mut child = Command::new(&env.berth)
+        .args(["registry", "--root"])
+        .arg(root)
+        .args(["user", "add", AUTH_USER, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running berth registry user add")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, format!("{AUTH_PASSWORD}\n").as_bytes())?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("berth registry user add failed: {status}");
+    }
+    Ok(())
+}
+
+/// A token for pulling the benchmark repository, as a client gets one.
+async fn fetch_token(port: u16) -> Result<String> {
+    let mut c = Conn::connect(port, 0).await?;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{AUTH_PASSWORD}"))
+    );
+    let path = format!("/token?service=berth&scope=repository:{SMALL_REPO}:pull");
+    let resp = c
+        .request("GET", &path, &[("Authorization", &basic)], &[])
+        .await?
+        .expect(&[200], "GET /token")?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body)?;
+    v["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("GET /token: no token in {v}"))
 }
 
 // ---------------------------------------------------------------------------

@@ -64,6 +64,9 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("startup_empty_ms", "ms", Target::Info),
     ("push_4g_peak_rss_mib", "MiB", Target::Below(64.0)),
     ("startup_10k_tags_ms", "ms", Target::Below(50.0)),
+    // Both columns berth: with token auth / the same server without auth.
+    ("auth_manifest_get_rps", "req/s", Target::RatioAtLeast(0.8)),
+    ("auth_manifest_get_server_cpu_us", "µs/req", Target::Info),
 ];
 
 /// Every row id (for `--only`).

@@ -129,6 +129,16 @@ impl Server {
     /// Starts a `kind` server on `root` (a fresh, empty directory when `None`, removed
     /// when the server stops) and waits until `GET /v2/` answers 200.
     pub fn start(env: &Env, kind: Kind, root: Option<&Path>) -> Result<Server> {
+        Server::start_with(env, kind, root, &[])
+    }
+
+    /// [`Server::start`] with extra arguments for `berth serve`.
+    pub fn start_with(
+        env: &Env,
+        kind: Kind,
+        root: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<Server> {
         let n = env.seq.fetch_add(1, Ordering::Relaxed);
         let (root, fresh) = match root {
             Some(r) => (r.to_path_buf(), false),
@@ -152,7 +162,8 @@ impl Server {
                         .arg("--root")
                         .arg(&root)
                         .arg("--log-level")
-                        .arg("warn");
+                        .arg("warn")
+                        .args(extra);
                     c
                 }
                 Kind::Distribution => {
@@ -249,6 +260,11 @@ impl Server {
     }
 
     /// CPU seconds (user + system) of the server and its children so far.
+    /// The data folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn cpu_seconds(&self) -> f64 {
         let (user, sys) = self.cpu_split();
         user + sys
