@@ -263,7 +263,16 @@ impl AuthStore {
             _ => None,
         };
         let hashed = hashed.as_deref();
-        self.write(|tx| apply_rows(tx, actor, change, hashed))?;
+        self.write(|tx| {
+            apply_rows(tx, actor, change, hashed)?;
+            rows::record(
+                tx,
+                &actor.principal.to_string(),
+                &actor.from,
+                &change.describe(),
+            )?;
+            Ok::<_, AdminError>(())
+        })?;
         Ok(match (change, secret) {
             (Change::RobotCreate { name }, Some(s)) => Outcome::RobotCreated {
                 name: name.clone(),
@@ -544,6 +553,26 @@ mod tests {
                 }
             )
             .is_err());
+        // Every applied change is on record, newest first; refused ones are not.
+        let trail = s.audit_trail(100).unwrap();
+        let changes: Vec<&str> = trail.iter().map(|e| e.change.as_str()).collect();
+        assert_eq!(
+            changes,
+            [
+                "change the password of bob",
+                "create robot myorg+ci",
+                "grant write on myorg/app to myorg/devs",
+                "add bob to team myorg/devs",
+                "create organization myorg",
+                "add user bob",
+                "add user alice",
+            ]
+        );
+        assert_eq!(
+            (trail[0].actor.as_str(), trail[0].from.as_str()),
+            ("bob", "127.0.0.1")
+        );
+        assert!(trail[6].actor.starts_with("local:"));
     }
 
     #[test]

@@ -37,6 +37,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("user-list", "GET", "users"),
     ("org-show", "GET", "orgs/{name}"),
     ("repository-list", "GET", "repositories"),
+    ("audit", "GET", "audit"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,7 +60,7 @@ impl Call {
     pub fn change(&self) -> Option<Result<Change, ApiParseError>> {
         if matches!(
             self.op,
-            "whoami" | "user-list" | "org-show" | "repository-list"
+            "whoami" | "user-list" | "org-show" | "repository-list" | "audit"
         ) {
             return None;
         }

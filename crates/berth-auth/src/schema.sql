@@ -39,3 +39,12 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+
+-- Every permission change, written in the transaction that makes it (never a secret).
+CREATE TABLE IF NOT EXISTS audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    origin     TEXT NOT NULL,
+    change     TEXT NOT NULL
+);

@@ -143,6 +143,23 @@ impl AuthStore {
         })
     }
 
+    /// The latest `limit` permission changes, newest first.
+    pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let w = self.watch.lock()?;
+        let mut st = w
+            .conn
+            .prepare("SELECT at, actor, origin, change FROM audit_log ORDER BY id DESC LIMIT ?1")?;
+        let rows = st.query_map(params![limit as i64], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                from: r.get(2)?,
+                change: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The account a live refresh token belongs to.
     pub fn refresh_token_account(&self, token: &str) -> Result<Option<String>, StoreError> {
         let w = self.watch.lock()?;
@@ -154,6 +171,16 @@ impl AuthStore {
             )
             .optional()?)
     }
+}
+
+/// One recorded permission change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: i64,
+    pub actor: String,
+    pub from: String,
+    pub change: String,
 }
 
 fn token_hash(token: &str) -> String {
@@ -374,6 +401,19 @@ pub(crate) mod rows {
                 level.as_str(),
                 now() as i64
             ],
+        )?;
+        Ok(())
+    }
+
+    pub fn record(
+        tx: &rusqlite::Transaction,
+        actor: &str,
+        from: &str,
+        change: &str,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, origin, change) VALUES (?1, ?2, ?3, ?4)",
+            params![now() as i64, actor, from, change],
         )?;
         Ok(())
     }

@@ -113,6 +113,22 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
             }
             dir.describe_users()
         }
+        "audit" => {
+            if !dir.is_superuser(who) {
+                return Err(denied());
+            }
+            let limit = call
+                .param("limit")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100usize)
+                .min(10_000);
+            let entries = reg
+                .auth
+                .store()
+                .audit_trail(limit)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            json!({ "changes": entries })
+        }
         "org-show" => {
             let org = call.param("name").unwrap_or_default();
             if dir.namespace_level(who, org) != Some(Level::Admin) {

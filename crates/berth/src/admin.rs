@@ -68,6 +68,11 @@ enum AdminCommand {
     /// Repositories
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// The latest permission changes: who, from where, what (JSON, newest first)
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +146,7 @@ enum Request {
     Change(Change),
     UserList,
     OrgShow(String),
+    Audit(usize),
 }
 
 pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -214,6 +220,7 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             target,
         },
         AdminCommand::Revoke { subject, target } => Change::Revoke { subject, target },
+        AdminCommand::Audit { limit } => return Ok(Request::Audit(limit)),
         AdminCommand::Repo(RepoCommand::Visibility {
             repository,
             visibility,
@@ -276,6 +283,9 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             Some(v) => Some(pretty(&v)),
             None => bail!("organization {name} does not exist"),
         },
+        Request::Audit(limit) => Some(pretty(
+            &serde_json::json!({ "changes": store.audit_trail(*limit)? }),
+        )),
     })
 }
 
@@ -309,6 +319,7 @@ fn remote(
         Request::Change(change) => berth_auth::api::request(change),
         Request::UserList => ("GET", "users".to_string(), Value::Null),
         Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
+        Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
     };
     let endpoint = format!("{}/api/v1/{path}", url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -25,13 +25,17 @@ struct Serve {
 
 impl Serve {
     fn start(root: &Path, extra: &[&str]) -> Serve {
+        Serve::start_logging(root, extra, Stdio::null())
+    }
+
+    fn start_logging(root: &Path, extra: &[&str], stderr: impl Into<Stdio>) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(BERTH)
             .args(["serve", "--listen", &addr, "--root"])
             .arg(root)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("berth serve starts");
         Serve { child, addr }
@@ -369,4 +373,115 @@ async fn tls_serves_and_reloads_its_certificate_on_sighup() {
             .status(),
         401
     );
+}
+
+/// Authentication failures and permission changes are in the log with who and from
+/// where; passwords and tokens never are.
+#[tokio::test]
+async fn the_audit_log_names_who_and_never_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let log_path = tmp.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let serve = Serve::start_logging(&root, &["--log-format", "json"], log);
+    let base = format!("http://{}", serve.addr);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("{base}/v2/")).await;
+    ok(admin(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+        ],
+        "alice-secret-pw\n",
+    ));
+    // A wrong password, a garbage token, and a change over the API.
+    let r = http
+        .get(format!("{base}/v2/"))
+        .basic_auth("alice", Some("wrong-secret-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/v2/"))
+        .bearer_auth("garbage-token-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let token: serde_json::Value = http
+        .get(format!(
+            "{base}/token?service=berth&scope=repository:alice/a:pull"
+        ))
+        .basic_auth("alice", Some("alice-secret-pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    http.get(format!("{base}/v2/alice/a/tags/list"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    ok(admin(
+        &[
+            "--url",
+            &base,
+            "--creds",
+            "alice:alice-secret-pw",
+            "org",
+            "create",
+            "myorg",
+        ],
+        "",
+    ));
+    // The durable record, on the folder.
+    let trail: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["--root", root.to_str().unwrap(), "audit"], ""))).unwrap();
+    assert_eq!(trail["changes"][0]["change"], "create organization myorg");
+    assert_eq!(trail["changes"][0]["actor"], "alice");
+    assert_eq!(trail["changes"][0]["from"], "127.0.0.1");
+    assert_eq!(trail["changes"][1]["change"], "add user alice");
+    drop(serve);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "berth::audit")
+        .collect();
+    let failed: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|v| v["fields"]["message"] == "authentication failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|v| v["fields"]["user"] == "alice" && v["fields"]["from"] == "127.0.0.1"),
+        "{text}"
+    );
+    assert!(failed.len() >= 2, "{text}");
+    assert!(
+        events
+            .iter()
+            .any(|v| v["fields"]["message"] == "permission change"
+                && v["fields"]["actor"] == "alice"
+                && v["fields"]["from"] == "127.0.0.1"
+                && v["fields"]["change"] == "create organization myorg"),
+        "{text}"
+    );
+    for secret in [
+        "alice-secret-pw",
+        "wrong-secret-pw",
+        "garbage-token-value",
+        token.as_str(),
+    ] {
+        assert!(!text.contains(secret), "the log shows a secret");
+    }
 }
