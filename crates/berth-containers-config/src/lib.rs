@@ -15,6 +15,10 @@
 
 pub mod auth;
 pub mod env;
+pub mod registries;
 
 pub use auth::{AuthError, AuthFiles, Credentials, Found, Stored};
 pub use env::Env;
+pub use registries::{
+    PullSource, Registries, RegistriesError, Registry, Resolution, ResolvedBy, ShortNameMode,
+};
