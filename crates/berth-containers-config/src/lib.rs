@@ -15,10 +15,12 @@
 
 pub mod auth;
 pub mod env;
+pub mod policy;
 pub mod registries;
 
 pub use auth::{AuthError, AuthFiles, Credentials, Found, Stored};
 pub use env::Env;
+pub use policy::{Decision, Policy, PolicyError, Requirement};
 pub use registries::{
     PullSource, Registries, RegistriesError, Registry, Resolution, ResolvedBy, ShortNameMode,
 };
