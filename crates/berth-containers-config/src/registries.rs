@@ -35,6 +35,10 @@ pub enum RegistriesError {
         rewritten: String,
         source: ReferenceError,
     },
+    #[error(
+        "registry {prefix:?} has no location to pull from (only *.wildcard prefixes may omit it)"
+    )]
+    NoLocation { prefix: String },
     #[error("{name:?} is not a valid image name: {source}")]
     Name {
         name: String,
@@ -417,7 +421,9 @@ fn rewrite(
         if prefix.starts_with("*.") {
             return Ok(image.clone());
         }
-        return Err(err(String::new(), ReferenceError::Format(String::new())));
+        return Err(RegistriesError::NoLocation {
+            prefix: prefix.to_string(),
+        });
     }
     let Some(len) = prefix_match(&full, prefix) else {
         return Err(err(String::new(), ReferenceError::Format(full.clone())));

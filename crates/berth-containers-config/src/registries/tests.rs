@@ -291,6 +291,12 @@ blocked = true
     assert!(matches!(&err, RegistriesError::Blocked { prefix, .. } if prefix == "bad.example"));
     assert!(err.to_string().contains("registries.conf"), "{err}");
     assert!(r.pull_sources(&image("good.example/x:1")).is_ok());
+    // A prefix without location loads (it can still block) but cannot be pulled from.
+    let r = load("[[registry]]\nprefix = \"nowhere.example\"");
+    assert!(matches!(
+        r.pull_sources(&image("nowhere.example/x:1")),
+        Err(RegistriesError::NoLocation { .. })
+    ));
 }
 
 #[test]
