@@ -1,0 +1,466 @@
+//! Registry credentials in `auth.json` and docker's config files, found and rewritten as
+//! containers/image does (`pkg/docker/config`), so podman, skopeo, buildah and berth log
+//! in once for all of them.
+//!
+//! Reading walks a chain of files (see [`AuthFiles::new`]); in each file a `credHelpers`
+//! entry for the host wins, then the most specific `auths` key (`host/ns/repo` before
+//! `host/ns` before `host`), then old-style keys such as `https://index.docker.io/v1/`.
+//! Writing (`login`/`logout`) only ever touches the first file of the chain, the primary.
+
+mod file;
+mod helper;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use berth_image::ImageReference;
+
+pub use file::{AuthConfigFile, AuthEntry};
+pub use helper::CredentialHelpers;
+
+use crate::env::Env;
+
+/// The `credential-helpers` name (registries.conf) that stands for the auth files.
+pub const AUTH_FILE_HELPER: &str = "containers-auth.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid credentials file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: the \"auth\" value of {key:?} is not valid base64: {source}")]
+    Base64 {
+        path: PathBuf,
+        key: String,
+        source: base64::DecodeError,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid credentials key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("not logged into {key}")]
+    NotLoggedIn { key: String },
+    #[error("{dir:?} set by $XDG_RUNTIME_DIR does not exist; create it or unset XDG_RUNTIME_DIR")]
+    RuntimeDirMissing { dir: PathBuf },
+    #[error("credential helper docker-credential-{helper} not found on PATH")]
+    HelperNotFound { helper: String },
+    #[error("credential helper docker-credential-{helper} failed for {registry}: {message}")]
+    Helper {
+        helper: String,
+        registry: String,
+        message: String,
+    },
+}
+
+/// A user name and password (or an identity token) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    /// An OAuth2 refresh token, used instead of the password when present.
+    pub identity_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    /// Never prints secrets: debug output ends up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What a file says about a key, before any helper runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Credentials stored in the file under `key`.
+    Credentials {
+        credentials: Credentials,
+        file: PathBuf,
+        key: String,
+    },
+    /// `credHelpers` sends this registry to `docker-credential-<helper>`.
+    Helper {
+        helper: String,
+        registry: String,
+        file: PathBuf,
+    },
+}
+
+/// Where `login` put the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    File(PathBuf),
+    /// The primary file's `credHelpers` names a helper for this host, so (as podman
+    /// does) the helper got them and the file was left alone.
+    Helper(String),
+}
+
+/// One file of the lookup chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPath {
+    pub path: PathBuf,
+    /// `~/.dockercfg`: the whole file is the `auths` map, keys are hosts or URLs.
+    pub legacy: bool,
+}
+
+/// The credential files of one user, in lookup order, and the helpers they may name.
+#[derive(Debug, Clone)]
+pub struct AuthFiles {
+    chain: Vec<AuthPath>,
+    /// Where writes go; an error when `$XDG_RUNTIME_DIR` names a missing directory.
+    primary: Result<PathBuf, PathBuf>,
+    helpers: CredentialHelpers,
+}
+
+impl AuthFiles {
+    /// The chain containers/image reads (`getAuthFilePaths`):
+    ///
+    /// 1. the primary file: `explicit` (`--authfile`), else `$REGISTRY_AUTH_FILE`, else
+    ///    `$XDG_RUNTIME_DIR/containers/auth.json`, else `/run/containers/<uid>/auth.json`;
+    /// 2. `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`;
+    /// 3. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`;
+    /// 4. `~/.dockercfg` (legacy format).
+    ///
+    /// A file the user named (`explicit` or `$REGISTRY_AUTH_FILE`) is the only one read:
+    /// asking for a file means asking not to pick up credentials from elsewhere.
+    /// A `$XDG_RUNTIME_DIR` that does not exist drops the primary file from reads (public
+    /// images still pull) and makes writes fail with [`AuthError::RuntimeDirMissing`].
+    pub fn new(env: &Env, explicit: Option<&Path>) -> AuthFiles {
+        let helpers = CredentialHelpers::new(env.path.clone());
+        let current = |path: PathBuf| AuthPath {
+            path,
+            legacy: false,
+        };
+        if let Some(p) = explicit
+            .map(Path::to_path_buf)
+            .or(env.registry_auth_file.clone())
+        {
+            return AuthFiles {
+                chain: vec![current(p.clone())],
+                primary: Ok(p),
+                helpers,
+            };
+        }
+        let primary = match &env.xdg_runtime_dir {
+            Some(dir) if !dir.exists() => Err(dir.clone()),
+            Some(dir) => Ok(dir.join("containers/auth.json")),
+            None => Ok(env.system_path(&format!("/run/containers/{}/auth.json", env.uid))),
+        };
+        let mut chain: Vec<AuthPath> = primary.iter().cloned().map(current).collect();
+        let config_home = env.xdg_config_home.clone().or(env.home_path(".config"));
+        chain.extend(config_home.map(|d| current(d.join("containers/auth.json"))));
+        let docker = match &env.docker_config {
+            Some(d) => Some(d.join("config.json")),
+            None => env.home_path(".docker/config.json"),
+        };
+        chain.extend(docker.map(current));
+        chain.extend(
+            env.home_path(".dockercfg")
+                .map(|path| AuthPath { path, legacy: true }),
+        );
+        AuthFiles {
+            chain,
+            primary,
+            helpers,
+        }
+    }
+
+    /// The files read, in order.
+    pub fn chain(&self) -> &[AuthPath] {
+        &self.chain
+    }
+
+    /// The file `login` and `logout` rewrite.
+    pub fn primary(&self) -> Result<&Path, AuthError> {
+        self.primary
+            .as_deref()
+            .map_err(|dir| AuthError::RuntimeDirMissing {
+                dir: dir.to_path_buf(),
+            })
+    }
+
+    /// The helper runner, for callers that consult registries.conf's global
+    /// `credential-helpers` themselves.
+    pub fn helpers(&self) -> &CredentialHelpers {
+        &self.helpers
+    }
+
+    /// The first entry of the chain that covers `key` (`host`, `host/ns…`), without
+    /// running any helper.
+    pub fn find(&self, key: &str) -> Result<Option<Found>, AuthError> {
+        validate_key(key)?;
+        for p in &self.chain {
+            if let Some(found) = find_in_file(p, key)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`AuthFiles::find`] for an image: its repository is the most specific key.
+    pub fn find_for(&self, image: &ImageReference) -> Result<Option<Found>, AuthError> {
+        self.find(&image.name())
+    }
+
+    /// Credentials for `key`, running helpers as needed, with registries.conf's
+    /// `credential-helpers` list (`[]` means the default, the auth files alone).
+    /// As in containers/image, a file whose `credHelpers` names a helper that has nothing
+    /// for the host does not end the search: the next file is read.
+    pub fn credentials(
+        &self,
+        key: &str,
+        global_helpers: &[String],
+    ) -> Result<Option<Credentials>, AuthError> {
+        validate_key(key)?;
+        let default = [AUTH_FILE_HELPER.to_string()];
+        let global = if global_helpers.is_empty() {
+            &default[..]
+        } else {
+            global_helpers
+        };
+        for g in global {
+            let creds = if g == AUTH_FILE_HELPER {
+                self.credentials_from_files(key)?
+            } else {
+                self.helpers.get(g, registry_of(key))?
+            };
+            if creds.is_some() {
+                return Ok(creds);
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`AuthFiles::credentials`] for an image.
+    pub fn credentials_for(
+        &self,
+        image: &ImageReference,
+        global_helpers: &[String],
+    ) -> Result<Option<Credentials>, AuthError> {
+        self.credentials(&image.name(), global_helpers)
+    }
+
+    fn credentials_from_files(&self, key: &str) -> Result<Option<Credentials>, AuthError> {
+        for p in &self.chain {
+            match find_in_file(p, key)? {
+                Some(Found::Credentials { credentials, .. }) => return Ok(Some(credentials)),
+                Some(Found::Helper {
+                    helper, registry, ..
+                }) => {
+                    if let Some(c) = self.helpers.get(&helper, &registry)? {
+                        return Ok(Some(c));
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// `login`: stores `base64(username:password)` under `key` in the primary file,
+    /// replacing that entry and keeping everything else in the file. When the file's
+    /// `credHelpers` has exactly `key` (so never for a namespaced key), the helper stores
+    /// them instead, as in containers/image.
+    pub fn login(&self, key: &str, username: &str, password: &str) -> Result<Stored, AuthError> {
+        validate_key(key)?;
+        let path = self.primary()?;
+        let mut file = file::read(path)?;
+        if let Some(helper) = file.cred_helpers.get(key) {
+            self.helpers.store(helper, key, username, password)?;
+            return Ok(Stored::Helper(helper.clone()));
+        }
+        let auth = BASE64.encode(format!("{username}:{password}"));
+        file.auths.insert(
+            key.to_string(),
+            AuthEntry {
+                auth,
+                ..AuthEntry::default()
+            },
+        );
+        file::write_atomic(path, &file)?;
+        Ok(Stored::File(path.to_path_buf()))
+    }
+
+    /// `logout KEY`: removes the `auths` entry (and erases the host from its helper when
+    /// `credHelpers` names one). [`AuthError::NotLoggedIn`] when neither had anything.
+    pub fn logout(&self, key: &str) -> Result<(), AuthError> {
+        let namespaced = validate_key(key)?;
+        let path = self.primary()?;
+        let mut file = file::read(path)?;
+        let mut logged_in = false;
+        if let Some(helper) = file.cred_helpers.get(key) {
+            if !namespaced {
+                logged_in |= self.helpers.erase(helper, key)?;
+            }
+        }
+        if file.auths.remove(key).is_some() {
+            logged_in = true;
+            file::write_atomic(path, &file)?;
+        }
+        if logged_in {
+            Ok(())
+        } else {
+            Err(AuthError::NotLoggedIn {
+                key: key.to_string(),
+            })
+        }
+    }
+
+    /// `logout --all`: erases every `credHelpers` host from its helper, then empties
+    /// `auths` and `credHelpers` (lab: skopeo 1.9.3 leaves `{"auths": {}}`). Other
+    /// fields stay.
+    pub fn logout_all(&self) -> Result<(), AuthError> {
+        let path = self.primary()?;
+        let mut file = file::read(path)?;
+        for (host, helper) in &file.cred_helpers {
+            self.helpers.erase(helper, host)?;
+        }
+        file.auths.clear();
+        file.cred_helpers.clear();
+        file::write_atomic(path, &file)
+    }
+}
+
+/// Looks `key` up in one file (`findCredentialsInFile`). An exact entry that holds no
+/// usable credentials (`{}`, no colon) ends the search in this file, as in Go.
+fn find_in_file(p: &AuthPath, key: &str) -> Result<Option<Found>, AuthError> {
+    let file = if p.legacy {
+        file::read_legacy(&p.path)?
+    } else {
+        file::read(&p.path)?
+    };
+    let registry = registry_of(key);
+    // Helpers are per host: namespaced credentials in helpers are not supported.
+    if let Some(helper) = file.cred_helpers.get(registry) {
+        return Ok(Some(Found::Helper {
+            helper: helper.clone(),
+            registry: registry.to_string(),
+            file: p.path.clone(),
+        }));
+    }
+    let keys = if p.legacy {
+        vec![registry]
+    } else {
+        keys_for(key)
+    };
+    for k in keys {
+        if let Some(entry) = file.auths.get(k) {
+            return decode(&p.path, k, entry);
+        }
+    }
+    // Keys docker once wrote unnormalized (`https://host/v1/`, `http://host`).
+    let wanted = normalize_registry(registry);
+    for (k, entry) in &file.auths {
+        if normalize_file_key(k, p.legacy) == wanted {
+            return decode(&p.path, k, entry);
+        }
+    }
+    Ok(None)
+}
+
+fn decode(path: &Path, key: &str, entry: &AuthEntry) -> Result<Option<Found>, AuthError> {
+    let raw = BASE64
+        .decode(entry.auth.as_bytes())
+        .map_err(|source| AuthError::Base64 {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&raw);
+    // Split at the first colon: user names cannot hold one, passwords can.
+    let Some((user, password)) = text.split_once(':') else {
+        return Ok(None);
+    };
+    Ok(Some(Found::Credentials {
+        credentials: Credentials {
+            username: user.to_string(),
+            password: password.trim_matches('\0').to_string(),
+            identity_token: Some(entry.identitytoken.clone()).filter(|t| !t.is_empty()),
+        },
+        file: path.to_path_buf(),
+        key: key.to_string(),
+    }))
+}
+
+/// `host/a/b/c` → `host/a/b/c`, `host/a/b`, `host/a`, `host`.
+fn keys_for(key: &str) -> Vec<&str> {
+    let mut keys = vec![key];
+    let mut k = key;
+    while let Some(i) = k.rfind('/') {
+        k = &k[..i];
+        keys.push(k);
+    }
+    keys
+}
+
+fn registry_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(host, _)| host)
+}
+
+/// docker.io is spelled three ways in old files; all mean `index.docker.io`.
+fn normalize_registry(host: &str) -> &str {
+    match host {
+        "registry-1.docker.io" | "docker.io" => "index.docker.io",
+        other => other,
+    }
+}
+
+/// `https://host/v1/` → `host`. A key without a scheme keeps its path unless the file is
+/// legacy (containers/image's `normalizeAuthFileKey`).
+fn normalize_file_key(key: &str, legacy: bool) -> &str {
+    let stripped = key
+        .strip_prefix("http://")
+        .or_else(|| key.strip_prefix("https://"));
+    let host = match stripped {
+        Some(s) => registry_of(s),
+        None if legacy => registry_of(key),
+        None => key,
+    };
+    normalize_registry(host)
+}
+
+/// Keys are `host[:port]` or `host[:port]/ns…/repo`: no scheme, tag or digest.
+/// Returns whether the key is namespaced.
+fn validate_key(key: &str) -> Result<bool, AuthError> {
+    let bad = |reason| AuthError::InvalidKey {
+        key: key.to_string(),
+        reason,
+    };
+    if key.is_empty() {
+        return Err(bad("empty"));
+    }
+    if key.starts_with("http://") || key.starts_with("https://") {
+        return Err(bad("contains an http[s]:// prefix"));
+    }
+    if key.contains('@') {
+        return Err(bad("contains a '@' character"));
+    }
+    match key.split_once('/') {
+        Some((_, rest)) if rest.contains(':') => {
+            Err(bad("contains a ':' character after host[:port]"))
+        }
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests;
