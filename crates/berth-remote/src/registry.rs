@@ -1,0 +1,529 @@
+//! One registry host: scheme, login, retries, and the requests images need.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use reqwest::header::{
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
+
+use crate::challenge::{self, Challenge};
+use crate::error::{registry_detail, RemoteError};
+
+/// Every manifest type berth reads, as clients send it.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+/// Manifests larger than this are refused (as registries refuse to store them).
+const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Tokens living shorter than this are taken to live this long (containers/image does).
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How to prove who we are.
+#[derive(Clone)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (`identitytoken` in auth.json).
+    IdentityToken {
+        username: String,
+        token: String,
+    },
+    /// A bearer token given as is (`--registry-token`).
+    Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => {
+                write!(f, "Credentials({username}, <redacted>)")
+            }
+            Credentials::Token(_) => f.write_str("Credentials(<token>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Verify TLS certificates; when off, plain http is tried if https fails.
+    pub tls_verify: bool,
+    pub credentials: Option<Credentials>,
+    /// Retries of a repeatable request after the first attempt.
+    pub retries: u32,
+    /// First backoff; doubled on each retry.
+    pub retry_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            tls_verify: true,
+            credentials: None,
+            retries: 3,
+            retry_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A manifest as the registry sent it: the bytes (digests are of these), the media
+/// type, and their digest.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest: Digest,
+}
+
+pub struct Registry {
+    host: String,
+    http: reqwest::Client,
+    options: Options,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// `https://host` or `http://host`, once known.
+    base: Option<String>,
+    /// What `/v2/` asked for; `Some(None)`: nothing.
+    challenge: Option<Option<Challenge>>,
+    /// scope -> (token, expiry).
+    tokens: HashMap<String, (String, Instant)>,
+}
+
+impl Registry {
+    /// A client for `host` (`host[:port]`).
+    pub fn new(host: &str, options: Options) -> Result<Registry, RemoteError> {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(!options.tls_verify)
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RemoteError::Invalid(format!("HTTP client: {e}")))?;
+        Ok(Registry {
+            host: host.to_string(),
+            http,
+            options,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds the scheme and the login scheme with `GET /v2/` (without credentials).
+    async fn ping(&self) -> Result<(String, Option<Challenge>), RemoteError> {
+        {
+            let st = self.state();
+            if let (Some(base), Some(ch)) = (&st.base, &st.challenge) {
+                return Ok((base.clone(), ch.clone()));
+            }
+        }
+        let mut schemes = vec!["https"];
+        if !self.options.tls_verify {
+            schemes.push("http");
+        }
+        let mut last = None;
+        for scheme in schemes {
+            let base = format!("{scheme}://{}", self.host);
+            let url = format!("{base}/v2/");
+            match self.http.get(&url).send().await {
+                Ok(r) => {
+                    let challenge = match r.status() {
+                        StatusCode::UNAUTHORIZED => {
+                            header(r.headers(), WWW_AUTHENTICATE).and_then(|h| challenge::parse(&h))
+                        }
+                        s if s.is_success() => None,
+                        s => {
+                            return Err(RemoteError::Status {
+                                url,
+                                status: s.as_u16(),
+                                detail: Some("the registry's /v2/ check failed".into()),
+                            })
+                        }
+                    };
+                    let mut st = self.state();
+                    st.base = Some(base.clone());
+                    st.challenge = Some(challenge.clone());
+                    return Ok((base, challenge));
+                }
+                Err(e) => last = Some(RemoteError::Transport { url, source: e }),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| RemoteError::Invalid(format!("{}: no scheme to try", self.host))))
+    }
+
+    /// Checks the credentials as `login` does: `GET /v2/` must answer 200 with them.
+    pub async fn check_login(&self) -> Result<(), RemoteError> {
+        let r = self.send(Method::GET, "/v2/", None, None).await?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(r, &self.host).await)
+        }
+    }
+
+    /// The `Authorization` value for a request needing `scope`, if any.
+    async fn authorization(
+        &self,
+        challenge: &Option<Challenge>,
+        scope: Option<&str>,
+    ) -> Result<Option<String>, RemoteError> {
+        match (challenge, &self.options.credentials) {
+            (None, _) => Ok(None),
+            (Some(_), Some(Credentials::Token(t))) => Ok(Some(format!("Bearer {t}"))),
+            (Some(Challenge::Basic), Some(Credentials::Basic { username, password })) => {
+                use base64::Engine;
+                let b = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                Ok(Some(format!("Basic {b}")))
+            }
+            (Some(Challenge::Basic), _) => Ok(None),
+            (Some(Challenge::Bearer { realm, service, .. }), _) => {
+                let key = scope.unwrap_or("").to_string();
+                if let Some((t, exp)) = self.state().tokens.get(&key) {
+                    if *exp > Instant::now() {
+                        return Ok(Some(format!("Bearer {t}")));
+                    }
+                }
+                let (token, lifetime) = self.fetch_token(realm, service.as_deref(), scope).await?;
+                self.state()
+                    .tokens
+                    .insert(key, (token.clone(), Instant::now() + lifetime));
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// Asks the realm for a token, as containers/image does: `GET` with Basic
+    /// credentials (or none), or an OAuth2 `POST` with a refresh token.
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<(String, Duration), RemoteError> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(s) = service {
+            query.append_pair("service", s);
+        }
+        if let Some(s) = scope {
+            query.append_pair("scope", s);
+        }
+        let rb = match &self.options.credentials {
+            Some(Credentials::IdentityToken { token, .. }) => {
+                query.append_pair("grant_type", "refresh_token");
+                query.append_pair("refresh_token", token);
+                query.append_pair("client_id", "berth");
+                self.http
+                    .post(realm)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(query.finish())
+            }
+            Some(Credentials::Basic { username, password }) => {
+                query.append_pair("account", username);
+                self.http
+                    .get(format!("{realm}?{}", query.finish()))
+                    .basic_auth(username, Some(password))
+            }
+            _ => self.http.get(format!("{realm}?{}", query.finish())),
+        };
+        let r = rb.send().await.map_err(|e| RemoteError::Transport {
+            url: realm.to_string(),
+            source: e,
+        })?;
+        if r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::FORBIDDEN {
+            return Err(RemoteError::Unauthorized {
+                registry: self.host.clone(),
+            });
+        }
+        if !r.status().is_success() {
+            return Err(status_error(r, realm).await);
+        }
+        let v: serde_json::Value = r.json().await.map_err(|e| RemoteError::Transport {
+            url: realm.to_string(),
+            source: e,
+        })?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RemoteError::Invalid(format!("{realm}: no token in the answer")))?;
+        let lifetime = v
+            .get("expires_in")
+            .and_then(|e| e.as_u64())
+            .map(Duration::from_secs)
+            .unwrap_or(MIN_TOKEN_LIFETIME)
+            .max(MIN_TOKEN_LIFETIME);
+        // Renew a little early rather than send a token that expires on the way.
+        Ok((token.to_string(), lifetime - Duration::from_secs(10)))
+    }
+
+    /// Sends a request to `path` (a path on this registry, or an absolute URL from a
+    /// `Link`), with the authorization `scope` needs and retries for repeatable methods.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        scope: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<Response, RemoteError> {
+        let (base, challenge) = self.ping().await?;
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{base}{path}")
+        };
+        let repeatable = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
+        let mut scope = scope.map(str::to_string);
+        let mut widened = false;
+        let mut attempt = 0;
+        loop {
+            let mut rb = self.http.request(method.clone(), &url);
+            if let Some(a) = accept {
+                rb = rb.header(ACCEPT, a);
+            }
+            if let Some(auth) = self.authorization(&challenge, scope.as_deref()).await? {
+                rb = rb.header(AUTHORIZATION, auth);
+            }
+            let backoff = self.options.retry_delay * 2u32.saturating_pow(attempt);
+            let may_retry = repeatable && attempt < self.options.retries;
+            let delay = match rb.send().await {
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !widened => {
+                    // A token without the scope this request needs: ask once more.
+                    match insufficient_scope(r.headers()) {
+                        Some(s) => {
+                            widened = true;
+                            scope = Some(s);
+                            continue;
+                        }
+                        None => return Ok(r),
+                    }
+                }
+                Ok(r) if is_transient(r.status()) && may_retry => header(r.headers(), RETRY_AFTER)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+                    .unwrap_or(backoff),
+                Ok(r) => return Ok(r),
+                Err(e) if (e.is_connect() || e.is_timeout()) && may_retry => backoff,
+                Err(e) => return Err(RemoteError::Transport { url, source: e }),
+            };
+            tracing::debug!(%url, attempt, ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// The manifest `reference` (tag or digest) of `repo`, verified when fetched by
+    /// digest.
+    pub async fn manifest(&self, repo: &str, reference: &str) -> Result<RawManifest, RemoteError> {
+        let what = format!("{}/{repo}:{reference}", self.host);
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let r = self
+            .send(
+                Method::GET,
+                &path,
+                Some(&pull_scope(repo)),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let r = check(r, &what).await?;
+        let media_type = header(r.headers(), CONTENT_TYPE);
+        let bytes = read_limited(r, MAX_MANIFEST, &what).await?;
+        let digest = match reference.parse::<Digest>() {
+            Ok(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if actual != expected {
+                    return Err(RemoteError::Digest {
+                        what,
+                        expected,
+                        actual,
+                    });
+                }
+                expected
+            }
+            Err(_) => Digest::sha256_of(&bytes),
+        };
+        Ok(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// A small blob (a config) of `repo`, whole, verified against `digest`.
+    pub async fn blob_bytes(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let what = format!("blob {digest} of {}/{repo}", self.host);
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let r = self
+            .send(Method::GET, &path, Some(&pull_scope(repo)), None)
+            .await?;
+        let r = check(r, &what).await?;
+        let bytes = read_limited(r, limit, &what).await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(RemoteError::Digest {
+                what,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Every tag of `repo`, following `Link` pages.
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, RemoteError> {
+        let what = format!("{}/{repo}", self.host);
+        let mut next = Some(format!("/v2/{repo}/tags/list"));
+        let mut tags = Vec::new();
+        while let Some(path) = next.take() {
+            let r = self
+                .send(Method::GET, &path, Some(&pull_scope(repo)), None)
+                .await?;
+            let r = check(r, &what).await?;
+            next = header(r.headers(), LINK).and_then(|l| next_link(&l));
+            let v: serde_json::Value = r
+                .json()
+                .await
+                .map_err(|e| RemoteError::Invalid(format!("{what}: tag list: {e}")))?;
+            if let Some(list) = v.get("tags").and_then(|t| t.as_array()) {
+                tags.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_string));
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Deletes manifest `digest` of `repo` (and so every tag pointing at it).
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RemoteError> {
+        let what = format!("{}/{repo}@{digest}", self.host);
+        let path = format!("/v2/{repo}/manifests/{digest}");
+        let scope = format!("repository:{repo}:delete");
+        let r = self.send(Method::DELETE, &path, Some(&scope), None).await?;
+        check(r, &what).await?;
+        Ok(())
+    }
+}
+
+/// `429` and `5xx`: worth another try.
+fn is_transient(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
+}
+
+/// The scope a `401 … error="insufficient_scope"` names.
+fn insufficient_scope(h: &HeaderMap) -> Option<String> {
+    match header(h, WWW_AUTHENTICATE).and_then(|v| challenge::parse(&v))? {
+        Challenge::Bearer {
+            scope: Some(s),
+            error: Some(e),
+            ..
+        } if e == "insufficient_scope" => Some(s),
+        _ => None,
+    }
+}
+
+fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `<url>; rel="next"` -> url.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+/// Passes a success through; turns anything else into the error it means.
+async fn check(r: Response, what: &str) -> Result<Response, RemoteError> {
+    if r.status().is_success() {
+        Ok(r)
+    } else {
+        Err(status_error(r, what).await)
+    }
+}
+
+async fn status_error(r: Response, what: &str) -> RemoteError {
+    let status = r.status();
+    let url = r.url().to_string();
+    let body = r.bytes().await.unwrap_or_default();
+    let detail = registry_detail(&body);
+    match status {
+        StatusCode::NOT_FOUND => RemoteError::NotFound {
+            what: what.to_string(),
+        },
+        StatusCode::UNAUTHORIZED => RemoteError::Unauthorized {
+            registry: what.to_string(),
+        },
+        StatusCode::FORBIDDEN => RemoteError::Denied {
+            what: what.to_string(),
+        },
+        s => RemoteError::Status {
+            url,
+            status: s.as_u16(),
+            detail,
+        },
+    }
+}
+
+async fn read_limited(mut r: Response, limit: usize, what: &str) -> Result<Vec<u8>, RemoteError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| RemoteError::Transport {
+        url: what.to_string(),
+        source: e,
+    })? {
+        if out.len() + chunk.len() > limit {
+            return Err(RemoteError::TooLarge {
+                what: what.to_string(),
+                limit,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        assert_eq!(
+            next_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link("</x>; rel=\"prev\""), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! The client against a berth registry with access control (the token flow), and
+//! against a small fake registry that misbehaves on purpose (retries, wrong digests).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use berth_auth::{Actor, Change, Secret};
+use berth_image::Digest;
+use berth_registry::{Registry as Server, RegistryConfig};
+use berth_remote::{Credentials, Options, Registry, RemoteError};
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    addr.to_string()
+}
+
+fn options(credentials: Option<Credentials>) -> Options {
+    Options {
+        tls_verify: false,
+        credentials,
+        retries: 3,
+        retry_delay: Duration::from_millis(10),
+    }
+}
+
+/// Pushes one manifest (with an empty config and no layers) as `tag`, with Basic
+/// credentials; returns its bytes.
+async fn push(host: &str, repo: &str, tag: &str) -> Vec<u8> {
+    let http = reqwest::Client::new();
+    let config = b"{}".to_vec();
+    let cd = Digest::sha256_of(&config);
+    let r = http
+        .post(format!(
+            "http://{host}/v2/{repo}/blobs/uploads/?digest={cd}"
+        ))
+        .basic_auth("alice", Some("pw"))
+        .body(config.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": 2},
+        "layers": []
+    }))
+    .unwrap();
+    let r = http
+        .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .basic_auth("alice", Some("pw"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    manifest
+}
+
+#[tokio::test]
+async fn token_flow_against_berth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::open(RegistryConfig::new(dir.path().join("root"))).unwrap();
+    server
+        .auth()
+        .store()
+        .apply(
+            &Actor::local(),
+            &Change::UserAdd {
+                name: "alice".into(),
+                password: Secret("pw".into()),
+                superuser: false,
+            },
+        )
+        .unwrap();
+    let host = serve(server.router()).await;
+    let manifest = push(&host, "alice/app", "v1").await;
+    for tag in ["v2", "v3"] {
+        push(&host, "alice/app", tag).await;
+    }
+
+    let alice = Registry::new(
+        &host,
+        options(Some(Credentials::Basic {
+            username: "alice".into(),
+            password: "pw".into(),
+        })),
+    )
+    .unwrap();
+    alice.check_login().await.unwrap();
+    let got = alice.manifest("alice/app", "v1").await.unwrap();
+    assert_eq!(got.bytes, manifest);
+    assert_eq!(got.digest, Digest::sha256_of(&manifest));
+    let by_digest = alice
+        .manifest("alice/app", &got.digest.to_string())
+        .await
+        .unwrap();
+    assert_eq!(by_digest.bytes, manifest);
+    assert_eq!(alice.tags("alice/app").await.unwrap(), ["v1", "v2", "v3"]);
+    assert!(alice
+        .manifest("alice/app", "nope")
+        .await
+        .unwrap_err()
+        .is_not_found());
+
+    let wrong = Registry::new(
+        &host,
+        options(Some(Credentials::Basic {
+            username: "alice".into(),
+            password: "bad".into(),
+        })),
+    )
+    .unwrap();
+    assert!(matches!(
+        wrong.check_login().await,
+        Err(RemoteError::Unauthorized { .. })
+    ));
+    let anonymous = Registry::new(&host, options(None)).unwrap();
+    let err = anonymous.manifest("alice/app", "v1").await.unwrap_err();
+    assert!(matches!(err, RemoteError::Unauthorized { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_final_ones_are_not() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let h = hits.clone();
+    let app = axum::Router::new()
+        .route("/v2/", get(|| async { "{}" }))
+        .route(
+            "/v2/flaky/manifests/{r}",
+            get(move || {
+                let h = h.clone();
+                async move {
+                    if h.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        "content-type",
+                        "application/vnd.oci.image.index.v1+json".parse().unwrap(),
+                    );
+                    (headers, manifest.to_vec()).into_response()
+                }
+            }),
+        )
+        .route(
+            "/v2/busy/manifests/{r}",
+            get(|| async {
+                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response()
+            }),
+        )
+        .route(
+            "/v2/liar/manifests/{r}",
+            get(move || async move { manifest.to_vec() }),
+        );
+    let host = serve(app).await;
+    let reg = Registry::new(&host, options(None)).unwrap();
+
+    let got = reg.manifest("flaky", "v1").await.unwrap();
+    assert_eq!(got.bytes, manifest);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    let t0 = Instant::now();
+    let err = reg.manifest("busy", "v1").await.unwrap_err();
+    assert!(
+        matches!(err, RemoteError::Status { status: 429, .. }),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_secs(3),
+        "Retry-After was not honoured"
+    );
+
+    let err = reg.manifest("missing", "v1").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    // A manifest asked for by digest must have that digest.
+    let other = Digest::sha256_of(b"something else");
+    let err = reg.manifest("liar", &other.to_string()).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Digest { .. }), "{err}");
+    assert!(err.to_string().contains("liar"), "{err}");
+}
