@@ -7,12 +7,13 @@
 //! as it was pushed, and the parsed view is only used to validate and to index it.
 
 pub mod digest;
+pub mod inspect;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use manifest::{Manifest, ManifestError, ManifestKind};
+pub use manifest::{Manifest, ManifestError, ManifestKind, Platform};
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use reference::{ImageReference, ReferenceError};

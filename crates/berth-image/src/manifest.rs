@@ -46,6 +46,36 @@ pub struct Descriptor {
     pub size: u64,
     pub artifact_type: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
+    /// Index entries: the platform the child manifest is for.
+    pub platform: Option<Platform>,
+}
+
+/// An operating system and CPU an image runs on (Go's `GOOS`/`GOARCH` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Whether an image for `self` runs where `wanted` is asked for: same OS and
+    /// architecture, and the same variant when `wanted` names one.
+    pub fn matches(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || wanted.variant == self.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A parsed manifest: what it references, what it is about.
@@ -166,6 +196,11 @@ impl TryFrom<&oci_spec::image::Descriptor> for Descriptor {
             size: d.size(),
             artifact_type: d.artifact_type().as_ref().map(|m| m.to_string()),
             annotations: d.annotations().as_ref().map(to_btree),
+            platform: d.platform().as_ref().map(|p| Platform {
+                os: p.os().to_string(),
+                architecture: p.architecture().to_string(),
+                variant: p.variant().clone(),
+            }),
         })
     }
 }
@@ -221,6 +256,22 @@ mod tests {
         let m = Manifest::parse(Some(mt::OCI_INDEX), body.as_bytes()).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.manifests.len(), 1);
+        let p = m.manifests[0].platform.clone().unwrap();
+        assert_eq!(p.to_string(), "linux/amd64");
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        assert!(p.matches(&Platform {
+            variant: None,
+            ..p.clone()
+        }));
+        assert!(!p.matches(&arm));
+        assert!(!p.matches(&Platform {
+            variant: Some("v2".into()),
+            ..p.clone()
+        }));
         assert_eq!(m.subject.unwrap().digest.to_string(), D2);
         assert_eq!(m.artifact_type.as_deref(), Some("x/y"));
     }
