@@ -1,6 +1,10 @@
 //! The `berth` command: a thin composition of the library crates.
+//!
+//! Exit status, as skopeo: 0 success, 1 any error, 2 the image (or repository) does
+//! not exist. Data goes to stdout; errors are one line on stderr.
 
 mod admin;
+mod client;
 mod serve;
 mod tls;
 
@@ -23,19 +27,48 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Administer a registry: users, organizations, teams, robots, grants, visibility.
     Registry(admin::RegistryArgs),
+    /// Show an image's digest, tags, platform, layers, labels (skopeo inspect's JSON).
+    Inspect(client::images::InspectArgs),
+    /// List a repository's tags.
+    ListTags(client::images::ListTagsArgs),
+    /// Delete an image (its manifest, and so every tag pointing at it).
+    Delete(client::images::DeleteArgs),
+    /// Print the digest of a manifest file.
+    ManifestDigest(client::images::ManifestDigestArgs),
+    /// Check credentials against a registry and save them in auth.json.
+    Login(client::login::LoginArgs),
+    /// Remove saved credentials.
+    Logout(client::login::LogoutArgs),
 }
+
+/// Exit status 2: what was asked for does not exist.
+const NOT_FOUND: u8 = 2;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Registry(args) => admin::run(args),
+        Command::Inspect(args) => client::images::inspect(args),
+        Command::ListTags(args) => client::images::list_tags(args),
+        Command::Delete(args) => client::images::delete(args),
+        Command::ManifestDigest(args) => client::images::manifest_digest(args),
+        Command::Login(args) => client::login::login(args),
+        Command::Logout(args) => client::login::logout(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            std::process::ExitCode::FAILURE
+            let not_found = e.chain().any(|c| {
+                c.downcast_ref::<berth_remote::RemoteError>()
+                    .is_some_and(|r| r.is_not_found())
+            });
+            if not_found {
+                std::process::ExitCode::from(NOT_FOUND)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -737,3 +737,211 @@ fn login_push_pull_with_access_control() {
     ])
     .run_fail();
 }
+
+/// `berth inspect`, `list-tags`, `manifest-digest` and `delete` print what skopeo
+/// prints for the same images (single and multi-platform); `berth login` and
+/// `podman login` share auth.json both ways; a missing image exits 2 as in skopeo.
+#[test]
+fn client_commands_match_skopeo() {
+    let mut ctx = Ctx::new("client", &[BUILDAH, PODMAN, SKOPEO]);
+    let reg = ctx.start(ServerKind::Berth);
+    let root = ctx.berth_root(&reg).display().to_string();
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/cli:v1");
+    for tag in ["v1", "v2"] {
+        ctx.buildah(&[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            &image,
+            &format!("docker://{reg}/test/cli:{tag}"),
+        ])
+        .run();
+    }
+    let list = "localhost/test/cli-multi:list";
+    ctx.buildah(&["manifest", "create", list]).run();
+    for arch in ["amd64", "arm64"] {
+        let img = ctx.build_for_arch(&format!("localhost/test/cli-{arch}:v1"), arch);
+        ctx.buildah(&[
+            "manifest",
+            "add",
+            list,
+            &format!("containers-storage:{img}"),
+        ])
+        .run();
+    }
+    let multi = format!("docker://{reg}/test/multi:v1");
+    ctx.buildah(&[
+        "manifest",
+        "push",
+        &pf,
+        &pv,
+        "--all",
+        "--tls-verify=false",
+        list,
+        &multi,
+    ])
+    .run();
+
+    let both = |args: &[&str]| {
+        let mut b = vec![args[0], "--tls-verify=false"];
+        b.extend(&args[1..]);
+        let berth = ctx.berth(&b).run();
+        let skopeo = ctx.skopeo(&b).run();
+        (berth, skopeo)
+    };
+    let app = format!("docker://{reg}/test/cli:v1");
+    for target in [app.as_str(), multi.as_str()] {
+        ctx.step(&format!("inspect {target}"));
+        let (b, s) = both(&["inspect", target]);
+        let mut bj = b.json();
+        let sj = s.json();
+        let platforms = bj.as_object_mut().unwrap().remove("Platforms");
+        // skopeo 1.10 added LayersData; 1.9.3, the peer here, does not print it.
+        let layers_data = bj.as_object_mut().unwrap().remove("LayersData").unwrap();
+        let data_digests: Vec<&serde_json::Value> = layers_data
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| &l["Digest"])
+            .collect();
+        let layers: Vec<&serde_json::Value> = bj["Layers"].as_array().unwrap().iter().collect();
+        assert_eq!(data_digests, layers);
+        assert_eq!(bj, sj, "berth:\n{}\nskopeo:\n{}", b.stdout, s.stdout);
+        assert_eq!(platforms.is_some(), target == multi, "{}", b.stdout);
+        let (b, s) = both(&["inspect", "--raw", target]);
+        assert_eq!(b.stdout_bytes, s.stdout_bytes, "--raw");
+        let (b, s) = both(&["inspect", "--raw", "--config", target]);
+        assert_eq!(b.stdout_bytes, s.stdout_bytes, "--raw --config");
+        let (b, s) = both(&["inspect", "--no-tags", target]);
+        assert_eq!(b.json()["RepoTags"], s.json()["RepoTags"], "--no-tags");
+    }
+    ctx.step("inspect --override-arch arm64 of the index");
+    let (b, s) = both(&["inspect", "--override-arch", "arm64", &multi]);
+    assert_eq!(b.json()["Architecture"], "arm64");
+    assert_eq!(b.json()["Layers"], s.json()["Layers"]);
+
+    ctx.step("list-tags and manifest-digest");
+    let repo = format!("docker://{reg}/test/cli");
+    let (b, s) = both(&["list-tags", &repo]);
+    assert_eq!(b.json(), s.json());
+    assert_eq!(b.stdout, s.stdout, "list-tags formatting");
+    let raw = ctx
+        .berth(&["inspect", "--tls-verify=false", "--raw", &app])
+        .run();
+    let file = ctx.path("manifest.json");
+    fs::write(&file, &raw.stdout_bytes).unwrap();
+    let f = file.display().to_string();
+    let b = ctx.berth(&["manifest-digest", &f]).run();
+    let s = ctx.skopeo(&["manifest-digest", &f]).run();
+    assert_eq!(b.stdout, s.stdout);
+
+    ctx.step("errors: missing image exits 2, bad names exit 1 with one line");
+    let missing = format!("docker://{reg}/test/cli:nope");
+    let out = ctx
+        .berth(&["inspect", "--tls-verify=false", &missing])
+        .run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    // skopeo 1.9.3 answers 1 here ("best effort"); berth always says 2 for "not found".
+    for bad in [
+        "nope://x/y",
+        "docker:x/y",
+        "docker://UPPER/Case",
+        "just-a-name",
+    ] {
+        let out = ctx.berth(&["inspect", bad]).run_any();
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.trim_end().lines().count(),
+            1,
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+
+    ctx.step("delete by tag removes the manifest");
+    let v2 = format!("docker://{reg}/test/cli:v2");
+    ctx.berth(&["delete", "--tls-verify=false", &v2]).run();
+    ctx.skopeo(&["inspect", "--tls-verify=false", &v2])
+        .run_fail();
+    let out = ctx.berth(&["inspect", "--tls-verify=false", &v2]).run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+
+    ctx.step("login: berth writes what skopeo reads, podman writes what berth reads");
+    ctx.berth(&[
+        "registry",
+        "--root",
+        &root,
+        "user",
+        "add",
+        "alice",
+        "--superuser",
+        "--password-stdin",
+    ])
+    .stdin(b"alice-pw\n")
+    .run();
+    let out = ctx
+        .berth(&[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "wrong",
+            &reg,
+        ])
+        .run_any();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    ctx.berth(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &reg,
+    ])
+    .run();
+    let got = ctx.skopeo(&["login", "--get-login", &reg]).run();
+    assert_eq!(got.last_line(), "alice");
+    let mine = format!("docker://{reg}/alice/app:v1");
+    ctx.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &multi,
+        &mine,
+    ])
+    .run();
+    ctx.berth(&["logout", &reg]).run();
+    let out = ctx
+        .berth(&["inspect", "--tls-verify=false", &mine])
+        .run_any();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a logged-out inspect of a private image: {}",
+        out.stderr
+    );
+    ctx.podman(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &reg,
+    ])
+    .run();
+    let b = ctx.berth(&["inspect", "--tls-verify=false", &mine]).run();
+    assert_eq!(b.json()["RepoTags"], serde_json::json!(["v1"]));
+    let tags = ctx
+        .berth(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/alice/app"),
+        ])
+        .run();
+    assert_eq!(tags.json()["Tags"], serde_json::json!(["v1"]));
+}

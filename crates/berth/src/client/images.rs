@@ -1,0 +1,224 @@
+//! `berth inspect`, `list-tags`, `delete` and `manifest-digest`, as skopeo shapes them.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use berth_image::inspect::{to_go_json, ImageConfig, Inspection};
+use berth_image::{Digest, ImageReference, Manifest, ManifestKind, Platform};
+use berth_remote::Registry;
+use clap::Args;
+use serde::Serialize;
+
+use super::{docker_reference, Config, RegistryFlags};
+
+/// Largest image config read.
+const MAX_CONFIG: usize = 16 * 1024 * 1024;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Print the manifest (or with --config, the config) exactly as stored
+    #[arg(long)]
+    raw: bool,
+    /// Print the image's config instead of the summary
+    #[arg(long)]
+    config: bool,
+    /// Do not list the repository's tags (RepoTags stays empty)
+    #[arg(long, short = 'n')]
+    no_tags: bool,
+    /// For a multi-platform image, the OS to show [default: linux]
+    #[arg(long, value_name = "OS")]
+    override_os: Option<String>,
+    /// For a multi-platform image, the architecture to show [default: this machine's]
+    #[arg(long, value_name = "ARCH")]
+    override_arch: Option<String>,
+    /// For a multi-platform image, the CPU variant to show
+    #[arg(long, value_name = "VARIANT")]
+    override_variant: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// The image, e.g. docker://quay.io/org/app:v1
+    image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListTagsArgs {
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// The repository, e.g. docker://quay.io/org/app
+    repository: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// The image; a tag is resolved to its manifest, which is deleted with every tag on it
+    image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ManifestDigestArgs {
+    /// A manifest file
+    manifest: PathBuf,
+}
+
+/// The platform an index is resolved to: the flags, else this machine's.
+fn wanted_platform(a: &InspectArgs) -> Platform {
+    Platform {
+        os: a.override_os.clone().unwrap_or_else(|| "linux".into()),
+        architecture: a
+            .override_arch
+            .clone()
+            .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
+        variant: a.override_variant.clone(),
+    }
+}
+
+/// Rust's architecture names in Go's spelling, which images use.
+fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The tag or digest to fetch: the digest when given, else the tag, else `latest`.
+fn reference_of(r: &ImageReference) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".into(),
+    }
+}
+
+pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    let r = docker_reference(&a.image)?;
+    let config = Config::load()?;
+    let reg = config.registry(&r, &a.registry)?;
+    let repo = r.path().as_str().to_string();
+    runtime()?.block_on(async {
+        let top = reg.manifest(&repo, &reference_of(&r)).await?;
+        if a.raw && !a.config {
+            return print_bytes(&top.bytes);
+        }
+        let parsed = Manifest::parse(top.media_type.as_deref(), &top.bytes)
+            .with_context(|| format!("{}: bad manifest", a.image))?;
+        let (image, index) = match parsed.kind {
+            ManifestKind::Image => (parsed, None),
+            ManifestKind::Index => {
+                let want = wanted_platform(&a);
+                let child = parsed
+                    .manifests
+                    .iter()
+                    .find(|d| d.platform.as_ref().is_some_and(|p| p.matches(&want)))
+                    .with_context(|| format!("{}: no image for {want} in the index", a.image))?;
+                let raw = reg.manifest(&repo, &child.digest.to_string()).await?;
+                let image = Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+                    .with_context(|| format!("{}: bad manifest {}", a.image, child.digest))?;
+                (image, Some(parsed))
+            }
+        };
+        let config_desc = image
+            .config
+            .as_ref()
+            .with_context(|| format!("{}: the manifest has no config", a.image))?;
+        let config_bytes = reg
+            .blob_bytes(&repo, &config_desc.digest, MAX_CONFIG)
+            .await?;
+        if a.config {
+            if a.raw {
+                return print_bytes(&config_bytes);
+            }
+            let v: serde_json::Value = serde_json::from_slice(&config_bytes)
+                .with_context(|| format!("{}: the config is not JSON", a.image))?;
+            return print_line(&to_go_json(&v));
+        }
+        let image_config = ImageConfig::parse(&config_bytes)
+            .with_context(|| format!("{}: bad image config", a.image))?;
+        let tags = if a.no_tags {
+            Vec::new()
+        } else {
+            reg.tags(&repo).await?
+        };
+        let inspection = Inspection::new(
+            r.name(),
+            top.digest.to_string(),
+            tags,
+            &image,
+            &image_config,
+            index.as_ref(),
+        );
+        print_line(&inspection.to_json())
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagList {
+    repository: String,
+    tags: Vec<String>,
+}
+
+pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
+    let r = docker_reference(&a.repository)?;
+    if r.tag().is_some() || r.digest().is_some() {
+        bail!(
+            "{}: list-tags takes a repository, without a tag or digest",
+            a.repository
+        );
+    }
+    let config = Config::load()?;
+    let reg = config.registry(&r, &a.registry)?;
+    let tags = runtime()?.block_on(reg.tags(r.path().as_str()))?;
+    print_line(&to_go_json(&TagList {
+        repository: r.name(),
+        tags,
+    }))
+}
+
+pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let r = docker_reference(&a.image)?;
+    let config = Config::load()?;
+    let reg: Registry = config.registry(&r, &a.registry)?;
+    let repo = r.path().as_str().to_string();
+    runtime()?.block_on(async {
+        let digest = match r.digest() {
+            Some(d) => d.clone(),
+            None => reg.manifest(&repo, &reference_of(&r)).await?.digest,
+        };
+        reg.delete_manifest(&repo, &digest).await?;
+        anyhow::Ok(())
+    })
+}
+
+pub fn manifest_digest(a: ManifestDigestArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&a.manifest).with_context(|| format!("reading {}", a.manifest.display()))?;
+    Manifest::parse(None, &bytes).with_context(|| format!("{}", a.manifest.display()))?;
+    print_line(&Digest::sha256_of(&bytes).to_string())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn print_bytes(b: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(b)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn print_line(s: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")?;
+    out.flush()?;
+    Ok(())
+}
