@@ -14,6 +14,6 @@ pub mod name;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use manifest::{Manifest, ManifestError, ManifestKind, Platform};
+pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, Platform};
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use reference::{ImageReference, ReferenceError};

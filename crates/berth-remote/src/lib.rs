@@ -12,9 +12,11 @@
 //!   final.
 //! - Content read is verified: a manifest or blob fetched by digest must hash to it.
 
+mod blobs;
 pub mod challenge;
 mod error;
 mod registry;
 
+pub use blobs::ByteStream;
 pub use error::RemoteError;
 pub use registry::{Credentials, Options, RawManifest, Registry, MANIFEST_ACCEPT};

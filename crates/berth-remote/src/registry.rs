@@ -277,12 +277,26 @@ impl Registry {
 
     /// Sends a request to `path` (a path on this registry, or an absolute URL from a
     /// `Link`), with the authorization `scope` needs and retries for repeatable methods.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
         scope: Option<&str>,
         accept: Option<&str>,
+    ) -> Result<Response, RemoteError> {
+        self.send_with(method, path, scope, accept, Body::None)
+            .await
+    }
+
+    /// [`Registry::send`] with a body: bytes (sent again on a retry) or a stream (sent
+    /// once: a stream cannot be replayed, so such a request is never retried).
+    pub(crate) async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        scope: Option<&str>,
+        accept: Option<&str>,
+        body: Body,
     ) -> Result<Response, RemoteError> {
         let (base, challenge) = self.ping().await?;
         let url = if path.starts_with("http://") || path.starts_with("https://") {
@@ -290,7 +304,12 @@ impl Registry {
         } else {
             format!("{base}{path}")
         };
-        let repeatable = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
+        let repeatable = !matches!(body, Body::Stream(_))
+            && matches!(
+                method,
+                Method::GET | Method::HEAD | Method::DELETE | Method::PUT
+            );
+        let mut body = body;
         let mut scope = scope.map(str::to_string);
         let mut widened = false;
         let mut attempt = 0;
@@ -302,6 +321,20 @@ impl Registry {
             if let Some(auth) = self.authorization(&challenge, scope.as_deref()).await? {
                 rb = rb.header(AUTHORIZATION, auth);
             }
+            rb = match &mut body {
+                Body::None => rb,
+                Body::Bytes(bytes, content_type) => rb
+                    .header(CONTENT_TYPE, content_type.as_str())
+                    .body(bytes.clone()),
+                Body::Stream(stream) => match stream.take() {
+                    Some(s) => rb.header(CONTENT_TYPE, "application/octet-stream").body(s),
+                    None => {
+                        return Err(RemoteError::Invalid(format!(
+                            "{url}: a streamed body cannot be sent twice"
+                        )))
+                    }
+                },
+            };
             let backoff = self.options.retry_delay * 2u32.saturating_pow(attempt);
             let may_retry = repeatable && attempt < self.options.retries;
             let delay = match rb.send().await {
@@ -425,6 +458,15 @@ impl Registry {
     }
 }
 
+/// What a request carries.
+pub(crate) enum Body {
+    None,
+    /// Bytes and their content type (a manifest).
+    Bytes(Vec<u8>, String),
+    /// A blob's bytes as they arrive from elsewhere.
+    Stream(Option<reqwest::Body>),
+}
+
 /// `429` and `5xx`: worth another try.
 fn is_transient(s: StatusCode) -> bool {
     s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
@@ -446,7 +488,7 @@ fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
 }
 
-fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+pub(crate) fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
@@ -466,7 +508,7 @@ fn next_link(link: &str) -> Option<String> {
 }
 
 /// Passes a success through; turns anything else into the error it means.
-async fn check(r: Response, what: &str) -> Result<Response, RemoteError> {
+pub(crate) async fn check(r: Response, what: &str) -> Result<Response, RemoteError> {
     if r.status().is_success() {
         Ok(r)
     } else {
@@ -474,7 +516,7 @@ async fn check(r: Response, what: &str) -> Result<Response, RemoteError> {
     }
 }
 
-async fn status_error(r: Response, what: &str) -> RemoteError {
+pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
     let status = r.status();
     let url = r.url().to_string();
     let body = r.bytes().await.unwrap_or_default();

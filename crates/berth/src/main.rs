@@ -31,6 +31,8 @@ enum Command {
     Inspect(client::images::InspectArgs),
     /// List a repository's tags.
     ListTags(client::images::ListTagsArgs),
+    /// Copy an image between registries and OCI layouts (docker://, oci:).
+    Copy(client::copy::CopyArgs),
     /// Delete an image (its manifest, and so every tag pointing at it).
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Registry(args) => admin::run(args),
         Command::Inspect(args) => client::images::inspect(args),
         Command::ListTags(args) => client::images::list_tags(args),
+        Command::Copy(args) => client::copy::run(args),
         Command::Delete(args) => client::images::delete(args),
         Command::ManifestDigest(args) => client::images::manifest_digest(args),
         Command::Login(args) => client::login::login(args),
@@ -63,6 +66,8 @@ fn main() -> std::process::ExitCode {
             let not_found = e.chain().any(|c| {
                 c.downcast_ref::<berth_remote::RemoteError>()
                     .is_some_and(|r| r.is_not_found())
+                    || c.downcast_ref::<berth_transport::TransportError>()
+                        .is_some_and(|t| t.is_not_found())
             });
             if not_found {
                 std::process::ExitCode::from(NOT_FOUND)

@@ -945,3 +945,212 @@ fn client_commands_match_skopeo() {
         .run();
     assert_eq!(tags.json()["Tags"], serde_json::json!(["v1"]));
 }
+
+/// `berth copy` between registries (berth, docker-registry) and OCI layouts: skopeo
+/// reads what berth writes and the reverse, digests unchanged; a second copy skips
+/// what is there; a blob served with the wrong digest fails the copy and leaves no
+/// manifest; policy.json is enforced.
+#[test]
+fn copy_between_registries_and_layouts() {
+    let mut ctx = Ctx::new("copy", &[BUILDAH, SKOPEO, REGISTRY]);
+    let berth = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let [pf, pv] = ctx.policy_args();
+    let policy = ctx.p("policy.json");
+    let image = ctx.build_busybox("localhost/test/copy:v1");
+    let src = format!("docker://{berth}/test/src:v1");
+    ctx.buildah(&["push", &pf, &pv, "--tls-verify=false", &image, &src])
+        .run();
+    let raw = |name: &str| {
+        ctx.skopeo(&["inspect", "--tls-verify=false", "--raw", name])
+            .run()
+            .stdout_bytes
+    };
+    let copy = |from: &str, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "copy",
+            "--policy",
+            policy.as_str(),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        args.extend(extra);
+        args.extend([from, to]);
+        ctx.berth(&args).run()
+    };
+    let original = raw(&src);
+
+    ctx.step("berth -> berth (mount), berth -> docker-registry");
+    let out = copy(&src, &format!("docker://{berth}/test/dst:v1"), &[]);
+    assert!(out.stderr.contains("mounted"), "{}", out.stderr);
+    assert_eq!(raw(&format!("docker://{berth}/test/dst:v1")), original);
+    let in_dist = format!("docker://{dist}/test/copy:v1");
+    copy(&src, &in_dist, &[]);
+    assert_eq!(raw(&in_dist), original);
+    let again = copy(&src, &in_dist, &[]);
+    assert!(
+        again.stderr.contains("skipped: already exists"),
+        "{}",
+        again.stderr
+    );
+    ctx.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &in_dist,
+        &format!("dir:{}", ctx.p("from-dist")),
+    ])
+    .run();
+
+    ctx.step("berth -> oci: layout that skopeo reads; skopeo -> oci: layout that berth reads");
+    let layout = format!("oci:{}:v1", ctx.p("layout"));
+    let digestfile = ctx.p("digest");
+    copy(&src, &layout, &["--digestfile", &digestfile]);
+    assert_eq!(
+        ctx.skopeo(&["inspect", "--raw", &layout])
+            .run()
+            .stdout_bytes,
+        original
+    );
+    assert_eq!(
+        fs::read_to_string(&digestfile).unwrap(),
+        ctx.sha256(&original)
+    );
+    let back = format!("docker://{berth}/test/from-berth-layout:v1");
+    ctx.skopeo(&["copy", "--dest-tls-verify=false", &layout, &back])
+        .run();
+    assert_eq!(raw(&back), original);
+    let skopeo_layout = format!("oci:{}:v2", ctx.p("skopeo-layout"));
+    ctx.skopeo(&["copy", "--src-tls-verify=false", &src, &skopeo_layout])
+        .run();
+    let written = ctx
+        .skopeo(&["inspect", "--raw", &skopeo_layout])
+        .run()
+        .stdout_bytes;
+    let again_in_berth = format!("docker://{berth}/test/from-skopeo-layout:v2");
+    copy(&skopeo_layout, &again_in_berth, &[]);
+    assert_eq!(raw(&again_in_berth), written);
+
+    ctx.step("multi-platform: --all copies the index and every image");
+    let list = "localhost/test/copy-multi:list";
+    ctx.buildah(&["manifest", "create", list]).run();
+    for arch in ["amd64", "arm64"] {
+        let img = ctx.build_for_arch(&format!("localhost/test/copy-{arch}:v1"), arch);
+        ctx.buildah(&[
+            "manifest",
+            "add",
+            list,
+            &format!("containers-storage:{img}"),
+        ])
+        .run();
+    }
+    let multi = format!("docker://{berth}/test/multi:v1");
+    ctx.buildah(&[
+        "manifest",
+        "push",
+        &pf,
+        &pv,
+        "--all",
+        "--tls-verify=false",
+        list,
+        &multi,
+    ])
+    .run();
+    let multi_dist = format!("docker://{dist}/test/multi:v1");
+    copy(&multi, &multi_dist, &["--all"]);
+    let index = raw(&multi_dist);
+    assert_eq!(index, raw(&multi));
+    let parsed: Value = serde_json::from_slice(&index).unwrap();
+    for child in parsed["manifests"].as_array().unwrap() {
+        let d = child["digest"].as_str().unwrap();
+        ctx.skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{dist}/test/multi@{d}"),
+        ])
+        .run();
+    }
+    // Without --all: this machine's image alone, under the tag.
+    let single = format!("docker://{dist}/test/multi-one:v1");
+    copy(&multi, &single, &["--override-arch", "arm64"]);
+    let one: Value = serde_json::from_slice(&raw(&single)).unwrap();
+    assert!(one.get("layers").is_some(), "{one}");
+
+    ctx.step("policy.json: reject refuses, --insecure-policy overrides");
+    let reject = ctx.p("reject.json");
+    fs::write(&reject, r#"{"default":[{"type":"reject"}]}"#).unwrap();
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &reject,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &src,
+            &format!("docker://{dist}/test/refused:v1"),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("trust policy"), "{}", out.stderr);
+    ctx.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{dist}/test/refused:v1"),
+    ])
+    .run_fail();
+
+    ctx.step("a blob served with the wrong digest fails the copy; no manifest is written");
+    let m: Value = serde_json::from_slice(&original).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let hex = layer.trim_start_matches("sha256:");
+    let file = ctx
+        .berth_root(&berth)
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    let mut bytes = fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&file, &bytes).unwrap();
+    let bad = format!("docker://{dist}/test/corrupt:v1");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &src,
+            &bad,
+        ])
+        .run_fail();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    ctx.skopeo(&["inspect", "--tls-verify=false", &bad])
+        .run_fail();
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            &src,
+            &format!("oci:{}:bad", ctx.p("bad-layout")),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("digest"), "{}", out.stderr);
+    assert!(!ctx.path("bad-layout/index.json").exists());
+
+    ctx.step("bad names and missing images");
+    let out = ctx.berth(&["copy", "nope:x", &bad]).run_fail();
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.stderr);
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            &format!("docker://{berth}/test/none:v1"),
+            &format!("oci:{}:x", ctx.p("none")),
+        ])
+        .run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+}

@@ -10,7 +10,7 @@ use berth_remote::Registry;
 use clap::Args;
 use serde::Serialize;
 
-use super::{docker_reference, Config, RegistryFlags};
+use super::{docker_reference, go_arch, Config, RegistryFlags};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -72,17 +72,6 @@ fn wanted_platform(a: &InspectArgs) -> Platform {
             .clone()
             .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
         variant: a.override_variant.clone(),
-    }
-}
-
-/// Rust's architecture names in Go's spelling, which images use.
-fn go_arch(rust: &str) -> &str {
-    match rust {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
     }
 }
 

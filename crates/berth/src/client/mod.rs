@@ -2,6 +2,7 @@
 //! (`docker://…`), and how a registry is reached (TLS, credentials from flags or from
 //! the containers auth files, registries.conf's `insecure` and `blocked`).
 
+pub mod copy;
 pub mod images;
 pub mod login;
 
@@ -71,6 +72,10 @@ impl Config {
         Ok(Config { env, registries })
     }
 
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
     pub fn auth_files(&self, explicit: Option<&std::path::Path>) -> AuthFiles {
         AuthFiles::new(&self.env, explicit)
     }
@@ -122,5 +127,16 @@ impl Config {
             ..Options::default()
         };
         Ok(Registry::new(image.domain(), options)?)
+    }
+}
+
+/// Rust's architecture names in Go's spelling, which images use.
+pub fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
     }
 }

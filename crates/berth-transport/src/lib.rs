@@ -1,0 +1,178 @@
+//! Where images live, and the one pipeline that moves them.
+//!
+//! - [`name`]: `docker://…` and `oci:PATH[:REF]` names.
+//! - [`Place`]: an image's location opened for reading or writing: a registry
+//!   repository (through `berth-remote`) or an OCI layout ([`oci`]). Each kind is one
+//!   variant and one module; the copy engine only speaks to `Place`.
+//! - [`copy`]: manifests and blobs from one place to another, blobs streamed (never
+//!   whole in memory), several at once, each hashed on the way and refused if it does
+//!   not match its digest, skipped when the destination has it, mounted across
+//!   repositories of one registry.
+
+pub mod copy;
+pub mod name;
+pub mod oci;
+
+use berth_image::Digest;
+use berth_remote::{ByteStream, Registry, RemoteError};
+
+pub use name::ImageName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("invalid image name {0}")]
+    Name(String),
+    #[error("{0}: not found")]
+    NotFound(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: content has digest {actual}, expected {expected}")]
+    Digest {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("corrupt image data: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl TransportError {
+    /// The image or one of its parts does not exist (exit status 2).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            TransportError::NotFound(_) => true,
+            TransportError::Remote(r) => r.is_not_found(),
+            _ => false,
+        }
+    }
+}
+
+/// A manifest as stored: bytes, media type if known, digest.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest: Digest,
+}
+
+/// An image's place, opened.
+pub enum Place {
+    Registry {
+        registry: Box<Registry>,
+        repo: String,
+        /// Tag or digest of the named image.
+        reference: String,
+    },
+    Oci(oci::Layout),
+}
+
+impl Place {
+    /// The named image's manifest, or with `digest` a child's.
+    pub async fn manifest(&self, digest: Option<&Digest>) -> Result<RawManifest, TransportError> {
+        match self {
+            Place::Registry {
+                registry,
+                repo,
+                reference,
+            } => {
+                let r = match digest {
+                    Some(d) => registry.manifest(repo, &d.to_string()).await?,
+                    None => registry.manifest(repo, reference).await?,
+                };
+                Ok(RawManifest {
+                    bytes: r.bytes,
+                    media_type: r.media_type,
+                    digest: r.digest,
+                })
+            }
+            Place::Oci(layout) => {
+                let (bytes, media_type, digest) = layout.manifest(digest).await?;
+                let media_type = media_type.or_else(|| oci::Layout::media_type_of(&bytes));
+                Ok(RawManifest {
+                    bytes,
+                    media_type,
+                    digest,
+                })
+            }
+        }
+    }
+
+    pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
+        match self {
+            Place::Registry { registry, repo, .. } => Ok(registry.blob(repo, d).await?),
+            Place::Oci(layout) => layout.blob(d).await,
+        }
+    }
+
+    pub async fn has_blob(&self, d: &Digest) -> Result<bool, TransportError> {
+        match self {
+            Place::Registry { registry, repo, .. } => {
+                Ok(registry.has_blob(repo, d).await?.is_some())
+            }
+            Place::Oci(layout) => Ok(layout.has_blob(d)),
+        }
+    }
+
+    /// Links blob `d` from `src` without copying its bytes, when both are repositories
+    /// of one registry. `false`: copy it.
+    pub async fn mount_from(&self, src: &Place, d: &Digest) -> Result<bool, TransportError> {
+        match (self, src) {
+            (
+                Place::Registry { registry, repo, .. },
+                Place::Registry {
+                    registry: from_registry,
+                    repo: from,
+                    ..
+                },
+            ) if registry.host() == from_registry.host() && repo != from => {
+                Ok(registry.mount_blob(repo, d, from).await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub async fn put_blob(&self, d: &Digest, stream: ByteStream) -> Result<(), TransportError> {
+        match self {
+            Place::Registry { registry, repo, .. } => {
+                Ok(registry.upload_blob(repo, d, stream).await?)
+            }
+            Place::Oci(layout) => layout.put_blob(d, stream).await,
+        }
+    }
+
+    /// Stores a manifest; the top-level one under the place's name (tag or layout
+    /// reference), children by digest. Returns its digest.
+    pub async fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        top_level: bool,
+    ) -> Result<Digest, TransportError> {
+        match self {
+            Place::Registry {
+                registry,
+                repo,
+                reference,
+            } => {
+                let digest = Digest::sha256_of(bytes);
+                let target = if top_level && reference.parse::<Digest>().is_err() {
+                    reference.clone()
+                } else {
+                    digest.to_string()
+                };
+                Ok(registry
+                    .put_manifest(repo, &target, bytes, media_type)
+                    .await?)
+            }
+            Place::Oci(layout) => layout.put_manifest(bytes, media_type, top_level).await,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Image names with their transport, as containers/image writes them:
+//! `docker://NAME[:TAG|@DIGEST]`, `oci:PATH[:REF]`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use berth_image::ImageReference;
+
+use crate::TransportError;
+
+/// Where an image is, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageName {
+    /// A registry; `latest` when no tag or digest is given.
+    Docker(ImageReference),
+    /// An OCI image layout folder and the `org.opencontainers.image.ref.name` of the
+    /// image in it (none: the layout's only image).
+    Oci {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+}
+
+impl ImageName {
+    pub fn parse(s: &str) -> Result<ImageName, TransportError> {
+        let bad = |why: &str| TransportError::Name(format!("{s:?}: {why}"));
+        let (transport, rest) = s.split_once(':').ok_or_else(|| {
+            bad("expected TRANSPORT:REFERENCE, e.g. docker://quay.io/org/app:v1 or oci:/path:tag")
+        })?;
+        match transport {
+            "docker" => {
+                let name = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| bad("docker references start with docker://"))?;
+                let r: ImageReference = name.parse().map_err(|e| bad(&format!("{e}")))?;
+                Ok(ImageName::Docker(r.with_default_tag()))
+            }
+            "oci" => {
+                // The path ends at the first ':'; what follows is the reference.
+                let (path, reference) = match rest.split_once(':') {
+                    Some((p, r)) => (p, Some(r)),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(bad("oci: needs a path"));
+                }
+                if reference.is_some_and(|r| r.is_empty() || r.chars().any(char::is_control)) {
+                    return Err(bad("invalid reference in the layout"));
+                }
+                Ok(ImageName::Oci {
+                    path: PathBuf::from(path),
+                    reference: reference.map(str::to_string),
+                })
+            }
+            "oci-archive" | "dir" | "docker-archive" | "containers-storage" => Err(bad(&format!(
+                "the {transport}: transport is not supported yet; use docker:// or oci:"
+            ))),
+            other => Err(bad(&format!(
+                "unknown transport {other:?}; supported: docker://, oci:"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageName::Docker(r) => {
+                write!(f, "docker://{}", r.name())?;
+                if let Some(t) = r.tag() {
+                    write!(f, ":{t}")?;
+                }
+                if let Some(d) = r.digest() {
+                    write!(f, "@{d}")?;
+                }
+                Ok(())
+            }
+            ImageName::Oci { path, reference } => {
+                write!(f, "oci:{}", path.display())?;
+                if let Some(r) = reference {
+                    write!(f, ":{r}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let d = ImageName::parse("docker://localhost:5000/a/b").unwrap();
+        assert_eq!(d.to_string(), "docker://localhost:5000/a/b:latest");
+        let o = ImageName::parse("oci:/tmp/lay:v1").unwrap();
+        assert_eq!(
+            o,
+            ImageName::Oci {
+                path: "/tmp/lay".into(),
+                reference: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            ImageName::parse("oci:rel").unwrap(),
+            ImageName::Oci {
+                path: "rel".into(),
+                reference: None
+            }
+        );
+        for bad in [
+            "x",
+            "nope:x",
+            "docker:x",
+            "docker://up/X",
+            "oci:",
+            "oci:/p:",
+            "dir:/x",
+        ] {
+            assert!(ImageName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! An OCI image layout folder (`oci:PATH[:REF]`): `oci-layout`, `index.json`, and
+//! `blobs/<alg>/<hex>`, as the image spec and skopeo lay it out. An image is found by
+//! its `org.opencontainers.image.ref.name` annotation in `index.json`.
+//!
+//! Blobs are written atomically (temporary file in the layout, fsync, rename) after
+//! their digest is checked, so a failed copy leaves no half blob; `index.json` is
+//! rewritten the same way, last, so the image appears only when it is whole.
+
+use std::path::{Path, PathBuf};
+
+use berth_image::{Digest, Manifest};
+use berth_remote::ByteStream;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::TransportError;
+
+/// The annotation naming an image in a layout.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+pub struct Layout {
+    path: PathBuf,
+    reference: Option<String>,
+}
+
+fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> TransportError {
+    let context = format!("{what} {}", path.display());
+    move |source| TransportError::Io { context, source }
+}
+
+impl Layout {
+    pub fn new(path: PathBuf, reference: Option<String>) -> Layout {
+        Layout { path, reference }
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.path
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+
+    fn read_index(&self) -> Result<Value, TransportError> {
+        let p = self.path.join("index.json");
+        let bytes = std::fs::read(&p).map_err(io(&p, "reading"))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Corrupt(format!("{}: {e}", p.display())))?;
+        if !v.get("manifests").is_some_and(Value::is_array) {
+            return Err(TransportError::Corrupt(format!(
+                "{}: no manifests list",
+                p.display()
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The descriptor of the named image: by reference, else the only one.
+    fn find(&self) -> Result<(Digest, String), TransportError> {
+        let index = self.read_index()?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let chosen = match &self.reference {
+            Some(r) => entries
+                .iter()
+                .find(|e| e["annotations"][REF_NAME].as_str() == Some(r.as_str()))
+                .ok_or_else(|| {
+                    TransportError::NotFound(format!("{}: no image {r:?}", self.path.display()))
+                })?,
+            None if entries.len() == 1 => &entries[0],
+            None => {
+                return Err(TransportError::Name(format!(
+                    "{}: holds {} images; name one with oci:PATH:REF",
+                    self.path.display(),
+                    entries.len()
+                )))
+            }
+        };
+        let digest: Digest = chosen["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| {
+                TransportError::Corrupt(format!("{}/index.json: {e}", self.path.display()))
+            })?;
+        let media_type = chosen["mediaType"].as_str().unwrap_or_default().to_string();
+        Ok((digest, media_type))
+    }
+
+    /// The named image's manifest, or with `digest` one of its children.
+    pub async fn manifest(
+        &self,
+        digest: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Option<String>, Digest), TransportError> {
+        let (d, media_type) = match digest {
+            Some(d) => (d.clone(), None),
+            None => {
+                let (d, mt) = self.find()?;
+                (d, Some(mt))
+            }
+        };
+        let p = self.blob_path(&d);
+        let bytes = tokio::fs::read(&p).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                TransportError::NotFound(format!("manifest {d} in {}", self.path.display()))
+            }
+            _ => TransportError::Io {
+                context: format!("reading {}", p.display()),
+                source: e,
+            },
+        })?;
+        let actual = Digest::of(d.algorithm(), &bytes);
+        if actual != d {
+            return Err(TransportError::Corrupt(format!(
+                "{}: content has digest {actual}",
+                p.display()
+            )));
+        }
+        Ok((bytes, media_type, d))
+    }
+
+    pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
+        let p = self.blob_path(d);
+        let f = tokio::fs::File::open(&p)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    TransportError::NotFound(format!("blob {d} in {}", self.path.display()))
+                }
+                _ => TransportError::Io {
+                    context: format!("opening {}", p.display()),
+                    source: e,
+                },
+            })?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            f,
+            1 << 20,
+        )))
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Writes `stream` as blob `d`: to a temporary file, checked, fsynced, renamed.
+    pub async fn put_blob(&self, d: &Digest, mut stream: ByteStream) -> Result<(), TransportError> {
+        let final_path = self.blob_path(d);
+        let dir = final_path.parent().unwrap_or(&self.path).to_path_buf();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io(&dir, "creating"))?;
+        let tmp = dir.join(format!(".tmp-{}-{}", d.hex(), std::process::id()));
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(io(&tmp, "creating"))?;
+        let mut hasher = d.algorithm().hasher();
+        let result = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(io(&tmp, "receiving"))?;
+                hasher.update(&chunk);
+                f.write_all(&chunk).await.map_err(io(&tmp, "writing"))?;
+            }
+            f.sync_all().await.map_err(io(&tmp, "syncing"))?;
+            let actual = hasher.finish();
+            if &actual != d {
+                return Err(TransportError::Digest {
+                    what: format!("blob for {}", self.path.display()),
+                    expected: d.clone(),
+                    actual,
+                });
+            }
+            tokio::fs::rename(&tmp, &final_path)
+                .await
+                .map_err(io(&final_path, "renaming to"))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Writes a manifest (as a blob) and, when `top_level`, names it in `index.json`.
+    pub async fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        top_level: bool,
+    ) -> Result<Digest, TransportError> {
+        let d = Digest::sha256_of(bytes);
+        let data = bytes::Bytes::copy_from_slice(bytes);
+        let one: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(data) }));
+        self.put_blob(&d, one).await?;
+        if top_level {
+            self.name_in_index(&d, media_type, bytes.len() as u64)?;
+        }
+        Ok(d)
+    }
+
+    /// Adds (or replaces, by reference) the entry of the copied image in `index.json`,
+    /// and writes `oci-layout`.
+    fn name_in_index(&self, d: &Digest, media_type: &str, size: u64) -> Result<(), TransportError> {
+        let layout = self.path.join("oci-layout");
+        write_atomic(&layout, br#"{"imageLayoutVersion": "1.0.0"}"#)?;
+        let mut index = match self.read_index() {
+            Ok(v) => v,
+            Err(TransportError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                json!({"schemaVersion": 2, "manifests": []})
+            }
+            Err(e) => return Err(e),
+        };
+        let mut entry = json!({"mediaType": media_type, "digest": d.to_string(), "size": size});
+        if let Some(r) = &self.reference {
+            entry["annotations"] = json!({ REF_NAME: r });
+        }
+        let entries = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| TransportError::Corrupt("index.json".into()))?;
+        match &self.reference {
+            Some(r) => entries.retain(|e| e["annotations"][REF_NAME].as_str() != Some(r.as_str())),
+            None => entries.retain(|e| e["annotations"][REF_NAME].is_string()),
+        }
+        entries.push(entry);
+        let bytes =
+            serde_json::to_vec(&index).map_err(|e| TransportError::Corrupt(e.to_string()))?;
+        write_atomic(&self.path.join("index.json"), &bytes)
+    }
+
+    /// A manifest's media type from its own bytes, for a child found by digest.
+    pub fn media_type_of(bytes: &[u8]) -> Option<String> {
+        Manifest::parse(None, bytes).ok().map(|m| m.media_type)
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir, "creating"))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
+    f.write_all(bytes).map_err(io(&tmp, "writing"))?;
+    f.sync_all().map_err(io(&tmp, "syncing"))?;
+    std::fs::rename(&tmp, path).map_err(io(path, "renaming to"))
+}

@@ -1,0 +1,207 @@
+//! `berth copy SRC DEST`: skopeo copy's shape, over the transport crate's pipeline.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use berth_containers_config::policy::docker_identity;
+use berth_containers_config::{Decision, Policy};
+use berth_image::Platform;
+use berth_transport::copy::{copy, CopyOptions, Progress};
+use berth_transport::oci::Layout;
+use berth_transport::{ImageName, Place};
+use clap::Args;
+
+use super::{go_arch, Config, RegistryFlags};
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// For a multi-platform image, copy every platform and the index
+    #[arg(long, short = 'a')]
+    all: bool,
+    /// Credentials file for both sides
+    #[arg(long, value_name = "PATH")]
+    authfile: Option<PathBuf>,
+    /// USERNAME[:PASSWORD] for the source registry
+    #[arg(long, value_name = "USERNAME[:PASSWORD]")]
+    src_creds: Option<String>,
+    /// USERNAME[:PASSWORD] for the destination registry
+    #[arg(long, value_name = "USERNAME[:PASSWORD]")]
+    dest_creds: Option<String>,
+    /// Read the source anonymously
+    #[arg(long)]
+    src_no_creds: bool,
+    /// Write to the destination anonymously
+    #[arg(long)]
+    dest_no_creds: bool,
+    /// A bearer token for the source registry
+    #[arg(long, value_name = "TOKEN")]
+    src_registry_token: Option<String>,
+    /// A bearer token for the destination registry
+    #[arg(long, value_name = "TOKEN")]
+    dest_registry_token: Option<String>,
+    /// Verify the source's TLS certificate (false also allows plain HTTP)
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    src_tls_verify: Option<bool>,
+    /// Verify the destination's TLS certificate (false also allows plain HTTP)
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    dest_tls_verify: Option<bool>,
+    /// Retries of a request that failed for a passing reason (network, 5xx, 429)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retry_times: u32,
+    /// Blobs copied at once
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    image_parallel_copies: usize,
+    /// Fail rather than change a digest (berth never changes one yet: manifests and
+    /// blobs are copied as they are)
+    #[arg(long)]
+    preserve_digests: bool,
+    /// Write the digest of the copied manifest to this file
+    #[arg(long, value_name = "PATH")]
+    digestfile: Option<PathBuf>,
+    /// No progress lines
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Trust policy file [default: ~/.config/containers/policy.json, /etc/containers/policy.json]
+    #[arg(long, value_name = "PATH")]
+    policy: Option<PathBuf>,
+    /// Accept any image, whatever policy.json says
+    #[arg(long)]
+    insecure_policy: bool,
+    /// For a multi-platform image, the OS to copy [default: linux]
+    #[arg(long, value_name = "OS")]
+    override_os: Option<String>,
+    /// For a multi-platform image, the architecture to copy [default: this machine's]
+    #[arg(long, value_name = "ARCH")]
+    override_arch: Option<String>,
+    /// For a multi-platform image, the CPU variant to copy
+    #[arg(long, value_name = "VARIANT")]
+    override_variant: Option<String>,
+    /// Source image, e.g. docker://quay.io/org/app:v1 or oci:/path:v1
+    source: String,
+    /// Destination image
+    destination: String,
+}
+
+impl CopyArgs {
+    fn side(
+        &self,
+        creds: &Option<String>,
+        no_creds: bool,
+        token: &Option<String>,
+        tls: Option<bool>,
+    ) -> RegistryFlags {
+        RegistryFlags {
+            authfile: self.authfile.clone(),
+            creds: creds.clone(),
+            no_creds,
+            registry_token: token.clone(),
+            tls_verify: tls,
+            retry_times: self.retry_times,
+        }
+    }
+}
+
+/// Opens `name` as a place, with `flags` when it is a registry.
+pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow::Result<Place> {
+    Ok(match name {
+        ImageName::Docker(r) => Place::Registry {
+            registry: Box::new(config.registry(r, flags)?),
+            repo: r.path().as_str().to_string(),
+            reference: match (r.digest(), r.tag()) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(t)) => t.to_string(),
+                (None, None) => "latest".into(),
+            },
+        },
+        ImageName::Oci { path, reference } => {
+            Place::Oci(Layout::new(path.clone(), reference.clone()))
+        }
+    })
+}
+
+/// Checks policy.json for reading `name`, as containers/image does before a copy.
+fn check_policy(a: &CopyArgs, config: &Config, name: &ImageName) -> anyhow::Result<()> {
+    if a.insecure_policy {
+        return Ok(());
+    }
+    let policy = Policy::load(config.env(), a.policy.as_deref())?;
+    let (transport, identity) = match name {
+        ImageName::Docker(r) => ("docker", docker_identity(r)),
+        ImageName::Oci { path, reference } => {
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let mut id = abs.display().to_string();
+            if let Some(r) = reference {
+                id = format!("{id}:{r}");
+            }
+            ("oci", id)
+        }
+    };
+    match policy.evaluate(transport, &identity) {
+        Decision::Accept => Ok(()),
+        Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
+        Decision::NeedsSignature => bail!(
+            "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
+        ),
+    }
+}
+
+pub fn run(a: CopyArgs) -> anyhow::Result<()> {
+    let src_name = ImageName::parse(&a.source)?;
+    let dst_name = ImageName::parse(&a.destination)?;
+    let config = Config::load()?;
+    check_policy(&a, &config, &src_name)?;
+    let src = open(
+        &config,
+        &src_name,
+        &a.side(
+            &a.src_creds,
+            a.src_no_creds,
+            &a.src_registry_token,
+            a.src_tls_verify,
+        ),
+    )?;
+    let dst = open(
+        &config,
+        &dst_name,
+        &a.side(
+            &a.dest_creds,
+            a.dest_no_creds,
+            &a.dest_registry_token,
+            a.dest_tls_verify,
+        ),
+    )?;
+    let options = CopyOptions {
+        all: a.all,
+        platform: Platform {
+            os: a.override_os.clone().unwrap_or_else(|| "linux".into()),
+            architecture: a
+                .override_arch
+                .clone()
+                .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
+            variant: a.override_variant.clone(),
+        },
+        parallel: a.image_parallel_copies,
+    };
+    let quiet = a.quiet;
+    // Progress goes to stderr, one line per step (stdout stays for data).
+    let progress: Progress = Arc::new(move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    });
+    if !quiet && !std::io::stderr().is_terminal() {
+        tracing::debug!("progress as plain lines");
+    }
+    let digest = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(copy(&src, &dst, &options, progress))
+        .with_context(|| format!("copying {src_name} to {dst_name}"))?;
+    if let Some(path) = &a.digestfile {
+        std::fs::write(path, digest.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
