@@ -3,6 +3,7 @@
 //! repetition), on 127.0.0.1 only, and prints a Markdown table on stdout (progress on
 //! stderr). See bench/README.md.
 
+mod client;
 mod data;
 mod http;
 mod load;
@@ -112,6 +113,15 @@ const PHASES: &[(&str, &[&str])] = &[
     (
         "auth_manifest_get",
         &["auth_manifest_get_rps", "auth_manifest_get_server_cpu_us"],
+    ),
+    (
+        "copy_1g",
+        &[
+            "copy_1g_MBps",
+            "copy_1g_to_oci_MBps",
+            "copy_1g_from_oci_MBps",
+            "copy_1g_peak_rss_mib",
+        ],
     ),
 ];
 
@@ -365,6 +375,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         auth_phase(cfg, &env, table).await?;
         background(table, "auth_manifest_get", m);
+    }
+    if cfg.wants("copy_1g") {
+        let m = CpuMark::now();
+        client::copy_phase(&env, table, &data_dir, cfg.big_size, cfg.reps)?;
+        background(table, "copy_1g", m);
     }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();

@@ -67,6 +67,11 @@ const ROWS: &[(&str, &str, Target)] = &[
     // Both columns berth: with token auth / the same server without auth.
     ("auth_manifest_get_rps", "req/s", Target::RatioAtLeast(0.8)),
     ("auth_manifest_get_server_cpu_us", "µs/req", Target::Info),
+    // Both columns clients: berth copy / skopeo copy.
+    ("copy_1g_MBps", "MB/s", Target::RatioAtLeast(2.0)),
+    ("copy_1g_to_oci_MBps", "MB/s", Target::RatioAtLeast(2.0)),
+    ("copy_1g_from_oci_MBps", "MB/s", Target::RatioAtLeast(2.0)),
+    ("copy_1g_peak_rss_mib", "MiB", Target::Below(100.0)),
 ];
 
 /// Every row id (for `--only`).

@@ -141,6 +141,27 @@ impl BlobWriter {
         }
     }
 
+    /// A new file at `path`, written the same way, for blobs kept outside a registry's
+    /// store (an OCI layout's `blobs/`): the caller renames it once [`BlobWriter::finish`]
+    /// said its digest is right.
+    pub fn create(path: PathBuf, algorithm: berth_image::Algorithm) -> Result<BlobWriter> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io(format!("creating {}", path.display())))?;
+        Ok(BlobWriter::new(path, file, algorithm.hasher(), 0))
+    }
+
+    /// Flushes, fsyncs, and returns the digest and length of everything written.
+    pub fn finish(self) -> Result<(berth_image::Digest, u64)> {
+        let (path, file, hasher, len) = self.into_parts()?;
+        file.sync_all()
+            .map_err(StoreError::io(format!("fsync {}", path.display())))?;
+        Ok((hasher.finish(), len))
+    }
+
     fn io_error(&self, what: &str) -> impl FnOnce(std::io::Error) -> StoreError {
         StoreError::io(format!("{what} {}", self.path.display()))
     }

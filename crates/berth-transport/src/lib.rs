@@ -5,9 +5,10 @@
 //!   repository (through `berth-remote`) or an OCI layout ([`oci`]). Each kind is one
 //!   variant and one module; the copy engine only speaks to `Place`.
 //! - [`copy`]: manifests and blobs from one place to another, blobs streamed (never
-//!   whole in memory), several at once, each hashed on the way and refused if it does
-//!   not match its digest, skipped when the destination has it, mounted across
-//!   repositories of one registry.
+//!   whole in memory), several at once, skipped when the destination has it, mounted
+//!   across repositories of one registry. Every blob's digest is checked where it
+//!   lands (the registry's `PUT ?digest=`, the layout's hash before its rename), so a
+//!   blob that does not match fails the copy before any manifest names it.
 
 pub mod copy;
 pub mod name;
@@ -22,6 +23,8 @@ pub use name::ImageName;
 pub enum TransportError {
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Store(#[from] berth_store::StoreError),
     #[error("invalid image name {0}")]
     Name(String),
     #[error("{0}: not found")]

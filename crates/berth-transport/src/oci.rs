@@ -12,7 +12,6 @@ use berth_image::{Digest, Manifest};
 use berth_remote::ByteStream;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 use crate::TransportError;
 
@@ -142,6 +141,8 @@ impl Layout {
     }
 
     /// Writes `stream` as blob `d`: to a temporary file, checked, fsynced, renamed.
+    /// A blocking thread hashes and writes while the async side receives, so the two
+    /// overlap on two cores.
     pub async fn put_blob(&self, d: &Digest, mut stream: ByteStream) -> Result<(), TransportError> {
         let final_path = self.blob_path(d);
         let dir = final_path.parent().unwrap_or(&self.path).to_path_buf();
@@ -149,30 +150,50 @@ impl Layout {
             .await
             .map_err(io(&dir, "creating"))?;
         let tmp = dir.join(format!(".tmp-{}-{}", d.hex(), std::process::id()));
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(io(&tmp, "creating"))?;
-        let mut hasher = d.algorithm().hasher();
-        let result = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(io(&tmp, "receiving"))?;
-                hasher.update(&chunk);
-                f.write_all(&chunk).await.map_err(io(&tmp, "writing"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+        let (path, algorithm) = (tmp.clone(), d.algorithm());
+        let writer = tokio::task::spawn_blocking(move || -> Result<Digest, TransportError> {
+            // berth-store's writer: hashed as written, full 1 MiB blocks with O_DIRECT
+            // (no page-cache copy), fsynced at the end.
+            let mut w = berth_store::BlobWriter::create(path, algorithm)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write(&chunk)?;
             }
-            f.sync_all().await.map_err(io(&tmp, "syncing"))?;
-            let actual = hasher.finish();
-            if &actual != d {
-                return Err(TransportError::Digest {
-                    what: format!("blob for {}", self.path.display()),
-                    expected: d.clone(),
-                    actual,
-                });
+            Ok(w.finish()?.0)
+        });
+        let mut received = Ok(());
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    if tx.send(c).await.is_err() {
+                        break; // The writer failed; its error says why.
+                    }
+                }
+                Err(e) => {
+                    received = Err(TransportError::Io {
+                        context: format!("receiving blob {d}"),
+                        source: e,
+                    });
+                    break;
+                }
             }
-            tokio::fs::rename(&tmp, &final_path)
-                .await
-                .map_err(io(&final_path, "renaming to"))
         }
-        .await;
+        drop(tx);
+        let written = writer.await.map_err(|e| TransportError::Io {
+            context: format!("writing {}", tmp.display()),
+            source: std::io::Error::other(e),
+        });
+        let result = match (received, written) {
+            (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => Err(e),
+            (Ok(()), Ok(Ok(actual))) if &actual != d => Err(TransportError::Digest {
+                what: format!("blob for {}", self.path.display()),
+                expected: d.clone(),
+                actual,
+            }),
+            (Ok(()), Ok(Ok(_))) => tokio::fs::rename(&tmp, &final_path)
+                .await
+                .map_err(io(&final_path, "renaming to")),
+        };
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
