@@ -139,32 +139,34 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
 
 /// Runs one copy with `tool` and measures it.
 fn run_copy(env: &Env, tool: Tool, from: &str, to: &str, home: &Path) -> Result<Run> {
-    let log = env.run.join(format!("{}-copy.log", tool.name()));
+    run_tool(env, tool, "copy", &["--quiet", from, to], home)
+}
+
+/// Runs `tool SUBCOMMAND --insecure-policy --src/dest-tls-verify=false ARGS` and
+/// measures it.
+fn run_tool(env: &Env, tool: Tool, sub: &str, args: &[&str], home: &Path) -> Result<Run> {
+    let log = env.run.join(format!("{}-{sub}.log", tool.name()));
     let out = File::create(&log)?;
     let mut cmd = match tool {
         Tool::Berth => {
             let mut c = Command::new(&env.berth);
-            c.args(["copy", "--insecure-policy", "--quiet"]);
+            c.args([sub, "--insecure-policy"]);
             c
         }
         Tool::Skopeo => {
             let mut c = Command::new("skopeo");
-            c.args(["--insecure-policy", "copy", "--quiet"]);
+            c.args(["--insecure-policy", sub]);
             c
         }
     };
-    cmd.args([
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        from,
-        to,
-    ])
-    .env("HOME", home)
-    .env_remove("XDG_RUNTIME_DIR")
-    .env_remove("REGISTRY_AUTH_FILE")
-    .stdin(Stdio::null())
-    .stdout(out.try_clone()?)
-    .stderr(out);
+    cmd.args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
     let t0 = Instant::now();
     let child = cmd.spawn().with_context(|| {
         format!(
@@ -177,8 +179,9 @@ fn run_copy(env: &Env, tool: Tool, from: &str, to: &str, home: &Path) -> Result<
     if status != 0 {
         let text = fs::read_to_string(&log).unwrap_or_default();
         bail!(
-            "{} copy {from} {to} failed ({status}): {}",
+            "{} {sub} {} failed ({status}): {}",
             tool.name(),
+            args.join(" "),
             text.lines().last().unwrap_or("")
         );
     }
@@ -293,6 +296,54 @@ pub fn copy_phase(
             }
             dest.stop();
             let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    Ok(())
+}
+
+/// `sync_200_images_per_s`: a repository of 200 small images (the manifest GET
+/// benchmark's) synced to a fresh berth instance, `berth sync` against `skopeo sync`.
+pub fn sync_phase(
+    env: &Env,
+    table: &mut Table,
+    source: &Server,
+    images: usize,
+    reps: usize,
+) -> Result<()> {
+    table.notes.push(
+        "sync_200_*: both columns are clients: left `berth sync`, right `skopeo sync` (1.9.3), \
+         every tag of a repository of 200 small images to a fresh berth instance"
+            .into(),
+    );
+    let src = format!("127.0.0.1:{}/bench/small", source.port);
+    for rep in 1..=reps {
+        for tool in [Tool::Berth, Tool::Skopeo] {
+            let home = env.run.join(format!("homes/sync-{}-{rep}", tool.name()));
+            let _ = fs::remove_dir_all(&home);
+            fs::create_dir_all(&home)?;
+            let mut dest = Server::start(env, Kind::Berth, None)?;
+            let to = format!("127.0.0.1:{}/mirror", dest.port);
+            let args = [
+                "--src",
+                "docker",
+                "--dest",
+                "docker",
+                src.as_str(),
+                to.as_str(),
+            ];
+            match run_tool(env, tool, "sync", &args, &home) {
+                Ok(r) => {
+                    let rate = images as f64 / r.seconds;
+                    progress(&format!(
+                        "sync_200 rep {rep} {}: {:.2} s, {rate:.0} images/s",
+                        tool.name(),
+                        r.seconds
+                    ));
+                    table.add("sync_200_images_per_s", tool == Tool::Berth, rate);
+                }
+                Err(e) => table.error("sync_200_images_per_s", tool.name(), format!("{e:#}")),
+            }
+            dest.stop();
         }
     }
     Ok(())

@@ -123,6 +123,7 @@ const PHASES: &[(&str, &[&str])] = &[
             "copy_1g_peak_rss_mib",
         ],
     ),
+    ("sync_200", &["sync_200_images_per_s"]),
 ];
 
 struct Config {
@@ -380,6 +381,14 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         client::copy_phase(&env, table, &data_dir, cfg.big_size, cfg.reps)?;
         background(table, "copy_1g", m);
+    }
+    if cfg.wants("sync_200") {
+        let m = CpuMark::now();
+        let source = Server::start(&env, Kind::Berth, None)?;
+        let images = Arc::new(data::small_images(SMALL_IMAGES));
+        push_small(&source, &images).await?;
+        client::sync_phase(&env, table, &source, SMALL_IMAGES, cfg.reps)?;
+        background(table, "sync_200", m);
     }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();

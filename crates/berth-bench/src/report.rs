@@ -72,6 +72,11 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("copy_1g_to_oci_MBps", "MB/s", Target::RatioAtLeast(2.0)),
     ("copy_1g_from_oci_MBps", "MB/s", Target::RatioAtLeast(2.0)),
     ("copy_1g_peak_rss_mib", "MiB", Target::Below(100.0)),
+    (
+        "sync_200_images_per_s",
+        "images/s",
+        Target::RatioAtLeast(3.0),
+    ),
 ];
 
 /// Every row id (for `--only`).

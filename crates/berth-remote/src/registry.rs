@@ -400,6 +400,38 @@ impl Registry {
         })
     }
 
+    /// The digest of manifest `reference` of `repo` (`HEAD`), or `None` when there is
+    /// none. Falls back to a `GET` when the registry sends no `Docker-Content-Digest`.
+    pub async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RemoteError> {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let r = self
+            .send(
+                Method::HEAD,
+                &path,
+                Some(&pull_scope(repo)),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        if r.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("{}/{repo}:{reference}", self.host);
+        let r = check(r, &what).await?;
+        match r
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+        {
+            Some(d) => Ok(Some(d)),
+            None => Ok(Some(self.manifest(repo, reference).await?.digest)),
+        }
+    }
+
     /// A small blob (a config) of `repo`, whole, verified against `digest`.
     pub async fn blob_bytes(
         &self,

@@ -69,7 +69,7 @@ pub struct RawManifest {
 /// An image's place, opened.
 pub enum Place {
     Registry {
-        registry: Box<Registry>,
+        registry: std::sync::Arc<Registry>,
         repo: String,
         /// Tag or digest of the named image.
         reference: String,

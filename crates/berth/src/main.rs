@@ -33,6 +33,8 @@ enum Command {
     ListTags(client::images::ListTagsArgs),
     /// Copy an image between registries and OCI layouts (docker://, oci:).
     Copy(client::copy::CopyArgs),
+    /// Copy a whole repository (every tag) to another registry, skipping what is there.
+    Sync(client::sync::SyncArgs),
     /// Delete an image (its manifest, and so every tag pointing at it).
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => client::images::inspect(args),
         Command::ListTags(args) => client::images::list_tags(args),
         Command::Copy(args) => client::copy::run(args),
+        Command::Sync(args) => client::sync::run(args),
         Command::Delete(args) => client::images::delete(args),
         Command::ManifestDigest(args) => client::images::manifest_digest(args),
         Command::Login(args) => client::login::login(args),

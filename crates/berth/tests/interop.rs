@@ -1154,3 +1154,99 @@ fn copy_between_registries_and_layouts() {
         .run_any();
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
 }
+
+/// `berth sync` copies every tag of a repository where `skopeo sync` puts them, and a
+/// second run copies nothing.
+#[test]
+fn sync_a_repository() {
+    let mut ctx = Ctx::new("sync", &[BUILDAH, SKOPEO, REGISTRY]);
+    let berth = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/sync:v1");
+    for tag in ["v1", "v2", "v3"] {
+        ctx.buildah(&[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            &image,
+            &format!("docker://{berth}/test/src:{tag}"),
+        ])
+        .run();
+    }
+    let sync = |extra: &[&str], dest: &str| {
+        let mut args = vec![
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        args.extend(extra);
+        let src = format!("{berth}/test/src");
+        args.extend([src.as_str(), dest]);
+        ctx.berth(&args).run()
+    };
+    let insecure = ["--insecure-policy"];
+    let out = sync(&insecure, &format!("{dist}/mirror"));
+    assert!(
+        out.stderr.contains("3 images copied, 0 already there"),
+        "{}",
+        out.stderr
+    );
+    let again = sync(&insecure, &format!("{dist}/mirror"));
+    assert!(
+        again.stderr.contains("0 images copied, 3 already there"),
+        "{}",
+        again.stderr
+    );
+    ctx.skopeo(&[
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("{berth}/test/src"),
+        &format!("{dist}/by-skopeo"),
+    ])
+    .run();
+    let tags = |repo: &str| {
+        ctx.skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{dist}/{repo}"),
+        ])
+        .run()
+        .json()["Tags"]
+            .clone()
+    };
+    assert_eq!(tags("mirror/src"), tags("by-skopeo/src"));
+    assert_eq!(tags("mirror/src"), serde_json::json!(["v1", "v2", "v3"]));
+    for tag in ["v1", "v2", "v3"] {
+        let digest = |repo: &str| {
+            ctx.skopeo(&[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Digest}}",
+                &format!("docker://{dist}/{repo}/src:{tag}"),
+            ])
+            .run()
+            .last_line()
+        };
+        assert_eq!(digest("mirror"), digest("by-skopeo"));
+    }
+    // One tag, scoped.
+    let out = sync(
+        &["--insecure-policy", "--scoped"],
+        &format!("{dist}/scoped"),
+    );
+    assert!(out.stderr.contains("3 images copied"), "{}", out.stderr);
+    let scoped = format!("scoped/{}/test/src", berth.replace(':', "-"));
+    assert_eq!(tags(&scoped), serde_json::json!(["v1", "v2", "v3"]));
+}

@@ -1,6 +1,5 @@
 //! `berth copy SRC DEST`: skopeo copy's shape, over the transport crate's pipeline.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,11 +14,9 @@ use clap::Args;
 
 use super::{go_arch, Config, RegistryFlags};
 
+/// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 #[derive(Args, Debug)]
-pub struct CopyArgs {
-    /// For a multi-platform image, copy every platform and the index
-    #[arg(long, short = 'a')]
-    all: bool,
+pub struct Sides {
     /// Credentials file for both sides
     #[arg(long, value_name = "PATH")]
     authfile: Option<PathBuf>,
@@ -52,40 +49,20 @@ pub struct CopyArgs {
     retry_times: u32,
     /// Blobs copied at once
     #[arg(long, value_name = "N", default_value_t = 6)]
-    image_parallel_copies: usize,
-    /// Fail rather than change a digest (berth never changes one yet: manifests and
-    /// blobs are copied as they are)
-    #[arg(long)]
-    preserve_digests: bool,
-    /// Write the digest of the copied manifest to this file
-    #[arg(long, value_name = "PATH")]
-    digestfile: Option<PathBuf>,
+    pub image_parallel_copies: usize,
     /// No progress lines
     #[arg(long, short = 'q')]
-    quiet: bool,
+    pub quiet: bool,
     /// Trust policy file [default: ~/.config/containers/policy.json, /etc/containers/policy.json]
     #[arg(long, value_name = "PATH")]
     policy: Option<PathBuf>,
     /// Accept any image, whatever policy.json says
     #[arg(long)]
     insecure_policy: bool,
-    /// For a multi-platform image, the OS to copy [default: linux]
-    #[arg(long, value_name = "OS")]
-    override_os: Option<String>,
-    /// For a multi-platform image, the architecture to copy [default: this machine's]
-    #[arg(long, value_name = "ARCH")]
-    override_arch: Option<String>,
-    /// For a multi-platform image, the CPU variant to copy
-    #[arg(long, value_name = "VARIANT")]
-    override_variant: Option<String>,
-    /// Source image, e.g. docker://quay.io/org/app:v1 or oci:/path:v1
-    source: String,
-    /// Destination image
-    destination: String,
 }
 
-impl CopyArgs {
-    fn side(
+impl Sides {
+    fn flags(
         &self,
         creds: &Option<String>,
         no_creds: bool,
@@ -101,13 +78,116 @@ impl CopyArgs {
             retry_times: self.retry_times,
         }
     }
+
+    pub fn source(&self) -> RegistryFlags {
+        self.flags(
+            &self.src_creds,
+            self.src_no_creds,
+            &self.src_registry_token,
+            self.src_tls_verify,
+        )
+    }
+
+    pub fn destination(&self) -> RegistryFlags {
+        self.flags(
+            &self.dest_creds,
+            self.dest_no_creds,
+            &self.dest_registry_token,
+            self.dest_tls_verify,
+        )
+    }
+
+    /// Progress lines on stderr, one per step (stdout stays for data).
+    pub fn progress(&self) -> Progress {
+        let quiet = self.quiet;
+        Arc::new(move |line: &str| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        })
+    }
+
+    /// Checks policy.json for reading `name`, as containers/image does before a copy.
+    pub fn check_policy(&self, config: &Config, name: &ImageName) -> anyhow::Result<()> {
+        if self.insecure_policy {
+            return Ok(());
+        }
+        let policy = Policy::load(config.env(), self.policy.as_deref())?;
+        let (transport, identity) = match name {
+            ImageName::Docker(r) => ("docker", docker_identity(r)),
+            ImageName::Oci { path, reference } => {
+                let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                let mut id = abs.display().to_string();
+                if let Some(r) = reference {
+                    id = format!("{id}:{r}");
+                }
+                ("oci", id)
+            }
+        };
+        match policy.evaluate(transport, &identity) {
+            Decision::Accept => Ok(()),
+            Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
+            Decision::NeedsSignature => bail!(
+                "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
+            ),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// For a multi-platform image, copy every platform and the index
+    #[arg(long, short = 'a')]
+    all: bool,
+    #[command(flatten)]
+    sides: Sides,
+    /// Fail rather than change a digest (berth never changes one yet: manifests and
+    /// blobs are copied as they are)
+    #[arg(long)]
+    preserve_digests: bool,
+    /// Write the digest of the copied manifest to this file
+    #[arg(long, value_name = "PATH")]
+    digestfile: Option<PathBuf>,
+    #[command(flatten)]
+    platform: PlatformFlags,
+    /// Source image, e.g. docker://quay.io/org/app:v1 or oci:/path:v1
+    source: String,
+    /// Destination image
+    destination: String,
+}
+
+/// Which image of a multi-platform one.
+#[derive(Args, Debug)]
+pub struct PlatformFlags {
+    /// For a multi-platform image, the OS to use [default: linux]
+    #[arg(long, value_name = "OS")]
+    override_os: Option<String>,
+    /// For a multi-platform image, the architecture to use [default: this machine's]
+    #[arg(long, value_name = "ARCH")]
+    override_arch: Option<String>,
+    /// For a multi-platform image, the CPU variant to use
+    #[arg(long, value_name = "VARIANT")]
+    override_variant: Option<String>,
+}
+
+impl PlatformFlags {
+    pub fn platform(&self) -> Platform {
+        Platform {
+            os: self.override_os.clone().unwrap_or_else(|| "linux".into()),
+            architecture: self
+                .override_arch
+                .clone()
+                .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
+            variant: self.override_variant.clone(),
+        }
+    }
 }
 
 /// Opens `name` as a place, with `flags` when it is a registry.
 pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow::Result<Place> {
     Ok(match name {
         ImageName::Docker(r) => Place::Registry {
-            registry: Box::new(config.registry(r, flags)?),
+            registry: std::sync::Arc::new(config.registry(r, flags)?),
             repo: r.path().as_str().to_string(),
             reference: match (r.digest(), r.tag()) {
                 (Some(d), _) => d.to_string(),
@@ -121,83 +201,22 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
     })
 }
 
-/// Checks policy.json for reading `name`, as containers/image does before a copy.
-fn check_policy(a: &CopyArgs, config: &Config, name: &ImageName) -> anyhow::Result<()> {
-    if a.insecure_policy {
-        return Ok(());
-    }
-    let policy = Policy::load(config.env(), a.policy.as_deref())?;
-    let (transport, identity) = match name {
-        ImageName::Docker(r) => ("docker", docker_identity(r)),
-        ImageName::Oci { path, reference } => {
-            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            let mut id = abs.display().to_string();
-            if let Some(r) = reference {
-                id = format!("{id}:{r}");
-            }
-            ("oci", id)
-        }
-    };
-    match policy.evaluate(transport, &identity) {
-        Decision::Accept => Ok(()),
-        Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
-        Decision::NeedsSignature => bail!(
-            "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
-        ),
-    }
-}
-
 pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let src_name = ImageName::parse(&a.source)?;
     let dst_name = ImageName::parse(&a.destination)?;
     let config = Config::load()?;
-    check_policy(&a, &config, &src_name)?;
-    let src = open(
-        &config,
-        &src_name,
-        &a.side(
-            &a.src_creds,
-            a.src_no_creds,
-            &a.src_registry_token,
-            a.src_tls_verify,
-        ),
-    )?;
-    let dst = open(
-        &config,
-        &dst_name,
-        &a.side(
-            &a.dest_creds,
-            a.dest_no_creds,
-            &a.dest_registry_token,
-            a.dest_tls_verify,
-        ),
-    )?;
+    a.sides.check_policy(&config, &src_name)?;
+    let src = open(&config, &src_name, &a.sides.source())?;
+    let dst = open(&config, &dst_name, &a.sides.destination())?;
     let options = CopyOptions {
         all: a.all,
-        platform: Platform {
-            os: a.override_os.clone().unwrap_or_else(|| "linux".into()),
-            architecture: a
-                .override_arch
-                .clone()
-                .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
-            variant: a.override_variant.clone(),
-        },
-        parallel: a.image_parallel_copies,
+        platform: a.platform.platform(),
+        parallel: a.sides.image_parallel_copies,
     };
-    let quiet = a.quiet;
-    // Progress goes to stderr, one line per step (stdout stays for data).
-    let progress: Progress = Arc::new(move |line: &str| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    });
-    if !quiet && !std::io::stderr().is_terminal() {
-        tracing::debug!("progress as plain lines");
-    }
     let digest = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(copy(&src, &dst, &options, progress))
+        .block_on(copy(&src, &dst, &options, a.sides.progress()))
         .with_context(|| format!("copying {src_name} to {dst_name}"))?;
     if let Some(path) = &a.digestfile {
         std::fs::write(path, digest.to_string())

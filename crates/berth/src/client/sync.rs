@@ -1,0 +1,207 @@
+//! `berth sync --src docker --dest docker SOURCE DESTINATION`: a whole repository (or
+//! one tag) to another registry, as skopeo sync does, skipping every image the
+//! destination already has under the same tag with the same digest.
+//!
+//! Unlike skopeo, which copies one image after another, several images are copied at
+//! once over shared connections and tokens; each image's blobs go in parallel too.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use berth_image::ImageReference;
+use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::{ImageName, Place};
+use clap::Args;
+use futures_util::{stream, StreamExt};
+
+use super::copy::{PlatformFlags, Sides};
+use super::Config;
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Kind of SOURCE: docker (a repository, or one image with a tag)
+    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker"])]
+    src: String,
+    /// Kind of DESTINATION: docker (a registry, with an optional namespace)
+    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker"])]
+    dest: String,
+    /// For multi-platform images, copy every platform and the index
+    #[arg(long, short = 'a')]
+    all: bool,
+    /// Keep the source's registry and path under the destination
+    /// (DEST/host/path instead of DEST/last-path-component)
+    #[arg(long)]
+    scoped: bool,
+    /// Say what would be copied, copy nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on with the next image when one fails (the exit status still says so)
+    #[arg(long)]
+    keep_going: bool,
+    /// Images copied at once
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    parallel_images: usize,
+    #[command(flatten)]
+    sides: Sides,
+    #[command(flatten)]
+    platform: PlatformFlags,
+    /// The repository (all tags) or image (one tag), without transport:
+    /// registry.example/org/app[:tag]
+    source: String,
+    /// The registry and optional namespace to copy into: mirror.example/ns
+    destination: String,
+}
+
+/// The destination repository for `src`: `DEST/<last component>` or, scoped,
+/// `DEST/<host>/<path>`.
+fn destination_repo(dest: &str, src: &ImageReference, scoped: bool) -> String {
+    let path = src.path().as_str();
+    let tail = if scoped {
+        format!("{}/{path}", src.domain().replace(':', "-"))
+    } else {
+        path.rsplit('/').next().unwrap_or(path).to_string()
+    };
+    format!("{}/{tail}", dest.trim_end_matches('/'))
+}
+
+pub fn run(a: SyncArgs) -> anyhow::Result<()> {
+    if a.src != "docker" || a.dest != "docker" {
+        bail!("sync supports --src docker --dest docker for now");
+    }
+    let src_ref: ImageReference = a
+        .source
+        .parse()
+        .with_context(|| format!("invalid source {:?}", a.source))?;
+    if src_ref.digest().is_some() {
+        bail!(
+            "{}: sync takes a repository or a tag, not a digest",
+            a.source
+        );
+    }
+    let dest_repo = destination_repo(&a.destination, &src_ref, a.scoped);
+    let dest_ref: ImageReference = dest_repo
+        .parse()
+        .with_context(|| format!("invalid destination {:?}", a.destination))?;
+    let config = Config::load()?;
+    a.sides
+        .check_policy(&config, &ImageName::Docker(src_ref.clone()))?;
+    let src_registry = Arc::new(config.registry(&src_ref, &a.sides.source())?);
+    let dst_registry = Arc::new(config.registry(&dest_ref, &a.sides.destination())?);
+    let progress = a.sides.progress();
+    let options = CopyOptions {
+        all: a.all,
+        platform: a.platform.platform(),
+        parallel: a.sides.image_parallel_copies,
+    };
+    let (src_repo, dst_repo) = (src_ref.path().to_string(), dest_ref.path().to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let tags = match src_ref.tag() {
+            Some(t) => vec![t.to_string()],
+            None => src_registry.tags(&src_repo).await?,
+        };
+        let (copied, skipped, failed) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let one = |tag: String| {
+            let (src_registry, dst_registry) = (src_registry.clone(), dst_registry.clone());
+            let (src_repo, dst_repo, progress, options) = (
+                src_repo.clone(),
+                dst_repo.clone(),
+                progress.clone(),
+                options.clone(),
+            );
+            let (copied, skipped, failed) = (&copied, &skipped, &failed);
+            let (src_name, dst_name) = (
+                format!("{}/{src_repo}:{tag}", src_registry.host()),
+                format!("{}/{dst_repo}:{tag}", dst_registry.host()),
+            );
+            let dry_run = a.dry_run;
+            async move {
+                let result: anyhow::Result<()> = async {
+                    let have = src_registry
+                        .manifest_digest(&src_repo, &tag)
+                        .await?
+                        .with_context(|| format!("{src_name} disappeared"))?;
+                    if dst_registry.manifest_digest(&dst_repo, &tag).await? == Some(have) {
+                        progress(&format!(
+                            "Skipping {src_name}: {dst_name} is the same image"
+                        ));
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    if dry_run {
+                        progress(&format!("Would copy {src_name} to {dst_name}"));
+                        return Ok(());
+                    }
+                    progress(&format!("Copying {src_name} to {dst_name}"));
+                    let src = Place::Registry {
+                        registry: src_registry,
+                        repo: src_repo,
+                        reference: tag.clone(),
+                    };
+                    let dst = Place::Registry {
+                        registry: dst_registry,
+                        repo: dst_repo,
+                        reference: tag,
+                    };
+                    copy(&src, &dst, &options, progress.clone()).await?;
+                    copied.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                .await;
+                result.map_err(|e| {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    e.context(format!("syncing {src_name}"))
+                })
+            }
+        };
+        let mut results = stream::iter(tags)
+            .map(one)
+            .buffer_unordered(a.parallel_images.max(1));
+        let mut first_error = None;
+        while let Some(r) = results.next().await {
+            if let Err(e) = r {
+                if !a.keep_going {
+                    return Err(e);
+                }
+                eprintln!("berth: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+        drop(results);
+        eprintln!(
+            "{} images copied, {} already there, {} failed",
+            copied.load(Ordering::Relaxed),
+            skipped.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed)
+        );
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_names() {
+        let src: ImageReference = "registry.example:5000/org/app".parse().unwrap();
+        assert_eq!(
+            destination_repo("mirror.local/ns/", &src, false),
+            "mirror.local/ns/app"
+        );
+        assert_eq!(
+            destination_repo("mirror.local", &src, true),
+            "mirror.local/registry.example-5000/org/app"
+        );
+    }
+}
