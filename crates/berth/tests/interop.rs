@@ -814,6 +814,21 @@ fn client_commands_match_skopeo() {
         assert_eq!(b.stdout_bytes, s.stdout_bytes, "--raw");
         let (b, s) = both(&["inspect", "--raw", "--config", target]);
         assert_eq!(b.stdout_bytes, s.stdout_bytes, "--raw --config");
+        let format = "{{.Digest}} {{.Architecture}} {{range .RepoTags}}{{.}},{{end}} {{.Labels}} {{index .Labels \"io.buildah.version\"}}";
+        let (b, s) = both(&["inspect", "--format", format, target]);
+        assert_eq!(b.stdout, s.stdout, "--format");
+        // `json` came to skopeo's templates after 1.9.3; berth has it.
+        let b = ctx
+            .berth(&[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{json .RepoTags}}",
+                target,
+            ])
+            .run();
+        let tags = serde_json::to_string(&sj["RepoTags"]).unwrap();
+        assert_eq!(b.stdout.trim(), tags);
         let (b, s) = both(&["inspect", "--no-tags", target]);
         assert_eq!(b.json()["RepoTags"], s.json()["RepoTags"], "--no-tags");
     }

@@ -23,6 +23,9 @@ pub struct InspectArgs {
     /// Print the image's config instead of the summary
     #[arg(long)]
     config: bool,
+    /// Print with a Go template instead, e.g. '{{.Digest}}' or '{{range .RepoTags}}{{.}} {{end}}'
+    #[arg(long, short = 'f', value_name = "TEMPLATE", conflicts_with = "raw")]
+    format: Option<String>,
     /// Do not list the repository's tags (RepoTags stays empty)
     #[arg(long, short = 'n')]
     no_tags: bool,
@@ -141,7 +144,13 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
             &image_config,
             index.as_ref(),
         );
-        print_line(&inspection.to_json())
+        match &a.format {
+            Some(t) => {
+                let data = serde_json::to_value(&inspection)?;
+                print_line(&super::template::render(t, &data)?)
+            }
+            None => print_line(&inspection.to_json()),
+        }
     })
 }
 

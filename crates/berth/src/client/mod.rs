@@ -6,6 +6,7 @@ pub mod copy;
 pub mod images;
 pub mod login;
 pub mod sync;
+pub mod template;
 
 use std::path::PathBuf;
 
