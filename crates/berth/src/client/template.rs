@@ -124,7 +124,7 @@ fn expr(s: &str) -> anyhow::Result<Expr> {
     }
 }
 
-fn eval<'a>(e: &Expr, data: &'a Value) -> anyhow::Result<Option<Value>> {
+fn eval(e: &Expr, data: &Value) -> anyhow::Result<Option<Value>> {
     Ok(match e {
         Expr::Path(path) => {
             let mut v = data;
