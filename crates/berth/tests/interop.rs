@@ -1265,3 +1265,73 @@ fn sync_a_repository() {
     let scoped = format!("scoped/{}/test/src", berth.replace(':', "-"));
     assert_eq!(tags(&scoped), serde_json::json!(["v1", "v2", "v3"]));
 }
+
+/// registries.conf on reads: a mirror serves when the registry is down, a short name
+/// resolves through `unqualified-search-registries`, a blocked registry is refused.
+#[test]
+fn registries_conf_mirrors_short_names_and_blocks() {
+    let mut ctx = Ctx::new("regconf", &[BUILDAH, SKOPEO]);
+    let berth = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/regconf:v1");
+    ctx.buildah(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        &image,
+        &format!("docker://{berth}/test/app:v1"),
+    ])
+    .run();
+    // Nothing listens on the primary's port.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    fs::write(
+        ctx.path("registries.conf"),
+        format!(
+            "unqualified-search-registries = [\"{berth}\"]\n\
+             short-name-mode = \"permissive\"\n\
+             [[registry]]\nprefix = \"{down}\"\nlocation = \"{down}\"\ninsecure = true\n\
+             [[registry.mirror]]\nlocation = \"{berth}\"\ninsecure = true\n\
+             [[registry]]\nprefix = \"{berth}/blocked\"\nlocation = \"{berth}/blocked\"\nblocked = true\n"
+        ),
+    )
+    .unwrap();
+    let policy = ctx.p("policy.json");
+
+    ctx.step("a mirror serves while the registry is down");
+    let via_mirror = format!("docker://{down}/test/app:v1");
+    let out = ctx.berth(&["inspect", "--no-tags", &via_mirror]).run();
+    assert_eq!(out.json()["Name"], format!("{down}/test/app"));
+    ctx.berth(&[
+        "copy",
+        "--policy",
+        &policy,
+        &via_mirror,
+        &format!("oci:{}:v1", ctx.p("from-mirror")),
+    ])
+    .run();
+
+    ctx.step("a short name resolves through unqualified-search-registries");
+    let out = ctx
+        .berth(&[
+            "inspect",
+            "--tls-verify=false",
+            "--no-tags",
+            "docker://test/app:v1",
+        ])
+        .run();
+    assert_eq!(out.json()["Name"], format!("{berth}/test/app"));
+
+    ctx.step("a blocked registry is refused");
+    let out = ctx
+        .berth(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{berth}/blocked/app:v1"),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("blocked"), "{}", out.stderr);
+}

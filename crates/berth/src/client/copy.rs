@@ -12,7 +12,7 @@ use berth_transport::oci::Layout;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
-use super::{go_arch, Config, RegistryFlags};
+use super::{go_arch, reference_of, Config, RegistryFlags};
 
 /// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 #[derive(Args, Debug)]
@@ -189,11 +189,7 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
         ImageName::Docker(r) => Place::Registry {
             registry: std::sync::Arc::new(config.registry(r, flags)?),
             repo: r.path().as_str().to_string(),
-            reference: match (r.digest(), r.tag()) {
-                (Some(d), _) => d.to_string(),
-                (None, Some(t)) => t.to_string(),
-                (None, None) => "latest".into(),
-            },
+            reference: reference_of(r),
         },
         ImageName::Oci { path, reference } => {
             Place::Oci(Layout::new(path.clone(), reference.clone()))
@@ -201,12 +197,33 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
     })
 }
 
+/// Opens `name` for reading: for a registry, the first of its sources (short-name
+/// candidates, mirrors, its own location) that has the image.
+pub async fn open_source(
+    config: &Config,
+    typed: &str,
+    name: &ImageName,
+    flags: &RegistryFlags,
+) -> anyhow::Result<Place> {
+    match name {
+        ImageName::Docker(r) => {
+            let typed = typed.trim_start_matches("docker://");
+            let (_, registry, at) = config.open_for_read(typed, r, flags).await?;
+            Ok(Place::Registry {
+                registry: std::sync::Arc::new(registry),
+                repo: at.path().as_str().to_string(),
+                reference: reference_of(&at),
+            })
+        }
+        ImageName::Oci { .. } => open(config, name, flags),
+    }
+}
+
 pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let src_name = ImageName::parse(&a.source)?;
     let dst_name = ImageName::parse(&a.destination)?;
     let config = Config::load()?;
     a.sides.check_policy(&config, &src_name)?;
-    let src = open(&config, &src_name, &a.sides.source())?;
     let dst = open(&config, &dst_name, &a.sides.destination())?;
     let options = CopyOptions {
         all: a.all,
@@ -216,7 +233,10 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let digest = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(copy(&src, &dst, &options, a.sides.progress()))
+        .block_on(async {
+            let src = open_source(&config, &a.source, &src_name, &a.sides.source()).await?;
+            anyhow::Ok(copy(&src, &dst, &options, a.sides.progress()).await?)
+        })
         .with_context(|| format!("copying {src_name} to {dst_name}"))?;
     if let Some(path) = &a.digestfile {
         std::fs::write(path, digest.to_string())

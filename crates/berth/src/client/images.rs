@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use berth_image::inspect::{to_go_json, ImageConfig, Inspection};
-use berth_image::{Digest, ImageReference, Manifest, ManifestKind, Platform};
+use berth_image::{Digest, Manifest, ManifestKind, Platform};
 use berth_remote::Registry;
 use clap::Args;
 use serde::Serialize;
 
-use super::{docker_reference, go_arch, Config, RegistryFlags};
+use super::{docker_reference, go_arch, reference_of, Config, RegistryFlags};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -78,22 +78,14 @@ fn wanted_platform(a: &InspectArgs) -> Platform {
     }
 }
 
-/// The tag or digest to fetch: the digest when given, else the tag, else `latest`.
-fn reference_of(r: &ImageReference) -> String {
-    match (r.digest(), r.tag()) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.to_string(),
-        (None, None) => "latest".into(),
-    }
-}
-
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let r = docker_reference(&a.image)?;
+    let typed = a.image.trim_start_matches("docker://");
     let config = Config::load()?;
-    let reg = config.registry(&r, &a.registry)?;
-    let repo = r.path().as_str().to_string();
     runtime()?.block_on(async {
-        let top = reg.manifest(&repo, &reference_of(&r)).await?;
+        let (logical, reg, at) = config.open_for_read(typed, &r, &a.registry).await?;
+        let repo = at.path().as_str().to_string();
+        let top = reg.manifest(&repo, &reference_of(&at)).await?;
         if a.raw && !a.config {
             return print_bytes(&top.bytes);
         }
@@ -137,7 +129,7 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
             reg.tags(&repo).await?
         };
         let inspection = Inspection::new(
-            r.name(),
+            logical.name(),
             top.digest.to_string(),
             tags,
             &image,

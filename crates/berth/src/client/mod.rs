@@ -11,7 +11,9 @@ pub mod template;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berth_containers_config::{AuthFiles, Env, Registries};
+use std::io::IsTerminal;
+
+use berth_containers_config::{AuthFiles, Env, PullSource, Registries};
 use berth_image::ImageReference;
 use berth_remote::{Credentials, Options, Registry};
 use clap::Args;
@@ -93,7 +95,78 @@ impl Config {
         if entry.is_some_and(|r| r.blocked) {
             bail!("registry {} is blocked in registries.conf", image.domain());
         }
-        let insecure = entry.is_some_and(|r| r.insecure);
+        self.client(image, entry.is_some_and(|r| r.insecure), flags)
+    }
+
+    /// Where to read `image` (as typed after `docker://`) from, in order: a short name
+    /// through registries.conf's aliases and `unqualified-search-registries`, then for
+    /// each candidate its mirrors and its own location. A blocked registry is an error.
+    pub fn read_sources(
+        &self,
+        typed: &str,
+        image: &ImageReference,
+    ) -> anyhow::Result<Vec<(ImageReference, PullSource)>> {
+        let candidates = if image.is_qualified() {
+            vec![image.clone()]
+        } else {
+            let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+            match self.registries.resolve_short_name(typed, tty) {
+                Ok(r) if r.prompt => bail!(
+                    "{typed} is a short name and several registries could hold it; name one \
+                     (host/{typed}) or add an alias in registries.conf"
+                ),
+                Ok(r) if !r.candidates.is_empty() => r.candidates,
+                // No alias and no search registries: docker.io, as docker:// names are.
+                _ => vec![image.clone()],
+            }
+        };
+        let mut sources = Vec::new();
+        for c in &candidates {
+            let found = self.registries.pull_sources(c)?;
+            sources.extend(found.into_iter().map(|s| (c.clone(), s)));
+        }
+        Ok(sources)
+    }
+
+    /// The first of [`Config::read_sources`] that has the image: the name it goes by
+    /// (a short name resolved), the client of the place that has it (maybe a mirror),
+    /// and its name there. A mirror serves while the registry is down, the next search
+    /// registry when the first lacks the image.
+    pub async fn open_for_read(
+        &self,
+        typed: &str,
+        image: &ImageReference,
+        flags: &RegistryFlags,
+    ) -> anyhow::Result<(ImageReference, Registry, ImageReference)> {
+        let mut last: Option<anyhow::Error> = None;
+        for (logical, source) in self.read_sources(typed, image)? {
+            let r = source.reference;
+            let registry = self.client(&r, source.insecure, flags)?;
+            let reference = reference_of(&r);
+            match registry
+                .manifest_digest(r.path().as_str(), &reference)
+                .await
+            {
+                Ok(Some(_)) => return Ok((logical, registry, r)),
+                Ok(None) => {
+                    let what = format!("{}:{reference}", r.name());
+                    last = Some(berth_remote::RemoteError::NotFound { what }.into());
+                }
+                Err(e) => {
+                    tracing::debug!(source = %r.name(), error = %e, "trying the next source");
+                    last = Some(anyhow::Error::new(e).context(format!("reading {}", r.name())));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("{typed}: no registry to read it from")))
+    }
+
+    fn client(
+        &self,
+        image: &ImageReference,
+        insecure: bool,
+        flags: &RegistryFlags,
+    ) -> anyhow::Result<Registry> {
         let credentials = if flags.no_creds {
             None
         } else if let Some(t) = &flags.registry_token {
@@ -140,5 +213,15 @@ pub fn go_arch(rust: &str) -> &str {
         "x86" => "386",
         "powerpc64" => "ppc64le",
         other => other,
+    }
+}
+
+/// The tag or digest that names `r` in its repository: the digest when given, else the
+/// tag, else `latest`.
+pub fn reference_of(r: &ImageReference) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".into(),
     }
 }
