@@ -2,7 +2,8 @@
 //!
 //! - [`name`]: `docker://…` and `oci:PATH[:REF]` names.
 //! - [`Place`]: an image's location opened for reading or writing: a registry
-//!   repository (through `berth-remote`) or an OCI layout ([`oci`]). Each kind is one
+//!   repository (through `berth-remote`), an OCI layout ([`oci`]) or a `dir:` folder
+//!   ([`dir`]). Each kind is one
 //!   variant and one module; the copy engine only speaks to `Place`.
 //! - [`copy`]: manifests and blobs from one place to another, blobs streamed (never
 //!   whole in memory), several at once, skipped when the destination has it, mounted
@@ -11,6 +12,8 @@
 //!   blob that does not match fails the copy before any manifest names it.
 
 pub mod copy;
+pub mod dir;
+mod files;
 pub mod name;
 pub mod oci;
 
@@ -75,6 +78,7 @@ pub enum Place {
         reference: String,
     },
     Oci(oci::Layout),
+    Dir(dir::DirImage),
 }
 
 impl Place {
@@ -96,6 +100,14 @@ impl Place {
                     digest: r.digest,
                 })
             }
+            Place::Dir(d) => {
+                let (bytes, digest) = d.manifest(digest).await?;
+                Ok(RawManifest {
+                    media_type: oci::Layout::media_type_of(&bytes),
+                    bytes,
+                    digest,
+                })
+            }
             Place::Oci(layout) => {
                 let (bytes, media_type, digest) = layout.manifest(digest).await?;
                 let media_type = media_type.or_else(|| oci::Layout::media_type_of(&bytes));
@@ -112,6 +124,7 @@ impl Place {
         match self {
             Place::Registry { registry, repo, .. } => Ok(registry.blob(repo, d).await?),
             Place::Oci(layout) => layout.blob(d).await,
+            Place::Dir(dir) => dir.blob(d).await,
         }
     }
 
@@ -121,6 +134,7 @@ impl Place {
                 Ok(registry.has_blob(repo, d).await?.is_some())
             }
             Place::Oci(layout) => Ok(layout.has_blob(d)),
+            Place::Dir(dir) => Ok(dir.has_blob(d)),
         }
     }
 
@@ -148,6 +162,7 @@ impl Place {
                 Ok(registry.upload_blob(repo, d, stream).await?)
             }
             Place::Oci(layout) => layout.put_blob(d, stream).await,
+            Place::Dir(dir) => dir.put_blob(d, stream).await,
         }
     }
 
@@ -176,6 +191,7 @@ impl Place {
                     .await?)
             }
             Place::Oci(layout) => layout.put_manifest(bytes, media_type, top_level).await,
+            Place::Dir(dir) => dir.put_manifest(bytes, top_level).await,
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum ImageName {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// skopeo's `dir:` folder.
+    Dir(PathBuf),
 }
 
 impl ImageName {
@@ -52,7 +54,13 @@ impl ImageName {
                     reference: reference.map(str::to_string),
                 })
             }
-            "oci-archive" | "dir" | "docker-archive" | "containers-storage" => Err(bad(&format!(
+            "dir" => {
+                if rest.is_empty() {
+                    return Err(bad("dir: needs a path"));
+                }
+                Ok(ImageName::Dir(PathBuf::from(rest)))
+            }
+            "oci-archive" | "docker-archive" | "containers-storage" => Err(bad(&format!(
                 "the {transport}: transport is not supported yet; use docker:// or oci:"
             ))),
             other => Err(bad(&format!(
@@ -75,6 +83,7 @@ impl fmt::Display for ImageName {
                 }
                 Ok(())
             }
+            ImageName::Dir(path) => write!(f, "dir:{}", path.display()),
             ImageName::Oci { path, reference } => {
                 write!(f, "oci:{}", path.display())?;
                 if let Some(r) = reference {
@@ -109,6 +118,10 @@ mod tests {
                 reference: None
             }
         );
+        assert_eq!(
+            ImageName::parse("dir:/a/b").unwrap(),
+            ImageName::Dir("/a/b".into())
+        );
         for bad in [
             "x",
             "nope:x",
@@ -116,7 +129,8 @@ mod tests {
             "docker://up/X",
             "oci:",
             "oci:/p:",
-            "dir:/x",
+            "dir:",
+            "docker-archive:/x",
         ] {
             assert!(ImageName::parse(bad).is_err(), "{bad}");
         }

@@ -6,13 +6,13 @@
 //! their digest is checked, so a failed copy leaves no half blob; `index.json` is
 //! rewritten the same way, last, so the image appears only when it is whole.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use berth_image::{Digest, Manifest};
 use berth_remote::ByteStream;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use crate::files::{self, io, write_atomic};
 use crate::TransportError;
 
 /// The annotation naming an image in a layout.
@@ -21,11 +21,6 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub struct Layout {
     path: PathBuf,
     reference: Option<String>,
-}
-
-fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> TransportError {
-    let context = format!("{what} {}", path.display());
-    move |source| TransportError::Io { context, source }
 }
 
 impl Layout {
@@ -140,64 +135,9 @@ impl Layout {
         self.blob_path(d).is_file()
     }
 
-    /// Writes `stream` as blob `d`: to a temporary file, checked, fsynced, renamed.
-    /// A blocking thread hashes and writes while the async side receives, so the two
-    /// overlap on two cores.
-    pub async fn put_blob(&self, d: &Digest, mut stream: ByteStream) -> Result<(), TransportError> {
-        let final_path = self.blob_path(d);
-        let dir = final_path.parent().unwrap_or(&self.path).to_path_buf();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(io(&dir, "creating"))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", d.hex(), std::process::id()));
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-        let (path, algorithm) = (tmp.clone(), d.algorithm());
-        let writer = tokio::task::spawn_blocking(move || -> Result<Digest, TransportError> {
-            // berth-store's writer: hashed as written, full 1 MiB blocks with O_DIRECT
-            // (no page-cache copy), fsynced at the end.
-            let mut w = berth_store::BlobWriter::create(path, algorithm)?;
-            while let Some(chunk) = rx.blocking_recv() {
-                w.write(&chunk)?;
-            }
-            Ok(w.finish()?.0)
-        });
-        let mut received = Ok(());
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => {
-                    if tx.send(c).await.is_err() {
-                        break; // The writer failed; its error says why.
-                    }
-                }
-                Err(e) => {
-                    received = Err(TransportError::Io {
-                        context: format!("receiving blob {d}"),
-                        source: e,
-                    });
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let written = writer.await.map_err(|e| TransportError::Io {
-            context: format!("writing {}", tmp.display()),
-            source: std::io::Error::other(e),
-        });
-        let result = match (received, written) {
-            (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => Err(e),
-            (Ok(()), Ok(Ok(actual))) if &actual != d => Err(TransportError::Digest {
-                what: format!("blob for {}", self.path.display()),
-                expected: d.clone(),
-                actual,
-            }),
-            (Ok(()), Ok(Ok(_))) => tokio::fs::rename(&tmp, &final_path)
-                .await
-                .map_err(io(&final_path, "renaming to")),
-        };
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+    /// Writes `stream` as blob `d` (see [`files::write_blob`]).
+    pub async fn put_blob(&self, d: &Digest, stream: ByteStream) -> Result<(), TransportError> {
+        files::write_blob(&self.blob_path(d), d, stream).await
     }
 
     /// Writes a manifest (as a blob) and, when `top_level`, names it in `index.json`.
@@ -208,9 +148,7 @@ impl Layout {
         top_level: bool,
     ) -> Result<Digest, TransportError> {
         let d = Digest::sha256_of(bytes);
-        let data = bytes::Bytes::copy_from_slice(bytes);
-        let one: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(data) }));
-        self.put_blob(&d, one).await?;
+        self.put_blob(&d, files::once(bytes)).await?;
         if top_level {
             self.name_in_index(&d, media_type, bytes.len() as u64)?;
         }
@@ -252,15 +190,4 @@ impl Layout {
     pub fn media_type_of(bytes: &[u8]) -> Option<String> {
         Manifest::parse(None, bytes).ok().map(|m| m.media_type)
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir, "creating"))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
-    f.write_all(bytes).map_err(io(&tmp, "writing"))?;
-    f.sync_all().map_err(io(&tmp, "syncing"))?;
-    std::fs::rename(&tmp, path).map_err(io(path, "renaming to"))
 }

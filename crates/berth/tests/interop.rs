@@ -1045,6 +1045,26 @@ fn copy_between_registries_and_layouts() {
     copy(&skopeo_layout, &again_in_berth, &[]);
     assert_eq!(raw(&again_in_berth), written);
 
+    ctx.step("dir: berth writes what skopeo reads, and reads what skopeo wrote");
+    let dir = format!("dir:{}", ctx.p("berth-dir"));
+    copy(&src, &dir, &[]);
+    assert_eq!(
+        ctx.skopeo(&["inspect", "--raw", &dir]).run().stdout_bytes,
+        original
+    );
+    assert_eq!(
+        fs::read_to_string(ctx.path("berth-dir/version")).unwrap(),
+        "Directory Transport Version: 1.1\n"
+    );
+    let from_dir = format!("docker://{dist}/test/from-berth-dir:v1");
+    ctx.skopeo(&["copy", "--dest-tls-verify=false", &dir, &from_dir])
+        .run();
+    assert_eq!(raw(&from_dir), original);
+    let skopeo_dir = format!("dir:{}", ctx.p("from-dist"));
+    let from_skopeo_dir = format!("docker://{berth}/test/from-skopeo-dir:v1");
+    copy(&skopeo_dir, &from_skopeo_dir, &[]);
+    assert_eq!(raw(&from_skopeo_dir), original);
+
     ctx.step("multi-platform: --all copies the index and every image");
     let list = "localhost/test/copy-multi:list";
     ctx.buildah(&["manifest", "create", list]).run();

@@ -8,6 +8,7 @@ use berth_containers_config::policy::docker_identity;
 use berth_containers_config::{Decision, Policy};
 use berth_image::Platform;
 use berth_transport::copy::{copy, CopyOptions, Progress};
+use berth_transport::dir::DirImage;
 use berth_transport::oci::Layout;
 use berth_transport::{ImageName, Place};
 use clap::Args;
@@ -116,13 +117,13 @@ impl Sides {
         let (transport, identity) = match name {
             ImageName::Docker(r) => ("docker", docker_identity(r)),
             ImageName::Oci { path, reference } => {
-                let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                let mut id = abs.display().to_string();
+                let mut id = absolute(path);
                 if let Some(r) = reference {
                     id = format!("{id}:{r}");
                 }
                 ("oci", id)
             }
+            ImageName::Dir(path) => ("dir", absolute(path)),
         };
         match policy.evaluate(transport, &identity) {
             Decision::Accept => Ok(()),
@@ -194,7 +195,16 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
         ImageName::Oci { path, reference } => {
             Place::Oci(Layout::new(path.clone(), reference.clone()))
         }
+        ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
     })
+}
+
+/// A path as policy.json scopes name it: absolute.
+fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Opens `name` for reading: for a registry, the first of its sources (short-name
@@ -215,7 +225,7 @@ pub async fn open_source(
                 reference: reference_of(&at),
             })
         }
-        ImageName::Oci { .. } => open(config, name, flags),
+        ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
     }
 }
 

@@ -1,0 +1,96 @@
+//! Writing image files on the local file system, for every file-based transport: a
+//! blob is hashed as it is written and only renamed into place once its digest is
+//! right, after an fsync; small files (indexes, manifests) are replaced atomically.
+
+use std::path::Path;
+
+use berth_image::Digest;
+use berth_remote::ByteStream;
+use futures_util::StreamExt;
+
+use crate::TransportError;
+
+pub(crate) fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> TransportError {
+    let context = format!("{what} {}", path.display());
+    move |source| TransportError::Io { context, source }
+}
+
+/// Writes `stream` to `final_path` as blob `d`: a temporary file beside it, hashed and
+/// written on a blocking thread with berth-store's writer (full 1 MiB blocks with
+/// `O_DIRECT`, fsync at the end) while the async side receives, then renamed if the
+/// digest is right. On any failure the temporary file is removed.
+pub(crate) async fn write_blob(
+    final_path: &Path,
+    d: &Digest,
+    mut stream: ByteStream,
+) -> Result<(), TransportError> {
+    let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(io(&dir, "creating"))?;
+    let tmp = dir.join(format!(".tmp-{}-{}", d.hex(), std::process::id()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let (path, algorithm) = (tmp.clone(), d.algorithm());
+    let writer = tokio::task::spawn_blocking(move || -> Result<Digest, TransportError> {
+        let mut w = berth_store::BlobWriter::create(path, algorithm)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            w.write(&chunk)?;
+        }
+        Ok(w.finish()?.0)
+    });
+    let mut received = Ok(());
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(c).await.is_err() {
+                    break; // The writer failed; its error says why.
+                }
+            }
+            Err(e) => {
+                received = Err(TransportError::Io {
+                    context: format!("receiving blob {d}"),
+                    source: e,
+                });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.await.map_err(|e| TransportError::Io {
+        context: format!("writing {}", tmp.display()),
+        source: std::io::Error::other(e),
+    });
+    let result = match (received, written) {
+        (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => Err(e),
+        (Ok(()), Ok(Ok(actual))) if &actual != d => Err(TransportError::Digest {
+            what: format!("blob for {}", dir.display()),
+            expected: d.clone(),
+            actual,
+        }),
+        (Ok(()), Ok(Ok(_))) => tokio::fs::rename(&tmp, final_path)
+            .await
+            .map_err(io(final_path, "renaming to")),
+    };
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// One chunk as a stream, for writing bytes already in memory with [`write_blob`].
+pub(crate) fn once(bytes: &[u8]) -> ByteStream {
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    Box::pin(futures_util::stream::once(async move { Ok(data) }))
+}
+
+/// Replaces `path` with `bytes`: temporary file, fsync, rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir, "creating"))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
+    f.write_all(bytes).map_err(io(&tmp, "writing"))?;
+    f.sync_all().map_err(io(&tmp, "syncing"))?;
+    std::fs::rename(&tmp, path).map_err(io(path, "renaming to"))
+}
