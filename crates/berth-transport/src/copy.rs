@@ -54,14 +54,18 @@ pub async fn copy(
         ManifestKind::Image => {
             copy_image(src, dst, &parsed, opts, &progress).await?;
             progress("Writing manifest to image destination");
-            dst.put_manifest(&top.bytes, &media_type, true).await
+            let d = dst.put_manifest(&top.bytes, &media_type, true).await?;
+            dst.finish().await?;
+            Ok(d)
         }
         ManifestKind::Index if opts.all => {
             for child in &parsed.manifests {
                 copy_child(src, dst, child, opts, &progress, false).await?;
             }
             progress("Writing manifest list to image destination");
-            dst.put_manifest(&top.bytes, &media_type, true).await
+            let d = dst.put_manifest(&top.bytes, &media_type, true).await?;
+            dst.finish().await?;
+            Ok(d)
         }
         ManifestKind::Index => {
             let child = parsed
@@ -78,7 +82,9 @@ pub async fn copy(
                         opts.platform, top.digest
                     ))
                 })?;
-            copy_child(src, dst, child, opts, &progress, true).await
+            let d = copy_child(src, dst, child, opts, &progress, true).await?;
+            dst.finish().await?;
+            Ok(d)
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   lands (the registry's `PUT ?digest=`, the layout's hash before its rename), so a
 //!   blob that does not match fails the copy before any manifest names it.
 
+pub mod archive;
 pub mod copy;
 pub mod dir;
 mod files;
@@ -79,9 +80,62 @@ pub enum Place {
     },
     Oci(oci::Layout),
     Dir(dir::DirImage),
+    /// An OCI archive, unpacked (to read) or being built (to write) in `scratch`.
+    OciArchive {
+        layout: oci::Layout,
+        scratch: tempfile::TempDir,
+        /// Where [`Place::finish`] packs the layout; none when reading.
+        archive: Option<std::path::PathBuf>,
+    },
 }
 
 impl Place {
+    /// Opens `oci-archive:PATH` for reading: unpacked into a temporary layout.
+    pub async fn read_archive(
+        path: &std::path::Path,
+        reference: Option<String>,
+    ) -> Result<Place, TransportError> {
+        let (layout, scratch) = archive::open(path, reference).await?;
+        Ok(Place::OciArchive {
+            layout,
+            scratch,
+            archive: None,
+        })
+    }
+
+    /// Opens `oci-archive:PATH` for writing: a temporary layout beside PATH, packed
+    /// into it by [`Place::finish`].
+    pub fn write_archive(
+        path: &std::path::Path,
+        reference: Option<String>,
+    ) -> Result<Place, TransportError> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix(".berth-oci-archive-")
+            .tempdir_in(&parent)
+            .map_err(files::io(&parent, "creating a temporary folder in"))?;
+        Ok(Place::OciArchive {
+            layout: oci::Layout::new(scratch.path().to_path_buf(), reference),
+            scratch,
+            archive: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Completes a write: packs an archive. Nothing to do elsewhere.
+    pub async fn finish(&self) -> Result<(), TransportError> {
+        match self {
+            Place::OciArchive {
+                scratch,
+                archive: Some(path),
+                ..
+            } => archive::pack(scratch.path(), path).await,
+            _ => Ok(()),
+        }
+    }
+
     /// The named image's manifest, or with `digest` a child's.
     pub async fn manifest(&self, digest: Option<&Digest>) -> Result<RawManifest, TransportError> {
         match self {
@@ -108,7 +162,7 @@ impl Place {
                     digest,
                 })
             }
-            Place::Oci(layout) => {
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => {
                 let (bytes, media_type, digest) = layout.manifest(digest).await?;
                 let media_type = media_type.or_else(|| oci::Layout::media_type_of(&bytes));
                 Ok(RawManifest {
@@ -123,7 +177,7 @@ impl Place {
     pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
         match self {
             Place::Registry { registry, repo, .. } => Ok(registry.blob(repo, d).await?),
-            Place::Oci(layout) => layout.blob(d).await,
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => layout.blob(d).await,
             Place::Dir(dir) => dir.blob(d).await,
         }
     }
@@ -133,7 +187,7 @@ impl Place {
             Place::Registry { registry, repo, .. } => {
                 Ok(registry.has_blob(repo, d).await?.is_some())
             }
-            Place::Oci(layout) => Ok(layout.has_blob(d)),
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => Ok(layout.has_blob(d)),
             Place::Dir(dir) => Ok(dir.has_blob(d)),
         }
     }
@@ -161,7 +215,9 @@ impl Place {
             Place::Registry { registry, repo, .. } => {
                 Ok(registry.upload_blob(repo, d, stream).await?)
             }
-            Place::Oci(layout) => layout.put_blob(d, stream).await,
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => {
+                layout.put_blob(d, stream).await
+            }
             Place::Dir(dir) => dir.put_blob(d, stream).await,
         }
     }
@@ -190,7 +246,9 @@ impl Place {
                     .put_manifest(repo, &target, bytes, media_type)
                     .await?)
             }
-            Place::Oci(layout) => layout.put_manifest(bytes, media_type, top_level).await,
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => {
+                layout.put_manifest(bytes, media_type, top_level).await
+            }
             Place::Dir(dir) => dir.put_manifest(bytes, top_level).await,
         }
     }

@@ -21,6 +21,11 @@ pub enum ImageName {
     },
     /// skopeo's `dir:` folder.
     Dir(PathBuf),
+    /// An OCI layout in a tar file, and the image's reference in it.
+    OciArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
 }
 
 impl ImageName {
@@ -37,7 +42,7 @@ impl ImageName {
                 let r: ImageReference = name.parse().map_err(|e| bad(&format!("{e}")))?;
                 Ok(ImageName::Docker(r.with_default_tag()))
             }
-            "oci" => {
+            "oci" | "oci-archive" => {
                 // The path ends at the first ':'; what follows is the reference.
                 let (path, reference) = match rest.split_once(':') {
                     Some((p, r)) => (p, Some(r)),
@@ -49,9 +54,10 @@ impl ImageName {
                 if reference.is_some_and(|r| r.is_empty() || r.chars().any(char::is_control)) {
                     return Err(bad("invalid reference in the layout"));
                 }
-                Ok(ImageName::Oci {
-                    path: PathBuf::from(path),
-                    reference: reference.map(str::to_string),
+                let (path, reference) = (PathBuf::from(path), reference.map(str::to_string));
+                Ok(match transport {
+                    "oci" => ImageName::Oci { path, reference },
+                    _ => ImageName::OciArchive { path, reference },
                 })
             }
             "dir" => {
@@ -60,7 +66,7 @@ impl ImageName {
                 }
                 Ok(ImageName::Dir(PathBuf::from(rest)))
             }
-            "oci-archive" | "docker-archive" | "containers-storage" => Err(bad(&format!(
+            "docker-archive" | "containers-storage" => Err(bad(&format!(
                 "the {transport}: transport is not supported yet; use docker:// or oci:"
             ))),
             other => Err(bad(&format!(
@@ -84,6 +90,13 @@ impl fmt::Display for ImageName {
                 Ok(())
             }
             ImageName::Dir(path) => write!(f, "dir:{}", path.display()),
+            ImageName::OciArchive { path, reference } => {
+                write!(f, "oci-archive:{}", path.display())?;
+                if let Some(r) = reference {
+                    write!(f, ":{r}")?;
+                }
+                Ok(())
+            }
             ImageName::Oci { path, reference } => {
                 write!(f, "oci:{}", path.display())?;
                 if let Some(r) = reference {

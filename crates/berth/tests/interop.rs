@@ -1065,6 +1065,38 @@ fn copy_between_registries_and_layouts() {
     copy(&skopeo_dir, &from_skopeo_dir, &[]);
     assert_eq!(raw(&from_skopeo_dir), original);
 
+    ctx.step("oci-archive: berth writes what skopeo reads, and reads what skopeo wrote");
+    let archive = format!("oci-archive:{}:v1", ctx.p("berth.tar"));
+    copy(&src, &archive, &[]);
+    assert_eq!(
+        ctx.skopeo(&["inspect", "--raw", &archive])
+            .run()
+            .stdout_bytes,
+        original
+    );
+    let from_archive = format!("docker://{dist}/test/from-berth-archive:v1");
+    ctx.skopeo(&["copy", "--dest-tls-verify=false", &archive, &from_archive])
+        .run();
+    assert_eq!(raw(&from_archive), original);
+    let skopeo_archive = format!("oci-archive:{}:v3", ctx.p("skopeo.tar"));
+    ctx.skopeo(&["copy", "--src-tls-verify=false", &src, &skopeo_archive])
+        .run();
+    let written = ctx
+        .skopeo(&["inspect", "--raw", &skopeo_archive])
+        .run()
+        .stdout_bytes;
+    let back = format!("docker://{berth}/test/from-skopeo-archive:v3");
+    copy(&skopeo_archive, &back, &[]);
+    assert_eq!(raw(&back), written);
+    assert!(
+        fs::read_dir(ctx.path("")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".berth-oci-archive")),
+        "a temporary layout was left behind"
+    );
+
     ctx.step("multi-platform: --all copies the index and every image");
     let list = "localhost/test/copy-multi:list";
     ctx.buildah(&["manifest", "create", list]).run();

@@ -124,6 +124,13 @@ impl Sides {
                 ("oci", id)
             }
             ImageName::Dir(path) => ("dir", absolute(path)),
+            ImageName::OciArchive { path, reference } => {
+                let mut id = absolute(path);
+                if let Some(r) = reference {
+                    id = format!("{id}:{r}");
+                }
+                ("oci-archive", id)
+            }
         };
         match policy.evaluate(transport, &identity) {
             Decision::Accept => Ok(()),
@@ -196,6 +203,7 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
             Place::Oci(Layout::new(path.clone(), reference.clone()))
         }
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
+        ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
     })
 }
 
@@ -224,6 +232,9 @@ pub async fn open_source(
                 repo: at.path().as_str().to_string(),
                 reference: reference_of(&at),
             })
+        }
+        ImageName::OciArchive { path, reference } => {
+            Ok(Place::read_archive(path, reference.clone()).await?)
         }
         ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
     }
