@@ -6,6 +6,7 @@
 //! Digests are always computed over raw bytes: a manifest is stored and served exactly
 //! as it was pushed, and the parsed view is only used to validate and to index it.
 
+pub mod convert;
 pub mod digest;
 pub mod inspect;
 pub mod manifest;

@@ -3,15 +3,22 @@
 //!
 //! Children before parents: every blob of an image is in place before its manifest is
 //! written, and every image before the index that lists it, so a destination never
-//! names content it lacks. Manifest bytes are copied unchanged, so digests stay.
+//! names content it lacks. Manifest bytes are copied unchanged, so digests stay,
+//! unless a format is asked for (`--format`): then the manifests (and, from v2s2 to
+//! OCI, the config) are converted by `berth_image::convert`, and each digest change is
+//! reported.
 
 use std::sync::Arc;
 
+use berth_image::convert::{convert_image, convert_index, Format};
 use berth_image::{Descriptor, Digest, Manifest, ManifestKind, Platform};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
-use crate::{Place, TransportError};
+use crate::{files, Place, TransportError};
+
+/// Largest config read to convert it.
+const MAX_CONFIG: usize = 16 * 1024 * 1024;
 
 /// What to copy and how.
 #[derive(Debug, Clone)]
@@ -21,6 +28,10 @@ pub struct CopyOptions {
     pub platform: Platform,
     /// Blobs in flight at once.
     pub parallel: usize,
+    /// The manifest format to write; `None` keeps the source's.
+    pub format: Option<Format>,
+    /// Refuse anything that would change a digest.
+    pub preserve_digests: bool,
 }
 
 /// What happened to each blob, for progress lines and tests.
@@ -36,6 +47,13 @@ pub enum BlobOutcome {
 /// Reports progress; `Fn` so that parallel copies can call it.
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// A manifest as written: bytes, media type, digest.
+struct Written {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+}
+
 /// Copies the image `src` names to `dst`; returns the digest of the top-level manifest
 /// written.
 pub async fn copy(
@@ -50,22 +68,52 @@ pub async fn copy(
     })?;
     let parsed = Manifest::parse(Some(&media_type), &top.bytes)
         .map_err(|e| TransportError::Corrupt(format!("manifest {}: {e}", top.digest)))?;
-    match parsed.kind {
+    let written = match parsed.kind {
         ManifestKind::Image => {
-            copy_image(src, dst, &parsed, opts, &progress).await?;
-            progress("Writing manifest to image destination");
-            let d = dst.put_manifest(&top.bytes, &media_type, true).await?;
-            dst.finish().await?;
-            Ok(d)
+            write_image(
+                src,
+                dst,
+                &parsed,
+                &top.bytes,
+                &media_type,
+                opts,
+                &progress,
+                true,
+            )
+            .await?
         }
         ManifestKind::Index if opts.all => {
+            let mut children = Vec::new();
             for child in &parsed.manifests {
-                copy_child(src, dst, child, opts, &progress, false).await?;
+                children.push(copy_child(src, dst, child, opts, &progress, false).await?);
             }
+            let target = conversion(&media_type, opts)?;
+            let (bytes, index_type) = match target {
+                None => (top.bytes.clone(), media_type.clone()),
+                Some(f) => {
+                    let new: Vec<(&str, Digest, u64)> = children
+                        .iter()
+                        .map(|w| (w.media_type.as_str(), w.digest.clone(), w.size))
+                        .collect();
+                    let bytes = convert_index(&top.bytes, &new, f).map_err(|e| {
+                        TransportError::Unsupported(format!("index {}: {e}", top.digest))
+                    })?;
+                    (bytes, f.index_type().to_string())
+                }
+            };
             progress("Writing manifest list to image destination");
-            let d = dst.put_manifest(&top.bytes, &media_type, true).await?;
-            dst.finish().await?;
-            Ok(d)
+            let digest = dst.put_manifest(&bytes, &index_type, true).await?;
+            if digest != top.digest {
+                progress(&format!(
+                    "Manifest list digest changed: {} -> {digest}",
+                    top.digest
+                ));
+            }
+            Written {
+                media_type: index_type,
+                digest,
+                size: bytes.len() as u64,
+            }
         }
         ManifestKind::Index => {
             let child = parsed
@@ -82,11 +130,24 @@ pub async fn copy(
                         opts.platform, top.digest
                     ))
                 })?;
-            let d = copy_child(src, dst, child, opts, &progress, true).await?;
-            dst.finish().await?;
-            Ok(d)
+            copy_child(src, dst, child, opts, &progress, true).await?
         }
+    };
+    dst.finish().await?;
+    Ok(written.digest)
+}
+
+/// The format to convert a manifest of `media_type` to, if one was asked for and it
+/// differs; an error when digests must be preserved.
+fn conversion(media_type: &str, opts: &CopyOptions) -> Result<Option<Format>, TransportError> {
+    let target = opts.format.filter(|f| Format::of(media_type) != Some(*f));
+    if target.is_some() && opts.preserve_digests {
+        return Err(TransportError::Unsupported(format!(
+            "converting {media_type} to {:?} changes its digest, and --preserve-digests forbids that",
+            opts.format
+        )));
     }
+    Ok(target)
 }
 
 /// Copies the image `child` of an index; its manifest goes by digest, or under the
@@ -98,7 +159,7 @@ async fn copy_child(
     opts: &CopyOptions,
     progress: &Progress,
     top_level: bool,
-) -> Result<Digest, TransportError> {
+) -> Result<Written, TransportError> {
     let raw = src.manifest(Some(&child.digest)).await?;
     let m = Manifest::parse(Some(&child.media_type), &raw.bytes)
         .map_err(|e| TransportError::Corrupt(format!("manifest {}: {e}", child.digest)))?;
@@ -108,21 +169,120 @@ async fn copy_child(
             child.digest
         )));
     }
-    copy_image(src, dst, &m, opts, progress).await?;
-    progress(&format!("Writing manifest {}", child.digest));
-    dst.put_manifest(&raw.bytes, &child.media_type, top_level)
-        .await
+    write_image(
+        src,
+        dst,
+        &m,
+        &raw.bytes,
+        &child.media_type,
+        opts,
+        progress,
+        top_level,
+    )
+    .await
 }
 
-/// Every blob of an image manifest, `opts.parallel` at a time.
-async fn copy_image(
+/// Copies an image's blobs, converted when asked, then writes its manifest.
+#[allow(clippy::too_many_arguments)]
+async fn write_image(
     src: &Place,
     dst: &Place,
     m: &Manifest,
+    raw: &[u8],
+    media_type: &str,
+    opts: &CopyOptions,
+    progress: &Progress,
+    top_level: bool,
+) -> Result<Written, TransportError> {
+    let old = Digest::sha256_of(raw);
+    let (bytes, media_type) = match conversion(media_type, opts)? {
+        None => {
+            copy_blobs(
+                src,
+                dst,
+                m.layers.iter().chain(m.config.iter()),
+                opts,
+                progress,
+            )
+            .await?;
+            (raw.to_vec(), media_type.to_string())
+        }
+        Some(f) => {
+            let config = m
+                .config
+                .as_ref()
+                .ok_or_else(|| TransportError::Corrupt(format!("manifest {old} has no config")))?;
+            let config_bytes = read_small(src, &config.digest).await?;
+            let conv = convert_image(raw, &config_bytes, f)
+                .map_err(|e| TransportError::Unsupported(format!("manifest {old}: {e}")))?;
+            match &conv.config {
+                Some(new) => {
+                    copy_blobs(src, dst, m.layers.iter(), opts, progress).await?;
+                    let d = Digest::sha256_of(new);
+                    progress(&format!("Config digest changed: {} -> {d}", config.digest));
+                    if !dst.has_blob(&d).await? {
+                        dst.put_blob(&d, files::once(new)).await?;
+                    }
+                }
+                None => {
+                    copy_blobs(
+                        src,
+                        dst,
+                        m.layers.iter().chain(m.config.iter()),
+                        opts,
+                        progress,
+                    )
+                    .await?;
+                }
+            }
+            (conv.manifest, conv.media_type.to_string())
+        }
+    };
+    progress("Writing manifest to image destination");
+    let digest = dst.put_manifest(&bytes, &media_type, top_level).await?;
+    if digest != old {
+        progress(&format!("Manifest digest changed: {old} -> {digest}"));
+    }
+    Ok(Written {
+        media_type,
+        digest,
+        size: bytes.len() as u64,
+    })
+}
+
+/// A small blob (a config), whole.
+async fn read_small(src: &Place, d: &Digest) -> Result<Vec<u8>, TransportError> {
+    let mut stream = src.blob(d).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| TransportError::Io {
+            context: format!("reading blob {d}"),
+            source: e,
+        })?;
+        if out.len() + chunk.len() > MAX_CONFIG {
+            return Err(TransportError::Corrupt(format!(
+                "config {d} is larger than {MAX_CONFIG} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    if &Digest::of(d.algorithm(), &out) != d {
+        return Err(TransportError::Corrupt(format!(
+            "config {d} does not match its digest"
+        )));
+    }
+    Ok(out)
+}
+
+/// The blobs `blobs`, `opts.parallel` at a time.
+async fn copy_blobs<'a>(
+    src: &Place,
+    dst: &Place,
+    blobs: impl Iterator<Item = &'a Descriptor>,
     opts: &CopyOptions,
     progress: &Progress,
 ) -> Result<(), TransportError> {
-    let blobs: Vec<&Descriptor> = m.layers.iter().chain(m.config.iter()).collect();
+    let blobs: Vec<&Descriptor> = blobs.collect();
     stream::iter(blobs)
         .map(|d| copy_blob(src, dst, d, progress))
         .buffer_unordered(opts.parallel.max(1))

@@ -1143,6 +1143,102 @@ fn copy_between_registries_and_layouts() {
     let one: Value = serde_json::from_slice(&raw(&single)).unwrap();
     assert!(one.get("layers").is_some(), "{one}");
 
+    ctx.step("--format v2s2 / oci convert as skopeo does, and say the digest changed");
+    let src_json: Value = serde_json::from_slice(&original).unwrap();
+    let to = |fmt: &str| {
+        if fmt == "v2s2" {
+            "application/vnd.docker.distribution.manifest.v2+json"
+        } else {
+            "application/vnd.oci.image.manifest.v1+json"
+        }
+    };
+    for fmt in ["v2s2", "oci"] {
+        let by_berth = format!("docker://{dist}/test/berth-{fmt}:v1");
+        let out = copy(&src, &by_berth, &["--format", fmt]);
+        let by_skopeo = format!("docker://{dist}/test/skopeo-{fmt}:v1");
+        ctx.skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            fmt,
+            &src,
+            &by_skopeo,
+        ])
+        .run();
+        let b: Value = serde_json::from_slice(&raw(&by_berth)).unwrap();
+        let s: Value = serde_json::from_slice(&raw(&by_skopeo)).unwrap();
+        assert_eq!(b["mediaType"], to(fmt), "{b}");
+        assert_eq!(b["mediaType"], s["mediaType"]);
+        let layers = |v: &Value| -> Vec<(Value, Value)> {
+            v["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["mediaType"].clone(), l["digest"].clone()))
+                .collect()
+        };
+        assert_eq!(layers(&b), layers(&s), "layers after --format {fmt}");
+        if src_json["mediaType"] == to(fmt) {
+            assert_eq!(raw(&by_berth), original, "no conversion needed");
+        } else {
+            assert!(
+                out.stderr.contains("Manifest digest changed"),
+                "{}",
+                out.stderr
+            );
+            if fmt == "v2s2" {
+                // OCI -> v2s2 keeps the config byte-identical.
+                assert_eq!(b["config"]["digest"], src_json["config"]["digest"]);
+            }
+        }
+        // Readable as an image by skopeo (the config is fetched and parsed).
+        ctx.skopeo(&["inspect", "--tls-verify=false", &by_berth])
+            .run();
+    }
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            if src_json["mediaType"] == to("oci") {
+                "v2s2"
+            } else {
+                "oci"
+            },
+            "--preserve-digests",
+            &src,
+            &format!("docker://{dist}/test/preserved:v1"),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("preserve-digests"), "{}", out.stderr);
+    let all_v2s2 = format!("docker://{dist}/test/multi-v2s2:v1");
+    copy(&multi, &all_v2s2, &["--all", "--format", "v2s2"]);
+    let list: Value = serde_json::from_slice(&raw(&all_v2s2)).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for child in list["manifests"].as_array().unwrap() {
+        assert_eq!(child["mediaType"], to("v2s2"));
+        let d = child["digest"].as_str().unwrap();
+        let m: Value = serde_json::from_slice(
+            &ctx.skopeo(&[
+                "inspect",
+                "--tls-verify=false",
+                "--raw",
+                &format!("docker://{dist}/test/multi-v2s2@{d}"),
+            ])
+            .run()
+            .stdout_bytes,
+        )
+        .unwrap();
+        assert_eq!(m["mediaType"], to("v2s2"));
+    }
+
     ctx.step("policy.json: reject refuses, --insecure-policy overrides");
     let reject = ctx.p("reject.json");
     fs::write(&reject, r#"{"default":[{"type":"reject"}]}"#).unwrap();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use berth_containers_config::policy::docker_identity;
 use berth_containers_config::{Decision, Policy};
+use berth_image::convert::Format;
 use berth_image::Platform;
 use berth_transport::copy::{copy, CopyOptions, Progress};
 use berth_transport::dir::DirImage;
@@ -149,8 +150,10 @@ pub struct CopyArgs {
     all: bool,
     #[command(flatten)]
     sides: Sides,
-    /// Fail rather than change a digest (berth never changes one yet: manifests and
-    /// blobs are copied as they are)
+    /// Write manifests in this format: oci or v2s2 (Docker); converting changes digests
+    #[arg(long, short = 'f', value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    format: Option<String>,
+    /// Fail rather than change a digest (no conversion)
     #[arg(long)]
     preserve_digests: bool,
     /// Write the digest of the copied manifest to this file
@@ -250,6 +253,11 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
         all: a.all,
         platform: a.platform.platform(),
         parallel: a.sides.image_parallel_copies,
+        format: a.format.as_deref().map(|f| match f {
+            "v2s2" => Format::V2s2,
+            _ => Format::Oci,
+        }),
+        preserve_digests: a.preserve_digests,
     };
     let digest = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -93,6 +93,8 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
         all: a.all,
         platform: a.platform.platform(),
         parallel: a.sides.image_parallel_copies,
+        format: None,
+        preserve_digests: false,
     };
     let (src_repo, dst_repo) = (src_ref.path().to_string(), dest_ref.path().to_string());
     let runtime = tokio::runtime::Builder::new_multi_thread()
