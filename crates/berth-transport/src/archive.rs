@@ -22,14 +22,30 @@ pub async fn open(
     archive: &Path,
     reference: Option<String>,
 ) -> Result<(Layout, TempDir), TransportError> {
+    let tmp = unpack_to_temp(archive, Links::Refuse).await?;
+    Ok((Layout::new(tmp.path().to_path_buf(), reference), tmp))
+}
+
+/// What to do with symbolic and hard links in an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// An OCI archive never has them.
+    Refuse,
+    /// `docker save` writes legacy `<id>/layer.tar -> ../<diffid>.tar` links that
+    /// `manifest.json` does not use: leave them out, never create them.
+    Skip,
+}
+
+/// Unpacks `archive` into a new temporary folder (see [`unpack`]'s rules).
+pub async fn unpack_to_temp(archive: &Path, links: Links) -> Result<TempDir, TransportError> {
     let archive = archive.to_path_buf();
-    tokio::task::spawn_blocking(move || -> Result<(Layout, TempDir), TransportError> {
+    tokio::task::spawn_blocking(move || -> Result<TempDir, TransportError> {
         let tmp = tempfile::Builder::new()
-            .prefix("berth-oci-archive-")
+            .prefix("berth-archive-")
             .tempdir()
             .map_err(io(Path::new("/tmp"), "creating a temporary folder in"))?;
-        unpack(&archive, tmp.path())?;
-        Ok((Layout::new(tmp.path().to_path_buf(), reference), tmp))
+        unpack(&archive, tmp.path(), links)?;
+        Ok(tmp)
     })
     .await
     .map_err(|e| TransportError::Io {
@@ -38,10 +54,10 @@ pub async fn open(
     })?
 }
 
-fn unpack(archive: &Path, into: &Path) -> Result<(), TransportError> {
+fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportError> {
     let file = File::open(archive).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
-            TransportError::NotFound(format!("oci-archive:{}", archive.display()))
+            TransportError::NotFound(format!("archive {}", archive.display()))
         }
         _ => TransportError::Io {
             context: format!("opening {}", archive.display()),
@@ -77,9 +93,10 @@ fn unpack(archive: &Path, into: &Path) -> Result<(), TransportError> {
                 let mut out = File::create(&dest).map_err(io(&dest, "creating"))?;
                 std::io::copy(&mut entry, &mut out).map_err(io(&dest, "writing"))?;
             }
+            tar::EntryType::Symlink | tar::EntryType::Link if links == Links::Skip => {}
             other => {
                 return Err(bad(format!(
-                    "entry {} is a {other:?}; an OCI archive holds files and folders only",
+                    "entry {} is a {other:?}; an image archive holds files and folders only",
                     path.display()
                 )))
             }
@@ -189,7 +206,7 @@ mod tests {
             ]);
             let into = dir.path().join("into");
             std::fs::create_dir_all(&into).unwrap();
-            let err = unpack(&path, &into).unwrap_err();
+            let err = unpack(&path, &into, Links::Refuse).unwrap_err();
             assert!(matches!(err, TransportError::Corrupt(_)), "{name}: {err}");
             assert!(!dir.path().join("evil").exists());
             assert!(!Path::new("/abs/evil").exists());
@@ -210,7 +227,7 @@ mod tests {
             .unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        unpack(&archive, &out).unwrap();
+        unpack(&archive, &out, Links::Refuse).unwrap();
         assert_eq!(std::fs::read(out.join("blobs/sha256/ab")).unwrap(), b"blob");
         assert_eq!(std::fs::read(out.join("index.json")).unwrap(), b"{}");
     }

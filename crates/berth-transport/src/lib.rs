@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod copy;
 pub mod dir;
+pub mod docker_archive;
 mod files;
 pub mod name;
 pub mod oci;
@@ -87,6 +88,7 @@ pub enum Place {
         /// Where [`Place::finish`] packs the layout; none when reading.
         archive: Option<std::path::PathBuf>,
     },
+    DockerArchive(docker_archive::DockerArchive),
 }
 
 impl Place {
@@ -132,6 +134,7 @@ impl Place {
                 archive: Some(path),
                 ..
             } => archive::pack(scratch.path(), path).await,
+            Place::DockerArchive(a) => a.finish().await,
             _ => Ok(()),
         }
     }
@@ -152,6 +155,20 @@ impl Place {
                     bytes: r.bytes,
                     media_type: r.media_type,
                     digest: r.digest,
+                })
+            }
+            Place::DockerArchive(a) => {
+                let (bytes, top) = a.manifest()?;
+                if digest.is_some_and(|d| d != &top) {
+                    return Err(TransportError::NotFound(format!(
+                        "manifest {} in a docker archive",
+                        digest.map(|d| d.to_string()).unwrap_or_default()
+                    )));
+                }
+                Ok(RawManifest {
+                    bytes,
+                    media_type: Some(berth_image::media_type::DOCKER_MANIFEST.to_string()),
+                    digest: top,
                 })
             }
             Place::Dir(d) => {
@@ -179,6 +196,7 @@ impl Place {
             Place::Registry { registry, repo, .. } => Ok(registry.blob(repo, d).await?),
             Place::Oci(layout) | Place::OciArchive { layout, .. } => layout.blob(d).await,
             Place::Dir(dir) => dir.blob(d).await,
+            Place::DockerArchive(a) => a.blob(d).await,
         }
     }
 
@@ -189,6 +207,7 @@ impl Place {
             }
             Place::Oci(layout) | Place::OciArchive { layout, .. } => Ok(layout.has_blob(d)),
             Place::Dir(dir) => Ok(dir.has_blob(d)),
+            Place::DockerArchive(_) => Ok(false),
         }
     }
 
@@ -219,6 +238,7 @@ impl Place {
                 layout.put_blob(d, stream).await
             }
             Place::Dir(dir) => dir.put_blob(d, stream).await,
+            Place::DockerArchive(a) => a.put_blob(d, stream).await,
         }
     }
 
@@ -250,6 +270,10 @@ impl Place {
                 layout.put_manifest(bytes, media_type, top_level).await
             }
             Place::Dir(dir) => dir.put_manifest(bytes, top_level).await,
+            Place::DockerArchive(_) if !top_level => Err(TransportError::Unsupported(
+                "a docker archive holds one image, not an index; copy one platform".into(),
+            )),
+            Place::DockerArchive(a) => a.put_manifest(bytes, media_type).await,
         }
     }
 }

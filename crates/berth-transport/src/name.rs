@@ -26,6 +26,11 @@ pub enum ImageName {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// A `docker save` tar, and the image's tag in it (`RepoTags`).
+    DockerArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
 }
 
 impl ImageName {
@@ -42,7 +47,7 @@ impl ImageName {
                 let r: ImageReference = name.parse().map_err(|e| bad(&format!("{e}")))?;
                 Ok(ImageName::Docker(r.with_default_tag()))
             }
-            "oci" | "oci-archive" => {
+            "oci" | "oci-archive" | "docker-archive" => {
                 // The path ends at the first ':'; what follows is the reference.
                 let (path, reference) = match rest.split_once(':') {
                     Some((p, r)) => (p, Some(r)),
@@ -57,7 +62,8 @@ impl ImageName {
                 let (path, reference) = (PathBuf::from(path), reference.map(str::to_string));
                 Ok(match transport {
                     "oci" => ImageName::Oci { path, reference },
-                    _ => ImageName::OciArchive { path, reference },
+                    "oci-archive" => ImageName::OciArchive { path, reference },
+                    _ => ImageName::DockerArchive { path, reference },
                 })
             }
             "dir" => {
@@ -66,7 +72,7 @@ impl ImageName {
                 }
                 Ok(ImageName::Dir(PathBuf::from(rest)))
             }
-            "docker-archive" | "containers-storage" => Err(bad(&format!(
+            "containers-storage" => Err(bad(&format!(
                 "the {transport}: transport is not supported yet; use docker:// or oci:"
             ))),
             other => Err(bad(&format!(
@@ -90,6 +96,13 @@ impl fmt::Display for ImageName {
                 Ok(())
             }
             ImageName::Dir(path) => write!(f, "dir:{}", path.display()),
+            ImageName::DockerArchive { path, reference } => {
+                write!(f, "docker-archive:{}", path.display())?;
+                if let Some(r) = reference {
+                    write!(f, ":{r}")?;
+                }
+                Ok(())
+            }
             ImageName::OciArchive { path, reference } => {
                 write!(f, "oci-archive:{}", path.display())?;
                 if let Some(r) = reference {
@@ -143,7 +156,7 @@ mod tests {
             "oci:",
             "oci:/p:",
             "dir:",
-            "docker-archive:/x",
+            "containers-storage:x",
         ] {
             assert!(ImageName::parse(bad).is_err(), "{bad}");
         }

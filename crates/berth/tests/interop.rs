@@ -1097,6 +1097,82 @@ fn copy_between_registries_and_layouts() {
         "a temporary layout was left behind"
     );
 
+    ctx.step("docker-archive: berth writes what skopeo reads, and reads what skopeo wrote");
+    let config_digest = src_config_digest(&original);
+    let da = format!(
+        "docker-archive:{}:localhost/test/da:v1",
+        ctx.p("berth-da.tar")
+    );
+    copy(&src, &da, &[]);
+    let seen = ctx
+        .skopeo(&["inspect", "--raw", "--config", &da])
+        .run()
+        .stdout_bytes;
+    assert_eq!(ctx.sha256(&seen), config_digest, "the config is kept as is");
+    let diff_ids = |config: &[u8]| -> Value {
+        serde_json::from_slice::<Value>(config).unwrap()["rootfs"]["diff_ids"].clone()
+    };
+    let from_da = format!("docker://{dist}/test/from-berth-da:v1");
+    ctx.skopeo(&["copy", "--dest-tls-verify=false", &da, &from_da])
+        .run();
+    let skopeo_da = format!(
+        "docker-archive:{}:localhost/test/sda:v1",
+        ctx.p("skopeo-da.tar")
+    );
+    ctx.skopeo(&["copy", "--src-tls-verify=false", &src, &skopeo_da])
+        .run();
+    let from_skopeo_da = format!("docker://{berth}/test/from-skopeo-da:v1");
+    copy(&skopeo_da, &from_skopeo_da, &[]);
+    let back_config = ctx
+        .skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            "--config",
+            &from_skopeo_da,
+        ])
+        .run()
+        .stdout_bytes;
+    assert_eq!(ctx.sha256(&back_config), config_digest);
+    assert_eq!(diff_ids(&back_config), diff_ids(&seen));
+
+    ctx.step("the chain berth -> docker-registry -> berth -> oci-archive -> docker-archive -> dir keeps the image");
+    let hop1 = format!("docker://{dist}/test/chain:v1");
+    let hop2 = format!("docker://{berth}/test/chain:v1");
+    let hop3 = format!("oci-archive:{}:v1", ctx.p("chain.tar"));
+    let hop4 = format!(
+        "docker-archive:{}:localhost/test/chain:v1",
+        ctx.p("chain-da.tar")
+    );
+    let hop5 = format!("dir:{}", ctx.p("chain-dir"));
+    copy(&src, &hop1, &[]);
+    copy(&hop1, &hop2, &[]);
+    copy(&hop2, &hop3, &[]);
+    assert_eq!(raw(&hop2), original);
+    assert_eq!(
+        ctx.skopeo(&["inspect", "--raw", &hop3]).run().stdout_bytes,
+        original
+    );
+    copy(&hop3, &hop4, &[]);
+    copy(&hop4, &hop5, &[]);
+    // A docker archive keeps layers uncompressed: the manifest is a new one, the image
+    // (config, so its ID, and the uncompressed layers) is the same.
+    let end_config = ctx
+        .skopeo(&["inspect", "--raw", "--config", &hop5])
+        .run()
+        .stdout_bytes;
+    assert_eq!(ctx.sha256(&end_config), config_digest);
+    let end: Value =
+        serde_json::from_slice(&ctx.skopeo(&["inspect", "--raw", &hop5]).run().stdout_bytes)
+            .unwrap();
+    let end_layers: Vec<Value> = end["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].clone())
+        .collect();
+    assert_eq!(Value::Array(end_layers), diff_ids(&end_config));
+
     ctx.step("multi-platform: --all copies the index and every image");
     let list = "localhost/test/copy-multi:list";
     ctx.buildah(&["manifest", "create", list]).run();
@@ -1482,4 +1558,10 @@ fn registries_conf_mirrors_short_names_and_blocks() {
         ])
         .run_fail();
     assert!(out.stderr.contains("blocked"), "{}", out.stderr);
+}
+
+/// The config digest a manifest names.
+fn src_config_digest(manifest: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(manifest).unwrap();
+    v["config"]["digest"].as_str().unwrap().to_string()
 }

@@ -10,6 +10,7 @@ use berth_image::convert::Format;
 use berth_image::Platform;
 use berth_transport::copy::{copy, CopyOptions, Progress};
 use berth_transport::dir::DirImage;
+use berth_transport::docker_archive::DockerArchive;
 use berth_transport::oci::Layout;
 use berth_transport::{ImageName, Place};
 use clap::Args;
@@ -132,6 +133,7 @@ impl Sides {
                 }
                 ("oci-archive", id)
             }
+            ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
         };
         match policy.evaluate(transport, &identity) {
             Decision::Accept => Ok(()),
@@ -207,6 +209,9 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
         }
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
         ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
+        ImageName::DockerArchive { path, reference } => {
+            Place::DockerArchive(DockerArchive::write(path, reference.clone())?)
+        }
     })
 }
 
@@ -239,6 +244,9 @@ pub async fn open_source(
         ImageName::OciArchive { path, reference } => {
             Ok(Place::read_archive(path, reference.clone()).await?)
         }
+        ImageName::DockerArchive { path, reference } => Ok(Place::DockerArchive(
+            DockerArchive::read(path, reference.clone()).await?,
+        )),
         ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
     }
 }

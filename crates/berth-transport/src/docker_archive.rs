@@ -1,0 +1,322 @@
+//! `docker-archive:PATH[:REF]`, the `docker save` format: a tar holding
+//! `manifest.json` (`[{"Config": "<hex>.json", "RepoTags": [...], "Layers":
+//! ["<diffid>.tar", ...]}]`), the config, and every layer uncompressed.
+//!
+//! Reading unpacks the archive (as `oci-archive:` does, refusing hostile entries) and
+//! presents the image as a Docker v2s2 manifest whose layers are the uncompressed tars
+//! (`…rootfs.diff.tar`): the compressed form the image once had is not in the archive,
+//! so its manifest digest cannot be the registry's. Writing keeps each blob, and once
+//! the manifest is known, writes the config as `<hex>.json` and each layer
+//! decompressed as `<diffid>.tar`, checked against the config's `rootfs.diff_ids`,
+//! then packs the archive. The legacy per-layer folders of `docker save` are not
+//! written; `docker load`, podman and skopeo read `manifest.json`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use berth_image::{media_type as mt, Digest, Manifest};
+use berth_remote::ByteStream;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::files::{self, io, write_atomic};
+use crate::{archive, TransportError};
+
+const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+pub struct DockerArchive {
+    scratch: TempDir,
+    /// Writing: where to pack, and the tag to record in `RepoTags`.
+    target: Option<(PathBuf, Option<String>)>,
+    /// Reading: the synthesized manifest and the file of each blob.
+    image: Option<ReadImage>,
+}
+
+struct ReadImage {
+    manifest: Vec<u8>,
+    blobs: Vec<(Digest, PathBuf)>,
+}
+
+fn corrupt(path: &Path, why: impl std::fmt::Display) -> TransportError {
+    TransportError::Corrupt(format!("{}: {why}", path.display()))
+}
+
+impl DockerArchive {
+    /// Opens `path` to read the image tagged `reference`, or its only image.
+    pub async fn read(
+        path: &Path,
+        reference: Option<String>,
+    ) -> Result<DockerArchive, TransportError> {
+        let scratch = archive::unpack_to_temp(path, archive::Links::Skip).await?;
+        let dir = scratch.path().to_path_buf();
+        let archive_path = path.to_path_buf();
+        let image = tokio::task::spawn_blocking(move || {
+            describe(&dir, &archive_path, reference.as_deref())
+        })
+        .await
+        .map_err(|e| TransportError::Io {
+            context: format!("reading {}", path.display()),
+            source: std::io::Error::other(e),
+        })??;
+        Ok(DockerArchive {
+            scratch,
+            target: None,
+            image: Some(image),
+        })
+    }
+
+    /// Opens `path` to write one image, tagged `reference` when given.
+    pub fn write(path: &Path, reference: Option<String>) -> Result<DockerArchive, TransportError> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix(".berth-docker-archive-")
+            .tempdir_in(&parent)
+            .map_err(io(&parent, "creating a temporary folder in"))?;
+        Ok(DockerArchive {
+            scratch,
+            target: Some((path.to_path_buf(), reference)),
+            image: None,
+        })
+    }
+
+    pub fn manifest(&self) -> Result<(Vec<u8>, Digest), TransportError> {
+        let image = self.image.as_ref().ok_or_else(|| {
+            TransportError::Unsupported("docker-archive: opened for writing".into())
+        })?;
+        Ok((image.manifest.clone(), Digest::sha256_of(&image.manifest)))
+    }
+
+    pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
+        let path = self
+            .image
+            .as_ref()
+            .and_then(|i| i.blobs.iter().find(|(b, _)| b == d))
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| TransportError::NotFound(format!("blob {d} in the docker archive")))?;
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(io(&path, "opening"))?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            f,
+            1 << 20,
+        )))
+    }
+
+    /// Keeps a blob as it came, named by digest, until the manifest says what it is.
+    pub async fn put_blob(&self, d: &Digest, stream: ByteStream) -> Result<(), TransportError> {
+        files::write_blob(
+            &self.scratch.path().join("incoming").join(d.hex()),
+            d,
+            stream,
+        )
+        .await
+    }
+
+    /// Writes `manifest.json` from an image manifest; the blobs are all in.
+    pub async fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest, TransportError> {
+        let (_, tag) = self.target.clone().ok_or_else(|| {
+            TransportError::Unsupported("docker-archive: opened for reading".into())
+        })?;
+        let m = Manifest::parse(Some(media_type), bytes)
+            .map_err(|e| TransportError::Corrupt(format!("manifest: {e}")))?;
+        if !mt::is_manifest(media_type) || mt::is_index(media_type) {
+            return Err(TransportError::Unsupported(
+                "a docker archive holds one image, not an index; copy one platform".into(),
+            ));
+        }
+        let dir = self.scratch.path().to_path_buf();
+        let bytes_owned = bytes.to_vec();
+        tokio::task::spawn_blocking(move || lay_out(&dir, &m, tag.as_deref()))
+            .await
+            .map_err(|e| TransportError::Io {
+                context: "writing the docker archive".into(),
+                source: std::io::Error::other(e),
+            })??;
+        Ok(Digest::sha256_of(&bytes_owned))
+    }
+
+    /// Packs the archive.
+    pub async fn finish(&self) -> Result<(), TransportError> {
+        if let Some((path, _)) = &self.target {
+            let out = self.scratch.path().join("out");
+            archive::pack(&out, path).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `manifest.json` of an unpacked archive and synthesizes the image's v2s2
+/// manifest; hashes every layer file to name it.
+fn describe(
+    dir: &Path,
+    archive_path: &Path,
+    reference: Option<&str>,
+) -> Result<ReadImage, TransportError> {
+    let index_path = dir.join("manifest.json");
+    let text = std::fs::read(&index_path).map_err(|_| corrupt(archive_path, "no manifest.json"))?;
+    let entries: Vec<Value> =
+        serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))?;
+    let entry = match reference {
+        Some(r) => entries
+            .iter()
+            .find(|e| {
+                e["RepoTags"].as_array().is_some_and(|t| {
+                    t.iter().any(|t| {
+                        t.as_str()
+                            .is_some_and(|t| t == r || t.ends_with(&format!("/{r}")))
+                    })
+                })
+            })
+            .ok_or_else(|| {
+                TransportError::NotFound(format!("{r} in {}", archive_path.display()))
+            })?,
+        None if entries.len() == 1 => &entries[0],
+        None => {
+            return Err(corrupt(
+                archive_path,
+                format!("holds {} images; name one", entries.len()),
+            ))
+        }
+    };
+    let file = |name: &Value| -> Result<PathBuf, TransportError> {
+        let name = name
+            .as_str()
+            .ok_or_else(|| corrupt(archive_path, "a name in manifest.json is not a string"))?;
+        let p = Path::new(name);
+        if p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(corrupt(archive_path, format!("{name} leaves the archive")));
+        }
+        Ok(dir.join(p))
+    };
+    let config_path = file(&entry["Config"])?;
+    let config = std::fs::read(&config_path).map_err(io(&config_path, "reading"))?;
+    let config_digest = Digest::sha256_of(&config);
+    let mut blobs = vec![(config_digest.clone(), config_path)];
+    let mut layers = Vec::new();
+    for l in entry["Layers"].as_array().into_iter().flatten() {
+        let path = file(l)?;
+        let (digest, size) = hash_file(&path)?;
+        layers.push(
+            json!({"mediaType": DOCKER_LAYER_TAR, "digest": digest.to_string(), "size": size}),
+        );
+        blobs.push((digest, path));
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": mt::DOCKER_MANIFEST,
+        "config": {"mediaType": mt::DOCKER_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": layers,
+    }))
+    .map_err(|e| corrupt(archive_path, e))?;
+    Ok(ReadImage { manifest, blobs })
+}
+
+fn hash_file(path: &Path) -> Result<(Digest, u64), TransportError> {
+    let mut f = std::fs::File::open(path).map_err(io(path, "opening"))?;
+    hash_reader(&mut f, path)
+}
+
+fn hash_reader(r: &mut impl Read, path: &Path) -> Result<(Digest, u64), TransportError> {
+    let mut h = berth_image::Algorithm::Sha256.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf).map_err(io(path, "reading"))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finish(), n))
+}
+
+/// Lays out `dir/out` for packing: `<config>.json`, each layer as `<diffid>.tar`
+/// (decompressed when gzip), `manifest.json`.
+fn lay_out(dir: &Path, m: &Manifest, tag: Option<&str>) -> Result<(), TransportError> {
+    let incoming = dir.join("incoming");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).map_err(io(&out, "creating"))?;
+    let config = m
+        .config
+        .as_ref()
+        .ok_or_else(|| TransportError::Corrupt("the manifest has no config".into()))?;
+    let config_name = format!("{}.json", config.digest.hex());
+    std::fs::copy(incoming.join(config.digest.hex()), out.join(&config_name))
+        .map_err(io(&out, "writing the config in"))?;
+    let config_json: Value = serde_json::from_slice(
+        &std::fs::read(out.join(&config_name)).map_err(io(&out, "reading the config in"))?,
+    )
+    .map_err(|e| TransportError::Corrupt(format!("config: {e}")))?;
+    let diff_ids: Vec<&str> = config_json["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut names = Vec::new();
+    for (i, layer) in m.layers.iter().enumerate() {
+        let src = incoming.join(layer.digest.hex());
+        let tmp = out.join(format!(".layer-{i}"));
+        let (diff_id, _) = {
+            let f = std::fs::File::open(&src).map_err(io(&src, "opening"))?;
+            let mut w = std::fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
+            let mut reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
+                Box::new(flate2::read::MultiGzDecoder::new(
+                    std::io::BufReader::with_capacity(1 << 20, f),
+                ))
+            } else if layer.media_type.ends_with(".tar") || layer.media_type.ends_with("tar") {
+                Box::new(f)
+            } else {
+                return Err(TransportError::Unsupported(format!(
+                    "layer {} is {}; a docker archive takes gzip or plain tar layers",
+                    layer.digest, layer.media_type
+                )));
+            };
+            let mut tee = TeeReader {
+                inner: &mut reader,
+                out: &mut w,
+            };
+            hash_reader(&mut tee, &src)?
+        };
+        if diff_ids
+            .get(i)
+            .is_some_and(|want| *want != diff_id.to_string())
+        {
+            return Err(TransportError::Corrupt(format!(
+                "layer {} decompresses to {diff_id}, but the config says {}",
+                layer.digest, diff_ids[i]
+            )));
+        }
+        let name = format!("{}.tar", diff_id.hex());
+        std::fs::rename(&tmp, out.join(&name)).map_err(io(&out, "renaming in"))?;
+        names.push(name);
+    }
+    let repo_tags: Vec<&str> = tag.into_iter().collect();
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": repo_tags, "Layers": names}]),
+    )
+    .map_err(|e| TransportError::Corrupt(e.to_string()))?;
+    write_atomic(&out.join("manifest.json"), &manifest)
+}
+
+/// Copies what is read into `out` as it passes.
+struct TeeReader<'a, R: Read, W: std::io::Write> {
+    inner: &'a mut R,
+    out: &'a mut W,
+}
+
+impl<R: Read, W: std::io::Write> Read for TeeReader<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
