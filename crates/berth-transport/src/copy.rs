@@ -44,8 +44,20 @@ pub enum BlobOutcome {
     Mounted,
 }
 
-/// Reports progress; `Fn` so that parallel copies can call it.
-pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+/// Where progress goes: lines, and each blob's bytes as they pass (for bars).
+/// Shared by the parallel copies.
+pub trait Reporter: Send + Sync {
+    /// One step, said in a line.
+    fn line(&self, text: &str);
+    /// A blob of `size` bytes starts going.
+    fn blob_start(&self, _digest: &Digest, _size: u64) {}
+    /// `sent` bytes of it have gone so far.
+    fn blob_progress(&self, _digest: &Digest, _sent: u64) {}
+    /// It is all there.
+    fn blob_end(&self, _digest: &Digest) {}
+}
+
+pub type Progress = Arc<dyn Reporter>;
 
 /// A manifest as written: bytes, media type, digest.
 struct Written {
@@ -101,10 +113,10 @@ pub async fn copy(
                     (bytes, f.index_type().to_string())
                 }
             };
-            progress("Writing manifest list to image destination");
+            progress.line("Writing manifest list to image destination");
             let digest = dst.put_manifest(&bytes, &index_type, true).await?;
             if digest != top.digest {
-                progress(&format!(
+                progress.line(&format!(
                     "Manifest list digest changed: {} -> {digest}",
                     top.digest
                 ));
@@ -219,7 +231,7 @@ async fn write_image(
                 Some(new) => {
                     copy_blobs(src, dst, m.layers.iter(), opts, progress).await?;
                     let d = Digest::sha256_of(new);
-                    progress(&format!("Config digest changed: {} -> {d}", config.digest));
+                    progress.line(&format!("Config digest changed: {} -> {d}", config.digest));
                     if !dst.has_blob(&d).await? {
                         dst.put_blob(&d, files::once(new)).await?;
                     }
@@ -238,10 +250,10 @@ async fn write_image(
             (conv.manifest, conv.media_type.to_string())
         }
     };
-    progress("Writing manifest to image destination");
+    progress.line("Writing manifest to image destination");
     let digest = dst.put_manifest(&bytes, &media_type, top_level).await?;
     if digest != old {
-        progress(&format!("Manifest digest changed: {old} -> {digest}"));
+        progress.line(&format!("Manifest digest changed: {old} -> {digest}"));
     }
     Ok(Written {
         media_type,
@@ -298,24 +310,26 @@ async fn copy_blob(
     progress: &Progress,
 ) -> Result<BlobOutcome, TransportError> {
     if berth_image::media_type::is_non_distributable(&d.media_type) {
-        progress(&format!("Skipping foreign blob {}", d.digest));
+        progress.line(&format!("Skipping foreign blob {}", d.digest));
         return Ok(BlobOutcome::Skipped);
     }
     if dst.has_blob(&d.digest).await? {
-        progress(&format!(
+        progress.line(&format!(
             "Copying blob {} skipped: already exists",
             d.digest
         ));
         return Ok(BlobOutcome::Skipped);
     }
     if dst.mount_from(src, &d.digest).await? {
-        progress(&format!("Copying blob {} mounted", d.digest));
+        progress.line(&format!("Copying blob {} mounted", d.digest));
         return Ok(BlobOutcome::Mounted);
     }
-    progress(&format!("Copying blob {}", d.digest));
+    progress.line(&format!("Copying blob {}", d.digest));
+    progress.blob_start(&d.digest, d.size);
     let stream = src.blob(&d.digest).await?;
-    dst.put_blob(&d.digest, sized(stream, d.digest.clone(), d.size))
-        .await?;
+    let counted = sized(stream, d.digest.clone(), d.size, Some(progress.clone()));
+    dst.put_blob(&d.digest, counted).await?;
+    progress.blob_end(&d.digest);
     Ok(BlobOutcome::Copied)
 }
 
@@ -327,11 +341,19 @@ async fn copy_blob(
 /// docker-registry), and an OCI layout hashes each blob before its rename. Hashing here
 /// too would cost a second SHA-256 pass per byte (0.75 s per GiB on the 2-core machine
 /// the benchmarks run on) for nothing.
-fn sized(stream: berth_remote::ByteStream, digest: Digest, size: u64) -> berth_remote::ByteStream {
+fn sized(
+    stream: berth_remote::ByteStream,
+    digest: Digest,
+    size: u64,
+    progress: Option<Progress>,
+) -> berth_remote::ByteStream {
     let mut seen = 0u64;
     let body = stream.map(move |chunk| {
         let chunk: Bytes = chunk?;
         seen += chunk.len() as u64;
+        if let Some(p) = &progress {
+            p.blob_progress(&digest, seen);
+        }
         if seen > size {
             return Err(std::io::Error::other(format!(
                 "blob {digest}: more than the {size} bytes its descriptor says"
@@ -356,12 +378,12 @@ mod tests {
     #[tokio::test]
     async fn sized_streams_refuse_extra_bytes() {
         let d = Digest::sha256_of(b"hello world");
-        let out: Vec<Bytes> = sized(once(b"hello world"), d.clone(), 11)
+        let out: Vec<Bytes> = sized(once(b"hello world"), d.clone(), 11, None)
             .try_collect()
             .await
             .unwrap();
         assert_eq!(out.concat(), b"hello world");
-        let err = sized(once(b"hello world"), d, 10)
+        let err = sized(once(b"hello world"), d, 10, None)
             .try_collect::<Vec<Bytes>>()
             .await
             .unwrap_err();

@@ -1,7 +1,6 @@
 //! `berth copy SRC DEST`: skopeo copy's shape, over the transport crate's pipeline.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use berth_containers_config::policy::docker_identity;
@@ -100,14 +99,9 @@ impl Sides {
         )
     }
 
-    /// Progress lines on stderr, one per step (stdout stays for data).
+    /// Progress on stderr (stdout stays for data): bars on a terminal, lines otherwise.
     pub fn progress(&self) -> Progress {
-        let quiet = self.quiet;
-        Arc::new(move |line: &str| {
-            if !quiet {
-                eprintln!("{line}");
-            }
-        })
+        super::progress::reporter(self.quiet)
     }
 
     /// Checks policy.json for reading `name`, as containers/image does before a copy.

@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod images;
 pub mod login;
+pub mod progress;
 pub mod sync;
 pub mod template;
 

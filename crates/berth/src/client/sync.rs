@@ -131,17 +131,17 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
                         .await?
                         .with_context(|| format!("{src_name} disappeared"))?;
                     if dst_registry.manifest_digest(&dst_repo, &tag).await? == Some(have) {
-                        progress(&format!(
+                        progress.line(&format!(
                             "Skipping {src_name}: {dst_name} is the same image"
                         ));
                         skipped.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
                     }
                     if dry_run {
-                        progress(&format!("Would copy {src_name} to {dst_name}"));
+                        progress.line(&format!("Would copy {src_name} to {dst_name}"));
                         return Ok(());
                     }
-                    progress(&format!("Copying {src_name} to {dst_name}"));
+                    progress.line(&format!("Copying {src_name} to {dst_name}"));
                     let src = Place::Registry {
                         registry: src_registry,
                         repo: src_repo,
