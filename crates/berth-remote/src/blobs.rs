@@ -4,7 +4,9 @@
 
 use std::pin::Pin;
 
-use berth_image::Digest;
+use std::sync::{Arc, Mutex};
+
+use berth_image::{Algorithm, Digest};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{CONTENT_LENGTH, LOCATION};
@@ -89,7 +91,48 @@ impl Registry {
         digest: &Digest,
         stream: ByteStream,
     ) -> Result<(), RemoteError> {
-        let what = format!("blob {digest} to {}/{repo}", self.host());
+        let d = digest.clone();
+        self.upload(repo, &format!("blob {digest}"), stream, move || d)
+            .await
+            .map(|_| ())
+    }
+
+    /// Uploads a blob whose digest is only known once its bytes have passed (a layer
+    /// being recompressed): hashed on the way, named at the `PUT`. Returns its digest
+    /// and size.
+    pub async fn upload_new_blob(
+        &self,
+        repo: &str,
+        stream: ByteStream,
+    ) -> Result<(Digest, u64), RemoteError> {
+        let state = Arc::new(Mutex::new((Algorithm::Sha256.hasher(), 0u64)));
+        let tee = state.clone();
+        let hashed: ByteStream = Box::pin(stream.map(move |chunk| {
+            let chunk = chunk?;
+            if let Ok(mut s) = tee.lock() {
+                s.0.update(&chunk);
+                s.1 += chunk.len() as u64;
+            }
+            Ok(chunk)
+        }));
+        let result = state.clone();
+        let digest_of = move || -> Digest {
+            let mut s = result.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut s.0, Algorithm::Sha256.hasher()).finish()
+        };
+        let d = self.upload(repo, "a new blob", hashed, digest_of).await?;
+        let size = state.lock().map(|s| s.1).unwrap_or(0);
+        Ok((d, size))
+    }
+
+    async fn upload(
+        &self,
+        repo: &str,
+        what: &str,
+        stream: ByteStream,
+        digest: impl FnOnce() -> Digest,
+    ) -> Result<Digest, RemoteError> {
+        let what = format!("{what} to {}/{repo}", self.host());
         let scope = push_scope(repo);
         let r = self
             .send(
@@ -114,6 +157,7 @@ impl Registry {
         let r = check(r, &what).await?;
         let location = header(r.headers(), LOCATION).unwrap_or(location);
         let sep = if location.contains('?') { '&' } else { '?' };
+        let digest = digest();
         let put = format!("{location}{sep}digest={digest}");
         let r = self
             .send_with(
@@ -125,7 +169,7 @@ impl Registry {
             )
             .await?;
         check(r, &what).await?;
-        Ok(())
+        Ok(digest)
     }
 
     /// Pushes manifest `bytes` of `media_type` to `repo` as `reference` (a tag or its

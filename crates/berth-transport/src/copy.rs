@@ -15,6 +15,7 @@ use berth_image::{Descriptor, Digest, Manifest, ManifestKind, Platform};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
+use crate::recompress::{recompress, Compression};
 use crate::{files, Place, TransportError};
 
 /// Largest config read to convert it.
@@ -32,6 +33,8 @@ pub struct CopyOptions {
     pub format: Option<Format>,
     /// Refuse anything that would change a digest.
     pub preserve_digests: bool,
+    /// Recompress layers to this (`--dest-compress-format`); `None` keeps them.
+    pub compress: Option<Compression>,
 }
 
 /// What happened to each blob, for progress lines and tests.
@@ -194,7 +197,8 @@ async fn copy_child(
     .await
 }
 
-/// Copies an image's blobs, converted when asked, then writes its manifest.
+/// Copies an image's blobs, converted and recompressed when asked, then writes its
+/// manifest.
 #[allow(clippy::too_many_arguments)]
 async fn write_image(
     src: &Place,
@@ -207,16 +211,32 @@ async fn write_image(
     top_level: bool,
 ) -> Result<Written, TransportError> {
     let old = Digest::sha256_of(raw);
-    let (bytes, media_type) = match conversion(media_type, opts)? {
+    // Layers whose compression is not the one asked for.
+    let recompressed: Vec<usize> = match opts.compress {
+        None => Vec::new(),
+        Some(want) => m
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| Compression::of(&l.media_type).is_some_and(|c| c != want))
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    if !recompressed.is_empty() && opts.preserve_digests {
+        return Err(TransportError::Unsupported(
+            "recompressing layers changes their digests, and --preserve-digests forbids that"
+                .into(),
+        ));
+    }
+    let as_is = m
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !recompressed.contains(i))
+        .map(|(_, l)| l);
+    let (mut bytes, media_type) = match conversion(media_type, opts)? {
         None => {
-            copy_blobs(
-                src,
-                dst,
-                m.layers.iter().chain(m.config.iter()),
-                opts,
-                progress,
-            )
-            .await?;
+            copy_blobs(src, dst, as_is.chain(m.config.iter()), opts, progress).await?;
             (raw.to_vec(), media_type.to_string())
         }
         Some(f) => {
@@ -229,7 +249,7 @@ async fn write_image(
                 .map_err(|e| TransportError::Unsupported(format!("manifest {old}: {e}")))?;
             match &conv.config {
                 Some(new) => {
-                    copy_blobs(src, dst, m.layers.iter(), opts, progress).await?;
+                    copy_blobs(src, dst, as_is, opts, progress).await?;
                     let d = Digest::sha256_of(new);
                     progress.line(&format!("Config digest changed: {} -> {d}", config.digest));
                     if !dst.has_blob(&d).await? {
@@ -237,19 +257,27 @@ async fn write_image(
                     }
                 }
                 None => {
-                    copy_blobs(
-                        src,
-                        dst,
-                        m.layers.iter().chain(m.config.iter()),
-                        opts,
-                        progress,
-                    )
-                    .await?;
+                    copy_blobs(src, dst, as_is.chain(m.config.iter()), opts, progress).await?;
                 }
             }
             (conv.manifest, conv.media_type.to_string())
         }
     };
+    if let Some(want) = opts.compress.filter(|_| !recompressed.is_empty()) {
+        let docker = media_type == berth_image::media_type::DOCKER_MANIFEST;
+        let layer_type = want.layer_type(docker).ok_or_else(|| {
+            TransportError::Unsupported("zstd layers need an OCI manifest; add --format oci".into())
+        })?;
+        let done: Vec<(usize, Digest, u64)> = stream::iter(recompressed)
+            .map(|i| async move {
+                let (d, n) = recompress_layer(src, dst, &m.layers[i], want, progress).await?;
+                Ok::<_, TransportError>((i, d, n))
+            })
+            .buffer_unordered(opts.parallel.max(1))
+            .try_collect()
+            .await?;
+        bytes = patch_layers(&bytes, &done, layer_type)?;
+    }
     progress.line("Writing manifest to image destination");
     let digest = dst.put_manifest(&bytes, &media_type, top_level).await?;
     if digest != old {
@@ -260,6 +288,40 @@ async fn write_image(
         digest,
         size: bytes.len() as u64,
     })
+}
+
+/// Streams layer `l` through recompression into the destination.
+async fn recompress_layer(
+    src: &Place,
+    dst: &Place,
+    l: &Descriptor,
+    want: Compression,
+    progress: &Progress,
+) -> Result<(Digest, u64), TransportError> {
+    let from = Compression::of(&l.media_type)
+        .ok_or_else(|| TransportError::Unsupported(format!("layer type {}", l.media_type)))?;
+    progress.line(&format!("Recompressing blob {} as {want:?}", l.digest));
+    let stream = sized(src.blob(&l.digest).await?, l.digest.clone(), l.size, None);
+    let (d, size) = dst.put_new_blob(recompress(stream, from, want)).await?;
+    progress.line(&format!("Blob {} is now {d}", l.digest));
+    Ok((d, size))
+}
+
+/// The manifest with layers `done` (index, digest, size) replaced, as `layer_type`.
+fn patch_layers(
+    manifest: &[u8],
+    done: &[(usize, Digest, u64)],
+    layer_type: &str,
+) -> Result<Vec<u8>, TransportError> {
+    let bad = |e: serde_json::Error| TransportError::Corrupt(format!("manifest: {e}"));
+    let mut v: serde_json::Value = serde_json::from_slice(manifest).map_err(bad)?;
+    for (i, d, size) in done {
+        let l = &mut v["layers"][*i];
+        l["mediaType"] = layer_type.into();
+        l["digest"] = d.to_string().into();
+        l["size"] = (*size).into();
+    }
+    serde_json::to_vec(&v).map_err(bad)
 }
 
 /// A small blob (a config), whole.

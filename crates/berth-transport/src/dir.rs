@@ -87,6 +87,11 @@ impl DirImage {
         files::write_blob(&self.blob_path(d)?, d, stream).await
     }
 
+    /// Writes a blob whose digest is learnt as it is written.
+    pub async fn put_new_blob(&self, stream: ByteStream) -> Result<(Digest, u64), TransportError> {
+        files::write_new_blob(&self.path, |d| self.path.join(d.hex()), stream).await
+    }
+
     /// The top-level manifest as `manifest.json` (with `version`), a child as
     /// `<hex>.manifest.json`.
     pub async fn put_manifest(

@@ -272,11 +272,13 @@ fn lay_out(dir: &Path, m: &Manifest, tag: Option<&str>) -> Result<(), TransportE
                 Box::new(flate2::read::MultiGzDecoder::new(
                     std::io::BufReader::with_capacity(1 << 20, f),
                 ))
+            } else if layer.media_type.ends_with("zstd") {
+                Box::new(zstd::stream::read::Decoder::new(f).map_err(io(&src, "reading"))?)
             } else if layer.media_type.ends_with(".tar") || layer.media_type.ends_with("tar") {
                 Box::new(f)
             } else {
                 return Err(TransportError::Unsupported(format!(
-                    "layer {} is {}; a docker archive takes gzip or plain tar layers",
+                    "layer {} is {}; a docker archive takes gzip, zstd or plain tar layers",
                     layer.digest, layer.media_type
                 )));
             };

@@ -22,21 +22,71 @@ pub(crate) fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> Tran
 pub(crate) async fn write_blob(
     final_path: &Path,
     d: &Digest,
-    mut stream: ByteStream,
+    stream: ByteStream,
 ) -> Result<(), TransportError> {
     let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    tokio::fs::create_dir_all(&dir)
+    let (tmp, actual, _) = write_temp(&dir, &d.hex()[..16], d.algorithm(), stream).await?;
+    let result = if &actual != d {
+        Err(TransportError::Digest {
+            what: format!("blob for {}", dir.display()),
+            expected: d.clone(),
+            actual,
+        })
+    } else {
+        tokio::fs::rename(&tmp, final_path)
+            .await
+            .map_err(io(final_path, "renaming to"))
+    };
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// Writes `stream` as a blob whose digest is learnt as it is written (a recompressed
+/// layer), to `name_of(digest)`. Returns the digest and size.
+pub(crate) async fn write_new_blob(
+    dir: &Path,
+    name_of: impl FnOnce(&Digest) -> std::path::PathBuf,
+    stream: ByteStream,
+) -> Result<(Digest, u64), TransportError> {
+    let (tmp, d, size) = write_temp(dir, "new", berth_image::Algorithm::Sha256, stream).await?;
+    let final_path = name_of(&d);
+    if let Some(parent) = final_path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io(parent, "creating"))?;
+    }
+    match tokio::fs::rename(&tmp, &final_path).await {
+        Ok(()) => Ok((d, size)),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(io(&final_path, "renaming to")(e))
+        }
+    }
+}
+
+/// Streams into a temporary file in `dir`, hashing; returns its path, digest and size.
+async fn write_temp(
+    dir: &Path,
+    tag: &str,
+    algorithm: berth_image::Algorithm,
+    mut stream: ByteStream,
+) -> Result<(std::path::PathBuf, Digest, u64), TransportError> {
+    tokio::fs::create_dir_all(dir)
         .await
-        .map_err(io(&dir, "creating"))?;
-    let tmp = dir.join(format!(".tmp-{}-{}", d.hex(), std::process::id()));
+        .map_err(io(dir, "creating"))?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{tag}-{}-{n}", std::process::id()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    let (path, algorithm) = (tmp.clone(), d.algorithm());
-    let writer = tokio::task::spawn_blocking(move || -> Result<Digest, TransportError> {
+    let path = tmp.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<(Digest, u64), TransportError> {
         let mut w = berth_store::BlobWriter::create(path, algorithm)?;
         while let Some(chunk) = rx.blocking_recv() {
             w.write(&chunk)?;
         }
-        Ok(w.finish()?.0)
+        Ok(w.finish()?)
     });
     let mut received = Ok(());
     while let Some(chunk) = stream.next().await {
@@ -48,7 +98,7 @@ pub(crate) async fn write_blob(
             }
             Err(e) => {
                 received = Err(TransportError::Io {
-                    context: format!("receiving blob {d}"),
+                    context: format!("receiving a blob for {}", dir.display()),
                     source: e,
                 });
                 break;
@@ -60,21 +110,13 @@ pub(crate) async fn write_blob(
         context: format!("writing {}", tmp.display()),
         source: std::io::Error::other(e),
     });
-    let result = match (received, written) {
-        (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => Err(e),
-        (Ok(()), Ok(Ok(actual))) if &actual != d => Err(TransportError::Digest {
-            what: format!("blob for {}", dir.display()),
-            expected: d.clone(),
-            actual,
-        }),
-        (Ok(()), Ok(Ok(_))) => tokio::fs::rename(&tmp, final_path)
-            .await
-            .map_err(io(final_path, "renaming to")),
-    };
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    match (received, written) {
+        (Ok(()), Ok(Ok((d, size)))) => Ok((tmp, d, size)),
+        (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
     }
-    result
 }
 
 /// One chunk as a stream, for writing bytes already in memory with [`write_blob`].

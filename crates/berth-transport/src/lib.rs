@@ -18,6 +18,7 @@ pub mod docker_archive;
 mod files;
 pub mod name;
 pub mod oci;
+pub mod recompress;
 
 use berth_image::Digest;
 use berth_remote::{ByteStream, Registry, RemoteError};
@@ -239,6 +240,24 @@ impl Place {
             }
             Place::Dir(dir) => dir.put_blob(d, stream).await,
             Place::DockerArchive(a) => a.put_blob(d, stream).await,
+        }
+    }
+
+    /// Stores a blob whose digest is learnt as it passes (a recompressed layer);
+    /// returns its digest and size.
+    pub async fn put_new_blob(&self, stream: ByteStream) -> Result<(Digest, u64), TransportError> {
+        match self {
+            Place::Registry { registry, repo, .. } => {
+                Ok(registry.upload_new_blob(repo, stream).await?)
+            }
+            Place::Oci(layout) | Place::OciArchive { layout, .. } => {
+                layout.put_new_blob(stream).await
+            }
+            Place::Dir(dir) => dir.put_new_blob(stream).await,
+            Place::DockerArchive(_) => Err(TransportError::Unsupported(
+                "a docker archive keeps layers uncompressed; --dest-compress-format does not apply"
+                    .into(),
+            )),
         }
     }
 

@@ -140,6 +140,12 @@ impl Layout {
         files::write_blob(&self.blob_path(d), d, stream).await
     }
 
+    /// Writes a blob whose digest is learnt as it is written.
+    pub async fn put_new_blob(&self, stream: ByteStream) -> Result<(Digest, u64), TransportError> {
+        let blobs = self.path.join("blobs/sha256");
+        files::write_new_blob(&blobs, |d| blobs.join(d.hex()), stream).await
+    }
+
     /// Writes a manifest (as a blob) and, when `top_level`, names it in `index.json`.
     pub async fn put_manifest(
         &self,

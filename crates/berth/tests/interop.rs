@@ -1315,6 +1315,62 @@ fn copy_between_registries_and_layouts() {
         assert_eq!(m["mediaType"], to("v2s2"));
     }
 
+    ctx.step("--dest-compress-format zstd then gzip: new layer digests, same content");
+    let zst = format!("oci:{}:zst", ctx.p("zst-layout"));
+    let out = copy(
+        &src,
+        &zst,
+        &["--format", "oci", "--dest-compress-format", "zstd"],
+    );
+    assert!(out.stderr.contains("Recompressing blob"), "{}", out.stderr);
+    let zm: Value =
+        serde_json::from_slice(&ctx.skopeo(&["inspect", "--raw", &zst]).run().stdout_bytes)
+            .unwrap();
+    for l in zm["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{zm}"
+        );
+    }
+    // skopeo reads the zstd layers (it decompresses them to verify nothing, so copy
+    // them somewhere that needs their content: a docker archive, which berth checks
+    // against the config's diff IDs).
+    let zst_in_dist = format!("docker://{dist}/test/zstd:v1");
+    ctx.skopeo(&["copy", "--dest-tls-verify=false", &zst, &zst_in_dist])
+        .run();
+    let checked = format!(
+        "docker-archive:{}:localhost/test/zst:v1",
+        ctx.p("zst-da.tar")
+    );
+    copy(&zst_in_dist, &checked, &[]);
+    let gz = format!("oci:{}:gz", ctx.p("gz-layout"));
+    copy(&zst, &gz, &["--dest-compress-format", "gzip"]);
+    let gm: Value =
+        serde_json::from_slice(&ctx.skopeo(&["inspect", "--raw", &gz]).run().stdout_bytes).unwrap();
+    assert_eq!(
+        gm["config"]["digest"], zm["config"]["digest"],
+        "the config does not change"
+    );
+    copy(
+        &gz,
+        &format!("docker-archive:{}:localhost/test/gz:v1", ctx.p("gz-da.tar")),
+        &[],
+    );
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--format",
+            "v2s2",
+            "--dest-compress-format",
+            "zstd",
+            &zst,
+            &format!("oci:{}:x", ctx.p("never")),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("zstd"), "{}", out.stderr);
+
     ctx.step("policy.json: reject refuses, --insecure-policy overrides");
     let reject = ctx.p("reject.json");
     fs::write(&reject, r#"{"default":[{"type":"reject"}]}"#).unwrap();

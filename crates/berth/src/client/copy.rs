@@ -11,6 +11,7 @@ use berth_transport::copy::{copy, CopyOptions, Progress};
 use berth_transport::dir::DirImage;
 use berth_transport::docker_archive::DockerArchive;
 use berth_transport::oci::Layout;
+use berth_transport::recompress::Compression;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
@@ -149,9 +150,12 @@ pub struct CopyArgs {
     /// Write manifests in this format: oci or v2s2 (Docker); converting changes digests
     #[arg(long, short = 'f', value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
     format: Option<String>,
-    /// Fail rather than change a digest (no conversion)
+    /// Fail rather than change a digest (no conversion, no recompression)
     #[arg(long)]
     preserve_digests: bool,
+    /// Recompress layers with gzip or zstd (zstd needs an OCI manifest)
+    #[arg(long, value_name = "FORMAT", value_parser = ["gzip", "zstd"])]
+    dest_compress_format: Option<String>,
     /// Write the digest of the copied manifest to this file
     #[arg(long, value_name = "PATH")]
     digestfile: Option<PathBuf>,
@@ -260,6 +264,10 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
             _ => Format::Oci,
         }),
         preserve_digests: a.preserve_digests,
+        compress: a.dest_compress_format.as_deref().map(|c| match c {
+            "zstd" => Compression::Zstd,
+            _ => Compression::Gzip,
+        }),
     };
     let digest = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -95,6 +95,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
         parallel: a.sides.image_parallel_copies,
         format: None,
         preserve_digests: false,
+        compress: None,
     };
     let (src_repo, dst_repo) = (src_ref.path().to_string(), dest_ref.path().to_string());
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,196 @@
+//! Layers recompressed on the way (`--dest-compress-format gzip|zstd`): the bytes are
+//! decompressed and compressed again on a blocking thread while they stream, so the
+//! new blob's digest is only known at its end. The uncompressed content (the layer's
+//! diff ID in the config) does not change.
+
+use std::io::{Read, Write};
+
+use berth_remote::ByteStream;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use berth_image::media_type as mt;
+
+/// How a layer's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// From a layer media type; `None` for what is not a layer berth can recompress.
+    pub fn of(media_type: &str) -> Option<Compression> {
+        match media_type {
+            mt::OCI_LAYER_GZIP | mt::DOCKER_LAYER_GZIP => Some(Compression::Gzip),
+            mt::OCI_LAYER_ZSTD => Some(Compression::Zstd),
+            mt::OCI_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => {
+                Some(Compression::None)
+            }
+            _ => None,
+        }
+    }
+
+    /// The layer media type for this compression in an OCI or (`docker`) v2s2 manifest.
+    pub fn layer_type(self, docker: bool) -> Option<&'static str> {
+        match (self, docker) {
+            (Compression::Gzip, false) => Some(mt::OCI_LAYER_GZIP),
+            (Compression::Zstd, false) => Some(mt::OCI_LAYER_ZSTD),
+            (Compression::None, false) => Some(mt::OCI_LAYER_TAR),
+            (Compression::Gzip, true) => Some(mt::DOCKER_LAYER_GZIP),
+            (Compression::None, true) => Some("application/vnd.docker.image.rootfs.diff.tar"),
+            (Compression::Zstd, true) => None,
+        }
+    }
+}
+
+/// Reads chunks a channel brings.
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Sends what is written to a channel, 1 MiB at a time.
+struct ChannelWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::take(&mut self.buf));
+            self.tx
+                .blocking_send(Ok(chunk))
+                .map_err(|_| std::io::Error::other("the upload stopped"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 20 {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// `stream`, compressed with `from`, as `to`.
+pub fn recompress(mut stream: ByteStream, from: Compression, to: Compression) -> ByteStream {
+    let (in_tx, in_rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
+    let (out_tx, out_rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
+    tokio::spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            if in_tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let errors = out_tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> std::io::Result<()> {
+            let input = ChannelReader {
+                rx: in_rx,
+                current: Bytes::new(),
+            };
+            let mut plain: Box<dyn Read> = match from {
+                Compression::None => Box::new(input),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+            };
+            let out = ChannelWriter {
+                tx: out_tx,
+                buf: Vec::with_capacity(1 << 20),
+            };
+            match to {
+                Compression::None => {
+                    let mut out = out;
+                    std::io::copy(&mut plain, &mut out)?;
+                    out.flush()
+                }
+                Compression::Gzip => {
+                    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+                    std::io::copy(&mut plain, &mut enc)?;
+                    enc.finish()?.flush()
+                }
+                Compression::Zstd => {
+                    let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                    std::io::copy(&mut plain, &mut enc)?;
+                    enc.finish()?.flush()
+                }
+            }
+        })();
+        if let Err(e) = result {
+            let _ = errors.blocking_send(Err(e));
+        }
+    });
+    Box::pin(futures_util::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::TryStreamExt;
+
+    #[tokio::test]
+    async fn gzip_to_zstd_and_back_keeps_the_content() {
+        let plain: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let src: ByteStream = Box::pin(futures_util::stream::iter(
+            gz.chunks(10_000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        ));
+        let zst: Vec<Bytes> = recompress(src, Compression::Gzip, Compression::Zstd)
+            .try_collect()
+            .await
+            .unwrap();
+        let zst = zst.concat();
+        assert_eq!(&zst[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        let back: ByteStream = Box::pin(futures_util::stream::once(
+            async move { Ok(Bytes::from(zst)) },
+        ));
+        let plain2: Vec<Bytes> = recompress(back, Compression::Zstd, Compression::None)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(plain2.concat(), plain);
+        // Garbage is an error, not an empty layer.
+        let junk: ByteStream = Box::pin(futures_util::stream::once(async {
+            Ok(Bytes::from_static(b"not gzip"))
+        }));
+        assert!(recompress(junk, Compression::Gzip, Compression::Zstd)
+            .try_collect::<Vec<_>>()
+            .await
+            .is_err());
+    }
+}
