@@ -365,6 +365,20 @@ async fn copy_blobs<'a>(
     Ok(())
 }
 
+/// The lock of blob `d` for this process's copies.
+fn in_flight(d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // Forget the locks nobody holds, so the map stays as small as what is in flight.
+    locks.retain(|_, l| Arc::strong_count(l) > 1);
+    locks.entry(d.clone()).or_default().clone()
+}
+
 async fn copy_blob(
     src: &Place,
     dst: &Place,
@@ -375,6 +389,12 @@ async fn copy_blob(
         progress.line(&format!("Skipping foreign blob {}", d.digest));
         return Ok(BlobOutcome::Skipped);
     }
+    // Images copied at once (sync, --all) share blobs: one copy of a blob goes at a
+    // time, and the next finds it there. Two uploads of one blob to one repository at
+    // once can also lose it in some registries (docker-registry answered "blob unknown"
+    // to the manifest that followed).
+    let lock = in_flight(&d.digest);
+    let _turn = lock.lock().await;
     if dst.has_blob(&d.digest).await? {
         progress.line(&format!(
             "Copying blob {} skipped: already exists",

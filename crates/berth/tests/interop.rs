@@ -1536,6 +1536,57 @@ fn sync_a_repository() {
         };
         assert_eq!(digest("mirror"), digest("by-skopeo"));
     }
+    // To folders, named as skopeo names them.
+    let to_dir = |tool: &str, dest: &str| {
+        let src = format!("{berth}/test/src");
+        let args = [
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "dir",
+            "--src-tls-verify=false",
+            src.as_str(),
+            dest,
+        ];
+        match tool {
+            "berth" => ctx
+                .berth(&[&["sync", "--insecure-policy"][..], &args[1..]].concat())
+                .run(),
+            _ => ctx.skopeo(&args).run(),
+        }
+    };
+    to_dir("berth", &ctx.p("dir-berth"));
+    to_dir("skopeo", &ctx.p("dir-skopeo"));
+    let names = |d: &str| {
+        let mut v: Vec<String> = fs::read_dir(ctx.path(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("dir-berth"), names("dir-skopeo"));
+    for n in names("dir-berth") {
+        let b = ctx
+            .skopeo(&[
+                "inspect",
+                "--raw",
+                &format!("dir:{}", ctx.path("dir-berth").join(&n).display()),
+            ])
+            .run();
+        let s = ctx
+            .skopeo(&[
+                "inspect",
+                "--raw",
+                &format!("dir:{}", ctx.path("dir-skopeo").join(&n).display()),
+            ])
+            .run();
+        assert_eq!(b.stdout_bytes, s.stdout_bytes, "{n}");
+    }
+    let again = to_dir("berth", &ctx.p("dir-berth"));
+    assert!(again.stderr.contains("3 already there"), "{}", again.stderr);
+
     // One tag, scoped.
     let out = sync(
         &["--insecure-policy", "--scoped"],

@@ -5,6 +5,7 @@
 //! Unlike skopeo, which copies one image after another, several images are copied at
 //! once over shared connections and tokens; each image's blobs go in parallel too.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -23,8 +24,9 @@ pub struct SyncArgs {
     /// Kind of SOURCE: docker (a repository, or one image with a tag)
     #[arg(long, value_name = "TRANSPORT", value_parser = ["docker"])]
     src: String,
-    /// Kind of DESTINATION: docker (a registry, with an optional namespace)
-    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker"])]
+    /// Kind of DESTINATION: docker (a registry, with an optional namespace) or dir (a
+    /// folder, getting one `dir:` image per tag, named `NAME:TAG`)
+    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir"])]
     dest: String,
     /// For multi-platform images, copy every platform and the index
     #[arg(long, short = 'a')]
@@ -53,6 +55,55 @@ pub struct SyncArgs {
     destination: String,
 }
 
+/// Where synced images go.
+enum Target {
+    /// A registry client and the repository.
+    Registry(Arc<berth_remote::Registry>, String),
+    /// `BASE:TAG/` folders in the `dir:` format.
+    Dir(PathBuf),
+}
+
+impl Target {
+    fn name(&self, tag: &str) -> String {
+        match self {
+            Target::Registry(r, repo) => format!("{}/{repo}:{tag}", r.host()),
+            Target::Dir(base) => format!("dir:{}:{tag}", base.display()),
+        }
+    }
+
+    /// The digest of what the destination holds under `tag`, if anything.
+    async fn digest(&self, tag: &str) -> anyhow::Result<Option<berth_image::Digest>> {
+        Ok(match self {
+            Target::Registry(r, repo) => r.manifest_digest(repo, tag).await?,
+            Target::Dir(base) => {
+                let file = PathBuf::from(format!("{}:{tag}", base.display())).join("manifest.json");
+                match tokio::fs::read(&file).await {
+                    Ok(bytes) => Some(berth_image::Digest::sha256_of(&bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::new(e).context(format!("reading {}", file.display()))
+                        )
+                    }
+                }
+            }
+        })
+    }
+
+    fn place(&self, tag: &str) -> Place {
+        match self {
+            Target::Registry(r, repo) => Place::Registry {
+                registry: r.clone(),
+                repo: repo.clone(),
+                reference: tag.to_string(),
+            },
+            Target::Dir(base) => Place::Dir(berth_transport::dir::DirImage::new(PathBuf::from(
+                format!("{}:{tag}", base.display()),
+            ))),
+        }
+    }
+}
+
 /// The destination repository for `src`: `DEST/<last component>` or, scoped,
 /// `DEST/<host>/<path>`.
 fn destination_repo(dest: &str, src: &ImageReference, scoped: bool) -> String {
@@ -66,8 +117,8 @@ fn destination_repo(dest: &str, src: &ImageReference, scoped: bool) -> String {
 }
 
 pub fn run(a: SyncArgs) -> anyhow::Result<()> {
-    if a.src != "docker" || a.dest != "docker" {
-        bail!("sync supports --src docker --dest docker for now");
+    if a.src != "docker" {
+        bail!("sync reads from --src docker for now");
     }
     let src_ref: ImageReference = a
         .source
@@ -80,14 +131,22 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
         );
     }
     let dest_repo = destination_repo(&a.destination, &src_ref, a.scoped);
-    let dest_ref: ImageReference = dest_repo
-        .parse()
-        .with_context(|| format!("invalid destination {:?}", a.destination))?;
     let config = Config::load()?;
     a.sides
         .check_policy(&config, &ImageName::Docker(src_ref.clone()))?;
     let src_registry = Arc::new(config.registry(&src_ref, &a.sides.source())?);
-    let dst_registry = Arc::new(config.registry(&dest_ref, &a.sides.destination())?);
+    let target = match a.dest.as_str() {
+        "dir" => Target::Dir(PathBuf::from(&dest_repo)),
+        _ => {
+            let dest_ref: ImageReference = dest_repo
+                .parse()
+                .with_context(|| format!("invalid destination {:?}", a.destination))?;
+            Target::Registry(
+                Arc::new(config.registry(&dest_ref, &a.sides.destination())?),
+                dest_ref.path().to_string(),
+            )
+        }
+    };
     let progress = a.sides.progress();
     let options = CopyOptions {
         all: a.all,
@@ -97,7 +156,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
         preserve_digests: false,
         compress: None,
     };
-    let (src_repo, dst_repo) = (src_ref.path().to_string(), dest_ref.path().to_string());
+    let src_repo = src_ref.path().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -112,17 +171,13 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
             AtomicUsize::new(0),
         );
         let one = |tag: String| {
-            let (src_registry, dst_registry) = (src_registry.clone(), dst_registry.clone());
-            let (src_repo, dst_repo, progress, options) = (
-                src_repo.clone(),
-                dst_repo.clone(),
-                progress.clone(),
-                options.clone(),
-            );
-            let (copied, skipped, failed) = (&copied, &skipped, &failed);
+            let src_registry = src_registry.clone();
+            let (src_repo, progress, options) =
+                (src_repo.clone(), progress.clone(), options.clone());
+            let (copied, skipped, failed, target) = (&copied, &skipped, &failed, &target);
             let (src_name, dst_name) = (
                 format!("{}/{src_repo}:{tag}", src_registry.host()),
-                format!("{}/{dst_repo}:{tag}", dst_registry.host()),
+                target.name(&tag),
             );
             let dry_run = a.dry_run;
             async move {
@@ -131,7 +186,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
                         .manifest_digest(&src_repo, &tag)
                         .await?
                         .with_context(|| format!("{src_name} disappeared"))?;
-                    if dst_registry.manifest_digest(&dst_repo, &tag).await? == Some(have) {
+                    if target.digest(&tag).await? == Some(have) {
                         progress.line(&format!(
                             "Skipping {src_name}: {dst_name} is the same image"
                         ));
@@ -148,11 +203,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
                         repo: src_repo,
                         reference: tag.clone(),
                     };
-                    let dst = Place::Registry {
-                        registry: dst_registry,
-                        repo: dst_repo,
-                        reference: tag,
-                    };
+                    let dst = target.place(&tag);
                     copy(&src, &dst, &options, progress.clone()).await?;
                     copied.fetch_add(1, Ordering::Relaxed);
                     Ok(())
