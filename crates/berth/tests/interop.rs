@@ -1393,6 +1393,54 @@ fn copy_between_registries_and_layouts() {
     ])
     .run_fail();
 
+    ctx.step("corrupt layouts fail with one line and write nothing");
+    let corrupt = ctx.path("corrupt-layout");
+    copy(&src, &format!("oci:{}:v1", corrupt.display()), &[]);
+    let index = corrupt.join("index.json");
+    let good_index = fs::read(&index).unwrap();
+    let target = format!("docker://{dist}/test/from-corrupt:v1");
+    let attempt = |what: &str| {
+        let out = ctx
+            .berth(&[
+                "copy",
+                "--quiet",
+                "--policy",
+                &policy,
+                "--dest-tls-verify=false",
+                &format!("oci:{}:v1", corrupt.display()),
+                &target,
+            ])
+            .run_any();
+        assert_ne!(out.status.code(), Some(0), "{what}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.trim_end().lines().count(),
+            1,
+            "{what}: {}",
+            out.stderr
+        );
+        ctx.skopeo(&["inspect", "--tls-verify=false", &target])
+            .run_fail();
+    };
+    fs::write(&index, b"{not json").unwrap();
+    attempt("index.json is not JSON");
+    fs::write(&index, br#"{"schemaVersion":2}"#).unwrap();
+    attempt("index.json has no manifests");
+    fs::write(&index, &good_index).unwrap();
+    let m: Value = serde_json::from_slice(&original).unwrap();
+    let layer_hex = m["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = corrupt.join("blobs/sha256").join(&layer_hex);
+    let good_blob = fs::read(&blob).unwrap();
+    fs::write(&blob, b"truncated").unwrap();
+    attempt("a layer blob does not match its digest");
+    fs::remove_file(&blob).unwrap();
+    attempt("a layer blob is missing");
+    fs::write(&blob, &good_blob).unwrap();
+    copy(&format!("oci:{}:v1", corrupt.display()), &target, &[]);
+
     ctx.step("a blob served with the wrong digest fails the copy; no manifest is written");
     let m: Value = serde_json::from_slice(&original).unwrap();
     let layer = m["layers"][0]["digest"].as_str().unwrap();
