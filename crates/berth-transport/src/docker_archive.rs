@@ -152,6 +152,37 @@ impl DockerArchive {
     }
 }
 
+/// The `RepoTags` of every image in the archive at `path`, reading only its
+/// `manifest.json` (images without a tag are `@N`, their position, as skopeo lists them).
+pub fn repo_tags(path: &Path) -> Result<Vec<String>, TransportError> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            TransportError::NotFound(format!("docker-archive:{}", path.display()))
+        }
+        _ => io(path, "opening")(e),
+    })?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    for entry in tar.entries().map_err(io(path, "reading"))? {
+        let mut entry = entry.map_err(io(path, "reading"))?;
+        let name = entry.path().map_err(io(path, "reading"))?.into_owned();
+        if name != Path::new("manifest.json") {
+            continue;
+        }
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text).map_err(io(path, "reading"))?;
+        let entries: Vec<Value> = serde_json::from_slice(&text).map_err(|e| corrupt(path, e))?;
+        let mut tags = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e["RepoTags"].as_array().filter(|t| !t.is_empty()) {
+                Some(t) => tags.extend(t.iter().filter_map(Value::as_str).map(str::to_string)),
+                None => tags.push(format!("@{i}")),
+            }
+        }
+        return Ok(tags);
+    }
+    Err(corrupt(path, "no manifest.json"))
+}
+
 /// Reads `manifest.json` of an unpacked archive and synthesizes the image's v2s2
 /// manifest; hashes every layer file to name it.
 fn describe(

@@ -1136,6 +1136,13 @@ fn copy_between_registries_and_layouts() {
     assert_eq!(ctx.sha256(&back_config), config_digest);
     assert_eq!(diff_ids(&back_config), diff_ids(&seen));
 
+    for tar in ["berth-da.tar", "skopeo-da.tar"] {
+        let name = format!("docker-archive:{}", ctx.p(tar));
+        let b = ctx.berth(&["list-tags", &name]).run();
+        let s = ctx.skopeo(&["list-tags", &name]).run();
+        assert_eq!(b.stdout, s.stdout, "list-tags {tar}");
+    }
+
     ctx.step("the chain berth -> docker-registry -> berth -> oci-archive -> docker-archive -> dir keeps the image");
     let hop1 = format!("docker://{dist}/test/chain:v1");
     let hop2 = format!("docker://{berth}/test/chain:v1");

@@ -149,11 +149,20 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct TagList {
+    #[serde(skip_serializing_if = "String::is_empty")]
     repository: String,
     tags: Vec<String>,
 }
 
 pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
+    if let Some(rest) = a.repository.strip_prefix("docker-archive:") {
+        let path = rest.split_once(':').map_or(rest, |(p, _)| p);
+        let tags = berth_transport::docker_archive::repo_tags(std::path::Path::new(path))?;
+        return print_line(&to_go_json(&TagList {
+            repository: String::new(),
+            tags,
+        }));
+    }
     let r = docker_reference(&a.repository)?;
     if r.tag().is_some() || r.digest().is_some() {
         bail!(
