@@ -1642,6 +1642,31 @@ fn sync_a_repository() {
     let again = to_dir("berth", &ctx.p("dir-berth"));
     assert!(again.stderr.contains("3 already there"), "{}", again.stderr);
 
+    // Back from a folder, where skopeo puts it.
+    let folder = ctx.path("dir-berth").join("src:v2").display().to_string();
+    let from_dir = |tool: &str, dest: &str| {
+        let args = [
+            "sync",
+            "--src",
+            "dir",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            folder.as_str(),
+            dest,
+        ];
+        match tool {
+            "berth" => ctx
+                .berth(&[&["sync", "--insecure-policy"][..], &args[1..]].concat())
+                .run(),
+            _ => ctx.skopeo(&args).run(),
+        }
+    };
+    from_dir("berth", &format!("{dist}/back-berth"));
+    from_dir("skopeo", &format!("{dist}/back-skopeo"));
+    assert_eq!(tags("back-berth/src"), tags("back-skopeo/src"));
+    assert_eq!(tags("back-berth/src"), serde_json::json!(["v2"]));
+
     // One tag, scoped.
     let out = sync(
         &["--insecure-policy", "--scoped"],

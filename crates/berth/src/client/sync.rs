@@ -21,8 +21,9 @@ use super::Config;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Kind of SOURCE: docker (a repository, or one image with a tag)
-    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker"])]
+    /// Kind of SOURCE: docker (a repository, or one image with a tag) or dir (one
+    /// `dir:` image, its folder named `NAME[:TAG]`, as `--dest dir` writes them)
+    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir"])]
     src: String,
     /// Kind of DESTINATION: docker (a registry, with an optional namespace) or dir (a
     /// folder, getting one `dir:` image per tag, named `NAME:TAG`)
@@ -117,8 +118,8 @@ fn destination_repo(dest: &str, src: &ImageReference, scoped: bool) -> String {
 }
 
 pub fn run(a: SyncArgs) -> anyhow::Result<()> {
-    if a.src != "docker" {
-        bail!("sync reads from --src docker for now");
+    if a.src == "dir" {
+        return run_from_dir(a);
     }
     let src_ref: ImageReference = a
         .source
@@ -258,4 +259,67 @@ mod tests {
             "mirror.local/registry.example-5000/org/app"
         );
     }
+}
+
+/// `--src dir`: the one image in folder SOURCE, named after the folder (`NAME[:TAG]`),
+/// to `DEST/NAME:TAG`.
+fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
+    let folder = PathBuf::from(&a.source);
+    let base = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: no folder name to name the image by", a.source))?;
+    let (name, tag) = base.split_once(':').unwrap_or((base, "latest"));
+    let config = Config::load()?;
+    let src_name = ImageName::Dir(folder.clone());
+    a.sides.check_policy(&config, &src_name)?;
+    let dest = format!("{}/{name}", a.destination.trim_end_matches('/'));
+    let target = match a.dest.as_str() {
+        "dir" => Target::Dir(PathBuf::from(&dest)),
+        _ => {
+            let dest_ref: ImageReference = dest
+                .parse()
+                .with_context(|| format!("invalid destination {dest:?}"))?;
+            Target::Registry(
+                Arc::new(config.registry(&dest_ref, &a.sides.destination())?),
+                dest_ref.path().to_string(),
+            )
+        }
+    };
+    let options = CopyOptions {
+        all: a.all,
+        platform: a.platform.platform(),
+        parallel: a.sides.image_parallel_copies,
+        format: None,
+        preserve_digests: false,
+        compress: None,
+    };
+    let progress = a.sides.progress();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let have = tokio::fs::read(folder.join("manifest.json"))
+                .await
+                .map(|b| berth_image::Digest::sha256_of(&b))
+                .with_context(|| format!("{}: not a dir: image", folder.display()))?;
+            let dst_name = target.name(tag);
+            if target.digest(tag).await? == Some(have) {
+                eprintln!("0 images copied, 1 already there, 0 failed");
+                progress.line(&format!(
+                    "Skipping {src_name}: {dst_name} is the same image"
+                ));
+                return Ok(());
+            }
+            if a.dry_run {
+                progress.line(&format!("Would copy {src_name} to {dst_name}"));
+                return Ok(());
+            }
+            let src = Place::Dir(berth_transport::dir::DirImage::new(folder.clone()));
+            copy(&src, &target.place(tag), &options, progress.clone())
+                .await
+                .with_context(|| format!("syncing {src_name} to {dst_name}"))?;
+            eprintln!("1 images copied, 0 already there, 0 failed");
+            Ok(())
+        })
 }
