@@ -243,24 +243,6 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destination_names() {
-        let src: ImageReference = "registry.example:5000/org/app".parse().unwrap();
-        assert_eq!(
-            destination_repo("mirror.local/ns/", &src, false),
-            "mirror.local/ns/app"
-        );
-        assert_eq!(
-            destination_repo("mirror.local", &src, true),
-            "mirror.local/registry.example-5000/org/app"
-        );
-    }
-}
-
 /// `--src dir`: the one image in folder SOURCE, named after the folder (`NAME[:TAG]`),
 /// to `DEST/NAME:TAG`.
 fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
@@ -322,4 +304,22 @@ fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
             eprintln!("1 images copied, 0 already there, 0 failed");
             Ok(())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_names() {
+        let src: ImageReference = "registry.example:5000/org/app".parse().unwrap();
+        assert_eq!(
+            destination_repo("mirror.local/ns/", &src, false),
+            "mirror.local/ns/app"
+        );
+        assert_eq!(
+            destination_repo("mirror.local", &src, true),
+            "mirror.local/registry.example-5000/org/app"
+        );
+    }
 }
