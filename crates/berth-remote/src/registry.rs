@@ -61,6 +61,11 @@ pub struct Options {
     pub retries: u32,
     /// First backoff; doubled on each retry.
     pub retry_delay: Duration,
+    /// Folders of TLS material for this registry, as containers/image reads them:
+    /// `*.crt` are extra certificate authorities, `NAME.cert` with `NAME.key` a client
+    /// certificate. Typically `--cert-dir`, else `/etc/containers/certs.d/HOST` and
+    /// `/etc/docker/certs.d/HOST`.
+    pub cert_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -70,6 +75,7 @@ impl Default for Options {
             credentials: None,
             retries: 3,
             retry_delay: Duration::from_millis(200),
+            cert_dirs: Vec::new(),
         }
     }
 }
@@ -103,10 +109,14 @@ struct State {
 impl Registry {
     /// A client for `host` (`host[:port]`).
     pub fn new(host: &str, options: Options) -> Result<Registry, RemoteError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .danger_accept_invalid_certs(!options.tls_verify)
             .connect_timeout(Duration::from_secs(30))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        for dir in &options.cert_dirs {
+            builder = with_cert_dir(builder, dir)?;
+        }
+        let http = builder
             .build()
             .map_err(|e| RemoteError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Registry {
@@ -488,6 +498,42 @@ impl Registry {
         check(r, &what).await?;
         Ok(())
     }
+}
+
+/// Adds a certificate folder's authorities (`*.crt`) and client certificate
+/// (`NAME.cert` + `NAME.key`). A missing folder adds nothing.
+fn with_cert_dir(
+    mut builder: reqwest::ClientBuilder,
+    dir: &std::path::Path,
+) -> Result<reqwest::ClientBuilder, RemoteError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(builder);
+    };
+    let bad = |p: &std::path::Path, e: &dyn std::fmt::Display| {
+        RemoteError::Invalid(format!("{}: {e}", p.display()))
+    };
+    let mut paths: Vec<std::path::PathBuf> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("crt") => {
+                let pem = std::fs::read(&p).map_err(|e| bad(&p, &e))?;
+                for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&p, &e))? {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            Some("cert") => {
+                let key = p.with_extension("key");
+                let mut pem = std::fs::read(&p).map_err(|e| bad(&p, &e))?;
+                pem.extend(std::fs::read(&key).map_err(|e| bad(&key, &e))?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| bad(&p, &e))?;
+                builder = builder.identity(id);
+            }
+            _ => {}
+        }
+    }
+    Ok(builder)
 }
 
 /// What a request carries.

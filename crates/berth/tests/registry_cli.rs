@@ -326,6 +326,33 @@ async fn tls_serves_and_reloads_its_certificate_on_sighup() {
         "{challenge}"
     );
 
+    // berth login trusts the server through --cert-dir (*.crt), and not without it.
+    let certs = tmp.path().join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &pem_a).unwrap();
+    let login = |extra: &[&str]| {
+        Command::new(BERTH)
+            .arg("login")
+            .args(extra)
+            .args(["-u", "alice", "-p", "pw", &serve.addr])
+            .env("REGISTRY_AUTH_FILE", tmp.path().join("auth.json"))
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = login(&["--cert-dir", certs.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = login(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown authority must be refused"
+    );
+
     // Replace the files, send SIGHUP: new connections get the new certificate.
     let (cert_b, key_b, pem_b) = self_signed(tmp.path(), "b");
     std::fs::copy(&cert_b, &live_cert).unwrap();

@@ -50,6 +50,12 @@ pub struct Sides {
     /// Retries of a request that failed for a passing reason (network, 5xx, 429)
     #[arg(long, value_name = "N", default_value_t = 3)]
     retry_times: u32,
+    /// TLS material for the source registry (*.crt, NAME.cert + NAME.key)
+    #[arg(long, value_name = "DIR")]
+    src_cert_dir: Option<PathBuf>,
+    /// TLS material for the destination registry (*.crt, NAME.cert + NAME.key)
+    #[arg(long, value_name = "DIR")]
+    dest_cert_dir: Option<PathBuf>,
     /// Blobs copied at once
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub image_parallel_copies: usize,
@@ -71,6 +77,7 @@ impl Sides {
         no_creds: bool,
         token: &Option<String>,
         tls: Option<bool>,
+        cert_dir: &Option<PathBuf>,
     ) -> RegistryFlags {
         RegistryFlags {
             authfile: self.authfile.clone(),
@@ -79,6 +86,7 @@ impl Sides {
             registry_token: token.clone(),
             tls_verify: tls,
             retry_times: self.retry_times,
+            cert_dir: cert_dir.clone(),
         }
     }
 
@@ -88,6 +96,7 @@ impl Sides {
             self.src_no_creds,
             &self.src_registry_token,
             self.src_tls_verify,
+            &self.src_cert_dir,
         )
     }
 
@@ -97,6 +106,7 @@ impl Sides {
             self.dest_no_creds,
             &self.dest_registry_token,
             self.dest_tls_verify,
+            &self.dest_cert_dir,
         )
     }
 

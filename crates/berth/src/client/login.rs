@@ -32,6 +32,9 @@ pub struct LoginArgs {
     /// Require HTTPS and verify certificates (false also allows plain HTTP)
     #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
+    /// TLS material for the registry (*.crt authorities, NAME.cert + NAME.key)
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
     /// The registry: HOST[:PORT], optionally with a namespace (HOST/ns)
     registry: String,
 }
@@ -102,6 +105,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
                 username: username.clone(),
                 password: password.clone(),
             }),
+            cert_dirs: config.cert_dirs(host, a.cert_dir.as_deref()),
             ..Options::default()
         },
     )?;

@@ -40,6 +40,10 @@ pub struct RegistryFlags {
     /// Retries of a request that failed for a passing reason (network, 5xx, 429)
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retry_times: u32,
+    /// TLS material for the registry: *.crt authorities, NAME.cert + NAME.key client
+    /// certificate [default: /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// `docker://NAME[:TAG|@DIGEST]` as containers/image reads it.
@@ -75,6 +79,23 @@ impl Config {
         let env = Env::from_process();
         let registries = Registries::load(&env)?;
         Ok(Config { env, registries })
+    }
+
+    /// Where TLS material for `host` is: the folder given, else containers/image's
+    /// per-host folders.
+    pub fn cert_dirs(&self, host: &str, explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
+        match explicit {
+            Some(d) => vec![d.to_path_buf()],
+            None => {
+                let mut v = Vec::new();
+                if let Some(home) = self.env.home_path(".config/containers/certs.d") {
+                    v.push(home.join(host));
+                }
+                v.push(self.env.system_path("/etc/containers/certs.d").join(host));
+                v.push(self.env.system_path("/etc/docker/certs.d").join(host));
+                v
+            }
+        }
     }
 
     pub fn env(&self) -> &Env {
@@ -200,6 +221,7 @@ impl Config {
             tls_verify: flags.tls_verify.unwrap_or(!insecure),
             credentials,
             retries: flags.retry_times,
+            cert_dirs: self.cert_dirs(image.domain(), flags.cert_dir.as_deref()),
             ..Options::default()
         };
         Ok(Registry::new(image.domain(), options)?)
