@@ -33,6 +33,7 @@ fn options(credentials: Option<Credentials>) -> Options {
         credentials,
         retries: 3,
         retry_delay: Duration::from_millis(10),
+        cert_dirs: Vec::new(),
     }
 }
 
