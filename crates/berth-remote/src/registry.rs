@@ -489,6 +489,23 @@ impl Registry {
         Ok(tags)
     }
 
+    /// Deletes tag `tag` of `repo` alone, where the registry allows it (OCI
+    /// Distribution 1.1). `false` when it does not (docker-registry answers 400 or
+    /// 405): the caller may delete the manifest instead.
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, RemoteError> {
+        let what = format!("{}/{repo}:{tag}", self.host);
+        let path = format!("/v2/{repo}/manifests/{tag}");
+        let scope = format!("repository:{repo}:delete");
+        let r = self.send(Method::DELETE, &path, Some(&scope), None).await?;
+        match r.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::BAD_REQUEST
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(false),
+            _ => Err(status_error(r, &what).await),
+        }
+    }
+
     /// Deletes manifest `digest` of `repo` (and so every tag pointing at it).
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RemoteError> {
         let what = format!("{}/{repo}@{digest}", self.host);

@@ -875,13 +875,26 @@ fn client_commands_match_skopeo() {
         );
     }
 
-    ctx.step("delete by tag removes the manifest");
+    ctx.step("delete of a tag removes that tag alone on berth (which deletes tags)");
     let v2 = format!("docker://{reg}/test/cli:v2");
     ctx.berth(&["delete", "--tls-verify=false", &v2]).run();
     ctx.skopeo(&["inspect", "--tls-verify=false", &v2])
         .run_fail();
     let out = ctx.berth(&["inspect", "--tls-verify=false", &v2]).run_any();
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let out = ctx.berth(&["inspect", "--tls-verify=false", &app]).run();
+    assert_eq!(
+        out.json()["RepoTags"],
+        serde_json::json!(["v1"]),
+        "v1 stays"
+    );
+    let out = ctx.berth(&["delete", "--tls-verify=false", &v2]).run_any();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "deleting it again: {}",
+        out.stderr
+    );
 
     ctx.step("login: berth writes what skopeo reads, podman writes what berth reads");
     ctx.berth(&[
@@ -1179,6 +1192,16 @@ fn copy_between_registries_and_layouts() {
         .map(|l| l["digest"].clone())
         .collect();
     assert_eq!(Value::Array(end_layers), diff_ids(&end_config));
+
+    ctx.step("delete of a tag on docker-registry (no tag deletes) deletes the manifest");
+    let out = ctx.berth(&["delete", "--tls-verify=false", &hop1]).run();
+    assert!(
+        out.stderr.contains("does not delete tags"),
+        "{}",
+        out.stderr
+    );
+    ctx.skopeo(&["inspect", "--tls-verify=false", &hop1])
+        .run_fail();
 
     ctx.step("multi-platform: --all copies the index and every image");
     let list = "localhost/test/copy-multi:list";

@@ -155,6 +155,11 @@ pub struct CopyArgs {
     /// For a multi-platform image, copy every platform and the index
     #[arg(long, short = 'a')]
     all: bool,
+    /// What of a multi-platform image to copy: system (this machine's image, the
+    /// default) or all (as --all); index-only is refused (most registries reject the
+    /// sparse index it makes)
+    #[arg(long, value_name = "WHAT", value_parser = ["system", "all", "index-only"])]
+    multi_arch: Option<String>,
     #[command(flatten)]
     sides: Sides,
     /// Write manifests in this format: oci or v2s2 (Docker); converting changes digests
@@ -265,8 +270,11 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let config = Config::load()?;
     a.sides.check_policy(&config, &src_name)?;
     let dst = open(&config, &dst_name, &a.sides.destination())?;
+    if a.multi_arch.as_deref() == Some("index-only") {
+        bail!("--multi-arch index-only is not supported: registries reject the sparse index it writes");
+    }
     let options = CopyOptions {
-        all: a.all,
+        all: a.all || a.multi_arch.as_deref() == Some("all"),
         platform: a.platform.platform(),
         parallel: a.sides.image_parallel_copies,
         format: a.format.as_deref().map(|f| match f {

@@ -56,7 +56,8 @@ pub struct ListTagsArgs {
 pub struct DeleteArgs {
     #[command(flatten)]
     registry: RegistryFlags,
-    /// The image; a tag is resolved to its manifest, which is deleted with every tag on it
+    /// The image. A tag is deleted alone where the registry allows it; elsewhere (and
+    /// for a digest) the manifest is deleted, with every tag on it
     image: String,
 }
 
@@ -185,9 +186,23 @@ pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
     let reg: Registry = config.registry(&r, &a.registry)?;
     let repo = r.path().as_str().to_string();
     runtime()?.block_on(async {
-        let digest = match r.digest() {
-            Some(d) => d.clone(),
-            None => reg.manifest(&repo, &reference_of(&r)).await?.digest,
+        let digest = match (r.digest(), r.tag()) {
+            (Some(d), _) => d.clone(),
+            (None, Some(tag)) => {
+                let tag = tag.to_string();
+                // Make sure it exists (and say so with exit 2 when not), then try to
+                // delete the tag alone.
+                let digest = reg.manifest(&repo, &tag).await?.digest;
+                if reg.delete_tag(&repo, &tag).await? {
+                    return anyhow::Ok(());
+                }
+                eprintln!(
+                    "berth: {} does not delete tags; deleting manifest {digest} and every tag on it",
+                    reg.host()
+                );
+                digest
+            }
+            (None, None) => reg.manifest(&repo, "latest").await?.digest,
         };
         reg.delete_manifest(&repo, &digest).await?;
         anyhow::Ok(())
