@@ -1690,6 +1690,44 @@ fn sync_a_repository() {
     assert_eq!(tags("back-berth/src"), tags("back-skopeo/src"));
     assert_eq!(tags("back-berth/src"), serde_json::json!(["v2"]));
 
+    // A YAML list of images, as skopeo sync reads it.
+    let yaml = ctx.path("sync.yaml");
+    fs::write(
+        &yaml,
+        format!(
+            "{berth}:\n  images:\n    test/src: [\"v1\"]\n  images-by-tag-regex:\n    test/src: ^v[3]$\n  tls-verify: false\n"
+        ),
+    )
+    .unwrap();
+    let y = yaml.display().to_string();
+    let out = ctx
+        .berth(&[
+            "sync",
+            "--insecure-policy",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            &y,
+            &format!("{dist}/from-yaml"),
+        ])
+        .run();
+    assert!(out.stderr.contains("2 images copied"), "{}", out.stderr);
+    ctx.skopeo(&[
+        "sync",
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+        &y,
+        &format!("{dist}/from-yaml-skopeo"),
+    ])
+    .run();
+    assert_eq!(tags("from-yaml/src"), tags("from-yaml-skopeo/src"));
+    assert_eq!(tags("from-yaml/src"), serde_json::json!(["v1", "v3"]));
+
     // One tag, scoped.
     let out = sync(
         &["--insecure-policy", "--scoped"],

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use berth_image::ImageReference;
-use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::copy::{copy, CopyOptions, Progress};
 use berth_transport::{ImageName, Place};
 use clap::Args;
 use futures_util::{stream, StreamExt};
@@ -21,9 +21,10 @@ use super::Config;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Kind of SOURCE: docker (a repository, or one image with a tag) or dir (one
-    /// `dir:` image, its folder named `NAME[:TAG]`, as `--dest dir` writes them)
-    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir"])]
+    /// Kind of SOURCE: docker (a repository, or one image with a tag), dir (one `dir:`
+    /// image, its folder named `NAME[:TAG]`, as `--dest dir` writes them) or yaml (a
+    /// file listing registries and their images, as skopeo sync reads it)
+    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir", "yaml"])]
     src: String,
     /// Kind of DESTINATION: docker (a registry, with an optional namespace) or dir (a
     /// folder, getting one `dir:` image per tag, named `NAME:TAG`)
@@ -68,7 +69,7 @@ impl Target {
     fn name(&self, tag: &str) -> String {
         match self {
             Target::Registry(r, repo) => format!("{}/{repo}:{tag}", r.host()),
-            Target::Dir(base) => format!("dir:{}:{tag}", base.display()),
+            Target::Dir(base) => format!("dir:{}", dir_of(base, tag).display()),
         }
     }
 
@@ -77,7 +78,7 @@ impl Target {
         Ok(match self {
             Target::Registry(r, repo) => r.manifest_digest(repo, tag).await?,
             Target::Dir(base) => {
-                let file = PathBuf::from(format!("{}:{tag}", base.display())).join("manifest.json");
+                let file = dir_of(base, tag).join("manifest.json");
                 match tokio::fs::read(&file).await {
                     Ok(bytes) => Some(berth_image::Digest::sha256_of(&bytes)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -98,11 +99,15 @@ impl Target {
                 repo: repo.clone(),
                 reference: tag.to_string(),
             },
-            Target::Dir(base) => Place::Dir(berth_transport::dir::DirImage::new(PathBuf::from(
-                format!("{}:{tag}", base.display()),
-            ))),
+            Target::Dir(base) => Place::Dir(berth_transport::dir::DirImage::new(dir_of(base, tag))),
         }
     }
+}
+
+/// The folder of image `reference` under `base`: `base:TAG`, or `base@DIGEST`.
+fn dir_of(base: &std::path::Path, reference: &str) -> PathBuf {
+    let sep = if reference.contains(':') { '@' } else { ':' };
+    PathBuf::from(format!("{}{sep}{reference}", base.display()))
 }
 
 /// The destination repository for `src`: `DEST/<last component>` or, scoped,
@@ -118,8 +123,10 @@ fn destination_repo(dest: &str, src: &ImageReference, scoped: bool) -> String {
 }
 
 pub fn run(a: SyncArgs) -> anyhow::Result<()> {
-    if a.src == "dir" {
-        return run_from_dir(a);
+    match a.src.as_str() {
+        "dir" => return run_from_dir(a),
+        "yaml" => return run_from_yaml(a),
+        _ => {}
     }
     let src_ref: ImageReference = a
         .source
@@ -158,6 +165,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
         compress: None,
     };
     let src_repo = src_ref.path().to_string();
+    let target = Arc::new(target);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -166,81 +174,104 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
             Some(t) => vec![t.to_string()],
             None => src_registry.tags(&src_repo).await?,
         };
-        let (copied, skipped, failed) = (
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-        );
-        let one = |tag: String| {
-            let src_registry = src_registry.clone();
-            let (src_repo, progress, options) =
-                (src_repo.clone(), progress.clone(), options.clone());
-            let (copied, skipped, failed, target) = (&copied, &skipped, &failed, &target);
-            let (src_name, dst_name) = (
-                format!("{}/{src_repo}:{tag}", src_registry.host()),
-                target.name(&tag),
-            );
-            let dry_run = a.dry_run;
-            async move {
-                let result: anyhow::Result<()> = async {
-                    let have = src_registry
-                        .manifest_digest(&src_repo, &tag)
-                        .await?
-                        .with_context(|| format!("{src_name} disappeared"))?;
-                    if target.digest(&tag).await? == Some(have) {
-                        progress.line(&format!(
-                            "Skipping {src_name}: {dst_name} is the same image"
-                        ));
-                        skipped.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    if dry_run {
-                        progress.line(&format!("Would copy {src_name} to {dst_name}"));
-                        return Ok(());
-                    }
-                    progress.line(&format!("Copying {src_name} to {dst_name}"));
-                    let src = Place::Registry {
-                        registry: src_registry,
-                        repo: src_repo,
-                        reference: tag.clone(),
-                    };
-                    let dst = target.place(&tag);
-                    copy(&src, &dst, &options, progress.clone()).await?;
-                    copied.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                .await;
-                result.map_err(|e| {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    e.context(format!("syncing {src_name}"))
-                })
-            }
-        };
-        let mut results = stream::iter(tags)
-            .map(one)
-            .buffer_unordered(a.parallel_images.max(1));
-        let mut first_error = None;
-        while let Some(r) = results.next().await {
-            if let Err(e) = r {
-                if !a.keep_going {
-                    return Err(e);
-                }
-                eprintln!("berth: {e:#}");
-                first_error.get_or_insert(e);
-            }
-        }
-        drop(results);
-        eprintln!(
-            "{} images copied, {} already there, {} failed",
-            copied.load(Ordering::Relaxed),
-            skipped.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed)
-        );
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let jobs = tags
+            .into_iter()
+            .map(|reference| Job {
+                src: src_registry.clone(),
+                repo: src_repo.clone(),
+                reference,
+                target: target.clone(),
+            })
+            .collect();
+        run_jobs(jobs, &a, &options, &progress).await
     })
+}
+
+/// One image to sync: where it is, and where it goes.
+struct Job {
+    src: Arc<berth_remote::Registry>,
+    repo: String,
+    /// Tag (or digest) in the source, and under it in the destination.
+    reference: String,
+    target: Arc<Target>,
+}
+
+/// Runs `jobs`, `--parallel-images` at a time; the summary line on stderr.
+async fn run_jobs(
+    jobs: Vec<Job>,
+    a: &SyncArgs,
+    options: &CopyOptions,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let (copied, skipped, failed) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let one = |job: Job| {
+        let (copied, skipped, failed) = (&copied, &skipped, &failed);
+        let src_name = format!("{}/{}:{}", job.src.host(), job.repo, job.reference);
+        let dst_name = job.target.name(&job.reference);
+        async move {
+            let result: anyhow::Result<()> = async {
+                let have = job
+                    .src
+                    .manifest_digest(&job.repo, &job.reference)
+                    .await?
+                    .with_context(|| format!("{src_name} disappeared"))?;
+                if job.target.digest(&job.reference).await? == Some(have) {
+                    progress.line(&format!(
+                        "Skipping {src_name}: {dst_name} is the same image"
+                    ));
+                    skipped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                if a.dry_run {
+                    progress.line(&format!("Would copy {src_name} to {dst_name}"));
+                    return Ok(());
+                }
+                progress.line(&format!("Copying {src_name} to {dst_name}"));
+                let dst = job.target.place(&job.reference);
+                let src = Place::Registry {
+                    registry: job.src,
+                    repo: job.repo,
+                    reference: job.reference,
+                };
+                copy(&src, &dst, options, progress.clone()).await?;
+                copied.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            .await;
+            result.map_err(|e| {
+                failed.fetch_add(1, Ordering::Relaxed);
+                e.context(format!("syncing {src_name}"))
+            })
+        }
+    };
+    let mut results = stream::iter(jobs)
+        .map(one)
+        .buffer_unordered(a.parallel_images.max(1));
+    let mut first_error = None;
+    while let Some(r) = results.next().await {
+        if let Err(e) = r {
+            if !a.keep_going {
+                return Err(e);
+            }
+            eprintln!("berth: {e:#}");
+            first_error.get_or_insert(e);
+        }
+    }
+    drop(results);
+    eprintln!(
+        "{} images copied, {} already there, {} failed",
+        copied.load(Ordering::Relaxed),
+        skipped.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// `--src dir`: the one image in folder SOURCE, named after the folder (`NAME[:TAG]`),
@@ -306,9 +337,160 @@ fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
         })
 }
 
+/// One registry of a `--src yaml` file (skopeo-sync(1)).
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct YamlRegistry {
+    /// Repository -> tags or digests (none: every tag).
+    #[serde(default)]
+    images: std::collections::BTreeMap<String, Vec<String>>,
+    /// Repository -> a regular expression the tags must match.
+    #[serde(default, rename = "images-by-tag-regex")]
+    images_by_tag_regex: std::collections::BTreeMap<String, String>,
+    credentials: Option<YamlCredentials>,
+    #[serde(rename = "tls-verify")]
+    tls_verify: Option<bool>,
+    #[serde(rename = "cert-dir")]
+    cert_dir: Option<PathBuf>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct YamlCredentials {
+    username: String,
+    password: String,
+}
+
+/// `--src yaml`: every image the file lists, each to `DEST/<repository's last
+/// component>` (or scoped) under its tag.
+fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&a.source).with_context(|| format!("reading {}", a.source))?;
+    let file: std::collections::BTreeMap<String, YamlRegistry> = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{}: not a skopeo sync file", a.source))?;
+    let config = Config::load()?;
+    let options = CopyOptions {
+        all: a.all,
+        platform: a.platform.platform(),
+        parallel: a.sides.image_parallel_copies,
+        format: None,
+        preserve_digests: false,
+        compress: None,
+    };
+    let progress = a.sides.progress();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut jobs = Vec::new();
+            let mut targets: std::collections::HashMap<String, Arc<Target>> = Default::default();
+            for (host, reg) in &file {
+                let mut flags = a.sides.source();
+                if let Some(c) = &reg.credentials {
+                    flags.creds = Some(format!("{}:{}", c.username, c.password));
+                }
+                if let Some(v) = reg.tls_verify {
+                    flags.tls_verify = Some(v);
+                }
+                if reg.cert_dir.is_some() {
+                    flags.cert_dir = reg.cert_dir.clone();
+                }
+                let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+                for (repo, refs) in &reg.images {
+                    wanted.push((repo.clone(), refs.clone()));
+                }
+                let mut regexes = Vec::new();
+                for (repo, pattern) in &reg.images_by_tag_regex {
+                    let re = regex::Regex::new(pattern).with_context(|| {
+                        format!("{}: bad tag regex for {host}/{repo}", a.source)
+                    })?;
+                    regexes.push((repo.clone(), re));
+                }
+                let any = format!(
+                    "{host}/{}",
+                    wanted
+                        .first()
+                        .map(|w| w.0.as_str())
+                        .or(regexes.first().map(|r| r.0.as_str()))
+                        .unwrap_or("x")
+                );
+                let any_ref: ImageReference = any
+                    .parse()
+                    .with_context(|| format!("{}: invalid registry {host:?}", a.source))?;
+                a.sides
+                    .check_policy(&config, &ImageName::Docker(any_ref.clone()))?;
+                let src = Arc::new(config.registry(&any_ref, &flags)?);
+                for (repo, re) in regexes {
+                    let tags = src.tags(&repo).await?;
+                    wanted.push((repo, tags.into_iter().filter(|t| re.is_match(t)).collect()));
+                }
+                for (repo, mut refs) in wanted {
+                    if refs.is_empty() && !reg.images_by_tag_regex.contains_key(&repo) {
+                        refs = src.tags(&repo).await?;
+                    }
+                    let src_ref: ImageReference = format!("{host}/{repo}")
+                        .parse()
+                        .with_context(|| format!("{}: invalid image {host}/{repo}", a.source))?;
+                    let dest_repo = destination_repo(&a.destination, &src_ref, a.scoped);
+                    let target = match targets.get(&dest_repo) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = Arc::new(match a.dest.as_str() {
+                                "dir" => Target::Dir(PathBuf::from(&dest_repo)),
+                                _ => {
+                                    let dest_ref: ImageReference =
+                                        dest_repo.parse().with_context(|| {
+                                            format!("invalid destination {dest_repo:?}")
+                                        })?;
+                                    Target::Registry(
+                                        Arc::new(
+                                            config.registry(&dest_ref, &a.sides.destination())?,
+                                        ),
+                                        dest_ref.path().to_string(),
+                                    )
+                                }
+                            });
+                            targets.insert(dest_repo.clone(), t.clone());
+                            t
+                        }
+                    };
+                    for reference in refs {
+                        jobs.push(Job {
+                            src: src.clone(),
+                            repo: repo.clone(),
+                            reference,
+                            target: target.clone(),
+                        });
+                    }
+                }
+            }
+            run_jobs(jobs, &a, &options, &progress).await
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_files_as_skopeo_reads_them() {
+        let text = "registry.example.com:\n  images:\n    busybox: []\n    redis: [\"1.0\", \"2.0\"]\n  images-by-tag-regex:\n    nginx: ^1\\.13\\.[12]-alpine-perl$\n  credentials:\n    username: john\n    password: secret\n  tls-verify: false\n";
+        let f: std::collections::BTreeMap<String, YamlRegistry> =
+            serde_saphyr::from_str(text).unwrap();
+        let r = &f["registry.example.com"];
+        assert_eq!(r.images["redis"], ["1.0", "2.0"]);
+        assert!(r.images["busybox"].is_empty());
+        assert!(regex::Regex::new(&r.images_by_tag_regex["nginx"])
+            .unwrap()
+            .is_match("1.13.2-alpine-perl"));
+        assert_eq!(r.tls_verify, Some(false));
+        assert_eq!(r.credentials.as_ref().unwrap().username, "john");
+        let bad = "registry.example.com:\n  imagez: {}\n";
+        assert!(
+            serde_saphyr::from_str::<std::collections::BTreeMap<String, YamlRegistry>>(bad)
+                .is_err()
+        );
+    }
 
     #[test]
     fn destination_names() {
