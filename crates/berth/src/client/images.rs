@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use berth_image::inspect::{to_go_json, ImageConfig, Inspection};
-use berth_image::{Digest, Manifest, ManifestKind, Platform};
+use berth_image::{Digest, Manifest, ManifestKind};
 use berth_remote::Registry;
 use clap::Args;
 use serde::Serialize;
 
-use super::{docker_reference, go_arch, reference_of, Config, RegistryFlags};
+use super::copy::PlatformFlags;
+use super::{docker_reference, reference_of, Config, RegistryFlags};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -29,15 +30,8 @@ pub struct InspectArgs {
     /// Do not list the repository's tags (RepoTags stays empty)
     #[arg(long, short = 'n')]
     no_tags: bool,
-    /// For a multi-platform image, the OS to show [default: linux]
-    #[arg(long, value_name = "OS")]
-    override_os: Option<String>,
-    /// For a multi-platform image, the architecture to show [default: this machine's]
-    #[arg(long, value_name = "ARCH")]
-    override_arch: Option<String>,
-    /// For a multi-platform image, the CPU variant to show
-    #[arg(long, value_name = "VARIANT")]
-    override_variant: Option<String>,
+    #[command(flatten)]
+    platform: PlatformFlags,
     #[command(flatten)]
     registry: RegistryFlags,
     /// The image, e.g. docker://quay.io/org/app:v1
@@ -67,18 +61,6 @@ pub struct ManifestDigestArgs {
     manifest: PathBuf,
 }
 
-/// The platform an index is resolved to: the flags, else this machine's.
-fn wanted_platform(a: &InspectArgs) -> Platform {
-    Platform {
-        os: a.override_os.clone().unwrap_or_else(|| "linux".into()),
-        architecture: a
-            .override_arch
-            .clone()
-            .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
-        variant: a.override_variant.clone(),
-    }
-}
-
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let r = docker_reference(&a.image)?;
     let typed = a.image.trim_start_matches("docker://");
@@ -95,7 +77,7 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         let (image, index) = match parsed.kind {
             ManifestKind::Image => (parsed, None),
             ManifestKind::Index => {
-                let want = wanted_platform(&a);
+                let want = a.platform.platform();
                 let child = parsed
                     .manifests
                     .iter()

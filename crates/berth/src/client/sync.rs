@@ -57,6 +57,35 @@ pub struct SyncArgs {
     destination: String,
 }
 
+/// The copy options of every image a sync copies.
+fn copy_options(a: &SyncArgs) -> CopyOptions {
+    CopyOptions {
+        all: a.all,
+        platform: a.platform.platform(),
+        parallel: a.sides.image_parallel_copies,
+        format: None,
+        preserve_digests: false,
+        compress: None,
+    }
+}
+
+/// Where images for destination repository `dest_repo` go: a registry repository, or
+/// with `--dest dir` folders.
+fn target_for(a: &SyncArgs, config: &Config, dest_repo: &str) -> anyhow::Result<Target> {
+    Ok(match a.dest.as_str() {
+        "dir" => Target::Dir(PathBuf::from(dest_repo)),
+        _ => {
+            let dest_ref: ImageReference = dest_repo
+                .parse()
+                .with_context(|| format!("invalid destination {dest_repo:?}"))?;
+            Target::Registry(
+                Arc::new(config.registry(&dest_ref, &a.sides.destination())?),
+                dest_ref.path().to_string(),
+            )
+        }
+    })
+}
+
 /// Where synced images go.
 enum Target {
     /// A registry client and the repository.
@@ -143,27 +172,9 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
     a.sides
         .check_policy(&config, &ImageName::Docker(src_ref.clone()))?;
     let src_registry = Arc::new(config.registry(&src_ref, &a.sides.source())?);
-    let target = match a.dest.as_str() {
-        "dir" => Target::Dir(PathBuf::from(&dest_repo)),
-        _ => {
-            let dest_ref: ImageReference = dest_repo
-                .parse()
-                .with_context(|| format!("invalid destination {:?}", a.destination))?;
-            Target::Registry(
-                Arc::new(config.registry(&dest_ref, &a.sides.destination())?),
-                dest_ref.path().to_string(),
-            )
-        }
-    };
+    let target = target_for(&a, &config, &dest_repo)?;
     let progress = a.sides.progress();
-    let options = CopyOptions {
-        all: a.all,
-        platform: a.platform.platform(),
-        parallel: a.sides.image_parallel_copies,
-        format: None,
-        preserve_digests: false,
-        compress: None,
-    };
+    let options = copy_options(&a);
     let src_repo = src_ref.path().to_string();
     let target = Arc::new(target);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -287,26 +298,8 @@ fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
     let src_name = ImageName::Dir(folder.clone());
     a.sides.check_policy(&config, &src_name)?;
     let dest = format!("{}/{name}", a.destination.trim_end_matches('/'));
-    let target = match a.dest.as_str() {
-        "dir" => Target::Dir(PathBuf::from(&dest)),
-        _ => {
-            let dest_ref: ImageReference = dest
-                .parse()
-                .with_context(|| format!("invalid destination {dest:?}"))?;
-            Target::Registry(
-                Arc::new(config.registry(&dest_ref, &a.sides.destination())?),
-                dest_ref.path().to_string(),
-            )
-        }
-    };
-    let options = CopyOptions {
-        all: a.all,
-        platform: a.platform.platform(),
-        parallel: a.sides.image_parallel_copies,
-        format: None,
-        preserve_digests: false,
-        compress: None,
-    };
+    let target = target_for(&a, &config, &dest)?;
+    let options = copy_options(&a);
     let progress = a.sides.progress();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -369,14 +362,7 @@ fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
     let file: std::collections::BTreeMap<String, YamlRegistry> = serde_saphyr::from_str(&text)
         .with_context(|| format!("{}: not a skopeo sync file", a.source))?;
     let config = Config::load()?;
-    let options = CopyOptions {
-        all: a.all,
-        platform: a.platform.platform(),
-        parallel: a.sides.image_parallel_copies,
-        format: None,
-        preserve_digests: false,
-        compress: None,
-    };
+    let options = copy_options(&a);
     let progress = a.sides.progress();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -435,21 +421,7 @@ fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
                     let target = match targets.get(&dest_repo) {
                         Some(t) => t.clone(),
                         None => {
-                            let t = Arc::new(match a.dest.as_str() {
-                                "dir" => Target::Dir(PathBuf::from(&dest_repo)),
-                                _ => {
-                                    let dest_ref: ImageReference =
-                                        dest_repo.parse().with_context(|| {
-                                            format!("invalid destination {dest_repo:?}")
-                                        })?;
-                                    Target::Registry(
-                                        Arc::new(
-                                            config.registry(&dest_ref, &a.sides.destination())?,
-                                        ),
-                                        dest_ref.path().to_string(),
-                                    )
-                                }
-                            });
+                            let t = Arc::new(target_for(&a, &config, &dest_repo)?);
                             targets.insert(dest_repo.clone(), t.clone());
                             t
                         }
