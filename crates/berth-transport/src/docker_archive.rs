@@ -67,14 +67,7 @@ impl DockerArchive {
 
     /// Opens `path` to write one image, tagged `reference` when given.
     pub fn write(path: &Path, reference: Option<String>) -> Result<DockerArchive, TransportError> {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let scratch = tempfile::Builder::new()
-            .prefix(".berth-docker-archive-")
-            .tempdir_in(&parent)
-            .map_err(io(&parent, "creating a temporary folder in"))?;
+        let scratch = files::scratch_beside(path, ".berth-docker-archive-")?;
         Ok(DockerArchive {
             scratch,
             target: Some((path.to_path_buf(), reference)),

@@ -136,3 +136,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TransportErr
     f.sync_all().map_err(io(&tmp, "syncing"))?;
     std::fs::rename(&tmp, path).map_err(io(path, "renaming to"))
 }
+
+/// A temporary folder beside `path` (same file system, so the final rename is atomic),
+/// removed when dropped.
+pub(crate) fn scratch_beside(
+    path: &Path,
+    prefix: &str,
+) -> Result<tempfile::TempDir, TransportError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .map_err(io(&parent, "creating a temporary folder in"))
+}

@@ -112,14 +112,7 @@ impl Place {
         path: &std::path::Path,
         reference: Option<String>,
     ) -> Result<Place, TransportError> {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let scratch = tempfile::Builder::new()
-            .prefix(".berth-oci-archive-")
-            .tempdir_in(&parent)
-            .map_err(files::io(&parent, "creating a temporary folder in"))?;
+        let scratch = files::scratch_beside(path, ".berth-oci-archive-")?;
         Ok(Place::OciArchive {
             layout: oci::Layout::new(scratch.path().to_path_buf(), reference),
             scratch,
