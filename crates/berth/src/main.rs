@@ -31,11 +31,11 @@ enum Command {
     Inspect(client::images::InspectArgs),
     /// List a repository's tags.
     ListTags(client::images::ListTagsArgs),
-    /// Copy an image between registries and OCI layouts (docker://, oci:).
+    /// Copy an image between places: docker://, oci:, oci-archive:, dir:, docker-archive:.
     Copy(client::copy::CopyArgs),
-    /// Copy a whole repository (every tag) to another registry, skipping what is there.
+    /// Copy whole repositories (every tag) to a registry or folders, skipping what is there.
     Sync(client::sync::SyncArgs),
-    /// Delete an image (its manifest, and so every tag pointing at it).
+    /// Delete a tag (where the registry allows it) or an image's manifest.
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
     ManifestDigest(client::images::ManifestDigestArgs),

@@ -176,7 +176,8 @@ pub struct CopyArgs {
     digestfile: Option<PathBuf>,
     #[command(flatten)]
     platform: PlatformFlags,
-    /// Source image, e.g. docker://quay.io/org/app:v1 or oci:/path:v1
+    /// Source image: docker://NAME[:TAG|@DIGEST], oci:PATH[:REF], oci-archive:PATH[:REF],
+    /// dir:PATH or docker-archive:PATH[:REF]
     source: String,
     /// Destination image
     destination: String,
