@@ -125,6 +125,8 @@ pub enum AdminError {
     Exists(String),
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error("namespace {0} already holds repositories or grants; only a superuser may make it an organization")]
+    InUse(String),
     #[error("{0}")]
     Invalid(String),
     #[error("not allowed: {0}")]
@@ -153,10 +155,18 @@ impl Change {
                 Some(AccountKind::Robot) => split_robot(name).is_ok_and(|(o, _)| admin_of_ns(o)),
                 _ => admin_of_ns(name),
             },
-            // Any user may found an organization, and becomes its admin.
-            Change::OrgCreate { .. } => matches!(
-                who, Principal::Account(n) if dir.account(n).is_some_and(|a| a.kind == AccountKind::User)
-            ),
+            // Any user may found an organization, and becomes its admin, but only in a
+            // namespace nothing speaks of yet: taking over `shared/…` by founding
+            // `shared` must not work. (The server also checks that no repository is
+            // stored under it; see `InUse`.)
+            Change::OrgCreate { name } => {
+                if dir.namespace_in_use(name) {
+                    return Err(AdminError::InUse(name.clone()));
+                }
+                matches!(
+                    who, Principal::Account(n) if dir.account(n).is_some_and(|a| a.kind == AccountKind::User)
+                )
+            }
             Change::NamespaceVisibility { name, .. } => admin_of_ns(name),
             Change::TeamAdd { team, .. } | Change::TeamRemove { team, .. } => team
                 .split_once('/')

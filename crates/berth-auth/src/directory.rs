@@ -173,10 +173,21 @@ impl Directory {
         self.accounts.get(name)
     }
 
-    /// Whether any account can log in; a registry without one is open (see the crate
-    /// documentation).
-    pub fn has_users(&self) -> bool {
-        self.accounts.values().any(|a| a.kind == AccountKind::User)
+    /// Whether access control has been set up: any account, grant or visibility
+    /// setting. A registry without any is open (see the crate documentation); deleting
+    /// the last user does not open one again, since its organizations, robots and
+    /// grants still say who may do what.
+    pub fn is_configured(&self) -> bool {
+        !self.accounts.is_empty() || !self.grants.is_empty() || !self.visibility.is_empty()
+    }
+
+    /// Whether grants or visibility settings already speak of namespace `ns` or
+    /// something in it: such a name is not free for a new organization.
+    pub fn namespace_in_use(&self, ns: &str) -> bool {
+        let inside = format!("{ns}/");
+        let in_ns = |t: &str| t == ns || t.starts_with(&inside);
+        self.grants.values().flatten().any(|(t, _)| in_ns(t))
+            || self.visibility.keys().any(|r| in_ns(r))
     }
 
     pub fn is_superuser(&self, who: &Principal) -> bool {

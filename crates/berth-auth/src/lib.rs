@@ -9,9 +9,9 @@
 //! - [`token`]: ES256 bearer tokens as the Docker token specification describes them.
 //! - [`api`]: the `/api/v1/` paths of each change, shared by server and client.
 //!
-//! [`Auth`] puts them together for a server. A registry with no users is open (as
-//! docker-registry is out of the box) unless [`Mode::Required`]; as soon as one user
-//! exists every rule applies.
+//! [`Auth`] puts them together for a server. A registry with no accounts, grants or
+//! visibility settings is open (as docker-registry is out of the box) unless
+//! [`Mode::Required`]; as soon as one exists every rule applies.
 
 pub mod admin;
 pub mod api;
@@ -139,7 +139,7 @@ impl Auth {
     /// The current directory, and whether its rules apply.
     pub fn directory(&self) -> Result<(Arc<Directory>, bool), StoreError> {
         let dir = self.store.directory()?;
-        let enforced = self.config.mode == Mode::Required || dir.has_users();
+        let enforced = self.config.mode == Mode::Required || dir.is_configured();
         Ok((dir, enforced))
     }
 

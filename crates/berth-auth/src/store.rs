@@ -443,17 +443,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("auth.db");
         let server = AuthStore::open(&path).unwrap();
-        assert!(!server.directory().unwrap().has_users());
+        assert!(!server.directory().unwrap().is_configured());
         // An admin command in another process opens its own store.
         let admin = AuthStore::open(&path).unwrap();
         w(&admin, |tx| {
             rows::insert_account(tx, "alice", AccountKind::User, Some("h"), false)
         });
         std::thread::sleep(RECHECK * 2);
-        assert!(server.directory().unwrap().has_users());
+        assert!(server.directory().unwrap().is_configured());
         // Its own writes too.
         w(&server, |tx| rows::delete_account(tx, "alice"));
-        assert!(!server.directory().unwrap().has_users());
+        assert!(!server.directory().unwrap().is_configured());
     }
 
     #[test]

@@ -46,7 +46,16 @@ impl Caller {
             return true;
         }
         match &self.grants {
-            Grants::Token(claims) => claims.allows(repo, action),
+            // The token says what was granted when it was issued; the directory says
+            // what still is (a revoked grant, a deleted account or a repository made
+            // private ends a token's access at once, not when it expires).
+            Grants::Token(claims) => {
+                claims.allows(repo, action)
+                    && self
+                        .dir
+                        .level(&self.principal, repo)
+                        .is_some_and(|l| l >= action.level())
+            }
             Grants::Directory => self.level(repo).is_some_and(|l| l >= action.level()),
         }
     }
@@ -150,6 +159,13 @@ pub(crate) async fn login(
     from: &str,
 ) -> ApiResult<Principal> {
     let (r, u, p) = (reg.clone(), user.to_string(), password.to_string());
+    // A password check costs tens of milliseconds and ~19 MiB (argon2, on purpose): at
+    // most one per core at a time, so a flood of logins queues instead of taking every
+    // thread and all memory.
+    let _turn = password_checks()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let who = reg
         .blocking(move |_| {
             let (dir, _) = r.auth.directory().map_err(ApiError::internal)?;
@@ -164,6 +180,15 @@ pub(crate) async fn login(
             Err(ApiError::new(Code::Unauthorized).detail("invalid username or password"))
         }
     }
+}
+
+/// The password checks allowed at once: one per core.
+fn password_checks() -> &'static tokio::sync::Semaphore {
+    static CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 fn audit_failure(user: &str, from: &str, reason: &str) {

@@ -70,6 +70,9 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     match call.change() {
         Some(change) => {
             let change = change.map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            if let berth_auth::Change::OrgCreate { name } = &change {
+                refuse_taken_namespace(&reg, &actor, name).await?;
+            }
             let r = reg.clone();
             let outcome =
                 tokio::task::spawn_blocking(move || r.auth.store().apply(&actor, &change))
@@ -82,11 +85,43 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     }
 }
 
+/// An organization named like a namespace that already holds repositories would make
+/// its founder admin of them: only a superuser may do that.
+async fn refuse_taken_namespace(
+    reg: &Arc<Registry>,
+    actor: &Actor,
+    name: &str,
+) -> Result<(), Response> {
+    let (dir, _) = reg
+        .auth
+        .directory()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if dir.is_superuser(&actor.principal) {
+        return Ok(());
+    }
+    let (r, ns) = (reg.clone(), name.to_string());
+    let taken = tokio::task::spawn_blocking(move || -> Result<bool, berth_store::StoreError> {
+        let inside = format!("{ns}/");
+        Ok(r.meta.repository_exists(&ns)?
+            || r.meta
+                .repositories(Some(&inside), 1)?
+                .first()
+                .is_some_and(|n| n.starts_with(&inside)))
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if taken {
+        return Err(admin_error(AdminError::InUse(name.to_string())));
+    }
+    Ok(())
+}
+
 fn admin_error(e: AdminError) -> Response {
     let status = match &e {
         AdminError::Denied(_) => StatusCode::FORBIDDEN,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Exists(_) | AdminError::InUse(_) => StatusCode::CONFLICT,
         AdminError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         AdminError::Name(_) | AdminError::Password(_) | AdminError::Invalid(_) => {
             StatusCode::BAD_REQUEST

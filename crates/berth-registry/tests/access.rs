@@ -686,3 +686,80 @@ async fn the_admin_api_applies_changes_with_the_callers_rights() {
         serde_json::json!([{"name": "myorg/web", "visibility": "public"}])
     );
 }
+
+#[tokio::test]
+async fn an_organization_cannot_be_founded_over_existing_content() {
+    // Content pushed while the registry was open, and a grant on a repository whose
+    // namespace is no account: neither may be taken by founding an organization.
+    let srv = Server::start().await;
+    push_image(&srv.api, "shared/app", Some("v1"), 1).await;
+    user(&srv, "bob", "bob-pw");
+    user(&srv, "carol", "carol-pw");
+    grant(&srv, "carol", Level::Read, "other/app");
+    let bob = as_user(&srv, "bob", "bob-pw");
+    for name in ["shared", "other"] {
+        let resp = send(
+            bob.post("/api/v1/orgs")
+                .json(&serde_json::json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(resp.status(), 409, "{name}");
+    }
+    let resp = send(bob.get("/v2/shared/app/manifests/v1")).await;
+    expect_error(resp, 403, "DENIED").await;
+    // A free name is fine, and a superuser may decide otherwise.
+    let resp = send(
+        bob.post("/api/v1/orgs")
+            .json(&serde_json::json!({"name": "fresh"})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    apply(
+        &srv,
+        Change::UserAdd {
+            name: "root".into(),
+            password: Secret("root-pw".into()),
+            superuser: true,
+        },
+    );
+    let root = as_user(&srv, "root", "root-pw");
+    let resp = send(
+        root.post("/api/v1/orgs")
+            .json(&serde_json::json!({"name": "shared"})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_revoked_grant_ends_a_token_at_once() {
+    let (srv, _) = registry().await;
+    let bob = as_user(&srv, "bob", "bob-pw");
+    push_image(&bob, "myorg/app", Some("v1"), 1).await;
+    let carol = bearer(
+        &srv,
+        Some(("carol", "carol-pw")),
+        &["repository:myorg/app:pull"],
+    )
+    .await;
+    expect_status(send(carol.get("/v2/myorg/app/manifests/v1")).await, 200).await;
+    apply(
+        &srv,
+        Change::Revoke {
+            subject: "carol".into(),
+            target: "myorg/app".into(),
+        },
+    );
+    let resp = send(carol.get("/v2/myorg/app/manifests/v1")).await;
+    expect_error(resp, 403, "DENIED").await;
+}
+
+#[tokio::test]
+async fn deleting_the_last_user_does_not_open_the_registry() {
+    let (srv, _) = registry().await;
+    for u in ["alice", "bob", "carol"] {
+        apply(&srv, Change::AccountDelete { name: u.into() });
+    }
+    let resp = send(srv.api.post("/v2/myorg/app/blobs/uploads/")).await;
+    expect_error(resp, 401, "UNAUTHORIZED").await;
+}

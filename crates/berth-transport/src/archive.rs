@@ -110,27 +110,31 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
 pub async fn pack(dir: &Path, archive: &Path) -> Result<(), TransportError> {
     let (dir, archive) = (dir.to_path_buf(), archive.to_path_buf());
     tokio::task::spawn_blocking(move || -> Result<(), TransportError> {
-        let tmp = archive.with_extension("berth-tmp");
-        let result = (|| {
-            let file = File::create(&tmp).map_err(io(&tmp, "creating"))?;
-            let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
-            tar.mode(tar::HeaderMode::Deterministic);
-            add_tree(&mut tar, &dir, Path::new(""))?;
-            let file = tar
-                .into_inner()
-                .map_err(io(&tmp, "writing"))?
-                .into_inner()
-                .map_err(|e| TransportError::Io {
-                    context: format!("writing {}", tmp.display()),
-                    source: e.into_error(),
-                })?;
-            file.sync_all().map_err(io(&tmp, "syncing"))?;
-            std::fs::rename(&tmp, &archive).map_err(io(&archive, "renaming to"))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        // A new file with a random name beside the archive, created exclusively: a
+        // planted symbolic link is never followed. Removed on any failure (drop).
+        let parent = match archive.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp =
+            tempfile::NamedTempFile::new_in(&parent).map_err(io(&parent, "creating a file in"))?;
+        let file = tmp.reopen().map_err(io(tmp.path(), "opening"))?;
+        let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+        tar.mode(tar::HeaderMode::Deterministic);
+        add_tree(&mut tar, &dir, Path::new(""))?;
+        let file = tar
+            .into_inner()
+            .map_err(io(tmp.path(), "writing"))?
+            .into_inner()
+            .map_err(|e| TransportError::Io {
+                context: format!("writing {}", tmp.path().display()),
+                source: e.into_error(),
+            })?;
+        file.sync_all().map_err(io(tmp.path(), "syncing"))?;
+        crate::files::readable(tmp.path())?;
+        tmp.persist(&archive)
+            .map_err(|e| io(&archive, "renaming to")(e.error))?;
+        Ok(())
     })
     .await
     .map_err(|e| TransportError::Io {

@@ -119,22 +119,37 @@ async fn write_temp(
     }
 }
 
+/// Mode 0644, as files written the ordinary way get (a temporary file starts 0600).
+pub(crate) fn readable(path: &Path) -> Result<(), TransportError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(io(path, "setting the mode of"))
+}
+
 /// One chunk as a stream, for writing bytes already in memory with [`write_blob`].
 pub(crate) fn once(bytes: &[u8]) -> ByteStream {
     let data = bytes::Bytes::copy_from_slice(bytes);
     Box::pin(futures_util::stream::once(async move { Ok(data) }))
 }
 
-/// Replaces `path` with `bytes`: temporary file, fsync, rename.
+/// Replaces `path` with `bytes`: a new temporary file beside it (a random name, created
+/// exclusively, so nothing planted there is followed), fsync, rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir).map_err(io(dir, "creating"))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
-    f.write_all(bytes).map_err(io(&tmp, "writing"))?;
-    f.sync_all().map_err(io(&tmp, "syncing"))?;
-    std::fs::rename(&tmp, path).map_err(io(path, "renaming to"))
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir, "creating a file in"))?;
+    tmp.write_all(bytes).map_err(io(tmp.path(), "writing"))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io(tmp.path(), "syncing"))?;
+    readable(tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| io(path, "renaming to")(e.error))?;
+    Ok(())
 }
 
 /// A temporary folder beside `path` (same file system, so the final rename is atomic),
