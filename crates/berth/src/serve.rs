@@ -25,8 +25,8 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime) or with the environment variable shown. Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
-users is open (anyone may push and pull); once `berth registry user add` created one, \
-every request is checked. Send SIGHUP to reload the TLS certificate."
+users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
+created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
@@ -296,7 +296,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An open registry (no users, `--auth auto`) reachable beyond this machine lets anyone
+/// An open registry (nothing configured, `--auth auto`) reachable beyond this machine lets anyone
 /// push: say so where the operator looks.
 fn warn_if_open(registry: &Registry, addr: SocketAddr) -> anyhow::Result<()> {
     let (_, enforced) = registry.auth().directory()?;
@@ -310,7 +310,7 @@ fn warn_if_open(registry: &Registry, addr: SocketAddr) -> anyhow::Result<()> {
 fn open_warning(enforced: bool, addr: SocketAddr) -> Option<String> {
     (!enforced && !addr.ip().is_loopback()).then(|| {
         format!(
-            "the registry on {addr} has no users, so anyone who can reach it may push, pull \
+            "the registry on {addr} has no users or grants, so anyone who can reach it may push, pull \
              and delete. Add one with `berth registry user add NAME` (access control then \
              applies at once) or listen on 127.0.0.1."
         )
