@@ -256,6 +256,8 @@ impl AuthStore {
     }
 
     fn apply_inner(&self, actor: &Actor, change: &Change) -> Result<Outcome, AdminError> {
+        // A first check on the snapshot spares an argon2 run for a refused change; the
+        // check that counts runs again inside the write transaction below.
         let dir = self.directory()?;
         change.authorize(&dir, actor)?;
         // Hash outside the transaction: argon2 takes tens of milliseconds.
@@ -274,6 +276,9 @@ impl AuthStore {
         };
         let hashed = hashed.as_deref();
         self.write(|tx| {
+            // Rights as they are now, under the write lock: a concurrent revoke either
+            // happened before (and refuses this) or waits for it.
+            change.authorize(&crate::store::read_all(tx)?, actor)?;
             apply_rows(tx, actor, change, hashed)?;
             rows::record(
                 tx,

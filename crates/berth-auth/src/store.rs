@@ -208,6 +208,13 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 /// Reads every table into a snapshot, in one read transaction.
 fn load(conn: &Connection) -> Result<Directory, StoreError> {
     let tx = conn.unchecked_transaction()?;
+    let d = read_all(&tx)?;
+    tx.finish()?;
+    Ok(d)
+}
+
+/// Every table into a snapshot, within the caller's transaction.
+pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
     let mut d = Directory::default();
     {
         let mut st = tx.prepare(
@@ -270,7 +277,6 @@ fn load(conn: &Connection) -> Result<Directory, StoreError> {
             }
         }
     }
-    tx.finish()?;
     Ok(d)
 }
 
