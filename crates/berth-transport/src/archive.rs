@@ -94,6 +94,8 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
                 std::io::copy(&mut entry, &mut out).map_err(io(&dest, "writing"))?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link if links == Links::Skip => {}
+            // PAX global headers carry metadata for the archive, not a file.
+            tar::EntryType::XGlobalHeader => {}
             other => {
                 return Err(bad(format!(
                     "entry {} is a {other:?}; an image archive holds files and folders only",
