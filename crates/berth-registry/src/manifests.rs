@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_image::{media_type, Digest, Manifest, Reference, RepositoryName};
+use berth_image::{Digest, Manifest, Reference, RepositoryName};
 use berth_store::{NewManifest, StoredManifest};
 use http_body_util::BodyExt;
 
@@ -115,29 +115,7 @@ pub(crate) async fn put(
     let manifest = Manifest::parse(content_type.as_deref(), &body)
         .map_err(|e| ApiError::new(Code::ManifestInvalid).detail(e))?;
 
-    let new = NewManifest {
-        digest: digest.clone(),
-        media_type: manifest.media_type.clone(),
-        blobs: manifest
-            .config
-            .iter()
-            .chain(&manifest.layers)
-            .filter(|d| !media_type::is_non_distributable(&d.media_type))
-            .map(|d| d.digest.clone())
-            .collect(),
-        manifests: manifest
-            .manifests
-            .iter()
-            .map(|d| d.digest.clone())
-            .collect(),
-        subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
-        artifact_type: manifest.effective_artifact_type(),
-        annotations: manifest
-            .annotations
-            .as_ref()
-            .map(|a| serde_json::to_string(a).unwrap_or_default()),
-        content: body.to_vec(),
-    };
+    let new = NewManifest::new(digest.clone(), &manifest, body.to_vec());
     let tag = match &reference {
         Reference::Tag(t) => Some(t.to_string()),
         Reference::Digest(_) => None,

@@ -23,6 +23,37 @@ pub struct NewManifest {
     pub annotations: Option<String>,
 }
 
+impl NewManifest {
+    /// What storing `content` (parsed as `manifest`, with digest `digest`) records:
+    /// the blobs and child manifests it needs, its subject, artifact type and
+    /// annotations. Non-distributable (foreign) layers are not required.
+    pub fn new(digest: Digest, manifest: &berth_image::Manifest, content: Vec<u8>) -> NewManifest {
+        NewManifest {
+            digest,
+            media_type: manifest.media_type.clone(),
+            blobs: manifest
+                .config
+                .iter()
+                .chain(&manifest.layers)
+                .filter(|d| !berth_image::media_type::is_non_distributable(&d.media_type))
+                .map(|d| d.digest.clone())
+                .collect(),
+            manifests: manifest
+                .manifests
+                .iter()
+                .map(|d| d.digest.clone())
+                .collect(),
+            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
+            artifact_type: manifest.effective_artifact_type(),
+            annotations: manifest
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default()),
+            content,
+        }
+    }
+}
+
 /// A manifest as served: exactly the bytes that were pushed.
 #[derive(Debug, Clone)]
 pub struct StoredManifest {
