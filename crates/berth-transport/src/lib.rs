@@ -16,6 +16,7 @@ pub mod copy;
 pub mod dir;
 pub mod docker_archive;
 mod files;
+pub mod local;
 pub mod name;
 pub mod oci;
 pub mod recompress;
@@ -90,6 +91,12 @@ pub enum Place {
         archive: Option<std::path::PathBuf>,
     },
     DockerArchive(docker_archive::DockerArchive),
+    /// The local image store: an image is a repository (its full name) and a tag.
+    Local {
+        store: std::sync::Arc<local::LocalStore>,
+        repo: String,
+        reference: String,
+    },
 }
 
 impl Place {
@@ -151,6 +158,14 @@ impl Place {
                     digest: r.digest,
                 })
             }
+            Place::Local {
+                store,
+                repo,
+                reference,
+            } => match digest {
+                Some(d) => store.manifest(repo, &d.to_string()),
+                None => store.manifest(repo, reference),
+            },
             Place::DockerArchive(a) => {
                 let (bytes, top) = a.manifest()?;
                 if digest.is_some_and(|d| d != &top) {
@@ -191,6 +206,7 @@ impl Place {
             Place::Oci(layout) | Place::OciArchive { layout, .. } => layout.blob(d).await,
             Place::Dir(dir) => dir.blob(d).await,
             Place::DockerArchive(a) => a.blob(d).await,
+            Place::Local { store, .. } => store.blob(d).await,
         }
     }
 
@@ -202,6 +218,7 @@ impl Place {
             Place::Oci(layout) | Place::OciArchive { layout, .. } => Ok(layout.has_blob(d)),
             Place::Dir(dir) => Ok(dir.has_blob(d)),
             Place::DockerArchive(_) => Ok(false),
+            Place::Local { store, repo, .. } => store.has_blob(repo, d),
         }
     }
 
@@ -233,6 +250,7 @@ impl Place {
             }
             Place::Dir(dir) => dir.put_blob(d, stream).await,
             Place::DockerArchive(a) => a.put_blob(d, stream).await,
+            Place::Local { store, repo, .. } => store.put_blob(repo, d, stream).await,
         }
     }
 
@@ -249,6 +267,10 @@ impl Place {
             Place::Dir(dir) => dir.put_new_blob(stream).await,
             Place::DockerArchive(_) => Err(TransportError::Unsupported(
                 "a docker archive keeps layers uncompressed; --dest-compress-format does not apply"
+                    .into(),
+            )),
+            Place::Local { .. } => Err(TransportError::Unsupported(
+                "the local store keeps layers as pulled; --dest-compress-format does not apply"
                     .into(),
             )),
         }
@@ -286,6 +308,15 @@ impl Place {
                 "a docker archive holds one image, not an index; copy one platform".into(),
             )),
             Place::DockerArchive(a) => a.put_manifest(bytes, media_type).await,
+            Place::Local {
+                store,
+                repo,
+                reference,
+            } => {
+                let tag = (top_level && reference.parse::<Digest>().is_err())
+                    .then_some(reference.as_str());
+                store.put_manifest(repo, tag, bytes, media_type)
+            }
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum ImageName {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// The local image store (`local:NAME[:TAG]`, names as `docker://` has them).
+    Local(ImageReference),
 }
 
 impl ImageName {
@@ -72,6 +74,13 @@ impl ImageName {
                 }
                 Ok(ImageName::Dir(PathBuf::from(rest)))
             }
+            "local" => {
+                let r: ImageReference = rest.parse().map_err(|e| bad(&format!("{e}")))?;
+                if r.digest().is_some() && r.tag().is_none() {
+                    return Ok(ImageName::Local(r));
+                }
+                Ok(ImageName::Local(r.with_default_tag()))
+            }
             "containers-storage" => Err(bad(&format!(
                 "the {transport}: transport is not supported yet; use docker:// or oci:"
             ))),
@@ -96,6 +105,16 @@ impl fmt::Display for ImageName {
                 Ok(())
             }
             ImageName::Dir(path) => write!(f, "dir:{}", path.display()),
+            ImageName::Local(r) => {
+                write!(f, "local:{}", r.name())?;
+                if let Some(t) = r.tag() {
+                    write!(f, ":{t}")?;
+                }
+                if let Some(d) = r.digest() {
+                    write!(f, "@{d}")?;
+                }
+                Ok(())
+            }
             ImageName::DockerArchive { path, reference } => {
                 write!(f, "docker-archive:{}", path.display())?;
                 if let Some(r) = reference {

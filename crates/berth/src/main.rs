@@ -39,6 +39,10 @@ enum Command {
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
     ManifestDigest(client::images::ManifestDigestArgs),
+    /// Pull an image into the local store; prints its image ID.
+    Pull(client::local::PullArgs),
+    /// List the images in the local store.
+    Images(client::local::ImagesArgs),
     /// Check credentials against a registry and save them in auth.json.
     Login(client::login::LoginArgs),
     /// Remove saved credentials.
@@ -59,6 +63,8 @@ fn main() -> std::process::ExitCode {
         Command::Sync(args) => client::sync::run(args),
         Command::Delete(args) => client::images::delete(args),
         Command::ManifestDigest(args) => client::images::manifest_digest(args),
+        Command::Pull(args) => client::local::pull(args),
+        Command::Images(args) => client::local::images(args),
         Command::Login(args) => client::login::login(args),
         Command::Logout(args) => client::login::logout(args),
     };

@@ -1813,3 +1813,99 @@ fn src_config_digest(manifest: &[u8]) -> String {
     let v: Value = serde_json::from_slice(manifest).unwrap();
     v["config"]["digest"].as_str().unwrap().to_string()
 }
+
+/// The first podman-style commands over the local store: `berth pull` stores an image
+/// and prints podman's image ID for it; `berth images` lists it; `local:` names it for
+/// `copy`, byte-identical.
+#[test]
+fn pull_into_the_local_store() {
+    let mut ctx = Ctx::new("local", &[BUILDAH, PODMAN, SKOPEO]);
+    let reg = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/local:v1");
+    let remote = format!("docker://{reg}/test/local:v1");
+    ctx.buildah(&["push", &pf, &pv, "--tls-verify=false", &image, &remote])
+        .run();
+    let store = ctx.p("berth-store");
+    let policy = ctx.p("policy.json");
+    let name = format!("{reg}/test/local:v1");
+    let out = ctx
+        .berth(&[
+            "pull",
+            "--root",
+            &store,
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            &name,
+        ])
+        .run();
+    let id = out.last_line();
+    ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &remote])
+        .run();
+    let podman_id = ctx
+        .podman(&["image", "inspect", "--format", "{{.Id}}", &name])
+        .run()
+        .last_line();
+    assert_eq!(id, podman_id, "image ID");
+    let listed = ctx.berth(&["images", "--root", &store]).run();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(lines[0].starts_with("REPOSITORY"), "{}", listed.stdout);
+    assert!(
+        lines[1].starts_with(&format!("{reg}/test/local ")),
+        "{}",
+        listed.stdout
+    );
+    assert!(lines[1].contains(&id[..12]), "{}", listed.stdout);
+    let q = ctx.berth(&["images", "--root", &store, "-q"]).run();
+    assert_eq!(q.last_line(), &id[..12]);
+    // Pulling again stores nothing new and gives the same ID.
+    let again = ctx
+        .berth(&[
+            "pull",
+            "--root",
+            &store,
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            &name,
+        ])
+        .run();
+    assert_eq!(again.last_line(), id);
+    // The store is a place for copy too.
+    let layout = format!("oci:{}:v1", ctx.p("from-local"));
+    ctx.cmd(
+        env!("CARGO_BIN_EXE_berth"),
+        &[
+            "copy",
+            "--insecure-policy",
+            &format!("local:{name}"),
+            &layout,
+        ],
+    )
+    .env("BERTH_STORAGE_ROOT", &store)
+    .run();
+    let original = ctx
+        .skopeo(&["inspect", "--tls-verify=false", "--raw", &remote])
+        .run()
+        .stdout_bytes;
+    assert_eq!(
+        ctx.skopeo(&["inspect", "--raw", &layout])
+            .run()
+            .stdout_bytes,
+        original
+    );
+    // A missing image: exit 2.
+    let out = ctx
+        .berth(&[
+            "pull",
+            "--root",
+            &store,
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            &format!("{reg}/test/none:v1"),
+        ])
+        .run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+}

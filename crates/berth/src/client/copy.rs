@@ -10,6 +10,7 @@ use berth_image::Platform;
 use berth_transport::copy::{copy, CopyOptions, Progress};
 use berth_transport::dir::DirImage;
 use berth_transport::docker_archive::DockerArchive;
+use berth_transport::local::LocalStore;
 use berth_transport::oci::Layout;
 use berth_transport::recompress::Compression;
 use berth_transport::{ImageName, Place};
@@ -117,36 +118,7 @@ impl Sides {
 
     /// Checks policy.json for reading `name`, as containers/image does before a copy.
     pub fn check_policy(&self, config: &Config, name: &ImageName) -> anyhow::Result<()> {
-        if self.insecure_policy {
-            return Ok(());
-        }
-        let policy = Policy::load(config.env(), self.policy.as_deref())?;
-        let (transport, identity) = match name {
-            ImageName::Docker(r) => ("docker", docker_identity(r)),
-            ImageName::Oci { path, reference } => {
-                let mut id = absolute(path);
-                if let Some(r) = reference {
-                    id = format!("{id}:{r}");
-                }
-                ("oci", id)
-            }
-            ImageName::Dir(path) => ("dir", absolute(path)),
-            ImageName::OciArchive { path, reference } => {
-                let mut id = absolute(path);
-                if let Some(r) = reference {
-                    id = format!("{id}:{r}");
-                }
-                ("oci-archive", id)
-            }
-            ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
-        };
-        match policy.evaluate(transport, &identity) {
-            Decision::Accept => Ok(()),
-            Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
-            Decision::NeedsSignature => bail!(
-                "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
-            ),
-        }
+        check_policy(config, self.policy.as_deref(), self.insecure_policy, name)
     }
 }
 
@@ -222,10 +194,23 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
             Place::Oci(Layout::new(path.clone(), reference.clone()))
         }
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
+        ImageName::Local(r) => local_place(&LocalStore::default_root()?, r)?,
         ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
         ImageName::DockerArchive { path, reference } => {
             Place::DockerArchive(DockerArchive::write(path, reference.clone())?)
         }
+    })
+}
+
+/// Image `r` in the local store at `root`.
+pub fn local_place(
+    root: &std::path::Path,
+    r: &berth_image::ImageReference,
+) -> anyhow::Result<Place> {
+    Ok(Place::Local {
+        store: LocalStore::open(root)?,
+        repo: r.name(),
+        reference: reference_of(r),
     })
 }
 
@@ -261,7 +246,9 @@ pub async fn open_source(
         ImageName::DockerArchive { path, reference } => Ok(Place::DockerArchive(
             DockerArchive::read(path, reference.clone()).await?,
         )),
-        ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
+        ImageName::Oci { .. } | ImageName::Dir(_) | ImageName::Local(_) => {
+            open(config, name, flags)
+        }
     }
 }
 
@@ -301,4 +288,46 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Checks policy.json (`policy`, else the default file) for reading `name`, as
+/// containers/image does before a copy; `insecure` skips it.
+pub fn check_policy(
+    config: &Config,
+    policy: Option<&std::path::Path>,
+    insecure: bool,
+    name: &ImageName,
+) -> anyhow::Result<()> {
+    if insecure {
+        return Ok(());
+    }
+    let policy = Policy::load(config.env(), policy)?;
+    let (transport, identity) = match name {
+        ImageName::Docker(r) => ("docker", docker_identity(r)),
+        ImageName::Oci { path, reference } => {
+            let mut id = absolute(path);
+            if let Some(r) = reference {
+                id = format!("{id}:{r}");
+            }
+            ("oci", id)
+        }
+        ImageName::Dir(path) => ("dir", absolute(path)),
+        // The local store holds what was already let in.
+        ImageName::Local(_) => return Ok(()),
+        ImageName::OciArchive { path, reference } => {
+            let mut id = absolute(path);
+            if let Some(r) = reference {
+                id = format!("{id}:{r}");
+            }
+            ("oci-archive", id)
+        }
+        ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
+    };
+    match policy.evaluate(transport, &identity) {
+        Decision::Accept => Ok(()),
+        Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
+        Decision::NeedsSignature => bail!(
+            "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
+        ),
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod copy;
 pub mod images;
+pub mod local;
 pub mod login;
 pub mod progress;
 pub mod sync;

@@ -789,6 +789,11 @@ pub struct Output {
 }
 
 impl<'a> Run<'a> {
+    pub fn env<K: AsRef<OsStr>, V: AsRef<OsStr>>(mut self, key: K, value: V) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
     pub fn stdin(mut self, bytes: &[u8]) -> Self {
         self.stdin = Some(bytes.to_vec());
         self
