@@ -71,7 +71,7 @@ async fn write_temp(
     dir: &Path,
     tag: &str,
     algorithm: berth_image::Algorithm,
-    mut stream: ByteStream,
+    stream: ByteStream,
 ) -> Result<(std::path::PathBuf, Digest, u64), TransportError> {
     tokio::fs::create_dir_all(dir)
         .await
@@ -79,44 +79,62 @@ async fn write_temp(
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".tmp-{tag}-{}-{n}", std::process::id()));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    let path = tmp.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<(Digest, u64), TransportError> {
-        let mut w = berth_store::BlobWriter::create(path, algorithm)?;
-        while let Some(chunk) = rx.blocking_recv() {
-            w.write(&chunk)?;
-        }
-        Ok(w.finish()?)
-    });
-    let mut received = Ok(());
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(c) => {
-                if tx.send(c).await.is_err() {
-                    break; // The writer failed; its error says why.
-                }
+    let (path, what) = (tmp.clone(), format!("a blob for {}", dir.display()));
+    let written = consume_blocking(
+        stream,
+        &format!("writing {}", tmp.display()),
+        move |chunks| {
+            let mut w = berth_store::BlobWriter::create(path, algorithm)?;
+            for chunk in chunks {
+                w.write(&chunk.map_err(|source| TransportError::Io {
+                    context: format!("receiving {what}"),
+                    source,
+                })?)?;
             }
-            Err(e) => {
-                received = Err(TransportError::Io {
-                    context: format!("receiving a blob for {}", dir.display()),
-                    source: e,
-                });
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = writer.await.map_err(|e| TransportError::Io {
-        context: format!("writing {}", tmp.display()),
-        source: std::io::Error::other(e),
-    });
-    match (received, written) {
-        (Ok(()), Ok(Ok((d, size)))) => Ok((tmp, d, size)),
-        (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => {
+            Ok(w.finish()?)
+        },
+    )
+    .await;
+    match written {
+        Ok((d, size)) => Ok((tmp, d, size)),
+        Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             Err(e)
         }
     }
+}
+
+/// A stream's chunks (or its error, last) as a blocking thread reads them.
+pub(crate) struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>);
+
+impl Iterator for Chunks {
+    type Item = std::io::Result<bytes::Bytes>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.blocking_recv()
+    }
+}
+
+/// Runs `consume` on a blocking thread over `stream`'s chunks, forwarded as they
+/// arrive, so that hashing and writing overlap with receiving. A stream error reaches
+/// `consume` as its last item; `consume` stopping early stops the forwarding.
+pub(crate) async fn consume_blocking<T: Send + 'static>(
+    mut stream: ByteStream,
+    what: &str,
+    consume: impl FnOnce(Chunks) -> Result<T, TransportError> + Send + 'static,
+) -> Result<T, TransportError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::task::spawn_blocking(move || consume(Chunks(rx)));
+    while let Some(chunk) = stream.next().await {
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    task.await.map_err(|e| TransportError::Io {
+        context: what.to_string(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// Mode 0644, as files written the ordinary way get (a temporary file starts 0600).

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use berth_image::{Digest, Manifest};
 use berth_remote::ByteStream;
 use berth_store::{BlobStore, MetaStore, NewManifest, SqliteMeta};
-use futures_util::StreamExt;
 
 use crate::{RawManifest, TransportError};
 
@@ -96,46 +95,24 @@ impl LocalStore {
         self: &Arc<Self>,
         repo: &str,
         d: &Digest,
-        mut stream: ByteStream,
+        stream: ByteStream,
     ) -> Result<(), TransportError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
         let (store, id2, repo2, d2) = (self.clone(), id.clone(), repo.to_string(), d.clone());
-        let writer = tokio::task::spawn_blocking(move || -> Result<(), TransportError> {
-            let mut w = store.blobs.create_upload(&id2)?;
-            while let Some(chunk) = rx.blocking_recv() {
-                w.write(&chunk)?;
-            }
-            let size = store.blobs.commit(w, &d2)?;
-            store.meta.link_blob(&repo2, &d2, size)?;
-            Ok(())
-        });
-        let mut received = Ok(());
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => {
-                    if tx.send(c).await.is_err() {
-                        break;
-                    }
+        let result =
+            crate::files::consume_blocking(stream, &format!("storing blob {d}"), move |chunks| {
+                let mut w = store.blobs.create_upload(&id2)?;
+                for chunk in chunks {
+                    w.write(&chunk.map_err(|source| TransportError::Io {
+                        context: format!("receiving blob {d2}"),
+                        source,
+                    })?)?;
                 }
-                Err(e) => {
-                    received = Err(TransportError::Io {
-                        context: format!("receiving blob {d}"),
-                        source: e,
-                    });
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let written = writer.await.map_err(|e| TransportError::Io {
-            context: format!("storing blob {d}"),
-            source: std::io::Error::other(e),
-        });
-        let result = match (received, written) {
-            (Ok(()), Ok(r)) => r,
-            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-        };
+                let size = store.blobs.commit(w, &d2)?;
+                store.meta.link_blob(&repo2, &d2, size)?;
+                Ok(())
+            })
+            .await;
         if result.is_err() {
             let _ = self.blobs.remove_upload(&id);
         }
