@@ -8,8 +8,8 @@
 //! every metadata change is one SQLite transaction; a crash mid-pull leaves no tag on a
 //! partial image, since the manifest is the last thing written.
 //!
-//! Location: `$BERTH_STORAGE_ROOT` when set, else `$XDG_DATA_HOME/containers/berth`
-//! (`~/.local/share/containers/berth`) for a user, `/var/lib/containers/berth` for root.
+//! Where it is, the caller says (the command line's default: `$BERTH_STORAGE_ROOT`,
+//! else `~/.local/share/containers/berth`, or `/var/lib/containers/berth` for root).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,28 +42,6 @@ pub struct ImageRow {
 }
 
 impl LocalStore {
-    /// The store of this user (or of root); `$BERTH_STORAGE_ROOT` when set.
-    pub fn default_root() -> Result<PathBuf, TransportError> {
-        if let Some(r) = std::env::var_os("BERTH_STORAGE_ROOT").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(r));
-        }
-        if is_root() {
-            return Ok(PathBuf::from("/var/lib/containers/berth"));
-        }
-        let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d),
-            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                Some(h) => Path::new(&h).join(".local/share"),
-                None => {
-                    return Err(TransportError::Unsupported(
-                        "neither XDG_DATA_HOME nor HOME is set; pass --root".into(),
-                    ))
-                }
-            },
-        };
-        Ok(data.join("containers/berth"))
-    }
-
     pub fn open(root: &Path) -> Result<Arc<LocalStore>, TransportError> {
         std::fs::create_dir_all(root).map_err(crate::files::io(root, "creating"))?;
         Ok(Arc::new(LocalStore {
@@ -215,9 +193,4 @@ impl LocalStore {
             size,
         }
     }
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

@@ -156,7 +156,7 @@ pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
         None => {
             let root = match args.root {
                 Some(r) => r,
-                None => crate::serve::default_root()?,
+                None => crate::paths::registry_root()?,
             };
             local(&root, &request)?
         }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod client;
+mod paths;
 mod serve;
 mod tls;
 

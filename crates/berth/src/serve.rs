@@ -3,7 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -141,7 +141,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
         root: match args.root.or(file.root) {
             Some(root) => root,
-            None => default_root()?,
+            None => crate::paths::registry_root()?,
         },
         upload_ttl: args
             .upload_ttl
@@ -178,28 +178,6 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .or(file.token_lifetime)
             .unwrap_or(DEFAULT_TOKEN_LIFETIME),
     })
-}
-
-/// `/var/lib/berth/registry` for root, else under `$XDG_DATA_HOME` (or `~/.local/share`).
-pub(crate) fn default_root() -> anyhow::Result<PathBuf> {
-    if is_root() {
-        return Ok(PathBuf::from("/var/lib/berth/registry"));
-    }
-    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("neither XDG_DATA_HOME nor HOME is set; pass --root")?;
-            Path::new(&home).join(".local/share")
-        }
-    };
-    Ok(data.join("berth/registry"))
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn init_logging(s: &Settings) -> anyhow::Result<()> {

@@ -194,7 +194,7 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
             Place::Oci(Layout::new(path.clone(), reference.clone()))
         }
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
-        ImageName::Local(r) => local_place(&LocalStore::default_root()?, r)?,
+        ImageName::Local(r) => local_place(&crate::paths::storage_root()?, r)?,
         ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
         ImageName::DockerArchive { path, reference } => {
             Place::DockerArchive(DockerArchive::write(path, reference.clone())?)

@@ -56,7 +56,7 @@ pub struct ImagesArgs {
 fn store_root(root: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match root {
         Some(r) => r.clone(),
-        None => LocalStore::default_root()?,
+        None => crate::paths::storage_root()?,
     })
 }
 
