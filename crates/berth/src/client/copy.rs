@@ -16,7 +16,7 @@ use berth_transport::recompress::Compression;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
-use super::{go_arch, reference_of, Config, RegistryFlags};
+use super::{reference_of, this_machine, Config, RegistryFlags};
 
 /// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 #[derive(Args, Debug)]
@@ -171,12 +171,10 @@ pub struct PlatformFlags {
 
 impl PlatformFlags {
     pub fn platform(&self) -> Platform {
+        let here = this_machine();
         Platform {
-            os: self.override_os.clone().unwrap_or_else(|| "linux".into()),
-            architecture: self
-                .override_arch
-                .clone()
-                .unwrap_or_else(|| go_arch(std::env::consts::ARCH).into()),
+            os: self.override_os.clone().unwrap_or(here.os),
+            architecture: self.override_arch.clone().unwrap_or(here.architecture),
             variant: self.override_variant.clone(),
         }
     }

@@ -229,6 +229,16 @@ impl Config {
     }
 }
 
+/// The platform of this machine, as images name it (`linux/amd64`): what a
+/// multi-platform image resolves to unless told otherwise.
+pub fn this_machine() -> berth_image::Platform {
+    berth_image::Platform {
+        os: "linux".into(),
+        architecture: go_arch(std::env::consts::ARCH).into(),
+        variant: None,
+    }
+}
+
 /// Rust's architecture names in Go's spelling, which images use.
 pub fn go_arch(rust: &str) -> &str {
     match rust {
