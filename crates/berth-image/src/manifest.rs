@@ -59,12 +59,33 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// The machine berth runs on, as images name it: the default platform wherever one
+    /// image of a multi-platform index must be chosen.
+    pub fn this_machine() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: go_arch(std::env::consts::ARCH).into(),
+            variant: None,
+        }
+    }
+
     /// Whether an image for `self` runs where `wanted` is asked for: same OS and
     /// architecture, and the same variant when `wanted` names one.
     pub fn matches(&self, wanted: &Platform) -> bool {
         self.os == wanted.os
             && self.architecture == wanted.architecture
             && (wanted.variant.is_none() || wanted.variant == self.variant)
+    }
+}
+
+/// Rust's architecture names in Go's spelling, which images use.
+pub fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
     }
 }
 

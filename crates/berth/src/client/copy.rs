@@ -16,7 +16,7 @@ use berth_transport::recompress::Compression;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
-use super::{reference_of, this_machine, Config, RegistryFlags};
+use super::{reference_of, Config, RegistryFlags};
 
 /// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 #[derive(Args, Debug)]
@@ -171,7 +171,7 @@ pub struct PlatformFlags {
 
 impl PlatformFlags {
     pub fn platform(&self) -> Platform {
-        let here = this_machine();
+        let here = berth_image::Platform::this_machine();
         Platform {
             os: self.override_os.clone().unwrap_or(here.os),
             architecture: self.override_arch.clone().unwrap_or(here.architecture),

@@ -61,7 +61,7 @@ fn store_root(root: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn platform(spec: Option<&str>) -> anyhow::Result<Platform> {
-    let mut p = super::this_machine();
+    let mut p = berth_image::Platform::this_machine();
     if let Some(s) = spec {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {

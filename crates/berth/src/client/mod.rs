@@ -229,27 +229,6 @@ impl Config {
     }
 }
 
-/// The platform of this machine, as images name it (`linux/amd64`): what a
-/// multi-platform image resolves to unless told otherwise.
-pub fn this_machine() -> berth_image::Platform {
-    berth_image::Platform {
-        os: "linux".into(),
-        architecture: go_arch(std::env::consts::ARCH).into(),
-        variant: None,
-    }
-}
-
-/// Rust's architecture names in Go's spelling, which images use.
-pub fn go_arch(rust: &str) -> &str {
-    match rust {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
-
 /// The tag or digest that names `r` in its repository: the digest when given, else the
 /// tag, else `latest`.
 pub fn reference_of(r: &ImageReference) -> String {
