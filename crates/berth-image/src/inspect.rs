@@ -148,8 +148,13 @@ impl Inspection {
 /// Serializes like Go's `json.MarshalIndent(v, "", "    ")`: four-space indent, and
 /// `<`, `>`, `&` escaped as `\u003c`, `\u003e`, `\u0026` (Go's HTML-safe default).
 pub fn to_go_json<T: Serialize>(value: &T) -> String {
+    to_go_json_indented(value, "    ")
+}
+
+/// [`to_go_json`] with another indent (podman's `image inspect` uses five spaces).
+pub fn to_go_json_indented<T: Serialize>(value: &T, indent: &str) -> String {
     let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     if value.serialize(&mut ser).is_err() {
         return String::new();

@@ -9,16 +9,17 @@ use axum::response::{IntoResponse, Response};
 use berth_image::{media_type, RepositoryName};
 use serde_json::{json, Map, Value};
 
+use crate::access::{self, Caller};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::RouteLabel;
 use crate::routes::{digest, hv, query_get, query_pairs};
-use crate::{access, Registry};
+use crate::Registry;
 
 /// Largest page served; a larger `n` is clamped (and a client follows `Link`).
 pub const MAX_PAGE: usize = 10_000;
 
 /// Reads `n` and `last`. Without `n` a listing is whole (up to [`MAX_PAGE`]).
-fn page(query: Option<&str>) -> ApiResult<(Option<usize>, Option<String>)> {
+pub(crate) fn page(query: Option<&str>) -> ApiResult<(Option<usize>, Option<String>)> {
     let q = query_pairs(query);
     let n = match query_get(&q, "n") {
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
@@ -50,7 +51,11 @@ fn paginate(
     Ok((items, link))
 }
 
-fn json_response(body: Value, content_type: &'static str, link: Option<HeaderValue>) -> Response {
+pub(crate) fn json_response(
+    body: Value,
+    content_type: &'static str,
+    link: Option<HeaderValue>,
+) -> Response {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut resp = (
         StatusCode::OK,
@@ -100,8 +105,8 @@ async fn catalog_page(reg: Arc<Registry>, req: Request) -> ApiResult {
     let (repos, link) = reg
         .blocking(move |_| {
             paginate("/v2/_catalog", n, |limit| {
-                Ok(repositories_where(&r, last.as_deref(), limit, |name| {
-                    caller.level(name).is_some()
+                Ok(readable_where(&r, &caller, last.as_deref(), limit, |_| {
+                    true
                 })?)
             })
         })
@@ -111,6 +116,21 @@ async fn catalog_page(reg: Arc<Registry>, req: Request) -> ApiResult {
         "application/json",
         link,
     ))
+}
+
+/// Up to `limit` repositories after `last` that `caller` may pull and `keep` accepts,
+/// in name order. The catalog and `/v1/search` both list through this, so that a
+/// search can never show a repository the catalog hides.
+pub(crate) fn readable_where(
+    reg: &Registry,
+    caller: &Caller,
+    last: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, berth_store::StoreError> {
+    repositories_where(reg, last, limit, |name| {
+        keep(name) && caller.level(name).is_some()
+    })
 }
 
 /// Up to `limit` repositories after `last` that `keep` accepts, in name order. Reads

@@ -1441,6 +1441,145 @@ mod catalog {
     }
 }
 
+mod search {
+    use crate::support::*;
+    use berth_auth::{Actor, Change, Secret, Visibility};
+    use serde_json::Value;
+
+    async fn search(api: &Api, query: &str, creds: Option<(&str, &str)>) -> Value {
+        let mut rb = api.get(&format!("/v1/search{query}"));
+        if let Some((user, password)) = creds {
+            rb = rb.basic_auth(user, Some(password));
+        }
+        let (h, body) = expect_status(send(rb).await, 200).await;
+        assert_eq!(
+            header_of(&h, "content-type").as_deref(),
+            Some("application/json")
+        );
+        serde_json::from_slice(&body).expect("search answer is JSON")
+    }
+
+    fn names(v: &Value) -> Vec<String> {
+        v["results"]
+            .as_array()
+            .expect("results array")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn search_matches_substrings_case_insensitively_in_docker_hub_shape() {
+        let srv = Server::start().await;
+        for (i, repo) in ["myorg/app", "myorg/web-app", "tools/builder"]
+            .iter()
+            .enumerate()
+        {
+            push_image(&srv, repo, Some("latest"), 200 + i as u64).await;
+        }
+        let v = search(&srv, "?q=APP", None).await;
+        assert_eq!(names(&v), ["myorg/app", "myorg/web-app"]);
+        assert_eq!(v["num_results"], 2);
+        assert_eq!(v["num_pages"], 1);
+        assert_eq!(v["page"], 1);
+        assert_eq!(v["page_size"], 25);
+        assert_eq!(v["query"], "APP");
+        assert_eq!(
+            v["results"][0],
+            serde_json::json!({
+                "name": "myorg/app",
+                "description": "",
+                "star_count": 0,
+                "is_official": false,
+                "is_automated": false,
+            })
+        );
+        // No term (or an empty one) lists everything; a term nothing contains, nothing.
+        let all = ["myorg/app", "myorg/web-app", "tools/builder"];
+        assert_eq!(names(&search(&srv, "", None).await), all);
+        assert_eq!(names(&search(&srv, "?q=", None).await), all);
+        let none = search(&srv, "?q=zzz", None).await;
+        assert!(names(&none).is_empty());
+        assert_eq!(none["num_results"], 0);
+        // Percent-encoded terms are decoded: "/" matches across components.
+        assert_eq!(
+            names(&search(&srv, "?q=org%2Fw", None).await),
+            ["myorg/web-app"]
+        );
+    }
+
+    #[tokio::test]
+    async fn search_limit_defaults_to_25_and_is_capped_at_100() {
+        let srv = Server::start().await;
+        for i in 0..27u64 {
+            push_image(&srv, &format!("repo{i:02}"), Some("v1"), 300 + i).await;
+        }
+        let v = search(&srv, "?q=repo", None).await;
+        assert_eq!(names(&v).len(), 25);
+        assert_eq!(names(&v)[0], "repo00");
+        let v = search(&srv, "?q=repo&n=2", None).await;
+        assert_eq!(names(&v), ["repo00", "repo01"]);
+        assert_eq!(v["page_size"], 2);
+        let v = search(&srv, "?q=repo&n=1000", None).await;
+        assert_eq!(names(&v).len(), 27);
+        assert_eq!(v["page_size"], 100);
+        // n=0 is the default, as Docker Hub reads it; a non-number is refused.
+        assert_eq!(names(&search(&srv, "?n=0", None).await).len(), 25);
+        for n in ["abc", "-1"] {
+            let resp = send(srv.get(&format!("/v1/search?q=repo&n={n}"))).await;
+            expect_error(resp, 400, "PAGINATION_NUMBER_INVALID").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn search_shows_only_what_the_caller_may_pull() {
+        let srv = Server::start().await;
+        // Pushed while the registry is still open; then alice's namespace gets an owner.
+        push_image(&srv, "alice/private", Some("v1"), 400).await;
+        push_image(&srv, "alice/public", Some("v1"), 401).await;
+        let store = srv.reg.auth().store();
+        for change in [
+            Change::UserAdd {
+                name: "alice".into(),
+                password: Secret("alice-pw".into()),
+                superuser: false,
+            },
+            Change::UserAdd {
+                name: "bob".into(),
+                password: Secret("bob-pw".into()),
+                superuser: false,
+            },
+            Change::RepoVisibility {
+                repository: "alice/public".into(),
+                visibility: Visibility::Public,
+            },
+        ] {
+            store
+                .apply(&Actor::local(), &change)
+                .unwrap_or_else(|e| panic!("{change:?}: {e}"));
+        }
+        let anonymous = search(&srv, "?q=alice", None).await;
+        assert_eq!(names(&anonymous), ["alice/public"]);
+        assert_eq!(anonymous["num_results"], 1);
+        let bob = search(&srv, "?q=alice", Some(("bob", "bob-pw"))).await;
+        assert_eq!(names(&bob), ["alice/public"]);
+        let alice = search(&srv, "?q=alice", Some(("alice", "alice-pw"))).await;
+        assert_eq!(names(&alice), ["alice/private", "alice/public"]);
+        // The catalog hides the same repository (one filter serves both).
+        let resp = send(srv.get("/v2/_catalog")).await;
+        let (_, body) = expect_status(resp, 200).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["repositories"], serde_json::json!(["alice/public"]));
+        // Wrong credentials are refused, never served as anonymous.
+        let resp = send(
+            srv.get("/v1/search?q=alice")
+                .basic_auth("alice", Some("nope")),
+        )
+        .await;
+        expect_error(resp, 401, "UNAUTHORIZED").await;
+    }
+}
+
 mod referrers {
     use crate::support::*;
     use serde_json::{json, Value};

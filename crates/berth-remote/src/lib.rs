@@ -11,12 +11,15 @@
 //!   and `429` (honouring `Retry-After`), with exponential backoff; `4xx` answers are
 //!   final.
 //! - Content read is verified: a manifest or blob fetched by digest must hash to it.
+//! - [`Registry::search`]: `podman search`'s lookup (`/v1/search`, else the catalog).
 
 mod blobs;
 pub mod challenge;
 mod error;
 mod registry;
+mod search;
 
 pub use blobs::ByteStream;
 pub use error::RemoteError;
 pub use registry::{Credentials, Options, RawManifest, Registry, MANIFEST_ACCEPT};
+pub use search::SearchHit;

@@ -590,7 +590,7 @@ pub(crate) fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option
 }
 
 /// `<url>; rel="next"` -> url.
-fn next_link(link: &str) -> Option<String> {
+pub(crate) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         params.contains("rel=\"next\"").then(|| {

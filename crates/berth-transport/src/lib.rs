@@ -52,13 +52,15 @@ pub enum TransportError {
     Corrupt(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Local(#[from] local::ImageNotKnown),
 }
 
 impl TransportError {
     /// The image or one of its parts does not exist (exit status 2).
     pub fn is_not_found(&self) -> bool {
         match self {
-            TransportError::NotFound(_) => true,
+            TransportError::NotFound(_) | TransportError::Local(_) => true,
             TransportError::Remote(r) => r.is_not_found(),
             _ => false,
         }
@@ -218,7 +220,7 @@ impl Place {
             Place::Oci(layout) | Place::OciArchive { layout, .. } => Ok(layout.has_blob(d)),
             Place::Dir(dir) => Ok(dir.has_blob(d)),
             Place::DockerArchive(_) => Ok(false),
-            Place::Local { store, repo, .. } => store.has_blob(repo, d),
+            Place::Local { store, .. } => store.has_blob(d),
         }
     }
 
@@ -250,7 +252,7 @@ impl Place {
             }
             Place::Dir(dir) => dir.put_blob(d, stream).await,
             Place::DockerArchive(a) => a.put_blob(d, stream).await,
-            Place::Local { store, repo, .. } => store.put_blob(repo, d, stream).await,
+            Place::Local { store, .. } => store.put_blob(d, stream).await,
         }
     }
 

@@ -36,6 +36,14 @@ pub enum ImageName {
 }
 
 impl ImageName {
+    /// Whether `s` starts with a transport berth knows (`docker://`, `oci:`, …), as
+    /// opposed to a bare image name (`alpine`, `host:5000/app:v1`).
+    pub fn has_transport(s: &str) -> bool {
+        TRANSPORTS
+            .iter()
+            .any(|t| s.strip_prefix(t).is_some_and(|rest| rest.starts_with(':')))
+    }
+
     pub fn parse(s: &str) -> Result<ImageName, TransportError> {
         let bad = |why: &str| TransportError::Name(format!("{s:?}: {why}"));
         let (transport, rest) = s.split_once(':').ok_or_else(|| {
@@ -81,15 +89,29 @@ impl ImageName {
                 }
                 Ok(ImageName::Local(r.with_default_tag()))
             }
-            "containers-storage" => Err(bad(&format!(
-                "the {transport}: transport is not supported yet; use docker:// or oci:"
-            ))),
+            "containers-storage" => Err(bad(
+                "berth keeps its own local store, named local:NAME[:TAG]; podman's \
+                 containers-storage is not read (copy through an archive: podman save / berth load)",
+            )),
             other => Err(bad(&format!(
-                "unknown transport {other:?}; supported: docker://, oci:"
+                "unknown transport {other:?}; supported: docker://, oci:, oci-archive:, dir:, \
+                 docker-archive:, local:"
             ))),
         }
     }
 }
+
+/// Every transport prefix, as typed before its colon.
+const TRANSPORTS: [&str; 8] = [
+    "docker",
+    "oci",
+    "oci-archive",
+    "dir",
+    "docker-archive",
+    "local",
+    "containers-storage",
+    "docker-daemon",
+];
 
 impl fmt::Display for ImageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -15,16 +15,6 @@ use serde_json::Value;
 
 #[derive(Args, Debug)]
 pub struct RegistryArgs {
-    /// The registry's data folder (the same as `berth serve --root`)
-    /// [default: $XDG_DATA_HOME/berth/registry, or /var/lib/berth/registry as root]
-    #[arg(
-        long,
-        env = "BERTH_ROOT",
-        value_name = "DIR",
-        global = true,
-        conflicts_with = "url"
-    )]
-    root: Option<PathBuf>,
     /// Administer a running registry over HTTP instead, e.g. https://registry.example:5000
     #[arg(long, value_name = "URL", global = true)]
     url: Option<String>,
@@ -152,12 +142,12 @@ enum Request {
 pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let request = request(args.command)?;
     let output = match &args.url {
+        Some(_) if crate::paths::root_flag().is_some() => {
+            anyhow::bail!("--root and --url: give one (a data folder here, or a running registry)")
+        }
         Some(url) => remote(url, args.creds.as_deref(), args.tls_verify, &request)?,
         None => {
-            let root = match args.root {
-                Some(r) => r,
-                None => crate::paths::registry_root()?,
-            };
+            let root = crate::paths::registry_root()?;
             local(&root, &request)?
         }
     };

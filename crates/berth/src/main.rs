@@ -9,6 +9,8 @@ mod paths;
 mod serve;
 mod tls;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -18,6 +20,12 @@ use clap::{Parser, Subcommand};
     about = "A container image registry and image tool"
 )]
 struct Cli {
+    /// Where berth keeps its data: the local image store for the image commands, the
+    /// registry's data for `serve` and `registry` [default: the local store in
+    /// ~/.local/share/containers/berth (root: /var/lib/containers/berth), the registry in
+    /// ~/.local/share/berth/registry (root: /var/lib/berth/registry)]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,36 +49,122 @@ enum Command {
     /// Print the digest of a manifest file.
     ManifestDigest(client::images::ManifestDigestArgs),
     /// Pull an image into the local store; prints its image ID.
-    Pull(client::local::PullArgs),
+    Pull(client::local::pull::PullArgs),
+    /// Push an image of the local store to a registry (or any transport).
+    Push(client::local::push::PushArgs),
     /// List the images in the local store.
-    Images(client::local::ImagesArgs),
+    Images(client::local::list::ImagesArgs),
+    /// Give an image of the local store more names.
+    Tag(client::local::remove::TagArgs),
+    /// Remove names from an image of the local store (all, without names).
+    Untag(client::local::remove::UntagArgs),
+    /// Remove images from the local store (one of several names: only that name).
+    Rmi(client::local::remove::RmiArgs),
+    /// Show how an image was built, newest step first.
+    History(client::local::inspect::HistoryArgs),
+    /// Write images to an archive (docker-archive, oci-archive) or folder.
+    Save(client::local::archive::SaveArgs),
+    /// Read images from an archive or folder into the local store.
+    Load(client::local::archive::LoadArgs),
+    /// Manage the images of the local store (podman's `image` commands).
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Search registries for images.
+    Search(client::search::SearchArgs),
     /// Check credentials against a registry and save them in auth.json.
     Login(client::login::LoginArgs),
     /// Remove saved credentials.
     Logout(client::login::LogoutArgs),
 }
 
-/// Exit status 2: what was asked for does not exist.
+/// `berth image …`, as `podman image …`.
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images.
+    #[command(alias = "list")]
+    Ls(client::local::list::ImagesArgs),
+    /// Show images' details (podman's JSON).
+    Inspect(client::local::inspect::ImageInspectArgs),
+    /// Remove images.
+    Rm(client::local::remove::RmiArgs),
+    /// Remove dangling images (with -a: every image no container uses).
+    Prune(client::local::remove::PruneArgs),
+    /// Give an image more names.
+    Tag(client::local::remove::TagArgs),
+    /// Remove names from an image.
+    Untag(client::local::remove::UntagArgs),
+    /// Show how an image was built.
+    History(client::local::inspect::HistoryArgs),
+    /// Pull an image.
+    Pull(client::local::pull::PullArgs),
+    /// Push an image.
+    Push(client::local::push::PushArgs),
+    /// Write images to an archive.
+    Save(client::local::archive::SaveArgs),
+    /// Read images from an archive.
+    Load(client::local::archive::LoadArgs),
+}
+
+/// Exit status 2 (skopeo's commands): what was asked for does not exist.
 const NOT_FOUND: u8 = 2;
+
+/// Whose exit statuses a command keeps.
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    /// skopeo and the server: 1 for an error, 2 for something that does not exist.
+    Skopeo,
+    /// podman's image commands: 125 for any error.
+    Podman,
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Registry(args) => admin::run(args),
-        Command::Inspect(args) => client::images::inspect(args),
-        Command::ListTags(args) => client::images::list_tags(args),
-        Command::Copy(args) => client::copy::run(args),
-        Command::Sync(args) => client::sync::run(args),
-        Command::Delete(args) => client::images::delete(args),
-        Command::ManifestDigest(args) => client::images::manifest_digest(args),
-        Command::Pull(args) => client::local::pull(args),
-        Command::Images(args) => client::local::images(args),
-        Command::Login(args) => client::login::login(args),
-        Command::Logout(args) => client::login::logout(args),
+    if let Some(root) = cli.root {
+        paths::set_root(root);
+    }
+    use client::local::{archive, inspect, list, pull, push, remove};
+    let podman = |r: anyhow::Result<()>| (Family::Podman, r.map(|()| ExitCode::SUCCESS));
+    let skopeo = |r: anyhow::Result<()>| (Family::Skopeo, r.map(|()| ExitCode::SUCCESS));
+    let (family, result) = match cli.command {
+        Command::Serve(args) => skopeo(serve::run(args)),
+        Command::Registry(args) => skopeo(admin::run(args)),
+        Command::Inspect(args) => skopeo(client::images::inspect(args)),
+        Command::ListTags(args) => skopeo(client::images::list_tags(args)),
+        Command::Copy(args) => skopeo(client::copy::run(args)),
+        Command::Sync(args) => skopeo(client::sync::run(args)),
+        Command::Delete(args) => skopeo(client::images::delete(args)),
+        Command::ManifestDigest(args) => skopeo(client::images::manifest_digest(args)),
+        Command::Login(args) => skopeo(client::login::login(args)),
+        Command::Logout(args) => skopeo(client::login::logout(args)),
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => podman(pull::run(args)),
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => podman(push::run(args)),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => podman(list::run(args)),
+        Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => podman(remove::tag(args)),
+        Command::Untag(args) | Command::Image(ImageCommand::Untag(args)) => {
+            podman(remove::untag(args))
+        }
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
+            (Family::Podman, remove::rmi(args))
+        }
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => {
+            podman(inspect::history(args))
+        }
+        Command::Save(args) | Command::Image(ImageCommand::Save(args)) => {
+            podman(archive::save(args))
+        }
+        Command::Load(args) | Command::Image(ImageCommand::Load(args)) => {
+            podman(archive::load(args))
+        }
+        Command::Image(ImageCommand::Inspect(args)) => podman(inspect::image_inspect(args)),
+        Command::Image(ImageCommand::Prune(args)) => podman(remove::prune(args)),
+        Command::Search(args) => podman(client::search::run(args)),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
+        Err(e) if family == Family::Podman => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(client::local::PODMAN_ERROR)
+        }
         Err(e) => {
             eprintln!("berth: {e:#}");
             let not_found = e.chain().any(|c| {
@@ -80,9 +174,9 @@ fn main() -> std::process::ExitCode {
                         .is_some_and(|t| t.is_not_found())
             });
             if not_found {
-                std::process::ExitCode::from(NOT_FOUND)
+                ExitCode::from(NOT_FOUND)
             } else {
-                std::process::ExitCode::FAILURE
+                ExitCode::FAILURE
             }
         }
     }

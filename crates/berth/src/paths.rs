@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+/// The global `--root`: when given, the one folder every command keeps its data in.
+static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Records the global `--root` (once, at start).
+pub fn set_root(root: PathBuf) {
+    let _ = ROOT.set(root);
+}
+
+/// The global `--root`, if given.
+pub fn root_flag() -> Option<PathBuf> {
+    ROOT.get().cloned()
+}
+
 /// `system` for root, else `<data home>/user`.
 fn data_dir(system: &str, user: &str) -> anyhow::Result<PathBuf> {
     if is_root() {
@@ -22,15 +35,24 @@ fn data_dir(system: &str, user: &str) -> anyhow::Result<PathBuf> {
     Ok(data.join(user))
 }
 
-/// The registry's data folder: `/var/lib/berth/registry` or
+/// The registry's data folder: `--root`, else `$BERTH_ROOT`, else `/var/lib/berth/registry` or
 /// `$XDG_DATA_HOME/berth/registry`.
 pub fn registry_root() -> anyhow::Result<PathBuf> {
+    if let Some(r) = root_flag() {
+        return Ok(r);
+    }
+    if let Some(r) = std::env::var_os("BERTH_ROOT").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(r));
+    }
     data_dir("/var/lib/berth/registry", "berth/registry")
 }
 
-/// The local image store: `$BERTH_STORAGE_ROOT`, else `/var/lib/containers/berth` or
+/// The local image store: `--root`, else `$BERTH_STORAGE_ROOT`, else `/var/lib/containers/berth` or
 /// `$XDG_DATA_HOME/containers/berth`.
 pub fn storage_root() -> anyhow::Result<PathBuf> {
+    if let Some(r) = root_flag() {
+        return Ok(r);
+    }
     if let Some(r) = std::env::var_os("BERTH_STORAGE_ROOT").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(r));
     }

@@ -32,9 +32,6 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
     #[arg(long, env = "BERTH_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Data folder [default: $XDG_DATA_HOME/berth/registry, or /var/lib/berth/registry as root]
-    #[arg(long, env = "BERTH_ROOT", value_name = "DIR")]
-    root: Option<PathBuf>,
     /// TOML configuration file
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -139,7 +136,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
-        root: match args.root.or(file.root) {
+        root: match crate::paths::root_flag().or(file.root) {
             Some(root) => root,
             None => crate::paths::registry_root()?,
         },

@@ -1895,7 +1895,7 @@ fn pull_into_the_local_store() {
             .stdout_bytes,
         original
     );
-    // A missing image: exit 2.
+    // A missing image: exit 125, as podman.
     let out = ctx
         .berth(&[
             "pull",
@@ -1907,5 +1907,169 @@ fn pull_into_the_local_store() {
             &format!("{reg}/test/none:v1"),
         ])
         .run_any();
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    // podman's status for any error of its own.
+    assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
+}
+
+/// The first column of a table's data rows (podman's and berth's `search` tables).
+fn first_column(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `NAME TAG` rows of `search --list-tags`.
+fn name_tag_rows(table: &str) -> Vec<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cells = l.split_whitespace();
+            Some((cells.next()?.to_string(), cells.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// `berth search` finds what `podman search` (4.3.1) finds: on berth through its
+/// `/v1/search`, on docker-registry (which has none) through the catalog; the same
+/// names with `--limit`, the same tags with `--list-tags`, the same JSON.
+#[test]
+fn search_matches_podman() {
+    let mut ctx = Ctx::new("search", &[BUILDAH, PODMAN, SKOPEO, REGISTRY]);
+    let berth = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/search:v1");
+    for reg in [&berth, &dist] {
+        for target in [
+            "test/search-alpha:v1",
+            "test/search-alpha:v2",
+            "test/search-alpha:v3",
+            "test/search-beta:v1",
+            "other/gamma:v1",
+        ] {
+            ctx.buildah(&[
+                "push",
+                &pf,
+                &pv,
+                "--tls-verify=false",
+                &image,
+                &format!("docker://{reg}/{target}"),
+            ])
+            .run();
+        }
+    }
+    let search = |tool: &str, args: &[&str]| {
+        let mut all = vec!["search", "--tls-verify=false"];
+        all.extend_from_slice(args);
+        match tool {
+            PODMAN => ctx.podman(&all).run().stdout,
+            _ => ctx.berth(&all).run().stdout,
+        }
+    };
+    for reg in [&berth, &dist] {
+        ctx.step(&format!("search {reg}"));
+        let term = format!("{reg}/search");
+        let podman = search(PODMAN, &[&term]);
+        let ours = search("berth", &[&term]);
+        let names = first_column(&podman);
+        assert_eq!(
+            names,
+            [
+                format!("{reg}/test/search-alpha"),
+                format!("{reg}/test/search-beta")
+            ],
+            "podman:\n{podman}"
+        );
+        assert_eq!(
+            first_column(&ours),
+            names,
+            "berth:\n{ours}\npodman:\n{podman}"
+        );
+        assert!(ours.starts_with("NAME"), "{ours}");
+
+        ctx.step(&format!("search --limit 1 {reg}"));
+        let podman = search(PODMAN, &["--limit", "1", &term]);
+        let ours = search("berth", &["--limit", "1", &term]);
+        assert_eq!(first_column(&podman).len(), 1, "{podman}");
+        assert_eq!(first_column(&ours), first_column(&podman), "{ours}");
+
+        ctx.step(&format!("search --format json {reg}"));
+        let podman = search(PODMAN, &["--format", "json", &term]);
+        let ours = search("berth", &["--format", "json", &term]);
+        assert_eq!(
+            serde_json::from_str::<Value>(&ours).unwrap(),
+            serde_json::from_str::<Value>(&podman).unwrap(),
+            "berth:\n{ours}\npodman:\n{podman}"
+        );
+
+        ctx.step(&format!("search --format {reg}"));
+        let format = "{{.Index}} {{.Name}}";
+        let podman = search(PODMAN, &["--format", format, &term]);
+        let ours = search("berth", &["--format", format, &term]);
+        assert_eq!(ours, podman);
+
+        ctx.step(&format!("search --list-tags {reg}"));
+        let repo = format!("{reg}/test/search-alpha");
+        let podman = search(PODMAN, &["--list-tags", &repo]);
+        let ours = search("berth", &["--list-tags", &repo]);
+        let rows = name_tag_rows(&podman);
+        assert_eq!(rows.len(), 3, "{podman}");
+        assert_eq!(
+            name_tag_rows(&ours),
+            rows,
+            "berth:\n{ours}\npodman:\n{podman}"
+        );
+        assert!(ours.starts_with("NAME"), "{ours}");
+        let podman = search(PODMAN, &["--list-tags", "--limit", "2", &repo]);
+        let ours = search("berth", &["--list-tags", "--limit", "2", &repo]);
+        assert_eq!(name_tag_rows(&podman).len(), 2, "{podman}");
+        assert_eq!(name_tag_rows(&ours), name_tag_rows(&podman));
+        let podman = search(PODMAN, &["--list-tags", "--format", "json", &repo]);
+        let ours = search("berth", &["--list-tags", "--format", "json", &repo]);
+        assert_eq!(
+            serde_json::from_str::<Value>(&ours).unwrap(),
+            serde_json::from_str::<Value>(&podman).unwrap(),
+            "berth:\n{ours}\npodman:\n{podman}"
+        );
+    }
+
+    ctx.step("terms match case-insensitively, on the catalog too");
+    // podman 4.3.1 filters the catalog case-sensitively (so finds nothing on
+    // docker-registry here) while berth's server matches case-insensitively; berth
+    // matches the same way on both.
+    for reg in [&berth, &dist] {
+        assert_eq!(
+            first_column(&search("berth", &[&format!("{reg}/SEARCH-A")])),
+            [format!("{reg}/test/search-alpha")]
+        );
+    }
+
+    ctx.step("an empty term lists the catalog");
+    let all = format!("{berth}/");
+    assert_eq!(
+        first_column(&search("berth", &[&all])),
+        first_column(&search(PODMAN, &[&all]))
+    );
+
+    ctx.step("a bare term searches unqualified-search-registries");
+    fs::write(
+        ctx.path("registries.conf"),
+        format!("unqualified-search-registries = [\"{berth}\", \"{dist}\"]\n"),
+    )
+    .unwrap();
+    let podman = search(PODMAN, &["gamma"]);
+    let ours = search("berth", &["gamma"]);
+    assert_eq!(
+        first_column(&podman),
+        [
+            format!("{berth}/other/gamma"),
+            format!("{dist}/other/gamma")
+        ],
+        "{podman}"
+    );
+    assert_eq!(first_column(&ours), first_column(&podman), "{ours}");
 }

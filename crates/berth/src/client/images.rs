@@ -34,7 +34,8 @@ pub struct InspectArgs {
     platform: PlatformFlags,
     #[command(flatten)]
     registry: RegistryFlags,
-    /// The image, e.g. docker://quay.io/org/app:v1
+    /// The image, e.g. docker://quay.io/org/app:v1; a bare name (no transport) is an
+    /// image of the local store, shown as `berth image inspect` does
     image: String,
 }
 
@@ -62,6 +63,13 @@ pub struct ManifestDigestArgs {
 }
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    if !berth_transport::ImageName::has_transport(&a.image) {
+        // A bare name is an image of the local store, as `podman inspect` reads it.
+        return super::local::inspect::image_inspect(super::local::inspect::ImageInspectArgs {
+            format: a.format,
+            images: vec![a.image],
+        });
+    }
     let r = docker_reference(&a.image)?;
     let typed = a.image.trim_start_matches("docker://");
     let config = Config::load()?;

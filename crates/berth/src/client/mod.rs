@@ -7,7 +7,9 @@ pub mod images;
 pub mod local;
 pub mod login;
 pub mod progress;
+pub mod search;
 pub mod sync;
+pub mod table;
 pub mod template;
 
 use std::path::PathBuf;

@@ -36,6 +36,46 @@ pub fn render(template: &str, data: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Renders one template per row, as podman's list commands do with `--format`: a
+/// plain template prints each row; `table …` adds a header (from `header`, given a
+/// field name) and aligns the `\t`-separated cells.
+pub fn render_rows(
+    template: &str,
+    rows: &[Value],
+    header: impl Fn(&str) -> String,
+) -> anyhow::Result<String> {
+    let Some(cells) = template.strip_prefix("table") else {
+        let mut out = String::new();
+        for row in rows {
+            out.push_str(&render(template, row)?);
+            out.push('\n');
+        }
+        return Ok(out);
+    };
+    let cells: Vec<String> = unescape(cells.trim())
+        .split('\t')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut table = vec![cells
+        .iter()
+        .map(|c| {
+            let field = c.trim_start_matches("{{").trim_end_matches("}}").trim();
+            header(field.trim_start_matches('.'))
+        })
+        .collect::<Vec<_>>()];
+    for row in rows {
+        table.push(
+            cells
+                .iter()
+                .map(|c| render(c, row))
+                .collect::<anyhow::Result<_>>()?,
+        );
+    }
+    Ok(super::table::render(&table))
+}
+
 enum Token {
     Text(String),
     Action(String),

@@ -1,0 +1,79 @@
+//! `GET /v1/search?q=&n=`: Docker Hub's v1 search, which `podman search` and `docker
+//! search` ask first (they fall back to walking `/v2/_catalog` only when it is
+//! missing). Answering it saves them that walk, and lets them show what berth knows.
+//!
+//! The results are the repositories whose name contains `q` (case-insensitively),
+//! among those the caller may pull: the same filter as the catalog
+//! ([`listing::readable_where`]), so a search never reveals a hidden repository.
+//! berth keeps no descriptions, stars or automated builds; those fields are empty.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::ApiResult;
+use crate::listing::{self, json_response};
+use crate::metrics::RouteLabel;
+use crate::routes::{query_get, query_pairs};
+use crate::{access, Registry};
+
+/// Results when the client names no `n` (Docker Hub's default page).
+pub const DEFAULT_RESULTS: usize = 25;
+/// Most results one search answers (Docker Hub's largest page).
+pub const MAX_RESULTS: usize = 100;
+
+/// `GET /v1/search?q=TERM&n=LIMIT`
+pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let mut resp = answer(reg, req).await.unwrap_or_else(|e| e.into_response());
+    resp.extensions_mut().insert(RouteLabel("search"));
+    resp
+}
+
+async fn answer(reg: Arc<Registry>, req: Request) -> ApiResult {
+    let caller = access::identify(&reg, req.headers(), req.extensions()).await?;
+    // `n` is read as the catalog reads it (a bad number is the same 400); 0 means the
+    // default, as Docker Hub takes it.
+    let (n, _) = listing::page(req.uri().query())?;
+    let limit = match n {
+        None | Some(0) => DEFAULT_RESULTS,
+        Some(n) => n.min(MAX_RESULTS),
+    };
+    let term = query_get(&query_pairs(req.uri().query()), "q")
+        .unwrap_or("")
+        .to_string();
+    let query = term.to_ascii_lowercase();
+    let r = reg.clone();
+    let names = reg
+        .blocking(move |_| {
+            listing::readable_where(&r, &caller, None, limit, |name| {
+                name.to_ascii_lowercase().contains(&query)
+            })
+        })
+        .await?;
+    let results: Vec<_> = names
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "description": "",
+                "star_count": 0,
+                "is_official": false,
+                "is_automated": false,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        json!({
+            "num_results": results.len(),
+            "num_pages": 1,
+            "page": 1,
+            "page_size": limit,
+            "query": term,
+            "results": results,
+        }),
+        "application/json",
+        None,
+    ))
+}

@@ -1,0 +1,379 @@
+//! The local image store (`local:NAME[:TAG]`): where `berth pull` puts images and the
+//! podman-style commands find them.
+//!
+//! Layout under the root (`~/.local/share/containers/berth`, `/var/lib/containers/berth`
+//! for root, or `--root`):
+//! - `blobs/sha256/<2>/<hex>`: each blob once, shared by every image that uses it,
+//!   layers compressed as pulled (what a push needs). Written by berth-store's
+//!   hash-verify-fsync-rename, so a blob file exists only whole.
+//! - `images.db`: SQLite metadata (schema.sql): images (ID = config digest), their
+//!   manifests, names, manifest lists. A manifest is the last thing a pull writes, in
+//!   one transaction with its name: a crash mid-pull leaves no half image listed.
+//! - `lock`: every process using the store holds a shared lock on it; deleting blob
+//!   files takes it exclusively, without waiting. So a pull that has found a blob
+//!   present can count on it until it ends, and an `rmi` racing a pull leaves the
+//!   orphaned files to the next `rmi`/`prune` instead of waiting.
+
+mod db;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_image::inspect::ImageConfig;
+use berth_image::{Digest, ImageReference, Manifest, ManifestKind, Platform};
+use berth_remote::ByteStream;
+use berth_store::BlobStore;
+use rusqlite::Connection;
+
+pub use db::{repository_of, Image};
+
+use crate::{RawManifest, TransportError};
+
+/// A config larger than this is not an image config (they are kilobytes).
+const MAX_CONFIG: u64 = 16 << 20;
+
+pub struct LocalStore {
+    root: PathBuf,
+    blobs: BlobStore,
+    db: Mutex<Connection>,
+    lock: File,
+}
+
+/// What removing images freed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    /// Image IDs deleted.
+    pub images: Vec<Digest>,
+    /// Bytes of blob files deleted.
+    pub reclaimed: u64,
+}
+
+/// An image name the store does not know, said as podman says it (`NAME: image not
+/// known`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: image not known")]
+pub struct ImageNotKnown(pub String);
+
+impl LocalStore {
+    pub fn open(root: &Path) -> Result<Arc<LocalStore>, TransportError> {
+        std::fs::create_dir_all(root).map_err(crate::files::io(root, "creating"))?;
+        let lock_path = root.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(crate::files::io(&lock_path, "opening"))?;
+        lock.lock_shared()
+            .map_err(crate::files::io(&lock_path, "locking"))?;
+        Ok(Arc::new(LocalStore {
+            root: root.to_path_buf(),
+            blobs: BlobStore::open(root)?,
+            db: Mutex::new(db::open(&root.join("images.db"))?),
+            lock,
+        }))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding it cannot leave SQLite half-changed (transactions
+        // roll back on drop), so a poisoned lock is still usable.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> Result<T, TransportError>,
+    ) -> Result<T, TransportError> {
+        db::write(&mut self.conn(), f)
+    }
+
+    /// Whether the store has blob `d`, whole.
+    pub fn has_blob(&self, d: &Digest) -> Result<bool, TransportError> {
+        Ok(db::blob_size(&self.conn(), d)?.is_some() && self.blobs.contains(d))
+    }
+
+    /// Stores blob `d` from `stream`: an upload file written and hashed on a blocking
+    /// thread, committed (verify, fsync, rename), then recorded.
+    pub async fn put_blob(
+        self: &Arc<Self>,
+        d: &Digest,
+        stream: ByteStream,
+    ) -> Result<(), TransportError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (store, id2, d2) = (self.clone(), id.clone(), d.clone());
+        let result =
+            crate::files::consume_blocking(stream, &format!("storing blob {d}"), move |chunks| {
+                let mut w = store.blobs.create_upload(&id2)?;
+                for chunk in chunks {
+                    w.write(&chunk.map_err(|source| TransportError::Io {
+                        context: format!("receiving blob {d2}"),
+                        source,
+                    })?)?;
+                }
+                let size = store.blobs.commit(w, &d2)?;
+                db::add_blob(&store.conn(), &d2, size)
+            })
+            .await;
+        if result.is_err() {
+            let _ = self.blobs.remove_upload(&id);
+        }
+        result
+    }
+
+    pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
+        let file = self.blob_file(d)?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            1 << 20,
+        )))
+    }
+
+    fn blob_file(&self, d: &Digest) -> Result<File, TransportError> {
+        let (file, _) = self
+            .blobs
+            .open_blob(d)?
+            .ok_or_else(|| TransportError::NotFound(format!("blob {d} in the local store")))?;
+        Ok(file)
+    }
+
+    /// An image's config, read whole (bounded: configs are small).
+    pub fn config(&self, id: &Digest) -> Result<Vec<u8>, TransportError> {
+        let mut bytes = Vec::new();
+        self.blob_file(id)?
+            .take(MAX_CONFIG)
+            .read_to_end(&mut bytes)
+            .map_err(|source| TransportError::Io {
+                context: format!("reading config {id}"),
+                source,
+            })?;
+        Ok(bytes)
+    }
+
+    /// The manifest named `repo:reference`, or with a digest reference, that manifest.
+    pub fn manifest(&self, repo: &str, reference: &str) -> Result<RawManifest, TransportError> {
+        let conn = self.conn();
+        let digest = match reference.parse::<Digest>() {
+            Ok(d) => Some(d),
+            Err(_) => db::name(&conn, &format!("{repo}:{reference}"))?.map(|(m, _)| m),
+        };
+        let found = match &digest {
+            Some(d) => db::manifest(&conn, d)?,
+            None => None,
+        };
+        match (digest, found) {
+            (Some(digest), Some((media_type, bytes, _))) => Ok(RawManifest {
+                bytes,
+                media_type: Some(media_type),
+                digest,
+            }),
+            _ => Err(TransportError::NotFound(format!(
+                "{repo}:{reference} in the local store"
+            ))),
+        }
+    }
+
+    /// Stores a manifest whose blobs (or, for a list, member manifests) are in; names
+    /// it `repo:tag` when a tag is given. Returns its digest.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest, TransportError> {
+        let parsed = Manifest::parse(Some(media_type), bytes)
+            .map_err(|e| TransportError::Corrupt(format!("manifest for {repo}: {e}")))?;
+        let digest = Digest::sha256_of(bytes);
+        let now = berth_store::unix_now();
+        match parsed.kind {
+            ManifestKind::Index => {
+                let members: Vec<Digest> =
+                    parsed.manifests.iter().map(|m| m.digest.clone()).collect();
+                let arch = Platform::this_machine().architecture;
+                self.write(|tx| {
+                    let shown = db::put_list(tx, &digest, media_type, bytes, &members, &arch)?;
+                    if let Some(tag) = tag {
+                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &shown, now)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            ManifestKind::Image => {
+                let config = parsed.config.as_ref().ok_or_else(|| {
+                    TransportError::Unsupported(format!(
+                        "{repo}: a manifest without a config (schema 1) cannot be stored; \
+                         convert it with --format oci"
+                    ))
+                })?;
+                let parsed_config =
+                    ImageConfig::parse(&self.config(&config.digest)?).map_err(|e| {
+                        TransportError::Corrupt(format!("config {}: {e}", config.digest))
+                    })?;
+                let labels = parsed_config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .map(|l| serde_json::to_string(l).unwrap_or_else(|_| "{}".into()))
+                    .unwrap_or_else(|| "{}".into());
+                let image = db::NewImage {
+                    id: &config.digest,
+                    digest: &digest,
+                    media_type,
+                    content: bytes,
+                    blobs: parsed
+                        .layers
+                        .iter()
+                        .chain([config])
+                        .map(|d| d.digest.clone())
+                        .collect(),
+                    created_text: parsed_config.created.clone(),
+                    size: parsed.layers.iter().chain([config]).map(|d| d.size).sum(),
+                    labels,
+                    architecture: parsed_config.architecture.clone(),
+                    os: parsed_config.os.clone(),
+                };
+                self.write(|tx| {
+                    db::put_image(tx, &image, now)?;
+                    if let Some(tag) = tag {
+                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &config.digest, now)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Every image, newest first.
+    pub fn images(&self) -> Result<Vec<Image>, TransportError> {
+        db::images(&self.conn())
+    }
+
+    /// Finds an image as podman does: by ID or a unique prefix of it, by full name,
+    /// by `name@digest`, or by a short name (`alpine`, `library/alpine:3`) that one
+    /// stored name ends with (`localhost/` first, then `docker.io/`).
+    pub fn find(&self, spec: &str) -> Result<Image, TransportError> {
+        Ok(self.find_named(spec)?.0)
+    }
+
+    /// [`LocalStore::find`], with the name `spec` matched when it was a name.
+    pub fn find_named(&self, spec: &str) -> Result<(Image, Option<String>), TransportError> {
+        let conn = self.conn();
+        let not_known = || TransportError::Local(ImageNotKnown(spec.to_string()));
+        let image = |id: &Digest| db::image(&conn, id)?.ok_or_else(not_known);
+        let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
+        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let ids = db::ids_with_prefix(&conn, &hex.to_ascii_lowercase())?;
+            match ids.as_slice() {
+                [one] => return Ok((image(one)?, None)),
+                [] => {}
+                _ => {
+                    return Err(TransportError::Unsupported(format!(
+                        "{spec}: more than one image ID starts so; give more of it"
+                    )))
+                }
+            }
+        }
+        let r: ImageReference = spec.parse().map_err(|_| not_known())?;
+        if let Some(d) = r.digest() {
+            return match db::manifest(&conn, d)? {
+                Some((_, _, Some(id))) => Ok((image(&id)?, None)),
+                _ => Err(not_known()),
+            };
+        }
+        let tag = r.tag().map_or("latest", |t| t.as_str());
+        if r.is_qualified() {
+            let name = format!("{}:{tag}", r.name());
+            return match db::name(&conn, &name)? {
+                Some((_, id)) => Ok((image(&id)?, Some(name))),
+                None => Err(not_known()),
+            };
+        }
+        // Short: as typed, `alpine` is stored as docker.io/library/alpine.
+        let typed = spec.split([':', '@']).next().unwrap_or(spec);
+        let mut candidates = db::names_ending(&conn, typed, tag)?;
+        candidates.sort_by_key(|(name, _)| {
+            (
+                !name.starts_with("localhost/"),
+                !name.starts_with("docker.io/"),
+                name.clone(),
+            )
+        });
+        match candidates.into_iter().next() {
+            Some((name, id)) => Ok((image(&id)?, Some(name))),
+            None => Err(not_known()),
+        }
+    }
+
+    /// Adds `name` (`host/path:tag`) to image `id`.
+    pub fn tag(&self, id: &Digest, name: &str) -> Result<(), TransportError> {
+        let now = berth_store::unix_now();
+        self.write(|tx| {
+            let img = db::image(tx, id)?.ok_or_else(|| ImageNotKnown(id.to_string()))?;
+            db::set_name(tx, name, &img.digest, id, now)
+        })
+    }
+
+    /// Removes some of `id`'s names, or all; returns how many went.
+    pub fn untag(&self, id: &Digest, names: Option<&[String]>) -> Result<usize, TransportError> {
+        self.write(|tx| db::remove_names(tx, id, names))
+    }
+
+    /// Deletes images (with every name they have), then the blob files no image
+    /// needs any more.
+    pub fn remove(&self, ids: &[Digest]) -> Result<Removed, TransportError> {
+        self.write(|tx| {
+            for id in ids {
+                db::remove_image(tx, id)?;
+            }
+            Ok(())
+        })?;
+        let mut removed = self.collect_garbage()?;
+        removed.images = ids.to_vec();
+        Ok(removed)
+    }
+
+    /// Deletes blob files no image uses and abandoned uploads, when no other berth
+    /// process has the store open; else leaves them for the next time.
+    pub fn collect_garbage(&self) -> Result<Removed, TransportError> {
+        if self.lock.try_lock().is_err() {
+            // flock drops a shared lock before trying for the exclusive one.
+            self.lock
+                .lock_shared()
+                .map_err(crate::files::io(&self.root.join("lock"), "locking"))?;
+            tracing::debug!("store in use by another berth process; blob files left for later");
+            return Ok(Removed::default());
+        }
+        let result = (|| -> Result<Removed, TransportError> {
+            let unused = self.write(db::take_unused_blobs)?;
+            let mut reclaimed = 0;
+            for (d, size) in unused {
+                self.blobs.remove_blob(&d)?;
+                reclaimed += size;
+            }
+            for id in self.blobs.upload_ids()? {
+                self.blobs.remove_upload(&id)?;
+            }
+            Ok(Removed {
+                images: Vec::new(),
+                reclaimed,
+            })
+        })();
+        let relock = self
+            .lock
+            .lock_shared()
+            .map_err(crate::files::io(&self.root.join("lock"), "locking"));
+        let removed = result?;
+        relock?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! The store's rules: names move between images, dangling images, blobs shared and
+//! freed, lists protecting their members, and two processes at once.
+
+use std::sync::Arc;
+
+use berth_image::media_type as mt;
+use bytes::Bytes;
+
+use super::*;
+
+fn stream(bytes: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(Bytes::from(bytes))
+    }))
+}
+
+/// Stores a one-layer image whose config says `label`; returns (ID, manifest digest).
+async fn put_image(
+    store: &Arc<LocalStore>,
+    name: Option<(&str, &str)>,
+    label: &str,
+    layer: &[u8],
+    arch: &str,
+) -> (Digest, Digest) {
+    let config = format!(
+        r#"{{"created":"2026-01-02T03:04:05Z","architecture":"{arch}","os":"linux","config":{{"Labels":{{"l":"{label}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+    )
+    .into_bytes();
+    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(layer));
+    store.put_blob(&cd, stream(config.clone())).await.unwrap();
+    store.put_blob(&ld, stream(layer.to_vec())).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ld}","size":{}}}]}}"#,
+        mt::OCI_MANIFEST,
+        mt::OCI_CONFIG,
+        config.len(),
+        mt::OCI_LAYER_GZIP,
+        layer.len()
+    );
+    let (repo, tag) = name.unwrap_or(("localhost/x", "unused"));
+    let d = store
+        .put_manifest(
+            repo,
+            name.map(|_| tag),
+            manifest.as_bytes(),
+            mt::OCI_MANIFEST,
+        )
+        .unwrap();
+    (cd, d)
+}
+
+fn names(store: &LocalStore, id: &Digest) -> Vec<String> {
+    store.find(&id.to_string()).unwrap().names
+}
+
+#[tokio::test]
+async fn names_move_and_leave_dangling_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (a, _) = put_image(
+        &store,
+        Some(("docker.io/library/app", "v1")),
+        "a",
+        b"la",
+        "amd64",
+    )
+    .await;
+    assert_eq!(names(&store, &a), ["docker.io/library/app:v1"]);
+    // Found by short name, by full name, by ID prefix, by digest.
+    assert_eq!(store.find("app:v1").unwrap().id, a);
+    assert_eq!(store.find("library/app:v1").unwrap().id, a);
+    assert_eq!(store.find(&a.hex()[..6]).unwrap().id, a);
+    assert!(matches!(
+        store.find("nosuch"),
+        Err(TransportError::Local(ImageNotKnown(_)))
+    ));
+    store.tag(&a, "localhost/other:latest").unwrap();
+    assert_eq!(store.find("other").unwrap().id, a);
+    // Re-tagging the name onto a new image leaves the first with its other name.
+    let (b, _) = put_image(
+        &store,
+        Some(("docker.io/library/app", "v1")),
+        "b",
+        b"lb",
+        "amd64",
+    )
+    .await;
+    assert_eq!(names(&store, &a), ["localhost/other:latest"]);
+    assert_eq!(names(&store, &b), ["docker.io/library/app:v1"]);
+    store.untag(&a, None).unwrap();
+    let a_img = store.find(&a.to_string()).unwrap();
+    assert!(a_img.is_dangling());
+    assert!(!store.find(&b.to_string()).unwrap().is_dangling());
+    assert_eq!(store.images().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn removing_frees_only_unshared_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let shared = vec![7u8; 1000];
+    let (a, _) = put_image(&store, Some(("localhost/a", "1")), "a", &shared, "amd64").await;
+    let (b, _) = put_image(&store, Some(("localhost/b", "1")), "b", &shared, "amd64").await;
+    let config_a = store.blobs.path(&a);
+    let layer = store.blobs.path(&Digest::sha256_of(&shared));
+    let removed = store.remove(std::slice::from_ref(&a)).unwrap();
+    assert!(!config_a.exists(), "a's config goes");
+    assert!(layer.exists(), "the layer b still uses stays");
+    assert!(removed.reclaimed > 0 && removed.reclaimed < 1000);
+    let removed = store.remove(std::slice::from_ref(&b)).unwrap();
+    assert!(!layer.exists());
+    assert!(removed.reclaimed >= 1000);
+    assert!(store.images().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_manifest_without_its_blobs_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let cd = Digest::sha256_of(&config);
+    store.put_blob(&cd, stream(config.clone())).await.unwrap();
+    let missing = Digest::sha256_of(b"never stored");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{missing}","size":12}}]}}"#,
+        mt::OCI_CONFIG,
+        config.len(),
+        mt::OCI_LAYER_GZIP
+    );
+    let err = store
+        .put_manifest(
+            "localhost/x",
+            Some("v1"),
+            manifest.as_bytes(),
+            mt::OCI_MANIFEST,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains(&missing.to_string()), "{err}");
+    assert!(store.images().unwrap().is_empty());
+    assert!(store.find("localhost/x:v1").is_err());
+}
+
+#[tokio::test]
+async fn a_list_keeps_its_members_until_its_name_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (amd, amd_m) = put_image(&store, None, "amd", b"l1", "amd64").await;
+    let (arm, arm_m) = put_image(&store, None, "arm", b"l2", "arm64").await;
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{m}","digest":"{amd_m}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},{{"mediaType":"{m}","digest":"{arm_m}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#,
+        mt::OCI_INDEX,
+        m = mt::OCI_MANIFEST
+    );
+    store
+        .put_manifest(
+            "localhost/multi",
+            Some("v1"),
+            index.as_bytes(),
+            mt::OCI_INDEX,
+        )
+        .unwrap();
+    let images = store.images().unwrap();
+    assert!(images.iter().all(|i| i.in_list && !i.is_dangling()));
+    let shown = store.find("localhost/multi:v1").unwrap().id;
+    let here = Platform::this_machine().architecture;
+    assert_eq!(
+        shown,
+        if here == "arm64" {
+            arm.clone()
+        } else {
+            amd.clone()
+        }
+    );
+    // Read back as a copy source: the index by name, members by digest.
+    let top = store.manifest("localhost/multi", "v1").unwrap();
+    assert_eq!(top.bytes, index.as_bytes());
+    assert!(store
+        .manifest("localhost/multi", &arm_m.to_string())
+        .is_ok());
+    store.untag(&shown, None).unwrap();
+    assert!(store.images().unwrap().iter().all(|i| i.is_dangling()));
+    assert!(store.manifest("localhost/multi", "v1").is_err());
+}
+
+/// Two stores on one root are two berth processes: blob files are deleted only when
+/// no other one has the store open, so one never loses a blob it has found.
+#[tokio::test]
+async fn blob_files_wait_for_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = LocalStore::open(dir.path()).unwrap();
+    let (a, _) = put_image(&one, Some(("localhost/a", "1")), "a", b"layer-a", "amd64").await;
+    let other = LocalStore::open(dir.path()).unwrap();
+    let layer = one.blobs.path(&Digest::sha256_of(b"layer-a"));
+    let removed = one.remove(std::slice::from_ref(&a)).unwrap();
+    assert_eq!(removed.reclaimed, 0);
+    assert!(layer.exists(), "another process has the store open");
+    assert!(
+        other.images().unwrap().is_empty(),
+        "the image is gone for everyone"
+    );
+    // The orphan stays a blob the store has, safe to use while `other` is open.
+    assert!(other.has_blob(&Digest::sha256_of(b"layer-a")).unwrap());
+    drop(other);
+    let removed = one.collect_garbage().unwrap();
+    assert!(removed.reclaimed > 0);
+    assert!(!layer.exists());
+}
+
+/// Pulls and removals at once from several handles: every listed image has every
+/// blob it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pulls_and_removals_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = vec![1u8; 4096];
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let root = dir.path().to_path_buf();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = LocalStore::open(&root).unwrap();
+            for i in 0..10 {
+                let label = format!("{w}-{i}");
+                let tag = format!("{i}");
+                let name = format!("localhost/w{w}");
+                let stored = {
+                    let (cd, ld) = (label.clone(), shared.clone());
+                    // A removal elsewhere may take the shared layer between our blob
+                    // write and our manifest: then the manifest is refused, not half
+                    // stored, and a retry succeeds.
+                    let mut ok = None;
+                    for _ in 0..5 {
+                        let r = tokio::spawn({
+                            let store = store.clone();
+                            let (name, tag, cd, ld) =
+                                (name.clone(), tag.clone(), cd.clone(), ld.clone());
+                            async move {
+                                put_image(&store, Some((&name, &tag)), &cd, &ld, "amd64").await
+                            }
+                        })
+                        .await;
+                        if let Ok(v) = r {
+                            ok = Some(v);
+                            break;
+                        }
+                    }
+                    ok
+                };
+                if let (Some((id, _)), true) = (stored, i % 3 == 0) {
+                    store.remove(&[id]).unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let store = LocalStore::open(dir.path()).unwrap();
+    for img in store.images().unwrap() {
+        let m = store.manifest("", &img.digest.to_string()).unwrap();
+        let parsed = Manifest::parse(m.media_type.as_deref(), &m.bytes).unwrap();
+        for d in parsed.layers.iter().chain(parsed.config.iter()) {
+            assert!(
+                store.has_blob(&d.digest).unwrap(),
+                "{} misses {}",
+                img.id,
+                d.digest
+            );
+            assert!(store.blobs.path(&d.digest).exists());
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `berth save` and `berth load`: images to and from the archives `podman save` writes
+//! and `podman load` reads (docker-archive by default, oci-archive, oci-dir,
+//! docker-dir), through the same copy pipeline as everything else.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use berth_image::ImageReference;
+use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::dir::DirImage;
+use berth_transport::docker_archive::{self, DockerArchive};
+use berth_transport::oci::{Layout, REF_NAME};
+use berth_transport::Place;
+use clap::Args;
+
+use super::{image_place, open_store, runtime};
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to this file (or folder, for the -dir formats) [default: stdout]
+    #[arg(long, short = 'o', value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// docker-archive, oci-archive, oci-dir or docker-dir
+    #[arg(long, default_value = "docker-archive",
+          value_parser = ["docker-archive", "oci-archive", "oci-dir", "docker-dir"])]
+    format: String,
+    /// Several images in one docker-archive
+    #[arg(long, short = 'm')]
+    multi_image_archive: bool,
+    /// No progress
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Images: name, ID or ID prefix
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from this archive or folder [default: stdin]
+    #[arg(long, short = 'i', value_name = "PATH")]
+    input: Option<PathBuf>,
+    /// No progress
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn options() -> CopyOptions {
+    CopyOptions {
+        all: false,
+        platform: berth_image::Platform::this_machine(),
+        parallel: 4,
+        format: None,
+        preserve_digests: false,
+        compress: None,
+    }
+}
+
+pub fn save(a: SaveArgs) -> anyhow::Result<()> {
+    if a.images.len() > 1 {
+        bail!(
+            "saving several images into one archive is not supported yet; save each to its own file"
+        );
+    }
+    let store = open_store()?;
+    let (img, matched) = store.find_named(&a.images[0])?;
+    let name = matched.or_else(|| img.names.first().cloned());
+    let scratch;
+    let path = match &a.output {
+        Some(p) => p.clone(),
+        None if std::io::stdout().is_terminal() => {
+            bail!("refusing to save to the terminal: use -o FILE or redirect stdout")
+        }
+        None if a.format.ends_with("-dir") => bail!("--format {}: needs -o DIR", a.format),
+        None => {
+            scratch = tempfile::tempdir().context("creating a temporary folder")?;
+            scratch.path().join("image.tar")
+        }
+    };
+    let dst = match a.format.as_str() {
+        "docker-archive" => Place::DockerArchive(DockerArchive::write(&path, name.clone())?),
+        "oci-archive" => Place::write_archive(&path, name.clone())?,
+        "oci-dir" => Place::Oci(Layout::new(path.clone(), name.clone())),
+        _ => Place::Dir(DirImage::new(path.clone())),
+    };
+    let src = image_place(&store, &img);
+    runtime()?.block_on(async {
+        copy(
+            &src,
+            &dst,
+            &options(),
+            crate::client::progress::reporter(a.quiet),
+        )
+        .await
+        .with_context(|| format!("saving {}", a.images[0]))?;
+        dst.finish().await?;
+        anyhow::Ok(())
+    })?;
+    if a.output.is_none() {
+        let mut file = std::fs::File::open(&path)?;
+        std::io::copy(&mut file, &mut std::io::stdout().lock()).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// What an input to `load` is.
+enum Kind {
+    DockerArchive,
+    OciArchive,
+    OciDir,
+    Dir,
+}
+
+pub fn load(a: LoadArgs) -> anyhow::Result<()> {
+    let scratch;
+    let path = match &a.input {
+        Some(p) => p.clone(),
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!("no archive: use -i FILE or give one on stdin");
+            }
+            scratch = tempfile::tempdir().context("creating a temporary folder")?;
+            let p = scratch.path().join("input.tar");
+            let mut f = std::fs::File::create(&p)?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f).context("reading stdin")?;
+            p
+        }
+    };
+    let kind = kind_of(&path)?;
+    let root = crate::paths::storage_root()?;
+    let store = open_store()?;
+    let loaded = runtime()?.block_on(async {
+        // (source, name to give it) for each image.
+        let mut jobs: Vec<(Place, Option<String>)> = Vec::new();
+        match kind {
+            Kind::DockerArchive => {
+                for tag in docker_archive::repo_tags(&path)? {
+                    let (reference, name) = match tag.strip_prefix('@') {
+                        Some(_) => (None, None),
+                        None => (Some(tag.clone()), Some(normalize(&tag)?)),
+                    };
+                    jobs.push((
+                        Place::DockerArchive(DockerArchive::read(&path, reference).await?),
+                        name,
+                    ));
+                }
+            }
+            Kind::OciArchive => {
+                let place = Place::read_archive(&path, None).await?;
+                let name = match &place {
+                    Place::OciArchive { scratch, .. } => ref_name(scratch.path())?,
+                    _ => None,
+                };
+                jobs.push((place, name));
+            }
+            Kind::OciDir => {
+                let name = ref_name(&path)?;
+                jobs.push((Place::Oci(Layout::new(path.clone(), None)), name));
+            }
+            Kind::Dir => jobs.push((Place::Dir(DirImage::new(path.clone())), None)),
+        }
+        let mut loaded = Vec::new();
+        for (src, name) in jobs {
+            let top = src.manifest(None).await?;
+            let dst = match &name {
+                Some(n) => crate::client::copy::local_place(&root, &n.parse::<ImageReference>()?)?,
+                // No name: stored by digest, untagged (podman lists it as <none>).
+                None => Place::Local {
+                    store: store.clone(),
+                    repo: "localhost/unnamed".into(),
+                    reference: top.digest.to_string(),
+                },
+            };
+            let digest = copy(
+                &src,
+                &dst,
+                &options(),
+                crate::client::progress::reporter(a.quiet),
+            )
+            .await
+            .with_context(|| format!("loading {}", path.display()))?;
+            loaded.push(match name {
+                Some(n) => n,
+                None => {
+                    let img = store.find(&format!("localhost/unnamed@{digest}"))?;
+                    img.id.to_string()
+                }
+            });
+        }
+        anyhow::Ok(loaded)
+    })?;
+    for name in loaded {
+        println!("Loaded image: {name}");
+    }
+    Ok(())
+}
+
+/// A docker-archive tag as podman names it: `alpine:3` is docker.io/library/alpine:3.
+fn normalize(tag: &str) -> anyhow::Result<String> {
+    let r: ImageReference = tag
+        .parse()
+        .with_context(|| format!("archive names an image {tag:?}"))?;
+    Ok(format!(
+        "{}:{}",
+        r.name(),
+        r.tag().map_or("latest", |t| t.as_str())
+    ))
+}
+
+/// The name an OCI layout's only image carries, when it is a full image name (podman
+/// writes `localhost/app:v1`); a bare tag (`v1`) names nothing.
+fn ref_name(layout: &Path) -> anyhow::Result<Option<String>> {
+    let index_path = layout.join("index.json");
+    let bytes =
+        std::fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+    let index: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not JSON", index_path.display()))?;
+    let name = index["manifests"][0]["annotations"][REF_NAME].as_str();
+    Ok(name
+        .filter(|n| n.contains('/') || n.contains(':'))
+        .and_then(|n| normalize(n).ok()))
+}
+
+/// Tells the archive kinds apart by their first entries: `manifest.json` is a docker
+/// archive, `oci-layout`/`index.json` an OCI one.
+fn kind_of(path: &Path) -> anyhow::Result<Kind> {
+    if path.is_dir() {
+        return Ok(match path.join("oci-layout").is_file() {
+            true => Kind::OciDir,
+            false => Kind::Dir,
+        });
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    let not_archive = || {
+        anyhow::anyhow!(
+            "{}: not an image archive (docker-archive or oci-archive)",
+            path.display()
+        )
+    };
+    for entry in tar.entries().map_err(|_| not_archive())? {
+        let entry = entry.map_err(|e| not_archive().context(e))?;
+        let name = entry.path().map_err(|_| not_archive())?.into_owned();
+        match name.to_str().map(|n| n.trim_start_matches("./")) {
+            Some("manifest.json") => return Ok(Kind::DockerArchive),
+            Some("oci-layout") | Some("index.json") => return Ok(Kind::OciArchive),
+            _ => {}
+        }
+    }
+    Err(not_archive())
+}

@@ -1,0 +1,239 @@
+//! `berth image inspect` (and `berth inspect NAME` without a transport) and `berth
+//! history`: what podman shows of a stored image, from its manifest and config.
+
+use std::time::SystemTime;
+
+use anyhow::Context;
+use berth_image::Manifest;
+use berth_transport::local::{Image, LocalStore};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::{ago, human_size, open_store, rfc3339};
+
+#[derive(Args, Debug)]
+pub struct ImageInspectArgs {
+    /// A Go template over the JSON's fields (e.g. '{{.Config.Env}}'), or json
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Images: name, ID or ID prefix
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Full IDs and CREATED BY
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only the IDs
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Times as dates rather than "2 hours ago"
+    #[arg(long, short = 'H', default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
+    /// json, or a Go template over .ID .Created .CreatedBy .Size .Comment
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// The image: name, ID or ID prefix
+    image: String,
+}
+
+/// `podman image inspect`'s object, field for field and in its order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    digest: String,
+    repo_tags: Vec<String>,
+    repo_digests: Vec<String>,
+    parent: String,
+    comment: String,
+    created: String,
+    config: Map<String, Value>,
+    version: String,
+    author: String,
+    architecture: String,
+    os: String,
+    size: u64,
+    virtual_size: u64,
+    graph_driver: Value,
+    #[serde(rename = "RootFS")]
+    root_fs: Value,
+    labels: Value,
+    annotations: Value,
+    manifest_type: String,
+    user: String,
+    history: Value,
+    names_history: Vec<String>,
+}
+
+fn inspected(store: &LocalStore, img: &Image) -> anyhow::Result<Inspected> {
+    let config: Value = serde_json::from_slice(&store.config(&img.id)?)
+        .with_context(|| format!("image {}: config is not JSON", img.id))?;
+    let stored = store.manifest("", &img.digest.to_string())?;
+    let manifest = Manifest::parse(stored.media_type.as_deref(), &stored.bytes)?;
+    let run = config["config"].as_object().cloned().unwrap_or_default();
+    // podman prints these run-config fields, in this order, when set.
+    let mut shown = Map::new();
+    for key in [
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+    ] {
+        match run.get(key) {
+            Some(Value::Null) | None => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(v) => {
+                shown.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Ok(Inspected {
+        id: img.id.hex().to_string(),
+        digest: img.digest.to_string(),
+        repo_tags: img.names.clone(),
+        repo_digests: img.repo_digests(),
+        parent: String::new(),
+        comment: text(&config["comment"]),
+        created: text(&config["created"]),
+        version: text(&config["docker_version"]),
+        author: text(&config["author"]),
+        architecture: text(&config["architecture"]),
+        os: text(&config["os"]),
+        size: img.size,
+        virtual_size: img.size,
+        graph_driver: json!({"Name": "berth", "Data": null}),
+        root_fs: json!({
+            "Type": config["rootfs"]["type"].as_str().unwrap_or("layers"),
+            "Layers": config["rootfs"]["diff_ids"],
+        }),
+        labels: run.get("Labels").cloned().unwrap_or(Value::Null),
+        annotations: manifest_annotations(&stored.bytes),
+        manifest_type: manifest.media_type,
+        user: run.get("User").map(text).unwrap_or_default(),
+        history: config["history"].clone(),
+        names_history: img.names.clone(),
+        config: shown,
+    })
+}
+
+fn manifest_annotations(bytes: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("annotations").cloned())
+        .unwrap_or_else(|| json!({}))
+}
+
+pub fn image_inspect(a: ImageInspectArgs) -> anyhow::Result<()> {
+    let store = open_store()?;
+    let mut out = Vec::new();
+    for spec in &a.images {
+        let img = store.find(spec)?;
+        out.push(inspected(&store, &img)?);
+    }
+    match a.format.as_deref() {
+        None | Some("json") => println!(
+            "{}",
+            berth_image::inspect::to_go_json_indented(&out, "     ")
+        ),
+        Some(template) => {
+            for item in &out {
+                let value = serde_json::to_value(item)?;
+                println!("{}", crate::client::template::render(template, &value)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn history(a: HistoryArgs) -> anyhow::Result<()> {
+    let store = open_store()?;
+    let img = store.find(&a.image)?;
+    let config: Value = serde_json::from_slice(&store.config(&img.id)?)
+        .with_context(|| format!("image {}: config is not JSON", img.id))?;
+    let stored = store.manifest("", &img.digest.to_string())?;
+    let manifest = Manifest::parse(stored.media_type.as_deref(), &stored.bytes)?;
+    // Sizes of the layers, in order; an entry with empty_layer has none.
+    let mut layers = manifest.layers.iter().map(|l| l.size);
+    let mut entries = Vec::new();
+    for h in config["history"].as_array().into_iter().flatten() {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty { 0 } else { layers.next().unwrap_or(0) };
+        entries.push((h, size));
+    }
+    entries.reverse();
+    let now = SystemTime::now();
+    let rows: Vec<Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(n, (h, size))| {
+            let created_text = h["created"].as_str().unwrap_or_default();
+            let created = humantime::parse_rfc3339_weak(created_text)
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            let by = h["created_by"].as_str().unwrap_or_default();
+            let id = match n {
+                0 => super::show_id(&img.id, a.no_trunc),
+                _ => "<missing>".to_string(),
+            };
+            json!({
+                "id": if n == 0 { img.id.hex().to_string() } else { "<missing>".into() },
+                "created": created_text,
+                "CreatedBy": by,
+                "size": size,
+                "comment": h["comment"].as_str().unwrap_or_default(),
+                "ID": id,
+                "Created": match a.human { true => ago(now, created), false => rfc3339(created) },
+                "Size": human_size(*size),
+                "Comment": h["comment"].as_str().unwrap_or_default(),
+                "ShownBy": match a.no_trunc || by.chars().count() <= 45 {
+                    true => by.to_string(),
+                    false => format!("{}...", by.chars().take(42).collect::<String>()),
+                },
+            })
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    if a.format.as_deref() == Some("json") {
+        let keep = ["id", "created", "CreatedBy", "size", "comment"];
+        let out: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut m = Map::new();
+                for k in keep {
+                    if k != "comment" || r[k].as_str().is_some_and(|c| !c.is_empty()) {
+                        m.insert(k.to_string(), r[k].clone());
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    let template = a.format.clone().unwrap_or_else(|| {
+        "table {{.ID}}\t{{.Created}}\t{{.ShownBy}}\t{{.Size}}\t{{.Comment}}".into()
+    });
+    let out = crate::client::template::render_rows(&template, &rows, |f| match f {
+        "ShownBy" | "CreatedBy" => "CREATED BY".into(),
+        other => other.to_uppercase(),
+    })?;
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `berth pull`: an image (or every tag of a repository) from a registry into the
+//! local store; short names through registries.conf, each search registry in turn.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use berth_image::{ImageReference, Platform};
+use berth_remote::Registry;
+use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::{ImageName, Place};
+use clap::Args;
+
+use crate::client::copy::{check_policy, local_place};
+use crate::client::{reference_of, Config, RegistryFlags};
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Every tag of the repository
+    #[arg(long, short = 'a')]
+    all_tags: bool,
+    /// For a multi-platform image, which one: OS/ARCH[/VARIANT] [default: this machine's]
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Print nothing but the image ID
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Trust policy file [default: ~/.config/containers/policy.json, /etc/containers/policy.json]
+    #[arg(long, value_name = "PATH")]
+    signature_policy: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// The image: NAME[:TAG|@DIGEST] (short names through registries.conf), or
+    /// docker://NAME
+    image: String,
+}
+
+pub fn platform(spec: Option<&str>) -> anyhow::Result<Platform> {
+    let mut p = Platform::this_machine();
+    if let Some(s) = spec {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] => (p.os, p.architecture) = (os.to_string(), arch.to_string()),
+            [os, arch, v] => {
+                (p.os, p.architecture, p.variant) =
+                    (os.to_string(), arch.to_string(), Some(v.to_string()))
+            }
+            _ => bail!("--platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64"),
+        }
+    }
+    Ok(p)
+}
+
+pub fn run(a: PullArgs) -> anyhow::Result<()> {
+    let typed = a.image.trim_start_matches("docker://");
+    let r: ImageReference = typed
+        .parse()
+        .with_context(|| format!("invalid image name {:?}", a.image))?;
+    if a.all_tags && (r.tag().is_some() || r.digest().is_some()) {
+        bail!("--all-tags: give a repository without a tag or digest");
+    }
+    let config = Config::load()?;
+    check_policy(
+        &config,
+        a.signature_policy.as_deref(),
+        false,
+        &ImageName::Docker(r.clone()),
+    )?;
+    let root = crate::paths::storage_root()?;
+    let options = CopyOptions {
+        all: false,
+        platform: platform(a.platform.as_deref())?,
+        parallel: 6,
+        format: None,
+        preserve_digests: true,
+        compress: None,
+    };
+    let ids = super::runtime()?.block_on(async {
+        let targets = match a.all_tags {
+            false => {
+                let (logical, registry, at) = config.open_for_read(typed, &r, &a.registry).await?;
+                vec![(logical.with_default_tag(), Arc::new(registry), at)]
+            }
+            true => all_tags(&config, typed, &r, &a.registry).await?,
+        };
+        let mut ids = Vec::new();
+        for (logical, registry, at) in targets {
+            let src = Place::Registry {
+                registry,
+                repo: at.path().as_str().to_string(),
+                reference: reference_of(&at),
+            };
+            let dst = local_place(&root, &logical)?;
+            let progress = crate::client::progress::reporter(a.quiet);
+            copy(&src, &dst, &options, progress)
+                .await
+                .with_context(|| format!("pulling {}", logical.name()))?;
+            let stored = super::open_store()?.find(&format!(
+                "{}{}",
+                logical.name(),
+                match logical.digest() {
+                    Some(d) => format!("@{d}"),
+                    None => format!(":{}", reference_of(&logical)),
+                }
+            ))?;
+            ids.push(stored.id.hex().to_string());
+        }
+        anyhow::Ok(ids)
+    })?;
+    for id in ids {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// Every tag of the first search registry that has the repository.
+async fn all_tags(
+    config: &Config,
+    typed: &str,
+    r: &ImageReference,
+    flags: &RegistryFlags,
+) -> anyhow::Result<Vec<(ImageReference, Arc<Registry>, ImageReference)>> {
+    let mut last = None;
+    for (logical, source) in config.read_sources(typed, r)? {
+        let registry = Arc::new(config.registry(&source.reference, flags)?);
+        match registry.tags(source.reference.path().as_str()).await {
+            Ok(tags) if !tags.is_empty() => {
+                let mut out = Vec::new();
+                for tag in tags {
+                    let with = |i: &ImageReference| -> anyhow::Result<ImageReference> {
+                        Ok(format!("{}:{tag}", i.name()).parse()?)
+                    };
+                    out.push((with(&logical)?, registry.clone(), with(&source.reference)?));
+                }
+                return Ok(out);
+            }
+            Ok(_) => last = Some(anyhow::anyhow!("{}: no tags", source.reference.name())),
+            Err(e) => last = Some(anyhow::Error::new(e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("{typed}: no registry to read it from")))
+}
