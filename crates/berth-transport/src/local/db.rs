@@ -225,13 +225,14 @@ pub fn set_name(
     name: &str,
     manifest: &Digest,
     image: &Digest,
-    now: i64,
 ) -> Result<(), TransportError> {
+    // `added` orders an image's names as they came, as podman lists them.
     tx.execute(
-        "INSERT INTO names (name, manifest, image, added) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO names (name, manifest, image, added)
+         VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(added), 0) + 1 FROM names))
          ON CONFLICT (name) DO UPDATE SET manifest = excluded.manifest, image = excluded.image,
              added = excluded.added",
-        params![name, manifest.to_string(), image.to_string(), now],
+        params![name, manifest.to_string(), image.to_string()],
     )?;
     drop_unnamed_lists(tx)
 }

@@ -199,7 +199,7 @@ impl LocalStore {
                 self.write(|tx| {
                     let shown = db::put_list(tx, &digest, media_type, bytes, &members, &arch)?;
                     if let Some(tag) = tag {
-                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &shown, now)?;
+                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &shown)?;
                     }
                     Ok(())
                 })?;
@@ -241,7 +241,7 @@ impl LocalStore {
                 self.write(|tx| {
                     db::put_image(tx, &image, now)?;
                     if let Some(tag) = tag {
-                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &config.digest, now)?;
+                        db::set_name(tx, &format!("{repo}:{tag}"), &digest, &config.digest)?;
                     }
                     Ok(())
                 })?;
@@ -313,10 +313,9 @@ impl LocalStore {
 
     /// Adds `name` (`host/path:tag`) to image `id`.
     pub fn tag(&self, id: &Digest, name: &str) -> Result<(), TransportError> {
-        let now = berth_store::unix_now();
         self.write(|tx| {
             let img = db::image(tx, id)?.ok_or_else(|| ImageNotKnown(id.to_string()))?;
-            db::set_name(tx, name, &img.digest, id, now)
+            db::set_name(tx, name, &img.digest, id)
         })
     }
 

@@ -51,6 +51,6 @@ CREATE TABLE IF NOT EXISTS names (
     name     TEXT PRIMARY KEY,
     manifest TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
     image    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    added    INTEGER NOT NULL
+    added    INTEGER NOT NULL     -- order of naming: an image's names as they came
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_image ON names(image);

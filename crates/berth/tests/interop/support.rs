@@ -370,6 +370,8 @@ impl Ctx {
                 dir.join("storage.conf"),
             ),
             ("CONTAINERS_CONF".to_string(), dir.join("containers.conf")),
+            // berth's local store: never /var/lib/containers/berth of the machine.
+            ("BERTH_STORAGE_ROOT".to_string(), dir.join("berth-store")),
         ];
         Ctx {
             servers: Vec::new(),
