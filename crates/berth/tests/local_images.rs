@@ -561,3 +561,129 @@ fn full_disk_leaves_the_store_consistent() {
     let uploads = fs::read_dir(store.join("uploads")).unwrap().count();
     assert_eq!(uploads, 0, "the failed pull's partial blob is removed");
 }
+
+/// `images` filters, templates, JSON and `--all-tags` give what podman gives for the
+/// same images.
+#[test]
+fn images_filters_and_formats_match_podman() {
+    let mut ctx = Ctx::new("imagesfmt", &[BUILDAH, PODMAN]);
+    let reg = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let policy = ctx.p("policy.json");
+    let first = build_configured(&ctx, "localhost/test/first:v1");
+    // A second, later image without the label.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = ctx.build_busybox("localhost/test/second:v1");
+    for (src, tags) in [(&first, ["v1", "v2"]), (&second, ["v3", "v4"])] {
+        for tag in tags {
+            ctx.buildah(&[
+                "push",
+                &pf,
+                &pv,
+                "--tls-verify=false",
+                src,
+                &format!("docker://{reg}/test/fmt:{tag}"),
+            ])
+            .run();
+        }
+    }
+    ctx.podman(&["rmi", &first, &second]).run();
+    // podman 4.3's --all-tags lists tags ignoring --tls-verify; registries.conf says it.
+    fs::write(
+        ctx.path("registries.conf"),
+        format!("[[registry]]\nlocation = \"{reg}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let repo = format!("{reg}/test/fmt");
+    let out = ctx
+        .berth(&[
+            "pull",
+            "--all-tags",
+            "-q",
+            "--tls-verify=false",
+            "--signature-policy",
+            &policy,
+            &repo,
+        ])
+        .run();
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+    ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", "--all-tags", &repo])
+        .run();
+    let both = |args: &[&str]| -> (Vec<String>, Vec<String>) {
+        let mut all = vec!["images"];
+        all.extend_from_slice(args);
+        let sorted = |s: String| {
+            let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        (
+            sorted(ctx.berth(&all).run().stdout),
+            sorted(ctx.podman(&all).run().stdout),
+        )
+    };
+    for args in [
+        &["--format", "{{.Repository}}:{{.Tag}} {{.ID}}"][..],
+        &["--filter", "label=org.example.role=workflow", "-q"],
+        &["--filter", "label=org.example.role", "--format", "{{.Tag}}"],
+        &["--filter", &format!("reference={repo}:v3"), "-q"],
+        &["--filter", "reference=fmt", "--format", "{{.Tag}}"],
+        &["--filter", &format!("before={repo}:v3"), "-q"],
+        &["--filter", &format!("since={repo}:v1"), "-q"],
+        &["--filter", "dangling=false", "-q", "--no-trunc"],
+        &["--format", "table {{.ID}}\t{{.Tag}}"],
+        &["--digests", "--format", "{{.Digest}}"],
+    ] {
+        let (ours, theirs) = both(args);
+        assert_eq!(ours, theirs, "images {args:?}");
+    }
+    ctx.step("--format json: podman's keys, the same images");
+    let ours = ctx.berth(&["images", "--format", "json"]).run().json();
+    let theirs = ctx.podman(&["images", "--format", "json"]).run().json();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v[0].as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&ours), keys(&theirs));
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        let mut i: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["Id"].as_str().unwrap().to_string())
+            .collect();
+        i.sort();
+        i
+    };
+    assert_eq!(ids(&ours), ids(&theirs));
+    let names = |v: &serde_json::Value| -> Vec<Vec<String>> {
+        let mut n: Vec<Vec<String>> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                // podman's order follows its pulls, which --all-tags does its own way.
+                let mut names = strings(&x["Names"]);
+                names.sort();
+                names
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&ours), names(&theirs));
+    ctx.step("--sort tag, -n");
+    let sorted = ctx
+        .berth(&[
+            "images",
+            "--sort",
+            "tag",
+            "-n",
+            "--format",
+            "table {{.Tag}}",
+        ])
+        .run()
+        .stdout;
+    assert_eq!(sorted, "v1\nv2\nv3\nv4\n");
+}

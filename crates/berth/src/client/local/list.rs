@@ -66,11 +66,6 @@ pub fn run(a: ImagesArgs) -> anyhow::Result<()> {
         .filter(|i| filters.iter().all(|f| f.matches(i)))
         .collect();
     let now = SystemTime::now();
-    if a.format.as_deref() == Some("json") {
-        let out: Vec<Value> = images.iter().map(|i| json_of(i)).collect();
-        println!("{}", berth_image::inspect::to_go_json(&out));
-        return Ok(());
-    }
     if a.quiet {
         for i in &images {
             println!("{}", show_id(&i.id, a.no_trunc));
@@ -101,6 +96,12 @@ pub fn run(a: ImagesArgs) -> anyhow::Result<()> {
                 tag: name.get(repo.len() + 1..).unwrap_or("").to_string(),
             });
         }
+    }
+    if a.format.as_deref() == Some("json") {
+        // One object per row, as podman 4.3 prints it: an image with two names twice.
+        let out: Vec<Value> = rows.iter().map(|r| json_of(r.image)).collect();
+        println!("{}", berth_image::inspect::to_go_json(&out));
+        return Ok(());
     }
     match a.sort.as_str() {
         "id" => rows.sort_by(|x, y| x.image.id.hex().cmp(y.image.id.hex())),
