@@ -20,10 +20,11 @@ use clap::{Parser, Subcommand};
     about = "A container image registry and image tool"
 )]
 struct Cli {
-    /// Where berth keeps its data: the local image store for the image commands, the
-    /// registry's data for `serve` and `registry` [default: the local store in
-    /// ~/.local/share/containers/berth (root: /var/lib/containers/berth), the registry in
-    /// ~/.local/share/berth/registry (root: /var/lib/berth/registry)]
+    /// Where berth keeps its data: the local image store for the image commands
+    /// [env: BERTH_STORAGE_ROOT=; default: ~/.local/share/containers/berth, as root
+    /// /var/lib/containers/berth], the registry's data for `serve` and `registry`
+    /// [env: BERTH_ROOT=; default: ~/.local/share/berth/registry, as root
+    /// /var/lib/berth/registry]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
     #[command(subcommand)]

@@ -35,16 +35,23 @@ fn data_dir(system: &str, user: &str) -> anyhow::Result<PathBuf> {
     Ok(data.join(user))
 }
 
-/// The registry's data folder: `--root`, else `$BERTH_ROOT`, else `/var/lib/berth/registry` or
-/// `$XDG_DATA_HOME/berth/registry`.
+/// The registry's data folder when the command line or environment names one: `--root`,
+/// else `$BERTH_ROOT` (a config file's `root` comes after these).
+pub fn registry_root_given() -> Option<PathBuf> {
+    root_flag().or_else(|| {
+        std::env::var_os("BERTH_ROOT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// The registry's data folder: [`registry_root_given`], else `/var/lib/berth/registry`
+/// or `$XDG_DATA_HOME/berth/registry`.
 pub fn registry_root() -> anyhow::Result<PathBuf> {
-    if let Some(r) = root_flag() {
-        return Ok(r);
+    match registry_root_given() {
+        Some(r) => Ok(r),
+        None => data_dir("/var/lib/berth/registry", "berth/registry"),
     }
-    if let Some(r) = std::env::var_os("BERTH_ROOT").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(r));
-    }
-    data_dir("/var/lib/berth/registry", "berth/registry")
 }
 
 /// The local image store: `--root`, else `$BERTH_STORAGE_ROOT`, else `/var/lib/containers/berth` or

@@ -136,7 +136,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
-        root: match crate::paths::root_flag().or(file.root) {
+        root: match crate::paths::registry_root_given().or(file.root) {
             Some(root) => root,
             None => crate::paths::registry_root()?,
         },
