@@ -39,9 +39,11 @@ impl ImageName {
     /// Whether `s` starts with a transport berth knows (`docker://`, `oci:`, …), as
     /// opposed to a bare image name (`alpine`, `host:5000/app:v1`).
     pub fn has_transport(s: &str) -> bool {
-        TRANSPORTS
-            .iter()
-            .any(|t| s.strip_prefix(t).is_some_and(|rest| rest.starts_with(':')))
+        // `x://` is meant as a transport, known or not (an image name has no `//`).
+        s.contains("://")
+            || TRANSPORTS
+                .iter()
+                .any(|t| s.strip_prefix(t).is_some_and(|rest| rest.starts_with(':')))
     }
 
     pub fn parse(s: &str) -> Result<ImageName, TransportError> {

@@ -129,7 +129,10 @@ fn main() -> std::process::ExitCode {
     let (family, result) = match cli.command {
         Command::Serve(args) => skopeo(serve::run(args)),
         Command::Registry(args) => skopeo(admin::run(args)),
-        Command::Inspect(args) => skopeo(client::images::inspect(args)),
+        Command::Inspect(args) => match args.local() {
+            Some(local) => podman(inspect::image_inspect(local)),
+            None => skopeo(client::images::inspect(args)),
+        },
         Command::ListTags(args) => skopeo(client::images::list_tags(args)),
         Command::Copy(args) => skopeo(client::copy::run(args)),
         Command::Sync(args) => skopeo(client::sync::run(args)),

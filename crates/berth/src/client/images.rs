@@ -62,14 +62,20 @@ pub struct ManifestDigestArgs {
     manifest: PathBuf,
 }
 
-pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
-    if !berth_transport::ImageName::has_transport(&a.image) {
-        // A bare name is an image of the local store, as `podman inspect` reads it.
-        return super::local::inspect::image_inspect(super::local::inspect::ImageInspectArgs {
-            format: a.format,
-            images: vec![a.image],
-        });
+impl InspectArgs {
+    /// A bare name (no transport) is an image of the local store, which `podman inspect`
+    /// would read: then these are `image inspect`'s arguments.
+    pub fn local(&self) -> Option<super::local::inspect::ImageInspectArgs> {
+        (!berth_transport::ImageName::has_transport(&self.image)).then(|| {
+            super::local::inspect::ImageInspectArgs {
+                format: self.format.clone(),
+                images: vec![self.image.clone()],
+            }
+        })
     }
+}
+
+pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let r = docker_reference(&a.image)?;
     let typed = a.image.trim_start_matches("docker://");
     let config = Config::load()?;
