@@ -63,16 +63,33 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
     // FULL: a commit survives power loss, not only a crash of the process; registry
     // writes are few and each already waits for a blob fsync.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -2000;",
-    )?;
+    let conn = connect(path, Sync::Full)?;
+    conn.execute_batch("PRAGMA cache_size = -2000;")?;
+    Ok(conn)
+}
+
+/// How much a commit waits for the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy)]
+pub enum Sync {
+    /// A commit survives power loss.
+    Full,
+    /// A commit survives a crash of the process; a power loss may lose the last ones,
+    /// never corrupting the file.
+    Normal,
+}
+
+/// Opens a SQLite file as berth's stores use it: WAL (readers never wait for the
+/// writer), foreign keys on, and waiting up to 30 s for another process's write
+/// transaction rather than failing.
+pub fn connect(path: &Path, sync: Sync) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(match sync {
+        Sync::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        Sync::Normal => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+    })?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;")?;
     Ok(conn)
 }
 

@@ -87,16 +87,10 @@ pub struct NewImage<'a> {
 }
 
 pub fn open(path: &Path) -> Result<Connection, TransportError> {
-    let conn = Connection::open(path)?;
-    // NORMAL in WAL mode: a crash of berth loses nothing committed; a power loss may
-    // lose the last transactions but never corrupts, and each pull already fsyncs its
-    // blobs. Local commands stay fast on slow disks.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 30000;",
-    )?;
+    // NORMAL: a crash of berth loses nothing committed; a power loss may lose the last
+    // transactions but never corrupts, and each pull already fsyncs its blobs. Local
+    // commands stay fast on slow disks.
+    let conn = berth_store::sqlite::connect(path, berth_store::sqlite::Sync::Normal)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
