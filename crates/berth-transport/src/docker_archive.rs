@@ -25,9 +25,11 @@ use crate::{archive, TransportError};
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 pub struct DockerArchive {
-    scratch: TempDir,
-    /// Writing: where to pack, and the tag to record in `RepoTags`.
-    target: Option<(PathBuf, Option<String>)>,
+    /// Shared by the images of one archive read with [`DockerArchive::read_all`].
+    scratch: std::sync::Arc<TempDir>,
+    /// Writing: where to pack, and the names to record in `RepoTags` for the next
+    /// image (a multi-image archive gets one image after another).
+    target: Option<(PathBuf, std::sync::Mutex<Vec<String>>)>,
     /// Reading: the synthesized manifest and the file of each blob.
     image: Option<ReadImage>,
 }
@@ -59,18 +61,65 @@ impl DockerArchive {
             source: std::io::Error::other(e),
         })??;
         Ok(DockerArchive {
-            scratch,
+            scratch: std::sync::Arc::new(scratch),
             target: None,
             image: Some(image),
         })
+    }
+
+    /// Opens every image of the archive at `path`, unpacking it once: each with the
+    /// names `manifest.json` gives it (`RepoTags`, maybe none).
+    pub async fn read_all(
+        path: &Path,
+    ) -> Result<Vec<(DockerArchive, Vec<String>)>, TransportError> {
+        let scratch =
+            std::sync::Arc::new(archive::unpack_to_temp(path, archive::Links::Skip).await?);
+        let dir = scratch.path().to_path_buf();
+        let archive_path = path.to_path_buf();
+        let images = tokio::task::spawn_blocking(move || {
+            entries(&dir, &archive_path)?
+                .iter()
+                .map(|e| {
+                    let tags = e["RepoTags"]
+                        .as_array()
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Ok((describe_entry(&dir, &archive_path, e)?, tags))
+                })
+                .collect::<Result<Vec<_>, TransportError>>()
+        })
+        .await
+        .map_err(|e| TransportError::Io {
+            context: format!("reading {}", path.display()),
+            source: std::io::Error::other(e),
+        })??;
+        Ok(images
+            .into_iter()
+            .map(|(image, tags)| {
+                let archive = DockerArchive {
+                    scratch: scratch.clone(),
+                    target: None,
+                    image: Some(image),
+                };
+                (archive, tags)
+            })
+            .collect())
     }
 
     /// Opens `path` to write one image, tagged `reference` when given.
     pub fn write(path: &Path, reference: Option<String>) -> Result<DockerArchive, TransportError> {
         let scratch = files::scratch_beside(path, ".berth-docker-archive-")?;
         Ok(DockerArchive {
-            scratch,
-            target: Some((path.to_path_buf(), reference)),
+            scratch: std::sync::Arc::new(scratch),
+            target: Some((
+                path.to_path_buf(),
+                std::sync::Mutex::new(reference.into_iter().collect()),
+            )),
             image: None,
         })
     }
@@ -114,9 +163,14 @@ impl DockerArchive {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, TransportError> {
-        let (_, tag) = self.target.clone().ok_or_else(|| {
-            TransportError::Unsupported("docker-archive: opened for reading".into())
-        })?;
+        let tags = match &self.target {
+            Some((_, tags)) => tags.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => {
+                return Err(TransportError::Unsupported(
+                    "docker-archive: opened for reading".into(),
+                ))
+            }
+        };
         let m = Manifest::parse(Some(media_type), bytes)
             .map_err(|e| TransportError::Corrupt(format!("manifest: {e}")))?;
         if !mt::is_manifest(media_type) || mt::is_index(media_type) {
@@ -126,13 +180,20 @@ impl DockerArchive {
         }
         let dir = self.scratch.path().to_path_buf();
         let bytes_owned = bytes.to_vec();
-        tokio::task::spawn_blocking(move || lay_out(&dir, &m, tag.as_deref()))
+        tokio::task::spawn_blocking(move || lay_out(&dir, &m, &tags))
             .await
             .map_err(|e| TransportError::Io {
                 context: "writing the docker archive".into(),
                 source: std::io::Error::other(e),
             })??;
         Ok(Digest::sha256_of(&bytes_owned))
+    }
+
+    /// The names the next image written is recorded under (`RepoTags`).
+    pub fn set_tags(&self, tags: Vec<String>) {
+        if let Some((_, next)) = &self.target {
+            *next.lock().unwrap_or_else(|p| p.into_inner()) = tags;
+        }
     }
 
     /// Packs the archive.
@@ -183,10 +244,7 @@ fn describe(
     archive_path: &Path,
     reference: Option<&str>,
 ) -> Result<ReadImage, TransportError> {
-    let index_path = dir.join("manifest.json");
-    let text = std::fs::read(&index_path).map_err(|_| corrupt(archive_path, "no manifest.json"))?;
-    let entries: Vec<Value> =
-        serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))?;
+    let entries = entries(dir, archive_path)?;
     let entry = match reference {
         Some(r) => entries
             .iter()
@@ -209,6 +267,22 @@ fn describe(
             ))
         }
     };
+    describe_entry(dir, archive_path, entry)
+}
+
+/// The entries of an unpacked archive's `manifest.json`.
+fn entries(dir: &Path, archive_path: &Path) -> Result<Vec<Value>, TransportError> {
+    let index_path = dir.join("manifest.json");
+    let text = std::fs::read(&index_path).map_err(|_| corrupt(archive_path, "no manifest.json"))?;
+    serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))
+}
+
+/// Synthesizes the v2s2 manifest of one `manifest.json` entry.
+fn describe_entry(
+    dir: &Path,
+    archive_path: &Path,
+    entry: &Value,
+) -> Result<ReadImage, TransportError> {
     let file = |name: &Value| -> Result<PathBuf, TransportError> {
         let name = name
             .as_str()
@@ -265,8 +339,9 @@ fn hash_reader(r: &mut impl Read, path: &Path) -> Result<(Digest, u64), Transpor
 }
 
 /// Lays out `dir/out` for packing: `<config>.json`, each layer as `<diffid>.tar`
-/// (decompressed when gzip), `manifest.json`.
-fn lay_out(dir: &Path, m: &Manifest, tag: Option<&str>) -> Result<(), TransportError> {
+/// (decompressed when gzip), and the image's entry in `manifest.json` (added to the
+/// entries of images laid out before; the same image again only adds its tags).
+fn lay_out(dir: &Path, m: &Manifest, tags: &[String]) -> Result<(), TransportError> {
     let incoming = dir.join("incoming");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).map_err(io(&out, "creating"))?;
@@ -325,11 +400,38 @@ fn lay_out(dir: &Path, m: &Manifest, tag: Option<&str>) -> Result<(), TransportE
         std::fs::rename(&tmp, out.join(&name)).map_err(io(&out, "renaming in"))?;
         names.push(name);
     }
-    let repo_tags: Vec<&str> = tag.into_iter().collect();
-    let manifest = serde_json::to_vec(
-        &json!([{"Config": config_name, "RepoTags": repo_tags, "Layers": names}]),
-    )
-    .map_err(|e| TransportError::Corrupt(e.to_string()))?;
+    let index_path = out.join("manifest.json");
+    let mut entries: Vec<Value> = match std::fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Corrupt(format!("manifest.json being written: {e}")))?,
+        Err(_) => Vec::new(),
+    };
+    match entries
+        .iter_mut()
+        .find(|e| e["Config"] == config_name.as_str())
+    {
+        Some(entry) => {
+            let mut have: Vec<String> = entry["RepoTags"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            have.extend(
+                tags.iter()
+                    .filter(|t| !have.contains(t))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            entry["RepoTags"] = json!(have);
+        }
+        None => entries.push(json!({"Config": config_name, "RepoTags": tags, "Layers": names})),
+    }
+    let manifest =
+        serde_json::to_vec(&entries).map_err(|e| TransportError::Corrupt(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), &manifest)
 }
 

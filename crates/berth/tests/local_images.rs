@@ -441,6 +441,47 @@ fn save_and_load_with_podman() {
     ctx.podman(&["rmi", "-f", &image]).run();
     ctx.podman(&["load", "-i", &ctx.p("stdout.tar")]).run();
 
+    ctx.step("multi-image archives (-m) both ways; without -m more names for one image");
+    let second = ctx.build_busybox("localhost/test/second:v1");
+    let second_id = ctx
+        .podman(&["image", "inspect", "--format", "{{.Id}}", &second])
+        .run()
+        .last_line();
+    let multi = ctx.p("podman-multi.tar");
+    ctx.podman(&["save", "-m", "-o", &multi, &image, &second])
+        .run();
+    let out = ctx.berth(&["load", "-i", &multi]).run();
+    assert!(out.stdout.contains(&second), "{}", out.stdout);
+    for (name, id) in [(&image, &podman_id), (&second, &second_id)] {
+        let got = ctx
+            .berth(&["image", "inspect", "--format", "{{.Id}}", name])
+            .run()
+            .last_line();
+        assert_eq!(&got, id, "{name}");
+    }
+    let ours = ctx.p("berth-multi.tar");
+    ctx.berth(&["save", "-m", "-o", &ours, &image, &second])
+        .run();
+    ctx.podman(&["rmi", "-f", &image, &second]).run();
+    ctx.podman(&["load", "-i", &ours]).run();
+    for (name, id) in [(&image, &podman_id), (&second, &second_id)] {
+        let got = ctx
+            .podman(&["image", "inspect", "--format", "{{.Id}}", name])
+            .run()
+            .last_line();
+        assert_eq!(&got, id, "podman reads {name} from berth's -m archive");
+    }
+    let named = ctx.p("berth-names.tar");
+    ctx.berth(&["save", "-o", &named, &image, "localhost/test/alias:v9"])
+        .run();
+    ctx.podman(&["rmi", "-f", &image]).run();
+    ctx.podman(&["load", "-i", &named]).run();
+    let tags = ctx
+        .podman(&["image", "inspect", "--format", "{{.RepoTags}}", &podman_id])
+        .run()
+        .last_line();
+    assert!(tags.contains("localhost/test/alias:v9"), "{tags}");
+
     ctx.step("corrupt archives: a clear error, the store untouched");
     let before = ctx.berth(&["images", "--no-trunc", "-q"]).run().stdout;
     let truncated = ctx.path("truncated.tar");

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use berth_image::ImageReference;
 use berth_transport::copy::{copy, CopyOptions};
 use berth_transport::dir::DirImage;
-use berth_transport::docker_archive::{self, DockerArchive};
+use berth_transport::docker_archive::DockerArchive;
 use berth_transport::oci::{Layout, REF_NAME};
 use berth_transport::Place;
 use clap::Args;
@@ -25,13 +25,14 @@ pub struct SaveArgs {
     #[arg(long, default_value = "docker-archive",
           value_parser = ["docker-archive", "oci-archive", "oci-dir", "docker-dir"])]
     format: String,
-    /// Several images in one docker-archive
+    /// Several images in one docker-archive (without it, names after the first image
+    /// are more names for it)
     #[arg(long, short = 'm')]
     multi_image_archive: bool,
     /// No progress
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// Images: name, ID or ID prefix
+    /// The image: name, ID or ID prefix (with -m, several)
     #[arg(required = true)]
     images: Vec<String>,
 }
@@ -58,14 +59,23 @@ fn options() -> CopyOptions {
 }
 
 pub fn save(a: SaveArgs) -> anyhow::Result<()> {
-    if a.images.len() > 1 {
-        bail!(
-            "saving several images into one archive is not supported yet; save each to its own file"
-        );
+    if a.multi_image_archive && a.format != "docker-archive" {
+        bail!("--multi-image-archive: only with --format docker-archive");
     }
     let store = open_store()?;
-    let (img, matched) = store.find_named(&a.images[0])?;
-    let name = matched.or_else(|| img.names.first().cloned());
+    // With -m every argument is an image; without, as podman, the first is the image
+    // and the others are more names to record for it.
+    let mut images = Vec::new();
+    let mut extra_names = Vec::new();
+    for (i, spec) in a.images.iter().enumerate() {
+        if i == 0 || a.multi_image_archive {
+            let (img, matched) = store.find_named(spec)?;
+            let name = matched.or_else(|| img.names.first().cloned());
+            images.push((img, name));
+        } else {
+            extra_names.push(super::qualify(spec)?);
+        }
+    }
     let scratch;
     let path = match &a.output {
         Some(p) => p.clone(),
@@ -78,22 +88,32 @@ pub fn save(a: SaveArgs) -> anyhow::Result<()> {
             scratch.path().join("image.tar")
         }
     };
+    let first_name = images[0].1.clone();
     let dst = match a.format.as_str() {
-        "docker-archive" => Place::DockerArchive(DockerArchive::write(&path, name.clone())?),
-        "oci-archive" => Place::write_archive(&path, name.clone())?,
-        "oci-dir" => Place::Oci(Layout::new(path.clone(), name.clone())),
+        "docker-archive" => Place::DockerArchive(DockerArchive::write(&path, None)?),
+        "oci-archive" => Place::write_archive(&path, first_name)?,
+        "oci-dir" => Place::Oci(Layout::new(path.clone(), first_name)),
         _ => Place::Dir(DirImage::new(path.clone())),
     };
-    let src = image_place(&store, &img);
     runtime()?.block_on(async {
-        copy(
-            &src,
-            &dst,
-            &options(),
-            crate::client::progress::reporter(a.quiet),
-        )
-        .await
-        .with_context(|| format!("saving {}", a.images[0]))?;
+        for (n, (img, name)) in images.iter().enumerate() {
+            if let Place::DockerArchive(archive) = &dst {
+                let mut tags: Vec<String> = name.iter().cloned().collect();
+                if n == 0 {
+                    tags.extend(extra_names.iter().cloned());
+                }
+                archive.set_tags(tags);
+            }
+            let src = image_place(&store, img);
+            copy(
+                &src,
+                &dst,
+                &options(),
+                crate::client::progress::reporter(a.quiet),
+            )
+            .await
+            .with_context(|| format!("saving {}", a.images[n]))?;
+        }
         dst.finish().await?;
         anyhow::Ok(())
     })?;
@@ -131,19 +151,16 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
     let root = crate::paths::storage_root()?;
     let store = open_store()?;
     let loaded = runtime()?.block_on(async {
-        // (source, name to give it) for each image.
-        let mut jobs: Vec<(Place, Option<String>)> = Vec::new();
+        // (source, names to give it) for each image.
+        let mut jobs: Vec<(Place, Vec<String>)> = Vec::new();
         match kind {
             Kind::DockerArchive => {
-                for tag in docker_archive::repo_tags(&path)? {
-                    let (reference, name) = match tag.strip_prefix('@') {
-                        Some(_) => (None, None),
-                        None => (Some(tag.clone()), Some(normalize(&tag)?)),
-                    };
-                    jobs.push((
-                        Place::DockerArchive(DockerArchive::read(&path, reference).await?),
-                        name,
-                    ));
+                for (archive, tags) in DockerArchive::read_all(&path).await? {
+                    let names = tags
+                        .iter()
+                        .map(|t| normalize(t))
+                        .collect::<anyhow::Result<_>>()?;
+                    jobs.push((Place::DockerArchive(archive), names));
                 }
             }
             Kind::OciArchive => {
@@ -152,17 +169,21 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
                     Place::OciArchive { scratch, .. } => ref_name(scratch.path())?,
                     _ => None,
                 };
-                jobs.push((place, name));
+                jobs.push((place, name.into_iter().collect()));
             }
             Kind::OciDir => {
                 let name = ref_name(&path)?;
-                jobs.push((Place::Oci(Layout::new(path.clone(), None)), name));
+                jobs.push((
+                    Place::Oci(Layout::new(path.clone(), None)),
+                    name.into_iter().collect(),
+                ));
             }
-            Kind::Dir => jobs.push((Place::Dir(DirImage::new(path.clone())), None)),
+            Kind::Dir => jobs.push((Place::Dir(DirImage::new(path.clone())), Vec::new())),
         }
         let mut loaded = Vec::new();
-        for (src, name) in jobs {
+        for (src, names) in jobs {
             let top = src.manifest(None).await?;
+            let name = names.first().cloned();
             let dst = match &name {
                 Some(n) => crate::client::copy::local_place(&root, &n.parse::<ImageReference>()?)?,
                 // No name: stored by digest, untagged (podman lists it as <none>).
@@ -180,13 +201,14 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("loading {}", path.display()))?;
-            loaded.push(match name {
-                Some(n) => n,
-                None => {
-                    let img = store.find(&format!("localhost/unnamed@{digest}"))?;
-                    img.id.to_string()
-                }
-            });
+            let img = store.find(&format!("localhost/unnamed@{digest}"))?;
+            for more in names.iter().skip(1) {
+                store.tag(&img.id, more)?;
+            }
+            match names.is_empty() {
+                true => loaded.push(img.id.to_string()),
+                false => loaded.extend(names),
+            }
         }
         anyhow::Ok(loaded)
     })?;
