@@ -120,6 +120,14 @@ enum Family {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A command whose reader went away (`berth images | head`) ends quietly, as
+        // other command-line tools do, instead of panicking on a failed print.
+        // SAFETY: setting a signal's disposition to its default, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Some(root) = cli.root {
         paths::set_root(root);
     }

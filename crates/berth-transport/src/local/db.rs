@@ -264,9 +264,13 @@ fn drop_unnamed_lists(tx: &Transaction) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Deletes an image with its names and manifests (its blobs stay until [`unused_blobs`]).
-pub fn remove_image(tx: &Transaction, id: &Digest) -> Result<(), TransportError> {
-    tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+/// Deletes images with their names and manifests (their blobs stay until
+/// [`take_unused_blobs`]).
+pub fn remove_images(tx: &Transaction, ids: &[Digest]) -> Result<(), TransportError> {
+    let mut delete = tx.prepare_cached("DELETE FROM images WHERE id = ?1")?;
+    for id in ids {
+        delete.execute([id.to_string()])?;
+    }
     drop_unnamed_lists(tx)
 }
 

@@ -327,12 +327,7 @@ impl LocalStore {
     /// Deletes images (with every name they have), then the blob files no image
     /// needs any more.
     pub fn remove(&self, ids: &[Digest]) -> Result<Removed, TransportError> {
-        self.write(|tx| {
-            for id in ids {
-                db::remove_image(tx, id)?;
-            }
-            Ok(())
-        })?;
+        self.write(|tx| db::remove_images(tx, ids))?;
         let mut removed = self.collect_garbage()?;
         removed.images = ids.to_vec();
         Ok(removed)

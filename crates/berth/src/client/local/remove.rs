@@ -109,6 +109,11 @@ pub fn rmi(a: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
             Err(e) => return Err(e),
         }
     }
+    let names: std::collections::HashMap<Digest, Vec<String>> = store
+        .images()?
+        .into_iter()
+        .map(|i| (i.id, i.names))
+        .collect();
     let mut deleted = Vec::new();
     for p in plans {
         match p {
@@ -117,10 +122,8 @@ pub fn rmi(a: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
                 println!("Untagged: {name}");
             }
             Plan::Delete(id) if !deleted.contains(&id) => {
-                if let Some(img) = store.images()?.into_iter().find(|i| i.id == id) {
-                    for name in &img.names {
-                        println!("Untagged: {name}");
-                    }
+                for name in names.get(&id).into_iter().flatten() {
+                    println!("Untagged: {name}");
                 }
                 deleted.push(id.clone());
                 println!("Deleted: {}", id.hex());
