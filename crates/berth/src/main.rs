@@ -106,6 +106,34 @@ enum ImageCommand {
     Load(client::local::archive::LoadArgs),
 }
 
+impl Command {
+    /// Works on the local store alone (no registry, no server).
+    fn is_local_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Images(_)
+                | Command::Tag(_)
+                | Command::Untag(_)
+                | Command::Rmi(_)
+                | Command::History(_)
+                | Command::Save(_)
+                | Command::Load(_)
+                | Command::ManifestDigest(_)
+                | Command::Image(
+                    ImageCommand::Ls(_)
+                        | ImageCommand::Inspect(_)
+                        | ImageCommand::Rm(_)
+                        | ImageCommand::Prune(_)
+                        | ImageCommand::Tag(_)
+                        | ImageCommand::Untag(_)
+                        | ImageCommand::History(_)
+                        | ImageCommand::Save(_)
+                        | ImageCommand::Load(_)
+                )
+        )
+    }
+}
+
 /// Exit status 2 (skopeo's commands): what was asked for does not exist.
 const NOT_FOUND: u8 = 2;
 
@@ -120,16 +148,18 @@ enum Family {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
-        // A command whose reader went away (`berth images | head`) ends quietly, as
-        // other command-line tools do, instead of panicking on a failed print.
+    if let Some(root) = cli.root {
+        paths::set_root(root);
+    }
+    if cli.command.is_local_only() {
+        // A listing whose reader went away (`berth images | head`) ends quietly, as
+        // other command-line tools do, instead of panicking on a failed print. Only
+        // for commands without network I/O: a socket closed by a peer must stay an
+        // error to handle, not a signal that kills.
         // SAFETY: setting a signal's disposition to its default, before any thread.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
-    }
-    if let Some(root) = cli.root {
-        paths::set_root(root);
     }
     use client::local::{archive, inspect, list, pull, push, remove};
     let podman = |r: anyhow::Result<()>| (Family::Podman, r.map(|()| ExitCode::SUCCESS));

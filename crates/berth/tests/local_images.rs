@@ -727,4 +727,9 @@ fn images_filters_and_formats_match_podman() {
         .run()
         .stdout;
     assert_eq!(sorted, "v1\nv2\nv3\nv4\n");
+    ctx.step("a reader that goes away ends the listing quietly");
+    let script = format!("{} images | head -1", env!("CARGO_BIN_EXE_berth"));
+    let out = ctx.cmd("sh", &["-c", &script]).run();
+    assert!(out.stdout.starts_with("REPOSITORY"), "{}", out.stdout);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
