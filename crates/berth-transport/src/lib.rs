@@ -54,13 +54,19 @@ pub enum TransportError {
     Unsupported(String),
     #[error(transparent)]
     Local(#[from] local::ImageNotKnown),
+    #[error(transparent)]
+    Container(#[from] local::ContainerNotKnown),
+    #[error(transparent)]
+    InUse(#[from] local::ImageInUse),
 }
 
 impl TransportError {
     /// The image or one of its parts does not exist (exit status 2).
     pub fn is_not_found(&self) -> bool {
         match self {
-            TransportError::NotFound(_) | TransportError::Local(_) => true,
+            TransportError::NotFound(_)
+            | TransportError::Local(_)
+            | TransportError::Container(_) => true,
             TransportError::Remote(r) => r.is_not_found(),
             _ => false,
         }

@@ -67,6 +67,33 @@ enum Command {
     Save(client::local::archive::SaveArgs),
     /// Read images from an archive or folder into the local store.
     Load(client::local::archive::LoadArgs),
+    /// Build an image from a Containerfile.
+    Build(client::build::BuildArgs),
+    /// Create a container from an image (its file system, not yet running); prints its ID.
+    Create(client::containers::CreateArgs),
+    /// Create and run a container (in the foreground, or -d in the background).
+    Run(client::containers::RunArgs),
+    /// Start containers in the background.
+    Start(client::containers::StartArgs),
+    /// List containers (-a: also those not running).
+    Ps(client::containers::PsArgs),
+    /// Run a command in a running container.
+    Exec(client::containers::ExecArgs),
+    /// Stop running containers.
+    Stop(client::containers::StopArgs),
+    /// Remove containers.
+    Rm(client::containers::RmArgs),
+    /// Make an image of a container's changes.
+    Commit(client::containers::CommitArgs),
+    /// Print the path of a container's file system.
+    Mount(client::containers::MountArgs),
+    /// Write a container's file system as a tar.
+    Export(client::containers::ExportArgs),
+    /// Make a one-layer image of a file-system tar.
+    Import(client::containers::ImportArgs),
+    /// (internal) Run a detached container and record its exit.
+    #[command(hide = true)]
+    ContainerMonitor(client::containers::MonitorArgs),
     /// Manage the images of the local store (podman's `image` commands).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -119,6 +146,9 @@ impl Command {
                 | Command::Save(_)
                 | Command::Load(_)
                 | Command::ManifestDigest(_)
+                | Command::Ps(_)
+                | Command::Mount(_)
+                | Command::Export(_)
                 | Command::Image(
                     ImageCommand::Ls(_)
                         | ImageCommand::Inspect(_)
@@ -200,6 +230,21 @@ fn main() -> std::process::ExitCode {
         Command::Image(ImageCommand::Inspect(args)) => podman(inspect::image_inspect(args)),
         Command::Image(ImageCommand::Prune(args)) => podman(remove::prune(args)),
         Command::Search(args) => podman(client::search::run(args)),
+        Command::Build(args) => podman(client::build::run(args)),
+        Command::Create(args) => podman(client::containers::create(args)),
+        Command::Run(args) => (Family::Podman, client::containers::run(args)),
+        Command::Start(args) => podman(client::containers::start(args)),
+        Command::Ps(args) => podman(client::containers::ps(args)),
+        Command::Exec(args) => (Family::Podman, client::containers::exec(args)),
+        Command::Stop(args) => podman(client::containers::stop(args)),
+        Command::Rm(args) => podman(client::containers::rm(args)),
+        Command::Commit(args) => podman(client::containers::commit(args)),
+        Command::Mount(args) => podman(client::containers::mount(args)),
+        Command::Export(args) => podman(client::containers::export(args)),
+        Command::Import(args) => podman(client::containers::import(args)),
+        Command::ContainerMonitor(args) => {
+            (Family::Podman, client::containers::container_monitor(args))
+        }
     };
     match result {
         Ok(code) => code,

@@ -39,6 +39,8 @@ pub struct Image {
     pub os: String,
     /// A manifest list in the store names it: never dangling, never pruned.
     pub in_list: bool,
+    /// Containers made from it.
+    pub containers: u32,
 }
 
 impl Image {
@@ -296,7 +298,8 @@ const IMAGE_COLUMNS: &str = "SELECT i.id, i.digest, i.created, i.created_text, i
             (SELECT name FROM names WHERE image = i.id ORDER BY added, name)),
         (SELECT group_concat(digest, char(10)) FROM manifests WHERE image = i.id),
         EXISTS (SELECT 1 FROM list_members l JOIN manifests m ON m.digest = l.member
-                WHERE m.image = i.id)
+                WHERE m.image = i.id),
+        (SELECT count(*) FROM containers WHERE image = i.id)
     FROM images i";
 
 fn image_row(r: &rusqlite::Row) -> rusqlite::Result<Image> {
@@ -320,6 +323,7 @@ fn image_row(r: &rusqlite::Row) -> rusqlite::Result<Image> {
             .map(digest)
             .collect::<rusqlite::Result<_>>()?,
         in_list: r.get(10)?,
+        containers: r.get(11)?,
     })
 }
 
@@ -411,4 +415,106 @@ fn unix_of(text: &str) -> i64 {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A container's record: which image, under what name, what to run.
+#[derive(Debug, Clone)]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    pub name: String,
+    pub image: Digest,
+    pub image_name: String,
+    pub created: i64,
+    /// berth-runtime's JSON.
+    pub spec: String,
+}
+
+pub fn add_container(tx: &Transaction, c: &ContainerRecord) -> Result<(), TransportError> {
+    let taken: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM containers WHERE name = ?1)")?
+        .query_row([&c.name], |r| r.get(0))?;
+    if taken {
+        return Err(TransportError::Unsupported(format!(
+            "the container name \"{}\" is already in use",
+            c.name
+        )));
+    }
+    tx.execute(
+        "INSERT INTO containers (id, name, image, image_name, created, spec)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            c.id,
+            c.name,
+            c.image.to_string(),
+            c.image_name,
+            c.created,
+            c.spec
+        ],
+    )?;
+    Ok(())
+}
+
+fn container_row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRecord> {
+    Ok(ContainerRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: digest(r.get(2)?)?,
+        image_name: r.get(3)?,
+        created: r.get(4)?,
+        spec: r.get(5)?,
+    })
+}
+
+const CONTAINER_COLUMNS: &str = "SELECT id, name, image, image_name, created, spec FROM containers";
+
+/// Every container, newest first.
+pub fn containers(conn: &Connection) -> Result<Vec<ContainerRecord>, TransportError> {
+    let sql = format!("{CONTAINER_COLUMNS} ORDER BY created DESC, id");
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map([], container_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Containers whose name is `spec` or whose ID starts with it.
+pub fn find_containers(
+    conn: &Connection,
+    spec: &str,
+) -> Result<Vec<ContainerRecord>, TransportError> {
+    let sql = format!("{CONTAINER_COLUMNS} WHERE name = ?1 OR (id >= ?1 AND id < ?2) LIMIT 2");
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![spec, format!("{spec}\u{7f}")], container_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn set_container_spec(tx: &Transaction, id: &str, spec: &str) -> Result<(), TransportError> {
+    tx.execute(
+        "UPDATE containers SET spec = ?2 WHERE id = ?1",
+        params![id, spec],
+    )?;
+    Ok(())
+}
+
+pub fn remove_container(tx: &Transaction, id: &str) -> Result<(), TransportError> {
+    tx.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn cache_get(conn: &Connection, key: &str) -> Result<Option<String>, TransportError> {
+    Ok(conn
+        .prepare_cached("SELECT state FROM build_cache WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn cache_put(tx: &Transaction, key: &str, state: &str, now: i64) -> Result<(), TransportError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO build_cache (key, state, created) VALUES (?1, ?2, ?3)",
+        params![key, state, now],
+    )?;
+    Ok(())
 }

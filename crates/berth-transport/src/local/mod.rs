@@ -27,7 +27,7 @@ use berth_remote::ByteStream;
 use berth_store::BlobStore;
 use rusqlite::Connection;
 
-pub use db::{repository_of, Image};
+pub use db::{repository_of, ContainerRecord, Image};
 
 use crate::{RawManifest, TransportError};
 
@@ -55,6 +55,19 @@ pub struct Removed {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}: image not known")]
 pub struct ImageNotKnown(pub String);
+
+/// A container name or ID the store does not know, in podman's words.
+#[derive(Debug, thiserror::Error)]
+#[error("no container with name or ID \"{0}\" found: no such container")]
+pub struct ContainerNotKnown(pub String);
+
+/// An image containers still use, in podman's words (`rmi` exits 2 for it).
+#[derive(Debug, thiserror::Error)]
+#[error("image used by {container}: image is in use by a container: consider removing the container first, or rmi -f")]
+pub struct ImageInUse {
+    pub image: Digest,
+    pub container: String,
+}
 
 impl LocalStore {
     pub fn open(root: &Path) -> Result<Arc<LocalStore>, TransportError> {
@@ -126,12 +139,60 @@ impl LocalStore {
         result
     }
 
+    /// A blob written from synchronous code (a layer being packed, a config): bytes go
+    /// to an upload file as they come, hashed; [`LocalStore::commit_blob`] keeps it.
+    pub fn blob_sink(&self) -> Result<BlobSink, TransportError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        Ok(BlobSink {
+            writer: Some(self.blobs.create_upload(&id)?),
+            id,
+            blobs: self.blobs.clone(),
+        })
+    }
+
+    /// Verifies that a sink's bytes are blob `d`, keeps them and records the blob.
+    pub fn commit_blob(&self, mut sink: BlobSink, d: &Digest) -> Result<u64, TransportError> {
+        let writer = sink
+            .writer
+            .take()
+            .ok_or_else(|| TransportError::Unsupported("a blob sink committed twice".into()))?;
+        let size = self.blobs.commit(writer, d)?;
+        db::add_blob(&self.conn(), d, size)?;
+        Ok(size)
+    }
+
+    /// Stores a small blob held in memory (a config); returns its digest.
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Digest, TransportError> {
+        let d = Digest::sha256_of(bytes);
+        let mut sink = self.blob_sink()?;
+        std::io::Write::write_all(&mut sink, bytes).map_err(|source| TransportError::Io {
+            context: format!("storing blob {d}"),
+            source,
+        })?;
+        self.commit_blob(sink, &d)?;
+        Ok(d)
+    }
+
     pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
         let file = self.blob_file(d)?;
         Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
             tokio::fs::File::from_std(file),
             1 << 20,
         )))
+    }
+
+    /// Opens blob `d` for reading (a layer to unpack).
+    pub fn open_blob(&self, d: &Digest) -> Result<File, TransportError> {
+        self.blob_file(d)
+    }
+
+    /// The layers of image `id`, bottom first, from the manifest it was stored with.
+    pub fn layers(&self, id: &Digest) -> Result<Vec<Digest>, TransportError> {
+        let img = db::image(&self.conn(), id)?.ok_or_else(|| ImageNotKnown(id.to_string()))?;
+        let raw = self.manifest("", &img.digest.to_string())?;
+        let m = Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+            .map_err(|e| TransportError::Corrupt(format!("manifest {}: {e}", img.digest)))?;
+        Ok(m.layers.into_iter().map(|l| l.digest).collect())
     }
 
     fn blob_file(&self, d: &Digest) -> Result<File, TransportError> {
@@ -325,12 +386,71 @@ impl LocalStore {
     }
 
     /// Deletes images (with every name they have), then the blob files no image
-    /// needs any more.
+    /// needs any more. An image a container uses is refused, and then none goes.
     pub fn remove(&self, ids: &[Digest]) -> Result<Removed, TransportError> {
-        self.write(|tx| db::remove_images(tx, ids))?;
+        self.write(|tx| {
+            let users = db::containers(tx)?;
+            if let Some(c) = users.iter().find(|c| ids.contains(&c.image)) {
+                return Err(TransportError::InUse(ImageInUse {
+                    image: c.image.clone(),
+                    container: c.id.clone(),
+                }));
+            }
+            db::remove_images(tx, ids)
+        })?;
         let mut removed = self.collect_garbage()?;
         removed.images = ids.to_vec();
         Ok(removed)
+    }
+
+    /// Records a new container (its name must be free).
+    pub fn add_container(&self, c: &ContainerRecord) -> Result<(), TransportError> {
+        self.write(|tx| db::add_container(tx, c))
+    }
+
+    /// Every container, newest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, TransportError> {
+        db::containers(&self.conn())
+    }
+
+    /// A container by name, full ID or unique ID prefix.
+    pub fn container(&self, spec: &str) -> Result<ContainerRecord, TransportError> {
+        let not_known = || TransportError::Container(ContainerNotKnown(spec.to_string()));
+        if spec.is_empty() {
+            return Err(not_known());
+        }
+        let found = db::find_containers(&self.conn(), spec)?;
+        if let Some(exact) = found.iter().find(|c| c.name == spec || c.id == spec) {
+            return Ok(exact.clone());
+        }
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(not_known()),
+            _ => Err(TransportError::Unsupported(format!(
+                "{spec}: more than one container ID starts so; give more of it"
+            ))),
+        }
+    }
+
+    /// Replaces what a container runs (berth-runtime's JSON).
+    pub fn set_container_spec(&self, id: &str, spec: &str) -> Result<(), TransportError> {
+        self.write(|tx| db::set_container_spec(tx, id, spec))
+    }
+
+    /// Forgets a container (its files are the runtime's to remove).
+    pub fn remove_container(&self, id: &str) -> Result<(), TransportError> {
+        self.write(|tx| db::remove_container(tx, id))
+    }
+
+    /// A build step made before (berth-build's JSON), by its key.
+    pub fn cache_get(&self, key: &str) -> Result<Option<String>, TransportError> {
+        db::cache_get(&self.conn(), key)
+    }
+
+    /// Records a build step's result.
+    pub fn cache_put(&self, key: &str, state: &str) -> Result<(), TransportError> {
+        let now = berth_store::unix_now();
+        self.write(|tx| db::cache_put(tx, key, state, now))
     }
 
     /// Deletes blob files no image uses and abandoned uploads, when no other berth
@@ -366,6 +486,37 @@ impl LocalStore {
         let removed = result?;
         relock?;
         Ok(removed)
+    }
+}
+
+/// See [`LocalStore::blob_sink`]. Dropped without a commit, its upload file goes.
+pub struct BlobSink {
+    writer: Option<berth_store::BlobWriter>,
+    id: String,
+    blobs: BlobStore,
+}
+
+impl std::io::Write for BlobSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.writer.as_mut() {
+            Some(w) => {
+                w.write(buf).map_err(std::io::Error::other)?;
+                Ok(buf.len())
+            }
+            None => Err(std::io::Error::other("blob sink already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BlobSink {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = self.blobs.remove_upload(&self.id);
+        }
     }
 }
 

@@ -54,3 +54,25 @@ CREATE TABLE IF NOT EXISTS names (
     added    INTEGER NOT NULL     -- order of naming: an image's names as they came
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_image ON names(image);
+
+-- Containers made from images (berth-runtime keeps their files and processes; this is
+-- what the store must know): no cascade from images, so an image a container uses
+-- cannot be removed under it.
+CREATE TABLE IF NOT EXISTS containers (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    image      TEXT NOT NULL REFERENCES images(id),
+    image_name TEXT NOT NULL,      -- as the user gave it, for `ps`
+    created    INTEGER NOT NULL,   -- unix seconds
+    spec       TEXT NOT NULL       -- JSON: what to run and how (berth-runtime's)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image);
+
+-- Build steps already made (berth-build's cache): a key over the parent state, the
+-- instruction and the content it copies -> the state after the step (config and
+-- layers, JSON). Layers are blobs: an entry whose blobs went is a miss.
+CREATE TABLE IF NOT EXISTS build_cache (
+    key     TEXT PRIMARY KEY,
+    state   TEXT NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -2,6 +2,8 @@
 //! (`docker://…`), and how a registry is reached (TLS, credentials from flags or from
 //! the containers auth files, registries.conf's `insecure` and `blocked`).
 
+pub mod build;
+pub mod containers;
 pub mod copy;
 pub mod images;
 pub mod local;
@@ -47,6 +49,21 @@ pub struct RegistryFlags {
     /// certificate [default: /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST]
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+}
+
+impl Default for RegistryFlags {
+    /// As the command line leaves them (for pulls no flag asked for: FROM, run).
+    fn default() -> Self {
+        RegistryFlags {
+            authfile: None,
+            creds: None,
+            no_creds: false,
+            registry_token: None,
+            tls_verify: None,
+            retry_times: 3,
+            cert_dir: None,
+        }
+    }
 }
 
 /// `docker://NAME[:TAG|@DIGEST]` as containers/image reads it.

@@ -52,36 +52,58 @@ pub fn platform(spec: Option<&str>) -> anyhow::Result<Platform> {
 }
 
 pub fn run(a: PullArgs) -> anyhow::Result<()> {
-    let typed = a.image.trim_start_matches("docker://");
+    let options = PullOptions {
+        platform: platform(a.platform.as_deref())?,
+        quiet: a.quiet,
+        signature_policy: a.signature_policy.clone(),
+        registry: a.registry.clone(),
+    };
+    for id in pull(&a.image, a.all_tags, &options)? {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// How to pull, besides what.
+pub struct PullOptions {
+    pub platform: Platform,
+    pub quiet: bool,
+    pub signature_policy: Option<PathBuf>,
+    pub registry: RegistryFlags,
+}
+
+/// Pulls `image` (every tag with `all_tags`) into the store; returns the image IDs.
+pub fn pull(image: &str, all_tags: bool, o: &PullOptions) -> anyhow::Result<Vec<String>> {
+    let typed = image.trim_start_matches("docker://");
     let r: ImageReference = typed
         .parse()
-        .with_context(|| format!("invalid image name {:?}", a.image))?;
-    if a.all_tags && (r.tag().is_some() || r.digest().is_some()) {
+        .with_context(|| format!("invalid image name {image:?}"))?;
+    if all_tags && (r.tag().is_some() || r.digest().is_some()) {
         bail!("--all-tags: give a repository without a tag or digest");
     }
     let config = Config::load()?;
     check_policy(
         &config,
-        a.signature_policy.as_deref(),
+        o.signature_policy.as_deref(),
         false,
         &ImageName::Docker(r.clone()),
     )?;
     let root = crate::paths::storage_root()?;
     let options = CopyOptions {
         all: false,
-        platform: platform(a.platform.as_deref())?,
+        platform: o.platform.clone(),
         parallel: 6,
         format: None,
         preserve_digests: true,
         compress: None,
     };
-    let ids = super::runtime()?.block_on(async {
-        let targets = match a.all_tags {
+    super::runtime()?.block_on(async {
+        let targets = match all_tags {
             false => {
-                let (logical, registry, at) = config.open_for_read(typed, &r, &a.registry).await?;
+                let (logical, registry, at) = config.open_for_read(typed, &r, &o.registry).await?;
                 vec![(logical.with_default_tag(), Arc::new(registry), at)]
             }
-            true => all_tags(&config, typed, &r, &a.registry).await?,
+            true => all_tags_of(&config, typed, &r, &o.registry).await?,
         };
         let mut ids = Vec::new();
         for (logical, registry, at) in targets {
@@ -91,7 +113,7 @@ pub fn run(a: PullArgs) -> anyhow::Result<()> {
                 reference: reference_of(&at),
             };
             let dst = local_place(&root, &logical)?;
-            let progress = crate::client::progress::reporter(a.quiet);
+            let progress = crate::client::progress::reporter(o.quiet);
             copy(&src, &dst, &options, progress)
                 .await
                 .with_context(|| format!("pulling {}", logical.name()))?;
@@ -106,15 +128,34 @@ pub fn run(a: PullArgs) -> anyhow::Result<()> {
             ids.push(stored.id.hex().to_string());
         }
         anyhow::Ok(ids)
-    })?;
-    for id in ids {
-        println!("{id}");
+    })
+}
+
+/// The image `name` of the store, pulled first when the store lacks it (what FROM
+/// and `run` do, as podman's `--pull=missing`).
+pub fn ensure(
+    store: &berth_transport::local::LocalStore,
+    name: &str,
+    platform: &Platform,
+) -> anyhow::Result<berth_transport::local::Image> {
+    match store.find(name) {
+        Ok(img) => return Ok(img),
+        Err(e) if !e.is_not_found() => return Err(e.into()),
+        Err(_) => {}
     }
-    Ok(())
+    let options = PullOptions {
+        platform: platform.clone(),
+        quiet: false,
+        signature_policy: None,
+        registry: RegistryFlags::default(),
+    };
+    let ids = pull(name, false, &options)?;
+    let id = ids.first().context("nothing pulled")?;
+    Ok(store.find(id)?)
 }
 
 /// Every tag of the first search registry that has the repository.
-async fn all_tags(
+async fn all_tags_of(
     config: &Config,
     typed: &str,
     r: &ImageReference,

@@ -34,7 +34,8 @@ pub struct RmiArgs {
     /// Every image
     #[arg(long, short = 'a')]
     all: bool,
-    /// Remove an image even when it has several names (all go)
+    /// Remove an image even when it has several names (all go) or containers use it
+    /// (they are stopped and removed first)
     #[arg(long, short = 'f')]
     force: bool,
     /// Say nothing of images that are not there
@@ -131,7 +132,19 @@ pub fn rmi(a: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
             Plan::Delete(_) => {}
         }
     }
-    store.remove(&deleted)?;
+    if a.force {
+        for id in &deleted {
+            crate::client::containers::remove_users(id)?;
+        }
+    }
+    match store.remove(&deleted) {
+        Err(TransportError::InUse(e)) => {
+            eprintln!("Error: {e}");
+            // podman: 2 when an image is in use by a container.
+            return Ok(std::process::ExitCode::from(2));
+        }
+        other => other?,
+    };
     if unknown.is_empty() || a.ignore {
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -186,7 +199,7 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<()> {
     let victims: Vec<Digest> = store
         .images()?
         .into_iter()
-        .filter(|i| !i.in_list && (a.all || i.is_dangling()))
+        .filter(|i| !i.in_list && i.containers == 0 && (a.all || i.is_dangling()))
         .map(|i| i.id)
         .collect();
     let removed = store.remove(&victims)?;

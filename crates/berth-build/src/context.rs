@@ -1,0 +1,462 @@
+//! What COPY and ADD copy: the sources found (in the build context, minus what
+//! `.containerignore` excludes, or in another stage's root file system), hashed for
+//! the cache key, then written as a tar placed at the destination, which the stage's
+//! root file system takes as a layer is taken (berth-rootfs refuses what would land
+//! outside it).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use berth_containerfile::Ignore;
+use sha2::{Digest as _, Sha256};
+
+/// Where sources are read from.
+pub enum Source<'a> {
+    /// The build context, with its ignore rules.
+    Context { dir: &'a Path, ignore: &'a Ignore },
+    /// Another stage's (or image's) root file system.
+    Rootfs(&'a Path),
+}
+
+/// One thing to copy.
+struct Item {
+    /// Path under the destination ("" for a directory source itself).
+    rel: String,
+    path: PathBuf,
+    meta: fs::Metadata,
+    /// A directory source's content goes into the destination; a file source may
+    /// be the destination.
+    in_dir_source: bool,
+    /// ADD of a local archive: its entries are unpacked at the destination.
+    archive: bool,
+}
+
+/// The sources of one COPY/ADD, found.
+pub struct Found {
+    items: Vec<Item>,
+    /// Heredoc files: (name, content).
+    inline: Vec<(String, String)>,
+    several: bool,
+}
+
+/// Finds `sources` under `from`; `add` unpacks local archives. Errors say which
+/// source is missing, as `no such file: app.py`.
+pub fn find(
+    from: &Source,
+    sources: &[String],
+    inline: Vec<(String, String)>,
+    add: bool,
+) -> Result<Found, String> {
+    let (root, ignore) = match from {
+        Source::Context { dir, ignore } => (*dir, Some(*ignore)),
+        Source::Rootfs(dir) => (*dir, None),
+    };
+    let mut items = Vec::new();
+    let mut matched_total = 0;
+    for src in sources {
+        if src.starts_with("http://") || src.starts_with("https://") {
+            return Err(format!("{src}: sources from URLs are not supported"));
+        }
+        let rel = clean(src).ok_or_else(|| format!("{src}: outside the build context"))?;
+        let matches = expand_glob(root, &rel)?;
+        let matches: Vec<String> = matches
+            .into_iter()
+            .filter(|m| !ignore.is_some_and(|i| i.is_ignored(m, root.join(m).is_dir())))
+            .collect();
+        if matches.is_empty() {
+            return Err(format!("no such file: {src}"));
+        }
+        matched_total += matches.len();
+        for m in matches {
+            let path = root.join(&m);
+            let meta = fs::symlink_metadata(&path).map_err(|_| format!("no such file: {src}"))?;
+            // A source named directly is followed if a link; inside folders links stay.
+            let meta = match meta.file_type().is_symlink() {
+                true => {
+                    let target =
+                        fs::canonicalize(&path).map_err(|_| format!("no such file: {src}"))?;
+                    let base =
+                        fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+                    if !target.starts_with(&base) {
+                        return Err(format!("{src}: a link out of the build context"));
+                    }
+                    fs::metadata(&path).map_err(|_| format!("no such file: {src}"))?
+                }
+                false => meta,
+            };
+            if meta.is_dir() {
+                walk(&path, "", ignore, &m, &mut items)?;
+            } else {
+                let name = Path::new(&m)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let archive = add && is_archive(&path);
+                items.push(Item {
+                    rel: name,
+                    path,
+                    meta,
+                    in_dir_source: false,
+                    archive,
+                });
+            }
+        }
+    }
+    Ok(Found {
+        items,
+        several: matched_total + inline.len() > 1,
+        inline,
+    })
+}
+
+/// A path as typed, made relative and clean; `None` if it climbs out.
+fn clean(p: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// `*`, `?` in the last component of a path, matched against its folder.
+fn expand_glob(root: &Path, rel: &str) -> Result<Vec<String>, String> {
+    let (dir, last) = match rel.rsplit_once('/') {
+        Some((d, l)) => (d.to_string(), l.to_string()),
+        None => (String::new(), rel.to_string()),
+    };
+    if !last.contains(['*', '?']) {
+        return Ok(match fs::symlink_metadata(root.join(rel)) {
+            Ok(_) => vec![rel.to_string()],
+            Err(_) => Vec::new(),
+        });
+    }
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(root.join(&dir)) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if glob(last.as_bytes(), name.as_bytes()) {
+            out.push(match dir.is_empty() {
+                true => name,
+                false => format!("{dir}/{name}"),
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+/// A directory source: itself (`rel` "") and everything under it, sorted.
+fn walk(
+    dir: &Path,
+    rel: &str,
+    ignore: Option<&Ignore>,
+    context_rel: &str,
+    items: &mut Vec<Item>,
+) -> Result<(), String> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    items.push(Item {
+        rel: rel.to_string(),
+        path: dir.to_path_buf(),
+        meta,
+        in_dir_source: true,
+        archive: false,
+    });
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let sub_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let sub_context = format!("{context_rel}/{name}");
+        let path = e.path();
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if ignore.is_some_and(|i| i.is_ignored(&sub_context, meta.is_dir())) {
+            continue;
+        }
+        if meta.is_dir() {
+            walk(&path, &sub_rel, ignore, &sub_context, items)?;
+        } else {
+            items.push(Item {
+                rel: sub_rel,
+                path,
+                meta,
+                in_dir_source: true,
+                archive: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// gzip, or a tar (`ustar` at 257): what ADD unpacks.
+fn is_archive(path: &Path) -> bool {
+    let mut head = [0u8; 262];
+    let n = fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
+}
+
+impl Found {
+    /// What the cache key takes of the content: names, modes, sizes, bytes, link
+    /// targets — not times, so a touched file with the same bytes still hits.
+    pub fn hash(&self) -> Result<String, String> {
+        let mut h = Sha256::new();
+        for i in &self.items {
+            h.update(i.rel.as_bytes());
+            h.update([0]);
+            h.update(i.meta.mode().to_le_bytes());
+            h.update([u8::from(i.archive), u8::from(i.in_dir_source)]);
+            if i.meta.is_file() {
+                let mut f =
+                    fs::File::open(&i.path).map_err(|e| format!("{}: {e}", i.path.display()))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = f
+                        .read(&mut buf)
+                        .map_err(|e| format!("{}: {e}", i.path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+            } else if i.meta.file_type().is_symlink() {
+                let t = fs::read_link(&i.path).map_err(|e| format!("{}: {e}", i.path.display()))?;
+                h.update(t.as_os_str().as_encoded_bytes());
+            }
+            h.update([0xff]);
+        }
+        for (name, content) in &self.inline {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(content.as_bytes());
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Writes the tar that puts the sources at `dest` (absolute, in the stage's
+    /// root file system `rootfs`), owned by `owner`, with `chmod` when given.
+    pub fn write_tar(
+        &self,
+        dest: &str,
+        rootfs: &Path,
+        owner: (u32, u32),
+        chmod: Option<u32>,
+        out: impl Write,
+    ) -> Result<(), String> {
+        let slash = dest.ends_with('/') || dest.ends_with("/.");
+        let dest = clean(dest).unwrap_or_default();
+        let dest_is_dir = slash
+            || self.several
+            || dest.is_empty()
+            || self.items.iter().any(|i| i.in_dir_source || i.archive)
+            || fs::symlink_metadata(rootfs.join(&dest)).is_ok_and(|m| m.is_dir());
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        // Parents the root file system lacks, as root-owned 0755 folders.
+        let mut parents = Vec::new();
+        let mut p = PathBuf::new();
+        let target_parent = match dest_is_dir {
+            true => dest.clone(),
+            false => Path::new(&dest)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        for c in Path::new(&target_parent).components() {
+            p.push(c);
+            if fs::symlink_metadata(rootfs.join(&p)).is_err() {
+                parents.push(p.clone());
+            }
+        }
+        // A folder source makes the destination itself, with its own mode and time.
+        if self
+            .items
+            .iter()
+            .any(|i| i.in_dir_source && i.rel.is_empty())
+        {
+            parents.retain(|d| d != Path::new(&dest));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for dir in parents {
+            let mut h = header(tar::EntryType::Directory, 0o755, owner, 0, now);
+            tar.append_data(&mut h, &dir, std::io::empty())
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let place = |rel: &str| -> String {
+            match (dest_is_dir, rel.is_empty()) {
+                (true, true) => dest.clone(),
+                (true, false) if dest.is_empty() => rel.to_string(),
+                (true, false) => format!("{dest}/{rel}"),
+                (false, _) => dest.clone(),
+            }
+        };
+        for i in &self.items {
+            let target = place(&i.rel);
+            if target.is_empty() {
+                continue;
+            }
+            let mtime = i.meta.mtime().max(0) as u64;
+            let mode = chmod.unwrap_or(i.meta.permissions().mode() & 0o7777);
+            if i.archive {
+                unpack_into(&i.path, &target_parent_of(&dest, dest_is_dir), &mut tar)?;
+            } else if i.meta.is_dir() {
+                if i.rel.is_empty() && fs::symlink_metadata(rootfs.join(&target)).is_ok() {
+                    continue;
+                }
+                let mut h = header(tar::EntryType::Directory, mode, owner, 0, mtime);
+                tar.append_data(&mut h, &target, std::io::empty())
+                    .map_err(|e| format!("{target}: {e}"))?;
+            } else if i.meta.file_type().is_symlink() {
+                let link =
+                    fs::read_link(&i.path).map_err(|e| format!("{}: {e}", i.path.display()))?;
+                let mut h = header(tar::EntryType::Symlink, 0o777, owner, 0, mtime);
+                tar.append_link(&mut h, &target, &link)
+                    .map_err(|e| format!("{target}: {e}"))?;
+            } else if i.meta.is_file() {
+                let f =
+                    fs::File::open(&i.path).map_err(|e| format!("{}: {e}", i.path.display()))?;
+                let mut h = header(tar::EntryType::Regular, mode, owner, i.meta.len(), mtime);
+                tar.append_data(&mut h, &target, f)
+                    .map_err(|e| format!("{target}: {e}"))?;
+            }
+        }
+        for (name, content) in &self.inline {
+            let target = match dest_is_dir {
+                true => format!("{}/{name}", dest.trim_end_matches('/')),
+                false => dest.clone(),
+            };
+            let mode = chmod.unwrap_or(0o644);
+            let mut h = header(
+                tar::EntryType::Regular,
+                mode,
+                owner,
+                content.len() as u64,
+                0,
+            );
+            tar.append_data(&mut h, target.trim_start_matches('/'), content.as_bytes())
+                .map_err(|e| format!("{target}: {e}"))?;
+        }
+        tar.into_inner()
+            .map_err(|e| format!("writing the copy: {e}"))?;
+        Ok(())
+    }
+}
+
+fn target_parent_of(dest: &str, is_dir: bool) -> String {
+    match is_dir {
+        true => dest.to_string(),
+        false => Path::new(dest)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn header(
+    kind: tar::EntryType,
+    mode: u32,
+    owner: (u32, u32),
+    size: u64,
+    mtime: u64,
+) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(owner.0 as u64);
+    h.set_gid(owner.1 as u64);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h
+}
+
+/// ADD of a local archive: its entries re-emitted under `dest` (their own owners and
+/// modes kept, as docker does); the root file system refuses anything that climbs out.
+fn unpack_into<W: Write>(
+    archive: &Path,
+    dest: &str,
+    tar: &mut tar::Builder<W>,
+) -> Result<(), String> {
+    let f = fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    let mut head = [0u8; 2];
+    let gz = fs::File::open(archive)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == [0x1f, 0x8b];
+    let reader: Box<dyn Read> = match gz {
+        true => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        ))),
+        false => Box::new(std::io::BufReader::new(f)),
+    };
+    let mut input = tar::Archive::new(reader);
+    let bad = |e: std::io::Error| format!("{}: {e}", archive.display());
+    for entry in input.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(rel) = clean(&path.to_string_lossy()) else {
+            return Err(format!(
+                "{}: {} climbs out",
+                archive.display(),
+                path.display()
+            ));
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let target = match dest.is_empty() {
+            true => rel,
+            false => format!("{dest}/{rel}"),
+        };
+        let mut h = entry.header().clone();
+        let kind = h.entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(bad)?
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let link = match kind.is_hard_link() {
+                // A hard link names a path of the same archive: move it along.
+                true => PathBuf::from(format!(
+                    "{}/{}",
+                    dest,
+                    clean(&link.to_string_lossy()).unwrap_or_default()
+                )),
+                false => link,
+            };
+            tar.append_link(&mut h, &target, &link).map_err(bad)?;
+        } else {
+            tar.append_data(&mut h, &target, &mut entry).map_err(bad)?;
+        }
+    }
+    Ok(())
+}

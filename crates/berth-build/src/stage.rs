@@ -1,0 +1,813 @@
+//! Runs a Containerfile: stages in order (up to `--target`), each instruction a step
+//! that changes the state's config (ENV, CMD, …), or its file system (RUN, COPY,
+//! ADD: a layer), looked up in the cache first.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_containerfile::{expand, Containerfile, Form, Instruction, Kind};
+use berth_image::{media_type as mt, Digest, Platform};
+use berth_rootfs::{DiffOptions, Snapshot, UnpackOptions};
+use berth_runtime::{ImageOptions, Process, Runtime};
+use berth_transport::local::LocalStore;
+use serde_json::{json, Value};
+
+use crate::context::{self, Source};
+use crate::state::{chain, Layer, State};
+use crate::{Bases, BuildError, BuildOptions, Built};
+
+/// A stage's root file system while steps run in it.
+struct Rootfs {
+    /// `<store>/build/<id>`: `rootfs/` and the runtime bundle's config.json.
+    dir: PathBuf,
+    /// How many of the state's layers it holds.
+    layers: usize,
+    /// Its state after the last step, for the next diff.
+    snapshot: Snapshot,
+}
+
+impl Rootfs {
+    fn path(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        let _ = berth_rootfs::remove_all(&self.dir);
+    }
+}
+
+/// A finished stage, for `COPY --from`.
+struct Done {
+    name: Option<String>,
+    state: State,
+}
+
+struct Builder<'a> {
+    store: Arc<LocalStore>,
+    opts: &'a BuildOptions,
+    file: String,
+    bases: &'a dyn Bases,
+    platform: Platform,
+    runtime: Option<Runtime>,
+    log: &'a mut dyn FnMut(&str),
+    step: usize,
+    steps: usize,
+    cached: usize,
+}
+
+/// Builds the image; `log` gets podman's step lines (`STEP 2/5: COPY …`).
+pub fn build(
+    store: Arc<LocalStore>,
+    opts: &BuildOptions,
+    bases: &dyn Bases,
+    log: &mut dyn FnMut(&str),
+) -> Result<Built, BuildError> {
+    let path = match &opts.file {
+        Some(f) => f.clone(),
+        None => ["Containerfile", "Dockerfile"]
+            .iter()
+            .map(|n| opts.context.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                BuildError::Other(format!(
+                    "no Containerfile or Dockerfile in {}",
+                    opts.context.display()
+                ))
+            })?,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Containerfile".into());
+    let text = fs::read_to_string(&path)
+        .map_err(|e| BuildError::Other(format!("reading {}: {e}", path.display())))?;
+    let parsed = berth_containerfile::parse(&text, &name)?;
+    let last = match &opts.target {
+        None => parsed.stages.len().saturating_sub(1),
+        Some(t) => parsed
+            .stages
+            .iter()
+            .position(|s| {
+                s.name.as_deref() == Some(t.to_lowercase().as_str()) || s.index.to_string() == *t
+            })
+            .ok_or_else(|| BuildError::Other(format!("--target {t}: no such stage")))?,
+    };
+    let steps = parsed.stages[..=last]
+        .iter()
+        .map(|s| 1 + s.instructions.len())
+        .sum();
+    let mut b = Builder {
+        store,
+        opts,
+        file: name,
+        bases,
+        platform: opts.platform.clone().unwrap_or_else(Platform::this_machine),
+        runtime: None,
+        log,
+        step: 0,
+        steps,
+        cached: 0,
+    };
+    let state = b.stages(&parsed, last)?;
+    b.commit(state)
+}
+
+impl Builder<'_> {
+    fn at(&self, i: &Instruction, message: impl std::fmt::Display) -> BuildError {
+        let instruction = i
+            .text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_uppercase();
+        BuildError::At {
+            file: self.file.clone(),
+            line: i.line,
+            instruction,
+            message: message.to_string(),
+        }
+    }
+
+    fn say(&mut self, what: &str) {
+        self.step += 1;
+        let line = format!("STEP {}/{}: {what}", self.step, self.steps);
+        (self.log)(&line);
+    }
+
+    fn stages(&mut self, file: &Containerfile, last: usize) -> Result<State, BuildError> {
+        // ARGs before the first FROM: usable in FROM lines only.
+        let mut global: BTreeMap<String, String> = BTreeMap::new();
+        for a in &file.global_args {
+            let value = self.arg_value(&a.name, a.default.as_deref(), &global, file.escape)?;
+            if let Some(v) = value {
+                global.insert(a.name.clone(), v);
+            }
+        }
+        let mut done: Vec<Done> = Vec::new();
+        for stage in &file.stages[..=last] {
+            let lookup = |k: &str| global.get(k).cloned();
+            let base = expand(&stage.base, file.escape, &lookup).map_err(|e| {
+                BuildError::Other(format!("{}:{}: FROM: {}", self.file, stage.line, e.message))
+            })?;
+            self.say(&stage.text);
+            let mut state = self.from(&base, &done, stage.line)?;
+            let mut rootfs: Option<Rootfs> = None;
+            let mut vars: BTreeMap<String, String> = BTreeMap::new();
+            for i in &stage.instructions {
+                self.say(&i.text);
+                self.instruction(i, file, &mut state, &mut rootfs, &mut vars, &global, &done)?;
+            }
+            done.push(Done {
+                name: stage.name.clone(),
+                state,
+            });
+        }
+        done.pop()
+            .map(|d| d.state)
+            .ok_or_else(|| BuildError::Other("no stage to build".into()))
+    }
+
+    /// The value an ARG takes: `--build-arg`, else its default (expanded).
+    fn arg_value(
+        &self,
+        name: &str,
+        default: Option<&str>,
+        vars: &BTreeMap<String, String>,
+        escape: char,
+    ) -> Result<Option<String>, BuildError> {
+        if let Some((_, v)) = self.opts.build_args.iter().find(|(k, _)| k == name) {
+            return Ok(Some(v.clone()));
+        }
+        match default {
+            Some(d) => {
+                let lookup = |k: &str| vars.get(k).cloned();
+                Ok(Some(
+                    expand(d, escape, &lookup).map_err(|e| BuildError::Other(e.message))?,
+                ))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// FROM: scratch, an earlier stage, or an image (pulled by `bases` if missing).
+    fn from(&mut self, base: &str, done: &[Done], line: usize) -> Result<State, BuildError> {
+        if base == "scratch" {
+            let mut config = berth_runtime::empty_config();
+            config["architecture"] = json!(self.platform.architecture);
+            config["os"] = json!(self.platform.os);
+            return Ok(State {
+                config,
+                layers: Vec::new(),
+                key: chain("", "FROM scratch", &self.platform.to_string()),
+            });
+        }
+        if let Some(d) = done
+            .iter()
+            .rev()
+            .find(|d| d.name.as_deref() == Some(base.to_lowercase().as_str()))
+        {
+            return Ok(d.state.clone());
+        }
+        let image = self
+            .bases
+            .image(&self.store, base, &self.platform)
+            .map_err(|e| BuildError::Other(format!("{}:{line}: FROM: {e}", self.file)))?;
+        let config: Value =
+            serde_json::from_slice(&self.store.config(&image.id).map_err(other)?)
+                .map_err(|e| BuildError::Other(format!("image {}: config: {e}", image.id)))?;
+        let raw = self
+            .store
+            .manifest("", &image.digest.to_string())
+            .map_err(other)?;
+        let m = berth_image::Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+            .map_err(|e| BuildError::Other(format!("image {}: {e}", image.id)))?;
+        Ok(State {
+            config,
+            layers: m
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    media_type: l.media_type.clone(),
+                    digest: l.digest.to_string(),
+                    size: l.size,
+                })
+                .collect(),
+            key: chain("", "FROM", &image.id.to_string()),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn instruction(
+        &mut self,
+        i: &Instruction,
+        file: &Containerfile,
+        state: &mut State,
+        rootfs: &mut Option<Rootfs>,
+        vars: &mut BTreeMap<String, String>,
+        global: &BTreeMap<String, String>,
+        done: &[Done],
+    ) -> Result<(), BuildError> {
+        let escape = file.escape;
+        // What `$X` means here: ENV of the config, then ARGs in scope.
+        let env_now = env_map(&state.config);
+        let lookup = |k: &str| env_now.get(k).cloned().or_else(|| vars.get(k).cloned());
+        let x = |w: &str| expand(w, escape, &lookup).map_err(|e| self.at(i, e.message));
+        let created = self.created();
+        match &i.kind {
+            Kind::Arg(args) => {
+                for a in args {
+                    // A bare ARG re-declares a global one inside the stage.
+                    let default = a.default.clone().or_else(|| global.get(&a.name).cloned());
+                    if let Some(v) = self.arg_value(&a.name, default.as_deref(), vars, escape)? {
+                        vars.insert(a.name.clone(), v);
+                    }
+                }
+                let used: Vec<String> = args
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}={}",
+                            a.name,
+                            vars.get(&a.name).cloned().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                state.key = chain(&state.key, &i.text, &used.join("\n"));
+            }
+            Kind::Run { cmd, heredocs, .. } => {
+                let shell = berth_runtime::default_shell(&state.config);
+                let args = match (cmd, heredocs.first()) {
+                    // `RUN <<EOF`: the document is the script.
+                    (Form::Shell(s), Some(h)) if s.trim_start().starts_with("<<") => shell
+                        .iter()
+                        .cloned()
+                        .chain([h.effective_content()])
+                        .collect(),
+                    _ => berth_runtime::command(cmd, &shell),
+                };
+                let arg_env: Vec<String> = vars
+                    .iter()
+                    .filter(|(k, _)| !env_now.contains_key(*k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let key = chain(&state.key, &i.text, &arg_env.join("\n"));
+                let created_by = match cmd {
+                    Form::Shell(s) => format!("/bin/sh -c {s}"),
+                    Form::Exec(a) => format!(
+                        "/bin/sh -c {}",
+                        serde_json::to_string(a).unwrap_or_default()
+                    ),
+                };
+                if self.cached_step(state, &key)? {
+                    return Ok(());
+                }
+                let root = self.rootfs(state, rootfs).map_err(|e| self.at(i, e))?;
+                let mut process = Process::from_image(
+                    &state.config,
+                    &berth_runtime::Overrides {
+                        entrypoint: Some(args),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| self.at(i, e))?;
+                process.env.extend(arg_env);
+                let wd = root.path().join(process.cwd.trim_start_matches('/'));
+                fs::create_dir_all(&wd)
+                    .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
+                let code = self.run(&process, root).map_err(|e| self.at(i, e))?;
+                if code != 0 {
+                    return Err(self.at(i, format!("the command exited with status {code}")));
+                }
+                self.layer_step(state, root, key, &created, &created_by)
+                    .map_err(|e| self.at(i, e))?;
+            }
+            Kind::Copy { .. } | Kind::Add { .. } => {
+                let (add, from, chown, chmod, sources, dest, heredocs) = match &i.kind {
+                    Kind::Copy {
+                        from,
+                        chown,
+                        chmod,
+                        sources,
+                        dest,
+                        heredocs,
+                        ..
+                    } => (false, from.as_ref(), chown, chmod, sources, dest, heredocs),
+                    Kind::Add {
+                        chown,
+                        chmod,
+                        sources,
+                        dest,
+                        heredocs,
+                        ..
+                    } => (true, None, chown, chmod, sources, dest, heredocs),
+                    _ => unreachable!("matched COPY or ADD"),
+                };
+                let sources: Vec<String> =
+                    sources.iter().map(|s| x(s)).collect::<Result<_, _>>()?;
+                let dest = x(dest)?;
+                let workdir = state.config["config"]["WorkingDir"]
+                    .as_str()
+                    .unwrap_or("/")
+                    .to_string();
+                let dest = match dest.starts_with('/') {
+                    true => dest,
+                    false => format!("{}/{dest}", workdir.trim_end_matches('/')),
+                };
+                let inline: Vec<(String, String)> = heredocs
+                    .iter()
+                    .map(|h| (h.name.clone(), h.effective_content()))
+                    .collect();
+                // Sources: the context, or another stage's (or image's) file system,
+                // made for the copy and removed after it.
+                let other: Option<Rootfs> = match from {
+                    Some(f) => {
+                        let f = x(f)?;
+                        let st = self.stage_or_image(&f, done).map_err(|e| self.at(i, e))?;
+                        Some(self.materialize(&st).map_err(|e| self.at(i, e))?)
+                    }
+                    None => None,
+                };
+                let other_path = other.as_ref().map(Rootfs::path);
+                let ignore = context_ignore(&self.opts.context).map_err(|e| self.at(i, e))?;
+                let source = match &other_path {
+                    Some(p) => Source::Rootfs(p),
+                    None => Source::Context {
+                        dir: &self.opts.context,
+                        ignore: &ignore,
+                    },
+                };
+                let found =
+                    context::find(&source, &sources, inline, add).map_err(|e| self.at(i, e))?;
+                let hash = found.hash().map_err(|e| self.at(i, e))?;
+                let owner_spec = chown.as_deref().map(&x).transpose()?;
+                let mode = match chmod.as_deref().map(&x).transpose()? {
+                    Some(m) => Some(
+                        u32::from_str_radix(&m, 8)
+                            .map_err(|_| self.at(i, format!("--chmod={m}: not an octal mode")))?,
+                    ),
+                    None => None,
+                };
+                let key = chain(
+                    &state.key,
+                    &i.text,
+                    &format!("{hash}\n{dest}\n{owner_spec:?}\n{mode:?}"),
+                );
+                let verb = if add { "ADD" } else { "COPY" };
+                let created_by = format!("/bin/sh -c #(nop) {verb} multi:{hash} in {dest} ");
+                if self.cached_step(state, &key)? {
+                    return Ok(());
+                }
+                let root = self.rootfs(state, rootfs).map_err(|e| self.at(i, e))?;
+                let owner = match &owner_spec {
+                    Some(o) => {
+                        let ids = berth_runtime::resolve_user(&root.path(), o)
+                            .map_err(|e| self.at(i, e))?;
+                        (ids.uid, ids.gid)
+                    }
+                    None => (0, 0),
+                };
+                let mut tar = tempfile::tempfile_in(&root.dir).map_err(|e| self.at(i, e))?;
+                found
+                    .write_tar(
+                        &dest,
+                        &root.path(),
+                        owner,
+                        mode,
+                        std::io::BufWriter::new(&mut tar),
+                    )
+                    .map_err(|e| self.at(i, e))?;
+                use std::io::Seek;
+                tar.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| self.at(i, e))?;
+                berth_rootfs::apply_layer(
+                    &root.path(),
+                    std::io::BufReader::new(tar),
+                    &UnpackOptions::for_current_user(),
+                )
+                .map_err(|e| self.at(i, e))?;
+                self.layer_step(state, root, key, &created, &created_by)
+                    .map_err(|e| self.at(i, e))?;
+            }
+            kind => {
+                let kind = self.expanded(kind, &x)?;
+                // Cached too, timestamps and all: a rebuild with nothing changed
+                // makes the very same config, hence the same image ID.
+                let key = chain(&state.key, &i.text, &format!("{kind:?}"));
+                if self.cached_step(state, &key)? {
+                    return Ok(());
+                }
+                let shell_now = berth_runtime::default_shell(&state.config);
+                if let Kind::Maintainer(m) = &kind {
+                    state.config["author"] = json!(m);
+                } else if let Kind::Healthcheck(h) = &kind {
+                    state.config["config"]["Healthcheck"] = healthcheck(h.as_ref());
+                } else if !berth_runtime::apply_instruction(&mut state.config, &kind, &shell_now) {
+                    return Err(self.at(i, "not supported"));
+                }
+                let created_by = format!("/bin/sh -c #(nop) {}", i.text);
+                state.record(&created, &created_by, None);
+                state.key = key;
+                self.remember(state).map_err(|e| self.at(i, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expands the words of a config instruction.
+    fn expanded(
+        &self,
+        kind: &Kind,
+        x: &dyn Fn(&str) -> Result<String, BuildError>,
+    ) -> Result<Kind, BuildError> {
+        let pairs = |p: &Vec<(String, String)>| -> Result<Vec<(String, String)>, BuildError> {
+            p.iter().map(|(k, v)| Ok((x(k)?, x(v)?))).collect()
+        };
+        let list = |l: &Vec<String>| -> Result<Vec<String>, BuildError> {
+            l.iter().map(|w| x(w)).collect()
+        };
+        Ok(match kind {
+            Kind::Env(p) => Kind::Env(pairs(p)?),
+            Kind::Label(p) => Kind::Label(pairs(p)?),
+            Kind::Expose(l) => Kind::Expose(list(l)?),
+            Kind::Volume(l) => Kind::Volume(list(l)?),
+            Kind::User(u) => Kind::User(x(u)?),
+            Kind::Workdir(w) => Kind::Workdir(x(w)?),
+            Kind::StopSignal(s) => Kind::StopSignal(x(s)?),
+            other => other.clone(),
+        })
+    }
+
+    fn created(&self) -> String {
+        match self.opts.timestamp {
+            Some(t) => {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+                humantime_rfc3339(at)
+            }
+            None => humantime_rfc3339(std::time::SystemTime::now()),
+        }
+    }
+
+    /// A cache hit: the state after the step, its layers still in the store.
+    fn cached_step(&mut self, state: &mut State, key: &str) -> Result<bool, BuildError> {
+        if self.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(text) = self.store.cache_get(key).map_err(other)? else {
+            return Ok(false);
+        };
+        let Ok(cached) = serde_json::from_str::<State>(&text) else {
+            return Ok(false);
+        };
+        for l in &cached.layers {
+            let Ok(d) = l.digest.parse::<Digest>() else {
+                return Ok(false);
+            };
+            if !self.store.has_blob(&d).map_err(other)? {
+                return Ok(false);
+            }
+        }
+        *state = cached;
+        self.cached += 1;
+        (self.log)(&format!("--> Using cache {}", &key[..12]));
+        Ok(true)
+    }
+
+    /// The stage's root file system at `state`: made (or brought up to date) from
+    /// the state's layers.
+    fn rootfs<'r>(
+        &self,
+        state: &State,
+        slot: &'r mut Option<Rootfs>,
+    ) -> Result<&'r mut Rootfs, String> {
+        let stale = slot.as_ref().is_none_or(|r| r.layers != state.layers.len());
+        if stale {
+            *slot = None;
+            *slot = Some(self.materialize(state)?);
+        }
+        slot.as_mut()
+            .ok_or_else(|| "no root file system".to_string())
+    }
+
+    /// A root file system of `state`'s layers, in a folder of its own.
+    fn materialize(&self, state: &State) -> Result<Rootfs, String> {
+        let dir = self
+            .store
+            .root()
+            .join("build")
+            .join(format!("{:016x}", rand_u64()));
+        let root = dir.join("rootfs");
+        fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let mut r = Rootfs {
+            dir,
+            layers: 0,
+            snapshot: Snapshot::empty(),
+        };
+        let opts = UnpackOptions::for_current_user();
+        for l in &state.layers {
+            let d: Digest = l.digest.parse().map_err(|e| format!("{}: {e}", l.digest))?;
+            let file = self.store.open_blob(&d).map_err(|e| e.to_string())?;
+            let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
+                .map_err(|e| format!("layer {d}: {e}"))?;
+            berth_rootfs::apply_layer(&root, reader, &opts).map_err(|e| e.to_string())?;
+        }
+        r.layers = state.layers.len();
+        r.snapshot = Snapshot::take(&root).map_err(|e| e.to_string())?;
+        Ok(r)
+    }
+
+    /// The state of an earlier stage (by name or index) or of an image.
+    fn stage_or_image(&self, name: &str, done: &[Done]) -> Result<State, String> {
+        if let Some(d) = done.iter().enumerate().find(|(n, d)| {
+            d.name.as_deref() == Some(name.to_lowercase().as_str()) || n.to_string() == name
+        }) {
+            return Ok(d.1.state.clone());
+        }
+        let image = self.bases.image(&self.store, name, &self.platform)?;
+        let raw = self
+            .store
+            .manifest("", &image.digest.to_string())
+            .map_err(|e| e.to_string())?;
+        let m = berth_image::Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(State {
+            config: Value::Null,
+            layers: m
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    media_type: l.media_type.clone(),
+                    digest: l.digest.to_string(),
+                    size: l.size,
+                })
+                .collect(),
+            key: String::new(),
+        })
+    }
+
+    /// RUN: the process in the stage's root file system under the OCI runtime, its
+    /// output on stderr.
+    fn run(&mut self, process: &Process, root: &Rootfs) -> Result<i32, String> {
+        if self.runtime.is_none() {
+            self.runtime = Some(
+                Runtime::find(self.opts.runtime.as_deref(), self.store.root())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let runtime = self.runtime.as_ref().ok_or("no runtime")?;
+        let spec = process
+            .runtime_spec(&root.path(), "berth-build")
+            .map_err(|e| e.to_string())?;
+        spec.save(root.dir.join("config.json"))
+            .map_err(|e| e.to_string())?;
+        let id = format!("berth-build-{:016x}", rand_u64());
+        // RUN's output goes to stderr: stdout is for the image ID.
+        use std::os::fd::AsFd;
+        let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_or_else(
+            |_| std::process::Stdio::inherit(),
+            std::process::Stdio::from,
+        );
+        runtime
+            .run_to(&id, &root.dir, std::process::Stdio::null(), stderr)
+            .map_err(|e| e.to_string())
+    }
+
+    /// After RUN/COPY/ADD: what changed becomes a layer of the state (and a cache
+    /// entry).
+    fn layer_step(
+        &mut self,
+        state: &mut State,
+        root: &mut Rootfs,
+        key: String,
+        created: &str,
+        created_by: &str,
+    ) -> Result<(), String> {
+        let mut tar = tempfile::tempfile_in(&root.dir).map_err(|e| e.to_string())?;
+        berth_rootfs::diff(
+            &root.path(),
+            &root.snapshot,
+            std::io::BufWriter::with_capacity(1 << 20, &mut tar),
+            &DiffOptions {
+                timestamp: self.opts.timestamp,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        use std::io::Seek;
+        tar.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| e.to_string())?;
+        let packed = berth_runtime::store_layer(
+            &self.store,
+            std::io::BufReader::with_capacity(1 << 20, tar),
+        )
+        .map_err(|e| e.to_string())?;
+        state.record(
+            created,
+            created_by,
+            Some((
+                Layer {
+                    media_type: mt::OCI_LAYER_GZIP.to_string(),
+                    digest: packed.digest.to_string(),
+                    size: packed.size,
+                },
+                packed.diff_id.clone(),
+            )),
+        );
+        state.key = key;
+        root.layers = state.layers.len();
+        root.snapshot = Snapshot::take(&root.path()).map_err(|e| e.to_string())?;
+        self.remember(state)
+    }
+
+    /// Records the state after a step in the cache.
+    fn remember(&mut self, state: &State) -> Result<(), String> {
+        let text = serde_json::to_string(state).map_err(|e| e.to_string())?;
+        self.store
+            .cache_put(&state.key, &text)
+            .map_err(|e| e.to_string())?;
+        (self.log)(&format!("--> {}", &state.key[..12]));
+        Ok(())
+    }
+
+    /// The image of the last stage: OCI drops what only Docker's format holds, with
+    /// buildah's warning.
+    fn commit(&mut self, mut state: State) -> Result<Built, BuildError> {
+        if !self.opts.docker_format {
+            for (field, what) in [
+                ("Healthcheck", "HEALTHCHECK"),
+                ("Shell", "SHELL"),
+                ("OnBuild", "ONBUILD"),
+            ] {
+                let run = &mut state.config["config"];
+                if run.get(field).is_some_and(|v| !v.is_null()) {
+                    (self.log)(&format!(
+                        "WARN[0000] {what} is not supported for OCI image format and will be ignored. Must use `docker` format"
+                    ));
+                    if let Some(o) = run.as_object_mut() {
+                        o.remove(field);
+                    }
+                }
+            }
+        }
+        // The image is as new as its last step (a cached rebuild keeps the ID).
+        let last = state.config["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .and_then(|h| h["created"].as_str())
+            .map(str::to_string);
+        state.config["created"] = json!(last.unwrap_or_else(|| self.created()));
+        let layers = state.layer_tuples().map_err(BuildError::Other)?;
+        let opts = ImageOptions {
+            name: self.opts.tags.first().cloned(),
+            docker_format: self.opts.docker_format,
+            ..Default::default()
+        };
+        if let Some(t) = self.opts.tags.first() {
+            (self.log)(&format!("COMMIT {t}"));
+        }
+        let id = berth_runtime::store_image(&self.store, &state.config, &layers, &opts)
+            .map_err(other)?;
+        for t in self.opts.tags.iter().skip(1) {
+            self.store.tag(&id, t).map_err(other)?;
+        }
+        (self.log)(&format!("--> {}", &id.hex()[..12]));
+        for t in &self.opts.tags {
+            (self.log)(&format!("Successfully tagged {t}"));
+        }
+        Ok(Built {
+            id,
+            cached: self.cached,
+            steps: self.steps,
+        })
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> BuildError {
+    BuildError::Other(e.to_string())
+}
+
+/// `.containerignore`, else `.dockerignore`, of the context.
+fn context_ignore(context: &Path) -> Result<berth_containerfile::Ignore, String> {
+    for name in [".containerignore", ".dockerignore"] {
+        if let Ok(text) = fs::read_to_string(context.join(name)) {
+            return berth_containerfile::Ignore::try_parse(&text)
+                .map_err(|e| format!("{name}: {e}"));
+        }
+    }
+    Ok(berth_containerfile::Ignore::parse(""))
+}
+
+/// The config's Env as a map.
+fn env_map(config: &Value) -> BTreeMap<String, String> {
+    config["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// HEALTHCHECK as Docker's config holds it (durations in nanoseconds).
+fn healthcheck(h: Option<&berth_containerfile::Healthcheck>) -> Value {
+    let Some(h) = h else {
+        return json!({"Test": ["NONE"]});
+    };
+    let test = match &h.test {
+        Form::Exec(a) => std::iter::once("CMD".to_string())
+            .chain(a.iter().cloned())
+            .collect::<Vec<_>>(),
+        Form::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+    };
+    let mut v = json!({"Test": test});
+    for (key, d) in [
+        ("Interval", &h.interval),
+        ("Timeout", &h.timeout),
+        ("StartPeriod", &h.start_period),
+    ] {
+        if let Some(ns) = d.as_deref().and_then(go_duration_ns) {
+            v[key] = json!(ns);
+        }
+    }
+    if let Some(r) = h.retries {
+        v["Retries"] = json!(r);
+    }
+    v
+}
+
+/// `30s`, `1m30s`, `500ms` in nanoseconds.
+fn go_duration_ns(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * unit;
+        rest = &rest[u_end..];
+    }
+    Some(total as u64)
+}
+
+fn humantime_rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn rand_u64() -> u64 {
+    rand::random()
+}

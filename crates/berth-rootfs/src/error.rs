@@ -1,0 +1,48 @@
+//! One error type for the crate; every variant names the path it concerns.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong, and where: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A system call on a file of the root (or of the snapshot, or the output) failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A layer entry was refused (a `..` name, a hard link out of the root, …).
+    #[error("layer entry {entry:?}: {reason}")]
+    Refused { entry: String, reason: String },
+    /// The layer is not a well-formed tar stream.
+    #[error("layer: {0}")]
+    Malformed(String),
+    /// A snapshot file could not be read as one.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot { path: PathBuf, reason: String },
+}
+
+impl RootfsError {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
+        RootfsError::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    pub(crate) fn refused(entry: &[u8], reason: impl Into<String>) -> Self {
+        RootfsError::Refused {
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A rustix error as an `io::Error`, for [`RootfsError::io`].
+pub(crate) fn errno(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}

@@ -1,0 +1,53 @@
+//! Layers <-> root file systems, as the OCI image spec's `layer.md` describes them.
+//!
+//! A container's root file system is the image's layers applied in order into a fresh
+//! folder (what podman's `vfs` driver does, without its copy of every lower layer);
+//! `commit` is the reverse: the changes since a [`Snapshot`] become one layer tar
+//! ([`diff`]), `export` writes the whole tree ([`export`]), and `import`/`build` turn a
+//! tar into a gzip blob with its two digests ([`pack_layer`]).
+//!
+//! Layers come from registries, so every entry is hostile until shown otherwise:
+//!
+//! - Entry names are relative to the root. A leading `/` is dropped (podman and docker do
+//!   the same, so absolute names in old layers keep working); a `..` component is refused.
+//! - Parent directories are opened one component at a time from a descriptor of the root
+//!   (`openat` with `O_NOFOLLOW`). A symlink met on the way is resolved *as if the root
+//!   were `/`* (the way podman's chrooted unpacker sees it), so `a -> /` or
+//!   `a -> ../../..` followed by `a/x` writes `ROOT/x`, never outside.
+//! - The entry itself is created relative to its parent's descriptor (`O_EXCL`,
+//!   `O_NOFOLLOW`, `*at` calls with `AT_SYMLINK_NOFOLLOW`), so an existing symlink is
+//!   replaced, never written through.
+//! - Hard-link targets may not pass through any symlink at all.
+//! - Extension headers (PAX, GNU long names) are capped at 1 MiB: the layer reader is our
+//!   own ([`tar_read`]), because the `tar` crate reads them whole whatever their size.
+//!
+//! `rustix` is used for the `*at` system calls, `mknodat`, `fchown`, extended attributes
+//! and directory reading on descriptors, none of which `std` offers; it is a safe wrapper,
+//! so the crate has no `unsafe`.
+
+#![forbid(unsafe_code)]
+
+mod decompress;
+mod diff;
+mod error;
+mod pack;
+mod remove;
+mod safe_path;
+mod snapshot;
+mod tar_read;
+mod unpack;
+mod walk;
+mod whiteout;
+mod xattr;
+
+pub use decompress::decompress;
+pub use diff::{diff, export, DiffOptions, DiffStats};
+pub use error::RootfsError;
+pub use pack::{pack_layer, PackedLayer};
+pub use remove::remove_all;
+pub use snapshot::{EntryKind, EntryState, Snapshot};
+pub use unpack::{apply_layer, LayerStats, UnpackOptions};
+
+/// The copy buffer of every data path (unpack, diff, pack, decompress): large enough
+/// that a 1 MiB file costs one read and one write.
+pub(crate) const COPY_BUFFER: usize = 1 << 20;

@@ -1,0 +1,411 @@
+//! Containers: create (the image's layers applied into `rootfs/`, a snapshot of
+//! that state kept for `commit`), start and run under the runtime, exec, stop,
+//! remove, export.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use berth_rootfs::{Snapshot, UnpackOptions};
+use berth_transport::local::{ContainerRecord, Image, LocalStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::oci::{Runtime, RuntimeState};
+use crate::spec::{Overrides, Process};
+use crate::{io, names, Result, RuntimeError};
+
+/// What `create` and `run` take besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    pub overrides: Overrides,
+}
+
+/// Where a container is in its life, as `ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    /// Since when (unix seconds).
+    Running(i64),
+    /// Exit code, and when (unix seconds).
+    Exited(i32, i64),
+}
+
+/// `state.json`: what berth saw of the container's process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    started: Option<i64>,
+    finished: Option<i64>,
+    exit_code: Option<i32>,
+}
+
+pub struct Containers {
+    store: Arc<LocalStore>,
+    dir: PathBuf,
+}
+
+impl Containers {
+    pub fn new(store: Arc<LocalStore>) -> Containers {
+        let dir = store.root().join("containers");
+        Containers { store, dir }
+    }
+
+    pub fn store(&self) -> &Arc<LocalStore> {
+        &self.store
+    }
+
+    /// The container's folder.
+    pub fn path(&self, c: &ContainerRecord) -> PathBuf {
+        self.dir.join(&c.id)
+    }
+
+    /// Its root file system: what `mount` prints.
+    pub fn rootfs(&self, c: &ContainerRecord) -> PathBuf {
+        self.path(c).join("rootfs")
+    }
+
+    /// What it runs.
+    pub fn process(&self, c: &ContainerRecord) -> Result<Process> {
+        serde_json::from_str(&c.spec)
+            .map_err(|e| RuntimeError::Invalid(format!("container {}: spec: {e}", c.id)))
+    }
+
+    /// Makes a container of `image`: its layers applied in order into a new root file
+    /// system (as root: owners, devices, xattrs kept), the state recorded for
+    /// `commit`, then the record. Nothing is left behind when a step fails.
+    pub fn create(
+        &self,
+        image: &Image,
+        image_name: &str,
+        opts: &CreateOptions,
+    ) -> Result<ContainerRecord> {
+        let config: Value = serde_json::from_slice(&self.store.config(&image.id)?)
+            .map_err(|e| RuntimeError::Invalid(format!("image {}: config: {e}", image.id)))?;
+        let process = Process::from_image(&config, &opts.overrides)?;
+        if let Some(n) = &opts.name {
+            if !names::valid_name(n) {
+                return Err(RuntimeError::Invalid(format!(
+                    "container name {n:?}: use letters, digits, '_', '.', '-'"
+                )));
+            }
+        }
+        let id = names::new_id();
+        let dir = self.dir.join(&id);
+        let made = self.make_rootfs(image, &dir);
+        let record = made.and_then(|()| {
+            let spec = serde_json::to_string(&process)
+                .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+            self.record(&id, image, image_name, opts.name.as_deref(), spec)
+        });
+        if record.is_err() {
+            let _ = berth_rootfs::remove_all(&dir);
+        }
+        record
+    }
+
+    fn make_rootfs(&self, image: &Image, dir: &Path) -> Result<()> {
+        let rootfs = dir.join("rootfs");
+        fs::create_dir_all(&rootfs).map_err(io(format!("creating {}", rootfs.display())))?;
+        let opts = UnpackOptions::for_current_user();
+        for layer in self.store.layers(&image.id)? {
+            let file = self.store.open_blob(&layer)?;
+            let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
+                .map_err(io(format!("reading layer {layer}")))?;
+            berth_rootfs::apply_layer(&rootfs, reader, &opts)?;
+        }
+        Snapshot::take(&rootfs)?.save(&dir.join("base.snapshot"))?;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        id: &str,
+        image: &Image,
+        image_name: &str,
+        name: Option<&str>,
+        spec: String,
+    ) -> Result<ContainerRecord> {
+        let mut record = ContainerRecord {
+            id: id.to_string(),
+            name: name.map_or_else(names::new_name, str::to_string),
+            image: image.id.clone(),
+            image_name: image_name.to_string(),
+            created: crate::now(),
+            spec,
+        };
+        // A generated name may clash: draw again a few times.
+        for _ in 0..16 {
+            match self.store.add_container(&record) {
+                Err(berth_transport::TransportError::Unsupported(_)) if name.is_none() => {
+                    record.name = names::new_name();
+                }
+                other => return other.map(|()| record).map_err(Into::into),
+            }
+        }
+        record.name = format!("{}_{}", names::new_name(), &id[..6]);
+        self.store.add_container(&record)?;
+        Ok(record)
+    }
+
+    fn state(&self, c: &ContainerRecord) -> State {
+        fs::read(self.path(c).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_state(&self, c: &ContainerRecord, s: &State) -> Result<()> {
+        let path = self.path(c).join("state.json");
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(s).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(io(format!("writing {}", path.display())))
+    }
+
+    /// Created, running (the runtime says so) or exited.
+    pub fn status(&self, c: &ContainerRecord, runtime: Option<&Runtime>) -> Status {
+        let s = self.state(c);
+        match (s.started, s.finished) {
+            (None, _) => Status::Created,
+            (Some(_), Some(f)) => Status::Exited(s.exit_code.unwrap_or(0), f),
+            (Some(started), None) => match runtime.map(|r| r.state(&c.id)) {
+                Some(Ok(RuntimeState::Running(_))) => Status::Running(started),
+                // Its monitor died with it (a reboot, a kill -9): it is not running.
+                _ => Status::Exited(s.exit_code.unwrap_or(-1), started),
+            },
+        }
+    }
+
+    /// Writes the bundle's config.json for the next start.
+    fn prepare(&self, c: &ContainerRecord) -> Result<PathBuf> {
+        let bundle = self.path(c);
+        let spec = self
+            .process(c)?
+            .runtime_spec(&self.rootfs(c), &c.id[..12])?;
+        let path = bundle.join("config.json");
+        spec.save(&path)
+            .map_err(|e| RuntimeError::Invalid(format!("writing {}: {e}", path.display())))?;
+        Ok(bundle)
+    }
+
+    /// Runs the container in the foreground with the caller's stdio; returns its exit
+    /// code. What `run` does, and what a detached container's monitor does.
+    pub fn run(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
+        if let Status::Running(_) = self.status(c, Some(runtime)) {
+            return Err(RuntimeError::Invalid(format!(
+                "container {} is already running",
+                c.name
+            )));
+        }
+        let bundle = self.prepare(c)?;
+        // A stopped container the runtime still knows would refuse the same ID.
+        runtime.delete(&c.id, true)?;
+        self.save_state(
+            c,
+            &State {
+                started: Some(crate::now()),
+                ..State::default()
+            },
+        )?;
+        let code = runtime.run(&c.id, &bundle);
+        let mut s = self.state(c);
+        s.finished = Some(crate::now());
+        s.exit_code = Some(*code.as_ref().unwrap_or(&-1));
+        self.save_state(c, &s)?;
+        code
+    }
+
+    /// Starts the container in the background: `monitor` (the caller's own binary,
+    /// running [`Containers::run`] for this container) is detached into its own session
+    /// with its output in `ctr.log`; returns once the runtime reports it running, or
+    /// it has already exited.
+    pub fn start(
+        &self,
+        c: &ContainerRecord,
+        runtime: &Runtime,
+        mut monitor: std::process::Command,
+    ) -> Result<()> {
+        if let Status::Running(_) = self.status(c, Some(runtime)) {
+            return Ok(());
+        }
+        let log_path = self.path(c).join("ctr.log");
+        let log =
+            fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+        let err = log.try_clone().map_err(io("duplicating the log file"))?;
+        let _ = fs::remove_file(self.path(c).join("state.json"));
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and has no preconditions.
+        unsafe {
+            monitor.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        monitor
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(io("starting the container's monitor"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.status(c, Some(runtime)) {
+                Status::Running(_) | Status::Exited(..) if self.state(c).started.is_some() => {
+                    return Ok(())
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        Err(RuntimeError::Failed {
+            runtime: runtime.name(),
+            action: "start".into(),
+            id: c.id.clone(),
+            detail: format!("not running after 10 s; see {}", log_path.display()),
+        })
+    }
+
+    /// Runs `args` inside the running container, with its environment plus `env`.
+    pub fn exec(
+        &self,
+        c: &ContainerRecord,
+        runtime: &Runtime,
+        overrides: &Overrides,
+    ) -> Result<i32> {
+        if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
+            return Err(RuntimeError::Invalid(format!(
+                "can only exec in a running container: {} is not running",
+                c.name
+            )));
+        }
+        let base = self.process(c)?;
+        let mut p = base.clone();
+        p.args = overrides.cmd.clone();
+        if p.args.is_empty() {
+            return Err(RuntimeError::Invalid("exec: give a command".into()));
+        }
+        p.env = base.env.clone();
+        for e in &overrides.env {
+            if let Some((k, _)) = e.split_once('=') {
+                p.env.retain(|have| !have.starts_with(&format!("{k}=")));
+                p.env.push(e.clone());
+            }
+        }
+        if let Some(w) = &overrides.workdir {
+            p.cwd = w.clone();
+        }
+        if let Some(u) = &overrides.user {
+            p.user = u.clone();
+        }
+        let spec = p.runtime_spec(&self.rootfs(c), &c.id[..12])?;
+        let process = spec.process().clone().unwrap_or_default();
+        let path = self.path(c).join(format!("exec-{}.json", names::new_id()));
+        let mut f = fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+        serde_json::to_writer(&mut f, &process)
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        f.flush()
+            .map_err(io(format!("writing {}", path.display())))?;
+        let code = runtime.exec(&c.id, &path);
+        let _ = fs::remove_file(&path);
+        code
+    }
+
+    /// Sends the stop signal (the image's, else SIGTERM), then SIGKILL after
+    /// `timeout`; waits for the process to be gone.
+    pub fn stop(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> Result<()> {
+        if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
+            return Ok(());
+        }
+        let signal = self
+            .process(c)?
+            .stop_signal
+            .unwrap_or_else(|| "SIGTERM".into());
+        let _ = runtime.kill(&c.id, signal.trim_start_matches("SIG"));
+        if !self.wait_stopped(c, runtime, timeout) {
+            let _ = runtime.kill(&c.id, "KILL");
+            self.wait_stopped(c, runtime, Duration::from_secs(10));
+        }
+        if matches!(runtime.state(&c.id)?, RuntimeState::Running(_)) {
+            return Err(RuntimeError::Failed {
+                runtime: runtime.name(),
+                action: "stop".into(),
+                id: c.id.clone(),
+                detail: "still running after SIGKILL".into(),
+            });
+        }
+        runtime.delete(&c.id, true)?;
+        let mut s = self.state(c);
+        if s.finished.is_none() {
+            s.finished = Some(crate::now());
+            s.exit_code.get_or_insert(137);
+            self.save_state(c, &s)?;
+        }
+        Ok(())
+    }
+
+    fn wait_stopped(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !matches!(runtime.state(&c.id), Ok(RuntimeState::Running(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Removes the container: refused while it runs unless `force` (then it is
+    /// killed first). Its files go, then its record.
+    pub fn remove(
+        &self,
+        c: &ContainerRecord,
+        runtime: Option<&Runtime>,
+        force: bool,
+    ) -> Result<()> {
+        if let Status::Running(_) = self.status(c, runtime) {
+            match (force, runtime) {
+                (true, Some(r)) => self.stop(c, r, Duration::ZERO)?,
+                _ => return Err(RuntimeError::Running(c.id.clone())),
+            }
+        }
+        if let Some(r) = runtime {
+            r.delete(&c.id, true)?;
+        }
+        berth_rootfs::remove_all(&self.path(c))?;
+        self.store.remove_container(&c.id)?;
+        Ok(())
+    }
+
+    /// The whole file system as a tar (`export`).
+    pub fn export(&self, c: &ContainerRecord, out: impl Write) -> Result<()> {
+        berth_rootfs::export(&self.rootfs(c), out, &berth_rootfs::DiffOptions::default())?;
+        Ok(())
+    }
+
+    /// A new image: the container's image plus one layer of what changed in its file
+    /// system since it was made (whiteouts for what went). Returns the image ID.
+    pub fn commit(&self, c: &ContainerRecord, opts: &crate::ImageOptions) -> Result<Digest> {
+        let base = self.store.find(&c.image.to_string())?;
+        let snapshot = Snapshot::load(&self.path(c).join("base.snapshot"))?;
+        // The diff goes to a file first: packing reads it as a stream afterwards.
+        let mut tar = tempfile::tempfile_in(self.path(c)).map_err(io("creating a scratch file"))?;
+        berth_rootfs::diff(
+            &self.rootfs(c),
+            &snapshot,
+            std::io::BufWriter::with_capacity(1 << 20, &mut tar),
+            &berth_rootfs::DiffOptions::default(),
+        )?;
+        use std::io::Seek;
+        tar.seek(std::io::SeekFrom::Start(0))
+            .map_err(io("rewinding the scratch file"))?;
+        crate::image::add_layer(
+            &self.store,
+            Some(&base),
+            std::io::BufReader::with_capacity(1 << 20, tar),
+            opts,
+        )
+    }
+}

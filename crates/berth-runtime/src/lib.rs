@@ -1,0 +1,82 @@
+//! Containers made from the images of the local store: their root file systems
+//! (layers applied vfs-style into a folder of their own, berth-rootfs), their
+//! processes under an OCI runtime found on the system (runc or crun, as podman uses
+//! them), and images made from them again (`commit`, and `import` of a tar).
+//!
+//! Where things are, under the store's root:
+//! - `containers/<id>/rootfs/`: the container's file system;
+//! - `containers/<id>/base.snapshot`: the state of `rootfs` as the image left it, what
+//!   `commit` diffs against;
+//! - `containers/<id>/config.json`: the OCI runtime bundle's config, written before
+//!   each start from the image config and the create options;
+//! - `containers/<id>/state.json`: when it last started and finished, its exit code;
+//! - `containers/<id>/ctr.log`: the output of a detached container;
+//! - `runtime/`: the OCI runtime's own state (`runc --root`).
+//!
+//! The store's `containers` table holds the record (name, image, what to run), so an
+//! image a container uses cannot be removed under it.
+
+mod container;
+mod image;
+mod names;
+mod oci;
+mod spec;
+mod users;
+
+pub use container::{Containers, CreateOptions, Status};
+pub use image::{
+    add_layer, apply_changes, apply_instruction, command, default_shell, empty_config, import,
+    store_image, store_layer, ImageOptions,
+};
+pub use oci::Runtime;
+pub use spec::{Overrides, Process};
+pub use users::{resolve as resolve_user, Ids};
+
+use berth_transport::TransportError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] TransportError),
+    #[error(transparent)]
+    Rootfs(#[from] berth_rootfs::RootfsError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No runtime, or no privilege to use one: says what is missing.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{runtime} {action} {id}: {detail}")]
+    Failed {
+        runtime: String,
+        action: String,
+        id: String,
+        detail: String,
+    },
+    #[error("cannot remove container {0} as it is running - running or paused containers cannot be removed without force: container state improper")]
+    Running(String),
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Io { context, source }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 with nanoseconds, as configs write `created`.
+pub(crate) fn rfc3339_now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}

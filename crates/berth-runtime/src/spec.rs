@@ -1,0 +1,219 @@
+//! What a container runs, from its image's config and the create options (Docker's
+//! rules: `--entrypoint` replaces the image's and drops its Cmd; a command replaces
+//! Cmd; `-e` adds to or overrides Env), and the OCI runtime `config.json` for it.
+
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceType, ProcessBuilder, Spec, UserBuilder};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::users;
+use crate::{Result, RuntimeError};
+
+/// What a container runs; kept with its record in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// As the image or `-u` says it: resolved in the container's /etc/passwd at start.
+    pub user: String,
+    pub stop_signal: Option<String>,
+}
+
+/// The PATH a container gets when its image sets none (podman's default).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Overrides given on the command line (`create`/`run`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--entrypoint`: replaces the image's; an empty list clears it.
+    pub entrypoint: Option<Vec<String>>,
+    /// The command after the image name: replaces the image's Cmd.
+    pub cmd: Vec<String>,
+    /// `-e K=V` (or `-e K`, taken from berth's own environment).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Process {
+    /// From an image config (`config` member, Docker or OCI) and the overrides.
+    pub fn from_image(config: &Value, o: &Overrides) -> Result<Process> {
+        let run = &config["config"];
+        let list = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let entrypoint = o
+            .entrypoint
+            .clone()
+            .unwrap_or_else(|| list(&run["Entrypoint"]));
+        let cmd = match (o.cmd.is_empty(), o.entrypoint.is_some()) {
+            (false, _) => o.cmd.clone(),
+            (true, true) => Vec::new(),
+            (true, false) => list(&run["Cmd"]),
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(RuntimeError::Invalid(
+                "no command or entrypoint provided, and no CMD or ENTRYPOINT from image".into(),
+            ));
+        }
+        let mut env = list(&run["Env"]);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        for e in &o.env {
+            let (key, value) = match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => match std::env::var(e) {
+                    Ok(v) => (e.clone(), v),
+                    Err(_) => continue,
+                },
+            };
+            env.retain(|have| have.split_once('=').map_or(have.as_str(), |(k, _)| k) != key);
+            env.push(format!("{key}={value}"));
+        }
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        Ok(Process {
+            args,
+            env,
+            cwd: o
+                .workdir
+                .clone()
+                .or_else(|| text(&run["WorkingDir"]))
+                .unwrap_or_else(|| "/".into()),
+            user: o
+                .user
+                .clone()
+                .or_else(|| text(&run["User"]))
+                .unwrap_or_default(),
+            stop_signal: text(&run["StopSignal"]),
+        })
+    }
+
+    /// The runtime config for a bundle whose root file system is `rootfs`: runc's
+    /// defaults (namespaces, mounts, capabilities) with the host's network, as podman's
+    /// `--network host`.
+    pub fn runtime_spec(&self, rootfs: &Path, hostname: &str) -> Result<Spec> {
+        let ids = users::resolve(rootfs, &self.user)?;
+        let bad = |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("runtime config: {e}"));
+        let user = UserBuilder::default()
+            .uid(ids.uid)
+            .gid(ids.gid)
+            .build()
+            .map_err(bad)?;
+        let mut spec = Spec::default();
+        let defaults = spec.process().clone().unwrap_or_default();
+        let process = ProcessBuilder::default()
+            .terminal(false)
+            .args(self.args.clone())
+            .env(self.env.clone())
+            .cwd(self.cwd.clone())
+            .user(user)
+            .capabilities(defaults.capabilities().clone().unwrap_or_default())
+            .rlimits(defaults.rlimits().clone().unwrap_or_default())
+            .no_new_privileges(false)
+            .build()
+            .map_err(bad)?;
+        spec.set_process(Some(process));
+        let mut root = spec.root().clone().unwrap_or_default();
+        root.set_path(rootfs.to_path_buf());
+        root.set_readonly(Some(false));
+        spec.set_root(Some(root));
+        spec.set_hostname(Some(hostname.to_string()));
+        if let Some(linux) = spec.linux_mut() {
+            if let Some(ns) = linux.namespaces().clone() {
+                let kept = ns
+                    .into_iter()
+                    .filter(|n| n.typ() != LinuxNamespaceType::Network)
+                    .collect();
+                linux.set_namespaces(Some(kept));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn image() -> Value {
+        json!({"config": {
+            "Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["A=1", "PATH=/bin"],
+            "WorkingDir": "/srv", "User": "1000:1000", "StopSignal": "SIGINT"
+        }})
+    }
+
+    #[test]
+    fn docker_rules_for_overrides() {
+        let p = Process::from_image(&image(), &Overrides::default()).unwrap();
+        assert_eq!(p.args, ["/bin/app", "--serve"]);
+        assert_eq!(p.cwd, "/srv");
+        assert_eq!(p.user, "1000:1000");
+        let p = Process::from_image(
+            &image(),
+            &Overrides {
+                cmd: vec!["--once".into()],
+                env: vec!["A=2".into(), "B=3".into()],
+                workdir: Some("/tmp".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.args, ["/bin/app", "--once"]);
+        assert_eq!(p.env, ["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(p.cwd, "/tmp");
+        let p = Process::from_image(
+            &image(),
+            &Overrides {
+                entrypoint: Some(vec!["/bin/sh".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            p.args,
+            ["/bin/sh"],
+            "a new entrypoint drops the image's Cmd"
+        );
+        assert!(Process::from_image(&json!({}), &Overrides::default()).is_err());
+        let p = Process::from_image(
+            &json!({}),
+            &Overrides {
+                cmd: vec!["true".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(p.env[0].starts_with("PATH="), "a default PATH");
+    }
+
+    #[test]
+    fn runtime_config_shares_the_host_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Process::from_image(&image(), &Overrides::default()).unwrap();
+        let spec = p.runtime_spec(dir.path(), "abc").unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["process"]["args"], json!(["/bin/app", "--serve"]));
+        assert_eq!(v["process"]["user"]["uid"], 1000);
+        assert_eq!(v["process"]["cwd"], "/srv");
+        let ns: Vec<&str> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        assert!(!ns.contains(&"network") && ns.contains(&"pid"), "{ns:?}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `USER` as images give it (`name`, `uid`, `name:group`, `uid:gid`) resolved to
+//! numbers through the container's own `/etc/passwd` and `/etc/group`, as podman
+//! does: a runtime takes numbers only.
+
+use std::path::Path;
+
+use crate::{Result, RuntimeError};
+
+/// The numbers a process runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Resolves `user` inside `rootfs`. Empty is root. A name the container does not know
+/// is an error naming the file that was searched.
+pub fn resolve(rootfs: &Path, user: &str) -> Result<Ids> {
+    if user.is_empty() {
+        return Ok(Ids { uid: 0, gid: 0 });
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = read(rootfs, "etc/passwd");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (
+            n,
+            lookup(&passwd, |f| f[2] == u).and_then(|f| f[3].parse().ok()),
+        ),
+        Err(_) => {
+            let f = lookup(&passwd, |f| f[0] == u).ok_or_else(|| {
+                RuntimeError::Invalid(format!(
+                    "unable to find user {u}: no matching entries in passwd file"
+                ))
+            })?;
+            (
+                f[2].parse()
+                    .map_err(|_| RuntimeError::Invalid(format!("/etc/passwd: bad uid for {u}")))?,
+                f[3].parse().ok(),
+            )
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let group = read(rootfs, "etc/group");
+                lookup(&group, |f| f[0] == g)
+                    .and_then(|f| f[2].parse().ok())
+                    .ok_or_else(|| {
+                        RuntimeError::Invalid(format!(
+                            "unable to find group {g}: no matching entries in group file"
+                        ))
+                    })?
+            }
+        },
+    };
+    Ok(Ids { uid, gid })
+}
+
+fn read(rootfs: &Path, rel: &str) -> String {
+    // A link out of the root is not followed: the file is read only when regular.
+    let path = rootfs.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => std::fs::read_to_string(&path).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The first line of a colon file with at least four fields matching `pred`.
+fn lookup<'a>(text: &'a str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && pred(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let r = |u| resolve(dir.path(), u).map(|i| (i.uid, i.gid)).ok();
+        assert_eq!(r(""), Some((0, 0)));
+        assert_eq!(r("app"), Some((1000, 1001)));
+        assert_eq!(r("app:staff"), Some((1000, 50)));
+        assert_eq!(r("1000"), Some((1000, 1001)));
+        assert_eq!(r("1234:5"), Some((1234, 5)));
+        assert_eq!(r("nobody"), None);
+        assert_eq!(r("app:nogroup"), None);
+    }
+}

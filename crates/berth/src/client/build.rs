@@ -1,0 +1,109 @@
+//! `berth build`: podman build's flags over berth-build; step lines on stderr, the
+//! image ID on stdout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use berth_build::{Bases, BuildOptions};
+use berth_image::Platform;
+use berth_transport::local::{Image, LocalStore};
+use clap::Args;
+
+use super::local::{open_store, qualify};
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The Containerfile [default: Containerfile, else Dockerfile, in the context]
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Name for the image; repeatable
+    #[arg(long, short = 't', value_name = "NAME")]
+    tag: Vec<String>,
+    /// A build argument, K=V; repeatable
+    #[arg(long, value_name = "K=V")]
+    build_arg: Vec<String>,
+    /// Build up to this stage
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Image format: oci or docker (docker keeps HEALTHCHECK, SHELL, ONBUILD)
+    #[arg(long, default_value = "oci", value_parser = ["oci", "docker"])]
+    format: String,
+    /// Run every step, ignoring the cache
+    #[arg(long)]
+    no_cache: bool,
+    /// OS/ARCH[/VARIANT] of the image (and of FROM images)
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// OCI runtime for RUN: a name on PATH or a path [default: crun, else runc]
+    #[arg(long, value_name = "RUNTIME")]
+    runtime: Option<String>,
+    /// Fixed created time and file times (seconds since the epoch): reproducible
+    #[arg(long, value_name = "SECONDS")]
+    timestamp: Option<i64>,
+    /// Print nothing but the image ID
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// The build context
+    #[arg(default_value = ".")]
+    context: PathBuf,
+}
+
+/// FROM images: from the store, pulled when missing.
+struct Pulling;
+
+impl Bases for Pulling {
+    fn image(
+        &self,
+        store: &Arc<LocalStore>,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<Image, String> {
+        super::local::pull::ensure(store, name, platform).map_err(|e| format!("{e:#}"))
+    }
+}
+
+pub fn run(a: BuildArgs) -> anyhow::Result<()> {
+    if !a.context.is_dir() {
+        bail!("build context {}: not a folder", a.context.display());
+    }
+    let build_args = a
+        .build_arg
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => std::env::var(kv)
+                .map(|v| (kv.clone(), v))
+                .with_context(|| format!("--build-arg {kv}: give K=V")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = BuildOptions {
+        context: a.context.clone(),
+        file: a.file.clone(),
+        tags: a
+            .tag
+            .iter()
+            .map(|t| qualify(t))
+            .collect::<anyhow::Result<_>>()?,
+        build_args,
+        target: a.target.clone(),
+        docker_format: a.format == "docker",
+        no_cache: a.no_cache,
+        platform: a
+            .platform
+            .as_deref()
+            .map(|p| super::local::pull::platform(Some(p)))
+            .transpose()?,
+        runtime: a.runtime.clone(),
+        timestamp: a.timestamp,
+    };
+    let quiet = a.quiet;
+    let mut log = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let built = berth_build::build(open_store()?, &opts, &Pulling, &mut log)?;
+    println!("{}", built.id.hex());
+    Ok(())
+}
