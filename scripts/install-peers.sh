@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the peer programs that berth's interop tests and benchmarks run
 # against (Debian packages): podman, skopeo, buildah, docker-registry
-# (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils), and
-# newuidmap (uidmap). Does nothing for what is already installed.
+# (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils),
+# newuidmap (uidmap) and runc (the OCI runtime berth's containers run under).
+# Does nothing for what is already installed.
 # Also makes sure /etc/containers/policy.json exists.
 #
 # Usage: scripts/install-peers.sh   (as root when something is missing)
@@ -20,8 +21,9 @@ declare -A package_of=(
   [wrk]=wrk
   [ab]=apache2-utils
   [newuidmap]=uidmap
+  [runc]=runc
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc)
 
 have() {
   if [[ $1 == busybox ]]; then

@@ -28,15 +28,15 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-/// One timed run of a copying process.
-struct Run {
-    seconds: f64,
-    peak_rss_mib: f64,
+/// One timed run of a process: wall time from spawn to exit, and its peak RSS.
+pub(crate) struct Run {
+    pub(crate) seconds: f64,
+    pub(crate) peak_rss_mib: f64,
 }
 
 /// The tools compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tool {
+pub(crate) enum Tool {
     Berth,
     Skopeo,
 }
@@ -53,8 +53,20 @@ impl Tool {
 /// An OCI layout holding one image of `LAYERS` gzip layers, `total` bytes in all,
 /// cached in `data_dir`. Layers are gzip with stored (uncompressed) blocks: real gzip
 /// that costs nothing to make, so that no tool decides to compress it again.
-pub fn image_layout(data_dir: &Path, total: u64) -> Result<PathBuf> {
-    let dir = data_dir.join(format!("layout-{}m", total / MIB));
+pub(crate) fn image_layout(data_dir: &Path, total: u64) -> Result<PathBuf> {
+    layout(data_dir, total, false)
+}
+
+/// [`image_layout`] with every layer a real tar (one file of the random bytes), for
+/// tools that unpack layers (podman's storage): the raw layers of the copy benchmark
+/// are not tars, so podman could not apply them. Cached apart from the raw one.
+pub(crate) fn tar_image_layout(data_dir: &Path, total: u64) -> Result<PathBuf> {
+    layout(data_dir, total, true)
+}
+
+fn layout(data_dir: &Path, total: u64, tar: bool) -> Result<PathBuf> {
+    let suffix = if tar { "-tar" } else { "" };
+    let dir = data_dir.join(format!("layout-{}m{suffix}", total / MIB));
     if dir.join("index.json").is_file() {
         return Ok(dir);
     }
@@ -76,10 +88,22 @@ pub fn image_layout(data_dir: &Path, total: u64) -> Result<PathBuf> {
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::none());
             let mut rng = XorShift::new(0xC0_FFEE + i);
             let mut buf = vec![0u8; MIB as usize];
-            for _ in 0..(total / LAYERS / MIB) {
+            let mibs = total / LAYERS / MIB;
+            if tar {
+                let header = crate::local::ustar_header(&format!("data-{i}"), mibs * MIB)?;
+                uncompressed.update(header);
+                gz.write_all(&header)?;
+            }
+            for _ in 0..mibs {
                 rng.fill(&mut buf);
                 uncompressed.update(&buf);
                 gz.write_all(&buf)?;
+            }
+            if tar {
+                // The file is whole 512-byte blocks: no padding, just the end marker.
+                let end = [0u8; 1024];
+                uncompressed.update(end);
+                gz.write_all(&end)?;
             }
             gz.finish()?.flush()?;
         }
@@ -138,7 +162,7 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
 }
 
 /// Runs one copy with `tool` and measures it.
-fn run_copy(env: &Env, tool: Tool, from: &str, to: &str, home: &Path) -> Result<Run> {
+pub(crate) fn run_copy(env: &Env, tool: Tool, from: &str, to: &str, home: &Path) -> Result<Run> {
     run_tool(env, tool, "copy", &["--quiet", from, to], home)
 }
 
@@ -167,21 +191,29 @@ fn run_tool(env: &Env, tool: Tool, sub: &str, args: &[&str], home: &Path) -> Res
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
+    timed(
+        &mut cmd,
+        &log,
+        &format!("{} {sub} {}", tool.name(), args.join(" ")),
+        "install skopeo: apt-get install -y skopeo",
+    )
+}
+
+/// Spawns `cmd` (stdin, stdout and stderr already set up; the output going to `log`)
+/// and waits for it: wall time from just before the spawn to the exit, peak RSS from
+/// `wait4`. A non-zero exit is an error quoting the last line of `log`; `hint` says
+/// what to do when the program cannot be started at all.
+pub(crate) fn timed(cmd: &mut Command, log: &Path, what: &str, hint: &str) -> Result<Run> {
     let t0 = Instant::now();
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "starting {} (install skopeo: apt-get install -y skopeo)",
-            tool.name()
-        )
-    })?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {what} ({hint})"))?;
     let (status, rss_kib) = wait4(child.id())?;
     let seconds = t0.elapsed().as_secs_f64();
     if status != 0 {
-        let text = fs::read_to_string(&log).unwrap_or_default();
+        let text = fs::read_to_string(log).unwrap_or_default();
         bail!(
-            "{} {sub} {} failed ({status}): {}",
-            tool.name(),
-            args.join(" "),
+            "{what} failed ({status}): {}",
             text.lines().last().unwrap_or("")
         );
     }

@@ -7,6 +7,7 @@ mod client;
 mod data;
 mod http;
 mod load;
+mod local;
 mod report;
 mod server;
 mod transfer;
@@ -46,7 +47,8 @@ const BG_WARN_CORES: f64 = 0.3;
     about = "Benchmark berth against docker-registry (distribution) side by side, on 127.0.0.1",
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
-push_4g_peak_rss_mib, startup_10k_tags_ms. The table goes to stdout, progress to stderr. \
+push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, local_pull_1g, local_images_1000, \
+local_rmi_1000 (the local_* phases need podman). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
 struct Args {
@@ -62,7 +64,7 @@ struct Args {
     /// Seconds of each load phase [default: 10, 3 with --quick]
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
-    /// Smoke run: 1 rep, 3 s loads, 256 MiB / 1 GiB blobs, 1000 tags
+    /// Smoke run: 1 rep, 3 s loads, 256 MiB / 1 GiB blobs, 1000 tags, 100 local images
     #[arg(long)]
     quick: bool,
     /// Work directory: cached test data, prepared roots, scratch storage, logs
@@ -124,6 +126,15 @@ const PHASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("sync_200", &["sync_200_images_per_s"]),
+    (
+        "local_pull_1g",
+        &["local_pull_1g_MBps", "local_pull_1g_peak_rss_mib"],
+    ),
+    ("local_images_1000", &["local_images_1000_ms"]),
+    (
+        "local_rmi_1000",
+        &["local_rmi_1000_ms", "local_prune_1000_ms"],
+    ),
 ];
 
 struct Config {
@@ -139,6 +150,8 @@ struct Config {
     /// Blob size of push_4g.
     huge_size: u64,
     tags: usize,
+    /// Images in the local stores of local_images_1000 and local_rmi_1000.
+    local_images: usize,
     phases: BTreeSet<&'static str>,
 }
 
@@ -217,6 +230,7 @@ impl Config {
             big_size: if a.quick { 256 * MIB } else { GIB },
             huge_size: if a.quick { GIB } else { 4 * GIB },
             tags: if a.quick { 1000 } else { 10_000 },
+            local_images: if a.quick { 100 } else { 1000 },
             phases,
         })
     }
@@ -390,6 +404,24 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         client::sync_phase(&env, table, &source, SMALL_IMAGES, cfg.reps)?;
         background(table, "sync_200", m);
     }
+    if cfg.wants("local_pull_1g") {
+        let m = CpuMark::now();
+        local::pull_phase(&env, table, &data_dir, cfg.big_size, cfg.reps)?;
+        background(table, "local_pull_1g", m);
+    }
+    if cfg.wants("local_images_1000") || cfg.wants("local_rmi_1000") {
+        let stores = local::Stores::new(&env, &cfg.workdir, cfg.local_images)?;
+        if cfg.wants("local_images_1000") {
+            let m = CpuMark::now();
+            local::images_phase(&stores, table, cfg.reps)?;
+            background(table, "local_images_1000", m);
+        }
+        if cfg.wants("local_rmi_1000") {
+            let m = CpuMark::now();
+            local::rmi_phase(&stores, table, cfg.reps)?;
+            background(table, "local_rmi_1000", m);
+        }
+    }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();
         push_4g_phase(cfg, &env, table).await?;
@@ -417,7 +449,7 @@ fn version(bin: &Path) -> Result<String> {
         .to_string())
 }
 
-fn sync() {
+pub(crate) fn sync() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
 }
@@ -1037,6 +1069,16 @@ mod tests {
             ["blob_head_rps", "push_1g"]
         );
         assert_eq!((c.reps, c.duration.as_secs(), c.tags), (1, 3, 1000));
+        assert_eq!(c.local_images, 100);
+        assert_eq!(
+            parse("local_prune_1000_ms")
+                .unwrap()
+                .phases
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            ["local_rmi_1000"]
+        );
         assert_eq!((c.big_size, c.huge_size), (256 * MIB, GIB));
         assert_eq!(parse("").unwrap().phases.len(), PHASES.len());
         assert!(parse("nope").is_err());

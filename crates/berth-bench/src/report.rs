@@ -10,6 +10,10 @@ pub enum Target {
     AtMost(f64),
     /// berth's value must be below this.
     Below(f64),
+    /// A time: the other tool's / berth's must be at least `by` (berth that many times
+    /// faster), and berth's value below `below` when set. The ratio column stays
+    /// berth / other, so it reads 1/`by` or less.
+    Faster { by: f64, below: Option<f64> },
     /// Reported for information.
     Info,
 }
@@ -20,6 +24,8 @@ impl Target {
             Target::RatioAtLeast(r) => format!("ratio >= {r}"),
             Target::AtMost(v) => format!("berth <= {v}"),
             Target::Below(v) => format!("berth < {v}"),
+            Target::Faster { by, below: None } => format!("berth ≥ {by}x faster"),
+            Target::Faster { by, below: Some(v) } => format!("berth < {v}, ≥ {by}x faster"),
             Target::Info => "-".into(),
         }
     }
@@ -29,6 +35,10 @@ impl Target {
             Target::RatioAtLeast(r) => ratio.map(|x| x >= r),
             Target::AtMost(v) => Some(berth <= v),
             Target::Below(v) => Some(berth < v),
+            Target::Faster { by, below } => {
+                let fast = ratio.map(|x| x > 0.0 && 1.0 / x >= by)?;
+                Some(fast && below.is_none_or(|v| berth < v))
+            }
             Target::Info => None,
         }
     }
@@ -76,6 +86,33 @@ const ROWS: &[(&str, &str, Target)] = &[
         "sync_200_images_per_s",
         "images/s",
         Target::RatioAtLeast(3.0),
+    ),
+    // Both columns local image stores: berth / podman 4.3.1 (vfs).
+    ("local_pull_1g_MBps", "MB/s", Target::RatioAtLeast(2.0)),
+    ("local_pull_1g_peak_rss_mib", "MiB", Target::Info),
+    (
+        "local_images_1000_ms",
+        "ms",
+        Target::Faster {
+            by: 5.0,
+            below: Some(50.0),
+        },
+    ),
+    (
+        "local_rmi_1000_ms",
+        "ms",
+        Target::Faster {
+            by: 5.0,
+            below: None,
+        },
+    ),
+    (
+        "local_prune_1000_ms",
+        "ms",
+        Target::Faster {
+            by: 5.0,
+            below: None,
+        },
     ),
 ];
 
@@ -251,5 +288,18 @@ mod tests {
         assert!(md.contains("FAIL (ERR)"));
         assert!(md.contains("blob_get_MBps: berth: boom"));
         assert!(!md.contains("startup_10k_tags_ms"));
+        let mut t = Table::new();
+        t.add("local_images_1000_ms", true, 20.0);
+        t.add("local_images_1000_ms", false, 200.0);
+        t.add("local_rmi_1000_ms", true, 100.0);
+        t.add("local_rmi_1000_ms", false, 300.0);
+        let md = t.markdown();
+        assert!(md.contains("| local_images_1000_ms | ms | 20.0 | 200 | 0.100x | berth < 50, ≥ 5x faster | PASS |"), "{md}");
+        assert!(
+            md.contains(
+                "| local_rmi_1000_ms | ms | 100 | 300 | 0.333x | berth ≥ 5x faster | FAIL |"
+            ),
+            "{md}"
+        );
     }
 }

@@ -155,6 +155,7 @@ impl Builder<'_> {
             })?;
             self.say(&stage.text);
             let mut state = self.from(&base, &done, stage.line)?;
+            default_path(&mut state.config);
             let mut rootfs: Option<Rootfs> = None;
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
             for i in &stage.instructions {
@@ -726,6 +727,26 @@ impl Builder<'_> {
 
 fn other(e: impl std::fmt::Display) -> BuildError {
     BuildError::Other(e.to_string())
+}
+
+/// buildah gives a stage whose base sets no PATH the default one, after what Env
+/// already holds.
+fn default_path(config: &mut Value) {
+    const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let env = &mut config["config"]["Env"];
+    let has = env.as_array().is_some_and(|e| {
+        e.iter()
+            .any(|v| v.as_str().is_some_and(|s| s.starts_with("PATH=")))
+    });
+    if !has {
+        match env.as_array_mut() {
+            Some(list) => list.push(json!(PATH)),
+            None => *env = json!([PATH]),
+        }
+    }
 }
 
 /// `.containerignore`, else `.dockerignore`, of the context.

@@ -7,6 +7,7 @@
 use std::io::{self, Read};
 
 use crate::error::RootfsError;
+use crate::xattr::Xattrs;
 
 /// The largest PAX, GNU long-name or long-link payload accepted.
 pub(crate) const MAX_EXTENSION: u64 = 1 << 20;
@@ -42,7 +43,7 @@ pub(crate) struct Header {
     pub dev_major: u32,
     pub dev_minor: u32,
     /// `SCHILY.xattr.NAME` records, in the order they came.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
 }
 
 pub(crate) struct TarReader<R> {
@@ -70,7 +71,7 @@ impl<R: Read> TarReader<R> {
     /// The next entry, skipping the unread data of the previous one; `None` at the end
     /// of the archive (a zero block, or a clean end of the stream).
     pub fn next(&mut self) -> Result<Option<Header>, RootfsError> {
-        let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut pax: Xattrs = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut pending_extension = false;
@@ -316,7 +317,7 @@ fn parse_header(block: &[u8; 512], typeflag: u8) -> Result<Header, RootfsError> 
 }
 
 /// `LEN KEY=VALUE\n` records.
-fn parse_pax(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RootfsError> {
+fn parse_pax(mut data: &[u8]) -> Result<Xattrs, RootfsError> {
     let mut out = Vec::new();
     while !data.is_empty() {
         if data.iter().all(|b| *b == 0) {

@@ -10,7 +10,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{errno, RootfsError};
 use crate::snapshot::{EntryKind, EntryState};
-use crate::xattr;
+use crate::xattr::{self, Xattrs};
 
 /// Opens a directory of the tree for reading its entries.
 pub(crate) fn open_dir_at(
@@ -35,7 +35,7 @@ pub(crate) fn state_at(
     dir: BorrowedFd<'_>,
     name: &[u8],
     shown: &Path,
-) -> Result<(EntryState, Vec<(Vec<u8>, Vec<u8>)>), RootfsError> {
+) -> Result<(EntryState, Xattrs), RootfsError> {
     let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| RootfsError::io(shown, "stat", errno(e)))?;
     let kind = match FileType::from_raw_mode(st.st_mode) {

@@ -9,6 +9,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use rustix::fs::{self as rfs, XattrFlags};
 use rustix::io::Errno;
 
+/// Extended attributes as (name, value) pairs.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The path of `name` in `dir` for the `l*xattr` calls.
 fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
@@ -43,7 +46,7 @@ pub(crate) fn set_at(
 }
 
 /// All attributes of `name` in `dir`, sorted by name; empty where unsupported.
-pub(crate) fn list_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+pub(crate) fn list_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Xattrs, Errno> {
     let path = proc_path(dir, name);
     let mut buf = vec![0u8; 1024];
     let n = loop {

@@ -35,12 +35,21 @@ pub enum Status {
     Exited(i32, i64),
 }
 
+/// Whether process `pid` exists.
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
 /// `state.json`: what berth saw of the container's process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     started: Option<i64>,
     finished: Option<i64>,
     exit_code: Option<i32>,
+    /// The process running it in the foreground (berth run, or the monitor).
+    #[serde(default)]
+    monitor: Option<u32>,
 }
 
 pub struct Containers {
@@ -174,6 +183,8 @@ impl Containers {
             (Some(_), Some(f)) => Status::Exited(s.exit_code.unwrap_or(0), f),
             (Some(started), None) => match runtime.map(|r| r.state(&c.id)) {
                 Some(Ok(RuntimeState::Running(_))) => Status::Running(started),
+                // Starting: the runtime does not know it yet, its monitor lives.
+                _ if s.monitor.is_some_and(alive) => Status::Running(started),
                 // Its monitor died with it (a reboot, a kill -9): it is not running.
                 _ => Status::Exited(s.exit_code.unwrap_or(-1), started),
             },
@@ -208,6 +219,7 @@ impl Containers {
             c,
             &State {
                 started: Some(crate::now()),
+                monitor: Some(std::process::id()),
                 ..State::default()
             },
         )?;
@@ -251,14 +263,15 @@ impl Containers {
             .stderr(err)
             .spawn()
             .map_err(io("starting the container's monitor"))?;
+        // Started when the runtime runs it, or it has already come and gone.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            match self.status(c, Some(runtime)) {
-                Status::Running(_) | Status::Exited(..) if self.state(c).started.is_some() => {
-                    return Ok(())
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
+            if self.state(c).finished.is_some()
+                || matches!(runtime.state(&c.id), Ok(RuntimeState::Running(_)))
+            {
+                return Ok(());
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
         Err(RuntimeError::Failed {
             runtime: runtime.name(),

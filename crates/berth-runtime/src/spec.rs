@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxNamespaceType, ProcessBuilder, Spec, UserBuilder};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxNamespaceType, ProcessBuilder, Spec,
+    UserBuilder,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -119,7 +122,7 @@ impl Process {
             .env(self.env.clone())
             .cwd(self.cwd.clone())
             .user(user)
-            .capabilities(defaults.capabilities().clone().unwrap_or_default())
+            .capabilities(podman_capabilities())
             .rlimits(defaults.rlimits().clone().unwrap_or_default())
             .no_new_privileges(false)
             .build()
@@ -141,6 +144,33 @@ impl Process {
         }
         Ok(spec)
     }
+}
+
+/// The capabilities podman gives a container by default (containers.conf's
+/// `default_capabilities`): enough for package managers and `adduser`, far from all.
+fn podman_capabilities() -> LinuxCapabilities {
+    let set: Capabilities = [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fowner,
+        Capability::Fsetid,
+        Capability::Kill,
+        Capability::NetBindService,
+        Capability::Setfcap,
+        Capability::Setgid,
+        Capability::Setpcap,
+        Capability::Setuid,
+        Capability::SysChroot,
+    ]
+    .into_iter()
+    .collect();
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    caps.set_inheritable(None);
+    caps.set_ambient(None);
+    caps
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ fn read(rootfs: &Path, rel: &str) -> String {
 }
 
 /// The first line of a colon file with at least four fields matching `pred`.
-fn lookup<'a>(text: &'a str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn lookup(text: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && pred(f))

@@ -327,7 +327,7 @@ pub fn stop(a: StopArgs) -> anyhow::Result<()> {
 }
 
 pub fn rm(a: RmArgs) -> anyhow::Result<()> {
-    if a.all == !a.containers.is_empty() && a.all {
+    if a.all && !a.containers.is_empty() {
         bail!("--all removes every container; give no names with it");
     }
     let c = containers()?;

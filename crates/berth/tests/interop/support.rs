@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const INSTALL_HINT: &str = "install podman skopeo buildah docker-registry busybox-static \
-     (apt-get install -y podman skopeo buildah docker-registry busybox-static curl uidmap, \
+pub const INSTALL_HINT: &str = "install podman skopeo buildah docker-registry busybox-static runc \
+     (apt-get install -y podman skopeo buildah docker-registry busybox-static curl uidmap runc, \
      or run scripts/install-peers.sh as root)";
 
 /// What a registry client sends in `Accept` when it fetches a manifest.

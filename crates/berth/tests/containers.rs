@@ -1,0 +1,722 @@
+//! Containers, builds, export and import, against the real peers: `berth build` of
+//! real Containerfiles gives the config buildah gives and images that run under runc;
+//! containers go through create, start, exec, stop, commit and rm; export -> import
+//! keeps every file, mode, owner and link, both ways with podman; hostile layers are
+//! refused without a byte written outside the root.
+//!
+//! Run with `cargo test -p berth --test containers` (as root: containers need it).
+
+#[path = "interop/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+
+use serde_json::Value;
+use support::*;
+
+const BUILDAH: &str = "buildah";
+const PODMAN: &str = "podman";
+const RUNC: &str = "runc";
+
+/// A berth registry holding busybox as `{reg}/test/busybox:v1`, marked insecure in
+/// registries.conf so that FROM (berth and buildah) can pull it.
+fn registry_with_busybox(ctx: &mut Ctx) -> (String, String) {
+    let reg = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let image = busybox_with_applets(ctx, "localhost/test/busybox:v1");
+    let remote = format!("{reg}/test/busybox:v1");
+    ctx.buildah(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        &image,
+        &format!("docker://{remote}"),
+    ])
+    .run();
+    fs::write(
+        ctx.path("registries.conf"),
+        format!("[[registry]]\nlocation = \"{reg}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    (reg, remote)
+}
+
+/// A busybox image with its applets linked in /bin (sh, mkdir, ls, …) and an
+/// /etc/passwd, so that shell-form RUN and USER names work.
+fn busybox_with_applets(ctx: &Ctx, image: &str) -> String {
+    let root = ctx.path("busybox-root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let [pf, pv] = ctx.policy_args();
+    let ctr = ctx
+        .buildah(&["from", &pf, &pv, "scratch"])
+        .run()
+        .last_line();
+    ctx.buildah(&["copy", &ctr, &root.display().to_string(), "/"])
+        .run();
+    ctx.buildah(&["config", "--cmd", r#"["/bin/sh"]"#, &ctr])
+        .run();
+    ctx.buildah(&["commit", &pf, &pv, &ctr, image]).run();
+    ctx.buildah(&["rm", &ctr]).run();
+    image.to_string()
+}
+
+/// The run-config fields builds are compared on (buildah's own label left out).
+fn config_fields(inspect: &Value) -> BTreeMap<String, Value> {
+    let config = &inspect[0]["Config"];
+    let mut out = BTreeMap::new();
+    for key in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "Labels",
+        "ExposedPorts",
+        "WorkingDir",
+        "User",
+    ] {
+        let mut v = config[key].clone();
+        if key == "Labels" {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("io.buildah.version");
+            }
+        }
+        out.insert(key.to_string(), v);
+    }
+    out
+}
+
+#[test]
+fn build_matches_buildah_and_runs() {
+    let mut ctx = Ctx::new("build", &[BUILDAH, PODMAN, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    let dir = ctx.path("context");
+    fs::create_dir_all(dir.join("lib")).unwrap();
+    fs::write(dir.join("app.py"), "print('hi')\n").unwrap();
+    fs::write(dir.join("lib/util.py"), "X = 1\n").unwrap();
+    fs::write(dir.join("secret.txt"), "never copied\n").unwrap();
+    fs::write(dir.join(".containerignore"), "secret.txt\n").unwrap();
+    fs::write(
+        dir.join("Containerfile"),
+        format!(
+            "# a multi-stage build\n\
+             ARG BASE={busybox}\n\
+             FROM $BASE AS builder\n\
+             ARG GREETING=hello\n\
+             RUN mkdir -p /out && echo \"$GREETING from the builder\" > /out/greeting.txt\n\
+             RUN echo second > /out/here.txt\n\
+             \n\
+             FROM {busybox}\n\
+             ARG VERSION=1.0\n\
+             ENV APP_VERSION=$VERSION \\\n    APP_HOME=/srv\n\
+             LABEL org.example.version=\"$VERSION\" org.example.name=\"the app\"\n\
+             EXPOSE 8080 9090/udp\n\
+             WORKDIR /srv\n\
+             COPY --from=builder /out/ /srv/out/\n\
+             COPY app.py lib ./\n\
+             COPY --chmod=0600 app.py /srv/private.py\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"test ! -e /srv/secret.txt && echo app:x:1000:1000::/srv:/bin/sh >> /etc/passwd\"]\n\
+             USER app\n\
+             ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\"]\n\
+             CMD [\"cat /srv/out/greeting.txt; cat /srv/out/here.txt; id -u; echo $APP_VERSION\"]\n"
+        ),
+    )
+    .unwrap();
+    let context = dir.display().to_string();
+    let [pf, pv] = ctx.policy_args();
+
+    ctx.step("buildah builds it");
+    ctx.buildah(&[
+        "build",
+        &pf,
+        &pv,
+        "--isolation",
+        "chroot",
+        "--layers",
+        "--tls-verify=false",
+        "--build-arg",
+        "VERSION=2.5",
+        "-t",
+        "localhost/test/by-buildah:v1",
+        &context,
+    ])
+    .run();
+    let theirs = ctx
+        .podman(&["image", "inspect", "localhost/test/by-buildah:v1"])
+        .run()
+        .json();
+
+    ctx.step("berth builds it: the same config");
+    let out = ctx
+        .berth(&[
+            "build",
+            "--build-arg",
+            "VERSION=2.5",
+            "-t",
+            "app:v1",
+            &context,
+        ])
+        .run();
+    let id = out.last_line();
+    assert!(out.stderr.contains("STEP 1/"), "{}", out.stderr);
+    let ours = ctx.berth(&["image", "inspect", "app:v1"]).run().json();
+    assert_eq!(config_fields(&ours), config_fields(&theirs));
+    assert_eq!(ours[0]["Id"], id.as_str());
+
+    ctx.step("the image runs");
+    let ran = ctx.berth(&["run", "--rm", "app:v1"]).run();
+    assert_eq!(
+        ran.stdout, "hello from the builder\nsecond\n1000\n2.5\n",
+        "{}",
+        ran.stderr
+    );
+    let listing = ctx
+        .berth(&["run", "--rm", "app:v1", "ls -ln /srv"])
+        .run()
+        .stdout;
+    assert!(
+        listing.contains("util.py") && listing.contains("app.py"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("-rw-------") && listing.contains("private.py"),
+        "{listing}"
+    );
+
+    ctx.step("every instruction leaves history");
+    let history = &ours[0]["History"];
+    let created_by: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    for fragment in ["EXPOSE 8080", "WORKDIR /srv", "COPY", "USER app", "CMD"] {
+        assert!(
+            created_by.iter().any(|c| c.contains(fragment)),
+            "{fragment} in {created_by:?}"
+        );
+    }
+
+    ctx.step("a rebuild with nothing changed: every step cached, the same ID");
+    let again = ctx
+        .berth(&[
+            "build",
+            "--build-arg",
+            "VERSION=2.5",
+            "-t",
+            "app:v1",
+            &context,
+        ])
+        .run();
+    assert_eq!(again.last_line(), id);
+    assert!(!again.stderr.contains("STEP") || again.stderr.contains("Using cache"));
+    ctx.step("a changed file: the steps before it cached, the rest run");
+    fs::write(dir.join("app.py"), "print('changed')\n").unwrap();
+    let changed = ctx
+        .berth(&[
+            "build",
+            "--build-arg",
+            "VERSION=2.5",
+            "-t",
+            "app:v1",
+            &context,
+        ])
+        .run();
+    assert_ne!(changed.last_line(), id);
+    assert!(changed.stderr.contains("Using cache"), "{}", changed.stderr);
+
+    ctx.step("errors point at the Containerfile line");
+    let bad = ctx.path("bad");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(
+        bad.join("Containerfile"),
+        format!("FROM {busybox}\n\nENV A=1\nCOPY app.py /\n"),
+    )
+    .unwrap();
+    let out = ctx.berth(&["build", &bad.display().to_string()]).run_fail();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        out.stderr
+            .contains("Containerfile:4: COPY: no such file: app.py"),
+        "{}",
+        out.stderr
+    );
+    fs::write(
+        bad.join("Containerfile"),
+        format!("FROM {busybox}\nRUN exit 3\n"),
+    )
+    .unwrap();
+    let out = ctx.berth(&["build", &bad.display().to_string()]).run_fail();
+    assert!(
+        out.stderr.contains("Containerfile:2: RUN:"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("status 3"), "{}", out.stderr);
+
+    ctx.step("heredocs (which buildah 1.28 lacks): RUN <<EOF and COPY <<EOF");
+    fs::write(
+        bad.join("Containerfile"),
+        format!(
+            "FROM {busybox}\nRUN <<EOF\necho from a heredoc > /here.txt\nEOF\nCOPY <<EOF /copied.txt\ninline\nEOF\nCMD [\"cat\", \"/here.txt\", \"/copied.txt\"]\n"
+        ),
+    )
+    .unwrap();
+    ctx.berth(&["build", "-t", "heredoc:v1", &bad.display().to_string()])
+        .run();
+    let out = ctx.berth(&["run", "--rm", "heredoc:v1"]).run();
+    assert_eq!(out.stdout, "from a heredoc\ninline\n");
+
+    ctx.step("HEALTHCHECK, SHELL, ONBUILD: kept in docker format, dropped with a warning in OCI");
+    fs::write(
+        bad.join("Containerfile"),
+        format!(
+            "FROM {busybox}\nHEALTHCHECK --interval=30s CMD true\nSHELL [\"/bin/sh\", \"-c\"]\nONBUILD RUN true\nSTOPSIGNAL SIGINT\nVOLUME /data\n"
+        ),
+    )
+    .unwrap();
+    let context = bad.display().to_string();
+    let out = ctx
+        .berth(&["build", "--format", "docker", "-t", "hc:docker", &context])
+        .run();
+    assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
+    let docker = ctx.berth(&["image", "inspect", "hc:docker"]).run().json();
+    assert_eq!(
+        docker[0]["ManifestType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let config: Value = serde_json::from_str(
+        &ctx.berth(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config}}",
+            "hc:docker",
+        ])
+        .run()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(config["StopSignal"], "SIGINT");
+    assert!(config["Volumes"]["/data"].is_object(), "{config}");
+    let out = ctx.berth(&["build", "-t", "hc:oci", &context]).run();
+    assert!(
+        out.stderr
+            .contains("HEALTHCHECK is not supported for OCI image format"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn container_lifecycle() {
+    let mut ctx = Ctx::new("ctrs", &[BUILDAH, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+
+    ctx.step("run pulls a missing image; -e, -w, -u, --entrypoint, the exit code");
+    let out = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "-e",
+            "K=V",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000",
+            &busybox,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo $K; pwd; /bin/busybox id -u; exit 7",
+        ])
+        .run_any();
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+    assert_eq!(out.stdout, "V\n/tmp\n1000\n");
+    let out = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/busybox",
+            &busybox,
+            "echo",
+            "via",
+            "entrypoint",
+        ])
+        .run();
+    assert_eq!(out.stdout, "via entrypoint\n");
+    assert_eq!(
+        ctx.berth(&["ps", "-a", "-q"]).run().stdout,
+        "",
+        "--rm removed them"
+    );
+
+    ctx.step("create, mount, start, ps, exec, stop, rm");
+    let id = ctx
+        .berth(&[
+            "create",
+            "--name",
+            "web",
+            &busybox,
+            "/bin/busybox",
+            "sleep",
+            "300",
+        ])
+        .run()
+        .last_line();
+    assert_eq!(id.len(), 64);
+    let ps = ctx.berth(&["ps", "-a"]).run().stdout;
+    assert!(ps.starts_with("CONTAINER ID"), "{ps}");
+    assert!(ps.contains("Created") && ps.contains("web"), "{ps}");
+    let mount = ctx.berth(&["mount", "web"]).run().last_line();
+    assert!(
+        std::path::Path::new(&mount).join("bin/busybox").is_file(),
+        "{mount}"
+    );
+    ctx.berth(&["start", "web"]).run();
+    let ps = ctx.berth(&["ps"]).run().stdout;
+    assert!(ps.contains("Up ") && ps.contains(&id[..12]), "{ps}");
+    let out = ctx
+        .berth(&[
+            "exec",
+            "-e",
+            "X=1",
+            "web",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo in $X; echo made > /made.txt",
+        ])
+        .run();
+    assert_eq!(out.stdout, "in 1\n");
+    let out = ctx.berth(&["rm", "web"]).run_fail();
+    assert!(out.stderr.contains("running"), "{}", out.stderr);
+    ctx.berth(&["stop", "-t", "1", "web"]).run();
+    let ps = ctx.berth(&["ps", "-a"]).run().stdout;
+    assert!(ps.contains("Exited (137)"), "{ps}");
+
+    ctx.step("commit: the container's changes, deletions included, in a new image");
+    ctx.berth(&["commit", "web", "committed:v1"]).run();
+    let out = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "/bin/busybox",
+            "cat",
+            "/made.txt",
+        ])
+        .run();
+    assert_eq!(out.stdout, "made\n");
+    ctx.berth(&["create", "--name", "changer", "committed:v1", "true"])
+        .run();
+    let root = ctx.berth(&["mount", "changer"]).run().last_line();
+    let root = std::path::Path::new(&root);
+    fs::remove_file(root.join("made.txt")).unwrap();
+    fs::write(root.join("new.txt"), "new").unwrap();
+    ctx.berth(&[
+        "commit",
+        "-c",
+        "CMD [\"/bin/busybox\", \"ls\", \"/\"]",
+        "changer",
+        "committed:v2",
+    ])
+    .run();
+    let out = ctx.berth(&["run", "--rm", "committed:v2"]).run();
+    assert!(out.stdout.contains("new.txt"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("made.txt"),
+        "a deletion is a whiteout: {}",
+        out.stdout
+    );
+    let history = ctx.berth(&["history", "committed:v2"]).run().stdout;
+    assert!(history.lines().count() >= 4, "{history}");
+
+    ctx.step("rmi of an image a container uses: refused (2), or with -f the container goes too");
+    let out = ctx.berth(&["rmi", &busybox]).run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in use by a container"),
+        "{}",
+        out.stderr
+    );
+    ctx.berth(&["rmi", "-f", &busybox]).run();
+    let left = ctx
+        .berth(&["ps", "-a", "--format", "{{.Names}}"])
+        .run()
+        .stdout;
+    assert!(!left.contains("web"), "{left}");
+    assert!(
+        left.contains("changer"),
+        "a container of another image stays: {left}"
+    );
+
+    ctx.step("no runtime: says what is missing; create and mount still work");
+    let out = ctx
+        .berth(&["run", "--runtime", "no-such-runtime", "committed:v1"])
+        .run_fail();
+    assert!(out.stderr.contains("no-such-runtime"), "{}", out.stderr);
+    ctx.berth(&["create", "committed:v1", "true"]).run();
+}
+
+/// One tar entry as compared: type, mode, uid, gid, link target, content.
+type Entry = (char, u32, u64, u64, String, Vec<u8>);
+
+/// Entries of a tar by path.
+fn tar_entries(path: &std::path::Path) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(fs::File::open(path).unwrap());
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        if name.is_empty() || name == "." {
+            continue;
+        }
+        let h = e.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Link => 'h',
+            _ => 'f',
+        };
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut content = Vec::new();
+        e.read_to_end(&mut content).unwrap();
+        out.insert(
+            name,
+            (
+                kind,
+                h.mode().unwrap() & 0o7777,
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                link,
+                content,
+            ),
+        );
+    }
+    out
+}
+
+/// Only what a file-system snapshot must keep (not the runtime's mount points).
+fn without_mount_points(mut m: BTreeMap<String, Entry>) -> BTreeMap<String, Entry> {
+    for p in [
+        "dev",
+        "proc",
+        "sys",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+        "run",
+    ] {
+        m.retain(|k, _| k != p && !k.starts_with(&format!("{p}/")));
+    }
+    m
+}
+
+#[test]
+fn export_import_round_trips_and_podman() {
+    let mut ctx = Ctx::new("export", &[BUILDAH, PODMAN, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    ctx.berth(&[
+        "run",
+        "--name",
+        "src",
+        &busybox,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cd / && /bin/busybox mkdir -p d/sub && echo content > d/f && /bin/busybox chmod 750 d && \
+         /bin/busybox chown 1000:2000 d/f && /bin/busybox chmod 4755 d/f && \
+         /bin/busybox ln -s /d/f d/link && /bin/busybox ln d/f d/hard && echo x > d/sub/x",
+    ])
+    .run();
+    ctx.step("export, change, export again; importing the first brings the old state back");
+    let first = ctx.path("first.tar");
+    ctx.berth(&["export", "-o", &first.display().to_string(), "src"])
+        .run();
+    let root = ctx.berth(&["mount", "src"]).run().last_line();
+    fs::write(std::path::Path::new(&root).join("d/added-later"), "later").unwrap();
+    let second = ctx.path("second.tar");
+    ctx.berth(&["export", "-o", &second.display().to_string(), "src"])
+        .run();
+    assert!(tar_entries(&second).contains_key("d/added-later"));
+    let a = tar_entries(&first);
+    assert_eq!(a["d/f"].0, 'f');
+    assert_eq!((a["d/f"].1, a["d/f"].2, a["d/f"].3), (0o4755, 1000, 2000));
+    assert_eq!(a["d/link"].4, "/d/f");
+    assert_eq!(a["d"].1, 0o750);
+    let id = ctx
+        .berth(&["import", &first.display().to_string(), "snap:1"])
+        .run()
+        .last_line();
+    assert!(id.starts_with("sha256:"), "{id}");
+    ctx.berth(&["create", "--name", "restored", "snap:1", "true"])
+        .run();
+    let back = ctx.path("back.tar");
+    ctx.berth(&["export", "-o", &back.display().to_string(), "restored"])
+        .run();
+    let b = tar_entries(&back);
+    assert!(!b.contains_key("d/added-later"));
+    assert_eq!(without_mount_points(a.clone()), without_mount_points(b));
+
+    ctx.step("berth's export imports into podman, and podman's export into berth");
+    ctx.podman(&[
+        "import",
+        &first.display().to_string(),
+        "localhost/from-berth:1",
+    ])
+    .run();
+    ctx.podman(&["create", "--name", "pc", "localhost/from-berth:1", "true"])
+        .run();
+    let podman_tar = ctx.path("podman.tar");
+    ctx.podman(&["export", "-o", &podman_tar.display().to_string(), "pc"])
+        .run();
+    let p = tar_entries(&podman_tar);
+    assert_eq!(
+        without_mount_points(p.clone()),
+        without_mount_points(a.clone())
+    );
+    ctx.berth(&["import", &podman_tar.display().to_string(), "from-podman:1"])
+        .run();
+    ctx.berth(&["create", "--name", "fp", "from-podman:1", "true"])
+        .run();
+    let again = ctx.path("again.tar");
+    ctx.berth(&["export", "-o", &again.display().to_string(), "fp"])
+        .run();
+    assert_eq!(
+        without_mount_points(tar_entries(&again)),
+        without_mount_points(p)
+    );
+
+    ctx.step("import from stdin, with --change and --message");
+    let bytes = fs::read(&first).unwrap();
+    ctx.berth(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/busybox\", \"cat\", \"/d/f\"]",
+        "-m",
+        "from stdin",
+        "-",
+        "stdin:1",
+    ])
+    .stdin(&bytes)
+    .run();
+    let out = ctx.berth(&["run", "--rm", "stdin:1"]).run();
+    assert_eq!(out.stdout, "content\n");
+    let history = ctx
+        .berth(&["history", "--format", "{{.Comment}}", "stdin:1"])
+        .run()
+        .stdout;
+    assert_eq!(history.trim(), "from stdin");
+}
+
+/// Builds a layer tar by hand (the `tar` crate refuses to write some of these).
+fn hostile_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let raw = h.as_old_mut();
+            raw.name[..name.len()].copy_from_slice(name.as_bytes());
+            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        let body: &[u8] = if kind.is_file() { b"pwned\n" } else { b"" };
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+#[test]
+fn hostile_layers_are_refused() {
+    let ctx = Ctx::new("hostile", &[]);
+    let outside = ctx.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let target = outside.display().to_string();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "dot-dot",
+            hostile_tar(&[(
+                "../../../../../../../../../tmp/berth-escape-dotdot",
+                tar::EntryType::Regular,
+                "",
+            )]),
+        ),
+        (
+            "symlink parent",
+            hostile_tar(&[
+                ("link", tar::EntryType::Symlink, &target),
+                ("link/escaped", tar::EntryType::Regular, ""),
+            ]),
+        ),
+        (
+            "hard link out",
+            hostile_tar(&[("hard", tar::EntryType::Link, "../../../../../../etc/passwd")]),
+        ),
+    ];
+    for (what, bytes) in cases {
+        ctx.step(what);
+        let path = ctx.path(&format!("{}.tar", what.replace(' ', "-")));
+        fs::write(&path, &bytes).unwrap();
+        let name = format!("hostile-{}:1", what.replace(' ', "-"));
+        ctx.berth(&["import", &path.display().to_string(), &name])
+            .run();
+        // Refused (a one-line error, no container left) or neutralised (the entry
+        // kept inside the root): never a byte outside.
+        let before = ctx.berth(&["ps", "-a", "-q"]).run().stdout;
+        let out = ctx.berth(&["create", &name, "true"]).run_any();
+        ctx.step(&format!("{what}: {}", out.stderr.trim()));
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(125), "{what}: {}", out.stderr);
+            assert_eq!(
+                out.stderr.trim().lines().count(),
+                1,
+                "{what}: {}",
+                out.stderr
+            );
+            let after = ctx.berth(&["ps", "-a", "-q"]).run().stdout;
+            assert_eq!(after, before, "{what}: no half container left");
+        }
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{what} wrote outside"
+        );
+        assert!(!std::path::Path::new("/tmp/berth-escape-dotdot").exists());
+        let passwd = fs::read_to_string("/etc/passwd").unwrap();
+        assert!(!passwd.contains("pwned"), "{what} changed /etc/passwd");
+    }
+}
