@@ -154,7 +154,22 @@ impl Builder<'_> {
                 BuildError::Other(format!("{}:{}: FROM: {}", self.file, stage.line, e.message))
             })?;
             self.say(&stage.text);
-            let mut state = self.from(&base, &done, stage.line)?;
+            // `FROM --platform=…` picks the base for that platform (this stage only).
+            let build_platform = self.platform.clone();
+            if let Some(p) = &stage.platform {
+                let p = expand(p, file.escape, &lookup).map_err(|e| {
+                    BuildError::Other(format!("{}:{}: FROM: {}", self.file, stage.line, e.message))
+                })?;
+                self.platform = parse_platform(&p).ok_or_else(|| {
+                    BuildError::Other(format!(
+                        "{}:{}: FROM: --platform={p}: use OS/ARCH[/VARIANT]",
+                        self.file, stage.line
+                    ))
+                })?;
+            }
+            let from = self.from(&base, &done, stage.line);
+            self.platform = build_platform;
+            let mut state = from?;
             default_path(&mut state.config);
             let mut rootfs: Option<Rootfs> = None;
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -747,6 +762,18 @@ fn default_path(config: &mut Value) {
             None => *env = json!([PATH]),
         }
     }
+}
+
+/// `os/arch[/variant]`.
+fn parse_platform(s: &str) -> Option<Platform> {
+    let mut parts = s.split('/');
+    let (os, architecture) = (parts.next()?, parts.next()?);
+    let variant = parts.next().map(str::to_string);
+    (parts.next().is_none() && !os.is_empty() && !architecture.is_empty()).then(|| Platform {
+        os: os.to_string(),
+        architecture: architecture.to_string(),
+        variant,
+    })
 }
 
 /// `.containerignore`, else `.dockerignore`, of the context.

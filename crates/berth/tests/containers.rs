@@ -720,3 +720,97 @@ fn hostile_layers_are_refused() {
         assert!(!passwd.contains("pwned"), "{what} changed /etc/passwd");
     }
 }
+
+/// What buildah 1.28 cannot be compared on, checked on berth alone: ADD of a local
+/// archive, COPY --chown, --target, .dockerignore, FROM scratch, SHELL for RUN, and
+/// reproducible images with --timestamp.
+#[test]
+fn build_features() {
+    let mut ctx = Ctx::new("buildmore", &[BUILDAH, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    let dir = ctx.path("ctx");
+    fs::create_dir_all(dir.join("pkg")).unwrap();
+    fs::write(dir.join("pkg/a.txt"), "A\n").unwrap();
+    fs::write(dir.join("pkg/skip.log"), "no\n").unwrap();
+    fs::write(dir.join(".dockerignore"), "**/*.log\n").unwrap();
+    // A gzip tar that ADD unpacks.
+    let tgz = dir.join("bundle.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&tgz).unwrap(),
+            flate2::Compression::default(),
+        );
+        let mut t = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(8);
+        h.set_mode(0o640);
+        h.set_cksum();
+        t.append_data(&mut h, "inner/file.txt", &b"unpacked"[..])
+            .unwrap();
+        t.into_inner().unwrap().finish().unwrap();
+    }
+    fs::write(
+        dir.join("Containerfile"),
+        format!(
+            "FROM scratch AS empty\n\
+             COPY pkg/a.txt /only.txt\n\
+             \n\
+             FROM {busybox} AS final\n\
+             RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group\n\
+             SHELL [\"/bin/sh\", \"-c\"]\n\
+             ADD bundle.tar.gz /opt/\n\
+             COPY --chown=app:app pkg /pkg\n\
+             COPY --from=empty /only.txt /from-scratch.txt\n\
+             RUN test -f /opt/inner/file.txt && test ! -e /pkg/skip.log\n\
+             CMD [\"/bin/sh\", \"-c\", \"cat /opt/inner/file.txt; echo; ls -ln /pkg; cat /from-scratch.txt\"]\n\
+             \n\
+             FROM final AS extra\n\
+             RUN touch /extra\n"
+        ),
+    )
+    .unwrap();
+    let context = dir.display().to_string();
+    ctx.step("--target stops at a stage; ADD unpacks, --chown, .dockerignore, FROM scratch");
+    ctx.berth(&["build", "--target", "final", "-t", "feat:v1", &context])
+        .run();
+    let out = ctx.berth(&["run", "--rm", "feat:v1"]).run();
+    assert!(out.stdout.starts_with("unpacked\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(" 1000 ") && out.stdout.contains("a.txt"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("skip.log"), "{}", out.stdout);
+    assert!(out.stdout.ends_with("A\n"), "{}", out.stdout);
+    let check = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "feat:v1",
+            "/bin/sh",
+            "-c",
+            "test -e /extra || echo no-extra",
+        ])
+        .run();
+    assert_eq!(check.stdout, "no-extra\n");
+    ctx.step("--timestamp: two builds without the cache give the same image");
+    let a = ctx
+        .berth(&["build", "--no-cache", "--timestamp", "0", "-q", &context])
+        .run()
+        .last_line();
+    let b = ctx
+        .berth(&["build", "--no-cache", "--timestamp", "0", "-q", &context])
+        .run()
+        .last_line();
+    assert_eq!(a, b, "reproducible");
+    let created = ctx
+        .berth(&["image", "inspect", "--format", "{{.Created}}", &a])
+        .run()
+        .last_line();
+    assert!(created.starts_with("1970-01-01T00:00:00"), "{created}");
+    ctx.step("rm -f of a running container");
+    ctx.berth(&["run", "-d", "--name", "bg", "feat:v1", "sleep", "100"])
+        .run();
+    ctx.berth(&["rm", "-f", "bg"]).run();
+    assert_eq!(ctx.berth(&["ps", "-a", "-q"]).run().stdout, "");
+}
