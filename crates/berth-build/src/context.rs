@@ -460,3 +460,52 @@ fn unpack_into<W: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_stay_in_the_context() {
+        assert_eq!(clean("a/./b/../c").as_deref(), Some("a/c"));
+        assert_eq!(clean("/abs/x").as_deref(), Some("abs/x"));
+        assert_eq!(clean("../x"), None);
+        assert_eq!(clean("a/../../x"), None);
+        assert!(glob(b"*.py", b"app.py"));
+        assert!(glob(b"a?c", b"abc"));
+        assert!(!glob(b"*.py", b"app.pyc"));
+    }
+
+    #[test]
+    fn found_sources_and_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/a.txt"), "a").unwrap();
+        fs::write(dir.path().join("d/b.log"), "b").unwrap();
+        fs::write(dir.path().join("top.py"), "p").unwrap();
+        let ignore = Ignore::parse("**/*.log\n");
+        let src = Source::Context {
+            dir: dir.path(),
+            ignore: &ignore,
+        };
+        let found = find(&src, &["d".into(), "*.py".into()], Vec::new(), false).unwrap();
+        let names: Vec<&str> = found.items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(
+            names,
+            ["", "a.txt", "top.py"],
+            "the ignored file is left out"
+        );
+        let before = found.hash().unwrap();
+        // A new time, same bytes: same hash; new bytes: a new one.
+        fs::write(dir.path().join("top.py"), "p").unwrap();
+        let again = find(&src, &["d".into(), "*.py".into()], Vec::new(), false).unwrap();
+        assert_eq!(again.hash().unwrap(), before);
+        fs::write(dir.path().join("top.py"), "q").unwrap();
+        let changed = find(&src, &["d".into(), "*.py".into()], Vec::new(), false).unwrap();
+        assert_ne!(changed.hash().unwrap(), before);
+        let missing = find(&src, &["nope.txt".into()], Vec::new(), false);
+        assert_eq!(missing.err().as_deref(), Some("no such file: nope.txt"));
+        let outside = find(&src, &["../etc/passwd".into()], Vec::new(), false);
+        assert!(outside.is_err());
+    }
+}

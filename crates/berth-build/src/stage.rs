@@ -232,28 +232,7 @@ impl Builder<'_> {
             .bases
             .image(&self.store, base, &self.platform)
             .map_err(|e| BuildError::Other(format!("{}:{line}: FROM: {e}", self.file)))?;
-        let config: Value =
-            serde_json::from_slice(&self.store.config(&image.id).map_err(other)?)
-                .map_err(|e| BuildError::Other(format!("image {}: config: {e}", image.id)))?;
-        let raw = self
-            .store
-            .manifest("", &image.digest.to_string())
-            .map_err(other)?;
-        let m = berth_image::Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
-            .map_err(|e| BuildError::Other(format!("image {}: {e}", image.id)))?;
-        Ok(State {
-            config,
-            layers: m
-                .layers
-                .iter()
-                .map(|l| Layer {
-                    media_type: l.media_type.clone(),
-                    digest: l.digest.to_string(),
-                    size: l.size,
-                })
-                .collect(),
-            key: chain("", "FROM", &image.id.to_string()),
-        })
+        self.image_state(&image).map_err(BuildError::Other)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -583,14 +562,22 @@ impl Builder<'_> {
             return Ok(d.1.state.clone());
         }
         let image = self.bases.image(&self.store, name, &self.platform)?;
+        self.image_state(&image)
+    }
+
+    /// A stored image as a stage's starting state: its config and layers.
+    fn image_state(&self, image: &berth_transport::local::Image) -> Result<State, String> {
+        let config: Value =
+            serde_json::from_slice(&self.store.config(&image.id).map_err(|e| e.to_string())?)
+                .map_err(|e| format!("image {}: config: {e}", image.id))?;
         let raw = self
             .store
             .manifest("", &image.digest.to_string())
             .map_err(|e| e.to_string())?;
         let m = berth_image::Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("image {}: {e}", image.id))?;
         Ok(State {
-            config: Value::Null,
+            config,
             layers: m
                 .layers
                 .iter()
@@ -600,7 +587,7 @@ impl Builder<'_> {
                     size: l.size,
                 })
                 .collect(),
-            key: String::new(),
+            key: chain("", "FROM", &image.id.to_string()),
         })
     }
 
@@ -858,4 +845,44 @@ fn humantime_rfc3339(t: std::time::SystemTime) -> String {
 
 fn rand_u64() -> u64 {
     rand::random()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_platforms_and_default_path() {
+        assert_eq!(go_duration_ns("30s"), Some(30_000_000_000));
+        assert_eq!(go_duration_ns("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration_ns("500ms"), Some(500_000_000));
+        assert_eq!(go_duration_ns("3x"), None);
+        let p = parse_platform("linux/arm64/v8").unwrap();
+        assert_eq!((p.os.as_str(), p.architecture.as_str()), ("linux", "arm64"));
+        assert_eq!(p.variant.as_deref(), Some("v8"));
+        assert!(parse_platform("linux").is_none());
+        let mut config = json!({"config": {"Env": ["A=1"]}});
+        default_path(&mut config);
+        default_path(&mut config);
+        assert_eq!(
+            config["config"]["Env"],
+            json!([
+                "A=1",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            ])
+        );
+    }
+
+    #[test]
+    fn keys_chain() {
+        let a = chain("", "FROM x", "");
+        assert_eq!(a, chain("", "FROM x", ""), "deterministic");
+        assert_ne!(chain(&a, "RUN a", ""), chain(&a, "RUN b", ""));
+        assert_ne!(chain(&a, "COPY . /", "h1"), chain(&a, "COPY . /", "h2"));
+        assert_ne!(
+            chain("k", "ab", ""),
+            chain("ka", "b", ""),
+            "parts are separated"
+        );
+    }
 }

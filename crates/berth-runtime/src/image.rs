@@ -191,19 +191,26 @@ pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The shell a shell-form instruction runs under: the config's `Shell`, else
-/// `/bin/sh -c`.
-pub fn default_shell(config: &Value) -> Vec<String> {
-    config["config"]["Shell"]
-        .as_array()
+/// A JSON list of strings (Env, Cmd, …); anything else is empty.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
                 .map(str::to_string)
                 .collect()
         })
-        .filter(|s: &Vec<String>| !s.is_empty())
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+        .unwrap_or_default()
+}
+
+/// The shell a shell-form instruction runs under: the config's `Shell`, else
+/// `/bin/sh -c`.
+pub fn default_shell(config: &Value) -> Vec<String> {
+    let shell = strings(&config["config"]["Shell"]);
+    match shell.is_empty() {
+        true => vec!["/bin/sh".into(), "-c".into()],
+        false => shell,
+    }
 }
 
 /// A command as a config holds it: exec form as is, shell form under `shell`.
@@ -227,15 +234,7 @@ pub fn apply_instruction(config: &mut Value, kind: &Kind, shell: &[String]) -> b
             run["Entrypoint"] = json!(command(f, shell));
         }
         Kind::Env(pairs) => {
-            let mut env: Vec<String> = run["Env"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut env = strings(&run["Env"]);
             for (k, v) in pairs {
                 env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k);
                 env.push(format!("{k}={v}"));

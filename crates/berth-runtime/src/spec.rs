@@ -45,16 +45,7 @@ impl Process {
     /// From an image config (`config` member, Docker or OCI) and the overrides.
     pub fn from_image(config: &Value, o: &Overrides) -> Result<Process> {
         let run = &config["config"];
-        let list = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = crate::image::strings;
         let entrypoint = o
             .entrypoint
             .clone()
