@@ -104,14 +104,38 @@ async fn write_temp(
     }
 }
 
+/// Bytes of one stream in flight between the receiving task and the writing thread.
+/// Counted in bytes, not chunks: a file source yields 1 MiB chunks, a socket a few KiB,
+/// and a count sized for one would hold hundreds of MiB of the other.
+const IN_FLIGHT: usize = 8 << 20;
+
+/// A chunk and its share of the in-flight budget, given back once it is written.
+type Sent = (
+    std::io::Result<bytes::Bytes>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
 /// A stream's chunks (or its error, last) as a blocking thread reads them.
-pub(crate) struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>);
+pub(crate) struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Sent>,
+    /// The budget of the chunk handed out last: released when the next is asked for,
+    /// that is once the consumer is done with it.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Iterator for Chunks {
     type Item = std::io::Result<bytes::Bytes>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.blocking_recv()
+        self.held = None;
+        let (chunk, permit) = self.rx.blocking_recv()?;
+        self.held = permit;
+        Some(chunk)
     }
+}
+
+/// Budget units of a chunk: KiB, at least one.
+fn units(len: usize) -> u32 {
+    (len / 1024).clamp(1, IN_FLIGHT / 1024) as u32
 }
 
 /// Runs `consume` on a blocking thread over `stream`'s chunks, forwarded as they
@@ -122,11 +146,14 @@ pub(crate) async fn consume_blocking<T: Send + 'static>(
     what: &str,
     consume: impl FnOnce(Chunks) -> Result<T, TransportError> + Send + 'static,
 ) -> Result<T, TransportError> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::task::spawn_blocking(move || consume(Chunks(rx)));
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT / 1024));
+    let task = tokio::task::spawn_blocking(move || consume(Chunks { rx, held: None }));
     while let Some(chunk) = stream.next().await {
         let failed = chunk.is_err();
-        if tx.send(chunk).await.is_err() || failed {
+        let len = chunk.as_ref().map_or(0, |c| c.len());
+        let permit = budget.clone().acquire_many_owned(units(len)).await.ok();
+        if tx.send((chunk, permit)).await.is_err() || failed {
             break;
         }
     }
