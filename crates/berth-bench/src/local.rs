@@ -39,7 +39,7 @@ const PODMAN_HINT: &str = "install podman: apt-get install -y podman";
 
 /// The local stores compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Local {
+pub(crate) enum Local {
     Berth,
     Podman,
 }
@@ -60,19 +60,19 @@ impl Local {
 const BOTH: [Local; 2] = [Local::Berth, Local::Podman];
 
 /// The directories one tool runs with.
-struct Dirs {
+pub(crate) struct Dirs {
     /// `--root`: the image store.
-    store: PathBuf,
+    pub(crate) store: PathBuf,
     /// podman's `--runroot` (locks, its state of the boot); unused by berth.
-    runroot: PathBuf,
+    pub(crate) runroot: PathBuf,
     /// `$HOME`, so that no user configuration (auth.json, containers.conf,
     /// storage.conf in ~/.config) changes what is measured.
-    home: PathBuf,
+    pub(crate) home: PathBuf,
 }
 
 impl Dirs {
     /// Empty runroot and home (the store is left to the caller).
-    fn reset(&self) -> Result<()> {
+    pub(crate) fn reset(&self) -> Result<()> {
         for d in [&self.runroot, &self.home] {
             let _ = fs::remove_dir_all(d);
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -83,7 +83,7 @@ impl Dirs {
 
 /// `berth --root STORE` or `podman --root STORE --runroot RUNROOT --storage-driver vfs`,
 /// with a private home and no inherited store or credentials settings.
-fn command(env: &Env, tool: Local, dirs: &Dirs) -> Command {
+pub(crate) fn command(env: &Env, tool: Local, dirs: &Dirs) -> Command {
     let mut c = match tool {
         Local::Berth => {
             let mut c = Command::new(&env.berth);
@@ -112,7 +112,7 @@ fn command(env: &Env, tool: Local, dirs: &Dirs) -> Command {
 }
 
 /// Runs `tool ARGS` on `dirs`, output to a log in the run directory, and times it.
-fn run(env: &Env, tool: Local, dirs: &Dirs, args: &[&str]) -> Result<Run> {
+pub(crate) fn run(env: &Env, tool: Local, dirs: &Dirs, args: &[&str]) -> Result<Run> {
     let log = env
         .run
         .join(format!("local-{}-{}.log", tool.name(), args[0]));
@@ -132,7 +132,7 @@ fn run(env: &Env, tool: Local, dirs: &Dirs, args: &[&str]) -> Result<Run> {
 }
 
 /// How many images `tool images -q` lists (untimed; a check, and a warm-up).
-fn count_images(env: &Env, tool: Local, dirs: &Dirs) -> Result<usize> {
+pub(crate) fn count_images(env: &Env, tool: Local, dirs: &Dirs) -> Result<usize> {
     let out = command(env, tool, dirs)
         .args(["images", "-q"])
         .stderr(Stdio::piped())
@@ -499,21 +499,31 @@ pub(crate) fn rmi_phase(stores: &Stores, table: &mut Table, reps: usize) -> Resu
 /// A POSIX ustar header of a regular file (mode 0644, owner 0, mtime 0). Hand-made,
 /// because the bench has no tar dependency and needs nothing but plain files.
 pub(crate) fn ustar_header(name: &str, size: u64) -> Result<[u8; 512]> {
+    ustar(name, size, 0o644, b'0', "")
+}
+
+/// A POSIX ustar header (owner 0, mtime 0): `kind` is the type flag (`0` file, `2`
+/// symbolic link to `link`, `5` folder).
+fn ustar(name: &str, size: u64, mode: u32, kind: u8, link: &str) -> Result<[u8; 512]> {
     if name.len() > 100 {
         bail!("tar entry name {name:?} is longer than 100 bytes");
+    }
+    if link.len() > 100 {
+        bail!("tar link target {link:?} is longer than 100 bytes");
     }
     if size >= 1 << 33 {
         bail!("tar entry {name:?} of {size} bytes is too big for ustar");
     }
     let mut h = [0u8; 512];
     h[..name.len()].copy_from_slice(name.as_bytes());
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[156] = kind;
     let mut field = |at: usize, text: &str| h[at..at + text.len()].copy_from_slice(text.as_bytes());
-    field(100, "0000644\0");
+    field(100, &format!("{:07o}\0", mode & 0o7777));
     field(108, "0000000\0");
     field(116, "0000000\0");
     field(124, &format!("{size:011o}\0"));
     field(136, "00000000000\0");
-    field(156, "0");
     field(257, "ustar\0");
     field(263, "00");
     // The checksum is computed with its own field as spaces.
@@ -525,10 +535,80 @@ pub(crate) fn ustar_header(name: &str, size: u64) -> Result<[u8; 512]> {
 
 /// `bytes` as one tar entry: header, data, zero padding to a whole block.
 fn tar_entry(out: &mut impl Write, name: &str, bytes: &[u8]) -> Result<()> {
-    out.write_all(&ustar_header(name, bytes.len() as u64)?)?;
+    tar_file(out, name, 0o644, bytes)
+}
+
+/// `bytes` as a file of mode `mode`: header, data, zero padding to a whole block.
+pub(crate) fn tar_file(out: &mut impl Write, name: &str, mode: u32, bytes: &[u8]) -> Result<()> {
+    out.write_all(&ustar(name, bytes.len() as u64, mode, b'0', "")?)?;
     out.write_all(bytes)?;
     let pad = (512 - bytes.len() % 512) % 512;
     out.write_all(&[0u8; 512][..pad])?;
+    Ok(())
+}
+
+/// A folder entry (`name` ends with `/`).
+pub(crate) fn tar_dir(out: &mut impl Write, name: &str, mode: u32) -> Result<()> {
+    out.write_all(&ustar(name, 0, mode, b'5', "")?)?;
+    Ok(())
+}
+
+/// A symbolic link `name` -> `target`.
+pub(crate) fn tar_symlink(out: &mut impl Write, name: &str, target: &str) -> Result<()> {
+    out.write_all(&ustar(name, 0, 0o777, b'2', target)?)?;
+    Ok(())
+}
+
+/// The end of a tar: two zero blocks.
+pub(crate) fn tar_end(out: &mut impl Write) -> Result<()> {
+    out.write_all(&[0u8; 1024])?;
+    Ok(())
+}
+
+/// The GOARCH name of this machine's architecture, as image configs spell it.
+pub(crate) fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// Appends one image to a docker-archive being written: its layer (a whole tar) as
+/// `<sha256>/layer.tar` and a linux config of this machine's architecture (`run` is
+/// its `config` section)
+/// as `<sha256>.json`. Returns the image's entry of `manifest.json`.
+pub(crate) fn archive_image(
+    out: &mut impl Write,
+    layer: &[u8],
+    run: serde_json::Value,
+    tag: &str,
+) -> Result<serde_json::Value> {
+    let layer_hex = format!("{:x}", Sha256::digest(layer));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": go_arch(), "os": "linux", "created": "1970-01-01T00:00:00Z",
+        "config": run,
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]},
+    }))?;
+    let config_hex = format!("{:x}", Sha256::digest(&config));
+    tar_entry(out, &format!("{layer_hex}/layer.tar"), layer)?;
+    tar_entry(out, &format!("{config_hex}.json"), &config)?;
+    Ok(serde_json::json!({
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_hex}/layer.tar")],
+    }))
+}
+
+/// Ends a docker-archive: `manifest.json` naming `images`, the end of the tar, and
+/// the file synced.
+pub(crate) fn finish_archive(mut out: BufWriter<File>, images: &[serde_json::Value]) -> Result<()> {
+    tar_entry(&mut out, "manifest.json", &serde_json::to_vec(images)?)?;
+    tar_end(&mut out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }
 
@@ -552,25 +632,15 @@ fn docker_archive(path: &Path, n: usize) -> Result<()> {
             &format!("bench-{i:04}"),
             format!("tiny image {i}\n").as_bytes(),
         )?;
-        layer.extend_from_slice(&[0u8; 1024]);
-        let layer_hex = format!("{:x}", Sha256::digest(&layer));
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-            "config": {"Env": [format!("BENCH_IMAGE={i}")]},
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]},
-        }))?;
-        let config_hex = format!("{:x}", Sha256::digest(&config));
-        tar_entry(&mut out, &format!("{layer_hex}/layer.tar"), &layer)?;
-        tar_entry(&mut out, &format!("{config_hex}.json"), &config)?;
-        manifest.push(serde_json::json!({
-            "Config": format!("{config_hex}.json"),
-            "RepoTags": [format!("localhost/bench/img:{i:04}")],
-            "Layers": [format!("{layer_hex}/layer.tar")],
-        }));
+        tar_end(&mut layer)?;
+        manifest.push(archive_image(
+            &mut out,
+            &layer,
+            serde_json::json!({"Env": [format!("BENCH_IMAGE={i}")]}),
+            &format!("localhost/bench/img:{i:04}"),
+        )?);
     }
-    tar_entry(&mut out, "manifest.json", &serde_json::to_vec(&manifest)?)?;
-    out.write_all(&[0u8; 1024])?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    finish_archive(out, &manifest)?;
     progress(&format!("  written in {:.1} s", t0.elapsed().as_secs_f64()));
     Ok(())
 }
@@ -590,6 +660,17 @@ mod tests {
         blank[148..156].copy_from_slice(b"        ");
         assert_eq!(stored, blank.iter().map(|&b| u32::from(b)).sum::<u32>());
         assert!(ustar_header(&"x".repeat(101), 1).is_err());
+    }
+
+    #[test]
+    fn links_and_folders() {
+        let mut v = Vec::new();
+        tar_symlink(&mut v, "bin/sh", "busybox").unwrap();
+        tar_dir(&mut v, "tmp/", 0o1777).unwrap();
+        assert_eq!(v.len(), 1024);
+        assert_eq!((v[156], &v[157..164]), (b'2', &b"busybox"[..]));
+        assert_eq!(&v[100..108], b"0000777\0");
+        assert_eq!((v[512 + 156], &v[612..620]), (b'5', &b"0001777\0"[..]));
     }
 
     #[test]

@@ -114,6 +114,9 @@ const ROWS: &[(&str, &str, Target)] = &[
             below: None,
         },
     ),
+    // berth only: `berth build` with every step cached, and the first build.
+    ("build_cached_ms", "ms", Target::Below(1000.0)),
+    ("build_first_ms", "ms", Target::Info),
 ];
 
 /// Every row id (for `--only`).
