@@ -37,11 +37,13 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Administer a registry: users, organizations, teams, robots, grants, visibility.
     Registry(admin::RegistryArgs),
-    /// Show an image's digest, tags, platform, layers, labels (skopeo inspect's JSON).
+    /// Show an image's digest, tags, platform, layers, labels (skopeo inspect's JSON; a
+    /// bare name is a local image, shown as podman does).
     Inspect(client::images::InspectArgs),
     /// List a repository's tags.
     ListTags(client::images::ListTagsArgs),
-    /// Copy an image between places: docker://, oci:, oci-archive:, dir:, docker-archive:.
+    /// Copy an image between places: docker://, oci:, oci-archive:, dir:, docker-archive:,
+    /// local: (berth's store).
     Copy(client::copy::CopyArgs),
     /// Copy whole repositories (every tag) to a registry or folders, skipping what is there.
     Sync(client::sync::SyncArgs),
