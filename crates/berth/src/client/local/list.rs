@@ -127,7 +127,7 @@ pub fn run(a: ImagesArgs) -> anyhow::Result<()> {
                 "Labels": r.image.labels,
                 "Names": r.image.names,
                 "Dangling": r.image.is_dangling(),
-                "Containers": 0,
+                "Containers": r.image.containers,
                 "ReadOnly": false,
             })
         })
@@ -172,7 +172,7 @@ fn json_of(i: &Image) -> Value {
         "SharedSize": 0,
         "VirtualSize": i.size,
         "Labels": if i.labels.is_empty() { Value::Null } else { json!(i.labels) },
-        "Containers": 0,
+        "Containers": i.containers,
         "Names": if i.names.is_empty() { Value::Null } else { json!(i.names) },
         "Digest": i.digest.to_string(),
         "History": if i.names.is_empty() { Value::Null } else { json!(i.names) },
