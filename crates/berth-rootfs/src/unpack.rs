@@ -222,14 +222,8 @@ impl Unpacker<'_> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let open = || rfs::openat(dir, base, flags, Mode::from_raw_mode(0o600));
-        let fd = match open() {
-            Err(Errno::EXIST) => {
-                remove_at(dir, base, shown)?;
-                open()
-            }
-            other => other,
-        }
-        .map_err(|e| RootfsError::io(shown, "create", errno(e)))?;
+        let fd = replacing(dir, base, shown, open)?
+            .map_err(|e| RootfsError::io(shown, "create", errno(e)))?;
         let mut file = File::from(fd);
         let mut written = 0u64;
         loop {
@@ -316,14 +310,8 @@ impl Unpacker<'_> {
         shown: &PathBuf,
     ) -> Result<(), RootfsError> {
         let create = || rfs::symlinkat(h.link.as_slice(), dir, base);
-        match create() {
-            Err(Errno::EXIST) => {
-                remove_at(dir, base, shown)?;
-                create()
-            }
-            other => other,
-        }
-        .map_err(|e| RootfsError::io(shown, "symlink", errno(e)))?;
+        replacing(dir, base, shown, create)?
+            .map_err(|e| RootfsError::io(shown, "symlink", errno(e)))?;
         self.metadata_at(dir, base, h, shown, false)
     }
 
@@ -353,14 +341,7 @@ impl Unpacker<'_> {
             })?
             .ok_or_else(|| RootfsError::refused(&h.name, "hard link target does not exist"))?;
         let link = || rfs::linkat(&target_dir, target_base, dir, base, AtFlags::empty());
-        match link() {
-            Err(Errno::EXIST) => {
-                remove_at(dir, base, shown)?;
-                link()
-            }
-            other => other,
-        }
-        .map_err(|e| match e {
+        replacing(dir, base, shown, link)?.map_err(|e| match e {
             Errno::NOENT => RootfsError::refused(&h.name, "hard link target does not exist"),
             Errno::PERM => RootfsError::refused(&h.name, "hard link to a directory"),
             e => RootfsError::io(shown, "link", errno(e)),
@@ -381,14 +362,8 @@ impl Unpacker<'_> {
         };
         let dev = rfs::makedev(h.dev_major, h.dev_minor);
         let make = || rfs::mknodat(dir, base, kind, Mode::from_raw_mode(0o600), dev);
-        match make() {
-            Err(Errno::EXIST) => {
-                remove_at(dir, base, shown)?;
-                make()
-            }
-            other => other,
-        }
-        .map_err(|e| RootfsError::io(shown, "mknod", errno(e)))?;
+        replacing(dir, base, shown, make)?
+            .map_err(|e| RootfsError::io(shown, "mknod", errno(e)))?;
         self.metadata_at(dir, base, h, shown, true)
     }
 
@@ -455,5 +430,22 @@ impl Unpacker<'_> {
                 .map_err(|e| RootfsError::io(&shown, "set times", errno(e)))?;
         }
         Ok(())
+    }
+}
+
+/// Runs `create`; when something already has the name (a lower layer's entry), removes
+/// it, never following it, and runs `create` again. The outer error is the removal's.
+fn replacing<T>(
+    dir: BorrowedFd<'_>,
+    base: &[u8],
+    shown: &std::path::Path,
+    create: impl Fn() -> Result<T, Errno>,
+) -> Result<Result<T, Errno>, RootfsError> {
+    match create() {
+        Err(Errno::EXIST) => {
+            remove_at(dir, base, shown)?;
+            Ok(create())
+        }
+        other => Ok(other),
     }
 }
