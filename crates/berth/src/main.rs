@@ -239,7 +239,7 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => podman(client::containers::ps(args)),
         Command::Exec(args) => (Family::Podman, client::containers::exec(args)),
         Command::Stop(args) => podman(client::containers::stop(args)),
-        Command::Rm(args) => podman(client::containers::rm(args)),
+        Command::Rm(args) => (Family::Podman, client::containers::rm(args)),
         Command::Commit(args) => podman(client::containers::commit(args)),
         Command::Mount(args) => podman(client::containers::mount(args)),
         Command::Export(args) => podman(client::containers::export(args)),

@@ -468,6 +468,28 @@ fn container_lifecycle() {
         "a container of another image stays: {left}"
     );
 
+    ctx.step("unknown containers: podman's message and statuses (rm 1, others 125)");
+    let out = ctx.berth(&["rm", "nosuch"]).run_any();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        "Error: no container with name or ID \"nosuch\" found: no such container"
+    );
+    assert!(ctx
+        .berth(&["rm", "-f", "nosuch"])
+        .run_any()
+        .status
+        .success());
+    for cmd in [
+        &["stop", "nosuch"][..],
+        &["start", "nosuch"],
+        &["mount", "nosuch"],
+    ] {
+        let out = ctx.berth(cmd).run_any();
+        assert_eq!(out.status.code(), Some(125), "{cmd:?}: {}", out.stderr);
+        assert!(out.stderr.contains("no such container"), "{}", out.stderr);
+    }
+
     ctx.step("no runtime: says what is missing; create and mount still work");
     let out = ctx
         .berth(&["run", "--runtime", "no-such-runtime", "committed:v1"])

@@ -127,6 +127,9 @@ pub struct RmArgs {
     /// Every container
     #[arg(long, short = 'a')]
     all: bool,
+    /// Say nothing of containers that are not there
+    #[arg(long, short = 'i')]
+    ignore: bool,
     #[command(flatten)]
     runtime: RuntimeFlag,
     /// Containers: name, ID or ID prefix
@@ -326,26 +329,39 @@ pub fn stop(a: StopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn rm(a: RmArgs) -> anyhow::Result<()> {
+pub fn rm(a: RmArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.all && !a.containers.is_empty() {
         bail!("--all removes every container; give no names with it");
     }
     let c = containers()?;
     // Without a runtime nothing can be running: removing still works.
     let rt = runtime(&a.runtime, &c).ok();
-    let records = match a.all {
-        true => c.store().containers()?,
-        false => a
-            .containers
-            .iter()
-            .map(|s| c.store().container(s))
-            .collect::<Result<_, _>>()?,
-    };
+    let mut records = Vec::new();
+    let mut unknown = Vec::new();
+    match a.all {
+        true => records = c.store().containers()?,
+        false => {
+            for spec in &a.containers {
+                match c.store().container(spec) {
+                    Ok(r) => records.push(r),
+                    Err(berth_transport::TransportError::Container(e)) => unknown.push(e),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
     for record in records {
         c.remove(&record, rt.as_ref(), a.force)?;
         println!("{}", record.id);
     }
-    Ok(())
+    // podman: missing containers are fine with -f or -i, else exit 1.
+    if unknown.is_empty() || a.force || a.ignore {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    for e in &unknown {
+        eprintln!("Error: {e}");
+    }
+    Ok(std::process::ExitCode::from(1))
 }
 
 /// Removes the containers using image `id` (for `rmi -f`).
