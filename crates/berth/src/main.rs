@@ -99,6 +99,9 @@ enum Command {
     /// Manage the images of the local store (podman's `image` commands).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage containers (podman's `container` commands).
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Search registries for images.
     Search(client::search::SearchArgs),
     /// Check credentials against a registry and save them in auth.json.
@@ -151,6 +154,11 @@ impl Command {
                 | Command::Ps(_)
                 | Command::Mount(_)
                 | Command::Export(_)
+                | Command::Container(
+                    ContainerCommand::Ls(_)
+                        | ContainerCommand::Mount(_)
+                        | ContainerCommand::Export(_)
+                )
                 | Command::Image(
                     ImageCommand::Ls(_)
                         | ImageCommand::Inspect(_)
@@ -164,6 +172,32 @@ impl Command {
                 )
         )
     }
+}
+
+/// `berth container …`, as `podman container …`.
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// List containers.
+    #[command(alias = "list", alias = "ps")]
+    Ls(client::containers::PsArgs),
+    /// Create a container.
+    Create(client::containers::CreateArgs),
+    /// Create and run a container.
+    Run(client::containers::RunArgs),
+    /// Start containers.
+    Start(client::containers::StartArgs),
+    /// Stop containers.
+    Stop(client::containers::StopArgs),
+    /// Remove containers.
+    Rm(client::containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(client::containers::ExecArgs),
+    /// Make an image of a container's changes.
+    Commit(client::containers::CommitArgs),
+    /// Print the path of a container's file system.
+    Mount(client::containers::MountArgs),
+    /// Write a container's file system as a tar.
+    Export(client::containers::ExportArgs),
 }
 
 /// Exit status 2 (skopeo's commands): what was asked for does not exist.
@@ -233,16 +267,36 @@ fn main() -> std::process::ExitCode {
         Command::Image(ImageCommand::Prune(args)) => podman(remove::prune(args)),
         Command::Search(args) => podman(client::search::run(args)),
         Command::Build(args) => podman(client::build::run(args)),
-        Command::Create(args) => podman(client::containers::create(args)),
-        Command::Run(args) => (Family::Podman, client::containers::run(args)),
-        Command::Start(args) => podman(client::containers::start(args)),
-        Command::Ps(args) => podman(client::containers::ps(args)),
-        Command::Exec(args) => (Family::Podman, client::containers::exec(args)),
-        Command::Stop(args) => podman(client::containers::stop(args)),
-        Command::Rm(args) => (Family::Podman, client::containers::rm(args)),
-        Command::Commit(args) => podman(client::containers::commit(args)),
-        Command::Mount(args) => podman(client::containers::mount(args)),
-        Command::Export(args) => podman(client::containers::export(args)),
+        Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {
+            podman(client::containers::create(args))
+        }
+        Command::Run(args) | Command::Container(ContainerCommand::Run(args)) => {
+            (Family::Podman, client::containers::run(args))
+        }
+        Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
+            podman(client::containers::start(args))
+        }
+        Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => {
+            podman(client::containers::ps(args))
+        }
+        Command::Exec(args) | Command::Container(ContainerCommand::Exec(args)) => {
+            (Family::Podman, client::containers::exec(args))
+        }
+        Command::Stop(args) | Command::Container(ContainerCommand::Stop(args)) => {
+            podman(client::containers::stop(args))
+        }
+        Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
+            (Family::Podman, client::containers::rm(args))
+        }
+        Command::Commit(args) | Command::Container(ContainerCommand::Commit(args)) => {
+            podman(client::containers::commit(args))
+        }
+        Command::Mount(args) | Command::Container(ContainerCommand::Mount(args)) => {
+            podman(client::containers::mount(args))
+        }
+        Command::Export(args) | Command::Container(ContainerCommand::Export(args)) => {
+            podman(client::containers::export(args))
+        }
         Command::Import(args) => podman(client::containers::import(args)),
         Command::ContainerMonitor(args) => {
             (Family::Podman, client::containers::container_monitor(args))

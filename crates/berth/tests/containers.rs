@@ -411,6 +411,9 @@ fn container_lifecycle() {
     ctx.berth(&["stop", "-t", "1", "web"]).run();
     let ps = ctx.berth(&["ps", "-a"]).run().stdout;
     assert!(ps.contains("Exited (137)"), "{ps}");
+    let listed = ctx.berth(&["container", "ls", "-a", "-q"]).run().stdout;
+    let plain = ctx.berth(&["ps", "-a", "-q"]).run().stdout;
+    assert_eq!(listed, plain, "podman's container group lists the same");
 
     ctx.step("commit: the container's changes, deletions included, in a new image");
     ctx.berth(&["commit", "web", "committed:v1"]).run();
