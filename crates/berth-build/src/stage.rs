@@ -567,15 +567,14 @@ impl Builder<'_> {
 
     /// A stored image as a stage's starting state: its config and layers.
     fn image_state(&self, image: &berth_transport::local::Image) -> Result<State, String> {
-        let config: Value =
-            serde_json::from_slice(&self.store.config(&image.id).map_err(|e| e.to_string())?)
-                .map_err(|e| format!("image {}: config: {e}", image.id))?;
-        let raw = self
+        let config = self
             .store
-            .manifest("", &image.digest.to_string())
+            .image_config(&image.id)
             .map_err(|e| e.to_string())?;
-        let m = berth_image::Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
-            .map_err(|e| format!("image {}: {e}", image.id))?;
+        let m = self
+            .store
+            .image_manifest(image)
+            .map_err(|e| e.to_string())?;
         Ok(State {
             config,
             layers: m

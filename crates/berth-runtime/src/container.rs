@@ -12,7 +12,6 @@ use berth_image::Digest;
 use berth_rootfs::{Snapshot, UnpackOptions};
 use berth_transport::local::{ContainerRecord, Image, LocalStore};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::oci::{Runtime, RuntimeState};
 use crate::spec::{Overrides, Process};
@@ -92,8 +91,7 @@ impl Containers {
         image_name: &str,
         opts: &CreateOptions,
     ) -> Result<ContainerRecord> {
-        let config: Value = serde_json::from_slice(&self.store.config(&image.id)?)
-            .map_err(|e| RuntimeError::Invalid(format!("image {}: config: {e}", image.id)))?;
+        let config = self.store.image_config(&image.id)?;
         let process = Process::from_image(&config, &opts.overrides)?;
         if let Some(n) = &opts.name {
             if !names::valid_name(n) {

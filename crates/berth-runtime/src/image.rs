@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use berth_containerfile::{Form, Kind};
-use berth_image::{media_type as mt, Digest, Manifest, Platform};
+use berth_image::{media_type as mt, Digest, Platform};
 use berth_transport::local::{Image, LocalStore};
 use serde_json::{json, Map, Value};
 
@@ -43,11 +43,8 @@ pub fn add_layer(
     let packed = store_layer(store, tar)?;
     let (mut config, mut layers) = match base {
         Some(img) => {
-            let config: Value = serde_json::from_slice(&store.config(&img.id)?)
-                .map_err(|e| RuntimeError::Invalid(format!("image {}: config: {e}", img.id)))?;
-            let raw = store.manifest("", &img.digest.to_string())?;
-            let m = Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
-                .map_err(|e| RuntimeError::Invalid(format!("image {}: {e}", img.id)))?;
+            let config = store.image_config(&img.id)?;
+            let m = store.image_manifest(img)?;
             let layers: Vec<(String, Digest, u64)> = m
                 .layers
                 .iter()

@@ -189,10 +189,25 @@ impl LocalStore {
     /// The layers of image `id`, bottom first, from the manifest it was stored with.
     pub fn layers(&self, id: &Digest) -> Result<Vec<Digest>, TransportError> {
         let img = db::image(&self.conn(), id)?.ok_or_else(|| ImageNotKnown(id.to_string()))?;
+        Ok(self
+            .image_manifest(&img)?
+            .layers
+            .into_iter()
+            .map(|l| l.digest)
+            .collect())
+    }
+
+    /// The manifest image `img` was last stored with, parsed.
+    pub fn image_manifest(&self, img: &Image) -> Result<Manifest, TransportError> {
         let raw = self.manifest("", &img.digest.to_string())?;
-        let m = Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
-            .map_err(|e| TransportError::Corrupt(format!("manifest {}: {e}", img.digest)))?;
-        Ok(m.layers.into_iter().map(|l| l.digest).collect())
+        Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+            .map_err(|e| TransportError::Corrupt(format!("manifest {}: {e}", img.digest)))
+    }
+
+    /// Image `id`'s config as JSON (every field, for inspect, containers and builds).
+    pub fn image_config(&self, id: &Digest) -> Result<serde_json::Value, TransportError> {
+        serde_json::from_slice(&self.config(id)?)
+            .map_err(|e| TransportError::Corrupt(format!("config {id}: {e}")))
     }
 
     fn blob_file(&self, d: &Digest) -> Result<File, TransportError> {

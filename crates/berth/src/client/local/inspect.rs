@@ -3,8 +3,6 @@
 
 use std::time::SystemTime;
 
-use anyhow::Context;
-use berth_image::Manifest;
 use berth_transport::local::{Image, LocalStore};
 use clap::Args;
 use serde::Serialize;
@@ -70,10 +68,8 @@ struct Inspected {
 }
 
 fn inspected(store: &LocalStore, img: &Image) -> anyhow::Result<Inspected> {
-    let config: Value = serde_json::from_slice(&store.config(&img.id)?)
-        .with_context(|| format!("image {}: config is not JSON", img.id))?;
-    let stored = store.manifest("", &img.digest.to_string())?;
-    let manifest = Manifest::parse(stored.media_type.as_deref(), &stored.bytes)?;
+    let config = store.image_config(&img.id)?;
+    let manifest = store.image_manifest(img)?;
     let run = config["config"].as_object().cloned().unwrap_or_default();
     // podman prints these run-config fields, in this order, when set.
     let mut shown = Map::new();
@@ -118,20 +114,13 @@ fn inspected(store: &LocalStore, img: &Image) -> anyhow::Result<Inspected> {
             "Layers": config["rootfs"]["diff_ids"],
         }),
         labels: run.get("Labels").cloned().unwrap_or(Value::Null),
-        annotations: manifest_annotations(&stored.bytes),
+        annotations: json!(manifest.annotations.clone().unwrap_or_default()),
         manifest_type: manifest.media_type,
         user: run.get("User").map(text).unwrap_or_default(),
         history: config["history"].clone(),
         names_history: img.names.clone(),
         config: shown,
     })
-}
-
-fn manifest_annotations(bytes: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("annotations").cloned())
-        .unwrap_or_else(|| json!({}))
 }
 
 pub fn image_inspect(a: ImageInspectArgs) -> anyhow::Result<()> {
@@ -159,10 +148,8 @@ pub fn image_inspect(a: ImageInspectArgs) -> anyhow::Result<()> {
 pub fn history(a: HistoryArgs) -> anyhow::Result<()> {
     let store = open_store()?;
     let img = store.find(&a.image)?;
-    let config: Value = serde_json::from_slice(&store.config(&img.id)?)
-        .with_context(|| format!("image {}: config is not JSON", img.id))?;
-    let stored = store.manifest("", &img.digest.to_string())?;
-    let manifest = Manifest::parse(stored.media_type.as_deref(), &stored.bytes)?;
+    let config = store.image_config(&img.id)?;
+    let manifest = store.image_manifest(&img)?;
     // Sizes of the layers, in order; an entry with empty_layer has none.
     let mut layers = manifest.layers.iter().map(|l| l.size);
     let mut entries = Vec::new();
