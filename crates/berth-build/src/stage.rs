@@ -160,7 +160,7 @@ impl Builder<'_> {
                 let p = expand(p, file.escape, &lookup).map_err(|e| {
                     BuildError::Other(format!("{}:{}: FROM: {}", self.file, stage.line, e.message))
                 })?;
-                self.platform = parse_platform(&p).ok_or_else(|| {
+                self.platform = Platform::parse(&p).ok_or_else(|| {
                     BuildError::Other(format!(
                         "{}:{}: FROM: --platform={p}: use OS/ARCH[/VARIANT]",
                         self.file, stage.line
@@ -750,18 +750,6 @@ fn default_path(config: &mut Value) {
     }
 }
 
-/// `os/arch[/variant]`.
-fn parse_platform(s: &str) -> Option<Platform> {
-    let mut parts = s.split('/');
-    let (os, architecture) = (parts.next()?, parts.next()?);
-    let variant = parts.next().map(str::to_string);
-    (parts.next().is_none() && !os.is_empty() && !architecture.is_empty()).then(|| Platform {
-        os: os.to_string(),
-        architecture: architecture.to_string(),
-        variant,
-    })
-}
-
 /// `.containerignore`, else `.dockerignore`, of the context.
 fn context_ignore(context: &Path) -> Result<berth_containerfile::Ignore, String> {
     for name in [".containerignore", ".dockerignore"] {
@@ -856,10 +844,13 @@ mod tests {
         assert_eq!(go_duration_ns("1m30s"), Some(90_000_000_000));
         assert_eq!(go_duration_ns("500ms"), Some(500_000_000));
         assert_eq!(go_duration_ns("3x"), None);
-        let p = parse_platform("linux/arm64/v8").unwrap();
+        let p = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!((p.os.as_str(), p.architecture.as_str()), ("linux", "arm64"));
         assert_eq!(p.variant.as_deref(), Some("v8"));
-        assert!(parse_platform("linux").is_none());
+        assert!(Platform::parse("linux").is_none());
+        assert!(Platform::parse("/arm64").is_none());
+        assert!(Platform::parse("linux/arm64/").is_none());
+        assert!(Platform::parse("linux/arm64/v8/x").is_none());
         let mut config = json!({"config": {"Env": ["A=1"]}});
         default_path(&mut config);
         default_path(&mut config);

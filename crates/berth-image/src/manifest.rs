@@ -69,6 +69,23 @@ impl Platform {
         }
     }
 
+    /// `OS/ARCH[/VARIANT]`, as `--platform` and `FROM --platform=` take it; none
+    /// when a part is missing or empty.
+    pub fn parse(s: &str) -> Option<Platform> {
+        let mut parts = s.split('/');
+        let (os, architecture) = (parts.next()?, parts.next()?);
+        let variant = parts.next().map(str::to_string);
+        let whole = parts.next().is_none()
+            && !os.is_empty()
+            && !architecture.is_empty()
+            && variant.as_deref() != Some("");
+        whole.then(|| Platform {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+            variant,
+        })
+    }
+
     /// Whether an image for `self` runs where `wanted` is asked for: same OS and
     /// architecture, and the same variant when `wanted` names one.
     pub fn matches(&self, wanted: &Platform) -> bool {

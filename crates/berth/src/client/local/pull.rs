@@ -35,20 +35,13 @@ pub struct PullArgs {
     image: String,
 }
 
+/// `--platform`, else this machine.
 pub fn platform(spec: Option<&str>) -> anyhow::Result<Platform> {
-    let mut p = Platform::this_machine();
-    if let Some(s) = spec {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] => (p.os, p.architecture) = (os.to_string(), arch.to_string()),
-            [os, arch, v] => {
-                (p.os, p.architecture, p.variant) =
-                    (os.to_string(), arch.to_string(), Some(v.to_string()))
-            }
-            _ => bail!("--platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64"),
-        }
+    match spec {
+        None => Ok(Platform::this_machine()),
+        Some(s) => Platform::parse(s)
+            .with_context(|| format!("--platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64")),
     }
-    Ok(p)
 }
 
 pub fn run(a: PullArgs) -> anyhow::Result<()> {
