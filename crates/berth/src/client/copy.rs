@@ -192,7 +192,7 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
             Place::Oci(Layout::new(path.clone(), reference.clone()))
         }
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
-        ImageName::Local(r) => local_place(&crate::paths::storage_root()?, r)?,
+        ImageName::Local(r) => local_place(&LocalStore::open(&crate::paths::storage_root()?)?, r),
         ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
         ImageName::DockerArchive { path, reference } => {
             Place::DockerArchive(DockerArchive::write(path, reference.clone())?)
@@ -200,16 +200,13 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
     })
 }
 
-/// Image `r` in the local store at `root`.
-pub fn local_place(
-    root: &std::path::Path,
-    r: &berth_image::ImageReference,
-) -> anyhow::Result<Place> {
-    Ok(Place::Local {
-        store: LocalStore::open(root)?,
+/// Image `r` in the local store `store`.
+pub fn local_place(store: &std::sync::Arc<LocalStore>, r: &berth_image::ImageReference) -> Place {
+    Place::Local {
+        store: store.clone(),
         repo: r.name(),
         reference: reference_of(r),
-    })
+    }
 }
 
 /// A path as policy.json scopes name it: absolute.

@@ -148,7 +148,6 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
         }
     };
     let kind = kind_of(&path)?;
-    let root = crate::paths::storage_root()?;
     let store = open_store()?;
     let loaded = runtime()?.block_on(async {
         // (source, names to give it) for each image.
@@ -185,7 +184,7 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
             let top = src.manifest(None).await?;
             let name = names.first().cloned();
             let dst = match &name {
-                Some(n) => crate::client::copy::local_place(&root, &n.parse::<ImageReference>()?)?,
+                Some(n) => crate::client::copy::local_place(&store, &n.parse::<ImageReference>()?),
                 // No name: stored by digest, untagged (podman lists it as <none>).
                 None => Place::Local {
                     store: store.clone(),

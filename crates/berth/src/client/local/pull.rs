@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use berth_image::{ImageReference, Platform};
 use berth_remote::Registry;
 use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::local::LocalStore;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
@@ -51,7 +52,7 @@ pub fn run(a: PullArgs) -> anyhow::Result<()> {
         signature_policy: a.signature_policy.clone(),
         registry: a.registry.clone(),
     };
-    for id in pull(&a.image, a.all_tags, &options)? {
+    for id in pull(&super::open_store()?, &a.image, a.all_tags, &options)? {
         println!("{id}");
     }
     Ok(())
@@ -65,8 +66,13 @@ pub struct PullOptions {
     pub registry: RegistryFlags,
 }
 
-/// Pulls `image` (every tag with `all_tags`) into the store; returns the image IDs.
-pub fn pull(image: &str, all_tags: bool, o: &PullOptions) -> anyhow::Result<Vec<String>> {
+/// Pulls `image` (every tag with `all_tags`) into `store`; returns the image IDs.
+pub fn pull(
+    store: &Arc<LocalStore>,
+    image: &str,
+    all_tags: bool,
+    o: &PullOptions,
+) -> anyhow::Result<Vec<String>> {
     let typed = image.trim_start_matches("docker://");
     let r: ImageReference = typed
         .parse()
@@ -81,7 +87,6 @@ pub fn pull(image: &str, all_tags: bool, o: &PullOptions) -> anyhow::Result<Vec<
         false,
         &ImageName::Docker(r.clone()),
     )?;
-    let root = crate::paths::storage_root()?;
     let options = CopyOptions {
         all: false,
         platform: o.platform.clone(),
@@ -105,19 +110,12 @@ pub fn pull(image: &str, all_tags: bool, o: &PullOptions) -> anyhow::Result<Vec<
                 repo: at.path().as_str().to_string(),
                 reference: reference_of(&at),
             };
-            let dst = local_place(&root, &logical)?;
+            let dst = local_place(store, &logical);
             let progress = crate::client::progress::reporter(o.quiet);
-            copy(&src, &dst, &options, progress)
+            let digest = copy(&src, &dst, &options, progress)
                 .await
                 .with_context(|| format!("pulling {}", logical.name()))?;
-            let stored = super::open_store()?.find(&format!(
-                "{}{}",
-                logical.name(),
-                match logical.digest() {
-                    Some(d) => format!("@{d}"),
-                    None => format!(":{}", reference_of(&logical)),
-                }
-            ))?;
+            let stored = store.find(&format!("{}@{digest}", logical.name()))?;
             ids.push(stored.id.hex().to_string());
         }
         anyhow::Ok(ids)
@@ -127,7 +125,7 @@ pub fn pull(image: &str, all_tags: bool, o: &PullOptions) -> anyhow::Result<Vec<
 /// The image `name` of the store, pulled first when the store lacks it (what FROM
 /// and `run` do, as podman's `--pull=missing`).
 pub fn ensure(
-    store: &berth_transport::local::LocalStore,
+    store: &Arc<LocalStore>,
     name: &str,
     platform: &Platform,
 ) -> anyhow::Result<berth_transport::local::Image> {
@@ -142,7 +140,7 @@ pub fn ensure(
         signature_policy: None,
         registry: RegistryFlags::default(),
     };
-    let ids = pull(name, false, &options)?;
+    let ids = pull(store, name, false, &options)?;
     let id = ids.first().context("nothing pulled")?;
     Ok(store.find(id)?)
 }
