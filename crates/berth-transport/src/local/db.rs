@@ -409,8 +409,9 @@ pub fn manifest(conn: &Connection, d: &Digest) -> Result<Option<StoredManifest>,
         .optional()?)
 }
 
-/// Config `created` (RFC 3339) as unix seconds; 0 when unreadable.
-fn unix_of(text: &str) -> i64 {
+/// A config's or history entry's `created` (RFC 3339) as unix seconds; 0 when
+/// unreadable.
+pub fn unix_of(text: &str) -> i64 {
     humantime::parse_rfc3339_weak(text)
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

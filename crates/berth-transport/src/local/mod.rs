@@ -27,7 +27,7 @@ use berth_remote::ByteStream;
 use berth_store::BlobStore;
 use rusqlite::Connection;
 
-pub use db::{repository_of, ContainerRecord, Image};
+pub use db::{repository_of, unix_of, ContainerRecord, Image};
 
 use crate::{RawManifest, TransportError};
 

@@ -411,7 +411,11 @@ pub fn ps(a: PsArgs) -> anyhow::Result<()> {
             "Id": record.id,
             "Image": record.image_name,
             "ImageID": record.image.hex(),
-            "Command": truncate(&command, a.no_trunc),
+            // podman shows 17 characters of COMMAND and "...".
+            "Command": match a.no_trunc {
+                true => command.clone(),
+                false => super::table::truncate(&command, 20),
+            },
             "CreatedHuman": ago(now, record.created),
             "Created": record.created,
             "Status": status_text,
@@ -439,14 +443,6 @@ pub fn ps(a: PsArgs) -> anyhow::Result<()> {
     })?;
     print!("{out}");
     Ok(())
-}
-
-/// podman cuts COMMAND at 17 characters with "...".
-fn truncate(command: &str, no_trunc: bool) -> String {
-    if no_trunc || command.chars().count() <= 20 {
-        return command.to_string();
-    }
-    format!("{}...", command.chars().take(17).collect::<String>())
 }
 
 pub fn commit(a: CommitArgs) -> anyhow::Result<()> {

@@ -35,6 +35,16 @@ pub fn render(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A cell cut as podman cuts long ones: at most `width` characters, the last three
+/// `...` when it was longer.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(3)).collect();
+    format!("{kept}...")
+}
+
 #[cfg(test)]
 mod tests {
     fn rows(r: &[&[&str]]) -> Vec<Vec<String>> {
@@ -52,6 +62,25 @@ mod tests {
                 &["localhost/t1", "v1", "3.54 kB"],
             ])),
             "REPOSITORY    TAG         SIZE\nlocalhost/t1  v1          3.54 kB\n"
+        );
+    }
+
+    #[test]
+    fn cells_cut_as_podman_cuts_them() {
+        assert_eq!(
+            super::truncate("/bin/sh -c echo data", 20),
+            "/bin/sh -c echo data"
+        );
+        assert_eq!(
+            super::truncate("/bin/sh -c echo data!", 20),
+            "/bin/sh -c echo d..."
+        );
+        assert_eq!(
+            super::truncate(
+                "/bin/sh -c #(nop) ADD file:b72778351dbfb68bc0c38aa9f7f93f950b97f608cc1c232f3a01f10a23f251e3 in /",
+                45
+            ),
+            "/bin/sh -c #(nop) ADD file:b72778351dbfb68..."
         );
     }
 

@@ -165,10 +165,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(n, (h, size))| {
             let created_text = h["created"].as_str().unwrap_or_default();
-            let created = humantime::parse_rfc3339_weak(created_text)
-                .ok()
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64);
+            let created = berth_transport::local::unix_of(created_text);
             let by = h["created_by"].as_str().unwrap_or_default();
             let id = match n {
                 0 => super::show_id(&img.id, a.no_trunc),
@@ -184,9 +181,9 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<()> {
                 "Created": match a.human { true => ago(now, created), false => rfc3339(created) },
                 "Size": human_size(*size),
                 "Comment": h["comment"].as_str().unwrap_or_default(),
-                "ShownBy": match a.no_trunc || by.chars().count() <= 45 {
+                "ShownBy": match a.no_trunc {
                     true => by.to_string(),
-                    false => format!("{}...", by.chars().take(42).collect::<String>()),
+                    false => crate::client::table::truncate(by, 45),
                 },
             })
         })
