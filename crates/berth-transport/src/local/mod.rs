@@ -48,6 +48,8 @@ pub struct Removed {
     pub images: Vec<Digest>,
     /// Bytes of blob files deleted.
     pub reclaimed: u64,
+    /// Images asked for that containers use: kept.
+    pub in_use: Vec<ImageInUse>,
 }
 
 /// An image name the store does not know, said as podman says it (`NAME: image not
@@ -63,7 +65,7 @@ pub struct ContainerNotKnown(pub String);
 
 /// An image containers still use, in podman's words (`rmi` exits 2 for it).
 #[derive(Debug, thiserror::Error)]
-#[error("image used by {container}: image is in use by a container: consider removing the container first, or rmi -f")]
+#[error("image used by {container}: image is in use by a container: consider listing external containers and force-removing image")]
 pub struct ImageInUse {
     pub image: Digest,
     pub container: String,
@@ -401,20 +403,27 @@ impl LocalStore {
     }
 
     /// Deletes images (with every name they have), then the blob files no image
-    /// needs any more. An image a container uses is refused, and then none goes.
+    /// needs any more. An image a container uses stays (as podman, the others still
+    /// go): it is in [`Removed::in_use`], the deleted ones in [`Removed::images`].
     pub fn remove(&self, ids: &[Digest]) -> Result<Removed, TransportError> {
-        self.write(|tx| {
+        let (deleted, in_use) = self.write(|tx| {
             let users = db::containers(tx)?;
-            if let Some(c) = users.iter().find(|c| ids.contains(&c.image)) {
-                return Err(TransportError::InUse(ImageInUse {
-                    image: c.image.clone(),
-                    container: c.id.clone(),
-                }));
+            let (mut free, mut in_use) = (Vec::new(), Vec::new());
+            for id in ids {
+                match users.iter().find(|c| &c.image == id) {
+                    Some(c) => in_use.push(ImageInUse {
+                        image: id.clone(),
+                        container: c.id.clone(),
+                    }),
+                    None => free.push(id.clone()),
+                }
             }
-            db::remove_images(tx, ids)
+            db::remove_images(tx, &free)?;
+            Ok((free, in_use))
         })?;
         let mut removed = self.collect_garbage()?;
-        removed.images = ids.to_vec();
+        removed.images = deleted;
+        removed.in_use = in_use;
         Ok(removed)
     }
 
@@ -490,8 +499,8 @@ impl LocalStore {
                 self.blobs.remove_upload(&id)?;
             }
             Ok(Removed {
-                images: Vec::new(),
                 reclaimed,
+                ..Removed::default()
             })
         })();
         let relock = self

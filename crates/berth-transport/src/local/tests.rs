@@ -269,3 +269,27 @@ async fn concurrent_pulls_and_removals_stay_consistent() {
         }
     }
 }
+
+#[tokio::test]
+async fn removing_keeps_images_in_use_and_removes_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (a, _) = put_image(&store, Some(("localhost/a", "1")), "a", b"la", "amd64").await;
+    let (b, _) = put_image(&store, Some(("localhost/b", "1")), "b", b"lb", "amd64").await;
+    store
+        .add_container(&ContainerRecord {
+            id: "c".repeat(64),
+            name: "user".into(),
+            image: a.clone(),
+            image_name: "localhost/a:1".into(),
+            created: 0,
+            spec: "{}".into(),
+        })
+        .unwrap();
+    let removed = store.remove(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(removed.images, vec![b], "the free image goes");
+    assert_eq!(removed.in_use.len(), 1);
+    assert_eq!(removed.in_use[0].image, a);
+    let left: Vec<Digest> = store.images().unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(left, vec![a], "the image in use stays, with its name");
+}

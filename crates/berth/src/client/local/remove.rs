@@ -2,11 +2,12 @@
 //! podman's rules: removing one of several names only untags; an ID with several
 //! names needs `-f`; prune takes dangling images, or with `-a` every image.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 use anyhow::bail;
 use berth_image::Digest;
-use berth_transport::local::{ImageNotKnown, LocalStore};
+use berth_transport::local::ImageNotKnown;
 use berth_transport::TransportError;
 use clap::Args;
 
@@ -85,12 +86,12 @@ pub fn untag(a: UntagArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `rmi` does to one argument.
-enum Plan {
-    Untag(Digest, String),
-    Delete(Digest),
-}
-
+/// `rmi`: as podman, each argument in turn against the names still left (so naming
+/// every tag of an image removes it), then the removals: an image containers use
+/// stays unless `-f` (which removes those containers first), the others go.
+/// Only what happened is printed: every `Untagged:`, then every `Deleted:`.
+/// Exit status: 125 for other errors, else 2 when an image was in use, else 1 when
+/// one was not known (unless `-i`).
 pub fn rmi(a: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
     match (a.all, a.images.is_empty()) {
         (true, false) => bail!("--all removes every image; give no names with it"),
@@ -98,61 +99,81 @@ pub fn rmi(a: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
         _ => {}
     }
     let store = open_store()?;
-    let mut plans = Vec::new();
-    let mut unknown = Vec::new();
-    if a.all {
-        plans.extend(store.images()?.into_iter().map(|i| Plan::Delete(i.id)));
-    }
-    for spec in &a.images {
-        match plan(&store, spec, a.force) {
-            Ok(p) => plans.push(p),
-            Err(e) if is_unknown(&e) => unknown.push(e),
-            Err(e) => return Err(e),
-        }
-    }
-    let names: std::collections::HashMap<Digest, Vec<String>> = store
+    let mut left: HashMap<Digest, Vec<String>> = store
         .images()?
         .into_iter()
         .map(|i| (i.id, i.names))
         .collect();
-    let mut deleted = Vec::new();
-    for p in plans {
-        match p {
-            Plan::Untag(id, name) => {
-                store.untag(&id, Some(std::slice::from_ref(&name)))?;
-                println!("Untagged: {name}");
-            }
-            Plan::Delete(id) if !deleted.contains(&id) => {
-                for name in names.get(&id).into_iter().flatten() {
-                    println!("Untagged: {name}");
+    let mut untag: Vec<(Digest, String)> = Vec::new();
+    let mut delete: Vec<Digest> = Vec::new();
+    let (mut unknown, mut failed) = (Vec::new(), Vec::new());
+    if a.all {
+        delete.extend(store.images()?.into_iter().map(|i| i.id));
+    }
+    for spec in &a.images {
+        let (img, by_name) = match store.find_named(spec) {
+            Ok(found) => found,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                match is_unknown(&e) {
+                    true => unknown.push(e),
+                    false => failed.push(e),
                 }
-                deleted.push(id.clone());
-                println!("Deleted: {}", id.hex());
+                continue;
             }
-            Plan::Delete(_) => {}
+        };
+        let names = left.entry(img.id.clone()).or_default();
+        match by_name {
+            Some(name) if !names.contains(&name) => {
+                unknown.push(ImageNotKnown(spec.clone()).into());
+            }
+            Some(name) if names.len() > 1 => {
+                names.retain(|n| n != &name);
+                untag.push((img.id, name));
+            }
+            None if names.len() > 1 && !a.force => failed.push(anyhow::anyhow!(
+                "unable to delete image \"{}\" by ID with more than one tag ([{}]): please force removal",
+                img.id.hex(),
+                names.join(" ")
+            )),
+            _ if delete.contains(&img.id) => {}
+            _ => delete.push(img.id),
         }
     }
     if a.force {
-        for id in &deleted {
+        for id in &delete {
             crate::client::containers::remove_users(id)?;
         }
     }
-    match store.remove(&deleted) {
-        Err(TransportError::InUse(e)) => {
-            eprintln!("Error: {e}");
-            // podman: 2 when an image is in use by a container.
-            return Ok(std::process::ExitCode::from(2));
-        }
-        other => other?,
-    };
-    if unknown.is_empty() || a.ignore {
-        return Ok(std::process::ExitCode::SUCCESS);
+    let mut untagged = Vec::new();
+    for (id, name) in untag {
+        store.untag(&id, Some(std::slice::from_ref(&name)))?;
+        untagged.push(name);
     }
-    for e in &unknown {
+    let removed = store.remove(&delete)?;
+    for id in &removed.images {
+        untagged.extend(left.remove(id).unwrap_or_default());
+    }
+    for name in &untagged {
+        println!("Untagged: {name}");
+    }
+    for id in &removed.images {
+        println!("Deleted: {}", id.hex());
+    }
+    let ignored = if a.ignore { unknown.len() } else { 0 };
+    for e in unknown.iter().skip(ignored).chain(&failed) {
         eprintln!("Error: {e:#}");
     }
-    // podman: 1 when images were not there and nothing else failed.
-    Ok(std::process::ExitCode::from(1))
+    for e in &removed.in_use {
+        eprintln!("Error: {e}");
+    }
+    let code = match () {
+        _ if !failed.is_empty() => super::PODMAN_ERROR,
+        _ if !removed.in_use.is_empty() => 2,
+        _ if unknown.len() > ignored => 1,
+        _ => 0,
+    };
+    Ok(std::process::ExitCode::from(code))
 }
 
 fn is_unknown(e: &anyhow::Error) -> bool {
@@ -163,22 +184,6 @@ fn is_unknown(e: &anyhow::Error) -> bool {
                 Some(TransportError::Local(_))
             )
     })
-}
-
-/// A name among several: untag it. An ID (or a last name): delete the image, which
-/// by ID with several names needs `force`.
-fn plan(store: &LocalStore, spec: &str, force: bool) -> anyhow::Result<Plan> {
-    let (img, by_name) = store.find_named(spec)?;
-    match by_name {
-        Some(name) if img.names.len() > 1 => Ok(Plan::Untag(img.id.clone(), name)),
-        Some(_) => Ok(Plan::Delete(img.id)),
-        None if img.names.len() > 1 && !force => bail!(
-            "unable to delete image \"{}\" by ID with more than one tag ([{}]): please force removal",
-            img.id.hex(),
-            img.names.join(" ")
-        ),
-        None => Ok(Plan::Delete(img.id)),
-    }
 }
 
 pub fn prune(a: PruneArgs) -> anyhow::Result<()> {
