@@ -17,6 +17,10 @@ pub enum RemoteError {
         status: u16,
         detail: Option<String>,
     },
+    /// A TLS handshake answered with plain HTTP: the registry serves HTTP only.
+    /// Worded as Go's net/http (and so podman and skopeo) words it.
+    #[error("{url}: http: server gave HTTP response to HTTPS client")]
+    PlainHttp { url: String },
     #[error("{url}: {source}")]
     Transport {
         url: String,
@@ -40,6 +44,30 @@ impl RemoteError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RemoteError::NotFound { .. })
     }
+}
+
+/// Whether a request failed because the server answered the TLS handshake with
+/// something that is not TLS, as an HTTP server does (rustls sees an invalid record
+/// type where Go sees the bytes `HTTP/`).
+pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) =
+            c.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        // An io::Error's `source` skips the error it wraps (the TLS error sits in an
+        // io::Error in an io::Error): step into it instead.
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    false
 }
 
 /// The first error of a registry's `{"errors":[{code,message,detail}]}` body, as text.

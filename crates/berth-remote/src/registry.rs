@@ -11,7 +11,7 @@ use reqwest::header::{
 use reqwest::{Method, Response, StatusCode};
 
 use crate::challenge::{self, Challenge};
-use crate::error::{registry_detail, RemoteError};
+use crate::error::{answered_without_tls, registry_detail, RemoteError};
 
 /// Every manifest type berth reads, as clients send it.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -170,6 +170,9 @@ impl Registry {
                     st.base = Some(base.clone());
                     st.challenge = Some(challenge.clone());
                     return Ok((base, challenge));
+                }
+                Err(e) if scheme == "https" && answered_without_tls(&e) => {
+                    last = Some(RemoteError::PlainHttp { url })
                 }
                 Err(e) => last = Some(RemoteError::Transport { url, source: e }),
             }
