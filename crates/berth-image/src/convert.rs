@@ -5,7 +5,11 @@
 //!   place in v2s2 and are dropped; zstd layers cannot be represented (an error).
 //! - v2s2 -> OCI: media types remapped; the config is rewritten with the OCI config's
 //!   fields only (Docker-only fields such as `Healthcheck` or `OnBuild` are dropped),
-//!   so its digest (the image ID) changes.
+//!   so its digest (the image ID) changes; the bytes are containers/image's, so the new
+//!   ID is the one skopeo and podman give.
+//! - Descriptors are written in the field order of the Go structs containers/image
+//!   marshals (OCI: `mediaType`, `digest`, `size`; Docker: `mediaType`, `size`,
+//!   `digest`), so a converted manifest has skopeo's digest.
 //! - An index converts with its images: the caller converts every image and gives the
 //!   new descriptors.
 //!
@@ -89,40 +93,6 @@ const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const OCI_NONDISTRIBUTABLE_GZIP: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 
-/// The fields of an OCI image config (image-spec `config.md`); everything else is
-/// Docker's alone.
-const OCI_CONFIG_FIELDS: &[&str] = &[
-    "created",
-    "author",
-    "architecture",
-    "os",
-    "os.version",
-    "os.features",
-    "variant",
-    "config",
-    "rootfs",
-    "history",
-];
-const OCI_RUN_FIELDS: &[&str] = &[
-    "User",
-    "ExposedPorts",
-    "Env",
-    "Entrypoint",
-    "Cmd",
-    "Volumes",
-    "WorkingDir",
-    "Labels",
-    "StopSignal",
-    "ArgsEscaped",
-];
-
-fn keep(obj: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
-    obj.iter()
-        .filter(|(k, v)| fields.contains(&k.as_str()) && !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
 /// Converts an image manifest to `to`. `config` is the config blob (needed for v2s2 ->
 /// OCI, which rewrites it).
 pub fn convert_image(
@@ -146,24 +116,19 @@ pub fn convert_image(
                 let mut c = m["config"].clone();
                 c["mediaType"] = mt::DOCKER_CONFIG.into();
                 strip_descriptor(&mut c);
-                c
+                go_order(c, to)
             });
             m.remove("annotations");
             m.remove("artifactType");
             m.remove("subject");
         }
         Format::Oci => {
-            let parsed: Map<String, Value> = serde_json::from_slice(config).map_err(json)?;
-            let mut oci = keep(&parsed, OCI_CONFIG_FIELDS);
-            if let Some(Value::Object(run)) = parsed.get("config") {
-                oci.insert("config".into(), Value::Object(keep(run, OCI_RUN_FIELDS)));
-            }
-            let bytes = serde_json::to_vec(&oci).map_err(json)?;
+            let bytes = crate::oci_config::to_oci(config).map_err(json)?;
             let mut c = m["config"].clone();
             c["mediaType"] = mt::OCI_CONFIG.into();
             c["digest"] = Digest::sha256_of(&bytes).to_string().into();
             c["size"] = bytes.len().into();
-            m.insert("config".into(), c);
+            m.insert("config".into(), go_order(c, to));
             new_config = Some(bytes);
         }
     }
@@ -174,6 +139,7 @@ pub fn convert_image(
             if to == Format::V2s2 {
                 strip_descriptor(l);
             }
+            *l = go_order(l.take(), to);
         }
     }
     m.insert("mediaType".into(), to.manifest_type().into());
@@ -201,6 +167,7 @@ pub fn convert_index(
             if to == Format::V2s2 {
                 strip_descriptor(e);
             }
+            *e = go_order(e.take(), to);
         }
     }
     if to == Format::V2s2 {
@@ -221,16 +188,59 @@ fn strip_descriptor(d: &mut Value) {
     }
 }
 
-/// `schemaVersion` and `mediaType` first, as every tool writes them.
-fn ordered(mut m: Map<String, Value>) -> Map<String, Value> {
+/// A descriptor's members in the order of the Go struct containers/image writes for
+/// `to`; members that struct lacks follow, as they were.
+fn go_order(d: Value, to: Format) -> Value {
+    let Value::Object(d) = d else { return d };
+    let first: &[&str] = match to {
+        Format::Oci => &[
+            "mediaType",
+            "digest",
+            "size",
+            "urls",
+            "annotations",
+            "data",
+            "platform",
+            "artifactType",
+        ],
+        Format::V2s2 => &["mediaType", "size", "digest", "urls", "platform"],
+    };
+    Value::Object(first_members(d, first))
+}
+
+/// `m` with the members named in `first` first, in that order, then the others as
+/// they were. (Removing from a map moves its last member into the gap.)
+fn first_members(mut m: Map<String, Value>, first: &[&str]) -> Map<String, Value> {
     let mut out = Map::new();
-    for k in ["schemaVersion", "mediaType"] {
-        if let Some(v) = m.remove(k) {
-            out.insert(k.into(), v);
+    for k in first {
+        if let Some(v) = m.get_mut(*k) {
+            out.insert((*k).to_string(), v.take());
         }
     }
-    out.extend(m);
+    for (k, v) in m {
+        if !out.contains_key(&k) {
+            out.insert(k, v);
+        }
+    }
     out
+}
+
+/// A manifest's or index's members in the order of the Go structs (`schemaVersion`,
+/// `mediaType`, …), as every tool writes them.
+fn ordered(m: Map<String, Value>) -> Map<String, Value> {
+    first_members(
+        m,
+        &[
+            "schemaVersion",
+            "mediaType",
+            "artifactType",
+            "config",
+            "layers",
+            "manifests",
+            "subject",
+            "annotations",
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -289,6 +299,37 @@ mod tests {
         );
         assert_eq!(v["layers"][0]["mediaType"], mt::OCI_LAYER_GZIP);
         crate::Manifest::parse(Some(mt::OCI_MANIFEST), &c.manifest).unwrap();
+    }
+
+    /// Docker writes `mediaType`, `size`, `digest`; containers/image's OCI struct
+    /// `mediaType`, `digest`, `size`, and the reverse way back.
+    #[test]
+    fn descriptors_in_go_order() {
+        let docker = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","size":2,"digest":"{D1}"}},"layers":[{{"mediaType":"{}","size":3,"digest":"{D2}"}}]}}"#,
+            mt::DOCKER_MANIFEST,
+            mt::DOCKER_CONFIG,
+            mt::DOCKER_LAYER_GZIP
+        );
+        let c = convert_image(docker.as_bytes(), b"{}", Format::Oci).unwrap();
+        let config = Digest::sha256_of(c.config.as_ref().unwrap());
+        let n = c.config.as_ref().unwrap().len();
+        assert_eq!(
+            String::from_utf8(c.manifest.clone()).unwrap(),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{n}}},"layers":[{{"mediaType":"{}","digest":"{D2}","size":3}}]}}"#,
+                mt::OCI_MANIFEST,
+                mt::OCI_CONFIG,
+                mt::OCI_LAYER_GZIP
+            )
+        );
+        let back = convert_image(&c.manifest, b"{}", Format::V2s2).unwrap();
+        assert_eq!(
+            String::from_utf8(back.manifest).unwrap(),
+            docker
+                .replace(D1, &config.to_string())
+                .replace(r#""size":2,"#, &format!(r#""size":{n},"#))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+mod oci_config;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};

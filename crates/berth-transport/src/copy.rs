@@ -77,6 +77,13 @@ pub async fn copy(
     opts: &CopyOptions,
     progress: Progress,
 ) -> Result<Digest, TransportError> {
+    // An OCI layout holds OCI manifests only (skopeo and podman find nothing else in
+    // it): a Docker image going there is converted, as containers/image does.
+    let mut opts = opts.clone();
+    if opts.format.is_none() && dst.holds_oci_only() {
+        opts.format = Some(Format::Oci);
+    }
+    let opts = &opts;
     let top = src.manifest(None).await?;
     let media_type = top.media_type.clone().ok_or_else(|| {
         TransportError::Corrupt(format!("manifest {} has no media type", top.digest))
@@ -102,7 +109,19 @@ pub async fn copy(
             for child in &parsed.manifests {
                 children.push(copy_child(src, dst, child, opts, &progress, false).await?);
             }
-            let target = conversion(&media_type, opts)?;
+            // Children converted or recompressed have new digests: the index names
+            // those, in its own format unless another was asked for.
+            let unchanged = children
+                .iter()
+                .zip(&parsed.manifests)
+                .all(|(w, d)| w.digest == d.digest);
+            let target = match conversion(&media_type, opts)? {
+                None if unchanged => None,
+                None => Some(Format::of(&media_type).ok_or_else(|| {
+                    TransportError::Unsupported(format!("index type {media_type}"))
+                })?),
+                f => f,
+            };
             let (bytes, index_type) = match target {
                 None => (top.bytes.clone(), media_type.clone()),
                 Some(f) => {
@@ -211,17 +230,22 @@ async fn write_image(
     top_level: bool,
 ) -> Result<Written, TransportError> {
     let old = Digest::sha256_of(raw);
-    // Layers whose compression is not the one asked for.
-    let recompressed: Vec<usize> = match opts.compress {
-        None => Vec::new(),
-        Some(want) => m
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| Compression::of(&l.media_type).is_some_and(|c| c != want))
-            .map(|(i, _)| i)
-            .collect(),
-    };
+    // Layers to recompress, and to what: those whose compression is not the one asked
+    // for, and uncompressed ones where the destination wants them compressed.
+    let recompressed: Vec<(usize, Compression)> = m
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let have = Compression::of(&l.media_type)?;
+            let want = match opts.compress {
+                Some(w) => w,
+                None if have == Compression::None && dst.compresses_layers() => Compression::Gzip,
+                None => return None,
+            };
+            (have != want).then_some((i, want))
+        })
+        .collect();
     if !recompressed.is_empty() && opts.preserve_digests {
         return Err(TransportError::Unsupported(
             "recompressing layers changes their digests, and --preserve-digests forbids that"
@@ -232,11 +256,11 @@ async fn write_image(
         .layers
         .iter()
         .enumerate()
-        .filter(|(i, _)| !recompressed.contains(i))
+        .filter(|(i, _)| !recompressed.iter().any(|(r, _)| r == i))
         .map(|(_, l)| l);
     let (mut bytes, media_type) = match conversion(media_type, opts)? {
         None => {
-            copy_blobs(src, dst, as_is.chain(m.config.iter()), opts, progress).await?;
+            copy_blobs(src, dst, as_is, m.config.as_ref(), opts, progress).await?;
             (raw.to_vec(), media_type.to_string())
         }
         Some(f) => {
@@ -249,34 +273,49 @@ async fn write_image(
                 .map_err(|e| TransportError::Unsupported(format!("manifest {old}: {e}")))?;
             match &conv.config {
                 Some(new) => {
-                    copy_blobs(src, dst, as_is, opts, progress).await?;
+                    copy_blobs(src, dst, as_is, None, opts, progress).await?;
                     let d = Digest::sha256_of(new);
-                    progress.line(&format!("Config digest changed: {} -> {d}", config.digest));
+                    if d != config.digest {
+                        progress.line(&format!("Config digest changed: {} -> {d}", config.digest));
+                    }
+                    progress.line(&format!("Copying config {d}"));
                     if !dst.has_blob(&d).await? {
                         dst.put_blob(&d, files::once(new)).await?;
                     }
                 }
                 None => {
-                    copy_blobs(src, dst, as_is.chain(m.config.iter()), opts, progress).await?;
+                    copy_blobs(src, dst, as_is, m.config.as_ref(), opts, progress).await?;
                 }
             }
             (conv.manifest, conv.media_type.to_string())
         }
     };
-    if let Some(want) = opts.compress.filter(|_| !recompressed.is_empty()) {
+    if !recompressed.is_empty() {
         let docker = media_type == berth_image::media_type::DOCKER_MANIFEST;
-        let layer_type = want.layer_type(docker).ok_or_else(|| {
-            TransportError::Unsupported("zstd layers need an OCI manifest; add --format oci".into())
-        })?;
-        let done: Vec<(usize, Digest, u64)> = stream::iter(recompressed)
-            .map(|i| async move {
-                let (d, n) = recompress_layer(src, dst, &m.layers[i], want, progress).await?;
-                Ok::<_, TransportError>((i, d, n))
+        let mut todo = Vec::new();
+        for (i, want) in recompressed {
+            let layer_type = want.layer_type(docker).ok_or_else(|| {
+                TransportError::Unsupported(
+                    "zstd layers need an OCI manifest; add --format oci".into(),
+                )
+            })?;
+            todo.push((i, want, layer_type));
+        }
+        let done: Vec<NewLayer> = stream::iter(todo)
+            .map(|(i, want, media_type)| async move {
+                let (digest, size) =
+                    recompress_layer(src, dst, &m.layers[i], want, progress).await?;
+                Ok::<_, TransportError>(NewLayer {
+                    index: i,
+                    media_type,
+                    digest,
+                    size,
+                })
             })
             .buffer_unordered(opts.parallel.max(1))
             .try_collect()
             .await?;
-        bytes = patch_layers(&bytes, &done, layer_type)?;
+        bytes = patch_layers(&bytes, &done)?;
     }
     progress.line("Writing manifest to image destination");
     let digest = dst.put_manifest(&bytes, &media_type, top_level).await?;
@@ -307,19 +346,23 @@ async fn recompress_layer(
     Ok((d, size))
 }
 
-/// The manifest with layers `done` (index, digest, size) replaced, as `layer_type`.
-fn patch_layers(
-    manifest: &[u8],
-    done: &[(usize, Digest, u64)],
-    layer_type: &str,
-) -> Result<Vec<u8>, TransportError> {
+/// A layer recompressed: its place in the manifest and what it is now.
+struct NewLayer {
+    index: usize,
+    media_type: &'static str,
+    digest: Digest,
+    size: u64,
+}
+
+/// The manifest with layers `done` replaced.
+fn patch_layers(manifest: &[u8], done: &[NewLayer]) -> Result<Vec<u8>, TransportError> {
     let bad = |e: serde_json::Error| TransportError::Corrupt(format!("manifest: {e}"));
     let mut v: serde_json::Value = serde_json::from_slice(manifest).map_err(bad)?;
-    for (i, d, size) in done {
-        let l = &mut v["layers"][*i];
-        l["mediaType"] = layer_type.into();
-        l["digest"] = d.to_string().into();
-        l["size"] = (*size).into();
+    for n in done {
+        let l = &mut v["layers"][n.index];
+        l["mediaType"] = n.media_type.into();
+        l["digest"] = n.digest.to_string().into();
+        l["size"] = n.size.into();
     }
     serde_json::to_vec(&v).map_err(bad)
 }
@@ -348,17 +391,38 @@ async fn read_small(src: &Place, d: &Digest) -> Result<Vec<u8>, TransportError> 
     Ok(out)
 }
 
-/// The blobs `blobs`, `opts.parallel` at a time.
+/// What a blob is to the image, as progress names it (skopeo's `Copying blob`,
+/// `Copying config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Layer,
+    Config,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Layer => "blob",
+            Part::Config => "config",
+        })
+    }
+}
+
+/// The layers `layers` and the config, `opts.parallel` at a time.
 async fn copy_blobs<'a>(
     src: &Place,
     dst: &Place,
-    blobs: impl Iterator<Item = &'a Descriptor>,
+    layers: impl Iterator<Item = &'a Descriptor>,
+    config: Option<&'a Descriptor>,
     opts: &CopyOptions,
     progress: &Progress,
 ) -> Result<(), TransportError> {
-    let blobs: Vec<&Descriptor> = blobs.collect();
+    let blobs: Vec<(&Descriptor, Part)> = layers
+        .map(|d| (d, Part::Layer))
+        .chain(config.map(|d| (d, Part::Config)))
+        .collect();
     stream::iter(blobs)
-        .map(|d| copy_blob(src, dst, d, progress))
+        .map(|(d, part)| copy_blob(src, dst, d, part, progress))
         .buffer_unordered(opts.parallel.max(1))
         .try_collect::<Vec<_>>()
         .await?;
@@ -383,6 +447,7 @@ async fn copy_blob(
     src: &Place,
     dst: &Place,
     d: &Descriptor,
+    part: Part,
     progress: &Progress,
 ) -> Result<BlobOutcome, TransportError> {
     if berth_image::media_type::is_non_distributable(&d.media_type) {
@@ -397,16 +462,16 @@ async fn copy_blob(
     let _turn = lock.lock().await;
     if dst.has_blob(&d.digest).await? {
         progress.line(&format!(
-            "Copying blob {} skipped: already exists",
+            "Copying {part} {} skipped: already exists",
             d.digest
         ));
         return Ok(BlobOutcome::Skipped);
     }
     if dst.mount_from(src, &d.digest).await? {
-        progress.line(&format!("Copying blob {} mounted", d.digest));
+        progress.line(&format!("Copying {part} {} mounted", d.digest));
         return Ok(BlobOutcome::Mounted);
     }
-    progress.line(&format!("Copying blob {}", d.digest));
+    progress.line(&format!("Copying {part} {}", d.digest));
     progress.blob_start(&d.digest, d.size);
     let stream = src.blob(&d.digest).await?;
     let counted = sized(stream, d.digest.clone(), d.size, Some(progress.clone()));

@@ -148,6 +148,22 @@ impl Place {
         }
     }
 
+    /// An OCI layout or archive: OCI manifests only, so a Docker image is converted on
+    /// the way in (containers/image's `oci:` destination supports no other type).
+    pub fn holds_oci_only(&self) -> bool {
+        matches!(self, Place::Oci(_) | Place::OciArchive { .. })
+    }
+
+    /// Uncompressed layers are gzip-compressed on the way in, as containers/image's
+    /// `docker://` and `oci:` destinations ask (`dir:` keeps what it is given, a docker
+    /// archive wants them plain, the local store keeps them as pulled).
+    pub fn compresses_layers(&self) -> bool {
+        matches!(
+            self,
+            Place::Registry { .. } | Place::Oci(_) | Place::OciArchive { .. }
+        )
+    }
+
     /// The named image's manifest, or with `digest` a child's.
     pub async fn manifest(&self, digest: Option<&Digest>) -> Result<RawManifest, TransportError> {
         match self {
