@@ -244,10 +244,16 @@ impl Registries {
     /// The `[[registry]]` whose prefix is the longest match for the image's repository
     /// (`host/path`, as containers/image's docker transport asks).
     pub fn find(&self, image: &ImageReference) -> Option<&Registry> {
-        let name = image.name();
+        self.find_name(&image.name())
+    }
+
+    /// The `[[registry]]` whose prefix is the longest match for `name`, a host with
+    /// an optional path (`host:5000`, `host/ns`), as containers/image's
+    /// `FindRegistry` reads what `login` was given.
+    pub fn find_name(&self, name: &str) -> Option<&Registry> {
         self.registries
             .iter()
-            .filter(|r| prefix_match(&name, &r.prefix).is_some())
+            .filter(|r| prefix_match(name, &r.prefix).is_some())
             .max_by_key(|r| r.prefix.len())
     }
 

@@ -456,3 +456,21 @@ fn shortnames_conf_is_an_ordinary_drop_in() {
     let res = r.resolve_short_name("alpine:3", false).unwrap();
     assert_eq!(res.candidates, vec![image("docker.io/library/alpine:3")]);
 }
+
+#[test]
+fn find_name_matches_what_login_is_given() {
+    let r = load(
+        "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n\
+         [[registry]]\nprefix = \"reg.example/team\"\nlocation = \"reg.example/team\"\n",
+    );
+    assert!(r.find_name("127.0.0.1:5000").unwrap().insecure);
+    assert!(r.find_name("127.0.0.1:5000/ns").unwrap().insecure);
+    // Another port is another registry; a longer host is not a path boundary.
+    assert!(r.find_name("127.0.0.1:5001").is_none());
+    assert!(r.find_name("127.0.0.1").is_none());
+    assert!(r.find_name("reg.example").is_none());
+    assert_eq!(
+        r.find_name("reg.example/team/app").unwrap().prefix,
+        "reg.example/team"
+    );
+}

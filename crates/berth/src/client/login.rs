@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berth_containers_config::{Found, Stored};
+use berth_containers_config::Stored;
 use berth_remote::{Credentials, Options, Registry};
 use clap::Args;
 
@@ -35,8 +35,9 @@ pub struct LoginArgs {
     /// TLS material for the registry (*.crt authorities, NAME.cert + NAME.key)
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
-    /// The registry: HOST[:PORT], optionally with a namespace (HOST/ns)
-    registry: String,
+    /// The registry: HOST[:PORT], optionally with a namespace (HOST/ns) [default: the
+    /// first of registries.conf's unqualified-search-registries]
+    registry: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -47,8 +48,8 @@ pub struct LogoutArgs {
     /// Remove every stored credential
     #[arg(long, short = 'a', conflicts_with = "registry")]
     all: bool,
-    /// The registry: HOST[:PORT], optionally with a namespace
-    #[arg(required_unless_present = "all")]
+    /// The registry: HOST[:PORT], optionally with a namespace [default: the first of
+    /// registries.conf's unqualified-search-registries]
     registry: Option<String>,
 }
 
@@ -64,18 +65,69 @@ fn key_of(registry: &str) -> anyhow::Result<String> {
     Ok(key.to_string())
 }
 
+/// The registry named, else podman's default: the first search registry.
+fn registry_or_default(given: Option<&str>, config: &Config) -> anyhow::Result<String> {
+    match given {
+        Some(r) => key_of(r),
+        None => match config.registries().unqualified_search_registries().first() {
+            Some(first) => key_of(first),
+            None => bail!("no registries found in registries.conf, a registry must be provided"),
+        },
+    }
+}
+
 pub fn login(a: LoginArgs) -> anyhow::Result<()> {
-    let key = key_of(&a.registry)?;
     let config = Config::load()?;
+    let key = registry_or_default(a.registry.as_deref(), &config)?;
     let files = config.auth_files(a.authfile.as_deref());
+    let stored = files.credentials(&key, config.registries().credential_helpers())?;
     if a.get_login {
-        return match files.find(&key)? {
-            Some(Found::Credentials { credentials, .. }) => {
-                println!("{}", credentials.username);
+        return match stored {
+            Some(c) => {
+                println!("{}", c.username);
                 Ok(())
             }
-            _ => bail!("not logged into {key}"),
+            None => bail!("not logged into {key}"),
         };
+    }
+    let host = key.split('/').next().unwrap_or(&key);
+    // registries.conf's `insecure` for the host, unless --tls-verify says otherwise
+    // (containers/image's CheckAuth reads it the same way).
+    let insecure = config
+        .registries()
+        .find_name(&key)
+        .is_some_and(|r| r.insecure);
+    let check = |username: &str, password: &str| -> anyhow::Result<()> {
+        let reg = Registry::new(
+            host,
+            Options {
+                tls_verify: a.tls_verify.unwrap_or(!insecure),
+                credentials: Some(Credentials::Basic {
+                    username: username.to_string(),
+                    password: password.to_string(),
+                }),
+                cert_dirs: config.cert_dirs(host, a.cert_dir.as_deref()),
+                ..Options::default()
+            },
+        )?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(reg.check_login())
+            .with_context(|| format!("logging in to {host}"))
+    };
+    // As podman: without a user name or password given, credentials already stored
+    // for the registry are tried first, and kept when they still work.
+    let nothing_given = a.username.is_none() && a.password.is_none() && !a.password_stdin;
+    if let Some(c) =
+        stored.filter(|c| nothing_given && !c.username.is_empty() && !c.password.is_empty())
+    {
+        println!("Authenticating with existing credentials for {key}");
+        if check(&c.username, &c.password).is_ok() {
+            println!("Existing credentials are valid. Already logged in to {host}");
+            return Ok(());
+        }
+        println!("Existing credentials are invalid, please enter valid username and password");
     }
     let username = match a.username {
         Some(u) => u,
@@ -96,24 +148,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
     if username.is_empty() || password.is_empty() {
         bail!("username and password must not be empty");
     }
-    let host = key.split('/').next().unwrap_or(&key);
-    let reg = Registry::new(
-        host,
-        Options {
-            tls_verify: a.tls_verify.unwrap_or(true),
-            credentials: Some(Credentials::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            }),
-            cert_dirs: config.cert_dirs(host, a.cert_dir.as_deref()),
-            ..Options::default()
-        },
-    )?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(reg.check_login())
-        .with_context(|| format!("logging in to {host}"))?;
+    check(&username, &password)?;
     match files.login(&key, &username, &password)? {
         Stored::File(_) | Stored::Helper(_) => println!("Login Succeeded!"),
     }
@@ -128,7 +163,7 @@ pub fn logout(a: LogoutArgs) -> anyhow::Result<()> {
         println!("Removed login credentials for all registries");
         return Ok(());
     }
-    let key = key_of(a.registry.as_deref().unwrap_or_default())?;
+    let key = registry_or_default(a.registry.as_deref(), &config)?;
     files.logout(&key)?;
     println!("Removed login credentials for {key}");
     Ok(())

@@ -122,6 +122,12 @@ impl Config {
         &self.env
     }
 
+    /// registries.conf as loaded (for `login`: a host's `insecure`, the default
+    /// registry, the credential helpers).
+    pub fn registries(&self) -> &Registries {
+        &self.registries
+    }
+
     pub fn auth_files(&self, explicit: Option<&std::path::Path>) -> AuthFiles {
         AuthFiles::new(&self.env, explicit)
     }
