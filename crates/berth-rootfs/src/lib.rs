@@ -43,7 +43,7 @@ mod xattr;
 pub use decompress::decompress;
 pub use diff::{diff, export, DiffOptions, DiffStats};
 pub use error::RootfsError;
-pub use pack::{pack_layer, PackedLayer};
+pub use pack::{pack_checked_layer, pack_layer, PackedLayer};
 pub use remove::remove_all;
 pub use snapshot::{EntryKind, EntryState, Snapshot};
 pub use unpack::{apply_layer, LayerStats, UnpackOptions};

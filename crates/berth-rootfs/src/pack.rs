@@ -8,6 +8,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::error::RootfsError;
+use crate::tar_read::TarReader;
 use crate::COPY_BUFFER;
 
 /// A packed layer's names and size.
@@ -22,35 +23,129 @@ pub struct PackedLayer {
 }
 
 /// Packs a layer tar (uncompressed, streamed from `tar`) as a gzip blob written to
-/// `out` while hashing both sides.
+/// `out` while hashing both sides. The bytes are taken as they are: for tars made
+/// here (a diff, a build's COPY). A tar from outside goes through
+/// [`pack_checked_layer`].
 pub fn pack_layer(mut tar: impl Read, out: impl Write) -> Result<PackedLayer, RootfsError> {
-    let in_err = |e| RootfsError::io("<layer tar>", "read", e);
-    let out_err = |e| RootfsError::io("<layer blob>", "write", e);
-    let mut diff_id = Algorithm::Sha256.hasher();
-    let counted = Counted {
-        inner: out,
-        hash: Algorithm::Sha256.hasher(),
-        size: 0,
-    };
-    let mut gz = GzEncoder::new(counted, Compression::default());
+    let mut packer = Packer::new(out);
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
         let n = match tar.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(in_err(e)),
+            Err(e) => return Err(RootfsError::io("<layer tar>", "read", e)),
         };
-        diff_id.update(&buf[..n]);
-        gz.write_all(&buf[..n]).map_err(out_err)?;
+        packer.write(&buf[..n])?;
     }
-    let mut counted = gz.finish().map_err(out_err)?;
-    counted.inner.flush().map_err(out_err)?;
-    Ok(PackedLayer {
-        diff_id: diff_id.finish(),
-        digest: counted.hash.finish(),
-        size: counted.size,
-    })
+    packer.finish()
+}
+
+/// [`pack_layer`] for a tar from outside (`import`): every header is read and checked
+/// as the bytes pass (checksums, numeric fields, extension headers, entry data all
+/// there, the end-of-archive marker), so random bytes, a text file or a truncated
+/// archive are an error before anything is kept. What `out` got is then to be
+/// thrown away.
+pub fn pack_checked_layer(tar: impl Read, out: impl Write) -> Result<PackedLayer, RootfsError> {
+    let mut reader = TarReader::new(Tee {
+        inner: tar,
+        packer: Packer::new(out),
+        seen: 0,
+        error: None,
+    });
+    let walked = (|| {
+        while reader.next()?.is_some() {}
+        Ok(())
+    })();
+    let tee = reader_parts(reader, walked)?;
+    tee.packer.finish()
+}
+
+/// Checks how the walk of a checked layer ended; drains what follows the end marker
+/// (zero padding) into the packer.
+fn reader_parts<R: Read, W: Write>(
+    reader: TarReader<Tee<R, W>>,
+    walked: Result<(), RootfsError>,
+) -> Result<Tee<R, W>, RootfsError> {
+    let marked = reader.marked_end();
+    let mut tee = reader.into_inner();
+    if let Some(e) = tee.error.take() {
+        // The packing side failed (a full disk): that is the error, not the tar.
+        return Err(e);
+    }
+    walked?;
+    if tee.seen == 0 {
+        return Err(RootfsError::Malformed("the input is empty".into()));
+    }
+    if !marked {
+        return Err(RootfsError::Malformed(
+            "truncated: the archive ends without its end-of-archive marker".into(),
+        ));
+    }
+    io::copy(&mut tee, &mut io::sink()).map_err(|e| RootfsError::io("<layer tar>", "read", e))?;
+    match tee.error.take() {
+        Some(e) => Err(e),
+        None => Ok(tee),
+    }
+}
+
+/// Hashes the tar, compresses it and hashes the blob, as bytes are written.
+struct Packer<W: Write> {
+    diff_id: Hasher,
+    gz: GzEncoder<Counted<W>>,
+}
+
+impl<W: Write> Packer<W> {
+    fn new(out: W) -> Self {
+        let counted = Counted {
+            inner: out,
+            hash: Algorithm::Sha256.hasher(),
+            size: 0,
+        };
+        Packer {
+            diff_id: Algorithm::Sha256.hasher(),
+            gz: GzEncoder::new(counted, Compression::default()),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), RootfsError> {
+        self.diff_id.update(bytes);
+        self.gz
+            .write_all(bytes)
+            .map_err(|e| RootfsError::io("<layer blob>", "write", e))
+    }
+
+    fn finish(self) -> Result<PackedLayer, RootfsError> {
+        let out_err = |e| RootfsError::io("<layer blob>", "write", e);
+        let mut counted = self.gz.finish().map_err(out_err)?;
+        counted.inner.flush().map_err(out_err)?;
+        Ok(PackedLayer {
+            diff_id: self.diff_id.finish(),
+            digest: counted.hash.finish(),
+            size: counted.size,
+        })
+    }
+}
+
+/// A reader that packs every byte read through it (so the tar reader's walk packs
+/// the layer); a packing error is kept and ends the reading.
+struct Tee<R: Read, W: Write> {
+    inner: R,
+    packer: Packer<W>,
+    seen: u64,
+    error: Option<RootfsError>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.packer.write(&buf[..n]) {
+            self.error = Some(e);
+            return Err(io::Error::other("the layer could not be written"));
+        }
+        self.seen += n as u64;
+        Ok(n)
+    }
 }
 
 struct Counted<W> {
@@ -90,5 +185,65 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, tar);
+    }
+}
+
+#[cfg(test)]
+mod checked_tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *body).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn refused(input: &[u8]) -> String {
+        match pack_checked_layer(input, Vec::new()) {
+            Err(e) => e.to_string(),
+            Ok(p) => panic!("accepted: {p:?}"),
+        }
+    }
+
+    #[test]
+    fn a_whole_tar_packs_as_pack_layer_does() {
+        let tar = tar_of(&[("a", b"hello"), ("b/c", &[7u8; 5000])]);
+        let (mut checked, mut plain) = (Vec::new(), Vec::new());
+        let a = pack_checked_layer(&tar[..], &mut checked).unwrap();
+        let b = pack_layer(&tar[..], &mut plain).unwrap();
+        assert_eq!(a.diff_id, b.diff_id);
+        assert_eq!(a.diff_id, Digest::sha256_of(&tar));
+        assert_eq!(
+            (a.digest, a.size),
+            (Digest::sha256_of(&checked), checked.len() as u64)
+        );
+        let mut back = Vec::new();
+        crate::decompress(io::Cursor::new(checked))
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar, "the blob is the tar, whole");
+    }
+
+    #[test]
+    fn what_is_not_a_whole_tar_is_refused() {
+        let tar = tar_of(&[("a", b"hello"), ("b", &[7u8; 5000])]);
+        let random: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        assert!(
+            refused(&random).starts_with("layer: "),
+            "{}",
+            refused(&random)
+        );
+        assert!(refused(b"hello\n").contains("truncated"));
+        assert!(refused(b"").contains("empty"));
+        assert!(refused(&tar[..2000]).contains("truncated"));
+        // Cut at an entry boundary: no end-of-archive marker.
+        assert!(refused(&tar[..512 + 512]).contains("end-of-archive"));
     }
 }

@@ -52,6 +52,9 @@ pub(crate) struct TarReader<R> {
     remaining: u64,
     /// Zero padding after the current entry's data.
     padding: u64,
+    /// The archive ended with a zero block (its end-of-archive marker), not merely
+    /// with the end of the stream.
+    marked_end: bool,
 }
 
 impl<R: Read> TarReader<R> {
@@ -60,7 +63,14 @@ impl<R: Read> TarReader<R> {
             inner,
             remaining: 0,
             padding: 0,
+            marked_end: false,
         }
+    }
+
+    /// Whether the archive ended with its end-of-archive marker (a stream cut at an
+    /// entry boundary ends without one).
+    pub fn marked_end(&self) -> bool {
+        self.marked_end
     }
 
     /// The reader under the archive (to drain what follows the end of the archive).
@@ -78,7 +88,9 @@ impl<R: Read> TarReader<R> {
         loop {
             self.skip_rest()?;
             let mut block = [0u8; BLOCK as usize];
-            if !read_block(&mut self.inner, &mut block)? || block.iter().all(|b| *b == 0) {
+            let read = read_block(&mut self.inner, &mut block)?;
+            if !read || block.iter().all(|b| *b == 0) {
+                self.marked_end = read;
                 if pending_extension {
                     return Err(malformed("an extension header describes no entry"));
                 }

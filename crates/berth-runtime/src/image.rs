@@ -28,9 +28,24 @@ pub struct ImageOptions {
     pub docker_format: bool,
 }
 
-/// `import`: a tar of a file system becomes a one-layer image; returns its ID.
-pub fn import(store: &LocalStore, tar: impl Read, opts: &ImageOptions) -> Result<Digest> {
-    add_layer(store, None, tar, opts)
+/// `import`: a tar of a file system (plain, gzip or zstd) becomes a one-layer image;
+/// returns its ID. The tar is checked whole as it is packed: one that is not a whole
+/// tar archive is an error, and nothing is stored.
+pub fn import(
+    store: &LocalStore,
+    tar: impl Read + Send + 'static,
+    opts: &ImageOptions,
+) -> Result<Digest> {
+    let tar = berth_rootfs::decompress(tar).map_err(crate::io("reading the tar"))?;
+    let mut sink = store.blob_sink()?;
+    let packed = berth_rootfs::pack_checked_layer(tar, &mut sink).map_err(|e| match e {
+        berth_rootfs::RootfsError::Malformed(why) => {
+            RuntimeError::Invalid(format!("not a valid tar archive: {why}"))
+        }
+        other => other.into(),
+    })?;
+    store.commit_blob(sink, &packed.digest)?;
+    layer_image(store, None, packed, opts)
 }
 
 /// Packs `tar` as a layer on `base` (or alone) and stores the image; returns its ID.
@@ -40,7 +55,16 @@ pub fn add_layer(
     tar: impl Read,
     opts: &ImageOptions,
 ) -> Result<Digest> {
-    let packed = store_layer(store, tar)?;
+    layer_image(store, base, store_layer(store, tar)?, opts)
+}
+
+/// The image of `base` (or of nothing) plus a stored layer.
+fn layer_image(
+    store: &LocalStore,
+    base: Option<&Image>,
+    packed: berth_rootfs::PackedLayer,
+    opts: &ImageOptions,
+) -> Result<Digest> {
     let (mut config, mut layers) = match base {
         Some(img) => {
             let config = store.image_config(&img.id)?;

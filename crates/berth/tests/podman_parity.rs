@@ -146,3 +146,88 @@ fn rmi_with_containers_matches_podman() {
     assert_eq!(podman[0].0, "", "podman prints nothing for an image in use");
     assert_eq!(berth, podman);
 }
+
+#[test]
+fn import_refuses_what_is_not_a_whole_tar() {
+    let ctx = Ctx::new("import-bad", &[PODMAN]);
+    let tar = busybox_tar(&ctx);
+    let whole = fs::read(&tar).unwrap();
+    let random: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let bad = [
+        ("random.bin", random),
+        ("text.txt", b"hello, not a tar\n".to_vec()),
+        ("truncated.tar", whole[..whole.len() / 2].to_vec()),
+    ];
+    for (name, bytes) in &bad {
+        let path = ctx.p(name);
+        fs::write(&path, bytes).unwrap();
+        let podman = ctx.podman(&["import", &path, "localhost/bad"]).run_any();
+        assert_eq!(podman.status.code(), Some(125), "podman: {}", podman.stderr);
+        let out = ctx.berth(&["import", &path, "localhost/bad"]).run_any();
+        assert_eq!(out.status.code(), Some(125), "{name}: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!(
+                "Error: importing {path}: not a valid tar archive: "
+            )),
+            "{}",
+            lines[0]
+        );
+    }
+    let out = ctx
+        .berth(&["import", "-", "localhost/bad"])
+        .stdin(b"")
+        .run_any();
+    assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
+    assert_eq!(ctx.berth(&["images", "-a", "-q"]).run().stdout, "");
+    let store = ctx.path("berth-store");
+    for sub in ["blobs", "uploads"] {
+        let files = walk_files(&store.join(sub));
+        assert!(files.is_empty(), "nothing stored in {sub}: {files:?}");
+    }
+    ctx.step("a whole tar, compressed or not, imports");
+    ctx.berth(&["import", &tar, "localhost/good:1"]).run();
+    let gz = ctx.p("bb.tar.gz");
+    ctx.cmd("sh", &["-c", &format!("gzip -c {tar} > {gz}")])
+        .run();
+    ctx.berth(&["import", &gz, "localhost/good:gz"]).run();
+    let a = ctx
+        .berth(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.RootFS.Layers}}",
+            "localhost/good:1",
+        ])
+        .run()
+        .stdout;
+    let b = ctx
+        .berth(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.RootFS.Layers}}",
+            "localhost/good:gz",
+        ])
+        .run()
+        .stdout;
+    assert_eq!(a, b, "the same diff ID");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

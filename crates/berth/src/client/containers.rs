@@ -509,10 +509,10 @@ pub fn import(a: ImportArgs) -> anyhow::Result<()> {
         docker_format: false,
     };
     let id = match a.file.as_str() {
-        "-" => berth_runtime::import(&store, std::io::stdin().lock(), &opts)?,
+        "-" => berth_runtime::import(&store, std::io::stdin(), &opts)?,
         path => {
             let f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-            berth_runtime::import(&store, std::io::BufReader::with_capacity(1 << 20, f), &opts)?
+            berth_runtime::import(&store, f, &opts).with_context(|| format!("importing {path}"))?
         }
     };
     println!("sha256:{}", id.hex());
