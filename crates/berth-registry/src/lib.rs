@@ -13,6 +13,7 @@ mod manifests;
 pub mod metrics;
 mod routes;
 mod search;
+mod signatures;
 mod token;
 mod uploads;
 
@@ -137,13 +138,14 @@ impl Registry {
         &self.auth
     }
 
-    /// The HTTP application: `/v2/…`, `/v1/search`, `/token`, `/api/v1/…`, `/metrics`, `/healthz`.
+    /// The HTTP application: `/v2/…`, `/extensions/v2/…` (signatures), `/v1/search`, `/token`, `/api/v1/…`, `/metrics`, `/healthz`.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v2", any(routes::base))
             .route("/v2/", any(routes::base))
             .route("/v2/_catalog", get(listing::catalog))
             .route("/v2/{*path}", any(routes::dispatch))
+            .route("/extensions/v2/{*path}", any(signatures::endpoint))
             .route("/v1/search", get(search::search))
             .route("/token", any(token::endpoint))
             .route("/api/v1/{*path}", any(admin_api::endpoint))

@@ -106,7 +106,8 @@ pub(crate) fn digest(s: &str) -> ApiResult<Digest> {
 }
 
 /// `GET /v2/`: the API version check clients start with, and where they learn how to
-/// log in: while access control applies, an anonymous caller gets the challenge.
+/// log in (while access control applies, an anonymous caller gets the challenge) and
+/// that signatures can be kept here (`X-Registry-Supports-Signatures`).
 pub(crate) async fn base(State(reg): State<Arc<Registry>>, req: Request) -> Response {
     let result = match access::identify(&reg, req.headers(), req.extensions()).await {
         Ok(c) if c.enforced && c.principal == Principal::Anonymous => {
@@ -117,6 +118,10 @@ pub(crate) async fn base(State(reg): State<Arc<Registry>>, req: Request) -> Resp
     };
     let mut r = result.unwrap_or_else(|e| e.into_response());
     r.extensions_mut().insert(RouteLabel("base"));
+    // Read from this answer (200 or 401 alike) by containers/image's ping.
+    let (name, value) = crate::signatures::SUPPORTS_SIGNATURES;
+    r.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
     r
 }
 
@@ -136,19 +141,39 @@ pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> 
         return not_found().await;
     };
     let label = endpoint.label(&method);
-    let result = match access::identify(&reg, req.headers(), req.extensions()).await {
-        Ok(caller) => {
-            let (repo, action) = (endpoint.repo(), endpoint.action(&method));
-            match access::require(&reg, &caller, req.headers(), req.extensions(), repo, action) {
-                Ok(()) => route(reg, endpoint, method, req, &caller).await,
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    let mut resp = result.unwrap_or_else(|e| e.into_response());
+    let (repo, action) = (endpoint.repo(), endpoint.action(&method));
+    let mut resp = authorized(&reg, req, repo, action, |reg, req, caller| async move {
+        route(reg, endpoint, method, req, &caller).await
+    })
+    .await;
     resp.extensions_mut().insert(RouteLabel(label));
     resp
+}
+
+/// Runs `handle` when the caller may do `action` on `repo`; otherwise answers what the
+/// token flow expects (a challenge, `insufficient_scope`, or `DENIED`). Every route on
+/// a repository's content goes through here.
+pub(crate) async fn authorized<F, Fut>(
+    reg: &Arc<Registry>,
+    req: Request,
+    repo: &str,
+    action: Action,
+    handle: F,
+) -> Response
+where
+    F: FnOnce(Arc<Registry>, Request, Caller) -> Fut,
+    Fut: std::future::Future<Output = ApiResult>,
+{
+    let checked = match access::identify(reg, req.headers(), req.extensions()).await {
+        Ok(caller) => access::require(reg, &caller, req.headers(), req.extensions(), repo, action)
+            .map(|()| caller),
+        Err(e) => Err(e),
+    };
+    let result = match checked {
+        Ok(caller) => handle(reg.clone(), req, caller).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| e.into_response())
 }
 
 async fn route(

@@ -763,3 +763,45 @@ async fn deleting_the_last_user_does_not_open_the_registry() {
     let resp = send(srv.api.post("/v2/myorg/app/blobs/uploads/")).await;
     expect_error(resp, 401, "UNAUTHORIZED").await;
 }
+
+#[tokio::test]
+async fn signatures_follow_the_manifests_access_rules() {
+    let (srv, _) = registry().await;
+    let bob = as_user(&srv, "bob", "bob-pw");
+    let app = push_image(&bob, "myorg/app", Some("v1"), 61).await;
+    let path = format!("/extensions/v2/myorg/app/signatures/{}", app.digest);
+    let sig = serde_json::json!({
+        "schemaVersion": 2,
+        "name": format!("{}@00112233445566778899aabbccddeeff", app.digest),
+        "type": "atomic",
+        "content": "c2lnbmVk",
+    });
+    // Pushers write, readers read, nobody else sees a thing.
+    expect_status(send(bob.put(&path).json(&sig)).await, 201).await;
+    let carol = as_user(&srv, "carol", "carol-pw");
+    let (_, body) = expect_status(send(carol.get(&path)).await, 200).await;
+    assert!(String::from_utf8_lossy(&body).contains("c2lnbmVk"));
+    let forged = serde_json::json!({
+        "schemaVersion": 2,
+        "name": format!("{}@ffeeddccbbaa99887766554433221100", app.digest),
+        "type": "atomic",
+        "content": "Zm9yZ2Vk",
+    });
+    expect_error(send(carol.put(&path).json(&forged)).await, 403, "DENIED").await;
+    let anon = send(srv.api.put(&path).json(&forged)).await;
+    let (headers, _) = expect_status(anon, 401).await;
+    assert!(challenge(&headers).contains("scope=\"repository:myorg/app:pull,push\""));
+    expect_status(send(srv.api.get(&path)).await, 401).await;
+    // A token for pull only reads.
+    let reader = bearer(
+        &srv,
+        Some(("bob", "bob-pw")),
+        &["repository:myorg/app:pull"],
+    )
+    .await;
+    expect_status(send(reader.get(&path)).await, 200).await;
+    expect_status(send(reader.put(&path).json(&forged)).await, 401).await;
+    let (_, body) = expect_status(send(bob.get(&path)).await, 200).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["signatures"].as_array().unwrap().len(), 1);
+}

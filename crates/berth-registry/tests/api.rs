@@ -2261,3 +2261,194 @@ mod lifecycle {
         assert_eq!(body, blob);
     }
 }
+
+/// The registry signature extension (`X-Registry-Supports-Signatures`), as
+/// containers/image reads and writes it.
+mod signatures {
+    use crate::support::*;
+    use base64::Engine;
+    use serde_json::{json, Value};
+
+    fn path(repo: &str, digest: &str) -> String {
+        format!("/extensions/v2/{repo}/signatures/{digest}")
+    }
+
+    fn entry(digest: &str, suffix: &str, content: &[u8]) -> Value {
+        json!({
+            "schemaVersion": 2,
+            "name": format!("{digest}@{suffix}"),
+            "type": "atomic",
+            "content": base64::engine::general_purpose::STANDARD.encode(content),
+        })
+    }
+
+    async fn list(srv: &Server, repo: &str, digest: &str) -> Vec<Value> {
+        let (_, body) = expect_status(send(srv.get(&path(repo, digest))).await, 200).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["signatures"].as_array().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn the_ping_announces_the_extension() {
+        let srv = Server::start().await;
+        let resp = send(srv.get("/v2/")).await;
+        assert_eq!(
+            header(&resp, "x-registry-supports-signatures").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[tokio::test]
+    async fn signatures_are_added_one_at_a_time_and_listed() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "team/app", Some("v1"), 500).await;
+        // An unsigned image has an empty list, not an error.
+        assert!(list(&srv, "team/app", &img.digest).await.is_empty());
+
+        let one = entry(
+            &img.digest,
+            "0123456789abcdef0123456789abcdef",
+            b"\xa3first",
+        );
+        let resp = send(srv.put(&path("team/app", &img.digest)).json(&one)).await;
+        expect_status(resp, 201).await;
+        // The same again changes nothing.
+        let resp = send(srv.put(&path("team/app", &img.digest)).json(&one)).await;
+        expect_status(resp, 201).await;
+        let two = entry(&img.digest, "fedcba9876543210fedcba9876543210", b"second");
+        expect_status(
+            send(srv.put(&path("team/app", &img.digest)).json(&two)).await,
+            201,
+        )
+        .await;
+        assert_eq!(
+            list(&srv, "team/app", &img.digest).await,
+            vec![one.clone(), two]
+        );
+
+        // A name is never given to other content.
+        let clash = entry(&img.digest, "0123456789abcdef0123456789abcdef", b"forged");
+        let resp = send(srv.put(&path("team/app", &img.digest)).json(&clash)).await;
+        expect_error(resp, 409, "DENIED").await;
+
+        // Deleting the manifest deletes its signatures.
+        expect_status(
+            send(srv.delete(&format!("/v2/team/app/manifests/{}", img.digest))).await,
+            202,
+        )
+        .await;
+        push_image(&srv, "team/app", Some("v1"), 500).await;
+        assert!(list(&srv, "team/app", &img.digest).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_signatures_are_refused_and_nothing_is_kept() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("v1"), 501).await;
+        let p = path("repo", &img.digest);
+        let other = sha256(b"another manifest");
+        let cases = [
+            // Not JSON, unknown fields, wrong version or type.
+            (
+                p.clone(),
+                Value::String("nope".into()),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            (
+                p.clone(),
+                json!({"schemaVersion": 2, "name": format!("{}@01", img.digest), "type": "atomic",
+                       "content": "AA==", "extra": 1}),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            (
+                p.clone(),
+                json!({"schemaVersion": 1, "name": format!("{}@01", img.digest), "type": "atomic",
+                       "content": "AA=="}),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            // A name for another manifest, or not hex.
+            (
+                p.clone(),
+                entry(&other, "01", b"x"),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            (
+                p.clone(),
+                entry(&img.digest, "../../x", b"x"),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            // Empty or not base64.
+            (
+                p.clone(),
+                entry(&img.digest, "01", b""),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            (
+                p.clone(),
+                json!({"schemaVersion": 2, "name": format!("{}@01", img.digest), "type": "atomic",
+                       "content": "%%%"}),
+                400,
+                "MANIFEST_INVALID",
+            ),
+            // A manifest the repository does not hold.
+            (
+                path("repo", &other),
+                entry(&other, "01", b"x"),
+                404,
+                "MANIFEST_UNKNOWN",
+            ),
+            (
+                path("nothere", &img.digest),
+                entry(&img.digest, "01", b"x"),
+                404,
+                "MANIFEST_UNKNOWN",
+            ),
+            // Not a digest, not a name.
+            (
+                path("repo", "latest"),
+                entry(&img.digest, "01", b"x"),
+                400,
+                "DIGEST_INVALID",
+            ),
+            (
+                path("Bad..Name", &img.digest),
+                entry(&img.digest, "01", b"x"),
+                400,
+                "NAME_INVALID",
+            ),
+        ];
+        for (p, body, status, code) in cases {
+            let resp = send(srv.put(&p).json(&body)).await;
+            expect_error(resp, status, code).await;
+        }
+        // Too large: refused before it is all read.
+        let big = entry(&img.digest, "01", &vec![7u8; 65 * 1024]);
+        let resp = send(srv.put(&p).json(&big)).await;
+        expect_error(resp, 413, "MANIFEST_INVALID").await;
+        assert!(list(&srv, "repo", &img.digest).await.is_empty());
+        assert!(!send(srv.get(&path("nothere", &img.digest)))
+            .await
+            .status()
+            .is_server_error());
+    }
+
+    #[tokio::test]
+    async fn a_manifest_carries_a_bounded_number_of_signatures() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "repo", Some("v1"), 502).await;
+        let p = path("repo", &img.digest);
+        for i in 0..32 {
+            let e = entry(&img.digest, &format!("{i:032x}"), b"sig");
+            expect_status(send(srv.put(&p).json(&e)).await, 201).await;
+        }
+        let e = entry(&img.digest, &format!("{:032x}", 99), b"sig");
+        expect_error(send(srv.put(&p).json(&e)).await, 403, "DENIED").await;
+        assert_eq!(list(&srv, "repo", &img.digest).await.len(), 32);
+    }
+}

@@ -19,7 +19,9 @@ pub mod sqlite;
 mod writer;
 
 pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
-pub use meta::{MetaStore, NewManifest, Referrer, StoredManifest, Upload};
+pub use meta::{
+    MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature, Upload,
+};
 pub use sqlite::SqliteMeta;
 
 use berth_image::Digest;

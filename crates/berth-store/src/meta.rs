@@ -72,6 +72,27 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// A signature kept with a manifest (the registry signature extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSignature {
+    /// The client's name for it, `<manifest digest>@<32 hex>`.
+    pub name: String,
+    /// The signature as the client sent it (an OpenPGP message for simple signing).
+    pub content: Vec<u8>,
+}
+
+/// What [`MetaStore::add_signature`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureAdded {
+    Added,
+    /// The same name with the same content was there already.
+    Unchanged,
+    /// The name is taken by other content; signatures are never replaced.
+    NameTaken,
+    /// The manifest already has the most signatures allowed.
+    Full,
+}
+
 /// An upload session.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -107,6 +128,17 @@ pub trait MetaStore: Send + Sync + 'static {
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and every tag on it; false when it was not there.
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Signatures of a manifest of `repo`, oldest first.
+    fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>>;
+    /// Adds a signature to a manifest that `repo` holds ([`crate::StoreError::MissingManifest`]
+    /// when it does not), unless the manifest has `max` already.
+    fn add_signature(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        signature: &StoredSignature,
+        max: usize,
+    ) -> Result<SignatureAdded>;
     /// Deletes one tag; false when it was not there.
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
 

@@ -68,3 +68,15 @@ CREATE TABLE IF NOT EXISTS uploads (
     updated_at  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_age ON uploads (updated_at);
+
+-- Signatures kept through the registry signature extension (OpenShift's
+-- `X-Registry-Supports-Signatures`): opaque blobs (simple signing, OpenPGP), named
+-- `<digest>@<32 hex>` by the client, per manifest of a repository.
+CREATE TABLE IF NOT EXISTS signatures (
+    repository_id    INTEGER NOT NULL REFERENCES repositories(id),
+    manifest_digest  TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    content          BLOB NOT NULL,
+    created_at       BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, manifest_digest, name)
+);

@@ -10,7 +10,10 @@ use std::sync::Mutex;
 use berth_image::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::meta::{Counts, MetaStore, NewManifest, Referrer, StoredManifest, Upload};
+use crate::meta::{
+    Counts, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature,
+    Upload,
+};
 use crate::{unix_now as now, Result, StoreError};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -288,10 +291,84 @@ impl MetaStore for SqliteMeta {
                 "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
             )?
             .execute(params![id, d])?;
+            tx.prepare_cached(
+                "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2",
+            )?
+            .execute(params![id, d])?;
             let n = tx
                 .prepare_cached("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")?
                 .execute(params![id, d])?;
             Ok(n > 0)
+        })
+    }
+
+    fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT s.name, s.content FROM repositories r
+                 JOIN signatures s ON s.repository_id = r.id
+                 WHERE r.name = ?1 AND s.manifest_digest = ?2
+                 ORDER BY s.created_at, s.name",
+            )?;
+            let rows = st.query_map(params![repo, manifest.to_string()], |r| {
+                Ok(StoredSignature {
+                    name: r.get(0)?,
+                    content: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn add_signature(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        signature: &StoredSignature,
+        max: usize,
+    ) -> Result<SignatureAdded> {
+        let d = manifest.to_string();
+        self.write(|tx| {
+            let id = repo_id(tx, repo)?;
+            let held = match id {
+                Some(id) => tx
+                    .prepare_cached(
+                        "SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2",
+                    )?
+                    .exists(params![id, d])?,
+                None => false,
+            };
+            let (Some(id), true) = (id, held) else {
+                return Err(StoreError::MissingManifest(manifest.clone()));
+            };
+            let existing: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "SELECT content FROM signatures
+                     WHERE repository_id = ?1 AND manifest_digest = ?2 AND name = ?3",
+                )?
+                .query_row(params![id, d, signature.name], |r| r.get(0))
+                .optional()?;
+            if let Some(content) = existing {
+                return Ok(if content == signature.content {
+                    SignatureAdded::Unchanged
+                } else {
+                    SignatureAdded::NameTaken
+                });
+            }
+            let count: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2",
+                )?
+                .query_row(params![id, d], |r| r.get(0))?;
+            if count as usize >= max {
+                return Ok(SignatureAdded::Full);
+            }
+            tx.prepare_cached(
+                "INSERT INTO signatures (repository_id, manifest_digest, name, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, d, signature.name, signature.content, now()])?;
+            Ok(SignatureAdded::Added)
         })
     }
 
@@ -446,6 +523,55 @@ mod tests {
             artifact_type: Some("t/x".into()),
             annotations: None,
         }
+    }
+
+    #[test]
+    fn signatures_belong_to_a_manifest_and_go_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let sig = |name: &str, content: &[u8]| StoredSignature {
+            name: name.into(),
+            content: content.to_vec(),
+        };
+        // No manifest, no signature (and no repository created by trying).
+        let err = m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 8);
+        assert!(matches!(err, Err(StoreError::MissingManifest(_))));
+        assert!(!m.repository_exists("a/b").unwrap());
+
+        m.put_manifest("a/b", &manifest(d(9), vec![], None), Some("v1"))
+            .unwrap();
+        assert_eq!(
+            m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 2)
+                .unwrap(),
+            SignatureAdded::Added
+        );
+        assert_eq!(
+            m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 2)
+                .unwrap(),
+            SignatureAdded::Unchanged
+        );
+        assert_eq!(
+            m.add_signature("a/b", &d(9), &sig("x@1", b"other"), 2)
+                .unwrap(),
+            SignatureAdded::NameTaken
+        );
+        assert_eq!(
+            m.add_signature("a/b", &d(9), &sig("x@2", b"s2"), 2)
+                .unwrap(),
+            SignatureAdded::Added
+        );
+        assert_eq!(
+            m.add_signature("a/b", &d(9), &sig("x@3", b"s3"), 2)
+                .unwrap(),
+            SignatureAdded::Full
+        );
+        let got = m.signatures("a/b", &d(9)).unwrap();
+        assert_eq!(got, vec![sig("x@1", b"s1"), sig("x@2", b"s2")]);
+        // Another repository holding no such manifest sees none and may add none.
+        assert!(m.signatures("c/d", &d(9)).unwrap().is_empty());
+
+        assert!(m.delete_manifest("a/b", &d(9)).unwrap());
+        assert!(m.signatures("a/b", &d(9)).unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! The registry signature extension (OpenShift's, which containers/image speaks):
+//! `GET|PUT /extensions/v2/<name>/signatures/<digest>`. A registry that answers its
+//! `/v2/` ping with `X-Registry-Supports-Signatures: 1` is where `skopeo copy
+//! --sign-by` and `podman push --sign-by` put simple signatures, and where they read
+//! them back, with no lookaside server to run.
+//!
+//! Signatures are opaque here: the registry stores what an authorized pusher sent and
+//! serves it to whoever may pull the manifest. Whether one is valid is the reader's
+//! policy to decide.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use berth_auth::Action;
+use berth_image::Digest;
+use berth_store::{SignatureAdded, StoredSignature};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::metrics::RouteLabel;
+use crate::routes::{self, authorized};
+use crate::Registry;
+
+/// The header of the `/v2/` ping that tells clients the extension is here.
+pub const SUPPORTS_SIGNATURES: (&str, &str) = ("x-registry-supports-signatures", "1");
+
+/// One signature's bytes at most. Simple signatures are about a kilobyte.
+const MAX_SIGNATURE_BYTES: usize = 64 * 1024;
+/// Signatures one manifest may carry, so that a list stays well under the 4 MiB
+/// containers/image reads at most.
+const MAX_SIGNATURES: usize = 32;
+/// The one format and version of the extension.
+const SCHEMA_VERSION: u32 = 2;
+const TYPE_ATOMIC: &str = "atomic";
+
+/// One entry on the wire (`extensionSignature` in containers/image).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSignature {
+    #[serde(rename = "schemaVersion")]
+    version: u32,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    /// base64 of the signature blob.
+    content: String,
+}
+
+#[derive(Serialize)]
+struct WireList {
+    signatures: Vec<WireSignature>,
+}
+
+/// Every `/extensions/v2/…` request comes here.
+pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let rest = &path["/extensions/v2/".len()..];
+    let Some((name, d)) = rest
+        .rsplit_once("/signatures/")
+        .filter(|(_, d)| !d.contains('/'))
+    else {
+        return routes::not_found().await;
+    };
+    let method = req.method().clone();
+    let action = if method == Method::PUT {
+        Action::Push
+    } else {
+        Action::Pull
+    };
+    let (repo_path, name, d) = (name, name.to_owned(), d.to_owned());
+    let mut resp =
+        authorized(
+            &reg,
+            req,
+            repo_path,
+            action,
+            |reg, req, _caller| async move {
+                let repo = routes::repo(&name)?;
+                let digest = routes::digest(&d)?;
+                match method {
+                    Method::GET => list(&reg, repo.as_str(), &digest).await,
+                    Method::PUT => put(&reg, repo.as_str(), &digest, req).await,
+                    _ => Err(ApiError::new(Code::Unsupported)
+                        .detail(format!("{method} not allowed here"))),
+                }
+            },
+        )
+        .await;
+    resp.extensions_mut().insert(RouteLabel("signatures"));
+    resp
+}
+
+/// The signatures of a manifest; an empty list when it has none (containers/image
+/// treats anything but 200 as a failed read, even for an unsigned image).
+async fn list(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult {
+    let (r, d) = (repo.to_owned(), digest.clone());
+    let stored = reg.blocking(move |reg| reg.meta.signatures(&r, &d)).await?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let list = WireList {
+        signatures: stored
+            .into_iter()
+            .map(|s| WireSignature {
+                version: SCHEMA_VERSION,
+                name: s.name,
+                kind: TYPE_ATOMIC.into(),
+                content: b64.encode(s.content),
+            })
+            .collect(),
+    };
+    Ok(axum::Json(list).into_response())
+}
+
+/// Adds one signature (containers/image PUTs them one at a time and expects 201).
+async fn put(reg: &Arc<Registry>, repo: &str, digest: &Digest, req: Request) -> ApiResult {
+    let invalid = |why: String| ApiError::new(Code::ManifestInvalid).detail(why);
+    // base64 and JSON around the blob: a third more, plus the name.
+    let limit = MAX_SIGNATURE_BYTES * 4 / 3 + 4096;
+    let too_big = || {
+        invalid(format!(
+            "a signature is limited to {MAX_SIGNATURE_BYTES} bytes"
+        ))
+        .status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let body = http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_big()
+            } else {
+                invalid(format!("reading the signature: {e}"))
+            }
+        })?
+        .to_bytes();
+    let sig: WireSignature = serde_json::from_slice(&body)
+        .map_err(|e| invalid(format!("not a signature of the extension: {e}")))?;
+    if sig.version != SCHEMA_VERSION || sig.kind != TYPE_ATOMIC {
+        return Err(invalid(format!(
+            "unsupported signature schemaVersion {} type {:?} (version {SCHEMA_VERSION}, type {TYPE_ATOMIC:?} are)",
+            sig.version, sig.kind
+        )));
+    }
+    check_name(&sig.name, digest).map_err(invalid)?;
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(sig.content.as_bytes())
+        .map_err(|e| invalid(format!("signature content is not base64: {e}")))?;
+    if content.len() > MAX_SIGNATURE_BYTES {
+        return Err(too_big());
+    }
+    if content.is_empty() {
+        return Err(invalid("a signature must not be empty".into()));
+    }
+    let stored = StoredSignature {
+        name: sig.name,
+        content,
+    };
+    let (r, d) = (repo.to_owned(), digest.clone());
+    let added = reg
+        .blocking(move |reg| reg.meta.add_signature(&r, &d, &stored, MAX_SIGNATURES))
+        .await
+        .map_err(|e| {
+            if e.code == Code::ManifestUnknown {
+                ApiError::new(Code::ManifestUnknown).detail(format!("{repo}@{digest}"))
+            } else {
+                e
+            }
+        })?;
+    match added {
+        SignatureAdded::Added | SignatureAdded::Unchanged => {
+            Ok((StatusCode::CREATED, [(header::CONTENT_LENGTH, "0")]).into_response())
+        }
+        SignatureAdded::NameTaken => Err(ApiError::new(Code::Denied)
+            .status(StatusCode::CONFLICT)
+            .detail("a signature of that name exists; signatures are never replaced")),
+        SignatureAdded::Full => Err(ApiError::new(Code::Denied).detail(format!(
+            "{repo}@{digest} has {MAX_SIGNATURES} signatures, the most one manifest may carry"
+        ))),
+    }
+}
+
+/// A name is `<the manifest's digest>@<hex>`, as containers/image makes them.
+fn check_name(name: &str, digest: &Digest) -> Result<(), String> {
+    let suffix = name
+        .strip_prefix(&digest.to_string())
+        .and_then(|s| s.strip_prefix('@'))
+        .ok_or_else(|| format!("signature name {name:?} must be {digest}@<hex>"))?;
+    if suffix.is_empty() || suffix.len() > 64 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "signature name {name:?} must end in @ and 1 to 64 hex digits"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_digest_and_hex() {
+        let d = Digest::sha256_of(b"m");
+        assert!(check_name(&format!("{d}@0123456789abcdef0123456789abcdef"), &d).is_ok());
+        let other = Digest::sha256_of(b"n");
+        assert!(check_name(&format!("{other}@01"), &d).is_err());
+        assert!(check_name(&format!("{d}@"), &d).is_err());
+        assert!(check_name(&format!("{d}@../x"), &d).is_err());
+        assert!(check_name(&d.to_string(), &d).is_err());
+    }
+}

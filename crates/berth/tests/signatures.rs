@@ -1,0 +1,247 @@
+//! Signatures kept by `berth serve` through the registry signature extension
+//! (`X-Registry-Supports-Signatures`), with the real tools: `podman push --sign-by` and
+//! `skopeo copy --sign-by` (gpg 2.2 through gpgme) store simple signatures in berth,
+//! and `podman pull` / `skopeo copy` under a `signedBy` policy read and verify them
+//! from berth, refusing an unsigned image and one signed by another key.
+//!
+//! Run with `cargo test -p berth --test signatures`.
+
+#[path = "interop/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+use support::*;
+
+const GPG: &str = "gpg";
+
+/// A throw-away GnuPG home with one signing key; returns its fingerprint.
+fn gpg_key(ctx: &Ctx, home: &str, uid: &str) -> String {
+    let dir = ctx.path(home);
+    fs::create_dir_all(&dir).unwrap();
+    set_private(&dir);
+    ctx.cmd(
+        GPG,
+        &[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    )
+    .env("GNUPGHOME", &dir)
+    .run();
+    let listing = ctx
+        .cmd(GPG, &["--batch", "--with-colons", "--list-secret-keys"])
+        .env("GNUPGHOME", &dir)
+        .run();
+    listing
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|rest| rest.split(':').find(|f| f.len() == 40))
+        .unwrap_or_else(|| panic!("no fingerprint in {}", listing.stdout))
+        .to_string()
+}
+
+fn set_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// Exports the public key of `home` into `file` (binary, as `keyPath` takes it).
+fn export_key(ctx: &Ctx, home: &str, file: &str) -> String {
+    let out = ctx
+        .cmd(GPG, &["--batch", "--export"])
+        .env("GNUPGHOME", ctx.path(home))
+        .run();
+    assert!(!out.stdout_bytes.is_empty(), "gpg exported no key");
+    fs::write(ctx.path(file), &out.stdout_bytes).unwrap();
+    ctx.p(file)
+}
+
+/// A policy that rejects everything but `scope`, which needs a signature by `key`.
+fn signed_by_policy(ctx: &Ctx, file: &str, scope: &str, key: &str) -> String {
+    let policy = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {
+            "docker": {
+                scope: [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key}]
+            }
+        }
+    });
+    fs::write(ctx.path(file), policy.to_string()).unwrap();
+    ctx.p(file)
+}
+
+fn extension_signatures(ctx: &Ctx, reg: &str, repo: &str, digest: &str) -> Vec<Value> {
+    let resp = ctx.http(
+        "GET",
+        &format!("http://{reg}/extensions/v2/{repo}/signatures/{digest}"),
+        None,
+    );
+    resp.expect_status(200);
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    v["signatures"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn podman_and_skopeo_sign_into_berth_and_verify_from_it() {
+    let mut ctx = Ctx::new(
+        "sig-extension",
+        &["podman", "skopeo", "buildah", GPG, "curl"],
+    );
+    let reg = ctx.start(ServerKind::Berth);
+    let fpr = gpg_key(&ctx, "gnupg", "berth signer <signer@example.test>");
+    let other = gpg_key(&ctx, "gnupg-other", "someone else <other@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    let other_key = export_key(&ctx, "gnupg-other", "other.gpg");
+    let gnupg = ctx.path("gnupg");
+    let image = ctx.build_busybox("localhost/sig/busybox:v1");
+    let [pf, pv] = ctx.policy_args();
+
+    ctx.step("podman push --sign-by: the signature goes to berth");
+    let signed = format!("{reg}/signed/busybox:v1");
+    let digest = {
+        let file = ctx.p("tmp/pushed-digest");
+        ctx.podman(&[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            "--sign-by",
+            &fpr,
+            "--digestfile",
+            &file,
+            &image,
+            &format!("docker://{signed}"),
+        ])
+        .env("GNUPGHOME", &gnupg)
+        .run();
+        fs::read_to_string(&file).unwrap().trim().to_string()
+    };
+    let sigs = extension_signatures(&ctx, &reg, "signed/busybox", &digest);
+    assert_eq!(sigs.len(), 1, "{sigs:?}");
+    assert!(sigs[0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{digest}@")));
+    // Nothing went to a lookaside folder instead.
+    assert!(!ctx.path("home/.local/share/containers/sigstore").exists());
+
+    ctx.step("podman pull under signedBy verifies what berth serves");
+    let policy = signed_by_policy(&ctx, "signed.json", &format!("{reg}/signed"), &key);
+    ctx.podman(&[
+        "pull",
+        "--signature-policy",
+        &policy,
+        "--tls-verify=false",
+        &signed,
+    ])
+    .run();
+
+    ctx.step("skopeo copy under the same policy");
+    let skopeo_policy = |policy: &str| {
+        vec![
+            "--policy".to_string(),
+            policy.to_string(),
+            "--registries.d".to_string(),
+            ctx.p("registries.d"),
+        ]
+    };
+    let mut args = skopeo_policy(&policy);
+    args.extend([
+        "copy".into(),
+        "--src-tls-verify=false".into(),
+        format!("docker://{signed}"),
+        format!("dir:{}", ctx.p("tmp/signed-dir")),
+    ]);
+    ctx.cmd("skopeo", &args).run();
+    // The signature came along into dir: as signature-1, byte for byte.
+    let copied = fs::read(ctx.path("tmp/signed-dir/signature-1")).unwrap();
+    use base64::Engine;
+    let served = base64::engine::general_purpose::STANDARD
+        .decode(sigs[0]["content"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(copied, served);
+
+    ctx.step("skopeo copy --sign-by adds a second signature");
+    ctx.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--sign-by",
+        &fpr,
+        &format!("docker://{signed}"),
+        &format!("docker://{reg}/signed/copy:v1"),
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    // The one copied from the source and skopeo's own (another timestamp).
+    let sigs = extension_signatures(&ctx, &reg, "signed/copy", &digest);
+    assert_eq!(sigs.len(), 2, "{sigs:?}");
+    let policy_copy = signed_by_policy(&ctx, "copy.json", &format!("{reg}/signed"), &key);
+    let mut args = skopeo_policy(&policy_copy);
+    args.extend([
+        "copy".into(),
+        "--src-tls-verify=false".into(),
+        format!("docker://{reg}/signed/copy:v1"),
+        format!("dir:{}", ctx.p("tmp/copy-dir")),
+    ]);
+    ctx.cmd("skopeo", &args).run();
+    assert!(ctx.path("tmp/copy-dir/signature-2").is_file());
+
+    ctx.step("refused: an unsigned image");
+    let unsigned = format!("{reg}/signed/unsigned:v1");
+    // The pull above gave the local image its signature: drop it on the way out.
+    ctx.podman(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        "--remove-signatures",
+        &image,
+        &format!("docker://{unsigned}"),
+    ])
+    .run();
+    let out = ctx
+        .podman(&[
+            "pull",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            &unsigned,
+        ])
+        .run_fail();
+    assert!(
+        out.stderr
+            .contains("A signature was required, but no signature exists"),
+        "{}",
+        out.stderr
+    );
+
+    ctx.step("refused: signed, but not by the trusted key");
+    let wrong = signed_by_policy(&ctx, "other.json", &format!("{reg}/signed"), &other_key);
+    let out = ctx
+        .podman(&[
+            "pull",
+            "--signature-policy",
+            &wrong,
+            "--tls-verify=false",
+            &signed,
+        ])
+        .run_fail();
+    assert!(
+        out.stderr.contains("not trusted") || out.stderr.contains("Invalid GPG signature"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(fpr, other);
+}
