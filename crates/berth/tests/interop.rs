@@ -2072,3 +2072,167 @@ fn search_matches_podman() {
     );
     assert_eq!(first_column(&ours), first_column(&podman), "{ours}");
 }
+
+/// Issue 17 (1, 2): what `berth copy` writes, skopeo reads. `--all` with recompression
+/// rewrites the index with the new children (in a layout and in a registry); a Docker
+/// image copied into `oci:` or `oci-archive:` (from `docker-archive:`, `dir:` or a v2s2
+/// registry image) becomes an OCI image with gzip layers and skopeo's own config bytes.
+#[test]
+fn copy_writes_what_skopeo_reads() {
+    let mut ctx = Ctx::new("copy-oci", &[BUILDAH, SKOPEO]);
+    let berth = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let policy = ctx.p("policy.json");
+    let copy = |extra: &[&str], from: &str, to: &str| {
+        let mut args = vec![
+            "copy",
+            "--policy",
+            policy.as_str(),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        args.extend(extra);
+        args.extend([from, to]);
+        ctx.berth(&args).run()
+    };
+    let raw = |name: &str| {
+        ctx.skopeo(&["inspect", "--tls-verify=false", "--raw", name])
+            .run()
+            .stdout_bytes
+    };
+
+    ctx.step("a two-platform index in berth's registry");
+    let list = "localhost/test/multi:list";
+    ctx.buildah(&["manifest", "create", list]).run();
+    for arch in ["amd64", "arm64"] {
+        let image = ctx.build_for_arch(&format!("localhost/test/multi-{arch}:v1"), arch);
+        ctx.buildah(&[
+            "manifest",
+            "add",
+            list,
+            &format!("containers-storage:{image}"),
+        ])
+        .run();
+    }
+    let multi = format!("docker://{berth}/test/multi:v1");
+    ctx.buildah(&[
+        "manifest",
+        "push",
+        &pf,
+        &pv,
+        "--all",
+        "--tls-verify=false",
+        list,
+        &multi,
+    ])
+    .run();
+
+    ctx.step("copy --all --dest-compress-format zstd to oci: and to a registry");
+    let layout = format!("oci:{}:v1", ctx.p("zstd-layout"));
+    let in_registry = format!("docker://{berth}/test/multi-zstd:v1");
+    for dest in [&layout, &in_registry] {
+        let out = copy(&["--all", "--dest-compress-format", "zstd"], &multi, dest);
+        let index = Manifest::parse(raw(dest));
+        assert!(
+            out.stderr.contains("Manifest list digest changed"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(index.children().len(), 2, "{}", index.json);
+        for arch in ["amd64", "arm64"] {
+            let info = ctx
+                .skopeo(&[
+                    "--override-arch",
+                    arch,
+                    "--override-os",
+                    "linux",
+                    "inspect",
+                    "--tls-verify=false",
+                    dest,
+                ])
+                .run()
+                .json();
+            assert_eq!(info["Architecture"], arch, "{dest}: {info:#}");
+        }
+        // skopeo 1.9.3 shows no layer types: its copy of every image shows them.
+        let dir = ctx.fresh("zstd-dir");
+        ctx.skopeo(&[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            dest,
+            &format!("dir:{}", dir.display()),
+        ])
+        .run();
+        for (digest, _) in index.children() {
+            let hex = digest.trim_start_matches("sha256:");
+            let child =
+                Manifest::parse(fs::read(dir.join(format!("{hex}.manifest.json"))).unwrap());
+            assert!(
+                child.json["layers"][0]["mediaType"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("+zstd")),
+                "{dest}: {}",
+                child.json
+            );
+        }
+    }
+
+    ctx.step("Docker images into oci: and oci-archive: become OCI images");
+    let image = ctx.build_busybox("localhost/test/docker:v1");
+    let v2s2 = format!("docker://{berth}/test/docker:v1");
+    ctx.buildah(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        "--format",
+        "v2s2",
+        &image,
+        &v2s2,
+    ])
+    .run();
+    let da = format!("docker-archive:{}", ctx.p("docker.tar"));
+    let dir = format!("dir:{}", ctx.p("docker-dir"));
+    for d in [&da, &dir] {
+        ctx.skopeo(&["copy", "--src-tls-verify=false", &v2s2, d])
+            .run();
+    }
+    for (n, source) in [&v2s2, &da, &dir].into_iter().enumerate() {
+        for kind in ["oci", "oci-archive"] {
+            let name = |who: &str| match kind {
+                "oci" => format!("oci:{}:v1", ctx.p(&format!("{who}-oci-{n}"))),
+                _ => format!("oci-archive:{}:v1", ctx.p(&format!("{who}-{n}.tar"))),
+            };
+            let (ours, theirs) = (name("berth"), name("skopeo"));
+            copy(&[], source, &ours);
+            ctx.skopeo(&["copy", "--src-tls-verify=false", source, &theirs])
+                .run();
+            let (b, s) = (Manifest::parse(raw(&ours)), Manifest::parse(raw(&theirs)));
+            assert_eq!(
+                b.media_type(),
+                OCI_MANIFEST,
+                "{source} -> {ours}: {}",
+                b.json
+            );
+            assert_eq!(
+                b.json["layers"][0]["mediaType"], s.json["layers"][0]["mediaType"],
+                "{source} -> {ours}: {}",
+                b.json
+            );
+            let config = |name: &str| {
+                ctx.skopeo(&["inspect", "--raw", "--config", name])
+                    .run()
+                    .stdout_bytes
+            };
+            assert_eq!(config(&ours), config(&theirs), "{source} -> {ours}: config");
+            if source == &v2s2 {
+                // Its layers are gzip already: nothing of skopeo's differs.
+                assert_eq!(b.raw, s.raw, "{source} -> {ours}");
+            }
+            let back = format!("docker://{berth}/test/back-{n}-{kind}:v1");
+            ctx.skopeo(&["copy", "--dest-tls-verify=false", &ours, &back])
+                .run();
+        }
+    }
+}

@@ -393,7 +393,8 @@ impl Ctx {
         self.path(rel).display().to_string()
     }
 
-    fn fresh(&self, stem: &str) -> PathBuf {
+    /// A new path under the test's tmp folder, unique within the test.
+    pub fn fresh(&self, stem: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.dir.join("tmp").join(format!("{stem}-{n}"))
     }
