@@ -90,7 +90,10 @@ pub struct RawManifest {
 }
 
 pub struct Registry {
+    /// The registry as images name it (and credentials are keyed): `docker.io`.
     host: String,
+    /// Where its API answers: [`api_endpoint`] of `host`.
+    endpoint: String,
     http: reqwest::Client,
     options: Options,
     state: Mutex<State>,
@@ -104,6 +107,16 @@ struct State {
     challenge: Option<Option<Challenge>>,
     /// scope -> (token, expiry).
     tokens: HashMap<String, (String, Instant)>,
+}
+
+/// Docker Hub's images are named `docker.io/…`, but its API is not served there:
+/// containers/image sends `docker.io` requests to `registry-1.docker.io` (auth.json
+/// keys and messages keep `docker.io`). Every other host is its own endpoint.
+pub fn api_endpoint(host: &str) -> &str {
+    match host {
+        "docker.io" => "registry-1.docker.io",
+        other => other,
+    }
 }
 
 impl Registry {
@@ -121,6 +134,7 @@ impl Registry {
             .map_err(|e| RemoteError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Registry {
             host: host.to_string(),
+            endpoint: api_endpoint(host).to_string(),
             http,
             options,
             state: Mutex::new(State::default()),
@@ -129,6 +143,11 @@ impl Registry {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Where requests go (`registry-1.docker.io` for `docker.io`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -149,7 +168,7 @@ impl Registry {
         }
         let mut last = None;
         for scheme in schemes {
-            let base = format!("{scheme}://{}", self.host);
+            let base = format!("{scheme}://{}", self.endpoint);
             let url = format!("{base}/v2/");
             match self.http.get(&url).send().await {
                 Ok(r) => {
@@ -665,5 +684,25 @@ mod tests {
             Some("/v2/a/tags/list?n=2&last=b")
         );
         assert_eq!(next_link("</x>; rel=\"prev\""), None);
+    }
+
+    /// Docker Hub's API is at registry-1.docker.io, as podman and skopeo send it; the
+    /// registry keeps its name (credentials, messages, mounts).
+    #[test]
+    fn docker_hub_endpoint() {
+        let hub = Registry::new("docker.io", Options::default()).unwrap();
+        assert_eq!(hub.endpoint(), "registry-1.docker.io");
+        assert_eq!(hub.host(), "docker.io");
+        for other in [
+            "quay.io",
+            "127.0.0.1:5000",
+            "registry-1.docker.io",
+            "docker.io:443",
+        ] {
+            assert_eq!(
+                Registry::new(other, Options::default()).unwrap().endpoint(),
+                other
+            );
+        }
     }
 }

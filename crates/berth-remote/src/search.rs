@@ -82,13 +82,13 @@ impl Registry {
             .append_pair("q", term)
             .append_pair("n", &limit.to_string())
             .finish();
+        // Docker Hub's v1 search lives on its index host, as containers/image asks it.
+        let path = match self.host() {
+            "docker.io" => format!("https://index.docker.io/v1/search?{query}"),
+            _ => format!("/v1/search?{query}"),
+        };
         let r = self
-            .send(
-                Method::GET,
-                &format!("/v1/search?{query}"),
-                Some(CATALOG_SCOPE),
-                None,
-            )
+            .send(Method::GET, &path, Some(CATALOG_SCOPE), None)
             .await?;
         if !r.status().is_success() {
             tracing::debug!(registry = self.host(), status = %r.status(), "no v1 search; walking the catalog");
