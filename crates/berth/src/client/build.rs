@@ -10,7 +10,9 @@ use berth_image::Platform;
 use berth_transport::local::{Image, LocalStore};
 use clap::Args;
 
+use super::local::pull::{ensure_with, PullPolicy};
 use super::local::{open_store, qualify};
+use super::RegistryFlags;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -32,6 +34,27 @@ pub struct BuildArgs {
     /// Run every step, ignoring the cache
     #[arg(long)]
     no_cache: bool,
+    /// Use the cache of steps (false: run every step, as --no-cache; the steps are
+    /// still recorded)
+    #[arg(long, value_name = "BOOL", default_value_t = true, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    layers: bool,
+    /// When to pull FROM images: always (also --pull alone, true), missing (also
+    /// false), never, newer [default: missing]
+    #[arg(long, value_name = "POLICY", default_missing_value = "always", num_args = 0..=1, require_equals = true)]
+    pull: Option<String>,
+    /// Require HTTPS and verify certificates when pulling FROM images (false also
+    /// allows plain HTTP) [default: true, or registries.conf's insecure]
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    tls_verify: Option<bool>,
+    /// Credentials file for pulling FROM images
+    #[arg(long, value_name = "PATH")]
+    authfile: Option<PathBuf>,
+    /// USERNAME[:PASSWORD] for pulling FROM images
+    #[arg(long, value_name = "USERNAME[:PASSWORD]")]
+    creds: Option<String>,
+    /// TLS material for the registries of FROM images (*.crt, NAME.cert + NAME.key)
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
     /// OS/ARCH[/VARIANT] of the image (and of FROM images)
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
@@ -49,8 +72,11 @@ pub struct BuildArgs {
     context: PathBuf,
 }
 
-/// FROM images: from the store, pulled when missing.
-struct Pulling;
+/// FROM images: from the store or pulled, as `--pull` says, with the registry flags.
+struct Pulling {
+    policy: PullPolicy,
+    flags: RegistryFlags,
+}
 
 impl Bases for Pulling {
     fn image(
@@ -59,7 +85,7 @@ impl Bases for Pulling {
         name: &str,
         platform: &Platform,
     ) -> Result<Image, String> {
-        super::local::pull::ensure(store, name, platform).map_err(|e| format!("{e:#}"))
+        ensure_with(store, name, platform, self.policy, &self.flags).map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -88,7 +114,7 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
         build_args,
         target: a.target.clone(),
         docker_format: a.format == "docker",
-        no_cache: a.no_cache,
+        no_cache: a.no_cache || !a.layers,
         platform: a
             .platform
             .as_deref()
@@ -103,7 +129,20 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
             eprintln!("{line}");
         }
     };
-    let built = berth_build::build(open_store()?, &opts, &Pulling, &mut log)?;
+    let bases = Pulling {
+        policy: match a.pull.as_deref() {
+            Some(p) => p.parse()?,
+            None => PullPolicy::Missing,
+        },
+        flags: RegistryFlags {
+            authfile: a.authfile.clone(),
+            creds: a.creds.clone(),
+            tls_verify: a.tls_verify,
+            cert_dir: a.cert_dir.clone(),
+            ..RegistryFlags::default()
+        },
+    };
+    let built = berth_build::build(open_store()?, &opts, &bases, &mut log)?;
     println!("{}", built.id.hex());
     Ok(())
 }

@@ -129,20 +129,87 @@ pub fn ensure(
     name: &str,
     platform: &Platform,
 ) -> anyhow::Result<berth_transport::local::Image> {
-    match store.find(name) {
-        Ok(img) => return Ok(img),
-        Err(e) if !e.is_not_found() => return Err(e.into()),
-        Err(_) => {}
+    ensure_with(
+        store,
+        name,
+        platform,
+        PullPolicy::Missing,
+        &RegistryFlags::default(),
+    )
+}
+
+/// podman's `--pull` policies for images a command needs (build's FROM, run, create).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull every time; a failed pull is an error.
+    Always,
+    /// Pull only what the store lacks.
+    Missing,
+    /// Never pull: the store must have it.
+    Never,
+    /// Pull when the registry has another image under the name; a failed pull falls
+    /// back to the stored image.
+    Newer,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = anyhow::Error;
+
+    /// podman 4.3's values: `true` (and `--pull` alone) is always, `false` is missing.
+    fn from_str(s: &str) -> anyhow::Result<PullPolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "always" | "true" => Ok(PullPolicy::Always),
+            "missing" | "false" => Ok(PullPolicy::Missing),
+            "never" => Ok(PullPolicy::Never),
+            "newer" => Ok(PullPolicy::Newer),
+            _ => bail!("--pull {s:?}: use always, missing, never or newer"),
+        }
     }
-    let options = PullOptions {
-        platform: platform.clone(),
-        quiet: false,
-        signature_policy: None,
-        registry: RegistryFlags::default(),
+}
+
+/// The image `name` for `platform`, from the store or pulled as `policy` says, with
+/// `flags` for the registry (`--tls-verify`, `--authfile`, …).
+pub fn ensure_with(
+    store: &Arc<LocalStore>,
+    name: &str,
+    platform: &Platform,
+    policy: PullPolicy,
+    flags: &RegistryFlags,
+) -> anyhow::Result<berth_transport::local::Image> {
+    let stored = || match store.find(name) {
+        Ok(img) => Ok(Some(img)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(anyhow::Error::from(e)),
     };
-    let ids = pull(store, name, false, &options)?;
-    let id = ids.first().context("nothing pulled")?;
-    Ok(store.find(id)?)
+    let pulled = || -> anyhow::Result<berth_transport::local::Image> {
+        let options = PullOptions {
+            platform: platform.clone(),
+            quiet: false,
+            signature_policy: None,
+            registry: flags.clone(),
+        };
+        let ids = pull(store, name, false, &options)?;
+        let id = ids.first().context("nothing pulled")?;
+        Ok(store.find(id)?)
+    };
+    match policy {
+        PullPolicy::Always => pulled(),
+        PullPolicy::Missing => match stored()? {
+            Some(img) => Ok(img),
+            None => pulled(),
+        },
+        PullPolicy::Never => stored()?.with_context(|| format!("{name}: image not known")),
+        PullPolicy::Newer => match pulled() {
+            Ok(img) => Ok(img),
+            Err(e) => match stored()? {
+                Some(img) => {
+                    eprintln!("WARNING: pulling {name} failed, using the stored image: {e:#}");
+                    Ok(img)
+                }
+                None => Err(e),
+            },
+        },
+    }
 }
 
 /// Every tag of the first search registry that has the repository.
