@@ -29,9 +29,10 @@ users (nor grants) is open (anyone may push and pull); once `berth registry user
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
 )]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:5000]
+    /// Address to listen on: HOST:PORT (a name is resolved), or :PORT for every
+    /// interface, as docker-registry reads it [default: 127.0.0.1:5000]
     #[arg(long, env = "BERTH_LISTEN", value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// TOML configuration file
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -79,7 +80,7 @@ pub struct ServeArgs {
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     root: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_opt")]
     upload_ttl: Option<Duration>,
@@ -109,7 +110,8 @@ mod humantime_serde_opt {
 /// Settings after every source is merged.
 #[derive(Debug)]
 struct Settings {
-    listen: SocketAddr,
+    /// As given; [`listen_addrs`] reads it.
+    listen: String,
     root: PathBuf,
     upload_ttl: Duration,
     shutdown_timeout: Duration,
@@ -135,7 +137,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         listen: args
             .listen
             .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
         root: match crate::paths::registry_root_given().or(file.root) {
             Some(root) => root,
             None => crate::paths::registry_root()?,
@@ -177,14 +179,20 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     })
 }
 
-fn init_logging(s: &Settings) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
-        .with_context(|| format!("bad log filter {:?}", s.log_level))?;
+/// The global `--debug` for every other command: their debug messages (and the
+/// HTTP client's connections) on stderr. TLS and HTTP/2 internals stay quiet.
+pub fn debug_logging() -> anyhow::Result<()> {
+    init_logging("debug,rustls=info,h2=info,mio=info", "text")
+}
+
+fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("bad log filter {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if s.log_format == "json" {
+    if format == "json" {
         builder.json().init();
     } else {
         builder.init();
@@ -192,9 +200,13 @@ fn init_logging(s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = load(args)?;
-    init_logging(&settings)?;
+/// Runs the registry; `debug` (the global `--debug`) sets the log level to debug.
+pub fn run(args: ServeArgs, debug: bool) -> anyhow::Result<()> {
+    let mut settings = load(args)?;
+    if debug {
+        settings.log_level = "debug".into();
+    }
+    init_logging(&settings.log_level, &settings.log_format)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,6 +215,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
+    // Everything that can fail on the command line's account (the certificate, the
+    // address) is checked before the data folder is created: a mistyped flag must not
+    // leave an empty registry behind.
+    let certificate = match &s.tls {
+        Some((cert, key)) => Some(crate::tls::Certificate::load(cert, key)?),
+        None => None,
+    };
+    let addrs = listen_addrs(&s.listen)?;
+    let listener = tokio::net::TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("listening on {}", s.listen))?;
     std::fs::create_dir_all(&s.root).with_context(|| format!("creating {}", s.root.display()))?;
     let registry = Registry::open(RegistryConfig {
         upload_ttl: s.upload_ttl,
@@ -215,13 +238,6 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         token_realm: s.token_realm.clone(),
         ..RegistryConfig::new(s.root.clone())
     })?;
-    let certificate = match &s.tls {
-        Some((cert, key)) => Some(crate::tls::Certificate::load(cert, key)?),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(s.listen)
-        .await
-        .with_context(|| format!("listening on {}", s.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, root = %s.root.display(), tls = certificate.is_some(), "berth registry listening");
     warn_if_open(&registry, addr)?;
@@ -269,6 +285,31 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     sweeper.abort();
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// The addresses `--listen` names, to bind in order until one works, as Go's
+/// `net.Listen` (and so docker-registry) reads them: `:PORT` is every interface (IPv6
+/// and IPv4 on one socket where the system has IPv6, else IPv4); a host name is
+/// resolved, its IPv4 addresses first.
+fn listen_addrs(spec: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    use std::net::{Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+    let bad = || format!("--listen {spec:?}: use HOST:PORT or :PORT");
+    if let Some(port) = spec.strip_prefix(':') {
+        let port: u16 = port.parse().with_context(bad)?;
+        return Ok(vec![
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        ]);
+    }
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let mut addrs: Vec<SocketAddr> = spec.to_socket_addrs().with_context(bad)?.collect();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    if addrs.is_empty() {
+        anyhow::bail!("--listen {spec:?}: the name has no address");
+    }
+    Ok(addrs)
 }
 
 /// An open registry (nothing configured, `--auth auto`) reachable beyond this machine lets anyone
@@ -340,5 +381,30 @@ mod tests {
         assert!(open_warning(false, lo).is_none());
         assert!(open_warning(false, lo6).is_none());
         assert!(open_warning(true, any).is_none());
+    }
+
+    #[test]
+    fn listen_reads_addresses_as_docker_registry_does() {
+        let addrs = |s: &str| listen_addrs(s).unwrap();
+        assert_eq!(
+            addrs(":5000"),
+            vec![
+                "[::]:5000".parse().unwrap(),
+                "0.0.0.0:5000".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            addrs("127.0.0.1:5000"),
+            vec!["127.0.0.1:5000".parse().unwrap()]
+        );
+        assert_eq!(addrs("[::1]:5000"), vec!["[::1]:5000".parse().unwrap()]);
+        let local = addrs("localhost:5000");
+        assert!(local
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 5000));
+        assert!(local[0].is_ipv4(), "{local:?}");
+        for bad in [":", ":x", "5000", "127.0.0.1", ":70000", "127.0.0.1:x"] {
+            assert!(listen_addrs(bad).is_err(), "{bad}");
+        }
     }
 }
