@@ -9,6 +9,8 @@
 //! - [`registries`]: `registries.conf` and its drop-ins — mirrors, insecure and blocked
 //!   registries, prefix rewrites, and short-name resolution.
 //! - [`policy`]: `policy.json` — which images may be pulled, per transport and scope.
+//! - [`registries_d`]: `registries.d/*.yaml` — where signatures are kept (lookaside,
+//!   sigstore attachments), per scope.
 //!
 //! The crate does no network I/O. Every place it looks at on disk comes from an [`Env`],
 //! so tests (and chroots) can point it anywhere.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod env;
 pub mod policy;
 pub mod registries;
+pub mod registries_d;
 
 pub use auth::{AuthError, AuthFiles, Credentials, Found, Stored};
 pub use env::Env;
@@ -24,3 +27,4 @@ pub use policy::{Decision, Policy, PolicyError, Requirement};
 pub use registries::{
     PullSource, Registries, RegistriesError, Registry, Resolution, ResolvedBy, ShortNameMode,
 };
+pub use registries_d::{Lookaside, RegistriesD, RegistriesDError};

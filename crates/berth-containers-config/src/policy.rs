@@ -243,7 +243,7 @@ fn scope_candidates(transport: &str, identity: &str) -> Vec<String> {
 
 /// `host/ns/repo:tag` → `host/ns/repo`, `host/ns`, `host`, then `*.domain` wildcards of
 /// the host without its port (`DockerReferenceNamespaces`).
-fn docker_namespaces(identity: &str) -> Vec<String> {
+pub(crate) fn docker_namespaces(identity: &str) -> Vec<String> {
     let name = identity.split_once('@').map_or(identity, |(n, _)| n);
     let last_slash = name.rfind('/').map_or(0, |i| i + 1);
     let name = match name[last_slash..].find(':') {
