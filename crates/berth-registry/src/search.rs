@@ -5,6 +5,8 @@
 //! The results are the repositories whose name contains `q` (case-insensitively),
 //! among those the caller may pull: the same filter as the catalog
 //! ([`listing::readable_where`]), so a search never reveals a hidden repository.
+//! Where access control applies, only callers with credentials get results: podman
+//! sends none here, and must fall back to the catalog, which it reads logged in.
 //! berth keeps no descriptions, stars or automated builds; those fields are empty.
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use crate::listing::{self, json_response};
 use crate::metrics::RouteLabel;
 use crate::routes::{query_get, query_pairs};
 use crate::{access, Registry};
+use berth_auth::Principal;
 
 /// Results when the client names no `n` (Docker Hub's default page).
 pub const DEFAULT_RESULTS: usize = 25;
@@ -33,6 +36,15 @@ pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Re
 
 async fn answer(reg: Arc<Registry>, req: Request) -> ApiResult {
     let caller = access::identify(&reg, req.headers(), req.extensions()).await?;
+    // containers/image (podman search) asks /v1/search without credentials and
+    // walks /v2/_catalog, with them, only when this fails. An anonymous answer would
+    // hide from a logged-in user every repository that is not public; so where
+    // access control applies, an anonymous search is a 401 that sends clients to the
+    // catalog (which shows anonymous callers the public repositories all the same).
+    if caller.enforced && matches!(caller.principal, Principal::Anonymous) {
+        return Err(access::login_required(&reg, req.headers())
+            .detail("search needs a login; anonymous clients can read /v2/_catalog"));
+    }
     // `n` is read as the catalog reads it (a bad number is the same 400); 0 means the
     // default, as Docker Hub takes it.
     let (n, _) = listing::page(req.uri().query())?;

@@ -1558,14 +1558,23 @@ mod search {
                 .apply(&Actor::local(), &change)
                 .unwrap_or_else(|e| panic!("{change:?}: {e}"));
         }
-        let anonymous = search(&srv, "?q=alice", None).await;
-        assert_eq!(names(&anonymous), ["alice/public"]);
-        assert_eq!(anonymous["num_results"], 1);
+        // Anonymous: a 401 with the token challenge, so that podman (which asks
+        // /v1/search without credentials) falls back to the catalog with them.
+        let resp = send(srv.get("/v1/search?q=alice")).await;
+        let (h, body) = expect_status(resp, 401).await;
+        assert_eq!(error_code(&body), "UNAUTHORIZED");
+        let challenge = header_of(&h, "www-authenticate").expect("WWW-Authenticate");
+        assert!(challenge.starts_with("Bearer realm="), "{challenge}");
         let bob = search(&srv, "?q=alice", Some(("bob", "bob-pw"))).await;
         assert_eq!(names(&bob), ["alice/public"]);
         let alice = search(&srv, "?q=alice", Some(("alice", "alice-pw"))).await;
         assert_eq!(names(&alice), ["alice/private", "alice/public"]);
-        // The catalog hides the same repository (one filter serves both).
+        // The catalog hides the same repository (one filter serves both), and shows
+        // anonymous callers the public ones.
+        let resp = send(srv.get("/v2/_catalog").basic_auth("bob", Some("bob-pw"))).await;
+        let (_, body) = expect_status(resp, 200).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["repositories"], serde_json::json!(["alice/public"]));
         let resp = send(srv.get("/v2/_catalog")).await;
         let (_, body) = expect_status(resp, 200).await;
         let v: Value = serde_json::from_slice(&body).unwrap();
