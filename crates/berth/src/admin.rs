@@ -255,12 +255,17 @@ fn outcome_output(outcome: Outcome) -> Option<String> {
 }
 
 fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<String>> {
-    if !root.exists() {
-        bail!(
+    // A change may come first (users before the first `serve`): it creates the
+    // registry's folder. A query of a registry that does not exist is an error.
+    match request {
+        Request::Change(_) => std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the registry folder {}", root.display()))?,
+        _ if !root.exists() => bail!(
             "no registry at {} (start `berth serve --root {}` once, or pass --root)",
             root.display(),
             root.display()
-        );
+        ),
+        _ => {}
     }
     let store = berth_auth::open_store(root)?;
     Ok(match request {
