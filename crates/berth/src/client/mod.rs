@@ -186,7 +186,7 @@ impl Config {
         image: &ImageReference,
         flags: &RegistryFlags,
     ) -> anyhow::Result<(ImageReference, Registry, ImageReference)> {
-        let mut last: Option<anyhow::Error> = None;
+        let mut failed = Failures::default();
         for (logical, source) in self.read_sources(typed, image)? {
             let r = source.reference;
             let registry = self.client(&r, source.insecure, flags)?;
@@ -198,15 +198,19 @@ impl Config {
                 Ok(Some(_)) => return Ok((logical, registry, r)),
                 Ok(None) => {
                     let what = format!("{}:{reference}", r.name());
-                    last = Some(berth_remote::RemoteError::NotFound { what }.into());
+                    failed.add(
+                        &logical,
+                        berth_remote::RemoteError::NotFound { what }.into(),
+                    );
                 }
                 Err(e) => {
                     tracing::debug!(source = %r.name(), error = %e, "trying the next source");
-                    last = Some(anyhow::Error::new(e).context(format!("reading {}", r.name())));
+                    let e = anyhow::Error::new(e).context(format!("reading {}", r.name()));
+                    failed.add(&logical, e);
                 }
             }
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("{typed}: no registry to read it from")))
+        Err(failed.into_error(typed))
     }
 
     fn client(
@@ -251,6 +255,37 @@ impl Config {
             ..Options::default()
         };
         Ok(Registry::new(image.domain(), options)?)
+    }
+}
+
+/// Why no candidate of a short name could be read: one error per candidate (its
+/// last source's: the mirrors come before the registry itself).
+#[derive(Default)]
+pub struct Failures(Vec<(String, anyhow::Error)>);
+
+impl Failures {
+    pub fn add(&mut self, candidate: &ImageReference, e: anyhow::Error) {
+        let name = candidate.to_string();
+        match self.0.last_mut() {
+            Some((last, slot)) if *last == name => *slot = e,
+            _ => self.0.push((name, e)),
+        }
+    }
+
+    /// The one error, or podman's list of them (`N errors occurred while pulling:`
+    /// then ` * ERROR` per candidate).
+    pub fn into_error(mut self, typed: &str) -> anyhow::Error {
+        if self.0.len() <= 1 {
+            return self.0.pop().map_or_else(
+                || anyhow::anyhow!("{typed}: no registry to read it from"),
+                |(_, e)| e,
+            );
+        }
+        let mut text = format!("{} errors occurred while pulling:", self.0.len());
+        for (_, e) in &self.0 {
+            text.push_str(&format!("\n * {e:#}"));
+        }
+        anyhow::anyhow!(text)
     }
 }
 

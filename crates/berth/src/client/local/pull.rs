@@ -13,7 +13,7 @@ use berth_transport::{ImageName, Place};
 use clap::Args;
 
 use crate::client::copy::{check_policy, local_place};
-use crate::client::{reference_of, Config, RegistryFlags};
+use crate::client::{reference_of, Config, Failures, RegistryFlags};
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -219,7 +219,7 @@ async fn all_tags_of(
     r: &ImageReference,
     flags: &RegistryFlags,
 ) -> anyhow::Result<Vec<(ImageReference, Arc<Registry>, ImageReference)>> {
-    let mut last = None;
+    let mut failed = Failures::default();
     for (logical, source) in config.read_sources(typed, r)? {
         let registry = Arc::new(config.registry(&source.reference, flags)?);
         match registry.tags(source.reference.path().as_str()).await {
@@ -233,9 +233,12 @@ async fn all_tags_of(
                 }
                 return Ok(out);
             }
-            Ok(_) => last = Some(anyhow::anyhow!("{}: no tags", source.reference.name())),
-            Err(e) => last = Some(anyhow::Error::new(e)),
+            Ok(_) => failed.add(
+                &logical,
+                anyhow::anyhow!("{}: no tags", source.reference.name()),
+            ),
+            Err(e) => failed.add(&logical, anyhow::Error::new(e)),
         }
     }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("{typed}: no registry to read it from")))
+    Err(failed.into_error(typed))
 }
