@@ -21,7 +21,10 @@ pub enum RemoteError {
     /// Worded as Go's net/http (and so podman and skopeo) words it.
     #[error("{url}: http: server gave HTTP response to HTTPS client")]
     PlainHttp { url: String },
-    #[error("{url}: {source}")]
+    /// The request could not be sent or its answer read. The cause is the error's
+    /// source only, not also in its message: `{:#}` prints each cause once (it printed
+    /// `error sending request for url (X)` twice when both had it).
+    #[error("{url}")]
     Transport {
         url: String,
         #[source]
@@ -40,6 +43,15 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// A request to `url` failed with `e`; reqwest's own copy of the URL is left out of
+    /// the cause, since the message names it.
+    pub(crate) fn transport(url: impl Into<String>, e: reqwest::Error) -> RemoteError {
+        RemoteError::Transport {
+            url: url.into(),
+            source: e.without_url(),
+        }
+    }
+
     /// Whether the thing asked for does not exist (skopeo's exit status 2).
     pub fn is_not_found(&self) -> bool {
         matches!(self, RemoteError::NotFound { .. })

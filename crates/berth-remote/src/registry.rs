@@ -193,7 +193,7 @@ impl Registry {
                 Err(e) if scheme == "https" && answered_without_tls(&e) => {
                     last = Some(RemoteError::PlainHttp { url })
                 }
-                Err(e) => last = Some(RemoteError::Transport { url, source: e }),
+                Err(e) => last = Some(RemoteError::transport(url, e)),
             }
         }
         Err(last
@@ -275,10 +275,10 @@ impl Registry {
             }
             _ => self.http.get(format!("{realm}?{}", query.finish())),
         };
-        let r = rb.send().await.map_err(|e| RemoteError::Transport {
-            url: realm.to_string(),
-            source: e,
-        })?;
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| RemoteError::transport(realm.to_string(), e))?;
         if r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::FORBIDDEN {
             return Err(RemoteError::Unauthorized {
                 registry: self.host.clone(),
@@ -287,10 +287,10 @@ impl Registry {
         if !r.status().is_success() {
             return Err(status_error(r, realm).await);
         }
-        let v: serde_json::Value = r.json().await.map_err(|e| RemoteError::Transport {
-            url: realm.to_string(),
-            source: e,
-        })?;
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| RemoteError::transport(realm.to_string(), e))?;
         let token = v
             .get("token")
             .or_else(|| v.get("access_token"))
@@ -387,7 +387,7 @@ impl Registry {
                     .unwrap_or(backoff),
                 Ok(r) => return Ok(r),
                 Err(e) if (e.is_connect() || e.is_timeout()) && may_retry => backoff,
-                Err(e) => return Err(RemoteError::Transport { url, source: e }),
+                Err(e) => return Err(RemoteError::transport(url, e)),
             };
             tracing::debug!(%url, attempt, ?delay, "retrying");
             tokio::time::sleep(delay).await;
@@ -658,10 +658,11 @@ pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
 
 async fn read_limited(mut r: Response, limit: usize, what: &str) -> Result<Vec<u8>, RemoteError> {
     let mut out = Vec::new();
-    while let Some(chunk) = r.chunk().await.map_err(|e| RemoteError::Transport {
-        url: what.to_string(),
-        source: e,
-    })? {
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|e| RemoteError::transport(what.to_string(), e))?
+    {
         if out.len() + chunk.len() > limit {
             return Err(RemoteError::TooLarge {
                 what: what.to_string(),
@@ -684,6 +685,34 @@ mod tests {
             Some("/v2/a/tags/list?n=2&last=b")
         );
         assert_eq!(next_link("</x>; rel=\"prev\""), None);
+    }
+
+    /// Every cause of an error once, as anyhow's `{:#}` prints it.
+    fn rendered(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            parts.push(c.to_string());
+            cause = c.source();
+        }
+        parts.join(": ")
+    }
+
+    /// A refused connection names the URL once and reqwest's words once (it said
+    /// `URL: error sending request for url (URL): error sending request for url (URL)`).
+    #[tokio::test]
+    async fn transport_errors_say_each_cause_once() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let host = format!("127.0.0.1:{port}");
+        let reg = Registry::new(&host, Options::default()).unwrap();
+        let e = reg.manifest("a/b", "v1").await.unwrap_err();
+        let text = rendered(&e);
+        assert_eq!(text.matches(&host).count(), 1, "{text}");
+        assert_eq!(text.matches("error sending request").count(), 1, "{text}");
+        assert!(text.contains("refused"), "{text}");
     }
 
     /// Docker Hub's API is at registry-1.docker.io, as podman and skopeo send it; the

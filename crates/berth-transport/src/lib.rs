@@ -36,7 +36,8 @@ pub enum TransportError {
     Name(String),
     #[error("{0}: not found")]
     NotFound(String),
-    #[error("{context}: {source}")]
+    /// The cause is the source only (see `RemoteError::Transport`).
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -234,6 +235,31 @@ impl Place {
         }
     }
 
+    /// A small blob (a config) whole, at most `max` bytes, checked against its digest.
+    pub async fn small_blob(&self, d: &Digest, max: usize) -> Result<Vec<u8>, TransportError> {
+        use futures_util::StreamExt;
+        let mut stream = self.blob(d).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| TransportError::Io {
+                context: format!("reading blob {d}"),
+                source: e,
+            })?;
+            if out.len() + chunk.len() > max {
+                return Err(TransportError::Corrupt(format!(
+                    "blob {d} is larger than {max} bytes"
+                )));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if &Digest::of(d.algorithm(), &out) != d {
+            return Err(TransportError::Corrupt(format!(
+                "blob {d} does not match its digest"
+            )));
+        }
+        Ok(out)
+    }
+
     pub async fn has_blob(&self, d: &Digest) -> Result<bool, TransportError> {
         match self {
             Place::Registry { registry, repo, .. } => {
@@ -342,5 +368,27 @@ impl Place {
                 store.put_manifest(repo, tag, bytes, media_type)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cause once in `{:#}` (a read-only file system was reported three times).
+    #[test]
+    fn io_errors_say_their_cause_once() {
+        let e = TransportError::Io {
+            context: "writing blob x".into(),
+            source: std::io::Error::from_raw_os_error(30),
+        };
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text = format!("{text}: {c}");
+            cause = c.source();
+        }
+        assert_eq!(text.matches("os error 30").count(), 1, "{text}");
+        assert!(text.starts_with("writing blob x: "), "{text}");
     }
 }
