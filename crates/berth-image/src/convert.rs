@@ -93,6 +93,12 @@ const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const OCI_NONDISTRIBUTABLE_GZIP: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 
+/// An image config (Docker or OCI) as the OCI config containers/image makes of it:
+/// what a v2s2 -> OCI conversion stores, and what `skopeo inspect --config` prints.
+pub fn oci_config(config: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    crate::oci_config::to_oci(config).map_err(|e| ConvertError::Json(e.to_string()))
+}
+
 /// Converts an image manifest to `to`. `config` is the config blob (needed for v2s2 ->
 /// OCI, which rewrites it).
 pub fn convert_image(

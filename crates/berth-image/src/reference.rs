@@ -78,6 +78,17 @@ impl ImageReference {
         format!("{}/{}", self.domain, self.path)
     }
 
+    /// A name given to an image of the local store, as podman names it: one without a
+    /// registry is `localhost/NAME` (`podman tag x foo`, `podman pull` of an archive),
+    /// not `docker.io/library/NAME` as a pull would read it.
+    pub fn parse_local(input: &str) -> Result<ImageReference, ReferenceError> {
+        let r: ImageReference = input.parse()?;
+        if r.is_qualified() {
+            return Ok(r);
+        }
+        format!("localhost/{input}").parse()
+    }
+
     /// The same reference with tag `latest` when it has neither tag nor digest.
     pub fn with_default_tag(mut self) -> ImageReference {
         if self.tag.is_none() && self.digest.is_none() {
@@ -252,6 +263,18 @@ mod tests {
             .unwrap_or_else(|e| panic!("{s}: {e}"))
             .with_default_tag()
             .to_string()
+    }
+
+    #[test]
+    fn local_names_like_podman() {
+        let local = |s: &str| ImageReference::parse_local(s).unwrap().to_string();
+        assert_eq!(local("foo"), "localhost/foo");
+        assert_eq!(local("a/b:v1"), "localhost/a/b:v1");
+        assert_eq!(local("library/alpine"), "localhost/library/alpine");
+        assert_eq!(local("quay.io/a/b:v1"), "quay.io/a/b:v1");
+        assert_eq!(local("docker.io/alpine"), "docker.io/library/alpine");
+        assert_eq!(local("localhost:5000/x"), "localhost:5000/x");
+        assert_eq!(local("localhost/x"), "localhost/x");
     }
 
     #[test]

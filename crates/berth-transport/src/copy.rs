@@ -369,26 +369,7 @@ fn patch_layers(manifest: &[u8], done: &[NewLayer]) -> Result<Vec<u8>, Transport
 
 /// A small blob (a config), whole.
 async fn read_small(src: &Place, d: &Digest) -> Result<Vec<u8>, TransportError> {
-    let mut stream = src.blob(d).await?;
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| TransportError::Io {
-            context: format!("reading blob {d}"),
-            source: e,
-        })?;
-        if out.len() + chunk.len() > MAX_CONFIG {
-            return Err(TransportError::Corrupt(format!(
-                "config {d} is larger than {MAX_CONFIG} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    if &Digest::of(d.algorithm(), &out) != d {
-        return Err(TransportError::Corrupt(format!(
-            "config {d} does not match its digest"
-        )));
-    }
-    Ok(out)
+    src.small_blob(d, MAX_CONFIG).await
 }
 
 /// What a blob is to the image, as progress names it (skopeo's `Copying blob`,

@@ -85,7 +85,7 @@ impl ImageName {
                 Ok(ImageName::Dir(PathBuf::from(rest)))
             }
             "local" => {
-                let r: ImageReference = rest.parse().map_err(|e| bad(&format!("{e}")))?;
+                let r = ImageReference::parse_local(rest).map_err(|e| bad(&format!("{e}")))?;
                 if r.digest().is_some() && r.tag().is_none() {
                     return Ok(ImageName::Local(r));
                 }

@@ -241,10 +241,39 @@ pub async fn open_source(
         ImageName::DockerArchive { path, reference } => Ok(Place::DockerArchive(
             DockerArchive::read(path, reference.clone()).await?,
         )),
-        ImageName::Oci { .. } | ImageName::Dir(_) | ImageName::Local(_) => {
-            open(config, name, flags)
+        ImageName::Local(_) => {
+            let store = LocalStore::open(&crate::paths::storage_root()?)?;
+            local_source(&store, typed.strip_prefix("local:").unwrap_or(typed))
+        }
+        ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
+    }
+}
+
+/// Image `spec` of the local store to read, found as podman finds it: a short name
+/// matches a stored name (`alpine` is `docker.io/library/alpine` when that is what was
+/// pulled), an ID or its prefix, `name@digest`.
+pub fn local_source(store: &std::sync::Arc<LocalStore>, spec: &str) -> anyhow::Result<Place> {
+    if let Ok(r) = berth_image::ImageReference::parse_local(spec) {
+        if let Some(d) = r.digest() {
+            return Ok(Place::Local {
+                store: store.clone(),
+                repo: r.name(),
+                reference: d.to_string(),
+            });
         }
     }
+    let (image, name) = store.find_named(spec)?;
+    Ok(match name {
+        Some(name) => {
+            let repo = berth_transport::local::repository_of(&name);
+            Place::Local {
+                store: store.clone(),
+                repo: repo.to_string(),
+                reference: name[repo.len() + 1..].to_string(),
+            }
+        }
+        None => super::local::image_place(store, &image),
+    })
 }
 
 pub fn run(a: CopyArgs) -> anyhow::Result<()> {

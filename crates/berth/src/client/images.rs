@@ -7,10 +7,12 @@ use anyhow::{bail, Context};
 use berth_image::inspect::{to_go_json, ImageConfig, Inspection};
 use berth_image::{Digest, Manifest, ManifestKind};
 use berth_remote::Registry;
+use berth_transport::{ImageName, Place};
 use clap::Args;
 use serde::Serialize;
+use std::sync::Arc;
 
-use super::copy::PlatformFlags;
+use super::copy::{open_source, PlatformFlags};
 use super::{docker_reference, reference_of, Config, RegistryFlags};
 
 /// Largest image config read.
@@ -34,8 +36,9 @@ pub struct InspectArgs {
     platform: PlatformFlags,
     #[command(flatten)]
     registry: RegistryFlags,
-    /// The image, e.g. docker://quay.io/org/app:v1; a bare name (no transport) is an
-    /// image of the local store, shown as `berth image inspect` does
+    /// The image: docker://NAME[:TAG|@DIGEST], oci:PATH[:REF], oci-archive:PATH[:REF],
+    /// dir:PATH, docker-archive:PATH[:REF] or local:NAME[:TAG]; a bare name (no
+    /// transport) is an image of the local store, shown as `berth image inspect` does
     image: String,
 }
 
@@ -75,14 +78,58 @@ impl InspectArgs {
     }
 }
 
+/// The image inspect reads: its place, the name it is shown by (`Name`; none for the
+/// file transports, as skopeo), and the registry repository whose tags are `RepoTags`.
+struct Inspected {
+    place: Place,
+    name: String,
+    tags_of: Option<(Arc<Registry>, String)>,
+}
+
+impl Inspected {
+    async fn open(config: &Config, a: &InspectArgs) -> anyhow::Result<Inspected> {
+        let name = ImageName::parse(&a.image)?;
+        Ok(match &name {
+            ImageName::Docker(r) => {
+                let typed = a.image.trim_start_matches("docker://");
+                let (logical, reg, at) = config.open_for_read(typed, r, &a.registry).await?;
+                let registry = Arc::new(reg);
+                let repo = at.path().as_str().to_string();
+                Inspected {
+                    place: Place::Registry {
+                        registry: registry.clone(),
+                        repo: repo.clone(),
+                        reference: reference_of(&at),
+                    },
+                    name: logical.name(),
+                    tags_of: (!a.no_tags).then_some((registry, repo)),
+                }
+            }
+            _ => {
+                let place = open_source(config, &a.image, &name, &a.registry).await?;
+                let name = match &place {
+                    Place::Local { repo, .. } => repo.clone(),
+                    _ => String::new(),
+                };
+                Inspected {
+                    place,
+                    name,
+                    tags_of: None,
+                }
+            }
+        })
+    }
+}
+
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
-    let r = docker_reference(&a.image)?;
-    let typed = a.image.trim_start_matches("docker://");
     let config = Config::load()?;
     runtime()?.block_on(async {
-        let (logical, reg, at) = config.open_for_read(typed, &r, &a.registry).await?;
-        let repo = at.path().as_str().to_string();
-        let top = reg.manifest(&repo, &reference_of(&at)).await?;
+        let Inspected {
+            place,
+            name,
+            tags_of,
+        } = Inspected::open(&config, &a).await?;
+        let top = place.manifest(None).await?;
         if a.raw && !a.config {
             return print_bytes(&top.bytes);
         }
@@ -97,8 +144,9 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
                     .iter()
                     .find(|d| d.platform.as_ref().is_some_and(|p| p.matches(&want)))
                     .with_context(|| format!("{}: no image for {want} in the index", a.image))?;
-                let raw = reg.manifest(&repo, &child.digest.to_string()).await?;
-                let image = Manifest::parse(raw.media_type.as_deref(), &raw.bytes)
+                let raw = place.manifest(Some(&child.digest)).await?;
+                let media_type = raw.media_type.as_deref().or(Some(&child.media_type));
+                let image = Manifest::parse(media_type, &raw.bytes)
                     .with_context(|| format!("{}: bad manifest {}", a.image, child.digest))?;
                 (image, Some(parsed))
             }
@@ -107,26 +155,27 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
             .config
             .as_ref()
             .with_context(|| format!("{}: the manifest has no config", a.image))?;
-        let config_bytes = reg
-            .blob_bytes(&repo, &config_desc.digest, MAX_CONFIG)
-            .await?;
+        let config_bytes = place.small_blob(&config_desc.digest, MAX_CONFIG).await?;
         if a.config {
             if a.raw {
                 return print_bytes(&config_bytes);
             }
-            let v: serde_json::Value = serde_json::from_slice(&config_bytes)
+            // skopeo prints the OCI config containers/image makes of it (a Docker
+            // config loses its Docker-only fields), indented.
+            let oci = berth_image::convert::oci_config(&config_bytes)
+                .with_context(|| format!("{}: bad image config", a.image))?;
+            let v: serde_json::Value = serde_json::from_slice(&oci)
                 .with_context(|| format!("{}: the config is not JSON", a.image))?;
             return print_line(&to_go_json(&v));
         }
         let image_config = ImageConfig::parse(&config_bytes)
             .with_context(|| format!("{}: bad image config", a.image))?;
-        let tags = if a.no_tags {
-            Vec::new()
-        } else {
-            reg.tags(&repo).await?
+        let tags = match tags_of {
+            Some((registry, repo)) => registry.tags(&repo).await?,
+            None => Vec::new(),
         };
         let inspection = Inspection::new(
-            logical.name(),
+            name,
             top.digest.to_string(),
             tags,
             &image,
