@@ -2236,3 +2236,127 @@ fn copy_writes_what_skopeo_reads() {
         }
     }
 }
+
+/// Issue 17 (7): `berth inspect` reads every transport skopeo reads, with skopeo's
+/// output (`--raw`, `--config`, `--raw --config` byte for byte), and `local:` in the
+/// same shape; `local:NAME` without a registry is `localhost/NAME`, as podman names it.
+#[test]
+fn inspect_every_transport_as_skopeo() {
+    let mut ctx = Ctx::new("inspect", &[BUILDAH, SKOPEO]);
+    let reg = ctx.start(ServerKind::Berth);
+    let [pf, pv] = ctx.policy_args();
+    let policy = ctx.p("policy.json");
+    let image = ctx.build_busybox("localhost/test/inspect:v1");
+    let list = "localhost/test/inspect-multi:list";
+    ctx.buildah(&["manifest", "create", list]).run();
+    for arch in ["amd64", "arm64"] {
+        let img = ctx.build_for_arch(&format!("localhost/test/inspect-{arch}:v1"), arch);
+        ctx.buildah(&[
+            "manifest",
+            "add",
+            list,
+            &format!("containers-storage:{img}"),
+        ])
+        .run();
+    }
+    let multi = format!("docker://{reg}/test/multi:v1");
+    ctx.buildah(&[
+        "manifest",
+        "push",
+        &pf,
+        &pv,
+        "--all",
+        "--tls-verify=false",
+        list,
+        &multi,
+    ])
+    .run();
+    let mut targets = Vec::new();
+    for format in ["oci", "v2s2"] {
+        let pushed = format!("docker://{reg}/test/inspect:{format}");
+        ctx.buildah(&[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            "--format",
+            format,
+            &image,
+            &pushed,
+        ])
+        .run();
+        for name in [
+            format!("oci:{}:{format}", ctx.p("layout")),
+            format!("oci-archive:{}", ctx.p(&format!("{format}.tar"))),
+            format!("dir:{}", ctx.p(&format!("dir-{format}"))),
+            format!("docker-archive:{}", ctx.p(&format!("docker-{format}.tar"))),
+        ] {
+            ctx.skopeo(&["copy", "--src-tls-verify=false", &pushed, &name])
+                .run();
+            targets.push(name);
+        }
+    }
+    let index = format!("oci:{}:multi", ctx.p("layout"));
+    ctx.skopeo(&["copy", "--all", "--src-tls-verify=false", &multi, &index])
+        .run();
+    targets.push(index);
+
+    for target in &targets {
+        ctx.step(&format!("inspect {target}"));
+        let both = |flags: &[&str]| {
+            let mut args = vec!["inspect"];
+            args.extend(flags);
+            args.push(target);
+            (ctx.berth(&args).run(), ctx.skopeo(&args).run())
+        };
+        let (b, s) = both(&[]);
+        let (mut bj, mut sj) = (b.json(), s.json());
+        // skopeo 1.10 added LayersData (and berth has it); 1.9.3 does not print it.
+        bj.as_object_mut().unwrap().remove("LayersData");
+        bj.as_object_mut().unwrap().remove("Platforms");
+        if target.starts_with("docker-archive:") {
+            // containers/image presents the archive's plain layers as gzip ones, so its
+            // made-up manifest (and digest) is not berth's: everything else is the same.
+            bj.as_object_mut().unwrap().remove("Digest");
+            sj.as_object_mut().unwrap().remove("Digest");
+        } else {
+            let (b, s) = both(&["--raw"]);
+            assert_eq!(b.stdout_bytes, s.stdout_bytes, "{target} --raw");
+        }
+        assert_eq!(
+            bj, sj,
+            "{target}\nberth:\n{}\nskopeo:\n{}",
+            b.stdout, s.stdout
+        );
+        for flags in [&["--config"][..], &["--raw", "--config"]] {
+            let (b, s) = both(flags);
+            assert_eq!(b.stdout, s.stdout, "{target} {flags:?}");
+        }
+    }
+
+    ctx.step("local: images, named as podman names them");
+    let docker_archive = format!("docker-archive:{}", ctx.p("docker-v2s2.tar"));
+    ctx.berth(&[
+        "copy",
+        "--policy",
+        &policy,
+        &docker_archive,
+        "local:inspect/app",
+    ])
+    .run();
+    let local = ctx.berth(&["inspect", "local:inspect/app"]).run().json();
+    let archived = ctx.berth(&["inspect", &docker_archive]).run().json();
+    assert_eq!(local["Name"], "localhost/inspect/app", "{local:#}");
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let mut shape = keys(&archived);
+    shape.insert(0, "Name".into());
+    assert_eq!(keys(&local), shape, "{local:#}");
+    assert_eq!(local["Layers"], archived["Layers"], "{local:#}");
+    let full = ctx
+        .berth(&["inspect", "local:localhost/inspect/app:latest"])
+        .run()
+        .json();
+    assert_eq!(full, local);
+    let missing = ctx.berth(&["inspect", "local:inspect/none"]).run_fail();
+    assert_eq!(missing.status.code(), Some(2), "{}", missing.stderr);
+}
