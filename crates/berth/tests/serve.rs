@@ -421,3 +421,84 @@ fn serve_help_documents_every_setting() {
         assert!(help.contains(key), "serve --help does not mention {key}");
     }
 }
+
+/// docker-registry's forms of `--listen`: a host name is resolved (`localhost:PORT`);
+/// `:PORT` (every interface) is read by the unit test of `listen_addrs`, so that no
+/// test listens beyond loopback.
+#[test]
+fn listen_accepts_a_host_name_as_docker_registry_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("localhost:{port}");
+    let s = Serve::start(&dir.path().join("data"), &["--listen", &listen], &[])
+        .at(&format!("127.0.0.1:{port}"));
+    s.wait_ready();
+}
+
+#[test]
+fn a_failed_bind_creates_no_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let root = dir.path().join("never-created");
+    for listen in [addr.as_str(), "127.0.0.1:x", "localhost"] {
+        let out = Command::new(BERTH)
+            .env_remove("BERTH_LISTEN")
+            .args(["serve", "--listen", listen, "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{listen}: {err}");
+        assert_eq!(err.lines().count(), 1, "{listen}: {err}");
+        assert!(err.contains(listen), "{listen}: {err}");
+        assert!(
+            !root.exists(),
+            "--listen {listen} created {}",
+            root.display()
+        );
+    }
+}
+
+/// `berth registry … user add` before the first `serve` creates the registry, and the
+/// server then requires that login; a query of a registry that is not there still fails.
+#[test]
+fn users_can_be_added_before_the_first_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let registry = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(BERTH)
+            .env_remove("BERTH_ROOT")
+            .arg("registry")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = registry(&["user", "list"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no registry at"));
+    assert!(!root.exists());
+    let out = registry(&["user", "add", "alice", "--password-stdin"], b"alice-pw\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Serve::start(&root, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match try_request(&s.addr, "GET", "/v2/", &[], b"") {
+            Ok(r) => break r.status,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("berth serve did not answer: {e}"),
+        }
+    };
+    assert_eq!(status, 401, "alice exists, so a login is required");
+}
