@@ -1,0 +1,414 @@
+//! OpenPGP signed messages as simple signing uses them: the payload inline (not
+//! detached, not cleartext), as `gpg --sign` writes it. Verification authenticates the
+//! bytes before anything reads them as JSON, requires the signer to be one of the
+//! trusted keys, and refuses revoked and expired keys and expired signatures, as gpgme
+//! (under containers/image) does: the key's state is judged now, not at signing time.
+//!
+//! rpgp parses and checks signatures; which self-signatures count, whether a key is
+//! expired or revoked, is evaluated here, signature by signature, so that one bad
+//! third-party certification does not discard a whole key.
+
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgp::composed::{Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedSecretKey};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{Signature, SignatureType};
+use pgp::types::{CompressionAlgorithm, KeyDetails, Password, Tag};
+
+/// Payloads are a few hundred bytes; this bounds what a compressed message may inflate to.
+const MAX_PAYLOAD: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("invalid OpenPGP key data: {0}")]
+    Parse(String),
+    #[error("no OpenPGP keys found in the key data")]
+    Empty,
+    #[error("the key data holds no secret key")]
+    NoSecretKey,
+    #[error("secret key {0} has no key that may sign")]
+    NoSigningKey(String),
+    #[error("wrong passphrase for secret key {0}")]
+    Passphrase(String),
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Why a signature was refused; each a distinct case so callers and tests can tell.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("Invalid GPG signature: not an OpenPGP signed message: {0}")]
+    Malformed(String),
+    #[error("Invalid GPG signature: the message is not signed")]
+    NotSigned,
+    #[error("Unexpected GPG signature count {0}")]
+    SignatureCount(usize),
+    #[error("Invalid GPG signature: the payload is larger than {MAX_PAYLOAD} bytes")]
+    TooLarge,
+    #[error("Invalid GPG signature: signed by key {key_id}, which is not trusted")]
+    UnknownSigner { key_id: String },
+    #[error("Invalid GPG signature: the signature by key {key_id} does not verify")]
+    BadSignature { key_id: String },
+    #[error("Invalid GPG signature: key {fingerprint} is revoked")]
+    KeyRevoked { fingerprint: String },
+    #[error("Invalid GPG signature: key {fingerprint} expired at {expired_at} (Unix time)")]
+    KeyExpired {
+        fingerprint: String,
+        expired_at: u64,
+    },
+    #[error(
+        "Invalid GPG signature: the signature by key {key_id} expired at {expired_at} (Unix time)"
+    )]
+    SignatureExpired { key_id: String, expired_at: u64 },
+}
+
+/// An authenticated payload and who signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub payload: Vec<u8>,
+    /// The signer's certificate (primary key) fingerprint, upper-case hex, as gpg and
+    /// c/image name keys.
+    pub fingerprint: String,
+    /// The fingerprint of the key that made the signature (the primary or a subkey).
+    pub signing_fingerprint: String,
+    /// That key's 64-bit key ID, upper-case hex.
+    pub key_id: String,
+}
+
+/// One key that may have made a signature, with its certificate's state.
+#[derive(Debug, Clone)]
+struct Signer {
+    cert: usize,
+    /// `None`: the primary key; `Some(i)`: the certificate's subkey `i`.
+    subkey: Option<usize>,
+    fingerprint: String,
+    key_id: String,
+    revoked: bool,
+    expires: Option<u64>,
+}
+
+/// A set of trusted public keys (certificates), e.g. a policy's `keyPath`s.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    certs: Vec<SignedPublicKey>,
+    signers: Vec<Signer>,
+}
+
+impl Keyring {
+    /// Reads binary (`gpg --export`) or ASCII-armored (`gpg --armor --export`) key data
+    /// holding one or more certificates. Secret keys are accepted for their public part.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Keyring, KeyError> {
+        let mut ring = Keyring::default();
+        ring.add_bytes(bytes)?;
+        Ok(ring)
+    }
+
+    /// Adds the certificates in `bytes` (several files make one keyring).
+    pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
+        let (keys, _) =
+            PublicOrSecret::from_reader_many(bytes).map_err(|e| KeyError::Parse(e.to_string()))?;
+        let mut found = false;
+        for key in keys {
+            let key = key.map_err(|e| KeyError::Parse(e.to_string()))?;
+            self.add_cert(match key {
+                PublicOrSecret::Public(k) => k,
+                PublicOrSecret::Secret(k) => k.to_public_key(),
+            });
+            found = true;
+        }
+        if !found {
+            return Err(KeyError::Empty);
+        }
+        Ok(())
+    }
+
+    fn add_cert(&mut self, cert: SignedPublicKey) {
+        let idx = self.certs.len();
+        let primary = &cert.primary_key;
+        let self_sigs = cert
+            .details
+            .users
+            .iter()
+            .flat_map(|u| {
+                u.signatures
+                    .iter()
+                    .filter(|s| s.verify_certification(primary, Tag::UserId, &u.id).is_ok())
+            })
+            .chain(
+                cert.details
+                    .direct_signatures
+                    .iter()
+                    .filter(|s| s.verify_key(primary).is_ok()),
+            );
+        let latest = self_sigs.max_by_key(|s| s.created().map(|t| t.as_secs()));
+        let revoked = cert.details.revocation_signatures.iter().any(|s| {
+            s.typ() == Some(SignatureType::KeyRevocation) && s.verify_key(primary).is_ok()
+        });
+        let created = u64::from(primary.created_at().as_secs());
+        let expires = latest
+            .and_then(Signature::key_expiration_time)
+            .map(|d| u64::from(d.as_secs()))
+            .filter(|&d| d != 0)
+            .map(|d| created + d);
+        self.signers.push(Signer {
+            cert: idx,
+            subkey: None,
+            fingerprint: hex_upper(primary.fingerprint().as_bytes()),
+            key_id: hex_upper(primary.legacy_key_id().as_ref()),
+            revoked,
+            expires,
+        });
+        for (i, sub) in cert.public_subkeys.iter().enumerate() {
+            let bindings = sub.signatures.iter().filter(|s| {
+                s.typ() == Some(SignatureType::SubkeyBinding)
+                    && s.verify_subkey_binding(primary, &sub.key).is_ok()
+                    && s.key_flags().sign()
+                    && s.embedded_signature()
+                        .is_some_and(|b| b.verify_primary_key_binding(&sub.key, primary).is_ok())
+            });
+            let Some(binding) = bindings.max_by_key(|s| s.created().map(|t| t.as_secs())) else {
+                continue; // not a signing subkey, or not validly bound
+            };
+            let sub_revoked = sub.signatures.iter().any(|s| {
+                s.typ() == Some(SignatureType::SubkeyRevocation)
+                    && s.verify_subkey_binding(primary, &sub.key).is_ok()
+            });
+            let sub_created = u64::from(sub.key.created_at().as_secs());
+            let sub_expires = binding
+                .key_expiration_time()
+                .map(|d| u64::from(d.as_secs()))
+                .filter(|&d| d != 0)
+                .map(|d| sub_created + d);
+            self.signers.push(Signer {
+                cert: idx,
+                subkey: Some(i),
+                fingerprint: hex_upper(sub.key.fingerprint().as_bytes()),
+                key_id: hex_upper(sub.key.legacy_key_id().as_ref()),
+                revoked: revoked || sub_revoked,
+                // The certificate's expiry bounds the subkey's.
+                expires: match (expires, sub_expires) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            });
+        }
+        self.certs.push(cert);
+    }
+
+    /// The certificates' primary fingerprints, upper-case hex, in the order read.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.signers
+            .iter()
+            .filter(|s| s.subkey.is_none())
+            .map(|s| s.fingerprint.clone())
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+
+    fn cert_fingerprint(&self, cert: usize) -> String {
+        hex_upper(self.certs[cert].primary_key.fingerprint().as_bytes())
+    }
+
+    /// The trusted keys a signature names as its issuer.
+    fn issuers<'a>(&'a self, sig: &'a Signature) -> impl Iterator<Item = &'a Signer> + 'a {
+        let fprs: Vec<String> = sig
+            .issuer_fingerprint()
+            .iter()
+            .map(|f| hex_upper(f.as_bytes()))
+            .collect();
+        let ids: Vec<String> = sig
+            .issuer_key_id()
+            .iter()
+            .map(|k| hex_upper(k.as_ref()))
+            .collect();
+        self.signers
+            .iter()
+            .filter(move |s| fprs.contains(&s.fingerprint) || ids.contains(&s.key_id))
+    }
+}
+
+/// Verifies an OpenPGP signed message against `trusted` and returns its payload.
+pub fn verify(trusted: &Keyring, signature: &[u8]) -> Result<Verified, VerifyError> {
+    verify_at(trusted, signature, SystemTime::now())
+}
+
+/// [`verify`] with the clock given (key expiry is judged at `now`).
+pub fn verify_at(
+    trusted: &Keyring,
+    signature: &[u8],
+    now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let malformed = |e: pgp::errors::Error| VerifyError::Malformed(e.to_string());
+    let mut msg = Message::from_bytes(signature).map_err(malformed)?;
+    while msg.is_compressed() {
+        msg = msg.decompress().map_err(malformed)?;
+    }
+    if msg.is_encrypted() {
+        return Err(VerifyError::Malformed("the message is encrypted".into()));
+    }
+    if !msg.is_signed() {
+        return Err(VerifyError::NotSigned);
+    }
+    let mut payload = Vec::new();
+    (&mut msg)
+        .take(MAX_PAYLOAD + 1)
+        .read_to_end(&mut payload)
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if payload.len() as u64 > MAX_PAYLOAD {
+        return Err(VerifyError::TooLarge);
+    }
+    let Message::Signed { reader, .. } = &msg else {
+        return Err(VerifyError::NotSigned);
+    };
+    let count = reader.num_signatures();
+    if count != 1 {
+        return Err(VerifyError::SignatureCount(count));
+    }
+    let sig = reader
+        .signature(0)
+        .ok_or_else(|| VerifyError::Malformed("no signature packet".into()))?;
+    let named_key_id = sig
+        .issuer_key_id()
+        .first()
+        .map(|k| hex_upper(k.as_ref()))
+        .or_else(|| {
+            sig.issuer_fingerprint().first().map(|f| {
+                let b = f.as_bytes();
+                hex_upper(&b[b.len().saturating_sub(8)..])
+            })
+        })
+        .unwrap_or_else(|| "(none)".into());
+
+    let mut candidates = trusted.issuers(sig).peekable();
+    if candidates.peek().is_none() {
+        return Err(VerifyError::UnknownSigner {
+            key_id: named_key_id,
+        });
+    }
+    let signer = candidates
+        .find(|s| {
+            let cert = &trusted.certs[s.cert];
+            match s.subkey {
+                None => msg.verify(&cert.primary_key).is_ok(),
+                Some(i) => msg.verify(&cert.public_subkeys[i].key).is_ok(),
+            }
+        })
+        .ok_or(VerifyError::BadSignature {
+            key_id: named_key_id.clone(),
+        })?;
+
+    let fingerprint = trusted.cert_fingerprint(signer.cert);
+    if signer.revoked {
+        return Err(VerifyError::KeyRevoked { fingerprint });
+    }
+    if let Some(expired_at) = signer.expires.filter(|&t| t <= now) {
+        return Err(VerifyError::KeyExpired {
+            fingerprint,
+            expired_at,
+        });
+    }
+    if let (Some(created), Some(valid_for)) = (sig.created(), sig.signature_expiration_time()) {
+        let valid_for = u64::from(valid_for.as_secs());
+        let expired_at = u64::from(created.as_secs()) + valid_for;
+        if valid_for != 0 && expired_at <= now {
+            return Err(VerifyError::SignatureExpired {
+                key_id: signer.key_id.clone(),
+                expired_at,
+            });
+        }
+    }
+    Ok(Verified {
+        payload,
+        fingerprint,
+        signing_fingerprint: signer.fingerprint.clone(),
+        key_id: signer.key_id.clone(),
+    })
+}
+
+/// Signs `payload` as `gpg --sign` would (a compressed, one-pass signed message with the
+/// payload inline), with the secret key in `secret_key` (armored or binary, as
+/// `gpg --export-secret-keys` writes it) and no gpg involved. The primary key signs when
+/// it may, else the first signing subkey.
+pub fn sign_with_key(
+    secret_key: &[u8],
+    passphrase: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    let (keys, _) =
+        PublicOrSecret::from_reader_many(secret_key).map_err(|e| KeyError::Parse(e.to_string()))?;
+    let mut secret: Option<SignedSecretKey> = None;
+    for key in keys {
+        match key.map_err(|e| KeyError::Parse(e.to_string()))? {
+            PublicOrSecret::Secret(k) => {
+                secret = Some(k);
+                break;
+            }
+            PublicOrSecret::Public(_) => {}
+        }
+    }
+    let secret = secret.ok_or(KeyError::NoSecretKey)?;
+    let fpr = hex_upper(secret.primary_key.fingerprint().as_bytes());
+    let pw = Password::from(passphrase);
+    let rng = rand08::thread_rng();
+    let mut builder = MessageBuilder::from_bytes("", payload.to_vec());
+    builder.compression(CompressionAlgorithm::ZIP);
+
+    // Keys without key flags (old ones) sign with their primary, as gpg lets them.
+    let self_sigs = || {
+        secret
+            .details
+            .users
+            .iter()
+            .flat_map(|u| u.signatures.iter())
+            .chain(secret.details.direct_signatures.iter())
+    };
+    let primary_may_sign = self_sigs().any(|s| s.key_flags().sign())
+        || self_sigs().all(|s| s.key_flags() == Default::default());
+    let unlock_err = |e: pgp::errors::Error| {
+        if secret_is_encrypted(&secret) {
+            KeyError::Passphrase(fpr.clone())
+        } else {
+            KeyError::Sign(e.to_string())
+        }
+    };
+    if primary_may_sign {
+        secret
+            .primary_key
+            .unlock(&pw, |_, _| Ok(()))
+            .map_err(unlock_err)?
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        builder.sign(&secret.primary_key, pw, HashAlgorithm::Sha256);
+        return builder
+            .to_vec(rng)
+            .map_err(|e| KeyError::Sign(e.to_string()));
+    }
+    let sub = secret
+        .secret_subkeys
+        .iter()
+        .find(|s| s.signatures.iter().any(|b| b.key_flags().sign()))
+        .ok_or_else(|| KeyError::NoSigningKey(fpr.clone()))?;
+    sub.key
+        .unlock(&pw, |_, _| Ok(()))
+        .map_err(unlock_err)?
+        .map_err(|e| KeyError::Sign(e.to_string()))?;
+    builder.sign(&sub.key, pw, HashAlgorithm::Sha256);
+    builder
+        .to_vec(rng)
+        .map_err(|e| KeyError::Sign(e.to_string()))
+}
+
+fn secret_is_encrypted(k: &SignedSecretKey) -> bool {
+    k.primary_key.secret_params().is_encrypted()
+        || k.secret_subkeys
+            .iter()
+            .any(|s| s.key.secret_params().is_encrypted())
+}
+
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}

@@ -1,0 +1,470 @@
+//! Interop with real GnuPG 2.2 and skopeo 1.9.3: signatures each makes verify in the
+//! other, and each way a signature can be wrong is refused with its own error.
+//! Needs `gpg` (apt-get install gnupg) and `skopeo`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use berth_image::Digest;
+use berth_signature::openpgp::{self, KeyError};
+use berth_signature::simple::{self, SimpleError};
+use berth_signature::{
+    sign_with_gpg, standalone_verify, verify_simple, GpgError, Keyring, ManifestCheck, Payload,
+    PayloadError, VerifyError,
+};
+
+const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+const REFERENCE: &str = "127.0.0.1:5000/test/hello:v1";
+
+/// A throw-away GnuPG home.
+struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    fn new() -> Gpg {
+        let found = Command::new("gpg").arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "these tests need GnuPG: apt-get install gnupg"
+        );
+        let home = tempfile::tempdir().unwrap();
+        // No passphrase caching: a test of a wrong passphrase must reach the key.
+        std::fs::write(
+            home.path().join("gpg-agent.conf"),
+            "default-cache-ttl 0\nmax-cache-ttl 0\n",
+        )
+        .unwrap();
+        Gpg { home }
+    }
+
+    fn path(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.path())
+            .args(["--batch", "--no-tty"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Generates a key; returns its fingerprint. `extra` goes before the command
+    /// (e.g. `--faked-system-time`).
+    fn gen_key(
+        &self,
+        uid: &str,
+        algo: &str,
+        expire: &str,
+        passphrase: &str,
+        extra: &[&str],
+    ) -> String {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--pinentry-mode", "loopback", "--passphrase", passphrase]);
+        args.extend(["--quick-gen-key", uid, algo, "sign", expire]);
+        self.ok(&args, b"");
+        let listing =
+            String::from_utf8(self.ok(&["--with-colons", "--list-keys", uid], b"")).unwrap();
+        listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:::::::::"))
+            .map(|f| f.trim_end_matches(':').to_string())
+            .unwrap()
+    }
+
+    fn export(&self, fpr: &str) -> Vec<u8> {
+        self.ok(&["--export", fpr], b"")
+    }
+
+    fn export_secret(&self, fpr: &str, passphrase: &str) -> Vec<u8> {
+        self.ok(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                passphrase,
+                "--armor",
+                "--export-secret-keys",
+                fpr,
+            ],
+            b"",
+        )
+    }
+
+    fn sign(&self, fpr: &str, payload: &[u8], extra: &[&str]) -> Vec<u8> {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend([
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--sign",
+            "--local-user",
+            fpr,
+        ]);
+        self.ok(&args, payload)
+    }
+}
+
+/// A skopeo-shaped payload (fixed, so that every call gives the same bytes).
+impl Drop for Gpg {
+    /// Stops the agent gpg started for this home.
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+fn payload() -> Vec<u8> {
+    Payload {
+        docker_manifest_digest: Digest::sha256_of(MANIFEST),
+        docker_reference: REFERENCE.into(),
+        creator: Some("atomic 5.23.1".into()),
+        timestamp: Some(1796284204),
+    }
+    .to_json(berth_signature::Format::Simple)
+    .unwrap()
+}
+
+fn keyring(g: &Gpg, fprs: &[&str]) -> Keyring {
+    let mut ring = Keyring::default();
+    for f in fprs {
+        ring.add_bytes(&g.export(f)).unwrap();
+    }
+    ring
+}
+
+#[test]
+fn gpg_signatures_verify_in_berth_rsa_and_ed25519() {
+    let g = Gpg::new();
+    let rsa = g.gen_key("RSA <rsa@example.com>", "rsa2048", "never", "", &[]);
+    let ed = g.gen_key("Ed <ed@example.com>", "ed25519", "never", "", &[]);
+    // One keyring with both, binary export; and the armored export reads the same.
+    let ring = keyring(&g, &[&rsa, &ed]);
+    assert_eq!(ring.fingerprints(), vec![rsa.clone(), ed.clone()]);
+    let armored = Keyring::from_bytes(&g.ok(&["--armor", "--export"], b"")).unwrap();
+    assert_eq!(armored.fingerprints().len(), 2);
+    for fpr in [&rsa, &ed] {
+        let sig = g.sign(fpr, &payload(), &[]);
+        assert_eq!(sig[0], 0xA3, "gpg writes a compressed message");
+        let v = openpgp::verify(&ring, &sig).unwrap();
+        assert_eq!(v.payload, payload());
+        assert_eq!(&v.fingerprint, fpr);
+        assert_eq!(v.key_id, fpr[24..]);
+        let s = verify_simple(&ring, &sig, ManifestCheck::Manifest(MANIFEST), |r| {
+            r == REFERENCE
+        })
+        .unwrap();
+        assert_eq!(
+            s.payload.docker_manifest_digest,
+            Digest::sha256_of(MANIFEST)
+        );
+    }
+}
+
+#[test]
+fn berth_signatures_verify_in_gpg_with_and_without_passphrase() {
+    let g = Gpg::new();
+    let rsa = g.gen_key("RSA <rsa@example.com>", "rsa2048", "never", "", &[]);
+    let ed = g.gen_key("Pass <pass@example.com>", "ed25519", "never", "s3cret", &[]);
+    for (fpr, pass) in [(&rsa, ""), (&ed, "s3cret")] {
+        let secret = g.export_secret(fpr, pass);
+        let sig = openpgp::sign_with_key(&secret, pass, &payload()).unwrap();
+        let out = g.run(&["--status-fd", "2", "--decrypt"], &sig);
+        let status = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{status}");
+        assert!(
+            status.contains(&format!("[GNUPG:] VALIDSIG {fpr}")),
+            "{status}"
+        );
+        assert_eq!(out.stdout, payload());
+        // And berth reads its own.
+        assert_eq!(
+            openpgp::verify(&keyring(&g, &[fpr]), &sig).unwrap().payload,
+            payload()
+        );
+    }
+    let secret = g.export_secret(&ed, "s3cret");
+    let err = openpgp::sign_with_key(&secret, "wrong", &payload()).unwrap_err();
+    assert!(
+        matches!(err, KeyError::Passphrase(ref f) if *f == ed),
+        "{err}"
+    );
+    let err = openpgp::sign_with_key(&g.export(&ed), "", &payload()).unwrap_err();
+    assert!(matches!(err, KeyError::NoSecretKey), "{err}");
+}
+
+#[test]
+fn sign_with_gpg_like_skopeo() {
+    let g = Gpg::new();
+    let ed = g.gen_key("Pass <pass@example.com>", "ed25519", "never", "s3cret", &[]);
+    let pass = g.path().join("pass");
+    std::fs::write(&pass, "s3cret\n").unwrap();
+    let sig = sign_with_gpg(&ed, Some(&pass), &payload(), Some(g.path())).unwrap();
+    assert_eq!(
+        openpgp::verify(&keyring(&g, &[&ed]), &sig).unwrap().payload,
+        payload()
+    );
+
+    let err = sign_with_gpg(
+        "0123456789ABCDEF0123456789ABCDEF01234567",
+        None,
+        &payload(),
+        Some(g.path()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, GpgError::UnknownKey { .. }), "{err}");
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let err = sign_with_gpg(&ed, Some(&pass), &payload(), Some(g.path())).unwrap_err();
+    assert!(matches!(err, GpgError::Passphrase { .. }), "{err}");
+}
+
+fn skopeo(g: &Gpg, args: &[&str]) -> Output {
+    Command::new("skopeo")
+        .args(args)
+        .env("GNUPGHOME", g.path())
+        .output()
+        .expect("these tests need skopeo")
+}
+
+#[test]
+fn skopeo_standalone_sign_and_verify_both_ways() {
+    let g = Gpg::new();
+    let ed = g.gen_key("Ed <ed@example.com>", "ed25519", "never", "", &[]);
+    let rsa = g.gen_key("RSA <rsa@example.com>", "rsa2048", "never", "", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let ring = keyring(&g, &[&ed, &rsa]);
+    let m = manifest.to_str().unwrap();
+
+    for fpr in [&ed, &rsa] {
+        // skopeo signs, berth verifies.
+        let out_path = dir.path().join(format!("skopeo-{fpr}.sig"));
+        let out = skopeo(
+            &g,
+            &[
+                "standalone-sign",
+                m,
+                REFERENCE,
+                fpr,
+                "-o",
+                out_path.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sig = std::fs::read(&out_path).unwrap();
+        let digest = standalone_verify(&ring, &sig, MANIFEST, REFERENCE, fpr).unwrap();
+        assert_eq!(digest, Digest::sha256_of(MANIFEST));
+        let p = Payload::parse(
+            &openpgp::verify(&ring, &sig).unwrap().payload,
+            berth_signature::Format::Simple,
+        )
+        .unwrap();
+        assert_eq!(p.creator.as_deref(), Some("atomic 5.23.1"));
+        // The bytes skopeo signed are the bytes berth writes for the same content.
+        let ours = Payload { ..p.clone() }
+            .to_json(berth_signature::Format::Simple)
+            .unwrap();
+        assert_eq!(ours, openpgp::verify(&ring, &sig).unwrap().payload);
+
+        // berth signs (no gpg), skopeo verifies.
+        let secret = g.export_secret(fpr, "");
+        let sig = simple::sign(
+            &secret,
+            "",
+            &Digest::sha256_of(MANIFEST),
+            REFERENCE,
+            "berth",
+        )
+        .unwrap();
+        let sig_path = dir.path().join(format!("berth-{fpr}.sig"));
+        std::fs::write(&sig_path, &sig).unwrap();
+        let out = skopeo(
+            &g,
+            &[
+                "standalone-verify",
+                m,
+                REFERENCE,
+                fpr,
+                sig_path.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Signature verified"));
+    }
+
+    // standalone-verify's own refusals.
+    let secret = g.export_secret(&ed, "");
+    let sig = simple::sign(
+        &secret,
+        "",
+        &Digest::sha256_of(MANIFEST),
+        REFERENCE,
+        "berth",
+    )
+    .unwrap();
+    assert!(matches!(
+        standalone_verify(&ring, &sig, MANIFEST, REFERENCE, &rsa),
+        Err(SimpleError::Fingerprint { .. })
+    ));
+    assert!(matches!(
+        standalone_verify(&ring, &sig, MANIFEST, "127.0.0.1:5000/test/hello:v2", &ed),
+        Err(SimpleError::Reference { .. })
+    ));
+    assert!(matches!(
+        standalone_verify(&ring, &sig, b"{}", REFERENCE, &ed),
+        Err(SimpleError::Digest(_))
+    ));
+}
+
+/// Flips one bit at `at` (from the end when negative).
+fn flip(bytes: &[u8], at: isize) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let i = if at < 0 {
+        b.len() - at.unsigned_abs()
+    } else {
+        at as usize
+    };
+    b[i] ^= 0x01;
+    b
+}
+
+#[test]
+fn tampered_payload_and_signature_bytes_refused() {
+    let g = Gpg::new();
+    let ed = g.gen_key("Ed <ed@example.com>", "ed25519", "never", "", &[]);
+    let ring = keyring(&g, &[&ed]);
+    // Uncompressed, so that the payload's bytes are in the blob as they are.
+    let sig = g.sign(&ed, &payload(), &["--compress-algo", "none"]);
+    let at = sig
+        .windows(8)
+        .position(|w| w == b"critical")
+        .expect("payload inline") as isize;
+    let err = openpgp::verify(&ring, &flip(&sig, at)).unwrap_err();
+    assert!(matches!(err, VerifyError::BadSignature { .. }), "{err}");
+    // The last bytes are the signature's own value.
+    let err = openpgp::verify(&ring, &flip(&sig, -3)).unwrap_err();
+    assert!(matches!(err, VerifyError::BadSignature { .. }), "{err}");
+    // Not a signed message at all.
+    assert!(matches!(
+        openpgp::verify(&ring, b"not pgp"),
+        Err(VerifyError::Malformed(_))
+    ));
+    let literal = g.ok(&["--store"], &payload());
+    assert_eq!(
+        openpgp::verify(&ring, &literal),
+        Err(VerifyError::NotSigned)
+    );
+}
+
+#[test]
+fn another_key_refused() {
+    let g = Gpg::new();
+    let a = g.gen_key("A <a@example.com>", "ed25519", "never", "", &[]);
+    let b = g.gen_key("B <b@example.com>", "ed25519", "never", "", &[]);
+    let sig = g.sign(&a, &payload(), &[]);
+    let err = openpgp::verify(&keyring(&g, &[&b]), &sig).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::UnknownSigner {
+            key_id: a[24..].to_string()
+        }
+    );
+}
+
+#[test]
+fn expired_key_refused() {
+    let g = Gpg::new();
+    // Made and used two days ago, valid for one.
+    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let fake = ["--faked-system-time", &format!("{then}!")];
+    let old = g.gen_key("Old <old@example.com>", "ed25519", "1d", "", &fake);
+    let sig = g.sign(&old, &payload(), &fake);
+    let ring = keyring(&g, &[&old]);
+    let err = openpgp::verify(&ring, &sig).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if *fingerprint == old),
+        "{err}"
+    );
+    // Before it expired, the same signature verified.
+    let before =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(then.parse::<u64>().unwrap() + 3600);
+    assert!(openpgp::verify_at(&ring, &sig, before).is_ok());
+}
+
+#[test]
+fn revoked_key_refused() {
+    let g = Gpg::new();
+    let k = g.gen_key("Rev <rev@example.com>", "ed25519", "never", "", &[]);
+    let sig = g.sign(&k, &payload(), &[]);
+    assert!(openpgp::verify(&keyring(&g, &[&k]), &sig).is_ok());
+    // gpg keeps a revocation certificate for each new key, its armor line "escaped" with
+    // a leading ':' so that it is not imported by accident.
+    let rev: PathBuf = g.path().join(format!("openpgp-revocs.d/{k}.rev"));
+    let cert = std::fs::read_to_string(rev)
+        .unwrap()
+        .replace(":-----BEGIN", "-----BEGIN");
+    g.ok(&["--import"], cert.as_bytes());
+    let err = openpgp::verify(&keyring(&g, &[&k]), &sig).unwrap_err();
+    assert_eq!(err, VerifyError::KeyRevoked { fingerprint: k });
+}
+
+#[test]
+fn wrong_digest_and_unknown_critical_member_refused() {
+    let g = Gpg::new();
+    let k = g.gen_key("K <k@example.com>", "ed25519", "never", "", &[]);
+    let ring = keyring(&g, &[&k]);
+    let sig = g.sign(&k, &payload(), &[]);
+    let other = Digest::sha256_of(b"another manifest");
+    let err = verify_simple(&ring, &sig, ManifestCheck::Digest(&other), |_| true).unwrap_err();
+    assert!(matches!(err, SimpleError::Digest(_)), "{err}");
+    let err = verify_simple(&ring, &sig, ManifestCheck::Manifest(b"{}"), |_| true).unwrap_err();
+    assert!(matches!(err, SimpleError::Digest(_)), "{err}");
+    let err = verify_simple(&ring, &sig, ManifestCheck::Manifest(MANIFEST), |_| false).unwrap_err();
+    assert_eq!(err, SimpleError::Identity(REFERENCE.into()));
+
+    let p = String::from_utf8(payload())
+        .unwrap()
+        .replace(r#""type":"#, r#""extra":1,"type":"#);
+    let sig = g.sign(&k, p.as_bytes(), &[]);
+    let err = verify_simple(&ring, &sig, ManifestCheck::Manifest(MANIFEST), |_| true).unwrap_err();
+    assert!(
+        matches!(err, SimpleError::Payload(PayloadError::Invalid(ref m)) if m.contains("extra")),
+        "{err}"
+    );
+}
