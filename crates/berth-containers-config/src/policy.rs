@@ -3,6 +3,8 @@
 //! rejects the file); checking signatures is left to a later layer, so requirements that
 //! need one answer [`Decision::NeedsSignature`].
 
+mod describe;
+mod edit;
 mod requirement;
 
 use std::collections::BTreeMap;
@@ -13,6 +15,8 @@ use berth_image::ImageReference;
 use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub use describe::{describe, user_id_label, KeySource, TrustEntry};
+pub use edit::{set_trust, EditError, TrustType};
 pub use requirement::{
     Fulcio, KeyType, Keys, Pki, Requirement, SignedBy, SignedIdentity, SigstoreKeys, SigstoreSigned,
 };

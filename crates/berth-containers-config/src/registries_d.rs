@@ -188,6 +188,25 @@ impl RegistriesD {
         }
     }
 
+    /// The reading location `podman image trust show` prints for a policy scope: the
+    /// scope's own entry, else its parents' (cutting at `/`), else `default-docker`;
+    /// `lookaside`, else the old `sigstore` name.
+    pub fn store_for_scope(&self, scope: &str) -> Option<&str> {
+        let mut key = scope;
+        let ns = loop {
+            if let Some(ns) = self.docker.get(key) {
+                break Some(ns);
+            }
+            match key.rfind('/') {
+                Some(i) => key = &key[..i],
+                None => break self.default_docker.as_ref(),
+            }
+        }?;
+        [&ns.lookaside, &ns.sigstore]
+            .into_iter()
+            .find_map(|v| v.as_deref().filter(|s| !s.is_empty()))
+    }
+
     /// Whether sigstore attachments (`sha256-<hex>.sig` tags) are read and written for
     /// this image: the most specific scope that says so, else `default-docker`, else no.
     pub fn use_sigstore_attachments(&self, identity: &str) -> bool {
