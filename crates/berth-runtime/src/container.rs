@@ -49,6 +49,22 @@ struct State {
     /// The process running it in the foreground (berth run, or the monitor).
     #[serde(default)]
     monitor: Option<u32>,
+    /// Why the runtime could not start it (podman's `State.Error`).
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// What `container inspect` shows of a container's state, podman's `State` fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateReport {
+    pub status: Status,
+    /// The container's first process, while it runs.
+    pub pid: Option<u32>,
+    pub exit_code: i32,
+    pub error: String,
+    /// Unix seconds.
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
 }
 
 pub struct Containers {
@@ -201,9 +217,33 @@ impl Containers {
         Ok(bundle)
     }
 
-    /// Runs the container in the foreground with the caller's stdio; returns its exit
-    /// code. What `run` does, and what a detached container's monitor does.
-    pub fn run(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
+    /// Runs the container in the foreground with the caller's stdout and stderr and
+    /// `stdin` (podman's `-i` gives the caller's, else none); returns its exit code.
+    /// What `run` does.
+    pub fn run_attached(
+        &self,
+        c: &ContainerRecord,
+        runtime: &Runtime,
+        stdin: std::process::Stdio,
+    ) -> Result<i32> {
+        self.run_with(c, runtime, |bundle| {
+            runtime.run_to(&c.id, bundle, stdin, std::process::Stdio::inherit())
+        })
+    }
+
+    /// Runs the container with its output to its log (`ctr.log`, for `logs`): what a
+    /// detached container's monitor does.
+    pub fn run_detached(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
+        let log = self.log_path(c);
+        self.run_with(c, runtime, |bundle| runtime.run_logged(&c.id, bundle, &log))
+    }
+
+    fn run_with(
+        &self,
+        c: &ContainerRecord,
+        runtime: &Runtime,
+        run: impl FnOnce(&Path) -> Result<i32>,
+    ) -> Result<i32> {
         if let Status::Running(_) = self.status(c, Some(runtime)) {
             return Err(RuntimeError::Invalid(format!(
                 "container {} is already running",
@@ -221,18 +261,52 @@ impl Containers {
                 ..State::default()
             },
         )?;
-        let code = runtime.run(&c.id, &bundle);
+        let code = run(&bundle);
         let mut s = self.state(c);
         s.finished = Some(crate::now());
-        s.exit_code = Some(*code.as_ref().unwrap_or(&-1));
+        s.exit_code = Some(match &code {
+            Ok(code) => *code,
+            Err(RuntimeError::Start { message, code }) => {
+                s.error = Some(message.clone());
+                *code
+            }
+            Err(_) => -1,
+        });
         self.save_state(c, &s)?;
         code
     }
 
+    /// Podman's view of the state (`container inspect`).
+    pub fn report(&self, c: &ContainerRecord, runtime: Option<&Runtime>) -> StateReport {
+        let s = self.state(c);
+        let status = self.status(c, runtime);
+        let pid = match (&status, runtime.map(|r| r.state(&c.id))) {
+            (Status::Running(_), Some(Ok(RuntimeState::Running(pid)))) => Some(pid),
+            _ => None,
+        };
+        StateReport {
+            exit_code: match status {
+                Status::Exited(code, _) => code,
+                _ => 0,
+            },
+            status,
+            pid,
+            error: s.error.unwrap_or_default(),
+            started: s.started,
+            finished: s.finished,
+        }
+    }
+
+    /// The log of its last detached run (`ctr.log`, podman's k8s-file format).
+    pub fn log_path(&self, c: &ContainerRecord) -> PathBuf {
+        self.path(c).join("ctr.log")
+    }
+
     /// Starts the container in the background: `monitor` (the caller's own binary,
-    /// running [`Containers::run`] for this container) is detached into its own session
-    /// with its output in `ctr.log`; returns once the runtime reports it running, or
-    /// it has already exited.
+    /// running [`Containers::run_detached`] for this container) is detached into its
+    /// own session (its own messages in `monitor.log`); returns once the runtime
+    /// reports it running, or it has already exited. A process the runtime could not
+    /// start is that error, as with [`Containers::run_attached`].
     pub fn start(
         &self,
         c: &ContainerRecord,
@@ -242,7 +316,7 @@ impl Containers {
         if let Status::Running(_) = self.status(c, Some(runtime)) {
             return Ok(());
         }
-        let log_path = self.path(c).join("ctr.log");
+        let log_path = self.path(c).join("monitor.log");
         let log =
             fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
         let err = log.try_clone().map_err(io("duplicating the log file"))?;
@@ -264,9 +338,17 @@ impl Containers {
         // Started when the runtime runs it, or it has already come and gone.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.state(c).finished.is_some()
-                || matches!(runtime.state(&c.id), Ok(RuntimeState::Running(_)))
-            {
+            let s = self.state(c);
+            if s.finished.is_some() {
+                return match s.error {
+                    Some(message) => Err(RuntimeError::Start {
+                        message,
+                        code: s.exit_code.unwrap_or(126),
+                    }),
+                    None => Ok(()),
+                };
+            }
+            if matches!(runtime.state(&c.id), Ok(RuntimeState::Running(_))) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));

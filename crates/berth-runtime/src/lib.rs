@@ -18,18 +18,20 @@
 
 mod container;
 mod image;
+mod logs;
 mod names;
 mod oci;
 mod spec;
 mod users;
 
-pub use container::{Containers, CreateOptions, Status};
+pub use container::{Containers, CreateOptions, StateReport, Status};
 pub use image::{
     add_layer, apply_changes, apply_instruction, command, default_shell, empty_config, import,
     store_image, store_layer, ImageOptions,
 };
+pub use logs::{read_log, LogLine, LogReader};
 pub use oci::Runtime;
-pub use spec::{Overrides, Process};
+pub use spec::{Bind, Overrides, Process};
 pub use users::{resolve as resolve_user, Ids};
 
 use berth_transport::TransportError;
@@ -58,8 +60,23 @@ pub enum RuntimeError {
         id: String,
         detail: String,
     },
+    /// The runtime could not start the process (a command not found, not
+    /// executable): podman's message, and the exit status it gives for it.
+    #[error("{message}")]
+    Start { message: String, code: i32 },
     #[error("cannot remove container {0} as it is running - running or paused containers cannot be removed without force: container state improper")]
     Running(String),
+}
+
+impl RuntimeError {
+    /// The exit status a podman-style command gives for this error: the
+    /// runtime's for a process it could not start, else 125.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            RuntimeError::Start { code, .. } => (*code).clamp(0, 255) as u8,
+            _ => 125,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;

@@ -88,8 +88,9 @@ impl Runtime {
     /// [`Runtime::run`] with the container's stdin and stdout given (a build's RUN
     /// reads nothing and writes to stderr, keeping stdout for the image ID).
     pub fn run_to(&self, id: &str, bundle: &Path, stdin: Stdio, stdout: Stdio) -> Result<i32> {
+        let log = bundle.join("runtime.log");
         let status = self
-            .command()
+            .logging_to(&log)?
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg(id)
@@ -97,19 +98,79 @@ impl Runtime {
             .stdout(stdout)
             .status()
             .map_err(io(format!("starting {}", self.program.display())))?;
-        Ok(exit_code(status))
+        self.outcome(status, &log, Action::Run)
+    }
+
+    /// [`Runtime::run`] detached from any terminal: the container's stdout and stderr
+    /// go to `ctr_log`, a line per record with its time and stream (podman's k8s-file
+    /// format), for `berth logs`.
+    pub fn run_logged(&self, id: &str, bundle: &Path, ctr_log: &Path) -> Result<i32> {
+        let log = bundle.join("runtime.log");
+        let mut child = self
+            .logging_to(&log)?
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("starting {}", self.program.display())))?;
+        let out = crate::logs::LogWriter::create(ctr_log)?;
+        let relay = match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), Some(e)) => Some(out.relay(o, e)),
+            _ => None,
+        };
+        let status = child
+            .wait()
+            .map_err(io(format!("waiting for {}", self.program.display())))?;
+        if let Some(relay) = relay {
+            let _ = relay.join();
+        }
+        self.outcome(status, &log, Action::Run)
     }
 
     /// Runs a further process in running container `id` with the caller's stdio.
     pub fn exec(&self, id: &str, process_json: &Path) -> Result<i32> {
+        let log = process_json.with_extension("log");
         let status = self
-            .command()
+            .logging_to(&log)?
             .args(["exec", "--process"])
             .arg(process_json)
             .arg(id)
             .status()
             .map_err(io(format!("starting {}", self.program.display())))?;
-        Ok(exit_code(status))
+        let outcome = self.outcome(status, &log, Action::Exec);
+        let _ = std::fs::remove_file(&log);
+        outcome
+    }
+
+    /// The runtime command with its own messages going to `log` as JSON lines (they
+    /// also reach stderr), so that a failure to start the process can be told from the
+    /// process's own exit status.
+    fn logging_to(&self, log: &Path) -> Result<Command> {
+        match std::fs::remove_file(log) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", log.display()))(e))
+            }
+            _ => {}
+        }
+        let mut c = self.command();
+        c.arg("--log").arg(log).args(["--log-format", "json"]);
+        Ok(c)
+    }
+
+    /// The exit code, or when the runtime logged an error (it could not start the
+    /// process), that error with podman's exit status for it.
+    fn outcome(&self, status: std::process::ExitStatus, log: &Path, action: Action) -> Result<i32> {
+        let code = exit_code(status);
+        if code == 0 {
+            return Ok(0);
+        }
+        match last_error(log) {
+            Some(message) => Err(start_failure(&self.name(), &message, action)),
+            None => Ok(code),
+        }
     }
 
     pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
@@ -166,6 +227,48 @@ impl Runtime {
             (Some("running"), Some(pid)) => RuntimeState::Running(pid as u32),
             _ => RuntimeState::Stopped,
         })
+    }
+}
+
+/// What the runtime was asked to start (podman gives their failures other statuses).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Run,
+    Exec,
+}
+
+/// The last error-level message of a runtime's JSON log.
+fn last_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .next_back()
+}
+
+/// podman's words and statuses for a process the runtime could not start: a command
+/// not found is 127; for `run` anything else 126; for `exec` permission denied 126,
+/// anything else 125 (libpod's `ExitCode` and `TranslateExecErrorToExitCode`).
+fn start_failure(runtime: &str, message: &str, action: Action) -> RuntimeError {
+    let lower = message.to_lowercase();
+    let denied = lower.contains("permission denied") || lower.contains("operation not permitted");
+    let missing = lower.contains("executable file not found") || lower.contains("no such file");
+    let what = match (denied, missing) {
+        (true, _) => "OCI permission denied",
+        (false, true) => "OCI runtime attempted to invoke a command that was not found",
+        _ => "OCI runtime error",
+    };
+    let code = match action {
+        Action::Run if lower.contains("not found") || lower.contains("no such file") => 127,
+        Action::Run => 126,
+        Action::Exec if denied => 126,
+        Action::Exec if missing => 127,
+        Action::Exec => 125,
+    };
+    RuntimeError::Start {
+        message: format!("{runtime}: {}: {what}", message.trim_end()),
+        code,
     }
 }
 

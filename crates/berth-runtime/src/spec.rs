@@ -23,6 +23,60 @@ pub struct Process {
     /// As the image or `-u` says it: resolved in the container's /etc/passwd at start.
     pub user: String,
     pub stop_signal: Option<String>,
+    /// `-v` bind mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<Bind>,
+}
+
+/// A host path bind-mounted into the container (`-v /host:/ctr[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// `-v SOURCE:DEST[:OPTIONS]` as podman reads it, for host paths: SOURCE absolute
+    /// (or `./`-relative, made absolute) and existing, DEST absolute, OPTIONS from
+    /// `ro`, `rw`, `z`, `Z` (SELinux labels: nothing to do here). Named volumes are
+    /// refused with a line that says so.
+    pub fn parse(spec: &str) -> Result<Bind> {
+        let bad = |why: &str| RuntimeError::Invalid(format!("-v {spec:?}: {why}"));
+        let mut parts = spec.split(':');
+        let (source, destination) = match (parts.next(), parts.next()) {
+            (Some(s), Some(d)) if !s.is_empty() && !d.is_empty() => (s, d),
+            _ => {
+                return Err(bad(
+                    "use SOURCE:DEST[:OPTIONS], a host path and a container path",
+                ))
+            }
+        };
+        let mut read_only = false;
+        for option in parts.next().map(|o| o.split(',')).into_iter().flatten() {
+            match option {
+                "ro" => read_only = true,
+                "rw" => read_only = false,
+                "z" | "Z" => {}
+                other => return Err(bad(&format!("option {other:?} is not supported (ro, rw)"))),
+            }
+        }
+        if parts.next().is_some() {
+            return Err(bad("too many ':'"));
+        }
+        if !(source.starts_with('/') || source.starts_with('.')) {
+            return Err(bad("named volumes are not supported yet; give a host path"));
+        }
+        if !destination.starts_with('/') {
+            return Err(bad("the container path must be absolute"));
+        }
+        let source = std::fs::canonicalize(source).map_err(|e| bad(&format!("{source}: {e}")))?;
+        Ok(Bind {
+            source: source.display().to_string(),
+            destination: destination.to_string(),
+            read_only,
+        })
+    }
 }
 
 /// The PATH a container gets when its image sets none (podman's default).
@@ -39,6 +93,8 @@ pub struct Overrides {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    /// `-v` bind mounts.
+    pub binds: Vec<Bind>,
 }
 
 impl Process {
@@ -91,6 +147,7 @@ impl Process {
                 .or_else(|| text(&run["User"]))
                 .unwrap_or_default(),
             stop_signal: text(&run["StopSignal"]),
+            binds: o.binds.clone(),
         })
     }
 
@@ -124,6 +181,22 @@ impl Process {
         root.set_readonly(Some(false));
         spec.set_root(Some(root));
         spec.set_hostname(Some(hostname.to_string()));
+        if !self.binds.is_empty() {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            for b in &self.binds {
+                let mode = if b.read_only { "ro" } else { "rw" };
+                mounts.push(
+                    oci_spec::runtime::MountBuilder::default()
+                        .destination(&b.destination)
+                        .typ("bind")
+                        .source(&b.source)
+                        .options(vec!["rbind".into(), "rprivate".into(), mode.into()])
+                        .build()
+                        .map_err(bad)?,
+                );
+            }
+            spec.set_mounts(Some(mounts));
+        }
         if let Some(linux) = spec.linux_mut() {
             if let Some(ns) = linux.namespaces().clone() {
                 let kept = ns
@@ -236,5 +309,40 @@ mod tests {
             .filter_map(|n| n["type"].as_str())
             .collect();
         assert!(!ns.contains(&"network") && ns.contains(&"pid"), "{ns:?}");
+    }
+
+    #[test]
+    fn binds_parse_as_podman_reads_them_and_reach_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().display().to_string();
+        let b = Bind::parse(&format!("{host}:/data:ro,Z")).unwrap();
+        assert_eq!((b.destination.as_str(), b.read_only), ("/data", true));
+        for bad in [
+            "vol:/data".to_string(),
+            format!("{host}:data"),
+            format!("{host}:/data:exec"),
+            "/no/such/dir:/data".into(),
+            "/tmp".into(),
+        ] {
+            assert!(Bind::parse(&bad).is_err(), "{bad}");
+        }
+        let p = Process::from_image(
+            &image(),
+            &Overrides {
+                binds: vec![b],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let v = serde_json::to_value(p.runtime_spec(dir.path(), "abc").unwrap()).unwrap();
+        let data = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .expect("the bind is mounted");
+        assert_eq!(data["type"], "bind");
+        assert_eq!(data["source"], json!(std::fs::canonicalize(&host).unwrap()));
+        assert!(data["options"].as_array().unwrap().contains(&json!("ro")));
     }
 }

@@ -14,6 +14,16 @@ use support::*;
 const PODMAN: &str = "podman";
 const RUNC: &str = "runc";
 
+/// `run ARGS` as each tool takes it (podman with [`PODMAN_ULIMITS`]).
+fn run_args<'a>(which: &str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["run"];
+    if which == PODMAN {
+        all.extend(PODMAN_ULIMITS);
+    }
+    all.extend(args);
+    all
+}
+
 /// podman's default rlimits (nofile 1048576, nproc 4194304) are above what this
 /// machine lets a process raise to; these are what podman's containers get here.
 const PODMAN_ULIMITS: [&str; 4] = [
@@ -230,4 +240,172 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn missing_commands_logs_and_inspect_match_podman() {
+    let ctx = Ctx::new("exit-logs", &[PODMAN, RUNC]);
+    let tar = busybox_tar(&ctx);
+    let img = "localhost/bb:1";
+    let script = "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 100";
+    for which in [PODMAN, "berth"] {
+        ctx.step(&format!(
+            "{which}: a command not found is 127, not executable 126"
+        ));
+        tool(
+            &ctx,
+            which,
+            &["import", "--change", "CMD [\"/bin/sh\"]", &tar, img],
+        )
+        .run();
+        for (cmd, code) in [("/nosuch", 127), ("/etc/passwd", 126), ("nosuch", 127)] {
+            let out = tool(&ctx, which, &run_args(which, &["--rm", img, cmd])).run_any();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{which} run {cmd}: {}",
+                out.stderr
+            );
+        }
+        let out = tool(
+            &ctx,
+            which,
+            &run_args(which, &["--rm", img, "sh", "-c", "exit 3"]),
+        )
+        .run_any();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{which}: the process's own status"
+        );
+        let out = tool(
+            &ctx,
+            which,
+            &run_args(which, &["-d", "--name", "d1", img, "/nosuch"]),
+        )
+        .run_any();
+        assert_eq!(
+            out.status.code(),
+            Some(127),
+            "{which} run -d: {}",
+            out.stderr
+        );
+
+        ctx.step(&format!("{which}: exec statuses, logs, inspect"));
+        tool(
+            &ctx,
+            which,
+            &run_args(which, &["-d", "--name", "d2", img, "sh", "-c", script]),
+        )
+        .run();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !tool(&ctx, which, &["logs", "d2"])
+            .run()
+            .stdout
+            .contains("line5")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{which}: no output in the log"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for (cmd, code) in [("nosuch", 127), ("/etc/passwd", 126)] {
+            let out = tool(&ctx, which, &["exec", "d2", cmd]).run_any();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{which} exec {cmd}: {}",
+                out.stderr
+            );
+        }
+        let out = tool(&ctx, which, &["logs", "d2"]).run();
+        assert_eq!(out.stdout, "line1\nline2\nline3\nline4\nline5\n", "{which}");
+        assert!(
+            out.stderr.lines().any(|l| l == "err"),
+            "{which}: {}",
+            out.stderr
+        );
+        let out = tool(&ctx, which, &["logs", "--tail", "2", "d2"]).run();
+        assert_eq!(
+            out.stdout, "line5\n",
+            "{which}: the last two lines are line5 and err"
+        );
+        assert!(
+            out.stderr.lines().any(|l| l == "err"),
+            "{which}: {}",
+            out.stderr
+        );
+        let format = "{{.Name}} {{.State.Status}} {{.State.Running}} {{.ImageName}} {{.Path}} {{.Args}} {{.State.ExitCode}} {{.RestartCount}}";
+        let inspected = tool(
+            &ctx,
+            which,
+            &["container", "inspect", "--format", format, "d2"],
+        )
+        .run()
+        .stdout;
+        assert_eq!(
+            inspected,
+            format!("d2 running true {img} sh [-c {script}] 0 0\n"),
+            "{which}"
+        );
+        let pid = tool(
+            &ctx,
+            which,
+            &["container", "inspect", "--format", "{{.State.Pid}}", "d2"],
+        )
+        .run()
+        .stdout;
+        assert!(
+            pid.trim().parse::<u32>().unwrap_or(0) > 0,
+            "{which}: pid {pid}"
+        );
+        let by_any = tool(
+            &ctx,
+            which,
+            &["inspect", "--format", "{{.Name}} {{.Id}}", "d2"],
+        )
+        .run()
+        .stdout;
+        assert!(
+            by_any.starts_with("d2 "),
+            "{which}: inspect falls back to containers: {by_any}"
+        );
+        let out = tool(&ctx, which, &["inspect", "nosuch"]).run_any();
+        assert_eq!(out.status.code(), Some(125), "{which}");
+        let err = match which {
+            PODMAN => out.error_lines(),
+            _ => out.stderr.trim().to_string(),
+        };
+        assert_eq!(
+            err, "Error: inspecting object: no such object: \"nosuch\"",
+            "{which}"
+        );
+        tool(&ctx, which, &["rm", "-f", "d1", "d2"]).run();
+    }
+
+    ctx.step("berth: a detached container that could not start says why");
+    ctx.berth(&["run", "-d", "--name", "gone", img, "/nosuch"])
+        .run_any();
+    let log = ctx.berth(&["logs", "gone"]).run();
+    assert!(
+        log.stderr.contains("no such file or directory"),
+        "{}",
+        log.stderr
+    );
+    let state = ctx
+        .berth(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}",
+            "gone",
+        ])
+        .run()
+        .stdout;
+    assert!(state.starts_with("exited 127 runc: "), "{state}");
+    assert!(
+        state.contains("OCI runtime attempted to invoke a command that was not found"),
+        "{state}"
+    );
 }

@@ -45,6 +45,29 @@ pub struct CreateArgs {
     entrypoint: Option<String>,
     #[command(flatten)]
     process: ProcessFlags,
+    /// Read environment variables from a file: KEY=VALUE lines ('#' comments and
+    /// blank lines skipped; KEY alone takes berth's own), before -e
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Bind-mount a host path into the container: SOURCE:DEST[:ro|rw]
+    #[arg(long, short = 'v', value_name = "SOURCE:DEST[:OPTIONS]")]
+    volume: Vec<String>,
+    /// The network: berth's containers share the host's (`host`, the only mode)
+    #[arg(long, alias = "net", value_name = "MODE")]
+    network: Option<String>,
+    /// Publish a port (refused: the container's ports are the host's already)
+    #[arg(long, short = 'p', value_name = "PORTS")]
+    publish: Vec<String>,
+    /// Keep stdin open: the container reads berth's stdin (else /dev/null)
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give the container a terminal (not supported yet)
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Require HTTPS and verify certificates when pulling the image (false also
+    /// allows plain HTTP), as `pull --tls-verify`
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    tls_verify: Option<bool>,
     /// The image: name, ID or ID prefix
     image: String,
     /// Command and arguments, replacing the image's CMD
@@ -210,6 +233,7 @@ fn runtime(flag: &RuntimeFlag, c: &Containers) -> anyhow::Result<Runtime> {
 }
 
 fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
+    refuse_unsupported(a)?;
     let entrypoint = match &a.entrypoint {
         None => None,
         Some(e) if e.trim_start().starts_with('[') => Some(
@@ -219,24 +243,91 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         Some(e) if e.is_empty() => Some(Vec::new()),
         Some(e) => Some(vec![e.clone()]),
     };
+    let mut env = Vec::new();
+    for file in &a.env_file {
+        env.extend(read_env_file(file)?);
+    }
+    env.extend(a.process.env.iter().cloned());
+    let binds = a
+        .volume
+        .iter()
+        .map(|v| berth_runtime::Bind::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(CreateOptions {
         name: a.name.clone(),
         overrides: berth_runtime::Overrides {
             entrypoint,
             cmd: a.command.clone(),
-            env: a.process.env.clone(),
+            env,
             workdir: a.process.workdir.clone(),
             user: a.process.user.clone(),
+            binds,
         },
     })
 }
 
+/// The flags berth takes as podman's but cannot honour yet: one line each saying so,
+/// before anything is made.
+fn refuse_unsupported(a: &CreateArgs) -> anyhow::Result<()> {
+    if let Some(n) = a.network.as_deref().filter(|n| *n != "host") {
+        bail!("--network {n}: berth's containers share the host's network; only --network host is supported");
+    }
+    if let Some(p) = a.publish.first() {
+        bail!("--publish {p}: berth's containers share the host's network (--network host), so ports are not published: a port the container listens on is the host's");
+    }
+    if a.tty {
+        bail!("--tty: a terminal for the container is not supported yet; run without -t");
+    }
+    Ok(())
+}
+
+/// An `--env-file` as podman reads it: each line with leading blanks trimmed; blank
+/// lines and `#` comments skipped; `KEY=VALUE` taken as it is (the value keeps its
+/// spaces and any `=`); `KEY` alone takes berth's own value (none: skipped), `KEY*`
+/// every variable of berth's starting so; `=VALUE` is an error.
+pub fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let bad = |e: String| anyhow::anyhow!("parsing env file {:?}: {e}", path.display().to_string());
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches([' ', '\t', '\r', '\n']);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some(("", _)) => return Err(bad(format!("invalid environment variable: {line:?}"))),
+            Some(_) => out.push(line.to_string()),
+            None => match line.strip_suffix('*') {
+                Some(prefix) => out.extend(
+                    std::env::vars()
+                        .filter(|(k, _)| k.starts_with(prefix))
+                        .map(|(k, v)| format!("{k}={v}")),
+                ),
+                None => out.extend(std::env::var(line).ok().map(|v| format!("{line}={v}"))),
+            },
+        }
+    }
+    Ok(out)
+}
+
 fn create_container(c: &Containers, a: &CreateArgs) -> anyhow::Result<ContainerRecord> {
+    let options = create_options(a)?;
     // A missing image is pulled first, as podman's --pull=missing.
-    super::local::pull::ensure(c.store(), &a.image, &berth_image::Platform::this_machine())?;
+    let flags = super::RegistryFlags {
+        tls_verify: a.tls_verify,
+        ..Default::default()
+    };
+    let platform = berth_image::Platform::this_machine();
+    super::local::pull::ensure_with(
+        c.store(),
+        &a.image,
+        &platform,
+        super::local::pull::PullPolicy::Missing,
+        &flags,
+    )?;
     let (image, matched) = c.store().find_named(&a.image)?;
     let shown = matched.unwrap_or_else(|| a.image.clone());
-    Ok(c.create(&image, &shown, &create_options(a)?)?)
+    Ok(c.create(&image, &shown, &options)?)
 }
 
 pub fn create(a: CreateArgs) -> anyhow::Result<()> {
@@ -264,40 +355,65 @@ fn monitor(
     Ok(cmd)
 }
 
+/// A container's exit code as berth's own, or the runtime's failure to start its
+/// process as podman reports it (its message, 127 for a command not found, 126 for
+/// one not executable); other errors go up.
+fn exit_status(result: berth_runtime::Result<i32>) -> anyhow::Result<std::process::ExitCode> {
+    match result {
+        Ok(code) => Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8)),
+        Err(e @ berth_runtime::RuntimeError::Start { .. }) => {
+            eprintln!("Error: {e}");
+            Ok(std::process::ExitCode::from(e.exit_status()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let c = containers()?;
     // The runtime first: a machine without one learns it before anything is made.
     let rt = runtime(&a.runtime, &c)?;
     let record = create_container(&c, &a.create)?;
-    if a.detach {
-        c.start(&record, &rt, monitor(&c, &record.id, &a.runtime)?)?;
-        println!("{}", record.id);
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    let code = c.run(&record, &rt);
-    if a.rm {
+    let code = match a.detach {
+        true => c
+            .start(&record, &rt, monitor(&c, &record.id, &a.runtime)?)
+            .map(|()| 0),
+        false => {
+            let stdin = match a.create.interactive {
+                true => std::process::Stdio::inherit(),
+                false => std::process::Stdio::null(),
+            };
+            c.run_attached(&record, &rt, stdin)
+        }
+    };
+    if a.rm && (!a.detach || code.is_err()) {
         c.remove(&record, Some(&rt), true)?;
     }
-    Ok(std::process::ExitCode::from(code?.clamp(0, 255) as u8))
+    if a.detach && code.is_ok() {
+        println!("{}", record.id);
+    }
+    exit_status(code)
 }
 
-pub fn start(a: StartArgs) -> anyhow::Result<()> {
+pub fn start(a: StartArgs) -> anyhow::Result<std::process::ExitCode> {
     let c = containers()?;
     let rt = runtime(&a.runtime, &c)?;
     for spec in &a.containers {
         let record = c.store().container(spec)?;
-        c.start(&record, &rt, monitor(&c, &record.id, &a.runtime)?)?;
+        let started = c.start(&record, &rt, monitor(&c, &record.id, &a.runtime)?);
+        if started.is_err() {
+            return exit_status(started.map(|()| 0));
+        }
         println!("{spec}");
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 pub fn container_monitor(a: MonitorArgs) -> anyhow::Result<std::process::ExitCode> {
     let c = containers()?;
     let rt = runtime(&a.runtime, &c)?;
     let record = c.store().container(&a.id)?;
-    let code = c.run(&record, &rt)?;
-    Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
+    exit_status(c.run_detached(&record, &rt))
 }
 
 pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -313,9 +429,10 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
             env: a.process.env,
             workdir: a.process.workdir,
             user: a.process.user,
+            binds: Vec::new(),
         },
-    )?;
-    Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
+    );
+    exit_status(code)
 }
 
 pub fn stop(a: StopArgs) -> anyhow::Result<()> {
@@ -517,4 +634,310 @@ pub fn import(a: ImportArgs) -> anyhow::Result<()> {
     };
     println!("sha256:{}", id.hex());
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow the log: go on printing until the container stops
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only the last N lines (-1: every line)
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    tail: i64,
+    /// Begin each line with its time (RFC 3339)
+    #[arg(long, short = 't')]
+    timestamps: bool,
+    /// Containers: name, ID or ID prefix
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `berth logs`: what a detached container wrote, each line to the stream it came
+/// from (podman's k8s-file log; a container run in the foreground has none).
+pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
+    let c = containers()?;
+    let rt = Runtime::find(None, c.store().root()).ok();
+    let records = a
+        .containers
+        .iter()
+        .map(|spec| c.store().container(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    // podman prefixes each line with the container's ID when there are several.
+    let prefix = records.len() > 1;
+    for record in &records {
+        let mut out = LogPrinter {
+            timestamps: a.timestamps,
+            prefix: prefix.then(|| record.id[..12].to_string()),
+        };
+        let path = c.log_path(record);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let mut lines = berth_runtime::LogReader::default();
+        let mut pending = Vec::new();
+        let mut last = std::collections::VecDeque::new();
+        read_records(&mut file, &mut pending, &mut lines, |line| match a.tail {
+            n if n < 0 => out.print(&line),
+            n => {
+                last.push_back(line);
+                if last.len() as i64 > n {
+                    last.pop_front();
+                }
+                Ok(())
+            }
+        })?;
+        for line in last {
+            out.print(&line)?;
+        }
+        // Following: what comes while it runs, and what it wrote last.
+        if a.follow {
+            loop {
+                let running = matches!(c.status(record, rt.as_ref()), Status::Running(_));
+                read_records(&mut file, &mut pending, &mut lines, |line| out.print(&line))?;
+                if !running {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        for line in lines.finish() {
+            out.print(&line)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the log has beyond where `file` stands, giving each completed line to
+/// `each`; a record not yet written whole waits in `pending`.
+fn read_records(
+    file: &mut std::fs::File,
+    pending: &mut Vec<u8>,
+    lines: &mut berth_runtime::LogReader,
+    mut each: impl FnMut(berth_runtime::LogLine) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf).context("reading the container's log")?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let whole = match pending.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None => continue,
+        };
+        let rest = pending.split_off(whole);
+        for record in pending.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
+            if let Some(line) = lines.record(record) {
+                each(line)?;
+            }
+        }
+        *pending = rest;
+    }
+}
+
+struct LogPrinter {
+    timestamps: bool,
+    prefix: Option<String>,
+}
+
+impl LogPrinter {
+    fn print(&mut self, line: &berth_runtime::LogLine) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut bytes = Vec::with_capacity(line.text.len() + 48);
+        if let Some(p) = &self.prefix {
+            bytes.extend_from_slice(format!("{p} ").as_bytes());
+        }
+        if self.timestamps {
+            bytes.extend_from_slice(format!("{} ", line.time).as_bytes());
+        }
+        bytes.extend_from_slice(&line.text);
+        if line.ended {
+            bytes.push(b'\n');
+        }
+        match line.stream.as_str() {
+            "stderr" => std::io::stderr().write_all(&bytes)?,
+            _ => std::io::stdout().write_all(&bytes)?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ContainerInspectArgs {
+    /// A Go template over the JSON's fields (e.g. '{{.State.ExitCode}}'), or json
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Containers: name, ID or ID prefix
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `podman container inspect`'s object, the fields berth knows, in podman's order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedContainer {
+    id: String,
+    created: String,
+    path: String,
+    args: Vec<String>,
+    state: InspectedState,
+    image: String,
+    image_name: String,
+    rootfs: String,
+    name: String,
+    restart_count: u32,
+    driver: String,
+    #[serde(rename = "OCIRuntime")]
+    oci_runtime: String,
+    mounts: Vec<serde_json::Value>,
+    config: InspectedConfig,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    status: String,
+    running: bool,
+    paused: bool,
+    restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    oom_killed: bool,
+    dead: bool,
+    pid: u32,
+    exit_code: i32,
+    error: String,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    hostname: String,
+    user: String,
+    env: Vec<String>,
+    cmd: Vec<String>,
+    image: String,
+    working_dir: String,
+    stop_signal: String,
+}
+
+/// Go's zero time, which podman prints for a time that has not come.
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn inspected_container(
+    c: &Containers,
+    record: &ContainerRecord,
+    rt: Option<&Runtime>,
+) -> anyhow::Result<InspectedContainer> {
+    let process = c.process(record)?;
+    let report = c.report(record, rt);
+    let time = |t: Option<i64>| t.map_or_else(|| GO_ZERO_TIME.to_string(), super::local::rfc3339);
+    let status = match report.status {
+        Status::Created => "created",
+        Status::Running(_) => "running",
+        Status::Exited(..) => "exited",
+    };
+    let mounts = process
+        .binds
+        .iter()
+        .map(|b| {
+            json!({
+                "Type": "bind",
+                "Source": b.source,
+                "Destination": b.destination,
+                "RW": !b.read_only,
+            })
+        })
+        .collect();
+    Ok(InspectedContainer {
+        id: record.id.clone(),
+        created: super::local::rfc3339(record.created),
+        path: process.args.first().cloned().unwrap_or_default(),
+        args: process.args.iter().skip(1).cloned().collect(),
+        state: InspectedState {
+            status: status.into(),
+            running: status == "running",
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid: report.pid.unwrap_or(0),
+            exit_code: report.exit_code,
+            error: report.error,
+            started_at: time(report.started),
+            finished_at: time(report.finished.filter(|_| status == "exited")),
+        },
+        image: record.image.hex().to_string(),
+        image_name: record.image_name.clone(),
+        rootfs: String::new(),
+        name: record.name.clone(),
+        restart_count: 0,
+        driver: "vfs".into(),
+        oci_runtime: rt.map(Runtime::name).unwrap_or_default(),
+        mounts,
+        config: InspectedConfig {
+            hostname: record.id[..12].to_string(),
+            user: process.user.clone(),
+            env: process.env.clone(),
+            cmd: process.args.clone(),
+            image: record.image_name.clone(),
+            working_dir: process.cwd.clone(),
+            stop_signal: process
+                .stop_signal
+                .clone()
+                .unwrap_or_else(|| "SIGTERM".into()),
+        },
+    })
+}
+
+/// `berth container inspect`.
+pub fn container_inspect(a: ContainerInspectArgs) -> anyhow::Result<()> {
+    let c = containers()?;
+    let rt = Runtime::find(None, c.store().root()).ok();
+    let mut out = Vec::new();
+    for spec in &a.containers {
+        let record = c.store().container(spec)?;
+        out.push(inspected_container(&c, &record, rt.as_ref())?);
+    }
+    super::local::inspect::print_inspected(&out, a.format.as_deref())
+}
+
+/// `berth inspect NAME` without a transport: as podman, a container of that name or
+/// ID first, else an image; neither is podman's "no such object".
+pub fn inspect_any(a: super::local::inspect::ImageInspectArgs) -> anyhow::Result<()> {
+    let c = containers()?;
+    let mut containers = Vec::new();
+    for spec in &a.images {
+        match c.store().container(spec) {
+            Ok(record) => containers.push(record),
+            Err(berth_transport::TransportError::Container(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if containers.is_empty() {
+        let first = a.images[0].clone();
+        return super::local::inspect::image_inspect(a).map_err(|e| {
+            match e.chain().any(|c| {
+                c.downcast_ref::<berth_transport::TransportError>()
+                    .is_some_and(|t| t.is_not_found())
+            }) {
+                true => anyhow::anyhow!("inspecting object: no such object: {first:?}"),
+                false => e,
+            }
+        });
+    }
+    if containers.len() != a.images.len() {
+        bail!("inspect: give containers or images, not both");
+    }
+    let rt = Runtime::find(None, c.store().root()).ok();
+    let out = containers
+        .iter()
+        .map(|r| inspected_container(&c, r, rt.as_ref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    super::local::inspect::print_inspected(&out, a.format.as_deref())
 }

@@ -130,13 +130,19 @@ pub fn image_inspect(a: ImageInspectArgs) -> anyhow::Result<()> {
         let img = store.find(spec)?;
         out.push(inspected(&store, &img)?);
     }
-    match a.format.as_deref() {
+    print_inspected(&out, a.format.as_deref())
+}
+
+/// Prints inspect objects (images, containers) as podman does: an array of them in
+/// Go's JSON with a five-space indent, or with `--format` a template per object.
+pub fn print_inspected<T: Serialize>(items: &[T], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
         None | Some("json") => println!(
             "{}",
-            berth_image::inspect::to_go_json_indented(&out, "     ")
+            berth_image::inspect::to_go_json_indented(&items, "     ")
         ),
         Some(template) => {
-            for item in &out {
+            for item in items {
                 let value = serde_json::to_value(item)?;
                 println!("{}", crate::client::template::render(template, &value)?);
             }

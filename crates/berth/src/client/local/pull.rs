@@ -122,22 +122,6 @@ pub fn pull(
     })
 }
 
-/// The image `name` of the store, pulled first when the store lacks it (what FROM
-/// and `run` do, as podman's `--pull=missing`).
-pub fn ensure(
-    store: &Arc<LocalStore>,
-    name: &str,
-    platform: &Platform,
-) -> anyhow::Result<berth_transport::local::Image> {
-    ensure_with(
-        store,
-        name,
-        platform,
-        PullPolicy::Missing,
-        &RegistryFlags::default(),
-    )
-}
-
 /// podman's `--pull` policies for images a command needs (build's FROM, run, create).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
