@@ -15,6 +15,7 @@
 //! The crate does no network I/O. Every place it looks at on disk comes from an [`Env`],
 //! so tests (and chroots) can point it anywhere.
 
+mod atomic;
 pub mod auth;
 pub mod env;
 pub mod policy;

@@ -16,7 +16,7 @@ use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 pub use describe::{describe, user_id_label, KeySource, TrustEntry};
-pub use edit::{set_trust, EditError, TrustType};
+pub use edit::{set_trust, write_policy, EditError, TrustType};
 pub use requirement::{
     Fulcio, KeyType, Keys, Pki, Requirement, SignedBy, SignedIdentity, SigstoreKeys, SigstoreSigned,
 };

@@ -209,6 +209,16 @@ impl Keyring {
         self.certs.is_empty()
     }
 
+    /// The certificates' user IDs (`Name <address>`), in the order read: what `podman
+    /// image trust show` names keys by.
+    pub fn user_ids(&self) -> Vec<String> {
+        self.certs
+            .iter()
+            .flat_map(|c| &c.details.users)
+            .map(|u| String::from_utf8_lossy(u.id.id()).into_owned())
+            .collect()
+    }
+
     fn cert_fingerprint(&self, cert: usize) -> String {
         hex_upper(self.certs[cert].primary_key.fingerprint().as_bytes())
     }

@@ -6,10 +6,8 @@
 //! settings another tool (docker's `psFormat`, `HttpHeaders`, …) stored in the same file.
 
 use std::collections::BTreeMap;
-use std::fs::DirBuilder;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -115,35 +113,13 @@ pub(crate) fn to_podman_json(file: &AuthConfigFile) -> Vec<u8> {
     out
 }
 
-/// Replaces `path` with `file`: parent directories created 0700, a temporary file in the
-/// same directory written and fsynced, mode 0600, renamed over the target, and the
-/// directory fsynced so the rename survives a crash. A reader sees the old or the new
-/// file, never half of one.
+/// Replaces `path` with `file` atomically: parent directories created 0700, the file
+/// 0600 (credentials), as [`crate::atomic::write`] does it.
 pub(crate) fn write_atomic(path: &Path, file: &AuthConfigFile) -> Result<(), AuthError> {
-    let err = |source| AuthError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-auth.json")
-        .tempfile_in(&dir)
-        .map_err(err)?;
-    tmp.write_all(&to_podman_json(file)).map_err(err)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    crate::atomic::write(path, &to_podman_json(file), 0o600, 0o700).map_err(|source| {
+        AuthError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }

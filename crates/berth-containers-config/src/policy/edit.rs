@@ -234,6 +234,12 @@ pub fn set_trust(
     Ok(berth_image::inspect::to_go_json(&policy).into_bytes())
 }
 
+/// Replaces the policy file with `bytes` (mode 0644, as podman writes it), atomically:
+/// every pull reads this file, and a half-written one would refuse them all.
+pub fn write_policy(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::atomic::write(path, bytes, 0o644, 0o755)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
