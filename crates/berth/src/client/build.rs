@@ -36,7 +36,7 @@ pub struct BuildArgs {
     no_cache: bool,
     /// Use the cache of steps (false: run every step, as --no-cache; the steps are
     /// still recorded)
-    #[arg(long, value_name = "BOOL", default_value_t = true, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", default_value_t = true, default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     layers: bool,
     /// When to pull FROM images: always (also --pull alone, true), missing (also
     /// false), never, newer [default: missing]
@@ -44,7 +44,7 @@ pub struct BuildArgs {
     pull: Option<String>,
     /// Require HTTPS and verify certificates when pulling FROM images (false also
     /// allows plain HTTP) [default: true, or registries.conf's insecure]
-    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
     /// Credentials file for pulling FROM images
     #[arg(long, value_name = "PATH")]
