@@ -15,7 +15,7 @@ use berth_image::{Descriptor, Digest, Manifest, ManifestKind, Platform};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
-use crate::recompress::{recompress, Compression};
+use crate::recompress::{recompress, Compress, Compression};
 use crate::{files, Place, TransportError};
 
 /// Largest config read to convert it.
@@ -33,8 +33,9 @@ pub struct CopyOptions {
     pub format: Option<Format>,
     /// Refuse anything that would change a digest.
     pub preserve_digests: bool,
-    /// Recompress layers to this (`--dest-compress-format`); `None` keeps them.
-    pub compress: Option<Compression>,
+    /// Recompress layers to a format (`--dest-compress-format`), and the level of what
+    /// is compressed (`--dest-compress-level`); `None` keeps them.
+    pub compress: Option<Compress>,
 }
 
 /// What happened to each blob, for progress lines and tests.
@@ -238,7 +239,7 @@ async fn write_image(
         .enumerate()
         .filter_map(|(i, l)| {
             let have = Compression::of(&l.media_type)?;
-            let want = match opts.compress {
+            let want = match opts.compress.and_then(|c| c.format) {
                 Some(w) => w,
                 None if have == Compression::None && dst.compresses_layers() => Compression::Gzip,
                 None => return None,
@@ -291,6 +292,7 @@ async fn write_image(
         }
     };
     if !recompressed.is_empty() {
+        let level = opts.compress.and_then(|c| c.level);
         let docker = media_type == berth_image::media_type::DOCKER_MANIFEST;
         let mut todo = Vec::new();
         for (i, want) in recompressed {
@@ -304,7 +306,7 @@ async fn write_image(
         let done: Vec<NewLayer> = stream::iter(todo)
             .map(|(i, want, media_type)| async move {
                 let (digest, size) =
-                    recompress_layer(src, dst, &m.layers[i], want, progress).await?;
+                    recompress_layer(src, dst, &m.layers[i], want, level, progress).await?;
                 Ok::<_, TransportError>(NewLayer {
                     index: i,
                     media_type,
@@ -335,13 +337,16 @@ async fn recompress_layer(
     dst: &Place,
     l: &Descriptor,
     want: Compression,
+    level: Option<i32>,
     progress: &Progress,
 ) -> Result<(Digest, u64), TransportError> {
     let from = Compression::of(&l.media_type)
         .ok_or_else(|| TransportError::Unsupported(format!("layer type {}", l.media_type)))?;
     progress.line(&format!("Recompressing blob {} as {want:?}", l.digest));
     let stream = sized(src.blob(&l.digest).await?, l.digest.clone(), l.size, None);
-    let (d, size) = dst.put_new_blob(recompress(stream, from, want)).await?;
+    let (d, size) = dst
+        .put_new_blob(recompress(stream, from, want, level))
+        .await?;
     progress.line(&format!("Blob {} is now {d}", l.digest));
     Ok((d, size))
 }

@@ -245,14 +245,23 @@ fn describe(
     reference: Option<&str>,
 ) -> Result<ReadImage, TransportError> {
     let entries = entries(dir, archive_path)?;
+    // `bar` finds `docker.io/library/bar:latest`, as containers/image writes names.
+    let normalized = |n: &str| {
+        n.parse::<berth_image::ImageReference>()
+            .ok()
+            .map(|r| r.with_default_tag().to_string())
+    };
     let entry = match reference {
         Some(r) => entries
             .iter()
             .find(|e| {
                 e["RepoTags"].as_array().is_some_and(|t| {
                     t.iter().any(|t| {
-                        t.as_str()
-                            .is_some_and(|t| t == r || t.ends_with(&format!("/{r}")))
+                        t.as_str().is_some_and(|t| {
+                            t == r
+                                || t.ends_with(&format!("/{r}"))
+                                || normalized(t).is_some_and(|t| Some(t) == normalized(r))
+                        })
                     })
                 })
             })

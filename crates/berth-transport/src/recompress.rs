@@ -46,6 +46,37 @@ impl Compression {
     }
 }
 
+/// Recompression asked for: the format layers should have (`None`: keep theirs), and
+/// the level of whatever is compressed (`None`: the format's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compress {
+    pub format: Option<Compression>,
+    pub level: Option<i32>,
+}
+
+impl Compress {
+    /// `--dest-compress-format` and `--dest-compress-level` as skopeo takes them: gzip
+    /// levels 1-9, zstd 1-20; a level alone applies to the gzip berth compresses with.
+    pub fn new(format: Option<Compression>, level: Option<i32>) -> Result<Compress, String> {
+        let range = match format {
+            Some(Compression::Zstd) => 1..=20,
+            _ => 1..=9,
+        };
+        if let Some(l) = level.filter(|l| !range.contains(l)) {
+            let name = match format {
+                Some(Compression::Zstd) => "zstd",
+                _ => "gzip",
+            };
+            return Err(format!(
+                "compression level {l} is out of range for {name} ({}-{})",
+                range.start(),
+                range.end()
+            ));
+        }
+        Ok(Compress { format, level })
+    }
+}
+
 /// Reads chunks a channel brings.
 struct ChannelReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
@@ -99,8 +130,14 @@ impl Write for ChannelWriter {
     }
 }
 
-/// `stream`, compressed with `from`, as `to`.
-pub fn recompress(mut stream: ByteStream, from: Compression, to: Compression) -> ByteStream {
+/// `stream`, compressed with `from`, as `to` (at `level`, else gzip's fastest and
+/// zstd's 3).
+pub fn recompress(
+    mut stream: ByteStream,
+    from: Compression,
+    to: Compression,
+    level: Option<i32>,
+) -> ByteStream {
     let (in_tx, in_rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     let (out_tx, out_rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     tokio::spawn(async move {
@@ -134,12 +171,15 @@ pub fn recompress(mut stream: ByteStream, from: Compression, to: Compression) ->
                     out.flush()
                 }
                 Compression::Gzip => {
-                    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+                    let level = level.map_or(flate2::Compression::fast(), |l| {
+                        flate2::Compression::new(l.clamp(0, 9) as u32)
+                    });
+                    let mut enc = flate2::write::GzEncoder::new(out, level);
                     std::io::copy(&mut plain, &mut enc)?;
                     enc.finish()?.flush()
                 }
                 Compression::Zstd => {
-                    let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                    let mut enc = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
                     std::io::copy(&mut plain, &mut enc)?;
                     enc.finish()?.flush()
                 }
@@ -170,7 +210,7 @@ mod tests {
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
                 .collect::<Vec<_>>(),
         ));
-        let zst: Vec<Bytes> = recompress(src, Compression::Gzip, Compression::Zstd)
+        let zst: Vec<Bytes> = recompress(src, Compression::Gzip, Compression::Zstd, None)
             .try_collect()
             .await
             .unwrap();
@@ -179,7 +219,7 @@ mod tests {
         let back: ByteStream = Box::pin(futures_util::stream::once(
             async move { Ok(Bytes::from(zst)) },
         ));
-        let plain2: Vec<Bytes> = recompress(back, Compression::Zstd, Compression::None)
+        let plain2: Vec<Bytes> = recompress(back, Compression::Zstd, Compression::None, None)
             .try_collect()
             .await
             .unwrap();
@@ -188,9 +228,36 @@ mod tests {
         let junk: ByteStream = Box::pin(futures_util::stream::once(async {
             Ok(Bytes::from_static(b"not gzip"))
         }));
-        assert!(recompress(junk, Compression::Gzip, Compression::Zstd)
+        assert!(recompress(junk, Compression::Gzip, Compression::Zstd, None)
             .try_collect::<Vec<_>>()
             .await
             .is_err());
+    }
+
+    /// A higher level gives smaller output, and levels out of skopeo's range are refused.
+    #[tokio::test]
+    async fn levels() {
+        let plain: Vec<u8> = (0..2_000_000u32)
+            .map(|i| (i.wrapping_mul(7919) % 13 + i % 5) as u8)
+            .collect();
+        let size = |level| {
+            let src: ByteStream = Box::pin(futures_util::stream::once({
+                let p = Bytes::from(plain.clone());
+                async move { Ok(p) }
+            }));
+            async move {
+                recompress(src, Compression::None, Compression::Gzip, level)
+                    .try_collect::<Vec<Bytes>>()
+                    .await
+                    .unwrap()
+                    .concat()
+                    .len()
+            }
+        };
+        assert!(size(Some(9)).await < size(Some(1)).await);
+        assert!(Compress::new(Some(Compression::Gzip), Some(10)).is_err());
+        assert!(Compress::new(None, Some(0)).is_err());
+        assert!(Compress::new(Some(Compression::Zstd), Some(20)).is_ok());
+        assert!(Compress::new(Some(Compression::Zstd), Some(21)).is_err());
     }
 }

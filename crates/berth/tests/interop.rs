@@ -2360,3 +2360,194 @@ fn inspect_every_transport_as_skopeo() {
     let missing = ctx.berth(&["inspect", "local:inspect/none"]).run_fail();
     assert_eq!(missing.status.code(), Some(2), "{}", missing.stderr);
 }
+
+/// Issue 17 (11): skopeo's copy flags people reach for first, side by side with
+/// skopeo 1.9.3: per-side auth files and usernames, `--additional-tag`,
+/// `--dest-compress-level`, `--remove-signatures`.
+#[test]
+fn copy_flags_as_skopeo() {
+    let mut ctx = Ctx::new("copy-flags", &[BUILDAH, SKOPEO]);
+    let reg = ctx.start(ServerKind::Berth);
+    let root = ctx.berth_root(&reg).display().to_string();
+    let [pf, pv] = ctx.policy_args();
+    let policy = ctx.p("policy.json");
+    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        ctx.berth(&[
+            "registry",
+            "--root",
+            &root,
+            "user",
+            "add",
+            user,
+            "--password-stdin",
+        ])
+        .stdin(format!("{pw}\n").as_bytes())
+        .run();
+    }
+    let image = ctx.build_busybox("localhost/test/flags:v1");
+    let app = format!("docker://{reg}/alice/app:v1");
+    ctx.buildah(&[
+        "push",
+        &pf,
+        &pv,
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &image,
+        &app,
+    ])
+    .run();
+    let berth_copy = |extra: &[&str]| {
+        let mut args = vec![
+            "copy",
+            "--policy",
+            policy.as_str(),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        args.extend(extra);
+        ctx.berth(&args)
+    };
+
+    ctx.step("--src-authfile and --dest-authfile: one account per side");
+    let (src_auth, dest_auth) = (ctx.p("src-auth.json"), ctx.p("dest-auth.json"));
+    for (file, user) in [(&src_auth, "alice"), (&dest_auth, "bob")] {
+        ctx.skopeo(&[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            file,
+            "-u",
+            user,
+            "-p",
+            &format!("{user}-pw"),
+            &reg,
+        ])
+        .run();
+    }
+    let to_bob = format!("docker://{reg}/bob/app:v1");
+    berth_copy(&[&app, &to_bob]).run_fail();
+    for tool in ["berth", "skopeo"] {
+        let dest = format!("docker://{reg}/bob/{tool}-authfile:v1");
+        let args = [
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-authfile",
+            &src_auth,
+            "--dest-authfile",
+            &dest_auth,
+            &app,
+            &dest,
+        ];
+        match tool {
+            "berth" => ctx.berth(&args).run(),
+            _ => ctx.skopeo(&args).run(),
+        };
+        ctx.skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "bob:bob-pw",
+            &dest,
+        ])
+        .run();
+    }
+
+    ctx.step("--src-username/--src-password, --dest-username/--dest-password");
+    for tool in ["berth", "skopeo"] {
+        let dest = format!("docker://{reg}/bob/{tool}-username:v1");
+        let args = [
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-username",
+            "alice",
+            "--src-password",
+            "alice-pw",
+            "--dest-username",
+            "bob",
+            "--dest-password",
+            "bob-pw",
+            &app,
+            &dest,
+        ];
+        match tool {
+            "berth" => ctx.berth(&args).run(),
+            _ => ctx.skopeo(&args).run(),
+        };
+    }
+    let wrong = berth_copy(&[
+        "--src-username",
+        "alice",
+        "--src-password",
+        "nope",
+        &app,
+        &format!("dir:{}", ctx.p("never")),
+    ])
+    .run_fail();
+    assert_eq!(wrong.stderr.trim().lines().count(), 1, "{}", wrong.stderr);
+
+    ctx.step("--additional-tag names the image in a docker archive as skopeo does");
+    let creds = ["--src-creds", "alice:alice-pw"];
+    let repo_tags = |tar: &str| -> Value {
+        let out = ctx.cmd("tar", &["-xOf", tar, "manifest.json"]).run();
+        serde_json::from_slice::<Value>(&out.stdout_bytes).unwrap()[0]["RepoTags"].clone()
+    };
+    let tagged = |tool: &str| {
+        let tar = ctx.p(&format!("{tool}-tags.tar"));
+        let dest = format!("docker-archive:{tar}:bar");
+        let mut args = vec!["copy", "--src-tls-verify=false"];
+        args.extend(creds);
+        args.extend([
+            "--additional-tag",
+            "foo:v2",
+            "--additional-tag",
+            "quay.io/a/b:c",
+            &app,
+            &dest,
+        ]);
+        match tool {
+            "berth" => ctx.berth(&args).run(),
+            _ => ctx.skopeo(&args).run(),
+        };
+        repo_tags(&tar)
+    };
+    assert_eq!(tagged("berth"), tagged("skopeo"));
+    assert_eq!(
+        tagged("berth"),
+        serde_json::json!([
+            "docker.io/library/bar:latest",
+            "docker.io/library/foo:v2",
+            "quay.io/a/b:c"
+        ])
+    );
+
+    ctx.step("--dest-compress-level: zstd 19 packs smaller than 1; out of range is refused");
+    let layer_size = |level: &str| {
+        let dest = format!("oci:{}:v1", ctx.p(&format!("level-{level}")));
+        let mut args = creds.to_vec();
+        args.extend([
+            "--dest-compress-format",
+            "zstd",
+            "--dest-compress-level",
+            level,
+            "--remove-signatures",
+            &app,
+            &dest,
+        ]);
+        berth_copy(&args).run();
+        let m = Manifest::parse(ctx.skopeo(&["inspect", "--raw", &dest]).run().stdout_bytes);
+        m.json["layers"][0]["size"].as_u64().unwrap()
+    };
+    assert!(layer_size("19") < layer_size("1"));
+    let out = berth_copy(&[
+        "--dest-compress-level",
+        "12",
+        &app,
+        &format!("oci:{}:v1", ctx.p("level-12")),
+    ])
+    .run_fail();
+    assert!(out.stderr.contains("out of range"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+}

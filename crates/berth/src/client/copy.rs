@@ -12,7 +12,7 @@ use berth_transport::dir::DirImage;
 use berth_transport::docker_archive::DockerArchive;
 use berth_transport::local::LocalStore;
 use berth_transport::oci::Layout;
-use berth_transport::recompress::Compression;
+use berth_transport::recompress::{Compress, Compression};
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
@@ -24,12 +24,40 @@ pub struct Sides {
     /// Credentials file for both sides
     #[arg(long, value_name = "PATH")]
     authfile: Option<PathBuf>,
+    /// Credentials file for the source registry [default: --authfile's]
+    #[arg(long, value_name = "PATH")]
+    src_authfile: Option<PathBuf>,
+    /// Credentials file for the destination registry [default: --authfile's]
+    #[arg(long, value_name = "PATH")]
+    dest_authfile: Option<PathBuf>,
     /// USERNAME[:PASSWORD] for the source registry
     #[arg(long, value_name = "USERNAME[:PASSWORD]")]
     src_creds: Option<String>,
     /// USERNAME[:PASSWORD] for the destination registry
     #[arg(long, value_name = "USERNAME[:PASSWORD]")]
     dest_creds: Option<String>,
+    /// Username for the source registry (with --src-password)
+    #[arg(
+        long,
+        value_name = "USERNAME",
+        conflicts_with = "src_creds",
+        requires = "src_password"
+    )]
+    src_username: Option<String>,
+    /// Password for the source registry (with --src-username)
+    #[arg(long, value_name = "PASSWORD", requires = "src_username")]
+    src_password: Option<String>,
+    /// Username for the destination registry (with --dest-password)
+    #[arg(
+        long,
+        value_name = "USERNAME",
+        conflicts_with = "dest_creds",
+        requires = "dest_password"
+    )]
+    dest_username: Option<String>,
+    /// Password for the destination registry (with --dest-username)
+    #[arg(long, value_name = "PASSWORD", requires = "dest_username")]
+    dest_password: Option<String>,
     /// Read the source anonymously
     #[arg(long)]
     src_no_creds: bool,
@@ -71,18 +99,35 @@ pub struct Sides {
     insecure_policy: bool,
 }
 
+/// One side's flags, as [`Sides::flags`] turns them into a registry's.
+struct Side<'a> {
+    authfile: &'a Option<PathBuf>,
+    creds: &'a Option<String>,
+    username: &'a Option<String>,
+    password: &'a Option<String>,
+    no_creds: bool,
+    token: &'a Option<String>,
+    tls: Option<bool>,
+    cert_dir: &'a Option<PathBuf>,
+}
+
 impl Sides {
-    fn flags(
-        &self,
-        creds: &Option<String>,
-        no_creds: bool,
-        token: &Option<String>,
-        tls: Option<bool>,
-        cert_dir: &Option<PathBuf>,
-    ) -> RegistryFlags {
+    fn flags(&self, side: Side<'_>) -> RegistryFlags {
+        // --x-username/--x-password are --x-creds in two flags (clap requires both).
+        let creds = match (side.username, side.password) {
+            (Some(u), Some(p)) => Some(format!("{u}:{p}")),
+            _ => side.creds.clone(),
+        };
+        let Side {
+            no_creds,
+            token,
+            tls,
+            cert_dir,
+            ..
+        } = side;
         RegistryFlags {
-            authfile: self.authfile.clone(),
-            creds: creds.clone(),
+            authfile: side.authfile.clone().or_else(|| self.authfile.clone()),
+            creds,
             no_creds,
             registry_token: token.clone(),
             tls_verify: tls,
@@ -92,23 +137,29 @@ impl Sides {
     }
 
     pub fn source(&self) -> RegistryFlags {
-        self.flags(
-            &self.src_creds,
-            self.src_no_creds,
-            &self.src_registry_token,
-            self.src_tls_verify,
-            &self.src_cert_dir,
-        )
+        self.flags(Side {
+            authfile: &self.src_authfile,
+            creds: &self.src_creds,
+            username: &self.src_username,
+            password: &self.src_password,
+            no_creds: self.src_no_creds,
+            token: &self.src_registry_token,
+            tls: self.src_tls_verify,
+            cert_dir: &self.src_cert_dir,
+        })
     }
 
     pub fn destination(&self) -> RegistryFlags {
-        self.flags(
-            &self.dest_creds,
-            self.dest_no_creds,
-            &self.dest_registry_token,
-            self.dest_tls_verify,
-            &self.dest_cert_dir,
-        )
+        self.flags(Side {
+            authfile: &self.dest_authfile,
+            creds: &self.dest_creds,
+            username: &self.dest_username,
+            password: &self.dest_password,
+            no_creds: self.dest_no_creds,
+            token: &self.dest_registry_token,
+            tls: self.dest_tls_verify,
+            cert_dir: &self.dest_cert_dir,
+        })
     }
 
     /// Progress on stderr (stdout stays for data): bars on a terminal, lines otherwise.
@@ -143,6 +194,15 @@ pub struct CopyArgs {
     /// Recompress layers with gzip or zstd (zstd needs an OCI manifest)
     #[arg(long, value_name = "FORMAT", value_parser = ["gzip", "zstd"])]
     dest_compress_format: Option<String>,
+    /// Level of the compression written: gzip 1-9, zstd 1-20
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    dest_compress_level: Option<i32>,
+    /// More names for the image in a docker-archive: destination (RepoTags)
+    #[arg(long, value_name = "NAME")]
+    additional_tag: Vec<String>,
+    /// Do not copy signatures (berth copies none yet, so this changes nothing)
+    #[arg(long)]
+    remove_signatures: bool,
     /// Write the digest of the copied manifest to this file
     #[arg(long, value_name = "PATH")]
     digestfile: Option<PathBuf>,
@@ -194,10 +254,23 @@ pub fn open(config: &Config, name: &ImageName, flags: &RegistryFlags) -> anyhow:
         ImageName::Dir(path) => Place::Dir(DirImage::new(path.clone())),
         ImageName::Local(r) => local_place(&LocalStore::open(&crate::paths::storage_root()?)?, r),
         ImageName::OciArchive { path, reference } => Place::write_archive(path, reference.clone())?,
-        ImageName::DockerArchive { path, reference } => {
-            Place::DockerArchive(DockerArchive::write(path, reference.clone())?)
-        }
+        ImageName::DockerArchive { path, reference } => Place::DockerArchive(DockerArchive::write(
+            path,
+            reference.as_deref().map(archive_name).transpose()?,
+        )?),
     })
+}
+
+/// A name recorded in a docker archive's `RepoTags`, normalized as containers/image
+/// records it (`bar` -> `docker.io/library/bar:latest`); a digest has no place there.
+pub fn archive_name(name: &str) -> anyhow::Result<String> {
+    let r: berth_image::ImageReference = name
+        .parse()
+        .with_context(|| format!("invalid name {name:?} for a docker archive"))?;
+    if r.digest().is_some() {
+        bail!("{name}: a docker archive names images by tag, not by digest");
+    }
+    Ok(r.with_default_tag().to_string())
 }
 
 /// Image `r` in the local store `store`.
@@ -294,11 +367,21 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
             _ => Format::Oci,
         }),
         preserve_digests: a.preserve_digests,
-        compress: a.dest_compress_format.as_deref().map(|c| match c {
-            "zstd" => Compression::Zstd,
-            _ => Compression::Gzip,
-        }),
+        compress: compression(a.dest_compress_format.as_deref(), a.dest_compress_level)?,
     };
+    if !a.additional_tag.is_empty() {
+        match (&dst, &dst_name) {
+            (Place::DockerArchive(archive), ImageName::DockerArchive { reference, .. }) => {
+                let mut names = Vec::new();
+                for n in reference.iter().chain(&a.additional_tag) {
+                    names.push(archive_name(n)?);
+                }
+                archive.set_tags(names);
+            }
+            // skopeo ignores it there too; say so rather than nothing.
+            _ => eprintln!("berth: --additional-tag names images in docker-archive: only; ignored"),
+        }
+    }
     let digest = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -312,6 +395,20 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--dest-compress-format` and `--dest-compress-level`, checked.
+fn compression(format: Option<&str>, level: Option<i32>) -> anyhow::Result<Option<Compress>> {
+    if format.is_none() && level.is_none() {
+        return Ok(None);
+    }
+    let format = format.map(|c| match c {
+        "zstd" => Compression::Zstd,
+        _ => Compression::Gzip,
+    });
+    Ok(Some(Compress::new(format, level).map_err(|e| {
+        anyhow::anyhow!("--dest-compress-level: {e}")
+    })?))
 }
 
 /// Checks policy.json (`policy`, else the default file) for reading `name`, as
