@@ -14,3 +14,4 @@ pub mod simple;
 
 pub use gpg::{sign_with_gpg, GpgError};
 pub use simple::{standalone_verify, verify_simple, ManifestCheck, SimpleError, SimpleSignature};
+pub mod sigstore;
