@@ -104,6 +104,35 @@ fn login_honours_insecure_and_reuses_stored_credentials_as_podman() {
     assert!(berth.stderr.contains(PLAIN_HTTP), "{}", berth.stderr);
     assert_eq!(berth.stderr.lines().count(), 1, "{}", berth.stderr);
 
+    // `--tls-verify` alone is true, and the registry after it stays the registry.
+    for args in [
+        [
+            "login",
+            "--tls-verify",
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+            reg.as_str(),
+        ],
+        [
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+            "--tls-verify",
+            reg.as_str(),
+        ],
+    ] {
+        let berth = ctx.berth(&args).run_fail();
+        assert!(berth.stderr.contains(PLAIN_HTTP), "{}", berth.stderr);
+    }
+    let pull = ctx
+        .berth(&["pull", "--tls-verify", &format!("{reg}/alice/none:v1")])
+        .run_fail();
+    assert!(pull.stderr.contains(PLAIN_HTTP), "{}", pull.stderr);
+
     ctx.step("insecure = true: both log in over HTTP");
     registries_conf(&ctx, &[], &[&reg]);
     assert_eq!(ctx.berth(&login).run().stdout, "Login Succeeded!\n");

@@ -30,7 +30,7 @@ pub struct LoginArgs {
     #[arg(long)]
     get_login: bool,
     /// Require HTTPS and verify certificates (false also allows plain HTTP)
-    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
     /// TLS material for the registry (*.crt authorities, NAME.cert + NAME.key)
     #[arg(long, value_name = "DIR")]

@@ -40,7 +40,7 @@ pub struct RegistryFlags {
     #[arg(long, value_name = "TOKEN")]
     pub registry_token: Option<String>,
     /// Require HTTPS and verify certificates (false also allows plain HTTP)
-    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     pub tls_verify: Option<bool>,
     /// Retries of a request that failed for a passing reason (network, 5xx, 429)
     #[arg(long, value_name = "N", default_value_t = 3)]
