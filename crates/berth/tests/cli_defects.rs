@@ -223,6 +223,9 @@ fn build_pulls_from_an_insecure_registry_with_podman_flags() {
     assert!(berth.stderr.contains(PLAIN_HTTP), "{}", berth.stderr);
     ctx.berth(&["build", "-q", &c]).run();
     ctx.podman(&["build", "-q", &c]).run();
+    // create (and run) pull through the same path.
+    ctx.berth(&["rmi", "-f", &base]).run();
+    ctx.berth(&["create", &base, "/hello"]).run();
 
     ctx.step("--pull policies, with the registry of the FROM image unreachable");
     let closed = format!("127.0.0.1:{}/lib/gone:v1", closed_port());
