@@ -135,6 +135,15 @@ impl ImageReference {
     }
 }
 
+/// `name@digest` when `reference` is a digest, else `name:tag`: how a repository and
+/// a tag-or-digest are written together (never `name:sha256:…`).
+pub fn join(name: &str, reference: &str) -> String {
+    match reference.parse::<crate::Digest>() {
+        Ok(_) => format!("{name}@{reference}"),
+        Err(_) => format!("{name}:{reference}"),
+    }
+}
+
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = self.name();
@@ -263,6 +272,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("{s}: {e}"))
             .with_default_tag()
             .to_string()
+    }
+
+    #[test]
+    fn joins_tags_and_digests() {
+        let d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        assert_eq!(join("h/a", "v1"), "h/a:v1");
+        assert_eq!(join("h/a", d), format!("h/a@{d}"));
     }
 
     #[test]

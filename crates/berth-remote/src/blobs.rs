@@ -181,7 +181,10 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, RemoteError> {
-        let what = format!("manifest {}/{repo}:{reference}", self.host());
+        let what = format!(
+            "manifest {}",
+            berth_image::reference::join(&format!("{}/{repo}", self.host()), reference)
+        );
         let r = self
             .send_with(
                 Method::PUT,

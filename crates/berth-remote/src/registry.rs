@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use berth_image::reference::join;
 use berth_image::Digest;
 use reqwest::header::{
     HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -398,7 +399,7 @@ impl Registry {
     /// The manifest `reference` (tag or digest) of `repo`, verified when fetched by
     /// digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Result<RawManifest, RemoteError> {
-        let what = format!("{}/{repo}:{reference}", self.host);
+        let what = join(&format!("{}/{repo}", self.host), reference);
         let path = format!("/v2/{repo}/manifests/{reference}");
         let r = self
             .send(
@@ -451,7 +452,7 @@ impl Registry {
         if r.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let what = format!("{}/{repo}:{reference}", self.host);
+        let what = join(&format!("{}/{repo}", self.host), reference);
         let r = check(r, &what).await?;
         match r
             .headers()

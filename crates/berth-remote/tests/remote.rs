@@ -196,3 +196,20 @@ async fn transient_failures_are_retried_and_final_ones_are_not() {
     assert!(matches!(err, RemoteError::Digest { .. }), "{err}");
     assert!(err.to_string().contains("liar"), "{err}");
 }
+
+/// A manifest asked for by digest is named `repo@digest` in the error, not
+/// `repo:sha256:…`; by tag, `repo:tag`.
+#[tokio::test]
+async fn missing_manifests_are_named_as_references() {
+    let app = axum::Router::new()
+        .route("/v2/", get(|| async { "{}" }))
+        .route("/v2/{*rest}", get(|| async { StatusCode::NOT_FOUND }));
+    let host = serve(app).await;
+    let reg = Registry::new(&host, options(None)).unwrap();
+    let d = Digest::sha256_of(b"x");
+    let e = reg.manifest("a/b", &d.to_string()).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert_eq!(e.to_string(), format!("{host}/a/b@{d}: not found"));
+    let e = reg.manifest("a/b", "v1").await.unwrap_err();
+    assert_eq!(e.to_string(), format!("{host}/a/b:v1: not found"));
+}

@@ -197,7 +197,7 @@ impl Config {
             {
                 Ok(Some(_)) => return Ok((logical, registry, r)),
                 Ok(None) => {
-                    let what = format!("{}:{reference}", r.name());
+                    let what = berth_image::reference::join(&r.name(), &reference);
                     failed.add(
                         &logical,
                         berth_remote::RemoteError::NotFound { what }.into(),

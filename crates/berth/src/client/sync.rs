@@ -221,7 +221,10 @@ async fn run_jobs(
     );
     let one = |job: Job| {
         let (copied, skipped, failed) = (&copied, &skipped, &failed);
-        let src_name = format!("{}/{}:{}", job.src.host(), job.repo, job.reference);
+        let src_name = berth_image::reference::join(
+            &format!("{}/{}", job.src.host(), job.repo),
+            &job.reference,
+        );
         let dst_name = job.target.name(&job.reference);
         async move {
             let result: anyhow::Result<()> = async {
