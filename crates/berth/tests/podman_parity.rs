@@ -409,3 +409,164 @@ fn missing_commands_logs_and_inspect_match_podman() {
         "{state}"
     );
 }
+
+/// Runs `run ARGS` with each tool; (stdout, error lines, status).
+fn both_run(ctx: &Ctx, args: &[&str], stdin: Option<&[u8]>) -> [(String, String, Option<i32>); 2] {
+    [PODMAN, "berth"].map(|which| {
+        let mut r = tool(ctx, which, &run_args(which, args));
+        if let Some(bytes) = stdin {
+            r = r.stdin(bytes);
+        }
+        let out = r.run_any();
+        let errors = match which {
+            PODMAN => out.error_lines(),
+            _ => out.stderr.trim().to_string(),
+        };
+        (out.stdout.clone(), errors, out.status.code())
+    })
+}
+
+#[test]
+fn run_flags_match_podman() {
+    let mut ctx = Ctx::new("run-flags", &[PODMAN, RUNC]);
+    let tar = busybox_tar(&ctx);
+    let img = "localhost/bb:1";
+    ctx.podman(&["import", &tar, img]).run();
+    ctx.berth(&["import", &tar, img]).run();
+
+    ctx.step("--env-file: podman's parsing, before -e");
+    fs::write(
+        ctx.path("vars.env"),
+        "# a comment\n  A=1\nB=x=y\nFROM_HOST\nC= spaced \n\nMISSING\n",
+    )
+    .unwrap();
+    let show = "env | sort | grep -E '^(A|B|C|FROM_HOST|MISSING)='";
+    let [p, b] = [PODMAN, "berth"].map(|which| {
+        tool(
+            &ctx,
+            which,
+            &run_args(
+                which,
+                &[
+                    "--rm",
+                    "--env-file",
+                    "vars.env",
+                    "-e",
+                    "A=2",
+                    img,
+                    "sh",
+                    "-c",
+                    show,
+                ],
+            ),
+        )
+        .env("FROM_HOST", "h")
+        .run()
+        .stdout
+    });
+    assert_eq!(p, "A=2\nB=x=y\nC= spaced \nFROM_HOST=h\n");
+    assert_eq!(b, p);
+    fs::write(ctx.path("bad.env"), "=A\n").unwrap();
+    let [p, b] = both_run(&ctx, &["--rm", "--env-file", "bad.env", img, "true"], None);
+    assert_eq!(p.2, Some(125));
+    assert_eq!(b, p, "the same one-line error");
+
+    ctx.step("-v host binds, ro and rw");
+    let host = ctx.path("shared");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("f"), "data\n").unwrap();
+    let ro = format!("{}:/data:ro", host.display());
+    let rw = format!("{}:/data", host.display());
+    let script = "cat /data/f; echo x > /data/ro 2>/dev/null || echo refused";
+    let [p, b] = both_run(&ctx, &["--rm", "-v", &ro, img, "sh", "-c", script], None);
+    assert_eq!(p.0, "data\nrefused\n");
+    assert_eq!(b.0, p.0);
+    for which in [PODMAN, "berth"] {
+        let line = format!("echo {which} > /data/{which}");
+        tool(
+            &ctx,
+            which,
+            &run_args(which, &["--rm", "-v", &rw, img, "sh", "-c", &line]),
+        )
+        .run();
+        assert_eq!(
+            fs::read_to_string(host.join(which)).unwrap(),
+            format!("{which}\n")
+        );
+    }
+
+    ctx.step("-i: the container reads stdin only when asked");
+    let [p, b] = both_run(&ctx, &["--rm", "-i", img, "cat"], Some(b"piped\n"));
+    assert_eq!((p.0.as_str(), b.0.as_str()), ("piped\n", "piped\n"));
+    let [p, b] = both_run(&ctx, &["--rm", img, "cat"], Some(b"piped\n"));
+    assert_eq!((p.0.as_str(), b.0.as_str()), ("", ""));
+
+    ctx.step("--network host is berth's; what it cannot do is one line, 125");
+    ctx.berth(&["run", "--rm", "--network", "host", img, "true"])
+        .run();
+    for (flags, says) in [
+        (
+            &["--network", "bridge"][..],
+            "only --network host is supported",
+        ),
+        (&["-p", "8080:80"], "ports are not published"),
+        (&["-t"], "terminal for the container is not supported yet"),
+        (
+            &["-v", "named:/data"],
+            "named volumes are not supported yet",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend([img, "true"]);
+        let out = ctx.berth(&args).run_any();
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr.starts_with("Error: ") && out.stderr.contains(says),
+            "{}",
+            out.stderr
+        );
+    }
+
+    ctx.step("usage errors: 125 for podman-style commands, as podman; skopeo-style keep 2");
+    for args in [&["images", "--bogus"][..], &["run"], &["rmi", "--bogus"]] {
+        let p = ctx.podman(args).run_any();
+        let b = ctx.berth(args).run_any();
+        assert_eq!(p.status.code(), Some(125), "podman {args:?}");
+        assert_eq!(b.status.code(), Some(125), "berth {args:?}: {}", b.stderr);
+    }
+    let out = ctx.berth(&["list-tags", "--bogus", "x"]).run_any();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+
+    ctx.step("--tls-verify=false: run pulls from a plain-HTTP registry");
+    let reg = ctx.start(ServerKind::Berth);
+    let remote = format!("{reg}/test/bb:1");
+    ctx.berth(&[
+        "push",
+        "--tls-verify=false",
+        img,
+        &format!("docker://{remote}"),
+    ])
+    .run();
+    let out = ctx.berth(&["run", "--rm", &remote, "true"]).run_any();
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "TLS is required by default: {}",
+        out.stderr
+    );
+    let out = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "--tls-verify=false",
+            &remote,
+            "echo",
+            "pulled",
+        ])
+        .run();
+    assert!(out.stdout.ends_with("pulled\n"), "{}", out.stdout);
+    ctx.berth(&["create", "--tls-verify=false", &remote, "true"])
+        .run();
+}
