@@ -1,14 +1,13 @@
 //! `berth registry …` against a data folder and against a running server, and `berth
 //! serve` with TLS, including a certificate reload on SIGHUP.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, BERTH};
+use common::{admin, free_port, BERTH};
 
 /// A `berth serve` process, killed when dropped.
 struct Serve {
@@ -40,25 +39,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs `berth registry ARGS` with `stdin`.
-fn admin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BERTH)
-        .arg("registry")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[track_caller]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, BERTH};
+use common::{admin, free_port, BERTH};
 
 /// A `berth serve` process, killed when dropped.
 struct Serve {
@@ -466,26 +466,17 @@ fn a_failed_bind_creates_no_data_folder() {
 fn users_can_be_added_before_the_first_serve() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    let registry = |args: &[&str], stdin: &[u8]| {
-        let mut child = Command::new(BERTH)
-            .env_remove("BERTH_ROOT")
-            .arg("registry")
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+    let r = root.to_str().unwrap();
+    let registry = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--root", r];
+        all.extend(args);
+        admin(&all, stdin)
     };
-    let out = registry(&["user", "list"], b"");
+    let out = registry(&["user", "list"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no registry at"));
     assert!(!root.exists());
-    let out = registry(&["user", "add", "alice", "--password-stdin"], b"alice-pw\n");
+    let out = registry(&["user", "add", "alice", "--password-stdin"], "alice-pw\n");
     assert!(
         out.status.success(),
         "{}",

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
@@ -13,4 +15,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding a loopback port")
+}
+
+/// Runs `berth registry ARGS` with `stdin` (`BERTH_ROOT` unset: pass `--root`).
+pub fn admin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BERTH)
+        .env_remove("BERTH_ROOT")
+        .arg("registry")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth registry starts");
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.as_bytes())
+            .expect("writing berth's stdin");
+    }
+    child.wait_with_output().expect("berth registry exits")
 }
