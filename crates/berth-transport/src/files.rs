@@ -76,6 +76,7 @@ async fn write_temp(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(io(dir, "creating"))?;
+    sweep_once(dir);
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".tmp-{tag}-{}-{n}", std::process::id()));
@@ -102,6 +103,54 @@ async fn write_temp(
             Err(e)
         }
     }
+}
+
+/// A temporary file untouched this long is no longer being written, whoever made it.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes, once per folder and process, the temporary blob files an interrupted
+/// copy left in `dir`: those of a process that is gone, and any not written to for
+/// [`STALE_AFTER`] (a process ID may have been reused). A live copy's file is kept:
+/// its writer changes it all the time. Failures are ignored; this is tidying.
+fn sweep_once(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        let idle = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if gone || idle {
+            tracing::debug!(file = %e.path().display(), "removing a stale temporary blob");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The process that made temporary blob file `name` (`.tmp-TAG-PID-N`), if it is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix(".tmp-")?.rsplitn(3, '-');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    parts.next()?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
 }
 
 /// Bytes of one stream in flight between the receiving task and the writing thread.
@@ -211,4 +260,47 @@ pub(crate) fn scratch_beside(
         .prefix(prefix)
         .tempdir_in(&parent)
         .map_err(io(&parent, "creating a temporary folder in"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names() {
+        assert_eq!(temp_owner(".tmp-new-1234-7"), Some(1234));
+        assert_eq!(temp_owner(".tmp-0123456789abcdef-42-0"), Some(42));
+        assert_eq!(temp_owner(".tmp-new-x-7"), None);
+        assert_eq!(temp_owner("sha256"), None);
+        assert_eq!(temp_owner(".tmp-7"), None);
+    }
+
+    /// An interrupted copy's temporary files go at the next write into the folder
+    /// (a dead process's at once, anyone's idle for an hour); a live writer's stay.
+    #[tokio::test]
+    async fn stale_temporaries_are_removed_on_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // Above the kernel's largest PID (2^22): no such process.
+        let dead = dir.path().join(".tmp-new-999999999-3");
+        let live = dir.path().join(format!(".tmp-new-{me}-999"));
+        let idle = dir.path().join(format!(".tmp-abc-{me}-998"));
+        let other = dir.path().join(".tmp-not-ours");
+        for f in [&dead, &live, &idle, &other] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        std::fs::File::options()
+            .write(true)
+            .open(&idle)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_AFTER)
+            .unwrap();
+        let d = Digest::sha256_of(b"blob");
+        write_blob(&dir.path().join(d.hex()), &d, once(b"blob"))
+            .await
+            .unwrap();
+        assert!(!dead.exists() && !idle.exists());
+        assert!(live.exists() && other.exists());
+        assert_eq!(std::fs::read(dir.path().join(d.hex())).unwrap(), b"blob");
+    }
 }
