@@ -14,4 +14,6 @@ pub mod simple;
 
 pub use gpg::{sign_with_gpg, GpgError};
 pub use simple::{standalone_verify, verify_simple, ManifestCheck, SimpleError, SimpleSignature};
+pub mod identity;
+pub mod policy;
 pub mod sigstore;

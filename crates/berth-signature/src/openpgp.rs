@@ -422,3 +422,93 @@ fn secret_is_encrypted(k: &SignedSecretKey) -> bool {
 pub(crate) fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
+
+/// Keys made with rpgp for tests that must not depend on gpg.
+#[cfg(test)]
+pub(crate) mod testkeys {
+    use pgp::composed::{
+        EncryptionCaps, KeyType, SecretKeyParamsBuilder, SignedPublicKey, SubkeyParamsBuilder,
+    };
+    use pgp::ser::Serialize;
+
+    /// An ed25519 key for `uid`: (armored secret key, binary public key). With
+    /// `subkey`, the primary only certifies and a subkey signs, as in many real keys.
+    pub(crate) fn generate(uid: &str, subkey: bool) -> (Vec<u8>, Vec<u8>) {
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(!subkey)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id(uid.into());
+        if subkey {
+            let mut sign = SubkeyParamsBuilder::default();
+            sign.key_type(KeyType::Ed25519Legacy)
+                .can_sign(true)
+                .can_encrypt(EncryptionCaps::None)
+                .can_authenticate(false);
+            params.subkeys(vec![sign.build().unwrap()]);
+        }
+        let secret = params
+            .build()
+            .unwrap()
+            .generate(rand08::thread_rng())
+            .unwrap();
+        let armored = secret.to_armored_bytes(Default::default()).unwrap();
+        let mut public = Vec::new();
+        SignedPublicKey::from(secret)
+            .to_writer(&mut public)
+            .unwrap();
+        (armored, public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_with_primary_and_with_signing_subkey() {
+        for subkey in [false, true] {
+            let (secret, public) = testkeys::generate("T <t@example.com>", subkey);
+            let ring = Keyring::from_bytes(&public).unwrap();
+            let sig = sign_with_key(&secret, "", b"payload").unwrap();
+            let v = verify(&ring, &sig).unwrap();
+            assert_eq!(v.payload, b"payload");
+            assert_eq!(v.fingerprint, ring.fingerprints()[0]);
+            assert_eq!(v.fingerprint != v.signing_fingerprint, subkey);
+        }
+    }
+
+    #[test]
+    fn keyring_input_errors() {
+        assert!(matches!(
+            Keyring::from_bytes(b""),
+            Err(KeyError::Empty) | Err(KeyError::Parse(_))
+        ));
+        assert!(Keyring::from_bytes(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n").is_err());
+        let (_, public) = testkeys::generate("T <t@example.com>", false);
+        assert!(matches!(
+            sign_with_key(&public, "", b"x"),
+            Err(KeyError::NoSecretKey)
+        ));
+    }
+
+    #[test]
+    fn two_signatures_refused() {
+        // c/image (gpgme) accepts exactly one signature per message.
+        let (a, pa) = testkeys::generate("A <a@example.com>", false);
+        let (b, pb) = testkeys::generate("B <b@example.com>", false);
+        let (ka, _) = PublicOrSecret::from_reader_many(&a[..]).unwrap();
+        let (kb, _) = PublicOrSecret::from_reader_many(&b[..]).unwrap();
+        let ka = SignedSecretKey::try_from(ka.into_iter().next().unwrap().unwrap()).unwrap();
+        let kb = SignedSecretKey::try_from(kb.into_iter().next().unwrap().unwrap()).unwrap();
+        let mut builder = MessageBuilder::from_bytes("", b"x".to_vec());
+        builder.sign(&ka.primary_key, Password::empty(), HashAlgorithm::Sha256);
+        builder.sign(&kb.primary_key, Password::empty(), HashAlgorithm::Sha256);
+        let sig = builder.to_vec(rand08::thread_rng()).unwrap();
+        let mut ring = Keyring::from_bytes(&pa).unwrap();
+        ring.add_bytes(&pb).unwrap();
+        assert_eq!(verify(&ring, &sig), Err(VerifyError::SignatureCount(2)));
+    }
+}
