@@ -7,12 +7,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// A system call on a file of the root (or of the snapshot, or the output) failed.
-    #[error("{path}: {op}: {source}")]
+    /// The cause is in the message, and is not also a `source()`: a chain printed
+    /// whole (`{:#}`) would say it twice.
+    #[error("{path}: {op}: {cause}")]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A layer entry was refused (a `..` name, a hard link out of the root, …).
     #[error("layer entry {entry:?}: {reason}")]
@@ -30,7 +31,7 @@ impl RootfsError {
         RootfsError::Io {
             path: path.into(),
             op,
-            source,
+            cause: source,
         }
     }
 

@@ -42,11 +42,12 @@ pub enum RuntimeError {
     Store(#[from] TransportError),
     #[error(transparent)]
     Rootfs(#[from] berth_rootfs::RootfsError),
-    #[error("{context}: {source}")]
+    /// The cause is in the message, and is not also a `source()`: a chain printed
+    /// whole (`{:#}`) would say it twice.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// No runtime, or no privilege to use one: says what is missing.
     #[error("{0}")]
@@ -83,7 +84,7 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let context = context.into();
-    move |source| RuntimeError::Io { context, source }
+    move |cause| RuntimeError::Io { context, cause }
 }
 
 /// Seconds since the epoch.
@@ -96,4 +97,36 @@ pub(crate) fn now() -> i64 {
 /// RFC 3339 with nanoseconds, as configs write `created`.
 pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error and its causes as `anyhow` prints them with `{:#}`.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            out.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        out
+    }
+
+    /// Each cause once, however the error is printed (`Read-only file system (os
+    /// error 30)` came two and three times).
+    #[test]
+    fn an_io_cause_is_said_once() {
+        let ro = || std::io::Error::from_raw_os_error(30);
+        let e = io("creating /x/rootfs")(ro());
+        assert_eq!(chain(&e), format!("creating /x/rootfs: {}", ro()));
+        let e = RuntimeError::from(berth_rootfs::RootfsError::Io {
+            path: "/x/a".into(),
+            op: "create",
+            cause: ro(),
+        });
+        assert_eq!(chain(&e), format!("/x/a: create: {}", ro()));
+        assert_eq!(chain(&e).matches("os error 30").count(), 1);
+    }
 }

@@ -488,13 +488,29 @@ fn save_and_load_with_podman() {
     fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let garbage = ctx.path("garbage.tar");
     fs::write(&garbage, b"this is not a tar file at all, not even close").unwrap();
-    for bad in [&truncated, &garbage] {
+    let binary = ctx.path("binary.bin");
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    fs::write(&binary, &noise).unwrap();
+    for (bad, says) in [
+        (&truncated, "truncated: the archive ends unexpectedly"),
+        (&garbage, "not a tar archive"),
+        (&binary, "not a tar archive"),
+    ] {
         let out = ctx
             .berth(&["load", "-i", &bad.display().to_string()])
             .run_fail();
         assert_eq!(out.status.code(), Some(125));
         assert!(out.stderr.starts_with("Error: "), "{}", out.stderr);
         assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_graphic() || c == ' '),
+            "no raw bytes of the archive in the message: {:?}",
+            out.stderr
+        );
     }
     assert_eq!(
         ctx.berth(&["images", "--no-trunc", "-q"]).run().stdout,

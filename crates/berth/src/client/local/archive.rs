@@ -254,20 +254,33 @@ fn kind_of(path: &Path) -> anyhow::Result<Kind> {
     }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-    let not_archive = || {
-        anyhow::anyhow!(
-            "{}: not an image archive (docker-archive or oci-archive)",
-            path.display()
-        )
+    let shown = path.display();
+    // The tar reader's own messages can quote a broken header's raw bytes: say what
+    // is wrong in words instead.
+    let unreadable = |e: std::io::Error, entries: usize| {
+        let ended = e.kind() == std::io::ErrorKind::UnexpectedEof
+            || e.to_string().contains("EOF")
+            || e.to_string().contains("entire block");
+        match (ended, entries) {
+            (true, 1..) => anyhow::anyhow!("{shown}: truncated: the archive ends unexpectedly"),
+            _ => anyhow::anyhow!(
+                "{shown}: not a tar archive (a docker-archive or oci-archive was expected)"
+            ),
+        }
     };
-    for entry in tar.entries().map_err(|_| not_archive())? {
-        let entry = entry.map_err(|e| not_archive().context(e))?;
-        let name = entry.path().map_err(|_| not_archive())?.into_owned();
+    let mut entries = 0;
+    for entry in tar.entries().map_err(|e| unreadable(e, entries))? {
+        let entry = entry.map_err(|e| unreadable(e, entries))?;
+        entries += 1;
+        let name = entry
+            .path()
+            .map_err(|e| unreadable(e, entries))?
+            .into_owned();
         match name.to_str().map(|n| n.trim_start_matches("./")) {
             Some("manifest.json") => return Ok(Kind::DockerArchive),
             Some("oci-layout") | Some("index.json") => return Ok(Kind::OciArchive),
             _ => {}
         }
     }
-    Err(not_archive())
+    bail!("{shown}: not an image archive: a tar without manifest.json (docker-archive) or index.json (oci-archive)")
 }
