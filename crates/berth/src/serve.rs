@@ -207,6 +207,7 @@ pub fn run(args: ServeArgs, debug: bool) -> anyhow::Result<()> {
         settings.log_level = "debug".into();
     }
     init_logging(&settings.log_level, &settings.log_format)?;
+    tracing::debug!(?settings, "configuration");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

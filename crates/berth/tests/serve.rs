@@ -493,3 +493,39 @@ fn users_can_be_added_before_the_first_serve() {
     };
     assert_eq!(status, 401, "alice exists, so a login is required");
 }
+
+/// The global `--debug`, before or after `serve`, is the debug log level.
+#[test]
+fn debug_flag_sets_the_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [["--debug", "serve"], ["serve", "--debug"]] {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BERTH)
+            .env_remove("BERTH_LOG_LEVEL")
+            .args(args)
+            .args(["--listen", &addr, "--root"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut s = Serve {
+            child,
+            addr: addr.clone(),
+        };
+        s.wait_ready();
+        s.signal("-TERM");
+        s.wait_exit(Duration::from_secs(10));
+        let mut err = String::new();
+        s.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            err.contains("DEBUG") && err.contains("configuration"),
+            "{args:?}: {err}"
+        );
+    }
+}
