@@ -94,7 +94,7 @@ fn layer_image(
     );
     let created_by = match opts.created_by.is_empty() {
         // An import, in the words docker and podman use for it.
-        true => format!("/bin/sh -c #(nop) ADD file:{} in / ", packed.diff_id.hex()),
+        true => format!("/bin/sh -c #(nop) ADD file:{} in /", packed.diff_id.hex()),
         false => opts.created_by.clone(),
     };
     let mut entry = Map::new();

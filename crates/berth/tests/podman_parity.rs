@@ -570,3 +570,23 @@ fn run_flags_match_podman() {
     ctx.berth(&["create", "--tls-verify=false", &remote, "true"])
         .run();
 }
+
+#[test]
+fn imported_image_inspect_matches_podman() {
+    let ctx = Ctx::new("import-inspect", &[PODMAN]);
+    let tar = busybox_tar(&ctx);
+    let img = "localhost/imported:1";
+    let [p, b] = [PODMAN, "berth"].map(|which| {
+        tool(&ctx, which, &["import", "-m", "first import", &tar, img]).run();
+        let v = tool(&ctx, which, &["image", "inspect", img]).run().json();
+        let h = &v[0]["History"][0];
+        (
+            v[0]["Comment"].clone(),
+            h["created_by"].clone(),
+            h["comment"].clone(),
+            v[0]["RootFS"]["Layers"].clone(),
+        )
+    });
+    assert_eq!(p.0, "first import", "podman: {p:?}");
+    assert_eq!(b, p, "Comment (the history's), created_by, the diff ID");
+}

@@ -100,7 +100,12 @@ fn inspected(store: &LocalStore, img: &Image) -> anyhow::Result<Inspected> {
         repo_tags: img.names.clone(),
         repo_digests: img.repo_digests(),
         parent: String::new(),
-        comment: text(&config["comment"]),
+        // As podman (libimage): the first history entry's comment; for a Docker
+        // image, the config's own `comment`.
+        comment: match manifest.media_type == berth_image::media_type::DOCKER_MANIFEST {
+            true => text(&config["comment"]),
+            false => text(&config["history"][0]["comment"]),
+        },
         created: text(&config["created"]),
         version: text(&config["docker_version"]),
         author: text(&config["author"]),

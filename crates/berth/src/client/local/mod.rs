@@ -81,22 +81,26 @@ pub fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// "2 hours ago", as podman (go-units' `HumanDuration`) says it.
+/// "2 hours ago", as podman (go-units' `HumanDuration`) says it: seconds and
+/// minutes cut down, hours rounded to the nearest (2 h 53 min is "3 hours"), days,
+/// weeks and months counted from the rounded hours, years from the whole ones.
 pub fn ago(now: SystemTime, unix: i64) -> String {
     let then = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
     let s = now.duration_since(then).map(|d| d.as_secs()).unwrap_or(0);
-    let (n, unit) = match s {
-        0 => return "Less than a second ago".into(),
-        1 => return "1 second ago".into(),
-        2..=59 => (s, "seconds"),
-        60..=119 => return "About a minute ago".into(),
-        120..=3599 => (s / 60, "minutes"),
-        3600..=7199 => return "About an hour ago".into(),
-        7200..=172_799 => (s / 3600, "hours"),
-        172_800..=1_209_599 => (s / 86_400, "days"),
-        1_209_600..=5_183_999 => (s / 604_800, "weeks"),
-        5_184_000..=63_071_999 => (s / 2_592_000, "months"),
-        _ => (s / 31_536_000, "years"),
+    // math.Round: halves away from zero.
+    let hours = (s + 1800) / 3600;
+    let (n, unit) = match (s, s / 60, hours) {
+        (0, ..) => return "Less than a second ago".into(),
+        (1, ..) => return "1 second ago".into(),
+        (2..=59, ..) => (s, "seconds"),
+        (_, 1, _) => return "About a minute ago".into(),
+        (_, 2..=59, _) => (s / 60, "minutes"),
+        (.., 1) => return "About an hour ago".into(),
+        (.., 2..=47) => (hours, "hours"),
+        (.., 48..=335) => (hours / 24, "days"),
+        (.., 336..=1439) => (hours / 24 / 7, "weeks"),
+        (.., 1440..=17_519) => (hours / 24 / 30, "months"),
+        _ => (s / 3600 / 24 / 365, "years"),
     };
     format!("{n} {unit} ago")
 }
@@ -148,6 +152,15 @@ mod tests {
         assert_eq!(ago(now, 999_995), "5 seconds ago");
         assert_eq!(ago(now, 1_000_000 - 3 * 3600), "3 hours ago");
         assert_eq!(ago(now, 1_000_000 - 3 * 86_400), "3 days ago");
+        // Hours round (go-units uses math.Round), minutes do not.
+        let before = |h: u64, m: u64| 1_000_000 - (h * 3600 + m * 60) as i64;
+        assert_eq!(ago(now, before(2, 53)), "3 hours ago");
+        assert_eq!(ago(now, before(2, 29)), "2 hours ago");
+        assert_eq!(ago(now, before(1, 29)), "About an hour ago");
+        assert_eq!(ago(now, before(0, 59)), "59 minutes ago");
+        assert_eq!(ago(now, before(1, 30)), "2 hours ago");
+        assert_eq!(ago(now, before(47, 30)), "2 days ago");
+        assert_eq!(ago(now, before(0, 1)), "About a minute ago");
     }
 
     #[test]
