@@ -268,13 +268,11 @@ fn kind_of(path: &Path) -> anyhow::Result<Kind> {
             ),
         }
     };
-    let mut entries = 0;
-    for entry in tar.entries().map_err(|e| unreadable(e, entries))? {
-        let entry = entry.map_err(|e| unreadable(e, entries))?;
-        entries += 1;
+    for (before, entry) in tar.entries().map_err(|e| unreadable(e, 0))?.enumerate() {
+        let entry = entry.map_err(|e| unreadable(e, before))?;
         let name = entry
             .path()
-            .map_err(|e| unreadable(e, entries))?
+            .map_err(|e| unreadable(e, before + 1))?
             .into_owned();
         match name.to_str().map(|n| n.trim_start_matches("./")) {
             Some("manifest.json") => return Ok(Kind::DockerArchive),
