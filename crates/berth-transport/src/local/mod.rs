@@ -83,12 +83,17 @@ impl LocalStore {
             .map_err(crate::files::io(&lock_path, "opening"))?;
         lock.lock_shared()
             .map_err(crate::files::io(&lock_path, "locking"))?;
-        Ok(Arc::new(LocalStore {
+        let store = Arc::new(LocalStore {
             root: root.to_path_buf(),
             blobs: BlobStore::open(root)?,
             db: Mutex::new(db::open(&root.join("images.db"))?),
             lock,
-        }))
+        });
+        if let Err(e) = store.sweep_uploads() {
+            // Only tidying: the command can still do its work.
+            tracing::debug!("leaving abandoned uploads: {e}");
+        }
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -480,36 +485,61 @@ impl LocalStore {
     /// Deletes blob files no image uses and abandoned uploads, when no other berth
     /// process has the store open; else leaves them for the next time.
     pub fn collect_garbage(&self) -> Result<Removed, TransportError> {
-        if self.lock.try_lock().is_err() {
-            // flock drops a shared lock before trying for the exclusive one.
-            self.lock
-                .lock_shared()
-                .map_err(crate::files::io(&self.root.join("lock"), "locking"))?;
-            tracing::debug!("store in use by another berth process; blob files left for later");
-            return Ok(Removed::default());
-        }
-        let result = (|| -> Result<Removed, TransportError> {
+        let removed = self.alone(|| {
             let unused = self.write(db::take_unused_blobs)?;
             let mut reclaimed = 0;
             for (d, size) in unused {
                 self.blobs.remove_blob(&d)?;
                 reclaimed += size;
             }
-            for id in self.blobs.upload_ids()? {
-                self.blobs.remove_upload(&id)?;
-            }
+            self.remove_uploads()?;
             Ok(Removed {
                 reclaimed,
                 ..Removed::default()
             })
-        })();
-        let relock = self
-            .lock
-            .lock_shared()
-            .map_err(crate::files::io(&self.root.join("lock"), "locking"));
-        let removed = result?;
-        relock?;
-        Ok(removed)
+        })?;
+        Ok(removed.unwrap_or_default())
+    }
+
+    /// Removes the upload files an interrupted pull or import left behind, when no
+    /// other berth process has the store open (one that has may be writing them);
+    /// returns how many went. Done whenever the store is opened, so a rerun cleans
+    /// up after the run that was cut short.
+    pub fn sweep_uploads(&self) -> Result<usize, TransportError> {
+        if self.blobs.upload_ids()?.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.alone(|| self.remove_uploads())?.unwrap_or(0))
+    }
+
+    fn remove_uploads(&self) -> Result<usize, TransportError> {
+        let ids = self.blobs.upload_ids()?;
+        for id in &ids {
+            self.blobs.remove_upload(id)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Runs `f` holding the store's lock exclusively, if no other process holds it
+    /// (without waiting: `None` then), and takes the shared lock back after.
+    fn alone<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, TransportError>,
+    ) -> Result<Option<T>, TransportError> {
+        let relock = || {
+            self.lock
+                .lock_shared()
+                .map_err(crate::files::io(&self.root.join("lock"), "locking"))
+        };
+        if self.lock.try_lock().is_err() {
+            // flock drops a shared lock before trying for the exclusive one.
+            relock()?;
+            tracing::debug!("store in use by another berth process; files left for later");
+            return Ok(None);
+        }
+        let result = f();
+        relock()?;
+        result.map(Some)
     }
 }
 

@@ -293,3 +293,32 @@ async fn removing_keeps_images_in_use_and_removes_the_others() {
     let left: Vec<Digest> = store.images().unwrap().into_iter().map(|i| i.id).collect();
     assert_eq!(left, vec![a], "the image in use stays, with its name");
 }
+
+#[test]
+fn abandoned_uploads_go_when_the_store_is_next_opened_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let abandoned = uploads.join("0bbc9ed0-8ddf-4c0e-9fd7-8e4b374f194c");
+    {
+        let _first = LocalStore::open(dir.path()).unwrap();
+        // What a pull killed mid-blob leaves.
+        std::fs::write(&abandoned, b"half a layer").unwrap();
+    }
+    {
+        let _running = LocalStore::open(dir.path()).unwrap();
+        std::fs::write(uploads.join("in-flight"), b"being written").unwrap();
+        // Another process (here another open of the store) may be writing them.
+        let other = LocalStore::open(dir.path()).unwrap();
+        assert!(
+            uploads.join("in-flight").exists(),
+            "kept while another has the store"
+        );
+        assert_eq!(other.sweep_uploads().unwrap(), 0);
+    }
+    let _rerun = LocalStore::open(dir.path()).unwrap();
+    assert!(
+        !abandoned.exists(),
+        "the next run removes what the interrupted one left"
+    );
+    assert!(!uploads.join("in-flight").exists());
+}
