@@ -104,8 +104,8 @@ impl Object {
 
     fn from_value(what: &str, v: Value) -> Result<Object, String> {
         match v {
-            // Re-parse so that the duplicate check ran on this object already (it did,
-            // in DupCheckedValue); the conversion keeps document order irrelevant here.
+            // Nested objects were checked for duplicate keys when the document was
+            // parsed (DupCheckedValue); member order does not matter to callers.
             Value::Object(m) => Ok(Object(m.into_iter().collect())),
             _ => Err(format!("{what} is not a JSON object")),
         }

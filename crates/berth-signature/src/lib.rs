@@ -1,19 +1,21 @@
 //! What an image signature is and whether it is valid, as containers/image (skopeo,
-//! podman) decides it: the two payload formats, OpenPGP simple signing (with a key file,
-//! or the user's `gpg`), key-based sigstore signatures, and `policy.json` evaluation.
-//! No HTTP and no registries: callers fetch signatures and hand over bytes.
+//! podman) decides it: the two payload formats ([`payload`]), OpenPGP simple signing
+//! with a key file ([`openpgp`], [`simple`]) or the user's `gpg` ([`gpg`]), key-based
+//! sigstore signatures ([`sigstore`]), and `policy.json` evaluation ([`policy`],
+//! [`identity`]). No HTTP and no registries: callers fetch signatures and hand over
+//! bytes; the only files read are key files.
 
+pub mod gpg;
+pub mod identity;
 mod json;
 pub mod openpgp;
 pub mod payload;
-
-pub use openpgp::{sign_with_key, verify, Keyring, Verified, VerifyError};
-pub use payload::{Format, Payload, PayloadError};
-pub mod gpg;
+pub mod policy;
+pub mod sigstore;
 pub mod simple;
 
 pub use gpg::{sign_with_gpg, GpgError};
+pub use openpgp::{sign_with_key, verify, Keyring, Verified, VerifyError};
+pub use payload::{Format, Payload, PayloadError};
+pub use policy::{evaluate, Image, ImageSignature};
 pub use simple::{standalone_verify, verify_simple, ManifestCheck, SimpleError, SimpleSignature};
-pub mod identity;
-pub mod policy;
-pub mod sigstore;
