@@ -128,6 +128,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and every tag on it; false when it was not there.
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// The manifests of `repo` (indexes) that name `child` among their manifests, at
+    /// most `n`: a registry that requires signatures serves an image whose index is signed.
+    fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>>;
     /// Signatures of a manifest of `repo`, oldest first.
     fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>>;
     /// Adds a signature to a manifest that `repo` holds ([`crate::StoreError::MissingManifest`]

@@ -302,6 +302,21 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT mr.manifest_digest FROM repositories r
+                 JOIN manifest_references mr ON mr.repository_id = r.id
+                 WHERE r.name = ?1 AND mr.child_digest = ?2 AND mr.child_is_manifest = 1
+                 ORDER BY mr.manifest_digest LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![repo, child.to_string(), n as i64], |r| {
+                parse_digest(r.get(0)?)
+            })?;
+            rows.collect()
+        })
+    }
+
     fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
@@ -609,6 +624,23 @@ mod tests {
         assert!(!m.delete_tag("r", "a").unwrap());
         assert!(m.delete_manifest("r", &d(1)).unwrap());
         assert!(m.tags("r", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn parents_are_the_indexes_naming_a_child_in_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        m.put_manifest("r", &manifest(d(1), vec![], None), None)
+            .unwrap();
+        m.put_manifest("other", &manifest(d(1), vec![], None), None)
+            .unwrap();
+        let mut index = manifest(d(2), vec![], None);
+        index.manifests = vec![d(1)];
+        m.put_manifest("other", &index, None).unwrap();
+        assert!(m.parent_manifests("r", &d(1), 10).unwrap().is_empty());
+        m.put_manifest("r", &index, None).unwrap();
+        assert_eq!(m.parent_manifests("r", &d(1), 10).unwrap(), vec![d(2)]);
+        assert!(m.parent_manifests("r", &d(2), 10).unwrap().is_empty());
     }
 
     #[test]
