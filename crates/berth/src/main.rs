@@ -139,6 +139,9 @@ enum ImageCommand {
     Save(client::local::archive::SaveArgs),
     /// Read images from an archive.
     Load(client::local::archive::LoadArgs),
+    /// Show or change the trust policy (policy.json).
+    #[command(subcommand)]
+    Trust(client::trust::TrustCommand),
 }
 
 impl Command {
@@ -273,6 +276,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Image(ImageCommand::Inspect(args)) => podman(inspect::image_inspect(args)),
         Command::Image(ImageCommand::Prune(args)) => podman(remove::prune(args)),
+        Command::Image(ImageCommand::Trust(cmd)) => podman(client::trust::run(cmd)),
         Command::Search(args) => podman(client::search::run(args)),
         Command::Build(args) => podman(client::build::run(args)),
         Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {

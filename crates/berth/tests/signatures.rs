@@ -245,3 +245,83 @@ fn podman_and_skopeo_sign_into_berth_and_verify_from_it() {
     );
     assert_ne!(fpr, other);
 }
+
+/// `berth image trust set|show` against `podman image trust` 4.3.1 doing the same, on
+/// copies of one policy file: the files stay byte-identical and every view matches
+/// (podman reads key identities with `gpg2`, given here as a link to gpg).
+#[test]
+fn image_trust_matches_podman() {
+    let ctx = Ctx::new("trust", &["podman", GPG]);
+    gpg_key(&ctx, "gnupg", "berth signer <signer@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    fs::create_dir_all(ctx.path("bin")).unwrap();
+    std::os::unix::fs::symlink(
+        which(GPG).unwrap_or_else(|| panic!("gpg not on PATH")),
+        ctx.path("bin/gpg2"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        ctx.p("bin"),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    fs::create_dir_all(ctx.path("rd")).unwrap();
+    fs::write(
+        ctx.path("rd/a.yaml"),
+        "docker:\n  example.com:\n    lookaside: https://la.example.com\ndefault-docker:\n  sigstore: file:///var/sig\n",
+    )
+    .unwrap();
+    let start = r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"q.io":[{"type":"sigstoreSigned","keyPath":"/k.pub","signedIdentity":{"type":"matchRepository"}}]}}}"#;
+    for who in ["podman", "berth"] {
+        fs::write(ctx.path(&format!("{who}.json")), start).unwrap();
+    }
+    let tool = |who: &str, args: &[&str]| {
+        let policy = ctx.p(&format!("{who}.json"));
+        let mut all: Vec<String> = vec!["image".into(), "trust".into()];
+        all.push(args[0].into());
+        all.extend(["--policypath".into(), policy]);
+        if args[0] == "show" {
+            all.extend(["--registrypath".into(), ctx.p("rd")]);
+        }
+        all.extend(args[1..].iter().map(|a| a.to_string()));
+        let run = if who == "podman" {
+            ctx.cmd("podman", &all)
+        } else {
+            ctx.berth(&all)
+        };
+        run.env("PATH", &path).run_any()
+    };
+    let both = |args: &[&str]| {
+        let (p, b) = (tool("podman", args), tool("berth", args));
+        assert_eq!(b.status.code(), p.status.code(), "{args:?}: {}", b.stderr);
+        assert_eq!(b.stdout, p.stdout, "{args:?}");
+        assert_eq!(b.stderr.trim(), p.stderr.trim(), "{args:?}");
+        let files = (
+            fs::read(ctx.path("podman.json")).unwrap(),
+            fs::read(ctx.path("berth.json")).unwrap(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&files.1),
+            String::from_utf8_lossy(&files.0),
+            "{args:?}"
+        );
+    };
+    both(&["set", "-t", "reject", "quay.io/foo"]);
+    both(&["set", "-f", &key, "example.com/app"]);
+    both(&["set", "-t", "signedBy", "-f", &key, "-f", &key, "docker.io"]);
+    both(&["set", "--type", "sigstoreSigned", "-f", "/c.pub", "q.io"]);
+    both(&["set", "-t", "accept", "default"]);
+    both(&["set", "-t", "signedBy", "other.io"]);
+    both(&["set", "-t", "bogus", "other.io"]);
+    both(&["set", "-t", "reject", "-f", &key, "other.io"]);
+    both(&["show"]);
+    both(&["show", "-n"]);
+    both(&["show", "--json"]);
+    both(&["show", "--raw"]);
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}

@@ -13,6 +13,7 @@ pub mod search;
 pub mod sync;
 pub mod table;
 pub mod template;
+pub mod trust;
 
 use std::path::PathBuf;
 
