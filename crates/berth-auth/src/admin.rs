@@ -11,6 +11,7 @@ use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
 use crate::names::{check_account, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
 use crate::store::{rows, AuthStore, StoreError};
+use crate::trust::{Trust, TrustError, TrustKeys};
 
 /// A password or secret: never printed, never logged.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +78,26 @@ pub enum Change {
         repository: String,
         visibility: Visibility,
     },
+    /// Content trust on a namespace or repository: with `required`, its manifests are
+    /// served only when one of the keys signed them; without, a repository is exempt
+    /// from its namespace's setting. Replaces the target's previous setting.
+    TrustSet {
+        name: String,
+        #[serde(default = "yes")]
+        required: bool,
+        #[serde(default)]
+        gpg_keys: Vec<String>,
+        #[serde(default)]
+        sigstore_keys: Vec<String>,
+    },
+    /// Removes a namespace's or repository's own trust setting.
+    TrustUnset {
+        name: String,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a change gives back.
@@ -131,6 +152,8 @@ pub enum AdminError {
     Invalid(String),
     #[error("not allowed: {0}")]
     Denied(String),
+    #[error("{0}")]
+    Trust(#[from] TrustError),
 }
 
 impl From<rusqlite::Error> for AdminError {
@@ -172,12 +195,13 @@ impl Change {
                 .split_once('/')
                 .is_some_and(|(org, _)| admin_of_ns(org)),
             Change::RobotCreate { name } => split_robot(name).is_ok_and(|(o, _)| admin_of_ns(o)),
-            Change::Grant { target, .. } | Change::Revoke { target, .. } => {
-                match Target::parse(target)? {
-                    Target::Namespace(ns) => admin_of_ns(&ns),
-                    Target::Repository(r) => dir.level(who, r.as_str()) == Some(Level::Admin),
-                }
-            }
+            Change::Grant { target, .. }
+            | Change::Revoke { target, .. }
+            | Change::TrustSet { name: target, .. }
+            | Change::TrustUnset { name: target } => match Target::parse(target)? {
+                Target::Namespace(ns) => admin_of_ns(&ns),
+                Target::Repository(r) => dir.level(who, r.as_str()) == Some(Level::Admin),
+            },
             Change::RepoVisibility { repository, .. } => {
                 dir.level(who, repository) == Some(Level::Admin)
             }
@@ -226,6 +250,18 @@ impl Change {
             } => {
                 format!("make {repository} {visibility}")
             }
+            Change::TrustSet {
+                name,
+                required: true,
+                gpg_keys,
+                sigstore_keys,
+            } => format!(
+                "require signatures on {name} by {} GPG and {} sigstore keys",
+                gpg_keys.len(),
+                sigstore_keys.len()
+            ),
+            Change::TrustSet { name, .. } => format!("let {name} be pulled unsigned"),
+            Change::TrustUnset { name } => format!("remove the trust setting of {name}"),
         }
     }
 }
@@ -439,6 +475,25 @@ fn apply_rows(
                 )))
             }
         },
+        Change::TrustSet {
+            name,
+            required,
+            gpg_keys,
+            sigstore_keys,
+        } => {
+            let target = Target::parse(name)?.to_string();
+            let keys = TrustKeys {
+                gpg_keys: gpg_keys.clone(),
+                sigstore_keys: sigstore_keys.clone(),
+            };
+            Trust::parse(&target, *required, keys.clone())?;
+            rows::set_trust(tx, &target, *required, &keys)?;
+        }
+        Change::TrustUnset { name } => {
+            if !rows::unset_trust(tx, &Target::parse(name)?.to_string())? {
+                return Err(AdminError::NotFound(format!("a trust setting on {name}")));
+            }
+        }
     }
     Ok(())
 }
@@ -697,6 +752,104 @@ mod tests {
             .clone()
             .unwrap();
         assert!(password::verify("testpass", &hash));
+    }
+
+    #[test]
+    fn trust_settings_by_namespace_admins_most_specific_wins() {
+        let (_t, s) = store();
+        let local = Actor::local();
+        for u in ["alice", "bob"] {
+            s.apply(
+                &local,
+                &Change::UserAdd {
+                    name: u.into(),
+                    password: pw("pw"),
+                    superuser: false,
+                },
+            )
+            .unwrap();
+        }
+        s.apply(
+            &as_user("alice"),
+            &Change::OrgCreate {
+                name: "myorg".into(),
+            },
+        )
+        .unwrap();
+        let set = |name: &str, required: bool| Change::TrustSet {
+            name: name.into(),
+            required,
+            gpg_keys: vec![],
+            sigstore_keys: if required {
+                vec![crate::trust::tests::SIGSTORE_PUB.into()]
+            } else {
+                vec![]
+            },
+        };
+        // bob administers nothing in myorg.
+        let e = s.apply(&as_user("bob"), &set("myorg", true)).unwrap_err();
+        assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        let e = s
+            .apply(&as_user("bob"), &set("myorg/app", true))
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        s.apply(&as_user("alice"), &set("myorg", true)).unwrap();
+        s.apply(&as_user("alice"), &set("myorg/open", false))
+            .unwrap();
+        let d = s.directory().unwrap();
+        assert_eq!(d.trust_for("myorg/app").unwrap().target, "myorg");
+        assert!(d.trust_for("myorg/app").unwrap().required);
+        assert!(!d.trust_for("myorg/open").unwrap().required);
+        assert!(d.trust_for("other/app").is_none());
+        // Keys that do not parse are refused with the reason.
+        let e = s
+            .apply(
+                &as_user("alice"),
+                &Change::TrustSet {
+                    name: "myorg".into(),
+                    required: true,
+                    gpg_keys: vec!["not a key".into()],
+                    sigstore_keys: vec![],
+                },
+            )
+            .unwrap_err();
+        assert!(e.to_string().starts_with("GPG key 1: "), "{e}");
+        assert!(d.trust_for("myorg/app").unwrap().required);
+        s.apply(
+            &as_user("alice"),
+            &Change::TrustUnset {
+                name: "myorg/open".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.directory()
+                .unwrap()
+                .trust_for("myorg/open")
+                .unwrap()
+                .target,
+            "myorg"
+        );
+        let e = s
+            .apply(
+                &as_user("alice"),
+                &Change::TrustUnset {
+                    name: "myorg/open".into(),
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(e, AdminError::NotFound(_)), "{e}");
+        // Deleting the organization takes its setting along.
+        s.apply(
+            &as_user("alice"),
+            &Change::AccountDelete {
+                name: "myorg".into(),
+            },
+        )
+        .unwrap();
+        assert!(s.directory().unwrap().trust_for("myorg/app").is_none());
+        let trail = s.audit_trail(3).unwrap();
+        assert_eq!(trail[1].change, "remove the trust setting of myorg/open");
     }
 
     #[test]

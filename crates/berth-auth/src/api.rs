@@ -32,12 +32,15 @@ const ROUTES: &[(&str, &str, &str)] = &[
         "PUT",
         "repositories/{repository}/visibility",
     ),
+    ("trust-set", "PUT", "trust/{name}"),
+    ("trust-unset", "DELETE", "trust/{name}"),
     // Queries.
     ("whoami", "GET", "whoami"),
     ("user-list", "GET", "users"),
     ("org-show", "GET", "orgs/{name}"),
     ("repository-list", "GET", "repositories"),
     ("audit", "GET", "audit"),
+    ("trust-show", "GET", "trust/{name}"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,7 +63,7 @@ impl Call {
     pub fn change(&self) -> Option<Result<Change, ApiParseError>> {
         if matches!(
             self.op,
-            "whoami" | "user-list" | "org-show" | "repository-list" | "audit"
+            "whoami" | "user-list" | "org-show" | "repository-list" | "audit" | "trust-show"
         ) {
             return None;
         }
@@ -225,6 +228,21 @@ mod tests {
             Change::RepoVisibility {
                 repository: "myorg/a/b".into(),
                 visibility: Visibility::Private,
+            },
+            Change::TrustSet {
+                name: "myorg/a/b".into(),
+                required: true,
+                gpg_keys: vec!["-----BEGIN PGP PUBLIC KEY BLOCK-----".into()],
+                sigstore_keys: vec!["-----BEGIN PUBLIC KEY-----".into()],
+            },
+            Change::TrustSet {
+                name: "myorg".into(),
+                required: false,
+                gpg_keys: vec![],
+                sigstore_keys: vec![],
+            },
+            Change::TrustUnset {
+                name: "myorg/app".into(),
             },
         ];
         for c in changes {

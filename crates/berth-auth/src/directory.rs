@@ -9,10 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::names::namespace_of;
+use crate::trust::Trust;
 
 /// A permission level; each includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -166,6 +168,8 @@ pub struct Directory {
     pub(crate) grants: HashMap<String, Vec<(String, Level)>>,
     /// repository -> its own visibility.
     pub(crate) visibility: HashMap<String, Visibility>,
+    /// namespace or repository -> its content trust setting.
+    pub(crate) trust: HashMap<String, Arc<Trust>>,
 }
 
 impl Directory {
@@ -188,6 +192,21 @@ impl Directory {
         let in_ns = |t: &str| t == ns || t.starts_with(&inside);
         self.grants.values().flatten().any(|(t, _)| in_ns(t))
             || self.visibility.keys().any(|r| in_ns(r))
+            || self.trust.keys().any(|r| in_ns(r))
+    }
+
+    /// The content trust setting in force for repository `repo`: its own, else its
+    /// namespace's (the most specific wins, so a repository may opt out of, or tighten,
+    /// what its namespace requires).
+    pub fn trust_for(&self, repo: &str) -> Option<&Arc<Trust>> {
+        self.trust
+            .get(repo)
+            .or_else(|| self.trust.get(namespace_of(repo)))
+    }
+
+    /// The setting made on `target` itself (a namespace or a repository).
+    pub fn trust_setting(&self, target: &str) -> Option<&Arc<Trust>> {
+        self.trust.get(target)
     }
 
     pub fn is_superuser(&self, who: &Principal) -> bool {

@@ -8,6 +8,7 @@
 //! - [`password`]: argon2id hashes, bcrypt (htpasswd) verification, secrets.
 //! - [`token`]: ES256 bearer tokens as the Docker token specification describes them.
 //! - [`api`]: the `/api/v1/` paths of each change, shared by server and client.
+//! - [`trust`]: content trust settings (signatures required, trusted keys).
 //!
 //! [`Auth`] puts them together for a server. A registry with no accounts, grants or
 //! visibility settings is open (as docker-registry is out of the box) unless
@@ -20,6 +21,7 @@ pub mod names;
 pub mod password;
 pub mod store;
 pub mod token;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +34,7 @@ pub use admin::{Actor, AdminError, Change, Outcome, Secret};
 pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
 pub use store::{AuthStore, StoreError};
 pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};
+pub use trust::{Trust, TrustError, TrustKeys};
 
 /// Successful password checks remembered at most, and for how long. Basic
 /// authentication sends the password with every request; argon2 takes tens of

@@ -33,6 +33,16 @@ CREATE TABLE IF NOT EXISTS repository_visibility (
     created_at INTEGER NOT NULL
 );
 
+-- Content trust: whether a namespace's or repository's manifests must be signed before
+-- they are served, and by which keys (texts: armored or base64 GPG keys, PEM sigstore keys).
+CREATE TABLE IF NOT EXISTS trust_settings (
+    target        TEXT PRIMARY KEY,        -- namespace or repository
+    required      INTEGER NOT NULL,
+    gpg_keys      TEXT NOT NULL,           -- JSON array of key texts
+    sigstore_keys TEXT NOT NULL,           -- JSON array of key texts
+    created_at    INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,           -- sha256 hex of the token; the token is never stored
     account    TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,

@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
 use crate::names::{Subject, Target};
 use crate::now;
+use crate::trust::{Trust, TrustKeys};
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// How long a snapshot is used without asking the database whether it changed.
@@ -276,8 +277,47 @@ pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
                 d.visibility.insert(repo, v);
             }
         }
+        let mut st =
+            tx.prepare("SELECT target, required, gpg_keys, sigstore_keys FROM trust_settings")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (target, required, gpg, sigstore) = row?;
+            d.trust.insert(
+                target.clone(),
+                Arc::new(stored_trust(&target, required, &gpg, &sigstore)),
+            );
+        }
     }
     Ok(d)
+}
+
+/// A stored trust setting. Every key was checked when it was set; should one no longer
+/// parse (a key format a later version accepts), the setting requires signatures and
+/// trusts no key until an admin sets it again: it fails closed, never open.
+fn stored_trust(target: &str, required: bool, gpg: &str, sigstore: &str) -> Trust {
+    let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+    let keys = TrustKeys {
+        gpg_keys: list(gpg),
+        sigstore_keys: list(sigstore),
+    };
+    Trust::parse(target, required, keys.clone()).unwrap_or_else(|e| {
+        tracing::warn!(target = %target, error = %e, "stored trust setting does not parse; nothing is trusted there");
+        Trust {
+            target: target.to_string(),
+            required: true,
+            keys,
+            keyring: Default::default(),
+            sigstore: Vec::new(),
+            version: 0,
+        }
+    })
 }
 
 /// The row-level changes; callers (see `admin.rs`) have checked names and rights.
@@ -336,6 +376,10 @@ pub(crate) mod rows {
             params![inside, len],
         )?;
         tx.execute(
+            "DELETE FROM trust_settings WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
+            params![name, inside, len],
+        )?;
+        tx.execute(
             "DELETE FROM accounts WHERE substr(name, 1, ?2) = ?1",
             params![robots, len],
         )?;
@@ -366,6 +410,36 @@ pub(crate) mod rows {
             params![repo, v.as_str(), now() as i64],
         )?;
         Ok(())
+    }
+
+    pub fn set_trust(
+        tx: &rusqlite::Transaction,
+        target: &str,
+        required: bool,
+        keys: &TrustKeys,
+    ) -> rusqlite::Result<()> {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO trust_settings (target, required, gpg_keys, sigstore_keys, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (target) DO UPDATE SET required = excluded.required,
+                gpg_keys = excluded.gpg_keys, sigstore_keys = excluded.sigstore_keys",
+            params![
+                target,
+                required,
+                json(&keys.gpg_keys),
+                json(&keys.sigstore_keys),
+                now() as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn unset_trust(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
+        Ok(tx.execute(
+            "DELETE FROM trust_settings WHERE target = ?1",
+            params![target],
+        )? == 1)
     }
 
     pub fn add_member(

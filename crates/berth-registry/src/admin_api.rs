@@ -123,9 +123,10 @@ fn admin_error(e: AdminError) -> Response {
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         AdminError::Exists(_) | AdminError::InUse(_) => StatusCode::CONFLICT,
         AdminError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        AdminError::Name(_) | AdminError::Password(_) | AdminError::Invalid(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        AdminError::Name(_)
+        | AdminError::Password(_)
+        | AdminError::Invalid(_)
+        | AdminError::Trust(_) => StatusCode::BAD_REQUEST,
     };
     error(status, e)
 }
