@@ -7,8 +7,11 @@
 #[path = "interop/support.rs"]
 mod support;
 
+mod busybox;
+
 use std::fs;
 
+use busybox::busybox_tar;
 use support::*;
 
 const PODMAN: &str = "podman";
@@ -32,27 +35,6 @@ const PODMAN_ULIMITS: [&str; 4] = [
     "--ulimit",
     "nproc=1024:1024",
 ];
-
-/// A tar of a busybox root (applets linked in /bin, an /etc/passwd): what both
-/// tools import.
-fn busybox_tar(ctx: &Ctx) -> String {
-    let root = ctx.path("bb-root");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    fs::create_dir_all(root.join("etc")).unwrap();
-    fs::create_dir_all(root.join("tmp")).unwrap();
-    fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "ls", "sleep", "true", "env", "sort"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    let tar = ctx.p("bb.tar");
-    ctx.cmd(
-        "tar",
-        &["-C", &root.display().to_string(), "-cf", &tar, "."],
-    )
-    .run();
-    tar
-}
 
 /// Runs `args` with podman or berth.
 fn tool<'a>(ctx: &'a Ctx, which: &str, args: &[&str]) -> Run<'a> {
