@@ -759,30 +759,8 @@ fn client_commands_match_skopeo() {
         ])
         .run();
     }
-    let list = "localhost/test/cli-multi:list";
-    ctx.buildah(&["manifest", "create", list]).run();
-    for arch in ["amd64", "arm64"] {
-        let img = ctx.build_for_arch(&format!("localhost/test/cli-{arch}:v1"), arch);
-        ctx.buildah(&[
-            "manifest",
-            "add",
-            list,
-            &format!("containers-storage:{img}"),
-        ])
-        .run();
-    }
     let multi = format!("docker://{reg}/test/multi:v1");
-    ctx.buildah(&[
-        "manifest",
-        "push",
-        &pf,
-        &pv,
-        "--all",
-        "--tls-verify=false",
-        list,
-        &multi,
-    ])
-    .run();
+    ctx.push_two_platforms("cli", &multi);
 
     let both = |args: &[&str]| {
         let mut b = vec![args[0], "--tls-verify=false"];
@@ -1207,30 +1185,8 @@ fn copy_between_registries_and_layouts() {
         .run_fail();
 
     ctx.step("multi-platform: --all copies the index and every image");
-    let list = "localhost/test/copy-multi:list";
-    ctx.buildah(&["manifest", "create", list]).run();
-    for arch in ["amd64", "arm64"] {
-        let img = ctx.build_for_arch(&format!("localhost/test/copy-{arch}:v1"), arch);
-        ctx.buildah(&[
-            "manifest",
-            "add",
-            list,
-            &format!("containers-storage:{img}"),
-        ])
-        .run();
-    }
     let multi = format!("docker://{berth}/test/multi:v1");
-    ctx.buildah(&[
-        "manifest",
-        "push",
-        &pf,
-        &pv,
-        "--all",
-        "--tls-verify=false",
-        list,
-        &multi,
-    ])
-    .run();
+    ctx.push_two_platforms("copy", &multi);
     let multi_dist = format!("docker://{dist}/test/multi:v1");
     copy(&multi, &multi_dist, &["--all"]);
     let index = raw(&multi_dist);
@@ -2106,30 +2062,8 @@ fn copy_writes_what_skopeo_reads() {
     };
 
     ctx.step("a two-platform index in berth's registry");
-    let list = "localhost/test/multi:list";
-    ctx.buildah(&["manifest", "create", list]).run();
-    for arch in ["amd64", "arm64"] {
-        let image = ctx.build_for_arch(&format!("localhost/test/multi-{arch}:v1"), arch);
-        ctx.buildah(&[
-            "manifest",
-            "add",
-            list,
-            &format!("containers-storage:{image}"),
-        ])
-        .run();
-    }
     let multi = format!("docker://{berth}/test/multi:v1");
-    ctx.buildah(&[
-        "manifest",
-        "push",
-        &pf,
-        &pv,
-        "--all",
-        "--tls-verify=false",
-        list,
-        &multi,
-    ])
-    .run();
+    ctx.push_two_platforms("multi", &multi);
 
     ctx.step("copy --all --dest-compress-format zstd to oci: and to a registry");
     let layout = format!("oci:{}:v1", ctx.p("zstd-layout"));
@@ -2251,30 +2185,8 @@ fn inspect_every_transport_as_skopeo() {
     let [pf, pv] = ctx.policy_args();
     let policy = ctx.p("policy.json");
     let image = ctx.build_busybox("localhost/test/inspect:v1");
-    let list = "localhost/test/inspect-multi:list";
-    ctx.buildah(&["manifest", "create", list]).run();
-    for arch in ["amd64", "arm64"] {
-        let img = ctx.build_for_arch(&format!("localhost/test/inspect-{arch}:v1"), arch);
-        ctx.buildah(&[
-            "manifest",
-            "add",
-            list,
-            &format!("containers-storage:{img}"),
-        ])
-        .run();
-    }
     let multi = format!("docker://{reg}/test/multi:v1");
-    ctx.buildah(&[
-        "manifest",
-        "push",
-        &pf,
-        &pv,
-        "--all",
-        "--tls-verify=false",
-        list,
-        &multi,
-    ])
-    .run();
+    ctx.push_two_platforms("inspect", &multi);
     let mut targets = Vec::new();
     for format in ["oci", "v2s2"] {
         let pushed = format!("docker://{reg}/test/inspect:{format}");

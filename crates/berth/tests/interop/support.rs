@@ -737,6 +737,35 @@ impl Ctx {
         image.to_string()
     }
 
+    /// Builds an amd64 and an arm64 image (`localhost/test/STEM-ARCH:v1`), lists them
+    /// in `localhost/test/STEM:list` and pushes the list with both images to `dest`.
+    pub fn push_two_platforms(&self, stem: &str, dest: &str) {
+        let [pf, pv] = self.policy_args();
+        let list = format!("localhost/test/{stem}:list");
+        self.buildah(&["manifest", "create", &list]).run();
+        for arch in ["amd64", "arm64"] {
+            let img = self.build_for_arch(&format!("localhost/test/{stem}-{arch}:v1"), arch);
+            self.buildah(&[
+                "manifest",
+                "add",
+                &list,
+                &format!("containers-storage:{img}"),
+            ])
+            .run();
+        }
+        self.buildah(&[
+            "manifest",
+            "push",
+            &pf,
+            &pv,
+            "--all",
+            "--tls-verify=false",
+            &list,
+            dest,
+        ])
+        .run();
+    }
+
     /// `skopeo inspect --raw` bytes of a `docker://` reference.
     pub fn raw_manifest(&self, reference: &str) -> Vec<u8> {
         self.skopeo(&["inspect", "--raw", "--tls-verify=false", reference])
