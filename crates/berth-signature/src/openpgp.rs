@@ -11,9 +11,13 @@
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pgp::composed::{Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedSecretKey};
+use pgp::armor::Dearmor;
+use pgp::composed::{
+    Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedPublicKeyParser,
+    SignedSecretKey, SignedSecretKeyParser,
+};
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{Signature, SignatureType};
+use pgp::packet::{Packet, PacketParser, Signature, SignatureType};
 use pgp::types::{CompressionAlgorithm, KeyDetails, Password, Tag};
 
 /// Payloads are a few hundred bytes; this bounds what a compressed message may inflate to.
@@ -104,20 +108,36 @@ impl Keyring {
         Ok(ring)
     }
 
-    /// Adds the certificates in `bytes` (several files make one keyring).
+    /// Adds the certificates in `bytes` (several files make one keyring). GnuPG 1
+    /// keyring files (`pubring.gpg`) work too: their trust packets are skipped.
     pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
-        let (keys, _) =
-            PublicOrSecret::from_reader_many(bytes).map_err(|e| KeyError::Parse(e.to_string()))?;
-        let mut found = false;
-        for key in keys {
-            let key = key.map_err(|e| KeyError::Parse(e.to_string()))?;
-            self.add_cert(match key {
-                PublicOrSecret::Public(k) => k,
-                PublicOrSecret::Secret(k) => k.to_public_key(),
-            });
-            found = true;
+        let parse = |e: pgp::errors::Error| KeyError::Parse(e.to_string());
+        let binary = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+            bytes.to_vec()
+        } else {
+            let mut out = Vec::new();
+            Dearmor::new(bytes)
+                .read_to_end(&mut out)
+                .map_err(|e| KeyError::Parse(e.to_string()))?;
+            out
+        };
+        let packets: Vec<Packet> = PacketParser::new(&binary[..])
+            .filter(|p| !matches!(p, Ok(Packet::Trust(_))))
+            .collect::<Result<_, _>>()
+            .map_err(parse)?;
+        let has_secret = packets.iter().any(|p| matches!(p, Packet::SecretKey(_)));
+        let before = self.certs.len();
+        if has_secret {
+            // A secret key export: its public part is the certificate.
+            for key in SignedSecretKeyParser::from_packets(packets.into_iter().map(Ok).peekable()) {
+                self.add_cert(key.map_err(parse)?.to_public_key());
+            }
+        } else {
+            for key in SignedPublicKeyParser::from_packets(packets.into_iter().map(Ok).peekable()) {
+                self.add_cert(key.map_err(parse)?);
+            }
         }
-        if !found {
+        if self.certs.len() == before {
             return Err(KeyError::Empty);
         }
         Ok(())
@@ -312,13 +332,15 @@ pub fn verify_at(
             key_id: named_key_id.clone(),
         })?;
 
-    let fingerprint = trusted.cert_fingerprint(signer.cert);
+    // Refusals name the key that signed (a subkey's own fingerprint for a subkey).
     if signer.revoked {
-        return Err(VerifyError::KeyRevoked { fingerprint });
+        return Err(VerifyError::KeyRevoked {
+            fingerprint: signer.fingerprint.clone(),
+        });
     }
     if let Some(expired_at) = signer.expires.filter(|&t| t <= now) {
         return Err(VerifyError::KeyExpired {
-            fingerprint,
+            fingerprint: signer.fingerprint.clone(),
             expired_at,
         });
     }
@@ -334,7 +356,7 @@ pub fn verify_at(
     }
     Ok(Verified {
         payload,
-        fingerprint,
+        fingerprint: trusted.cert_fingerprint(signer.cert),
         signing_fingerprint: signer.fingerprint.clone(),
         key_id: signer.key_id.clone(),
     })
@@ -474,6 +496,10 @@ mod tests {
             let ring = Keyring::from_bytes(&public).unwrap();
             let sig = sign_with_key(&secret, "", b"payload").unwrap();
             let v = verify(&ring, &sig).unwrap();
+            // A secret key export serves as a keyring too.
+            let from_secret = Keyring::from_bytes(&secret).unwrap();
+            assert_eq!(from_secret.fingerprints(), ring.fingerprints());
+            assert_eq!(verify(&from_secret, &sig).unwrap().payload, b"payload");
             assert_eq!(v.payload, b"payload");
             assert_eq!(v.fingerprint, ring.fingerprints()[0]);
             assert_eq!(v.fingerprint != v.signing_fingerprint, subkey);

@@ -468,3 +468,69 @@ fn wrong_digest_and_unknown_critical_member_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn signing_subkeys_both_ways() {
+    let g = Gpg::new();
+    // A certify-only primary with an ed25519 signing subkey, as careful users set up.
+    g.ok(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Sub <sub@example.com>",
+            "ed25519",
+            "cert",
+            "never",
+        ],
+        b"",
+    );
+    let listing = |args: &[&str]| String::from_utf8(g.ok(args, b"")).unwrap();
+    let fprs: Vec<String> = listing(&["--with-colons", "--list-keys", "sub@example.com"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("fpr:::::::::"))
+        .map(|f| f.trim_end_matches(':').to_string())
+        .collect();
+    let primary = fprs[0].clone();
+    g.ok(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            &primary,
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        b"",
+    );
+    let sub = listing(&["--with-colons", "--list-keys", &primary])
+        .lines()
+        .filter_map(|l| l.strip_prefix("fpr:::::::::"))
+        .map(|f| f.trim_end_matches(':').to_string())
+        .nth(1)
+        .expect("a subkey");
+    let ring = keyring(&g, &[&primary]);
+
+    // gpg signs with the subkey; berth names the certificate and the subkey.
+    let sig = g.sign(&format!("{sub}!"), &payload(), &[]);
+    let v = openpgp::verify(&ring, &sig).unwrap();
+    assert_eq!(
+        (v.fingerprint.as_str(), v.signing_fingerprint.as_str()),
+        (primary.as_str(), sub.as_str())
+    );
+    assert_eq!(v.key_id, sub[24..]);
+
+    // berth signs with the same secret key: the primary may not sign, so the subkey does.
+    let sig = openpgp::sign_with_key(&g.export_secret(&primary, ""), "", &payload()).unwrap();
+    let out = g.run(&["--status-fd", "2", "--decrypt"], &sig);
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.contains(&format!("[GNUPG:] VALIDSIG {sub}")),
+        "{status}"
+    );
+}
