@@ -166,11 +166,15 @@ pub(crate) fn integer(what: &str, v: &Value) -> Result<i64, String> {
 /// Go's `json.Marshal` of `v`: serde_json's compact form with Go's HTML-safe escapes.
 /// Map keys are sorted when `v` was built with them in sorted order (callers do).
 pub(crate) fn go_marshal(v: &Value) -> Vec<u8> {
-    let s = v.to_string();
-    let mut out = String::with_capacity(s.len());
-    // These characters only occur inside strings in serde_json's output, so replacing
-    // them anywhere is replacing them in strings.
-    for c in s.chars() {
+    go_escape(&v.to_string())
+}
+
+/// serde_json's compact output `json` with Go's escapes for `<`, `>`, `&`, U+2028 and
+/// U+2029. These characters only occur inside strings in serde_json's output, so
+/// replacing them anywhere is replacing them in strings.
+pub(crate) fn go_escape(json: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
         match c {
             '<' => out.push_str("\\u003c"),
             '>' => out.push_str("\\u003e"),

@@ -11,6 +11,7 @@ mod json;
 pub mod openpgp;
 pub mod payload;
 pub mod policy;
+pub mod signature;
 pub mod sigstore;
 pub mod simple;
 

@@ -18,33 +18,9 @@ use berth_image::ImageReference;
 use crate::identity;
 use crate::openpgp::{self, Keyring};
 use crate::payload::{Format, Payload};
-use crate::sigstore::{self, PublicKey, PAYLOAD_MEDIA_TYPE};
+pub use crate::signature::ImageSignature;
+use crate::sigstore::{self, PublicKey, PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
 use crate::simple::ManifestCheck;
-
-/// A signature as stored with an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageSignature {
-    /// A simple-signing blob (an OpenPGP signed message).
-    Simple(Vec<u8>),
-    /// A sigstore attachment layer: its media type, the payload (the layer's blob) and
-    /// the base64 signature (its `dev.cosignproject.cosign/signature` annotation).
-    Sigstore {
-        media_type: String,
-        payload: Vec<u8>,
-        signature: String,
-    },
-}
-
-impl ImageSignature {
-    /// A sigstore signature layer with the usual media type.
-    pub fn sigstore(payload: Vec<u8>, signature: String) -> ImageSignature {
-        ImageSignature::Sigstore {
-            media_type: PAYLOAD_MEDIA_TYPE.to_string(),
-            payload,
-            signature,
-        }
-    }
-}
 
 /// The image being decided on, as the policy sees it.
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +173,7 @@ fn sigstore_signed(rule: &SigstoreSigned, image: &Image<'_>) -> Result<(), Strin
         let ImageSignature::Sigstore {
             media_type,
             payload,
-            signature,
+            ..
         } = sig
         else {
             other_kind += 1;
@@ -207,6 +183,10 @@ fn sigstore_signed(rule: &SigstoreSigned, image: &Image<'_>) -> Result<(), Strin
             non_attachments += 1;
             continue;
         }
+        let Some(signature) = sig.sigstore_signature() else {
+            rejections.push(format!("missing {SIGNATURE_ANNOTATION} annotation"));
+            continue;
+        };
         let outcome = keys.as_ref().map_err(Clone::clone).and_then(|keys| {
             let p = sigstore::verify(keys, payload, signature).map_err(|e| e.to_string())?;
             accept_payload(&p, image, &rule.signed_identity)

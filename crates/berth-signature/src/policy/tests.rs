@@ -278,21 +278,33 @@ fn signature_requirement_failures() {
     ));
     // A sigstore layer of another media type is not a signature.
     let ImageSignature::Sigstore {
-        payload, signature, ..
+        payload,
+        annotations,
+        ..
     } = keys.cosign(IMAGE)
     else {
         unreachable!()
     };
     let attachment = ImageSignature::Sigstore {
         media_type: "application/x-sbom".into(),
-        payload,
-        signature,
+        payload: payload.clone(),
+        annotations,
     };
     assert_eq!(
         decide(&cosign, IMAGE, &[attachment]),
         reject(&format!(
             "{none} (0 non-sigstore signatures, 1 sigstore non-signature attachments)"
         ))
+    );
+    // A sigstore layer without its signature annotation.
+    let unsigned = ImageSignature::Sigstore {
+        media_type: crate::sigstore::PAYLOAD_MEDIA_TYPE.into(),
+        payload,
+        annotations: Default::default(),
+    };
+    assert_eq!(
+        decide(&cosign, IMAGE, &[unsigned]),
+        reject("missing dev.cosignproject.cosign/signature annotation")
     );
 }
 
