@@ -10,35 +10,8 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A JSON object's members in document order, duplicates refused while parsing.
+/// A JSON object's members, duplicates (at any depth) refused while parsing.
 pub(crate) struct Object(pub(crate) Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Object {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Object;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
-                let mut out: Vec<(String, Value)> = Vec::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    if out.iter().any(|(seen, _)| *seen == k) {
-                        return Err(serde::de::Error::custom(format!(
-                            "duplicate key {k:?} in JSON object"
-                        )));
-                    }
-                    // Nested objects are checked when their own turn comes; keep them raw.
-                    let v: DupCheckedValue = map.next_value()?;
-                    out.push((k, v.0));
-                }
-                Ok(Object(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
 
 /// A value whose objects, at any depth, have no duplicate keys.
 struct DupCheckedValue(Value);
@@ -87,9 +60,18 @@ impl<'de> Deserialize<'de> for DupCheckedValue {
                 }
                 Ok(DupCheckedValue(Value::Array(out)))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let obj = Object::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(DupCheckedValue(Value::Object(obj.0.into_iter().collect())))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate key {k:?} in JSON object"
+                        )));
+                    }
+                    let v: DupCheckedValue = map.next_value()?;
+                    out.insert(k, v.0);
+                }
+                Ok(DupCheckedValue(Value::Object(out)))
             }
         }
         d.deserialize_any(V)
@@ -99,13 +81,13 @@ impl<'de> Deserialize<'de> for DupCheckedValue {
 impl Object {
     /// Parses `bytes` as one JSON object (nothing after it).
     pub(crate) fn parse(bytes: &[u8]) -> Result<Object, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        let v: DupCheckedValue = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Object::from_value("the signature", v.0)
     }
 
     fn from_value(what: &str, v: Value) -> Result<Object, String> {
         match v {
-            // Nested objects were checked for duplicate keys when the document was
-            // parsed (DupCheckedValue); member order does not matter to callers.
+            // Duplicate keys were refused when the document was parsed (DupCheckedValue).
             Value::Object(m) => Ok(Object(m.into_iter().collect())),
             _ => Err(format!("{what} is not a JSON object")),
         }

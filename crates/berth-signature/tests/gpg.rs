@@ -241,6 +241,20 @@ fn sign_with_gpg_like_skopeo() {
     assert!(matches!(err, GpgError::Passphrase { .. }), "{err}");
 }
 
+/// A simple signature of MANIFEST as REFERENCE made by berth with `fpr`'s exported
+/// secret key (no gpg involved in signing).
+fn berth_signs(g: &Gpg, fpr: &str) -> Vec<u8> {
+    let secret = g.export_secret(fpr, "");
+    simple::sign(
+        &secret,
+        "",
+        &Digest::sha256_of(MANIFEST),
+        REFERENCE,
+        "berth",
+    )
+    .unwrap()
+}
+
 fn skopeo(g: &Gpg, args: &[&str]) -> Output {
     Command::new("skopeo")
         .args(args)
@@ -289,21 +303,11 @@ fn skopeo_standalone_sign_and_verify_both_ways() {
         .unwrap();
         assert_eq!(p.creator.as_deref(), Some("atomic 5.23.1"));
         // The bytes skopeo signed are the bytes berth writes for the same content.
-        let ours = Payload { ..p.clone() }
-            .to_json(berth_signature::Format::Simple)
-            .unwrap();
+        let ours = p.to_json(berth_signature::Format::Simple).unwrap();
         assert_eq!(ours, openpgp::verify(&ring, &sig).unwrap().payload);
 
         // berth signs (no gpg), skopeo verifies.
-        let secret = g.export_secret(fpr, "");
-        let sig = simple::sign(
-            &secret,
-            "",
-            &Digest::sha256_of(MANIFEST),
-            REFERENCE,
-            "berth",
-        )
-        .unwrap();
+        let sig = berth_signs(&g, fpr);
         let sig_path = dir.path().join(format!("berth-{fpr}.sig"));
         std::fs::write(&sig_path, &sig).unwrap();
         let out = skopeo(
@@ -325,15 +329,7 @@ fn skopeo_standalone_sign_and_verify_both_ways() {
     }
 
     // standalone-verify's own refusals.
-    let secret = g.export_secret(&ed, "");
-    let sig = simple::sign(
-        &secret,
-        "",
-        &Digest::sha256_of(MANIFEST),
-        REFERENCE,
-        "berth",
-    )
-    .unwrap();
+    let sig = berth_signs(&g, &ed);
     assert!(matches!(
         standalone_verify(&ring, &sig, MANIFEST, REFERENCE, &rsa),
         Err(SimpleError::Fingerprint { .. })
