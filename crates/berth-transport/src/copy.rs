@@ -176,10 +176,13 @@ pub async fn copy(
 /// differs; an error when digests must be preserved.
 fn conversion(media_type: &str, opts: &CopyOptions) -> Result<Option<Format>, TransportError> {
     let target = opts.format.filter(|f| Format::of(media_type) != Some(*f));
-    if target.is_some() && opts.preserve_digests {
+    if let Some(f) = target.filter(|_| opts.preserve_digests) {
+        let name = match f {
+            Format::Oci => "OCI",
+            Format::V2s2 => "Docker v2s2",
+        };
         return Err(TransportError::Unsupported(format!(
-            "converting {media_type} to {:?} changes its digest, and --preserve-digests forbids that",
-            opts.format
+            "converting {media_type} to {name} changes its digest, and --preserve-digests forbids that"
         )));
     }
     Ok(target)
@@ -241,7 +244,14 @@ async fn write_image(
             let have = Compression::of(&l.media_type)?;
             let want = match opts.compress.and_then(|c| c.format) {
                 Some(w) => w,
-                None if have == Compression::None && dst.compresses_layers() => Compression::Gzip,
+                // Not when digests must stay: the layer goes as it is, as
+                // containers/image sends it when it may not change the manifest.
+                None if have == Compression::None
+                    && dst.compresses_layers()
+                    && !opts.preserve_digests =>
+                {
+                    Compression::Gzip
+                }
                 None => return None,
             };
             (have != want).then_some((i, want))

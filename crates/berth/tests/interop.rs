@@ -2136,6 +2136,26 @@ fn copy_writes_what_skopeo_reads() {
         ctx.skopeo(&["copy", "--src-tls-verify=false", &v2s2, d])
             .run();
     }
+    ctx.step("--preserve-digests: no conversion into oci:, plain layers kept in dir:");
+    let layout = format!("oci:{}:v1", ctx.p("preserved"));
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--preserve-digests",
+            &da,
+            &layout,
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("--preserve-digests"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    let kept = format!("dir:{}", ctx.p("preserved-dir"));
+    copy(&["--preserve-digests"], &da, &kept);
+    // berth's own view of the archive: skopeo's calls its plain layers gzip ones.
+    let archived = ctx.berth(&["inspect", "--raw", &da]).run().stdout_bytes;
+    assert_eq!(raw(&kept), archived);
+
     for (n, source) in [&v2s2, &da, &dir].into_iter().enumerate() {
         for kind in ["oci", "oci-archive"] {
             let name = |who: &str| match kind {
