@@ -12,6 +12,35 @@ use serde_json::{json, Value};
 
 use crate::json::{exact_object, go_marshal, integer, string, Object};
 
+/// What the signed manifest digest must match.
+#[derive(Debug, Clone, Copy)]
+pub enum ManifestCheck<'a> {
+    /// A digest already known to be the image's.
+    Digest(&'a Digest),
+    /// The manifest itself, hashed with the algorithm the signature names.
+    Manifest(&'a [u8]),
+}
+
+impl ManifestCheck<'_> {
+    /// c/image's `manifest.MatchesDigest`. (Schema 1 manifests, whose digest excludes
+    /// their JWS signatures, are not handled: berth does not write or verify them.)
+    pub fn matches(&self, signed: &Digest) -> bool {
+        match self {
+            ManifestCheck::Digest(d) => *d == signed,
+            ManifestCheck::Manifest(bytes) => Digest::of(signed.algorithm(), bytes) == *signed,
+        }
+    }
+}
+
+/// Which part of a verified payload does not fit the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// It signs another manifest.
+    Digest,
+    /// Its identity is not one the caller accepts.
+    Identity,
+}
+
 /// Which of the two payload formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -102,6 +131,22 @@ impl Payload {
             "optional": Value::Object(optional),
         });
         Ok(go_marshal(&v))
+    }
+
+    /// Whether this (verified) payload is for `manifest` and claims an identity
+    /// `identity_ok` accepts, checked in c/image's order: digest, then identity.
+    pub fn check(
+        &self,
+        manifest: ManifestCheck<'_>,
+        identity_ok: impl Fn(&str) -> bool,
+    ) -> Result<(), Mismatch> {
+        if !manifest.matches(&self.docker_manifest_digest) {
+            return Err(Mismatch::Digest);
+        }
+        if !identity_ok(&self.docker_reference) {
+            return Err(Mismatch::Identity);
+        }
+        Ok(())
     }
 
     /// Parses payload bytes strictly. Call it only on bytes whose signature verified.

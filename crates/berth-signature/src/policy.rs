@@ -11,16 +11,16 @@
 //! not accepted", "None of the signatures were accepted, reasons: …").
 
 use berth_containers_config::policy::{
-    Decision, KeyType, Keys, Policy, Requirement, SignedBy, SigstoreKeys, SigstoreSigned,
+    Decision, KeyType, Keys, Policy, Requirement, SignedBy, SignedIdentity, SigstoreKeys,
+    SigstoreSigned,
 };
 use berth_image::ImageReference;
 
 use crate::identity;
 use crate::openpgp::{self, Keyring};
-use crate::payload::{Format, Payload};
+use crate::payload::{Format, ManifestCheck, Mismatch, Payload};
 pub use crate::signature::ImageSignature;
 use crate::sigstore::{self, PublicKey, PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
-use crate::simple::ManifestCheck;
 
 /// The image being decided on, as the policy sees it.
 #[derive(Debug, Clone, Copy)]
@@ -93,25 +93,24 @@ fn key_sources(keys: &Keys) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
-/// Checks a verified payload against the image: digest first, then identity.
+/// Checks a verified payload against the image, with c/image's policy phrases.
 fn accept_payload(
     payload: &Payload,
     image: &Image<'_>,
-    rule: &berth_containers_config::policy::SignedIdentity,
+    rule: &SignedIdentity,
 ) -> Result<(), String> {
-    if !ManifestCheck::Manifest(image.manifest).matches(&payload.docker_manifest_digest) {
-        return Err(format!(
+    let identity_ok = |signed: &str| identity::matches(rule, image.docker_reference, signed);
+    match payload.check(ManifestCheck::Manifest(image.manifest), identity_ok) {
+        Ok(()) => Ok(()),
+        Err(Mismatch::Digest) => Err(format!(
             "Signature for digest {} does not match",
             payload.docker_manifest_digest
-        ));
-    }
-    if !identity::matches(rule, image.docker_reference, &payload.docker_reference) {
-        return Err(format!(
+        )),
+        Err(Mismatch::Identity) => Err(format!(
             "Signature for identity {:?} is not accepted",
             payload.docker_reference
-        ));
+        )),
     }
-    Ok(())
 }
 
 fn signed_by(rule: &SignedBy, image: &Image<'_>) -> Result<(), String> {

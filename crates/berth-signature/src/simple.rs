@@ -6,27 +6,8 @@
 use berth_image::{Digest, ImageReference};
 
 use crate::openpgp::{self, KeyError, Keyring, Verified, VerifyError};
-use crate::payload::{Format, Payload, PayloadError};
-
-/// What the signed manifest digest must match.
-#[derive(Debug, Clone, Copy)]
-pub enum ManifestCheck<'a> {
-    /// A digest already known to be the image's.
-    Digest(&'a Digest),
-    /// The manifest itself, hashed with the algorithm the signature names.
-    Manifest(&'a [u8]),
-}
-
-impl ManifestCheck<'_> {
-    /// c/image's `manifest.MatchesDigest`. (Schema 1 manifests, whose digest excludes
-    /// their JWS signatures, are not handled: berth does not write or verify them.)
-    pub fn matches(&self, signed: &Digest) -> bool {
-        match self {
-            ManifestCheck::Digest(d) => *d == signed,
-            ManifestCheck::Manifest(bytes) => Digest::of(signed.algorithm(), bytes) == *signed,
-        }
-    }
-}
+pub use crate::payload::ManifestCheck;
+use crate::payload::{Format, Mismatch, Payload, PayloadError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SimpleError {
@@ -38,7 +19,7 @@ pub enum SimpleError {
     Digest(String),
     #[error("Signature for identity {0:?} is not accepted")]
     Identity(String),
-    #[error("Docker reference {signed} does not match {expected}")]
+    #[error("Docker reference {signed:?} does not match {expected:?}")]
     Reference { signed: String, expected: String },
     #[error("Signature by {signed_by} does not match expected fingerprint {expected}")]
     Fingerprint { signed_by: String, expected: String },
@@ -84,13 +65,14 @@ pub fn verify_simple(
 ) -> Result<SimpleSignature, SimpleError> {
     let signer = openpgp::verify(trusted, signature)?;
     let payload = Payload::parse(&signer.payload, Format::Simple)?;
-    if !manifest.matches(&payload.docker_manifest_digest) {
-        return Err(SimpleError::Digest(
-            payload.docker_manifest_digest.to_string(),
-        ));
-    }
-    if !identity_ok(&payload.docker_reference) {
-        return Err(SimpleError::Identity(payload.docker_reference));
+    match payload.check(manifest, identity_ok) {
+        Ok(()) => {}
+        Err(Mismatch::Digest) => {
+            return Err(SimpleError::Digest(
+                payload.docker_manifest_digest.to_string(),
+            ))
+        }
+        Err(Mismatch::Identity) => return Err(SimpleError::Identity(payload.docker_reference)),
     }
     Ok(SimpleSignature { payload, signer })
 }
@@ -120,20 +102,24 @@ pub fn standalone_verify(
         });
     }
     let payload = Payload::parse(&signer.payload, Format::Simple)?;
-    if !ManifestCheck::Manifest(manifest).matches(&payload.docker_manifest_digest) {
-        return Err(SimpleError::Digest(
-            payload.docker_manifest_digest.to_string(),
-        ));
-    }
-    let same = payload
-        .docker_reference
-        .parse::<ImageReference>()
-        .is_ok_and(|signed| signed.to_string() == expected.to_string());
-    if !same {
-        return Err(SimpleError::Reference {
-            signed: payload.docker_reference,
-            expected: expected.to_string(),
-        });
+    let same = |signed: &str| {
+        signed
+            .parse::<ImageReference>()
+            .is_ok_and(|signed| signed.to_string() == expected.to_string())
+    };
+    match payload.check(ManifestCheck::Manifest(manifest), same) {
+        Ok(()) => {}
+        Err(Mismatch::Digest) => {
+            return Err(SimpleError::Digest(
+                payload.docker_manifest_digest.to_string(),
+            ))
+        }
+        Err(Mismatch::Identity) => {
+            return Err(SimpleError::Reference {
+                signed: payload.docker_reference,
+                expected: expected.to_string(),
+            })
+        }
     }
     Ok(payload.docker_manifest_digest)
 }
