@@ -53,8 +53,9 @@ pub enum BlobOutcome {
 pub trait Reporter: Send + Sync {
     /// One step, said in a line.
     fn line(&self, text: &str);
-    /// A blob of `size` bytes starts going.
-    fn blob_start(&self, _digest: &Digest, _size: u64) {}
+    /// A blob of `size` bytes starts going; `what` it is to the image: `blob` (a
+    /// layer) or `config`, as skopeo names them.
+    fn blob_start(&self, _digest: &Digest, _size: u64, _what: &str) {}
     /// `sent` bytes of it have gone so far.
     fn blob_progress(&self, _digest: &Digest, _sent: u64) {}
     /// It is all there.
@@ -468,7 +469,7 @@ async fn copy_blob(
         return Ok(BlobOutcome::Mounted);
     }
     progress.line(&format!("Copying {part} {}", d.digest));
-    progress.blob_start(&d.digest, d.size);
+    progress.blob_start(&d.digest, d.size, &part.to_string());
     let stream = src.blob(&d.digest).await?;
     let counted = sized(stream, d.digest.clone(), d.size, Some(progress.clone()));
     dst.put_blob(&d.digest, counted).await?;

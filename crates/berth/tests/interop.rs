@@ -2163,7 +2163,7 @@ fn copy_writes_what_skopeo_reads() {
                 _ => format!("oci-archive:{}:v1", ctx.p(&format!("{who}-{n}.tar"))),
             };
             let (ours, theirs) = (name("berth"), name("skopeo"));
-            copy(&[], source, &ours);
+            let out = copy(&[], source, &ours);
             ctx.skopeo(&["copy", "--src-tls-verify=false", source, &theirs])
                 .run();
             let (b, s) = (Manifest::parse(raw(&ours)), Manifest::parse(raw(&theirs)));
@@ -2184,6 +2184,20 @@ fn copy_writes_what_skopeo_reads() {
                     .stdout_bytes
             };
             assert_eq!(config(&ours), config(&theirs), "{source} -> {ours}: config");
+            // Progress names the config as skopeo does, and its change once.
+            let new_config = b.json["config"]["digest"].as_str().unwrap();
+            assert!(
+                out.stderr.contains(&format!("Copying config {new_config}")),
+                "{}",
+                out.stderr
+            );
+            let changed = Manifest::parse(raw(source)).config_digest() != new_config;
+            assert_eq!(
+                out.stderr.matches("Config digest changed").count(),
+                usize::from(changed),
+                "{}",
+                out.stderr
+            );
             if source == &v2s2 {
                 // Its layers are gzip already: nothing of skopeo's differs.
                 assert_eq!(b.raw, s.raw, "{source} -> {ours}");

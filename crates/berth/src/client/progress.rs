@@ -35,10 +35,18 @@ fn short(d: &Digest) -> String {
     d.hex().chars().take(12).collect()
 }
 
+/// A blob going: its size, what it is (`blob`, `config`), when it started, when a line
+/// last said so.
+struct Going {
+    size: u64,
+    what: String,
+    started: Instant,
+    last: Instant,
+}
+
 #[derive(Default)]
 struct Lines {
-    /// digest -> (size, started, last line).
-    going: Mutex<HashMap<Digest, (u64, Instant, Instant)>>,
+    going: Mutex<HashMap<Digest, Going>>,
 }
 
 impl Reporter for Lines {
@@ -46,23 +54,33 @@ impl Reporter for Lines {
         eprintln!("{text}");
     }
 
-    fn blob_start(&self, d: &Digest, size: u64) {
+    fn blob_start(&self, d: &Digest, size: u64, what: &str) {
         if let Ok(mut g) = self.going.lock() {
             let now = Instant::now();
-            g.insert(d.clone(), (size, now, now));
+            let what = what.to_string();
+            g.insert(
+                d.clone(),
+                Going {
+                    size,
+                    what,
+                    started: now,
+                    last: now,
+                },
+            );
         }
     }
 
     fn blob_progress(&self, d: &Digest, sent: u64) {
         let Ok(mut g) = self.going.lock() else { return };
-        if let Some((size, _, last)) = g.get_mut(d) {
-            if last.elapsed() >= EVERY {
-                *last = Instant::now();
+        if let Some(b) = g.get_mut(d) {
+            if b.last.elapsed() >= EVERY {
+                b.last = Instant::now();
                 eprintln!(
-                    "Copying blob {}: {} / {} MiB",
+                    "Copying {} {}: {} / {} MiB",
+                    b.what,
                     short(d),
                     sent >> 20,
-                    *size >> 20
+                    b.size >> 20
                 );
             }
         }
@@ -70,12 +88,13 @@ impl Reporter for Lines {
 
     fn blob_end(&self, d: &Digest) {
         let Ok(mut g) = self.going.lock() else { return };
-        if let Some((size, started, _)) = g.remove(d) {
-            let secs = started.elapsed().as_secs_f64();
+        if let Some(b) = g.remove(d) {
+            let secs = b.started.elapsed().as_secs_f64();
             eprintln!(
-                "Copied blob {}: {} MiB in {secs:.1} s",
+                "Copied {} {}: {} MiB in {secs:.1} s",
+                b.what,
                 short(d),
-                size >> 20
+                b.size >> 20
             );
         }
     }
@@ -93,7 +112,7 @@ impl Reporter for Bars {
         let _ = self.multi.println(text);
     }
 
-    fn blob_start(&self, d: &Digest, size: u64) {
+    fn blob_start(&self, d: &Digest, size: u64, what: &str) {
         let bar = self.multi.add(ProgressBar::new(size));
         let style = ProgressStyle::with_template(
             "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
@@ -101,7 +120,7 @@ impl Reporter for Bars {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
-        bar.set_prefix(format!("blob {}", short(d)));
+        bar.set_prefix(format!("{what} {}", short(d)));
         if let Ok(mut b) = self.bars.lock() {
             b.insert(d.clone(), bar);
         }
