@@ -190,6 +190,31 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 .collect();
             json!({ "repositories": repos })
         }
+        "trust-show" => {
+            let name = call.param("name").unwrap_or_default();
+            let target = berth_auth::names::Target::parse(name)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            // Keys are public; the setting is shown to whoever may read there.
+            let (may_read, setting) = match &target {
+                berth_auth::names::Target::Namespace(ns) => (
+                    dir.namespace_level(who, ns).is_some(),
+                    dir.trust_setting(ns),
+                ),
+                berth_auth::names::Target::Repository(r) => (
+                    dir.level(who, r.as_str()).is_some(),
+                    dir.trust_for(r.as_str()),
+                ),
+            };
+            if !may_read {
+                return Err(denied());
+            }
+            setting.map(|t| t.describe()).ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no trust setting applies to {name}"),
+                )
+            })?
+        }
         _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())

@@ -95,6 +95,9 @@ pub struct ApiError {
     pub code: Code,
     pub status: StatusCode,
     pub detail: Option<String>,
+    /// The `message`, when the code's generic one would not tell the user why (clients
+    /// show the code and message, not the detail: `denied: <message>`).
+    pub message: Option<String>,
     /// Extra headers (e.g. `Content-Range` on a 416).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
@@ -105,12 +108,18 @@ impl ApiError {
             code,
             status: code.status(),
             detail: None,
+            message: None,
             headers: Vec::new(),
         }
     }
 
     pub fn detail(mut self, detail: impl ToString) -> ApiError {
         self.detail = Some(detail.to_string());
+        self
+    }
+
+    pub fn message(mut self, message: impl ToString) -> ApiError {
+        self.message = Some(message.to_string());
         self
     }
 
@@ -160,7 +169,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "errors": [{
                 "code": self.code.as_str(),
-                "message": self.code.message(),
+                "message": self.message.as_deref().unwrap_or(self.code.message()),
                 "detail": self.detail,
             }]
         });

@@ -15,6 +15,7 @@ mod routes;
 mod search;
 mod signatures;
 mod token;
+mod trust;
 mod uploads;
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ pub struct Registry {
     pub(crate) uploads: uploads::Sessions,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) auth: Auth,
+    /// Content trust verdicts already reached (see `trust`).
+    pub(crate) verdicts: trust::Verdicts,
     config: RegistryConfig,
 }
 
@@ -109,6 +112,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             metrics: metrics::Metrics::new(),
             auth,
+            verdicts: trust::Verdicts::default(),
             config,
         }))
     }

@@ -42,6 +42,7 @@ pub(crate) async fn get(
     with_body: bool,
 ) -> ApiResult {
     let m = lookup(reg, name, r)?;
+    crate::trust::check(reg, name.as_str(), &m).await?;
     let len = m.content.len();
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, hv(&m.media_type))
