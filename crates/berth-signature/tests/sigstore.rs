@@ -1,8 +1,9 @@
 //! Sigstore signatures against other implementations. skopeo 1.9.3 as Debian ships it
-//! cannot take part ("Debian-local change: sigstore disabled"), so: a signature the
-//! cosign CLI made (containers/image's test fixture `dir-img-cosign-valid`) verifies in
-//! berth, and OpenSSL 3 verifies berth's signatures and public keys and makes ones berth
-//! verifies (P-256, SHA-256, ASN.1 DER, PKIX PEM). Needs `openssl`.
+//! cannot take part ("Debian-local change: sigstore disabled"), so: a private key the
+//! cosign CLI wrote opens in berth and signs; a signature the cosign CLI made
+//! (containers/image's test fixture `dir-img-cosign-valid`) verifies in berth; and
+//! OpenSSL 3 verifies berth's signatures and public keys and makes ones berth verifies
+//! (P-256, SHA-256, ASN.1 DER, PKIX PEM). Needs `openssl`.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,6 +22,39 @@ const COSIGN_MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd
 const COSIGN_PAYLOAD_B64: &str = "eyJjcml0aWNhbCI6eyJpZGVudGl0eSI6eyJkb2NrZXItcmVmZXJlbmNlIjoiMTkyLjE2OC42NC4yOjUwMDAvY29zaWduLXNpZ25lZC1zaW5nbGUtc2FtcGxlIn0sImltYWdlIjp7ImRvY2tlci1tYW5pZmVzdC1kaWdlc3QiOiJzaGEyNTY6NjM0YThmMzViNWYxNmRjZjRhYWEwODIyYWRjMGIxOTY0YmI3ODZmY2ExMmY2ODMxZGU4ZGRjNDVlNTk4NmEwMCJ9LCJ0eXBlIjoiY29zaWduIGNvbnRhaW5lciBpbWFnZSBzaWduYXR1cmUifSwib3B0aW9uYWwiOm51bGx9";
 const COSIGN_SIGNATURE: &str =
     "MEYCIQDmtamqYPjMg81nqeBhptrPls44aA/r7PwLmspINJY4MwIhANKRpqe2E9UCBtGFdPoz/8jAbaQm4uP4h+IpwKTE6ClR";
+
+/// A key `cosign generate-key-pair` wrote (cosign 2: scrypt N=2^16) with an empty
+/// password; a test key published in conforma/cli's `internal/validate/vsa` tests.
+const COSIGN_PRIVATE: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJLYU9OQzduQVJLOVgxM1FoaWFucjAwTTBGYys2Sitr
+dnAxN1FuanpiVk9nPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJVOHZqWWtqMlZOUFZGdlZFZWZ3bXZ5VGloUERrelBoaCJ9LCJj
+aXBoZXJ0ZXh0IjoidWNWMnQ4TTZVNFJvb29FOXc0d3dkc3E1RDYrS2RKY245dERT
+KzFwRDRGN040SVJOWEgzSTBua3h1a3NackFOUHR1emIvTkVYQ201dUp3Zjh3Qzl1
+VlprbXdwNU5jRUZ6b3ZNS3JCZmNvdXdjaEkrMzkrQ0NhbVZPbzBucmRnZjhvcmpK
+dXdrWDBYL1phY0RUTERGaUxyc1laMWVMMmlqMGU1MVRpZmVQNTl4WXNPK1FnM1Jv
+OURRVjNQMk9ndDFDaVFHeGg1VXhUZytGc3c9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
+
+#[test]
+fn cosign_cli_private_key_opens_and_signs() {
+    // Go's scrypt + NaCl secretbox + PKCS#8, opened by berth.
+    let key = PrivateKey::from_pem(COSIGN_PRIVATE.as_bytes(), b"").unwrap();
+    assert!(matches!(
+        PrivateKey::from_pem(COSIGN_PRIVATE.as_bytes(), b"not it"),
+        Err(SigstoreError::Passphrase)
+    ));
+    let (payload, sig) = sigstore::sign_image(
+        &key,
+        &Digest::sha256_of(b"m"),
+        "registry.example/app:v1",
+        "x",
+    )
+    .unwrap();
+    sigstore::verify(&[key.public_key()], &payload, &sig).unwrap();
+}
 
 #[test]
 fn cosign_cli_signature_verifies() {
