@@ -111,17 +111,34 @@ impl Keyring {
     /// Adds the certificates in `bytes` (several files make one keyring). GnuPG 1
     /// keyring files (`pubring.gpg`) work too: their trust packets are skipped.
     pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
-        let parse = |e: pgp::errors::Error| KeyError::Parse(e.to_string());
-        let binary = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
-            bytes.to_vec()
-        } else {
-            let mut out = Vec::new();
-            Dearmor::new(bytes)
-                .read_to_end(&mut out)
+        if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+            return self.add_binary(bytes);
+        }
+        // Armored: possibly several blocks one after the other (`cat a.asc b.asc`),
+        // which gpg imports all of.
+        const BEGIN: &[u8] = b"-----BEGIN PGP ";
+        let starts: Vec<usize> = (0..bytes.len())
+            .filter(|&i| bytes[i..].starts_with(BEGIN))
+            .collect();
+        if starts.is_empty() {
+            return Err(KeyError::Parse(
+                "neither binary nor ASCII-armored OpenPGP data".into(),
+            ));
+        }
+        for (n, &start) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).copied().unwrap_or(bytes.len());
+            let mut binary = Vec::new();
+            Dearmor::new(&bytes[start..end])
+                .read_to_end(&mut binary)
                 .map_err(|e| KeyError::Parse(e.to_string()))?;
-            out
-        };
-        let packets: Vec<Packet> = PacketParser::new(&binary[..])
+            self.add_binary(&binary)?;
+        }
+        Ok(())
+    }
+
+    fn add_binary(&mut self, binary: &[u8]) -> Result<(), KeyError> {
+        let parse = |e: pgp::errors::Error| KeyError::Parse(e.to_string());
+        let packets: Vec<Packet> = PacketParser::new(binary)
             .filter(|p| !matches!(p, Ok(Packet::Trust(_))))
             .collect::<Result<_, _>>()
             .map_err(parse)?;
@@ -504,6 +521,25 @@ mod tests {
             assert_eq!(v.fingerprint, ring.fingerprints()[0]);
             assert_eq!(v.fingerprint != v.signing_fingerprint, subkey);
         }
+    }
+
+    #[test]
+    fn concatenated_armored_keys() {
+        use pgp::composed::{Deserializable, SignedSecretKey};
+        let (a, _) = testkeys::generate("A <a@example.com>", false);
+        let (b, _) = testkeys::generate("B <b@example.com>", false);
+        let armored = |secret: &[u8]| {
+            let (k, _) = SignedSecretKey::from_armor_single(secret).unwrap();
+            k.to_public_key()
+                .to_armored_bytes(Default::default())
+                .unwrap()
+        };
+        let mut both = armored(&a);
+        both.extend(armored(&b));
+        let ring = Keyring::from_bytes(&both).unwrap();
+        assert_eq!(ring.fingerprints().len(), 2);
+        let sig = sign_with_key(&b, "", b"x").unwrap();
+        assert!(verify(&ring, &sig).is_ok());
     }
 
     #[test]
