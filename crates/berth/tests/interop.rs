@@ -282,37 +282,10 @@ fn multi_arch_index() {
     let mut ctx = Ctx::new("multi-arch", &[BUILDAH, SKOPEO, REGISTRY, CURL, SHA256SUM]);
     let berth = ctx.start(ServerKind::Berth);
     let dist = ctx.start(ServerKind::Distribution);
-    let [pf, pv] = ctx.policy_args();
 
-    ctx.step("build amd64 and arm64 images and a manifest list");
-    let list = "localhost/test/multi:list";
-    ctx.buildah(&["manifest", "create", list]).run();
-    for arch in ["amd64", "arm64"] {
-        let image = ctx.build_for_arch(&format!("localhost/test/multi-{arch}:v1"), arch);
-        ctx.buildah(&[
-            "manifest",
-            "add",
-            list,
-            &format!("containers-storage:{image}"),
-        ])
-        .run();
-    }
-
-    ctx.step("buildah manifest push --all");
+    ctx.step("build amd64 and arm64 images, a manifest list, buildah manifest push --all");
     let dest = format!("docker://{berth}/test/multi:v1");
-    let pushed = ctx.push_digest(
-        "buildah",
-        &[
-            "manifest",
-            "push",
-            &pf,
-            &pv,
-            "--all",
-            "--tls-verify=false",
-            list,
-            &dest,
-        ],
-    );
+    let pushed = ctx.push_two_platforms("multi", &dest);
 
     let index = Manifest::parse(ctx.raw_manifest(&dest));
     assert_eq!(ctx.sha256(&index.raw), pushed, "index digest");
@@ -552,17 +525,7 @@ fn login_push_pull_with_access_control() {
 
     ctx.step("berth registry: users, a public repository, a read-only grant");
     for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        ctx.berth(&[
-            "registry",
-            "--root",
-            &root,
-            "user",
-            "add",
-            user,
-            "--password-stdin",
-        ])
-        .stdin(format!("{pw}\n").as_bytes())
-        .run();
+        ctx.add_registry_user(&root, user, pw);
     }
     ctx.berth(&[
         "registry",
@@ -2322,17 +2285,7 @@ fn copy_flags_as_skopeo() {
     let [pf, pv] = ctx.policy_args();
     let policy = ctx.p("policy.json");
     for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        ctx.berth(&[
-            "registry",
-            "--root",
-            &root,
-            "user",
-            "add",
-            user,
-            "--password-stdin",
-        ])
-        .stdin(format!("{pw}\n").as_bytes())
-        .run();
+        ctx.add_registry_user(&root, user, pw);
     }
     let image = ctx.build_busybox("localhost/test/flags:v1");
     let app = format!("docker://{reg}/alice/app:v1");

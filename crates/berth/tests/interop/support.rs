@@ -738,8 +738,9 @@ impl Ctx {
     }
 
     /// Builds an amd64 and an arm64 image (`localhost/test/STEM-ARCH:v1`), lists them
-    /// in `localhost/test/STEM:list` and pushes the list with both images to `dest`.
-    pub fn push_two_platforms(&self, stem: &str, dest: &str) {
+    /// in `localhost/test/STEM:list` and pushes the list with both images to `dest`;
+    /// returns the digest buildah reports for the list.
+    pub fn push_two_platforms(&self, stem: &str, dest: &str) -> String {
         let [pf, pv] = self.policy_args();
         let list = format!("localhost/test/{stem}:list");
         self.buildah(&["manifest", "create", &list]).run();
@@ -753,16 +754,33 @@ impl Ctx {
             ])
             .run();
         }
-        self.buildah(&[
-            "manifest",
-            "push",
-            &pf,
-            &pv,
-            "--all",
-            "--tls-verify=false",
-            &list,
-            dest,
+        self.push_digest(
+            "buildah",
+            &[
+                "manifest",
+                "push",
+                &pf,
+                &pv,
+                "--all",
+                "--tls-verify=false",
+                &list,
+                dest,
+            ],
+        )
+    }
+
+    /// Adds `user` with password `pw` to the berth registry kept in `root`.
+    pub fn add_registry_user(&self, root: &str, user: &str, pw: &str) {
+        self.berth(&[
+            "registry",
+            "--root",
+            root,
+            "user",
+            "add",
+            user,
+            "--password-stdin",
         ])
+        .stdin(format!("{pw}\n").as_bytes())
         .run();
     }
 
