@@ -58,6 +58,10 @@ enum AdminCommand {
     /// Repositories
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Content trust: serve a namespace's or repository's manifests only when a
+    /// trusted key signed them
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// The latest permission changes: who, from where, what (JSON, newest first)
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -131,12 +135,36 @@ enum RepoCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TrustCommand {
+    /// Require signatures on NAME (a namespace, or a repository: the most specific
+    /// setting wins) by one of these keys, replacing NAME's setting
+    Set {
+        /// A namespace (myorg) or a repository (myorg/app)
+        name: String,
+        /// A GPG public key file (binary or armored, as `gpg --export` writes it)
+        #[arg(long = "gpg-key", value_name = "FILE")]
+        gpg_keys: Vec<PathBuf>,
+        /// A sigstore public key file (PEM, as `berth generate-sigstore-key` writes it)
+        #[arg(long = "sigstore-key", value_name = "FILE")]
+        sigstore_keys: Vec<PathBuf>,
+        /// Serve NAME unsigned even where its namespace requires signatures
+        #[arg(long, conflicts_with_all = ["gpg_keys", "sigstore_keys"])]
+        not_required: bool,
+    },
+    /// Show the setting in force on NAME, its keys and their fingerprints (JSON)
+    Show { name: String },
+    /// Remove NAME's own setting (a repository then follows its namespace's)
+    Unset { name: String },
+}
+
 /// What to do: a change, or a question.
 enum Request {
     Change(Change),
     UserList,
     OrgShow(String),
     Audit(usize),
+    TrustShow(String),
 }
 
 pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -211,6 +239,34 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
         },
         AdminCommand::Revoke { subject, target } => Change::Revoke { subject, target },
         AdminCommand::Audit { limit } => return Ok(Request::Audit(limit)),
+        AdminCommand::Trust(TrustCommand::Set {
+            name,
+            gpg_keys,
+            sigstore_keys,
+            not_required,
+        }) => {
+            if !not_required && gpg_keys.is_empty() && sigstore_keys.is_empty() {
+                bail!("trust set {name}: give --gpg-key FILE or --sigstore-key FILE (or --not-required)");
+            }
+            Change::TrustSet {
+                name,
+                required: !not_required,
+                gpg_keys: gpg_keys
+                    .iter()
+                    .map(|f| Ok(berth_auth::trust::gpg_key_text(&read_key(f)?)))
+                    .collect::<anyhow::Result<_>>()?,
+                sigstore_keys: sigstore_keys
+                    .iter()
+                    .map(|f| {
+                        String::from_utf8(read_key(f)?).map_err(|_| {
+                            anyhow::anyhow!("{}: a sigstore public key is PEM text", f.display())
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            }
+        }
+        AdminCommand::Trust(TrustCommand::Show { name }) => return Ok(Request::TrustShow(name)),
+        AdminCommand::Trust(TrustCommand::Unset { name }) => Change::TrustUnset { name },
         AdminCommand::Repo(RepoCommand::Visibility {
             repository,
             visibility,
@@ -219,6 +275,23 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             visibility,
         },
     }))
+}
+
+/// A public key file, refused before reading when larger than a setting may hold.
+fn read_key(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let max = berth_auth::trust::MAX_KEY_BYTES;
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max as u64 + 1), &mut bytes)
+        .with_context(|| format!("reading {}", file.display()))?;
+    // Binary keys travel as base64, a third larger.
+    if bytes.len() > max || berth_auth::trust::gpg_key_text(&bytes).len() > max {
+        bail!(
+            "{}: a key file is at most {max} bytes as text",
+            file.display()
+        );
+    }
+    Ok(bytes)
 }
 
 /// A password from standard input (first line) or, on a terminal, asked without echo.
@@ -281,6 +354,17 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         Request::Audit(limit) => Some(pretty(
             &serde_json::json!({ "changes": store.audit_trail(*limit)? }),
         )),
+        Request::TrustShow(name) => {
+            let dir = store.directory()?;
+            let setting = match berth_auth::names::Target::parse(name)? {
+                berth_auth::names::Target::Namespace(ns) => dir.trust_setting(&ns).cloned(),
+                berth_auth::names::Target::Repository(r) => dir.trust_for(r.as_str()).cloned(),
+            };
+            match setting {
+                Some(t) => Some(pretty(&t.describe())),
+                None => bail!("no trust setting applies to {name}"),
+            }
+        }
     })
 }
 
@@ -315,6 +399,7 @@ fn remote(
         Request::UserList => ("GET", "users".to_string(), Value::Null),
         Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
         Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
+        Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
     };
     let endpoint = format!("{}/api/v1/{path}", url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()
