@@ -2,7 +2,8 @@
 # Installs the peer programs that berth's interop tests and benchmarks run
 # against (Debian packages): podman, skopeo, buildah, docker-registry
 # (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils),
-# newuidmap (uidmap) and runc (the OCI runtime berth's containers run under).
+# newuidmap (uidmap), runc (the OCI runtime berth's containers run under) and gpg
+# (the signature tests make and use OpenPGP keys).
 # Does nothing for what is already installed.
 # Also makes sure /etc/containers/policy.json exists.
 #
@@ -22,8 +23,9 @@ declare -A package_of=(
   [ab]=apache2-utils
   [newuidmap]=uidmap
   [runc]=runc
+  [gpg]=gpg
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg)
 
 have() {
   if [[ $1 == busybox ]]; then
