@@ -520,9 +520,9 @@ mod tests {
         Secret(s.into())
     }
 
-    #[test]
-    fn org_workflow() {
-        let (_t, s) = store();
+    /// Users alice and bob; alice founded organization `myorg`.
+    fn alice_bob_and_myorg() -> (tempfile::TempDir, AuthStore) {
+        let (tmp, s) = store();
         let local = Actor::local();
         for u in ["alice", "bob"] {
             s.apply(
@@ -535,7 +535,6 @@ mod tests {
             )
             .unwrap();
         }
-        // alice founds an organization and administers it.
         s.apply(
             &as_user("alice"),
             &Change::OrgCreate {
@@ -543,6 +542,13 @@ mod tests {
             },
         )
         .unwrap();
+        (tmp, s)
+    }
+
+    #[test]
+    fn org_workflow() {
+        // alice founds an organization and administers it.
+        let (_t, s) = alice_bob_and_myorg();
         s.apply(
             &as_user("alice"),
             &Change::TeamAdd {
@@ -756,26 +762,7 @@ mod tests {
 
     #[test]
     fn trust_settings_by_namespace_admins_most_specific_wins() {
-        let (_t, s) = store();
-        let local = Actor::local();
-        for u in ["alice", "bob"] {
-            s.apply(
-                &local,
-                &Change::UserAdd {
-                    name: u.into(),
-                    password: pw("pw"),
-                    superuser: false,
-                },
-            )
-            .unwrap();
-        }
-        s.apply(
-            &as_user("alice"),
-            &Change::OrgCreate {
-                name: "myorg".into(),
-            },
-        )
-        .unwrap();
+        let (_t, s) = alice_bob_and_myorg();
         let set = |name: &str, required: bool| Change::TrustSet {
             name: name.into(),
             required,

@@ -82,6 +82,17 @@ impl fmt::Debug for Trust {
     }
 }
 
+fn bounded(kind: &'static str, index: usize, text: &str) -> Result<(), TrustError> {
+    if text.len() > MAX_KEY_BYTES {
+        return Err(TrustError::TooLarge {
+            kind,
+            index,
+            len: text.len(),
+        });
+    }
+    Ok(())
+}
+
 /// The bytes of a GPG key's text: armored as it is, else base64 of the binary form.
 fn gpg_bytes(text: &str) -> Result<Vec<u8>, String> {
     let t = text.trim();
@@ -125,13 +136,7 @@ impl Trust {
         let mut keyring = Keyring::default();
         for (i, text) in keys.gpg_keys.iter().enumerate() {
             let index = i + 1;
-            if text.len() > MAX_KEY_BYTES {
-                return Err(TrustError::TooLarge {
-                    kind: "GPG",
-                    index,
-                    len: text.len(),
-                });
-            }
+            bounded("GPG", index, text)?;
             let bytes = gpg_bytes(text).map_err(|why| TrustError::Gpg { index, why })?;
             keyring.add_bytes(&bytes).map_err(|e| TrustError::Gpg {
                 index,
@@ -141,13 +146,7 @@ impl Trust {
         let mut sigstore = Vec::with_capacity(keys.sigstore_keys.len());
         for (i, text) in keys.sigstore_keys.iter().enumerate() {
             let index = i + 1;
-            if text.len() > MAX_KEY_BYTES {
-                return Err(TrustError::TooLarge {
-                    kind: "sigstore",
-                    index,
-                    len: text.len(),
-                });
-            }
+            bounded("sigstore", index, text)?;
             sigstore.push(PublicKey::from_pem(text.as_bytes()).map_err(|e| {
                 TrustError::Sigstore {
                     index,

@@ -27,39 +27,22 @@ fn podman_pulls_from_a_namespace_that_requires_signatures_only_what_was_signed()
     let gnupg = ctx.path("gnupg");
     let image = ctx.build_busybox("localhost/trust/busybox:v1");
     let [pf, pv] = ctx.policy_args();
+    // `berth registry --root ROOT trust ARGS`, beside the running server.
+    let trust = |args: &[&str]| {
+        let mut all = vec!["registry", "--root", root, "trust"];
+        all.extend_from_slice(args);
+        ctx.berth(&all)
+    };
 
     ctx.step("berth registry trust set: keys that do not parse are refused");
     fs::write(ctx.path("junk.gpg"), b"not a key").unwrap();
-    let out = ctx
-        .berth(&[
-            "registry",
-            "--root",
-            root,
-            "trust",
-            "set",
-            "trusted",
-            "--gpg-key",
-        ])
-        .run_fail();
+    let out = trust(&["set", "trusted", "--gpg-key"]).run_fail();
     assert!(out.stderr.contains("--gpg-key"), "{}", out.stderr);
     let junk = ctx.p("junk.gpg");
-    let out = ctx
-        .berth(&[
-            "registry",
-            "--root",
-            root,
-            "trust",
-            "set",
-            "trusted",
-            "--gpg-key",
-            &junk,
-        ])
-        .run_fail();
+    let out = trust(&["set", "trusted", "--gpg-key", &junk]).run_fail();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("GPG key 1: "), "{}", out.stderr);
-    let out = ctx
-        .berth(&["registry", "--root", root, "trust", "show", "trusted"])
-        .run_fail();
+    let out = trust(&["show", "trusted"]).run_fail();
     assert!(
         out.stderr.contains("no trust setting applies to trusted"),
         "{}",
@@ -67,28 +50,8 @@ fn podman_pulls_from_a_namespace_that_requires_signatures_only_what_was_signed()
     );
 
     ctx.step("the running server takes the namespace's setting at once");
-    ctx.berth(&[
-        "registry",
-        "--root",
-        root,
-        "trust",
-        "set",
-        "trusted",
-        "--gpg-key",
-        &key,
-    ])
-    .run();
-    let shown = ctx
-        .berth(&[
-            "registry",
-            "--root",
-            root,
-            "trust",
-            "show",
-            "trusted/busybox",
-        ])
-        .run()
-        .json();
+    trust(&["set", "trusted", "--gpg-key", &key]).run();
+    let shown = trust(&["show", "trusted/busybox"]).run().json();
     assert_eq!(shown["name"], "trusted");
     assert_eq!(shown["required"], true);
     assert_eq!(shown["gpg_fingerprints"], serde_json::json!([fpr]));
@@ -159,8 +122,7 @@ fn podman_pulls_from_a_namespace_that_requires_signatures_only_what_was_signed()
     .run();
     ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &elsewhere])
         .run();
-    ctx.berth(&["registry", "--root", root, "trust", "unset", "trusted"])
-        .run();
+    trust(&["unset", "trusted"]).run();
     ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &unsigned])
         .run();
 }
