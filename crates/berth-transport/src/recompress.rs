@@ -130,6 +130,33 @@ impl Write for ChannelWriter {
     }
 }
 
+/// How the bytes `input` starts with are compressed, told by their first bytes as
+/// containers/image tells it (a `docker-archive:` copied to `dir:` by skopeo labels its
+/// plain layers gzip): gzip or zstd magic, or a tar header; anything else is taken to be
+/// what its media type said (`label`), and fails to decode if it is not. Returns the
+/// bytes read, to go first.
+fn sniff(input: &mut impl Read, label: Compression) -> std::io::Result<(Compression, Vec<u8>)> {
+    let mut head = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        match input.read(&mut head[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    head.truncate(filled);
+    let actual = if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else if head.get(257..262) == Some(b"ustar") {
+        Compression::None
+    } else {
+        label
+    };
+    Ok((actual, head))
+}
+
 /// `stream`, compressed with `from`, as `to` (at `level`, else gzip's fastest and
 /// zstd's 3).
 pub fn recompress(
@@ -151,11 +178,13 @@ pub fn recompress(
     let errors = out_tx.clone();
     tokio::task::spawn_blocking(move || {
         let result = (|| -> std::io::Result<()> {
-            let input = ChannelReader {
+            let mut input = ChannelReader {
                 rx: in_rx,
                 current: Bytes::new(),
             };
-            let mut plain: Box<dyn Read> = match from {
+            let (actual, head) = sniff(&mut input, from)?;
+            let input = std::io::Cursor::new(head).chain(input);
+            let mut plain: Box<dyn Read> = match actual {
                 Compression::None => Box::new(input),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
                 Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
@@ -232,6 +261,31 @@ mod tests {
             .try_collect::<Vec<_>>()
             .await
             .is_err());
+    }
+
+    /// A plain tar labelled gzip (skopeo's `dir:` of a docker archive) is read as the
+    /// tar it is.
+    #[tokio::test]
+    async fn mislabelled_plain_layers_are_read_as_plain() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(5);
+        h.set_cksum();
+        tar.append_data(&mut h, "hello.txt", &b"hello"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let src: ByteStream = Box::pin(futures_util::stream::once({
+            let t = Bytes::from(tar.clone());
+            async move { Ok(t) }
+        }));
+        let gz: Vec<Bytes> = recompress(src, Compression::Gzip, Compression::Gzip, None)
+            .try_collect()
+            .await
+            .unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz.concat()[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar);
     }
 
     /// A higher level gives smaller output, and levels out of skopeo's range are refused.
