@@ -76,7 +76,8 @@ async fn write_temp(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(io(dir, "creating"))?;
-    sweep_once(dir);
+    let swept = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || sweep_once(&swept)).await;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".tmp-{tag}-{}-{n}", std::process::id()));
