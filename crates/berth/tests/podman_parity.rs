@@ -572,3 +572,54 @@ fn imported_image_inspect_matches_podman() {
     assert_eq!(p.0, "first import", "podman: {p:?}");
     assert_eq!(b, p, "Comment (the history's), created_by, the diff ID");
 }
+
+#[test]
+fn logs_follow_ends_with_the_container() {
+    let ctx = Ctx::new("logs-follow", &[PODMAN, RUNC]);
+    let tar = busybox_tar(&ctx);
+    let img = "localhost/bb:1";
+    let script = "echo a; sleep 2; printf 'b\\nno newline'";
+    for which in [PODMAN, "berth"] {
+        tool(&ctx, which, &["import", &tar, img]).run();
+        tool(
+            &ctx,
+            which,
+            &run_args(which, &["-d", "--name", "f", img, "sh", "-c", script]),
+        )
+        .run();
+        if which == PODMAN {
+            // podman's -f waits for an event, and these tests run it without events.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !tool(&ctx, which, &["ps", "-a", "--format", "{{.Status}}"])
+                .run()
+                .stdout
+                .starts_with("Exited")
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "podman: f never exited"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        } else {
+            let started = std::time::Instant::now();
+            let out = tool(&ctx, which, &["logs", "-f", "f"]).run();
+            assert!(
+                started.elapsed() >= std::time::Duration::from_millis(1000),
+                "-f waited for the container"
+            );
+            assert_eq!(out.stdout, "a\nb\nno newline", "-f printed it all");
+        }
+        let out = tool(&ctx, which, &["logs", "f"]).run();
+        assert_eq!(out.stdout, "a\nb\nno newline", "{which}");
+        let out = tool(&ctx, which, &["logs", "-t", "f"]).run();
+        let first = out.stdout.lines().next().unwrap_or_default().to_string();
+        let (time, text) = first.split_once(' ').unwrap_or_default();
+        assert_eq!(text, "a", "{which}: {first}");
+        assert!(
+            time.starts_with("20") && time.contains('T'),
+            "{which}: {first}"
+        );
+        tool(&ctx, which, &["rm", "f"]).run();
+    }
+}
