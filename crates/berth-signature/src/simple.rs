@@ -19,7 +19,8 @@ pub enum SimpleError {
     Digest(String),
     #[error("Signature for identity {0:?} is not accepted")]
     Identity(String),
-    #[error("Docker reference {signed:?} does not match {expected:?}")]
+    /// skopeo prints the two references unquoted.
+    #[error("Docker reference {signed} does not match {expected}")]
     Reference { signed: String, expected: String },
     #[error("Signature by {signed_by} does not match expected fingerprint {expected}")]
     Fingerprint { signed_by: String, expected: String },

@@ -54,6 +54,13 @@ enum Command {
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
     ManifestDigest(client::images::ManifestDigestArgs),
+    /// Sign a manifest file as an image reference (skopeo's simple signing): the
+    /// signature to a file.
+    StandaloneSign(client::sign::StandaloneSignArgs),
+    /// Verify a signature file for a manifest file, an image reference and a key.
+    StandaloneVerify(client::sign::StandaloneVerifyArgs),
+    /// Make a sigstore key pair: PREFIX.pub, and PREFIX.private sealed by a passphrase.
+    GenerateSigstoreKey(client::sign::GenerateSigstoreKeyArgs),
     /// Pull an image into the local store; prints its image ID.
     Pull(client::local::pull::PullArgs),
     /// Push an image of the local store to a registry (or any transport).
@@ -253,6 +260,9 @@ fn main() -> std::process::ExitCode {
         Command::Sync(args) => skopeo(client::sync::run(args)),
         Command::Delete(args) => skopeo(client::images::delete(args)),
         Command::ManifestDigest(args) => skopeo(client::images::manifest_digest(args)),
+        Command::StandaloneSign(args) => skopeo(client::sign::standalone_sign(args)),
+        Command::StandaloneVerify(args) => skopeo(client::sign::standalone_verify(args)),
+        Command::GenerateSigstoreKey(args) => skopeo(client::sign::generate_sigstore_key(args)),
         Command::Login(args) => skopeo(client::login::login(args)),
         Command::Logout(args) => skopeo(client::login::logout(args)),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => podman(pull::run(args)),

@@ -10,6 +10,7 @@ pub mod local;
 pub mod login;
 pub mod progress;
 pub mod search;
+pub mod sign;
 pub mod sync;
 pub mod table;
 pub mod template;
