@@ -36,6 +36,19 @@ const PODMAN_ULIMITS: [&str; 4] = [
     "nproc=1024:1024",
 ];
 
+/// Polls `done` until it holds; fails the test after 20 s.
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited too long for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs `args` with podman or berth.
 fn tool<'a>(ctx: &'a Ctx, which: &str, args: &[&str]) -> Run<'a> {
     match which {
@@ -280,18 +293,12 @@ fn missing_commands_logs_and_inspect_match_podman() {
             &run_args(which, &["-d", "--name", "d2", img, "sh", "-c", script]),
         )
         .run();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !tool(&ctx, which, &["logs", "d2"])
-            .run()
-            .stdout
-            .contains("line5")
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{which}: no output in the log"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_for(&format!("{which}: the log's last line"), || {
+            tool(&ctx, which, &["logs", "d2"])
+                .run()
+                .stdout
+                .contains("line5")
+        });
         for (cmd, code) in [("nosuch", 127), ("/etc/passwd", 126)] {
             let out = tool(&ctx, which, &["exec", "d2", cmd]).run_any();
             assert_eq!(
@@ -589,18 +596,10 @@ fn logs_follow_ends_with_the_container() {
         .run();
         if which == PODMAN {
             // podman's -f waits for an event, and these tests run it without events.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while !tool(&ctx, which, &["ps", "-a", "--format", "{{.Status}}"])
-                .run()
-                .stdout
-                .starts_with("Exited")
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "podman: f never exited"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            wait_for("podman: f to exit", || {
+                let ps = tool(&ctx, which, &["ps", "-a", "--format", "{{.Status}}"]).run();
+                ps.stdout.starts_with("Exited")
+            });
         } else {
             let started = std::time::Instant::now();
             let out = tool(&ctx, which, &["logs", "-f", "f"]).run();
