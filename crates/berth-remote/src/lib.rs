@@ -11,6 +11,8 @@
 //!   and `429` (honouring `Retry-After`), with exponential backoff; `4xx` answers are
 //!   final.
 //! - Content read is verified: a manifest or blob fetched by digest must hash to it.
+//! - Signatures (`signatures`): the registry signature extension and lookaside
+//!   reads over HTTP.
 //! - [`Registry::search`]: `podman search`'s lookup (`/v1/search`, else the catalog).
 
 mod blobs;
@@ -18,8 +20,10 @@ pub mod challenge;
 mod error;
 mod registry;
 mod search;
+mod signatures;
 
 pub use blobs::ByteStream;
 pub use error::RemoteError;
 pub use registry::{Credentials, Options, RawManifest, Registry, MANIFEST_ACCEPT};
 pub use search::SearchHit;
+pub use signatures::{ExtensionSignature, MAX_SIGNATURE_BYTES};

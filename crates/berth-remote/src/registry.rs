@@ -108,6 +108,9 @@ struct State {
     challenge: Option<Option<Challenge>>,
     /// scope -> (token, expiry).
     tokens: HashMap<String, (String, Instant)>,
+    /// The ping answered `X-Registry-Supports-Signatures: 1`: simple signatures are
+    /// read and written through the registry's signature extension.
+    supports_signatures: bool,
 }
 
 /// Docker Hub's images are named `docker.io/…`, but its API is not served there:
@@ -151,6 +154,17 @@ impl Registry {
         &self.endpoint
     }
 
+    /// Whether the registry keeps simple signatures itself (the ping's
+    /// `X-Registry-Supports-Signatures: 1`), pinging it if that is not known yet.
+    pub async fn supports_signatures(&self) -> Result<bool, RemoteError> {
+        self.ping().await?;
+        Ok(self.state().supports_signatures)
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -186,7 +200,12 @@ impl Registry {
                             })
                         }
                     };
+                    let signatures = r
+                        .headers()
+                        .get("x-registry-supports-signatures")
+                        .is_some_and(|v| v.as_bytes() == b"1");
                     let mut st = self.state();
+                    st.supports_signatures = signatures;
                     st.base = Some(base.clone());
                     st.challenge = Some(challenge.clone());
                     return Ok((base, challenge));
@@ -602,7 +621,7 @@ fn insufficient_scope(h: &HeaderMap) -> Option<String> {
     }
 }
 
-fn pull_scope(repo: &str) -> String {
+pub(crate) fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
 }
 
@@ -657,7 +676,11 @@ pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
     }
 }
 
-async fn read_limited(mut r: Response, limit: usize, what: &str) -> Result<Vec<u8>, RemoteError> {
+pub(crate) async fn read_limited(
+    mut r: Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, RemoteError> {
     let mut out = Vec::new();
     while let Some(chunk) = r
         .chunk()

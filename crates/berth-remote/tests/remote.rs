@@ -213,3 +213,62 @@ async fn missing_manifests_are_named_as_references() {
     let e = reg.manifest("a/b", "v1").await.unwrap_err();
     assert_eq!(e.to_string(), format!("{host}/a/b:v1: not found"));
 }
+
+/// The ping's `X-Registry-Supports-Signatures: 1` is kept, and signatures go through
+/// the extension and come back in order; a registry without it says so.
+#[tokio::test]
+async fn signature_extension_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::open(RegistryConfig::new(dir.path().join("root"))).unwrap();
+    server
+        .auth()
+        .store()
+        .apply(
+            &Actor::local(),
+            &Change::UserAdd {
+                name: "alice".into(),
+                password: Secret("pw".into()),
+                superuser: false,
+            },
+        )
+        .unwrap();
+    let host = serve(server.router()).await;
+    let manifest = push(&host, "alice/app", "v1").await;
+    let digest = Digest::sha256_of(&manifest);
+    let alice = Registry::new(
+        &host,
+        options(Some(Credentials::Basic {
+            username: "alice".into(),
+            password: "pw".into(),
+        })),
+    )
+    .unwrap();
+    assert!(alice.supports_signatures().await.unwrap());
+    assert!(alice
+        .extension_signatures("alice/app", &digest)
+        .await
+        .unwrap()
+        .is_empty());
+    for (i, body) in [b"\xa3first".as_slice(), b"\xa3second"].iter().enumerate() {
+        let name = format!("{digest}@{:032x}", i + 1);
+        alice
+            .put_extension_signature("alice/app", &digest, &name, body)
+            .await
+            .unwrap();
+    }
+    let got = alice
+        .extension_signatures("alice/app", &digest)
+        .await
+        .unwrap();
+    let contents: Vec<&[u8]> = got.iter().map(|s| s.content.as_slice()).collect();
+    assert_eq!(contents, [b"\xa3first".as_slice(), b"\xa3second"]);
+
+    let plain = serve(axum::Router::new().route("/v2/", get(|| async { "{}" }))).await;
+    let plain = Registry::new(&plain, options(None)).unwrap();
+    assert!(!plain.supports_signatures().await.unwrap());
+    let missing = plain
+        .lookaside_get(&format!("http://{host}/nothing/signature-1"))
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+}
