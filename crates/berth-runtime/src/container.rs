@@ -217,17 +217,18 @@ impl Containers {
         Ok(bundle)
     }
 
-    /// Runs the container in the foreground with the caller's stdout and stderr and
-    /// `stdin` (podman's `-i` gives the caller's, else none); returns its exit code.
-    /// What `run` does.
+    /// Runs the container in the foreground: its output to the caller's stdout and
+    /// stderr and to its log, `stdin` as given (podman's `-i` gives the caller's,
+    /// else none); returns its exit code. What `run` does.
     pub fn run_attached(
         &self,
         c: &ContainerRecord,
         runtime: &Runtime,
         stdin: std::process::Stdio,
     ) -> Result<i32> {
+        let log = self.log_path(c);
         self.run_with(c, runtime, |bundle| {
-            runtime.run_to(&c.id, bundle, stdin, std::process::Stdio::inherit())
+            runtime.run_logged(&c.id, bundle, &log, stdin, true)
         })
     }
 
@@ -235,7 +236,9 @@ impl Containers {
     /// detached container's monitor does.
     pub fn run_detached(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
         let log = self.log_path(c);
-        self.run_with(c, runtime, |bundle| runtime.run_logged(&c.id, bundle, &log))
+        self.run_with(c, runtime, |bundle| {
+            runtime.run_logged(&c.id, bundle, &log, std::process::Stdio::null(), false)
+        })
     }
 
     fn run_with(
@@ -297,7 +300,7 @@ impl Containers {
         }
     }
 
-    /// The log of its last detached run (`ctr.log`, podman's k8s-file format).
+    /// The log of its last run (`ctr.log`, podman's k8s-file format).
     pub fn log_path(&self, c: &ContainerRecord) -> PathBuf {
         self.path(c).join("ctr.log")
     }

@@ -31,13 +31,15 @@ impl LogWriter {
         })
     }
 
-    /// Copies the container's stdout and stderr into the log until both end. One
-    /// thread polls both, stdout first when both have data, so that what the
-    /// process wrote to stdout before it wrote to stderr is logged before it.
+    /// Copies the container's stdout and stderr into the log until both end (with
+    /// `echo`, to berth's own stdout and stderr as well). One thread polls both,
+    /// stdout first when both have data, so that what the process wrote to stdout
+    /// before it wrote to stderr is logged before it.
     pub fn relay(
         &self,
         stdout: std::process::ChildStdout,
         stderr: std::process::ChildStderr,
+        echo: bool,
     ) -> JoinHandle<()> {
         use std::os::fd::AsRawFd;
         let log = self.clone();
@@ -75,6 +77,10 @@ impl LogWriter {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => *reader = None,
                         Ok(n) => {
+                            if echo {
+                                // The terminal going away must not stop the log.
+                                let _ = echo_to(stream, &buf[..n]);
+                            }
                             if log.records(stream, &buf[..n]).is_err() {
                                 return;
                             }
@@ -102,6 +108,22 @@ impl LogWriter {
         }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(&out)
+    }
+}
+
+/// Writes bytes of the container's `stream` to the same stream of berth's own.
+fn echo_to(stream: &str, bytes: &[u8]) -> io::Result<()> {
+    match stream {
+        "stderr" => {
+            let mut e = io::stderr().lock();
+            e.write_all(bytes)?;
+            e.flush()
+        }
+        _ => {
+            let mut o = io::stdout().lock();
+            o.write_all(bytes)?;
+            o.flush()
+        }
     }
 }
 

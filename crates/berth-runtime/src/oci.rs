@@ -101,24 +101,32 @@ impl Runtime {
         self.outcome(status, &log, Action::Run)
     }
 
-    /// [`Runtime::run`] detached from any terminal: the container's stdout and stderr
-    /// go to `ctr_log`, a line per record with its time and stream (podman's k8s-file
-    /// format), for `berth logs`.
-    pub fn run_logged(&self, id: &str, bundle: &Path, ctr_log: &Path) -> Result<i32> {
+    /// [`Runtime::run`] with the container's stdout and stderr going to `ctr_log`, a
+    /// line per record with its time and stream (podman's k8s-file format), for
+    /// `berth logs`; with `echo`, also to berth's own stdout and stderr (a container in
+    /// the foreground: podman logs those too).
+    pub fn run_logged(
+        &self,
+        id: &str,
+        bundle: &Path,
+        ctr_log: &Path,
+        stdin: Stdio,
+        echo: bool,
+    ) -> Result<i32> {
         let log = bundle.join("runtime.log");
         let mut child = self
             .logging_to(&log)?
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(io(format!("starting {}", self.program.display())))?;
         let out = crate::logs::LogWriter::create(ctr_log)?;
         let relay = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => Some(out.relay(o, e)),
+            (Some(o), Some(e)) => Some(out.relay(o, e, echo)),
             _ => None,
         };
         let status = child

@@ -620,5 +620,33 @@ fn logs_follow_ends_with_the_container() {
             "{which}: {first}"
         );
         tool(&ctx, which, &["rm", "f"]).run();
+
+        // A container run in the foreground is logged too.
+        let fg = [
+            "--name",
+            "fg",
+            img,
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 4",
+        ];
+        let out = tool(&ctx, which, &run_args(which, &fg)).run_any();
+        assert_eq!(
+            (out.stdout.as_str(), out.status.code()),
+            ("out\n", Some(4)),
+            "{which}"
+        );
+        assert!(
+            out.stderr.lines().any(|l| l == "err"),
+            "{which}: {}",
+            out.stderr
+        );
+        let out = tool(&ctx, which, &["logs", "fg"]).run();
+        assert_eq!(out.stdout, "out\n", "{which}");
+        assert!(
+            out.stderr.lines().any(|l| l == "err"),
+            "{which}: {}",
+            out.stderr
+        );
     }
 }
