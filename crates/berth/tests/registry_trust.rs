@@ -125,4 +125,53 @@ fn podman_pulls_from_a_namespace_that_requires_signatures_only_what_was_signed()
     trust(&["unset", "trusted"]).run();
     ctx.podman(&["pull", &pf, &pv, "--tls-verify=false", &unsigned])
         .run();
+
+    ctx.step("over --url: a sigstore key set by a superuser, shown, refused to a user");
+    let (url, pass) = (format!("http://{reg}"), ctx.p("pass"));
+    fs::write(ctx.path("pass"), "pw\n").unwrap();
+    ctx.berth(&[
+        "generate-sigstore-key",
+        "--output-prefix",
+        &ctx.p("cosign"),
+        "--passphrase-file",
+        &pass,
+    ])
+    .run();
+    for (user, superuser) in [("root", true), ("bob", false)] {
+        let mut args = vec![
+            "registry",
+            "--root",
+            root,
+            "user",
+            "add",
+            user,
+            "--password-stdin",
+        ];
+        if superuser {
+            args.push("--superuser");
+        }
+        ctx.berth(&args).stdin(b"pw\n").run();
+    }
+    let remote = |creds: &str, args: &[&str]| {
+        let mut all = vec!["registry", "--url", &url, "--creds", creds, "trust"];
+        all.extend_from_slice(args);
+        ctx.berth(&all)
+    };
+    let pem = ctx.p("cosign.pub");
+    let out = remote("bob:pw", &["set", "other", "--sigstore-key", &pem]).run_fail();
+    assert!(out.stderr.contains("403"), "{}", out.stderr);
+    remote("root:pw", &["set", "other", "--sigstore-key", &pem]).run();
+    let shown = remote("root:pw", &["show", "other/busybox"]).run().json();
+    assert_eq!(shown["name"], "other");
+    assert_eq!(
+        shown["sigstore_keys"][0].as_str().unwrap(),
+        fs::read_to_string(ctx.path("cosign.pub")).unwrap()
+    );
+    remote("root:pw", &["unset", "other"]).run();
+    let out = remote("root:pw", &["show", "other"]).run_fail();
+    assert!(
+        out.stderr.contains("no trust setting applies to other"),
+        "{}",
+        out.stderr
+    );
 }
