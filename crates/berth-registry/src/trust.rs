@@ -213,6 +213,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn verdicts_are_per_setting_version_and_bounded() {
+        let v = Verdicts::default();
+        let key = |i: u64, version: u64| {
+            (
+                "myorg/app".to_string(),
+                Digest::sha256_of(&i.to_be_bytes()),
+                version,
+            )
+        };
+        v.remember(key(0, 1));
+        assert!(v.hit(&key(0, 1)));
+        // Another setting (version) or another manifest must verify again.
+        assert!(!v.hit(&key(0, 2)));
+        assert!(!v.hit(&key(1, 1)));
+        for i in 1..=CACHE_CAPACITY as u64 {
+            v.remember(key(i, 1));
+        }
+        assert!(v.allowed.lock().unwrap().len() <= CACHE_CAPACITY);
+        assert!(v.hit(&key(CACHE_CAPACITY as u64, 1)));
+    }
+
+    #[test]
     fn the_repository_is_compared_not_the_host() {
         assert!(names_repository("localhost:5000/myorg/app:v1", "myorg/app"));
         assert!(names_repository("registry.example/myorg/app@sha256:0000000000000000000000000000000000000000000000000000000000000000", "myorg/app"));
