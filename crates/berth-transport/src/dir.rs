@@ -21,6 +21,11 @@ impl DirImage {
         DirImage { path }
     }
 
+    /// The folder.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// The file of blob `d`; only sha256 blobs have a place in this format.
     fn blob_path(&self, d: &Digest) -> Result<PathBuf, TransportError> {
         if d.algorithm() != Algorithm::Sha256 {

@@ -5,6 +5,7 @@
 //!   repository (through `berth-remote`), an OCI layout ([`oci`]) or a `dir:` folder
 //!   ([`dir`]). Each kind is one
 //!   variant and one module; the copy engine only speaks to `Place`.
+//! - [`signatures`]: where each kind of place keeps an image's signatures.
 //! - [`copy`]: manifests and blobs from one place to another, blobs streamed (never
 //!   whole in memory), several at once, skipped when the destination has it, mounted
 //!   across repositories of one registry. Every blob's digest is checked where it
@@ -20,6 +21,7 @@ pub mod local;
 pub mod name;
 pub mod oci;
 pub mod recompress;
+pub mod signatures;
 
 use berth_image::Digest;
 use berth_remote::{ByteStream, Registry, RemoteError};

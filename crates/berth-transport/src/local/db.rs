@@ -519,3 +519,28 @@ pub fn cache_put(tx: &Transaction, key: &str, state: &str, now: i64) -> Result<(
     )?;
     Ok(())
 }
+
+/// The signature blobs of manifest `d`, in order.
+pub fn signatures(conn: &Connection, d: &Digest) -> Result<Vec<Vec<u8>>, TransportError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT content FROM signatures WHERE manifest = ?1 ORDER BY position")?;
+    let rows = stmt.query_map([d.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Adds the blobs of `new` that manifest `d` does not have yet, after those it has.
+/// The manifest must be stored.
+pub fn add_signatures(tx: &Transaction, d: &Digest, new: &[Vec<u8>]) -> Result<(), TransportError> {
+    let mut have = signatures(tx, d)?;
+    for blob in new {
+        if have.contains(blob) {
+            continue;
+        }
+        tx.prepare_cached(
+            "INSERT INTO signatures (manifest, position, content) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![d.to_string(), have.len() as i64, blob])?;
+        have.push(blob.clone());
+    }
+    Ok(())
+}

@@ -333,6 +333,22 @@ impl LocalStore {
         Ok(digest)
     }
 
+    /// The signature blobs of manifest `d` (none when it has none).
+    pub fn signatures(&self, d: &Digest) -> Result<Vec<Vec<u8>>, TransportError> {
+        db::signatures(&self.conn(), d)
+    }
+
+    /// Keeps signature blobs with manifest `d` (stored), after those it has; a blob it
+    /// has already is not added twice.
+    pub fn add_signatures(&self, d: &Digest, blobs: &[Vec<u8>]) -> Result<(), TransportError> {
+        if db::manifest(&self.conn(), d)?.is_none() {
+            return Err(TransportError::NotFound(format!(
+                "manifest {d} in the local store"
+            )));
+        }
+        self.write(|tx| db::add_signatures(tx, d, blobs))
+    }
+
     /// Every image, newest first.
     pub fn images(&self) -> Result<Vec<Image>, TransportError> {
         db::images(&self.conn())

@@ -76,3 +76,13 @@ CREATE TABLE IF NOT EXISTS build_cache (
     state   TEXT NOT NULL,
     created INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- The signatures of a manifest, in order, each as containers/image stores one (a bare
+-- OpenPGP message, or a zero byte, a format name and its data): they go with the
+-- manifest, so removing an image removes them, and a push copies them out.
+CREATE TABLE IF NOT EXISTS signatures (
+    manifest TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    content  BLOB NOT NULL,
+    PRIMARY KEY (manifest, position)
+) WITHOUT ROWID;

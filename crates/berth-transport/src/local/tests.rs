@@ -322,3 +322,27 @@ fn abandoned_uploads_go_when_the_store_is_next_opened_alone() {
     );
     assert!(!uploads.join("in-flight").exists());
 }
+
+/// Signatures stay with their manifest: added once each, in order, and removed with
+/// the image.
+#[tokio::test]
+async fn signatures_live_and_go_with_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (id, d) = put_image(&store, Some(("localhost/s", "v1")), "s", b"ls", "amd64").await;
+    assert!(store.signatures(&d).unwrap().is_empty());
+    store
+        .add_signatures(&d, &[b"one".to_vec(), b"two".to_vec()])
+        .unwrap();
+    store
+        .add_signatures(&d, &[b"two".to_vec(), b"three".to_vec()])
+        .unwrap();
+    assert_eq!(
+        store.signatures(&d).unwrap(),
+        [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+    store.remove(&[id]).unwrap();
+    assert!(store.signatures(&d).unwrap().is_empty());
+    // Not for a manifest the store does not have.
+    assert!(store.add_signatures(&d, &[b"x".to_vec()]).is_err());
+}
