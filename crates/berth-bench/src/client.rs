@@ -42,7 +42,7 @@ pub(crate) enum Tool {
 }
 
 impl Tool {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tool::Berth => "berth",
             Tool::Skopeo => "skopeo",
@@ -169,6 +169,18 @@ pub(crate) fn run_copy(env: &Env, tool: Tool, from: &str, to: &str, home: &Path)
 /// Runs `tool SUBCOMMAND --insecure-policy --src/dest-tls-verify=false ARGS` and
 /// measures it.
 fn run_tool(env: &Env, tool: Tool, sub: &str, args: &[&str], home: &Path) -> Result<Run> {
+    run_tool_with(env, tool, sub, args, home, &[])
+}
+
+/// [`run_tool`] with more environment variables (`GNUPGHOME` for signing).
+pub(crate) fn run_tool_with(
+    env: &Env,
+    tool: Tool,
+    sub: &str,
+    args: &[&str],
+    home: &Path,
+    vars: &[(&str, &Path)],
+) -> Result<Run> {
     let log = env.run.join(format!("{}-{sub}.log", tool.name()));
     let out = File::create(&log)?;
     let mut cmd = match tool {
@@ -191,6 +203,9 @@ fn run_tool(env: &Env, tool: Tool, sub: &str, args: &[&str], home: &Path) -> Res
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
     timed(
         &mut cmd,
         &log,

@@ -11,6 +11,7 @@ mod load;
 mod local;
 mod report;
 mod server;
+mod sign;
 mod transfer;
 
 use std::collections::BTreeSet;
@@ -30,7 +31,7 @@ use crate::report::{fmt_num, Table};
 use crate::server::{CpuMark, Env, Kind, Server};
 use crate::transfer::Source;
 
-const SMALL_REPO: &str = "bench/small";
+pub(crate) const SMALL_REPO: &str = "bench/small";
 const BIG_REPO: &str = "bench/big";
 const TAGS_REPO: &str = "bench/tags";
 const SMALL_IMAGES: usize = 200;
@@ -48,7 +49,7 @@ const BG_WARN_CORES: f64 = 0.3;
     about = "Benchmark berth against docker-registry (distribution) side by side, on 127.0.0.1",
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
-push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, local_pull_1g, local_images_1000, \
+push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 (needs gpg), local_pull_1g, local_images_1000, \
 local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
@@ -128,6 +129,10 @@ const PHASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("sync_200", &["sync_200_images_per_s"]),
+    (
+        "sign_200",
+        &["sign_200_images_per_s", "sign_200_keyfile_images_per_s"],
+    ),
     (
         "local_pull_1g",
         &["local_pull_1g_MBps", "local_pull_1g_peak_rss_mib"],
@@ -418,6 +423,14 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         push_small(&source, &images).await?;
         client::sync_phase(&env, table, &source, SMALL_IMAGES, cfg.reps)?;
         background(table, "sync_200", m);
+    }
+    if cfg.wants("sign_200") {
+        let m = CpuMark::now();
+        let source = Server::start(&env, Kind::Berth, None)?;
+        let images = Arc::new(data::small_images(SMALL_IMAGES));
+        push_small(&source, &images).await?;
+        sign::sign_phase(&env, table, &source, &images, cfg.reps)?;
+        background(table, "sign_200", m);
     }
     if cfg.wants("local_pull_1g") {
         let m = CpuMark::now();

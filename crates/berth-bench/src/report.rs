@@ -87,6 +87,18 @@ const ROWS: &[(&str, &str, Target)] = &[
         "images/s",
         Target::RatioAtLeast(3.0),
     ),
+    // Both columns clients: berth copy --sign-by (gpg) or --sign-by-key / skopeo copy
+    // --sign-by, 200 images already in a registry.
+    (
+        "sign_200_images_per_s",
+        "images/s",
+        Target::RatioAtLeast(5.0),
+    ),
+    (
+        "sign_200_keyfile_images_per_s",
+        "images/s",
+        Target::RatioAtLeast(5.0),
+    ),
     // Both columns local image stores: berth / podman 4.3.1 (vfs).
     ("local_pull_1g_MBps", "MB/s", Target::RatioAtLeast(2.0)),
     ("local_pull_1g_peak_rss_mib", "MiB", Target::Info),
