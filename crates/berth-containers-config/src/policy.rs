@@ -190,6 +190,21 @@ impl Policy {
             .unwrap_or(&self.default)
     }
 
+    /// Where [`Policy::requirements_for`] found the requirements, as policy.json names
+    /// the place: `transports.<transport>["<scope>"]`, or `default` (for messages).
+    pub fn scope_of(&self, transport: &str, identity: &str) -> String {
+        let found = self.transports.get(transport).and_then(|scopes| {
+            scope_candidates(transport, identity)
+                .into_iter()
+                .chain(std::iter::once(String::new()))
+                .find(|s| scopes.contains_key(s))
+        });
+        match found {
+            Some(scope) => format!("transports.{transport}[{scope:?}]"),
+            None => "default".to_string(),
+        }
+    }
+
     /// Decides for an image: every requirement must accept. A `reject` anywhere rejects
     /// (signatures cannot change that); otherwise signature requirements make it
     /// [`Decision::NeedsSignature`].

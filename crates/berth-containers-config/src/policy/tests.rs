@@ -212,3 +212,17 @@ fn load_prefers_the_user_file_and_needs_one() {
         Decision::Reject(_)
     ));
 }
+
+#[test]
+fn scope_of_names_where_the_requirements_came_from() {
+    let p = parse(SCOPED).unwrap();
+    assert_eq!(
+        p.scope_of("docker", "reg.example/team/other:v1"),
+        r#"transports.docker["reg.example/team"]"#
+    );
+    assert_eq!(
+        p.scope_of("docker", "elsewhere.test/x:v1"),
+        r#"transports.docker[""]"#
+    );
+    assert_eq!(p.scope_of("oci-archive", "/x.tar"), "default");
+}
