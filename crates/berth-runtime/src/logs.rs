@@ -69,6 +69,17 @@ impl LogWriter {
                     }
                     return;
                 }
+                // poll looks at the pipes one after the other: it can see stderr's
+                // new data and not the stdout data written before it. A second look,
+                // after the first saw it, does see that data; stdout is read first.
+                let first: Vec<i16> = fds.iter().map(|f| f.revents).collect();
+                // SAFETY: as above; a zero timeout does not wait.
+                if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } < 0 {
+                    continue;
+                }
+                for (fd, seen) in fds.iter_mut().zip(first) {
+                    fd.revents |= seen;
+                }
                 for (fd, (reader, _, stream)) in fds.iter().zip(streams.iter_mut()) {
                     if fd.revents == 0 {
                         continue;
@@ -83,6 +94,11 @@ impl LogWriter {
                             }
                             if log.records(stream, &buf[..n]).is_err() {
                                 return;
+                            }
+                            if n == buf.len() {
+                                // More may wait in this pipe: read it before the
+                                // other one (the next poll sees it).
+                                break;
                             }
                         }
                     }

@@ -360,16 +360,22 @@ fn missing_commands_logs_and_inspect_match_podman() {
             by_any.starts_with("d2 "),
             "{which}: inspect falls back to containers: {by_any}"
         );
-        let out = tool(&ctx, which, &["inspect", "nosuch"]).run_any();
-        assert_eq!(out.status.code(), Some(125), "{which}");
-        let err = match which {
-            PODMAN => out.error_lines(),
-            _ => out.stderr.trim().to_string(),
-        };
-        assert_eq!(
-            err, "Error: inspecting object: no such object: \"nosuch\"",
-            "{which}"
-        );
+        for (args, says) in [
+            (&["inspect", "nosuch"][..], "no such object: \"nosuch\""),
+            (
+                &["container", "inspect", "nosuch"],
+                "no such container nosuch",
+            ),
+        ] {
+            let out = tool(&ctx, which, args).run_any();
+            assert_eq!(out.status.code(), Some(125), "{which}");
+            assert_eq!(out.stdout, "[]\n", "{which} {args:?}");
+            let err = match which {
+                PODMAN => out.error_lines(),
+                _ => out.stderr.trim().to_string(),
+            };
+            assert_eq!(err, format!("Error: inspecting object: {says}"), "{which}");
+        }
         tool(&ctx, which, &["rm", "-f", "d1", "d2"]).run();
     }
 

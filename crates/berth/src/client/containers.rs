@@ -900,11 +900,18 @@ pub fn container_inspect(a: ContainerInspectArgs) -> anyhow::Result<()> {
     let c = containers()?;
     let rt = Runtime::find(None, c.store().root()).ok();
     let mut out = Vec::new();
+    let mut missing = None;
     for spec in &a.containers {
-        let record = c.store().container(spec)?;
-        out.push(inspected_container(&c, &record, rt.as_ref())?);
+        match c.store().container(spec) {
+            Ok(record) => out.push(inspected_container(&c, &record, rt.as_ref())?),
+            Err(berth_transport::TransportError::Container(_)) => {
+                missing.get_or_insert_with(|| anyhow::anyhow!("no such container {spec}"));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    super::local::inspect::print_inspected(&out, a.format.as_deref())
+    super::local::inspect::print_inspected(&out, a.format.as_deref())?;
+    super::local::inspect::podman_missing(missing)
 }
 
 /// `berth inspect NAME` without a transport: as podman, a container of that name or

@@ -131,11 +131,27 @@ fn inspected(store: &LocalStore, img: &Image) -> anyhow::Result<Inspected> {
 pub fn image_inspect(a: ImageInspectArgs) -> anyhow::Result<()> {
     let store = open_store()?;
     let mut out = Vec::new();
+    let mut missing = None;
     for spec in &a.images {
-        let img = store.find(spec)?;
-        out.push(inspected(&store, &img)?);
+        match store.find(spec) {
+            Ok(img) => out.push(inspected(&store, &img)?),
+            Err(e) if e.is_not_found() => {
+                missing.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    print_inspected(&out, a.format.as_deref())
+    print_inspected(&out, a.format.as_deref())?;
+    podman_missing(missing.map(anyhow::Error::from))
+}
+
+/// As podman: what was found is printed (an empty array when nothing was), then the
+/// first name that was not, as "inspecting object: …".
+pub fn podman_missing(missing: Option<anyhow::Error>) -> anyhow::Result<()> {
+    match missing {
+        Some(e) => Err(e.context("inspecting object")),
+        None => Ok(()),
+    }
 }
 
 /// Prints inspect objects (images, containers) as podman does: an array of them in
