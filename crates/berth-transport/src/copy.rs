@@ -79,6 +79,20 @@ pub async fn copy(
     opts: &CopyOptions,
     progress: Progress,
 ) -> Result<Digest, TransportError> {
+    let top = src.manifest(None).await?;
+    copy_manifest(src, dst, top, opts, progress).await
+}
+
+/// [`copy`] of the top-level manifest `top`, already read from `src`: what was checked
+/// (a policy decided on its digest and signatures) is what is copied, even when the
+/// source's tag moves meanwhile.
+pub async fn copy_manifest(
+    src: &Place,
+    dst: &Place,
+    top: crate::RawManifest,
+    opts: &CopyOptions,
+    progress: Progress,
+) -> Result<Digest, TransportError> {
     // An OCI layout holds OCI manifests only (skopeo and podman find nothing else in
     // it): a Docker image going there is converted, as containers/image does.
     let mut opts = opts.clone();
@@ -86,7 +100,6 @@ pub async fn copy(
         opts.format = Some(Format::Oci);
     }
     let opts = &opts;
-    let top = src.manifest(None).await?;
     let media_type = top.media_type.clone().ok_or_else(|| {
         TransportError::Corrupt(format!("manifest {} has no media type", top.digest))
     })?;

@@ -3,11 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berth_containers_config::policy::docker_identity;
-use berth_containers_config::{Decision, Policy};
 use berth_image::convert::Format;
 use berth_image::Platform;
-use berth_transport::copy::{copy, CopyOptions, Progress};
+use berth_transport::copy::{CopyOptions, Progress};
 use berth_transport::dir::DirImage;
 use berth_transport::docker_archive::DockerArchive;
 use berth_transport::local::LocalStore;
@@ -16,6 +14,7 @@ use berth_transport::recompress::{Compress, Compression};
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
+use super::signed::{SignFlags, SignedCopy, Trust};
 use super::{reference_of, Config, RegistryFlags};
 
 /// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
@@ -167,9 +166,9 @@ impl Sides {
         super::progress::reporter(self.quiet)
     }
 
-    /// Checks policy.json for reading `name`, as containers/image does before a copy.
-    pub fn check_policy(&self, config: &Config, name: &ImageName) -> anyhow::Result<()> {
-        check_policy(config, self.policy.as_deref(), self.insecure_policy, name)
+    /// policy.json (`--policy`, none with `--insecure-policy`) and registries.d.
+    pub fn trust(&self, config: &Config) -> anyhow::Result<Trust> {
+        Trust::load(config, self.policy.as_deref(), self.insecure_policy)
     }
 }
 
@@ -200,9 +199,11 @@ pub struct CopyArgs {
     /// More names for the image in a docker-archive: destination (RepoTags)
     #[arg(long, value_name = "NAME")]
     additional_tag: Vec<String>,
-    /// Do not copy signatures (berth copies none yet, so this changes nothing)
+    /// Do not copy the source's signatures
     #[arg(long)]
     remove_signatures: bool,
+    #[command(flatten)]
+    sign: SignFlags,
     /// Write the digest of the copied manifest to this file
     #[arg(long, value_name = "PATH")]
     digestfile: Option<PathBuf>,
@@ -282,14 +283,6 @@ pub fn local_place(store: &std::sync::Arc<LocalStore>, r: &berth_image::ImageRef
     }
 }
 
-/// A path as policy.json scopes name it: absolute.
-fn absolute(path: &std::path::Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
-}
-
 /// Opens `name` for reading: for a registry, the first of its sources (short-name
 /// candidates, mirrors, its own location) that has the image.
 pub async fn open_source(
@@ -353,7 +346,8 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let src_name = ImageName::parse(&a.source)?;
     let dst_name = ImageName::parse(&a.destination)?;
     let config = Config::load()?;
-    a.sides.check_policy(&config, &src_name)?;
+    let trust = a.sides.trust(&config)?;
+    trust.precheck(&src_name)?;
     let dst = open(&config, &dst_name, &a.sides.destination())?;
     if a.multi_arch.as_deref() == Some("index-only") {
         bail!("--multi-arch index-only is not supported: registries reject the sparse index it writes");
@@ -387,7 +381,21 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
         .build()?
         .block_on(async {
             let src = open_source(&config, &a.source, &src_name, &a.sides.source()).await?;
-            anyhow::Ok(copy(&src, &dst, &options, a.sides.progress()).await?)
+            let signed = SignedCopy {
+                trust: &trust,
+                remove_signatures: a.remove_signatures,
+                sign: &a.sign,
+            };
+            signed
+                .copy(
+                    &src_name,
+                    &src,
+                    &dst_name,
+                    &dst,
+                    &options,
+                    a.sides.progress(),
+                )
+                .await
         })
         .with_context(|| format!("copying {src_name} to {dst_name}"))?;
     if let Some(path) = &a.digestfile {
@@ -409,46 +417,4 @@ fn compression(format: Option<&str>, level: Option<i32>) -> anyhow::Result<Optio
     Ok(Some(Compress::new(format, level).map_err(|e| {
         anyhow::anyhow!("--dest-compress-level: {e}")
     })?))
-}
-
-/// Checks policy.json (`policy`, else the default file) for reading `name`, as
-/// containers/image does before a copy; `insecure` skips it.
-pub fn check_policy(
-    config: &Config,
-    policy: Option<&std::path::Path>,
-    insecure: bool,
-    name: &ImageName,
-) -> anyhow::Result<()> {
-    if insecure {
-        return Ok(());
-    }
-    let policy = Policy::load(config.env(), policy)?;
-    let (transport, identity) = match name {
-        ImageName::Docker(r) => ("docker", docker_identity(r)),
-        ImageName::Oci { path, reference } => {
-            let mut id = absolute(path);
-            if let Some(r) = reference {
-                id = format!("{id}:{r}");
-            }
-            ("oci", id)
-        }
-        ImageName::Dir(path) => ("dir", absolute(path)),
-        // The local store holds what was already let in.
-        ImageName::Local(_) => return Ok(()),
-        ImageName::OciArchive { path, reference } => {
-            let mut id = absolute(path);
-            if let Some(r) = reference {
-                id = format!("{id}:{r}");
-            }
-            ("oci-archive", id)
-        }
-        ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
-    };
-    match policy.evaluate(transport, &identity) {
-        Decision::Accept => Ok(()),
-        Decision::Reject(why) => bail!("{name} is refused by the trust policy: {why}"),
-        Decision::NeedsSignature => bail!(
-            "{name}: the trust policy requires a signature, and berth does not verify signatures yet"
-        ),
-    }
 }

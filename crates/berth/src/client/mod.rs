@@ -11,6 +11,7 @@ pub mod login;
 pub mod progress;
 pub mod search;
 pub mod sign;
+pub mod signed;
 pub mod sync;
 pub mod table;
 pub mod template;

@@ -14,7 +14,7 @@ use berth_signature::{sigstore, simple, Keyring};
 use clap::Args;
 
 /// Who made a signature, in its `optional.creator` member.
-fn creator() -> String {
+pub(crate) fn creator() -> String {
     format!("berth {}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -180,7 +180,7 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A passphrase file's first line, as containers/image reads it.
-fn passphrase_from(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn passphrase_from(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading passphrase file {}", path.display()))?;
     Ok(text.lines().next().unwrap_or("").to_string())

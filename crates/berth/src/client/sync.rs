@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use berth_image::ImageReference;
-use berth_transport::copy::{copy, CopyOptions, Progress};
+use berth_transport::copy::{CopyOptions, Progress};
 use berth_transport::{ImageName, Place};
 use clap::Args;
 use futures_util::{stream, StreamExt};
 
 use super::copy::{PlatformFlags, Sides};
+use super::signed::{SignFlags, SignedCopy, Trust};
 use super::Config;
 
 #[derive(Args, Debug)]
@@ -48,6 +49,11 @@ pub struct SyncArgs {
     parallel_images: usize,
     #[command(flatten)]
     sides: Sides,
+    /// Do not copy the source's signatures
+    #[arg(long)]
+    remove_signatures: bool,
+    #[command(flatten)]
+    sign: SignFlags,
     #[command(flatten)]
     platform: PlatformFlags,
     /// The repository (all tags) or image (one tag), without transport:
@@ -121,6 +127,14 @@ impl Target {
         })
     }
 
+    /// The destination image of `tag`, as policy and signing name it.
+    fn image_name(&self, tag: &str) -> anyhow::Result<ImageName> {
+        Ok(match self {
+            Target::Registry(..) => ImageName::parse(&format!("docker://{}", self.name(tag)))?,
+            Target::Dir(base) => ImageName::Dir(dir_of(base, tag)),
+        })
+    }
+
     fn place(&self, tag: &str) -> Place {
         match self {
             Target::Registry(r, repo) => Place::Registry {
@@ -169,8 +183,8 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
     }
     let dest_repo = destination_repo(&a.destination, &src_ref, a.scoped);
     let config = Config::load()?;
-    a.sides
-        .check_policy(&config, &ImageName::Docker(src_ref.clone()))?;
+    let trust = a.sides.trust(&config)?;
+    trust.precheck(&ImageName::Docker(src_ref.clone()))?;
     let src_registry = Arc::new(config.registry(&src_ref, &a.sides.source())?);
     let target = target_for(&a, &config, &dest_repo)?;
     let progress = a.sides.progress();
@@ -194,7 +208,7 @@ pub fn run(a: SyncArgs) -> anyhow::Result<()> {
                 target: target.clone(),
             })
             .collect();
-        run_jobs(jobs, &a, &options, &progress).await
+        run_jobs(jobs, &a, &options, &progress, &trust).await
     })
 }
 
@@ -213,7 +227,13 @@ async fn run_jobs(
     a: &SyncArgs,
     options: &CopyOptions,
     progress: &Progress,
+    trust: &Trust,
 ) -> anyhow::Result<()> {
+    let signed = &SignedCopy {
+        trust,
+        remove_signatures: a.remove_signatures,
+        sign: &a.sign,
+    };
     let (copied, skipped, failed) = (
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -246,12 +266,23 @@ async fn run_jobs(
                 }
                 progress.line(&format!("Copying {src_name} to {dst_name}"));
                 let dst = job.target.place(&job.reference);
+                let dst_image = job.target.image_name(&job.reference)?;
+                let src_image = ImageName::parse(&format!("docker://{src_name}"))?;
                 let src = Place::Registry {
                     registry: job.src,
                     repo: job.repo,
                     reference: job.reference,
                 };
-                copy(&src, &dst, options, progress.clone()).await?;
+                signed
+                    .copy(
+                        &src_image,
+                        &src,
+                        &dst_image,
+                        &dst,
+                        options,
+                        progress.clone(),
+                    )
+                    .await?;
                 copied.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -299,7 +330,13 @@ fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
     let (name, tag) = base.split_once(':').unwrap_or((base, "latest"));
     let config = Config::load()?;
     let src_name = ImageName::Dir(folder.clone());
-    a.sides.check_policy(&config, &src_name)?;
+    let trust = a.sides.trust(&config)?;
+    trust.precheck(&src_name)?;
+    let signed = SignedCopy {
+        trust: &trust,
+        remove_signatures: a.remove_signatures,
+        sign: &a.sign,
+    };
     let dest = format!("{}/{name}", a.destination.trim_end_matches('/'));
     let target = target_for(&a, &config, &dest)?;
     let options = copy_options(&a);
@@ -325,7 +362,16 @@ fn run_from_dir(a: SyncArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let src = Place::Dir(berth_transport::dir::DirImage::new(folder.clone()));
-            copy(&src, &target.place(tag), &options, progress.clone())
+            let dst_image = target.image_name(tag)?;
+            signed
+                .copy(
+                    &src_name,
+                    &src,
+                    &dst_image,
+                    &target.place(tag),
+                    &options,
+                    progress.clone(),
+                )
                 .await
                 .with_context(|| format!("syncing {src_name} to {dst_name}"))?;
             eprintln!("1 images copied, 0 already there, 0 failed");
@@ -365,6 +411,7 @@ fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
     let file: std::collections::BTreeMap<String, YamlRegistry> = serde_saphyr::from_str(&text)
         .with_context(|| format!("{}: not a skopeo sync file", a.source))?;
     let config = Config::load()?;
+    let trust = a.sides.trust(&config)?;
     let options = copy_options(&a);
     let progress = a.sides.progress();
     tokio::runtime::Builder::new_multi_thread()
@@ -406,8 +453,7 @@ fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
                 let any_ref: ImageReference = any
                     .parse()
                     .with_context(|| format!("{}: invalid registry {host:?}", a.source))?;
-                a.sides
-                    .check_policy(&config, &ImageName::Docker(any_ref.clone()))?;
+                trust.precheck(&ImageName::Docker(any_ref.clone()))?;
                 let src = Arc::new(config.registry(&any_ref, &flags)?);
                 for (repo, re) in regexes {
                     let tags = src.tags(&repo).await?;
@@ -439,7 +485,7 @@ fn run_from_yaml(a: SyncArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            run_jobs(jobs, &a, &options, &progress).await
+            run_jobs(jobs, &a, &options, &progress, &trust).await
         })
 }
 

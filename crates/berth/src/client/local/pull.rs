@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use berth_image::{ImageReference, Platform};
 use berth_remote::Registry;
-use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::copy::CopyOptions;
 use berth_transport::local::LocalStore;
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
-use crate::client::copy::{check_policy, local_place};
+use crate::client::copy::local_place;
+use crate::client::signed::{SignFlags, SignedCopy, Trust};
 use crate::client::{reference_of, Config, Failures, RegistryFlags};
 
 #[derive(Args, Debug)]
@@ -81,12 +82,14 @@ pub fn pull(
         bail!("--all-tags: give a repository without a tag or digest");
     }
     let config = Config::load()?;
-    check_policy(
-        &config,
-        o.signature_policy.as_deref(),
-        false,
-        &ImageName::Docker(r.clone()),
-    )?;
+    let trust = Trust::load(&config, o.signature_policy.as_deref(), false)?;
+    trust.precheck(&ImageName::Docker(r.clone()))?;
+    let no_signing = SignFlags::default();
+    let signed = SignedCopy {
+        trust: &trust,
+        remove_signatures: false,
+        sign: &no_signing,
+    };
     let options = CopyOptions {
         all: false,
         platform: o.platform.clone(),
@@ -112,7 +115,17 @@ pub fn pull(
             };
             let dst = local_place(store, &logical);
             let progress = crate::client::progress::reporter(o.quiet);
-            let digest = copy(&src, &dst, &options, progress)
+            // The policy decides by the name asked for (a mirror serves it).
+            let name = ImageName::Docker(logical.clone());
+            let digest = signed
+                .copy(
+                    &name,
+                    &src,
+                    &ImageName::Local(logical.clone()),
+                    &dst,
+                    &options,
+                    progress,
+                )
                 .await
                 .with_context(|| format!("pulling {}", logical.name()))?;
             let stored = store.find(&format!("{}@{digest}", logical.name()))?;

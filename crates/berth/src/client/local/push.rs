@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_image::convert::Format;
-use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::copy::CopyOptions;
 use berth_transport::ImageName;
 use clap::Args;
 
 use super::{image_place, open_store, runtime};
+use crate::client::signed::{SignFlags, SignedCopy, Trust};
 use crate::client::{Config, RegistryFlags};
 
 #[derive(Args, Debug)]
@@ -25,6 +26,11 @@ pub struct PushArgs {
     quiet: bool,
     #[command(flatten)]
     registry: RegistryFlags,
+    /// Do not copy the image's signatures
+    #[arg(long)]
+    remove_signatures: bool,
+    #[command(flatten)]
+    sign: SignFlags,
     /// The image: name, ID or ID prefix
     image: String,
     /// Where to: a registry name (docker:// implied) or any transport [default: the
@@ -64,12 +70,24 @@ pub fn run(a: PushArgs) -> anyhow::Result<()> {
         compress: None,
     };
     let src = image_place(&store, &img);
+    // The local store holds what was already let in: no policy to read.
+    let trust = Trust::load(&config, None, true)?;
+    let signed = SignedCopy {
+        trust: &trust,
+        remove_signatures: a.remove_signatures,
+        sign: &a.sign,
+    };
+    let src_name = ImageName::Local(
+        berth_image::ImageReference::parse_local(&a.image)
+            .or_else(|_| "localhost/unnamed".parse())?,
+    );
     let digest = runtime()?.block_on(async {
         let dst = crate::client::copy::open(&config, &dest_name, &a.registry)?;
         let progress = crate::client::progress::reporter(a.quiet);
-        let digest = copy(&src, &dst, &options, progress)
+        let digest = signed
+            .copy(&src_name, &src, &dest_name, &dst, &options, progress)
             .await
-            .map_err(|e| login_hint(e.into(), &dest_name))?;
+            .map_err(|e| login_hint(e, &dest_name))?;
         dst.finish().await?;
         anyhow::Ok(digest)
     })?;

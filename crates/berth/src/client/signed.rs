@@ -1,0 +1,303 @@
+//! Signatures on the paths that copy images (copy, sync, pull, push): the source is
+//! decided on under policy.json before anything is copied (its signatures fetched only
+//! when a requirement needs them), its signatures go along unless
+//! `--remove-signatures`, new ones are made (`--sign-by`, `--sign-by-key`,
+//! `--sign-by-sigstore-private-key`) for the manifest digest written, and all are
+//! stored where the destination keeps them. As containers/image: a destination that
+//! cannot keep signatures refuses before copying, and an image with signatures goes
+//! with its manifest unchanged (a conversion or recompression would invalidate them;
+//! skopeo 1.9.3 then silently keeps the manifest, and so does berth).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use berth_containers_config::policy::docker_identity;
+use berth_containers_config::{Decision, Policy, RegistriesD};
+use berth_image::{Digest, ImageReference};
+use berth_signature::ImageSignature;
+use berth_transport::copy::{copy_manifest, CopyOptions, Progress};
+use berth_transport::signatures::SignatureStorage;
+use berth_transport::{ImageName, Place, RawManifest};
+use clap::Args;
+
+use super::sign::{creator, passphrase_from};
+use super::Config;
+
+/// The signing flags of `copy`, `sync` and `push` (skopeo's and podman's names).
+#[derive(Args, Debug, Default, Clone)]
+pub struct SignFlags {
+    /// Sign the image with the GnuPG key of this fingerprint
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub sign_by: Option<String>,
+    /// Sign the image with this armored OpenPGP secret key (no GnuPG involved)
+    #[arg(long, value_name = "FILE")]
+    pub sign_by_key: Option<PathBuf>,
+    /// Sign the image with this sigstore private key (as generate-sigstore-key writes)
+    #[arg(long, value_name = "FILE")]
+    pub sign_by_sigstore_private_key: Option<PathBuf>,
+    /// The signing key's passphrase, on the first line of this file
+    #[arg(long, value_name = "FILE")]
+    pub sign_passphrase_file: Option<PathBuf>,
+    /// The image reference the signature claims [default: the destination's]
+    #[arg(long, value_name = "REFERENCE")]
+    pub sign_identity: Option<String>,
+}
+
+impl SignFlags {
+    fn signs(&self) -> bool {
+        self.sign_by.is_some()
+            || self.sign_by_key.is_some()
+            || self.sign_by_sigstore_private_key.is_some()
+    }
+
+    /// Signs manifest `digest` as `identity`, each way asked for, saying so as
+    /// containers/image does.
+    fn sign(
+        &self,
+        digest: &Digest,
+        identity: &str,
+        progress: &Progress,
+    ) -> anyhow::Result<Vec<ImageSignature>> {
+        let mut out = Vec::new();
+        let passphrase = || -> anyhow::Result<Option<String>> {
+            self.sign_passphrase_file
+                .as_deref()
+                .map(passphrase_from)
+                .transpose()
+        };
+        if let Some(fpr) = &self.sign_by {
+            progress.line("Signing manifest using simple signing");
+            let payload = berth_signature::Payload::new(digest.clone(), identity, creator())
+                .to_json(berth_signature::Format::Simple)?;
+            let sig = berth_signature::sign_with_gpg(
+                fpr,
+                self.sign_passphrase_file.as_deref(),
+                &payload,
+                None,
+            )
+            .context("Error creating signature")?;
+            out.push(ImageSignature::Simple(sig));
+        }
+        if let Some(file) = &self.sign_by_key {
+            progress.line("Signing manifest using simple signing");
+            let key = read(file)?;
+            let pw = passphrase()?.unwrap_or_default();
+            let sig = berth_signature::simple::sign(&key, &pw, digest, identity, &creator())
+                .with_context(|| format!("Error creating signature with {}", file.display()))?;
+            out.push(ImageSignature::Simple(sig));
+        }
+        if let Some(file) = &self.sign_by_sigstore_private_key {
+            progress.line("Signing manifest using a sigstore signature");
+            let pem = read(file)?;
+            let pw = match passphrase()? {
+                Some(p) => p,
+                None => {
+                    rpassword::prompt_password(format!("Passphrase for key {}: ", file.display()))?
+                }
+            };
+            let key = berth_signature::sigstore::PrivateKey::from_pem(&pem, pw.as_bytes())
+                .with_context(|| format!("reading {}", file.display()))?;
+            let (payload, sig) =
+                berth_signature::sigstore::sign_image(&key, digest, identity, &creator())
+                    .context("Error creating signature")?;
+            out.push(ImageSignature::sigstore(payload, sig));
+        }
+        Ok(out)
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// policy.json (none with `--insecure-policy`) and where signatures live.
+pub struct Trust {
+    policy: Option<Policy>,
+    storage: SignatureStorage,
+}
+
+impl Trust {
+    /// Reads `policy` (else the default policy.json) unless `insecure`, and
+    /// registries.d.
+    pub fn load(config: &Config, policy: Option<&Path>, insecure: bool) -> anyhow::Result<Trust> {
+        let policy = match insecure {
+            true => None,
+            false => Some(Policy::load(config.env(), policy)?),
+        };
+        let registries_d = RegistriesD::load(config.env(), None)?;
+        Ok(Trust {
+            policy,
+            storage: SignatureStorage::new(registries_d, config.env().clone()),
+        })
+    }
+
+    pub fn storage(&self) -> &SignatureStorage {
+        &self.storage
+    }
+
+    /// Refuses `name` early when the policy rejects it whatever its signatures (a
+    /// `reject` scope), before any registry is asked; signatures are checked per
+    /// image, when it is read.
+    pub fn precheck(&self, name: &ImageName) -> anyhow::Result<()> {
+        let (Some(policy), Some((transport, identity))) = (&self.policy, policy_identity(name))
+        else {
+            return Ok(());
+        };
+        match policy.evaluate(transport, &identity) {
+            Decision::Reject(why) => Err(refusal(policy, transport, &identity, &why)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decides whether image `name`, read from `src` with top-level manifest `top`, may
+    /// be used. Returns the signatures it fetched to decide, if it needed them.
+    pub async fn admit(
+        &self,
+        name: &ImageName,
+        src: &Place,
+        top: &RawManifest,
+    ) -> anyhow::Result<Option<Vec<ImageSignature>>> {
+        let (Some(policy), Some((transport, identity))) = (&self.policy, policy_identity(name))
+        else {
+            return Ok(None);
+        };
+        match policy.evaluate(transport, &identity) {
+            Decision::Accept => return Ok(None),
+            Decision::Reject(why) => return Err(refusal(policy, transport, &identity, &why)),
+            Decision::NeedsSignature => {}
+        }
+        let sigs = src
+            .signatures(&top.digest, &self.storage)
+            .await
+            .with_context(|| format!("reading the signatures of {name}"))?;
+        let docker_reference = match name {
+            ImageName::Docker(r) => Some(r.clone().with_default_tag()),
+            _ => None,
+        };
+        let image = berth_signature::Image {
+            transport,
+            policy_identity: &identity,
+            docker_reference: docker_reference.as_ref(),
+            manifest: &top.bytes,
+            signatures: &sigs,
+        };
+        match berth_signature::evaluate(policy, &image) {
+            Decision::Reject(why) => Err(refusal(policy, transport, &identity, &why)),
+            _ => Ok(Some(sigs)),
+        }
+    }
+}
+
+/// c/image's "Source image rejected", with where in policy.json the rule is.
+fn refusal(policy: &Policy, transport: &str, identity: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "Source image rejected: {why} (trust policy {})",
+        policy.scope_of(transport, identity)
+    )
+}
+
+/// A path as policy.json scopes name it: absolute.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The transport and identity policy.json decides `name` by; none for the local
+/// store, which holds what was already let in.
+pub fn policy_identity(name: &ImageName) -> Option<(&'static str, String)> {
+    let with_ref = |path: &Path, reference: &Option<String>| match reference {
+        Some(r) => format!("{}:{r}", absolute(path)),
+        None => absolute(path),
+    };
+    Some(match name {
+        ImageName::Docker(r) => ("docker", docker_identity(r)),
+        ImageName::Oci { path, reference } => ("oci", with_ref(path, reference)),
+        ImageName::Dir(path) => ("dir", absolute(path)),
+        ImageName::Local(_) => return None,
+        ImageName::OciArchive { path, reference } => ("oci-archive", with_ref(path, reference)),
+        ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
+    })
+}
+
+/// The identity a new signature claims: `--sign-identity`, else the destination's
+/// reference (a registry or local-store name); `None` where there is none.
+fn sign_identity(flags: &SignFlags, dst: &ImageName) -> anyhow::Result<Option<String>> {
+    if let Some(given) = &flags.sign_identity {
+        let r: ImageReference = given
+            .parse()
+            .with_context(|| format!("Could not parse --sign-identity {given:?}"))?;
+        return Ok(Some(r.to_string()));
+    }
+    Ok(match dst {
+        ImageName::Docker(r) | ImageName::Local(r) => {
+            Some(r.clone().with_default_tag().to_string())
+        }
+        _ => None,
+    })
+}
+
+/// How one copy treats signatures.
+pub struct SignedCopy<'a> {
+    pub trust: &'a Trust,
+    pub remove_signatures: bool,
+    pub sign: &'a SignFlags,
+}
+
+impl SignedCopy<'_> {
+    /// Copies `src` (named `src_name`) to `dst` (named `dst_name`): the policy decides
+    /// first, then the image and its signatures go, new signatures are made for the
+    /// digest written, and all are stored. Returns the digest written.
+    pub async fn copy(
+        &self,
+        src_name: &ImageName,
+        src: &Place,
+        dst_name: &ImageName,
+        dst: &Place,
+        opts: &CopyOptions,
+        progress: Progress,
+    ) -> anyhow::Result<Digest> {
+        let top = src.manifest(None).await?;
+        let fetched = self.trust.admit(src_name, src, &top).await?;
+        let storage = self.trust.storage();
+        let mut sigs = match (self.remove_signatures, fetched) {
+            (true, _) => Vec::new(),
+            (false, Some(s)) => s,
+            (false, None) => src
+                .signatures(&top.digest, storage)
+                .await
+                .with_context(|| format!("reading the signatures of {src_name}"))?,
+        };
+        let mut opts = opts.clone();
+        if !sigs.is_empty() || self.sign.signs() {
+            progress.line("Checking if image destination supports signatures");
+            if let Some(why) = dst.signature_refusal() {
+                bail!("Can not copy signatures to {dst_name}: {why}");
+            }
+        }
+        if !sigs.is_empty() {
+            // Changing the manifest would invalidate them: it goes as it is.
+            opts.format = None;
+            opts.compress = None;
+            opts.preserve_digests = true;
+        }
+        let identity = match self.sign.signs() {
+            true => Some(sign_identity(self.sign, dst_name)?.with_context(|| {
+                format!("Cannot determine canonical Docker reference for destination {dst_name}")
+            })?),
+            false => None,
+        };
+        let digest = copy_manifest(src, dst, top, &opts, progress.clone()).await?;
+        if let Some(identity) = identity {
+            sigs.extend(self.sign.sign(&digest, &identity, &progress)?);
+        }
+        if !sigs.is_empty() {
+            progress.line("Storing signatures");
+            dst.put_signatures(&digest, &sigs, storage)
+                .await
+                .with_context(|| format!("storing the signatures of {dst_name}"))?;
+        }
+        Ok(digest)
+    }
+}
