@@ -85,7 +85,7 @@ impl LocalStore {
             .map_err(crate::files::io(&lock_path, "locking"))?;
         let store = Arc::new(LocalStore {
             root: root.to_path_buf(),
-            blobs: BlobStore::open(root)?,
+            blobs: BlobStore::open(root).map_err(once)?,
             db: Mutex::new(db::open(&root.join("images.db"))?),
             lock,
         });
@@ -129,14 +129,15 @@ impl LocalStore {
         let (store, id2, d2) = (self.clone(), id.clone(), d.clone());
         let result =
             crate::files::consume_blocking(stream, &format!("storing blob {d}"), move |chunks| {
-                let mut w = store.blobs.create_upload(&id2)?;
+                let mut w = store.blobs.create_upload(&id2).map_err(once)?;
                 for chunk in chunks {
                     w.write(&chunk.map_err(|source| TransportError::Io {
                         context: format!("receiving blob {d2}"),
                         source,
-                    })?)?;
+                    })?)
+                    .map_err(once)?;
                 }
-                let size = store.blobs.commit(w, &d2)?;
+                let size = store.blobs.commit(w, &d2).map_err(once)?;
                 db::add_blob(&store.conn(), &d2, size)
             })
             .await;
@@ -151,7 +152,7 @@ impl LocalStore {
     pub fn blob_sink(&self) -> Result<BlobSink, TransportError> {
         let id = uuid::Uuid::new_v4().to_string();
         Ok(BlobSink {
-            writer: Some(self.blobs.create_upload(&id)?),
+            writer: Some(self.blobs.create_upload(&id).map_err(once)?),
             id,
             blobs: self.blobs.clone(),
         })
@@ -163,7 +164,7 @@ impl LocalStore {
             .writer
             .take()
             .ok_or_else(|| TransportError::Unsupported("a blob sink committed twice".into()))?;
-        let size = self.blobs.commit(writer, d)?;
+        let size = self.blobs.commit(writer, d).map_err(once)?;
         db::add_blob(&self.conn(), d, size)?;
         Ok(size)
     }
@@ -220,7 +221,8 @@ impl LocalStore {
     fn blob_file(&self, d: &Digest) -> Result<File, TransportError> {
         let (file, _) = self
             .blobs
-            .open_blob(d)?
+            .open_blob(d)
+            .map_err(once)?
             .ok_or_else(|| TransportError::NotFound(format!("blob {d} in the local store")))?;
         Ok(file)
     }
@@ -505,7 +507,7 @@ impl LocalStore {
             let unused = self.write(db::take_unused_blobs)?;
             let mut reclaimed = 0;
             for (d, size) in unused {
-                self.blobs.remove_blob(&d)?;
+                self.blobs.remove_blob(&d).map_err(once)?;
                 reclaimed += size;
             }
             self.remove_uploads()?;
@@ -522,16 +524,16 @@ impl LocalStore {
     /// returns how many went. Done whenever the store is opened, so a rerun cleans
     /// up after the run that was cut short.
     pub fn sweep_uploads(&self) -> Result<usize, TransportError> {
-        if self.blobs.upload_ids()?.is_empty() {
+        if self.blobs.upload_ids().map_err(once)?.is_empty() {
             return Ok(0);
         }
         Ok(self.alone(|| self.remove_uploads())?.unwrap_or(0))
     }
 
     fn remove_uploads(&self) -> Result<usize, TransportError> {
-        let ids = self.blobs.upload_ids()?;
+        let ids = self.blobs.upload_ids().map_err(once)?;
         for id in &ids {
-            self.blobs.remove_upload(id)?;
+            self.blobs.remove_upload(id).map_err(once)?;
         }
         Ok(ids.len())
     }
@@ -556,6 +558,17 @@ impl LocalStore {
         let result = f();
         relock()?;
         result.map(Some)
+    }
+}
+
+/// The blob files' errors as the store's, an I/O cause said once: berth-store's
+/// `Io` puts its cause both in its message and in its source, so a chain printed
+/// whole said it twice (`…: Read-only file system (os error 30): Read-only file
+/// system (os error 30)`).
+fn once(e: berth_store::StoreError) -> TransportError {
+    match e {
+        berth_store::StoreError::Io { context, source } => TransportError::Io { context, source },
+        other => other.into(),
     }
 }
 

@@ -346,3 +346,20 @@ async fn signatures_live_and_go_with_the_image() {
     // Not for a manifest the store does not have.
     assert!(store.add_signatures(&d, &[b"x".to_vec()]).is_err());
 }
+
+#[test]
+fn a_blob_file_error_says_its_cause_once() {
+    let ro = || std::io::Error::from_raw_os_error(30);
+    let e = once(berth_store::StoreError::Io {
+        context: "creating uploads/x".into(),
+        source: ro(),
+    });
+    // As anyhow prints a chain with `{:#}`.
+    let mut whole = e.to_string();
+    let mut next = std::error::Error::source(&e);
+    while let Some(cause) = next {
+        whole.push_str(&format!(": {cause}"));
+        next = cause.source();
+    }
+    assert_eq!(whole, format!("creating uploads/x: {}", ro()));
+}
