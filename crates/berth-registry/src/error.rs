@@ -153,6 +153,8 @@ impl From<StoreError> for ApiError {
                 .detail(format!("content digest is {actual}, expected {expected}")),
             StoreError::SizeMismatch { expected, actual } => ApiError::new(Code::SizeInvalid)
                 .detail(format!("content is {actual} bytes, expected {expected}")),
+            // The collector removed the file as the link was made: retryable.
+            e @ StoreError::BlobVanished(_) => ApiError::new(Code::Unavailable).detail(e),
             other => ApiError::internal(other),
         }
     }

@@ -133,6 +133,18 @@ impl Registry {
             .map_err(Into::into)
     }
 
+    /// Links a stored blob to `repo`, with the collector's fence: the row is written
+    /// only while the file is there (see `MetaStore::link_blob`).
+    pub(crate) fn link_blob(
+        &self,
+        repo: &str,
+        digest: &berth_image::Digest,
+        size: u64,
+    ) -> Result<(), berth_store::StoreError> {
+        let path = self.blobs.path(digest);
+        self.meta.link_blob(repo, digest, size, &|| path.is_file())
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }

@@ -123,8 +123,7 @@ pub(crate) async fn start(
         let from = query_get(&q, "from").map(repo).transpose()?;
         if let Some(size) = mountable(reg, &d, from.as_ref(), caller)? {
             let (n, d2) = (name.to_string(), d.clone());
-            reg.blocking(move |r| r.meta.link_blob(&n, &d2, size))
-                .await?;
+            reg.blocking(move |r| r.link_blob(&n, &d2, size)).await?;
             return Ok(blob_created(name, &d));
         }
         // Not mountable: fall back to an ordinary upload session, as the spec says.
@@ -420,7 +419,7 @@ async fn commit_body(
     let (n, d2) = (name.to_string(), d.clone());
     reg.blocking(move |r| {
         let size = r.blobs.commit(writer, &d2)?;
-        r.meta.link_blob(&n, &d2, size)
+        r.link_blob(&n, &d2, size)
     })
     .await?;
     Ok(())

@@ -14,13 +14,16 @@
 //! garbage collector may remove, never a reference to missing bytes.
 
 pub mod blobs;
+pub mod fsck;
+pub mod gc;
 pub mod meta;
 pub mod sqlite;
 mod writer;
 
 pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
 pub use meta::{
-    MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature, Upload,
+    BlobUsers, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature,
+    Upload,
 };
 pub use sqlite::SqliteMeta;
 
@@ -44,6 +47,8 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("content is {actual} bytes, expected {expected}")]
     SizeMismatch { expected: u64, actual: u64 },
+    #[error("blob {0} was removed by the garbage collector while it was linked; upload it again")]
+    BlobVanished(Digest),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -112,8 +112,19 @@ pub struct Counts {
 }
 
 pub trait MetaStore: Send + Sync + 'static {
-    /// Records a stored blob and lets `repo` read it (creating the repository).
-    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Records a stored blob and lets `repo` read it (creating the repository), with
+    /// `created_at` set to now (so the collector's grace period starts again).
+    /// `present` is asked inside the write transaction whether the blob's file is
+    /// there: the collector removes files only while holding the writer and seeing no
+    /// row, so a file it removed is seen missing here ([`crate::StoreError::BlobVanished`])
+    /// and no row ever names a missing file.
+    fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &dyn Fn() -> bool,
+    ) -> Result<()>;
     /// Size of the blob if `repo` may read it.
     fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Size of the blob if any repository links it.
@@ -167,4 +178,42 @@ pub trait MetaStore: Send + Sync + 'static {
     fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
 
     fn counts(&self) -> Result<Counts>;
+
+    /// The collector's mark input: every repository's graph and every blob, read in
+    /// one consistent snapshot.
+    fn gc_graph(&self) -> Result<crate::gc::Graph>;
+    /// In one write transaction: recomputes `garbage.repository`'s garbage for
+    /// `cutoff` from what is stored now and removes what is garbage both now and in
+    /// `garbage` (manifests with their references and signatures, links).
+    fn gc_sweep_repository(
+        &self,
+        garbage: &crate::gc::RepoGarbage,
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<crate::gc::Swept>;
+    /// Deletes the rows of these blobs that are still unlinked and older than
+    /// `cutoff`; returns those deleted.
+    fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>>;
+    /// Holding the writer: calls `remove` for each digest that no blob row names.
+    fn gc_remove_files(
+        &self,
+        digests: &[Digest],
+        remove: &mut dyn FnMut(&Digest) -> Result<()>,
+    ) -> Result<()>;
+    /// Every stored blob row: `(digest, size)`.
+    fn all_blobs(&self) -> Result<Vec<(Digest, u64)>>;
+    /// Removes blob rows (and every repository's link to them): fsck's repair of rows
+    /// whose file is missing or corrupt.
+    fn forget_blobs(&self, digests: &[Digest]) -> Result<()>;
+    /// What needs a blob: `(repository, manifest digest, tags on it)` for every
+    /// manifest that references it, and the repositories linking it.
+    fn blob_users(&self, digest: &Digest) -> Result<BlobUsers>;
+}
+
+/// What needs a blob (for fsck's report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlobUsers {
+    pub repositories: Vec<String>,
+    /// `(repository, manifest digest, its tags)`.
+    pub manifests: Vec<(String, String, Vec<String>)>,
 }

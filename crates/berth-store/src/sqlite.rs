@@ -4,12 +4,15 @@
 //! writes go through one connection in `BEGIN IMMEDIATE` transactions, so two
 //! processes (the server and an admin command) can share the file safely.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use berth_image::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
+use crate::meta::BlobUsers;
 use crate::meta::{
     Counts, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature,
     Upload,
@@ -124,20 +127,96 @@ fn stored_manifest(row: &rusqlite::Row) -> rusqlite::Result<StoredManifest> {
     })
 }
 
+/// The collector's view of repositories (one, or all when `only` is None), read with
+/// `conn` (inside the caller's transaction).
+fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RepoGraph>> {
+    let mut by_id: std::collections::BTreeMap<i64, RepoGraph> = Default::default();
+    let mut st =
+        conn.prepare_cached("SELECT id, name FROM repositories WHERE ?1 IS NULL OR id = ?1")?;
+    for row in st.query_map([only], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })? {
+        let (id, name) = row?;
+        by_id.insert(
+            id,
+            RepoGraph {
+                name,
+                ..RepoGraph::default()
+            },
+        );
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT repository_id, digest, size, created_at, subject FROM manifests
+         WHERE ?1 IS NULL OR repository_id = ?1",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        if let Some(g) = by_id.get_mut(&r.get(0)?) {
+            g.manifests.push(GcManifest {
+                digest: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+                created_at: r.get(3)?,
+                subject: r.get(4)?,
+            });
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
+         FROM manifest_references WHERE ?1 IS NULL OR repository_id = ?1",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        if let Some(g) = by_id.get_mut(&r.get(0)?) {
+            g.references
+                .push((r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0));
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT repository_id, manifest_digest FROM tags WHERE ?1 IS NULL OR repository_id = ?1",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        if let Some(g) = by_id.get_mut(&r.get(0)?) {
+            g.tagged.push(r.get(1)?);
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT repository_id, digest, created_at FROM repository_blobs
+         WHERE ?1 IS NULL OR repository_id = ?1",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        if let Some(g) = by_id.get_mut(&r.get(0)?) {
+            g.links.push((r.get(1)?, r.get(2)?));
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
 impl MetaStore for SqliteMeta {
-    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let d = digest.to_string();
         self.write(|tx| {
+            if !present() {
+                return Err(StoreError::BlobVanished(digest.clone()));
+            }
             let id = ensure_repo(tx, repo)?;
             let now = now();
+            // Linking again refreshes created_at: the collector's grace starts again.
             tx.prepare_cached(
                 "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (digest) DO NOTHING",
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
             )?
             .execute(params![d, size as i64, now])?;
             tx.prepare_cached(
                 "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (repository_id, digest) DO NOTHING",
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
             )?
             .execute(params![id, d, now])?;
             Ok(())
@@ -213,7 +292,7 @@ impl MetaStore for SqliteMeta {
                 "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
                                         annotations, size, content, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (repository_id, digest) DO NOTHING",
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
             )?
             .execute(params![
                 id,
@@ -517,6 +596,154 @@ impl MetaStore for SqliteMeta {
             })
         })
     }
+    fn gc_graph(&self) -> Result<Graph> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let repositories = repo_graphs(&tx, None)?;
+            let mut st = tx.prepare_cached("SELECT digest, size, created_at FROM blobs")?;
+            let blobs = st
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            drop(st);
+            tx.finish()?;
+            Ok(Graph {
+                repositories,
+                blobs,
+            })
+        })
+    }
+
+    fn gc_sweep_repository(
+        &self,
+        planned: &RepoGarbage,
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Swept> {
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, &planned.repository)? else {
+                return Ok(Swept::default());
+            };
+            // The fence: liveness again, from what is stored now, under the writer.
+            let Some(graph) = repo_graphs(tx, Some(id))?.pop() else {
+                return Ok(Swept::default());
+            };
+            let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
+            let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
+            let mut swept = Swept::default();
+            for (d, size) in &planned.manifests {
+                if !still.contains(d.as_str()) {
+                    continue;
+                }
+                for sql in [
+                    "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
+                    "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
+                    "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2",
+                    "DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2",
+                ] {
+                    tx.prepare_cached(sql)?.execute(params![id, d])?;
+                }
+                swept.manifests.push((d.clone(), *size));
+            }
+            let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
+            let mut unlink = tx.prepare_cached(
+                "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
+            )?;
+            for d in planned.links.iter().filter(|d| still.contains(d.as_str())) {
+                swept.links += unlink.execute(params![id, d])?;
+            }
+            Ok(swept)
+        })
+    }
+
+    fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>> {
+        self.write(|tx| {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2
+                 AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = ?1)",
+            )?;
+            let mut gone = Vec::new();
+            for (d, size) in blobs {
+                if st.execute(params![d, cutoff])? > 0 {
+                    gone.push((d.clone(), *size));
+                }
+            }
+            Ok(gone)
+        })
+    }
+
+    fn gc_remove_files(
+        &self,
+        digests: &[Digest],
+        remove: &mut dyn FnMut(&Digest) -> Result<()>,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut named = tx.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?;
+            for d in digests {
+                if !named.exists([d.to_string()])? {
+                    remove(d)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT digest, size FROM blobs ORDER BY digest")?;
+            let rows = st.query_map([], |r| {
+                Ok((parse_digest(r.get(0)?)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn forget_blobs(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|tx| {
+            for d in digests {
+                let d = d.to_string();
+                tx.prepare_cached("DELETE FROM repository_blobs WHERE digest = ?1")?
+                    .execute([&d])?;
+                tx.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?
+                    .execute([&d])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn blob_users(&self, digest: &Digest) -> Result<BlobUsers> {
+        let d = digest.to_string();
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+                 WHERE rb.digest = ?1 ORDER BY r.name",
+            )?;
+            let repositories = st.query_map([&d], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let mut st = c.prepare_cached(
+                "SELECT r.name, mr.manifest_digest, mr.repository_id FROM manifest_references mr
+                 JOIN repositories r ON r.id = mr.repository_id
+                 WHERE mr.child_digest = ?1 ORDER BY r.name, mr.manifest_digest",
+            )?;
+            let refs: Vec<(String, String, i64)> = st
+                .query_map([&d], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut tags = c.prepare_cached(
+                "SELECT name FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2 ORDER BY name",
+            )?;
+            let mut manifests = Vec::new();
+            for (repo, manifest, id) in refs {
+                let t = tags
+                    .query_map(params![id, manifest], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                manifests.push((repo, manifest, t));
+            }
+            Ok(BlobUsers {
+                repositories,
+                manifests,
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -597,7 +824,7 @@ mod tests {
         assert!(matches!(err, Err(StoreError::MissingBlob(_))));
         // The failed push stored nothing.
         assert!(m.tags("a/b", None, 10).unwrap().is_empty());
-        m.link_blob("a/b", &d(1), 10).unwrap();
+        m.link_blob("a/b", &d(1), 10, &|| true).unwrap();
         m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1"))
             .unwrap();
         assert_eq!(

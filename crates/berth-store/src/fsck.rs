@@ -1,0 +1,163 @@
+//! Checking the store against itself: every blob file re-hashed (streaming), every
+//! blob row checked for its file, every file checked for a row; each problem reported
+//! with what it affects. Repair removes only what is broken or unused: rows whose file
+//! is missing or corrupt (with the links to them), corrupt or unreadable files, and
+//! files that no row names (removed through the collector's fence, so a file that an
+//! upload is linking right now is never lost silently). A good blob that a row names is
+//! never touched.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use berth_image::Digest;
+
+use crate::blobs::BlobStore;
+use crate::meta::{BlobUsers, MetaStore};
+use crate::{Result, StoreError};
+
+/// One thing wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The file's bytes hash to another digest (or cannot be read).
+    Corrupt { digest: Digest, reason: String },
+    /// A row names a blob whose file is not there.
+    MissingFile { digest: Digest },
+    /// A file under `blobs/` that no row names.
+    OrphanFile {
+        path: PathBuf,
+        digest: Option<Digest>,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Corrupt { digest, reason } => write!(f, "blob {digest} is corrupt: {reason}"),
+            Problem::MissingFile { digest } => write!(f, "blob {digest} has no file"),
+            Problem::OrphanFile { path, .. } => {
+                write!(f, "file {} is named by no blob row", path.display())
+            }
+        }
+    }
+}
+
+/// A problem with what it affects and whether repair fixed it.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub problem: Problem,
+    pub affects: BlobUsers,
+    pub repaired: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    pub rows_checked: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Problems that are still there.
+    pub fn remaining(&self) -> usize {
+        self.findings.iter().filter(|f| !f.repaired).count()
+    }
+}
+
+/// Checks the store; with `repair`, fixes what may be fixed (see the module doc).
+pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Report> {
+    let mut report = Report::default();
+    let rows = meta.all_blobs()?;
+    let named: HashSet<&Digest> = rows.iter().map(|(d, _)| d).collect();
+    let mut files: Vec<(PathBuf, Option<Digest>)> = Vec::new();
+    blobs.files(&mut |p, d| files.push((p, d)))?;
+    let mut seen: HashSet<Digest> = HashSet::new();
+    for (path, digest) in files {
+        report.files_checked += 1;
+        let Some(digest) = digest else {
+            let mut repaired = false;
+            if repair {
+                repaired = remove_path(&path).is_ok();
+            }
+            report.findings.push(Finding {
+                problem: Problem::OrphanFile { path, digest: None },
+                affects: BlobUsers::default(),
+                repaired,
+            });
+            continue;
+        };
+        let verdict = match blobs.rehash(&digest) {
+            Ok(actual) if actual == digest => None,
+            Ok(actual) => Some(format!("its bytes have digest {actual}")),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue; // removed while we looked (the collector): not a problem
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        if verdict.is_none() {
+            report.bytes_checked += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+        let has_row = named.contains(&digest);
+        seen.insert(digest.clone());
+        let problem = match (verdict, has_row) {
+            (None, true) => continue,
+            (Some(reason), _) => Problem::Corrupt {
+                digest: digest.clone(),
+                reason,
+            },
+            (None, false) => Problem::OrphanFile {
+                path: path.clone(),
+                digest: Some(digest.clone()),
+            },
+        };
+        let affects = meta.blob_users(&digest)?;
+        let repaired = repair
+            && match &problem {
+                Problem::Corrupt { .. } => {
+                    remove_path(&path)?;
+                    meta.forget_blobs(std::slice::from_ref(&digest))?;
+                    true
+                }
+                _ => {
+                    // Under the fence: only while no row names it.
+                    meta.gc_remove_files(std::slice::from_ref(&digest), &mut |d| {
+                        blobs.remove_blob(d)
+                    })?;
+                    !blobs.contains(&digest)
+                }
+            };
+        report.findings.push(Finding {
+            problem,
+            affects,
+            repaired,
+        });
+    }
+    for (digest, _) in &rows {
+        report.rows_checked += 1;
+        if seen.contains(digest) || blobs.contains(digest) {
+            continue;
+        }
+        let affects = meta.blob_users(digest)?;
+        let repaired = repair && {
+            meta.forget_blobs(std::slice::from_ref(digest))?;
+            true
+        };
+        report.findings.push(Finding {
+            problem: Problem::MissingFile {
+                digest: digest.clone(),
+            },
+            affects,
+            repaired,
+        });
+    }
+    Ok(report)
+}
+
+fn remove_path(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::io(format!("removing {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}

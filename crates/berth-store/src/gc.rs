@@ -1,0 +1,333 @@
+//! Online garbage collection: which content nothing needs any more, and its removal
+//! while pushes and pulls go on.
+//!
+//! A run has two halves. [`plan`] (the mark) reads one consistent snapshot of the
+//! metadata and decides, with a cutoff time `now - grace`, what is garbage:
+//! - a manifest is live when it is tagged, was stored (or stored again) at or after the
+//!   cutoff, is a child of a live index, or is a referrer of a live subject; with
+//!   `keep_untagged` every manifest is live. Every other manifest is garbage, and goes
+//!   with its signatures and references.
+//! - a repository's link to a blob is garbage when it was made before the cutoff and no
+//!   live manifest of the repository references the blob.
+//! - a blob (row and file) is garbage when it was stored before the cutoff and no link
+//!   to it would be left.
+//!
+//! [`sweep`] then removes what the plan found, through the **fence**: every deletion is
+//! made in a write transaction that computes liveness again from what the database
+//! holds at that moment and deletes only what is garbage both in the plan and now. The
+//! metadata store serializes writers, so a manifest PUT that references a blob either
+//! commits before that transaction (and the blob is live) or after it (and finds the
+//! link gone and fails cleanly): it never commits a reference to deleted content. Blob
+//! files are removed last, in a transaction of their own that holds the writer lock and
+//! sees that no row names the digest any more; a link made after that fails its
+//! presence check (see [`crate::MetaStore::link_blob`]) instead of naming a missing file.
+//! Content linked or stored again after the cutoff carries a fresh `created_at`, so the
+//! grace period covers uploads in flight and manifests about to be pushed.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use berth_image::Digest;
+
+use crate::blobs::BlobStore;
+use crate::meta::MetaStore;
+use crate::Result;
+
+/// What a collection run may remove.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Content younger than this is spared.
+    pub grace: Duration,
+    /// Keep untagged manifests (only unreferenced blobs go).
+    pub keep_untagged: bool,
+    /// Only this repository (its manifests, its links, and the blobs they release).
+    pub repo: Option<String>,
+}
+
+impl Default for GcOptions {
+    fn default() -> GcOptions {
+        GcOptions {
+            grace: Duration::from_secs(24 * 3600),
+            keep_untagged: false,
+            repo: None,
+        }
+    }
+}
+
+/// One manifest as the collector sees it.
+#[derive(Debug, Clone)]
+pub struct GcManifest {
+    pub digest: String,
+    pub size: u64,
+    pub created_at: i64,
+    pub subject: Option<String>,
+}
+
+/// One repository's content graph, read by [`MetaStore::gc_graph`].
+#[derive(Debug, Clone, Default)]
+pub struct RepoGraph {
+    pub name: String,
+    pub manifests: Vec<GcManifest>,
+    /// `(parent manifest, child digest, child is a manifest)`.
+    pub references: Vec<(String, String, bool)>,
+    /// Digests that tags point to.
+    pub tagged: Vec<String>,
+    /// `(blob digest, created_at)` of the repository's blob links.
+    pub links: Vec<(String, i64)>,
+}
+
+/// The whole store as the collector sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub repositories: Vec<RepoGraph>,
+    /// `(digest, size, created_at)` of every stored blob.
+    pub blobs: Vec<(String, u64, i64)>,
+}
+
+/// What is garbage in one repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoGarbage {
+    pub repository: String,
+    /// `(digest, size)`.
+    pub manifests: Vec<(String, u64)>,
+    /// Blob digests whose link from this repository goes.
+    pub links: Vec<String>,
+}
+
+/// The mark's result: what a sweep will remove (at most; see the module's fence).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Unix seconds: content created before this may go.
+    pub cutoff: i64,
+    pub keep_untagged: bool,
+    pub repositories: Vec<RepoGarbage>,
+    /// `(digest, size)` of blobs whose row and file go.
+    pub blobs: Vec<(String, u64)>,
+}
+
+impl Plan {
+    pub fn manifest_count(&self) -> usize {
+        self.repositories.iter().map(|r| r.manifests.len()).sum()
+    }
+    pub fn link_count(&self) -> usize {
+        self.repositories.iter().map(|r| r.links.len()).sum()
+    }
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// What one repository's sweep removed.
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    pub manifests: Vec<(String, u64)>,
+    pub links: usize,
+}
+
+/// Manifests and links of `g` that are garbage for `cutoff` (the rules in the module doc).
+pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarbage {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (parent, child, is_manifest) in &g.references {
+        if *is_manifest {
+            children.entry(parent).or_default().push(child);
+        }
+    }
+    let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
+    for m in &g.manifests {
+        if let Some(s) = &m.subject {
+            referrers.entry(s).or_default().push(&m.digest);
+        }
+    }
+    let mut live: HashSet<&str> = HashSet::new();
+    let mut todo: Vec<&str> = g.tagged.iter().map(String::as_str).collect();
+    todo.extend(
+        g.manifests
+            .iter()
+            .filter(|m| keep_untagged || m.created_at >= cutoff)
+            .map(|m| m.digest.as_str()),
+    );
+    while let Some(d) = todo.pop() {
+        if !live.insert(d) {
+            continue;
+        }
+        for next in children.get(d).into_iter().chain(referrers.get(d)) {
+            todo.extend(next.iter().copied());
+        }
+    }
+    let manifests: Vec<(String, u64)> = g
+        .manifests
+        .iter()
+        .filter(|m| !live.contains(m.digest.as_str()))
+        .map(|m| (m.digest.clone(), m.size))
+        .collect();
+    let needed: HashSet<&str> = g
+        .references
+        .iter()
+        .filter(|(parent, _, is_manifest)| !is_manifest && live.contains(parent.as_str()))
+        .map(|(_, child, _)| child.as_str())
+        .collect();
+    let links = g
+        .links
+        .iter()
+        .filter(|(d, at)| *at < cutoff && !needed.contains(d.as_str()))
+        .map(|(d, _)| d.clone())
+        .collect();
+    RepoGarbage {
+        repository: g.name.clone(),
+        manifests,
+        links,
+    }
+}
+
+/// The mark: what a run with `opts` at `now` (unix seconds) would remove.
+pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
+    let cutoff = now - opts.grace.as_secs() as i64;
+    let graph = meta.gc_graph()?;
+    let mut plan = Plan {
+        cutoff,
+        keep_untagged: opts.keep_untagged,
+        ..Plan::default()
+    };
+    let mut links_left: HashMap<&str, usize> = HashMap::new();
+    let mut released: HashSet<String> = HashSet::new();
+    for g in &graph.repositories {
+        let in_scope = opts.repo.as_deref().is_none_or(|r| r == g.name);
+        let garbage = if in_scope {
+            repo_garbage(g, cutoff, opts.keep_untagged)
+        } else {
+            RepoGarbage::default()
+        };
+        let going: HashSet<&str> = garbage.links.iter().map(String::as_str).collect();
+        for (d, _) in &g.links {
+            if !going.contains(d.as_str()) {
+                *links_left.entry(d).or_default() += 1;
+            }
+        }
+        released.extend(garbage.links.iter().cloned());
+        if !garbage.manifests.is_empty() || !garbage.links.is_empty() {
+            plan.repositories.push(garbage);
+        }
+    }
+    plan.blobs = graph
+        .blobs
+        .iter()
+        .filter(|(d, _, at)| *at < cutoff && !links_left.contains_key(d.as_str()))
+        .filter(|(d, _, _)| opts.repo.is_none() || released.contains(d))
+        .map(|(d, size, _)| (d.clone(), *size))
+        .collect();
+    Ok(plan)
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// `(repository, digest, size)`.
+    pub manifests: Vec<(String, String, u64)>,
+    pub links: usize,
+    /// `(digest, size)` of blobs whose row and file were removed.
+    pub blobs: Vec<(String, u64)>,
+}
+
+impl Outcome {
+    pub fn bytes_freed(&self) -> u64 {
+        self.blobs.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// Removes what `plan` found and is still garbage (the fence: see the module doc).
+pub fn sweep(meta: &dyn MetaStore, blobs: &BlobStore, plan: &Plan) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    for garbage in &plan.repositories {
+        let swept = meta.gc_sweep_repository(garbage, plan.cutoff, plan.keep_untagged)?;
+        out.links += swept.links;
+        out.manifests.extend(
+            swept
+                .manifests
+                .into_iter()
+                .map(|(d, s)| (garbage.repository.clone(), d, s)),
+        );
+    }
+    // Rows first (a row only goes when no link to it is left), files after, each file
+    // under the writer lock and only while no row names it.
+    const BATCH: usize = 500;
+    for chunk in plan.blobs.chunks(BATCH) {
+        let gone = meta.gc_delete_blobs(chunk, plan.cutoff)?;
+        let digests: Vec<Digest> = gone.iter().filter_map(|(d, _)| d.parse().ok()).collect();
+        meta.gc_remove_files(&digests, &mut |d| blobs.remove_blob(d))?;
+        out.blobs.extend(gone);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(d: &str, at: i64, subject: Option<&str>) -> GcManifest {
+        GcManifest {
+            digest: d.into(),
+            size: 10,
+            created_at: at,
+            subject: subject.map(Into::into),
+        }
+    }
+
+    fn graph() -> RepoGraph {
+        RepoGraph {
+            name: "r".into(),
+            manifests: vec![
+                m("tagged", 0, None),
+                m("index", 0, None),
+                m("child", 0, None),
+                m("sig", 0, Some("tagged")),
+                m("orphan-ref", 0, Some("gone")),
+                m("untagged", 0, None),
+                m("fresh", 100, None),
+                m("fresh-child", 0, None),
+            ],
+            references: vec![
+                ("tagged".into(), "layer-a".into(), false),
+                ("index".into(), "child".into(), true),
+                ("child".into(), "layer-b".into(), false),
+                ("untagged".into(), "layer-c".into(), false),
+                ("untagged".into(), "layer-a".into(), false),
+                ("fresh".into(), "fresh-child".into(), true),
+            ],
+            tagged: vec!["tagged".into(), "index".into()],
+            links: vec![
+                ("layer-a".into(), 0),
+                ("layer-b".into(), 0),
+                ("layer-c".into(), 0),
+                ("loose-old".into(), 0),
+                ("loose-new".into(), 100),
+            ],
+        }
+    }
+
+    #[test]
+    fn live_is_tagged_children_referrers_and_fresh() {
+        let g = repo_garbage(&graph(), 50, false);
+        let names: Vec<&str> = g.manifests.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(names, ["orphan-ref", "untagged"]);
+        assert_eq!(g.links, ["layer-c", "loose-old"]);
+    }
+
+    #[test]
+    fn keep_untagged_keeps_manifests_and_what_they_reference() {
+        let g = repo_garbage(&graph(), 50, true);
+        assert!(g.manifests.is_empty());
+        assert_eq!(g.links, ["loose-old"]);
+    }
+
+    #[test]
+    fn grace_spares_everything_younger() {
+        let g = repo_garbage(&graph(), -1, false);
+        assert_eq!(
+            g,
+            RepoGarbage {
+                repository: "r".into(),
+                ..RepoGarbage::default()
+            }
+        );
+    }
+}

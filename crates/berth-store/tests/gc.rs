@@ -1,0 +1,380 @@
+//! The collector and fsck over the embedded store: each kind of garbage goes, each kind
+//! of live content stays, the grace period and the fence hold, the dry run is what
+//! happens, and fsck finds and repairs exactly the broken things.
+
+use std::time::Duration;
+
+use berth_image::Digest;
+use berth_store::gc::{self, GcOptions};
+use berth_store::{fsck, BlobStore, MetaStore, NewManifest, SqliteMeta, StoredSignature};
+
+struct Store {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    meta: SqliteMeta,
+    blobs: BlobStore,
+}
+
+fn store() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    Store {
+        meta: SqliteMeta::open(&root.join("meta.db")).unwrap(),
+        blobs: BlobStore::open(&root).unwrap(),
+        root,
+        _dir: dir,
+    }
+}
+
+impl Store {
+    /// Stores `bytes` as a blob linked to `repo`; returns its digest.
+    fn blob(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let d = Digest::sha256_of(bytes);
+        let id = format!("u{}", &d.hex()[..16]);
+        let mut w = self.blobs.create_upload(&id).unwrap();
+        w.write(bytes).unwrap();
+        let size = self.blobs.commit(w, &d).unwrap();
+        let path = self.blobs.path(&d);
+        self.meta
+            .link_blob(repo, &d, size, &|| path.is_file())
+            .unwrap();
+        d
+    }
+
+    /// Stores a manifest referencing `blobs`, `children` and `subject`.
+    fn manifest(
+        &self,
+        repo: &str,
+        name: &str,
+        blobs: &[&Digest],
+        children: &[&Digest],
+        subject: Option<&Digest>,
+        tag: Option<&str>,
+    ) -> Digest {
+        let content = format!("{{\"name\":\"{name}\"}}").into_bytes();
+        let d = Digest::sha256_of(&content);
+        let m = NewManifest {
+            digest: d.clone(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content,
+            blobs: blobs.iter().map(|b| (*b).clone()).collect(),
+            manifests: children.iter().map(|b| (*b).clone()).collect(),
+            subject: subject.cloned(),
+            artifact_type: None,
+            annotations: None,
+        };
+        self.meta.put_manifest(repo, &m, tag).unwrap();
+        d
+    }
+
+    fn has_manifest(&self, repo: &str, d: &Digest) -> bool {
+        self.meta.manifest_by_digest(repo, d).unwrap().is_some()
+    }
+
+    fn has_blob(&self, d: &Digest) -> bool {
+        self.meta.blob_known(d).unwrap().is_some() && self.blobs.contains(d)
+    }
+
+    /// Makes every row look `secs` older than it is (the grace period passing).
+    fn age(&self, secs: i64) {
+        let c = rusqlite::Connection::open(self.root.join("meta.db")).unwrap();
+        for t in ["blobs", "repository_blobs", "manifests"] {
+            c.execute(
+                &format!("UPDATE {t} SET created_at = created_at - ?1"),
+                [secs],
+            )
+            .unwrap();
+        }
+    }
+
+    fn collect(&self, opts: &GcOptions) -> (gc::Plan, gc::Outcome) {
+        let plan = gc::plan(&self.meta, opts, berth_store::unix_now()).unwrap();
+        let out = gc::sweep(&self.meta, &self.blobs, &plan).unwrap();
+        (plan, out)
+    }
+}
+
+fn hour() -> GcOptions {
+    GcOptions {
+        grace: Duration::from_secs(3600),
+        ..GcOptions::default()
+    }
+}
+
+/// A repository with one of everything: returns (store, live, garbage) manifests and blobs.
+struct Scene {
+    s: Store,
+    live_manifests: Vec<Digest>,
+    dead_manifests: Vec<Digest>,
+    live_blobs: Vec<Digest>,
+    dead_blobs: Vec<Digest>,
+}
+
+fn scene() -> Scene {
+    let s = store();
+    let shared = s.blob("app", b"shared layer");
+    let a = s.blob("app", b"layer a");
+    let b = s.blob("app", b"layer b");
+    let c = s.blob("app", b"layer c only in untagged");
+    let loose = s.blob("app", b"uploaded, never referenced");
+    let tagged = s.manifest("app", "tagged", &[&shared, &a], &[], None, Some("v1"));
+    let child = s.manifest("app", "child", &[&b], &[], None, None);
+    let index = s.manifest("app", "index", &[], &[&child], None, Some("multi"));
+    let sig = s.manifest("app", "sig of tagged", &[], &[], Some(&tagged), None);
+    let untagged = s.manifest("app", "untagged", &[&shared, &c], &[], None, None);
+    let orphan_ref = s.manifest(
+        "app",
+        "referrer of untagged",
+        &[],
+        &[],
+        Some(&untagged),
+        None,
+    );
+    let gone_index = s.manifest("app", "untagged index", &[], &[&untagged], None, None);
+    s.meta
+        .add_signature(
+            "app",
+            &untagged,
+            &StoredSignature {
+                name: format!("{untagged}@{}", "0".repeat(32)),
+                content: b"sig".to_vec(),
+            },
+            8,
+        )
+        .unwrap();
+    s.meta
+        .add_signature(
+            "app",
+            &tagged,
+            &StoredSignature {
+                name: format!("{tagged}@{}", "1".repeat(32)),
+                content: b"sig".to_vec(),
+            },
+            8,
+        )
+        .unwrap();
+    Scene {
+        s,
+        live_manifests: vec![tagged, child, index, sig],
+        dead_manifests: vec![untagged, orphan_ref, gone_index],
+        live_blobs: vec![shared, a, b],
+        dead_blobs: vec![c, loose],
+    }
+}
+
+#[test]
+fn garbage_goes_and_live_content_stays() {
+    let sc = scene();
+    sc.s.age(7200);
+    let (plan, out) = sc.s.collect(&hour());
+    for d in &sc.live_manifests {
+        assert!(sc.s.has_manifest("app", d), "live manifest {d} kept");
+    }
+    for d in &sc.dead_manifests {
+        assert!(!sc.s.has_manifest("app", d), "garbage manifest {d} removed");
+    }
+    for d in &sc.live_blobs {
+        assert!(sc.s.has_blob(d), "live blob {d} kept");
+    }
+    for d in &sc.dead_blobs {
+        assert!(!sc.s.has_blob(d), "garbage blob {d} removed");
+        assert!(!sc.s.blobs.path(d).exists());
+    }
+    // The tagged manifest's signature stayed; the untagged one's went with it.
+    assert_eq!(
+        sc.s.meta
+            .signatures("app", &sc.live_manifests[0])
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(sc
+        .s
+        .meta
+        .signatures("app", &sc.dead_manifests[0])
+        .unwrap()
+        .is_empty());
+    // The dry run (the plan) is exactly what happened.
+    assert_eq!(plan.manifest_count(), out.manifests.len());
+    assert_eq!(plan.blobs, out.blobs);
+    assert_eq!(out.manifests.len(), 3);
+    assert_eq!(out.blobs.len(), 2);
+    assert_eq!(
+        out.bytes_freed(),
+        (b"layer c only in untagged".len() + b"uploaded, never referenced".len()) as u64
+    );
+    // A second run finds nothing.
+    let (plan, _) = sc.s.collect(&hour());
+    assert_eq!(
+        plan.manifest_count() + plan.blobs.len() + plan.link_count(),
+        0
+    );
+}
+
+#[test]
+fn grace_period_spares_young_content() {
+    let sc = scene();
+    sc.s.age(1800); // half an hour old: inside a one-hour grace
+    let (plan, out) = sc.s.collect(&hour());
+    assert_eq!(plan.manifest_count() + plan.blobs.len(), 0);
+    assert!(out.manifests.is_empty() && out.blobs.is_empty());
+    for d in sc.dead_manifests.iter() {
+        assert!(sc.s.has_manifest("app", d));
+    }
+}
+
+#[test]
+fn keep_untagged_keeps_manifests_and_their_blobs() {
+    let sc = scene();
+    sc.s.age(7200);
+    let opts = GcOptions {
+        keep_untagged: true,
+        ..hour()
+    };
+    let (_, out) = sc.s.collect(&opts);
+    for d in sc.live_manifests.iter().chain(&sc.dead_manifests) {
+        assert!(sc.s.has_manifest("app", d));
+    }
+    // Only the blob nothing references went.
+    assert_eq!(out.blobs.len(), 1);
+    assert!(!sc.s.has_blob(&sc.dead_blobs[1]));
+    assert!(sc.s.has_blob(&sc.dead_blobs[0]));
+}
+
+#[test]
+fn repo_scope_leaves_other_repositories_alone() {
+    let sc = scene();
+    let other = sc.s.blob("other", b"other loose blob");
+    let other_untagged =
+        sc.s.manifest("other", "other untagged", &[], &[], None, None);
+    // A blob shared by both repositories, garbage in app only: its bytes stay.
+    let both = sc.s.blob("app", b"in both");
+    sc.s.blob("other", b"in both");
+    sc.s.age(7200);
+    let opts = GcOptions {
+        repo: Some("app".into()),
+        ..hour()
+    };
+    let (plan, out) = sc.s.collect(&opts);
+    assert!(plan.repositories.iter().all(|r| r.repository == "app"));
+    assert!(sc.s.has_manifest("other", &other_untagged));
+    assert!(sc.s.has_blob(&other));
+    assert!(sc.s.has_blob(&both));
+    assert_eq!(sc.s.meta.blob_in_repo("app", &both).unwrap(), None);
+    assert_eq!(out.manifests.len(), 3);
+    // Without the scope, the rest goes too.
+    let (_, out) = sc.s.collect(&hour());
+    assert!(!sc.s.has_manifest("other", &other_untagged));
+    assert!(!sc.s.has_blob(&other) && !sc.s.has_blob(&both));
+    assert_eq!(out.blobs.len(), 2);
+}
+
+/// The fence: a push whose blob was linked before the mark (so the plan holds it for
+/// garbage) and whose manifest lands between the mark and the sweep keeps its blob.
+#[test]
+fn fence_spares_blobs_referenced_after_the_mark() {
+    let s = store();
+    let layer = s.blob("app", b"uploaded before the mark");
+    let config = s.blob("app", b"config uploaded before the mark");
+    s.age(7200);
+    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    assert_eq!(plan.blobs.len(), 2, "the mark sees two unreferenced blobs");
+    // The manifest PUT lands after the mark; its row is old too (as a re-push of a
+    // manifest stored long ago, racing the sweep, would be if created_at were not renewed).
+    let m = s.manifest("app", "late", &[&layer, &config], &[], None, Some("v1"));
+    s.age(7200);
+    let out = gc::sweep(&s.meta, &s.blobs, &plan).unwrap();
+    assert!(out.blobs.is_empty() && out.links == 0, "{out:?}");
+    assert!(s.has_blob(&layer) && s.has_blob(&config));
+    assert!(s.has_manifest("app", &m));
+    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    assert_eq!(report.remaining(), 0, "{:?}", report.findings);
+}
+
+/// The file fence: a link made after the collector removed the file fails instead of
+/// naming a missing file.
+#[test]
+fn link_after_file_removal_fails_cleanly() {
+    let s = store();
+    let d = s.blob("app", b"about to be collected");
+    s.age(7200);
+    s.collect(&hour());
+    assert!(!s.blobs.contains(&d));
+    let path = s.blobs.path(&d);
+    let err = s
+        .meta
+        .link_blob("app", &d, 21, &|| path.is_file())
+        .unwrap_err();
+    assert!(
+        matches!(err, berth_store::StoreError::BlobVanished(_)),
+        "{err}"
+    );
+    assert_eq!(s.meta.blob_known(&d).unwrap(), None);
+}
+
+/// Linking again (an upload of a blob already stored, a mount) renews the grace.
+#[test]
+fn linking_again_renews_the_grace() {
+    let s = store();
+    let d = s.blob("app", b"old but uploaded again");
+    s.age(7200);
+    s.blob("app", b"old but uploaded again");
+    let (plan, _) = s.collect(&hour());
+    assert!(plan.blobs.is_empty());
+    assert!(s.has_blob(&d));
+}
+
+#[test]
+fn fsck_finds_and_repairs_only_broken_things() {
+    let sc = scene();
+    let s = &sc.s;
+    let [shared, a, b] = [&sc.live_blobs[0], &sc.live_blobs[1], &sc.live_blobs[2]];
+    // Corrupt one file, remove another, and leave a file no row names.
+    std::fs::write(s.blobs.path(a), b"not what was pushed").unwrap();
+    std::fs::remove_file(s.blobs.path(b)).unwrap();
+    let orphan = Digest::sha256_of(b"orphan");
+    let p = s.blobs.path(&orphan);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"orphan").unwrap();
+
+    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    assert_eq!(report.remaining(), 3, "{:?}", report.findings);
+    let find = |d: &Digest| {
+        report
+            .findings
+            .iter()
+            .find(|f| match &f.problem {
+                fsck::Problem::Corrupt { digest, .. } | fsck::Problem::MissingFile { digest } => {
+                    digest == d
+                }
+                fsck::Problem::OrphanFile { digest, .. } => digest.as_ref() == Some(d),
+            })
+            .unwrap()
+            .clone()
+    };
+    let corrupt = find(a);
+    assert!(matches!(corrupt.problem, fsck::Problem::Corrupt { .. }));
+    // It says which manifest (and tag) the corrupt blob breaks.
+    assert_eq!(corrupt.affects.repositories, ["app"]);
+    assert_eq!(corrupt.affects.manifests.len(), 1);
+    assert_eq!(corrupt.affects.manifests[0].2, ["v1"]);
+    assert!(matches!(find(b).problem, fsck::Problem::MissingFile { .. }));
+    assert!(matches!(
+        find(&orphan).problem,
+        fsck::Problem::OrphanFile { .. }
+    ));
+
+    let report = fsck::check(&s.meta, &s.blobs, true).unwrap();
+    assert_eq!(report.remaining(), 0, "{:?}", report.findings);
+    assert_eq!(report.findings.len(), 3);
+    // The good blobs are untouched; the broken ones are gone, row and file.
+    assert!(s.has_blob(shared));
+    for d in &sc.dead_blobs {
+        assert!(s.has_blob(d));
+    }
+    assert!(!s.blobs.path(a).exists() && s.meta.blob_known(a).unwrap().is_none());
+    assert!(s.meta.blob_known(b).unwrap().is_none());
+    assert!(!p.exists());
+    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
