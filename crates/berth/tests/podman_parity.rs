@@ -376,7 +376,8 @@ fn missing_commands_logs_and_inspect_match_podman() {
             };
             assert_eq!(err, format!("Error: inspecting object: {says}"), "{which}");
         }
-        tool(&ctx, which, &["rm", "-f", "d1", "d2"]).run();
+        // Every container goes (podman's hold mounts in the test's folder).
+        tool(&ctx, which, &["rm", "-a", "-f"]).run();
     }
 
     ctx.step("berth: a detached container that could not start says why");
@@ -654,5 +655,6 @@ fn logs_follow_ends_with_the_container() {
             "{which}: {}",
             out.stderr
         );
+        tool(&ctx, which, &["rm", "-a", "-f"]).run();
     }
 }
