@@ -132,6 +132,7 @@ impl Sides {
             tls_verify: tls,
             retry_times: self.retry_times,
             cert_dir: cert_dir.clone(),
+            signature_policy: None,
         }
     }
 

@@ -52,6 +52,11 @@ pub struct RegistryFlags {
     /// certificate [default: /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST]
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// The trust policy for images pulled with these flags (podman's
+    /// `--signature-policy` of build, run and create sets it) [default: policy.json's
+    /// usual place]
+    #[arg(skip)]
+    pub signature_policy: Option<PathBuf>,
 }
 
 impl Default for RegistryFlags {
@@ -65,6 +70,7 @@ impl Default for RegistryFlags {
             tls_verify: None,
             retry_times: 3,
             cert_dir: None,
+            signature_policy: None,
         }
     }
 }

@@ -188,6 +188,76 @@ impl Trust {
     }
 }
 
+/// One signature as `inspect --signatures` shows it: its kind, and whether the policy
+/// accepts the image on the strength of this signature alone.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignatureVerdict {
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    pub verified: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Trust {
+    /// Each of `sigs` (of image `name`, manifest `top`) judged alone by the policy's
+    /// requirements for the image. Where the requirements need no signature, none is
+    /// "verified": the reason says so.
+    pub fn verdicts(
+        &self,
+        name: &ImageName,
+        top: &RawManifest,
+        sigs: &[ImageSignature],
+    ) -> Vec<SignatureVerdict> {
+        let kind = |s: &ImageSignature| match s {
+            ImageSignature::Simple(_) => "simple",
+            ImageSignature::Sigstore { .. } => "sigstore",
+        };
+        let judged = |s: &ImageSignature| -> Result<(), String> {
+            let Some(policy) = &self.policy else {
+                return Err("no policy (--insecure-policy)".into());
+            };
+            let Some((transport, identity)) = policy_identity(name) else {
+                return Err("the local store is not checked by policy".into());
+            };
+            let scope = policy.scope_of(transport, &identity);
+            match policy.evaluate(transport, &identity) {
+                Decision::NeedsSignature => {}
+                Decision::Accept => {
+                    return Err(format!("trust policy {scope} requires no signature"))
+                }
+                Decision::Reject(why) => return Err(format!("{why} (trust policy {scope})")),
+            }
+            let docker_reference = match name {
+                ImageName::Docker(r) => Some(r.clone().with_default_tag()),
+                _ => None,
+            };
+            let image = berth_signature::Image {
+                transport,
+                policy_identity: &identity,
+                docker_reference: docker_reference.as_ref(),
+                manifest: &top.bytes,
+                signatures: std::slice::from_ref(s),
+            };
+            match berth_signature::evaluate(policy, &image) {
+                Decision::Reject(why) => Err(why),
+                _ => Ok(()),
+            }
+        };
+        sigs.iter()
+            .map(|s| {
+                let outcome = judged(s);
+                SignatureVerdict {
+                    kind: kind(s),
+                    verified: outcome.is_ok(),
+                    reason: outcome.err().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// c/image's "Source image rejected", with where in policy.json the rule is.
 fn refusal(policy: &Policy, transport: &str, identity: &str, why: &str) -> anyhow::Error {
     anyhow::anyhow!(

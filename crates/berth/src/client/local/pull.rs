@@ -182,7 +182,7 @@ pub fn ensure_with(
         let options = PullOptions {
             platform: platform.clone(),
             quiet: false,
-            signature_policy: None,
+            signature_policy: flags.signature_policy.clone(),
             registry: flags.clone(),
         };
         let ids = pull(store, name, false, &options)?;

@@ -1,0 +1,742 @@
+//! Where signatures live on the client side, with the real tools on the same inputs:
+//! berth signs (`--sign-by` through gpg, `--sign-by-key` with no gpg) into `berth
+//! serve` (the signature extension), into docker-registry (a `file://` lookaside from
+//! registries.d) and into `dir:`, and skopeo 1.9.3 and podman 4.3.1 verify each by a
+//! `signedBy` policy; skopeo signs, and berth verifies under policy on copy and pull,
+//! from a `file://` and an `http://` lookaside (python's http.server) and from `dir:`;
+//! every refusal about reading (tampered signature bytes, another key, a wrong
+//! identity, a signature for another digest, a rejecting policy) copies and pulls
+//! nothing, as skopeo refuses the same input. sigstore is tested against berth itself:
+//! Debian's skopeo 1.9.3 has sigstore signing disabled.
+//!
+//! Run with `cargo test -p berth --test signature_paths`.
+
+#[path = "interop/support.rs"]
+mod support;
+
+#[path = "interop/gpg.rs"]
+mod gpg;
+
+use std::fs;
+use std::path::Path;
+
+use gpg::{export_key, gpg_key, GPG};
+use serde_json::{json, Value};
+use support::*;
+
+/// registries.d for berth and podman (`$HOME/.config/containers/registries.d`) and for
+/// skopeo (`--registries.d`, as the harness passes it).
+fn registries_d(ctx: &Ctx, yaml: &str) {
+    for dir in ["registries.d", "home/.config/containers/registries.d"] {
+        fs::create_dir_all(ctx.path(dir)).unwrap();
+        fs::write(ctx.path(dir).join("e1.yaml"), yaml).unwrap();
+    }
+}
+
+fn write_policy(ctx: &Ctx, file: &str, policy: Value) -> String {
+    fs::write(ctx.path(file), policy.to_string()).unwrap();
+    ctx.p(file)
+}
+
+fn signed_by(key: &str) -> Value {
+    json!([{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key}])
+}
+
+fn signed_by_as(key: &str, reference: &str) -> Value {
+    json!([{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key,
+            "signedIdentity": {"type": "exactReference", "dockerReference": reference}}])
+}
+
+/// The armored secret key of a GnuPG home (no passphrase), as `--sign-by-key` takes it.
+fn export_secret(ctx: &Ctx, home: &str, file: &str) -> String {
+    let out = ctx
+        .cmd(
+            GPG,
+            &[
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--armor",
+                "--export-secret-keys",
+            ],
+        )
+        .env("GNUPGHOME", ctx.path(home))
+        .run();
+    assert!(out.stdout.contains("PRIVATE KEY BLOCK"), "{}", out.stdout);
+    fs::write(ctx.path(file), &out.stdout_bytes).unwrap();
+    ctx.p(file)
+}
+
+/// skopeo under `policy` (the harness's `ctx.skopeo` is `--insecure-policy`).
+fn skopeo_with<'a>(ctx: &'a Ctx, policy: &str, args: &[&str]) -> Run<'a> {
+    let mut all: Vec<String> = vec![
+        "--policy".into(),
+        policy.into(),
+        "--registries.d".into(),
+        ctx.p("registries.d"),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    ctx.cmd("skopeo", &all)
+}
+
+fn digest_of(path: &Path) -> String {
+    fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+fn extension_count(ctx: &Ctx, reg: &str, repo: &str, digest: &str) -> usize {
+    let resp = ctx.http(
+        "GET",
+        &format!("http://{reg}/extensions/v2/{repo}/signatures/{digest}"),
+        None,
+    );
+    resp.expect_status(200);
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    v["signatures"].as_array().map_or(0, Vec::len)
+}
+
+/// A podman-built busybox image as a `dir:` folder; returns its path.
+fn plain_image(ctx: &Ctx, name: &str) -> String {
+    let image = ctx.build_busybox(&format!("localhost/e1/{name}:v1"));
+    let [pf, pv] = ctx.policy_args();
+    let dir = ctx.p(&format!("tmp/{name}"));
+    ctx.podman(&["push", &pf, &pv, &image, &format!("dir:{dir}")])
+        .run();
+    dir
+}
+
+#[test]
+fn berth_signs_and_skopeo_and_podman_verify() {
+    let mut ctx = Ctx::new(
+        "sig-berth-signs",
+        &["podman", "skopeo", "buildah", GPG, "curl"],
+    );
+    let reg = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let fpr = gpg_key(&ctx, "gnupg", "berth signer <signer@example.test>");
+    gpg_key(&ctx, "gnupg-other", "someone else <other@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    let other_key = export_key(&ctx, "gnupg-other", "other.gpg");
+    let secret = export_secret(&ctx, "gnupg", "signer.asc");
+    let gnupg = ctx.path("gnupg");
+    let la = ctx.path("lookaside");
+    registries_d(
+        &ctx,
+        &format!("default-docker:\n  lookaside: file://{}\n", la.display()),
+    );
+    let plain = plain_image(&ctx, "plain");
+
+    ctx.step("berth copy --sign-by (gpg) into berth serve: the extension keeps it");
+    let to_berth = format!("{reg}/e1/app:v1");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &fpr,
+            "--digestfile",
+            &ctx.p("tmp/d1"),
+            &format!("dir:{plain}"),
+            &format!("docker://{to_berth}"),
+        ])
+        .env("GNUPGHOME", &gnupg)
+        .run();
+    for line in [
+        "Checking if image destination supports signatures",
+        "Signing manifest using simple signing",
+        "Storing signatures",
+    ] {
+        assert!(out.stderr.contains(line), "{line}: {}", out.stderr);
+    }
+    let d1 = digest_of(&ctx.path("tmp/d1"));
+    assert_eq!(extension_count(&ctx, &reg, "e1/app", &d1), 1);
+    assert!(!la.exists(), "nothing goes to the lookaside");
+
+    ctx.step("berth copy --sign-by-key (no gpg) into docker-registry: the file lookaside");
+    let to_dist = format!("{dist}/e1/app:v1");
+    ctx.berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--sign-by-key",
+        &secret,
+        "--digestfile",
+        &ctx.p("tmp/d2"),
+        &format!("dir:{plain}"),
+        &format!("docker://{to_dist}"),
+    ])
+    .env("GNUPGHOME", ctx.path("nowhere"))
+    .run();
+    let d2 = digest_of(&ctx.path("tmp/d2"));
+    let hex = d2.trim_start_matches("sha256:");
+    assert!(la
+        .join(format!("e1/app@sha256={hex}/signature-1"))
+        .is_file());
+
+    ctx.step("berth copy --sign-by --sign-identity into dir:");
+    let signed_dir = ctx.p("tmp/signed-dir");
+    let claimed = format!("{dist}/e1/app:v1");
+    ctx.berth(&[
+        "copy",
+        "--sign-by",
+        &fpr,
+        "--sign-identity",
+        &claimed,
+        &format!("dir:{plain}"),
+        &format!("dir:{signed_dir}"),
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    assert!(ctx.path("tmp/signed-dir/signature-1").is_file());
+    // No identity to claim for a dir: destination without --sign-identity.
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--sign-by",
+            &fpr,
+            &format!("dir:{plain}"),
+            &format!("dir:{}", ctx.p("tmp/no-identity")),
+        ])
+        .env("GNUPGHOME", &gnupg)
+        .run_fail();
+    assert!(
+        out.stderr
+            .contains("Cannot determine canonical Docker reference"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ctx.path("tmp/no-identity").exists());
+
+    ctx.step("skopeo and podman verify each by signedBy");
+    let policy = write_policy(
+        &ctx,
+        "signed.json",
+        json!({
+            "default": [{"type": "reject"}],
+            "transports": {
+                "docker": {format!("{reg}/e1"): signed_by(&key), format!("{dist}/e1"): signed_by(&key)},
+                "dir": {"": signed_by_as(&key, &claimed)}
+            }
+        }),
+    );
+    for (n, src) in [
+        format!("docker://{to_berth}"),
+        format!("docker://{to_dist}"),
+        format!("dir:{signed_dir}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dest = format!("dir:{}", ctx.p(&format!("tmp/skopeo-{n}")));
+        skopeo_with(
+            &ctx,
+            &policy,
+            &["copy", "--src-tls-verify=false", src, &dest],
+        )
+        .run();
+    }
+    for image in [&to_berth, &to_dist] {
+        ctx.podman(&[
+            "pull",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            image,
+        ])
+        .run();
+    }
+
+    ctx.step("another key: skopeo and berth both refuse");
+    let other = write_policy(
+        &ctx,
+        "other.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{reg}/e1"): signed_by(&other_key)}}}),
+    );
+    let src = format!("docker://{to_berth}");
+    skopeo_with(
+        &ctx,
+        &other,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &src,
+            &format!("dir:{}", ctx.p("tmp/refused-s")),
+        ],
+    )
+    .run_fail();
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &other,
+            "--src-tls-verify=false",
+            &src,
+            &format!("dir:{}", ctx.p("tmp/refused-b")),
+        ])
+        .run_fail();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.contains("Source image rejected"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("transports.docker[\"{reg}/e1\"]")),
+        "{}",
+        out.stderr
+    );
+    assert!(!ctx.path("tmp/refused-b").exists());
+}
+
+/// Reads the image `src` under `policy` with berth and with skopeo: both accept, or
+/// both refuse and berth copies nothing and says `why`.
+fn both_decide(ctx: &Ctx, policy: &str, src: &str, accept: bool, why: &str) {
+    let dest = ctx.fresh("out");
+    let sdest = ctx.fresh("skopeo-out");
+    let args = |d: &Path| {
+        vec![
+            "copy".to_string(),
+            "--src-tls-verify=false".to_string(),
+            src.to_string(),
+            format!("dir:{}", d.display()),
+        ]
+    };
+    let mut b: Vec<String> = vec!["copy".into(), "--policy".into(), policy.into()];
+    b.extend(args(&dest).into_iter().skip(1));
+    let s = args(&sdest);
+    let s: Vec<&str> = s.iter().map(String::as_str).collect();
+    if accept {
+        ctx.berth(&b).run();
+        skopeo_with(ctx, policy, &s).run();
+        assert!(dest.join("manifest.json").is_file());
+    } else {
+        let out = ctx.berth(&b).run_fail();
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+        assert!(!dest.exists(), "{src}: something was copied");
+        skopeo_with(ctx, policy, &s).run_fail();
+    }
+}
+
+#[test]
+fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
+    let mut ctx = Ctx::new(
+        "sig-berth-verifies",
+        &["podman", "skopeo", "buildah", GPG, "python3"],
+    );
+    let dist = ctx.start(ServerKind::Distribution);
+    let fpr = gpg_key(&ctx, "gnupg", "skopeo signer <signer@example.test>");
+    gpg_key(&ctx, "gnupg-other", "someone else <other@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    let other_key = export_key(&ctx, "gnupg-other", "other.gpg");
+    let gnupg = ctx.path("gnupg");
+    let la = ctx.path("lookaside");
+    let file_la = format!("default-docker:\n  lookaside: file://{}\n", la.display());
+    registries_d(&ctx, &file_la);
+    let plain = plain_image(&ctx, "plain");
+
+    ctx.step("skopeo copy --sign-by into docker-registry (file lookaside) and dir:");
+    let image = format!("{dist}/e1/app:v1");
+    ctx.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--sign-by",
+        &fpr,
+        &format!("dir:{plain}"),
+        &format!("docker://{image}"),
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    let sdir = ctx.p("tmp/sdir");
+    ctx.skopeo(&[
+        "copy",
+        "--sign-by",
+        &fpr,
+        "--sign-identity",
+        &image,
+        &format!("dir:{plain}"),
+        &format!("dir:{sdir}"),
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    let policy = write_policy(
+        &ctx,
+        "signed.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{dist}/e1"): signed_by(&key)},
+                              "dir": {"": signed_by_as(&key, &image)}}}),
+    );
+
+    ctx.step("accepted: from the file lookaside and from dir:");
+    both_decide(&ctx, &policy, &format!("docker://{image}"), true, "");
+    both_decide(&ctx, &policy, &format!("dir:{sdir}"), true, "");
+
+    ctx.step("accepted: from an http lookaside (python3 -m http.server)");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut web = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&la)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "http.server did not start");
+    registries_d(
+        &ctx,
+        &format!("default-docker:\n  lookaside: http://127.0.0.1:{port}\n"),
+    );
+    both_decide(&ctx, &policy, &format!("docker://{image}"), true, "");
+    let _ = web.kill();
+    let _ = web.wait();
+    registries_d(&ctx, &file_la);
+
+    ctx.step("inspect --signatures: each signature and the policy's verdict on it");
+    let listing = |policy: &str| {
+        ctx.berth(&[
+            "inspect",
+            "--signatures",
+            "--policy",
+            policy,
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .run()
+        .json()
+    };
+    let v = listing(&policy);
+    assert_eq!(v["Signatures"][0]["Type"], "simple", "{v}");
+    assert_eq!(v["Signatures"][0]["Verified"], true, "{v}");
+    let v = listing(&ctx.p("policy.json"));
+    assert_eq!(v["Signatures"][0]["Verified"], false, "{v}");
+    let reason = v["Signatures"][0]["Reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("requires no signature"), "{v}");
+
+    ctx.step("berth pull verifies, keeps the signature, and push copies it out");
+    ctx.berth(&[
+        "pull",
+        "--signature-policy",
+        &policy,
+        "--tls-verify=false",
+        &image,
+    ])
+    .run();
+    let pushed = ctx.p("tmp/pushed");
+    ctx.berth(&["push", &image, &format!("dir:{pushed}")]).run();
+    let hex = ctx.sha256(&fs::read(ctx.path("tmp/pushed/manifest.json")).unwrap());
+    let hex = hex.trim_start_matches("sha256:");
+    assert_eq!(
+        fs::read(ctx.path("tmp/pushed/signature-1")).unwrap(),
+        fs::read(la.join(format!("e1/app@sha256={hex}/signature-1"))).unwrap()
+    );
+    ctx.step("refused: tampered signature bytes, in dir: and in the lookaside");
+    let tampered = ctx.p("tmp/tampered");
+    copy_dir(&ctx.path("tmp/sdir"), Path::new(&tampered));
+    let sig = Path::new(&tampered).join("signature-1");
+    let mut bytes = fs::read(&sig).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    fs::write(&sig, &bytes).unwrap();
+    both_decide(
+        &ctx,
+        &policy,
+        &format!("dir:{tampered}"),
+        false,
+        "Source image rejected",
+    );
+    let payload = ctx.p("tmp/payload");
+    copy_dir(&ctx.path("tmp/sdir"), Path::new(&payload));
+    let sig = Path::new(&payload).join("signature-1");
+    let mut bytes = fs::read(&sig).unwrap();
+    let middle = bytes.len() / 3;
+    bytes[middle] ^= 0x55;
+    fs::write(&sig, &bytes).unwrap();
+    both_decide(
+        &ctx,
+        &policy,
+        &format!("dir:{payload}"),
+        false,
+        "Source image rejected",
+    );
+
+    ctx.step("refused: another key, a wrong identity, a rejecting policy");
+    let other = write_policy(
+        &ctx,
+        "other.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{dist}/e1"): signed_by(&other_key)},
+                              "dir": {"": signed_by_as(&other_key, &image)}}}),
+    );
+    both_decide(
+        &ctx,
+        &other,
+        &format!("docker://{image}"),
+        false,
+        "Source image rejected",
+    );
+    both_decide(
+        &ctx,
+        &other,
+        &format!("dir:{sdir}"),
+        false,
+        "Source image rejected",
+    );
+    let v = ctx
+        .berth(&[
+            "inspect",
+            "--signatures",
+            "--policy",
+            &other,
+            &format!("dir:{sdir}"),
+        ])
+        .run()
+        .json();
+    assert_eq!(v["Signatures"][0]["Verified"], false, "{v}");
+    let wrong = write_policy(
+        &ctx,
+        "wrong.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"dir": {"": signed_by_as(&key, &format!("{dist}/e1/other:v1"))}}}),
+    );
+    both_decide(
+        &ctx,
+        &wrong,
+        &format!("dir:{sdir}"),
+        false,
+        "is not accepted",
+    );
+    let reject = write_policy(
+        &ctx,
+        "reject.json",
+        json!({"default": [{"type": "reject"}]}),
+    );
+    both_decide(
+        &ctx,
+        &reject,
+        &format!("dir:{sdir}"),
+        false,
+        "rejected by policy",
+    );
+
+    ctx.step("refused: a signature for another digest");
+    let moved = ctx.p("tmp/moved");
+    // The other format: another manifest, another digest.
+    let manifest = fs::read_to_string(Path::new(&plain).join("manifest.json")).unwrap();
+    let other_format = match manifest.contains(OCI_MANIFEST) {
+        true => "v2s2",
+        false => "oci",
+    };
+    ctx.berth(&[
+        "copy",
+        "--format",
+        other_format,
+        &format!("dir:{plain}"),
+        &format!("dir:{moved}"),
+    ])
+    .run();
+    fs::copy(
+        ctx.path("tmp/sdir/signature-1"),
+        Path::new(&moved).join("signature-1"),
+    )
+    .unwrap();
+    both_decide(
+        &ctx,
+        &policy,
+        &format!("dir:{moved}"),
+        false,
+        "does not match",
+    );
+
+    ctx.step("refused pull: nothing is stored, exit 125");
+    ctx.berth(&["rmi", &image]).run();
+    let out = ctx
+        .berth(&[
+            "pull",
+            "--signature-policy",
+            &other,
+            "--tls-verify=false",
+            &image,
+        ])
+        .run_fail();
+    assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Source image rejected"),
+        "{}",
+        out.stderr
+    );
+    let listed = ctx.berth(&["images", "--format", "{{.Repository}}"]).run();
+    assert!(!listed.stdout.contains("e1/app"), "{}", listed.stdout);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn sigstore_signatures_as_attachments() {
+    let mut ctx = Ctx::new("sig-sigstore", &["podman", "buildah", "curl"]);
+    let reg = ctx.start(ServerKind::Berth);
+    registries_d(
+        &ctx,
+        &format!("docker:\n  {reg}:\n    use-sigstore-attachments: true\n"),
+    );
+    fs::write(ctx.path("pw"), "secret\n").unwrap();
+    for prefix in ["k", "other"] {
+        ctx.berth(&[
+            "generate-sigstore-key",
+            "--output-prefix",
+            &ctx.p(prefix),
+            "--passphrase-file",
+            &ctx.p("pw"),
+        ])
+        .run();
+    }
+    let plain = plain_image(&ctx, "plain");
+
+    ctx.step("berth copy --sign-by-sigstore-private-key: a sha256-<hex>.sig attachment");
+    let image = format!("{reg}/e1/sig:v1");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--sign-by-sigstore-private-key",
+            &ctx.p("k.private"),
+            "--sign-passphrase-file",
+            &ctx.p("pw"),
+            "--digestfile",
+            &ctx.p("tmp/d"),
+            &format!("dir:{plain}"),
+            &format!("docker://{image}"),
+        ])
+        .run();
+    assert!(
+        out.stderr
+            .contains("Signing manifest using a sigstore signature"),
+        "{}",
+        out.stderr
+    );
+    let digest = digest_of(&ctx.path("tmp/d"));
+    let tag = digest.replace(':', "-") + ".sig";
+    let att = ctx.http(
+        "GET",
+        &format!("http://{reg}/v2/e1/sig/manifests/{tag}"),
+        Some(MANIFEST_ACCEPT),
+    );
+    att.expect_status(200);
+    let m: Value = serde_json::from_slice(&att.body).unwrap();
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    assert!(m["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"].is_string());
+
+    let sigstore = |key: &str| {
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{reg}/e1"): [{"type": "sigstoreSigned", "keyPath": ctx.p(key)}]}}})
+    };
+    let policy = write_policy(&ctx, "sigstore.json", sigstore("k.pub"));
+    let other = write_policy(&ctx, "other.json", sigstore("other.pub"));
+
+    ctx.step("verified by sigstoreSigned; copied along with the image");
+    let copy = format!("{reg}/e1/copy:v1");
+    ctx.berth(&[
+        "copy",
+        "--policy",
+        &policy,
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("docker://{copy}"),
+    ])
+    .run();
+    ctx.http(
+        "GET",
+        &format!("http://{reg}/v2/e1/copy/manifests/{tag}"),
+        Some(MANIFEST_ACCEPT),
+    )
+    .expect_status(200);
+    // The copy claims the name it was signed for, so it is pulled under that name.
+    ctx.berth(&[
+        "pull",
+        "--signature-policy",
+        &policy,
+        "--tls-verify=false",
+        &image,
+    ])
+    .run();
+    let out = ctx
+        .berth(&[
+            "pull",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            &copy,
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("is not accepted"), "{}", out.stderr);
+
+    ctx.step("refused: another key; nothing copied");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &other,
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("dir:{}", ctx.p("tmp/refused")),
+        ])
+        .run_fail();
+    assert!(
+        out.stderr.contains("Source image rejected"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ctx.path("tmp/refused").exists());
+
+    ctx.step("oci: cannot keep signatures; --remove-signatures copies without them");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("oci:{}:v1", ctx.p("tmp/layout")),
+        ])
+        .run_fail();
+    assert!(
+        out.stderr
+            .contains("Pushing signatures for OCI images is not supported"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ctx.path("tmp/layout/index.json").exists());
+    ctx.berth(&[
+        "copy",
+        "--policy",
+        &policy,
+        "--remove-signatures",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:v1", ctx.p("tmp/layout")),
+    ])
+    .run();
+}
