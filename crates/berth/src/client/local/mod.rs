@@ -28,17 +28,10 @@ pub fn open_store() -> anyhow::Result<Arc<LocalStore>> {
 }
 
 /// A new name as podman writes it: `localhost/` before a name without a registry
-/// (`foo` -> `localhost/foo:latest`), `docker.io/library/` rules for docker.io.
+/// (`foo` -> `localhost/foo:latest`), `docker.io/library/` rules for docker.io
+/// ([`ImageReference::parse_local`], the one rule `local:` names follow too).
 pub fn qualify(name: &str) -> anyhow::Result<String> {
-    let first = name.split('/').next().unwrap_or(name);
-    let has_registry =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let full = match has_registry {
-        true => name.to_string(),
-        false => format!("localhost/{name}"),
-    };
-    let r: ImageReference = full
-        .parse()
+    let r = ImageReference::parse_local(name)
         .with_context(|| format!("invalid image name {name:?}"))?;
     if r.digest().is_some() {
         bail!("{name}: a name to give an image cannot have a digest");
