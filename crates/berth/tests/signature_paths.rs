@@ -740,3 +740,133 @@ fn sigstore_signatures_as_attachments() {
     ])
     .run();
 }
+
+/// The pulls of `create`, `run` and `build`'s FROM, and `sync`, decide by the policy
+/// too: an unsigned image under `signedBy` is refused and nothing is stored or synced;
+/// a signed one goes, with its signature (sync brings it to the mirror).
+#[test]
+fn create_build_and_sync_obey_the_policy() {
+    let mut ctx = Ctx::new("sig-paths", &["podman", "buildah", GPG, "curl"]);
+    let reg = ctx.start(ServerKind::Berth);
+    let fpr = gpg_key(&ctx, "gnupg", "berth signer <signer@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    let gnupg = ctx.path("gnupg");
+    let plain = plain_image(&ctx, "plain");
+    let (signed, unsigned) = (
+        format!("{reg}/e1/signed:v1"),
+        format!("{reg}/e1/unsigned:v1"),
+    );
+    for (image, sign) in [(&signed, true), (&unsigned, false)] {
+        let mut args = vec!["copy", "--dest-tls-verify=false"];
+        if sign {
+            args.extend(["--sign-by", &fpr]);
+        }
+        let (src, dst) = (format!("dir:{plain}"), format!("docker://{image}"));
+        args.extend([src.as_str(), dst.as_str()]);
+        ctx.berth(&args).env("GNUPGHOME", &gnupg).run();
+    }
+    let policy = write_policy(
+        &ctx,
+        "signed.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{reg}/e1"): signed_by(&key)}}}),
+    );
+
+    ctx.step("create: refused unsigned (125, nothing stored), accepted signed");
+    let create = |image: &str| {
+        ctx.berth(&[
+            "create",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            image,
+        ])
+    };
+    let out = create(&unsigned).run_fail();
+    assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("A signature was required, but no signature exists"),
+        "{}",
+        out.stderr
+    );
+    create(&signed).run();
+    let listed = ctx
+        .berth(&["images", "--format", "{{.Repository}}"])
+        .run()
+        .stdout;
+    assert!(listed.contains("e1/signed"), "{listed}");
+    assert!(!listed.contains("e1/unsigned"), "{listed}");
+
+    ctx.step("build: FROM an unsigned image is refused");
+    fs::create_dir_all(ctx.path("ctx")).unwrap();
+    fs::write(ctx.path("ctx/Containerfile"), format!("FROM {unsigned}\n")).unwrap();
+    let out = ctx
+        .berth(&[
+            "build",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            "-t",
+            "localhost/e1/built:v1",
+            &ctx.p("ctx"),
+        ])
+        .run_fail();
+    assert!(
+        out.stderr.contains("Source image rejected"),
+        "{}",
+        out.stderr
+    );
+
+    ctx.step("sync: the signed image and its signature to the mirror; unsigned refused");
+    ctx.berth(&[
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--policy",
+        &policy,
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &signed,
+        &format!("{reg}/mirror"),
+    ])
+    .run();
+    let digest = ctx
+        .http(
+            "HEAD",
+            &format!("http://{reg}/v2/mirror/signed/manifests/v1"),
+            Some(MANIFEST_ACCEPT),
+        )
+        .header("docker-content-digest")
+        .unwrap()
+        .to_string();
+    assert_eq!(extension_count(&ctx, &reg, "mirror/signed", &digest), 1);
+    let out = ctx
+        .berth(&[
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &unsigned,
+            &format!("{reg}/mirror"),
+        ])
+        .run_fail();
+    assert!(
+        out.stderr.contains("Source image rejected"),
+        "{}",
+        out.stderr
+    );
+    ctx.http(
+        "HEAD",
+        &format!("http://{reg}/v2/mirror/unsigned/manifests/v1"),
+        Some(MANIFEST_ACCEPT),
+    )
+    .expect_status(404);
+}

@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// allows plain HTTP) [default: true, or registries.conf's insecure]
     #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
+    /// Trust policy for pulling FROM images [default: policy.json's usual place]
+    #[arg(long, value_name = "PATH")]
+    signature_policy: Option<PathBuf>,
     /// Credentials file for pulling FROM images
     #[arg(long, value_name = "PATH")]
     authfile: Option<PathBuf>,
@@ -139,6 +142,7 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
             creds: a.creds.clone(),
             tls_verify: a.tls_verify,
             cert_dir: a.cert_dir.clone(),
+            signature_policy: a.signature_policy.clone(),
             ..RegistryFlags::default()
         },
     };

@@ -68,6 +68,9 @@ pub struct CreateArgs {
     /// allows plain HTTP), as `pull --tls-verify`
     #[arg(long, value_name = "BOOL", default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
+    /// Trust policy for pulling the image [default: policy.json's usual place]
+    #[arg(long, value_name = "PATH")]
+    signature_policy: Option<std::path::PathBuf>,
     /// The image: name, ID or ID prefix
     image: String,
     /// Command and arguments, replacing the image's CMD
@@ -315,6 +318,7 @@ fn create_container(c: &Containers, a: &CreateArgs) -> anyhow::Result<ContainerR
     // A missing image is pulled first, as podman's --pull=missing.
     let flags = super::RegistryFlags {
         tls_verify: a.tls_verify,
+        signature_policy: a.signature_policy.clone(),
         ..Default::default()
     };
     let platform = berth_image::Platform::this_machine();
