@@ -54,6 +54,9 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    if path == "gc" {
+        return collect_garbage(&reg, &who, parts.method.as_str(), &bytes).await;
+    }
     let mut call = api::parse(parts.method.as_str(), path, &bytes).map_err(|e| match e {
         ApiParseError::NotFound => error(StatusCode::NOT_FOUND, e),
         ApiParseError::Invalid(_) => error(StatusCode::BAD_REQUEST, e),
@@ -83,6 +86,58 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
         }
         None => query(&reg, &actor.principal, &call).await,
     }
+}
+
+/// `POST /api/v1/gc` (superusers): one garbage collection now, answered with its
+/// report. Body (all optional): `{"dry_run": bool, "grace": "1h", "repo": "name",
+/// "keep_untagged": bool}`; unset fields take the server's settings.
+async fn collect_garbage(
+    reg: &Arc<Registry>,
+    who: &Principal,
+    method: &str,
+    body: &[u8],
+) -> Result<Response, Response> {
+    if method != "POST" {
+        return Err(error(StatusCode::METHOD_NOT_ALLOWED, "gc takes POST"));
+    }
+    let (dir, _) = reg
+        .auth
+        .directory()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if !dir.is_superuser(who) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!("{who} may not collect garbage (superusers only)"),
+        ));
+    }
+    let req: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, e))?
+    };
+    let mut opts = reg.gc_options();
+    if let Some(g) = req.get("grace") {
+        let g = g
+            .as_str()
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "grace: a duration such as \"1h\""))?;
+        opts.grace = humantime::parse_duration(g)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("grace {g:?}: {e}")))?;
+    }
+    if let Some(r) = req.get("repo").and_then(Value::as_str) {
+        let name: berth_image::RepositoryName = r
+            .parse()
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("repo {r:?}: {e}")))?;
+        opts.repo = Some(name.to_string());
+    }
+    if let Some(k) = req.get("keep_untagged").and_then(Value::as_bool) {
+        opts.keep_untagged = k;
+    }
+    let dry_run = req.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let report = reg
+        .collect_garbage(opts, dry_run)
+        .await
+        .map_err(|e| e.into_response())?;
+    Ok((StatusCode::OK, axum::Json(report.to_json())).into_response())
 }
 
 /// An organization named like a namespace that already holds repositories would make

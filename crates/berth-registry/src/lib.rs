@@ -8,6 +8,7 @@ mod access;
 mod admin_api;
 mod blobs;
 pub mod error;
+pub mod gc;
 mod listing;
 mod manifests;
 pub mod metrics;
@@ -49,6 +50,8 @@ pub struct RegistryConfig {
     /// The token realm to announce, when clients reach the server through a proxy
     /// under another URL; by default `http(s)://<Host header>/token`.
     pub token_realm: Option<String>,
+    /// The garbage collector: interval, grace period, keep-untagged.
+    pub gc: gc::GcConfig,
 }
 
 impl RegistryConfig {
@@ -60,6 +63,7 @@ impl RegistryConfig {
             auth: AuthConfig::default(),
             tls: false,
             token_realm: None,
+            gc: gc::GcConfig::default(),
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Registry {
     pub(crate) auth: Auth,
     /// Content trust verdicts already reached (see `trust`).
     pub(crate) verdicts: trust::Verdicts,
+    /// One garbage collection at a time in this process.
+    pub(crate) gc_lock: std::sync::Mutex<()>,
     config: RegistryConfig,
 }
 
@@ -113,6 +119,7 @@ impl Registry {
             metrics: metrics::Metrics::new(),
             auth,
             verdicts: trust::Verdicts::default(),
+            gc_lock: std::sync::Mutex::new(()),
             config,
         }))
     }

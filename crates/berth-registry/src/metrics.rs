@@ -36,6 +36,18 @@ pub struct Metrics {
     blobs: Gauge,
     manifests: Gauge,
     repositories: Gauge,
+    gc: GcMetrics,
+}
+
+/// What the garbage collector did, run after run.
+#[derive(Default)]
+struct GcMetrics {
+    runs: Counter,
+    manifests: Counter,
+    blobs: Counter,
+    bytes: Counter,
+    duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_success: Gauge,
 }
 
 impl Metrics {
@@ -72,7 +84,35 @@ impl Metrics {
             manifests.clone(),
         );
         registry.register("repositories", "Repositories", repositories.clone());
+        let gc = GcMetrics::default();
+        registry.register("gc_runs", "Garbage collections finished", gc.runs.clone());
+        registry.register(
+            "gc_manifests_removed",
+            "Manifests removed by the garbage collector",
+            gc.manifests.clone(),
+        );
+        registry.register(
+            "gc_blobs_removed",
+            "Blobs (rows and files) removed by the garbage collector",
+            gc.blobs.clone(),
+        );
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes of blob files removed by the garbage collector",
+            gc.bytes.clone(),
+        );
+        registry.register(
+            "gc_last_duration_seconds",
+            "How long the last garbage collection took",
+            gc.duration.clone(),
+        );
+        registry.register(
+            "gc_last_success_timestamp_seconds",
+            "When the last garbage collection finished (unix seconds)",
+            gc.last_success.clone(),
+        );
         Metrics {
+            gc,
             registry,
             requests,
             received,
@@ -86,6 +126,16 @@ impl Metrics {
 
     pub fn bytes_received(&self, n: u64) {
         self.received.inc_by(n);
+    }
+
+    /// Records a finished (not dry) garbage collection.
+    pub fn gc_run(&self, r: &berth_store::gc::RunReport) {
+        self.gc.runs.inc();
+        self.gc.manifests.inc_by(r.manifests.len() as u64);
+        self.gc.blobs.inc_by(r.blobs.len() as u64);
+        self.gc.bytes.inc_by(r.bytes_freed());
+        self.gc.duration.set(r.duration.as_secs_f64());
+        self.gc.last_success.set(berth_store::unix_now());
     }
 
     pub fn bytes_sent(&self, n: u64) {

@@ -259,6 +259,83 @@ pub fn sweep(meta: &dyn MetaStore, blobs: &BlobStore, plan: &Plan) -> Result<Out
     Ok(out)
 }
 
+/// One whole run, as reported to an operator.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub cutoff: i64,
+    /// `(repository, digest, size)` of manifests removed (or, dry, to remove).
+    pub manifests: Vec<(String, String, u64)>,
+    /// Repository links to blobs removed.
+    pub links: usize,
+    /// `(digest, size)` of blobs whose row and file were removed.
+    pub blobs: Vec<(String, u64)>,
+    pub duration: Duration,
+}
+
+impl RunReport {
+    pub fn bytes_freed(&self) -> u64 {
+        self.blobs.iter().map(|(_, s)| s).sum()
+    }
+
+    /// The report as JSON: counts, and each manifest and blob (the dry run's list).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dry_run": self.dry_run,
+            "cutoff": self.cutoff,
+            "manifests_removed": self.manifests.len(),
+            "links_removed": self.links,
+            "blobs_removed": self.blobs.len(),
+            "bytes_freed": self.bytes_freed(),
+            "duration_seconds": self.duration.as_secs_f64(),
+            "manifests": self.manifests.iter().map(|(r, d, s)| serde_json::json!({
+                "repository": r, "digest": d, "size": s,
+            })).collect::<Vec<_>>(),
+            "blobs": self.blobs.iter().map(|(d, s)| serde_json::json!({
+                "digest": d, "size": s,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Plans and, unless `dry_run`, sweeps: the one entry point of the server's collector,
+/// `berth registry gc` and the API.
+pub fn run(
+    meta: &dyn MetaStore,
+    blobs: &BlobStore,
+    opts: &GcOptions,
+    dry_run: bool,
+) -> Result<RunReport> {
+    let started = std::time::Instant::now();
+    let plan = plan(meta, opts, crate::unix_now())?;
+    let mut report = RunReport {
+        dry_run,
+        cutoff: plan.cutoff,
+        manifests: Vec::new(),
+        links: 0,
+        blobs: Vec::new(),
+        duration: Duration::ZERO,
+    };
+    if dry_run {
+        for r in &plan.repositories {
+            report.manifests.extend(
+                r.manifests
+                    .iter()
+                    .map(|(d, s)| (r.repository.clone(), d.clone(), *s)),
+            );
+        }
+        report.links = plan.link_count();
+        report.blobs = plan.blobs;
+    } else {
+        let out = sweep(meta, blobs, &plan)?;
+        report.manifests = out.manifests;
+        report.links = out.links;
+        report.blobs = out.blobs;
+    }
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

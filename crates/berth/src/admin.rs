@@ -62,6 +62,33 @@ enum AdminCommand {
     /// trusted key signed them
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Garbage collection now: untagged manifests (not a child of a tagged index, not
+    /// a referrer of a live subject) and blobs nothing links, older than the grace
+    /// period, while the registry keeps serving; prints what went (JSON)
+    Gc {
+        /// List what would go, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Spare content stored or linked less than this long ago [default: 24h, or
+        /// the server's --gc-grace with --url]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        grace: Option<std::time::Duration>,
+        /// Only this repository (and the blobs only it held)
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
+        /// Keep untagged manifests
+        #[arg(long)]
+        keep_untagged: bool,
+    },
+    /// Check the data folder: re-hash every blob file, find rows without files and
+    /// files without rows, and say what each problem affects (JSON); exits 1 while
+    /// problems remain
+    Fsck {
+        /// Remove rows whose file is missing or corrupt, corrupt or unreadable files,
+        /// and files no row names; never a good blob
+        #[arg(long)]
+        repair: bool,
+    },
     /// The latest permission changes: who, from where, what (JSON, newest first)
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -165,6 +192,13 @@ enum Request {
     OrgShow(String),
     Audit(usize),
     TrustShow(String),
+    Gc {
+        dry_run: bool,
+        grace: Option<std::time::Duration>,
+        repo: Option<String>,
+        keep_untagged: bool,
+    },
+    Fsck(bool),
 }
 
 pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -266,6 +300,24 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             }
         }
         AdminCommand::Trust(TrustCommand::Show { name }) => return Ok(Request::TrustShow(name)),
+        AdminCommand::Gc {
+            dry_run,
+            grace,
+            repo,
+            keep_untagged,
+        } => {
+            if let Some(r) = &repo {
+                r.parse::<berth_image::RepositoryName>()
+                    .with_context(|| format!("--repo {r}"))?;
+            }
+            return Ok(Request::Gc {
+                dry_run,
+                grace,
+                repo,
+                keep_untagged,
+            });
+        }
+        AdminCommand::Fsck { repair } => return Ok(Request::Fsck(repair)),
         AdminCommand::Trust(TrustCommand::Unset { name }) => Change::TrustUnset { name },
         AdminCommand::Repo(RepoCommand::Visibility {
             repository,
@@ -340,8 +392,44 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         ),
         _ => {}
     }
+    match request {
+        Request::Gc {
+            dry_run,
+            grace,
+            repo,
+            keep_untagged,
+        } => {
+            let (meta, blobs) = open_content(root)?;
+            let opts = berth_store::gc::GcOptions {
+                grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),
+                keep_untagged: *keep_untagged,
+                repo: repo.clone(),
+            };
+            let report = berth_store::gc::run(&meta, &blobs, &opts, *dry_run)?;
+            return Ok(Some(pretty(&report.to_json())));
+        }
+        Request::Fsck(repair) => {
+            let (meta, blobs) = open_content(root)?;
+            let report = berth_store::fsck::check(&meta, &blobs, *repair)?;
+            println!("{}", pretty(&fsck_json(&report)));
+            let left = report.remaining();
+            if left > 0 {
+                bail!(
+                    "fsck: {left} problem(s) remain{}",
+                    if *repair {
+                        ""
+                    } else {
+                        " (--repair fixes them)"
+                    }
+                );
+            }
+            return Ok(None);
+        }
+        _ => {}
+    }
     let store = berth_auth::open_store(root)?;
     Ok(match request {
+        Request::Gc { .. } | Request::Fsck(_) => unreachable!("answered above"),
         Request::Change(change) => {
             let outcome = store.apply(&Actor::local(), change)?;
             outcome_output(outcome)
@@ -365,6 +453,53 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 None => bail!("no trust setting applies to {name}"),
             }
         }
+    })
+}
+
+/// The content store of a registry folder (the server may be running on it).
+fn open_content(
+    root: &std::path::Path,
+) -> anyhow::Result<(berth_store::SqliteMeta, berth_store::BlobStore)> {
+    let db = root.join("meta.db");
+    if !db.exists() {
+        bail!("no registry content at {} (no meta.db)", root.display());
+    }
+    Ok((
+        berth_store::SqliteMeta::open(&db)?,
+        berth_store::BlobStore::open(root)?,
+    ))
+}
+
+fn fsck_json(report: &berth_store::fsck::Report) -> Value {
+    use berth_store::fsck::Problem;
+    let findings: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let (kind, what) = match &f.problem {
+                Problem::Corrupt { digest, .. } => ("corrupt", digest.to_string()),
+                Problem::MissingFile { digest } => ("missing-file", digest.to_string()),
+                Problem::OrphanFile { path, .. } => ("orphan-file", path.display().to_string()),
+            };
+            serde_json::json!({
+                "problem": kind,
+                "blob": what,
+                "message": f.problem.to_string(),
+                "repositories": f.affects.repositories,
+                "manifests": f.affects.manifests.iter().map(|(r, d, tags)| serde_json::json!({
+                    "repository": r, "digest": d, "tags": tags,
+                })).collect::<Vec<_>>(),
+                "repaired": f.repaired,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "files_checked": report.files_checked,
+        "bytes_checked": report.bytes_checked,
+        "rows_checked": report.rows_checked,
+        "problems": findings.len(),
+        "remaining": report.remaining(),
+        "findings": findings,
     })
 }
 
@@ -400,6 +535,27 @@ fn remote(
         Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
         Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
         Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
+        Request::Gc {
+            dry_run,
+            grace,
+            repo,
+            keep_untagged,
+        } => {
+            let mut body = serde_json::json!({ "dry_run": dry_run });
+            if let Some(g) = grace {
+                body["grace"] = Value::String(humantime::format_duration(*g).to_string());
+            }
+            if let Some(r) = repo {
+                body["repo"] = Value::String(r.clone());
+            }
+            if *keep_untagged {
+                body["keep_untagged"] = Value::Bool(true);
+            }
+            ("POST", "gc".to_string(), body)
+        }
+        Request::Fsck(_) => bail!(
+            "fsck reads the data folder itself: run it where the registry's files are (--root)"
+        ),
     };
     let endpoint = format!("{}/api/v1/{path}", url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()

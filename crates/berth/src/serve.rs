@@ -18,12 +18,14 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+const DEFAULT_GC_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
-tls_key, token_realm, token_lifetime) or with the environment variable shown. Flags win \
+tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged) or with the environment variable shown. Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
@@ -74,6 +76,16 @@ pub struct ServeArgs {
     /// How long an access token lives, e.g. "5m" [default: 5m]
     #[arg(long, env = "BERTH_TOKEN_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
     token_lifetime: Option<Duration>,
+    /// Run the garbage collector this often; "0s" turns it off (`berth registry gc`
+    /// still runs it on demand) [default: 1h]
+    #[arg(long, env = "BERTH_GC_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    gc_interval: Option<Duration>,
+    /// The collector spares content stored or linked less than this long ago, e.g. "24h" [default: 24h]
+    #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    gc_grace: Option<Duration>,
+    /// The collector keeps untagged manifests (and what they reference) [default: false]
+    #[arg(long, env = "BERTH_GC_KEEP_UNTAGGED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    gc_keep_untagged: Option<bool>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -94,6 +106,11 @@ struct FileConfig {
     token_realm: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     token_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    gc_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    gc_grace: Option<Duration>,
+    gc_keep_untagged: Option<bool>,
 }
 
 mod humantime_serde_opt {
@@ -121,6 +138,7 @@ struct Settings {
     tls: Option<(PathBuf, PathBuf)>,
     token_realm: Option<String>,
     token_lifetime: Duration,
+    gc: berth_registry::gc::GcConfig,
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -176,6 +194,19 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .token_lifetime
             .or(file.token_lifetime)
             .unwrap_or(DEFAULT_TOKEN_LIFETIME),
+        gc: berth_registry::gc::GcConfig {
+            interval: Some(
+                args.gc_interval
+                    .or(file.gc_interval)
+                    .unwrap_or(DEFAULT_GC_INTERVAL),
+            )
+            .filter(|d| !d.is_zero()),
+            grace: args.gc_grace.or(file.gc_grace).unwrap_or(DEFAULT_GC_GRACE),
+            keep_untagged: args
+                .gc_keep_untagged
+                .or(file.gc_keep_untagged)
+                .unwrap_or(false),
+        },
     })
 }
 
@@ -237,12 +268,14 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         },
         tls: s.tls.is_some(),
         token_realm: s.token_realm.clone(),
+        gc: s.gc.clone(),
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, root = %s.root.display(), tls = certificate.is_some(), "berth registry listening");
     warn_if_open(&registry, addr)?;
     let sweeper = registry.spawn_upload_sweeper();
+    let collector = registry.spawn_collector();
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
@@ -284,6 +317,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         ),
     }
     sweeper.abort();
+    if let Some(c) = collector {
+        c.abort();
+    }
     tracing::info!("berth registry stopped");
     Ok(())
 }

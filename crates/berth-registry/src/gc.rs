@@ -1,0 +1,99 @@
+//! The registry's garbage collector: a background task (`--gc-interval`) and on-demand
+//! runs (`POST /api/v1/gc`, for superusers), both over `berth_store::gc`, whose fence
+//! keeps pushes and pulls safe while it runs. One run at a time per process; a run in
+//! another process (`berth registry gc --root`) is kept safe by the same fence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_store::gc::{GcOptions, RunReport};
+
+use crate::error::ApiError;
+use crate::Registry;
+
+/// The collector's settings in `berth serve`.
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// How often the background collector runs; `None`: only on demand.
+    pub interval: Option<Duration>,
+    /// Content younger than this is spared.
+    pub grace: Duration,
+    /// Keep untagged manifests.
+    pub keep_untagged: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> GcConfig {
+        GcConfig {
+            interval: None,
+            grace: Duration::from_secs(24 * 3600),
+            keep_untagged: false,
+        }
+    }
+}
+
+impl Registry {
+    /// Runs the collector once (on the blocking pool), records it in the metrics and
+    /// the log. `opts` default to the configured grace and keep-untagged.
+    pub async fn collect_garbage(
+        self: &Arc<Self>,
+        opts: GcOptions,
+        dry_run: bool,
+    ) -> Result<RunReport, ApiError> {
+        let reg = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = reg.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let report = berth_store::gc::run(reg.meta.as_ref(), &reg.blobs, &opts, dry_run);
+            match &report {
+                Ok(r) => {
+                    if !dry_run {
+                        reg.metrics.gc_run(r);
+                    }
+                    tracing::info!(
+                        target: "berth::gc",
+                        dry_run,
+                        repo = opts.repo.as_deref().unwrap_or("*"),
+                        grace_seconds = opts.grace.as_secs(),
+                        manifests = r.manifests.len(),
+                        links = r.links,
+                        blobs = r.blobs.len(),
+                        bytes_freed = r.bytes_freed(),
+                        millis = r.duration.as_millis() as u64,
+                        "garbage collection"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(target: "berth::gc", error = %e, "garbage collection failed")
+                }
+            }
+            report
+        })
+        .await?
+        .map_err(Into::into)
+    }
+
+    /// The configured options (grace, keep-untagged), all repositories.
+    pub fn gc_options(&self) -> GcOptions {
+        GcOptions {
+            grace: self.config.gc.grace,
+            keep_untagged: self.config.gc.keep_untagged,
+            repo: None,
+        }
+    }
+
+    /// Runs the collector every `gc.interval` until the task is dropped; `None` when
+    /// no interval is configured.
+    pub fn spawn_collector(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.config.gc.interval?;
+        let reg = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // not at start-up: the first run waits one interval
+            loop {
+                tick.tick().await;
+                let _ = reg.collect_garbage(reg.gc_options(), false).await;
+            }
+        }))
+    }
+}
