@@ -72,10 +72,9 @@ async fn push(host: &str, repo: &str, tag: &str) -> Vec<u8> {
     manifest
 }
 
-#[tokio::test]
-async fn token_flow_against_berth() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::open(RegistryConfig::new(dir.path().join("root"))).unwrap();
+/// A berth registry in `dir` with user alice (password pw), served; its host.
+async fn berth_with_alice(dir: &std::path::Path) -> String {
+    let server = Server::open(RegistryConfig::new(dir.join("root"))).unwrap();
     server
         .auth()
         .store()
@@ -88,20 +87,31 @@ async fn token_flow_against_berth() {
             },
         )
         .unwrap();
-    let host = serve(server.router()).await;
-    let manifest = push(&host, "alice/app", "v1").await;
-    for tag in ["v2", "v3"] {
-        push(&host, "alice/app", tag).await;
-    }
+    serve(server.router()).await
+}
 
-    let alice = Registry::new(
-        &host,
+/// A client logged in as alice.
+fn alice(host: &str) -> Registry {
+    Registry::new(
+        host,
         options(Some(Credentials::Basic {
             username: "alice".into(),
             password: "pw".into(),
         })),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_flow_against_berth() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = berth_with_alice(dir.path()).await;
+    let manifest = push(&host, "alice/app", "v1").await;
+    for tag in ["v2", "v3"] {
+        push(&host, "alice/app", tag).await;
+    }
+
+    let alice = alice(&host);
     alice.check_login().await.unwrap();
     let got = alice.manifest("alice/app", "v1").await.unwrap();
     assert_eq!(got.bytes, manifest);
@@ -219,30 +229,10 @@ async fn missing_manifests_are_named_as_references() {
 #[tokio::test]
 async fn signature_extension_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::open(RegistryConfig::new(dir.path().join("root"))).unwrap();
-    server
-        .auth()
-        .store()
-        .apply(
-            &Actor::local(),
-            &Change::UserAdd {
-                name: "alice".into(),
-                password: Secret("pw".into()),
-                superuser: false,
-            },
-        )
-        .unwrap();
-    let host = serve(server.router()).await;
+    let host = berth_with_alice(dir.path()).await;
     let manifest = push(&host, "alice/app", "v1").await;
     let digest = Digest::sha256_of(&manifest);
-    let alice = Registry::new(
-        &host,
-        options(Some(Credentials::Basic {
-            username: "alice".into(),
-            password: "pw".into(),
-        })),
-    )
-    .unwrap();
+    let alice = alice(&host);
     assert!(alice.supports_signatures().await.unwrap());
     assert!(alice
         .extension_signatures("alice/app", &digest)

@@ -154,15 +154,9 @@ async fn registry_signatures(
         let base = storage.lookaside(&id, false)?;
         for index in 0.. {
             let blob = match base.signature(repo, digest, index) {
-                Lookaside::File(p) => match tokio::fs::read(&p).await {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) => {
-                        return Err(TransportError::Io {
-                            context: format!("reading signature {}", p.display()),
-                            source: e,
-                        })
-                    }
+                Lookaside::File(p) => match read_if_there(&p)? {
+                    Some(b) => b,
+                    None => break,
                 },
                 Lookaside::Http(url) => match registry.lookaside_get(&url).await? {
                     Some(b) => b,
@@ -239,15 +233,9 @@ async fn put_registry_signatures(
         let Lookaside::File(p) = base.signature(repo, digest, index) else {
             break;
         };
-        match std::fs::read(&p) {
-            Ok(b) => all.push(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => {
-                return Err(TransportError::Io {
-                    context: format!("reading signature {}", p.display()),
-                    source: e,
-                })
-            }
+        match read_if_there(&p)? {
+            Some(b) => all.push(b),
+            None => break,
         }
     }
     for s in simple {
@@ -404,20 +392,26 @@ async fn write_attachments(
     Ok(())
 }
 
+/// A signature file, `None` when there is none (the end of a `signature-N` run).
+/// Signatures are small: read whole, on the calling thread.
+fn read_if_there(p: &Path) -> Result<Option<Vec<u8>>, TransportError> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TransportError::Io {
+            context: format!("reading signature {}", p.display()),
+            source: e,
+        }),
+    }
+}
+
 /// `<dir>/<prefix>1…N`, read until the first missing one.
 async fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<ImageSignature>, TransportError> {
     let mut out = Vec::new();
     for n in 1.. {
         let p = dir.join(format!("{prefix}{n}"));
-        let blob = match tokio::fs::read(&p).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => {
-                return Err(TransportError::Io {
-                    context: format!("reading {}", p.display()),
-                    source: e,
-                })
-            }
+        let Some(blob) = read_if_there(&p)? else {
+            break;
         };
         out.push(
             ImageSignature::from_blob(&blob)

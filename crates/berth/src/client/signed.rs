@@ -170,18 +170,7 @@ impl Trust {
             .signatures(&top.digest, &self.storage)
             .await
             .with_context(|| format!("reading the signatures of {name}"))?;
-        let docker_reference = match name {
-            ImageName::Docker(r) => Some(r.clone().with_default_tag()),
-            _ => None,
-        };
-        let image = berth_signature::Image {
-            transport,
-            policy_identity: &identity,
-            docker_reference: docker_reference.as_ref(),
-            manifest: &top.bytes,
-            signatures: &sigs,
-        };
-        match berth_signature::evaluate(policy, &image) {
+        match judge(policy, name, (transport, &identity), top, &sigs) {
             Decision::Reject(why) => Err(refusal(policy, transport, &identity, &why)),
             _ => Ok(Some(sigs)),
         }
@@ -229,18 +218,13 @@ impl Trust {
                 }
                 Decision::Reject(why) => return Err(format!("{why} (trust policy {scope})")),
             }
-            let docker_reference = match name {
-                ImageName::Docker(r) => Some(r.clone().with_default_tag()),
-                _ => None,
-            };
-            let image = berth_signature::Image {
-                transport,
-                policy_identity: &identity,
-                docker_reference: docker_reference.as_ref(),
-                manifest: &top.bytes,
-                signatures: std::slice::from_ref(s),
-            };
-            match berth_signature::evaluate(policy, &image) {
+            match judge(
+                policy,
+                name,
+                (transport, &identity),
+                top,
+                std::slice::from_ref(s),
+            ) {
                 Decision::Reject(why) => Err(why),
                 _ => Ok(()),
             }
@@ -256,6 +240,30 @@ impl Trust {
             })
             .collect()
     }
+}
+
+/// The policy's decision on image `name` (policy transport and identity `scope`) with
+/// top-level manifest `top` and signatures `sigs`.
+fn judge(
+    policy: &Policy,
+    name: &ImageName,
+    scope: (&str, &str),
+    top: &RawManifest,
+    sigs: &[ImageSignature],
+) -> Decision {
+    // signedIdentity compares signatures with the reference as the user named it.
+    let docker_reference = match name {
+        ImageName::Docker(r) => Some(r.clone().with_default_tag()),
+        _ => None,
+    };
+    let image = berth_signature::Image {
+        transport: scope.0,
+        policy_identity: scope.1,
+        docker_reference: docker_reference.as_ref(),
+        manifest: &top.bytes,
+        signatures: sigs,
+    };
+    berth_signature::evaluate(policy, &image)
 }
 
 /// c/image's "Source image rejected", with where in policy.json the rule is.
