@@ -13,17 +13,20 @@
 //! - Content read is verified: a manifest or blob fetched by digest must hash to it.
 //! - Signatures (`signatures`): the registry signature extension and lookaside
 //!   reads over HTTP.
+//! - [`Registry::referrers`]: the OCI 1.1 referrers API, every page.
 //! - [`Registry::search`]: `podman search`'s lookup (`/v1/search`, else the catalog).
 
 mod blobs;
 pub mod challenge;
 mod error;
+mod referrers;
 mod registry;
 mod search;
 mod signatures;
 
 pub use blobs::ByteStream;
 pub use error::RemoteError;
+pub use referrers::Referrer;
 pub use registry::{Credentials, Options, RawManifest, Registry, MANIFEST_ACCEPT};
 pub use search::SearchHit;
 pub use signatures::{ExtensionSignature, MAX_SIGNATURE_BYTES};

@@ -798,6 +798,31 @@ fn create_build_and_sync_obey_the_policy() {
     assert!(listed.contains("e1/signed"), "{listed}");
     assert!(!listed.contains("e1/unsigned"), "{listed}");
 
+    ctx.step("push --sign-by: the stored signature and a new one go out");
+    let pushed = format!("{reg}/e1/pushed:v1");
+    ctx.berth(&[
+        "push",
+        "--tls-verify=false",
+        "--sign-by",
+        &fpr,
+        "--digestfile",
+        &ctx.p("tmp/pushed-digest"),
+        &signed,
+        &pushed,
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    let digest = digest_of(&ctx.path("tmp/pushed-digest"));
+    assert_eq!(extension_count(&ctx, &reg, "e1/pushed", &digest), 2);
+    ctx.podman(&[
+        "pull",
+        "--signature-policy",
+        &policy,
+        "--tls-verify=false",
+        &pushed,
+    ])
+    .run();
+
     ctx.step("build: FROM an unsigned image is refused");
     fs::create_dir_all(ctx.path("ctx")).unwrap();
     fs::write(ctx.path("ctx/Containerfile"), format!("FROM {unsigned}\n")).unwrap();
@@ -869,4 +894,105 @@ fn create_build_and_sync_obey_the_policy() {
         Some(MANIFEST_ACCEPT),
     )
     .expect_status(404);
+}
+
+/// OCI 1.1 referrers go with the image between two berth registries (both answer the
+/// referrers API), are left with `--referrers=false`, and a registry without the API
+/// (docker-registry) is named on stderr.
+#[test]
+fn referrers_follow_the_image() {
+    let mut ctx = Ctx::new("referrers", &["podman", "buildah", "curl"]);
+    let reg = ctx.start(ServerKind::Berth);
+    let dist = ctx.start(ServerKind::Distribution);
+    let plain = plain_image(&ctx, "plain");
+    ctx.berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--digestfile",
+        &ctx.p("tmp/d"),
+        &format!("dir:{plain}"),
+        &format!("docker://{reg}/e1/app:v1"),
+    ])
+    .run();
+    let digest = digest_of(&ctx.path("tmp/d"));
+    let subject = fs::read(Path::new(&plain).join("manifest.json")).unwrap();
+    let subject_type: Value = serde_json::from_slice(&subject).unwrap();
+
+    ctx.step("an SBOM artifact whose subject is the image, pushed by digest");
+    let art = ctx.path("tmp/art");
+    fs::create_dir_all(&art).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = ctx.sha256(bytes);
+        fs::write(art.join(d.trim_start_matches("sha256:")), bytes).unwrap();
+        d
+    };
+    let (config, layer) = (put(b"{}"), put(b"sbom: busybox\n"));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "text/plain", "digest": layer, "size": 14}],
+        "subject": {"mediaType": subject_type["mediaType"].as_str().unwrap_or(OCI_MANIFEST),
+                    "digest": digest, "size": subject.len()}
+    })
+    .to_string();
+    fs::write(art.join("manifest.json"), &manifest).unwrap();
+    fs::write(art.join("version"), "Directory Transport Version: 1.1\n").unwrap();
+    let art_digest = ctx.sha256(manifest.as_bytes());
+    ctx.berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("dir:{}", art.display()),
+        &format!("docker://{reg}/e1/app@{art_digest}"),
+    ])
+    .run();
+    let referrers = |repo: &str| -> Vec<String> {
+        let r = ctx.http(
+            "GET",
+            &format!("http://{reg}/v2/{repo}/referrers/{digest}"),
+            None,
+        );
+        r.expect_status(200);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["digest"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(referrers("e1/app"), std::slice::from_ref(&art_digest));
+
+    ctx.step("copied along, and said so");
+    let copy = |dest: &str, extra: &[&str]| {
+        let mut args = vec!["copy", "--src-tls-verify=false", "--dest-tls-verify=false"];
+        args.extend(extra);
+        let (src, dst) = (
+            format!("docker://{reg}/e1/app:v1"),
+            format!("docker://{dest}"),
+        );
+        args.extend([src.as_str(), dst.as_str()]);
+        ctx.berth(&args).run()
+    };
+    let out = copy(&format!("{reg}/e1/copy:v1"), &[]);
+    assert!(
+        out.stderr.contains(&format!(
+            "Copying referrer {art_digest} (application/vnd.example.sbom)"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Copied 1 referrers"), "{}", out.stderr);
+    assert_eq!(referrers("e1/copy"), std::slice::from_ref(&art_digest));
+
+    ctx.step("--referrers=false leaves them; docker-registry has no referrers API");
+    copy(&format!("{reg}/e1/bare:v1"), &["--referrers=false"]);
+    assert!(referrers("e1/bare").is_empty());
+    let out = copy(&format!("{dist}/e1/app:v1"), &[]);
+    assert!(
+        out.stderr.contains("does not answer the referrers API"),
+        "{}",
+        out.stderr
+    );
 }

@@ -14,6 +14,7 @@ use berth_transport::recompress::{Compress, Compression};
 use berth_transport::{ImageName, Place};
 use clap::Args;
 
+use super::referrers::copy_referrers;
 use super::signed::{SignFlags, SignedCopy, Trust};
 use super::{reference_of, Config, RegistryFlags};
 
@@ -205,6 +206,10 @@ pub struct CopyArgs {
     remove_signatures: bool,
     #[command(flatten)]
     sign: SignFlags,
+    /// Copy the image's OCI 1.1 referrers too (signatures, SBOMs, attestations), when
+    /// both registries answer the referrers API
+    #[arg(long, value_name = "BOOL", default_value_t = true, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    referrers: bool,
     /// Write the digest of the copied manifest to this file
     #[arg(long, value_name = "PATH")]
     digestfile: Option<PathBuf>,
@@ -387,16 +392,18 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
                 remove_signatures: a.remove_signatures,
                 sign: &a.sign,
             };
-            signed
-                .copy(
-                    &src_name,
-                    &src,
-                    &dst_name,
-                    &dst,
-                    &options,
-                    a.sides.progress(),
-                )
-                .await
+            let progress = a.sides.progress();
+            let digest = signed
+                .copy(&src_name, &src, &dst_name, &dst, &options, progress.clone())
+                .await?;
+            if a.referrers {
+                // By the digest written: a converted manifest has none of the source's.
+                let n = copy_referrers(&src, &dst, &digest, &options, &progress).await?;
+                if n > 0 {
+                    progress.line(&format!("Copied {n} referrers of {digest}"));
+                }
+            }
+            anyhow::Ok(digest)
         })
         .with_context(|| format!("copying {src_name} to {dst_name}"))?;
     if let Some(path) = &a.digestfile {

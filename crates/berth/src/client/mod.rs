@@ -9,6 +9,7 @@ pub mod images;
 pub mod local;
 pub mod login;
 pub mod progress;
+pub mod referrers;
 pub mod search;
 pub mod sign;
 pub mod signed;

@@ -1,0 +1,73 @@
+//! The OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`): the manifests whose
+//! `subject` is a manifest (signatures, SBOMs, attestations), for copying them along.
+
+use berth_image::Digest;
+use reqwest::header::LINK;
+use reqwest::{Method, StatusCode};
+
+use crate::error::RemoteError;
+use crate::registry::{header, next_link, pull_scope, read_limited, status_error, Registry};
+
+/// A referrers list page is an index; this bounds one page.
+const MAX_PAGE: usize = 4 * 1024 * 1024;
+
+/// One manifest that refers to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub media_type: String,
+    pub digest: Digest,
+    pub artifact_type: Option<String>,
+}
+
+impl Registry {
+    /// The manifests of `repo` whose subject is `digest`, every page; `None` when the
+    /// registry does not answer the referrers API (404, 405, 400: docker-registry 2
+    /// has none).
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Referrer>>, RemoteError> {
+        let what = format!("referrers of {}/{repo}@{digest}", self.host());
+        let mut next = Some(format!("/v2/{repo}/referrers/{digest}"));
+        let mut out = Vec::new();
+        while let Some(path) = next.take() {
+            let r = self
+                .send(
+                    Method::GET,
+                    &path,
+                    Some(&pull_scope(repo)),
+                    Some("application/vnd.oci.image.index.v1+json"),
+                )
+                .await?;
+            match r.status() {
+                s if s.is_success() => {}
+                StatusCode::NOT_FOUND
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::BAD_REQUEST
+                    if out.is_empty() =>
+                {
+                    return Ok(None)
+                }
+                _ => return Err(status_error(r, &what).await),
+            }
+            next = header(r.headers(), LINK).and_then(|l| next_link(&l));
+            let body = read_limited(r, MAX_PAGE, &what).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| RemoteError::Invalid(format!("{what}: {e}")))?;
+            for m in v["manifests"].as_array().into_iter().flatten() {
+                let digest = m["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| RemoteError::Invalid(format!("{what}: a digest: {e}")))?;
+                out.push(Referrer {
+                    media_type: m["mediaType"].as_str().unwrap_or_default().to_string(),
+                    digest,
+                    artifact_type: m["artifactType"].as_str().map(str::to_string),
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+}
