@@ -379,3 +379,57 @@ impl SignedCopy<'_> {
         Ok(digest)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_identities_as_containers_image_names_them() {
+        let id = |s: &str| policy_identity(&ImageName::parse(s).unwrap());
+        assert_eq!(
+            id("docker://busybox"),
+            Some(("docker", "docker.io/library/busybox:latest".to_string()))
+        );
+        assert_eq!(
+            id("docker://reg.test/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+            Some((
+                "docker",
+                "reg.test/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                    .to_string()
+            ))
+        );
+        assert_eq!(id("dir:/srv/x"), Some(("dir", "/srv/x".to_string())));
+        assert_eq!(id("oci:/srv/o:v1"), Some(("oci", "/srv/o:v1".to_string())));
+        assert_eq!(id("local:alpine"), None);
+    }
+
+    #[test]
+    fn new_signatures_claim_the_destination_unless_told() {
+        let flags = SignFlags::default();
+        let dst = ImageName::parse("docker://reg.test/team/app").unwrap();
+        assert_eq!(
+            sign_identity(&flags, &dst).unwrap().as_deref(),
+            Some("reg.test/team/app:latest")
+        );
+        assert_eq!(
+            sign_identity(&flags, &ImageName::parse("dir:/x").unwrap()).unwrap(),
+            None
+        );
+        let told = SignFlags {
+            sign_identity: Some("busybox:1".into()),
+            ..SignFlags::default()
+        };
+        assert_eq!(
+            sign_identity(&told, &ImageName::parse("dir:/x").unwrap())
+                .unwrap()
+                .as_deref(),
+            Some("docker.io/library/busybox:1")
+        );
+        let bad = SignFlags {
+            sign_identity: Some("a b@c".into()),
+            ..SignFlags::default()
+        };
+        assert!(sign_identity(&bad, &dst).is_err());
+    }
+}
