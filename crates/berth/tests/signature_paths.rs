@@ -373,6 +373,30 @@ fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
     both_decide(&ctx, &policy, &format!("docker://{image}"), true, "");
     both_decide(&ctx, &policy, &format!("dir:{sdir}"), true, "");
 
+    ctx.step("--registries.d: a folder naming another lookaside, with no signature in it");
+    fs::create_dir_all(ctx.path("empty.d")).unwrap();
+    fs::write(
+        ctx.path("empty.d/e.yaml"),
+        format!(
+            "default-docker:\n  lookaside: file://{}\n",
+            ctx.p("nowhere")
+        ),
+    )
+    .unwrap();
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--registries.d",
+            &ctx.p("empty.d"),
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("dir:{}", ctx.p("tmp/nowhere-out")),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("no signature exists"), "{}", out.stderr);
+
     ctx.step("accepted: from an http lookaside (python3 -m http.server)");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -97,6 +97,10 @@ pub struct Sides {
     /// Accept any image, whatever policy.json says
     #[arg(long)]
     insecure_policy: bool,
+    /// Where signatures are kept (registries.d folder) [default:
+    /// ~/.config/containers/registries.d, /etc/containers/registries.d]
+    #[arg(long = "registries.d", value_name = "DIR")]
+    registries_d: Option<PathBuf>,
 }
 
 /// One side's flags, as [`Sides::flags`] turns them into a registry's.
@@ -170,7 +174,12 @@ impl Sides {
 
     /// policy.json (`--policy`, none with `--insecure-policy`) and registries.d.
     pub fn trust(&self, config: &Config) -> anyhow::Result<Trust> {
-        Trust::load(config, self.policy.as_deref(), self.insecure_policy)
+        Trust::load_with(
+            config,
+            self.policy.as_deref(),
+            self.insecure_policy,
+            self.registries_d.as_deref(),
+        )
     }
 }
 

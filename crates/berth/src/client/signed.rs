@@ -120,11 +120,22 @@ impl Trust {
     /// Reads `policy` (else the default policy.json) unless `insecure`, and
     /// registries.d.
     pub fn load(config: &Config, policy: Option<&Path>, insecure: bool) -> anyhow::Result<Trust> {
+        Self::load_with(config, policy, insecure, None)
+    }
+
+    /// [`Trust::load`] with registries.d read from `registries_d` (skopeo's
+    /// `--registries.d`) instead of its usual place.
+    pub fn load_with(
+        config: &Config,
+        policy: Option<&Path>,
+        insecure: bool,
+        registries_d: Option<&Path>,
+    ) -> anyhow::Result<Trust> {
         let policy = match insecure {
             true => None,
             false => Some(Policy::load(config.env(), policy)?),
         };
-        let registries_d = RegistriesD::load(config.env(), None)?;
+        let registries_d = RegistriesD::load(config.env(), registries_d)?;
         Ok(Trust {
             policy,
             storage: SignatureStorage::new(registries_d, config.env().clone()),
