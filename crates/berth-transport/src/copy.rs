@@ -165,25 +165,28 @@ pub async fn copy_manifest(
             }
         }
         ManifestKind::Index => {
-            let child = parsed
-                .manifests
-                .iter()
-                .find(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_some_and(|p| p.matches(&opts.platform))
-                })
-                .ok_or_else(|| {
-                    TransportError::NotFound(format!(
-                        "an image for {} in index {}",
-                        opts.platform, top.digest
-                    ))
-                })?;
+            let child = instance_for(&parsed, &top.digest, &opts.platform)?;
             copy_child(src, dst, child, opts, &progress, true).await?
         }
     };
     dst.finish().await?;
     Ok(written.digest)
+}
+
+/// The image of index `index` (digest `digest`) for `platform`: what a copy without
+/// `--all` takes from it.
+pub fn instance_for<'a>(
+    index: &'a Manifest,
+    digest: &Digest,
+    platform: &Platform,
+) -> Result<&'a Descriptor, TransportError> {
+    index
+        .manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.matches(platform)))
+        .ok_or_else(|| {
+            TransportError::NotFound(format!("an image for {platform} in index {digest}"))
+        })
 }
 
 /// The format to convert a manifest of `media_type` to, if one was asked for and it

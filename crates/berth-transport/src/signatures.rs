@@ -87,7 +87,7 @@ impl Place {
                 repo,
                 reference,
             } => registry_signatures(registry, repo, reference, digest, storage).await,
-            Place::Dir(d) => read_numbered(d.path(), "signature-").await,
+            Place::Dir(d) => read_numbered(d.path(), &dir_prefix(d, digest).await).await,
             Place::Local { store, .. } => {
                 let blobs = store.signatures(digest)?;
                 blobs
@@ -122,13 +122,22 @@ impl Place {
                 repo,
                 reference,
             } => put_registry_signatures(registry, repo, reference, digest, sigs, storage).await,
-            Place::Dir(d) => write_numbered(d.path(), "signature-", sigs),
+            Place::Dir(d) => write_numbered(d.path(), &dir_prefix(d, digest).await, sigs),
             Place::Local { store, .. } => {
                 let blobs: Vec<Vec<u8>> = sigs.iter().map(ImageSignature::to_blob).collect();
                 store.add_signatures(digest, &blobs)
             }
             Place::Oci(_) | Place::OciArchive { .. } | Place::DockerArchive(_) => Ok(()),
         }
+    }
+}
+
+/// `dir:` names the signatures of its top-level manifest `signature-N`, those of an
+/// image of its index `<hex>.signature-N` (c/image's `directory` transport).
+async fn dir_prefix(d: &crate::dir::DirImage, digest: &Digest) -> String {
+    match d.manifest(None).await {
+        Ok((_, top)) if &top != digest => format!("{}.signature-", digest.hex()),
+        _ => "signature-".to_string(),
     }
 }
 

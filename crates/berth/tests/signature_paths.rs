@@ -1020,3 +1020,137 @@ fn referrers_follow_the_image() {
         out.stderr
     );
 }
+
+/// A multi-platform image, as containers/image decides it: a pull takes the image for
+/// the platform, and the policy wants that image signed (a signature of the index alone
+/// is refused, by podman as by berth); with `--all` the index and each image carry
+/// their own signatures, into `dir:` too (`<hex>.signature-N`).
+#[test]
+fn multi_platform_images_are_decided_per_image() {
+    let mut ctx = Ctx::new("sig-multi", &["podman", "skopeo", "buildah", GPG, "curl"]);
+    let reg = ctx.start(ServerKind::Berth);
+    let fpr = gpg_key(&ctx, "gnupg", "berth signer <signer@example.test>");
+    let key = export_key(&ctx, "gnupg", "signer.gpg");
+    let gnupg = ctx.path("gnupg");
+    let list = format!("{reg}/e1/multi:v1");
+    let index_digest = ctx.push_two_platforms("multi", &format!("docker://{list}"));
+    let policy = write_policy(
+        &ctx,
+        "signed.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"docker": {format!("{reg}/e1"): signed_by(&key)}}}),
+    );
+
+    ctx.step("only the index signed: podman and berth both refuse the pull");
+    let signed_list = format!("{reg}/e1/signed-list:v1");
+    ctx.berth(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--sign-by",
+        &fpr,
+        &format!("docker://{list}"),
+        &format!("docker://{signed_list}"),
+    ])
+    .env("GNUPGHOME", &gnupg)
+    .run();
+    assert_eq!(
+        extension_count(&ctx, &reg, "e1/signed-list", &index_digest),
+        1
+    );
+    let pull = |tool: &str, image: &str| {
+        let args = [
+            "pull",
+            "--signature-policy",
+            &policy,
+            "--tls-verify=false",
+            "--arch",
+            "amd64",
+            image,
+        ];
+        match tool {
+            "podman" => ctx.podman(&args),
+            _ => ctx.berth(&[
+                "pull",
+                "--signature-policy",
+                &policy,
+                "--tls-verify=false",
+                "--platform",
+                "linux/amd64",
+                image,
+            ]),
+        }
+    };
+    let out = pull("podman", &signed_list).run_fail();
+    assert!(out.stderr.contains("no signature exists"), "{}", out.stderr);
+    let out = pull("berth", &signed_list).run_fail();
+    assert!(out.stderr.contains("no signature exists"), "{}", out.stderr);
+
+    ctx.step("each image signed too: both pull it");
+    let index: Value = serde_json::from_slice(
+        &ctx.raw_manifest(&format!("docker://{reg}/e1/signed-list@{index_digest}")),
+    )
+    .unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let at = format!("{reg}/e1/signed-list@{}", child["digest"].as_str().unwrap());
+        ctx.berth(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &fpr,
+            // The name it is pulled by: matchRepoDigestOrExact wants the tag.
+            "--sign-identity",
+            &signed_list,
+            &format!("docker://{at}"),
+            &format!("docker://{at}"),
+        ])
+        .env("GNUPGHOME", &gnupg)
+        .run();
+    }
+    pull("podman", &signed_list).run();
+    pull("berth", &signed_list).run();
+
+    ctx.step("--all into dir: the index's signature-1 and each image's <hex>.signature-1");
+    let out_dir = ctx.path("tmp/multi-dir");
+    ctx.berth(&[
+        "copy",
+        "--all",
+        "--policy",
+        &policy,
+        "--src-tls-verify=false",
+        &format!("docker://{signed_list}"),
+        &format!("dir:{}", out_dir.display()),
+    ])
+    .run();
+    assert!(out_dir.join("signature-1").is_file());
+    for child in index["manifests"].as_array().unwrap() {
+        let hex = child["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        assert!(
+            out_dir.join(format!("{hex}.signature-1")).is_file(),
+            "{hex}"
+        );
+    }
+    // skopeo reads the same folder under the same kind of policy.
+    let dir_policy = write_policy(
+        &ctx,
+        "dir.json",
+        json!({"default": [{"type": "reject"}],
+               "transports": {"dir": {"": signed_by_as(&key, &signed_list)}}}),
+    );
+    skopeo_with(
+        &ctx,
+        &dir_policy,
+        &[
+            "copy",
+            "--all",
+            &format!("dir:{}", out_dir.display()),
+            &format!("dir:{}", ctx.p("tmp/skopeo-multi")),
+        ],
+    )
+    .run();
+}

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use berth_containers_config::policy::docker_identity;
 use berth_containers_config::{Decision, Policy, RegistriesD};
-use berth_image::{Digest, ImageReference};
+use berth_image::{Digest, ImageReference, Manifest, ManifestKind};
 use berth_signature::ImageSignature;
-use berth_transport::copy::{copy_manifest, CopyOptions, Progress};
+use berth_transport::copy::{copy_manifest, instance_for, CopyOptions, Progress};
 use berth_transport::signatures::SignatureStorage;
 use berth_transport::{ImageName, Place, RawManifest};
 use clap::Args;
@@ -335,6 +335,30 @@ pub struct SignedCopy<'a> {
 }
 
 impl SignedCopy<'_> {
+    /// The manifests a copy of `top` stands on: `top` itself; for an index without
+    /// --all, its image for the platform; with --all, the index and every image in it.
+    async fn checked(
+        &self,
+        src: &Place,
+        top: &RawManifest,
+        opts: &CopyOptions,
+    ) -> anyhow::Result<Vec<RawManifest>> {
+        let parsed = match Manifest::parse(top.media_type.as_deref(), &top.bytes) {
+            Ok(m) if m.kind == ManifestKind::Index => m,
+            // Not an index (or not readable: the copy says why).
+            _ => return Ok(vec![top.clone()]),
+        };
+        if !opts.all {
+            let child = instance_for(&parsed, &top.digest, &opts.platform)?;
+            return Ok(vec![src.manifest(Some(&child.digest)).await?]);
+        }
+        let mut out = vec![top.clone()];
+        for child in &parsed.manifests {
+            out.push(src.manifest(Some(&child.digest)).await?);
+        }
+        Ok(out)
+    }
+
     /// Copies `src` (named `src_name`) to `dst` (named `dst_name`): the policy decides
     /// first, then the image and its signatures go, new signatures are made for the
     /// digest written, and all are stored. Returns the digest written.
@@ -348,25 +372,33 @@ impl SignedCopy<'_> {
         progress: Progress,
     ) -> anyhow::Result<Digest> {
         let top = src.manifest(None).await?;
-        let fetched = self.trust.admit(src_name, src, &top).await?;
         let storage = self.trust.storage();
-        let mut sigs = match (self.remove_signatures, fetched) {
-            (true, _) => Vec::new(),
-            (false, Some(s)) => s,
-            (false, None) => src
-                .signatures(&top.digest, storage)
-                .await
-                .with_context(|| format!("reading the signatures of {src_name}"))?,
-        };
+        // What the policy decides on and whose signatures go, as containers/image
+        // decides: the image copied (from an index, the one for the platform), and with
+        // --all the index and each of its images.
+        let mut carried: Vec<(Digest, Vec<ImageSignature>)> = Vec::new();
+        for m in self.checked(src, &top, opts).await? {
+            let fetched = self.trust.admit(src_name, src, &m).await?;
+            let sigs = match (self.remove_signatures, fetched) {
+                (true, _) => Vec::new(),
+                (false, Some(s)) => s,
+                (false, None) => src
+                    .signatures(&m.digest, storage)
+                    .await
+                    .with_context(|| format!("reading the signatures of {src_name}"))?,
+            };
+            carried.push((m.digest, sigs));
+        }
+        let any = carried.iter().any(|(_, s)| !s.is_empty());
         let mut opts = opts.clone();
-        if !sigs.is_empty() || self.sign.signs() {
+        if any || self.sign.signs() {
             progress.line("Checking if image destination supports signatures");
             if let Some(why) = dst.signature_refusal() {
                 bail!("Can not copy signatures to {dst_name}: {why}");
             }
         }
-        if !sigs.is_empty() {
-            // Changing the manifest would invalidate them: it goes as it is.
+        if any {
+            // Changing a manifest would invalidate them: each goes as it is.
             opts.format = None;
             opts.compress = None;
             opts.preserve_digests = true;
@@ -378,12 +410,23 @@ impl SignedCopy<'_> {
             false => None,
         };
         let digest = copy_manifest(src, dst, top, &opts, progress.clone()).await?;
-        if let Some(identity) = identity {
-            sigs.extend(self.sign.sign(&digest, &identity, &progress)?);
+        // The first is the manifest written at the top (it kept its digest when it has
+        // signatures); an index's images kept theirs.
+        if let Some(first) = carried.first_mut() {
+            first.0 = digest.clone();
         }
-        if !sigs.is_empty() {
+        if let Some(identity) = identity {
+            let new = self.sign.sign(&digest, &identity, &progress)?;
+            match carried.first_mut() {
+                Some(first) => first.1.extend(new),
+                None => carried.push((digest.clone(), new)),
+            }
+        }
+        if carried.iter().any(|(_, s)| !s.is_empty()) {
             progress.line("Storing signatures");
-            dst.put_signatures(&digest, &sigs, storage)
+        }
+        for (d, sigs) in carried.iter().filter(|(_, s)| !s.is_empty()) {
+            dst.put_signatures(d, sigs, storage)
                 .await
                 .with_context(|| format!("storing the signatures of {dst_name}"))?;
         }
