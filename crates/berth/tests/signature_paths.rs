@@ -81,6 +81,24 @@ fn skopeo_with<'a>(ctx: &'a Ctx, policy: &str, args: &[&str]) -> Run<'a> {
     ctx.cmd("skopeo", &all)
 }
 
+/// `berth copy` to a registry with `flags` (the signing ones), with the test's GnuPG
+/// home `gnupg` (where there is one); its output and the digest it wrote.
+fn copy_into(ctx: &Ctx, flags: &[&str], src: &str, dst: &str) -> (Output, String) {
+    let file = ctx.fresh("digest");
+    let file_arg = file.display().to_string();
+    let mut args = vec![
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--digestfile",
+        &file_arg,
+    ];
+    args.extend(flags);
+    args.extend([src, dst]);
+    let out = ctx.berth(&args).env("GNUPGHOME", ctx.path("gnupg")).run();
+    (out, digest_of(&file))
+}
+
 fn digest_of(path: &Path) -> String {
     fs::read_to_string(path).unwrap().trim().to_string()
 }
@@ -129,19 +147,12 @@ fn berth_signs_and_skopeo_and_podman_verify() {
 
     ctx.step("berth copy --sign-by (gpg) into berth serve: the extension keeps it");
     let to_berth = format!("{reg}/e1/app:v1");
-    let out = ctx
-        .berth(&[
-            "copy",
-            "--dest-tls-verify=false",
-            "--sign-by",
-            &fpr,
-            "--digestfile",
-            &ctx.p("tmp/d1"),
-            &format!("dir:{plain}"),
-            &format!("docker://{to_berth}"),
-        ])
-        .env("GNUPGHOME", &gnupg)
-        .run();
+    let (out, d1) = copy_into(
+        &ctx,
+        &["--sign-by", &fpr],
+        &format!("dir:{plain}"),
+        &format!("docker://{to_berth}"),
+    );
     for line in [
         "Checking if image destination supports signatures",
         "Signing manifest using simple signing",
@@ -149,25 +160,18 @@ fn berth_signs_and_skopeo_and_podman_verify() {
     ] {
         assert!(out.stderr.contains(line), "{line}: {}", out.stderr);
     }
-    let d1 = digest_of(&ctx.path("tmp/d1"));
     assert_eq!(extension_count(&ctx, &reg, "e1/app", &d1), 1);
     assert!(!la.exists(), "nothing goes to the lookaside");
 
     ctx.step("berth copy --sign-by-key (no gpg) into docker-registry: the file lookaside");
     let to_dist = format!("{dist}/e1/app:v1");
-    ctx.berth(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--sign-by-key",
-        &secret,
-        "--digestfile",
-        &ctx.p("tmp/d2"),
+    // The key file signs (rpgp; no gpg involved).
+    let (_, d2) = copy_into(
+        &ctx,
+        &["--sign-by-key", &secret],
         &format!("dir:{plain}"),
         &format!("docker://{to_dist}"),
-    ])
-    .env("GNUPGHOME", ctx.path("nowhere"))
-    .run();
-    let d2 = digest_of(&ctx.path("tmp/d2"));
+    );
     let hex = d2.trim_start_matches("sha256:");
     assert!(la
         .join(format!("e1/app@sha256={hex}/signature-1"))
@@ -637,27 +641,24 @@ fn sigstore_signatures_as_attachments() {
 
     ctx.step("berth copy --sign-by-sigstore-private-key: a sha256-<hex>.sig attachment");
     let image = format!("{reg}/e1/sig:v1");
-    let out = ctx
-        .berth(&[
-            "copy",
-            "--dest-tls-verify=false",
+    let (key, pw) = (ctx.p("k.private"), ctx.p("pw"));
+    let (out, digest) = copy_into(
+        &ctx,
+        &[
             "--sign-by-sigstore-private-key",
-            &ctx.p("k.private"),
+            &key,
             "--sign-passphrase-file",
-            &ctx.p("pw"),
-            "--digestfile",
-            &ctx.p("tmp/d"),
-            &format!("dir:{plain}"),
-            &format!("docker://{image}"),
-        ])
-        .run();
+            &pw,
+        ],
+        &format!("dir:{plain}"),
+        &format!("docker://{image}"),
+    );
     assert!(
         out.stderr
             .contains("Signing manifest using a sigstore signature"),
         "{}",
         out.stderr
     );
-    let digest = digest_of(&ctx.path("tmp/d"));
     let tag = digest.replace(':', "-") + ".sig";
     let att = ctx.http(
         "GET",
@@ -929,16 +930,12 @@ fn referrers_follow_the_image() {
     let reg = ctx.start(ServerKind::Berth);
     let dist = ctx.start(ServerKind::Distribution);
     let plain = plain_image(&ctx, "plain");
-    ctx.berth(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--digestfile",
-        &ctx.p("tmp/d"),
+    let (_, digest) = copy_into(
+        &ctx,
+        &[],
         &format!("dir:{plain}"),
         &format!("docker://{reg}/e1/app:v1"),
-    ])
-    .run();
-    let digest = digest_of(&ctx.path("tmp/d"));
+    );
     let subject = fs::read(Path::new(&plain).join("manifest.json")).unwrap();
     let subject_type: Value = serde_json::from_slice(&subject).unwrap();
 
