@@ -230,3 +230,40 @@ async fn lookaside_file_and_http() {
     let e = p.put_signatures(&d, &[simple("c")], &st).await.unwrap_err();
     assert!(e.to_string().contains("lookaside-staging"), "{e}");
 }
+
+/// Writes go to `lookaside-staging` when it is named; reads come from `lookaside` (what
+/// a publisher copies the staging folder to).
+#[tokio::test]
+async fn lookaside_staging_takes_the_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = serve(axum::Router::new().route("/v2/", get(|| async { "{}" }))).await;
+    let p = place(client(&host, false), "team/app");
+    let d = Digest::sha256_of(b"m");
+    let (staging, public) = (tmp.path().join("staging"), tmp.path().join("public"));
+    let yaml = format!(
+        "default-docker:\n  lookaside: file://{}\n  lookaside-staging: file://{}\n",
+        public.display(),
+        staging.display()
+    );
+    let st = storage(&yaml, tmp.path());
+    p.put_signatures(&d, &[simple("a")], &st).await.unwrap();
+    let leaf = format!("team/app@sha256={}/signature-1", d.hex());
+    assert!(staging.join(&leaf).is_file());
+    assert!(!public.exists());
+    assert!(p.signatures(&d, &st).await.unwrap().is_empty());
+    copy_tree(&staging, &public);
+    assert_eq!(p.signatures(&d, &st).await.unwrap(), [simple("a")]);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
