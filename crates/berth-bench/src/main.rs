@@ -6,6 +6,7 @@
 mod build;
 mod client;
 mod data;
+mod gc;
 mod http;
 mod load;
 mod local;
@@ -50,7 +51,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 (needs gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun). The table goes to stdout, progress to stderr. \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
 struct Args {
@@ -143,6 +144,7 @@ const PHASES: &[(&str, &[&str])] = &[
         &["local_rmi_1000_ms", "local_prune_1000_ms"],
     ),
     ("build_cached", &["build_cached_ms", "build_first_ms"]),
+    ("gc", &["gc_pull_rps", "gc_collect_s"]),
 ];
 
 /// Timed rebuilds of build_cached at least (well under a second each: cheap, and the
@@ -167,6 +169,8 @@ struct Config {
     local_images: usize,
     /// Timed rebuilds of build_cached.
     build_reps: usize,
+    /// Manifests of the gc phase (five blobs each, half garbage).
+    gc_manifests: usize,
     phases: BTreeSet<&'static str>,
 }
 
@@ -251,6 +255,7 @@ impl Config {
             } else {
                 BUILD_MIN_REPS
             }),
+            gc_manifests: if a.quick { 1000 } else { 10_000 },
             phases,
         })
     }
@@ -458,6 +463,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
             table.error("build_cached_ms", "berth", format!("{e:#}"));
         }
         background(table, "build_cached", m);
+    }
+    if cfg.wants("gc") {
+        let m = CpuMark::now();
+        gc::gc_phase(&env, table, cfg.gc_manifests).await?;
+        background(table, "gc", m);
     }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();

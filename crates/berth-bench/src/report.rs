@@ -129,6 +129,17 @@ const ROWS: &[(&str, &str, Target)] = &[
     // berth only: `berth build` with every step cached, and the first build.
     ("build_cached_ms", "ms", Target::Below(1000.0)),
     ("build_first_ms", "ms", Target::Info),
+    // Both columns berth: pulls during an online collection / before it.
+    ("gc_pull_rps", "pulls/s", Target::RatioAtLeast(0.8)),
+    // berth registry gc (online) / docker-registry garbage-collect (registry stopped).
+    (
+        "gc_collect_s",
+        "s",
+        Target::Faster {
+            by: 10.0,
+            below: None,
+        },
+    ),
 ];
 
 /// Every row id (for `--only`).
