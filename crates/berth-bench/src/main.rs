@@ -50,7 +50,7 @@ const BG_WARN_CORES: f64 = 0.3;
     about = "Benchmark berth against docker-registry (distribution) side by side, on 127.0.0.1",
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
-push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 (needs gpg), local_pull_1g, local_images_1000, \
+push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
 local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
@@ -134,6 +134,7 @@ const PHASES: &[(&str, &[&str])] = &[
         "sign_200",
         &["sign_200_images_per_s", "sign_200_keyfile_images_per_s"],
     ),
+    ("policy_pull", &["policy_pull_images_per_s"]),
     (
         "local_pull_1g",
         &["local_pull_1g_MBps", "local_pull_1g_peak_rss_mib"],
@@ -436,6 +437,14 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         push_small(&source, &images).await?;
         sign::sign_phase(&env, table, &source, &images, cfg.reps)?;
         background(table, "sign_200", m);
+    }
+    if cfg.wants("policy_pull") {
+        let m = CpuMark::now();
+        let source = Server::start(&env, Kind::Berth, None)?;
+        let images = Arc::new(data::small_images(1));
+        push_small(&source, &images).await?;
+        sign::policy_pull_phase(&env, table, &source, &images[0], cfg.reps)?;
+        background(table, "policy_pull", m);
     }
     if cfg.wants("local_pull_1g") {
         let m = CpuMark::now();

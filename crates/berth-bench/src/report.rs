@@ -99,6 +99,12 @@ const ROWS: &[(&str, &str, Target)] = &[
         "images/s",
         Target::RatioAtLeast(5.0),
     ),
+    // Both columns berth: a pull under a signedBy policy / under insecureAcceptAnything.
+    (
+        "policy_pull_images_per_s",
+        "images/s",
+        Target::RatioAtLeast(0.9),
+    ),
     // Both columns local image stores: berth / podman 4.3.1 (vfs).
     ("local_pull_1g_MBps", "MB/s", Target::RatioAtLeast(2.0)),
     ("local_pull_1g_peak_rss_mib", "MiB", Target::Info),

@@ -139,3 +139,117 @@ pub fn sign_phase(
     }
     Ok(())
 }
+
+/// Pulls of one small image compared under `insecureAcceptAnything` and under a
+/// `signedBy` policy that must fetch and verify its signature.
+const POLICY_PULLS: usize = 100;
+
+/// `policy_pull_images_per_s`: `berth copy --policy FILE docker://… dir:…` of a small
+/// signed image, `POLICY_PULLS` times under a `signedBy` policy (left) and under
+/// `insecureAcceptAnything` (right), interleaved in batches of ten so that the machine's
+/// load falls on both alike. The target: verifying costs at most 10% of the pull rate.
+pub fn policy_pull_phase(
+    env: &Env,
+    table: &mut Table,
+    source: &Server,
+    image: &SmallImage,
+    reps: usize,
+) -> Result<()> {
+    table.notes.push(
+        "policy_pull_*: both columns berth: `berth copy` of a small signed image from berth \
+         serve into a fresh dir:, under a signedBy policy (left; the signature fetched through \
+         the registry extension and verified) and under insecureAcceptAnything (right)"
+            .into(),
+    );
+    let gnupg = env.run.join("policy-gnupg");
+    let key_file = env.run.join("policy-key.asc");
+    let fpr = make_key(&gnupg, &key_file)?;
+    let public = env.run.join("policy-key.gpg");
+    let out = Command::new("gpg")
+        .args(["--batch", "--export", &fpr])
+        .env("GNUPGHOME", &gnupg)
+        .output()
+        .context("gpg --export")?;
+    fs::write(&public, &out.stdout)?;
+    let reg = format!("127.0.0.1:{}", source.port);
+    let signed = format!("docker://{reg}/bench/policy:v1");
+    let home = env.run.join("homes/policy");
+    let _ = fs::remove_dir_all(&home);
+    fs::create_dir_all(&home)?;
+    let key = key_file.display().to_string();
+    run_tool_with(
+        env,
+        Tool::Berth,
+        "copy",
+        &[
+            "--quiet",
+            "--sign-by-key",
+            &key,
+            &format!("docker://{reg}/{}:{}", crate::SMALL_REPO, image.tag),
+            &signed,
+        ],
+        &home,
+        &[],
+    )?;
+    let accept = env.run.join("policy-accept.json");
+    fs::write(
+        &accept,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )?;
+    let signed_by = env.run.join("policy-signed.json");
+    fs::write(
+        &signed_by,
+        serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {format!("{reg}/bench"): [
+                {"type": "signedBy", "keyType": "GPGKeys", "keyPath": public.display().to_string()}
+            ]}}
+        })
+        .to_string(),
+    )?;
+    let scratch = env.run.join("policy-dirs");
+    for rep in 1..=reps {
+        let mut seconds = [0.0f64; 2];
+        for batch in 0..POLICY_PULLS / 10 {
+            for (i, policy) in [&signed_by, &accept].into_iter().enumerate() {
+                let _ = fs::remove_dir_all(&scratch);
+                fs::create_dir_all(&scratch)?;
+                let p = policy.display().to_string();
+                let t0 = std::time::Instant::now();
+                for n in 0..10 {
+                    let dest = format!("dir:{}/{batch}-{n}", scratch.display());
+                    run_policy_copy(env, &p, &signed, &dest, &home)?;
+                }
+                seconds[i] += t0.elapsed().as_secs_f64();
+            }
+        }
+        let [with_sig, without] = seconds.map(|s| POLICY_PULLS as f64 / s);
+        progress(&format!(
+            "policy_pull rep {rep}: signedBy {with_sig:.1}/s, insecureAcceptAnything {without:.1}/s"
+        ));
+        table.add("policy_pull_images_per_s", true, with_sig);
+        table.add("policy_pull_images_per_s", false, without);
+    }
+    Ok(())
+}
+
+/// One `berth copy --policy P SRC DEST` (no `--insecure-policy`: the policy decides).
+fn run_policy_copy(env: &Env, policy: &str, from: &str, to: &str, home: &Path) -> Result<()> {
+    let log = env.run.join("berth-policy-copy.log");
+    let out = fs::File::create(&log)?;
+    let mut cmd = Command::new(&env.berth);
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--policy",
+        policy,
+        "--src-tls-verify=false",
+    ])
+    .args([from, to])
+    .env("HOME", home)
+    .stdin(Stdio::null())
+    .stdout(out.try_clone()?)
+    .stderr(out);
+    crate::client::timed(&mut cmd, &log, "berth copy --policy", "build berth first")?;
+    Ok(())
+}
