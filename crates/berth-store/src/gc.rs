@@ -249,7 +249,7 @@ pub fn sweep(meta: &dyn MetaStore, blobs: &BlobStore, plan: &Plan) -> Result<Out
     }
     // Rows first (a row only goes when no link to it is left), files after, each file
     // under the writer lock and only while no row names it.
-    const BATCH: usize = 500;
+    const BATCH: usize = 2000;
     for chunk in plan.blobs.chunks(BATCH) {
         let gone = meta.gc_delete_blobs(chunk, plan.cutoff)?;
         let digests: Vec<Digest> = gone.iter().filter_map(|(d, _)| d.parse().ok()).collect();

@@ -130,9 +130,17 @@ fn stored_manifest(row: &rusqlite::Row) -> rusqlite::Result<StoredManifest> {
 /// The collector's view of repositories (one, or all when `only` is None), read with
 /// `conn` (inside the caller's transaction).
 fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RepoGraph>> {
+    // Two spellings of each query, so that one repository's reload (inside the sweep's
+    // write transaction) uses the primary keys instead of scanning every table.
+    let filter = |column: &str| match only {
+        Some(_) => format!("{column} = ?1"),
+        None => "?1 IS NULL".to_string(),
+    };
     let mut by_id: std::collections::BTreeMap<i64, RepoGraph> = Default::default();
-    let mut st =
-        conn.prepare_cached("SELECT id, name FROM repositories WHERE ?1 IS NULL OR id = ?1")?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT id, name FROM repositories WHERE {}",
+        filter("id")
+    ))?;
     for row in st.query_map([only], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })? {
@@ -145,10 +153,10 @@ fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<Rep
             },
         );
     }
-    let mut st = conn.prepare_cached(
-        "SELECT repository_id, digest, size, created_at, subject FROM manifests
-         WHERE ?1 IS NULL OR repository_id = ?1",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT repository_id, digest, size, created_at, subject FROM manifests WHERE {}",
+        filter("repository_id")
+    ))?;
     let mut rows = st.query([only])?;
     while let Some(r) = rows.next()? {
         if let Some(g) = by_id.get_mut(&r.get(0)?) {
@@ -160,10 +168,11 @@ fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<Rep
             });
         }
     }
-    let mut st = conn.prepare_cached(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
-         FROM manifest_references WHERE ?1 IS NULL OR repository_id = ?1",
-    )?;
+         FROM manifest_references WHERE {}",
+        filter("repository_id")
+    ))?;
     let mut rows = st.query([only])?;
     while let Some(r) = rows.next()? {
         if let Some(g) = by_id.get_mut(&r.get(0)?) {
@@ -171,19 +180,20 @@ fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<Rep
                 .push((r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0));
         }
     }
-    let mut st = conn.prepare_cached(
-        "SELECT repository_id, manifest_digest FROM tags WHERE ?1 IS NULL OR repository_id = ?1",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT repository_id, manifest_digest FROM tags WHERE {}",
+        filter("repository_id")
+    ))?;
     let mut rows = st.query([only])?;
     while let Some(r) = rows.next()? {
         if let Some(g) = by_id.get_mut(&r.get(0)?) {
             g.tagged.push(r.get(1)?);
         }
     }
-    let mut st = conn.prepare_cached(
-        "SELECT repository_id, digest, created_at FROM repository_blobs
-         WHERE ?1 IS NULL OR repository_id = ?1",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT repository_id, digest, created_at FROM repository_blobs WHERE {}",
+        filter("repository_id")
+    ))?;
     let mut rows = st.query([only])?;
     while let Some(r) = rows.next()? {
         if let Some(g) = by_id.get_mut(&r.get(0)?) {
