@@ -103,6 +103,8 @@ enum Command {
     Export(client::containers::ExportArgs),
     /// Make a one-layer image of a file-system tar.
     Import(client::containers::ImportArgs),
+    /// Print what a detached container wrote.
+    Logs(client::containers::LogsArgs),
     /// (internal) Run a detached container and record its exit.
     #[command(hide = true)]
     ContainerMonitor(client::containers::MonitorArgs),
@@ -211,6 +213,10 @@ enum ContainerCommand {
     Mount(client::containers::MountArgs),
     /// Write a container's file system as a tar.
     Export(client::containers::ExportArgs),
+    /// Print what a detached container wrote.
+    Logs(client::containers::LogsArgs),
+    /// Show containers' details (podman's JSON).
+    Inspect(client::containers::ContainerInspectArgs),
 }
 
 /// Exit status 2 (skopeo's commands): what was asked for does not exist.
@@ -225,8 +231,69 @@ enum Family {
     Podman,
 }
 
+/// The subcommands that keep podman's exit statuses (the others keep skopeo's).
+const PODMAN_STYLE: &[&str] = &[
+    "pull",
+    "push",
+    "images",
+    "tag",
+    "untag",
+    "rmi",
+    "history",
+    "save",
+    "load",
+    "build",
+    "create",
+    "run",
+    "start",
+    "ps",
+    "exec",
+    "stop",
+    "rm",
+    "commit",
+    "mount",
+    "export",
+    "import",
+    "logs",
+    "image",
+    "container",
+    "search",
+];
+
+/// A command line clap refused, with clap's message: help and version exit 0; a
+/// usage error of a podman-style command 125 as podman's (its 2 means "image in
+/// use" there), of the others clap's 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if !e.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    // The subcommand: the first word that is not a global flag (or --root's value).
+    let mut args = std::env::args().skip(1);
+    let mut command = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--root" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            a => {
+                command = Some(a.to_string());
+                break;
+            }
+        }
+    }
+    match command.as_deref() {
+        Some(c) if PODMAN_STYLE.contains(&c) => ExitCode::from(client::local::PODMAN_ERROR),
+        _ => ExitCode::from(2),
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     if let Some(root) = cli.root {
         paths::set_root(root);
     }
@@ -252,7 +319,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => skopeo(serve::run(args, cli.debug)),
         Command::Registry(args) => skopeo(admin::run(args)),
         Command::Inspect(args) => match args.local() {
-            Some(local) => podman(inspect::image_inspect(local)),
+            Some(local) => podman(client::containers::inspect_any(local)),
             None => skopeo(client::images::inspect(args)),
         },
         Command::ListTags(args) => skopeo(client::images::list_tags(args)),
@@ -296,7 +363,7 @@ fn main() -> std::process::ExitCode {
             (Family::Podman, client::containers::run(args))
         }
         Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
-            podman(client::containers::start(args))
+            (Family::Podman, client::containers::start(args))
         }
         Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => {
             podman(client::containers::ps(args))
@@ -320,6 +387,12 @@ fn main() -> std::process::ExitCode {
             podman(client::containers::export(args))
         }
         Command::Import(args) => podman(client::containers::import(args)),
+        Command::Logs(args) | Command::Container(ContainerCommand::Logs(args)) => {
+            podman(client::containers::logs(args))
+        }
+        Command::Container(ContainerCommand::Inspect(args)) => {
+            podman(client::containers::container_inspect(args))
+        }
         Command::ContainerMonitor(args) => {
             (Family::Podman, client::containers::container_monitor(args))
         }
