@@ -112,7 +112,7 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, d: &str) 
 
 /// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against `size`; returns
 /// (start, length), or `None` when it cannot be satisfied.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
     let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;

@@ -8,6 +8,8 @@ mod access;
 mod admin_api;
 mod blobs;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 mod listing;
 mod manifests;

@@ -204,7 +204,7 @@ async fn resume(reg: &Arc<Registry>, id: &str, state: Option<HashState>) -> ApiR
 }
 
 /// Parses `Content-Range: <start>-<end>` (with or without a `bytes ` prefix).
-fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
+pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };

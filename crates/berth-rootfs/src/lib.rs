@@ -30,6 +30,8 @@
 mod decompress;
 mod diff;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pack;
 mod remove;
 mod safe_path;
