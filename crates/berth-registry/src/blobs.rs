@@ -27,6 +27,9 @@ pub(crate) async fn get(
     let Some(size) = reg.meta.blob_in_repo(name.as_str(), &d)? else {
         return Err(ApiError::new(Code::BlobUnknown).detail(&d));
     };
+    if !with_body {
+        crate::gc::renew_on_head(reg, name, &d, linked_at).await?;
+    }
     let range = match headers.get(header::RANGE) {
         Some(v) => Some(parse_range(v.to_str().unwrap_or(""), size).ok_or_else(|| {
             ApiError::new(Code::RangeInvalid)

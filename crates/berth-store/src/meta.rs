@@ -127,6 +127,13 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Size of the blob if `repo` may read it.
     fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    /// Size of the blob and when `repo`'s link to it was made (or renewed), if `repo`
+    /// may read it.
+    fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<(u64, i64)>>;
+    /// Renews `repo`'s link to a blob (its `created_at`, the collector's grace) if it
+    /// is older than `before`: a client that HEADs a blob and skips its upload is
+    /// about to reference it. False when there was nothing to renew.
+    fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool>;
     /// Size of the blob if any repository links it.
     fn blob_known(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Removes `repo`'s link to a blob; false when there was none.

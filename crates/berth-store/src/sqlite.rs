@@ -248,6 +248,45 @@ impl MetaStore for SqliteMeta {
         .map(|o| o.map(|s| s as u64))
     }
 
+    fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<(u64, i64)>> {
+        let d = digest.to_string();
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT b.size, rb.created_at FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = ?1 AND rb.digest = ?2",
+            )?
+            .query_row(params![repo, d], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?))
+            })
+            .optional()
+        })
+    }
+
+    fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let now = now();
+            let n = tx
+                .prepare_cached(
+                    "UPDATE repository_blobs SET created_at = ?3
+                     WHERE repository_id = ?1 AND digest = ?2 AND created_at < ?4",
+                )?
+                .execute(params![id, d, now, before])?;
+            if n > 0 {
+                tx.prepare_cached(
+                    "UPDATE blobs SET created_at = ?2 WHERE digest = ?1 AND created_at < ?2",
+                )?
+                .execute(params![d, now])?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     fn blob_known(&self, digest: &Digest) -> Result<Option<u64>> {
         let d = digest.to_string();
         self.read(|c| {

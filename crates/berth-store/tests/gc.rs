@@ -378,3 +378,79 @@ fn fsck_finds_and_repairs_only_broken_things() {
     let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+/// A HEAD renews an old link (once it is older than the threshold), so a client that
+/// skips the upload of a blob it found and PUTs its manifest next finds it still there.
+#[test]
+fn renewed_links_are_spared() {
+    let s = store();
+    let d = s.blob("app", b"found by a HEAD");
+    s.age(7200);
+    let (_, at) = s.meta.blob_link("app", &d).unwrap().unwrap();
+    let before = berth_store::unix_now() - 3600;
+    assert!(at < before);
+    assert!(s.meta.renew_blob_link("app", &d, before).unwrap());
+    // Fresh now: a second HEAD writes nothing.
+    assert!(!s.meta.renew_blob_link("app", &d, before).unwrap());
+    let (plan, _) = s.collect(&hour());
+    assert!(plan.blobs.is_empty() && plan.link_count() == 0);
+    assert!(s.has_blob(&d));
+    // Without the renewal it would have gone.
+    s.age(7200);
+    let (plan, _) = s.collect(&hour());
+    assert_eq!(plan.blobs.len(), 1);
+}
+
+/// Timing of a large collection (not a check): `cargo test --release -p berth-store
+/// --test gc -- --ignored --nocapture large`.
+#[test]
+#[ignore]
+fn large_collection_timing() {
+    let s = store();
+    let n: usize = std::env::var("BERTH_GC_TIMING_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let repo = format!("gc/r{:03}", i / 100);
+        let mut blobs = Vec::new();
+        for j in 0..5 {
+            blobs.push(s.blob(&repo, format!("blob {i} {j}").as_bytes()));
+        }
+        let refs: Vec<&Digest> = blobs.iter().collect();
+        let tag = format!("t{i}");
+        s.manifest(
+            &repo,
+            &format!("m{i}"),
+            &refs,
+            &[],
+            None,
+            (i % 2 == 0).then_some(tag.as_str()),
+        );
+    }
+    eprintln!("populated in {:?}", t.elapsed());
+    s.age(7200);
+    let t = std::time::Instant::now();
+    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    eprintln!(
+        "plan in {:?}: {} manifests, {} blobs",
+        t.elapsed(),
+        plan.manifest_count(),
+        plan.blobs.len()
+    );
+    let t = std::time::Instant::now();
+    for g in &plan.repositories {
+        s.meta.gc_sweep_repository(g, plan.cutoff, false).unwrap();
+    }
+    eprintln!("repositories swept in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let gone = s.meta.gc_delete_blobs(&plan.blobs, plan.cutoff).unwrap();
+    eprintln!("blob rows deleted in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let digests: Vec<Digest> = gone.iter().map(|(d, _)| d.parse().unwrap()).collect();
+    s.meta
+        .gc_remove_files(&digests, &mut |d| s.blobs.remove_blob(d))
+        .unwrap();
+    eprintln!("files removed in {:?}", t.elapsed());
+}
