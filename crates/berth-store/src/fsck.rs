@@ -119,10 +119,8 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
                     true
                 }
                 _ => {
-                    // Under the fence: only while no row names it.
-                    meta.gc_remove_files(std::slice::from_ref(&digest), &mut |d| {
-                        blobs.remove_blob(d)
-                    })?;
+                    // Through the collector's fence: only while no row names it.
+                    crate::gc::remove_unnamed_files(meta, blobs, std::slice::from_ref(&digest))?;
                     !blobs.contains(&digest)
                 }
             };

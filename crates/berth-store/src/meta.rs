@@ -114,10 +114,10 @@ pub struct Counts {
 pub trait MetaStore: Send + Sync + 'static {
     /// Records a stored blob and lets `repo` read it (creating the repository), with
     /// `created_at` set to now (so the collector's grace period starts again).
-    /// `present` is asked inside the write transaction whether the blob's file is
-    /// there: the collector removes files only while holding the writer and seeing no
-    /// row, so a file it removed is seen missing here ([`crate::StoreError::BlobVanished`])
-    /// and no row ever names a missing file.
+    /// Refused ([`crate::StoreError::BlobVanished`]) while the collector holds a
+    /// tombstone for the digest (it is removing the file), or when `present`, asked
+    /// inside the write transaction, says the file is not there: no row ever names a
+    /// missing file.
     fn link_blob(
         &self,
         repo: &str,
@@ -199,14 +199,15 @@ pub trait MetaStore: Send + Sync + 'static {
         keep_untagged: bool,
     ) -> Result<crate::gc::Swept>;
     /// Deletes the rows of these blobs that are still unlinked and older than
-    /// `cutoff`; returns those deleted.
+    /// `cutoff`, tombstoning each in the same transaction; returns those deleted.
     fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>>;
-    /// Holding the writer: calls `remove` for each digest that no blob row names.
-    fn gc_remove_files(
-        &self,
-        digests: &[Digest],
-        remove: &mut dyn FnMut(&Digest) -> Result<()>,
-    ) -> Result<()>;
+    /// Tombstones the digests that no blob row names (fsck's orphan files), so that
+    /// their files can be removed with no link made meanwhile; returns those.
+    fn gc_tombstone_unnamed(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Clears tombstones once their files are gone.
+    fn gc_clear_tombstones(&self, digests: &[Digest]) -> Result<()>;
+    /// Tombstones older than `before` (left by a run that stopped before clearing them).
+    fn gc_stale_tombstones(&self, before: i64) -> Result<Vec<Digest>>;
     /// Every stored blob row: `(digest, size)`.
     fn all_blobs(&self) -> Result<Vec<(Digest, u64)>>;
     /// Removes blob rows (and every repository's link to them): fsck's repair of rows

@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 CREATE INDEX IF NOT EXISTS uploads_by_age ON uploads (updated_at);
 
+-- Blobs whose rows the garbage collector deleted and whose files it is removing. A
+-- link to one of these is refused until the file is gone and the tombstone cleared:
+-- the fence between new references and file removal, with no lock held meanwhile.
+CREATE TABLE IF NOT EXISTS blob_tombstones (
+    digest      TEXT PRIMARY KEY,
+    created_at  BIGINT NOT NULL
+);
+
 -- Signatures kept through the registry signature extension (OpenShift's
 -- `X-Registry-Supports-Signatures`): opaque blobs (simple signing, OpenPGP), named
 -- `<digest>@<32 hex>` by the client, per manifest of a repository.

@@ -213,7 +213,10 @@ impl MetaStore for SqliteMeta {
     ) -> Result<()> {
         let d = digest.to_string();
         self.write(|tx| {
-            if !present() {
+            let removing = tx
+                .prepare_cached("SELECT 1 FROM blob_tombstones WHERE digest = ?1")?
+                .exists([&d])?;
+            if removing || !present() {
                 return Err(StoreError::BlobVanished(digest.clone()));
             }
             let id = ensure_repo(tx, repo)?;
@@ -712,9 +715,15 @@ impl MetaStore for SqliteMeta {
                 "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2
                  AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = ?1)",
             )?;
+            let mut mark = tx.prepare_cached(
+                "INSERT INTO blob_tombstones (digest, created_at) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+            )?;
+            let now = now();
             let mut gone = Vec::new();
             for (d, size) in blobs {
                 if st.execute(params![d, cutoff])? > 0 {
+                    mark.execute(params![d, now])?;
                     gone.push((d.clone(), *size));
                 }
             }
@@ -722,19 +731,41 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn gc_remove_files(
-        &self,
-        digests: &[Digest],
-        remove: &mut dyn FnMut(&Digest) -> Result<()>,
-    ) -> Result<()> {
+    fn gc_tombstone_unnamed(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         self.write(|tx| {
             let mut named = tx.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?;
+            let mut mark = tx.prepare_cached(
+                "INSERT INTO blob_tombstones (digest, created_at) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+            )?;
+            let mut out = Vec::new();
             for d in digests {
-                if !named.exists([d.to_string()])? {
-                    remove(d)?;
+                let s = d.to_string();
+                if !named.exists([&s])? {
+                    mark.execute(params![s, now()])?;
+                    out.push(d.clone());
                 }
             }
+            Ok(out)
+        })
+    }
+
+    fn gc_clear_tombstones(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|tx| {
+            let mut st = tx.prepare_cached("DELETE FROM blob_tombstones WHERE digest = ?1")?;
+            for d in digests {
+                st.execute([d.to_string()])?;
+            }
             Ok(())
+        })
+    }
+
+    fn gc_stale_tombstones(&self, before: i64) -> Result<Vec<Digest>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT digest FROM blob_tombstones WHERE created_at < ?1")?;
+            let rows = st.query_map([before], |r| parse_digest(r.get(0)?))?;
+            rows.collect()
         })
     }
 

@@ -449,8 +449,47 @@ fn large_collection_timing() {
     eprintln!("blob rows deleted in {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let digests: Vec<Digest> = gone.iter().map(|(d, _)| d.parse().unwrap()).collect();
-    s.meta
-        .gc_remove_files(&digests, &mut |d| s.blobs.remove_blob(d))
-        .unwrap();
+    gc::remove_unnamed_files(&s.meta, &s.blobs, &digests).unwrap();
     eprintln!("files removed in {:?}", t.elapsed());
+}
+
+/// While the collector holds a tombstone for a digest (its row is gone, its file is
+/// being removed), a link to it is refused even though the file is still there; a
+/// tombstone left by a stopped run is cleaned up by the next run, file included.
+#[test]
+fn tombstones_fence_links_while_files_go() {
+    let s = store();
+    let d = s.blob("app", b"being collected");
+    s.age(7200);
+    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    for g in &plan.repositories {
+        s.meta.gc_sweep_repository(g, plan.cutoff, false).unwrap();
+    }
+    // The run stops after its row deletion, before removing the file.
+    assert_eq!(
+        s.meta
+            .gc_delete_blobs(&plan.blobs, plan.cutoff)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s.blobs.contains(&d));
+    let err = s.meta.link_blob("app", &d, 15, &|| true).unwrap_err();
+    assert!(
+        matches!(err, berth_store::StoreError::BlobVanished(_)),
+        "{err}"
+    );
+    // A later run clears the stale tombstone and removes the file.
+    let c = rusqlite::Connection::open(s.root.join("meta.db")).unwrap();
+    c.execute(
+        "UPDATE blob_tombstones SET created_at = created_at - 7200",
+        [],
+    )
+    .unwrap();
+    s.collect(&hour());
+    assert!(!s.blobs.contains(&d));
+    assert!(s.meta.gc_stale_tombstones(i64::MAX).unwrap().is_empty());
+    // Uploaded again, it links.
+    let again = s.blob("app", b"being collected");
+    assert!(s.has_blob(&again));
 }
