@@ -400,6 +400,12 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             keep_untagged,
         } => {
             let (meta, blobs) = open_content(root)?;
+            // Collection is maintenance: it yields the CPU to the server beside it
+            // (nice 10), so that pulls keep their pace while it runs.
+            // SAFETY: setpriority on this process, no pointers.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            }
             let opts = berth_store::gc::GcOptions {
                 grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),
                 keep_untagged: *keep_untagged,
