@@ -239,15 +239,29 @@ impl Outcome {
 /// Removes what `plan` found and is still garbage (the fence: see the module doc).
 pub fn sweep(meta: &dyn MetaStore, blobs: &BlobStore, plan: &Plan) -> Result<Outcome> {
     let mut out = Outcome::default();
-    for garbage in &plan.repositories {
-        let swept = meta.gc_sweep_repository(garbage, plan.cutoff, plan.keep_untagged)?;
-        out.links += swept.links;
-        out.manifests.extend(
-            swept
-                .manifests
-                .into_iter()
-                .map(|(d, s)| (garbage.repository.clone(), d, s)),
-        );
+    // Repositories in groups of about GROUP garbage rows per write transaction: one
+    // commit (fsync) for many small repositories, the writer held briefly.
+    const GROUP: usize = 2000;
+    let mut start = 0;
+    while start < plan.repositories.len() {
+        let (mut end, mut rows) = (start, 0);
+        while end < plan.repositories.len() && (end == start || rows < GROUP) {
+            let g = &plan.repositories[end];
+            rows += g.manifests.len() + g.links.len();
+            end += 1;
+        }
+        let group = &plan.repositories[start..end];
+        let swept = meta.gc_sweep_repositories(group, plan.cutoff, plan.keep_untagged)?;
+        for (garbage, swept) in group.iter().zip(swept) {
+            out.links += swept.links;
+            out.manifests.extend(
+                swept
+                    .manifests
+                    .into_iter()
+                    .map(|(d, s)| (garbage.repository.clone(), d, s)),
+            );
+        }
+        start = end;
     }
     // Files a stopped run left behind its tombstones.
     let stale = meta.gc_stale_tombstones(crate::unix_now() - STALE_TOMBSTONE_SECS)?;

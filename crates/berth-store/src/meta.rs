@@ -198,6 +198,19 @@ pub trait MetaStore: Send + Sync + 'static {
         cutoff: i64,
         keep_untagged: bool,
     ) -> Result<crate::gc::Swept>;
+    /// [`MetaStore::gc_sweep_repository`] for several repositories in one write
+    /// transaction (one commit, one fsync, for many small repositories).
+    fn gc_sweep_repositories(
+        &self,
+        garbage: &[crate::gc::RepoGarbage],
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Vec<crate::gc::Swept>> {
+        garbage
+            .iter()
+            .map(|g| self.gc_sweep_repository(g, cutoff, keep_untagged))
+            .collect()
+    }
     /// Deletes the rows of these blobs that are still unlinked and older than
     /// `cutoff`, tombstoning each in the same transaction; returns those deleted.
     fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>>;

@@ -203,6 +203,47 @@ fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<Rep
     Ok(by_id.into_values().collect())
 }
 
+/// One repository's sweep inside the caller's write transaction (see
+/// [`MetaStore::gc_sweep_repository`]).
+fn sweep_repository(
+    tx: &rusqlite::Transaction,
+    planned: &RepoGarbage,
+    cutoff: i64,
+    keep_untagged: bool,
+) -> Result<Swept> {
+    let Some(id) = repo_id(tx, &planned.repository)? else {
+        return Ok(Swept::default());
+    };
+    // The fence: liveness again, from what is stored now, under the writer.
+    let Some(graph) = repo_graphs(tx, Some(id))?.pop() else {
+        return Ok(Swept::default());
+    };
+    let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
+    let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
+    let mut swept = Swept::default();
+    for (d, size) in &planned.manifests {
+        if !still.contains(d.as_str()) {
+            continue;
+        }
+        for sql in [
+            "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
+            "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
+            "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2",
+            "DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2",
+        ] {
+            tx.prepare_cached(sql)?.execute(params![id, d])?;
+        }
+        swept.manifests.push((d.clone(), *size));
+    }
+    let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
+    let mut unlink =
+        tx.prepare_cached("DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")?;
+    for d in planned.links.iter().filter(|d| still.contains(d.as_str())) {
+        swept.links += unlink.execute(params![id, d])?;
+    }
+    Ok(swept)
+}
+
 impl MetaStore for SqliteMeta {
     fn link_blob(
         &self,
@@ -673,39 +714,20 @@ impl MetaStore for SqliteMeta {
         cutoff: i64,
         keep_untagged: bool,
     ) -> Result<Swept> {
+        self.write(|tx| sweep_repository(tx, planned, cutoff, keep_untagged))
+    }
+
+    fn gc_sweep_repositories(
+        &self,
+        planned: &[RepoGarbage],
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Vec<Swept>> {
         self.write(|tx| {
-            let Some(id) = repo_id(tx, &planned.repository)? else {
-                return Ok(Swept::default());
-            };
-            // The fence: liveness again, from what is stored now, under the writer.
-            let Some(graph) = repo_graphs(tx, Some(id))?.pop() else {
-                return Ok(Swept::default());
-            };
-            let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
-            let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
-            let mut swept = Swept::default();
-            for (d, size) in &planned.manifests {
-                if !still.contains(d.as_str()) {
-                    continue;
-                }
-                for sql in [
-                    "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
-                    "DELETE FROM manifest_references WHERE repository_id = ?1 AND manifest_digest = ?2",
-                    "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2",
-                    "DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2",
-                ] {
-                    tx.prepare_cached(sql)?.execute(params![id, d])?;
-                }
-                swept.manifests.push((d.clone(), *size));
-            }
-            let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
-            let mut unlink = tx.prepare_cached(
-                "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
-            )?;
-            for d in planned.links.iter().filter(|d| still.contains(d.as_str())) {
-                swept.links += unlink.execute(params![id, d])?;
-            }
-            Ok(swept)
+            planned
+                .iter()
+                .map(|p| sweep_repository(tx, p, cutoff, keep_untagged))
+                .collect()
         })
     }
 
