@@ -24,7 +24,7 @@ pub(crate) async fn get(
     with_body: bool,
 ) -> ApiResult {
     let d = digest(d)?;
-    let Some(size) = reg.meta.blob_in_repo(name.as_str(), &d)? else {
+    let Some((size, linked_at)) = reg.meta.blob_link(name.as_str(), &d)? else {
         return Err(ApiError::new(Code::BlobUnknown).detail(&d));
     };
     if !with_body {
