@@ -5,11 +5,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// A folder for this fuzzing process, on tmpfs when there is one (targets that write
-/// files run thousands of times a second). Removed by nobody: the OS clears it.
+/// A folder for this fuzzing process: `$BERTH_FUZZ_SCRATCH` (scripts/fuzz makes one per
+/// target, on tmpfs when there is one, and removes it), else a new one in /dev/shm or
+/// /tmp that is left behind.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("BERTH_FUZZ_SCRATCH") {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).expect("creating $BERTH_FUZZ_SCRATCH");
+            return dir;
+        }
         let base = ["/dev/shm", "/tmp"]
             .iter()
             .map(Path::new)
