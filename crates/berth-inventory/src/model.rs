@@ -1,0 +1,110 @@
+//! The data this crate produces. Everything is serde-serializable: artifacts are stored
+//! per layer digest, inventories per manifest, and the catalog API returns them.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever layer analysis changes what it extracts, so that stored artifacts
+/// of an older analyzer are recomputed instead of trusted.
+pub const ANALYZER_VERSION: u32 = 1;
+
+/// Which package manager a package came from (its database format and version scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageKind {
+    Deb,
+    Rpm,
+    Apk,
+}
+
+/// One installed package, as its database records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub kind: PackageKind,
+    /// Binary package name (`libc6`, `openssl-libs`, `musl`).
+    pub name: String,
+    /// Full version as the database has it: dpkg `[epoch:]upstream[-revision]`,
+    /// rpm `[epoch:]version-release`, apk `version-rN`.
+    pub version: String,
+    /// Source package name: dpkg `Source:` (or the binary name when absent), rpm
+    /// `SOURCERPM` name, apk `o:` origin. Advisories are keyed by it.
+    pub source_name: Option<String>,
+    /// Source version where it differs from the binary's (dpkg `Source: name (ver)`).
+    pub source_version: Option<String>,
+    pub arch: Option<String>,
+    /// License as the database records it (rpm `LICENSE`, apk `L:`); dpkg has none.
+    pub license: Option<String>,
+    /// package-url (`pkg:deb/debian/libc6@2.36-9?arch=amd64&distro=debian-12`).
+    pub purl: String,
+    /// The database file it was read from (`var/lib/dpkg/status`).
+    pub db_path: String,
+    /// Index (0 = bottom) of the layer whose copy of the database first lists this
+    /// package at this version: the layer (and history step) that added it.
+    pub layer_index: usize,
+}
+
+/// The operating system, from `etc/os-release` (or `usr/lib/os-release`) and friends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsInfo {
+    /// `ID` (`debian`, `ubuntu`, `alpine`, `rhel`, `fedora`).
+    pub id: String,
+    /// `VERSION_ID` (`12`, `22.04`, `3.19.1`).
+    pub version_id: Option<String>,
+    pub pretty_name: Option<String>,
+    /// The OSV ecosystem string (`Debian:12`, `Ubuntu:22.04:LTS`, `Alpine:v3.19`), when
+    /// the distribution has one.
+    pub ecosystem: Option<String>,
+}
+
+/// One step of a Containerfile (real or reconstructed from the config's history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerfileStep {
+    /// The instruction as it would be written (`RUN apt-get update`, `ENV A=b`).
+    pub instruction: String,
+    /// Size of the layer this step made (compressed, from the manifest), none for
+    /// steps that made no layer.
+    pub layer_size: Option<u64>,
+    /// The uncompressed digest (diff_id) of that layer.
+    pub diff_id: Option<String>,
+    pub created: Option<String>,
+}
+
+/// The Containerfile an image was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Containerfile {
+    /// True when rebuilt from `history[]` (no FROM line, final stage only); false when
+    /// the image carries its real build file (`root/buildinfo/Dockerfile-*`).
+    pub reconstructed: bool,
+    /// Where the real file was found in the image, when not reconstructed.
+    pub path: Option<String>,
+    pub text: String,
+    /// History steps (reconstructed files only: a real file's lines do not map to layers).
+    pub steps: Vec<ContainerfileStep>,
+}
+
+/// What one layer holds that matters to the inventory. Paths are relative, without a
+/// leading `/` or `./`, as in the tar.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerArtifacts {
+    pub analyzer_version: u32,
+    /// Package databases present in this layer, parsed: path -> packages (with
+    /// `layer_index` left at 0; squashing sets it).
+    pub databases: Vec<(String, Vec<Package>)>,
+    /// os-release (or another release file) present in this layer: path -> parsed.
+    pub os_release: Vec<(String, OsInfo)>,
+    /// Real build files (`root/buildinfo/Dockerfile-*`, `usr/share/buildinfo/...`):
+    /// path -> text (bounded in size).
+    pub buildinfo: Vec<(String, String)>,
+    /// Paths this layer deletes (`.wh.NAME` entries, recorded as the deleted path).
+    pub whiteouts: Vec<String>,
+    /// Folders this layer makes opaque (`.wh..wh..opq`): everything below them in
+    /// lower layers is hidden.
+    pub opaque_dirs: Vec<String>,
+}
+
+/// An image's (one platform's) inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub os: Option<OsInfo>,
+    pub packages: Vec<Package>,
+    pub containerfile: Option<Containerfile>,
+}
