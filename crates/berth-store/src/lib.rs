@@ -22,8 +22,8 @@ mod writer;
 
 pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
 pub use meta::{
-    BlobUsers, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature,
-    Upload,
+    BlobUsers, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
+    StoredSignature, Upload,
 };
 pub use sqlite::SqliteMeta;
 

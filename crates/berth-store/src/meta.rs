@@ -62,6 +62,16 @@ pub struct StoredManifest {
     pub content: Vec<u8>,
 }
 
+/// A stored manifest without its bytes (see [`MetaStore::manifests_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub repository: String,
+    pub digest: Digest,
+    pub media_type: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
 /// One entry of a referrers answer.
 #[derive(Debug, Clone)]
 pub struct Referrer {
@@ -169,6 +179,12 @@ pub trait MetaStore: Send + Sync + 'static {
     fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Repositories that hold at least one manifest, in lexical order after `last`.
     fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    /// Every stored manifest, ordered by (repository, digest) after `after`, at most
+    /// `n`: the catalog's start-up backfill reads them page by page (index order).
+    fn manifests_after(&self, after: Option<(&str, &str)>, n: usize) -> Result<Vec<ManifestEntry>>;
+    /// Every tag of `repo` with the digest it names and when it was last set (unix
+    /// seconds), in lexical order.
+    fn tag_entries(&self, repo: &str) -> Result<Vec<(String, Digest, i64)>>;
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     fn referrers(
         &self,

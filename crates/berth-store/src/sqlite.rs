@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::BlobUsers;
 use crate::meta::{
-    Counts, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest, StoredSignature,
-    Upload,
+    Counts, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
+    StoredSignature, Upload,
 };
 use crate::{unix_now as now, Result, StoreError};
 
@@ -598,6 +598,41 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn manifests_after(&self, after: Option<(&str, &str)>, n: usize) -> Result<Vec<ManifestEntry>> {
+        let (repo, digest) = after.unwrap_or(("", ""));
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.name, m.digest, m.media_type, m.created_at
+                 FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name > ?1 OR (r.name = ?1 AND m.digest > ?2)
+                 ORDER BY r.name, m.digest LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![repo, digest, n as i64], |r| {
+                Ok(ManifestEntry {
+                    repository: r.get(0)?,
+                    digest: parse_digest(r.get(1)?)?,
+                    media_type: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn tag_entries(&self, repo: &str) -> Result<Vec<(String, Digest, i64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT t.name, t.manifest_digest, t.updated_at
+                 FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 ORDER BY t.name",
+            )?;
+            let rows = st.query_map([repo], |r| {
+                Ok((r.get(0)?, parse_digest(r.get(1)?)?, r.get(2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
     fn referrers(
         &self,
         repo: &str,
@@ -953,6 +988,36 @@ mod tests {
         assert!(!m.delete_tag("r", "a").unwrap());
         assert!(m.delete_manifest("r", &d(1)).unwrap());
         assert!(m.tags("r", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn manifests_are_listed_page_by_page_across_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        m.put_manifest("b", &manifest(d(1), vec![], None), Some("t"))
+            .unwrap();
+        m.put_manifest("a", &manifest(d(2), vec![], None), None)
+            .unwrap();
+        m.put_manifest("a", &manifest(d(1), vec![], None), None)
+            .unwrap();
+        let first = m.manifests_after(None, 2).unwrap();
+        let names: Vec<_> = first
+            .iter()
+            .map(|e| (e.repository.as_str(), e.digest.clone()))
+            .collect();
+        assert_eq!(names, [("a", d(1)), ("a", d(2))]);
+        let last = first.last().unwrap();
+        let rest = m
+            .manifests_after(Some((&last.repository, &last.digest.to_string())), 2)
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            (rest[0].repository.as_str(), rest[0].digest.clone()),
+            ("b", d(1))
+        );
+        let tags = m.tag_entries("b").unwrap();
+        assert_eq!(tags.len(), 1);
+        assert_eq!((tags[0].0.as_str(), tags[0].1.clone()), ("t", d(1)));
     }
 
     #[test]
