@@ -3,7 +3,8 @@
 # against (Debian packages): podman, skopeo, buildah, docker-registry
 # (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils),
 # newuidmap (uidmap), runc (the OCI runtime berth's containers run under) and gpg
-# (the signature tests make and use OpenPGP keys).
+# (the signature tests make and use OpenPGP keys), debootstrap (berth-inventory's
+# tests build a real Debian root file system with it).
 # Does nothing for what is already installed.
 # Also makes sure /etc/containers/policy.json exists.
 #
@@ -24,8 +25,9 @@ declare -A package_of=(
   [newuidmap]=uidmap
   [runc]=runc
   [gpg]=gpg
+  [debootstrap]=debootstrap
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap)
 
 have() {
   if [[ $1 == busybox ]]; then
