@@ -4,7 +4,10 @@
 # (distribution), busybox-static, curl, jq, wrk, ab (apache2-utils),
 # newuidmap (uidmap), runc (the OCI runtime berth's containers run under) and gpg
 # (the signature tests make and use OpenPGP keys), debootstrap (berth-inventory's
-# tests build a real Debian root file system with it).
+# tests build a real Debian root file system with it), rpm and rpmbuild (the
+# rpm inventory tests build packages and install them into an rpmdb.sqlite),
+# python3-rpm (rpm's version comparison as a reference) and db5.3-util (db5.3_load
+# writes a BerkeleyDB Packages file as RHEL 7/8's rpm does).
 # Does nothing for what is already installed.
 # Also makes sure /etc/containers/policy.json exists.
 #
@@ -26,13 +29,20 @@ declare -A package_of=(
   [runc]=runc
   [gpg]=gpg
   [debootstrap]=debootstrap
+  [rpm]=rpm
+  [rpmbuild]=rpm
+  [python3-rpm]=python3-rpm
+  [db5.3_load]=db5.3-util
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load)
 
 have() {
   if [[ $1 == busybox ]]; then
     # The tests copy /bin/busybox into images.
     [[ -x /bin/busybox ]]
+  elif [[ $1 == python3-rpm ]]; then
+    # A Python module, for Debian's own python3 (not one from PATH's pyenv or venv).
+    /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1
   else
     command -v "$1" >/dev/null 2>&1
   fi
