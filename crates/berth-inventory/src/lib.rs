@@ -7,6 +7,7 @@
 //! whiteouts and opaque folders hide what is below them.
 
 pub mod model;
+pub mod rpm;
 
 pub use model::{
     Containerfile, ContainerfileStep, Inventory, LayerArtifacts, OsInfo, Package, PackageKind,

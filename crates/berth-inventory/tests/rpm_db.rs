@@ -1,0 +1,440 @@
+//! The rpm database readers against real databases written by real tools: packages built
+//! with `rpmbuild`, installed with Debian's `rpm` into a fresh root (rpmdb.sqlite), and the
+//! same headers loaded by libdb's `db5.3_load` into a BerkeleyDB hash `Packages` file as
+//! RHEL 7/8's rpm keeps them. In every case the answer must equal what `rpm -qa` says
+//! about the same database. Peers: `scripts/install-peers.sh`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use berth_inventory::rpm::{read_rpmdb, read_rpmdb_bdb, read_rpmdb_sqlite, RpmError};
+use berth_inventory::{Package, PackageKind};
+
+/// Fails the test with the Debian package to install when a tool is missing.
+fn need(cmd: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{cmd}` is missing: install the Debian package `{package}` (scripts/install-peers.sh)"
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Three source packages, one with a subpackage, one with an epoch, one with an explicit
+/// epoch 0, a dash-laden name, and licenses with spaces and parentheses.
+const SPECS: &[(&str, &str)] = &[
+    (
+        "alpha",
+        "Name: alpha\nVersion: 1.2.3\nRelease: 4\nEpoch: 2\nSummary: a\n\
+         License: MIT and (GPL-2.0-or-later)\nBuildArch: noarch\n%description\na\n\
+         %package tools\nSummary: t\nLicense: Apache-2.0\n%description tools\nt\n\
+         %files\n%files tools\n",
+    ),
+    (
+        "py-beta-lib",
+        "Name: py-beta-lib\nVersion: 0.9~rc1\nRelease: 1.fc40\nSummary: b\n\
+         License: BSD-3-Clause\nBuildArch: noarch\n%description\nb\n%files\n",
+    ),
+    (
+        "gamma",
+        "Name: gamma\nVersion: 2024.1^post2\nRelease: 7.el9_4\nEpoch: 0\nSummary: g\n\
+         License: LGPL-2.1-or-later\nBuildArch: noarch\n%description\ng\n%files\n",
+    ),
+];
+
+/// The query format that prints what the reader gives: `[epoch:]` only when the header
+/// has an EPOCH tag (as `Package::version` is documented), and empty fields for absent tags.
+const QF: &str =
+    "%{NAME}|%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}|[%{ARCH}]|[%{LICENSE}]|[%{SOURCERPM}]\\n";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    /// `rpm -qa` on the root, one line per package, gpg-pubkey included.
+    rpm_qa: BTreeSet<String>,
+}
+
+impl Fixture {
+    fn sqlite(&self) -> PathBuf {
+        self.root.join("var/lib/rpm/rpmdb.sqlite")
+    }
+}
+
+/// rpm's options for the fixture root: the database where RHEL puts it (Debian's rpm
+/// defaults to `~/.rpmdb`) and the sqlite backend (forced, though Debian's default).
+fn rpm_in(root: &Path) -> Command {
+    let mut c = Command::new("rpm");
+    c.arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "--define", "_db_backend sqlite"]);
+    c
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        need("rpm", "rpm");
+        need("rpmbuild", "rpm");
+        need("gpg", "gpg");
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("rpmbuild");
+        std::fs::create_dir_all(top.join("SPECS")).unwrap();
+        for (name, spec) in SPECS {
+            let file = top.join("SPECS").join(format!("{name}.spec"));
+            std::fs::write(&file, spec).unwrap();
+            run(Command::new("rpmbuild")
+                .arg("-bb")
+                .arg("--define")
+                .arg(format!("_topdir {}", top.display()))
+                .arg(&file));
+        }
+        let mut rpms: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        rpms.sort();
+        assert_eq!(rpms.len(), 4, "rpmbuild made {rpms:?}");
+
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        run(rpm_in(&root).arg("--initdb"));
+        run(rpm_in(&root)
+            .args([
+                "-i",
+                "--nodeps",
+                "--noscripts",
+                "--ignoreos",
+                "--ignorearch",
+            ])
+            .args(&rpms));
+        // A trusted key, which rpm stores as a `gpg-pubkey` header in the same table.
+        let home = dir.path().join("gnupg");
+        std::fs::create_dir(&home).unwrap();
+        run(Command::new("gpg").arg("--homedir").arg(&home).args([
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "berth rpm test <rpm@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        let key = run(Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--armor", "--export"]));
+        let key_file = dir.path().join("key.asc");
+        std::fs::write(&key_file, key).unwrap();
+        run(rpm_in(&root).arg("--import").arg(&key_file));
+
+        let rpm_qa = run(rpm_in(&root).args(["-qa", "--qf", QF]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Fixture {
+            _dir: dir,
+            root,
+            rpm_qa,
+        }
+    })
+}
+
+/// A package as the `QF` line prints it.
+fn line(p: &Package) -> String {
+    let mut s = String::new();
+    let srpm = match (&p.source_name, &p.source_version) {
+        (Some(n), Some(v)) => format!("{n}-{v}.src.rpm"),
+        (Some(n), None) => {
+            let vr = p
+                .version
+                .split_once(':')
+                .map_or(p.version.as_str(), |x| x.1);
+            format!("{n}-{vr}.src.rpm")
+        }
+        (None, _) => String::new(),
+    };
+    write!(
+        s,
+        "{}|{}|{}|{}|{}",
+        p.name,
+        p.version,
+        p.arch.as_deref().unwrap_or(""),
+        p.license.as_deref().unwrap_or(""),
+        srpm
+    )
+    .unwrap();
+    s
+}
+
+fn without_gpg_pubkey(qa: &BTreeSet<String>) -> BTreeSet<String> {
+    qa.iter()
+        .filter(|l| !l.starts_with("gpg-pubkey|"))
+        .cloned()
+        .collect()
+}
+
+fn lines(pkgs: &[Package]) -> BTreeSet<String> {
+    pkgs.iter().map(line).collect()
+}
+
+#[test]
+fn sqlite_database_reads_as_rpm_qa_lists_it() {
+    let f = fixture();
+    // rpm lists the imported key as a package; the reader leaves it out on purpose.
+    assert!(
+        f.rpm_qa.iter().any(|l| l.starts_with("gpg-pubkey|")),
+        "{:?}",
+        f.rpm_qa
+    );
+    let pkgs = read_rpmdb_sqlite(&f.sqlite()).unwrap();
+    assert_eq!(lines(&pkgs), without_gpg_pubkey(&f.rpm_qa));
+    assert_eq!(pkgs.len(), 4);
+
+    let tools = pkgs.iter().find(|p| p.name == "alpha-tools").unwrap();
+    assert_eq!(tools.kind, PackageKind::Rpm);
+    assert_eq!(tools.version, "2:1.2.3-4");
+    assert_eq!(tools.source_name.as_deref(), Some("alpha"));
+    assert_eq!(tools.source_version, None);
+    assert_eq!(tools.license.as_deref(), Some("Apache-2.0"));
+    assert_eq!(
+        tools.purl,
+        "pkg:rpm/alpha-tools@1.2.3-4?arch=noarch&epoch=2"
+    );
+    let beta = pkgs.iter().find(|p| p.name == "py-beta-lib").unwrap();
+    assert_eq!(beta.version, "0.9~rc1-1.fc40");
+    assert_eq!(beta.source_name.as_deref(), Some("py-beta-lib"));
+    let gamma = pkgs.iter().find(|p| p.name == "gamma").unwrap();
+    assert_eq!(gamma.version, "0:2024.1^post2-7.el9_4");
+}
+
+#[test]
+fn sqlite_copy_without_wal_files_is_read_and_left_unchanged() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("rpmdb.sqlite");
+    std::fs::copy(f.sqlite(), &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let pkgs = read_rpmdb(&copy).unwrap();
+    assert_eq!(lines(&pkgs), without_gpg_pubkey(&f.rpm_qa));
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        before,
+        "the database was modified"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["rpmdb.sqlite"], "files appeared next to the copy");
+}
+
+/// A transaction committed to the write-ahead log but not yet checkpointed into the main
+/// file (rpm stopped before closing the database) is part of the database for rpm; the
+/// reader, given the `-wal` beside the copy, must see it too.
+#[test]
+fn committed_transactions_still_in_the_wal_are_read_as_rpm_reads_them() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    std::fs::copy(f.sqlite(), live.join("rpmdb.sqlite")).unwrap();
+    let conn = rusqlite::Connection::open(live.join("rpmdb.sqlite")).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "rpm writes its database in WAL mode");
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    // A second copy of the first installed package, as a new record.
+    conn.execute(
+        "INSERT INTO Packages (blob) SELECT blob FROM Packages ORDER BY hnum LIMIT 1",
+        [],
+    )
+    .unwrap();
+    // Copies taken while the writer is still open: the new row is only in the -wal.
+    let ours = dir.path().join("ours");
+    let rpms = dir.path().join("rpms");
+    let rpms_db = rpms.join("var/lib/rpm");
+    for d in [&ours, &rpms_db] {
+        std::fs::create_dir_all(d).unwrap();
+        for name in ["rpmdb.sqlite", "rpmdb.sqlite-wal"] {
+            std::fs::copy(live.join(name), d.join(name)).unwrap();
+        }
+    }
+    drop(conn);
+    assert!(std::fs::metadata(ours.join("rpmdb.sqlite-wal")).unwrap().len() > 0);
+    let main_before = std::fs::read(ours.join("rpmdb.sqlite")).unwrap();
+
+    let mut ours_lines: Vec<String> = read_rpmdb_sqlite(&ours.join("rpmdb.sqlite"))
+        .unwrap()
+        .iter()
+        .map(line)
+        .collect();
+    ours_lines.sort();
+    let mut rpm_lines: Vec<String> = run(rpm_in(&rpms).args(["-qa", "--qf", QF]))
+        .lines()
+        .filter(|l| !l.starts_with("gpg-pubkey|"))
+        .map(str::to_string)
+        .collect();
+    rpm_lines.sort();
+    assert_eq!(ours_lines.len(), 5, "{ours_lines:?}");
+    assert_eq!(ours_lines, rpm_lines);
+    assert_eq!(
+        std::fs::read(ours.join("rpmdb.sqlite")).unwrap(),
+        main_before,
+        "the database file was modified"
+    );
+}
+
+/// Writes the fixture's headers into a BerkeleyDB hash file with libdb's own loader, the
+/// way rpm < 4.16 stores them: key = header number in the file's byte order, plus rpm's
+/// record 0 (the next free header number).
+fn bdb_packages(dir: &Path, page_size: u32, big_endian: bool) -> PathBuf {
+    need("db5.3_load", "db5.3-util");
+    let f = fixture();
+    let conn = rusqlite::Connection::open_with_flags(
+        f.sqlite(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages").unwrap();
+    let rows: Vec<(u32, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = |n: u32| {
+        let b = if big_endian {
+            n.to_be_bytes()
+        } else {
+            n.to_le_bytes()
+        };
+        hex(&b)
+    };
+    let mut input = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
+    let next = rows.iter().map(|r| r.0).max().unwrap() + 1;
+    writeln!(input, " {}\n {}", key(0), key(next)).unwrap();
+    for (hnum, blob) in &rows {
+        writeln!(input, " {}\n {}", key(*hnum), hex(blob)).unwrap();
+    }
+    input.push_str("DATA=END\n");
+    let dbdir = dir.join(format!("db-{page_size}-{big_endian}"));
+    std::fs::create_dir(&dbdir).unwrap();
+    let input_file = dir.join(format!("load-{page_size}-{big_endian}.txt"));
+    std::fs::write(&input_file, input).unwrap();
+    let out = dbdir.join("Packages");
+    run(Command::new("db5.3_load")
+        .args(["-c", &format!("db_pagesize={page_size}")])
+        .args([
+            "-c",
+            if big_endian {
+                "db_lorder=4321"
+            } else {
+                "db_lorder=1234"
+            },
+        ])
+        .arg("-f")
+        .arg(&input_file)
+        .arg(&out));
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            write!(s, "{x:02x}").unwrap();
+            s
+        })
+}
+
+/// `rpm -qa` through rpm's own read-only BerkeleyDB backend.
+fn rpm_qa_bdb(packages: &Path) -> BTreeSet<String> {
+    run(Command::new("rpm")
+        .arg("--dbpath")
+        .arg(packages.parent().unwrap())
+        .args(["--define", "_db_backend bdb_ro", "-qa", "--qf", QF]))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn berkeley_db_reads_as_rpm_qa_lists_it() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    // 512-byte pages put every header on a chain of overflow pages; 64 KiB pages keep
+    // them inline on the hash page; big-endian files come from big-endian hosts.
+    for (page_size, big) in [(512, false), (4096, false), (65536, false), (512, true)] {
+        let packages = bdb_packages(dir.path(), page_size, big);
+        let by_rpm = rpm_qa_bdb(&packages);
+        assert_eq!(
+            by_rpm, f.rpm_qa,
+            "rpm reads the loaded file as the original"
+        );
+        let pkgs = read_rpmdb_bdb(&packages).unwrap();
+        assert_eq!(
+            lines(&pkgs),
+            without_gpg_pubkey(&by_rpm),
+            "page size {page_size}, big-endian {big}"
+        );
+        assert_eq!(lines(&read_rpmdb(&packages).unwrap()), lines(&pkgs));
+    }
+}
+
+#[test]
+fn berkeley_db_damage_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let packages = bdb_packages(dir.path(), 512, false);
+    let good = std::fs::read(&packages).unwrap();
+    let bad = dir.path().join("bad");
+    // Truncated: the meta page says more pages than there are.
+    std::fs::write(&bad, &good[..good.len() - 512]).unwrap();
+    let err = read_rpmdb_bdb(&bad).unwrap_err();
+    assert!(err.to_string().contains("past the end"), "{err}");
+    // Every 7th byte of the file flipped in turn: errors or packages, never a panic,
+    // and never more packages than there are records (a flipped `gpg-pubkey` name makes
+    // the key's record a package: 5).
+    let mut errors = 0;
+    for at in (0..good.len()).step_by(7) {
+        let mut b = good.clone();
+        b[at] ^= 0xff;
+        std::fs::write(&bad, &b).unwrap();
+        match read_rpmdb_bdb(&bad) {
+            Ok(p) => assert!(p.len() <= 5, "byte {at}: {p:?}"),
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors > 0);
+}
+
+#[test]
+fn not_an_rpm_database_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("Packages");
+    std::fs::write(&junk, b"hello, this is not a database at all").unwrap();
+    match read_rpmdb(&junk) {
+        Err(RpmError::UnknownFormat { path }) => assert!(path.ends_with("Packages")),
+        other => panic!("{other:?}"),
+    }
+    let err = read_rpmdb_sqlite(&junk).unwrap_err();
+    assert!(matches!(err, RpmError::Sqlite { .. }), "{err}");
+    let err = read_rpmdb_bdb(&junk).unwrap_err();
+    assert!(matches!(err, RpmError::Bdb { .. }), "{err}");
+}
