@@ -9,8 +9,14 @@ pub enum RemoteError {
     NotFound { what: String },
     #[error("{registry}: authentication required or invalid username/password")]
     Unauthorized { registry: String },
-    #[error("{what}: access denied")]
-    Denied { what: String },
+    /// `403`, with the registry's own explanation when it gave one (berth's registry
+    /// says which limit or rule refused: "… has 32 signatures, the most one manifest
+    /// may carry").
+    #[error("{what}: access denied{}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Denied {
+        what: String,
+        reason: Option<String>,
+    },
     #[error("{url}: HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
         url: String,
@@ -83,6 +89,19 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
 }
 
 /// The first error of a registry's `{"errors":[{code,message,detail}]}` body, as text.
+/// The `detail` string of the first error of a registry's error body, alone.
+pub(crate) fn registry_detail_text(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let detail = v.get("errors")?.get(0)?.get("detail")?.as_str()?;
+    // Another party's words on our terminal: no control characters, bounded.
+    let text: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect();
+    (!text.is_empty()).then_some(text)
+}
+
 pub(crate) fn registry_detail(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let e = v.get("errors")?.get(0)?;

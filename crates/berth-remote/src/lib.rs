@@ -22,6 +22,7 @@ mod error;
 mod referrers;
 mod registry;
 mod search;
+mod shared;
 mod signatures;
 
 pub use blobs::ByteStream;

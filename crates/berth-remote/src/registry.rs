@@ -12,7 +12,8 @@ use reqwest::header::{
 use reqwest::{Method, Response, StatusCode};
 
 use crate::challenge::{self, Challenge};
-use crate::error::{answered_without_tls, registry_detail, RemoteError};
+use crate::error::{answered_without_tls, registry_detail, registry_detail_text, RemoteError};
+use crate::shared;
 
 /// Every manifest type berth reads, as clients send it.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -98,6 +99,8 @@ pub struct Registry {
     http: reqwest::Client,
     options: Options,
     state: Mutex<State>,
+    /// Held while pinging, so that requests sent at once ping the registry once.
+    pinging: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -126,22 +129,28 @@ pub fn api_endpoint(host: &str) -> &str {
 impl Registry {
     /// A client for `host` (`host[:port]`).
     pub fn new(host: &str, options: Options) -> Result<Registry, RemoteError> {
-        let mut builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(!options.tls_verify)
-            .connect_timeout(Duration::from_secs(30))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        for dir in &options.cert_dirs {
-            builder = with_cert_dir(builder, dir)?;
-        }
-        let http = builder
-            .build()
-            .map_err(|e| RemoteError::Invalid(format!("HTTP client: {e}")))?;
+        let http = shared::client(options.tls_verify, &options.cert_dirs, || {
+            let mut builder = reqwest::Client::builder()
+                .danger_accept_invalid_certs(!options.tls_verify)
+                // Certificates are not checked: loading the system's authorities
+                // would only cost time.
+                .tls_built_in_root_certs(options.tls_verify)
+                .connect_timeout(Duration::from_secs(30))
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+            for dir in &options.cert_dirs {
+                builder = with_cert_dir(builder, dir)?;
+            }
+            builder
+                .build()
+                .map_err(|e| RemoteError::Invalid(format!("HTTP client: {e}")))
+        })?;
         Ok(Registry {
             host: host.to_string(),
             endpoint: api_endpoint(host).to_string(),
             http,
             options,
             state: Mutex::new(State::default()),
+            pinging: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -171,15 +180,29 @@ impl Registry {
 
     /// Finds the scheme and the login scheme with `GET /v2/` (without credentials).
     async fn ping(&self) -> Result<(String, Option<Challenge>), RemoteError> {
-        {
+        let known = || {
             let st = self.state();
-            if let (Some(base), Some(ch)) = (&st.base, &st.challenge) {
-                return Ok((base.clone(), ch.clone()));
+            match (&st.base, &st.challenge) {
+                (Some(base), Some(ch)) => Some((base.clone(), ch.clone())),
+                _ => None,
             }
+        };
+        if let Some(k) = known() {
+            return Ok(k);
+        }
+        let _one_at_a_time = self.pinging.lock().await;
+        if let Some(k) = known() {
+            return Ok(k);
         }
         let mut schemes = vec!["https"];
         if !self.options.tls_verify {
-            schemes.push("http");
+            // An endpoint that answered over plain HTTP before is asked that way
+            // first; https is still tried should that fail.
+            if shared::known_plain_http(&self.endpoint) {
+                schemes.insert(0, "http");
+            } else {
+                schemes.push("http");
+            }
         }
         let mut last = None;
         for scheme in schemes {
@@ -204,6 +227,9 @@ impl Registry {
                         .headers()
                         .get("x-registry-supports-signatures")
                         .is_some_and(|v| v.as_bytes() == b"1");
+                    if scheme == "http" {
+                        shared::remember_plain_http(&self.endpoint);
+                    }
                     let mut st = self.state();
                     st.supports_signatures = signatures;
                     st.base = Some(base.clone());
@@ -667,6 +693,7 @@ pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
         },
         StatusCode::FORBIDDEN => RemoteError::Denied {
             what: what.to_string(),
+            reason: registry_detail_text(&body),
         },
         s => RemoteError::Status {
             url,
