@@ -88,7 +88,6 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
     false
 }
 
-/// The first error of a registry's `{"errors":[{code,message,detail}]}` body, as text.
 /// The `detail` string of the first error of a registry's error body, alone.
 pub(crate) fn registry_detail_text(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -102,6 +101,7 @@ pub(crate) fn registry_detail_text(body: &[u8]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The first error of a registry's `{"errors":[{code,message,detail}]}` body, as text.
 pub(crate) fn registry_detail(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let e = v.get("errors")?.get(0)?;
@@ -116,4 +116,27 @@ pub(crate) fn registry_detail(body: &[u8]) -> Option<String> {
             .trim_start_matches(": ")
             .to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_carries_the_registrys_reason_without_control_characters() {
+        let body = br#"{"errors":[{"code":"DENIED","message":"denied","detail":"r@d has 32 signatures\u001b[2J"}]}"#;
+        let e = RemoteError::Denied {
+            what: "r".into(),
+            reason: registry_detail_text(body),
+        };
+        assert_eq!(e.to_string(), "r: access denied (r@d has 32 signatures[2J)");
+        // No detail (or one that is not a string): the bare words.
+        for body in [&br#"{"errors":[{"code":"DENIED"}]}"#[..], b"not json"] {
+            let e = RemoteError::Denied {
+                what: "r".into(),
+                reason: registry_detail_text(body),
+            };
+            assert_eq!(e.to_string(), "r: access denied");
+        }
+    }
 }
