@@ -6,9 +6,25 @@
 //! artifacts without reading a layer again: the newest copy of each database wins,
 //! whiteouts and opaque folders hide what is below them.
 
+mod apk;
+mod containerfile;
+mod dpkg;
+mod error;
+mod layer;
 pub mod model;
+mod osrelease;
+mod paths;
+mod purl;
 pub mod rpm;
+mod squash;
 
+pub use containerfile::instruction;
+pub use error::InventoryError;
+pub use layer::analyze_layer;
 pub use model::{
-    Containerfile, ContainerfileStep, Inventory, LayerArtifacts, OsInfo, Package, PackageKind,
+    Containerfile, ContainerfileStep, HistoryEntry, ImageHistory, Inventory, LayerArtifacts,
+    LayerRef, OsInfo, Package, PackageKind,
 };
+pub use osrelease::parse_os_release;
+pub use purl::purl;
+pub use squash::{base_image, squash, unreadable_files};

@@ -99,6 +99,15 @@ pub struct LayerArtifacts {
     /// Folders this layer makes opaque (`.wh..wh..opq`): everything below them in
     /// lower layers is hidden.
     pub opaque_dirs: Vec<String>,
+    /// Allow-listed paths that are symbolic links in this layer: path -> target as
+    /// written (`etc/os-release` -> `../usr/lib/os-release`). Squashing follows them.
+    #[serde(default)]
+    pub symlinks: Vec<(String, String)>,
+    /// Allow-listed files this layer carries but that could not be read: path ->
+    /// reason (over the size limit, malformed, a format not read). The path still
+    /// counts as present, so it hides lower copies instead of letting a stale one win.
+    #[serde(default)]
+    pub errors: Vec<(String, String)>,
 }
 
 /// An image's (one platform's) inventory.
@@ -107,4 +116,36 @@ pub struct Inventory {
     pub os: Option<OsInfo>,
     pub packages: Vec<Package>,
     pub containerfile: Option<Containerfile>,
+}
+
+/// One entry of an image config's `history[]` (OCI image spec, `config.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// True for steps that made no layer (`ENV`, `CMD`, ...): only the others line up
+    /// with `rootfs.diff_ids`.
+    #[serde(default)]
+    pub empty_layer: bool,
+}
+
+/// One layer of the image, in manifest order (bottom first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Compressed size, from the manifest's layer descriptor.
+    pub size: u64,
+    /// Uncompressed digest, from the config's `rootfs.diff_ids`.
+    pub diff_id: String,
+}
+
+/// What [`crate::squash`] needs from the image config and manifest to reconstruct the
+/// Containerfile with each step's layer: the history and the layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageHistory {
+    pub history: Vec<HistoryEntry>,
+    pub layers: Vec<LayerRef>,
 }
