@@ -1,0 +1,540 @@
+//! What the catalog API answers, as plain data (serde), for the registry's
+//! `/api/v1/repositories/NAME[/manifests/DIGEST[/packages|/vulnerabilities|
+//! /containerfile|/sbom]]` routes. Access control is the caller's job: these take a
+//! repository the caller may read.
+//!
+//! Allow-lists are applied here, at query time, so an entry's expiry takes effect
+//! without a rematch: grades and counts are computed from the findings minus the
+//! entries in force.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_image::Digest;
+use berth_inventory::{Containerfile, Inventory, Package};
+use berth_vuln::{Finding, Grade, Level};
+use serde::Serialize;
+
+use crate::store::{ScanRecord, ScanStatus};
+use crate::{unix_now, Catalog, CatalogError, Result};
+
+/// One image of a tag (an index has one per platform).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageSummary {
+    pub digest: String,
+    pub platform: Option<String>,
+    pub created: Option<String>,
+    pub size: u64,
+    /// `ok`, `failed`, `pending` (not scanned yet).
+    pub status: String,
+    pub error: Option<String>,
+    pub grade: Option<String>,
+    pub critical: usize,
+    pub high: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TagSummary {
+    pub tag: String,
+    pub digest: String,
+    /// When the tag was last set (unix seconds).
+    pub pushed_at: i64,
+    pub media_type: Option<String>,
+    pub images: Vec<ImageSummary>,
+    /// The worst grade of its images.
+    pub grade: Option<String>,
+    pub critical: usize,
+    pub high: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RepositoryView {
+    pub name: String,
+    pub description: Option<String>,
+    /// Newest first, semver-aware ([`crate::tags`]).
+    pub tags: Vec<TagSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ManifestView {
+    pub repository: String,
+    pub digest: String,
+    pub media_type: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The images: itself, or an index's children.
+    pub images: Vec<ImageDetail>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageDetail {
+    #[serde(flatten)]
+    pub summary: ImageSummary,
+    pub labels: BTreeMap<String, String>,
+    pub os: Option<berth_inventory::OsInfo>,
+    pub base_image: Option<String>,
+    pub packages: usize,
+    pub next_grade_drop: Option<i64>,
+}
+
+/// Packages of an image against another's (`?diff=`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PackageDiff {
+    pub added: Vec<Package>,
+    pub removed: Vec<Package>,
+    /// `(from, to)`: same name and architecture, another version.
+    pub changed: Vec<(Package, Package)>,
+}
+
+/// A finding as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FindingView {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// Tags of the same repository whose image (same platform) does not have it.
+    pub fixed_in_tags: Vec<String>,
+    /// The allow-list entry in force for it, if any (it then counts for nothing).
+    pub allowed: Option<crate::AllowEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VulnerabilityReport {
+    pub digest: String,
+    pub grade: Option<String>,
+    pub next_grade_drop: Option<i64>,
+    pub counts: BTreeMap<String, usize>,
+    pub findings: Vec<FindingView>,
+    /// The vulnerability data's imports (how fresh it is).
+    pub data: Vec<serde_json::Value>,
+}
+
+/// Filters of `/vulnerabilities`.
+#[derive(Debug, Clone, Default)]
+pub struct VulnFilter {
+    /// Only findings with a fixed version.
+    pub fixable: bool,
+    /// Only these levels (`critical`, `high`, ...; any case). Empty: all.
+    pub severities: Vec<String>,
+}
+
+/// A finding that an allow-list entry in force covers.
+type Allowed = (Finding, crate::AllowEntry);
+/// An image digest and its platform (as its index names it).
+type PlatformImage = (String, Option<String>);
+
+fn level_name(l: Level) -> String {
+    format!("{l:?}")
+}
+
+impl Catalog {
+    /// The findings of an image with the allow-list of `repo` applied at `now`:
+    /// `(counted, allowed with their entries)`.
+    fn findings_split(
+        &self,
+        repo: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<(Vec<Finding>, Vec<Allowed>)> {
+        let allow: BTreeMap<String, crate::AllowEntry> = self
+            .db
+            .allowlist(repo, now)?
+            .into_iter()
+            .map(|e| (e.finding_id.clone(), e))
+            .collect();
+        let mut counted = Vec::new();
+        let mut allowed = Vec::new();
+        for row in self.db.findings(digest)? {
+            let f: Finding = serde_json::from_value(row.json)
+                .map_err(|e| CatalogError::Corrupt(format!("finding of {digest}: {e}")))?;
+            let entry = std::iter::once(&f.id)
+                .chain(&f.aliases)
+                .find_map(|id| allow.get(id).cloned());
+            match entry {
+                Some(e) => allowed.push((f, e)),
+                None => counted.push(f),
+            }
+        }
+        Ok((counted, allowed))
+    }
+
+    /// Grade of an image in `repo` at `now` (allow-list applied); none without data
+    /// or inventory.
+    fn grade_of(
+        &self,
+        repo: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<(Option<Grade>, usize, usize)> {
+        let inv = self.db.inventory(digest)?;
+        if inv.as_ref().is_none_or(|i| i.grade.is_none()) {
+            return Ok((None, 0, 0));
+        }
+        let (counted, _) = self.findings_split(repo, digest, now)?;
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
+        let count = |l: Level| counted.iter().filter(|f| f.severity.level == l).count();
+        Ok((
+            Some(berth_vuln::grade(&counted, at)),
+            count(Level::Critical),
+            count(Level::High),
+        ))
+    }
+
+    fn image_summary(
+        &self,
+        repo: &str,
+        digest: &str,
+        platform: Option<String>,
+        now: i64,
+    ) -> Result<ImageSummary> {
+        let inv = self.db.inventory(digest)?;
+        let (grade, critical, high) = self.grade_of(repo, digest, now)?;
+        Ok(match inv {
+            None => ImageSummary {
+                digest: digest.to_string(),
+                platform,
+                created: None,
+                size: 0,
+                status: "pending".into(),
+                error: None,
+                grade: None,
+                critical: 0,
+                high: 0,
+            },
+            Some(inv) => ImageSummary {
+                digest: digest.to_string(),
+                platform: inv.facts.platform.clone().or(platform),
+                created: inv.facts.created.clone(),
+                size: inv.facts.size,
+                status: if inv.result.is_ok() { "ok" } else { "failed" }.into(),
+                error: inv.result.as_ref().err().cloned(),
+                grade: grade.map(|g| format!("{:?}", g.letter)),
+                critical,
+                high,
+            },
+        })
+    }
+
+    /// The images a manifest stands for: itself, or an index's children.
+    fn images_of(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(Option<ScanRecord>, Vec<PlatformImage>)> {
+        let scan = self.db.scan(repo, digest)?;
+        let images = match &scan {
+            Some(s) if !s.children.is_empty() => s
+                .children
+                .iter()
+                .map(|c| (c.digest.clone(), c.platform.clone()))
+                .collect(),
+            _ => vec![(digest.to_string(), None)],
+        };
+        Ok((scan, images))
+    }
+
+    /// `/api/v1/repositories/NAME`: its description and tags, newest first.
+    pub fn repository(&self, repo: &str) -> Result<Option<RepositoryView>> {
+        if !self.meta.repository_exists(repo)? {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let mut tags = self.meta.tag_entries(repo)?;
+        tags.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
+        let mut out = Vec::with_capacity(tags.len());
+        for (tag, digest, pushed_at) in tags {
+            let d = digest.to_string();
+            let (scan, images) = self.images_of(repo, &d)?;
+            let images = images
+                .into_iter()
+                .map(|(d, p)| self.image_summary(repo, &d, p, now))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(TagSummary {
+                grade: worst_grade(images.iter().filter_map(|i| i.grade.as_deref())),
+                critical: images.iter().map(|i| i.critical).sum(),
+                high: images.iter().map(|i| i.high).sum(),
+                tag,
+                digest: d,
+                pushed_at,
+                media_type: scan.map(|s| s.media_type),
+                images,
+            });
+        }
+        let description = self.db.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT description FROM search_repos WHERE repository = ?1")?
+                    .query_row([repo], |r| r.get::<_, Option<String>>(0))
+                    .ok()
+                    .flatten(),
+            )
+        })?;
+        Ok(Some(RepositoryView {
+            name: repo.to_string(),
+            description,
+            tags: out,
+        }))
+    }
+
+    /// `/api/v1/repositories/NAME/manifests/DIGEST`: the overview.
+    pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestView>> {
+        let Some(stored) = self.meta.manifest_by_digest(repo, digest)? else {
+            return Ok(None);
+        };
+        let d = digest.to_string();
+        let now = unix_now();
+        let (scan, images) = self.images_of(repo, &d)?;
+        let mut details = Vec::new();
+        for (img, platform) in images {
+            let summary = self.image_summary(repo, &img, platform, now)?;
+            let inv = self.db.inventory(&img)?;
+            let (grade, _, _) = self.grade_of(repo, &img, now)?;
+            details.push(ImageDetail {
+                summary,
+                labels: inv
+                    .as_ref()
+                    .map(|i| i.facts.labels.clone())
+                    .unwrap_or_default(),
+                os: inv
+                    .as_ref()
+                    .and_then(|i| i.result.as_ref().ok())
+                    .and_then(|i| i.os.clone()),
+                base_image: inv.as_ref().and_then(|i| i.facts.base_image.clone()),
+                packages: inv
+                    .as_ref()
+                    .and_then(|i| i.result.as_ref().ok())
+                    .map_or(0, |i| i.packages.len()),
+                next_grade_drop: grade.and_then(|g| g.next_drop),
+            });
+        }
+        Ok(Some(ManifestView {
+            repository: repo.to_string(),
+            digest: d,
+            media_type: Some(stored.media_type),
+            status: match scan.as_ref().map(|s| s.status) {
+                None => "pending".into(),
+                Some(ScanStatus::Ok) => "ok".into(),
+                Some(ScanStatus::Failed) => "failed".into(),
+                Some(ScanStatus::Skipped) => "skipped".into(),
+            },
+            error: scan.as_ref().and_then(|s| s.error.clone()),
+            annotations: scan.map(|s| s.annotations).unwrap_or_default(),
+            images: details,
+        }))
+    }
+
+    /// An image's inventory (for `/packages`, `/containerfile`, SBOMs). `Err` of the
+    /// inner result: why the scan failed.
+    pub fn inventory(
+        &self,
+        digest: &str,
+    ) -> Result<Option<std::result::Result<Inventory, String>>> {
+        Ok(self.db.inventory(digest)?.map(|i| i.result))
+    }
+
+    /// `/packages`: an image's packages whose name contains `name` (all when empty).
+    pub fn packages(&self, digest: &str, name: &str) -> Result<Option<Vec<Package>>> {
+        let Some(Ok(inv)) = self.inventory(digest)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            inv.packages
+                .into_iter()
+                .filter(|p| name.is_empty() || p.name.contains(name))
+                .collect(),
+        ))
+    }
+
+    /// `/packages?diff=OTHER`: what `digest` has that `other` has not, and back.
+    pub fn package_diff(&self, digest: &str, other: &str) -> Result<Option<PackageDiff>> {
+        let (Some(Ok(a)), Some(Ok(b))) = (self.inventory(digest)?, self.inventory(other)?) else {
+            return Ok(None);
+        };
+        Ok(Some(diff_packages(&b.packages, &a.packages)))
+    }
+
+    /// `/containerfile`.
+    pub fn containerfile(&self, digest: &str) -> Result<Option<Containerfile>> {
+        Ok(match self.inventory(digest)? {
+            Some(Ok(inv)) => inv.containerfile,
+            _ => None,
+        })
+    }
+
+    /// `/vulnerabilities`: an image's findings in `repo`, allow-list applied, with
+    /// the tags of the same repository that no longer have each.
+    pub fn vulnerabilities(
+        &self,
+        repo: &str,
+        digest: &str,
+        filter: &VulnFilter,
+    ) -> Result<Option<VulnerabilityReport>> {
+        let Some(inv) = self.db.inventory(digest)? else {
+            return Ok(None);
+        };
+        let now = unix_now();
+        let (counted, allowed) = self.findings_split(repo, digest, now)?;
+        let (grade, _, _) = self.grade_of(repo, digest, now)?;
+        let mut counts = BTreeMap::new();
+        for f in &counted {
+            *counts.entry(level_name(f.severity.level)).or_insert(0) += 1;
+        }
+        // Other tags' images of the same platform, and the finding keys they have.
+        let mut others: Vec<(String, BTreeSet<(String, String)>)> = Vec::new();
+        for (tag, d, _) in self.meta.tag_entries(repo)? {
+            let (_, images) = self.images_of(repo, &d.to_string())?;
+            let same = images.iter().find(|(img, _)| {
+                self.db
+                    .inventory(img)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|i| i.facts.platform == inv.facts.platform && i.result.is_ok())
+            });
+            if let Some((img, _)) = same {
+                if img == digest {
+                    continue;
+                }
+                let keys = self
+                    .db
+                    .findings(img)?
+                    .into_iter()
+                    .map(|f| (f.id, f.package))
+                    .collect();
+                others.push((tag, keys));
+            }
+        }
+        let severities: Vec<String> = filter.severities.iter().map(|s| s.to_lowercase()).collect();
+        let keep = |f: &Finding| {
+            (!filter.fixable || f.fixed.is_some())
+                && (severities.is_empty()
+                    || severities.contains(&level_name(f.severity.level).to_lowercase()))
+        };
+        let view = |f: Finding, allowed: Option<crate::AllowEntry>| {
+            let key = (f.id.clone(), f.package.clone());
+            let fixed_in_tags = others
+                .iter()
+                .filter(|(_, keys)| !keys.contains(&key))
+                .map(|(t, _)| t.clone())
+                .collect();
+            FindingView {
+                finding: f,
+                fixed_in_tags,
+                allowed,
+            }
+        };
+        let mut findings: Vec<FindingView> = counted
+            .into_iter()
+            .filter(|f| keep(f))
+            .map(|f| view(f, None))
+            .chain(
+                allowed
+                    .into_iter()
+                    .filter(|(f, _)| keep(f))
+                    .map(|(f, e)| view(f, Some(e))),
+            )
+            .collect();
+        findings.sort_by(|a, b| {
+            a.finding
+                .severity
+                .level
+                .cmp(&b.finding.severity.level)
+                .then_with(|| a.finding.id.cmp(&b.finding.id))
+                .then_with(|| a.finding.package.cmp(&b.finding.package))
+        });
+        Ok(Some(VulnerabilityReport {
+            digest: digest.to_string(),
+            grade: grade.map(|g| format!("{:?}", g.letter)),
+            next_grade_drop: grade.and_then(|g| g.next_drop),
+            counts,
+            findings,
+            data: self.vuln_imports()?,
+        }))
+    }
+}
+
+/// The worst of some grades (`F` worst of the letters; `Unknown` only when nothing
+/// else is known).
+fn worst_grade<'a>(grades: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut worst: Option<&str> = None;
+    for g in grades {
+        worst = Some(match worst {
+            None => g,
+            Some("Unknown") => g,
+            Some(w) if g != "Unknown" && g > w => g,
+            Some(w) => w,
+        });
+    }
+    worst.map(String::from)
+}
+
+/// Packages of `to` against `from`, keyed by (kind, name, architecture).
+pub fn diff_packages(from: &[Package], to: &[Package]) -> PackageDiff {
+    let key = |p: &Package| (format!("{:?}", p.kind), p.name.clone(), p.arch.clone());
+    let old: BTreeMap<_, &Package> = from.iter().map(|p| (key(p), p)).collect();
+    let new: BTreeMap<_, &Package> = to.iter().map(|p| (key(p), p)).collect();
+    let mut d = PackageDiff {
+        added: vec![],
+        removed: vec![],
+        changed: vec![],
+    };
+    for (k, p) in &new {
+        match old.get(k) {
+            None => d.added.push((*p).clone()),
+            Some(o) if o.version != p.version => d.changed.push(((*o).clone(), (*p).clone())),
+            Some(_) => {}
+        }
+    }
+    for (k, p) in &old {
+        if !new.contains_key(k) {
+            d.removed.push((*p).clone());
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_inventory::PackageKind;
+
+    fn p(name: &str, v: &str) -> Package {
+        Package {
+            kind: PackageKind::Deb,
+            name: name.into(),
+            version: v.into(),
+            source_name: None,
+            source_version: None,
+            arch: Some("amd64".into()),
+            license: None,
+            purl: String::new(),
+            db_path: String::new(),
+            layer_index: 0,
+        }
+    }
+
+    #[test]
+    fn package_diff_names_added_removed_changed() {
+        let d = diff_packages(
+            &[p("a", "1"), p("b", "1"), p("c", "1")],
+            &[p("a", "1"), p("b", "2"), p("d", "1")],
+        );
+        assert_eq!(d.added, [p("d", "1")]);
+        assert_eq!(d.removed, [p("c", "1")]);
+        assert_eq!(d.changed, [(p("b", "1"), p("b", "2"))]);
+    }
+
+    #[test]
+    fn the_worst_grade_wins_and_unknown_only_alone() {
+        assert_eq!(
+            worst_grade(["A", "C", "B"].into_iter()).as_deref(),
+            Some("C")
+        );
+        assert_eq!(
+            worst_grade(["Unknown", "B"].into_iter()).as_deref(),
+            Some("B")
+        );
+        assert_eq!(
+            worst_grade(["Unknown"].into_iter()).as_deref(),
+            Some("Unknown")
+        );
+        assert_eq!(worst_grade(std::iter::empty()), None);
+    }
+}

@@ -1,0 +1,945 @@
+//! `catalog.db`: the catalog's own SQLite file, next to `meta.db`.
+//!
+//! Everything here is derived (from manifests, configs and layers), so commits use
+//! `synchronous = NORMAL`: a power loss may lose the last scans, which the next
+//! backfill redoes; it never corrupts the file. Readers take pooled connections and
+//! never wait for the writer (WAL); writes are `BEGIN IMMEDIATE`, so an admin command
+//! (`berth registry scan|vulndb import --root`) can write beside a running server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use berth_inventory::{Containerfile, Inventory, LayerArtifacts, OsInfo, Package};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::{unix_now, CatalogError, Result};
+
+const SCHEMA: &str = include_str!("schema.sql");
+const MAX_IDLE_READERS: usize = 4;
+
+/// The catalog database.
+pub struct CatalogDb {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A layer's stored analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRecord {
+    pub analyzer_version: u32,
+    /// The artifacts, or why the analysis failed.
+    pub result: std::result::Result<LayerArtifacts, String>,
+    pub analyzed_at: i64,
+}
+
+/// What a scan learned about one image manifest (one platform).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageFacts {
+    /// `os/arch[/variant]` from the config.
+    pub platform: Option<String>,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+    pub config_digest: Option<String>,
+    /// The config's `created` (RFC 3339).
+    pub created: Option<String>,
+    /// Config and layers, compressed, as the manifest lists them.
+    pub size: u64,
+    /// The config's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The config's `rootfs.diff_ids`.
+    pub diff_ids: Vec<String>,
+    /// `org.opencontainers.image.base.name` (or `@digest`), else the stored image
+    /// whose layers are a strict prefix of this one's.
+    pub base_image: Option<String>,
+}
+
+/// One image's stored inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredInventory {
+    pub manifest_digest: String,
+    pub analyzer_version: u32,
+    /// The inventory, or why it could not be computed.
+    pub result: std::result::Result<Inventory, String>,
+    pub facts: ImageFacts,
+    /// Grade of the last match (allow-list not applied) and when it drops next.
+    pub grade: Option<String>,
+    pub next_drop: Option<i64>,
+    pub scanned_at: i64,
+}
+
+/// A finding as stored: the columns that are filtered on, and the whole finding as
+/// JSON (whatever fields berth-vuln's `Finding` has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingRow {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub package: String,
+    pub installed: String,
+    pub fixed: Option<String>,
+    /// `Critical`, `High`, `Medium`, `Low`, `Unknown`.
+    pub level: String,
+    pub published: Option<String>,
+    pub json: serde_json::Value,
+}
+
+/// An accepted finding in a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowEntry {
+    pub repository: String,
+    pub finding_id: String,
+    pub reason: String,
+    /// Unix seconds; none: until removed.
+    pub expires_at: Option<i64>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// Where a manifest of a repository stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStatus {
+    Ok,
+    Failed,
+    /// Not an image (a signature, an SBOM, an artifact): nothing to inventory.
+    Skipped,
+}
+
+impl ScanStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Ok => "ok",
+            ScanStatus::Failed => "failed",
+            ScanStatus::Skipped => "skipped",
+        }
+    }
+    fn parse(s: &str) -> ScanStatus {
+        match s {
+            "ok" => ScanStatus::Ok,
+            "skipped" => ScanStatus::Skipped,
+            _ => ScanStatus::Failed,
+        }
+    }
+}
+
+/// A child of an index, as recorded with the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    pub digest: String,
+    pub platform: Option<String>,
+}
+
+/// One row of `scan_state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRecord {
+    pub repository: String,
+    pub manifest_digest: String,
+    pub media_type: String,
+    pub status: ScanStatus,
+    pub error: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// An index's children (each has its own inventory).
+    pub children: Vec<Child>,
+    pub updated_at: i64,
+}
+
+/// What a rematch reads of each inventory: no layer, no config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct Matchable {
+    pub os: Option<OsInfo>,
+    pub packages: Vec<Package>,
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| CatalogError::Corrupt(format!("{what}: {e}")))
+}
+
+impl CatalogDb {
+    /// Opens (creating if needed) `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<CatalogDb> {
+        let writer = connect(path)?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(CatalogDb {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().map_err(poisoned)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => connect(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.readers.lock().map_err(poisoned)?;
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    // ---- layers ----
+
+    pub fn layer(&self, digest: &str) -> Result<Option<LayerRecord>> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT analyzer_version, status, error, artifacts, analyzed_at
+                     FROM layer_artifacts WHERE digest = ?1",
+                )?
+                .query_row([digest], |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((analyzer_version, status, error, artifacts, analyzed_at)) = row else {
+                return Ok(None);
+            };
+            let result = match (status.as_str(), artifacts) {
+                ("ok", Some(a)) => Ok(from_json(&a, &format!("layer {digest}"))?),
+                _ => Err(error.unwrap_or_else(|| "analysis failed".into())),
+            };
+            Ok(Some(LayerRecord {
+                analyzer_version,
+                result,
+                analyzed_at,
+            }))
+        })
+    }
+
+    /// Stores a layer's analysis (replacing an older one).
+    pub fn put_layer(
+        &self,
+        digest: &str,
+        analyzer_version: u32,
+        result: std::result::Result<&LayerArtifacts, &str>,
+    ) -> Result<()> {
+        let (status, error, artifacts) = match result {
+            Ok(a) => ("ok", None, Some(json(a))),
+            Err(e) => ("failed", Some(e), None),
+        };
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO layer_artifacts (digest, analyzer_version, status, error, artifacts, analyzed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (digest) DO UPDATE SET analyzer_version = excluded.analyzer_version,
+                   status = excluded.status, error = excluded.error,
+                   artifacts = excluded.artifacts, analyzed_at = excluded.analyzed_at",
+            )?
+            .execute(params![digest, analyzer_version, status, error, artifacts, unix_now()])?;
+            Ok(())
+        })
+    }
+
+    /// Forgets failed layer analyses, so that the next scan reads those layers again.
+    pub fn forget_failed_layers(&self) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM layer_artifacts WHERE status = 'failed'", [])?))
+    }
+
+    // ---- inventories ----
+
+    /// Stores an image's inventory (or why there is none) with its packages, replacing
+    /// what was there; findings are stored apart ([`CatalogDb::put_findings`]).
+    pub fn put_inventory(
+        &self,
+        digest: &str,
+        analyzer_version: u32,
+        result: std::result::Result<&Inventory, &str>,
+        facts: &ImageFacts,
+    ) -> Result<()> {
+        let (status, error) = match result {
+            Ok(_) => ("ok", None),
+            Err(e) => ("failed", Some(e)),
+        };
+        let inv = result.ok();
+        let os = inv.and_then(|i| i.os.as_ref());
+        let matchable = inv.map(|i| {
+            json(&Matchable {
+                os: i.os.clone(),
+                packages: i.packages.clone(),
+            })
+        });
+        let containerfile = inv.and_then(|i| i.containerfile.as_ref()).map(json);
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO inventories (manifest_digest, analyzer_version, status, error, platform,
+                   os, architecture, os_id, os_version, os_pretty, ecosystem, config_digest, created,
+                   size, labels, diff_ids, base_image, containerfile, inventory, scanned_at, bottom_layer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                 ON CONFLICT (manifest_digest) DO UPDATE SET analyzer_version = excluded.analyzer_version,
+                   status = excluded.status, error = excluded.error, platform = excluded.platform,
+                   os = excluded.os, architecture = excluded.architecture, os_id = excluded.os_id,
+                   os_version = excluded.os_version, os_pretty = excluded.os_pretty,
+                   ecosystem = excluded.ecosystem, config_digest = excluded.config_digest,
+                   created = excluded.created, size = excluded.size, labels = excluded.labels,
+                   diff_ids = excluded.diff_ids, base_image = excluded.base_image,
+                   containerfile = excluded.containerfile, inventory = excluded.inventory,
+                   scanned_at = excluded.scanned_at, bottom_layer = excluded.bottom_layer",
+            )?
+            .execute(params![
+                digest,
+                analyzer_version,
+                status,
+                error,
+                facts.platform,
+                facts.os,
+                facts.architecture,
+                os.map(|o| o.id.clone()),
+                os.and_then(|o| o.version_id.clone()),
+                os.and_then(|o| o.pretty_name.clone()),
+                os.and_then(|o| o.ecosystem.clone()),
+                facts.config_digest,
+                facts.created,
+                facts.size as i64,
+                json(&facts.labels),
+                json(&facts.diff_ids),
+                facts.base_image,
+                containerfile,
+                matchable,
+                unix_now(),
+                facts.diff_ids.first(),
+            ])?;
+            tx.prepare_cached("DELETE FROM packages WHERE manifest_digest = ?1")?
+                .execute([digest])?;
+            if let Some(inv) = inv {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO packages (manifest_digest, seq, name, version, source, arch, kind, layer_index)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (i, p) in inv.packages.iter().enumerate() {
+                    st.execute(params![
+                        digest,
+                        i as i64,
+                        p.name,
+                        p.version,
+                        p.source_name,
+                        p.arch,
+                        json(&p.kind).trim_matches('"'),
+                        p.layer_index as i64,
+                    ])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn inventory(&self, digest: &str) -> Result<Option<StoredInventory>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT manifest_digest, analyzer_version, status, error, platform, os, architecture,
+                   config_digest, created, size, labels, diff_ids, base_image, containerfile,
+                   inventory, grade, next_drop, scanned_at
+                 FROM inventories WHERE manifest_digest = ?1",
+            )?;
+            let row = st.query_row([digest], stored_inventory_row).optional()?;
+            row.map(StoredInventoryRow::finish).transpose()
+        })
+    }
+
+    /// Images (ok ones) whose bottom layer is `bottom`, with their diff_ids: the
+    /// candidates for an image's base (an index lookup, not a scan).
+    pub fn diff_ids_from(&self, bottom: &str) -> Result<Vec<(String, Vec<String>)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT manifest_digest, diff_ids FROM inventories
+                 WHERE bottom_layer = ?1 AND status = 'ok' AND diff_ids IS NOT NULL",
+            )?;
+            let rows = st.query_map([bottom], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, ids) = row?;
+                out.push((d, from_json(&ids, "diff_ids")?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every ok inventory's OS and packages, `batch` at a time, in digest order after
+    /// `after`: what a rematch reads (no layer, no config).
+    pub(crate) fn matchables(&self, after: &str, batch: usize) -> Result<Vec<(String, Matchable)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT manifest_digest, inventory FROM inventories
+                 WHERE status = 'ok' AND manifest_digest > ?1 ORDER BY manifest_digest LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, batch as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, inv) = row?;
+                let m: Matchable = match inv {
+                    Some(s) => from_json(&s, &format!("inventory {d}"))?,
+                    None => continue,
+                };
+                out.push((d, m));
+            }
+            Ok(out)
+        })
+    }
+
+    // ---- findings ----
+
+    /// Replaces the findings of several images in one transaction, with each one's
+    /// grade (allow-list not applied) and next drop date.
+    pub fn put_findings(
+        &self,
+        batch: &[(String, Vec<FindingRow>, String, Option<i64>)],
+    ) -> Result<()> {
+        self.write(|tx| {
+            for (digest, rows, grade, next_drop) in batch {
+                tx.prepare_cached("DELETE FROM findings WHERE manifest_digest = ?1")?
+                    .execute([digest])?;
+                tx.prepare_cached("DELETE FROM finding_ids WHERE manifest_digest = ?1")?
+                    .execute([digest])?;
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO findings (manifest_digest, seq, id, package, installed, fixed, level, published, finding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                let mut ids = tx.prepare_cached(
+                    "INSERT INTO finding_ids (vuln_id, manifest_digest) VALUES (?1, ?2)
+                     ON CONFLICT (vuln_id, manifest_digest) DO NOTHING",
+                )?;
+                for (i, f) in rows.iter().enumerate() {
+                    ins.execute(params![
+                        digest,
+                        i as i64,
+                        f.id,
+                        f.package,
+                        f.installed,
+                        f.fixed,
+                        f.level,
+                        f.published,
+                        f.json.to_string(),
+                    ])?;
+                    for id in std::iter::once(&f.id).chain(&f.aliases) {
+                        ids.execute(params![id, digest])?;
+                    }
+                }
+                tx.prepare_cached(
+                    "UPDATE inventories SET grade = ?2, next_drop = ?3 WHERE manifest_digest = ?1",
+                )?
+                .execute(params![digest, grade, next_drop])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// An image's findings as stored (allow-list not applied).
+    pub fn findings(&self, digest: &str) -> Result<Vec<FindingRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, package, installed, fixed, level, published, finding
+                 FROM findings WHERE manifest_digest = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map([digest], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, package, installed, fixed, level, published, j) = row?;
+                let json: serde_json::Value = from_json(&j, "finding")?;
+                let aliases = json["aliases"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(FindingRow {
+                    id,
+                    aliases,
+                    package,
+                    installed,
+                    fixed,
+                    level,
+                    published,
+                    json,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    // ---- allow-list ----
+
+    /// Accepts `finding_id` (an id or an alias) in `repository` (replacing an entry).
+    pub fn allow(&self, entry: &AllowEntry) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO allowlist (repository, finding_id, reason, expires_at, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (repository, finding_id) DO UPDATE SET reason = excluded.reason,
+                   expires_at = excluded.expires_at, created_by = excluded.created_by,
+                   created_at = excluded.created_at",
+            )?
+            .execute(params![
+                entry.repository,
+                entry.finding_id,
+                entry.reason,
+                entry.expires_at,
+                entry.created_by,
+                entry.created_at
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// Removes an entry; false when there was none.
+    pub fn disallow(&self, repository: &str, finding_id: &str) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM allowlist WHERE repository = ?1 AND finding_id = ?2",
+                params![repository, finding_id],
+            )? > 0)
+        })
+    }
+
+    /// The entries of `repository` in force at `now` (expired ones are kept, and
+    /// listed by [`CatalogDb::allowlist_all`], but no longer apply).
+    pub fn allowlist(&self, repository: &str, now: i64) -> Result<Vec<AllowEntry>> {
+        Ok(self
+            .allowlist_all(repository)?
+            .into_iter()
+            .filter(|e| e.expires_at.is_none_or(|t| t > now))
+            .collect())
+    }
+
+    pub fn allowlist_all(&self, repository: &str) -> Result<Vec<AllowEntry>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT repository, finding_id, reason, expires_at, created_by, created_at
+                 FROM allowlist WHERE repository = ?1 ORDER BY finding_id",
+            )?;
+            let rows = st.query_map([repository], |r| {
+                Ok(AllowEntry {
+                    repository: r.get(0)?,
+                    finding_id: r.get(1)?,
+                    reason: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    created_by: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    // ---- scan state ----
+
+    pub fn put_scan(&self, rec: &ScanRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO scan_state (repository, manifest_digest, media_type, status, error,
+                   annotations, children, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (repository, manifest_digest) DO UPDATE SET media_type = excluded.media_type,
+                   status = excluded.status, error = excluded.error, annotations = excluded.annotations,
+                   children = excluded.children, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                rec.repository,
+                rec.manifest_digest,
+                rec.media_type,
+                rec.status.as_str(),
+                rec.error,
+                json(&rec.annotations),
+                json(&rec.children),
+                rec.updated_at,
+            ])?;
+            Ok(())
+        })
+    }
+
+    pub fn scan(&self, repository: &str, digest: &str) -> Result<Option<ScanRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "{SCAN_SELECT} WHERE repository = ?1 AND manifest_digest = ?2"
+            ))?;
+            let row = st
+                .query_row(params![repository, digest], scan_row)
+                .optional()?;
+            row.map(ScanRow::finish).transpose()
+        })
+    }
+
+    /// The scanned manifests of a repository.
+    pub fn scans_of(&self, repository: &str) -> Result<Vec<ScanRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "{SCAN_SELECT} WHERE repository = ?1 ORDER BY manifest_digest"
+            ))?;
+            let rows = st.query_map([repository], scan_row)?;
+            rows.map(|r| r?.finish()).collect()
+        })
+    }
+
+    /// `(repository, digest)` of every failed scan.
+    pub fn failed_scans(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT repository, manifest_digest FROM scan_state WHERE status = 'failed'
+                 ORDER BY repository, manifest_digest",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Repositories holding `digest` (as scanned).
+    pub fn repositories_of(&self, digest: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT repository FROM scan_state WHERE manifest_digest = ?1 ORDER BY repository",
+            )?;
+            let rows = st.query_map([digest], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+const SCAN_SELECT: &str = "SELECT repository, manifest_digest, media_type, status, error, annotations, children, updated_at FROM scan_state";
+
+type ScanRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+fn scan_row(r: &rusqlite::Row) -> rusqlite::Result<ScanRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+trait Finish<T> {
+    fn finish(self) -> Result<T>;
+}
+
+impl Finish<ScanRecord> for ScanRow {
+    fn finish(self) -> Result<ScanRecord> {
+        let (
+            repository,
+            manifest_digest,
+            media_type,
+            status,
+            error,
+            annotations,
+            children,
+            updated_at,
+        ) = self;
+        Ok(ScanRecord {
+            annotations: annotations
+                .map(|a| from_json(&a, "annotations"))
+                .transpose()?
+                .unwrap_or_default(),
+            children: children
+                .map(|c| from_json(&c, "children"))
+                .transpose()?
+                .unwrap_or_default(),
+            repository,
+            manifest_digest,
+            media_type,
+            status: ScanStatus::parse(&status),
+            error,
+            updated_at,
+        })
+    }
+}
+
+struct StoredInventoryRow {
+    digest: String,
+    analyzer_version: u32,
+    status: String,
+    error: Option<String>,
+    platform: Option<String>,
+    os: Option<String>,
+    architecture: Option<String>,
+    config_digest: Option<String>,
+    created: Option<String>,
+    size: i64,
+    labels: Option<String>,
+    diff_ids: Option<String>,
+    base_image: Option<String>,
+    containerfile: Option<String>,
+    inventory: Option<String>,
+    grade: Option<String>,
+    next_drop: Option<i64>,
+    scanned_at: i64,
+}
+
+fn stored_inventory_row(r: &rusqlite::Row) -> rusqlite::Result<StoredInventoryRow> {
+    Ok(StoredInventoryRow {
+        digest: r.get(0)?,
+        analyzer_version: r.get(1)?,
+        status: r.get(2)?,
+        error: r.get(3)?,
+        platform: r.get(4)?,
+        os: r.get(5)?,
+        architecture: r.get(6)?,
+        config_digest: r.get(7)?,
+        created: r.get(8)?,
+        size: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+        labels: r.get(10)?,
+        diff_ids: r.get(11)?,
+        base_image: r.get(12)?,
+        containerfile: r.get(13)?,
+        inventory: r.get(14)?,
+        grade: r.get(15)?,
+        next_drop: r.get(16)?,
+        scanned_at: r.get(17)?,
+    })
+}
+
+impl StoredInventoryRow {
+    fn finish(self) -> Result<StoredInventory> {
+        let what = format!("inventory {}", self.digest);
+        let result = match (self.status.as_str(), &self.inventory) {
+            ("ok", Some(inv)) => {
+                let m: Matchable = from_json(inv, &what)?;
+                let containerfile: Option<Containerfile> = self
+                    .containerfile
+                    .as_deref()
+                    .map(|c| from_json(c, &what))
+                    .transpose()?;
+                Ok(Inventory {
+                    os: m.os,
+                    packages: m.packages,
+                    containerfile,
+                })
+            }
+            _ => Err(self.error.unwrap_or_else(|| "scan failed".into())),
+        };
+        Ok(StoredInventory {
+            manifest_digest: self.digest,
+            analyzer_version: self.analyzer_version,
+            result,
+            facts: ImageFacts {
+                platform: self.platform,
+                os: self.os,
+                architecture: self.architecture,
+                config_digest: self.config_digest,
+                created: self.created,
+                size: self.size.max(0) as u64,
+                labels: self
+                    .labels
+                    .map(|l| from_json(&l, &what))
+                    .transpose()?
+                    .unwrap_or_default(),
+                diff_ids: self
+                    .diff_ids
+                    .map(|l| from_json(&l, &what))
+                    .transpose()?
+                    .unwrap_or_default(),
+                base_image: self.base_image,
+            },
+            grade: self.grade,
+            next_drop: self.next_drop,
+            scanned_at: self.scanned_at,
+        })
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> CatalogError {
+    CatalogError::Corrupt("a catalog database lock was poisoned by a panic".into())
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = berth_store::sqlite::connect(path, berth_store::sqlite::Sync::Normal)?;
+    conn.execute_batch("PRAGMA cache_size = -8000;")?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_inventory::PackageKind;
+
+    pub(crate) fn pkg(name: &str, version: &str) -> Package {
+        Package {
+            kind: PackageKind::Deb,
+            name: name.into(),
+            version: version.into(),
+            source_name: Some(name.into()),
+            source_version: None,
+            arch: Some("amd64".into()),
+            license: None,
+            purl: format!("pkg:deb/debian/{name}@{version}"),
+            db_path: "var/lib/dpkg/status".into(),
+            layer_index: 0,
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, CatalogDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = CatalogDb::open(&dir.path().join("catalog.db")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn layers_are_stored_ok_or_failed_with_the_reason() {
+        let (_d, db) = db();
+        assert!(db.layer("sha256:aa").unwrap().is_none());
+        let arts = LayerArtifacts {
+            analyzer_version: 1,
+            whiteouts: vec!["etc/x".into()],
+            ..Default::default()
+        };
+        db.put_layer("sha256:aa", 1, Ok(&arts)).unwrap();
+        db.put_layer("sha256:bb", 1, Err("gzip: invalid header"))
+            .unwrap();
+        assert_eq!(db.layer("sha256:aa").unwrap().unwrap().result, Ok(arts));
+        let failed = db.layer("sha256:bb").unwrap().unwrap();
+        assert_eq!(failed.result, Err("gzip: invalid header".to_string()));
+        assert_eq!(db.forget_failed_layers().unwrap(), 1);
+        assert!(db.layer("sha256:bb").unwrap().is_none());
+        assert!(db.layer("sha256:aa").unwrap().is_some());
+    }
+
+    #[test]
+    fn inventories_keep_packages_searchable_by_name_and_round_trip() {
+        let (_d, db) = db();
+        let inv = Inventory {
+            os: Some(OsInfo {
+                id: "debian".into(),
+                version_id: Some("12".into()),
+                pretty_name: None,
+                ecosystem: Some("Debian:12".into()),
+            }),
+            packages: vec![pkg("libc6", "2.36-9"), pkg("openssl", "3.0.11-1")],
+            containerfile: None,
+        };
+        let facts = ImageFacts {
+            platform: Some("linux/amd64".into()),
+            size: 42,
+            diff_ids: vec!["sha256:11".into()],
+            ..Default::default()
+        };
+        db.put_inventory("sha256:m1", 1, Ok(&inv), &facts).unwrap();
+        let got = db.inventory("sha256:m1").unwrap().unwrap();
+        assert_eq!(got.result, Ok(inv.clone()));
+        assert_eq!(got.facts, facts);
+        let n: i64 = db
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM packages WHERE name = 'openssl'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        // A rescan that fails replaces the packages too.
+        db.put_inventory("sha256:m1", 1, Err("layer 2: truncated"), &facts)
+            .unwrap();
+        let got = db.inventory("sha256:m1").unwrap().unwrap();
+        assert_eq!(got.result, Err("layer 2: truncated".to_string()));
+        assert!(db.matchables("", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn allow_list_entries_expire() {
+        let (_d, db) = db();
+        let entry = |id: &str, expires_at| AllowEntry {
+            repository: "app".into(),
+            finding_id: id.into(),
+            reason: "not reachable".into(),
+            expires_at,
+            created_by: "admin".into(),
+            created_at: 100,
+        };
+        db.allow(&entry("CVE-1", Some(200))).unwrap();
+        db.allow(&entry("CVE-2", None)).unwrap();
+        let ids = |now| -> Vec<String> {
+            db.allowlist("app", now)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.finding_id)
+                .collect()
+        };
+        assert_eq!(ids(199), ["CVE-1", "CVE-2"]);
+        assert_eq!(ids(200), ["CVE-2"]);
+        assert_eq!(db.allowlist_all("app").unwrap().len(), 2);
+        assert!(db.allowlist("other", 0).unwrap().is_empty());
+        assert!(db.disallow("app", "CVE-2").unwrap());
+        assert!(ids(0) == ["CVE-1"]);
+    }
+
+    #[test]
+    fn scan_state_records_failures_for_rescan() {
+        let (_d, db) = db();
+        let rec = ScanRecord {
+            repository: "app".into(),
+            manifest_digest: "sha256:m".into(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            status: ScanStatus::Failed,
+            error: Some("child sha256:c: blob missing".into()),
+            annotations: BTreeMap::from([("a".into(), "b".into())]),
+            children: vec![Child {
+                digest: "sha256:c".into(),
+                platform: Some("linux/arm64".into()),
+            }],
+            updated_at: 5,
+        };
+        db.put_scan(&rec).unwrap();
+        assert_eq!(db.scan("app", "sha256:m").unwrap().unwrap(), rec);
+        assert_eq!(
+            db.failed_scans().unwrap(),
+            [("app".to_string(), "sha256:m".to_string())]
+        );
+        db.put_scan(&ScanRecord {
+            status: ScanStatus::Ok,
+            error: None,
+            ..rec
+        })
+        .unwrap();
+        assert!(db.failed_scans().unwrap().is_empty());
+        assert_eq!(db.repositories_of("sha256:m").unwrap(), ["app"]);
+    }
+}

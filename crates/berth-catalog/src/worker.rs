@@ -1,0 +1,151 @@
+//! The scan worker: one tokio task reading a bounded queue of `(repository, manifest
+//! digest)`, each scan on a blocking thread, one at a time (layer analysis is CPU
+//! work; on a small machine it must not take the cores pushes and pulls need).
+//!
+//! The registry calls [`Catalog::notify`] after a manifest PUT has been stored: a
+//! non-blocking `try_send`, so the push's answer never waits for the catalog. When
+//! the queue is full the manifest is left for the backfill, which runs at start-up
+//! and again whenever the queue has dropped something and drained: it walks the
+//! `manifests` table (index order, no file system) for manifests without a scan.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use berth_image::Digest;
+use tokio::sync::mpsc;
+
+use crate::scan::Scanned;
+use crate::Catalog;
+
+/// Manifests waiting for a scan, at most. A push of an image is a handful.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+pub(crate) struct Job {
+    repository: String,
+    digest: Digest,
+}
+
+/// The worker's side of the queue, set once by [`Catalog::start`].
+#[derive(Default)]
+pub(crate) struct Queue {
+    sender: std::sync::OnceLock<mpsc::Sender<Job>>,
+    /// Something was dropped since the last backfill began.
+    dropped: AtomicBool,
+}
+
+impl Catalog {
+    /// Asks for a scan of `repository`'s manifest `digest`, never waiting: when the
+    /// worker is not running (admin commands) or its queue is full, the manifest is
+    /// left for the backfill.
+    pub fn notify(&self, repository: &str, digest: &Digest) {
+        let Some(tx) = self.queue.sender.get() else {
+            return;
+        };
+        let job = Job {
+            repository: repository.to_string(),
+            digest: digest.clone(),
+        };
+        if let Err(e) = tx.try_send(job) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                self.queue.dropped.store(true, Ordering::Relaxed);
+                tracing::debug!(target: "berth::catalog", repository, %digest,
+                    "scan queue full; the manifest is left for the backfill");
+            }
+        }
+    }
+
+    /// Starts the worker and the start-up backfill (inside a tokio runtime). Calling
+    /// it twice starts nothing more.
+    pub fn start(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
+        self.queue.sender.set(tx.clone()).ok()?;
+        let cat = self.clone();
+        tokio::spawn(backfill(cat.clone(), tx.clone()));
+        Some(tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                cat.run_job(job).await;
+                if rx.is_empty() && cat.queue.dropped.swap(false, Ordering::Relaxed) {
+                    tokio::spawn(backfill(cat.clone(), tx.clone()));
+                }
+            }
+        }))
+    }
+
+    async fn run_job(self: &Arc<Self>, job: Job) {
+        let cat = self.clone();
+        let (repo, digest) = (job.repository.clone(), job.digest.clone());
+        let outcome =
+            tokio::task::spawn_blocking(move || cat.scan_manifest(&repo, &digest, false)).await;
+        let failure = match outcome {
+            Ok(Ok(Scanned::Failed(why))) => {
+                tracing::info!(target: "berth::catalog", repository = job.repository,
+                    digest = %job.digest, error = %why, "scan failed");
+                return;
+            }
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                format!("the scan panicked: {msg}")
+            }
+            Err(e) => format!("the scan did not finish: {e}"),
+        };
+        tracing::warn!(target: "berth::catalog", repository = job.repository,
+            digest = %job.digest, error = %failure, "scan failed");
+        let cat = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            cat.record_failure(&job.repository, &job.digest, &failure)
+        })
+        .await;
+    }
+}
+
+/// Queues every stored manifest that has no scan yet (waiting for room: the backfill
+/// is not in a hurry).
+async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
+    let c = cat.clone();
+    let missing = tokio::task::spawn_blocking(move || {
+        let mut missing = Vec::new();
+        let mut err = None;
+        c.each_manifest(|e| {
+            if err.is_some() {
+                return;
+            }
+            match c.db.scan(&e.repository, &e.digest.to_string()) {
+                Ok(Some(_)) => {}
+                Ok(None) => missing.push((e.repository.clone(), e.digest.clone())),
+                Err(x) => err = Some(x),
+            }
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(missing),
+        }
+    })
+    .await;
+    let missing = match missing {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            tracing::warn!(target: "berth::catalog", error = %e, "catalog backfill failed");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(target: "berth::catalog", error = %e, "catalog backfill failed");
+            return;
+        }
+    };
+    if !missing.is_empty() {
+        tracing::info!(target: "berth::catalog", manifests = missing.len(), "catalog backfill");
+    }
+    for (repository, digest) in missing {
+        if tx.send(Job { repository, digest }).await.is_err() {
+            return;
+        }
+    }
+}
