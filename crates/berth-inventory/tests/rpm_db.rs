@@ -279,7 +279,12 @@ fn committed_transactions_still_in_the_wal_are_read_as_rpm_reads_them() {
         }
     }
     drop(conn);
-    assert!(std::fs::metadata(ours.join("rpmdb.sqlite-wal")).unwrap().len() > 0);
+    assert!(
+        std::fs::metadata(ours.join("rpmdb.sqlite-wal"))
+            .unwrap()
+            .len()
+            > 0
+    );
     let main_before = std::fs::read(ours.join("rpmdb.sqlite")).unwrap();
 
     let mut ours_lines: Vec<String> = read_rpmdb_sqlite(&ours.join("rpmdb.sqlite"))

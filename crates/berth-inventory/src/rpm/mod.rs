@@ -16,6 +16,7 @@ mod sqlite;
 use std::path::Path;
 
 use crate::model::{OsInfo, Package, PackageKind};
+use crate::purl::escape;
 use header::{Header, HeaderError};
 
 pub use bdb::read_rpmdb_bdb;
@@ -204,45 +205,32 @@ pub fn purl(pkg: &Package, os: Option<&OsInfo>) -> String {
             "rhel" => "redhat",
             id => id,
         };
-        s.push_str(&purl_escape(&ns.to_ascii_lowercase()));
+        s.push_str(&escape(&ns.to_ascii_lowercase()));
         s.push('/');
     }
-    s.push_str(&purl_escape(&pkg.name));
+    s.push_str(&escape(&pkg.name));
     s.push('@');
-    s.push_str(&purl_escape(vr));
+    s.push_str(&escape(vr));
     // Qualifiers in lexicographic key order, as the spec's canonical form wants.
     let mut q = Vec::new();
     if let Some(a) = &pkg.arch {
-        q.push(format!("arch={}", purl_escape(a)));
+        q.push(format!("arch={}", escape(a)));
     }
     if let Some(os) = os.filter(|o| !o.id.is_empty()) {
         let distro = match &os.version_id {
             Some(v) => format!("{}-{v}", os.id),
             None => os.id.clone(),
         };
-        q.push(format!("distro={}", purl_escape(&distro)));
+        q.push(format!("distro={}", escape(&distro)));
     }
     if let Some(e) = epoch {
-        q.push(format!("epoch={}", purl_escape(e)));
+        q.push(format!("epoch={}", escape(e)));
     }
     if !q.is_empty() {
         s.push('?');
         s.push_str(&q.join("&"));
     }
     s
-}
-
-/// Percent-encodes everything but the characters the purl spec leaves bare in a segment.
-fn purl_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~+".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

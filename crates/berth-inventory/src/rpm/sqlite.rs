@@ -101,7 +101,11 @@ fn file_uri(path: &Path, immutable: bool) -> String {
             uri.push_str(&format!("%{b:02X}"));
         }
     }
-    uri.push_str(if immutable { "?immutable=1" } else { "?mode=ro" });
+    uri.push_str(if immutable {
+        "?immutable=1"
+    } else {
+        "?mode=ro"
+    });
     uri
 }
 
