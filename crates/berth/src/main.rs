@@ -54,6 +54,9 @@ enum Command {
     Delete(client::images::DeleteArgs),
     /// Print the digest of a manifest file.
     ManifestDigest(client::images::ManifestDigestArgs),
+    /// Write an image's software bill of materials (SPDX 2.3 or CycloneDX 1.5 JSON) from
+    /// its layers; --attach stores it in the registry as a referrer of the image.
+    Sbom(client::sbom::SbomArgs),
     /// Sign a manifest file as an image reference (skopeo's simple signing): the
     /// signature to a file.
     StandaloneSign(client::sign::StandaloneSignArgs),
@@ -327,6 +330,7 @@ fn main() -> std::process::ExitCode {
         Command::Sync(args) => skopeo(client::sync::run(args)),
         Command::Delete(args) => skopeo(client::images::delete(args)),
         Command::ManifestDigest(args) => skopeo(client::images::manifest_digest(args)),
+        Command::Sbom(args) => skopeo(client::sbom::run(args)),
         Command::StandaloneSign(args) => skopeo(client::sign::standalone_sign(args)),
         Command::StandaloneVerify(args) => skopeo(client::sign::standalone_verify(args)),
         Command::GenerateSigstoreKey(args) => skopeo(client::sign::generate_sigstore_key(args)),

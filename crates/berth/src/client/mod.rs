@@ -10,6 +10,7 @@ pub mod local;
 pub mod login;
 pub mod progress;
 pub mod referrers;
+pub mod sbom;
 pub mod search;
 pub mod sign;
 pub mod signed;

@@ -202,7 +202,7 @@ fn gpg_export(fingerprint: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Writes a whole file beside its final name, then renames it: a signature or a key is
 /// there whole or not at all.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
