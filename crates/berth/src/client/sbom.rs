@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use berth_image::inspect::ImageConfig;
 use berth_image::{media_type, Digest, Manifest, ManifestKind};
-use berth_inventory::{HistoryEntry, ImageHistory, Inventory, LayerArtifacts, LayerRef};
+use berth_inventory::{ImageHistory, Inventory, LayerArtifacts};
 use berth_sbom::{Format, SbomSubject};
 use berth_transport::{ImageName, Place, RawManifest};
 use clap::Args;
 use futures_util::StreamExt;
-use serde::Deserialize;
 
 use super::copy::{open_source, PlatformFlags};
 use super::{reference_of, Config, RegistryFlags};
@@ -45,22 +45,6 @@ pub struct SbomArgs {
     /// The image: docker://NAME[:TAG|@DIGEST], oci:PATH[:REF], oci-archive:PATH[:REF],
     /// dir:PATH, docker-archive:PATH[:REF] or local:NAME[:TAG]
     image: String,
-}
-
-/// The parts of an image config the inventory needs.
-#[derive(Deserialize, Default)]
-struct ConfigParts {
-    created: Option<String>,
-    #[serde(default)]
-    history: Vec<HistoryEntry>,
-    #[serde(default)]
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize, Default)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
 }
 
 pub fn run(a: SbomArgs) -> anyhow::Result<()> {
@@ -145,7 +129,11 @@ async fn inventory(
         .as_ref()
         .with_context(|| format!("{}: the manifest has no config", a.image))?;
     let config_bytes = place.small_blob(&config_desc.digest, MAX_CONFIG).await?;
-    let image_config: ConfigParts = serde_json::from_slice(&config_bytes)
+    let created = ImageConfig::parse(&config_bytes)
+        .with_context(|| format!("{}: bad image config", a.image))?
+        .created;
+    let sizes: Vec<u64> = manifest.layers.iter().map(|l| l.size).collect();
+    let history = ImageHistory::from_config(&config_bytes, &sizes)
         .with_context(|| format!("{}: bad image config", a.image))?;
     let mut artifacts = Vec::with_capacity(manifest.layers.len());
     for (i, layer) in manifest.layers.iter().enumerate() {
@@ -154,25 +142,8 @@ async fn inventory(
             .with_context(|| format!("{}: layer {i} ({})", a.image, layer.digest))?;
         artifacts.push(found);
     }
-    let history = ImageHistory {
-        history: image_config.history,
-        layers: manifest
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| LayerRef {
-                size: l.size,
-                diff_id: image_config
-                    .rootfs
-                    .diff_ids
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    };
     let inventory = berth_inventory::squash(&artifacts, Some(&history));
-    Ok((raw, inventory, image_config.created))
+    Ok((raw, inventory, created))
 }
 
 /// One layer streamed once through the analysis (on a blocking thread: it
