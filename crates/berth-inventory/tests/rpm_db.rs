@@ -5,64 +5,18 @@
 //! about the same database. Peers: `scripts/install-peers.sh`.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use berth_inventory::rpm::{read_rpmdb, read_rpmdb_bdb, read_rpmdb_sqlite, RpmError};
-use berth_inventory::{Package, PackageKind};
+use berth_inventory::PackageKind;
 
-/// Fails the test with the Debian package to install when a tool is missing.
-fn need(cmd: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{cmd}` is missing: install the Debian package `{package}` (scripts/install-peers.sh)"
-    );
-}
+mod rpm_support;
+mod support;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// Three source packages, one with a subpackage, one with an epoch, one with an explicit
-/// epoch 0, a dash-laden name, and licenses with spaces and parentheses.
-const SPECS: &[(&str, &str)] = &[
-    (
-        "alpha",
-        "Name: alpha\nVersion: 1.2.3\nRelease: 4\nEpoch: 2\nSummary: a\n\
-         License: MIT and (GPL-2.0-or-later)\nBuildArch: noarch\n%description\na\n\
-         %package tools\nSummary: t\nLicense: Apache-2.0\n%description tools\nt\n\
-         %files\n%files tools\n",
-    ),
-    (
-        "py-beta-lib",
-        "Name: py-beta-lib\nVersion: 0.9~rc1\nRelease: 1.fc40\nSummary: b\n\
-         License: BSD-3-Clause\nBuildArch: noarch\n%description\nb\n%files\n",
-    ),
-    (
-        "gamma",
-        "Name: gamma\nVersion: 2024.1^post2\nRelease: 7.el9_4\nEpoch: 0\nSummary: g\n\
-         License: LGPL-2.1-or-later\nBuildArch: noarch\n%description\ng\n%files\n",
-    ),
-];
-
-/// The query format that prints what the reader gives: `[epoch:]` only when the header
-/// has an EPOCH tag (as `Package::version` is documented), and empty fields for absent tags.
-const QF: &str =
-    "%{NAME}|%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}|[%{ARCH}]|[%{LICENSE}]|[%{SOURCERPM}]\\n";
+use rpm_support::*;
+use support::require;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -77,53 +31,19 @@ impl Fixture {
     }
 }
 
-/// rpm's options for the fixture root: the database where RHEL puts it (Debian's rpm
-/// defaults to `~/.rpmdb`) and the sqlite backend (forced, though Debian's default).
-fn rpm_in(root: &Path) -> Command {
-    let mut c = Command::new("rpm");
-    c.arg("--root")
-        .arg(root)
-        .args(["--dbpath", "/var/lib/rpm", "--define", "_db_backend sqlite"]);
-    c
-}
-
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        need("rpm", "rpm");
-        need("rpmbuild", "rpm");
-        need("gpg", "gpg");
+        require("gpg", "gpg");
         let dir = tempfile::tempdir().unwrap();
-        let top = dir.path().join("rpmbuild");
-        std::fs::create_dir_all(top.join("SPECS")).unwrap();
-        for (name, spec) in SPECS {
-            let file = top.join("SPECS").join(format!("{name}.spec"));
-            std::fs::write(&file, spec).unwrap();
-            run(Command::new("rpmbuild")
-                .arg("-bb")
-                .arg("--define")
-                .arg(format!("_topdir {}", top.display()))
-                .arg(&file));
-        }
-        let mut rpms: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        rpms.sort();
-        assert_eq!(rpms.len(), 4, "rpmbuild made {rpms:?}");
-
+        let rpms = build_rpms(dir.path());
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
         run(rpm_in(&root).arg("--initdb"));
-        run(rpm_in(&root)
-            .args([
-                "-i",
-                "--nodeps",
-                "--noscripts",
-                "--ignoreos",
-                "--ignorearch",
-            ])
-            .args(&rpms));
+        install(
+            &root,
+            &rpms.iter().map(|r| r.1.as_path()).collect::<Vec<_>>(),
+        );
         // A trusted key, which rpm stores as a `gpg-pubkey` header in the same table.
         let home = dir.path().join("gnupg");
         std::fs::create_dir(&home).unwrap();
@@ -145,54 +65,13 @@ fn fixture() -> &'static Fixture {
         std::fs::write(&key_file, key).unwrap();
         run(rpm_in(&root).arg("--import").arg(&key_file));
 
-        let rpm_qa = run(rpm_in(&root).args(["-qa", "--qf", QF]))
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let rpm_qa = rpm_qa(&root);
         Fixture {
             _dir: dir,
             root,
             rpm_qa,
         }
     })
-}
-
-/// A package as the `QF` line prints it.
-fn line(p: &Package) -> String {
-    let mut s = String::new();
-    let srpm = match (&p.source_name, &p.source_version) {
-        (Some(n), Some(v)) => format!("{n}-{v}.src.rpm"),
-        (Some(n), None) => {
-            let vr = p
-                .version
-                .split_once(':')
-                .map_or(p.version.as_str(), |x| x.1);
-            format!("{n}-{vr}.src.rpm")
-        }
-        (None, _) => String::new(),
-    };
-    write!(
-        s,
-        "{}|{}|{}|{}|{}",
-        p.name,
-        p.version,
-        p.arch.as_deref().unwrap_or(""),
-        p.license.as_deref().unwrap_or(""),
-        srpm
-    )
-    .unwrap();
-    s
-}
-
-fn without_gpg_pubkey(qa: &BTreeSet<String>) -> BTreeSet<String> {
-    qa.iter()
-        .filter(|l| !l.starts_with("gpg-pubkey|"))
-        .cloned()
-        .collect()
-}
-
-fn lines(pkgs: &[Package]) -> BTreeSet<String> {
-    pkgs.iter().map(line).collect()
 }
 
 #[test]
@@ -308,78 +187,6 @@ fn committed_transactions_still_in_the_wal_are_read_as_rpm_reads_them() {
     );
 }
 
-/// Writes the fixture's headers into a BerkeleyDB hash file with libdb's own loader, the
-/// way rpm < 4.16 stores them: key = header number in the file's byte order, plus rpm's
-/// record 0 (the next free header number).
-fn bdb_packages(dir: &Path, page_size: u32, big_endian: bool) -> PathBuf {
-    need("db5.3_load", "db5.3-util");
-    let f = fixture();
-    let conn = rusqlite::Connection::open_with_flags(
-        f.sqlite(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages").unwrap();
-    let rows: Vec<(u32, Vec<u8>)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = |n: u32| {
-        let b = if big_endian {
-            n.to_be_bytes()
-        } else {
-            n.to_le_bytes()
-        };
-        hex(&b)
-    };
-    let mut input = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
-    let next = rows.iter().map(|r| r.0).max().unwrap() + 1;
-    writeln!(input, " {}\n {}", key(0), key(next)).unwrap();
-    for (hnum, blob) in &rows {
-        writeln!(input, " {}\n {}", key(*hnum), hex(blob)).unwrap();
-    }
-    input.push_str("DATA=END\n");
-    let dbdir = dir.join(format!("db-{page_size}-{big_endian}"));
-    std::fs::create_dir(&dbdir).unwrap();
-    let input_file = dir.join(format!("load-{page_size}-{big_endian}.txt"));
-    std::fs::write(&input_file, input).unwrap();
-    let out = dbdir.join("Packages");
-    run(Command::new("db5.3_load")
-        .args(["-c", &format!("db_pagesize={page_size}")])
-        .args([
-            "-c",
-            if big_endian {
-                "db_lorder=4321"
-            } else {
-                "db_lorder=1234"
-            },
-        ])
-        .arg("-f")
-        .arg(&input_file)
-        .arg(&out));
-    out
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            write!(s, "{x:02x}").unwrap();
-            s
-        })
-}
-
-/// `rpm -qa` through rpm's own read-only BerkeleyDB backend.
-fn rpm_qa_bdb(packages: &Path) -> BTreeSet<String> {
-    run(Command::new("rpm")
-        .arg("--dbpath")
-        .arg(packages.parent().unwrap())
-        .args(["--define", "_db_backend bdb_ro", "-qa", "--qf", QF]))
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 #[test]
 fn berkeley_db_reads_as_rpm_qa_lists_it() {
     let f = fixture();
@@ -387,7 +194,7 @@ fn berkeley_db_reads_as_rpm_qa_lists_it() {
     // 512-byte pages put every header on a chain of overflow pages; 64 KiB pages keep
     // them inline on the hash page; big-endian files come from big-endian hosts.
     for (page_size, big) in [(512, false), (4096, false), (65536, false), (512, true)] {
-        let packages = bdb_packages(dir.path(), page_size, big);
+        let packages = bdb_packages(&f.sqlite(), dir.path(), page_size, big);
         let by_rpm = rpm_qa_bdb(&packages);
         assert_eq!(
             by_rpm, f.rpm_qa,
@@ -406,7 +213,7 @@ fn berkeley_db_reads_as_rpm_qa_lists_it() {
 #[test]
 fn berkeley_db_damage_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let packages = bdb_packages(dir.path(), 512, false);
+    let packages = bdb_packages(&fixture().sqlite(), dir.path(), 512, false);
     let good = std::fs::read(&packages).unwrap();
     let bad = dir.path().join("bad");
     // Truncated: the meta page says more pages than there are.
