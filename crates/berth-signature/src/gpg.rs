@@ -26,7 +26,23 @@ pub enum GpgError {
 /// (default: gpg's own, `$GNUPGHOME` or `~/.gnupg`). With `passphrase_file`, the
 /// passphrase is read from it (loopback pinentry, as `--sign-passphrase-file` does);
 /// without, gpg asks its agent. Returns the signed message (binary, payload inline).
+///
+/// The agent is asked directly first ([`crate::agent`]), which spares gpg's start-up;
+/// whenever that path cannot sign exactly as gpg would, gpg is run.
 pub fn sign_with_gpg(
+    fingerprint: &str,
+    passphrase_file: Option<&Path>,
+    payload: &[u8],
+    gnupg_home: Option<&Path>,
+) -> Result<Vec<u8>, GpgError> {
+    match crate::agent::sign_with_agent(fingerprint, passphrase_file, payload, gnupg_home) {
+        Ok(signed) => Ok(signed),
+        Err(_) => spawn_gpg(fingerprint, passphrase_file, payload, gnupg_home),
+    }
+}
+
+/// `gpg --sign`, run as a process: the path that handles every case.
+fn spawn_gpg(
     fingerprint: &str,
     passphrase_file: Option<&Path>,
     payload: &[u8],

@@ -1,10 +1,12 @@
 //! What an image signature is and whether it is valid, as containers/image (skopeo,
 //! podman) decides it: the two payload formats ([`payload`]), OpenPGP simple signing
-//! with a key file ([`openpgp`], [`simple`]) or the user's `gpg` ([`gpg`]), key-based
-//! sigstore signatures ([`sigstore`]), and `policy.json` evaluation ([`policy`],
-//! [`identity`]). No HTTP and no registries: callers fetch signatures and hand over
-//! bytes; the only files read are key files.
+//! with a key file ([`openpgp`], [`simple`]) or the user's GnuPG ([`gpg`], which asks
+//! gpg-agent directly through [`agent`] when it can), key-based sigstore signatures
+//! ([`sigstore`]), and `policy.json` evaluation ([`policy`], [`identity`]). No HTTP and
+//! no registries: callers fetch signatures and hand over bytes; the only files read
+//! are key files and GnuPG's public keyring.
 
+pub mod agent;
 pub mod gpg;
 pub mod identity;
 mod json;

@@ -13,12 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgp::armor::Dearmor;
 use pgp::composed::{
-    Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedPublicKeyParser,
-    SignedSecretKey, SignedSecretKeyParser,
+    Message, MessageBuilder, PublicOrSecret, SignedKeyDetails, SignedPublicKey,
+    SignedPublicKeyParser, SignedSecretKey, SignedSecretKeyParser,
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Packet, PacketParser, Signature, SignatureType};
-use pgp::types::{CompressionAlgorithm, KeyDetails, Password, Tag};
+use pgp::types::{CompressionAlgorithm, KeyDetails, Password, SigningKey, Tag};
 
 /// Payloads are a few hundred bytes; this bounds what a compressed message may inflate to.
 const MAX_PAYLOAD: u64 = 4 << 20;
@@ -82,14 +82,16 @@ pub struct Verified {
 
 /// One key that may have made a signature, with its certificate's state.
 #[derive(Debug, Clone)]
-struct Signer {
-    cert: usize,
+pub(crate) struct Signer {
+    pub(crate) cert: usize,
     /// `None`: the primary key; `Some(i)`: the certificate's subkey `i`.
-    subkey: Option<usize>,
-    fingerprint: String,
-    key_id: String,
-    revoked: bool,
-    expires: Option<u64>,
+    pub(crate) subkey: Option<usize>,
+    pub(crate) fingerprint: String,
+    pub(crate) key_id: String,
+    pub(crate) revoked: bool,
+    pub(crate) expires: Option<u64>,
+    /// For a primary: it has a valid self-signature (a subkey listed here is bound).
+    pub(crate) self_signed: bool,
 }
 
 /// A set of trusted public keys (certificates), e.g. a policy's `keyPath`s.
@@ -195,6 +197,7 @@ impl Keyring {
             key_id: hex_upper(primary.legacy_key_id().as_ref()),
             revoked,
             expires,
+            self_signed: latest.is_some(),
         });
         for (i, sub) in cert.public_subkeys.iter().enumerate() {
             let bindings = sub.signatures.iter().filter(|s| {
@@ -228,6 +231,7 @@ impl Keyring {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 },
+                self_signed: true,
             });
         }
         self.certs.push(cert);
@@ -244,6 +248,16 @@ impl Keyring {
 
     pub fn is_empty(&self) -> bool {
         self.certs.is_empty()
+    }
+
+    /// Every primary key, and every subkey validly bound for signing, with its state:
+    /// what a signer chooses from (crate::agent) and a verifier matches issuers against.
+    pub(crate) fn signers(&self) -> &[Signer] {
+        &self.signers
+    }
+
+    pub(crate) fn certs(&self) -> &[SignedPublicKey] {
+        &self.certs
     }
 
     /// The certificates' user IDs (`Name <address>`), in the order read: what `podman
@@ -403,21 +417,6 @@ pub fn sign_with_key(
     let secret = secret.ok_or(KeyError::NoSecretKey)?;
     let fpr = hex_upper(secret.primary_key.fingerprint().as_bytes());
     let pw = Password::from(passphrase);
-    let rng = rand08::thread_rng();
-    let mut builder = MessageBuilder::from_bytes("", payload.to_vec());
-    builder.compression(CompressionAlgorithm::ZIP);
-
-    // Keys without key flags (old ones) sign with their primary, as gpg lets them.
-    let self_sigs = || {
-        secret
-            .details
-            .users
-            .iter()
-            .flat_map(|u| u.signatures.iter())
-            .chain(secret.details.direct_signatures.iter())
-    };
-    let primary_may_sign = self_sigs().any(|s| s.key_flags().sign())
-        || self_sigs().all(|s| s.key_flags() == Default::default());
     let unlock_err = |e: pgp::errors::Error| {
         if secret_is_encrypted(&secret) {
             KeyError::Passphrase(fpr.clone())
@@ -425,16 +424,13 @@ pub fn sign_with_key(
             KeyError::Sign(e.to_string())
         }
     };
-    if primary_may_sign {
+    if primary_may_sign(&secret.details) {
         secret
             .primary_key
             .unlock(&pw, |_, _| Ok(()))
             .map_err(unlock_err)?
             .map_err(|e| KeyError::Sign(e.to_string()))?;
-        builder.sign(&secret.primary_key, pw, HashAlgorithm::Sha256);
-        return builder
-            .to_vec(rng)
-            .map_err(|e| KeyError::Sign(e.to_string()));
+        return signed_message(&secret.primary_key, pw, payload);
     }
     let sub = secret
         .secret_subkeys
@@ -445,10 +441,37 @@ pub fn sign_with_key(
         .unlock(&pw, |_, _| Ok(()))
         .map_err(unlock_err)?
         .map_err(|e| KeyError::Sign(e.to_string()))?;
-    builder.sign(&sub.key, pw, HashAlgorithm::Sha256);
+    signed_message(&sub.key, pw, payload)
+}
+
+/// The message both signers write, whoever holds the key (a key file here, gpg-agent
+/// in [`crate::agent`]): a ZIP-compressed, one-pass signed message with the payload
+/// inline and a SHA-256 signature, the shape `gpg --sign` writes.
+pub(crate) fn signed_message(
+    key: &dyn SigningKey,
+    pw: Password,
+    payload: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    let mut builder = MessageBuilder::from_bytes("", payload.to_vec());
+    builder.compression(CompressionAlgorithm::ZIP);
+    builder.sign(key, pw, HashAlgorithm::Sha256);
     builder
-        .to_vec(rng)
+        .to_vec(rand08::thread_rng())
         .map_err(|e| KeyError::Sign(e.to_string()))
+}
+
+/// Whether a certificate's primary key may sign data: a self-signature grants it, and
+/// keys without any key flags (old ones) sign with their primary, as gpg lets them.
+pub(crate) fn primary_may_sign(details: &SignedKeyDetails) -> bool {
+    let self_sigs = || {
+        details
+            .users
+            .iter()
+            .flat_map(|u| u.signatures.iter())
+            .chain(details.direct_signatures.iter())
+    };
+    self_sigs().any(|s| s.key_flags().sign())
+        || self_sigs().all(|s| s.key_flags() == Default::default())
 }
 
 fn secret_is_encrypted(k: &SignedSecretKey) -> bool {

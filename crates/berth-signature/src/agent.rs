@@ -1,0 +1,586 @@
+//! Signing through the user's gpg-agent directly, without spawning `gpg`: what `gpg
+//! --sign` does, minus its start-up. Spawning gpg costs about 5.5 ms per signature (it
+//! loads the keyring and trust database, then asks the agent), more than berth's whole
+//! copy of a small image; talking to the agent costs a few round trips on a socket.
+//!
+//! The steps are gpg's: find the key in the public keyring ([`keybox`]), choose the key
+//! that signs as gpg chooses it, find the agent's copy of its secret by comparing public
+//! parameters (`KEYINFO --list`, `READKEY`), and have the agent sign the digest
+//! (`SIGKEY`, `SETHASH`, `PKSIGN`). The message around the signature is written by
+//! [`crate::openpgp::signed_message`], the same function the key-file signer uses.
+//!
+//! This path is only an optimization: whenever it cannot do exactly what gpg would (no
+//! agent socket, the key not in the keyring or not held by the agent, a user ID instead
+//! of a fingerprint, a subkey or an algorithm it does not handle, a passphrase that
+//! would need a pinentry, any surprise from the agent), it returns an error and
+//! [`crate::gpg::sign_with_gpg`] spawns gpg, which decides and reports as before.
+
+mod assuan;
+mod keybox;
+mod sexp;
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgp::composed::SignedPublicKey;
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::crypto::public_key::PublicKeyAlgorithm;
+use pgp::ser::Serialize;
+use pgp::types::{
+    Fingerprint, KeyDetails, KeyId, KeyVersion, Mpi, Password, PublicParams, SignatureBytes,
+    SigningKey, Timestamp,
+};
+
+pub use assuan::AssuanError;
+use assuan::Connection;
+pub use keybox::KeyboxError;
+use sexp::Sexp;
+
+use crate::openpgp::{self, KeyError, Keyring, Signer};
+
+/// Passphrase files hold one line; this bounds the read.
+const MAX_PASSPHRASE_FILE: u64 = 64 << 10;
+
+/// Why the direct path did not sign; [`crate::gpg::sign_with_gpg`] then runs gpg.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0:?} is not a fingerprint or long key ID (gpg resolves it)")]
+    Spec(String),
+    #[error("no GnuPG home directory (neither given nor $GNUPGHOME nor $HOME)")]
+    NoHome,
+    #[error("no gpg-agent socket at {0}")]
+    NoSocket(String),
+    #[error("the gpg-agent socket for {0} is not in the home directory (gpg finds it)")]
+    SocketElsewhere(String),
+    #[error(transparent)]
+    Keybox(#[from] KeyboxError),
+    #[error("key {0}: not found in the public keyring")]
+    NotFound(String),
+    #[error("key {key}: {why} (gpg decides)")]
+    Unsure { key: String, why: String },
+    #[error("key {0}: gpg-agent holds no usable secret key for it")]
+    NoSecret(String),
+    #[error("key {0}: protected by a passphrase not cached in gpg-agent, and no passphrase file")]
+    NeedsPinentry(String),
+    #[error("reading the passphrase file {path}: {source}")]
+    PassphraseFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Assuan(#[from] AssuanError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What `--sign-by` names, as gpg reads a key specification: a fingerprint (40 hex
+/// digits) or a long key ID (16), optionally `0x`-prefixed, and `!` at the end for
+/// "exactly this key, not the best subkey of its certificate".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    id: Vec<u8>,
+    exact: bool,
+}
+
+impl KeySpec {
+    pub fn parse(spec: &str) -> Option<KeySpec> {
+        let s = spec.trim();
+        let (s, exact) = match s.strip_suffix('!') {
+            Some(s) => (s, true),
+            None => (s, false),
+        };
+        let s = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
+        if (s.len() != 40 && s.len() != 16) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let id = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(KeySpec { id, exact })
+    }
+
+    /// Whether a key with this (v4, 20-byte) fingerprint is the one named.
+    pub fn matches(&self, fingerprint: &[u8]) -> bool {
+        fingerprint.len() == 20 && fingerprint.ends_with(&self.id)
+    }
+}
+
+/// Signs `payload` through gpg-agent only, never spawning gpg: the arguments are
+/// [`crate::gpg::sign_with_gpg`]'s. Returns the signed message `gpg --sign` would
+/// write, or why this path cannot make it.
+pub fn sign_with_agent(
+    fingerprint: &str,
+    passphrase_file: Option<&Path>,
+    payload: &[u8],
+    gnupg_home: Option<&Path>,
+) -> Result<Vec<u8>, AgentError> {
+    let spec = KeySpec::parse(fingerprint).ok_or_else(|| AgentError::Spec(fingerprint.into()))?;
+    let home = home_dir(gnupg_home)?;
+    let socket = agent_socket(&home)?;
+    let unsure = |why: &str| AgentError::Unsure {
+        key: fingerprint.to_string(),
+        why: why.to_string(),
+    };
+
+    let mut blocks = keybox::find(&home, &spec)?;
+    let block = match blocks.len() {
+        0 => return Err(AgentError::NotFound(fingerprint.into())),
+        1 => blocks.remove(0),
+        _ => return Err(unsure("several certificates hold this key")),
+    };
+    let ring = Keyring::from_bytes(&block)?;
+    let [cert] = ring.certs() else {
+        return Err(unsure("the keyblock holds several certificates"));
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let candidates = candidates(&ring, cert, &spec, now).map_err(unsure)?;
+
+    let passphrase = passphrase_file.map(read_passphrase).transpose()?;
+    let mut conn = Connection::connect(&socket)?;
+    let (grip, key, protected) = find_secret(&mut conn, cert, &candidates)?
+        .ok_or_else(|| AgentError::NoSecret(fingerprint.into()))?;
+    if passphrase.is_none() && protected {
+        return Err(AgentError::NeedsPinentry(fingerprint.into()));
+    }
+    let mode = if passphrase.is_some() {
+        "loopback"
+    } else {
+        // Should the cached passphrase expire meanwhile, the agent fails instead of
+        // opening a pinentry; gpg then does what it does.
+        "cancel"
+    };
+    conn.transact(&format!("OPTION pinentry-mode={mode}"), &mut |_| None)?;
+    let signer = AgentKey {
+        key,
+        grip,
+        passphrase,
+        conn: RefCell::new(conn),
+        failure: RefCell::new(None),
+    };
+    let signed = openpgp::signed_message(&signer, Password::empty(), payload);
+    match (signed, signer.failure.into_inner()) {
+        (Ok(message), None) => Ok(message),
+        (_, Some(failure)) => Err(failure),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// The GnuPG home: the one given, else `$GNUPGHOME`, else `~/.gnupg`, as gpg picks it.
+fn home_dir(given: Option<&Path>) -> Result<PathBuf, AgentError> {
+    if let Some(home) = given {
+        return Ok(home.to_path_buf());
+    }
+    if let Some(home) = std::env::var_os("GNUPGHOME").filter(|h| !h.is_empty()) {
+        return Ok(home.into());
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| Path::new(&h).join(".gnupg"))
+        .ok_or(AgentError::NoHome)
+}
+
+/// The agent's socket. gpg puts it in `/run/user/<uid>/gnupg` (under a hashed
+/// sub-directory for a non-default home) when that directory exists, else in the home;
+/// only the home is looked at here, and a `/run/user` setup is left to gpg.
+fn agent_socket(home: &Path) -> Result<PathBuf, AgentError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let socket = home.join("S.gpg-agent");
+    if let Ok(meta) = std::fs::metadata(&socket) {
+        if meta.file_type().is_socket() {
+            return Ok(socket);
+        }
+        // A redirection file (`%Assuan%` and `socket=`); gpg follows it.
+        return Err(AgentError::SocketElsewhere(home.display().to_string()));
+    }
+    if let Ok(me) = std::fs::metadata("/proc/self") {
+        if Path::new(&format!("/run/user/{}", me.uid())).is_dir() {
+            return Err(AgentError::SocketElsewhere(home.display().to_string()));
+        }
+    }
+    Err(AgentError::NoSocket(socket.display().to_string()))
+}
+
+/// The keys gpg would sign with, best first: with `!`, the named key alone; else, for
+/// a certificate named by its primary key, its valid signing subkeys, newest first,
+/// then the primary when it may sign. gpg signs with the first whose secret it has.
+fn candidates<'a>(
+    ring: &'a Keyring,
+    cert: &SignedPublicKey,
+    spec: &KeySpec,
+    now: u64,
+) -> Result<Vec<&'a Signer>, &'static str> {
+    let valid = |s: &Signer| !s.revoked && s.self_signed && s.expires.is_none_or(|t| t > now);
+    let fpr_bytes = |s: &Signer| -> Vec<u8> {
+        (0..s.fingerprint.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&s.fingerprint[i..i + 2], 16).ok())
+            .collect()
+    };
+    let primary = ring
+        .signers()
+        .iter()
+        .find(|s| s.subkey.is_none())
+        .ok_or("no primary key")?;
+    if !valid(primary) {
+        return Err("the certificate is revoked, expired or not self-signed");
+    }
+    let primary_signs = openpgp::primary_may_sign(&cert.details);
+    if spec.exact {
+        let named = ring
+            .signers()
+            .iter()
+            .find(|s| spec.matches(&fpr_bytes(s)))
+            .ok_or("the named key is not a signing key")?;
+        if !valid(named) || (named.subkey.is_none() && !primary_signs) {
+            return Err("the named key may not sign");
+        }
+        return Ok(vec![named]);
+    }
+    if !spec.matches(&fpr_bytes(primary)) {
+        return Err("a subkey is named without '!'");
+    }
+    let mut subkeys: Vec<&Signer> = ring
+        .signers()
+        .iter()
+        .filter(|s| s.subkey.is_some() && valid(s))
+        .collect();
+    let created = |s: &Signer| {
+        s.subkey
+            .map(|i| cert.public_subkeys[i].key.created_at().as_secs())
+            .unwrap_or(0)
+    };
+    // Stable: among subkeys made in the same second, gpg keeps the first.
+    subkeys.sort_by_key(|s| std::cmp::Reverse(created(s)));
+    if primary_signs {
+        subkeys.push(primary);
+    }
+    if subkeys.is_empty() {
+        return Err("no key of the certificate may sign");
+    }
+    Ok(subkeys)
+}
+
+/// The public key packet of a candidate.
+fn key_of<'c>(cert: &'c SignedPublicKey, s: &Signer) -> &'c dyn KeyDetails {
+    match s.subkey {
+        None => &cert.primary_key,
+        Some(i) => &cert.public_subkeys[i].key,
+    }
+}
+
+/// Asks the agent which secret keys it holds and reads their public halves until the
+/// best candidate is found: (keygrip, key, protected by a passphrase not cached).
+fn find_secret<'c>(
+    conn: &mut Connection,
+    cert: &'c SignedPublicKey,
+    candidates: &[&Signer],
+) -> Result<Option<(String, &'c dyn KeyDetails, bool)>, AgentError> {
+    let wanted: Vec<Vec<u8>> = candidates
+        .iter()
+        .map(|s| public_params_bytes(key_of(cert, s)))
+        .collect::<Result<_, _>>()?;
+    let listing = conn.transact("KEYINFO --list", &mut |_| None)?;
+    let mut best: Option<(usize, String, bool)> = None;
+    for line in &listing.status {
+        // KEYINFO <grip> <type> <serialno> <idstr> <cached> <protection> ...
+        let f: Vec<&str> = line.split(' ').collect();
+        let (["KEYINFO", grip, typ, _, _, cached, protection], _) = f.split_at(f.len().min(7))
+        else {
+            return Err(AssuanError::Protocol(format!("KEYINFO line {line:?}")).into());
+        };
+        if *typ != "D" || grip.len() != 40 || !grip.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue; // smartcard and missing keys are gpg's business
+        }
+        let data = conn
+            .transact(&format!("READKEY {grip}"), &mut |_| None)?
+            .data;
+        let Some(params) = agent_public_params(&data) else {
+            continue; // an algorithm this path does not handle
+        };
+        let Some(rank) = wanted.iter().position(|w| *w == params) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
+            let locked = *protection != "C" && *cached != "1";
+            best = Some((rank, grip.to_string(), locked));
+        }
+        if rank == 0 {
+            break;
+        }
+    }
+    Ok(best.map(|(rank, grip, locked)| (grip, key_of(cert, candidates[rank]), locked)))
+}
+
+/// A key's public parameters as OpenPGP serializes them (MPIs, curve OIDs), for the
+/// algorithms this path signs with; others are left to gpg.
+fn public_params_bytes(key: &dyn KeyDetails) -> Result<Vec<u8>, AgentError> {
+    let supported = match key.public_params() {
+        PublicParams::RSA(_) => true,
+        PublicParams::EdDSALegacy(p) => {
+            matches!(p, pgp::types::EddsaLegacyPublicParams::Ed25519 { .. })
+        }
+        PublicParams::ECDSA(p) => matches!(p, pgp::types::EcdsaPublicParams::P256 { .. }),
+        _ => false,
+    };
+    if !supported {
+        return Err(AgentError::Unsure {
+            key: openpgp::hex_upper(key.fingerprint().as_bytes()),
+            why: format!(
+                "algorithm {:?} is not signed through the agent",
+                key.algorithm()
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    key.public_params()
+        .to_writer(&mut out)
+        .map_err(|e| KeyError::Parse(e.to_string()))?;
+    Ok(out)
+}
+
+const OID_ED25519: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
+const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+
+/// The agent's public key (`(public-key(rsa(n)(e)))`, `(public-key(ecc(curve)(q)))`)
+/// serialized as OpenPGP does its public parameters; `None` for other algorithms.
+fn agent_public_params(sexp: &[u8]) -> Option<Vec<u8>> {
+    let key = Sexp::parse(sexp).ok()?;
+    if key.name() != Some(b"public-key") {
+        return None;
+    }
+    let [alg] = key.rest() else { return None };
+    let mut out = Vec::new();
+    match alg.name()? {
+        b"rsa" => {
+            push_mpi(&mut out, alg.value(b"n")?);
+            push_mpi(&mut out, alg.value(b"e")?);
+        }
+        b"ecc" => {
+            let oid = match alg.value(b"curve")? {
+                b"Ed25519" | b"1.3.6.1.4.1.11591.15.1" => OID_ED25519,
+                b"NIST P-256"
+                | b"nistp256"
+                | b"prime256v1"
+                | b"secp256r1"
+                | b"1.2.840.10045.3.1.7" => OID_P256,
+                _ => return None,
+            };
+            out.push(oid.len() as u8);
+            out.extend_from_slice(oid);
+            push_mpi(&mut out, alg.value(b"q")?);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// An OpenPGP MPI: bit count, then the big-endian value without leading zeros.
+fn push_mpi(out: &mut Vec<u8>, value: &[u8]) {
+    let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
+    let v = &value[start..];
+    let bits = v
+        .first()
+        .map_or(0, |b| (v.len() * 8) as u32 - b.leading_zeros());
+    out.extend_from_slice(&(bits as u16).to_be_bytes());
+    out.extend_from_slice(v);
+}
+
+/// gpg's `--passphrase-file`: the file's first line.
+fn read_passphrase(path: &Path) -> Result<Vec<u8>, AgentError> {
+    let err = |source| AgentError::PassphraseFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(err)?
+        .take(MAX_PASSPHRASE_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+        bytes.truncate(nl);
+    }
+    Ok(bytes)
+}
+
+/// A key whose secret half is in gpg-agent: rpgp hands it the digest to sign.
+struct AgentKey<'c> {
+    key: &'c dyn KeyDetails,
+    grip: String,
+    passphrase: Option<Vec<u8>>,
+    conn: RefCell<Connection>,
+    /// Why signing failed, in detail (rpgp's error type carries only a message).
+    failure: RefCell<Option<AgentError>>,
+}
+
+impl std::fmt::Debug for AgentKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentKey")
+            .field("grip", &self.grip)
+            .finish()
+    }
+}
+
+impl AgentKey<'_> {
+    fn pksign(&self, hash: HashAlgorithm, digest: &[u8]) -> Result<SignatureBytes, AgentError> {
+        // libgcrypt's algorithm numbers, which SETHASH takes.
+        let algo = match hash {
+            HashAlgorithm::Sha256 => 8,
+            HashAlgorithm::Sha384 => 9,
+            HashAlgorithm::Sha512 => 10,
+            HashAlgorithm::Sha224 => 11,
+            other => {
+                return Err(AgentError::Unsure {
+                    key: self.grip.clone(),
+                    why: format!("hash {other:?}"),
+                })
+            }
+        };
+        let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+        let mut conn = self.conn.borrow_mut();
+        let none = &mut |_: &str| None;
+        conn.transact("RESET", none)?;
+        conn.transact(&format!("SIGKEY {}", self.grip), none)?;
+        conn.transact(&format!("SETHASH {algo} {hex}"), none)?;
+        let mut asked = 0;
+        let reply = conn.transact("PKSIGN", &mut |what| {
+            // Asked again after a wrong passphrase: give up, gpg reports it.
+            asked += 1;
+            let keyword = what.split(' ').next().unwrap_or("");
+            (keyword == "PASSPHRASE" && asked == 1)
+                .then(|| self.passphrase.clone())
+                .flatten()
+        })?;
+        let sig = Sexp::parse(&reply.data)
+            .map_err(|e| AssuanError::Protocol(format!("PKSIGN result: {e}")))?;
+        let unexpected = || AssuanError::Protocol("PKSIGN result is not a sig-val".into());
+        let [alg] = sig.rest() else {
+            return Err(unexpected().into());
+        };
+        let mpis = match (self.key.algorithm(), alg.name()) {
+            (PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign, Some(b"rsa")) => {
+                vec![alg.value(b"s").ok_or_else(unexpected)?]
+            }
+            (PublicKeyAlgorithm::EdDSALegacy, Some(b"eddsa"))
+            | (PublicKeyAlgorithm::ECDSA, Some(b"ecdsa")) => vec![
+                alg.value(b"r").ok_or_else(unexpected)?,
+                alg.value(b"s").ok_or_else(unexpected)?,
+            ],
+            _ => return Err(unexpected().into()),
+        };
+        if sig.name() != Some(b"sig-val") {
+            return Err(unexpected().into());
+        }
+        Ok(SignatureBytes::Mpis(
+            mpis.into_iter().map(Mpi::from_slice).collect(),
+        ))
+    }
+}
+
+impl KeyDetails for AgentKey<'_> {
+    fn version(&self) -> KeyVersion {
+        self.key.version()
+    }
+    fn legacy_key_id(&self) -> KeyId {
+        self.key.legacy_key_id()
+    }
+    fn fingerprint(&self) -> Fingerprint {
+        self.key.fingerprint()
+    }
+    fn algorithm(&self) -> PublicKeyAlgorithm {
+        self.key.algorithm()
+    }
+    fn created_at(&self) -> Timestamp {
+        self.key.created_at()
+    }
+    fn legacy_v3_expiration_days(&self) -> Option<u16> {
+        self.key.legacy_v3_expiration_days()
+    }
+    fn public_params(&self) -> &PublicParams {
+        self.key.public_params()
+    }
+}
+
+impl SigningKey for AgentKey<'_> {
+    fn sign(
+        &self,
+        _key_pw: &Password,
+        hash: HashAlgorithm,
+        digest: &[u8],
+    ) -> pgp::errors::Result<SignatureBytes> {
+        self.pksign(hash, digest).map_err(|e| {
+            let message = e.to_string();
+            *self.failure.borrow_mut() = Some(e);
+            pgp::errors::Error::from(message)
+        })
+    }
+
+    fn hash_alg(&self) -> HashAlgorithm {
+        HashAlgorithm::Sha256
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_specs_as_gpg_reads_them() {
+        let fpr = "0123456789ABCDEF0123456789ABCDEF01234567";
+        let full: Vec<u8> = (0..20)
+            .map(|i| u8::from_str_radix(&fpr[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        for s in [
+            fpr,
+            &fpr.to_lowercase(),
+            &format!("0x{fpr}"),
+            "89ABCDEF01234567",
+        ] {
+            let spec = KeySpec::parse(s).unwrap();
+            assert!(spec.matches(&full) && !spec.exact, "{s}");
+        }
+        assert!(KeySpec::parse(&format!("{fpr}!")).unwrap().exact);
+        assert!(!KeySpec::parse("89ABCDEF01234566").unwrap().matches(&full));
+        for bad in [
+            "",
+            "01234567",
+            "Alice <a@example.com>",
+            &fpr[1..],
+            "G123456789ABCDEF",
+        ] {
+            assert_eq!(KeySpec::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn agent_keys_compare_with_openpgp_params() {
+        let rsa = b"(10:public-key(3:rsa(1:n3:\x00\x81\x01)(1:e1:\x03)))";
+        // n = 0x8101 (16 bits), e = 3 (2 bits)
+        assert_eq!(
+            agent_public_params(rsa).unwrap(),
+            vec![0, 16, 0x81, 0x01, 0, 2, 3]
+        );
+        let ed = b"(10:public-key(3:ecc(5:curve7:Ed25519)(5:flags5:eddsa)(1:q2:\x40\x01)))";
+        let mut want = vec![9];
+        want.extend(OID_ED25519);
+        want.extend([0, 15, 0x40, 0x01]);
+        assert_eq!(agent_public_params(ed).unwrap(), want);
+        assert_eq!(
+            agent_public_params(b"(10:public-key(3:ecc(5:curve7:Ed448)(1:q1:\x01)))"),
+            None
+        );
+        assert_eq!(
+            agent_public_params(b"(10:public-key(3:dsa(1:p1:\x01)))"),
+            None
+        );
+        assert_eq!(agent_public_params(b"(3:abc"), None);
+    }
+}
