@@ -7,13 +7,14 @@
 //! once, and squashing an image never touches a blob.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::Read;
 
 use tar::EntryType;
 
 use crate::error::InventoryError;
 use crate::model::{LayerArtifacts, ANALYZER_VERSION};
 use crate::paths::{self, classify, FileKind};
+use crate::tar_stream::{self, Info};
 use crate::{apk, dpkg, osrelease};
 
 /// Media types of tar layers, by compression (OCI and Docker names, distributable or
@@ -77,27 +78,28 @@ impl Kept {
 
 /// The streaming pass over the tar.
 fn collect(stream: impl Read) -> Result<Kept, InventoryError> {
-    let mut archive = tar::Archive::new(stream);
     let mut kept = Kept::default();
-    let entries = archive.entries().map_err(InventoryError::Tar)?;
-    for entry in entries {
-        let mut entry = entry.map_err(tar_or_read)?;
-        let path = paths::normalize(&entry.path_bytes())?;
+    tar_stream::each_entry(stream, |info, data| kept.entry(info, data))?;
+    Ok(kept)
+}
+
+impl Kept {
+    /// One entry: a whiteout or opaque marker that can hide a kept path is recorded,
+    /// an allow-listed file kept (or its link recorded), anything else passed over.
+    fn entry(&mut self, info: &Info, data: &mut dyn Read) -> Result<(), InventoryError> {
+        let path = paths::normalize(&info.name)?;
         if path.is_empty() {
-            continue;
+            return Ok(());
         }
-        let (dir, base) = match path.rsplit_once('/') {
-            Some((d, b)) => (d, b),
-            None => ("", path.as_str()),
-        };
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
         if base == ".wh..wh..opq" {
             if paths::relevant(dir) {
-                kept.art.opaque_dirs.push(dir.to_string());
+                self.art.opaque_dirs.push(dir.to_string());
             }
-            continue;
+            return Ok(());
         }
         if base.starts_with(".wh..wh.") {
-            continue; // aufs bookkeeping, ignored as docker does
+            return Ok(()); // aufs bookkeeping, ignored as docker does
         }
         if let Some(name) = base.strip_prefix(".wh.") {
             let deleted = if dir.is_empty() {
@@ -106,83 +108,57 @@ fn collect(stream: impl Read) -> Result<Kept, InventoryError> {
                 format!("{dir}/{name}")
             };
             if !name.is_empty() && paths::relevant(&deleted) {
-                kept.art.whiteouts.push(deleted);
+                self.art.whiteouts.push(deleted);
             }
-            continue;
+            return Ok(());
         }
         let Some(kind) = classify(&path) else {
-            continue;
+            return Ok(());
         };
-        match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let size = entry.size();
-                let limit = kind.limit();
+        match info.kind {
+            EntryType::Regular | EntryType::Continuous => {
+                let (size, limit) = (info.size, kind.limit());
                 if size > limit {
-                    kept.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
-                    continue;
-                }
-                if kept.bytes + size > paths::LAYER_LIMIT {
-                    kept.error(
+                    self.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
+                } else if self.bytes + size > paths::LAYER_LIMIT {
+                    let total = paths::LAYER_LIMIT;
+                    self.error(
                         &path,
-                        format!(
-                            "over the {}-byte limit of kept files per layer",
-                            paths::LAYER_LIMIT
-                        ),
+                        format!("over the {total}-byte limit of kept files per layer"),
                     );
-                    continue;
+                } else {
+                    let mut bytes = Vec::with_capacity(size as usize);
+                    data.take(limit + 1)
+                        .read_to_end(&mut bytes)
+                        .map_err(tar_stream::tar_or_read)?;
+                    self.keep(path, kind, bytes);
                 }
-                let mut data = Vec::with_capacity(size as usize);
-                (&mut entry)
-                    .take(limit + 1)
-                    .read_to_end(&mut data)
-                    .map_err(tar_or_read)?;
-                kept.keep(path, kind, data);
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .unwrap_or_default();
-                kept.files.remove(&path);
-                kept.art.errors.retain(|(p, _)| *p != path);
-                kept.art.symlinks.retain(|(p, _)| *p != path);
-                kept.art.symlinks.push((path, target));
+                let target = String::from_utf8_lossy(info.link.as_deref().unwrap_or_default());
+                self.files.remove(&path);
+                self.art.errors.retain(|(p, _)| *p != path);
+                self.art.symlinks.retain(|(p, _)| *p != path);
+                self.art.symlinks.push((path, target.into_owned()));
             }
             EntryType::Link => {
-                // A hard link names an earlier entry of this same tar. Layers carry
-                // databases as links when two allow-listed names share an inode
-                // (`etc/os-release` and `usr/lib/os-release` on some images).
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| paths::normalize(&t))
-                    .transpose()?
-                    .unwrap_or_default();
-                match kept.files.get(&target) {
-                    Some((_, data)) => {
-                        let data = data.clone();
-                        kept.keep(path, kind, data);
+                // A hard link names an earlier entry of this same tar: two allow-listed
+                // names sharing an inode (`etc/os-release`, `usr/lib/os-release`).
+                let target = paths::normalize(info.link.as_deref().unwrap_or_default())?;
+                match self.files.get(&target) {
+                    Some((_, bytes)) => {
+                        let bytes = bytes.clone();
+                        self.keep(path, kind, bytes);
                     }
-                    None => kept.error(
+                    None => self.error(
                         &path,
-                        format!("hard link to {target:?}, which is not an allow-listed file of this layer"),
+                        format!("hard link to {target:?}, not an allow-listed file of this layer"),
                     ),
                 }
             }
             _ => {} // a folder or device at an allow-listed name: nothing to read
         }
-    }
-    // Read what follows the archive's end marker, so a truncated or corrupt compressed
-    // stream is an error rather than a silently shorter layer.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(InventoryError::Read)?;
-    Ok(kept)
-}
-
-/// I/O errors from the decompressor surface through the tar reader; keep them apart
-/// from malformed tars so the recorded reason says which it was.
-fn tar_or_read(e: io::Error) -> InventoryError {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput => InventoryError::Read(e),
-        _ => InventoryError::Tar(e),
+        Ok(())
     }
 }
 

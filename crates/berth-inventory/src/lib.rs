@@ -17,6 +17,7 @@ mod paths;
 mod purl;
 pub mod rpm;
 mod squash;
+mod tar_stream;
 
 pub use containerfile::instruction;
 pub use error::InventoryError;

@@ -477,3 +477,102 @@ fn hostile_layers_are_errors_not_panics() {
         .collect();
     assert!(analyze_layer(std::io::Cursor::new(noise), TAR).is_err());
 }
+
+/// One PAX record (`LEN key=value\n`, LEN counting itself).
+fn pax_record(key: &str, value: &str) -> String {
+    let body = format!(" {key}={value}\n");
+    let mut n = body.len() + 1;
+    while n.to_string().len() + body.len() != n {
+        n = n.to_string().len() + body.len();
+    }
+    format!("{n}{body}")
+}
+
+/// A ustar header block and its data padded to 512 bytes, as written by hand (the
+/// `tar` crate's builder would not write these cases).
+fn member(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+#[test]
+fn extension_headers_are_applied_and_capped() {
+    let status =
+        "Package: a\nVersion: 1\nArchitecture: all\n\nPackage: b\nVersion: 2\nArchitecture: all\n";
+    let mut t = Vec::new();
+    // A PAX path gives the name; the header's own name is a placeholder.
+    let rec = pax_record("path", "etc/os-release");
+    t.extend(member(
+        "PaxHeaders/1",
+        tar::EntryType::XHeader,
+        rec.len() as u64,
+        rec.as_bytes(),
+    ));
+    t.extend(member(
+        "placeholder",
+        tar::EntryType::Regular,
+        ALPINE_OS.len() as u64,
+        ALPINE_OS.as_bytes(),
+    ));
+    // A PAX size with 0 in the header (Go's archive/tar for files over 8 GiB): the data
+    // is read by the record's size and the next entry is still found.
+    let rec = pax_record("size", &status.len().to_string());
+    t.extend(member(
+        "PaxHeaders/2",
+        tar::EntryType::XHeader,
+        rec.len() as u64,
+        rec.as_bytes(),
+    ));
+    t.extend(member(
+        "var/lib/dpkg/status",
+        tar::EntryType::Regular,
+        0,
+        status.as_bytes(),
+    ));
+    t.extend(member(
+        "etc/alpine-release",
+        tar::EntryType::Regular,
+        7,
+        b"3.19.1\n",
+    ));
+    t.extend([0u8; 1024]);
+    let arts = analyze_layer(std::io::Cursor::new(t), TAR).unwrap();
+    let paths: Vec<&str> = arts.os_release.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["etc/alpine-release", "etc/os-release"]);
+    assert_eq!(arts.databases[0].1.len(), 2, "{:?}", arts.databases);
+
+    // GNU long names (the tar crate's builder writes them past 100 bytes).
+    let long = format!("root/buildinfo/{}/Dockerfile-x", "d".repeat(120));
+    let arts = analyze(&[E::File(&long, b"FROM scratch\n")]);
+    assert_eq!(
+        arts.buildinfo,
+        [(long.clone(), "FROM scratch\n".to_string())]
+    );
+
+    // A PAX header claiming 2 MiB is refused before it is read into memory.
+    let bomb = "x".repeat(2 << 20);
+    let t = [
+        member(
+            "PaxHeaders/3",
+            tar::EntryType::XHeader,
+            bomb.len() as u64,
+            bomb.as_bytes(),
+        ),
+        member("etc/os-release", tar::EntryType::Regular, 0, b""),
+        vec![0u8; 1024],
+    ]
+    .concat();
+    let err = analyze_layer(std::io::Cursor::new(gzip(&t)), GZIP).unwrap_err();
+    assert!(
+        matches!(err, InventoryError::Tar(_)) && err.to_string().contains("limit"),
+        "{err}"
+    );
+}
