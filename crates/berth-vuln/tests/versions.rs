@@ -73,6 +73,29 @@ fn sign(o: Ordering) -> &'static str {
     }
 }
 
+/// Fails listing (some of) the pairs where `compare` differs from the reference's
+/// answers (`<`, `=`, `>`).
+fn assert_agrees(
+    reference: &str,
+    pairs: &[(String, String)],
+    answers: &[String],
+    compare: fn(&str, &str) -> Ordering,
+) {
+    let wrong: Vec<_> = pairs
+        .iter()
+        .zip(answers)
+        .filter(|((a, b), want)| sign(compare(a, b)) != want.as_str())
+        .map(|((a, b), want)| format!("{a} {want} {b}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ from {reference}, e.g. {:?}",
+        wrong.len(),
+        pairs.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
 fn dpkg_version(rng: &mut StdRng) -> String {
     let letters = ["a", "b", "rc", "dfsg", "Z", "beta", "git"];
     let mut v = String::new();
@@ -169,19 +192,7 @@ fn dpkg_agrees_with_dpkg_compare_versions() {
         );
     }
     assert_eq!(answers.len(), generated.len(), "is dpkg installed?");
-    let wrong: Vec<_> = generated
-        .iter()
-        .zip(&answers)
-        .filter(|((a, b), want)| sign(dpkg::compare(a, b)) != want.as_str())
-        .map(|((a, b), want)| format!("{a} {want} {b}"))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} differ from dpkg, e.g. {:?}",
-        wrong.len(),
-        generated.len(),
-        &wrong[..wrong.len().min(10)]
-    );
+    assert_agrees("dpkg", &generated, &answers, dpkg::compare);
 }
 
 /// dpkg's syntax: upstream starts with a digit, has no ':' (the epoch is split off)
@@ -301,26 +312,11 @@ for line in sys.stdin:
         .map(str::to_string)
         .collect();
     assert_eq!(answers.len(), generated.len());
-    let wrong: Vec<_> = generated
+    let answers: Vec<String> = answers
         .iter()
-        .zip(&answers)
-        .filter(|((a, b), want)| {
-            let want = match want.as_str() {
-                "-1" => "<",
-                "0" => "=",
-                _ => ">",
-            };
-            sign(rpm::compare(a, b)) != want
-        })
-        .map(|((a, b), want)| format!("{a} {want} {b}"))
+        .map(|a| sign(a.parse::<i32>().unwrap_or(9).cmp(&0)).to_string())
         .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} differ from rpm, e.g. {:?}",
-        wrong.len(),
-        generated.len(),
-        &wrong[..wrong.len().min(10)]
-    );
+    assert_agrees("rpm", &generated, &answers, rpm::compare);
 }
 
 fn valid_rpm(v: &str) -> bool {
