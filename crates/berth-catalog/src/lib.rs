@@ -104,6 +104,11 @@ impl Catalog {
         &self.db
     }
 
+    /// The registry's metadata store the catalog reads.
+    pub fn meta_store(&self) -> Arc<dyn MetaStore> {
+        self.meta.clone()
+    }
+
     /// The registry data folder.
     pub fn root(&self) -> &Path {
         &self.root

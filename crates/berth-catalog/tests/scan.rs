@@ -1,0 +1,372 @@
+//! The catalog over a real store: images written into a registry data folder
+//! (blob files + meta.db rows, as a push leaves them), scanned, matched with OSV
+//! data imported afterwards (a rematch reads no layer), a layer that fails analysis
+//! recorded with its reason, allow-list entries applied and expiring.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use berth_catalog::search::SearchQuery;
+use berth_catalog::{AllowEntry, Catalog, Scanned};
+use berth_image::Digest;
+use berth_store::{BlobStore, MetaStore, NewManifest, SqliteMeta};
+use serde_json::json;
+
+const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+
+fn dpkg_status(packages: &[(&str, &str)]) -> String {
+    packages
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "Package: {n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: {v}\n\n"
+            )
+        })
+        .collect()
+}
+
+/// A plain tar of these files.
+fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, text) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, text.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+struct Registry {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    meta: Arc<SqliteMeta>,
+    blobs: BlobStore,
+}
+
+type Layer = (&'static str, Vec<u8>, Vec<u8>);
+
+impl Registry {
+    fn new() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        Registry {
+            meta: Arc::new(SqliteMeta::open(&root.join("meta.db")).unwrap()),
+            blobs: BlobStore::open(&root).unwrap(),
+            root,
+            _dir: dir,
+        }
+    }
+
+    fn blob(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let d = Digest::sha256_of(bytes);
+        let path = self.blobs.path(&d);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        self.meta
+            .link_blob(repo, &d, bytes.len() as u64, &|| true)
+            .unwrap();
+        d
+    }
+
+    /// Pushes an image of these layers (media type, bytes, uncompressed bytes).
+    fn push(&self, repo: &str, tag: &str, layers: &[Layer], labels: serde_json::Value) -> Digest {
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|(_, _, raw)| Digest::sha256_of(raw).to_string())
+            .collect();
+        let history: Vec<_> = layers
+            .iter()
+            .map(|_| json!({"created_by": "/bin/sh -c #(nop) ADD file:x in / "}))
+            .collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": history,
+        }))
+        .unwrap();
+        let config_d = self.blob(repo, &config);
+        let layer_descs: Vec<_> = layers
+            .iter()
+            .map(|(mt, bytes, _)| {
+                let d = self.blob(repo, bytes);
+                json!({"mediaType": mt, "digest": d.to_string(), "size": bytes.len()})
+            })
+            .collect();
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_d.to_string(), "size": config.len()},
+            "layers": layer_descs,
+        }))
+        .unwrap();
+        let digest = Digest::sha256_of(&manifest);
+        let parsed = berth_image::Manifest::parse(None, &manifest).unwrap();
+        self.meta
+            .put_manifest(
+                repo,
+                &NewManifest::new(digest.clone(), &parsed, manifest),
+                Some(tag),
+            )
+            .unwrap();
+        digest
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::open(&self.root, self.meta.clone() as Arc<dyn MetaStore>).unwrap()
+    }
+}
+
+fn debian_layer(packages: &[(&str, &str)]) -> Layer {
+    let raw = tar_of(&[
+        ("etc/os-release", OS_RELEASE),
+        ("var/lib/dpkg/status", &dpkg_status(packages)),
+    ]);
+    (
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        gzip(&raw),
+        raw,
+    )
+}
+
+fn osv_file(dir: &Path) -> std::path::PathBuf {
+    let record = json!({
+        "id": "DSA-5532-1", "modified": "2024-02-01T00:00:00Z", "published": "2024-01-10T00:00:00Z",
+        "aliases": ["CVE-2023-5363"],
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]}]}]
+    });
+    let path = dir.join("DSA-5532-1.json");
+    std::fs::write(&path, record.to_string()).unwrap();
+    path
+}
+
+fn search(cat: &Catalog, q: SearchQuery) -> Vec<String> {
+    let q = SearchQuery {
+        page: 1,
+        per_page: 10,
+        ..q
+    };
+    cat.db()
+        .search(&q, &|_| true)
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|h| h.repository)
+        .collect()
+}
+
+fn allow(cat: &Catalog, expires_at: i64) {
+    cat.db()
+        .allow(&AllowEntry {
+            repository: "team/app".into(),
+            finding_id: "CVE-2023-5363".into(),
+            reason: "not reachable".into(),
+            expires_at: Some(expires_at),
+            created_by: "admin".into(),
+            created_at: berth_store::unix_now(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
+    let reg = Registry::new();
+    let base = debian_layer(&[("libc6", "2.36-9"), ("openssl", "3.0.9-1")]);
+    let app_raw = tar_of(&[("app/run.sh", "#!/bin/sh\n")]);
+    let app = (
+        "application/vnd.oci.image.layer.v1.tar",
+        app_raw.clone(),
+        app_raw,
+    );
+    let one = reg.push(
+        "lib/debian",
+        "12",
+        std::slice::from_ref(&base),
+        json!({"org.opencontainers.image.description": "Debian base"}),
+    );
+    let two = reg.push("team/app", "1.0", &[base, app], json!({"vendor": "acme"}));
+    let cat = reg.catalog();
+
+    assert_eq!(
+        cat.scan_manifest("lib/debian", &one, false).unwrap(),
+        Scanned::Done
+    );
+    assert_eq!(
+        cat.scan_manifest("team/app", &two, false).unwrap(),
+        Scanned::Done
+    );
+    // The shared base layer was read once: 2 distinct layers.
+    assert_eq!(cat.stats.layers_analyzed.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        cat.scan_manifest("team/app", &two, false).unwrap(),
+        Scanned::Current
+    );
+
+    let packages = cat.packages(&two.to_string(), "").unwrap().unwrap();
+    let names: Vec<_> = packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    assert_eq!(names, [("libc6", "2.36-9"), ("openssl", "3.0.9-1")]);
+    let view = cat.manifest("team/app", &two).unwrap().unwrap();
+    assert_eq!(
+        view.images[0].base_image.as_deref(),
+        Some(format!("lib/debian@{one}").as_str())
+    );
+    let os = view.images[0].os.as_ref().unwrap();
+    assert_eq!(os.ecosystem.as_deref(), Some("Debian:12"));
+    // No data yet: no findings, no grade.
+    let v = cat
+        .vulnerabilities("team/app", &two.to_string(), &Default::default())
+        .unwrap()
+        .unwrap();
+    assert!(v.findings.is_empty() && v.grade.is_none());
+
+    let data = tempfile::tempdir().unwrap();
+    let (imports, rematch) = cat.import_vulns(&[&osv_file(data.path())]).unwrap();
+    assert_eq!(imports.len(), 1);
+    assert_eq!(rematch.images, 2);
+    assert_eq!(
+        cat.stats.layers_analyzed.load(Ordering::Relaxed),
+        2,
+        "a rematch reads no layer"
+    );
+    let v = cat
+        .vulnerabilities("team/app", &two.to_string(), &Default::default())
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = v.findings.iter().map(|f| f.finding.id.as_str()).collect();
+    assert_eq!(ids, ["DSA-5532-1"]);
+    assert_eq!(
+        v.findings[0].finding.fixed.as_deref(),
+        Some("3.0.11-1~deb12u2")
+    );
+    assert!(
+        v.grade.as_deref().is_some_and(|g| g != "A"),
+        "{:?}",
+        v.grade
+    );
+
+    // Search: by CVE alias, by package, by label, by text.
+    let both = ["lib/debian", "team/app"];
+    let by_cve = SearchQuery {
+        cve: Some("CVE-2023-5363".into()),
+        ..Default::default()
+    };
+    assert_eq!(search(&cat, by_cve), both);
+    let by_package = SearchQuery {
+        package: Some("openssl".into()),
+        ..Default::default()
+    };
+    assert_eq!(search(&cat, by_package), both);
+    let by_label = SearchQuery {
+        labels: vec![("vendor".into(), "acme".into())],
+        ..Default::default()
+    };
+    assert_eq!(search(&cat, by_label), ["team/app"]);
+    let by_text = |q: &str| SearchQuery {
+        q: q.into(),
+        ..Default::default()
+    };
+    assert_eq!(search(&cat, by_text("debian base")), ["lib/debian"]);
+    assert_eq!(search(&cat, by_text("app")), ["team/app"]);
+
+    // The allow-list takes the finding out of the grade until it expires.
+    let now = berth_store::unix_now();
+    allow(&cat, now + 3600);
+    let v = cat
+        .vulnerabilities("team/app", &two.to_string(), &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.grade.as_deref(), Some("A"));
+    assert!(v.findings[0].allowed.is_some());
+    // Other repositories are not affected by team/app's list.
+    let v = cat
+        .vulnerabilities("lib/debian", &one.to_string(), &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_ne!(v.grade.as_deref(), Some("A"));
+    allow(&cat, now - 1);
+    let v = cat
+        .vulnerabilities("team/app", &two.to_string(), &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        v.grade.as_deref(),
+        Some("A"),
+        "an expired entry no longer applies"
+    );
+}
+
+#[test]
+fn a_layer_that_fails_is_recorded_with_its_reason_and_retried_by_scan() {
+    let reg = Registry::new();
+    let bad = (
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        b"this is not gzip".to_vec(),
+        b"x".to_vec(),
+    );
+    let d = reg.push("broken/img", "v1", &[bad], json!({}));
+    let cat = reg.catalog();
+    let Scanned::Failed(why) = cat.scan_manifest("broken/img", &d, false).unwrap() else {
+        panic!("the scan did not fail")
+    };
+    assert!(why.contains("layer 0"), "{why}");
+    let rec = cat
+        .db()
+        .scan("broken/img", &d.to_string())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.error.as_deref(), Some(why.as_str()));
+    let inv = cat.db().inventory(&d.to_string()).unwrap().unwrap();
+    assert_eq!(inv.result, Err(why.clone()));
+    // A rescan of failed ones reads the layer again (and fails again, recorded).
+    let before = cat.stats.layers_analyzed.load(Ordering::Relaxed);
+    let report = berth_catalog::scan_request(&cat, reg.meta.as_ref(), false, None, None).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["failures"][0]["repository"], "broken/img");
+    assert_eq!(
+        cat.stats.layers_analyzed.load(Ordering::Relaxed),
+        before + 1
+    );
+}
+
+#[test]
+fn an_artifact_is_skipped_and_a_manifest_elsewhere_is_gone() {
+    let reg = Registry::new();
+    let cfg = reg.blob("art", b"{}");
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.to_string(), "size": 2},
+        "layers": [],
+    }))
+    .unwrap();
+    let d = Digest::sha256_of(&manifest);
+    let parsed = berth_image::Manifest::parse(None, &manifest).unwrap();
+    reg.meta
+        .put_manifest("art", &NewManifest::new(d.clone(), &parsed, manifest), None)
+        .unwrap();
+    let cat = reg.catalog();
+    assert_eq!(
+        cat.scan_manifest("art", &d, false).unwrap(),
+        Scanned::Skipped
+    );
+    assert_eq!(
+        cat.scan_manifest("elsewhere", &d, false).unwrap(),
+        Scanned::Gone
+    );
+}
