@@ -51,11 +51,18 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
         _ => return Err(unauthorized()),
     };
     let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
+    if path == "vulndb/import" {
+        // Streamed to a file, not buffered: vulnerability data is large.
+        return crate::catalog_api::import_vulns(&reg, &who, parts.method.as_str(), body).await;
+    }
     let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     if path == "gc" {
         return collect_garbage(&reg, &who, parts.method.as_str(), &bytes).await;
+    }
+    if path.starts_with("catalog/") {
+        return crate::catalog_api::admin(&reg, &who, parts.method.as_str(), path, &bytes).await;
     }
     let mut call = api::parse(parts.method.as_str(), path, &bytes).map_err(|e| match e {
         ApiParseError::NotFound => error(StatusCode::NOT_FOUND, e),

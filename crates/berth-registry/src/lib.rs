@@ -7,6 +7,7 @@
 mod access;
 mod admin_api;
 mod blobs;
+mod catalog_api;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -54,6 +55,8 @@ pub struct RegistryConfig {
     pub token_realm: Option<String>,
     /// The garbage collector: interval, grace period, keep-untagged.
     pub gc: gc::GcConfig,
+    /// The catalog (`catalog.db`: inventories, findings, search): on by default.
+    pub catalog: bool,
 }
 
 impl RegistryConfig {
@@ -66,6 +69,7 @@ impl RegistryConfig {
             tls: false,
             token_realm: None,
             gc: gc::GcConfig::default(),
+            catalog: true,
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct Registry {
     pub(crate) verdicts: trust::Verdicts,
     /// One garbage collection at a time in this process.
     pub(crate) gc_lock: std::sync::Mutex<()>,
+    /// What is inside the stored images (none when turned off).
+    pub(crate) catalog: Option<Arc<berth_catalog::Catalog>>,
     config: RegistryConfig,
 }
 
@@ -91,6 +97,12 @@ pub enum OpenError {
         root: PathBuf,
         #[source]
         source: berth_store::StoreError,
+    },
+    #[error("opening the catalog at {root}: {source}")]
+    Catalog {
+        root: PathBuf,
+        #[source]
+        source: berth_catalog::CatalogError,
     },
     #[error("opening access control at {root}: {source}")]
     Auth {
@@ -108,7 +120,19 @@ impl Registry {
             source,
         };
         let blobs = BlobStore::open(&config.root).map_err(err)?;
-        let meta = SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?;
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?);
+        let catalog = match config.catalog {
+            true => Some(Arc::new(
+                berth_catalog::Catalog::open(&config.root, meta.clone()).map_err(|source| {
+                    OpenError::Catalog {
+                        root: config.root.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            false => None,
+        };
         let auth =
             Auth::open(&config.root, config.auth.clone()).map_err(|source| OpenError::Auth {
                 root: config.root.clone(),
@@ -116,12 +140,13 @@ impl Registry {
             })?;
         Ok(Arc::new(Registry {
             blobs,
-            meta: Arc::new(meta),
+            meta,
             uploads: uploads::Sessions::default(),
             metrics: metrics::Metrics::new(),
             auth,
             verdicts: trust::Verdicts::default(),
             gc_lock: std::sync::Mutex::new(()),
+            catalog,
             config,
         }))
     }
@@ -154,6 +179,17 @@ impl Registry {
         self.meta.link_blob(repo, digest, size, &|| path.is_file())
     }
 
+    /// The catalog, when it is on.
+    pub fn catalog(&self) -> Option<&Arc<berth_catalog::Catalog>> {
+        self.catalog.as_ref()
+    }
+
+    /// Starts the catalog's scan worker and its backfill of content stored before
+    /// (see `berth_catalog::Catalog::start`); none when the catalog is off.
+    pub fn spawn_catalog(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.catalog.as_ref()?.start()
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }
@@ -172,6 +208,7 @@ impl Registry {
             .route("/v2/{*path}", any(routes::dispatch))
             .route("/extensions/v2/{*path}", any(signatures::endpoint))
             .route("/v1/search", get(search::search))
+            .route("/api/v1/catalog/search", get(catalog_api::search))
             .route("/token", any(token::endpoint))
             .route("/api/v1/{*path}", any(admin_api::endpoint))
             .route("/metrics", get(metrics::render))

@@ -124,6 +124,11 @@ pub(crate) async fn put(
     let n = name.to_string();
     reg.blocking(move |r| r.meta.put_manifest(&n, &new, tag.as_deref()))
         .await?;
+    // The catalog learns of it without the answer waiting (a full queue leaves it
+    // for the catalog's backfill).
+    if let Some(catalog) = &reg.catalog {
+        catalog.notify(name.as_str(), &digest);
+    }
 
     let mut resp = (
         StatusCode::CREATED,

@@ -2,12 +2,14 @@
 //! search` ask first (they fall back to walking `/v2/_catalog` only when it is
 //! missing). Answering it saves them that walk, and lets them show what berth knows.
 //!
-//! The results are the repositories whose name contains `q` (case-insensitively),
-//! among those the caller may pull: the same filter as the catalog
+//! The results are the repositories matching `q`, among those the caller may pull: the same filter as the catalog
 //! ([`listing::readable_where`]), so a search never reveals a hidden repository.
 //! Where access control applies, only callers with credentials get results: podman
 //! sends none here, and must fall back to the catalog, which it reads logged in.
-//! berth keeps no descriptions, stars or automated builds; those fields are empty.
+//! With the catalog on, results come from its search first (ranked: name matches,
+//! then descriptions, labels, packages; each with the image's description), then the
+//! repositories it has not indexed yet whose name matches. berth keeps no stars or
+//! automated builds; those fields are empty.
 
 use std::sync::Arc;
 
@@ -57,19 +59,50 @@ async fn answer(reg: Arc<Registry>, req: Request) -> ApiResult {
         .to_string();
     let query = term.to_ascii_lowercase();
     let r = reg.clone();
-    let names = reg
-        .blocking(move |_| {
-            listing::readable_where(&r, &caller, None, limit, |name| {
-                name.to_ascii_lowercase().contains(&query)
-            })
-        })
+    let found = reg
+        .blocking(
+            move |_| -> Result<Vec<(String, String)>, berth_store::StoreError> {
+                // The catalog's ranked answer first (name matches, then descriptions,
+                // labels, packages), with descriptions; then repositories it has not
+                // indexed yet whose name matches, as before the catalog.
+                let mut found: Vec<(String, String)> = Vec::new();
+                if let Some(catalog) = &r.catalog {
+                    let q = berth_catalog::search::SearchQuery {
+                        q: query.clone(),
+                        page: 1,
+                        per_page: limit,
+                        ..Default::default()
+                    };
+                    match catalog
+                        .db()
+                        .search(&q, &|name| caller.level(name).is_some())
+                    {
+                        Ok(page) => found.extend(
+                            page.results
+                                .into_iter()
+                                .map(|h| (h.repository, h.description.unwrap_or_default())),
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "catalog search failed; names only"),
+                    }
+                }
+                if found.len() < limit {
+                    let names = listing::readable_where(&r, &caller, None, limit, |name| {
+                        name.to_ascii_lowercase().contains(&query)
+                            && !found.iter().any(|(n, _)| n == name)
+                    })?;
+                    found.extend(names.into_iter().map(|n| (n, String::new())));
+                }
+                found.truncate(limit);
+                Ok(found)
+            },
+        )
         .await?;
-    let results: Vec<_> = names
+    let results: Vec<_> = found
         .iter()
-        .map(|name| {
+        .map(|(name, description)| {
             json!({
                 "name": name,
-                "description": "",
+                "description": description,
                 "star_count": 0,
                 "is_official": false,
                 "is_automated": false,

@@ -89,10 +89,33 @@ enum AdminCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Catalog: scan again the manifests whose inventory failed (their failed layers
+    /// read again); --all: every manifest; REPO or REPO:TAG: those (JSON report)
+    Scan {
+        /// Every manifest of every repository
+        #[arg(long, conflicts_with = "image")]
+        all: bool,
+        /// REPO or REPO:TAG
+        image: Option<String>,
+    },
+    /// Vulnerability data for the catalog
+    #[command(subcommand)]
+    Vulndb(VulndbCommand),
     /// The latest permission changes: who, from where, what (JSON, newest first)
     Audit {
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VulndbCommand {
+    /// Import OSV data (per-ecosystem all.zip files, OSV JSON files or folders of
+    /// them; with --url, files only), then match every stored image again (no layer
+    /// is read again); prints each file's import report and the rematch's (JSON)
+    Import {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -199,6 +222,12 @@ enum Request {
         keep_untagged: bool,
     },
     Fsck(bool),
+    Scan {
+        all: bool,
+        repo: Option<String>,
+        tag: Option<String>,
+    },
+    VulndbImport(Vec<PathBuf>),
 }
 
 pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -318,6 +347,16 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             });
         }
         AdminCommand::Fsck { repair } => return Ok(Request::Fsck(repair)),
+        AdminCommand::Scan { all, image } => {
+            let (repo, tag) = match image.as_deref().map(split_repo_tag).transpose()? {
+                Some((r, t)) => (Some(r), t),
+                None => (None, None),
+            };
+            return Ok(Request::Scan { all, repo, tag });
+        }
+        AdminCommand::Vulndb(VulndbCommand::Import { files }) => {
+            return Ok(Request::VulndbImport(files))
+        }
         AdminCommand::Trust(TrustCommand::Unset { name }) => Change::TrustUnset { name },
         AdminCommand::Repo(RepoCommand::Visibility {
             repository,
@@ -414,6 +453,27 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             let report = berth_store::gc::run(&meta, &blobs, &opts, *dry_run)?;
             return Ok(Some(pretty(&report.to_json())));
         }
+        Request::Scan { all, repo, tag } => {
+            let catalog = open_catalog(root)?;
+            let meta = catalog.meta_store();
+            let report = berth_catalog::scan_request(
+                &catalog,
+                meta.as_ref(),
+                *all,
+                repo.as_deref(),
+                tag.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            return Ok(Some(pretty(&report)));
+        }
+        Request::VulndbImport(files) => {
+            let catalog = open_catalog(root)?;
+            let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+            let (imports, rematch) = catalog.import_vulns(&paths)?;
+            return Ok(Some(pretty(
+                &serde_json::json!({ "imports": imports, "rematch": rematch }),
+            )));
+        }
         Request::Fsck(repair) => {
             let (meta, blobs) = open_content(root)?;
             let report = berth_store::fsck::check(&meta, &blobs, *repair)?;
@@ -435,7 +495,9 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
     }
     let store = berth_auth::open_store(root)?;
     Ok(match request {
-        Request::Gc { .. } | Request::Fsck(_) => unreachable!("answered above"),
+        Request::Gc { .. } | Request::Fsck(_) | Request::Scan { .. } | Request::VulndbImport(_) => {
+            unreachable!("answered above")
+        }
         Request::Change(change) => {
             let outcome = store.apply(&Actor::local(), change)?;
             outcome_output(outcome)
@@ -460,6 +522,30 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             }
         }
     })
+}
+
+/// `REPO[:TAG]` (a `:` after the last `/` starts the tag).
+fn split_repo_tag(image: &str) -> anyhow::Result<(String, Option<String>)> {
+    let (repo, tag) = match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
+        _ => (image, None),
+    };
+    repo.parse::<berth_image::RepositoryName>()
+        .with_context(|| format!("{image}: REPO or REPO:TAG"))?;
+    if let Some(t) = &tag {
+        t.parse::<berth_image::Tag>()
+            .with_context(|| format!("{image}: REPO or REPO:TAG"))?;
+    }
+    Ok((repo.to_string(), tag))
+}
+
+/// The catalog of a registry folder (the server may be running on it).
+fn open_catalog(root: &std::path::Path) -> anyhow::Result<berth_catalog::Catalog> {
+    let (meta, _) = open_content(root)?;
+    Ok(berth_catalog::Catalog::open(
+        root,
+        std::sync::Arc::new(meta),
+    )?)
 }
 
 /// The content store of a registry folder (the server may be running on it).
@@ -507,6 +593,56 @@ fn fsck_json(report: &berth_store::fsck::Report) -> Value {
         "remaining": report.remaining(),
         "findings": findings,
     })
+}
+
+/// `vulndb import --url`: each file streamed as the body of `POST
+/// /api/v1/vulndb/import` (the server imports it and rematches).
+fn import_remote(
+    url: &str,
+    user: &str,
+    password: &str,
+    tls_verify: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<String> {
+    let endpoint = format!("{}/api/v1/vulndb/import", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut answers = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            bail!(
+                "{}: with --url, give files (all.zip or JSON), not folders",
+                f.display()
+            );
+        }
+        let (status, text) = runtime.block_on(async {
+            let file = tokio::fs::File::open(f)
+                .await
+                .with_context(|| format!("opening {}", f.display()))?;
+            let client = reqwest::Client::builder()
+                .danger_accept_invalid_certs(!tls_verify)
+                .build()?;
+            let resp = client
+                .post(&endpoint)
+                .basic_auth(user, Some(password))
+                .body(reqwest::Body::wrap_stream(
+                    tokio_util::io::ReaderStream::new(file),
+                ))
+                .send()
+                .await
+                .with_context(|| format!("POST {endpoint}"))?;
+            let status = resp.status();
+            anyhow::Ok((status, resp.text().await?))
+        })?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        if !status.is_success() {
+            let why = v["error"].as_str().map_or(text.clone(), str::to_string);
+            bail!("{url}: {}: {why} ({status})", f.display());
+        }
+        answers.push(v);
+    }
+    Ok(pretty(&Value::Array(answers)))
 }
 
 fn pretty(v: &Value) -> String {
@@ -562,6 +698,14 @@ fn remote(
         Request::Fsck(_) => bail!(
             "fsck reads the data folder itself: run it where the registry's files are (--root)"
         ),
+        Request::Scan { all, repo, tag } => (
+            "POST",
+            "catalog/scan".to_string(),
+            serde_json::json!({ "all": all, "repo": repo, "tag": tag }),
+        ),
+        Request::VulndbImport(files) => {
+            return import_remote(url, &user, &password, tls_verify, files).map(Some)
+        }
     };
     let endpoint = format!("{}/api/v1/{path}", url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()

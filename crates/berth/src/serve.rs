@@ -25,7 +25,7 @@ const DEFAULT_GC_GRACE: Duration = Duration::from_secs(24 * 3600);
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
-tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged) or with the environment variable shown. Flags win \
+tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog) or with the environment variable shown. Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// The collector keeps untagged manifests (and what they reference) [default: false]
     #[arg(long, env = "BERTH_GC_KEEP_UNTAGGED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     gc_keep_untagged: Option<bool>,
+    /// Inventory every pushed image (packages, OS, Containerfile), match it with the
+    /// imported vulnerability data, index it for search; `false` turns the catalog
+    /// off [default: true]
+    #[arg(long, env = "BERTH_CATALOG", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    catalog: Option<bool>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -111,6 +116,7 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     gc_grace: Option<Duration>,
     gc_keep_untagged: Option<bool>,
+    catalog: Option<bool>,
 }
 
 mod humantime_serde_opt {
@@ -139,6 +145,7 @@ struct Settings {
     token_realm: Option<String>,
     token_lifetime: Duration,
     gc: berth_registry::gc::GcConfig,
+    catalog: bool,
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -207,6 +214,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                 .or(file.gc_keep_untagged)
                 .unwrap_or(false),
         },
+        catalog: args.catalog.or(file.catalog).unwrap_or(true),
     })
 }
 
@@ -269,6 +277,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tls: s.tls.is_some(),
         token_realm: s.token_realm.clone(),
         gc: s.gc.clone(),
+        catalog: s.catalog,
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;
@@ -276,6 +285,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     warn_if_open(&registry, addr)?;
     let sweeper = registry.spawn_upload_sweeper();
     let collector = registry.spawn_collector();
+    let catalog = registry.spawn_catalog();
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
@@ -318,6 +328,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     }
     sweeper.abort();
     if let Some(c) = collector {
+        c.abort();
+    }
+    if let Some(c) = catalog {
         c.abort();
     }
     tracing::info!("berth registry stopped");

@@ -57,6 +57,11 @@ pub struct ListTagsArgs {
     registry: RegistryFlags,
     /// The repository, e.g. docker://quay.io/org/app
     repository: String,
+    /// Order the tags: "semver" lists versions newest first (1.10.0 before 1.9.2, a
+    /// release before its pre-releases, a leading v accepted), then the other tags
+    /// by name (the tags list carries no dates) [default: as the registry sends them]
+    #[arg(long, value_name = "ORDER", value_parser = ["semver"])]
+    sort: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -236,10 +241,22 @@ struct TagList {
     tags: Vec<String>,
 }
 
+/// `--sort semver`: berth-catalog's order (the registry's repository pages use it
+/// too); without dates, tags that are not versions go by name.
+fn sorted(tags: Vec<String>, sort: Option<&str>) -> Vec<String> {
+    if sort != Some("semver") {
+        return tags;
+    }
+    let mut dated: Vec<(String, i64)> = tags.into_iter().map(|t| (t, 0)).collect();
+    berth_catalog::tags::sort_newest_first(&mut dated);
+    dated.into_iter().map(|(t, _)| t).collect()
+}
+
 pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
     if let Some(rest) = a.repository.strip_prefix("docker-archive:") {
         let path = rest.split_once(':').map_or(rest, |(p, _)| p);
         let tags = berth_transport::docker_archive::repo_tags(std::path::Path::new(path))?;
+        let tags = sorted(tags, a.sort.as_deref());
         return print_line(&to_go_json(&TagList {
             repository: String::new(),
             tags,
@@ -255,6 +272,7 @@ pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
     let config = Config::load()?;
     let reg = config.registry(&r, &a.registry)?;
     let tags = runtime()?.block_on(reg.tags(r.path().as_str()))?;
+    let tags = sorted(tags, a.sort.as_deref());
     print_line(&to_go_json(&TagList {
         repository: r.name(),
         tags,
