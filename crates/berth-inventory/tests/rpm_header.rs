@@ -321,3 +321,23 @@ fn an_oversized_row_is_refused_by_size() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `Packages` as an endless recursive view: refused for not being a table, instead of
+/// being read forever.
+#[test]
+fn a_packages_view_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE VIEW Packages AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+         SELECT x AS hnum, zeroblob(16) AS blob FROM c;",
+    )
+    .unwrap();
+    drop(conn);
+    let err = read_rpmdb_sqlite(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("no Packages table (found view)"),
+        "{err}"
+    );
+}

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::header::MAX_HEADER_BYTES;
 use super::{display, package_from_blob, RpmError};
@@ -34,6 +35,29 @@ pub fn read_rpmdb_sqlite(path: &Path) -> Result<Vec<Package>, RpmError> {
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(file_uri(path, !has_wal), flags).map_err(sql_err)?;
+    harden(&conn).map_err(sql_err)?;
+    // `Packages` must be a plain table: a view (or a trigger-laden schema) in a hostile
+    // file could make the read below compute anything, for as long as it likes.
+    let kind: Option<String> = conn
+        .query_row(
+            "SELECT type FROM sqlite_schema WHERE name = 'Packages'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    if kind.as_deref() != Some("table") {
+        return Err(RpmError::Sqlite {
+            path: display(path),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTFOUND),
+                Some(format!(
+                    "no Packages table (found {})",
+                    kind.as_deref().unwrap_or("nothing")
+                )),
+            ),
+        });
+    }
     // The blob is only selected when it is small enough to be a header, so a hostile row
     // cannot make SQLite hand over a gigabyte; an oversized row is reported by its size.
     let mut stmt = conn
@@ -77,6 +101,17 @@ pub fn read_rpmdb_sqlite(path: &Path) -> Result<Vec<Package>, RpmError> {
         }
     }
     Ok(packages)
+}
+
+/// SQLite's advice for database files from untrusted sources ("Defense against the
+/// dark arts"): no functions with side effects from the schema, defensive mode, page
+/// cells checked as they are read, and no memory mapping of a file another layer's
+/// contents decided.
+fn harden(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.execute_batch(
+        "PRAGMA trusted_schema = OFF; PRAGMA cell_size_check = ON; PRAGMA mmap_size = 0;",
+    )
 }
 
 /// Read-only `file:` URI for `path` (`immutable=1` when asked), every byte outside RFC
