@@ -7,7 +7,7 @@ use crate::matcher::{Entry, Matcher, RecordMeta};
 use crate::osv::{self, Range, Record};
 use crate::severity::{self, Severity};
 use crate::source::{self, Document};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -195,9 +195,20 @@ impl VulnDb {
         Ok(report)
     }
 
+    /// A connection of its own for reading: in WAL mode it sees the last committed
+    /// state and never waits for an import in progress (which holds `conn`).
+    fn reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
     /// Every import, newest first.
     pub fn imports(&self) -> Result<Vec<ImportRecord>> {
-        let conn = self.conn.lock().map_err(|_| VulnError::Poisoned)?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(
             "SELECT file, sha256, records, stored, skipped, newest_modified, imported_at
              FROM imports ORDER BY imported_at DESC, rowid DESC",
@@ -218,7 +229,7 @@ impl VulnDb {
 
     /// One stored record's JSON, as imported.
     pub fn record_json(&self, id: &str) -> Result<Option<String>> {
-        let conn = self.conn.lock().map_err(|_| VulnError::Poisoned)?;
+        let conn = self.reader()?;
         Ok(conn
             .query_row("SELECT json FROM records WHERE id = ?1", [id], |r| r.get(0))
             .optional()?)
@@ -227,7 +238,9 @@ impl VulnDb {
     /// Loads the index (every affected[] entry of every record not withdrawn) into
     /// memory: once per rematch, then [`Matcher::findings`] per inventory.
     pub fn matcher(&self) -> Result<Matcher> {
-        let conn = self.conn.lock().map_err(|_| VulnError::Poisoned)?;
+        let conn = self.reader()?;
+        // One read transaction: the records and the index from the same commit.
+        let conn = conn.unchecked_transaction()?;
         let mut records = Vec::new();
         let mut index_of = std::collections::HashMap::new();
         let mut stmt = conn.prepare(
