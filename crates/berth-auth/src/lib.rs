@@ -148,14 +148,26 @@ impl Auth {
 
     /// Checks a user's or robot's password. A wrong password and an unknown account
     /// take the same time and give the same answer.
+    ///
+    /// A refusal never comes sooner than one argon2id verification
+    /// ([`password::refusal_floor`]), whatever the account's hash; a bcrypt hash
+    /// (imported from htpasswd) is replaced by argon2id at the first successful login.
     pub fn authenticate(&self, dir: &Directory, name: &str, password: &str) -> Option<Principal> {
+        let started = std::time::Instant::now();
+        let refuse = || {
+            let floor = password::refusal_floor();
+            if let Some(rest) = floor.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            None
+        };
         let Some(hash) = dir
             .account(name)
             .filter(|a| a.kind != AccountKind::Organization)
             .and_then(|a| a.password_hash.as_deref())
         else {
             password::verify_nothing(password);
-            return None;
+            return refuse();
         };
         let key: [u8; 32] = Sha256::new()
             .chain_update(name.as_bytes())
@@ -172,7 +184,10 @@ impl Auth {
             }
         }
         if !password::verify(password, hash) {
-            return None;
+            return refuse();
+        }
+        if password::needs_rehash(hash) {
+            self.rehash(name, password, hash);
         }
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= PASSWORD_CACHE_CAPACITY {
@@ -184,6 +199,24 @@ impl Auth {
             cache.insert(key, now + PASSWORD_CACHE_TTL);
         }
         Some(Principal::Account(name.to_string()))
+    }
+
+    /// Stores `password` hashed with argon2id in place of `old`. A failure costs
+    /// nothing but the upgrade: the login it follows has succeeded, and the next one
+    /// tries again.
+    fn rehash(&self, name: &str, password: &str, old: &str) {
+        let result = password::hash(password)
+            .map_err(|e| e.to_string())
+            .and_then(|new| {
+                self.store
+                    .rehash_password(name, old, &new)
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(true) => tracing::info!(account = name, "password hash upgraded to argon2id"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(account = name, error = %e, "upgrading a password hash"),
+        }
     }
 
     /// A new refresh token (an OAuth2 `refresh_token`) for `name`.
@@ -231,6 +264,75 @@ mod tests {
         assert!(auth.authenticate(&dir, "alice", "pw").is_some());
         assert_eq!(auth.authenticate(&dir, "alice", "PW"), None);
         assert_eq!(auth.authenticate(&dir, "nobody", "pw"), None);
+    }
+
+    /// docker-registry's htpasswd line for testuser:testpass (bcrypt cost 5: a
+    /// millisecond or so, where argon2id takes tens).
+    const HTPASSWD: &str =
+        "testuser:$2y$05$GJiQmYRK9Q3VjcWg2OCIqulW2UER/ljCldo0ZWAkgagCBaC1X03Ma\n";
+
+    fn htpasswd_auth(tmp: &std::path::Path) -> Auth {
+        let auth = Auth::open(tmp, AuthConfig::default()).unwrap();
+        let users = password::parse_htpasswd(HTPASSWD)
+            .unwrap()
+            .into_iter()
+            .map(|(u, h)| (u, Secret(h)))
+            .collect();
+        auth.store()
+            .apply(&Actor::local(), &Change::UserImport { users })
+            .unwrap();
+        auth
+    }
+
+    fn stored_hash(auth: &Auth, name: &str) -> String {
+        let (dir, _) = auth.directory().unwrap();
+        dir.account(name).unwrap().password_hash.clone().unwrap()
+    }
+
+    #[test]
+    fn a_refusal_never_comes_sooner_than_an_argon2_verification() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = htpasswd_auth(tmp.path());
+        let (dir, _) = auth.directory().unwrap();
+        let floor = password::refusal_floor();
+        assert!(stored_hash(&auth, "testuser").starts_with("$2y$"));
+        for (name, pw) in [("testuser", "wrong"), ("nobody", "testpass")] {
+            let start = std::time::Instant::now();
+            assert_eq!(auth.authenticate(&dir, name, pw), None);
+            let took = start.elapsed();
+            assert!(
+                took >= floor,
+                "{name}: refused in {took:?}, floor {floor:?}"
+            );
+        }
+        // The wrong password did not upgrade anything.
+        assert!(stored_hash(&auth, "testuser").starts_with("$2y$"));
+    }
+
+    #[test]
+    fn bcrypt_becomes_argon2id_at_the_first_login_and_sessions_go_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = htpasswd_auth(tmp.path());
+        let refresh = auth.new_refresh_token("testuser").unwrap();
+        let (dir, _) = auth.directory().unwrap();
+        assert!(auth.authenticate(&dir, "testuser", "testpass").is_some());
+        let upgraded = stored_hash(&auth, "testuser");
+        assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+        assert!(password::verify("testpass", &upgraded));
+        let (dir, _) = auth.directory().unwrap();
+        assert!(auth.authenticate(&dir, "testuser", "testpass").is_some());
+        assert_eq!(auth.authenticate(&dir, "testuser", "wrong"), None);
+        // A rehash is not a password change: the refresh token still works.
+        assert_eq!(
+            auth.refresh(&refresh).unwrap(),
+            Some(Principal::Account("testuser".into()))
+        );
+        // The same hash again (another replica upgraded it first): nothing changes.
+        assert!(!auth
+            .store()
+            .rehash_password("testuser", "$2y$05$old", "$argon2id$x")
+            .unwrap());
+        assert_eq!(stored_hash(&auth, "testuser"), upgraded);
     }
 
     #[test]

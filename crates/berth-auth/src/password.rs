@@ -50,9 +50,33 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 /// Spends the time of one verification, for a user that does not exist.
 pub fn verify_nothing(password: &str) {
+    let _ = verify(password, dummy());
+}
+
+/// An argon2id hash of nothing anybody knows, made once.
+fn dummy() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash("berth-no-such-user").unwrap_or_default());
-    let _ = verify(password, dummy);
+    DUMMY.get_or_init(|| hash("berth-no-such-user").unwrap_or_default())
+}
+
+/// How long a refusal takes at least: the time of one argon2id verification,
+/// measured once. A bcrypt hash imported from htpasswd (cost 5 to 12) may verify in
+/// a few milliseconds, where argon2id takes tens: without a floor, a quick refusal
+/// would tell that the account exists (and came from htpasswd).
+pub fn refusal_floor() -> std::time::Duration {
+    static FLOOR: OnceLock<std::time::Duration> = OnceLock::new();
+    *FLOOR.get_or_init(|| {
+        let d = dummy();
+        let start = std::time::Instant::now();
+        let _ = verify("berth-measuring", d);
+        start.elapsed()
+    })
+}
+
+/// Whether `stored` should be hashed again with today's algorithm once the password
+/// is known: bcrypt hashes (from htpasswd) become argon2id.
+pub fn needs_rehash(stored: &str) -> bool {
+    is_bcrypt(stored)
 }
 
 fn is_bcrypt(h: &str) -> bool {

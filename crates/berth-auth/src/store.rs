@@ -144,6 +144,20 @@ impl AuthStore {
         })
     }
 
+    /// Replaces `name`'s password hash `old` by `new` (the same password, hashed
+    /// again: a bcrypt hash from htpasswd becomes argon2id at the first login that
+    /// proves the password). Unlike a password change, sessions go on. Nothing happens
+    /// when the hash changed meanwhile: a new password set at the same time wins.
+    pub fn rehash_password(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        self.write(|tx| -> Result<bool, StoreError> {
+            let n = tx.execute(
+                "UPDATE accounts SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
+                params![name, old, new],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     /// The latest `limit` permission changes, newest first.
     pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let w = self.watch.lock()?;
