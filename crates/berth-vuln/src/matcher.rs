@@ -242,6 +242,50 @@ fn in_range(kind: PackageKind, version: &str, range: &Range) -> bool {
 mod tests {
     use super::*;
 
+    fn entry(events: Vec<Event>) -> Entry {
+        Entry {
+            record: 0,
+            ranges: vec![Range {
+                kind: "ECOSYSTEM".into(),
+                events,
+            }],
+            versions: vec![],
+            severity: crate::Severity::unknown(),
+        }
+    }
+
+    #[test]
+    fn range_evaluation_follows_the_osv_algorithm() {
+        use Event::*;
+        let deb = PackageKind::Deb;
+        // Events in any order are sorted first.
+        let e = entry(vec![
+            Fixed("2.5".into()),
+            Introduced("2.0".into()),
+            Fixed("1.5".into()),
+            Introduced("1.0".into()),
+        ]);
+        assert_eq!(affected(deb, "0.9", &e), None);
+        assert_eq!(affected(deb, "1.2", &e), Some(Some("1.5")));
+        assert_eq!(affected(deb, "1.5", &e), None);
+        assert_eq!(affected(deb, "2.0~rc1", &e), None);
+        assert_eq!(affected(deb, "2.4", &e), Some(Some("2.5")));
+        // last_affected is inclusive; limit bounds the range from above.
+        let e = entry(vec![Introduced("0".into()), LastAffected("1.4".into())]);
+        assert_eq!(affected(deb, "1.4", &e), Some(None));
+        assert_eq!(affected(deb, "1.4+b1", &e), None);
+        let e = entry(vec![Introduced("0".into()), Limit("3.0".into())]);
+        assert_eq!(affected(deb, "2.9", &e), Some(None));
+        assert_eq!(affected(deb, "3.0", &e), None);
+        // Non-ECOSYSTEM ranges are dropped at import; the rpm comparator is used for rpm.
+        let e = entry(vec![Introduced("0".into()), Fixed("1:1.0-1.el9".into())]);
+        assert_eq!(
+            affected(PackageKind::Rpm, "1.0-1.el9", &e),
+            Some(Some("1:1.0-1.el9")),
+            "epoch 0 < 1"
+        );
+    }
+
     #[test]
     fn red_hat_streams_match_by_prefix_others_exactly() {
         assert!(ecosystem_matches(

@@ -161,6 +161,16 @@ mod tests {
             (s.level, s.score, s.words.as_deref()),
             (Level::High, None, Some("Important"))
         );
+        let ubuntu = record(serde_json::json!({
+            "id": "X-4", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "a"},
+                "severity": [{"type": "Ubuntu", "score": "negligible"}]}]
+        }));
+        let s = of_affected(&ubuntu, &ubuntu.affected[0]);
+        assert_eq!(
+            (s.level, s.words.as_deref()),
+            (Level::Low, Some("negligible"))
+        );
         assert_eq!(Level::from_word("unimportant"), Level::Low);
         assert_eq!(Level::from_word("not yet assigned"), Level::Unknown);
         assert_eq!(Level::from_score(6.9), Level::Medium);

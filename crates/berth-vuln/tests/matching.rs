@@ -223,6 +223,22 @@ fn fixture_records_give_the_findings_they_must() {
         "modified stands in for published"
     );
 
+    // A binNMU: Debian's version lists are source versions, so the source version is
+    // what is compared (the binary's `+b1` would not be listed).
+    let mut binnmu = pkg(
+        PackageKind::Deb,
+        "zlib1g",
+        Some("zlib"),
+        "1:1.2.13.dfsg-1+b1",
+    );
+    binnmu.source_version = Some("1:1.2.13.dfsg-1".into());
+    let found = m.findings(&os("Debian:12"), &[binnmu]);
+    assert_eq!(
+        ids(&found),
+        vec![(s("zlib1g"), s("DEBIAN-CVE-2022-37434"), None)]
+    );
+    assert_eq!(found[0].installed, "1:1.2.13.dfsg-1+b1");
+
     // Another Debian release sees only its own records; no ecosystem, no findings.
     let bullseye = m.findings(&os("Debian:11"), &debian[..1]);
     assert_eq!(ids(&bullseye), vec![(s("libssl3"), s("DSA-1111-1"), None)]);
