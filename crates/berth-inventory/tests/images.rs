@@ -503,19 +503,24 @@ fn member(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A PAX extended header of one record, for the entry after it.
+fn pax_member(key: &str, value: &str) -> Vec<u8> {
+    let rec = pax_record(key, value);
+    member(
+        "PaxHeaders/x",
+        tar::EntryType::XHeader,
+        rec.len() as u64,
+        rec.as_bytes(),
+    )
+}
+
 #[test]
 fn extension_headers_are_applied_and_capped() {
     let status =
         "Package: a\nVersion: 1\nArchitecture: all\n\nPackage: b\nVersion: 2\nArchitecture: all\n";
     let mut t = Vec::new();
     // A PAX path gives the name; the header's own name is a placeholder.
-    let rec = pax_record("path", "etc/os-release");
-    t.extend(member(
-        "PaxHeaders/1",
-        tar::EntryType::XHeader,
-        rec.len() as u64,
-        rec.as_bytes(),
-    ));
+    t.extend(pax_member("path", "etc/os-release"));
     t.extend(member(
         "placeholder",
         tar::EntryType::Regular,
@@ -524,13 +529,7 @@ fn extension_headers_are_applied_and_capped() {
     ));
     // A PAX size with 0 in the header (Go's archive/tar for files over 8 GiB): the data
     // is read by the record's size and the next entry is still found.
-    let rec = pax_record("size", &status.len().to_string());
-    t.extend(member(
-        "PaxHeaders/2",
-        tar::EntryType::XHeader,
-        rec.len() as u64,
-        rec.as_bytes(),
-    ));
+    t.extend(pax_member("size", &status.len().to_string()));
     t.extend(member(
         "var/lib/dpkg/status",
         tar::EntryType::Regular,
