@@ -5,8 +5,10 @@ use crate::model::{Package, PackageKind};
 
 /// The packages installed according to one status file. Stanzas of packages whose
 /// files are not on disk (`deinstall ok config-files`, `purge ok not-installed`) are
-/// left out, as `dpkg-query -W` leaves them out; a stanza without `Package:` or
-/// `Version:` that claims to be installed is an error (a broken database), named.
+/// left out: only configuration files of them remain, which no advisory is about
+/// (`dpkg-query -W` still lists the config-files ones, with their old version). A
+/// stanza without `Package:` or `Version:` that claims to be installed is an error (a
+/// broken database), named.
 pub fn parse_status(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>) {
     let mut packages = Vec::new();
     let mut errors = Vec::new();
