@@ -9,6 +9,9 @@
 //!   body, streamed to a temporary file (bounded), imported, every inventory
 //!   rematched.
 
+mod allowlist;
+pub(crate) mod repositories;
+
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -209,6 +209,10 @@ impl Registry {
             .route("/extensions/v2/{*path}", any(signatures::endpoint))
             .route("/v1/search", get(search::search))
             .route("/api/v1/catalog/search", get(catalog_api::search))
+            .route(
+                "/api/v1/repositories/{*path}",
+                any(catalog_api::repositories::endpoint),
+            )
             .route("/token", any(token::endpoint))
             .route("/api/v1/{*path}", any(admin_api::endpoint))
             .route("/metrics", get(metrics::render))
