@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod api;
 pub mod directory;
+pub mod limits;
 pub mod names;
 pub mod password;
 pub mod store;
@@ -32,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use admin::{Actor, AdminError, Change, Outcome, Secret};
 pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
+pub use limits::{Limits, LimitsConfig, Lockout};
 pub use store::{AuthStore, StoreError};
 pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};
 pub use trust::{Trust, TrustError, TrustKeys};
@@ -66,6 +68,8 @@ pub struct AuthConfig {
     pub service: String,
     pub token_lifetime: Duration,
     pub refresh_lifetime: Duration,
+    /// Lockouts after failed logins, and the token request rate.
+    pub limits: LimitsConfig,
 }
 
 impl Default for AuthConfig {
@@ -75,6 +79,7 @@ impl Default for AuthConfig {
             service: "berth".into(),
             token_lifetime: Duration::from_secs(300),
             refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -94,6 +99,7 @@ pub struct Auth {
     config: AuthConfig,
     /// sha256(user, password, stored hash) -> expiry of a successful check.
     verified: Mutex<HashMap<[u8; 32], u64>>,
+    limits: Limits,
 }
 
 /// The folder under a registry's root that holds `auth.db` and the token key.
@@ -122,6 +128,7 @@ impl Auth {
         Ok(Auth {
             store,
             tokens,
+            limits: Limits::new(config.limits.clone()),
             config,
             verified: Mutex::new(HashMap::new()),
         })
@@ -133,6 +140,11 @@ impl Auth {
 
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// Lockouts after failed logins, and the token request rate.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn config(&self) -> &AuthConfig {

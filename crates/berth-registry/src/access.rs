@@ -10,12 +10,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use base64::Engine;
-use berth_auth::{Action, Claims, Directory, Level, Principal, ResourceActions};
+use berth_auth::{Action, Claims, Directory, Level, Lockout, Principal, ResourceActions};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::Registry;
@@ -158,6 +158,11 @@ pub(crate) async fn login(
     password: &str,
     from: &str,
 ) -> ApiResult<Principal> {
+    let limits = reg.auth.limits();
+    if let Err(wait) = limits.check_login(user, from, Instant::now()) {
+        audit_failure(user, from, "locked out after repeated failures");
+        return Err(too_many_requests(wait, "too many failed logins"));
+    }
     let (r, u, p) = (reg.clone(), user.to_string(), password.to_string());
     // A password check costs tens of milliseconds and ~19 MiB (argon2, on purpose): at
     // most one per core at a time, so a flood of logins queues instead of taking every
@@ -173,13 +178,40 @@ pub(crate) async fn login(
         })
         .await?;
     match who {
-        Some(who) => Ok(who),
+        Some(who) => {
+            limits.record_success(from);
+            Ok(who)
+        }
         None => {
             audit_failure(user, from, "wrong password or unknown account");
+            for lockout in limits.record_failure(user, from, Instant::now()) {
+                let (what, seconds) = match &lockout {
+                    Lockout::Account { name, for_ } => (format!("account {name}"), for_.as_secs()),
+                    Lockout::Source { address, for_ } => {
+                        (format!("address {address}"), for_.as_secs())
+                    }
+                };
+                tracing::warn!(
+                    target: "berth::audit",
+                    user,
+                    from,
+                    locked = %what,
+                    seconds,
+                    "locked out after repeated failed logins"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
             Err(ApiError::new(Code::Unauthorized).detail("invalid username or password"))
         }
     }
+}
+
+/// `429 TOOMANYREQUESTS` with `Retry-After` (whole seconds, at least 1).
+pub(crate) fn too_many_requests(wait: Duration, why: &str) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::new(Code::TooManyRequests)
+        .detail(format!("{why}; retry in {secs} s"))
+        .header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
 /// The password checks allowed at once: one per core.

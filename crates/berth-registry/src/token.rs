@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use berth_auth::{Principal, ResourceActions};
 use serde_json::json;
 
-use crate::access::{credentials, login, peer, Credentials};
+use crate::access::{credentials, login, peer, too_many_requests, Credentials};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::RouteLabel;
 use crate::routes::{query_get, query_pairs};
@@ -36,6 +36,16 @@ pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> 
 
 async fn issue(reg: Arc<Registry>, req: Request) -> ApiResult {
     let from = peer(req.extensions());
+    if let Err(wait) = reg
+        .auth
+        .limits()
+        .token_request(&from, std::time::Instant::now())
+    {
+        return Err(too_many_requests(
+            wait,
+            "too many token requests from this address",
+        ));
+    }
     let (parts, body) = req.into_parts();
     // (who, requested scopes, whether to hand out a refresh token)
     let (who, scopes, offline) = match parts.method {

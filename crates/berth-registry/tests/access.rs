@@ -805,3 +805,64 @@ async fn signatures_follow_the_manifests_access_rules() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["signatures"].as_array().unwrap().len(), 1);
 }
+
+/// A registry whose lockout comes after 3 failures from one address, for 2 s, and
+/// whose token endpoint takes 1 request per second in a burst of 6.
+async fn strict_registry() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_configured(dir, |c| {
+        c.auth.limits = berth_auth::LimitsConfig {
+            failures_per_source: 3,
+            failures_per_account: 100,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(2),
+            max_lockout: Duration::from_secs(2),
+            token_rate: 1.0,
+            token_burst: 6.0,
+        };
+    })
+    .await;
+    user(&srv, "alice", "alice-pw");
+    srv
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_address_out_with_retry_after() {
+    let srv = strict_registry().await;
+    for _ in 0..3 {
+        expect_status(send(as_user(&srv, "alice", "wrong").get("/v2/")).await, 401).await;
+    }
+    // Locked out: even the right password is not checked, on /v2/ as on /token.
+    let (h, body) = expect_status(
+        send(as_user(&srv, "alice", "alice-pw").get("/v2/")).await,
+        429,
+    )
+    .await;
+    let retry: u64 = header_of(&h, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert!(String::from_utf8_lossy(&body).contains("TOOMANYREQUESTS"));
+    let (status, _) = token(&srv, Some(("alice", "alice-pw")), &[]).await;
+    assert_eq!(status, 429);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    expect_status(
+        send(as_user(&srv, "alice", "alice-pw").get("/v2/")).await,
+        200,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn token_requests_are_rate_limited_per_address() {
+    let srv = strict_registry().await;
+    // The burst (6) passes, anonymous or not; the next one waits.
+    for _ in 0..6 {
+        let (status, _) = token(&srv, None, &["repository:alice/app:pull"]).await;
+        assert_eq!(status, 200);
+    }
+    let resp = send(srv.api.get("/token?service=berth")).await;
+    let (h, _) = expect_status(resp, 429).await;
+    assert_eq!(header_of(&h, "retry-after").as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = token(&srv, None, &[]).await;
+    assert_eq!(status, 200);
+}
