@@ -94,6 +94,13 @@ pub enum Change {
     TrustUnset {
         name: String,
     },
+    /// Ends sessions kept alive by refresh tokens: the one whose id (the start of its
+    /// hash, as `token list` shows it) is `id`, or every one of `account`'s.
+    TokenRevoke {
+        account: String,
+        #[serde(default)]
+        id: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -205,6 +212,8 @@ impl Change {
             Change::RepoVisibility { repository, .. } => {
                 dir.level(who, repository) == Some(Level::Admin)
             }
+            // One's own sessions; anyone's for a superuser (above).
+            Change::TokenRevoke { account, .. } => who.name() == account,
         };
         if ok {
             Ok(())
@@ -262,6 +271,15 @@ impl Change {
             ),
             Change::TrustSet { name, .. } => format!("let {name} be pulled unsigned"),
             Change::TrustUnset { name } => format!("remove the trust setting of {name}"),
+            Change::TokenRevoke {
+                account,
+                id: Some(id),
+            } => {
+                format!("revoke refresh token {id} of {account}")
+            }
+            Change::TokenRevoke { account, id: None } => {
+                format!("revoke every refresh token of {account}")
+            }
         }
     }
 }
@@ -494,8 +512,42 @@ fn apply_rows(
                 return Err(AdminError::NotFound(format!("a trust setting on {name}")));
             }
         }
+        Change::TokenRevoke { account, id } => {
+            if kind_of(account)?.is_none() {
+                return Err(AdminError::NotFound(account.clone()));
+            }
+            if let Some(id) = id {
+                let id = check_token_id(id)?;
+                match rows::revoke_refresh_tokens(tx, account, Some(&id))? {
+                    0 => {
+                        return Err(AdminError::NotFound(format!(
+                            "refresh token {id} of {account}"
+                        )))
+                    }
+                    1 => {}
+                    _ => {
+                        return Err(AdminError::Invalid(format!(
+                            "{id} names several refresh tokens of {account}; give more of it"
+                        )))
+                    }
+                }
+            } else {
+                rows::revoke_refresh_tokens(tx, account, None)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// A refresh token's id: 8 to 64 hex digits of its hash (lowercased).
+fn check_token_id(id: &str) -> Result<String, AdminError> {
+    if (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "token id {id:?}: 8 to 64 hex digits, as `token list` shows them"
+        )))
+    }
 }
 
 #[cfg(test)]

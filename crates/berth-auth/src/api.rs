@@ -34,6 +34,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("trust-set", "PUT", "trust/{name}"),
     ("trust-unset", "DELETE", "trust/{name}"),
+    ("token-revoke", "DELETE", "tokens/{account}"),
     // Queries.
     ("whoami", "GET", "whoami"),
     ("user-list", "GET", "users"),
@@ -41,6 +42,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("repository-list", "GET", "repositories"),
     ("audit", "GET", "audit"),
     ("trust-show", "GET", "trust/{name}"),
+    ("token-list", "GET", "tokens"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,7 +65,13 @@ impl Call {
     pub fn change(&self) -> Option<Result<Change, ApiParseError>> {
         if matches!(
             self.op,
-            "whoami" | "user-list" | "org-show" | "repository-list" | "audit" | "trust-show"
+            "whoami"
+                | "user-list"
+                | "org-show"
+                | "repository-list"
+                | "audit"
+                | "trust-show"
+                | "token-list"
         ) {
             return None;
         }
@@ -243,6 +251,14 @@ mod tests {
             },
             Change::TrustUnset {
                 name: "myorg/app".into(),
+            },
+            Change::TokenRevoke {
+                account: "alice".into(),
+                id: Some("0123abcd".into()),
+            },
+            Change::TokenRevoke {
+                account: "myorg+ci".into(),
+                id: None,
             },
         ];
         for c in changes {

@@ -34,7 +34,7 @@ use sha2::{Digest as _, Sha256};
 pub use admin::{Actor, AdminError, Change, Outcome, Secret};
 pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
 pub use limits::{Limits, LimitsConfig, Lockout};
-pub use store::{AuthStore, StoreError};
+pub use store::{AuthStore, RefreshTokenInfo, StoreError};
 pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};
 pub use trust::{Trust, TrustError, TrustKeys};
 
@@ -345,6 +345,94 @@ mod tests {
             .rehash_password("testuser", "$2y$05$old", "$argon2id$x")
             .unwrap());
         assert_eq!(stored_hash(&auth, "testuser"), upgraded);
+    }
+
+    #[test]
+    fn refresh_tokens_are_listed_by_id_and_revoked_by_their_owner_or_a_superuser() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = Auth::open(tmp.path(), AuthConfig::default()).unwrap();
+        for (name, superuser) in [("alice", false), ("bob", false), ("root", true)] {
+            auth.store()
+                .apply(
+                    &Actor::local(),
+                    &Change::UserAdd {
+                        name: name.into(),
+                        password: Secret("pw".into()),
+                        superuser,
+                    },
+                )
+                .unwrap();
+        }
+        let a1 = auth.new_refresh_token("alice").unwrap();
+        let a2 = auth.new_refresh_token("alice").unwrap();
+        let b1 = auth.new_refresh_token("bob").unwrap();
+        let listed = auth.store().refresh_tokens(Some("alice")).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|t| t.account == "alice" && t.id.len() == 16));
+        // The id is not the token, nor a way to one.
+        assert!(listed
+            .iter()
+            .all(|t| !a1.contains(&t.id) && !a2.contains(&t.id)));
+        assert_eq!(auth.store().refresh_tokens(None).unwrap().len(), 3);
+        let actor = |name: &str| Actor {
+            principal: Principal::Account(name.into()),
+            local: false,
+            from: "127.0.0.1".into(),
+        };
+        // The listed id of a1 is the start of its hash.
+        let a1_hash: String = Sha256::digest(a1.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let a1_id = listed
+            .iter()
+            .map(|t| t.id.clone())
+            .find(|id| a1_hash.starts_with(id.as_str()))
+            .unwrap();
+        // Bob may not end Alice's sessions.
+        let revoke_a1 = Change::TokenRevoke {
+            account: "alice".into(),
+            id: Some(a1_id[..8].to_ascii_uppercase()),
+        };
+        assert!(matches!(
+            auth.store().apply(&actor("bob"), &revoke_a1),
+            Err(AdminError::Denied(_))
+        ));
+        // Alice may, by a prefix of the id in any case; only that session ends.
+        auth.store().apply(&actor("alice"), &revoke_a1).unwrap();
+        assert_eq!(auth.refresh(&a1).unwrap(), None);
+        assert!(auth.refresh(&a2).unwrap().is_some());
+        assert!(matches!(
+            auth.store().apply(&actor("alice"), &revoke_a1),
+            Err(AdminError::NotFound(_))
+        ));
+        // A superuser ends all of Bob's; a malformed id is refused.
+        auth.store()
+            .apply(
+                &actor("root"),
+                &Change::TokenRevoke {
+                    account: "bob".into(),
+                    id: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(auth.refresh(&b1).unwrap(), None);
+        assert!(matches!(
+            auth.store().apply(
+                &actor("root"),
+                &Change::TokenRevoke {
+                    account: "alice".into(),
+                    id: Some("xyz'--".into()),
+                }
+            ),
+            Err(AdminError::Invalid(_))
+        ));
+        let trail = auth.store().audit_trail(10).unwrap();
+        assert!(trail
+            .iter()
+            .any(|e| e.change == "revoke every refresh token of bob"));
     }
 
     #[test]

@@ -335,6 +335,41 @@ fn stored_trust(target: &str, required: bool, gpg: &str, sigstore: &str) -> Trus
 }
 
 /// The row-level changes; callers (see `admin.rs`) have checked names and rights.
+/// A live refresh token, as `token list` shows it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshTokenInfo {
+    /// The first 16 hex digits of the token's SHA-256: enough to name it, useless
+    /// to log in with.
+    pub id: String,
+    pub account: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl AuthStore {
+    /// The live refresh tokens, of `account` or of everyone, newest first.
+    pub fn refresh_tokens(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Vec<RefreshTokenInfo>, StoreError> {
+        let w = self.watch.lock()?;
+        let mut st = w.conn.prepare(
+            "SELECT substr(token_hash, 1, 16), account, created_at, expires_at FROM refresh_tokens
+             WHERE expires_at > ?1 AND (?2 IS NULL OR account = ?2)
+             ORDER BY created_at DESC, token_hash",
+        )?;
+        let rows = st.query_map(params![now() as i64, account], |r| {
+            Ok(RefreshTokenInfo {
+                id: r.get(0)?,
+                account: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 pub(crate) mod rows {
     use super::*;
 
@@ -372,6 +407,25 @@ pub(crate) mod rows {
 
     /// Removes an account and everything that names it: memberships, grants to it,
     /// and for a namespace owner its robots, teams, grants and visibility settings.
+    /// Removes `account`'s refresh tokens (those whose hash starts with `id`, when
+    /// given: lowercase hex); how many went.
+    pub fn revoke_refresh_tokens(
+        tx: &rusqlite::Transaction,
+        account: &str,
+        id: Option<&str>,
+    ) -> rusqlite::Result<usize> {
+        match id {
+            Some(id) => tx.execute(
+                "DELETE FROM refresh_tokens WHERE account = ?1 AND substr(token_hash, 1, ?3) = ?2",
+                params![account, id, id.len() as i64],
+            ),
+            None => tx.execute(
+                "DELETE FROM refresh_tokens WHERE account = ?1",
+                params![account],
+            ),
+        }
+    }
+
     pub fn delete_account(tx: &rusqlite::Transaction, name: &str) -> rusqlite::Result<bool> {
         let robots = format!("{name}+");
         let inside = format!("{name}/");
