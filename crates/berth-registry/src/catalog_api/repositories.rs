@@ -91,8 +91,12 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Every `/api/v1/repositories/…` request comes here.
+/// Every `/api/v1/repositories/…` request comes here; `…/NAME/visibility` belongs
+/// to the administration API (`berth_auth::api`) and goes there.
 pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    if req.uri().path().ends_with("/visibility") {
+        return crate::admin_api::endpoint(State(reg), req).await;
+    }
     let mut resp = handle(reg, req)
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -182,7 +186,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> ApiResult {
                 digest,
             };
             match part {
-                None => image.overview().await,
+                None => image.overview(&caller).await,
                 Some(Part::Packages) => image.packages(&caller, &query).await,
                 Some(Part::Vulnerabilities) => image.vulnerabilities(&query).await,
                 Some(Part::Containerfile) => image.containerfile().await,
@@ -275,20 +279,44 @@ impl Image {
             .await
     }
 
-    /// The overview, with the count of simple signatures kept for it.
-    async fn overview(&self) -> ApiResult {
-        let view = self
+    /// The overview, with the count of simple signatures kept for it. A base image
+    /// found in a repository of this registry that the caller may not read is left
+    /// out (its name would reveal that repository); one named by the image's
+    /// annotations (elsewhere) stays.
+    async fn overview(&self, caller: &Caller) -> ApiResult {
+        let (mut view, local_bases) = self
             .with(|r, c, name, digest| {
                 let view = c
                     .manifest(name, digest)
                     .map_err(catalog_error)?
                     .ok_or_else(|| ApiError::new(Code::ManifestUnknown).detail(digest))?;
                 let signatures = r.meta.signatures(name, digest)?.len();
+                let mut local = Vec::new();
+                for image in &view.images {
+                    if let Some((repo, _)) =
+                        image.base_image.as_deref().and_then(|b| b.rsplit_once('@'))
+                    {
+                        if r.meta.repository_exists(repo)? {
+                            local.push(repo.to_string());
+                        }
+                    }
+                }
                 let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
                 v["signatures"] = json!(signatures);
-                Ok(v)
+                Ok((v, local))
             })
             .await?;
+        for image in view["images"].as_array_mut().into_iter().flatten() {
+            let hidden = image["base_image"]
+                .as_str()
+                .and_then(|b| b.rsplit_once('@'))
+                .is_some_and(|(repo, _)| {
+                    local_bases.iter().any(|l| l == repo) && !caller.may(repo, Action::Pull)
+                });
+            if hidden {
+                image["base_image"] = Value::Null;
+            }
+        }
         let status = match view["status"].as_str() {
             Some("pending") => StatusCode::ACCEPTED,
             _ => StatusCode::OK,
