@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::limits::Limit;
+
 /// What went wrong, and where: one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -21,6 +23,14 @@ pub enum RootfsError {
     /// The layer is not a well-formed tar stream.
     #[error("layer: {0}")]
     Malformed(String),
+    /// The tar goes past one of its [`TarLimits`](crate::TarLimits); nothing of the
+    /// entry named was handed out. The message names the variable that raises it.
+    #[error("tar exceeds {max} {} at entry {entry:?} (set {} to raise the limit)", .limit.unit(), .limit.var())]
+    Limit {
+        limit: Limit,
+        max: u64,
+        entry: String,
+    },
     /// A snapshot file could not be read as one.
     #[error("snapshot {path}: {reason}")]
     Snapshot { path: PathBuf, reason: String },
@@ -32,6 +42,17 @@ impl RootfsError {
             path: path.into(),
             op,
             cause: source,
+        }
+    }
+
+    pub(crate) fn limit(limit: Limit, max: u64, entry: &[u8]) -> Self {
+        // A name can be a MiB long: the message stays one short line.
+        let shown = String::from_utf8_lossy(&entry[..entry.len().min(80)]);
+        let more = if entry.len() > 80 { "…" } else { "" };
+        RootfsError::Limit {
+            limit,
+            max,
+            entry: format!("{shown}{more}"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` (not an API: hidden from the docs).
-//! The tar reader is private to the crate; this reads a whole archive through it the
-//! way [`crate::apply_layer`] does, without touching any file system.
+//! This reads a whole archive through [`TarReader`] (default limits) the way
+//! [`crate::apply_layer`] does, without touching any file system.
 
 use std::io::Read;
 
@@ -12,7 +12,7 @@ pub fn read_tar(tar: &[u8]) -> Result<u64, RootfsError> {
     let mut reader = TarReader::new(tar);
     let mut entries = 0;
     let mut buf = [0u8; 4096];
-    while let Some(header) = reader.next()? {
+    while let Some(header) = reader.next_entry()? {
         entries += 1;
         let mut data = 0u64;
         loop {

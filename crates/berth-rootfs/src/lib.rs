@@ -19,7 +19,9 @@
 //!   replaced, never written through.
 //! - Hard-link targets may not pass through any symlink at all.
 //! - Extension headers (PAX, GNU long names) are capped at 1 MiB: the layer reader is our
-//!   own ([`tar_read`]), because the `tar` crate reads them whole whatever their size.
+//!   own ([`TarReader`]), because the `tar` crate reads them whole whatever their size.
+//! - Entries, bytes of data and name lengths are bounded by [`TarLimits`] (defaults far
+//!   above real images; the binary reads `BERTH_TAR_MAX_*`).
 //!
 //! `rustix` is used for the `*at` system calls, `mknodat`, `fchown`, extended attributes
 //! and directory reading on descriptors, none of which `std` offers; it is a safe wrapper,
@@ -32,6 +34,7 @@ mod diff;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod limits;
 mod pack;
 mod remove;
 mod safe_path;
@@ -45,9 +48,11 @@ mod xattr;
 pub use decompress::decompress;
 pub use diff::{diff, export, DiffOptions, DiffStats};
 pub use error::RootfsError;
+pub use limits::{Limit, TarLimits};
 pub use pack::{pack_checked_layer, pack_layer, PackedLayer};
 pub use remove::remove_all;
 pub use snapshot::{EntryKind, EntryState, Snapshot};
+pub use tar_read::{Header, Kind, TarReader, MAX_EXTENSION};
 pub use unpack::{apply_layer, LayerStats, UnpackOptions};
 
 /// The copy buffer of every data path (unpack, diff, pack, decompress): large enough

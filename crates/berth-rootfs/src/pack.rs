@@ -8,6 +8,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::error::RootfsError;
+use crate::limits::TarLimits;
 use crate::tar_read::TarReader;
 use crate::COPY_BUFFER;
 
@@ -44,17 +45,22 @@ pub fn pack_layer(mut tar: impl Read, out: impl Write) -> Result<PackedLayer, Ro
 /// [`pack_layer`] for a tar from outside (`import`): every header is read and checked
 /// as the bytes pass (checksums, numeric fields, extension headers, entry data all
 /// there, the end-of-archive marker), so random bytes, a text file or a truncated
-/// archive are an error before anything is kept. What `out` got is then to be
-/// thrown away.
-pub fn pack_checked_layer(tar: impl Read, out: impl Write) -> Result<PackedLayer, RootfsError> {
-    let mut reader = TarReader::new(Tee {
+/// archive are an error before anything is kept, and so is a tar going past `limits`.
+/// What `out` got is then to be thrown away.
+pub fn pack_checked_layer(
+    tar: impl Read,
+    out: impl Write,
+    limits: &TarLimits,
+) -> Result<PackedLayer, RootfsError> {
+    let tee = Tee {
         inner: tar,
         packer: Packer::new(out),
         seen: 0,
         error: None,
-    });
+    };
+    let mut reader = TarReader::with_limits(tee, *limits);
     let walked = (|| {
-        while reader.next()?.is_some() {}
+        while reader.next_entry()?.is_some() {}
         Ok(())
     })();
     let tee = reader_parts(reader, walked)?;
@@ -205,7 +211,7 @@ mod checked_tests {
     }
 
     fn refused(input: &[u8]) -> String {
-        match pack_checked_layer(input, Vec::new()) {
+        match pack_checked_layer(input, Vec::new(), &TarLimits::default()) {
             Err(e) => e.to_string(),
             Ok(p) => panic!("accepted: {p:?}"),
         }
@@ -215,7 +221,7 @@ mod checked_tests {
     fn a_whole_tar_packs_as_pack_layer_does() {
         let tar = tar_of(&[("a", b"hello"), ("b/c", &[7u8; 5000])]);
         let (mut checked, mut plain) = (Vec::new(), Vec::new());
-        let a = pack_checked_layer(&tar[..], &mut checked).unwrap();
+        let a = pack_checked_layer(&tar[..], &mut checked, &TarLimits::default()).unwrap();
         let b = pack_layer(&tar[..], &mut plain).unwrap();
         assert_eq!(a.diff_id, b.diff_id);
         assert_eq!(a.diff_id, Digest::sha256_of(&tar));

@@ -2,21 +2,28 @@
 //! them) that holds no more than one entry's extension headers in memory, capped at
 //! [`MAX_EXTENSION`]: a layer is untrusted input, and a PAX header claiming 1 TiB must
 //! be an error, not an allocation. File data is never buffered here; the caller reads
-//! it through [`TarReader`]'s `Read` until [`TarReader::next`] skips what is left.
+//! it through [`TarReader`]'s `Read` until [`TarReader::next_entry`] skips what is left.
+//!
+//! It is the one tar reader of the project for tars from outside (layers being applied,
+//! `import`, image archives, the catalog's layer analysis), and it enforces the
+//! [`TarLimits`] it is given: entries, bytes of data and name lengths are counted as
+//! headers are read, and the entry that goes past a limit is an error before any of its
+//! data is handed out.
 
 use std::io::{self, Read};
 
 use crate::error::RootfsError;
+use crate::limits::{Limit, TarLimits};
 use crate::xattr::Xattrs;
 
 /// The largest PAX, GNU long-name or long-link payload accepted.
-pub(crate) const MAX_EXTENSION: u64 = 1 << 20;
+pub const MAX_EXTENSION: u64 = 1 << 20;
 
 const BLOCK: u64 = 512;
 
 /// The kind of a tar entry, as its type flag says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Regular,
     HardLink,
     Symlink,
@@ -30,7 +37,7 @@ pub(crate) enum Kind {
 
 /// One entry's header with its extensions applied.
 #[derive(Debug)]
-pub(crate) struct Header {
+pub struct Header {
     pub name: Vec<u8>,
     pub link: Vec<u8>,
     pub kind: Kind,
@@ -42,12 +49,19 @@ pub(crate) struct Header {
     pub mtime_nsec: u32,
     pub dev_major: u32,
     pub dev_minor: u32,
-    /// `SCHILY.xattr.NAME` records, in the order they came.
-    pub xattrs: Xattrs,
+    /// `SCHILY.xattr.NAME` records (name, value), in the order they came.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-pub(crate) struct TarReader<R> {
+/// Reads a tar entry by entry: [`TarReader::next_entry`] gives the next header, and the
+/// reader itself (`Read`) that entry's data.
+pub struct TarReader<R> {
     inner: R,
+    limits: TarLimits,
+    /// Entries given out so far.
+    entries: u64,
+    /// Sum of the data sizes of the entries given out so far.
+    bytes: u64,
     /// Data of the current entry not yet read by the caller.
     remaining: u64,
     /// Zero padding after the current entry's data.
@@ -58,9 +72,18 @@ pub(crate) struct TarReader<R> {
 }
 
 impl<R: Read> TarReader<R> {
+    /// A reader with the default [`TarLimits`].
     pub fn new(inner: R) -> Self {
+        Self::with_limits(inner, TarLimits::default())
+    }
+
+    /// A reader that refuses a tar going past `limits`.
+    pub fn with_limits(inner: R, limits: TarLimits) -> Self {
         TarReader {
             inner,
+            limits,
+            entries: 0,
+            bytes: 0,
             remaining: 0,
             padding: 0,
             marked_end: false,
@@ -80,7 +103,7 @@ impl<R: Read> TarReader<R> {
 
     /// The next entry, skipping the unread data of the previous one; `None` at the end
     /// of the archive (a zero block, or a clean end of the stream).
-    pub fn next(&mut self) -> Result<Option<Header>, RootfsError> {
+    pub fn next_entry(&mut self) -> Result<Option<Header>, RootfsError> {
         let mut pax: Xattrs = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
@@ -136,6 +159,7 @@ impl<R: Read> TarReader<R> {
                 }
             };
             self.padding = (BLOCK - self.remaining % BLOCK) % BLOCK;
+            self.count(&header)?;
             if header.kind != Kind::Regular {
                 self.skip_rest()?;
             }
@@ -143,10 +167,41 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// Counts the entry against the limits; past one, the entry is refused before any
+    /// of its data is read.
+    fn count(&mut self, header: &Header) -> Result<(), RootfsError> {
+        let limits = &self.limits;
+        self.entries += 1;
+        if self.entries > limits.max_entries {
+            return Err(RootfsError::limit(
+                Limit::Entries,
+                limits.max_entries,
+                &header.name,
+            ));
+        }
+        let longest = header.name.len().max(header.link.len()) as u64;
+        if longest > limits.max_path {
+            return Err(RootfsError::limit(
+                Limit::Path,
+                limits.max_path,
+                &header.name,
+            ));
+        }
+        self.bytes = self.bytes.saturating_add(self.remaining);
+        if self.bytes > limits.max_bytes {
+            return Err(RootfsError::limit(
+                Limit::Bytes,
+                limits.max_bytes,
+                &header.name,
+            ));
+        }
+        Ok(())
+    }
+
     fn read_extension(&mut self, size: u64) -> Result<Vec<u8>, RootfsError> {
         if size > MAX_EXTENSION {
             return Err(malformed(format!(
-                "extension header of {size} bytes (more than {MAX_EXTENSION})"
+                "an extension header of {size} bytes, over the {MAX_EXTENSION}-byte limit"
             )));
         }
         let mut payload = vec![0u8; size as usize];

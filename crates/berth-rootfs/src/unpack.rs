@@ -19,6 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Ti
 use rustix::io::Errno;
 
 use crate::error::{errno, RootfsError};
+use crate::limits::TarLimits;
 use crate::remove::remove_at;
 use crate::safe_path::{components, Root, Walk};
 use crate::tar_read::{Header, Kind, TarReader};
@@ -36,6 +37,9 @@ pub struct UnpackOptions {
     /// Create character and block devices and fifos (`mknod`: root only); without it
     /// they are skipped and counted in [`LayerStats::skipped`].
     pub devices: bool,
+    /// How large a layer may be (entries, bytes, name lengths): past a limit the layer
+    /// is an error, with nothing of the offending entry written.
+    pub limits: TarLimits,
 }
 
 impl UnpackOptions {
@@ -46,6 +50,7 @@ impl UnpackOptions {
             same_owner: root,
             xattrs: true,
             devices: root,
+            limits: TarLimits::default(),
         }
     }
 }
@@ -86,8 +91,8 @@ pub fn apply_layer(
         buf: vec![0u8; COPY_BUFFER],
         stats: LayerStats::default(),
     };
-    let mut tar = TarReader::new(BufReader::with_capacity(COPY_BUFFER, layer));
-    while let Some(header) = tar.next()? {
+    let mut tar = TarReader::with_limits(BufReader::with_capacity(COPY_BUFFER, layer), opts.limits);
+    while let Some(header) = tar.next_entry()? {
         unpacker.entry(&header, &mut tar)?;
     }
     unpacker.finish_dirs()?;

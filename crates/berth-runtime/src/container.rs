@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
-use berth_rootfs::{Snapshot, UnpackOptions};
+use berth_rootfs::{Snapshot, TarLimits, UnpackOptions};
 use berth_transport::local::{ContainerRecord, Image, LocalStore};
 use serde::{Deserialize, Serialize};
 
@@ -70,12 +70,25 @@ pub struct StateReport {
 pub struct Containers {
     store: Arc<LocalStore>,
     dir: PathBuf,
+    /// Bounds of each layer applied into a new container's root.
+    tar_limits: TarLimits,
 }
 
 impl Containers {
     pub fn new(store: Arc<LocalStore>) -> Containers {
         let dir = store.root().join("containers");
-        Containers { store, dir }
+        Containers {
+            store,
+            dir,
+            tar_limits: TarLimits::default(),
+        }
+    }
+
+    /// Layers applied into new containers are bounded by `limits` (the binary reads
+    /// them from `BERTH_TAR_MAX_*`) instead of the defaults.
+    pub fn with_tar_limits(mut self, limits: TarLimits) -> Containers {
+        self.tar_limits = limits;
+        self
     }
 
     pub fn store(&self) -> &Arc<LocalStore> {
@@ -133,7 +146,10 @@ impl Containers {
     fn make_rootfs(&self, image: &Image, dir: &Path) -> Result<()> {
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(io(format!("creating {}", rootfs.display())))?;
-        let opts = UnpackOptions::for_current_user();
+        let opts = UnpackOptions {
+            limits: self.tar_limits,
+            ..UnpackOptions::for_current_user()
+        };
         for layer in self.store.layers(&image.id)? {
             let file = self.store.open_blob(&layer)?;
             let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))

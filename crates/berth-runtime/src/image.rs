@@ -30,15 +30,16 @@ pub struct ImageOptions {
 
 /// `import`: a tar of a file system (plain, gzip or zstd) becomes a one-layer image;
 /// returns its ID. The tar is checked whole as it is packed: one that is not a whole
-/// tar archive is an error, and nothing is stored.
+/// tar archive, or that goes past `limits`, is an error, and nothing is stored.
 pub fn import(
     store: &LocalStore,
     tar: impl Read + Send + 'static,
     opts: &ImageOptions,
+    limits: &berth_rootfs::TarLimits,
 ) -> Result<Digest> {
     let tar = berth_rootfs::decompress(tar).map_err(crate::io("reading the tar"))?;
     let mut sink = store.blob_sink()?;
-    let packed = berth_rootfs::pack_checked_layer(tar, &mut sink).map_err(|e| match e {
+    let packed = berth_rootfs::pack_checked_layer(tar, &mut sink, limits).map_err(|e| match e {
         berth_rootfs::RootfsError::Malformed(why) => {
             RuntimeError::Invalid(format!("not a valid tar archive: {why}"))
         }

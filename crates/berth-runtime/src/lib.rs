@@ -24,6 +24,7 @@ mod oci;
 mod spec;
 mod users;
 
+pub use berth_rootfs::TarLimits;
 pub use container::{Containers, CreateOptions, StateReport, Status};
 pub use image::{
     add_layer, apply_changes, apply_instruction, command, default_shell, empty_config, import,

@@ -228,7 +228,7 @@ pub struct MonitorArgs {
 }
 
 fn containers() -> anyhow::Result<Containers> {
-    Ok(Containers::new(open_store()?))
+    Ok(Containers::new(open_store()?).with_tar_limits(super::local::tar_limits()?))
 }
 
 fn runtime(flag: &RuntimeFlag, c: &Containers) -> anyhow::Result<Runtime> {
@@ -620,6 +620,7 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
 
 pub fn import(a: ImportArgs) -> anyhow::Result<()> {
     let store = open_store()?;
+    let limits = super::local::tar_limits()?;
     let opts = ImageOptions {
         name: a.reference.as_deref().map(qualify).transpose()?,
         changes: a.change,
@@ -630,10 +631,11 @@ pub fn import(a: ImportArgs) -> anyhow::Result<()> {
         docker_format: false,
     };
     let id = match a.file.as_str() {
-        "-" => berth_runtime::import(&store, std::io::stdin(), &opts)?,
+        "-" => berth_runtime::import(&store, std::io::stdin(), &opts, &limits)?,
         path => {
             let f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-            berth_runtime::import(&store, f, &opts).with_context(|| format!("importing {path}"))?
+            berth_runtime::import(&store, f, &opts, &limits)
+                .with_context(|| format!("importing {path}"))?
         }
     };
     println!("sha256:{}", id.hex());

@@ -21,6 +21,15 @@ use berth_transport::Place;
 /// Exit status of podman for an error of its own (an unknown image, say).
 pub const PODMAN_ERROR: u8 = 125;
 
+/// The tar limits of import, load and layer application: the defaults, or
+/// `BERTH_TAR_MAX_BYTES`, `BERTH_TAR_MAX_ENTRIES` and `BERTH_TAR_MAX_PATH` when set.
+pub fn tar_limits() -> anyhow::Result<berth_runtime::TarLimits> {
+    berth_runtime::TarLimits::from_vars(|k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })
+    .map_err(anyhow::Error::msg)
+}
+
 /// The store at `--root`, `$BERTH_STORAGE_ROOT` or the default place.
 pub fn open_store() -> anyhow::Result<Arc<LocalStore>> {
     let root = crate::paths::storage_root()?;
