@@ -7,14 +7,13 @@
 //! once, and squashing an image never touches a blob.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{self, BufReader, Read};
 
-use tar::EntryType;
+use berth_rootfs::{Header, Kind, RootfsError, TarLimits, TarReader};
 
 use crate::error::InventoryError;
 use crate::model::{LayerArtifacts, ANALYZER_VERSION};
 use crate::paths::{self, classify, FileKind};
-use crate::tar_stream::{self, Info};
 use crate::{apk, dpkg, osrelease};
 
 /// Media types of tar layers, by compression (OCI and Docker names, distributable or
@@ -37,16 +36,27 @@ fn is_layer_media_type(media_type: &str) -> bool {
 
 /// Reads one layer blob (`media_type` says it is a tar, plain, gzip or zstd) and
 /// returns what matters in it. Errors are faults of the layer as a whole; one bad file
-/// inside is recorded in [`LayerArtifacts::errors`].
+/// inside is recorded in [`LayerArtifacts::errors`]. The tar is bounded by the default
+/// [`TarLimits`]; [`analyze_layer_with`] takes others.
 pub fn analyze_layer(
     reader: impl Read + Send + 'static,
     media_type: &str,
+) -> Result<LayerArtifacts, InventoryError> {
+    analyze_layer_with(reader, media_type, &TarLimits::default())
+}
+
+/// [`analyze_layer`] with the tar bounded by `limits`: a layer past one is an error
+/// (the registry analyzes every push, so a layer of billions of entries must end).
+pub fn analyze_layer_with(
+    reader: impl Read + Send + 'static,
+    media_type: &str,
+    limits: &TarLimits,
 ) -> Result<LayerArtifacts, InventoryError> {
     if !is_layer_media_type(media_type) {
         return Err(InventoryError::UnknownMediaType(media_type.to_string()));
     }
     let stream = berth_rootfs::decompress(reader).map_err(InventoryError::Read)?;
-    let kept = collect(stream)?;
+    let kept = collect(stream, limits)?;
     Ok(parse(kept))
 }
 
@@ -76,17 +86,37 @@ impl Kept {
     }
 }
 
-/// The streaming pass over the tar.
-fn collect(stream: impl Read) -> Result<Kept, InventoryError> {
+/// The streaming pass over the tar, through berth-rootfs's reader (extension headers
+/// capped, limits counted); then the stream is read to its end, so that a compressed
+/// stream's trailer is checked.
+fn collect(stream: impl Read, limits: &TarLimits) -> Result<Kept, InventoryError> {
     let mut kept = Kept::default();
-    tar_stream::each_entry(stream, |info, data| kept.entry(info, data))?;
+    let mut tar = TarReader::with_limits(BufReader::with_capacity(1 << 16, stream), *limits);
+    while let Some(header) = tar.next_entry().map_err(tar_error)? {
+        kept.entry(&header, &mut tar)?;
+    }
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(InventoryError::Read)?;
     Ok(kept)
+}
+
+/// The tar reader's refusals (malformed, over a limit) are the layer's tar's fault.
+fn tar_error(e: RootfsError) -> InventoryError {
+    InventoryError::Tar(io::Error::other(e.to_string()))
+}
+
+/// I/O errors of the decompressor surface through the tar reader; keep them apart
+/// from malformed tars so the recorded reason says which it was.
+fn tar_or_read(e: io::Error) -> InventoryError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput => InventoryError::Read(e),
+        _ => InventoryError::Tar(e),
+    }
 }
 
 impl Kept {
     /// One entry: a whiteout or opaque marker that can hide a kept path is recorded,
     /// an allow-listed file kept (or its link recorded), anything else passed over.
-    fn entry(&mut self, info: &Info, data: &mut dyn Read) -> Result<(), InventoryError> {
+    fn entry(&mut self, info: &Header, data: &mut impl Read) -> Result<(), InventoryError> {
         let path = paths::normalize(&info.name)?;
         if path.is_empty() {
             return Ok(());
@@ -116,7 +146,7 @@ impl Kept {
             return Ok(());
         };
         match info.kind {
-            EntryType::Regular | EntryType::Continuous => {
+            Kind::Regular => {
                 let (size, limit) = (info.size, kind.limit());
                 if size > limit {
                     self.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
@@ -130,21 +160,21 @@ impl Kept {
                     let mut bytes = Vec::with_capacity(size as usize);
                     data.take(limit + 1)
                         .read_to_end(&mut bytes)
-                        .map_err(tar_stream::tar_or_read)?;
+                        .map_err(tar_or_read)?;
                     self.keep(path, kind, bytes);
                 }
             }
-            EntryType::Symlink => {
-                let target = String::from_utf8_lossy(info.link.as_deref().unwrap_or_default());
+            Kind::Symlink => {
+                let target = String::from_utf8_lossy(&info.link);
                 self.files.remove(&path);
                 self.art.errors.retain(|(p, _)| *p != path);
                 self.art.symlinks.retain(|(p, _)| *p != path);
                 self.art.symlinks.push((path, target.into_owned()));
             }
-            EntryType::Link => {
+            Kind::HardLink => {
                 // A hard link names an earlier entry of this same tar: two allow-listed
                 // names sharing an inode (`etc/os-release`, `usr/lib/os-release`).
-                let target = paths::normalize(info.link.as_deref().unwrap_or_default())?;
+                let target = paths::normalize(&info.link)?;
                 match self.files.get(&target) {
                     Some((_, bytes)) => {
                         let bytes = bytes.clone();
@@ -234,4 +264,51 @@ fn read_rpm(path: &str, data: &[u8], wal: Option<&[u8]>) -> Result<Vec<crate::Pa
         p.db_path = path.to_string();
     }
     Ok(pkgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+    fn layer(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for name in names {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &b"x=1"[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn analyze(tar: Vec<u8>, limits: TarLimits) -> Result<LayerArtifacts, InventoryError> {
+        analyze_layer_with(io::Cursor::new(tar), TAR, &limits)
+    }
+
+    #[test]
+    fn a_layer_past_its_limits_is_an_error_naming_the_limit() {
+        let names = ["etc/a", "etc/b", "etc/c", "etc/os-release"];
+        let small = |e, b, p| TarLimits {
+            max_entries: e,
+            max_bytes: b,
+            max_path: p,
+        };
+        let err = analyze(layer(&names), small(3, 100, 100)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading the layer's tar: tar exceeds 3 entries at entry \"etc/os-release\" \
+             (set BERTH_TAR_MAX_ENTRIES to raise the limit)"
+        );
+        let err = analyze(layer(&names), small(10, 11, 100)).unwrap_err();
+        assert!(err.to_string().contains("BERTH_TAR_MAX_BYTES"), "{err}");
+        let long = format!("etc/{}", "x".repeat(40));
+        let err = analyze(layer(&[&long]), small(10, 100, 40)).unwrap_err();
+        assert!(err.to_string().contains("BERTH_TAR_MAX_PATH"), "{err}");
+        // Within them, and with the defaults, the same layers are read.
+        analyze(layer(&names), small(4, 12, 100)).unwrap();
+        analyze_layer(io::Cursor::new(layer(&[&long])), TAR).unwrap();
+    }
 }

@@ -17,11 +17,10 @@ mod paths;
 mod purl;
 pub mod rpm;
 mod squash;
-mod tar_stream;
 
 pub use containerfile::instruction;
 pub use error::InventoryError;
-pub use layer::analyze_layer;
+pub use layer::{analyze_layer, analyze_layer_with};
 pub use model::{
     Containerfile, ContainerfileStep, HistoryEntry, ImageHistory, Inventory, LayerArtifacts,
     LayerRef, OsInfo, Package, PackageKind,
