@@ -4,6 +4,9 @@
 //!
 //! Run with `cargo test -p berth --test sbom` (needs curl, as the interop tests).
 
+mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
 #[path = "interop/support.rs"]
 mod support;
 #[path = "../../berth-sbom/tests/validate/mod.rs"]
@@ -17,9 +20,7 @@ use serde_json::{json, Value};
 use support::*;
 use validate::Schemas;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nID=debian\n";
+use registry_fixture::{DEBIAN_OS_RELEASE, OCI_MANIFEST};
 
 /// A dpkg status file of three installed packages (one with a `+` in its name, one
 /// whose source differs from its name).
@@ -51,90 +52,27 @@ Version: 12.2.0-14
 Description: GNU Standard C++ Library v3
 ";
 
-/// A gzip layer holding os-release and a dpkg status file.
+/// A gzip layer holding os-release and a dpkg status file: `(tar, gzip)`.
 fn layer() -> (Vec<u8>, Vec<u8>) {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut dir = |path: &str| {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(1_700_000_000);
-        tar.append_data(&mut h, path, std::io::empty()).unwrap();
-    };
-    for d in ["etc/", "var/", "var/lib/", "var/lib/dpkg/"] {
-        dir(d);
-    }
-    for (path, text) in [
-        ("etc/os-release", OS_RELEASE),
+    registry_fixture::layer(&[
+        ("etc/os-release", DEBIAN_OS_RELEASE),
         ("var/lib/dpkg/status", DPKG_STATUS),
-    ] {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(text.len() as u64);
-        h.set_mtime(1_700_000_000);
-        tar.append_data(&mut h, path, text.as_bytes()).unwrap();
-    }
-    let plain = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&plain).unwrap();
-    (plain, gz.finish().unwrap())
+    ])
 }
 
 /// Writes a one-layer OCI layout at `dir` (reference `v1`); returns the manifest's digest.
-fn write_layout(ctx: &Ctx, dir: &Path) -> String {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> String {
-        let digest = ctx.sha256(bytes);
-        fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
-        digest
-    };
-    let (plain, gz) = layer();
-    let diff_id = ctx.sha256(&plain);
-    let layer_digest = put(&gz);
-    let config = serde_json::to_vec(&json!({
+fn write_layout(dir: &Path) -> String {
+    let config = json!({
         "created": "2024-02-03T04:05:06.789Z",
         "architecture": "amd64",
         "os": "linux",
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{
             "created": "2024-02-03T04:05:06.789Z",
             "created_by": "/bin/sh -c #(nop) ADD file:0123 in / "
         }]
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config.len()
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": layer_digest,
-            "size": gz.len()
-        }]
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST,
-            "digest": manifest_digest,
-            "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
     });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    manifest_digest
+    registry_fixture::write_layout(dir, "v1", &[layer()], config).to_string()
 }
 
 /// The names of the OS packages in an SPDX document (not the image, not the OS).
@@ -156,7 +94,7 @@ fn sbom_of_registry_and_layout_images_valid_and_attached() {
     let schemas = Schemas::load();
     let reg = ctx.start(ServerKind::Berth);
     let layout = ctx.path("layout");
-    let digest = write_layout(&ctx, &layout);
+    let digest = write_layout(&layout);
     let layout_ref = format!("oci:{}:v1", layout.display());
     let image = format!("docker://{reg}/test/app:v1");
     ctx.berth(&["copy", "--dest-tls-verify=false", &layout_ref, &image])
@@ -307,7 +245,7 @@ fn sbom_of_registry_and_layout_images_valid_and_attached() {
 
     ctx.step("a layer that does not match its digest is refused");
     let tampered = ctx.path("tampered");
-    write_layout(&ctx, &tampered);
+    write_layout(&tampered);
     let manifest: Value = serde_json::from_slice(
         &fs::read(
             tampered

@@ -1,0 +1,748 @@
+//! The catalog's JSON API through `berth serve` (`/api/v1/repositories/…`,
+//! `/api/v1/catalog/search`): two Debian-like images (os-release and a dpkg status
+//! database; the second adds a layer that upgrades one package, adds one and drops
+//! another) pushed with `berth copy` under tags 1.9.2, 1.10.0-rc1, 1.10.0 and
+//! latest, inventoried in the background, then every route's answer checked: tag
+//! order, overview, packages and their diff, the rebuilt Containerfile, SBOMs valid
+//! against the published schemas, vulnerabilities after `berth registry vulndb
+//! import` (fixable and severity filters, "fixed in tag"), the allow-list, a failed
+//! scan's reason; and access: a private repository is a 404 to anonymous callers and
+//! to users without pull, readable by a user with pull, and never found by search
+//! for the others.
+//!
+//! Run with `cargo test -p berth --test catalog_api`.
+
+mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
+#[path = "../../berth-sbom/tests/validate/mod.rs"]
+mod validate;
+
+use std::path::Path;
+
+use berth_image::Digest;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use common::admin;
+use registry_fixture::*;
+
+const ROOT: (&str, &str) = ("root", "root-pw");
+const ALICE: (&str, &str) = ("alice", "alice-pw");
+const BOB: (&str, &str) = ("bob", "bob-pw");
+
+type Who = Option<(&'static str, &'static str)>;
+
+/// One answer: status, content type, body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body, when the status is `status`.
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+}
+
+async fn call(serve: &Serve, method: Method, path: &str, who: Who, body: Option<Value>) -> Answer {
+    let mut rb = reqwest::Client::new().request(method, format!("{}/api/v1/{path}", serve.url));
+    if let Some((user, pw)) = who {
+        rb = rb.basic_auth(user, Some(pw));
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    Answer {
+        status: r.status().as_u16(),
+        content_type: r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        body: r.bytes().await.unwrap().to_vec(),
+    }
+}
+
+async fn get(serve: &Serve, path: &str, who: Who) -> Answer {
+    call(serve, Method::GET, path, who, None).await
+}
+
+fn registry(root: &str, args: &[&str], stdin: &str) {
+    let mut all = vec!["--root", root];
+    all.extend_from_slice(args);
+    let out = admin(&all, stdin);
+    assert!(
+        out.status.success(),
+        "berth registry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pushes `oci:LAYOUT:tag` to `repo:tag` as root.
+fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
+    ok(berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{}:{}", ROOT.0, ROOT.1),
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{}/{repo}:{tag}", serve.addr),
+    ]));
+}
+
+/// Waits until the catalog has inventoried `digest` in `repo`.
+async fn scanned(serve: &Serve, repo: &str, digest: &Digest) {
+    let path = format!("repositories/{repo}/manifests/{digest}");
+    until(&format!("the scan of {repo}@{digest}"), || async {
+        get(serve, &path, Some(ROOT)).await.json()["status"] != "pending"
+    })
+    .await;
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut n: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+fn osv(dir: &Path, id: &str, alias: &str, package: &str, fixed: Option<&str>, cvss: &str) {
+    let mut events = vec![json!({"introduced": "0"})];
+    if let Some(f) = fixed {
+        events.push(json!({"fixed": f}));
+    }
+    let record = json!({
+        "id": id, "modified": "2024-02-01T00:00:00Z", "published": "2024-01-10T00:00:00Z",
+        "aliases": [alias],
+        "severity": [{"type": "CVSS_V3", "score": cvss}],
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": package},
+            "ranges": [{"type": "ECOSYSTEM", "events": events}]}]
+    });
+    std::fs::write(dir.join(format!("{id}.json")), record.to_string()).unwrap();
+}
+
+/// The search's repository names for `who`.
+async fn search(serve: &Serve, query: &str, who: Who) -> Vec<String> {
+    let v = get(serve, &format!("catalog/search?{query}"), who)
+        .await
+        .expect(200);
+    names_of(&v["results"], "repository")
+}
+
+fn names_of(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|h| h[key].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_api_answers_every_route_for_readers_only() {
+    let root = tempfile::tempdir().unwrap();
+    let root_s = root.path().to_str().unwrap();
+    registry(
+        root_s,
+        &["user", "add", ROOT.0, "--superuser", "--password-stdin"],
+        ROOT.1,
+    );
+    for (user, pw) in [ALICE, BOB] {
+        registry(root_s, &["user", "add", user, "--password-stdin"], pw);
+    }
+    registry(root_s, &["repo", "visibility", "team/app", "public"], "");
+    registry(root_s, &["grant", "alice", "read", "team/secret"], "");
+    let serve = Serve::start(root.path(), &[]).await;
+
+    // Image A: one layer; image B: A's layer and one that upgrades openssl, installs
+    // curl and drops zlib1g (a new status database).
+    let base = layer(&[
+        ("etc/os-release", DEBIAN_OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[
+                ("libc6", "2.36-9", Some("glibc")),
+                ("openssl", "3.0.9-1", None),
+                ("zlib1g", "1:1.2.13.dfsg-1", Some("zlib")),
+            ]),
+        ),
+    ]);
+    let upper = layer(&[(
+        "var/lib/dpkg/status",
+        &dpkg_status(&[
+            ("curl", "7.88.1-10", None),
+            ("libc6", "2.36-9", Some("glibc")),
+            ("openssl", "3.0.11-1~deb12u2", None),
+        ]),
+    )]);
+    let config = |history: Value| {
+        json!({
+            "created": "2024-02-03T04:05:06Z", "architecture": "amd64", "os": "linux",
+            "config": {"Labels": {
+                "org.opencontainers.image.description": "the catalog API test application",
+                "team": "core"}},
+            "history": history,
+        })
+    };
+    let add = json!({"created": "2024-02-03T04:05:06Z", "created_by": "/bin/sh -c #(nop) ADD file:0123 in / "});
+    let cmd = json!({"created_by": "/bin/sh -c #(nop)  CMD [\"bash\"]", "empty_layer": true});
+    let run =
+        json!({"created_by": "/bin/sh -c apt-get install -y curl && apt-get upgrade -y openssl"});
+    let layout = tempfile::tempdir().unwrap();
+    let a = write_layout(
+        layout.path(),
+        "1.9.2",
+        std::slice::from_ref(&base),
+        config(json!([add, cmd])),
+    );
+    write_layout(
+        layout.path(),
+        "1.10.0-rc1",
+        std::slice::from_ref(&base),
+        config(json!([add, cmd])),
+    );
+    let layers = [base.clone(), upper];
+    let b = write_layout(
+        layout.path(),
+        "1.10.0",
+        &layers,
+        config(json!([add, run, cmd])),
+    );
+    write_layout(
+        layout.path(),
+        "latest",
+        &layers,
+        config(json!([add, run, cmd])),
+    );
+    for tag in ["1.9.2", "1.10.0-rc1"] {
+        push(&serve, layout.path(), tag, "team/app");
+    }
+    // A first, so that it is B's base image.
+    scanned(&serve, "team/app", &a).await;
+    for tag in ["1.10.0", "latest"] {
+        push(&serve, layout.path(), tag, "team/app");
+    }
+    push(&serve, layout.path(), "1.10.0", "team/secret");
+    scanned(&serve, "team/app", &b).await;
+    scanned(&serve, "team/secret", &b).await;
+
+    // -- the repository: tags newest first, semver-aware --------------------------
+    let repo = get(&serve, "repositories/team/app", None).await.expect(200);
+    assert_eq!(
+        names_of(&repo["tags"], "tag"),
+        ["1.10.0", "1.10.0-rc1", "1.9.2", "latest"],
+        "{repo:#}"
+    );
+    assert_eq!(repo["description"], "the catalog API test application");
+    let tag = |t: &str| {
+        repo["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["tag"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(tag("1.9.2")["digest"], a.to_string());
+    assert_eq!(tag("latest")["digest"], b.to_string());
+    let image = &tag("1.10.0")["images"][0];
+    assert_eq!(image["platform"], "linux/amd64", "{image}");
+    assert_eq!(image["created"], "2024-02-03T04:05:06Z");
+    assert!(image["size"].as_u64().unwrap() > 0, "{image}");
+    assert_eq!(image["status"], "ok");
+
+    // A simple signature kept for B (the registry stores it as sent; the overview
+    // counts it).
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/extensions/v2/team/app/signatures/{b}",
+            serve.url
+        ))
+        .basic_auth(ROOT.0, Some(ROOT.1))
+        .json(
+            &json!({"schemaVersion": 2, "name": format!("{b}@0123abcd"), "type": "atomic",
+                      "content": "c2lnbmF0dXJl"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // -- the overview ---------------------------------------------------------
+    let over = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(over["status"], "ok", "{over:#}");
+    assert_eq!(over["signatures"], 1);
+    let img = &over["images"][0];
+    assert_eq!(img["labels"]["team"], "core", "{over:#}");
+    assert_eq!(img["os"]["id"], "debian");
+    assert_eq!(img["packages"], 3);
+    assert_eq!(img["base_image"], format!("team/app@{a}"), "{over:#}");
+    let unknown = get(
+        &serve,
+        &format!(
+            "repositories/team/app/manifests/{}",
+            Digest::sha256_of(b"none")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+    let bad = get(&serve, "repositories/team/app/manifests/sha256:xyz", None).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["errors"][0]["code"], "DIGEST_INVALID");
+
+    // -- packages, filtered and against another image --------------------------
+    let pk = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{a}/packages"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(names(&pk["packages"]), ["libc6", "openssl", "zlib1g"]);
+    let zlib = pk["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "zlib1g")
+        .unwrap();
+    assert_eq!(zlib["version"], "1:1.2.13.dfsg-1");
+    let pk = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{a}/packages?q=ssl"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(names(&pk["packages"]), ["openssl"]);
+    let diff = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/packages?diff={a}"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(names(&diff["added"]), ["curl"], "{diff:#}");
+    assert_eq!(names(&diff["removed"]), ["zlib1g"]);
+    assert_eq!(names(&diff["changed"]), ["openssl"]);
+    assert_eq!(diff["changed"][0]["from"]["version"], "3.0.9-1");
+    assert_eq!(diff["changed"][0]["to"]["version"], "3.0.11-1~deb12u2");
+    // Against an image of another repository the caller may not read: invisible.
+    let hidden = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/packages?diff=team/secret@{b}"),
+        None,
+    )
+    .await;
+    assert_eq!(hidden.status, 404);
+    assert_eq!(hidden.json()["errors"][0]["code"], "NAME_UNKNOWN");
+
+    // -- the Containerfile rebuilt from history ---------------------------------
+    let cf = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/containerfile"),
+        None,
+    )
+    .await
+    .expect(200);
+    let cf = &cf["containerfile"];
+    assert_eq!(cf["reconstructed"], true, "{cf:#}");
+    let text = cf["text"].as_str().unwrap();
+    assert!(
+        text.contains("RUN apt-get install -y curl && apt-get upgrade -y openssl"),
+        "{text}"
+    );
+    assert!(text.contains("CMD [\"bash\"]"), "{text}");
+
+    // -- SBOMs ------------------------------------------------------------------
+    let schemas = validate::Schemas::load();
+    let spdx = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/sbom?format=spdx"),
+        None,
+    )
+    .await;
+    assert_eq!(spdx.status, 200);
+    assert_eq!(spdx.content_type, "application/spdx+json");
+    let doc = spdx.json();
+    schemas.assert_spdx(&doc);
+    let mut in_doc: Vec<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("primaryPackagePurpose").is_none())
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    in_doc.sort();
+    assert_eq!(in_doc, ["curl", "libc6", "openssl"]);
+    assert_eq!(doc["packages"][0]["versionInfo"], b.to_string());
+    assert_eq!(
+        doc["packages"][0]["name"],
+        format!("{}/team/app", serve.addr)
+    );
+    let cdx = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/sbom?format=cyclonedx"),
+        None,
+    )
+    .await;
+    assert_eq!(cdx.status, 200);
+    assert_eq!(cdx.content_type, "application/vnd.cyclonedx+json");
+    let bom = cdx.json();
+    schemas.assert_cyclonedx(&bom);
+    assert_eq!(
+        names(&Value::Array(
+            bom["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["type"] == "library")
+                .cloned()
+                .collect()
+        )),
+        ["curl", "libc6", "openssl"]
+    );
+    let xml = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/sbom?format=xml"),
+        None,
+    )
+    .await;
+    assert_eq!(xml.status, 400);
+    assert!(xml.json()["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("xml"));
+
+    // -- vulnerabilities after an import ------------------------------------------
+    let none = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{a}/vulnerabilities"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        none["findings"],
+        json!([]),
+        "no data imported yet: {none:#}"
+    );
+    let data = tempfile::tempdir().unwrap();
+    osv(
+        data.path(),
+        "DSA-5532-1",
+        "CVE-2023-5363",
+        "openssl",
+        Some("3.0.11-1~deb12u2"),
+        "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+    );
+    osv(
+        data.path(),
+        "DLA-3000-1",
+        "CVE-2023-45853",
+        // Debian's records name source packages: zlib1g comes from zlib.
+        "zlib",
+        None,
+        "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N",
+    );
+    // Through the server, one file at a time as `--url` takes them.
+    let dsa = data.path().join("DSA-5532-1.json");
+    let dla = data.path().join("DLA-3000-1.json");
+    ok(berth(&[
+        "registry",
+        "vulndb",
+        "import",
+        "--url",
+        &serve.url,
+        "--creds",
+        &format!("{}:{}", ROOT.0, ROOT.1),
+        dsa.to_str().unwrap(),
+        dla.to_str().unwrap(),
+    ]));
+    let vulns = |query: &'static str, who: Who| {
+        let path = format!("repositories/team/app/manifests/{a}/vulnerabilities{query}");
+        let serve = &serve;
+        async move { get(serve, &path, who).await.expect(200) }
+    };
+    let all = vulns("", None).await;
+    assert_eq!(
+        names_of(&all["findings"], "id"),
+        ["DSA-5532-1", "DLA-3000-1"],
+        "{all:#}"
+    );
+    let dsa = &all["findings"][0];
+    assert_eq!(dsa["package"], "openssl");
+    assert_eq!(dsa["fixed"], "3.0.11-1~deb12u2");
+    let mut fixed_in: Vec<&str> = dsa["fixed_in_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    fixed_in.sort();
+    assert_eq!(fixed_in, ["1.10.0", "latest"], "{dsa:#}");
+    // B dropped zlib1g: no longer affected there either.
+    assert_eq!(
+        all["findings"][1]["fixed_in_tags"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{all:#}"
+    );
+    assert!(
+        !all["data"].as_array().unwrap().is_empty(),
+        "the data's imports: {all:#}"
+    );
+    assert_eq!(all["counts"]["Critical"], 1);
+    assert_eq!(all["counts"]["High"], 1);
+    assert_eq!(
+        names_of(&vulns("?fixable=true", None).await["findings"], "id"),
+        ["DSA-5532-1"]
+    );
+    assert_eq!(
+        names_of(&vulns("?severity=high", None).await["findings"], "id"),
+        ["DLA-3000-1"]
+    );
+    assert_eq!(
+        names_of(
+            &vulns("?severity=critical,high", None).await["findings"],
+            "id"
+        )
+        .len(),
+        2
+    );
+    let bad = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{a}/vulnerabilities?severity=awful"),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    let clean = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{b}/vulnerabilities"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(clean["findings"], json!([]), "{clean:#}");
+    let repo = get(&serve, "repositories/team/app", None).await.expect(200);
+    let t = repo["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["tag"] == "1.9.2")
+        .unwrap();
+    assert_eq!(
+        (t["critical"].as_u64(), t["high"].as_u64()),
+        (Some(1), Some(1)),
+        "{t:#}"
+    );
+    assert_eq!(
+        search(&serve, "cve=CVE-2023-5363", None).await,
+        ["team/app"]
+    );
+
+    // -- the allow-list: push holders only; marked, not counted -------------------
+    let entry = "repositories/team/app/allowlist/CVE-2023-45853";
+    let body = json!({"reason": "zlib's inflate is not reachable here", "expires_at": "2099-01-01T00:00:00Z"});
+    assert_eq!(
+        call(&serve, Method::PUT, entry, None, Some(body.clone()))
+            .await
+            .status,
+        401
+    );
+    let denied = call(&serve, Method::PUT, entry, Some(BOB), Some(body.clone())).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.json()["errors"][0]["code"], "DENIED");
+    let bad = call(
+        &serve,
+        Method::PUT,
+        entry,
+        Some(ROOT),
+        Some(json!({"reason": "x", "expires_at": 5})),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not in the future"));
+    let set = call(&serve, Method::PUT, entry, Some(ROOT), Some(body))
+        .await
+        .expect(200);
+    assert_eq!(set["created_by"], "root");
+    assert_eq!(set["expires_at"], 4_070_908_800i64);
+    let all = vulns("", None).await;
+    let dla = all["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "DLA-3000-1")
+        .unwrap();
+    assert_eq!(dla["allowed"]["finding_id"], "CVE-2023-45853", "{all:#}");
+    assert!(all["counts"].get("High").is_none(), "{all:#}");
+    let list = get(&serve, "repositories/team/app/allowlist", None)
+        .await
+        .expect(200);
+    assert_eq!(list["entries"][0]["in_force"], true);
+    assert_eq!(
+        call(&serve, Method::DELETE, entry, Some(ROOT), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(&serve, Method::DELETE, entry, Some(ROOT), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(vulns("", None).await["counts"]["High"], 1);
+
+    // -- a scan that failed shows its reason ----------------------------------------
+    let http = reqwest::Client::new();
+    let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let not_gzip = b"this is not gzip at all";
+    for blob in [&cfg[..], &not_gzip[..]] {
+        let r = http
+            .post(format!(
+                "{}/v2/team/app/blobs/uploads/?digest={}",
+                serve.url,
+                Digest::sha256_of(blob)
+            ))
+            .basic_auth(ROOT.0, Some(ROOT.1))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let desc = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc("application/vnd.oci.image.config.v1+json", cfg),
+        "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", not_gzip)],
+    }))
+    .unwrap();
+    let broken = Digest::sha256_of(&manifest);
+    let r = http
+        .put(format!("{}/v2/team/app/manifests/broken", serve.url))
+        .basic_auth(ROOT.0, Some(ROOT.1))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    scanned(&serve, "team/app", &broken).await;
+    let failed = get(
+        &serve,
+        &format!("repositories/team/app/manifests/{broken}/packages"),
+        None,
+    )
+    .await;
+    assert_eq!(failed.status, 422);
+    let failed = failed.json();
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("layer 0"),
+        "{failed:#}"
+    );
+
+    // -- access: a private repository is invisible to who may not pull it -------------
+    for who in [None, Some(BOB)] {
+        for path in [
+            "repositories/team/secret".to_string(),
+            format!("repositories/team/secret/manifests/{b}"),
+            format!("repositories/team/secret/manifests/{b}/packages"),
+            format!("repositories/team/secret/manifests/{b}/sbom"),
+            "repositories/team/secret/allowlist".to_string(),
+        ] {
+            let r = get(&serve, &path, who).await;
+            assert_eq!(r.status, 404, "{path} for {who:?}");
+            assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN", "{path}");
+        }
+        // As a repository that does not exist.
+        let r = get(&serve, "repositories/team/none", who).await;
+        assert_eq!(
+            (r.status, r.json()["errors"][0]["code"].clone()),
+            (404, json!("NAME_UNKNOWN"))
+        );
+        assert_eq!(search(&serve, "q=team", who).await, ["team/app"], "{who:?}");
+        assert_eq!(
+            search(&serve, "package=curl", who).await,
+            ["team/app"],
+            "{who:?}"
+        );
+    }
+    let secret = get(&serve, "repositories/team/secret", Some(ALICE))
+        .await
+        .expect(200);
+    assert_eq!(names_of(&secret["tags"], "tag"), ["1.10.0"]);
+    let pk = get(
+        &serve,
+        &format!("repositories/team/secret/manifests/{b}/packages"),
+        Some(ALICE),
+    )
+    .await
+    .expect(200);
+    assert_eq!(names(&pk["packages"]), ["curl", "libc6", "openssl"]);
+    let mut found = search(&serve, "q=team", Some(ALICE)).await;
+    found.sort();
+    assert_eq!(found, ["team/app", "team/secret"]);
+    // Alice reads but may not push: the allow-list stays closed to her.
+    let r = call(
+        &serve,
+        Method::PUT,
+        "repositories/team/secret/allowlist/CVE-1",
+        Some(ALICE),
+        Some(json!({"reason": "r"})),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // The administration API's `repositories/NAME/visibility` still answers under
+    // this prefix: made public, the repository is readable by anyone.
+    call(
+        &serve,
+        Method::PUT,
+        "repositories/team/secret/visibility",
+        Some(ROOT),
+        Some(json!({"visibility": "public"})),
+    )
+    .await
+    .expect(200);
+    get(&serve, "repositories/team/secret", None)
+        .await
+        .expect(200);
+    // Wrong credentials are refused, not treated as anonymous.
+    let r = get(&serve, "repositories/team/app", Some(("alice", "wrong"))).await;
+    assert_eq!(r.status, 401);
+}

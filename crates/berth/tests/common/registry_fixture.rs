@@ -1,0 +1,192 @@
+//! What the catalog tests share: a `berth serve` process on a loopback port with its
+//! own data folder, and OCI layouts of images written here (layers from a few files,
+//! gzip), to be pushed to it with `berth copy`.
+//!
+//! Included with `#[path = "common/registry_fixture.rs"] mod registry_fixture;` next to
+//! `mod common;` (it uses `common::{BERTH, free_port}`).
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use serde_json::{json, Value};
+
+use crate::common::{free_port, BERTH};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A Debian 12 os-release.
+pub const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nID=debian\n";
+
+/// A dpkg status file of installed packages `(name, version, source)`.
+pub fn dpkg_status(packages: &[(&str, &str, Option<&str>)]) -> String {
+    packages
+        .iter()
+        .map(|(name, version, source)| {
+            let source = source.map_or(String::new(), |s| format!("Source: {s}\n"));
+            format!(
+                "Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n{source}Version: {version}\nDescription: {name}\n\n"
+            )
+        })
+        .collect()
+}
+
+/// A layer of `files` (`path`, text; parent folders added): `(tar, gzip of it)`.
+pub fn layer(files: &[(&str, &str)]) -> (Vec<u8>, Vec<u8>) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut folders: Vec<String> = Vec::new();
+    for (path, _) in files {
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let dir = format!("{}/", &path[..at + i]);
+            if !folders.contains(&dir) {
+                folders.push(dir);
+            }
+            at += i + 1;
+        }
+    }
+    for d in &folders {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        tar.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for (path, text) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(1_700_000_000);
+        tar.append_data(&mut h, path, text.as_bytes()).unwrap();
+    }
+    let plain = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    (plain, gz.finish().unwrap())
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": Digest::sha256_of(bytes).to_string(), "size": bytes.len()})
+}
+
+/// Writes (or adds to) an OCI layout at `dir`: one image of `layers` (`(tar, gzip)`)
+/// whose config is `config` with `rootfs` filled in, named `tag`. Returns the
+/// manifest's digest.
+pub fn write_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Vec<u8>)], config: Value) -> Digest {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        std::fs::write(blobs.join(Digest::sha256_of(bytes).hex()), bytes).unwrap();
+    };
+    let mut config = config;
+    config["rootfs"] = json!({
+        "type": "layers",
+        "diff_ids": layers.iter().map(|(raw, _)| Digest::sha256_of(raw).to_string()).collect::<Vec<_>>(),
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    put(&config);
+    for (_, gz) in layers {
+        put(gz);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+        "layers": layers.iter().map(|(_, gz)| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", gz)).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    put(&manifest);
+    let mut entry = descriptor(OCI_MANIFEST, &manifest);
+    entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    let index_path = dir.join("index.json");
+    let mut index: Value = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
+    index["manifests"].as_array_mut().unwrap().push(entry);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    Digest::sha256_of(&manifest)
+}
+
+/// `berth serve` on a free loopback port over `root`, stopped when dropped.
+pub struct Serve {
+    child: Child,
+    pub addr: String,
+    pub url: String,
+}
+
+impl Serve {
+    /// Starts it with `args` added and waits until `/v2/` answers (200 or 401).
+    pub async fn start(root: &Path, args: &[&str]) -> Serve {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BERTH)
+            .env_remove("BERTH_ROOT")
+            .args(["serve", "--listen", &addr, "--log-level", "warn", "--root"])
+            .arg(root)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth serve starts");
+        let serve = Serve {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client
+            .get(format!("{}/v2/", serve.url))
+            .send()
+            .await
+            .is_ok_and(|r| matches!(r.status().as_u16(), 200 | 401))
+        {
+            assert!(Instant::now() < deadline, "berth serve did not answer");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        serve
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `berth ARGS` (`BERTH_ROOT` unset).
+pub fn berth(args: &[&str]) -> Output {
+    Command::new(BERTH)
+        .env_remove("BERTH_ROOT")
+        .args(args)
+        .output()
+        .expect("berth runs")
+}
+
+/// Its stdout, when it succeeded.
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `f` until it says yes (20 s at most).
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
