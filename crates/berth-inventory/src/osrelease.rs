@@ -78,7 +78,7 @@ pub fn parse_release_file(path: &str, text: &str) -> Option<OsInfo> {
             let major = line
                 .split('.')
                 .next()
-                .filter(|m| m.chars().all(|c| c.is_ascii_digit()));
+                .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
             ("debian".to_string(), major.map(str::to_string), None)
         }
         "etc/redhat-release" => {
@@ -213,6 +213,9 @@ mod tests {
         let d = parse_release_file("etc/debian_version", "12.5\n").unwrap();
         assert_eq!(d.ecosystem.as_deref(), Some("Debian:12"));
         let d = parse_release_file("etc/debian_version", "trixie/sid\n").unwrap();
+        assert_eq!(d.version_id, None);
+        // Found by the os_release fuzz target: `.5` named an empty release.
+        let d = parse_release_file("etc/debian_version", ".5\n").unwrap();
         assert_eq!(d.version_id, None);
         let r = parse_release_file(
             "etc/redhat-release",
