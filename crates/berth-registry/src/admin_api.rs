@@ -227,6 +227,22 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
             json!({ "changes": entries })
         }
+        "token-list" => {
+            // One's own sessions; a superuser's question may name anyone, or no one
+            // (everyone's).
+            let account = match call.param("account") {
+                Some(a) if a == who.name() || dir.is_superuser(who) => Some(a.to_string()),
+                Some(_) => return Err(denied()),
+                None if dir.is_superuser(who) => None,
+                None => Some(who.name().to_string()),
+            };
+            let tokens = reg
+                .auth
+                .store()
+                .refresh_tokens(account.as_deref())
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            json!({ "tokens": tokens })
+        }
         "org-show" => {
             let org = call.param("name").unwrap_or_default();
             if dir.namespace_level(who, org) != Some(Level::Admin) {

@@ -101,6 +101,10 @@ enum AdminCommand {
     /// Vulnerability data for the catalog
     #[command(subcommand)]
     Vulndb(VulndbCommand),
+    /// Refresh tokens: the sessions `podman login` and docker keep (OAuth2 refresh
+    /// tokens), listed and ended one by one
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The latest permission changes: who, from where, what (JSON, newest first)
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -186,6 +190,19 @@ enum RepoCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// The live refresh tokens (id, account, created, expires; never the token), of
+    /// ACCOUNT or, for a superuser, of everyone; with --url, a user sees their own
+    List {
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
+    },
+    /// End ACCOUNT's session whose token id (or its first 8+ digits) is ID, or every
+    /// session of ACCOUNT without ID
+    Revoke { account: String, id: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
 enum TrustCommand {
     /// Require signatures on NAME (a namespace, or a repository: the most specific
     /// setting wins) by one of these keys, replacing NAME's setting
@@ -215,6 +232,7 @@ enum Request {
     OrgShow(String),
     Audit(usize),
     TrustShow(String),
+    TokenList(Option<String>),
     Gc {
         dry_run: bool,
         grace: Option<std::time::Duration>,
@@ -302,6 +320,12 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
         },
         AdminCommand::Revoke { subject, target } => Change::Revoke { subject, target },
         AdminCommand::Audit { limit } => return Ok(Request::Audit(limit)),
+        AdminCommand::Token(TokenCommand::List { account }) => {
+            return Ok(Request::TokenList(account))
+        }
+        AdminCommand::Token(TokenCommand::Revoke { account, id }) => {
+            Change::TokenRevoke { account, id }
+        }
         AdminCommand::Trust(TrustCommand::Set {
             name,
             gpg_keys,
@@ -510,6 +534,9 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         Request::Audit(limit) => Some(pretty(
             &serde_json::json!({ "changes": store.audit_trail(*limit)? }),
         )),
+        Request::TokenList(account) => Some(pretty(
+            &serde_json::json!({ "tokens": store.refresh_tokens(account.as_deref())? }),
+        )),
         Request::TrustShow(name) => {
             let dir = store.directory()?;
             let setting = match berth_auth::names::Target::parse(name)? {
@@ -677,6 +704,14 @@ fn remote(
         Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
         Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
         Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
+        Request::TokenList(account) => {
+            // Account names are [a-z0-9._+-]: only a robot's `+` needs escaping.
+            let query = account
+                .as_deref()
+                .map(|a| format!("?account={}", a.replace('+', "%2B")))
+                .unwrap_or_default();
+            ("GET", format!("tokens{query}"), Value::Null)
+        }
         Request::Gc {
             dry_run,
             grace,

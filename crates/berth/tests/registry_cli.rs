@@ -485,3 +485,95 @@ async fn the_audit_log_names_who_and_never_a_secret() {
         assert!(!text.contains(secret), "the log shows a secret");
     }
 }
+
+/// `token list|revoke`: refresh tokens (what `/token` hands out for
+/// `access_type=offline`) listed by id, never by value, and ended one at a time by
+/// their owner over the API, or all of an account's on the folder.
+#[tokio::test]
+async fn refresh_tokens_are_listed_and_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let root_s = root.to_str().unwrap();
+    let serve = Serve::start(&root, &[]);
+    let base = format!("http://{}", serve.addr);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("{base}/v2/")).await;
+    for user in ["alice", "bob"] {
+        ok(admin(
+            &["--root", root_s, "user", "add", user, "--password-stdin"],
+            &format!("{user}-pw\n"),
+        ));
+    }
+    let refresh = |user: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let v: serde_json::Value = http
+                .post(format!("{base}/token"))
+                .form(&[
+                    ("grant_type", "password"),
+                    ("service", "berth"),
+                    ("access_type", "offline"),
+                    ("username", user),
+                    ("password", &format!("{user}-pw")),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["refresh_token"].as_str().unwrap().to_string()
+        }
+    };
+    let uses = |token: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/token"))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("service", "berth"),
+                    ("refresh_token", &token),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (a1, a2, b1) = (
+        refresh("alice").await,
+        refresh("alice").await,
+        refresh("bob").await,
+    );
+    let alice = ["--url", &base, "--creds", "alice:alice-pw"];
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(admin(&[&alice[..], &["token", "list"]].concat(), ""))).unwrap();
+    let tokens = list["tokens"].as_array().unwrap();
+    // Alice sees her own two, by id only.
+    assert_eq!(tokens.len(), 2, "{list}");
+    assert!(tokens.iter().all(|t| t["account"] == "alice"));
+    assert!(!list.to_string().contains(&a1) && !list.to_string().contains(&a2));
+    // Not Bob's, and she may not end his.
+    let out = admin(
+        &[&alice[..], &["token", "list", "--account", "bob"]].concat(),
+        "",
+    );
+    fails(out, "may not");
+    let id = tokens[0]["id"].as_str().unwrap().to_string();
+    let out = admin(&[&alice[..], &["token", "revoke", "bob"]].concat(), "");
+    fails(out, "not allowed");
+    ok(admin(
+        &[&alice[..], &["token", "revoke", "alice", &id[..8]]].concat(),
+        "",
+    ));
+    let left: Vec<u16> = vec![uses(a1).await, uses(a2).await];
+    assert!(left.contains(&401) && left.contains(&200), "{left:?}");
+    // On the folder: every session of Bob's.
+    assert_eq!(uses(b1.clone()).await, 200);
+    ok(admin(&["--root", root_s, "token", "revoke", "bob"], ""));
+    assert_eq!(uses(b1).await, 401);
+    let all: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["--root", root_s, "token", "list"], ""))).unwrap();
+    assert_eq!(all["tokens"].as_array().unwrap().len(), 1, "{all}");
+}
