@@ -154,7 +154,13 @@ impl Containers {
             let file = self.store.open_blob(&layer)?;
             let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
                 .map_err(io(format!("reading layer {layer}")))?;
-            berth_rootfs::apply_layer(&rootfs, reader, &opts)?;
+            berth_rootfs::apply_layer(&rootfs, reader, &opts).map_err(|e| match e {
+                // Say which layer went past the limit.
+                e @ berth_rootfs::RootfsError::Limit { .. } => {
+                    RuntimeError::Invalid(format!("layer {layer}: {e}"))
+                }
+                e => e.into(),
+            })?;
         }
         Snapshot::take(&rootfs)?.save(&dir.join("base.snapshot"))?;
         Ok(())

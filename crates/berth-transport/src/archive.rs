@@ -5,12 +5,17 @@
 //!
 //! Unpacking refuses what a layout never holds and a hostile archive uses: absolute
 //! paths, `..`, links and devices. Only regular files and folders come out, and only
-//! under the temporary folder.
+//! under the temporary folder. The archive is read with berth-rootfs's tar reader, so
+//! its extension headers are capped and its size bounded by [`TarLimits`]: an archive
+//! past them is refused before the file over the limit is written.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::BufWriter;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use berth_rootfs::{Kind, RootfsError, TarLimits, TarReader};
 use tempfile::TempDir;
 
 use crate::files::io;
@@ -22,7 +27,7 @@ pub async fn open(
     archive: &Path,
     reference: Option<String>,
 ) -> Result<(Layout, TempDir), TransportError> {
-    let tmp = unpack_to_temp(archive, Links::Refuse).await?;
+    let tmp = unpack_to_temp(archive, Links::Refuse, TarLimits::default()).await?;
     Ok((Layout::new(tmp.path().to_path_buf(), reference), tmp))
 }
 
@@ -36,15 +41,20 @@ pub enum Links {
     Skip,
 }
 
-/// Unpacks `archive` into a new temporary folder (see [`unpack`]'s rules).
-pub async fn unpack_to_temp(archive: &Path, links: Links) -> Result<TempDir, TransportError> {
+/// Unpacks `archive` into a new temporary folder (see [`unpack`]'s rules), refusing
+/// an archive past `limits`.
+pub async fn unpack_to_temp(
+    archive: &Path,
+    links: Links,
+    limits: TarLimits,
+) -> Result<TempDir, TransportError> {
     let archive = archive.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<TempDir, TransportError> {
         let tmp = tempfile::Builder::new()
             .prefix("berth-archive-")
             .tempdir()
             .map_err(io(Path::new("/tmp"), "creating a temporary folder in"))?;
-        unpack(&archive, tmp.path(), links)?;
+        unpack(&archive, tmp.path(), links, &limits)?;
         Ok(tmp)
     })
     .await
@@ -54,7 +64,12 @@ pub async fn unpack_to_temp(archive: &Path, links: Links) -> Result<TempDir, Tra
     })?
 }
 
-fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportError> {
+fn unpack(
+    archive: &Path,
+    into: &Path,
+    links: Links,
+    limits: &TarLimits,
+) -> Result<(), TransportError> {
     let file = File::open(archive).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             TransportError::NotFound(format!("archive {}", archive.display()))
@@ -65,11 +80,13 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
         },
     })?;
     let bad = |why: String| TransportError::Corrupt(format!("{}: {why}", archive.display()));
-    let mut tar = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
-    let entries = tar.entries().map_err(io(archive, "reading"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(io(archive, "reading"))?;
-        let path = entry.path().map_err(io(archive, "reading"))?.into_owned();
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut tar = TarReader::with_limits(reader, *limits);
+    while let Some(header) = tar
+        .next_entry()
+        .map_err(|e| tar_error(archive.display(), e))?
+    {
+        let path = Path::new(OsStr::from_bytes(&header.name));
         let mut rel = PathBuf::new();
         for c in path.components() {
             match c {
@@ -79,11 +96,11 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
             }
         }
         let dest = into.join(&rel);
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
+        match header.kind {
+            Kind::Directory => {
                 std::fs::create_dir_all(&dest).map_err(io(&dest, "creating"))?;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            Kind::Regular => {
                 if rel.as_os_str().is_empty() {
                     return Err(bad("a file entry without a name".into()));
                 }
@@ -91,11 +108,9 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
                     std::fs::create_dir_all(parent).map_err(io(parent, "creating"))?;
                 }
                 let mut out = File::create(&dest).map_err(io(&dest, "creating"))?;
-                std::io::copy(&mut entry, &mut out).map_err(io(&dest, "writing"))?;
+                std::io::copy(&mut tar, &mut out).map_err(io(&dest, "writing"))?;
             }
-            tar::EntryType::Symlink | tar::EntryType::Link if links == Links::Skip => {}
-            // PAX global headers carry metadata for the archive, not a file.
-            tar::EntryType::XGlobalHeader => {}
+            Kind::Symlink | Kind::HardLink if links == Links::Skip => {}
             other => {
                 return Err(bad(format!(
                     "entry {} is a {other:?}; an image archive holds files and folders only",
@@ -105,6 +120,18 @@ fn unpack(archive: &Path, into: &Path, links: Links) -> Result<(), TransportErro
         }
     }
     Ok(())
+}
+
+/// The tar reader's refusals: a limit says which variable raises it; a malformed
+/// archive is a read error of the archive, as before.
+pub(crate) fn tar_error(what: impl std::fmt::Display, e: RootfsError) -> TransportError {
+    match e {
+        RootfsError::Limit { .. } => TransportError::Unsupported(format!("{what}: {e}")),
+        e => TransportError::Io {
+            context: format!("reading {what}"),
+            source: std::io::Error::other(e.to_string()),
+        },
+    }
 }
 
 /// Packs the layout in `dir` into `archive`: a temporary file beside it, fsynced, then
@@ -212,7 +239,7 @@ mod tests {
             ]);
             let into = dir.path().join("into");
             std::fs::create_dir_all(&into).unwrap();
-            let err = unpack(&path, &into, Links::Refuse).unwrap_err();
+            let err = unpack(&path, &into, Links::Refuse, &TarLimits::default()).unwrap_err();
             assert!(matches!(err, TransportError::Corrupt(_)), "{name}: {err}");
             assert!(!dir.path().join("evil").exists());
             assert!(!Path::new("/abs/evil").exists());
@@ -233,7 +260,7 @@ mod tests {
             .unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        unpack(&archive, &out, Links::Refuse).unwrap();
+        unpack(&archive, &out, Links::Refuse, &TarLimits::default()).unwrap();
         assert_eq!(std::fs::read(out.join("blobs/sha256/ab")).unwrap(), b"blob");
         assert_eq!(std::fs::read(out.join("index.json")).unwrap(), b"{}");
     }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use berth_image::{media_type as mt, Digest, Manifest};
 use berth_remote::ByteStream;
+use berth_rootfs::{TarLimits, TarReader};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -49,7 +50,8 @@ impl DockerArchive {
         path: &Path,
         reference: Option<String>,
     ) -> Result<DockerArchive, TransportError> {
-        let scratch = archive::unpack_to_temp(path, archive::Links::Skip).await?;
+        let scratch =
+            archive::unpack_to_temp(path, archive::Links::Skip, TarLimits::default()).await?;
         let dir = scratch.path().to_path_buf();
         let archive_path = path.to_path_buf();
         let image = tokio::task::spawn_blocking(move || {
@@ -68,12 +70,17 @@ impl DockerArchive {
     }
 
     /// Opens every image of the archive at `path`, unpacking it once: each with the
-    /// names `manifest.json` gives it (`RepoTags`, maybe none).
+    /// names `manifest.json` gives it (`RepoTags`, maybe none). This is `load`: the
+    /// archive and each of its layers must be whole tars within `limits` (podman's
+    /// load unpacks every layer into its storage; berth checks them here, so a layer
+    /// past a limit is refused before anything is stored).
     pub async fn read_all(
         path: &Path,
+        limits: &TarLimits,
     ) -> Result<Vec<(DockerArchive, Vec<String>)>, TransportError> {
-        let scratch =
-            std::sync::Arc::new(archive::unpack_to_temp(path, archive::Links::Skip).await?);
+        let limits = *limits;
+        let scratch = archive::unpack_to_temp(path, archive::Links::Skip, limits).await?;
+        let scratch = std::sync::Arc::new(scratch);
         let dir = scratch.path().to_path_buf();
         let archive_path = path.to_path_buf();
         let images = tokio::task::spawn_blocking(move || {
@@ -89,7 +96,7 @@ impl DockerArchive {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    Ok((describe_entry(&dir, &archive_path, e)?, tags))
+                    Ok((describe_entry(&dir, &archive_path, e, Some(&limits))?, tags))
                 })
                 .collect::<Result<Vec<_>, TransportError>>()
         })
@@ -276,7 +283,7 @@ fn describe(
             ))
         }
     };
-    describe_entry(dir, archive_path, entry)
+    describe_entry(dir, archive_path, entry, None)
 }
 
 /// The entries of an unpacked archive's `manifest.json`.
@@ -286,11 +293,13 @@ fn entries(dir: &Path, archive_path: &Path) -> Result<Vec<Value>, TransportError
     serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))
 }
 
-/// Synthesizes the v2s2 manifest of one `manifest.json` entry.
+/// Synthesizes the v2s2 manifest of one `manifest.json` entry; with `limits`, each
+/// layer is also read through as a tar and refused past them.
 fn describe_entry(
     dir: &Path,
     archive_path: &Path,
     entry: &Value,
+    limits: Option<&TarLimits>,
 ) -> Result<ReadImage, TransportError> {
     let file = |name: &Value| -> Result<PathBuf, TransportError> {
         let name = name
@@ -311,6 +320,14 @@ fn describe_entry(
     let mut layers = Vec::new();
     for l in entry["Layers"].as_array().into_iter().flatten() {
         let path = file(l)?;
+        if let Some(limits) = limits {
+            let shown = format!(
+                "{}: layer {}",
+                archive_path.display(),
+                l.as_str().unwrap_or("")
+            );
+            check_layer(&path, &shown, limits)?;
+        }
         let (digest, size) = hash_file(&path)?;
         layers.push(
             json!({"mediaType": DOCKER_LAYER_TAR, "digest": digest.to_string(), "size": size}),
@@ -325,6 +342,20 @@ fn describe_entry(
     }))
     .map_err(|e| corrupt(archive_path, e))?;
     Ok(ReadImage { manifest, blobs })
+}
+
+/// Reads the layer at `path` (plain, gzip or zstd) through as a tar within `limits`.
+/// `shown` names it in errors.
+fn check_layer(path: &Path, shown: &str, limits: &TarLimits) -> Result<(), TransportError> {
+    let f = std::fs::File::open(path).map_err(io(path, "opening"))?;
+    let tar = berth_rootfs::decompress(f).map_err(io(path, "reading"))?;
+    let mut tar = TarReader::with_limits(tar, *limits);
+    while tar
+        .next_entry()
+        .map_err(|e| archive::tar_error(shown, e))?
+        .is_some()
+    {}
+    Ok(())
 }
 
 fn hash_file(path: &Path) -> Result<(Digest, u64), TransportError> {

@@ -148,13 +148,14 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
         }
     };
     let kind = kind_of(&path)?;
+    let limits = super::tar_limits()?;
     let store = open_store()?;
     let loaded = runtime()?.block_on(async {
         // (source, names to give it) for each image.
         let mut jobs: Vec<(Place, Vec<String>)> = Vec::new();
         match kind {
             Kind::DockerArchive => {
-                for (archive, tags) in DockerArchive::read_all(&path).await? {
+                for (archive, tags) in DockerArchive::read_all(&path, &limits).await? {
                     let names = tags
                         .iter()
                         .map(|t| normalize(t))
