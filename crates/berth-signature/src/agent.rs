@@ -150,14 +150,6 @@ pub fn sign_with_agent(
     if passphrase.is_none() && protected {
         return Err(AgentError::NeedsPinentry(fingerprint.into()));
     }
-    let mode = if passphrase.is_some() {
-        "loopback"
-    } else {
-        // Should the cached passphrase expire meanwhile, the agent fails instead of
-        // opening a pinentry; gpg then does what it does.
-        "cancel"
-    };
-    conn.transact(&format!("OPTION pinentry-mode={mode}"), &mut |_| None)?;
     let signer = AgentKey {
         key,
         grip,
@@ -445,13 +437,21 @@ impl AgentKey<'_> {
             }
         };
         let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
-        let mut conn = self.conn.borrow_mut();
-        let none = &mut |_: &str| None;
-        conn.transact("RESET", none)?;
-        conn.transact(&format!("SIGKEY {}", self.grip), none)?;
-        conn.transact(&format!("SETHASH {algo} {hex}"), none)?;
+        let mode = if self.passphrase.is_some() {
+            "loopback"
+        } else {
+            // Should a cached passphrase expire meanwhile, the agent fails instead of
+            // opening a pinentry; gpg then does what it does.
+            "cancel"
+        };
         let mut asked = 0;
-        let reply = conn.transact("PKSIGN", &mut |what| {
+        let commands = [
+            &format!("OPTION pinentry-mode={mode}"),
+            &format!("SIGKEY {}", self.grip),
+            &format!("SETHASH {algo} {hex}"),
+            "PKSIGN",
+        ];
+        let reply = self.conn.borrow_mut().pipeline(&commands, &mut |what| {
             // Asked again after a wrong passphrase: give up, gpg reports it.
             asked += 1;
             let keyword = what.split(' ').next().unwrap_or("");

@@ -3,115 +3,36 @@
 //! gpg, skopeo and berth accept, picks the key gpg picks, and declines, with a reason,
 //! what it must leave to gpg. Needs `gpg` and `skopeo`.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use berth_image::Digest;
 use berth_signature::agent::{sign_with_agent, AgentError};
-use berth_signature::{openpgp, sign_with_gpg, standalone_verify, GpgError, Keyring, Payload};
+use berth_signature::{openpgp, sign_with_gpg, standalone_verify, GpgError, Keyring};
 
-const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-const REFERENCE: &str = "127.0.0.1:5000/agent/hello:v1";
+mod common;
+use common::{payload, Gpg, MANIFEST, REFERENCE};
 
-/// A throw-away GnuPG home whose agent is stopped when dropped.
-struct Home(tempfile::TempDir);
-
-impl Home {
-    fn new() -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        // No passphrase caching: a protected key must need its passphrase every time.
-        std::fs::write(
-            dir.path().join("gpg-agent.conf"),
-            "default-cache-ttl 0\nmax-cache-ttl 0\n",
-        )
-        .unwrap();
-        Home(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn gpg(&self, args: &[&str], stdin: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("gpg")
-            .arg("--homedir")
-            .arg(self.path())
-            .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("these tests need GnuPG: apt-get install gnupg");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// `--quick-gen-key`; returns the primary fingerprint.
-    fn key(&self, uid: &str, algo: &str, usage: &str, passphrase: &str) -> String {
-        self.gpg(
-            &[
-                "--passphrase",
-                passphrase,
-                "--quick-gen-key",
-                uid,
-                algo,
-                usage,
-                "never",
-            ],
-            b"",
-        );
-        self.fingerprints(uid)[0].clone()
-    }
-
-    /// Primary, then subkey fingerprints of `uid`'s certificate.
-    fn fingerprints(&self, uid: &str) -> Vec<String> {
-        let out = self.gpg(&["--with-colons", "--list-keys", uid], b"");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("fpr:::::::::"))
-            .map(|f| f.trim_end_matches(':').to_string())
-            .collect()
-    }
-
-    fn keyring(&self, fpr: &str) -> Keyring {
-        Keyring::from_bytes(&self.gpg(&["--export", fpr], b"").stdout).unwrap()
-    }
+/// `gpg` with loopback pinentry (the passphrase, if any, on the command line), which
+/// must succeed.
+fn gpg(home: &Gpg, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all = vec!["--pinentry-mode", "loopback"];
+    all.extend(args);
+    let out = home.run(&all, stdin);
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
-
-fn payload() -> Vec<u8> {
-    Payload {
-        docker_manifest_digest: Digest::sha256_of(MANIFEST),
-        docker_reference: REFERENCE.into(),
-        creator: Some("berth".into()),
-        timestamp: Some(1796284204),
-    }
-    .to_json(berth_signature::Format::Simple)
-    .unwrap()
+fn keyring(home: &Gpg, fpr: &str) -> Keyring {
+    Keyring::from_bytes(&home.export(fpr)).unwrap()
 }
 
 /// `gpg --decrypt` of a signed message: its payload, and the key that signed (from
 /// `VALIDSIG`'s first field, the signing key's fingerprint).
-fn gpg_reads(home: &Home, signed: &[u8]) -> (Vec<u8>, String) {
-    let out = home.gpg(&["--status-fd", "2", "--decrypt"], signed);
+fn gpg_reads(home: &Gpg, signed: &[u8]) -> (Vec<u8>, String) {
+    let out = gpg(home, &["--status-fd", "2", "--decrypt"], signed);
     let status = String::from_utf8_lossy(&out.stderr);
     let signer = status
         .lines()
@@ -123,8 +44,8 @@ fn gpg_reads(home: &Home, signed: &[u8]) -> (Vec<u8>, String) {
 }
 
 /// The packets of a message as `gpg --list-packets` names them (kind, algorithms, key).
-fn packets(home: &Home, msg: &[u8]) -> Vec<String> {
-    let out = home.gpg(&["--list-packets"], msg);
+fn packets(home: &Gpg, msg: &[u8]) -> Vec<String> {
+    let out = gpg(home, &["--list-packets"], msg);
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     let kinds: Vec<String> = listing
         .lines()
@@ -135,7 +56,7 @@ fn packets(home: &Home, msg: &[u8]) -> Vec<String> {
     kinds
 }
 
-fn skopeo_verifies(home: &Home, fpr: &str, signed: &[u8]) {
+fn skopeo_verifies(home: &Gpg, fpr: &str, signed: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, sig) = (dir.path().join("manifest"), dir.path().join("sig"));
     std::fs::write(&manifest, MANIFEST).unwrap();
@@ -158,20 +79,24 @@ fn skopeo_verifies(home: &Home, fpr: &str, signed: &[u8]) {
 
 #[test]
 fn agent_signatures_verify_in_gpg_skopeo_and_berth() {
-    let home = Home::new();
-    let ed = home.key("Ed <ed@example.com>", "ed25519", "sign", "");
-    let rsa = home.key("RSA <rsa@example.com>", "rsa2048", "sign", "");
+    let home = Gpg::new();
+    let ed = home.gen_key("Ed <ed@example.com>", "ed25519", "never", "", &[]);
+    let rsa = home.gen_key("RSA <rsa@example.com>", "rsa2048", "never", "", &[]);
     for fpr in [&ed, &rsa] {
         let signed = sign_with_agent(fpr, None, &payload(), Some(home.path()))
             .unwrap_or_else(|e| panic!("{fpr}: {e}"));
         assert_eq!(gpg_reads(&home, &signed), (payload(), fpr.clone()));
         skopeo_verifies(&home, fpr, &signed);
-        let ring = home.keyring(fpr);
+        let ring = keyring(&home, fpr);
         let v = openpgp::verify(&ring, &signed).unwrap();
         assert_eq!((v.payload, &v.fingerprint), (payload(), fpr));
         standalone_verify(&ring, &signed, MANIFEST, REFERENCE, fpr).unwrap();
         // The message has the key-file signer's shape, packet for packet.
-        let secret = home.gpg(&["--passphrase", "", "--export-secret-keys", fpr], b"");
+        let secret = gpg(
+            &home,
+            &["--passphrase", "", "--export-secret-keys", fpr],
+            b"",
+        );
         let by_file = openpgp::sign_with_key(&secret.stdout, "", &payload()).unwrap();
         assert_eq!(packets(&home, &signed), packets(&home, &by_file));
     }
@@ -182,11 +107,23 @@ fn agent_signatures_verify_in_gpg_skopeo_and_berth() {
 
 #[test]
 fn the_key_gpg_would_choose_signs() {
-    let home = Home::new();
+    let home = Gpg::new();
     // A certify-only primary with two signing subkeys: gpg signs with the newest.
-    let primary = home.key("Sub <sub@example.com>", "ed25519", "cert", "");
+    let uid = "Sub <sub@example.com>";
+    let quick = [
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        uid,
+        "ed25519",
+        "cert",
+        "never",
+    ];
+    gpg(&home, &quick, b"");
+    let primary = home.fingerprints(uid).remove(0);
     let add = |algo| {
-        home.gpg(
+        gpg(
+            &home,
             &[
                 "--passphrase",
                 "",
@@ -203,13 +140,13 @@ fn the_key_gpg_would_choose_signs() {
     add("rsa2048");
     let fprs = home.fingerprints(&primary);
     assert_eq!(fprs.len(), 3);
-    let by_gpg = home.gpg(&["--sign", "--local-user", &primary], &payload());
+    let by_gpg = gpg(&home, &["--sign", "--local-user", &primary], &payload());
     let gpg_choice = gpg_reads(&home, &by_gpg.stdout).1;
     assert_eq!(gpg_choice, fprs[2]);
 
     let signed = sign_with_agent(&primary, None, &payload(), Some(home.path())).unwrap();
     assert_eq!(gpg_reads(&home, &signed).1, gpg_choice);
-    let v = openpgp::verify(&home.keyring(&primary), &signed).unwrap();
+    let v = openpgp::verify(&keyring(&home, &primary), &signed).unwrap();
     assert_eq!(
         (&v.fingerprint, &v.signing_fingerprint),
         (&primary, &fprs[2])
@@ -227,11 +164,12 @@ fn the_key_gpg_would_choose_signs() {
     let err = sign_with_agent(&fprs[1], None, &payload(), Some(home.path())).unwrap_err();
     assert!(matches!(err, AgentError::Unsure { .. }), "{err}");
     let signed = sign_with_gpg(&fprs[1], None, &payload(), Some(home.path())).unwrap();
-    assert!(openpgp::verify(&home.keyring(&primary), &signed).is_ok());
+    assert!(openpgp::verify(&keyring(&home, &primary), &signed).is_ok());
 
     // Without the newest subkey's secret, gpg and the agent path take the older one.
     let grips = String::from_utf8(
-        home.gpg(
+        gpg(
+            &home,
             &["--with-colons", "--with-keygrip", "--list-secret-keys"],
             b"",
         )
@@ -251,7 +189,7 @@ fn the_key_gpg_would_choose_signs() {
             .join(format!("{newest_grip}.key")),
     )
     .unwrap();
-    let by_gpg = home.gpg(&["--sign", "--local-user", &primary], &payload());
+    let by_gpg = gpg(&home, &["--sign", "--local-user", &primary], &payload());
     assert_eq!(gpg_reads(&home, &by_gpg.stdout).1, fprs[1]);
     let signed = sign_with_agent(&primary, None, &payload(), Some(home.path())).unwrap();
     assert_eq!(gpg_reads(&home, &signed).1, fprs[1]);
@@ -259,8 +197,8 @@ fn the_key_gpg_would_choose_signs() {
 
 #[test]
 fn passphrase_file_and_what_falls_back() {
-    let home = Home::new();
-    let fpr = home.key("Pass <pass@example.com>", "ed25519", "sign", "s3cret");
+    let home = Gpg::new();
+    let fpr = home.gen_key("Pass <pass@example.com>", "ed25519", "never", "s3cret", &[]);
     let pass = home.path().join("pass");
     std::fs::write(&pass, "s3cret\nignored second line\n").unwrap();
     let signed = sign_with_agent(&fpr, Some(&pass), &payload(), Some(home.path())).unwrap();
@@ -290,10 +228,10 @@ fn passphrase_file_and_what_falls_back() {
 
 #[test]
 fn gnupg1_keyring_and_damaged_keybox() {
-    let home = Home::new();
-    let fpr = home.key("Old <old@example.com>", "rsa2048", "sign", "");
+    let home = Gpg::new();
+    let fpr = home.gen_key("Old <old@example.com>", "rsa2048", "never", "", &[]);
     // GnuPG 2.2 reads pubring.gpg when there is no pubring.kbx.
-    let public = home.gpg(&["--export", &fpr], b"").stdout;
+    let public = gpg(&home, &["--export", &fpr], b"").stdout;
     std::fs::write(home.path().join("pubring.gpg"), &public).unwrap();
     std::fs::remove_file(home.path().join("pubring.kbx")).unwrap();
     let signed = sign_with_agent(&fpr, None, &payload(), Some(home.path())).unwrap();
@@ -313,8 +251,8 @@ fn gnupg1_keyring_and_damaged_keybox() {
     }
 
     // No agent running and no socket: declined, and gpg (which starts one) signs.
-    let other = Home::new();
-    let fpr = other.key("Cold <cold@example.com>", "ed25519", "sign", "");
+    let other = Gpg::new();
+    let fpr = other.gen_key("Cold <cold@example.com>", "ed25519", "never", "", &[]);
     Command::new("gpgconf")
         .arg("--homedir")
         .arg(other.path())

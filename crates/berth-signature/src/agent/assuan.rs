@@ -76,10 +76,40 @@ impl Connection {
         command: &str,
         inquire: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
     ) -> Result<Reply, AssuanError> {
-        if command.len() as u64 >= MAX_LINE || command.contains(['\n', '\r']) {
-            return Err(AssuanError::Protocol("command line too long".into()));
+        self.pipeline(&[command], inquire)
+    }
+
+    /// Sends `commands` in one write and reads their replies in order, stopping at the
+    /// first error; returns the last one's reply. The server reads commands one after
+    /// the other, so this saves a round trip per command; only the last may inquire
+    /// (the answer to an inquiry must not queue behind other commands).
+    pub fn pipeline(
+        &mut self,
+        commands: &[&str],
+        inquire: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
+    ) -> Result<Reply, AssuanError> {
+        let mut out = String::new();
+        for command in commands {
+            if command.len() as u64 >= MAX_LINE || command.contains(['\n', '\r']) {
+                return Err(AssuanError::Protocol("command line too long".into()));
+            }
+            out.push_str(command);
+            out.push('\n');
         }
-        self.writer.write_all(format!("{command}\n").as_bytes())?;
+        self.writer.write_all(out.as_bytes())?;
+        let mut reply = Reply::default();
+        for (i, _) in commands.iter().enumerate() {
+            let last = i + 1 == commands.len();
+            reply = self.read_reply(&mut |what| if last { inquire(what) } else { None })?;
+        }
+        Ok(reply)
+    }
+
+    /// The lines answering one command, up to its `OK` or `ERR`.
+    fn read_reply(
+        &mut self,
+        inquire: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
+    ) -> Result<Reply, AssuanError> {
         let mut reply = Reply::default();
         loop {
             let line = self.read_line()?;
@@ -189,17 +219,51 @@ mod tests {
         assert!(unescape_into(b"a%zz", &mut out).is_err());
     }
 
-    /// A scripted server: data, status, an inquiry answered, then OK; then an ERR;
-    /// then an over-long line.
-    #[test]
-    fn transact_against_a_scripted_server() {
+    /// Runs `script` as the server of one connection (reader, writer) on a fresh
+    /// socket and connects to it: (client, server thread, the socket's directory).
+    fn scripted(
+        script: impl FnOnce(BufReader<UnixStream>, UnixStream) + Send + 'static,
+    ) -> (Connection, std::thread::JoinHandle<()>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("S.test");
         let listener = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
+            let w = s.try_clone().unwrap();
+            script(BufReader::new(s), w);
+        });
+        (Connection::connect(&path).unwrap(), server, dir)
+    }
+
+    #[test]
+    fn pipelined_commands_answer_in_order() {
+        let (mut c, server, _dir) = scripted(|mut r, mut w| {
+            w.write_all(b"OK\n").unwrap();
+            let mut got = String::new();
+            for _ in 0..2 {
+                r.read_line(&mut got).unwrap();
+            }
+            assert_eq!(got, "A\nB\n");
+            w.write_all(b"D a\nOK\nD b\nOK\n").unwrap();
+            for _ in 0..3 {
+                r.read_line(&mut got).unwrap();
+            }
+            assert_eq!(got, "A\nB\nC\nD\nE\n");
+            w.write_all(b"OK\nERR 5 no\nOK\n").unwrap();
+        });
+        // The last command's reply, not the first's.
+        let reply = c.pipeline(&["A", "B"], &mut |_| None).unwrap();
+        assert_eq!(reply.data, b"b");
+        let err = c.pipeline(&["C", "D", "E"], &mut |_| None).unwrap_err();
+        assert_eq!(err.code(), Some(5));
+        server.join().unwrap();
+    }
+
+    /// A scripted server: data, status, an inquiry answered, then OK; then an ERR;
+    /// then an over-long line.
+    #[test]
+    fn transact_against_a_scripted_server() {
+        let (mut c, server, _dir) = scripted(|mut r, mut w| {
             let mut line = String::new();
             w.write_all(b"OK hello\n").unwrap();
             r.read_line(&mut line).unwrap();
@@ -221,7 +285,6 @@ mod tests {
             r.read_line(&mut line).unwrap();
             w.write_all(&[b'D'; 2000]).unwrap();
         });
-        let mut c = Connection::connect(&path).unwrap();
         let reply = c
             .transact("PKSIGN", &mut |what| {
                 (what == "PASSPHRASE").then(|| b"p%w\n".to_vec())
