@@ -628,40 +628,7 @@ async fn catalog_api_answers_every_route_for_readers_only() {
     assert_eq!(vulns("", None).await["counts"]["High"], 1);
 
     // -- a scan that failed shows its reason ----------------------------------------
-    let http = reqwest::Client::new();
-    let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let not_gzip = b"this is not gzip at all";
-    for blob in [&cfg[..], &not_gzip[..]] {
-        let r = http
-            .post(format!(
-                "{}/v2/team/app/blobs/uploads/?digest={}",
-                serve.url,
-                Digest::sha256_of(blob)
-            ))
-            .basic_auth(ROOT.0, Some(ROOT.1))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-    }
-    let desc = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": desc("application/vnd.oci.image.config.v1+json", cfg),
-        "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", not_gzip)],
-    }))
-    .unwrap();
-    let broken = Digest::sha256_of(&manifest);
-    let r = http
-        .put(format!("{}/v2/team/app/manifests/broken", serve.url))
-        .basic_auth(ROOT.0, Some(ROOT.1))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    let broken = push_unreadable(&serve, "team/app", "broken", ROOT).await;
     scanned(&serve, "team/app", &broken).await;
     let failed = get(
         &serve,

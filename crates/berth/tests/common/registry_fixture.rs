@@ -162,6 +162,45 @@ impl Drop for Serve {
     }
 }
 
+/// Pushes (as `user`) an image whose one layer is not an archive at all, so that
+/// its analysis fails; returns its manifest's digest.
+pub async fn push_unreadable(serve: &Serve, repo: &str, tag: &str, user: (&str, &str)) -> Digest {
+    let http = reqwest::Client::new();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"this is not gzip at all";
+    for blob in [&config[..], &layer[..]] {
+        let r = http
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={}",
+                serve.url,
+                Digest::sha256_of(blob)
+            ))
+            .basic_auth(user.0, Some(user.1))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+    }))
+    .unwrap();
+    let r = http
+        .put(format!("{}/v2/{repo}/manifests/{tag}", serve.url))
+        .basic_auth(user.0, Some(user.1))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    Digest::sha256_of(&manifest)
+}
+
 /// Runs `berth ARGS` (`BERTH_ROOT` unset).
 pub fn berth(args: &[&str]) -> Output {
     Command::new(BERTH)
