@@ -5,62 +5,20 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
 use serde_json::{json, Value};
 
 mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
 
-use common::{admin, free_port, BERTH};
+use common::admin;
+use registry_fixture::Serve;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// A `berth serve` process, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    async fn start(root: &Path, extra: &[&str]) -> Serve {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(BERTH)
-            .env_remove("BERTH_ROOT")
-            .args(["serve", "--listen", &addr, "--log-level", "warn", "--root"])
-            .arg(root)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("berth serve starts");
-        let serve = Serve {
-            child,
-            url: format!("http://{addr}"),
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client
-            .get(format!("{}/v2/", serve.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 200 || r.status().as_u16() == 401)
-        {
-            assert!(Instant::now() < deadline, "berth serve did not answer");
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        serve
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A registry client for one repository (raw Distribution API, so that every request
 /// and its failure is visible).
