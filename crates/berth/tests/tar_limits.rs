@@ -58,14 +58,17 @@ fn docker_archive(ctx: &Ctx, layer: &[u8], name: &str) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// The refusal: exit 125, one error line naming `var`.
+/// Runs berth `args` with `var=value`, which must refuse it: exit 125, one error line
+/// naming `var`; returns that line.
 #[track_caller]
-fn refused(out: &Output, var: &str) {
+fn refused(ctx: &Ctx, args: &[&str], var: &str, value: &str) -> String {
+    let out = ctx.berth(args).env(var, value).run_fail();
     assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
     let lines: Vec<&str> = out.stderr.trim().lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
     assert!(lines[0].contains(var), "{}", out.stderr);
     println!("  refused: {}", lines[0]);
+    lines[0].to_string()
 }
 
 /// `berth images` names, sorted.
@@ -87,35 +90,39 @@ fn import_past_a_limit_is_refused_and_stores_nothing() {
     let tar = tar.display().to_string();
 
     ctx.step("too many entries");
-    let out = ctx
-        .berth(&["import", &tar, "lim:entries"])
-        .env("BERTH_TAR_MAX_ENTRIES", "4")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_ENTRIES");
-    assert!(out.stderr.contains("exceeds 4 entries"), "{}", out.stderr);
+    let err = refused(
+        &ctx,
+        &["import", &tar, "lim:entries"],
+        "BERTH_TAR_MAX_ENTRIES",
+        "4",
+    );
+    assert!(err.contains("exceeds 4 entries"), "{err}");
 
     ctx.step("too many bytes");
-    let out = ctx
-        .berth(&["import", &tar, "lim:bytes"])
-        .env("BERTH_TAR_MAX_BYTES", "499")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_BYTES");
+    refused(
+        &ctx,
+        &["import", &tar, "lim:bytes"],
+        "BERTH_TAR_MAX_BYTES",
+        "499",
+    );
 
     ctx.step("a name longer than the path limit");
     let long = ctx.path("long.tar");
     fs::write(&long, tar_of(&"n".repeat(90), 1, 1)).unwrap();
-    let out = ctx
-        .berth(&["import", &long.display().to_string(), "lim:path"])
-        .env("BERTH_TAR_MAX_PATH", "64")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_PATH");
+    refused(
+        &ctx,
+        &["import", &long.display().to_string(), "lim:path"],
+        "BERTH_TAR_MAX_PATH",
+        "64",
+    );
 
     ctx.step("a bad value is an error naming its variable");
-    let out = ctx
-        .berth(&["import", &tar, "lim:bad"])
-        .env("BERTH_TAR_MAX_ENTRIES", "lots")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_ENTRIES");
+    refused(
+        &ctx,
+        &["import", &tar, "lim:bad"],
+        "BERTH_TAR_MAX_ENTRIES",
+        "lots",
+    );
 
     assert_eq!(image_names(&ctx), "", "a refused import stored an image");
     let blobs = ctx.path("berth-store");
@@ -142,11 +149,12 @@ fn a_container_is_not_made_of_a_layer_past_a_limit() {
     fs::write(&tar, tar_of("d", 5, 100)).unwrap();
     ctx.berth(&["import", &tar.display().to_string(), "five:1"])
         .run();
-    let out = ctx
-        .berth(&["create", "five:1", "true"])
-        .env("BERTH_TAR_MAX_BYTES", "250")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_BYTES");
+    refused(
+        &ctx,
+        &["create", "five:1", "true"],
+        "BERTH_TAR_MAX_BYTES",
+        "250",
+    );
     assert_eq!(ctx.berth(&["ps", "-a", "-q"]).run().stdout, "");
     ctx.berth(&["create", "five:1", "true"]).run();
 }
@@ -163,27 +171,30 @@ fn load_past_a_limit_is_refused_and_stores_nothing() {
     let archive = archive.display().to_string();
 
     ctx.step("a layer of 10 entries, 4 allowed (the archive itself has 3)");
-    let out = ctx
-        .berth(&["load", "-q", "-i", &archive])
-        .env("BERTH_TAR_MAX_ENTRIES", "4")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_ENTRIES");
-    assert!(out.stderr.contains("layer "), "{}", out.stderr);
+    let err = refused(
+        &ctx,
+        &["load", "-q", "-i", &archive],
+        "BERTH_TAR_MAX_ENTRIES",
+        "4",
+    );
+    assert!(err.contains("layer "), "{err}");
 
     // The archive's own data holds the layer whole, so it is what goes past first.
     ctx.step("a layer of 10 000 bytes of data, 5 000 allowed");
-    let out = ctx
-        .berth(&["load", "-q", "-i", &archive])
-        .env("BERTH_TAR_MAX_BYTES", "5000")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_BYTES");
+    refused(
+        &ctx,
+        &["load", "-q", "-i", &archive],
+        "BERTH_TAR_MAX_BYTES",
+        "5000",
+    );
 
     ctx.step("a layer name longer than allowed");
-    let out = ctx
-        .berth(&["load", "-q", "-i", &archive])
-        .env("BERTH_TAR_MAX_PATH", "4")
-        .run_fail();
-    refused(&out, "BERTH_TAR_MAX_PATH");
+    refused(
+        &ctx,
+        &["load", "-q", "-i", &archive],
+        "BERTH_TAR_MAX_PATH",
+        "4",
+    );
     assert_eq!(image_names(&ctx), "", "a refused load stored an image");
 
     ctx.step("without the variables, the archive loads");
