@@ -127,6 +127,12 @@ async fn malformed_requests_are_refused_precisely() {
         "UNSUPPORTED",
     )
     .await;
+    // The administration API's `GET /api/v1/repositories?q=` is still its own (it
+    // asks for Basic credentials; this API would not).
+    let resp = send(server.get("/api/v1/repositories?q=team")).await;
+    let (status, body) = (resp.status().as_u16(), resp.text().await.unwrap());
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Basic credentials"), "{body}");
     // Open registry (no users): changing the allow-list still needs a valid body.
     let entry = "/api/v1/repositories/team/app/allowlist/CVE-2024-1";
     let resp = send(server.put(entry).body("{}")).await;
