@@ -488,6 +488,22 @@ impl Catalog {
         Ok((scanned, failed))
     }
 
+    /// After a delete in `repo` (of manifest `digest`, or of a tag): forgets the scan
+    /// of a manifest the repository no longer holds, and rebuilds its search row (or
+    /// removes it when nothing is left).
+    pub fn forget(&self, repo: &str, digest: Option<&Digest>) -> Result<()> {
+        if let Some(d) = digest {
+            if self.meta.manifest_by_digest(repo, d)?.is_none() {
+                self.db.delete_scan(repo, &d.to_string())?;
+            }
+        }
+        if self.meta.repository_exists(repo)? && !self.db.scans_of(repo)?.is_empty() {
+            self.refresh_search(repo)
+        } else {
+            self.db.delete_search_row(repo)
+        }
+    }
+
     /// Calls `f` on every stored manifest, page by page in index order.
     pub(crate) fn each_manifest(
         &self,

@@ -608,6 +608,16 @@ impl CatalogDb {
         })
     }
 
+    pub fn delete_scan(&self, repository: &str, digest: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM scan_state WHERE repository = ?1 AND manifest_digest = ?2",
+                params![repository, digest],
+            )?;
+            Ok(())
+        })
+    }
+
     /// `(repository, digest)` of every failed scan.
     pub fn failed_scans(&self) -> Result<Vec<(String, String)>> {
         self.read(|c| {

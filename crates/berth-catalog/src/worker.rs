@@ -22,7 +22,9 @@ pub const QUEUE_CAPACITY: usize = 1024;
 
 pub(crate) struct Job {
     repository: String,
-    digest: Digest,
+    digest: Option<Digest>,
+    /// A delete: forget what the repository no longer holds.
+    forget: bool,
 }
 
 /// The worker's side of the queue, set once by [`Catalog::start`].
@@ -43,13 +45,33 @@ impl Catalog {
         };
         let job = Job {
             repository: repository.to_string(),
-            digest: digest.clone(),
+            digest: Some(digest.clone()),
+            forget: false,
         };
+        self.enqueue(tx, job);
+    }
+
+    /// After a manifest (`digest`) or a tag (`None`) of `repository` was deleted: its
+    /// scan state and search row are brought up to date in the background.
+    pub fn notify_deleted(&self, repository: &str, digest: Option<&Digest>) {
+        let Some(tx) = self.queue.sender.get() else {
+            return;
+        };
+        let job = Job {
+            repository: repository.to_string(),
+            digest: digest.cloned(),
+            forget: true,
+        };
+        self.enqueue(tx, job);
+    }
+
+    fn enqueue(&self, tx: &mpsc::Sender<Job>, job: Job) {
+        let (repository, digest) = (job.repository.clone(), job.digest.clone());
         if let Err(e) = tx.try_send(job) {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 self.queue.dropped.store(true, Ordering::Relaxed);
-                tracing::debug!(target: "berth::catalog", repository, %digest,
+                tracing::debug!(target: "berth::catalog", repository, ?digest,
                     "scan queue full; the manifest is left for the backfill");
             }
         }
@@ -74,13 +96,24 @@ impl Catalog {
 
     async fn run_job(self: &Arc<Self>, job: Job) {
         let cat = self.clone();
-        let (repo, digest) = (job.repository.clone(), job.digest.clone());
+        let repo = job.repository.clone();
+        let Some(digest) = job.digest.clone().filter(|_| !job.forget) else {
+            let digest = job.digest.clone();
+            let done =
+                tokio::task::spawn_blocking(move || cat.forget(&repo, digest.as_ref())).await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!(target: "berth::catalog", repository = job.repository,
+                    error = %e, "catalog update after a delete failed");
+            }
+            return;
+        };
+        let d = digest.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || cat.scan_manifest(&repo, &digest, false)).await;
+            tokio::task::spawn_blocking(move || cat.scan_manifest(&repo, &d, false)).await;
         let failure = match outcome {
             Ok(Ok(Scanned::Failed(why))) => {
                 tracing::info!(target: "berth::catalog", repository = job.repository,
-                    digest = %job.digest, error = %why, "scan failed");
+                    %digest, error = %why, "scan failed");
                 return;
             }
             Ok(Ok(_)) => return,
@@ -97,10 +130,10 @@ impl Catalog {
             Err(e) => format!("the scan did not finish: {e}"),
         };
         tracing::warn!(target: "berth::catalog", repository = job.repository,
-            digest = %job.digest, error = %failure, "scan failed");
+            %digest, error = %failure, "scan failed");
         let cat = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            cat.record_failure(&job.repository, &job.digest, &failure)
+            cat.record_failure(&job.repository, &digest, &failure)
         })
         .await;
     }
@@ -144,7 +177,12 @@ async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
         tracing::info!(target: "berth::catalog", manifests = missing.len(), "catalog backfill");
     }
     for (repository, digest) in missing {
-        if tx.send(Job { repository, digest }).await.is_err() {
+        let job = Job {
+            repository,
+            digest: Some(digest),
+            forget: false,
+        };
+        if tx.send(job).await.is_err() {
             return;
         }
     }

@@ -370,3 +370,32 @@ fn an_artifact_is_skipped_and_a_manifest_elsewhere_is_gone() {
         Scanned::Gone
     );
 }
+
+#[test]
+fn a_deleted_manifest_leaves_the_search() {
+    let reg = Registry::new();
+    let d = reg.push(
+        "gone/soon",
+        "1",
+        &[debian_layer(&[("zlib1g", "1:1.2.13")])],
+        json!({}),
+    );
+    let cat = reg.catalog();
+    assert_eq!(
+        cat.scan_manifest("gone/soon", &d, false).unwrap(),
+        Scanned::Done
+    );
+    let by_package = || SearchQuery {
+        package: Some("zlib1g".into()),
+        ..Default::default()
+    };
+    assert_eq!(search(&cat, by_package()), ["gone/soon"]);
+    assert!(reg.meta.delete_manifest("gone/soon", &d).unwrap());
+    cat.forget("gone/soon", Some(&d)).unwrap();
+    assert!(cat
+        .db()
+        .scan("gone/soon", &d.to_string())
+        .unwrap()
+        .is_none());
+    assert!(search(&cat, by_package()).is_empty());
+}

@@ -152,6 +152,10 @@ pub(crate) async fn put(
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) -> ApiResult {
     let reference: Reference = r.parse().map_err(|_| unknown(name, r))?;
     let n = name.to_string();
+    let digest = match &reference {
+        Reference::Digest(d) => Some(d.clone()),
+        Reference::Tag(_) => None,
+    };
     let deleted = reg
         .blocking(move |r| match reference {
             Reference::Tag(t) => r.meta.delete_tag(&n, t.as_str()),
@@ -159,6 +163,9 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) 
         })
         .await?;
     if deleted {
+        if let Some(catalog) = &reg.catalog {
+            catalog.notify_deleted(name.as_str(), digest.as_ref());
+        }
         Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
     } else {
         Err(unknown(name, r))
