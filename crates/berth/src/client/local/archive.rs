@@ -147,8 +147,8 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
             p
         }
     };
-    let kind = kind_of(&path)?;
     let limits = super::tar_limits()?;
+    let kind = kind_of(&path, &limits)?;
     let store = open_store()?;
     let loaded = runtime()?.block_on(async {
         // (source, names to give it) for each image.
@@ -245,8 +245,9 @@ fn ref_name(layout: &Path) -> anyhow::Result<Option<String>> {
 }
 
 /// Tells the archive kinds apart by their first entries: `manifest.json` is a docker
-/// archive, `oci-layout`/`index.json` an OCI one.
-fn kind_of(path: &Path) -> anyhow::Result<Kind> {
+/// archive, `oci-layout`/`index.json` an OCI one. Read with berth-rootfs's tar reader
+/// (extension headers capped, `limits` counted), like the unpacking that follows.
+fn kind_of(path: &Path, limits: &berth_rootfs::TarLimits) -> anyhow::Result<Kind> {
     if path.is_dir() {
         return Ok(match path.join("oci-layout").is_file() {
             true => Kind::OciDir,
@@ -254,30 +255,27 @@ fn kind_of(path: &Path) -> anyhow::Result<Kind> {
         });
     }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    let mut tar = berth_rootfs::TarReader::with_limits(std::io::BufReader::new(file), *limits);
     let shown = path.display();
-    // The tar reader's own messages can quote a broken header's raw bytes: say what
-    // is wrong in words instead.
-    let unreadable = |e: std::io::Error, entries: usize| {
-        let ended = e.kind() == std::io::ErrorKind::UnexpectedEof
-            || e.to_string().contains("EOF")
-            || e.to_string().contains("entire block");
-        match (ended, entries) {
-            (true, 1..) => anyhow::anyhow!("{shown}: truncated: the archive ends unexpectedly"),
-            _ => anyhow::anyhow!(
-                "{shown}: not a tar archive (a docker-archive or oci-archive was expected)"
-            ),
-        }
-    };
-    for (before, entry) in tar.entries().map_err(|e| unreadable(e, 0))?.enumerate() {
-        let entry = entry.map_err(|e| unreadable(e, before))?;
-        let name = entry
-            .path()
-            .map_err(|e| unreadable(e, before + 1))?
-            .into_owned();
-        match name.to_str().map(|n| n.trim_start_matches("./")) {
-            Some("manifest.json") => return Ok(Kind::DockerArchive),
-            Some("oci-layout") | Some("index.json") => return Ok(Kind::OciArchive),
+    let mut entries = 0;
+    loop {
+        let header = match tar.next_entry() {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            Err(e @ berth_rootfs::RootfsError::Limit { .. }) => bail!("{shown}: {e}"),
+            // The reader's own words can be about blocks and checksums: say what is
+            // wrong with the file instead.
+            Err(e) if entries > 0 && e.to_string().contains("truncated") => {
+                bail!("{shown}: truncated: the archive ends unexpectedly")
+            }
+            Err(_) => {
+                bail!("{shown}: not a tar archive (a docker-archive or oci-archive was expected)")
+            }
+        };
+        entries += 1;
+        match String::from_utf8_lossy(&header.name).trim_start_matches("./") {
+            "manifest.json" => return Ok(Kind::DockerArchive),
+            "oci-layout" | "index.json" => return Ok(Kind::OciArchive),
             _ => {}
         }
     }
