@@ -45,6 +45,9 @@ pub struct BuildOptions {
     /// Fixed `created` times and file mtimes (seconds since the epoch): reproducible
     /// images.
     pub timestamp: Option<i64>,
+    /// Bounds of each FROM image layer applied for a step (the binary reads
+    /// `BERTH_TAR_MAX_*`).
+    pub tar_limits: berth_rootfs::TarLimits,
 }
 
 /// Where FROM images come from: the store, or pulled by the caller.

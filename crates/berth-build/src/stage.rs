@@ -541,13 +541,17 @@ impl Builder<'_> {
             layers: 0,
             snapshot: Snapshot::empty(),
         };
-        let opts = UnpackOptions::for_current_user();
+        let opts = UnpackOptions {
+            limits: self.opts.tar_limits,
+            ..UnpackOptions::for_current_user()
+        };
         for l in &state.layers {
             let d: Digest = l.digest.parse().map_err(|e| format!("{}: {e}", l.digest))?;
             let file = self.store.open_blob(&d).map_err(|e| e.to_string())?;
             let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
                 .map_err(|e| format!("layer {d}: {e}"))?;
-            berth_rootfs::apply_layer(&root, reader, &opts).map_err(|e| e.to_string())?;
+            berth_rootfs::apply_layer(&root, reader, &opts)
+                .map_err(|e| format!("layer {d}: {e}"))?;
         }
         r.layers = state.layers.len();
         r.snapshot = Snapshot::take(&root).map_err(|e| e.to_string())?;

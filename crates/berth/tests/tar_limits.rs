@@ -160,6 +160,33 @@ fn a_container_is_not_made_of_a_layer_past_a_limit() {
 }
 
 #[test]
+fn a_build_step_is_not_made_of_a_layer_past_a_limit() {
+    let ctx = Ctx::new("tar-limits-build", &[]);
+    let tar = ctx.path("five.tar");
+    fs::write(&tar, tar_of("d", 5, 100)).unwrap();
+    ctx.berth(&["import", &tar.display().to_string(), "five:1"])
+        .run();
+    let context = ctx.path("ctx");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(context.join("a"), b"a\n").unwrap();
+    fs::write(
+        context.join("Containerfile"),
+        "FROM localhost/five:1\nCOPY a /a\n",
+    )
+    .unwrap();
+    let context = context.display().to_string();
+    let err = refused(
+        &ctx,
+        &["build", "-q", "-t", "built:1", &context],
+        "BERTH_TAR_MAX_ENTRIES",
+        "3",
+    );
+    assert!(err.contains("exceeds 3 entries"), "{err}");
+    assert_eq!(image_names(&ctx), "localhost/five:1\n");
+    ctx.berth(&["build", "-q", "-t", "built:1", &context]).run();
+}
+
+#[test]
 fn load_past_a_limit_is_refused_and_stores_nothing() {
     let ctx = Ctx::new("tar-limits-load", &[]);
     let archive = ctx.path("img.tar");

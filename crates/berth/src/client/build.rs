@@ -125,6 +125,7 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
             .transpose()?,
         runtime: a.runtime.clone(),
         timestamp: a.timestamp,
+        tar_limits: super::local::tar_limits()?,
     };
     let quiet = a.quiet;
     let mut log = |line: &str| {
