@@ -76,3 +76,71 @@ pub fn key_path(name: &str) -> PathBuf {
         .join("keys")
         .join(name)
 }
+
+/// A plain tar layer holding `files` (path, content) as regular files, for the targets
+/// that reach a package database parser the way the registry does: through
+/// `berth_inventory::analyze_layer` on a layer carrying the database at its path.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, *data)
+            .expect("appending to an in-memory tar");
+    }
+    b.into_inner().expect("finishing an in-memory tar")
+}
+
+/// The media type of an uncompressed OCI layer (berth-rootfs sniffs the compression
+/// from the bytes whatever the type says).
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// An allocator that counts: the targets that promise an allocation bounded by their
+/// input install it (`#[global_allocator]`) and read [`Counting::peak_since`].
+pub struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            let live = LIVE.fetch_add(new_size, Relaxed) + new_size;
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+}
+
+impl Counting {
+    /// Runs `f` and returns its result with the most bytes it held allocated at once
+    /// (above what was live when it started). Only meaningful with [`Counting`] as
+    /// the global allocator and one thread allocating.
+    pub fn peak_since<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let base = LIVE.load(Relaxed);
+        PEAK.store(base, Relaxed);
+        let out = f();
+        (out, PEAK.load(Relaxed).saturating_sub(base))
+    }
+}
