@@ -307,6 +307,59 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
     assert_eq!(status["rematched"], 1);
     assert_eq!(search("cve=CVE-2023-5363", true).await, ["team/app"]);
 
+    // `berth list-tags --sort semver`: the catalog's order on the client side.
+    let (status_code, bytes) = {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/team/app/manifests/1.0", serve.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap())
+    };
+    assert_eq!(status_code, 200);
+    for tag in [
+        "1.9.2",
+        "latest",
+        "v1.10.0",
+        "1.10.0-rc1",
+        "2.0.0-beta.2",
+        "2.0.0-beta.11",
+    ] {
+        let r = reqwest::Client::new()
+            .put(format!("{}/v2/team/app/manifests/{tag}", serve.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("content-type", OCI_MANIFEST)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let listed: Value = serde_json::from_str(&ok(berth(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--sort",
+        "semver",
+        &format!("docker://{}/team/app", serve.addr),
+    ])))
+    .unwrap();
+    assert_eq!(
+        listed["Tags"],
+        json!([
+            "2.0.0-beta.11",
+            "2.0.0-beta.2",
+            "v1.10.0",
+            "1.10.0-rc1",
+            "1.9.2",
+            "1.0",
+            "latest"
+        ])
+    );
+
     // A layer that cannot be read: recorded with its reason; the server keeps serving.
     let repo = format!("{}/v2/broken/img", serve.url);
     let http = reqwest::Client::new();
