@@ -662,14 +662,19 @@ fn import_remote(
             let status = resp.status();
             anyhow::Ok((status, resp.text().await?))
         })?;
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        if !status.is_success() {
-            let why = v["error"].as_str().map_or(text.clone(), str::to_string);
-            bail!("{url}: {}: {why} ({status})", f.display());
-        }
-        answers.push(v);
+        answers.push(api_answer(status, &text).with_context(|| format!("{url}: {}", f.display()))?);
     }
     Ok(pretty(&Value::Array(answers)))
+}
+
+/// The JSON of an `/api/v1/` answer, or its `error` (with the status) as the error.
+fn api_answer(status: reqwest::StatusCode, text: &str) -> anyhow::Result<Value> {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::String(text.to_string()));
+    if !status.is_success() {
+        let why = v["error"].as_str().unwrap_or(text);
+        bail!("{why} ({status})");
+    }
+    Ok(v)
 }
 
 fn pretty(v: &Value) -> String {
@@ -763,11 +768,7 @@ fn remote(
         let status = resp.status();
         anyhow::Ok((status, resp.text().await?))
     })?;
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-    if !status.is_success() {
-        let why = v["error"].as_str().map_or(text.clone(), str::to_string);
-        bail!("{url}: {why} ({status})");
-    }
+    let v = api_answer(status, &text).with_context(|| url.to_string())?;
     Ok(match request {
         Request::Change(_) => outcome_output(serde_json::from_value(v)?),
         _ => Some(pretty(&v)),
