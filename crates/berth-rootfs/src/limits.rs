@@ -11,7 +11,8 @@
 /// images (ARCHITECTURE.md says why each) and exist to stop a decompression bomb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TarLimits {
-    /// Sum of the entries' data sizes (what extracting the tar writes), in bytes.
+    /// Sum of the entries' data sizes (what extracting the tar writes) and of their
+    /// extension headers (PAX, GNU long names), in bytes.
     pub max_bytes: u64,
     /// Entries (extension headers not counted).
     pub max_entries: u64,

@@ -19,6 +19,9 @@ use crate::xattr::Xattrs;
 /// The largest PAX, GNU long-name or long-link payload accepted.
 pub const MAX_EXTENSION: u64 = 1 << 20;
 
+/// Extension headers accepted before one entry.
+const MAX_EXTENSIONS_IN_A_ROW: u32 = 8;
+
 const BLOCK: u64 = 512;
 
 /// The kind of a tar entry, as its type flag says.
@@ -108,6 +111,7 @@ impl<R: Read> TarReader<R> {
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut pending_extension = false;
+        let mut extensions = 0;
         loop {
             self.skip_rest()?;
             let mut block = [0u8; BLOCK as usize];
@@ -126,6 +130,15 @@ impl<R: Read> TarReader<R> {
             self.padding = (BLOCK - size % BLOCK) % BLOCK;
             match typeflag {
                 b'x' | b'g' | b'L' | b'K' => {
+                    // A writer puts at most a few before an entry (PAX, long name, long
+                    // link, a global header); an endless run of them would be read
+                    // forever without an entry to count.
+                    extensions += 1;
+                    if extensions > MAX_EXTENSIONS_IN_A_ROW {
+                        return Err(malformed(format!(
+                            "more than {MAX_EXTENSIONS_IN_A_ROW} extension headers in a row"
+                        )));
+                    }
                     let payload = self.read_extension(size)?;
                     pending_extension = true;
                     match typeflag {
@@ -203,6 +216,16 @@ impl<R: Read> TarReader<R> {
             return Err(malformed(format!(
                 "an extension header of {size} bytes, over the {MAX_EXTENSION}-byte limit"
             )));
+        }
+        // Their payloads count as data: 1 MiB headers are not free to read either.
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > self.limits.max_bytes {
+            let max = self.limits.max_bytes;
+            return Err(RootfsError::limit(
+                Limit::Bytes,
+                max,
+                b"(an extension header)",
+            ));
         }
         let mut payload = vec![0u8; size as usize];
         self.inner

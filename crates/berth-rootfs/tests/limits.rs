@@ -132,7 +132,7 @@ fn a_long_name_in_a_pax_header_counts_as_the_name() {
         .file("short", b"x")
         .build();
     let s = Scratch::new();
-    let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 100, 2048))).unwrap_err();
+    let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 1 << 20, 2048))).unwrap_err();
     assert!(
         matches!(
             err,
@@ -175,4 +175,36 @@ fn import_checks_the_limits_as_it_packs() {
         "{err}"
     );
     pack_checked_layer(&tar[..], Vec::new(), &limited(5, 50, 100)).unwrap();
+}
+
+#[test]
+fn extension_headers_count_as_data_and_cannot_run_on() {
+    // Their payloads count towards the bytes.
+    let layer = Layer::new()
+        .pax(&[("comment", "c".repeat(5000).as_bytes())])
+        .file("f", b"x")
+        .build();
+    let s = Scratch::new();
+    let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 4000, 100))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RootfsError::Limit {
+                limit: Limit::Bytes,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!s.root().join("f").exists());
+    // An endless run of PAX headers ends as an error, not a loop.
+    let many = (0..20)
+        .fold(Layer::new(), |l, _| l.pax(&[("comment", b"x")]))
+        .file("f", b"x")
+        .build();
+    let err = apply_layer(&Scratch::new().root(), &many[..], &opts()).unwrap_err();
+    assert!(
+        err.to_string().contains("extension headers in a row"),
+        "{err}"
+    );
 }
