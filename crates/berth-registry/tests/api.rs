@@ -1971,7 +1971,8 @@ mod names {
         for entry in list_dir(root) {
             assert!(
                 ["blobs", "uploads", "auth"].contains(&entry.as_str())
-                    || entry.starts_with("meta.db"),
+                    || entry.starts_with("meta.db")
+                    || entry.starts_with("catalog.db"),
                 "unexpected {entry} in the root"
             );
         }
