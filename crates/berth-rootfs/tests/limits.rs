@@ -21,6 +21,18 @@ fn limited(entries: u64, bytes: u64, path: u64) -> TarLimits {
     }
 }
 
+/// `err` is `limit` at `max`, and its message names the variable that raises it.
+#[track_caller]
+fn assert_limit(err: &RootfsError, limit: Limit, max: u64) {
+    match err {
+        RootfsError::Limit {
+            limit: l, max: m, ..
+        } if *l == limit && *m == max => {}
+        _ => panic!("expected the {limit:?} limit at {max}: {err}"),
+    }
+    assert!(err.to_string().contains(limit.var()), "{err}");
+}
+
 fn files(n: usize, size: usize) -> Vec<u8> {
     (0..n)
         .fold(Layer::new(), |l, i| {
@@ -38,17 +50,7 @@ fn too_many_entries_stop_at_the_first_one_over() {
         &with(limited(3, 1 << 20, 100)),
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Entries,
-                max: 3,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, Limit::Entries, 3);
     assert_eq!(
         err.to_string(),
         "tar exceeds 3 entries at entry \"f3\" (set BERTH_TAR_MAX_ENTRIES to raise the limit)"
@@ -74,18 +76,7 @@ fn too_many_bytes_leave_the_file_over_the_limit_unwritten() {
     let s = Scratch::new();
     let layer = files(3, 4000);
     let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 10_000, 100))).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Bytes,
-                max: 10_000,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("BERTH_TAR_MAX_BYTES"), "{err}");
+    assert_limit(&err, Limit::Bytes, 10_000);
     assert_eq!(fs::read(s.root().join("f1")).unwrap().len(), 4000);
     assert!(
         !s.root().join("f2").exists(),
@@ -105,18 +96,7 @@ fn a_name_or_link_target_longer_than_max_path_is_refused() {
     ] {
         let s = Scratch::new();
         let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 100, 50))).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RootfsError::Limit {
-                    limit: Limit::Path,
-                    max: 50,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("BERTH_TAR_MAX_PATH"), "{err}");
+        assert_limit(&err, Limit::Path, 50);
         assert_eq!(fs::read_dir(s.root().join("d")).unwrap().count(), 0);
         // The default limit takes both.
         let s = Scratch::new();
@@ -133,16 +113,7 @@ fn a_long_name_in_a_pax_header_counts_as_the_name() {
         .build();
     let s = Scratch::new();
     let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 1 << 20, 2048))).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Path,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, Limit::Path, 2048);
     // One short line, whatever the name's length.
     assert!(err.to_string().len() < 200, "{err}");
 }
@@ -152,28 +123,9 @@ fn import_checks_the_limits_as_it_packs() {
     let tar = files(5, 10);
     let mut out = Vec::new();
     let err = pack_checked_layer(&tar[..], &mut out, &limited(4, 1 << 20, 100)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Entries,
-                max: 4,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, Limit::Entries, 4);
     let err = pack_checked_layer(&tar[..], Vec::new(), &limited(10, 49, 100)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Bytes,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, Limit::Bytes, 49);
     pack_checked_layer(&tar[..], Vec::new(), &limited(5, 50, 100)).unwrap();
 }
 
@@ -186,16 +138,7 @@ fn extension_headers_count_as_data_and_cannot_run_on() {
         .build();
     let s = Scratch::new();
     let err = apply_layer(&s.root(), &layer[..], &with(limited(100, 4000, 100))).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RootfsError::Limit {
-                limit: Limit::Bytes,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, Limit::Bytes, 4000);
     assert!(!s.root().join("f").exists());
     // An endless run of PAX headers ends as an error, not a loop.
     let many = (0..20)
