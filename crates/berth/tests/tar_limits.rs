@@ -26,6 +26,13 @@ fn tar_of(dir: &str, n: usize, size: usize) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// `five.tar` in the test's folder: 5 files of 100 bytes under `d/`; its path.
+fn five_files(ctx: &Ctx) -> String {
+    let tar = ctx.path("five.tar");
+    fs::write(&tar, tar_of("d", 5, 100)).unwrap();
+    tar.display().to_string()
+}
+
 /// A docker-archive (as `docker save` writes it) of one image whose only layer is
 /// `layer`, tagged `name`.
 fn docker_archive(ctx: &Ctx, layer: &[u8], name: &str) -> Vec<u8> {
@@ -85,9 +92,7 @@ fn image_names(ctx: &Ctx) -> String {
 #[test]
 fn import_past_a_limit_is_refused_and_stores_nothing() {
     let ctx = Ctx::new("tar-limits-import", &[]);
-    let tar = ctx.path("five.tar");
-    fs::write(&tar, tar_of("d", 5, 100)).unwrap();
-    let tar = tar.display().to_string();
+    let tar = five_files(&ctx);
 
     ctx.step("too many entries");
     let err = refused(
@@ -145,10 +150,7 @@ fn import_past_a_limit_is_refused_and_stores_nothing() {
 #[test]
 fn a_container_is_not_made_of_a_layer_past_a_limit() {
     let ctx = Ctx::new("tar-limits-create", &[]);
-    let tar = ctx.path("five.tar");
-    fs::write(&tar, tar_of("d", 5, 100)).unwrap();
-    ctx.berth(&["import", &tar.display().to_string(), "five:1"])
-        .run();
+    ctx.berth(&["import", &five_files(&ctx), "five:1"]).run();
     refused(
         &ctx,
         &["create", "five:1", "true"],
@@ -162,10 +164,7 @@ fn a_container_is_not_made_of_a_layer_past_a_limit() {
 #[test]
 fn a_build_step_is_not_made_of_a_layer_past_a_limit() {
     let ctx = Ctx::new("tar-limits-build", &[]);
-    let tar = ctx.path("five.tar");
-    fs::write(&tar, tar_of("d", 5, 100)).unwrap();
-    ctx.berth(&["import", &tar.display().to_string(), "five:1"])
-        .run();
+    ctx.berth(&["import", &five_files(&ctx), "five:1"]).run();
     let context = ctx.path("ctx");
     fs::create_dir_all(&context).unwrap();
     fs::write(context.join("a"), b"a\n").unwrap();
