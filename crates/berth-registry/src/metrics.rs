@@ -37,6 +37,13 @@ pub struct Metrics {
     manifests: Gauge,
     repositories: Gauge,
     gc: GcMetrics,
+    /// The catalog's counts since start-up, by what happened (set at scrape time).
+    catalog: Family<CatalogLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CatalogLabels {
+    event: &'static str,
 }
 
 /// What the garbage collector did, run after run.
@@ -84,6 +91,12 @@ impl Metrics {
             manifests.clone(),
         );
         registry.register("repositories", "Repositories", repositories.clone());
+        let catalog = Family::<CatalogLabels, Gauge>::default();
+        registry.register(
+            "catalog_events",
+            "What the catalog did since start-up: layers_analyzed, images_scanned, scans_failed, queue_dropped (left for the backfill), rematched",
+            catalog.clone(),
+        );
         let gc = GcMetrics::default();
         registry.register("gc_runs", "Garbage collections finished", gc.runs.clone());
         registry.register(
@@ -113,6 +126,7 @@ impl Metrics {
         );
         Metrics {
             gc,
+            catalog,
             registry,
             requests,
             received,
@@ -171,6 +185,21 @@ pub(crate) async fn render(State(reg): State<Arc<Registry>>) -> Response {
             m.repositories.set(c.repositories as i64);
         }
         Err(e) => return ApiError::internal(e).into_response(),
+    }
+    if let Some(c) = &reg.catalog {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &c.stats;
+        for (event, n) in [
+            ("layers_analyzed", &s.layers_analyzed),
+            ("images_scanned", &s.images_scanned),
+            ("scans_failed", &s.scans_failed),
+            ("queue_dropped", &s.queue_dropped),
+            ("rematched", &s.rematched),
+        ] {
+            m.catalog
+                .get_or_create(&CatalogLabels { event })
+                .set(n.load(Relaxed) as i64);
+        }
     }
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &m.registry) {

@@ -114,6 +114,17 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
         .unwrap();
     assert_eq!(analyzed, 1);
 
+    let metrics = reqwest::get(format!("{}/metrics", serve.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_catalog_events{event=\"layers_analyzed\"} 1"),
+        "{metrics}"
+    );
+
     // The search API finds it by package, for a caller who may read it only.
     let search = |q: &'static str, auth: bool| {
         let url = format!("{}/api/v1/catalog/search?{q}", serve.url);
