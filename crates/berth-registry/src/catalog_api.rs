@@ -48,7 +48,9 @@ fn catalog_off() -> Response {
 
 /// `GET /api/v1/catalog/search`.
 pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Response {
-    let mut resp = answer_search(reg, req).await.unwrap_or_else(|e| e);
+    let mut resp = answer_search(reg, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     resp.extensions_mut().insert(RouteLabel("catalog"));
     resp
 }
@@ -86,20 +88,18 @@ pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
     Ok(q)
 }
 
-async fn answer_search(reg: Arc<Registry>, req: Request) -> Result<Response, Response> {
-    let caller = access::identify(&reg, req.headers(), req.extensions())
-        .await
-        .map_err(|e| e.into_response())?;
-    let query = search_query(req.uri().query()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
-    let catalog = reg.catalog.clone().ok_or_else(catalog_off)?;
+async fn answer_search(reg: Arc<Registry>, req: Request) -> crate::error::ApiResult {
+    // Errors in the /v2/ body, as the rest of the catalog API answers them.
+    let caller = access::identify(&reg, req.headers(), req.extensions()).await?;
+    let query = search_query(req.uri().query()).map_err(repositories::bad_request)?;
+    let catalog = repositories::catalog(&reg)?;
     let page = tokio::task::spawn_blocking(move || {
         catalog
             .db()
             .search(&query, &|name| caller.level(name).is_some())
     })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    .await?
+    .map_err(repositories::catalog_error)?;
     Ok((StatusCode::OK, axum::Json(page)).into_response())
 }
 

@@ -150,6 +150,23 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
         "private to anonymous callers"
     );
 
+    // A bad parameter is a 400 in the /v2/ error body, as the rest of the catalog API.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/catalog/search?page=two", serve.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("page=two"),
+        "{v}"
+    );
+
     // OSV data through the API: findings appear, no layer is read again.
     let data = tempfile::tempdir().unwrap();
     let osv = data.path().join("DSA-5532-1.json");
