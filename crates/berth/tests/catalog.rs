@@ -202,6 +202,50 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
     assert_eq!(now["rematched"], 1);
     assert_eq!(search("cve=CVE-2023-5363", true).await, ["team/app"]);
 
+    // The same on the folder, beside the running server: a second record (glibc, by
+    // source name) adds a finding.
+    let glibc = data.path().join("DEBIAN-CVE-2024-2961.json");
+    std::fs::write(
+        &glibc,
+        json!({
+            "id": "DEBIAN-CVE-2024-2961", "modified": "2024-04-20T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "glibc"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.36-9+deb12u7"}]}]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = admin(
+        &[
+            "vulndb",
+            "import",
+            "--root",
+            root_s,
+            glibc.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut ids: Vec<_> = db
+        .findings(&digest.to_string())
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.id, f.package))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            ("DEBIAN-CVE-2024-2961".to_string(), "libc6".to_string()),
+            ("DSA-5532-1".to_string(), "openssl".to_string())
+        ]
+    );
+    assert_eq!(catalog_status(&serve).await["layers_analyzed"], 1);
+
     // `berth list-tags --sort semver`: the catalog's order on the client side.
     let (status_code, bytes) = {
         let r = reqwest::Client::new()
