@@ -24,11 +24,13 @@ pub fn parse_status(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>) {
                 continue;
             }
         }
-        let (Some(name), Some(version)) = (field("Package"), field("Version")) else {
+        // An empty value is none, as dpkg refuses it ("empty value for Version").
+        let value = |name: &str| field(name).filter(|v| !v.is_empty());
+        let (Some(name), Some(version)) = (value("Package"), value("Version")) else {
             errors.push(format!(
                 "stanza {} has no {}",
                 n + 1,
-                if field("Package").is_none() {
+                if value("Package").is_none() {
                     "Package"
                 } else {
                     "Version"
@@ -202,5 +204,23 @@ Version: 5.36.0-7+deb12u1
         );
         assert_eq!(pkgs.len(), 1);
         assert_eq!(errors, vec!["stanza 1 has no Version".to_string()]);
+    }
+
+    #[test]
+    fn empty_package_or_version_is_missing() {
+        // Found by the dpkg_status fuzz target: `Version:` with nothing after it made
+        // a package with an empty version.
+        let (pkgs, errors) = parse_status(
+            "s",
+            "Package: openssl\nVersion:\n\nPackage: \t\nVersion: 1\n\nPackage: b\nVersion: 2\n",
+        );
+        assert_eq!(pkgs.len(), 1);
+        assert_eq!(
+            errors,
+            vec![
+                "stanza 1 has no Version".to_string(),
+                "stanza 2 has no Package".to_string()
+            ]
+        );
     }
 }
