@@ -493,22 +493,7 @@ pub fn diff_packages(from: &[Package], to: &[Package]) -> PackageDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_inventory::PackageKind;
-
-    fn p(name: &str, v: &str) -> Package {
-        Package {
-            kind: PackageKind::Deb,
-            name: name.into(),
-            version: v.into(),
-            source_name: None,
-            source_version: None,
-            arch: Some("amd64".into()),
-            license: None,
-            purl: String::new(),
-            db_path: String::new(),
-            layer_index: 0,
-        }
-    }
+    use crate::store::tests::pkg as p;
 
     #[test]
     fn package_diff_names_added_removed_changed() {

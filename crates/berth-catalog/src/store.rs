@@ -807,7 +807,7 @@ fn connect(path: &Path) -> Result<Connection> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use berth_inventory::PackageKind;
 
