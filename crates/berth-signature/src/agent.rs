@@ -4,10 +4,12 @@
 //! copy of a small image; talking to the agent costs a few round trips on a socket.
 //!
 //! The steps are gpg's: find the key in the public keyring ([`keybox`]), choose the key
-//! that signs as gpg chooses it, find the agent's copy of its secret by comparing public
-//! parameters (`KEYINFO --list`, `READKEY`), and have the agent sign the digest
-//! (`SIGKEY`, `SETHASH`, `PKSIGN`). The message around the signature is written by
-//! [`crate::openpgp::signed_message`], the same function the key-file signer uses.
+//! that signs as gpg chooses it, name its secret by keygrip ([`keygrip`]; when several
+//! keys could sign, `KEYINFO --list` says which the agent holds), and have the agent
+//! sign the digest (`SIGKEY`, `SETHASH`, `PKSIGN`, sent at once with the connection:
+//! one round trip for the usual one-key case, each wake-up of the agent costing much
+//! more than its work on a busy machine). The message around the signature is written
+//! by [`crate::openpgp::signed_message`], the same function the key-file signer uses.
 //!
 //! This path is only an optimization: whenever it cannot do exactly what gpg would (no
 //! agent socket, the key not in the keyring or not held by the agent, a user ID instead
@@ -17,6 +19,7 @@
 
 mod assuan;
 mod keybox;
+mod keygrip;
 mod sexp;
 
 use std::cell::RefCell;
@@ -27,7 +30,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pgp::composed::SignedPublicKey;
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::public_key::PublicKeyAlgorithm;
-use pgp::ser::Serialize;
 use pgp::types::{
     Fingerprint, KeyDetails, KeyId, KeyVersion, Mpi, Password, PublicParams, SignatureBytes,
     SigningKey, Timestamp,
@@ -39,6 +41,9 @@ pub use keybox::KeyboxError;
 use sexp::Sexp;
 
 use crate::openpgp::{self, KeyError, Keyring, Signer};
+
+/// libgpg-error's code for an operation the user (here: pinentry-mode) canceled.
+const GPG_ERR_CANCELED: u32 = 99;
 
 /// Passphrase files hold one line; this bounds the read.
 const MAX_PASSPHRASE_FILE: u64 = 64 << 10;
@@ -143,13 +148,29 @@ pub fn sign_with_agent(
         .map_or(0, |d| d.as_secs());
     let candidates = candidates(&ring, cert, &spec, now).map_err(unsure)?;
 
+    let grips = candidates
+        .iter()
+        .map(|s| {
+            let key = key_of(cert, s);
+            keygrip::keygrip(key.public_params()).ok_or_else(|| AgentError::Unsure {
+                key: s.fingerprint.clone(),
+                why: format!(
+                    "{:?} keys are not signed through the agent",
+                    key.algorithm()
+                ),
+            })
+        })
+        .collect::<Result<Vec<String>, AgentError>>()?;
     let passphrase = passphrase_file.map(read_passphrase).transpose()?;
     let mut conn = Connection::connect(&socket)?;
-    let (grip, key, protected) = find_secret(&mut conn, cert, &candidates)?
-        .ok_or_else(|| AgentError::NoSecret(fingerprint.into()))?;
-    if passphrase.is_none() && protected {
-        return Err(AgentError::NeedsPinentry(fingerprint.into()));
-    }
+    // One candidate (the usual key: one that signs): no question before signing; a
+    // missing secret makes SIGKEY fail, and gpg says why.
+    let chosen = if candidates.len() == 1 {
+        0
+    } else {
+        held_first(&mut conn, &grips)?.ok_or_else(|| AgentError::NoSecret(fingerprint.into()))?
+    };
+    let (key, grip) = (key_of(cert, candidates[chosen]), grips[chosen].clone());
     let signer = AgentKey {
         key,
         grip,
@@ -268,121 +289,23 @@ fn key_of<'c>(cert: &'c SignedPublicKey, s: &Signer) -> &'c dyn KeyDetails {
     }
 }
 
-/// Asks the agent which secret keys it holds and reads their public halves until the
-/// best candidate is found: (keygrip, key, protected by a passphrase not cached).
-fn find_secret<'c>(
-    conn: &mut Connection,
-    cert: &'c SignedPublicKey,
-    candidates: &[&Signer],
-) -> Result<Option<(String, &'c dyn KeyDetails, bool)>, AgentError> {
-    let wanted: Vec<Vec<u8>> = candidates
-        .iter()
-        .map(|s| public_params_bytes(key_of(cert, s)))
-        .collect::<Result<_, _>>()?;
+/// The first of `grips` (best first) whose secret gpg-agent holds on disk (smartcard
+/// keys are left to gpg).
+fn held_first(conn: &mut Connection, grips: &[String]) -> Result<Option<usize>, AgentError> {
     let listing = conn.transact("KEYINFO --list", &mut |_| None)?;
-    let mut best: Option<(usize, String, bool)> = None;
-    for line in &listing.status {
-        // KEYINFO <grip> <type> <serialno> <idstr> <cached> <protection> ...
-        let f: Vec<&str> = line.split(' ').collect();
-        let (["KEYINFO", grip, typ, _, _, cached, protection], _) = f.split_at(f.len().min(7))
-        else {
-            return Err(AssuanError::Protocol(format!("KEYINFO line {line:?}")).into());
-        };
-        if *typ != "D" || grip.len() != 40 || !grip.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue; // smartcard and missing keys are gpg's business
-        }
-        let data = conn
-            .transact(&format!("READKEY {grip}"), &mut |_| None)?
-            .data;
-        let Some(params) = agent_public_params(&data) else {
-            continue; // an algorithm this path does not handle
-        };
-        let Some(rank) = wanted.iter().position(|w| *w == params) else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
-            let locked = *protection != "C" && *cached != "1";
-            best = Some((rank, grip.to_string(), locked));
-        }
-        if rank == 0 {
-            break;
-        }
-    }
-    Ok(best.map(|(rank, grip, locked)| (grip, key_of(cert, candidates[rank]), locked)))
-}
-
-/// A key's public parameters as OpenPGP serializes them (MPIs, curve OIDs), for the
-/// algorithms this path signs with; others are left to gpg.
-fn public_params_bytes(key: &dyn KeyDetails) -> Result<Vec<u8>, AgentError> {
-    let supported = match key.public_params() {
-        PublicParams::RSA(_) => true,
-        PublicParams::EdDSALegacy(p) => {
-            matches!(p, pgp::types::EddsaLegacyPublicParams::Ed25519 { .. })
-        }
-        PublicParams::ECDSA(p) => matches!(p, pgp::types::EcdsaPublicParams::P256 { .. }),
-        _ => false,
-    };
-    if !supported {
-        return Err(AgentError::Unsure {
-            key: openpgp::hex_upper(key.fingerprint().as_bytes()),
-            why: format!(
-                "algorithm {:?} is not signed through the agent",
-                key.algorithm()
-            ),
-        });
-    }
-    let mut out = Vec::new();
-    key.public_params()
-        .to_writer(&mut out)
-        .map_err(|e| KeyError::Parse(e.to_string()))?;
-    Ok(out)
-}
-
-const OID_ED25519: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
-const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-
-/// The agent's public key (`(public-key(rsa(n)(e)))`, `(public-key(ecc(curve)(q)))`)
-/// serialized as OpenPGP does its public parameters; `None` for other algorithms.
-fn agent_public_params(sexp: &[u8]) -> Option<Vec<u8>> {
-    let key = Sexp::parse(sexp).ok()?;
-    if key.name() != Some(b"public-key") {
-        return None;
-    }
-    let [alg] = key.rest() else { return None };
-    let mut out = Vec::new();
-    match alg.name()? {
-        b"rsa" => {
-            push_mpi(&mut out, alg.value(b"n")?);
-            push_mpi(&mut out, alg.value(b"e")?);
-        }
-        b"ecc" => {
-            let oid = match alg.value(b"curve")? {
-                b"Ed25519" | b"1.3.6.1.4.1.11591.15.1" => OID_ED25519,
-                b"NIST P-256"
-                | b"nistp256"
-                | b"prime256v1"
-                | b"secp256r1"
-                | b"1.2.840.10045.3.1.7" => OID_P256,
-                _ => return None,
-            };
-            out.push(oid.len() as u8);
-            out.extend_from_slice(oid);
-            push_mpi(&mut out, alg.value(b"q")?);
-        }
-        _ => return None,
-    }
-    Some(out)
-}
-
-/// An OpenPGP MPI: bit count, then the big-endian value without leading zeros.
-fn push_mpi(out: &mut Vec<u8>, value: &[u8]) {
-    let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
-    let v = &value[start..];
-    let bits = v
-        .first()
-        .map_or(0, |b| (v.len() * 8) as u32 - b.leading_zeros());
-    out.extend_from_slice(&(bits as u16).to_be_bytes());
-    out.extend_from_slice(v);
+    let held: Vec<&str> = listing
+        .status
+        .iter()
+        .filter_map(|line| {
+            // KEYINFO <grip> <type> ...; type D: a key file.
+            let mut f = line.split(' ');
+            match (f.next(), f.next(), f.next()) {
+                (Some("KEYINFO"), Some(grip), Some("D")) => Some(grip),
+                _ => None,
+            }
+        })
+        .collect();
+    Ok(grips.iter().position(|g| held.contains(&g.as_str())))
 }
 
 /// gpg's `--passphrase-file`: the file's first line.
@@ -451,14 +374,25 @@ impl AgentKey<'_> {
             &format!("SETHASH {algo} {hex}"),
             "PKSIGN",
         ];
-        let reply = self.conn.borrow_mut().pipeline(&commands, &mut |what| {
-            // Asked again after a wrong passphrase: give up, gpg reports it.
-            asked += 1;
-            let keyword = what.split(' ').next().unwrap_or("");
-            (keyword == "PASSPHRASE" && asked == 1)
-                .then(|| self.passphrase.clone())
-                .flatten()
-        })?;
+        let reply = self
+            .conn
+            .borrow_mut()
+            .pipeline(&commands, &mut |what| {
+                // Asked again after a wrong passphrase: give up, gpg reports it.
+                asked += 1;
+                let keyword = what.split(' ').next().unwrap_or("");
+                (keyword == "PASSPHRASE" && asked == 1)
+                    .then(|| self.passphrase.clone())
+                    .flatten()
+            })
+            .map_err(|e| match e.code() {
+                // Canceled: the key needs a passphrase the agent has not cached, and
+                // pinentry-mode=cancel kept it from asking.
+                Some(GPG_ERR_CANCELED) if self.passphrase.is_none() => {
+                    AgentError::NeedsPinentry(openpgp::hex_upper(self.key.fingerprint().as_bytes()))
+                }
+                _ => e.into(),
+            })?;
         let sig = Sexp::parse(&reply.data)
             .map_err(|e| AssuanError::Protocol(format!("PKSIGN result: {e}")))?;
         let unexpected = || AssuanError::Protocol("PKSIGN result is not a sig-val".into());
@@ -558,29 +492,5 @@ mod tests {
         ] {
             assert_eq!(KeySpec::parse(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn agent_keys_compare_with_openpgp_params() {
-        let rsa = b"(10:public-key(3:rsa(1:n3:\x00\x81\x01)(1:e1:\x03)))";
-        // n = 0x8101 (16 bits), e = 3 (2 bits)
-        assert_eq!(
-            agent_public_params(rsa).unwrap(),
-            vec![0, 16, 0x81, 0x01, 0, 2, 3]
-        );
-        let ed = b"(10:public-key(3:ecc(5:curve7:Ed25519)(5:flags5:eddsa)(1:q2:\x40\x01)))";
-        let mut want = vec![9];
-        want.extend(OID_ED25519);
-        want.extend([0, 15, 0x40, 0x01]);
-        assert_eq!(agent_public_params(ed).unwrap(), want);
-        assert_eq!(
-            agent_public_params(b"(10:public-key(3:ecc(5:curve7:Ed448)(1:q1:\x01)))"),
-            None
-        );
-        assert_eq!(
-            agent_public_params(b"(10:public-key(3:dsa(1:p1:\x01)))"),
-            None
-        );
-        assert_eq!(agent_public_params(b"(3:abc"), None);
     }
 }

@@ -48,25 +48,36 @@ pub struct Reply {
 pub struct Connection {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    greeted: bool,
 }
 
 impl Connection {
-    /// Connects and reads the server's greeting.
+    /// Connects (the greeting is checked with the first reply).
     pub fn connect(socket: &Path) -> Result<Connection, AssuanError> {
         let stream = UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         let writer = stream.try_clone()?;
-        let mut conn = Connection {
+        Ok(Connection {
             reader: BufReader::new(stream),
             writer,
-        };
-        let greeting = conn.read_line()?;
+            greeted: false,
+        })
+    }
+
+    /// The server's greeting is read with the first reply, not before: commands may
+    /// be sent at once (they wait in the socket), which saves a round trip.
+    fn read_greeting(&mut self) -> Result<(), AssuanError> {
+        if self.greeted {
+            return Ok(());
+        }
+        let greeting = self.read_line()?;
         if greeting != b"OK" && !greeting.starts_with(b"OK ") {
             let shown = String::from_utf8_lossy(&greeting).into_owned();
             return Err(AssuanError::Protocol(format!("greeting {shown:?}")));
         }
-        Ok(conn)
+        self.greeted = true;
+        Ok(())
     }
 
     /// Sends `command`; inquiries are answered by `inquire` (keyword and arguments in,
@@ -97,6 +108,7 @@ impl Connection {
             out.push('\n');
         }
         self.writer.write_all(out.as_bytes())?;
+        self.read_greeting()?;
         let mut reply = Reply::default();
         for (i, _) in commands.iter().enumerate() {
             let last = i + 1 == commands.len();
