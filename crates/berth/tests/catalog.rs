@@ -345,3 +345,37 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("team/app:nope: no such tag"));
 }
+
+/// `berth serve --catalog=false`: no catalog.db, pushes work, the catalog API says it
+/// is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_can_be_turned_off() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = Serve::start(root.path(), &["--catalog=false"]).await;
+    let oci = tempfile::tempdir().unwrap();
+    write_layout(
+        oci.path(),
+        "1",
+        &[layer(&[("etc/os-release", DEBIAN_OS_RELEASE)])],
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    ok(berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", oci.path().display()),
+        &format!("docker://{}/plain/img:1", serve.addr),
+    ]));
+    let r = reqwest::get(format!("{}/api/v1/catalog/search?q=img", serve.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // podman search still finds it by name.
+    let v: Value = reqwest::get(format!("{}/v1/search?q=img", serve.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["results"][0]["name"], "plain/img");
+    assert!(!root.path().join("catalog.db").exists());
+}
