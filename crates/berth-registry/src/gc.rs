@@ -71,6 +71,14 @@ impl Registry {
                 Ok(r) => {
                     if !dry_run {
                         reg.metrics.gc_run(r);
+                        // The catalog forgets what was collected (in its own time).
+                        if let Some(catalog) = &reg.catalog {
+                            for (repo, digest, _) in &r.manifests {
+                                if let Ok(d) = digest.parse() {
+                                    catalog.notify_deleted(repo, Some(&d));
+                                }
+                            }
+                        }
                     }
                     tracing::info!(
                         target: "berth::gc",

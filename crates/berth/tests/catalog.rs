@@ -344,6 +344,33 @@ async fn pushed_images_are_inventoried_matched_and_failures_recorded() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("team/app:nope: no such tag"));
+
+    // What the garbage collector removes leaves the catalog too.
+    let r = http
+        .delete(format!("{}/v2/broken/img/manifests/v1", serve.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    // Content stored in the current second is inside even a zero grace period.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = http
+        .post(format!("{}/api/v1/gc", serve.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&json!({"grace": "0s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert!(report.to_string().contains(&bad.to_string()), "{report}");
+    until("the collected manifest's scan to go", || {
+        let rec = db.scan("broken/img", &bad.to_string()).unwrap();
+        async move { rec.is_none() }
+    })
+    .await;
+    assert!(db.scan("team/app", &digest.to_string()).unwrap().is_some());
 }
 
 /// `berth serve --catalog=false`: no catalog.db, pushes work, the catalog API says it
