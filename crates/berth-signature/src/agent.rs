@@ -133,6 +133,9 @@ pub fn sign_with_agent(
         why: why.to_string(),
     };
 
+    if let Some(option) = shaping_option(&home) {
+        return Err(unsure(&format!("gpg.conf sets {option}")));
+    }
     let mut blocks = keybox::find(&home, &spec)?;
     let block = match blocks.len() {
         0 => return Err(AgentError::NotFound(fingerprint.into())),
@@ -306,6 +309,58 @@ fn held_first(conn: &mut Connection, grips: &[String]) -> Result<Option<usize>, 
         })
         .collect();
     Ok(grips.iter().position(|g| held.contains(&g.as_str())))
+}
+
+/// `gpg.conf` options that change what gpg signs with or writes (hash, compression,
+/// notations, expiry, keyrings, the agent): with any of them gpg's output is gpg's to
+/// make.
+const SHAPING_OPTIONS: &[&str] = &[
+    "digest-algo",
+    "personal-digest-preferences",
+    "compress-algo",
+    "personal-compress-preferences",
+    "sig-notation",
+    "set-notation",
+    "sig-policy-url",
+    "set-policy-url",
+    "sig-keyserver-url",
+    "default-sig-expire",
+    "ask-sig-expire",
+    "throw-keyids",
+    "textmode",
+    "rfc2440",
+    "rfc4880",
+    "rfc4880bis",
+    "openpgp",
+    "pgp6",
+    "pgp7",
+    "pgp8",
+    "keyring",
+    "primary-keyring",
+    "no-default-keyring",
+    "agent-program",
+    "trust-model",
+];
+
+/// The first option in the home's `gpg.conf` that [`SHAPING_OPTIONS`] lists; an
+/// unreadable file counts as one (gpg will say what is wrong with it).
+fn shaping_option(home: &Path) -> Option<String> {
+    let mut text = Vec::new();
+    match std::fs::File::open(home.join("gpg.conf")) {
+        Ok(f) => {
+            if f.take(1 << 20).read_to_end(&mut text).is_err() {
+                return Some("(unreadable gpg.conf)".into());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(_) => return Some("(unreadable gpg.conf)".into()),
+    }
+    String::from_utf8_lossy(&text).lines().find_map(|line| {
+        let option = line.split_whitespace().next()?.trim_start_matches("--");
+        SHAPING_OPTIONS
+            .contains(&option)
+            .then(|| option.to_string())
+    })
 }
 
 /// gpg's `--passphrase-file`: the file's first line.

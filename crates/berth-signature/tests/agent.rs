@@ -221,6 +221,23 @@ fn passphrase_file_and_what_falls_back() {
     assert!(matches!(err, AgentError::NotFound(_)), "{err}");
     let err = sign_with_gpg(unknown, None, &payload(), Some(home.path())).unwrap_err();
     assert!(matches!(err, GpgError::UnknownKey { .. }), "{err}");
+    // gpg.conf options that change gpg's signature (here its hash) leave it to gpg.
+    std::fs::write(&pass, "s3cret\n").unwrap();
+    let conf = home.path().join("gpg.conf");
+    std::fs::write(&conf, "# mine\nkeyid-format long\ndigest-algo SHA512\n").unwrap();
+    let err = sign_with_agent(&fpr, Some(&pass), &payload(), Some(home.path())).unwrap_err();
+    assert!(
+        err.to_string().contains("gpg.conf sets digest-algo"),
+        "{err}"
+    );
+    let signed = sign_with_gpg(&fpr, Some(&pass), &payload(), Some(home.path())).unwrap();
+    assert!(
+        String::from_utf8_lossy(&gpg(&home, &["--list-packets"], &signed).stdout)
+            .contains("digest algo 10")
+    );
+    std::fs::write(&conf, "keyid-format long\n").unwrap();
+    sign_with_agent(&fpr, Some(&pass), &payload(), Some(home.path())).unwrap();
+
     // A user ID: gpg resolves those.
     let err = sign_with_agent("pass@example.com", None, &payload(), Some(home.path())).unwrap_err();
     assert!(matches!(err, AgentError::Spec(_)), "{err}");
