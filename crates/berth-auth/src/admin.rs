@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
 use crate::names::{check_account, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
+use crate::policy::{ImmutableTags, PolicyError};
 use crate::store::{rows, AuthStore, StoreError};
 use crate::trust::{Trust, TrustError, TrustKeys};
 
@@ -94,6 +95,25 @@ pub enum Change {
     TrustUnset {
         name: String,
     },
+    /// Immutable tags on a namespace or repository: a tag matching one of `patterns`
+    /// (globs: `*`, `?`), once pushed, is never moved to another manifest nor deleted.
+    /// Replaces the target's previous setting.
+    ImmutableSet {
+        name: String,
+        patterns: Vec<String>,
+    },
+    /// Removes a namespace's or repository's own immutable-tags setting.
+    ImmutableUnset {
+        name: String,
+    },
+    /// The bytes of distinct blobs namespace `namespace` may hold (superusers only).
+    QuotaSet {
+        namespace: String,
+        bytes: u64,
+    },
+    QuotaUnset {
+        namespace: String,
+    },
     /// Ends sessions kept alive by refresh tokens: the one whose id (the start of its
     /// hash, as `token list` shows it) is `id`, or every one of `account`'s.
     TokenRevoke {
@@ -161,6 +181,8 @@ pub enum AdminError {
     Denied(String),
     #[error("{0}")]
     Trust(#[from] TrustError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
 }
 
 impl From<rusqlite::Error> for AdminError {
@@ -205,13 +227,17 @@ impl Change {
             Change::Grant { target, .. }
             | Change::Revoke { target, .. }
             | Change::TrustSet { name: target, .. }
-            | Change::TrustUnset { name: target } => match Target::parse(target)? {
+            | Change::TrustUnset { name: target }
+            | Change::ImmutableSet { name: target, .. }
+            | Change::ImmutableUnset { name: target } => match Target::parse(target)? {
                 Target::Namespace(ns) => admin_of_ns(&ns),
                 Target::Repository(r) => dir.level(who, r.as_str()) == Some(Level::Admin),
             },
             Change::RepoVisibility { repository, .. } => {
                 dir.level(who, repository) == Some(Level::Admin)
             }
+            // Storage is the operator's to hand out: superusers only (above).
+            Change::QuotaSet { .. } | Change::QuotaUnset { .. } => false,
             // One's own sessions; anyone's for a superuser (above).
             Change::TokenRevoke { account, .. } => who.name() == account,
         };
@@ -271,6 +297,16 @@ impl Change {
             ),
             Change::TrustSet { name, .. } => format!("let {name} be pulled unsigned"),
             Change::TrustUnset { name } => format!("remove the trust setting of {name}"),
+            Change::ImmutableSet { name, patterns } => {
+                format!("make tags {} of {name} immutable", patterns.join(" "))
+            }
+            Change::ImmutableUnset { name } => {
+                format!("remove the immutable-tags setting of {name}")
+            }
+            Change::QuotaSet { namespace, bytes } => {
+                format!("limit {namespace} to {bytes} bytes")
+            }
+            Change::QuotaUnset { namespace } => format!("remove the quota of {namespace}"),
             Change::TokenRevoke {
                 account,
                 id: Some(id),
@@ -512,6 +548,30 @@ fn apply_rows(
                 return Err(AdminError::NotFound(format!("a trust setting on {name}")));
             }
         }
+        Change::ImmutableSet { name, patterns } => {
+            let target = Target::parse(name)?.to_string();
+            ImmutableTags::new(&target, patterns.clone())?;
+            rows::set_immutable(tx, &target, patterns)?;
+        }
+        Change::ImmutableUnset { name } => {
+            if !rows::unset_immutable(tx, &Target::parse(name)?.to_string())? {
+                return Err(AdminError::NotFound(format!(
+                    "an immutable-tags setting on {name}"
+                )));
+            }
+        }
+        Change::QuotaSet { namespace, bytes } => {
+            let ns = namespace_target(namespace)?;
+            if *bytes == 0 {
+                return Err(PolicyError::ZeroQuota.into());
+            }
+            rows::set_quota(tx, &ns, *bytes)?;
+        }
+        Change::QuotaUnset { namespace } => {
+            if !rows::unset_quota(tx, &namespace_target(namespace)?)? {
+                return Err(AdminError::NotFound(format!("a quota on {namespace}")));
+            }
+        }
         Change::TokenRevoke { account, id } => {
             if kind_of(account)?.is_none() {
                 return Err(AdminError::NotFound(account.clone()));
@@ -537,6 +597,16 @@ fn apply_rows(
         }
     }
     Ok(())
+}
+
+/// `name` as a namespace (quotas are per namespace, never per repository).
+fn namespace_target(name: &str) -> Result<String, AdminError> {
+    match Target::parse(name)? {
+        Target::Namespace(ns) => Ok(ns),
+        Target::Repository(_) => Err(AdminError::Invalid(format!(
+            "{name} is a repository; quotas are set on namespaces"
+        ))),
+    }
 }
 
 /// A refresh token's id: 8 to 64 hex digits of its hash (lowercased).
@@ -889,6 +959,79 @@ mod tests {
         assert!(s.directory().unwrap().trust_for("myorg/app").is_none());
         let trail = s.audit_trail(3).unwrap();
         assert_eq!(trail[1].change, "remove the trust setting of myorg/open");
+    }
+
+    #[test]
+    fn immutable_tags_by_admins_quotas_by_superusers() {
+        let (_t, s) = alice_bob_and_myorg();
+        let set = |name: &str, p: &[&str]| Change::ImmutableSet {
+            name: name.into(),
+            patterns: p.iter().map(|x| x.to_string()).collect(),
+        };
+        let e = s
+            .apply(&as_user("bob"), &set("myorg", &["v*"]))
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        s.apply(&as_user("alice"), &set("myorg", &["v*"])).unwrap();
+        s.apply(&as_user("alice"), &set("myorg/app", &["release-*"]))
+            .unwrap();
+        let e = s
+            .apply(&as_user("alice"), &set("myorg", &["v/x"]))
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Policy(_)), "{e}");
+        let d = s.directory().unwrap();
+        assert_eq!(
+            d.immutable_for("myorg/other").unwrap().rule_for("v1"),
+            Some("v*")
+        );
+        // The repository's own setting wins over its namespace's.
+        assert_eq!(d.immutable_for("myorg/app").unwrap().rule_for("v1"), None);
+        assert!(d.immutable_for("bob/app").is_none());
+        s.apply(
+            &as_user("alice"),
+            &Change::ImmutableUnset {
+                name: "myorg/app".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.directory()
+                .unwrap()
+                .immutable_for("myorg/app")
+                .unwrap()
+                .target,
+            "myorg"
+        );
+        // Quotas: not even a namespace's admin may set its own.
+        let quota = Change::QuotaSet {
+            namespace: "myorg".into(),
+            bytes: 1 << 20,
+        };
+        let e = s.apply(&as_user("alice"), &quota).unwrap_err();
+        assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        s.apply(&Actor::local(), &quota).unwrap();
+        assert_eq!(s.directory().unwrap().quota("myorg"), Some(1 << 20));
+        let e = s
+            .apply(
+                &Actor::local(),
+                &Change::QuotaSet {
+                    namespace: "myorg/app".into(),
+                    bytes: 1,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Invalid(_)), "{e}");
+        // Deleting the organization takes its settings along.
+        s.apply(
+            &as_user("alice"),
+            &Change::AccountDelete {
+                name: "myorg".into(),
+            },
+        )
+        .unwrap();
+        let d = s.directory().unwrap();
+        assert!(d.immutable_for("myorg/app").is_none());
+        assert_eq!(d.quota("myorg"), None);
     }
 
     #[test]

@@ -34,6 +34,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("trust-set", "PUT", "trust/{name}"),
     ("trust-unset", "DELETE", "trust/{name}"),
+    ("immutable-set", "PUT", "immutable/{name}"),
+    ("immutable-unset", "DELETE", "immutable/{name}"),
+    ("quota-set", "PUT", "quotas/{namespace}"),
+    ("quota-unset", "DELETE", "quotas/{namespace}"),
     ("token-revoke", "DELETE", "tokens/{account}"),
     // Queries.
     ("whoami", "GET", "whoami"),
@@ -43,6 +47,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("audit", "GET", "audit"),
     ("trust-show", "GET", "trust/{name}"),
     ("token-list", "GET", "tokens"),
+    ("immutable-show", "GET", "immutable/{name}"),
+    ("usage", "GET", "usage"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +78,8 @@ impl Call {
                 | "audit"
                 | "trust-show"
                 | "token-list"
+                | "immutable-show"
+                | "usage"
         ) {
             return None;
         }
@@ -251,6 +259,20 @@ mod tests {
             },
             Change::TrustUnset {
                 name: "myorg/app".into(),
+            },
+            Change::ImmutableSet {
+                name: "myorg/a/b".into(),
+                patterns: vec!["v*".into(), "release-?".into()],
+            },
+            Change::ImmutableUnset {
+                name: "myorg".into(),
+            },
+            Change::QuotaSet {
+                namespace: "myorg".into(),
+                bytes: 10 << 30,
+            },
+            Change::QuotaUnset {
+                namespace: "myorg".into(),
             },
             Change::TokenRevoke {
                 account: "alice".into(),

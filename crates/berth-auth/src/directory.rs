@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::names::namespace_of;
+use crate::policy::ImmutableTags;
 use crate::trust::Trust;
 
 /// A permission level; each includes the ones below it.
@@ -170,6 +171,10 @@ pub struct Directory {
     pub(crate) visibility: HashMap<String, Visibility>,
     /// namespace or repository -> its content trust setting.
     pub(crate) trust: HashMap<String, Arc<Trust>>,
+    /// namespace or repository -> its immutable tag patterns.
+    pub(crate) immutable: HashMap<String, Arc<ImmutableTags>>,
+    /// namespace -> its quota in bytes.
+    pub(crate) quotas: HashMap<String, u64>,
 }
 
 impl Directory {
@@ -193,6 +198,31 @@ impl Directory {
         self.grants.values().flatten().any(|(t, _)| in_ns(t))
             || self.visibility.keys().any(|r| in_ns(r))
             || self.trust.keys().any(|r| in_ns(r))
+            || self.immutable.keys().any(|r| in_ns(r))
+            || self.quotas.contains_key(ns)
+    }
+
+    /// The immutable-tags setting in force for repository `repo`: its own, else its
+    /// namespace's (the most specific wins, as for trust).
+    pub fn immutable_for(&self, repo: &str) -> Option<&Arc<ImmutableTags>> {
+        self.immutable
+            .get(repo)
+            .or_else(|| self.immutable.get(namespace_of(repo)))
+    }
+
+    /// The immutable-tags setting made on `target` itself.
+    pub fn immutable_setting(&self, target: &str) -> Option<&Arc<ImmutableTags>> {
+        self.immutable.get(target)
+    }
+
+    /// Namespace `ns`'s quota in bytes, if it has one.
+    pub fn quota(&self, ns: &str) -> Option<u64> {
+        self.quotas.get(ns).copied()
+    }
+
+    /// Every namespace with a quota, and the quota.
+    pub fn quotas(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.quotas.iter().map(|(n, b)| (n.as_str(), *b))
     }
 
     /// The content trust setting in force for repository `repo`: its own, else its

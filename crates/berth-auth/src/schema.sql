@@ -43,6 +43,21 @@ CREATE TABLE IF NOT EXISTS trust_settings (
     created_at    INTEGER NOT NULL
 );
 
+-- Immutable tags: tags of a namespace or repository matching one of the patterns never
+-- move to another manifest nor go once pushed.
+CREATE TABLE IF NOT EXISTS immutable_tags (
+    target     TEXT PRIMARY KEY,           -- namespace or repository
+    patterns   TEXT NOT NULL,              -- JSON array of glob patterns
+    created_at INTEGER NOT NULL
+);
+
+-- Quotas: the bytes of distinct blobs a namespace's repositories may link.
+CREATE TABLE IF NOT EXISTS quotas (
+    namespace  TEXT PRIMARY KEY,
+    bytes      BIGINT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,           -- sha256 hex of the token; the token is never stored
     account    TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,

@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
 use crate::names::{Subject, Target};
 use crate::now;
+use crate::policy::ImmutableTags;
 use crate::trust::{Trust, TrustKeys};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -308,6 +309,22 @@ pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
                 Arc::new(stored_trust(&target, required, &gpg, &sigstore)),
             );
         }
+        let mut st = tx.prepare("SELECT target, patterns FROM immutable_tags")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (target, patterns) = row?;
+            // Patterns were checked when set; kept as stored (an unreadable list
+            // protects nothing, which only an admin's new setting can fix).
+            let patterns = serde_json::from_str::<Vec<String>>(&patterns).unwrap_or_default();
+            d.immutable
+                .insert(target.clone(), Arc::new(ImmutableTags { target, patterns }));
+        }
+        let mut st = tx.prepare("SELECT namespace, bytes FROM quotas")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (ns, bytes) = row?;
+            d.quotas.insert(ns, bytes.max(0) as u64);
+        }
     }
     Ok(d)
 }
@@ -448,6 +465,11 @@ pub(crate) mod rows {
             params![name, inside, len],
         )?;
         tx.execute(
+            "DELETE FROM immutable_tags WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
+            params![name, inside, len],
+        )?;
+        tx.execute("DELETE FROM quotas WHERE namespace = ?1", params![name])?;
+        tx.execute(
             "DELETE FROM accounts WHERE substr(name, 1, ?2) = ?1",
             params![robots, len],
         )?;
@@ -508,6 +530,40 @@ pub(crate) mod rows {
             "DELETE FROM trust_settings WHERE target = ?1",
             params![target],
         )? == 1)
+    }
+
+    pub fn set_immutable(
+        tx: &rusqlite::Transaction,
+        target: &str,
+        patterns: &[String],
+    ) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(patterns).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO immutable_tags (target, patterns, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET patterns = excluded.patterns",
+            params![target, json, now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn unset_immutable(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
+        Ok(tx.execute(
+            "DELETE FROM immutable_tags WHERE target = ?1",
+            params![target],
+        )? == 1)
+    }
+
+    pub fn set_quota(tx: &rusqlite::Transaction, ns: &str, bytes: u64) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO quotas (namespace, bytes, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (namespace) DO UPDATE SET bytes = excluded.bytes",
+            params![ns, bytes.min(i64::MAX as u64) as i64, now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn unset_quota(tx: &rusqlite::Transaction, ns: &str) -> rusqlite::Result<bool> {
+        Ok(tx.execute("DELETE FROM quotas WHERE namespace = ?1", params![ns])? == 1)
     }
 
     pub fn add_member(
