@@ -49,6 +49,9 @@ pub enum StoreError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("blob {0} was removed by the garbage collector while it was linked; upload it again")]
     BlobVanished(Digest),
+    /// A tag the caller said may not move or go (immutable tags) would have.
+    #[error("tag {0} is immutable")]
+    TagImmutable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -152,6 +152,33 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a manifest (and points `tag` at it), after checking in the same
     /// transaction that everything it references is in the repository.
     fn put_manifest(&self, repo: &str, manifest: &NewManifest, tag: Option<&str>) -> Result<()>;
+    /// [`MetaStore::put_manifest`] where, with `immutable`, `tag` may only be new or
+    /// already on this manifest: checked in the write transaction, so of two pushes of
+    /// different manifests to a new immutable tag one wins and the other gets
+    /// [`crate::StoreError::TagImmutable`].
+    fn put_manifest_guarded(
+        &self,
+        repo: &str,
+        manifest: &NewManifest,
+        tag: Option<&str>,
+        immutable: bool,
+    ) -> Result<()>;
+    /// [`MetaStore::delete_manifest`], refused ([`crate::StoreError::TagImmutable`])
+    /// when a tag on the manifest, found in the write transaction, is `immutable`.
+    fn delete_manifest_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &dyn Fn(&str) -> bool,
+    ) -> Result<bool>;
+    /// Bytes of the distinct blobs linked to namespace `ns`'s repositories (`ns` and
+    /// `ns/…`): an index scan.
+    fn namespace_usage(&self, ns: &str) -> Result<u64>;
+    /// [`MetaStore::namespace_usage`] of every namespace holding blobs, by name.
+    fn usage(&self) -> Result<Vec<(String, u64)>>;
+    /// Whether any repository of namespace `ns` links the blob (it then costs the
+    /// namespace nothing more).
+    fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool>;
     fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and every tag on it; false when it was not there.

@@ -360,10 +360,31 @@ impl MetaStore for SqliteMeta {
     }
 
     fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
+        self.put_manifest_guarded(repo, m, tag, false)
+    }
+
+    fn put_manifest_guarded(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+        immutable: bool,
+    ) -> Result<()> {
         let digest = m.digest.to_string();
         self.write(|tx| {
             let id = ensure_repo(tx, repo)?;
             let now = now();
+            if let (Some(tag), true) = (tag, immutable) {
+                let on: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT manifest_digest FROM tags WHERE repository_id = ?1 AND name = ?2",
+                    )?
+                    .query_row(params![id, tag], |r| r.get(0))
+                    .optional()?;
+                if on.is_some_and(|d| d != digest) {
+                    return Err(StoreError::TagImmutable(tag.to_string()));
+                }
+            }
             {
                 let mut has_blob = tx.prepare_cached(
                     "SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
@@ -450,11 +471,32 @@ impl MetaStore for SqliteMeta {
     }
 
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.delete_manifest_guarded(repo, digest, &|_| false)
+    }
+
+    fn delete_manifest_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &dyn Fn(&str) -> bool,
+    ) -> Result<bool> {
         let d = digest.to_string();
         self.write(|tx| {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(false);
             };
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT name FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
+                )?;
+                let mut rows = st.query(params![id, d])?;
+                while let Some(row) = rows.next()? {
+                    let tag: String = row.get(0)?;
+                    if immutable(&tag) {
+                        return Err(StoreError::TagImmutable(tag));
+                    }
+                }
+            }
             tx.prepare_cached(
                 "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
             )?
@@ -568,6 +610,53 @@ impl MetaStore for SqliteMeta {
                 .prepare_cached("DELETE FROM tags WHERE repository_id = ?1 AND name = ?2")?
                 .execute(params![id, tag])?;
             Ok(n > 0)
+        })
+    }
+
+    fn namespace_usage(&self, ns: &str) -> Result<u64> {
+        // `ns/` up to (excluding) `ns0`: '0' follows '/', so this range is exactly the
+        // names under `ns/`, read from the name index.
+        let (lo, hi) = (format!("{ns}/"), format!("{ns}0"));
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
+                    SELECT rb.digest FROM repositories r
+                    JOIN repository_blobs rb ON rb.repository_id = r.id
+                    WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))",
+            )?
+            .query_row(params![ns, lo, hi], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n.max(0) as u64)
+    }
+
+    fn usage(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT ns, SUM(size) FROM (
+                    SELECT DISTINCT
+                        CASE WHEN instr(r.name, '/') > 0
+                             THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE r.name END AS ns,
+                        b.digest, b.size
+                    FROM repositories r
+                    JOIN repository_blobs rb ON rb.repository_id = r.id
+                    JOIN blobs b ON b.digest = rb.digest)
+                 GROUP BY ns ORDER BY ns",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.map(|r| r.map(|(n, s)| (n, s.max(0) as u64))).collect()
+        })
+    }
+
+    fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool> {
+        let (lo, hi) = (format!("{ns}/"), format!("{ns}0"));
+        let d = digest.to_string();
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT 1 FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND rb.digest = ?4",
+            )?
+            .exists(params![ns, lo, hi, d])
         })
     }
 
@@ -902,6 +991,62 @@ mod tests {
             artifact_type: Some("t/x".into()),
             annotations: None,
         }
+    }
+
+    #[test]
+    fn immutable_tags_are_checked_inside_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let (a, b) = (manifest(d(1), vec![], None), manifest(d(2), vec![], None));
+        m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+            .unwrap();
+        // The same manifest again is fine (a retried push); another is not.
+        m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+            .unwrap();
+        let e = m.put_manifest_guarded("ns/app", &b, Some("v1"), true);
+        assert!(
+            matches!(e, Err(StoreError::TagImmutable(ref t)) if t == "v1"),
+            "{e:?}"
+        );
+        assert_eq!(
+            m.manifest_by_tag("ns/app", "v1").unwrap().unwrap().digest,
+            d(1)
+        );
+        // Not immutable: it moves.
+        m.put_manifest_guarded("ns/app", &b, Some("v1"), false)
+            .unwrap();
+        assert_eq!(
+            m.manifest_by_tag("ns/app", "v1").unwrap().unwrap().digest,
+            d(2)
+        );
+        // A manifest carrying an immutable tag stays, with its tag.
+        let e = m.delete_manifest_guarded("ns/app", &d(2), &|t| t == "v1");
+        assert!(matches!(e, Err(StoreError::TagImmutable(_))), "{e:?}");
+        assert!(m.manifest_by_tag("ns/app", "v1").unwrap().is_some());
+        assert!(m
+            .delete_manifest_guarded("ns/app", &d(2), &|t| t == "v2")
+            .unwrap());
+    }
+
+    #[test]
+    fn usage_counts_each_blob_once_per_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let yes = || true;
+        m.link_blob("ns/a", &d(1), 100, &yes).unwrap();
+        m.link_blob("ns/b", &d(1), 100, &yes).unwrap();
+        m.link_blob("ns/b/c", &d(2), 20, &yes).unwrap();
+        m.link_blob("ns0/x", &d(3), 5, &yes).unwrap();
+        m.link_blob("other", &d(1), 100, &yes).unwrap();
+        assert_eq!(m.namespace_usage("ns").unwrap(), 120);
+        assert_eq!(m.namespace_usage("ns0").unwrap(), 5);
+        assert_eq!(m.namespace_usage("none").unwrap(), 0);
+        assert_eq!(
+            m.usage().unwrap(),
+            [("ns".into(), 120), ("ns0".into(), 5), ("other".into(), 100)]
+        );
+        assert!(m.blob_in_namespace("ns", &d(2)).unwrap());
+        assert!(!m.blob_in_namespace("ns", &d(3)).unwrap());
     }
 
     #[test]
