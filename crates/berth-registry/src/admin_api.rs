@@ -179,6 +179,58 @@ async fn refuse_taken_namespace(
     Ok(())
 }
 
+/// `GET /api/v1/usage[?namespace=]`: bytes of distinct blobs per namespace, with the
+/// quota where one is set. A superuser sees every namespace; others the namespaces
+/// they administer.
+async fn usage(
+    reg: &Arc<Registry>,
+    dir: &berth_auth::Directory,
+    who: &Principal,
+    namespace: Option<&str>,
+) -> Result<Value, Response> {
+    let may =
+        |ns: &str| dir.is_superuser(who) || dir.namespace_level(who, ns) == Some(Level::Admin);
+    let internal = |e: berth_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let rows = match namespace {
+        Some(ns) => {
+            berth_auth::names::check_account(ns).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            if !may(ns) {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    format!("{who} may not see the usage of {ns}"),
+                ));
+            }
+            let (r, n) = (reg.clone(), ns.to_string());
+            let used = tokio::task::spawn_blocking(move || r.meta.namespace_usage(&n))
+                .await
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+                .map_err(internal)?;
+            vec![(ns.to_string(), used)]
+        }
+        None => {
+            let r = reg.clone();
+            let mut all = tokio::task::spawn_blocking(move || r.meta.usage())
+                .await
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+                .map_err(internal)?;
+            // Namespaces with a quota and nothing stored yet are listed too.
+            for (ns, _) in dir.quotas() {
+                if !all.iter().any(|(n, _)| n == ns) {
+                    all.push((ns.to_string(), 0));
+                }
+            }
+            all.sort();
+            all.retain(|(ns, _)| may(ns));
+            all
+        }
+    };
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(ns, bytes)| json!({ "namespace": ns, "bytes": bytes, "quota": dir.quota(&ns) }))
+        .collect();
+    Ok(json!({ "namespaces": list }))
+}
+
 fn admin_error(e: AdminError) -> Response {
     let status = match &e {
         AdminError::Denied(_) => StatusCode::FORBIDDEN,
@@ -188,7 +240,8 @@ fn admin_error(e: AdminError) -> Response {
         AdminError::Name(_)
         | AdminError::Password(_)
         | AdminError::Invalid(_)
-        | AdminError::Trust(_) => StatusCode::BAD_REQUEST,
+        | AdminError::Trust(_)
+        | AdminError::Policy(_) => StatusCode::BAD_REQUEST,
     };
     error(status, e)
 }
@@ -293,6 +346,32 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 )
             })?
         }
+        "immutable-show" => {
+            let name = call.param("name").unwrap_or_default();
+            let target = berth_auth::names::Target::parse(name)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            let (may_read, setting) = match &target {
+                berth_auth::names::Target::Namespace(ns) => (
+                    dir.namespace_level(who, ns).is_some(),
+                    dir.immutable_setting(ns),
+                ),
+                berth_auth::names::Target::Repository(r) => (
+                    dir.level(who, r.as_str()).is_some(),
+                    dir.immutable_for(r.as_str()),
+                ),
+            };
+            if !may_read {
+                return Err(denied());
+            }
+            let s = setting.ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no immutable-tags setting applies to {name}"),
+                )
+            })?;
+            json!({ "name": s.target, "patterns": s.patterns })
+        }
+        "usage" => usage(reg, &dir, who, call.param("namespace")).await?,
         _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())

@@ -15,6 +15,7 @@ pub mod gc;
 mod listing;
 mod manifests;
 pub mod metrics;
+mod policy;
 mod routes;
 mod search;
 mod signatures;

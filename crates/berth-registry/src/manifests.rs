@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_image::{Digest, Manifest, Reference, RepositoryName};
-use berth_store::{NewManifest, StoredManifest};
+use berth_store::{NewManifest, StoreError, StoredManifest};
 use http_body_util::BodyExt;
 
 use crate::error::{ApiError, ApiResult, Code};
@@ -121,9 +121,24 @@ pub(crate) async fn put(
         Reference::Tag(t) => Some(t.to_string()),
         Reference::Digest(_) => None,
     };
+    // Immutable tags: checked in the store's write transaction, so of two pushes of
+    // different manifests to a new immutable tag only the first lands.
+    let setting = match &tag {
+        Some(t) => {
+            crate::policy::immutable(reg, name.as_str())?.filter(|s| s.rule_for(t).is_some())
+        }
+        None => None,
+    };
     let n = name.to_string();
-    reg.blocking(move |r| r.meta.put_manifest(&n, &new, tag.as_deref()))
-        .await?;
+    let immutable = setting.is_some();
+    reg.blocking(move |r| {
+        Ok::<_, ApiError>(
+            r.meta
+                .put_manifest_guarded(&n, &new, tag.as_deref(), immutable),
+        )
+    })
+    .await?
+    .map_err(|e| immutable_error(name, e, setting.as_deref()))?;
     // The catalog learns of it without the answer waiting (a full queue leaves it
     // for the catalog's backfill).
     if let Some(catalog) = &reg.catalog {
@@ -149,6 +164,21 @@ pub(crate) async fn put(
     Ok(resp)
 }
 
+/// A store error as the API answers it; an immutable tag the store refused to move or
+/// remove names its rule.
+fn immutable_error(
+    name: &RepositoryName,
+    e: StoreError,
+    setting: Option<&berth_auth::ImmutableTags>,
+) -> ApiError {
+    match (e, setting) {
+        (StoreError::TagImmutable(tag), Some(s)) => {
+            crate::policy::tag_denied(name.as_str(), &tag, s)
+        }
+        (e, _) => e.into(),
+    }
+}
+
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) -> ApiResult {
     let reference: Reference = r.parse().map_err(|_| unknown(name, r))?;
     let n = name.to_string();
@@ -156,12 +186,28 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) 
         Reference::Digest(d) => Some(d.clone()),
         Reference::Tag(_) => None,
     };
+    let setting = crate::policy::immutable(reg, name.as_str())?;
+    if let (Reference::Tag(t), Some(s)) = (&reference, &setting) {
+        // An immutable tag never goes; one that is not there is simply unknown.
+        if s.rule_for(t.as_str()).is_some()
+            && reg
+                .meta
+                .manifest_by_tag(name.as_str(), t.as_str())?
+                .is_some()
+        {
+            return Err(crate::policy::tag_denied(name.as_str(), t.as_str(), s));
+        }
+    }
+    let guard = setting.clone();
     let deleted = reg
         .blocking(move |r| match reference {
-            Reference::Tag(t) => r.meta.delete_tag(&n, t.as_str()),
-            Reference::Digest(d) => r.meta.delete_manifest(&n, &d),
+            Reference::Tag(t) => Ok::<_, ApiError>(r.meta.delete_tag(&n, t.as_str())),
+            Reference::Digest(d) => Ok(r.meta.delete_manifest_guarded(&n, &d, &|tag| {
+                guard.as_ref().is_some_and(|s| s.rule_for(tag).is_some())
+            })),
         })
-        .await?;
+        .await?
+        .map_err(|e| immutable_error(name, e, setting.as_deref()))?;
     if deleted {
         if let Some(catalog) = &reg.catalog {
             catalog.notify_deleted(name.as_str(), digest.as_ref());

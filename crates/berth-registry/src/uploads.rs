@@ -122,6 +122,7 @@ pub(crate) async fn start(
         let d = digest(mount)?;
         let from = query_get(&q, "from").map(repo).transpose()?;
         if let Some(size) = mountable(reg, &d, from.as_ref(), caller)? {
+            crate::policy::check_quota(reg, name.as_str(), Some(&d), size)?;
             let (n, d2) = (name.to_string(), d.clone());
             reg.blocking(move |r| r.link_blob(&n, &d2, size)).await?;
             return Ok(blob_created(name, &d));
@@ -170,6 +171,11 @@ async fn monolithic(
     d: Digest,
     req: Request,
 ) -> ApiResult {
+    if let Some(len) = content_length(req.headers()) {
+        if let Err(e) = crate::policy::check_quota(reg, name.as_str(), Some(&d), len) {
+            return refuse(req.into_body(), e).await;
+        }
+    }
     let id = new_id();
     let slot = reg.uploads.slot(&id);
     let _busy = slot.lock().await;
@@ -328,6 +334,15 @@ pub(crate) async fn patch(
         Ok(chunk) => chunk,
         Err(e) => return refuse(body, e).await,
     };
+    // Over the namespace's quota with what is already here: refused before storing it.
+    if let Some(len) = content_length(&parts.headers) {
+        let total = writer.len().saturating_add(len);
+        if let Err(e) = crate::policy::check_quota(reg, name.as_str(), None, total) {
+            *state = Some(writer.into_state());
+            drop(state);
+            return refuse(body, e).await;
+        }
+    }
     // A chunk that does not match its Content-Range is not kept; a body that breaks
     // off is (the client asks how much arrived, and resumes from there).
     let snapshot = range.map(|_| writer.snapshot());
@@ -383,7 +398,9 @@ pub(crate) async fn finish(
     };
     let result = commit_body(reg, name, id, writer, &d, body, Some(&mut state)).await;
     drop(state);
-    if result.is_ok() || matches!(&result, Err(e) if e.code == Code::DigestInvalid) {
+    if result.is_ok()
+        || matches!(&result, Err(e) if matches!(e.code, Code::DigestInvalid | Code::Denied))
+    {
         // Committed, or the data was thrown away: the session is over either way.
         reg.uploads.forget(id);
         let id2 = id.to_string();
@@ -416,6 +433,13 @@ async fn commit_body(
         }
         return Err(e);
     }
+    // The quota again with the real size, before the blob is stored: a refused blob
+    // is thrown away (its bytes never reach `blobs/`).
+    if let Err(e) = crate::policy::check_quota(reg, name.as_str(), Some(d), writer.len()) {
+        drop(writer);
+        let _ = reg.blobs.remove_upload(id);
+        return Err(e);
+    }
     let (n, d2) = (name.to_string(), d.clone());
     reg.blocking(move |r| {
         let size = r.blobs.commit(writer, &d2)?;
@@ -423,6 +447,16 @@ async fn commit_body(
     })
     .await?;
     Ok(())
+}
+
+/// The request's `Content-Length`, when it says one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Streams a request body into `writer`: the network task forwards frames, a blocking

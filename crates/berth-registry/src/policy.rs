@@ -1,0 +1,61 @@
+//! Enforcement of the content policies set in `berth_auth::policy`: immutable tags (in
+//! `manifests` PUT and DELETE) and namespace quotas (in `uploads`, before a blob is
+//! stored or linked). Both answer `403 DENIED` with a message naming the rule, since
+//! clients print the message.
+
+use std::sync::Arc;
+
+use berth_auth::names::namespace_of;
+use berth_auth::{Directory, ImmutableTags};
+use berth_image::Digest;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::Registry;
+
+/// The snapshot of access-control data the policies live in.
+fn directory(reg: &Registry) -> ApiResult<Arc<Directory>> {
+    let (dir, _) = reg.auth.directory().map_err(ApiError::internal)?;
+    Ok(dir)
+}
+
+/// The immutable-tags setting in force for `repo`, if any.
+pub(crate) fn immutable(reg: &Registry, repo: &str) -> ApiResult<Option<Arc<ImmutableTags>>> {
+    Ok(directory(reg)?.immutable_for(repo).cloned())
+}
+
+/// `403 DENIED`: `tag v1.0 of myorg/app is immutable (rule "v*" on myorg)`.
+pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableTags) -> ApiError {
+    let rule = setting.rule_for(tag).unwrap_or("?");
+    ApiError::new(Code::Denied).message(format!(
+        "tag {tag} of {repo} is immutable (rule \"{rule}\" on {})",
+        setting.target
+    ))
+}
+
+/// Refuses (`403 DENIED`, naming the quota) a blob of `size` bytes for `repo` when its
+/// namespace has a quota that its usage plus `size` would exceed. A blob the namespace
+/// already links (`digest`, when known) costs nothing. Reads only (index scans), so
+/// it runs inline; two uploads racing may both pass and go over by one blob.
+pub(crate) fn check_quota(
+    reg: &Registry,
+    repo: &str,
+    digest: Option<&Digest>,
+    size: u64,
+) -> ApiResult<()> {
+    let ns = namespace_of(repo);
+    let Some(quota) = directory(reg)?.quota(ns) else {
+        return Ok(());
+    };
+    if let Some(d) = digest {
+        if reg.meta.blob_in_namespace(ns, d)? {
+            return Ok(());
+        }
+    }
+    let used = reg.meta.namespace_usage(ns)?;
+    if used.saturating_add(size) > quota {
+        return Err(ApiError::new(Code::Denied).message(format!(
+            "quota of {ns} exceeded: {quota} bytes allowed, {used} used, this blob needs {size}"
+        )));
+    }
+    Ok(())
+}
