@@ -1,0 +1,341 @@
+//! Content policies over HTTP: immutable tags (a tag matching a rule never moves to
+//! another manifest nor goes; the same manifest again is fine) and namespace quotas (a
+//! blob over the quota is refused with `403 DENIED` before it is stored).
+//!
+//! Run with `cargo test -p berth-registry --test policy`.
+
+#[path = "api/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use berth_auth::{Actor, Change, Level, Principal, Secret};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use serde_json::{json, Value};
+use support::*;
+
+fn apply(srv: &Server, actor: &Actor, change: Change) {
+    srv.reg
+        .auth()
+        .store()
+        .apply(actor, &change)
+        .unwrap_or_else(|e| panic!("{change:?}: {e}"));
+}
+
+fn actor(name: &str) -> Actor {
+    Actor {
+        principal: Principal::Account(name.into()),
+        local: false,
+        from: "127.0.0.1".into(),
+    }
+}
+
+/// A client that logs in as `user` (password `<user>-pw`) on every request.
+fn as_user(srv: &Server, user: &str) -> Api {
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw"));
+    let mut h = HeaderMap::new();
+    h.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Basic {b}")).unwrap(),
+    );
+    Api {
+        base: srv.api.base.clone(),
+        client: reqwest::Client::builder()
+            .default_headers(h)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    }
+}
+
+/// A registry with superuser `root`; alice founded `myorg` (its admin), bob may write
+/// to it.
+async fn registry() -> Server {
+    let srv = Server::start().await;
+    for (u, superuser) in [("root", true), ("alice", false), ("bob", false)] {
+        apply(
+            &srv,
+            &Actor::local(),
+            Change::UserAdd {
+                name: u.into(),
+                password: Secret(format!("{u}-pw")),
+                superuser,
+            },
+        );
+    }
+    apply(
+        &srv,
+        &actor("alice"),
+        Change::OrgCreate {
+            name: "myorg".into(),
+        },
+    );
+    apply(
+        &srv,
+        &actor("alice"),
+        Change::Grant {
+            subject: "bob".into(),
+            level: Level::Write,
+            target: "myorg".into(),
+        },
+    );
+    srv
+}
+
+async fn status_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An image (config unique per seed, one shared layer) pushed as blobs; its manifest.
+async fn image(api: &Api, repo: &str, seed: u64) -> Vec<u8> {
+    let config = config_bytes(seed);
+    let layer = data(7, 1000);
+    push_blob(api, repo, &config).await;
+    push_blob(api, repo, &layer).await;
+    manifest_bytes(&image_manifest(
+        &Desc::of(OCI_CONFIG, &config),
+        &[Desc::of(OCI_LAYER, &layer)],
+    ))
+}
+
+async fn assert_immutable(api: &Api, repo: &str, tag: &str, m: &[u8], rule: &str, on: &str) {
+    let v = expect_error(
+        put_manifest(api, repo, tag, OCI_MANIFEST, m).await,
+        403,
+        "DENIED",
+    )
+    .await;
+    assert_eq!(
+        v["errors"][0]["message"],
+        format!("tag {tag} of {repo} is immutable (rule \"{rule}\" on {on})"),
+        "{v}"
+    );
+}
+
+async fn tag_digest(api: &Api, repo: &str, tag: &str) -> String {
+    let (h, _) = expect_status(
+        send(api.head(&format!("/v2/{repo}/manifests/{tag}"))).await,
+        200,
+    )
+    .await;
+    header_of(&h, "docker-content-digest").unwrap()
+}
+
+#[tokio::test]
+async fn immutable_tags_never_move_nor_go() {
+    let srv = registry().await;
+    let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
+    let repo = "myorg/app";
+    let (a, b) = (image(&bob, repo, 1).await, image(&bob, repo, 2).await);
+    let (da, db) = (sha256(&a), sha256(&b));
+
+    // Only an admin of the namespace sets it.
+    let set = |api: &Api, name: &str, patterns: &[&str]| {
+        api.put(&format!("/api/v1/immutable/{name}"))
+            .json(&json!({ "patterns": patterns }))
+    };
+    let (s, v) = status_of(send(set(&bob, "myorg", &["v*"])).await).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = status_of(send(set(&alice, "myorg", &["v/*"])).await).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = status_of(send(set(&alice, "myorg", &["v*"])).await).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = status_of(send(bob.get("/api/v1/immutable/myorg/app")).await).await;
+    assert_eq!(
+        (s, &v),
+        (200, &json!({"name": "myorg", "patterns": ["v*"]}))
+    );
+
+    // v1: pushed once, again with the same manifest (a retry), never to another.
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &a).await;
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &a).await;
+    assert_immutable(&bob, repo, "v1", &b, "v*", "myorg").await;
+    assert_eq!(tag_digest(&bob, repo, "v1").await, da);
+    // Nor deleted, by tag or by the digest it is on.
+    let v = expect_error(
+        send(bob.delete(&format!("/v2/{repo}/manifests/v1"))).await,
+        403,
+        "DENIED",
+    )
+    .await;
+    assert_eq!(
+        v["errors"][0]["message"],
+        "tag v1 of myorg/app is immutable (rule \"v*\" on myorg)"
+    );
+    expect_error(
+        send(bob.delete(&format!("/v2/{repo}/manifests/{da}"))).await,
+        403,
+        "DENIED",
+    )
+    .await;
+    assert_eq!(tag_digest(&bob, repo, "v1").await, da);
+    // An immutable tag that is not there is just unknown.
+    expect_error(
+        send(bob.delete(&format!("/v2/{repo}/manifests/v9"))).await,
+        404,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+
+    // latest matches no rule: it moves and goes freely.
+    push_manifest(&bob, repo, "latest", OCI_MANIFEST, &a).await;
+    push_manifest(&bob, repo, "latest", OCI_MANIFEST, &b).await;
+    assert_eq!(tag_digest(&bob, repo, "latest").await, db);
+    expect_status(
+        send(bob.delete(&format!("/v2/{repo}/manifests/latest"))).await,
+        202,
+    )
+    .await;
+
+    // The repository's own setting wins over its namespace's.
+    let (s, v) = status_of(send(set(&alice, repo, &["release-*"])).await).await;
+    assert_eq!(s, 200, "{v}");
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &b).await;
+    push_manifest(&bob, repo, "release-1", OCI_MANIFEST, &a).await;
+    assert_immutable(&bob, repo, "release-1", &b, "release-*", repo).await;
+    // Another repository of the namespace still follows the namespace.
+    let other = "myorg/other";
+    let c = image(&bob, other, 3).await;
+    push_manifest(&bob, other, "v2", OCI_MANIFEST, &c).await;
+    let d = image(&bob, other, 4).await;
+    assert_immutable(&bob, other, "v2", &d, "v*", "myorg").await;
+
+    // Unset: the namespace's rule applies again, then nothing.
+    let (s, _) = status_of(send(alice.delete(&format!("/api/v1/immutable/{repo}"))).await).await;
+    assert_eq!(s, 200);
+    assert_immutable(&bob, repo, "v1", &a, "v*", "myorg").await;
+    let (s, _) = status_of(send(alice.delete("/api/v1/immutable/myorg")).await).await;
+    assert_eq!(s, 200);
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &a).await;
+    assert_eq!(tag_digest(&bob, repo, "v1").await, da);
+    expect_status(
+        send(bob.delete(&format!("/v2/{repo}/manifests/v1"))).await,
+        202,
+    )
+    .await;
+    let (s, _) = status_of(send(bob.get("/api/v1/immutable/myorg")).await).await;
+    assert_eq!(s, 404);
+}
+
+/// Pushes `bytes` to `repo` with one `POST …?digest=`: the status and the answer.
+async fn post_blob(api: &Api, repo: &str, bytes: &[u8]) -> (u16, Value) {
+    status_of(push_blob_monolithic(api, repo, bytes, &sha256(bytes)).await).await
+}
+
+fn has_file(srv: &Server, digest: &str) -> bool {
+    let hex = digest.trim_start_matches("sha256:");
+    srv.blob_files().iter().any(|p| p.ends_with(hex))
+}
+
+#[tokio::test]
+async fn quotas_refuse_blobs_over_them_before_they_are_stored() {
+    let srv = registry().await;
+    let (root, alice, bob) = (
+        as_user(&srv, "root"),
+        as_user(&srv, "alice"),
+        as_user(&srv, "bob"),
+    );
+    let quota = |api: &Api, ns: &str, bytes: u64| {
+        api.put(&format!("/api/v1/quotas/{ns}"))
+            .json(&json!({ "bytes": bytes }))
+    };
+    // Not even the namespace's admin sets its quota.
+    let (s, v) = status_of(send(quota(&alice, "myorg", 1 << 20)).await).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = status_of(send(quota(&root, "myorg", 1 << 20)).await).await;
+    assert_eq!(s, 200, "{v}");
+
+    let blob = |seed| data(seed, 400 * 1024);
+    let (a, b, c) = (blob(1), blob(2), blob(3));
+    push_blob(&bob, "myorg/app", &a).await; // chunked session: POST + PUT
+    let (s, v) = post_blob(&bob, "myorg/app", &b).await;
+    assert_eq!(s, 201, "{v}");
+
+    // 800 KiB used; 400 more would exceed 1 MiB: refused, in every way it can come.
+    let dc = sha256(&c);
+    let (s, v) = post_blob(&bob, "myorg/app", &c).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["errors"][0]["code"], "DENIED");
+    assert_eq!(
+        v["errors"][0]["message"],
+        "quota of myorg exceeded: 1048576 bytes allowed, 819200 used, this blob needs 409600"
+    );
+    let loc = start_upload(&bob, "myorg/app").await;
+    let (s, v) = status_of(patch_chunk(&bob, &loc, 0, &c).await).await;
+    assert_eq!(
+        (s, v["errors"][0]["code"].as_str()),
+        (403, Some("DENIED")),
+        "{v}"
+    );
+    // The last chunk at the commit (PUT), its size known only then.
+    let loc = start_upload(&bob, "myorg/app").await;
+    let (s, v) = status_of(finish_upload(&bob, &loc, &dc, &c).await).await;
+    assert_eq!(
+        (s, v["errors"][0]["code"].as_str()),
+        (403, Some("DENIED")),
+        "{v}"
+    );
+    expect_status(
+        send(bob.head(&format!("/v2/myorg/app/blobs/{dc}"))).await,
+        404,
+    )
+    .await;
+    assert!(!has_file(&srv, &dc), "a refused blob was stored");
+    // Elsewhere (bob's own namespace has no quota) it goes in, but cannot be mounted in.
+    let (s, _) = post_blob(&bob, "bob/tools", &c).await;
+    assert_eq!(s, 201);
+    let mount = |to: &str, d: &str, from: &str| {
+        bob.post(&format!("/v2/{to}/blobs/uploads/?mount={d}&from={from}"))
+            .header(CONTENT_LENGTH, "0")
+    };
+    let (s, v) = status_of(send(mount("myorg/app", &dc, "bob/tools")).await).await;
+    assert_eq!(
+        (s, v["errors"][0]["code"].as_str()),
+        (403, Some("DENIED")),
+        "{v}"
+    );
+    expect_status(
+        send(bob.head(&format!("/v2/myorg/app/blobs/{dc}"))).await,
+        404,
+    )
+    .await;
+
+    // A blob the namespace already holds costs nothing: pushed or mounted again.
+    let da = sha256(&a);
+    let (s, v) = post_blob(&bob, "myorg/other", &a).await;
+    assert_eq!(s, 201, "{v}");
+    expect_status(send(mount("myorg/third", &da, "myorg/app")).await, 201).await;
+
+    // Usage: distinct bytes per namespace, with the quota.
+    let (s, v) = status_of(send(root.get("/api/v1/usage?namespace=myorg")).await).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v,
+        json!({"namespaces": [{"namespace": "myorg", "bytes": 819200, "quota": 1048576}]})
+    );
+    let (_, v) = status_of(send(root.get("/api/v1/usage")).await).await;
+    assert_eq!(
+        v,
+        json!({"namespaces": [
+            {"namespace": "bob", "bytes": 409600, "quota": null},
+            {"namespace": "myorg", "bytes": 819200, "quota": 1048576},
+        ]})
+    );
+    // Others see the namespaces they administer.
+    let (_, v) = status_of(send(alice.get("/api/v1/usage")).await).await;
+    assert_eq!(v["namespaces"].as_array().map(Vec::len), Some(1), "{v}");
+    let (s, _) = status_of(send(bob.get("/api/v1/usage?namespace=myorg")).await).await;
+    assert_eq!(s, 403);
+
+    // A larger quota lets the blob in; unset, there is no limit.
+    let (s, _) = status_of(send(quota(&root, "myorg", 2 << 20)).await).await;
+    assert_eq!(s, 200);
+    let (s, v) = post_blob(&bob, "myorg/app", &c).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _) = status_of(send(root.delete("/api/v1/quotas/myorg")).await).await;
+    assert_eq!(s, 200);
+    let (s, _) = post_blob(&bob, "myorg/app", &data(4, 3 << 20)).await;
+    assert_eq!(s, 201);
+}
