@@ -25,8 +25,8 @@ use crate::server::{Env, Kind, Server};
 
 const LAYERS: u64 = 4;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// One timed run of a process: wall time from spawn to exit, and its peak RSS.
 pub(crate) struct Run {
@@ -139,7 +139,7 @@ fn layout(data_dir: &Path, total: u64, tar: bool) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn put_blob(blobs: &Path, bytes: &[u8]) -> Result<String> {
+pub(crate) fn put_blob(blobs: &Path, bytes: &[u8]) -> Result<String> {
     let digest = format!("sha256:{:x}", Sha256::digest(bytes));
     fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)?;
     Ok(digest)

@@ -4,6 +4,7 @@
 //! stderr). See bench/README.md.
 
 mod build;
+mod catalog;
 mod client;
 mod data;
 mod gc;
@@ -51,7 +52,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s). The table goes to stdout, progress to stderr. \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
 struct Args {
@@ -146,6 +147,14 @@ const PHASES: &[(&str, &[&str])] = &[
     ),
     ("build_cached", &["build_cached_ms", "build_first_ms"]),
     ("gc", &["gc_pull_rps", "gc_collect_s"]),
+    (
+        "catalog_push",
+        &[
+            "catalog_push_ms",
+            "catalog_push_analysis_cpu_s",
+            "catalog_push_inventoried",
+        ],
+    ),
 ];
 
 /// Timed rebuilds of build_cached at least (well under a second each: cheap, and the
@@ -477,6 +486,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         gc::gc_phase(&env, table, cfg.gc_manifests).await?;
         background(table, "gc", m);
+    }
+    if cfg.wants("catalog_push") {
+        let m = CpuMark::now();
+        catalog::push_phase(&env, table, &data_dir, cfg.reps).await?;
+        background(table, "catalog_push", m);
     }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();

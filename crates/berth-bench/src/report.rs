@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 pub enum Target {
     /// berth / docker-registry must be at least this.
     RatioAtLeast(f64),
+    /// berth / the other column must be at most this (a cost: "no slower than").
+    RatioAtMost(f64),
     /// berth's value must be at most this.
     AtMost(f64),
     /// berth's value must be below this.
@@ -22,6 +24,7 @@ impl Target {
     fn text(self) -> String {
         match self {
             Target::RatioAtLeast(r) => format!("ratio >= {r}"),
+            Target::RatioAtMost(r) => format!("ratio <= {r}"),
             Target::AtMost(v) => format!("berth <= {v}"),
             Target::Below(v) => format!("berth < {v}"),
             Target::Faster { by, below: None } => format!("berth ≥ {by}x faster"),
@@ -33,6 +36,7 @@ impl Target {
     fn check(self, berth: f64, ratio: Option<f64>) -> Option<bool> {
         match self {
             Target::RatioAtLeast(r) => ratio.map(|x| x >= r),
+            Target::RatioAtMost(r) => ratio.map(|x| x <= r),
             Target::AtMost(v) => Some(berth <= v),
             Target::Below(v) => Some(berth < v),
             Target::Faster { by, below } => {
@@ -145,6 +149,16 @@ const ROWS: &[(&str, &str, Target)] = &[
             by: 10.0,
             below: None,
         },
+    ),
+    // Both columns berth: push answer with the catalog on / with --catalog=false.
+    ("catalog_push_ms", "ms", Target::RatioAtMost(1.05)),
+    // The on instance's CPU for a push and its analysis minus the off one's push.
+    ("catalog_push_analysis_cpu_s", "s/push", Target::Info),
+    // Images inventoried / images pushed.
+    (
+        "catalog_push_inventoried",
+        "images",
+        Target::RatioAtLeast(1.0),
     ),
 ];
 
@@ -320,6 +334,13 @@ mod tests {
         assert!(md.contains("FAIL (ERR)"));
         assert!(md.contains("blob_get_MBps: berth: boom"));
         assert!(!md.contains("startup_10k_tags_ms"));
+        let mut t = Table::new();
+        t.add("catalog_push_ms", true, 104.0);
+        t.add("catalog_push_ms", false, 100.0);
+        assert!(t.markdown().contains("| 1.04x | ratio <= 1.05 | PASS |"));
+        t.add("catalog_push_ms", true, 120.0);
+        t.add("catalog_push_ms", false, 100.0);
+        assert!(t.markdown().contains("| 1.12x | ratio <= 1.05 | FAIL |"));
         let mut t = Table::new();
         t.add("local_images_1000_ms", true, 20.0);
         t.add("local_images_1000_ms", false, 200.0);
