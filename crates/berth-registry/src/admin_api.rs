@@ -184,51 +184,33 @@ async fn refuse_taken_namespace(
 /// they administer.
 async fn usage(
     reg: &Arc<Registry>,
-    dir: &berth_auth::Directory,
+    dir: &Arc<berth_auth::Directory>,
     who: &Principal,
     namespace: Option<&str>,
 ) -> Result<Value, Response> {
-    let may =
-        |ns: &str| dir.is_superuser(who) || dir.namespace_level(who, ns) == Some(Level::Admin);
-    let internal = |e: berth_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let rows = match namespace {
-        Some(ns) => {
-            berth_auth::names::check_account(ns).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
-            if !may(ns) {
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    format!("{who} may not see the usage of {ns}"),
-                ));
-            }
-            let (r, n) = (reg.clone(), ns.to_string());
-            let used = tokio::task::spawn_blocking(move || r.meta.namespace_usage(&n))
-                .await
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
-                .map_err(internal)?;
-            vec![(ns.to_string(), used)]
+    if let Some(ns) = namespace {
+        berth_auth::names::check_account(ns).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+        if !dir.is_superuser(who) && dir.namespace_level(who, ns) != Some(Level::Admin) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!("{who} may not see the usage of {ns}"),
+            ));
         }
-        None => {
-            let r = reg.clone();
-            let mut all = tokio::task::spawn_blocking(move || r.meta.usage())
-                .await
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
-                .map_err(internal)?;
-            // Namespaces with a quota and nothing stored yet are listed too.
-            for (ns, _) in dir.quotas() {
-                if !all.iter().any(|(n, _)| n == ns) {
-                    all.push((ns.to_string(), 0));
-                }
-            }
-            all.sort();
-            all.retain(|(ns, _)| may(ns));
-            all
-        }
-    };
-    let list: Vec<Value> = rows
-        .into_iter()
-        .map(|(ns, bytes)| json!({ "namespace": ns, "bytes": bytes, "quota": dir.quota(&ns) }))
-        .collect();
-    Ok(json!({ "namespaces": list }))
+    }
+    let (r, d, w, ns) = (
+        reg.clone(),
+        dir.clone(),
+        who.clone(),
+        namespace.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || {
+        crate::policy::usage_json(r.meta.as_ref(), &d, ns.as_deref(), |n| {
+            d.is_superuser(&w) || d.namespace_level(&w, n) == Some(Level::Admin)
+        })
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 fn admin_error(e: AdminError) -> Response {

@@ -36,6 +36,7 @@ use berth_auth::{Auth, AuthConfig};
 use berth_store::{BlobStore, MetaStore, SqliteMeta};
 
 pub use error::{ApiError, Code};
+pub use policy::usage_json;
 
 /// Largest manifest accepted (4 MiB, as distribution and the spec suggest).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use berth_auth::names::namespace_of;
 use berth_auth::{Directory, ImmutableTags};
 use berth_image::Digest;
+use berth_store::{MetaStore, StoreError};
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::Registry;
@@ -58,4 +60,35 @@ pub(crate) fn check_quota(
         )));
     }
     Ok(())
+}
+
+/// Usage per namespace as `/api/v1/usage` and `berth registry usage` answer it:
+/// `{"namespaces": [{"namespace", "bytes", "quota"}]}`, bytes being the distinct
+/// blobs its repositories link. With `namespace`, that one (also when empty);
+/// without, every namespace holding blobs or having a quota that `may` lets through.
+pub fn usage_json(
+    meta: &dyn MetaStore,
+    dir: &Directory,
+    namespace: Option<&str>,
+    may: impl Fn(&str) -> bool,
+) -> Result<Value, StoreError> {
+    let rows = match namespace {
+        Some(ns) => vec![(ns.to_string(), meta.namespace_usage(ns)?)],
+        None => {
+            let mut all = meta.usage()?;
+            for (ns, _) in dir.quotas() {
+                if !all.iter().any(|(n, _)| n == ns) {
+                    all.push((ns.to_string(), 0));
+                }
+            }
+            all.sort();
+            all.retain(|(ns, _)| may(ns));
+            all
+        }
+    };
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(ns, bytes)| json!({ "namespace": ns, "bytes": bytes, "quota": dir.quota(&ns) }))
+        .collect();
+    Ok(json!({ "namespaces": list }))
 }

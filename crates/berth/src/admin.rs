@@ -62,6 +62,18 @@ enum AdminCommand {
     /// trusted key signed them
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Immutable tags: tags of a namespace or repository matching a pattern, once
+    /// pushed, never move to another image nor go
+    #[command(subcommand)]
+    Immutable(ImmutableCommand),
+    /// Quotas: the bytes a namespace's repositories may hold (superusers)
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Bytes used per namespace (distinct blobs), with the quota (JSON)
+    Usage {
+        /// Only this namespace
+        namespace: Option<String>,
+    },
     /// Garbage collection now: untagged manifests (not a child of a tagged index, not
     /// a referrer of a live subject) and blobs nothing links, older than the grace
     /// period, while the registry keeps serving; prints what went (JSON)
@@ -225,6 +237,40 @@ enum TrustCommand {
     Unset { name: String },
 }
 
+#[derive(Subcommand, Debug)]
+enum ImmutableCommand {
+    /// Make NAME's tags matching a PATTERN (`*`, `?`: `v*`, `release-*`) immutable,
+    /// replacing NAME's setting (a repository's own setting wins over its namespace's)
+    Set {
+        /// A namespace (myorg) or a repository (myorg/app)
+        name: String,
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<String>,
+    },
+    /// Show the setting in force on NAME (JSON)
+    Show { name: String },
+    /// Remove NAME's own setting
+    Unset { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaCommand {
+    /// Limit namespace NS to SIZE bytes of distinct blobs (`10GiB`, `500MB`, `1048576`)
+    Set {
+        namespace: String,
+        #[arg(value_parser = parse_size)]
+        size: u64,
+    },
+    /// Remove NS's quota
+    Unset { namespace: String },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    berth_auth::policy::parse_size(s).ok_or_else(|| {
+        format!("{s:?} is not a size: a number of bytes, or with a unit (500MB, 10GiB)")
+    })
+}
+
 /// What to do: a change, or a question.
 enum Request {
     Change(Change),
@@ -232,6 +278,8 @@ enum Request {
     OrgShow(String),
     Audit(usize),
     TrustShow(String),
+    ImmutableShow(String),
+    Usage(Option<String>),
     TokenList(Option<String>),
     Gc {
         dry_run: bool,
@@ -382,6 +430,26 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             return Ok(Request::VulndbImport(files))
         }
         AdminCommand::Trust(TrustCommand::Unset { name }) => Change::TrustUnset { name },
+        AdminCommand::Immutable(ImmutableCommand::Set { name, patterns }) => {
+            Change::ImmutableSet { name, patterns }
+        }
+        AdminCommand::Immutable(ImmutableCommand::Show { name }) => {
+            return Ok(Request::ImmutableShow(name))
+        }
+        AdminCommand::Immutable(ImmutableCommand::Unset { name }) => {
+            Change::ImmutableUnset { name }
+        }
+        AdminCommand::Quota(QuotaCommand::Set { namespace, size }) => Change::QuotaSet {
+            namespace,
+            bytes: size,
+        },
+        AdminCommand::Quota(QuotaCommand::Unset { namespace }) => Change::QuotaUnset { namespace },
+        AdminCommand::Usage { namespace } => {
+            if let Some(ns) = &namespace {
+                berth_auth::names::check_account(ns).with_context(|| format!("usage {ns}"))?;
+            }
+            return Ok(Request::Usage(namespace));
+        }
         AdminCommand::Repo(RepoCommand::Visibility {
             repository,
             visibility,
@@ -498,6 +566,12 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 &serde_json::json!({ "imports": imports, "rematch": rematch }),
             )));
         }
+        Request::Usage(namespace) => {
+            let (meta, _) = open_content(root)?;
+            let dir = berth_auth::open_store(root)?.directory()?;
+            let v = berth_registry::usage_json(&meta, &dir, namespace.as_deref(), |_| true)?;
+            return Ok(Some(pretty(&v)));
+        }
         Request::Fsck(repair) => {
             let (meta, blobs) = open_content(root)?;
             let report = berth_store::fsck::check(&meta, &blobs, *repair)?;
@@ -519,7 +593,11 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
     }
     let store = berth_auth::open_store(root)?;
     Ok(match request {
-        Request::Gc { .. } | Request::Fsck(_) | Request::Scan { .. } | Request::VulndbImport(_) => {
+        Request::Gc { .. }
+        | Request::Fsck(_)
+        | Request::Scan { .. }
+        | Request::VulndbImport(_)
+        | Request::Usage(_) => {
             unreachable!("answered above")
         }
         Request::Change(change) => {
@@ -546,6 +624,19 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             match setting {
                 Some(t) => Some(pretty(&t.describe())),
                 None => bail!("no trust setting applies to {name}"),
+            }
+        }
+        Request::ImmutableShow(name) => {
+            let dir = store.directory()?;
+            let setting = match berth_auth::names::Target::parse(name)? {
+                berth_auth::names::Target::Namespace(ns) => dir.immutable_setting(&ns).cloned(),
+                berth_auth::names::Target::Repository(r) => dir.immutable_for(r.as_str()).cloned(),
+            };
+            match setting {
+                Some(s) => Some(pretty(
+                    &serde_json::json!({ "name": s.target, "patterns": s.patterns }),
+                )),
+                None => bail!("no immutable-tags setting applies to {name}"),
             }
         }
     })
@@ -709,6 +800,14 @@ fn remote(
         Request::OrgShow(name) => ("GET", format!("orgs/{name}"), Value::Null),
         Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
         Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
+        Request::ImmutableShow(name) => ("GET", format!("immutable/{name}"), Value::Null),
+        Request::Usage(ns) => {
+            let query = ns
+                .as_deref()
+                .map(|n| format!("?namespace={n}"))
+                .unwrap_or_default();
+            ("GET", format!("usage{query}"), Value::Null)
+        }
         Request::TokenList(account) => {
             // Account names are [a-z0-9._+-]: only a robot's `+` needs escaping.
             let query = account
