@@ -24,10 +24,16 @@ fuzz_target!(|data: &[u8]| {
         panic!("{} databases for one file", art.databases.len());
     };
     assert_eq!(db, path);
+    // Lines that name a package as the parser reads fields: not a continuation, the
+    // name before `:` trimmed (of any whitespace, form feeds too), any case.
     let lossy = String::from_utf8_lossy(text);
     let stanzas = lossy
         .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("package"))
+        .filter(|l| !l.starts_with([' ', '\t']))
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("package"))
+        })
         .count();
     assert!(
         pkgs.len() <= stanzas,
