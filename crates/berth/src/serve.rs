@@ -1,10 +1,10 @@
 //! `berth serve`: configuration (flags > `BERTH_*` environment > TOML file > defaults),
 //! logging, signals and graceful shutdown around the registry's router.
 
-use std::future::{Future, IntoFuture};
+mod limits;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,12 +20,15 @@ const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
 const DEFAULT_GC_GRACE: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
-tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog) or with the environment variable shown. Flags win \
+tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, max_connections, header_timeout, \
+body_timeout) or with the environment variable shown. Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
@@ -91,6 +94,19 @@ pub struct ServeArgs {
     /// off [default: true]
     #[arg(long, env = "BERTH_CATALOG", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     catalog: Option<bool>,
+    /// Serve at most this many connections at once; the next ones are answered 503
+    /// with Retry-After (closed at once under TLS) [default: from the open-files limit,
+    /// at most 4096]
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// A request's head (line and headers) must arrive within this, and an idle
+    /// keep-alive connection is closed after it; "0s" turns it off [default: 30s]
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    header_timeout: Option<Duration>,
+    /// A request whose body sends no byte for this long ends (a slow but steady
+    /// upload goes on); "0s" turns it off [default: 60s]
+    #[arg(long, env = "BERTH_BODY_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    body_timeout: Option<Duration>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -117,6 +133,11 @@ struct FileConfig {
     gc_grace: Option<Duration>,
     gc_keep_untagged: Option<bool>,
     catalog: Option<bool>,
+    max_connections: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    body_timeout: Option<Duration>,
 }
 
 mod humantime_serde_opt {
@@ -146,6 +167,7 @@ struct Settings {
     token_lifetime: Duration,
     gc: berth_registry::gc::GcConfig,
     catalog: bool,
+    limits: limits::Limits,
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -215,6 +237,25 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                 .unwrap_or(false),
         },
         catalog: args.catalog.or(file.catalog).unwrap_or(true),
+        limits: limits::Limits {
+            max_connections: match args.max_connections.or(file.max_connections) {
+                Some(0) => anyhow::bail!("max_connections must be at least 1"),
+                Some(n) => n as usize,
+                None => limits::default_max_connections(),
+            },
+            header_timeout: Some(
+                args.header_timeout
+                    .or(file.header_timeout)
+                    .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            )
+            .filter(|d| !d.is_zero()),
+            body_timeout: Some(
+                args.body_timeout
+                    .or(file.body_timeout)
+                    .unwrap_or(DEFAULT_BODY_TIMEOUT),
+            )
+            .filter(|d| !d.is_zero()),
+        },
     })
 }
 
@@ -289,38 +330,27 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
-    let app = registry
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &certificate {
+    let tls = match &certificate {
         Some(cert) => {
             tokio::spawn(reload_on_hangup(cert.clone()));
-            let tls = crate::tls::TlsListener::new(listener, cert.server_config()?)?;
-            // tap_io adds nothing but lets axum hand the peer address to handlers.
-            let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
-            Box::pin(
-                axum::serve(tls, app)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
+            Some(tokio_rustls::TlsAcceptor::from(cert.server_config()?))
         }
-        None => {
-            let tcp = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            Box::pin(
-                axum::serve(tcp, app)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
-        }
+        None => None,
     };
+    tracing::info!(limits = ?s.limits, "connection limits");
+    let server = limits::serve(
+        listener,
+        tls,
+        registry.router(),
+        s.limits.clone(),
+        stop.clone(),
+    );
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(s.shutdown_timeout).await;
     };
     tokio::select! {
-        r = server => r.context("serving")?,
+        () = server => {}
         () = deadline => tracing::warn!(
             timeout = ?s.shutdown_timeout,
             "requests still running at the shutdown deadline; exiting anyway"

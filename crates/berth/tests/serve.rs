@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{admin, free_port, BERTH};
+use common::{admin, free_port, sha256, BERTH};
 
 /// A `berth serve` process, killed when dropped.
 struct Serve {
@@ -153,24 +153,6 @@ fn try_request(
 fn request(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Resp {
     try_request(addr, method, path, headers, body)
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
-}
-
-/// sha256 through the system tool, to stay independent of the code under test.
-fn sha256(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum (coreutils)");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "sha256:{}",
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-    )
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {

@@ -8,6 +8,24 @@ use std::process::{Command, Output, Stdio};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
+/// sha256 through the system tool, to stay independent of the code under test.
+pub fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    )
+}
+
 /// A loopback port nobody listens on right now (another process may take it before
 /// the caller binds it; callers that care retry).
 pub fn free_port() -> u16 {
