@@ -179,6 +179,34 @@ async fn refuse_taken_namespace(
     Ok(())
 }
 
+/// The setting shown for `name` (a namespace: its own; a repository: the one in force),
+/// to whoever may read there; else the status and message of the error answer (403,
+/// or 400 for a bad name).
+fn readable_setting<'d, T: ?Sized>(
+    dir: &'d berth_auth::Directory,
+    who: &Principal,
+    name: &str,
+    of_namespace: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<&'d T>,
+    for_repository: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<&'d T>,
+) -> Result<Option<&'d T>, (StatusCode, String)> {
+    let target = berth_auth::names::Target::parse(name)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (may_read, setting) = match &target {
+        berth_auth::names::Target::Namespace(ns) => (
+            dir.namespace_level(who, ns).is_some(),
+            of_namespace(dir, ns),
+        ),
+        berth_auth::names::Target::Repository(r) => (
+            dir.level(who, r.as_str()).is_some(),
+            for_repository(dir, r.as_str()),
+        ),
+    };
+    if !may_read {
+        return Err((StatusCode::FORBIDDEN, format!("{who} may not see this")));
+    }
+    Ok(setting)
+}
+
 /// `GET /api/v1/usage[?namespace=]`: bytes of distinct blobs per namespace, with the
 /// quota where one is set. A superuser sees every namespace; others the namespaces
 /// they administer.
@@ -305,22 +333,15 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
         }
         "trust-show" => {
             let name = call.param("name").unwrap_or_default();
-            let target = berth_auth::names::Target::parse(name)
-                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
             // Keys are public; the setting is shown to whoever may read there.
-            let (may_read, setting) = match &target {
-                berth_auth::names::Target::Namespace(ns) => (
-                    dir.namespace_level(who, ns).is_some(),
-                    dir.trust_setting(ns),
-                ),
-                berth_auth::names::Target::Repository(r) => (
-                    dir.level(who, r.as_str()).is_some(),
-                    dir.trust_for(r.as_str()),
-                ),
-            };
-            if !may_read {
-                return Err(denied());
-            }
+            let setting = readable_setting(
+                &dir,
+                who,
+                name,
+                |d, ns| d.trust_setting(ns),
+                |d, r| d.trust_for(r),
+            )
+            .map_err(|(s, m)| error(s, m))?;
             setting.map(|t| t.describe()).ok_or_else(|| {
                 error(
                     StatusCode::NOT_FOUND,
@@ -330,21 +351,14 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
         }
         "immutable-show" => {
             let name = call.param("name").unwrap_or_default();
-            let target = berth_auth::names::Target::parse(name)
-                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
-            let (may_read, setting) = match &target {
-                berth_auth::names::Target::Namespace(ns) => (
-                    dir.namespace_level(who, ns).is_some(),
-                    dir.immutable_setting(ns),
-                ),
-                berth_auth::names::Target::Repository(r) => (
-                    dir.level(who, r.as_str()).is_some(),
-                    dir.immutable_for(r.as_str()),
-                ),
-            };
-            if !may_read {
-                return Err(denied());
-            }
+            let setting = readable_setting(
+                &dir,
+                who,
+                name,
+                |d, ns| d.immutable_setting(ns),
+                |d, r| d.immutable_for(r),
+            )
+            .map_err(|(s, m)| error(s, m))?;
             let s = setting.ok_or_else(|| {
                 error(
                     StatusCode::NOT_FOUND,

@@ -7,47 +7,14 @@
 #[path = "api/support.rs"]
 mod support;
 
-use std::time::Duration;
+#[path = "api/accounts.rs"]
+mod accounts;
 
-use base64::Engine;
-use berth_auth::{Actor, Change, Level, Principal, Secret};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use accounts::*;
+use berth_auth::{Actor, Change, Level, Secret};
+use reqwest::header::CONTENT_LENGTH;
 use serde_json::{json, Value};
 use support::*;
-
-fn apply(srv: &Server, actor: &Actor, change: Change) {
-    srv.reg
-        .auth()
-        .store()
-        .apply(actor, &change)
-        .unwrap_or_else(|e| panic!("{change:?}: {e}"));
-}
-
-fn actor(name: &str) -> Actor {
-    Actor {
-        principal: Principal::Account(name.into()),
-        local: false,
-        from: "127.0.0.1".into(),
-    }
-}
-
-/// A client that logs in as `user` (password `<user>-pw`) on every request.
-fn as_user(srv: &Server, user: &str) -> Api {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw"));
-    let mut h = HeaderMap::new();
-    h.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("Basic {b}")).unwrap(),
-    );
-    Api {
-        base: srv.api.base.clone(),
-        client: reqwest::Client::builder()
-            .default_headers(h)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    }
-}
 
 /// A registry with superuser `root`; alice founded `myorg` (its admin), bob may write
 /// to it.

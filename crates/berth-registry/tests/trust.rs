@@ -9,55 +9,20 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/accounts.rs"]
+mod accounts;
+
 #[path = "api/signing.rs"]
 mod signing;
 
-use std::time::Duration;
-
-use base64::Engine;
-use berth_auth::{Actor, Change, Level, Principal, Secret};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use accounts::*;
+use berth_auth::{Actor, Change, Level, Secret};
 use serde_json::{json, Value};
 use signing::*;
 use support::*;
 
 // ---------------------------------------------------------------------------
 // Accounts and clients
-
-fn apply(srv: &Server, actor: &Actor, change: Change) {
-    srv.reg
-        .auth()
-        .store()
-        .apply(actor, &change)
-        .unwrap_or_else(|e| panic!("{change:?}: {e}"));
-}
-
-fn actor(name: &str) -> Actor {
-    Actor {
-        principal: Principal::Account(name.into()),
-        local: false,
-        from: "127.0.0.1".into(),
-    }
-}
-
-fn basic(user: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw"));
-    format!("Basic {b}")
-}
-
-/// A client that logs in as `user` on every request.
-fn as_user(srv: &Server, user: &str) -> Api {
-    let mut h = HeaderMap::new();
-    h.insert(AUTHORIZATION, HeaderValue::from_str(&basic(user)).unwrap());
-    Api {
-        base: srv.api.base.clone(),
-        client: reqwest::Client::builder()
-            .default_headers(h)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    }
-}
 
 /// A registry where alice founded `myorg` (its admin) and bob may write to it.
 async fn registry() -> Server {
