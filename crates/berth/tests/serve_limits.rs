@@ -19,7 +19,20 @@ struct Serve {
 }
 
 impl Serve {
+    /// Starts it and waits until plain HTTP `/v2/` answers 200.
     fn start(extra: &[&str]) -> Serve {
+        let serve = Serve::spawn(extra);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if get(&serve.addr, "/v2/", "").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berth serve on {} did not answer within 10 s", serve.addr);
+    }
+
+    fn spawn(extra: &[&str]) -> Serve {
         let root = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(BERTH)
@@ -32,19 +45,11 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("berth serve starts");
-        let serve = Serve {
+        Serve {
             child,
             addr,
             _root: root,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if get(&serve.addr, "/v2/", "").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return serve;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("berth serve on {} did not answer within 10 s", serve.addr);
     }
 }
 
@@ -135,6 +140,71 @@ fn connections_beyond_the_limit_get_503_and_room_returns() {
         assert!(Instant::now() < deadline, "still refused: {answer}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Under TLS a connection beyond the limit is closed at once (answering would cost the
+/// handshake being refused) rather than left waiting for a slot.
+#[tokio::test]
+async fn under_tls_connections_beyond_the_limit_are_closed_at_once() {
+    let certs = tempfile::tempdir().unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let serve = Serve::spawn(&[
+        "--max-connections",
+        "2",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(c.cert.pem().as_bytes()).unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("https://{}/v2/", serve.addr);
+    let served = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{url} not served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    served().await;
+    // Let the server see that connection end, so that its slot is free again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&serve.addr).unwrap())
+        .collect();
+    let started = Instant::now();
+    let third = TcpStream::connect(&serve.addr).unwrap();
+    let after = tokio::task::spawn_blocking(move || closed_after(third, started))
+        .await
+        .unwrap();
+    assert!(after < Duration::from_secs(2), "closed after {after:?}");
+    for s in &idle {
+        s.set_nonblocking(true).unwrap();
+        let e = s
+            .peek(&mut [0u8; 1])
+            .expect_err("an idle connection was closed");
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    }
+    assert!(client.get(&url).send().await.is_err());
+
+    drop(idle);
+    served().await;
 }
 
 #[test]
