@@ -17,7 +17,8 @@
 //! the catalog starts after the manifest PUT has answered). After a push to the on
 //! instance the phase waits, untimed, until the catalog has inventoried the image, so
 //! its background analysis never runs during the next timed push (of either
-//! instance). At the end every image of the on instance is checked again.
+//! instance), and after every push until the server used no CPU for 200 ms. At the end
+//! every image of the on instance is checked again.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -43,6 +44,9 @@ const BODY_GZIP: u64 = 50 * MIB;
 /// The wait for one image's inventory.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL_EVERY: Duration = Duration::from_millis(10);
+/// A server is idle after this long without a clock tick of CPU.
+const QUIET: Duration = Duration::from_millis(200);
+const QUIET_MAX: Duration = Duration::from_secs(10);
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// The cached layout and what the phase checks against.
@@ -70,7 +74,8 @@ pub async fn push_phase(env: &Env, table: &mut Table, data_dir: &Path, reps: usi
          each, interleaved (on, off | off, on | …), every push a fresh repository and an image of its own; \
          time = wall time of the copy process. Rule: median(on) / median(off) <= 1.05 \
          (no slower, within 5% of noise). After each push to the on instance the bench \
-         waits (untimed) for the inventory before the next push; analysis CPU = (server \
+         waits (untimed) for the inventory, and after every push until the server is idle \
+         (no CPU for 200 ms), before the next push; analysis CPU = (server \
          CPU of the on instance from its push to the inventory) − (the off instance's \
          CPU for its push), median per round"
     ));
@@ -112,6 +117,9 @@ pub async fn push_phase(env: &Env, table: &mut Table, data_dir: &Path, reps: usi
                     Err(e) => table.error("catalog_push_inventoried", who, format!("{e:#}")),
                 }
             }
+            // Whatever the server still does after that (the catalog's search row,
+            // its database writes) must not run during the next timed push.
+            wait_quiet(server).await;
             cpu[k] = server.cpu_seconds() - c0;
             progress(&format!("{msg}, server CPU {:.2} s", cpu[k]));
             table.add("catalog_push_ms", k == 0, r.seconds * 1e3);
@@ -147,6 +155,23 @@ pub async fn push_phase(env: &Env, table: &mut Table, data_dir: &Path, reps: usi
         ));
     }
     Ok(())
+}
+
+/// Waits until `server` used no CPU for [`QUIET`] (clock ticks are 10 ms), at most
+/// [`QUIET_MAX`].
+async fn wait_quiet(server: &Server) {
+    let t0 = Instant::now();
+    let mut last = server.cpu_seconds();
+    let mut still = Instant::now();
+    while t0.elapsed() < QUIET_MAX {
+        tokio::time::sleep(POLL_EVERY * 5).await;
+        let now = server.cpu_seconds();
+        if now != last {
+            (last, still) = (now, Instant::now());
+        } else if still.elapsed() >= QUIET {
+            return;
+        }
+    }
 }
 
 /// One GET on a fresh connection: status and body.
