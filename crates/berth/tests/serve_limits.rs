@@ -299,3 +299,38 @@ fn a_stalled_body_ends_but_a_slow_steady_one_goes_through() {
     steady.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
+
+/// SIGTERM closes idle connections (one that never sent a request, one kept alive
+/// after its request) at once rather than waiting for them until the shutdown timeout.
+#[test]
+fn sigterm_does_not_wait_for_idle_connections() {
+    let mut serve = Serve::start(&["--shutdown-timeout", "20s"]);
+    let silent = TcpStream::connect(&serve.addr).unwrap();
+    let mut kept = TcpStream::connect(&serve.addr).unwrap();
+    kept.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr).as_bytes())
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    let started = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "berth serve still running with idle connections open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((silent, kept));
+}

@@ -144,7 +144,13 @@ pub async fn serve(
             match tls {
                 None => conn.serve(tcp).await,
                 Some(acceptor) => {
-                    if let Some(tls) = crate::tls::handshake(&acceptor, tcp, addr).await {
+                    let stop = conn.stop.clone();
+                    // A handshake still running at shutdown has no request to finish.
+                    let tls = tokio::select! {
+                        tls = crate::tls::handshake(&acceptor, tcp, addr) => tls,
+                        () = stop.cancelled() => None,
+                    };
+                    if let Some(tls) = tls {
                         conn.serve(tls).await;
                     }
                 }
