@@ -15,7 +15,8 @@ use common::{free_port, sha256, BERTH};
 struct Serve {
     child: Child,
     addr: String,
-    _root: tempfile::TempDir,
+    /// The registry's root and `stderr.log`, its log.
+    dir: tempfile::TempDir,
 }
 
 impl Serve {
@@ -33,23 +34,20 @@ impl Serve {
     }
 
     fn spawn(extra: &[&str]) -> Serve {
-        let root = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(BERTH)
             .env_remove("BERTH_LISTEN")
             .args(["serve", "--root"])
-            .arg(root.path())
+            .arg(dir.path().join("root"))
             .args(["--listen", &addr])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("berth serve starts");
-        Serve {
-            child,
-            addr,
-            _root: root,
-        }
+        Serve { child, addr, dir }
     }
 }
 
@@ -127,6 +125,12 @@ fn connections_beyond_the_limit_get_503_and_room_returns() {
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+    let log = std::fs::read_to_string(serve.dir.path().join("stderr.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("connection limit reached") && l.contains("refused=1")),
+        "{log}"
     );
 
     // Closing some makes room again.
