@@ -144,3 +144,12 @@ impl Counting {
         (out, PEAK.load(Relaxed).saturating_sub(base))
     }
 }
+
+/// LeakSanitizer's suppressions, read at start-up: berth-rootfs decompresses gzip and
+/// zstd layers on a detached thread that ends one chunk after its reader is dropped, so
+/// when libFuzzer exits right after such an input the thread's handle is still live and
+/// reported as a leak of the last input (an empty test case that does not reproduce).
+#[no_mangle]
+pub extern "C" fn __lsan_default_suppressions() -> *const std::ffi::c_char {
+    c"leak:berth-rootfs/src/decompress.rs\n".as_ptr()
+}
