@@ -178,7 +178,22 @@ impl Registry {
         size: u64,
     ) -> Result<(), berth_store::StoreError> {
         let path = self.blobs.path(digest);
-        self.meta.link_blob(repo, digest, size, &|| path.is_file())
+        // The namespace's quota, checked again in the write transaction: uploads that
+        // passed `policy::check_quota` together cannot go over it.
+        let ns = berth_auth::names::namespace_of(repo);
+        let quota = self
+            .auth
+            .directory()
+            .map_err(|e| berth_store::StoreError::Corrupt(format!("access-control data: {e}")))?
+            .0
+            .quota(ns);
+        self.meta.link_blob_within(
+            repo,
+            digest,
+            size,
+            &|| path.is_file(),
+            quota.map(|q| (ns, q)),
+        )
     }
 
     /// The catalog, when it is on.

@@ -55,9 +55,13 @@ pub(crate) fn check_quota(
     }
     let used = reg.meta.namespace_usage(ns)?;
     if used.saturating_add(size) > quota {
-        return Err(ApiError::new(Code::Denied).message(format!(
-            "quota of {ns} exceeded: {quota} bytes allowed, {used} used, this blob needs {size}"
-        )));
+        return Err(StoreError::QuotaExceeded {
+            namespace: ns.to_string(),
+            quota,
+            used,
+            size,
+        }
+        .into());
     }
     Ok(())
 }

@@ -49,6 +49,16 @@ pub enum StoreError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("blob {0} was removed by the garbage collector while it was linked; upload it again")]
     BlobVanished(Digest),
+    /// A namespace's quota would be exceeded by linking this blob.
+    #[error(
+        "quota of {namespace} exceeded: {quota} bytes allowed, {used} used, this blob needs {size}"
+    )]
+    QuotaExceeded {
+        namespace: String,
+        quota: u64,
+        used: u64,
+        size: u64,
+    },
     /// A tag the caller said may not move or go (immutable tags) would have.
     #[error("tag {0} is immutable")]
     TagImmutable(String),

@@ -135,6 +135,18 @@ pub trait MetaStore: Send + Sync + 'static {
         size: u64,
         present: &dyn Fn() -> bool,
     ) -> Result<()>;
+    /// [`MetaStore::link_blob`] that, with `quota` (a namespace and its bytes), refuses
+    /// ([`crate::StoreError::QuotaExceeded`]) inside the write transaction when the
+    /// blob is new to the namespace and its usage plus `size` would exceed the quota:
+    /// uploads racing into one namespace cannot together go over it.
+    fn link_blob_within(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &dyn Fn() -> bool,
+        quota: Option<(&str, u64)>,
+    ) -> Result<()>;
     /// Size of the blob if `repo` may read it.
     fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Size of the blob and when `repo`'s link to it was made (or renewed), if `repo`

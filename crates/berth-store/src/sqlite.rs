@@ -244,6 +244,31 @@ fn sweep_repository(
     Ok(swept)
 }
 
+/// Bytes of the distinct blobs linked to namespace `ns` (`ns` and `ns/…`; '0' follows
+/// '/', so `ns/` up to `ns0` is exactly the names under `ns/`, read from the index).
+fn ns_usage(c: &Connection, ns: &str) -> rusqlite::Result<u64> {
+    c.prepare_cached(
+        "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
+            SELECT rb.digest FROM repositories r
+            JOIN repository_blobs rb ON rb.repository_id = r.id
+            WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))",
+    )?
+    .query_row(params![ns, format!("{ns}/"), format!("{ns}0")], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n.max(0) as u64)
+}
+
+/// Whether a repository of namespace `ns` links blob `d`.
+fn ns_has_blob(c: &Connection, ns: &str, d: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "SELECT 1 FROM repositories r
+         JOIN repository_blobs rb ON rb.repository_id = r.id
+         WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND rb.digest = ?4",
+    )?
+    .exists(params![ns, format!("{ns}/"), format!("{ns}0"), d])
+}
+
 impl MetaStore for SqliteMeta {
     fn link_blob(
         &self,
@@ -252,6 +277,17 @@ impl MetaStore for SqliteMeta {
         size: u64,
         present: &dyn Fn() -> bool,
     ) -> Result<()> {
+        self.link_blob_within(repo, digest, size, present, None)
+    }
+
+    fn link_blob_within(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &dyn Fn() -> bool,
+        quota: Option<(&str, u64)>,
+    ) -> Result<()> {
         let d = digest.to_string();
         self.write(|tx| {
             let removing = tx
@@ -259,6 +295,19 @@ impl MetaStore for SqliteMeta {
                 .exists([&d])?;
             if removing || !present() {
                 return Err(StoreError::BlobVanished(digest.clone()));
+            }
+            if let Some((ns, bytes)) = quota {
+                if !ns_has_blob(tx, ns, &d)? {
+                    let used = ns_usage(tx, ns)?;
+                    if used.saturating_add(size) > bytes {
+                        return Err(StoreError::QuotaExceeded {
+                            namespace: ns.to_string(),
+                            quota: bytes,
+                            used,
+                            size,
+                        });
+                    }
+                }
             }
             let id = ensure_repo(tx, repo)?;
             let now = now();
@@ -614,19 +663,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn namespace_usage(&self, ns: &str) -> Result<u64> {
-        // `ns/` up to (excluding) `ns0`: '0' follows '/', so this range is exactly the
-        // names under `ns/`, read from the name index.
-        let (lo, hi) = (format!("{ns}/"), format!("{ns}0"));
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
-                    SELECT rb.digest FROM repositories r
-                    JOIN repository_blobs rb ON rb.repository_id = r.id
-                    WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))",
-            )?
-            .query_row(params![ns, lo, hi], |r| r.get::<_, i64>(0))
-        })
-        .map(|n| n.max(0) as u64)
+        self.read(|c| ns_usage(c, ns))
     }
 
     fn usage(&self) -> Result<Vec<(String, u64)>> {
@@ -648,16 +685,8 @@ impl MetaStore for SqliteMeta {
     }
 
     fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool> {
-        let (lo, hi) = (format!("{ns}/"), format!("{ns}0"));
         let d = digest.to_string();
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT 1 FROM repositories r
-                 JOIN repository_blobs rb ON rb.repository_id = r.id
-                 WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND rb.digest = ?4",
-            )?
-            .exists(params![ns, lo, hi, d])
-        })
+        self.read(|c| ns_has_blob(c, ns, &d))
     }
 
     fn repository_exists(&self, repo: &str) -> Result<bool> {
@@ -1047,6 +1076,19 @@ mod tests {
         );
         assert!(m.blob_in_namespace("ns", &d(2)).unwrap());
         assert!(!m.blob_in_namespace("ns", &d(3)).unwrap());
+        // Within a quota: a new blob over it is refused in the transaction, one the
+        // namespace holds is free.
+        let e = m.link_blob_within("ns/d", &d(4), 81, &yes, Some(("ns", 200)));
+        assert!(
+            matches!(e, Err(StoreError::QuotaExceeded { used: 120, .. })),
+            "{e:?}"
+        );
+        assert!(!m.blob_in_namespace("ns", &d(4)).unwrap());
+        m.link_blob_within("ns/d", &d(1), 100, &yes, Some(("ns", 120)))
+            .unwrap();
+        m.link_blob_within("ns/d", &d(4), 80, &yes, Some(("ns", 200)))
+            .unwrap();
+        assert_eq!(m.namespace_usage("ns").unwrap(), 200);
     }
 
     #[test]
