@@ -341,3 +341,39 @@ fn a_packages_view_is_refused() {
         "{err}"
     );
 }
+
+/// A record whose identifiers are longer than any real package's is refused before its
+/// strings are decoded or copied: tags may share one string, invalid UTF-8 triples in
+/// size and the purl percent-encodes it again, so a 60 KB header once held 5.8 MB.
+#[test]
+fn oversized_identifiers_are_refused_before_they_are_copied() {
+    let long = "\u{fffd}".repeat(400); // 1,200 bytes: over the 1 KiB for an identifier
+    let blob = header(&[
+        (tag::NAME, V::Str(&long)),
+        (tag::VERSION, V::Str("1")),
+        (tag::RELEASE, V::Str("1")),
+    ]);
+    let h = Header::parse(&blob).unwrap();
+    assert!(matches!(
+        h.string_at_most(tag::NAME, 1024),
+        Err(HeaderError::TooLong {
+            len: 1200,
+            max: 1024,
+            ..
+        })
+    ));
+    let err =
+        berth_inventory::rpm::package_from_blob(std::path::Path::new("db"), 7, &blob).unwrap_err();
+    assert!(
+        err.to_string().contains("over the 1024-byte limit"),
+        "{err}"
+    );
+    // The generic accessor's bound is wider (a description may be long).
+    assert_eq!(h.string(tag::NAME).unwrap().as_deref(), Some(long.as_str()));
+    // A real identifier is fine.
+    assert!(
+        berth_inventory::rpm::package_from_blob(std::path::Path::new("db"), 1, &good())
+            .unwrap()
+            .is_some()
+    );
+}

@@ -32,6 +32,9 @@ const REGION_TAG_COUNT: u32 = 16;
 const REGION_TAGS: [i32; 3] = [61, 62, 63];
 
 /// rpm's data types (`rpmTagType`).
+/// The longest string [`Header::string`] reads (a description, a changelog line).
+pub const MAX_STRING: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagType {
     Null,
@@ -104,6 +107,8 @@ pub enum HeaderError {
     Region { tag: i32, reason: &'static str },
     #[error("tag {tag}: string is not NUL-terminated inside the data store")]
     Unterminated { tag: i32 },
+    #[error("tag {tag}: a {len}-byte string, over the {max}-byte limit for it")]
+    TooLong { tag: i32, len: usize, max: usize },
     #[error("tag {tag}: type {ty:?} where a {want} was expected")]
     WrongType {
         tag: i32,
@@ -192,6 +197,13 @@ impl<'a> Header<'a> {
     /// (the untranslated one). Not valid UTF-8 (old packages' licenses in Latin-1) is
     /// replaced, not refused: the text is informational.
     pub fn string(&self, tag: i32) -> Result<Option<String>, HeaderError> {
+        self.string_at_most(tag, MAX_STRING)
+    }
+
+    /// [`Header::string`], refused when longer than `max` bytes before it is decoded:
+    /// tags may share one string in the data store, and invalid UTF-8 triples in size,
+    /// so a small header could otherwise make a caller hold many times its size.
+    pub fn string_at_most(&self, tag: i32, max: usize) -> Result<Option<String>, HeaderError> {
         let Some(e) = self.find(tag) else {
             return Ok(None);
         };
@@ -210,6 +222,9 @@ impl<'a> Header<'a> {
             .iter()
             .position(|&b| b == 0)
             .ok_or(HeaderError::Unterminated { tag })?;
+        if end > max {
+            return Err(HeaderError::TooLong { tag, len: end, max });
+        }
         Ok(Some(String::from_utf8_lossy(&rest[..end]).into_owned()))
     }
 

@@ -118,7 +118,18 @@ fn io_err(path: &Path, source: std::io::Error) -> RpmError {
 /// header in the same table; it is not software (no files, no arch, no source rpm), no
 /// advisory ever names it, and claircore and Trivy leave it out too. Keeping it would
 /// only put a fake package in every SBOM of a Red Hat image.
-pub(crate) fn package_from_blob(
+/// Longest NAME, VERSION, RELEASE, ARCH and SOURCERPM accepted: real ones are tens of
+/// bytes; each is copied several times (version-release, the purl percent-encoding a
+/// byte as up to nine), so an unbounded one let a 60 KB header hold 5.8 MB (found by
+/// the rpm_header fuzz target).
+const MAX_IDENT: usize = 1024;
+/// Longest LICENSE accepted (license expressions of large packages run to a few KiB).
+const MAX_LICENSE: usize = 16 * 1024;
+
+/// A package from one database record's header blob (none for `gpg-pubkey`, which is
+/// an imported key, not software). Public for the fuzz target.
+#[doc(hidden)]
+pub fn package_from_blob(
     path: &Path,
     record: u32,
     blob: &[u8],
@@ -130,7 +141,7 @@ pub(crate) fn package_from_blob(
     };
     let h = Header::parse(blob).map_err(header_err)?;
     let required = |t, what| -> Result<String, RpmError> {
-        h.string(t)
+        h.string_at_most(t, MAX_IDENT)
             .map_err(header_err)?
             .filter(|s| !s.is_empty())
             .ok_or(RpmError::Missing {
@@ -146,9 +157,13 @@ pub(crate) fn package_from_blob(
     let version = required(tag::VERSION, "VERSION")?;
     let release = required(tag::RELEASE, "RELEASE")?;
     let epoch = h.int32(tag::EPOCH).map_err(header_err)?;
-    let arch = h.string(tag::ARCH).map_err(header_err)?;
-    let license = h.string(tag::LICENSE).map_err(header_err)?;
-    let sourcerpm = h.string(tag::SOURCERPM).map_err(header_err)?;
+    let arch = h.string_at_most(tag::ARCH, MAX_IDENT).map_err(header_err)?;
+    let license = h
+        .string_at_most(tag::LICENSE, MAX_LICENSE)
+        .map_err(header_err)?;
+    let sourcerpm = h
+        .string_at_most(tag::SOURCERPM, MAX_IDENT)
+        .map_err(header_err)?;
     let vr = format!("{version}-{release}");
     let (source_name, source_version) = match sourcerpm.as_deref().and_then(split_source_rpm) {
         Some((n, v)) => (Some(n.to_string()), (v != vr).then(|| v.to_string())),
