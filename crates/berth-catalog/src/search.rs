@@ -63,12 +63,21 @@ pub struct SearchPage {
 /// The FTS5 query for free text: each word a quoted prefix, all required. None when
 /// the text has no word.
 fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"*", w.to_lowercase()))
+    // Each whitespace-separated term is one phrase of its words, the last a prefix:
+    // `search-a` is `"search a"*`, which finds `test/search-alpha` and not every
+    // repository with a word starting with `a` (`amd64`) beside one named `search`.
+    let phrases: Vec<String> = q
+        .split_whitespace()
+        .filter_map(|term| {
+            let words: Vec<String> = term
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            (!words.is_empty()).then(|| format!("\"{}\"*", words.join(" ")))
+        })
         .collect();
-    (!words.is_empty()).then(|| words.join(" "))
+    (!phrases.is_empty()).then(|| phrases.join(" "))
 }
 
 impl CatalogDb {
@@ -461,6 +470,26 @@ mod tests {
             per_page: 10,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_hyphenated_term_is_one_phrase_not_a_word_per_piece() {
+        let (_d, db) = db();
+        let all = |_: &str| true;
+        for name in ["test/search-alpha", "test/search-beta"] {
+            db.put_search_row(name, &row("", &[], "linux", "amd64", "A", &[]))
+                .unwrap();
+        }
+        // `a` alone would also be the start of `amd64`, which both rows hold.
+        let p = db.search(&q("SEARCH-A"), &all).unwrap();
+        assert_eq!(names(&p), ["test/search-alpha"]);
+        let p = db.search(&q("search"), &all).unwrap();
+        assert_eq!(names(&p).len(), 2);
+        assert_eq!(
+            fts_query("search-a  nginx").as_deref(),
+            Some("\"search a\"* \"nginx\"*")
+        );
+        assert_eq!(fts_query(" -- "), None);
     }
 
     #[test]
