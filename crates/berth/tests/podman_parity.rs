@@ -242,7 +242,10 @@ fn missing_commands_logs_and_inspect_match_podman() {
     let ctx = Ctx::new("exit-logs", &[PODMAN, RUNC]);
     let tar = busybox_tar(&ctx);
     let img = "localhost/bb:1";
-    let script = "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 100";
+    // `err` a moment after the lines: stdout and stderr are two pipes, and under load a
+    // logger (podman's conmon as berth's) may read them in either order when written
+    // at once, which made `logs --tail 2` flaky.
+    let script = "for i in 1 2 3 4 5; do echo line$i; done; sleep 0.5; echo err >&2; sleep 100";
     for which in [PODMAN, "berth"] {
         ctx.step(&format!(
             "{which}: a command not found is 127, not executable 126"
@@ -294,10 +297,8 @@ fn missing_commands_logs_and_inspect_match_podman() {
         )
         .run();
         wait_for(&format!("{which}: the log's last line"), || {
-            tool(&ctx, which, &["logs", "d2"])
-                .run()
-                .stdout
-                .contains("line5")
+            let out = tool(&ctx, which, &["logs", "d2"]).run();
+            out.stdout.contains("line5") && out.stderr.lines().any(|l| l == "err")
         });
         for (cmd, code) in [("nosuch", 127), ("/etc/passwd", 126)] {
             let out = tool(&ctx, which, &["exec", "d2", cmd]).run_any();
