@@ -7,7 +7,13 @@
 # tests build a real Debian root file system with it), rpm and rpmbuild (the
 # rpm inventory tests build packages and install them into an rpmdb.sqlite),
 # python3-rpm (rpm's version comparison as a reference) and db5.3-util (db5.3_load
-# writes a BerkeleyDB Packages file as RHEL 7/8's rpm does).
+# writes a BerkeleyDB Packages file as RHEL 7/8's rpm does), chromium and
+# chromium-driver (the web pages' browser tests, crates/berth/tests/ui_browser.rs,
+# drive Debian's headless Chromium) and a Java runtime (the Nu HTML checker, vnu.jar,
+# checks every page). Then the browser tests' npm packages (crates/berth/tests/ui:
+# playwright-core, axe-core, vnu-jar, exact versions from its package-lock.json) with
+# `npm ci` when node_modules is missing or older than the lock file; node and npm
+# must be on PATH.
 # Does nothing for what is already installed.
 # Also makes sure /etc/containers/policy.json exists.
 #
@@ -33,8 +39,11 @@ declare -A package_of=(
   [rpmbuild]=rpm
   [python3-rpm]=python3-rpm
   [db5.3_load]=db5.3-util
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
+  [java]=default-jre-headless
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load chromium chromedriver java)
 
 have() {
   if [[ $1 == busybox ]]; then
@@ -89,4 +98,28 @@ if [[ ! -e $policy ]]; then
   echo "install-peers: wrote $policy"
 fi
 
-echo "install-peers: ok ($(podman --version), $(skopeo --version), $(buildah --version | cut -d' ' -f1-3), docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}'))"
+# The browser tests' npm packages, exactly as the lock file pins them.
+ui_dir=$(cd "$(dirname "$0")/.." && pwd)/crates/berth/tests/ui
+for tool in node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "install-peers: $tool is missing: the browser tests need Node.js 18 or later with npm" >&2
+    echo "install-peers: install it, e.g. apt-get install -y nodejs npm" >&2
+    exit 1
+  fi
+done
+if [[ ! -d $ui_dir/node_modules || $ui_dir/package-lock.json -nt $ui_dir/node_modules ]]; then
+  echo "install-peers: npm ci in $ui_dir"
+  if ! (cd "$ui_dir" && npm ci --no-audit --no-fund); then
+    echo "install-peers: npm ci failed in $ui_dir (it needs the npm registry on first run)" >&2
+    exit 1
+  fi
+  touch "$ui_dir/node_modules"
+fi
+for file in playwright-core/index.mjs axe-core/axe.min.js vnu-jar/build/dist/vnu.jar; do
+  if [[ ! -f $ui_dir/node_modules/$file ]]; then
+    echo "install-peers: $ui_dir/node_modules/$file is missing after npm ci" >&2
+    exit 1
+  fi
+done
+
+echo "install-peers: ok ($(podman --version), $(skopeo --version), $(buildah --version | cut -d' ' -f1-3), docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}'), $(chromium --version 2>/dev/null | cut -d' ' -f1-2), node $(node --version))"
