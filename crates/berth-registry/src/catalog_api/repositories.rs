@@ -110,7 +110,7 @@ fn no_endpoint() -> ApiError {
         .detail("no such endpoint")
 }
 
-pub(super) fn bad_request(detail: impl ToString) -> ApiError {
+pub(crate) fn bad_request(detail: impl ToString) -> ApiError {
     ApiError::new(Code::Unsupported)
         .status(StatusCode::BAD_REQUEST)
         .message("bad request")
@@ -122,14 +122,14 @@ fn method_not_allowed(allowed: &str) -> ApiError {
 }
 
 /// A catalog failure: its own refusals are the caller's mistake, the rest ours.
-pub(super) fn catalog_error(e: CatalogError) -> ApiError {
+pub(crate) fn catalog_error(e: CatalogError) -> ApiError {
     match e {
         CatalogError::Invalid(why) => bad_request(why),
         e => ApiError::internal(e),
     }
 }
 
-pub(super) fn catalog(reg: &Registry) -> ApiResult<Arc<berth_catalog::Catalog>> {
+pub(crate) fn catalog(reg: &Registry) -> ApiResult<Arc<berth_catalog::Catalog>> {
     reg.catalog.clone().ok_or_else(|| {
         ApiError::new(Code::Unsupported)
             .status(StatusCode::NOT_FOUND)
@@ -140,7 +140,7 @@ pub(super) fn catalog(reg: &Registry) -> ApiResult<Arc<berth_catalog::Catalog>> 
 /// The repository, when the caller may read it and it exists; otherwise the same
 /// `404 NAME_UNKNOWN` in both cases (a private repository is invisible, not
 /// forbidden). Pull is checked as `/v2/` manifest GET checks it ([`Caller::may`]).
-pub(super) async fn readable(
+pub(crate) async fn readable(
     reg: &Arc<Registry>,
     caller: &Caller,
     name: &str,
@@ -197,7 +197,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> ApiResult {
 }
 
 /// Where an image's inventory stands.
-enum Inventoried {
+pub(crate) enum Inventoried {
     Ok(Box<StoredInventory>, berth_inventory::Inventory),
     /// Not scanned yet.
     Pending,
@@ -248,18 +248,18 @@ impl Inventoried {
     }
 }
 
-/// One manifest of a readable repository.
-struct Image {
-    reg: Arc<Registry>,
-    catalog: Arc<berth_catalog::Catalog>,
-    name: RepositoryName,
-    digest: Digest,
+/// One manifest of a readable repository (the web pages' data too: `crate::ui`).
+pub(crate) struct Image {
+    pub(crate) reg: Arc<Registry>,
+    pub(crate) catalog: Arc<berth_catalog::Catalog>,
+    pub(crate) name: RepositoryName,
+    pub(crate) digest: Digest,
 }
 
 impl Image {
     /// Runs `f` off the async threads once the manifest is known to be in the
     /// repository (`404 MANIFEST_UNKNOWN` otherwise).
-    async fn with<T: Send + 'static>(
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Registry, &berth_catalog::Catalog, &str, &Digest) -> ApiResult<T>
             + Send
@@ -283,8 +283,11 @@ impl Image {
     /// found in a repository of this registry that the caller may not read is left
     /// out (its name would reveal that repository); one named by the image's
     /// annotations (elsewhere) stays.
-    async fn overview(&self, caller: &Caller) -> ApiResult {
-        let (mut view, local_bases) = self
+    pub(crate) async fn overview_view(
+        &self,
+        caller: &Caller,
+    ) -> ApiResult<(berth_catalog::query::ManifestView, usize)> {
+        let (mut view, signatures, local_bases) = self
             .with(|r, c, name, digest| {
                 let view = c
                     .manifest(name, digest)
@@ -301,31 +304,38 @@ impl Image {
                         }
                     }
                 }
-                let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
-                v["signatures"] = json!(signatures);
-                Ok((v, local))
+                Ok((view, signatures, local))
             })
             .await?;
-        for image in view["images"].as_array_mut().into_iter().flatten() {
-            let hidden = image["base_image"]
-                .as_str()
+        for image in &mut view.images {
+            let hidden = image
+                .base_image
+                .as_deref()
                 .and_then(|b| b.rsplit_once('@'))
                 .is_some_and(|(repo, _)| {
                     local_bases.iter().any(|l| l == repo) && !caller.may(repo, Action::Pull)
                 });
             if hidden {
-                image["base_image"] = Value::Null;
+                image.base_image = None;
             }
         }
-        let status = match view["status"].as_str() {
-            Some("pending") => StatusCode::ACCEPTED,
+        Ok((view, signatures))
+    }
+
+    /// The overview as JSON ([`Image::overview_view`] and `signatures`).
+    async fn overview(&self, caller: &Caller) -> ApiResult {
+        let (view, signatures) = self.overview_view(caller).await?;
+        let status = match view.status.as_str() {
+            "pending" => StatusCode::ACCEPTED,
             _ => StatusCode::OK,
         };
-        Ok((status, axum::Json(view)).into_response())
+        let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
+        v["signatures"] = json!(signatures);
+        Ok((status, axum::Json(v)).into_response())
     }
 
     /// Where this image's inventory stands (inside [`Image::with`]).
-    fn inventoried(
+    pub(crate) fn inventoried(
         c: &berth_catalog::Catalog,
         name: &str,
         digest: &Digest,
@@ -501,7 +511,7 @@ impl Image {
 
     /// `/sbom?format=spdx|cyclonedx` (SPDX when not said), made from the stored
     /// inventory as `berth sbom` makes it from the layers.
-    async fn sbom(&self, headers: &axum::http::HeaderMap, query: &[(String, String)]) -> ApiResult {
+    pub(crate) async fn sbom(&self, headers: &axum::http::HeaderMap, query: &[(String, String)]) -> ApiResult {
         let format: berth_sbom::Format = query_get(query, "format")
             .unwrap_or("spdx")
             .parse()
