@@ -1,8 +1,9 @@
 //! Search over 10,000 repositories (target: under 20 ms per query at the median).
 //!
 //! Each repository has one scanned image: a description, labels, an OS/arch, 40
-//! packages (from a pool of 2,000 names) and a few findings. Queries: free text that
-//! matches names, free text that matches descriptions only, and each exact filter.
+//! packages (from a pool of 2,000 names) and a few findings; a third are signed.
+//! Queries: free text that matches names, free text that matches descriptions only,
+//! and each exact filter. Every query also counts the facets of all its matches.
 //! The medians are printed first (`median_ms`), then criterion measures the same.
 //!
 //! `cargo bench -p berth-catalog --bench search`
@@ -124,6 +125,7 @@ fn populate(db: &CatalogDb) {
             .into(),
             grades: [GRADES[r % 4].to_string()].into(),
             packages: packages.iter().map(|p| p.name.clone()).collect(),
+            signed: r.is_multiple_of(3),
         };
         db.put_search_row(&repo, &row).unwrap();
     }
@@ -168,6 +170,13 @@ fn queries() -> Vec<(&'static str, SearchQuery)> {
             SearchQuery {
                 arch: Some("arm64".into()),
                 grade: Some("B".into()),
+                ..q("server")
+            },
+        ),
+        (
+            "filter_unsigned_text",
+            SearchQuery {
+                signed: Some(false),
                 ..q("server")
             },
         ),

@@ -44,6 +44,9 @@ pub struct TagSummary {
     pub grade: Option<String>,
     pub critical: usize,
     pub high: usize,
+    /// The registry holds a signature of this manifest (a simple signature, or the
+    /// sigstore attachment tag `sha256-<hex>.sig`); present, not verified.
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -240,9 +243,12 @@ impl Catalog {
         let now = unix_now();
         let mut tags = self.meta.tag_entries(repo)?;
         tags.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
+        let tag_names: std::collections::HashSet<String> =
+            tags.iter().map(|(t, _, _)| t.clone()).collect();
         let mut out = Vec::with_capacity(tags.len());
         for (tag, digest, pushed_at) in tags {
             let d = digest.to_string();
+            let signed = self.has_signature(repo, &d, &tag_names)?;
             let (scan, images) = self.images_of(repo, &d)?;
             let images = images
                 .into_iter()
@@ -257,6 +263,7 @@ impl Catalog {
                 pushed_at,
                 media_type: scan.map(|s| s.media_type),
                 images,
+                signed,
             });
         }
         let description = self.db.read(|c| {

@@ -162,10 +162,12 @@ impl Catalog {
                 })
             }
             ManifestKind::Image => {
-                let is_image = manifest
-                    .config
-                    .as_ref()
-                    .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
+                // A sigstore attachment has an image config too (cosign and
+                // containers/image write one), but its layers are signature payloads.
+                let is_image =
+                    manifest.config.as_ref().is_some_and(|c| {
+                        c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG
+                    }) && !is_sigstore_attachment(&manifest);
                 if !is_image {
                     self.record_status(
                         repo,
@@ -175,6 +177,12 @@ impl Catalog {
                         None,
                         annotations,
                     )?;
+                    // A sigstore signature (`sha256-<hex>.sig`) signs an image of this
+                    // repository: its row says whether it is signed. Repositories of
+                    // artifacts alone stay out of search.
+                    if self.db.has_search_row(repo)? {
+                        self.refresh_search(repo)?;
+                    }
                     return Ok(Scanned::Skipped);
                 }
                 if !force {
@@ -521,6 +529,16 @@ impl Catalog {
             page.iter().for_each(&mut f);
         }
     }
+}
+
+/// The media type of a sigstore signature layer (berth-signature's
+/// `sigstore::PAYLOAD_MEDIA_TYPE`; the catalog does not depend on that crate).
+const SIGSTORE_PAYLOAD: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A manifest whose layers are all sigstore payloads: an image's signatures, not an
+/// image (nothing in it to inventory).
+fn is_sigstore_attachment(m: &Manifest) -> bool {
+    !m.layers.is_empty() && m.layers.iter().all(|l| l.media_type == SIGSTORE_PAYLOAD)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -1,14 +1,17 @@
 //! Search over repositories: free text (name, description, labels, annotations,
 //! OS/arch, package names: SQLite FTS5) and exact filters (`label=KEY=VALUE`, `os=`,
-//! `arch=`, `grade=`: the `search_facets` table; `package=`: the `packages` index;
-//! `cve=`: the `finding_ids` index, ids and aliases). Ranking: repositories whose
-//! name contains the text first, then by FTS5's bm25 with the name and description
-//! weighted above the rest, then by name.
+//! `arch=`, `grade=`, `signed=`: the `search_facets` table; `package=`: the `packages`
+//! index; `cve=`: the `finding_ids` index, ids and aliases). Ranking: repositories
+//! whose name contains the text first, then by FTS5's bm25 with the name and
+//! description weighted above the rest, then by name. Each page carries the facet
+//! counts (OS, architecture, grade, signed) of everything the query matched that the
+//! caller may read.
 //!
 //! A repository's search row is rebuilt from its tagged images whenever one of its
-//! manifests is scanned (and from every scanned image while it has no tag).
+//! manifests is scanned (and from every scanned image while it has no tag), and when
+//! a signature of one of its images arrives ([`Catalog::notify_signatures`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rusqlite::{params_from_iter, types::Value, OptionalExtension};
 use serde::Serialize;
@@ -35,6 +38,9 @@ pub struct SearchQuery {
     pub cve: Option<String>,
     /// `A`..`F` or `Unknown`.
     pub grade: Option<String>,
+    /// Only signed (`Some(true)`) or unsigned (`Some(false)`) repositories, as
+    /// [`SearchRow::signed`] says.
+    pub signed: Option<bool>,
     /// 1-based.
     pub page: usize,
     pub per_page: usize,
@@ -49,6 +55,12 @@ pub struct SearchHit {
     pub grades: Vec<String>,
     /// The name contains the text (these rank first).
     pub name_match: bool,
+    /// When its newest tag was set (unix seconds; sigstore attachment tags left out).
+    /// Filled by [`Catalog::search`] from the registry's metadata; none from
+    /// [`CatalogDb::search`] alone, or for a repository without tags.
+    pub last_pushed: Option<i64>,
+    /// One of its tagged images has a signature ([`SearchRow::signed`]).
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,7 +70,28 @@ pub struct SearchPage {
     pub page: usize,
     pub per_page: usize,
     pub results: Vec<SearchHit>,
+    /// Counts over every match the caller may read (not only this page).
+    pub facets: Facets,
 }
+
+/// How many matching repositories have each value, over every match of the query
+/// (all its filters applied) that the caller may read; each list sorted by value,
+/// values with no repository left out. A repository with images of two
+/// architectures counts once under each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Facets {
+    pub os: Vec<(String, usize)>,
+    pub arch: Vec<(String, usize)>,
+    /// `A`..`F`, `Unknown`: the grades its images have (each image's own).
+    pub grade: Vec<(String, usize)>,
+    /// `no` and `yes`.
+    pub signed: Vec<(String, usize)>,
+}
+
+/// The facet value a signed repository has in `search_facets` (`signed`, `yes`);
+/// unsigned repositories have no row, so rows written before signatures counted read
+/// as unsigned.
+const SIGNED: &str = "yes";
 
 /// The FTS5 query for free text: each word a quoted prefix, all required. None when
 /// the text has no word.
@@ -148,6 +181,13 @@ impl CatalogDb {
         if let Some(g) = &query.grade {
             facet("grade", g, &mut filters);
         }
+        if let Some(signed) = query.signed {
+            let (f, v) = (arg("signed".into()), arg(SIGNED.into()));
+            let not = if signed { "" } else { "NOT " };
+            filters.push(format!(
+                "r.repository {not}IN (SELECT repository FROM search_facets WHERE facet = {f} AND value = {v})"
+            ));
+        }
         if let Some(p) = &query.package {
             let p = arg(p.clone());
             filters.push(format!(
@@ -174,24 +214,26 @@ impl CatalogDb {
         });
 
         let skip = (page - 1) * per_page;
-        let (total, names) = self.read(|c| {
+        let (names, facets) = self.read(|c| {
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(params_from_iter(args.iter()))?;
-            let mut total = 0;
+            // Every readable match: the page is cut from it, the facets counted over it.
+            let mut matched: HashSet<String> = HashSet::new();
             let mut names = Vec::new();
             while let Some(row) = rows.next()? {
                 let name: String = row.get(0)?;
                 if !readable(&name) {
                     continue;
                 }
-                if total >= skip && names.len() < per_page {
+                if matched.len() >= skip && names.len() < per_page {
                     let tier: i64 = row.get(1)?;
-                    names.push((name, tier == 0 && !needle.is_empty()));
+                    names.push((name.clone(), tier == 0 && !needle.is_empty()));
                 }
-                total += 1;
+                matched.insert(name);
             }
-            Ok((total, names))
+            Ok((names, facet_counts(c, &matched)?))
         })?;
+        let total = facets.total;
         let mut results = Vec::with_capacity(names.len());
         for (name, name_match) in names {
             results.push(self.hit(&name, name_match)?);
@@ -201,6 +243,7 @@ impl CatalogDb {
             page,
             per_page,
             results,
+            facets: facets.facets,
         })
     }
 
@@ -216,12 +259,13 @@ impl CatalogDb {
                 "SELECT facet, value FROM search_facets WHERE repository = ?1 ORDER BY facet, value",
             )?;
             let rows = st.query_map([repository], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            let (mut platforms, mut grades) = (Vec::new(), Vec::new());
+            let (mut platforms, mut grades, mut signed) = (Vec::new(), Vec::new(), false);
             for row in rows {
                 let (f, v) = row?;
                 match f.as_str() {
                     "platform" => platforms.push(v),
                     "grade" => grades.push(v),
+                    "signed" => signed |= v == SIGNED,
                     _ => {}
                 }
             }
@@ -231,6 +275,8 @@ impl CatalogDb {
                 platforms,
                 grades,
                 name_match,
+                last_pushed: None,
+                signed,
             })
         })
     }
@@ -280,7 +326,22 @@ impl CatalogDb {
                     ins.execute(rusqlite::params![facet, v, repository])?;
                 }
             }
+            if row.signed {
+                ins.execute(rusqlite::params!["signed", SIGNED, repository])?;
+            }
             Ok(())
+        })
+    }
+
+    /// Whether `repository` is in search.
+    pub fn has_search_row(&self, repository: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM search_repos WHERE repository = ?1")?
+                    .query_row([repository], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
         })
     }
 
@@ -335,6 +396,63 @@ pub struct SearchRow {
     pub platform_words: BTreeSet<String>,
     pub grades: BTreeSet<String>,
     pub packages: BTreeSet<String>,
+    /// Any of its indexed tagged images (every scanned one while it has no tag) is
+    /// signed: the registry holds a simple signature for it, or the repository has
+    /// its sigstore attachment tag (`sha256-<hex>.sig`). Present, not verified: the
+    /// catalog knows no keys (the signatures route verifies, per repository).
+    pub signed: bool,
+}
+
+/// Facet counts and the number of matches they were counted over.
+struct Counted {
+    total: usize,
+    facets: Facets,
+}
+
+/// The facets of `matched` (readable matches): one pass over each facet's rows of
+/// `search_facets` (its primary key's range), kept when the repository is in the set,
+/// instead of a query per repository.
+fn facet_counts(c: &rusqlite::Connection, matched: &HashSet<String>) -> Result<Counted> {
+    let mut facets = Facets::default();
+    if matched.is_empty() {
+        return Ok(Counted { total: 0, facets });
+    }
+    let mut st = c.prepare_cached(
+        "SELECT value, repository FROM search_facets WHERE facet = ?1 ORDER BY value",
+    )?;
+    let mut count = |facet: &str| -> Result<Vec<(String, usize)>> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        let mut rows = st.query([facet])?;
+        while let Some(row) = rows.next()? {
+            let repository = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            if !matched.contains(repository) {
+                continue;
+            }
+            let value = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            match out.last_mut() {
+                Some((v, n)) if v == value => *n += 1,
+                _ => out.push((value.to_string(), 1)),
+            }
+        }
+        Ok(out)
+    };
+    facets.os = count("os")?;
+    facets.arch = count("arch")?;
+    facets.grade = count("grade")?;
+    let signed = count("signed")?
+        .into_iter()
+        .find(|(v, _)| v == SIGNED)
+        .map_or(0, |(_, n)| n);
+    let unsigned = matched.len() - signed;
+    facets.signed = [("no", unsigned), ("yes", signed)]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| (v.to_string(), n))
+        .collect();
+    Ok(Counted {
+        total: matched.len(),
+        facets,
+    })
 }
 
 /// The description an image declares: OCI's annotation or label
@@ -356,12 +474,67 @@ pub fn description(
         .cloned()
 }
 
+/// Whether `tag` is a sigstore attachment's (`sha256-<hex>.sig`, `.att`, `.sbom`):
+/// it names another image's signatures or attestations, not an image.
+pub fn is_attachment_tag(tag: &str) -> bool {
+    let Some((name, suffix)) = tag.rsplit_once('.') else {
+        return false;
+    };
+    let Some(hex) = name.strip_prefix("sha256-") else {
+        return false;
+    };
+    matches!(suffix, "sig" | "att" | "sbom")
+        && hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The sigstore signature attachment tag of `digest` (`sha256-<hex>.sig`).
+pub fn signature_tag(digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    Some(format!("{algorithm}-{hex}.sig"))
+}
+
 impl Catalog {
+    /// [`CatalogDb::search`], with each hit's `last_pushed` read from the registry's
+    /// metadata (the hits of this page only).
+    pub fn search(
+        &self,
+        query: &SearchQuery,
+        readable: &dyn Fn(&str) -> bool,
+    ) -> Result<SearchPage> {
+        let mut page = self.db.search(query, readable)?;
+        for hit in &mut page.results {
+            hit.last_pushed = self
+                .meta
+                .tag_entries(&hit.repository)?
+                .into_iter()
+                .filter(|(tag, _, _)| !is_attachment_tag(tag))
+                .map(|(_, _, at)| at)
+                .max();
+        }
+        Ok(page)
+    }
+
+    /// Whether `repo` holds a signature of its manifest `digest`: a simple signature
+    /// in the registry's signature store, or the sigstore attachment tag among `tags`
+    /// (the repository's tag names). Present, not verified.
+    pub fn has_signature(&self, repo: &str, digest: &str, tags: &HashSet<String>) -> Result<bool> {
+        if signature_tag(digest).is_some_and(|t| tags.contains(t.as_str())) {
+            return Ok(true);
+        }
+        let Ok(d) = digest.parse::<berth_image::Digest>() else {
+            return Ok(false);
+        };
+        Ok(!self.meta.signatures(repo, &d)?.is_empty())
+    }
+
     /// Rebuilds `repo`'s search row from its tagged images (every scanned image
     /// while it has no tag).
     pub(crate) fn refresh_search(&self, repo: &str) -> Result<()> {
         let scans = self.db.scans_of(repo)?;
         let mut tagged = self.meta.tag_entries(repo)?;
+        let tag_names: HashSet<String> = tagged.iter().map(|(t, _, _)| t.clone()).collect();
+        tagged.retain(|(tag, _, _)| !is_attachment_tag(tag));
         tagged.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
         let wanted: BTreeSet<String> = tagged
             .iter()
@@ -424,6 +597,12 @@ impl Catalog {
             row.grades.extend(inv.grade.clone());
         }
         row.packages = self.db.package_names(&images)?;
+        for s in &ordered {
+            if self.has_signature(repo, &s.manifest_digest, &tag_names)? {
+                row.signed = true;
+                break;
+            }
+        }
         self.db.put_search_row(repo, &row)
     }
 }
@@ -571,6 +750,122 @@ mod tests {
         let page = db.search(&s, &|_: &str| true).unwrap();
         assert_eq!(page.total, 25);
         assert_eq!(names(&page), ["r20", "r21", "r22", "r23", "r24"]);
+    }
+
+    fn counts(list: &[(String, usize)]) -> Vec<(&str, usize)> {
+        list.iter().map(|(v, n)| (v.as_str(), *n)).collect()
+    }
+
+    /// Four repositories: two on amd64 (one also on arm64), grades A, B, B, F, the
+    /// first and third signed; `secret/db` is what the caller may not read.
+    fn facet_rows(db: &CatalogDb) {
+        let mut multi = row("web server", &[], "linux", "amd64", "A", &[]);
+        multi.arch.insert("arm64".into());
+        multi.signed = true;
+        db.put_search_row("web/nginx", &multi).unwrap();
+        db.put_search_row(
+            "web/proxy",
+            &row("proxy server", &[], "linux", "arm64", "B", &[]),
+        )
+        .unwrap();
+        let mut win = row("windows server", &[], "windows", "amd64", "B", &[]);
+        win.signed = true;
+        db.put_search_row("win/iis", &win).unwrap();
+        let mut secret = row("secret server", &[], "linux", "s390x", "F", &[]);
+        secret.signed = true;
+        db.put_search_row("secret/db", &secret).unwrap();
+    }
+
+    #[test]
+    fn facets_count_every_readable_match_with_all_filters_applied() {
+        let (_d, db) = db();
+        facet_rows(&db);
+        let readable = |n: &str| !n.starts_with("secret/");
+        // Counts cover every match, not only the page (one result per page here).
+        let mut all = q("server");
+        all.per_page = 1;
+        let p = db.search(&all, &readable).unwrap();
+        assert_eq!(p.total, 3);
+        assert_eq!(p.results.len(), 1);
+        let f = &p.facets;
+        assert_eq!(counts(&f.os), [("linux", 2), ("windows", 1)]);
+        assert_eq!(counts(&f.arch), [("amd64", 2), ("arm64", 2)]);
+        assert_eq!(counts(&f.grade), [("A", 1), ("B", 2)]);
+        assert_eq!(counts(&f.signed), [("no", 1), ("yes", 2)]);
+        // The private repository is never counted (s390x and F are its alone).
+        let everyone = db.search(&all, &|_: &str| true).unwrap();
+        assert_eq!(
+            counts(&everyone.facets.grade),
+            [("A", 1), ("B", 2), ("F", 1)]
+        );
+        assert!(!f.arch.iter().any(|(a, _)| a == "s390x"));
+
+        // Filters narrow the counts too.
+        let mut linux = q("");
+        linux.os = Some("linux".into());
+        let p = db.search(&linux, &readable).unwrap();
+        assert_eq!(names(&p), ["web/nginx", "web/proxy"]);
+        assert_eq!(counts(&p.facets.os), [("linux", 2)]);
+        assert_eq!(counts(&p.facets.arch), [("amd64", 1), ("arm64", 2)]);
+        assert_eq!(counts(&p.facets.signed), [("no", 1), ("yes", 1)]);
+        // Text narrows them as well; nothing matched counts nothing.
+        let p = db.search(&q("windows"), &readable).unwrap();
+        assert_eq!(counts(&p.facets.os), [("windows", 1)]);
+        let p = db.search(&q("nothing-matches-this"), &readable).unwrap();
+        assert_eq!((p.total, p.facets), (0, Facets::default()));
+    }
+
+    #[test]
+    fn the_signed_filter_keeps_signed_or_unsigned_repositories() {
+        let (_d, db) = db();
+        facet_rows(&db);
+        let readable = |n: &str| !n.starts_with("secret/");
+        let mut signed = q("");
+        signed.signed = Some(true);
+        let p = db.search(&signed, &readable).unwrap();
+        assert_eq!(names(&p), ["web/nginx", "win/iis"]);
+        assert!(p.results.iter().all(|h| h.signed));
+        assert_eq!(counts(&p.facets.signed), [("yes", 2)]);
+        signed.signed = Some(false);
+        let p = db.search(&signed, &readable).unwrap();
+        assert_eq!(names(&p), ["web/proxy"]);
+        assert!(!p.results[0].signed);
+        assert_eq!(counts(&p.facets.signed), [("no", 1)]);
+        // With another filter: signed and on arm64.
+        let mut both = q("");
+        both.signed = Some(true);
+        both.arch = Some("arm64".into());
+        assert_eq!(names(&db.search(&both, &readable).unwrap()), ["web/nginx"]);
+        // A row rebuilt without a signature is unsigned again.
+        db.put_search_row(
+            "win/iis",
+            &row("windows server", &[], "windows", "amd64", "B", &[]),
+        )
+        .unwrap();
+        signed.signed = Some(true);
+        assert_eq!(
+            names(&db.search(&signed, &readable).unwrap()),
+            ["web/nginx"]
+        );
+        // Without the catalog's metadata store, no push time.
+        assert_eq!(
+            db.search(&q(""), &readable).unwrap().results[0].last_pushed,
+            None
+        );
+    }
+
+    #[test]
+    fn attachment_tags_are_told_from_image_tags() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(is_attachment_tag(&format!("sha256-{hex}.sig")));
+        assert!(is_attachment_tag(&format!("sha256-{hex}.att")));
+        assert!(!is_attachment_tag(&format!("sha256-{hex}.tar")));
+        assert!(!is_attachment_tag("sha256-abc.sig"));
+        assert!(!is_attachment_tag("v1.0"));
+        assert_eq!(
+            signature_tag(&format!("sha256:{hex}")),
+            Some(format!("sha256-{hex}.sig"))
+        );
     }
 
     #[test]

@@ -65,6 +65,21 @@ impl Catalog {
         self.enqueue(tx, job);
     }
 
+    /// After a signature of one of `repository`'s manifests was stored: its search
+    /// row (whether it is signed) is rebuilt in the background; nothing is scanned.
+    pub fn notify_signatures(&self, repository: &str) {
+        let Some(tx) = self.queue.sender.get() else {
+            return;
+        };
+        // A delete's job without a digest rebuilds the row and forgets nothing.
+        let job = Job {
+            repository: repository.to_string(),
+            digest: None,
+            forget: true,
+        };
+        self.enqueue(tx, job);
+    }
+
     fn enqueue(&self, tx: &mpsc::Sender<Job>, job: Job) {
         let (repository, digest) = (job.repository.clone(), job.digest.clone());
         if let Err(e) = tx.try_send(job) {

@@ -399,3 +399,127 @@ fn a_deleted_manifest_leaves_the_search() {
         .is_none());
     assert!(search(&cat, by_package()).is_empty());
 }
+
+#[test]
+fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
+    let reg = Registry::new();
+    let layer = debian_layer(&[("libc6", "2.36-9")]);
+    let signed = reg.push(
+        "team/signed",
+        "1.0",
+        std::slice::from_ref(&layer),
+        json!({"v": "1"}),
+    );
+    let cat = reg.catalog();
+    assert_eq!(
+        cat.scan_manifest("team/signed", &signed, false).unwrap(),
+        Scanned::Done
+    );
+    let hit = |cat: &Catalog| {
+        let q = SearchQuery {
+            q: "team/signed".into(),
+            page: 1,
+            per_page: 10,
+            ..Default::default()
+        };
+        let page = cat.search(&q, &|_| true).unwrap();
+        assert_eq!(page.results.len(), 1);
+        page.results[0].clone()
+    };
+    let first = hit(&cat);
+    assert!(!first.signed);
+    let entries = reg.meta.tag_entries("team/signed").unwrap();
+    assert_eq!(first.last_pushed, Some(entries[0].2));
+    assert!(!cat.repository("team/signed").unwrap().unwrap().tags[0].signed);
+
+    // A simple signature kept for the image: signed once the row is rebuilt (the
+    // registry's signature PUT asks for that).
+    let added = reg
+        .meta
+        .add_signature(
+            "team/signed",
+            &signed,
+            &berth_store::StoredSignature {
+                name: format!("{signed}@0123"),
+                content: b"opaque".to_vec(),
+            },
+            32,
+        )
+        .unwrap();
+    assert_eq!(added, berth_store::SignatureAdded::Added);
+    cat.forget("team/signed", None).unwrap();
+    assert!(hit(&cat).signed);
+    let view = cat.repository("team/signed").unwrap().unwrap();
+    assert!(view.tags[0].signed);
+
+    // The same image in another repository, with a sigstore attachment tag for it:
+    // unsigned there until the attachment's scan (a skipped manifest) rebuilds the
+    // row (signatures count per repository).
+    let other = reg.push(
+        "team/cosigned",
+        "2.0",
+        std::slice::from_ref(&layer),
+        json!({"v": "1"}),
+    );
+    assert_eq!(
+        cat.scan_manifest("team/cosigned", &other, false).unwrap(),
+        Scanned::Current
+    );
+    let cfg = reg.blob("team/cosigned", b"{}");
+    let payload = reg.blob("team/cosigned", b"{\"critical\":{}}");
+    let attachment = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload.to_string(), "size": 14,
+            "annotations": {"dev.cosignproject.cosign/signature": "MEUC"}}],
+    }))
+    .unwrap();
+    let ad = Digest::sha256_of(&attachment);
+    let parsed = berth_image::Manifest::parse(None, &attachment).unwrap();
+    let sig_tag = format!("sha256-{}.sig", other.hex());
+    reg.meta
+        .put_manifest(
+            "team/cosigned",
+            &NewManifest::new(ad.clone(), &parsed, attachment),
+            Some(&sig_tag),
+        )
+        .unwrap();
+    let signed_only = SearchQuery {
+        signed: Some(true),
+        page: 1,
+        per_page: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        cat.search(&signed_only, &|_| true).unwrap().results.len(),
+        1,
+        "only team/signed before the attachment is scanned"
+    );
+    assert_eq!(
+        cat.scan_manifest("team/cosigned", &ad, false).unwrap(),
+        Scanned::Skipped
+    );
+    let page = cat.search(&signed_only, &|_| true).unwrap();
+    let mut found: Vec<_> = page.results.iter().map(|h| h.repository.as_str()).collect();
+    found.sort();
+    assert_eq!(found, ["team/cosigned", "team/signed"]);
+    // The attachment's tag is not the repository's newest push, nor a tag image.
+    let cosigned = page
+        .results
+        .iter()
+        .find(|h| h.repository == "team/cosigned")
+        .unwrap();
+    let image_tag_time = reg
+        .meta
+        .tag_entries("team/cosigned")
+        .unwrap()
+        .into_iter()
+        .find(|(t, _, _)| t == "2.0")
+        .unwrap()
+        .2;
+    assert_eq!(cosigned.last_pushed, Some(image_tag_time));
+    let view = cat.repository("team/cosigned").unwrap().unwrap();
+    let tag = view.tags.iter().find(|t| t.tag == "2.0").unwrap();
+    assert!(tag.signed);
+}

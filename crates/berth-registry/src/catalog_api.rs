@@ -1,7 +1,8 @@
 //! The catalog over HTTP, a thin layer over `berth_catalog`:
-//! - `GET /api/v1/catalog/search?q=&label=KEY=VALUE&os=&arch=&package=&cve=&grade=&page=&per_page=`
+//! - `GET /api/v1/catalog/search?q=&label=KEY=VALUE&os=&arch=&package=&cve=&grade=&signed=yes|no&page=&per_page=`
 //!   for anyone, answering only repositories the caller may pull (the same rule as
-//!   `/v2/_catalog`);
+//!   `/v2/_catalog`), with facet counts over those (`facets`: os, arch, grade,
+//!   signed);
 //! - `POST /api/v1/catalog/scan` (superusers; body `{"all": bool, "repo": NAME,
 //!   "tag": TAG}`): rescan failed manifests, everything, or one repository / tag;
 //! - `GET /api/v1/catalog/status` (superusers): what the catalog did since start-up;
@@ -55,7 +56,7 @@ pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Re
     resp
 }
 
-/// Reads the search parameters; a bad number is a 400.
+/// Reads the search parameters; a bad number or `signed` value is a 400.
 pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
     let mut q = SearchQuery {
         page: 1,
@@ -80,6 +81,13 @@ pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
             "package" => q.package = Some(v),
             "cve" => q.cve = Some(v),
             "grade" => q.grade = Some(v),
+            "signed" => {
+                q.signed = Some(match v.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("signed={v}: yes or no")),
+                })
+            }
             "page" => q.page = number(&k, &v)?.max(1),
             "per_page" => q.per_page = number(&k, &v)?.clamp(1, MAX_PER_PAGE),
             _ => {}
@@ -94,9 +102,7 @@ async fn answer_search(reg: Arc<Registry>, req: Request) -> crate::error::ApiRes
     let query = search_query(req.uri().query()).map_err(repositories::bad_request)?;
     let catalog = repositories::catalog(&reg)?;
     let page = tokio::task::spawn_blocking(move || {
-        catalog
-            .db()
-            .search(&query, &|name| caller.level(name).is_some())
+        catalog.search(&query, &|name| caller.level(name).is_some())
     })
     .await?
     .map_err(repositories::catalog_error)?;
@@ -250,5 +256,22 @@ struct Staged(std::path::PathBuf);
 impl Drop for Staged {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_parameters_take_signed_yes_or_no_only() {
+        let q = search_query(Some("q=web&signed=yes&os=linux")).unwrap();
+        assert_eq!((q.signed, q.os.as_deref()), (Some(true), Some("linux")));
+        assert_eq!(search_query(Some("signed=no")).unwrap().signed, Some(false));
+        assert_eq!(search_query(Some("q=x")).unwrap().signed, None);
+        for bad in ["signed=true", "signed=", "signed=YES"] {
+            let e = search_query(Some(bad)).unwrap_err();
+            assert!(e.contains("yes or no"), "{bad}: {e}");
+        }
     }
 }
