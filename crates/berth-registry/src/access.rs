@@ -60,6 +60,19 @@ impl Caller {
         }
     }
 
+    /// A caller known by other means than this request's credentials (a web page's
+    /// session, whose password was checked at sign-in): the directory's rules for
+    /// `principal`, as for Basic credentials.
+    pub fn of(reg: &Registry, principal: Principal) -> ApiResult<Caller> {
+        let (dir, enforced) = reg.auth.directory().map_err(ApiError::internal)?;
+        Ok(Caller {
+            principal,
+            grants: Grants::Directory,
+            dir,
+            enforced,
+        })
+    }
+
     /// What the directory grants the caller on `repo` right now, whatever its token
     /// says: used for listings, which a token cannot enumerate.
     pub fn level(&self, repo: &str) -> Option<Level> {
@@ -319,8 +332,8 @@ fn challenge(
 }
 
 /// The `Host` the client used, if it is a plain host[:port]; the realm must point back
-/// at this server as the client reaches it.
-fn host(headers: &HeaderMap) -> &str {
+/// at this server as the client reaches it (and the web pages' pull commands name it).
+pub(crate) fn host(headers: &HeaderMap) -> &str {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -18,9 +18,11 @@ pub mod metrics;
 mod policy;
 mod routes;
 mod search;
+mod signature_info;
 mod signatures;
 mod token;
 mod trust;
+mod ui;
 mod uploads;
 
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub struct RegistryConfig {
     pub gc: gc::GcConfig,
     /// The catalog (`catalog.db`: inventories, findings, search): on by default.
     pub catalog: bool,
+    /// The web pages (`/`, `/repository/…`, `/signin`): on by default.
+    pub ui: bool,
 }
 
 impl RegistryConfig {
@@ -72,6 +76,7 @@ impl RegistryConfig {
             token_realm: None,
             gc: gc::GcConfig::default(),
             catalog: true,
+            ui: true,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct Registry {
     pub(crate) gc_lock: std::sync::Mutex<()>,
     /// What is inside the stored images (none when turned off).
     pub(crate) catalog: Option<Arc<berth_catalog::Catalog>>,
+    /// The web pages' sessions (see `ui`).
+    pub(crate) ui: ui::Sessions,
     config: RegistryConfig,
 }
 
@@ -149,6 +156,7 @@ impl Registry {
             verdicts: trust::Verdicts::default(),
             gc_lock: std::sync::Mutex::new(()),
             catalog,
+            ui: ui::Sessions::default(),
             config,
         }))
     }
@@ -216,8 +224,14 @@ impl Registry {
         &self.auth
     }
 
-    /// The HTTP application: `/v2/…`, `/extensions/v2/…` (signatures), `/v1/search`, `/token`, `/api/v1/…`, `/metrics`, `/healthz`.
+    /// The HTTP application: `/v2/…`, `/extensions/v2/…` (signatures), `/v1/search`,
+    /// `/token`, `/api/v1/…`, `/metrics`, `/healthz`, and the web pages unless turned
+    /// off (`/`, `/signin`, `/signout`, `/repository/…`, `/static/…`).
     pub fn router(self: &Arc<Self>) -> Router {
+        let pages = match self.config.ui {
+            true => ui::routes(),
+            false => Router::new(),
+        };
         Router::new()
             .route("/v2", any(routes::base))
             .route("/v2/", any(routes::base))
@@ -234,6 +248,7 @@ impl Registry {
             .route("/api/v1/{*path}", any(admin_api::endpoint))
             .route("/metrics", get(metrics::render))
             .route("/healthz", get(health))
+            .merge(pages)
             .fallback(routes::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -27,7 +27,7 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
-tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, max_connections, header_timeout, \
+tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown. Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// off [default: true]
     #[arg(long, env = "BERTH_CATALOG", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     catalog: Option<bool>,
+    /// The web pages: search, repositories, images, sign-in (`on`), or none, the
+    /// registry and its API only (`off`) [default: on]
+    #[arg(long, env = "BERTH_UI", value_name = "on|off", value_parser = parse_on_off)]
+    ui: Option<bool>,
     /// Serve at most this many connections at once; the next ones are answered 503
     /// with Retry-After (closed at once under TLS) [default: from the open-files limit,
     /// at most 4096]
@@ -133,11 +137,21 @@ struct FileConfig {
     gc_grace: Option<Duration>,
     gc_keep_untagged: Option<bool>,
     catalog: Option<bool>,
+    ui: Option<bool>,
     max_connections: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     body_timeout: Option<Duration>,
+}
+
+/// `--ui on|off` (`true`/`false` too, as the TOML file says it).
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: on or off")),
+    }
 }
 
 mod humantime_serde_opt {
@@ -167,6 +181,7 @@ struct Settings {
     token_lifetime: Duration,
     gc: berth_registry::gc::GcConfig,
     catalog: bool,
+    ui: bool,
     limits: limits::Limits,
 }
 
@@ -237,6 +252,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                 .unwrap_or(false),
         },
         catalog: args.catalog.or(file.catalog).unwrap_or(true),
+        ui: args.ui.or(file.ui).unwrap_or(true),
         limits: limits::Limits {
             max_connections: match args.max_connections.or(file.max_connections) {
                 Some(0) => anyhow::bail!("max_connections must be at least 1"),
@@ -319,6 +335,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         token_realm: s.token_realm.clone(),
         gc: s.gc.clone(),
         catalog: s.catalog,
+        ui: s.ui,
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;
@@ -461,6 +478,16 @@ mod tests {
         assert!(open_warning(false, lo).is_none());
         assert!(open_warning(false, lo6).is_none());
         assert!(open_warning(true, any).is_none());
+    }
+
+    #[test]
+    fn ui_is_on_or_off() {
+        assert_eq!(parse_on_off("on"), Ok(true));
+        assert_eq!(parse_on_off("off"), Ok(false));
+        assert_eq!(parse_on_off("false"), Ok(false));
+        assert!(parse_on_off("maybe").is_err());
+        let file: FileConfig = toml::from_str("ui = false").unwrap();
+        assert_eq!(file.ui, Some(false));
     }
 
     #[test]

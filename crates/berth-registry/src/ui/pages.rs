@@ -1,0 +1,538 @@
+//! The pages' data: each fetched through the functions the catalog API answers
+//! with (`Catalog::search`, `readable`, `Image::overview_view`, `Image::inventoried`,
+//! `Catalog::vulnerabilities`, `Catalog::repository`, `Image::sbom`), with the same
+//! access rules, then handed to `berth_web` to render.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_catalog::query::{PackageDiff, VulnFilter};
+use berth_catalog::search::SearchQuery;
+use berth_image::{Digest, RepositoryName};
+use berth_web::image::{Content, Diff, ImagePage, PackageSort, Scan, SignatureRow, Tab};
+use berth_web::search::{Facet, SearchParams};
+
+use super::{failure, finish, html, not_found, Visitor};
+use crate::catalog_api::repositories::{self, catalog_error, readable, Image, Inventoried};
+use crate::catalog_api::search_query;
+use crate::error::ApiError;
+use crate::routes::{self, query_get, query_pairs};
+use crate::Registry;
+
+/// Results per search page.
+const SEARCH_PER_PAGE: usize = 25;
+
+/// Why a page is not shown: not found (or not readable: the same), or our failure.
+enum Refusal {
+    NotFound,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Refusal {
+        // Unknown, unreadable, invalid names and digests, the catalog turned off:
+        // all "not found" to a visitor. Anything else is ours.
+        if e.status.is_client_error() {
+            Refusal::NotFound
+        } else {
+            Refusal::Failed(e)
+        }
+    }
+}
+
+fn answer(v: &Visitor, r: Result<Response, Refusal>) -> Response {
+    match r {
+        Ok(resp) => resp,
+        Err(Refusal::NotFound) => not_found(v),
+        Err(Refusal::Failed(e)) => failure(v, e),
+    }
+}
+
+/// Whether free text is a vulnerability id, searched as `cve=` rather than as text.
+fn is_advisory_id(q: &str) -> bool {
+    let q = q.trim();
+    ["CVE-", "GHSA-", "DSA-", "DLA-", "RHSA-", "ALSA-", "USN-"]
+        .iter()
+        .any(|p| q.len() > p.len() && q[..p.len()].eq_ignore_ascii_case(p))
+        && !q.contains(char::is_whitespace)
+}
+
+/// `/`: the API's search parameters and search, the visitor's access.
+pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let v = match Visitor::of(&reg, &req) {
+        Ok(v) => v,
+        Err(e) => return finish(e.into_response()),
+    };
+    let r = search_page(&reg, &v, req.uri().query()).await;
+    answer(&v, r)
+}
+
+async fn search_page(
+    reg: &Arc<Registry>,
+    v: &Visitor,
+    raw: Option<&str>,
+) -> Result<Response, Refusal> {
+    let query = match search_query(raw) {
+        Ok(q) => q,
+        Err(why) => {
+            return Ok(html(
+                StatusCode::BAD_REQUEST,
+                berth_web::error_page(&v.chrome(), "Bad search", &why),
+            ))
+        }
+    };
+    let params = SearchParams {
+        q: query.q.clone(),
+        os: query.os.clone(),
+        arch: query.arch.clone(),
+        grade: query.grade.clone(),
+        signed: query.signed,
+        package: query.package.clone(),
+        cve: query.cve.clone(),
+        page: query.page,
+    };
+    let mut query = SearchQuery {
+        per_page: SEARCH_PER_PAGE,
+        labels: Vec::new(),
+        ..query
+    };
+    if query.cve.is_none() && is_advisory_id(&query.q) {
+        query.cve = Some(query.q.trim().to_string());
+        query.q.clear();
+    }
+    let found = match reg.catalog() {
+        Some(catalog) => {
+            let (catalog, caller) = (catalog.clone(), Visitor::of_caller(v, reg)?);
+            reg.blocking(move |_| {
+                catalog
+                    .search(&query, &|name| caller.level(name).is_some())
+                    .map_err(catalog_error)
+            })
+            .await?
+        }
+        None => berth_catalog::search::SearchPage {
+            total: 0,
+            page: 1,
+            per_page: SEARCH_PER_PAGE,
+            results: Vec::new(),
+            facets: Default::default(),
+        },
+    };
+    let f = &found.facets;
+    let facets: Vec<Facet> = [
+        ("os", &f.os),
+        ("arch", &f.arch),
+        ("grade", &f.grade),
+        ("signed", &f.signed),
+    ]
+    .into_iter()
+    .map(|(name, values)| Facet {
+        name: name.into(),
+        values: values.clone(),
+    })
+    .collect();
+    Ok(html(
+        StatusCode::OK,
+        berth_web::search::page_html(&v.chrome(), &params, &found, &facets),
+    ))
+}
+
+impl Visitor {
+    /// The visitor's caller again, for a blocking task (a `Caller` is not `Clone`:
+    /// it is rebuilt from the same principal and directory snapshot).
+    fn of_caller(v: &Visitor, reg: &Registry) -> Result<crate::access::Caller, ApiError> {
+        crate::access::Caller::of(reg, v.caller.principal.clone())
+    }
+}
+
+/// What a `/repository/…` path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Repository(&'a str),
+    Manifest(&'a str, &'a str),
+    Sbom(&'a str, &'a str),
+}
+
+impl<'a> Target<'a> {
+    /// Read from the right, as the API's paths are: names have slashes.
+    fn parse(path: &'a str) -> Option<Target<'a>> {
+        if let Some((name, rest)) = path.rsplit_once("/manifest/") {
+            return match rest.split_once('/') {
+                None if !rest.is_empty() => Some(Target::Manifest(name, rest)),
+                Some((digest, "sbom")) if !digest.is_empty() => Some(Target::Sbom(name, digest)),
+                _ => None,
+            };
+        }
+        let name = path.trim_end_matches('/');
+        (!name.is_empty()).then_some(Target::Repository(name))
+    }
+}
+
+/// `/repository/{*path}`.
+pub(crate) async fn repository(
+    State(reg): State<Arc<Registry>>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
+    let v = match Visitor::of(&reg, &req) {
+        Ok(v) => v,
+        Err(e) => return finish(e.into_response()),
+    };
+    let q = query_pairs(req.uri().query());
+    let headers = req.headers().clone();
+    drop(req);
+    let req = &headers;
+    let r = match Target::parse(&path) {
+        None => Err(Refusal::NotFound),
+        Some(Target::Repository(name)) => match query_get(&q, "tag") {
+            Some(tag) => image_page(&reg, &v, req, name, Asked::Tag(tag), &q).await,
+            None => repository_page(&reg, &v, req, name).await,
+        },
+        Some(Target::Manifest(name, d)) => {
+            image_page(&reg, &v, req, name, Asked::Digest(d), &q).await
+        }
+        Some(Target::Sbom(name, d)) => sbom(&reg, &v, req, name, d, &q).await,
+    };
+    answer(&v, r)
+}
+
+async fn repository_page(
+    reg: &Arc<Registry>,
+    v: &Visitor,
+    req: &HeaderMap,
+    name: &str,
+) -> Result<Response, Refusal> {
+    let name = readable(reg, &v.caller, name).await?;
+    let catalog = repositories::catalog(reg)?;
+    let n = name.to_string();
+    let view = reg
+        .blocking(move |_| catalog.repository(&n).map_err(catalog_error))
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    Ok(html(
+        StatusCode::OK,
+        berth_web::repository::page_html(&v.chrome(), &super::host(req), &view),
+    ))
+}
+
+/// How the image was asked for.
+enum Asked<'a> {
+    Tag(&'a str),
+    Digest(&'a str),
+}
+
+/// Where an image's inventory stands, for the pages.
+fn scan_of(state: &Inventoried) -> Scan<'_> {
+    match state {
+        Inventoried::Ok(..) => Scan::Ready,
+        Inventoried::Pending => Scan::Pending,
+        Inventoried::Failed(why) => Scan::Failed(why),
+        Inventoried::Index(_) | Inventoried::Skipped => Scan::NotImage,
+    }
+}
+
+/// The data of the current tab, owned; the page borrows from it.
+enum TabData {
+    Overview,
+    Security(
+        Inventoried,
+        Option<berth_catalog::query::VulnerabilityReport>,
+    ),
+    Packages(Inventoried, Vec<berth_inventory::Package>, PreviousTag),
+    Containerfile(Inventoried),
+    Tags(Vec<berth_catalog::query::TagSummary>),
+    Signatures(Vec<SignatureRow>),
+    Sbom,
+}
+
+/// The package diff's other side.
+enum PreviousTag {
+    None,
+    Unavailable(String),
+    Diff(String, PackageDiff),
+}
+
+#[allow(clippy::too_many_lines)]
+async fn image_page(
+    reg: &Arc<Registry>,
+    v: &Visitor,
+    req: &HeaderMap,
+    name: &str,
+    asked: Asked<'_>,
+    q: &[(String, String)],
+) -> Result<Response, Refusal> {
+    let name = readable(reg, &v.caller, name).await?;
+    let catalog = repositories::catalog(reg)?;
+    // The tags in the catalog's order: the asked tag's digest, or this digest's tag.
+    let n = name.to_string();
+    let mut tags = reg.blocking(move |r| r.meta.tag_entries(&n)).await?;
+    tags.sort_by(|a, b| berth_catalog::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
+    let (digest, tag) = match asked {
+        Asked::Tag(t) => {
+            let (tag, d, _) = tags
+                .iter()
+                .find(|(x, _, _)| x == t)
+                .ok_or(Refusal::NotFound)?;
+            (d.clone(), Some(tag.clone()))
+        }
+        Asked::Digest(d) => {
+            let digest = routes::digest(d)?;
+            let tag = tags
+                .iter()
+                .find(|(_, x, _)| *x == digest)
+                .map(|(t, _, _)| t.clone());
+            (digest, tag)
+        }
+    };
+    let image = Image {
+        reg: reg.clone(),
+        catalog: catalog.clone(),
+        name: name.clone(),
+        digest: digest.clone(),
+    };
+    let (view, signature_count) = image.overview_view(&v.caller).await?;
+    // The platform shown: `?platform=` among an index's images, else linux/amd64,
+    // else the first.
+    let chosen = query_get(q, "platform")
+        .and_then(|p| view.images.iter().position(|i| i.summary.digest == p))
+        .or_else(|| {
+            view.images
+                .iter()
+                .position(|i| i.summary.platform.as_deref() == Some("linux/amd64"))
+        })
+        .unwrap_or(0);
+    let shown = view.images.get(chosen);
+    let shown_digest = match shown {
+        Some(i) => routes::digest(&i.summary.digest)?,
+        None => digest.clone(),
+    };
+    let tab = Tab::parse(query_get(q, "tab").unwrap_or(""));
+    let page: usize = query_get(q, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let fixable = matches!(query_get(q, "fixable"), Some("1" | "true" | "on"));
+    let pq = query_get(q, "pq").unwrap_or("").to_string();
+    let sort = PackageSort::parse(query_get(q, "sort").unwrap_or(""));
+    let shown_image = Image {
+        digest: shown_digest.clone(),
+        ..image
+    };
+    let data = match tab {
+        Tab::Overview => TabData::Overview,
+        Tab::Sbom => TabData::Sbom,
+        Tab::Security => {
+            let filter = VulnFilter {
+                fixable,
+                severities: Vec::new(),
+            };
+            let (state, report) = shown_image
+                .with(move |_, c, name, d| {
+                    let state = Image::inventoried(c, name, d)?;
+                    let report = match state {
+                        Inventoried::Ok(..) => c
+                            .vulnerabilities(name, &d.to_string(), &filter)
+                            .map_err(catalog_error)?,
+                        _ => None,
+                    };
+                    Ok((state, report))
+                })
+                .await?;
+            TabData::Security(state, report)
+        }
+        Tab::Packages => {
+            let platform = shown.and_then(|i| i.summary.platform.clone());
+            let previous = tag.as_deref().and_then(|t| {
+                let at = tags.iter().position(|(x, _, _)| x == t)?;
+                tags.get(at + 1).map(|(t, d, _)| (t.clone(), d.to_string()))
+            });
+            let (state, packages, prev) = shown_image
+                .with(move |_, c, name, d| {
+                    let mut state = Image::inventoried(c, name, d)?;
+                    let packages = match &mut state {
+                        Inventoried::Ok(_, inv) => std::mem::take(&mut inv.packages)
+                            .into_iter()
+                            .filter(|p| pq.is_empty() || p.name.contains(&pq))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let prev = match previous {
+                        None => PreviousTag::None,
+                        Some((ptag, pdigest)) => {
+                            // The previous tag's image of the same platform.
+                            let other = match c.db().scan(name, &pdigest).map_err(catalog_error)? {
+                                Some(s) if !s.children.is_empty() => s
+                                    .children
+                                    .into_iter()
+                                    .find(|ch| ch.platform == platform)
+                                    .map(|ch| ch.digest),
+                                _ => Some(pdigest),
+                            };
+                            match other {
+                                Some(o) => match c
+                                    .package_diff(&d.to_string(), &o)
+                                    .map_err(catalog_error)?
+                                {
+                                    Some(diff) => PreviousTag::Diff(ptag, diff),
+                                    None => PreviousTag::Unavailable(ptag),
+                                },
+                                None => PreviousTag::Unavailable(ptag),
+                            }
+                        }
+                    };
+                    Ok((state, packages, prev))
+                })
+                .await?;
+            TabData::Packages(state, packages, prev)
+        }
+        Tab::Containerfile => {
+            let state = shown_image
+                .with(|_, c, name, d| Image::inventoried(c, name, d))
+                .await?;
+            TabData::Containerfile(state)
+        }
+        Tab::Tags => {
+            let (c, n) = (catalog.clone(), name.to_string());
+            let view = reg
+                .blocking(move |_| c.repository(&n).map_err(catalog_error))
+                .await?
+                .ok_or(Refusal::NotFound)?;
+            TabData::Tags(view.tags)
+        }
+        Tab::Signatures => TabData::Signatures(signature_rows(reg, &name, &digest).await?),
+    };
+    let content = match &data {
+        TabData::Overview => Content::Overview,
+        TabData::Sbom => Content::Sbom,
+        TabData::Security(state, report) => Content::Security {
+            scan: scan_of(state),
+            report: report.as_ref(),
+            fixable,
+            page,
+        },
+        TabData::Packages(state, packages, prev) => Content::Packages {
+            scan: scan_of(state),
+            packages,
+            q: query_get(q, "pq").unwrap_or(""),
+            sort,
+            page,
+            diff: match prev {
+                PreviousTag::None => Diff::NoPrevious,
+                PreviousTag::Unavailable(t) => Diff::Unavailable(t),
+                PreviousTag::Diff(t, d) => Diff::Against(t, d),
+            },
+        },
+        TabData::Containerfile(state) => Content::Containerfile {
+            scan: scan_of(state),
+            file: match state {
+                Inventoried::Ok(_, inv) => inv.containerfile.as_ref(),
+                _ => None,
+            },
+        },
+        TabData::Tags(tags) => Content::Tags(tags),
+        TabData::Signatures(rows) => Content::Signatures(rows),
+    };
+    let host = super::host(req);
+    let asked_tag = match asked {
+        Asked::Tag(t) => Some(t),
+        Asked::Digest(_) => None,
+    };
+    let page = ImagePage {
+        repository: name.as_str(),
+        host: &host,
+        asked_tag,
+        tag: tag.as_deref(),
+        manifest: &view,
+        image: shown,
+        signatures: signature_count,
+        content,
+    };
+    Ok(html(
+        StatusCode::OK,
+        berth_web::image::page_html(&v.chrome(), &page),
+    ))
+}
+
+/// The Signatures tab's rows (none until the registry can describe signatures).
+async fn signature_rows(
+    _reg: &Arc<Registry>,
+    _name: &RepositoryName,
+    _digest: &Digest,
+) -> Result<Vec<SignatureRow>, ApiError> {
+    Ok(Vec::new())
+}
+
+/// `/repository/NAME/manifest/DIGEST/sbom?format=`: the API's `/sbom` answer, with
+/// the visitor's access, as a download.
+async fn sbom(
+    reg: &Arc<Registry>,
+    v: &Visitor,
+    req: &HeaderMap,
+    name: &str,
+    d: &str,
+    q: &[(String, String)],
+) -> Result<Response, Refusal> {
+    let name = readable(reg, &v.caller, name).await?;
+    let digest = routes::digest(d)?;
+    let image = Image {
+        reg: reg.clone(),
+        catalog: repositories::catalog(reg)?,
+        name: name.clone(),
+        digest: digest.clone(),
+    };
+    let mut resp = image.sbom(req, q).await?;
+    if resp.status() == StatusCode::OK {
+        let format = match query_get(q, "format") {
+            Some("cyclonedx") => "cyclonedx",
+            _ => "spdx",
+        };
+        let file = format!(
+            "{}-{}.{format}.json",
+            name.as_str().rsplit('/').next().unwrap_or("image"),
+            &digest.hex()[..12.min(digest.hex().len())]
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+            resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(finish(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_read_from_the_right() {
+        assert_eq!(Target::parse("a/b"), Some(Target::Repository("a/b")));
+        assert_eq!(Target::parse("a/b/"), Some(Target::Repository("a/b")));
+        assert_eq!(
+            Target::parse("a/manifest/b/manifest/sha256:x"),
+            Some(Target::Manifest("a/manifest/b", "sha256:x"))
+        );
+        assert_eq!(
+            Target::parse("a/b/manifest/sha256:x/sbom"),
+            Some(Target::Sbom("a/b", "sha256:x"))
+        );
+        assert_eq!(Target::parse("a/manifest/sha256:x/other"), None);
+        assert_eq!(Target::parse("a/manifest/"), None);
+        assert_eq!(Target::parse(""), None);
+    }
+
+    #[test]
+    fn advisory_ids_are_told_from_text() {
+        for id in [
+            "CVE-2024-1234",
+            "cve-2024-1",
+            "GHSA-xxxx-yyyy",
+            "DSA-5000-1",
+            "USN-1-1",
+        ] {
+            assert!(is_advisory_id(id), "{id}");
+        }
+        for text in ["nginx", "CVE-", "cve 2024", "CVE-2024-1 nginx", "DSAx"] {
+            assert!(!is_advisory_id(text), "{text}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Web sessions: a random 256-bit id in the `berth_session` cookie, and on the
+//! server a map from it to the account and the session's CSRF token.
+//!
+//! Kept in memory, not in `auth.db`: a session costs nothing to create or check, a
+//! restart signs everyone out (acceptable for pages; clients use tokens), and a
+//! stolen database holds no live session. Bounded: at most [`MAX_SESSIONS`]; past
+//! that the expired ones go, then the longest idle. A session idle for [`IDLE`] ends.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A session unused this long has ended.
+pub(crate) const IDLE: Duration = Duration::from_secs(12 * 3600);
+/// Most sessions kept at once.
+pub(crate) const MAX_SESSIONS: usize = 10_000;
+
+/// A random 256-bit value as 64 hex digits: session ids and CSRF tokens.
+pub(crate) fn token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `s` has the shape [`token`] gives (checked before any lookup).
+pub(crate) fn is_token(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One signed-in visitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub user: String,
+    /// Every POST form of this session carries it.
+    pub csrf: String,
+}
+
+struct Entry {
+    session: Session,
+    seen: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl Sessions {
+    /// Starts a session for `user`: its id (for the cookie) and the session.
+    pub(crate) fn create(&self, user: &str) -> (String, Session) {
+        self.create_at(user, Instant::now())
+    }
+
+    fn create_at(&self, user: &str, now: Instant) -> (String, Session) {
+        let id = token();
+        let session = Session {
+            user: user.to_string(),
+            csrf: token(),
+        };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, e| now.saturating_duration_since(e.seen) < IDLE);
+        }
+        if map.len() >= MAX_SESSIONS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, e)| e.seen)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(
+            id.clone(),
+            Entry {
+                session: session.clone(),
+                seen: now,
+            },
+        );
+        (id, session)
+    }
+
+    /// The session of cookie value `id`, when it is live; using it keeps it alive.
+    pub(crate) fn get(&self, id: &str) -> Option<Session> {
+        self.get_at(id, Instant::now())
+    }
+
+    fn get_at(&self, id: &str, now: Instant) -> Option<Session> {
+        if !is_token(id) {
+            return None;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.get_mut(id)?;
+        if now.saturating_duration_since(entry.seen) >= IDLE {
+            map.remove(id);
+            return None;
+        }
+        entry.seen = now;
+        Some(entry.session.clone())
+    }
+
+    /// Ends a session (sign-out).
+    pub(crate) fn end(&self, id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_random_bits() {
+        let (a, b) = (token(), token());
+        assert!(is_token(&a) && is_token(&b));
+        assert_ne!(a, b);
+        assert!(!is_token("abc") && !is_token(&"g".repeat(64)));
+    }
+
+    #[test]
+    fn sessions_live_while_used_and_end_after_idle_time_or_sign_out() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let (id, session) = s.create_at("alice", t0);
+        assert_eq!(session.user, "alice");
+        assert_ne!(session.csrf, id);
+        let later = t0 + IDLE - Duration::from_secs(1);
+        assert_eq!(s.get_at(&id, later), Some(session.clone()));
+        // Used at `later`: alive until `later + IDLE`.
+        assert_eq!(
+            s.get_at(&id, later + IDLE - Duration::from_secs(1)),
+            Some(session)
+        );
+        assert_eq!(s.get_at(&id, later + IDLE * 2), None);
+        assert_eq!(s.len(), 0, "an expired session is removed");
+        let (id, _) = s.create("bob");
+        s.end(&id);
+        assert_eq!(s.get(&id), None);
+        assert_eq!(s.get("not a token"), None);
+    }
+
+    #[test]
+    fn the_count_is_bounded_and_the_longest_idle_goes_first() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let (first, _) = s.create_at("u", t0);
+        for i in 1..MAX_SESSIONS {
+            s.create_at("u", t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+        let late = t0 + Duration::from_secs(60);
+        let (newest, _) = s.create_at("u", late);
+        assert_eq!(s.len(), MAX_SESSIONS);
+        assert!(s.get_at(&newest, late).is_some());
+        assert!(
+            s.get_at(&first, late).is_none(),
+            "the longest idle was dropped"
+        );
+    }
+}
