@@ -15,6 +15,7 @@ mod report;
 mod server;
 mod sign;
 mod transfer;
+mod ui;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -52,7 +53,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host). The table goes to stdout, progress to stderr. \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
 struct Args {
@@ -155,6 +156,11 @@ const PHASES: &[(&str, &[&str])] = &[
             "catalog_push_inventoried",
         ],
     ),
+    (
+        "ui_pages",
+        &["ui_pages_worst_median_ms", "ui_pages_worst_p90_ms"],
+    ),
+    ("ui_paint", &["ui_paint_fcp_ms"]),
 ];
 
 /// Timed rebuilds of build_cached at least (well under a second each: cheap, and the
@@ -491,6 +497,25 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         catalog::push_phase(&env, table, &data_dir, cfg.reps).await?;
         background(table, "catalog_push", m);
+    }
+    for (phase, row) in [
+        ("ui_pages", "ui_pages_worst_median_ms"),
+        ("ui_paint", "ui_paint_fcp_ms"),
+    ] {
+        if cfg.wants(phase) {
+            let m = CpuMark::now();
+            // A missing prerequisite (chromium, node, debootstrap) fails this phase only.
+            let r = if phase == "ui_pages" {
+                ui::pages_phase(&env, table, &data_dir).await
+            } else {
+                ui::paint_phase(&env, table, &data_dir).await
+            };
+            if let Err(e) = r {
+                progress(&format!("{phase}: FAILED: {e:#}"));
+                table.error(row, "berth", format!("{e:#}"));
+            }
+            background(table, phase, m);
+        }
     }
     if cfg.wants("push_4g_peak_rss_mib") {
         let m = CpuMark::now();

@@ -160,6 +160,11 @@ const ROWS: &[(&str, &str, Target)] = &[
         "images",
         Target::RatioAtLeast(1.0),
     ),
+    // berth only (no peer has pages): the slowest page's median and p90, server-side.
+    ("ui_pages_worst_median_ms", "ms", Target::Below(5.0)),
+    ("ui_pages_worst_p90_ms", "ms", Target::Info),
+    // berth only: first contentful paint of the Debian image's details page in Chromium.
+    ("ui_paint_fcp_ms", "ms", Target::Below(300.0)),
 ];
 
 /// Every row id (for `--only`).
