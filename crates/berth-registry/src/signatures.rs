@@ -6,7 +6,8 @@
 //!
 //! Signatures are opaque here: the registry stores what an authorized pusher sent and
 //! serves it to whoever may pull the manifest. Whether one is valid is the reader's
-//! policy to decide.
+//! policy to decide. A new one tells the catalog, whose search marks signed
+//! repositories. There is no DELETE: signatures go with their manifest.
 
 use std::sync::Arc;
 
@@ -169,6 +170,12 @@ async fn put(reg: &Arc<Registry>, repo: &str, digest: &Digest, req: Request) -> 
                 e
             }
         })?;
+    if added == SignatureAdded::Added {
+        // The catalog's search row says whether the repository is signed.
+        if let Some(catalog) = &reg.catalog {
+            catalog.notify_signatures(repo);
+        }
+    }
     match added {
         SignatureAdded::Added | SignatureAdded::Unchanged => {
             Ok((StatusCode::CREATED, [(header::CONTENT_LENGTH, "0")]).into_response())

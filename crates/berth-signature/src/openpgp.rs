@@ -270,6 +270,23 @@ impl Keyring {
             .collect()
     }
 
+    /// The user IDs of the certificate whose primary fingerprint is `fingerprint` (as
+    /// [`Verified::fingerprint`] names it; any case): who a verified signature is by.
+    pub fn user_ids_of(&self, fingerprint: &str) -> Vec<String> {
+        self.signers
+            .iter()
+            .find(|s| s.subkey.is_none() && s.fingerprint.eq_ignore_ascii_case(fingerprint))
+            .map(|s| {
+                self.certs[s.cert]
+                    .details
+                    .users
+                    .iter()
+                    .map(|u| String::from_utf8_lossy(u.id.id()).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn cert_fingerprint(&self, cert: usize) -> String {
         hex_upper(self.certs[cert].primary_key.fingerprint().as_bytes())
     }
@@ -543,6 +560,12 @@ mod tests {
             assert_eq!(v.payload, b"payload");
             assert_eq!(v.fingerprint, ring.fingerprints()[0]);
             assert_eq!(v.fingerprint != v.signing_fingerprint, subkey);
+            assert_eq!(
+                ring.user_ids_of(&v.fingerprint.to_lowercase()),
+                ["T <t@example.com>"]
+            );
+            // A subkey's fingerprint is not a certificate's.
+            assert_eq!(ring.user_ids_of(&v.signing_fingerprint).is_empty(), subkey);
         }
     }
 

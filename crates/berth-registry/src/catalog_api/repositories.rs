@@ -1,5 +1,5 @@
 //! `/api/v1/repositories/NAME[/manifests/DIGEST[/packages|/vulnerabilities|
-//! /containerfile|/sbom]]` and `/api/v1/repositories/NAME/allowlist[/FINDING_ID]`:
+//! /containerfile|/sbom|/signatures]]` and `/api/v1/repositories/NAME/allowlist[/FINDING_ID]`:
 //! what the catalog knows of one repository and its images, a thin layer over
 //! `berth_catalog::query`.
 //!
@@ -53,6 +53,9 @@ pub(crate) enum Part {
     Vulnerabilities,
     Containerfile,
     Sbom,
+    /// Its signatures, each verified against the repository's trust setting
+    /// (`crate::signature_info`).
+    Signatures,
 }
 
 impl<'a> Target<'a> {
@@ -69,6 +72,7 @@ impl<'a> Target<'a> {
                         "vulnerabilities" => Part::Vulnerabilities,
                         "containerfile" => Part::Containerfile,
                         "sbom" => Part::Sbom,
+                        "signatures" => Part::Signatures,
                         _ => return None,
                     }),
                 ),
@@ -191,6 +195,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> ApiResult {
                 Some(Part::Vulnerabilities) => image.vulnerabilities(&query).await,
                 Some(Part::Containerfile) => image.containerfile().await,
                 Some(Part::Sbom) => image.sbom(req.headers(), &query).await,
+                Some(Part::Signatures) => image.signatures().await,
             }
         }
     }
@@ -332,6 +337,19 @@ impl Image {
         let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
         v["signatures"] = json!(signatures);
         Ok((status, axum::Json(v)).into_response())
+    }
+
+    /// `/signatures`: `{"digest", "signatures": [SignatureInfo…]}`, any manifest
+    /// (an index too: signatures sign what was pushed).
+    async fn signatures(&self) -> ApiResult {
+        self.with(|_, _, _, _| Ok(())).await?;
+        let rows =
+            crate::signature_info::signature_rows(&self.reg, self.name.as_str(), &self.digest)
+                .await?;
+        Ok(
+            axum::Json(json!({ "digest": self.digest.to_string(), "signatures": rows }))
+                .into_response(),
+        )
     }
 
     /// Where this image's inventory stands (inside [`Image::with`]).
@@ -511,7 +529,11 @@ impl Image {
 
     /// `/sbom?format=spdx|cyclonedx` (SPDX when not said), made from the stored
     /// inventory as `berth sbom` makes it from the layers.
-    pub(crate) async fn sbom(&self, headers: &axum::http::HeaderMap, query: &[(String, String)]) -> ApiResult {
+    pub(crate) async fn sbom(
+        &self,
+        headers: &axum::http::HeaderMap,
+        query: &[(String, String)],
+    ) -> ApiResult {
         let format: berth_sbom::Format = query_get(query, "format")
             .unwrap_or("spdx")
             .parse()
@@ -574,6 +596,10 @@ mod tests {
         assert_eq!(
             Target::parse("a/manifests/sha256:x/sbom"),
             Some(Manifest("a", "sha256:x", Some(Sbom)))
+        );
+        assert_eq!(
+            Target::parse("a/manifests/sha256:x/signatures"),
+            Some(Manifest("a", "sha256:x", Some(Signatures)))
         );
         assert_eq!(Target::parse("a/manifests/sha256:x/other"), None);
         assert_eq!(Target::parse("a/manifests/"), None);
