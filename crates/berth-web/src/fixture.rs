@@ -27,7 +27,7 @@ pub fn package(i: usize) -> Package {
         source_name: Some(format!("src-{}", i / 4)),
         source_version: None,
         arch: Some("amd64".into()),
-        license: (i % 2 == 0).then(|| "MIT".to_string()),
+        license: i.is_multiple_of(2).then(|| "MIT".to_string()),
         purl: format!("pkg:deb/debian/pkg-{i:05}@1.0?arch=amd64"),
         db_path: "var/lib/dpkg/status".into(),
         layer_index: i % 3,
@@ -62,7 +62,7 @@ pub fn tag(name: &str, n: usize) -> TagSummary {
         grade: Some("C".into()),
         critical: 2,
         high: 5,
-        signed: n % 2 == 0,
+        signed: n.is_multiple_of(2),
     }
 }
 
@@ -142,7 +142,7 @@ pub fn report(findings: usize) -> VulnerabilityReport {
                 package: format!("pkg-{:05}", i * 3),
                 source_name: None,
                 installed: "1.0-1".into(),
-                fixed: (i % 2 == 0).then(|| "1.0-2".to_string()),
+                fixed: i.is_multiple_of(2).then(|| "1.0-2".to_string()),
                 severity: Severity {
                     level: levels[i % 5],
                     score: None,
@@ -151,7 +151,7 @@ pub fn report(findings: usize) -> VulnerabilityReport {
                 },
                 published: Some("2024-01-10T00:00:00Z".into()),
             },
-            fixed_in_tags: if i % 3 == 0 {
+            fixed_in_tags: if i.is_multiple_of(3) {
                 vec!["1.11.0".into()]
             } else {
                 vec![]
@@ -179,7 +179,7 @@ pub fn containerfile(steps: usize) -> Containerfile {
     let steps: Vec<ContainerfileStep> = (0..steps)
         .map(|i| ContainerfileStep {
             instruction: format!("RUN step {i} {HOSTILE}"),
-            layer_size: (i % 2 == 0).then_some(1024 * i as u64),
+            layer_size: i.is_multiple_of(2).then_some(1024 * i as u64),
             diff_id: None,
             created: None,
         })
@@ -221,7 +221,7 @@ pub fn search_page(hits: usize) -> SearchPage {
                 grades: vec!["B".into()],
                 name_match: false,
                 last_pushed: Some(1_706_933_106),
-                signed: i % 2 == 0,
+                signed: i.is_multiple_of(2),
             })
             .collect(),
         facets: Facets {
