@@ -8,7 +8,10 @@
 //! import` (fixable and severity filters, "fixed in tag"), the allow-list, a failed
 //! scan's reason; and access: a private repository is a 404 to anonymous callers and
 //! to users without pull, readable by a user with pull, and never found by search
-//! for the others.
+//! for the others. A second test: search facets and the `signed` filter, a simple
+//! signature made by `berth copy --sign-by-key` marking its repository signed, and
+//! the signatures route verifying it with the keys of the repository's trust setting
+//! (or saying why not, with the key the signature names).
 //!
 //! Run with `cargo test -p berth --test catalog_api`.
 
@@ -712,4 +715,328 @@ async fn catalog_api_answers_every_route_for_readers_only() {
     // Wrong credentials are refused, not treated as anonymous.
     let r = get(&serve, "repositories/team/app", Some(("alice", "wrong"))).await;
     assert_eq!(r.status, 401);
+}
+
+/// OpenPGP test keys made once with `gpg --quick-gen-key "…" ed25519 sign never` (no
+/// passphrase; test data only): A signs, B is another key.
+const KEY_A_SECRET: &str = "-----BEGIN PGP PRIVATE KEY BLOCK-----
+
+lFgEaxF05hYJKwYBBAHaRw8BAQdAUW13yRh09HNB7SR/7wd/i2fUqaF2REh2CjGY
+AV2NeTAAAQCzJ5GWHO/EFFLl6ud1Qymk1AA3UavgbVAz/CNYBHvulA/BtChiZXJ0
+aCBjYXRhbG9nIGEgPGNhdGFsb2ctYUBleGFtcGxlLnRlc3Q+iJAEExYIADgWIQSg
+4QGwuOesLgEZcb92XsbgDdCXoAUCaxF05gIbAwULCQgHAgYVCgkICwIEFgIDAQIe
+AQIXgAAKCRB2XsbgDdCXoDNiAP42dXf+7xtLaUN/X/AoL2Rezeroxj26MezlKcBr
+QzJoxAEA8TUxbl1/35UWW5ZE79C7oUDmZuJtstbex06lkvnffg8=
+=JPCC
+-----END PGP PRIVATE KEY BLOCK-----
+";
+const KEY_A_PUBLIC: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----
+
+mDMEaxF05hYJKwYBBAHaRw8BAQdAUW13yRh09HNB7SR/7wd/i2fUqaF2REh2CjGY
+AV2NeTC0KGJlcnRoIGNhdGFsb2cgYSA8Y2F0YWxvZy1hQGV4YW1wbGUudGVzdD6I
+kAQTFggAOBYhBKDhAbC456wuARlxv3ZexuAN0JegBQJrEXTmAhsDBQsJCAcCBhUK
+CQgLAgQWAgMBAh4BAheAAAoJEHZexuAN0JegM2IA/jZ1d/7vG0tpQ39f8CgvZF7N
+6ujGPbox7OUpwGtDMmjEAQDxNTFuXX/flRZblkTv0LuhQOZm4m2y1t7HTqWS+d9+
+Dw==
+=YLXB
+-----END PGP PUBLIC KEY BLOCK-----
+";
+const KEY_A_FINGERPRINT: &str = "A0E101B0B8E7AC2E011971BF765EC6E00DD097A0";
+const KEY_A_USER: &str = "berth catalog a <catalog-a@example.test>";
+const KEY_B_PUBLIC: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----
+
+mDMEaxF05hYJKwYBBAHaRw8BAQdATgy56eYEOAqIViXvCRuqAAc/N/tVv8QKybTl
+ur0yKKG0KGJlcnRoIGNhdGFsb2cgYiA8Y2F0YWxvZy1iQGV4YW1wbGUudGVzdD6I
+kAQTFggAOBYhBGgQDZ9rGASM9bDAAaTvEneEeoALBQJrEXTmAhsDBQsJCAcCBhUK
+CQgLAgQWAgMBAh4BAheAAAoJEKTvEneEeoALWGwBALy+GEjuDfb5O+VY/8bOdncV
+97xoyRxys4TY40Jhz6jOAQDUK+WWLYmaYrQOaEInCah5sBEm3uIv0ZFg87PQWvcW
+DA==
+=LnfL
+-----END PGP PUBLIC KEY BLOCK-----
+";
+
+/// Pushes `oci:LAYOUT:tag` to `repo:tag` as root, signed with the secret key in
+/// `key_file` (simple signing, no gpg): the signature goes to the extension.
+fn push_signed(serve: &Serve, layout: &Path, tag: &str, repo: &str, key_file: &Path) {
+    ok(berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{}:{}", ROOT.0, ROOT.1),
+        "--sign-by-key",
+        key_file.to_str().unwrap(),
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{}/{repo}:{tag}", serve.addr),
+    ]));
+}
+
+/// A facet's `[[value, count], …]` as pairs.
+fn facet(page: &Value, name: &str) -> Vec<(String, u64)> {
+    page["facets"][name]
+        .as_array()
+        .unwrap_or_else(|| panic!("no facet {name}: {page:#}"))
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_u64().unwrap()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter().map(|(v, n)| (v.to_string(), *n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_facets_signed_repositories_and_their_verified_signatures() {
+    let root = tempfile::tempdir().unwrap();
+    let root_s = root.path().to_str().unwrap();
+    registry(
+        root_s,
+        &["user", "add", ROOT.0, "--superuser", "--password-stdin"],
+        ROOT.1,
+    );
+    for public in ["team/signed", "team/plain", "team/later"] {
+        registry(root_s, &["repo", "visibility", public, "public"], "");
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = |name: &str, text: &str| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let secret_a = key_file("a.sec.asc", KEY_A_SECRET);
+    let public_a = key_file("a.pub.asc", KEY_A_PUBLIC);
+    let public_b = key_file("b.pub.asc", KEY_B_PUBLIC);
+    let serve = Serve::start(root.path(), &[]).await;
+
+    // An amd64 image and an arm64 one.
+    let base = layer(&[
+        ("etc/os-release", DEBIAN_OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libc6", "2.36-9", Some("glibc"))]),
+        ),
+    ]);
+    let config = |arch: &str| {
+        json!({
+            "created": "2024-02-03T04:05:06Z", "architecture": arch, "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.description": format!("a team image on {arch}")}},
+            "history": [{"created_by": "/bin/sh -c #(nop) ADD file:0123 in / "}],
+        })
+    };
+    let layout = tempfile::tempdir().unwrap();
+    let amd = write_layout(
+        layout.path(),
+        "1.0",
+        std::slice::from_ref(&base),
+        config("amd64"),
+    );
+    let arm = write_layout(
+        layout.path(),
+        "2.0",
+        std::slice::from_ref(&base),
+        config("arm64"),
+    );
+    push(&serve, layout.path(), "2.0", "team/plain");
+    push_signed(&serve, layout.path(), "1.0", "team/signed", &secret_a);
+    push_signed(&serve, layout.path(), "1.0", "team/private", &secret_a);
+    scanned(&serve, "team/plain", &arm).await;
+    scanned(&serve, "team/signed", &amd).await;
+    scanned(&serve, "team/private", &amd).await;
+    // The signature arrives after the image's push: its PUT has the row rebuilt.
+    until("both signed repositories marked signed", || async {
+        let mut found = search(&serve, "signed=yes", Some(ROOT)).await;
+        found.sort();
+        found == ["team/private", "team/signed"]
+    })
+    .await;
+
+    // -- facets: counted over what the caller may read, filters applied ------------
+    let page = get(&serve, "catalog/search?q=team&per_page=1", None)
+        .await
+        .expect(200);
+    assert_eq!(page["total"], 2, "{page:#}");
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+    assert_eq!(facet(&page, "os"), pairs(&[("linux", 2)]));
+    assert_eq!(facet(&page, "arch"), pairs(&[("amd64", 1), ("arm64", 1)]));
+    assert_eq!(facet(&page, "signed"), pairs(&[("no", 1), ("yes", 1)]));
+    assert!(facet(&page, "grade").is_empty(), "no vulnerability data");
+    let everything = get(&serve, "catalog/search?q=team", Some(ROOT))
+        .await
+        .expect(200);
+    assert_eq!(everything["total"], 3);
+    assert_eq!(
+        facet(&everything, "arch"),
+        pairs(&[("amd64", 2), ("arm64", 1)])
+    );
+    assert_eq!(
+        facet(&everything, "signed"),
+        pairs(&[("no", 1), ("yes", 2)])
+    );
+    let amd64 = get(&serve, "catalog/search?arch=amd64", None)
+        .await
+        .expect(200);
+    assert_eq!(names_of(&amd64["results"], "repository"), ["team/signed"]);
+    assert_eq!(facet(&amd64, "arch"), pairs(&[("amd64", 1)]));
+    assert_eq!(facet(&amd64, "signed"), pairs(&[("yes", 1)]));
+
+    // -- signed=yes|no, and each hit's mark and push time --------------------------
+    let signed = get(&serve, "catalog/search?signed=yes", None)
+        .await
+        .expect(200);
+    assert_eq!(names_of(&signed["results"], "repository"), ["team/signed"]);
+    let hit = &signed["results"][0];
+    assert_eq!(hit["signed"], true, "{hit:#}");
+    let pushed = hit["last_pushed"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - 600..=now + 5).contains(&pushed), "{hit:#}");
+    let unsigned = get(&serve, "catalog/search?signed=no", None)
+        .await
+        .expect(200);
+    assert_eq!(names_of(&unsigned["results"], "repository"), ["team/plain"]);
+    assert_eq!(unsigned["results"][0]["signed"], false);
+    let bad = get(&serve, "catalog/search?signed=maybe", None).await;
+    assert_eq!(bad.status, 400);
+    // The repository's tags say so too.
+    let repo = get(&serve, "repositories/team/signed", None)
+        .await
+        .expect(200);
+    assert_eq!(repo["tags"][0]["signed"], true, "{repo:#}");
+    let repo = get(&serve, "repositories/team/plain", None)
+        .await
+        .expect(200);
+    assert_eq!(repo["tags"][0]["signed"], false, "{repo:#}");
+
+    // -- the signatures route ------------------------------------------------------
+    let signatures = |repo: &str, digest: &Digest, who: Who| {
+        let path = format!("repositories/{repo}/manifests/{digest}/signatures");
+        let serve = &serve;
+        async move { get(serve, &path, who).await }
+    };
+    // No trust setting: listed, not verified, the key ID the signature names shown.
+    let list = signatures("team/signed", &amd, None).await.expect(200);
+    assert_eq!(list["digest"], amd.to_string());
+    let sig = &list["signatures"][0];
+    assert_eq!(list["signatures"].as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(sig["kind"], "simple");
+    assert_eq!(sig["verified"], false, "{sig:#}");
+    assert_eq!(sig["reason"], "no trusted keys are set for this repository");
+    assert_eq!(sig["key"], &KEY_A_FINGERPRINT[24..], "the key ID: {sig:#}");
+    assert_eq!(
+        sig["identity"],
+        Value::Null,
+        "nothing unauthenticated: {sig:#}"
+    );
+    // The repository's setting names the key: verified, by whom, as what.
+    registry(
+        root_s,
+        &[
+            "trust",
+            "set",
+            "team/signed",
+            "--gpg-key",
+            public_a.to_str().unwrap(),
+        ],
+        "",
+    );
+    let list = signatures("team/signed", &amd, None).await.expect(200);
+    let sig = &list["signatures"][0];
+    assert_eq!(sig["verified"], true, "{sig:#}");
+    assert_eq!(sig["reason"], Value::Null);
+    assert_eq!(sig["key"], KEY_A_FINGERPRINT);
+    assert_eq!(sig["signer"], KEY_A_USER);
+    assert_eq!(
+        sig["identity"],
+        format!("{}/team/signed:1.0", serve.addr),
+        "{sig:#}"
+    );
+    // A setting that names another key: not verified, the signing key named.
+    registry(
+        root_s,
+        &[
+            "trust",
+            "set",
+            "team/private",
+            "--gpg-key",
+            public_b.to_str().unwrap(),
+        ],
+        "",
+    );
+    let list = signatures("team/private", &amd, Some(ROOT))
+        .await
+        .expect(200);
+    let sig = &list["signatures"][0];
+    assert_eq!(sig["verified"], false, "{sig:#}");
+    assert_eq!(sig["key"], &KEY_A_FINGERPRINT[24..]);
+    assert!(
+        sig["reason"].as_str().unwrap().contains("not trusted"),
+        "{sig:#}"
+    );
+    assert_eq!(sig["signer"], Value::Null);
+    // An unsigned image: an empty list. A private repository: 404 for anonymous
+    // callers, exactly as a missing one; an unknown digest: 404 too.
+    let none = signatures("team/plain", &arm, None).await.expect(200);
+    assert_eq!(none["signatures"], json!([]));
+    for (repo, digest) in [("team/private", amd.clone()), ("team/none", amd.clone())] {
+        let r = signatures(repo, &digest, None).await;
+        assert_eq!(r.status, 404, "{repo}");
+        assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN", "{repo}");
+    }
+    let r = signatures("team/plain", &Digest::sha256_of(b"none"), None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+
+    // -- a signature stored long after its image: the search row follows ----------
+    // Only the signature extension's PUT can tell the catalog here (no manifest push
+    // follows it).
+    push(&serve, layout.path(), "2.0", "team/later");
+    scanned(&serve, "team/later", &arm).await;
+    assert!(search(&serve, "signed=no", None)
+        .await
+        .contains(&"team/later".to_string()));
+    let manifest = layout.path().join(format!("blobs/sha256/{}", arm.hex()));
+    let sig_file = keys.path().join("later.sig");
+    ok(berth(&[
+        "standalone-sign",
+        "--key-file",
+        secret_a.to_str().unwrap(),
+        manifest.to_str().unwrap(),
+        &format!("{}/team/later:2.0", serve.addr),
+        KEY_A_FINGERPRINT,
+        "-o",
+        sig_file.to_str().unwrap(),
+    ]));
+    use base64::Engine as _;
+    let content =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig_file).unwrap());
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/extensions/v2/team/later/signatures/{arm}",
+            serve.url
+        ))
+        .basic_auth(ROOT.0, Some(ROOT.1))
+        .json(
+            &json!({"schemaVersion": 2, "name": format!("{arm}@00ff"), "type": "atomic",
+                      "content": content}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    until(
+        "team/later marked signed after its signature's PUT",
+        || async {
+            search(&serve, "signed=yes", None)
+                .await
+                .contains(&"team/later".to_string())
+        },
+    )
+    .await;
+    let list = signatures("team/later", &arm, None).await.expect(200);
+    assert_eq!(
+        list["signatures"][0]["key"],
+        &KEY_A_FINGERPRINT[24..],
+        "{list:#}"
+    );
 }
