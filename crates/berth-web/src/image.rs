@@ -684,8 +684,11 @@ fn signatures(rows: &[SignatureRow], stored: usize) -> Markup {
                         @for s in rows {
                             tr.signature data-verified=(s.verified) {
                                 td { (s.kind) }
-                                td { (s.signer) }
-                                td { code { (s.identity) } }
+                                td { @if s.signer.is_empty() { span.none { "unknown" } } @else { (s.signer) } }
+                                td {
+                                    @if s.identity.is_empty() { span.none { "—" } }
+                                    @else { code { (s.identity) } }
+                                }
                                 td {
                                     @if s.verified { "Verified" } @else { "Not verified" }
                                     @if let Some(r) = &s.reason { br; span.reason { (r) } }

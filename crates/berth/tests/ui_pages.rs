@@ -219,6 +219,22 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
         scanned(&serve, repo, d).await;
     }
 
+    // A simple signature kept for 1.10.0 (opaque bytes: it cannot verify).
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/extensions/v2/team/app/signatures/{new}",
+            serve.url
+        ))
+        .basic_auth(ROOT.0, Some(ROOT.1))
+        .json(
+            &json!({"schemaVersion": 2, "name": format!("{new}@0123abcd"), "type": "atomic",
+                      "content": "c2lnbmF0dXJl"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
     let b = Browser::new(&serve.url);
 
     // -- anonymous: search ---------------------------------------------------------
@@ -280,6 +296,9 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
         r#"href="/repository/team/app/manifest/{new}">1.10.0</a>"#
     )));
     assert!(html.contains(r#"<code class="pull" id="pull-podman">podman pull "#));
+    let row = &html[t1..t2];
+    assert!(row.contains("<td>Signed</td>"), "{row}");
+    assert!(html[t2..].contains("<td>—</td>"), "1.9.0 is not signed");
 
     let page = format!("/repository/team/app/manifest/{new}");
     let html = b.get(&page, "").await.expect(200).to_string();
@@ -317,6 +336,20 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
             "{tab} lets a label through: {html}"
         );
     }
+    let sigs = b.get(&format!("{page}?tab=signatures"), "").await;
+    let html = sigs.expect(200);
+    assert!(html.contains(r#"<table id="signatures">"#), "{html}");
+    assert!(
+        html.contains(r#"<tr class="signature" data-verified="false"><td>simple signing</td>"#),
+        "{html}"
+    );
+    let unsigned = b
+        .get(
+            &format!("/repository/team/app/manifest/{old}?tab=signatures"),
+            "",
+        )
+        .await;
+    assert!(unsigned.expect(200).contains(r#"<p id="no-signatures">"#));
     let packages = b.get(&format!("{page}?tab=packages"), "").await;
     let html = packages.expect(200);
     assert!(
@@ -465,6 +498,14 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
     assert!(html.contains(r#"data-repository="team/secret""#), "{html}");
     assert!(html.contains(r#"<p id="total">2 repositories</p>"#));
     assert!(html.contains(r#"data-value="s390x""#), "{html}");
+    // A facet's counts apply the other filters, not its own: amd64 stays on offer.
+    let s390 = b.get("/?arch=s390x", &me).await;
+    let html = s390.expect(200);
+    assert!(html.contains(r#"<p id="total">1 repository</p>"#), "{html}");
+    assert!(
+        html.contains(r#"data-value="amd64" href="/?arch=amd64""#),
+        "{html}"
+    );
     b.get(
         &format!("/repository/team/secret/manifest/{secret}?tab=packages"),
         &me,
@@ -516,4 +557,64 @@ async fn ui_off_leaves_only_the_registry() {
         .await
         .expect(200)
         .contains(r#"<main id="main">"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_form_out_as_they_lock_out_token() {
+    let root = tempfile::tempdir().unwrap();
+    let root_s = root.path().to_str().unwrap();
+    registry(
+        root_s,
+        &["user", "add", ALICE.0, "--password-stdin"],
+        ALICE.1,
+    );
+    let serve = Serve::start(root.path(), &[]).await;
+    let b = Browser::new(&serve.url);
+    let form = b.get("/signin", "").await;
+    let csrf = cookie_value(&form.set_cookie("berth_csrf"));
+    let jar = format!("berth_csrf={csrf}");
+    let attempt = |pw: &'static str| {
+        let (b, csrf, jar) = (&b, csrf.clone(), jar.clone());
+        async move {
+            b.post(
+                "/signin",
+                &[
+                    ("username", ALICE.0),
+                    ("password", pw),
+                    ("csrf", &csrf),
+                    ("next", "/"),
+                ],
+                &jar,
+            )
+            .await
+        }
+    };
+    let mut locked = None;
+    for _ in 0..12 {
+        let p = attempt("wrong").await;
+        if p.status == 429 {
+            locked = Some(p);
+            break;
+        }
+        assert_eq!(p.status, 401, "{}", p.body);
+    }
+    let locked = locked.expect("locked out after repeated failures");
+    assert!(
+        locked
+            .body
+            .contains(r#"<p id="error" role="alert">Too many failed sign-ins. Try again in "#),
+        "{}",
+        locked.body
+    );
+    assert!(locked.headers.contains_key("retry-after"));
+    // While locked out, the right password does not get in either (nor does /token).
+    let right = attempt(ALICE.1).await;
+    assert_eq!(right.status, 429, "{}", right.body);
+    let token = reqwest::Client::new()
+        .get(format!("{}/token?service=berth", serve.url))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status().as_u16(), 429);
 }

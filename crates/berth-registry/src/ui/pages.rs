@@ -106,8 +106,7 @@ async fn search_page(
         Some(catalog) => {
             let (catalog, caller) = (catalog.clone(), Visitor::of_caller(v, reg)?);
             reg.blocking(move |_| {
-                catalog
-                    .search(&query, &|name| caller.level(name).is_some())
+                faceted_search(&catalog, &query, &|name| caller.level(name).is_some())
                     .map_err(catalog_error)
             })
             .await?
@@ -137,6 +136,38 @@ async fn search_page(
         StatusCode::OK,
         berth_web::search::page_html(&v.chrome(), &params, &found, &facets),
     ))
+}
+
+/// The API's search ([`berth_catalog::Catalog::search`], the same `readable` rule),
+/// and for each facet the visitor filters on, that facet's counts with the *other*
+/// filters applied, so a selected value's siblings stay on offer (picking `arm64`
+/// after `amd64` needs no step back).
+fn faceted_search(
+    catalog: &berth_catalog::Catalog,
+    query: &SearchQuery,
+    readable: &dyn Fn(&str) -> bool,
+) -> berth_catalog::Result<berth_catalog::search::SearchPage> {
+    let mut found = catalog.search(query, readable)?;
+    let without = |clear: &dyn Fn(&mut SearchQuery)| {
+        let mut q = query.clone();
+        clear(&mut q);
+        q.page = 1;
+        q.per_page = 1;
+        catalog.search(&q, readable).map(|p| p.facets)
+    };
+    if query.os.is_some() {
+        found.facets.os = without(&|q| q.os = None)?.os;
+    }
+    if query.arch.is_some() {
+        found.facets.arch = without(&|q| q.arch = None)?.arch;
+    }
+    if query.grade.is_some() {
+        found.facets.grade = without(&|q| q.grade = None)?.grade;
+    }
+    if query.signed.is_some() {
+        found.facets.signed = without(&|q| q.signed = None)?.signed;
+    }
+    Ok(found)
 }
 
 impl Visitor {
@@ -454,13 +485,32 @@ async fn image_page(
     ))
 }
 
-/// The Signatures tab's rows (none until the registry can describe signatures).
+/// The Signatures tab's rows: what the API's `/signatures` lists
+/// (`signature_info::signature_rows`, verified with the repository's trusted keys).
 async fn signature_rows(
-    _reg: &Arc<Registry>,
-    _name: &RepositoryName,
-    _digest: &Digest,
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    digest: &Digest,
 ) -> Result<Vec<SignatureRow>, ApiError> {
-    Ok(Vec::new())
+    let rows = crate::signature_info::signature_rows(reg, name.as_str(), digest).await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SignatureRow {
+            kind: match s.kind.as_str() {
+                "simple" => "simple signing".to_string(),
+                other => other.to_string(),
+            },
+            signer: match (s.key, s.signer) {
+                (Some(k), Some(u)) => format!("{k} ({u})"),
+                (Some(k), None) => k,
+                (None, Some(u)) => u,
+                (None, None) => String::new(),
+            },
+            identity: s.identity.unwrap_or_default(),
+            verified: s.verified,
+            reason: s.reason,
+        })
+        .collect())
 }
 
 /// `/repository/NAME/manifest/DIGEST/sbom?format=`: the API's `/sbom` answer, with

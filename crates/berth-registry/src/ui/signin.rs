@@ -42,7 +42,12 @@ fn form_page(
         username: username.to_string(),
         error,
     };
-    let mut resp = html(status, berth_web::signin(&v.chrome(), &form));
+    // The header's sign-in link leads to the same place as this form.
+    let chrome = berth_web::Chrome {
+        here: form.next.clone(),
+        ..v.chrome()
+    };
+    let mut resp = html(status, berth_web::signin(&chrome, &form));
     resp.headers_mut().append(
         header::SET_COOKIE,
         csrf::set_cookie(CSRF_COOKIE, &form.csrf, reg.config().tls, false),
