@@ -793,7 +793,7 @@ async fn search_facets_signed_repositories_and_their_verified_signatures() {
         &["user", "add", ROOT.0, "--superuser", "--password-stdin"],
         ROOT.1,
     );
-    for public in ["team/signed", "team/plain", "team/later"] {
+    for public in ["team/signed", "team/plain", "team/later", "team/cosigned"] {
         registry(root_s, &["repo", "visibility", public, "public"], "");
     }
     let keys = tempfile::tempdir().unwrap();
@@ -1038,5 +1038,103 @@ async fn search_facets_signed_repositories_and_their_verified_signatures() {
         list["signatures"][0]["key"],
         &KEY_A_FINGERPRINT[24..],
         "{list:#}"
+    );
+
+    // -- sigstore: the `sha256-<hex>.sig` attachment signs its repository's image ------
+    let pw = key_file("pw", "secret\n");
+    let prefix = keys.path().join("cosign");
+    ok(berth(&[
+        "generate-sigstore-key",
+        "--output-prefix",
+        prefix.to_str().unwrap(),
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ]));
+    let registries_d = keys.path().join("registries.d");
+    std::fs::create_dir_all(&registries_d).unwrap();
+    std::fs::write(
+        registries_d.join("berth.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            serve.addr
+        ),
+    )
+    .unwrap();
+    let private = keys.path().join("cosign.private");
+    ok(berth(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{}:{}", ROOT.0, ROOT.1),
+        "--registries.d",
+        registries_d.to_str().unwrap(),
+        "--sign-by-sigstore-private-key",
+        private.to_str().unwrap(),
+        "--sign-passphrase-file",
+        pw.to_str().unwrap(),
+        &format!("oci:{}:1.0", layout.path().display()),
+        &format!("docker://{}/team/cosigned:1.0", serve.addr),
+    ]));
+    scanned(&serve, "team/cosigned", &amd).await;
+    until("team/cosigned marked signed by its attachment", || async {
+        search(&serve, "signed=yes", None)
+            .await
+            .contains(&"team/cosigned".to_string())
+    })
+    .await;
+    let repo = get(&serve, "repositories/team/cosigned", None)
+        .await
+        .expect(200);
+    let image_tag = repo["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "1.0")
+        .unwrap();
+    assert_eq!(image_tag["signed"], true, "{repo:#}");
+    let list = signatures("team/cosigned", &amd, None).await.expect(200);
+    let sig = &list["signatures"][0];
+    assert_eq!(list["signatures"].as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(sig["kind"], "sigstore");
+    assert_eq!(sig["verified"], false);
+    assert_eq!(sig["reason"], "no trusted keys are set for this repository");
+    let public = keys.path().join("cosign.pub");
+    registry(
+        root_s,
+        &[
+            "trust",
+            "set",
+            "team/cosigned",
+            "--sigstore-key",
+            public.to_str().unwrap(),
+        ],
+        "",
+    );
+    let list = signatures("team/cosigned", &amd, None).await.expect(200);
+    let sig = &list["signatures"][0];
+    assert_eq!(sig["verified"], true, "{sig:#}");
+    assert!(
+        sig["key"].as_str().unwrap().starts_with("sha256:"),
+        "{sig:#}"
+    );
+    assert_eq!(sig["identity"], format!("{}/team/cosigned:1.0", serve.addr));
+    // A setting with sigstore keys alone verifies no simple signature.
+    registry(
+        root_s,
+        &[
+            "trust",
+            "set",
+            "team/signed",
+            "--sigstore-key",
+            public.to_str().unwrap(),
+        ],
+        "",
+    );
+    let list = signatures("team/signed", &amd, None).await.expect(200);
+    assert_eq!(list["signatures"].as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(list["signatures"][0]["kind"], "simple");
+    assert_eq!(
+        list["signatures"][0]["reason"],
+        "no trusted GPG keys are set for this repository"
     );
 }
