@@ -144,6 +144,22 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        // A full or read-only disk is the operator's to fix and the client's to retry:
+        // said as such (507 / 503), not as an internal error. Nothing was committed.
+        if e.is_storage_full() {
+            tracing::error!(error = %e, "storage full");
+            return ApiError::new(Code::Unavailable)
+                .status(StatusCode::INSUFFICIENT_STORAGE)
+                .message("the registry's storage is full")
+                .detail("nothing was stored; retry once the registry has space again");
+        }
+        if e.is_read_only() {
+            tracing::error!(error = %e, "storage read-only");
+            return ApiError::new(Code::Unavailable)
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .message("the registry's storage is read-only")
+                .detail("nothing was stored; retry once the registry can write again");
+        }
         match e {
             StoreError::MissingBlob(d) => ApiError::new(Code::ManifestBlobUnknown).detail(d),
             StoreError::MissingManifest(d) => ApiError::new(Code::ManifestUnknown)

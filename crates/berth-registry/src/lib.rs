@@ -131,6 +131,15 @@ impl Registry {
         let blobs = BlobStore::open(&config.root).map_err(err)?;
         let meta: Arc<dyn MetaStore> =
             Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?);
+        // Uploads a crash cut off between their file and their row.
+        match berth_store::gc::recover_blob_commits(meta.as_ref(), &blobs) {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                files = removed.len(),
+                "removed blob files that interrupted uploads left without a row"
+            ),
+            Ok(_) => {}
+            Err(source) => return Err(err(source)),
+        }
         let catalog = match config.catalog {
             true => Some(Arc::new(
                 berth_catalog::Catalog::open(&config.root, meta.clone()).map_err(|source| {

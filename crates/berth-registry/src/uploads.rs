@@ -442,6 +442,9 @@ async fn commit_body(
     }
     let (n, d2) = (name.to_string(), d.clone());
     reg.blocking(move |r| {
+        // Noted before the file can appear in blobs/, cleared by the link: a crash in
+        // between leaves a note that start-up follows to the file.
+        r.meta.begin_blob_commit(&d2)?;
         let size = r.blobs.commit(writer, &d2)?;
         r.link_blob(&n, &d2, size)
     })
@@ -492,17 +495,26 @@ async fn receive(
     // to the disk as it is. The frame is released at once, so hyper reuses its read
     // buffer instead of allocating (and faulting in) a new one while frames wait.
     let mut block = Block::new();
+    // Once the writer failed (a full disk), the rest of the body is read and dropped:
+    // closing with the body unread would reset the connection, and the client would
+    // see "connection reset" instead of the answer that says why.
+    let mut writing = true;
     'frames: loop {
         match stream.next().await {
             Some(Ok(bytes)) => {
                 reg.metrics.bytes_received(bytes.len() as u64);
+                if !writing {
+                    continue;
+                }
                 let mut rest = &bytes[..];
                 while !rest.is_empty() {
                     rest = &rest[block.fill_from(rest)..];
                     if block.is_full() {
                         let next = spare.try_recv().unwrap_or_default();
                         if tx.send(std::mem::replace(&mut block, next)).await.is_err() {
-                            break 'frames; // the writer failed; its error is reported below
+                            // The writer failed; its error is reported below.
+                            writing = false;
+                            continue 'frames;
                         }
                     }
                 }
@@ -514,14 +526,14 @@ async fn receive(
             None => break,
         }
     }
-    if !block.is_empty() {
+    if writing && !block.is_empty() {
         let _ = tx.send(block).await;
     }
     drop(tx);
     let (writer, written) = consumer.await?;
     let result =
         match (written, body_error) {
-            (Err(e), _) => Err(ApiError::internal(e)),
+            (Err(e), _) => Err(ApiError::from(e)),
             (Ok(()), Some(e)) => Err(ApiError::new(Code::BlobUploadInvalid)
                 .detail(format!("request body broke off: {e}"))),
             (Ok(()), None) => Ok(()),

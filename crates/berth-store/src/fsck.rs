@@ -4,7 +4,9 @@
 //! is missing or corrupt (with the links to them), corrupt or unreadable files, and
 //! files that no row names (removed through the collector's fence, so a file that an
 //! upload is linking right now is never lost silently). A good blob that a row names is
-//! never touched.
+//! never touched. A whole file with no row whose upload noted its commit is an upload
+//! under way (or one a crash cut off, which the registry's next start removes): counted,
+//! not a problem.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -54,6 +56,10 @@ pub struct Report {
     pub files_checked: u64,
     pub bytes_checked: u64,
     pub rows_checked: u64,
+    /// Whole files with no row whose upload noted its commit
+    /// ([`MetaStore::begin_blob_commit`]): an upload under way, or one a crash cut
+    /// off, which the registry's next start removes. Not a problem.
+    pub commits_under_way: u64,
     pub findings: Vec<Finding>,
 }
 
@@ -69,6 +75,7 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
     let mut report = Report::default();
     let rows = meta.all_blobs()?;
     let named: HashSet<&Digest> = rows.iter().map(|(d, _)| d).collect();
+    let noted: HashSet<Digest> = meta.open_blob_commits()?.into_iter().collect();
     let mut files: Vec<(PathBuf, Option<Digest>)> = Vec::new();
     blobs.files(&mut |p, d| files.push((p, d)))?;
     let mut seen: HashSet<Digest> = HashSet::new();
@@ -101,6 +108,10 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
         seen.insert(digest.clone());
         let problem = match (verdict, has_row) {
             (None, true) => continue,
+            (None, false) if noted.contains(&digest) => {
+                report.commits_under_way += 1;
+                continue;
+            }
             (Some(reason), _) => Problem::Corrupt {
                 digest: digest.clone(),
                 reason,

@@ -297,6 +297,21 @@ pub fn remove_unnamed_files(
     Ok(marked)
 }
 
+/// Finishes the blob commits a crash cut off (see [`MetaStore::begin_blob_commit`]):
+/// a noted file that a row names was linked and stays; one that no row names was
+/// renamed into `blobs/` and never acknowledged, and is removed (through the
+/// collector's fence). Run at start-up, before uploads are taken: work grows with the
+/// uploads that were under way, not with what is stored. Returns the files removed.
+pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &BlobStore) -> Result<Vec<Digest>> {
+    let open = meta.open_blob_commits()?;
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let removed = remove_unnamed_files(meta, blobs, &open)?;
+    meta.end_blob_commits(&open)?;
+    Ok(removed)
+}
+
 /// Unlinks blob files on a few threads: an unlink mostly waits for the file system's
 /// journal (0.1-2 ms each on this machine's ext4 under load), so they overlap well.
 fn unlink_all(blobs: &BlobStore, digests: &[Digest]) -> Result<()> {

@@ -75,6 +75,31 @@ pub fn unix_now() -> i64 {
 }
 
 impl StoreError {
+    /// The disk (or the quota of the file system) is full: `ENOSPC`, `EDQUOT`, or
+    /// SQLite's `SQLITE_FULL`. Nothing was committed; the same request succeeds once
+    /// space returns.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            StoreError::Db(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
+
+    /// The file system is mounted read-only (`EROFS`, SQLite's `SQLITE_READONLY`).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+            }
+            StoreError::Db(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }

@@ -147,6 +147,14 @@ pub trait MetaStore: Send + Sync + 'static {
         present: &dyn Fn() -> bool,
         quota: Option<(&str, u64)>,
     ) -> Result<()>;
+    /// Notes that an upload is about to rename the file of `digest` into `blobs/`,
+    /// before it links it ([`MetaStore::link_blob_within`] clears the note in its
+    /// transaction): see [`crate::recover_blob_commits`].
+    fn begin_blob_commit(&self, digest: &Digest) -> Result<()>;
+    /// Digests whose commit was noted and never linked.
+    fn open_blob_commits(&self) -> Result<Vec<Digest>>;
+    /// Clears these notes.
+    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()>;
     /// Size of the blob if `repo` may read it.
     fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Size of the blob and when `repo`'s link to it was made (or renewed), if `repo`

@@ -77,6 +77,15 @@ CREATE TABLE IF NOT EXISTS blob_tombstones (
     created_at  BIGINT NOT NULL
 );
 
+-- Blob commits under way: an upload notes its digest before its file is renamed into
+-- `blobs/`, and the link that names the file clears the note in its transaction. A
+-- note still here at start-up marks a file that a crash (or a refused link) may have
+-- left with no row; `berth_store::recover_blob_commits` removes such files.
+CREATE TABLE IF NOT EXISTS blob_commits (
+    digest      TEXT PRIMARY KEY,
+    created_at  BIGINT NOT NULL
+);
+
 -- Signatures kept through the registry signature extension (OpenShift's
 -- `X-Registry-Supports-Signatures`): opaque blobs (simple signing, OpenPGP), named
 -- `<digest>@<32 hex>` by the client, per manifest of a repository.

@@ -317,6 +317,8 @@ impl MetaStore for SqliteMeta {
                  ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
             )?
             .execute(params![d, size as i64, now])?;
+            tx.prepare_cached("DELETE FROM blob_commits WHERE digest = ?1")?
+                .execute([&d])?;
             tx.prepare_cached(
                 "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
@@ -903,6 +905,42 @@ impl MetaStore for SqliteMeta {
                 }
             }
             Ok(gone)
+        })
+    }
+
+    fn begin_blob_commit(&self, digest: &Digest) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO blob_commits (digest, created_at) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+            )?
+            .execute(params![digest.to_string(), now()])?;
+            Ok(())
+        })
+    }
+
+    fn open_blob_commits(&self) -> Result<Vec<Digest>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT digest FROM blob_commits")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                // A note that is not a digest names no file: nothing to recover.
+                if let Ok(d) = row?.parse::<Digest>() {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|tx| {
+            let mut st = tx.prepare_cached("DELETE FROM blob_commits WHERE digest = ?1")?;
+            for d in digests {
+                st.execute([d.to_string()])?;
+            }
+            Ok(())
         })
     }
 

@@ -493,3 +493,48 @@ fn tombstones_fence_links_while_files_go() {
     let again = s.blob("app", b"being collected");
     assert!(s.has_blob(&again));
 }
+
+/// A crash between an upload's rename into `blobs/` and its link leaves a whole file
+/// with no row: its commit note makes fsck count it as under way (not a problem), the
+/// start-up recovery removes it, and a commit that reached its link keeps its file and
+/// loses its note.
+#[test]
+fn commits_cut_off_before_their_link_are_recovered() {
+    let s = store();
+    let linked = s.blob("app", b"linked before the crash");
+    s.meta.begin_blob_commit(&linked).unwrap();
+    let path = s.blobs.path(&linked);
+    s.meta
+        .link_blob("app", &linked, 23, &|| path.is_file())
+        .unwrap();
+    assert!(
+        s.meta.open_blob_commits().unwrap().is_empty(),
+        "the link clears its note"
+    );
+
+    // Noted and renamed into place, never linked: the process died in between.
+    let cut = Digest::sha256_of(b"renamed, never linked");
+    s.meta.begin_blob_commit(&cut).unwrap();
+    let mut w = s.blobs.create_upload("cut").unwrap();
+    w.write(b"renamed, never linked").unwrap();
+    s.blobs.commit(w, &cut).unwrap();
+    // Noted, never renamed: the crash came earlier.
+    let early = Digest::sha256_of(b"never renamed");
+    s.meta.begin_blob_commit(&early).unwrap();
+
+    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    assert_eq!(report.remaining(), 0, "{:?}", report.findings);
+    assert_eq!(report.commits_under_way, 1);
+
+    let removed = gc::recover_blob_commits(&s.meta, &s.blobs).unwrap();
+    let mut removed = removed;
+    removed.sort();
+    let mut expected = vec![cut.clone(), early.clone()];
+    expected.sort();
+    assert_eq!(removed, expected, "both notes without a row are followed");
+    assert!(!s.blobs.contains(&cut), "the cut-off file is gone");
+    assert!(s.has_blob(&linked), "the linked blob stays");
+    assert!(s.meta.open_blob_commits().unwrap().is_empty());
+    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    assert_eq!((report.remaining(), report.commits_under_way), (0, 0));
+}

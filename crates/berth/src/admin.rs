@@ -707,6 +707,7 @@ fn fsck_json(report: &berth_store::fsck::Report) -> Value {
         "files_checked": report.files_checked,
         "bytes_checked": report.bytes_checked,
         "rows_checked": report.rows_checked,
+        "commits_under_way": report.commits_under_way,
         "problems": findings.len(),
         "remaining": report.remaining(),
         "findings": findings,

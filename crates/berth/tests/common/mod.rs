@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
