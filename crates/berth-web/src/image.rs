@@ -364,7 +364,13 @@ fn overview(p: &ImagePage) -> Markup {
     let host = p.host;
     let name = p.repository;
     let digest = &p.manifest.digest;
+    let scan = match summary.map(|s| (s.status.as_str(), s.error.as_deref())) {
+        Some(("pending", _)) => Scan::Pending,
+        Some(("failed", why)) => Scan::Failed(why.unwrap_or("unknown reason")),
+        _ => Scan::Ready,
+    };
     html! {
+        (scan_status(scan))
         dl #facts {
             @for (k, v) in &facts {
                 dt { (k) }
@@ -949,7 +955,15 @@ mod tests {
 
     #[test]
     fn pending_and_failed_scans_say_so() {
-        let m = fixture::manifest(0, 0);
+        let mut m = fixture::manifest(0, 0);
+        m.images[0].summary.status = "pending".into();
+        let overview = render(&m, 0, None, Content::Overview);
+        assert!(
+            overview.contains(r#"<p id="scan-status">This image is being scanned"#),
+            "{overview}"
+        );
+        m.images[0].summary.status = "ok".into();
+        assert!(!render(&m, 0, None, Content::Overview).contains("scan-status"));
         let pending = render(
             &m,
             0,

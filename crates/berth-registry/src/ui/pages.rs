@@ -374,10 +374,7 @@ async fn image_page(
         }
         Tab::Packages => {
             let platform = shown.and_then(|i| i.summary.platform.clone());
-            let previous = tag.as_deref().and_then(|t| {
-                let at = tags.iter().position(|(x, _, _)| x == t)?;
-                tags.get(at + 1).map(|(t, d, _)| (t.clone(), d.to_string()))
-            });
+            let previous = previous_tag(&tags, tag.as_deref(), &digest);
             let (state, packages, prev) = shown_image
                 .with(move |_, c, name, d| {
                     let mut state = Image::inventoried(c, name, d)?;
@@ -485,6 +482,23 @@ async fn image_page(
     ))
 }
 
+/// The tag before `tag` (`tags` newest first, in the catalog's order) that names
+/// another manifest: among versions the next older version, among other tags the
+/// next older push; none for an image not reached by a tag.
+fn previous_tag(
+    tags: &[(String, Digest, i64)],
+    tag: Option<&str>,
+    digest: &Digest,
+) -> Option<(String, String)> {
+    let tag = tag?;
+    let at = tags.iter().position(|(t, _, _)| t == tag)?;
+    let is_version = |t: &str| berth_catalog::tags::Version::parse(t).is_some();
+    tags[at + 1..]
+        .iter()
+        .find(|(t, d, _)| d != digest && is_version(t) == is_version(tag))
+        .map(|(t, d, _)| (t.clone(), d.to_string()))
+}
+
 /// The Signatures tab's rows: what the API's `/signatures` lists
 /// (`signature_info::signature_rows`, verified with the repository's trusted keys).
 async fn signature_rows(
@@ -568,6 +582,32 @@ mod tests {
         assert_eq!(Target::parse("a/manifest/sha256:x/other"), None);
         assert_eq!(Target::parse("a/manifest/"), None);
         assert_eq!(Target::parse(""), None);
+    }
+
+    #[test]
+    fn the_previous_tag_is_the_next_older_of_its_kind_with_another_image() {
+        let d = |n: u8| Digest::sha256_of(&[n]);
+        let tags: Vec<(String, Digest, i64)> = [
+            ("1.10.0", d(3), 5),
+            ("1.9.2", d(3), 4),
+            ("1.9.0", d(2), 3),
+            ("1.0.0", d(1), 1),
+            ("latest", d(3), 6),
+            ("edge", d(4), 2),
+        ]
+        .into_iter()
+        .map(|(t, d, at)| (t.to_string(), d, at))
+        .collect();
+        let prev = |t: &str, n: u8| previous_tag(&tags, Some(t), &d(n)).map(|(t, _)| t);
+        assert_eq!(
+            prev("1.10.0", 3).as_deref(),
+            Some("1.9.0"),
+            "same image skipped"
+        );
+        assert_eq!(prev("1.9.0", 2).as_deref(), Some("1.0.0"));
+        assert_eq!(prev("1.0.0", 1), None, "not `latest`: another kind");
+        assert_eq!(prev("latest", 3).as_deref(), Some("edge"));
+        assert_eq!(previous_tag(&tags, None, &d(3)), None);
     }
 
     #[test]
