@@ -92,10 +92,15 @@ if (bench) {
       console.log(`FAIL bench: ${cfg.bench.url} answered ${r && r.status()}`);
       process.exit(1);
     }
-    const t = await page.evaluate(() => {
-      const e = performance.getEntriesByType('paint').find((p) => p.name === 'first-contentful-paint');
-      return e ? e.startTime : null;
-    });
+    // The paint may come after the load event: wait for its entry (5 s at most).
+    const t = await page.evaluate(() => new Promise((resolve) => {
+      const fcp = (list) => list.find((p) => p.name === 'first-contentful-paint');
+      const now = fcp(performance.getEntriesByType('paint'));
+      if (now) return resolve(now.startTime);
+      new PerformanceObserver((l) => { const e = fcp(l.getEntries()); if (e) resolve(e.startTime); })
+        .observe({ type: 'paint', buffered: true });
+      setTimeout(() => resolve(null), 5000);
+    }));
     await ctx.close();
     if (t === null) {
       console.log('FAIL bench: no first-contentful-paint entry');
@@ -326,6 +331,14 @@ await step('search page', async () => {
   eq(form.label, 'Search images', 'input#q label');
   check(form.submit, 'form#search has no submit button');
   await record(page, 'search');
+  // The one stylesheet and the one script: embedded, cached long.
+  for (const [path, type] of [['/static/berth.css', 'text/css'], ['/static/berth.js', 'javascript']]) {
+    const r = await anon.request.get(url(path));
+    eq(r.status(), 200, `GET ${path}`);
+    check((r.headers()['content-type'] || '').includes(type), `${path} content-type ${r.headers()['content-type']}`);
+    const age = Number(/max-age=(\d+)/.exec(r.headers()['cache-control'] || '')?.[1] || 0);
+    check(age >= 86400, `${path}: Cache-Control ${JSON.stringify(r.headers()['cache-control'])} is not long (max-age >= 1 day)`);
+  }
 });
 
 await step('anonymous facets count public repositories only', async () => {
