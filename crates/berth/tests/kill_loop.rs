@@ -10,6 +10,8 @@
 //! `BERTH_KILL_SEED` replays a run (the seed is printed).
 
 mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -249,24 +251,33 @@ fn fsck(root: &std::path::Path, round: usize) {
     );
 }
 
-#[test]
-fn kill_9_during_pushes_loses_nothing_acknowledged() {
-    let loops: usize = std::env::var("BERTH_KILL_LOOPS")
+/// Kills per test: `BERTH_KILL_LOOPS`, 20 by default.
+fn kill_loops() -> usize {
+    std::env::var("BERTH_KILL_LOOPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("BERTH_KILL_SEED")
+        .unwrap_or(20)
+}
+
+/// `BERTH_KILL_SEED`, or one from the clock; printed so a run can be replayed.
+fn seed(what: &str) -> u64 {
+    let seed = std::env::var("BERTH_KILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
+                .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
-    eprintln!("kill loop: {loops} kills, BERTH_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    eprintln!("kill loop ({what}): BERTH_KILL_SEED={seed}");
+    seed
+}
+
+#[test]
+fn kill_9_during_pushes_loses_nothing_acknowledged() {
+    let loops = kill_loops();
+    let mut rng = Rng(seed("pushes"));
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut all: Vec<Acked> = Vec::new();
@@ -312,4 +323,159 @@ fn kill_9_during_pushes_loses_nothing_acknowledged() {
         !all.is_empty(),
         "no push was acknowledged in {loops} rounds"
     );
+}
+
+/// The local store's side: `berth pull` killed at a random point (the first, whole
+/// pull times the range), then `berth images` must work, and an image it lists must
+/// be whole: copied out of the store, every layer's uncompressed digest is the
+/// config's diff_id. Every fourth kill is followed by a whole pull (which must reuse
+/// or redo what the killed one left) and `berth rmi`, so pulls keep starting from
+/// an empty and a half-filled store.
+#[test]
+fn kill_9_during_pulls_leaves_the_local_store_usable() {
+    let loops = kill_loops();
+    let mut rng = Rng(seed("pulls"));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start(&dir.path().join("registry"), &["--catalog=false"], &[]);
+    s.wait_ready();
+    // Three layers of 1.5 MB of text each (random hex: gzip halves it).
+    let layers: Vec<_> = (0..3)
+        .map(|i| {
+            let text: String = rng
+                .bytes(768 * 1024)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            registry_fixture::layer(&[(&format!("data/{i}.txt"), &text)])
+        })
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|(raw, _)| sha256(raw)).collect();
+    let layout = dir.path().join("layout");
+    registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}}),
+    );
+    let image = format!("{}/kill/pull:v1", s.addr);
+    let local = Local::new(dir.path());
+    local.ok(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{image}"),
+    ]);
+
+    let started = Instant::now();
+    local.ok(&["pull", "--tls-verify=false", &image]);
+    let whole = started.elapsed().as_millis() as u64;
+    local.verify(&image, &diff_ids);
+    local.ok(&["rmi", &image]);
+    let mut listed_after_kill = 0;
+    for round in 0..loops {
+        let mut child = local
+            .command(&["pull", "--tls-verify=false", &image])
+            .spawn()
+            .expect("berth pull starts");
+        std::thread::sleep(Duration::from_millis(5 + rng.below(whole.max(10))));
+        let _ = child.kill();
+        let _ = child.wait();
+        let images = local.ok(&["images"]);
+        if images.contains("kill/pull") {
+            listed_after_kill += 1;
+            local.verify(&image, &diff_ids);
+        }
+        if round % 4 == 3 || round + 1 == loops {
+            local.ok(&["pull", "--tls-verify=false", &image]);
+            local.verify(&image, &diff_ids);
+            local.ok(&["rmi", &image]);
+        }
+    }
+    eprintln!(
+        "pull kill loop: {loops} kills (whole pull {whole} ms); the image was listed, and whole, after {listed_after_kill} of them"
+    );
+}
+
+/// `berth` image commands on a store of the test's own, with no machine settings.
+struct Local {
+    env: Vec<(&'static str, std::path::PathBuf)>,
+    dir: std::path::PathBuf,
+}
+
+impl Local {
+    fn new(dir: &std::path::Path) -> Local {
+        let conf = dir.join("registries.conf");
+        std::fs::write(&conf, "").unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        Local {
+            env: vec![
+                ("BERTH_STORAGE_ROOT", dir.join("store")),
+                ("REGISTRY_AUTH_FILE", dir.join("auth.json")),
+                ("CONTAINERS_REGISTRIES_CONF", conf),
+                ("HOME", dir.join("home")),
+                ("TMPDIR", dir.join("tmp")),
+            ],
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(common::BERTH);
+        c.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs `berth ARGS`; its stdout when it succeeded.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("berth runs");
+        assert!(
+            out.status.success(),
+            "berth {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The stored image copied out of the store: each layer, uncompressed, hashes to
+    /// its diff_id.
+    fn verify(&self, image: &str, diff_ids: &[String]) {
+        let out = self.dir.join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        self.ok(&[
+            "copy",
+            &format!("local:{image}"),
+            &format!("dir:{}", out.display()),
+        ]);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        let layers = manifest["layers"]
+            .as_array()
+            .expect("a manifest with layers");
+        assert_eq!(layers.len(), diff_ids.len(), "{manifest}");
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            let digest = layer["digest"].as_str().unwrap();
+            let bytes = std::fs::read(out.join(digest.trim_start_matches("sha256:"))).unwrap();
+            assert_eq!(sha256(&bytes), digest, "layer {digest} copied out corrupt");
+            let raw = if layer["mediaType"].as_str().unwrap_or("").ends_with("gzip") {
+                let mut raw = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw)
+                    .unwrap();
+                raw
+            } else {
+                bytes
+            };
+            assert_eq!(
+                &sha256(&raw),
+                diff_id,
+                "layer {digest} is not the pushed layer"
+            );
+        }
+    }
 }
