@@ -1,13 +1,16 @@
-//! `kill -9` of `berth serve` at random points of pushes, again and again: after each
-//! kill `berth registry fsck` must find nothing wrong, and after each restart every
-//! manifest and blob the server acknowledged (201) before the kill is served byte for
-//! byte, while a blob whose upload was cut off is either absent or whole (never a
-//! partial file under its digest).
+//! `kill -9` at random points, again and again, and what must hold after each:
+//! - `berth serve` during pushes: `berth registry fsck` finds nothing wrong, every
+//!   manifest and blob the server acknowledged (201) before the kill is served byte for
+//!   byte after a restart, and a blob whose upload was cut off is either absent or
+//!   whole (never a partial file under its digest). Three pushers upload in parallel
+//!   (monolithic and chunked uploads, then a manifest per image); the kill comes after
+//!   a random 50–600 ms.
+//! - `berth pull` into the local store: `berth images` works, and an image it lists is
+//!   whole (see [`kill_9_during_pulls_leaves_the_local_store_usable`]).
 //!
-//! Three pushers upload in parallel (monolithic and chunked uploads, then a manifest
-//! per image); the kill comes after a random 50–600 ms. `BERTH_KILL_LOOPS` sets the
-//! number of kills: 20 by default, 200 in the long mode (`scripts/long-tests`).
-//! `BERTH_KILL_SEED` replays a run (the seed is printed).
+//! `BERTH_KILL_LOOPS` sets the number of kills per test: 20 by default, 200 in the long
+//! mode (`scripts/long-tests kill`). `BERTH_KILL_SEED` replays a run's content and
+//! timing (the seed is printed; thread scheduling still varies).
 
 mod common;
 #[path = "common/registry_fixture.rs"]
