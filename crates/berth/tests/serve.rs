@@ -29,7 +29,8 @@ fn sigterm_lets_requests_in_flight_finish_then_exits() {
         "POST",
         &format!("/v2/t/blobs/uploads/?digest={d}"),
         &[("Content-Length", blob.len().to_string())],
-    );
+    )
+    .unwrap();
     conn.write_all(&blob[..blob.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     s.signal("-TERM");
@@ -107,7 +108,8 @@ fn kill_9_keeps_committed_content_and_never_serves_a_partial_blob() {
         "POST",
         &format!("/v2/app/blobs/uploads/?digest={partial_digest}"),
         &[("Content-Length", partial.len().to_string())],
-    );
+    )
+    .unwrap();
     conn.write_all(&partial[..partial.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     s.signal("-KILL");

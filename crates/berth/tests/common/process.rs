@@ -111,13 +111,13 @@ pub fn send_head(
     method: &str,
     path: &str,
     headers: &[(&str, String)],
-) {
+) -> std::io::Result<()> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())
 }
 
 pub fn read_response(mut s: TcpStream) -> std::io::Result<Resp> {
@@ -151,7 +151,7 @@ pub fn try_request(
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut h = headers.to_vec();
     h.push(("Content-Length", body.len().to_string()));
-    send_head(&mut s, addr, method, path, &h);
+    send_head(&mut s, addr, method, path, &h)?;
     s.write_all(body)?;
     read_response(s)
 }
