@@ -534,16 +534,22 @@ fn packages_tab(
         return scan_status(scan);
     }
     let mut sorted: Vec<&Package> = packages.iter().collect();
-    let source = |p: &Package| p.source_name.clone().unwrap_or_default();
+    fn source(p: &Package) -> &str {
+        p.source_name.as_deref().unwrap_or("")
+    }
+    // Versions in the package manager's order (dpkg, rpm, apk), not as text:
+    // `1.10` after `1.9`.
+    let version = |a: &Package, b: &Package| match (a.kind, b.kind) {
+        (x, y) if x == y => berth_vuln::compare(x, &a.version, &b.version),
+        (x, y) => format!("{x:?}").cmp(&format!("{y:?}")),
+    };
     match sort {
-        PackageSort::Name => {
-            sorted.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)))
-        }
+        PackageSort::Name => sorted.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| version(a, b))),
         PackageSort::Version => {
-            sorted.sort_by(|a, b| a.version.cmp(&b.version).then(a.name.cmp(&b.name)))
+            sorted.sort_by(|a, b| version(a, b).then_with(|| a.name.cmp(&b.name)))
         }
         PackageSort::Source => {
-            sorted.sort_by(|a, b| source(a).cmp(&source(b)).then(a.name.cmp(&b.name)))
+            sorted.sort_by(|a, b| source(a).cmp(source(b)).then_with(|| a.name.cmp(&b.name)))
         }
     }
     let (page, rows) = pager::window(sorted.len(), page);
@@ -923,6 +929,34 @@ mod tests {
         // No tag: the title names the digest, and tag pull commands are left out.
         let o = render(&fixture::manifest(0, 1), 0, None, Content::Overview);
         assert!(!o.contains("pull-podman-tag") && o.contains("pull-podman-digest"));
+    }
+
+    #[test]
+    fn versions_sort_as_the_package_manager_orders_them() {
+        let m = fixture::manifest(0, 3);
+        let mut pk = fixture::packages(3);
+        for (p, v) in pk.iter_mut().zip(["1.10-1", "1.9-1", "1:0.1-1"]) {
+            p.version = v.into();
+        }
+        let html = render(
+            &m,
+            0,
+            None,
+            Content::Packages {
+                scan: Scan::Ready,
+                packages: &pk,
+                q: "",
+                sort: PackageSort::Version,
+                page: 1,
+                diff: Diff::NoPrevious,
+            },
+        );
+        let at = |name: &str| html.find(&format!(r#"data-name="{name}""#)).unwrap();
+        // 1.9-1 < 1.10-1 < 1:0.1-1 (an epoch wins), as dpkg orders them.
+        assert!(
+            at("pkg-00001") < at("pkg-00000") && at("pkg-00000") < at("pkg-00002"),
+            "{html}"
+        );
     }
 
     #[test]
