@@ -107,11 +107,15 @@ CREATE INDEX IF NOT EXISTS scan_state_by_status ON scan_state (status);
 CREATE INDEX IF NOT EXISTS scan_state_by_manifest ON scan_state (manifest_digest);
 
 -- Search: one row per repository, rebuilt from its scanned images.
+-- `facets`: its os, arch, grade and signed facets again, packed `facet=value` joined
+-- by U+001F, read with each match to count a search's facets (added to older files by
+-- CatalogDb::open).
 CREATE TABLE IF NOT EXISTS search_repos (
     id           INTEGER PRIMARY KEY,
     repository   TEXT NOT NULL UNIQUE,
     description  TEXT,
-    updated_at   BIGINT NOT NULL
+    updated_at   BIGINT NOT NULL,
+    facets       TEXT
 );
 -- Exact filters: (facet, value) -> repository; facets label (key=value), os, arch, grade.
 CREATE TABLE IF NOT EXISTS search_facets (

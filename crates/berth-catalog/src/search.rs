@@ -5,13 +5,15 @@
 //! whose name contains the text first, then by FTS5's bm25 with the name and
 //! description weighted above the rest, then by name. Each page carries the facet
 //! counts (OS, architecture, grade, signed) of everything the query matched that the
-//! caller may read.
+//! caller may read, counted from a packed copy of those facets on each matched row
+//! (`search_repos.facets`): reading `search_facets` for them cost every query a scan
+//! of all its os/arch/grade rows (10 ms at 10,000 repositories, even for 6 matches).
 //!
 //! A repository's search row is rebuilt from its tagged images whenever one of its
 //! manifests is scanned (and from every scanned image while it has no tag), and when
 //! a signature of one of its images arrives ([`Catalog::notify_signatures`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rusqlite::{params_from_iter, types::Value, OptionalExtension};
 use serde::Serialize;
@@ -92,6 +94,11 @@ pub struct Facets {
 /// unsigned repositories have no row, so rows written before signatures counted read
 /// as unsigned.
 const SIGNED: &str = "yes";
+/// The facets a search counts, packed into `search_repos.facets`.
+const COUNTED: [&str; 4] = ["os", "arch", "grade", "signed"];
+/// Separates `facet=value` items in `search_repos.facets` (values holding it are left
+/// out of the counts; they stay filterable through `search_facets`).
+const SEP: char = '\u{1f}';
 
 /// The FTS5 query for free text: each word a quoted prefix, all required. None when
 /// the text has no word.
@@ -149,14 +156,14 @@ impl CatalogDb {
                     "WITH f AS MATERIALIZED (SELECT rowid AS id,
                        bm25(search_text, 10.0, 5.0, 2.0, 1.0, 1.0, 1.0) AS rank
                        FROM search_text WHERE search_text MATCH {p})
-                     SELECT r.repository, {name_tier} AS tier, coalesce(f.rank, 0.0) AS rank
+                     SELECT r.repository, {name_tier} AS tier, coalesce(f.rank, 0.0) AS rank, r.facets
                      FROM search_repos r LEFT JOIN f ON f.id = r.id"
                 ));
                 filters.push(format!("({name_tier} = 0 OR f.id IS NOT NULL)"));
             }
             None => {
                 sql.push_str(&format!(
-                    "SELECT r.repository, {name_tier} AS tier, 0.0 AS rank FROM search_repos r"
+                    "SELECT r.repository, {name_tier} AS tier, 0.0 AS rank, r.facets FROM search_repos r"
                 ));
                 if !needle.is_empty() {
                     filters.push(format!("{name_tier} = 0"));
@@ -214,26 +221,31 @@ impl CatalogDb {
         });
 
         let skip = (page - 1) * per_page;
-        let (names, facets) = self.read(|c| {
+        let (names, counter) = self.read(|c| {
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(params_from_iter(args.iter()))?;
-            // Every readable match: the page is cut from it, the facets counted over it.
-            let mut matched: HashSet<String> = HashSet::new();
+            // Every readable match: the page is cut from it, the facets counted over it
+            // from the packed column of the same row (no other read).
+            let mut counter = FacetCounter::default();
             let mut names = Vec::new();
             while let Some(row) = rows.next()? {
-                let name: String = row.get(0)?;
-                if !readable(&name) {
+                let name = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                if !readable(name) {
                     continue;
                 }
-                if matched.len() >= skip && names.len() < per_page {
+                if counter.total >= skip && names.len() < per_page {
                     let tier: i64 = row.get(1)?;
-                    names.push((name.clone(), tier == 0 && !needle.is_empty()));
+                    names.push((name.to_string(), tier == 0 && !needle.is_empty()));
                 }
-                matched.insert(name);
+                counter.add(
+                    row.get_ref(3)?
+                        .as_str_or_null()
+                        .map_err(rusqlite::Error::from)?,
+                );
             }
-            Ok((names, facet_counts(c, &matched)?))
+            Ok((names, counter))
         })?;
-        let total = facets.total;
+        let total = counter.total;
         let mut results = Vec::with_capacity(names.len());
         for (name, name_match) in names {
             results.push(self.hit(&name, name_match)?);
@@ -243,7 +255,7 @@ impl CatalogDb {
             page,
             per_page,
             results,
-            facets: facets.facets,
+            facets: counter.finish(),
         })
     }
 
@@ -285,11 +297,17 @@ impl CatalogDb {
     pub fn put_search_row(&self, repository: &str, row: &SearchRow) -> Result<()> {
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT INTO search_repos (repository, description, updated_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO search_repos (repository, description, updated_at, facets)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (repository) DO UPDATE SET description = excluded.description,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at, facets = excluded.facets",
             )?
-            .execute(rusqlite::params![repository, row.description, unix_now()])?;
+            .execute(rusqlite::params![
+                repository,
+                row.description,
+                unix_now(),
+                packed_facets(row)
+            ])?;
             let id: i64 = tx
                 .prepare_cached("SELECT id FROM search_repos WHERE repository = ?1")?
                 .query_row([repository], |r| r.get(0))?;
@@ -403,56 +421,91 @@ pub struct SearchRow {
     pub signed: bool,
 }
 
-/// Facet counts and the number of matches they were counted over.
-struct Counted {
+/// Counts the facets of a search's readable matches, one row at a time.
+#[derive(Default)]
+struct FacetCounter {
+    /// Matches counted.
     total: usize,
-    facets: Facets,
+    /// Per facet of [`COUNTED`] (signed: `yes` only), value -> repositories.
+    counts: [HashMap<String, usize>; 4],
 }
 
-/// The facets of `matched` (readable matches): one pass over each facet's rows of
-/// `search_facets` (its primary key's range), kept when the repository is in the set,
-/// instead of a query per repository.
-fn facet_counts(c: &rusqlite::Connection, matched: &HashSet<String>) -> Result<Counted> {
-    let mut facets = Facets::default();
-    if matched.is_empty() {
-        return Ok(Counted { total: 0, facets });
-    }
-    let mut st = c.prepare_cached(
-        "SELECT value, repository FROM search_facets WHERE facet = ?1 ORDER BY value",
-    )?;
-    let mut count = |facet: &str| -> Result<Vec<(String, usize)>> {
-        let mut out: Vec<(String, usize)> = Vec::new();
-        let mut rows = st.query([facet])?;
-        while let Some(row) = rows.next()? {
-            let repository = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-            if !matched.contains(repository) {
+impl FacetCounter {
+    /// One matching repository, with its packed `facets` column.
+    fn add(&mut self, packed: Option<&str>) {
+        self.total += 1;
+        for item in packed.unwrap_or("").split(SEP) {
+            let Some((facet, value)) = item.split_once('=') else {
                 continue;
-            }
-            let value = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            match out.last_mut() {
-                Some((v, n)) if v == value => *n += 1,
-                _ => out.push((value.to_string(), 1)),
+            };
+            let Some(i) = COUNTED.iter().position(|f| *f == facet) else {
+                continue;
+            };
+            match self.counts[i].get_mut(value) {
+                Some(n) => *n += 1,
+                None => {
+                    self.counts[i].insert(value.to_string(), 1);
+                }
             }
         }
-        Ok(out)
-    };
-    facets.os = count("os")?;
-    facets.arch = count("arch")?;
-    facets.grade = count("grade")?;
-    let signed = count("signed")?
-        .into_iter()
-        .find(|(v, _)| v == SIGNED)
-        .map_or(0, |(_, n)| n);
-    let unsigned = matched.len() - signed;
-    facets.signed = [("no", unsigned), ("yes", signed)]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(v, n)| (v.to_string(), n))
-        .collect();
-    Ok(Counted {
-        total: matched.len(),
-        facets,
-    })
+    }
+
+    fn finish(self) -> Facets {
+        let sorted = |m: HashMap<String, usize>| {
+            let mut v: Vec<(String, usize)> = m.into_iter().collect();
+            v.sort();
+            v
+        };
+        let [os, arch, grade, signed] = self.counts;
+        let yes = signed.get(SIGNED).copied().unwrap_or(0);
+        Facets {
+            os: sorted(os),
+            arch: sorted(arch),
+            grade: sorted(grade),
+            signed: [("no", self.total - yes), ("yes", yes)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(v, n)| (v.to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+/// `search_repos.facets` for a row: its counted facets' values, packed.
+fn packed_facets(row: &SearchRow) -> String {
+    let signed: BTreeSet<String> = row.signed.then(|| SIGNED.to_string()).into_iter().collect();
+    let mut items: Vec<String> = Vec::new();
+    for (facet, values) in COUNTED
+        .iter()
+        .zip([&row.os, &row.arch, &row.grades, &signed])
+    {
+        items.extend(
+            values
+                .iter()
+                .filter(|v| !v.contains(SEP))
+                .map(|v| format!("{facet}={v}")),
+        );
+    }
+    items.join(&SEP.to_string())
+}
+
+/// Brings an older `catalog.db` up to this schema: `search_repos.facets`, filled from
+/// `search_facets` (once, in one transaction, whichever process opens it first).
+pub(crate) fn upgrade(conn: &mut rusqlite::Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let has = tx
+        .prepare("SELECT 1 FROM pragma_table_info('search_repos') WHERE name = 'facets'")?
+        .exists([])?;
+    if !has {
+        tx.execute_batch(
+            "ALTER TABLE search_repos ADD COLUMN facets TEXT;
+             UPDATE search_repos SET facets = (SELECT group_concat(f.facet || '=' || f.value, char(31))
+               FROM search_facets f WHERE f.repository = search_repos.repository
+               AND f.facet IN ('os', 'arch', 'grade', 'signed') AND instr(f.value, char(31)) = 0);",
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The description an image declares: OCI's annotation or label
@@ -852,6 +905,38 @@ mod tests {
             db.search(&q(""), &readable).unwrap().results[0].last_pushed,
             None
         );
+    }
+
+    #[test]
+    fn an_older_file_gets_its_packed_facets_from_search_facets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        facet_rows(&CatalogDb::open(&path).unwrap());
+        // As a catalog.db written before the column existed.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("ALTER TABLE search_repos DROP COLUMN facets")
+            .unwrap();
+        let db = CatalogDb::open(&path).unwrap();
+        let p = db.search(&q("server"), &|_: &str| true).unwrap();
+        assert_eq!(counts(&p.facets.os), [("linux", 3), ("windows", 1)]);
+        assert_eq!(counts(&p.facets.signed), [("no", 1), ("yes", 3)]);
+        // Opening again changes nothing.
+        drop(db);
+        let db = CatalogDb::open(&path).unwrap();
+        let again = db.search(&q("server"), &|_: &str| true).unwrap();
+        assert_eq!(again.facets, p.facets);
+    }
+
+    #[test]
+    fn values_holding_the_separator_are_not_counted() {
+        let (_d, db) = db();
+        let mut odd = row("odd", &[], "linux", "amd64", "A", &[]);
+        odd.arch.insert("x\u{1f}os=evil".into());
+        db.put_search_row("odd/one", &odd).unwrap();
+        let p = db.search(&q("odd"), &|_: &str| true).unwrap();
+        assert_eq!(counts(&p.facets.arch), [("amd64", 1)]);
+        assert_eq!(counts(&p.facets.os), [("linux", 1)]);
     }
 
     #[test]

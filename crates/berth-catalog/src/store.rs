@@ -162,8 +162,9 @@ fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T> {
 impl CatalogDb {
     /// Opens (creating if needed) `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<CatalogDb> {
-        let writer = connect(path)?;
+        let mut writer = connect(path)?;
         writer.execute_batch(SCHEMA)?;
+        crate::search::upgrade(&mut writer)?;
         Ok(CatalogDb {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
