@@ -4,7 +4,8 @@
 //! Chromium in under 300 ms on loopback"). berth only: no peer registry has pages.
 //!
 //! `ui_pages`: one berth instance whose data folder got OSV records against a third
-//! of the packages first (`berth registry vulndb import --root`, half of them fixed),
+//! of the packages first (`berth registry vulndb import --root` between a first start
+//! that makes the folder and the timed one; half of the records have a fix),
 //! then an image of 1,000 packages (a synthetic dpkg database) pushed as
 //! `bench/ui:1.0` beside an older `bench/ui:0.9` (so the packages tab has a diff to
 //! show). Once the catalog has inventoried both, every page and tab is requested over
@@ -68,7 +69,7 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
             "id": format!("DEBIAN-CVE-2099-{i:05}"), "modified": "2026-11-01T00:00:00Z",
             "aliases": [format!("CVE-2099-{i:05}")],
             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
-            "affected": [{"package": {"ecosystem": "Debian:12", "name": package_name(i)},
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": format!("{}-src", package_name(i))},
                 "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
         });
         fs::write(osv.join(format!("{i}.json")), record.to_string())?;
@@ -76,6 +77,9 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
     let root = env.storage.join("ui-pages");
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root)?;
+    // The import needs a registry folder: one start makes it; then the data goes in
+    // offline and the server starts again on it.
+    Server::start(env, Kind::Berth, Some(&root))?.stop();
     let out = Command::new(&env.berth)
         .args(["registry", "--root"])
         .arg(&root)

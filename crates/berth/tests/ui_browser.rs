@@ -76,13 +76,16 @@ fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
     ]));
 }
 
-/// Waits until the catalog has inventoried `digest` in `repo` (an image, not an index).
+/// Waits until the catalog has inventoried `digest` in `repo` (an image, not an
+/// index). Five minutes at most: the real Debian layer takes a debug build on a busy
+/// machine far longer than the fixture's 20 s wait.
 async fn scanned(serve: &Serve, repo: &str, digest: &Digest) {
     let url = format!(
         "{}/api/v1/repositories/{repo}/manifests/{digest}/packages?per_page=1",
         serve.url
     );
-    until(&format!("the inventory of {repo}@{digest}"), || async {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
         let r = reqwest::Client::new()
             .get(&url)
             .basic_auth(ROOT.0, Some(ROOT.1))
@@ -90,12 +93,15 @@ async fn scanned(serve: &Serve, repo: &str, digest: &Digest) {
             .await
             .unwrap();
         match r.status().as_u16() {
-            200 => true,
-            202 => false,
+            200 => return,
+            202 => assert!(
+                std::time::Instant::now() < deadline,
+                "no inventory of {repo}@{digest} after 5 minutes"
+            ),
             s => panic!("{url}: {s} {}", r.text().await.unwrap_or_default()),
         }
-    })
-    .await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// An OSV record of Debian 12 against source package `package`.
