@@ -109,7 +109,9 @@ for tool in node npm; do
 done
 if [[ ! -d $ui_dir/node_modules || $ui_dir/package-lock.json -nt $ui_dir/node_modules ]]; then
   echo "install-peers: npm ci in $ui_dir"
-  if ! (cd "$ui_dir" && npm ci --no-audit --no-fund); then
+  # --ignore-scripts: none of the three needs one, and vnu-jar's postinstall would
+  # fetch a JDK from GitHub when it finds no java (the apt package above is the one).
+  if ! (cd "$ui_dir" && npm ci --no-audit --no-fund --ignore-scripts); then
     echo "install-peers: npm ci failed in $ui_dir (it needs the npm registry on first run)" >&2
     exit 1
   fi
