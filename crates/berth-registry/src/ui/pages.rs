@@ -267,15 +267,20 @@ fn scan_of(state: &Inventoried) -> Scan<'_> {
 /// The data of the current tab, owned; the page borrows from it.
 enum TabData {
     Overview,
-    Security(
-        Inventoried,
-        Option<berth_catalog::query::VulnerabilityReport>,
-    ),
+    Security(Standing, Option<berth_catalog::query::VulnerabilityReport>),
     Packages(Inventoried, Vec<berth_inventory::Package>, PreviousTag),
     Containerfile(Inventoried),
     Tags(Vec<berth_catalog::query::TagSummary>),
     Signatures(Vec<SignatureRow>),
     Sbom,
+}
+
+/// Where the shown image's scan stands (from the overview's summary).
+enum Standing {
+    Ready,
+    Pending,
+    Failed(String),
+    NotImage,
 }
 
 /// The package diff's other side.
@@ -358,18 +363,27 @@ async fn image_page(
                 fixable,
                 severities: Vec::new(),
             };
-            let (state, report) = shown_image
-                .with(move |_, c, name, d| {
-                    let state = Image::inventoried(c, name, d)?;
-                    let report = match state {
-                        Inventoried::Ok(..) => c
-                            .vulnerabilities(name, &d.to_string(), &filter)
-                            .map_err(catalog_error)?,
-                        _ => None,
-                    };
-                    Ok((state, report))
-                })
-                .await?;
+            // Where the scan stands, as the overview read it: the inventory is not
+            // parsed again just to learn that.
+            let state = match (view.status.as_str(), shown.map(|i| &i.summary)) {
+                ("skipped", _) | (_, None) => Standing::NotImage,
+                (_, Some(s)) if s.status == "pending" => Standing::Pending,
+                (_, Some(s)) if s.status == "failed" => {
+                    Standing::Failed(s.error.clone().unwrap_or_else(|| "unknown reason".into()))
+                }
+                _ => Standing::Ready,
+            };
+            let report = match state {
+                Standing::Ready => {
+                    shown_image
+                        .with(move |_, c, name, d| {
+                            c.vulnerabilities(name, &d.to_string(), &filter)
+                                .map_err(catalog_error)
+                        })
+                        .await?
+                }
+                _ => None,
+            };
             TabData::Security(state, report)
         }
         Tab::Packages => {
@@ -378,16 +392,11 @@ async fn image_page(
             let (state, packages, prev) = shown_image
                 .with(move |_, c, name, d| {
                     let mut state = Image::inventoried(c, name, d)?;
-                    let packages = match &mut state {
-                        Inventoried::Ok(_, inv) => std::mem::take(&mut inv.packages)
-                            .into_iter()
-                            .filter(|p| pq.is_empty() || p.name.contains(&pq))
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    let prev = match previous {
-                        None => PreviousTag::None,
-                        Some((ptag, pdigest)) => {
+                    // Against the inventory already read (the catalog's
+                    // `package_diff` would read this one again).
+                    let prev = match (&state, previous) {
+                        (_, None) => PreviousTag::None,
+                        (Inventoried::Ok(_, inv), Some((ptag, pdigest))) => {
                             // The previous tag's image of the same platform.
                             let other = match c.db().scan(name, &pdigest).map_err(catalog_error)? {
                                 Some(s) if !s.children.is_empty() => s
@@ -397,17 +406,29 @@ async fn image_page(
                                     .map(|ch| ch.digest),
                                 _ => Some(pdigest),
                             };
-                            match other {
-                                Some(o) => match c
-                                    .package_diff(&d.to_string(), &o)
-                                    .map_err(catalog_error)?
-                                {
-                                    Some(diff) => PreviousTag::Diff(ptag, diff),
-                                    None => PreviousTag::Unavailable(ptag),
-                                },
-                                None => PreviousTag::Unavailable(ptag),
+                            let theirs = match other {
+                                Some(o) => c.inventory(&o).map_err(catalog_error)?,
+                                None => None,
+                            };
+                            match theirs {
+                                Some(Ok(theirs)) => PreviousTag::Diff(
+                                    ptag,
+                                    berth_catalog::query::diff_packages(
+                                        &theirs.packages,
+                                        &inv.packages,
+                                    ),
+                                ),
+                                _ => PreviousTag::Unavailable(ptag),
                             }
                         }
+                        (_, Some((ptag, _))) => PreviousTag::Unavailable(ptag),
+                    };
+                    let packages = match &mut state {
+                        Inventoried::Ok(_, inv) => std::mem::take(&mut inv.packages)
+                            .into_iter()
+                            .filter(|p| pq.is_empty() || p.name.contains(&pq))
+                            .collect(),
+                        _ => Vec::new(),
                     };
                     Ok((state, packages, prev))
                 })
@@ -434,7 +455,12 @@ async fn image_page(
         TabData::Overview => Content::Overview,
         TabData::Sbom => Content::Sbom,
         TabData::Security(state, report) => Content::Security {
-            scan: scan_of(state),
+            scan: match state {
+                Standing::Ready => Scan::Ready,
+                Standing::Pending => Scan::Pending,
+                Standing::Failed(why) => Scan::Failed(why),
+                Standing::NotImage => Scan::NotImage,
+            },
             report: report.as_ref(),
             fixable,
             page,
