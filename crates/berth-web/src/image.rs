@@ -543,16 +543,18 @@ fn packages_tab(
         (x, y) if x == y => berth_vuln::compare(x, &a.version, &b.version),
         (x, y) => format!("{x:?}").cmp(&format!("{y:?}")),
     };
-    match sort {
-        PackageSort::Name => sorted.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| version(a, b))),
-        PackageSort::Version => {
-            sorted.sort_by(|a, b| version(a, b).then_with(|| a.name.cmp(&b.name)))
-        }
-        PackageSort::Source => {
-            sorted.sort_by(|a, b| source(a).cmp(source(b)).then_with(|| a.name.cmp(&b.name)))
-        }
-    }
+    let cmp = |a: &&Package, b: &&Package| match sort {
+        PackageSort::Name => a.name.cmp(&b.name).then_with(|| version(a, b)),
+        PackageSort::Version => version(a, b).then_with(|| a.name.cmp(&b.name)),
+        PackageSort::Source => source(a).cmp(source(b)).then_with(|| a.name.cmp(&b.name)),
+    };
+    // Only the rows up to this page's last need their order: select them (linear),
+    // then sort those. Version comparisons are dpkg's/rpm's, not cheap.
     let (page, rows) = pager::window(sorted.len(), page);
+    if rows.end > 0 && rows.end < sorted.len() {
+        sorted.select_nth_unstable_by(rows.end - 1, cmp);
+    }
+    sorted[..rows.end].sort_by(cmp);
     let total = match sorted.len() {
         1 => "1 package".to_string(),
         n => format!("{n} packages"),
@@ -929,6 +931,33 @@ mod tests {
         // No tag: the title names the digest, and tag pull commands are left out.
         let o = render(&fixture::manifest(0, 1), 0, None, Content::Overview);
         assert!(!o.contains("pull-podman-tag") && o.contains("pull-podman-digest"));
+    }
+
+    #[test]
+    fn a_middle_page_holds_exactly_its_rows_in_order() {
+        let m = fixture::manifest(0, 250);
+        let mut pk = fixture::packages(250);
+        pk.reverse();
+        let html = render(
+            &m,
+            0,
+            None,
+            Content::Packages {
+                scan: Scan::Ready,
+                packages: &pk,
+                q: "",
+                sort: PackageSort::Name,
+                page: 2,
+                diff: Diff::NoPrevious,
+            },
+        );
+        let names: Vec<&str> = html
+            .split(r#"<tr class="package" data-name=""#)
+            .skip(1)
+            .map(|r| &r[..r.find('"').unwrap()])
+            .collect();
+        let want: Vec<String> = (100..200).map(|i| format!("pkg-{i:05}")).collect();
+        assert_eq!(names, want);
     }
 
     #[test]
