@@ -129,7 +129,8 @@ pub fn read_through(path: &Path) -> Result<u64> {
     }
 }
 
-/// One tiny image: a 2 KiB layer of random bytes, its config and an OCI manifest.
+/// One small image: a layer of pseudo-random bytes (2 KiB for the tiny ones), its
+/// config and an OCI manifest.
 pub struct SmallImage {
     pub tag: String,
     pub layer: Vec<u8>,
@@ -142,36 +143,40 @@ pub struct SmallImage {
 /// `n` tiny images tagged `s000`, `s001`, ...; all content distinct.
 pub fn small_images(n: usize) -> Vec<SmallImage> {
     (0..n)
-        .map(|i| {
-            let mut layer = vec![0u8; 2048];
-            XorShift::new(0x5A11_0000 + i as u64).fill(&mut layer);
-            let layer_digest = sha256_digest(&layer);
-            let config = serde_json::to_vec(&serde_json::json!({
-                "architecture": "amd64",
-                "os": "linux",
-                "created": "1970-01-01T00:00:00Z",
-                "config": {"Env": ["PATH=/usr/bin:/bin"]},
-                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-            }))
-            .expect("JSON of literals");
-            let config_digest = sha256_digest(&config);
-            let manifest = serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-                "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": layer.len()}],
-            }))
-            .expect("JSON of literals");
-            SmallImage {
-                tag: format!("s{i:03}"),
-                layer,
-                layer_digest,
-                config,
-                config_digest,
-                manifest,
-            }
-        })
+        .map(|i| image(format!("s{i:03}"), 0x5A11_0000 + i as u64, 2048))
         .collect()
+}
+
+/// One image tagged `tag` whose layer is `layer_size` pseudo-random bytes from
+/// `seed` (distinct seeds, distinct images), with its config and OCI manifest.
+pub fn image(tag: String, seed: u64, layer_size: usize) -> SmallImage {
+    let mut layer = vec![0u8; layer_size];
+    XorShift::new(seed).fill(&mut layer);
+    let layer_digest = sha256_digest(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "1970-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .expect("JSON of literals");
+    let config_digest = sha256_digest(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": layer.len()}],
+    }))
+    .expect("JSON of literals");
+    SmallImage {
+        tag,
+        layer,
+        layer_digest,
+        config,
+        config_digest,
+        manifest,
+    }
 }
 
 #[cfg(test)]

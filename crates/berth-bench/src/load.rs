@@ -1,6 +1,7 @@
 //! Closed-loop HTTP load: N tokio tasks, each owning one keep-alive connection and
 //! sending one request at a time (like wrk), rotating over pre-built requests.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub struct LoadResult {
     /// Non-2xx responses and transport errors.
     pub errors: u64,
     pub first_error: Option<String>,
+    /// `errors` by kind: `HTTP <status>`, or `transport: <what failed>`.
+    pub errors_by_kind: BTreeMap<String, u64>,
     pub elapsed: Duration,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -36,22 +39,33 @@ struct Worker {
     ok: u64,
     errors: u64,
     first_error: Option<String>,
+    errors_by_kind: BTreeMap<String, u64>,
     latencies_us: Vec<u32>,
     finished: Instant,
 }
 
 impl Worker {
-    fn error(&mut self, e: String) {
+    fn error(&mut self, kind: String, e: String) {
         self.errors += 1;
+        *self.errors_by_kind.entry(kind).or_default() += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e);
         }
     }
 }
 
+/// The kind of a failed request or connection: its outermost message, which names
+/// what failed without the details (ports, byte counts) that vary.
+pub fn transport_kind(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    let cut: String = text.chars().take(80).collect();
+    format!("transport: {cut}")
+}
+
 /// Runs `connections` connections against `127.0.0.1:port` for `duration`. Each
 /// connection rotates over all of `requests`, starting at its own offset; `head_only`
-/// when they are HEAD requests (no response body).
+/// when they are HEAD requests (no response body). A request that starts with `HEAD `
+/// is read without a body whatever `head_only` says, so one list may mix methods.
 pub async fn run(
     port: u16,
     requests: Arc<Vec<Vec<u8>>>,
@@ -83,6 +97,7 @@ pub async fn run(
         ok: 0,
         errors: 0,
         first_error: None,
+        errors_by_kind: BTreeMap::new(),
         elapsed: duration,
         p50_ms: 0.0,
         p99_ms: 0.0,
@@ -97,11 +112,18 @@ pub async fn run(
                 if result.first_error.is_none() {
                     result.first_error = w.first_error;
                 }
+                for (kind, n) in w.errors_by_kind {
+                    *result.errors_by_kind.entry(kind).or_default() += n;
+                }
                 latencies.extend_from_slice(&w.latencies_us);
                 last = last.max(w.finished);
             }
             Ok(Err(e)) => {
                 result.errors += 1;
+                *result
+                    .errors_by_kind
+                    .entry("load task failed".into())
+                    .or_default() += 1;
                 result
                     .first_error
                     .get_or_insert(format!("load task failed: {e}"));
@@ -109,6 +131,10 @@ pub async fn run(
             Err(_) => {
                 h.abort();
                 result.errors += 1;
+                *result
+                    .errors_by_kind
+                    .entry("unanswered after the end".into())
+                    .or_default() += 1;
                 result.first_error.get_or_insert(format!(
                     "a request was still unanswered {GRACE:?} after the end of the load"
                 ));
@@ -125,7 +151,7 @@ pub async fn run(
 async fn one(conn: &mut Conn, req: &[u8], head_only: bool) -> Result<Head> {
     conn.write_all(req).await?;
     let head = conn.read_head().await?;
-    if !head_only {
+    if !head_only && !req.starts_with(b"HEAD ") {
         conn.read_body(&head, &mut |_: &[u8]| {}).await?;
     }
     Ok(head)
@@ -145,6 +171,7 @@ async fn worker(
         ok: 0,
         errors: 0,
         first_error: None,
+        errors_by_kind: BTreeMap::new(),
         latencies_us: Vec::with_capacity(1 << 16),
         finished: start,
     };
@@ -160,9 +187,12 @@ async fn worker(
         }
         match result {
             Ok(head) if head.ok() => w.ok += 1,
-            Ok(head) => w.error(format!("HTTP {}", head.status)),
+            Ok(head) => w.error(
+                format!("HTTP {}", head.status),
+                format!("HTTP {}", head.status),
+            ),
             Err(e) => {
-                w.error(format!("{e:#}"));
+                w.error(transport_kind(&e), format!("{e:#}"));
                 if conn.reconnect().await.is_err() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -178,7 +208,7 @@ async fn worker(
 }
 
 /// The `q` quantile of `samples` (microseconds), in milliseconds.
-fn percentile_ms(samples: &mut [u32], q: f64) -> f64 {
+pub fn percentile_ms(samples: &mut [u32], q: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }

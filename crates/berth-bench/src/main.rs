@@ -14,6 +14,7 @@ mod local;
 mod report;
 mod server;
 mod sign;
+mod stress;
 mod transfer;
 mod ui;
 
@@ -53,7 +54,8 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap). The table goes to stdout, progress to stderr. \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
+stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
 struct Args {
@@ -86,6 +88,9 @@ struct Args {
     /// Threads of the load generator (it shares the machine's cores with the server)
     #[arg(long, value_name = "N", default_value_t = 2)]
     client_threads: usize,
+    /// Seconds of the stress phase's load [default: 60, 10 with --quick]
+    #[arg(long, value_name = "SECS")]
+    stress_seconds: Option<u64>,
 }
 
 /// `--only` names: each phase and the table rows it fills.
@@ -161,6 +166,19 @@ const PHASES: &[(&str, &[&str])] = &[
         &["ui_pages_worst_median_ms", "ui_pages_worst_p90_ms"],
     ),
     ("ui_paint", &["ui_paint_fcp_ms"]),
+    (
+        "stress",
+        &[
+            "stress_pull_rps",
+            "stress_pull_p99_ms",
+            "stress_push_p99_ms",
+            "stress_push_images_per_s",
+            stress::ROW_ERRORS,
+            "stress_peak_rss_mib",
+            "stress_peak_fds",
+            "stress_refused_503",
+        ],
+    ),
 ];
 
 /// Timed rebuilds of build_cached at least (well under a second each: cheap, and the
@@ -187,6 +205,8 @@ struct Config {
     build_reps: usize,
     /// Manifests of the gc phase (five blobs each, half garbage).
     gc_manifests: usize,
+    /// Seconds of the stress load.
+    stress_seconds: u64,
     phases: BTreeSet<&'static str>,
 }
 
@@ -219,6 +239,10 @@ impl Config {
         }
         if !(1..=64).contains(&a.client_threads) {
             bail!("--client-threads must be 1..=64");
+        }
+        let stress_seconds = a.stress_seconds.unwrap_or(if a.quick { 10 } else { 60 });
+        if !(1..=3600).contains(&stress_seconds) {
+            bail!("--stress-seconds must be 1..=3600");
         }
         let mut phases = BTreeSet::new();
         if a.only.is_empty() {
@@ -272,6 +296,7 @@ impl Config {
                 BUILD_MIN_REPS
             }),
             gc_manifests: if a.quick { 1000 } else { 10_000 },
+            stress_seconds,
             phases,
         })
     }
@@ -521,6 +546,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         push_4g_phase(cfg, &env, table).await?;
         background(table, "push_4g_peak_rss_mib", m);
+    }
+    if cfg.wants("stress") {
+        let m = CpuMark::now();
+        stress::stress_phase(&env, table, cfg.stress_seconds).await;
+        background(table, "stress", m);
     }
     Ok(())
 }
@@ -922,7 +952,7 @@ async fn auth_phase(cfg: &Config, env: &Env, table: &mut Table) -> Result<()> {
     push_small(&open, &images).await?;
     push_small(&auth, &images).await?;
     add_user(env, auth.root())?;
-    let token = fetch_token(auth.port).await?;
+    let token = fetch_token(auth.port, &format!("repository:{SMALL_REPO}:pull")).await?;
     let bearer = format!("Bearer {token}");
 
     let plain = build_requests(open.port, &images, false, &[]);
@@ -975,14 +1005,14 @@ fn add_user(env: &Env, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A token for pulling the benchmark repository, as a client gets one.
-async fn fetch_token(port: u16) -> Result<String> {
+/// A token for `scope` (e.g. `repository:bench/small:pull`), as a client gets one.
+async fn fetch_token(port: u16, scope: &str) -> Result<String> {
     let mut c = Conn::connect(port, 0).await?;
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{AUTH_PASSWORD}"))
     );
-    let path = format!("/token?service=berth&scope=repository:{SMALL_REPO}:pull");
+    let path = format!("/token?service=berth&scope={scope}");
     let resp = c
         .request("GET", &path, &[("Authorization", &basic)], &[])
         .await?
@@ -1165,6 +1195,16 @@ mod tests {
         );
         assert_eq!((c.reps, c.duration.as_secs(), c.tags), (1, 3, 1000));
         assert_eq!((c.local_images, c.build_reps), (100, 3));
+        assert_eq!(c.stress_seconds, 10);
+        assert_eq!(
+            parse("stress_peak_fds")
+                .unwrap()
+                .phases
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            ["stress"]
+        );
         assert_eq!(
             parse("build_first_ms")
                 .unwrap()

@@ -165,6 +165,24 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("ui_pages_worst_p90_ms", "ms", Target::Info),
     // berth only: first contentful paint of the Debian image's details page in Chromium.
     ("ui_paint_fcp_ms", "ms", Target::Below(300.0)),
+    // berth only: 10,000 pulling connections and 100 pushers with token auth (stress).
+    ("stress_pull_rps", "req/s", Target::Info),
+    ("stress_pull_p99_ms", "ms", Target::Info),
+    ("stress_push_p99_ms", "ms", Target::Info),
+    ("stress_push_images_per_s", "images/s", Target::Info),
+    (crate::stress::ROW_ERRORS, "errors", Target::AtMost(0.0)),
+    (
+        "stress_peak_rss_mib",
+        "MiB",
+        Target::Below(crate::stress::RSS_BOUND_MIB),
+    ),
+    (
+        "stress_peak_fds",
+        "fds",
+        Target::AtMost(crate::stress::FDS_BOUND as f64),
+    ),
+    // Connections beyond --max-connections answered 503 / tried.
+    ("stress_refused_503", "conns", Target::RatioAtLeast(1.0)),
 ];
 
 /// Every row id (for `--only`).

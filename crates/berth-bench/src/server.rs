@@ -436,7 +436,8 @@ fn tree_cpu_ticks(pid: u32) -> (u64, u64) {
         })
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
+/// A `/proc/PID/status` field in KiB (0 when unreadable).
+pub(crate) fn status_kib(pid: u32, field: &str) -> u64 {
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;
     };
