@@ -15,7 +15,7 @@ pub(crate) fn command(id: &str, text: &str) -> Markup {
         div.command {
             code.pull id=(id) { (text) }
             " "
-            button.copy type="button" data-copy=(text) aria-label={ "Copy: " (text) } { "Copy" }
+            button.copy type="button" data-copy=(text) { "Copy" }
         }
     }
 }
