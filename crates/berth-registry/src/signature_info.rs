@@ -16,7 +16,6 @@
 //! at most [`MAX_SIGNATURES`] rows, sigstore payloads of at most 64 KiB, each read
 //! only when the repository links the blob and its digest matches.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -28,14 +27,12 @@ use berth_signature::sigstore::{self, PublicKey};
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult};
+use crate::trust::{read_payload, MAX_PAYLOAD_BYTES};
 use crate::Registry;
 
 /// Rows listed for one image at most (simple signatures first: the extension keeps
 /// at most 32 per manifest).
 pub(crate) const MAX_SIGNATURES: usize = 64;
-/// A sigstore payload read at most (they are a few hundred bytes), as content trust
-/// bounds it.
-const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 
 /// The reason an image's signatures do not verify when its repository has no trust
 /// setting.
@@ -325,25 +322,6 @@ fn key_hint(key: &PublicKey) -> Option<String> {
         .decode(body.trim())
         .ok()?;
     Some(Digest::sha256_of(&der).to_string())
-}
-
-/// A small blob of `repo` (a sigstore payload), if the repository links it and its
-/// bytes match its digest.
-fn read_payload(reg: &Registry, repo: &str, digest: &Digest) -> ApiResult<Option<Vec<u8>>> {
-    if reg.meta.blob_in_repo(repo, digest)?.is_none() {
-        return Ok(None);
-    }
-    let Some((file, _)) = reg.blobs.open_blob(digest)? else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_PAYLOAD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ApiError::internal)?;
-    if bytes.len() as u64 > MAX_PAYLOAD_BYTES || Digest::of(digest.algorithm(), &bytes) != *digest {
-        return Ok(None);
-    }
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

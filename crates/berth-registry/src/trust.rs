@@ -39,7 +39,7 @@ const MAX_PARENTS: usize = 16;
 /// Sigstore signatures (layers) looked at on one attachment manifest, and the size
 /// of a payload read (payloads are a few hundred bytes).
 const MAX_SIGSTORE_LAYERS: usize = 32;
-const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 
 /// (repository, manifest digest, setting version) -> when the verdict "signed" expires.
 #[derive(Default)]
@@ -190,8 +190,13 @@ fn signed(reg: &Registry, repo: &str, digest: &Digest, trust: &Trust) -> ApiResu
     Ok(false)
 }
 
-/// A small blob of `repo` (a sigstore payload), if the repository holds it.
-fn read_payload(reg: &Registry, repo: &str, digest: &Digest) -> ApiResult<Option<Vec<u8>>> {
+/// A small blob of `repo` (a sigstore payload), if the repository links it and its
+/// bytes match its digest. Also the signature details' reader (`signature_info`).
+pub(crate) fn read_payload(
+    reg: &Registry,
+    repo: &str,
+    digest: &Digest,
+) -> ApiResult<Option<Vec<u8>>> {
     if reg.meta.blob_in_repo(repo, digest)?.is_none() {
         return Ok(None);
     }
