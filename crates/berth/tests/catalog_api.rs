@@ -27,7 +27,6 @@ use berth_image::Digest;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use common::admin;
 use registry_fixture::*;
 
 const ROOT: (&str, &str) = ("root", "root-pw");
@@ -84,17 +83,6 @@ async fn call(serve: &Serve, method: Method, path: &str, who: Who, body: Option<
 
 async fn get(serve: &Serve, path: &str, who: Who) -> Answer {
     call(serve, Method::GET, path, who, None).await
-}
-
-fn registry(root: &str, args: &[&str], stdin: &str) {
-    let mut all = vec!["--root", root];
-    all.extend_from_slice(args);
-    let out = admin(&all, stdin);
-    assert!(
-        out.status.success(),
-        "berth registry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Pushes `oci:LAYOUT:tag` to `repo:tag` as root.

@@ -43,24 +43,12 @@ use std::process::Command;
 use berth_image::Digest;
 use serde_json::{json, Value};
 
-use common::admin;
 use registry_fixture::*;
 
 const ROOT: (&str, &str) = ("root", "root-pw");
 const ALICE: (&str, &str) = ("alice", "alice-pw-7Q");
 const SCRIPT_LABEL: &str = "<script>alert(1)</script>";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-fn registry(root: &str, args: &[&str], stdin: &str) {
-    let mut all = vec!["--root", root];
-    all.extend_from_slice(args);
-    let out = admin(&all, stdin);
-    assert!(
-        out.status.success(),
-        "berth registry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Pushes `oci:LAYOUT:tag` to `repo:tag` as root (every platform of an index).
 fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {

@@ -17,23 +17,11 @@ use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use common::admin;
 use registry_fixture::*;
 
 const ROOT: (&str, &str) = ("root", "root-pw");
 const ALICE: (&str, &str) = ("alice", "alice-pw");
 const HOSTILE: &str = "<script>alert(1)</script>";
-
-fn registry(root: &str, args: &[&str], stdin: &str) {
-    let mut all = vec!["--root", root];
-    all.extend_from_slice(args);
-    let out = admin(&all, stdin);
-    assert!(
-        out.status.success(),
-        "berth registry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
     ok(berth(&[

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use berth_image::Digest;
 use serde_json::{json, Value};
 
-use crate::common::{free_port, BERTH};
+use crate::common::{admin, free_port, BERTH};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -113,6 +113,18 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Vec<u8>)], config
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     Digest::sha256_of(&manifest)
+}
+
+/// Runs `berth registry --root ROOT ARGS` with `stdin`; fails the test when it fails.
+pub fn registry(root: &str, args: &[&str], stdin: &str) {
+    let mut all = vec!["--root", root];
+    all.extend_from_slice(args);
+    let out = admin(&all, stdin);
+    assert!(
+        out.status.success(),
+        "berth registry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `berth serve` on a free loopback port over `root`, stopped when dropped.
