@@ -168,7 +168,7 @@ impl Catalog {
         digest: &str,
         now: i64,
     ) -> Result<(Option<Grade>, usize, usize)> {
-        let inv = self.db.inventory(digest)?;
+        let inv = self.db.inventory_head(digest)?;
         if inv.as_ref().is_none_or(|i| i.grade.is_none()) {
             return Ok((None, 0, 0));
         }
@@ -189,7 +189,7 @@ impl Catalog {
         platform: Option<String>,
         now: i64,
     ) -> Result<ImageSummary> {
-        let inv = self.db.inventory(digest)?;
+        let inv = self.db.inventory_head(digest)?;
         let (grade, critical, high) = self.grade_of(repo, digest, now)?;
         Ok(match inv {
             None => ImageSummary {
@@ -292,7 +292,7 @@ impl Catalog {
         let mut details = Vec::new();
         for (img, platform) in images {
             let summary = self.image_summary(repo, &img, platform, now)?;
-            let inv = self.db.inventory(&img)?;
+            let inv = self.db.inventory_head(&img)?;
             let (grade, _, _) = self.grade_of(repo, &img, now)?;
             details.push(ImageDetail {
                 summary,
@@ -300,15 +300,12 @@ impl Catalog {
                     .as_ref()
                     .map(|i| i.facts.labels.clone())
                     .unwrap_or_default(),
-                os: inv
-                    .as_ref()
-                    .and_then(|i| i.result.as_ref().ok())
-                    .and_then(|i| i.os.clone()),
+                os: inv.as_ref().and_then(|i| i.os.clone()),
                 base_image: inv.as_ref().and_then(|i| i.facts.base_image.clone()),
                 packages: inv
                     .as_ref()
-                    .and_then(|i| i.result.as_ref().ok())
-                    .map_or(0, |i| i.packages.len()),
+                    .filter(|i| i.result.is_ok())
+                    .map_or(0, |i| i.packages),
                 next_grade_drop: grade.and_then(|g| g.next_drop),
             });
         }
@@ -374,7 +371,7 @@ impl Catalog {
         digest: &str,
         filter: &VulnFilter,
     ) -> Result<Option<VulnerabilityReport>> {
-        let Some(inv) = self.db.inventory(digest)? else {
+        let Some(inv) = self.db.inventory_head(digest)? else {
             return Ok(None);
         };
         let now = unix_now();
@@ -390,7 +387,7 @@ impl Catalog {
             let (_, images) = self.images_of(repo, &d.to_string())?;
             let same = images.iter().find(|(img, _)| {
                 self.db
-                    .inventory(img)
+                    .inventory_head(img)
                     .ok()
                     .flatten()
                     .is_some_and(|i| i.facts.platform == inv.facts.platform && i.result.is_ok())

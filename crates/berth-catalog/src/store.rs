@@ -70,6 +70,25 @@ pub struct StoredInventory {
     pub scanned_at: i64,
 }
 
+/// An image's stored inventory without its package list and Containerfile: what
+/// summaries, grades and platform comparisons need. A large image's package JSON is
+/// most of its row, and parsing it cost milliseconds per image on every page; the OS
+/// and the package count come from their own columns instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryHead {
+    pub manifest_digest: String,
+    /// `Err`: why the scan failed.
+    pub result: std::result::Result<(), String>,
+    pub facts: ImageFacts,
+    /// The inventory's OS (none when it has none or the scan failed).
+    pub os: Option<OsInfo>,
+    /// How many packages the inventory lists.
+    pub packages: usize,
+    /// Grade of the last match (allow-list not applied) and when it drops next.
+    pub grade: Option<String>,
+    pub next_drop: Option<i64>,
+}
+
 /// A finding as stored: the columns that are filtered on, and the whole finding as
 /// JSON (whatever fields berth-vuln's `Finding` has).
 #[derive(Debug, Clone, PartialEq)]
@@ -357,6 +376,77 @@ impl CatalogDb {
             )?;
             let row = st.query_row([digest], stored_inventory_row).optional()?;
             row.map(StoredInventoryRow::finish).transpose()
+        })
+    }
+
+    /// [`CatalogDb::inventory`] without the package list and Containerfile.
+    pub fn inventory_head(&self, digest: &str) -> Result<Option<InventoryHead>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, error, platform, os, architecture, config_digest, created, size,
+                   labels, diff_ids, base_image, grade, next_drop, os_id, os_version, os_pretty,
+                   ecosystem,
+                   (SELECT count(*) FROM packages p WHERE p.manifest_digest = i.manifest_digest)
+                 FROM inventories i WHERE manifest_digest = ?1",
+            )?;
+            let row = st
+                .query_row([digest], |r| {
+                    let status: String = r.get(0)?;
+                    let error: Option<String> = r.get(1)?;
+                    let os_id: Option<String> = r.get(13)?;
+                    Ok((
+                        status,
+                        error,
+                        StoredInventoryRow {
+                            digest: digest.to_string(),
+                            analyzer_version: 0,
+                            status: String::new(),
+                            error: None,
+                            platform: r.get(2)?,
+                            os: r.get(3)?,
+                            architecture: r.get(4)?,
+                            config_digest: r.get(5)?,
+                            created: r.get(6)?,
+                            size: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                            labels: r.get(8)?,
+                            diff_ids: r.get(9)?,
+                            base_image: r.get(10)?,
+                            containerfile: None,
+                            inventory: None,
+                            grade: r.get(11)?,
+                            next_drop: r.get(12)?,
+                            scanned_at: 0,
+                        },
+                        os_id.map(|id| -> rusqlite::Result<OsInfo> {
+                            Ok(OsInfo {
+                                id,
+                                version_id: r.get(14)?,
+                                pretty_name: r.get(15)?,
+                                ecosystem: r.get(16)?,
+                            })
+                        }),
+                        r.get::<_, i64>(17)?,
+                    ))
+                })
+                .optional()?;
+            let Some((status, error, row, os, packages)) = row else {
+                return Ok(None);
+            };
+            let ok = status == "ok";
+            let stored = row.finish()?;
+            Ok(Some(InventoryHead {
+                manifest_digest: stored.manifest_digest,
+                result: if ok {
+                    Ok(())
+                } else {
+                    Err(error.unwrap_or_else(|| "scan failed".into()))
+                },
+                facts: stored.facts,
+                os: if ok { os.transpose()? } else { None },
+                packages: packages.max(0) as usize,
+                grade: stored.grade,
+                next_drop: stored.next_drop,
+            }))
         })
     }
 
@@ -876,6 +966,13 @@ pub(crate) mod tests {
         let got = db.inventory("sha256:m1").unwrap().unwrap();
         assert_eq!(got.result, Ok(inv.clone()));
         assert_eq!(got.facts, facts);
+        // The head says the same without the package list.
+        let head = db.inventory_head("sha256:m1").unwrap().unwrap();
+        assert_eq!(head.result, Ok(()));
+        assert_eq!(head.facts, facts);
+        assert_eq!((head.os, head.packages), (inv.os.clone(), 2));
+        assert_eq!((head.grade, head.next_drop), (got.grade, got.next_drop));
+        assert!(db.inventory_head("sha256:none").unwrap().is_none());
         let n: i64 = db
             .read(|c| {
                 Ok(c.query_row(
@@ -891,6 +988,9 @@ pub(crate) mod tests {
             .unwrap();
         let got = db.inventory("sha256:m1").unwrap().unwrap();
         assert_eq!(got.result, Err("layer 2: truncated".to_string()));
+        let head = db.inventory_head("sha256:m1").unwrap().unwrap();
+        assert_eq!(head.result, Err("layer 2: truncated".to_string()));
+        assert_eq!((head.os, head.packages), (None, 0));
         assert!(db.matchables("", 10).unwrap().is_empty());
     }
 

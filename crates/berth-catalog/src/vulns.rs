@@ -181,7 +181,8 @@ impl Catalog {
         if !self.vulns.path.exists() {
             return Ok(Vec::new());
         }
-        let imports = self.vulns.open()?.imports().map_err(vuln_err)?;
+        // Read-only: this runs on every security page and vulnerability answer.
+        let imports = VulnDb::imports_at(&self.vulns.path).map_err(vuln_err)?;
         Ok(imports
             .iter()
             .map(|r| serde_json::to_value(r).unwrap_or_default())

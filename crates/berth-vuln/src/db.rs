@@ -198,33 +198,20 @@ impl VulnDb {
     /// A connection of its own for reading: in WAL mode it sees the last committed
     /// state and never waits for an import in progress (which holds `conn`).
     fn reader(&self) -> Result<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
+        read_only(&self.path)
     }
 
     /// Every import, newest first.
     pub fn imports(&self) -> Result<Vec<ImportRecord>> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare(
-            "SELECT file, sha256, records, stored, skipped, newest_modified, imported_at
-             FROM imports ORDER BY imported_at DESC, rowid DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ImportRecord {
-                file: r.get(0)?,
-                sha256: r.get(1)?,
-                records: r.get::<_, i64>(2)? as u64,
-                stored: r.get::<_, i64>(3)? as u64,
-                skipped: r.get::<_, i64>(4)? as u64,
-                newest_modified: r.get(5)?,
-                imported_at: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        imports_of(&self.reader()?)
+    }
+
+    /// Every import of the data at `path`, newest first, read without opening it for
+    /// writing ([`VulnDb::open`] checks the schema and writes its version, an fsync
+    /// under `synchronous = FULL`): what a page that shows the data's age needs on
+    /// every request.
+    pub fn imports_at(path: &Path) -> Result<Vec<ImportRecord>> {
+        imports_of(&read_only(path)?)
     }
 
     /// One stored record's JSON, as imported.
@@ -278,6 +265,36 @@ impl VulnDb {
         }
         Ok(matcher)
     }
+}
+
+/// A connection of its own for reading: in WAL mode it sees the last committed state
+/// and never waits for an import in progress.
+fn read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn imports_of(conn: &Connection) -> Result<Vec<ImportRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT file, sha256, records, stored, skipped, newest_modified, imported_at
+             FROM imports ORDER BY imported_at DESC, rowid DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ImportRecord {
+            file: r.get(0)?,
+            sha256: r.get(1)?,
+            records: r.get::<_, i64>(2)? as u64,
+            stored: r.get::<_, i64>(3)? as u64,
+            skipped: r.get::<_, i64>(4)? as u64,
+            newest_modified: r.get(5)?,
+            imported_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A text column without copying it.
