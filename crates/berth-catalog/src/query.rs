@@ -182,16 +182,17 @@ impl Catalog {
         ))
     }
 
+    /// An image's summary, and its grade (computed once: a grade parses every finding).
     fn image_summary(
         &self,
         repo: &str,
         digest: &str,
         platform: Option<String>,
         now: i64,
-    ) -> Result<ImageSummary> {
+    ) -> Result<(ImageSummary, Option<Grade>)> {
         let inv = self.db.inventory_head(digest)?;
         let (grade, critical, high) = self.grade_of(repo, digest, now)?;
-        Ok(match inv {
+        let summary = match inv {
             None => ImageSummary {
                 digest: digest.to_string(),
                 platform,
@@ -210,11 +211,12 @@ impl Catalog {
                 size: inv.facts.size,
                 status: if inv.result.is_ok() { "ok" } else { "failed" }.into(),
                 error: inv.result.as_ref().err().cloned(),
-                grade: grade.map(|g| format!("{:?}", g.letter)),
+                grade: grade.as_ref().map(|g| format!("{:?}", g.letter)),
                 critical,
                 high,
             },
-        })
+        };
+        Ok((summary, grade))
     }
 
     /// The images a manifest stands for: itself, or an index's children.
@@ -252,7 +254,7 @@ impl Catalog {
             let (scan, images) = self.images_of(repo, &d)?;
             let images = images
                 .into_iter()
-                .map(|(d, p)| self.image_summary(repo, &d, p, now))
+                .map(|(d, p)| self.image_summary(repo, &d, p, now).map(|(s, _)| s))
                 .collect::<Result<Vec<_>>>()?;
             out.push(TagSummary {
                 grade: worst_grade(images.iter().filter_map(|i| i.grade.as_deref())),
@@ -291,9 +293,8 @@ impl Catalog {
         let (scan, images) = self.images_of(repo, &d)?;
         let mut details = Vec::new();
         for (img, platform) in images {
-            let summary = self.image_summary(repo, &img, platform, now)?;
+            let (summary, grade) = self.image_summary(repo, &img, platform, now)?;
             let inv = self.db.inventory_head(&img)?;
-            let (grade, _, _) = self.grade_of(repo, &img, now)?;
             details.push(ImageDetail {
                 summary,
                 labels: inv
@@ -376,7 +377,9 @@ impl Catalog {
         };
         let now = unix_now();
         let (counted, allowed) = self.findings_split(repo, digest, now)?;
-        let (grade, _, _) = self.grade_of(repo, digest, now)?;
+        // As grade_of computes it, from the findings already read.
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
+        let grade = inv.grade.is_some().then(|| berth_vuln::grade(&counted, at));
         let mut counts = BTreeMap::new();
         for f in &counted {
             *counts.entry(level_name(f.severity.level)).or_insert(0) += 1;
