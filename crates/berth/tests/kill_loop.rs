@@ -20,49 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::process::{try_request, Resp, Serve};
+use common::rng::{Blob, Rng};
 use common::{admin, free_port, sha256};
 
 const WORKERS: usize = 3;
-
-/// xorshift64*: reproducible content and timing from one seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
-}
-
-/// A blob the server acknowledged, remembered by how to make it again.
-#[derive(Clone)]
-struct Blob {
-    digest: String,
-    seed: u64,
-    size: usize,
-}
-
-impl Blob {
-    fn bytes(&self) -> Vec<u8> {
-        Rng(self.seed).bytes(self.size)
-    }
-}
 
 /// A manifest the server acknowledged, with the blobs it names.
 #[derive(Clone)]

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::process::{Resp, Serve};
+use common::rng::{Blob, Rng};
 use common::{admin, free_port, sha256};
 
 const WORKERS: usize = 4;
@@ -41,54 +42,14 @@ const MAX_IDLE: Duration = Duration::from_secs(20);
 /// Upper bound on one response body (the largest blob is 4 MiB).
 const MAX_BODY: usize = 16 << 20;
 
-/// xorshift64*: reproducible content and choices from one seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
-
-    /// A blob size: mostly small, some large, now and then empty.
-    fn size(&mut self) -> usize {
-        match self.below(100) {
-            0..=2 => 0,
-            3..=29 => 1 + self.below(4096) as usize,
-            30..=69 => 4096 + self.below(60 * 1024) as usize,
-            70..=94 => 64 * 1024 + self.below(960 * 1024) as usize,
-            _ => (1 << 20) + self.below(3 << 20) as usize,
-        }
-    }
-}
-
-/// A pushed blob, remembered by how to make its bytes again.
-#[derive(Clone)]
-struct Blob {
-    digest: String,
-    seed: u64,
-    size: usize,
-}
-
-impl Blob {
-    fn bytes(&self) -> Vec<u8> {
-        Rng(self.seed).bytes(self.size)
+/// A blob size: mostly small, some large, now and then empty.
+fn blob_size(rng: &mut Rng) -> usize {
+    match rng.below(100) {
+        0..=2 => 0,
+        3..=29 => 1 + rng.below(4096) as usize,
+        30..=69 => 4096 + rng.below(60 * 1024) as usize,
+        70..=94 => 64 * 1024 + rng.below(960 * 1024) as usize,
+        _ => (1 << 20) + rng.below(3 << 20) as usize,
     }
 }
 
@@ -419,7 +380,7 @@ impl Worker {
             } else {
                 Blob {
                     seed: self.rng.next() | 1,
-                    size: self.rng.size(),
+                    size: blob_size(&mut self.rng),
                     digest: String::new(),
                 }
             };
