@@ -87,14 +87,7 @@ async fn get(serve: &Serve, path: &str, who: Who) -> Answer {
 
 /// Pushes `oci:LAYOUT:tag` to `repo:tag` as root.
 fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
-    ok(berth(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &format!("{}:{}", ROOT.0, ROOT.1),
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("docker://{}/{repo}:{tag}", serve.addr),
-    ]));
+    push_layout(serve, layout, tag, repo, ROOT, &[]);
 }
 
 /// Waits until the catalog has inventoried `digest` in `repo`.
@@ -263,20 +256,7 @@ async fn catalog_api_answers_every_route_for_readers_only() {
 
     // A simple signature kept for B (the registry stores it as sent; the overview
     // counts it).
-    let r = reqwest::Client::new()
-        .put(format!(
-            "{}/extensions/v2/team/app/signatures/{b}",
-            serve.url
-        ))
-        .basic_auth(ROOT.0, Some(ROOT.1))
-        .json(
-            &json!({"schemaVersion": 2, "name": format!("{b}@0123abcd"), "type": "atomic",
-                      "content": "c2lnbmF0dXJl"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    put_opaque_signature(&serve, "team/app", &b.to_string(), ROOT).await;
 
     // -- the overview ---------------------------------------------------------
     let over = get(

@@ -52,16 +52,7 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Pushes `oci:LAYOUT:tag` to `repo:tag` as root (every platform of an index).
 fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
-    ok(berth(&[
-        "copy",
-        "--all",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &format!("{}:{}", ROOT.0, ROOT.1),
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("docker://{}/{repo}:{tag}", serve.addr),
-    ]));
+    push_layout(serve, layout, tag, repo, ROOT, &["--all", "--quiet"]);
 }
 
 /// Waits until the catalog has inventoried `digest` in `repo` (an image, not an

@@ -24,14 +24,7 @@ const ALICE: (&str, &str) = ("alice", "alice-pw");
 const HOSTILE: &str = "<script>alert(1)</script>";
 
 fn push(serve: &Serve, layout: &Path, tag: &str, repo: &str) {
-    ok(berth(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &format!("{}:{}", ROOT.0, ROOT.1),
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("docker://{}/{repo}:{tag}", serve.addr),
-    ]));
+    push_layout(serve, layout, tag, repo, ROOT, &[]);
 }
 
 /// Waits until the catalog has inventoried `digest` in `repo` (asked as root).
@@ -208,20 +201,7 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
     }
 
     // A simple signature kept for 1.10.0 (opaque bytes: it cannot verify).
-    let r = reqwest::Client::new()
-        .put(format!(
-            "{}/extensions/v2/team/app/signatures/{new}",
-            serve.url
-        ))
-        .basic_auth(ROOT.0, Some(ROOT.1))
-        .json(
-            &json!({"schemaVersion": 2, "name": format!("{new}@0123abcd"), "type": "atomic",
-                      "content": "c2lnbmF0dXJl"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    put_opaque_signature(&serve, "team/app", &new.to_string(), ROOT).await;
 
     let b = Browser::new(&serve.url);
 

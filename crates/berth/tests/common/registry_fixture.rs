@@ -127,6 +127,54 @@ pub fn registry(root: &str, args: &[&str], stdin: &str) {
     );
 }
 
+/// Pushes `oci:LAYOUT:tag` to `repo:tag` of `serve` with `berth copy` as `creds`
+/// (`extra`: more copy flags, such as `--all` for every platform of an index).
+pub fn push_layout(
+    serve: &Serve,
+    layout: &Path,
+    tag: &str,
+    repo: &str,
+    creds: (&str, &str),
+    extra: &[&str],
+) {
+    let creds = format!("{}:{}", creds.0, creds.1);
+    let from = format!("oci:{}:{tag}", layout.display());
+    let to = format!("docker://{}/{repo}:{tag}", serve.addr);
+    let mut args = vec!["copy"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &from,
+        &to,
+    ]);
+    ok(berth(&args));
+}
+
+/// Keeps an opaque simple signature for `repo@digest` through the registry signature
+/// extension, as `creds` (the registry stores it as sent; it cannot verify).
+pub async fn put_opaque_signature(serve: &Serve, repo: &str, digest: &str, creds: (&str, &str)) {
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/extensions/v2/{repo}/signatures/{digest}",
+            serve.url
+        ))
+        .basic_auth(creds.0, Some(creds.1))
+        .json(
+            &json!({"schemaVersion": 2, "name": format!("{digest}@0123abcd"), "type": "atomic",
+                      "content": "c2lnbmF0dXJl"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "signature PUT for {repo}@{digest}"
+    );
+}
+
 /// `berth serve` on a free loopback port over `root`, stopped when dropped.
 pub struct Serve {
     child: Child,
