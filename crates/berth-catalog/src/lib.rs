@@ -30,7 +30,8 @@ use berth_store::{BlobStore, MetaStore};
 
 pub use scan::{scan_request, Scanned};
 pub use store::{
-    AllowEntry, CatalogDb, FindingRow, ImageFacts, ScanRecord, ScanStatus, StoredInventory,
+    AllowEntry, CatalogDb, FindingFacts, FindingRow, ImageFacts, ScanRecord, ScanStatus,
+    StoredInventory,
 };
 pub use vulns::RematchReport;
 pub use worker::QUEUE_CAPACITY;

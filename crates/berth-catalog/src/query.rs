@@ -10,11 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_image::Digest;
-use berth_inventory::{Containerfile, Inventory, Package};
-use berth_vuln::{Finding, Grade, Level};
-use serde::Serialize;
+use berth_inventory::{Containerfile, Inventory, Package, PackageKind};
+use berth_vuln::{Finding, Grade, GradeInput, Level};
+use serde::{Deserialize, Serialize};
 
-use crate::store::{ScanRecord, ScanStatus};
+use crate::store::{InventoryHead, ScanRecord, ScanStatus};
 use crate::{unix_now, Catalog, CatalogError, Result};
 
 /// One image of a tag (an index has one per platform).
@@ -81,12 +81,61 @@ pub struct ImageDetail {
 }
 
 /// Packages of an image against another's (`?diff=`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PackageDiff {
     pub added: Vec<Package>,
     pub removed: Vec<Package>,
     /// `(from, to)`: same name and architecture, another version.
     pub changed: Vec<(Package, Package)>,
+}
+
+/// A package diff's counts and the first entries of each list
+/// ([`Catalog::package_diff_head`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageDiffHead {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    pub first: PackageDiff,
+}
+
+/// The order of a package list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageSort {
+    Name,
+    /// The package manager's version order (dpkg, rpm, apk): `1.10` after `1.9`.
+    Version,
+    Source,
+}
+
+impl PackageSort {
+    /// `version`, `source`; anything else is by name.
+    pub fn parse(s: &str) -> PackageSort {
+        match s {
+            "version" => PackageSort::Version,
+            "source" => PackageSort::Source,
+            _ => PackageSort::Name,
+        }
+    }
+
+    /// What [`PackageSort::parse`] reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageSort::Name => "name",
+            PackageSort::Version => "version",
+            PackageSort::Source => "source",
+        }
+    }
+}
+
+/// One page of a package list ([`Catalog::package_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackagePage {
+    /// How many packages match (every page).
+    pub total: usize,
+    /// The page shown, clamped to those that exist (1-based).
+    pub page: usize,
+    pub packages: Vec<Package>,
 }
 
 /// A finding as the API shows it.
@@ -146,8 +195,8 @@ impl Catalog {
             .collect();
         let mut counted = Vec::new();
         let mut allowed = Vec::new();
-        for row in self.db.findings(digest)? {
-            let f: Finding = serde_json::from_value(row.json)
+        for json in self.db.finding_json(digest)? {
+            let f: Finding = serde_json::from_str(&json)
                 .map_err(|e| CatalogError::Corrupt(format!("finding of {digest}: {e}")))?;
             let entry = std::iter::once(&f.id)
                 .chain(&f.aliases)
@@ -160,39 +209,59 @@ impl Catalog {
         Ok((counted, allowed))
     }
 
-    /// Grade of an image in `repo` at `now` (allow-list applied); none without data
-    /// or inventory.
+    /// Grade and critical/high counts of an image in `repo` at `now` (allow-list
+    /// applied); none without data or inventory. When no allow-list entry in force
+    /// names one of its findings (the usual case) they come from the findings'
+    /// columns; otherwise the findings are read whole to tell which entry covers
+    /// which.
     fn grade_of(
         &self,
         repo: &str,
-        digest: &str,
+        inv: Option<&InventoryHead>,
         now: i64,
     ) -> Result<(Option<Grade>, usize, usize)> {
-        let inv = self.db.inventory_head(digest)?;
-        if inv.as_ref().is_none_or(|i| i.grade.is_none()) {
+        let Some(inv) = inv.filter(|i| i.grade.is_some()) else {
             return Ok((None, 0, 0));
-        }
-        let (counted, _) = self.findings_split(repo, digest, now)?;
+        };
+        let digest = inv.manifest_digest.as_str();
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
-        let count = |l: Level| counted.iter().filter(|f| f.severity.level == l).count();
-        Ok((
-            Some(berth_vuln::grade(&counted, at)),
-            count(Level::Critical),
-            count(Level::High),
-        ))
+        let count = |levels: &mut dyn Iterator<Item = Level>| {
+            levels.fold((0, 0), |(c, h), l| match l {
+                Level::Critical => (c + 1, h),
+                Level::High => (c, h + 1),
+                _ => (c, h),
+            })
+        };
+        if self.db.allows_any(repo, digest, now)? {
+            let (counted, _) = self.findings_split(repo, digest, now)?;
+            let (critical, high) = count(&mut counted.iter().map(|f| f.severity.level));
+            return Ok((Some(berth_vuln::grade(&counted, at)), critical, high));
+        }
+        let facts = self.db.finding_facts(digest)?;
+        let grade = berth_vuln::grade_inputs(
+            facts.iter().map(|f| GradeInput {
+                level: f.level,
+                fixable: f.fixable,
+                published: f.published.as_deref(),
+            }),
+            at,
+        );
+        let (critical, high) = count(&mut facts.iter().map(|f| f.level));
+        Ok((Some(grade), critical, high))
     }
 
-    /// An image's summary, and its grade (computed once: a grade parses every finding).
+    /// An image's summary, its grade (computed once: a grade reads every finding)
+    /// and its stored inventory head.
     fn image_summary(
         &self,
         repo: &str,
         digest: &str,
         platform: Option<String>,
         now: i64,
-    ) -> Result<(ImageSummary, Option<Grade>)> {
+    ) -> Result<(ImageSummary, Option<Grade>, Option<InventoryHead>)> {
         let inv = self.db.inventory_head(digest)?;
-        let (grade, critical, high) = self.grade_of(repo, digest, now)?;
-        let summary = match inv {
+        let (grade, critical, high) = self.grade_of(repo, inv.as_ref(), now)?;
+        let summary = match &inv {
             None => ImageSummary {
                 digest: digest.to_string(),
                 platform,
@@ -216,7 +285,7 @@ impl Catalog {
                 high,
             },
         };
-        Ok((summary, grade))
+        Ok((summary, grade, inv))
     }
 
     /// The images a manifest stands for: itself, or an index's children.
@@ -254,7 +323,7 @@ impl Catalog {
             let (scan, images) = self.images_of(repo, &d)?;
             let images = images
                 .into_iter()
-                .map(|(d, p)| self.image_summary(repo, &d, p, now).map(|(s, _)| s))
+                .map(|(d, p)| self.image_summary(repo, &d, p, now).map(|(s, _, _)| s))
                 .collect::<Result<Vec<_>>>()?;
             out.push(TagSummary {
                 grade: worst_grade(images.iter().filter_map(|i| i.grade.as_deref())),
@@ -293,8 +362,7 @@ impl Catalog {
         let (scan, images) = self.images_of(repo, &d)?;
         let mut details = Vec::new();
         for (img, platform) in images {
-            let (summary, grade) = self.image_summary(repo, &img, platform, now)?;
-            let inv = self.db.inventory_head(&img)?;
+            let (summary, grade, inv) = self.image_summary(repo, &img, platform, now)?;
             details.push(ImageDetail {
                 summary,
                 labels: inv
@@ -335,33 +403,126 @@ impl Catalog {
         Ok(self.db.inventory(digest)?.map(|i| i.result))
     }
 
+    /// An image's packages (from their rows: the inventory's JSON is not read), none
+    /// without an inventory or when its scan failed.
+    pub fn inventory_packages(&self, digest: &str) -> Result<Option<Vec<Package>>> {
+        match self.db.inventory_head(digest)? {
+            Some(head) if head.result.is_ok() => Ok(Some(self.db.packages(digest)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// `/packages`: an image's packages whose name contains `name` (all when empty).
     pub fn packages(&self, digest: &str, name: &str) -> Result<Option<Vec<Package>>> {
-        let Some(Ok(inv)) = self.inventory(digest)? else {
-            return Ok(None);
-        };
-        Ok(Some(
-            inv.packages
-                .into_iter()
+        Ok(self.inventory_packages(digest)?.map(|all| {
+            all.into_iter()
                 .filter(|p| name.is_empty() || p.name.contains(name))
-                .collect(),
-        ))
+                .collect()
+        }))
     }
 
-    /// `/packages?diff=OTHER`: what `digest` has that `other` has not, and back.
+    /// `/packages?diff=OTHER`: what `digest` has that `other` has not, and back
+    /// (computed once per pair: [`crate::CatalogDb::package_diff`]).
     pub fn package_diff(&self, digest: &str, other: &str) -> Result<Option<PackageDiff>> {
-        let (Some(Ok(a)), Some(Ok(b))) = (self.inventory(digest)?, self.inventory(other)?) else {
+        Ok(self
+            .package_diff_head(digest, other, usize::MAX)?
+            .map(|h| h.first))
+    }
+
+    /// The diff of `digest` against `other` as a page shows it: how many packages
+    /// were added, removed and changed, and the first `limit` of each (only those
+    /// rows are read).
+    pub fn package_diff_head(
+        &self,
+        digest: &str,
+        other: &str,
+        limit: usize,
+    ) -> Result<Option<PackageDiffHead>> {
+        let Some(d) = self.db.package_diff(other, digest)? else {
             return Ok(None);
         };
-        Ok(Some(diff_packages(&b.packages, &a.packages)))
+        let first = |v: &[usize]| -> Vec<i64> { v.iter().take(limit).map(|&i| i as i64).collect() };
+        let changed = d.changed.iter().take(limit);
+        let from: Vec<i64> = changed.clone().map(|&(o, _)| o as i64).collect();
+        let to: Vec<i64> = changed.map(|&(_, i)| i as i64).collect();
+        let (from, to) = (
+            self.db.packages_at(other, &from)?,
+            self.db.packages_at(digest, &to)?,
+        );
+        Ok(Some(PackageDiffHead {
+            added: d.added.len(),
+            removed: d.removed.len(),
+            changed: d.changed.len(),
+            first: PackageDiff {
+                added: self.db.packages_at(digest, &first(&d.added))?,
+                removed: self.db.packages_at(other, &first(&d.removed))?,
+                changed: from.into_iter().zip(to).collect(),
+            },
+        }))
     }
 
-    /// `/containerfile`.
+    /// One page of an image's packages whose name contains `needle`, in `sort`
+    /// order; none without an inventory or when its scan failed. Name and source
+    /// order come from SQL (an index for names); version order is the package
+    /// manager's, so it reads `(name, version)` of every match, orders them, and then
+    /// the page's rows. Names that tie keep the inventory's order.
+    pub fn package_page(
+        &self,
+        digest: &str,
+        needle: &str,
+        sort: PackageSort,
+        page: usize,
+        per_page: usize,
+    ) -> Result<Option<PackagePage>> {
+        match self.db.inventory_head(digest)? {
+            Some(head) if head.result.is_ok() => {}
+            _ => return Ok(None),
+        }
+        let per_page = per_page.max(1);
+        let clamp = |total: usize| page.clamp(1, total.div_ceil(per_page).max(1));
+        let (total, page, packages) = match sort {
+            PackageSort::Name | PackageSort::Source => {
+                let total = self.db.package_count(digest, needle)?;
+                let page = clamp(total);
+                let by_source = sort == PackageSort::Source;
+                let offset = (page - 1) * per_page;
+                let rows = self
+                    .db
+                    .package_page(digest, needle, by_source, offset, per_page)?;
+                (total, page, rows)
+            }
+            PackageSort::Version => {
+                let mut all = self.db.package_versions(digest, needle)?;
+                let page = clamp(all.len());
+                let cmp = |a: &(i64, PackageKind, String, String),
+                           b: &(i64, PackageKind, String, String)| {
+                    a.1.cmp(&b.1)
+                        .then_with(|| berth_vuln::compare(a.1, &a.3, &b.3))
+                        .then_with(|| a.2.cmp(&b.2))
+                        .then_with(|| a.0.cmp(&b.0))
+                };
+                // Only the rows up to this page's last need their order: select
+                // them (linear), then sort those. dpkg/rpm comparisons are not cheap.
+                let end = (page * per_page).min(all.len());
+                if end > 0 && end < all.len() {
+                    all.select_nth_unstable_by(end - 1, cmp);
+                }
+                all[..end].sort_by(cmp);
+                let start = ((page - 1) * per_page).min(end);
+                let seqs: Vec<i64> = all[start..end].iter().map(|r| r.0).collect();
+                (all.len(), page, self.db.packages_at(digest, &seqs)?)
+            }
+        };
+        Ok(Some(PackagePage {
+            total,
+            page,
+            packages,
+        }))
+    }
+
+    /// `/containerfile` (its column alone).
     pub fn containerfile(&self, digest: &str) -> Result<Option<Containerfile>> {
-        Ok(match self.inventory(digest)? {
-            Some(Ok(inv)) => inv.containerfile,
-            _ => None,
-        })
+        self.db.containerfile(digest)
     }
 
     /// `/vulnerabilities`: an image's findings in `repo`, allow-list applied, with
@@ -399,12 +560,7 @@ impl Catalog {
                 if img == digest {
                     continue;
                 }
-                let keys = self
-                    .db
-                    .findings(img)?
-                    .into_iter()
-                    .map(|f| (f.id, f.package))
-                    .collect();
+                let keys = self.db.finding_keys(img)?.into_iter().collect();
                 others.push((tag, keys));
             }
         }
@@ -472,29 +628,53 @@ fn worst_grade<'a>(grades: impl Iterator<Item = &'a str>) -> Option<String> {
     worst.map(String::from)
 }
 
-/// Packages of `to` against `from`, keyed by (kind, name, architecture).
-pub fn diff_packages(from: &[Package], to: &[Package]) -> PackageDiff {
-    let key = |p: &Package| (format!("{:?}", p.kind), p.name.clone(), p.arch.clone());
-    let old: BTreeMap<_, &Package> = from.iter().map(|p| (key(p), p)).collect();
-    let new: BTreeMap<_, &Package> = to.iter().map(|p| (key(p), p)).collect();
-    let mut d = PackageDiff {
-        added: vec![],
-        removed: vec![],
-        changed: vec![],
-    };
-    for (k, p) in &new {
+/// A package diff by position: each package's index in its inventory (its `seq`),
+/// in key order. What the catalog stores, so a page reads only the rows it shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiffIndices {
+    pub added: Vec<usize>,
+    pub removed: Vec<usize>,
+    /// `(in from, in to)`.
+    pub changed: Vec<(usize, usize)>,
+}
+
+/// Packages of `to` against `from`, keyed by (kind, name, architecture), as
+/// positions in the two lists.
+pub fn diff_indices(from: &[Package], to: &[Package]) -> DiffIndices {
+    fn key(p: &Package) -> (PackageKind, &str, Option<&str>) {
+        (p.kind, &p.name, p.arch.as_deref())
+    }
+    let old: BTreeMap<_, usize> = from.iter().enumerate().map(|(i, p)| (key(p), i)).collect();
+    let new: BTreeMap<_, usize> = to.iter().enumerate().map(|(i, p)| (key(p), i)).collect();
+    let mut d = DiffIndices::default();
+    for (k, &i) in &new {
         match old.get(k) {
-            None => d.added.push((*p).clone()),
-            Some(o) if o.version != p.version => d.changed.push(((*o).clone(), (*p).clone())),
+            None => d.added.push(i),
+            Some(&o) if from[o].version != to[i].version => d.changed.push((o, i)),
             Some(_) => {}
         }
     }
-    for (k, p) in &old {
+    for (k, &o) in &old {
         if !new.contains_key(k) {
-            d.removed.push((*p).clone());
+            d.removed.push(o);
         }
     }
     d
+}
+
+/// Packages of `to` against `from`, keyed by (kind, name, architecture), in key
+/// order.
+pub fn diff_packages(from: &[Package], to: &[Package]) -> PackageDiff {
+    let d = diff_indices(from, to);
+    PackageDiff {
+        added: d.added.iter().map(|&i| to[i].clone()).collect(),
+        removed: d.removed.iter().map(|&o| from[o].clone()).collect(),
+        changed: d
+            .changed
+            .iter()
+            .map(|&(o, i)| (from[o].clone(), to[i].clone()))
+            .collect(),
+    }
 }
 
 #[cfg(test)]

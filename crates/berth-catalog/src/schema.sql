@@ -45,7 +45,8 @@ CREATE INDEX IF NOT EXISTS inventories_by_status ON inventories (status);
 CREATE INDEX IF NOT EXISTS inventories_by_bottom_layer ON inventories (bottom_layer);
 
 -- The packages of each inventory again, one row each, so that "images that contain
--- package X" is an index lookup.
+-- package X" is an index lookup, and a package list is read without parsing the
+-- inventory's JSON (the last four columns: added to older files by CatalogDb::open).
 CREATE TABLE IF NOT EXISTS packages (
     manifest_digest  TEXT NOT NULL,
     seq              INTEGER NOT NULL,
@@ -55,9 +56,27 @@ CREATE TABLE IF NOT EXISTS packages (
     arch             TEXT,
     kind             TEXT NOT NULL,
     layer_index      INTEGER NOT NULL,
+    source_version   TEXT,
+    license          TEXT,
+    purl             TEXT,
+    db_path          TEXT,
     PRIMARY KEY (manifest_digest, seq)
 );
 CREATE INDEX IF NOT EXISTS packages_by_name ON packages (name, manifest_digest);
+-- A package list page in name order reads its rows only.
+CREATE INDEX IF NOT EXISTS packages_by_image_name ON packages (manifest_digest, name);
+
+-- Package diffs between two inventories, computed on first view (both sides are
+-- content-addressed, so a diff stays true until either is scanned again, which
+-- deletes it). JSON DiffIndices: positions (`seq`) of the added, removed and changed
+-- packages, so a page reads only the rows it shows.
+CREATE TABLE IF NOT EXISTS package_diffs (
+    old_digest  TEXT NOT NULL,
+    new_digest  TEXT NOT NULL,
+    diff        TEXT NOT NULL,
+    PRIMARY KEY (old_digest, new_digest)
+);
+CREATE INDEX IF NOT EXISTS package_diffs_by_new ON package_diffs (new_digest);
 
 -- Findings of the last match of each inventory (replaced by every rematch).
 CREATE TABLE IF NOT EXISTS findings (

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use berth_inventory::{Containerfile, Inventory, LayerArtifacts, OsInfo, Package};
+use berth_inventory::{Containerfile, Inventory, LayerArtifacts, OsInfo, Package, PackageKind};
+use berth_vuln::Level;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::query::DiffIndices;
 use crate::{unix_now, CatalogError, Result};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -87,6 +89,14 @@ pub struct InventoryHead {
     /// Grade of the last match (allow-list not applied) and when it drops next.
     pub grade: Option<String>,
     pub next_drop: Option<i64>,
+}
+
+/// What a grade and the severity counts need of one stored finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingFacts {
+    pub level: Level,
+    pub fixable: bool,
+    pub published: Option<String>,
 }
 
 /// A finding as stored: the columns that are filtered on, and the whole finding as
@@ -184,6 +194,7 @@ impl CatalogDb {
         let mut writer = connect(path)?;
         writer.execute_batch(SCHEMA)?;
         crate::search::upgrade(&mut writer)?;
+        upgrade_packages(&mut writer)?;
         Ok(CatalogDb {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -344,25 +355,162 @@ impl CatalogDb {
             ])?;
             tx.prepare_cached("DELETE FROM packages WHERE manifest_digest = ?1")?
                 .execute([digest])?;
+            tx.prepare_cached(
+                "DELETE FROM package_diffs WHERE old_digest = ?1 OR new_digest = ?1",
+            )?
+            .execute([digest])?;
             if let Some(inv) = inv {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO packages (manifest_digest, seq, name, version, source, arch, kind, layer_index)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                for (i, p) in inv.packages.iter().enumerate() {
-                    st.execute(params![
-                        digest,
-                        i as i64,
-                        p.name,
-                        p.version,
-                        p.source_name,
-                        p.arch,
-                        json(&p.kind).trim_matches('"'),
-                        p.layer_index as i64,
-                    ])?;
-                }
+                insert_packages(tx, digest, &inv.packages)?;
             }
             Ok(())
+        })
+    }
+
+    /// An inventory's packages, from their rows (in the inventory's order): what a
+    /// package list shows, without parsing the inventory's JSON.
+    pub fn packages(&self, digest: &str) -> Result<Vec<Package>> {
+        self.read(|c| packages_in(c, digest))
+    }
+
+    /// How many of an inventory's packages have `needle` in their name.
+    pub fn package_count(&self, digest: &str, needle: &str) -> Result<usize> {
+        self.read(|c| {
+            // instr(name, '') is 1: an empty needle keeps every row.
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM packages WHERE manifest_digest = ?1 AND instr(name, ?2) > 0",
+                )?
+                .query_row(params![digest, needle], |r| r.get(0))?;
+            Ok(n.max(0) as usize)
+        })
+    }
+
+    /// The `limit` packages from `offset` of those with `needle` in their name, in
+    /// name order (or source, then name): one page of a package list, through the
+    /// `(manifest_digest, name)` index.
+    pub fn package_page(
+        &self,
+        digest: &str,
+        needle: &str,
+        by_source: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Package>> {
+        self.read(|c| {
+            let order = if by_source {
+                "coalesce(source, ''), name, seq"
+            } else {
+                "name, seq"
+            };
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {PACKAGE_COLUMNS} FROM packages
+                 WHERE manifest_digest = ?1 AND instr(name, ?2) > 0
+                 ORDER BY {order} LIMIT ?3 OFFSET ?4"
+            ))?;
+            let mut rows = st.query(params![digest, needle, limit as i64, offset as i64])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(package_row(r, digest)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// `(seq, kind, name, version)` of an inventory's packages with `needle` in their
+    /// name: what ordering by version needs (the version order is the package
+    /// manager's, not SQL's), without the other columns.
+    pub fn package_versions(
+        &self,
+        digest: &str,
+        needle: &str,
+    ) -> Result<Vec<(i64, PackageKind, String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, kind, name, version FROM packages
+                 WHERE manifest_digest = ?1 AND instr(name, ?2) > 0",
+            )?;
+            let mut rows = st.query(params![digest, needle])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let kind: String = r.get(1)?;
+                out.push((r.get(0)?, parse_kind(&kind, digest)?, r.get(2)?, r.get(3)?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Some of an inventory's packages by their position (`seq`), in the order asked.
+    pub fn packages_at(&self, digest: &str, seqs: &[i64]) -> Result<Vec<Package>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {PACKAGE_COLUMNS} FROM packages WHERE manifest_digest = ?1 AND seq = ?2"
+            ))?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let mut rows = st.query(params![digest, seq])?;
+                if let Some(r) = rows.next()? {
+                    out.push(package_row(r, digest)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The diff of `new`'s packages against `old`'s ([`crate::query::diff_indices`]),
+    /// none when either has no inventory or its scan failed. Computed on the first
+    /// request and stored (positions only, however large the diff): both sides are
+    /// content-addressed, and a rescan of either deletes it. The computation runs
+    /// under the write lock, so a rescan cannot slip in between reading the packages
+    /// and storing their diff.
+    pub fn package_diff(&self, old: &str, new: &str) -> Result<Option<DiffIndices>> {
+        fn stored(c: &Connection, old: &str, new: &str) -> Result<Option<DiffIndices>> {
+            let text: Option<String> = c
+                .prepare_cached(
+                    "SELECT diff FROM package_diffs WHERE old_digest = ?1 AND new_digest = ?2",
+                )?
+                .query_row([old, new], |r| r.get(0))
+                .optional()?;
+            text.map(|t| from_json(&t, &format!("package diff {old} {new}")))
+                .transpose()
+        }
+        if let Some(d) = self.read(|c| stored(c, old, new))? {
+            return Ok(Some(d));
+        }
+        self.write(|tx| {
+            if let Some(d) = stored(tx, old, new)? {
+                return Ok(Some(d));
+            }
+            let ok = |d: &str| -> Result<bool> {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT 1 FROM inventories WHERE manifest_digest = ?1 AND status = 'ok'",
+                    )?
+                    .exists([d])?)
+            };
+            if !ok(old)? || !ok(new)? {
+                return Ok(None);
+            }
+            let d = crate::query::diff_indices(&packages_in(tx, old)?, &packages_in(tx, new)?);
+            tx.prepare_cached(
+                "INSERT INTO package_diffs (old_digest, new_digest, diff) VALUES (?1, ?2, ?3)",
+            )?
+            .execute([old, new, &json(&d)])?;
+            Ok(Some(d))
+        })
+    }
+
+    /// An inventory's Containerfile alone (none for a failed or missing scan).
+    pub fn containerfile(&self, digest: &str) -> Result<Option<Containerfile>> {
+        self.read(|c| {
+            let text: Option<String> = c
+                .prepare_cached(
+                    "SELECT containerfile FROM inventories WHERE manifest_digest = ?1 AND status = 'ok'",
+                )?
+                .query_row([digest], |r| r.get(0))
+                .optional()?
+                .flatten();
+            text.map(|t| from_json(&t, &format!("containerfile of {digest}")))
+                .transpose()
         })
     }
 
@@ -583,6 +731,62 @@ impl CatalogDb {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// What grading and counting need of an image's findings, from their columns
+    /// (the findings' JSON is not read: a page grades every image it lists).
+    pub fn finding_facts(&self, digest: &str) -> Result<Vec<FindingFacts>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT level, fixed IS NOT NULL, published FROM findings
+                 WHERE manifest_digest = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map([digest], |r| {
+                Ok(FindingFacts {
+                    level: Level::from_word(&r.get::<_, String>(0)?),
+                    fixable: r.get(1)?,
+                    published: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The `(id, package)` of each of an image's findings (which tags still have a
+    /// finding), from the columns.
+    pub fn finding_keys(&self, digest: &str) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, package FROM findings WHERE manifest_digest = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map([digest], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// An image's findings, each as its JSON text (what the matcher found, whole).
+    pub fn finding_json(&self, digest: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT finding FROM findings WHERE manifest_digest = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map([digest], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Whether an allow-list entry of `repository` in force at `now` names an id or
+    /// alias of one of the image's findings (an index lookup on both sides): when
+    /// none does, the image's findings all count and need not be read whole.
+    pub fn allows_any(&self, repository: &str, digest: &str, now: i64) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM allowlist a JOIN finding_ids f
+                   ON f.vuln_id = a.finding_id AND f.manifest_digest = ?2
+                 WHERE a.repository = ?1 AND (a.expires_at IS NULL OR a.expires_at > ?3))",
+            )?
+            .query_row(params![repository, digest, now], |r| r.get(0))?)
         })
     }
 
@@ -887,6 +1091,103 @@ impl StoredInventoryRow {
     }
 }
 
+/// The columns [`package_row`] reads, in its order.
+const PACKAGE_COLUMNS: &str =
+    "kind, name, version, source, source_version, arch, license, purl, db_path, layer_index";
+
+fn parse_kind(kind: &str, digest: &str) -> Result<PackageKind> {
+    PackageKind::parse(kind)
+        .ok_or_else(|| CatalogError::Corrupt(format!("package kind {kind:?} of {digest}")))
+}
+
+/// An inventory's packages in its order ([`CatalogDb::packages`]).
+fn packages_in(c: &Connection, digest: &str) -> Result<Vec<Package>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {PACKAGE_COLUMNS} FROM packages WHERE manifest_digest = ?1 ORDER BY seq"
+    ))?;
+    let mut rows = st.query([digest])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(package_row(r, digest)?);
+    }
+    Ok(out)
+}
+
+/// A package from a row of [`PACKAGE_COLUMNS`].
+fn package_row(r: &rusqlite::Row, digest: &str) -> Result<Package> {
+    let kind: String = r.get(0)?;
+    Ok(Package {
+        kind: parse_kind(&kind, digest)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        source_name: r.get(3)?,
+        source_version: r.get(4)?,
+        arch: r.get(5)?,
+        license: r.get(6)?,
+        purl: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        db_path: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        layer_index: r.get::<_, i64>(9)?.max(0) as usize,
+    })
+}
+
+/// Writes an inventory's package rows (its old rows deleted first by the caller).
+fn insert_packages(tx: &Connection, digest: &str, packages: &[Package]) -> Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO packages (manifest_digest, seq, name, version, source, arch, kind, layer_index,
+           source_version, license, purl, db_path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for (i, p) in packages.iter().enumerate() {
+        st.execute(params![
+            digest,
+            i as i64,
+            p.name,
+            p.version,
+            p.source_name,
+            p.arch,
+            p.kind.as_str(),
+            p.layer_index as i64,
+            p.source_version,
+            p.license,
+            p.purl,
+            p.db_path,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Brings an older `catalog.db`'s `packages` up to this schema: the columns that make
+/// a row a whole package, filled from each inventory's JSON (once, in one
+/// transaction, whichever process opens it first).
+fn upgrade_packages(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has = tx
+        .prepare("SELECT 1 FROM pragma_table_info('packages') WHERE name = 'purl'")?
+        .exists([])?;
+    if !has {
+        tx.execute_batch(
+            "ALTER TABLE packages ADD COLUMN source_version TEXT;
+             ALTER TABLE packages ADD COLUMN license TEXT;
+             ALTER TABLE packages ADD COLUMN purl TEXT;
+             ALTER TABLE packages ADD COLUMN db_path TEXT;",
+        )?;
+        let stored: Vec<(String, String)> = tx
+            .prepare(
+                "SELECT manifest_digest, inventory FROM inventories
+                 WHERE status = 'ok' AND inventory IS NOT NULL",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (digest, inventory) in stored {
+            let m: Matchable = from_json(&inventory, &format!("inventory {digest}"))?;
+            tx.execute("DELETE FROM packages WHERE manifest_digest = ?1", [&digest])?;
+            insert_packages(&tx, &digest, &m.packages)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> CatalogError {
     CatalogError::Corrupt("a catalog database lock was poisoned by a panic".into())
 }
@@ -965,6 +1266,11 @@ pub(crate) mod tests {
         db.put_inventory("sha256:m1", 1, Ok(&inv), &facts).unwrap();
         let got = db.inventory("sha256:m1").unwrap().unwrap();
         assert_eq!(got.result, Ok(inv.clone()));
+        assert_eq!(
+            db.packages("sha256:m1").unwrap(),
+            inv.packages,
+            "rows are whole packages"
+        );
         assert_eq!(got.facts, facts);
         // The head says the same without the package list.
         let head = db.inventory_head("sha256:m1").unwrap().unwrap();
@@ -992,6 +1298,88 @@ pub(crate) mod tests {
         assert_eq!(head.result, Err("layer 2: truncated".to_string()));
         assert_eq!((head.os, head.packages), (None, 0));
         assert!(db.matchables("", 10).unwrap().is_empty());
+    }
+
+    fn inventory_of(packages: Vec<Package>) -> Inventory {
+        Inventory {
+            os: None,
+            packages,
+            containerfile: None,
+        }
+    }
+
+    fn stored_diffs(db: &CatalogDb) -> i64 {
+        db.read(|c| Ok(c.query_row("SELECT count(*) FROM package_diffs", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_package_diff_is_stored_once_and_dropped_by_a_rescan() {
+        let (_d, db) = db();
+        let facts = ImageFacts::default();
+        let old = inventory_of(vec![pkg("a", "1"), pkg("b", "1")]);
+        let new = inventory_of(vec![pkg("a", "2"), pkg("c", "1")]);
+        db.put_inventory("sha256:old", 1, Ok(&old), &facts).unwrap();
+        db.put_inventory("sha256:new", 1, Ok(&new), &facts).unwrap();
+        let want = crate::query::diff_indices(&old.packages, &new.packages);
+        assert_eq!(
+            db.package_diff("sha256:old", "sha256:new").unwrap(),
+            Some(want.clone())
+        );
+        assert_eq!(stored_diffs(&db), 1);
+        assert_eq!(
+            db.package_diff("sha256:old", "sha256:new").unwrap(),
+            Some(want)
+        );
+        assert_eq!(stored_diffs(&db), 1);
+        // Rescanned: the old diff goes; the next one is computed from the new rows.
+        let newer = inventory_of(vec![pkg("a", "1"), pkg("b", "1")]);
+        db.put_inventory("sha256:new", 2, Ok(&newer), &facts)
+            .unwrap();
+        assert_eq!(stored_diffs(&db), 0);
+        let d = db
+            .package_diff("sha256:old", "sha256:new")
+            .unwrap()
+            .unwrap();
+        assert!(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty());
+        // A failed side has no diff, and none is stored.
+        db.put_inventory("sha256:new", 3, Err("truncated"), &facts)
+            .unwrap();
+        assert_eq!(db.package_diff("sha256:old", "sha256:new").unwrap(), None);
+        assert_eq!(stored_diffs(&db), 0);
+    }
+
+    #[test]
+    fn an_older_file_gets_whole_package_rows_from_its_inventories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let mut p = pkg("libssl3", "3.0.11-1");
+        p.license = Some("Apache-2.0".into());
+        p.source_version = Some("3.0.11-1".into());
+        let inv = inventory_of(vec![pkg("libc6", "2.36-9"), p]);
+        {
+            let db = CatalogDb::open(&path).unwrap();
+            db.put_inventory("sha256:m1", 1, Ok(&inv), &ImageFacts::default())
+                .unwrap();
+        }
+        // As the schema before the package columns left it.
+        let c = Connection::open(&path).unwrap();
+        for col in ["source_version", "license", "purl", "db_path"] {
+            c.execute_batch(&format!("ALTER TABLE packages DROP COLUMN {col}"))
+                .unwrap();
+        }
+        drop(c);
+        let db = CatalogDb::open(&path).unwrap();
+        assert_eq!(db.packages("sha256:m1").unwrap(), inv.packages);
+        // Opened again: nothing to do.
+        drop(db);
+        assert_eq!(
+            CatalogDb::open(&path)
+                .unwrap()
+                .packages("sha256:m1")
+                .unwrap(),
+            inv.packages
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use berth_catalog::query::PackageSort;
 use berth_catalog::search::SearchQuery;
 use berth_catalog::{AllowEntry, Catalog, Scanned};
 use berth_image::Digest;
@@ -259,6 +260,22 @@ fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
         "{:?}",
         v.grade
     );
+    // The overview and the tags grade from the findings' columns: the same grade.
+    let summary = |cat: &Catalog| {
+        cat.manifest("team/app", &two).unwrap().unwrap().images[0]
+            .summary
+            .clone()
+    };
+    let s = summary(&cat);
+    assert_eq!(
+        (s.grade.as_deref(), s.critical, s.high),
+        (v.grade.as_deref(), 1, 0)
+    );
+    let tags = cat.repository("team/app").unwrap().unwrap().tags;
+    assert_eq!(
+        (tags[0].grade.as_deref(), tags[0].critical),
+        (v.grade.as_deref(), 1)
+    );
 
     // Search: by CVE alias, by package, by label, by text.
     let both = ["lib/debian", "team/app"];
@@ -293,6 +310,8 @@ fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
         .unwrap();
     assert_eq!(v.grade.as_deref(), Some("A"));
     assert!(v.findings[0].allowed.is_some());
+    let s = summary(&cat);
+    assert_eq!((s.grade.as_deref(), s.critical, s.high), (Some("A"), 0, 0));
     // Other repositories are not affected by team/app's list.
     let v = cat
         .vulnerabilities("lib/debian", &one.to_string(), &Default::default())
@@ -309,6 +328,100 @@ fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
         Some("A"),
         "an expired entry no longer applies"
     );
+    assert_eq!(summary(&cat).grade, v.grade);
+}
+
+#[test]
+fn package_lists_page_in_sql_and_version_order_and_diffs_are_kept() {
+    let reg = Registry::new();
+    let old = reg.push(
+        "team/app",
+        "1.0",
+        &[debian_layer(&[
+            ("libc6", "2.36-9"),
+            ("apt", "2.6.1"),
+            ("gone", "1"),
+        ])],
+        json!({}),
+    );
+    let new = reg.push(
+        "team/app",
+        "1.1",
+        &[debian_layer(&[
+            ("zlib1g", "1:1.2.13-1"),
+            ("libc6", "2.36-9"),
+            ("apt", "2.6.10"),
+            ("base-files", "1.9-1"),
+            ("libssl3", "1.10-1"),
+        ])],
+        json!({}),
+    );
+    let cat = reg.catalog();
+    for d in [&old, &new] {
+        assert_eq!(
+            cat.scan_manifest("team/app", d, false).unwrap(),
+            Scanned::Done
+        );
+    }
+    let (old, new) = (old.to_string(), new.to_string());
+    let names = |needle: &str, sort: &str, page: usize| {
+        let p = cat
+            .package_page(&new, needle, PackageSort::parse(sort), page, 2)
+            .unwrap()
+            .unwrap();
+        let names: Vec<String> = p.packages.into_iter().map(|p| p.name).collect();
+        (p.total, p.page, names)
+    };
+    assert_eq!(
+        names("", "name", 1),
+        (5, 1, vec!["apt".into(), "base-files".into()])
+    );
+    assert_eq!(names("", "name", 3), (5, 3, vec!["zlib1g".into()]));
+    assert_eq!(
+        names("", "name", 9),
+        (5, 3, vec!["zlib1g".into()]),
+        "clamped"
+    );
+    assert_eq!(
+        names("lib", "name", 1),
+        (3, 1, vec!["libc6".into(), "libssl3".into()])
+    );
+    // dpkg's order, not the text's; an epoch sorts last.
+    let by_version: Vec<String> = (1..=3).flat_map(|p| names("", "version", p).2).collect();
+    assert_eq!(
+        by_version,
+        ["base-files", "libssl3", "apt", "libc6", "zlib1g"],
+        "1.9-1 < 1.10-1 < 2.6.10 < 2.36-9 < 1:1.2.13-1"
+    );
+    assert_eq!(names("", "source", 1).0, 5);
+    // A page of rows is the inventory's packages, whole.
+    let all = cat.packages(&new, "").unwrap().unwrap();
+    let page = cat
+        .package_page(&new, "zlib", PackageSort::Name, 1, 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        page.packages,
+        all.iter()
+            .filter(|p| p.name == "zlib1g")
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+
+    let diff = cat.package_diff(&new, &old).unwrap().unwrap();
+    let added: Vec<&str> = diff.added.iter().map(|p| p.name.as_str()).collect();
+    let removed: Vec<&str> = diff.removed.iter().map(|p| p.name.as_str()).collect();
+    let changed: Vec<(&str, &str)> = diff
+        .changed
+        .iter()
+        .map(|(a, b)| (a.version.as_str(), b.version.as_str()))
+        .collect();
+    assert_eq!(added, ["base-files", "libssl3", "zlib1g"]);
+    assert_eq!(removed, ["gone"]);
+    assert_eq!(changed, [("2.6.1", "2.6.10")]);
+    // Asked again, the stored diff answers the same.
+    assert_eq!(cat.package_diff(&new, &old).unwrap().unwrap(), diff);
+    assert!(cat.package_diff(&new, "sha256:none").unwrap().is_none());
 }
 
 #[test]

@@ -8,12 +8,30 @@ use serde::{Deserialize, Serialize};
 pub const ANALYZER_VERSION: u32 = 1;
 
 /// Which package manager a package came from (its database format and version scheme).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageKind {
     Deb,
     Rpm,
     Apk,
+}
+
+impl PackageKind {
+    /// The name serde writes (`deb`, `rpm`, `apk`): what a catalog column holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageKind::Deb => "deb",
+            PackageKind::Rpm => "rpm",
+            PackageKind::Apk => "apk",
+        }
+    }
+
+    /// The kind [`PackageKind::as_str`] names.
+    pub fn parse(name: &str) -> Option<PackageKind> {
+        [PackageKind::Deb, PackageKind::Rpm, PackageKind::Apk]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
 }
 
 /// One installed package, as its database records it.

@@ -77,28 +77,56 @@ fn letter_at(level: Level, published: i64, at: i64) -> Letter {
         .unwrap_or(Letter::F)
 }
 
+/// What a grade needs of one finding: the columns a catalog stores beside it, so
+/// a page can grade an image without reading whole findings back.
+#[derive(Debug, Clone, Copy)]
+pub struct GradeInput<'a> {
+    pub level: Level,
+    /// Whether a fixed version exists (only fixable findings count).
+    pub fixable: bool,
+    /// The advisory's `published` (RFC 3339).
+    pub published: Option<&'a str>,
+}
+
+impl<'a> From<&'a Finding> for GradeInput<'a> {
+    fn from(f: &'a Finding) -> GradeInput<'a> {
+        GradeInput {
+            level: f.severity.level,
+            fixable: f.fixed.is_some(),
+            published: f.published.as_deref(),
+        }
+    }
+}
+
 /// Grades an image's findings at `now`.
 pub fn grade(findings: &[Finding], now: SystemTime) -> Grade {
-    if !findings.is_empty() && findings.iter().all(|f| f.severity.level == Level::Unknown) {
+    grade_inputs(findings.iter().map(GradeInput::from), now)
+}
+
+/// [`grade`] from what it needs of each finding.
+pub fn grade_inputs<'a>(
+    findings: impl IntoIterator<Item = GradeInput<'a>>,
+    now: SystemTime,
+) -> Grade {
+    let now = osv::unix_seconds(now);
+    let (mut any, mut all_unknown) = (false, true);
+    // (level, published) of what counts. A date that does not parse counts as
+    // published now: the finding still lowers the grade, by the least.
+    let mut counted: Vec<(Level, i64)> = Vec::new();
+    for f in findings {
+        any = true;
+        all_unknown &= f.level == Level::Unknown;
+        if f.fixable && matches!(f.level, Level::Critical | Level::High) {
+            let published = f.published.and_then(|p| osv::parse_time(p).ok());
+            counted.push((f.level, published.map(osv::unix_seconds).unwrap_or(now)));
+        }
+    }
+    if any && all_unknown {
         return Grade {
             letter: Letter::Unknown,
             next_drop: None,
         };
     }
-    let now = osv::unix_seconds(now);
-    // (level, published) of what counts. A date that does not parse counts as
-    // published now: the finding still lowers the grade, by the least.
-    let counted: Vec<(Level, i64)> = findings
-        .iter()
-        .filter(|f| f.fixed.is_some() && matches!(f.severity.level, Level::Critical | Level::High))
-        .map(|f| {
-            let published = f.published.as_deref().and_then(|p| osv::parse_time(p).ok());
-            (
-                f.severity.level,
-                published.map(osv::unix_seconds).unwrap_or(now),
-            )
-        })
-        .collect();
     let at = |t: i64| {
         counted
             .iter()

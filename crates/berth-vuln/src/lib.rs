@@ -19,7 +19,7 @@ pub mod version;
 
 pub use db::{ImportRecord, ImportReport, Skipped, VulnDb};
 pub use error::{Result, VulnError};
-pub use grade::{grade, Grade, Letter};
+pub use grade::{grade, grade_inputs, Grade, GradeInput, Letter};
 pub use matcher::{ecosystem_matches, Finding, Matcher};
 pub use severity::{Level, Severity};
 pub use version::compare;

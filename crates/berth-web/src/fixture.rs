@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_catalog::query::{
-    FindingView, ImageDetail, ImageSummary, ManifestView, PackageDiff, RepositoryView, TagSummary,
-    VulnerabilityReport,
+    FindingView, ImageDetail, ImageSummary, ManifestView, PackageDiff, PackageDiffHead,
+    RepositoryView, TagSummary, VulnerabilityReport,
 };
 use berth_catalog::search::{Facets, SearchHit, SearchPage};
 use berth_inventory::{Containerfile, ContainerfileStep, OsInfo, Package, PackageKind};
@@ -196,8 +196,9 @@ pub fn containerfile(steps: usize) -> Containerfile {
     }
 }
 
-/// The diff of `packages(n)` against a previous image with a tenth of them changed.
-pub fn diff(n: usize) -> PackageDiff {
+/// The diff of `packages(n)` against a previous image with a tenth of them changed,
+/// with its first [`crate::PER_PAGE`] entries of each list (as the catalog reads it).
+pub fn diff(n: usize) -> PackageDiffHead {
     let now = packages(n);
     let mut before = now.clone();
     for p in before.iter_mut().step_by(10) {
@@ -205,7 +206,18 @@ pub fn diff(n: usize) -> PackageDiff {
     }
     before.truncate(n.saturating_sub(5));
     before.push(package(n + 1));
-    berth_catalog::query::diff_packages(&before, &now)
+    let all = berth_catalog::query::diff_packages(&before, &now);
+    let first = |v: &[Package]| v.iter().take(crate::PER_PAGE).cloned().collect();
+    PackageDiffHead {
+        added: all.added.len(),
+        removed: all.removed.len(),
+        changed: all.changed.len(),
+        first: PackageDiff {
+            added: first(&all.added),
+            removed: first(&all.removed),
+            changed: all.changed.iter().take(crate::PER_PAGE).cloned().collect(),
+        },
+    }
 }
 
 pub fn search_page(hits: usize) -> SearchPage {

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_catalog::query::{PackageDiff, VulnFilter};
+use berth_catalog::query::{PackageDiffHead, PackagePage, PackageSort, VulnFilter};
 use berth_catalog::search::SearchQuery;
 use berth_image::{Digest, RepositoryName};
-use berth_web::image::{Content, Diff, ImagePage, PackageSort, Scan, SignatureRow, Tab};
+use berth_web::image::{Content, Diff, ImagePage, Scan, SignatureRow, Tab};
 use berth_web::search::{Facet, SearchParams};
 
 use super::{failure, finish, html, not_found, Visitor};
-use crate::catalog_api::repositories::{self, catalog_error, readable, Image, Inventoried};
+use crate::catalog_api::repositories::{self, catalog_error, readable, Image};
 use crate::catalog_api::search_query;
 use crate::error::ApiError;
 use crate::routes::{self, query_get, query_pairs};
@@ -254,22 +254,12 @@ enum Asked<'a> {
     Digest(&'a str),
 }
 
-/// Where an image's inventory stands, for the pages.
-fn scan_of(state: &Inventoried) -> Scan<'_> {
-    match state {
-        Inventoried::Ok(..) => Scan::Ready,
-        Inventoried::Pending => Scan::Pending,
-        Inventoried::Failed(why) => Scan::Failed(why),
-        Inventoried::Index(_) | Inventoried::Skipped => Scan::NotImage,
-    }
-}
-
 /// The data of the current tab, owned; the page borrows from it.
 enum TabData {
     Overview,
     Security(Standing, Option<berth_catalog::query::VulnerabilityReport>),
-    Packages(Inventoried, Vec<berth_inventory::Package>, PreviousTag),
-    Containerfile(Inventoried),
+    Packages(Standing, Option<PackagePage>, PreviousTag),
+    Containerfile(Standing, Option<berth_inventory::Containerfile>),
     Tags(Vec<berth_catalog::query::TagSummary>),
     Signatures(Vec<SignatureRow>),
     Sbom,
@@ -283,11 +273,22 @@ enum Standing {
     NotImage,
 }
 
+impl Standing {
+    fn scan(&self) -> Scan<'_> {
+        match self {
+            Standing::Ready => Scan::Ready,
+            Standing::Pending => Scan::Pending,
+            Standing::Failed(why) => Scan::Failed(why),
+            Standing::NotImage => Scan::NotImage,
+        }
+    }
+}
+
 /// The package diff's other side.
 enum PreviousTag {
     None,
     Unavailable(String),
-    Diff(String, PackageDiff),
+    Diff(String, PackageDiffHead),
 }
 
 #[allow(clippy::too_many_lines)]
@@ -355,6 +356,16 @@ async fn image_page(
         digest: shown_digest.clone(),
         ..image
     };
+    // Where the shown image's scan stands, as the overview read it: no tab parses
+    // the inventory just to learn that.
+    let state = match (view.status.as_str(), shown.map(|i| &i.summary)) {
+        ("skipped", _) | (_, None) => Standing::NotImage,
+        (_, Some(s)) if s.status == "pending" => Standing::Pending,
+        (_, Some(s)) if s.status == "failed" => {
+            Standing::Failed(s.error.clone().unwrap_or_else(|| "unknown reason".into()))
+        }
+        _ => Standing::Ready,
+    };
     let data = match tab {
         Tab::Overview => TabData::Overview,
         Tab::Sbom => TabData::Sbom,
@@ -362,16 +373,6 @@ async fn image_page(
             let filter = VulnFilter {
                 fixable,
                 severities: Vec::new(),
-            };
-            // Where the scan stands, as the overview read it: the inventory is not
-            // parsed again just to learn that.
-            let state = match (view.status.as_str(), shown.map(|i| &i.summary)) {
-                ("skipped", _) | (_, None) => Standing::NotImage,
-                (_, Some(s)) if s.status == "pending" => Standing::Pending,
-                (_, Some(s)) if s.status == "failed" => {
-                    Standing::Failed(s.error.clone().unwrap_or_else(|| "unknown reason".into()))
-                }
-                _ => Standing::Ready,
             };
             let report = match state {
                 Standing::Ready => {
@@ -389,57 +390,29 @@ async fn image_page(
         Tab::Packages => {
             let platform = shown.and_then(|i| i.summary.platform.clone());
             let previous = previous_tag(&tags, tag.as_deref(), &digest);
-            let (state, packages, prev) = shown_image
-                .with(move |_, c, name, d| {
-                    let mut state = Image::inventoried(c, name, d)?;
-                    // Against the inventory already read (the catalog's
-                    // `package_diff` would read this one again).
-                    let prev = match (&state, previous) {
-                        (_, None) => PreviousTag::None,
-                        (Inventoried::Ok(_, inv), Some((ptag, pdigest))) => {
-                            // The previous tag's image of the same platform.
-                            let other = match c.db().scan(name, &pdigest).map_err(catalog_error)? {
-                                Some(s) if !s.children.is_empty() => s
-                                    .children
-                                    .into_iter()
-                                    .find(|ch| ch.platform == platform)
-                                    .map(|ch| ch.digest),
-                                _ => Some(pdigest),
-                            };
-                            let theirs = match other {
-                                Some(o) => c.inventory(&o).map_err(catalog_error)?,
-                                None => None,
-                            };
-                            match theirs {
-                                Some(Ok(theirs)) => PreviousTag::Diff(
-                                    ptag,
-                                    berth_catalog::query::diff_packages(
-                                        &theirs.packages,
-                                        &inv.packages,
-                                    ),
-                                ),
-                                _ => PreviousTag::Unavailable(ptag),
-                            }
-                        }
-                        (_, Some((ptag, _))) => PreviousTag::Unavailable(ptag),
-                    };
-                    let packages = match &mut state {
-                        Inventoried::Ok(_, inv) => std::mem::take(&mut inv.packages)
-                            .into_iter()
-                            .filter(|p| pq.is_empty() || p.name.contains(&pq))
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    Ok((state, packages, prev))
-                })
-                .await?;
+            let (packages, prev) = match state {
+                Standing::Ready => {
+                    shown_image
+                        .with(move |_, c, name, d| {
+                            packages_and_diff(c, name, d, platform, previous, (&pq, sort, page))
+                                .map_err(catalog_error)
+                        })
+                        .await?
+                }
+                _ => (None, PreviousTag::None),
+            };
             TabData::Packages(state, packages, prev)
         }
         Tab::Containerfile => {
-            let state = shown_image
-                .with(|_, c, name, d| Image::inventoried(c, name, d))
-                .await?;
-            TabData::Containerfile(state)
+            let file = match state {
+                Standing::Ready => {
+                    shown_image
+                        .with(|_, c, _, d| c.containerfile(&d.to_string()).map_err(catalog_error))
+                        .await?
+                }
+                _ => None,
+            };
+            TabData::Containerfile(state, file)
         }
         Tab::Tags => {
             let (c, n) = (catalog.clone(), name.to_string());
@@ -455,34 +428,31 @@ async fn image_page(
         TabData::Overview => Content::Overview,
         TabData::Sbom => Content::Sbom,
         TabData::Security(state, report) => Content::Security {
-            scan: match state {
-                Standing::Ready => Scan::Ready,
-                Standing::Pending => Scan::Pending,
-                Standing::Failed(why) => Scan::Failed(why),
-                Standing::NotImage => Scan::NotImage,
-            },
+            scan: state.scan(),
             report: report.as_ref(),
             fixable,
             page,
         },
         TabData::Packages(state, packages, prev) => Content::Packages {
-            scan: scan_of(state),
-            packages,
+            scan: match (state, packages) {
+                // Rescanned and failed since the overview was read.
+                (Standing::Ready, None) => Scan::Pending,
+                (state, _) => state.scan(),
+            },
+            packages: packages.as_ref().map_or(&[], |p| &p.packages),
+            total: packages.as_ref().map_or(0, |p| p.total),
             q: query_get(q, "pq").unwrap_or(""),
             sort,
-            page,
+            page: packages.as_ref().map_or(1, |p| p.page),
             diff: match prev {
                 PreviousTag::None => Diff::NoPrevious,
                 PreviousTag::Unavailable(t) => Diff::Unavailable(t),
                 PreviousTag::Diff(t, d) => Diff::Against(t, d),
             },
         },
-        TabData::Containerfile(state) => Content::Containerfile {
-            scan: scan_of(state),
-            file: match state {
-                Inventoried::Ok(_, inv) => inv.containerfile.as_ref(),
-                _ => None,
-            },
+        TabData::Containerfile(state, file) => Content::Containerfile {
+            scan: state.scan(),
+            file: file.as_ref(),
         },
         TabData::Tags(tags) => Content::Tags(tags),
         TabData::Signatures(rows) => Content::Signatures(rows),
@@ -506,6 +476,42 @@ async fn image_page(
         StatusCode::OK,
         berth_web::image::page_html(&v.chrome(), &page),
     ))
+}
+
+/// One page of the shown image's packages whose name contains `pq` (all when
+/// empty), and the diff against the previous tag's image of the same platform
+/// (stored by the catalog after its first view).
+fn packages_and_diff(
+    c: &berth_catalog::Catalog,
+    name: &str,
+    digest: &Digest,
+    platform: Option<String>,
+    previous: Option<(String, String)>,
+    want: (&str, PackageSort, usize),
+) -> berth_catalog::Result<(Option<PackagePage>, PreviousTag)> {
+    let (pq, sort, page) = want;
+    let mine = digest.to_string();
+    let shown = c.package_page(&mine, pq, sort, page, berth_web::PER_PAGE)?;
+    let prev = match previous {
+        None => PreviousTag::None,
+        Some((ptag, pdigest)) => {
+            // The previous tag's image of the same platform.
+            let other = match c.db().scan(name, &pdigest)? {
+                Some(s) if !s.children.is_empty() => s
+                    .children
+                    .into_iter()
+                    .find(|ch| ch.platform == platform)
+                    .map(|ch| ch.digest),
+                _ => Some(pdigest),
+            };
+            let head = other.map(|o| c.package_diff_head(&mine, &o, berth_web::PER_PAGE));
+            match head.transpose()?.flatten() {
+                Some(diff) => PreviousTag::Diff(ptag, diff),
+                None => PreviousTag::Unavailable(ptag),
+            }
+        }
+    };
+    Ok((shown, prev))
 }
 
 /// The tag before `tag` (`tags` newest first, in the catalog's order) that names
