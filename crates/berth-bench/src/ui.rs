@@ -8,7 +8,10 @@
 //! that makes the folder and the timed one; half of the records have a fix),
 //! then an image of 1,000 packages (a synthetic dpkg database) pushed as
 //! `bench/ui:1.0` beside an older `bench/ui:0.9` (so the packages tab has a diff to
-//! show). Once the catalog has inventoried both, every page and tab is requested over
+//! show), and images of 50 and 5,000 packages as `bench/ui-small:1.0` and
+//! `bench/ui-large:1.0` (their overview, security and packages tabs are timed too:
+//! long lists are paged, so size should not matter). Once the catalog has
+//! inventoried them, every page and tab is requested over
 //! one keep-alive connection on 127.0.0.1, 20 times untimed, then at least 200 times
 //! timed (request written to body read); median and p90 per page. The table gets the
 //! worst page's median (the target) and p90; the notes list every page.
@@ -37,6 +40,9 @@ use crate::report::{fmt_num, median, Table};
 use crate::server::{Env, Kind, Server};
 
 const PACKAGES: usize = 1000;
+/// The sizes the paging is checked across.
+const SMALL: usize = 50;
+const LARGE: usize = 5000;
 const REPO: &str = "bench/ui";
 const WARMUP: usize = 20;
 const TIMED: usize = 200;
@@ -56,7 +62,17 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
     fs::create_dir_all(layout.join("blobs/sha256"))?;
     let new = image(&layout, "1.0", PACKAGES, "1.0-1")?;
     let old = image(&layout, "0.9", PACKAGES - 10, "0.9-1")?;
-    write_index(&layout, &[("1.0", &new), ("0.9", &old)])?;
+    let small = image(&layout, "small", SMALL, "1.0-1")?;
+    let large = image(&layout, "large", LARGE, "1.0-1")?;
+    write_index(
+        &layout,
+        &[
+            ("1.0", &new),
+            ("0.9", &old),
+            ("small", &small),
+            ("large", &large),
+        ],
+    )?;
     let osv = data_dir.join("ui-pages-osv");
     let _ = fs::remove_dir_all(&osv);
     fs::create_dir_all(&osv)?;
@@ -97,11 +113,17 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
     let server = Server::start(env, Kind::Berth, Some(&root))?;
     let home = env.run.join("homes/ui-pages");
     fs::create_dir_all(&home)?;
-    for (tag, digest) in [("0.9", &old), ("1.0", &new)] {
-        let from = format!("oci:{}:{tag}", layout.display());
-        let to = format!("docker://127.0.0.1:{}/{REPO}:{tag}", server.port);
+    let scale = |size: &str| format!("{REPO}-{size}");
+    for (repo, from_tag, tag, digest) in [
+        (REPO.to_string(), "0.9", "0.9", &old),
+        (REPO.to_string(), "1.0", "1.0", &new),
+        (scale("small"), "small", "1.0", &small),
+        (scale("large"), "large", "1.0", &large),
+    ] {
+        let from = format!("oci:{}:{from_tag}", layout.display());
+        let to = format!("docker://127.0.0.1:{}/{repo}:{tag}", server.port);
         run_copy(env, Tool::Berth, &from, &to, &home)?;
-        wait_inventory(server.port, REPO, digest).await?;
+        wait_inventory(server.port, &repo, digest).await?;
     }
     let details = format!("/repository/{REPO}/manifest/{new}");
     let mut pages: Vec<(String, String)> = vec![
@@ -135,6 +157,23 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
         "tab_packages_filtered".into(),
         format!("{details}?tab=packages&pq=bigpkg-05"),
     ));
+    // The same tabs of a 50- and a 5,000-package image: long lists are paged, so
+    // the large one should cost what the small one does.
+    for (size, digest) in [("small", &small), ("large", &large)] {
+        for tab in ["overview", "security", "packages"] {
+            pages.push((
+                format!("{size}_{tab}"),
+                format!("/repository/{}/manifest/{digest}?tab={tab}", scale(size)),
+            ));
+        }
+        pages.push((
+            format!("{size}_packages_by_version"),
+            format!(
+                "/repository/{}/manifest/{digest}?tab=packages&sort=version",
+                scale(size)
+            ),
+        ));
+    }
     let mut conn = Conn::connect(server.port, 256 * 1024).await?;
     let mut lines = Vec::new();
     let (mut worst_median, mut worst_p90) = (0.0f64, 0.0f64);
@@ -168,7 +207,9 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
         ));
         lines.push(format!(
             "{name} `{}` {} / {} ms ({} KiB)",
-            path.replace(&new, "DIGEST"),
+            path.replace(&new, "DIGEST")
+                .replace(&small, "SMALL")
+                .replace(&large, "LARGE"),
             fmt_num(m),
             fmt_num(p90),
             bytes / 1024
@@ -183,7 +224,8 @@ pub async fn pages_phase(env: &Env, table: &mut Table, data_dir: &Path) -> Resul
          stays empty). An image of {PACKAGES} packages (synthetic dpkg database, {} OSV \
          findings, a previous tag for the diff); each page {TIMED} timed GETs on one \
          keep-alive loopback connection after {WARMUP} untimed; the rows are the worst \
-         page's median and p90. Per page, median / p90: {}",
+         page's median and p90 (the small_* and large_* pages: the same tabs of a {SMALL}- and \
+         a {LARGE}-package image, also counted). Per page, median / p90: {}",
         PACKAGES.div_ceil(3),
         lines.join("; ")
     ));
@@ -317,7 +359,7 @@ fn image(layout: &Path, tag: &str, n: usize, version: &str) -> Result<String> {
         &gz,
         serde_json::json!({
             "org.opencontainers.image.title": format!("ui bench {tag}"),
-            "org.opencontainers.image.description": "an image of a thousand packages",
+            "org.opencontainers.image.description": format!("an image of {n} packages"),
             "org.opencontainers.image.version": tag,
         }),
     )

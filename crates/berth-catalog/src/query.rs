@@ -462,10 +462,9 @@ impl Catalog {
     }
 
     /// One page of an image's packages whose name contains `needle`, in `sort`
-    /// order; none without an inventory or when its scan failed. Name and source
-    /// order come from SQL (an index for names); version order is the package
-    /// manager's, so it reads `(name, version)` of every match, orders them, and then
-    /// the page's rows. Names that tie keep the inventory's order.
+    /// order; none without an inventory or when its scan failed. Every order is
+    /// SQL's over stored columns (version order through each row's stored rank), so
+    /// a page reads its rows only. Rows that tie keep the inventory's order.
     pub fn package_page(
         &self,
         digest: &str,
@@ -479,40 +478,11 @@ impl Catalog {
             _ => return Ok(None),
         }
         let per_page = per_page.max(1);
-        let clamp = |total: usize| page.clamp(1, total.div_ceil(per_page).max(1));
-        let (total, page, packages) = match sort {
-            PackageSort::Name | PackageSort::Source => {
-                let total = self.db.package_count(digest, needle)?;
-                let page = clamp(total);
-                let by_source = sort == PackageSort::Source;
-                let offset = (page - 1) * per_page;
-                let rows = self
-                    .db
-                    .package_page(digest, needle, by_source, offset, per_page)?;
-                (total, page, rows)
-            }
-            PackageSort::Version => {
-                let mut all = self.db.package_versions(digest, needle)?;
-                let page = clamp(all.len());
-                let cmp = |a: &(i64, PackageKind, String, String),
-                           b: &(i64, PackageKind, String, String)| {
-                    a.1.cmp(&b.1)
-                        .then_with(|| berth_vuln::compare(a.1, &a.3, &b.3))
-                        .then_with(|| a.2.cmp(&b.2))
-                        .then_with(|| a.0.cmp(&b.0))
-                };
-                // Only the rows up to this page's last need their order: select
-                // them (linear), then sort those. dpkg/rpm comparisons are not cheap.
-                let end = (page * per_page).min(all.len());
-                if end > 0 && end < all.len() {
-                    all.select_nth_unstable_by(end - 1, cmp);
-                }
-                all[..end].sort_by(cmp);
-                let start = ((page - 1) * per_page).min(end);
-                let seqs: Vec<i64> = all[start..end].iter().map(|r| r.0).collect();
-                (all.len(), page, self.db.packages_at(digest, &seqs)?)
-            }
-        };
+        let total = self.db.package_count(digest, needle)?;
+        let page = page.clamp(1, total.div_ceil(per_page).max(1));
+        let packages =
+            self.db
+                .package_page(digest, needle, sort, (page - 1) * per_page, per_page)?;
         Ok(Some(PackagePage {
             total,
             page,

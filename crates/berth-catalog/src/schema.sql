@@ -45,8 +45,11 @@ CREATE INDEX IF NOT EXISTS inventories_by_status ON inventories (status);
 CREATE INDEX IF NOT EXISTS inventories_by_bottom_layer ON inventories (bottom_layer);
 
 -- The packages of each inventory again, one row each, so that "images that contain
--- package X" is an index lookup, and a package list is read without parsing the
--- inventory's JSON (the last four columns: added to older files by CatalogDb::open).
+-- package X" is an index lookup, and a page of a package list reads its rows only,
+-- in name order or in version order (`version_rank`: the row's place when the
+-- inventory's packages are ordered by kind, then version as the package manager
+-- compares them, then name; computed when the rows are written). The last five
+-- columns are added to older files by CatalogDb::open.
 CREATE TABLE IF NOT EXISTS packages (
     manifest_digest  TEXT NOT NULL,
     seq              INTEGER NOT NULL,
@@ -60,11 +63,10 @@ CREATE TABLE IF NOT EXISTS packages (
     license          TEXT,
     purl             TEXT,
     db_path          TEXT,
+    version_rank     INTEGER,
     PRIMARY KEY (manifest_digest, seq)
 );
 CREATE INDEX IF NOT EXISTS packages_by_name ON packages (name, manifest_digest);
--- A package list page in name order reads its rows only.
-CREATE INDEX IF NOT EXISTS packages_by_image_name ON packages (manifest_digest, name);
 
 -- Package diffs between two inventories, computed on first view (both sides are
 -- content-addressed, so a diff stays true until either is scanned again, which

@@ -15,7 +15,7 @@ use berth_vuln::Level;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::query::DiffIndices;
+use crate::query::{DiffIndices, PackageSort};
 use crate::{unix_now, CatalogError, Result};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -386,21 +386,21 @@ impl CatalogDb {
     }
 
     /// The `limit` packages from `offset` of those with `needle` in their name, in
-    /// name order (or source, then name): one page of a package list, through the
-    /// `(manifest_digest, name)` index.
+    /// `sort` order: one page of a package list, through the `(manifest_digest, name)`
+    /// or `(manifest_digest, version_rank)` index (source order sorts the matches).
     pub fn package_page(
         &self,
         digest: &str,
         needle: &str,
-        by_source: bool,
+        sort: PackageSort,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Package>> {
         self.read(|c| {
-            let order = if by_source {
-                "coalesce(source, ''), name, seq"
-            } else {
-                "name, seq"
+            let order = match sort {
+                PackageSort::Name => "name, seq",
+                PackageSort::Version => "version_rank, seq",
+                PackageSort::Source => "coalesce(source, ''), name, seq",
             };
             let mut st = c.prepare_cached(&format!(
                 "SELECT {PACKAGE_COLUMNS} FROM packages
@@ -411,29 +411,6 @@ impl CatalogDb {
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 out.push(package_row(r, digest)?);
-            }
-            Ok(out)
-        })
-    }
-
-    /// `(seq, kind, name, version)` of an inventory's packages with `needle` in their
-    /// name: what ordering by version needs (the version order is the package
-    /// manager's, not SQL's), without the other columns.
-    pub fn package_versions(
-        &self,
-        digest: &str,
-        needle: &str,
-    ) -> Result<Vec<(i64, PackageKind, String, String)>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT seq, kind, name, version FROM packages
-                 WHERE manifest_digest = ?1 AND instr(name, ?2) > 0",
-            )?;
-            let mut rows = st.query(params![digest, needle])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let kind: String = r.get(1)?;
-                out.push((r.get(0)?, parse_kind(&kind, digest)?, r.get(2)?, r.get(3)?));
             }
             Ok(out)
         })
@@ -1134,9 +1111,24 @@ fn package_row(r: &rusqlite::Row, digest: &str) -> Result<Package> {
 fn insert_packages(tx: &Connection, digest: &str, packages: &[Package]) -> Result<()> {
     let mut st = tx.prepare_cached(
         "INSERT INTO packages (manifest_digest, seq, name, version, source, arch, kind, layer_index,
-           source_version, license, purl, db_path)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+           source_version, license, purl, db_path, version_rank)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
+    // Each row's place in version order, computed once here rather than on every
+    // page (dpkg and rpm comparisons are not cheap, and not SQL's).
+    let mut order: Vec<usize> = (0..packages.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&packages[a], &packages[b]);
+        x.kind
+            .cmp(&y.kind)
+            .then_with(|| berth_vuln::compare(x.kind, &x.version, &y.version))
+            .then_with(|| x.name.cmp(&y.name))
+            .then_with(|| a.cmp(&b))
+    });
+    let mut rank = vec![0i64; packages.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r as i64;
+    }
     for (i, p) in packages.iter().enumerate() {
         st.execute(params![
             digest,
@@ -1151,25 +1143,27 @@ fn insert_packages(tx: &Connection, digest: &str, packages: &[Package]) -> Resul
             p.license,
             p.purl,
             p.db_path,
+            rank[i],
         ])?;
     }
     Ok(())
 }
 
 /// Brings an older `catalog.db`'s `packages` up to this schema: the columns that make
-/// a row a whole package, filled from each inventory's JSON (once, in one
-/// transaction, whichever process opens it first).
+/// a row a whole package and its version rank, filled from each inventory's JSON
+/// (once, in one transaction, whichever process opens it first).
 fn upgrade_packages(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has = tx
-        .prepare("SELECT 1 FROM pragma_table_info('packages') WHERE name = 'purl'")?
+        .prepare("SELECT 1 FROM pragma_table_info('packages') WHERE name = 'version_rank'")?
         .exists([])?;
     if !has {
         tx.execute_batch(
             "ALTER TABLE packages ADD COLUMN source_version TEXT;
              ALTER TABLE packages ADD COLUMN license TEXT;
              ALTER TABLE packages ADD COLUMN purl TEXT;
-             ALTER TABLE packages ADD COLUMN db_path TEXT;",
+             ALTER TABLE packages ADD COLUMN db_path TEXT;
+             ALTER TABLE packages ADD COLUMN version_rank INTEGER;",
         )?;
         let stored: Vec<(String, String)> = tx
             .prepare(
@@ -1184,6 +1178,12 @@ fn upgrade_packages(conn: &mut Connection) -> Result<()> {
             insert_packages(&tx, &digest, &m.packages)?;
         }
     }
+    // After the columns exist (the version index names one of them).
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS packages_by_image_name ON packages (manifest_digest, name);
+         CREATE INDEX IF NOT EXISTS packages_by_image_version
+           ON packages (manifest_digest, version_rank);",
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -1356,7 +1356,7 @@ pub(crate) mod tests {
         let mut p = pkg("libssl3", "3.0.11-1");
         p.license = Some("Apache-2.0".into());
         p.source_version = Some("3.0.11-1".into());
-        let inv = inventory_of(vec![pkg("libc6", "2.36-9"), p]);
+        let inv = inventory_of(vec![p, pkg("libc6", "2.36-9")]);
         {
             let db = CatalogDb::open(&path).unwrap();
             db.put_inventory("sha256:m1", 1, Ok(&inv), &ImageFacts::default())
@@ -1364,13 +1364,27 @@ pub(crate) mod tests {
         }
         // As the schema before the package columns left it.
         let c = Connection::open(&path).unwrap();
-        for col in ["source_version", "license", "purl", "db_path"] {
+        c.execute_batch("DROP INDEX packages_by_image_name; DROP INDEX packages_by_image_version;")
+            .unwrap();
+        for col in [
+            "source_version",
+            "license",
+            "purl",
+            "db_path",
+            "version_rank",
+        ] {
             c.execute_batch(&format!("ALTER TABLE packages DROP COLUMN {col}"))
                 .unwrap();
         }
         drop(c);
         let db = CatalogDb::open(&path).unwrap();
         assert_eq!(db.packages("sha256:m1").unwrap(), inv.packages);
+        let by_version = db
+            .package_page("sha256:m1", "", PackageSort::Version, 0, 10)
+            .unwrap();
+        let mut want = inv.packages.clone();
+        want.reverse();
+        assert_eq!(by_version, want, "2.36-9 before 3.0.11-1: ranked again");
         // Opened again: nothing to do.
         drop(db);
         assert_eq!(
