@@ -256,7 +256,12 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         limits: limits::Limits {
             max_connections: match args.max_connections.or(file.max_connections) {
                 Some(0) => anyhow::bail!("max_connections must be at least 1"),
-                Some(n) => n as usize,
+                Some(n) => {
+                    if let Some(warning) = limits::open_files_for(n as usize) {
+                        eprintln!("berth: WARNING: {warning}");
+                    }
+                    n as usize
+                }
                 None => limits::default_max_connections(),
             },
             header_timeout: Some(

@@ -66,15 +66,44 @@ pub struct Limits {
 /// 4096. With the common 1024 soft and 524288 hard limits that is 4096; where the
 /// hard limit is 1024 it is 384.
 pub fn default_max_connections() -> usize {
+    match raise_open_files(1 << 20) {
+        Some(open) => connections_for(open),
+        None => DEFAULT_MAX_CONNECTIONS_CAP / 4,
+    }
+}
+
+/// For an explicit `--max-connections`: the soft limit on open files raised to what
+/// that many connections may need (two descriptors each and the reserve, as the
+/// default counts them), up to the hard limit. When even the hard limit is short, a
+/// warning to show (as nginx warns when `worker_connections` exceed it): berth still
+/// starts, since two descriptors per connection is the worst case, but past the limit
+/// a connection that cannot open a file is answered 503.
+pub fn open_files_for(connections: usize) -> Option<String> {
+    let need = files_for(connections);
+    match raise_open_files(need) {
+        Some(open) if open >= need => None,
+        Some(open) => Some(format!(
+            "--max-connections {connections} may need {need} open files, but the limit is \
+             {open} (ulimit -Hn; LimitNOFILE= under systemd): raise it, or use at most {} \
+             connections",
+            connections_for_uncapped(open)
+        )),
+        None => Some("cannot read the open-files limit (getrlimit failed)".into()),
+    }
+}
+
+/// The soft RLIMIT_NOFILE raised towards `want` (never past the hard limit, never
+/// lowered); the soft limit in force afterwards, none when it cannot be read.
+fn raise_open_files(want: u64) -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return DEFAULT_MAX_CONNECTIONS_CAP / 4;
+        return None;
     }
-    let want = lim.rlim_max.min(1 << 20);
+    let want = want.min(lim.rlim_max);
     if lim.rlim_cur < want {
         let raised = libc::rlimit {
             rlim_cur: want,
@@ -85,11 +114,22 @@ pub fn default_max_connections() -> usize {
             lim.rlim_cur = want;
         }
     }
-    connections_for(lim.rlim_cur)
+    Some(lim.rlim_cur)
+}
+
+/// Descriptors `connections` may hold at once: two each, and the reserve.
+fn files_for(connections: usize) -> u64 {
+    (connections as u64)
+        .saturating_mul(2)
+        .saturating_add(FD_RESERVE)
+}
+
+fn connections_for_uncapped(open_files: u64) -> u64 {
+    (open_files.saturating_sub(FD_RESERVE) / 2).max(1)
 }
 
 fn connections_for(open_files: u64) -> usize {
-    let n = open_files.saturating_sub(FD_RESERVE) / 2;
+    let n = connections_for_uncapped(open_files);
     usize::try_from(n)
         .unwrap_or(usize::MAX)
         .clamp(1, DEFAULT_MAX_CONNECTIONS_CAP)
@@ -351,6 +391,37 @@ mod tests {
         assert_eq!(connections_for(1024), 384);
         assert_eq!(connections_for(524_288), 4096);
         assert_eq!(connections_for(100), 1);
+    }
+
+    fn open_files() -> (u64, u64) {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        (lim.rlim_cur, lim.rlim_max)
+    }
+
+    #[test]
+    fn an_explicit_connection_count_raises_the_open_files_limit_or_says_why_not() {
+        let (_, hard) = open_files();
+        // What fits under the hard limit is made to fit, silently.
+        let fits = usize::try_from(connections_for_uncapped(hard).min(100_000)).unwrap();
+        assert_eq!(open_files_for(fits), None);
+        assert!(open_files().0 >= files_for(fits));
+        // Beyond it: one line naming the need, the limit and what would fit.
+        let too_many = usize::try_from(hard).unwrap();
+        let why = open_files_for(too_many).expect("a warning");
+        assert!(
+            why.contains(&format!("may need {} open files", files_for(too_many)))
+                && why.contains(&format!("the limit is {hard}"))
+                && why.contains(&format!(
+                    "at most {} connections",
+                    connections_for_uncapped(hard)
+                )),
+            "{why}"
+        );
     }
 
     #[test]
