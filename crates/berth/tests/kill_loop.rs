@@ -7,6 +7,7 @@
 //!   a random 50–600 ms.
 //! - `berth pull` into the local store: `berth images` works, and an image it lists is
 //!   whole (see [`kill_9_during_pulls_leaves_the_local_store_usable`]).
+//! - `berth build` likewise ([`kill_9_during_builds_leaves_the_local_store_usable`]).
 //!
 //! `BERTH_KILL_LOOPS` sets the number of kills per test: 20 by default, 200 in the long
 //! mode (`scripts/long-tests kill`). `BERTH_KILL_SEED` replays a run's content and
@@ -363,6 +364,74 @@ fn kill_9_during_pulls_leaves_the_local_store_usable() {
     );
 }
 
+/// The same for `berth build` (`FROM scratch` and three `COPY`s of 1.5 MB each: no
+/// container runtime needed): killed at a random point up to 1.5x a whole build's
+/// time, then `berth images` must work and the image, when it is listed (the build
+/// finished first), must be whole; it is then removed. Every fourth kill is followed by a whole build with the step cache, which
+/// must produce the same layers as the first (whatever a killed build left in the
+/// cache must not leak into it), and `berth rmi`.
+#[test]
+fn kill_9_during_builds_leaves_the_local_store_usable() {
+    let loops = kill_loops();
+    let mut rng = Rng(seed("builds"));
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    for name in ["a", "b", "c"] {
+        let text: String = rng
+            .bytes(768 * 1024)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(context.join(name), text).unwrap();
+    }
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM scratch\nCOPY a /a\nCOPY b /b\nCOPY c /c\nLABEL kill=loop\n",
+    )
+    .unwrap();
+    let ctx = context.display().to_string();
+    let image = "localhost/kill/build:v1";
+    let build = ["build", "-q", "-t", image, ctx.as_str()];
+    // Killed builds skip the step cache every other round (else most would find every
+    // step cached and finish before the kill), and use it otherwise, so that what a
+    // killed build left in the cache is read by the next.
+    let uncached = ["build", "-q", "--no-cache", "-t", image, ctx.as_str()];
+    let local = Local::new(dir.path());
+
+    let started = Instant::now();
+    local.ok(&build);
+    let whole = started.elapsed().as_millis() as u64;
+    let diff_ids = local.verify_whole(image);
+    assert_eq!(diff_ids.len(), 3, "one layer per COPY");
+    local.ok(&["rmi", image]);
+    let mut listed_after_kill = 0;
+    for round in 0..loops {
+        let args: &[&str] = if round % 2 == 0 { &uncached } else { &build };
+        let mut child = local.command(args).spawn().expect("berth build starts");
+        std::thread::sleep(Duration::from_millis(
+            5 + rng.below((whole * 3 / 2).max(10)),
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+        let images = local.ok(&["images"]);
+        if images.contains("kill/build") {
+            // Finished before the kill; removed so the next round starts without it.
+            listed_after_kill += 1;
+            local.verify(image, &diff_ids);
+            local.ok(&["rmi", image]);
+        }
+        if round % 4 == 3 || round + 1 == loops {
+            local.ok(&build);
+            local.verify(image, &diff_ids);
+            local.ok(&["rmi", image]);
+        }
+    }
+    eprintln!(
+        "build kill loop: {loops} kills (whole build {whole} ms); the image was listed, and whole, after {listed_after_kill} of them"
+    );
+}
+
 /// `berth` image commands on a store of the test's own, with no machine settings.
 struct Local {
     env: Vec<(&'static str, std::path::PathBuf)>,
@@ -411,8 +480,8 @@ impl Local {
     }
 
     /// The stored image copied out of the store: each layer, uncompressed, hashes to
-    /// its diff_id.
-    fn verify(&self, image: &str, diff_ids: &[String]) {
+    /// its diff_id in the image's config. Returns those diff_ids.
+    fn verify_whole(&self, image: &str) -> Vec<String> {
         let out = self.dir.join("out");
         let _ = std::fs::remove_dir_all(&out);
         self.ok(&[
@@ -420,13 +489,27 @@ impl Local {
             &format!("local:{image}"),
             &format!("dir:{}", out.display()),
         ]);
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        let read = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
+        };
+        let manifest = read("manifest.json");
+        let config = read(
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("a config digest")
+                .trim_start_matches("sha256:"),
+        );
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .expect("diff_ids in the config")
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
         let layers = manifest["layers"]
             .as_array()
             .expect("a manifest with layers");
         assert_eq!(layers.len(), diff_ids.len(), "{manifest}");
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
             let digest = layer["digest"].as_str().unwrap();
             let bytes = std::fs::read(out.join(digest.trim_start_matches("sha256:"))).unwrap();
             assert_eq!(sha256(&bytes), digest, "layer {digest} copied out corrupt");
@@ -441,8 +524,14 @@ impl Local {
             assert_eq!(
                 &sha256(&raw),
                 diff_id,
-                "layer {digest} is not the pushed layer"
+                "layer {digest} does not match its diff_id"
             );
         }
+        diff_ids
+    }
+
+    /// [`Local::verify_whole`], and its layers are the ones expected.
+    fn verify(&self, image: &str, diff_ids: &[String]) {
+        assert_eq!(self.verify_whole(image), diff_ids, "not the pushed layers");
     }
 }
