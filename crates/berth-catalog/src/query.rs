@@ -7,7 +7,7 @@
 //! without a rematch: grades and counts are computed from the findings minus the
 //! entries in force.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use berth_image::Digest;
 use berth_inventory::{Containerfile, Inventory, Package, PackageKind};
@@ -306,35 +306,31 @@ impl Catalog {
         Ok((scan, images))
     }
 
-    /// `/api/v1/repositories/NAME`: its description and tags, newest first.
+    /// `/api/v1/repositories/NAME`: its description and tags, newest first (in tag
+    /// order among the [`crate::tags::TAG_WINDOW`] set most recently). Tags naming the
+    /// same manifest share one summary.
     pub fn repository(&self, repo: &str) -> Result<Option<RepositoryView>> {
         if !self.meta.repository_exists(repo)? {
             return Ok(None);
         }
         let now = unix_now();
-        let mut tags = self.meta.tag_entries(repo)?;
+        let mut tags = self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)?;
         tags.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
-        let tag_names: std::collections::HashSet<String> =
-            tags.iter().map(|(t, _, _)| t.clone()).collect();
+        let mut seen: HashMap<Digest, TagSummary> = HashMap::new();
         let mut out = Vec::with_capacity(tags.len());
         for (tag, digest, pushed_at) in tags {
-            let d = digest.to_string();
-            let signed = self.has_signature(repo, &d, &tag_names)?;
-            let (scan, images) = self.images_of(repo, &d)?;
-            let images = images
-                .into_iter()
-                .map(|(d, p)| self.image_summary(repo, &d, p, now).map(|(s, _, _)| s))
-                .collect::<Result<Vec<_>>>()?;
+            let summary = match seen.get(&digest) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = self.tag_summary(repo, &digest, now)?;
+                    seen.insert(digest, s.clone());
+                    s
+                }
+            };
             out.push(TagSummary {
-                grade: worst_grade(images.iter().filter_map(|i| i.grade.as_deref())),
-                critical: images.iter().map(|i| i.critical).sum(),
-                high: images.iter().map(|i| i.high).sum(),
                 tag,
-                digest: d,
                 pushed_at,
-                media_type: scan.map(|s| s.media_type),
-                images,
-                signed,
+                ..summary
             });
         }
         let description = self.db.read(|c| {
@@ -350,6 +346,29 @@ impl Catalog {
             description,
             tags: out,
         }))
+    }
+
+    /// A tag's summary but its name and push time: the manifest's images, worst
+    /// grade, counts, whether it is signed.
+    fn tag_summary(&self, repo: &str, digest: &Digest, now: i64) -> Result<TagSummary> {
+        let d = digest.to_string();
+        let signed = self.has_signature(repo, &d)?;
+        let (scan, images) = self.images_of(repo, &d)?;
+        let images = images
+            .into_iter()
+            .map(|(d, p)| self.image_summary(repo, &d, p, now).map(|(s, _, _)| s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TagSummary {
+            grade: worst_grade(images.iter().filter_map(|i| i.grade.as_deref())),
+            critical: images.iter().map(|i| i.critical).sum(),
+            high: images.iter().map(|i| i.high).sum(),
+            tag: String::new(),
+            digest: d,
+            pushed_at: 0,
+            media_type: scan.map(|s| s.media_type),
+            images,
+            signed,
+        })
     }
 
     /// `/api/v1/repositories/NAME/manifests/DIGEST`: the overview.
@@ -515,25 +534,37 @@ impl Catalog {
         for f in &counted {
             *counts.entry(level_name(f.severity.level)).or_insert(0) += 1;
         }
-        // Other tags' images of the same platform, and the finding keys they have.
-        let mut others: Vec<(String, BTreeSet<(String, String)>)> = Vec::new();
-        for (tag, d, _) in self.meta.tag_entries(repo)? {
-            let (_, images) = self.images_of(repo, &d.to_string())?;
-            let same = images.iter().find(|(img, _)| {
-                self.db
-                    .inventory_head(img)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|i| i.facts.platform == inv.facts.platform && i.result.is_ok())
-            });
-            if let Some((img, _)) = same {
-                if img == digest {
-                    continue;
+        // Other tags' images of the same platform (among the tags set most recently),
+        // and the finding keys they have: read once per manifest however many tags
+        // name it.
+        type Keys = std::rc::Rc<BTreeSet<(String, String)>>;
+        let mut others: Vec<(String, Keys)> = Vec::new();
+        let mut seen: HashMap<Digest, Option<Keys>> = HashMap::new();
+        for (tag, d, _) in self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)? {
+            let keys = match seen.get(&d) {
+                Some(k) => k.clone(),
+                None => {
+                    let (_, images) = self.images_of(repo, &d.to_string())?;
+                    let same = images.iter().find(|(img, _)| {
+                        self.db.inventory_head(img).ok().flatten().is_some_and(|i| {
+                            i.facts.platform == inv.facts.platform && i.result.is_ok()
+                        })
+                    });
+                    let keys = match same {
+                        Some((img, _)) if img != digest => {
+                            Some(Keys::new(self.db.finding_keys(img)?.into_iter().collect()))
+                        }
+                        _ => None,
+                    };
+                    seen.insert(d, keys.clone());
+                    keys
                 }
-                let keys = self.db.finding_keys(img)?.into_iter().collect();
+            };
+            if let Some(keys) = keys {
                 others.push((tag, keys));
             }
         }
+        others.sort_by(|a, b| a.0.cmp(&b.0));
         let severities: Vec<String> = filter.severities.iter().map(|s| s.to_lowercase()).collect();
         let keep = |f: &Finding| {
             (!filter.fixable || f.fixed.is_some())

@@ -13,7 +13,7 @@
 //! manifests is scanned (and from every scanned image while it has no tag), and when
 //! a signature of one of its images arrives ([`Catalog::notify_signatures`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params_from_iter, types::Value, OptionalExtension};
 use serde::Serialize;
@@ -23,6 +23,8 @@ use crate::{unix_now, Catalog, Result};
 
 /// Most tagged images one repository's search row is built from (the newest tags).
 const MAX_IMAGES_INDEXED: usize = 200;
+/// Tags read to find a hit's last push (the newest that is not an attachment).
+const LAST_PUSHED_WINDOW: usize = 64;
 /// Largest page.
 pub const MAX_PER_PAGE: usize = 100;
 
@@ -557,23 +559,26 @@ impl Catalog {
     ) -> Result<SearchPage> {
         let mut page = self.db.search(query, readable)?;
         for hit in &mut page.results {
+            // The newest tag set that is not a signature or attestation attachment,
+            // among the last few set (attachments come in ones and twos per push).
             hit.last_pushed = self
                 .meta
-                .tag_entries(&hit.repository)?
+                .recent_tags(&hit.repository, LAST_PUSHED_WINDOW)?
                 .into_iter()
-                .filter(|(tag, _, _)| !is_attachment_tag(tag))
-                .map(|(_, _, at)| at)
-                .max();
+                .find(|(tag, _, _)| !is_attachment_tag(tag))
+                .map(|(_, _, at)| at);
         }
         Ok(page)
     }
 
     /// Whether `repo` holds a signature of its manifest `digest`: a simple signature
-    /// in the registry's signature store, or the sigstore attachment tag among `tags`
-    /// (the repository's tag names). Present, not verified.
-    pub fn has_signature(&self, repo: &str, digest: &str, tags: &HashSet<String>) -> Result<bool> {
-        if signature_tag(digest).is_some_and(|t| tags.contains(t.as_str())) {
-            return Ok(true);
+    /// in the registry's signature store, or the sigstore attachment tag
+    /// `sha256-<hex>.sig`. Present, not verified.
+    pub fn has_signature(&self, repo: &str, digest: &str) -> Result<bool> {
+        if let Some(tag) = signature_tag(digest) {
+            if self.meta.manifest_by_tag(repo, &tag)?.is_some() {
+                return Ok(true);
+            }
         }
         let Ok(d) = digest.parse::<berth_image::Digest>() else {
             return Ok(false);
@@ -585,8 +590,7 @@ impl Catalog {
     /// while it has no tag).
     pub(crate) fn refresh_search(&self, repo: &str) -> Result<()> {
         let scans = self.db.scans_of(repo)?;
-        let mut tagged = self.meta.tag_entries(repo)?;
-        let tag_names: HashSet<String> = tagged.iter().map(|(t, _, _)| t.clone()).collect();
+        let mut tagged = self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)?;
         tagged.retain(|(tag, _, _)| !is_attachment_tag(tag));
         tagged.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
         let wanted: BTreeSet<String> = tagged
@@ -615,7 +619,8 @@ impl Catalog {
         }
         images.dedup();
         for d in &images {
-            let Some(inv) = self.db.inventory(d)? else {
+            // The head: the package list and Containerfile are not needed here.
+            let Some(inv) = self.db.inventory_head(d)? else {
                 continue;
             };
             let annotations = ordered
@@ -640,18 +645,16 @@ impl Catalog {
             if let Some(p) = &inv.facts.platform {
                 row.platforms.insert(p.clone());
             }
-            if let Ok(i) = &inv.result {
-                if let Some(os) = &i.os {
-                    row.platform_words.insert(os.id.clone());
-                    row.platform_words.extend(os.version_id.clone());
-                    row.platform_words.extend(os.pretty_name.clone());
-                }
+            if let Some(os) = &inv.os {
+                row.platform_words.insert(os.id.clone());
+                row.platform_words.extend(os.version_id.clone());
+                row.platform_words.extend(os.pretty_name.clone());
             }
             row.grades.extend(inv.grade.clone());
         }
         row.packages = self.db.package_names(&images)?;
         for s in &ordered {
-            if self.has_signature(repo, &s.manifest_digest, &tag_names)? {
+            if self.has_signature(repo, &s.manifest_digest)? {
                 row.signed = true;
                 break;
             }

@@ -6,6 +6,12 @@
 
 use std::cmp::Ordering;
 
+/// How many of a repository's most recently set tags are put in tag order (pages,
+/// the API's repository view, search rows, "fixed in tag"). Ordering a million tags
+/// would read them all on every request; beyond this window the older tags are
+/// still listed by `/v2/NAME/tags/list` and pulled by name, but not shown in order.
+pub const TAG_WINDOW: usize = 1000;
+
 /// A tag read as a version: numeric core, pre-release identifiers, and a suffix that
 /// counts for nothing but ties (build metadata after `+`).
 #[derive(Debug, Clone)]

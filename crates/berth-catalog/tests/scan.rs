@@ -541,7 +541,7 @@ fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
     };
     let first = hit(&cat);
     assert!(!first.signed);
-    let entries = reg.meta.tag_entries("team/signed").unwrap();
+    let entries = reg.meta.recent_tags("team/signed", 10).unwrap();
     assert_eq!(first.last_pushed, Some(entries[0].2));
     assert!(!cat.repository("team/signed").unwrap().unwrap().tags[0].signed);
 
@@ -625,7 +625,7 @@ fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
         .unwrap();
     let image_tag_time = reg
         .meta
-        .tag_entries("team/cosigned")
+        .recent_tags("team/cosigned", 10)
         .unwrap()
         .into_iter()
         .find(|(t, _, _)| t == "2.0")

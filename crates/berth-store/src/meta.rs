@@ -229,9 +229,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every stored manifest, ordered by (repository, digest) after `after`, at most
     /// `n`: the catalog's start-up backfill reads them page by page (index order).
     fn manifests_after(&self, after: Option<(&str, &str)>, n: usize) -> Result<Vec<ManifestEntry>>;
-    /// Every tag of `repo` with the digest it names and when it was last set (unix
-    /// seconds), in lexical order.
-    fn tag_entries(&self, repo: &str) -> Result<Vec<(String, Digest, i64)>>;
+    /// The `limit` tags of `repo` set most recently (newest first, ties by name),
+    /// with their digests and when they were set (unix seconds): an index range, so
+    /// that what orders or summarizes tags costs the same in a repository of a million
+    /// tags. (There is no call for every tag at once: `tags` pages in name order.)
+    fn recent_tags(&self, repo: &str, limit: usize) -> Result<Vec<(String, Digest, i64)>>;
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     fn referrers(
         &self,

@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (repository_id, name)
 );
 CREATE INDEX IF NOT EXISTS tags_by_manifest ON tags (repository_id, manifest_digest);
+-- The most recently set tags first (MetaStore::recent_tags): pages and search order a
+-- window of them, not every tag of a repository that has a million.
+CREATE INDEX IF NOT EXISTS tags_by_update ON tags (repository_id, updated_at, name);
 
 CREATE TABLE IF NOT EXISTS uploads (
     id          TEXT PRIMARY KEY,

@@ -739,14 +739,14 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn tag_entries(&self, repo: &str) -> Result<Vec<(String, Digest, i64)>> {
+    fn recent_tags(&self, repo: &str, limit: usize) -> Result<Vec<(String, Digest, i64)>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT t.name, t.manifest_digest, t.updated_at
                  FROM repositories r JOIN tags t ON t.repository_id = r.id
-                 WHERE r.name = ?1 ORDER BY t.name",
+                 WHERE r.name = ?1 ORDER BY t.updated_at DESC, t.name DESC LIMIT ?2",
             )?;
-            let rows = st.query_map([repo], |r| {
+            let rows = st.query_map(params![repo, limit.min(i64::MAX as usize) as i64], |r| {
                 Ok((r.get(0)?, parse_digest(r.get(1)?)?, r.get(2)?))
             })?;
             rows.collect()
@@ -1240,9 +1240,45 @@ mod tests {
             (rest[0].repository.as_str(), rest[0].digest.clone()),
             ("b", d(1))
         );
-        let tags = m.tag_entries("b").unwrap();
+        let tags = m.recent_tags("b", 10).unwrap();
         assert_eq!(tags.len(), 1);
         assert_eq!((tags[0].0.as_str(), tags[0].1.clone()), ("t", d(1)));
+    }
+
+    #[test]
+    fn recent_tags_are_the_newest_set_ties_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        for (i, tag) in ["a", "b", "c", "d"].iter().enumerate() {
+            m.put_manifest("r", &manifest(d(i as u8 + 1), vec![], None), Some(tag))
+                .unwrap();
+        }
+        m.put_manifest("other", &manifest(d(9), vec![], None), Some("z"))
+            .unwrap();
+        // When each was set: b newest, then a and d together, then c.
+        m.write(|tx| {
+            for (tag, at) in [("a", 20), ("b", 30), ("c", 10), ("d", 20)] {
+                tx.execute(
+                    "UPDATE tags SET updated_at = ?2 WHERE name = ?1",
+                    params![tag, at],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let names = |n| -> Vec<(String, i64)> {
+            m.recent_tags("r", n)
+                .unwrap()
+                .into_iter()
+                .map(|(t, _, at)| (t, at))
+                .collect()
+        };
+        let want = [("b", 30), ("d", 20), ("a", 20), ("c", 10)].map(|(t, at)| (t.to_string(), at));
+        assert_eq!(names(10), want);
+        assert_eq!(names(2), want[..2]);
+        let (_, digest, _) = &m.recent_tags("r", 1).unwrap()[0];
+        assert_eq!(*digest, d(2));
+        assert!(m.recent_tags("none", 5).unwrap().is_empty());
     }
 
     #[test]

@@ -302,18 +302,28 @@ async fn image_page(
 ) -> Result<Response, Refusal> {
     let name = readable(reg, &v.caller, name).await?;
     let catalog = repositories::catalog(reg)?;
-    // The tags in the catalog's order: the asked tag's digest, or this digest's tag.
+    // The tags set most recently, in the catalog's order: the asked tag's digest (an
+    // older tag is looked up by name), or this digest's tag, and the previous tag.
     let n = name.to_string();
-    let mut tags = reg.blocking(move |r| r.meta.tag_entries(&n)).await?;
+    let mut tags = reg
+        .blocking(move |r| r.meta.recent_tags(&n, berth_catalog::tags::TAG_WINDOW))
+        .await?;
     tags.sort_by(|a, b| berth_catalog::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
     let (digest, tag) = match asked {
-        Asked::Tag(t) => {
-            let (tag, d, _) = tags
-                .iter()
-                .find(|(x, _, _)| x == t)
-                .ok_or(Refusal::NotFound)?;
-            (d.clone(), Some(tag.clone()))
-        }
+        Asked::Tag(t) => match tags.iter().find(|(x, _, _)| x == t) {
+            Some((tag, d, _)) => (d.clone(), Some(tag.clone())),
+            None => {
+                let (n, wanted) = (name.to_string(), t.to_string());
+                let found = reg
+                    .blocking(move |r| {
+                        r.meta
+                            .manifest_by_tag(&n, &wanted)
+                            .map(|m| m.map(|m| m.digest))
+                    })
+                    .await?;
+                (found.ok_or(Refusal::NotFound)?, Some(t.to_string()))
+            }
+        },
         Asked::Digest(d) => {
             let digest = routes::digest(d)?;
             let tag = tags
