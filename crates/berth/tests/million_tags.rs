@@ -17,7 +17,7 @@ mod common;
 #[path = "common/registry_fixture.rs"]
 mod registry_fixture;
 
-use registry_fixture::{Serve, OCI_MANIFEST};
+use registry_fixture::{put_image, Serve};
 
 const TAGS: usize = 1_000_000;
 const REPO: &str = "big/tags";
@@ -27,36 +27,13 @@ const BOUND: Duration = Duration::from_secs(10);
 const MAX_RSS_KIB: u64 = 400 * 1024;
 
 /// Pushes an image of no layers (config only) as `REPO:tag`; its manifest's digest.
-async fn push(http: &reqwest::Client, url: &str, tag: &str, label: &str) -> Digest {
+async fn push(url: &str, tag: &str, label: &str) -> Digest {
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux", "config": {"Labels": {"n": label}},
         "rootfs": {"type": "layers", "diff_ids": []},
     }))
     .unwrap();
-    let digest = Digest::sha256_of(&config);
-    let r = http
-        .post(format!("{url}/v2/{REPO}/blobs/uploads/?digest={digest}"))
-        .body(config.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": digest.to_string(), "size": config.len()},
-        "layers": [],
-    }))
-    .unwrap();
-    let r = http
-        .put(format!("{url}/v2/{REPO}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    Digest::sha256_of(&manifest)
+    put_image(url, REPO, tag, &config, &[], None).await
 }
 
 /// A million tags `ci-0000000`… on `digest`, set before anything else (one second
@@ -110,7 +87,7 @@ async fn a_million_tags_in_one_repository_cost_what_a_thousand_do() {
         .unwrap();
     let first = {
         let serve = Serve::start(&root, &[]).await;
-        push(&http, &serve.url, "v1", "one").await
+        push(&serve.url, "v1", "one").await
     };
     let started = Instant::now();
     add_tags(&root.join("meta.db"), &first);
@@ -139,7 +116,7 @@ async fn a_million_tags_in_one_repository_cost_what_a_thousand_do() {
     let (status, _, _) = get(&http, &url, &format!("/v2/{REPO}/manifests/ci-0000001")).await;
     assert_eq!(status, 200);
     let started = Instant::now();
-    let second = push(&http, &url, "v2", "two").await;
+    let second = push(&url, "v2", "two").await;
     assert!(
         started.elapsed() < BOUND,
         "a push took {:?}",

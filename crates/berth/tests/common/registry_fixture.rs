@@ -232,33 +232,54 @@ impl Drop for Serve {
 /// Pushes (as `user`) an image whose one layer is not an archive at all, so that
 /// its analysis fails; returns its manifest's digest.
 pub async fn push_unreadable(serve: &Serve, repo: &str, tag: &str, user: (&str, &str)) -> Digest {
-    let http = reqwest::Client::new();
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let layer = b"this is not gzip at all";
-    for blob in [&config[..], &layer[..]] {
-        let r = http
-            .post(format!(
-                "{}/v2/{repo}/blobs/uploads/?digest={}",
-                serve.url,
-                Digest::sha256_of(blob)
-            ))
-            .basic_auth(user.0, Some(user.1))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .unwrap();
+    let layer: &[u8] = b"this is not gzip at all";
+    put_image(
+        &serve.url,
+        repo,
+        tag,
+        config,
+        &[("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+        Some(user),
+    )
+    .await
+}
+
+/// Pushes the config and `layers` (`(media type, bytes)`) as monolithic uploads, then
+/// their OCI manifest as `repo:tag` (as `user`, or anonymously); returns the manifest's
+/// digest. Every answer must be 201.
+pub async fn put_image(
+    url: &str,
+    repo: &str,
+    tag: &str,
+    config: &[u8],
+    layers: &[(&str, &[u8])],
+    user: Option<(&str, &str)>,
+) -> Digest {
+    let http = reqwest::Client::new();
+    let auth = |r: reqwest::RequestBuilder| match user {
+        Some((name, password)) => r.basic_auth(name, Some(password)),
+        None => r,
+    };
+    for blob in std::iter::once(config).chain(layers.iter().map(|(_, b)| *b)) {
+        let r = auth(http.post(format!(
+            "{url}/v2/{repo}/blobs/uploads/?digest={}",
+            Digest::sha256_of(blob)
+        )))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": descriptor("application/vnd.oci.image.config.v1+json", config),
-        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+        "layers": layers.iter().map(|(t, b)| descriptor(t, b)).collect::<Vec<_>>(),
     }))
     .unwrap();
-    let r = http
-        .put(format!("{}/v2/{repo}/manifests/{tag}", serve.url))
-        .basic_auth(user.0, Some(user.1))
+    let r = auth(http.put(format!("{url}/v2/{repo}/manifests/{tag}")))
         .header("content-type", OCI_MANIFEST)
         .body(manifest.clone())
         .send()
