@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
 use crate::names::{check_account, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
-use crate::policy::{ImmutableTags, PolicyError};
+use crate::policy::{ImmutableTags, PolicyError, Retention};
 use crate::store::{rows, AuthStore, StoreError};
 use crate::trust::{Trust, TrustError, TrustKeys};
 
@@ -104,6 +104,24 @@ pub enum Change {
     },
     /// Removes a namespace's or repository's own immutable-tags setting.
     ImmutableUnset {
+        name: String,
+    },
+    /// Retention on a namespace or repository: which tags the collector deletes (see
+    /// [`crate::Retention`]); `older_than` a duration as people write it (`30d`).
+    /// Replaces the target's previous setting.
+    RetentionSet {
+        name: String,
+        #[serde(default)]
+        keep_last: Option<u32>,
+        #[serde(default)]
+        keep: Vec<String>,
+        #[serde(default)]
+        older_than: Option<String>,
+        #[serde(default)]
+        never: Vec<String>,
+    },
+    /// Removes a namespace's or repository's own retention setting.
+    RetentionUnset {
         name: String,
     },
     /// The bytes of distinct blobs namespace `namespace` may hold (superusers only).
@@ -229,7 +247,9 @@ impl Change {
             | Change::TrustSet { name: target, .. }
             | Change::TrustUnset { name: target }
             | Change::ImmutableSet { name: target, .. }
-            | Change::ImmutableUnset { name: target } => match Target::parse(target)? {
+            | Change::ImmutableUnset { name: target }
+            | Change::RetentionSet { name: target, .. }
+            | Change::RetentionUnset { name: target } => match Target::parse(target)? {
                 Target::Namespace(ns) => admin_of_ns(&ns),
                 Target::Repository(r) => dir.level(who, r.as_str()) == Some(Level::Admin),
             },
@@ -302,6 +322,12 @@ impl Change {
             }
             Change::ImmutableUnset { name } => {
                 format!("remove the immutable-tags setting of {name}")
+            }
+            Change::RetentionSet { name, .. } => {
+                format!("set the retention of {name}")
+            }
+            Change::RetentionUnset { name } => {
+                format!("remove the retention setting of {name}")
             }
             Change::QuotaSet { namespace, bytes } => {
                 format!("limit {namespace} to {bytes} bytes")
@@ -557,6 +583,30 @@ fn apply_rows(
             if !rows::unset_immutable(tx, &Target::parse(name)?.to_string())? {
                 return Err(AdminError::NotFound(format!(
                     "an immutable-tags setting on {name}"
+                )));
+            }
+        }
+        Change::RetentionSet {
+            name,
+            keep_last,
+            keep,
+            older_than,
+            never,
+        } => {
+            let target = Target::parse(name)?.to_string();
+            let rule = Retention::new(
+                &target,
+                *keep_last,
+                keep.clone(),
+                older_than.as_deref(),
+                never.clone(),
+            )?;
+            rows::set_retention(tx, &rule)?;
+        }
+        Change::RetentionUnset { name } => {
+            if !rows::unset_retention(tx, &Target::parse(name)?.to_string())? {
+                return Err(AdminError::NotFound(format!(
+                    "a retention setting on {name}"
                 )));
             }
         }
@@ -1032,6 +1082,49 @@ mod tests {
         let d = s.directory().unwrap();
         assert!(d.immutable_for("myorg/app").is_none());
         assert_eq!(d.quota("myorg"), None);
+    }
+
+    #[test]
+    fn retention_by_admins_with_the_namespace_never_patterns_kept() {
+        let (_t, s) = alice_bob_and_myorg();
+        let set = |name: &str, last: Option<u32>, never: &[&str]| Change::RetentionSet {
+            name: name.into(),
+            keep_last: last,
+            keep: vec![],
+            older_than: None,
+            never: never.iter().map(|x| x.to_string()).collect(),
+        };
+        let e = s
+            .apply(&as_user("bob"), &set("myorg", Some(5), &[]))
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        let e = s
+            .apply(&as_user("alice"), &set("myorg", None, &["release-*"]))
+            .unwrap_err();
+        assert!(matches!(e, AdminError::Policy(_)), "{e}");
+        s.apply(&as_user("alice"), &set("myorg", Some(5), &["release-*"]))
+            .unwrap();
+        s.apply(&as_user("alice"), &set("myorg/app", Some(2), &["v*"]))
+            .unwrap();
+        let d = s.directory().unwrap();
+        let (rule, ns_never) = d.retention_for("myorg/other").unwrap();
+        assert_eq!((rule.keep_last, ns_never.len()), (Some(5), 0));
+        let (rule, ns_never) = d.retention_for("myorg/app").unwrap();
+        assert_eq!(rule.keep_last, Some(2));
+        assert_eq!(ns_never, ["release-*"]);
+        assert!(d.retention_for("bob/app").is_none());
+        assert_eq!(
+            s.audit_trail(1).unwrap()[0].change,
+            "set the retention of myorg/app"
+        );
+        s.apply(
+            &as_user("alice"),
+            &Change::AccountDelete {
+                name: "myorg".into(),
+            },
+        )
+        .unwrap();
+        assert!(s.directory().unwrap().retention_for("myorg/app").is_none());
     }
 
     #[test]

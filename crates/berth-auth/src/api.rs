@@ -36,6 +36,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("trust-unset", "DELETE", "trust/{name}"),
     ("immutable-set", "PUT", "immutable/{name}"),
     ("immutable-unset", "DELETE", "immutable/{name}"),
+    ("retention-set", "PUT", "retention/{name}"),
+    ("retention-unset", "DELETE", "retention/{name}"),
     ("quota-set", "PUT", "quotas/{namespace}"),
     ("quota-unset", "DELETE", "quotas/{namespace}"),
     ("token-revoke", "DELETE", "tokens/{account}"),
@@ -48,6 +50,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("trust-show", "GET", "trust/{name}"),
     ("token-list", "GET", "tokens"),
     ("immutable-show", "GET", "immutable/{name}"),
+    ("retention-show", "GET", "retention/{name}"),
     ("usage", "GET", "usage"),
 ];
 
@@ -79,6 +82,7 @@ impl Call {
                 | "trust-show"
                 | "token-list"
                 | "immutable-show"
+                | "retention-show"
                 | "usage"
         ) {
             return None;
@@ -265,6 +269,23 @@ mod tests {
                 patterns: vec!["v*".into(), "release-?".into()],
             },
             Change::ImmutableUnset {
+                name: "myorg".into(),
+            },
+            Change::RetentionSet {
+                name: "myorg/a/b".into(),
+                keep_last: Some(10),
+                keep: vec!["v*".into()],
+                older_than: Some("30d".into()),
+                never: vec!["release-*".into()],
+            },
+            Change::RetentionSet {
+                name: "myorg".into(),
+                keep_last: None,
+                keep: vec![],
+                older_than: Some("12h".into()),
+                never: vec![],
+            },
+            Change::RetentionUnset {
                 name: "myorg".into(),
             },
             Change::QuotaSet {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::names::namespace_of;
-use crate::policy::ImmutableTags;
+use crate::policy::{ImmutableTags, Retention};
 use crate::trust::Trust;
 
 /// A permission level; each includes the ones below it.
@@ -173,6 +173,8 @@ pub struct Directory {
     pub(crate) trust: HashMap<String, Arc<Trust>>,
     /// namespace or repository -> its immutable tag patterns.
     pub(crate) immutable: HashMap<String, Arc<ImmutableTags>>,
+    /// namespace or repository -> its retention rule.
+    pub(crate) retention: HashMap<String, Arc<Retention>>,
     /// namespace -> its quota in bytes.
     pub(crate) quotas: HashMap<String, u64>,
 }
@@ -199,6 +201,7 @@ impl Directory {
             || self.visibility.keys().any(|r| in_ns(r))
             || self.trust.keys().any(|r| in_ns(r))
             || self.immutable.keys().any(|r| in_ns(r))
+            || self.retention.keys().any(|r| in_ns(r))
             || self.quotas.contains_key(ns)
     }
 
@@ -213,6 +216,27 @@ impl Directory {
     /// The immutable-tags setting made on `target` itself.
     pub fn immutable_setting(&self, target: &str) -> Option<&Arc<ImmutableTags>> {
         self.immutable.get(target)
+    }
+
+    /// The retention rule in force for repository `repo`: its own, else its
+    /// namespace's; and the `never` patterns of its namespace's rule when the
+    /// repository's own replaced it (they hold all the same: see [`Retention`]).
+    pub fn retention_for(&self, repo: &str) -> Option<(&Arc<Retention>, &[String])> {
+        let ns = self.retention.get(namespace_of(repo));
+        match self.retention.get(repo) {
+            Some(own) => Some((own, ns.map_or(&[][..], |n| n.never.as_slice()))),
+            None => ns.map(|n| (n, &[][..])),
+        }
+    }
+
+    /// The retention rule made on `target` itself.
+    pub fn retention_setting(&self, target: &str) -> Option<&Arc<Retention>> {
+        self.retention.get(target)
+    }
+
+    /// Every namespace and repository with a retention rule of its own.
+    pub fn retention_targets(&self) -> impl Iterator<Item = &str> {
+        self.retention.keys().map(String::as_str)
     }
 
     /// Namespace `ns`'s quota in bytes, if it has one.

@@ -9,7 +9,7 @@
 //! - [`token`]: ES256 bearer tokens as the Docker token specification describes them.
 //! - [`api`]: the `/api/v1/` paths of each change, shared by server and client.
 //! - [`trust`]: content trust settings (signatures required, trusted keys).
-//! - [`policy`]: immutable tags and quotas.
+//! - [`policy`]: immutable tags, retention and quotas.
 //!
 //! [`Auth`] puts them together for a server. A registry with no accounts, grants or
 //! visibility settings is open (as docker-registry is out of the box) unless
@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 pub use admin::{Actor, AdminError, Change, Outcome, Secret};
 pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
 pub use limits::{Limits, LimitsConfig, Lockout};
-pub use policy::{ImmutableTags, PolicyError};
+pub use policy::{ImmutableTags, PolicyError, Retention};
 pub use store::{AuthStore, RefreshTokenInfo, StoreError};
 pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};
 pub use trust::{Trust, TrustError, TrustKeys};

@@ -1,5 +1,6 @@
 //! Content policies an admin sets beside access control: immutable tags (per namespace
-//! or repository, a list of tag patterns) and quotas (bytes per namespace).
+//! or repository, a list of tag patterns), retention (per namespace or repository,
+//! which tags the collector deletes) and quotas (bytes per namespace).
 //!
 //! Like trust settings they are changes ([`crate::Change`]), so they are authorized,
 //! audited and reach a running server with the directory snapshot; the registry
@@ -22,6 +23,12 @@ pub enum PolicyError {
     BadPattern(String),
     #[error("a quota is a positive number of bytes")]
     ZeroQuota,
+    #[error("a retention setting keeps something: give --keep-last, --older-than or --keep")]
+    KeepsNothing,
+    #[error("--keep-last: at least 1 (to delete every tag, use --older-than)")]
+    ZeroKeepLast,
+    #[error("--older-than {0:?}: a duration such as 30d, 12h or 90m, at least one second")]
+    BadAge(String),
 }
 
 /// The tags of a namespace or repository that, once pushed, never move nor go.
@@ -39,17 +46,7 @@ impl ImmutableTags {
         if patterns.is_empty() {
             return Err(PolicyError::NoPatterns);
         }
-        if patterns.len() > MAX_PATTERNS {
-            return Err(PolicyError::TooManyPatterns);
-        }
-        for p in &patterns {
-            let ok = (1..=MAX_PATTERN_LEN).contains(&p.len())
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-*?".contains(&b));
-            if !ok {
-                return Err(PolicyError::BadPattern(p.clone()));
-            }
-        }
+        check_patterns(&patterns)?;
         Ok(ImmutableTags {
             target: target.to_string(),
             patterns,
@@ -62,6 +59,140 @@ impl ImmutableTags {
             .iter()
             .find(|p| glob_match(p, tag))
             .map(String::as_str)
+    }
+}
+
+/// Checks a list of tag patterns for a setting (empty allowed).
+fn check_patterns(patterns: &[String]) -> Result<(), PolicyError> {
+    if patterns.len() > MAX_PATTERNS {
+        return Err(PolicyError::TooManyPatterns);
+    }
+    for p in patterns {
+        let ok = (1..=MAX_PATTERN_LEN).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-*?".contains(&b));
+        if !ok {
+            return Err(PolicyError::BadPattern(p.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Which tags of a namespace's or repository's repositories the collector deletes, as
+/// GitLab's cleanup policies and Harbor's retention rules say it. Each repository is
+/// judged on its own, its tags newest first (by when each was last pushed): a tag
+/// stays when it is among the `keep_last` newest, matches a `keep` pattern, or was
+/// pushed less than `older_than` ago; every other tag goes. With both `keep_last` and
+/// `older_than`, a tag goes only when it is neither among the newest nor young.
+///
+/// `never` patterns stand outside the rule: matching tags are never deleted and take
+/// none of the `keep_last` places. A namespace's `never` patterns also hold in a
+/// repository that has a setting of its own (which otherwise replaces the namespace's),
+/// so an organization can protect `release-*` everywhere whatever its teams set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// The namespace or repository the setting is on.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub older_than: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub never: Vec<String>,
+}
+
+/// A tag retention deletes, and why (for the dry run's list and the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Its place in the list [`Retention::expired`] was given.
+    pub index: usize,
+    pub reason: String,
+}
+
+impl Retention {
+    /// Checks a setting: something kept (a setting that keeps nothing would empty
+    /// every repository), patterns of tag characters and wildcards, an age given as
+    /// people write durations (`30d`, `12h`).
+    pub fn new(
+        target: &str,
+        keep_last: Option<u32>,
+        keep: Vec<String>,
+        older_than: Option<&str>,
+        never: Vec<String>,
+    ) -> Result<Retention, PolicyError> {
+        if keep_last == Some(0) {
+            return Err(PolicyError::ZeroKeepLast);
+        }
+        let older_than = older_than
+            .map(|s| {
+                humantime::parse_duration(s.trim())
+                    .ok()
+                    .map(|d| d.as_secs())
+                    .filter(|&secs| secs > 0 && secs < i64::MAX as u64)
+                    .ok_or_else(|| PolicyError::BadAge(s.to_string()))
+            })
+            .transpose()?;
+        if keep_last.is_none() && older_than.is_none() && keep.is_empty() {
+            return Err(PolicyError::KeepsNothing);
+        }
+        check_patterns(&keep)?;
+        check_patterns(&never)?;
+        Ok(Retention {
+            target: target.to_string(),
+            keep_last,
+            keep,
+            older_than,
+            never,
+        })
+    }
+
+    /// Which of `tags` (`(name, pushed at)`, newest first) go at `now` (unix
+    /// seconds). Tags for which `protected` answers true (the namespace's `never`
+    /// patterns, immutable tags, signatures' tags) stand outside the rule, like this
+    /// setting's own `never` patterns.
+    pub fn expired(
+        &self,
+        tags: &[(&str, i64)],
+        now: i64,
+        protected: impl Fn(&str) -> bool,
+    ) -> Vec<Expired> {
+        let mut out = Vec::new();
+        let mut ruled = 0u64;
+        for (index, &(name, pushed_at)) in tags.iter().enumerate() {
+            if protected(name) || self.never.iter().any(|p| glob_match(p, name)) {
+                continue;
+            }
+            ruled += 1;
+            let newest = self.keep_last.is_some_and(|n| ruled <= u64::from(n));
+            let young = self
+                .older_than
+                .is_some_and(|secs| now.saturating_sub(pushed_at) < secs as i64);
+            let named = self.keep.iter().any(|p| glob_match(p, name));
+            if newest || young || named {
+                continue;
+            }
+            let mut why = Vec::new();
+            if let Some(n) = self.keep_last {
+                why.push(format!("not among the {n} newest"));
+            }
+            if let Some(secs) = self.older_than {
+                why.push(format!(
+                    "pushed more than {} ago",
+                    humantime::format_duration(std::time::Duration::from_secs(secs))
+                ));
+            }
+            if !self.keep.is_empty() {
+                why.push(format!("matches none of {}", self.keep.join(" ")));
+            }
+            out.push(Expired {
+                index,
+                reason: format!("retention on {}: {}", self.target, why.join(", ")),
+            });
+        }
+        out
     }
 }
 
@@ -160,6 +291,97 @@ mod tests {
         let s = ImmutableTags::new("myorg", vec!["latest".into(), "v*".into()]).unwrap();
         assert_eq!(s.rule_for("v1"), Some("v*"));
         assert_eq!(s.rule_for("dev"), None);
+    }
+
+    /// `(name, age in seconds)` newest first, as `(name, pushed at)` for `now` 1000.
+    fn tags<'a>(list: &[(&'a str, i64)]) -> Vec<(&'a str, i64)> {
+        list.iter().map(|&(n, age)| (n, 1000 - age)).collect()
+    }
+
+    fn gone(r: &Retention, list: &[(&str, i64)], protected: &[&str]) -> Vec<String> {
+        let t = tags(list);
+        r.expired(&t, 1000, |n| protected.contains(&n))
+            .into_iter()
+            .map(|e| t[e.index].0.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn retention_rules() {
+        let list = [
+            ("ci-5", 10),
+            ("v2", 20),
+            ("ci-4", 100),
+            ("ci-3", 200),
+            ("release-1", 300),
+            ("ci-2", 400),
+            ("ci-1", 500),
+        ];
+        let last3 = Retention::new("o/app", Some(3), vec![], None, vec![]).unwrap();
+        assert_eq!(
+            gone(&last3, &list, &[]),
+            ["ci-3", "release-1", "ci-2", "ci-1"]
+        );
+        // Protected tags take no place among the newest.
+        assert_eq!(gone(&last3, &list, &["v2"]), ["release-1", "ci-2", "ci-1"]);
+        let never = Retention::new("o", Some(3), vec![], None, vec!["release-*".into()]).unwrap();
+        assert_eq!(gone(&never, &list, &[]), ["ci-3", "ci-2", "ci-1"]);
+        let keep = Retention::new("o", Some(1), vec!["v*".into()], None, vec![]).unwrap();
+        assert_eq!(
+            gone(&keep, &list, &[]),
+            ["ci-4", "ci-3", "release-1", "ci-2", "ci-1"]
+        );
+        let old = Retention::new("o", None, vec![], Some("250s"), vec![]).unwrap();
+        assert_eq!(gone(&old, &list, &[]), ["release-1", "ci-2", "ci-1"]);
+        // Both: a tag goes when neither among the newest nor young.
+        let both = Retention::new("o", Some(5), vec![], Some("50s"), vec![]).unwrap();
+        assert_eq!(gone(&both, &list, &[]), ["ci-2", "ci-1"]);
+        let only_keep = Retention::new("o", None, vec!["v*".into()], None, vec![]).unwrap();
+        assert_eq!(gone(&only_keep, &list, &["release-1"]).len(), 5);
+        let e = last3.expired(&tags(&list), 1000, |_| false);
+        assert_eq!(e[0].reason, "retention on o/app: not among the 3 newest");
+        let e = both.expired(&tags(&list), 1000, |_| false);
+        assert_eq!(
+            e[0].reason,
+            "retention on o: not among the 5 newest, pushed more than 50s ago"
+        );
+    }
+
+    #[test]
+    fn retention_settings_are_checked() {
+        let new = |last, keep: &[&str], age, never: &[&str]| {
+            Retention::new(
+                "o",
+                last,
+                keep.iter().map(|s| s.to_string()).collect(),
+                age,
+                never.iter().map(|s| s.to_string()).collect(),
+            )
+        };
+        assert_eq!(
+            new(None, &[], None, &["v*"]).unwrap_err(),
+            PolicyError::KeepsNothing
+        );
+        assert_eq!(
+            new(Some(0), &[], None, &[]).unwrap_err(),
+            PolicyError::ZeroKeepLast
+        );
+        assert!(matches!(
+            new(None, &[], Some("soon"), &[]),
+            Err(PolicyError::BadAge(_))
+        ));
+        assert!(matches!(
+            new(None, &[], Some("0s"), &[]),
+            Err(PolicyError::BadAge(_))
+        ));
+        assert!(matches!(
+            new(Some(1), &["a/b"], None, &[]),
+            Err(PolicyError::BadPattern(_))
+        ));
+        assert_eq!(
+            new(None, &[], Some("30d"), &[]).unwrap().older_than,
+            Some(30 * 86400)
+        );
     }
 
     #[test]

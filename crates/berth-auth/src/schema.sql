@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS immutable_tags (
     created_at INTEGER NOT NULL
 );
 
+-- Retention: which tags of a namespace's or repository's repositories the collector
+-- deletes (the rule as JSON: keep_last, keep, older_than seconds, never).
+CREATE TABLE IF NOT EXISTS retention (
+    target     TEXT PRIMARY KEY,           -- namespace or repository
+    rule       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
 -- Quotas: the bytes of distinct blobs a namespace's repositories may link.
 CREATE TABLE IF NOT EXISTS quotas (
     namespace  TEXT PRIMARY KEY,

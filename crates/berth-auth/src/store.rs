@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
 use crate::names::{Subject, Target};
 use crate::now;
-use crate::policy::ImmutableTags;
+use crate::policy::{ImmutableTags, Retention};
 use crate::trust::{Trust, TrustKeys};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -319,6 +319,16 @@ pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
             d.immutable
                 .insert(target.clone(), Arc::new(ImmutableTags { target, patterns }));
         }
+        let mut st = tx.prepare("SELECT target, rule FROM retention")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (target, rule) = row?;
+            // Checked when set; an unreadable rule deletes nothing (none is loaded).
+            if let Ok(mut rule) = serde_json::from_str::<Retention>(&rule) {
+                rule.target = target.clone();
+                d.retention.insert(target, Arc::new(rule));
+            }
+        }
         let mut st = tx.prepare("SELECT namespace, bytes FROM quotas")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
@@ -468,6 +478,10 @@ pub(crate) mod rows {
             "DELETE FROM immutable_tags WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
             params![name, inside, len],
         )?;
+        tx.execute(
+            "DELETE FROM retention WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
+            params![name, inside, len],
+        )?;
         tx.execute("DELETE FROM quotas WHERE namespace = ?1", params![name])?;
         tx.execute(
             "DELETE FROM accounts WHERE substr(name, 1, ?2) = ?1",
@@ -551,6 +565,20 @@ pub(crate) mod rows {
             "DELETE FROM immutable_tags WHERE target = ?1",
             params![target],
         )? == 1)
+    }
+
+    pub fn set_retention(tx: &rusqlite::Transaction, rule: &Retention) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(rule).unwrap_or_else(|_| "{}".into());
+        tx.execute(
+            "INSERT INTO retention (target, rule, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET rule = excluded.rule",
+            params![rule.target, json, now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn unset_retention(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
+        Ok(tx.execute("DELETE FROM retention WHERE target = ?1", params![target])? == 1)
     }
 
     pub fn set_quota(tx: &rusqlite::Transaction, ns: &str, bytes: u64) -> rusqlite::Result<()> {

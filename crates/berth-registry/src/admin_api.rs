@@ -95,8 +95,8 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     }
 }
 
-/// `POST /api/v1/gc` (superusers): one garbage collection now, answered with its
-/// report. Body (all optional): `{"dry_run": bool, "grace": "1h", "repo": "name",
+/// `POST /api/v1/gc` (superusers): retention and one garbage collection now,
+/// answered with its report. Body (all optional): `{"dry_run": bool, "grace": "1h", "repo": "name",
 /// "keep_untagged": bool}`; unset fields take the server's settings.
 async fn collect_garbage(
     reg: &Arc<Registry>,
@@ -366,6 +366,24 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 )
             })?;
             json!({ "name": s.target, "patterns": s.patterns })
+        }
+        "retention-show" => {
+            let name = call.param("name").unwrap_or_default();
+            let setting = readable_setting(
+                &dir,
+                who,
+                name,
+                |d, ns| d.retention_setting(ns),
+                |d, r| d.retention_for(r).map(|(rule, _)| rule),
+            )
+            .map_err(|(s, m)| error(s, m))?;
+            let rule = setting.ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no retention setting applies to {name}"),
+                )
+            })?;
+            crate::retention::describe(&dir, name, rule)
         }
         "usage" => usage(reg, &dir, who, call.param("namespace")).await?,
         _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),

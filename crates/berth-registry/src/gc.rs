@@ -1,14 +1,16 @@
 //! The registry's garbage collector: a background task (`--gc-interval`) and on-demand
 //! runs (`POST /api/v1/gc`, for superusers), both over `berth_store::gc`, whose fence
-//! keeps pushes and pulls safe while it runs. One run at a time per process; a run in
+//! keeps pushes and pulls safe while it runs, after the tags retention lets go
+//! (`crate::retention`). One run at a time per process; a run in
 //! another process (`berth registry gc --root`) is kept safe by the same fence.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_store::gc::{GcOptions, RunReport};
+use berth_store::gc::GcOptions;
 
 use crate::error::ApiError;
+use crate::retention::Collection;
 use crate::Registry;
 
 /// The collector's settings in `berth serve`.
@@ -56,23 +58,34 @@ pub(crate) async fn renew_on_head(
 }
 
 impl Registry {
-    /// Runs the collector once (on the blocking pool), records it in the metrics and
-    /// the log. `opts` default to the configured grace and keep-untagged.
+    /// Runs retention and the collector once (on the blocking pool), records it in
+    /// the metrics and the log. `opts` default to the configured grace and
+    /// keep-untagged.
     pub async fn collect_garbage(
         self: &Arc<Self>,
         opts: GcOptions,
         dry_run: bool,
-    ) -> Result<RunReport, ApiError> {
+    ) -> Result<Collection, ApiError> {
         let reg = self.clone();
+        let (dir, _) = self.auth.directory().map_err(ApiError::internal)?;
         tokio::task::spawn_blocking(move || {
             let _one_at_a_time = reg.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let report = berth_store::gc::run(reg.meta.as_ref(), &reg.blobs, &opts, dry_run);
-            match &report {
-                Ok(r) => {
+            let collection = crate::retention::collect(
+                reg.meta.as_ref(),
+                &reg.blobs,
+                &dir,
+                opts.clone(),
+                dry_run,
+            );
+            match &collection {
+                Ok(Collection { tags, report: r }) => {
                     if !dry_run {
-                        reg.metrics.gc_run(r);
+                        reg.metrics.gc_run(r, tags.len());
                         // The catalog forgets what was collected (in its own time).
                         if let Some(catalog) = &reg.catalog {
+                            for e in tags {
+                                catalog.notify_deleted(&e.repository, None);
+                            }
                             for (repo, digest, _) in &r.manifests {
                                 if let Ok(d) = digest.parse() {
                                     catalog.notify_deleted(repo, Some(&d));
@@ -80,11 +93,22 @@ impl Registry {
                             }
                         }
                     }
+                    for e in tags {
+                        tracing::info!(
+                            target: "berth::gc",
+                            dry_run,
+                            repository = %e.repository,
+                            tag = %e.tag,
+                            reason = %e.reason,
+                            "tag expired"
+                        );
+                    }
                     tracing::info!(
                         target: "berth::gc",
                         dry_run,
                         repo = opts.repo.as_deref().unwrap_or("*"),
                         grace_seconds = opts.grace.as_secs(),
+                        tags = tags.len(),
                         manifests = r.manifests.len(),
                         links = r.links,
                         blobs = r.blobs.len(),
@@ -97,7 +121,7 @@ impl Registry {
                     tracing::warn!(target: "berth::gc", error = %e, "garbage collection failed")
                 }
             }
-            report
+            collection
         })
         .await?
         .map_err(Into::into)
@@ -109,6 +133,7 @@ impl Registry {
             grace: self.config.gc.grace,
             keep_untagged: self.config.gc.keep_untagged,
             repo: None,
+            untag: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ mod listing;
 mod manifests;
 pub mod metrics;
 mod policy;
+pub mod retention;
 mod routes;
 mod search;
 mod signature_info;

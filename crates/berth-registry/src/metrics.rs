@@ -50,6 +50,7 @@ struct CatalogLabels {
 #[derive(Default)]
 struct GcMetrics {
     runs: Counter,
+    tags: Counter,
     manifests: Counter,
     blobs: Counter,
     bytes: Counter,
@@ -100,6 +101,11 @@ impl Metrics {
         let gc = GcMetrics::default();
         registry.register("gc_runs", "Garbage collections finished", gc.runs.clone());
         registry.register(
+            "gc_tags_expired",
+            "Tags deleted by retention rules",
+            gc.tags.clone(),
+        );
+        registry.register(
             "gc_manifests_removed",
             "Manifests removed by the garbage collector",
             gc.manifests.clone(),
@@ -143,8 +149,10 @@ impl Metrics {
     }
 
     /// Records a finished (not dry) garbage collection.
-    pub fn gc_run(&self, r: &berth_store::gc::RunReport) {
+    /// One collection: its report and the tags retention deleted before it.
+    pub fn gc_run(&self, r: &berth_store::gc::RunReport, tags_expired: usize) {
         self.gc.runs.inc();
+        self.gc.tags.inc_by(tags_expired as u64);
         self.gc.manifests.inc_by(r.manifests.len() as u64);
         self.gc.blobs.inc_by(r.blobs.len() as u64);
         self.gc.bytes.inc_by(r.bytes_freed());

@@ -44,6 +44,9 @@ pub struct GcOptions {
     pub keep_untagged: bool,
     /// Only this repository (its manifests, its links, and the blobs they release).
     pub repo: Option<String>,
+    /// `(repository, digest)` of tags the plan takes as deleted, one tag each: what a
+    /// dry run of retention would delete first (a real run deletes them before it).
+    pub untag: Vec<(String, String)>,
 }
 
 impl Default for GcOptions {
@@ -52,6 +55,7 @@ impl Default for GcOptions {
             grace: Duration::from_secs(24 * 3600),
             keep_untagged: false,
             repo: None,
+            untag: Vec::new(),
         }
     }
 }
@@ -192,12 +196,24 @@ pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
     };
     let mut links_left: HashMap<&str, usize> = HashMap::new();
     let mut released: HashSet<String> = HashSet::new();
+    let mut untag: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (repo, digest) in &opts.untag {
+        untag.entry(repo).or_default().push(digest);
+    }
     for g in &graph.repositories {
         let in_scope = opts.repo.as_deref().is_none_or(|r| r == g.name);
-        let garbage = if in_scope {
-            repo_garbage(g, cutoff, opts.keep_untagged)
-        } else {
-            RepoGarbage::default()
+        let garbage = match (in_scope, untag.get(g.name.as_str())) {
+            (false, _) => RepoGarbage::default(),
+            (true, None) => repo_garbage(g, cutoff, opts.keep_untagged),
+            (true, Some(digests)) => {
+                let mut g = g.clone();
+                for d in digests {
+                    if let Some(i) = g.tagged.iter().position(|t| t == d) {
+                        g.tagged.swap_remove(i);
+                    }
+                }
+                repo_garbage(&g, cutoff, opts.keep_untagged)
+            }
         };
         let going: HashSet<&str> = garbage.links.iter().map(String::as_str).collect();
         for (d, _) in &g.links {

@@ -219,6 +219,10 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<SignatureAdded>;
     /// Deletes one tag; false when it was not there.
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+    /// Deletes tag `tag` only while it still points to `digest` and was last set at
+    /// `set_at` (as [`MetaStore::recent_tags`] read it): retention's fence, so that a
+    /// tag pushed again after the rule judged it stays. False when it changed or went.
+    fn delete_tag_if(&self, repo: &str, tag: &str, digest: &Digest, set_at: i64) -> Result<bool>;
 
     /// Does the repository exist (has it ever received content)?
     fn repository_exists(&self, repo: &str) -> Result<bool>;
@@ -232,7 +236,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The `limit` tags of `repo` set most recently (newest first, ties by name),
     /// with their digests and when they were set (unix seconds): an index range, so
     /// that what orders or summarizes tags costs the same in a repository of a million
-    /// tags. (There is no call for every tag at once: `tags` pages in name order.)
+    /// tags. (Only retention asks for every tag at once, in the repositories a rule
+    /// covers; `tags` pages in name order.)
     fn recent_tags(&self, repo: &str, limit: usize) -> Result<Vec<(String, Digest, i64)>>;
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     fn referrers(

@@ -664,6 +664,22 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn delete_tag_if(&self, repo: &str, tag: &str, digest: &Digest, set_at: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM tags WHERE repository_id = ?1 AND name = ?2
+                     AND manifest_digest = ?3 AND updated_at = ?4",
+                )?
+                .execute(params![id, tag, d, set_at])?;
+            Ok(n > 0)
+        })
+    }
+
     fn namespace_usage(&self, ns: &str) -> Result<u64> {
         self.read(|c| ns_usage(c, ns))
     }
@@ -1211,6 +1227,13 @@ mod tests {
         assert_eq!(m.tags("r", Some("b"), 2).unwrap(), ["c"]);
         assert!(m.delete_tag("r", "a").unwrap());
         assert!(!m.delete_tag("r", "a").unwrap());
+        // Retention's fence: a tag set again (another digest or time) stays.
+        let (_, _, at) = m.recent_tags("r", 10).unwrap().remove(0);
+        assert!(!m.delete_tag_if("r", "b", &d(2), at).unwrap());
+        assert!(!m.delete_tag_if("r", "b", &d(1), at - 1).unwrap());
+        assert!(!m.delete_tag_if("nowhere", "b", &d(1), at).unwrap());
+        assert!(m.delete_tag_if("r", "b", &d(1), at).unwrap());
+        assert_eq!(m.tags("r", None, 10).unwrap(), ["c"]);
         assert!(m.delete_manifest("r", &d(1)).unwrap());
         assert!(m.tags("r", None, 10).unwrap().is_empty());
     }

@@ -538,3 +538,60 @@ fn commits_cut_off_before_their_link_are_recovered() {
     let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
     assert_eq!((report.remaining(), report.commits_under_way), (0, 0));
 }
+
+/// A plan with `untag` (retention's dry run) is what a run finds after those tags are
+/// deleted: the manifest only they held and its signature go, a second tag keeps one.
+#[test]
+fn untag_plans_as_if_the_tags_were_gone() {
+    let sc = scene();
+    let (tagged, index) = (&sc.live_manifests[0], &sc.live_manifests[2]);
+    // The index gets a second tag (the same manifest pushed again).
+    let again = sc.s.manifest(
+        "app",
+        "index",
+        &[],
+        &[&sc.live_manifests[1]],
+        None,
+        Some("multi-2"),
+    );
+    assert_eq!(&again, index);
+    sc.s.age(7200);
+    let untag = vec![
+        ("app".to_string(), tagged.to_string()),
+        ("app".to_string(), index.to_string()),
+    ];
+    let dry = gc::plan(
+        &sc.s.meta,
+        &GcOptions { untag, ..hour() },
+        berth_store::unix_now(),
+    )
+    .unwrap();
+    let planned: Vec<&str> = dry.repositories[0]
+        .manifests
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .collect();
+    assert!(planned.contains(&tagged.to_string().as_str()));
+    assert!(
+        planned.contains(&sc.live_manifests[3].to_string().as_str()),
+        "its signature"
+    );
+    assert!(
+        !planned.contains(&index.to_string().as_str()),
+        "multi-2 still holds it"
+    );
+    // The real thing: delete v1 and multi, then collect.
+    assert!(sc.s.meta.delete_tag("app", "v1").unwrap());
+    assert!(sc.s.meta.delete_tag("app", "multi").unwrap());
+    let (plan, _) = sc.s.collect(&hour());
+    let mut real: Vec<&str> = plan.repositories[0]
+        .manifests
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .collect();
+    let mut planned = planned;
+    real.sort();
+    planned.sort();
+    assert_eq!(planned, real);
+    assert_eq!(dry.blobs, plan.blobs);
+}

@@ -69,16 +69,26 @@ enum AdminCommand {
     /// Quotas: the bytes a namespace's repositories may hold (superusers)
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Retention: which tags of a namespace's or repository's repositories the
+    /// collector deletes (keep the newest N, keep by pattern, keep the young, never
+    /// delete by pattern); `gc --dry-run` lists what would go
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Content policies in one place: retention, immutable tags and quotas (the same
+    /// commands as `berth registry retention|immutable|quota`)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Bytes used per namespace (distinct blobs), with the quota (JSON)
     Usage {
         /// Only this namespace
         namespace: Option<String>,
     },
-    /// Garbage collection now: untagged manifests (not a child of a tagged index, not
-    /// a referrer of a live subject) and blobs nothing links, older than the grace
-    /// period, while the registry keeps serving; prints what went (JSON)
+    /// Garbage collection now: the tags retention rules let go, then untagged
+    /// manifests (not a child of a tagged index, not a referrer of a live subject) and
+    /// blobs nothing links, older than the grace period, while the registry keeps
+    /// serving; prints what went (JSON)
     Gc {
-        /// List what would go, remove nothing
+        /// List what would go (tags, manifests, blobs), remove nothing
         #[arg(long)]
         dry_run: bool,
         /// Spare content stored or linked less than this long ago [default: 24h, or
@@ -254,6 +264,49 @@ enum ImmutableCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum RetentionCommand {
+    /// Set NAME's rule, replacing its own previous one (a repository's own rule wins
+    /// over its namespace's, except for the namespace's --never patterns). Each
+    /// repository is judged alone: a tag stays when it is among the --keep-last
+    /// newest, matches a --keep pattern, or was pushed less than --older-than ago;
+    /// every other tag goes at the next collection
+    Set {
+        /// A namespace (myorg) or a repository (myorg/app)
+        name: String,
+        /// Keep the N tags pushed most recently
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep tags matching PATTERN (`*`, `?`: `v*`); repeat for more
+        #[arg(long, value_name = "PATTERN")]
+        keep: Vec<String>,
+        /// Keep tags pushed less than DURATION ago (`30d`, `12h`): older ones go
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Never delete tags matching PATTERN; they take none of --keep-last's places,
+        /// and a namespace's hold in its repositories whatever their own rules say
+        #[arg(long, value_name = "PATTERN")]
+        never: Vec<String>,
+    },
+    /// Show the rule in force on NAME (JSON)
+    Show { name: String },
+    /// Remove NAME's own rule
+    Unset { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Which tags the collector deletes
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Tags that never move nor go
+    #[command(subcommand)]
+    Immutable(ImmutableCommand),
+    /// Bytes per namespace (superusers)
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+}
+
+#[derive(Subcommand, Debug)]
 enum QuotaCommand {
     /// Limit namespace NS to SIZE bytes of distinct blobs (`10GiB`, `500MB`, `1048576`)
     Set {
@@ -279,6 +332,7 @@ enum Request {
     Audit(usize),
     TrustShow(String),
     ImmutableShow(String),
+    RetentionShow(String),
     Usage(Option<String>),
     TokenList(Option<String>),
     Gc {
@@ -315,7 +369,14 @@ pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
 }
 
 fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
+    let cmd = match cmd {
+        AdminCommand::Policy(PolicyCommand::Retention(c)) => AdminCommand::Retention(c),
+        AdminCommand::Policy(PolicyCommand::Immutable(c)) => AdminCommand::Immutable(c),
+        AdminCommand::Policy(PolicyCommand::Quota(c)) => AdminCommand::Quota(c),
+        c => c,
+    };
     Ok(Request::Change(match cmd {
+        AdminCommand::Policy(_) => unreachable!("unfolded above"),
         AdminCommand::User(UserCommand::Add {
             name,
             password_stdin,
@@ -439,6 +500,25 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
         AdminCommand::Immutable(ImmutableCommand::Unset { name }) => {
             Change::ImmutableUnset { name }
         }
+        AdminCommand::Retention(RetentionCommand::Set {
+            name,
+            keep_last,
+            keep,
+            older_than,
+            never,
+        }) => Change::RetentionSet {
+            name,
+            keep_last,
+            keep,
+            older_than,
+            never,
+        },
+        AdminCommand::Retention(RetentionCommand::Show { name }) => {
+            return Ok(Request::RetentionShow(name))
+        }
+        AdminCommand::Retention(RetentionCommand::Unset { name }) => {
+            Change::RetentionUnset { name }
+        }
         AdminCommand::Quota(QuotaCommand::Set { namespace, size }) => Change::QuotaSet {
             namespace,
             bytes: size,
@@ -537,13 +617,16 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             unsafe {
                 libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             }
+            let dir = berth_auth::open_store(root)?.directory()?;
             let opts = berth_store::gc::GcOptions {
                 grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),
                 keep_untagged: *keep_untagged,
                 repo: repo.clone(),
+                untag: Vec::new(),
             };
-            let report = berth_store::gc::run(&meta, &blobs, &opts, *dry_run)?;
-            return Ok(Some(pretty(&report.to_json())));
+            let collection =
+                berth_registry::retention::collect(&meta, &blobs, &dir, opts, *dry_run)?;
+            return Ok(Some(pretty(&collection.to_json())));
         }
         Request::Scan { all, repo, tag } => {
             let catalog = open_catalog(root)?;
@@ -637,6 +720,21 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                     &serde_json::json!({ "name": s.target, "patterns": s.patterns }),
                 )),
                 None => bail!("no immutable-tags setting applies to {name}"),
+            }
+        }
+        Request::RetentionShow(name) => {
+            let dir = store.directory()?;
+            let rule = match berth_auth::names::Target::parse(name)? {
+                berth_auth::names::Target::Namespace(ns) => dir.retention_setting(&ns),
+                berth_auth::names::Target::Repository(r) => {
+                    dir.retention_for(r.as_str()).map(|(rule, _)| rule)
+                }
+            };
+            match rule {
+                Some(rule) => Some(pretty(&berth_registry::retention::describe(
+                    &dir, name, rule,
+                ))),
+                None => bail!("no retention setting applies to {name}"),
             }
         }
     })
@@ -802,6 +900,7 @@ fn remote(
         Request::Audit(limit) => ("GET", format!("audit?limit={limit}"), Value::Null),
         Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
         Request::ImmutableShow(name) => ("GET", format!("immutable/{name}"), Value::Null),
+        Request::RetentionShow(name) => ("GET", format!("retention/{name}"), Value::Null),
         Request::Usage(ns) => {
             let query = ns
                 .as_deref()

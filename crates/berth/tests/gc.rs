@@ -15,7 +15,7 @@ mod common;
 mod registry_fixture;
 
 use common::admin;
-use registry_fixture::Serve;
+use registry_fixture::{metric, Serve};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -258,20 +258,6 @@ async fn churn(repo: Repo, worker: usize, run: Duration) -> (HashMap<String, Exp
         }
     }
     (expected, n)
-}
-
-async fn metric(serve: &Serve, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", serve.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 fn fsck(root: &Path) -> (bool, Value) {

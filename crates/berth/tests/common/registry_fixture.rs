@@ -317,3 +317,18 @@ pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: imp
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The value of metric `name` (a line `name value`) in the server's `/metrics`.
+pub async fn metric(serve: &Serve, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", serve.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
