@@ -16,6 +16,7 @@ mod listing;
 mod manifests;
 pub mod metrics;
 mod policy;
+pub mod proxy;
 pub mod retention;
 mod routes;
 mod search;
@@ -64,6 +65,8 @@ pub struct RegistryConfig {
     pub catalog: bool,
     /// The web pages (`/`, `/repository/…`, `/signin`): on by default.
     pub ui: bool,
+    /// Pull-through caches: repositories under each prefix mirror an upstream.
+    pub proxies: Vec<proxy::ProxyConfig>,
 }
 
 impl RegistryConfig {
@@ -78,6 +81,7 @@ impl RegistryConfig {
             gc: gc::GcConfig::default(),
             catalog: true,
             ui: true,
+            proxies: Vec::new(),
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Registry {
     pub(crate) catalog: Option<Arc<berth_catalog::Catalog>>,
     /// The web pages' sessions (see `ui`).
     pub(crate) ui: ui::Sessions,
+    /// The upstreams of the pull-through cache (see `proxy`).
+    pub(crate) proxies: proxy::Proxies,
     config: RegistryConfig,
 }
 
@@ -114,6 +120,8 @@ pub enum OpenError {
         #[source]
         source: berth_catalog::CatalogError,
     },
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyConfigError),
     #[error("opening access control at {root}: {source}")]
     Auth {
         root: PathBuf,
@@ -129,6 +137,7 @@ impl Registry {
             root: config.root.clone(),
             source,
         };
+        let proxies = proxy::Proxies::new(&config.proxies)?;
         let blobs = BlobStore::open(&config.root).map_err(err)?;
         let meta: Arc<dyn MetaStore> =
             Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?);
@@ -167,6 +176,7 @@ impl Registry {
             gc_lock: std::sync::Mutex::new(()),
             catalog,
             ui: ui::Sessions::default(),
+            proxies,
             config,
         }))
     }

@@ -39,6 +39,15 @@ pub struct Metrics {
     gc: GcMetrics,
     /// The catalog's counts since start-up, by what happened (set at scrape time).
     catalog: Family<CatalogLabels, Gauge>,
+    /// The pull-through cache's answers by kind (manifest, blob) and result.
+    proxy: Family<ProxyLabels, Counter>,
+    proxy_evicted: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabels {
+    kind: &'static str,
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,6 +107,18 @@ impl Metrics {
             "What the catalog did since start-up: layers_analyzed, images_scanned, scans_failed, queue_dropped (left for the backfill), rematched",
             catalog.clone(),
         );
+        let proxy = Family::<ProxyLabels, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Pull-through cache lookups: kind manifest or blob; result hit, miss (fetched upstream), revalidated (a tag checked upstream, unchanged or already here), stale (served while the upstream is unreachable)",
+            proxy.clone(),
+        );
+        let proxy_evicted = Counter::default();
+        registry.register(
+            "proxy_evicted_bytes",
+            "Bytes of cached blobs evicted to stay under a proxy's max_size",
+            proxy_evicted.clone(),
+        );
         let gc = GcMetrics::default();
         registry.register("gc_runs", "Garbage collections finished", gc.runs.clone());
         registry.register(
@@ -133,6 +154,8 @@ impl Metrics {
         Metrics {
             gc,
             catalog,
+            proxy,
+            proxy_evicted,
             registry,
             requests,
             received,
@@ -148,8 +171,8 @@ impl Metrics {
         self.received.inc_by(n);
     }
 
-    /// Records a finished (not dry) garbage collection.
-    /// One collection: its report and the tags retention deleted before it.
+    /// A finished (not dry) collection: its report and the tags retention deleted
+    /// before it.
     pub fn gc_run(&self, r: &berth_store::gc::RunReport, tags_expired: usize) {
         self.gc.runs.inc();
         self.gc.tags.inc_by(tags_expired as u64);
@@ -158,6 +181,16 @@ impl Metrics {
         self.gc.bytes.inc_by(r.bytes_freed());
         self.gc.duration.set(r.duration.as_secs_f64());
         self.gc.last_success.set(berth_store::unix_now());
+    }
+
+    pub(crate) fn proxy(&self, kind: &'static str, result: &'static str) {
+        self.proxy
+            .get_or_create(&ProxyLabels { kind, result })
+            .inc();
+    }
+
+    pub(crate) fn proxy_evicted(&self, bytes: u64) {
+        self.proxy_evicted.inc_by(bytes);
     }
 
     pub fn bytes_sent(&self, n: u64) {

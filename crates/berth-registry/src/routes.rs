@@ -136,8 +136,8 @@ pub(crate) async fn not_found() -> Response {
 pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let rest = &path["/v2/".len()..];
-    let Some(endpoint) = Endpoint::parse(rest) else {
+    let rest = proxied_path(&reg, &path["/v2/".len()..], req.uri().query());
+    let Some(endpoint) = Endpoint::parse(&rest) else {
         return not_found().await;
     };
     let label = endpoint.label(&method);
@@ -148,6 +148,32 @@ pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> 
     .await;
     resp.extensions_mut().insert(RouteLabel(label));
     resp
+}
+
+/// containerd names the registry a mirror stands in for with `?ns=docker.io` and the
+/// repository as it is there (`library/alpine`): for a configured pull-through prefix,
+/// the path is read as `docker.io/library/alpine/…`. Any other `ns` is ignored.
+fn proxied_path<'p>(
+    reg: &Registry,
+    rest: &'p str,
+    query: Option<&str>,
+) -> std::borrow::Cow<'p, str> {
+    if reg.proxies.is_empty() || query.is_none_or(|q| !q.contains("ns=")) {
+        return rest.into();
+    }
+    let pairs = query_pairs(query);
+    match query_get(&pairs, "ns").filter(|ns| reg.proxies.by_prefix(ns).is_some()) {
+        Some(ns) if !rest.starts_with(&format!("{ns}/")) => format!("{ns}/{rest}").into(),
+        _ => rest.into(),
+    }
+}
+
+/// `403 DENIED` for a write to a pull-through cache's repository.
+fn read_only(up: &crate::proxy::Upstream, name: &RepositoryName) -> ApiError {
+    ApiError::new(Code::Denied).message(format!(
+        "{name} is a pull-through cache of {}: push to the upstream",
+        up.config.url
+    ))
 }
 
 /// Runs `handle` when the caller may do `action` on `repo`; otherwise answers what the
@@ -188,6 +214,14 @@ async fn route(
     match ep {
         Endpoint::Manifest(name, r) => {
             let name = repo(name)?;
+            if let Some((up, upstream_repo)) = reg.proxies.route(name.as_str()) {
+                match method {
+                    Method::GET | Method::HEAD => {
+                        crate::proxy::fill_manifest(&reg, up, &name, &upstream_repo, r).await?
+                    }
+                    _ => return Err(read_only(up, &name)),
+                }
+            }
             match method {
                 Method::GET => manifests::get(&reg, &name, r, true).await,
                 Method::HEAD => manifests::get(&reg, &name, r, false).await,
@@ -198,6 +232,28 @@ async fn route(
         }
         Endpoint::Blob(name, d) => {
             let name = repo(name)?;
+            if let Some((up, upstream_repo)) = reg.proxies.route(name.as_str()) {
+                let with_body = match method {
+                    Method::GET => true,
+                    Method::HEAD => false,
+                    _ => return Err(read_only(up, &name)),
+                };
+                let d = digest(d)?;
+                let headers = req.headers();
+                if let Some(answer) = crate::proxy::blob::fill(
+                    &reg,
+                    up,
+                    &name,
+                    &upstream_repo,
+                    &d,
+                    headers,
+                    with_body,
+                )
+                .await?
+                {
+                    return Ok(answer);
+                }
+            }
             match method {
                 Method::GET => blobs::get(&reg, &name, d, req.headers(), true).await,
                 Method::HEAD => blobs::get(&reg, &name, d, req.headers(), false).await,
@@ -207,6 +263,9 @@ async fn route(
         }
         Endpoint::Upload(name, id) => {
             let name = repo(name)?;
+            if let Some((up, _)) = reg.proxies.route(name.as_str()) {
+                return Err(read_only(up, &name));
+            }
             match (method.clone(), id.is_empty()) {
                 (Method::POST, true) => uploads::start(&reg, &name, req, caller).await,
                 (Method::PATCH, false) => uploads::patch(&reg, &name, id, req).await,

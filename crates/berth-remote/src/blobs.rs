@@ -41,6 +41,16 @@ impl Registry {
     /// Blob `digest` of `repo` as a stream (not verified here: the caller hashes the
     /// bytes as they pass).
     pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<ByteStream, RemoteError> {
+        Ok(self.blob_sized(repo, digest).await?.1)
+    }
+
+    /// [`Registry::blob`] with the size the registry announced (`Content-Length`), when
+    /// it did: a cache passing the blob on says it before the bytes.
+    pub async fn blob_sized(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<(Option<u64>, ByteStream), RemoteError> {
         let what = format!("blob {digest} of {}/{repo}", self.host());
         let path = format!("/v2/{repo}/blobs/{digest}");
         let r = self
@@ -52,8 +62,10 @@ impl Registry {
             )
             .await?;
         let r = check(r, &what).await?;
-        Ok(Box::pin(
-            r.bytes_stream().map(|c| c.map_err(std::io::Error::other)),
+        let size = header(r.headers(), CONTENT_LENGTH).and_then(|l| l.parse().ok());
+        Ok((
+            size,
+            Box::pin(r.bytes_stream().map(|c| c.map_err(std::io::Error::other))),
         ))
     }
 

@@ -68,6 +68,9 @@ pub struct Options {
     /// certificate. Typically `--cert-dir`, else `/etc/containers/certs.d/HOST` and
     /// `/etc/docker/certs.d/HOST`.
     pub cert_dirs: Vec<std::path::PathBuf>,
+    /// Speak plain HTTP only (an `http://` URL given as such, as a pull-through
+    /// cache's upstream on the same network may be).
+    pub plain_http: bool,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             retries: 3,
             retry_delay: Duration::from_millis(200),
             cert_dirs: Vec::new(),
+            plain_http: false,
         }
     }
 }
@@ -195,7 +199,9 @@ impl Registry {
             return Ok(k);
         }
         let mut schemes = vec!["https"];
-        if !self.options.tls_verify {
+        if self.options.plain_http {
+            schemes = vec!["http"];
+        } else if !self.options.tls_verify {
             // An endpoint that answered over plain HTTP before is asked that way
             // first; https is still tried should that fail.
             if shared::known_plain_http(&self.endpoint) {
@@ -296,30 +302,34 @@ impl Registry {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<(String, Duration), RemoteError> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(s) = service {
-            query.append_pair("service", s);
-        }
-        if let Some(s) = scope {
-            query.append_pair("scope", s);
-        }
-        let rb = match &self.options.credentials {
-            Some(Credentials::IdentityToken { token, .. }) => {
-                query.append_pair("grant_type", "refresh_token");
-                query.append_pair("refresh_token", token);
-                query.append_pair("client_id", "berth");
-                self.http
-                    .post(realm)
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(query.finish())
+        // The serializer is not `Send`: it is dropped before the first await, so that
+        // a request can run in a spawned task.
+        let rb = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = service {
+                query.append_pair("service", s);
             }
-            Some(Credentials::Basic { username, password }) => {
-                query.append_pair("account", username);
-                self.http
-                    .get(format!("{realm}?{}", query.finish()))
-                    .basic_auth(username, Some(password))
+            if let Some(s) = scope {
+                query.append_pair("scope", s);
             }
-            _ => self.http.get(format!("{realm}?{}", query.finish())),
+            match &self.options.credentials {
+                Some(Credentials::IdentityToken { token, .. }) => {
+                    query.append_pair("grant_type", "refresh_token");
+                    query.append_pair("refresh_token", token);
+                    query.append_pair("client_id", "berth");
+                    self.http
+                        .post(realm)
+                        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(query.finish())
+                }
+                Some(Credentials::Basic { username, password }) => {
+                    query.append_pair("account", username);
+                    self.http
+                        .get(format!("{realm}?{}", query.finish()))
+                        .basic_auth(username, Some(password))
+                }
+                _ => self.http.get(format!("{realm}?{}", query.finish())),
+            }
         };
         let r = rb
             .send()

@@ -34,6 +34,7 @@ fn options(credentials: Option<Credentials>) -> Options {
         retries: 3,
         retry_delay: Duration::from_millis(10),
         cert_dirs: Vec::new(),
+        plain_http: false,
     }
 }
 

@@ -100,7 +100,8 @@ impl BlobStore {
         self.path(digest).is_file()
     }
 
-    fn upload_path(&self, id: &str) -> PathBuf {
+    /// Where upload `id`'s data is written (a reader may follow it as it grows).
+    pub fn upload_path(&self, id: &str) -> PathBuf {
         self.uploads.join(id)
     }
 

@@ -313,6 +313,30 @@ pub fn remove_unnamed_files(
     Ok(marked)
 }
 
+/// A cache's eviction: removes the `(repository, digest)` links, then the blobs no
+/// link is left to (rows and files, whatever their age, through the collector's
+/// fence: a blob linked again meanwhile stays, and a link cannot be made to a blob
+/// while it goes). Returns `(digest, size)` of the blobs removed.
+pub fn evict_links(
+    meta: &dyn MetaStore,
+    blobs: &BlobStore,
+    links: &[(String, Digest, u64)],
+) -> Result<Vec<(String, u64)>> {
+    let mut candidates = Vec::with_capacity(links.len());
+    for (repo, digest, size) in links {
+        if meta.unlink_blob(repo, digest)? {
+            candidates.push((digest.to_string(), *size));
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let gone = meta.gc_delete_blobs(&candidates, i64::MAX)?;
+    let digests: Vec<Digest> = gone.iter().filter_map(|(d, _)| d.parse().ok()).collect();
+    unlink_all(blobs, &digests)?;
+    meta.gc_clear_tombstones(&digests)?;
+    Ok(gone)
+}
+
 /// Finishes the blob commits a crash cut off (see [`MetaStore::begin_blob_commit`]):
 /// a noted file that a row names was linked and stays; one that no row names was
 /// renamed into `blobs/` and never acknowledged, and is removed (through the

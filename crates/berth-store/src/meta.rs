@@ -217,6 +217,21 @@ pub trait MetaStore: Send + Sync + 'static {
         signature: &StoredSignature,
         max: usize,
     ) -> Result<SignatureAdded>;
+    /// A pull-through cache's copy of an upstream manifest (and `tag` on it): stored
+    /// like [`MetaStore::put_manifest`] but without requiring what it references,
+    /// whose bytes the cache fetches when they are first asked for.
+    fn put_proxied_manifest(
+        &self,
+        repo: &str,
+        manifest: &NewManifest,
+        tag: Option<&str>,
+    ) -> Result<()>;
+    /// What tag `tag` of `repo` points to and when it was set (unix seconds).
+    fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>>;
+    /// The `limit` links of namespace `ns`'s repositories used least recently (by
+    /// their `created_at`, which a cache renews on use): `(repository, digest, size,
+    /// at)`, oldest first. A pull-through cache evicts from the front.
+    fn oldest_links(&self, ns: &str, limit: usize) -> Result<Vec<(String, Digest, u64, i64)>>;
     /// Deletes one tag; false when it was not there.
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
     /// Deletes tag `tag` only while it still points to `digest` and was last set at

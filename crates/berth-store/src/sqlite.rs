@@ -269,6 +269,92 @@ fn ns_has_blob(c: &Connection, ns: &str, d: &str) -> rusqlite::Result<bool> {
     .exists(params![ns, format!("{ns}/"), format!("{ns}0"), d])
 }
 
+impl SqliteMeta {
+    /// `put_manifest_guarded`'s work; a pull-through cache's copy skips
+    /// `check_references`.
+    fn store_manifest(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+        immutable: bool,
+        check_references: bool,
+    ) -> Result<()> {
+        let digest = m.digest.to_string();
+        self.write(|tx| {
+            let id = ensure_repo(tx, repo)?;
+            let now = now();
+            if let (Some(tag), true) = (tag, immutable) {
+                let on: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT manifest_digest FROM tags WHERE repository_id = ?1 AND name = ?2",
+                    )?
+                    .query_row(params![id, tag], |r| r.get(0))
+                    .optional()?;
+                if on.is_some_and(|d| d != digest) {
+                    return Err(StoreError::TagImmutable(tag.to_string()));
+                }
+            }
+            if check_references {
+                let mut has_blob = tx.prepare_cached(
+                    "SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
+                )?;
+                for b in &m.blobs {
+                    if !has_blob.exists(params![id, b.to_string()])? {
+                        return Err(StoreError::MissingBlob(b.clone()));
+                    }
+                }
+                let mut has_manifest = tx
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")?;
+                for c in &m.manifests {
+                    if !has_manifest.exists(params![id, c.to_string()])? {
+                        return Err(StoreError::MissingManifest(c.clone()));
+                    }
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                        annotations, size, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
+            )?
+            .execute(params![
+                id,
+                digest,
+                m.media_type,
+                m.artifact_type,
+                m.subject.as_ref().map(|s| s.to_string()),
+                m.annotations,
+                m.content.len() as i64,
+                m.content,
+                now
+            ])?;
+            {
+                let mut refs = tx.prepare_cached(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?;
+                for b in &m.blobs {
+                    refs.execute(params![id, digest, b.to_string(), 0])?;
+                }
+                for c in &m.manifests {
+                    refs.execute(params![id, digest, c.to_string(), 1])?;
+                }
+            }
+            if let Some(tag) = tag {
+                tx.prepare_cached(
+                    "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repository_id, name)
+                     DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                )?
+                .execute(params![id, tag, digest, now])?;
+            }
+            Ok(())
+        })
+    }
+}
+
 impl MetaStore for SqliteMeta {
     fn link_blob(
         &self,
@@ -414,6 +500,53 @@ impl MetaStore for SqliteMeta {
         self.put_manifest_guarded(repo, m, tag, false)
     }
 
+    fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
+        self.store_manifest(repo, m, tag, false, false)
+    }
+
+    fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT t.manifest_digest, t.updated_at
+                 FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 AND t.name = ?2",
+            )?
+            .query_row(params![repo, tag], |r| {
+                Ok((parse_digest(r.get(0)?)?, r.get(1)?))
+            })
+            .optional()
+        })
+    }
+
+    fn oldest_links(&self, ns: &str, limit: usize) -> Result<Vec<(String, Digest, u64, i64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.name, rb.digest, b.size, rb.created_at FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)
+                 ORDER BY rb.created_at, r.name, rb.digest LIMIT ?4",
+            )?;
+            let rows = st.query_map(
+                params![
+                    ns,
+                    format!("{ns}/"),
+                    format!("{ns}0"),
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        parse_digest(r.get(1)?)?,
+                        r.get::<_, i64>(2)?.max(0) as u64,
+                        r.get(3)?,
+                    ))
+                },
+            )?;
+            rows.collect()
+        })
+    }
+
     fn put_manifest_guarded(
         &self,
         repo: &str,
@@ -421,78 +554,7 @@ impl MetaStore for SqliteMeta {
         tag: Option<&str>,
         immutable: bool,
     ) -> Result<()> {
-        let digest = m.digest.to_string();
-        self.write(|tx| {
-            let id = ensure_repo(tx, repo)?;
-            let now = now();
-            if let (Some(tag), true) = (tag, immutable) {
-                let on: Option<String> = tx
-                    .prepare_cached(
-                        "SELECT manifest_digest FROM tags WHERE repository_id = ?1 AND name = ?2",
-                    )?
-                    .query_row(params![id, tag], |r| r.get(0))
-                    .optional()?;
-                if on.is_some_and(|d| d != digest) {
-                    return Err(StoreError::TagImmutable(tag.to_string()));
-                }
-            }
-            {
-                let mut has_blob = tx.prepare_cached(
-                    "SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",
-                )?;
-                for b in &m.blobs {
-                    if !has_blob.exists(params![id, b.to_string()])? {
-                        return Err(StoreError::MissingBlob(b.clone()));
-                    }
-                }
-                let mut has_manifest = tx
-                    .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")?;
-                for c in &m.manifests {
-                    if !has_manifest.exists(params![id, c.to_string()])? {
-                        return Err(StoreError::MissingManifest(c.clone()));
-                    }
-                }
-            }
-            tx.prepare_cached(
-                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
-                                        annotations, size, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
-            )?
-            .execute(params![
-                id,
-                digest,
-                m.media_type,
-                m.artifact_type,
-                m.subject.as_ref().map(|s| s.to_string()),
-                m.annotations,
-                m.content.len() as i64,
-                m.content,
-                now
-            ])?;
-            {
-                let mut refs = tx.prepare_cached(
-                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                )?;
-                for b in &m.blobs {
-                    refs.execute(params![id, digest, b.to_string(), 0])?;
-                }
-                for c in &m.manifests {
-                    refs.execute(params![id, digest, c.to_string(), 1])?;
-                }
-            }
-            if let Some(tag) = tag {
-                tx.prepare_cached(
-                    "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (repository_id, name)
-                     DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-                )?
-                .execute(params![id, tag, digest, now])?;
-            }
-            Ok(())
-        })
+        self.store_manifest(repo, m, tag, immutable, true)
     }
 
     fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
@@ -1213,6 +1275,38 @@ mod tests {
         // Another repository cannot read the blob.
         assert_eq!(m.blob_in_repo("c", &d(1)).unwrap(), None);
         assert_eq!(m.blob_known(&d(1)).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn proxied_manifests_need_nothing_and_links_age_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        // A cache's copy: its blob is fetched later.
+        m.put_proxied_manifest("up/a", &manifest(d(9), vec![d(1)], None), Some("v1"))
+            .unwrap();
+        let (digest, at) = m.tag_set_at("up/a", "v1").unwrap().unwrap();
+        assert_eq!(digest, d(9));
+        assert!(at > 0);
+        assert_eq!(m.tag_set_at("up/a", "v2").unwrap(), None);
+        for (repo, blob) in [("up/a", 1), ("up/b", 2), ("other", 3)] {
+            m.link_blob(repo, &d(blob), 10 * blob as u64, &|| true)
+                .unwrap();
+        }
+        m.write(|tx| {
+            tx.execute(
+                "UPDATE repository_blobs SET created_at = 100 WHERE digest = ?1",
+                [d(2).to_string()],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let oldest = m.oldest_links("up", 10).unwrap();
+        let got: Vec<(&str, Digest, u64)> = oldest
+            .iter()
+            .map(|(r, d, s, _)| (r.as_str(), d.clone(), *s))
+            .collect();
+        assert_eq!(got, [("up/b", d(2), 20), ("up/a", d(1), 10)]);
+        assert_eq!(m.oldest_links("up", 1).unwrap().len(), 1);
     }
 
     #[test]

@@ -236,6 +236,16 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Bytes already in the file (readable by another handle): all of them when
+    /// writing buffered, whole direct blocks otherwise (the tail waits in memory until
+    /// a block fills or [`BlobWriter::flush`]).
+    pub fn in_file(&self) -> u64 {
+        match self.direct {
+            Some(_) => self.flushed,
+            None => self.len,
+        }
+    }
+
     /// Bytes in the upload so far.
     pub fn len(&self) -> u64 {
         self.len

@@ -2,6 +2,7 @@
 //! logging, signals and graceful shutdown around the registry's router.
 
 mod limits;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +29,9 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
-body_timeout) or with the environment variable shown. Flags win \
+body_timeout) or with the environment variable shown; pull-through caches only there, as \
+[[proxy]] tables (prefix, url, username, password, credential_helper, tag_ttl, max_size, \
+pinned). Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."
@@ -143,6 +146,9 @@ struct FileConfig {
     header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     body_timeout: Option<Duration>,
+    /// Pull-through cache upstreams (only in the file: a list of tables).
+    #[serde(default)]
+    proxy: Vec<proxy::FileProxy>,
 }
 
 /// `--ui on|off` (`true`/`false` too, as the TOML file says it).
@@ -183,6 +189,7 @@ struct Settings {
     catalog: bool,
     ui: bool,
     limits: limits::Limits,
+    proxies: Vec<berth_registry::proxy::ProxyConfig>,
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -253,6 +260,11 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         },
         catalog: args.catalog.or(file.catalog).unwrap_or(true),
         ui: args.ui.or(file.ui).unwrap_or(true),
+        proxies: file
+            .proxy
+            .into_iter()
+            .map(proxy::FileProxy::into_config)
+            .collect::<anyhow::Result<_>>()?,
         limits: limits::Limits {
             max_connections: match args.max_connections.or(file.max_connections) {
                 Some(0) => anyhow::bail!("max_connections must be at least 1"),
@@ -341,6 +353,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         gc: s.gc.clone(),
         catalog: s.catalog,
         ui: s.ui,
+        proxies: s.proxies.clone(),
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;

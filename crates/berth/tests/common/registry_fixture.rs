@@ -246,7 +246,8 @@ pub async fn push_unreadable(serve: &Serve, repo: &str, tag: &str, user: (&str, 
     .await
 }
 
-/// Pushes the config and `layers` (`(media type, bytes)`) as monolithic uploads, then
+/// Pushes the config and `layers` (`(media type, bytes)`) as monolithic uploads (or,
+/// where the registry only starts a session, a POST and a PUT), then
 /// their OCI manifest as `repo:tag` (as `user`, or anonymously); returns the manifest's
 /// digest. Every answer must be 201.
 pub async fn put_image(
@@ -271,6 +272,27 @@ pub async fn put_image(
         .send()
         .await
         .unwrap();
+        // distribution starts a session instead (202): the bytes go in its PUT.
+        let r = match r.status().as_u16() {
+            202 => {
+                let location = r.headers()["location"].to_str().unwrap().to_string();
+                let sep = if location.contains('?') { '&' } else { '?' };
+                let location = match location.starts_with('/') {
+                    true => format!("{url}{location}"),
+                    false => location,
+                };
+                auth(http.put(format!(
+                    "{location}{sep}digest={}",
+                    Digest::sha256_of(blob)
+                )))
+                .header("content-type", "application/octet-stream")
+                .body(blob.to_vec())
+                .send()
+                .await
+                .unwrap()
+            }
+            _ => r,
+        };
         assert_eq!(r.status().as_u16(), 201);
     }
     let manifest = serde_json::to_vec(&json!({

@@ -1,0 +1,335 @@
+//! Blobs of the pull-through cache: one upstream fetch per digest however many clients
+//! ask at once, written to an upload file as the bytes arrive (hashed as they pass),
+//! and streamed to every waiting client from that file. The last byte is held back
+//! until the digest is checked, so no client ever receives a whole wrong blob; the
+//! file becomes a blob of the store (renamed into `blobs/`, linked) only when right.
+//! Memory stays at a few chunks per client whatever the blob's size.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use berth_image::{Digest, RepositoryName};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::Upstream;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::routes::hv;
+use crate::Registry;
+
+/// How much a client's stream reads from the file at a time.
+const READ_CHUNK: usize = 256 * 1024;
+/// A hit renews its link (the eviction order) at most this often.
+const RENEW_AFTER: i64 = 60;
+
+/// One blob arriving from the upstream.
+pub(crate) struct Fill {
+    state: watch::Sender<State>,
+    upload: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Starting,
+    /// `size` as the upstream announced it; `readable` bytes are in the file and may
+    /// be sent on.
+    Writing {
+        size: Option<u64>,
+        readable: u64,
+    },
+    Done {
+        size: u64,
+    },
+    Failed(String),
+}
+
+/// Makes a blob request on a cached repository answerable: `None` when the store has
+/// the blob for `name` now (the blob route answers, ranges included), or an answer
+/// streaming the blob as it arrives.
+pub(crate) async fn fill(
+    reg: &Arc<Registry>,
+    up: &Upstream,
+    name: &RepositoryName,
+    upstream_repo: &str,
+    digest: &Digest,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> ApiResult<Option<Response>> {
+    let repo = name.as_str();
+    if let Some((_, linked_at)) = reg.meta.blob_link(repo, digest)? {
+        reg.metrics.proxy("blob", "hit");
+        let before = berth_store::unix_now() - RENEW_AFTER;
+        if linked_at < before {
+            let (r, d) = (repo.to_string(), digest.clone());
+            reg.blocking(move |reg| reg.meta.renew_blob_link(&r, &d, before))
+                .await?;
+        }
+        return Ok(None);
+    }
+    // Cached under another name already (a layer shared by two images): link it.
+    if let Some(size) = reg.meta.blob_known(digest)? {
+        let (r, d) = (repo.to_string(), digest.clone());
+        if reg
+            .blocking(move |reg| reg.link_blob(&r, &d, size))
+            .await
+            .is_ok()
+        {
+            reg.metrics.proxy("blob", "hit");
+            return Ok(None);
+        }
+    }
+    let fill = start_or_join(reg, up, repo, upstream_repo, digest);
+    let mut rx = fill.state.subscribe();
+    // A range, or a blob of unannounced size, is answered by the store once whole.
+    let whole_first = headers.contains_key(header::RANGE);
+    let size = loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            State::Done { .. } => return Ok(None),
+            State::Failed(why) => return Err(failed(up, digest, &why)),
+            State::Writing { size: Some(s), .. } if !whole_first => break s,
+            _ => {
+                if rx.changed().await.is_err() {
+                    return Err(failed(up, digest, "the fetch stopped"));
+                }
+            }
+        }
+    };
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, size)
+        .header("docker-content-digest", hv(&digest.to_string()))
+        .header(header::ETAG, hv(&format!("\"{digest}\"")));
+    if !with_body {
+        return builder
+            .body(Body::empty())
+            .map(Some)
+            .map_err(ApiError::internal);
+    }
+    reg.metrics.bytes_sent(size);
+    let stream = follow(fill.clone(), rx, reg.blobs.path(digest), size);
+    builder
+        .body(Body::from_stream(stream))
+        .map(Some)
+        .map_err(ApiError::internal)
+}
+
+fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
+    ApiError::new(Code::Unavailable).detail(format!(
+        "fetching {digest} from upstream {} ({}): {why}",
+        up.config.prefix, up.config.url
+    ))
+}
+
+/// The fill of `digest` under way, or a new one.
+fn start_or_join(
+    reg: &Arc<Registry>,
+    up: &Upstream,
+    repo: &str,
+    upstream_repo: &str,
+    digest: &Digest,
+) -> Arc<Fill> {
+    let mut fills = up.blob_fills.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = fills.get(digest) {
+        return f.clone();
+    }
+    let id = format!("proxy-{}", uuid::Uuid::new_v4().simple());
+    let fill = Arc::new(Fill {
+        state: watch::channel(State::Starting).0,
+        upload: reg.blobs.upload_path(&id),
+    });
+    fills.insert(digest.clone(), fill.clone());
+    reg.metrics.proxy("blob", "miss");
+    let job = Job {
+        reg: reg.clone(),
+        prefix: up.config.prefix.clone(),
+        repo: repo.to_string(),
+        upstream_repo: upstream_repo.to_string(),
+        digest: digest.clone(),
+        id,
+        fill: fill.clone(),
+    };
+    // Not tied to the client: a client that goes away does not stop the fill.
+    tokio::spawn(job.run());
+    fill
+}
+
+struct Job {
+    reg: Arc<Registry>,
+    prefix: String,
+    repo: String,
+    upstream_repo: String,
+    digest: Digest,
+    id: String,
+    fill: Arc<Fill>,
+}
+
+impl Job {
+    async fn run(self) {
+        let result = self.fetch().await;
+        let Some(up) = self.reg.proxies.by_prefix(&self.prefix) else {
+            return;
+        };
+        match result {
+            Ok(size) => {
+                self.fill.state.send_replace(State::Done { size });
+            }
+            Err(why) => {
+                tracing::warn!(
+                    target: "berth::proxy",
+                    upstream = %up.config.url,
+                    repository = %self.repo,
+                    digest = %self.digest,
+                    error = %why,
+                    "fetching a blob failed"
+                );
+                let _ = self.reg.blobs.remove_upload(&self.id);
+                self.fill.state.send_replace(State::Failed(why));
+            }
+        }
+        up.blob_fills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.digest);
+        if up.config.max_size.is_some() {
+            let (reg, prefix) = (self.reg.clone(), self.prefix.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Some(up) = reg.proxies.by_prefix(&prefix) {
+                    super::evict(&reg, up);
+                }
+            });
+        }
+    }
+
+    /// Streams the blob into the upload file, then commits and links it.
+    async fn fetch(&self) -> Result<u64, String> {
+        let up = self
+            .reg
+            .proxies
+            .by_prefix(&self.prefix)
+            .ok_or("the upstream is gone")?;
+        let reg = self.reg.clone();
+        let id = self.id.clone();
+        let writer = tokio::task::spawn_blocking(move || reg.blobs.create_upload(&id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let (size, mut stream) = up
+            .client
+            .blob_sized(&self.upstream_repo, &self.digest)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.fill
+            .state
+            .send_replace(State::Writing { size, readable: 0 });
+        let (reg, fill, digest, repo) = (
+            self.reg.clone(),
+            self.fill.clone(),
+            self.digest.clone(),
+            self.repo.clone(),
+        );
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            let mut writer = writer;
+            while let Some(chunk) = handle.block_on(stream.next()) {
+                let chunk = chunk.map_err(|e| format!("reading from the upstream: {e}"))?;
+                if size.is_some_and(|s| writer.len() + chunk.len() as u64 > s) {
+                    return Err(format!(
+                        "more bytes than the {} announced",
+                        size.unwrap_or(0)
+                    ));
+                }
+                writer.write(&chunk).map_err(|e| e.to_string())?;
+                // The last byte waits for the digest.
+                let readable = writer.in_file().min(size.unwrap_or(0).saturating_sub(1));
+                fill.state.send_modify(|s| {
+                    if let State::Writing { readable: r, .. } = s {
+                        *r = readable;
+                    }
+                });
+            }
+            if let Some(s) = size.filter(|s| *s != writer.len()) {
+                return Err(format!("the upstream sent {} of {s} bytes", writer.len()));
+            }
+            reg.meta
+                .begin_blob_commit(&digest)
+                .map_err(|e| e.to_string())?;
+            let n = reg
+                .blobs
+                .commit(writer, &digest)
+                .map_err(|e| e.to_string())?;
+            reg.link_blob(&repo, &digest, n)
+                .map_err(|e| e.to_string())?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// A client's body: the arriving blob read from the upload file (or, once it was
+/// committed before this client opened it, from the store), up to what may be sent.
+fn follow(
+    fill: Arc<Fill>,
+    mut rx: watch::Receiver<State>,
+    committed: PathBuf,
+    size: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    let (tx, out) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let fail = |why: String| {
+            let _ = tx.blocking_send(Err(std::io::Error::other(why)));
+        };
+        let mut file: Option<std::fs::File> = None;
+        let mut at = 0u64;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            let (limit, done) = match state {
+                State::Writing { readable, .. } => (readable, false),
+                State::Done { size } => (size, true),
+                State::Failed(why) => return fail(why),
+                State::Starting => (0, false),
+            };
+            if file.is_none() && limit > at {
+                let opened = std::fs::File::open(&fill.upload).or_else(|e| match done {
+                    true => std::fs::File::open(&committed),
+                    false => Err(e),
+                });
+                match opened {
+                    Ok(f) => file = Some(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !done => {}
+                    Err(e) => return fail(format!("opening the arriving blob: {e}")),
+                }
+            }
+            if let Some(f) = &file {
+                while at < limit {
+                    let n = ((limit - at) as usize).min(READ_CHUNK);
+                    let mut buf = vec![0u8; n];
+                    if let Err(e) = f.read_exact_at(&mut buf, at) {
+                        return fail(format!("reading the arriving blob: {e}"));
+                    }
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // the client went away
+                    }
+                    at += n as u64;
+                }
+            }
+            if done && at == size {
+                return;
+            }
+            if handle.block_on(rx.changed()).is_err() {
+                return fail("the fetch stopped".into());
+            }
+        }
+    });
+    futures_util::stream::unfold(
+        out,
+        |mut out| async move { out.recv().await.map(|c| (c, out)) },
+    )
+}

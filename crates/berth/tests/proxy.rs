@@ -1,0 +1,358 @@
+//! The pull-through cache in front of a real docker-registry (distribution 2.8 from
+//! Debian), counting the requests it receives from its own log: a miss fills and
+//! pulls byte-identical, a hit does not touch the upstream, 20 concurrent pulls of a
+//! cold image make one upstream fetch per blob, a stopped upstream still serves what
+//! is cached (and a restarted one is used again), eviction keeps the cache under a
+//! small bound, containerd's `?ns=` works, and writes are refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use serde_json::Value;
+
+mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
+
+use common::free_port;
+use registry_fixture::{metric, put_image, Serve};
+
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// docker-registry on a loopback port, logging every request; killed when dropped.
+struct Upstream {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Upstream {
+    fn start(dir: &Path, addr: Option<&str>) -> Upstream {
+        let addr = addr
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n  secret: berth-proxy-test\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("log-{}", addr.replace(':', "-")));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve"])
+            .arg(&config)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start docker-registry: {e}; install it (apt-get install docker-registry, or scripts/install-peers.sh)")
+            });
+        let up = Upstream {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&up.addr).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests it answered so far whose URI contains `part` (its log's "response
+    /// completed" lines).
+    fn requests(&self, method: &str, part: &str) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("response completed"))
+            .filter(|l| l.contains(&format!("http.request.method={method} ")))
+            .filter(|l| l.contains(part))
+            .count()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One image pushed upstream: manifest digest, config and layer bytes.
+struct Image {
+    manifest: Digest,
+    blobs: Vec<Vec<u8>>,
+}
+
+async fn push_upstream(up: &Upstream, repo: &str, tag: &str, seed: u8, layer_kib: usize) -> Image {
+    let layer: Vec<u8> = (0..layer_kib * 1024)
+        .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
+        .collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{"Labels":{{"seed":"{seed}"}}}}}}"#,
+        Digest::sha256_of(&layer)
+    )
+    .into_bytes();
+    let manifest = put_image(&up.url(), repo, tag, &config, &[(LAYER, &layer)], None).await;
+    Image {
+        manifest,
+        blobs: vec![config, layer],
+    }
+}
+
+/// Pulls `repo:tag` from berth as a client does (manifest, then each blob), checks
+/// every byte against `image`; returns the manifest bytes.
+async fn pull(http: &reqwest::Client, base: &str, repo: &str, tag: &str, image: &Image) -> Vec<u8> {
+    let r = http
+        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{repo}:{tag}: {}", r.text().await.unwrap());
+    let manifest = r.bytes().await.unwrap().to_vec();
+    assert_eq!(Digest::sha256_of(&manifest), image.manifest);
+    for blob in &image.blobs {
+        let d = Digest::sha256_of(blob);
+        let r = http
+            .get(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{repo} blob {d}");
+        assert_eq!(
+            r.headers()["content-length"].to_str().unwrap(),
+            blob.len().to_string()
+        );
+        let got = r.bytes().await.unwrap();
+        assert!(got == blob[..], "{repo} blob {d}: other bytes");
+    }
+    manifest
+}
+
+fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
+    let path = dir.join("berth.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[proxy]]\nprefix = \"upstream.test\"\nurl = \"{}\"\ntag_ttl = \"2s\"\n{extra}",
+            up.url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_in_front_of_docker_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut up = Upstream::start(&tmp.path().join("upstream"), None);
+    let app = push_upstream(&up, "team/app", "v1", 3, 300).await;
+    let config = config_file(tmp.path(), &up, "");
+    let serve = Serve::start(
+        &tmp.path().join("berth"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let base = &serve.url;
+
+    // A miss fills, byte for byte; one upstream GET per blob.
+    pull(&http, base, "upstream.test/team/app", "v1", &app).await;
+    for blob in &app.blobs {
+        let d = Digest::sha256_of(blob).to_string();
+        assert_eq!(up.requests("GET", &d), 1, "blob {d} fetched once");
+    }
+    // A hit (within the tag's TTL) does not touch the upstream.
+    let before = up.requests("GET", "/v2/team/app/") + up.requests("HEAD", "/v2/team/app/");
+    pull(&http, base, "upstream.test/team/app", "v1", &app).await;
+    pull(&http, base, "upstream.test/team/app", &app.manifest.to_string(), &app).await;
+    let after = up.requests("GET", "/v2/team/app/") + up.requests("HEAD", "/v2/team/app/");
+    assert_eq!(before, after, "hits went upstream");
+    assert!(metric(&serve, r#"berth_proxy_requests_total{kind="blob",result="hit"}"#).await >= 4.0);
+
+    // 20 concurrent pulls of a cold image: one upstream fetch per blob.
+    let cold = push_upstream(&up, "team/cold", "v1", 7, 2048).await;
+    let pulls: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, base) = (http.clone(), base.clone());
+            let image = Image {
+                manifest: cold.manifest.clone(),
+                blobs: cold.blobs.clone(),
+            };
+            tokio::spawn(async move {
+                pull(&http, &base, "upstream.test/team/cold", "v1", &image).await;
+            })
+        })
+        .collect();
+    for p in pulls {
+        p.await.unwrap();
+    }
+    for blob in &cold.blobs {
+        let d = Digest::sha256_of(blob).to_string();
+        assert_eq!(up.requests("GET", &d), 1, "blob {d} of 20 pulls fetched once");
+    }
+    assert_eq!(
+        up.requests("GET", &format!("/v2/team/cold/manifests/{}", cold.manifest)),
+        1,
+        "the manifest of 20 pulls fetched once"
+    );
+
+    // containerd's form: the repository as upstream names it, the prefix in ?ns=.
+    let r = http
+        .get(format!("{base}/v2/team/app/manifests/v1?ns=upstream.test"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), app.manifest);
+
+    // Writes are refused, and say why.
+    let r = http
+        .put(format!("{base}/v2/upstream.test/team/app/manifests/v2"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().await.unwrap().contains("pull-through cache"));
+    let r = http
+        .post(format!("{base}/v2/upstream.test/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Unknown upstream: 404 as from the upstream itself.
+    let r = http
+        .get(format!("{base}/v2/upstream.test/team/none/manifests/v1"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A tag past its TTL is revalidated with a HEAD; a moved tag is fetched anew.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let heads = up.requests("HEAD", "/v2/team/app/manifests/v1");
+    pull(&http, base, "upstream.test/team/app", "v1", &app).await;
+    assert_eq!(up.requests("HEAD", "/v2/team/app/manifests/v1"), heads + 1);
+    let moved = push_upstream(&up, "team/app", "v1", 5, 100).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pull(&http, base, "upstream.test/team/app", "v1", &moved).await;
+
+    // The upstream stops: what is cached is still served (the tag past its TTL too);
+    // what is not answers 503.
+    up.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pull(&http, base, "upstream.test/team/app", "v1", &moved).await;
+    pull(&http, base, "upstream.test/team/cold", "v1", &cold).await;
+    assert!(metric(&serve, r#"berth_proxy_requests_total{kind="manifest",result="stale"}"#).await >= 2.0);
+    let r = http
+        .get(format!("{base}/v2/upstream.test/team/other/manifests/v1"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().await.unwrap().contains("UNAVAILABLE"));
+
+    // It comes back (same address and data): used again with no restart of berth.
+    let addr = up.addr.clone();
+    let dir = up.dir.clone();
+    drop(up);
+    let up = Upstream::start(&dir, Some(&addr));
+    let late = push_upstream(&up, "team/late", "v1", 9, 10).await;
+    pull(&http, base, "upstream.test/team/late", "v1", &late).await;
+
+    // fsck finds nothing wrong with what the cache stored.
+    drop(serve);
+    let out = common::admin(
+        &["fsck", "--root", tmp.path().join("berth").to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A bound of 1 MiB with 400 KiB layers: the least recently used go, a pinned
+/// repository's stay, and an evicted blob is fetched again when asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_keeps_the_cache_under_its_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = Upstream::start(&tmp.path().join("upstream"), None);
+    let config = config_file(
+        tmp.path(),
+        &up,
+        "max_size = \"1MiB\"\npinned = [\"keep/*\"]\n",
+    );
+    let serve = Serve::start(
+        &tmp.path().join("berth"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let pinned = push_upstream(&up, "keep/base", "v1", 11, 400).await;
+    pull(&http, &serve.url, "upstream.test/keep/base", "v1", &pinned).await;
+    let mut images = Vec::new();
+    for i in 0..4u8 {
+        let repo = format!("team/img{i}");
+        let image = push_upstream(&up, &repo, "v1", 20 + i, 400).await;
+        pull(&http, &serve.url, &format!("upstream.test/{repo}"), "v1", &image).await;
+        images.push((repo, image));
+        // Eviction runs after each fill, in the background.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let usage: Value = serde_json::from_slice(
+        &common::admin(
+            &[
+                "usage",
+                "upstream.test",
+                "--root",
+                tmp.path().join("berth").to_str().unwrap(),
+            ],
+            "",
+        )
+        .stdout,
+    )
+    .unwrap();
+    let used = usage["namespaces"][0]["bytes"].as_u64().unwrap();
+    assert!(used <= 1024 * 1024, "{used} bytes cached over the 1 MiB bound");
+    assert!(metric(&serve, "berth_proxy_evicted_bytes_total").await > 0.0);
+    // The pinned layer stayed: pulling it again fetches nothing.
+    let layer = Digest::sha256_of(&pinned.blobs[1]).to_string();
+    pull(&http, &serve.url, "upstream.test/keep/base", "v1", &pinned).await;
+    assert_eq!(up.requests("GET", &layer), 1, "the pinned layer was evicted");
+    // The first unpinned image's layer went, and comes back on demand.
+    let (repo, first) = &images[0];
+    let layer = Digest::sha256_of(&first.blobs[1]).to_string();
+    pull(&http, &serve.url, &format!("upstream.test/{repo}"), "v1", first).await;
+    assert_eq!(up.requests("GET", &layer), 2, "the oldest layer was not evicted");
+}
