@@ -1730,6 +1730,81 @@ fn registries_conf_mirrors_short_names_and_blocks() {
     assert!(out.stderr.contains("blocked"), "{}", out.stderr);
 }
 
+/// berth as a pull-through cache that podman and skopeo use unchanged, as the
+/// registries.conf mirror of a docker-registry: pulls come through berth, which keeps
+/// what they fetched and goes on serving it once the upstream is gone.
+#[test]
+fn podman_and_skopeo_pull_through_a_berth_mirror() {
+    let mut ctx = Ctx::new("pull-through", &[BUILDAH, PODMAN, SKOPEO, REGISTRY]);
+    let upstream = ctx.start(ServerKind::Distribution);
+    let [pf, pv] = ctx.policy_args();
+    let image = ctx.build_busybox("localhost/test/cached:v1");
+    let pushed = ctx.push_digest(
+        "buildah",
+        &[
+            "push",
+            &pf,
+            &pv,
+            "--tls-verify=false",
+            &image,
+            &format!("docker://{upstream}/lib/app:v1"),
+        ],
+    );
+    let config = ctx.path("berth-proxy.toml");
+    fs::write(
+        &config,
+        format!("[[proxy]]\nprefix = \"upstream\"\nurl = \"http://{upstream}\"\n"),
+    )
+    .unwrap();
+    let berth = ctx.start_with(
+        ServerKind::Berth,
+        &["--config".into(), config.display().to_string()],
+    );
+    fs::write(
+        ctx.path("registries.conf"),
+        format!(
+            "[[registry]]\nprefix = \"{upstream}\"\nlocation = \"{upstream}\"\ninsecure = true\n\
+             [[registry.mirror]]\nlocation = \"{berth}/upstream\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+
+    ctx.step("skopeo and podman pull through the mirror");
+    let source = format!("{upstream}/lib/app:v1");
+    let copy = |ctx: &Ctx, to: &str| {
+        ctx.skopeo(&[
+            "copy",
+            &format!("docker://{source}"),
+            &format!("oci:{}:v1", ctx.p(to)),
+        ])
+        .run();
+        let index: Value =
+            serde_json::from_slice(&fs::read(ctx.path(&format!("{to}/index.json"))).unwrap())
+                .unwrap();
+        assert_eq!(index["manifests"][0]["digest"], pushed.as_str(), "{to}");
+    };
+    copy(&ctx, "first");
+    let id = ctx.podman(&["pull", &pf, &pv, &source]).run().last_line();
+    let cached = ctx.http(
+        "GET",
+        &format!("http://{berth}/v2/upstream/lib/app/manifests/v1"),
+        Some(MANIFEST_ACCEPT),
+    );
+    cached.expect_status(200);
+    assert_eq!(
+        ctx.sha256(&cached.body),
+        pushed,
+        "berth cached the pushed manifest"
+    );
+
+    ctx.step("with the upstream gone, skopeo and podman still pull through berth");
+    ctx.stop(&upstream);
+    copy(&ctx, "second");
+    ctx.podman(&["rmi", &source]).run();
+    let again = ctx.podman(&["pull", &pf, &pv, &source]).run().last_line();
+    assert_eq!(again, id, "the image pulled from the cache");
+}
+
 /// The config digest a manifest names.
 fn src_config_digest(manifest: &[u8]) -> String {
     let v: Value = serde_json::from_slice(manifest).unwrap();

@@ -20,7 +20,8 @@ use common::free_port;
 use registry_fixture::{metric, put_image, Serve};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+const ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
 /// docker-registry on a loopback port, logging every request; killed when dropped.
 struct Upstream {
@@ -135,7 +136,12 @@ async fn pull(http: &reqwest::Client, base: &str, repo: &str, tag: &str, image: 
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{repo}:{tag}: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{repo}:{tag}: {}",
+        r.text().await.unwrap()
+    );
     let manifest = r.bytes().await.unwrap().to_vec();
     assert_eq!(Digest::sha256_of(&manifest), image.manifest);
     for blob in &image.blobs {
@@ -192,10 +198,24 @@ async fn cache_in_front_of_docker_registry() {
     // A hit (within the tag's TTL) does not touch the upstream.
     let before = up.requests("GET", "/v2/team/app/") + up.requests("HEAD", "/v2/team/app/");
     pull(&http, base, "upstream.test/team/app", "v1", &app).await;
-    pull(&http, base, "upstream.test/team/app", &app.manifest.to_string(), &app).await;
+    pull(
+        &http,
+        base,
+        "upstream.test/team/app",
+        &app.manifest.to_string(),
+        &app,
+    )
+    .await;
     let after = up.requests("GET", "/v2/team/app/") + up.requests("HEAD", "/v2/team/app/");
     assert_eq!(before, after, "hits went upstream");
-    assert!(metric(&serve, r#"berth_proxy_requests_total{kind="blob",result="hit"}"#).await >= 4.0);
+    assert!(
+        metric(
+            &serve,
+            r#"berth_proxy_requests_total{kind="blob",result="hit"}"#
+        )
+        .await
+            >= 4.0
+    );
 
     // 20 concurrent pulls of a cold image: one upstream fetch per blob.
     let cold = push_upstream(&up, "team/cold", "v1", 7, 2048).await;
@@ -216,7 +236,11 @@ async fn cache_in_front_of_docker_registry() {
     }
     for blob in &cold.blobs {
         let d = Digest::sha256_of(blob).to_string();
-        assert_eq!(up.requests("GET", &d), 1, "blob {d} of 20 pulls fetched once");
+        assert_eq!(
+            up.requests("GET", &d),
+            1,
+            "blob {d} of 20 pulls fetched once"
+        );
     }
     assert_eq!(
         up.requests("GET", &format!("/v2/team/cold/manifests/{}", cold.manifest)),
@@ -275,7 +299,14 @@ async fn cache_in_front_of_docker_registry() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     pull(&http, base, "upstream.test/team/app", "v1", &moved).await;
     pull(&http, base, "upstream.test/team/cold", "v1", &cold).await;
-    assert!(metric(&serve, r#"berth_proxy_requests_total{kind="manifest",result="stale"}"#).await >= 2.0);
+    assert!(
+        metric(
+            &serve,
+            r#"berth_proxy_requests_total{kind="manifest",result="stale"}"#
+        )
+        .await
+            >= 2.0
+    );
     let r = http
         .get(format!("{base}/v2/upstream.test/team/other/manifests/v1"))
         .header("accept", ACCEPT)
@@ -299,7 +330,11 @@ async fn cache_in_front_of_docker_registry() {
         &["fsck", "--root", tmp.path().join("berth").to_str().unwrap()],
         "",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// A bound of 1 MiB with 400 KiB layers: the least recently used go, a pinned
@@ -325,7 +360,14 @@ async fn eviction_keeps_the_cache_under_its_bound() {
     for i in 0..4u8 {
         let repo = format!("team/img{i}");
         let image = push_upstream(&up, &repo, "v1", 20 + i, 400).await;
-        pull(&http, &serve.url, &format!("upstream.test/{repo}"), "v1", &image).await;
+        pull(
+            &http,
+            &serve.url,
+            &format!("upstream.test/{repo}"),
+            "v1",
+            &image,
+        )
+        .await;
         images.push((repo, image));
         // Eviction runs after each fill, in the background.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -344,15 +386,33 @@ async fn eviction_keeps_the_cache_under_its_bound() {
     )
     .unwrap();
     let used = usage["namespaces"][0]["bytes"].as_u64().unwrap();
-    assert!(used <= 1024 * 1024, "{used} bytes cached over the 1 MiB bound");
+    assert!(
+        used <= 1024 * 1024,
+        "{used} bytes cached over the 1 MiB bound"
+    );
     assert!(metric(&serve, "berth_proxy_evicted_bytes_total").await > 0.0);
     // The pinned layer stayed: pulling it again fetches nothing.
     let layer = Digest::sha256_of(&pinned.blobs[1]).to_string();
     pull(&http, &serve.url, "upstream.test/keep/base", "v1", &pinned).await;
-    assert_eq!(up.requests("GET", &layer), 1, "the pinned layer was evicted");
+    assert_eq!(
+        up.requests("GET", &layer),
+        1,
+        "the pinned layer was evicted"
+    );
     // The first unpinned image's layer went, and comes back on demand.
     let (repo, first) = &images[0];
     let layer = Digest::sha256_of(&first.blobs[1]).to_string();
-    pull(&http, &serve.url, &format!("upstream.test/{repo}"), "v1", first).await;
-    assert_eq!(up.requests("GET", &layer), 2, "the oldest layer was not evicted");
+    pull(
+        &http,
+        &serve.url,
+        &format!("upstream.test/{repo}"),
+        "v1",
+        first,
+    )
+    .await;
+    assert_eq!(
+        up.requests("GET", &layer),
+        2,
+        "the oldest layer was not evicted"
+    );
 }

@@ -223,7 +223,7 @@ impl Job {
             .client
             .blob_sized(&self.upstream_repo, &self.digest)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::chain(&e))?;
         self.fill
             .state
             .send_replace(State::Writing { size, readable: 0 });

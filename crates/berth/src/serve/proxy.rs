@@ -54,7 +54,10 @@ impl FileProxy {
                         username: c.username,
                         password: c.password,
                     }),
-                    None => bail!("{}: credential helper {helper} has nothing for {host}", what()),
+                    None => bail!(
+                        "{}: credential helper {helper} has nothing for {host}",
+                        what()
+                    ),
                 }
             }
             (None, None, None) => None,

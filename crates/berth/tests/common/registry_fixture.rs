@@ -281,15 +281,12 @@ pub async fn put_image(
                     true => format!("{url}{location}"),
                     false => location,
                 };
-                auth(http.put(format!(
-                    "{location}{sep}digest={}",
-                    Digest::sha256_of(blob)
-                )))
-                .header("content-type", "application/octet-stream")
-                .body(blob.to_vec())
-                .send()
-                .await
-                .unwrap()
+                auth(http.put(format!("{location}{sep}digest={}", Digest::sha256_of(blob))))
+                    .header("content-type", "application/octet-stream")
+                    .body(blob.to_vec())
+                    .send()
+                    .await
+                    .unwrap()
             }
             _ => r,
         };

@@ -102,12 +102,14 @@ pub struct Server {
     child: Child,
     log: PathBuf,
     dir: PathBuf,
+    /// Arguments added to berth's command line (kept for a restart).
+    args: Vec<String>,
 }
 
 impl Server {
     /// Starts a server whose files live under `dir` (created if missing) and
     /// waits until `GET /v2/` answers 200.
-    fn start(kind: ServerKind, dir: &Path) -> Server {
+    fn start(kind: ServerKind, dir: &Path, args: &[String]) -> Server {
         fs::create_dir_all(dir).unwrap();
         // The port is found by binding port 0 and releasing it, so another
         // process may take it before the server binds: retry a few times.
@@ -125,7 +127,8 @@ impl Server {
                         .arg("--listen")
                         .arg(&addr)
                         .arg("--root")
-                        .arg(&root);
+                        .arg(&root)
+                        .args(args);
                     if std::env::var_os("RUST_LOG").is_none() {
                         cmd.env("RUST_LOG", "info");
                     }
@@ -167,6 +170,7 @@ impl Server {
                 child,
                 log,
                 dir: dir.to_path_buf(),
+                args: args.to_vec(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -401,12 +405,17 @@ impl Ctx {
 
     /// Starts a server and returns its `127.0.0.1:PORT`.
     pub fn start(&mut self, kind: ServerKind) -> String {
+        self.start_with(kind, &[])
+    }
+
+    /// [`Ctx::start`] with `args` added to berth's command line.
+    pub fn start_with(&mut self, kind: ServerKind, args: &[String]) -> String {
         let n = self.servers.len();
         let sub = match kind {
             ServerKind::Berth => format!("berth-{n}"),
             ServerKind::Distribution => format!("distribution-{n}"),
         };
-        let server = Server::start(kind, &self.dir.join(sub));
+        let server = Server::start(kind, &self.dir.join(sub), args);
         let addr = server.addr.clone();
         eprintln!("[{}] {kind:?} listening on {addr}", self.name);
         self.servers.push(server);
@@ -436,13 +445,19 @@ impl Ctx {
             server.kind,
             status.unwrap()
         ));
-        let (kind, dir) = (server.kind, server.dir.clone());
+        let (kind, dir, args) = (server.kind, server.dir.clone(), server.args.clone());
         drop(server);
-        let server = Server::start(kind, &dir);
+        let server = Server::start(kind, &dir, &args);
         let addr = server.addr.clone();
         self.step(&format!("{kind:?} restarted on {addr}"));
         self.servers.push(server);
         addr
+    }
+
+    /// Stops the server on `addr` for good.
+    pub fn stop(&mut self, addr: &str) {
+        self.servers.retain(|s| s.addr != addr);
+        self.step(&format!("server on {addr} stopped"));
     }
 
     /// The data folder of the berth server on `addr`.
