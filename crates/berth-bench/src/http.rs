@@ -455,6 +455,34 @@ pub async fn upload_blob(conn: &mut Conn, repo: &str, digest: &str, data: &[u8])
     Ok(())
 }
 
+/// Uploads a blob of any size the way every registry takes it: `POST` for a session,
+/// then the bytes in one `PUT <location>&digest=` (distribution does not read the body
+/// of a `POST`, so a large one there breaks the connection).
+pub async fn upload_blob_in_put(
+    conn: &mut Conn,
+    repo: &str,
+    digest: &str,
+    data: &[u8],
+) -> Result<()> {
+    let what = format!("uploading blob {digest} to {repo}");
+    let resp = conn
+        .request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[])
+        .await
+        .with_context(|| what.clone())?
+        .expect(&[202], &what)?;
+    let loc = with_query(&resp.location(&what)?, "digest", digest);
+    conn.request(
+        "PUT",
+        &loc,
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    )
+    .await
+    .with_context(|| what.clone())?
+    .expect(&[201], &what)?;
+    Ok(())
+}
+
 pub async fn put_manifest(
     conn: &mut Conn,
     repo: &str,

@@ -11,6 +11,7 @@ mod gc;
 mod http;
 mod load;
 mod local;
+mod proxy;
 mod report;
 mod server;
 mod sign;
@@ -54,7 +55,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
 stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
@@ -153,6 +154,7 @@ const PHASES: &[(&str, &[&str])] = &[
     ),
     ("build_cached", &["build_cached_ms", "build_first_ms"]),
     ("gc", &["gc_pull_rps", "gc_collect_s"]),
+    ("proxy_pull", &["proxy_miss_ms", "proxy_hit_ms"]),
     (
         "catalog_push",
         &[
@@ -517,6 +519,11 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         let m = CpuMark::now();
         gc::gc_phase(&env, table, cfg.gc_manifests).await?;
         background(table, "gc", m);
+    }
+    if cfg.wants("proxy_pull") {
+        let m = CpuMark::now();
+        proxy::proxy_phase(&env, table, cfg.reps).await?;
+        background(table, "proxy_pull", m);
     }
     if cfg.wants("catalog_push") {
         let m = CpuMark::now();

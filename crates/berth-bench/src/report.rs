@@ -150,6 +150,11 @@ const ROWS: &[(&str, &str, Target)] = &[
             below: None,
         },
     ),
+    // A pull through berth's cache with nothing cached / straight from the upstream
+    // docker-registry: the miss adds at most 10%.
+    ("proxy_miss_ms", "ms", Target::RatioAtMost(1.10)),
+    // Both columns berth: a pull the cache holds / the image pushed to a plain berth.
+    ("proxy_hit_ms", "ms", Target::RatioAtMost(1.10)),
     // Both columns berth: push answer with the catalog on / with --catalog=false.
     ("catalog_push_ms", "ms", Target::RatioAtMost(1.05)),
     // The on instance's CPU for a push and its analysis minus the off one's push.

@@ -236,6 +236,15 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Writes through the page cache from now on: for a file that readers follow as
+    /// it grows (a cache passing a blob on), which a direct write would send to the
+    /// disk and take out of the page cache they read from.
+    pub fn buffered(mut self) -> Result<BlobWriter> {
+        self.flush()?;
+        self.direct = None;
+        Ok(self)
+    }
+
     /// Bytes already in the file (readable by another handle): all of them when
     /// writing buffered, whole direct blocks otherwise (the tail waits in memory until
     /// a block fills or [`BlobWriter::flush`]).

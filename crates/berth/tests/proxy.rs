@@ -243,7 +243,7 @@ async fn cache_in_front_of_docker_registry() {
         );
     }
     assert_eq!(
-        up.requests("GET", &format!("/v2/team/cold/manifests/{}", cold.manifest)),
+        up.requests("GET", "/v2/team/cold/manifests/"),
         1,
         "the manifest of 20 pulls fetched once"
     );

@@ -42,6 +42,11 @@ enum State {
         size: Option<u64>,
         readable: u64,
     },
+    /// Every byte is in the file and its digest is right: readers may finish while
+    /// the file is made a blob of the store.
+    Verified {
+        size: u64,
+    },
     Done {
         size: u64,
     },
@@ -92,7 +97,9 @@ pub(crate) async fn fill(
         match state {
             State::Done { .. } => return Ok(None),
             State::Failed(why) => return Err(failed(up, digest, &why)),
-            State::Writing { size: Some(s), .. } if !whole_first => break s,
+            State::Writing { size: Some(s), .. } | State::Verified { size: s } if !whole_first => {
+                break s
+            }
             _ => {
                 if rx.changed().await.is_err() {
                     return Err(failed(up, digest, "the fetch stopped"));
@@ -215,7 +222,7 @@ impl Job {
             .ok_or("the upstream is gone")?;
         let reg = self.reg.clone();
         let id = self.id.clone();
-        let writer = tokio::task::spawn_blocking(move || reg.blobs.create_upload(&id))
+        let writer = tokio::task::spawn_blocking(move || reg.blobs.create_upload(&id)?.buffered())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -256,6 +263,17 @@ impl Job {
             if let Some(s) = size.filter(|s| *s != writer.len()) {
                 return Err(format!("the upstream sent {} of {s} bytes", writer.len()));
             }
+            // Checked here (the commit checks again) so that readers can finish
+            // before the fsync, rename and link.
+            let hasher = writer.snapshot().hasher;
+            if hasher.algorithm() == digest.algorithm() {
+                let actual = hasher.finish();
+                if actual != digest {
+                    return Err(format!("the upstream sent content with digest {actual}"));
+                }
+                fill.state
+                    .send_replace(State::Verified { size: writer.len() });
+            }
             reg.meta
                 .begin_blob_commit(&digest)
                 .map_err(|e| e.to_string())?;
@@ -292,7 +310,7 @@ fn follow(
             let state = rx.borrow_and_update().clone();
             let (limit, done) = match state {
                 State::Writing { readable, .. } => (readable, false),
-                State::Done { size } => (size, true),
+                State::Verified { size } | State::Done { size } => (size, true),
                 State::Failed(why) => return fail(why),
                 State::Starting => (0, false),
             };

@@ -261,18 +261,24 @@ pub(crate) async fn fill_manifest(
         Reference::Tag(t) => {
             let tag = t.as_str();
             let local = reg.meta.tag_set_at(repo, tag)?;
+            if local.is_none() {
+                // Nothing to revalidate: one GET instead of a HEAD and a GET.
+                return match up.client.manifest(upstream_repo, tag).await {
+                    Ok(raw) => {
+                        reg.metrics.proxy("manifest", "miss");
+                        let media_type = raw.media_type.as_deref();
+                        store(reg, repo, &raw.bytes, media_type, &raw.digest, Some(tag)).await
+                    }
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(unavailable(up, &e)),
+                };
+            }
             match up.client.manifest_digest(upstream_repo, tag).await {
                 Ok(Some(d)) => {
                     let stored = reg.meta.manifest_by_digest(repo, &d)?;
                     if let Some(m) = stored {
                         // The same digest (only the time renews), or one already here.
-                        reg.metrics.proxy(
-                            "manifest",
-                            match local {
-                                Some(_) => "revalidated",
-                                None => "miss",
-                            },
-                        );
+                        reg.metrics.proxy("manifest", "revalidated");
                         return store(reg, repo, &m.content, Some(&m.media_type), &d, Some(tag))
                             .await;
                     }
