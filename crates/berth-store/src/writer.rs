@@ -236,25 +236,6 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes through the page cache from now on: for a file that readers follow as
-    /// it grows (a cache passing a blob on), which a direct write would send to the
-    /// disk and take out of the page cache they read from.
-    pub fn buffered(mut self) -> Result<BlobWriter> {
-        self.flush()?;
-        self.direct = None;
-        Ok(self)
-    }
-
-    /// Bytes already in the file (readable by another handle): all of them when
-    /// writing buffered, whole direct blocks otherwise (the tail waits in memory until
-    /// a block fills or [`BlobWriter::flush`]).
-    pub fn in_file(&self) -> u64 {
-        match self.direct {
-            Some(_) => self.flushed,
-            None => self.len,
-        }
-    }
-
     /// Bytes in the upload so far.
     pub fn len(&self) -> u64 {
         self.len

@@ -24,6 +24,8 @@ use crate::Registry;
 
 /// How much a client's stream reads from the file at a time.
 const READ_CHUNK: usize = 256 * 1024;
+/// Clients following a fill are woken each time this much more has arrived.
+const PUBLISH_STEP: u64 = 64 * 1024;
 /// A hit renews its link (the eviction order) at most this often.
 const RENEW_AFTER: i64 = 60;
 
@@ -213,19 +215,25 @@ impl Job {
         }
     }
 
-    /// Streams the blob into the upload file, then commits and links it.
+    /// Streams the blob into the upload file, then commits and links it. The bytes are
+    /// hashed on a thread of their own, so that clients read them as soon as they are
+    /// in the file, not after the hash.
     async fn fetch(&self) -> Result<u64, String> {
         let up = self
             .reg
             .proxies
             .by_prefix(&self.prefix)
             .ok_or("the upstream is gone")?;
-        let reg = self.reg.clone();
-        let id = self.id.clone();
-        let writer = tokio::task::spawn_blocking(move || reg.blobs.create_upload(&id)?.buffered())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let path = self.fill.upload.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| format!("creating {}: {e}", path.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         let (size, mut stream) = up
             .client
             .blob_sized(&self.upstream_repo, &self.digest)
@@ -234,46 +242,73 @@ impl Job {
         self.fill
             .state
             .send_replace(State::Writing { size, readable: 0 });
-        let (reg, fill, digest, repo) = (
+        let (reg, fill, digest, repo, id) = (
             self.reg.clone(),
             self.fill.clone(),
             self.digest.clone(),
             self.repo.clone(),
+            self.id.clone(),
         );
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            let mut writer = writer;
+            let mut file = file;
+            let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Bytes>(64);
+            let algorithm = digest.algorithm();
+            let hashing = std::thread::spawn(move || {
+                let mut hasher = algorithm.hasher();
+                for c in chunks {
+                    hasher.update(&c);
+                }
+                hasher
+            });
+            let (mut written, mut published) = (0u64, 0u64);
             while let Some(chunk) = handle.block_on(stream.next()) {
                 let chunk = chunk.map_err(|e| format!("reading from the upstream: {e}"))?;
-                if size.is_some_and(|s| writer.len() + chunk.len() as u64 > s) {
+                written += chunk.len() as u64;
+                if size.is_some_and(|s| written > s) {
                     return Err(format!(
                         "more bytes than the {} announced",
                         size.unwrap_or(0)
                     ));
                 }
-                writer.write(&chunk).map_err(|e| e.to_string())?;
-                // The last byte waits for the digest.
-                let readable = writer.in_file().min(size.unwrap_or(0).saturating_sub(1));
-                fill.state.send_modify(|s| {
-                    if let State::Writing { readable: r, .. } = s {
-                        *r = readable;
-                    }
-                });
-            }
-            if let Some(s) = size.filter(|s| *s != writer.len()) {
-                return Err(format!("the upstream sent {} of {s} bytes", writer.len()));
-            }
-            // Checked here (the commit checks again) so that readers can finish
-            // before the fsync, rename and link.
-            let hasher = writer.snapshot().hasher;
-            if hasher.algorithm() == digest.algorithm() {
-                let actual = hasher.finish();
-                if actual != digest {
-                    return Err(format!("the upstream sent content with digest {actual}"));
+                std::io::Write::write_all(&mut file, &chunk)
+                    .map_err(|e| format!("writing the arriving blob: {e}"))?;
+                let _ = to_hasher.send(chunk);
+                // Readers wake for every PUBLISH_STEP bytes; the last byte waits for
+                // the digest.
+                let readable = written.min(size.unwrap_or(0).saturating_sub(1));
+                if readable >= published + PUBLISH_STEP || readable + 1 == size.unwrap_or(0) {
+                    published = readable;
+                    fill.state.send_modify(|s| {
+                        if let State::Writing { readable: r, .. } = s {
+                            *r = readable;
+                        }
+                    });
                 }
-                fill.state
-                    .send_replace(State::Verified { size: writer.len() });
             }
+            drop(to_hasher);
+            let hasher = hashing
+                .join()
+                .map_err(|_| "the hashing thread panicked".to_string())?;
+            if let Some(s) = size.filter(|s| *s != written) {
+                return Err(format!("the upstream sent {written} of {s} bytes"));
+            }
+            let actual = hasher.clone().finish();
+            if actual != digest {
+                return Err(format!("the upstream sent content with digest {actual}"));
+            }
+            // Checked: readers may finish while the file becomes a blob of the store.
+            fill.state.send_replace(State::Verified { size: written });
+            drop(file);
+            let state = berth_store::HashState {
+                hasher,
+                len: written,
+            };
+            let writer = reg
+                .blobs
+                .resume_upload(&id, Some(state))
+                .map_err(|e| e.to_string())?
+                .ok_or("the arriving blob's file is gone")?;
             reg.meta
                 .begin_blob_commit(&digest)
                 .map_err(|e| e.to_string())?;
