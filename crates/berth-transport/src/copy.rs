@@ -330,7 +330,11 @@ async fn write_image(
             })?;
             todo.push((i, want, layer_type));
         }
-        let done: Vec<NewLayer> = stream::iter(todo)
+        // Futures built by an iterator, not `StreamExt::map`: its closure bound keeps
+        // the compiler from seeing that the copy is `Send` (rust-lang/rust#102211),
+        // which the registry's replicator, a spawned task, needs.
+        let jobs: Vec<_> = todo
+            .into_iter()
             .map(|(i, want, media_type)| async move {
                 let (digest, size) =
                     recompress_layer(src, dst, &m.layers[i], want, level, progress).await?;
@@ -341,6 +345,8 @@ async fn write_image(
                     size,
                 })
             })
+            .collect();
+        let done: Vec<NewLayer> = stream::iter(jobs)
             .buffer_unordered(opts.parallel.max(1))
             .try_collect()
             .await?;
@@ -434,8 +440,11 @@ async fn copy_blobs<'a>(
         .map(|d| (d, Part::Layer))
         .chain(config.map(|d| (d, Part::Config)))
         .collect();
-    stream::iter(blobs)
+    let jobs: Vec<_> = blobs
+        .into_iter()
         .map(|(d, part)| copy_blob(src, dst, d, part, progress))
+        .collect();
+    stream::iter(jobs)
         .buffer_unordered(opts.parallel.max(1))
         .try_collect::<Vec<_>>()
         .await?;

@@ -21,6 +21,7 @@ pub mod local;
 pub mod name;
 pub mod oci;
 pub mod recompress;
+pub mod served;
 pub mod signatures;
 
 use berth_image::Digest;
@@ -105,6 +106,12 @@ pub enum Place {
     /// The local image store: an image is a repository (its full name) and a tag.
     Local {
         store: std::sync::Arc<local::LocalStore>,
+        repo: String,
+        reference: String,
+    },
+    /// A registry's own data folder, read only (the source of its replication).
+    Served {
+        content: served::Served,
         repo: String,
         reference: String,
     },
@@ -193,6 +200,14 @@ impl Place {
                 Some(d) => store.manifest(repo, &d.to_string()),
                 None => store.manifest(repo, reference),
             },
+            Place::Served {
+                content,
+                repo,
+                reference,
+            } => match digest {
+                Some(d) => content.manifest(repo, &d.to_string()),
+                None => content.manifest(repo, reference),
+            },
             Place::DockerArchive(a) => {
                 let (bytes, top) = a.manifest()?;
                 if digest.is_some_and(|d| d != &top) {
@@ -234,6 +249,7 @@ impl Place {
             Place::Dir(dir) => dir.blob(d).await,
             Place::DockerArchive(a) => a.blob(d).await,
             Place::Local { store, .. } => store.blob(d).await,
+            Place::Served { content, repo, .. } => content.blob(repo, d).await,
         }
     }
 
@@ -271,6 +287,7 @@ impl Place {
             Place::Dir(dir) => Ok(dir.has_blob(d)),
             Place::DockerArchive(_) => Ok(false),
             Place::Local { store, .. } => store.has_blob(d),
+            Place::Served { content, repo, .. } => content.has_blob(repo, d),
         }
     }
 
@@ -303,6 +320,7 @@ impl Place {
             Place::Dir(dir) => dir.put_blob(d, stream).await,
             Place::DockerArchive(a) => a.put_blob(d, stream).await,
             Place::Local { store, .. } => store.put_blob(d, stream).await,
+            Place::Served { .. } => Err(served::read_only()),
         }
     }
 
@@ -325,6 +343,7 @@ impl Place {
                 "the local store keeps layers as pulled; --dest-compress-format does not apply"
                     .into(),
             )),
+            Place::Served { .. } => Err(served::read_only()),
         }
     }
 
@@ -369,6 +388,7 @@ impl Place {
                     .then_some(reference.as_str());
                 store.put_manifest(repo, tag, bytes, media_type)
             }
+            Place::Served { .. } => Err(served::read_only()),
         }
     }
 }

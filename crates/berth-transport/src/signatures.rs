@@ -98,6 +98,9 @@ impl Place {
                     })
                     .collect()
             }
+            // Simple signatures only: a registry's sigstore attachments are tags of
+            // their own, which its replication copies as images.
+            Place::Served { content, repo, .. } => content.signatures(repo, digest),
             Place::Oci(_) | Place::OciArchive { .. } | Place::DockerArchive(_) => Ok(Vec::new()),
         }
     }
@@ -127,6 +130,7 @@ impl Place {
                 let blobs: Vec<Vec<u8>> = sigs.iter().map(ImageSignature::to_blob).collect();
                 store.add_signatures(digest, &blobs)
             }
+            Place::Served { .. } => Err(crate::served::read_only()),
             Place::Oci(_) | Place::OciArchive { .. } | Place::DockerArchive(_) => Ok(()),
         }
     }
