@@ -11,6 +11,7 @@ use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
 use crate::names::{check_account, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
 use crate::policy::{ImmutableTags, PolicyError, Retention};
+use crate::replication::{ReplicationError, ReplicationRule};
 use crate::store::{rows, AuthStore, StoreError};
 use crate::trust::{Trust, TrustError, TrustKeys};
 
@@ -124,6 +125,28 @@ pub enum Change {
     RetentionUnset {
         name: String,
     },
+    /// A replication rule (superusers only): the repositories and tags to copy to
+    /// registry `url`, on push and/or every `schedule` (a duration, `1h`). Replaces a rule of
+    /// the same name. See [`crate::ReplicationRule`].
+    ReplicationSet {
+        name: String,
+        url: String,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<Secret>,
+        #[serde(default)]
+        repos: Vec<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        on_push: bool,
+        #[serde(default)]
+        schedule: Option<String>,
+    },
+    ReplicationRemove {
+        name: String,
+    },
     /// The bytes of distinct blobs namespace `namespace` may hold (superusers only).
     QuotaSet {
         namespace: String,
@@ -201,6 +224,8 @@ pub enum AdminError {
     Trust(#[from] TrustError),
     #[error("{0}")]
     Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Replication(#[from] ReplicationError),
 }
 
 impl From<rusqlite::Error> for AdminError {
@@ -256,8 +281,12 @@ impl Change {
             Change::RepoVisibility { repository, .. } => {
                 dir.level(who, repository) == Some(Level::Admin)
             }
-            // Storage is the operator's to hand out: superusers only (above).
-            Change::QuotaSet { .. } | Change::QuotaUnset { .. } => false,
+            // Storage is the operator's to hand out, and replication sends content
+            // out of the registry with credentials of elsewhere: superusers only (above).
+            Change::QuotaSet { .. }
+            | Change::QuotaUnset { .. }
+            | Change::ReplicationSet { .. }
+            | Change::ReplicationRemove { .. } => false,
             // One's own sessions; anyone's for a superuser (above).
             Change::TokenRevoke { account, .. } => who.name() == account,
         };
@@ -332,6 +361,10 @@ impl Change {
             Change::QuotaSet { namespace, bytes } => {
                 format!("limit {namespace} to {bytes} bytes")
             }
+            Change::ReplicationSet { name, url, .. } => {
+                format!("replicate to {url} (rule {name})")
+            }
+            Change::ReplicationRemove { name } => format!("remove replication rule {name}"),
             Change::QuotaUnset { namespace } => format!("remove the quota of {namespace}"),
             Change::TokenRevoke {
                 account,
@@ -608,6 +641,33 @@ fn apply_rows(
                 return Err(AdminError::NotFound(format!(
                     "a retention setting on {name}"
                 )));
+            }
+        }
+        Change::ReplicationSet {
+            name,
+            url,
+            username,
+            password,
+            repos,
+            tags,
+            on_push,
+            schedule,
+        } => {
+            let rule = ReplicationRule::new(
+                name,
+                url,
+                username.clone(),
+                password.as_ref().map(|p| p.0.clone()),
+                repos.clone(),
+                tags.clone(),
+                *on_push,
+                schedule.as_deref(),
+            )?;
+            rows::set_replication(tx, &rule)?;
+        }
+        Change::ReplicationRemove { name } => {
+            if !rows::unset_replication(tx, name)? {
+                return Err(AdminError::NotFound(format!("replication rule {name}")));
             }
         }
         Change::QuotaSet { namespace, bytes } => {

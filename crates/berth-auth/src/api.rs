@@ -38,6 +38,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("immutable-unset", "DELETE", "immutable/{name}"),
     ("retention-set", "PUT", "retention/{name}"),
     ("retention-unset", "DELETE", "retention/{name}"),
+    ("replication-set", "PUT", "replication/{name}"),
+    ("replication-remove", "DELETE", "replication/{name}"),
     ("quota-set", "PUT", "quotas/{namespace}"),
     ("quota-unset", "DELETE", "quotas/{namespace}"),
     ("token-revoke", "DELETE", "tokens/{account}"),
@@ -52,6 +54,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("immutable-show", "GET", "immutable/{name}"),
     ("retention-show", "GET", "retention/{name}"),
     ("usage", "GET", "usage"),
+    ("replication-list", "GET", "replication"),
+    ("replication-show", "GET", "replication/{name}"),
+    ("replication-run", "POST", "replication/{name}/run"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,6 +89,9 @@ impl Call {
                 | "immutable-show"
                 | "retention-show"
                 | "usage"
+                | "replication-list"
+                | "replication-show"
+                | "replication-run"
         ) {
             return None;
         }
@@ -291,6 +299,19 @@ mod tests {
             Change::QuotaSet {
                 namespace: "myorg".into(),
                 bytes: 10 << 30,
+            },
+            Change::ReplicationSet {
+                name: "dr-site".into(),
+                url: "https://mirror.example".into(),
+                username: Some("bot".into()),
+                password: Some(Secret("pw".into())),
+                repos: vec!["team/*".into()],
+                tags: vec!["v*".into()],
+                on_push: true,
+                schedule: Some("1h".into()),
+            },
+            Change::ReplicationRemove {
+                name: "dr-site".into(),
             },
             Change::QuotaUnset {
                 namespace: "myorg".into(),

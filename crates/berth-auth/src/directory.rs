@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::namespace_of;
 use crate::policy::{ImmutableTags, Retention};
+use crate::replication::ReplicationRule;
 use crate::trust::Trust;
 
 /// A permission level; each includes the ones below it.
@@ -175,6 +176,8 @@ pub struct Directory {
     pub(crate) immutable: HashMap<String, Arc<ImmutableTags>>,
     /// namespace or repository -> its retention rule.
     pub(crate) retention: HashMap<String, Arc<Retention>>,
+    /// Replication rules, by name.
+    pub(crate) replication: Vec<Arc<ReplicationRule>>,
     /// namespace -> its quota in bytes.
     pub(crate) quotas: HashMap<String, u64>,
 }
@@ -232,6 +235,11 @@ impl Directory {
     /// The retention rule made on `target` itself.
     pub fn retention_setting(&self, target: &str) -> Option<&Arc<Retention>> {
         self.retention.get(target)
+    }
+
+    /// The replication rules, by name.
+    pub fn replication_rules(&self) -> &[Arc<ReplicationRule>] {
+        &self.replication
     }
 
     /// Every namespace and repository with a retention rule of its own.

@@ -59,6 +59,14 @@ CREATE TABLE IF NOT EXISTS retention (
     created_at INTEGER NOT NULL
 );
 
+-- Replication rules: what to copy to which registry, when (the rule as JSON, with the
+-- target's credentials; see replication.rs).
+CREATE TABLE IF NOT EXISTS replication_rules (
+    name       TEXT PRIMARY KEY,
+    rule       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
 -- Quotas: the bytes of distinct blobs a namespace's repositories may link.
 CREATE TABLE IF NOT EXISTS quotas (
     namespace  TEXT PRIMARY KEY,

@@ -20,6 +20,7 @@ use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
 use crate::names::{Subject, Target};
 use crate::now;
 use crate::policy::{ImmutableTags, Retention};
+use crate::replication::ReplicationRule;
 use crate::trust::{Trust, TrustKeys};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -329,6 +330,14 @@ pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
                 d.retention.insert(target, Arc::new(rule));
             }
         }
+        let mut st = tx.prepare("SELECT rule FROM replication_rules ORDER BY name")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            // Checked when set; an unreadable rule copies nothing.
+            if let Ok(rule) = serde_json::from_str::<ReplicationRule>(&row?) {
+                d.replication.push(Arc::new(rule));
+            }
+        }
         let mut st = tx.prepare("SELECT namespace, bytes FROM quotas")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
@@ -579,6 +588,26 @@ pub(crate) mod rows {
 
     pub fn unset_retention(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
         Ok(tx.execute("DELETE FROM retention WHERE target = ?1", params![target])? == 1)
+    }
+
+    pub fn set_replication(
+        tx: &rusqlite::Transaction,
+        rule: &ReplicationRule,
+    ) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(rule).unwrap_or_else(|_| "{}".into());
+        tx.execute(
+            "INSERT INTO replication_rules (name, rule, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET rule = excluded.rule",
+            params![rule.name, json, now() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn unset_replication(tx: &rusqlite::Transaction, name: &str) -> rusqlite::Result<bool> {
+        Ok(tx.execute(
+            "DELETE FROM replication_rules WHERE name = ?1",
+            params![name],
+        )? == 1)
     }
 
     pub fn set_quota(tx: &rusqlite::Transaction, ns: &str, bytes: u64) -> rusqlite::Result<()> {

@@ -251,7 +251,8 @@ fn admin_error(e: AdminError) -> Response {
         | AdminError::Password(_)
         | AdminError::Invalid(_)
         | AdminError::Trust(_)
-        | AdminError::Policy(_) => StatusCode::BAD_REQUEST,
+        | AdminError::Policy(_)
+        | AdminError::Replication(_) => StatusCode::BAD_REQUEST,
     };
     error(status, e)
 }
@@ -386,6 +387,35 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
             crate::retention::describe(&dir, name, rule)
         }
         "usage" => usage(reg, &dir, who, call.param("namespace")).await?,
+        // Rules hold where content goes and as whom: superusers only.
+        "replication-list" | "replication-show" | "replication-run" => {
+            if !dir.is_superuser(who) {
+                return Err(denied());
+            }
+            let show = |rule: &berth_auth::ReplicationRule| {
+                let mut v = rule.describe();
+                v["status"] = json!(reg.replication_status(&rule.name));
+                v
+            };
+            let name = call.param("name").unwrap_or_default();
+            let found = dir.replication_rules().iter().find(|r| r.name == name);
+            let missing = || error(StatusCode::NOT_FOUND, format!("no replication rule {name}"));
+            match call.op {
+                "replication-list" => {
+                    json!({ "rules": dir.replication_rules().iter().map(|r| show(r)).collect::<Vec<_>>() })
+                }
+                "replication-show" => show(found.ok_or_else(missing)?),
+                _ => {
+                    if !reg.replicate_now(name) {
+                        return Err(missing());
+                    }
+                    return Ok(
+                        (StatusCode::ACCEPTED, axum::Json(json!({ "started": name })))
+                            .into_response(),
+                    );
+                }
+            }
+        }
         _ => return Err(error(StatusCode::NOT_FOUND, "no such query")),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())

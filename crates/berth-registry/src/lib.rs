@@ -17,6 +17,7 @@ mod manifests;
 pub mod metrics;
 mod policy;
 pub mod proxy;
+pub mod replication;
 pub mod retention;
 mod routes;
 mod search;
@@ -103,6 +104,8 @@ pub struct Registry {
     pub(crate) ui: ui::Sessions,
     /// The upstreams of the pull-through cache (see `proxy`).
     pub(crate) proxies: proxy::Proxies,
+    /// Replication's queue and what each rule did (see `replication`).
+    pub(crate) replication: replication::Replication,
     config: RegistryConfig,
 }
 
@@ -177,6 +180,7 @@ impl Registry {
             catalog,
             ui: ui::Sessions::default(),
             proxies,
+            replication: replication::Replication::default(),
             config,
         }))
     }

@@ -130,6 +130,7 @@ pub(crate) async fn put(
         None => None,
     };
     let n = name.to_string();
+    let pushed_tag = tag.clone();
     let immutable = setting.is_some();
     reg.blocking(move |r| {
         Ok::<_, ApiError>(
@@ -143,6 +144,9 @@ pub(crate) async fn put(
     // for the catalog's backfill).
     if let Some(catalog) = &reg.catalog {
         catalog.notify(name.as_str(), &digest);
+    }
+    if let Some(t) = &pushed_tag {
+        reg.replicate_pushed(name.as_str(), t);
     }
 
     let mut resp = (

@@ -42,6 +42,20 @@ pub struct Metrics {
     /// The pull-through cache's answers by kind (manifest, blob) and result.
     proxy: Family<ProxyLabels, Counter>,
     proxy_evicted: Counter,
+    /// Replication: images by rule and result; a rule's last success.
+    replication: Family<RuleLabels, Counter>,
+    replication_success: Family<RuleOnly, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleOnly {
+    rule: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +133,18 @@ impl Metrics {
             "Bytes of cached blobs evicted to stay under a proxy's max_size",
             proxy_evicted.clone(),
         );
+        let replication = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "replication_images",
+            "Images replication looked at, by rule and result: copied, skipped (the target had it), failed (each try)",
+            replication.clone(),
+        );
+        let replication_success = Family::<RuleOnly, Gauge>::default();
+        registry.register(
+            "replication_last_success_timestamp_seconds",
+            "When a rule last copied an image, or found it there, with no error (unix seconds)",
+            replication_success.clone(),
+        );
         let gc = GcMetrics::default();
         registry.register("gc_runs", "Garbage collections finished", gc.runs.clone());
         registry.register(
@@ -156,6 +182,8 @@ impl Metrics {
             catalog,
             proxy,
             proxy_evicted,
+            replication,
+            replication_success,
             registry,
             requests,
             received,
@@ -191,6 +219,23 @@ impl Metrics {
 
     pub(crate) fn proxy_evicted(&self, bytes: u64) {
         self.proxy_evicted.inc_by(bytes);
+    }
+
+    pub(crate) fn replication(&self, rule: &str, result: &'static str) {
+        self.replication
+            .get_or_create(&RuleLabels {
+                rule: rule.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    pub(crate) fn replication_success(&self, rule: &str, at: i64) {
+        self.replication_success
+            .get_or_create(&RuleOnly {
+                rule: rule.to_string(),
+            })
+            .set(at);
     }
 
     pub fn bytes_sent(&self, n: u64) {

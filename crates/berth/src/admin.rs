@@ -74,6 +74,10 @@ enum AdminCommand {
     /// delete by pattern); `gc --dry-run` lists what would go
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Replication: copy this registry's images to another registry on push and/or on
+    /// a schedule (superusers)
+    #[command(subcommand)]
+    Replicate(ReplicateCommand),
     /// Content policies in one place: retention, immutable tags and quotas (the same
     /// commands as `berth registry retention|immutable|quota`)
     #[command(subcommand)]
@@ -294,6 +298,43 @@ enum RetentionCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum ReplicateCommand {
+    /// Add rule NAME (replacing one of that name): the images of repositories matching
+    /// --repos whose tags match --tags go to the registry at --to, with their indexes,
+    /// signatures and referrers, skipping what it has
+    Add {
+        name: String,
+        /// The target registry: https://host[:port] (http:// for one on the same network)
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// USER:PASSWORD at the target (a robot's, typically)
+        #[arg(long, value_name = "USER:PASSWORD")]
+        dest_creds: Option<String>,
+        /// Repositories to copy (`*` and `?`; `team/*`); repeat for more [default: all]
+        #[arg(long, value_name = "PATTERN")]
+        repos: Vec<String>,
+        /// Tags to copy (`v*`); repeat for more [default: all]
+        #[arg(long, value_name = "PATTERN")]
+        tags: Vec<String>,
+        /// Copy each matching tag as soon as it is pushed
+        #[arg(long)]
+        on_push: bool,
+        /// Copy every matching tag the target lacks this often (`1h`, `30m`)
+        #[arg(long, value_name = "DURATION")]
+        schedule: Option<String>,
+    },
+    /// The rules, with what each did since the server started (JSON; the status needs
+    /// --url)
+    List,
+    /// Rule NAME and what it did (JSON)
+    Show { name: String },
+    /// Run rule NAME now, in the server (needs --url)
+    Run { name: String },
+    /// Remove rule NAME
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Which tags the collector deletes
     #[command(subcommand)]
@@ -333,6 +374,9 @@ enum Request {
     TrustShow(String),
     ImmutableShow(String),
     RetentionShow(String),
+    ReplicationList,
+    ReplicationShow(String),
+    ReplicationRun(String),
     Usage(Option<String>),
     TokenList(Option<String>),
     Gc {
@@ -518,6 +562,43 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
         }
         AdminCommand::Retention(RetentionCommand::Unset { name }) => {
             Change::RetentionUnset { name }
+        }
+        AdminCommand::Replicate(ReplicateCommand::Add {
+            name,
+            to,
+            dest_creds,
+            repos,
+            tags,
+            on_push,
+            schedule,
+        }) => {
+            let (username, password) = match dest_creds {
+                Some(c) => match c.split_once(':') {
+                    Some((u, p)) => (Some(u.to_string()), Some(Secret(p.to_string()))),
+                    None => bail!("--dest-creds: USER:PASSWORD"),
+                },
+                None => (None, None),
+            };
+            Change::ReplicationSet {
+                name,
+                url: to,
+                username,
+                password,
+                repos,
+                tags,
+                on_push,
+                schedule,
+            }
+        }
+        AdminCommand::Replicate(ReplicateCommand::List) => return Ok(Request::ReplicationList),
+        AdminCommand::Replicate(ReplicateCommand::Show { name }) => {
+            return Ok(Request::ReplicationShow(name))
+        }
+        AdminCommand::Replicate(ReplicateCommand::Run { name }) => {
+            return Ok(Request::ReplicationRun(name))
+        }
+        AdminCommand::Replicate(ReplicateCommand::Remove { name }) => {
+            Change::ReplicationRemove { name }
         }
         AdminCommand::Quota(QuotaCommand::Set { namespace, size }) => Change::QuotaSet {
             namespace,
@@ -722,6 +803,25 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 None => bail!("no immutable-tags setting applies to {name}"),
             }
         }
+        Request::ReplicationList => {
+            let dir = store.directory()?;
+            let rules: Vec<Value> = dir
+                .replication_rules()
+                .iter()
+                .map(|r| r.describe())
+                .collect();
+            Some(pretty(&serde_json::json!({ "rules": rules })))
+        }
+        Request::ReplicationShow(name) => {
+            let dir = store.directory()?;
+            match dir.replication_rules().iter().find(|r| &r.name == name) {
+                Some(r) => Some(pretty(&r.describe())),
+                None => bail!("no replication rule {name}"),
+            }
+        }
+        Request::ReplicationRun(_) => {
+            bail!("replicate run: the server runs rules; give --url (and --creds) of the running registry")
+        }
         Request::RetentionShow(name) => {
             let dir = store.directory()?;
             let rule = match berth_auth::names::Target::parse(name)? {
@@ -901,6 +1001,9 @@ fn remote(
         Request::TrustShow(name) => ("GET", format!("trust/{name}"), Value::Null),
         Request::ImmutableShow(name) => ("GET", format!("immutable/{name}"), Value::Null),
         Request::RetentionShow(name) => ("GET", format!("retention/{name}"), Value::Null),
+        Request::ReplicationList => ("GET", "replication".to_string(), Value::Null),
+        Request::ReplicationShow(name) => ("GET", format!("replication/{name}"), Value::Null),
+        Request::ReplicationRun(name) => ("POST", format!("replication/{name}/run"), Value::Null),
         Request::Usage(ns) => {
             let query = ns
                 .as_deref()

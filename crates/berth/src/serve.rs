@@ -362,6 +362,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let sweeper = registry.spawn_upload_sweeper();
     let collector = registry.spawn_collector();
     let catalog = registry.spawn_catalog();
+    let replication = registry.spawn_replication();
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
@@ -392,6 +393,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         ),
     }
     sweeper.abort();
+    replication.abort();
     if let Some(c) = collector {
         c.abort();
     }

@@ -6,8 +6,7 @@
 //! small bound, containerd's `?ns=` works, and writes are refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_image::Digest;
 use serde_json::Value;
@@ -16,94 +15,12 @@ mod common;
 #[path = "common/registry_fixture.rs"]
 mod registry_fixture;
 
-use common::free_port;
+use common::distribution::Distribution as Upstream;
 use registry_fixture::{metric, put_image, Serve};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
-
-/// docker-registry on a loopback port, logging every request; killed when dropped.
-struct Upstream {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Upstream {
-    fn start(dir: &Path, addr: Option<&str>) -> Upstream {
-        let addr = addr
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n  secret: berth-proxy-test\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("log-{}", addr.replace(':', "-")));
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new("docker-registry")
-            .args(["serve"])
-            .arg(&config)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start docker-registry: {e}; install it (apt-get install docker-registry, or scripts/install-peers.sh)")
-            });
-        let up = Upstream {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&up.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        up
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Requests it answered so far whose URI contains `part` (its log's "response
-    /// completed" lines).
-    fn requests(&self, method: &str, part: &str) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("response completed"))
-            .filter(|l| l.contains(&format!("http.request.method={method} ")))
-            .filter(|l| l.contains(part))
-            .count()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// One image pushed upstream: manifest digest, config and layer bytes.
 struct Image {

@@ -87,7 +87,7 @@ pub(crate) struct Upstream {
 }
 
 /// The upstream's `host[:port]` and whether it is plain HTTP.
-fn parse_url(url: &str) -> Option<(&str, bool)> {
+pub(crate) fn parse_url(url: &str) -> Option<(&str, bool)> {
     let (rest, plain) = match url.split_once("://") {
         Some(("http", rest)) => (rest, true),
         Some(("https", rest)) => (rest, false),

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod distribution;
 pub mod process;
 pub mod rng;
 
