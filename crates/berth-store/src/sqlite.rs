@@ -33,6 +33,10 @@ impl SqliteMeta {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteMeta> {
         let writer = open_connection(path)?;
+        // The writer's transactions can touch many pages (a collection deletes rows
+        // all over the tables): with SQLite's default 2 MB cache they spill pages to
+        // the WAL mid-transaction and read the same pages again and again.
+        writer.execute_batch("PRAGMA cache_size = -32768;")?;
         writer.execute_batch(SCHEMA)?;
         Ok(SqliteMeta {
             path: path.to_path_buf(),
