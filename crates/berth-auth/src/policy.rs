@@ -62,6 +62,15 @@ impl ImmutableTags {
     }
 }
 
+/// A duration as people write it (`30d`, `12h`, `90m`) in whole seconds: at least one,
+/// and small enough to subtract from a unix time.
+pub(crate) fn duration_secs(s: &str) -> Option<u64> {
+    humantime::parse_duration(s.trim())
+        .ok()
+        .map(|d| d.as_secs())
+        .filter(|&secs| secs > 0 && secs < i64::MAX as u64)
+}
+
 /// Checks a list of tag patterns for a setting (empty allowed).
 fn check_patterns(patterns: &[String]) -> Result<(), PolicyError> {
     if patterns.len() > MAX_PATTERNS {
@@ -127,13 +136,7 @@ impl Retention {
             return Err(PolicyError::ZeroKeepLast);
         }
         let older_than = older_than
-            .map(|s| {
-                humantime::parse_duration(s.trim())
-                    .ok()
-                    .map(|d| d.as_secs())
-                    .filter(|&secs| secs > 0 && secs < i64::MAX as u64)
-                    .ok_or_else(|| PolicyError::BadAge(s.to_string()))
-            })
+            .map(|s| duration_secs(s).ok_or_else(|| PolicyError::BadAge(s.to_string())))
             .transpose()?;
         if keep_last.is_none() && older_than.is_none() && keep.is_empty() {
             return Err(PolicyError::KeepsNothing);

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::glob_match;
+use crate::policy::{duration_secs, glob_match};
 
 /// Longest rule name; rule names are `[a-z0-9._-]`.
 pub const MAX_NAME: usize = 64;
@@ -106,10 +106,8 @@ impl ReplicationRule {
         })?;
         let schedule = schedule
             .map(|s| {
-                humantime::parse_duration(s.trim())
-                    .ok()
-                    .map(|d| d.as_secs())
-                    .filter(|&secs| (MIN_SCHEDULE..i64::MAX as u64).contains(&secs))
+                duration_secs(s)
+                    .filter(|&secs| secs >= MIN_SCHEDULE)
                     .ok_or_else(|| ReplicationError::BadSchedule(s.to_string()))
             })
             .transpose()?;

@@ -203,3 +203,20 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// An error and its causes on one line, `a: b: c`, for logs and details naming what
+/// failed elsewhere (an upstream, a replication target). A cause whose text is already
+/// there (an error that prints its source itself) is not repeated; a transport error
+/// names only the URL, its causes say why.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text = format!("{text}: {s}");
+        }
+        cause = c.source();
+    }
+    text
+}

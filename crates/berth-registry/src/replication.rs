@@ -27,6 +27,7 @@ use berth_transport::Place;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::error::chain;
 use crate::Registry;
 
 /// Pushes waiting to be replicated at most; beyond, the rule's next run finds them.
@@ -120,20 +121,6 @@ impl Reporter for Quiet {
 
 fn now() -> i64 {
     berth_store::unix_now()
-}
-
-/// `{:#}`-style: an error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text = format!("{text}: {s}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 impl Replication {

@@ -16,7 +16,7 @@ mod common;
 mod registry_fixture;
 
 use common::distribution::Distribution as Upstream;
-use registry_fixture::{metric, put_image, Serve};
+use registry_fixture::{metric, put_image, seeded_image, Serve};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const ACCEPT: &str =
@@ -29,14 +29,7 @@ struct Image {
 }
 
 async fn push_upstream(up: &Upstream, repo: &str, tag: &str, seed: u8, layer_kib: usize) -> Image {
-    let layer: Vec<u8> = (0..layer_kib * 1024)
-        .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
-        .collect();
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{"Labels":{{"seed":"{seed}"}}}}}}"#,
-        Digest::sha256_of(&layer)
-    )
-    .into_bytes();
+    let (config, layer) = seeded_image(seed, layer_kib);
     let manifest = put_image(&up.url(), repo, tag, &config, &[(LAYER, &layer)], None).await;
     Image {
         manifest,

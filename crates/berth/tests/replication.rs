@@ -16,7 +16,9 @@ mod common;
 mod registry_fixture;
 
 use common::distribution::Distribution;
-use registry_fixture::{metric, ok, put_image, put_opaque_signature, registry, until, Serve};
+use registry_fixture::{
+    metric, ok, put_image, put_opaque_signature, registry, seeded_image, until, Serve,
+};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -31,14 +33,7 @@ struct Image {
 }
 
 async fn push(serve: &Serve, repo: &str, tag: &str, seed: u8) -> Image {
-    let layer: Vec<u8> = (0..200 * 1024)
-        .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
-        .collect();
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{"Labels":{{"seed":"{seed}"}}}}}}"#,
-        Digest::sha256_of(&layer)
-    )
-    .into_bytes();
+    let (config, layer) = seeded_image(seed, 200);
     let digest = put_image(
         &serve.url,
         repo,
@@ -108,6 +103,19 @@ fn replicate(source: &Serve, args: &[&str]) -> String {
 fn status(source: &Serve, rule: &str) -> Value {
     let v: Value = serde_json::from_str(&replicate(source, &["show", rule])).unwrap();
     v["status"].clone()
+}
+
+/// The JSON the mirror answers at `path`, as its user.
+async fn mirror_json(mirror: &Serve, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", mirror.url))
+        .basic_auth("mirror", Some(PW))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// An artifact whose subject is `subject`, pushed by digest (no tag); its digest.
@@ -277,31 +285,13 @@ async fn replication_to_docker_registry_and_to_a_second_berth() {
         None
     );
     assert!(other.blobs.len() == 2);
-    let sigs: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/extensions/v2/team/app/signatures/{}",
-            mirror.url, v1.digest
-        ))
-        .basic_auth("mirror", Some(PW))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sigs = mirror_json(
+        &mirror,
+        &format!("/extensions/v2/team/app/signatures/{}", v1.digest),
+    )
+    .await;
     assert_eq!(sigs["signatures"][0]["content"], "c2lnbmF0dXJl", "{sigs}");
-    let refs: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v2/team/app/referrers/{}",
-            mirror.url, v1.digest
-        ))
-        .basic_auth("mirror", Some(PW))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refs = mirror_json(&mirror, &format!("/v2/team/app/referrers/{}", v1.digest)).await;
     assert_eq!(
         refs["manifests"][0]["digest"],
         referrer.to_string(),

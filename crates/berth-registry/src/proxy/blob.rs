@@ -238,7 +238,7 @@ impl Job {
             .client
             .blob_sized(&self.upstream_repo, &self.digest)
             .await
-            .map_err(|e| super::chain(&e))?;
+            .map_err(|e| crate::error::chain(&e))?;
         self.fill
             .state
             .send_replace(State::Writing { size, readable: 0 });

@@ -169,20 +169,8 @@ fn unavailable(up: &Upstream, e: &berth_remote::RemoteError) -> ApiError {
         "upstream {} ({}) could not be reached: {}",
         up.config.prefix,
         up.config.url,
-        chain(e)
+        crate::error::chain(e)
     ))
-}
-
-/// An error and its causes, `a: b: c` (a transport error names only the URL itself).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 impl Upstream {
@@ -313,7 +301,7 @@ pub(crate) async fn fill_manifest(
                         upstream = %up.config.url,
                         repository = repo,
                         tag,
-                        error = %chain(&e),
+                        error = %crate::error::chain(&e),
                         "upstream unreachable: serving the cached tag"
                     );
                     Ok(())

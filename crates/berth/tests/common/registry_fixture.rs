@@ -308,6 +308,20 @@ pub async fn put_image(
     Digest::sha256_of(&manifest)
 }
 
+/// A one-layer image of its own for `seed`: its config and a `kib` KiB layer
+/// (uncompressed tar media type; the bytes need not be a tar).
+pub fn seeded_image(seed: u8, kib: usize) -> (Vec<u8>, Vec<u8>) {
+    let layer: Vec<u8> = (0..kib * 1024)
+        .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
+        .collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{"Labels":{{"seed":"{seed}"}}}}}}"#,
+        Digest::sha256_of(&layer)
+    )
+    .into_bytes();
+    (config, layer)
+}
+
 /// Runs `berth ARGS` (`BERTH_ROOT` unset).
 pub fn berth(args: &[&str]) -> Output {
     Command::new(BERTH)
