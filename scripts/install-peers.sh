@@ -10,7 +10,8 @@
 # writes a BerkeleyDB Packages file as RHEL 7/8's rpm does), chromium and
 # chromium-driver (the web pages' browser tests, crates/berth/tests/ui_browser.rs,
 # drive Debian's headless Chromium) and a Java runtime (the Nu HTML checker, vnu.jar,
-# checks every page). Then the browser tests' npm packages (crates/berth/tests/ui:
+# checks every page), PostgreSQL (berth-store's PostgreSQL metadata tests start a
+# throw-away cluster of it, crates/berth-testenv). Then the browser tests' npm packages (crates/berth/tests/ui:
 # playwright-core, axe-core, vnu-jar, exact versions from its package-lock.json) with
 # `npm ci` when node_modules is missing or older than the lock file; node and npm
 # must be on PATH.
@@ -42,13 +43,17 @@ declare -A package_of=(
   [chromium]=chromium
   [chromedriver]=chromium-driver
   [java]=default-jre-headless
+  [postgres]=postgresql
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load chromium chromedriver java)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load chromium chromedriver java postgres)
 
 have() {
   if [[ $1 == busybox ]]; then
     # The tests copy /bin/busybox into images.
     [[ -x /bin/busybox ]]
+  elif [[ $1 == postgres ]]; then
+    # Debian keeps the server out of PATH.
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
   elif [[ $1 == python3-rpm ]]; then
     # A Python module, for Debian's own python3 (not one from PATH's pyenv or venv).
     /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1

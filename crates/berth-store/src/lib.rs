@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod fsck;
 pub mod gc;
 pub mod meta;
+pub mod postgres;
 pub mod sqlite;
 mod writer;
 
@@ -25,6 +26,7 @@ pub use meta::{
     BlobUsers, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
     StoredSignature, Upload,
 };
+pub use postgres::{PgMeta, PgOptions};
 pub use sqlite::SqliteMeta;
 
 use berth_image::Digest;
@@ -33,6 +35,18 @@ use berth_image::Digest;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// No connection to PostgreSQL could be had in time (the server is down or every
+    /// connection is busy).
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The database was migrated by a newer berth.
+    #[error(
+        "the metadata database is at schema version {found}, newer than this berth's \
+         {supported}: upgrade berth (or restore the database from before the upgrade)"
+    )]
+    SchemaTooNew { found: i32, supported: i32 },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -133,7 +133,7 @@ pub trait MetaStore: Send + Sync + 'static {
         repo: &str,
         digest: &Digest,
         size: u64,
-        present: &dyn Fn() -> bool,
+        present: &(dyn Fn() -> bool + Sync),
     ) -> Result<()>;
     /// [`MetaStore::link_blob`] that, with `quota` (a namespace and its bytes), refuses
     /// ([`crate::StoreError::QuotaExceeded`]) inside the write transaction when the
@@ -144,7 +144,7 @@ pub trait MetaStore: Send + Sync + 'static {
         repo: &str,
         digest: &Digest,
         size: u64,
-        present: &dyn Fn() -> bool,
+        present: &(dyn Fn() -> bool + Sync),
         quota: Option<(&str, u64)>,
     ) -> Result<()>;
     /// Notes that an upload is about to rename the file of `digest` into `blobs/`,
@@ -189,7 +189,7 @@ pub trait MetaStore: Send + Sync + 'static {
         &self,
         repo: &str,
         digest: &Digest,
-        immutable: &dyn Fn(&str) -> bool,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<bool>;
     /// Bytes of the distinct blobs linked to namespace `ns`'s repositories (`ns` and
     /// `ns/…`): an index scan.

@@ -1,27 +1,51 @@
-//! The collector and fsck over the embedded store: each kind of garbage goes, each kind
-//! of live content stays, the grace period and the fence hold, the dry run is what
-//! happens, and fsck finds and repairs exactly the broken things.
+//! The collector and fsck over blob files and each metadata backend (SQLite, and
+//! PostgreSQL on a throw-away cluster): each kind of garbage goes, each kind of live
+//! content stays, the grace period and the fence hold, the dry run is what happens,
+//! and fsck finds and repairs exactly the broken things.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use berth_image::Digest;
 use berth_store::gc::{self, GcOptions};
-use berth_store::{fsck, BlobStore, MetaStore, NewManifest, SqliteMeta, StoredSignature};
+use berth_store::{fsck, BlobStore, NewManifest, StoredSignature};
+use common::{Backend, Meta};
+
+mod common;
+
+thread_local! {
+    /// The metadata backend of the test running on this thread (each test has one):
+    /// the checks build their stores deep inside helpers.
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+on_each_backend!(
+    garbage_goes_and_live_content_stays,
+    grace_period_spares_young_content,
+    keep_untagged_keeps_manifests_and_their_blobs,
+    repo_scope_leaves_other_repositories_alone,
+    fence_spares_blobs_referenced_after_the_mark,
+    link_after_file_removal_fails_cleanly,
+    linking_again_renews_the_grace,
+    fsck_finds_and_repairs_only_broken_things,
+    renewed_links_are_spared,
+    tombstones_fence_links_while_files_go,
+    commits_cut_off_before_their_link_are_recovered,
+    untag_plans_as_if_the_tags_were_gone
+);
 
 struct Store {
     _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    meta: SqliteMeta,
+    meta: Meta,
     blobs: BlobStore,
 }
 
+/// A store on this test's backend, with its blob files in a new folder.
 fn store() -> Store {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
     Store {
-        meta: SqliteMeta::open(&root.join("meta.db")).unwrap(),
-        blobs: BlobStore::open(&root).unwrap(),
-        root,
+        meta: Meta::open(BACKEND.get(), dir.path()),
+        blobs: BlobStore::open(dir.path()).unwrap(),
         _dir: dir,
     }
 }
@@ -77,19 +101,15 @@ impl Store {
 
     /// Makes every row look `secs` older than it is (the grace period passing).
     fn age(&self, secs: i64) {
-        let c = rusqlite::Connection::open(self.root.join("meta.db")).unwrap();
         for t in ["blobs", "repository_blobs", "manifests"] {
-            c.execute(
-                &format!("UPDATE {t} SET created_at = created_at - ?1"),
-                [secs],
-            )
-            .unwrap();
+            self.meta
+                .sql(&format!("UPDATE {t} SET created_at = created_at - {secs}"));
         }
     }
 
     fn collect(&self, opts: &GcOptions) -> (gc::Plan, gc::Outcome) {
-        let plan = gc::plan(&self.meta, opts, berth_store::unix_now()).unwrap();
-        let out = gc::sweep(&self.meta, &self.blobs, &plan).unwrap();
+        let plan = gc::plan(self.meta.as_ref(), opts, berth_store::unix_now()).unwrap();
+        let out = gc::sweep(self.meta.as_ref(), &self.blobs, &plan).unwrap();
         (plan, out)
     }
 }
@@ -162,8 +182,8 @@ fn scene() -> Scene {
     }
 }
 
-#[test]
-fn garbage_goes_and_live_content_stays() {
+fn garbage_goes_and_live_content_stays(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     sc.s.age(7200);
     let (plan, out) = sc.s.collect(&hour());
@@ -211,8 +231,8 @@ fn garbage_goes_and_live_content_stays() {
     );
 }
 
-#[test]
-fn grace_period_spares_young_content() {
+fn grace_period_spares_young_content(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     sc.s.age(1800); // half an hour old: inside a one-hour grace
     let (plan, out) = sc.s.collect(&hour());
@@ -223,8 +243,8 @@ fn grace_period_spares_young_content() {
     }
 }
 
-#[test]
-fn keep_untagged_keeps_manifests_and_their_blobs() {
+fn keep_untagged_keeps_manifests_and_their_blobs(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     sc.s.age(7200);
     let opts = GcOptions {
@@ -241,8 +261,8 @@ fn keep_untagged_keeps_manifests_and_their_blobs() {
     assert!(sc.s.has_blob(&sc.dead_blobs[0]));
 }
 
-#[test]
-fn repo_scope_leaves_other_repositories_alone() {
+fn repo_scope_leaves_other_repositories_alone(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     let other = sc.s.blob("other", b"other loose blob");
     let other_untagged =
@@ -271,30 +291,30 @@ fn repo_scope_leaves_other_repositories_alone() {
 
 /// The fence: a push whose blob was linked before the mark (so the plan holds it for
 /// garbage) and whose manifest lands between the mark and the sweep keeps its blob.
-#[test]
-fn fence_spares_blobs_referenced_after_the_mark() {
+fn fence_spares_blobs_referenced_after_the_mark(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let layer = s.blob("app", b"uploaded before the mark");
     let config = s.blob("app", b"config uploaded before the mark");
     s.age(7200);
-    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    let plan = gc::plan(s.meta.as_ref(), &hour(), berth_store::unix_now()).unwrap();
     assert_eq!(plan.blobs.len(), 2, "the mark sees two unreferenced blobs");
     // The manifest PUT lands after the mark; its row is old too (as a re-push of a
     // manifest stored long ago, racing the sweep, would be if created_at were not renewed).
     let m = s.manifest("app", "late", &[&layer, &config], &[], None, Some("v1"));
     s.age(7200);
-    let out = gc::sweep(&s.meta, &s.blobs, &plan).unwrap();
+    let out = gc::sweep(s.meta.as_ref(), &s.blobs, &plan).unwrap();
     assert!(out.blobs.is_empty() && out.links == 0, "{out:?}");
     assert!(s.has_blob(&layer) && s.has_blob(&config));
     assert!(s.has_manifest("app", &m));
-    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
 }
 
 /// The file fence: a link made after the collector removed the file fails instead of
 /// naming a missing file.
-#[test]
-fn link_after_file_removal_fails_cleanly() {
+fn link_after_file_removal_fails_cleanly(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let d = s.blob("app", b"about to be collected");
     s.age(7200);
@@ -313,8 +333,8 @@ fn link_after_file_removal_fails_cleanly() {
 }
 
 /// Linking again (an upload of a blob already stored, a mount) renews the grace.
-#[test]
-fn linking_again_renews_the_grace() {
+fn linking_again_renews_the_grace(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let d = s.blob("app", b"old but uploaded again");
     s.age(7200);
@@ -324,8 +344,8 @@ fn linking_again_renews_the_grace() {
     assert!(s.has_blob(&d));
 }
 
-#[test]
-fn fsck_finds_and_repairs_only_broken_things() {
+fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     let s = &sc.s;
     let [shared, a, b] = [&sc.live_blobs[0], &sc.live_blobs[1], &sc.live_blobs[2]];
@@ -337,7 +357,7 @@ fn fsck_finds_and_repairs_only_broken_things() {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, b"orphan").unwrap();
 
-    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert_eq!(report.remaining(), 3, "{:?}", report.findings);
     let find = |d: &Digest| {
         report
@@ -364,7 +384,7 @@ fn fsck_finds_and_repairs_only_broken_things() {
         fsck::Problem::OrphanFile { .. }
     ));
 
-    let report = fsck::check(&s.meta, &s.blobs, true).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, true).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.findings.len(), 3);
     // The good blobs are untouched; the broken ones are gone, row and file.
@@ -375,14 +395,14 @@ fn fsck_finds_and_repairs_only_broken_things() {
     assert!(!s.blobs.path(a).exists() && s.meta.blob_known(a).unwrap().is_none());
     assert!(s.meta.blob_known(b).unwrap().is_none());
     assert!(!p.exists());
-    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
 /// A HEAD renews an old link (once it is older than the threshold), so a client that
 /// skips the upload of a blob it found and PUTs its manifest next finds it still there.
-#[test]
-fn renewed_links_are_spared() {
+fn renewed_links_are_spared(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let d = s.blob("app", b"found by a HEAD");
     s.age(7200);
@@ -432,7 +452,7 @@ fn large_collection_timing() {
     eprintln!("populated in {:?}", t.elapsed());
     s.age(7200);
     let t = std::time::Instant::now();
-    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    let plan = gc::plan(s.meta.as_ref(), &hour(), berth_store::unix_now()).unwrap();
     eprintln!(
         "plan in {:?}: {} manifests, {} blobs",
         t.elapsed(),
@@ -449,19 +469,19 @@ fn large_collection_timing() {
     eprintln!("blob rows deleted in {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let digests: Vec<Digest> = gone.iter().map(|(d, _)| d.parse().unwrap()).collect();
-    gc::remove_unnamed_files(&s.meta, &s.blobs, &digests).unwrap();
+    gc::remove_unnamed_files(s.meta.as_ref(), &s.blobs, &digests).unwrap();
     eprintln!("files removed in {:?}", t.elapsed());
 }
 
 /// While the collector holds a tombstone for a digest (its row is gone, its file is
 /// being removed), a link to it is refused even though the file is still there; a
 /// tombstone left by a stopped run is cleaned up by the next run, file included.
-#[test]
-fn tombstones_fence_links_while_files_go() {
+fn tombstones_fence_links_while_files_go(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let d = s.blob("app", b"being collected");
     s.age(7200);
-    let plan = gc::plan(&s.meta, &hour(), berth_store::unix_now()).unwrap();
+    let plan = gc::plan(s.meta.as_ref(), &hour(), berth_store::unix_now()).unwrap();
     for g in &plan.repositories {
         s.meta.gc_sweep_repository(g, plan.cutoff, false).unwrap();
     }
@@ -480,12 +500,8 @@ fn tombstones_fence_links_while_files_go() {
         "{err}"
     );
     // A later run clears the stale tombstone and removes the file.
-    let c = rusqlite::Connection::open(s.root.join("meta.db")).unwrap();
-    c.execute(
-        "UPDATE blob_tombstones SET created_at = created_at - 7200",
-        [],
-    )
-    .unwrap();
+    s.meta
+        .sql("UPDATE blob_tombstones SET created_at = created_at - 7200");
     s.collect(&hour());
     assert!(!s.blobs.contains(&d));
     assert!(s.meta.gc_stale_tombstones(i64::MAX).unwrap().is_empty());
@@ -498,8 +514,8 @@ fn tombstones_fence_links_while_files_go() {
 /// with no row: its commit note makes fsck count it as under way (not a problem), the
 /// start-up recovery removes it, and a commit that reached its link keeps its file and
 /// loses its note.
-#[test]
-fn commits_cut_off_before_their_link_are_recovered() {
+fn commits_cut_off_before_their_link_are_recovered(backend: Backend) {
+    BACKEND.set(backend);
     let s = store();
     let linked = s.blob("app", b"linked before the crash");
     s.meta.begin_blob_commit(&linked).unwrap();
@@ -522,11 +538,11 @@ fn commits_cut_off_before_their_link_are_recovered() {
     let early = Digest::sha256_of(b"never renamed");
     s.meta.begin_blob_commit(&early).unwrap();
 
-    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.commits_under_way, 1);
 
-    let removed = gc::recover_blob_commits(&s.meta, &s.blobs).unwrap();
+    let removed = gc::recover_blob_commits(s.meta.as_ref(), &s.blobs).unwrap();
     let mut removed = removed;
     removed.sort();
     let mut expected = vec![cut.clone(), early.clone()];
@@ -535,14 +551,14 @@ fn commits_cut_off_before_their_link_are_recovered() {
     assert!(!s.blobs.contains(&cut), "the cut-off file is gone");
     assert!(s.has_blob(&linked), "the linked blob stays");
     assert!(s.meta.open_blob_commits().unwrap().is_empty());
-    let report = fsck::check(&s.meta, &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert_eq!((report.remaining(), report.commits_under_way), (0, 0));
 }
 
 /// A plan with `untag` (retention's dry run) is what a run finds after those tags are
 /// deleted: the manifest only they held and its signature go, a second tag keeps one.
-#[test]
-fn untag_plans_as_if_the_tags_were_gone() {
+fn untag_plans_as_if_the_tags_were_gone(backend: Backend) {
+    BACKEND.set(backend);
     let sc = scene();
     let (tagged, index) = (&sc.live_manifests[0], &sc.live_manifests[2]);
     // The index gets a second tag (the same manifest pushed again).
@@ -561,7 +577,7 @@ fn untag_plans_as_if_the_tags_were_gone() {
         ("app".to_string(), index.to_string()),
     ];
     let dry = gc::plan(
-        &sc.s.meta,
+        sc.s.meta.as_ref(),
         &GcOptions { untag, ..hour() },
         berth_store::unix_now(),
     )

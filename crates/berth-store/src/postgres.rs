@@ -1,0 +1,1300 @@
+//! The metadata store on PostgreSQL, for many `berth serve` replicas sharing one
+//! database (`--metadata postgres://…`).
+//!
+//! The same tables and the same semantics as [`crate::SqliteMeta`]; what differs is
+//! how writers are kept apart. SQLite has one writer at a time, and the store's
+//! check-then-write transactions (a tag that is immutable, a quota, the collector's
+//! fence between new references and deletion) rely on it. Here every write
+//! transaction first takes one transaction-scoped advisory lock, so the writes of all
+//! replicas are serialized exactly as SQLite's are, and the checks hold across
+//! replicas; reads take no lock and run in parallel on every replica. Registry writes
+//! are short (a few rows) and few next to reads, which is what this trades on.
+//!
+//! The trait is synchronous; rust-postgres's blocking client is called on the
+//! blocking side of tokio (see [`blocking`]) from an r2d2 pool of connections, each
+//! with its prepared statements.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::mem::ManuallyDrop;
+use std::time::Duration;
+
+use berth_image::Digest;
+use postgres::types::ToSql;
+use postgres::{GenericClient, IsolationLevel, NoTls, Row, Statement};
+
+use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
+use crate::meta::{
+    BlobUsers, Counts, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded,
+    StoredManifest, StoredSignature, Upload,
+};
+use crate::{unix_now as now, Result, StoreError};
+
+const SCHEMA: &str = include_str!("schema_pg.sql");
+/// The schema version this build writes and reads. A database at a newer version was
+/// migrated by a newer berth: this one refuses to start on it rather than misread it.
+pub const SCHEMA_VERSION: i32 = 1;
+/// The advisory lock key every write transaction takes ("berthmet" in ASCII).
+const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
+/// The advisory lock key of schema migrations (so that replicas starting together
+/// migrate once).
+const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// PostgreSQL's metadata store: a pool of connections to one database.
+pub struct PgMeta {
+    pool: r2d2::Pool<Connector>,
+}
+
+/// Connection settings for [`PgMeta::connect`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Most connections this process keeps open.
+    pub max_connections: u32,
+    /// How long a call waits for a free connection (or for the server to come back)
+    /// before it fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PgMeta {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or
+    /// libpq's `key=value` form) and brings its schema up to date.
+    pub fn connect(url: &str, options: &PgOptions) -> Result<PgMeta> {
+        let config: postgres::Config = url.parse().map_err(StoreError::Postgres)?;
+        let pool = blocking(|| {
+            r2d2::Pool::builder()
+                .max_size(options.max_connections)
+                .min_idle(Some(0))
+                .connection_timeout(options.connect_timeout)
+                // A broken connection is noticed when it is used (and the call retried
+                // once): no round trip on every checkout.
+                .test_on_check_out(false)
+                .build(Connector { config })
+                .map_err(StoreError::Pool)
+        })?;
+        let meta = PgMeta { pool };
+        meta.migrate()?;
+        Ok(meta)
+    }
+
+    /// Creates the tables on an empty database, refuses one of a newer version.
+    fn migrate(&self) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
+            tx.batch_execute("CREATE TABLE IF NOT EXISTS berth_schema (version INTEGER NOT NULL)")?;
+            let found: Option<i32> = tx
+                .query_opt("SELECT max(version) FROM berth_schema", &[])?
+                .and_then(|r| r.get(0));
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::SchemaTooNew {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    tx.batch_execute(SCHEMA)?;
+                    tx.execute(
+                        "INSERT INTO berth_schema (version) VALUES ($1)",
+                        &[&SCHEMA_VERSION],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with a pooled connection, on the blocking side of the runtime. A call
+    /// that finds its connection closed (the server restarted) is tried once more on a
+    /// new one; `f` must then be safe to repeat, which reads and single-statement
+    /// writes are and a failed transaction is (it did not commit).
+    fn with<T: Send>(&self, mut f: impl FnMut(&mut Conn) -> Result<T> + Send) -> Result<T> {
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            match f(&mut conn) {
+                Err(StoreError::Postgres(e)) if e.is_closed() || conn.client.is_closed() => {
+                    drop(conn);
+                    f(&mut *self.pool.get()?)
+                }
+                out => out,
+            }
+        })
+    }
+
+    /// A read outside any transaction.
+    fn read<T: Send>(
+        &self,
+        f: impl Fn(&mut Db<'_, postgres::Client>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        self.with(|c| {
+            let Conn { client, statements } = c;
+            f(&mut Db {
+                c: &mut **client,
+                statements,
+            })
+        })
+    }
+
+    /// A write transaction, serialized with every other writer of the database.
+    fn write<T: Send>(
+        &self,
+        f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        self.with(|c| {
+            let Conn { client, statements } = c;
+            let mut tx = client.transaction()?;
+            let mut db = Db {
+                c: &mut tx,
+                statements,
+            };
+            db.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            let out = f(&mut db)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+/// Runs blocking database work from wherever the caller is: on a runtime worker it
+/// moves off the async side (`block_in_place`), on a single-threaded runtime it runs
+/// on a thread of its own (blocking there would stall the runtime, and rust-postgres's
+/// client may not block inside one), elsewhere in place.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
+    }
+}
+
+/// Opens connections for the pool.
+#[derive(Debug)]
+struct Connector {
+    config: postgres::Config,
+}
+
+/// A pooled connection and its prepared statements.
+pub struct Conn {
+    client: ManuallyDrop<postgres::Client>,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        // rust-postgres's blocking client owns a runtime, which may not be dropped
+        // inside another one (a pool dropped from async code): drop it on a thread.
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => drop(std::thread::spawn(move || drop(client))),
+            Err(_) => drop(client),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: ManuallyDrop::new(self.config.connect(NoTls)?),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A client or transaction with the connection's statement cache.
+struct Db<'a, C: GenericClient> {
+    c: &'a mut C,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        let st = self.statement(sql)?;
+        Ok(self.c.execute(&st, params)?)
+    }
+
+    fn rows(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+        let st = self.statement(sql)?;
+        Ok(self.c.query(&st, params)?)
+    }
+
+    fn row(&mut self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
+        let st = self.statement(sql)?;
+        Ok(self.c.query_opt(&st, params)?)
+    }
+
+    /// Whether `sql` (which should say `LIMIT 1` when it may match many) has a row.
+    fn exists(&mut self, sql: &'static str, params: Params<'_>) -> Result<bool> {
+        Ok(!self.rows(sql, params)?.is_empty())
+    }
+
+    fn repo_id(&mut self, repo: &str) -> Result<Option<i64>> {
+        self.row("SELECT id FROM repositories WHERE name = $1", &[&repo])?
+            .map(|r| get(&r, 0))
+            .transpose()
+    }
+
+    fn ensure_repo(&mut self, repo: &str) -> Result<i64> {
+        self.exec(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING",
+            &[&repo, &now()],
+        )?;
+        self.repo_id(repo)?
+            .ok_or_else(|| StoreError::Corrupt(format!("repository {repo} vanished")))
+    }
+
+    /// Bytes of the distinct blobs linked to namespace `ns` (see `sqlite::ns_usage`).
+    fn ns_usage(&mut self, ns: &str) -> Result<u64> {
+        let row = self.row(
+            "SELECT COALESCE(SUM(b.size), 0)::BIGINT FROM blobs b WHERE b.digest IN (
+                SELECT rb.digest FROM repositories r
+                JOIN repository_blobs rb ON rb.repository_id = r.id
+                WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3))",
+            &[&ns, &format!("{ns}/"), &format!("{ns}0")],
+        )?;
+        Ok(row
+            .map(|r| get::<i64>(&r, 0))
+            .transpose()?
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    fn ns_has_blob(&mut self, ns: &str, d: &str) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND rb.digest = $4
+             LIMIT 1",
+            &[&ns, &format!("{ns}/"), &format!("{ns}0"), &d],
+        )
+    }
+
+    /// The collector's view of one repository, or of all of them.
+    fn repo_graphs(&mut self, only: Option<i64>) -> Result<Vec<RepoGraph>> {
+        let sql: [&'static str; 5] = match only {
+            Some(_) => [
+                "SELECT id, name FROM repositories WHERE id = $1",
+                "SELECT repository_id, digest, size, created_at, subject FROM manifests
+                 WHERE repository_id = $1",
+                "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
+                 FROM manifest_references WHERE repository_id = $1",
+                "SELECT repository_id, manifest_digest FROM tags WHERE repository_id = $1",
+                "SELECT repository_id, digest, created_at FROM repository_blobs
+                 WHERE repository_id = $1",
+            ],
+            None => [
+                "SELECT id, name FROM repositories",
+                "SELECT repository_id, digest, size, created_at, subject FROM manifests",
+                "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
+                 FROM manifest_references",
+                "SELECT repository_id, manifest_digest FROM tags",
+                "SELECT repository_id, digest, created_at FROM repository_blobs",
+            ],
+        };
+        let id;
+        let params: Params<'_> = match only {
+            Some(i) => {
+                id = i;
+                &[&id]
+            }
+            None => &[],
+        };
+        let mut by_id: BTreeMap<i64, RepoGraph> = BTreeMap::new();
+        for r in self.rows(sql[0], params)? {
+            let graph = RepoGraph {
+                name: get(&r, 1)?,
+                ..RepoGraph::default()
+            };
+            by_id.insert(get(&r, 0)?, graph);
+        }
+        for r in self.rows(sql[1], params)? {
+            if let Some(g) = by_id.get_mut(&get(&r, 0)?) {
+                g.manifests.push(GcManifest {
+                    digest: get(&r, 1)?,
+                    size: get::<i64>(&r, 2)?.max(0) as u64,
+                    created_at: get(&r, 3)?,
+                    subject: get(&r, 4)?,
+                });
+            }
+        }
+        for r in self.rows(sql[2], params)? {
+            if let Some(g) = by_id.get_mut(&get(&r, 0)?) {
+                g.references
+                    .push((get(&r, 1)?, get(&r, 2)?, get::<i16>(&r, 3)? != 0));
+            }
+        }
+        for r in self.rows(sql[3], params)? {
+            if let Some(g) = by_id.get_mut(&get(&r, 0)?) {
+                g.tagged.push(get(&r, 1)?);
+            }
+        }
+        for r in self.rows(sql[4], params)? {
+            if let Some(g) = by_id.get_mut(&get(&r, 0)?) {
+                g.links.push((get(&r, 1)?, get(&r, 2)?));
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// One repository's sweep inside the caller's write transaction (see
+    /// [`MetaStore::gc_sweep_repository`]).
+    fn sweep_repository(
+        &mut self,
+        planned: &RepoGarbage,
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Swept> {
+        let Some(id) = self.repo_id(&planned.repository)? else {
+            return Ok(Swept::default());
+        };
+        // The fence: liveness again, from what is stored now, under the write lock.
+        let Some(graph) = self.repo_graphs(Some(id))?.pop() else {
+            return Ok(Swept::default());
+        };
+        let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
+        let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
+        let mut swept = Swept::default();
+        for (d, size) in &planned.manifests {
+            if !still.contains(d.as_str()) {
+                continue;
+            }
+            self.delete_manifest_rows(id, d)?;
+            swept.manifests.push((d.clone(), *size));
+        }
+        let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
+        for d in planned.links.iter().filter(|d| still.contains(d.as_str())) {
+            swept.links += self.exec(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+                &[&id, d],
+            )? as usize;
+        }
+        Ok(swept)
+    }
+
+    /// Removes a manifest with its tags, references and signatures; the number of
+    /// manifest rows removed.
+    fn delete_manifest_rows(&mut self, id: i64, d: &str) -> Result<u64> {
+        self.exec(
+            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+            &[&id, &d],
+        )?;
+        self.exec(
+            "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
+            &[&id, &d],
+        )?;
+        self.exec(
+            "DELETE FROM signatures WHERE repository_id = $1 AND manifest_digest = $2",
+            &[&id, &d],
+        )?;
+        self.exec(
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+            &[&id, &d],
+        )
+    }
+
+    fn tombstone(&mut self, d: &str) -> Result<u64> {
+        self.exec(
+            "INSERT INTO blob_tombstones (digest, created_at) VALUES ($1, $2)
+             ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+            &[&d, &now()],
+        )
+    }
+}
+
+/// Column `i` of a row, with a type mismatch as an error rather than a panic.
+fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    Ok(row.try_get(i)?)
+}
+
+fn digest_at(row: &Row, i: usize) -> Result<Digest> {
+    let s: String = get(row, i)?;
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("stored digest {s:?}: {e}")))
+}
+
+fn stored_manifest(row: &Row) -> Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: digest_at(row, 0)?,
+        media_type: get(row, 1)?,
+        content: get(row, 2)?,
+    })
+}
+
+fn limit(n: usize) -> i64 {
+    n.min(i64::MAX as usize) as i64
+}
+
+impl PgMeta {
+    /// `put_manifest_guarded`'s work; a pull-through cache's copy skips
+    /// `check_references`.
+    fn store_manifest(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+        immutable: bool,
+        check_references: bool,
+    ) -> Result<()> {
+        let digest = m.digest.to_string();
+        self.write(|db| {
+            let id = db.ensure_repo(repo)?;
+            let now = now();
+            if let (Some(tag), true) = (tag, immutable) {
+                let on = db.row(
+                    "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
+                    &[&id, &tag],
+                )?;
+                if let Some(on) = on {
+                    if get::<String>(&on, 0)? != digest {
+                        return Err(StoreError::TagImmutable(tag.to_string()));
+                    }
+                }
+            }
+            if check_references {
+                for b in &m.blobs {
+                    if !db.exists(
+                        "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+                        &[&id, &b.to_string()],
+                    )? {
+                        return Err(StoreError::MissingBlob(b.clone()));
+                    }
+                }
+                for c in &m.manifests {
+                    if !db.exists(
+                        "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+                        &[&id, &c.to_string()],
+                    )? {
+                        return Err(StoreError::MissingManifest(c.clone()));
+                    }
+                }
+            }
+            db.exec(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                        annotations, size, content, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
+                &[
+                    &id,
+                    &digest,
+                    &m.media_type,
+                    &m.artifact_type,
+                    &m.subject.as_ref().map(|s| s.to_string()),
+                    &m.annotations,
+                    &(m.content.len() as i64),
+                    &m.content,
+                    &now,
+                ],
+            )?;
+            for (child, is_manifest) in m
+                .blobs
+                .iter()
+                .map(|b| (b, 0i16))
+                .chain(m.manifests.iter().map(|c| (c, 1i16)))
+            {
+                db.exec(
+                    "INSERT INTO manifest_references
+                        (repository_id, manifest_digest, child_digest, child_is_manifest)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&id, &digest, &child.to_string(), &is_manifest],
+                )?;
+            }
+            if let Some(tag) = tag {
+                db.exec(
+                    "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (repository_id, name) DO UPDATE
+                     SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                    &[&id, &tag, &digest, &now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MetaStore for PgMeta {
+    fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &(dyn Fn() -> bool + Sync),
+    ) -> Result<()> {
+        self.link_blob_within(repo, digest, size, present, None)
+    }
+
+    fn link_blob_within(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        present: &(dyn Fn() -> bool + Sync),
+        quota: Option<(&str, u64)>,
+    ) -> Result<()> {
+        let d = digest.to_string();
+        self.write(|db| {
+            let removing = db.exists("SELECT 1 FROM blob_tombstones WHERE digest = $1", &[&d])?;
+            if removing || !present() {
+                return Err(StoreError::BlobVanished(digest.clone()));
+            }
+            if let Some((ns, bytes)) = quota {
+                if !db.ns_has_blob(ns, &d)? {
+                    let used = db.ns_usage(ns)?;
+                    if used.saturating_add(size) > bytes {
+                        return Err(StoreError::QuotaExceeded {
+                            namespace: ns.to_string(),
+                            quota: bytes,
+                            used,
+                            size,
+                        });
+                    }
+                }
+            }
+            let id = db.ensure_repo(repo)?;
+            let now = now();
+            db.exec(
+                "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+                &[&d, &(size as i64), &now],
+            )?;
+            db.exec("DELETE FROM blob_commits WHERE digest = $1", &[&d])?;
+            db.exec(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
+                &[&id, &d, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn begin_blob_commit(&self, digest: &Digest) -> Result<()> {
+        let d = digest.to_string();
+        self.read(|db| {
+            db.exec(
+                "INSERT INTO blob_commits (digest, created_at) VALUES ($1, $2)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+                &[&d, &now()],
+            )
+            .map(drop)
+        })
+    }
+
+    fn open_blob_commits(&self) -> Result<Vec<Digest>> {
+        self.read(|db| {
+            // A note that is not a digest names no file: nothing to recover.
+            Ok(db
+                .rows("SELECT digest FROM blob_commits", &[])?
+                .iter()
+                .filter_map(|r| digest_at(r, 0).ok())
+                .collect())
+        })
+    }
+
+    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|db| {
+            for d in digests {
+                db.exec(
+                    "DELETE FROM blob_commits WHERE digest = $1",
+                    &[&d.to_string()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.blob_link(repo, digest)?.map(|(size, _)| size))
+    }
+
+    fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<(u64, i64)>> {
+        let d = digest.to_string();
+        self.read(|db| {
+            db.row(
+                "SELECT b.size, rb.created_at FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = $1 AND rb.digest = $2",
+                &[&repo, &d],
+            )?
+            .map(|r| Ok((get::<i64>(&r, 0)?.max(0) as u64, get(&r, 1)?)))
+            .transpose()
+        })
+    }
+
+    fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            let now = now();
+            let n = db.exec(
+                "UPDATE repository_blobs SET created_at = $3
+                 WHERE repository_id = $1 AND digest = $2 AND created_at < $4",
+                &[&id, &d, &now, &before],
+            )?;
+            if n > 0 {
+                db.exec(
+                    "UPDATE blobs SET created_at = $2 WHERE digest = $1 AND created_at < $2",
+                    &[&d, &now],
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    fn blob_known(&self, digest: &Digest) -> Result<Option<u64>> {
+        let d = digest.to_string();
+        self.read(|db| {
+            db.row(
+                "SELECT b.size FROM blobs b WHERE b.digest = $1
+                 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+                &[&d],
+            )?
+            .map(|r| Ok(get::<i64>(&r, 0)?.max(0) as u64))
+            .transpose()
+        })
+    }
+
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            Ok(db.exec(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+                &[&id, &d],
+            )? > 0)
+        })
+    }
+
+    fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
+        self.put_manifest_guarded(repo, m, tag, false)
+    }
+
+    fn put_manifest_guarded(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+        immutable: bool,
+    ) -> Result<()> {
+        self.store_manifest(repo, m, tag, immutable, true)
+    }
+
+    fn delete_manifest_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            for row in db.rows(
+                "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+                &[&id, &d],
+            )? {
+                let tag: String = get(&row, 0)?;
+                if immutable(&tag) {
+                    return Err(StoreError::TagImmutable(tag));
+                }
+            }
+            Ok(db.delete_manifest_rows(id, &d)? > 0)
+        })
+    }
+
+    fn namespace_usage(&self, ns: &str) -> Result<u64> {
+        self.read(|db| db.ns_usage(ns))
+    }
+
+    fn usage(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|db| {
+            db.rows(
+                "SELECT ns, SUM(size)::BIGINT FROM (
+                    SELECT DISTINCT split_part(r.name, '/', 1) AS ns, b.digest, b.size
+                    FROM repositories r
+                    JOIN repository_blobs rb ON rb.repository_id = r.id
+                    JOIN blobs b ON b.digest = rb.digest) AS linked
+                 GROUP BY ns ORDER BY ns",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64)))
+            .collect()
+        })
+    }
+
+    fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.read(|db| db.ns_has_blob(ns, &d))
+    }
+
+    fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let d = digest.to_string();
+        self.read(|db| {
+            db.row(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name = $1 AND m.digest = $2",
+                &[&repo, &d],
+            )?
+            .map(|r| stored_manifest(&r))
+            .transpose()
+        })
+    }
+
+    fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>> {
+        self.read(|db| {
+            db.row(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN tags t ON t.repository_id = r.id
+                 JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                 WHERE r.name = $1 AND t.name = $2",
+                &[&repo, &tag],
+            )?
+            .map(|r| stored_manifest(&r))
+            .transpose()
+        })
+    }
+
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.delete_manifest_guarded(repo, digest, &|_| false)
+    }
+
+    fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>> {
+        let c = child.to_string();
+        self.read(|db| {
+            db.rows(
+                "SELECT mr.manifest_digest FROM repositories r
+                 JOIN manifest_references mr ON mr.repository_id = r.id
+                 WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_is_manifest = 1
+                 ORDER BY mr.manifest_digest LIMIT $3",
+                &[&repo, &c, &limit(n)],
+            )?
+            .iter()
+            .map(|r| digest_at(r, 0))
+            .collect()
+        })
+    }
+
+    fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>> {
+        let d = manifest.to_string();
+        self.read(|db| {
+            db.rows(
+                "SELECT s.name, s.content FROM repositories r
+                 JOIN signatures s ON s.repository_id = r.id
+                 WHERE r.name = $1 AND s.manifest_digest = $2
+                 ORDER BY s.created_at, s.name",
+                &[&repo, &d],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(StoredSignature {
+                    name: get(r, 0)?,
+                    content: get(r, 1)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn add_signature(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        signature: &StoredSignature,
+        max: usize,
+    ) -> Result<SignatureAdded> {
+        let d = manifest.to_string();
+        self.write(|db| {
+            let id = db.repo_id(repo)?;
+            let held = match id {
+                Some(id) => db.exists(
+                    "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+                    &[&id, &d],
+                )?,
+                None => false,
+            };
+            let (Some(id), true) = (id, held) else {
+                return Err(StoreError::MissingManifest(manifest.clone()));
+            };
+            let existing = db.row(
+                "SELECT content FROM signatures
+                 WHERE repository_id = $1 AND manifest_digest = $2 AND name = $3",
+                &[&id, &d, &signature.name],
+            )?;
+            if let Some(row) = existing {
+                let content: Vec<u8> = get(&row, 0)?;
+                return Ok(if content == signature.content {
+                    SignatureAdded::Unchanged
+                } else {
+                    SignatureAdded::NameTaken
+                });
+            }
+            let count: i64 = match db.row(
+                "SELECT COUNT(*) FROM signatures WHERE repository_id = $1 AND manifest_digest = $2",
+                &[&id, &d],
+            )? {
+                Some(r) => get(&r, 0)?,
+                None => 0,
+            };
+            if count.max(0) as usize >= max {
+                return Ok(SignatureAdded::Full);
+            }
+            db.exec(
+                "INSERT INTO signatures (repository_id, manifest_digest, name, content, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &d, &signature.name, &signature.content, &now()],
+            )?;
+            Ok(SignatureAdded::Added)
+        })
+    }
+
+    fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
+        self.store_manifest(repo, m, tag, false, false)
+    }
+
+    fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>> {
+        self.read(|db| {
+            db.row(
+                "SELECT t.manifest_digest, t.updated_at
+                 FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = $1 AND t.name = $2",
+                &[&repo, &tag],
+            )?
+            .map(|r| Ok((digest_at(&r, 0)?, get(&r, 1)?)))
+            .transpose()
+        })
+    }
+
+    fn oldest_links(&self, ns: &str, n: usize) -> Result<Vec<(String, Digest, u64, i64)>> {
+        self.read(|db| {
+            db.rows(
+                "SELECT r.name, rb.digest, b.size, rb.created_at FROM repositories r
+                 JOIN repository_blobs rb ON rb.repository_id = r.id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3)
+                 ORDER BY rb.created_at, r.name, rb.digest LIMIT $4",
+                &[&ns, &format!("{ns}/"), &format!("{ns}0"), &limit(n)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    get(r, 0)?,
+                    digest_at(r, 1)?,
+                    get::<i64>(r, 2)?.max(0) as u64,
+                    get(r, 3)?,
+                ))
+            })
+            .collect()
+        })
+    }
+
+    fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        self.write(|db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            Ok(db.exec(
+                "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
+                &[&id, &tag],
+            )? > 0)
+        })
+    }
+
+    fn delete_tag_if(&self, repo: &str, tag: &str, digest: &Digest, set_at: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            Ok(db.exec(
+                "DELETE FROM tags WHERE repository_id = $1 AND name = $2
+                 AND manifest_digest = $3 AND updated_at = $4",
+                &[&id, &tag, &d, &set_at],
+            )? > 0)
+        })
+    }
+
+    fn repository_exists(&self, repo: &str) -> Result<bool> {
+        self.read(|db| db.repo_id(repo)).map(|o| o.is_some())
+    }
+
+    fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let last = last.unwrap_or("");
+        self.read(|db| {
+            db.rows(
+                "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+                &[&repo, &last, &limit(n)],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+        })
+    }
+
+    fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let last = last.unwrap_or("");
+        self.read(|db| {
+            db.rows(
+                "SELECT r.name FROM repositories r
+                 WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+                 ORDER BY r.name LIMIT $2",
+                &[&last, &limit(n)],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+        })
+    }
+
+    fn manifests_after(&self, after: Option<(&str, &str)>, n: usize) -> Result<Vec<ManifestEntry>> {
+        let (repo, digest) = after.unwrap_or(("", ""));
+        self.read(|db| {
+            db.rows(
+                "SELECT r.name, m.digest, m.media_type, m.created_at
+                 FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)
+                 ORDER BY r.name, m.digest LIMIT $3",
+                &[&repo, &digest, &limit(n)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ManifestEntry {
+                    repository: get(r, 0)?,
+                    digest: digest_at(r, 1)?,
+                    media_type: get(r, 2)?,
+                    created_at: get(r, 3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn recent_tags(&self, repo: &str, n: usize) -> Result<Vec<(String, Digest, i64)>> {
+        self.read(|db| {
+            db.rows(
+                "SELECT t.name, t.manifest_digest, t.updated_at
+                 FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = $1 ORDER BY t.updated_at DESC, t.name DESC LIMIT $2",
+                &[&repo, &limit(n)],
+            )?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, digest_at(r, 1)?, get(r, 2)?)))
+            .collect()
+        })
+    }
+
+    fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let s = subject.to_string();
+        self.read(|db| {
+            db.rows(
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+                 FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name = $1 AND m.subject = $2
+                   AND ($3::TEXT IS NULL OR m.artifact_type = $3)
+                 ORDER BY m.created_at, m.digest",
+                &[&repo, &s, &artifact_type],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: digest_at(r, 0)?,
+                    media_type: get(r, 1)?,
+                    size: get::<i64>(r, 2)?.max(0) as u64,
+                    artifact_type: get(r, 3)?,
+                    annotations: get(r, 4)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
+        self.read(|db| {
+            db.exec(
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+                &[&id, &repo, &now()],
+            )
+            .map(drop)
+        })
+    }
+
+    fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        self.read(|db| {
+            db.row(
+                "SELECT id, repository, updated_at FROM uploads WHERE id = $1",
+                &[&id],
+            )?
+            .map(|r| {
+                Ok(Upload {
+                    id: get(&r, 0)?,
+                    repository: get(&r, 1)?,
+                    updated_at: get(&r, 2)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn touch_upload(&self, id: &str) -> Result<()> {
+        self.read(|db| {
+            db.exec(
+                "UPDATE uploads SET updated_at = $2 WHERE id = $1",
+                &[&id, &now()],
+            )
+            .map(drop)
+        })
+    }
+
+    fn delete_upload(&self, id: &str) -> Result<()> {
+        self.read(|db| {
+            db.exec("DELETE FROM uploads WHERE id = $1", &[&id])
+                .map(drop)
+        })
+    }
+
+    fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
+        self.read(|db| {
+            db.rows("SELECT id FROM uploads WHERE updated_at < $1", &[&before])?
+                .iter()
+                .map(|r| get(r, 0))
+                .collect()
+        })
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        self.read(|db| {
+            let row = db.row(
+                "SELECT (SELECT COUNT(*) FROM repositories), (SELECT COUNT(*) FROM blobs),
+                        (SELECT COUNT(*) FROM manifests), (SELECT COUNT(*) FROM uploads)",
+                &[],
+            )?;
+            let Some(r) = row else {
+                return Ok(Counts::default());
+            };
+            let n = |i| get::<i64>(&r, i).map(|n| n.max(0) as u64);
+            Ok(Counts {
+                repositories: n(0)?,
+                blobs: n(1)?,
+                manifests: n(2)?,
+                uploads: n(3)?,
+            })
+        })
+    }
+
+    fn gc_graph(&self) -> Result<Graph> {
+        self.with(|c| {
+            let Conn { client, statements } = c;
+            // One snapshot for every table: the mark must not see a manifest without
+            // the tag that was moved onto it meanwhile.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut db = Db {
+                c: &mut tx,
+                statements,
+            };
+            let repositories = db.repo_graphs(None)?;
+            let blobs = db
+                .rows("SELECT digest, size, created_at FROM blobs", &[])?
+                .iter()
+                .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64, get(r, 2)?)))
+                .collect::<Result<_>>()?;
+            tx.commit()?;
+            Ok(Graph {
+                repositories,
+                blobs,
+            })
+        })
+    }
+
+    fn gc_sweep_repository(
+        &self,
+        planned: &RepoGarbage,
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Swept> {
+        self.write(|db| db.sweep_repository(planned, cutoff, keep_untagged))
+    }
+
+    fn gc_sweep_repositories(
+        &self,
+        planned: &[RepoGarbage],
+        cutoff: i64,
+        keep_untagged: bool,
+    ) -> Result<Vec<Swept>> {
+        self.write(|db| {
+            planned
+                .iter()
+                .map(|p| db.sweep_repository(p, cutoff, keep_untagged))
+                .collect()
+        })
+    }
+
+    fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>> {
+        self.write(|db| {
+            let mut gone = Vec::new();
+            for (d, size) in blobs {
+                let n = db.exec(
+                    "DELETE FROM blobs WHERE digest = $1 AND created_at < $2
+                     AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
+                    &[d, &cutoff],
+                )?;
+                if n > 0 {
+                    db.tombstone(d)?;
+                    gone.push((d.clone(), *size));
+                }
+            }
+            Ok(gone)
+        })
+    }
+
+    fn gc_tombstone_unnamed(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        self.write(|db| {
+            let mut out = Vec::new();
+            for d in digests {
+                let s = d.to_string();
+                if !db.exists("SELECT 1 FROM blobs WHERE digest = $1", &[&s])? {
+                    db.tombstone(&s)?;
+                    out.push(d.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn gc_clear_tombstones(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|db| {
+            for d in digests {
+                db.exec(
+                    "DELETE FROM blob_tombstones WHERE digest = $1",
+                    &[&d.to_string()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn gc_stale_tombstones(&self, before: i64) -> Result<Vec<Digest>> {
+        self.read(|db| {
+            db.rows(
+                "SELECT digest FROM blob_tombstones WHERE created_at < $1",
+                &[&before],
+            )?
+            .iter()
+            .map(|r| digest_at(r, 0))
+            .collect()
+        })
+    }
+
+    fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        self.read(|db| {
+            db.rows("SELECT digest, size FROM blobs ORDER BY digest", &[])?
+                .iter()
+                .map(|r| Ok((digest_at(r, 0)?, get::<i64>(r, 1)?.max(0) as u64)))
+                .collect()
+        })
+    }
+
+    fn forget_blobs(&self, digests: &[Digest]) -> Result<()> {
+        self.write(|db| {
+            for d in digests {
+                let d = d.to_string();
+                db.exec("DELETE FROM repository_blobs WHERE digest = $1", &[&d])?;
+                db.exec("DELETE FROM blobs WHERE digest = $1", &[&d])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn blob_users(&self, digest: &Digest) -> Result<BlobUsers> {
+        let d = digest.to_string();
+        self.read(|db| {
+            let repositories = db
+                .rows(
+                    "SELECT r.name FROM repository_blobs rb
+                     JOIN repositories r ON r.id = rb.repository_id
+                     WHERE rb.digest = $1 ORDER BY r.name",
+                    &[&d],
+                )?
+                .iter()
+                .map(|r| get(r, 0))
+                .collect::<Result<_>>()?;
+            let refs = db.rows(
+                "SELECT r.name, mr.manifest_digest, mr.repository_id FROM manifest_references mr
+                 JOIN repositories r ON r.id = mr.repository_id
+                 WHERE mr.child_digest = $1 ORDER BY r.name, mr.manifest_digest",
+                &[&d],
+            )?;
+            let mut manifests = Vec::new();
+            for r in refs {
+                let (repo, manifest, id): (String, String, i64) =
+                    (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?);
+                let tags = db
+                    .rows(
+                        "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2
+                         ORDER BY name",
+                        &[&id, &manifest],
+                    )?
+                    .iter()
+                    .map(|t| get(t, 0))
+                    .collect::<Result<_>>()?;
+                manifests.push((repo, manifest, tags));
+            }
+            Ok(BlobUsers {
+                repositories,
+                manifests,
+            })
+        })
+    }
+}

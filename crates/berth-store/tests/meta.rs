@@ -1,0 +1,309 @@
+//! The metadata store's contract, run against both implementations: SQLite (the
+//! embedded default) and PostgreSQL (a throw-away cluster, berth-testenv). Whatever
+//! the registry relies on holds the same on each.
+
+mod common;
+
+use berth_image::Digest;
+use berth_store::{NewManifest, SignatureAdded, StoreError, StoredSignature};
+use common::{Backend, Meta};
+
+on_each_backend!(
+    immutable_tags_are_checked_inside_the_write,
+    usage_counts_each_blob_once_per_namespace,
+    signatures_belong_to_a_manifest_and_go_with_it,
+    manifests_need_their_blobs,
+    proxied_manifests_need_nothing_and_links_age_in_order,
+    tags_paginate_and_delete,
+    manifests_are_listed_page_by_page_across_repositories,
+    recent_tags_are_the_newest_set_ties_by_name,
+    parents_are_the_indexes_naming_a_child_in_the_repository,
+    referrers_by_subject
+);
+
+fn d(n: u8) -> Digest {
+    Digest::sha256_of(&[n])
+}
+
+fn manifest(digest: Digest, blobs: Vec<Digest>, subject: Option<Digest>) -> NewManifest {
+    NewManifest {
+        digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: b"{}".to_vec(),
+        blobs,
+        manifests: vec![],
+        subject,
+        artifact_type: Some("t/x".into()),
+        annotations: None,
+    }
+}
+
+fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    let (a, b) = (manifest(d(1), vec![], None), manifest(d(2), vec![], None));
+    m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+        .unwrap();
+    // The same manifest again is fine (a retried push); another is not.
+    m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+        .unwrap();
+    let e = m.put_manifest_guarded("ns/app", &b, Some("v1"), true);
+    assert!(
+        matches!(e, Err(StoreError::TagImmutable(ref t)) if t == "v1"),
+        "{e:?}"
+    );
+    assert_eq!(
+        m.manifest_by_tag("ns/app", "v1").unwrap().unwrap().digest,
+        d(1)
+    );
+    // Not immutable: it moves.
+    m.put_manifest_guarded("ns/app", &b, Some("v1"), false)
+        .unwrap();
+    assert_eq!(
+        m.manifest_by_tag("ns/app", "v1").unwrap().unwrap().digest,
+        d(2)
+    );
+    // A manifest carrying an immutable tag stays, with its tag.
+    let e = m.delete_manifest_guarded("ns/app", &d(2), &|t| t == "v1");
+    assert!(matches!(e, Err(StoreError::TagImmutable(_))), "{e:?}");
+    assert!(m.manifest_by_tag("ns/app", "v1").unwrap().is_some());
+    assert!(m
+        .delete_manifest_guarded("ns/app", &d(2), &|t| t == "v2")
+        .unwrap());
+}
+
+fn usage_counts_each_blob_once_per_namespace(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    let yes = || true;
+    m.link_blob("ns/a", &d(1), 100, &yes).unwrap();
+    m.link_blob("ns/b", &d(1), 100, &yes).unwrap();
+    m.link_blob("ns/b/c", &d(2), 20, &yes).unwrap();
+    m.link_blob("ns0/x", &d(3), 5, &yes).unwrap();
+    m.link_blob("other", &d(1), 100, &yes).unwrap();
+    assert_eq!(m.namespace_usage("ns").unwrap(), 120);
+    assert_eq!(m.namespace_usage("ns0").unwrap(), 5);
+    assert_eq!(m.namespace_usage("none").unwrap(), 0);
+    assert_eq!(
+        m.usage().unwrap(),
+        [("ns".into(), 120), ("ns0".into(), 5), ("other".into(), 100)]
+    );
+    assert!(m.blob_in_namespace("ns", &d(2)).unwrap());
+    assert!(!m.blob_in_namespace("ns", &d(3)).unwrap());
+    // Within a quota: a new blob over it is refused in the transaction, one the
+    // namespace holds is free.
+    let e = m.link_blob_within("ns/d", &d(4), 81, &yes, Some(("ns", 200)));
+    assert!(
+        matches!(e, Err(StoreError::QuotaExceeded { used: 120, .. })),
+        "{e:?}"
+    );
+    assert!(!m.blob_in_namespace("ns", &d(4)).unwrap());
+    m.link_blob_within("ns/d", &d(1), 100, &yes, Some(("ns", 120)))
+        .unwrap();
+    m.link_blob_within("ns/d", &d(4), 80, &yes, Some(("ns", 200)))
+        .unwrap();
+    assert_eq!(m.namespace_usage("ns").unwrap(), 200);
+}
+
+fn signatures_belong_to_a_manifest_and_go_with_it(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    let sig = |name: &str, content: &[u8]| StoredSignature {
+        name: name.into(),
+        content: content.to_vec(),
+    };
+    // No manifest, no signature (and no repository created by trying).
+    let err = m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 8);
+    assert!(matches!(err, Err(StoreError::MissingManifest(_))));
+    assert!(!m.repository_exists("a/b").unwrap());
+
+    m.put_manifest("a/b", &manifest(d(9), vec![], None), Some("v1"))
+        .unwrap();
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 2)
+            .unwrap(),
+        SignatureAdded::Added
+    );
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 2)
+            .unwrap(),
+        SignatureAdded::Unchanged
+    );
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@1", b"other"), 2)
+            .unwrap(),
+        SignatureAdded::NameTaken
+    );
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@2", b"s2"), 2)
+            .unwrap(),
+        SignatureAdded::Added
+    );
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@3", b"s3"), 2)
+            .unwrap(),
+        SignatureAdded::Full
+    );
+    let got = m.signatures("a/b", &d(9)).unwrap();
+    assert_eq!(got, vec![sig("x@1", b"s1"), sig("x@2", b"s2")]);
+    // Another repository holding no such manifest sees none and may add none.
+    assert!(m.signatures("c/d", &d(9)).unwrap().is_empty());
+
+    assert!(m.delete_manifest("a/b", &d(9)).unwrap());
+    assert!(m.signatures("a/b", &d(9)).unwrap().is_empty());
+}
+
+fn manifests_need_their_blobs(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    let err = m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1"));
+    assert!(matches!(err, Err(StoreError::MissingBlob(_))));
+    // The failed push stored nothing.
+    assert!(m.tags("a/b", None, 10).unwrap().is_empty());
+    m.link_blob("a/b", &d(1), 10, &|| true).unwrap();
+    m.put_manifest("a/b", &manifest(d(9), vec![d(1)], None), Some("v1"))
+        .unwrap();
+    assert_eq!(
+        m.manifest_by_tag("a/b", "v1").unwrap().unwrap().digest,
+        d(9)
+    );
+    assert_eq!(m.repositories(None, 10).unwrap(), vec!["a/b".to_string()]);
+    // Another repository cannot read the blob.
+    assert_eq!(m.blob_in_repo("c", &d(1)).unwrap(), None);
+    assert_eq!(m.blob_known(&d(1)).unwrap(), Some(10));
+}
+
+fn proxied_manifests_need_nothing_and_links_age_in_order(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    // A cache's copy: its blob is fetched later.
+    m.put_proxied_manifest("up/a", &manifest(d(9), vec![d(1)], None), Some("v1"))
+        .unwrap();
+    let (digest, at) = m.tag_set_at("up/a", "v1").unwrap().unwrap();
+    assert_eq!(digest, d(9));
+    assert!(at > 0);
+    assert_eq!(m.tag_set_at("up/a", "v2").unwrap(), None);
+    for (repo, blob) in [("up/a", 1), ("up/b", 2), ("other", 3)] {
+        m.link_blob(repo, &d(blob), 10 * blob as u64, &|| true)
+            .unwrap();
+    }
+    m.sql(&format!(
+        "UPDATE repository_blobs SET created_at = 100 WHERE digest = '{}'",
+        d(2)
+    ));
+    let oldest = m.oldest_links("up", 10).unwrap();
+    let got: Vec<(&str, Digest, u64)> = oldest
+        .iter()
+        .map(|(r, d, s, _)| (r.as_str(), d.clone(), *s))
+        .collect();
+    assert_eq!(got, [("up/b", d(2), 20), ("up/a", d(1), 10)]);
+    assert_eq!(m.oldest_links("up", 1).unwrap().len(), 1);
+}
+
+fn tags_paginate_and_delete(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    for t in ["c", "a", "b"] {
+        m.put_manifest("r", &manifest(d(1), vec![], None), Some(t))
+            .unwrap();
+    }
+    assert_eq!(m.tags("r", None, 2).unwrap(), ["a", "b"]);
+    assert_eq!(m.tags("r", Some("b"), 2).unwrap(), ["c"]);
+    assert!(m.delete_tag("r", "a").unwrap());
+    assert!(!m.delete_tag("r", "a").unwrap());
+    // Retention's fence: a tag set again (another digest or time) stays.
+    let (_, _, at) = m.recent_tags("r", 10).unwrap().remove(0);
+    assert!(!m.delete_tag_if("r", "b", &d(2), at).unwrap());
+    assert!(!m.delete_tag_if("r", "b", &d(1), at - 1).unwrap());
+    assert!(!m.delete_tag_if("nowhere", "b", &d(1), at).unwrap());
+    assert!(m.delete_tag_if("r", "b", &d(1), at).unwrap());
+    assert_eq!(m.tags("r", None, 10).unwrap(), ["c"]);
+    assert!(m.delete_manifest("r", &d(1)).unwrap());
+    assert!(m.tags("r", None, 10).unwrap().is_empty());
+}
+
+fn manifests_are_listed_page_by_page_across_repositories(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    m.put_manifest("b", &manifest(d(1), vec![], None), Some("t"))
+        .unwrap();
+    m.put_manifest("a", &manifest(d(2), vec![], None), None)
+        .unwrap();
+    m.put_manifest("a", &manifest(d(1), vec![], None), None)
+        .unwrap();
+    let first = m.manifests_after(None, 2).unwrap();
+    let names: Vec<_> = first
+        .iter()
+        .map(|e| (e.repository.as_str(), e.digest.clone()))
+        .collect();
+    assert_eq!(names, [("a", d(1)), ("a", d(2))]);
+    let last = first.last().unwrap();
+    let rest = m
+        .manifests_after(Some((&last.repository, &last.digest.to_string())), 2)
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (rest[0].repository.as_str(), rest[0].digest.clone()),
+        ("b", d(1))
+    );
+    let tags = m.recent_tags("b", 10).unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!((tags[0].0.as_str(), tags[0].1.clone()), ("t", d(1)));
+}
+
+fn recent_tags_are_the_newest_set_ties_by_name(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    for (i, tag) in ["a", "b", "c", "d"].iter().enumerate() {
+        m.put_manifest("r", &manifest(d(i as u8 + 1), vec![], None), Some(tag))
+            .unwrap();
+    }
+    m.put_manifest("other", &manifest(d(9), vec![], None), Some("z"))
+        .unwrap();
+    // When each was set: b newest, then a and d together, then c.
+    for (tag, at) in [("a", 20), ("b", 30), ("c", 10), ("d", 20)] {
+        m.sql(&format!(
+            "UPDATE tags SET updated_at = {at} WHERE name = '{tag}'"
+        ));
+    }
+    let names = |n| -> Vec<(String, i64)> {
+        m.recent_tags("r", n)
+            .unwrap()
+            .into_iter()
+            .map(|(t, _, at)| (t, at))
+            .collect()
+    };
+    let want = [("b", 30), ("d", 20), ("a", 20), ("c", 10)].map(|(t, at)| (t.to_string(), at));
+    assert_eq!(names(10), want);
+    assert_eq!(names(2), want[..2]);
+    let (_, digest, _) = &m.recent_tags("r", 1).unwrap()[0];
+    assert_eq!(*digest, d(2));
+    assert!(m.recent_tags("none", 5).unwrap().is_empty());
+}
+
+fn parents_are_the_indexes_naming_a_child_in_the_repository(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    m.put_manifest("r", &manifest(d(1), vec![], None), None)
+        .unwrap();
+    m.put_manifest("other", &manifest(d(1), vec![], None), None)
+        .unwrap();
+    let mut index = manifest(d(2), vec![], None);
+    index.manifests = vec![d(1)];
+    m.put_manifest("other", &index, None).unwrap();
+    assert!(m.parent_manifests("r", &d(1), 10).unwrap().is_empty());
+    m.put_manifest("r", &index, None).unwrap();
+    assert_eq!(m.parent_manifests("r", &d(1), 10).unwrap(), vec![d(2)]);
+    assert!(m.parent_manifests("r", &d(2), 10).unwrap().is_empty());
+}
+
+fn referrers_by_subject(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    m.put_manifest("r", &manifest(d(2), vec![], Some(d(1))), None)
+        .unwrap();
+    assert_eq!(m.referrers("r", &d(1), None).unwrap().len(), 1);
+    assert_eq!(m.referrers("r", &d(1), Some("t/x")).unwrap().len(), 1);
+    assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);
+    assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
+}

@@ -1,0 +1,269 @@
+//! Throw-away services for tests, real ones: what a user would run, started on
+//! 127.0.0.1 and gone when the test process ends.
+//!
+//! [`Postgres`] is one cluster per test process (initdb takes a second or two), from
+//! Debian's `postgresql` package; each test takes a database of its own from it with
+//! [`Postgres::database`]. The server is started as a child of a thread that lives as
+//! long as the process, with a parent-death signal, so that it stops even when the
+//! tests are killed: no cluster outlives its test run.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A PostgreSQL cluster of this test process.
+pub struct Postgres {
+    data: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    /// The unprivileged account the server runs as when the tests run as root
+    /// (PostgreSQL refuses to run as root): uid, gid.
+    account: Option<(u32, u32)>,
+    server: Mutex<Option<Child>>,
+    next: AtomicU32,
+}
+
+impl Postgres {
+    /// The cluster of this process, started on first use. Panics with what to install
+    /// when PostgreSQL is missing: a test that needs it must not pass without it.
+    pub fn shared() -> &'static Postgres {
+        static CLUSTER: OnceLock<Postgres> = OnceLock::new();
+        CLUSTER.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn start() -> Result<Postgres, String> {
+        let bin = server_bin().ok_or(
+            "PostgreSQL is not installed: apt-get install postgresql (scripts/install-peers.sh installs it)",
+        )?;
+        remove_stale_clusters();
+        let data = std::env::temp_dir().join(format!("berth-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
+        // SAFETY: geteuid has no preconditions.
+        let account = if unsafe { libc::geteuid() } == 0 {
+            let ids = account_ids("postgres").ok_or(
+                "the tests run as root and there is no postgres account to run PostgreSQL as \
+                 (apt-get install postgresql creates it)",
+            )?;
+            // SAFETY: a NUL-terminated path and plain ids.
+            let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes())
+                .map_err(|e| e.to_string())?;
+            if unsafe { libc::chown(path.as_ptr(), ids.0, ids.1) } != 0 {
+                return Err(format!(
+                    "chown {}: {}",
+                    data.display(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Some(ids)
+        } else {
+            None
+        };
+        let pg = Postgres {
+            data,
+            port: 0,
+            bin,
+            account,
+            server: Mutex::new(None),
+            next: AtomicU32::new(0),
+        };
+        let cluster = pg.data.join("cluster");
+        let out = pg
+            .command("initdb")
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-D",
+            ])
+            .arg(&cluster)
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("running initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let pg = Postgres { port, ..pg };
+        pg.launch()?;
+        Ok(pg)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn launch(&self) -> Result<(), String> {
+        let cluster = self.data.join("cluster");
+        let log = std::fs::File::create(self.data.join("server.log")).map_err(|e| e.to_string())?;
+        let mut cmd = self.command("postgres");
+        cmd.arg("-D")
+            .arg(&cluster)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-k")
+            .arg(&self.data)
+            // Speed over durability: the cluster is thrown away.
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args(["-c", "max_connections=300"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe. SIGQUIT is PostgreSQL's immediate
+        // shutdown, sent when the thread that spawned the server ends: the keeper
+        // thread below, which ends only with the process.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = spawn_kept(cmd)?;
+        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default();
+                return Err(format!("PostgreSQL did not start within 60 s:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A command for one of the server's programs, run as the server's account.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.current_dir(&self.data);
+        if let Some((uid, gid)) = self.account {
+            // std drops root's supplementary groups when it changes the uid.
+            cmd.uid(uid).gid(gid).env("HOME", &self.data);
+        }
+        cmd
+    }
+
+    fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A new, empty database of this cluster: its connection URL.
+    pub fn database(&self) -> String {
+        let name = format!("t{}", self.next.fetch_add(1, Ordering::SeqCst));
+        let mut admin = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        self.url_of(&name)
+    }
+
+    /// Stops the server at once (as a crash would), keeping its data.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again after [`Postgres::kill`], on the same port.
+    pub fn restart(&self) {
+        self.launch()
+            .unwrap_or_else(|e| panic!("restarting PostgreSQL: {e}"));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// Spawns `cmd` from a thread that parks forever, so that the child's parent-death
+/// signal fires only when the process ends (it fires when the spawning thread ends,
+/// and every test runs in a thread of its own).
+fn spawn_kept(mut cmd: Command) -> Result<Child, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.spawn().map_err(|e| format!("starting postgres: {e}")));
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+/// Debian's server binaries (`/usr/lib/postgresql/<major>/bin`), newest major first.
+fn server_bin() -> Option<PathBuf> {
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((major, bin))
+        })
+        .collect();
+    majors.sort();
+    majors.pop().map(|(_, bin)| bin)
+}
+
+fn account_ids(name: &str) -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, as checked.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Removes the folders of clusters whose test process is gone.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("berth-pg-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
