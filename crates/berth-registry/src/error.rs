@@ -160,6 +160,12 @@ impl From<StoreError> for ApiError {
                 .message("the registry's storage is read-only")
                 .detail("nothing was stored; retry once the registry can write again");
         }
+        if e.is_unreachable() {
+            tracing::error!(error = %e, "metadata database unreachable");
+            return ApiError::new(Code::Unavailable)
+                .message("the registry's metadata database is unreachable")
+                .detail("nothing was stored; retry in a moment");
+        }
         match e {
             StoreError::MissingBlob(d) => ApiError::new(Code::ManifestBlobUnknown).detail(d),
             StoreError::MissingManifest(d) => ApiError::new(Code::ManifestUnknown)

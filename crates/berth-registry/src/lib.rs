@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use berth_auth::{Auth, AuthConfig};
-use berth_store::{BlobStore, MetaStore, SqliteMeta};
+use berth_store::{BlobStore, MetaStore, PgMeta, PgOptions, SqliteMeta};
 
 pub use error::{ApiError, Code};
 pub use policy::usage_json;
@@ -68,6 +68,62 @@ pub struct RegistryConfig {
     pub ui: bool,
     /// Pull-through caches: repositories under each prefix mirror an upstream.
     pub proxies: Vec<proxy::ProxyConfig>,
+    /// Where manifests, tags and links live: `meta.db` or PostgreSQL.
+    pub metadata: Metadata,
+}
+
+/// Where the registry's metadata (repositories, manifests, tags, blob links, upload
+/// sessions) lives.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Metadata {
+    /// `meta.db` in the data folder: the embedded default.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database that several `berth serve` replicas share: its URL
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`).
+    Postgres(String),
+}
+
+impl std::str::FromStr for Metadata {
+    type Err = String;
+
+    /// `sqlite`, or a `postgres://` (`postgresql://`) URL.
+    fn from_str(s: &str) -> Result<Metadata, String> {
+        if s == "sqlite" {
+            Ok(Metadata::Sqlite)
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Metadata::Postgres(s.to_string()))
+        } else {
+            Err(format!(
+                "{:?}: the metadata is `sqlite` or a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL",
+                Metadata::Postgres(s.to_string())
+            ))
+        }
+    }
+}
+
+/// Shows a PostgreSQL URL without its password (settings are logged).
+impl std::fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metadata::Sqlite => f.write_str("sqlite"),
+            Metadata::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `scheme://user:password@rest` as `scheme://user:***@rest`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 impl RegistryConfig {
@@ -83,6 +139,7 @@ impl RegistryConfig {
             catalog: true,
             ui: true,
             proxies: Vec::new(),
+            metadata: Metadata::Sqlite,
         }
     }
 }
@@ -117,6 +174,12 @@ pub enum OpenError {
         #[source]
         source: berth_store::StoreError,
     },
+    #[error("opening the metadata database {url}: {source}")]
+    Metadata {
+        url: String,
+        #[source]
+        source: berth_store::StoreError,
+    },
     #[error("opening the catalog at {root}: {source}")]
     Catalog {
         root: PathBuf,
@@ -134,7 +197,8 @@ pub enum OpenError {
 }
 
 impl Registry {
-    /// Opens the embedded default: blob files and a SQLite database under `config.root`.
+    /// Opens the registry: blob files under `config.root`, metadata in SQLite there
+    /// (the embedded default) or in PostgreSQL.
     pub fn open(config: RegistryConfig) -> Result<Arc<Registry>, OpenError> {
         let err = |source| OpenError::Store {
             root: config.root.clone(),
@@ -142,8 +206,19 @@ impl Registry {
         };
         let proxies = proxy::Proxies::new(&config.proxies)?;
         let blobs = BlobStore::open(&config.root).map_err(err)?;
-        let meta: Arc<dyn MetaStore> =
-            Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?);
+        let meta: Arc<dyn MetaStore> = match &config.metadata {
+            Metadata::Sqlite => {
+                Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?)
+            }
+            Metadata::Postgres(url) => Arc::new(
+                PgMeta::connect(url, &PgOptions::default()).map_err(|source| {
+                    OpenError::Metadata {
+                        url: redact_password(url),
+                        source,
+                    }
+                })?,
+            ),
+        };
         // Uploads a crash cut off between their file and their row.
         match berth_store::gc::recover_blob_commits(meta.as_ref(), &blobs) {
             Ok(removed) if !removed.is_empty() => tracing::info!(

@@ -35,7 +35,7 @@ use berth_image::Digest;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", postgres_message(.0))]
     Postgres(#[from] ::postgres::Error),
     /// No connection to PostgreSQL could be had in time (the server is down or every
     /// connection is busy).
@@ -80,6 +80,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// rust-postgres says only "db error" for an error of the server; its message (and
+/// code) is what an operator needs.
+fn postgres_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 /// Now, in unix seconds: the time unit of every timestamp in the metadata.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -99,6 +111,31 @@ impl StoreError {
                     || source.kind() == std::io::ErrorKind::QuotaExceeded
             }
             StoreError::Db(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Postgres(e) => {
+                e.code() == Some(&::postgres::error::SqlState::DISK_FULL)
+                    || e.code() == Some(&::postgres::error::SqlState::OUT_OF_MEMORY)
+            }
+            _ => false,
+        }
+    }
+
+    /// The metadata database cannot be reached (PostgreSQL is down or restarting, or
+    /// every connection is busy): nothing was committed, and the same request
+    /// succeeds once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|c| {
+                        // Class 08 (connection exception) and 57P0x (the server is
+                        // shutting down or starting).
+                        c.code().starts_with("08") || c.code().starts_with("57P0")
+                    })
+                    || (e.as_db_error().is_none()
+                        && std::error::Error::source(e)
+                            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
+            }
             _ => false,
         }
     }
@@ -110,6 +147,9 @@ impl StoreError {
                 source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
             }
             StoreError::Db(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly),
+            StoreError::Postgres(e) => {
+                e.code() == Some(&::postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+            }
             _ => false,
         }
     }

@@ -60,7 +60,7 @@ impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
             max_connections: 16,
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -307,3 +307,23 @@ fn referrers_by_subject(backend: Backend) {
     assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);
     assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
 }
+
+/// A database migrated by a newer berth is refused at start, with what to do; one of
+/// this version is opened again as it is.
+#[test]
+fn postgres_refuses_a_newer_schema() {
+    let url = berth_testenv::Postgres::shared().database();
+    let options = berth_store::PgOptions::default();
+    drop(berth_store::PgMeta::connect(&url, &options).unwrap());
+    drop(berth_store::PgMeta::connect(&url, &options).unwrap());
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    c.batch_execute("INSERT INTO berth_schema (version) VALUES (99)")
+        .unwrap();
+    match berth_store::PgMeta::connect(&url, &options) {
+        Err(e @ StoreError::SchemaTooNew { found: 99, .. }) => {
+            assert!(e.to_string().contains("upgrade berth"), "{e}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    }
+}

@@ -30,17 +30,35 @@ pub struct Postgres {
 impl Postgres {
     /// The cluster of this process, started on first use. Panics with what to install
     /// when PostgreSQL is missing: a test that needs it must not pass without it.
+    /// A failure is kept: every later test fails at once with the same message rather
+    /// than trying again.
     pub fn shared() -> &'static Postgres {
-        static CLUSTER: OnceLock<Postgres> = OnceLock::new();
-        CLUSTER.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("{e}")))
+        static CLUSTER: OnceLock<Result<Postgres, String>> = OnceLock::new();
+        match CLUSTER.get_or_init(|| off_runtime(Postgres::start)) {
+            Ok(pg) => pg,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A cluster of the caller's own, for a test that stops and restarts it; stopped
+    /// and removed when dropped.
+    pub fn private() -> Postgres {
+        off_runtime(Postgres::start).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn start() -> Result<Postgres, String> {
         let bin = server_bin().ok_or(
             "PostgreSQL is not installed: apt-get install postgresql (scripts/install-peers.sh installs it)",
         )?;
-        remove_stale_clusters();
-        let data = std::env::temp_dir().join(format!("berth-pg-{}", std::process::id()));
+        // Unlinking a cluster's thousand files can take a minute on a disk mounted with
+        // `discard`: clusters of earlier runs go in the background.
+        std::thread::spawn(remove_stale_clusters);
+        static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+        let data = scratch().join(format!(
+            "berth-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
         // SAFETY: geteuid has no preconditions.
@@ -65,7 +83,7 @@ impl Postgres {
         };
         let pg = Postgres {
             data,
-            port: 0,
+            port: free_port()?,
             bin,
             account,
             server: Mutex::new(None),
@@ -91,8 +109,6 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let port = free_port()?;
-        let pg = Postgres { port, ..pg };
         pg.launch()?;
         Ok(pg)
     }
@@ -112,15 +128,11 @@ impl Postgres {
             ])
             .arg("-k")
             .arg(&self.data)
-            // Speed over durability: the cluster is thrown away.
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
+            // Speed over durability against power loss (the cluster is thrown away), not
+            // against a crash of the server: a commit is written before it is
+            // acknowledged (synchronous_commit stays on), so tests that kill it with
+            // SIGQUIT find every acknowledged write after the restart.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
             .stdout(Stdio::null())
             .stderr(log);
@@ -168,11 +180,13 @@ impl Postgres {
     /// A new, empty database of this cluster: its connection URL.
     pub fn database(&self) -> String {
         let name = format!("t{}", self.next.fetch_add(1, Ordering::SeqCst));
-        let mut admin = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        off_runtime(|| {
+            let mut admin = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        });
         self.url_of(&name)
     }
 
@@ -199,6 +213,22 @@ impl Postgres {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
     }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// Runs `f` on a thread of its own: rust-postgres's blocking client may not be used
+/// on a thread that drives a tokio runtime (every `#[tokio::test]`).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// Spawns `cmd` from a thread that parks forever, so that the child's parent-death
@@ -241,9 +271,20 @@ fn account_ids(name: &str) -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
+/// Where clusters live: memory (`/dev/shm`) when there is such a folder, as the data
+/// is thrown away, else the temporary folder.
+fn scratch() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && std::fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly()) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// Removes the folders of clusters whose test process is gone.
 fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(scratch()) else {
         return;
     };
     for e in entries.filter_map(|e| e.ok()) {
@@ -251,7 +292,7 @@ fn remove_stale_clusters() {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("berth-pg-"))
-            .and_then(|p| p.parse::<u32>().ok())
+            .and_then(|p| p.split('-').next()?.parse::<u32>().ok())
         else {
             continue;
         };

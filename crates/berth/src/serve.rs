@@ -27,7 +27,7 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
-(keys: listen, root, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
+(keys: listen, root, metadata, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown; pull-through caches only there, as \
 [[proxy]] tables (prefix, url, username, password, credential_helper, tag_ttl, max_size, \
@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Remove upload sessions idle this long, with their data, e.g. "24h" [default: 24h]
     #[arg(long, env = "BERTH_UPLOAD_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     upload_ttl: Option<Duration>,
+    /// Where manifests, tags and blob links live: `sqlite` (meta.db in the data
+    /// folder) or a PostgreSQL database that several replicas share,
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite]
+    #[arg(long, env = "BERTH_METADATA", value_name = "sqlite|URL")]
+    metadata: Option<String>,
     /// On SIGTERM/SIGINT, let requests in flight finish for this long, e.g. "30s" [default: 30s]
     #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     shutdown_timeout: Option<Duration>,
@@ -122,6 +127,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<String>,
     root: Option<PathBuf>,
+    metadata: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     upload_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -177,6 +183,7 @@ struct Settings {
     /// As given; [`listen_addrs`] reads it.
     listen: String,
     root: PathBuf,
+    metadata: berth_registry::Metadata,
     upload_ttl: Duration,
     shutdown_timeout: Duration,
     log_level: String,
@@ -210,6 +217,10 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         root: match crate::paths::registry_root_given().or(file.root) {
             Some(root) => root,
             None => crate::paths::registry_root()?,
+        },
+        metadata: match args.metadata.or(file.metadata) {
+            Some(m) => m.parse().map_err(anyhow::Error::msg)?,
+            None => berth_registry::Metadata::Sqlite,
         },
         upload_ttl: args
             .upload_ttl
@@ -354,6 +365,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         catalog: s.catalog,
         ui: s.ui,
         proxies: s.proxies.clone(),
+        metadata: s.metadata.clone(),
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;

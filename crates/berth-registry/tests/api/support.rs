@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_image::{Algorithm, Digest};
-use berth_registry::{Registry, RegistryConfig};
+use berth_registry::{Metadata, Registry, RegistryConfig};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
@@ -101,13 +101,15 @@ impl Server {
         Server::start_configured(dir, |c| c.upload_ttl = upload_ttl).await
     }
 
-    /// Starts a registry on `dir/root` with the configuration `configure` makes.
+    /// Starts a registry on `dir/root` with the configuration `configure` makes, and
+    /// its metadata where [`metadata_backend`] says.
     pub async fn start_configured(
         dir: TempDir,
         configure: impl FnOnce(&mut RegistryConfig),
     ) -> Server {
         let root = dir.path().join("root");
         let mut config = RegistryConfig::new(root.clone());
+        config.metadata = metadata_for(dir.path());
         configure(&mut config);
         let reg = Registry::open(config).expect("opening the registry");
         let app = reg
@@ -182,6 +184,38 @@ impl Server {
             self.blob_files()
         );
     }
+}
+
+/// Where the servers of this run keep their metadata: SQLite (`meta.db`, the default),
+/// or PostgreSQL when `BERTH_TEST_METADATA=postgres` (scripts/test runs this suite
+/// both ways; berth-testenv starts the cluster).
+pub fn metadata_backend() -> &'static str {
+    match std::env::var("BERTH_TEST_METADATA").as_deref() {
+        Ok("postgres") => "postgres",
+        Ok("sqlite") | Err(_) => "sqlite",
+        Ok(other) => panic!("BERTH_TEST_METADATA={other}: sqlite or postgres"),
+    }
+}
+
+/// The metadata of a server on `dir`: a database of its own, the same one again when
+/// a test restarts a server on the same folder.
+fn metadata_for(dir: &Path) -> Metadata {
+    if metadata_backend() == "sqlite" {
+        return Metadata::Sqlite;
+    }
+    // Kept by folder in this process (not in the folder, which tests check for
+    // strays).
+    static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+    let url = match known.iter().find(|(d, _)| d == dir) {
+        Some((_, url)) => url.clone(),
+        None => {
+            let url = berth_testenv::Postgres::shared().database();
+            known.push((dir.to_path_buf(), url.clone()));
+            url
+        }
+    };
+    Metadata::Postgres(url)
 }
 
 pub fn list_dir(dir: &Path) -> Vec<String> {

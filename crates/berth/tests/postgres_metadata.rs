@@ -1,0 +1,241 @@
+//! `berth serve --metadata postgres://…`: the metadata in a real PostgreSQL (a
+//! throw-away cluster from Debian's package, crates/berth-testenv) instead of
+//! `meta.db`. Two replicas share one database (and, until blobs move to object
+//! storage, one data folder): skopeo pushes through one and pulls byte-identical
+//! through the other, a chunked upload's requests alternate between them, a tag moved
+//! on one is served moved by the other at once. PostgreSQL stopped under a running
+//! server: requests answer 503 UNAVAILABLE with the reason, and the server serves
+//! again by itself once the database is back.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_testenv::Postgres;
+use serde_json::{json, Value};
+
+mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
+
+use common::process::{request, try_request, Serve};
+use common::sha256;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The bytes of `oci:` layout `dir`'s blob `digest`.
+fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
+}
+
+fn replica(root: &Path, url: &str) -> Serve {
+    let serve = Serve::start(root, &["--metadata", url], &[]);
+    serve.wait_ready();
+    serve
+}
+
+fn manifest_digest(addr: &str, repo: &str, tag: &str) -> Option<String> {
+    let r = request(
+        addr,
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Accept", OCI_MANIFEST.to_string())],
+        b"",
+    );
+    (r.status == 200).then(|| sha256(&r.body))
+}
+
+#[test]
+fn two_replicas_share_one_database() {
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let a = replica(&root, &url);
+    let b = replica(&root, &url);
+    assert!(
+        !root.join("meta.db").exists(),
+        "the metadata went to meta.db, not PostgreSQL"
+    );
+
+    // skopeo pushes through one replica and pulls through the other, byte for byte.
+    let layout = dir.path().join("layout");
+    let layers = [
+        registry_fixture::layer(&[("etc/hello", "hello from postgres")]),
+        registry_fixture::layer(&[("usr/share/doc/x", "second layer")]),
+    ];
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/team/app:v1", a.addr),
+    ]);
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/team/app:v1", b.addr),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    let manifest = layout_blob(&back, &pushed.to_string());
+    assert_eq!(manifest, layout_blob(&layout, &pushed.to_string()));
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap())
+    {
+        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
+    }
+    for serve in [&a, &b] {
+        let r = request(&serve.addr, "GET", "/v2/team/app/tags/list", &[], b"");
+        assert_eq!(r.status, 200);
+        let tags: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(tags["tags"], json!(["v1"]));
+        let r = request(&serve.addr, "GET", "/v2/_catalog", &[], b"");
+        let catalog: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(catalog["repositories"], json!(["team/app"]));
+    }
+
+    // A chunked upload whose requests alternate between the replicas.
+    let bytes = common::process::data(300_000, 7);
+    let digest = sha256(&bytes);
+    let r = request(&a.addr, "POST", "/v2/team/chunks/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202);
+    let mut location = r.header("Location").unwrap();
+    for (i, chunk) in bytes.chunks(100_000).enumerate() {
+        let serve = [&b, &a][i % 2];
+        let start = i * 100_000;
+        let r = request(
+            &serve.addr,
+            "PATCH",
+            &location,
+            &[
+                (
+                    "Content-Range",
+                    format!("{start}-{}", start + chunk.len() - 1),
+                ),
+                ("Content-Type", "application/octet-stream".into()),
+            ],
+            chunk,
+        );
+        assert_eq!(r.status, 202, "chunk {i} on {}", serve.addr);
+        location = r.header("Location").unwrap();
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = request(
+        &b.addr,
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = request(
+        &a.addr,
+        "GET",
+        &format!("/v2/team/chunks/blobs/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, bytes);
+
+    // A tag moved through one replica is moved on the other at once (no cache).
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = common::process::push_blob(&b.addr, "team/app", config);
+    let second = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [],
+    }))
+    .unwrap();
+    let r = request(
+        &b.addr,
+        "PUT",
+        "/v2/team/app/manifests/v1",
+        &[("Content-Type", OCI_MANIFEST.into())],
+        &second,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        manifest_digest(&a.addr, "team/app", "v1"),
+        Some(sha256(&second))
+    );
+}
+
+#[test]
+fn a_stopped_database_answers_503_and_the_server_recovers() {
+    let pg = Postgres::private();
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = replica(&dir.path().join("root"), &url);
+    let blob = common::process::push_blob(&serve.addr, "app", b"kept across a restart");
+    let path = format!("/v2/app/blobs/{blob}");
+    assert_eq!(request(&serve.addr, "GET", &path, &[], b"").status, 200);
+
+    pg.kill();
+    let r = request(&serve.addr, "GET", &path, &[], b"");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata database"),
+        "{body}"
+    );
+    // Writes too, and nothing half-done is left behind.
+    let r = request(
+        &serve.addr,
+        "POST",
+        &format!("/v2/app/blobs/uploads/?digest={}", sha256(b"new")),
+        &[],
+        b"new",
+    );
+    assert_eq!(r.status, 503);
+
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_request(&serve.addr, "GET", &path, &[], b"") {
+            Ok(r) if r.status == 200 => {
+                assert_eq!(r.body, b"kept across a restart");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "not serving 30 s after PostgreSQL came back: {:?}\nPostgreSQL's log:\n{}",
+                other.map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned())),
+                pg.log()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And writes again, without a restart of berth.
+    common::process::push_blob(&serve.addr, "app", b"new");
+}
