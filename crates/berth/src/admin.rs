@@ -706,7 +706,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 untag: Vec::new(),
             };
             let collection =
-                berth_registry::retention::collect(&meta, &blobs, &dir, opts, *dry_run)?;
+                berth_registry::retention::collect(meta.as_ref(), &blobs, &dir, opts, *dry_run)?;
             return Ok(Some(pretty(&collection.to_json())));
         }
         Request::Scan { all, repo, tag } => {
@@ -733,12 +733,13 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         Request::Usage(namespace) => {
             let (meta, _) = open_content(root)?;
             let dir = berth_auth::open_store(root)?.directory()?;
-            let v = berth_registry::usage_json(&meta, &dir, namespace.as_deref(), |_| true)?;
+            let v =
+                berth_registry::usage_json(meta.as_ref(), &dir, namespace.as_deref(), |_| true)?;
             return Ok(Some(pretty(&v)));
         }
         Request::Fsck(repair) => {
             let (meta, blobs) = open_content(root)?;
-            let report = berth_store::fsck::check(&meta, &blobs, *repair)?;
+            let report = berth_store::fsck::check(meta.as_ref(), &blobs, *repair)?;
             println!("{}", pretty(&fsck_json(&report)));
             let left = report.remaining();
             if left > 0 {
@@ -858,24 +859,36 @@ fn split_repo_tag(image: &str) -> anyhow::Result<(String, Option<String>)> {
 /// The catalog of a registry folder (the server may be running on it).
 fn open_catalog(root: &std::path::Path) -> anyhow::Result<berth_catalog::Catalog> {
     let (meta, _) = open_content(root)?;
-    Ok(berth_catalog::Catalog::open(
-        root,
-        std::sync::Arc::new(meta),
-    )?)
+    Ok(berth_catalog::Catalog::open(root, meta)?)
 }
 
-/// The content store of a registry folder (the server may be running on it).
+/// The content store of a registry folder (the server may be running on it): its
+/// metadata in `meta.db`, or in PostgreSQL when `BERTH_METADATA` says so, as for
+/// `berth serve`.
 fn open_content(
     root: &std::path::Path,
-) -> anyhow::Result<(berth_store::SqliteMeta, berth_store::BlobStore)> {
-    let db = root.join("meta.db");
-    if !db.exists() {
-        bail!("no registry content at {} (no meta.db)", root.display());
-    }
-    Ok((
-        berth_store::SqliteMeta::open(&db)?,
-        berth_store::BlobStore::open(root)?,
-    ))
+) -> anyhow::Result<(
+    std::sync::Arc<dyn berth_store::MetaStore>,
+    berth_store::BlobStore,
+)> {
+    let metadata = match std::env::var("BERTH_METADATA") {
+        Ok(m) => m.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => berth_registry::Metadata::Sqlite,
+    };
+    let meta: std::sync::Arc<dyn berth_store::MetaStore> = match metadata {
+        berth_registry::Metadata::Sqlite => {
+            let db = root.join("meta.db");
+            if !db.exists() {
+                bail!("no registry content at {} (no meta.db)", root.display());
+            }
+            std::sync::Arc::new(berth_store::SqliteMeta::open(&db)?)
+        }
+        berth_registry::Metadata::Postgres(url) => std::sync::Arc::new(
+            berth_store::PgMeta::connect(&url, &berth_store::PgOptions::default())
+                .context("opening the metadata database (BERTH_METADATA)")?,
+        ),
+    };
+    Ok((meta, berth_store::BlobStore::open(root)?))
 }
 
 fn fsck_json(report: &berth_store::fsck::Report) -> Value {

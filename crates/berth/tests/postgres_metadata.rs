@@ -185,6 +185,25 @@ fn two_replicas_share_one_database() {
         manifest_digest(&a.addr, "team/app", "v1"),
         Some(sha256(&second))
     );
+
+    // The folder commands find the metadata where BERTH_METADATA says: fsck re-hashes
+    // every blob the database names and finds nothing wrong.
+    let out = Command::new(common::BERTH)
+        .args(["registry", "--root"])
+        .arg(&root)
+        .arg("fsck")
+        .env("BERTH_METADATA", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report["rows_checked"].as_u64().unwrap() >= 5, "{report}");
+    assert_eq!(report["problems"], 0, "{report}");
 }
 
 #[test]
