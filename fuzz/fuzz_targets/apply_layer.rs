@@ -4,7 +4,9 @@
 //! folder, every other folder above the root, and `/etc` must list the same names
 //! afterwards, and a file beside the root keep its content. Folders other processes
 //! share (`/dev/shm`, `/tmp`, …) only must not gain names outside the temporary-file
-//! patterns of other tools (`.tmp*`, `berth-fuzz-*`).
+//! patterns of other tools (`.tmp*`, `berth-fuzz-*`, and the test clusters of
+//! berth-testenv and their PostgreSQL shared memory, `berth-pg-*`, `PostgreSQL.*`, when
+//! tests run beside the fuzzer).
 #![no_main]
 use std::path::Path;
 
@@ -45,7 +47,12 @@ fuzz_target!(|data: &[u8]| {
         let shared = matches!(dir.to_str(), Some("/dev/shm" | "/tmp" | "/dev"));
         let new: Vec<String> = berth_fuzz::names(dir)
             .difference(&names)
-            .filter(|n| !(shared && (n.starts_with(".tmp") || n.starts_with("berth-fuzz-"))))
+            .filter(|n| {
+                !(shared
+                    && [".tmp", "berth-fuzz-", "berth-pg-", "PostgreSQL."]
+                        .iter()
+                        .any(|p| n.starts_with(p)))
+            })
             .cloned()
             .collect();
         assert!(new.is_empty(), "{} gained {new:?}", dir.display());
