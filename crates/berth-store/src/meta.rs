@@ -134,7 +134,9 @@ pub trait MetaStore: Send + Sync + 'static {
         digest: &Digest,
         size: u64,
         present: &(dyn Fn() -> bool + Sync),
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.link_blob_within(repo, digest, size, present, None)
+    }
     /// [`MetaStore::link_blob`] that, with `quota` (a namespace and its bytes), refuses
     /// ([`crate::StoreError::QuotaExceeded`]) inside the write transaction when the
     /// blob is new to the namespace and its usage plus `size` would exceed the quota:
@@ -171,7 +173,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Stores a manifest (and points `tag` at it), after checking in the same
     /// transaction that everything it references is in the repository.
-    fn put_manifest(&self, repo: &str, manifest: &NewManifest, tag: Option<&str>) -> Result<()>;
+    fn put_manifest(&self, repo: &str, manifest: &NewManifest, tag: Option<&str>) -> Result<()> {
+        self.put_manifest_guarded(repo, manifest, tag, false)
+    }
     /// [`MetaStore::put_manifest`] where, with `immutable`, `tag` may only be new or
     /// already on this manifest: checked in the write transaction, so of two pushes of
     /// different manifests to a new immutable tag one wins and the other gets
@@ -202,7 +206,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and every tag on it; false when it was not there.
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.delete_manifest_guarded(repo, digest, &|_| false)
+    }
     /// The manifests of `repo` (indexes) that name `child` among their manifests, at
     /// most `n`: a registry that requires signatures serves an image whose index is signed.
     fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>>;

@@ -550,16 +550,6 @@ impl PgMeta {
 }
 
 impl MetaStore for PgMeta {
-    fn link_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        present: &(dyn Fn() -> bool + Sync),
-    ) -> Result<()> {
-        self.link_blob_within(repo, digest, size, present, None)
-    }
-
     fn link_blob_within(
         &self,
         repo: &str,
@@ -706,10 +696,6 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
-        self.put_manifest_guarded(repo, m, tag, false)
-    }
-
     fn put_manifest_guarded(
         &self,
         repo: &str,
@@ -796,10 +782,6 @@ impl MetaStore for PgMeta {
             .map(|r| stored_manifest(&r))
             .transpose()
         })
-    }
-
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        self.delete_manifest_guarded(repo, digest, &|_| false)
     }
 
     fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>> {

@@ -360,16 +360,6 @@ impl SqliteMeta {
 }
 
 impl MetaStore for SqliteMeta {
-    fn link_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        present: &(dyn Fn() -> bool + std::marker::Sync),
-    ) -> Result<()> {
-        self.link_blob_within(repo, digest, size, present, None)
-    }
-
     fn link_blob_within(
         &self,
         repo: &str,
@@ -500,10 +490,6 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
-        self.put_manifest_guarded(repo, m, tag, false)
-    }
-
     fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
         self.store_manifest(repo, m, tag, false, false)
     }
@@ -585,10 +571,6 @@ impl MetaStore for SqliteMeta {
             .query_row(params![repo, tag], stored_manifest)
             .optional()
         })
-    }
-
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        self.delete_manifest_guarded(repo, digest, &|_| false)
     }
 
     fn delete_manifest_guarded(
