@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sha2::digest::common::hazmat::SerializableState;
 use sha2::Digest as _;
+use sha2_11 as sha2;
 
 /// A digest algorithm registered by the OCI image spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,11 +154,46 @@ impl Hasher {
 
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, format!("{:x}", h.finalize())),
-            Hasher::Sha512(h) => (Algorithm::Sha512, format!("{:x}", h.finalize())),
+            Hasher::Sha256(h) => (Algorithm::Sha256, hex(&h.finalize())),
+            Hasher::Sha512(h) => (Algorithm::Sha512, hex(&h.finalize())),
         };
         Digest { algorithm, hex }
     }
+
+    /// The state of the hash so far, as bytes another process can continue from with
+    /// [`Hasher::restore`] (an upload whose chunks reach different replicas).
+    pub fn save(&self) -> Vec<u8> {
+        let mut out = vec![self.algorithm() as u8];
+        match self {
+            Hasher::Sha256(h) => out.extend_from_slice(&h.serialize()),
+            Hasher::Sha512(h) => out.extend_from_slice(&h.serialize()),
+        }
+        out
+    }
+
+    /// A hasher continued from what [`Hasher::save`] wrote; `None` when the bytes are not
+    /// such a state.
+    pub fn restore(saved: &[u8]) -> Option<Hasher> {
+        let (&tag, state) = saved.split_first()?;
+        if tag == Algorithm::Sha256 as u8 {
+            let state = state.try_into().ok()?;
+            sha2::Sha256::deserialize(state).ok().map(Hasher::Sha256)
+        } else if tag == Algorithm::Sha512 as u8 {
+            let state = state.try_into().ok()?;
+            sha2::Sha512::deserialize(state).ok().map(Hasher::Sha512)
+        } else {
+            None
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 impl std::io::Write for Hasher {
@@ -179,6 +216,27 @@ mod tests {
             Digest::sha256_of(b"").to_string(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_saved_hash_continues_where_it_stopped() {
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i % 251) as u8).collect();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for cut in [0, 1, 63, 64, 65, 127, 128, 200_000] {
+                let mut h = alg.hasher();
+                h.update(&data[..cut]);
+                let mut resumed = Hasher::restore(&h.save()).expect("a saved state");
+                resumed.update(&data[cut..]);
+                assert_eq!(
+                    resumed.finish(),
+                    Digest::of(alg, &data),
+                    "{alg:?} cut at {cut}"
+                );
+            }
+        }
+        assert!(Hasher::restore(b"").is_none());
+        assert!(Hasher::restore(&[0, 1, 2]).is_none());
+        assert!(Hasher::restore(&[9; 41]).is_none());
     }
 
     #[test]

@@ -280,6 +280,16 @@ impl BlobStore {
     }
 }
 
+impl crate::BlobBytes for BlobStore {
+    fn has(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.contains(digest))
+    }
+
+    fn remove_blob(&self, digest: &Digest) -> Result<()> {
+        BlobStore::remove_blob(self, digest)
+    }
+}
+
 /// Hashes a whole reader with a large buffer; returns the hasher and the byte count.
 pub(crate) fn hash_reader(r: &mut impl Read, alg: Algorithm, path: &Path) -> Result<(Hasher, u64)> {
     let mut hasher = alg.hasher();

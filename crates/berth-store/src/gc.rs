@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use berth_image::Digest;
 
-use crate::blobs::BlobStore;
 use crate::meta::MetaStore;
+use crate::BlobBytes;
 use crate::Result;
 
 /// What a collection run may remove.
@@ -253,7 +253,7 @@ impl Outcome {
 }
 
 /// Removes what `plan` found and is still garbage (the fence: see the module doc).
-pub fn sweep(meta: &dyn MetaStore, blobs: &BlobStore, plan: &Plan) -> Result<Outcome> {
+pub fn sweep(meta: &dyn MetaStore, blobs: &dyn BlobBytes, plan: &Plan) -> Result<Outcome> {
     let mut out = Outcome::default();
     // Repositories in groups of about GROUP garbage rows per write transaction: one
     // commit (fsync) for many small repositories, the writer held briefly. Rows of
@@ -308,7 +308,7 @@ const STALE_TOMBSTONE_SECS: i64 = 3600;
 /// the collector; returns those removed.
 pub fn remove_unnamed_files(
     meta: &dyn MetaStore,
-    blobs: &BlobStore,
+    blobs: &dyn BlobBytes,
     digests: &[Digest],
 ) -> Result<Vec<Digest>> {
     let marked = meta.gc_tombstone_unnamed(digests)?;
@@ -323,7 +323,7 @@ pub fn remove_unnamed_files(
 /// while it goes). Returns `(digest, size)` of the blobs removed.
 pub fn evict_links(
     meta: &dyn MetaStore,
-    blobs: &BlobStore,
+    blobs: &dyn BlobBytes,
     links: &[(String, Digest, u64)],
 ) -> Result<Vec<(String, u64)>> {
     let mut candidates = Vec::with_capacity(links.len());
@@ -346,7 +346,7 @@ pub fn evict_links(
 /// renamed into `blobs/` and never acknowledged, and is removed (through the
 /// collector's fence). Run at start-up, before uploads are taken: work grows with the
 /// uploads that were under way, not with what is stored. Returns the files removed.
-pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &BlobStore) -> Result<Vec<Digest>> {
+pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &dyn BlobBytes) -> Result<Vec<Digest>> {
     let open = meta.open_blob_commits()?;
     if open.is_empty() {
         return Ok(Vec::new());
@@ -358,7 +358,7 @@ pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &BlobStore) -> Result<V
 
 /// Unlinks blob files on a few threads: an unlink mostly waits for the file system's
 /// journal (0.1-2 ms each on this machine's ext4 under load), so they overlap well.
-fn unlink_all(blobs: &BlobStore, digests: &[Digest]) -> Result<()> {
+fn unlink_all(blobs: &dyn BlobBytes, digests: &[Digest]) -> Result<()> {
     const THREADS: usize = 8;
     if digests.is_empty() {
         return Ok(());
@@ -422,7 +422,7 @@ impl RunReport {
 /// `berth registry gc` and the API.
 pub fn run(
     meta: &dyn MetaStore,
-    blobs: &BlobStore,
+    blobs: &dyn BlobBytes,
     opts: &GcOptions,
     dry_run: bool,
 ) -> Result<RunReport> {

@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod fsck;
 pub mod gc;
 pub mod meta;
+pub mod object;
 pub mod postgres;
 pub mod sqlite;
 mod writer;
@@ -26,6 +27,7 @@ pub use meta::{
     BlobUsers, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
     StoredSignature, Upload,
 };
+pub use object::{ObjectBlobs, ObjectConfig, ObjectUpload, UploadState};
 pub use postgres::{PgMeta, PgOptions};
 pub use sqlite::SqliteMeta;
 
@@ -47,6 +49,13 @@ pub enum StoreError {
          {supported}: upgrade berth (or restore the database from before the upgrade)"
     )]
     SchemaTooNew { found: i32, supported: i32 },
+    /// The object store failed (after its retries) or refused.
+    #[error("object storage: {context}: {source}")]
+    Object {
+        context: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -92,6 +101,16 @@ fn postgres_message(e: &::postgres::Error) -> String {
     }
 }
 
+/// What the metadata's fences and the collector need of a blob store, wherever it keeps
+/// the bytes (files, a bucket): synchronous, since they run in the metadata's
+/// transactions and on the collector's threads.
+pub trait BlobBytes: Send + Sync {
+    /// Are the blob's bytes stored?
+    fn has(&self, digest: &Digest) -> Result<bool>;
+    /// Removes the blob's bytes; missing ones are not an error.
+    fn remove_blob(&self, digest: &Digest) -> Result<()>;
+}
+
 /// Now, in unix seconds: the time unit of every timestamp in the metadata.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -125,6 +144,9 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
+            // The object store answered an error its client's retries did not get past
+            // (it is down, overloaded, or refuses the credentials).
+            StoreError::Object { .. } => true,
             StoreError::Postgres(e) => {
                 e.is_closed()
                     || e.code().is_some_and(|c| {

@@ -110,6 +110,9 @@ pub struct Upload {
     pub repository: String,
     /// Unix seconds of the last change.
     pub updated_at: i64,
+    /// What the blob store keeps of the session between requests, when it keeps it
+    /// here (object storage: see [`crate::UploadState`]); opaque to the metadata.
+    pub state: Option<String>,
 }
 
 /// Content counts for metrics.
@@ -272,6 +275,11 @@ pub trait MetaStore: Send + Sync + 'static {
     fn upload(&self, id: &str) -> Result<Option<Upload>>;
     fn touch_upload(&self, id: &str) -> Result<()>;
     fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Replaces session `id`'s state with `new` if it still is `expected` (`None`: it
+    /// has none yet), and marks the session changed. False when another request
+    /// changed it first, or the session is gone: two replicas given chunks of one
+    /// session at once cannot both extend it.
+    fn set_upload_state(&self, id: &str, expected: Option<&str>, new: &str) -> Result<bool>;
     /// Upload sessions not changed since `before` (unix seconds).
     fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
 

@@ -32,7 +32,7 @@ use crate::{unix_now as now, Result, StoreError};
 const SCHEMA: &str = include_str!("schema_pg.sql");
 /// The schema version this build writes and reads. A database at a newer version was
 /// migrated by a newer berth: this one refuses to start on it rather than misread it.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// The advisory lock key every write transaction takes ("berthmet" in ASCII).
 const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
 /// The advisory lock key of schema migrations (so that replicas starting together
@@ -102,8 +102,10 @@ impl PgMeta {
                         supported: SCHEMA_VERSION,
                     })
                 }
-                Some(_) => {}
-                None => {
+                Some(v) if v == SCHEMA_VERSION => {}
+                // The schema only adds tables and indexes (IF NOT EXISTS): an older
+                // database is brought up to date by running it again.
+                Some(_) | None => {
                     tx.batch_execute(SCHEMA)?;
                     tx.execute(
                         "INSERT INTO berth_schema (version) VALUES ($1)",
@@ -1052,7 +1054,8 @@ impl MetaStore for PgMeta {
     fn upload(&self, id: &str) -> Result<Option<Upload>> {
         self.read(|db| {
             db.row(
-                "SELECT id, repository, updated_at FROM uploads WHERE id = $1",
+                "SELECT u.id, u.repository, u.updated_at, s.state FROM uploads u \
+                 LEFT JOIN upload_states s ON s.id = u.id WHERE u.id = $1",
                 &[&id],
             )?
             .map(|r| {
@@ -1060,6 +1063,7 @@ impl MetaStore for PgMeta {
                     id: get(&r, 0)?,
                     repository: get(&r, 1)?,
                     updated_at: get(&r, 2)?,
+                    state: get(&r, 3)?,
                 })
             })
             .transpose()
@@ -1080,6 +1084,29 @@ impl MetaStore for PgMeta {
         self.read(|db| {
             db.exec("DELETE FROM uploads WHERE id = $1", &[&id])
                 .map(drop)
+        })
+    }
+
+    fn set_upload_state(&self, id: &str, expected: Option<&str>, new: &str) -> Result<bool> {
+        self.read(|db| {
+            // One statement: the row lock of the UPDATE (or the INSERT's key) decides
+            // between two replicas, and the session is marked changed with it.
+            let changed = match expected {
+                None => db.exec(
+                    "WITH s AS (INSERT INTO upload_states (id, state) \
+                     SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1) \
+                     ON CONFLICT (id) DO NOTHING RETURNING id) \
+                     UPDATE uploads SET updated_at = $3 WHERE id IN (SELECT id FROM s)",
+                    &[&id, &new, &now()],
+                )?,
+                Some(old) => db.exec(
+                    "WITH s AS (UPDATE upload_states SET state = $2 WHERE id = $1 AND state = $4 \
+                     RETURNING id) \
+                     UPDATE uploads SET updated_at = $3 WHERE id IN (SELECT id FROM s)",
+                    &[&id, &new, &now(), &old],
+                )?,
+            };
+            Ok(changed == 1)
         })
     }
 

@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS uploads (
     updated_at  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_age ON uploads (updated_at);
+-- What an object-storage upload keeps between requests (UploadState as JSON): in the
+-- database, so that each chunk of a session may reach another replica.
+CREATE TABLE IF NOT EXISTS upload_states (
+    id          TEXT PRIMARY KEY REFERENCES uploads (id) ON DELETE CASCADE,
+    state       TEXT NOT NULL
+);
 
 -- Blobs whose rows the garbage collector deleted and whose files it is removing. A
 -- link to one of these is refused until the file is gone and the tombstone cleared:

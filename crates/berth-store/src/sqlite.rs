@@ -857,15 +857,19 @@ impl MetaStore for SqliteMeta {
 
     fn upload(&self, id: &str) -> Result<Option<Upload>> {
         self.read(|c| {
-            c.prepare_cached("SELECT id, repository, updated_at FROM uploads WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(Upload {
-                        id: r.get(0)?,
-                        repository: r.get(1)?,
-                        updated_at: r.get(2)?,
-                    })
+            c.prepare_cached(
+                "SELECT u.id, u.repository, u.updated_at, s.state FROM uploads u \
+                 LEFT JOIN upload_states s ON s.id = u.id WHERE u.id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(Upload {
+                    id: r.get(0)?,
+                    repository: r.get(1)?,
+                    updated_at: r.get(2)?,
+                    state: r.get(3)?,
                 })
-                .optional()
+            })
+            .optional()
         })
     }
 
@@ -882,6 +886,30 @@ impl MetaStore for SqliteMeta {
             tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
                 .execute([id])?;
             Ok(())
+        })
+    }
+
+    fn set_upload_state(&self, id: &str, expected: Option<&str>, new: &str) -> Result<bool> {
+        self.write(|tx| {
+            let changed = match expected {
+                None => tx
+                    .prepare_cached(
+                        "INSERT INTO upload_states (id, state) \
+                         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = ?1) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(params![id, new])?,
+                Some(old) => tx
+                    .prepare_cached(
+                        "UPDATE upload_states SET state = ?2 WHERE id = ?1 AND state = ?3",
+                    )?
+                    .execute(params![id, new, old])?,
+            };
+            if changed == 1 {
+                tx.prepare_cached("UPDATE uploads SET updated_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now()])?;
+            }
+            Ok(changed == 1)
         })
     }
 

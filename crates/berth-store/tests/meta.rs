@@ -18,7 +18,8 @@ on_each_backend!(
     manifests_are_listed_page_by_page_across_repositories,
     recent_tags_are_the_newest_set_ties_by_name,
     parents_are_the_indexes_naming_a_child_in_the_repository,
-    referrers_by_subject
+    referrers_by_subject,
+    upload_state_is_replaced_only_from_what_it_was
 );
 
 fn d(n: u8) -> Digest {
@@ -306,6 +307,34 @@ fn referrers_by_subject(backend: Backend) {
     assert_eq!(m.referrers("r", &d(1), Some("t/x")).unwrap().len(), 1);
     assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);
     assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
+}
+
+/// The compare-and-set two replicas rely on when chunks of one session reach both.
+fn upload_state_is_replaced_only_from_what_it_was(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::open(backend, dir.path());
+    assert!(
+        !m.set_upload_state("nope", None, "s1").unwrap(),
+        "no such session"
+    );
+    m.create_upload("u", "r").unwrap();
+    assert_eq!(m.upload("u").unwrap().unwrap().state, None);
+    assert!(m.set_upload_state("u", None, "s1").unwrap());
+    assert!(
+        !m.set_upload_state("u", None, "s2").unwrap(),
+        "it has one now"
+    );
+    assert!(!m.set_upload_state("u", Some("s0"), "s2").unwrap(), "stale");
+    assert!(m.set_upload_state("u", Some("s1"), "s2").unwrap());
+    assert_eq!(m.upload("u").unwrap().unwrap().state.as_deref(), Some("s2"));
+    m.delete_upload("u").unwrap();
+    assert!(m.upload("u").unwrap().is_none());
+    m.create_upload("u", "r").unwrap();
+    assert_eq!(
+        m.upload("u").unwrap().unwrap().state,
+        None,
+        "gone with its session"
+    );
 }
 
 /// A database migrated by a newer berth is refused at start, with what to do; one of

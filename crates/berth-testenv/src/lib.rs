@@ -6,6 +6,10 @@
 //! [`Postgres::database`]. The server is started as a child of a thread that lives as
 //! long as the process, with a parent-death signal, so that it stops even when the
 //! tests are killed: no cluster outlives its test run.
+//!
+//! [`S3`] is an `s3s-fs` server (an S3 implementation over a folder, from the Rust
+//! package registry), started the same way; each test takes a bucket of its own with
+//! [`S3::bucket`].
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -237,7 +241,8 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 fn spawn_kept(mut cmd: Command) -> Result<Child, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(cmd.spawn().map_err(|e| format!("starting postgres: {e}")));
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let _ = tx.send(cmd.spawn().map_err(|e| format!("starting {program}: {e}")));
         loop {
             std::thread::park();
         }
@@ -291,7 +296,10 @@ fn remove_stale_clusters() {
         let name = e.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("berth-pg-"))
+            .and_then(|n| {
+                n.strip_prefix("berth-pg-")
+                    .or_else(|| n.strip_prefix("berth-s3-"))
+            })
             .and_then(|p| p.split('-').next()?.parse::<u32>().ok())
         else {
             continue;
@@ -307,4 +315,157 @@ fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("finding a free port: {e}"))
+}
+
+/// An S3 server of this test process: `s3s-fs` on a folder in memory.
+pub struct S3 {
+    root: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    server: Mutex<Option<Child>>,
+    next: AtomicU32,
+}
+
+impl S3 {
+    /// The credentials of the test servers.
+    pub const ACCESS_KEY: &'static str = "berth-test";
+    pub const SECRET_KEY: &'static str = "berth-test-secret";
+    /// The region clients sign for (s3s-fs accepts any).
+    pub const REGION: &'static str = "us-east-1";
+
+    /// The server of this process, started on first use. Panics with what to install
+    /// when s3s-fs is missing.
+    pub fn shared() -> &'static S3 {
+        static SERVER: OnceLock<Result<S3, String>> = OnceLock::new();
+        match SERVER.get_or_init(S3::start) {
+            Ok(s3) => s3,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A server of the caller's own, for a test that stops and restarts it.
+    pub fn private() -> S3 {
+        S3::start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn start() -> Result<S3, String> {
+        let bin = s3s_fs_bin().ok_or(
+            "s3s-fs is not installed: cargo install --locked s3s-fs@0.14.1 --features binary \
+             (scripts/install-peers.sh installs it)",
+        )?;
+        std::thread::spawn(remove_stale_clusters);
+        static SERVERS: AtomicU32 = AtomicU32::new(0);
+        let root = scratch().join(format!(
+            "berth-s3-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("data"))
+            .map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let s3 = S3 {
+            root,
+            port: free_port()?,
+            bin,
+            server: Mutex::new(None),
+            next: AtomicU32::new(0),
+        };
+        s3.launch()?;
+        Ok(s3)
+    }
+
+    fn launch(&self) -> Result<(), String> {
+        let log = std::fs::File::create(self.root.join("server.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--access-key",
+                S3::ACCESS_KEY,
+                "--secret-key",
+                S3::SECRET_KEY,
+            ])
+            .arg(self.root.join("data"))
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; the signal comes when the keeper thread
+        // (which lives as long as the process) ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = spawn_kept(cmd)?;
+        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("s3s-fs did not start within 30 s:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The server's URL (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A new, empty bucket: its name.
+    pub fn bucket(&self) -> String {
+        let name = format!("bucket-{}", self.next.fetch_add(1, Ordering::SeqCst));
+        // s3s-fs keeps a bucket as a folder of its root.
+        std::fs::create_dir_all(self.root.join("data").join(&name))
+            .unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
+        name
+    }
+
+    /// Where s3s-fs keeps the objects of `bucket` (for tests that look behind it).
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.join("data").join(bucket)
+    }
+
+    /// Stops the server at once, keeping its data.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again after [`S3::kill`], on the same port.
+    pub fn restart(&self) {
+        self.launch()
+            .unwrap_or_else(|e| panic!("restarting s3s-fs: {e}"));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `s3s-fs` on the PATH or where `cargo install` puts it.
+fn s3s_fs_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("s3s-fs"))
+        .find(|p| p.is_file())
 }

@@ -1,0 +1,653 @@
+//! Blobs in S3-compatible object storage, for `berth serve` replicas that share nothing
+//! but a bucket and a PostgreSQL database.
+//!
+//! Layout under the bucket's prefix:
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: one object per blob, as on disk.
+//! - `uploads/<id>/data`: the multipart upload of a session, completed and copied to
+//!   its blob key once its digest is verified.
+//! - `uploads/<id>/tail-<n>`: the bytes of a session after its last whole part.
+//!
+//! An upload is sent in parts of one size (the last may be shorter): R2 and GCS's XML
+//! API refuse anything else. Between two requests nothing stays in a replica: the
+//! [`UploadState`] (offset, the part ETags, the tail object, the saved SHA-256 state) is
+//! kept in the metadata database by the caller, so the next chunk may reach any
+//! replica, and none re-reads what was sent to finish the digest.
+//!
+//! A chunk is all or nothing: its parts and tail are written, then the caller stores
+//! the new state (compare-and-set on the old one). A chunk that breaks off, or loses the
+//! race, leaves the session's state as it was; the parts it sent are sent again under
+//! the same part numbers, which replaces them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_image::{Algorithm, Digest, Hasher};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError};
+
+/// Size of every part but the last: S3's smallest allowed is 5 MiB; 8 MiB allows blobs
+/// up to 78 GiB within S3's 10,000 parts, with one part in memory per upload.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Where the blobs are and how to reach them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ObjectConfig {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without slashes at either end (may be empty).
+    pub prefix: String,
+    /// The service's URL, for anything but AWS (`http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`: what
+    /// MinIO, Garage and most self-hosted services want.
+    pub path_style: bool,
+    /// Credentials; when unset, the `AWS_*` variables (and instance metadata) are used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub part_size: usize,
+}
+
+impl ObjectConfig {
+    /// Parses `s3://BUCKET[/PREFIX]`.
+    pub fn from_url(url: &str) -> std::result::Result<ObjectConfig, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{url:?}: an object store is s3://BUCKET[/PREFIX]"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!(
+                "{bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' and '.')"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") {
+            return Err(format!("{prefix:?}: the prefix may not contain . or .."));
+        }
+        Ok(ObjectConfig {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            part_size: DEFAULT_PART_SIZE,
+        })
+    }
+}
+
+/// Shows the configuration without the secret key (settings are logged).
+impl std::fmt::Debug for ObjectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectConfig")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session's progress, kept by the caller between chunks (as JSON in the metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    /// Bytes received so far.
+    pub len: u64,
+    /// The multipart upload, once a whole part was sent.
+    multipart: Option<String>,
+    /// ETags of the parts sent, in order; each is `part_size` bytes.
+    parts: Vec<String>,
+    /// Name of the object that holds the bytes after the last part.
+    tail: Option<String>,
+    /// The hash of the `len` bytes, saved ([`Hasher::save`]).
+    hash: Vec<u8>,
+}
+
+impl UploadState {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(s: &str) -> Result<UploadState> {
+        serde_json::from_str(s)
+            .map_err(|e| StoreError::Corrupt(format!("upload session state: {e}")))
+    }
+}
+
+/// Blobs in a bucket.
+pub struct ObjectBlobs {
+    s3: Arc<AmazonS3>,
+    prefix: String,
+    part_size: usize,
+    /// The runtime the client's connections belong to, for the synchronous calls of the
+    /// collector and the metadata's fences ([`crate::BlobBytes`]).
+    runtime: tokio::runtime::Handle,
+}
+
+fn object_error(context: impl Into<String>) -> impl FnOnce(object_store::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Object {
+        context,
+        source: Box::new(source),
+    }
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+impl ObjectBlobs {
+    /// Connects to the bucket (within a tokio runtime) and checks that it answers.
+    pub async fn open(config: &ObjectConfig) -> Result<ObjectBlobs> {
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&config.bucket)
+            .with_virtual_hosted_style_request(!config.path_style)
+            // Bounded: a store that stays down is reported (503) within seconds.
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(15),
+            });
+        if let Some(endpoint) = &config.endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &config.region {
+            b = b.with_region(region);
+        }
+        if let Some(key) = &config.access_key_id {
+            b = b.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            b = b.with_secret_access_key(secret);
+        }
+        let s3 = b
+            .build()
+            .map_err(object_error(format!("configuring s3://{}", config.bucket)))?;
+        let part_size = config.part_size.max(5 * 1024 * 1024);
+        let blobs = ObjectBlobs {
+            s3: Arc::new(s3),
+            prefix: config.prefix.clone(),
+            part_size,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        // A wrong bucket, endpoint or key is said at start-up, not at the first push.
+        let probe = blobs.key("berth-probe");
+        match blobs.s3.head(&probe).await {
+            Ok(_) => Ok(blobs),
+            Err(e) if is_not_found(&e) => Ok(blobs),
+            Err(e) => Err(object_error(format!("reaching s3://{}", config.bucket))(e)),
+        }
+    }
+
+    fn key(&self, rest: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(rest)
+        } else {
+            Path::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    /// The key of a blob.
+    pub fn blob_key(&self, digest: &Digest) -> Path {
+        let hex = digest.hex();
+        self.key(&format!(
+            "blobs/{}/{}/{hex}",
+            digest.algorithm().as_str(),
+            &hex[..2]
+        ))
+    }
+
+    fn upload_key(&self, id: &str, name: &str) -> Path {
+        self.key(&format!("uploads/{id}/{name}"))
+    }
+
+    /// The size of a stored blob, `None` when it is not stored.
+    pub async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match self.s3.head(&self.blob_key(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(object_error(format!("looking up blob {digest}"))(e)),
+        }
+    }
+
+    /// Bytes `start..start + len` of a blob, streamed as they arrive; `None` when the
+    /// blob is not stored.
+    pub async fn read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<BoxStream<'static, std::io::Result<Bytes>>>> {
+        if len == 0 {
+            return Ok(Some(futures_util::stream::empty().boxed()));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..start + len)),
+            ..GetOptions::default()
+        };
+        match self.s3.get_opts(&self.blob_key(digest), options).await {
+            Ok(got) => Ok(Some(
+                got.into_stream().map_err(std::io::Error::other).boxed(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(object_error(format!("reading blob {digest}"))(e)),
+        }
+    }
+
+    /// A whole small blob (a signature payload, a config) in memory, `None` when it is
+    /// not stored or larger than `limit`.
+    pub async fn read_small(&self, digest: &Digest, limit: u64) -> Result<Option<Bytes>> {
+        match self.size(digest).await? {
+            Some(size) if size <= limit => {}
+            _ => return Ok(None),
+        }
+        match self.s3.get(&self.blob_key(digest)).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(object_error(format!("reading blob {digest}"))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(object_error(format!("reading blob {digest}"))(e)),
+        }
+    }
+
+    /// A URL that lets its holder GET the blob for `ttl`, with no credentials.
+    pub async fn presigned_get(&self, digest: &Digest, ttl: Duration) -> Result<String> {
+        self.s3
+            .signed_url(http::Method::GET, &self.blob_key(digest), ttl)
+            .await
+            .map(|u| u.to_string())
+            .map_err(object_error(format!("signing a URL for blob {digest}")))
+    }
+
+    /// Removes a blob; a missing one is not an error.
+    pub async fn remove(&self, digest: &Digest) -> Result<()> {
+        match self.s3.delete(&self.blob_key(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(object_error(format!("removing blob {digest}"))(e)),
+        }
+    }
+
+    /// Continues session `id` from `state` (a new session from `None`): the tail is read
+    /// back so that the next part is whole.
+    pub async fn resume(&self, id: &str, state: Option<&UploadState>) -> Result<ObjectUpload<'_>> {
+        let state = state.cloned().unwrap_or_default();
+        let hasher = if state.len == 0 {
+            Algorithm::Sha256.hasher()
+        } else {
+            Hasher::restore(&state.hash)
+                .ok_or_else(|| StoreError::Corrupt(format!("upload {id}: bad hash state")))?
+        };
+        let mut buf = BytesMut::with_capacity(self.part_size);
+        if let Some(tail) = &state.tail {
+            let key = self.upload_key(id, tail);
+            let got = self
+                .s3
+                .get(&key)
+                .await
+                .map_err(object_error(format!("reading upload {id}'s tail")))?;
+            let mut stream = got.into_stream();
+            while let Some(bytes) = stream.next().await {
+                buf.extend_from_slice(&bytes.map_err(object_error(format!("reading {key}")))?);
+            }
+        }
+        let expected_tail = state.len - state.parts.len() as u64 * self.part_size as u64;
+        if buf.len() as u64 != expected_tail {
+            return Err(StoreError::Corrupt(format!(
+                "upload {id}: its tail has {} bytes, {expected_tail} expected",
+                buf.len()
+            )));
+        }
+        Ok(ObjectUpload {
+            blobs: self,
+            id: id.to_string(),
+            base: state.clone(),
+            hasher,
+            len: state.len,
+            multipart: state.multipart,
+            parts: state.parts,
+            buf,
+            pending: None,
+        })
+    }
+
+    /// Throws away what session `state` stored: its multipart upload and its tail. What
+    /// is missing already is not an error (two replicas may sweep the same session).
+    pub async fn discard(&self, id: &str, state: &UploadState) -> Result<()> {
+        if let Some(mp) = &state.multipart {
+            let key = self.upload_key(id, "data");
+            match self.s3.abort_multipart(&key, &mp.clone()).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(object_error(format!("aborting upload {id}"))(e)),
+            }
+        }
+        if let Some(tail) = &state.tail {
+            self.remove_key(&self.upload_key(id, tail)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the tail a newer state replaced.
+    pub async fn forget_tail(&self, id: &str, old: &UploadState, new: &UploadState) -> Result<()> {
+        match &old.tail {
+            Some(t) if new.tail.as_ref() != Some(t) => {
+                self.remove_key(&self.upload_key(id, t)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove_key(&self, key: &Path) -> Result<()> {
+        match self.s3.delete(key).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(object_error(format!("removing {key}"))(e)),
+        }
+    }
+
+    /// Runs `f` to completion from synchronous code: on a thread of the runtime (moved
+    /// off its async threads), or on any other thread.
+    fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(f))
+            }
+            Ok(_) => std::thread::scope(|s| {
+                s.spawn(|| self.runtime.block_on(f))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }),
+            Err(_) => self.runtime.block_on(f),
+        }
+    }
+}
+
+impl crate::BlobBytes for ObjectBlobs {
+    fn has(&self, digest: &Digest) -> Result<bool> {
+        self.block_on(self.size(digest)).map(|s| s.is_some())
+    }
+
+    fn remove_blob(&self, digest: &Digest) -> Result<()> {
+        self.block_on(self.remove(digest))
+    }
+}
+
+/// A session open for one chunk: bytes are hashed as they pass and sent in whole
+/// parts, one part in flight while the next fills.
+pub struct ObjectUpload<'a> {
+    blobs: &'a ObjectBlobs,
+    id: String,
+    base: UploadState,
+    hasher: Hasher,
+    len: u64,
+    multipart: Option<String>,
+    parts: Vec<String>,
+    buf: BytesMut,
+    pending: Option<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+}
+
+impl ObjectUpload<'_> {
+    /// Bytes in the session so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The state this chunk started from.
+    pub fn base(&self) -> &UploadState {
+        &self.base
+    }
+
+    /// Hashes `bytes` and sends every part they complete.
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let n = bytes.len().min(self.blobs.part_size - self.buf.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.blobs.part_size {
+                let part = self.buf.split().freeze();
+                self.buf.reserve(self.blobs.part_size);
+                self.send_part(part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, part: Bytes) -> Result<()> {
+        self.settle().await?;
+        let key = self.blobs.upload_key(&self.id, "data");
+        let mp = match &self.multipart {
+            Some(mp) => mp.clone(),
+            None => {
+                let mp = self
+                    .blobs
+                    .s3
+                    .create_multipart(&key)
+                    .await
+                    .map_err(object_error(format!("starting upload {}", self.id)))?;
+                self.multipart = Some(mp.clone());
+                mp
+            }
+        };
+        let s3 = self.blobs.s3.clone();
+        let index = self.parts.len();
+        self.pending = Some(tokio::spawn(async move {
+            s3.put_part(&key, &mp, index, PutPayload::from(part)).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the part in flight and records it.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(p) = self.pending.take() {
+            let part = p
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("a part upload task failed: {e}")))?
+                .map_err(object_error(format!(
+                    "sending a part of upload {}",
+                    self.id
+                )))?;
+            self.parts.push(part.content_id);
+        }
+        Ok(())
+    }
+
+    /// Stores what this chunk brought (its last whole part, the new tail) and returns
+    /// the state to keep. The caller stores it against [`ObjectUpload::base`], then calls
+    /// [`ObjectBlobs::forget_tail`].
+    pub async fn save(mut self) -> Result<UploadState> {
+        self.settle().await?;
+        let tail = if self.buf.is_empty() {
+            None
+        } else {
+            let name = format!("tail-{}", uuid::Uuid::new_v4());
+            let key = self.blobs.upload_key(&self.id, &name);
+            self.blobs
+                .s3
+                .put(&key, PutPayload::from(self.buf.split().freeze()))
+                .await
+                .map_err(object_error(format!("storing upload {}'s tail", self.id)))?;
+            Some(name)
+        };
+        Ok(UploadState {
+            len: self.len,
+            multipart: self.multipart,
+            parts: self.parts,
+            tail,
+            hash: self.hasher.save(),
+        })
+    }
+
+    /// Makes the session's bytes the blob `expected` if they hash to it, and returns its
+    /// size. On a mismatch nothing is kept: the session's parts and tail are removed.
+    /// The blob's key is written once: content already stored is kept as it is.
+    pub async fn commit(mut self, expected: &Digest) -> Result<u64> {
+        self.settle().await?;
+        let blobs = self.blobs;
+        let id = self.id.clone();
+        let data = blobs.upload_key(&id, "data");
+        let dest = blobs.blob_key(expected);
+        let sent = UploadState {
+            multipart: self.multipart.clone(),
+            tail: self.base.tail.clone(),
+            ..UploadState::default()
+        };
+        let same_algorithm = self.hasher.algorithm() == expected.algorithm();
+        let actual = std::mem::replace(&mut self.hasher, Algorithm::Sha256.hasher()).finish();
+        if same_algorithm && actual != *expected {
+            blobs.discard(&id, &sent).await?;
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let len = self.len;
+        let Some(mp) = self.multipart.clone() else {
+            // Under one part: the blob is the tail, written straight to its key.
+            let bytes = self.buf.split().freeze();
+            if !same_algorithm {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if actual != *expected {
+                    blobs.discard(&id, &sent).await?;
+                    return Err(StoreError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+            }
+            if blobs.size(expected).await?.is_none() {
+                blobs
+                    .s3
+                    .put(&dest, PutPayload::from(bytes))
+                    .await
+                    .map_err(object_error(format!("storing blob {expected}")))?;
+            }
+            blobs.discard(&id, &sent).await?;
+            return Ok(len);
+        };
+        if blobs.size(expected).await?.is_some() && same_algorithm {
+            blobs.discard(&id, &sent).await?;
+            return Ok(len);
+        }
+        if !self.buf.is_empty() {
+            let last = self.buf.split().freeze();
+            let part = blobs
+                .s3
+                .put_part(&data, &mp, self.parts.len(), PutPayload::from(last))
+                .await
+                .map_err(object_error(format!(
+                    "sending the last part of upload {id}"
+                )))?;
+            self.parts.push(part.content_id);
+        }
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.clone(),
+            })
+            .collect();
+        blobs
+            .s3
+            .complete_multipart(&data, &mp, parts)
+            .await
+            .map_err(object_error(format!("completing upload {id}")))?;
+        let staged = UploadState {
+            tail: self.base.tail.clone(),
+            ..UploadState::default()
+        };
+        if !same_algorithm {
+            let actual = blobs.hash_key(&data, expected.algorithm()).await?;
+            if actual != *expected {
+                blobs.remove_key(&data).await?;
+                blobs.discard(&id, &staged).await?;
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        blobs
+            .s3
+            .copy(&data, &dest)
+            .await
+            .map_err(object_error(format!(
+                "moving upload {id} to blob {expected}"
+            )))?;
+        blobs.remove_key(&data).await?;
+        blobs.discard(&id, &staged).await?;
+        Ok(len)
+    }
+}
+
+impl ObjectBlobs {
+    /// Hashes an object by reading it (for a digest of another algorithm than the one
+    /// computed as the bytes passed).
+    async fn hash_key(&self, key: &Path, algorithm: Algorithm) -> Result<Digest> {
+        let got = self
+            .s3
+            .get(key)
+            .await
+            .map_err(object_error(format!("reading {key}")))?;
+        let mut hasher = algorithm.hasher();
+        let mut stream = got.into_stream();
+        while let Some(bytes) = stream.next().await {
+            hasher.update(&bytes.map_err(object_error(format!("reading {key}")))?);
+        }
+        Ok(hasher.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = ObjectConfig::from_url("s3://my-bucket/some/prefix/").unwrap();
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str()),
+            ("my-bucket", "some/prefix")
+        );
+        let c = ObjectConfig::from_url("s3://bkt").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("bkt", ""));
+        assert!(ObjectConfig::from_url("gs://bkt").is_err());
+        assert!(ObjectConfig::from_url("s3://Bad_Bucket").is_err());
+        assert!(ObjectConfig::from_url("s3://b").is_err());
+        assert!(ObjectConfig::from_url("s3://bkt/a/../b").is_err());
+    }
+}

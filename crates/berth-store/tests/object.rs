@@ -1,0 +1,218 @@
+//! Blobs in object storage, against a real S3 server (s3s-fs, berth-testenv): uploads
+//! continued by another client from the saved state alone, equal parts, verified
+//! commits that leave nothing behind, range reads, removal, and a store that goes away
+//! and comes back.
+
+use berth_image::{Algorithm, Digest};
+use berth_store::{BlobBytes, ObjectBlobs, ObjectConfig, StoreError, UploadState};
+use berth_testenv::S3;
+use futures_util::TryStreamExt;
+
+const PART: usize = 5 * 1024 * 1024;
+
+fn config(s3: &S3, bucket: &str) -> ObjectConfig {
+    let mut c = ObjectConfig::from_url(&format!("s3://{bucket}/reg/one")).unwrap();
+    c.endpoint = Some(s3.endpoint());
+    c.region = Some(S3::REGION.into());
+    c.path_style = true;
+    c.access_key_id = Some(S3::ACCESS_KEY.into());
+    c.secret_access_key = Some(S3::SECRET_KEY.into());
+    c.part_size = PART;
+    c
+}
+
+fn data(n: usize, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+/// Every file s3s-fs holds under the bucket, relative to it.
+fn objects(s3: &S3, bucket: &str) -> Vec<String> {
+    let root = s3.bucket_dir(bucket);
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                // s3s-fs's own bookkeeping beside the objects.
+                if !rel.contains(".s3s") && !rel.starts_with(".") {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn read_all(blobs: &ObjectBlobs, d: &Digest, start: u64, len: u64) -> Vec<u8> {
+    let stream = blobs.read(d, start, len).await.unwrap().expect("stored");
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    chunks.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_continue_on_another_client_from_the_saved_state() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    // Two clients: two replicas, sharing only the bucket and the state (as JSON).
+    let one = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let two = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blob = data(2 * PART + PART / 2 + 7, 1);
+    let d = Digest::sha256_of(&blob);
+    // Chunks of odd sizes that cross part boundaries, each to the other replica.
+    let cuts = [
+        0,
+        3 * 1024 * 1024 + 1,
+        3 * 1024 * 1024 + 2,
+        7 * 1024 * 1024,
+        blob.len(),
+    ];
+    let mut state: Option<String> = None;
+    for (i, w) in cuts.windows(2).enumerate() {
+        let blobs = if i % 2 == 0 { &one } else { &two };
+        let base = state.as_deref().map(|s| UploadState::from_json(s).unwrap());
+        let mut up = blobs.resume("u1", base.as_ref()).await.unwrap();
+        assert_eq!(up.len(), w[0] as u64);
+        up.write(&blob[w[0]..w[1]]).await.unwrap();
+        let new = up.save().await.unwrap();
+        if let Some(old) = &base {
+            blobs.forget_tail("u1", old, &new).await.unwrap();
+        }
+        state = Some(new.to_json());
+    }
+    let last = UploadState::from_json(state.as_deref().unwrap()).unwrap();
+    // One tail object at most is left between chunks.
+    let tails = objects(s3, &bucket)
+        .into_iter()
+        .filter(|o| o.contains("tail-"))
+        .count();
+    assert_eq!(tails, 1, "{:?}", objects(s3, &bucket));
+    let up = one.resume("u1", Some(&last)).await.unwrap();
+    assert_eq!(up.commit(&d).await.unwrap(), blob.len() as u64);
+    assert_eq!(one.size(&d).await.unwrap(), Some(blob.len() as u64));
+    assert_eq!(read_all(&two, &d, 0, blob.len() as u64).await, blob);
+    let (a, n) = (PART as u64 - 3, 11u64);
+    assert_eq!(
+        read_all(&one, &d, a, n).await,
+        &blob[a as usize..(a + n) as usize]
+    );
+    // Nothing but the blob is left, under the prefix and at its content address.
+    let hex = d.hex();
+    assert_eq!(
+        objects(s3, &bucket),
+        vec![format!("reg/one/blobs/sha256/{}/{hex}", &hex[..2])]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_digest_keeps_nothing() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    for size in [10, PART + 10] {
+        let blob = data(size, 2);
+        let mut up = blobs.resume("u2", None).await.unwrap();
+        up.write(&blob).await.unwrap();
+        let wrong = Digest::sha256_of(b"something else");
+        match up.commit(&wrong).await {
+            Err(StoreError::DigestMismatch { actual, .. }) => {
+                assert_eq!(actual, Digest::sha256_of(&blob))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(blobs.size(&wrong).await.unwrap(), None);
+        assert!(
+            objects(s3, &bucket).is_empty(),
+            "{:?}",
+            objects(s3, &bucket)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_breaks_off_leaves_the_session_as_it_was() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blob = data(PART + 100, 3);
+    let mut up = blobs.resume("u3", None).await.unwrap();
+    up.write(&blob[..50]).await.unwrap();
+    let saved = up.save().await.unwrap();
+    // A chunk that sends a whole part, then breaks off: never saved.
+    let mut up = blobs.resume("u3", Some(&saved)).await.unwrap();
+    up.write(&data(PART + 1, 99)).await.unwrap();
+    drop(up);
+    // The same chunk again, right this time.
+    let mut up = blobs.resume("u3", Some(&saved)).await.unwrap();
+    assert_eq!(up.len(), 50);
+    up.write(&blob[50..]).await.unwrap();
+    let d = Digest::sha256_of(&blob);
+    up.commit(&d).await.unwrap();
+    assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_written_once_and_removed() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blob = data(1000, 4);
+    let d = Digest::sha256_of(&blob);
+    for id in ["u4", "u5"] {
+        let mut up = blobs.resume(id, None).await.unwrap();
+        up.write(&blob).await.unwrap();
+        assert_eq!(up.commit(&d).await.unwrap(), 1000);
+    }
+    assert_eq!(objects(s3, &bucket).len(), 1);
+    // A digest of another algorithm is checked by reading the bytes.
+    let d512 = Digest::of(Algorithm::Sha512, &blob);
+    let mut up = blobs.resume("u6", None).await.unwrap();
+    up.write(&blob).await.unwrap();
+    up.commit(&d512).await.unwrap();
+    assert_eq!(read_all(&blobs, &d512, 0, 1000).await, blob);
+    // The collector's synchronous calls, from a thread of its own.
+    let gone = std::thread::scope(|s| {
+        s.spawn(|| {
+            blobs.remove_blob(&d).unwrap();
+            blobs.remove_blob(&d).unwrap(); // already gone: no error
+            blobs.has(&d).unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(!gone);
+    assert!(blobs.read(&d, 0, 1).await.unwrap().is_none());
+    assert!(blobs.has(&d512).unwrap());
+    // Presigned URLs fetch the blob with no credentials.
+    let url = blobs
+        .presigned_get(&d512, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let got = reqwest::get(&url).await.unwrap();
+    assert!(got.status().is_success(), "{}", got.status());
+    assert_eq!(got.bytes().await.unwrap().to_vec(), blob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_away_is_unreachable_then_back() {
+    let s3 = S3::private();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(&s3, &bucket)).await.unwrap();
+    let d = Digest::sha256_of(b"x");
+    s3.kill();
+    let e = blobs.size(&d).await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    assert!(e.to_string().contains("object storage"), "{e}");
+    s3.restart();
+    assert_eq!(blobs.size(&d).await.unwrap(), None);
+}
