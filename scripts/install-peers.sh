@@ -11,7 +11,10 @@
 # chromium-driver (the web pages' browser tests, crates/berth/tests/ui_browser.rs,
 # drive Debian's headless Chromium) and a Java runtime (the Nu HTML checker, vnu.jar,
 # checks every page), PostgreSQL (berth-store's PostgreSQL metadata tests start a
-# throw-away cluster of it, crates/berth-testenv). Then the browser tests' npm packages (crates/berth/tests/ui:
+# throw-away cluster of it, crates/berth-testenv). Then s3s-fs, the S3 server the
+# object-storage tests run (from the Rust package registry, `cargo install`; 0.14.1
+# is the newest that builds with Rust 1.95; about 2-6 minutes once, then kept in
+# ~/.cargo/bin). Then the browser tests' npm packages (crates/berth/tests/ui:
 # playwright-core, axe-core, vnu-jar, exact versions from its package-lock.json) with
 # `npm ci` when node_modules is missing or older than the lock file; node and npm
 # must be on PATH.
@@ -101,6 +104,17 @@ if [[ ! -e $policy ]]; then
   mkdir -p /etc/containers
   printf '%s\n' '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
   echo "install-peers: wrote $policy"
+fi
+
+# s3s-fs, pinned: its API and flags are what crates/berth-testenv starts.
+S3S_FS_VERSION=0.14.1
+s3s_fs=$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")
+if [[ ! -x $s3s_fs ]] || ! "$s3s_fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+  echo "install-peers: cargo install --locked s3s-fs@$S3S_FS_VERSION --features binary"
+  if ! cargo install --locked "s3s-fs@$S3S_FS_VERSION" --features binary; then
+    echo "install-peers: installing s3s-fs failed (it needs crates.io on first run)" >&2
+    exit 1
+  fi
 fi
 
 # The browser tests' npm packages, exactly as the lock file pins them.

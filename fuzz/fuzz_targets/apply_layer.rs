@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
             .difference(&names)
             .filter(|n| {
                 !(shared
-                    && [".tmp", "berth-fuzz-", "berth-pg-", "PostgreSQL."]
+                    && [".tmp", "berth-fuzz-", "berth-pg-", "berth-s3-", "PostgreSQL."]
                         .iter()
                         .any(|p| n.starts_with(p)))
             })

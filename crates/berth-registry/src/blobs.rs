@@ -15,6 +15,9 @@ use crate::Registry;
 /// A blob is sent in memory-mapped windows of this size, a few at a time.
 const SERVE_WINDOW: usize = 1024 * 1024;
 const WINDOWS_IN_FLIGHT: usize = 2;
+/// How long a presigned blob URL (`--blob-redirect`) is valid: long enough for a slow
+/// client to start, short enough that a leaked URL soon stops working.
+const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 pub(crate) async fn get(
     reg: &Arc<Registry>,
@@ -54,6 +57,29 @@ pub(crate) async fn get(
     }
     if !with_body {
         return builder.body(Body::empty()).map_err(ApiError::internal);
+    }
+    if let Some(objects) = &reg.objects {
+        if reg.config().blob_redirect && range.is_none() {
+            // The object store serves the bytes; the client follows with no credentials.
+            let url = objects.presigned_get(&d, REDIRECT_TTL).await?;
+            reg.metrics.bytes_sent(0);
+            return Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, hv(&url))
+                .header("docker-content-digest", hv(&d.to_string()))
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .map_err(ApiError::internal);
+        }
+        let Some(stream) = objects.read(&d, start, len).await? else {
+            return Err(ApiError::internal(format!(
+                "blob {d} is linked but missing from the object store"
+            )));
+        };
+        reg.metrics.bytes_sent(len);
+        return builder
+            .body(Body::from_stream(stream))
+            .map_err(ApiError::internal);
     }
     let d2 = d.clone();
     let Some((file, stored)) = reg.blocking(move |r| r.blobs.open_blob(&d2)).await? else {

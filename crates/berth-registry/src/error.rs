@@ -160,6 +160,12 @@ impl From<StoreError> for ApiError {
                 .message("the registry's storage is read-only")
                 .detail("nothing was stored; retry once the registry can write again");
         }
+        if let StoreError::Object { .. } = e {
+            tracing::error!(error = %e, "object storage failed");
+            return ApiError::new(Code::Unavailable)
+                .message("the registry's object storage is unavailable")
+                .detail("retry in a moment");
+        }
         if e.is_unreachable() {
             tracing::error!(error = %e, "metadata database unreachable");
             return ApiError::new(Code::Unavailable)

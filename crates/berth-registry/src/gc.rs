@@ -72,7 +72,7 @@ impl Registry {
             let _one_at_a_time = reg.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
             let collection = crate::retention::collect(
                 reg.meta.as_ref(),
-                &reg.blobs,
+                reg.blob_bytes(),
                 &dir,
                 opts.clone(),
                 dry_run,

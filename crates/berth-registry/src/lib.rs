@@ -15,6 +15,7 @@ pub mod gc;
 mod listing;
 mod manifests;
 pub mod metrics;
+mod object_uploads;
 mod policy;
 pub mod proxy;
 pub mod replication;
@@ -38,7 +39,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use berth_auth::{Auth, AuthConfig};
-use berth_store::{BlobStore, MetaStore, PgMeta, PgOptions, SqliteMeta};
+use berth_store::{
+    BlobBytes, BlobStore, MetaStore, ObjectBlobs, ObjectConfig, PgMeta, PgOptions, SqliteMeta,
+};
 
 pub use error::{ApiError, Code};
 pub use policy::usage_json;
@@ -70,6 +73,11 @@ pub struct RegistryConfig {
     pub proxies: Vec<proxy::ProxyConfig>,
     /// Where manifests, tags and links live: `meta.db` or PostgreSQL.
     pub metadata: Metadata,
+    /// Where blob bytes live: `blobs/` under the root (`None`), or a bucket.
+    pub blob_store: Option<ObjectConfig>,
+    /// Blob GETs answered with a redirect to a presigned URL of the object store,
+    /// instead of streamed through the server.
+    pub blob_redirect: bool,
 }
 
 /// Where the registry's metadata (repositories, manifests, tags, blob links, upload
@@ -140,6 +148,8 @@ impl RegistryConfig {
             ui: true,
             proxies: Vec::new(),
             metadata: Metadata::Sqlite,
+            blob_store: None,
+            blob_redirect: false,
         }
     }
 }
@@ -147,6 +157,8 @@ impl RegistryConfig {
 /// The shared state of a running registry.
 pub struct Registry {
     pub(crate) blobs: BlobStore,
+    /// The bucket that holds the blobs instead of `blobs`, when there is one.
+    pub(crate) objects: Option<ObjectBlobs>,
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) uploads: uploads::Sessions,
     pub(crate) metrics: metrics::Metrics,
@@ -180,6 +192,15 @@ pub enum OpenError {
         #[source]
         source: berth_store::StoreError,
     },
+    #[error("opening the object store s3://{bucket}: {source}")]
+    Objects {
+        bucket: String,
+        #[source]
+        source: berth_store::StoreError,
+    },
+    /// A feature that keeps its bytes on the local disk, asked for with object storage.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("opening the catalog at {root}: {source}")]
     Catalog {
         root: PathBuf,
@@ -206,6 +227,22 @@ impl Registry {
         };
         let proxies = proxy::Proxies::new(&config.proxies)?;
         let blobs = BlobStore::open(&config.root).map_err(err)?;
+        let objects = match &config.blob_store {
+            None => None,
+            Some(c) => {
+                if !config.proxies.is_empty() {
+                    return Err(OpenError::Unsupported(
+                        "the pull-through cache keeps its blobs on the local disk: [[proxy]] \
+                         entries do not work with an object store yet"
+                            .into(),
+                    ));
+                }
+                Some(ObjectBlobs::open(c).map_err(|source| OpenError::Objects {
+                    bucket: c.bucket.clone(),
+                    source,
+                })?)
+            }
+        };
         let meta: Arc<dyn MetaStore> = match &config.metadata {
             Metadata::Sqlite => {
                 Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?)
@@ -220,7 +257,11 @@ impl Registry {
             ),
         };
         // Uploads a crash cut off between their file and their row.
-        match berth_store::gc::recover_blob_commits(meta.as_ref(), &blobs) {
+        let bytes: &dyn BlobBytes = match &objects {
+            Some(o) => o,
+            None => &blobs,
+        };
+        match berth_store::gc::recover_blob_commits(meta.as_ref(), bytes) {
             Ok(removed) if !removed.is_empty() => tracing::info!(
                 files = removed.len(),
                 "removed blob files that interrupted uploads left without a row"
@@ -228,7 +269,12 @@ impl Registry {
             Ok(_) => {}
             Err(source) => return Err(err(source)),
         }
-        let catalog = match config.catalog {
+        if config.catalog && objects.is_some() {
+            tracing::warn!(
+                "the catalog reads layers from the local disk and is off with an object store"
+            );
+        }
+        let catalog = match config.catalog && objects.is_none() {
             true => Some(Arc::new(
                 berth_catalog::Catalog::open(&config.root, meta.clone()).map_err(|source| {
                     OpenError::Catalog {
@@ -246,6 +292,7 @@ impl Registry {
             })?;
         Ok(Arc::new(Registry {
             blobs,
+            objects,
             meta,
             uploads: uploads::Sessions::default(),
             metrics: metrics::Metrics::new(),
@@ -284,7 +331,7 @@ impl Registry {
         digest: &berth_image::Digest,
         size: u64,
     ) -> Result<(), berth_store::StoreError> {
-        let path = self.blobs.path(digest);
+        let bytes = self.blob_bytes();
         // The namespace's quota, checked again in the write transaction: uploads that
         // passed `policy::check_quota` together cannot go over it.
         let ns = berth_auth::names::namespace_of(repo);
@@ -298,9 +345,17 @@ impl Registry {
             repo,
             digest,
             size,
-            &|| path.is_file(),
+            &|| bytes.has(digest).unwrap_or(false),
             quota.map(|q| (ns, q)),
         )
+    }
+
+    /// Where blob bytes are, for the collector and the metadata's fences.
+    pub(crate) fn blob_bytes(&self) -> &dyn BlobBytes {
+        match &self.objects {
+            Some(o) => o,
+            None => &self.blobs,
+        }
     }
 
     /// The catalog, when it is on.
@@ -360,7 +415,10 @@ impl Registry {
     /// that no session owns (left by a crash during a one-shot upload). Returns how many
     /// it removed.
     pub async fn sweep_uploads(self: &Arc<Self>) -> Result<usize, ApiError> {
-        self.blocking(Registry::sweep_uploads_blocking).await
+        match &self.objects {
+            Some(objects) => object_uploads::sweep(self, objects).await,
+            None => self.blocking(Registry::sweep_uploads_blocking).await,
+        }
     }
 
     fn sweep_uploads_blocking(&self) -> Result<usize, ApiError> {

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use berth_auth::Directory;
 use berth_image::Digest;
 use berth_store::gc::{GcOptions, RunReport};
-use berth_store::{BlobStore, MetaStore, StoreError};
+use berth_store::{BlobBytes, MetaStore, StoreError};
 use serde_json::{json, Value};
 
 /// A tag a rule lets go.
@@ -188,7 +188,7 @@ pub fn delete(meta: &dyn MetaStore, expiries: Vec<Expiry>) -> Result<Vec<Expiry>
 /// plan), then the collector over `opts` (whose `repo` also scopes retention).
 pub fn collect(
     meta: &dyn MetaStore,
-    blobs: &BlobStore,
+    blobs: &dyn BlobBytes,
     dir: &Directory,
     mut opts: GcOptions,
     dry_run: bool,

@@ -200,13 +200,22 @@ pub(crate) fn read_payload(
     if reg.meta.blob_in_repo(repo, digest)?.is_none() {
         return Ok(None);
     }
-    let Some((file, _)) = reg.blobs.open_blob(digest)? else {
-        return Ok(None);
+    let bytes = match &reg.objects {
+        Some(objects) => match objects.read_small_sync(digest, MAX_PAYLOAD_BYTES)? {
+            Some(b) => b.to_vec(),
+            None => return Ok(None),
+        },
+        None => {
+            let Some((file, _)) = reg.blobs.open_blob(digest)? else {
+                return Ok(None);
+            };
+            let mut bytes = Vec::new();
+            file.take(MAX_PAYLOAD_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(ApiError::internal)?;
+            bytes
+        }
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_PAYLOAD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ApiError::internal)?;
     if bytes.len() as u64 > MAX_PAYLOAD_BYTES || Digest::of(digest.algorithm(), &bytes) != *digest {
         return Ok(None);
     }

@@ -35,7 +35,7 @@ const BLOCKS_IN_FLIGHT: usize = 2;
 /// How much of a refused request's body is read before answering (see [`refuse`]).
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+pub(crate) type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
 /// In-memory state of the upload sessions this process is serving.
 #[derive(Default)]
@@ -44,7 +44,7 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    fn slot(&self, id: &str) -> Slot {
+    pub(crate) fn slot(&self, id: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(id.to_string()).or_default().clone()
     }
@@ -66,7 +66,7 @@ impl Sessions {
     }
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -79,7 +79,12 @@ fn range_value(len: u64) -> HeaderValue {
     hv(&format!("0-{}", len.saturating_sub(1)))
 }
 
-fn session_response(status: StatusCode, name: &RepositoryName, id: &str, len: u64) -> Response {
+pub(crate) fn session_response(
+    status: StatusCode,
+    name: &RepositoryName,
+    id: &str,
+    len: u64,
+) -> Response {
     (
         status,
         [
@@ -95,7 +100,7 @@ fn session_response(status: StatusCode, name: &RepositoryName, id: &str, len: u6
         .into_response()
 }
 
-fn blob_created(name: &RepositoryName, d: &Digest) -> Response {
+pub(crate) fn blob_created(name: &RepositoryName, d: &Digest) -> Response {
     (
         StatusCode::CREATED,
         [
@@ -136,7 +141,9 @@ pub(crate) async fn start(
     let id = new_id();
     let (n, id2) = (name.to_string(), id.clone());
     reg.blocking(move |r| {
-        r.blobs.create_upload(&id2)?;
+        if r.objects.is_none() {
+            r.blobs.create_upload(&id2)?;
+        }
         r.meta.create_upload(&id2, &n)
     })
     .await?;
@@ -161,7 +168,7 @@ fn mountable(
         None if !caller.enforced => reg.meta.blob_known(d)?,
         None => None,
     };
-    Ok(size.filter(|_| reg.blobs.contains(d)))
+    Ok(size.filter(|_| reg.blob_bytes().has(d).unwrap_or(false)))
 }
 
 /// `POST …/blobs/uploads/?digest=`: the whole blob in one request.
@@ -176,6 +183,9 @@ async fn monolithic(
             return refuse(req.into_body(), e).await;
         }
     }
+    if let Some(objects) = &reg.objects {
+        return crate::object_uploads::monolithic(reg, objects, name, d, req.into_body()).await;
+    }
     let id = new_id();
     let slot = reg.uploads.slot(&id);
     let _busy = slot.lock().await;
@@ -188,7 +198,7 @@ async fn monolithic(
 }
 
 /// Looks up session `id` and checks it belongs to `name`.
-fn session(reg: &Registry, name: &RepositoryName, id: &str) -> ApiResult<()> {
+pub(crate) fn session(reg: &Registry, name: &RepositoryName, id: &str) -> ApiResult<()> {
     let unknown = || ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id}"));
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(unknown());
@@ -234,7 +244,7 @@ pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>
 }
 
 /// A chunk must start where the upload ends.
-fn check_chunk_start(
+pub(crate) fn check_chunk_start(
     range: Option<(u64, u64)>,
     len: u64,
     name: &RepositoryName,
@@ -251,7 +261,7 @@ fn check_chunk_start(
 }
 
 /// A declared `Content-Length` must agree with the `Content-Range` it comes with.
-fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap) -> ApiResult<()> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -306,7 +316,7 @@ async fn open_chunk(
 /// Answers `e` after reading (and dropping) what the client is still sending, up to
 /// [`DRAIN_LIMIT`]. Answering before the body is read closes the connection under a
 /// client that is still writing: it sees a broken pipe instead of the answer.
-async fn refuse(body: Body, e: ApiError) -> ApiResult {
+pub(crate) async fn refuse(body: Body, e: ApiError) -> ApiResult {
     let mut frames = body.into_data_stream();
     let mut read = 0;
     while let Some(Ok(frame)) = frames.next().await {
@@ -325,6 +335,9 @@ pub(crate) async fn patch(
     id: &str,
     req: Request,
 ) -> ApiResult {
+    if let Some(objects) = &reg.objects {
+        return crate::object_uploads::patch(reg, objects, name, id, req).await;
+    }
     let (parts, body) = req.into_parts();
     let OpenChunk {
         mut state,
@@ -378,6 +391,9 @@ pub(crate) async fn finish(
     id: &str,
     req: Request,
 ) -> ApiResult {
+    if let Some(objects) = &reg.objects {
+        return crate::object_uploads::finish(reg, objects, name, id, req).await;
+    }
     let (parts, body) = req.into_parts();
     let opened: ApiResult<_> = async {
         let q = query_pairs(parts.uri.query());
@@ -453,7 +469,7 @@ async fn commit_body(
 }
 
 /// The request's `Content-Length`, when it says one.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
@@ -544,6 +560,10 @@ async fn receive(
 /// `GET /v2/<name>/blobs/uploads/<id>`: how much has arrived.
 pub(crate) async fn status(reg: &Arc<Registry>, name: &RepositoryName, id: &str) -> ApiResult {
     session(reg, name, id)?;
+    if reg.objects.is_some() {
+        let len = crate::object_uploads::state(reg, id)?.1.len;
+        return Ok(session_response(StatusCode::NO_CONTENT, name, id, len));
+    }
     let len = reg.blobs.upload_len(id)?.ok_or_else(|| {
         ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id} has no data"))
     })?;
@@ -555,6 +575,11 @@ pub(crate) async fn cancel(reg: &Arc<Registry>, name: &RepositoryName, id: &str)
     session(reg, name, id)?;
     let slot = reg.uploads.slot(id);
     let _busy = slot.lock().await;
+    if let Some(objects) = &reg.objects {
+        crate::object_uploads::cancel(reg, objects, id).await?;
+        reg.uploads.forget(id);
+        return Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response());
+    }
     let id2 = id.to_string();
     reg.blocking(move |r| {
         r.blobs.remove_upload(&id2)?;

@@ -2237,7 +2237,14 @@ mod lifecycle {
         expect_error(send(srv.get(&loc)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
         // A session younger than the time to live is kept.
         expect_status(send(srv.get(&fresh)).await, 204).await;
-        assert_eq!(srv.upload_files().len(), 1, "{:?}", srv.upload_files());
+        // Its empty file is kept; in a bucket an empty session has no object at all.
+        let fresh_files = if srv.bucket_dir.is_some() { 0 } else { 1 };
+        assert_eq!(
+            srv.upload_files().len(),
+            fresh_files,
+            "{:?}",
+            srv.upload_files()
+        );
     }
 
     #[tokio::test]

@@ -130,14 +130,37 @@ impl UploadState {
     }
 }
 
-/// Blobs in a bucket.
+/// Blobs in a bucket. Cheap to clone.
+#[derive(Clone)]
 pub struct ObjectBlobs {
     s3: Arc<AmazonS3>,
     prefix: String,
     part_size: usize,
-    /// The runtime the client's connections belong to, for the synchronous calls of the
-    /// collector and the metadata's fences ([`crate::BlobBytes`]).
-    runtime: tokio::runtime::Handle,
+    runtime: Arc<Runtime>,
+}
+
+/// The client's own runtime: every request and connection runs there (object_store's
+/// `SpawnedReqwestConnector`), whoever waits for it: a handler of any runtime, or a
+/// synchronous caller (the collector's threads, the metadata's fences, a command) on
+/// any thread. A connection never belongs to a runtime that its user blocks.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .handle()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropped from async code too: do not wait for its tasks there.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn object_error(context: impl Into<String>) -> impl FnOnce(object_store::Error) -> StoreError {
@@ -153,8 +176,8 @@ fn is_not_found(e: &object_store::Error) -> bool {
 }
 
 impl ObjectBlobs {
-    /// Connects to the bucket (within a tokio runtime) and checks that it answers.
-    pub async fn open(config: &ObjectConfig) -> Result<ObjectBlobs> {
+    /// Connects to the bucket and checks that it answers.
+    pub fn open(config: &ObjectConfig) -> Result<ObjectBlobs> {
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_virtual_hosted_style_request(!config.path_style)
@@ -182,19 +205,30 @@ impl ObjectBlobs {
         if let Some(secret) = &config.secret_access_key {
             b = b.with_secret_access_key(secret);
         }
+        let part_size = config.part_size.max(5 * 1024 * 1024);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("berth-objects")
+            .enable_all()
+            .build()
+            .map_err(StoreError::io("starting the object storage client"))?;
+        // Every request (and its connection) runs on this runtime, whoever awaits it.
         let s3 = b
+            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
+                runtime.handle().clone(),
+            ))
             .build()
             .map_err(object_error(format!("configuring s3://{}", config.bucket)))?;
-        let part_size = config.part_size.max(5 * 1024 * 1024);
         let blobs = ObjectBlobs {
             s3: Arc::new(s3),
             prefix: config.prefix.clone(),
             part_size,
-            runtime: tokio::runtime::Handle::current(),
+            runtime: Arc::new(Runtime(Some(runtime))),
         };
         // A wrong bucket, endpoint or key is said at start-up, not at the first push.
         let probe = blobs.key("berth-probe");
-        match blobs.s3.head(&probe).await {
+        let s3 = blobs.s3.clone();
+        match blobs.block_on(async move { s3.head(&probe).await }) {
             Ok(_) => Ok(blobs),
             Err(e) if is_not_found(&e) => Ok(blobs),
             Err(e) => Err(object_error(format!("reaching s3://{}", config.bucket))(e)),
@@ -272,6 +306,11 @@ impl ObjectBlobs {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(object_error(format!("reading blob {digest}"))(e)),
         }
+    }
+
+    /// [`ObjectBlobs::read_small`] from synchronous code.
+    pub fn read_small_sync(&self, digest: &Digest, limit: u64) -> Result<Option<Bytes>> {
+        self.block_on(self.read_small(digest, limit))
     }
 
     /// A URL that lets its holder GET the blob for `ttl`, with no credentials.
@@ -370,23 +409,25 @@ impl ObjectBlobs {
         }
     }
 
-    /// Runs `f` to completion from synchronous code: on a thread of the runtime (moved
-    /// off its async threads), or on any other thread.
+    /// Runs `f` on the client's runtime from synchronous code, on any thread: one of
+    /// another runtime's (moved off its async threads first) or none.
     fn block_on<F>(&self, f: F) -> F::Output
     where
         F: std::future::Future + Send,
         F::Output: Send,
     {
+        let rt = self.runtime.handle();
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| h.block_on(f))
+                tokio::task::block_in_place(|| rt.block_on(f))
             }
+            // A current-thread runtime cannot give its thread up: wait on another.
             Ok(_) => std::thread::scope(|s| {
-                s.spawn(|| self.runtime.block_on(f))
+                s.spawn(|| rt.block_on(f))
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
-            Err(_) => self.runtime.block_on(f),
+            Err(_) => rt.block_on(f),
         }
     }
 }
@@ -465,9 +506,12 @@ impl ObjectUpload<'_> {
         };
         let s3 = self.blobs.s3.clone();
         let index = self.parts.len();
-        self.pending = Some(tokio::spawn(async move {
-            s3.put_part(&key, &mp, index, PutPayload::from(part)).await
-        }));
+        self.pending = Some(
+            self.blobs
+                .runtime
+                .handle()
+                .spawn(async move { s3.put_part(&key, &mp, index, PutPayload::from(part)).await }),
+        );
         Ok(())
     }
 
@@ -482,6 +526,22 @@ impl ObjectUpload<'_> {
                     self.id
                 )))?;
             self.parts.push(part.content_id);
+        }
+        Ok(())
+    }
+
+    /// Gives up this chunk: the session stays at [`ObjectUpload::base`]. A multipart
+    /// upload this chunk started is aborted (one the session had is kept, and the parts
+    /// sent here are replaced when their numbers are sent again).
+    pub async fn abandon(mut self) -> Result<()> {
+        let _ = self.settle().await;
+        if let (None, Some(mp)) = (&self.base.multipart, &self.multipart) {
+            let key = self.blobs.upload_key(&self.id, "data");
+            match self.blobs.s3.abort_multipart(&key, mp).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(object_error(format!("aborting upload {}", self.id))(e)),
+            }
         }
         Ok(())
     }

@@ -65,8 +65,8 @@ async fn chunks_continue_on_another_client_from_the_saved_state() {
     let s3 = S3::shared();
     let bucket = s3.bucket();
     // Two clients: two replicas, sharing only the bucket and the state (as JSON).
-    let one = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
-    let two = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let one = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let two = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let blob = data(2 * PART + PART / 2 + 7, 1);
     let d = Digest::sha256_of(&blob);
     // Chunks of odd sizes that cross part boundaries, each to the other replica.
@@ -118,7 +118,7 @@ async fn chunks_continue_on_another_client_from_the_saved_state() {
 async fn a_wrong_digest_keeps_nothing() {
     let s3 = S3::shared();
     let bucket = s3.bucket();
-    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     for size in [10, PART + 10] {
         let blob = data(size, 2);
         let mut up = blobs.resume("u2", None).await.unwrap();
@@ -143,7 +143,7 @@ async fn a_wrong_digest_keeps_nothing() {
 async fn a_chunk_that_breaks_off_leaves_the_session_as_it_was() {
     let s3 = S3::shared();
     let bucket = s3.bucket();
-    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let blob = data(PART + 100, 3);
     let mut up = blobs.resume("u3", None).await.unwrap();
     up.write(&blob[..50]).await.unwrap();
@@ -165,7 +165,7 @@ async fn a_chunk_that_breaks_off_leaves_the_session_as_it_was() {
 async fn blobs_are_written_once_and_removed() {
     let s3 = S3::shared();
     let bucket = s3.bucket();
-    let blobs = ObjectBlobs::open(&config(s3, &bucket)).await.unwrap();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let blob = data(1000, 4);
     let d = Digest::sha256_of(&blob);
     for id in ["u4", "u5"] {
@@ -203,11 +203,27 @@ async fn blobs_are_written_once_and_removed() {
     assert_eq!(got.bytes().await.unwrap().to_vec(), blob);
 }
 
+/// Opened and used synchronously from a current-thread runtime (a test's, a command's):
+/// the client's own runtime drives the requests.
+#[tokio::test]
+async fn synchronous_calls_work_from_a_current_thread_runtime() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let d = Digest::sha256_of(b"small");
+    let mut up = blobs.resume("u7", None).await.unwrap();
+    up.write(b"small").await.unwrap();
+    up.commit(&d).await.unwrap();
+    assert!(blobs.has(&d).unwrap());
+    blobs.remove_blob(&d).unwrap();
+    assert!(!blobs.has(&d).unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_goes_away_is_unreachable_then_back() {
     let s3 = S3::private();
     let bucket = s3.bucket();
-    let blobs = ObjectBlobs::open(&config(&s3, &bucket)).await.unwrap();
+    let blobs = ObjectBlobs::open(&config(&s3, &bucket)).unwrap();
     let d = Digest::sha256_of(b"x");
     s3.kill();
     let e = blobs.size(&d).await.unwrap_err();

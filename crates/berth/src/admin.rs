@@ -692,6 +692,11 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             keep_untagged,
         } => {
             let (meta, blobs) = open_content(root)?;
+            let objects = open_objects()?;
+            let bytes: &dyn berth_store::BlobBytes = match &objects {
+                Some(o) => o,
+                None => &blobs,
+            };
             // Collection is maintenance: it yields the CPU to the server beside it
             // (nice 10), so that pulls keep their pace while it runs.
             // SAFETY: setpriority on this process, no pointers.
@@ -706,7 +711,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 untag: Vec::new(),
             };
             let collection =
-                berth_registry::retention::collect(meta.as_ref(), &blobs, &dir, opts, *dry_run)?;
+                berth_registry::retention::collect(meta.as_ref(), bytes, &dir, opts, *dry_run)?;
             return Ok(Some(pretty(&collection.to_json())));
         }
         Request::Scan { all, repo, tag } => {
@@ -738,6 +743,12 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             return Ok(Some(pretty(&v)));
         }
         Request::Fsck(repair) => {
+            if open_objects()?.is_some() {
+                bail!(
+                    "fsck re-hashes blob files and does not read an object store yet \
+                     (BERTH_BLOB_STORE names one)"
+                );
+            }
             let (meta, blobs) = open_content(root)?;
             let report = berth_store::fsck::check(meta.as_ref(), &blobs, *repair)?;
             println!("{}", pretty(&fsck_json(&report)));
@@ -889,6 +900,32 @@ fn open_content(
         ),
     };
     Ok((meta, berth_store::BlobStore::open(root)?))
+}
+
+/// The object store `BERTH_BLOB_STORE` names (with `BERTH_S3_ENDPOINT`,
+/// `BERTH_S3_REGION`, `BERTH_S3_PATH_STYLE` and the `AWS_*` credentials), as `berth
+/// serve` reads them.
+fn open_objects() -> anyhow::Result<Option<berth_store::ObjectBlobs>> {
+    let var = |name: &str| std::env::var(name).ok();
+    let path_style = match var("BERTH_S3_PATH_STYLE").as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => bail!("BERTH_S3_PATH_STYLE is true or false, not {other:?}"),
+    };
+    let Some(config) = crate::serve::object_config(
+        var("BERTH_BLOB_STORE").as_deref(),
+        var("BERTH_S3_ENDPOINT"),
+        var("BERTH_S3_REGION"),
+        path_style,
+        None,
+    )?
+    else {
+        return Ok(None);
+    };
+    let objects = berth_store::ObjectBlobs::open(&config)
+        .with_context(|| format!("opening the object store s3://{}", config.bucket))?;
+    Ok(Some(objects))
 }
 
 fn fsck_json(report: &berth_store::fsck::Report) -> Value {

@@ -27,7 +27,8 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
-(keys: listen, root, metadata, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
+(keys: listen, root, metadata, blob_store, s3_endpoint, s3_region, s3_path_style, \
+s3_access_key_id, s3_secret_access_key, blob_redirect, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown; pull-through caches only there, as \
 [[proxy]] tables (prefix, url, username, password, credential_helper, tag_ttl, max_size, \
@@ -52,6 +53,30 @@ pub struct ServeArgs {
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite]
     #[arg(long, env = "BERTH_METADATA", value_name = "sqlite|URL")]
     metadata: Option<String>,
+    /// Where blob bytes live: `files` (blobs/ in the data folder) or an S3-compatible
+    /// bucket, s3://BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (or the file's s3_access_key_id, s3_secret_access_key)
+    /// [default: files]
+    #[arg(
+        long,
+        env = "BERTH_BLOB_STORE",
+        value_name = "files|s3://BUCKET[/PREFIX]"
+    )]
+    blob_store: Option<String>,
+    /// The object store's URL, for anything but AWS, e.g. http://127.0.0.1:3900
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// The object store's region [default: AWS_REGION, else us-east-1]
+    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
+    s3_region: Option<String>,
+    /// Path-style addressing (ENDPOINT/BUCKET/KEY), as MinIO, Garage and most
+    /// self-hosted stores want [default: true with --s3-endpoint, else false]
+    #[arg(long, env = "BERTH_S3_PATH_STYLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
+    /// Answer blob GETs with a 307 redirect to a presigned URL of the object store
+    /// (ranges are still served through berth) [default: false]
+    #[arg(long, env = "BERTH_BLOB_REDIRECT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    blob_redirect: Option<bool>,
     /// On SIGTERM/SIGINT, let requests in flight finish for this long, e.g. "30s" [default: 30s]
     #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     shutdown_timeout: Option<Duration>,
@@ -128,6 +153,13 @@ struct FileConfig {
     listen: Option<String>,
     root: Option<PathBuf>,
     metadata: Option<String>,
+    blob_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    blob_redirect: Option<bool>,
     #[serde(default, with = "humantime_serde_opt")]
     upload_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -184,6 +216,8 @@ struct Settings {
     listen: String,
     root: PathBuf,
     metadata: berth_registry::Metadata,
+    blob_store: Option<berth_store::ObjectConfig>,
+    blob_redirect: bool,
     upload_ttl: Duration,
     shutdown_timeout: Duration,
     log_level: String,
@@ -209,7 +243,20 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         }
         None => FileConfig::default(),
     };
+    let blob_store = object_config(
+        args.blob_store.or(file.blob_store).as_deref(),
+        args.s3_endpoint.or(file.s3_endpoint),
+        args.s3_region.or(file.s3_region),
+        args.s3_path_style.or(file.s3_path_style),
+        file.s3_access_key_id.zip(file.s3_secret_access_key),
+    )?;
+    let blob_redirect = args.blob_redirect.or(file.blob_redirect).unwrap_or(false);
+    if blob_redirect && blob_store.is_none() {
+        anyhow::bail!("--blob-redirect needs an object store (--blob-store s3://…)");
+    }
     Ok(Settings {
+        blob_store,
+        blob_redirect,
         listen: args
             .listen
             .or(file.listen)
@@ -303,6 +350,34 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     })
 }
 
+/// The object store `blob_store` names (`None` for `files` or nothing), with its
+/// settings and their defaults: the region from `AWS_REGION`, else us-east-1;
+/// path-style addressing when an endpoint is given; credentials from `key` (the config
+/// file) or, when `None`, from the `AWS_*` variables.
+pub(crate) fn object_config(
+    blob_store: Option<&str>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    key: Option<(String, String)>,
+) -> anyhow::Result<Option<berth_store::ObjectConfig>> {
+    let url = match blob_store {
+        None | Some("files") => return Ok(None),
+        Some(url) => url,
+    };
+    let mut c = berth_store::ObjectConfig::from_url(url).map_err(anyhow::Error::msg)?;
+    c.path_style = path_style.unwrap_or(endpoint.is_some());
+    c.endpoint = endpoint;
+    c.region = region
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| Some("us-east-1".into()));
+    if let Some((id, secret)) = key {
+        c.access_key_id = Some(id);
+        c.secret_access_key = Some(secret);
+    }
+    Ok(Some(c))
+}
+
 /// The global `--debug` for every other command: their debug messages (and the
 /// HTTP client's connections) on stderr. TLS and HTTP/2 internals stay quiet.
 pub fn debug_logging() -> anyhow::Result<()> {
@@ -366,6 +441,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         ui: s.ui,
         proxies: s.proxies.clone(),
         metadata: s.metadata.clone(),
+        blob_store: s.blob_store.clone(),
+        blob_redirect: s.blob_redirect,
         ..RegistryConfig::new(s.root.clone())
     })?;
     let addr = listener.local_addr()?;

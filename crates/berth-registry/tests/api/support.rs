@@ -76,6 +76,9 @@ pub struct Server {
     pub dir: TempDir,
     pub root: PathBuf,
     pub reg: Arc<Registry>,
+    /// Where the blobs are when they are in object storage (`BERTH_TEST_BLOBS=s3`):
+    /// the folder s3s-fs keeps the bucket's prefix in.
+    pub bucket_dir: Option<PathBuf>,
     task: JoinHandle<()>,
 }
 
@@ -110,6 +113,8 @@ impl Server {
         let root = dir.path().join("root");
         let mut config = RegistryConfig::new(root.clone());
         config.metadata = metadata_for(dir.path());
+        let bucket = blob_store_for(dir.path());
+        config.blob_store = bucket.as_ref().map(|(_, c)| c.clone());
         configure(&mut config);
         let reg = Registry::open(config).expect("opening the registry");
         let app = reg
@@ -136,6 +141,7 @@ impl Server {
             dir,
             root,
             reg,
+            bucket_dir: bucket.map(|(dir, _)| dir),
             task,
         }
     }
@@ -158,15 +164,30 @@ impl Server {
         dir
     }
 
-    /// Names of the files in `root/uploads` (in-progress upload data).
+    /// Names of the files in `root/uploads` (in-progress upload data), or of the
+    /// sessions with objects in the bucket.
     pub fn upload_files(&self) -> Vec<String> {
-        list_dir(&self.root.join("uploads"))
+        match &self.bucket_dir {
+            // s3s-fs leaves a session's folder when its last object goes.
+            Some(b) => list_dir(&b.join("uploads"))
+                .into_iter()
+                .filter(|id| {
+                    let mut files = Vec::new();
+                    walk(&b.join("uploads").join(id), &mut files);
+                    !files.is_empty()
+                })
+                .collect(),
+            None => list_dir(&self.root.join("uploads")),
+        }
     }
 
-    /// Every file under `root/blobs`.
+    /// Every file under `root/blobs` (or the bucket's `blobs/`).
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        walk(&self.root.join("blobs"), &mut out);
+        match &self.bucket_dir {
+            Some(b) => walk(&b.join("blobs"), &mut out),
+            None => walk(&self.root.join("blobs"), &mut out),
+        }
         out
     }
 
@@ -216,6 +237,36 @@ fn metadata_for(dir: &Path) -> Metadata {
         }
     };
     Metadata::Postgres(url)
+}
+
+/// Where the servers of this run keep blobs: `root/blobs` (the default), or a bucket
+/// of an S3 server (s3s-fs, berth-testenv) when `BERTH_TEST_BLOBS=s3` (scripts/test
+/// runs this suite that way too). The same bucket again for a server restarted on the
+/// same folder; with the folder s3s-fs keeps its prefix in.
+fn blob_store_for(dir: &Path) -> Option<(PathBuf, berth_store::ObjectConfig)> {
+    match std::env::var("BERTH_TEST_BLOBS").as_deref() {
+        Ok("s3") => {}
+        Ok("files") | Err(_) => return None,
+        Ok(other) => panic!("BERTH_TEST_BLOBS={other}: files or s3"),
+    }
+    static BUCKETS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let s3 = berth_testenv::S3::shared();
+    let mut known = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let bucket = match known.iter().find(|(d, _)| d == dir) {
+        Some((_, b)) => b.clone(),
+        None => {
+            let b = s3.bucket();
+            known.push((dir.to_path_buf(), b.clone()));
+            b
+        }
+    };
+    let mut c = berth_store::ObjectConfig::from_url(&format!("s3://{bucket}/reg")).unwrap();
+    c.endpoint = Some(s3.endpoint());
+    c.region = Some(berth_testenv::S3::REGION.into());
+    c.path_style = true;
+    c.access_key_id = Some(berth_testenv::S3::ACCESS_KEY.into());
+    c.secret_access_key = Some(berth_testenv::S3::SECRET_KEY.into());
+    Some((s3.bucket_dir(&bucket).join("reg"), c))
 }
 
 pub fn list_dir(dir: &Path) -> Vec<String> {

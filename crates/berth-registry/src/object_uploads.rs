@@ -1,0 +1,247 @@
+//! Blob uploads when the blobs live in object storage (`--blob-store s3://…`).
+//!
+//! The HTTP side is the one of [`crate::uploads`] (same checks, same answers); what
+//! differs is where the bytes go. Each request streams its body into an
+//! [`ObjectUpload`] (hashed as it passes, sent in equal parts), and the session's state
+//! is written back to the metadata database with a compare-and-set, so that the next
+//! chunk may reach any replica. As with files, a body that breaks off is kept (the
+//! client asks how much arrived and resumes from there); a refused chunk is not.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use berth_image::{Digest, RepositoryName};
+use berth_store::{ObjectBlobs, ObjectUpload, UploadState};
+use futures_util::StreamExt;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::routes::{digest, query_get, query_pairs};
+use crate::uploads::{
+    blob_created, check_chunk_length, check_chunk_start, content_length, content_range, refuse,
+    session, session_response,
+};
+use crate::Registry;
+
+/// The session's state as stored (the JSON, to compare against) and parsed.
+pub(crate) fn state(reg: &Registry, id: &str) -> ApiResult<(Option<String>, UploadState)> {
+    let upload = reg
+        .meta
+        .upload(id)?
+        .ok_or_else(|| ApiError::new(Code::BlobUploadUnknown).detail(format!("upload {id}")))?;
+    let parsed = match &upload.state {
+        Some(json) => UploadState::from_json(json)?,
+        None => UploadState::default(),
+    };
+    Ok((upload.state, parsed))
+}
+
+/// Streams `body` into `up`. A body that breaks off is an error (nothing of it is kept).
+async fn receive(reg: &Registry, up: &mut ObjectUpload<'_>, body: Body) -> ApiResult<()> {
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let bytes = frame.map_err(|e| {
+            ApiError::new(Code::BlobUploadInvalid).detail(format!("request body broke off: {e}"))
+        })?;
+        reg.metrics.bytes_received(bytes.len() as u64);
+        up.write(&bytes).await?;
+    }
+    Ok(())
+}
+
+/// `POST …/blobs/uploads/?digest=`: the whole blob in one request, with no session.
+pub(crate) async fn monolithic(
+    reg: &Arc<Registry>,
+    objects: &ObjectBlobs,
+    name: &RepositoryName,
+    d: Digest,
+    body: Body,
+) -> ApiResult {
+    let id = crate::uploads::new_id();
+    let mut up = objects.resume(&id, None).await?;
+    if let Err(e) = receive(reg, &mut up, body).await {
+        let _ = up.abandon().await;
+        return Err(e);
+    }
+    commit(reg, up, name, &d).await?;
+    Ok(blob_created(name, &d))
+}
+
+/// Verifies and stores the blob, then links it to `name` (the quota checked with its
+/// real size first; the commit noted before the blob's key can appear, as for files).
+async fn commit(
+    reg: &Arc<Registry>,
+    up: ObjectUpload<'_>,
+    name: &RepositoryName,
+    d: &Digest,
+) -> ApiResult<()> {
+    if let Err(e) = crate::policy::check_quota(reg, name.as_str(), Some(d), up.len()) {
+        let _ = up.abandon().await;
+        return Err(e);
+    }
+    let d2 = d.clone();
+    reg.blocking(move |r| r.meta.begin_blob_commit(&d2)).await?;
+    let size = up.commit(d).await?;
+    let (n, d2) = (name.to_string(), d.clone());
+    reg.blocking(move |r| r.link_blob(&n, &d2, size)).await?;
+    Ok(())
+}
+
+/// `PATCH /v2/<name>/blobs/uploads/<id>`.
+pub(crate) async fn patch(
+    reg: &Arc<Registry>,
+    objects: &ObjectBlobs,
+    name: &RepositoryName,
+    id: &str,
+    req: Request,
+) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let slot = reg.uploads.slot(id);
+    let _busy = slot.lock().await;
+    let opened = (|| {
+        session(reg, name, id)?;
+        let (stored, base) = state(reg, id)?;
+        let range = content_range(&parts.headers)?;
+        check_chunk_start(range, base.len, name, id)?;
+        check_chunk_length(range, &parts.headers)?;
+        if let Some(len) = content_length(&parts.headers) {
+            let total = base.len.saturating_add(len);
+            crate::policy::check_quota(reg, name.as_str(), None, total)?;
+        }
+        Ok((stored, base, range))
+    })();
+    let (stored, base, range) = match opened {
+        Ok(x) => x,
+        Err(e) => return refuse(body, e).await,
+    };
+    let mut up = objects.resume(id, Some(&base)).await?;
+    if let Err(e) = receive(reg, &mut up, body).await {
+        // A body that broke off is kept, as with files: the client asks how much
+        // arrived and resumes from there.
+        let _ = keep(reg, objects, id, stored, &base, up).await;
+        return Err(e);
+    }
+    let got = up.len() - base.len;
+    if let Some((start, end)) = range {
+        if got != end - start + 1 {
+            let _ = up.abandon().await;
+            return Err(ApiError::new(Code::SizeInvalid).detail(format!(
+                "Content-Range says {} bytes, the body had {got}",
+                end - start + 1
+            )));
+        }
+    }
+    let new = keep(reg, objects, id, stored, &base, up).await?;
+    Ok(session_response(StatusCode::ACCEPTED, name, id, new.len))
+}
+
+/// Saves what `up` received as the session's state, if the session is still at
+/// `stored` (compare-and-set: two replicas given chunks of one session at once cannot
+/// both extend it); returns the new state.
+async fn keep(
+    reg: &Arc<Registry>,
+    objects: &ObjectBlobs,
+    id: &str,
+    stored: Option<String>,
+    base: &UploadState,
+    up: ObjectUpload<'_>,
+) -> ApiResult<UploadState> {
+    let new = up.save().await?;
+    let (id2, json) = (id.to_string(), new.to_json());
+    let won = reg
+        .blocking(move |r| r.meta.set_upload_state(&id2, stored.as_deref(), &json))
+        .await?;
+    if !won {
+        // Another replica extended (or ended) the session meanwhile: this chunk's tail
+        // is nobody's. (Its parts are replaced when their numbers are sent again.)
+        let _ = objects.forget_tail(id, &new, &UploadState::default()).await;
+        return Err(ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail(format!("upload {id} changed while this chunk arrived")));
+    }
+    objects.forget_tail(id, base, &new).await?;
+    Ok(new)
+}
+
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (optional) and commit.
+pub(crate) async fn finish(
+    reg: &Arc<Registry>,
+    objects: &ObjectBlobs,
+    name: &RepositoryName,
+    id: &str,
+    req: Request,
+) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let slot = reg.uploads.slot(id);
+    let _busy = slot.lock().await;
+    let opened = (|| {
+        let q = query_pairs(parts.uri.query());
+        let d = digest(query_get(&q, "digest").ok_or_else(|| {
+            ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
+        })?)?;
+        session(reg, name, id)?;
+        let (_, base) = state(reg, id)?;
+        let range = content_range(&parts.headers)?;
+        check_chunk_start(range, base.len, name, id)?;
+        check_chunk_length(range, &parts.headers)?;
+        Ok((d, base))
+    })();
+    let (d, base) = match opened {
+        Ok(x) => x,
+        Err(e) => return refuse(body, e).await,
+    };
+    let mut up = objects.resume(id, Some(&base)).await?;
+    if let Err(e) = receive(reg, &mut up, body).await {
+        let _ = up.abandon().await;
+        return Err(e);
+    }
+    let result = commit(reg, up, name, &d).await;
+    if result.is_ok()
+        || matches!(&result, Err(e) if matches!(e.code, Code::DigestInvalid | Code::Denied))
+    {
+        // Committed, or the data was thrown away: the session is over either way.
+        if result.is_err() {
+            let _ = objects.discard(id, &base).await;
+        }
+        reg.uploads.forget(id);
+        let id2 = id.to_string();
+        reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+    }
+    result?;
+    Ok(blob_created(name, &d))
+}
+
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: the session's parts and tail go with it.
+pub(crate) async fn cancel(reg: &Arc<Registry>, objects: &ObjectBlobs, id: &str) -> ApiResult<()> {
+    let (_, base) = state(reg, id)?;
+    objects.discard(id, &base).await?;
+    let id2 = id.to_string();
+    reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+    Ok(())
+}
+
+/// Ends sessions untouched for the upload TTL: their multipart uploads are aborted and
+/// their tails removed, then their rows. Every replica may run it; a session two
+/// replicas sweep at once is ended once (what is gone already is not an error).
+pub(crate) async fn sweep(reg: &Arc<Registry>, objects: &ObjectBlobs) -> Result<usize, ApiError> {
+    let cutoff = berth_store::unix_now() - reg.config.upload_ttl.as_secs() as i64;
+    let stale = reg.blocking(move |r| r.meta.stale_uploads(cutoff)).await?;
+    let mut removed = 0;
+    for id in stale {
+        reg.uploads.forget(&id);
+        let base = match state(reg, &id) {
+            Ok((_, base)) => base,
+            Err(e) if matches!(e.code, Code::BlobUploadUnknown) => continue,
+            Err(e) => return Err(e),
+        };
+        objects.discard(&id, &base).await?;
+        let id2 = id.clone();
+        reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(removed, "expired upload sessions removed");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,364 @@
+//! `berth serve --blob-store s3://…`: blobs in a real S3 server (s3s-fs, started by
+//! crates/berth-testenv) and metadata in a real PostgreSQL, replicas with nothing on
+//! their own disks in common. skopeo pushes through one and pulls byte-identical
+//! through the other (a layer larger than a part goes up in several parts), a chunked
+//! upload's requests alternate between replicas, ranges are served, `--blob-redirect`
+//! answers a presigned URL that fetches the blob with no credentials, no blob lands on
+//! a replica's disk, and the collector removes blobs from the bucket. The object store
+//! stopped under a running server: 503 UNAVAILABLE, then service again once it is back.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_testenv::{Postgres, S3};
+use serde_json::{json, Value};
+
+mod common;
+#[path = "common/registry_fixture.rs"]
+mod registry_fixture;
+
+use common::process::{request, try_request, Serve};
+use common::sha256;
+
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
+}
+
+fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -> Serve {
+    let store = format!("s3://{bucket}/registry");
+    let endpoint = s3.endpoint();
+    let mut args = vec![
+        "--metadata",
+        metadata,
+        "--blob-store",
+        &store,
+        "--s3-endpoint",
+        &endpoint,
+        "--gc-grace",
+        "0s",
+    ];
+    args.extend_from_slice(extra);
+    let serve = Serve::start(
+        root,
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY),
+        ],
+    );
+    serve.wait_ready();
+    serve
+}
+
+/// Text that gzip cannot shrink much: a layer of it is several parts long.
+fn noise(len: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdefghijklmnopqrstuv"[(x % 32) as usize])
+        })
+        .collect()
+}
+
+/// Files under the bucket whose key has `part` (s3s-fs keeps objects as files).
+fn keys(s3: &S3, bucket: &str, part: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![s3.bucket_dir(bucket)];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_string_lossy().contains(part) {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn replicas_share_a_bucket_and_a_database() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(s3, &bucket, &dir.path().join("a"), &url, &[]);
+    let b = replica(s3, &bucket, &dir.path().join("b"), &url, &[]);
+
+    // skopeo pushes through one replica and pulls through the other, byte for byte.
+    let layout = dir.path().join("layout");
+    let big = noise(20 * 1024 * 1024);
+    let layers = [
+        registry_fixture::layer(&[("etc/hello", "hello from a bucket")]),
+        registry_fixture::layer(&[("usr/share/big", &big)]),
+    ];
+    assert!(layers[1].0.len() > 9 * 1024 * 1024, "the layer spans parts");
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/team/app:v1", a.addr),
+    ]);
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/team/app:v1", b.addr),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    let manifest = layout_blob(&back, &pushed.to_string());
+    assert_eq!(manifest, layout_blob(&layout, &pushed.to_string()));
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let digests: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect();
+    for d in &digests {
+        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
+        let hex = d.trim_start_matches("sha256:");
+        assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} is in the bucket");
+    }
+
+    // A chunked upload whose requests alternate between the replicas, in chunks that
+    // cross part boundaries.
+    let bytes = noise(19 * 1024 * 1024).into_bytes();
+    let digest = sha256(&bytes);
+    let r = request(&a.addr, "POST", "/v2/team/chunks/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202);
+    let mut location = r.header("Location").unwrap();
+    const CHUNK: usize = 6 * 1024 * 1024 + 5;
+    for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+        let serve = [&b, &a][i % 2];
+        let start = i * CHUNK;
+        let r = request(
+            &serve.addr,
+            "PATCH",
+            &location,
+            &[
+                (
+                    "Content-Range",
+                    format!("{start}-{}", start + chunk.len() - 1),
+                ),
+                ("Content-Type", "application/octet-stream".into()),
+            ],
+            chunk,
+        );
+        assert_eq!(r.status, 202, "chunk {i} on {}", serve.addr);
+        location = r.header("Location").unwrap();
+        // Where the session is, asked of the other replica.
+        let other = [&a, &b][i % 2];
+        let r = request(&other.addr, "GET", &location, &[], b"");
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.header("Range").unwrap(),
+            format!("0-{}", start + chunk.len() - 1)
+        );
+    }
+    // A chunk that does not start where the upload ends is refused, on either replica.
+    let r = request(
+        &a.addr,
+        "PATCH",
+        &location,
+        &[("Content-Range", "0-2".to_string())],
+        b"abc",
+    );
+    assert_eq!(r.status, 416);
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = request(
+        &b.addr,
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let path = format!("/v2/team/chunks/blobs/{digest}");
+    let r = request(&a.addr, "GET", &path, &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body == bytes, "the chunked blob comes back whole");
+    let r = request(
+        &b.addr,
+        "GET",
+        &path,
+        &[("Range", "bytes=8388600-8388615".into())],
+        b"",
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &bytes[8_388_600..8_388_616]);
+    // Nothing of the sessions is left in the bucket.
+    assert!(
+        keys(s3, &bucket, "/uploads/").is_empty(),
+        "{:?}",
+        keys(s3, &bucket, "/uploads/")
+    );
+
+    // A wrong digest keeps nothing.
+    let wrong = sha256(b"not these bytes");
+    let r = request(
+        &a.addr,
+        "POST",
+        &format!("/v2/team/app/blobs/uploads/?digest={wrong}"),
+        &[],
+        b"these bytes",
+    );
+    assert_eq!(r.status, 400);
+    assert!(keys(s3, &bucket, wrong.trim_start_matches("sha256:")).is_empty());
+
+    // With --blob-redirect, a GET is sent to the object store with a presigned URL.
+    let c = replica(
+        s3,
+        &bucket,
+        &dir.path().join("c"),
+        &url,
+        &["--blob-redirect"],
+    );
+    let r = request(&c.addr, "GET", &path, &[], b"");
+    assert_eq!(r.status, 307);
+    let target = r.header("Location").unwrap();
+    let rest = target.strip_prefix("http://").unwrap();
+    let (host, path_and_query) = rest.split_at(rest.find('/').unwrap());
+    let r = request(host, "GET", path_and_query, &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body == bytes, "the presigned URL serves the blob");
+
+    // No replica keeps a blob on its disk.
+    for root in ["a", "b", "c"] {
+        let blobs = dir.path().join(root).join("blobs");
+        let files = walk(&blobs);
+        assert!(files.is_empty(), "{root}: {files:?}");
+    }
+
+    // The collector removes what nothing references, from the bucket.
+    let r = request(
+        &a.addr,
+        "DELETE",
+        &format!("/v2/team/chunks/blobs/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202);
+    // The grace period is counted in whole seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    // The folder command, beside the running replicas, finds the metadata and the
+    // blobs where the same variables as berth serve's say.
+    let out = Command::new(common::BERTH)
+        .args(["registry", "--root"])
+        .arg(dir.path().join("b"))
+        .args(["gc", "--grace", "0s"])
+        .env("BERTH_METADATA", &url)
+        .env("BERTH_BLOB_STORE", format!("s3://{bucket}/registry"))
+        .env("BERTH_S3_ENDPOINT", s3.endpoint())
+        .env("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        keys(s3, &bucket, digest.trim_start_matches("sha256:")).is_empty(),
+        "the collected blob is gone from the bucket: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for d in &digests {
+        let hex = d.trim_start_matches("sha256:");
+        assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} (tagged) stays");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_stopped_object_store_answers_503_and_the_server_recovers() {
+    let s3 = S3::private();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = replica(&s3, &bucket, &dir.path().join("root"), &url, &[]);
+    let blob = common::process::push_blob(&serve.addr, "app", b"kept in the bucket");
+    let path = format!("/v2/app/blobs/{blob}");
+    assert_eq!(request(&serve.addr, "GET", &path, &[], b"").status, 200);
+
+    s3.kill();
+    let r = request(&serve.addr, "GET", &path, &[], b"");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object storage"),
+        "{body}"
+    );
+    let r = request(
+        &serve.addr,
+        "POST",
+        &format!("/v2/app/blobs/uploads/?digest={}", sha256(b"new")),
+        &[],
+        b"new",
+    );
+    assert_eq!(r.status, 503);
+
+    s3.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_request(&serve.addr, "GET", &path, &[], b"") {
+            Ok(r) if r.status == 200 => {
+                assert_eq!(r.body, b"kept in the bucket");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "not serving 30 s after the object store came back: {:?}",
+                other.map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned())),
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::process::push_blob(&serve.addr, "app", b"new");
+}
