@@ -442,6 +442,7 @@ impl Registry {
         let content = Served {
             meta: self.meta.clone(),
             blobs: Arc::new(self.blobs.clone()),
+            objects: self.objects.clone(),
         };
         let place = |store: bool, reference: &str| match store {
             true => Place::Served {

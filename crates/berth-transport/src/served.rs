@@ -1,5 +1,5 @@
 //! A registry's own content, read where `berth serve` keeps it (berth-store's metadata
-//! and blob files): the source of the registry's replication, which so copies with the
+//! and blob files, or its bucket): the source of the registry's replication, which so copies with the
 //! same engine as `berth copy` and no HTTP round trip to itself. Read only: content
 //! reaches a registry through its API, where access, quotas and policies apply.
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use berth_image::Digest;
 use berth_remote::ByteStream;
 use berth_signature::signature::ImageSignature;
-use berth_store::{BlobStore, MetaStore};
+use berth_store::{BlobStore, MetaStore, ObjectBlobs};
 
 use crate::{RawManifest, TransportError};
 
@@ -17,6 +17,8 @@ use crate::{RawManifest, TransportError};
 pub struct Served {
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<BlobStore>,
+    /// The bucket that holds the blobs instead of `blobs`, when there is one.
+    pub objects: Option<ObjectBlobs>,
 }
 
 impl Served {
@@ -39,6 +41,10 @@ impl Served {
         let missing = || TransportError::NotFound(format!("blob {d} in {repo}"));
         if self.meta.blob_in_repo(repo, d)?.is_none() {
             return Err(missing());
+        }
+        if let Some(objects) = &self.objects {
+            let size = objects.size(d).await?.ok_or_else(missing)?;
+            return objects.read(d, 0, size).await?.ok_or_else(missing);
         }
         let (file, _) = self.blobs.open_blob(d)?.ok_or_else(missing)?;
         Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(

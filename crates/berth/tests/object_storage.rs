@@ -60,7 +60,19 @@ fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -
             ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY),
         ],
     );
-    serve.wait_ready();
+    // Ready when /v2/ answers: 200, or 401 where access control applies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        try_request(&serve.addr, "GET", "/v2/", &[], b""),
+        Ok(r) if r.status == 200 || r.status == 401
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "berth serve on {} did not start",
+            serve.addr
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     serve
 }
 
@@ -361,4 +373,138 @@ fn a_stopped_object_store_answers_503_and_the_server_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     common::process::push_blob(&serve.addr, "app", b"new");
+}
+
+/// `berth registry …` with `stdin` as its input; its stdout, when it succeeded.
+fn admin(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(common::BERTH)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Replication reads what it copies from the bucket: an image pushed to a replica on
+/// S3 + PostgreSQL arrives byte-identical in a plain berth.
+#[test]
+fn replication_copies_from_the_bucket() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("source");
+    let root_s = root.to_str().unwrap();
+    admin(
+        &[
+            "registry",
+            "--root",
+            root_s,
+            "user",
+            "add",
+            "root",
+            "--password-stdin",
+            "--superuser",
+        ],
+        "secret-pw\n",
+    );
+    let source = replica(s3, &bucket, &root, &url, &[]);
+    let mirror = Serve::start(&dir.path().join("mirror"), &[], &[]);
+    mirror.wait_ready();
+
+    let layout = dir.path().join("layout");
+    let layers = [registry_fixture::layer(&[(
+        "etc/replicated",
+        &noise(100_000),
+    )])];
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "root:secret-pw",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/team/app:v1", source.addr),
+    ]);
+    let source_url = format!("http://{}", source.addr);
+    let mirror_url = format!("http://{}", mirror.addr);
+    let rule = [
+        "registry",
+        "--url",
+        &source_url,
+        "--creds",
+        "root:secret-pw",
+        "replicate",
+    ];
+    let with =
+        |more: &[&str]| -> Vec<String> { rule.iter().chain(more).map(|s| s.to_string()).collect() };
+    let add = with(&[
+        "add",
+        "to-mirror",
+        "--to",
+        &mirror_url,
+        "--repos",
+        "team/*",
+        "--schedule",
+        "24h",
+    ]);
+    admin(&add.iter().map(String::as_str).collect::<Vec<_>>(), "");
+    let run = with(&["run", "to-mirror"]);
+    admin(&run.iter().map(String::as_str).collect::<Vec<_>>(), "");
+    let show = with(&["show", "to-mirror"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let v: Value = serde_json::from_str(&admin(
+            &show.iter().map(String::as_str).collect::<Vec<_>>(),
+            "",
+        ))
+        .unwrap();
+        let s = v["status"].clone();
+        if s["running"] == false && s["last_run_finished"].is_i64() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no finished run: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["errors"], 0, "{status}");
+    assert_eq!(status["images_copied"], 1, "{status}");
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/team/app:v1", mirror.addr),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    let manifest = layout_blob(&back, &pushed.to_string());
+    assert_eq!(manifest, layout_blob(&layout, &pushed.to_string()));
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap())
+    {
+        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
+    }
 }
