@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod fsck;
 pub mod gc;
 pub mod meta;
+pub mod migrate;
 pub mod object;
 pub mod postgres;
 pub mod sqlite;

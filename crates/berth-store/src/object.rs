@@ -308,6 +308,36 @@ impl ObjectBlobs {
         }
     }
 
+    /// [`ObjectBlobs::size`] from synchronous code.
+    pub fn size_sync(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.block_on(self.size(digest))
+    }
+
+    /// Stores the bytes of `file` as blob `digest` if they hash to it (a migration's
+    /// copy): streamed in parts, verified as they pass, from synchronous code.
+    pub fn put_file(&self, digest: &Digest, mut file: std::fs::File) -> Result<u64> {
+        use std::io::Read;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.block_on(async {
+            let mut up = self.resume(&id, None).await?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                // A blocking read on this (synchronous) caller's thread.
+                let n = file
+                    .read(&mut buf)
+                    .map_err(StoreError::io(format!("reading blob {digest}")))?;
+                if n == 0 {
+                    break;
+                }
+                if let Err(e) = up.write(&buf[..n]).await {
+                    let _ = up.abandon().await;
+                    return Err(e);
+                }
+            }
+            up.commit(digest).await
+        })
+    }
+
     /// [`ObjectBlobs::read_small`] from synchronous code.
     pub fn read_small_sync(&self, digest: &Digest, limit: u64) -> Result<Option<Bytes>> {
         self.block_on(self.read_small(digest, limit))

@@ -115,6 +115,28 @@ enum AdminCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Move this registry's content (--root) onto object storage and PostgreSQL, for
+    /// `berth serve --blob-store … --metadata …` replicas: every blob verified as it
+    /// is sent; run it again to resume (what is there is not sent again). Users and
+    /// grants stay in the folder (copy auth.db to each replica's --root) (JSON report)
+    Migrate {
+        /// The bucket: s3://BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID and
+        /// AWS_SECRET_ACCESS_KEY
+        #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+        to_blob_store: String,
+        /// postgres://USER:PASSWORD@HOST:PORT/DATABASE
+        #[arg(long, value_name = "URL")]
+        to_metadata: String,
+        /// The object store's URL, for anything but AWS
+        #[arg(long, value_name = "URL")]
+        s3_endpoint: Option<String>,
+        /// The object store's region [default: AWS_REGION, else us-east-1]
+        #[arg(long, value_name = "REGION")]
+        s3_region: Option<String>,
+        /// Path-style addressing [default: true with --s3-endpoint]
+        #[arg(long, value_name = "BOOL")]
+        s3_path_style: Option<bool>,
+    },
     /// Catalog: scan again the manifests whose inventory failed (their failed layers
     /// read again); --all: every manifest; REPO or REPO:TAG: those (JSON report)
     Scan {
@@ -386,6 +408,10 @@ enum Request {
         keep_untagged: bool,
     },
     Fsck(bool),
+    Migrate {
+        objects: berth_store::ObjectConfig,
+        metadata: String,
+    },
     Scan {
         all: bool,
         repo: Option<String>,
@@ -524,6 +550,30 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
             });
         }
         AdminCommand::Fsck { repair } => return Ok(Request::Fsck(repair)),
+        AdminCommand::Migrate {
+            to_blob_store,
+            to_metadata,
+            s3_endpoint,
+            s3_region,
+            s3_path_style,
+        } => {
+            let objects = crate::serve::object_config(
+                Some(&to_blob_store),
+                s3_endpoint,
+                s3_region,
+                s3_path_style,
+                None,
+            )?
+            .context("--to-blob-store is an object store, s3://BUCKET[/PREFIX]")?;
+            match to_metadata.parse().map_err(anyhow::Error::msg)? {
+                berth_registry::Metadata::Postgres(metadata) => {
+                    return Ok(Request::Migrate { objects, metadata })
+                }
+                berth_registry::Metadata::Sqlite => {
+                    bail!("--to-metadata is a postgres:// URL (sqlite is where it comes from)")
+                }
+            }
+        }
         AdminCommand::Scan { all, image } => {
             let (repo, tag) = match image.as_deref().map(split_repo_tag).transpose()? {
                 Some((r, t)) => (Some(r), t),
@@ -742,6 +792,35 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 berth_registry::usage_json(meta.as_ref(), &dir, namespace.as_deref(), |_| true)?;
             return Ok(Some(pretty(&v)));
         }
+        Request::Migrate { objects, metadata } => {
+            let (src_meta, src_blobs) = open_content(root)?;
+            let dst_blobs = berth_store::ObjectBlobs::open(objects)
+                .with_context(|| format!("opening the object store s3://{}", objects.bucket))?;
+            let dst_meta =
+                berth_store::PgMeta::connect(metadata, &berth_store::PgOptions::default())
+                    .context("opening the metadata database (--to-metadata)")?;
+            let (mut blobs, mut sent) = (0u64, 0u64);
+            let report = berth_store::migrate::migrate(
+                src_meta.as_ref(),
+                &src_blobs,
+                &dst_meta,
+                &dst_blobs,
+                &mut |step| match step {
+                    berth_store::migrate::Step::Blob { copied, .. } => {
+                        blobs += 1;
+                        sent += u64::from(copied);
+                        if blobs % 1000 == 0 {
+                            eprintln!("migrate: {blobs} blobs ({sent} sent)");
+                        }
+                    }
+                    berth_store::migrate::Step::Repository(name) => {
+                        eprintln!("migrate: {name}")
+                    }
+                },
+            )
+            .context("migrating (run it again to resume)")?;
+            return Ok(Some(pretty(&serde_json::to_value(&report)?)));
+        }
         Request::Fsck(repair) => {
             if open_objects()?.is_some() {
                 bail!(
@@ -771,6 +850,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
     Ok(match request {
         Request::Gc { .. }
         | Request::Fsck(_)
+        | Request::Migrate { .. }
         | Request::Scan { .. }
         | Request::VulndbImport(_)
         | Request::Usage(_) => {
@@ -1089,6 +1169,9 @@ fn remote(
         }
         Request::Fsck(_) => bail!(
             "fsck reads the data folder itself: run it where the registry's files are (--root)"
+        ),
+        Request::Migrate { .. } => bail!(
+            "migrate reads the data folder itself: run it where the registry's files are (--root)"
         ),
         Request::Scan { all, repo, tag } => (
             "POST",

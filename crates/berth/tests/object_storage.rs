@@ -508,3 +508,196 @@ fn replication_copies_from_the_bucket() {
         assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
     }
 }
+
+/// `berth registry migrate` moves a registry on files and SQLite onto the bucket and
+/// PostgreSQL: every blob verified (a corrupt file stops it and names the blob),
+/// resumable (a second run sends nothing), and a replica on the result serves the same
+/// bytes, tags, index and referrers.
+#[test]
+fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("single");
+    let single = Serve::start(&root, &[], &[]);
+    single.wait_ready();
+
+    let layout = dir.path().join("layout");
+    let layers = [
+        registry_fixture::layer(&[("etc/migrated", "moved to a bucket")]),
+        registry_fixture::layer(&[("usr/share/big", &noise(12 * 1024 * 1024))]),
+    ];
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/team/app:v1", single.addr),
+    ]);
+    let manifest = layout_blob(&layout, &pushed.to_string());
+    // An index over the image, and an artifact whose subject is the image.
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": pushed.to_string(), "size": manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    }))
+    .unwrap();
+    let r = request(
+        &single.addr,
+        "PUT",
+        "/v2/team/app/manifests/multi",
+        &[(
+            "Content-Type",
+            "application/vnd.oci.image.index.v1+json".into(),
+        )],
+        &index,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let empty = common::process::push_blob(&single.addr, "team/app", b"{}");
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.sbom",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": pushed.to_string(), "size": manifest.len()},
+    }))
+    .unwrap();
+    let r = request(
+        &single.addr,
+        "PUT",
+        &format!("/v2/team/app/manifests/{}", sha256(&artifact)),
+        &[(
+            "Content-Type",
+            "application/vnd.oci.image.manifest.v1+json".into(),
+        )],
+        &artifact,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    drop(single);
+
+    let migrate = || {
+        Command::new(common::BERTH)
+            .args(["registry", "--root"])
+            .arg(&root)
+            .args([
+                "migrate",
+                "--to-blob-store",
+                &format!("s3://{bucket}/moved"),
+            ])
+            .args(["--s3-endpoint", &s3.endpoint(), "--to-metadata", &url])
+            .env("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY)
+            .output()
+            .unwrap()
+    };
+    // A blob file whose bytes changed on disk is refused, named.
+    let config_digest = {
+        let m: Value = serde_json::from_slice(&manifest).unwrap();
+        m["config"]["digest"].as_str().unwrap().to_string()
+    };
+    let hex = config_digest.trim_start_matches("sha256:");
+    let config_file = root.join("blobs/sha256").join(&hex[..2]).join(hex);
+    let good = std::fs::read(&config_file).unwrap();
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    std::fs::write(&config_file, &bad).unwrap();
+    let out = migrate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&config_digest), "{stderr}");
+    assert!(
+        keys(s3, &bucket, hex).is_empty(),
+        "the corrupt blob is not in the bucket"
+    );
+    std::fs::write(&config_file, &good).unwrap();
+
+    let out = migrate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["repositories"], 1, "{first}");
+    assert_eq!(first["manifests"], 3, "{first}");
+    assert_eq!(first["tags"], 2, "{first}");
+    let blobs = first["blobs_copied"].as_u64().unwrap() + first["blobs_present"].as_u64().unwrap();
+    assert_eq!(blobs, 4, "{first}");
+    // Run again: everything is there, nothing is sent.
+    let out = migrate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["blobs_copied"], 0, "{again}");
+    assert_eq!(again["blobs_present"], 4, "{again}");
+
+    // A replica on the result serves it all.
+    let mut args = vec!["--metadata", &url];
+    let store = format!("s3://{bucket}/moved");
+    let endpoint = s3.endpoint();
+    args.extend(["--blob-store", &store, "--s3-endpoint", &endpoint]);
+    let replica = Serve::start(
+        &dir.path().join("replica"),
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY),
+        ],
+    );
+    replica.wait_ready();
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/team/app:v1", replica.addr),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    assert_eq!(layout_blob(&back, &pushed.to_string()), manifest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap())
+    {
+        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
+    }
+    let r = request(&replica.addr, "GET", "/v2/team/app/tags/list", &[], b"");
+    let tags: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(tags["tags"], json!(["multi", "v1"]));
+    let r = request(
+        &replica.addr,
+        "GET",
+        "/v2/team/app/manifests/multi",
+        &[("Accept", "application/vnd.oci.image.index.v1+json".into())],
+        b"",
+    );
+    assert_eq!(r.body, index);
+    let r = request(
+        &replica.addr,
+        "GET",
+        &format!("/v2/team/app/referrers/{pushed}"),
+        &[],
+        b"",
+    );
+    let referrers: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        sha256(&artifact),
+        "{referrers}"
+    );
+}
