@@ -37,8 +37,15 @@ pub(crate) fn state(reg: &Registry, id: &str) -> ApiResult<(Option<String>, Uplo
     Ok((upload.state, parsed))
 }
 
-/// Streams `body` into `up`. A body that breaks off is an error (nothing of it is kept).
-async fn receive(reg: &Registry, up: &mut ObjectUpload<'_>, body: Body) -> ApiResult<()> {
+/// Streams `body` into `up`. A body that breaks off is an error. A multipart upload
+/// the chunk starts is stored in session `id`'s state at once (`stored` follows it).
+async fn receive(
+    reg: &Arc<Registry>,
+    up: &mut ObjectUpload<'_>,
+    body: Body,
+    id: &str,
+    stored: &mut Option<String>,
+) -> ApiResult<()> {
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let bytes = frame.map_err(|e| {
@@ -46,8 +53,25 @@ async fn receive(reg: &Registry, up: &mut ObjectUpload<'_>, body: Body) -> ApiRe
         })?;
         reg.metrics.bytes_received(bytes.len() as u64);
         up.write(&bytes).await?;
+        if let Some(started) = up.take_started() {
+            let (id2, old, json) = (id.to_string(), stored.clone(), started.to_json());
+            let json2 = json.clone();
+            let won = reg
+                .blocking(move |r| r.meta.set_upload_state(&id2, old.as_deref(), &json2))
+                .await?;
+            if !won {
+                return Err(changed(id));
+            }
+            *stored = Some(json);
+        }
     }
     Ok(())
+}
+
+fn changed(id: &str) -> ApiError {
+    ApiError::new(Code::BlobUploadInvalid)
+        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .detail(format!("upload {id} changed while this chunk arrived"))
 }
 
 /// `POST …/blobs/uploads/?digest=`: the whole blob in one request, with no session.
@@ -58,13 +82,32 @@ pub(crate) async fn monolithic(
     d: Digest,
     body: Body,
 ) -> ApiResult {
+    // A session row of its own, so that a multipart upload it starts is known to
+    // the sweeper if this replica dies before the end.
     let id = crate::uploads::new_id();
+    let (n, id2) = (name.to_string(), id.clone());
+    reg.blocking(move |r| r.meta.create_upload(&id2, &n))
+        .await?;
+    let mut stored = None;
     let mut up = objects.resume(&id, None).await?;
-    if let Err(e) = receive(reg, &mut up, body).await {
-        let _ = up.abandon().await;
-        return Err(e);
+    let result = match receive(reg, &mut up, body, &id, &mut stored).await {
+        Ok(()) => commit(reg, up, name, &d).await,
+        Err(e) => {
+            let _ = up.abandon().await;
+            Err(e)
+        }
+    };
+    if result.is_err() {
+        if let Some(state) = stored
+            .as_deref()
+            .and_then(|s| UploadState::from_json(s).ok())
+        {
+            let _ = objects.discard(&id, &state).await;
+        }
     }
-    commit(reg, up, name, &d).await?;
+    let id2 = id.clone();
+    reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+    result?;
     Ok(blob_created(name, &d))
 }
 
@@ -111,12 +154,12 @@ pub(crate) async fn patch(
         }
         Ok((stored, base, range))
     })();
-    let (stored, base, range) = match opened {
+    let (mut stored, base, range) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
     let mut up = objects.resume(id, Some(&base)).await?;
-    if let Err(e) = receive(reg, &mut up, body).await {
+    if let Err(e) = receive(reg, &mut up, body, id, &mut stored).await {
         // A body that broke off is kept, as with files: the client asks how much
         // arrived and resumes from there.
         let _ = keep(reg, objects, id, stored, &base, up).await;
@@ -156,9 +199,7 @@ async fn keep(
         // Another replica extended (or ended) the session meanwhile: this chunk's tail
         // is nobody's. (Its parts are replaced when their numbers are sent again.)
         let _ = objects.forget_tail(id, &new, &UploadState::default()).await;
-        return Err(ApiError::new(Code::BlobUploadInvalid)
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .detail(format!("upload {id} changed while this chunk arrived")));
+        return Err(changed(id));
     }
     objects.forget_tail(id, base, &new).await?;
     Ok(new)
@@ -181,18 +222,18 @@ pub(crate) async fn finish(
             ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
         })?)?;
         session(reg, name, id)?;
-        let (_, base) = state(reg, id)?;
+        let (stored, base) = state(reg, id)?;
         let range = content_range(&parts.headers)?;
         check_chunk_start(range, base.len, name, id)?;
         check_chunk_length(range, &parts.headers)?;
-        Ok((d, base))
+        Ok((d, stored, base))
     })();
-    let (d, base) = match opened {
+    let (d, mut stored, base) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
     let mut up = objects.resume(id, Some(&base)).await?;
-    if let Err(e) = receive(reg, &mut up, body).await {
+    if let Err(e) = receive(reg, &mut up, body, id, &mut stored).await {
         let _ = up.abandon().await;
         return Err(e);
     }
@@ -202,7 +243,11 @@ pub(crate) async fn finish(
     {
         // Committed, or the data was thrown away: the session is over either way.
         if result.is_err() {
-            let _ = objects.discard(id, &base).await;
+            // The latest state: it may name a multipart upload this request started.
+            let latest = stored
+                .as_deref()
+                .and_then(|s| UploadState::from_json(s).ok());
+            let _ = objects.discard(id, latest.as_ref().unwrap_or(&base)).await;
         }
         reg.uploads.forget(id);
         let id2 = id.to_string();

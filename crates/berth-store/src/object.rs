@@ -401,6 +401,7 @@ impl ObjectBlobs {
             parts: state.parts,
             buf,
             pending: None,
+            started: None,
         })
     }
 
@@ -484,6 +485,9 @@ pub struct ObjectUpload<'a> {
     parts: Vec<String>,
     buf: BytesMut,
     pending: Option<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+    /// A state naming the multipart upload this chunk just started, for the caller to
+    /// store at once (see [`ObjectUpload::take_started`]).
+    started: Option<UploadState>,
 }
 
 impl ObjectUpload<'_> {
@@ -499,6 +503,15 @@ impl ObjectUpload<'_> {
     /// The state this chunk started from.
     pub fn base(&self) -> &UploadState {
         &self.base
+    }
+
+    /// The state to store when this chunk started a multipart upload (once): the
+    /// session as it was, naming the upload, so that if this process dies before the
+    /// chunk is saved, the sweeper finds and aborts it. (A crash between its creation
+    /// and that store still leaves one behind: S3's own lifecycle rule for incomplete
+    /// multipart uploads catches those.)
+    pub fn take_started(&mut self) -> Option<UploadState> {
+        self.started.take()
     }
 
     /// Hashes `bytes` and sends every part they complete.
@@ -531,6 +544,14 @@ impl ObjectUpload<'_> {
                     .await
                     .map_err(object_error(format!("starting upload {}", self.id)))?;
                 self.multipart = Some(mp.clone());
+                // The session as it was, plus the new multipart upload: what to store
+                // so that a sweeper can abort it if this replica dies now.
+                let started = UploadState {
+                    multipart: Some(mp.clone()),
+                    ..self.base.clone()
+                };
+                self.base = started.clone();
+                self.started = Some(started);
                 mp
             }
         };

@@ -701,3 +701,144 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
         "{referrers}"
     );
 }
+
+/// Sends the head and the first `sent` bytes of a one-shot upload of `body`, then
+/// leaves the connection open (the replica is killed meanwhile).
+fn start_one_shot(addr: &str, repo: &str, body: &[u8], sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v2/{repo}/blobs/uploads/?digest={} HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        sha256(body),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..sent]).unwrap();
+    s.flush().unwrap();
+    s
+}
+
+/// Three replicas; one is killed (SIGKILL) in the middle of a chunked upload and of a
+/// one-shot upload. The chunked session goes on through the others from where the
+/// database says it is; the one-shot blob is not visible half-written, and the client
+/// retrying through another replica stores it whole. Sessions the dead replica left
+/// are swept with their multipart uploads.
+#[test]
+fn a_replica_killed_mid_push_loses_nothing() {
+    // A server of its own: its multipart uploads are this test's alone.
+    let s3 = &S3::private();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = ["--upload-ttl", "2s"];
+    let a = replica(s3, &bucket, &dir.path().join("a"), &url, &ttl);
+    let b = replica(s3, &bucket, &dir.path().join("b"), &url, &ttl);
+    let c = replica(s3, &bucket, &dir.path().join("c"), &url, &ttl);
+
+    let bytes = noise(20 * 1024 * 1024).into_bytes();
+    let digest = sha256(&bytes);
+    let r = request(&a.addr, "POST", "/v2/team/kill/blobs/uploads/", &[], b"");
+    let mut location = r.header("Location").unwrap();
+    const CHUNK: usize = 9 * 1024 * 1024;
+    let patch = |serve: &Serve, location: &str, i: usize| {
+        let start = i * CHUNK;
+        let chunk = &bytes[start..(start + CHUNK).min(bytes.len())];
+        let r = request(
+            &serve.addr,
+            "PATCH",
+            location,
+            &[(
+                "Content-Range",
+                format!("{start}-{}", start + chunk.len() - 1),
+            )],
+            chunk,
+        );
+        assert_eq!(r.status, 202, "chunk {i} on {}", serve.addr);
+        r.header("Location").unwrap()
+    };
+    location = patch(&a, &location, 0);
+
+    // A one-shot upload half sent to `a`, which dies.
+    let other = noise(12 * 1024 * 1024 + 3).into_bytes();
+    let other_digest = sha256(&other);
+    let conn = start_one_shot(&a.addr, "team/kill", &other, 10 * 1024 * 1024);
+    std::thread::sleep(Duration::from_millis(300));
+    a.signal("-KILL");
+    drop(conn);
+    drop(a);
+    for serve in [&b, &c] {
+        let r = request(
+            &serve.addr,
+            "HEAD",
+            &format!("/v2/team/kill/blobs/{other_digest}"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 404, "nothing half-written is visible");
+    }
+    // The client retries through another replica.
+    let r = request(
+        &b.addr,
+        "POST",
+        &format!("/v2/team/kill/blobs/uploads/?digest={other_digest}"),
+        &[],
+        &other,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    // The chunked session goes on through the others.
+    let r = request(&c.addr, "GET", &location, &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("Range").unwrap(), format!("0-{}", CHUNK - 1));
+    location = patch(&b, &location, 1);
+    location = patch(&c, &location, 2);
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = request(
+        &c.addr,
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    for (d, want) in [(&digest, &bytes), (&other_digest, &other)] {
+        for serve in [&b, &c] {
+            let r = request(
+                &serve.addr,
+                "GET",
+                &format!("/v2/team/kill/blobs/{d}"),
+                &[],
+                b"",
+            );
+            assert_eq!(r.status, 200);
+            assert!(r.body == *want, "{d} whole on {}", serve.addr);
+        }
+    }
+    // The one-shot upload the killed replica was writing had started a multipart
+    // upload (s3s-fs keeps its parts beside the buckets); its session is swept with
+    // it once its time to live is over, and nothing is left under uploads/.
+    let multipart = || -> Vec<String> {
+        let data = s3.bucket_dir(&bucket).parent().unwrap().to_path_buf();
+        std::fs::read_dir(data)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".upload"))
+            .collect()
+    };
+    assert!(
+        !multipart().is_empty(),
+        "the killed upload left a multipart upload"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !multipart().is_empty() || !keys(s3, &bucket, "/uploads/").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?} {:?}",
+            multipart(),
+            keys(s3, &bucket, "/uploads/")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
