@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use berth_store::{BlobStore, MetaStore};
+use berth_store::{BlobStore, MetaStore, ObjectBlobs};
 
 pub use scan::{scan_request, Scanned};
 pub use store::{
@@ -79,6 +79,8 @@ pub struct Catalog {
     pub(crate) db: CatalogDb,
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) blobs: BlobStore,
+    /// The bucket that holds the blobs instead of `blobs`, when there is one.
+    pub(crate) objects: Option<ObjectBlobs>,
     root: PathBuf,
     pub(crate) queue: worker::Queue,
     pub(crate) vulns: vulns::Vulns,
@@ -93,10 +95,34 @@ impl Catalog {
             db: CatalogDb::open(&root.join(CATALOG_DB))?,
             meta,
             blobs: BlobStore::open(root)?,
+            objects: None,
             root: root.to_path_buf(),
             queue: Default::default(),
             vulns: vulns::Vulns::new(root.join(VULN_DB)),
             stats: Stats::default(),
+        })
+    }
+
+    /// Reads layers and configs from `objects` instead of the blob files under the
+    /// root (a registry whose blobs are in a bucket).
+    pub fn with_objects(mut self, objects: ObjectBlobs) -> Catalog {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// A stored blob as a reader, with its size, from wherever the registry keeps it.
+    pub(crate) fn open_blob(
+        &self,
+        digest: &berth_image::Digest,
+    ) -> berth_store::Result<Option<(Box<dyn std::io::Read + Send>, u64)>> {
+        Ok(match &self.objects {
+            Some(o) => o
+                .reader(digest)?
+                .map(|(r, n)| (Box::new(r) as Box<dyn std::io::Read + Send>, n)),
+            None => self
+                .blobs
+                .open_blob(digest)?
+                .map(|(f, n)| (Box::new(f) as Box<dyn std::io::Read + Send>, n)),
         })
     }
 

@@ -298,7 +298,6 @@ impl Catalog {
 
     fn read_config(&self, digest: &Digest) -> std::result::Result<ConfigDoc, String> {
         let (file, len) = self
-            .blobs
             .open_blob(digest)
             .map_err(|e| e.to_string())?
             .ok_or("the blob is not stored")?;
@@ -326,7 +325,6 @@ impl Catalog {
             }
         }
         let (file, _) = self
-            .blobs
             .open_blob(digest)
             .map_err(|e| e.to_string())?
             .ok_or("the blob is not stored")?;

@@ -269,20 +269,20 @@ impl Registry {
             Ok(_) => {}
             Err(source) => return Err(err(source)),
         }
-        if config.catalog && objects.is_some() {
-            tracing::warn!(
-                "the catalog reads layers from the local disk and is off with an object store"
-            );
-        }
-        let catalog = match config.catalog && objects.is_none() {
-            true => Some(Arc::new(
-                berth_catalog::Catalog::open(&config.root, meta.clone()).map_err(|source| {
-                    OpenError::Catalog {
-                        root: config.root.clone(),
-                        source,
-                    }
-                })?,
-            )),
+        let catalog = match config.catalog {
+            true => {
+                let c =
+                    berth_catalog::Catalog::open(&config.root, meta.clone()).map_err(|source| {
+                        OpenError::Catalog {
+                            root: config.root.clone(),
+                            source,
+                        }
+                    })?;
+                Some(Arc::new(match &objects {
+                    Some(o) => c.with_objects(o.clone()),
+                    None => c,
+                }))
+            }
             false => None,
         };
         let auth =

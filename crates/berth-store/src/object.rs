@@ -308,6 +308,22 @@ impl ObjectBlobs {
         }
     }
 
+    /// A whole blob as a blocking reader, with its size, for synchronous code that
+    /// streams it (the catalog's layer analysis): the bytes arrive as they are read.
+    /// Never call it, or read from it, on a thread that drives a runtime.
+    pub fn reader(&self, digest: &Digest) -> Result<Option<(BlobReader, u64)>> {
+        let Some(size) = self.size_sync(digest)? else {
+            return Ok(None);
+        };
+        let Some(stream) = self.block_on(self.read(digest, 0, size))? else {
+            return Ok(None);
+        };
+        let reader = tokio_util::io::StreamReader::new(stream);
+        let bridge =
+            tokio_util::io::SyncIoBridge::new_with_handle(reader, self.runtime.handle().clone());
+        Ok(Some((BlobReader(Box::new(bridge)), size)))
+    }
+
     /// [`ObjectBlobs::size`] from synchronous code.
     pub fn size_sync(&self, digest: &Digest) -> Result<Option<u64>> {
         self.block_on(self.size(digest))
@@ -470,6 +486,15 @@ impl crate::BlobBytes for ObjectBlobs {
 
     fn remove_blob(&self, digest: &Digest) -> Result<()> {
         self.block_on(self.remove(digest))
+    }
+}
+
+/// A blob of the bucket read synchronously ([`ObjectBlobs::reader`]).
+pub struct BlobReader(Box<dyn std::io::Read + Send>);
+
+impl std::io::Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
     }
 }
 

@@ -950,7 +950,11 @@ fn split_repo_tag(image: &str) -> anyhow::Result<(String, Option<String>)> {
 /// The catalog of a registry folder (the server may be running on it).
 fn open_catalog(root: &std::path::Path) -> anyhow::Result<berth_catalog::Catalog> {
     let (meta, _) = open_content(root)?;
-    Ok(berth_catalog::Catalog::open(root, meta)?)
+    let catalog = berth_catalog::Catalog::open(root, meta)?;
+    Ok(match open_objects()? {
+        Some(objects) => catalog.with_objects(objects),
+        None => catalog,
+    })
 }
 
 /// The content store of a registry folder (the server may be running on it): its

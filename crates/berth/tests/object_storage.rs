@@ -158,6 +158,22 @@ fn replicas_share_a_bucket_and_a_database() {
         assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} is in the bucket");
     }
 
+    // The catalog reads the layers from the bucket: the image is inventoried (the big
+    // layer's file listed), not failed.
+    let packages = format!("/api/v1/repositories/team/app/manifests/{pushed}/packages");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = request(&a.addr, "GET", &packages, &[], b"");
+        if r.status == 200 {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["status"], "ok", "{v}");
+            break;
+        }
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        assert!(Instant::now() < deadline, "not inventoried within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A chunked upload whose requests alternate between the replicas, in chunks that
     // cross part boundaries.
     let bytes = noise(19 * 1024 * 1024).into_bytes();
