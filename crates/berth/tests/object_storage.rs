@@ -38,6 +38,34 @@ fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
 }
 
+/// Pulls `team/app:v1` from `addr` with skopeo into `dir/back` and checks that the
+/// manifest (`pushed`) and every blob it names are the bytes of `layout`; returns the
+/// blobs' digests.
+fn pull_matches(addr: &str, dir: &Path, layout: &Path, pushed: &str) -> Vec<String> {
+    let back = dir.join("back");
+    let _ = std::fs::remove_dir_all(&back);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{addr}/team/app:v1"),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    let manifest = layout_blob(&back, pushed);
+    assert_eq!(manifest, layout_blob(layout, pushed), "the manifest");
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let digests: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect();
+    for d in &digests {
+        assert_eq!(layout_blob(&back, d), layout_blob(layout, d), "{d}");
+    }
+    digests
+}
+
 fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -> Serve {
     let store = format!("s3://{bucket}/registry");
     let endpoint = s3.endpoint();
@@ -135,25 +163,8 @@ fn replicas_share_a_bucket_and_a_database() {
         &format!("oci:{}:v1", layout.display()),
         &format!("docker://{}/team/app:v1", a.addr),
     ]);
-    let back = dir.path().join("back");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}/team/app:v1", b.addr),
-        &format!("oci:{}:v1", back.display()),
-    ]);
-    let manifest = layout_blob(&back, &pushed.to_string());
-    assert_eq!(manifest, layout_blob(&layout, &pushed.to_string()));
-    let m: Value = serde_json::from_slice(&manifest).unwrap();
-    let digests: Vec<String> = m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&m["config"]])
-        .map(|d| d["digest"].as_str().unwrap().to_string())
-        .collect();
+    let digests = pull_matches(&b.addr, dir.path(), &layout, &pushed.to_string());
     for d in &digests {
-        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
         let hex = d.trim_start_matches("sha256:");
         assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} is in the bucket");
     }
@@ -504,25 +515,7 @@ fn replication_copies_from_the_bucket() {
     };
     assert_eq!(status["errors"], 0, "{status}");
     assert_eq!(status["images_copied"], 1, "{status}");
-    let back = dir.path().join("back");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}/team/app:v1", mirror.addr),
-        &format!("oci:{}:v1", back.display()),
-    ]);
-    let manifest = layout_blob(&back, &pushed.to_string());
-    assert_eq!(manifest, layout_blob(&layout, &pushed.to_string()));
-    let m: Value = serde_json::from_slice(&manifest).unwrap();
-    for d in m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&m["config"]])
-        .map(|d| d["digest"].as_str().unwrap())
-    {
-        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
-    }
+    pull_matches(&mirror.addr, dir.path(), &layout, &pushed.to_string());
 }
 
 /// `berth registry migrate` moves a registry on files and SQLite onto the bucket and
@@ -674,24 +667,7 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
         ],
     );
     replica.wait_ready();
-    let back = dir.path().join("back");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}/team/app:v1", replica.addr),
-        &format!("oci:{}:v1", back.display()),
-    ]);
-    assert_eq!(layout_blob(&back, &pushed.to_string()), manifest);
-    let m: Value = serde_json::from_slice(&manifest).unwrap();
-    for d in m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&m["config"]])
-        .map(|d| d["digest"].as_str().unwrap())
-    {
-        assert_eq!(layout_blob(&back, d), layout_blob(&layout, d), "{d}");
-    }
+    pull_matches(&replica.addr, dir.path(), &layout, &pushed.to_string());
     let r = request(&replica.addr, "GET", "/v2/team/app/tags/list", &[], b"");
     let tags: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(tags["tags"], json!(["multi", "v1"]));
