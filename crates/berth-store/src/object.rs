@@ -370,11 +370,7 @@ impl ObjectBlobs {
 
     /// Removes a blob; a missing one is not an error.
     pub async fn remove(&self, digest: &Digest) -> Result<()> {
-        match self.s3.delete(&self.blob_key(digest)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(object_error(format!("removing blob {digest}"))(e)),
-        }
+        self.remove_key(&self.blob_key(digest)).await
     }
 
     /// Continues session `id` from `state` (a new session from `None`): the tail is read
@@ -606,19 +602,12 @@ impl ObjectUpload<'_> {
         Ok(())
     }
 
-    /// Gives up this chunk: the session stays at [`ObjectUpload::base`]. A multipart
-    /// upload this chunk started is aborted (one the session had is kept, and the parts
-    /// sent here are replaced when their numbers are sent again).
+    /// Gives up this chunk: the session stays at [`ObjectUpload::base`]. The part in
+    /// flight is waited for; parts sent here are replaced when their numbers are sent
+    /// again, and a multipart upload this chunk started is in the session's state
+    /// already ([`ObjectUpload::take_started`]), where `discard` or the sweeper ends it.
     pub async fn abandon(mut self) -> Result<()> {
         let _ = self.settle().await;
-        if let (None, Some(mp)) = (&self.base.multipart, &self.multipart) {
-            let key = self.blobs.upload_key(&self.id, "data");
-            match self.blobs.s3.abort_multipart(&key, mp).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(object_error(format!("aborting upload {}", self.id))(e)),
-            }
-        }
         Ok(())
     }
 
