@@ -14,13 +14,11 @@
 //! blocking side of tokio (see [`blocking`]) from an r2d2 pool of connections, each
 //! with its prepared statements.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::mem::ManuallyDrop;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
 
 use berth_image::Digest;
-use postgres::types::ToSql;
-use postgres::{GenericClient, IsolationLevel, NoTls, Row, Statement};
+use berth_pg::Params;
+use postgres::{GenericClient, IsolationLevel, Row};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::{
@@ -39,99 +37,58 @@ const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
 /// migrate once).
 const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
 
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
-
 /// PostgreSQL's metadata store: a pool of connections to one database.
 pub struct PgMeta {
-    pool: r2d2::Pool<Connector>,
+    pool: berth_pg::Pool,
 }
 
 /// Connection settings for [`PgMeta::connect`].
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    /// Most connections this process keeps open.
-    pub max_connections: u32,
-    /// How long a call waits for a free connection (or for the server to come back)
-    /// before it fails.
-    pub connect_timeout: Duration,
-}
-
-impl Default for PgOptions {
-    fn default() -> Self {
-        PgOptions {
-            max_connections: 16,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
+pub use berth_pg::Options as PgOptions;
 
 impl PgMeta {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or
     /// libpq's `key=value` form) and brings its schema up to date.
     pub fn connect(url: &str, options: &PgOptions) -> Result<PgMeta> {
-        let config: postgres::Config = url.parse().map_err(StoreError::Postgres)?;
-        let pool = blocking(|| {
-            r2d2::Pool::builder()
-                .max_size(options.max_connections)
-                .min_idle(Some(0))
-                .connection_timeout(options.connect_timeout)
-                // A broken connection is noticed when it is used (and the call retried
-                // once): no round trip on every checkout.
-                .test_on_check_out(false)
-                .build(Connector { config })
-                .map_err(StoreError::Pool)
-        })?;
-        let meta = PgMeta { pool };
+        let meta = PgMeta {
+            pool: berth_pg::Pool::connect(url, options)?,
+        };
         meta.migrate()?;
         Ok(meta)
     }
 
     /// Creates the tables on an empty database, refuses one of a newer version.
     fn migrate(&self) -> Result<()> {
-        self.with(|c| {
-            let mut tx = c.client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
-            tx.batch_execute("CREATE TABLE IF NOT EXISTS berth_schema (version INTEGER NOT NULL)")?;
-            let found: Option<i32> = tx
-                .query_opt("SELECT max(version) FROM berth_schema", &[])?
-                .and_then(|r| r.get(0));
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::SchemaTooNew {
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    })
-                }
-                Some(v) if v == SCHEMA_VERSION => {}
-                // The schema only adds tables and indexes (IF NOT EXISTS): an older
-                // database is brought up to date by running it again.
-                Some(_) | None => {
-                    tx.batch_execute(SCHEMA)?;
-                    tx.execute(
-                        "INSERT INTO berth_schema (version) VALUES ($1)",
-                        &[&SCHEMA_VERSION],
+        self.pool.with(|c| {
+            c.transaction(
+                |c| c.transaction(),
+                |mut db| -> Result<()> {
+                    let tx = db.client();
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
+                    tx.batch_execute(
+                        "CREATE TABLE IF NOT EXISTS berth_schema (version INTEGER NOT NULL)",
                     )?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Runs `f` with a pooled connection, on the blocking side of the runtime. A call
-    /// that finds its connection closed (the server restarted) is tried once more on a
-    /// new one; `f` must then be safe to repeat, which reads and single-statement
-    /// writes are and a failed transaction is (it did not commit).
-    fn with<T: Send>(&self, mut f: impl FnMut(&mut Conn) -> Result<T> + Send) -> Result<T> {
-        blocking(|| {
-            let mut conn = self.pool.get()?;
-            match f(&mut conn) {
-                Err(StoreError::Postgres(e)) if e.is_closed() || conn.client.is_closed() => {
-                    drop(conn);
-                    f(&mut *self.pool.get()?)
-                }
-                out => out,
-            }
+                    let found: Option<i32> = tx
+                        .query_opt("SELECT max(version) FROM berth_schema", &[])?
+                        .and_then(|r| r.get(0));
+                    match found {
+                        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                            found: v,
+                            supported: SCHEMA_VERSION,
+                        }),
+                        Some(v) if v == SCHEMA_VERSION => Ok(()),
+                        // The schema only adds tables and indexes (IF NOT EXISTS): an
+                        // older database is brought up to date by running it again.
+                        Some(_) | None => {
+                            tx.batch_execute(SCHEMA)?;
+                            tx.execute(
+                                "INSERT INTO berth_schema (version) VALUES ($1)",
+                                &[&SCHEMA_VERSION],
+                            )?;
+                            Ok(())
+                        }
+                    }
+                },
+            )
         })
     }
 
@@ -140,13 +97,7 @@ impl PgMeta {
         &self,
         f: impl Fn(&mut Db<'_, postgres::Client>) -> Result<T> + Send + Sync,
     ) -> Result<T> {
-        self.with(|c| {
-            let Conn { client, statements } = c;
-            f(&mut Db {
-                c: &mut **client,
-                statements,
-            })
-        })
+        self.pool.with(|c| f(&mut Db(c.db())))
     }
 
     /// A write transaction, serialized with every other writer of the database.
@@ -154,116 +105,51 @@ impl PgMeta {
         &self,
         f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T> + Send + Sync,
     ) -> Result<T> {
-        self.with(|c| {
-            let Conn { client, statements } = c;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                c: &mut tx,
-                statements,
-            };
-            db.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-            let out = f(&mut db)?;
-            tx.commit()?;
-            Ok(out)
+        self.pool.with(|c| {
+            c.transaction(
+                |c| c.transaction(),
+                |db| {
+                    let mut db = Db(db);
+                    db.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                    f(&mut db)
+                },
+            )
         })
     }
 }
 
-/// Runs blocking database work from wherever the caller is: on a runtime worker it
-/// moves off the async side (`block_in_place`), on a single-threaded runtime it runs
-/// on a thread of its own (blocking there would stall the runtime, and rust-postgres's
-/// client may not block inside one), elsewhere in place.
-fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
-        Err(_) => f(),
+/// A client or transaction with the connection's statement cache, and the queries
+/// several metadata calls share.
+struct Db<'a, C: GenericClient>(berth_pg::Db<'a, C>);
+
+impl<'a, C: GenericClient> std::ops::Deref for Db<'a, C> {
+    type Target = berth_pg::Db<'a, C>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// Opens connections for the pool.
-#[derive(Debug)]
-struct Connector {
-    config: postgres::Config,
-}
-
-/// A pooled connection and its prepared statements.
-pub struct Conn {
-    client: ManuallyDrop<postgres::Client>,
-    statements: HashMap<&'static str, Statement>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // SAFETY: taken once, here, and never used again.
-        let client = unsafe { ManuallyDrop::take(&mut self.client) };
-        // rust-postgres's blocking client owns a runtime, which may not be dropped
-        // inside another one (a pool dropped from async code): drop it on a thread.
-        match tokio::runtime::Handle::try_current() {
-            Ok(_) => drop(std::thread::spawn(move || drop(client))),
-            Err(_) => drop(client),
-        }
+impl<C: GenericClient> std::ops::DerefMut for Db<'_, C> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
-}
-
-impl r2d2::ManageConnection for Connector {
-    type Connection = Conn;
-    type Error = postgres::Error;
-
-    fn connect(&self) -> Result<Conn, postgres::Error> {
-        Ok(Conn {
-            client: ManuallyDrop::new(self.config.connect(NoTls)?),
-            statements: HashMap::new(),
-        })
-    }
-
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
-    }
-}
-
-/// A client or transaction with the connection's statement cache.
-struct Db<'a, C: GenericClient> {
-    c: &'a mut C,
-    statements: &'a mut HashMap<&'static str, Statement>,
 }
 
 impl<C: GenericClient> Db<'_, C> {
-    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.c.prepare(sql)?;
-        self.statements.insert(sql, s.clone());
-        Ok(s)
-    }
-
     fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
-        let st = self.statement(sql)?;
-        Ok(self.c.execute(&st, params)?)
+        Ok(self.0.exec(sql, params)?)
     }
 
     fn rows(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
-        let st = self.statement(sql)?;
-        Ok(self.c.query(&st, params)?)
+        Ok(self.0.rows(sql, params)?)
     }
 
     fn row(&mut self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
-        let st = self.statement(sql)?;
-        Ok(self.c.query_opt(&st, params)?)
+        Ok(self.0.row(sql, params)?)
     }
 
-    /// Whether `sql` (which should say `LIMIT 1` when it may match many) has a row.
     fn exists(&mut self, sql: &'static str, params: Params<'_>) -> Result<bool> {
-        Ok(!self.rows(sql, params)?.is_empty())
+        Ok(self.0.exists(sql, params)?)
     }
 
     fn repo_id(&mut self, repo: &str) -> Result<Option<i64>> {
@@ -1140,30 +1026,30 @@ impl MetaStore for PgMeta {
     }
 
     fn gc_graph(&self) -> Result<Graph> {
-        self.with(|c| {
-            let Conn { client, statements } = c;
-            // One snapshot for every table: the mark must not see a manifest without
-            // the tag that was moved onto it meanwhile.
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let mut db = Db {
-                c: &mut tx,
-                statements,
-            };
-            let repositories = db.repo_graphs(None)?;
-            let blobs = db
-                .rows("SELECT digest, size, created_at FROM blobs", &[])?
-                .iter()
-                .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64, get(r, 2)?)))
-                .collect::<Result<_>>()?;
-            tx.commit()?;
-            Ok(Graph {
-                repositories,
-                blobs,
-            })
+        // One snapshot for every table: the mark must not see a manifest without the
+        // tag that was moved onto it meanwhile.
+        self.pool.with(|c| {
+            c.transaction(
+                |c| {
+                    c.build_transaction()
+                        .isolation_level(IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                },
+                |db| {
+                    let mut db = Db(db);
+                    let repositories = db.repo_graphs(None)?;
+                    let blobs = db
+                        .rows("SELECT digest, size, created_at FROM blobs", &[])?
+                        .iter()
+                        .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64, get(r, 2)?)))
+                        .collect::<Result<_>>()?;
+                    Ok(Graph {
+                        repositories,
+                        blobs,
+                    })
+                },
+            )
         })
     }
 

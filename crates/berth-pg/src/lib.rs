@@ -1,0 +1,264 @@
+//! PostgreSQL connections for berth's stores (the registry's metadata in `berth-store`,
+//! the access-control directory in `berth-auth`), written once.
+//!
+//! Both stores have synchronous interfaces, so they use rust-postgres's blocking
+//! client, called on the blocking side of tokio (see [`blocking`]), from an r2d2 pool
+//! of connections that each keep their prepared statements.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
+use std::time::Duration;
+
+pub use postgres;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
+pub use r2d2;
+
+/// Query parameters, as rust-postgres takes them.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Connection settings for [`Pool::connect`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most connections this process keeps open.
+    pub max_connections: u32,
+    /// How long a call waits for a free connection (or for the server to come back)
+    /// before it fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pool of connections to one database.
+pub struct Pool {
+    pool: r2d2::Pool<Connector>,
+    config: postgres::Config,
+}
+
+impl Pool {
+    /// A pool for the database at `url` (`postgres://user:password@host:port/db`, or
+    /// libpq's `key=value` form). Connections open when first needed.
+    pub fn connect(url: &str, options: &Options) -> Result<Pool, postgres::Error> {
+        let config: postgres::Config = url.parse()?;
+        let pool = blocking(|| {
+            r2d2::Pool::builder()
+                .max_size(options.max_connections)
+                .min_idle(Some(0))
+                .connection_timeout(options.connect_timeout)
+                // A broken connection is noticed when it is used (and the call retried
+                // once): no round trip on every checkout.
+                .test_on_check_out(false)
+                .build_unchecked(Connector {
+                    config: config.clone(),
+                })
+        });
+        Ok(Pool { pool, config })
+    }
+
+    /// The parsed connection settings, for a connection of its own (a listener).
+    pub fn config(&self) -> &postgres::Config {
+        &self.config
+    }
+
+    /// Runs `f` with a pooled connection, on the blocking side of the runtime. A call
+    /// whose connection turns out closed (the server restarted) is tried once more on
+    /// a new one; `f` must then be safe to repeat, which reads and single-statement
+    /// writes are and a failed transaction is (it did not commit).
+    pub fn with<T: Send, E: From<r2d2::Error> + Send>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, E> + Send,
+    ) -> Result<T, E> {
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            match f(&mut conn) {
+                Err(_) if conn.client.is_closed() => {
+                    drop(conn);
+                    f(&mut *self.pool.get()?)
+                }
+                out => out,
+            }
+        })
+    }
+}
+
+/// Runs blocking database work from wherever the caller is: on a runtime worker it
+/// moves off the async side (`block_in_place`), on a single-threaded runtime it runs
+/// on a thread of its own (blocking there would stall the runtime, and rust-postgres's
+/// client may not block inside one), elsewhere in place.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
+    }
+}
+
+/// A client whose drop is safe anywhere: rust-postgres's blocking client owns a
+/// runtime, which may not be dropped inside another one (a pool dropped from async
+/// code), so it is dropped on a thread of its own there.
+pub struct OwnedClient(ManuallyDrop<Client>);
+
+impl OwnedClient {
+    pub fn new(client: Client) -> OwnedClient {
+        OwnedClient(ManuallyDrop::new(client))
+    }
+}
+
+impl std::ops::Deref for OwnedClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OwnedClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.0
+    }
+}
+
+impl Drop for OwnedClient {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let client = unsafe { ManuallyDrop::take(&mut self.0) };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => drop(std::thread::spawn(move || drop(client))),
+            Err(_) => drop(client),
+        }
+    }
+}
+
+/// Opens connections for the pool.
+#[derive(Debug)]
+struct Connector {
+    config: postgres::Config,
+}
+
+/// A pooled connection and its prepared statements.
+pub struct Conn {
+    client: OwnedClient,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// Statements outside any transaction.
+    pub fn db(&mut self) -> Db<'_, Client> {
+        Db {
+            c: &mut self.client,
+            statements: &mut self.statements,
+        }
+    }
+
+    /// Runs `f` in a transaction that `begin` starts, and commits it when `f`
+    /// succeeds (an error rolls it back).
+    pub fn transaction<T, E: From<postgres::Error>>(
+        &mut self,
+        begin: impl FnOnce(&mut Client) -> Result<Transaction<'_>, postgres::Error>,
+        f: impl FnOnce(Db<'_, Transaction<'_>>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = begin(&mut self.client)?;
+        let out = f(Db {
+            c: &mut tx,
+            statements: &mut self.statements,
+        })?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: OwnedClient::new(self.config.connect(NoTls)?),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A client or transaction with the connection's statement cache.
+pub struct Db<'a, C: GenericClient> {
+    c: &'a mut C,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    /// `sql` prepared on this connection, once.
+    pub fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        self.statement_as(sql, || Cow::Borrowed(sql))
+    }
+
+    /// The statement `text()` gives, prepared once and cached under `key` (SQL written
+    /// in another dialect, rewritten the first time it is used).
+    pub fn statement_as<'s>(
+        &mut self,
+        key: &'static str,
+        text: impl FnOnce() -> Cow<'s, str>,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(key) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(&text())?;
+        self.statements.insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// The client or transaction itself.
+    pub fn client(&mut self) -> &mut C {
+        self.c
+    }
+
+    pub fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.c.execute(&st, params)
+    }
+
+    pub fn rows(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.c.query(&st, params)
+    }
+
+    pub fn row(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.c.query_opt(&st, params)
+    }
+
+    /// Whether `sql` (which should say `LIMIT 1` when it may match many) has a row.
+    pub fn exists(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<bool, postgres::Error> {
+        Ok(!self.rows(sql, params)?.is_empty())
+    }
+}
