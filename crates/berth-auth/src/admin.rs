@@ -12,6 +12,7 @@ use crate::names::{check_account, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
 use crate::policy::{ImmutableTags, PolicyError, Retention};
 use crate::replication::{ReplicationError, ReplicationRule};
+use crate::sql::Tx;
 use crate::store::{rows, AuthStore, StoreError};
 use crate::trust::{Trust, TrustError, TrustKeys};
 
@@ -450,19 +451,11 @@ impl AuthStore {
 /// Writes one change; everything it checks is checked inside the transaction, so two
 /// admins racing cannot both pass a check that only one of them should.
 fn apply_rows(
-    tx: &rusqlite::Transaction,
+    tx: &mut Tx<'_, '_>,
     actor: &Actor,
     change: &Change,
     hashed: Option<&str>,
 ) -> Result<(), AdminError> {
-    let kind_of = |name: &str| -> Result<Option<AccountKind>, AdminError> {
-        let kind: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
-            "SELECT kind FROM accounts WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        ))?;
-        Ok(kind.as_deref().and_then(AccountKind::from_db))
-    };
     let hashed = || hashed.ok_or_else(|| AdminError::Invalid("no password given".into()));
     match change {
         Change::UserAdd {
@@ -473,14 +466,14 @@ fn apply_rows(
                 return Err(AdminError::Exists(name.clone()));
             }
         }
-        Change::UserPassword { name, .. } => match kind_of(name)? {
+        Change::UserPassword { name, .. } => match rows::kind_of(tx, name)? {
             Some(AccountKind::User) => rows::set_password(tx, name, hashed()?)?,
             _ => return Err(AdminError::NotFound(format!("user {name}"))),
         },
         Change::UserImport { users } => {
             for (name, hash) in users {
                 check_account(name)?;
-                match kind_of(name)? {
+                match rows::kind_of(tx, name)? {
                     None => {
                         rows::insert_account(tx, name, AccountKind::User, Some(&hash.0), false)?;
                     }
@@ -510,7 +503,7 @@ fn apply_rows(
                 }
             }
         }
-        Change::NamespaceVisibility { name, visibility } => match kind_of(name)? {
+        Change::NamespaceVisibility { name, visibility } => match rows::kind_of(tx, name)? {
             Some(AccountKind::User | AccountKind::Organization) => {
                 rows::set_default_visibility(tx, name, *visibility)?
             }
@@ -520,10 +513,10 @@ fn apply_rows(
             let Subject::Team { org, .. } = Subject::parse(team)? else {
                 return Err(NameError::Team(team.clone()).into());
             };
-            if kind_of(&org)? != Some(AccountKind::Organization) {
+            if rows::kind_of(tx, &org)? != Some(AccountKind::Organization) {
                 return Err(AdminError::NotFound(format!("organization {org}")));
             }
-            if kind_of(member)? != Some(AccountKind::User) {
+            if rows::kind_of(tx, member)? != Some(AccountKind::User) {
                 return Err(AdminError::NotFound(format!("user {member}")));
             }
             rows::add_member(tx, team, member)?;
@@ -536,7 +529,7 @@ fn apply_rows(
         Change::RobotCreate { name } => {
             let (owner, _) = split_robot(name)?;
             if !matches!(
-                kind_of(owner)?,
+                rows::kind_of(tx, owner)?,
                 Some(AccountKind::User | AccountKind::Organization)
             ) {
                 return Err(AdminError::NotFound(format!("namespace {owner}")));
@@ -553,16 +546,18 @@ fn apply_rows(
             let subject = Subject::parse(subject)?;
             let target = Target::parse(target)?;
             let subject_exists = match &subject {
-                Subject::User(n) => kind_of(n)? == Some(AccountKind::User),
-                Subject::Robot(n) => kind_of(n)? == Some(AccountKind::Robot),
-                Subject::Team { org, .. } => kind_of(org)? == Some(AccountKind::Organization),
+                Subject::User(n) => rows::kind_of(tx, n)? == Some(AccountKind::User),
+                Subject::Robot(n) => rows::kind_of(tx, n)? == Some(AccountKind::Robot),
+                Subject::Team { org, .. } => {
+                    rows::kind_of(tx, org)? == Some(AccountKind::Organization)
+                }
             };
             if !subject_exists {
                 return Err(AdminError::NotFound(subject.to_string()));
             }
             if let Target::Namespace(ns) = &target {
                 if !matches!(
-                    kind_of(ns)?,
+                    rows::kind_of(tx, ns)?,
                     Some(AccountKind::User | AccountKind::Organization)
                 ) {
                     return Err(AdminError::NotFound(format!("namespace {ns}")));
@@ -683,7 +678,7 @@ fn apply_rows(
             }
         }
         Change::TokenRevoke { account, id } => {
-            if kind_of(account)?.is_none() {
+            if rows::kind_of(tx, account)?.is_none() {
                 return Err(AdminError::NotFound(account.clone()));
             }
             if let Some(id) = id {

@@ -23,6 +23,7 @@ pub mod names;
 pub mod password;
 pub mod policy;
 pub mod replication;
+mod sql;
 pub mod store;
 pub mod token;
 pub mod trust;
@@ -123,13 +124,38 @@ pub fn open_store(root: &Path) -> Result<AuthStore, StoreError> {
 }
 
 impl Auth {
+    /// Access control from the registry's data folder (`auth/auth.db`, the token key
+    /// beside it).
     pub fn open(root: &Path, config: AuthConfig) -> Result<Auth, AuthError> {
-        let store = open_store(root)?;
-        let tokens = Tokens::load_or_create(
-            &auth_dir(root).join("token-key.pem"),
-            &config.service,
-            config.token_lifetime,
-        )?;
+        Auth::with_store(open_store(root)?, root, config)
+    }
+
+    /// Access control from `store`; the token key is the store's when it is shared by
+    /// replicas (PostgreSQL), else the file under `root`.
+    pub fn with_store(
+        store: AuthStore,
+        root: &Path,
+        config: AuthConfig,
+    ) -> Result<Auth, AuthError> {
+        let shared = store.shared_token_key(|| {
+            token::new_key_pem().map_err(|source| StoreError::Io {
+                path: "a new token signing key".into(),
+                source,
+            })
+        })?;
+        let tokens = match shared {
+            Some(pem) => Tokens::from_pem(
+                &pem,
+                "the token key in PostgreSQL",
+                &config.service,
+                config.token_lifetime,
+            )?,
+            None => Tokens::load_or_create(
+                &auth_dir(root).join("token-key.pem"),
+                &config.service,
+                config.token_lifetime,
+            )?,
+        };
         Ok(Auth {
             store,
             tokens,

@@ -1,19 +1,22 @@
-//! Access-control data in SQLite (`auth.db` in the registry's data folder).
+//! Access-control data: in SQLite (`auth.db` in the registry's data folder) by
+//! default, in PostgreSQL for replicas that share one database (see [`pg`]).
 //!
-//! The server and `berth registry … --root` open the same file; SQLite's locking makes
-//! that safe. The server keeps a [`Directory`] snapshot and asks SQLite's
-//! `PRAGMA data_version`, which changes whenever another connection (in this process
-//! or another) commits, whether the snapshot is still current. It asks at most once
-//! per [`RECHECK`]: asking on every request cost 10–15% of the manifest GET rate (a
-//! lock and a SQLite call per request), while a change made by another process now
-//! applies within a millisecond, and one made through this store at once.
+//! The server keeps a [`Directory`] snapshot and reloads it when the database changed.
+//! On SQLite, the server and `berth registry … --root` open the same file (SQLite's
+//! locking makes that safe), and the server asks SQLite's `PRAGMA data_version`, which
+//! changes whenever another connection (in this process or another) commits, whether
+//! the snapshot is still current. It asks at most once per [`RECHECK`]: asking on every
+//! request cost 10–15% of the manifest GET rate (a lock and a SQLite call per request),
+//! while a change made by another process now applies within a millisecond, and one
+//! made through this store at once. On PostgreSQL, every change notifies every replica
+//! (LISTEN/NOTIFY), which then reloads; nothing is asked per request.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use sha2::{Digest as _, Sha256};
 
 use crate::directory::{Account, AccountKind, Directory, Level, Visibility};
@@ -21,7 +24,10 @@ use crate::names::{Subject, Target};
 use crate::now;
 use crate::policy::{ImmutableTags, Retention};
 use crate::replication::ReplicationRule;
+use crate::sql::{Arg, Tx};
 use crate::trust::{Trust, TrustKeys};
+
+pub mod pg;
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// How long a snapshot is used without asking the database whether it changed.
@@ -31,6 +37,20 @@ pub const RECHECK: Duration = Duration::from_millis(1);
 pub enum StoreError {
     #[error("access-control database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("access-control database (PostgreSQL): {0}")]
+    Postgres(#[from] berth_pg::postgres::Error),
+    /// No connection to PostgreSQL could be had in time.
+    #[error("access-control database (PostgreSQL connection pool): {0}")]
+    Pool(#[from] berth_pg::r2d2::Error),
+    /// The database was migrated by a newer berth.
+    #[error(
+        "the access-control database is at schema version {found}, newer than this \
+         berth's {supported}: upgrade berth (or restore the database from before the upgrade)"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// A stored value of the wrong type (a database changed by hand).
+    #[error("access-control database: {0}")]
+    Corrupt(String),
     #[error("access-control database lock poisoned by a panic")]
     Poisoned,
     #[error("{path}: {source}")]
@@ -41,6 +61,25 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database cannot be reached (PostgreSQL is down or restarting): nothing was
+    /// changed, and the same request succeeds once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P0"))
+                    || (e.as_db_error().is_none()
+                        && std::error::Error::source(e)
+                            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl<T> From<PoisonError<T>> for StoreError {
     fn from(_: PoisonError<T>) -> StoreError {
         StoreError::Poisoned
@@ -48,15 +87,24 @@ impl<T> From<PoisonError<T>> for StoreError {
 }
 
 pub struct AuthStore {
-    writer: Mutex<Connection>,
-    /// A connection that only reads: its `data_version` moves when anyone else commits.
-    watch: Mutex<Watch>,
+    backend: Backend,
     current: RwLock<Arc<Directory>>,
     /// When the database was last asked, in nanoseconds since `epoch`.
     checked_at: AtomicU64,
-    /// Set by our own writes: the next question goes to the database.
-    stale: AtomicBool,
+    /// Set by our own writes (and on PostgreSQL by other replicas' notifications): the
+    /// next question reloads.
+    stale: Arc<AtomicBool>,
     epoch: Instant,
+}
+
+enum Backend {
+    Sqlite {
+        writer: Mutex<Connection>,
+        /// A connection that only reads: its `data_version` moves when anyone else
+        /// commits.
+        watch: Mutex<Watch>,
+    },
+    Postgres(pg::PgDirectory),
 }
 
 struct Watch {
@@ -65,64 +113,140 @@ struct Watch {
 }
 
 impl AuthStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<AuthStore, StoreError> {
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
         let conn = open_connection(path)?;
         let version = data_version(&conn)?;
         let current = Arc::new(load(&conn)?);
-        Ok(AuthStore {
-            writer: Mutex::new(writer),
-            watch: Mutex::new(Watch { conn, version }),
+        Ok(AuthStore::new(
+            Backend::Sqlite {
+                writer: Mutex::new(writer),
+                watch: Mutex::new(Watch { conn, version }),
+            },
+            current,
+            Arc::new(AtomicBool::new(false)),
+        ))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (the registry's metadata database:
+    /// the directory has tables of its own there), bringing its schema up to date, and
+    /// starts listening for other replicas' changes.
+    pub fn connect(url: &str) -> Result<AuthStore, StoreError> {
+        let stale = Arc::new(AtomicBool::new(false));
+        let (db, current) = pg::PgDirectory::connect(url, stale.clone())?;
+        Ok(AuthStore::new(
+            Backend::Postgres(db),
+            Arc::new(current),
+            stale,
+        ))
+    }
+
+    fn new(backend: Backend, current: Arc<Directory>, stale: Arc<AtomicBool>) -> AuthStore {
+        AuthStore {
+            backend,
             current: RwLock::new(current),
             checked_at: AtomicU64::new(0),
-            stale: AtomicBool::new(false),
+            stale,
             epoch: Instant::now(),
-        })
+        }
+    }
+
+    /// Whether the directory lives in PostgreSQL.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// The current snapshot, reloaded first if the database changed.
     pub fn directory(&self) -> Result<Arc<Directory>, StoreError> {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let age = now.saturating_sub(self.checked_at.load(Ordering::Acquire));
-        if age < RECHECK.as_nanos() as u64 && !self.stale.load(Ordering::Acquire) {
+        let recheck = match &self.backend {
+            Backend::Sqlite { .. } => RECHECK,
+            Backend::Postgres(db) => db.recheck(),
+        };
+        if age < recheck.as_nanos() as u64 && !self.stale.load(Ordering::Acquire) {
             return Ok(self.current.read()?.clone());
         }
-        let mut w = match self.watch.try_lock() {
-            Ok(w) => w,
-            // Another thread is asking right now; its answer is no older than ours.
-            Err(TryLockError::WouldBlock) => return Ok(self.current.read()?.clone()),
-            Err(TryLockError::Poisoned(_)) => return Err(StoreError::Poisoned),
-        };
-        self.stale.store(false, Ordering::Release);
-        let version = data_version(&w.conn)?;
-        if version != w.version {
-            let dir = Arc::new(load(&w.conn)?);
-            *self.current.write()? = dir;
-            w.version = version;
+        match &self.backend {
+            Backend::Sqlite { watch, .. } => {
+                let mut w = match watch.try_lock() {
+                    Ok(w) => w,
+                    // Another thread is asking right now; its answer is no older than ours.
+                    Err(TryLockError::WouldBlock) => return Ok(self.current.read()?.clone()),
+                    Err(TryLockError::Poisoned(_)) => return Err(StoreError::Poisoned),
+                };
+                self.stale.store(false, Ordering::Release);
+                let version = data_version(&w.conn)?;
+                if version != w.version {
+                    let dir = Arc::new(load(&w.conn)?);
+                    *self.current.write()? = dir;
+                    w.version = version;
+                }
+            }
+            Backend::Postgres(db) => {
+                if let Some(dir) = db.reload(&self.stale)? {
+                    *self.current.write()? = Arc::new(dir);
+                }
+            }
         }
         self.checked_at.store(now, Ordering::Release);
         Ok(self.current.read()?.clone())
     }
 
     /// Runs `f` in one write transaction; an error from `f` rolls everything back.
-    pub(crate) fn write<T, E>(
+    /// `f` may run twice on PostgreSQL (a connection found closed is retried once on
+    /// a new one; the first run did not commit).
+    pub(crate) fn write<T: Send, E: From<StoreError> + Send>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        let mut conn = self.writer.lock().map_err(StoreError::from)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        // Our own change applies to the very next question.
-        self.stale.store(true, Ordering::Release);
+        f: impl FnMut(&mut Tx<'_, '_>) -> Result<T, E> + Send,
+    ) -> Result<T, E> {
+        self.write_as(true, f)
+    }
+
+    /// [`AuthStore::write`], saying whether the change concerns the directory (a
+    /// refresh token does not: no replica need reload for it).
+    fn write_as<T: Send, E: From<StoreError> + Send>(
+        &self,
+        directory: bool,
+        mut f: impl FnMut(&mut Tx<'_, '_>) -> Result<T, E> + Send,
+    ) -> Result<T, E> {
+        let out = match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().map_err(StoreError::from)?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?;
+                let out = f(&mut Tx::Sqlite(&tx))?;
+                tx.commit().map_err(StoreError::from)?;
+                out
+            }
+            Backend::Postgres(db) => db.write(directory, f)?,
+        };
+        if directory {
+            // Our own change applies to the very next question.
+            self.stale.store(true, Ordering::Release);
+        }
         Ok(out)
+    }
+
+    /// Runs `f` on a consistent view of the database.
+    fn read<T: Send>(
+        &self,
+        f: impl FnMut(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { watch, .. } => {
+                let mut f = f;
+                let w = watch.lock()?;
+                let tx = w.conn.unchecked_transaction()?;
+                let out = f(&mut Tx::Sqlite(&tx))?;
+                tx.finish()?;
+                Ok(out)
+            }
+            Backend::Postgres(db) => db.read(f),
+        }
     }
 
     /// Remembers a refresh token for `account` until `expires_at`.
@@ -132,15 +256,21 @@ impl AuthStore {
         account: &str,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        self.write(|tx| -> Result<(), StoreError> {
-            tx.execute(
+        let hash = token_hash(token);
+        self.write_as(false, |tx| -> Result<(), StoreError> {
+            tx.exec(
                 "DELETE FROM refresh_tokens WHERE expires_at < ?1",
-                params![now() as i64],
+                &[Arg::Int(now() as i64)],
             )?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO refresh_tokens (token_hash, account, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![token_hash(token), account, now() as i64, expires_at as i64],
+                &[
+                    Arg::Text(&hash),
+                    account.into(),
+                    Arg::Int(now() as i64),
+                    Arg::Int(expires_at.min(i64::MAX as u64) as i64),
+                ],
             )?;
             Ok(())
         })
@@ -152,9 +282,9 @@ impl AuthStore {
     /// when the hash changed meanwhile: a new password set at the same time wins.
     pub fn rehash_password(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError> {
         self.write(|tx| -> Result<bool, StoreError> {
-            let n = tx.execute(
+            let n = tx.exec(
                 "UPDATE accounts SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
-                params![name, old, new],
+                &[name.into(), old.into(), new.into()],
             )?;
             Ok(n == 1)
         })
@@ -162,33 +292,119 @@ impl AuthStore {
 
     /// The latest `limit` permission changes, newest first.
     pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let w = self.watch.lock()?;
-        let mut st = w
-            .conn
-            .prepare("SELECT at, actor, origin, change FROM audit_log ORDER BY id DESC LIMIT ?1")?;
-        let rows = st.query_map(params![limit as i64], |r| {
-            Ok(AuditEntry {
-                at: r.get(0)?,
-                actor: r.get(1)?,
-                from: r.get(2)?,
-                change: r.get(3)?,
+        self.read(|tx| {
+            tx.query(
+                "SELECT at, actor, origin, change FROM audit_log ORDER BY id DESC LIMIT ?1",
+                &[Arg::Int(limit.min(i64::MAX as usize) as i64)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.int(0)?,
+                    actor: r.text(1)?,
+                    from: r.text(2)?,
+                    change: r.text(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 
     /// The account a live refresh token belongs to.
     pub fn refresh_token_account(&self, token: &str) -> Result<Option<String>, StoreError> {
-        let w = self.watch.lock()?;
-        Ok(w.conn
-            .query_row(
+        let hash = token_hash(token);
+        self.read(|tx| {
+            tx.query_opt(
                 "SELECT account FROM refresh_tokens WHERE token_hash = ?1 AND expires_at > ?2",
-                params![token_hash(token), now() as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
+                &[Arg::Text(&hash), Arg::Int(now() as i64)],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
+    }
+
+    /// The key that signs this registry's tokens when every replica must share it (the
+    /// directory in PostgreSQL): the stored one, or `new()`'s, stored first by whichever
+    /// replica asks first. `None` on SQLite, where the key is a file beside `auth.db`.
+    pub fn shared_token_key(
+        &self,
+        new: impl FnOnce() -> Result<String, StoreError>,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres(db) => db.token_key(new).map(Some),
+        }
+    }
+
+    /// Copies every row of this directory into `to` (`berth registry migrate`), in
+    /// one transaction there: rows `to` already has are kept, the audit log is copied
+    /// when `to` has none yet. How many rows were copied.
+    pub fn copy_into(&self, to: &AuthStore) -> Result<usize, StoreError> {
+        let tables = self.read(|tx| {
+            TABLES
+                .iter()
+                .map(|(table, cols)| {
+                    let rows = tx.query_text(&format!("SELECT {cols} FROM {table}"))?;
+                    Ok((*table, *cols, rows))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        to.write(|tx| -> Result<usize, StoreError> {
+            let mut copied = 0;
+            for (table, cols, rows) in &tables {
+                let n = cols.split(',').count();
+                let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+                let mut insert = format!(
+                    "INSERT INTO {table} ({cols}) VALUES ({}) ON CONFLICT DO NOTHING",
+                    marks.join(", ")
+                );
+                if *table == "audit_log" {
+                    if tx.query_text("SELECT 1 FROM audit_log LIMIT 1")?.is_empty() {
+                        insert = format!(
+                            "INSERT INTO audit_log ({cols}) VALUES ({})",
+                            marks.join(", ")
+                        );
+                    } else {
+                        continue;
+                    }
+                }
+                for row in rows {
+                    let args: Vec<Arg<'_>> = row.0.iter().map(|v| v.arg()).collect();
+                    copied += tx.exec_text(&insert, &args)?;
+                }
+            }
+            Ok(copied)
+        })
     }
 }
+
+/// The directory's tables and the columns `copy_into` moves, in an order that keeps
+/// references valid (accounts before the rows that name them).
+const TABLES: &[(&str, &str)] = &[
+    (
+        "accounts",
+        "name, kind, password_hash, superuser, default_visibility, created_at",
+    ),
+    ("team_members", "team, member, created_at"),
+    ("grants", "subject, target, level, created_at"),
+    (
+        "repository_visibility",
+        "repository, visibility, created_at",
+    ),
+    (
+        "trust_settings",
+        "target, required, gpg_keys, sigstore_keys, created_at",
+    ),
+    ("immutable_tags", "target, patterns, created_at"),
+    ("retention", "target, rule, created_at"),
+    ("replication_rules", "name, rule, created_at"),
+    ("quotas", "namespace, bytes, created_at"),
+    (
+        "refresh_tokens",
+        "token_hash, account, created_at, expires_at",
+    ),
+    ("audit_log", "at, actor, origin, change"),
+];
 
 /// One recorded permission change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -225,125 +441,91 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 /// Reads every table into a snapshot, in one read transaction.
 fn load(conn: &Connection) -> Result<Directory, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let d = read_all(&tx)?;
+    let d = read_all(&mut Tx::Sqlite(&tx))?;
     tx.finish()?;
     Ok(d)
 }
 
 /// Every table into a snapshot, within the caller's transaction.
-pub(crate) fn read_all(tx: &Connection) -> Result<Directory, StoreError> {
+pub(crate) fn read_all(tx: &mut Tx<'_, '_>) -> Result<Directory, StoreError> {
     let mut d = Directory::default();
-    {
-        let mut st = tx.prepare(
-            "SELECT name, kind, password_hash, superuser, default_visibility FROM accounts",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, Option<String>>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (name, kind, password_hash, superuser, vis) = row?;
-            let Some(kind) = AccountKind::from_db(&kind) else {
-                continue;
-            };
-            d.accounts.insert(
-                name,
-                Account {
-                    kind,
-                    password_hash,
-                    superuser,
-                    default_visibility: vis.and_then(|v| v.parse().ok()),
-                },
-            );
-        }
-        let mut st = tx.prepare("SELECT team, member FROM team_members ORDER BY team, member")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (team, member) = row?;
-            d.memberships
-                .entry(member.clone())
+    let accounts = tx.query(
+        "SELECT name, kind, password_hash, superuser, default_visibility FROM accounts",
+        &[],
+    )?;
+    for r in accounts {
+        let Some(kind) = AccountKind::from_db(&r.text(1)?) else {
+            continue;
+        };
+        d.accounts.insert(
+            r.text(0)?,
+            Account {
+                kind,
+                password_hash: r.opt_text(2)?,
+                superuser: r.flag(3)?,
+                default_visibility: r.opt_text(4)?.and_then(|v| v.parse().ok()),
+            },
+        );
+    }
+    for r in tx.query(
+        "SELECT team, member FROM team_members ORDER BY team, member",
+        &[],
+    )? {
+        let (team, member) = (r.text(0)?, r.text(1)?);
+        d.memberships
+            .entry(member.clone())
+            .or_default()
+            .push(team.clone());
+        d.teams.entry(team).or_default().push(member);
+    }
+    for r in tx.query("SELECT subject, target, level FROM grants", &[])? {
+        if let Ok(level) = r.text(2)?.parse::<Level>() {
+            d.grants
+                .entry(r.text(0)?)
                 .or_default()
-                .push(team.clone());
-            d.teams.entry(team).or_default().push(member);
+                .push((r.text(1)?, level));
         }
-        let mut st = tx.prepare("SELECT subject, target, level FROM grants")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (subject, target, level) = row?;
-            if let Ok(level) = level.parse::<Level>() {
-                d.grants.entry(subject).or_default().push((target, level));
-            }
+    }
+    for r in tx.query(
+        "SELECT repository, visibility FROM repository_visibility",
+        &[],
+    )? {
+        if let Ok(v) = r.text(1)?.parse::<Visibility>() {
+            d.visibility.insert(r.text(0)?, v);
         }
-        let mut st = tx.prepare("SELECT repository, visibility FROM repository_visibility")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (repo, vis) = row?;
-            if let Ok(v) = vis.parse::<Visibility>() {
-                d.visibility.insert(repo, v);
-            }
+    }
+    for r in tx.query(
+        "SELECT target, required, gpg_keys, sigstore_keys FROM trust_settings",
+        &[],
+    )? {
+        let target = r.text(0)?;
+        let trust = stored_trust(&target, r.flag(1)?, &r.text(2)?, &r.text(3)?);
+        d.trust.insert(target, Arc::new(trust));
+    }
+    for r in tx.query("SELECT target, patterns FROM immutable_tags", &[])? {
+        let target = r.text(0)?;
+        // Patterns were checked when set; kept as stored (an unreadable list protects
+        // nothing, which only an admin's new setting can fix).
+        let patterns = serde_json::from_str::<Vec<String>>(&r.text(1)?).unwrap_or_default();
+        d.immutable
+            .insert(target.clone(), Arc::new(ImmutableTags { target, patterns }));
+    }
+    for r in tx.query("SELECT target, rule FROM retention", &[])? {
+        let target = r.text(0)?;
+        // Checked when set; an unreadable rule deletes nothing (none is loaded).
+        if let Ok(mut rule) = serde_json::from_str::<Retention>(&r.text(1)?) {
+            rule.target = target.clone();
+            d.retention.insert(target, Arc::new(rule));
         }
-        let mut st =
-            tx.prepare("SELECT target, required, gpg_keys, sigstore_keys FROM trust_settings")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (target, required, gpg, sigstore) = row?;
-            d.trust.insert(
-                target.clone(),
-                Arc::new(stored_trust(&target, required, &gpg, &sigstore)),
-            );
+    }
+    for r in tx.query("SELECT rule FROM replication_rules ORDER BY name", &[])? {
+        // Checked when set; an unreadable rule copies nothing.
+        if let Ok(rule) = serde_json::from_str::<ReplicationRule>(&r.text(0)?) {
+            d.replication.push(Arc::new(rule));
         }
-        let mut st = tx.prepare("SELECT target, patterns FROM immutable_tags")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (target, patterns) = row?;
-            // Patterns were checked when set; kept as stored (an unreadable list
-            // protects nothing, which only an admin's new setting can fix).
-            let patterns = serde_json::from_str::<Vec<String>>(&patterns).unwrap_or_default();
-            d.immutable
-                .insert(target.clone(), Arc::new(ImmutableTags { target, patterns }));
-        }
-        let mut st = tx.prepare("SELECT target, rule FROM retention")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (target, rule) = row?;
-            // Checked when set; an unreadable rule deletes nothing (none is loaded).
-            if let Ok(mut rule) = serde_json::from_str::<Retention>(&rule) {
-                rule.target = target.clone();
-                d.retention.insert(target, Arc::new(rule));
-            }
-        }
-        let mut st = tx.prepare("SELECT rule FROM replication_rules ORDER BY name")?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        for row in rows {
-            // Checked when set; an unreadable rule copies nothing.
-            if let Ok(rule) = serde_json::from_str::<ReplicationRule>(&row?) {
-                d.replication.push(Arc::new(rule));
-            }
-        }
-        let mut st = tx.prepare("SELECT namespace, bytes FROM quotas")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in rows {
-            let (ns, bytes) = row?;
-            d.quotas.insert(ns, bytes.max(0) as u64);
-        }
+    }
+    for r in tx.query("SELECT namespace, bytes FROM quotas", &[])? {
+        d.quotas.insert(r.text(0)?, r.int(1)?.max(0) as u64);
     }
     Ok(d)
 }
@@ -370,7 +552,6 @@ fn stored_trust(target: &str, required: bool, gpg: &str, sigstore: &str) -> Trus
     })
 }
 
-/// The row-level changes; callers (see `admin.rs`) have checked names and rights.
 /// A live refresh token, as `token list` shows it (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RefreshTokenInfo {
@@ -388,305 +569,308 @@ impl AuthStore {
         &self,
         account: Option<&str>,
     ) -> Result<Vec<RefreshTokenInfo>, StoreError> {
-        let w = self.watch.lock()?;
-        let mut st = w.conn.prepare(
-            "SELECT substr(token_hash, 1, 16), account, created_at, expires_at FROM refresh_tokens
-             WHERE expires_at > ?1 AND (?2 IS NULL OR account = ?2)
-             ORDER BY created_at DESC, token_hash",
-        )?;
-        let rows = st.query_map(params![now() as i64, account], |r| {
-            Ok(RefreshTokenInfo {
-                id: r.get(0)?,
-                account: r.get(1)?,
-                created_at: r.get(2)?,
-                expires_at: r.get(3)?,
+        self.read(|tx| {
+            tx.query(
+                "SELECT substr(token_hash, 1, 16), account, created_at, expires_at
+                 FROM refresh_tokens
+                 WHERE expires_at > ?1 AND (CAST(?2 AS TEXT) IS NULL OR account = ?2)
+                 ORDER BY created_at DESC, token_hash",
+                &[Arg::Int(now() as i64), account.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(RefreshTokenInfo {
+                    id: r.text(0)?,
+                    account: r.text(1)?,
+                    created_at: r.int(2)?,
+                    expires_at: r.int(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 }
 
+/// The row-level changes; callers (see `admin.rs`) have checked names and rights.
 pub(crate) mod rows {
     use super::*;
 
+    type Result<T> = std::result::Result<T, StoreError>;
+
+    /// The kind of account `name` is, if it exists.
+    pub fn kind_of(tx: &mut Tx<'_, '_>, name: &str) -> Result<Option<AccountKind>> {
+        Ok(tx
+            .query_opt("SELECT kind FROM accounts WHERE name = ?1", &[name.into()])?
+            .map(|r| r.text(0))
+            .transpose()?
+            .as_deref()
+            .and_then(AccountKind::from_db))
+    }
+
     pub fn insert_account(
-        tx: &rusqlite::Transaction,
+        tx: &mut Tx<'_, '_>,
         name: &str,
         kind: AccountKind,
         password_hash: Option<&str>,
         superuser: bool,
-    ) -> rusqlite::Result<bool> {
-        let n = tx.execute(
+    ) -> Result<bool> {
+        let n = tx.exec(
             "INSERT INTO accounts (name, kind, password_hash, superuser, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-            params![name, kind.as_str(), password_hash, superuser, now() as i64],
+            &[
+                name.into(),
+                kind.as_str().into(),
+                password_hash.into(),
+                superuser.into(),
+                Arg::Int(now() as i64),
+            ],
         )?;
         Ok(n == 1)
     }
 
-    pub fn set_password(
-        tx: &rusqlite::Transaction,
-        name: &str,
-        hash: &str,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn set_password(tx: &mut Tx<'_, '_>, name: &str, hash: &str) -> Result<()> {
+        tx.exec(
             "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
-            params![name, hash],
+            &[name.into(), hash.into()],
         )?;
         // A new password ends the sessions kept alive by refresh tokens.
-        tx.execute(
+        tx.exec(
             "DELETE FROM refresh_tokens WHERE account = ?1",
-            params![name],
+            &[name.into()],
         )?;
         Ok(())
     }
 
-    /// Removes an account and everything that names it: memberships, grants to it,
-    /// and for a namespace owner its robots, teams, grants and visibility settings.
     /// Removes `account`'s refresh tokens (those whose hash starts with `id`, when
     /// given: lowercase hex); how many went.
     pub fn revoke_refresh_tokens(
-        tx: &rusqlite::Transaction,
+        tx: &mut Tx<'_, '_>,
         account: &str,
         id: Option<&str>,
-    ) -> rusqlite::Result<usize> {
+    ) -> Result<usize> {
         match id {
-            Some(id) => tx.execute(
+            Some(id) => tx.exec(
                 "DELETE FROM refresh_tokens WHERE account = ?1 AND substr(token_hash, 1, ?3) = ?2",
-                params![account, id, id.len() as i64],
+                &[account.into(), id.into(), Arg::Int(id.len() as i64)],
             ),
-            None => tx.execute(
+            None => tx.exec(
                 "DELETE FROM refresh_tokens WHERE account = ?1",
-                params![account],
+                &[account.into()],
             ),
         }
     }
 
-    pub fn delete_account(tx: &rusqlite::Transaction, name: &str) -> rusqlite::Result<bool> {
+    /// Removes an account and everything that names it: memberships, grants to it,
+    /// and for a namespace owner its robots, teams, grants and visibility settings.
+    pub fn delete_account(tx: &mut Tx<'_, '_>, name: &str) -> Result<bool> {
         let robots = format!("{name}+");
         let inside = format!("{name}/");
-        let len = inside.len() as i64;
-        tx.execute(
+        let len = Arg::Int(inside.len() as i64);
+        tx.exec(
             "DELETE FROM grants WHERE subject = ?1 OR target = ?1
                 OR substr(subject, 1, ?3) IN (?2, ?4) OR substr(target, 1, ?3) = ?2",
-            params![name, inside, len, robots],
+            &[name.into(), (&inside).into(), len, (&robots).into()],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM team_members WHERE substr(team, 1, ?2) = ?1",
-            params![inside, len],
+            &[(&inside).into(), len],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM repository_visibility WHERE substr(repository, 1, ?2) = ?1",
-            params![inside, len],
+            &[(&inside).into(), len],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM trust_settings WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
-            params![name, inside, len],
+            &[name.into(), (&inside).into(), len],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM immutable_tags WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
-            params![name, inside, len],
+            &[name.into(), (&inside).into(), len],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM retention WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
-            params![name, inside, len],
+            &[name.into(), (&inside).into(), len],
         )?;
-        tx.execute("DELETE FROM quotas WHERE namespace = ?1", params![name])?;
-        tx.execute(
+        tx.exec("DELETE FROM quotas WHERE namespace = ?1", &[name.into()])?;
+        tx.exec(
             "DELETE FROM accounts WHERE substr(name, 1, ?2) = ?1",
-            params![robots, len],
+            &[(&robots).into(), len],
         )?;
-        Ok(tx.execute("DELETE FROM accounts WHERE name = ?1", params![name])? == 1)
+        Ok(tx.exec("DELETE FROM accounts WHERE name = ?1", &[name.into()])? == 1)
     }
 
-    pub fn set_default_visibility(
-        tx: &rusqlite::Transaction,
-        ns: &str,
-        v: Visibility,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn set_default_visibility(tx: &mut Tx<'_, '_>, ns: &str, v: Visibility) -> Result<()> {
+        tx.exec(
             "UPDATE accounts SET default_visibility = ?2 WHERE name = ?1",
-            params![ns, v.as_str()],
+            &[ns.into(), v.as_str().into()],
         )?;
         Ok(())
     }
 
-    pub fn set_visibility(
-        tx: &rusqlite::Transaction,
-        repo: &str,
-        v: Visibility,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn set_visibility(tx: &mut Tx<'_, '_>, repo: &str, v: Visibility) -> Result<()> {
+        tx.exec(
             "INSERT INTO repository_visibility (repository, visibility, created_at)
              VALUES (?1, ?2, ?3)
              ON CONFLICT (repository) DO UPDATE SET visibility = excluded.visibility",
-            params![repo, v.as_str(), now() as i64],
+            &[repo.into(), v.as_str().into(), Arg::Int(now() as i64)],
         )?;
         Ok(())
     }
 
     pub fn set_trust(
-        tx: &rusqlite::Transaction,
+        tx: &mut Tx<'_, '_>,
         target: &str,
         required: bool,
         keys: &TrustKeys,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<()> {
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-        tx.execute(
+        let (gpg, sigstore) = (json(&keys.gpg_keys), json(&keys.sigstore_keys));
+        tx.exec(
             "INSERT INTO trust_settings (target, required, gpg_keys, sigstore_keys, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (target) DO UPDATE SET required = excluded.required,
                 gpg_keys = excluded.gpg_keys, sigstore_keys = excluded.sigstore_keys",
-            params![
-                target,
-                required,
-                json(&keys.gpg_keys),
-                json(&keys.sigstore_keys),
-                now() as i64
+            &[
+                target.into(),
+                required.into(),
+                (&gpg).into(),
+                (&sigstore).into(),
+                Arg::Int(now() as i64),
             ],
         )?;
         Ok(())
     }
 
-    pub fn unset_trust(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
-        Ok(tx.execute(
+    pub fn unset_trust(tx: &mut Tx<'_, '_>, target: &str) -> Result<bool> {
+        Ok(tx.exec(
             "DELETE FROM trust_settings WHERE target = ?1",
-            params![target],
+            &[target.into()],
         )? == 1)
     }
 
-    pub fn set_immutable(
-        tx: &rusqlite::Transaction,
-        target: &str,
-        patterns: &[String],
-    ) -> rusqlite::Result<()> {
+    pub fn set_immutable(tx: &mut Tx<'_, '_>, target: &str, patterns: &[String]) -> Result<()> {
         let json = serde_json::to_string(patterns).unwrap_or_else(|_| "[]".into());
-        tx.execute(
+        tx.exec(
             "INSERT INTO immutable_tags (target, patterns, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (target) DO UPDATE SET patterns = excluded.patterns",
-            params![target, json, now() as i64],
+            &[target.into(), (&json).into(), Arg::Int(now() as i64)],
         )?;
         Ok(())
     }
 
-    pub fn unset_immutable(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
-        Ok(tx.execute(
+    pub fn unset_immutable(tx: &mut Tx<'_, '_>, target: &str) -> Result<bool> {
+        Ok(tx.exec(
             "DELETE FROM immutable_tags WHERE target = ?1",
-            params![target],
+            &[target.into()],
         )? == 1)
     }
 
-    pub fn set_retention(tx: &rusqlite::Transaction, rule: &Retention) -> rusqlite::Result<()> {
+    pub fn set_retention(tx: &mut Tx<'_, '_>, rule: &Retention) -> Result<()> {
         let json = serde_json::to_string(rule).unwrap_or_else(|_| "{}".into());
-        tx.execute(
+        tx.exec(
             "INSERT INTO retention (target, rule, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (target) DO UPDATE SET rule = excluded.rule",
-            params![rule.target, json, now() as i64],
+            &[
+                (&rule.target).into(),
+                (&json).into(),
+                Arg::Int(now() as i64),
+            ],
         )?;
         Ok(())
     }
 
-    pub fn unset_retention(tx: &rusqlite::Transaction, target: &str) -> rusqlite::Result<bool> {
-        Ok(tx.execute("DELETE FROM retention WHERE target = ?1", params![target])? == 1)
+    pub fn unset_retention(tx: &mut Tx<'_, '_>, target: &str) -> Result<bool> {
+        Ok(tx.exec("DELETE FROM retention WHERE target = ?1", &[target.into()])? == 1)
     }
 
-    pub fn set_replication(
-        tx: &rusqlite::Transaction,
-        rule: &ReplicationRule,
-    ) -> rusqlite::Result<()> {
+    pub fn set_replication(tx: &mut Tx<'_, '_>, rule: &ReplicationRule) -> Result<()> {
         let json = serde_json::to_string(rule).unwrap_or_else(|_| "{}".into());
-        tx.execute(
+        tx.exec(
             "INSERT INTO replication_rules (name, rule, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET rule = excluded.rule",
-            params![rule.name, json, now() as i64],
+            &[(&rule.name).into(), (&json).into(), Arg::Int(now() as i64)],
         )?;
         Ok(())
     }
 
-    pub fn unset_replication(tx: &rusqlite::Transaction, name: &str) -> rusqlite::Result<bool> {
-        Ok(tx.execute(
+    pub fn unset_replication(tx: &mut Tx<'_, '_>, name: &str) -> Result<bool> {
+        Ok(tx.exec(
             "DELETE FROM replication_rules WHERE name = ?1",
-            params![name],
+            &[name.into()],
         )? == 1)
     }
 
-    pub fn set_quota(tx: &rusqlite::Transaction, ns: &str, bytes: u64) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn set_quota(tx: &mut Tx<'_, '_>, ns: &str, bytes: u64) -> Result<()> {
+        tx.exec(
             "INSERT INTO quotas (namespace, bytes, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (namespace) DO UPDATE SET bytes = excluded.bytes",
-            params![ns, bytes.min(i64::MAX as u64) as i64, now() as i64],
+            &[
+                ns.into(),
+                Arg::Int(bytes.min(i64::MAX as u64) as i64),
+                Arg::Int(now() as i64),
+            ],
         )?;
         Ok(())
     }
 
-    pub fn unset_quota(tx: &rusqlite::Transaction, ns: &str) -> rusqlite::Result<bool> {
-        Ok(tx.execute("DELETE FROM quotas WHERE namespace = ?1", params![ns])? == 1)
+    pub fn unset_quota(tx: &mut Tx<'_, '_>, ns: &str) -> Result<bool> {
+        Ok(tx.exec("DELETE FROM quotas WHERE namespace = ?1", &[ns.into()])? == 1)
     }
 
-    pub fn add_member(
-        tx: &rusqlite::Transaction,
-        team: &str,
-        member: &str,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn add_member(tx: &mut Tx<'_, '_>, team: &str, member: &str) -> Result<()> {
+        tx.exec(
             "INSERT INTO team_members (team, member, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (team, member) DO NOTHING",
-            params![team, member, now() as i64],
+            &[team.into(), member.into(), Arg::Int(now() as i64)],
         )?;
         Ok(())
     }
 
-    pub fn remove_member(
-        tx: &rusqlite::Transaction,
-        team: &str,
-        member: &str,
-    ) -> rusqlite::Result<bool> {
-        Ok(tx.execute(
+    pub fn remove_member(tx: &mut Tx<'_, '_>, team: &str, member: &str) -> Result<bool> {
+        Ok(tx.exec(
             "DELETE FROM team_members WHERE team = ?1 AND member = ?2",
-            params![team, member],
+            &[team.into(), member.into()],
         )? == 1)
     }
 
     pub fn grant(
-        tx: &rusqlite::Transaction,
+        tx: &mut Tx<'_, '_>,
         subject: &Subject,
         target: &Target,
         level: Level,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    ) -> Result<()> {
+        let (subject, target) = (subject.to_string(), target.to_string());
+        tx.exec(
             "INSERT INTO grants (subject, target, level, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (subject, target) DO UPDATE SET level = excluded.level",
-            params![
-                subject.to_string(),
-                target.to_string(),
-                level.as_str(),
-                now() as i64
+            &[
+                (&subject).into(),
+                (&target).into(),
+                level.as_str().into(),
+                Arg::Int(now() as i64),
             ],
         )?;
         Ok(())
     }
 
-    pub fn record(
-        tx: &rusqlite::Transaction,
-        actor: &str,
-        from: &str,
-        change: &str,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
+    pub fn record(tx: &mut Tx<'_, '_>, actor: &str, from: &str, change: &str) -> Result<()> {
+        tx.exec(
             "INSERT INTO audit_log (at, actor, origin, change) VALUES (?1, ?2, ?3, ?4)",
-            params![now() as i64, actor, from, change],
+            &[
+                Arg::Int(now() as i64),
+                actor.into(),
+                from.into(),
+                change.into(),
+            ],
         )?;
         Ok(())
     }
 
-    pub fn revoke(
-        tx: &rusqlite::Transaction,
-        subject: &Subject,
-        target: &Target,
-    ) -> rusqlite::Result<bool> {
-        Ok(tx.execute(
+    pub fn revoke(tx: &mut Tx<'_, '_>, subject: &Subject, target: &Target) -> Result<bool> {
+        let (subject, target) = (subject.to_string(), target.to_string());
+        Ok(tx.exec(
             "DELETE FROM grants WHERE subject = ?1 AND target = ?2",
-            params![subject.to_string(), target.to_string()],
+            &[(&subject).into(), (&target).into()],
         )? == 1)
     }
 }
@@ -695,8 +879,11 @@ pub(crate) mod rows {
 mod tests {
     use super::*;
 
-    fn w<T>(s: &AuthStore, f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>) -> T {
-        s.write(|tx| f(tx).map_err(StoreError::from)).unwrap()
+    fn w<T: Send>(
+        s: &AuthStore,
+        f: impl FnMut(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send,
+    ) -> T {
+        s.write(f).unwrap()
     }
 
     #[test]

@@ -228,7 +228,22 @@ impl Tokens {
             }
             Err(e) => return Err(err(e.to_string())),
         };
-        let signing: SigningKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(&pem)
+        Tokens::from_pem(&pem, &path.display().to_string(), service, lifetime)
+    }
+
+    /// Signs and checks with the PKCS#8 P-256 key `pem` (from `origin`, named in
+    /// errors).
+    pub fn from_pem(
+        pem: &str,
+        origin: &str,
+        service: &str,
+        lifetime: Duration,
+    ) -> Result<Tokens, TokenError> {
+        let err = |why: String| TokenError::Key {
+            path: origin.to_string(),
+            why,
+        };
+        let signing: SigningKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(pem)
             .map_err(|e| err(format!("not a PKCS#8 P-256 key: {e}")))?;
         let public = signing
             .verifying_key()
@@ -314,7 +329,8 @@ impl Tokens {
 }
 
 /// Writes a new key with mode 0600 (temporary file, fsync, rename) and returns its PEM.
-fn create_key(path: &Path) -> std::io::Result<String> {
+/// A new P-256 signing key, PKCS#8 PEM.
+pub fn new_key_pem() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     let key = loop {
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
@@ -322,9 +338,14 @@ fn create_key(path: &Path) -> std::io::Result<String> {
             break k;
         }
     };
-    let pem = key
+    Ok(key
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(std::io::Error::other)?;
+        .map_err(std::io::Error::other)?
+        .to_string())
+}
+
+fn create_key(path: &Path) -> std::io::Result<String> {
+    let pem = new_key_pem()?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
@@ -339,7 +360,7 @@ fn create_key(path: &Path) -> std::io::Result<String> {
     f.write_all(pem.as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
-    Ok(pem.to_string())
+    Ok(pem)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -64,7 +64,7 @@ impl Caller {
     /// session, whose password was checked at sign-in): the directory's rules for
     /// `principal`, as for Basic credentials.
     pub fn of(reg: &Registry, principal: Principal) -> ApiResult<Caller> {
-        let (dir, enforced) = reg.auth.directory().map_err(ApiError::internal)?;
+        let (dir, enforced) = reg.auth.directory().map_err(ApiError::from)?;
         Ok(Caller {
             principal,
             grants: Grants::Directory,
@@ -135,7 +135,7 @@ pub(crate) async fn identify(
     headers: &HeaderMap,
     ext: &axum::http::Extensions,
 ) -> ApiResult<Caller> {
-    let (dir, enforced) = reg.auth.directory().map_err(ApiError::internal)?;
+    let (dir, enforced) = reg.auth.directory().map_err(ApiError::from)?;
     let caller = |principal, grants| Caller {
         principal,
         grants,
@@ -186,7 +186,7 @@ pub(crate) async fn login(
         .map_err(ApiError::internal)?;
     let who = reg
         .blocking(move |_| {
-            let (dir, _) = r.auth.directory().map_err(ApiError::internal)?;
+            let (dir, _) = r.auth.directory().map_err(ApiError::from)?;
             Ok::<_, ApiError>(r.auth.authenticate(&dir, &u, &p))
         })
         .await?;

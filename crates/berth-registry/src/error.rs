@@ -142,6 +142,20 @@ impl ApiError {
     }
 }
 
+impl From<berth_auth::StoreError> for ApiError {
+    /// The access-control directory could not be read: unreachable (PostgreSQL
+    /// restarting) is the client's to retry, anything else is ours.
+    fn from(e: berth_auth::StoreError) -> ApiError {
+        if e.is_unreachable() {
+            tracing::error!(error = %e, "access-control database unreachable");
+            return ApiError::new(Code::Unavailable)
+                .message("the registry's metadata database is unreachable")
+                .detail("retry in a moment");
+        }
+        ApiError::internal(e)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         // A full or read-only disk is the operator's to fix and the client's to retry:

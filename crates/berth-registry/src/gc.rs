@@ -67,7 +67,7 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Collection, ApiError> {
         let reg = self.clone();
-        let (dir, _) = self.auth.directory().map_err(ApiError::internal)?;
+        let (dir, _) = self.auth.directory().map_err(ApiError::from)?;
         tokio::task::spawn_blocking(move || {
             let _one_at_a_time = reg.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
             let collection = crate::retention::collect(

@@ -285,11 +285,18 @@ impl Registry {
             }
             false => None,
         };
-        let auth =
-            Auth::open(&config.root, config.auth.clone()).map_err(|source| OpenError::Auth {
-                root: config.root.clone(),
-                source,
-            })?;
+        let auth_err = |source| OpenError::Auth {
+            root: config.root.clone(),
+            source,
+        };
+        // The directory lives where the metadata does: replicas on PostgreSQL share it.
+        let auth = match &config.metadata {
+            Metadata::Sqlite => Auth::open(&config.root, config.auth.clone()),
+            Metadata::Postgres(url) => berth_auth::AuthStore::connect(url)
+                .map_err(berth_auth::AuthError::from)
+                .and_then(|store| Auth::with_store(store, &config.root, config.auth.clone())),
+        }
+        .map_err(auth_err)?;
         Ok(Arc::new(Registry {
             blobs,
             objects,

@@ -16,7 +16,7 @@ use crate::Registry;
 
 /// The snapshot of access-control data the policies live in.
 fn directory(reg: &Registry) -> ApiResult<Arc<Directory>> {
-    let (dir, _) = reg.auth.directory().map_err(ApiError::internal)?;
+    let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
     Ok(dir)
 }
 

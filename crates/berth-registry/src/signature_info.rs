@@ -86,7 +86,7 @@ pub(crate) async fn signature_rows(
 
 /// [`signature_rows`] on the calling (blocking) thread.
 fn rows(reg: &Registry, repo: &str, digest: &Digest) -> ApiResult<Vec<SignatureInfo>> {
-    let (dir, _) = reg.auth.directory().map_err(ApiError::internal)?;
+    let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
     let trust = dir.trust_for(repo).cloned();
     let mut out = Vec::new();
     for s in reg

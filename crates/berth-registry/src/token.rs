@@ -120,7 +120,7 @@ async fn issue(reg: Arc<Registry>, req: Request) -> ApiResult {
         .map(|s| ResourceActions::parse_scope(s))
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(&e.to_string()))?;
-    let (dir, _) = reg.auth.directory().map_err(ApiError::internal)?;
+    let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
     let access = berth_auth::token::grant(&dir, &who, &requested);
     let token = reg
         .auth

@@ -72,7 +72,7 @@ impl Verdicts {
 /// Whether manifest `m` of `repo` may be served; `403 DENIED` when the repository
 /// requires signatures and no trusted key signed it.
 pub(crate) async fn check(reg: &Arc<Registry>, repo: &str, m: &StoredManifest) -> ApiResult<()> {
-    let (dir, _) = reg.auth.directory().map_err(ApiError::internal)?;
+    let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
     let Some(trust) = dir.trust_for(repo).filter(|t| t.required).cloned() else {
         return Ok(());
     };

@@ -117,8 +117,8 @@ enum AdminCommand {
     },
     /// Move this registry's content (--root) onto object storage and PostgreSQL, for
     /// `berth serve --blob-store … --metadata …` replicas: every blob verified as it
-    /// is sent; run it again to resume (what is there is not sent again). Users and
-    /// grants stay in the folder (copy auth.db to each replica's --root) (JSON report)
+    /// is sent; run it again to resume (what is there is not sent again). Users,
+    /// grants and the token key move too (JSON report)
     Migrate {
         /// The bucket: s3://BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID and
         /// AWS_SECRET_ACCESS_KEY
@@ -753,7 +753,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             unsafe {
                 libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             }
-            let dir = berth_auth::open_store(root)?.directory()?;
+            let dir = open_auth(root)?.directory()?;
             let opts = berth_store::gc::GcOptions {
                 grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),
                 keep_untagged: *keep_untagged,
@@ -787,7 +787,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         }
         Request::Usage(namespace) => {
             let (meta, _) = open_content(root)?;
-            let dir = berth_auth::open_store(root)?.directory()?;
+            let dir = open_auth(root)?.directory()?;
             let v =
                 berth_registry::usage_json(meta.as_ref(), &dir, namespace.as_deref(), |_| true)?;
             return Ok(Some(pretty(&v)));
@@ -819,7 +819,26 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 },
             )
             .context("migrating (run it again to resume)")?;
-            return Ok(Some(pretty(&serde_json::to_value(&report)?)));
+            // The directory too, and the token key, so that tokens issued before stay
+            // valid on the replicas.
+            let dst_auth = berth_auth::AuthStore::connect(metadata)
+                .context("opening the access-control directory (--to-metadata)")?;
+            let src_auth = berth_auth::open_store(root)?;
+            let directory_rows = src_auth
+                .copy_into(&dst_auth)
+                .context("copying the access-control directory (run it again to resume)")?;
+            let key = berth_auth::auth_dir(root).join("token-key.pem");
+            if key.exists() {
+                dst_auth.shared_token_key(|| {
+                    std::fs::read_to_string(&key).map_err(|source| berth_auth::StoreError::Io {
+                        path: key.display().to_string(),
+                        source,
+                    })
+                })?;
+            }
+            let mut report = serde_json::to_value(&report)?;
+            report["directory_rows"] = directory_rows.into();
+            return Ok(Some(pretty(&report)));
         }
         Request::Fsck(repair) => {
             if open_objects()?.is_some() {
@@ -846,7 +865,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         }
         _ => {}
     }
-    let store = berth_auth::open_store(root)?;
+    let store = open_auth(root)?;
     Ok(match request {
         Request::Gc { .. }
         | Request::Fsck(_)
@@ -966,11 +985,7 @@ fn open_content(
     std::sync::Arc<dyn berth_store::MetaStore>,
     berth_store::BlobStore,
 )> {
-    let metadata = match std::env::var("BERTH_METADATA") {
-        Ok(m) => m.parse().map_err(anyhow::Error::msg)?,
-        Err(_) => berth_registry::Metadata::Sqlite,
-    };
-    let meta: std::sync::Arc<dyn berth_store::MetaStore> = match metadata {
+    let meta: std::sync::Arc<dyn berth_store::MetaStore> = match metadata()? {
         berth_registry::Metadata::Sqlite => {
             let db = root.join("meta.db");
             if !db.exists() {
@@ -984,6 +999,25 @@ fn open_content(
         ),
     };
     Ok((meta, berth_store::BlobStore::open(root)?))
+}
+
+/// Where `BERTH_METADATA` says the registry's metadata (and its access-control
+/// directory) is, as for `berth serve`: SQLite files under the root by default.
+fn metadata() -> anyhow::Result<berth_registry::Metadata> {
+    Ok(match std::env::var("BERTH_METADATA") {
+        Ok(m) => m.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => berth_registry::Metadata::Sqlite,
+    })
+}
+
+/// The access-control directory: `auth/auth.db` under the root, or the replicas'
+/// PostgreSQL when `BERTH_METADATA` names it.
+fn open_auth(root: &std::path::Path) -> anyhow::Result<berth_auth::AuthStore> {
+    Ok(match metadata()? {
+        berth_registry::Metadata::Sqlite => berth_auth::open_store(root)?,
+        berth_registry::Metadata::Postgres(url) => berth_auth::AuthStore::connect(&url)
+            .context("opening the access-control directory (BERTH_METADATA)")?,
+    })
 }
 
 /// The object store `BERTH_BLOB_STORE` names (with `BERTH_S3_ENDPOINT`,

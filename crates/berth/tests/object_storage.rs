@@ -404,9 +404,19 @@ fn a_stopped_object_store_answers_503_and_the_server_recovers() {
 
 /// `berth registry …` with `stdin` as its input; its stdout, when it succeeded.
 fn admin(args: &[&str], stdin: &str) -> String {
+    admin_with(args, stdin, &[])
+}
+
+/// [`admin`] with `BERTH_METADATA` set: the command works on the replicas' database.
+fn admin_on(metadata: &str, args: &[&str], stdin: &str) -> String {
+    admin_with(args, stdin, &[("BERTH_METADATA", metadata)])
+}
+
+fn admin_with(args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> String {
     use std::io::Write;
     let mut child = Command::new(common::BERTH)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -437,7 +447,9 @@ fn replication_copies_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("source");
     let root_s = root.to_str().unwrap();
-    admin(
+    // The replica's accounts are in its database.
+    admin_on(
+        &url,
         &[
             "registry",
             "--root",
@@ -593,6 +605,31 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     drop(single);
+    // An account, whose password hash moves with the directory.
+    admin(
+        &[
+            "registry",
+            "--root",
+            root.to_str().unwrap(),
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+        ],
+        "carol-pw\n",
+    );
+    admin(
+        &[
+            "registry",
+            "--root",
+            root.to_str().unwrap(),
+            "repo",
+            "visibility",
+            "team/app",
+            "public",
+        ],
+        "",
+    );
 
     let migrate = || {
         Command::new(common::BERTH)
@@ -638,6 +675,7 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
     );
     let first: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(first["repositories"], 1, "{first}");
+    assert!(first["directory_rows"].as_u64().unwrap() >= 2, "{first}");
     assert_eq!(first["manifests"], 3, "{first}");
     assert_eq!(first["tags"], 2, "{first}");
     let blobs = first["blobs_copied"].as_u64().unwrap() + first["blobs_present"].as_u64().unwrap();
@@ -653,7 +691,8 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
     assert_eq!(again["blobs_copied"], 0, "{again}");
     assert_eq!(again["blobs_present"], 4, "{again}");
 
-    // A replica on the result serves it all.
+    // A replica on the result serves it all, to carol (the directory moved: her
+    // account and password are there, and access control applies).
     let mut args = vec!["--metadata", &url];
     let store = format!("s3://{bucket}/moved");
     let endpoint = s3.endpoint();
@@ -666,7 +705,26 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
             ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY),
         ],
     );
-    replica.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(try_request(&replica.addr, "GET", "/v2/", &[], b""), Ok(r) if r.status == 401) {
+        assert!(Instant::now() < deadline, "the replica did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    token(
+        &replica.addr,
+        "carol",
+        "carol-pw",
+        "repository:carol/x:push",
+    );
+    let wrong = request(
+        &replica.addr,
+        "GET",
+        "/token?service=berth",
+        &[basic("carol", "not-her-pw")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    // team/app was made public before the move: anyone reads it.
     pull_matches(&replica.addr, dir.path(), &layout, &pushed.to_string());
     let r = request(&replica.addr, "GET", "/v2/team/app/tags/list", &[], b"");
     let tags: Value = serde_json::from_slice(&r.body).unwrap();
@@ -833,4 +891,350 @@ fn a_replica_killed_mid_push_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// `Authorization: Basic` for `user:password`.
+fn basic(user: &str, password: &str) -> (&'static str, String) {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    ("Authorization", format!("Basic {b}"))
+}
+
+/// A token for `scope` from `addr`'s token endpoint.
+fn token(addr: &str, user: &str, password: &str, scope: &str) -> String {
+    let r = request(
+        addr,
+        "GET",
+        &format!("/token?service=berth&scope={scope}"),
+        &[basic(user, password)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// The access-control directory lives in PostgreSQL with the metadata: replicas with
+/// separate (empty) data folders know the same users, accept each other's tokens,
+/// and a grant made through one replica applies on the other at once; the folders
+/// hold no `auth.db` and no token key.
+#[test]
+fn replicas_share_the_access_control_directory() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let auth = ["--auth", "required"];
+    let a = replica(s3, &bucket, &root_a, &url, &auth);
+    let b = replica(s3, &bucket, &root_b, &url, &auth);
+
+    // Accounts made with the admin command on the database (BERTH_METADATA), from a
+    // folder that is neither replica's.
+    let root_c = dir.path().to_str().unwrap();
+    let cli = |args: &[&str], stdin: &str| {
+        let mut all = vec!["registry", "--root", root_c];
+        all.extend_from_slice(args);
+        admin_on(&url, &all, stdin);
+    };
+    cli(&["user", "add", "alice", "--password-stdin"], "alice-pw\n");
+    cli(&["user", "add", "bob", "--password-stdin"], "bob-pw\n");
+
+    // alice pushes through one replica and pulls byte-identical through the other.
+    let layout = dir.path().join("layout");
+    let layers = [registry_fixture::layer(&[("etc/shared", "one directory")])];
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-pw",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/alice/app:v1", a.addr),
+    ]);
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "alice:alice-pw",
+        &format!("docker://{}/alice/app:v1", b.addr),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    assert_eq!(
+        layout_blob(&back, &pushed.to_string()),
+        layout_blob(&layout, &pushed.to_string())
+    );
+
+    // A token issued by one replica is accepted by the other (one signing key).
+    let t = token(&a.addr, "alice", "alice-pw", "repository:alice/app:pull");
+    let manifest = |addr: &str, bearer: &str| {
+        request(
+            addr,
+            "GET",
+            "/v2/alice/app/manifests/v1",
+            &[
+                ("Authorization", format!("Bearer {bearer}")),
+                (
+                    "Accept",
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                ),
+            ],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(manifest(&b.addr, &t), 200);
+
+    // bob may not read alice's private repository, on either replica…
+    let bob_pull = |addr: &str| {
+        manifest(
+            addr,
+            &token(addr, "bob", "bob-pw", "repository:alice/app:pull"),
+        )
+    };
+    assert_ne!(bob_pull(&a.addr), 200);
+    assert_ne!(bob_pull(&b.addr), 200);
+    // …until alice grants it through replica a's API: then on b, at once.
+    let out = Command::new(common::BERTH)
+        .args(["registry", "--url", &format!("http://{}", a.addr)])
+        .args([
+            "--creds",
+            "alice:alice-pw",
+            "grant",
+            "bob",
+            "read",
+            "alice/app",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    while bob_pull(&b.addr) != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the grant made on a did not apply on b within a second"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // Nothing of the directory is on the replicas' disks.
+    for root in [&root_a, &root_b] {
+        let files = walk(root);
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.contains("auth.db") || f.contains("token-key")),
+            "{files:?}"
+        );
+    }
+}
+
+/// What the load of [`three_replicas_serve_through_store_restarts`] saw.
+#[derive(Default)]
+struct Seen {
+    ok: u64,
+    unavailable: u64,
+    /// Responses cut short (see the load's `record`).
+    cut: u64,
+    /// Anything a replica must never answer: another status, wrong bytes.
+    wrong: Vec<String>,
+    /// Blobs whose upload was acknowledged (201), with their bytes.
+    acked: Vec<(String, Vec<u8>)>,
+}
+
+/// Three replicas under a steady load of pulls (every byte checked) and pushes while
+/// the object store, then PostgreSQL, is stopped and restarted: requests answer 200 or
+/// 201, or 503 UNAVAILABLE while a store is down, never anything else and never wrong
+/// bytes; service resumes by itself; every acknowledged push is served byte-identical
+/// by every replica afterwards.
+#[test]
+fn three_replicas_serve_through_store_restarts() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let s3 = S3::private();
+    let bucket = s3.bucket();
+    let pg = Postgres::private();
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Serve> = (0..3)
+        .map(|i| replica(&s3, &bucket, &dir.path().join(format!("r{i}")), &url, &[]))
+        .collect();
+    let addrs: Arc<Vec<String>> = Arc::new(replicas.iter().map(|r| r.addr.clone()).collect());
+
+    // The image every reader pulls.
+    let layout = dir.path().join("layout");
+    let layers = [registry_fixture::layer(&[("etc/load", &noise(300_000))])];
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &layers,
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/team/app:v1", addrs[0]),
+    ]);
+    let manifest = layout_blob(&layout, &pushed.to_string());
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let blobs: Vec<(String, Vec<u8>)> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| {
+            let d = d["digest"].as_str().unwrap().to_string();
+            let bytes = layout_blob(&layout, &d);
+            (d, bytes)
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, seen, addrs) = (stop.clone(), seen.clone(), addrs.clone());
+            let (manifest, blobs) = (manifest.clone(), blobs.clone());
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    let addr = &addrs[(w + n) % addrs.len()];
+                    let record = |what: &str,
+                                  r: std::io::Result<common::process::Resp>,
+                                  want: &[u8],
+                                  ok: u16| {
+                        let mut s = seen.lock().unwrap();
+                        match r {
+                            Ok(r) if r.status == ok && (want.is_empty() || r.body == want) => {
+                                s.ok += 1
+                            }
+                            Ok(r) if r.status == 503 => s.unavailable += 1,
+                            // A stream cut when the store died mid-body: shorter than
+                            // its Content-Length, so every client sees it fail (the
+                            // replica closes the connection; it cannot change its 200).
+                            Ok(r)
+                                if r.status == ok
+                                    && r.header("content-length")
+                                        .and_then(|l| l.parse::<usize>().ok())
+                                        == Some(want.len())
+                                    && r.body.len() < want.len()
+                                    && want.starts_with(&r.body) =>
+                            {
+                                s.cut += 1
+                            }
+                            Ok(r) => s.wrong.push(format!(
+                                "{what} on {addr}: {} ({} bytes, {} expected)\n{}\n{}",
+                                r.status,
+                                r.body.len(),
+                                want.len(),
+                                r.headers,
+                                String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                            )),
+                            Err(e) => s.wrong.push(format!("{what} on {addr}: {e}")),
+                        }
+                    };
+                    let r = try_request(
+                        addr,
+                        "GET",
+                        "/v2/team/app/manifests/v1",
+                        &[(
+                            "Accept",
+                            "application/vnd.oci.image.manifest.v1+json".into(),
+                        )],
+                        b"",
+                    );
+                    record("GET manifest", r, &manifest, 200);
+                    let (d, bytes) = &blobs[n % blobs.len()];
+                    let r = try_request(addr, "GET", &format!("/v2/team/app/blobs/{d}"), &[], b"");
+                    record("GET blob", r, bytes, 200);
+                    // A push of new bytes, remembered when acknowledged.
+                    let body = format!("worker {w} push {n}").into_bytes();
+                    let d = sha256(&body);
+                    let r = try_request(
+                        addr,
+                        "POST",
+                        &format!("/v2/team/pushed/blobs/uploads/?digest={d}"),
+                        &[],
+                        &body,
+                    );
+                    if matches!(&r, Ok(r) if r.status == 201) {
+                        seen.lock().unwrap().acked.push((d, body));
+                    }
+                    record("push", r, b"", 201);
+                }
+            })
+        })
+        .collect();
+
+    let healthy = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let before = seen.lock().unwrap().ok;
+        while seen.lock().unwrap().ok < before + 30 {
+            assert!(
+                Instant::now() < deadline,
+                "not serving 30 s after {what} came back"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    healthy("the start");
+    let unavailable_before = seen.lock().unwrap().unavailable;
+    s3.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    s3.restart();
+    healthy("the object store");
+    let unavailable_s3 = seen.lock().unwrap().unavailable - unavailable_before;
+    pg.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    pg.restart();
+    healthy("PostgreSQL");
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.wrong.is_empty(), "{:#?}", seen.wrong);
+    assert!(
+        unavailable_s3 > 0,
+        "nothing answered 503 while the object store was down"
+    );
+    assert!(
+        seen.unavailable > unavailable_s3,
+        "nothing answered 503 while PostgreSQL was down"
+    );
+    assert!(
+        seen.acked.len() > 20,
+        "{} pushes acknowledged",
+        seen.acked.len()
+    );
+    for (d, bytes) in &seen.acked {
+        for addr in addrs.iter() {
+            let r = request(addr, "GET", &format!("/v2/team/pushed/blobs/{d}"), &[], b"");
+            assert_eq!(r.status, 200, "{d} acknowledged, then not served by {addr}");
+            assert_eq!(&r.body, bytes, "{d} from {addr}");
+        }
+    }
+    eprintln!(
+        "load: {} answered, {} 503 while a store was down, {} cut short, {} pushes acknowledged",
+        seen.ok,
+        seen.unavailable,
+        seen.cut,
+        seen.acked.len()
+    );
 }
