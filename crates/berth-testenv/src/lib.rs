@@ -10,6 +10,14 @@
 //! [`S3`] is an `s3s-fs` server (an S3 implementation over a folder, from the Rust
 //! package registry), started the same way; each test takes a bucket of its own with
 //! [`S3::bucket`].
+//!
+//! [`Garage`] is a cluster of three Garage nodes (the distributed S3 store) on
+//! 127.0.0.1–3, for the long mode's multi-node tests (Garage takes 30–45 minutes to
+//! build, so the default test command does not need it).
+
+mod garage;
+
+pub use garage::Garage;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -140,18 +148,8 @@ impl Postgres {
             .args(["-c", "max_connections=300"])
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe. SIGQUIT is PostgreSQL's immediate
-        // shutdown, sent when the thread that spawned the server ends: the keeper
-        // thread below, which ends only with the process.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = spawn_kept(cmd)?;
+        // SIGQUIT is PostgreSQL's immediate shutdown.
+        let child = spawn_kept(cmd, libc::SIGQUIT)?;
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -235,10 +233,19 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-/// Spawns `cmd` from a thread that parks forever, so that the child's parent-death
-/// signal fires only when the process ends (it fires when the spawning thread ends,
-/// and every test runs in a thread of its own).
-fn spawn_kept(mut cmd: Command) -> Result<Child, String> {
+/// Spawns `cmd` with parent-death signal `signal`, from a thread that parks forever,
+/// so that the signal fires only when the process ends (it fires when the spawning
+/// thread ends, and every test runs in a thread of its own).
+pub(crate) fn spawn_kept(mut cmd: Command, signal: libc::c_int) -> Result<Child, String> {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -278,7 +285,7 @@ fn account_ids(name: &str) -> Option<(u32, u32)> {
 
 /// Where clusters live: memory (`/dev/shm`) when there is such a folder, as the data
 /// is thrown away, else the temporary folder.
-fn scratch() -> PathBuf {
+pub(crate) fn scratch() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() && std::fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly()) {
         shm.to_path_buf()
@@ -288,7 +295,7 @@ fn scratch() -> PathBuf {
 }
 
 /// Removes the folders of clusters whose test process is gone.
-fn remove_stale_clusters() {
+pub(crate) fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(scratch()) else {
         return;
     };
@@ -299,6 +306,7 @@ fn remove_stale_clusters() {
             .and_then(|n| {
                 n.strip_prefix("berth-pg-")
                     .or_else(|| n.strip_prefix("berth-s3-"))
+                    .or_else(|| n.strip_prefix("berth-garage-"))
             })
             .and_then(|p| p.split('-').next()?.parse::<u32>().ok())
         else {
@@ -310,7 +318,7 @@ fn remove_stale_clusters() {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -349,7 +357,7 @@ impl S3 {
     }
 
     fn start() -> Result<S3, String> {
-        let bin = s3s_fs_bin().ok_or(
+        let bin = cargo_bin("s3s-fs").ok_or(
             "s3s-fs is not installed: cargo install --locked s3s-fs@0.14.1 --features binary \
              (scripts/install-peers.sh installs it)",
         )?;
@@ -387,17 +395,7 @@ impl S3 {
             .arg(self.root.join("data"))
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; the signal comes when the keeper thread
-        // (which lives as long as the process) ends.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = spawn_kept(cmd)?;
+        let child = spawn_kept(cmd, libc::SIGKILL)?;
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -454,8 +452,8 @@ impl Drop for S3 {
     }
 }
 
-/// `s3s-fs` on the PATH or where `cargo install` puts it.
-fn s3s_fs_bin() -> Option<PathBuf> {
+/// A program `cargo install` put on the PATH or in its `bin` folder.
+pub(crate) fn cargo_bin(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -465,7 +463,5 @@ fn s3s_fs_bin() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
     }
-    dirs.into_iter()
-        .map(|d| d.join("s3s-fs"))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
