@@ -12,6 +12,7 @@ mod http;
 mod load;
 mod local;
 mod proxy;
+mod replicas;
 mod report;
 mod server;
 mod sign;
@@ -55,7 +56,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
 stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
@@ -168,6 +169,14 @@ const PHASES: &[(&str, &[&str])] = &[
         &["ui_pages_worst_median_ms", "ui_pages_worst_p90_ms"],
     ),
     ("ui_paint", &["ui_paint_fcp_ms"]),
+    (
+        "replicas_pull",
+        &[
+            "replicas_pull_rps",
+            "replicas_pull_p99_ms",
+            "replicas_pull_host_busy_cores",
+        ],
+    ),
     (
         "stress",
         &[
@@ -530,6 +539,24 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         catalog::push_phase(&env, table, &data_dir, cfg.reps).await?;
         background(table, "catalog_push", m);
     }
+    if cfg.wants("replicas_pull") {
+        let m = CpuMark::now();
+        // A missing Garage fails this phase only (berth-testenv says what to install).
+        let r =
+            std::panic::AssertUnwindSafe(replicas::pull_phase(&env, table, cfg.reps, cfg.duration));
+        match futures_util::FutureExt::catch_unwind(r).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => table.row("replicas_pull_rps").errors.push(format!("{e:#}")),
+            Err(panic) => table.row("replicas_pull_rps").errors.push(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the phase panicked".into()),
+            ),
+        }
+        background(table, "replicas_pull", m);
+    }
     for (phase, row) in [
         ("ui_pages", "ui_pages_worst_median_ms"),
         ("ui_paint", "ui_paint_fcp_ms"),
@@ -753,7 +780,7 @@ async fn push_image(c: &mut Conn, repo: &str, img: &SmallImage, tag: &str) -> Re
 }
 
 /// Pushes the tiny images to `bench/small` over a few keep-alive connections.
-async fn push_small(s: &Server, images: &Arc<Vec<SmallImage>>) -> Result<()> {
+pub(crate) async fn push_small(s: &Server, images: &Arc<Vec<SmallImage>>) -> Result<()> {
     let t0 = Instant::now();
     let port = s.port;
     let tasks: Vec<_> = (0..SETUP_CONNECTIONS)
@@ -814,7 +841,7 @@ fn build_requests(
 }
 
 /// Sends every request once, untimed; each must answer 2xx.
-async fn warm_up(s: &Server, requests: &[Vec<u8>], head_only: bool) -> Result<()> {
+pub(crate) async fn warm_up(s: &Server, requests: &[Vec<u8>], head_only: bool) -> Result<()> {
     let mut c = Conn::connect(s.port, 0).await?;
     for (i, req) in requests.iter().enumerate() {
         c.write_all(req).await?;

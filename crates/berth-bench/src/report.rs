@@ -170,6 +170,11 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("ui_pages_worst_p90_ms", "ms", Target::Info),
     // berth only: first contentful paint of the Debian image's details page in Chromium.
     ("ui_paint_fcp_ms", "ms", Target::Below(300.0)),
+    // Both columns berth on one Garage cluster and PostgreSQL: three replicas / one.
+    ("replicas_pull_rps", "req/s", Target::Info),
+    ("replicas_pull_p99_ms", "ms", Target::Info),
+    // The host's busy cores during the load (all of them: the machine is the limit).
+    ("replicas_pull_host_busy_cores", "cores", Target::Info),
     // berth only: 10,000 pulling connections and 100 pushers with token auth (stress).
     ("stress_pull_rps", "req/s", Target::Info),
     ("stress_pull_p99_ms", "ms", Target::Info),

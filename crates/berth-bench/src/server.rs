@@ -494,6 +494,15 @@ impl CpuMark {
         }
     }
 
+    /// Average cores the whole host used between `self` and `later`.
+    pub fn host_cores(&self, later: &CpuMark) -> f64 {
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        later.host_busy.saturating_sub(self.host_busy) as f64 / clock_ticks() / secs
+    }
+
     /// Average cores used by everything else between `self` and `later`.
     pub fn background_cores(&self, later: &CpuMark) -> f64 {
         let secs = later.at.duration_since(self.at).as_secs_f64();
