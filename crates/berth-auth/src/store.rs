@@ -37,7 +37,7 @@ pub const RECHECK: Duration = Duration::from_millis(1);
 pub enum StoreError {
     #[error("access-control database: {0}")]
     Db(#[from] rusqlite::Error),
-    #[error("access-control database (PostgreSQL): {0}")]
+    #[error("access-control database (PostgreSQL): {}", berth_pg::message(.0))]
     Postgres(#[from] berth_pg::postgres::Error),
     /// No connection to PostgreSQL could be had in time.
     #[error("access-control database (PostgreSQL connection pool): {0}")]
@@ -67,14 +67,7 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
-            StoreError::Postgres(e) => {
-                e.is_closed()
-                    || e.code()
-                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P0"))
-                    || (e.as_db_error().is_none()
-                        && std::error::Error::source(e)
-                            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
-            }
+            StoreError::Postgres(e) => berth_pg::is_unreachable(e),
             _ => false,
         }
     }

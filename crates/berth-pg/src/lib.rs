@@ -89,6 +89,73 @@ impl Pool {
     }
 }
 
+/// Brings a store's schema up to date, once however many replicas start together (a
+/// transaction-scoped advisory lock `lock`): on a database below `version` (or
+/// without `table`, the store's version table) it runs `schema`, which must only add
+/// what is missing (`IF NOT EXISTS`), and records `version`. A database at a newer
+/// version, migrated by a newer berth, is left alone: `Ok(Some(found))`, for the
+/// caller to refuse it rather than misread it.
+pub fn migrate<E: From<postgres::Error> + From<r2d2::Error> + Send>(
+    pool: &Pool,
+    lock: i64,
+    table: &'static str,
+    version: i64,
+    schema: &str,
+) -> Result<Option<i64>, E> {
+    pool.with(|c| {
+        c.transaction(
+            |c| c.transaction(),
+            |mut db| -> Result<Option<i64>, E> {
+                let tx = db.client();
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (version BIGINT NOT NULL)"
+                ))?;
+                let found: Option<i64> = tx
+                    .query_opt(&format!("SELECT max(version)::BIGINT FROM {table}"), &[])?
+                    .and_then(|r| r.get(0));
+                match found {
+                    Some(v) if v > version => Ok(Some(v)),
+                    Some(v) if v == version => Ok(None),
+                    Some(_) | None => {
+                        tx.batch_execute(schema)?;
+                        tx.batch_execute(&format!(
+                            "INSERT INTO {table} (version) VALUES ({version})"
+                        ))?;
+                        Ok(None)
+                    }
+                }
+            },
+        )
+    })
+}
+
+/// What an operator needs of an error: rust-postgres says only "db error" for an
+/// error of the server; its severity, SQLSTATE and message are added.
+pub fn message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// The database cannot be reached (down, restarting, the connection closed): nothing
+/// was committed, and the same call succeeds once it is back.
+pub fn is_unreachable(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            // Class 08 (connection exception) and 57P0x (the server is shutting down
+            // or starting).
+            c.code().starts_with("08") || c.code().starts_with("57P0")
+        })
+        || (e.as_db_error().is_none()
+            && std::error::Error::source(e)
+                .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
+}
+
 /// Runs blocking database work from wherever the caller is: on a runtime worker it
 /// moves off the async side (`block_in_place`), on a single-threaded runtime it runs
 /// on a thread of its own (blocking there would stall the runtime, and rust-postgres's

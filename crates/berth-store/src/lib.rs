@@ -38,7 +38,7 @@ use berth_image::Digest;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
-    #[error("PostgreSQL: {}", postgres_message(.0))]
+    #[error("PostgreSQL: {}", berth_pg::message(.0))]
     Postgres(#[from] ::postgres::Error),
     /// No connection to PostgreSQL could be had in time (the server is down or every
     /// connection is busy).
@@ -90,18 +90,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// rust-postgres says only "db error" for an error of the server; its message (and
-/// code) is what an operator needs.
-fn postgres_message(e: &::postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
-    }
-}
-
 /// What the metadata's fences and the collector need of a blob store, wherever it keeps
 /// the bytes (files, a bucket): synchronous, since they run in the metadata's
 /// transactions and on the collector's threads.
@@ -148,17 +136,7 @@ impl StoreError {
             // The object store answered an error its client's retries did not get past
             // (it is down, overloaded, or refuses the credentials).
             StoreError::Object { .. } => true,
-            StoreError::Postgres(e) => {
-                e.is_closed()
-                    || e.code().is_some_and(|c| {
-                        // Class 08 (connection exception) and 57P0x (the server is
-                        // shutting down or starting).
-                        c.code().starts_with("08") || c.code().starts_with("57P0")
-                    })
-                    || (e.as_db_error().is_none()
-                        && std::error::Error::source(e)
-                            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
-            }
+            StoreError::Postgres(e) => berth_pg::is_unreachable(e),
             _ => false,
         }
     }

@@ -58,38 +58,20 @@ impl PgMeta {
 
     /// Creates the tables on an empty database, refuses one of a newer version.
     fn migrate(&self) -> Result<()> {
-        self.pool.with(|c| {
-            c.transaction(
-                |c| c.transaction(),
-                |mut db| -> Result<()> {
-                    let tx = db.client();
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
-                    tx.batch_execute(
-                        "CREATE TABLE IF NOT EXISTS berth_schema (version INTEGER NOT NULL)",
-                    )?;
-                    let found: Option<i32> = tx
-                        .query_opt("SELECT max(version) FROM berth_schema", &[])?
-                        .and_then(|r| r.get(0));
-                    match found {
-                        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
-                            found: v,
-                            supported: SCHEMA_VERSION,
-                        }),
-                        Some(v) if v == SCHEMA_VERSION => Ok(()),
-                        // The schema only adds tables and indexes (IF NOT EXISTS): an
-                        // older database is brought up to date by running it again.
-                        Some(_) | None => {
-                            tx.batch_execute(SCHEMA)?;
-                            tx.execute(
-                                "INSERT INTO berth_schema (version) VALUES ($1)",
-                                &[&SCHEMA_VERSION],
-                            )?;
-                            Ok(())
-                        }
-                    }
-                },
-            )
-        })
+        let found = berth_pg::migrate::<StoreError>(
+            &self.pool,
+            MIGRATE_LOCK,
+            "berth_schema",
+            SCHEMA_VERSION.into(),
+            SCHEMA,
+        )?;
+        match found {
+            Some(found) => Err(StoreError::SchemaTooNew {
+                found: i32::try_from(found).unwrap_or(i32::MAX),
+                supported: SCHEMA_VERSION,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A read outside any transaction.
@@ -121,19 +103,6 @@ impl PgMeta {
 /// A client or transaction with the connection's statement cache, and the queries
 /// several metadata calls share.
 struct Db<'a, C: GenericClient>(berth_pg::Db<'a, C>);
-
-impl<'a, C: GenericClient> std::ops::Deref for Db<'a, C> {
-    type Target = berth_pg::Db<'a, C>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<C: GenericClient> std::ops::DerefMut for Db<'_, C> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
 
 impl<C: GenericClient> Db<'_, C> {
     fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {

@@ -246,38 +246,21 @@ impl Drop for PgDirectory {
 }
 
 /// Creates the directory's tables on a database that lacks them, refuses one of a
-/// newer version. Replicas starting together migrate once (an advisory lock).
+/// newer version.
 fn migrate(pool: &berth_pg::Pool) -> Result<(), StoreError> {
-    pool.with(|c| {
-        c.transaction(
-            |c| c.transaction(),
-            |mut db| -> Result<(), StoreError> {
-                let tx = db.client();
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
-                tx.batch_execute(
-                    "CREATE TABLE IF NOT EXISTS berth_auth_schema (version BIGINT NOT NULL)",
-                )?;
-                let found: Option<i64> = tx
-                    .query_opt("SELECT max(version) FROM berth_auth_schema", &[])?
-                    .and_then(|r| r.get(0));
-                match found {
-                    Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    }),
-                    Some(v) if v == SCHEMA_VERSION => Ok(()),
-                    Some(_) | None => {
-                        tx.batch_execute(SCHEMA)?;
-                        tx.execute(
-                            "INSERT INTO berth_auth_schema (version) VALUES ($1)",
-                            &[&SCHEMA_VERSION],
-                        )?;
-                        Ok(())
-                    }
-                }
-            },
-        )
-    })
+    match berth_pg::migrate::<StoreError>(
+        pool,
+        MIGRATE_LOCK,
+        "berth_auth_schema",
+        SCHEMA_VERSION,
+        SCHEMA,
+    )? {
+        Some(found) => Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The listener thread: LISTEN on a connection of its own, mark the snapshot stale at
