@@ -89,6 +89,15 @@ impl Pool {
     }
 }
 
+/// Starts a read-only REPEATABLE READ transaction: one consistent view of every
+/// table for reads that span several (a snapshot of a directory, a collector's mark).
+pub fn snapshot(c: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
+    c.build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+}
+
 /// Brings a store's schema up to date, once however many replicas start together (a
 /// transaction-scoped advisory lock `lock`): on a database below `version` (or
 /// without `table`, the store's version table) it runs `schema`, which must only add

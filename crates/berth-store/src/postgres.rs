@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use berth_image::Digest;
 use berth_pg::Params;
-use postgres::{GenericClient, IsolationLevel, Row};
+use postgres::{GenericClient, Row};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::{
@@ -998,27 +998,19 @@ impl MetaStore for PgMeta {
         // One snapshot for every table: the mark must not see a manifest without the
         // tag that was moved onto it meanwhile.
         self.pool.with(|c| {
-            c.transaction(
-                |c| {
-                    c.build_transaction()
-                        .isolation_level(IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()
-                },
-                |db| {
-                    let mut db = Db(db);
-                    let repositories = db.repo_graphs(None)?;
-                    let blobs = db
-                        .rows("SELECT digest, size, created_at FROM blobs", &[])?
-                        .iter()
-                        .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64, get(r, 2)?)))
-                        .collect::<Result<_>>()?;
-                    Ok(Graph {
-                        repositories,
-                        blobs,
-                    })
-                },
-            )
+            c.transaction(berth_pg::snapshot, |db| {
+                let mut db = Db(db);
+                let repositories = db.repo_graphs(None)?;
+                let blobs = db
+                    .rows("SELECT digest, size, created_at FROM blobs", &[])?
+                    .iter()
+                    .map(|r| Ok((get(r, 0)?, get::<i64>(r, 1)?.max(0) as u64, get(r, 2)?)))
+                    .collect::<Result<_>>()?;
+                Ok(Graph {
+                    repositories,
+                    blobs,
+                })
+            })
         })
     }
 

@@ -8,7 +8,6 @@
 //! `cargo test -p berth --test garage -- --ignored`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_testenv::{Garage, Postgres};
@@ -19,18 +18,7 @@ mod common;
 mod registry_fixture;
 
 use common::process::{try_request, Serve};
-
-fn skopeo(args: &[&str]) {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use registry_fixture::{noise, pull_matches, skopeo};
 
 fn replica(garage: &Garage, node: usize, root: &Path, metadata: &str) -> Serve {
     let store = format!("s3://{}/registry", garage.bucket());
@@ -57,19 +45,6 @@ fn replica(garage: &Garage, node: usize, root: &Path, metadata: &str) -> Serve {
     serve
 }
 
-/// Text that gzip cannot shrink much: a layer of it spans several upload parts.
-fn noise(len: usize) -> String {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
-}
-
 /// Pushes a new image `tag` through `from` and pulls it through `to`, checking every
 /// byte.
 fn push_and_pull(dir: &Path, from: &str, to: &str, tag: &str, big: bool) {
@@ -92,32 +67,7 @@ fn push_and_pull(dir: &Path, from: &str, to: &str, tag: &str, big: bool) {
         &format!("oci:{}:{tag}", layout.display()),
         &format!("docker://{from}/team/app:{tag}"),
     ]);
-    let back = dir.join(format!("back-{tag}"));
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{to}/team/app:{tag}"),
-        &format!("oci:{}:{tag}", back.display()),
-    ]);
-    let blob = |root: &Path, d: &str| {
-        std::fs::read(
-            root.join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let manifest = blob(&back, &pushed.to_string());
-    assert_eq!(manifest, blob(&layout, &pushed.to_string()));
-    let m: Value = serde_json::from_slice(&manifest).unwrap();
-    for d in m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&m["config"]])
-        .map(|d| d["digest"].as_str().unwrap())
-    {
-        assert_eq!(blob(&back, d), blob(&layout, d), "{d}");
-    }
+    pull_matches(to, "team/app", tag, dir, &layout, &pushed.to_string());
 }
 
 fn status(addr: &str, path: &str) -> Option<u16> {

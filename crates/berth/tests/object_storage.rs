@@ -20,51 +20,7 @@ mod registry_fixture;
 
 use common::process::{request, try_request, Serve};
 use common::sha256;
-
-fn skopeo(args: &[&str]) {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
-    let hex = digest.trim_start_matches("sha256:");
-    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
-}
-
-/// Pulls `team/app:v1` from `addr` with skopeo into `dir/back` and checks that the
-/// manifest (`pushed`) and every blob it names are the bytes of `layout`; returns the
-/// blobs' digests.
-fn pull_matches(addr: &str, dir: &Path, layout: &Path, pushed: &str) -> Vec<String> {
-    let back = dir.join("back");
-    let _ = std::fs::remove_dir_all(&back);
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{addr}/team/app:v1"),
-        &format!("oci:{}:v1", back.display()),
-    ]);
-    let manifest = layout_blob(&back, pushed);
-    assert_eq!(manifest, layout_blob(layout, pushed), "the manifest");
-    let m: Value = serde_json::from_slice(&manifest).unwrap();
-    let digests: Vec<String> = m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&m["config"]])
-        .map(|d| d["digest"].as_str().unwrap().to_string())
-        .collect();
-    for d in &digests {
-        assert_eq!(layout_blob(&back, d), layout_blob(layout, d), "{d}");
-    }
-    digests
-}
+use registry_fixture::{layout_blob, noise, pull_matches, skopeo};
 
 fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -> Serve {
     let store = format!("s3://{bucket}/registry");
@@ -102,19 +58,6 @@ fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -
         std::thread::sleep(Duration::from_millis(50));
     }
     serve
-}
-
-/// Text that gzip cannot shrink much: a layer of it is several parts long.
-fn noise(len: usize) -> String {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b"0123456789abcdefghijklmnopqrstuv"[(x % 32) as usize])
-        })
-        .collect()
 }
 
 /// Files under the bucket whose key has `part` (s3s-fs keeps objects as files).
@@ -163,7 +106,14 @@ fn replicas_share_a_bucket_and_a_database() {
         &format!("oci:{}:v1", layout.display()),
         &format!("docker://{}/team/app:v1", a.addr),
     ]);
-    let digests = pull_matches(&b.addr, dir.path(), &layout, &pushed.to_string());
+    let digests = pull_matches(
+        &b.addr,
+        "team/app",
+        "v1",
+        dir.path(),
+        &layout,
+        &pushed.to_string(),
+    );
     for d in &digests {
         let hex = d.trim_start_matches("sha256:");
         assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} is in the bucket");
@@ -527,7 +477,14 @@ fn replication_copies_from_the_bucket() {
     };
     assert_eq!(status["errors"], 0, "{status}");
     assert_eq!(status["images_copied"], 1, "{status}");
-    pull_matches(&mirror.addr, dir.path(), &layout, &pushed.to_string());
+    pull_matches(
+        &mirror.addr,
+        "team/app",
+        "v1",
+        dir.path(),
+        &layout,
+        &pushed.to_string(),
+    );
 }
 
 /// `berth registry migrate` moves a registry on files and SQLite onto the bucket and
@@ -725,7 +682,14 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
     );
     assert_eq!(wrong.status, 401);
     // team/app was made public before the move: anyone reads it.
-    pull_matches(&replica.addr, dir.path(), &layout, &pushed.to_string());
+    pull_matches(
+        &replica.addr,
+        "team/app",
+        "v1",
+        dir.path(),
+        &layout,
+        &pushed.to_string(),
+    );
     let r = request(&replica.addr, "GET", "/v2/team/app/tags/list", &[], b"");
     let tags: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(tags["tags"], json!(["multi", "v1"]));

@@ -20,26 +20,9 @@ mod registry_fixture;
 
 use common::process::{request, try_request, Serve};
 use common::sha256;
+use registry_fixture::{layout_blob, skopeo};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn skopeo(args: &[&str]) {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The bytes of `oci:` layout `dir`'s blob `digest`.
-fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
-    let hex = digest.trim_start_matches("sha256:");
-    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
-}
 
 fn replica(root: &Path, url: &str) -> Serve {
     let serve = Serve::start(root, &["--metadata", url], &[]);

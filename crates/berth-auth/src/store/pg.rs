@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use berth_pg::postgres::fallible_iterator::FallibleIterator;
-use berth_pg::postgres::{self, IsolationLevel, NoTls};
+use berth_pg::postgres::{self, NoTls};
 
 use super::{read_all, StoreError};
 use crate::directory::Directory;
@@ -170,17 +170,8 @@ impl PgDirectory {
         &self,
         mut f: impl FnMut(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.pool.with(|c| {
-            c.transaction(
-                |c| {
-                    c.build_transaction()
-                        .isolation_level(IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()
-                },
-                |db| f(&mut Tx::Postgres(db)),
-            )
-        })
+        self.pool
+            .with(|c| c.transaction(berth_pg::snapshot, |db| f(&mut Tx::Postgres(db))))
     }
 
     /// Runs `f` in a write transaction serialized with every replica's; a change to

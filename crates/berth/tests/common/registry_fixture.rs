@@ -365,3 +365,72 @@ pub async fn metric(serve: &Serve, name: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// `skopeo ARGS`, which must succeed.
+pub fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs (apt-get install skopeo; scripts/install-peers.sh installs it)");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The bytes of `oci:` layout `dir`'s blob `digest`.
+pub fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read(dir.join("blobs/sha256").join(hex))
+        .unwrap_or_else(|e| panic!("{digest} in {}: {e}", dir.display()))
+}
+
+/// Text that gzip cannot shrink much: a layer of it spans as many upload parts as its
+/// length says.
+pub fn noise(len: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdefghijklmnopqrstuv"[(x % 32) as usize])
+        })
+        .collect()
+}
+
+/// Pulls `repo:tag` from the registry at `addr` with skopeo into `dir/back-TAG` and
+/// checks that the manifest (`pushed`) and every blob it names are the bytes of
+/// `layout`; returns the blobs' digests.
+pub fn pull_matches(
+    addr: &str,
+    repo: &str,
+    tag: &str,
+    dir: &Path,
+    layout: &Path,
+    pushed: &str,
+) -> Vec<String> {
+    let back = dir.join(format!("back-{tag}"));
+    let _ = std::fs::remove_dir_all(&back);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{addr}/{repo}:{tag}"),
+        &format!("oci:{}:{tag}", back.display()),
+    ]);
+    let manifest = layout_blob(&back, pushed);
+    assert_eq!(manifest, layout_blob(layout, pushed), "the manifest");
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let digests: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&m["config"]])
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect();
+    for d in &digests {
+        assert_eq!(layout_blob(&back, d), layout_blob(layout, d), "{d}");
+    }
+    digests
+}
