@@ -123,6 +123,36 @@ pub fn open_store(root: &Path) -> Result<AuthStore, StoreError> {
     AuthStore::open(&dir.join("auth.db"))
 }
 
+/// What [`adopt_folder_directory`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// No `auth.db` with anything in it under the root.
+    Nothing,
+    /// The shared directory was empty: the folder's rows were copied into it.
+    Copied(usize),
+    /// The shared directory has its own accounts: the folder's `auth.db` is not used.
+    Ignored,
+}
+
+/// A registry that kept its directory in `<root>/auth/auth.db` (before the directory
+/// moved to PostgreSQL with the metadata) must not come up open on an empty shared
+/// directory: while the shared one is empty, the folder's is copied into it (once, by
+/// whichever replica starts first; `copy_into` keeps rows already there).
+pub fn adopt_folder_directory(shared: &AuthStore, root: &Path) -> Result<Adopted, StoreError> {
+    let file = auth_dir(root).join("auth.db");
+    if !shared.is_shared() || !file.exists() {
+        return Ok(Adopted::Nothing);
+    }
+    let local = AuthStore::open(&file)?;
+    if !local.directory()?.is_configured() {
+        return Ok(Adopted::Nothing);
+    }
+    if shared.directory()?.is_configured() {
+        return Ok(Adopted::Ignored);
+    }
+    Ok(Adopted::Copied(local.copy_into(shared)?))
+}
+
 impl Auth {
     /// Access control from the registry's data folder (`auth/auth.db`, the token key
     /// beside it).
@@ -137,11 +167,21 @@ impl Auth {
         root: &Path,
         config: AuthConfig,
     ) -> Result<Auth, AuthError> {
-        let shared = store.shared_token_key(|| {
-            token::new_key_pem().map_err(|source| StoreError::Io {
-                path: "a new token signing key".into(),
+        // Shared by replicas: the folder's key when it has one (tokens it issued stay
+        // valid), else a new one.
+        let file = auth_dir(root).join("token-key.pem");
+        let shared = store.shared_token_key(|| match std::fs::read_to_string(&file) {
+            Ok(pem) => Ok(pem),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                token::new_key_pem().map_err(|source| StoreError::Io {
+                    path: "a new token signing key".into(),
+                    source,
+                })
+            }
+            Err(source) => Err(StoreError::Io {
+                path: file.display().to_string(),
                 source,
-            })
+            }),
         })?;
         let tokens = match shared {
             Some(pem) => Tokens::from_pem(
@@ -150,11 +190,7 @@ impl Auth {
                 &config.service,
                 config.token_lifetime,
             )?,
-            None => Tokens::load_or_create(
-                &auth_dir(root).join("token-key.pem"),
-                &config.service,
-                config.token_lifetime,
-            )?,
+            None => Tokens::load_or_create(&file, &config.service, config.token_lifetime)?,
         };
         Ok(Auth {
             store,

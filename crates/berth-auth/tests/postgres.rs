@@ -365,3 +365,60 @@ fn the_listener_comes_back_after_postgres_restarts() {
     let took = until(Duration::from_secs(5), || bob_on_app(&b).is_some());
     assert!(took < Duration::from_millis(500), "{took:?}");
 }
+
+/// A registry that kept its directory in the folder (before it moved to PostgreSQL)
+/// does not come up open on an empty shared directory: the folder's accounts are
+/// copied in, once, and the folder's token key becomes the shared one, so its tokens
+/// stay valid.
+#[test]
+fn a_folder_directory_and_its_token_key_move_into_an_empty_shared_one() {
+    use berth_auth::{adopt_folder_directory, Adopted, Auth, AuthConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let single = Auth::open(root, AuthConfig::default()).unwrap();
+    apply_all(single.store());
+    let alice = Principal::Account("alice".into());
+    let token = single.tokens().issue(&alice, Vec::new()).unwrap();
+
+    let url = Postgres::shared().database();
+    let shared = AuthStore::connect(&url).unwrap();
+    match adopt_folder_directory(&shared, root).unwrap() {
+        Adopted::Copied(rows) => assert!(rows > changes().len(), "{rows}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decisions(&single.store().directory().unwrap()),
+        decisions(&shared.directory().unwrap())
+    );
+    // Once the shared directory has accounts, a folder's is left alone.
+    assert_eq!(
+        adopt_folder_directory(&shared, root).unwrap(),
+        Adopted::Ignored
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        adopt_folder_directory(&shared, empty.path()).unwrap(),
+        Adopted::Nothing
+    );
+    // The replica signs and checks with the folder's key.
+    let replica = Auth::with_store(
+        AuthStore::connect(&url).unwrap(),
+        root,
+        AuthConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(replica.tokens().verify(&token).unwrap().sub, "alice");
+    // And another replica with an empty folder, with the shared key.
+    let other = Auth::with_store(
+        AuthStore::connect(&url).unwrap(),
+        empty.path(),
+        AuthConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(other.tokens().verify(&token).unwrap().sub, "alice");
+    assert!(
+        !empty.path().join("auth").exists(),
+        "nothing written to the folder"
+    );
+}

@@ -293,6 +293,10 @@ impl Registry {
         let auth = match &config.metadata {
             Metadata::Sqlite => Auth::open(&config.root, config.auth.clone()),
             Metadata::Postgres(url) => berth_auth::AuthStore::connect(url)
+                .and_then(|store| {
+                    adopt_folder_directory(&store, &config.root)?;
+                    Ok(store)
+                })
                 .map_err(berth_auth::AuthError::from)
                 .and_then(|store| Auth::with_store(store, &config.root, config.auth.clone())),
         }
@@ -483,4 +487,27 @@ async fn health(State(reg): State<Arc<Registry>>) -> Response {
     };
     resp.extensions_mut().insert(metrics::RouteLabel("health"));
     resp
+}
+
+/// Brings the folder's `auth.db` into an empty shared directory (see
+/// [`berth_auth::adopt_folder_directory`]) and says what happened.
+fn adopt_folder_directory(
+    store: &berth_auth::AuthStore,
+    root: &std::path::Path,
+) -> Result<(), berth_auth::StoreError> {
+    match berth_auth::adopt_folder_directory(store, root)? {
+        berth_auth::Adopted::Nothing => {}
+        berth_auth::Adopted::Copied(rows) => tracing::info!(
+            rows,
+            root = %root.display(),
+            "copied the folder's access-control directory (auth/auth.db) into PostgreSQL, \
+             where it lives from now on"
+        ),
+        berth_auth::Adopted::Ignored => tracing::warn!(
+            root = %root.display(),
+            "auth/auth.db under the root is not used: the access-control directory is in \
+             PostgreSQL with the metadata"
+        ),
+    }
+    Ok(())
 }
