@@ -198,6 +198,18 @@ impl Registry {
         if let Some(k) = known() {
             return Ok(k);
         }
+        let key = shared::PingKey {
+            endpoint: self.endpoint.clone(),
+            tls_verify: self.options.tls_verify,
+            plain_http: self.options.plain_http,
+        };
+        if let Some(p) = shared::known_ping(&key) {
+            let mut st = self.state();
+            st.supports_signatures = p.supports_signatures;
+            st.base = Some(p.base.clone());
+            st.challenge = Some(p.challenge.clone());
+            return Ok((p.base, p.challenge));
+        }
         let mut schemes = vec!["https"];
         if self.options.plain_http {
             schemes = vec!["http"];
@@ -236,6 +248,14 @@ impl Registry {
                     if scheme == "http" {
                         shared::remember_plain_http(&self.endpoint);
                     }
+                    shared::remember_ping(
+                        key,
+                        shared::Ping {
+                            base: base.clone(),
+                            challenge: challenge.clone(),
+                            supports_signatures: signatures,
+                        },
+                    );
                     let mut st = self.state();
                     st.supports_signatures = signatures;
                     st.base = Some(base.clone());

@@ -1011,6 +1011,41 @@ fn referrers_follow_the_image() {
     assert!(out.stderr.contains("Copied 1 referrers"), "{}", out.stderr);
     assert_eq!(referrers("e1/copy"), std::slice::from_ref(&art_digest));
 
+    ctx.step("a copy within one registry asks /v2/ once and goes straight to the manifest");
+    let requests = |route: &str, method: &str| -> u64 {
+        let r = ctx.http("GET", &format!("http://{reg}/metrics"), None);
+        r.expect_status(200);
+        let prefix = format!("berth_http_requests_total{{route=\"{route}\",method=\"{method}\",");
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let counts = || {
+        [
+            requests("base", "GET"),
+            requests("manifest_get", "HEAD"),
+            requests("referrers", "GET"),
+        ]
+    };
+    let before = counts();
+    copy(&format!("{reg}/e1/again:v1"), &[]);
+    let after = counts();
+    assert_eq!(after[0] - before[0], 1, "pings of one registry by one copy");
+    assert_eq!(after[1] - before[1], 0, "manifest HEADs before the GET");
+    assert!(after[2] > before[2], "the referrers were listed");
+
+    ctx.step("a converted manifest has none of the source's referrers: none asked for");
+    let other = match subject_type["mediaType"].as_str() {
+        Some(OCI_MANIFEST) | None => "v2s2",
+        Some(_) => "oci",
+    };
+    let out = copy(&format!("{reg}/e1/docker:v1"), &["--format", other]);
+    assert!(!out.stderr.contains("referrer"), "{}", out.stderr);
+    assert_eq!(requests("referrers", "GET"), after[2]);
+    assert!(referrers("e1/docker").is_empty());
+
     ctx.step("--referrers=false leaves them; docker-registry has no referrers API");
     copy(&format!("{reg}/e1/bare:v1"), &["--referrers=false"]);
     assert!(referrers("e1/bare").is_empty());

@@ -402,11 +402,12 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
                 sign: &a.sign,
             };
             let progress = a.sides.progress();
-            let digest = signed
-                .copy(&src_name, &src, &dst_name, &dst, &options, progress.clone())
+            let written = signed
+                .copy_written(&src_name, &src, &dst_name, &dst, &options, progress.clone())
                 .await?;
-            if a.referrers {
-                // By the digest written: a converted manifest has none of the source's.
+            let digest = written.digest;
+            // A converted manifest has a digest no referrer of the source names.
+            if a.referrers && !written.converted {
                 let n = copy_referrers(&src, &dst, &digest, &options, &progress).await?;
                 if n > 0 {
                     progress.line(&format!("Copied {n} referrers of {digest}"));

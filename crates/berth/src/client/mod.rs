@@ -190,15 +190,24 @@ impl Config {
     /// The first of [`Config::read_sources`] that has the image: the name it goes by
     /// (a short name resolved), the client of the place that has it (maybe a mirror),
     /// and its name there. A mirror serves while the registry is down, the next search
-    /// registry when the first lacks the image.
+    /// registry when the first lacks the image. A lone source is returned unasked.
     pub async fn open_for_read(
         &self,
         typed: &str,
         image: &ImageReference,
         flags: &RegistryFlags,
     ) -> anyhow::Result<(ImageReference, Registry, ImageReference)> {
+        let mut sources = self.read_sources(typed, image)?;
+        if sources.len() == 1 {
+            // One place to read from: the manifest request that follows answers for it
+            // (a 404 there is the same "not found"). Asking first would cost a round
+            // trip per image, the price of one more request to a remote registry.
+            let (logical, source) = sources.remove(0);
+            let registry = self.client(&source.reference, source.insecure, flags)?;
+            return Ok((logical, registry, source.reference));
+        }
         let mut failed = Failures::default();
-        for (logical, source) in self.read_sources(typed, image)? {
+        for (logical, source) in sources {
             let r = source.reference;
             let registry = self.client(&r, source.insecure, flags)?;
             let reference = reference_of(&r);

@@ -371,6 +371,21 @@ impl SignedCopy<'_> {
         opts: &CopyOptions,
         progress: Progress,
     ) -> anyhow::Result<Digest> {
+        self.copy_written(src_name, src, dst_name, dst, opts, progress)
+            .await
+            .map(|w| w.digest)
+    }
+
+    /// [`SignedCopy::copy`], also saying whether the manifest written is the source's.
+    pub async fn copy_written(
+        &self,
+        src_name: &ImageName,
+        src: &Place,
+        dst_name: &ImageName,
+        dst: &Place,
+        opts: &CopyOptions,
+        progress: Progress,
+    ) -> anyhow::Result<Written> {
         let top = src.manifest(None).await?;
         let storage = self.trust.storage();
         // What the policy decides on and whose signatures go, as containers/image
@@ -412,6 +427,7 @@ impl SignedCopy<'_> {
         let digest = copy_manifest(src, dst, top, &opts, progress.clone()).await?;
         // The first is the manifest written at the top (it kept its digest when it has
         // signatures); an index's images kept theirs.
+        let converted = carried.first().is_some_and(|(d, _)| *d != digest);
         if let Some(first) = carried.first_mut() {
             first.0 = digest.clone();
         }
@@ -430,8 +446,17 @@ impl SignedCopy<'_> {
                 .await
                 .with_context(|| format!("storing the signatures of {dst_name}"))?;
         }
-        Ok(digest)
+        Ok(Written { digest, converted })
     }
+}
+
+/// What [`SignedCopy::copy_written`] wrote.
+pub struct Written {
+    /// The manifest written at the top.
+    pub digest: Digest,
+    /// It is not the source's manifest (recompressed, converted): nothing of the
+    /// source names it, not its signatures nor its referrers.
+    pub converted: bool,
 }
 
 #[cfg(test)]
