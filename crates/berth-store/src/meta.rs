@@ -130,7 +130,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Refused ([`crate::StoreError::BlobVanished`]) while the collector holds a
     /// tombstone for the digest (it is removing the file), or when `present`, asked
     /// inside the write transaction, says the file is not there: no row ever names a
-    /// missing file.
+    /// missing file. `present` is asked only when no `blobs` row names the digest: a
+    /// row implies its file (files are written before their rows and removed after
+    /// them), and a mount then costs no look at the storage.
     fn link_blob(
         &self,
         repo: &str,

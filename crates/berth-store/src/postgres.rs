@@ -418,7 +418,12 @@ impl MetaStore for PgMeta {
         let d = digest.to_string();
         self.write(|db| {
             let removing = db.exists("SELECT 1 FROM blob_tombstones WHERE digest = $1", &[&d])?;
-            if removing || !present() {
+            // A row names a file that is there (files go in before their rows and out
+            // after them): the store is asked only for a blob no row names, which spares
+            // mounts a request to object storage while every writer waits.
+            if removing
+                || (!db.exists("SELECT 1 FROM blobs WHERE digest = $1", &[&d])? && !present())
+            {
                 return Err(StoreError::BlobVanished(digest.clone()));
             }
             if let Some((ns, bytes)) = quota {

@@ -373,7 +373,14 @@ impl MetaStore for SqliteMeta {
             let removing = tx
                 .prepare_cached("SELECT 1 FROM blob_tombstones WHERE digest = ?1")?
                 .exists([&d])?;
-            if removing || !present() {
+            // As on PostgreSQL: a row names a file that is there; only a blob no row
+            // names is looked for.
+            if removing
+                || (!tx
+                    .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?
+                    .exists([&d])?
+                    && !present())
+            {
                 return Err(StoreError::BlobVanished(digest.clone()));
             }
             if let Some((ns, bytes)) = quota {

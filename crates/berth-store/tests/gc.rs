@@ -26,6 +26,7 @@ on_each_backend!(
     repo_scope_leaves_other_repositories_alone,
     fence_spares_blobs_referenced_after_the_mark,
     link_after_file_removal_fails_cleanly,
+    a_named_blob_links_without_looking_at_storage,
     linking_again_renews_the_grace,
     fsck_finds_and_repairs_only_broken_things,
     renewed_links_are_spared,
@@ -330,6 +331,30 @@ fn link_after_file_removal_fails_cleanly(backend: Backend) {
         "{err}"
     );
     assert_eq!(s.meta.blob_known(&d).unwrap(), None);
+}
+
+/// A mount of a blob a row names takes the row's word for its file (rows go in after
+/// their files and out before them): object storage is not asked while every writer
+/// waits. A digest no row names is still looked for.
+fn a_named_blob_links_without_looking_at_storage(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let d = s.blob("app", b"mounted elsewhere");
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let look = || {
+        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    };
+    s.meta.link_blob("other", &d, 17, &look).unwrap();
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(s.meta.blob_in_repo("other", &d).unwrap(), Some(17));
+    let unnamed = Digest::sha256_of(b"never stored");
+    let err = s.meta.link_blob("other", &unnamed, 12, &look).unwrap_err();
+    assert!(
+        matches!(err, berth_store::StoreError::BlobVanished(_)),
+        "{err}"
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 /// Linking again (an upload of a blob already stored, a mount) renews the grace.
