@@ -131,6 +131,7 @@ pub fn read_through(path: &Path) -> Result<u64> {
 
 /// One small image: a layer of pseudo-random bytes (2 KiB for the tiny ones), its
 /// config and an OCI manifest.
+#[derive(Clone)]
 pub struct SmallImage {
     pub tag: String,
     pub layer: Vec<u8>,

@@ -505,7 +505,13 @@ pub async fn put_manifest(
 
 /// Counts the tags of `repo`, following `Link` pagination.
 pub async fn count_tags(conn: &mut Conn, repo: &str) -> Result<usize> {
-    let mut path = format!("/v2/{repo}/tags/list?n=100000");
+    count_listed(conn, &format!("/v2/{repo}/tags/list?n=100000"), "tags").await
+}
+
+/// Counts the entries of array `key` of a listing (tags, `_catalog`) from `first`,
+/// following `Link` pagination to the end.
+pub async fn count_listed(conn: &mut Conn, first: &str, key: &str) -> Result<usize> {
+    let mut path = first.to_string();
     let mut count = 0;
     for _ in 0..10_000 {
         let what = format!("GET {path}");
@@ -516,13 +522,13 @@ pub async fn count_tags(conn: &mut Conn, repo: &str) -> Result<usize> {
             .expect(&[200], &what)?;
         let doc: serde_json::Value =
             serde_json::from_slice(&resp.body).with_context(|| format!("{what}: bad JSON"))?;
-        count += doc["tags"].as_array().map_or(0, |t| t.len());
+        count += doc[key].as_array().map_or(0, |t| t.len());
         match resp.head.link.as_deref().and_then(link_next) {
             Some(next) => path = next,
             None => return Ok(count),
         }
     }
-    bail!("more than 10000 pages of tags")
+    bail!("more than 10000 pages of {key}")
 }
 
 /// The target of a `Link: <...>; rel="next"` header.

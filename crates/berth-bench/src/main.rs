@@ -14,6 +14,7 @@ mod local;
 mod proxy;
 mod replicas;
 mod report;
+mod s3_reads;
 mod server;
 mod sign;
 mod stress;
@@ -56,7 +57,8 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), \
+s3_reads (manifest GET rate, tags list and catalog with 10,000 tags and repositories: berth on Garage + PostgreSQL against docker-registry on the same Garage; needs garage and postgresql), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
 stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
 )]
@@ -176,6 +178,10 @@ const PHASES: &[(&str, &[&str])] = &[
             "replicas_pull_p99_ms",
             "replicas_pull_host_busy_cores",
         ],
+    ),
+    (
+        "s3_reads",
+        &["s3_manifest_get_rps", "tags_list_10k_ms", "catalog_10k_ms"],
     ),
     (
         "stress",
@@ -544,18 +550,23 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
         // A missing Garage fails this phase only (berth-testenv says what to install).
         let r =
             std::panic::AssertUnwindSafe(replicas::pull_phase(&env, table, cfg.reps, cfg.duration));
-        match futures_util::FutureExt::catch_unwind(r).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => table.row("replicas_pull_rps").errors.push(format!("{e:#}")),
-            Err(panic) => table.row("replicas_pull_rps").errors.push(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the phase panicked".into()),
-            ),
+        if let Err(e) = caught(r).await {
+            table.row("replicas_pull_rps").errors.push(e);
         }
         background(table, "replicas_pull", m);
+    }
+    if cfg.wants("s3_reads") {
+        let m = CpuMark::now();
+        let r = std::panic::AssertUnwindSafe(s3_reads::reads_phase(
+            &env,
+            table,
+            cfg.reps,
+            cfg.duration,
+        ));
+        if let Err(e) = caught(r).await {
+            table.row("s3_manifest_get_rps").errors.push(e);
+        }
+        background(table, "s3_reads", m);
     }
     for (phase, row) in [
         ("ui_pages", "ui_pages_worst_median_ms"),
@@ -772,6 +783,22 @@ fn startup_phase(env: &Env, table: &mut Table, root: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------
 // 1, 2. request rates
 // ---------------------------------------------------------------------------
+
+/// Runs a phase that starts services through berth-testenv, which panics with what to
+/// install when one is missing: that fails the phase, with its message, not the run.
+async fn caught(
+    phase: std::panic::AssertUnwindSafe<impl std::future::Future<Output = Result<()>>>,
+) -> std::result::Result<(), String> {
+    match futures_util::FutureExt::catch_unwind(phase).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the phase panicked".into())),
+    }
+}
 
 async fn push_image(c: &mut Conn, repo: &str, img: &SmallImage, tag: &str) -> Result<()> {
     http::upload_blob(c, repo, &img.layer_digest, &img.layer).await?;

@@ -175,6 +175,24 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("replicas_pull_p99_ms", "ms", Target::Info),
     // The host's busy cores during the load (all of them: the machine is the limit).
     ("replicas_pull_host_busy_cores", "cores", Target::Info),
+    // berth on Garage + PostgreSQL / docker-registry on the same Garage (s3_reads).
+    ("s3_manifest_get_rps", "req/s", Target::RatioAtLeast(10.0)),
+    (
+        "tags_list_10k_ms",
+        "ms",
+        Target::Faster {
+            by: 20.0,
+            below: None,
+        },
+    ),
+    (
+        "catalog_10k_ms",
+        "ms",
+        Target::Faster {
+            by: 20.0,
+            below: None,
+        },
+    ),
     // berth only: 10,000 pulling connections and 100 pushers with token auth (stress).
     ("stress_pull_rps", "req/s", Target::Info),
     ("stress_pull_p99_ms", "ms", Target::Info),

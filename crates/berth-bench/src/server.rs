@@ -139,6 +139,30 @@ impl Server {
         root: Option<&Path>,
         extra: &[&str],
     ) -> Result<Server> {
+        Server::spawn(env, kind, root, extra, None)
+    }
+
+    /// docker-registry with its `s3` storage driver on `s3` (its bucket, under
+    /// `/dist`), as operators run distribution on object storage.
+    pub fn start_distribution_s3(env: &Env, s3: &S3Target) -> Result<Server> {
+        let storage = format!(
+            "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    \
+             regionendpoint: {}\n    bucket: {}\n    secure: false\n    v4auth: true\n    \
+             rootdirectory: /dist\n",
+            s3.access_key, s3.secret_key, s3.region, s3.endpoint, s3.bucket
+        );
+        Server::spawn(env, Kind::Distribution, None, &[], Some(&storage))
+    }
+
+    /// Starts `kind`; docker-registry's storage is `dist_storage` (the YAML under
+    /// `storage:`), its root folder when `None`.
+    fn spawn(
+        env: &Env,
+        kind: Kind,
+        root: Option<&Path>,
+        extra: &[&str],
+        dist_storage: Option<&str>,
+    ) -> Result<Server> {
         let n = env.seq.fetch_add(1, Ordering::Relaxed);
         let (root, fresh) = match root {
             Some(r) => (r.to_path_buf(), false),
@@ -168,10 +192,15 @@ impl Server {
                 }
                 Kind::Distribution => {
                     let config = env.run.join(format!("docker-registry-{n}.yml"));
-                    fs::write(&config, distribution_config(&root, &addr))
+                    let yaml = match dist_storage {
+                        Some(storage) => distribution_config_with(storage, &addr),
+                        None => distribution_config(&root, &addr),
+                    };
+                    fs::write(&config, yaml)
                         .with_context(|| format!("writing {}", config.display()))?;
                     let mut c = Command::new(&env.docker_registry);
-                    c.arg("serve").arg(&config);
+                    // Its S3 driver panics when AWS_CA_BUNDLE is set.
+                    c.arg("serve").arg(&config).env_remove("AWS_CA_BUNDLE");
                     c
                 }
             };
@@ -326,14 +355,31 @@ impl Drop for Server {
 
 /// The configuration the benchmark gives distribution.
 pub fn distribution_config(root: &Path, addr: &str) -> String {
+    distribution_config_with(
+        &format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+        addr,
+    )
+}
+
+/// docker-registry's configuration with `storage` (its driver's YAML, indented under
+/// `storage:`).
+fn distribution_config_with(storage: &str, addr: &str) -> String {
     format!(
         "version: 0.1\n\
          log:\n  level: warn\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+         storage:\n{storage}  delete:\n    enabled: true\n  \
          cache:\n    blobdescriptor: inmemory\n\
-         http:\n  addr: {addr}\n",
-        root.display()
+         http:\n  addr: {addr}\n"
     )
+}
+
+/// An S3 bucket and how to reach it.
+pub struct S3Target {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 fn free_port() -> Result<u16> {
