@@ -273,6 +273,8 @@ pub trait MetaStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>>;
 
+    /// Records upload session `id` (ids are new: creating one that exists changes
+    /// nothing, so a call repeated after a lost answer succeeds).
     fn create_upload(&self, id: &str, repo: &str) -> Result<()>;
     fn upload(&self, id: &str) -> Result<Option<Upload>>;
     fn touch_upload(&self, id: &str) -> Result<()>;
@@ -280,7 +282,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Replaces session `id`'s state with `new` if it still is `expected` (`None`: it
     /// has none yet), and marks the session changed. False when another request
     /// changed it first, or the session is gone: two replicas given chunks of one
-    /// session at once cannot both extend it.
+    /// session at once cannot both extend it. True when the state already is `new`
+    /// (this change, repeated after its answer was lost with the connection).
     fn set_upload_state(&self, id: &str, expected: Option<&str>, new: &str) -> Result<bool>;
     /// Upload sessions not changed since `before` (unix seconds).
     fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;

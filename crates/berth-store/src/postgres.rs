@@ -904,7 +904,8 @@ impl MetaStore for PgMeta {
     fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
         self.read(|db| {
             db.exec(
-                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (id) DO NOTHING",
                 &[&id, &repo, &now()],
             )
             .map(drop)
@@ -966,7 +967,13 @@ impl MetaStore for PgMeta {
                     &[&id, &new, &now(), &old],
                 )?,
             };
-            Ok(changed == 1)
+            // A call retried on a new connection after its commit (the server went
+            // away before answering) finds its own state there.
+            Ok(changed == 1
+                || db.exists(
+                    "SELECT 1 FROM upload_states WHERE id = $1 AND state = $2",
+                    &[&id, &new],
+                )?)
         })
     }
 

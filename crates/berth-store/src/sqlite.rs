@@ -855,7 +855,8 @@ impl MetaStore for SqliteMeta {
         self.write(|tx| {
             let now = now();
             tx.prepare_cached(
-                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (id) DO NOTHING",
             )?
             .execute(params![id, repo, now])?;
             Ok(())
@@ -915,8 +916,12 @@ impl MetaStore for SqliteMeta {
             if changed == 1 {
                 tx.prepare_cached("UPDATE uploads SET updated_at = ?2 WHERE id = ?1")?
                     .execute(params![id, now()])?;
+                return Ok(true);
             }
-            Ok(changed == 1)
+            // As on PostgreSQL: the state already being `new` is this change, repeated.
+            Ok(tx
+                .prepare_cached("SELECT 1 FROM upload_states WHERE id = ?1 AND state = ?2")?
+                .exists(params![id, new])?)
         })
     }
 

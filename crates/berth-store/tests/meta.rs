@@ -309,7 +309,9 @@ fn referrers_by_subject(backend: Backend) {
     assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
 }
 
-/// The compare-and-set two replicas rely on when chunks of one session reach both.
+/// The compare-and-set two replicas rely on when chunks of one session reach both;
+/// repeating a call that succeeded (the pool retries one whose connection closed, which
+/// may be after its commit) succeeds again and changes nothing.
 fn upload_state_is_replaced_only_from_what_it_was(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let m = Meta::open(backend, dir.path());
@@ -327,6 +329,17 @@ fn upload_state_is_replaced_only_from_what_it_was(backend: Backend) {
     assert!(!m.set_upload_state("u", Some("s0"), "s2").unwrap(), "stale");
     assert!(m.set_upload_state("u", Some("s1"), "s2").unwrap());
     assert_eq!(m.upload("u").unwrap().unwrap().state.as_deref(), Some("s2"));
+    // The same change again (a call retried after its answer was lost): it is there.
+    assert!(
+        m.set_upload_state("u", Some("s1"), "s2").unwrap(),
+        "repeated"
+    );
+    m.create_upload("u", "r").unwrap();
+    assert_eq!(
+        m.upload("u").unwrap().unwrap().state.as_deref(),
+        Some("s2"),
+        "creating a session again changes nothing"
+    );
     m.delete_upload("u").unwrap();
     assert!(m.upload("u").unwrap().is_none());
     m.create_upload("u", "r").unwrap();

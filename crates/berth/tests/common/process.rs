@@ -18,6 +18,8 @@ pub struct Serve {
 }
 
 impl Serve {
+    /// Starts `berth serve` on `root`. Its log is dropped, or appended to the file
+    /// `BERTH_TEST_LOG` names (to see why a server answered what a test did not expect).
     pub fn start(root: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(BERTH);
@@ -32,7 +34,15 @@ impl Serve {
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("BERTH_TEST_LOG") {
+                Some(p) => std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&p)
+                    .unwrap_or_else(|e| panic!("opening {}: {e}", p.to_string_lossy()))
+                    .into(),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("berth serve starts");
         Serve { child, addr }
