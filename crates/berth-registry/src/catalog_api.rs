@@ -112,6 +112,10 @@ async fn answer_search(reg: Arc<Registry>, req: Request) -> crate::error::ApiRes
 /// Superusers only (Basic credentials were checked by the admin API): the refusal.
 fn refuse_unless_superuser(reg: &Registry, who: &Principal, what: &str) -> Option<Response> {
     match reg.auth.directory() {
+        Err(e) if e.is_unreachable() => Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the registry's metadata database is unreachable; retry in a moment",
+        )),
         Err(e) => Some(internal(e)),
         Ok((dir, _)) if !dir.is_superuser(who) => Some(error(
             StatusCode::FORBIDDEN,

@@ -142,6 +142,20 @@ impl ApiError {
     }
 }
 
+/// `CODE: message (detail)`, for logs and for callers that keep errors as text.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code.as_str())?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
 impl From<berth_auth::StoreError> for ApiError {
     /// The access-control directory could not be read: unreachable (PostgreSQL
     /// restarting) is the client's to retry, anything else is ours.

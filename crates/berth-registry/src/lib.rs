@@ -336,29 +336,28 @@ impl Registry {
 
     /// Links a stored blob to `repo`, with the collector's fence: the row is written
     /// only while the file is there (see `MetaStore::link_blob`).
+    /// The directory's errors are its own (PostgreSQL restarting is `503`, not a
+    /// corrupt store: a push answered 500 while it restarted).
     pub(crate) fn link_blob(
         &self,
         repo: &str,
         digest: &berth_image::Digest,
         size: u64,
-    ) -> Result<(), berth_store::StoreError> {
+    ) -> Result<(), ApiError> {
         let bytes = self.blob_bytes();
         // The namespace's quota, checked again in the write transaction: uploads that
         // passed `policy::check_quota` together cannot go over it.
         let ns = berth_auth::names::namespace_of(repo);
-        let quota = self
-            .auth
-            .directory()
-            .map_err(|e| berth_store::StoreError::Corrupt(format!("access-control data: {e}")))?
-            .0
-            .quota(ns);
-        self.meta.link_blob_within(
-            repo,
-            digest,
-            size,
-            &|| bytes.has(digest).unwrap_or(false),
-            quota.map(|q| (ns, q)),
-        )
+        let quota = self.auth.directory().map_err(ApiError::from)?.0.quota(ns);
+        self.meta
+            .link_blob_within(
+                repo,
+                digest,
+                size,
+                &|| bytes.has(digest).unwrap_or(false),
+                quota.map(|q| (ns, q)),
+            )
+            .map_err(ApiError::from)
     }
 
     /// Where blob bytes are, for the collector and the metadata's fences.

@@ -18,7 +18,7 @@ mod common;
 mod registry_fixture;
 
 use common::process::{try_request, Serve};
-use registry_fixture::{noise, pull_matches, skopeo};
+use registry_fixture::{noise, pull_matches, skopeo_push};
 
 fn replica(garage: &Garage, node: usize, root: &Path, metadata: &str) -> Serve {
     let store = format!("s3://{}/registry", garage.bucket());
@@ -61,12 +61,7 @@ fn push_and_pull(dir: &Path, from: &str, to: &str, tag: &str, big: bool) {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("docker://{from}/team/app:{tag}"),
-    ]);
+    skopeo_push(&layout, tag, from, "team/app", None);
     pull_matches(to, "team/app", tag, dir, &layout, &pushed.to_string());
 }
 

@@ -20,7 +20,7 @@ mod registry_fixture;
 
 use common::process::{request, try_request, Serve};
 use common::sha256;
-use registry_fixture::{layout_blob, noise, pull_matches, skopeo};
+use registry_fixture::{layout_blob, noise, pull_matches, pull_matches_as, skopeo_push};
 
 fn replica(s3: &S3, bucket: &str, root: &Path, metadata: &str, extra: &[&str]) -> Serve {
     let store = format!("s3://{bucket}/registry");
@@ -100,12 +100,7 @@ fn replicas_share_a_bucket_and_a_database() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/team/app:v1", a.addr),
-    ]);
+    skopeo_push(&layout, "v1", &a.addr, "team/app", None);
     let digests = pull_matches(
         &b.addr,
         "team/app",
@@ -427,14 +422,13 @@ fn replication_copies_from_the_bucket() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "root:secret-pw",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/team/app:v1", source.addr),
-    ]);
+    skopeo_push(
+        &layout,
+        "v1",
+        &source.addr,
+        "team/app",
+        Some("root:secret-pw"),
+    );
     let source_url = format!("http://{}", source.addr);
     let mirror_url = format!("http://{}", mirror.addr);
     let rule = [
@@ -512,12 +506,7 @@ fn migrate_moves_a_registry_onto_a_bucket_and_postgres() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/team/app:v1", single.addr),
-    ]);
+    skopeo_push(&layout, "v1", &single.addr, "team/app", None);
     let manifest = layout_blob(&layout, &pushed.to_string());
     // An index over the image, and an artifact whose subject is the image.
     let index = serde_json::to_vec(&json!({
@@ -745,7 +734,9 @@ fn a_replica_killed_mid_push_loses_nothing() {
     let bucket = s3.bucket();
     let url = Postgres::shared().database();
     let dir = tempfile::tempdir().unwrap();
-    let ttl = ["--upload-ttl", "2s"];
+    // Long enough that the chunked session below outlives the pauses between its
+    // chunks on a loaded machine (2 s did not: the sweeper took it mid-test).
+    let ttl = ["--upload-ttl", "8s"];
     let a = replica(s3, &bucket, &dir.path().join("a"), &url, &ttl);
     let b = replica(s3, &bucket, &dir.path().join("b"), &url, &ttl);
     let c = replica(s3, &bucket, &dir.path().join("c"), &url, &ttl);
@@ -776,8 +767,26 @@ fn a_replica_killed_mid_push_loses_nothing() {
     // A one-shot upload half sent to `a`, which dies.
     let other = noise(12 * 1024 * 1024 + 3).into_bytes();
     let other_digest = sha256(&other);
+    // The one-shot upload the replica is writing starts a multipart upload (s3s-fs
+    // keeps its parts beside the buckets); the replica dies once it has.
+    let multipart = || -> Vec<String> {
+        let data = s3.bucket_dir(&bucket).parent().unwrap().to_path_buf();
+        std::fs::read_dir(data)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".upload"))
+            .collect()
+    };
     let conn = start_one_shot(&a.addr, "team/kill", &other, 10 * 1024 * 1024);
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while multipart().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the one-shot upload started no multipart upload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     a.signal("-KILL");
     drop(conn);
     drop(a);
@@ -829,22 +838,8 @@ fn a_replica_killed_mid_push_loses_nothing() {
             assert!(r.body == *want, "{d} whole on {}", serve.addr);
         }
     }
-    // The one-shot upload the killed replica was writing had started a multipart
-    // upload (s3s-fs keeps its parts beside the buckets); its session is swept with
-    // it once its time to live is over, and nothing is left under uploads/.
-    let multipart = || -> Vec<String> {
-        let data = s3.bucket_dir(&bucket).parent().unwrap().to_path_buf();
-        std::fs::read_dir(data)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".upload"))
-            .collect()
-    };
-    assert!(
-        !multipart().is_empty(),
-        "the killed upload left a multipart upload"
-    );
+    // The killed replica's session is swept with its multipart upload once its time
+    // to live is over, and nothing is left under uploads/.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !multipart().is_empty() || !keys(s3, &bucket, "/uploads/").is_empty() {
         assert!(
@@ -913,26 +908,15 @@ fn replicas_share_the_access_control_directory() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "alice:alice-pw",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/alice/app:v1", a.addr),
-    ]);
-    let back = dir.path().join("back");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        "alice:alice-pw",
-        &format!("docker://{}/alice/app:v1", b.addr),
-        &format!("oci:{}:v1", back.display()),
-    ]);
-    assert_eq!(
-        layout_blob(&back, &pushed.to_string()),
-        layout_blob(&layout, &pushed.to_string())
+    skopeo_push(&layout, "v1", &a.addr, "alice/app", Some("alice:alice-pw"));
+    pull_matches_as(
+        &b.addr,
+        "alice/app",
+        "v1",
+        dir.path(),
+        &layout,
+        &pushed.to_string(),
+        Some("alice:alice-pw"),
     );
 
     // A token issued by one replica is accepted by the other (one signing key).
@@ -1045,12 +1029,7 @@ fn three_replicas_serve_through_store_restarts() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/team/app:v1", addrs[0]),
-    ]);
+    skopeo_push(&layout, "v1", &addrs[0], "team/app", None);
     let manifest = layout_blob(&layout, &pushed.to_string());
     let m: Value = serde_json::from_slice(&manifest).unwrap();
     let blobs: Vec<(String, Vec<u8>)> = m["layers"]

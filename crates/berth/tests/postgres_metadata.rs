@@ -20,7 +20,7 @@ mod registry_fixture;
 
 use common::process::{request, try_request, Serve};
 use common::sha256;
-use registry_fixture::{layout_blob, skopeo};
+use registry_fixture::{layout_blob, skopeo, skopeo_push};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -65,12 +65,7 @@ fn two_replicas_share_one_database() {
         &layers,
         json!({"architecture": "amd64", "os": "linux"}),
     );
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/team/app:v1", a.addr),
-    ]);
+    skopeo_push(&layout, "v1", &a.addr, "team/app", None);
     let back = dir.path().join("back");
     skopeo(&[
         "copy",

@@ -379,6 +379,19 @@ pub fn skopeo(args: &[&str]) {
     );
 }
 
+/// `skopeo copy` of `layout`'s image `tag` to `addr` as `repo:tag` (plain HTTP), as
+/// `creds` (`user:password`) when given.
+pub fn skopeo_push(layout: &Path, tag: &str, addr: &str, repo: &str, creds: Option<&str>) {
+    let from = format!("oci:{}:{tag}", layout.display());
+    let to = format!("docker://{addr}/{repo}:{tag}");
+    let mut args = vec!["copy", "--dest-tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--dest-creds", c]);
+    }
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args);
+}
+
 /// The bytes of `oci:` layout `dir`'s blob `digest`.
 pub fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.trim_start_matches("sha256:");
@@ -411,14 +424,29 @@ pub fn pull_matches(
     layout: &Path,
     pushed: &str,
 ) -> Vec<String> {
+    pull_matches_as(addr, repo, tag, dir, layout, pushed, None)
+}
+
+/// [`pull_matches`] as `creds` (`user:password`) when given.
+pub fn pull_matches_as(
+    addr: &str,
+    repo: &str,
+    tag: &str,
+    dir: &Path,
+    layout: &Path,
+    pushed: &str,
+    creds: Option<&str>,
+) -> Vec<String> {
     let back = dir.join(format!("back-{tag}"));
     let _ = std::fs::remove_dir_all(&back);
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{addr}/{repo}:{tag}"),
-        &format!("oci:{}:{tag}", back.display()),
-    ]);
+    let from = format!("docker://{addr}/{repo}:{tag}");
+    let to = format!("oci:{}:{tag}", back.display());
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--src-creds", c]);
+    }
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args);
     let manifest = layout_blob(&back, pushed);
     assert_eq!(manifest, layout_blob(layout, pushed), "the manifest");
     let m: Value = serde_json::from_slice(&manifest).unwrap();
