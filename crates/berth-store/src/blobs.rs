@@ -226,47 +226,6 @@ impl BlobStore {
         Ok(len)
     }
 
-    /// Every file under `blobs/`, with the digest its path names (`None` for a file
-    /// whose path is not a blob path), for fsck. Listed folder by folder.
-    pub fn files(&self, each: &mut dyn FnMut(PathBuf, Option<Digest>)) -> Result<()> {
-        let list = |dir: &Path| -> Result<Vec<fs::DirEntry>> {
-            match fs::read_dir(dir) {
-                Ok(rd) => Ok(rd.filter_map(|e| e.ok()).collect()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(StoreError::io(format!("listing {}", dir.display()))(e)),
-            }
-        };
-        for alg in list(&self.blobs)? {
-            for prefix in list(&alg.path())? {
-                if !prefix.path().is_dir() {
-                    each(prefix.path(), None);
-                    continue;
-                }
-                for file in list(&prefix.path())? {
-                    let path = file.path();
-                    let name = format!(
-                        "{}:{}",
-                        alg.file_name().to_string_lossy(),
-                        file.file_name().to_string_lossy()
-                    );
-                    let digest = name.parse::<Digest>().ok().filter(|d| self.path(d) == path);
-                    each(path, digest);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads a stored blob through its hash (streaming): the digest its bytes have.
-    pub fn rehash(&self, digest: &Digest) -> Result<Digest> {
-        let path = self.path(digest);
-        let mut file =
-            File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
-        Ok(hash_reader(&mut file, digest.algorithm(), &path)?
-            .0
-            .finish())
-    }
-
     /// Removes a blob's bytes (for a garbage collector; nothing calls it while a
     /// repository still links the blob).
     pub fn remove_blob(&self, digest: &Digest) -> Result<()> {
@@ -287,6 +246,77 @@ impl crate::BlobBytes for BlobStore {
 
     fn remove_blob(&self, digest: &Digest) -> Result<()> {
         BlobStore::remove_blob(self, digest)
+    }
+}
+
+impl crate::fsck::Checkable for BlobStore {
+    /// Listed folder by folder.
+    fn stored(&self, each: &mut dyn FnMut(crate::fsck::Stored)) -> Result<()> {
+        let list = |dir: &Path| -> Result<Vec<fs::DirEntry>> {
+            match fs::read_dir(dir) {
+                Ok(rd) => Ok(rd.filter_map(|e| e.ok()).collect()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(StoreError::io(format!("listing {}", dir.display()))(e)),
+            }
+        };
+        let mut found = |path: PathBuf, digest: Option<Digest>| {
+            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            each(crate::fsck::Stored {
+                location: path.display().to_string(),
+                digest,
+                size,
+            })
+        };
+        for alg in list(&self.blobs)? {
+            for prefix in list(&alg.path())? {
+                if !prefix.path().is_dir() {
+                    found(prefix.path(), None);
+                    continue;
+                }
+                for file in list(&prefix.path())? {
+                    let path = file.path();
+                    let name = format!(
+                        "{}:{}",
+                        alg.file_name().to_string_lossy(),
+                        file.file_name().to_string_lossy()
+                    );
+                    let digest = name.parse::<Digest>().ok().filter(|d| self.path(d) == path);
+                    found(path, digest);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rehash(&self, digest: &Digest) -> Result<Option<Digest>> {
+        let path = self.path(digest);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(format!("opening {}", path.display()))(e)),
+        };
+        Ok(Some(
+            hash_reader(&mut file, digest.algorithm(), &path)?
+                .0
+                .finish(),
+        ))
+    }
+
+    fn remove_stored(&self, location: &str) -> Result<()> {
+        // Only what lies under blobs/ (what `stored` lists).
+        let path = Path::new(location);
+        if !path.starts_with(&self.blobs) {
+            return Err(StoreError::Corrupt(format!(
+                "{location} is not under {}",
+                self.blobs.display()
+            )));
+        }
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io(format!("removing {location}"))(e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

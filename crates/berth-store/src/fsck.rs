@@ -1,6 +1,6 @@
-//! Checking the store against itself: every blob file re-hashed (streaming), every
-//! blob row checked for its file, every file checked for a row; each problem reported
-//! with what it affects. Repair removes only what is broken or unused: rows whose file
+//! Checking the store against itself: every blob file (or object, in a bucket)
+//! re-hashed (streaming), every blob row checked for its file, every file checked for a
+//! row; each problem reported with what it affects. Repair removes only what is broken or unused: rows whose file
 //! is missing or corrupt (with the links to them), corrupt or unreadable files, and
 //! files that no row names (removed through the collector's fence, so a file that an
 //! upload is linking right now is never lost silently). A good blob that a row names is
@@ -9,13 +9,34 @@
 //! not a problem.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use berth_image::Digest;
 
-use crate::blobs::BlobStore;
 use crate::meta::{BlobUsers, MetaStore};
-use crate::{Result, StoreError};
+use crate::{BlobBytes, Result};
+
+/// What fsck needs of a blob store beyond the collector's [`BlobBytes`]: everything
+/// stored listed, and each blob read back through its hash. Files on disk
+/// ([`crate::BlobStore`]) and objects in a bucket ([`crate::ObjectBlobs`]).
+pub trait Checkable: BlobBytes {
+    /// Every file (object) where blobs are kept, with the digest its name says (`None`
+    /// for a name that is not a blob's).
+    fn stored(&self, each: &mut dyn FnMut(Stored)) -> Result<()>;
+    /// The digest the stored bytes of `digest` have, read streaming; `None` when they
+    /// are gone (removed while fsck looked: the collector).
+    fn rehash(&self, digest: &Digest) -> Result<Option<Digest>>;
+    /// Removes a file (object) that [`Checkable::stored`] listed with no digest.
+    fn remove_stored(&self, location: &str) -> Result<()>;
+}
+
+/// One file (object) where blobs are kept.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Its path, or its key in the bucket.
+    pub location: String,
+    pub digest: Option<Digest>,
+    pub size: u64,
+}
 
 /// One thing wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +45,9 @@ pub enum Problem {
     Corrupt { digest: Digest, reason: String },
     /// A row names a blob whose file is not there.
     MissingFile { digest: Digest },
-    /// A file under `blobs/` that no row names.
+    /// A file (object) under `blobs/` that no row names.
     OrphanFile {
-        path: PathBuf,
+        location: String,
         digest: Option<Digest>,
     },
 }
@@ -36,8 +57,8 @@ impl std::fmt::Display for Problem {
         match self {
             Problem::Corrupt { digest, reason } => write!(f, "blob {digest} is corrupt: {reason}"),
             Problem::MissingFile { digest } => write!(f, "blob {digest} has no file"),
-            Problem::OrphanFile { path, .. } => {
-                write!(f, "file {} is named by no blob row", path.display())
+            Problem::OrphanFile { location, .. } => {
+                write!(f, "file {location} is named by no blob row")
             }
         }
     }
@@ -71,38 +92,42 @@ impl Report {
 }
 
 /// Checks the store; with `repair`, fixes what may be fixed (see the module doc).
-pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Report> {
+pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Result<Report> {
     let mut report = Report::default();
     let rows = meta.all_blobs()?;
     let named: HashSet<&Digest> = rows.iter().map(|(d, _)| d).collect();
     let noted: HashSet<Digest> = meta.open_blob_commits()?.into_iter().collect();
-    let mut files: Vec<(PathBuf, Option<Digest>)> = Vec::new();
-    blobs.files(&mut |p, d| files.push((p, d)))?;
+    let mut files: Vec<Stored> = Vec::new();
+    blobs.stored(&mut |f| files.push(f))?;
     let mut seen: HashSet<Digest> = HashSet::new();
-    for (path, digest) in files {
+    for Stored {
+        location,
+        digest,
+        size,
+    } in files
+    {
         report.files_checked += 1;
         let Some(digest) = digest else {
-            let mut repaired = false;
-            if repair {
-                repaired = remove_path(&path).is_ok();
-            }
+            let repaired = repair && blobs.remove_stored(&location).is_ok();
             report.findings.push(Finding {
-                problem: Problem::OrphanFile { path, digest: None },
+                problem: Problem::OrphanFile {
+                    location,
+                    digest: None,
+                },
                 affects: BlobUsers::default(),
                 repaired,
             });
             continue;
         };
         let verdict = match blobs.rehash(&digest) {
-            Ok(actual) if actual == digest => None,
-            Ok(actual) => Some(format!("its bytes have digest {actual}")),
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                continue; // removed while we looked (the collector): not a problem
-            }
+            Ok(Some(actual)) if actual == digest => None,
+            Ok(Some(actual)) => Some(format!("its bytes have digest {actual}")),
+            // Removed while we looked (the collector): not a problem.
+            Ok(None) => continue,
             Err(e) => Some(e.to_string()),
         };
         if verdict.is_none() {
-            report.bytes_checked += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            report.bytes_checked += size;
         }
         let has_row = named.contains(&digest);
         seen.insert(digest.clone());
@@ -117,7 +142,7 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
                 reason,
             },
             (None, false) => Problem::OrphanFile {
-                path: path.clone(),
+                location,
                 digest: Some(digest.clone()),
             },
         };
@@ -125,14 +150,14 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
         let repaired = repair
             && match &problem {
                 Problem::Corrupt { .. } => {
-                    remove_path(&path)?;
+                    blobs.remove_blob(&digest)?;
                     meta.forget_blobs(std::slice::from_ref(&digest))?;
                     true
                 }
                 _ => {
                     // Through the collector's fence: only while no row names it.
                     crate::gc::remove_unnamed_files(meta, blobs, std::slice::from_ref(&digest))?;
-                    !blobs.contains(&digest)
+                    !blobs.has(&digest)?
                 }
             };
         report.findings.push(Finding {
@@ -143,7 +168,7 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
     }
     for (digest, _) in &rows {
         report.rows_checked += 1;
-        if seen.contains(digest) || blobs.contains(digest) {
+        if seen.contains(digest) || blobs.has(digest)? {
             continue;
         }
         let affects = meta.blob_users(digest)?;
@@ -160,13 +185,4 @@ pub fn check(meta: &dyn MetaStore, blobs: &BlobStore, repair: bool) -> Result<Re
         });
     }
     Ok(report)
-}
-
-fn remove_path(path: &std::path::Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StoreError::io(format!("removing {}", path.display()))(e))
-        }
-        _ => Ok(()),
-    }
 }

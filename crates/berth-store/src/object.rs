@@ -485,6 +485,54 @@ impl crate::BlobBytes for ObjectBlobs {
     }
 }
 
+impl crate::fsck::Checkable for ObjectBlobs {
+    /// One listing of the `blobs/` prefix (pages of 1,000 keys): fsck's own walk of
+    /// the bucket; nothing that serves requests lists it.
+    fn stored(&self, each: &mut dyn FnMut(crate::fsck::Stored)) -> Result<()> {
+        let prefix = self.key("blobs");
+        let s3 = self.s3.clone();
+        let listed: Vec<object_store::ObjectMeta> = self
+            .block_on(async move { s3.list(Some(&prefix)).try_collect().await })
+            .map_err(object_error("listing the blobs"))?;
+        let under = format!("{}/", self.key("blobs"));
+        for meta in listed {
+            let location = meta.location.to_string();
+            let digest = location
+                .strip_prefix(&under)
+                .and_then(|rest| {
+                    let (alg, rest) = rest.split_once('/')?;
+                    let (_, hex) = rest.split_once('/')?;
+                    format!("{alg}:{hex}").parse::<Digest>().ok()
+                })
+                .filter(|d| self.blob_key(d) == meta.location);
+            each(crate::fsck::Stored {
+                location,
+                digest,
+                size: meta.size,
+            });
+        }
+        Ok(())
+    }
+
+    fn rehash(&self, digest: &Digest) -> Result<Option<Digest>> {
+        let key = self.blob_key(digest);
+        match self.block_on(self.hash_key(&key, digest.algorithm())) {
+            Ok(d) => Ok(Some(d)),
+            Err(StoreError::Object { source, .. }) if is_not_found(&source) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_stored(&self, location: &str) -> Result<()> {
+        // Only what lies under blobs/ (what `stored` lists).
+        let key = Path::parse(location)
+            .ok()
+            .filter(|k| k.prefix_matches(&self.key("blobs")))
+            .ok_or_else(|| StoreError::Corrupt(format!("{location} is not a key under blobs/")))?;
+        self.block_on(self.remove_key(&key))
+    }
+}
+
 /// A blob of the bucket read synchronously ([`ObjectBlobs::reader`]).
 pub struct BlobReader(Box<dyn std::io::Read + Send>);
 

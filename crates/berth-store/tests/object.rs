@@ -232,3 +232,113 @@ async fn a_store_that_goes_away_is_unreachable_then_back() {
     s3.restart();
     assert_eq!(blobs.size(&d).await.unwrap(), None);
 }
+
+/// fsck over a bucket: every object read back through its hash, rows without objects
+/// and objects without rows found, and repair removing only those (a good blob stays,
+/// a noted commit is under way, not a problem).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
+    use berth_store::fsck::{self, Problem};
+    use berth_store::{MetaStore, SqliteMeta};
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+    let mut stored = Vec::new();
+    for (i, seed) in [10u32, 11, 12, 13, 14].into_iter().enumerate() {
+        // One blob of two parts, to read back more than one part.
+        let bytes = data(if i == 0 { PART + 99 } else { 1000 + i }, seed);
+        let d = Digest::sha256_of(&bytes);
+        let mut up = blobs.resume(&format!("f{i}"), None).await.unwrap();
+        up.write(&bytes).await.unwrap();
+        up.commit(&d).await.unwrap();
+        stored.push((d, bytes.len() as u64));
+    }
+    let [good, corrupt, missing, orphan, under_way] = [0, 1, 2, 3, 4].map(|i| stored[i].0.clone());
+    for (d, size) in &stored[..3] {
+        meta.link_blob("app", d, *size, &|| true).unwrap();
+    }
+    meta.begin_blob_commit(&under_way).unwrap();
+    // Damage as a disk or a hand would: other bytes under a blob's key, a blob's
+    // object removed, and an object whose key names no blob.
+    let on_disk = |d: &Digest| {
+        s3.bucket_dir(&bucket).join(format!(
+            "reg/one/blobs/sha256/{}/{}",
+            &d.hex()[..2],
+            d.hex()
+        ))
+    };
+    std::fs::write(on_disk(&corrupt), b"not what was pushed").unwrap();
+    blobs.remove_blob(&missing).unwrap();
+    let junk = s3.bucket_dir(&bucket).join("reg/one/blobs/sha256/zz/junk");
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    std::fs::write(&junk, b"junk").unwrap();
+
+    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, false)).unwrap();
+    assert_eq!(report.files_checked, 5, "{report:?}");
+    assert_eq!(report.rows_checked, 3);
+    assert_eq!(report.commits_under_way, 1);
+    assert_eq!(report.remaining(), 4, "{:?}", report.findings);
+    let kind = |want: &Digest| {
+        report
+            .findings
+            .iter()
+            .find_map(|f| match &f.problem {
+                Problem::Corrupt { digest, .. } if digest == want => Some("corrupt"),
+                Problem::MissingFile { digest } if digest == want => Some("missing"),
+                Problem::OrphanFile {
+                    digest: Some(digest),
+                    ..
+                } if digest == want => Some("orphan"),
+                _ => None,
+            })
+            .unwrap_or("none")
+    };
+    assert_eq!(
+        [&good, &corrupt, &missing, &orphan].map(kind),
+        ["none", "corrupt", "missing", "orphan"]
+    );
+    let corrupt_finding = report
+        .findings
+        .iter()
+        .find(|f| matches!(&f.problem, Problem::Corrupt { .. }))
+        .unwrap();
+    assert_eq!(corrupt_finding.affects.repositories, ["app"]);
+    assert!(report.findings.iter().any(|f| matches!(
+        &f.problem,
+        Problem::OrphanFile { location, digest: None } if location == "reg/one/blobs/sha256/zz/junk"
+    )));
+    assert_eq!(
+        report.bytes_checked,
+        stored[0].1 + stored[3].1 + stored[4].1
+    );
+
+    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, true)).unwrap();
+    assert_eq!(report.remaining(), 0, "{:?}", report.findings);
+    assert_eq!(report.findings.len(), 4);
+    // The good blob and the commit under way are untouched, byte for byte.
+    assert_eq!(
+        read_all(&blobs, &good, 0, stored[0].1).await,
+        data(PART + 99, 10)
+    );
+    assert!(blobs.has(&under_way).unwrap());
+    assert!(meta.blob_known(&good).unwrap().is_some());
+    for d in [&corrupt, &orphan] {
+        assert!(!blobs.has(d).unwrap(), "{d} is removed");
+    }
+    for d in [&corrupt, &missing] {
+        assert!(
+            meta.blob_known(d).unwrap().is_none(),
+            "{d}'s row is removed"
+        );
+    }
+    assert!(!junk.exists());
+    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, false)).unwrap();
+    assert_eq!(
+        (report.remaining(), report.commits_under_way),
+        (0, 1),
+        "{:?}",
+        report.findings
+    );
+}

@@ -106,9 +106,9 @@ enum AdminCommand {
         #[arg(long)]
         keep_untagged: bool,
     },
-    /// Check the data folder: re-hash every blob file, find rows without files and
-    /// files without rows, and say what each problem affects (JSON); exits 1 while
-    /// problems remain
+    /// Check the data folder: re-hash every blob file (every object of the bucket
+    /// when BERTH_BLOB_STORE names one), find rows without files and files without
+    /// rows, and say what each problem affects (JSON); exits 1 while problems remain
     Fsck {
         /// Remove rows whose file is missing or corrupt, corrupt or unreadable files,
         /// and files no row names; never a good blob
@@ -841,14 +841,14 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             return Ok(Some(pretty(&report)));
         }
         Request::Fsck(repair) => {
-            if open_objects()?.is_some() {
-                bail!(
-                    "fsck re-hashes blob files and does not read an object store yet \
-                     (BERTH_BLOB_STORE names one)"
-                );
-            }
             let (meta, blobs) = open_content(root)?;
-            let report = berth_store::fsck::check(meta.as_ref(), &blobs, *repair)?;
+            // Where BERTH_BLOB_STORE says the blobs are: every object is read back.
+            let objects = open_objects()?;
+            let stored: &dyn berth_store::fsck::Checkable = match &objects {
+                Some(o) => o,
+                None => &blobs,
+            };
+            let report = berth_store::fsck::check(meta.as_ref(), stored, *repair)?;
             println!("{}", pretty(&fsck_json(&report)));
             let left = report.remaining();
             if left > 0 {
@@ -1055,7 +1055,7 @@ fn fsck_json(report: &berth_store::fsck::Report) -> Value {
             let (kind, what) = match &f.problem {
                 Problem::Corrupt { digest, .. } => ("corrupt", digest.to_string()),
                 Problem::MissingFile { digest } => ("missing-file", digest.to_string()),
-                Problem::OrphanFile { path, .. } => ("orphan-file", path.display().to_string()),
+                Problem::OrphanFile { location, .. } => ("orphan-file", location.clone()),
             };
             serde_json::json!({
                 "problem": kind,

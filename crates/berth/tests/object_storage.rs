@@ -252,17 +252,20 @@ fn replicas_share_a_bucket_and_a_database() {
     std::thread::sleep(Duration::from_millis(1100));
     // The folder command, beside the running replicas, finds the metadata and the
     // blobs where the same variables as berth serve's say.
-    let out = Command::new(common::BERTH)
-        .args(["registry", "--root"])
-        .arg(dir.path().join("b"))
-        .args(["gc", "--grace", "0s"])
-        .env("BERTH_METADATA", &url)
-        .env("BERTH_BLOB_STORE", format!("s3://{bucket}/registry"))
-        .env("BERTH_S3_ENDPOINT", s3.endpoint())
-        .env("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY)
-        .output()
-        .unwrap();
+    let folder_command = |args: &[&str]| {
+        Command::new(common::BERTH)
+            .args(["registry", "--root"])
+            .arg(dir.path().join("b"))
+            .args(args)
+            .env("BERTH_METADATA", &url)
+            .env("BERTH_BLOB_STORE", format!("s3://{bucket}/registry"))
+            .env("BERTH_S3_ENDPOINT", s3.endpoint())
+            .env("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY)
+            .output()
+            .unwrap()
+    };
+    let out = folder_command(&["gc", "--grace", "0s"]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -278,6 +281,37 @@ fn replicas_share_a_bucket_and_a_database() {
         let hex = d.trim_start_matches("sha256:");
         assert_eq!(keys(s3, &bucket, hex).len(), 1, "{d} (tagged) stays");
     }
+
+    // fsck reads every object back: clean, then a blob's object lost behind
+    // berth's back is found, with the repository it breaks.
+    let out = folder_command(&["fsck"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.status.success() && report["remaining"] == 0,
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked = report["files_checked"].as_u64().unwrap();
+    assert!(checked >= digests.len() as u64, "{report}");
+    let lost = &digests[0];
+    for file in keys(s3, &bucket, lost.trim_start_matches("sha256:")) {
+        std::fs::remove_file(file).unwrap();
+    }
+    let out = folder_command(&["fsck"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let finding = &report["findings"][0];
+    assert_eq!(
+        (finding["problem"].as_str(), finding["blob"].as_str()),
+        (Some("missing-file"), Some(lost.as_str())),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fsck: 1 problem(s) remain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn walk(dir: &Path) -> Vec<String> {
