@@ -198,9 +198,6 @@ pub enum OpenError {
         #[source]
         source: berth_store::StoreError,
     },
-    /// A feature that keeps its bytes on the local disk, asked for with object storage.
-    #[error("{0}")]
-    Unsupported(String),
     #[error("opening the catalog at {root}: {source}")]
     Catalog {
         root: PathBuf,
@@ -229,19 +226,10 @@ impl Registry {
         let blobs = BlobStore::open(&config.root).map_err(err)?;
         let objects = match &config.blob_store {
             None => None,
-            Some(c) => {
-                if !config.proxies.is_empty() {
-                    return Err(OpenError::Unsupported(
-                        "the pull-through cache keeps its blobs on the local disk: [[proxy]] \
-                         entries do not work with an object store yet"
-                            .into(),
-                    ));
-                }
-                Some(ObjectBlobs::open(c).map_err(|source| OpenError::Objects {
-                    bucket: c.bucket.clone(),
-                    source,
-                })?)
-            }
+            Some(c) => Some(ObjectBlobs::open(c).map_err(|source| OpenError::Objects {
+                bucket: c.bucket.clone(),
+                source,
+            })?),
         };
         let meta: Arc<dyn MetaStore> = match &config.metadata {
             Metadata::Sqlite => {

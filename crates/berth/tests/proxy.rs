@@ -3,12 +3,14 @@
 //! pulls byte-identical, a hit does not touch the upstream, 20 concurrent pulls of a
 //! cold image make one upstream fetch per blob, a stopped upstream still serves what
 //! is cached (and a restarted one is used again), eviction keeps the cache under a
-//! small bound, containerd's `?ns=` works, and writes are refused.
+//! small bound, containerd's `?ns=` works, and writes are refused. The same cache with
+//! its blobs in S3 (s3s-fs) and its metadata in PostgreSQL, as replicas run it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_image::Digest;
+use berth_testenv::{Postgres, S3};
 use serde_json::Value;
 
 mod common;
@@ -72,12 +74,14 @@ async fn pull(http: &reqwest::Client, base: &str, repo: &str, tag: &str, image: 
     manifest
 }
 
-fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
+/// berth.toml with one `[[proxy]]` table (`extra` goes into it) after the top-level
+/// settings `top`.
+fn config_file_with(dir: &Path, top: &str, up: &Upstream, extra: &str) -> PathBuf {
     let path = dir.join("berth.toml");
     std::fs::write(
         &path,
         format!(
-            "[[proxy]]\nprefix = \"upstream.test\"\nurl = \"{}\"\ntag_ttl = \"2s\"\n{extra}",
+            "{top}[[proxy]]\nprefix = \"upstream.test\"\nurl = \"{}\"\ntag_ttl = \"2s\"\n{extra}",
             up.url()
         ),
     )
@@ -85,12 +89,87 @@ fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
     path
 }
 
+fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
+    config_file_with(dir, "", up, extra)
+}
+
+/// Where the cache keeps what it fetched: the embedded default, or a bucket and a
+/// PostgreSQL database (with the variables that `berth registry` reads them by).
+struct Backend {
+    top: String,
+    env: Vec<(&'static str, String)>,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_in_front_of_docker_registry() {
+    cache_in_front_of_docker_registry_on(None).await;
+}
+
+/// The blobs go to the bucket (none stays on the replica's disk), the metadata to
+/// PostgreSQL; fsck reads the bucket back and finds nothing wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_on_object_storage_and_postgres() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let metadata = Postgres::shared().database();
+    let store = format!("s3://{bucket}/cache");
+    let backend = Backend {
+        top: format!(
+            "metadata = \"{metadata}\"\nblob_store = \"{store}\"\ns3_endpoint = \"{}\"\n\
+             s3_access_key_id = \"{}\"\ns3_secret_access_key = \"{}\"\n",
+            s3.endpoint(),
+            S3::ACCESS_KEY,
+            S3::SECRET_KEY
+        ),
+        env: vec![
+            ("BERTH_METADATA", metadata.clone()),
+            ("BERTH_BLOB_STORE", store),
+            ("BERTH_S3_ENDPOINT", s3.endpoint()),
+            ("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY.into()),
+        ],
+    };
+    let (root, cached) = cache_in_front_of_docker_registry_on(Some(&backend)).await;
+    let on_disk: Vec<_> = walkdir(&root.path().join("berth").join("blobs"));
+    assert!(
+        on_disk.is_empty(),
+        "blobs on the replica's disk: {on_disk:?}"
+    );
+    let spooled: Vec<_> = walkdir(&root.path().join("berth").join("uploads"));
+    assert!(
+        spooled.is_empty(),
+        "arriving blobs left behind: {spooled:?}"
+    );
+    let in_bucket = walkdir(&s3.bucket_dir(&bucket).join("cache").join("blobs"));
+    assert_eq!(in_bucket.len(), cached, "{in_bucket:?}");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !p.to_string_lossy().contains(".s3s") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The cache's whole life on one backend; returns the test's folder and how many
+/// blobs it cached.
+async fn cache_in_front_of_docker_registry_on(
+    backend: Option<&Backend>,
+) -> (tempfile::TempDir, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let mut up = Upstream::start(&tmp.path().join("upstream"), None);
     let app = push_upstream(&up, "team/app", "v1", 3, 300).await;
-    let config = config_file(tmp.path(), &up, "");
+    let config = config_file_with(tmp.path(), backend.map_or("", |b| &b.top), &up, "");
     let serve = Serve::start(
         &tmp.path().join("berth"),
         &["--config", config.to_str().unwrap()],
@@ -234,17 +313,49 @@ async fn cache_in_front_of_docker_registry() {
     let late = push_upstream(&up, "team/late", "v1", 9, 10).await;
     pull(&http, base, "upstream.test/team/late", "v1", &late).await;
 
-    // fsck finds nothing wrong with what the cache stored.
+    // Every blob of every image pulled, each once (images share a config).
+    let blobs: std::collections::HashSet<Digest> = [&app, &cold, &moved, &late]
+        .iter()
+        .flat_map(|i| i.blobs.iter().map(|b| Digest::sha256_of(b)))
+        .collect();
+    // fsck (beside the server) finds nothing wrong with what the cache stored. A
+    // fill's commit goes on after its clients have every byte: the last one may
+    // still be under way at first.
+    let fsck = || {
+        let out = std::process::Command::new(common::BERTH)
+            .env_remove("BERTH_ROOT")
+            .args(["registry", "fsck", "--root"])
+            .arg(tmp.path().join("berth"))
+            .envs(
+                backend
+                    .map_or(&[][..], |b| &b.env)
+                    .iter()
+                    .map(|(k, v)| (k, v)),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let report = fsck();
+        if report["rows_checked"] == blobs.len() || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     drop(serve);
-    let out = common::admin(
-        &["fsck", "--root", tmp.path().join("berth").to_str().unwrap()],
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    for key in ["files_checked", "rows_checked"] {
+        assert_eq!(report[key].as_u64(), Some(blobs.len() as u64), "{report}");
+    }
+    assert_eq!(report["commits_under_way"], 0, "{report}");
+    (tmp, blobs.len())
 }
 
 /// A bound of 1 MiB with 400 KiB layers: the least recently used go, a pinned

@@ -2,8 +2,13 @@
 //! ask at once, written to an upload file as the bytes arrive (hashed as they pass),
 //! and streamed to every waiting client from that file. The last byte is held back
 //! until the digest is checked, so no client ever receives a whole wrong blob; the
-//! file becomes a blob of the store (renamed into `blobs/`, linked) only when right.
-//! Memory stays at a few chunks per client whatever the blob's size.
+//! file becomes a blob of the store (renamed into `blobs/`, or sent to the bucket when
+//! the blobs are in object storage, then linked) only when right. Memory stays at a
+//! few chunks per client whatever the blob's size.
+//!
+//! Each client opens the upload file before its answer starts and reads through that
+//! descriptor, so a file renamed into `blobs/`, or removed once in the bucket, is read
+//! to its end all the same.
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -120,8 +125,38 @@ pub(crate) async fn fill(
             .map(Some)
             .map_err(ApiError::internal);
     }
+    // The file exists once a size is known (it is created before the upstream is
+    // asked); gone, the fill has ended and the store answers.
+    let upload = fill.upload.clone();
+    let opened = tokio::task::spawn_blocking(move || std::fs::File::open(upload))
+        .await
+        .map_err(ApiError::internal)?;
+    let file = match opened {
+        Ok(f) => f,
+        // Renamed into `blobs/` or sent to the bucket: the store answers once the
+        // blob is linked.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                State::Done { .. } => return Ok(None),
+                State::Failed(why) => return Err(failed(up, digest, &why)),
+                _ => {
+                    if rx.changed().await.is_err() {
+                        return Err(failed(up, digest, "the fetch stopped"));
+                    }
+                }
+            }
+        },
+        Err(e) => {
+            return Err(failed(
+                up,
+                digest,
+                &format!("opening the arriving blob: {e}"),
+            ))
+        }
+    };
     reg.metrics.bytes_sent(size);
-    let stream = follow(fill.clone(), rx, reg.blobs.path(digest), size);
+    let stream = follow(file, rx, size);
     builder
         .body(Body::from_stream(stream))
         .map(Some)
@@ -145,6 +180,8 @@ fn start_or_join(
 ) -> Arc<Fill> {
     let mut fills = up.blob_fills.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(f) = fills.get(digest) {
+        // Served from the fetch under way: the upstream is not asked again.
+        reg.metrics.proxy("blob", "hit");
         return f.clone();
     }
     let id = format!("proxy-{}", uuid::Uuid::new_v4().simple());
@@ -300,22 +337,34 @@ impl Job {
             // Checked: readers may finish while the file becomes a blob of the store.
             fill.state.send_replace(State::Verified { size: written });
             drop(file);
-            let state = berth_store::HashState {
-                hasher,
-                len: written,
-            };
-            let writer = reg
-                .blobs
-                .resume_upload(&id, Some(state))
-                .map_err(|e| e.to_string())?
-                .ok_or("the arriving blob's file is gone")?;
             reg.meta
                 .begin_blob_commit(&digest)
                 .map_err(|e| e.to_string())?;
-            let n = reg
-                .blobs
-                .commit(writer, &digest)
-                .map_err(|e| e.to_string())?;
+            let n = match &reg.objects {
+                None => {
+                    let state = berth_store::HashState {
+                        hasher,
+                        len: written,
+                    };
+                    let writer = reg
+                        .blobs
+                        .resume_upload(&id, Some(state))
+                        .map_err(|e| e.to_string())?
+                        .ok_or("the arriving blob's file is gone")?;
+                    reg.blobs
+                        .commit(writer, &digest)
+                        .map_err(|e| e.to_string())?
+                }
+                // Sent to the bucket in parts (verified once more as they pass), then
+                // the file goes: readers hold it open.
+                Some(objects) => {
+                    let file = std::fs::File::open(reg.blobs.upload_path(&id))
+                        .map_err(|e| format!("reopening the arriving blob: {e}"))?;
+                    let n = objects.put_file(&digest, file).map_err(|e| e.to_string())?;
+                    let _ = reg.blobs.remove_upload(&id);
+                    n
+                }
+            };
             reg.link_blob(&repo, &digest, n)
                 .map_err(|e| e.to_string())?;
             Ok(n)
@@ -325,12 +374,11 @@ impl Job {
     }
 }
 
-/// A client's body: the arriving blob read from the upload file (or, once it was
-/// committed before this client opened it, from the store), up to what may be sent.
+/// A client's body: the arriving blob read from the upload file, opened before the
+/// fill could end (renamed or removed, it reads on), up to what may be sent.
 fn follow(
-    fill: Arc<Fill>,
+    file: std::fs::File,
     mut rx: watch::Receiver<State>,
-    committed: PathBuf,
     size: u64,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     let (tx, out) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
@@ -339,7 +387,6 @@ fn follow(
         let fail = |why: String| {
             let _ = tx.blocking_send(Err(std::io::Error::other(why)));
         };
-        let mut file: Option<std::fs::File> = None;
         let mut at = 0u64;
         loop {
             let state = rx.borrow_and_update().clone();
@@ -349,29 +396,16 @@ fn follow(
                 State::Failed(why) => return fail(why),
                 State::Starting => (0, false),
             };
-            if file.is_none() && limit > at {
-                let opened = std::fs::File::open(&fill.upload).or_else(|e| match done {
-                    true => std::fs::File::open(&committed),
-                    false => Err(e),
-                });
-                match opened {
-                    Ok(f) => file = Some(f),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !done => {}
-                    Err(e) => return fail(format!("opening the arriving blob: {e}")),
+            while at < limit {
+                let n = ((limit - at) as usize).min(READ_CHUNK);
+                let mut buf = vec![0u8; n];
+                if let Err(e) = file.read_exact_at(&mut buf, at) {
+                    return fail(format!("reading the arriving blob: {e}"));
                 }
-            }
-            if let Some(f) = &file {
-                while at < limit {
-                    let n = ((limit - at) as usize).min(READ_CHUNK);
-                    let mut buf = vec![0u8; n];
-                    if let Err(e) = f.read_exact_at(&mut buf, at) {
-                        return fail(format!("reading the arriving blob: {e}"));
-                    }
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return; // the client went away
-                    }
-                    at += n as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return; // the client went away
                 }
+                at += n as u64;
             }
             if done && at == size {
                 return;

@@ -397,7 +397,7 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
         if batch.is_empty() {
             break; // everything left is pinned or arriving
         }
-        let gone = berth_store::gc::evict_links(reg.meta.as_ref(), &reg.blobs, &batch)?;
+        let gone = berth_store::gc::evict_links(reg.meta.as_ref(), reg.blob_bytes(), &batch)?;
         blobs += gone.len();
         bytes += gone.iter().map(|(_, s)| s).sum::<u64>();
         let now = reg.meta.namespace_usage(ns)?;
