@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_image::Digest;
-use berth_testenv::{Postgres, S3};
 use serde_json::Value;
 
 mod common;
 #[path = "common/registry_fixture.rs"]
 mod registry_fixture;
 
+use common::backend::Backend;
 use common::distribution::Distribution as Upstream;
 use registry_fixture::{metric, put_image, seeded_image, Serve};
 
@@ -74,62 +74,29 @@ async fn pull(http: &reqwest::Client, base: &str, repo: &str, tag: &str, image: 
     manifest
 }
 
-/// berth.toml with one `[[proxy]]` table (`extra` goes into it) after the top-level
-/// settings `top`.
-fn config_file_with(dir: &Path, top: &str, up: &Upstream, extra: &str) -> PathBuf {
-    let path = dir.join("berth.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{top}[[proxy]]\nprefix = \"upstream.test\"\nurl = \"{}\"\ntag_ttl = \"2s\"\n{extra}",
-            up.url()
-        ),
+/// The `[[proxy]]` table of an upstream (`extra` goes into it).
+fn proxy_table(up: &Upstream, extra: &str) -> String {
+    format!(
+        "[[proxy]]\nprefix = \"upstream.test\"\nurl = \"{}\"\ntag_ttl = \"2s\"\n{extra}",
+        up.url()
     )
-    .unwrap();
-    path
 }
 
 fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
-    config_file_with(dir, "", up, extra)
-}
-
-/// Where the cache keeps what it fetched: the embedded default, or a bucket and a
-/// PostgreSQL database (with the variables that `berth registry` reads them by).
-struct Backend {
-    top: String,
-    env: Vec<(&'static str, String)>,
+    Backend::embedded().config_file(dir, &proxy_table(up, extra))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_in_front_of_docker_registry() {
-    cache_in_front_of_docker_registry_on(None).await;
+    cache_in_front_of_docker_registry_on(&Backend::embedded()).await;
 }
 
 /// The blobs go to the bucket (none stays on the replica's disk), the metadata to
 /// PostgreSQL; fsck reads the bucket back and finds nothing wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_on_object_storage_and_postgres() {
-    let s3 = S3::shared();
-    let bucket = s3.bucket();
-    let metadata = Postgres::shared().database();
-    let store = format!("s3://{bucket}/cache");
-    let backend = Backend {
-        top: format!(
-            "metadata = \"{metadata}\"\nblob_store = \"{store}\"\ns3_endpoint = \"{}\"\n\
-             s3_access_key_id = \"{}\"\ns3_secret_access_key = \"{}\"\n",
-            s3.endpoint(),
-            S3::ACCESS_KEY,
-            S3::SECRET_KEY
-        ),
-        env: vec![
-            ("BERTH_METADATA", metadata.clone()),
-            ("BERTH_BLOB_STORE", store),
-            ("BERTH_S3_ENDPOINT", s3.endpoint()),
-            ("AWS_ACCESS_KEY_ID", S3::ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", S3::SECRET_KEY.into()),
-        ],
-    };
-    let (root, cached) = cache_in_front_of_docker_registry_on(Some(&backend)).await;
+    let backend = Backend::object_storage("cache");
+    let (root, cached) = cache_in_front_of_docker_registry_on(&backend).await;
     let on_disk: Vec<_> = walkdir(&root.path().join("berth").join("blobs"));
     assert!(
         on_disk.is_empty(),
@@ -140,11 +107,12 @@ async fn cache_on_object_storage_and_postgres() {
         spooled.is_empty(),
         "arriving blobs left behind: {spooled:?}"
     );
-    let in_bucket = walkdir(&s3.bucket_dir(&bucket).join("cache").join("blobs"));
+    let (bucket, prefix) = backend.bucket.as_ref().unwrap();
+    let in_bucket = walkdir(&bucket.join(prefix).join("blobs"));
     assert_eq!(in_bucket.len(), cached, "{in_bucket:?}");
 }
 
-/// Every file under `dir` (none when it does not exist).
+/// Every file under `dir` (none when it does not exist), but s3s-fs's own.
 fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
@@ -163,13 +131,11 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 
 /// The cache's whole life on one backend; returns the test's folder and how many
 /// blobs it cached.
-async fn cache_in_front_of_docker_registry_on(
-    backend: Option<&Backend>,
-) -> (tempfile::TempDir, usize) {
+async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::TempDir, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let mut up = Upstream::start(&tmp.path().join("upstream"), None);
     let app = push_upstream(&up, "team/app", "v1", 3, 300).await;
-    let config = config_file_with(tmp.path(), backend.map_or("", |b| &b.top), &up, "");
+    let config = backend.config_file(tmp.path(), &proxy_table(&up, ""));
     let serve = Serve::start(
         &tmp.path().join("berth"),
         &["--config", config.to_str().unwrap()],
@@ -322,18 +288,7 @@ async fn cache_in_front_of_docker_registry_on(
     // fill's commit goes on after its clients have every byte: the last one may
     // still be under way at first.
     let fsck = || {
-        let out = std::process::Command::new(common::BERTH)
-            .env_remove("BERTH_ROOT")
-            .args(["registry", "fsck", "--root"])
-            .arg(tmp.path().join("berth"))
-            .envs(
-                backend
-                    .map_or(&[][..], |b| &b.env)
-                    .iter()
-                    .map(|(k, v)| (k, v)),
-            )
-            .output()
-            .unwrap();
+        let out = backend.registry(&tmp.path().join("berth"), &["fsck"]);
         assert!(
             out.status.success(),
             "{}{}",

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod distribution;
 pub mod process;
 pub mod rng;
