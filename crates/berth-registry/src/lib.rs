@@ -410,16 +410,21 @@ impl Registry {
     }
 
     /// Removes upload sessions older than the configured time to live, and upload files
-    /// that no session owns (left by a crash during a one-shot upload). Returns how many
-    /// it removed.
+    /// that no session owns (left by a crash during a one-shot upload, or, with object
+    /// storage, by one during a pull-through cache's fill). Returns how many it removed.
     pub async fn sweep_uploads(self: &Arc<Self>) -> Result<usize, ApiError> {
-        match &self.objects {
-            Some(objects) => object_uploads::sweep(self, objects).await,
-            None => self.blocking(Registry::sweep_uploads_blocking).await,
+        let sessions = match &self.objects {
+            Some(objects) => object_uploads::sweep(self, objects).await?,
+            None => self.blocking(Registry::sweep_upload_sessions).await?,
+        };
+        let files = self.blocking(Registry::sweep_upload_files).await?;
+        if files > 0 {
+            tracing::info!(removed = files, "upload files no session owns removed");
         }
+        Ok(sessions + files)
     }
 
-    fn sweep_uploads_blocking(&self) -> Result<usize, ApiError> {
+    fn sweep_upload_sessions(&self) -> Result<usize, ApiError> {
         let ttl = self.config.upload_ttl.as_secs() as i64;
         let cutoff = berth_store::unix_now() - ttl;
         let mut removed = 0;
@@ -429,7 +434,16 @@ impl Registry {
             self.meta.delete_upload(&id)?;
             removed += 1;
         }
-        // Files without a session: one-shot uploads interrupted by a crash.
+        if removed > 0 {
+            tracing::info!(removed, "expired upload sessions removed");
+        }
+        Ok(removed)
+    }
+
+    /// Files under `uploads/` that no session owns and nothing wrote to within the
+    /// time to live (a fill under way writes all the time).
+    fn sweep_upload_files(&self) -> Result<usize, ApiError> {
+        let mut removed = 0;
         for id in self.blobs.upload_ids()? {
             if self.meta.upload(&id)?.is_none() && self.uploads.is_idle_orphan(&id) {
                 let old = self.blobs.upload_age(&id);
@@ -438,9 +452,6 @@ impl Registry {
                     removed += 1;
                 }
             }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "expired upload sessions removed");
         }
         Ok(removed)
     }

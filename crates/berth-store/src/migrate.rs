@@ -24,6 +24,9 @@ use crate::{BlobStore, MetaStore, NewManifest, ObjectBlobs, Result, StoreError};
 const MAX_SIGNATURES: usize = 1024;
 /// Tags read per page from the source.
 const TAG_PAGE: usize = 1000;
+/// The repository that a migration's blob sends are upload sessions of, while they
+/// are open (so that replicas' sweepers abort what a killed migration left).
+const MIGRATE_SESSIONS: &str = "berth-migrate";
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,7 +69,7 @@ pub fn migrate(
         let d: Digest = digest
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("blob row {digest:?}: {e}")))?;
-        let copied = copy_blob(src_blobs, dst_blobs, &d, *size)?;
+        let copied = copy_blob(src_blobs, dst_blobs, dst_meta, &d, *size)?;
         if copied {
             report.blobs_copied += 1;
             report.bytes_copied += size;
@@ -89,7 +92,13 @@ pub fn migrate(
 }
 
 /// Sends one blob unless the bucket has it with its size; true when it was sent.
-fn copy_blob(src: &BlobStore, dst: &ObjectBlobs, d: &Digest, size: u64) -> Result<bool> {
+fn copy_blob(
+    src: &BlobStore,
+    dst: &ObjectBlobs,
+    dst_meta: &dyn MetaStore,
+    d: &Digest,
+    size: u64,
+) -> Result<bool> {
     if dst.size_sync(d)? == Some(size) {
         return Ok(false);
     }
@@ -105,7 +114,8 @@ fn copy_blob(src: &BlobStore, dst: &ObjectBlobs, d: &Digest, size: u64) -> Resul
             actual: on_disk,
         });
     }
-    dst.put_file(d, file)?;
+    let id = format!("migrate-{}", uuid::Uuid::new_v4().simple());
+    dst.put_file(dst_meta, MIGRATE_SESSIONS, &id, d, file)?;
     Ok(true)
 }
 

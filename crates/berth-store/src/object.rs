@@ -32,6 +32,7 @@ use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::meta::MetaStore;
 use crate::{Result, StoreError};
 
 /// Size of every part but the last: S3's smallest allowed is 5 MiB; 8 MiB allows blobs
@@ -330,28 +331,84 @@ impl ObjectBlobs {
     }
 
     /// Stores the bytes of `file` as blob `digest` if they hash to it (a migration's
-    /// copy): streamed in parts, verified as they pass, from synchronous code.
-    pub fn put_file(&self, digest: &Digest, mut file: std::fs::File) -> Result<u64> {
-        use std::io::Read;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.block_on(async {
-            let mut up = self.resume(&id, None).await?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                // A blocking read on this (synchronous) caller's thread.
-                let n = file
-                    .read(&mut buf)
-                    .map_err(StoreError::io(format!("reading blob {digest}")))?;
-                if n == 0 {
-                    break;
+    /// copy, a blob the pull-through cache fetched): streamed in parts, verified as
+    /// they pass, from synchronous code. While its multipart upload is open it is
+    /// upload session `id` of `repo` in `meta` (its state, touched every minute), so
+    /// that if this process dies mid-way the upload sweeper of any replica aborts it;
+    /// the session goes once the blob is stored or its parts are thrown away.
+    pub fn put_file(
+        &self,
+        meta: &dyn MetaStore,
+        repo: &str,
+        id: &str,
+        digest: &Digest,
+        file: std::fs::File,
+    ) -> Result<u64> {
+        let mut up = self.block_on(self.resume(id, None))?;
+        let mut recorded = false;
+        let sent = self.send_file(&mut up, file, digest, &mut |started| {
+            match started {
+                Some(state) => {
+                    meta.create_upload(id, repo)?;
+                    meta.set_upload_state(id, None, &state.to_json())?;
+                    recorded = true;
                 }
-                if let Err(e) = up.write(&buf[..n]).await {
-                    let _ = up.abandon().await;
-                    return Err(e);
-                }
+                None if recorded => meta.touch_upload(id)?,
+                None => {}
             }
-            up.commit(digest).await
-        })
+            Ok(())
+        });
+        let (done, settled) = match sent {
+            Ok(()) => {
+                let done = self.block_on(up.commit(digest));
+                // A mismatch threw the parts away; another failure may have left them.
+                let settled = matches!(done, Ok(_) | Err(StoreError::DigestMismatch { .. }));
+                (done, settled)
+            }
+            Err(e) => {
+                let base = up.base().clone();
+                let _ = self.block_on(up.abandon());
+                let settled = self.block_on(self.discard(id, &base)).is_ok();
+                (Err(e), settled)
+            }
+        };
+        // Parts possibly left: the session stays for the sweeper.
+        if recorded && settled {
+            meta.delete_upload(id)?;
+        }
+        done
+    }
+
+    /// Sends `file` into `up`; `note` hears of the multipart upload once it exists
+    /// (`Some`) and about once a minute after (`None`).
+    fn send_file(
+        &self,
+        up: &mut ObjectUpload<'_>,
+        mut file: std::fs::File,
+        digest: &Digest,
+        note: &mut dyn FnMut(Option<&UploadState>) -> Result<()>,
+    ) -> Result<()> {
+        use std::io::Read;
+        const TOUCH_EVERY: Duration = Duration::from_secs(60);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut touched = std::time::Instant::now();
+        loop {
+            // A blocking read on this (synchronous) caller's thread.
+            let n = file
+                .read(&mut buf)
+                .map_err(StoreError::io(format!("reading blob {digest}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.block_on(up.write(&buf[..n]))?;
+            if let Some(started) = up.take_started() {
+                note(Some(&started))?;
+                touched = std::time::Instant::now();
+            } else if touched.elapsed() > TOUCH_EVERY {
+                note(None)?;
+                touched = std::time::Instant::now();
+            }
+        }
     }
 
     /// [`ObjectBlobs::read_small`] from synchronous code.

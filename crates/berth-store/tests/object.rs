@@ -342,3 +342,81 @@ async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
         report.findings
     );
 }
+
+/// A file sent with `put_file` (a migration, the pull-through cache) is an upload
+/// session while its multipart upload is open, with the state a sweeper needs to
+/// abort it; the session goes when the blob is stored, and when its bytes turn out
+/// wrong (nothing left in the bucket either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_being_sent_is_a_session_the_sweeper_could_abort() {
+    use berth_store::{MetaStore, SqliteMeta};
+    use std::io::Write;
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+    let blob = data(2 * PART + 5, 21);
+    let d = Digest::sha256_of(&blob);
+    for (id, whole) in [("send-ok", true), ("send-short", false)] {
+        // A pipe, so that the test decides when the sender's bytes run out.
+        let fifo = dir.path().join(id);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let (fifo, blob) = (fifo.clone(), blob.clone());
+            std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                w.write_all(&blob[..PART + 1]).unwrap();
+                wait.recv().unwrap();
+                if whole {
+                    w.write_all(&blob[PART + 1..]).unwrap();
+                }
+            })
+        };
+        let sender = {
+            let (blobs, meta, d, fifo) = (&blobs, &meta, &d, fifo.clone());
+            std::thread::scope(|scope| {
+                let sending = scope.spawn(move || {
+                    let file = std::fs::File::open(fifo).unwrap();
+                    blobs.put_file(meta, "cache/app", id, d, file)
+                });
+                // The first part went: the session holds its multipart upload.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let state = loop {
+                    if let Some(state) = meta.upload(id).unwrap().and_then(|u| u.state) {
+                        break state;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "no session for {id}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                };
+                UploadState::from_json(&state).unwrap();
+                let fields: serde_json::Value = serde_json::from_str(&state).unwrap();
+                assert!(fields["multipart"].is_string(), "{state}");
+                assert!(meta
+                    .stale_uploads(berth_store::unix_now() + 1)
+                    .unwrap()
+                    .contains(&id.to_string()));
+                go.send(()).unwrap();
+                sending.join().unwrap()
+            })
+        };
+        writer.join().unwrap();
+        match (whole, sender) {
+            (true, Ok(n)) => assert_eq!(n, blob.len() as u64),
+            (false, Err(StoreError::DigestMismatch { .. })) => {}
+            (_, other) => panic!("{id}: {other:?}"),
+        }
+        assert!(meta.upload(id).unwrap().is_none(), "{id}'s session stays");
+        let left: Vec<_> = objects(s3, &bucket)
+            .into_iter()
+            .filter(|k| k.contains("uploads/"))
+            .collect();
+        assert!(left.is_empty(), "{id}: {left:?}");
+    }
+    assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
+}

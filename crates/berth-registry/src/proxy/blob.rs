@@ -360,7 +360,9 @@ impl Job {
                 Some(objects) => {
                     let file = std::fs::File::open(reg.blobs.upload_path(&id))
                         .map_err(|e| format!("reopening the arriving blob: {e}"))?;
-                    let n = objects.put_file(&digest, file).map_err(|e| e.to_string())?;
+                    let n = objects
+                        .put_file(reg.meta.as_ref(), &repo, &id, &digest, file)
+                        .map_err(|e| e.to_string())?;
                     let _ = reg.blobs.remove_upload(&id);
                     n
                 }
