@@ -42,6 +42,9 @@ pub enum StoreError {
     /// No connection to PostgreSQL could be had in time.
     #[error("access-control database (PostgreSQL connection pool): {0}")]
     Pool(#[from] berth_pg::r2d2::Error),
+    /// The connection URL (or the TLS settings in it) cannot be used.
+    #[error("access-control database: {0}")]
+    Settings(#[from] berth_pg::SettingsError),
     /// The database was migrated by a newer berth.
     #[error(
         "the access-control database is at schema version {found}, newer than this \

@@ -3,7 +3,10 @@
 //!
 //! Both stores have synchronous interfaces, so they use rust-postgres's blocking
 //! client, called on the blocking side of tokio (see [`blocking`]), from an r2d2 pool
-//! of connections that each keep their prepared statements.
+//! of connections that each keep their prepared statements. TLS as libpq's URL says
+//! it ([`tls`]).
+
+pub mod tls;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,8 +15,9 @@ use std::time::Duration;
 
 pub use postgres;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
 pub use r2d2;
+pub use tls::{SettingsError, Target};
 
 /// Query parameters, as rust-postgres takes them.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -40,14 +44,15 @@ impl Default for Options {
 /// A pool of connections to one database.
 pub struct Pool {
     pool: r2d2::Pool<Connector>,
-    config: postgres::Config,
+    target: Target,
 }
 
 impl Pool {
     /// A pool for the database at `url` (`postgres://user:password@host:port/db`, or
-    /// libpq's `key=value` form). Connections open when first needed.
-    pub fn connect(url: &str, options: &Options) -> Result<Pool, postgres::Error> {
-        let config: postgres::Config = url.parse()?;
+    /// libpq's `key=value` form, with `sslmode` and `sslrootcert` as [`tls`] reads
+    /// them). Connections open when first needed.
+    pub fn connect(url: &str, options: &Options) -> Result<Pool, SettingsError> {
+        let target = Target::parse(url)?;
         let pool = blocking(|| {
             r2d2::Pool::builder()
                 .max_size(options.max_connections)
@@ -57,15 +62,15 @@ impl Pool {
                 // once): no round trip on every checkout.
                 .test_on_check_out(false)
                 .build_unchecked(Connector {
-                    config: config.clone(),
+                    target: target.clone(),
                 })
         });
-        Ok(Pool { pool, config })
+        Ok(Pool { pool, target })
     }
 
-    /// The parsed connection settings, for a connection of its own (a listener).
-    pub fn config(&self) -> &postgres::Config {
-        &self.config
+    /// How the pool connects, for a connection of its own (a listener).
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Runs `f` with a pooled connection, on the blocking side of the runtime. A call
@@ -219,7 +224,7 @@ impl Drop for OwnedClient {
 /// Opens connections for the pool.
 #[derive(Debug)]
 struct Connector {
-    config: postgres::Config,
+    target: Target,
 }
 
 /// A pooled connection and its prepared statements.
@@ -260,7 +265,7 @@ impl r2d2::ManageConnection for Connector {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: OwnedClient::new(self.config.connect(NoTls)?),
+            client: OwnedClient::new(self.target.connect()?),
             statements: HashMap::new(),
         })
     }

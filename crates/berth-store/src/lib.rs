@@ -44,6 +44,9 @@ pub enum StoreError {
     /// connection is busy).
     #[error("PostgreSQL connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// The connection URL (or the TLS settings in it) cannot be used.
+    #[error("{0}")]
+    PgSettings(#[from] berth_pg::SettingsError),
     /// The database was migrated by a newer berth.
     #[error(
         "the metadata database is at schema version {found}, newer than this berth's \

@@ -37,6 +37,9 @@ pub struct Postgres {
     account: Option<(u32, u32)>,
     server: Mutex<Option<Child>>,
     next: AtomicU32,
+    /// With TLS on: the server's certificate (self-signed for 127.0.0.1, so also the
+    /// CA a client trusts).
+    tls: Option<PathBuf>,
 }
 
 impl Postgres {
@@ -46,7 +49,7 @@ impl Postgres {
     /// than trying again.
     pub fn shared() -> &'static Postgres {
         static CLUSTER: OnceLock<Result<Postgres, String>> = OnceLock::new();
-        match CLUSTER.get_or_init(|| off_runtime(Postgres::start)) {
+        match CLUSTER.get_or_init(|| off_runtime(|| Postgres::start(false))) {
             Ok(pg) => pg,
             Err(e) => panic!("{e}"),
         }
@@ -55,10 +58,22 @@ impl Postgres {
     /// A cluster of the caller's own, for a test that stops and restarts it; stopped
     /// and removed when dropped.
     pub fn private() -> Postgres {
-        off_runtime(Postgres::start).unwrap_or_else(|e| panic!("{e}"))
+        off_runtime(|| Postgres::start(false)).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn start() -> Result<Postgres, String> {
+    /// A cluster of the caller's own that also answers TLS (`ssl=on`), with a
+    /// self-signed certificate for 127.0.0.1 ([`Postgres::certificate`]). Plaintext
+    /// connections are still accepted (as by Debian's default configuration).
+    pub fn private_tls() -> Postgres {
+        off_runtime(|| Postgres::start(true)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The server's certificate (PEM), when it answers TLS: the CA to trust.
+    pub fn certificate(&self) -> Option<&Path> {
+        self.tls.as_deref()
+    }
+
+    fn start(tls: bool) -> Result<Postgres, String> {
         let bin = server_bin().ok_or(
             "PostgreSQL is not installed: apt-get install postgresql (scripts/install-peers.sh installs it)",
         )?;
@@ -93,6 +108,10 @@ impl Postgres {
         } else {
             None
         };
+        let tls = match tls {
+            true => Some(write_certificate(&data, account)?),
+            false => None,
+        };
         let pg = Postgres {
             data,
             port: free_port()?,
@@ -100,6 +119,7 @@ impl Postgres {
             account,
             server: Mutex::new(None),
             next: AtomicU32::new(0),
+            tls,
         };
         let cluster = pg.data.join("cluster");
         let out = pg
@@ -148,6 +168,15 @@ impl Postgres {
             .args(["-c", "max_connections=300"])
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(cert) = &self.tls {
+            cmd.args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    cert.with_extension("key").display()
+                ));
+        }
         // SIGQUIT is PostgreSQL's immediate shutdown.
         let child = spawn_kept(cmd, libc::SIGQUIT)?;
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
@@ -192,6 +221,32 @@ impl Postgres {
         self.url_of(&name)
     }
 
+    /// For each connection the server has open to the database of `url` (one that
+    /// [`Postgres::database`] made), whether it is encrypted: the server's own view
+    /// (`pg_stat_ssl`).
+    pub fn encrypted_connections(&self, url: &str) -> Vec<bool> {
+        let database = url
+            .rsplit('/')
+            .next()
+            .and_then(|rest| rest.split('?').next())
+            .unwrap_or_default()
+            .to_string();
+        off_runtime(|| {
+            let mut admin = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
+            admin
+                .query(
+                    "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                     WHERE a.datname = $1",
+                    &[&database],
+                )
+                .unwrap_or_else(|e| panic!("reading pg_stat_ssl: {e}"))
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        })
+    }
+
     /// Stops the server at once (as a crash would), keeping its data.
     pub fn kill(&self) {
         if let Some(mut child) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -222,6 +277,30 @@ impl Drop for Postgres {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.data);
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key in `dir` (`server.crt`,
+/// `server.key`), owned by the server's account, the key readable by it alone (as
+/// PostgreSQL requires); returns the certificate's path.
+fn write_certificate(dir: &Path, account: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .map_err(|e| format!("making a certificate: {e}"))?;
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    for (path, pem, mode) in [
+        (&cert, c.cert.pem(), 0o644),
+        (&key, c.signing_key.serialize_pem(), 0o600),
+    ] {
+        std::fs::write(path, pem).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+    }
+    Ok(cert)
 }
 
 /// Runs `f` on a thread of its own: rust-postgres's blocking client may not be used

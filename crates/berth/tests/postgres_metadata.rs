@@ -236,3 +236,54 @@ fn a_stopped_database_answers_503_and_the_server_recovers() {
     // And writes again, without a restart of berth.
     common::process::push_blob(&serve.addr, "app", b"new");
 }
+
+/// The metadata over TLS, set in the URL as for psql (`sslmode=verify-full`,
+/// `sslrootcert`): skopeo pushes and pulls byte-identical, and the server sees every
+/// connection of berth's (the pool's and the directory's listener) encrypted. A CA
+/// file that does not exist stops the start with its name.
+#[test]
+fn metadata_over_tls_as_the_url_says() {
+    let pg = Postgres::private_tls();
+    let plain = pg.database();
+    let ca = pg.certificate().unwrap().display().to_string();
+    let url = format!("{plain}?sslmode=verify-full&sslrootcert={ca}");
+    let dir = tempfile::tempdir().unwrap();
+    let serve = replica(&dir.path().join("root"), &url);
+    let layout = dir.path().join("layout");
+    let pushed = registry_fixture::write_layout(
+        &layout,
+        "v1",
+        &[registry_fixture::layer(&[("etc/tls", "over TLS")])],
+        json!({"architecture": "amd64", "os": "linux"}),
+    );
+    skopeo_push(&layout, "v1", &serve.addr, "team/tls", None);
+    registry_fixture::pull_matches(
+        &serve.addr,
+        "team/tls",
+        "v1",
+        dir.path(),
+        &layout,
+        &pushed.to_string(),
+    );
+    // The server's view of this database's connections.
+    let seen = pg.encrypted_connections(&plain);
+    assert!(seen.len() >= 2, "berth's connections: {seen:?}");
+    assert!(
+        seen.iter().all(|ssl| *ssl),
+        "a plaintext connection: {seen:?}"
+    );
+    drop(serve);
+
+    let out = Command::new(common::BERTH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.path().join("other"))
+        .args([
+            "--metadata",
+            &format!("{plain}?sslmode=require&sslrootcert=/nonexistent/ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("sslrootcert /nonexistent/ca.pem"), "{said}");
+}

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
+use berth_pg::postgres;
 use berth_pg::postgres::fallible_iterator::FallibleIterator;
-use berth_pg::postgres::{self, NoTls};
 
 use super::{read_all, StoreError};
 use crate::directory::Directory;
@@ -103,11 +103,11 @@ impl PgDirectory {
             stop: AtomicBool::new(false),
             stale,
         });
-        let config = pool.config().clone();
+        let target = pool.target().clone();
         let state = listener.clone();
         std::thread::Builder::new()
             .name("berth-auth-listen".into())
-            .spawn(move || listen(config, state))
+            .spawn(move || listen(target, state))
             .map_err(|source| StoreError::Io {
                 path: "a thread listening for access-control changes".into(),
                 source,
@@ -256,11 +256,11 @@ fn migrate(pool: &berth_pg::Pool) -> Result<(), StoreError> {
 
 /// The listener thread: LISTEN on a connection of its own, mark the snapshot stale at
 /// every notification, reconnect (with back-off) when the connection breaks.
-fn listen(config: postgres::Config, state: Arc<ListenerState>) {
+fn listen(target: berth_pg::Target, state: Arc<ListenerState>) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     while !state.stop.load(Ordering::Acquire) {
-        let connected = config.connect(NoTls).and_then(|mut c| {
+        let connected = target.connect().and_then(|mut c| {
             c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             Ok(c)
         });
