@@ -9,8 +9,10 @@
 //! campaign from many addresses. Token requests are also rate-limited per address
 //! (a token bucket), since each may carry a password.
 //!
-//! Everything is in memory, per process: a restart forgets lockouts, and replicas
-//! count separately (each still bounds what one guesser gets per second).
+//! Counting is in memory, per process: replicas count separately (each still bounds
+//! what one guesser gets per second). The lockouts it starts are also kept in the
+//! directory's database by the caller (`AuthStore::share_lockouts`), so that they
+//! hold on every replica and across a restart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

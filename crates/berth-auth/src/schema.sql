@@ -89,3 +89,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
     origin     TEXT NOT NULL,
     change     TEXT NOT NULL
 );
+
+-- Lockouts after repeated failed logins (kind 'account' or 'source'), so that one
+-- started through any replica holds on every replica, and across restarts.
+CREATE TABLE IF NOT EXISTS lockouts (
+    kind         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    locked_until BIGINT NOT NULL,
+    PRIMARY KEY (kind, name)
+);

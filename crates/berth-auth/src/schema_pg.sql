@@ -95,3 +95,12 @@ CREATE TABLE IF NOT EXISTS token_keys (
     pem        TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Lockouts after repeated failed logins (kind 'account' or 'source'), so that one
+-- started through any replica holds on every replica, and across restarts.
+CREATE TABLE IF NOT EXISTS lockouts (
+    kind         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    locked_until BIGINT NOT NULL,
+    PRIMARY KEY (kind, name)
+);

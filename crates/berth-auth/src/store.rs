@@ -245,6 +245,50 @@ impl AuthStore {
         }
     }
 
+    /// When the latest lockout of `account` or `source` that any process started ends
+    /// (unix seconds), if one is still running: replicas count failures each on their
+    /// own, and a lockout one of them starts holds on all.
+    pub fn shared_lockout(&self, account: &str, source: &str) -> Result<Option<u64>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT locked_until FROM lockouts
+                 WHERE locked_until > ?1
+                   AND ((kind = 'account' AND name = ?2) OR (kind = 'source' AND name = ?3))
+                 ORDER BY locked_until DESC LIMIT 1",
+                &[Arg::Int(now() as i64), account.into(), source.into()],
+            )?
+            .first()
+            .map(|r| r.int(0).map(|t| t.max(0) as u64))
+            .transpose()
+        })
+    }
+
+    /// Records lockouts (`(kind, name, until)`, `kind` being `account` or `source`,
+    /// `until` unix seconds) for every process to see; a longer one already there
+    /// stays. Ended ones are removed.
+    pub fn share_lockouts(&self, lockouts: &[(&str, &str, u64)]) -> Result<(), StoreError> {
+        self.write_as(false, |tx| -> Result<(), StoreError> {
+            tx.exec(
+                "DELETE FROM lockouts WHERE locked_until <= ?1",
+                &[Arg::Int(now() as i64)],
+            )?;
+            for (kind, name, until) in lockouts {
+                tx.exec(
+                    "INSERT INTO lockouts (kind, name, locked_until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (kind, name) DO UPDATE SET locked_until =
+                       CASE WHEN excluded.locked_until > lockouts.locked_until
+                            THEN excluded.locked_until ELSE lockouts.locked_until END",
+                    &[
+                        Arg::Text(kind),
+                        Arg::Text(name),
+                        Arg::Int((*until).min(i64::MAX as u64) as i64),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     /// Remembers a refresh token for `account` until `expires_at`.
     pub fn add_refresh_token(
         &self,

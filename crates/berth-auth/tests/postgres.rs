@@ -422,3 +422,55 @@ fn a_folder_directory_and_its_token_key_move_into_an_empty_shared_one() {
         "nothing written to the folder"
     );
 }
+
+/// A lockout one replica starts is seen by the other (and by a store opened later);
+/// a longer one already there is not shortened, and ended ones do not count.
+#[test]
+fn lockouts_are_shared_between_replicas() {
+    let url = Postgres::shared().database();
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = AuthStore::open(&tmp.path().join("auth.db")).unwrap();
+    let a = AuthStore::connect(&url).unwrap();
+    let b = AuthStore::connect(&url).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The same statements on both databases.
+    for (one, other) in [(&a, &b), (&sqlite, &sqlite)] {
+        assert_eq!(other.shared_lockout("alice", "10.0.0.1").unwrap(), None);
+        one.share_lockouts(&[("source", "10.0.0.1", now + 60)])
+            .unwrap();
+        assert_eq!(
+            other.shared_lockout("alice", "10.0.0.1").unwrap(),
+            Some(now + 60)
+        );
+        // Another address, or the same name as an account, is not locked.
+        assert_eq!(other.shared_lockout("alice", "10.0.0.2").unwrap(), None);
+        assert_eq!(other.shared_lockout("10.0.0.1", "10.0.0.2").unwrap(), None);
+        // A shorter lockout does not shorten it; an account lockout adds to it.
+        other
+            .share_lockouts(&[
+                ("source", "10.0.0.1", now + 10),
+                ("account", "alice", now + 120),
+            ])
+            .unwrap();
+        assert_eq!(
+            one.shared_lockout("bob", "10.0.0.1").unwrap(),
+            Some(now + 60)
+        );
+        assert_eq!(
+            one.shared_lockout("alice", "10.0.0.9").unwrap(),
+            Some(now + 120)
+        );
+        // Ended: no longer counted.
+        one.share_lockouts(&[("account", "carol", now - 1)])
+            .unwrap();
+        assert_eq!(other.shared_lockout("carol", "10.0.0.9").unwrap(), None);
+    }
+    let later = AuthStore::connect(&url).unwrap();
+    assert_eq!(
+        later.shared_lockout("alice", "10.0.0.1").unwrap(),
+        Some(now + 120)
+    );
+}

@@ -172,7 +172,19 @@ pub(crate) async fn login(
     from: &str,
 ) -> ApiResult<Principal> {
     let limits = reg.auth.limits();
-    if let Err(wait) = limits.check_login(user, from, Instant::now()) {
+    let locked = match limits.check_login(user, from, Instant::now()) {
+        Err(wait) => Some(wait),
+        // A lockout another replica started (or this one, before a restart).
+        Ok(()) => {
+            let (r, u, f) = (reg.clone(), user.to_string(), from.to_string());
+            reg.blocking(move |_| r.auth.store().shared_lockout(&u, &f))
+                .await?
+                .map(|until| until.saturating_sub(berth_store::unix_now().max(0) as u64))
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs)
+        }
+    };
+    if let Some(wait) = locked {
         audit_failure(user, from, "locked out after repeated failures");
         return Err(too_many_requests(wait, "too many failed logins"));
     }
@@ -197,7 +209,9 @@ pub(crate) async fn login(
         }
         None => {
             audit_failure(user, from, "wrong password or unknown account");
-            for lockout in limits.record_failure(user, from, Instant::now()) {
+            let lockouts = limits.record_failure(user, from, Instant::now());
+            share_lockouts(reg, &lockouts).await;
+            for lockout in lockouts {
                 let (what, seconds) = match &lockout {
                     Lockout::Account { name, for_ } => (format!("account {name}"), for_.as_secs()),
                     Lockout::Source { address, for_ } => {
@@ -216,6 +230,33 @@ pub(crate) async fn login(
             tokio::time::sleep(Duration::from_millis(200)).await;
             Err(ApiError::new(Code::Unauthorized).detail("invalid username or password"))
         }
+    }
+}
+
+/// Writes the lockouts this failure started where every replica checks them. A
+/// failed write is logged: the lockout still holds here.
+async fn share_lockouts(reg: &Arc<Registry>, lockouts: &[Lockout]) {
+    if lockouts.is_empty() {
+        return;
+    }
+    let now = berth_store::unix_now().max(0) as u64;
+    let rows: Vec<(&'static str, String, u64)> = lockouts
+        .iter()
+        .map(|l| match l {
+            Lockout::Account { name, for_ } => ("account", name.clone(), now + for_.as_secs()),
+            Lockout::Source { address, for_ } => ("source", address.clone(), now + for_.as_secs()),
+        })
+        .collect();
+    let r = reg.clone();
+    let shared = reg
+        .blocking(move |_| {
+            let rows: Vec<(&str, &str, u64)> =
+                rows.iter().map(|(k, n, u)| (*k, n.as_str(), *u)).collect();
+            r.auth.store().share_lockouts(&rows)
+        })
+        .await;
+    if let Err(e) = shared {
+        tracing::warn!(target: "berth::audit", error = %e, "a lockout could not be shared with other replicas");
     }
 }
 

@@ -851,6 +851,43 @@ async fn repeated_failed_logins_lock_the_address_out_with_retry_after() {
     .await;
 }
 
+/// A lockout is kept where every replica looks (the directory's database): a
+/// registry opened again on the same data still refuses the locked address, until
+/// the lockout ends.
+#[tokio::test]
+async fn a_lockout_holds_across_a_restart() {
+    let srv = strict_registry().await;
+    for _ in 0..3 {
+        expect_status(send(as_user(&srv, "alice", "wrong").get("/v2/")).await, 401).await;
+    }
+    let dir = srv.stop().await;
+    let srv = Server::start_configured(dir, |c| {
+        c.auth.limits = berth_auth::LimitsConfig {
+            failures_per_source: 3,
+            failures_per_account: 100,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(2),
+            max_lockout: Duration::from_secs(2),
+            token_rate: 1.0,
+            token_burst: 6.0,
+        };
+    })
+    .await;
+    let (h, _) = expect_status(
+        send(as_user(&srv, "alice", "alice-pw").get("/v2/")).await,
+        429,
+    )
+    .await;
+    let retry: u64 = header_of(&h, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    expect_status(
+        send(as_user(&srv, "alice", "alice-pw").get("/v2/")).await,
+        200,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn token_requests_are_rate_limited_per_address() {
     let srv = strict_registry().await;
