@@ -806,20 +806,25 @@ async fn signatures_follow_the_manifests_access_rules() {
     assert_eq!(v["signatures"].as_array().unwrap().len(), 1);
 }
 
-/// A registry whose lockout comes after 3 failures from one address, for 2 s, and
-/// whose token endpoint takes 1 request per second in a burst of 6.
+/// A lockout after 3 failures from one address, for 2 s; the token endpoint takes 1
+/// request per second in a burst of 6.
+fn strict_limits() -> berth_auth::LimitsConfig {
+    berth_auth::LimitsConfig {
+        failures_per_source: 3,
+        failures_per_account: 100,
+        window: Duration::from_secs(60),
+        lockout: Duration::from_secs(2),
+        max_lockout: Duration::from_secs(2),
+        token_rate: 1.0,
+        token_burst: 6.0,
+    }
+}
+
+/// A registry with [`strict_limits`].
 async fn strict_registry() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start_configured(dir, |c| {
-        c.auth.limits = berth_auth::LimitsConfig {
-            failures_per_source: 3,
-            failures_per_account: 100,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(2),
-            max_lockout: Duration::from_secs(2),
-            token_rate: 1.0,
-            token_burst: 6.0,
-        };
+        c.auth.limits = strict_limits();
     })
     .await;
     user(&srv, "alice", "alice-pw");
@@ -862,15 +867,7 @@ async fn a_lockout_holds_across_a_restart() {
     }
     let dir = srv.stop().await;
     let srv = Server::start_configured(dir, |c| {
-        c.auth.limits = berth_auth::LimitsConfig {
-            failures_per_source: 3,
-            failures_per_account: 100,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(2),
-            max_lockout: Duration::from_secs(2),
-            token_rate: 1.0,
-            token_burst: 6.0,
-        };
+        c.auth.limits = strict_limits();
     })
     .await;
     let (h, _) = expect_status(

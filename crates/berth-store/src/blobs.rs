@@ -159,13 +159,7 @@ impl BlobStore {
 
     /// Throws an upload's data away. Missing data is not an error.
     pub fn remove_upload(&self, id: &str) -> Result<()> {
-        let path = self.upload_path(id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::io(format!("removing {}", path.display()))(e))
-            }
-            _ => Ok(()),
-        }
+        remove_if_there(&self.upload_path(id))
     }
 
     /// Names of all upload files, for sweeping ones whose session is gone.
@@ -229,13 +223,7 @@ impl BlobStore {
     /// Removes a blob's bytes (for a garbage collector; nothing calls it while a
     /// repository still links the blob).
     pub fn remove_blob(&self, digest: &Digest) -> Result<()> {
-        let path = self.path(digest);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::io(format!("removing {}", path.display()))(e))
-            }
-            _ => Ok(()),
-        }
+        remove_if_there(&self.path(digest))
     }
 }
 
@@ -311,12 +299,17 @@ impl crate::fsck::Checkable for BlobStore {
                 self.blobs.display()
             )));
         }
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::io(format!("removing {location}"))(e))
-            }
-            _ => Ok(()),
+        remove_if_there(path)
+    }
+}
+
+/// Removes a file; a missing one is not an error.
+fn remove_if_there(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::io(format!("removing {}", path.display()))(e))
         }
+        _ => Ok(()),
     }
 }
 
