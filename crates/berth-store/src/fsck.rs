@@ -1,12 +1,13 @@
 //! Checking the store against itself: every blob file (or object, in a bucket)
-//! re-hashed (streaming), every blob row checked for its file, every file checked for a
-//! row; each problem reported with what it affects. Repair removes only what is broken or unused: rows whose file
-//! is missing or corrupt (with the links to them), corrupt or unreadable files, and
-//! files that no row names (removed through the collector's fence, so a file that an
-//! upload is linking right now is never lost silently). A good blob that a row names is
-//! never touched. A whole file with no row whose upload noted its commit is an upload
-//! under way (or one a crash cut off, which the registry's next start removes): counted,
-//! not a problem.
+//! re-hashed (streaming), every blob row checked for its file, every file checked for
+//! a row; each problem reported with what it affects. Repair removes only what is
+//! broken or unused: rows whose file is missing or corrupt (with the links to them),
+//! corrupt or unreadable files, and files that no row names (removed through the
+//! collector's fence, so a file that an upload is linking right now is never lost
+//! silently). A good blob that a row names is never touched; a bucket that stops
+//! answering stops the check. A whole file with no row whose upload noted its commit
+//! is an upload under way (or one a crash cut off, which the registry's next start
+//! removes): counted, not a problem.
 
 use std::collections::HashSet;
 
@@ -124,6 +125,9 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
             Ok(Some(actual)) => Some(format!("its bytes have digest {actual}")),
             // Removed while we looked (the collector): not a problem.
             Ok(None) => continue,
+            // A bucket that does not answer says nothing about the blob: stop, rather
+            // than call a good blob unreadable (and repair it away).
+            Err(e) if e.is_unreachable() => return Err(e),
             Err(e) => Some(e.to_string()),
         };
         if verdict.is_none() {
@@ -185,4 +189,60 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bucket that lists one blob and then stops answering; removing anything from it
+    /// is a failure of the test.
+    struct Unreachable(Digest);
+
+    impl BlobBytes for Unreachable {
+        fn has(&self, _: &Digest) -> Result<bool> {
+            Err(down())
+        }
+        fn remove_blob(&self, d: &Digest) -> Result<()> {
+            panic!("fsck removed {d} from a store that did not answer")
+        }
+    }
+
+    impl Checkable for Unreachable {
+        fn stored(&self, each: &mut dyn FnMut(Stored)) -> Result<()> {
+            each(Stored {
+                location: format!("blobs/sha256/{}", self.0.hex()),
+                digest: Some(self.0.clone()),
+                size: 5,
+            });
+            Ok(())
+        }
+        fn rehash(&self, _: &Digest) -> Result<Option<Digest>> {
+            Err(down())
+        }
+        fn remove_stored(&self, location: &str) -> Result<()> {
+            panic!("fsck removed {location} from a store that did not answer")
+        }
+    }
+
+    fn down() -> crate::StoreError {
+        crate::StoreError::Object {
+            context: "reading a blob".into(),
+            source: Box::new(object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_store_that_stops_answering_stops_the_check_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let d = Digest::sha256_of(b"hello");
+        meta.link_blob("app", &d, 5, &|| true).unwrap();
+        let e = check(&meta, &Unreachable(d.clone()), true).unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(meta.blob_known(&d).unwrap().is_some(), "the row stays");
+    }
 }
