@@ -82,10 +82,6 @@ fn proxy_table(up: &Upstream, extra: &str) -> String {
     )
 }
 
-fn config_file(dir: &Path, up: &Upstream, extra: &str) -> PathBuf {
-    Backend::embedded().config_file(dir, &proxy_table(up, extra))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_in_front_of_docker_registry() {
     cache_in_front_of_docker_registry_on(&Backend::embedded()).await;
@@ -317,12 +313,21 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
 /// repository's stay, and an evicted blob is fetched again when asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_keeps_the_cache_under_its_bound() {
+    eviction_on(&Backend::embedded()).await;
+}
+
+/// Eviction removes from the bucket (through the collector's fence) as from the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_on_object_storage_and_postgres() {
+    eviction_on(&Backend::object_storage("evict")).await;
+}
+
+async fn eviction_on(backend: &Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let up = Upstream::start(&tmp.path().join("upstream"), None);
-    let config = config_file(
+    let config = backend.config_file(
         tmp.path(),
-        &up,
-        "max_size = \"1MiB\"\npinned = [\"keep/*\"]\n",
+        &proxy_table(&up, "max_size = \"1MiB\"\npinned = [\"keep/*\"]\n"),
     );
     let serve = Serve::start(
         &tmp.path().join("berth"),
@@ -349,16 +354,9 @@ async fn eviction_keeps_the_cache_under_its_bound() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let usage: Value = serde_json::from_slice(
-        &common::admin(
-            &[
-                "usage",
-                "upstream.test",
-                "--root",
-                tmp.path().join("berth").to_str().unwrap(),
-            ],
-            "",
-        )
-        .stdout,
+        &backend
+            .registry(&tmp.path().join("berth"), &["usage", "upstream.test"])
+            .stdout,
     )
     .unwrap();
     let used = usage["namespaces"][0]["bytes"].as_u64().unwrap();
@@ -378,6 +376,17 @@ async fn eviction_keeps_the_cache_under_its_bound() {
     // The first unpinned image's layer went, and comes back on demand.
     let (repo, first) = &images[0];
     let layer = Digest::sha256_of(&first.blobs[1]).to_string();
+    if let Some((bucket, prefix)) = &backend.bucket {
+        let hex = layer.trim_start_matches("sha256:");
+        let left: Vec<_> = walkdir(&bucket.join(prefix).join("blobs"))
+            .into_iter()
+            .filter(|p| p.ends_with(hex))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "the evicted layer is still in the bucket: {left:?}"
+        );
+    }
     pull(
         &http,
         &serve.url,
