@@ -102,10 +102,7 @@ impl Ignore {
         if path.is_empty() || path == "." {
             return false;
         }
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
+        let path: Vec<char> = path.chars().collect();
         let mut matched = false;
         for rule in &self.rules {
             // An exception only matters for a matched path, an exclusion only for an
@@ -113,16 +110,7 @@ impl Ignore {
             if rule.exception != matched {
                 continue;
             }
-            let mut hit = rule.matches(path);
-            if !hit {
-                for i in 1..=parents.len() {
-                    if rule.matches(&parents[..i].join("/")) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
-            if hit {
+            if rule.matches_path_or_parent(&path) {
                 matched = !rule.exception;
             }
         }
@@ -210,9 +198,11 @@ impl Rule {
         })
     }
 
-    fn matches(&self, path: &str) -> bool {
-        let path: Vec<char> = path.chars().collect();
-        matches_at(&self.tokens, &path)
+    /// Whether the rule matches `path` (cleaned, relative) or one of its parent
+    /// directories: one pass gives every prefix, and a parent is `path` up to a `/`.
+    fn matches_path_or_parent(&self, path: &[char]) -> bool {
+        let reach = reach(&self.tokens, path);
+        reach[path.len()] || path.iter().enumerate().any(|(i, &c)| c == '/' && reach[i])
     }
 }
 
@@ -292,60 +282,76 @@ fn class_char(chars: &[char], i: &mut usize) -> Option<char> {
     Some(c)
 }
 
-/// Whether `tokens` match all of `path`, by dynamic programming over positions so that
-/// no pattern can make matching slow.
-fn matches_at(tokens: &[Token], path: &[char]) -> bool {
-    // reach[j]: the tokens so far can match path[..j].
-    let mut reach = vec![false; path.len() + 1];
+/// Which prefixes of `path` the `tokens` match: `reach[j]` is whether they match
+/// `path[..j]`. Dynamic programming over positions, each token one linear pass (a `*`
+/// or `**` carries reachability forward instead of scanning from every position), so
+/// that matching costs tokens × path length whatever the pattern: no pattern can make
+/// it slow (a fuzzed one took over a minute with a scan per position and per parent).
+fn reach(tokens: &[Token], path: &[char]) -> Vec<bool> {
+    let n = path.len();
+    let mut reach = vec![false; n + 1];
     reach[0] = true;
+    let mut next = vec![false; n + 1];
     for token in tokens {
-        let mut next = vec![false; path.len() + 1];
-        for j in 0..=path.len() {
-            if !reach[j] {
-                continue;
+        next.iter_mut().for_each(|r| *r = false);
+        match token {
+            Token::Char(c) => {
+                for j in 0..n {
+                    next[j + 1] = reach[j] && path[j] == *c;
+                }
             }
-            match token {
-                Token::Char(c) => {
-                    if path.get(j) == Some(c) {
-                        next[j + 1] = true;
+            Token::Any => {
+                for j in 0..n {
+                    next[j + 1] = reach[j] && path[j] != '/';
+                }
+            }
+            Token::Class { negated, ranges } => {
+                for j in 0..n {
+                    let c = path[j];
+                    next[j + 1] = reach[j]
+                        && c != '/'
+                        && ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated;
+                }
+            }
+            // Anything but `/`: from a reached position up to the next `/`.
+            Token::Star => {
+                let mut carry = false;
+                for k in 0..=n {
+                    carry |= reach[k];
+                    next[k] = carry;
+                    if k < n && path[k] == '/' {
+                        carry = false;
                     }
                 }
-                Token::Any => {
-                    if path.get(j).is_some_and(|&c| c != '/') {
-                        next[j + 1] = true;
-                    }
+            }
+            // Everything after a reached position.
+            Token::Rest => {
+                let mut carry = false;
+                for k in 0..=n {
+                    carry |= reach[k];
+                    next[k] = carry;
                 }
-                Token::Class { negated, ranges } => {
-                    if let Some(&c) = path.get(j) {
-                        let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                        if c != '/' && inside != *negated {
-                            next[j + 1] = true;
-                        }
-                    }
-                }
-                Token::Star => {
-                    next[j] = true;
-                    let mut k = j;
-                    while k < path.len() && path[k] != '/' {
-                        k += 1;
+            }
+            // (.*/)? : nothing, or anything ending with '/'.
+            Token::Dirs => {
+                let mut carry = false;
+                for k in 0..=n {
+                    if reach[k] {
+                        carry = true;
                         next[k] = true;
                     }
-                }
-                Token::Rest => next[j..].iter_mut().for_each(|n| *n = true),
-                Token::Dirs => {
-                    // (.*/)? : nothing, or anything ending with '/'.
-                    next[j] = true;
-                    for k in j..path.len() {
-                        if path[k] == '/' {
-                            next[k + 1] = true;
-                        }
+                    if k < n && carry && path[k] == '/' {
+                        next[k + 1] = true;
                     }
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
+        if !reach.contains(&true) {
+            break;
+        }
     }
-    reach[path.len()]
+    reach
 }
 
 #[cfg(test)]
@@ -354,6 +360,20 @@ mod tests {
 
     fn ignored(rules: &str, path: &str) -> bool {
         Ignore::parse(rules).is_ignored(path, false)
+    }
+
+    /// Patterns of many stars against a long, deep path (what the fuzzer found slow:
+    /// a scan from every position, again for every parent directory) are answered,
+    /// and rightly: linear passes, not a search.
+    #[test]
+    fn many_stars_against_a_deep_path_stay_cheap() {
+        let deep = vec!["ab"; 1500].join("/");
+        let stars = vec!["*"; 1500].join("/");
+        let rules = format!("{stars}/c\n{}\n**/ab/**/ab/**/c", "*a".repeat(800));
+        assert!(!ignored(&rules, &deep));
+        assert!(ignored(&rules, &format!("{deep}/c")));
+        assert!(ignored(&stars, &format!("{deep}/x")), "a parent matches");
+        assert!(!ignored(&format!("{stars}/*"), &deep));
     }
 
     #[test]
