@@ -63,11 +63,6 @@ impl Target {
         Ok(Target { config, tls })
     }
 
-    /// The parsed settings (host, port, database, user).
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Whether connections use TLS.
     pub fn tls(&self) -> bool {
         self.tls.is_some()

@@ -547,11 +547,11 @@ impl crate::fsck::Checkable for ObjectBlobs {
     /// the bucket; nothing that serves requests lists it.
     fn stored(&self, each: &mut dyn FnMut(crate::fsck::Stored)) -> Result<()> {
         let prefix = self.key("blobs");
+        let under = format!("{prefix}/");
         let s3 = self.s3.clone();
         let listed: Vec<object_store::ObjectMeta> = self
             .block_on(async move { s3.list(Some(&prefix)).try_collect().await })
             .map_err(object_error("listing the blobs"))?;
-        let under = format!("{}/", self.key("blobs"));
         for meta in listed {
             let location = meta.location.to_string();
             let digest = location

@@ -94,16 +94,7 @@ impl Postgres {
                 "the tests run as root and there is no postgres account to run PostgreSQL as \
                  (apt-get install postgresql creates it)",
             )?;
-            // SAFETY: a NUL-terminated path and plain ids.
-            let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes())
-                .map_err(|e| e.to_string())?;
-            if unsafe { libc::chown(path.as_ptr(), ids.0, ids.1) } != 0 {
-                return Err(format!(
-                    "chown {}: {}",
-                    data.display(),
-                    std::io::Error::last_os_error()
-                ));
-            }
+            give_to(&data, ids)?;
             Some(ids)
         } else {
             None
@@ -295,12 +286,17 @@ fn write_certificate(dir: &Path, account: Option<(u32, u32)>) -> Result<PathBuf,
         std::fs::write(path, pem).map_err(|e| format!("writing {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-        if let Some((uid, gid)) = account {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        if let Some(ids) = account {
+            give_to(path, ids)?;
         }
     }
     Ok(cert)
+}
+
+/// Makes `path` the server's account's (`(uid, gid)`).
+fn give_to(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", path.display()))
 }
 
 /// Runs `f` on a thread of its own: rust-postgres's blocking client may not be used
