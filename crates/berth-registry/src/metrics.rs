@@ -124,7 +124,7 @@ impl Metrics {
         let proxy = Family::<ProxyLabels, Counter>::default();
         registry.register(
             "proxy_requests",
-            "Pull-through cache lookups: kind manifest or blob; result hit, miss (fetched upstream), revalidated (a tag checked upstream, unchanged or already here), stale (served while the upstream is unreachable)",
+            "Pull-through cache lookups: kind manifest or blob; result hit, miss (fetched upstream for a client), prefetch (a blob of a manifest just fetched, fetched before its client asked), revalidated (a tag checked upstream, unchanged or already here), stale (served while the upstream is unreachable)",
             proxy.clone(),
         );
         let proxy_evicted = Counter::default();

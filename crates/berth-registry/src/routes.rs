@@ -217,7 +217,9 @@ async fn route(
             if let Some((up, upstream_repo)) = reg.proxies.route(name.as_str()) {
                 match method {
                     Method::GET | Method::HEAD => {
-                        crate::proxy::fill_manifest(&reg, up, &name, &upstream_repo, r).await?
+                        let with_body = method == Method::GET;
+                        crate::proxy::fill_manifest(&reg, up, &name, &upstream_repo, r, with_body)
+                            .await?
                     }
                     _ => return Err(read_only(up, &name)),
                 }

@@ -3,7 +3,8 @@
 //! pulls byte-identical, a hit does not touch the upstream, 20 concurrent pulls of a
 //! cold image make one upstream fetch per blob, a stopped upstream still serves what
 //! is cached (and a restarted one is used again), eviction keeps the cache under a
-//! small bound, containerd's `?ns=` works, and writes are refused. The same cache with
+//! small bound, containerd's `?ns=` works, writes are refused, and a manifest `GET`
+//! fetches the image's blobs ahead of the client. The same cache with
 //! its blobs in S3 (s3s-fs) and its metadata in PostgreSQL, as replicas run it.
 
 use std::path::{Path, PathBuf};
@@ -307,6 +308,91 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
     }
     assert_eq!(report["commits_under_way"], 0, "{report}");
     (tmp, blobs.len())
+}
+
+/// A manifest fetched for a `GET` starts the fetch of its config and layers before the
+/// client asks (each still fetched once); a `HEAD`, or `prefetch = false`, fetches no
+/// blob until a client asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_get_fetches_its_blobs_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = Upstream::start(&tmp.path().join("upstream"), None);
+    let ahead = push_upstream(&up, "team/ahead", "v1", 31, 200).await;
+    let headed = push_upstream(&up, "team/headed", "v1", 32, 200).await;
+    let asked = push_upstream(&up, "team/asked", "v1", 33, 200).await;
+    let http = reqwest::Client::new();
+    let fetched = |image: &Image| -> Vec<usize> {
+        image
+            .blobs
+            .iter()
+            .map(|b| up.requests("GET", &Digest::sha256_of(b).to_string()))
+            .collect()
+    };
+    let manifest = |base: String, repo: &'static str, method: reqwest::Method| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .request(
+                    method,
+                    format!("{base}/v2/upstream.test/{repo}/manifests/v1"),
+                )
+                .header("accept", ACCEPT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{repo}");
+        }
+    };
+
+    let config = tmp.path().join("berth.toml");
+    std::fs::write(&config, proxy_table(&up, "")).unwrap();
+    let serve = Serve::start(
+        &tmp.path().join("berth"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    manifest(serve.url.clone(), "team/ahead", reqwest::Method::GET).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fetched(&ahead) != [1, 1] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blobs not fetched ahead: {:?}",
+            fetched(&ahead)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pull(&http, &serve.url, "upstream.test/team/ahead", "v1", &ahead).await;
+    assert_eq!(
+        fetched(&ahead),
+        [1, 1],
+        "a blob fetched ahead was fetched again"
+    );
+    assert_eq!(
+        metric(
+            &serve,
+            r#"berth_proxy_requests_total{kind="blob",result="prefetch"}"#
+        )
+        .await,
+        2.0
+    );
+    // A HEAD is a check, not a pull.
+    manifest(serve.url.clone(), "team/headed", reqwest::Method::HEAD).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fetched(&headed), [0, 0], "a HEAD fetched blobs");
+    drop(serve);
+
+    let config = tmp.path().join("berth-asked.toml");
+    std::fs::write(&config, proxy_table(&up, "prefetch = false\n")).unwrap();
+    let serve = Serve::start(
+        &tmp.path().join("berth-asked"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    manifest(serve.url.clone(), "team/asked", reqwest::Method::GET).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fetched(&asked), [0, 0], "prefetch = false fetched blobs");
+    pull(&http, &serve.url, "upstream.test/team/asked", "v1", &asked).await;
+    assert_eq!(fetched(&asked), [1, 1]);
 }
 
 /// A bound of 1 MiB with 400 KiB layers: the least recently used go, a pinned

@@ -33,6 +33,9 @@ const READ_CHUNK: usize = 256 * 1024;
 const PUBLISH_STEP: u64 = 64 * 1024;
 /// A hit renews its link (the eviction order) at most this often.
 const RENEW_AFTER: i64 = 60;
+/// Blobs per upstream fetched ahead of their clients at a time (podman asks for three
+/// at once, most clients one).
+pub(crate) const PREFETCH_AT_ONCE: usize = 4;
 
 /// One blob arriving from the upstream.
 pub(crate) struct Fill {
@@ -83,19 +86,11 @@ pub(crate) async fn fill(
         }
         return Ok(None);
     }
-    // Cached under another name already (a layer shared by two images): link it.
-    if let Some(size) = reg.meta.blob_known(digest)? {
-        let (r, d) = (repo.to_string(), digest.clone());
-        if reg
-            .blocking(move |reg| reg.link_blob(&r, &d, size))
-            .await
-            .is_ok()
-        {
-            reg.metrics.proxy("blob", "hit");
-            return Ok(None);
-        }
+    if link_known(reg, repo, digest).await? {
+        reg.metrics.proxy("blob", "hit");
+        return Ok(None);
     }
-    let fill = start_or_join(reg, up, repo, upstream_repo, digest);
+    let fill = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
     let mut rx = fill.state.subscribe();
     // A range, or a blob of unannounced size, is answered by the store once whole.
     let whole_first = headers.contains_key(header::RANGE);
@@ -163,6 +158,19 @@ pub(crate) async fn fill(
         .map_err(ApiError::internal)
 }
 
+/// Links `digest` to `repo` when the store has it under another name already (a layer
+/// shared by two images); whether it did.
+async fn link_known(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<bool> {
+    let Some(size) = reg.meta.blob_known(digest)? else {
+        return Ok(false);
+    };
+    let (r, d) = (repo.to_string(), digest.clone());
+    Ok(reg
+        .blocking(move |reg| reg.link_blob(&r, &d, size))
+        .await
+        .is_ok())
+}
+
 fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
     ApiError::new(Code::Unavailable).detail(format!(
         "fetching {digest} from upstream {} ({}): {why}",
@@ -170,18 +178,108 @@ fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
     ))
 }
 
-/// The fill of `digest` under way, or a new one.
+/// Fetches the blobs of an image manifest that a client has just been sent, before it
+/// asks for them: its requests then join fetches under way (or find the blobs
+/// stored) instead of each waiting for its own. The config comes first and alone (the
+/// client asks for it first, and beside the layers its few bytes would wait behind
+/// theirs), then the layers in order, at most [`PREFETCH_AT_ONCE`] per upstream at a
+/// time. A blob already stored or arriving is left alone, and one that fails is only
+/// logged (a client's request fetches it again).
+pub(crate) fn prefetch(
+    reg: &Arc<Registry>,
+    up: &Upstream,
+    repo: &str,
+    upstream_repo: &str,
+    config: Option<Digest>,
+    layers: Vec<Digest>,
+) {
+    let ahead = Ahead {
+        reg: reg.clone(),
+        prefix: up.config.prefix.clone(),
+        repo: repo.to_string(),
+        upstream_repo: upstream_repo.to_string(),
+    };
+    let permits = up.prefetching.clone();
+    tokio::spawn(async move {
+        if let Some(config) = config {
+            let Ok(_permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            ahead.fetch(&config, false).await;
+        }
+        for layer in layers {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let ahead = ahead.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                ahead.fetch(&layer, true).await;
+            });
+        }
+    });
+}
+
+/// Where the blobs fetched ahead go.
+#[derive(Clone)]
+struct Ahead {
+    reg: Arc<Registry>,
+    prefix: String,
+    repo: String,
+    upstream_repo: String,
+}
+
+impl Ahead {
+    /// Starts (or joins) the fill of `digest` unless the repository has it, and waits
+    /// until its bytes are in and checked, or with `committed` until it is stored.
+    async fn fetch(&self, digest: &Digest, committed: bool) {
+        let (reg, repo) = (&self.reg, &self.repo);
+        let Some(up) = reg.proxies.by_prefix(&self.prefix) else {
+            return;
+        };
+        match reg.meta.blob_link(repo, digest) {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
+            Err(e) => {
+                tracing::warn!(target: "berth::proxy", error = %e, "prefetch: reading the store");
+                return;
+            }
+        }
+        if link_known(reg, repo, digest).await.unwrap_or(false) {
+            return;
+        }
+        let fill = start_or_join(reg, up, repo, &self.upstream_repo, digest, "prefetch");
+        // A failure is logged by Job::run.
+        let mut rx = fill.state.subscribe();
+        loop {
+            match *rx.borrow_and_update() {
+                State::Done { .. } | State::Failed(_) => return,
+                State::Verified { .. } if !committed => return,
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The fill of `digest` under way, or a new one, counted in the metrics as `result`
+/// (`miss`, or `prefetch` when no client asked yet) when it is new.
 fn start_or_join(
     reg: &Arc<Registry>,
     up: &Upstream,
     repo: &str,
     upstream_repo: &str,
     digest: &Digest,
+    result: &'static str,
 ) -> Arc<Fill> {
     let mut fills = up.blob_fills.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(f) = fills.get(digest) {
         // Served from the fetch under way: the upstream is not asked again.
-        reg.metrics.proxy("blob", "hit");
+        if result == "miss" {
+            reg.metrics.proxy("blob", "hit");
+        }
         return f.clone();
     }
     let id = format!("proxy-{}", uuid::Uuid::new_v4().simple());
@@ -190,7 +288,7 @@ fn start_or_join(
         upload: reg.blobs.upload_path(&id),
     });
     fills.insert(digest.clone(), fill.clone());
-    reg.metrics.proxy("blob", "miss");
+    reg.metrics.proxy("blob", result);
     let job = Job {
         reg: reg.clone(),
         prefix: up.config.prefix.clone(),

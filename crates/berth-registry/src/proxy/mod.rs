@@ -14,8 +14,10 @@
 //!   kept only when its digest is right (the last byte is held back until then).
 //!
 //! Manifests are stored without their blobs (`MetaStore::put_proxied_manifest`); each
-//! blob is linked when it arrives. With `max_size`, the prefix's blobs are bounded:
-//! after each fill the links used least recently are evicted (a cache hit renews its
+//! blob is linked when it arrives. An image manifest fetched for a `GET` starts the
+//! fetch of its blobs at once ([`blob::prefetch`], unless `prefetch = false`): the
+//! client asks for them next, and each would otherwise wait for its own fetch. With
+//! `max_size`, the prefix's blobs are bounded: after each fill the links used least recently are evicted (a cache hit renews its
 //! link at most once a minute) until the prefix is under 90% of the bound. Content
 //! that another repository also links keeps its bytes; repositories matching a
 //! `pinned` pattern are never evicted. Pushes and deletes under a prefix are refused:
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_image::{Digest, Manifest, Reference, RepositoryName};
+use berth_image::{Digest, Manifest, ManifestKind, Reference, RepositoryName};
 use berth_store::NewManifest;
 
 use crate::error::{ApiError, ApiResult, Code};
@@ -49,6 +51,8 @@ pub struct ProxyConfig {
     /// Repositories under the prefix (globs over the name after it, `library/*`)
     /// whose content is never evicted.
     pub pinned: Vec<String>,
+    /// Whether an image manifest fetched for a `GET` starts the fetch of its blobs.
+    pub prefetch: bool,
 }
 
 /// A configuration that cannot work, said at start-up.
@@ -83,6 +87,9 @@ pub(crate) struct Upstream {
     manifest_fills: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Blob fills under way, by digest.
     pub(crate) blob_fills: Mutex<HashMap<Digest, Arc<blob::Fill>>>,
+    /// Bounds the blobs fetched ahead of their clients (a client's own request never
+    /// waits for it).
+    prefetching: Arc<tokio::sync::Semaphore>,
     evicting: AtomicBool,
 }
 
@@ -135,6 +142,7 @@ impl Proxies {
                 client,
                 manifest_fills: Mutex::default(),
                 blob_fills: Mutex::default(),
+                prefetching: Arc::new(tokio::sync::Semaphore::new(blob::PREFETCH_AT_ONCE)),
                 evicting: AtomicBool::new(false),
             });
         }
@@ -199,12 +207,14 @@ impl Upstream {
 /// Makes the store hold manifest `reference` of `name` as the upstream has it now
 /// (within the tag TTL). Leaves the store as it is when the upstream cannot be reached
 /// and the store has a copy; the caller then reads the store as for any repository.
+/// `with_body` (a `GET`): an image manifest fetched now starts the fetch of its blobs.
 pub(crate) async fn fill_manifest(
     reg: &Arc<Registry>,
     up: &Upstream,
     name: &RepositoryName,
     upstream_repo: &str,
     reference: &str,
+    with_body: bool,
 ) -> ApiResult<()> {
     let Ok(reference) = reference.parse::<Reference>() else {
         return Ok(()); // not a reference at all: the store answers "unknown"
@@ -233,7 +243,7 @@ pub(crate) async fn fill_manifest(
         Reference::Digest(d) => match up.client.manifest(upstream_repo, &d.to_string()).await {
             Ok(raw) => {
                 reg.metrics.proxy("manifest", "miss");
-                store(
+                let m = store(
                     reg,
                     repo,
                     &raw.bytes,
@@ -241,7 +251,9 @@ pub(crate) async fn fill_manifest(
                     &raw.digest,
                     None,
                 )
-                .await
+                .await?;
+                fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
+                Ok(())
             }
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(unavailable(up, &e)),
@@ -255,7 +267,10 @@ pub(crate) async fn fill_manifest(
                     Ok(raw) => {
                         reg.metrics.proxy("manifest", "miss");
                         let media_type = raw.media_type.as_deref();
-                        store(reg, repo, &raw.bytes, media_type, &raw.digest, Some(tag)).await
+                        let m = store(reg, repo, &raw.bytes, media_type, &raw.digest, Some(tag))
+                            .await?;
+                        fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
+                        Ok(())
                     }
                     Err(e) if e.is_not_found() => Ok(()),
                     Err(e) => Err(unavailable(up, &e)),
@@ -268,7 +283,8 @@ pub(crate) async fn fill_manifest(
                         // The same digest (only the time renews), or one already here.
                         reg.metrics.proxy("manifest", "revalidated");
                         return store(reg, repo, &m.content, Some(&m.media_type), &d, Some(tag))
-                            .await;
+                            .await
+                            .map(drop);
                     }
                     reg.metrics.proxy("manifest", "miss");
                     let raw = up
@@ -276,7 +292,7 @@ pub(crate) async fn fill_manifest(
                         .manifest(upstream_repo, &d.to_string())
                         .await
                         .map_err(|e| unavailable(up, &e))?;
-                    store(
+                    let m = store(
                         reg,
                         repo,
                         &raw.bytes,
@@ -284,7 +300,9 @@ pub(crate) async fn fill_manifest(
                         &d,
                         Some(tag),
                     )
-                    .await
+                    .await?;
+                    fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
+                    Ok(())
                 }
                 Ok(None) => {
                     // The upstream no longer has it: neither does the cache.
@@ -318,7 +336,26 @@ fn fresh(at: i64, ttl: Duration) -> bool {
     berth_store::unix_now().saturating_sub(at) < ttl.as_secs() as i64
 }
 
-/// Keeps an upstream manifest (bytes as sent, their digest checked by the client).
+/// Starts the fetch of an image manifest's config and layers that was just fetched for
+/// a `GET` (an index's children are fetched when asked for, one platform at a time).
+fn fetch_ahead(
+    reg: &Arc<Registry>,
+    up: &Upstream,
+    repo: &str,
+    upstream_repo: &str,
+    manifest: &Manifest,
+    with_body: bool,
+) {
+    if !with_body || !up.config.prefetch || manifest.kind != ManifestKind::Image {
+        return;
+    }
+    let config = manifest.config.as_ref().map(|d| d.digest.clone());
+    let layers = manifest.layers.iter().map(|d| d.digest.clone()).collect();
+    blob::prefetch(reg, up, repo, upstream_repo, config, layers);
+}
+
+/// Keeps an upstream manifest (bytes as sent, their digest checked by the client) and
+/// gives it back parsed.
 async fn store(
     reg: &Arc<Registry>,
     repo: &str,
@@ -326,14 +363,15 @@ async fn store(
     media_type: Option<&str>,
     digest: &Digest,
     tag: Option<&str>,
-) -> ApiResult<()> {
+) -> ApiResult<Manifest> {
     let manifest = Manifest::parse(media_type, bytes).map_err(|e| {
         ApiError::new(Code::ManifestInvalid).detail(format!("the upstream's manifest: {e}"))
     })?;
     let new = NewManifest::new(digest.clone(), &manifest, bytes.to_vec());
     let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
     reg.blocking(move |r| r.meta.put_proxied_manifest(&repo, &new, tag.as_deref()))
-        .await
+        .await?;
+    Ok(manifest)
 }
 
 /// Evicts the prefix's least recently used blobs while it holds more than
@@ -421,6 +459,7 @@ mod tests {
             tag_ttl: Duration::from_secs(60),
             max_size: None,
             pinned: vec![],
+            prefetch: true,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct FileProxy {
     max_size: Option<String>,
     #[serde(default)]
     pinned: Vec<String>,
+    /// Fetch an image's blobs as soon as its manifest is (default true).
+    prefetch: Option<bool>,
 }
 
 impl FileProxy {
@@ -86,6 +88,7 @@ impl FileProxy {
             tag_ttl,
             max_size,
             pinned: self.pinned,
+            prefetch: self.prefetch.unwrap_or(true),
         })
     }
 }
