@@ -288,15 +288,26 @@ pub fn sweep(meta: &dyn MetaStore, blobs: &dyn BlobBytes, plan: &Plan) -> Result
     unlink_all(blobs, &stale)?;
     meta.gc_clear_tombstones(&stale)?;
     // Rows first (a row only goes when no link to it is left, tombstoned in the same
-    // transaction), then the files with no lock held, then the tombstones.
+    // transaction), then the files with no lock held, then the tombstones. A batch's
+    // files go while the next batch's rows are deleted: the unlinks wait on the disk,
+    // the rows on the CPU, so the two overlap.
     const BATCH: usize = 8000;
-    for chunk in plan.blobs.chunks(BATCH) {
-        let gone = meta.gc_delete_blobs(chunk, plan.cutoff)?;
-        let digests: Vec<Digest> = gone.iter().filter_map(|(d, _)| d.parse().ok()).collect();
-        unlink_all(blobs, &digests)?;
-        meta.gc_clear_tombstones(&digests)?;
-        out.blobs.extend(gone);
-    }
+    std::thread::scope(|s| -> Result<()> {
+        let mut unlinking: Option<std::thread::ScopedJoinHandle<Result<Vec<Digest>>>> = None;
+        for chunk in plan.blobs.chunks(BATCH) {
+            let gone = meta.gc_delete_blobs(chunk, plan.cutoff)?;
+            let digests: Vec<Digest> = gone.iter().filter_map(|(d, _)| d.parse().ok()).collect();
+            out.blobs.extend(gone);
+            if let Some(previous) = unlinking.take() {
+                meta.gc_clear_tombstones(&joined(previous)?)?;
+            }
+            unlinking = Some(s.spawn(move || unlink_all(blobs, &digests).map(|()| digests)));
+        }
+        if let Some(last) = unlinking {
+            meta.gc_clear_tombstones(&joined(last)?)?;
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -356,10 +367,24 @@ pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &dyn BlobBytes) -> Resu
     Ok(removed)
 }
 
-/// Unlinks blob files on a few threads: an unlink mostly waits for the file system's
-/// journal (0.1-2 ms each on this machine's ext4 under load), so they overlap well.
+/// A worker thread's result; its panic becomes an error.
+fn joined<T>(worker: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    worker.join().unwrap_or_else(|_| {
+        Err(crate::StoreError::Corrupt(
+            "a file removal thread panicked".into(),
+        ))
+    })
+}
+
+/// Unlinks blob files on many threads: an unlink mostly waits for the file system
+/// (its journal, or on a disk mounted with `discard` the discard of the freed blocks,
+/// 0.1-2 ms each on this machine's ext4), so they overlap well. 25,000 small blobs:
+/// about 1.5 s with 8 threads, 0.9 s with 32; 64 and 128 did no better. Beside a
+/// server's pulls (`berth-bench --only gc`, idle, collector at nice 10) the whole
+/// collection took 2.9 s on 8 threads, 2.3 s on 16 and 2.5 s on 32, the pulls keeping
+/// 85-94%, 78-82% and 73-84% of their rate: 16 is as fast as 32 and gentler.
 fn unlink_all(blobs: &dyn BlobBytes, digests: &[Digest]) -> Result<()> {
-    const THREADS: usize = 8;
+    const THREADS: usize = 16;
     if digests.is_empty() {
         return Ok(());
     }
@@ -367,16 +392,25 @@ fn unlink_all(blobs: &dyn BlobBytes, digests: &[Digest]) -> Result<()> {
     std::thread::scope(|s| {
         let workers: Vec<_> = digests
             .chunks(per)
-            .map(|c| s.spawn(move || c.iter().try_for_each(|d| blobs.remove_blob(d))))
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| {
-                Err(crate::StoreError::Corrupt(
-                    "a file removal thread panicked".into(),
-                ))
+            .map(|c| {
+                s.spawn(move || {
+                    lowest_priority();
+                    c.iter().try_for_each(|d| blobs.remove_blob(d))
+                })
             })
-        })
+            .collect();
+        workers.into_iter().try_for_each(joined)
     })
+}
+
+/// Puts the calling thread at nice 19 (on Linux a thread's own setting): the kernel
+/// work of unlinks (freeing blocks, submitting discards) is maintenance, and on 16
+/// threads at normal priority it took a quarter of the CPU from the pulls beside it.
+fn lowest_priority() {
+    // SAFETY: setpriority on the calling thread (who = 0), no pointers.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
 }
 
 /// One whole run, as reported to an operator.

@@ -747,12 +747,9 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
                 Some(o) => o,
                 None => &blobs,
             };
-            // Collection is maintenance: it yields the CPU to the server beside it
-            // (nice 10), so that pulls keep their pace while it runs.
-            // SAFETY: setpriority on this process, no pointers.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-            }
+            // Its file removal runs at the lowest priority (berth_store::gc), so
+            // that pulls beside it keep their pace; its database work, one thread,
+            // does not wait for them.
             let dir = open_auth(root)?.directory()?;
             let opts = berth_store::gc::GcOptions {
                 grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),

@@ -38,10 +38,14 @@ impl Repo {
     }
 
     /// One-shot upload (`POST ?digest=`); returns the digest. A 503 (the collector
-    /// removed the stored file while this upload linked it) is retried, as clients do.
+    /// removes the stored file this upload would link) is retried after a pause, as
+    /// clients do: the collector's file removal runs at the lowest priority, so on a
+    /// busy machine its batch can hold the blob for seconds.
     async fn blob(&self, bytes: &[u8]) -> Digest {
         let d = Digest::sha256_of(bytes);
-        for _ in 0..20 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut pause = Duration::from_millis(10);
+        loop {
             let r = self
                 .http
                 .post(format!("{}/blobs/uploads/?digest={d}", self.base))
@@ -51,11 +55,13 @@ impl Repo {
                 .unwrap();
             match r.status().as_u16() {
                 201 => return d,
-                503 => continue,
+                503 if Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
                 s => panic!("blob upload: {s} {}", r.text().await.unwrap()),
             }
         }
-        panic!("blob upload: 503 twenty times")
     }
 
     /// PUT a manifest; the status and body on failure.
