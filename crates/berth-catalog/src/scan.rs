@@ -510,6 +510,17 @@ impl Catalog {
         }
     }
 
+    /// After a signature of `repo` was stored. A row that already says signed stays
+    /// as it is (a signature only ever adds): a signing loop over a repository of many
+    /// tags no longer rebuilds its row, which reads every indexed image, once per
+    /// signature. Otherwise the row is rebuilt, as after a delete.
+    pub(crate) fn signed(&self, repo: &str) -> Result<()> {
+        if self.db.search_row_signed(repo)? {
+            return Ok(());
+        }
+        self.forget(repo, None)
+    }
+
     /// Calls `f` on every stored manifest, page by page in index order.
     pub(crate) fn each_manifest(
         &self,

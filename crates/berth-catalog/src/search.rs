@@ -122,6 +122,20 @@ fn fts_query(q: &str) -> Option<String> {
     (!phrases.is_empty()).then(|| phrases.join(" "))
 }
 
+/// One image's part of its repository's search row ([`CatalogDb::search_facts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchFacts {
+    pub manifest_digest: String,
+    pub platform: Option<String>,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+    /// The config's labels.
+    pub labels: BTreeMap<String, String>,
+    pub grade: Option<String>,
+    /// The inventory's OS (none when it has none or the scan failed).
+    pub os_info: Option<berth_inventory::OsInfo>,
+}
+
 impl CatalogDb {
     /// Repositories matching `query` in rank order, filtered by `readable` (the
     /// caller's access), one page of them with their details.
@@ -362,6 +376,69 @@ impl CatalogDb {
                     .optional()?
                     .is_some(),
             )
+        })
+    }
+
+    /// What the search rows take from each of `digests` that has an inventory, in
+    /// one read: a row is rebuilt after every push from up to
+    /// `MAX_IMAGES_INDEXED` images, and [`CatalogDb::inventory_head`] for each (a
+    /// read of its own, the package count, the layer list) was most of that.
+    pub fn search_facts(&self, digests: &[String]) -> Result<Vec<SearchFacts>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, platform, os, architecture, labels, grade,
+                   os_id, os_version, os_pretty, ecosystem
+                 FROM inventories WHERE manifest_digest = ?1",
+            )?;
+            let mut out = Vec::new();
+            for d in digests {
+                let row = st
+                    .query_row([d], |r| {
+                        let ok = r.get::<_, String>(0)? == "ok";
+                        let os_id: Option<String> = r.get(6)?;
+                        Ok((
+                            SearchFacts {
+                                manifest_digest: d.clone(),
+                                platform: r.get(1)?,
+                                os: r.get(2)?,
+                                architecture: r.get(3)?,
+                                labels: BTreeMap::new(),
+                                grade: r.get(5)?,
+                                os_info: match os_id.filter(|_| ok) {
+                                    Some(id) => Some(berth_inventory::OsInfo {
+                                        id,
+                                        version_id: r.get(7)?,
+                                        pretty_name: r.get(8)?,
+                                        ecosystem: r.get(9)?,
+                                    }),
+                                    None => None,
+                                },
+                            },
+                            r.get::<_, Option<String>>(4)?,
+                        ))
+                    })
+                    .optional()?;
+                if let Some((mut facts, labels)) = row {
+                    if let Some(l) = labels {
+                        facts.labels = crate::store::from_json(&l, &format!("inventory {d}"))?;
+                    }
+                    out.push(facts);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Whether `repository`'s search row says it is signed.
+    pub fn search_row_signed(&self, repository: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM search_facets
+                     WHERE facet = 'signed' AND value = ?1 AND repository = ?2",
+            )?
+            .query_row([SIGNED, repository], |_| Ok(()))
+            .optional()?
+            .is_some())
         })
     }
 
@@ -618,39 +695,38 @@ impl Catalog {
             }
         }
         images.dedup();
-        for d in &images {
-            // The head: the package list and Containerfile are not needed here.
-            let Some(inv) = self.db.inventory_head(d)? else {
-                continue;
-            };
+        for f in self.db.search_facts(&images)? {
             let annotations = ordered
                 .iter()
-                .find(|s| s.manifest_digest == *d || s.children.iter().any(|c| c.digest == *d))
+                .find(|s| {
+                    s.manifest_digest == f.manifest_digest
+                        || s.children.iter().any(|c| c.digest == f.manifest_digest)
+                })
                 .map(|s| s.annotations.clone())
                 .unwrap_or_default();
             if row.description.is_none() {
-                row.description = description(&inv.facts.labels, &annotations);
+                row.description = description(&f.labels, &annotations);
             }
-            for (k, v) in &inv.facts.labels {
+            for (k, v) in &f.labels {
                 row.labels.insert(format!("{k}={v}"));
             }
-            if let Some(os) = &inv.facts.os {
+            if let Some(os) = &f.os {
                 row.os.insert(os.clone());
                 row.platform_words.insert(os.clone());
             }
-            if let Some(a) = &inv.facts.architecture {
+            if let Some(a) = &f.architecture {
                 row.arch.insert(a.clone());
                 row.platform_words.insert(a.clone());
             }
-            if let Some(p) = &inv.facts.platform {
+            if let Some(p) = &f.platform {
                 row.platforms.insert(p.clone());
             }
-            if let Some(os) = &inv.os {
+            if let Some(os) = &f.os_info {
                 row.platform_words.insert(os.id.clone());
                 row.platform_words.extend(os.version_id.clone());
                 row.platform_words.extend(os.pretty_name.clone());
             }
-            row.grades.extend(inv.grade.clone());
+            row.grades.extend(f.grade);
         }
         row.packages = self.db.package_names(&images)?;
         for s in &ordered {

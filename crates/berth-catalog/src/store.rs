@@ -184,7 +184,7 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T> {
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| CatalogError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -1261,6 +1261,7 @@ pub(crate) mod tests {
             platform: Some("linux/amd64".into()),
             size: 42,
             diff_ids: vec!["sha256:11".into()],
+            labels: std::collections::BTreeMap::from([("team".into(), "infra".into())]),
             ..Default::default()
         };
         db.put_inventory("sha256:m1", 1, Ok(&inv), &facts).unwrap();
@@ -1277,8 +1278,29 @@ pub(crate) mod tests {
         assert_eq!(head.result, Ok(()));
         assert_eq!(head.facts, facts);
         assert_eq!((head.os, head.packages), (inv.os.clone(), 2));
-        assert_eq!((head.grade, head.next_drop), (got.grade, got.next_drop));
+        assert_eq!(
+            (head.grade, head.next_drop),
+            (got.grade.clone(), got.next_drop)
+        );
         assert!(db.inventory_head("sha256:none").unwrap().is_none());
+        // What a search row takes: the head's facts, one read for many digests, none
+        // for a digest without an inventory.
+        let searched = db
+            .search_facts(&["sha256:none".into(), "sha256:m1".into()])
+            .unwrap();
+        assert_eq!(searched.len(), 1);
+        let f = &searched[0];
+        assert_eq!(f.manifest_digest, "sha256:m1");
+        assert_eq!(
+            (&f.platform, &f.os, &f.architecture, &f.labels),
+            (
+                &facts.platform,
+                &facts.os,
+                &facts.architecture,
+                &facts.labels
+            )
+        );
+        assert_eq!((&f.os_info, &f.grade), (&inv.os, &got.grade));
         let n: i64 = db
             .read(|c| {
                 Ok(c.query_row(
@@ -1297,6 +1319,9 @@ pub(crate) mod tests {
         let head = db.inventory_head("sha256:m1").unwrap().unwrap();
         assert_eq!(head.result, Err("layer 2: truncated".to_string()));
         assert_eq!((head.os, head.packages), (None, 0));
+        let searched = db.search_facts(&["sha256:m1".into()]).unwrap();
+        assert_eq!(searched[0].os_info, None, "a failed scan has no OS");
+        assert_eq!(searched[0].platform, facts.platform);
         assert!(db.matchables("", 10).unwrap().is_empty());
     }
 

@@ -22,9 +22,18 @@ pub const QUEUE_CAPACITY: usize = 1024;
 
 pub(crate) struct Job {
     repository: String,
-    digest: Option<Digest>,
-    /// A delete: forget what the repository no longer holds.
-    forget: bool,
+    what: What,
+}
+
+/// What a job asks of the worker.
+enum What {
+    /// Scan a manifest that was pushed.
+    Scan(Digest),
+    /// A delete: forget what the repository no longer holds (a manifest, or after a
+    /// tag's delete nothing but the search row).
+    Forget(Option<Digest>),
+    /// A signature was stored: the search row must say the repository is signed.
+    Signed,
 }
 
 /// The worker's side of the queue, set once by [`Catalog::start`].
@@ -45,8 +54,7 @@ impl Catalog {
         };
         let job = Job {
             repository: repository.to_string(),
-            digest: Some(digest.clone()),
-            forget: false,
+            what: What::Scan(digest.clone()),
         };
         self.enqueue(tx, job);
     }
@@ -59,29 +67,31 @@ impl Catalog {
         };
         let job = Job {
             repository: repository.to_string(),
-            digest: digest.cloned(),
-            forget: true,
+            what: What::Forget(digest.cloned()),
         };
         self.enqueue(tx, job);
     }
 
     /// After a signature of one of `repository`'s manifests was stored: its search
-    /// row (whether it is signed) is rebuilt in the background; nothing is scanned.
+    /// row (whether it is signed) is brought up to date in the background; nothing is
+    /// scanned.
     pub fn notify_signatures(&self, repository: &str) {
         let Some(tx) = self.queue.sender.get() else {
             return;
         };
-        // A delete's job without a digest rebuilds the row and forgets nothing.
         let job = Job {
             repository: repository.to_string(),
-            digest: None,
-            forget: true,
+            what: What::Signed,
         };
         self.enqueue(tx, job);
     }
 
     fn enqueue(&self, tx: &mpsc::Sender<Job>, job: Job) {
-        let (repository, digest) = (job.repository.clone(), job.digest.clone());
+        let repository = job.repository.clone();
+        let digest = match &job.what {
+            What::Scan(d) | What::Forget(Some(d)) => Some(d.clone()),
+            What::Forget(None) | What::Signed => None,
+        };
         if let Err(e) = tx.try_send(job) {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
@@ -112,15 +122,25 @@ impl Catalog {
     async fn run_job(self: &Arc<Self>, job: Job) {
         let cat = self.clone();
         let repo = job.repository.clone();
-        let Some(digest) = job.digest.clone().filter(|_| !job.forget) else {
-            let digest = job.digest.clone();
-            let done =
-                tokio::task::spawn_blocking(move || cat.forget(&repo, digest.as_ref())).await;
-            if let Ok(Err(e)) = done {
-                tracing::warn!(target: "berth::catalog", repository = job.repository,
-                    error = %e, "catalog update after a delete failed");
+        let digest = match job.what {
+            What::Scan(digest) => digest,
+            What::Forget(digest) => {
+                let done =
+                    tokio::task::spawn_blocking(move || cat.forget(&repo, digest.as_ref())).await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(target: "berth::catalog", repository = job.repository,
+                        error = %e, "catalog update after a delete failed");
+                }
+                return;
             }
-            return;
+            What::Signed => {
+                let done = tokio::task::spawn_blocking(move || cat.signed(&repo)).await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(target: "berth::catalog", repository = job.repository,
+                        error = %e, "catalog update after a signature failed");
+                }
+                return;
+            }
         };
         let d = digest.clone();
         let outcome =
@@ -194,8 +214,7 @@ async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
     for (repository, digest) in missing {
         let job = Job {
             repository,
-            digest: Some(digest),
-            forget: false,
+            what: What::Scan(digest),
         };
         if tx.send(job).await.is_err() {
             return;
