@@ -464,14 +464,7 @@ fn token_hash(token: &str) -> String {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;",
-    )?;
-    Ok(conn)
+    Ok(berth_sqlite::connect(path, berth_sqlite::Sync::Full)?)
 }
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
