@@ -395,7 +395,6 @@ impl CatalogDb {
                 let row = st
                     .query_row([d], |r| {
                         let ok = r.get::<_, String>(0)? == "ok";
-                        let os_id: Option<String> = r.get(6)?;
                         Ok((
                             SearchFacts {
                                 manifest_digest: d.clone(),
@@ -404,14 +403,10 @@ impl CatalogDb {
                                 architecture: r.get(3)?,
                                 labels: BTreeMap::new(),
                                 grade: r.get(5)?,
-                                os_info: match os_id.filter(|_| ok) {
-                                    Some(id) => Some(berth_inventory::OsInfo {
-                                        id,
-                                        version_id: r.get(7)?,
-                                        pretty_name: r.get(8)?,
-                                        ecosystem: r.get(9)?,
-                                    }),
-                                    None => None,
+                                os_info: if ok {
+                                    crate::store::os_info(r, 6)?
+                                } else {
+                                    None
                                 },
                             },
                             r.get::<_, Option<String>>(4)?,

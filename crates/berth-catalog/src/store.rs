@@ -518,7 +518,6 @@ impl CatalogDb {
                 .query_row([digest], |r| {
                     let status: String = r.get(0)?;
                     let error: Option<String> = r.get(1)?;
-                    let os_id: Option<String> = r.get(13)?;
                     Ok((
                         status,
                         error,
@@ -542,14 +541,7 @@ impl CatalogDb {
                             next_drop: r.get(12)?,
                             scanned_at: 0,
                         },
-                        os_id.map(|id| -> rusqlite::Result<OsInfo> {
-                            Ok(OsInfo {
-                                id,
-                                version_id: r.get(14)?,
-                                pretty_name: r.get(15)?,
-                                ecosystem: r.get(16)?,
-                            })
-                        }),
+                        os_info(r, 13)?,
                         r.get::<_, i64>(17)?,
                     ))
                 })
@@ -567,7 +559,7 @@ impl CatalogDb {
                     Err(error.unwrap_or_else(|| "scan failed".into()))
                 },
                 facts: stored.facts,
-                os: if ok { os.transpose()? } else { None },
+                os: if ok { os } else { None },
                 packages: packages.max(0) as usize,
                 grade: stored.grade,
                 next_drop: stored.next_drop,
@@ -1066,6 +1058,20 @@ impl StoredInventoryRow {
             scanned_at: self.scanned_at,
         })
     }
+}
+
+/// An inventory's OS from its columns `os_id, os_version, os_pretty, ecosystem`,
+/// starting at column `at` (none without an `os_id`).
+pub(crate) fn os_info(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Option<OsInfo>> {
+    let Some(id) = r.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(OsInfo {
+        id,
+        version_id: r.get(at + 1)?,
+        pretty_name: r.get(at + 2)?,
+        ecosystem: r.get(at + 3)?,
+    }))
 }
 
 /// The columns [`package_row`] reads, in its order.

@@ -344,13 +344,15 @@ async fn a_manifest_get_fetches_its_blobs_ahead() {
         }
     };
 
-    let config = tmp.path().join("berth.toml");
-    std::fs::write(&config, proxy_table(&up, "")).unwrap();
-    let serve = Serve::start(
-        &tmp.path().join("berth"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
+    // A server in `dir` whose berth.toml has the proxy table with `extra` in it.
+    let start = |dir: &str, extra: &str| {
+        let config = tmp.path().join(format!("{dir}.toml"));
+        std::fs::write(&config, proxy_table(&up, extra)).unwrap();
+        let root = tmp.path().join(dir);
+        async move { Serve::start(&root, &["--config", config.to_str().unwrap()]).await }
+    };
+
+    let serve = start("berth", "").await;
     manifest(serve.url.clone(), "team/ahead", reqwest::Method::GET).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while fetched(&ahead) != [1, 1] {
@@ -381,13 +383,7 @@ async fn a_manifest_get_fetches_its_blobs_ahead() {
     assert_eq!(fetched(&headed), [0, 0], "a HEAD fetched blobs");
     drop(serve);
 
-    let config = tmp.path().join("berth-asked.toml");
-    std::fs::write(&config, proxy_table(&up, "prefetch = false\n")).unwrap();
-    let serve = Serve::start(
-        &tmp.path().join("berth-asked"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
+    let serve = start("berth-asked", "prefetch = false\n").await;
     manifest(serve.url.clone(), "team/asked", reqwest::Method::GET).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fetched(&asked), [0, 0], "prefetch = false fetched blobs");
