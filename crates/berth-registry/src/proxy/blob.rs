@@ -1,18 +1,28 @@
 //! Blobs of the pull-through cache: one upstream fetch per digest however many clients
-//! ask at once, written to an upload file as the bytes arrive (hashed as they pass),
-//! and streamed to every waiting client from that file. The last byte is held back
-//! until the digest is checked, so no client ever receives a whole wrong blob; the
-//! file becomes a blob of the store (renamed into `blobs/`, or sent to the bucket when
-//! the blobs are in object storage, then linked) only when right. Memory stays at a
-//! few chunks per client whatever the blob's size.
+//! ask at once. The bytes are passed to every waiting client as they arrive, from
+//! memory, while a thread of their own writes them to an upload file and another hashes
+//! them; a client that joins late reads what it missed from the file. The last byte is
+//! held back until the digest is checked, so no client ever receives a whole wrong
+//! blob; the file becomes a blob of the store (renamed into `blobs/`, or sent to the
+//! bucket when the blobs are in object storage, then linked) only when right.
+//!
+//! Memory is bounded per fill: the chunks not yet in the file (at most [`QUEUE`] of
+//! them; the upstream is read no faster than the disk takes them), and of those
+//! written as many as make [`KEEP`] bytes in all, for clients a little behind. A client's bytes never wait for
+//! the disk: writing to the page cache costs more than receiving or sending (on a
+//! virtual machine, several times more, as each new page is first touched), so the
+//! write runs beside the client's stream instead of in front of it.
 //!
 //! Each client opens the upload file before its answer starts and reads through that
 //! descriptor, so a file renamed into `blobs/`, or removed once in the bucket, is read
 //! to its end all the same.
 
-use std::os::unix::fs::FileExt;
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+#[cfg(test)]
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -20,34 +30,48 @@ use axum::response::Response;
 use berth_image::{Digest, RepositoryName};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::Upstream;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::hv;
 use crate::Registry;
 
-/// How much a client's stream reads from the file at a time.
+/// How much a late client reads from the file at a time.
 const READ_CHUNK: usize = 256 * 1024;
 /// Clients following a fill are woken each time this much more has arrived.
 const PUBLISH_STEP: u64 = 64 * 1024;
+/// Chunks received and not yet written (or hashed) before the upstream waits: a chunk
+/// is at most a few hundred KiB (hyper's read buffer).
+const QUEUE: usize = 16;
+/// Bytes a fill keeps in memory, written or not, for clients a little behind.
+const KEEP: u64 = 4 << 20;
 /// A hit renews its link (the eviction order) at most this often.
 const RENEW_AFTER: i64 = 60;
 /// Blobs per upstream fetched ahead of their clients at a time (podman asks for three
 /// at once, most clients one).
-pub(crate) const PREFETCH_AT_ONCE: usize = 4;
+pub(crate) const PREFETCH_AT_ONCE: usize = 2;
 
 /// One blob arriving from the upstream.
 pub(crate) struct Fill {
     state: watch::Sender<State>,
     upload: PathBuf,
+    /// The latest bytes received, from which following clients are served.
+    window: Mutex<Window>,
+}
+
+impl Fill {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Debug, Clone)]
 enum State {
     Starting,
-    /// `size` as the upstream announced it; `readable` bytes are in the file and may
-    /// be sent on.
+    /// `size` as the upstream announced it; `readable` bytes have arrived and may be
+    /// sent on: all of them once the digest is checked, the file may still be being
+    /// written.
     Writing {
         size: Option<u64>,
         readable: u64,
@@ -61,6 +85,74 @@ enum State {
         size: u64,
     },
     Failed(String),
+}
+
+impl State {
+    /// Whether the upstream is done with the fill: every byte arrived and checked, or
+    /// it failed.
+    fn arrived(&self) -> bool {
+        match self {
+            State::Starting => false,
+            State::Writing { size, readable } => size.is_some_and(|s| s == *readable),
+            State::Verified { .. } | State::Done { .. } | State::Failed(_) => true,
+        }
+    }
+}
+
+/// The bytes of a fill from `start` to the last byte received, in the chunks they
+/// arrived in. Every byte before `start` is in the upload file.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    chunks: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Window {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len() as u64;
+        self.chunks.push_back(chunk);
+    }
+
+    /// Bytes from `at` (below `limit`) out of one chunk, or, when `at` is before the
+    /// window, `Err` with where the window starts: the bytes up to there are in the
+    /// file.
+    fn take(&self, at: u64, limit: u64) -> Result<Option<Bytes>, u64> {
+        if at < self.start {
+            return Err(self.start);
+        }
+        let mut offset = self.start;
+        for c in &self.chunks {
+            let end = offset + c.len() as u64;
+            if at < end {
+                let (from, to) = ((at - offset) as usize, (limit.min(end) - offset) as usize);
+                return Ok((from < to).then(|| c.slice(from..to)));
+            }
+            offset = end;
+        }
+        Ok(None)
+    }
+
+    /// Forgets the oldest chunks that are in the file while more than [`KEEP`] bytes
+    /// would stay.
+    fn written(&mut self, written: u64) {
+        while let Some(c) = self.chunks.front() {
+            let n = c.len() as u64;
+            if self.start + n > written || self.len - n < KEEP {
+                break;
+            }
+            self.chunks.pop_front();
+            self.start += n;
+            self.len -= n;
+        }
+    }
+
+    /// Forgets every chunk: the whole blob is in the file.
+    fn clear(&mut self) {
+        self.start += self.len;
+        self.len = 0;
+        self.chunks.clear();
+    }
 }
 
 /// Makes a blob request on a cached repository answerable: `None` when the store has
@@ -151,7 +243,7 @@ pub(crate) async fn fill(
         }
     };
     reg.metrics.bytes_sent(size);
-    let stream = follow(file, rx, size);
+    let stream = follow(fill, file, rx, size);
     builder
         .body(Body::from_stream(stream))
         .map(Some)
@@ -180,18 +272,18 @@ fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
 
 /// Fetches the blobs of an image manifest that a client has just been sent, before it
 /// asks for them: its requests then join fetches under way (or find the blobs
-/// stored) instead of each waiting for its own. The config comes first and alone (the
-/// client asks for it first, and beside the layers its few bytes would wait behind
-/// theirs), then the layers in order, at most [`PREFETCH_AT_ONCE`] per upstream at a
-/// time. A blob already stored or arriving is left alone, and one that fails is only
-/// logged (a client's request fetches it again).
+/// stored) instead of each waiting for its own. The blobs start in the order the
+/// client asks for them (the config, then the layers), at most [`PREFETCH_AT_ONCE`]
+/// per upstream at a time, each taking the place of one whose bytes have all arrived
+/// and been checked: the blob the client waits for has the upstream to itself or
+/// shares it with the next one only. A blob already stored or arriving is left alone,
+/// and one that fails is only logged (a client's request fetches it again).
 pub(crate) fn prefetch(
     reg: &Arc<Registry>,
     up: &Upstream,
     repo: &str,
     upstream_repo: &str,
-    config: Option<Digest>,
-    layers: Vec<Digest>,
+    blobs: Vec<Digest>,
 ) {
     let ahead = Ahead {
         reg: reg.clone(),
@@ -201,27 +293,28 @@ pub(crate) fn prefetch(
     };
     let permits = up.prefetching.clone();
     tokio::spawn(async move {
-        if let Some(config) = config {
-            let Ok(_permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            ahead.fetch(&config, false).await;
-        }
-        for layer in layers {
+        for digest in blobs {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let ahead = ahead.clone();
+            let Some(fill) = ahead.start(&digest).await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let _permit = permit;
-                ahead.fetch(&layer, true).await;
+                // A failure is logged by Job::run.
+                let mut rx = fill.state.subscribe();
+                while !rx.borrow_and_update().arrived() {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
             });
         }
     });
 }
 
 /// Where the blobs fetched ahead go.
-#[derive(Clone)]
 struct Ahead {
     reg: Arc<Registry>,
     prefix: String,
@@ -230,37 +323,29 @@ struct Ahead {
 }
 
 impl Ahead {
-    /// Starts (or joins) the fill of `digest` unless the repository has it, and waits
-    /// until its bytes are in and checked, or with `committed` until it is stored.
-    async fn fetch(&self, digest: &Digest, committed: bool) {
+    /// Starts (or joins) the fill of `digest`; `None` when the repository has it.
+    async fn start(&self, digest: &Digest) -> Option<Arc<Fill>> {
         let (reg, repo) = (&self.reg, &self.repo);
-        let Some(up) = reg.proxies.by_prefix(&self.prefix) else {
-            return;
-        };
+        let up = reg.proxies.by_prefix(&self.prefix)?;
         match reg.meta.blob_link(repo, digest) {
             Ok(None) => {}
-            Ok(Some(_)) => return,
+            Ok(Some(_)) => return None,
             Err(e) => {
                 tracing::warn!(target: "berth::proxy", error = %e, "prefetch: reading the store");
-                return;
+                return None;
             }
         }
         if link_known(reg, repo, digest).await.unwrap_or(false) {
-            return;
+            return None;
         }
-        let fill = start_or_join(reg, up, repo, &self.upstream_repo, digest, "prefetch");
-        // A failure is logged by Job::run.
-        let mut rx = fill.state.subscribe();
-        loop {
-            match *rx.borrow_and_update() {
-                State::Done { .. } | State::Failed(_) => return,
-                State::Verified { .. } if !committed => return,
-                _ => {}
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+        Some(start_or_join(
+            reg,
+            up,
+            repo,
+            &self.upstream_repo,
+            digest,
+            "prefetch",
+        ))
     }
 }
 
@@ -286,6 +371,7 @@ fn start_or_join(
     let fill = Arc::new(Fill {
         state: watch::channel(State::Starting).0,
         upload: reg.blobs.upload_path(&id),
+        window: Mutex::default(),
     });
     fills.insert(digest.clone(), fill.clone());
     reg.metrics.proxy("blob", result);
@@ -319,6 +405,8 @@ impl Job {
         let Some(up) = self.reg.proxies.by_prefix(&self.prefix) else {
             return;
         };
+        // Whole in the file (or failed): late readers read the file.
+        self.fill.window().clear();
         match result {
             Ok(size) => {
                 self.fill.state.send_replace(State::Done { size });
@@ -350,9 +438,9 @@ impl Job {
         }
     }
 
-    /// Streams the blob into the upload file, then commits and links it. The bytes are
-    /// hashed on a thread of their own, so that clients read them as soon as they are
-    /// in the file, not after the hash.
+    /// Receives the blob, passing each chunk to the clients following it, to a thread
+    /// that writes the upload file and to one that hashes it; then checks the digest,
+    /// commits and links.
     async fn fetch(&self) -> Result<u64, String> {
         let up = self
             .reg
@@ -377,64 +465,69 @@ impl Job {
         self.fill
             .state
             .send_replace(State::Writing { size, readable: 0 });
-        let (reg, fill, digest, repo, id) = (
-            self.reg.clone(),
-            self.fill.clone(),
-            self.digest.clone(),
-            self.repo.clone(),
-            self.id.clone(),
-        );
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let (to_writer, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
+        let fill = self.fill.clone();
+        let writing = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
             let mut file = file;
-            let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Bytes>(64);
-            let algorithm = digest.algorithm();
-            let hashing = std::thread::spawn(move || {
-                let mut hasher = algorithm.hasher();
-                for c in chunks {
-                    hasher.update(&c);
-                }
-                hasher
-            });
-            let (mut written, mut published) = (0u64, 0u64);
-            while let Some(chunk) = handle.block_on(stream.next()) {
-                let chunk = chunk.map_err(|e| format!("reading from the upstream: {e}"))?;
-                written += chunk.len() as u64;
-                if size.is_some_and(|s| written > s) {
-                    return Err(format!(
-                        "more bytes than the {} announced",
-                        size.unwrap_or(0)
-                    ));
-                }
-                std::io::Write::write_all(&mut file, &chunk)
+            let mut written = 0u64;
+            while let Some(c) = chunks.blocking_recv() {
+                std::io::Write::write_all(&mut file, &c)
                     .map_err(|e| format!("writing the arriving blob: {e}"))?;
-                let _ = to_hasher.send(chunk);
-                // Readers wake for every PUBLISH_STEP bytes; the last byte waits for
-                // the digest.
-                let readable = written.min(size.unwrap_or(0).saturating_sub(1));
-                if readable >= published + PUBLISH_STEP || readable + 1 == size.unwrap_or(0) {
-                    published = readable;
-                    fill.state.send_modify(|s| {
-                        if let State::Writing { readable: r, .. } = s {
-                            *r = readable;
-                        }
-                    });
-                }
+                written += c.len() as u64;
+                fill.window().written(written);
             }
-            drop(to_hasher);
-            let hasher = hashing
-                .join()
-                .map_err(|_| "the hashing thread panicked".to_string())?;
+            Ok(file)
+        });
+        let (to_hasher, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
+        let algorithm = self.digest.algorithm();
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = algorithm.hasher();
+            while let Some(c) = chunks.blocking_recv() {
+                hasher.update(&c);
+            }
+            hasher
+        });
+        let received = self
+            .receive(&mut stream, size, &to_writer, &to_hasher)
+            .await;
+        drop((to_writer, to_hasher));
+        let hasher = hashing.await.map_err(|e| e.to_string());
+        let checked = received.and_then(|written| {
+            let hasher = hasher?;
             if let Some(s) = size.filter(|s| *s != written) {
                 return Err(format!("the upstream sent {written} of {s} bytes"));
             }
             let actual = hasher.clone().finish();
-            if actual != digest {
+            if actual != self.digest {
                 return Err(format!("the upstream sent content with digest {actual}"));
             }
-            // Checked: readers may finish while the file becomes a blob of the store.
-            fill.state.send_replace(State::Verified { size: written });
-            drop(file);
+            Ok((written, hasher))
+        });
+        if let Ok((written, _)) = &checked {
+            // Right: the clients may have the last byte (from memory) while the file
+            // is finished.
+            let written = *written;
+            self.fill.state.send_modify(|s| {
+                if let State::Writing { readable, .. } = s {
+                    *readable = written;
+                }
+            });
+        }
+        // The writer's error first: a failed write also ends the receiving.
+        let file = writing.await.map_err(|e| e.to_string())??;
+        let (written, hasher) = checked?;
+        // In the file: readers may finish from it while it becomes a blob of the store.
+        self.fill
+            .state
+            .send_replace(State::Verified { size: written });
+        drop(file);
+        let (reg, digest, repo, id) = (
+            self.reg.clone(),
+            self.digest.clone(),
+            self.repo.clone(),
+            self.id.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> Result<u64, String> {
             reg.meta
                 .begin_blob_commit(&digest)
                 .map_err(|e| e.to_string())?;
@@ -472,51 +565,241 @@ impl Job {
         .await
         .map_err(|e| e.to_string())?
     }
-}
 
-/// A client's body: the arriving blob read from the upload file, opened before the
-/// fill could end (renamed or removed, it reads on), up to what may be sent.
-fn follow(
-    file: std::fs::File,
-    mut rx: watch::Receiver<State>,
-    size: u64,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    let (tx, out) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let fail = |why: String| {
-            let _ = tx.blocking_send(Err(std::io::Error::other(why)));
-        };
-        let mut at = 0u64;
-        loop {
-            let state = rx.borrow_and_update().clone();
-            let (limit, done) = match state {
-                State::Writing { readable, .. } => (readable, false),
-                State::Verified { size } | State::Done { size } => (size, true),
-                State::Failed(why) => return fail(why),
-                State::Starting => (0, false),
-            };
-            while at < limit {
-                let n = ((limit - at) as usize).min(READ_CHUNK);
-                let mut buf = vec![0u8; n];
-                if let Err(e) = file.read_exact_at(&mut buf, at) {
-                    return fail(format!("reading the arriving blob: {e}"));
-                }
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return; // the client went away
-                }
-                at += n as u64;
+    /// Reads the upstream's answer to its end into the window, the writer and the
+    /// hasher, publishing to the clients as it goes; the bytes received.
+    async fn receive(
+        &self,
+        stream: &mut berth_remote::ByteStream,
+        size: Option<u64>,
+        to_writer: &mpsc::Sender<Bytes>,
+        to_hasher: &mpsc::Sender<Bytes>,
+    ) -> Result<u64, String> {
+        let (mut received, mut published) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| format!("reading from the upstream: {e}"))?;
+            received += chunk.len() as u64;
+            if size.is_some_and(|s| received > s) {
+                return Err(format!(
+                    "more bytes than the {} announced",
+                    size.unwrap_or(0)
+                ));
             }
-            if done && at == size {
-                return;
-            }
-            if handle.block_on(rx.changed()).is_err() {
-                return fail("the fetch stopped".into());
+            self.fill.window().push(chunk.clone());
+            let stopped = "the arriving blob's writer stopped";
+            to_hasher.send(chunk.clone()).await.map_err(|_| stopped)?;
+            to_writer.send(chunk).await.map_err(|_| stopped)?;
+            // Readers wake for every PUBLISH_STEP bytes; the last byte waits for the
+            // digest.
+            let readable = received.min(size.unwrap_or(0).saturating_sub(1));
+            if readable >= published + PUBLISH_STEP || readable + 1 == size.unwrap_or(0) {
+                published = readable;
+                self.fill.state.send_modify(|s| {
+                    if let State::Writing { readable: r, .. } = s {
+                        *r = readable;
+                    }
+                });
             }
         }
-    });
-    futures_util::stream::unfold(
-        out,
-        |mut out| async move { out.recv().await.map(|c| (c, out)) },
-    )
+        Ok(received)
+    }
+}
+
+/// A client's body: the arriving blob up to what may be sent, from the fill's window,
+/// or from the upload file (opened before the fill could end: renamed or removed, it
+/// reads on) for what the window no longer holds.
+fn follow(
+    fill: Arc<Fill>,
+    file: std::fs::File,
+    rx: watch::Receiver<State>,
+    size: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    let follower = Follower {
+        fill,
+        file: Arc::new(file),
+        rx,
+        size,
+        at: 0,
+    };
+    futures_util::stream::unfold(Some(follower), |f| async move {
+        let mut f = f?;
+        match f.next().await? {
+            Ok(bytes) => Some((Ok(bytes), Some(f))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+struct Follower {
+    fill: Arc<Fill>,
+    file: Arc<std::fs::File>,
+    rx: watch::Receiver<State>,
+    size: u64,
+    /// Bytes sent so far.
+    at: u64,
+}
+
+impl Follower {
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        loop {
+            let (limit, done) = match &*self.rx.borrow_and_update() {
+                State::Writing { readable, .. } => (*readable, false),
+                State::Verified { size } | State::Done { size } => (*size, true),
+                State::Failed(why) => return Some(Err(std::io::Error::other(why.clone()))),
+                State::Starting => (0, false),
+            };
+            if self.at < limit {
+                let held = self.fill.window().take(self.at, limit);
+                let bytes = match held {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => {
+                        return Some(Err(std::io::Error::other(
+                            "the arriving blob's bytes are missing",
+                        )))
+                    }
+                    Err(start) => match self.read(limit.min(start)).await {
+                        Ok(bytes) => bytes,
+                        Err(e) => return Some(Err(e)),
+                    },
+                };
+                self.at += bytes.len() as u64;
+                return Some(Ok(bytes));
+            }
+            if self.at >= self.size && (done || limit >= self.size) {
+                return None;
+            }
+            if self.rx.changed().await.is_err() {
+                return Some(Err(std::io::Error::other("the fetch stopped")));
+            }
+        }
+    }
+
+    /// Bytes from `at` up to `end` (at most [`READ_CHUNK`]) from the file.
+    async fn read(&self, end: u64) -> std::io::Result<Bytes> {
+        let (file, at) = (self.file.clone(), self.at);
+        let n = (end - at).min(READ_CHUNK as u64);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(n as usize);
+            let mut reader = &*file;
+            reader.seek(SeekFrom::Start(at))?;
+            reader.take(n).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < n {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "reading the arriving blob: it is shorter than what arrived",
+                ));
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    #[test]
+    fn a_window_forgets_only_written_bytes_beyond_what_it_keeps() {
+        let data = pattern(3 * KEEP as usize);
+        let mut w = Window::default();
+        let step = KEEP as usize / 2;
+        for c in data.chunks(step) {
+            w.push(Bytes::copy_from_slice(c));
+        }
+        // Nothing written: everything is held, and a take stops at its chunk's end.
+        assert_eq!(w.take(0, 10).unwrap().unwrap(), &data[..10]);
+        let s = w.take(step as u64 - 3, 3 * KEEP).unwrap().unwrap();
+        assert_eq!(s, &data[step - 3..step]);
+        assert_eq!(w.take(3 * KEEP, 3 * KEEP + 1), Ok(None));
+        // Mostly written: the chunks wholly written go while KEEP bytes stay.
+        w.written(2 * KEEP + 1);
+        assert_eq!((w.start, w.len), (2 * KEEP, KEEP));
+        assert_eq!(w.take(2 * KEEP - 1, 3 * KEEP), Err(2 * KEEP));
+        let s = w.take(2 * KEEP, 2 * KEEP + 5).unwrap().unwrap();
+        assert_eq!(s, &data[2 * KEEP as usize..][..5]);
+        // All written: KEEP bytes stay all the same.
+        w.written(3 * KEEP);
+        assert_eq!((w.start, w.len), (2 * KEEP, KEEP));
+        w.clear();
+        assert_eq!(w.take(3 * KEEP - 1, 3 * KEEP), Err(3 * KEEP));
+    }
+
+    /// A client that joins late reads what the window no longer holds from the file,
+    /// the rest from the window, and the last byte only once the digest is checked.
+    #[tokio::test]
+    async fn a_late_client_reads_from_the_file_then_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 * KEEP as usize + 1234);
+        let size = data.len() as u64;
+        let upload = dir.path().join("upload");
+        let in_file = 2 * KEEP as usize;
+        std::fs::write(&upload, &data[..in_file]).unwrap();
+        let mut window = Window {
+            start: KEEP,
+            ..Window::default()
+        };
+        for c in data[KEEP as usize..].chunks(100_000) {
+            window.push(Bytes::copy_from_slice(c));
+        }
+        let fill = Arc::new(Fill {
+            state: watch::channel(State::Writing {
+                size: Some(size),
+                readable: size - 1,
+            })
+            .0,
+            upload: upload.clone(),
+            window: Mutex::new(window),
+        });
+        let file = std::fs::File::open(&upload).unwrap();
+        let mut body = Box::pin(follow(fill.clone(), file, fill.state.subscribe(), size));
+        let mut got = Vec::new();
+        while (got.len() as u64) < size - 1 {
+            got.extend_from_slice(&body.next().await.unwrap().unwrap());
+        }
+        assert_eq!(got, data[..got.len()]);
+        // The last byte waits for the check.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), body.next()).await;
+        assert!(
+            waiting.is_err(),
+            "the last byte went before the digest check"
+        );
+        fill.state.send_modify(|s| {
+            if let State::Writing { readable, .. } = s {
+                *readable = size;
+            }
+        });
+        got.extend_from_slice(&body.next().await.unwrap().unwrap());
+        assert_eq!(got, data);
+        assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_ends_its_clients_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let upload = dir.path().join("upload");
+        std::fs::write(&upload, b"").unwrap();
+        let fill = Arc::new(Fill {
+            state: watch::channel(State::Writing {
+                size: Some(10),
+                readable: 0,
+            })
+            .0,
+            upload: upload.clone(),
+            window: Mutex::default(),
+        });
+        let file = std::fs::File::open(&upload).unwrap();
+        let mut body = Box::pin(follow(fill.clone(), file, fill.state.subscribe(), 10));
+        fill.state.send_replace(State::Failed(
+            "the upstream sent content with digest x".into(),
+        ));
+        let e = body.next().await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("digest x"), "{e}");
+        assert!(body.next().await.is_none());
+    }
 }

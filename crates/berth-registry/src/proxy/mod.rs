@@ -243,17 +243,9 @@ pub(crate) async fn fill_manifest(
         Reference::Digest(d) => match up.client.manifest(upstream_repo, &d.to_string()).await {
             Ok(raw) => {
                 reg.metrics.proxy("manifest", "miss");
-                let m = store(
-                    reg,
-                    repo,
-                    &raw.bytes,
-                    raw.media_type.as_deref(),
-                    &raw.digest,
-                    None,
-                )
-                .await?;
-                fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
-                Ok(())
+                let media_type = raw.media_type.as_deref();
+                let ahead = with_body.then_some((up, upstream_repo));
+                store(reg, repo, &raw.bytes, media_type, &raw.digest, None, ahead).await
             }
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(unavailable(up, &e)),
@@ -267,10 +259,9 @@ pub(crate) async fn fill_manifest(
                     Ok(raw) => {
                         reg.metrics.proxy("manifest", "miss");
                         let media_type = raw.media_type.as_deref();
-                        let m = store(reg, repo, &raw.bytes, media_type, &raw.digest, Some(tag))
-                            .await?;
-                        fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
-                        Ok(())
+                        let ahead = with_body.then_some((up, upstream_repo));
+                        let digest = &raw.digest;
+                        store(reg, repo, &raw.bytes, media_type, digest, Some(tag), ahead).await
                     }
                     Err(e) if e.is_not_found() => Ok(()),
                     Err(e) => Err(unavailable(up, &e)),
@@ -282,9 +273,8 @@ pub(crate) async fn fill_manifest(
                     if let Some(m) = stored {
                         // The same digest (only the time renews), or one already here.
                         reg.metrics.proxy("manifest", "revalidated");
-                        return store(reg, repo, &m.content, Some(&m.media_type), &d, Some(tag))
-                            .await
-                            .map(drop);
+                        let media_type = Some(m.media_type.as_str());
+                        return store(reg, repo, &m.content, media_type, &d, Some(tag), None).await;
                     }
                     reg.metrics.proxy("manifest", "miss");
                     let raw = up
@@ -292,17 +282,9 @@ pub(crate) async fn fill_manifest(
                         .manifest(upstream_repo, &d.to_string())
                         .await
                         .map_err(|e| unavailable(up, &e))?;
-                    let m = store(
-                        reg,
-                        repo,
-                        &raw.bytes,
-                        raw.media_type.as_deref(),
-                        &d,
-                        Some(tag),
-                    )
-                    .await?;
-                    fetch_ahead(reg, up, repo, upstream_repo, &m, with_body);
-                    Ok(())
+                    let media_type = raw.media_type.as_deref();
+                    let ahead = with_body.then_some((up, upstream_repo));
+                    store(reg, repo, &raw.bytes, media_type, &d, Some(tag), ahead).await
                 }
                 Ok(None) => {
                     // The upstream no longer has it: neither does the cache.
@@ -336,26 +318,11 @@ fn fresh(at: i64, ttl: Duration) -> bool {
     berth_store::unix_now().saturating_sub(at) < ttl.as_secs() as i64
 }
 
-/// Starts the fetch of an image manifest's config and layers that was just fetched for
-/// a `GET` (an index's children are fetched when asked for, one platform at a time).
-fn fetch_ahead(
-    reg: &Arc<Registry>,
-    up: &Upstream,
-    repo: &str,
-    upstream_repo: &str,
-    manifest: &Manifest,
-    with_body: bool,
-) {
-    if !with_body || !up.config.prefetch || manifest.kind != ManifestKind::Image {
-        return;
-    }
-    let config = manifest.config.as_ref().map(|d| d.digest.clone());
-    let layers = manifest.layers.iter().map(|d| d.digest.clone()).collect();
-    blob::prefetch(reg, up, repo, upstream_repo, config, layers);
-}
-
-/// Keeps an upstream manifest (bytes as sent, their digest checked by the client) and
-/// gives it back parsed.
+/// Keeps an upstream manifest (bytes as sent, their digest checked by the client).
+/// With `ahead` (the upstream and its name for the repository: the manifest was
+/// fetched for a `GET`), an image manifest's config and layers start arriving while
+/// it is stored; an index's children are fetched when asked for, one platform at a
+/// time.
 async fn store(
     reg: &Arc<Registry>,
     repo: &str,
@@ -363,15 +330,22 @@ async fn store(
     media_type: Option<&str>,
     digest: &Digest,
     tag: Option<&str>,
-) -> ApiResult<Manifest> {
+    ahead: Option<(&Upstream, &str)>,
+) -> ApiResult<()> {
     let manifest = Manifest::parse(media_type, bytes).map_err(|e| {
         ApiError::new(Code::ManifestInvalid).detail(format!("the upstream's manifest: {e}"))
     })?;
+    if let Some((up, upstream_repo)) = ahead {
+        if up.config.prefetch && manifest.kind == ManifestKind::Image {
+            let config = manifest.config.iter();
+            let blobs = config.chain(&manifest.layers).map(|d| d.digest.clone());
+            blob::prefetch(reg, up, repo, upstream_repo, blobs.collect());
+        }
+    }
     let new = NewManifest::new(digest.clone(), &manifest, bytes.to_vec());
     let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
     reg.blocking(move |r| r.meta.put_proxied_manifest(&repo, &new, tag.as_deref()))
-        .await?;
-    Ok(manifest)
+        .await
 }
 
 /// Evicts the prefix's least recently used blobs while it holds more than
