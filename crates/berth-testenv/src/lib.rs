@@ -212,6 +212,18 @@ impl Postgres {
         self.url_of(&name)
     }
 
+    /// The number that `sql` (one row, one `bigint` column) gives in the database of
+    /// `url`: for a test that waits until a server has stored something.
+    pub fn query_i64(&self, url: &str, sql: &str) -> i64 {
+        off_runtime(|| {
+            let mut db = postgres::Client::connect(url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+            db.query_one(sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get(0)
+        })
+    }
+
     /// For each connection the server has open to the database of `url` (one that
     /// [`Postgres::database`] made), whether it is encrypted: the server's own view
     /// (`pg_stat_ssl`).

@@ -813,13 +813,22 @@ fn a_replica_killed_mid_push_loses_nothing() {
             .filter(|n| n.starts_with(".upload"))
             .collect()
     };
-    let before = multipart().len();
+    // The replica names each multipart upload in its session's state once it has
+    // one: a kill before that (a few milliseconds, more on a loaded machine) would
+    // leave one that only S3's lifecycle rule removes, not the sweeper tested here.
+    let named = || {
+        Postgres::shared().query_i64(
+            &url,
+            r#"SELECT count(*) FROM upload_states WHERE state LIKE '%"multipart":"%'"#,
+        )
+    };
+    let (before, named_before) = (multipart().len(), named());
     let conn = start_one_shot(&a.addr, "team/kill", &other, 10 * 1024 * 1024);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while multipart().len() <= before {
+    while multipart().len() <= before || named() <= named_before {
         assert!(
             Instant::now() < deadline,
-            "the one-shot upload started no multipart upload"
+            "the one-shot upload started no multipart upload, or did not name it"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
