@@ -380,9 +380,11 @@ fn joined<T>(worker: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> 
 /// (its journal, or on a disk mounted with `discard` the discard of the freed blocks,
 /// 0.1-2 ms each on this machine's ext4), so they overlap well. 25,000 small blobs:
 /// about 1.5 s with 8 threads, 0.9 s with 32; 64 and 128 did no better. Beside a
-/// server's pulls (`berth-bench --only gc`, idle, collector at nice 10) the whole
-/// collection took 2.9 s on 8 threads, 2.3 s on 16 and 2.5 s on 32, the pulls keeping
-/// 85-94%, 78-82% and 73-84% of their rate: 16 is as fast as 32 and gentler.
+/// server's pulls (`berth-bench --only gc`, idle) with the process at nice 10, the
+/// whole collection took 2.9 s on 8 threads, 2.3 s on 16 and 2.5 s on 32, the pulls
+/// keeping 85-94%, 78-82% and 73-84% of their rate: 16 is as fast as 32 and gentler.
+/// With the 16 unlink threads alone at nice 19 ([`lowest_priority`]): 2.5-2.8 s, the
+/// pulls keeping 92-105% (bench/README.md, 2026-12-06).
 fn unlink_all(blobs: &dyn BlobBytes, digests: &[Digest]) -> Result<()> {
     const THREADS: usize = 16;
     if digests.is_empty() {
