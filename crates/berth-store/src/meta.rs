@@ -156,7 +156,7 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Notes that an upload is about to rename the file of `digest` into `blobs/`,
     /// before it links it ([`MetaStore::link_blob_within`] clears the note in its
-    /// transaction): see [`crate::recover_blob_commits`].
+    /// transaction): see [`crate::gc::recover_blob_commits`].
     fn begin_blob_commit(&self, digest: &Digest) -> Result<()>;
     /// Digests whose commit was noted and never linked.
     fn open_blob_commits(&self) -> Result<Vec<Digest>>;
