@@ -8,10 +8,11 @@
 //!
 //! Memory is bounded per fill: the chunks not yet in the file (at most [`QUEUE`] of
 //! them; the upstream is read no faster than the disk takes them), and of those
-//! written as many as make [`KEEP`] bytes in all, for clients a little behind. A client's bytes never wait for
-//! the disk: writing to the page cache costs more than receiving or sending (on a
-//! virtual machine, several times more, as each new page is first touched), so the
-//! write runs beside the client's stream instead of in front of it.
+//! written as many as make [`KEEP`] bytes in all, for clients a little behind. A
+//! client's bytes never wait for the disk: writing to the page cache costs more than
+//! receiving or sending (on a virtual machine, several times more, as each new page is
+//! first touched), so the write runs beside the client's stream instead of in front
+//! of it.
 //!
 //! Each client opens the upload file before its answer starts and reads through that
 //! descriptor, so a file renamed into `blobs/`, or removed once in the bucket, is read
@@ -21,8 +22,6 @@ use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-#[cfg(test)]
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -63,6 +62,15 @@ pub(crate) struct Fill {
 impl Fill {
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the following clients that `readable` bytes may be sent.
+    fn publish(&self, readable: u64) {
+        self.state.send_modify(|s| {
+            if let State::Writing { readable: r, .. } = s {
+                *r = readable;
+            }
+        });
     }
 }
 
@@ -506,12 +514,7 @@ impl Job {
         if let Ok((written, _)) = &checked {
             // Right: the clients may have the last byte (from memory) while the file
             // is finished.
-            let written = *written;
-            self.fill.state.send_modify(|s| {
-                if let State::Writing { readable, .. } = s {
-                    *readable = written;
-                }
-            });
+            self.fill.publish(*written);
         }
         // The writer's error first: a failed write also ends the receiving.
         let file = writing.await.map_err(|e| e.to_string())??;
@@ -594,11 +597,7 @@ impl Job {
             let readable = received.min(size.unwrap_or(0).saturating_sub(1));
             if readable >= published + PUBLISH_STEP || readable + 1 == size.unwrap_or(0) {
                 published = readable;
-                self.fill.state.send_modify(|s| {
-                    if let State::Writing { readable: r, .. } = s {
-                        *r = readable;
-                    }
-                });
+                self.fill.publish(readable);
             }
         }
         Ok(received)
@@ -698,6 +697,8 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn pattern(len: usize) -> Vec<u8> {
@@ -769,11 +770,7 @@ mod tests {
             waiting.is_err(),
             "the last byte went before the digest check"
         );
-        fill.state.send_modify(|s| {
-            if let State::Writing { readable, .. } = s {
-                *readable = size;
-            }
-        });
+        fill.publish(size);
         got.extend_from_slice(&body.next().await.unwrap().unwrap());
         assert_eq!(got, data);
         assert!(body.next().await.is_none());
