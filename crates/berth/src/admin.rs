@@ -30,6 +30,7 @@ pub struct RegistryArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum AdminCommand {
     /// Users: people who log in with a password
     #[command(subcommand)]

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::local::{ago, open_store, qualify};
 
-/// What to run and how, for create, run and exec.
+// What to run and how, for create, run and exec.
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct ProcessFlags {
     /// Set an environment variable (K=V, or K to take berth's own)
@@ -27,7 +28,8 @@ pub struct ProcessFlags {
     user: Option<String>,
 }
 
-/// The OCI runtime to use.
+// The OCI runtime to use.
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct RuntimeFlag {
     /// OCI runtime: a name on PATH (crun, runc) or a path [default: crun, else runc]
@@ -218,8 +220,9 @@ pub struct ImportArgs {
     reference: Option<String>,
 }
 
-/// `berth container-monitor ID`: runs a detached container in the foreground of a
-/// process of its own, so that its exit code is recorded (podman's conmon).
+// `berth container-monitor ID`: runs a detached container in the foreground of a
+// process of its own, so that its exit code is recorded (podman's conmon).
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct MonitorArgs {
     #[command(flatten)]

@@ -18,7 +18,8 @@ use super::referrers::copy_referrers;
 use super::signed::{SignFlags, SignedCopy, Trust};
 use super::{reference_of, Config, RegistryFlags};
 
-/// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
+// The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct Sides {
     /// Credentials file for both sides
@@ -231,7 +232,8 @@ pub struct CopyArgs {
     destination: String,
 }
 
-/// Which image of a multi-platform one.
+// Which image of a multi-platform one.
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct PlatformFlags {
     /// For a multi-platform image, the OS to use [default: linux]

@@ -29,7 +29,8 @@ use berth_image::ImageReference;
 use berth_remote::{Credentials, Options, Registry};
 use clap::Args;
 
-/// How to reach a registry: skopeo's flag names.
+// How to reach a registry: skopeo's flag names.
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug, Clone)]
 pub struct RegistryFlags {
     /// Credentials file [default: $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, then docker's]

@@ -23,7 +23,8 @@ use clap::Args;
 use super::sign::{creator, passphrase_from};
 use super::Config;
 
-/// The signing flags of `copy`, `sync` and `push` (skopeo's and podman's names).
+// The signing flags of `copy`, `sync` and `push` (skopeo's and podman's names).
+// (A plain comment, not a doc comment: see `Command` in main.rs.)
 #[derive(Args, Debug, Default, Clone)]
 pub struct SignFlags {
     /// Sign the image with the GnuPG key of this fingerprint

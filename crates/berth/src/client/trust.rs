@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 
 /// `berth image trust …`, as `podman image trust …`.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum TrustCommand {
     /// Display the trust policy: one row per requirement.
     Show(ShowArgs),
