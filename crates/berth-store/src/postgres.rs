@@ -11,8 +11,8 @@
 //! are short (a few rows) and few next to reads, which is what this trades on.
 //!
 //! The trait is synchronous; rust-postgres's blocking client is called on the
-//! blocking side of tokio (see [`berth_pg::blocking`]) from an r2d2 pool of connections, each
-//! with its prepared statements.
+//! blocking side of tokio (see [`berth_pg::blocking`]) from an r2d2 pool of
+//! connections, each with its prepared statements.
 
 use std::collections::{BTreeMap, HashSet};
 
