@@ -882,6 +882,27 @@ impl CatalogDb {
         })
     }
 
+    /// `(repository, digest)` of up to `n` scans after `after`, in key order: a walk
+    /// over every scan a page at a time.
+    pub fn scans_after(
+        &self,
+        after: Option<(&str, &str)>,
+        n: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let (repo, digest) = after.unwrap_or(("", ""));
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT repository, manifest_digest FROM scan_state
+                 WHERE (repository, manifest_digest) > (?1, ?2)
+                 ORDER BY repository, manifest_digest LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![repo, digest, n as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// `(repository, digest)` of every failed scan.
     pub fn failed_scans(&self) -> Result<Vec<(String, String)>> {
         self.read(|c| {

@@ -40,6 +40,8 @@ enum What {
 #[derive(Default)]
 pub(crate) struct Queue {
     sender: std::sync::OnceLock<mpsc::Sender<Job>>,
+    /// The runtime the worker runs on, for a backfill asked from another thread.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     /// Something was dropped since the last backfill began.
     dropped: AtomicBool,
 }
@@ -86,6 +88,20 @@ impl Catalog {
         self.enqueue(tx, job);
     }
 
+    /// After changes made elsewhere may have gone unheard (another replica's, while
+    /// the connection that hears them was down): queues every stored manifest that
+    /// has no scan yet, as at start-up, and a forget of every scan whose manifest is
+    /// gone.
+    pub fn catch_up(self: &Arc<Self>) {
+        if let (Some(tx), Some(rt)) = (self.queue.sender.get(), self.queue.runtime.get()) {
+            let (cat, tx) = (self.clone(), tx.clone());
+            rt.spawn(async move {
+                backfill(cat.clone(), tx.clone()).await;
+                prune(cat, tx).await;
+            });
+        }
+    }
+
     fn enqueue(&self, tx: &mpsc::Sender<Job>, job: Job) {
         let repository = job.repository.clone();
         let digest = match &job.what {
@@ -107,6 +123,7 @@ impl Catalog {
     pub fn start(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
         self.queue.sender.set(tx.clone()).ok()?;
+        let _ = self.queue.runtime.set(tokio::runtime::Handle::current());
         let cat = self.clone();
         tokio::spawn(backfill(cat.clone(), tx.clone()));
         Some(tokio::spawn(async move {
@@ -219,5 +236,54 @@ async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
         if tx.send(job).await.is_err() {
             return;
         }
+    }
+}
+
+/// Queues a forget of every scan whose manifest the store no longer holds, a page of
+/// scans at a time.
+async fn prune(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
+    const PAGE: usize = 500;
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let (c, from) = (cat.clone(), after.clone());
+        let page = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+            let from = from.as_ref().map(|(r, d)| (r.as_str(), d.as_str()));
+            let scans = c.db.scans_after(from, PAGE)?;
+            let mut gone = Vec::new();
+            for (repo, d) in &scans {
+                let Ok(digest) = d.parse::<Digest>() else {
+                    continue;
+                };
+                if c.meta.manifest_by_digest(repo, &digest)?.is_none() {
+                    gone.push((repo.clone(), digest));
+                }
+            }
+            Ok((scans.last().cloned(), scans.len(), gone))
+        })
+        .await;
+        let (last, n, gone) = match page {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "berth::catalog", error = %e, "catalog prune failed");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(target: "berth::catalog", error = %e, "catalog prune failed");
+                return;
+            }
+        };
+        for (repository, digest) in gone {
+            let job = Job {
+                repository,
+                what: What::Forget(Some(digest)),
+            };
+            if tx.send(job).await.is_err() {
+                return;
+            }
+        }
+        if n < PAGE {
+            return;
+        }
+        after = last;
     }
 }

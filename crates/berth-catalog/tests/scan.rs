@@ -513,6 +513,65 @@ fn a_deleted_manifest_leaves_the_search() {
     assert!(search(&cat, by_package()).is_empty());
 }
 
+/// What a replica's catalog does when it may have missed other replicas' changes:
+/// a manifest pushed and one deleted behind its back, neither notified, are
+/// scanned and forgotten by `catch_up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_scans_what_was_pushed_and_forgets_what_was_deleted_unheard() {
+    let reg = Registry::new();
+    let old = reg.push(
+        "team/old",
+        "1",
+        &[debian_layer(&[("zlib1g", "1:1.2.13")])],
+        json!({}),
+    );
+    let cat = Arc::new(reg.catalog());
+    cat.start().expect("the worker starts");
+    let by_package = |p: &str| SearchQuery {
+        package: Some(p.into()),
+        ..Default::default()
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    until("the start-up backfill", &|| {
+        search(&cat, by_package("zlib1g")) == ["team/old"]
+    });
+    // Behind the catalog's back (no notify): one push, one delete.
+    let new = reg.push(
+        "team/new",
+        "1",
+        &[debian_layer(&[("curl", "7.88.1-10")])],
+        json!({}),
+    );
+    assert!(reg.meta.delete_manifest("team/old", &old).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(search(&cat, by_package("curl")).is_empty(), "not heard of");
+    assert_eq!(search(&cat, by_package("zlib1g")), ["team/old"]);
+    cat.catch_up();
+    until("the catch-up", &|| {
+        search(&cat, by_package("curl")) == ["team/new"]
+            && search(&cat, by_package("zlib1g")).is_empty()
+    });
+    assert!(cat
+        .db()
+        .scan("team/old", &old.to_string())
+        .unwrap()
+        .is_none());
+    assert!(cat
+        .db()
+        .scan("team/new", &new.to_string())
+        .unwrap()
+        .is_some());
+}
+
 #[test]
 fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
     let reg = Registry::new();

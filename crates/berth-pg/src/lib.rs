@@ -6,6 +6,7 @@
 //! of connections that each keep their prepared statements. TLS as libpq's URL says
 //! it ([`tls`]).
 
+pub mod listen;
 pub mod tls;
 
 use std::borrow::Cow;
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::time::Duration;
 
+pub use listen::{listen, Heard, Listener};
 pub use postgres;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row, Statement, Transaction};

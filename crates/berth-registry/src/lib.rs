@@ -40,7 +40,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use berth_auth::{Auth, AuthConfig};
 use berth_store::{
-    BlobBytes, BlobStore, MetaStore, ObjectBlobs, ObjectConfig, PgMeta, PgOptions, SqliteMeta,
+    BlobBytes, BlobStore, MetaChange, MetaStore, ObjectBlobs, ObjectConfig, PgMeta, PgOptions,
+    SqliteMeta, Watched,
 };
 
 pub use error::{ApiError, Code};
@@ -169,6 +170,8 @@ pub struct Registry {
     pub(crate) gc_lock: std::sync::Mutex<()>,
     /// What is inside the stored images (none when turned off).
     pub(crate) catalog: Option<Arc<berth_catalog::Catalog>>,
+    /// Other replicas' changes, heard for the catalog (see `spawn_catalog`).
+    catalog_watch: std::sync::OnceLock<berth_store::Watch>,
     /// The web pages' sessions (see `ui`).
     pub(crate) ui: ui::Sessions,
     /// The upstreams of the pull-through cache (see `proxy`).
@@ -299,6 +302,7 @@ impl Registry {
             verdicts: trust::Verdicts::default(),
             gc_lock: std::sync::Mutex::new(()),
             catalog,
+            catalog_watch: std::sync::OnceLock::new(),
             ui: ui::Sessions::default(),
             proxies,
             replication: replication::Replication::default(),
@@ -363,8 +367,38 @@ impl Registry {
 
     /// Starts the catalog's scan worker and its backfill of content stored before
     /// (see `berth_catalog::Catalog::start`); none when the catalog is off.
+    ///
+    /// Replicas sharing the metadata each keep a catalog of their own: what another
+    /// replica pushes, deletes or signs reaches this one's catalog as its own changes
+    /// do, through the metadata store's notifications. Listening starts before the
+    /// start-up backfill reads the manifests, so no change falls between the two.
     pub fn spawn_catalog(&self) -> Option<tokio::task::JoinHandle<()>> {
-        self.catalog.as_ref()?.start()
+        let catalog = self.catalog.as_ref()?;
+        let cat = catalog.clone();
+        let heard = Box::new(move |w: Watched| match w {
+            Watched::Change(MetaChange::ManifestStored { repository, digest }) => {
+                cat.notify(&repository, &digest)
+            }
+            Watched::Change(MetaChange::ManifestDeleted { repository, digest }) => {
+                cat.notify_deleted(&repository, Some(&digest))
+            }
+            Watched::Change(MetaChange::TagDeleted { repository }) => {
+                cat.notify_deleted(&repository, None)
+            }
+            Watched::Change(MetaChange::Signed { repository }) => {
+                cat.notify_signatures(&repository)
+            }
+            Watched::Missed => cat.catch_up(),
+        });
+        match self.meta.watch(heard) {
+            Ok(Some(w)) => {
+                let _ = self.catalog_watch.set(w);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e,
+                "the catalog will not hear of other replicas' changes until a restart"),
+        }
+        catalog.start()
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -18,6 +18,7 @@ pub mod fsck;
 pub mod gc;
 pub mod meta;
 pub mod migrate;
+mod notify;
 pub mod object;
 pub mod postgres;
 pub mod sqlite;
@@ -25,8 +26,8 @@ mod writer;
 
 pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
 pub use meta::{
-    BlobUsers, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
-    StoredSignature, Upload,
+    BlobUsers, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
+    StoredManifest, StoredSignature, Upload, Watch, Watched,
 };
 pub use object::{ObjectBlobs, ObjectConfig, ObjectUpload, UploadState};
 pub use postgres::{PgMeta, PgOptions};

@@ -124,6 +124,39 @@ pub struct Counts {
     pub uploads: u64,
 }
 
+/// A change to the metadata that the other servers sharing it hear of (see
+/// [`MetaStore::watch`]): what a replica's catalog follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaChange {
+    /// A manifest was pushed (or pushed again, to tag it).
+    ManifestStored { repository: String, digest: Digest },
+    /// A manifest was deleted, by a client or the collector, with its tags.
+    ManifestDeleted { repository: String, digest: Digest },
+    /// A tag was deleted.
+    TagDeleted { repository: String },
+    /// A signature was added to one of the repository's manifests.
+    Signed { repository: String },
+}
+
+/// What [`MetaStore::watch`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// Another process changed the metadata.
+    Change(MetaChange),
+    /// Changes may have gone unheard (the connection that listens broke and was made
+    /// again): whatever follows them must be brought up to date from the store.
+    Missed,
+}
+
+/// A running watch; dropping it stops it.
+pub struct Watch(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Watch {
+    pub fn new(keep: impl Send + Sync + 'static) -> Watch {
+        Watch(Box::new(keep))
+    }
+}
+
 pub trait MetaStore: Send + Sync + 'static {
     /// Records a stored blob and lets `repo` read it (creating the repository), with
     /// `created_at` set to now (so the collector's grace period starts again).
@@ -333,6 +366,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// What needs a blob: `(repository, manifest digest, tags on it)` for every
     /// manifest that references it, and the repositories linking it.
     fn blob_users(&self, digest: &Digest) -> Result<BlobUsers>;
+    /// Calls `on` with each change another process makes to metadata this store
+    /// shares with it ([`MetaChange`]; PostgreSQL's LISTEN/NOTIFY), from a thread of
+    /// its own, until the [`Watch`] is dropped. Returns once listening, so that a read
+    /// made after it misses nothing that is not then reported. `None` where no other
+    /// server writes the same metadata (SQLite: one server per file).
+    fn watch(&self, on: Box<dyn FnMut(Watched) + Send>) -> Result<Option<Watch>> {
+        drop(on);
+        Ok(None)
+    }
 }
 
 /// What needs a blob (for fsck's report).

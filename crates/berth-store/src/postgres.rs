@@ -22,8 +22,8 @@ use postgres::{GenericClient, Row};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::{
-    BlobUsers, Counts, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded,
-    StoredManifest, StoredSignature, Upload,
+    BlobUsers, Counts, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
+    StoredManifest, StoredSignature, Upload, Watch, Watched,
 };
 use crate::{unix_now as now, Result, StoreError};
 
@@ -40,6 +40,8 @@ const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
 /// PostgreSQL's metadata store: a pool of connections to one database.
 pub struct PgMeta {
     pool: berth_pg::Pool,
+    /// Names this process in its change notifications (see [`crate::notify`]).
+    origin: u64,
 }
 
 /// Connection settings for [`PgMeta::connect`].
@@ -51,6 +53,7 @@ impl PgMeta {
     pub fn connect(url: &str, options: &PgOptions) -> Result<PgMeta> {
         let meta = PgMeta {
             pool: berth_pg::Pool::connect(url, options)?,
+            origin: crate::notify::new_origin(),
         };
         meta.migrate()?;
         Ok(meta)
@@ -119,6 +122,25 @@ impl<C: GenericClient> Db<'_, C> {
 
     fn exists(&mut self, sql: &'static str, params: Params<'_>) -> Result<bool> {
         Ok(self.0.exists(sql, params)?)
+    }
+
+    /// After a tag's delete: announced when one was `deleted`.
+    fn untagged(&mut self, origin: u64, repo: &str, deleted: bool) -> Result<bool> {
+        if deleted {
+            let repository = repo.to_string();
+            self.announce(origin, MetaChange::TagDeleted { repository })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Tells the other replicas of `change` when (and if) the transaction commits.
+    fn announce(&mut self, origin: u64, change: MetaChange) -> Result<()> {
+        let payload = crate::notify::encode(origin, &change);
+        self.exec(
+            "SELECT pg_notify($1, $2)",
+            &[&crate::notify::CHANNEL, &payload],
+        )?;
+        Ok(())
     }
 
     fn repo_id(&mut self, repo: &str) -> Result<Option<i64>> {
@@ -234,6 +256,7 @@ impl<C: GenericClient> Db<'_, C> {
     /// [`MetaStore::gc_sweep_repository`]).
     fn sweep_repository(
         &mut self,
+        origin: u64,
         planned: &RepoGarbage,
         cutoff: i64,
         keep_untagged: bool,
@@ -253,6 +276,10 @@ impl<C: GenericClient> Db<'_, C> {
                 continue;
             }
             self.delete_manifest_rows(id, d)?;
+            if let Ok(digest) = d.parse() {
+                let repository = planned.repository.clone();
+                self.announce(origin, MetaChange::ManifestDeleted { repository, digest })?;
+            }
             swept.manifests.push((d.clone(), *size));
         }
         let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
@@ -400,6 +427,10 @@ impl PgMeta {
                      SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
                     &[&id, &tag, &digest, &now],
                 )?;
+            }
+            if check_references {
+                let (repository, digest) = (repo.to_string(), m.digest.clone());
+                db.announce(self.origin, MetaChange::ManifestStored { repository, digest })?;
             }
             Ok(())
         })
@@ -588,7 +619,15 @@ impl MetaStore for PgMeta {
                     return Err(StoreError::TagImmutable(tag));
                 }
             }
-            Ok(db.delete_manifest_rows(id, &d)? > 0)
+            let deleted = db.delete_manifest_rows(id, &d)? > 0;
+            if deleted {
+                let (repository, digest) = (repo.to_string(), digest.clone());
+                db.announce(
+                    self.origin,
+                    MetaChange::ManifestDeleted { repository, digest },
+                )?;
+            }
+            Ok(deleted)
         })
     }
 
@@ -731,6 +770,8 @@ impl MetaStore for PgMeta {
                  VALUES ($1, $2, $3, $4, $5)",
                 &[&id, &d, &signature.name, &signature.content, &now()],
             )?;
+            let repository = repo.to_string();
+            db.announce(self.origin, MetaChange::Signed { repository })?;
             Ok(SignatureAdded::Added)
         })
     }
@@ -780,10 +821,11 @@ impl MetaStore for PgMeta {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
-            Ok(db.exec(
+            let deleted = db.exec(
                 "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
                 &[&id, &tag],
-            )? > 0)
+            )? > 0;
+            db.untagged(self.origin, repo, deleted)
         })
     }
 
@@ -793,11 +835,12 @@ impl MetaStore for PgMeta {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
-            Ok(db.exec(
+            let deleted = db.exec(
                 "DELETE FROM tags WHERE repository_id = $1 AND name = $2
                  AND manifest_digest = $3 AND updated_at = $4",
                 &[&id, &tag, &d, &set_at],
-            )? > 0)
+            )? > 0;
+            db.untagged(self.origin, repo, deleted)
         })
     }
 
@@ -1032,7 +1075,7 @@ impl MetaStore for PgMeta {
         cutoff: i64,
         keep_untagged: bool,
     ) -> Result<Swept> {
-        self.write(|db| db.sweep_repository(planned, cutoff, keep_untagged))
+        self.write(|db| db.sweep_repository(self.origin, planned, cutoff, keep_untagged))
     }
 
     fn gc_sweep_repositories(
@@ -1044,7 +1087,7 @@ impl MetaStore for PgMeta {
         self.write(|db| {
             planned
                 .iter()
-                .map(|p| db.sweep_repository(p, cutoff, keep_untagged))
+                .map(|p| db.sweep_repository(self.origin, p, cutoff, keep_untagged))
                 .collect()
         })
     }
@@ -1164,5 +1207,9 @@ impl MetaStore for PgMeta {
                 manifests,
             })
         })
+    }
+
+    fn watch(&self, on: Box<dyn FnMut(Watched) + Send>) -> Result<Option<Watch>> {
+        crate::notify::watch(self.pool.target().clone(), self.origin, on).map(Some)
     }
 }

@@ -369,3 +369,116 @@ fn postgres_refuses_a_newer_schema() {
         Ok(_) => panic!("a newer schema was opened"),
     }
 }
+
+/// Replicas on one PostgreSQL database hear each other's changes (`MetaStore::watch`):
+/// a push, a signature, a tag's and a manifest's delete and the collector's sweep, each
+/// only once it commits, never their own, and after the listening connection is cut
+/// (`pg_terminate_backend`) a `Missed`, since what was notified meanwhile is lost.
+#[test]
+fn postgres_replicas_hear_each_others_changes() {
+    use berth_store::{MetaChange, MetaStore, Watched};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let url = berth_testenv::Postgres::shared().database();
+    let options = berth_store::PgOptions::default();
+    let a = berth_store::PgMeta::connect(&url, &options).unwrap();
+    let b = berth_store::PgMeta::connect(&url, &options).unwrap();
+    let (tx, heard) = mpsc::channel();
+    let _watch = b
+        .watch(Box::new(move |w| {
+            let _ = tx.send(w);
+        }))
+        .unwrap()
+        .expect("PostgreSQL is shared");
+    let next = || {
+        heard
+            .recv_timeout(Duration::from_secs(5))
+            .expect("heard in time")
+    };
+    let change = |c| Watched::Change(c);
+    let repository = || "ns/app".to_string();
+
+    // A push fails (a missing blob) and says nothing; then one that commits.
+    assert!(a
+        .put_manifest("ns/app", &manifest(d(9), vec![d(1)], None), Some("v1"))
+        .is_err());
+    a.link_blob("ns/app", &d(1), 10, &|| true).unwrap();
+    a.put_manifest("ns/app", &manifest(d(9), vec![d(1)], None), Some("v1"))
+        .unwrap();
+    assert_eq!(
+        next(),
+        change(MetaChange::ManifestStored {
+            repository: repository(),
+            digest: d(9)
+        })
+    );
+    // b's own push is not reported to b.
+    b.put_manifest("ns/app", &manifest(d(8), vec![], None), Some("v2"))
+        .unwrap();
+    let sig = StoredSignature {
+        name: "s1".into(),
+        content: b"sig".to_vec(),
+    };
+    assert_eq!(
+        a.add_signature("ns/app", &d(9), &sig, 4).unwrap(),
+        SignatureAdded::Added
+    );
+    assert_eq!(
+        next(),
+        change(MetaChange::Signed {
+            repository: repository()
+        })
+    );
+    assert!(a.delete_tag("ns/app", "v2").unwrap());
+    assert_eq!(
+        next(),
+        change(MetaChange::TagDeleted {
+            repository: repository()
+        })
+    );
+    assert!(a.delete_manifest("ns/app", &d(9)).unwrap());
+    assert_eq!(
+        next(),
+        change(MetaChange::ManifestDeleted {
+            repository: repository(),
+            digest: d(9)
+        })
+    );
+    // The collector's sweep of b's untagged manifest, by a.
+    let graph = a.gc_graph().unwrap();
+    let garbage: Vec<_> = graph
+        .repositories
+        .iter()
+        .map(|g| berth_store::gc::repo_garbage(g, i64::MAX, false))
+        .collect();
+    let swept = a.gc_sweep_repositories(&garbage, i64::MAX, false).unwrap();
+    assert_eq!(swept[0].manifests.len(), 1, "{swept:?}");
+    assert_eq!(
+        next(),
+        change(MetaChange::ManifestDeleted {
+            repository: repository(),
+            digest: d(8)
+        })
+    );
+    assert!(heard.try_recv().is_err(), "nothing more");
+
+    // The listening connection cut: b says it may have missed changes, then hears again.
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .unwrap();
+    assert_eq!(next(), Watched::Missed);
+    a.put_manifest("ns/app", &manifest(d(7), vec![], None), None)
+        .unwrap();
+    assert_eq!(
+        next(),
+        change(MetaChange::ManifestStored {
+            repository: repository(),
+            digest: d(7)
+        })
+    );
+}

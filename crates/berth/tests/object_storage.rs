@@ -1226,3 +1226,91 @@ fn three_replicas_serve_through_store_restarts() {
         seen.acked.len()
     );
 }
+
+/// Each replica keeps its own catalog, and each follows the others: images pushed
+/// through one are found in another's search, with their inventory; a tag deleted
+/// through the first takes its image's packages out of the other's search text (made
+/// from the tagged images), and a manifest's delete takes the image out altogether.
+#[test]
+fn every_replicas_catalog_follows_pushes_and_deletes_made_on_another() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(s3, &bucket, &dir.path().join("a"), &url, &[]);
+    let b = replica(s3, &bucket, &dir.path().join("b"), &url, &[]);
+
+    // Two Debian-like images, one with openssl, one with curl, each with its tag.
+    let layout = dir.path().join("layout");
+    let mut pushed = Vec::new();
+    for (tag, package) in [("1.0", "openssl"), ("2.0", "curl")] {
+        let status = registry_fixture::dpkg_status(&[(package, "3.0.9-1", None)]);
+        pushed.push(registry_fixture::write_layout(
+            &layout,
+            tag,
+            &[registry_fixture::layer(&[
+                ("etc/os-release", registry_fixture::DEBIAN_OS_RELEASE),
+                ("var/lib/dpkg/status", &status),
+            ])],
+            json!({"architecture": "amd64", "os": "linux"}),
+        ));
+        skopeo_push(&layout, tag, &a.addr, "team/tls", None);
+    }
+
+    // The repositories b's search finds for `query`.
+    let found = |query: &str| -> Vec<String> {
+        let path = format!("/api/v1/catalog/search?{query}");
+        let r = request(&b.addr, "GET", &path, &[], b"");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["repository"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("b's search finds both of a's pushes", &|| {
+        ["q=openssl", "q=curl", "package=openssl", "package=curl"]
+            .iter()
+            .all(|q| found(q) == ["team/tls"])
+    });
+    let packages = format!(
+        "/api/v1/repositories/team/tls/manifests/{}/packages",
+        pushed[0]
+    );
+    let r = request(&b.addr, "GET", &packages, &[], b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(v.to_string().contains("openssl"), "{v}");
+
+    // A tag deleted through a: the repository's text (made from its tagged images) no
+    // longer has the untagged image's packages; the image is still stored.
+    let r = request(&a.addr, "DELETE", "/v2/team/tls/manifests/1.0", &[], b"");
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    wait("b's search text drops the untagged image", &|| {
+        found("q=openssl").is_empty()
+    });
+    assert_eq!(found("q=curl"), ["team/tls"]);
+    assert_eq!(found("package=openssl"), ["team/tls"]);
+    // A manifest deleted through a.
+    let r = request(
+        &a.addr,
+        "DELETE",
+        &format!("/v2/team/tls/manifests/{}", pushed[1]),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    wait("b's search forgets the deleted image", &|| {
+        found("package=curl").is_empty()
+    });
+    assert_eq!(found("package=openssl"), ["team/tls"]);
+}

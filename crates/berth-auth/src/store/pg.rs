@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use berth_pg::postgres;
-use berth_pg::postgres::fallible_iterator::FallibleIterator;
 
 use super::{read_all, StoreError};
 use crate::directory::Directory;
@@ -41,15 +40,12 @@ const RECHECK_DEAF: Duration = Duration::from_millis(50);
 /// A replica's connection to the directory in PostgreSQL.
 pub(crate) struct PgDirectory {
     pool: berth_pg::Pool,
-    listener: Arc<ListenerState>,
+    /// Whether the listener is connected (then the version is compared less often).
+    listening: Arc<AtomicBool>,
+    /// Stops the listener when the directory is dropped.
+    _listener: berth_pg::Listener,
     /// The version of the loaded snapshot; held while asking whether it moved.
     version: Mutex<i64>,
-}
-
-struct ListenerState {
-    listening: AtomicBool,
-    stop: AtomicBool,
-    stale: Arc<AtomicBool>,
 }
 
 /// Either the store failed or the caller's closure did.
@@ -98,23 +94,18 @@ impl PgDirectory {
         };
         let pool = berth_pg::Pool::connect(url, &options)?;
         migrate(&pool)?;
-        let listener = Arc::new(ListenerState {
-            listening: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            stale,
-        });
-        let target = pool.target().clone();
-        let state = listener.clone();
-        std::thread::Builder::new()
-            .name("berth-auth-listen".into())
-            .spawn(move || listen(target, state))
-            .map_err(|source| StoreError::Io {
-                path: "a thread listening for access-control changes".into(),
-                source,
+        let listening = Arc::new(AtomicBool::new(false));
+        let listener =
+            listen(pool.target().clone(), listening.clone(), stale).map_err(|source| {
+                StoreError::Io {
+                    path: "a thread listening for access-control changes".into(),
+                    source,
+                }
             })?;
         let db = PgDirectory {
             pool,
-            listener,
+            listening,
+            _listener: listener,
             version: Mutex::new(-1),
         };
         let dir = db.reload(&AtomicBool::new(true))?.unwrap_or_default();
@@ -123,7 +114,7 @@ impl PgDirectory {
 
     /// How long a snapshot is used before the version is compared.
     pub fn recheck(&self) -> Duration {
-        match self.listener.listening.load(Ordering::Acquire) {
+        match self.listening.load(Ordering::Acquire) {
             true => RECHECK_LISTENING,
             false => RECHECK_DEAF,
         }
@@ -230,12 +221,6 @@ impl PgDirectory {
     }
 }
 
-impl Drop for PgDirectory {
-    fn drop(&mut self) {
-        self.listener.stop.store(true, Ordering::Release);
-    }
-}
-
 /// Creates the directory's tables on a database that lacks them, refuses one of a
 /// newer version.
 fn migrate(pool: &berth_pg::Pool) -> Result<(), StoreError> {
@@ -254,53 +239,36 @@ fn migrate(pool: &berth_pg::Pool) -> Result<(), StoreError> {
     }
 }
 
-/// The listener thread: LISTEN on a connection of its own, mark the snapshot stale at
-/// every notification, reconnect (with back-off) when the connection breaks.
-fn listen(target: berth_pg::Target, state: Arc<ListenerState>) {
-    let mut backoff = Duration::from_millis(100);
+/// The listener: the snapshot is marked stale at every notification, and each time
+/// it starts listening (whatever changed while nobody listened).
+fn listen(
+    target: berth_pg::Target,
+    listening: Arc<AtomicBool>,
+    stale: Arc<AtomicBool>,
+) -> std::io::Result<berth_pg::Listener> {
     let mut warned = false;
-    while !state.stop.load(Ordering::Acquire) {
-        let connected = target.connect().and_then(|mut c| {
-            c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-            Ok(c)
-        });
-        let mut client = match connected {
-            Ok(c) => c,
-            Err(e) => {
+    berth_pg::listen(
+        target,
+        CHANNEL,
+        "berth-auth-listen",
+        move |heard| match heard {
+            berth_pg::Heard::Listening => {
+                if warned {
+                    tracing::info!("listening for access-control changes again");
+                    warned = false;
+                }
+                listening.store(true, Ordering::Release);
+                stale.store(true, Ordering::Release);
+            }
+            berth_pg::Heard::Message(_) => stale.store(true, Ordering::Release),
+            berth_pg::Heard::Deaf(e) => {
+                listening.store(false, Ordering::Release);
                 if !warned {
                     tracing::warn!(error = %e, "cannot listen for access-control changes; \
-                        comparing versions until PostgreSQL is back");
+                    comparing versions until PostgreSQL is back");
                     warned = true;
                 }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
             }
-        };
-        if warned {
-            tracing::info!("listening for access-control changes again");
-        }
-        warned = false;
-        backoff = Duration::from_millis(100);
-        state.listening.store(true, Ordering::Release);
-        // Whatever changed while nobody listened.
-        state.stale.store(true, Ordering::Release);
-        'connection: while !state.stop.load(Ordering::Acquire) {
-            let mut notifications = client.notifications();
-            let mut it = notifications.timeout_iter(Duration::from_millis(250));
-            loop {
-                match it.next() {
-                    Ok(Some(_)) => state.stale.store(true, Ordering::Release),
-                    Ok(None) => break,
-                    Err(_) => break 'connection,
-                }
-            }
-            drop(it);
-            drop(notifications);
-            if client.is_closed() {
-                break;
-            }
-        }
-        state.listening.store(false, Ordering::Release);
-    }
+        },
+    )
 }
