@@ -264,7 +264,7 @@ fn listen(
             berth_pg::Heard::Deaf(e) => {
                 listening.store(false, Ordering::Release);
                 if !warned {
-                    tracing::warn!(error = %e, "cannot listen for access-control changes; \
+                    tracing::warn!(error = %berth_pg::message(e), "cannot listen for access-control changes; \
                     comparing versions until PostgreSQL is back");
                     warned = true;
                 }
