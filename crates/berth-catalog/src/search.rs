@@ -663,6 +663,13 @@ impl Catalog {
     pub(crate) fn refresh_search(&self, repo: &str) -> Result<()> {
         let scans = self.db.scans_of(repo)?;
         let mut tagged = self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)?;
+        // Fewer than the window: every tag, so no attachment tag needs asking for.
+        let every_tag = tagged.len() < crate::tags::TAG_WINDOW;
+        let signature_tags: BTreeSet<String> = tagged
+            .iter()
+            .filter(|(tag, _, _)| tag.ends_with(".sig") && is_attachment_tag(tag))
+            .map(|(tag, _, _)| tag.clone())
+            .collect();
         tagged.retain(|(tag, _, _)| !is_attachment_tag(tag));
         tagged.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
         let wanted: BTreeSet<String> = tagged
@@ -724,13 +731,40 @@ impl Catalog {
             row.grades.extend(f.grade);
         }
         row.packages = self.db.package_names(&images)?;
-        for s in &ordered {
-            if self.has_signature(repo, &s.manifest_digest)? {
-                row.signed = true;
-                break;
+        let digests: Vec<&str> = ordered.iter().map(|s| s.manifest_digest.as_str()).collect();
+        row.signed = self.any_signed(repo, &digests, &signature_tags, every_tag)?;
+        self.db.put_search_row(repo, &row)
+    }
+
+    /// [`Catalog::has_signature`] for many manifests at once, with the repository's
+    /// attachment tags already read (`signature_tags`; all of them when `every_tag`):
+    /// a search row's rebuild asks for up to 200 images, and one question per image
+    /// was two metadata round trips each (400 per push to an unsigned repository, on
+    /// PostgreSQL).
+    fn any_signed(
+        &self,
+        repo: &str,
+        digests: &[&str],
+        signature_tags: &BTreeSet<String>,
+        every_tag: bool,
+    ) -> Result<bool> {
+        let tags: Vec<String> = digests.iter().filter_map(|d| signature_tag(d)).collect();
+        if tags.iter().any(|t| signature_tags.contains(t)) {
+            return Ok(true);
+        }
+        let parsed: Vec<berth_image::Digest> =
+            digests.iter().filter_map(|d| d.parse().ok()).collect();
+        if !self.meta.signed_manifests(repo, &parsed)?.is_empty() {
+            return Ok(true);
+        }
+        if !every_tag {
+            for tag in &tags {
+                if self.meta.manifest_by_tag(repo, tag)?.is_some() {
+                    return Ok(true);
+                }
             }
         }
-        self.db.put_search_row(repo, &row)
+        Ok(false)
     }
 }
 

@@ -695,3 +695,84 @@ fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
     let tag = view.tags.iter().find(|t| t.tag == "2.0").unwrap();
     assert!(tag.signed);
 }
+
+/// A repository with more tags than the rebuild reads (`TAG_WINDOW`, the newest
+/// 1,000): a sigstore attachment tag older than all of them still marks it signed,
+/// asked of the metadata for the images indexed, as it did before the rebuild took
+/// the attachment tags from the window.
+#[test]
+fn an_attachment_tag_older_than_the_tag_window_still_signs_the_repository() {
+    let reg = Registry::new();
+    let image = reg.push(
+        "team/many",
+        "v0",
+        &[debian_layer(&[("libc6", "2.36-9")])],
+        json!({}),
+    );
+    let cfg = reg.blob("team/many", b"{}");
+    let attachment = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
+        "layers": [],
+    }))
+    .unwrap();
+    let ad = Digest::sha256_of(&attachment);
+    let parsed = berth_image::Manifest::parse(None, &attachment).unwrap();
+    let sig_tag = format!("sha256-{}.sig", image.hex());
+    reg.meta
+        .put_manifest(
+            "team/many",
+            &NewManifest::new(ad, &parsed, attachment),
+            Some(&sig_tag),
+        )
+        .unwrap();
+    let stored = reg
+        .meta
+        .manifest_by_digest("team/many", &image)
+        .unwrap()
+        .unwrap();
+    let again = NewManifest::new(
+        image.clone(),
+        &berth_image::Manifest::parse(Some(&stored.media_type), &stored.content).unwrap(),
+        stored.content.clone(),
+    );
+    for i in 0..berth_catalog::tags::TAG_WINDOW {
+        reg.meta
+            .put_manifest("team/many", &again, Some(&format!("t{i:04}")))
+            .unwrap();
+    }
+    // The attachment's tag, set before every other.
+    let db = rusqlite::Connection::open(reg.root.join("meta.db")).unwrap();
+    db.execute(
+        "UPDATE tags SET updated_at = 1 WHERE name = ?1",
+        [sig_tag.as_str()],
+    )
+    .unwrap();
+    let window = reg
+        .meta
+        .recent_tags("team/many", berth_catalog::tags::TAG_WINDOW)
+        .unwrap();
+    assert!(
+        window.iter().all(|(t, _, _)| *t != sig_tag),
+        "outside the window"
+    );
+    let cat = reg.catalog();
+    assert_eq!(
+        cat.scan_manifest("team/many", &image, false).unwrap(),
+        Scanned::Done
+    );
+    let q = SearchQuery {
+        signed: Some(true),
+        page: 1,
+        per_page: 10,
+        ..Default::default()
+    };
+    let found: Vec<_> = cat
+        .search(&q, &|_| true)
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|h| h.repository)
+        .collect();
+    assert_eq!(found, ["team/many"]);
+}
