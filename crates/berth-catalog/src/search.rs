@@ -754,7 +754,7 @@ impl Catalog {
         }
         let parsed: Vec<berth_image::Digest> =
             digests.iter().filter_map(|d| d.parse().ok()).collect();
-        if !self.meta.signed_manifests(repo, &parsed)?.is_empty() {
+        if self.meta.any_signed(repo, &parsed)? {
             return Ok(true);
         }
         if !every_tag {

@@ -252,9 +252,10 @@ pub trait MetaStore: Send + Sync + 'static {
     fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>>;
     /// Signatures of a manifest of `repo`, oldest first.
     fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>>;
-    /// Which of `manifests` (of `repo`) have at least one signature stored: one read
-    /// for many, where [`MetaStore::signatures`] for each would be a round trip each.
-    fn signed_manifests(&self, repo: &str, manifests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Whether any of `manifests` (of `repo`) has a signature stored: one read for
+    /// many, where [`MetaStore::signatures`] for each would be a round trip each.
+    /// Put the likeliest first: an embedded store stops at the first it finds.
+    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool>;
     /// Adds a signature to a manifest that `repo` holds ([`crate::StoreError::MissingManifest`]
     /// when it does not), unless the manifest has `max` already.
     fn add_signature(

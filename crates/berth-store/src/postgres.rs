@@ -722,24 +722,15 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn signed_manifests(&self, repo: &str, manifests: &[Digest]) -> Result<Vec<Digest>> {
+    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool> {
         let wanted: Vec<String> = manifests.iter().map(Digest::to_string).collect();
-        let found: HashSet<String> = self.read(|db| {
-            db.rows(
-                "SELECT DISTINCT s.manifest_digest FROM repositories r
-                 JOIN signatures s ON s.repository_id = r.id
-                 WHERE r.name = $1 AND s.manifest_digest = ANY($2)",
+        self.read(|db| {
+            db.exists(
+                "SELECT 1 FROM repositories r JOIN signatures s ON s.repository_id = r.id
+                 WHERE r.name = $1 AND s.manifest_digest = ANY($2) LIMIT 1",
                 &[&repo, &wanted],
-            )?
-            .iter()
-            .map(|r| get(r, 0))
-            .collect()
-        })?;
-        Ok(manifests
-            .iter()
-            .filter(|d| found.contains(&d.to_string()))
-            .cloned()
-            .collect())
+            )
+        })
     }
 
     fn add_signature(

@@ -634,19 +634,18 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn signed_manifests(&self, repo: &str, manifests: &[Digest]) -> Result<Vec<Digest>> {
+    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT 1 FROM repositories r JOIN signatures s ON s.repository_id = r.id
                  WHERE r.name = ?1 AND s.manifest_digest = ?2 LIMIT 1",
             )?;
-            let mut signed = Vec::new();
             for d in manifests {
                 if st.exists(params![repo, d.to_string()])? {
-                    signed.push(d.clone());
+                    return Ok(true);
                 }
             }
-            Ok(signed)
+            Ok(false)
         })
     }
 
