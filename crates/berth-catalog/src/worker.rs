@@ -6,7 +6,8 @@
 //! non-blocking `try_send`, so the push's answer never waits for the catalog. When
 //! the queue is full the manifest is left for the backfill, which runs at start-up
 //! and again whenever the queue has dropped something and drained: it walks the
-//! `manifests` table (index order, no file system) for manifests without a scan.
+//! `manifests` table (index order, no file system) for manifests without a scan,
+//! then (after a drop) the scans for manifests that are gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,11 +95,7 @@ impl Catalog {
     /// gone.
     pub fn catch_up(self: &Arc<Self>) {
         if let (Some(tx), Some(rt)) = (self.queue.sender.get(), self.queue.runtime.get()) {
-            let (cat, tx) = (self.clone(), tx.clone());
-            rt.spawn(async move {
-                backfill(cat.clone(), tx.clone()).await;
-                prune(cat, tx).await;
-            });
+            rt.spawn(catch_up(self.clone(), tx.clone()));
         }
     }
 
@@ -129,8 +126,9 @@ impl Catalog {
         Some(tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 cat.run_job(job).await;
+                // A dropped job may have been a delete's as well as a push's.
                 if rx.is_empty() && cat.queue.dropped.swap(false, Ordering::Relaxed) {
-                    tokio::spawn(backfill(cat.clone(), tx.clone()));
+                    tokio::spawn(catch_up(cat.clone(), tx.clone()));
                 }
             }
         }))
@@ -237,6 +235,12 @@ async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
             return;
         }
     }
+}
+
+/// The backfill, then the prune: what was missed, pushed or deleted.
+async fn catch_up(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
+    backfill(cat.clone(), tx.clone()).await;
+    prune(cat, tx).await;
 }
 
 /// Queues a forget of every scan whose manifest the store no longer holds, a page of
