@@ -316,13 +316,22 @@ impl Catalog {
         let now = unix_now();
         let mut tags = self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)?;
         tags.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
+        let digests: BTreeSet<String> = tags.iter().map(|(_, d, _)| d.to_string()).collect();
+        let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+        let signed = self.signed_among(
+            repo,
+            &digests,
+            &crate::search::SignatureTags::of(&tags),
+            usize::MAX,
+        )?;
         let mut seen: HashMap<Digest, TagSummary> = HashMap::new();
         let mut out = Vec::with_capacity(tags.len());
         for (tag, digest, pushed_at) in tags {
             let summary = match seen.get(&digest) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = self.tag_summary(repo, &digest, now)?;
+                    let is_signed = signed.contains(&digest.to_string());
+                    let s = self.tag_summary(repo, &digest, is_signed, now)?;
                     seen.insert(digest, s.clone());
                     s
                 }
@@ -349,10 +358,15 @@ impl Catalog {
     }
 
     /// A tag's summary but its name and push time: the manifest's images, worst
-    /// grade, counts, whether it is signed.
-    fn tag_summary(&self, repo: &str, digest: &Digest, now: i64) -> Result<TagSummary> {
+    /// grade, counts, and `signed` (asked for every tag at once: `signed_among`).
+    fn tag_summary(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        signed: bool,
+        now: i64,
+    ) -> Result<TagSummary> {
         let d = digest.to_string();
-        let signed = self.has_signature(repo, &d)?;
         let (scan, images) = self.images_of(repo, &d)?;
         let images = images
             .into_iter()

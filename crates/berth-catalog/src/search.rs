@@ -621,6 +621,27 @@ pub fn signature_tag(digest: &str) -> Option<String> {
     Some(format!("{algorithm}-{hex}.sig"))
 }
 
+/// The sigstore signature tags among a repository's tags as
+/// `recent_tags(repo, TAG_WINDOW)` read them, and whether those were all its tags
+/// (then no other attachment tag needs asking for).
+pub(crate) struct SignatureTags {
+    names: BTreeSet<String>,
+    complete: bool,
+}
+
+impl SignatureTags {
+    pub(crate) fn of(tags: &[(String, berth_image::Digest, i64)]) -> SignatureTags {
+        SignatureTags {
+            names: tags
+                .iter()
+                .filter(|(t, _, _)| t.ends_with(".sig") && is_attachment_tag(t))
+                .map(|(t, _, _)| t.clone())
+                .collect(),
+            complete: tags.len() < crate::tags::TAG_WINDOW,
+        }
+    }
+}
+
 impl Catalog {
     /// [`CatalogDb::search`], with each hit's `last_pushed` read from the registry's
     /// metadata (the hits of this page only).
@@ -643,33 +664,12 @@ impl Catalog {
         Ok(page)
     }
 
-    /// Whether `repo` holds a signature of its manifest `digest`: a simple signature
-    /// in the registry's signature store, or the sigstore attachment tag
-    /// `sha256-<hex>.sig`. Present, not verified.
-    pub fn has_signature(&self, repo: &str, digest: &str) -> Result<bool> {
-        if let Some(tag) = signature_tag(digest) {
-            if self.meta.manifest_by_tag(repo, &tag)?.is_some() {
-                return Ok(true);
-            }
-        }
-        let Ok(d) = digest.parse::<berth_image::Digest>() else {
-            return Ok(false);
-        };
-        Ok(!self.meta.signatures(repo, &d)?.is_empty())
-    }
-
     /// Rebuilds `repo`'s search row from its tagged images (every scanned image
     /// while it has no tag).
     pub(crate) fn refresh_search(&self, repo: &str) -> Result<()> {
         let scans = self.db.scans_of(repo)?;
         let mut tagged = self.meta.recent_tags(repo, crate::tags::TAG_WINDOW)?;
-        // Fewer than the window: every tag, so no attachment tag needs asking for.
-        let every_tag = tagged.len() < crate::tags::TAG_WINDOW;
-        let signature_tags: BTreeSet<String> = tagged
-            .iter()
-            .filter(|(tag, _, _)| tag.ends_with(".sig") && is_attachment_tag(tag))
-            .map(|(tag, _, _)| tag.clone())
-            .collect();
+        let signature_tags = SignatureTags::of(&tagged);
         tagged.retain(|(tag, _, _)| !is_attachment_tag(tag));
         tagged.sort_by(|a, b| crate::tags::compare_newest_first((&a.0, a.2), (&b.0, b.2)));
         let wanted: BTreeSet<String> = tagged
@@ -732,39 +732,57 @@ impl Catalog {
         }
         row.packages = self.db.package_names(&images)?;
         let digests: Vec<&str> = ordered.iter().map(|s| s.manifest_digest.as_str()).collect();
-        row.signed = self.any_signed(repo, &digests, &signature_tags, every_tag)?;
+        row.signed = !self
+            .signed_among(repo, &digests, &signature_tags, 1)?
+            .is_empty();
         self.db.put_search_row(repo, &row)
     }
 
-    /// [`Catalog::has_signature`] for many manifests at once, with the repository's
-    /// attachment tags already read (`signature_tags`; all of them when `every_tag`):
-    /// a search row's rebuild asks for up to 200 images, and one question per image
-    /// was two metadata round trips each (400 per push to an unsigned repository, on
-    /// PostgreSQL).
-    fn any_signed(
+    /// Which of `digests` (manifests of `repo`) are signed, at most `limit` of them
+    /// (1: whether any is): a simple signature in the registry's signature store, or
+    /// the sigstore attachment tag `sha256-<hex>.sig`. Present, not verified. One
+    /// metadata read for all of them: asked image by image it was two round trips
+    /// each, and a rebuild asks of up to 200 images, the repository view of every
+    /// tagged one.
+    pub(crate) fn signed_among(
         &self,
         repo: &str,
         digests: &[&str],
-        signature_tags: &BTreeSet<String>,
-        every_tag: bool,
-    ) -> Result<bool> {
-        let tags: Vec<String> = digests.iter().filter_map(|d| signature_tag(d)).collect();
-        if tags.iter().any(|t| signature_tags.contains(t)) {
-            return Ok(true);
+        tags: &SignatureTags,
+        limit: usize,
+    ) -> Result<BTreeSet<String>> {
+        let mut signed = BTreeSet::new();
+        for d in digests {
+            if signed.len() < limit && signature_tag(d).is_some_and(|t| tags.names.contains(&t)) {
+                signed.insert(d.to_string());
+            }
         }
-        let parsed: Vec<berth_image::Digest> =
-            digests.iter().filter_map(|d| d.parse().ok()).collect();
-        if self.meta.any_signed(repo, &parsed)? {
-            return Ok(true);
+        let rest: Vec<berth_image::Digest> = digests
+            .iter()
+            .filter(|d| !signed.contains(**d))
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        if signed.len() < limit {
+            for d in self
+                .meta
+                .signed_manifests(repo, &rest, limit - signed.len())?
+            {
+                signed.insert(d.to_string());
+            }
         }
-        if !every_tag {
-            for tag in &tags {
-                if self.meta.manifest_by_tag(repo, tag)?.is_some() {
-                    return Ok(true);
+        if !tags.complete {
+            for d in digests {
+                if signed.len() >= limit || signed.contains(*d) {
+                    continue;
+                }
+                if let Some(tag) = signature_tag(d) {
+                    if self.meta.manifest_by_tag(repo, &tag)?.is_some() {
+                        signed.insert(d.to_string());
+                    }
                 }
             }
         }
-        Ok(false)
+        Ok(signed)
     }
 }
 

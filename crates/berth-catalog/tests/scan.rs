@@ -696,10 +696,10 @@ fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
     assert!(tag.signed);
 }
 
-/// A repository with more tags than the rebuild reads (`TAG_WINDOW`, the newest
+/// A repository with more tags than the catalog reads (`TAG_WINDOW`, the newest
 /// 1,000): a sigstore attachment tag older than all of them still marks it signed,
-/// asked of the metadata for the images indexed, as it did before the rebuild took
-/// the attachment tags from the window.
+/// in search and in the repository's view, asked of the metadata for the images
+/// shown, as before the attachment tags were taken from the window.
 #[test]
 fn an_attachment_tag_older_than_the_tag_window_still_signs_the_repository() {
     let reg = Registry::new();
@@ -775,4 +775,8 @@ fn an_attachment_tag_older_than_the_tag_window_still_signs_the_repository() {
         .map(|h| h.repository)
         .collect();
     assert_eq!(found, ["team/many"]);
+    // And the repository's view, every tag of which names the signed image.
+    let view = cat.repository("team/many").unwrap().unwrap();
+    assert_eq!(view.tags.len(), berth_catalog::tags::TAG_WINDOW);
+    assert!(view.tags.iter().all(|t| t.signed));
 }

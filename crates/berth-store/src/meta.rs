@@ -252,10 +252,16 @@ pub trait MetaStore: Send + Sync + 'static {
     fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>>;
     /// Signatures of a manifest of `repo`, oldest first.
     fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>>;
-    /// Whether any of `manifests` (of `repo`) has a signature stored: one read for
-    /// many, where [`MetaStore::signatures`] for each would be a round trip each.
-    /// Put the likeliest first: an embedded store stops at the first it finds.
-    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool>;
+    /// Which of `manifests` (of `repo`) have a signature stored, at most `limit` of
+    /// them (1: whether any has; put the likeliest first, an embedded store stops
+    /// there): one read for many, where [`MetaStore::signatures`] for each would be a
+    /// round trip each.
+    fn signed_manifests(
+        &self,
+        repo: &str,
+        manifests: &[Digest],
+        limit: usize,
+    ) -> Result<Vec<Digest>>;
     /// Adds a signature to a manifest that `repo` holds ([`crate::StoreError::MissingManifest`]
     /// when it does not), unless the manifest has `max` already.
     fn add_signature(

@@ -722,15 +722,30 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool> {
+    fn signed_manifests(
+        &self,
+        repo: &str,
+        manifests: &[Digest],
+        limit: usize,
+    ) -> Result<Vec<Digest>> {
         let wanted: Vec<String> = manifests.iter().map(Digest::to_string).collect();
-        self.read(|db| {
-            db.exists(
-                "SELECT 1 FROM repositories r JOIN signatures s ON s.repository_id = r.id
-                 WHERE r.name = $1 AND s.manifest_digest = ANY($2) LIMIT 1",
-                &[&repo, &wanted],
-            )
-        })
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found: HashSet<String> = self.read(|db| {
+            db.rows(
+                "SELECT DISTINCT s.manifest_digest FROM repositories r
+                 JOIN signatures s ON s.repository_id = r.id
+                 WHERE r.name = $1 AND s.manifest_digest = ANY($2) LIMIT $3",
+                &[&repo, &wanted, &limit],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+        })?;
+        Ok(manifests
+            .iter()
+            .filter(|d| found.contains(&d.to_string()))
+            .cloned()
+            .collect())
     }
 
     fn add_signature(

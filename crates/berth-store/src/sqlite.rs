@@ -634,18 +634,27 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn any_signed(&self, repo: &str, manifests: &[Digest]) -> Result<bool> {
+    fn signed_manifests(
+        &self,
+        repo: &str,
+        manifests: &[Digest],
+        limit: usize,
+    ) -> Result<Vec<Digest>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT 1 FROM repositories r JOIN signatures s ON s.repository_id = r.id
                  WHERE r.name = ?1 AND s.manifest_digest = ?2 LIMIT 1",
             )?;
+            let mut signed = Vec::new();
             for d in manifests {
+                if signed.len() == limit {
+                    break;
+                }
                 if st.exists(params![repo, d.to_string()])? {
-                    return Ok(true);
+                    signed.push(d.clone());
                 }
             }
-            Ok(false)
+            Ok(signed)
         })
     }
 

@@ -147,13 +147,25 @@ fn signatures_belong_to_a_manifest_and_go_with_it(backend: Backend) {
     );
     let got = m.signatures("a/b", &d(9)).unwrap();
     assert_eq!(got, vec![sig("x@1", b"s1"), sig("x@2", b"s2")]);
-    // Asked of many at once.
+    // Asked of many at once: the signed ones, in the order asked, up to the limit.
     m.put_manifest("a/b", &manifest(d(8), vec![], None), Some("v2"))
         .unwrap();
-    assert!(m.any_signed("a/b", &[d(7), d(8), d(9)]).unwrap());
-    assert!(!m.any_signed("a/b", &[d(7), d(8)]).unwrap());
-    assert!(!m.any_signed("c/d", &[d(9)]).unwrap());
-    assert!(!m.any_signed("a/b", &[]).unwrap());
+    m.add_signature("a/b", &d(8), &sig("y@1", b"s"), 2).unwrap();
+    m.put_manifest("a/b", &manifest(d(7), vec![], None), Some("v3"))
+        .unwrap();
+    assert_eq!(
+        m.signed_manifests("a/b", &[d(7), d(9), d(8)], 10).unwrap(),
+        [d(9), d(8)]
+    );
+    assert_eq!(
+        m.signed_manifests("a/b", &[d(7), d(9), d(8)], 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(m.signed_manifests("a/b", &[d(7)], 10).unwrap().is_empty());
+    assert!(m.signed_manifests("c/d", &[d(9)], 10).unwrap().is_empty());
+    assert!(m.signed_manifests("a/b", &[], 10).unwrap().is_empty());
     // Another repository holding no such manifest sees none and may add none.
     assert!(m.signatures("c/d", &d(9)).unwrap().is_empty());
 
