@@ -193,7 +193,7 @@ impl Catalog {
 /// is not in a hurry).
 async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
     let c = cat.clone();
-    let missing = tokio::task::spawn_blocking(move || {
+    let missing = off_runtime("backfill", move || {
         let mut missing = Vec::new();
         let mut err = None;
         c.each_manifest(|e| {
@@ -212,29 +212,46 @@ async fn backfill(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
         }
     })
     .await;
-    let missing = match missing {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            tracing::warn!(target: "berth::catalog", error = %e, "catalog backfill failed");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(target: "berth::catalog", error = %e, "catalog backfill failed");
-            return;
-        }
+    let Some(missing) = missing else {
+        return;
     };
     if !missing.is_empty() {
         tracing::info!(target: "berth::catalog", manifests = missing.len(), "catalog backfill");
     }
-    for (repository, digest) in missing {
+    queue_all(&tx, missing, What::Scan).await;
+}
+
+/// Runs `f` on the blocking pool; `None`, and the failure logged, when it fails.
+async fn off_runtime<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Option<T> {
+    let failure = match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(t)) => return Some(t),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(target: "berth::catalog", error = %failure, "catalog {what} failed");
+    None
+}
+
+/// Queues a job for each `(repository, digest)`, waiting for room; `false` once the
+/// worker is gone.
+async fn queue_all(
+    tx: &mpsc::Sender<Job>,
+    items: Vec<(String, Digest)>,
+    what: fn(Digest) -> What,
+) -> bool {
+    for (repository, digest) in items {
         let job = Job {
             repository,
-            what: What::Scan(digest),
+            what: what(digest),
         };
         if tx.send(job).await.is_err() {
-            return;
+            return false;
         }
     }
+    true
 }
 
 /// The backfill, then the prune: what was missed, pushed or deleted.
@@ -250,7 +267,7 @@ async fn prune(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
     let mut after: Option<(String, String)> = None;
     loop {
         let (c, from) = (cat.clone(), after.clone());
-        let page = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+        let page = off_runtime("prune", move || {
             let from = from.as_ref().map(|(r, d)| (r.as_str(), d.as_str()));
             let scans = c.db.scans_after(from, PAGE)?;
             let mut gone = Vec::new();
@@ -265,27 +282,10 @@ async fn prune(cat: Arc<Catalog>, tx: mpsc::Sender<Job>) {
             Ok((scans.last().cloned(), scans.len(), gone))
         })
         .await;
-        let (last, n, gone) = match page {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!(target: "berth::catalog", error = %e, "catalog prune failed");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(target: "berth::catalog", error = %e, "catalog prune failed");
-                return;
-            }
+        let Some((last, n, gone)) = page else {
+            return;
         };
-        for (repository, digest) in gone {
-            let job = Job {
-                repository,
-                what: What::Forget(Some(digest)),
-            };
-            if tx.send(job).await.is_err() {
-                return;
-            }
-        }
-        if n < PAGE {
+        if !queue_all(&tx, gone, |d| What::Forget(Some(d))).await || n < PAGE {
             return;
         }
         after = last;
