@@ -20,6 +20,7 @@ pub mod meta;
 pub mod migrate;
 mod notify;
 pub mod object;
+mod object_http;
 pub mod postgres;
 pub mod sqlite;
 mod writer;

@@ -140,8 +140,8 @@ pub struct ObjectBlobs {
     runtime: Arc<Runtime>,
 }
 
-/// The client's own runtime: every request and connection runs there (object_store's
-/// `SpawnedReqwestConnector`), whoever waits for it: a handler of any runtime, or a
+/// The client's own runtime: every request and connection runs there
+/// ([`crate::object_http`]), whoever waits for it: a handler of any runtime, or a
 /// synchronous caller (the collector's threads, the metadata's fences, a command) on
 /// any thread. A connection never belongs to a runtime that its user blocks.
 struct Runtime(Option<tokio::runtime::Runtime>);
@@ -215,7 +215,7 @@ impl ObjectBlobs {
             .map_err(StoreError::io("starting the object storage client"))?;
         // Every request (and its connection) runs on this runtime, whoever awaits it.
         let s3 = b
-            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
+            .with_http_connector(crate::object_http::OnRuntime::new(
                 runtime.handle().clone(),
             ))
             .build()
