@@ -219,6 +219,66 @@ async fn synchronous_calls_work_from_a_current_thread_runtime() {
     assert!(!blobs.has(&d).unwrap());
 }
 
+/// Blob reads streamed from three kinds of runtime: a current-thread one that reads,
+/// then blocks its thread on a synchronous read; a multi-thread one (the server's,
+/// whose connections then serve its reads); another multi-thread one after that one is
+/// gone. None waits on a connection that a blocked or gone runtime would have to
+/// drive.
+#[test]
+fn streamed_reads_never_wait_for_a_blocked_or_gone_runtime() {
+    let s3 = S3::shared();
+    let cfg = config(s3, &s3.bucket());
+    let blob = data(3 * 1024 * 1024 + 5, 21);
+    let d = Digest::sha256_of(&blob);
+    let blobs = ObjectBlobs::open(&cfg).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let (blobs2, blob2, d2) = (blobs.clone(), blob.clone(), d.clone());
+    std::thread::spawn(move || {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        current.block_on(async {
+            let mut up = blobs2.resume("s1", None).await.unwrap();
+            up.write(&blob2).await.unwrap();
+            up.commit(&d2).await.unwrap();
+            assert_eq!(read_all(&blobs2, &d2, 5, 1000).await, blob2[5..1005]);
+            // Time for a connection of this runtime to be idle in its client's pool.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // Synchronous now: this runtime's one thread waits for the read.
+            let (mut reader, size) = blobs2.reader(&d2).unwrap().expect("stored");
+            assert_eq!(size, blob2.len() as u64);
+            let got = std::thread::scope(|s| {
+                s.spawn(move || {
+                    let mut v = Vec::new();
+                    std::io::Read::read_to_end(&mut reader, &mut v).unwrap();
+                    v
+                })
+                .join()
+                .unwrap()
+            });
+            assert!(got == blob2, "the synchronous read differs");
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a read waited for a runtime that could not run");
+    let multi = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let server = multi();
+        server.block_on(async {
+            assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_goes_away_is_unreachable_then_back() {
     let s3 = S3::private();
