@@ -6,6 +6,7 @@
 //! answers a presigned URL that fetches the blob with no credentials, no blob lands on
 //! a replica's disk, and the collector removes blobs from the bucket. The object store
 //! stopped under a running server: 503 UNAVAILABLE, then service again once it is back.
+//! A client that stops reading a 128 MiB blob does not make its replica hold it.
 
 use std::path::Path;
 use std::process::Command;
@@ -379,6 +380,76 @@ fn a_stopped_object_store_answers_503_and_the_server_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     common::process::push_blob(&serve.addr, "app", b"new");
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// A client that stops reading a large blob holds the bucket back instead of making
+/// the replica hold the blob: the replica's memory stays within a few MiB of what it
+/// was, then the rest arrives intact. (Through object_store's own spawning connector,
+/// whose channel is unbounded, the replica read all 128 MiB into memory.)
+#[test]
+fn a_client_that_stops_reading_does_not_fill_the_replicas_memory() {
+    use std::io::{Read, Write};
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    // Pushed through one replica, read through another that has held nothing yet.
+    let a = replica(
+        s3,
+        &bucket,
+        &dir.path().join("a"),
+        &url,
+        &["--catalog", "false"],
+    );
+    let b = replica(
+        s3,
+        &bucket,
+        &dir.path().join("b"),
+        &url,
+        &["--catalog", "false"],
+    );
+    let blob = noise(128 * 1024 * 1024).into_bytes();
+    let digest = common::process::push_blob(&a.addr, "big/app", &blob);
+    let before = rss(b.child.id());
+
+    let mut s = std::net::TcpStream::connect(&b.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let path = format!("/v2/big/app/blobs/{digest}");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        b.addr
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = vec![0u8; 1024 * 1024];
+    s.read_exact(&mut got).unwrap();
+    // The client reads nothing for a while; the bucket could send everything.
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = rss(b.child.id());
+    assert!(
+        stalled < before + 48 * 1024 * 1024,
+        "the replica grew from {} to {} MiB while its client read nothing",
+        before >> 20,
+        stalled >> 20
+    );
+    s.read_to_end(&mut got).unwrap();
+    let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got[..split])
+    );
+    assert!(got[split..] == blob[..], "the blob arrived changed");
 }
 
 /// `berth registry …` with `stdin` as its input; its stdout, when it succeeded.
