@@ -68,15 +68,6 @@ async fn get(
     (status, headers, body)
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_tags_in_one_repository_cost_what_a_thousand_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +160,7 @@ async fn a_million_tags_in_one_repository_cost_what_a_thousand_do() {
     .await;
     assert!(status < 500, "vulnerabilities answered {status}");
 
-    let rss = peak_rss_kib(serve.pid());
+    let rss = common::process::status_kib(serve.pid(), "VmHWM").expect("VmHWM in /proc/PID/status");
     eprintln!("peak RSS {} MiB", rss / 1024);
     assert!(
         rss < MAX_RSS_KIB,

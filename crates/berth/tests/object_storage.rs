@@ -384,13 +384,7 @@ fn a_stopped_object_store_answers_503_and_the_server_recovers() {
 
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS");
-    kib * 1024
+    common::process::status_kib(pid, "VmRSS").expect("VmRSS") * 1024
 }
 
 /// A client that stops reading a large blob holds the bucket back instead of making

@@ -607,14 +607,7 @@ fn list_tags(c: &mut Client, repo: &str, page: u64) -> BTreeSet<String> {
 /// Open descriptors and VmRSS (KiB) of `pid`.
 fn usage(pid: u32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0);
+    let rss = common::process::status_kib(pid, "VmRSS").unwrap_or(0);
     (fds, rss)
 }
 

@@ -195,3 +195,13 @@ pub fn push_blob(addr: &str, repo: &str, bytes: &[u8]) -> String {
     assert_eq!(r.status, 201, "monolithic upload of {d}");
     d
 }
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`), `None` when the process
+/// or the field is gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
