@@ -757,12 +757,12 @@ impl Catalog {
                 signed.insert(d.to_string());
             }
         }
-        let rest: Vec<berth_image::Digest> = digests
-            .iter()
-            .filter(|d| !signed.contains(**d))
-            .filter_map(|d| d.parse().ok())
-            .collect();
         if signed.len() < limit {
+            let rest: Vec<berth_image::Digest> = digests
+                .iter()
+                .filter(|d| !signed.contains(**d))
+                .filter_map(|d| d.parse().ok())
+                .collect();
             for d in self
                 .meta
                 .signed_manifests(repo, &rest, limit - signed.len())?
