@@ -37,10 +37,27 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_connections: 16,
+            max_connections: default_connections(),
             connect_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Connections a pool keeps by default: twice the cores this process may use, at
+/// least 4 and at most 16.
+///
+/// Each call in flight holds a thread here (the client is blocking) and, when the
+/// database shares the machine, a busy backend there. Past about two per core they
+/// only queue for the CPU, and the kernel's queue is no first-come-first-served one:
+/// on two cores with PostgreSQL alongside, 32 clients getting one manifest each saw a
+/// 99th percentile of 500-950 ms with 16 connections, 27-90 ms with 8 and 6-12 ms
+/// with 4, at the same rate (about 13,000 requests a second). The ceiling keeps a
+/// few replicas within PostgreSQL's own default of 100 connections.
+pub fn default_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .clamp(4, 16)
 }
 
 /// A pool of connections to one database.

@@ -74,6 +74,9 @@ pub struct RegistryConfig {
     pub proxies: Vec<proxy::ProxyConfig>,
     /// Where manifests, tags and links live: `meta.db` or PostgreSQL.
     pub metadata: Metadata,
+    /// Most connections to PostgreSQL for the metadata; `None`: the pool's default
+    /// (twice the cores, 4 to 16).
+    pub metadata_connections: Option<u32>,
     /// Where blob bytes live: `blobs/` under the root (`None`), or a bucket.
     pub blob_store: Option<ObjectConfig>,
     /// Blob GETs answered with a redirect to a presigned URL of the object store,
@@ -149,10 +152,20 @@ impl RegistryConfig {
             ui: true,
             proxies: Vec::new(),
             metadata: Metadata::Sqlite,
+            metadata_connections: None,
             blob_store: None,
             blob_redirect: false,
         }
     }
+}
+
+/// The metadata pool's settings: `connections` if given, the defaults otherwise.
+fn pg_options(connections: Option<u32>) -> PgOptions {
+    let mut options = PgOptions::default();
+    if let Some(n) = connections {
+        options.max_connections = n;
+    }
+    options
 }
 
 /// The shared state of a running registry.
@@ -239,12 +252,12 @@ impl Registry {
                 Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?)
             }
             Metadata::Postgres(url) => Arc::new(
-                PgMeta::connect(url, &PgOptions::default()).map_err(|source| {
-                    OpenError::Metadata {
+                PgMeta::connect(url, &pg_options(config.metadata_connections)).map_err(
+                    |source| OpenError::Metadata {
                         url: redact_password(url),
                         source,
-                    }
-                })?,
+                    },
+                )?,
             ),
         };
         // Uploads a crash cut off between their file and their row.

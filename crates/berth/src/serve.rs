@@ -27,7 +27,7 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Args, Debug)]
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
-(keys: listen, root, metadata, blob_store, s3_endpoint, s3_region, s3_path_style, \
+(keys: listen, root, metadata, metadata_connections, blob_store, s3_endpoint, s3_region, s3_path_style, \
 s3_access_key_id, s3_secret_access_key, blob_redirect, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown; pull-through caches only there, as \
@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite]
     #[arg(long, env = "BERTH_METADATA", value_name = "sqlite|URL")]
     metadata: Option<String>,
+    /// With PostgreSQL: most connections this replica opens for the metadata, which
+    /// is also how many metadata calls run at once (more wait their turn) [default:
+    /// twice the cores, at least 4, at most 16]
+    #[arg(long, env = "BERTH_METADATA_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    metadata_connections: Option<u32>,
     /// Where blob bytes live: `files` (blobs/ in the data folder) or an S3-compatible
     /// bucket, s3://BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY (or the file's s3_access_key_id, s3_secret_access_key)
@@ -153,6 +158,7 @@ struct FileConfig {
     listen: Option<String>,
     root: Option<PathBuf>,
     metadata: Option<String>,
+    metadata_connections: Option<u32>,
     blob_store: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
@@ -216,6 +222,7 @@ struct Settings {
     listen: String,
     root: PathBuf,
     metadata: berth_registry::Metadata,
+    metadata_connections: Option<u32>,
     blob_store: Option<berth_store::ObjectConfig>,
     blob_redirect: bool,
     upload_ttl: Duration,
@@ -268,6 +275,10 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         metadata: match args.metadata.or(file.metadata) {
             Some(m) => m.parse().map_err(anyhow::Error::msg)?,
             None => berth_registry::Metadata::Sqlite,
+        },
+        metadata_connections: match args.metadata_connections.or(file.metadata_connections) {
+            Some(0) => anyhow::bail!("metadata_connections must be at least 1"),
+            n => n,
         },
         upload_ttl: args
             .upload_ttl
@@ -441,6 +452,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         ui: s.ui,
         proxies: s.proxies.clone(),
         metadata: s.metadata.clone(),
+        metadata_connections: s.metadata_connections,
         blob_store: s.blob_store.clone(),
         blob_redirect: s.blob_redirect,
         ..RegistryConfig::new(s.root.clone())

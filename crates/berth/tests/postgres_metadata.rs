@@ -287,3 +287,41 @@ fn metadata_over_tls_as_the_url_says() {
     assert!(!out.status.success());
     assert!(said.contains("sslrootcert /nonexistent/ca.pem"), "{said}");
 }
+
+/// `--metadata-connections` bounds the replica's pool: 16 clients reading at once
+/// through a replica allowed 2 connections leave PostgreSQL with at most 2 backends
+/// that ever served the blob lookup (the default, 4 at least, opens more under that
+/// load), and every read is answered.
+#[test]
+fn the_metadata_pool_is_as_large_as_configured() {
+    let url = Postgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &dir.path().join("root"),
+        &["--metadata", &url, "--metadata-connections", "2"],
+        &[],
+    );
+    serve.wait_ready();
+    let blob = common::process::push_blob(&serve.addr, "app", b"read by many at once");
+    let path = format!("/v2/app/blobs/{blob}");
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let r = request(&serve.addr, "GET", &path, &[], b"");
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                }
+            });
+        }
+    });
+    let lookups = Postgres::shared().query_i64(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE '%JOIN repository_blobs rb%'",
+    );
+    assert!(
+        (1..=2).contains(&lookups),
+        "{lookups} connections served the blob lookup, with --metadata-connections 2"
+    );
+}
