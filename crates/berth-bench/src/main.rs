@@ -11,6 +11,7 @@ mod gc;
 mod http;
 mod load;
 mod local;
+mod pg_pool;
 mod proxy;
 mod replicas;
 mod report;
@@ -58,6 +59,7 @@ const BG_WARN_CORES: f64 = 0.3;
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
 local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), \
+pg_pool (pg_manifest_get_*: berth on PostgreSQL with its default pool against 16 connections; needs postgresql and wrk), \
 s3_reads (manifest GET rate, tags list and catalog with 10,000 tags and repositories: berth on Garage + PostgreSQL against docker-registry on the same Garage; needs garage and postgresql), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
 stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
 Exit status 0 when the benchmark ran (missed targets show as FAIL rows), 2 when setup failed."
@@ -180,8 +182,22 @@ const PHASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pg_pool",
+        &[
+            "pg_manifest_get_rps",
+            "pg_manifest_get_p99_ms",
+            "pg_manifest_get_wrk_rps",
+            "pg_manifest_get_wrk_p99_ms",
+        ],
+    ),
+    (
         "s3_reads",
-        &["s3_manifest_get_rps", "tags_list_10k_ms", "catalog_10k_ms"],
+        &[
+            "s3_manifest_get_rps",
+            "s3_manifest_get_p99_ms",
+            "tags_list_10k_ms",
+            "catalog_10k_ms",
+        ],
     ),
     (
         "stress",
@@ -554,6 +570,15 @@ async fn run(cfg: &Config, table: &mut Table, header: &mut String) -> Result<()>
             table.row("replicas_pull_rps").errors.push(e);
         }
         background(table, "replicas_pull", m);
+    }
+    if cfg.wants("pg_pool") {
+        let m = CpuMark::now();
+        let r =
+            std::panic::AssertUnwindSafe(pg_pool::pool_phase(&env, table, cfg.reps, cfg.duration));
+        if let Err(e) = caught(r).await {
+            table.row("pg_manifest_get_rps").errors.push(e);
+        }
+        background(table, "pg_pool", m);
     }
     if cfg.wants("s3_reads") {
         let m = CpuMark::now();

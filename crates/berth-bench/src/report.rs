@@ -175,8 +175,14 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("replicas_pull_p99_ms", "ms", Target::Info),
     // The host's busy cores during the load (all of them: the machine is the limit).
     ("replicas_pull_host_busy_cores", "cores", Target::Info),
+    // Both columns berth on PostgreSQL: the default pool / 16 connections (pg_pool).
+    ("pg_manifest_get_rps", "req/s", Target::Info),
+    ("pg_manifest_get_p99_ms", "ms", Target::Info),
+    ("pg_manifest_get_wrk_rps", "req/s", Target::Info),
+    ("pg_manifest_get_wrk_p99_ms", "ms", Target::Info),
     // berth on Garage + PostgreSQL / docker-registry on the same Garage (s3_reads).
     ("s3_manifest_get_rps", "req/s", Target::RatioAtLeast(10.0)),
+    ("s3_manifest_get_p99_ms", "ms", Target::Info),
     (
         "tags_list_10k_ms",
         "ms",

@@ -46,7 +46,7 @@ const CATALOG_CAP: Duration = Duration::from_secs(60);
 const MANIFEST_REPOS: usize = 200;
 const CONNECTIONS: usize = 32;
 
-/// `s3_manifest_get_rps`, `tags_list_10k_ms` and `catalog_10k_ms`.
+/// `s3_manifest_get_rps` (and its p99), `tags_list_10k_ms` and `catalog_10k_ms`.
 pub async fn reads_phase(
     env: &Env,
     table: &mut Table,
@@ -112,6 +112,7 @@ pub async fn reads_phase(
                 r.p99_ms
             ));
             table.add("s3_manifest_get_rps", s.kind == Kind::Berth, rps);
+            table.add("s3_manifest_get_p99_ms", s.kind == Kind::Berth, r.p99_ms);
         }
     }
     table.notes.push(format!(
