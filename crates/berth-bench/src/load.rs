@@ -27,6 +27,9 @@ pub struct LoadResult {
     pub elapsed: Duration,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The rare stalls that a p99 does not see.
+    pub p999_ms: f64,
+    pub max_ms: f64,
 }
 
 impl LoadResult {
@@ -101,6 +104,8 @@ pub async fn run(
         elapsed: duration,
         p50_ms: 0.0,
         p99_ms: 0.0,
+        p999_ms: 0.0,
+        max_ms: 0.0,
     };
     let mut latencies = Vec::new();
     let mut last = start;
@@ -145,6 +150,8 @@ pub async fn run(
     result.elapsed = last.duration_since(start);
     result.p50_ms = percentile_ms(&mut latencies, 0.50);
     result.p99_ms = percentile_ms(&mut latencies, 0.99);
+    result.p999_ms = percentile_ms(&mut latencies, 0.999);
+    result.max_ms = percentile_ms(&mut latencies, 1.0);
     Ok(result)
 }
 

@@ -178,8 +178,8 @@ const ROWS: &[(&str, &str, Target)] = &[
     // Both columns berth on PostgreSQL: the default pool / 16 connections (pg_pool).
     ("pg_manifest_get_rps", "req/s", Target::Info),
     ("pg_manifest_get_p99_ms", "ms", Target::Info),
-    ("pg_manifest_get_wrk_rps", "req/s", Target::Info),
-    ("pg_manifest_get_wrk_p99_ms", "ms", Target::Info),
+    ("pg_manifest_get_p999_ms", "ms", Target::Info),
+    ("pg_manifest_get_max_ms", "ms", Target::Info),
     // berth on Garage + PostgreSQL / docker-registry on the same Garage (s3_reads).
     ("s3_manifest_get_rps", "req/s", Target::RatioAtLeast(10.0)),
     ("s3_manifest_get_p99_ms", "ms", Target::Info),

@@ -49,10 +49,11 @@ impl Default for Options {
 /// Each call in flight holds a thread here (the client is blocking) and, when the
 /// database shares the machine, a busy backend there. Past about two per core they
 /// only queue for the CPU, and the kernel's queue is no first-come-first-served one:
-/// on two cores with PostgreSQL alongside, 32 clients getting one manifest each saw a
-/// 99th percentile of 500-950 ms with 16 connections, 27-90 ms with 8 and 6-12 ms
-/// with 4, at the same rate (about 13,000 requests a second). The ceiling keeps a
-/// few replicas within PostgreSQL's own default of 100 connections.
+/// on two cores with PostgreSQL alongside, 32 clients getting one manifest each saw
+/// a few requests stall for 2-3.7 s every 10 s with 16 connections (p99.9 about
+/// 100 ms), and none beyond 100 ms with 4 (p99.9 about 15 ms), at the same rate
+/// (about 15,000 requests a second; `berth-bench --only pg_pool`). The ceiling keeps
+/// a few replicas within PostgreSQL's own default of 100 connections.
 pub fn default_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     u32::try_from(cores.saturating_mul(2))
