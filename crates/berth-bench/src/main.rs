@@ -861,7 +861,7 @@ pub(crate) async fn push_small(s: &Server, images: &Arc<Vec<SmallImage>>) -> Res
     Ok(())
 }
 
-fn build_requests(
+pub(crate) fn build_requests(
     port: u16,
     images: &[SmallImage],
     head_only: bool,

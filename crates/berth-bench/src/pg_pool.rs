@@ -4,8 +4,9 @@
 //! Both columns are berth serve on local blob files and one throw-away PostgreSQL
 //! (a database each), catalog off: left with the default pool (twice the cores, 4 to
 //! 16), right with `--metadata-connections 16` (the fixed size before, still what
-//! a machine with 8 cores or more gets). Each holds one small image; the load is `GET
-//! /v2/bench/m/manifests/v1` on 32 keep-alive connections for `--duration` s, the
+//! a machine with 8 cores or more gets). Each holds one small image, pushed and read
+//! as `manifest_get_rps` does (`GET /v2/bench/small/manifests/s000`) on 32 keep-alive
+//! connections for `--duration` s, the
 //! repetitions interleaved. Rows: `pg_manifest_get_rps` and its latency at p99, p99.9
 //! and max: a pool too large for the cores shows in the rare stalls, not at p99 (see
 //! `berth_pg::default_connections`).
@@ -17,7 +18,6 @@ use anyhow::{bail, Result};
 use berth_testenv::Postgres;
 
 use crate::data;
-use crate::http::{self, Conn, MANIFEST_ACCEPT, USER_AGENT};
 use crate::load;
 use crate::progress;
 use crate::report::Table;
@@ -54,19 +54,12 @@ pub async fn pool_phase(
             WIDE_POOL,
         ],
     )?;
-    let img = data::small_images(1).remove(0);
+    // One image, read as manifest_get_rps reads its images.
+    let images = Arc::new(data::small_images(1));
     let mut requests = Vec::new();
     for s in [&left, &right] {
-        let mut c = Conn::connect(s.port, 0).await?;
-        http::upload_blob(&mut c, "bench/m", &img.layer_digest, &img.layer).await?;
-        http::upload_blob(&mut c, "bench/m", &img.config_digest, &img.config).await?;
-        http::put_manifest(&mut c, "bench/m", "v1", data::OCI_MANIFEST, &img.manifest).await?;
-        let reqs = Arc::new(vec![format!(
-            "GET /v2/bench/m/manifests/v1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-             User-Agent: {USER_AGENT}\r\nAccept: {MANIFEST_ACCEPT}\r\n\r\n",
-            s.port
-        )
-        .into_bytes()]);
+        crate::push_small(s, &images).await?;
+        let reqs = Arc::new(crate::build_requests(s.port, &images, false, &[]));
         crate::warm_up(s, &reqs, false).await?;
         requests.push(reqs);
     }
@@ -81,9 +74,9 @@ pub async fn pool_phase(
                 );
             }
             let side = if is_left {
-                "default pool"
+                "default pool".to_string()
             } else {
-                "16 connections"
+                format!("{WIDE_POOL} connections")
             };
             progress(&format!(
                 "pg_pool rep {rep} {side}: {:.0} req/s, p50 {:.2} ms, p99 {:.1} ms, \
