@@ -13,6 +13,7 @@ mod load;
 mod local;
 mod pg_pool;
 mod proxy;
+mod relay;
 mod replicas;
 mod report;
 mod s3_reads;
@@ -58,7 +59,7 @@ const BG_WARN_CORES: f64 = 0.3;
     after_help = "Metrics (names for --only): manifest_get_rps, blob_head_rps, push_1g \
 (push_1g_server_cpu_s_per_gib, push_1g_server_sys_s_per_gib, push_1g_MBps), blob_get_MBps, idle_rss_mib, \
 push_4g_peak_rss_mib, startup_10k_tags_ms, copy_1g, sync_200, sign_200 and policy_pull (need gpg), local_pull_1g, local_images_1000, \
-local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms: berth as a pull-through cache of docker-registry), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), \
+local_rmi_1000 (the local_* phases need podman), build_cached (needs root and runc or crun), gc (gc_pull_rps, gc_collect_s), proxy_pull (proxy_miss_ms, proxy_hit_ms, proxy_miss_cpu_ms, proxy_miss_far_ms: berth as a pull-through cache of docker-registry, on loopback and 10 ms away), catalog_push (berth with and without its catalog; needs a Debian host), replicas_pull (three berth replicas against one on Garage + PostgreSQL; needs garage and postgresql), \
 pg_pool (pg_manifest_get_*: berth on PostgreSQL with its default pool against 16 connections; needs postgresql), \
 s3_reads (manifest GET rate, tags list and catalog with 10,000 tags and repositories: berth on Garage + PostgreSQL against docker-registry on the same Garage; needs garage and postgresql), ui_pages (server-side page times, berth only), ui_paint (first paint in chromium; needs node, npm ci in crates/berth/tests/ui, debootstrap), \
 stress (10,000 pulling connections and 100 pushers with token auth, berth only; needs an open-files hard limit of at least 10,361). The table goes to stdout, progress to stderr. \
@@ -159,7 +160,15 @@ const PHASES: &[(&str, &[&str])] = &[
     ),
     ("build_cached", &["build_cached_ms", "build_first_ms"]),
     ("gc", &["gc_pull_rps", "gc_collect_s"]),
-    ("proxy_pull", &["proxy_miss_ms", "proxy_hit_ms"]),
+    (
+        "proxy_pull",
+        &[
+            "proxy_miss_ms",
+            "proxy_hit_ms",
+            "proxy_miss_cpu_ms",
+            "proxy_miss_far_ms",
+        ],
+    ),
     (
         "catalog_push",
         &[

@@ -155,6 +155,10 @@ const ROWS: &[(&str, &str, Target)] = &[
     ("proxy_miss_ms", "ms", Target::RatioAtMost(1.10)),
     // Both columns berth: a pull the cache holds / the image pushed to a plain berth.
     ("proxy_hit_ms", "ms", Target::RatioAtMost(1.10)),
+    // The cache's CPU for a miss / the upstream's for a direct pull, per image.
+    ("proxy_miss_cpu_ms", "ms", Target::Info),
+    // proxy_miss_ms with the upstream a 10 ms round trip away (behind a relay).
+    ("proxy_miss_far_ms", "ms", Target::RatioAtMost(1.10)),
     // Both columns berth: push answer with the catalog on / with --catalog=false.
     ("catalog_push_ms", "ms", Target::RatioAtMost(1.05)),
     // The on instance's CPU for a push and its analysis minus the off one's push.
