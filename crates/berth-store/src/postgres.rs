@@ -5,10 +5,21 @@
 //! how writers are kept apart. SQLite has one writer at a time, and the store's
 //! check-then-write transactions (a tag that is immutable, a quota, the collector's
 //! fence between new references and deletion) rely on it. Here every write
-//! transaction first takes one transaction-scoped advisory lock, so the writes of all
-//! replicas are serialized exactly as SQLite's are, and the checks hold across
-//! replicas; reads take no lock and run in parallel on every replica. Registry writes
-//! are short (a few rows) and few next to reads, which is what this trades on.
+//! transaction first takes transaction-scoped advisory locks, so that those checks
+//! hold across replicas:
+//! - a write within one repository (a blob linked, a manifest or tag stored or
+//!   deleted, a signature added) takes the database's write lock shared and its
+//!   namespace's lock exclusively: its checks concern its repository or namespace
+//!   (an immutable tag, the namespace's quota), so writers in other namespaces go on
+//!   beside it. The rows they both touch are a blob's (one per transaction, an upsert),
+//!   so they wait on each other's row lock at most and never deadlock;
+//! - every other write (the collector's sweeps and tombstones, evictions, recovery)
+//!   takes the write lock exclusively: it waits for the writes under way in every
+//!   namespace and holds off new ones, exactly as SQLite's single writer does.
+//!
+//! The shared lock is taken before the namespace's, in every transaction, so that a
+//! collector waiting for the exclusive one cannot close a cycle. Reads take no lock and
+//! run in parallel on every replica.
 //!
 //! The trait is synchronous; rust-postgres's blocking client is called on the
 //! blocking side of tokio (see [`berth_pg::blocking`]) from an r2d2 pool of
@@ -31,8 +42,14 @@ const SCHEMA: &str = include_str!("schema_pg.sql");
 /// The schema version this build writes and reads. A database at a newer version was
 /// migrated by a newer berth: this one refuses to start on it rather than misread it.
 pub const SCHEMA_VERSION: i32 = 2;
-/// The advisory lock key every write transaction takes ("berthmet" in ASCII).
+/// The advisory lock key every write transaction takes, shared or exclusive
+/// ("berthmet" in ASCII).
 const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
+/// The first of the two keys of a namespace's lock ("bert"); the second is the hash of
+/// the namespace's name. Two-key locks are a key space of their own in PostgreSQL, so
+/// no namespace's lock is ever [`WRITE_LOCK`]; two namespaces whose names hash alike
+/// only share a lock.
+const NAMESPACE_LOCKS: i32 = 0x6265_7274;
 /// The advisory lock key of schema migrations (so that replicas starting together
 /// migrate once).
 const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
@@ -90,12 +107,40 @@ impl PgMeta {
         &self,
         f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T> + Send + Sync,
     ) -> Result<T> {
+        self.write_locked(None, f)
+    }
+
+    /// A write transaction within repository `repo`: serialized with the writers of
+    /// its namespace and with [`PgMeta::write`]'s, beside those of other namespaces.
+    fn write_in<T: Send>(
+        &self,
+        repo: &str,
+        f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        self.write_locked(Some(repo), f)
+    }
+
+    fn write_locked<T: Send>(
+        &self,
+        repo: Option<&str>,
+        f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
         self.pool.with(|c| {
             c.transaction(
                 |c| c.transaction(),
                 |db| {
                     let mut db = Db(db);
-                    db.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                    match repo {
+                        None => db.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?,
+                        // The shared lock first (see the module's comment): the outer
+                        // call runs on the row the subquery makes, so after it; `OFFSET
+                        // 0` keeps the planner from merging the two. One round trip.
+                        Some(repo) => db.exec(
+                            "SELECT pg_advisory_xact_lock($2, hashtext(split_part($3, '/', 1)))
+                             FROM (SELECT pg_advisory_xact_lock_shared($1) OFFSET 0) AS first",
+                            &[&WRITE_LOCK, &NAMESPACE_LOCKS, &repo],
+                        )?,
+                    };
                     f(&mut db)
                 },
             )
@@ -357,7 +402,7 @@ impl PgMeta {
         check_references: bool,
     ) -> Result<()> {
         let digest = m.digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let id = db.ensure_repo(repo)?;
             let now = now();
             if let (Some(tag), true) = (tag, immutable) {
@@ -447,7 +492,7 @@ impl MetaStore for PgMeta {
         quota: Option<(&str, u64)>,
     ) -> Result<()> {
         let d = digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let removing = db.exists("SELECT 1 FROM blob_tombstones WHERE digest = $1", &[&d])?;
             // A row names a file that is there (files go in before their rows and out
             // after them): the store is asked only for a blob no row names, which spares
@@ -543,7 +588,7 @@ impl MetaStore for PgMeta {
 
     fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
         let d = digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
@@ -578,7 +623,7 @@ impl MetaStore for PgMeta {
 
     fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let d = digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
@@ -606,7 +651,7 @@ impl MetaStore for PgMeta {
         immutable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<bool> {
         let d = digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
@@ -756,7 +801,7 @@ impl MetaStore for PgMeta {
         max: usize,
     ) -> Result<SignatureAdded> {
         let d = manifest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let id = db.repo_id(repo)?;
             let held = match id {
                 Some(id) => db.exists(
@@ -843,7 +888,7 @@ impl MetaStore for PgMeta {
     }
 
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
@@ -857,7 +902,7 @@ impl MetaStore for PgMeta {
 
     fn delete_tag_if(&self, repo: &str, tag: &str, digest: &Digest, set_at: i64) -> Result<bool> {
         let d = digest.to_string();
-        self.write(|db| {
+        self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };

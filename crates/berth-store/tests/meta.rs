@@ -501,3 +501,120 @@ fn postgres_replicas_hear_each_others_changes() {
         })
     );
 }
+
+/// PostgreSQL's writers: one within a repository waits for the writers of its
+/// namespace and for the collector's (the exclusive lock), never for those of another
+/// namespace. Each lock is held here from a connection of the test's own, in a
+/// transaction it keeps open.
+#[test]
+fn postgres_writers_wait_for_their_namespace_and_the_collector_only() {
+    use berth_store::MetaStore;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    // postgres.rs's keys: the write lock, and the first key of a namespace's lock.
+    const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
+    const NAMESPACE_LOCKS: i32 = 0x6265_7274;
+    let url = berth_testenv::Postgres::shared().database();
+    let meta = std::sync::Arc::new(
+        berth_store::PgMeta::connect(&url, &berth_store::PgOptions::default()).unwrap(),
+    );
+    let link = |repo: &'static str, n: u8| {
+        let (done, finished) = mpsc::channel();
+        let meta = meta.clone();
+        std::thread::spawn(move || {
+            let linked = meta.link_blob_within(repo, &d(n), 1, &|| true, None);
+            let _ = done.send(linked.map_err(|e| e.to_string()));
+        });
+        finished
+    };
+    let waited = |finished: &mpsc::Receiver<Result<(), String>>| match finished
+        .recv_timeout(Duration::from_millis(500))
+    {
+        Err(mpsc::RecvTimeoutError::Timeout) => true,
+        Ok(linked) => {
+            linked.unwrap();
+            false
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let done = |finished: mpsc::Receiver<Result<(), String>>| {
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap()
+    };
+
+    let mut holder = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext('a'))",
+        &[&NAMESPACE_LOCKS],
+    )
+    .unwrap();
+    let in_a = link("a/app", 1);
+    let in_other = link("b/app", 2);
+    done(in_other); // b's write does not wait for a's lock
+    assert!(
+        waited(&in_a),
+        "a write in a went on while a's lock was held"
+    );
+    // It waits holding the write lock shared (taken first, so that a collector waiting
+    // for it exclusively cannot close a cycle). objsubid: 1 for a one-key lock, 2 for
+    // a two-key one.
+    let mut watcher = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let mut locks = || -> Vec<(i32, String, bool)> {
+        watcher
+            .query(
+                "SELECT objsubid::INT, mode, granted FROM pg_locks
+                 WHERE locktype = 'advisory' AND database =
+                     (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND pid <> pg_backend_pid() ORDER BY 1, 2, 3",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    // The writer's thread may still be on its way to the lock on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut held = locks();
+    while held.len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        held = locks();
+    }
+    let lock = |key: i32, mode: &str, granted| (key, mode.to_string(), granted);
+    assert_eq!(
+        held,
+        [
+            lock(1, "ShareLock", true),
+            lock(2, "ExclusiveLock", false),
+            lock(2, "ExclusiveLock", true),
+        ],
+    );
+    tx.commit().unwrap();
+    done(in_a);
+
+    let mut tx = holder.transaction().unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .unwrap();
+    let in_other = link("b/app", 3);
+    assert!(
+        waited(&in_other),
+        "a write went on beside the collector's lock"
+    );
+    let mut held = locks();
+    while held.len() < 2 && std::time::Instant::now() < deadline + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        held = locks();
+    }
+    assert_eq!(
+        held,
+        [lock(1, "ExclusiveLock", true), lock(1, "ShareLock", false)]
+    );
+    tx.commit().unwrap();
+    done(in_other);
+    for (repo, n) in [("a/app", 1), ("b/app", 2), ("b/app", 3)] {
+        assert!(meta.blob_in_repo(repo, &d(n)).unwrap().is_some(), "{repo}");
+    }
+}
