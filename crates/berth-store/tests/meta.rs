@@ -562,30 +562,32 @@ fn postgres_writers_wait_for_their_namespace_and_the_collector_only() {
     // for it exclusively cannot close a cycle). objsubid: 1 for a one-key lock, 2 for
     // a two-key one.
     let mut watcher = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
-    let mut locks = || -> Vec<(i32, String, bool)> {
-        watcher
-            .query(
-                "SELECT objsubid::INT, mode, granted FROM pg_locks
-                 WHERE locktype = 'advisory' AND database =
-                     (SELECT oid FROM pg_database WHERE datname = current_database())
-                 AND pid <> pg_backend_pid() ORDER BY 1, 2, 3",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
+    // The advisory locks of the other sessions, once there are `n` of them (a writer's
+    // thread may still be on its way to its lock on a loaded machine), or after 10 s.
+    let mut locks = |n: usize| -> Vec<(i32, String, bool)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held: Vec<_> = watcher
+                .query(
+                    "SELECT objsubid::INT, mode, granted FROM pg_locks
+                     WHERE locktype = 'advisory' AND database =
+                         (SELECT oid FROM pg_database WHERE datname = current_database())
+                     AND pid <> pg_backend_pid() ORDER BY 1, 2, 3",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            if held.len() >= n || std::time::Instant::now() > deadline {
+                return held;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
-    // The writer's thread may still be on its way to the lock on a loaded machine.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut held = locks();
-    while held.len() < 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        held = locks();
-    }
     let lock = |key: i32, mode: &str, granted| (key, mode.to_string(), granted);
     assert_eq!(
-        held,
+        locks(3),
         [
             lock(1, "ShareLock", true),
             lock(2, "ExclusiveLock", false),
@@ -603,13 +605,8 @@ fn postgres_writers_wait_for_their_namespace_and_the_collector_only() {
         waited(&in_other),
         "a write went on beside the collector's lock"
     );
-    let mut held = locks();
-    while held.len() < 2 && std::time::Instant::now() < deadline + Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-        held = locks();
-    }
     assert_eq!(
-        held,
+        locks(2),
         [lock(1, "ExclusiveLock", true), lock(1, "ShareLock", false)]
     );
     tx.commit().unwrap();
