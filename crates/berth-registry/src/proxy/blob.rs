@@ -186,7 +186,7 @@ pub(crate) async fn fill(
         }
         return Ok(None);
     }
-    if link_known(reg, repo, digest).await? {
+    if link_known(reg, repo, digest).await?.is_some() {
         reg.metrics.proxy("blob", "hit");
         return Ok(None);
     }
@@ -259,16 +259,14 @@ pub(crate) async fn fill(
 }
 
 /// Links `digest` to `repo` when the store has it under another name already (a layer
-/// shared by two images); whether it did.
-async fn link_known(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<bool> {
+/// shared by two images); its size if it did.
+async fn link_known(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<Option<u64>> {
     let Some(size) = reg.meta.blob_known(digest)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let (r, d) = (repo.to_string(), digest.clone());
-    Ok(reg
-        .blocking(move |reg| reg.link_blob(&r, &d, size))
-        .await
-        .is_ok())
+    let linked = reg.blocking(move |reg| reg.link_blob(&r, &d, size)).await;
+    Ok(linked.is_ok().then_some(size))
 }
 
 fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
@@ -343,7 +341,7 @@ impl Ahead {
                 return None;
             }
         }
-        if link_known(reg, repo, digest).await.unwrap_or(false) {
+        if link_known(reg, repo, digest).await.ok().flatten().is_some() {
             return None;
         }
         Some(start_or_join(
@@ -455,6 +453,9 @@ impl Job {
             .proxies
             .by_prefix(&self.prefix)
             .ok_or("the upstream is gone")?;
+        if let Some(size) = self.stored().await {
+            return Ok(size);
+        }
         let path = self.fill.upload.clone();
         let file = tokio::task::spawn_blocking(move || {
             std::fs::OpenOptions::new()
@@ -567,6 +568,27 @@ impl Job {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// The blob's size when the repository has it by now. A client looks at the store
+    /// before it starts or joins a fill, and a fill leaves the map only after it has
+    /// linked its blob: a fill that ended in between is found here, as this one was put
+    /// in the map after it left, and the blob is not fetched twice.
+    async fn stored(&self) -> Option<u64> {
+        let (repo, digest) = (self.repo.clone(), self.digest.clone());
+        let linked = self
+            .reg
+            .blocking(move |reg| reg.meta.blob_link(&repo, &digest))
+            .await;
+        match linked {
+            Ok(Some((size, _))) => Some(size),
+            Ok(None) => link_known(&self.reg, &self.repo, &self.digest)
+                .await
+                .ok()
+                .flatten(),
+            // The fetch goes on; storing it reports what is wrong with the store.
+            Err(_) => None,
+        }
     }
 
     /// Reads the upstream's answer to its end into the window, the writer and the
@@ -774,6 +796,51 @@ mod tests {
         got.extend_from_slice(&body.next().await.unwrap().unwrap());
         assert_eq!(got, data);
         assert!(body.next().await.is_none());
+    }
+
+    /// A client looks at the store, then starts a fill; a fill of the same blob that
+    /// ended in between had linked it. The new fill finds it and ends without asking
+    /// the upstream (here one that cannot answer: asked, the fill would fail), whether
+    /// the repository has the blob or another one does.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fill_started_once_the_blob_is_stored_does_not_fetch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::RegistryConfig::new(dir.path().to_path_buf());
+        config.catalog = false;
+        config.proxies = vec![super::super::ProxyConfig {
+            prefix: "upstream.test".into(),
+            url: "http://127.0.0.1:9".into(),
+            credentials: None,
+            tag_ttl: Duration::from_secs(60),
+            max_size: None,
+            pinned: vec![],
+            prefetch: false,
+        }];
+        let reg = crate::Registry::open(config).unwrap();
+        let data = pattern(5000);
+        let digest = Digest::sha256_of(&data);
+        let mut writer = reg.blobs.create_upload("stored").unwrap();
+        writer.write(&data).unwrap();
+        reg.blobs.commit(writer, &digest).unwrap();
+        reg.link_blob("upstream.test/team/app", &digest, 5000)
+            .unwrap();
+        let up = reg.proxies.by_prefix("upstream.test").unwrap();
+        for repo in ["upstream.test/team/app", "upstream.test/team/other"] {
+            let fill = start_or_join(&reg, up, repo, "team/app", &digest, "miss");
+            let mut rx = fill.state.subscribe();
+            let end = loop {
+                let state = rx.borrow_and_update().clone();
+                if matches!(state, State::Done { .. } | State::Failed(_)) {
+                    break state;
+                }
+                rx.changed().await.unwrap();
+            };
+            assert!(matches!(end, State::Done { size: 5000 }), "{repo}: {end:?}");
+            assert!(
+                reg.meta.blob_link(repo, &digest).unwrap().is_some(),
+                "{repo}"
+            );
+        }
     }
 
     #[tokio::test]
