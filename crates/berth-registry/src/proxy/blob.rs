@@ -176,18 +176,14 @@ pub(crate) async fn fill(
     with_body: bool,
 ) -> ApiResult<Option<Response>> {
     let repo = name.as_str();
-    if let Some((_, linked_at)) = reg.meta.blob_link(repo, digest)? {
+    if let Some(stored) = stored(reg, repo, digest).await? {
         reg.metrics.proxy("blob", "hit");
         let before = berth_store::unix_now() - RENEW_AFTER;
-        if linked_at < before {
+        if stored.linked_at.is_some_and(|at| at < before) {
             let (r, d) = (repo.to_string(), digest.clone());
             reg.blocking(move |reg| reg.meta.renew_blob_link(&r, &d, before))
                 .await?;
         }
-        return Ok(None);
-    }
-    if link_known(reg, repo, digest).await?.is_some() {
-        reg.metrics.proxy("blob", "hit");
         return Ok(None);
     }
     let fill = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
@@ -258,15 +254,28 @@ pub(crate) async fn fill(
         .map_err(ApiError::internal)
 }
 
-/// Links `digest` to `repo` when the store has it under another name already (a layer
-/// shared by two images); its size if it did.
-async fn link_known(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<Option<u64>> {
+/// A blob the store has for a repository.
+struct Stored {
+    size: u64,
+    /// When the repository's link was made or last renewed; `None` when it was made
+    /// just now.
+    linked_at: Option<i64>,
+}
+
+/// Whether the store has `digest` for `repo`: linked to it, or stored under another
+/// name already (a layer shared by two images), which is then linked to `repo`.
+async fn stored(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<Option<Stored>> {
+    if let Some((size, linked_at)) = reg.meta.blob_link(repo, digest)? {
+        let linked_at = Some(linked_at);
+        return Ok(Some(Stored { size, linked_at }));
+    }
     let Some(size) = reg.meta.blob_known(digest)? else {
         return Ok(None);
     };
     let (r, d) = (repo.to_string(), digest.clone());
     let linked = reg.blocking(move |reg| reg.link_blob(&r, &d, size)).await;
-    Ok(linked.is_ok().then_some(size))
+    let linked_at = None;
+    Ok(linked.is_ok().then_some(Stored { size, linked_at }))
 }
 
 fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
@@ -333,16 +342,13 @@ impl Ahead {
     async fn start(&self, digest: &Digest) -> Option<Arc<Fill>> {
         let (reg, repo) = (&self.reg, &self.repo);
         let up = reg.proxies.by_prefix(&self.prefix)?;
-        match reg.meta.blob_link(repo, digest) {
+        match stored(reg, repo, digest).await {
             Ok(None) => {}
             Ok(Some(_)) => return None,
             Err(e) => {
                 tracing::warn!(target: "berth::proxy", error = %e, "prefetch: reading the store");
                 return None;
             }
-        }
-        if link_known(reg, repo, digest).await.ok().flatten().is_some() {
-            return None;
         }
         Some(start_or_join(
             reg,
@@ -453,8 +459,12 @@ impl Job {
             .proxies
             .by_prefix(&self.prefix)
             .ok_or("the upstream is gone")?;
-        if let Some(size) = self.stored().await {
-            return Ok(size);
+        // A client looks at the store before it starts or joins a fill, and a fill
+        // leaves the map only after it has linked its blob: one that ended in between
+        // is found here (this fill went into the map after it left), and the blob is
+        // not fetched twice. A failed look leaves it to the fetch.
+        if let Ok(Some(s)) = stored(&self.reg, &self.repo, &self.digest).await {
+            return Ok(s.size);
         }
         let path = self.fill.upload.clone();
         let file = tokio::task::spawn_blocking(move || {
@@ -568,27 +578,6 @@ impl Job {
         })
         .await
         .map_err(|e| e.to_string())?
-    }
-
-    /// The blob's size when the repository has it by now. A client looks at the store
-    /// before it starts or joins a fill, and a fill leaves the map only after it has
-    /// linked its blob: a fill that ended in between is found here, as this one was put
-    /// in the map after it left, and the blob is not fetched twice.
-    async fn stored(&self) -> Option<u64> {
-        let (repo, digest) = (self.repo.clone(), self.digest.clone());
-        let linked = self
-            .reg
-            .blocking(move |reg| reg.meta.blob_link(&repo, &digest))
-            .await;
-        match linked {
-            Ok(Some((size, _))) => Some(size),
-            Ok(None) => link_known(&self.reg, &self.repo, &self.digest)
-                .await
-                .ok()
-                .flatten(),
-            // The fetch goes on; storing it reports what is wrong with the store.
-            Err(_) => None,
-        }
     }
 
     /// Reads the upstream's answer to its end into the window, the writer and the
