@@ -23,12 +23,31 @@ fn push_scope(repo: &str) -> String {
 }
 
 impl Registry {
-    /// The size of blob `digest` if `repo` has it (`HEAD`).
+    /// The size of blob `digest` if `repo` has it (`HEAD`), asked as a pusher about to
+    /// push there.
     pub async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RemoteError> {
+        self.head_blob(repo, digest, &push_scope(repo)).await
+    }
+
+    /// [`Registry::has_blob`] asked as a reader (a token for `pull` only: the
+    /// credentials of a pull-through cache's upstream may not push).
+    pub async fn has_blob_to_pull(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RemoteError> {
+        self.head_blob(repo, digest, &format!("repository:{repo}:pull"))
+            .await
+    }
+
+    async fn head_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        scope: &str,
+    ) -> Result<Option<u64>, RemoteError> {
         let path = format!("/v2/{repo}/blobs/{digest}");
-        let r = self
-            .send(Method::HEAD, &path, Some(&push_scope(repo)), None)
-            .await?;
+        let r = self.send(Method::HEAD, &path, Some(scope), None).await?;
         match r.status() {
             s if s.is_success() => {
                 Ok(header(r.headers(), CONTENT_LENGTH).and_then(|l| l.parse().ok()))

@@ -71,6 +71,11 @@ pub struct Options {
     /// Speak plain HTTP only (an `http://` URL given as such, as a pull-through
     /// cache's upstream on the same network may be).
     pub plain_http: bool,
+    /// Longest wait for the next bytes of an answer (its head or its body), `None`:
+    /// no bound. A command a person runs has them to stop it; a server's own client
+    /// (a pull-through cache, replication) must not wait for ever on a registry that
+    /// went silent, with every client of what it fetches waiting behind it.
+    pub read_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -82,6 +87,7 @@ impl Default for Options {
             retry_delay: Duration::from_millis(200),
             cert_dirs: Vec::new(),
             plain_http: false,
+            read_timeout: None,
         }
     }
 }
@@ -133,7 +139,12 @@ pub fn api_endpoint(host: &str) -> &str {
 impl Registry {
     /// A client for `host` (`host[:port]`).
     pub fn new(host: &str, options: Options) -> Result<Registry, RemoteError> {
-        let http = shared::client(options.tls_verify, &options.cert_dirs, || {
+        let settings = shared::ClientKey {
+            tls_verify: options.tls_verify,
+            cert_dirs: options.cert_dirs.clone(),
+            read_timeout: options.read_timeout,
+        };
+        let http = shared::client(settings, || {
             let mut builder = reqwest::Client::builder()
                 .danger_accept_invalid_certs(!options.tls_verify)
                 // Certificates are not checked: loading the system's authorities
@@ -141,6 +152,9 @@ impl Registry {
                 .tls_built_in_root_certs(options.tls_verify)
                 .connect_timeout(Duration::from_secs(30))
                 .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+            if let Some(t) = options.read_timeout {
+                builder = builder.read_timeout(t);
+            }
             for dir in &options.cert_dirs {
                 builder = with_cert_dir(builder, dir)?;
             }

@@ -27,9 +27,10 @@ const PING_TTL: Duration = Duration::from_secs(60);
 
 /// The settings an HTTP client is built from; equal settings share a client.
 #[derive(PartialEq, Eq)]
-struct ClientKey {
-    tls_verify: bool,
-    cert_dirs: Vec<PathBuf>,
+pub(crate) struct ClientKey {
+    pub tls_verify: bool,
+    pub cert_dirs: Vec<PathBuf>,
+    pub read_timeout: Option<Duration>,
 }
 
 static CLIENTS: Mutex<Vec<(ClientKey, reqwest::Client)>> = Mutex::new(Vec::new());
@@ -58,18 +59,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The process's client for these TLS settings, built on first use by `build`.
+/// The process's client for these settings, built on first use by `build`.
 /// Certificate folders are read when the client is built: a process sees the
 /// certificates that existed when it first talked to a registry with them.
 pub(crate) fn client(
-    tls_verify: bool,
-    cert_dirs: &[PathBuf],
+    key: ClientKey,
     build: impl FnOnce() -> Result<reqwest::Client, RemoteError>,
 ) -> Result<reqwest::Client, RemoteError> {
-    let key = ClientKey {
-        tls_verify,
-        cert_dirs: cert_dirs.to_vec(),
-    };
     let mut clients = lock(&CLIENTS);
     if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
         return Ok(c.clone());

@@ -32,7 +32,7 @@ s3_access_key_id, s3_secret_access_key, blob_redirect, upload_ttl, shutdown_time
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown; pull-through caches only there, as \
 [[proxy]] tables (prefix, url, username, password, credential_helper, tag_ttl, max_size, \
-pinned, prefetch). Flags win \
+pinned, prefetch, read_timeout). Flags win \
 over the environment, which wins over the file.\n\nAccess control: a registry with no \
 users (nor grants) is open (anyone may push and pull); once `berth registry user add` \
 created one, every request is checked, for good. Send SIGHUP to reload the TLS certificate."

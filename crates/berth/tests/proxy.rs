@@ -236,6 +236,37 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 
+    // A blob the upstream lacks: 404, as from the upstream itself.
+    let nothing = Digest::sha256_of(b"upstream has no such blob");
+    let r = http
+        .get(format!("{base}/v2/upstream.test/team/app/blobs/{nothing}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().await.unwrap().contains("BLOB_UNKNOWN"));
+    // A blob stored here under another name only (a repository of berth's own, which
+    // whoever asks through the cache may not read) is neither served nor told of: the
+    // upstream is asked whether it has it there (a HEAD), and it has not.
+    let (config, layer) = seeded_image(11, 10);
+    put_image(
+        base,
+        "local/secret",
+        "v1",
+        &config,
+        &[(LAYER, &layer)],
+        None,
+    )
+    .await;
+    let secret = Digest::sha256_of(&layer);
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let url = format!("{base}/v2/upstream.test/team/app/blobs/{secret}");
+        let r = http.request(method.clone(), url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{method} of a local blob");
+    }
+    assert_eq!(up.requests("HEAD", &secret.to_string()), 2);
+    assert_eq!(up.requests("GET", &secret.to_string()), 0);
+
     // A tag past its TTL is revalidated with a HEAD; a moved tag is fetched anew.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let heads = up.requests("HEAD", "/v2/team/app/manifests/v1");
@@ -277,9 +308,11 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
     pull(&http, base, "upstream.test/team/late", "v1", &late).await;
 
     // Every blob of every image pulled, each once (images share a config).
+    let local = [Digest::sha256_of(&config), secret];
     let blobs: std::collections::HashSet<Digest> = [&app, &cold, &moved, &late]
         .iter()
         .flat_map(|i| i.blobs.iter().map(|b| Digest::sha256_of(b)))
+        .chain(local)
         .collect();
     // fsck (beside the server) finds nothing wrong with what the cache stored. A
     // fill's commit goes on after its clients have every byte: the last one may
@@ -482,4 +515,83 @@ async fn eviction_on(backend: &Backend) {
         2,
         "the oldest layer was not evicted"
     );
+}
+
+/// An upstream that sends a blob's head and a few bytes, then nothing: the fill ends
+/// after `read_timeout` (its client's answer is cut short, not held for ever), and the
+/// next request for the blob asks the upstream anew instead of joining a fill that
+/// will never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_gone_silent_fails_the_fill_in_read_timeout() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut request = String::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                        request.push_str(&line);
+                        line.clear();
+                    }
+                    if request.is_empty() {
+                        return;
+                    }
+                    if request.contains("/blobs/") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\
+                                    Content-Type: application/octet-stream\r\n\r\n";
+                        let _ = conn.write_all(head.as_bytes());
+                        let _ = conn.write_all(&[7u8; 10]);
+                        std::thread::sleep(Duration::from_secs(60));
+                        return;
+                    }
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let table = format!(
+        "[[proxy]]\nprefix = \"silent.test\"\nurl = \"http://127.0.0.1:{port}\"\n\
+         read_timeout = \"1s\"\n"
+    );
+    let config = Backend::embedded().config_file(tmp.path(), &table);
+    let serve = Serve::start(
+        &tmp.path().join("berth"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let digest = Digest::sha256_of(&[7u8; 100]);
+    let url = format!("{}/v2/silent.test/team/app/blobs/{digest}", serve.url);
+    for n in 1..=2 {
+        let read = async {
+            let r = http.get(&url).send().await?;
+            r.bytes().await
+        };
+        let got = tokio::time::timeout(Duration::from_secs(15), read)
+            .await
+            .unwrap_or_else(|_| panic!("request {n}: still waiting after 15 s"));
+        assert!(
+            got.is_err(),
+            "request {n}: a whole body from a silent upstream"
+        );
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            n,
+            "upstream fetches after {n}"
+        );
+    }
 }

@@ -53,6 +53,9 @@ pub(crate) const PREFETCH_AT_ONCE: usize = 2;
 
 /// One blob arriving from the upstream.
 pub(crate) struct Fill {
+    /// The cached repository the blob is fetched for (and linked to); a client of
+    /// another one joins only once the upstream says that one has the blob too.
+    repo: String,
     state: watch::Sender<State>,
     upload: PathBuf,
     /// The latest bytes received, from which following clients are served.
@@ -92,6 +95,8 @@ enum State {
     Done {
         size: u64,
     },
+    /// The upstream has no such blob (in the repository the fill asked about).
+    Absent,
     Failed(String),
 }
 
@@ -102,7 +107,7 @@ impl State {
         match self {
             State::Starting => false,
             State::Writing { size, readable } => size.is_some_and(|s| s == *readable),
-            State::Verified { .. } | State::Done { .. } | State::Failed(_) => true,
+            State::Verified { .. } | State::Done { .. } | State::Absent | State::Failed(_) => true,
         }
     }
 }
@@ -176,24 +181,34 @@ pub(crate) async fn fill(
     with_body: bool,
 ) -> ApiResult<Option<Response>> {
     let repo = name.as_str();
-    if let Some(stored) = stored(reg, repo, digest).await? {
-        reg.metrics.proxy("blob", "hit");
-        let before = berth_store::unix_now() - RENEW_AFTER;
-        if stored.linked_at.is_some_and(|at| at < before) {
-            let (r, d) = (repo.to_string(), digest.clone());
-            reg.blocking(move |reg| reg.meta.renew_blob_link(&r, &d, before))
-                .await?;
+    match stored(reg, up, repo, upstream_repo, digest).await? {
+        Lookup::Stored(stored) => {
+            reg.metrics.proxy("blob", "hit");
+            let before = berth_store::unix_now() - RENEW_AFTER;
+            if stored.linked_at.is_some_and(|at| at < before) {
+                let (r, d) = (repo.to_string(), digest.clone());
+                reg.blocking(move |reg| reg.meta.renew_blob_link(&r, &d, before))
+                    .await?;
+            }
+            return Ok(None);
         }
-        return Ok(None);
+        Lookup::Absent => return Err(absent(up, digest)),
+        Lookup::Missing => {}
     }
-    let fill = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
+    let (fill, _) = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
+    // Another repository's fill: its bytes are this repository's only if the upstream
+    // has the blob here too (the digest alone must not read what another name holds).
+    if fill.repo != repo && !upstream_has(up, upstream_repo, digest).await? {
+        return Err(absent(up, digest));
+    }
     let mut rx = fill.state.subscribe();
     // A range, or a blob of unannounced size, is answered by the store once whole.
     let whole_first = headers.contains_key(header::RANGE);
     let size = loop {
         let state = rx.borrow_and_update().clone();
         match state {
-            State::Done { .. } => return Ok(None),
+            State::Done { size } => return linked(reg, &fill, repo, digest, size).await,
+            State::Absent => return Err(absent(up, digest)),
             State::Failed(why) => return Err(failed(up, digest, &why)),
             State::Writing { size: Some(s), .. } | State::Verified { size: s } if !whole_first => {
                 break s
@@ -229,7 +244,8 @@ pub(crate) async fn fill(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => loop {
             let state = rx.borrow_and_update().clone();
             match state {
-                State::Done { .. } => return Ok(None),
+                State::Done { size } => return linked(reg, &fill, repo, digest, size).await,
+                State::Absent => return Err(absent(up, digest)),
                 State::Failed(why) => return Err(failed(up, digest, &why)),
                 _ => {
                     if rx.changed().await.is_err() {
@@ -262,20 +278,78 @@ struct Stored {
     linked_at: Option<i64>,
 }
 
+/// What the store says of a blob for a cached repository.
+enum Lookup {
+    Stored(Stored),
+    /// Stored under another name, and the upstream has no such blob under this one.
+    Absent,
+    /// Not stored (or it could not be linked: the fill fetches it).
+    Missing,
+}
+
 /// Whether the store has `digest` for `repo`: linked to it, or stored under another
-/// name already (a layer shared by two images), which is then linked to `repo`.
-async fn stored(reg: &Arc<Registry>, repo: &str, digest: &Digest) -> ApiResult<Option<Stored>> {
+/// name already (a layer shared by two images), which is then linked to `repo` once
+/// the upstream says it has the blob at `upstream_repo` too. The other name may be one
+/// that whoever asks here cannot read, a private repository or a cached one the
+/// upstream's credentials see: the digest alone must not get its bytes, nor tell that
+/// they are stored. A `HEAD` upstream instead of a fetch keeps the sharing.
+async fn stored(
+    reg: &Arc<Registry>,
+    up: &Upstream,
+    repo: &str,
+    upstream_repo: &str,
+    digest: &Digest,
+) -> ApiResult<Lookup> {
     if let Some((size, linked_at)) = reg.meta.blob_link(repo, digest)? {
         let linked_at = Some(linked_at);
-        return Ok(Some(Stored { size, linked_at }));
+        return Ok(Lookup::Stored(Stored { size, linked_at }));
     }
     let Some(size) = reg.meta.blob_known(digest)? else {
-        return Ok(None);
+        return Ok(Lookup::Missing);
     };
+    if !upstream_has(up, upstream_repo, digest).await? {
+        return Ok(Lookup::Absent);
+    }
     let (r, d) = (repo.to_string(), digest.clone());
     let linked = reg.blocking(move |reg| reg.link_blob(&r, &d, size)).await;
     let linked_at = None;
-    Ok(linked.is_ok().then_some(Stored { size, linked_at }))
+    Ok(match linked {
+        Ok(()) => Lookup::Stored(Stored { size, linked_at }),
+        Err(_) => Lookup::Missing,
+    })
+}
+
+/// Whether the upstream has `digest` in `upstream_repo` (a `HEAD`).
+async fn upstream_has(up: &Upstream, upstream_repo: &str, digest: &Digest) -> ApiResult<bool> {
+    match up.client.has_blob_to_pull(upstream_repo, digest).await {
+        Ok(size) => Ok(size.is_some()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(super::unavailable(up, &e)),
+    }
+}
+
+/// A fill ended with the blob in the store: the store answers. A client that joined
+/// another repository's fill (the upstream said it has the blob) links it first.
+async fn linked(
+    reg: &Arc<Registry>,
+    fill: &Fill,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+) -> ApiResult<Option<Response>> {
+    if fill.repo != repo {
+        let (r, d) = (repo.to_string(), digest.clone());
+        reg.blocking(move |reg| reg.link_blob(&r, &d, size)).await?;
+    }
+    Ok(None)
+}
+
+/// The upstream has no such blob: answered as it would be.
+fn absent(up: &Upstream, digest: &Digest) -> ApiError {
+    ApiError::new(Code::BlobUnknown).detail(format!(
+        "upstream {} ({}) has no blob {digest} in this repository",
+        up.config.prefix, up.config.url
+    ))
 }
 
 fn failed(up: &Upstream, digest: &Digest, why: &str) -> ApiError {
@@ -338,31 +412,27 @@ struct Ahead {
 }
 
 impl Ahead {
-    /// Starts (or joins) the fill of `digest`; `None` when the repository has it.
+    /// Starts the fill of `digest`; `None` when the repository has it, or a fill of
+    /// it is under way already (a client's request joins that one).
     async fn start(&self, digest: &Digest) -> Option<Arc<Fill>> {
         let (reg, repo) = (&self.reg, &self.repo);
         let up = reg.proxies.by_prefix(&self.prefix)?;
-        match stored(reg, repo, digest).await {
-            Ok(None) => {}
-            Ok(Some(_)) => return None,
+        match stored(reg, up, repo, &self.upstream_repo, digest).await {
+            Ok(Lookup::Missing) => {}
+            Ok(Lookup::Stored(_) | Lookup::Absent) => return None,
             Err(e) => {
                 tracing::warn!(target: "berth::proxy", error = %e, "prefetch: reading the store");
                 return None;
             }
         }
-        Some(start_or_join(
-            reg,
-            up,
-            repo,
-            &self.upstream_repo,
-            digest,
-            "prefetch",
-        ))
+        let upstream_repo = &self.upstream_repo;
+        let (fill, joined) = start_or_join(reg, up, repo, upstream_repo, digest, "prefetch");
+        (!joined).then_some(fill)
     }
 }
 
-/// The fill of `digest` under way, or a new one, counted in the metrics as `result`
-/// (`miss`, or `prefetch` when no client asked yet) when it is new.
+/// The fill of `digest` under way (and `true`: joined), or a new one, counted in the
+/// metrics as `result` (`miss`, or `prefetch` when no client asked yet) when it is new.
 fn start_or_join(
     reg: &Arc<Registry>,
     up: &Upstream,
@@ -370,17 +440,18 @@ fn start_or_join(
     upstream_repo: &str,
     digest: &Digest,
     result: &'static str,
-) -> Arc<Fill> {
+) -> (Arc<Fill>, bool) {
     let mut fills = up.blob_fills.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(f) = fills.get(digest) {
         // Served from the fetch under way: the upstream is not asked again.
         if result == "miss" {
             reg.metrics.proxy("blob", "hit");
         }
-        return f.clone();
+        return (f.clone(), true);
     }
     let id = format!("proxy-{}", uuid::Uuid::new_v4().simple());
     let fill = Arc::new(Fill {
+        repo: repo.to_string(),
         state: watch::channel(State::Starting).0,
         upload: reg.blobs.upload_path(&id),
         window: Mutex::default(),
@@ -398,7 +469,27 @@ fn start_or_join(
     };
     // Not tied to the client: a client that goes away does not stop the fill.
     tokio::spawn(job.run());
-    fill
+    (fill, false)
+}
+
+/// Why a fill ended without its blob.
+enum Unfetched {
+    /// The upstream has no such blob: its clients are told so (404), as the upstream
+    /// would.
+    Absent,
+    Failed(String),
+}
+
+impl From<String> for Unfetched {
+    fn from(why: String) -> Unfetched {
+        Unfetched::Failed(why)
+    }
+}
+
+impl From<&str> for Unfetched {
+    fn from(why: &str) -> Unfetched {
+        Unfetched::Failed(why.to_string())
+    }
 }
 
 struct Job {
@@ -423,7 +514,11 @@ impl Job {
             Ok(size) => {
                 self.fill.state.send_replace(State::Done { size });
             }
-            Err(why) => {
+            Err(Unfetched::Absent) => {
+                let _ = self.reg.blobs.remove_upload(&self.id);
+                self.fill.state.send_replace(State::Absent);
+            }
+            Err(Unfetched::Failed(why)) => {
                 tracing::warn!(
                     target: "berth::proxy",
                     upstream = %up.config.url,
@@ -453,7 +548,7 @@ impl Job {
     /// Receives the blob, passing each chunk to the clients following it, to a thread
     /// that writes the upload file and to one that hashes it; then checks the digest,
     /// commits and links.
-    async fn fetch(&self) -> Result<u64, String> {
+    async fn fetch(&self) -> Result<u64, Unfetched> {
         let up = self
             .reg
             .proxies
@@ -463,8 +558,11 @@ impl Job {
         // leaves the map only after it has linked its blob: one that ended in between
         // is found here (this fill went into the map after it left), and the blob is
         // not fetched twice. A failed look leaves it to the fetch.
-        if let Ok(Some(s)) = stored(&self.reg, &self.repo, &self.digest).await {
-            return Ok(s.size);
+        let (repo, upstream_repo) = (&self.repo, &self.upstream_repo);
+        match stored(&self.reg, up, repo, upstream_repo, &self.digest).await {
+            Ok(Lookup::Stored(s)) => return Ok(s.size),
+            Ok(Lookup::Absent) => return Err(Unfetched::Absent),
+            Ok(Lookup::Missing) | Err(_) => {}
         }
         let path = self.fill.upload.clone();
         let file = tokio::task::spawn_blocking(move || {
@@ -476,11 +574,19 @@ impl Job {
         })
         .await
         .map_err(|e| e.to_string())??;
-        let (size, mut stream) = up
-            .client
-            .blob_sized(&self.upstream_repo, &self.digest)
-            .await
-            .map_err(|e| crate::error::chain(&e))?;
+        let (size, mut stream) = match up.client.blob_sized(upstream_repo, &self.digest).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_not_found() => return Err(Unfetched::Absent),
+            Err(e) => return Err(crate::error::chain(&e).into()),
+        };
+        // A blob larger than the whole cache may hold is not kept (nor let fill the
+        // disk, announced or not).
+        let limit = up.config.max_size;
+        if let Some((size, max)) = size.zip(limit).filter(|(s, max)| s > max) {
+            return Err(
+                format!("its {size} bytes are more than the cache's max_size of {max}").into(),
+            );
+        }
         self.fill
             .state
             .send_replace(State::Writing { size, readable: 0 });
@@ -507,11 +613,11 @@ impl Job {
             hasher
         });
         let received = self
-            .receive(&mut stream, size, &to_writer, &to_hasher)
+            .receive(&mut stream, size, limit, &to_writer, &to_hasher)
             .await;
         drop((to_writer, to_hasher));
         let hasher = hashing.await.map_err(|e| e.to_string());
-        let checked = received.and_then(|written| {
+        let checked = received.and_then(|written| -> Result<_, String> {
             let hasher = hasher?;
             if let Some(s) = size.filter(|s| *s != written) {
                 return Err(format!("the upstream sent {written} of {s} bytes"));
@@ -578,14 +684,17 @@ impl Job {
         })
         .await
         .map_err(|e| e.to_string())?
+        .map_err(Unfetched::Failed)
     }
 
     /// Reads the upstream's answer to its end into the window, the writer and the
-    /// hasher, publishing to the clients as it goes; the bytes received.
+    /// hasher, publishing to the clients as it goes; the bytes received. More than
+    /// `limit` (the cache's bound) fails.
     async fn receive(
         &self,
         stream: &mut berth_remote::ByteStream,
         size: Option<u64>,
+        limit: Option<u64>,
         to_writer: &mpsc::Sender<Bytes>,
         to_hasher: &mpsc::Sender<Bytes>,
     ) -> Result<u64, String> {
@@ -598,6 +707,9 @@ impl Job {
                     "more bytes than the {} announced",
                     size.unwrap_or(0)
                 ));
+            }
+            if let Some(max) = limit.filter(|max| received > *max) {
+                return Err(format!("more bytes than the cache's max_size of {max}"));
             }
             self.fill.window().push(chunk.clone());
             let stopped = "the arriving blob's writer stopped";
@@ -656,6 +768,9 @@ impl Follower {
                 State::Writing { readable, .. } => (*readable, false),
                 State::Verified { size } | State::Done { size } => (*size, true),
                 State::Failed(why) => return Some(Err(std::io::Error::other(why.clone()))),
+                State::Absent => {
+                    return Some(Err(std::io::Error::other("the upstream has no such blob")))
+                }
                 State::Starting => (0, false),
             };
             if self.at < limit {
@@ -760,6 +875,7 @@ mod tests {
             window.push(Bytes::copy_from_slice(c));
         }
         let fill = Arc::new(Fill {
+            repo: "upstream.test/team/app".into(),
             state: watch::channel(State::Writing {
                 size: Some(size),
                 readable: size - 1,
@@ -787,14 +903,10 @@ mod tests {
         assert!(body.next().await.is_none());
     }
 
-    /// A client looks at the store, then starts a fill; a fill of the same blob that
-    /// ended in between had linked it. The new fill finds it and ends without asking
-    /// the upstream (here one that cannot answer: asked, the fill would fail), whether
-    /// the repository has the blob or another one does.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_fill_started_once_the_blob_is_stored_does_not_fetch_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::RegistryConfig::new(dir.path().to_path_buf());
+    /// A registry caching `upstream.test` from an upstream that cannot answer (asked,
+    /// a fill fails), with a blob stored and linked to `upstream.test/team/app`.
+    fn with_silent_upstream(dir: &std::path::Path) -> (Arc<Registry>, Digest) {
+        let mut config = crate::RegistryConfig::new(dir.to_path_buf());
         config.catalog = false;
         config.proxies = vec![super::super::ProxyConfig {
             prefix: "upstream.test".into(),
@@ -804,6 +916,7 @@ mod tests {
             max_size: None,
             pinned: vec![],
             prefetch: false,
+            read_timeout: Duration::from_secs(5),
         }];
         let reg = crate::Registry::open(config).unwrap();
         let data = pattern(5000);
@@ -813,23 +926,81 @@ mod tests {
         reg.blobs.commit(writer, &digest).unwrap();
         reg.link_blob("upstream.test/team/app", &digest, 5000)
             .unwrap();
+        (reg, digest)
+    }
+
+    /// A client looks at the store, then starts a fill; a fill of the same blob that
+    /// ended in between had linked it. The new fill finds it and ends without asking
+    /// the upstream. Stored under another repository's name only, the blob is not
+    /// linked without the upstream's word: the fill asks, and here fails.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fill_started_once_the_blob_is_stored_does_not_fetch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, digest) = with_silent_upstream(dir.path());
         let up = reg.proxies.by_prefix("upstream.test").unwrap();
-        for repo in ["upstream.test/team/app", "upstream.test/team/other"] {
-            let fill = start_or_join(&reg, up, repo, "team/app", &digest, "miss");
+        for (repo, linked) in [
+            ("upstream.test/team/app", true),
+            ("upstream.test/team/other", false),
+        ] {
+            let (fill, joined) = start_or_join(&reg, up, repo, "team/app", &digest, "miss");
+            assert!(!joined, "{repo}");
             let mut rx = fill.state.subscribe();
             let end = loop {
                 let state = rx.borrow_and_update().clone();
-                if matches!(state, State::Done { .. } | State::Failed(_)) {
+                if state.arrived() {
                     break state;
                 }
                 rx.changed().await.unwrap();
             };
-            assert!(matches!(end, State::Done { size: 5000 }), "{repo}: {end:?}");
-            assert!(
-                reg.meta.blob_link(repo, &digest).unwrap().is_some(),
-                "{repo}"
-            );
+            let link = reg.meta.blob_link(repo, &digest).unwrap();
+            if linked {
+                assert!(matches!(end, State::Done { size: 5000 }), "{repo}: {end:?}");
+                assert!(link.is_some(), "{repo}");
+            } else {
+                assert!(matches!(end, State::Failed(_)), "{repo}: {end:?}");
+                assert!(link.is_none(), "{repo}: linked without the upstream");
+            }
+            // The fill leaves the map just after its end.
+            while !up.blob_fills.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
+    }
+
+    /// A client of another repository joins a fill under way only once the upstream
+    /// says that repository has the blob too: asking the digest of a blob fetched for
+    /// a repository it may not read gets it nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_client_of_another_repository_joins_only_on_the_upstreams_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, _) = with_silent_upstream(dir.path());
+        let up = reg.proxies.by_prefix("upstream.test").unwrap();
+        let digest = Digest::sha256_of(b"arriving");
+        let fill = Arc::new(Fill {
+            repo: "upstream.test/private/app".into(),
+            state: watch::channel(State::Writing {
+                size: Some(8),
+                readable: 7,
+            })
+            .0,
+            upload: dir.path().join("upload"),
+            window: Mutex::default(),
+        });
+        fill.window().push(Bytes::from_static(b"arriving"));
+        up.blob_fills.lock().unwrap().insert(digest.clone(), fill);
+        let name: RepositoryName = "upstream.test/team/other".parse().unwrap();
+        let got = super::fill(
+            &reg,
+            up,
+            &name,
+            "team/other",
+            &digest,
+            &HeaderMap::new(),
+            true,
+        )
+        .await;
+        let e = got.err().expect("joined another repository's fill unasked");
+        assert_eq!(e.code, Code::Unavailable, "{e:?}");
     }
 
     #[tokio::test]
@@ -838,6 +1009,7 @@ mod tests {
         let upload = dir.path().join("upload");
         std::fs::write(&upload, b"").unwrap();
         let fill = Arc::new(Fill {
+            repo: "upstream.test/team/app".into(),
             state: watch::channel(State::Writing {
                 size: Some(10),
                 readable: 0,

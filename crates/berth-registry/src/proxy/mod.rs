@@ -53,6 +53,10 @@ pub struct ProxyConfig {
     pub pinned: Vec<String>,
     /// Whether an image manifest fetched for a `GET` starts the fetch of its blobs.
     pub prefetch: bool,
+    /// Longest wait for the upstream's next bytes: a fill of an upstream gone silent
+    /// fails (its clients are told, the next request fetches anew) instead of
+    /// holding every client of that blob or tag for ever.
+    pub read_timeout: Duration,
 }
 
 /// A configuration that cannot work, said at start-up.
@@ -128,6 +132,7 @@ impl Proxies {
                 retries: 1,
                 retry_delay: Duration::from_millis(100),
                 plain_http,
+                read_timeout: Some(c.read_timeout),
                 ..berth_remote::Options::default()
             };
             let client = berth_remote::Registry::new(host, options).map_err(|source| {
@@ -434,6 +439,7 @@ mod tests {
             max_size: None,
             pinned: vec![],
             prefetch: true,
+            read_timeout: Duration::from_secs(60),
         }
     }
 

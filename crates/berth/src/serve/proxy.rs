@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// A tag is checked upstream again after this long unless `tag_ttl` says otherwise.
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(600);
+/// The longest wait for an upstream's next bytes unless `read_timeout` says otherwise.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One `[[proxy]]` table.
 #[derive(Deserialize, Debug)]
@@ -26,6 +28,7 @@ pub struct FileProxy {
     pinned: Vec<String>,
     /// Fetch an image's blobs as soon as its manifest is (default true).
     prefetch: Option<bool>,
+    read_timeout: Option<String>,
 }
 
 impl FileProxy {
@@ -73,6 +76,13 @@ impl FileProxy {
                 .with_context(|| format!("{}: tag_ttl {t:?}", what()))?,
             None => DEFAULT_TAG_TTL,
         };
+        let read_timeout = match &self.read_timeout {
+            Some(t) => humantime::parse_duration(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{}: read_timeout {t:?} (such as 60s)", what()))?,
+            None => DEFAULT_READ_TIMEOUT,
+        };
         let max_size = match &self.max_size {
             Some(s) => Some(
                 berth_auth::policy::parse_size(s)
@@ -89,6 +99,7 @@ impl FileProxy {
             max_size,
             pinned: self.pinned,
             prefetch: self.prefetch.unwrap_or(true),
+            read_timeout,
         })
     }
 }
