@@ -515,6 +515,16 @@ async fn eviction_on(backend: &Backend) {
         2,
         "the oldest layer was not evicted"
     );
+    // A blob larger than the whole bound is not fetched to the disk: its fill fails.
+    let big = push_upstream(&up, "team/big", "v1", 30, 1100).await;
+    let d = Digest::sha256_of(&big.blobs[1]);
+    let r = http
+        .get(format!("{}/v2/upstream.test/team/big/blobs/{d}", serve.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().await.unwrap().contains("max_size"));
 }
 
 /// An upstream that sends a blob's head and a few bytes, then nothing: the fill ends
