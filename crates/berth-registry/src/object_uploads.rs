@@ -97,6 +97,11 @@ pub(crate) async fn monolithic(
             Err(e)
         }
     };
+    if let Ok(false) = result {
+        // Stored and linked, but some of its objects stay: so does the row naming
+        // them, for the sweeper.
+        return Ok(blob_created(name, &d));
+    }
     if result.is_err() {
         if let Some(state) = stored
             .as_deref()
@@ -113,22 +118,24 @@ pub(crate) async fn monolithic(
 
 /// Verifies and stores the blob, then links it to `name` (the quota checked with its
 /// real size first; the commit noted before the blob's key can appear, as for files).
+/// Returns whether the session's objects are all gone ([`berth_store::Committed`]).
 async fn commit(
     reg: &Arc<Registry>,
     up: ObjectUpload<'_>,
     name: &RepositoryName,
     d: &Digest,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     if let Err(e) = crate::policy::check_quota(reg, name.as_str(), Some(d), up.len()) {
         let _ = up.abandon().await;
         return Err(e);
     }
     let d2 = d.clone();
     reg.blocking(move |r| r.meta.begin_blob_commit(&d2)).await?;
-    let size = up.commit(d).await?;
+    let done = up.commit(d).await?;
     let (n, d2) = (name.to_string(), d.clone());
-    reg.blocking(move |r| r.link_blob(&n, &d2, size)).await?;
-    Ok(())
+    reg.blocking(move |r| r.link_blob(&n, &d2, done.len))
+        .await?;
+    Ok(done.cleaned)
 }
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`.
@@ -232,12 +239,18 @@ pub(crate) async fn finish(
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
-    let mut up = objects.resume(id, Some(&base)).await?;
+    // A PUT retried after an earlier try stored the blob and then failed (its link,
+    // its clean-up) finds the blob in the bucket: its bytes are checked against it
+    // without the session's tail and multipart upload, which that try removed.
+    let body_len = axum::body::HttpBody::size_hint(&body).exact();
+    let mut up = objects.resume_for(id, Some(&base), &d, body_len).await?;
     if let Err(e) = receive(reg, &mut up, body, id, &mut stored).await {
         let _ = up.abandon().await;
         return Err(e);
     }
     let result = commit(reg, up, name, &d).await;
+    // Any other failure keeps the session: the blob, if it reached the bucket, is
+    // linked by a retry of this request (above).
     if result.is_ok()
         || matches!(&result, Err(e) if matches!(e.code, Code::DigestInvalid | Code::Denied))
     {
@@ -250,8 +263,12 @@ pub(crate) async fn finish(
             let _ = objects.discard(id, latest.as_ref().unwrap_or(&base)).await;
         }
         reg.uploads.forget(id);
-        let id2 = id.to_string();
-        reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+        // Objects a committed session could not remove stay named by its row, which
+        // the sweeper ends.
+        if !matches!(result, Ok(false)) {
+            let id2 = id.to_string();
+            reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
+        }
     }
     result?;
     Ok(blob_created(name, &d))

@@ -2471,3 +2471,45 @@ mod signatures {
         assert_eq!(list(&srv, "repo", &img.digest).await.len(), 32);
     }
 }
+
+mod object_storage {
+    use crate::support::*;
+
+    /// A PUT whose blob reached the bucket but whose link then failed (the database
+    /// refusing the write, as when PostgreSQL restarts) succeeds when retried on the
+    /// same upload URL once the database is back: the session's tail and multipart
+    /// upload went with the first try, so the retry checks its bytes against the
+    /// stored blob instead of resuming them. A blob under one part sent by PATCH, and
+    /// one of two parts whose last bytes come with the PUT (sent again by the retry).
+    #[tokio::test]
+    async fn a_put_retried_after_its_link_failed_succeeds() {
+        let srv = Server::start_on_s3().await;
+        let db = rusqlite::Connection::open(srv.root.join("meta.db")).unwrap();
+        for (seed, size, in_put) in [(1, 1000, 0), (2, 8 * 1024 * 1024 + 1000, 500)] {
+            let blob = data(seed, size);
+            let digest = sha256(&blob);
+            let loc = start_upload(&srv, "retry/app").await;
+            let cut = size - in_put;
+            let resp = patch_chunk(&srv, &loc, 0, &blob[..cut]).await;
+            let loc = location(&resp);
+            expect_status(resp, 202).await;
+            db.execute_batch(
+                "CREATE TRIGGER fail_link BEFORE INSERT ON repository_blobs
+                 BEGIN SELECT RAISE(ABORT, 'injected: the database is away'); END;",
+            )
+            .unwrap();
+            let resp = finish_upload(&srv, &loc, &digest, &blob[cut..]).await;
+            assert!(resp.status().is_server_error(), "{size}: {}", resp.status());
+            db.execute_batch("DROP TRIGGER fail_link;").unwrap();
+            let resp = finish_upload(&srv, &loc, &digest, &blob[cut..]).await;
+            expect_status(resp, 201).await;
+            let resp = send(srv.get(&format!("/v2/retry/app/blobs/{digest}"))).await;
+            let (_, body) = expect_status(resp, 200).await;
+            assert!(body == blob, "{size}: the blob read back differs");
+            // The session and its objects are gone.
+            assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
+            let resp = send(srv.get(&loc)).await;
+            expect_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        }
+    }
+}

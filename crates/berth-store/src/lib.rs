@@ -30,7 +30,7 @@ pub use meta::{
     BlobUsers, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
     StoredManifest, StoredSignature, Upload, Watch, Watched,
 };
-pub use object::{ObjectBlobs, ObjectConfig, ObjectUpload, UploadState};
+pub use object::{Committed, ObjectBlobs, ObjectConfig, ObjectUpload, UploadState};
 pub use postgres::{PgMeta, PgOptions};
 pub use sqlite::SqliteMeta;
 

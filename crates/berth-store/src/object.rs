@@ -4,7 +4,8 @@
 //! Layout under the bucket's prefix:
 //! - `blobs/<algorithm>/<first two hex>/<hex>`: one object per blob, as on disk.
 //! - `uploads/<id>/data`: the multipart upload of a session, completed and copied to
-//!   its blob key once its digest is verified.
+//!   its blob key once its digest is verified (removed with the session's other objects
+//!   when a failure or a crash leaves it there).
 //! - `uploads/<id>/tail-<n>`: the bytes of a session after its last whole part.
 //!
 //! An upload is sent in parts of one size (the last may be shorter): R2 and GCS's XML
@@ -189,6 +190,18 @@ fn object_error(context: impl Into<String>) -> impl FnOnce(object_store::Error) 
 
 fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
+}
+
+/// An abort's answer for a multipart upload the service no longer knows (aborted, or
+/// completed by an earlier try of a commit): S3, MinIO and Garage say `NoSuchUpload`
+/// (404), s3s-fs `AccessDenied` (403). A refusal for want of permission looks the same
+/// and leaves the upload to the bucket's lifecycle rule, as a crash does; failing
+/// instead would keep the session forever, its row stopping every sweep.
+fn is_unknown_upload(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::NotFound { .. } | object_store::Error::PermissionDenied { .. }
+    )
 }
 
 impl ObjectBlobs {
@@ -400,9 +413,13 @@ impl ObjectBlobs {
         let (done, settled) = match sent {
             Ok(()) => {
                 let done = self.block_on(up.commit(digest));
-                // A mismatch threw the parts away; another failure may have left them.
-                let settled = matches!(done, Ok(_) | Err(StoreError::DigestMismatch { .. }));
-                (done, settled)
+                // A mismatch threw the parts away; another failure, or a clean-up that
+                // failed after the blob was stored, may have left them.
+                let settled = matches!(
+                    done,
+                    Ok(Committed { cleaned: true, .. }) | Err(StoreError::DigestMismatch { .. })
+                );
+                (done.map(|c| c.len), settled)
             }
             Err(e) => {
                 let base = up.base().clone();
@@ -469,16 +486,41 @@ impl ObjectBlobs {
         self.remove_key(&self.blob_key(digest)).await
     }
 
+    /// Continues session `id` for the request that ends it as blob `expected`, which
+    /// brings `body_len` more bytes (`None`: unknown). When the bucket holds `expected`
+    /// already with the size the session will have, nothing is sent or read back: the
+    /// bytes are only hashed, so that the commit still checks them, and the session's
+    /// tail is not read. That is what lets a PUT retried after an earlier try stored the
+    /// blob and then failed (its link, its clean-up) finish: that try's tail and
+    /// multipart upload are gone, while the session's row still names them. It also
+    /// spares sending a blob the bucket has. Otherwise it is [`ObjectBlobs::resume`].
+    pub async fn resume_for(
+        &self,
+        id: &str,
+        state: Option<&UploadState>,
+        expected: &Digest,
+        body_len: Option<u64>,
+    ) -> Result<ObjectUpload<'_>> {
+        let len = state.map_or(0, |s| s.len);
+        let total = body_len.and_then(|b| len.checked_add(b));
+        // Only a digest of the algorithm hashed as the bytes pass can be checked
+        // without the bytes (the saved state is SHA-256's).
+        if expected.algorithm() != Algorithm::Sha256 || total.is_none() {
+            return self.resume(id, state).await;
+        }
+        if self.size(expected).await? != total {
+            return self.resume(id, state).await;
+        }
+        let state = state.cloned().unwrap_or_default();
+        let mut up = self.open_session(id, state, BytesMut::new())?;
+        up.hash_only = true;
+        Ok(up)
+    }
+
     /// Continues session `id` from `state` (a new session from `None`): the tail is read
     /// back so that the next part is whole.
     pub async fn resume(&self, id: &str, state: Option<&UploadState>) -> Result<ObjectUpload<'_>> {
         let state = state.cloned().unwrap_or_default();
-        let hasher = if state.len == 0 {
-            Algorithm::Sha256.hasher()
-        } else {
-            Hasher::restore(&state.hash)
-                .ok_or_else(|| StoreError::Corrupt(format!("upload {id}: bad hash state")))?
-        };
         let mut buf = BytesMut::with_capacity(self.part_size);
         if let Some(tail) = &state.tail {
             let key = self.upload_key(id, tail);
@@ -499,6 +541,22 @@ impl ObjectBlobs {
                 buf.len()
             )));
         }
+        self.open_session(id, state, buf)
+    }
+
+    /// Session `id` at `state`, its tail's bytes in `buf`.
+    fn open_session(
+        &self,
+        id: &str,
+        state: UploadState,
+        buf: BytesMut,
+    ) -> Result<ObjectUpload<'_>> {
+        let hasher = if state.len == 0 {
+            Algorithm::Sha256.hasher()
+        } else {
+            Hasher::restore(&state.hash)
+                .ok_or_else(|| StoreError::Corrupt(format!("upload {id}: bad hash state")))?
+        };
         Ok(ObjectUpload {
             blobs: self,
             id: id.to_string(),
@@ -510,19 +568,24 @@ impl ObjectBlobs {
             buf,
             pending: None,
             started: None,
+            hash_only: false,
         })
     }
 
-    /// Throws away what session `state` stored: its multipart upload and its tail. What
-    /// is missing already is not an error (two replicas may sweep the same session).
+    /// Throws away what session `state` stored: its multipart upload, the object that
+    /// upload became if it was completed (a commit that failed or was killed before
+    /// its copy to the blob key, or before removing it, leaves `uploads/<id>/data`,
+    /// which no abort removes), and its tail. What is missing already is not an error
+    /// (two replicas may sweep the same session).
     pub async fn discard(&self, id: &str, state: &UploadState) -> Result<()> {
         if let Some(mp) = &state.multipart {
             let key = self.upload_key(id, "data");
             match self.s3.abort_multipart(&key, &mp.clone()).await {
                 Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_unknown_upload(&e) => {}
                 Err(e) => return Err(object_error(format!("aborting upload {id}"))(e)),
             }
+            self.remove_key(&key).await?;
         }
         if let Some(tail) = &state.tail {
             self.remove_key(&self.upload_key(id, tail)).await?;
@@ -653,6 +716,22 @@ pub struct ObjectUpload<'a> {
     /// A state naming the multipart upload this chunk just started, for the caller to
     /// store at once (see [`ObjectUpload::take_started`]).
     started: Option<UploadState>,
+    /// The bucket holds the blob already: bytes are hashed, not sent
+    /// ([`ObjectBlobs::resume_for`]).
+    hash_only: bool,
+}
+
+/// What [`ObjectUpload::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The blob's size.
+    pub len: u64,
+    /// Whether the session's own objects (tail, multipart upload, completed `data`) are
+    /// gone. Once the blob is at its key, failing to remove them does not fail the
+    /// commit: the blob is stored and verified, and the push should go on to link it
+    /// rather than be reported failed. The session's stored state still names what is
+    /// left, so the caller keeps the session for the sweeper instead of removing it.
+    pub cleaned: bool,
 }
 
 impl ObjectUpload<'_> {
@@ -683,6 +762,9 @@ impl ObjectUpload<'_> {
     pub async fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
+        if self.hash_only {
+            return Ok(());
+        }
         while !bytes.is_empty() {
             let n = bytes.len().min(self.blobs.part_size - self.buf.len());
             self.buf.extend_from_slice(&bytes[..n]);
@@ -759,6 +841,13 @@ impl ObjectUpload<'_> {
     /// the state to keep. The caller stores it against [`ObjectUpload::base`], then calls
     /// [`ObjectBlobs::forget_tail`].
     pub async fn save(mut self) -> Result<UploadState> {
+        if self.hash_only {
+            // Its bytes were not kept: such a state would name bytes nowhere stored.
+            return Err(StoreError::Corrupt(format!(
+                "upload {}: a chunk only checked against a stored blob cannot be saved",
+                self.id
+            )));
+        }
         self.settle().await?;
         let tail = if self.buf.is_empty() {
             None
@@ -781,10 +870,11 @@ impl ObjectUpload<'_> {
         })
     }
 
-    /// Makes the session's bytes the blob `expected` if they hash to it, and returns its
-    /// size. On a mismatch nothing is kept: the session's parts and tail are removed.
-    /// The blob's key is written once: content already stored is kept as it is.
-    pub async fn commit(mut self, expected: &Digest) -> Result<u64> {
+    /// Makes the session's bytes the blob `expected` if they hash to it. On a mismatch
+    /// nothing is kept: the session's parts and tail are removed. An object at the
+    /// blob's key with the blob's size is kept as it is (content is written once); one
+    /// of another size cannot be the blob (a copy cut short) and is replaced.
+    pub async fn commit(mut self, expected: &Digest) -> Result<Committed> {
         self.settle().await?;
         let blobs = self.blobs;
         let id = self.id.clone();
@@ -805,6 +895,14 @@ impl ObjectUpload<'_> {
             });
         }
         let len = self.len;
+        if self.hash_only {
+            // `resume_for` found the blob with this size; the bytes hash to it (above).
+            if blobs.size(expected).await? != Some(len) {
+                return Err(StoreError::BlobVanished(expected.clone()));
+            }
+            let cleaned = blobs.tidy(&id, &sent).await;
+            return Ok(Committed { len, cleaned });
+        }
         let Some(mp) = self.multipart.clone() else {
             // Under one part: the blob is the tail, written straight to its key.
             let bytes = self.buf.split().freeze();
@@ -818,19 +916,19 @@ impl ObjectUpload<'_> {
                     });
                 }
             }
-            if blobs.size(expected).await?.is_none() {
+            if blobs.size(expected).await? != Some(len) {
                 blobs
                     .s3
                     .put(&dest, PutPayload::from(bytes))
                     .await
                     .map_err(object_error(format!("storing blob {expected}")))?;
             }
-            blobs.discard(&id, &sent).await?;
-            return Ok(len);
+            let cleaned = blobs.tidy(&id, &sent).await;
+            return Ok(Committed { len, cleaned });
         };
-        if blobs.size(expected).await?.is_some() && same_algorithm {
-            blobs.discard(&id, &sent).await?;
-            return Ok(len);
+        if blobs.size(expected).await? == Some(len) && same_algorithm {
+            let cleaned = blobs.tidy(&id, &sent).await;
+            return Ok(Committed { len, cleaned });
         }
         if !self.buf.is_empty() {
             let last = self.buf.split().freeze();
@@ -877,13 +975,32 @@ impl ObjectUpload<'_> {
             .map_err(object_error(format!(
                 "moving upload {id} to blob {expected}"
             )))?;
-        blobs.remove_key(&data).await?;
-        blobs.discard(&id, &staged).await?;
-        Ok(len)
+        // If removing `data` fails, the session as the caller stored it names the
+        // multipart upload, which is how `discard` finds `data` later.
+        let removed = blobs.remove_key(&data).await;
+        if let Err(e) = &removed {
+            tracing::warn!(upload = id, error = %e,
+                "a stored blob's upload object is left for the upload sweeper");
+        }
+        let cleaned = blobs.tidy(&id, &staged).await && removed.is_ok();
+        Ok(Committed { len, cleaned })
     }
 }
 
 impl ObjectBlobs {
+    /// Removes a stored blob's session objects ([`ObjectBlobs::discard`]); true when all
+    /// went. A failure is logged, not returned (see [`Committed::cleaned`]).
+    async fn tidy(&self, id: &str, state: &UploadState) -> bool {
+        match self.discard(id, state).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(upload = id, error = %e,
+                    "a stored blob's upload objects are left for the upload sweeper");
+                false
+            }
+        }
+    }
+
     /// Hashes an object by reading it (for a digest of another algorithm than the one
     /// computed as the bytes passed).
     async fn hash_key(&self, key: &Path, algorithm: Algorithm) -> Result<Digest> {

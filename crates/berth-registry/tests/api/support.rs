@@ -110,10 +110,29 @@ impl Server {
         dir: TempDir,
         configure: impl FnOnce(&mut RegistryConfig),
     ) -> Server {
+        let bucket = blob_store_for(dir.path());
+        let metadata = metadata_for(dir.path());
+        Server::start_on(dir, metadata, bucket, configure).await
+    }
+
+    /// A registry whose blobs are in a bucket of the test S3 server whatever
+    /// `BERTH_TEST_BLOBS` says, with its metadata in `meta.db`: for checks of the
+    /// object storage's own paths that also reach into the database.
+    pub async fn start_on_s3() -> Server {
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let bucket = Some(bucket_for(dir.path()));
+        Server::start_on(dir, Metadata::Sqlite, bucket, |_| {}).await
+    }
+
+    async fn start_on(
+        dir: TempDir,
+        metadata: Metadata,
+        bucket: Option<(PathBuf, berth_store::ObjectConfig)>,
+        configure: impl FnOnce(&mut RegistryConfig),
+    ) -> Server {
         let root = dir.path().join("root");
         let mut config = RegistryConfig::new(root.clone());
-        config.metadata = metadata_for(dir.path());
-        let bucket = blob_store_for(dir.path());
+        config.metadata = metadata;
         config.blob_store = bucket.as_ref().map(|(_, c)| c.clone());
         configure(&mut config);
         let reg = Registry::open(config).expect("opening the registry");
@@ -245,10 +264,15 @@ fn metadata_for(dir: &Path) -> Metadata {
 /// same folder; with the folder s3s-fs keeps its prefix in.
 fn blob_store_for(dir: &Path) -> Option<(PathBuf, berth_store::ObjectConfig)> {
     match std::env::var("BERTH_TEST_BLOBS").as_deref() {
-        Ok("s3") => {}
-        Ok("files") | Err(_) => return None,
+        Ok("s3") => Some(bucket_for(dir)),
+        Ok("files") | Err(_) => None,
         Ok(other) => panic!("BERTH_TEST_BLOBS={other}: files or s3"),
     }
+}
+
+/// The bucket of the servers on `dir` (a new one for a new folder), and the folder
+/// s3s-fs keeps its prefix in.
+fn bucket_for(dir: &Path) -> (PathBuf, berth_store::ObjectConfig) {
     static BUCKETS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
     let s3 = berth_testenv::S3::shared();
     let mut known = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,7 +290,7 @@ fn blob_store_for(dir: &Path) -> Option<(PathBuf, berth_store::ObjectConfig)> {
     c.path_style = true;
     c.access_key_id = Some(berth_testenv::S3::ACCESS_KEY.into());
     c.secret_access_key = Some(berth_testenv::S3::SECRET_KEY.into());
-    Some((s3.bucket_dir(&bucket).join("reg"), c))
+    (s3.bucket_dir(&bucket).join("reg"), c)
 }
 
 pub fn list_dir(dir: &Path) -> Vec<String> {
