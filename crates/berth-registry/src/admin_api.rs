@@ -117,34 +117,89 @@ async fn collect_garbage(
             format!("{who} may not collect garbage (superusers only)"),
         ));
     }
-    let req: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, e))?
-    };
+    let req = GcRequest::parse(body).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let mut opts = reg.gc_options();
-    if let Some(g) = req.get("grace") {
-        let g = g
-            .as_str()
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "grace: a duration such as \"1h\""))?;
-        opts.grace = humantime::parse_duration(g)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("grace {g:?}: {e}")))?;
+    if let Some(g) = req.grace {
+        opts.grace = g;
     }
-    if let Some(r) = req.get("repo").and_then(Value::as_str) {
-        let name: berth_image::RepositoryName = r
-            .parse()
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("repo {r:?}: {e}")))?;
-        opts.repo = Some(name.to_string());
+    if let Some(r) = req.repo {
+        opts.repo = Some(r);
     }
-    if let Some(k) = req.get("keep_untagged").and_then(Value::as_bool) {
+    if let Some(k) = req.keep_untagged {
         opts.keep_untagged = k;
     }
-    let dry_run = req.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let dry_run = req.dry_run.unwrap_or(false);
     let report = reg
         .collect_garbage(opts, dry_run)
         .await
         .map_err(|e| e.into_response())?;
     Ok((StatusCode::OK, axum::Json(report.to_json())).into_response())
+}
+
+/// The body of `POST /api/v1/gc`, read strictly: a field of the wrong type or one gc
+/// does not take is refused (400, naming the field), never ignored. Ignoring them
+/// turned `{"dry_run": "true", "repo": "org/app"}` into a real collection of the whole
+/// registry. `null` leaves a field unset.
+#[derive(Debug, Default, PartialEq)]
+struct GcRequest {
+    dry_run: Option<bool>,
+    grace: Option<std::time::Duration>,
+    repo: Option<String>,
+    keep_untagged: Option<bool>,
+}
+
+impl GcRequest {
+    const FIELDS: &'static str = "dry_run, grace, repo, keep_untagged";
+
+    fn parse(body: &[u8]) -> Result<GcRequest, String> {
+        let mut req = GcRequest::default();
+        if body.is_empty() {
+            return Ok(req);
+        }
+        let fields = match serde_json::from_slice(body).map_err(|e| e.to_string())? {
+            Value::Object(fields) => fields,
+            Value::Null => return Ok(req),
+            _ => return Err(format!("the body must be a JSON object ({})", Self::FIELDS)),
+        };
+        let boolean = |name: &str, v: &Value| {
+            v.as_bool()
+                .ok_or_else(|| format!("{name}: true or false, not {v}"))
+        };
+        for (name, v) in &fields {
+            if v.is_null() {
+                continue;
+            }
+            match name.as_str() {
+                "dry_run" => req.dry_run = Some(boolean(name, v)?),
+                "keep_untagged" => req.keep_untagged = Some(boolean(name, v)?),
+                "grace" => {
+                    let g = v
+                        .as_str()
+                        .ok_or_else(|| format!("grace: a duration such as \"1h\", not {v}"))?;
+                    let d =
+                        humantime::parse_duration(g).map_err(|e| format!("grace {g:?}: {e}"))?;
+                    let d =
+                        berth_store::gc::check_grace(d).map_err(|e| format!("grace {g:?}: {e}"))?;
+                    req.grace = Some(d);
+                }
+                "repo" => {
+                    let r = v
+                        .as_str()
+                        .ok_or_else(|| format!("repo: a repository name, not {v}"))?;
+                    let name: berth_image::RepositoryName =
+                        r.parse().map_err(|e| format!("repo {r:?}: {e}"))?;
+                    req.repo = Some(name.to_string());
+                }
+                other => {
+                    return Err(format!(
+                        "unknown field {other:?}: gc takes {}",
+                        Self::FIELDS
+                    ))
+                }
+            }
+        }
+        Ok(req)
+    }
 }
 
 /// An organization named like a namespace that already holds repositories would make

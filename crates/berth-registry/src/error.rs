@@ -211,9 +211,9 @@ impl From<StoreError> for ApiError {
                 .detail(format!("content is {actual} bytes, expected {expected}")),
             // The collector removed the file as the link was made: retryable.
             e @ StoreError::BlobVanished(_) => ApiError::new(Code::Unavailable).detail(e),
-            e @ (StoreError::TagImmutable(_) | StoreError::QuotaExceeded { .. }) => {
-                ApiError::new(Code::Denied).message(e)
-            }
+            e @ (StoreError::TagImmutable(_)
+            | StoreError::ChildOfImmutable { .. }
+            | StoreError::QuotaExceeded { .. }) => ApiError::new(Code::Denied).message(e),
             other => ApiError::internal(other),
         }
     }

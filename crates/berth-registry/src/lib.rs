@@ -265,7 +265,9 @@ impl Registry {
             Some(o) => o,
             None => &blobs,
         };
-        match berth_store::gc::recover_blob_commits(meta.as_ref(), bytes) {
+        // Only notes old enough that no commit under way (here or on another replica
+        // sharing the database) can own them; younger ones wait for a later pass.
+        match berth_store::gc::recover_blob_commits(meta.as_ref(), bytes, berth_store::unix_now()) {
             Ok(removed) if !removed.is_empty() => tracing::info!(
                 files = removed.len(),
                 "removed blob files that interrupted uploads left without a row"

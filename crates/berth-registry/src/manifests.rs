@@ -179,6 +179,9 @@ fn immutable_error(
         (StoreError::TagImmutable(tag), Some(s)) => {
             crate::policy::tag_denied(name.as_str(), &tag, s)
         }
+        (StoreError::ChildOfImmutable { child, index, tag }, Some(s)) => {
+            crate::policy::child_denied(name.as_str(), &child, &index, &tag, s)
+        }
         (e, _) => e.into(),
     }
 }

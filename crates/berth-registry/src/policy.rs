@@ -34,6 +34,24 @@ pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableTags) -> ApiE
     ))
 }
 
+/// `403 DENIED` for deleting a manifest an immutably tagged index names: `manifest
+/// sha256:… of myorg/app is part of index sha256:…, whose tag v1 is immutable (rule
+/// "v*" on myorg)`. Deleting it would let the collector take that platform's layers.
+pub(crate) fn child_denied(
+    repo: &str,
+    child: &str,
+    index: &str,
+    tag: &str,
+    setting: &ImmutableTags,
+) -> ApiError {
+    let rule = setting.rule_for(tag).unwrap_or("?");
+    ApiError::new(Code::Denied).message(format!(
+        "manifest {child} of {repo} is part of index {index}, whose tag {tag} is immutable \
+         (rule \"{rule}\" on {})",
+        setting.target
+    ))
+}
+
 /// Refuses (`403 DENIED`, naming the quota) a blob of `size` bytes for `repo` when its
 /// namespace has a quota that its usage plus `size` would exceed. A blob the namespace
 /// already links (`digest`, when known) costs nothing. Reads only (index scans), so

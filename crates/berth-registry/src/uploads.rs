@@ -240,7 +240,19 @@ pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>
     if b < a {
         return Err(bad());
     }
+    // `0-18446744073709551615` is 2^64 bytes, a length no u64 holds (and no blob has):
+    // refused here, so that no caller's `end - start + 1` can overflow.
+    if range_len((a, b)).is_none() {
+        return Err(ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail(format!("Content-Range {a}-{b} is longer than any blob")));
+    }
     Ok(Some((a, b)))
+}
+
+/// Bytes in the inclusive range `start-end`; `None` when that does not fit in a u64.
+pub(crate) fn range_len((start, end): (u64, u64)) -> Option<u64> {
+    end.checked_sub(start)?.checked_add(1)
 }
 
 /// A chunk must start where the upload ends.
@@ -267,10 +279,10 @@ pub(crate) fn check_chunk_length(range: Option<(u64, u64)>, headers: &HeaderMap)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match (range, declared) {
-        (Some((start, end)), Some(n)) if n != end - start + 1 => {
+        (Some(range), Some(n)) if range_len(range) != Some(n) => {
             Err(ApiError::new(Code::SizeInvalid).detail(format!(
-                "Content-Range says {} bytes, Content-Length {n}",
-                end - start + 1
+                "Content-Range {}-{} does not cover Content-Length {n} bytes",
+                range.0, range.1
             )))
         }
         _ => Ok(()),
@@ -362,13 +374,13 @@ pub(crate) async fn patch(
     let before = writer.len();
     let (mut writer, result) = receive(reg, writer, body).await?;
     let mut size_error = None;
-    if let (Some((start, end)), Some(snapshot), Ok(())) = (range, snapshot, &result) {
-        let got = writer.len() - before;
-        if got != end - start + 1 {
+    if let (Some(range), Some(snapshot), Ok(())) = (range, snapshot, &result) {
+        let got = writer.len().saturating_sub(before);
+        if range_len(range) != Some(got) {
             writer.rollback(snapshot)?;
             size_error = Some(ApiError::new(Code::SizeInvalid).detail(format!(
-                "Content-Range says {} bytes, the body had {got}",
-                end - start + 1
+                "Content-Range {}-{} does not cover the body's {got} bytes",
+                range.0, range.1
             )));
         }
     }

@@ -900,3 +900,61 @@ async fn token_requests_are_rate_limited_per_address() {
     let (status, _) = token(&srv, None, &[]).await;
     assert_eq!(status, 200);
 }
+
+/// `POST /api/v1/gc` reads its body strictly: a field of the wrong type, one gc does
+/// not take or a grace past what unix seconds hold is a 400 naming it, and nothing is
+/// collected. `{"dry_run": "true", "repo": …}` once ran a real collection of the whole
+/// registry (both fields ignored).
+#[tokio::test]
+async fn gc_requests_are_read_strictly() {
+    let srv = Server::start().await;
+    // Untagged, so that a collection with no grace removes it.
+    let img = push_image(&srv.api, "org/app", None, 7).await;
+    apply(
+        &srv,
+        Change::UserAdd {
+            name: "root".into(),
+            password: Secret("root-pw".into()),
+            superuser: true,
+        },
+    );
+    let root = as_user(&srv, "root", "root-pw");
+    let pushed = format!("/v2/org/app/manifests/{}", img.digest);
+    // Content stored in the current second is spared by a zero grace.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (body, field) in [
+        (
+            r#"{"dry_run":"true","repo":"org/app","grace":"0s"}"#,
+            "dry_run",
+        ),
+        (
+            r#"{"dry_run":true,"repo":"org/app","keep_untagged":1}"#,
+            "keep_untagged",
+        ),
+        (r#"{"grace":"0s","repo":["org/app"]}"#, "repo"),
+        (r#"{"grace":0,"dry_run":true}"#, "grace"),
+        (r#"{"grace":"0s","repos":"org/app"}"#, "repos"),
+        (r#"{"grace":"300000000000y"}"#, "grace"),
+        (r#"["dry_run"]"#, "JSON object"),
+    ] {
+        let resp = send(root.post("/api/v1/gc").body(body)).await;
+        let (_, answer) = expect_status(resp, 400).await;
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        let message = v["error"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    expect_status(send(root.get(&pushed)).await, 200).await;
+    // The same fields with their types: a dry run lists the manifest, removes nothing.
+    let resp = send(
+        root.post("/api/v1/gc")
+            .body(r#"{"dry_run":true,"repo":"org/app","grace":"0s","keep_untagged":null}"#),
+    )
+    .await;
+    let (_, answer) = expect_status(resp, 200).await;
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        (v["dry_run"].clone(), v["manifests_removed"].clone()),
+        (true.into(), 1.into())
+    );
+    expect_status(send(root.get(&pushed)).await, 200).await;
+}

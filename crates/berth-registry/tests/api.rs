@@ -600,6 +600,26 @@ mod uploads {
         expect_status(patch_chunk(&srv, &loc, 0, b"xyz").await, 202).await;
     }
 
+    /// A range of 2^64 bytes: its length overflowed `end - start + 1` (a panic in a
+    /// debug build, a wrong check in a release one). The malformed-range answer.
+    #[tokio::test]
+    async fn content_range_longer_than_any_blob_answers_416() {
+        let srv = Server::start().await;
+        let loc = start_upload(&srv, "repo").await;
+        for range in ["0-18446744073709551615", "bytes 0-18446744073709551615/*"] {
+            let resp = send(
+                srv.patch(&loc)
+                    .header(CONTENT_TYPE, OCTET)
+                    .header(CONTENT_RANGE, range)
+                    .body(b"xyz".to_vec()),
+            )
+            .await;
+            expect_error(resp, 416, "BLOB_UPLOAD_INVALID").await;
+        }
+        // Nothing was appended.
+        expect_status(patch_chunk(&srv, &loc, 0, b"xyz").await, 202).await;
+    }
+
     #[tokio::test]
     async fn chunk_shorter_than_its_content_range_is_refused_and_not_kept() {
         let srv = Server::start().await;

@@ -186,6 +186,84 @@ async fn immutable_tags_never_move_nor_go() {
     assert_eq!(s, 404);
 }
 
+/// The content behind an immutable tag on an index stays: a DELETE of a child
+/// manifest (at any depth) is refused naming the rule, since the collector would then
+/// remove that platform's layers. It used to be accepted. Children of indexes under
+/// mutable tags go as before.
+#[tokio::test]
+async fn children_of_an_immutably_tagged_index_stay() {
+    let srv = registry().await;
+    let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
+    let repo = "myorg/app";
+    let (s, v) = status_of(
+        send(
+            alice
+                .put("/api/v1/immutable/myorg")
+                .json(&json!({ "patterns": ["v*"] })),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut images = Vec::new();
+    for seed in 1..=4 {
+        let m = image(&bob, repo, seed).await;
+        push_manifest(&bob, repo, &sha256(&m), OCI_MANIFEST, &m).await;
+        images.push(m);
+    }
+    // v1 -> index [1, inner]; inner (untagged) -> [2]; latest -> index [3].
+    let inner = manifest_bytes(&index_manifest(
+        OCI_INDEX,
+        &[Desc::of(OCI_MANIFEST, &images[1])],
+    ));
+    push_manifest(&bob, repo, &sha256(&inner), OCI_INDEX, &inner).await;
+    let v1 = manifest_bytes(&index_manifest(
+        OCI_INDEX,
+        &[
+            Desc::of(OCI_MANIFEST, &images[0]),
+            Desc::of(OCI_INDEX, &inner),
+        ],
+    ));
+    push_manifest(&bob, repo, "v1", OCI_INDEX, &v1).await;
+    let latest = manifest_bytes(&index_manifest(
+        OCI_INDEX,
+        &[Desc::of(OCI_MANIFEST, &images[2])],
+    ));
+    push_manifest(&bob, repo, "latest", OCI_INDEX, &latest).await;
+
+    let index = sha256(&v1);
+    for child in [&images[0], &inner, &images[1]] {
+        let d = sha256(child);
+        let v = expect_error(
+            send(bob.delete(&format!("/v2/{repo}/manifests/{d}"))).await,
+            403,
+            "DENIED",
+        )
+        .await;
+        assert_eq!(
+            v["errors"][0]["message"],
+            format!(
+                "manifest {d} of {repo} is part of index {index}, whose tag v1 is immutable \
+                 (rule \"v*\" on myorg)"
+            ),
+            "{v}"
+        );
+        expect_status(
+            send(bob.get(&format!("/v2/{repo}/manifests/{d}"))).await,
+            200,
+        )
+        .await;
+    }
+    // Under a mutable tag, or under none, a manifest goes.
+    for m in [&images[2], &images[3]] {
+        expect_status(
+            send(bob.delete(&format!("/v2/{repo}/manifests/{}", sha256(m)))).await,
+            202,
+        )
+        .await;
+    }
+}
+
 /// Pushes `bytes` to `repo` with one `POST …?digest=`: the status and the answer.
 async fn post_blob(api: &Api, repo: &str, bytes: &[u8]) -> (u16, Value) {
     status_of(push_blob_monolithic(api, repo, bytes, &sha256(bytes)).await).await

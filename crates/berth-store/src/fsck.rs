@@ -2,10 +2,13 @@
 //! re-hashed (streaming), every blob row checked for its file, every file checked for
 //! a row; each problem reported with what it affects. Repair removes only what is
 //! broken or unused: rows whose file is missing or corrupt (with the links to them),
-//! corrupt or unreadable files, and files that no row names (removed through the
+//! corrupt files, and files that no row names (removed through the
 //! collector's fence, so a file that an upload is linking right now is never lost
 //! silently). A good blob that a row names is never touched; a bucket that stops
-//! answering stops the check. A whole file with no row whose upload noted its commit
+//! answering stops the check. Corrupt means the bytes were read and hash to another
+//! digest (a short or changed file); a file that could not be read (permission denied,
+//! an I/O error) says nothing about its bytes, so it is reported as unreadable and
+//! never repaired: repair used to delete it and every row and link of its digest. A whole file with no row whose upload noted its commit
 //! is an upload under way (or one a crash cut off, which the registry's next start
 //! removes): counted, not a problem.
 
@@ -42,8 +45,11 @@ pub struct Stored {
 /// One thing wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// The file's bytes hash to another digest (or cannot be read).
+    /// The file's bytes, read to the end, hash to another digest.
     Corrupt { digest: Digest, reason: String },
+    /// The file could not be read through (permission denied, an I/O error): nothing
+    /// is known of its bytes, so repair leaves it and its rows for an operator.
+    Unreadable { digest: Digest, reason: String },
     /// A row names a blob whose file is not there.
     MissingFile { digest: Digest },
     /// A file (object) under `blobs/` that no row names.
@@ -57,6 +63,12 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Corrupt { digest, reason } => write!(f, "blob {digest} is corrupt: {reason}"),
+            Problem::Unreadable { digest, reason } => {
+                write!(
+                    f,
+                    "blob {digest} could not be read (left as it is): {reason}"
+                )
+            }
             Problem::MissingFile { digest } => write!(f, "blob {digest} has no file"),
             Problem::OrphanFile { location, .. } => {
                 write!(f, "file {location} is named by no blob row")
@@ -92,12 +104,26 @@ impl Report {
     }
 }
 
+/// What re-reading one file found.
+enum Verdict {
+    /// Its bytes hash to its digest.
+    Good,
+    /// Its bytes hash to another digest: the reason.
+    Corrupt(String),
+    /// It could not be read through: the error.
+    Unreadable(String),
+}
+
 /// Checks the store; with `repair`, fixes what may be fixed (see the module doc).
 pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Result<Report> {
     let mut report = Report::default();
     let rows = meta.all_blobs()?;
     let named: HashSet<&Digest> = rows.iter().map(|(d, _)| d).collect();
-    let noted: HashSet<Digest> = meta.open_blob_commits()?.into_iter().collect();
+    let noted: HashSet<Digest> = meta
+        .open_blob_commits()?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
     let mut files: Vec<Stored> = Vec::new();
     blobs.stored(&mut |f| files.push(f))?;
     let mut seen: HashSet<Digest> = HashSet::new();
@@ -121,31 +147,35 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
             continue;
         };
         let verdict = match blobs.rehash(&digest) {
-            Ok(Some(actual)) if actual == digest => None,
-            Ok(Some(actual)) => Some(format!("its bytes have digest {actual}")),
+            Ok(Some(actual)) if actual == digest => Verdict::Good,
+            Ok(Some(actual)) => Verdict::Corrupt(format!("its bytes have digest {actual}")),
             // Removed while we looked (the collector): not a problem.
             Ok(None) => continue,
             // A bucket that does not answer says nothing about the blob: stop, rather
-            // than call a good blob unreadable (and repair it away).
+            // than call a good blob unreadable.
             Err(e) if e.is_unreachable() => return Err(e),
-            Err(e) => Some(e.to_string()),
+            Err(e) => Verdict::Unreadable(e.to_string()),
         };
-        if verdict.is_none() {
+        if matches!(verdict, Verdict::Good) {
             report.bytes_checked += size;
         }
         let has_row = named.contains(&digest);
         seen.insert(digest.clone());
         let problem = match (verdict, has_row) {
-            (None, true) => continue,
-            (None, false) if noted.contains(&digest) => {
+            (Verdict::Good, true) => continue,
+            (Verdict::Good, false) if noted.contains(&digest) => {
                 report.commits_under_way += 1;
                 continue;
             }
-            (Some(reason), _) => Problem::Corrupt {
+            (Verdict::Corrupt(reason), _) => Problem::Corrupt {
                 digest: digest.clone(),
                 reason,
             },
-            (None, false) => Problem::OrphanFile {
+            (Verdict::Unreadable(reason), _) => Problem::Unreadable {
+                digest: digest.clone(),
+                reason,
+            },
+            (Verdict::Good, false) => Problem::OrphanFile {
                 location,
                 digest: Some(digest.clone()),
             },
@@ -158,7 +188,9 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
                     meta.forget_blobs(std::slice::from_ref(&digest))?;
                     true
                 }
-                _ => {
+                // Maybe good bytes behind a passing fault: never removed.
+                Problem::Unreadable { .. } => false,
+                Problem::MissingFile { .. } | Problem::OrphanFile { .. } => {
                     // Through the collector's fence: only while no row names it.
                     crate::gc::remove_unnamed_files(meta, blobs, std::slice::from_ref(&digest))?;
                     !blobs.has(&digest)?
@@ -232,6 +264,75 @@ mod tests {
                 store: "S3",
                 source: "connection refused".into(),
             }),
+        }
+    }
+
+    /// Files on a disk that fails to read one blob (`EACCES`, `EIO`): removing anything
+    /// is a failure of the test.
+    struct FailingDisk(Digest, std::io::ErrorKind);
+
+    impl BlobBytes for FailingDisk {
+        fn has(&self, _: &Digest) -> Result<bool> {
+            Ok(true)
+        }
+        fn remove_blob(&self, d: &Digest) -> Result<()> {
+            panic!("fsck removed {d}, which it could not read")
+        }
+    }
+
+    impl Checkable for FailingDisk {
+        fn stored(&self, each: &mut dyn FnMut(Stored)) -> Result<()> {
+            each(Stored {
+                location: format!("blobs/sha256/{}", self.0.hex()),
+                digest: Some(self.0.clone()),
+                size: 5,
+            });
+            Ok(())
+        }
+        fn rehash(&self, _: &Digest) -> Result<Option<Digest>> {
+            Err(crate::StoreError::io("reading blobs/sha256/…")(
+                std::io::Error::from(self.1),
+            ))
+        }
+        fn remove_stored(&self, location: &str) -> Result<()> {
+            panic!("fsck removed {location}, which it could not read")
+        }
+    }
+
+    /// An I/O error while re-hashing is not corruption: it is reported as such, and
+    /// repair keeps the file, its row and its links (it used to delete all three).
+    #[test]
+    fn a_file_that_cannot_be_read_is_reported_and_never_repaired_away() {
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::Interrupted,
+            std::io::ErrorKind::Other,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = crate::SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+            let d = Digest::sha256_of(b"hello");
+            meta.link_blob("app", &d, 5, &|| true).unwrap();
+            let report = check(&meta, &FailingDisk(d.clone(), kind), true).unwrap();
+            assert_eq!(report.findings.len(), 1, "{kind:?}: {:?}", report.findings);
+            let f = &report.findings[0];
+            assert!(
+                matches!(&f.problem, Problem::Unreadable { digest, .. } if *digest == d),
+                "{kind:?}: {:?}",
+                f.problem
+            );
+            assert!(!f.repaired, "{kind:?}");
+            assert_eq!(report.remaining(), 1);
+            assert_eq!(f.affects.repositories, vec!["app".to_string()]);
+            assert!(f.problem.to_string().contains("could not be read"));
+            assert!(
+                meta.blob_known(&d).unwrap().is_some(),
+                "{kind:?}: the row stays"
+            );
+            assert_eq!(
+                meta.blob_in_repo("app", &d).unwrap(),
+                Some(5),
+                "the link stays"
+            );
         }
     }
 

@@ -60,6 +60,31 @@ impl Default for GcOptions {
     }
 }
 
+/// The longest grace period a run takes. The cutoff is `now - grace` in signed unix
+/// seconds; a longer grace does not fit in them (`as i64` used to wrap it to a negative
+/// grace, a cutoff in the future, and a run that removed everything, fresh uploads
+/// too). About 292 billion years, so no meaningful setting is refused.
+pub const MAX_GRACE: Duration = Duration::from_secs(i64::MAX as u64);
+
+/// `grace` when a run can take it, else why not: for the places a grace is read (the
+/// CLI, the configuration, the API), so that a wrong one is refused where it is given.
+pub fn check_grace(grace: Duration) -> std::result::Result<Duration, String> {
+    if grace > MAX_GRACE {
+        return Err(format!(
+            "{} s is longer than the longest grace period, {} s (about 292 billion years)",
+            grace.as_secs(),
+            MAX_GRACE.as_secs()
+        ));
+    }
+    Ok(grace)
+}
+
+/// `now - grace`, saturating: a grace over [`MAX_GRACE`] spares everything rather than
+/// wrapping into a cutoff in the future.
+pub fn cutoff(now: i64, grace: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// One manifest as the collector sees it.
 #[derive(Debug, Clone)]
 pub struct GcManifest {
@@ -187,7 +212,7 @@ pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarb
 
 /// The mark: what a run with `opts` at `now` (unix seconds) would remove.
 pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
-    let cutoff = now - opts.grace.as_secs() as i64;
+    let cutoff = cutoff(now, opts.grace);
     let graph = meta.gc_graph()?;
     let mut plan = Plan {
         cutoff,
@@ -352,13 +377,37 @@ pub fn evict_links(
     Ok(gone)
 }
 
+/// How old a blob commit's note must be before [`recover_blob_commits`] takes it for a
+/// crash's. On PostgreSQL with a shared bucket the notes are every replica's, and a
+/// replica starting while another commits must not take that commit's note (it used to
+/// remove the object just put, and the push got `BLOB_VANISHED`). A commit holds its
+/// note from before its rename (or its object's completion and copy) to its link:
+/// milliseconds on disk, up to a minute or two for a 5 GiB server-side copy, and for the
+/// pull-through cache's fill into a bucket the whole upload of the layer
+/// (`ObjectBlobs::put_file` runs after the note). An hour covers a 70 GB layer at 20
+/// MB/s; what a crash left waits that long (plus until the next pass: start-up, or the
+/// collector's next run), named by no row, invisible, counted by fsck as under way.
+pub const STALE_COMMIT: Duration = Duration::from_secs(3600);
+
 /// Finishes the blob commits a crash cut off (see [`MetaStore::begin_blob_commit`]):
-/// a noted file that a row names was linked and stays; one that no row names was
-/// renamed into `blobs/` and never acknowledged, and is removed (through the
-/// collector's fence). Run at start-up, before uploads are taken: work grows with the
-/// uploads that were under way, not with what is stored. Returns the files removed.
-pub fn recover_blob_commits(meta: &dyn MetaStore, blobs: &dyn BlobBytes) -> Result<Vec<Digest>> {
-    let open = meta.open_blob_commits()?;
+/// of the notes older than [`STALE_COMMIT`] at `now` (unix seconds), a noted file that
+/// a row names was linked and stays; one that no row names was renamed into `blobs/`
+/// and never acknowledged, and is removed (through the collector's fence). Younger
+/// notes may be commits under way on this or another replica, and are left to a later
+/// pass. Run at start-up and by every collection of the whole registry: work grows with
+/// the uploads that were under way, not with what is stored. Returns the files removed.
+pub fn recover_blob_commits(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobBytes,
+    now: i64,
+) -> Result<Vec<Digest>> {
+    let before = cutoff(now, STALE_COMMIT);
+    let open: Vec<Digest> = meta
+        .open_blob_commits()?
+        .into_iter()
+        .filter(|(_, noted_at)| *noted_at < before)
+        .map(|(d, _)| d)
+        .collect();
     if open.is_empty() {
         return Ok(Vec::new());
     }
@@ -426,6 +475,8 @@ pub struct RunReport {
     pub links: usize,
     /// `(digest, size)` of blobs whose row and file were removed.
     pub blobs: Vec<(String, u64)>,
+    /// Files of blob commits a crash cut off, removed ([`recover_blob_commits`]).
+    pub commits_recovered: usize,
     pub duration: Duration,
 }
 
@@ -442,6 +493,7 @@ impl RunReport {
             "manifests_removed": self.manifests.len(),
             "links_removed": self.links,
             "blobs_removed": self.blobs.len(),
+            "commits_recovered": self.commits_recovered,
             "bytes_freed": self.bytes_freed(),
             "duration_seconds": self.duration.as_secs_f64(),
             "manifests": self.manifests.iter().map(|(r, d, s)| serde_json::json!({
@@ -470,6 +522,7 @@ pub fn run(
         manifests: Vec::new(),
         links: 0,
         blobs: Vec::new(),
+        commits_recovered: 0,
         duration: Duration::ZERO,
     };
     if dry_run {
@@ -487,6 +540,11 @@ pub fn run(
         report.manifests = out.manifests;
         report.links = out.links;
         report.blobs = out.blobs;
+        // The later pass for commit notes too young at start-up (a replica may run for
+        // months); not for one repository's run, which touches only its content.
+        if opts.repo.is_none() {
+            report.commits_recovered = recover_blob_commits(meta, blobs, crate::unix_now())?.len();
+        }
     }
     report.duration = started.elapsed();
     Ok(report)

@@ -91,6 +91,15 @@ pub enum StoreError {
     /// A tag the caller said may not move or go (immutable tags) would have.
     #[error("tag {0} is immutable")]
     TagImmutable(String),
+    /// A manifest was to be deleted that an index under an immutable tag names (at any
+    /// depth): the collector would then remove that platform's layers, so the tag's
+    /// content would change after all.
+    #[error("manifest {child} is part of index {index}, which immutable tag {tag} points to")]
+    ChildOfImmutable {
+        child: String,
+        index: String,
+        tag: String,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -191,8 +191,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// before it links it ([`MetaStore::link_blob_within`] clears the note in its
     /// transaction): see [`crate::gc::recover_blob_commits`].
     fn begin_blob_commit(&self, digest: &Digest) -> Result<()>;
-    /// Digests whose commit was noted and never linked.
-    fn open_blob_commits(&self) -> Result<Vec<Digest>>;
+    /// Digests whose commit was noted and never linked, with when each was noted (unix
+    /// seconds): a young note may be a commit under way (on any replica).
+    fn open_blob_commits(&self) -> Result<Vec<(Digest, i64)>>;
     /// Clears these notes.
     fn end_blob_commits(&self, digests: &[Digest]) -> Result<()>;
     /// Size of the blob if `repo` may read it.
@@ -226,7 +227,9 @@ pub trait MetaStore: Send + Sync + 'static {
         immutable: bool,
     ) -> Result<()>;
     /// [`MetaStore::delete_manifest`], refused ([`crate::StoreError::TagImmutable`])
-    /// when a tag on the manifest, found in the write transaction, is `immutable`.
+    /// when a tag on the manifest, found in the write transaction, is `immutable`, and
+    /// ([`crate::StoreError::ChildOfImmutable`]) when an index naming it (at any depth)
+    /// carries such a tag.
     fn delete_manifest_guarded(
         &self,
         repo: &str,

@@ -544,14 +544,16 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn open_blob_commits(&self) -> Result<Vec<Digest>> {
+    fn open_blob_commits(&self) -> Result<Vec<(Digest, i64)>> {
         self.read(|db| {
-            // A note that is not a digest names no file: nothing to recover.
-            Ok(db
-                .rows("SELECT digest FROM blob_commits", &[])?
-                .iter()
-                .filter_map(|r| digest_at(r, 0).ok())
-                .collect())
+            let mut out = Vec::new();
+            for r in db.rows("SELECT digest, created_at FROM blob_commits", &[])? {
+                // A note that is not a digest names no file: nothing to recover.
+                if let Ok(d) = digest_at(&r, 0) {
+                    out.push((d, get(&r, 1)?));
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -662,6 +664,30 @@ impl MetaStore for PgMeta {
                 let tag: String = get(&row, 0)?;
                 if immutable(&tag) {
                     return Err(StoreError::TagImmutable(tag));
+                }
+            }
+            // Nor a child (at any depth) of an index an immutable tag is on: the
+            // collector would then take that platform's layers from under the tag.
+            for row in db.rows(
+                "WITH RECURSIVE parents(digest) AS (
+                    SELECT manifest_digest FROM manifest_references
+                     WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 1
+                    UNION
+                    SELECT r.manifest_digest FROM manifest_references r
+                      JOIN parents p ON r.child_digest = p.digest
+                     WHERE r.repository_id = $1 AND r.child_is_manifest = 1
+                 )
+                 SELECT t.name, t.manifest_digest FROM parents p
+                   JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = p.digest",
+                &[&id, &d],
+            )? {
+                let (tag, index): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+                if immutable(&tag) {
+                    return Err(StoreError::ChildOfImmutable {
+                        child: d.clone(),
+                        index,
+                        tag,
+                    });
                 }
             }
             let deleted = db.delete_manifest_rows(id, &d)? > 0;

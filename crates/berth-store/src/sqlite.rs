@@ -582,6 +582,33 @@ impl MetaStore for SqliteMeta {
                     }
                 }
             }
+            {
+                // Nor a child (at any depth) of an index an immutable tag is on: the
+                // collector would then take that platform's layers from under the tag.
+                let mut st = tx.prepare_cached(
+                    "WITH RECURSIVE parents(digest) AS (
+                         SELECT manifest_digest FROM manifest_references
+                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 1
+                         UNION
+                         SELECT r.manifest_digest FROM manifest_references r
+                           JOIN parents p ON r.child_digest = p.digest
+                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
+                      )
+                      SELECT t.name, t.manifest_digest FROM parents p
+                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = p.digest",
+                )?;
+                let mut rows = st.query(params![id, d])?;
+                while let Some(row) = rows.next()? {
+                    let (tag, index): (String, String) = (row.get(0)?, row.get(1)?);
+                    if immutable(&tag) {
+                        return Err(StoreError::ChildOfImmutable {
+                            child: d.clone(),
+                            index,
+                            tag,
+                        });
+                    }
+                }
+            }
             tx.prepare_cached(
                 "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
             )?
@@ -1026,15 +1053,16 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn open_blob_commits(&self) -> Result<Vec<Digest>> {
+    fn open_blob_commits(&self) -> Result<Vec<(Digest, i64)>> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT digest FROM blob_commits")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut st = c.prepare_cached("SELECT digest, created_at FROM blob_commits")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
+                let (d, at) = row?;
                 // A note that is not a digest names no file: nothing to recover.
-                if let Ok(d) = row?.parse::<Digest>() {
-                    out.push(d);
+                if let Ok(d) = d.parse::<Digest>() {
+                    out.push((d, at));
                 }
             }
             Ok(out)

@@ -22,6 +22,7 @@ thread_local! {
 on_each_backend!(
     garbage_goes_and_live_content_stays,
     grace_period_spares_young_content,
+    a_grace_past_the_clock_spares_everything,
     keep_untagged_keeps_manifests_and_their_blobs,
     repo_scope_leaves_other_repositories_alone,
     fence_spares_blobs_referenced_after_the_mark,
@@ -29,9 +30,11 @@ on_each_backend!(
     a_named_blob_links_without_looking_at_storage,
     linking_again_renews_the_grace,
     fsck_finds_and_repairs_only_broken_things,
+    fsck_never_repairs_away_a_blob_it_cannot_read,
     renewed_links_are_spared,
     tombstones_fence_links_while_files_go,
     commits_cut_off_before_their_link_are_recovered,
+    young_commit_notes_are_left_to_their_commits,
     untag_plans_as_if_the_tags_were_gone
 );
 
@@ -244,6 +247,29 @@ fn grace_period_spares_young_content(backend: Backend) {
     }
 }
 
+/// A grace longer than unix seconds can hold (`--grace 300000000000y`) spares
+/// everything: it once wrapped to a cutoff in the future and removed even fresh
+/// content. The places a grace is given refuse it ([`gc::check_grace`]).
+fn a_grace_past_the_clock_spares_everything(backend: Backend) {
+    BACKEND.set(backend);
+    let sc = scene();
+    sc.s.age(7200);
+    for secs in [i64::MAX as u64 + 1, u64::MAX] {
+        let grace = Duration::from_secs(secs);
+        assert!(gc::check_grace(grace).is_err(), "{secs} s is refused");
+        let (plan, out) = sc.s.collect(&GcOptions {
+            grace,
+            ..GcOptions::default()
+        });
+        assert_eq!(plan.manifest_count() + plan.blobs.len(), 0, "{secs} s");
+        assert!(out.manifests.is_empty() && out.blobs.is_empty());
+    }
+    for d in sc.dead_manifests.iter() {
+        assert!(sc.s.has_manifest("app", d));
+    }
+    assert!(gc::check_grace(gc::MAX_GRACE).is_ok());
+}
+
 fn keep_untagged_keeps_manifests_and_their_blobs(backend: Backend) {
     BACKEND.set(backend);
     let sc = scene();
@@ -389,9 +415,9 @@ fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {
             .findings
             .iter()
             .find(|f| match &f.problem {
-                fsck::Problem::Corrupt { digest, .. } | fsck::Problem::MissingFile { digest } => {
-                    digest == d
-                }
+                fsck::Problem::Corrupt { digest, .. }
+                | fsck::Problem::Unreadable { digest, .. }
+                | fsck::Problem::MissingFile { digest } => digest == d,
                 fsck::Problem::OrphanFile { digest, .. } => digest.as_ref() == Some(d),
             })
             .unwrap()
@@ -567,7 +593,13 @@ fn commits_cut_off_before_their_link_are_recovered(backend: Backend) {
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.commits_under_way, 1);
 
-    let removed = gc::recover_blob_commits(s.meta.as_ref(), &s.blobs).unwrap();
+    // Notes are taken for a crash's only once no commit under way can own them.
+    s.meta.sql(&format!(
+        "UPDATE blob_commits SET created_at = created_at - {}",
+        gc::STALE_COMMIT.as_secs() + 1
+    ));
+    let removed =
+        gc::recover_blob_commits(s.meta.as_ref(), &s.blobs, berth_store::unix_now()).unwrap();
     let mut removed = removed;
     removed.sort();
     let mut expected = vec![cut.clone(), early.clone()];
@@ -578,6 +610,83 @@ fn commits_cut_off_before_their_link_are_recovered(backend: Backend) {
     assert!(s.meta.open_blob_commits().unwrap().is_empty());
     let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
     assert_eq!((report.remaining(), report.commits_under_way), (0, 0));
+}
+
+/// A blob file fsck cannot read (here a directory in its place, which opens but does
+/// not read: `EISDIR`, as `EACCES` or `EIO` would fail; `chmod 000` stops no reader
+/// running as root) is reported unreadable, and repair keeps it, its row and its link:
+/// only bytes that hash wrong are corrupt.
+fn fsck_never_repairs_away_a_blob_it_cannot_read(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let d = s.blob("app", b"cannot be read");
+    let path = s.blobs.path(&d);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, true).unwrap();
+    assert_eq!(report.remaining(), 1, "{:?}", report.findings);
+    let f = &report.findings[0];
+    assert!(
+        matches!(&f.problem, fsck::Problem::Unreadable { digest, .. } if *digest == d),
+        "{:?}",
+        f.problem
+    );
+    assert!(!f.repaired);
+    assert_eq!(f.affects.repositories, vec!["app".to_string()]);
+    assert!(path.is_dir(), "left as it is");
+    assert!(s.meta.blob_known(&d).unwrap().is_some(), "the row stays");
+    assert!(
+        s.meta.blob_in_repo("app", &d).unwrap().is_some(),
+        "the link stays"
+    );
+}
+
+/// A replica starting (or a collection) while another commits: the other's note is
+/// young, so recovery leaves its file, and its link then succeeds. Recovery used to take
+/// every note for a crash's, removing objects live replicas had just put (their pushes
+/// got `BLOB_VANISHED`). The same note, once older than [`gc::STALE_COMMIT`], is taken.
+fn young_commit_notes_are_left_to_their_commits(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let d = Digest::sha256_of(b"committed by another replica");
+    s.meta.begin_blob_commit(&d).unwrap();
+    let mut w = s.blobs.create_upload("other").unwrap();
+    w.write(b"committed by another replica").unwrap();
+    s.blobs.commit(w, &d).unwrap();
+    let now = berth_store::unix_now();
+    let removed = gc::recover_blob_commits(s.meta.as_ref(), &s.blobs, now).unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    // A whole collection of the registry (its later pass) leaves it too.
+    let report = gc::run(s.meta.as_ref(), &s.blobs, &GcOptions::default(), false).unwrap();
+    assert_eq!(report.commits_recovered, 0);
+    assert!(s.blobs.contains(&d), "the file of a commit under way stays");
+    assert_eq!(s.meta.open_blob_commits().unwrap().len(), 1);
+    // The other replica's link goes through.
+    let path = s.blobs.path(&d);
+    s.meta.link_blob("app", &d, 28, &|| path.is_file()).unwrap();
+    assert!(s.has_blob(&d));
+
+    // A note just under the bound stays; past it, it is a crash's, and the next
+    // collection of the whole registry follows it.
+    let cut = Digest::sha256_of(b"cut off");
+    s.meta.begin_blob_commit(&cut).unwrap();
+    let mut w = s.blobs.create_upload("cut").unwrap();
+    w.write(b"cut off").unwrap();
+    s.blobs.commit(w, &cut).unwrap();
+    let bound = gc::STALE_COMMIT.as_secs() as i64;
+    s.meta.sql(&format!(
+        "UPDATE blob_commits SET created_at = created_at - {}",
+        bound - 60
+    ));
+    let removed = gc::recover_blob_commits(s.meta.as_ref(), &s.blobs, now).unwrap();
+    assert!(removed.is_empty() && s.blobs.contains(&cut), "{removed:?}");
+    s.meta
+        .sql("UPDATE blob_commits SET created_at = created_at - 120");
+    let report = gc::run(s.meta.as_ref(), &s.blobs, &GcOptions::default(), false).unwrap();
+    assert_eq!(report.commits_recovered, 1);
+    assert!(!s.blobs.contains(&cut), "the cut-off file is gone");
+    assert!(s.meta.open_blob_commits().unwrap().is_empty());
+    assert!(s.has_blob(&d), "the linked blob stays");
 }
 
 /// A plan with `untag` (retention's dry run) is what a run finds after those tags are

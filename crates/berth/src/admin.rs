@@ -98,7 +98,7 @@ enum AdminCommand {
         dry_run: bool,
         /// Spare content stored or linked less than this long ago [default: 24h, or
         /// the server's --gc-grace with --url]
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::serve::parse_grace)]
         grace: Option<std::time::Duration>,
         /// Only this repository (and the blobs only it held)
         #[arg(long, value_name = "NAME")]
@@ -1052,6 +1052,7 @@ fn fsck_json(report: &berth_store::fsck::Report) -> Value {
         .map(|f| {
             let (kind, what) = match &f.problem {
                 Problem::Corrupt { digest, .. } => ("corrupt", digest.to_string()),
+                Problem::Unreadable { digest, .. } => ("unreadable", digest.to_string()),
                 Problem::MissingFile { digest } => ("missing-file", digest.to_string()),
                 Problem::OrphanFile { location, .. } => ("orphan-file", location.clone()),
             };

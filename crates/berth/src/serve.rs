@@ -122,7 +122,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_GC_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     gc_interval: Option<Duration>,
     /// The collector spares content stored or linked less than this long ago, e.g. "24h" [default: 24h]
-    #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION", value_parser = parse_grace)]
     gc_grace: Option<Duration>,
     /// The collector keeps untagged manifests (and what they reference) [default: false]
     #[arg(long, env = "BERTH_GC_KEEP_UNTAGGED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -193,6 +193,14 @@ struct FileConfig {
     /// Pull-through cache upstreams (only in the file: a list of tables).
     #[serde(default)]
     proxy: Vec<proxy::FileProxy>,
+}
+
+/// A grace period (`--gc-grace`, `berth registry gc --grace`): a duration the
+/// collector can take, since one past [`berth_store::gc::MAX_GRACE`] used to wrap into
+/// a cutoff in the future.
+pub(crate) fn parse_grace(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    berth_store::gc::check_grace(d)
 }
 
 /// `--ui on|off` (`true`/`false` too, as the TOML file says it).
@@ -321,7 +329,11 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                     .unwrap_or(DEFAULT_GC_INTERVAL),
             )
             .filter(|d| !d.is_zero()),
-            grace: args.gc_grace.or(file.gc_grace).unwrap_or(DEFAULT_GC_GRACE),
+            // The flag's value was checked as it was parsed; the file's is here.
+            grace: berth_store::gc::check_grace(
+                args.gc_grace.or(file.gc_grace).unwrap_or(DEFAULT_GC_GRACE),
+            )
+            .map_err(|e| anyhow::anyhow!("gc_grace: {e}"))?,
             keep_untagged: args
                 .gc_keep_untagged
                 .or(file.gc_keep_untagged)
@@ -599,6 +611,36 @@ mod tests {
         assert!(open_warning(false, lo).is_none());
         assert!(open_warning(false, lo6).is_none());
         assert!(open_warning(true, any).is_none());
+    }
+
+    /// A grace past what unix seconds hold (it wrapped into a cutoff in the future,
+    /// and the collector removed everything) is refused from the flag and the file.
+    #[test]
+    fn a_grace_too_long_is_refused_where_it_is_given() {
+        assert!(parse_grace("24h").is_ok());
+        let e = parse_grace("300000000000y").unwrap_err();
+        assert!(e.contains("longest grace period"), "{e}");
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let Err(e) =
+            <Cli as clap::Parser>::try_parse_from(["serve", "--gc-grace", "300000000000y"])
+        else {
+            panic!("--gc-grace 300000000000y is refused");
+        };
+        assert!(e.to_string().contains("longest grace period"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("berth.toml");
+        std::fs::write(&config, "gc_grace = \"300000000000y\"\n").unwrap();
+        let config = config.to_str().unwrap();
+        let cli = <Cli as clap::Parser>::try_parse_from(["serve", "--config", config]).unwrap();
+        let e = load(cli.serve).unwrap_err().to_string();
+        assert!(
+            e.contains("gc_grace") && e.contains("longest grace period"),
+            "{e}"
+        );
     }
 
     #[test]
