@@ -35,6 +35,7 @@ fn options(credentials: Option<Credentials>) -> Options {
         retry_delay: Duration::from_millis(10),
         cert_dirs: Vec::new(),
         plain_http: false,
+        read_timeout: None,
     }
 }
 

@@ -999,7 +999,9 @@ mod tests {
             true,
         )
         .await;
-        let e = got.err().expect("joined another repository's fill unasked");
+        let Err(e) = got else {
+            panic!("joined another repository's fill unasked");
+        };
         assert_eq!(e.code, Code::Unavailable, "{e:?}");
     }
 
