@@ -287,8 +287,17 @@ pub trait MetaStore: Send + Sync + 'static {
     fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>>;
     /// The `limit` links of namespace `ns`'s repositories used least recently (by
     /// their `created_at`, which a cache renews on use): `(repository, digest, size,
-    /// at)`, oldest first. A pull-through cache evicts from the front.
-    fn oldest_links(&self, ns: &str, limit: usize) -> Result<Vec<(String, Digest, u64, i64)>>;
+    /// at)`, oldest first (ties by repository, then digest), after link `after`
+    /// (`(at, repository, digest)` of the last one already read). A pull-through
+    /// cache evicts from the front; the cursor lets it page past links it must keep
+    /// (pinned, or being fetched), which stay the oldest and would otherwise fill
+    /// every page it reads.
+    fn oldest_links(
+        &self,
+        ns: &str,
+        after: Option<(i64, &str, &Digest)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64, i64)>>;
     /// Deletes one tag; false when it was not there.
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
     /// Deletes tag `tag` only while it still points to `digest` and was last set at

@@ -890,15 +890,34 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn oldest_links(&self, ns: &str, n: usize) -> Result<Vec<(String, Digest, u64, i64)>> {
+    fn oldest_links(
+        &self,
+        ns: &str,
+        after: Option<(i64, &str, &Digest)>,
+        n: usize,
+    ) -> Result<Vec<(String, Digest, u64, i64)>> {
+        // No cursor: before every link (a repository name is never empty).
+        let (at, repo, digest) = after
+            .map_or((i64::MIN, String::new(), String::new()), |(at, r, d)| {
+                (at, r.to_string(), d.to_string())
+            });
         self.read(|db| {
             db.rows(
                 "SELECT r.name, rb.digest, b.size, rb.created_at FROM repositories r
                  JOIN repository_blobs rb ON rb.repository_id = r.id
                  JOIN blobs b ON b.digest = rb.digest
-                 WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3)
+                 WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3))
+                   AND (rb.created_at, r.name, rb.digest) > ($5, $6, $7)
                  ORDER BY rb.created_at, r.name, rb.digest LIMIT $4",
-                &[&ns, &format!("{ns}/"), &format!("{ns}0"), &limit(n)],
+                &[
+                    &ns,
+                    &format!("{ns}/"),
+                    &format!("{ns}0"),
+                    &limit(n),
+                    &at,
+                    &repo,
+                    &digest,
+                ],
             )?
             .iter()
             .map(|r| {

@@ -494,13 +494,24 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn oldest_links(&self, ns: &str, limit: usize) -> Result<Vec<(String, Digest, u64, i64)>> {
+    fn oldest_links(
+        &self,
+        ns: &str,
+        after: Option<(i64, &str, &Digest)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64, i64)>> {
+        // No cursor: before every link (a repository name is never empty).
+        let (at, repo, digest) = after
+            .map_or((i64::MIN, String::new(), String::new()), |(at, r, d)| {
+                (at, r.to_string(), d.to_string())
+            });
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT r.name, rb.digest, b.size, rb.created_at FROM repositories r
                  JOIN repository_blobs rb ON rb.repository_id = r.id
                  JOIN blobs b ON b.digest = rb.digest
-                 WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)
+                 WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))
+                   AND (rb.created_at, r.name, rb.digest) > (?5, ?6, ?7)
                  ORDER BY rb.created_at, r.name, rb.digest LIMIT ?4",
             )?;
             let rows = st.query_map(
@@ -508,7 +519,10 @@ impl MetaStore for SqliteMeta {
                     ns,
                     format!("{ns}/"),
                     format!("{ns}0"),
-                    limit.min(i64::MAX as usize) as i64
+                    limit.min(i64::MAX as usize) as i64,
+                    at,
+                    repo,
+                    digest
                 ],
                 |r| {
                     Ok((

@@ -211,13 +211,38 @@ fn proxied_manifests_need_nothing_and_links_age_in_order(backend: Backend) {
         "UPDATE repository_blobs SET created_at = 100 WHERE digest = '{}'",
         d(2)
     ));
-    let oldest = m.oldest_links("up", 10).unwrap();
+    let oldest = m.oldest_links("up", None, 10).unwrap();
     let got: Vec<(&str, Digest, u64)> = oldest
         .iter()
         .map(|(r, d, s, _)| (r.as_str(), d.clone(), *s))
         .collect();
     assert_eq!(got, [("up/b", d(2), 20), ("up/a", d(1), 10)]);
-    assert_eq!(m.oldest_links("up", 1).unwrap().len(), 1);
+    assert_eq!(m.oldest_links("up", None, 1).unwrap().len(), 1);
+    // Page by page from a cursor: links of one time by repository, then digest, so
+    // a page of links the cache must keep is stepped over, not read again.
+    m.link_blob("up/a", &d(4), 40, &|| true).unwrap();
+    m.link_blob("up/c", &d(5), 50, &|| true).unwrap();
+    m.sql("UPDATE repository_blobs SET created_at = 200 WHERE created_at > 200");
+    let mut seen = Vec::new();
+    let mut after: Option<(i64, String, Digest)> = None;
+    loop {
+        let cursor = after.as_ref().map(|(at, r, d)| (*at, r.as_str(), d));
+        let page = m.oldest_links("up", cursor, 2).unwrap();
+        let Some((r, d, _, at)) = page.last() else {
+            break;
+        };
+        after = Some((*at, r.clone(), d.clone()));
+        seen.extend(page.into_iter().map(|(r, d, _, at)| (r, d, at)));
+    }
+    let mut in_a = [d(1), d(4)];
+    in_a.sort_by_key(|d| d.to_string());
+    let want = [
+        ("up/b".to_string(), d(2), 100),
+        ("up/a".to_string(), in_a[0].clone(), 200),
+        ("up/a".to_string(), in_a[1].clone(), 200),
+        ("up/c".to_string(), d(5), 200),
+    ];
+    assert_eq!(seen, want);
 }
 
 fn tags_paginate_and_delete(backend: Backend) {

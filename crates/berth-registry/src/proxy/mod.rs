@@ -381,6 +381,12 @@ pub(crate) fn evict(reg: &Arc<Registry>, up: &Upstream) {
     }
 }
 
+/// Removes the prefix's least recently used links until its usage is down to 90% of
+/// `max`, or every link was considered. Pages through the links with a cursor rather
+/// than reading the front again: pinned links and fills under way are never removed,
+/// so they stay the oldest, and a page of them would otherwise end eviction for good;
+/// a page whose blobs other cache repositories also link frees nothing, and the next
+/// page may. Returns the blobs removed and their bytes.
 fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), ApiError> {
     let ns = &up.config.prefix;
     let mut used = reg.meta.namespace_usage(ns)?;
@@ -397,31 +403,34 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
         .collect();
     let (mut blobs, mut bytes) = (0, 0);
     const PAGE: usize = 256;
+    // `(at, repository, digest)` of the last link considered.
+    let mut after: Option<(i64, String, Digest)> = None;
     while used > target {
-        let oldest = reg.meta.oldest_links(ns, PAGE)?;
+        let cursor = after.as_ref().map(|(at, r, d)| (*at, r.as_str(), d));
+        let oldest = reg.meta.oldest_links(ns, cursor, PAGE)?;
+        if oldest.is_empty() {
+            break; // every link was considered: the rest is pinned, arriving or shared
+        }
         let mut batch = Vec::new();
         let mut going = 0;
-        for (repo, digest, size, _) in &oldest {
-            if up.pinned(repo) || in_flight.contains(digest) {
+        for (repo, digest, size, at) in oldest {
+            after = Some((at, repo.clone(), digest.clone()));
+            if up.pinned(&repo) || in_flight.contains(&digest) {
                 continue;
             }
-            batch.push((repo.clone(), digest.clone(), *size));
+            batch.push((repo, digest, size));
             going += size;
             if used.saturating_sub(going) <= target {
                 break;
             }
         }
         if batch.is_empty() {
-            break; // everything left is pinned or arriving
+            continue;
         }
         let gone = berth_store::gc::evict_links(reg.meta.as_ref(), reg.blob_bytes(), &batch)?;
         blobs += gone.len();
         bytes += gone.iter().map(|(_, s)| s).sum::<u64>();
-        let now = reg.meta.namespace_usage(ns)?;
-        if now >= used {
-            break; // nothing came off (all shared with other repositories)
-        }
-        used = now;
+        used = reg.meta.namespace_usage(ns)?;
     }
     Ok((blobs, bytes))
 }
@@ -486,5 +495,84 @@ mod tests {
         assert_eq!(name("local/app"), Some(("local".into(), "app".into())));
         assert_eq!(name("local"), None);
         assert_eq!(name("other/app"), None);
+    }
+
+    /// A cache with `max_size` and `pinned` over a new data folder (no upstream),
+    /// its metadata in SQLite or (`postgres`) a new PostgreSQL database.
+    fn bounded(dir: &std::path::Path, max: u64, pinned: &str, postgres: bool) -> Arc<Registry> {
+        let mut c = config("up", "http://127.0.0.1:9");
+        c.max_size = Some(max);
+        c.pinned = vec![pinned.into()];
+        let mut rc = crate::RegistryConfig::new(dir.to_path_buf());
+        rc.catalog = false;
+        rc.proxies = vec![c];
+        if postgres {
+            let url = berth_testenv::Postgres::shared().database();
+            rc.metadata = crate::Metadata::Postgres(url);
+        }
+        Registry::open(rc).unwrap()
+    }
+
+    fn blob(n: u32) -> Digest {
+        Digest::sha256_of(&n.to_be_bytes())
+    }
+
+    /// The oldest links are a pinned repository's, more than a page of them, then
+    /// blobs two cache repositories share (removing one link frees nothing), then
+    /// the rest: eviction pages past the first two and ends under the bound, with
+    /// every pinned link kept.
+    #[test]
+    fn eviction_pages_past_pinned_and_shared_links() {
+        evicts_past_pinned_and_shared_links(false);
+    }
+
+    #[test]
+    fn eviction_pages_past_pinned_and_shared_links_on_postgres() {
+        evicts_past_pinned_and_shared_links(true);
+    }
+
+    fn evicts_past_pinned_and_shared_links(postgres: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = bounded(dir.path(), 20_000, "base/*", postgres);
+        let link = |repo: &str, d: &Digest, size: u64| {
+            reg.meta.link_blob(repo, d, size, &|| true).unwrap();
+        };
+        // Made in this order, and at one time sorted by name: base < mirror/x <
+        // mirror/y < new. The page after the pinned links is x's, all shared.
+        for n in 0..300 {
+            link("up/base/img", &blob(n), 1);
+        }
+        for repo in ["up/mirror/x", "up/mirror/y"] {
+            for n in 1000..1300 {
+                link(repo, &blob(n), 10);
+            }
+        }
+        for n in 2000..2100 {
+            link("up/new/app", &blob(n), 1000);
+        }
+        assert_eq!(reg.meta.namespace_usage("up").unwrap(), 103_300);
+        let up = reg.proxies.by_prefix("up").unwrap();
+        let (blobs, bytes) = evict_to(&reg, up, 20_000).unwrap();
+        let used = reg.meta.namespace_usage("up").unwrap();
+        assert!(used <= 18_000, "still {used} bytes after eviction");
+        assert_eq!(bytes, 103_300 - used);
+        assert!(blobs > 300, "{blobs}");
+        for n in 0..300 {
+            let kept = reg.meta.blob_link("up/base/img", &blob(n)).unwrap();
+            assert!(kept.is_some(), "pinned blob {n} was evicted");
+        }
+    }
+
+    /// Nothing that may go is left: eviction ends, over the bound, removing nothing.
+    #[test]
+    fn eviction_ends_when_only_pinned_links_are_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = bounded(dir.path(), 100, "*", false);
+        for n in 0..300 {
+            reg.meta.link_blob("up/img", &blob(n), 1, &|| true).unwrap();
+        }
+        let up = reg.proxies.by_prefix("up").unwrap();
+        assert_eq!(evict_to(&reg, up, 100).unwrap(), (0, 0));
+        assert_eq!(reg.meta.namespace_usage("up").unwrap(), 300);
     }
 }
