@@ -1087,10 +1087,14 @@ mod tests {
         let d = s.directory().unwrap();
         assert_eq!(
             d.immutable_for("myorg/other").unwrap().rule_for("v1"),
-            Some("v*")
+            Some(("v*", "myorg"))
         );
-        // The repository's own setting wins over its namespace's.
-        assert_eq!(d.immutable_for("myorg/app").unwrap().rule_for("v1"), None);
+        // The repository's own setting adds to its namespace's, and cannot lift it:
+        // alice could have granted bob admin of myorg/app alone.
+        let app = d.immutable_for("myorg/app").unwrap();
+        assert_eq!(app.rule_for("release-1"), Some(("release-*", "myorg/app")));
+        assert_eq!(app.rule_for("v1"), Some(("v*", "myorg")));
+        assert_eq!(app.rule_for("latest"), None);
         assert!(d.immutable_for("bob/app").is_none());
         s.apply(
             &as_user("alice"),
@@ -1099,14 +1103,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(
-            s.directory()
-                .unwrap()
-                .immutable_for("myorg/app")
-                .unwrap()
-                .target,
-            "myorg"
-        );
+        let app = s.directory().unwrap().immutable_for("myorg/app").unwrap();
+        assert_eq!(app.rule_for("release-1"), None);
+        assert_eq!(app.rule_for("v1"), Some(("v*", "myorg")));
         // Quotas: not even a namespace's admin may set its own.
         let quota = Change::QuotaSet {
             namespace: "myorg".into(),

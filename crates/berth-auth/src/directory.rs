@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::names::namespace_of;
-use crate::policy::{ImmutableTags, Retention};
+use crate::policy::{ImmutableRules, ImmutableTags, Retention};
 use crate::replication::ReplicationRule;
 use crate::trust::Trust;
 
@@ -208,12 +208,17 @@ impl Directory {
             || self.quotas.contains_key(ns)
     }
 
-    /// The immutable-tags setting in force for repository `repo`: its own, else its
-    /// namespace's (the most specific wins, as for trust).
-    pub fn immutable_for(&self, repo: &str) -> Option<&Arc<ImmutableTags>> {
-        self.immutable
-            .get(repo)
-            .or_else(|| self.immutable.get(namespace_of(repo)))
+    /// The immutable-tags settings in force for repository `repo`: its own and its
+    /// namespace's, which its own cannot lift (see [`ImmutableRules`]).
+    pub fn immutable_for(&self, repo: &str) -> Option<ImmutableRules> {
+        let own = self.immutable.get(repo);
+        let ns = self.immutable.get(namespace_of(repo));
+        ImmutableRules::new(own.into_iter().chain(ns).cloned().collect())
+    }
+
+    /// The immutable-tags setting of namespace `ns`, as rules (`immutable show`).
+    pub fn immutable_of_namespace(&self, ns: &str) -> Option<ImmutableRules> {
+        ImmutableRules::new(self.immutable.get(ns).cloned().into_iter().collect())
     }
 
     /// The immutable-tags setting made on `target` itself.

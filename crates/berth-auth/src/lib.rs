@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 pub use admin::{Actor, AdminError, Change, Outcome, Secret};
 pub use directory::{AccountKind, Directory, Level, Principal, Visibility};
 pub use limits::{Limits, LimitsConfig, Lockout};
-pub use policy::{ImmutableTags, PolicyError, Retention};
+pub use policy::{ImmutableRules, ImmutableTags, PolicyError, Retention};
 pub use replication::{ReplicationError, ReplicationRule};
 pub use store::{AuthStore, RefreshTokenInfo, StoreError};
 pub use token::{Action, Claims, ResourceActions, TokenError, Tokens};

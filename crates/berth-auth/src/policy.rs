@@ -6,6 +6,8 @@
 //! audited and reach a running server with the directory snapshot; the registry
 //! enforces them (`berth-registry`'s `policy`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Patterns one immutable-tags setting may hold.
@@ -59,6 +61,42 @@ impl ImmutableTags {
             .iter()
             .find(|p| glob_match(p, tag))
             .map(String::as_str)
+    }
+}
+
+/// The immutable-tags settings in force for one repository: its own, then its
+/// namespace's. A repository's own setting adds tags and never lifts the namespace's:
+/// a repository's admin (who may set its own) must not unlock the organization's
+/// release tags, as a repository's retention rule keeps its namespace's `never`
+/// patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmutableRules {
+    settings: Vec<Arc<ImmutableTags>>,
+}
+
+impl ImmutableRules {
+    /// `settings`, most specific first; `None` when there are none.
+    pub fn new(settings: Vec<Arc<ImmutableTags>>) -> Option<ImmutableRules> {
+        (!settings.is_empty()).then_some(ImmutableRules { settings })
+    }
+
+    /// The first pattern `tag` matches and the target whose setting it is.
+    pub fn rule_for(&self, tag: &str) -> Option<(&str, &str)> {
+        self.settings
+            .iter()
+            .find_map(|s| Some((s.rule_for(tag)?, s.target.as_str())))
+    }
+
+    /// `immutable show`'s answer: the most specific setting, and the namespace's
+    /// under `namespace` when the repository has its own too.
+    pub fn describe(&self) -> serde_json::Value {
+        let one =
+            |s: &ImmutableTags| serde_json::json!({ "name": s.target, "patterns": s.patterns });
+        let mut out = one(&self.settings[0]);
+        if let Some(ns) = self.settings.get(1) {
+            out["namespace"] = one(ns);
+        }
+        out
     }
 }
 

@@ -138,7 +138,7 @@ fn decisions(d: &Directory) -> String {
     );
     out += &format!(
         "immutable {:?}\n",
-        d.immutable_for("myorg/app").map(|i| i.patterns.clone())
+        d.immutable_for("myorg/app").map(|i| i.describe())
     );
     out += &format!("retention {:?}\n", d.retention_setting("myorg/app"));
     out += &format!("quota {:?}\n", d.quota("myorg"));

@@ -237,13 +237,13 @@ async fn refuse_taken_namespace(
 /// The setting shown for `name` (a namespace: its own; a repository: the one in force),
 /// to whoever may read there; else the status and message of the error answer (403,
 /// or 400 for a bad name).
-fn readable_setting<'d, T: ?Sized>(
+fn readable_setting<'d, T>(
     dir: &'d berth_auth::Directory,
     who: &Principal,
     name: &str,
-    of_namespace: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<&'d T>,
-    for_repository: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<&'d T>,
-) -> Result<Option<&'d T>, (StatusCode, String)> {
+    of_namespace: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<T>,
+    for_repository: impl FnOnce(&'d berth_auth::Directory, &str) -> Option<T>,
+) -> Result<Option<T>, (StatusCode, String)> {
     let target = berth_auth::names::Target::parse(name)
         .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     let (may_read, setting) = match &target {
@@ -411,7 +411,7 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 &dir,
                 who,
                 name,
-                |d, ns| d.immutable_setting(ns),
+                |d, ns| d.immutable_of_namespace(ns),
                 |d, r| d.immutable_for(r),
             )
             .map_err(|(s, m)| error(s, m))?;
@@ -421,7 +421,7 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                     format!("no immutable-tags setting applies to {name}"),
                 )
             })?;
-            json!({ "name": s.target, "patterns": s.patterns })
+            s.describe()
         }
         "retention-show" => {
             let name = call.param("name").unwrap_or_default();

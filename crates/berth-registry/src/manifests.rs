@@ -139,7 +139,7 @@ pub(crate) async fn put(
         )
     })
     .await?
-    .map_err(|e| immutable_error(name, e, setting.as_deref()))?;
+    .map_err(|e| immutable_error(name, e, setting.as_ref()))?;
     // The catalog learns of it without the answer waiting (a full queue leaves it
     // for the catalog's backfill).
     if let Some(catalog) = &reg.catalog {
@@ -173,7 +173,7 @@ pub(crate) async fn put(
 fn immutable_error(
     name: &RepositoryName,
     e: StoreError,
-    setting: Option<&berth_auth::ImmutableTags>,
+    setting: Option<&berth_auth::ImmutableRules>,
 ) -> ApiError {
     match (e, setting) {
         (StoreError::TagImmutable(tag), Some(s)) => {
@@ -214,7 +214,7 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) 
             })),
         })
         .await?
-        .map_err(|e| immutable_error(name, e, setting.as_deref()))?;
+        .map_err(|e| immutable_error(name, e, setting.as_ref()))?;
     if deleted {
         if let Some(catalog) = &reg.catalog {
             catalog.notify_deleted(name.as_str(), digest.as_ref());

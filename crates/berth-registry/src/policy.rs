@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use berth_auth::names::namespace_of;
-use berth_auth::{Directory, ImmutableTags};
+use berth_auth::{Directory, ImmutableRules};
 use berth_image::Digest;
 use berth_store::{MetaStore, StoreError};
 use serde_json::{json, Value};
@@ -20,17 +20,16 @@ fn directory(reg: &Registry) -> ApiResult<Arc<Directory>> {
     Ok(dir)
 }
 
-/// The immutable-tags setting in force for `repo`, if any.
-pub(crate) fn immutable(reg: &Registry, repo: &str) -> ApiResult<Option<Arc<ImmutableTags>>> {
-    Ok(directory(reg)?.immutable_for(repo).cloned())
+/// The immutable-tags settings in force for `repo`, if any.
+pub(crate) fn immutable(reg: &Registry, repo: &str) -> ApiResult<Option<ImmutableRules>> {
+    Ok(directory(reg)?.immutable_for(repo))
 }
 
 /// `403 DENIED`: `tag v1.0 of myorg/app is immutable (rule "v*" on myorg)`.
-pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableTags) -> ApiError {
-    let rule = setting.rule_for(tag).unwrap_or("?");
+pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableRules) -> ApiError {
+    let (rule, target) = setting.rule_for(tag).unwrap_or(("?", "?"));
     ApiError::new(Code::Denied).message(format!(
-        "tag {tag} of {repo} is immutable (rule \"{rule}\" on {})",
-        setting.target
+        "tag {tag} of {repo} is immutable (rule \"{rule}\" on {target})"
     ))
 }
 
@@ -42,13 +41,12 @@ pub(crate) fn child_denied(
     child: &str,
     index: &str,
     tag: &str,
-    setting: &ImmutableTags,
+    setting: &ImmutableRules,
 ) -> ApiError {
-    let rule = setting.rule_for(tag).unwrap_or("?");
+    let (rule, target) = setting.rule_for(tag).unwrap_or(("?", "?"));
     ApiError::new(Code::Denied).message(format!(
         "manifest {child} of {repo} is part of index {index}, whose tag {tag} is immutable \
-         (rule \"{rule}\" on {})",
-        setting.target
+         (rule \"{rule}\" on {target})"
     ))
 }
 

@@ -156,7 +156,9 @@ pub fn plan(
                 || ns_never
                     .iter()
                     .any(|p| berth_auth::policy::glob_match(p, tag))
-                || immutable.is_some_and(|s| s.rule_for(tag).is_some())
+                || immutable
+                    .as_ref()
+                    .is_some_and(|s| s.rule_for(tag).is_some())
         };
         for e in rule.expired(&ages, now, protected) {
             let (tag, digest, set_at) = &tags[e.index];

@@ -156,10 +156,20 @@ async fn immutable_tags_never_move_nor_go() {
     )
     .await;
 
-    // The repository's own setting wins over its namespace's.
+    // The repository's own setting adds to its namespace's and cannot lift it (an
+    // admin of the repository alone may set its own).
     let (s, v) = status_of(send(set(&alice, repo, &["release-*"])).await).await;
     assert_eq!(s, 200, "{v}");
-    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &b).await;
+    let (s, v) = status_of(send(bob.get("/api/v1/immutable/myorg/app")).await).await;
+    assert_eq!(
+        (s, &v),
+        (
+            200,
+            &json!({"name": repo, "patterns": ["release-*"],
+                    "namespace": {"name": "myorg", "patterns": ["v*"]}})
+        )
+    );
+    assert_immutable(&bob, repo, "v1", &b, "v*", "myorg").await;
     push_manifest(&bob, repo, "release-1", OCI_MANIFEST, &a).await;
     assert_immutable(&bob, repo, "release-1", &b, "release-*", repo).await;
     // Another repository of the namespace still follows the namespace.
@@ -169,12 +179,14 @@ async fn immutable_tags_never_move_nor_go() {
     let d = image(&bob, other, 4).await;
     assert_immutable(&bob, other, "v2", &d, "v*", "myorg").await;
 
-    // Unset: the namespace's rule applies again, then nothing.
+    // Unset: the namespace's rule alone applies, then nothing.
     let (s, _) = status_of(send(alice.delete(&format!("/api/v1/immutable/{repo}"))).await).await;
     assert_eq!(s, 200);
-    assert_immutable(&bob, repo, "v1", &a, "v*", "myorg").await;
+    assert_immutable(&bob, repo, "v1", &b, "v*", "myorg").await;
+    push_manifest(&bob, repo, "release-1", OCI_MANIFEST, &b).await;
     let (s, _) = status_of(send(alice.delete("/api/v1/immutable/myorg")).await).await;
     assert_eq!(s, 200);
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &b).await;
     push_manifest(&bob, repo, "v1", OCI_MANIFEST, &a).await;
     assert_eq!(tag_digest(&bob, repo, "v1").await, da);
     expect_status(

@@ -902,13 +902,11 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         Request::ImmutableShow(name) => {
             let dir = store.directory()?;
             let setting = match berth_auth::names::Target::parse(name)? {
-                berth_auth::names::Target::Namespace(ns) => dir.immutable_setting(&ns).cloned(),
-                berth_auth::names::Target::Repository(r) => dir.immutable_for(r.as_str()).cloned(),
+                berth_auth::names::Target::Namespace(ns) => dir.immutable_of_namespace(&ns),
+                berth_auth::names::Target::Repository(r) => dir.immutable_for(r.as_str()),
             };
             match setting {
-                Some(s) => Some(pretty(
-                    &serde_json::json!({ "name": s.target, "patterns": s.patterns }),
-                )),
+                Some(s) => Some(pretty(&s.describe())),
                 None => bail!("no immutable-tags setting applies to {name}"),
             }
         }
