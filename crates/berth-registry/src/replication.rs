@@ -35,6 +35,8 @@ use tokio::sync::mpsc;
 use crate::error::chain;
 use crate::Registry;
 
+/// The longest wait for a target's next bytes.
+const TARGET_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pushes waiting to be replicated at most; beyond, the rule's next run finds them.
 const QUEUE: usize = 4096;
 /// Tries of one image before it waits for the rule's next run.
@@ -731,6 +733,9 @@ fn target(rule: &ReplicationRule) -> Result<Arc<berth_remote::Registry>, String>
     let options = berth_remote::Options {
         credentials,
         plain_http,
+        // One task copies for every rule: a target gone silent must fail its copy
+        // (retried as any failure), not hold the others for ever.
+        read_timeout: Some(TARGET_READ_TIMEOUT),
         ..berth_remote::Options::default()
     };
     berth_remote::Registry::new(host, options)
