@@ -195,14 +195,15 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) 
     };
     let setting = crate::policy::immutable(reg, name.as_str())?;
     if let (Reference::Tag(t), Some(s)) = (&reference, &setting) {
-        // An immutable tag never goes; one that is not there is simply unknown.
-        if s.rule_for(t.as_str()).is_some()
-            && reg
-                .meta
-                .manifest_by_tag(name.as_str(), t.as_str())?
-                .is_some()
-        {
-            return Err(crate::policy::tag_denied(name.as_str(), t.as_str(), s));
+        // An immutable tag never goes; one that is not there is simply unknown, and
+        // nothing is deleted: a first push of the tag landing after this look must
+        // not be removed by a delete that found nothing.
+        if s.rule_for(t.as_str()).is_some() {
+            let there = reg.meta.manifest_by_tag(name.as_str(), t.as_str())?;
+            return Err(match there {
+                Some(_) => crate::policy::tag_denied(name.as_str(), t.as_str(), s),
+                None => unknown(name, r),
+            });
         }
     }
     let guard = setting.clone();
