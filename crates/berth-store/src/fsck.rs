@@ -124,6 +124,9 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
         .into_iter()
         .map(|(d, _)| d)
         .collect();
+    // Asked again in the transaction that forgets a row (a blob whose file cannot be
+    // looked at is taken to be there).
+    let no_file = |d: &Digest| !blobs.has(d).unwrap_or(true);
     let mut files: Vec<Stored> = Vec::new();
     blobs.stored(&mut |f| files.push(f))?;
     let mut seen: HashSet<Digest> = HashSet::new();
@@ -185,7 +188,7 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
             && match &problem {
                 Problem::Corrupt { .. } => {
                     blobs.remove_blob(&digest)?;
-                    meta.forget_blobs(std::slice::from_ref(&digest))?;
+                    meta.forget_blobs(std::slice::from_ref(&digest), &no_file)?;
                     true
                 }
                 // Maybe good bytes behind a passing fault: never removed.
@@ -209,8 +212,8 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
         }
         let affects = meta.blob_users(digest)?;
         let repaired = repair && {
-            meta.forget_blobs(std::slice::from_ref(digest))?;
-            true
+            meta.forget_blobs(std::slice::from_ref(digest), &no_file)?;
+            !blobs.has(digest)?
         };
         report.findings.push(Finding {
             problem: Problem::MissingFile {
@@ -334,6 +337,72 @@ mod tests {
                 "the link stays"
             );
         }
+    }
+
+    /// A store with no file at all, until its file of one blob lands: after fsck's
+    /// first look (a push of that blob in between).
+    struct Landing {
+        digest: Digest,
+        looks: std::sync::atomic::AtomicUsize,
+    }
+
+    impl BlobBytes for Landing {
+        fn has(&self, d: &Digest) -> Result<bool> {
+            let n = self.looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(*d == self.digest && n > 0)
+        }
+        fn remove_blob(&self, d: &Digest) -> Result<()> {
+            panic!("fsck removed {d}, a row without a file")
+        }
+    }
+
+    impl Checkable for Landing {
+        fn stored(&self, _: &mut dyn FnMut(Stored)) -> Result<()> {
+            Ok(())
+        }
+        fn rehash(&self, _: &Digest) -> Result<Option<Digest>> {
+            Ok(None)
+        }
+        fn remove_stored(&self, location: &str) -> Result<()> {
+            panic!("fsck removed {location}, listed by nothing")
+        }
+    }
+
+    /// Repair forgets a row whose file is missing only if the file is still missing
+    /// in its write transaction: a push of the blob that landed since fsck looked
+    /// keeps its row and its link.
+    #[test]
+    fn a_file_that_lands_after_the_look_keeps_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
+        let d = Digest::sha256_of(b"hello");
+        meta.link_blob("app", &d, 5, &|| true).unwrap();
+        let store = Landing {
+            digest: d.clone(),
+            looks: Default::default(),
+        };
+        let report = check(&meta, &store, true).unwrap();
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(matches!(
+            report.findings[0].problem,
+            Problem::MissingFile { .. }
+        ));
+        assert!(!report.findings[0].repaired);
+        assert_eq!(
+            meta.blob_in_repo("app", &d).unwrap(),
+            Some(5),
+            "the link went"
+        );
+        // Still missing in the transaction: the row goes.
+        let gone = Digest::sha256_of(b"gone");
+        meta.link_blob("app", &gone, 4, &|| true).unwrap();
+        let report = check(&meta, &store, true).unwrap();
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.problem.to_string().contains(&gone.to_string()));
+        assert!(f.is_some_and(|f| f.repaired), "{:?}", report.findings);
+        assert_eq!(meta.blob_known(&gone).unwrap(), None);
     }
 
     #[test]

@@ -383,8 +383,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every stored blob row: `(digest, size)`.
     fn all_blobs(&self) -> Result<Vec<(Digest, u64)>>;
     /// Removes blob rows (and every repository's link to them): fsck's repair of rows
-    /// whose file is missing or corrupt.
-    fn forget_blobs(&self, digests: &[Digest]) -> Result<()>;
+    /// whose file is missing or corrupt. Only those `gone` still says have no file,
+    /// asked in the write transaction: a push of the same blob whose file landed
+    /// since fsck looked links after this transaction or is seen by it, so its row
+    /// and link are never taken.
+    fn forget_blobs(
+        &self,
+        digests: &[Digest],
+        gone: &(dyn Fn(&Digest) -> bool + Sync),
+    ) -> Result<()>;
     /// What needs a blob: `(repository, manifest digest, tags on it)` for every
     /// manifest that references it, and the repositories linking it.
     fn blob_users(&self, digest: &Digest) -> Result<BlobUsers>;

@@ -1273,9 +1273,13 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn forget_blobs(&self, digests: &[Digest]) -> Result<()> {
+    fn forget_blobs(
+        &self,
+        digests: &[Digest],
+        gone: &(dyn Fn(&Digest) -> bool + Sync),
+    ) -> Result<()> {
         self.write(|db| {
-            for d in digests {
+            for d in digests.iter().filter(|d| gone(d)) {
                 let d = d.to_string();
                 db.exec("DELETE FROM repository_blobs WHERE digest = $1", &[&d])?;
                 db.exec("DELETE FROM blobs WHERE digest = $1", &[&d])?;

@@ -1141,9 +1141,13 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn forget_blobs(&self, digests: &[Digest]) -> Result<()> {
+    fn forget_blobs(
+        &self,
+        digests: &[Digest],
+        gone: &(dyn Fn(&Digest) -> bool + std::marker::Sync),
+    ) -> Result<()> {
         self.write(|tx| {
-            for d in digests {
+            for d in digests.iter().filter(|d| gone(d)) {
                 let d = d.to_string();
                 tx.prepare_cached("DELETE FROM repository_blobs WHERE digest = ?1")?
                     .execute([&d])?;
