@@ -975,16 +975,7 @@ mod tests {
     #[tokio::test]
     async fn cache_repositories_are_not_replicated() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = crate::proxy::ProxyConfig {
-            prefix: "upstream.test".into(),
-            url: "http://127.0.0.1:9".into(),
-            credentials: None,
-            tag_ttl: Duration::from_secs(60),
-            max_size: None,
-            pinned: vec![],
-            prefetch: false,
-            read_timeout: Duration::from_secs(60),
-        };
+        let cache = crate::proxy::config("upstream.test", "http://127.0.0.1:9");
         let reg = open(dir.path(), vec![cache]);
         put_image(&reg, "team/app", "v1", 1);
         put_image(&reg, "upstream.test/library/alpine", "3", 2);

@@ -909,14 +909,8 @@ mod tests {
         let mut config = crate::RegistryConfig::new(dir.to_path_buf());
         config.catalog = false;
         config.proxies = vec![super::super::ProxyConfig {
-            prefix: "upstream.test".into(),
-            url: "http://127.0.0.1:9".into(),
-            credentials: None,
-            tag_ttl: Duration::from_secs(60),
-            max_size: None,
-            pinned: vec![],
             prefetch: false,
-            read_timeout: Duration::from_secs(5),
+            ..super::super::config("upstream.test", "http://127.0.0.1:9")
         }];
         let reg = crate::Registry::open(config).unwrap();
         let data = pattern(5000);

@@ -435,22 +435,24 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
     Ok((blobs, bytes))
 }
 
+/// An upstream's configuration with the defaults, for tests.
+#[cfg(test)]
+pub(crate) fn config(prefix: &str, url: &str) -> ProxyConfig {
+    ProxyConfig {
+        prefix: prefix.into(),
+        url: url.into(),
+        credentials: None,
+        tag_ttl: Duration::from_secs(60),
+        max_size: None,
+        pinned: vec![],
+        prefetch: true,
+        read_timeout: Duration::from_secs(60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(prefix: &str, url: &str) -> ProxyConfig {
-        ProxyConfig {
-            prefix: prefix.into(),
-            url: url.into(),
-            credentials: None,
-            tag_ttl: Duration::from_secs(60),
-            max_size: None,
-            pinned: vec![],
-            prefetch: true,
-            read_timeout: Duration::from_secs(60),
-        }
-    }
 
     #[test]
     fn configurations_are_checked() {
