@@ -211,6 +211,11 @@ impl From<StoreError> for ApiError {
                 .detail(format!("content is {actual} bytes, expected {expected}")),
             // The collector removed the file as the link was made: retryable.
             e @ StoreError::BlobVanished(_) => ApiError::new(Code::Unavailable).detail(e),
+            // What a chunk at a stale offset gets: the client asks where the session
+            // is and goes on from there (or starts the blob again).
+            e @ StoreError::UploadChanged(_) => ApiError::new(Code::BlobUploadInvalid)
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .detail(e),
             e @ (StoreError::TagImmutable(_)
             | StoreError::ChildOfImmutable { .. }
             | StoreError::QuotaExceeded { .. }) => ApiError::new(Code::Denied).message(e),

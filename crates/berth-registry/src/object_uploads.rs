@@ -5,7 +5,10 @@
 //! [`ObjectUpload`] (hashed as it passes, sent in equal parts), and the session's state
 //! is written back to the metadata database with a compare-and-set, so that the next
 //! chunk may reach any replica. As with files, a body that breaks off is kept (the
-//! client asks how much arrived and resumes from there); a refused chunk is not.
+//! client asks how much arrived and resumes from there); a refused chunk is not. Two
+//! requests on one session at once (two replicas) are told apart by the same
+//! compare-and-set before each part ([`berth_store::object`]): the one that loses
+//! writes nothing and gets 416, as a chunk at a stale offset does.
 
 use std::sync::Arc;
 
@@ -13,7 +16,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use berth_image::{Digest, RepositoryName};
-use berth_store::{ObjectBlobs, ObjectUpload, UploadState};
+use berth_store::{ObjectBlobs, ObjectUpload, SessionRow, StoreError, UploadState};
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::error::{ApiError, ApiResult, Code};
@@ -37,15 +41,37 @@ pub(crate) fn state(reg: &Registry, id: &str) -> ApiResult<(Option<String>, Uplo
     Ok((upload.state, parsed))
 }
 
-/// Streams `body` into `up`. A body that breaks off is an error. A multipart upload
-/// the chunk starts is stored in session `id`'s state at once (`stored` follows it).
-async fn receive(
-    reg: &Arc<Registry>,
-    up: &mut ObjectUpload<'_>,
-    body: Body,
-    id: &str,
-    stored: &mut Option<String>,
-) -> ApiResult<()> {
+/// Session `id`'s row in the metadata, for the compare-and-set an [`ObjectUpload`]
+/// makes before each part and when it saves.
+struct Row {
+    reg: Arc<Registry>,
+    id: String,
+}
+
+impl Row {
+    fn new(reg: &Arc<Registry>, id: &str) -> Row {
+        Row {
+            reg: reg.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl SessionRow for Row {
+    fn swap(&self, old: Option<String>, new: String) -> BoxFuture<'_, berth_store::Result<bool>> {
+        let (reg, id) = (self.reg.clone(), self.id.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                reg.meta.set_upload_state(&id, old.as_deref(), &new)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("a metadata task failed: {e}")))?
+        })
+    }
+}
+
+/// Streams `body` into `up`. A body that breaks off is an error.
+async fn receive(reg: &Arc<Registry>, up: &mut ObjectUpload<'_>, body: Body) -> ApiResult<()> {
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let bytes = frame.map_err(|e| {
@@ -53,25 +79,17 @@ async fn receive(
         })?;
         reg.metrics.bytes_received(bytes.len() as u64);
         up.write(&bytes).await?;
-        if let Some(started) = up.take_started() {
-            let (id2, old, json) = (id.to_string(), stored.clone(), started.to_json());
-            let json2 = json.clone();
-            let won = reg
-                .blocking(move |r| r.meta.set_upload_state(&id2, old.as_deref(), &json2))
-                .await?;
-            if !won {
-                return Err(changed(id));
-            }
-            *stored = Some(json);
-        }
     }
     Ok(())
 }
 
-fn changed(id: &str) -> ApiError {
-    ApiError::new(Code::BlobUploadInvalid)
-        .status(StatusCode::RANGE_NOT_SATISFIABLE)
-        .detail(format!("upload {id} changed while this chunk arrived"))
+/// Ends what session `id`'s latest state names (it may name a multipart upload the
+/// failed request started); `fallback` when the state cannot be read.
+async fn discard_latest(reg: &Registry, objects: &ObjectBlobs, id: &str, fallback: &UploadState) {
+    let latest = state(reg, id).map(|(_, s)| s);
+    let _ = objects
+        .discard(id, latest.as_ref().unwrap_or(fallback))
+        .await;
 }
 
 /// `POST …/blobs/uploads/?digest=`: the whole blob in one request, with no session.
@@ -88,9 +106,9 @@ pub(crate) async fn monolithic(
     let (n, id2) = (name.to_string(), id.clone());
     reg.blocking(move |r| r.meta.create_upload(&id2, &n))
         .await?;
-    let mut stored = None;
-    let mut up = objects.resume(&id, None).await?;
-    let result = match receive(reg, &mut up, body, &id, &mut stored).await {
+    let row = Row::new(reg, &id);
+    let mut up = objects.resume(&id, None, &row).await?;
+    let result = match receive(reg, &mut up, body).await {
         Ok(()) => commit(reg, up, name, &d).await,
         Err(e) => {
             let _ = up.abandon().await;
@@ -103,12 +121,7 @@ pub(crate) async fn monolithic(
         return Ok(blob_created(name, &d));
     }
     if result.is_err() {
-        if let Some(state) = stored
-            .as_deref()
-            .and_then(|s| UploadState::from_json(s).ok())
-        {
-            let _ = objects.discard(&id, &state).await;
-        }
+        discard_latest(reg, objects, &id, &UploadState::default()).await;
     }
     let id2 = id.clone();
     reg.blocking(move |r| r.meta.delete_upload(&id2)).await?;
@@ -161,15 +174,20 @@ pub(crate) async fn patch(
         }
         Ok((stored, base, range))
     })();
-    let (mut stored, base, range) = match opened {
+    let (stored, base, range) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
-    let mut up = objects.resume(id, Some(&base)).await?;
-    if let Err(e) = receive(reg, &mut up, body, id, &mut stored).await {
+    let row = Row::new(reg, id);
+    let mut up = match objects.resume(id, stored.as_deref(), &row).await {
+        Ok(up) => up,
+        Err(e) => return refuse(body, e.into()).await,
+    };
+    if let Err(e) = receive(reg, &mut up, body).await {
         // A body that broke off is kept, as with files: the client asks how much
-        // arrived and resumes from there.
-        let _ = keep(reg, objects, id, stored, &base, up).await;
+        // arrived and resumes from there. (A chunk whose part was refused or failed
+        // cannot be: `save` gives it up.)
+        let _ = up.save().await;
         return Err(e);
     }
     let got = up.len() - base.len;
@@ -182,34 +200,10 @@ pub(crate) async fn patch(
             )));
         }
     }
-    let new = keep(reg, objects, id, stored, &base, up).await?;
-    Ok(session_response(StatusCode::ACCEPTED, name, id, new.len))
-}
-
-/// Saves what `up` received as the session's state, if the session is still at
-/// `stored` (compare-and-set: two replicas given chunks of one session at once cannot
-/// both extend it); returns the new state.
-async fn keep(
-    reg: &Arc<Registry>,
-    objects: &ObjectBlobs,
-    id: &str,
-    stored: Option<String>,
-    base: &UploadState,
-    up: ObjectUpload<'_>,
-) -> ApiResult<UploadState> {
+    // Stored only if the session is still as this chunk found it (compare-and-set:
+    // two replicas given chunks of one session at once cannot both extend it).
     let new = up.save().await?;
-    let (id2, json) = (id.to_string(), new.to_json());
-    let won = reg
-        .blocking(move |r| r.meta.set_upload_state(&id2, stored.as_deref(), &json))
-        .await?;
-    if !won {
-        // Another replica extended (or ended) the session meanwhile: this chunk's tail
-        // is nobody's. (Its parts are replaced when their numbers are sent again.)
-        let _ = objects.forget_tail(id, &new, &UploadState::default()).await;
-        return Err(changed(id));
-    }
-    objects.forget_tail(id, base, &new).await?;
-    Ok(new)
+    Ok(session_response(StatusCode::ACCEPTED, name, id, new.len))
 }
 
 /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (optional) and commit.
@@ -235,7 +229,7 @@ pub(crate) async fn finish(
         check_chunk_length(range, &parts.headers)?;
         Ok((d, stored, base))
     })();
-    let (d, mut stored, base) = match opened {
+    let (d, stored, base) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
@@ -243,8 +237,15 @@ pub(crate) async fn finish(
     // its clean-up) finds the blob in the bucket: its bytes are checked against it
     // without the session's tail and multipart upload, which that try removed.
     let body_len = axum::body::HttpBody::size_hint(&body).exact();
-    let mut up = objects.resume_for(id, Some(&base), &d, body_len).await?;
-    if let Err(e) = receive(reg, &mut up, body, id, &mut stored).await {
+    let row = Row::new(reg, id);
+    let mut up = match objects
+        .resume_for(id, stored.as_deref(), &row, &d, body_len)
+        .await
+    {
+        Ok(up) => up,
+        Err(e) => return refuse(body, e.into()).await,
+    };
+    if let Err(e) = receive(reg, &mut up, body).await {
         let _ = up.abandon().await;
         return Err(e);
     }
@@ -256,11 +257,7 @@ pub(crate) async fn finish(
     {
         // Committed, or the data was thrown away: the session is over either way.
         if result.is_err() {
-            // The latest state: it may name a multipart upload this request started.
-            let latest = stored
-                .as_deref()
-                .and_then(|s| UploadState::from_json(s).ok());
-            let _ = objects.discard(id, latest.as_ref().unwrap_or(&base)).await;
+            discard_latest(reg, objects, id, &base).await;
         }
         reg.uploads.forget(id);
         // Objects a committed session could not remove stay named by its row, which

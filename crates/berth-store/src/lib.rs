@@ -30,7 +30,7 @@ pub use meta::{
     BlobUsers, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
     StoredManifest, StoredSignature, Upload, Watch, Watched,
 };
-pub use object::{Committed, ObjectBlobs, ObjectConfig, ObjectUpload, UploadState};
+pub use object::{Committed, ObjectBlobs, ObjectConfig, ObjectUpload, SessionRow, UploadState};
 pub use postgres::{PgMeta, PgOptions};
 pub use sqlite::SqliteMeta;
 
@@ -102,6 +102,13 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another request on upload session `0` changed it first, or holds part numbers
+    /// of it (two replicas given chunks of one session at once): nothing of this
+    /// request's chunk was kept.
+    #[error(
+        "upload {0} changed while this chunk arrived, or another chunk of it is being written"
+    )]
+    UploadChanged(String),
 }
 
 /// What the metadata's fences and the collector need of a blob store, wherever it keeps

@@ -14,16 +14,28 @@
 //! kept in the metadata database by the caller, so the next chunk may reach any
 //! replica, and none re-reads what was sent to finish the digest.
 //!
-//! A chunk is all or nothing: its parts and tail are written, then the caller stores
-//! the new state (compare-and-set on the old one). A chunk that breaks off, or loses the
-//! race, leaves the session's state as it was; the parts it sent are sent again under
-//! the same part numbers, which replaces them.
+//! A chunk is all or nothing: its parts and tail are written, then the new state is
+//! stored (compare-and-set on the old one, through the caller's [`SessionRow`]). A
+//! chunk that breaks off, or loses the race, leaves the session's state as it was.
+//!
+//! Part numbers are reserved before they are written: two requests on one session at
+//! once (two replicas) would otherwise resume from one state and write the same part
+//! numbers, the loser replacing parts the winner's state names (a completion then
+//! fails on S3's ETag check, or, on a service that checks none, assembles the loser's
+//! bytes under the winner's digest). Before each part a chunk stores the session's
+//! state plus [`Reserved`] (compare-and-set), so only one chunk per state gets past
+//! its first part, and a session whose state holds another chunk's reservation takes
+//! no other chunk. Numbers stay consecutive (object_store completes parts `1..=n`, and
+//! s3s-fs refuses gaps): a chunk that gives up after its parts landed hands its numbers
+//! back; one that cannot know (a part failed, the replica died) leaves the session
+//! refusing chunks until the sweeper ends it, and the client starts the blob again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_image::{Algorithm, Digest, Hasher};
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -107,6 +119,7 @@ impl std::fmt::Debug for ObjectConfig {
 }
 
 /// A session's progress, kept by the caller between chunks (as JSON in the metadata).
+/// States saved before [`Reserved`] existed read as states without one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadState {
     /// Bytes received so far.
@@ -119,6 +132,27 @@ pub struct UploadState {
     tail: Option<String>,
     /// The hash of the `len` bytes, saved ([`Hasher::save`]).
     hash: Vec<u8>,
+    /// Part numbers after `parts` that one chunk in progress took (see the module's
+    /// documentation). Never written when absent, so that older states read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reserved: Option<Reserved>,
+}
+
+/// Part numbers `parts.len() + 1 ..= parts.len() + count` belong to chunk `by` (a
+/// random token: the compare-and-set also counts a state already equal to the new one
+/// as won, so two chunks' reservations must never be the same text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserved {
+    by: String,
+    count: usize,
+}
+
+/// The row that holds an upload session's state, for the compare-and-set an
+/// [`ObjectUpload`] makes before each part and when it saves
+/// ([`crate::MetaStore::set_upload_state`]'s contract: `None` means no state yet; true
+/// when the state was `old` and now is `new`, or already was `new`).
+pub trait SessionRow: Send + Sync {
+    fn swap(&self, old: Option<String>, new: String) -> BoxFuture<'_, Result<bool>>;
 }
 
 impl UploadState {
@@ -129,6 +163,12 @@ impl UploadState {
     pub fn from_json(s: &str) -> Result<UploadState> {
         serde_json::from_str(s)
             .map_err(|e| StoreError::Corrupt(format!("upload session state: {e}")))
+    }
+
+    /// Whether a chunk holds part numbers of the session (it is being written, or the
+    /// chunk that was writing it could not hand them back): no other chunk may start.
+    pub fn in_use(&self) -> bool {
+        self.reserved.is_some()
     }
 }
 
@@ -396,17 +436,16 @@ impl ObjectBlobs {
         digest: &Digest,
         file: std::fs::File,
     ) -> Result<u64> {
-        let mut up = self.block_on(self.resume(id, None))?;
-        let mut recorded = false;
-        let sent = self.send_file(&mut up, file, digest, &mut |started| {
-            match started {
-                Some(state) => {
-                    meta.create_upload(id, repo)?;
-                    meta.set_upload_state(id, None, &state.to_json())?;
-                    recorded = true;
-                }
-                None if recorded => meta.touch_upload(id)?,
-                None => {}
+        let row = FileRow {
+            meta,
+            repo,
+            id,
+            created: std::sync::atomic::AtomicBool::new(false),
+        };
+        let mut up = self.block_on(self.resume(id, None, &row))?;
+        let sent = self.send_file(&mut up, file, digest, &mut || {
+            if row.created() {
+                meta.touch_upload(id)?;
             }
             Ok(())
         });
@@ -429,20 +468,20 @@ impl ObjectBlobs {
             }
         };
         // Parts possibly left: the session stays for the sweeper.
-        if recorded && settled {
+        if row.created() && settled {
             meta.delete_upload(id)?;
         }
         done
     }
 
-    /// Sends `file` into `up`; `note` hears of the multipart upload once it exists
-    /// (`Some`) and about once a minute after (`None`).
+    /// Sends `file` into `up`, calling `touch` about once a minute (the session's row
+    /// is created with the first part's reservation, [`FileRow`]).
     fn send_file(
         &self,
         up: &mut ObjectUpload<'_>,
         mut file: std::fs::File,
         digest: &Digest,
-        note: &mut dyn FnMut(Option<&UploadState>) -> Result<()>,
+        touch: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
         use std::io::Read;
         const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -457,11 +496,8 @@ impl ObjectBlobs {
                 return Ok(());
             }
             self.block_on(up.write(&buf[..n]))?;
-            if let Some(started) = up.take_started() {
-                note(Some(&started))?;
-                touched = std::time::Instant::now();
-            } else if touched.elapsed() > TOUCH_EVERY {
-                note(None)?;
+            if touched.elapsed() > TOUCH_EVERY {
+                touch()?;
                 touched = std::time::Instant::now();
             }
         }
@@ -494,33 +530,44 @@ impl ObjectBlobs {
     /// blob and then failed (its link, its clean-up) finish: that try's tail and
     /// multipart upload are gone, while the session's row still names them. It also
     /// spares sending a blob the bucket has. Otherwise it is [`ObjectBlobs::resume`].
-    pub async fn resume_for(
-        &self,
+    pub async fn resume_for<'a>(
+        &'a self,
         id: &str,
-        state: Option<&UploadState>,
+        stored: Option<&str>,
+        row: &'a dyn SessionRow,
         expected: &Digest,
         body_len: Option<u64>,
-    ) -> Result<ObjectUpload<'_>> {
-        let len = state.map_or(0, |s| s.len);
-        let total = body_len.and_then(|b| len.checked_add(b));
+    ) -> Result<ObjectUpload<'a>> {
+        let state = parse_stored(stored)?;
+        let total = body_len.and_then(|b| state.len.checked_add(b));
         // Only a digest of the algorithm hashed as the bytes pass can be checked
         // without the bytes (the saved state is SHA-256's).
         if expected.algorithm() != Algorithm::Sha256 || total.is_none() {
-            return self.resume(id, state).await;
+            return self.resume(id, stored, row).await;
         }
         if self.size(expected).await? != total {
-            return self.resume(id, state).await;
+            return self.resume(id, stored, row).await;
         }
-        let state = state.cloned().unwrap_or_default();
-        let mut up = self.open_session(id, state, BytesMut::new())?;
+        // Even while another chunk holds part numbers (or a commit that completed the
+        // upload died before handing them back): this one sends nothing.
+        let mut up = self.open_session(id, stored, row, state, BytesMut::new())?;
         up.hash_only = true;
         Ok(up)
     }
 
-    /// Continues session `id` from `state` (a new session from `None`): the tail is read
-    /// back so that the next part is whole.
-    pub async fn resume(&self, id: &str, state: Option<&UploadState>) -> Result<ObjectUpload<'_>> {
-        let state = state.cloned().unwrap_or_default();
+    /// Continues session `id` from its state as stored in `row` (`None`: a new
+    /// session): the tail is read back so that the next part is whole. Refused
+    /// ([`StoreError::UploadChanged`]) while another chunk holds part numbers.
+    pub async fn resume<'a>(
+        &'a self,
+        id: &str,
+        stored: Option<&str>,
+        row: &'a dyn SessionRow,
+    ) -> Result<ObjectUpload<'a>> {
+        let state = parse_stored(stored)?;
+        if state.in_use() {
+            return Err(StoreError::UploadChanged(id.to_string()));
+        }
         let mut buf = BytesMut::with_capacity(self.part_size);
         if let Some(tail) = &state.tail {
             let key = self.upload_key(id, tail);
@@ -541,16 +588,18 @@ impl ObjectBlobs {
                 buf.len()
             )));
         }
-        self.open_session(id, state, buf)
+        self.open_session(id, stored, row, state, buf)
     }
 
-    /// Session `id` at `state`, its tail's bytes in `buf`.
-    fn open_session(
-        &self,
+    /// Session `id` at `state` (`stored` in `row`), its tail's bytes in `buf`.
+    fn open_session<'a>(
+        &'a self,
         id: &str,
+        stored: Option<&str>,
+        row: &'a dyn SessionRow,
         state: UploadState,
         buf: BytesMut,
-    ) -> Result<ObjectUpload<'_>> {
+    ) -> Result<ObjectUpload<'a>> {
         let hasher = if state.len == 0 {
             Algorithm::Sha256.hasher()
         } else {
@@ -559,7 +608,11 @@ impl ObjectBlobs {
         };
         Ok(ObjectUpload {
             blobs: self,
+            row,
             id: id.to_string(),
+            stored: stored.map(str::to_string),
+            token: uuid::Uuid::new_v4().to_string(),
+            held: 0,
             base: state.clone(),
             hasher,
             len: state.len,
@@ -567,7 +620,7 @@ impl ObjectBlobs {
             parts: state.parts,
             buf,
             pending: None,
-            started: None,
+            broken: false,
             hash_only: false,
         })
     }
@@ -692,6 +745,42 @@ impl crate::fsck::Checkable for ObjectBlobs {
     }
 }
 
+/// A session's state as stored (`None`: none yet).
+fn parse_stored(stored: Option<&str>) -> Result<UploadState> {
+    stored.map_or(Ok(UploadState::default()), UploadState::from_json)
+}
+
+/// [`ObjectBlobs::put_file`]'s session row, created with the first part's reservation
+/// (a file under one part needs none). Its calls to the metadata are synchronous: they
+/// run on `put_file`'s thread, which waits for the upload anyway, never on a runtime's.
+struct FileRow<'a> {
+    meta: &'a dyn MetaStore,
+    repo: &'a str,
+    id: &'a str,
+    created: std::sync::atomic::AtomicBool,
+}
+
+impl FileRow<'_> {
+    fn created(&self) -> bool {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn swap_now(&self, old: Option<&str>, new: &str) -> Result<bool> {
+        if !self.created() {
+            self.meta.create_upload(self.id, self.repo)?;
+            self.created
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.meta.set_upload_state(self.id, old, new)
+    }
+}
+
+impl SessionRow for FileRow<'_> {
+    fn swap(&self, old: Option<String>, new: String) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(std::future::ready(self.swap_now(old.as_deref(), &new)))
+    }
+}
+
 /// A blob of the bucket read synchronously ([`ObjectBlobs::reader`]).
 pub struct BlobReader(Box<dyn std::io::Read + Send>);
 
@@ -705,7 +794,16 @@ impl std::io::Read for BlobReader {
 /// parts, one part in flight while the next fills.
 pub struct ObjectUpload<'a> {
     blobs: &'a ObjectBlobs,
+    /// Where the session's state is stored: compared-and-set before each part.
+    row: &'a dyn SessionRow,
     id: String,
+    /// The state as this chunk last read or stored it: the compare-and-set's old value.
+    stored: Option<String>,
+    /// This chunk's name in its reservations ([`Reserved::by`]).
+    token: String,
+    /// How many part numbers after `base`'s parts this chunk holds.
+    held: usize,
+    /// The state this chunk continues (with the multipart upload it started, if any).
     base: UploadState,
     hasher: Hasher,
     len: u64,
@@ -713,9 +811,9 @@ pub struct ObjectUpload<'a> {
     parts: Vec<String>,
     buf: BytesMut,
     pending: Option<tokio::task::JoinHandle<object_store::Result<PartId>>>,
-    /// A state naming the multipart upload this chunk just started, for the caller to
-    /// store at once (see [`ObjectUpload::take_started`]).
-    started: Option<UploadState>,
+    /// A write failed: bytes were hashed and counted that no part or tail may hold,
+    /// so the chunk cannot be saved or committed, only abandoned.
+    broken: bool,
     /// The bucket holds the blob already: bytes are hashed, not sent
     /// ([`ObjectBlobs::resume_for`]).
     hash_only: bool,
@@ -749,17 +847,26 @@ impl ObjectUpload<'_> {
         &self.base
     }
 
-    /// The state to store when this chunk started a multipart upload (once): the
-    /// session as it was, naming the upload, so that if this process dies before the
-    /// chunk is saved, the sweeper finds and aborts it. (A crash between its creation
-    /// and that store still leaves one behind: S3's own lifecycle rule for incomplete
-    /// multipart uploads catches those.)
-    pub fn take_started(&mut self) -> Option<UploadState> {
-        self.started.take()
+    /// Hashes `bytes` and sends every part they complete, each once its number is
+    /// reserved ([`StoreError::UploadChanged`] when another request changed the
+    /// session first: nothing of this chunk is written then).
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.broken {
+            return Err(self.unusable());
+        }
+        let result = self.write_all(bytes).await;
+        self.broken = result.is_err();
+        result
     }
 
-    /// Hashes `bytes` and sends every part they complete.
-    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+    fn unusable(&self) -> StoreError {
+        StoreError::Corrupt(format!(
+            "upload {}: a chunk whose write failed can only be abandoned",
+            self.id
+        ))
+    }
+
+    async fn write_all(&mut self, mut bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         if self.hash_only {
@@ -781,8 +888,8 @@ impl ObjectUpload<'_> {
     async fn send_part(&mut self, part: Bytes) -> Result<()> {
         self.settle().await?;
         let key = self.blobs.upload_key(&self.id, "data");
-        let mp = match &self.multipart {
-            Some(mp) => mp.clone(),
+        let (mp, created) = match &self.multipart {
+            Some(mp) => (mp.clone(), false),
             None => {
                 let mp = self
                     .blobs
@@ -790,20 +897,26 @@ impl ObjectUpload<'_> {
                     .create_multipart(&key)
                     .await
                     .map_err(object_error(format!("starting upload {}", self.id)))?;
-                self.multipart = Some(mp.clone());
-                // The session as it was, plus the new multipart upload: what to store
-                // so that a sweeper can abort it if this replica dies now.
-                let started = UploadState {
-                    multipart: Some(mp.clone()),
-                    ..self.base.clone()
-                };
-                self.base = started.clone();
-                self.started = Some(started);
-                mp
+                (mp, true)
             }
         };
-        let s3 = self.blobs.s3.clone();
+        // The reservation also records a new multipart upload before its first part,
+        // so that a sweeper can abort it if this replica dies now. (A crash between its
+        // creation and that store still leaves one behind: S3's own lifecycle rule for
+        // incomplete multipart uploads catches those.)
         let index = self.parts.len();
+        if !self.reserve(&mp, index + 1).await? {
+            if created {
+                // Recorded nowhere: no one else would ever abort it.
+                let _ = self.blobs.s3.abort_multipart(&key, &mp).await;
+            }
+            return Err(StoreError::UploadChanged(self.id.clone()));
+        }
+        if created {
+            self.multipart = Some(mp.clone());
+            self.base.multipart = Some(mp.clone());
+        }
+        let s3 = self.blobs.s3.clone();
         self.pending = Some(
             self.blobs
                 .runtime
@@ -811,6 +924,49 @@ impl ObjectUpload<'_> {
                 .spawn(async move { s3.put_part(&key, &mp, index, PutPayload::from(part)).await }),
         );
         Ok(())
+    }
+
+    /// Stores the session's state (`base`, with multipart upload `mp`) holding part
+    /// numbers up to `parts` (a count) for this chunk; false when another request
+    /// changed the session since this chunk last read or stored it.
+    async fn reserve(&mut self, mp: &str, parts: usize) -> Result<bool> {
+        let count = parts - self.base.parts.len();
+        let state = UploadState {
+            multipart: Some(mp.to_string()),
+            reserved: Some(Reserved {
+                by: self.token.clone(),
+                count,
+            }),
+            ..self.base.clone()
+        };
+        let won = self.swap(&state).await?;
+        if won {
+            self.held = count;
+        }
+        Ok(won)
+    }
+
+    /// Compare-and-set of the session's state from what this chunk last saw to `new`.
+    async fn swap(&mut self, new: &UploadState) -> Result<bool> {
+        let json = new.to_json();
+        let won = self.row.swap(self.stored.clone(), json.clone()).await?;
+        if won {
+            self.stored = Some(json);
+        }
+        Ok(won)
+    }
+
+    /// Hands back the part numbers this chunk holds: only once none of its parts is in
+    /// flight (after [`ObjectUpload::settle`] succeeded), since the next chunk writes
+    /// them again. A failure keeps them held: a session that refuses chunks is safe,
+    /// a number written by two chunks is not.
+    async fn release(&mut self) {
+        if self.held > 0 {
+            let base = self.base.clone();
+            if let Ok(true) = self.swap(&base).await {
+                self.held = 0;
+            }
+        }
     }
 
     /// Waits for the part in flight and records it.
@@ -829,17 +985,20 @@ impl ObjectUpload<'_> {
     }
 
     /// Gives up this chunk: the session stays at [`ObjectUpload::base`]. The part in
-    /// flight is waited for; parts sent here are replaced when their numbers are sent
-    /// again, and a multipart upload this chunk started is in the session's state
-    /// already ([`ObjectUpload::take_started`]), where `discard` or the sweeper ends it.
+    /// flight is waited for, then the part numbers this chunk held are handed back
+    /// (the next chunk replaces its parts); a multipart upload this chunk started is in
+    /// the session's state already, where `discard` or the sweeper ends it.
     pub async fn abandon(mut self) -> Result<()> {
-        let _ = self.settle().await;
+        if self.settle().await.is_ok() {
+            self.release().await;
+        }
         Ok(())
     }
 
-    /// Stores what this chunk brought (its last whole part, the new tail) and returns
-    /// the state to keep. The caller stores it against [`ObjectUpload::base`], then calls
-    /// [`ObjectBlobs::forget_tail`].
+    /// Stores what this chunk brought (its last whole part, the new tail) as the
+    /// session's state if no other request changed it meanwhile (compare-and-set:
+    /// [`StoreError::UploadChanged`] otherwise), removes the tail it replaced, and
+    /// returns it.
     pub async fn save(mut self) -> Result<UploadState> {
         if self.hash_only {
             // Its bytes were not kept: such a state would name bytes nowhere stored.
@@ -847,6 +1006,11 @@ impl ObjectUpload<'_> {
                 "upload {}: a chunk only checked against a stored blob cannot be saved",
                 self.id
             )));
+        }
+        if self.broken {
+            let e = self.unusable();
+            self.abandon().await?;
+            return Err(e);
         }
         self.settle().await?;
         let tail = if self.buf.is_empty() {
@@ -861,13 +1025,25 @@ impl ObjectUpload<'_> {
                 .map_err(object_error(format!("storing upload {}'s tail", self.id)))?;
             Some(name)
         };
-        Ok(UploadState {
+        let new = UploadState {
             len: self.len,
-            multipart: self.multipart,
-            parts: self.parts,
+            multipart: self.multipart.clone(),
+            parts: self.parts.clone(),
             tail,
             hash: self.hasher.save(),
-        })
+            reserved: None,
+        };
+        if !self.swap(&new).await? {
+            // Another request extended (or ended) the session meanwhile: this chunk's
+            // tail is nobody's.
+            let _ = self
+                .blobs
+                .forget_tail(&self.id, &new, &UploadState::default())
+                .await;
+            return Err(StoreError::UploadChanged(self.id.clone()));
+        }
+        self.blobs.forget_tail(&self.id, &self.base, &new).await?;
+        Ok(new)
     }
 
     /// Makes the session's bytes the blob `expected` if they hash to it. On a mismatch
@@ -875,6 +1051,9 @@ impl ObjectUpload<'_> {
     /// blob's key with the blob's size is kept as it is (content is written once); one
     /// of another size cannot be the blob (a copy cut short) and is replaced.
     pub async fn commit(mut self, expected: &Digest) -> Result<Committed> {
+        if self.broken {
+            return Err(self.unusable());
+        }
         self.settle().await?;
         let blobs = self.blobs;
         let id = self.id.clone();
@@ -931,6 +1110,9 @@ impl ObjectUpload<'_> {
             return Ok(Committed { len, cleaned });
         }
         if !self.buf.is_empty() {
+            if !self.reserve(&mp, self.parts.len() + 1).await? {
+                return Err(StoreError::UploadChanged(id));
+            }
             let last = self.buf.split().freeze();
             let part = blobs
                 .s3
@@ -953,6 +1135,9 @@ impl ObjectUpload<'_> {
             .complete_multipart(&data, &mp, parts)
             .await
             .map_err(object_error(format!("completing upload {id}")))?;
+        // No part can be written to a completed upload: its numbers are free, and a
+        // retry of this commit (its link failed) is not refused as a chunk in progress.
+        self.release().await;
         let staged = UploadState {
             tail: self.base.tail.clone(),
             ..UploadState::default()

@@ -4,8 +4,9 @@
 //! and comes back.
 
 use berth_image::{Algorithm, Digest};
-use berth_store::{BlobBytes, ObjectBlobs, ObjectConfig, StoreError, UploadState};
+use berth_store::{BlobBytes, ObjectBlobs, ObjectConfig, SessionRow, StoreError, UploadState};
 use berth_testenv::S3;
+use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 
 const PART: usize = 5 * 1024 * 1024;
@@ -54,6 +55,31 @@ fn objects(s3: &S3, bucket: &str) -> Vec<String> {
     out
 }
 
+/// A session's row, in memory: the compare-and-set of `MetaStore::set_upload_state`.
+#[derive(Default)]
+struct Row(std::sync::Mutex<Option<String>>);
+
+impl Row {
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn state(&self) -> UploadState {
+        UploadState::from_json(self.get().as_deref().unwrap()).unwrap()
+    }
+}
+
+impl SessionRow for Row {
+    fn swap(&self, old: Option<String>, new: String) -> BoxFuture<'_, berth_store::Result<bool>> {
+        let mut stored = self.0.lock().unwrap();
+        let won = *stored == old || stored.as_deref() == Some(new.as_str());
+        if won {
+            *stored = Some(new);
+        }
+        Box::pin(std::future::ready(Ok(won)))
+    }
+}
+
 async fn read_all(blobs: &ObjectBlobs, d: &Digest, start: u64, len: u64) -> Vec<u8> {
     let stream = blobs.read(d, start, len).await.unwrap().expect("stored");
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
@@ -77,27 +103,25 @@ async fn chunks_continue_on_another_client_from_the_saved_state() {
         7 * 1024 * 1024,
         blob.len(),
     ];
-    let mut state: Option<String> = None;
+    let row = Row::default();
     for (i, w) in cuts.windows(2).enumerate() {
         let blobs = if i % 2 == 0 { &one } else { &two };
-        let base = state.as_deref().map(|s| UploadState::from_json(s).unwrap());
-        let mut up = blobs.resume("u1", base.as_ref()).await.unwrap();
+        let mut up = blobs
+            .resume("u1", row.get().as_deref(), &row)
+            .await
+            .unwrap();
         assert_eq!(up.len(), w[0] as u64);
         up.write(&blob[w[0]..w[1]]).await.unwrap();
         let new = up.save().await.unwrap();
-        if let Some(old) = &base {
-            blobs.forget_tail("u1", old, &new).await.unwrap();
-        }
-        state = Some(new.to_json());
+        assert_eq!(row.state(), new);
     }
-    let last = UploadState::from_json(state.as_deref().unwrap()).unwrap();
     // One tail object at most is left between chunks.
     let tails = objects(s3, &bucket)
         .into_iter()
         .filter(|o| o.contains("tail-"))
         .count();
     assert_eq!(tails, 1, "{:?}", objects(s3, &bucket));
-    let up = one.resume("u1", Some(&last)).await.unwrap();
+    let up = one.resume("u1", row.get().as_deref(), &row).await.unwrap();
     assert_eq!(up.commit(&d).await.unwrap().len, blob.len() as u64);
     assert_eq!(one.size(&d).await.unwrap(), Some(blob.len() as u64));
     assert_eq!(read_all(&two, &d, 0, blob.len() as u64).await, blob);
@@ -121,7 +145,8 @@ async fn a_wrong_digest_keeps_nothing() {
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     for size in [10, PART + 10] {
         let blob = data(size, 2);
-        let mut up = blobs.resume("u2", None).await.unwrap();
+        let row = Row::default();
+        let mut up = blobs.resume("u2", None, &row).await.unwrap();
         up.write(&blob).await.unwrap();
         let wrong = Digest::sha256_of(b"something else");
         match up.commit(&wrong).await {
@@ -145,20 +170,118 @@ async fn a_chunk_that_breaks_off_leaves_the_session_as_it_was() {
     let bucket = s3.bucket();
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let blob = data(PART + 100, 3);
-    let mut up = blobs.resume("u3", None).await.unwrap();
+    let row = Row::default();
+    let mut up = blobs.resume("u3", None, &row).await.unwrap();
     up.write(&blob[..50]).await.unwrap();
     let saved = up.save().await.unwrap();
-    // A chunk that sends a whole part, then breaks off: never saved.
-    let mut up = blobs.resume("u3", Some(&saved)).await.unwrap();
+    // A chunk that sends a whole part, then breaks off: never saved. It hands its
+    // part number back.
+    let mut up = blobs
+        .resume("u3", row.get().as_deref(), &row)
+        .await
+        .unwrap();
     up.write(&data(PART + 1, 99)).await.unwrap();
-    drop(up);
+    assert!(row.state().in_use());
+    up.abandon().await.unwrap();
+    // As saved, but for the multipart upload it started (recorded: the sweeper's).
+    assert!(!row.state().in_use());
+    assert_eq!(row.state().len, saved.len);
     // The same chunk again, right this time.
-    let mut up = blobs.resume("u3", Some(&saved)).await.unwrap();
+    let mut up = blobs
+        .resume("u3", row.get().as_deref(), &row)
+        .await
+        .unwrap();
     assert_eq!(up.len(), 50);
     up.write(&blob[50..]).await.unwrap();
     let d = Digest::sha256_of(&blob);
     up.commit(&d).await.unwrap();
     assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
+}
+
+/// Two requests on one session at once (two replicas, one state): before part numbers
+/// were reserved, both sent parts under the same numbers; the loser's replaced the
+/// winner's, and the winner's commit assembled the loser's bytes under its own digest
+/// (s3s-fs, like some services, does not check part ETags). Now the loser fails at its
+/// first part, before sending it, and the winner's blob is its own bytes. Both from a
+/// state that has a multipart upload and from a new session (where each request
+/// starts one: the loser aborts its own, recorded nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_on_one_state_never_share_a_part() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let one = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let two = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    for (id, first) in [("race-saved", PART + 10), ("race-new", 0)] {
+        let row = Row::default();
+        let head = data(first, 40);
+        if first > 0 {
+            let mut up = one.resume(id, None, &row).await.unwrap();
+            up.write(&head).await.unwrap();
+            up.save().await.unwrap();
+        }
+        let at = row.get();
+        let mut winner = one.resume(id, at.as_deref(), &row).await.unwrap();
+        let mut loser = two.resume(id, at.as_deref(), &row).await.unwrap();
+        let (mine, theirs) = (data(2 * PART + 3, 41), data(2 * PART + 3, 42));
+        // Each sends a whole part, the winner first; then both go on.
+        winner.write(&mine[..PART]).await.unwrap();
+        let reserved = row.get();
+        match loser.write(&theirs[..PART]).await {
+            Err(StoreError::UploadChanged(_)) => {}
+            other => panic!("{id}: the second request sent a part: {other:?}"),
+        }
+        assert_eq!(row.get(), reserved, "{id}: the loser changed the session");
+        assert!(loser.write(&theirs[PART..]).await.is_err());
+        loser.abandon().await.unwrap();
+        assert_eq!(
+            row.get(),
+            reserved,
+            "{id}: the loser handed back another's parts"
+        );
+        winner.write(&mine[PART..]).await.unwrap();
+        winner.save().await.unwrap();
+        assert!(!row.state().in_use());
+        let blob = [head.as_slice(), mine.as_slice()].concat();
+        let d = Digest::sha256_of(&blob);
+        let up = two.resume(id, row.get().as_deref(), &row).await.unwrap();
+        assert_eq!(up.commit(&d).await.unwrap().len, blob.len() as u64);
+        let stored = read_all(&one, &d, 0, blob.len() as u64).await;
+        assert_eq!(
+            Digest::sha256_of(&stored),
+            d,
+            "{id}: the blob is not its bytes"
+        );
+    }
+    let left: Vec<_> = objects(s3, &bucket)
+        .into_iter()
+        .filter(|k| k.contains("uploads/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A chunk that holds part numbers and never hands them back (its replica died, a
+/// part failed: whether that part lands later is unknown) leaves the session refusing
+/// other chunks, rather than letting them write those numbers; states saved before
+/// reservations existed still read as sessions open to chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_never_ends_keeps_its_part_numbers() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let row = Row::default();
+    let mut up = blobs.resume("held", None, &row).await.unwrap();
+    up.write(&data(PART + 1, 50)).await.unwrap();
+    drop(up);
+    assert!(row.state().in_use());
+    match blobs.resume("held", row.get().as_deref(), &row).await {
+        Err(StoreError::UploadChanged(_)) => {}
+        other => panic!("{:?}", other.map(|u| u.len())),
+    }
+    blobs.discard("held", &row.state()).await.unwrap();
+    let old = r#"{"len":3,"multipart":null,"parts":[],"tail":null,"hash":[]}"#;
+    let state = UploadState::from_json(old).unwrap();
+    assert!(!state.in_use());
+    assert_eq!(state.to_json(), old);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,14 +292,16 @@ async fn blobs_are_written_once_and_removed() {
     let blob = data(1000, 4);
     let d = Digest::sha256_of(&blob);
     for id in ["u4", "u5"] {
-        let mut up = blobs.resume(id, None).await.unwrap();
+        let row = Row::default();
+        let mut up = blobs.resume(id, None, &row).await.unwrap();
         up.write(&blob).await.unwrap();
         assert_eq!(up.commit(&d).await.unwrap().len, 1000);
     }
     assert_eq!(objects(s3, &bucket).len(), 1);
     // A digest of another algorithm is checked by reading the bytes.
     let d512 = Digest::of(Algorithm::Sha512, &blob);
-    let mut up = blobs.resume("u6", None).await.unwrap();
+    let row = Row::default();
+    let mut up = blobs.resume("u6", None, &row).await.unwrap();
     up.write(&blob).await.unwrap();
     up.commit(&d512).await.unwrap();
     assert_eq!(read_all(&blobs, &d512, 0, 1000).await, blob);
@@ -211,7 +336,8 @@ async fn synchronous_calls_work_from_a_current_thread_runtime() {
     let bucket = s3.bucket();
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let d = Digest::sha256_of(b"small");
-    let mut up = blobs.resume("u7", None).await.unwrap();
+    let row = Row::default();
+    let mut up = blobs.resume("u7", None, &row).await.unwrap();
     up.write(b"small").await.unwrap();
     up.commit(&d).await.unwrap();
     assert!(blobs.has(&d).unwrap());
@@ -239,7 +365,8 @@ fn streamed_reads_never_wait_for_a_blocked_or_gone_runtime() {
             .build()
             .unwrap();
         current.block_on(async {
-            let mut up = blobs2.resume("s1", None).await.unwrap();
+            let row = Row::default();
+            let mut up = blobs2.resume("s1", None, &row).await.unwrap();
             up.write(&blob2).await.unwrap();
             up.commit(&d2).await.unwrap();
             assert_eq!(read_all(&blobs2, &d2, 5, 1000).await, blob2[5..1005]);
@@ -310,7 +437,8 @@ async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
         // One blob of two parts, to read back more than one part.
         let bytes = data(if i == 0 { PART + 99 } else { 1000 + i }, seed);
         let d = Digest::sha256_of(&bytes);
-        let mut up = blobs.resume(&format!("f{i}"), None).await.unwrap();
+        let row = Row::default();
+        let mut up = blobs.resume(&format!("f{i}"), None, &row).await.unwrap();
         up.write(&bytes).await.unwrap();
         up.commit(&d).await.unwrap();
         stored.push((d, bytes.len() as u64));
@@ -491,7 +619,8 @@ async fn discarding_a_session_removes_its_completed_upload() {
     let s3 = S3::shared();
     let bucket = s3.bucket();
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
-    let mut up = blobs.resume("u-data", None).await.unwrap();
+    let row = Row::default();
+    let mut up = blobs.resume("u-data", None, &row).await.unwrap();
     up.write(&data(2 * PART + 10, 30)).await.unwrap();
     let state = up.save().await.unwrap();
     let fields: serde_json::Value = serde_json::from_str(&state.to_json()).unwrap();
