@@ -140,12 +140,25 @@ pub struct UploadState {
 
 /// Part numbers `parts.len() + 1 ..= parts.len() + count` belong to chunk `by` (a
 /// random token: the compare-and-set also counts a state already equal to the new one
-/// as won, so two chunks' reservations must never be the same text).
+/// as won, so two chunks' reservations must never be the same text) until `until`
+/// (unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reserved {
     by: String,
     count: usize,
+    /// A reservation is renewed before each part; one not renewed for
+    /// [`RESERVATION_LEASE`] belongs to a chunk that died (its replica killed, its
+    /// part's upload failed), and another chunk may take the numbers over.
+    #[serde(default)]
+    until: i64,
 }
+
+/// How long a chunk's reservation of part numbers holds without being renewed. A
+/// chunk renews it right before each part it sends, so only one part's upload (bounded
+/// by the S3 client's timeouts and retries, well under a minute) can still be on its
+/// way when it lapses; a chunk whose replica died or whose part failed stops the
+/// session's other chunks no longer than this.
+pub const RESERVATION_LEASE: Duration = Duration::from_secs(300);
 
 /// The row that holds an upload session's state, for the compare-and-set an
 /// [`ObjectUpload`] makes before each part and when it saves
@@ -165,10 +178,11 @@ impl UploadState {
             .map_err(|e| StoreError::Corrupt(format!("upload session state: {e}")))
     }
 
-    /// Whether a chunk holds part numbers of the session (it is being written, or the
-    /// chunk that was writing it could not hand them back): no other chunk may start.
-    pub fn in_use(&self) -> bool {
-        self.reserved.is_some()
+    /// Whether a chunk holds part numbers of the session at `now` (unix seconds): it
+    /// is being written, or the chunk that was writing it could not hand them back and
+    /// its lease has not lapsed. No other chunk may start meanwhile.
+    pub fn in_use(&self, now: i64) -> bool {
+        self.reserved.as_ref().is_some_and(|r| r.until > now)
     }
 }
 
@@ -564,10 +578,13 @@ impl ObjectBlobs {
         stored: Option<&str>,
         row: &'a dyn SessionRow,
     ) -> Result<ObjectUpload<'a>> {
-        let state = parse_stored(stored)?;
-        if state.in_use() {
+        let mut state = parse_stored(stored)?;
+        if state.in_use(crate::unix_now()) {
             return Err(StoreError::UploadChanged(id.to_string()));
         }
+        // A lapsed reservation's chunk is gone: its numbers are written again from the
+        // parts the state names (taking over is this chunk's first compare-and-set).
+        state.reserved = None;
         let mut buf = BytesMut::with_capacity(self.part_size);
         if let Some(tail) = &state.tail {
             let key = self.upload_key(id, tail);
@@ -936,6 +953,7 @@ impl ObjectUpload<'_> {
             reserved: Some(Reserved {
                 by: self.token.clone(),
                 count,
+                until: crate::unix_now() + RESERVATION_LEASE.as_secs() as i64,
             }),
             ..self.base.clone()
         };

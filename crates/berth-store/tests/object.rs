@@ -181,10 +181,10 @@ async fn a_chunk_that_breaks_off_leaves_the_session_as_it_was() {
         .await
         .unwrap();
     up.write(&data(PART + 1, 99)).await.unwrap();
-    assert!(row.state().in_use());
+    assert!(row.state().in_use(berth_store::unix_now()));
     up.abandon().await.unwrap();
     // As saved, but for the multipart upload it started (recorded: the sweeper's).
-    assert!(!row.state().in_use());
+    assert!(!row.state().in_use(berth_store::unix_now()));
     assert_eq!(row.state().len, saved.len);
     // The same chunk again, right this time.
     let mut up = blobs
@@ -240,7 +240,7 @@ async fn two_requests_on_one_state_never_share_a_part() {
         );
         winner.write(&mine[PART..]).await.unwrap();
         winner.save().await.unwrap();
-        assert!(!row.state().in_use());
+        assert!(!row.state().in_use(berth_store::unix_now()));
         let blob = [head.as_slice(), mine.as_slice()].concat();
         let d = Digest::sha256_of(&blob);
         let up = two.resume(id, row.get().as_deref(), &row).await.unwrap();
@@ -269,18 +269,39 @@ async fn a_chunk_that_never_ends_keeps_its_part_numbers() {
     let bucket = s3.bucket();
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
     let row = Row::default();
+    let blob = data(PART + 1, 50);
     let mut up = blobs.resume("held", None, &row).await.unwrap();
-    up.write(&data(PART + 1, 50)).await.unwrap();
+    up.write(&blob).await.unwrap();
     drop(up);
-    assert!(row.state().in_use());
+    let now = berth_store::unix_now();
+    let lease = berth_store::object::RESERVATION_LEASE.as_secs() as i64;
+    assert!(row.state().in_use(now));
+    assert!(
+        !row.state().in_use(now + lease + 1),
+        "a lease that never lapses"
+    );
     match blobs.resume("held", row.get().as_deref(), &row).await {
         Err(StoreError::UploadChanged(_)) => {}
         other => panic!("{:?}", other.map(|u| u.len())),
     }
-    blobs.discard("held", &row.state()).await.unwrap();
+    // Its lease lapsed (its replica died): another chunk takes the numbers over, from
+    // the parts the state names, and the blob is its bytes.
+    let held = row.get().unwrap();
+    let until = held.split("\"until\":").nth(1).unwrap();
+    let until: String = until.chars().take_while(char::is_ascii_digit).collect();
+    let lapsed = held.replace(&format!("\"until\":{until}"), "\"until\":1");
+    *row.0.lock().unwrap() = Some(lapsed);
+    let mut up = blobs
+        .resume("held", row.get().as_deref(), &row)
+        .await
+        .unwrap();
+    up.write(&blob).await.unwrap();
+    let d = Digest::sha256_of(&blob);
+    assert_eq!(up.commit(&d).await.unwrap().len, blob.len() as u64);
+    assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
     let old = r#"{"len":3,"multipart":null,"parts":[],"tail":null,"hash":[]}"#;
     let state = UploadState::from_json(old).unwrap();
-    assert!(!state.in_use());
+    assert!(!state.in_use(now));
     assert_eq!(state.to_json(), old);
 }
 
