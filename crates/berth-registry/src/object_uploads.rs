@@ -21,9 +21,10 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::error::{ApiError, ApiResult, Code};
+use crate::policy::Room;
 use crate::routes::{digest, query_get, query_pairs};
 use crate::uploads::{
-    blob_created, check_chunk_length, check_chunk_start, content_length, content_range, refuse,
+    blob_created, check_chunk_length, check_chunk_start, content_range, quota_room_after, refuse,
     session, session_response,
 };
 use crate::Registry;
@@ -71,13 +72,22 @@ impl SessionRow for Row {
 }
 
 /// Streams `body` into `up`. A body that breaks off is an error.
-async fn receive(reg: &Arc<Registry>, up: &mut ObjectUpload<'_>, body: Body) -> ApiResult<()> {
+async fn receive(
+    reg: &Arc<Registry>,
+    up: &mut ObjectUpload<'_>,
+    body: Body,
+    room: Option<&Room>,
+) -> ApiResult<()> {
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let bytes = frame.map_err(|e| {
             ApiError::new(Code::BlobUploadInvalid).detail(format!("request body broke off: {e}"))
         })?;
         reg.metrics.bytes_received(bytes.len() as u64);
+        // Past the quota (a body of unannounced length): refused, and not kept.
+        if let Some(room) = room {
+            room.check(up.len() + bytes.len() as u64)?;
+        }
         up.write(&bytes).await?;
     }
     Ok(())
@@ -99,6 +109,7 @@ pub(crate) async fn monolithic(
     name: &RepositoryName,
     d: Digest,
     body: Body,
+    room: Option<&Room>,
 ) -> ApiResult {
     // A session row of its own, so that a multipart upload it starts is known to
     // the sweeper if this replica dies before the end.
@@ -108,7 +119,7 @@ pub(crate) async fn monolithic(
         .await?;
     let row = Row::new(reg, &id);
     let mut up = objects.resume(&id, None, &row).await?;
-    let result = match receive(reg, &mut up, body).await {
+    let result = match receive(reg, &mut up, body, room).await {
         Ok(()) => commit(reg, up, name, &d).await,
         Err(e) => {
             let _ = up.abandon().await;
@@ -168,13 +179,10 @@ pub(crate) async fn patch(
         let range = content_range(&parts.headers)?;
         check_chunk_start(range, base.len, name, id)?;
         check_chunk_length(range, &parts.headers)?;
-        if let Some(len) = content_length(&parts.headers) {
-            let total = base.len.saturating_add(len);
-            crate::policy::check_quota(reg, name.as_str(), None, total)?;
-        }
-        Ok((stored, base, range))
+        let room = quota_room_after(reg, name, None, &parts.headers, base.len)?;
+        Ok((stored, base, range, room))
     })();
-    let (stored, base, range) = match opened {
+    let (stored, base, range, room) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
@@ -183,7 +191,12 @@ pub(crate) async fn patch(
         Ok(up) => up,
         Err(e) => return refuse(body, e.into()).await,
     };
-    if let Err(e) = receive(reg, &mut up, body).await {
+    if let Err(e) = receive(reg, &mut up, body, room.as_ref()).await {
+        if e.code == Code::Denied {
+            // Over the quota: not kept.
+            let _ = up.abandon().await;
+            return Err(e);
+        }
         // A body that broke off is kept, as with files: the client asks how much
         // arrived and resumes from there. (A chunk whose part was refused or failed
         // cannot be: `save` gives it up.)
@@ -227,9 +240,10 @@ pub(crate) async fn finish(
         let range = content_range(&parts.headers)?;
         check_chunk_start(range, base.len, name, id)?;
         check_chunk_length(range, &parts.headers)?;
-        Ok((d, stored, base))
+        let room = quota_room_after(reg, name, Some(&d), &parts.headers, base.len)?;
+        Ok((d, stored, base, room))
     })();
-    let (d, stored, base) = match opened {
+    let (d, stored, base, room) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
@@ -245,7 +259,7 @@ pub(crate) async fn finish(
         Ok(up) => up,
         Err(e) => return refuse(body, e.into()).await,
     };
-    if let Err(e) = receive(reg, &mut up, body).await {
+    if let Err(e) = receive(reg, &mut up, body, room.as_ref()).await {
         let _ = up.abandon().await;
         return Err(e);
     }

@@ -60,26 +60,57 @@ pub(crate) fn check_quota(
     digest: Option<&Digest>,
     size: u64,
 ) -> ApiResult<()> {
+    match room(reg, repo, digest)? {
+        Some(room) => room.check(size),
+        None => Ok(()),
+    }
+}
+
+/// What `repo`'s namespace leaves a blob: `None` when it has no quota, or the blob
+/// (`digest`, when known) is one the namespace links already (it costs nothing). An
+/// upload of unannounced length (a chunked body, no `Content-Length` to check first)
+/// checks it as its bytes arrive, so that it is refused when it passes the quota, not
+/// at its commit after it filled the disk.
+pub(crate) fn room(reg: &Registry, repo: &str, digest: Option<&Digest>) -> ApiResult<Option<Room>> {
     let ns = namespace_of(repo);
     let Some(quota) = directory(reg)?.quota(ns) else {
-        return Ok(());
+        return Ok(None);
     };
     if let Some(d) = digest {
         if reg.meta.blob_in_namespace(ns, d)? {
-            return Ok(());
+            return Ok(None);
         }
     }
     let used = reg.meta.namespace_usage(ns)?;
-    if used.saturating_add(size) > quota {
-        return Err(StoreError::QuotaExceeded {
-            namespace: ns.to_string(),
-            quota,
-            used,
-            size,
+    let namespace = ns.to_string();
+    Ok(Some(Room {
+        namespace,
+        quota,
+        used,
+    }))
+}
+
+/// A namespace's quota and its usage, read once ([`room`]).
+pub(crate) struct Room {
+    namespace: String,
+    quota: u64,
+    used: u64,
+}
+
+impl Room {
+    /// Refuses (`403 DENIED`, naming the quota) a blob that has reached `size` bytes.
+    pub(crate) fn check(&self, size: u64) -> ApiResult<()> {
+        if self.used.saturating_add(size) > self.quota {
+            return Err(StoreError::QuotaExceeded {
+                namespace: self.namespace.clone(),
+                quota: self.quota,
+                used: self.used,
+                size,
+            }
+            .into());
         }
-        .into());
+        Ok(())
     }
-    Ok(())
 }
 
 /// Usage per namespace as `/api/v1/usage` and `berth registry usage` answer it:

@@ -178,20 +178,21 @@ async fn monolithic(
     d: Digest,
     req: Request,
 ) -> ApiResult {
-    if let Some(len) = content_length(req.headers()) {
-        if let Err(e) = crate::policy::check_quota(reg, name.as_str(), Some(&d), len) {
-            return refuse(req.into_body(), e).await;
-        }
-    }
+    let room = match quota_room(reg, name, Some(&d), req.headers()) {
+        Ok(room) => room,
+        Err(e) => return refuse(req.into_body(), e).await,
+    };
     if let Some(objects) = &reg.objects {
-        return crate::object_uploads::monolithic(reg, objects, name, d, req.into_body()).await;
+        let body = req.into_body();
+        return crate::object_uploads::monolithic(reg, objects, name, d, body, room.as_ref()).await;
     }
     let id = new_id();
     let slot = reg.uploads.slot(&id);
     let _busy = slot.lock().await;
     let id2 = id.clone();
     let writer = reg.blocking(move |r| r.blobs.create_upload(&id2)).await?;
-    let result = commit_body(reg, name, &id, writer, &d, req.into_body(), None).await;
+    let body = req.into_body();
+    let result = commit_body(reg, name, &id, writer, &d, body, room.as_ref(), None).await;
     reg.uploads.forget(&id);
     result?;
     Ok(blob_created(name, &d))
@@ -340,6 +341,37 @@ pub(crate) async fn refuse(body: Body, e: ApiError) -> ApiResult {
     Err(e)
 }
 
+/// The namespace's quota for an upload request bringing `already` bytes more than its
+/// session holds: checked at once when the request says its length (`403 DENIED`
+/// before a byte is stored), else returned, to be checked as the bytes arrive
+/// ([`crate::policy::room`]). `digest`: the blob, when the request names it.
+pub(crate) fn quota_room(
+    reg: &Registry,
+    name: &RepositoryName,
+    digest: Option<&Digest>,
+    headers: &HeaderMap,
+) -> ApiResult<Option<crate::policy::Room>> {
+    quota_room_after(reg, name, digest, headers, 0)
+}
+
+/// [`quota_room`] for a request that continues a session holding `already` bytes.
+pub(crate) fn quota_room_after(
+    reg: &Registry,
+    name: &RepositoryName,
+    digest: Option<&Digest>,
+    headers: &HeaderMap,
+    already: u64,
+) -> ApiResult<Option<crate::policy::Room>> {
+    match content_length(headers) {
+        Some(len) => {
+            let total = already.saturating_add(len);
+            crate::policy::check_quota(reg, name.as_str(), digest, total)?;
+            Ok(None)
+        }
+        None => crate::policy::room(reg, name.as_str(), digest),
+    }
+}
+
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or streams the whole blob).
 pub(crate) async fn patch(
     reg: &Arc<Registry>,
@@ -359,30 +391,36 @@ pub(crate) async fn patch(
         Ok(chunk) => chunk,
         Err(e) => return refuse(body, e).await,
     };
-    // Over the namespace's quota with what is already here: refused before storing it.
-    if let Some(len) = content_length(&parts.headers) {
-        let total = writer.len().saturating_add(len);
-        if let Err(e) = crate::policy::check_quota(reg, name.as_str(), None, total) {
+    // Over the namespace's quota with what is already here: refused before storing it,
+    // or, with no length said, as it arrives.
+    let room = match quota_room_after(reg, name, None, &parts.headers, writer.len()) {
+        Ok(room) => room,
+        Err(e) => {
             *state = Some(writer.into_state());
             drop(state);
             return refuse(body, e).await;
         }
-    }
-    // A chunk that does not match its Content-Range is not kept; a body that breaks
-    // off is (the client asks how much arrived, and resumes from there).
-    let snapshot = range.map(|_| writer.snapshot());
+    };
+    // A chunk that does not match its Content-Range, or that went over the quota, is
+    // not kept; a body that breaks off is (the client asks how much arrived, and
+    // resumes from there).
+    let snapshot = (range.is_some() || room.is_some()).then(|| writer.snapshot());
     let before = writer.len();
-    let (mut writer, result) = receive(reg, writer, body).await?;
+    let (mut writer, result) = receive(reg, writer, body, room.as_ref()).await?;
     let mut size_error = None;
-    if let (Some(range), Some(snapshot), Ok(())) = (range, snapshot, &result) {
-        let got = writer.len().saturating_sub(before);
-        if range_len(range) != Some(got) {
-            writer.rollback(snapshot)?;
-            size_error = Some(ApiError::new(Code::SizeInvalid).detail(format!(
-                "Content-Range {}-{} does not cover the body's {got} bytes",
-                range.0, range.1
-            )));
+    match (range, snapshot, &result) {
+        (_, Some(snapshot), Err(e)) if e.code == Code::Denied => writer.rollback(snapshot)?,
+        (Some(range), Some(snapshot), Ok(())) => {
+            let got = writer.len().saturating_sub(before);
+            if range_len(range) != Some(got) {
+                writer.rollback(snapshot)?;
+                size_error = Some(ApiError::new(Code::SizeInvalid).detail(format!(
+                    "Content-Range {}-{} does not cover the body's {got} bytes",
+                    range.0, range.1
+                )));
+            }
         }
+        _ => {}
     }
     let len = writer.len();
     *state = Some(writer.into_state());
@@ -412,7 +450,10 @@ pub(crate) async fn finish(
         let d = digest(query_get(&q, "digest").ok_or_else(|| {
             ApiError::new(Code::DigestInvalid).detail("the digest query parameter is required")
         })?)?;
-        Ok((d, open_chunk(reg, name, id, &parts.headers).await?))
+        let chunk = open_chunk(reg, name, id, &parts.headers).await?;
+        let held = chunk.writer.len();
+        let room = quota_room_after(reg, name, Some(&d), &parts.headers, held)?;
+        Ok((d, chunk, room))
     }
     .await;
     let (
@@ -420,11 +461,13 @@ pub(crate) async fn finish(
         OpenChunk {
             mut state, writer, ..
         },
+        room,
     ) = match opened {
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
-    let result = commit_body(reg, name, id, writer, &d, body, Some(&mut state)).await;
+    let keep = Some(&mut *state);
+    let result = commit_body(reg, name, id, writer, &d, body, room.as_ref(), keep).await;
     drop(state);
     if result.is_ok()
         || matches!(&result, Err(e) if matches!(e.code, Code::DigestInvalid | Code::Denied))
@@ -438,9 +481,11 @@ pub(crate) async fn finish(
     Ok(blob_created(name, &d))
 }
 
-/// Appends `body` to `writer`, then verifies and commits the blob as `d` and links it
-/// to `name`. When the body breaks off, the hash state goes back to `keep` (a resumable
-/// session) instead of being lost.
+/// Appends `body` to `writer` (within the quota's `room`), then verifies and commits
+/// the blob as `d` and links it to `name`. When the body breaks off, the hash state
+/// goes back to `keep` (a resumable session) instead of being lost; over the quota,
+/// the data goes, as at the commit.
+#[allow(clippy::too_many_arguments)]
 async fn commit_body(
     reg: &Arc<Registry>,
     name: &RepositoryName,
@@ -448,13 +493,14 @@ async fn commit_body(
     writer: BlobWriter,
     d: &Digest,
     body: Body,
+    room: Option<&crate::policy::Room>,
     keep: Option<&mut Option<HashState>>,
 ) -> ApiResult<()> {
-    let (writer, result) = receive(reg, writer, body).await?;
+    let (writer, result) = receive(reg, writer, body, room).await?;
     if let Err(e) = result {
         match keep {
-            Some(slot) => *slot = Some(writer.into_state()),
-            None => {
+            Some(slot) if e.code != Code::Denied => *slot = Some(writer.into_state()),
+            _ => {
                 drop(writer);
                 let _ = reg.blobs.remove_upload(id);
             }
@@ -500,7 +546,10 @@ async fn receive(
     reg: &Registry,
     writer: BlobWriter,
     body: Body,
+    room: Option<&crate::policy::Room>,
 ) -> ApiResult<(BlobWriter, ApiResult<()>)> {
+    let mut size = writer.len();
+    let mut over = None;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(BLOCKS_IN_FLIGHT);
     let (recycle, spare) = std::sync::mpsc::channel::<Block>();
     let consumer = tokio::task::spawn_blocking(move || {
@@ -531,6 +580,12 @@ async fn receive(
         match stream.next().await {
             Some(Ok(bytes)) => {
                 reg.metrics.bytes_received(bytes.len() as u64);
+                size += bytes.len() as u64;
+                if let Some(Err(e)) = room.map(|r| r.check(size)) {
+                    // Past the quota: the rest is not read (nor kept by the caller).
+                    over = Some(e);
+                    break;
+                }
                 if !writing {
                     continue;
                 }
@@ -560,11 +615,12 @@ async fn receive(
     drop(tx);
     let (writer, written) = consumer.await?;
     let result =
-        match (written, body_error) {
-            (Err(e), _) => Err(ApiError::from(e)),
-            (Ok(()), Some(e)) => Err(ApiError::new(Code::BlobUploadInvalid)
+        match (over, written, body_error) {
+            (Some(e), _, _) => Err(e),
+            (None, Err(e), _) => Err(ApiError::from(e)),
+            (None, Ok(()), Some(e)) => Err(ApiError::new(Code::BlobUploadInvalid)
                 .detail(format!("request body broke off: {e}"))),
-            (Ok(()), None) => Ok(()),
+            (None, Ok(()), None) => Ok(()),
         };
     Ok((writer, result))
 }

@@ -12,7 +12,7 @@ mod accounts;
 
 use accounts::*;
 use berth_auth::{Actor, Change, Level, Secret};
-use reqwest::header::CONTENT_LENGTH;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{json, Value};
 use support::*;
 
@@ -326,6 +326,26 @@ async fn quotas_refuse_blobs_over_them_before_they_are_stored() {
         (403, Some("DENIED")),
         "{v}"
     );
+    // A chunked body, its length said nowhere: refused once it passes the quota, not
+    // at the commit after it filled the disk, and nothing of it is kept (a chunk at
+    // offset 0 is taken next).
+    let loc = start_upload(&bob, "myorg/app").await;
+    let frames: Vec<Result<Vec<u8>, std::io::Error>> =
+        c.chunks(64 * 1024).map(|f| Ok(f.to_vec())).collect();
+    let chunked = bob
+        .patch(&loc)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )));
+    let (s, v) = status_of(send(chunked).await).await;
+    assert_eq!(
+        (s, v["errors"][0]["code"].as_str()),
+        (403, Some("DENIED")),
+        "{v}"
+    );
+    let (s, v) = status_of(patch_chunk(&bob, &loc, 0, &c[..1000]).await).await;
+    assert_eq!(s, 202, "the refused chunk was kept: {v}");
     // The last chunk at the commit (PUT), its size known only then.
     let loc = start_upload(&bob, "myorg/app").await;
     let (s, v) = status_of(finish_upload(&bob, &loc, &dc, &c).await).await;
