@@ -24,8 +24,8 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::policy::Room;
 use crate::routes::{digest, query_get, query_pairs};
 use crate::uploads::{
-    blob_created, check_chunk_length, check_chunk_start, content_range, quota_room_after, refuse,
-    session, session_response,
+    blob_created, check_chunk_length, check_chunk_start, content_range, quota_room_after,
+    range_len, refuse, session, session_response,
 };
 use crate::Registry;
 
@@ -204,12 +204,11 @@ pub(crate) async fn patch(
         return Err(e);
     }
     let got = up.len() - base.len;
-    if let Some((start, end)) = range {
-        if got != end - start + 1 {
+    if let Some(said) = range.and_then(range_len) {
+        if got != said {
             let _ = up.abandon().await;
             return Err(ApiError::new(Code::SizeInvalid).detail(format!(
-                "Content-Range says {} bytes, the body had {got}",
-                end - start + 1
+                "Content-Range says {said} bytes, the body had {got}"
             )));
         }
     }

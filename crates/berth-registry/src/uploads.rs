@@ -192,7 +192,14 @@ async fn monolithic(
     let id2 = id.clone();
     let writer = reg.blocking(move |r| r.blobs.create_upload(&id2)).await?;
     let body = req.into_body();
-    let result = commit_body(reg, name, &id, writer, &d, body, room.as_ref(), None).await;
+    let to = Closing {
+        name,
+        id: &id,
+        digest: &d,
+        room: room.as_ref(),
+        keep: None,
+    };
+    let result = commit_body(reg, writer, body, to).await;
     reg.uploads.forget(&id);
     result?;
     Ok(blob_created(name, &d))
@@ -466,8 +473,14 @@ pub(crate) async fn finish(
         Ok(x) => x,
         Err(e) => return refuse(body, e).await,
     };
-    let keep = Some(&mut *state);
-    let result = commit_body(reg, name, id, writer, &d, body, room.as_ref(), keep).await;
+    let to = Closing {
+        name,
+        id,
+        digest: &d,
+        room: room.as_ref(),
+        keep: Some(&mut *state),
+    };
+    let result = commit_body(reg, writer, body, to).await;
     drop(state);
     if result.is_ok()
         || matches!(&result, Err(e) if matches!(e.code, Code::DigestInvalid | Code::Denied))
@@ -481,21 +494,35 @@ pub(crate) async fn finish(
     Ok(blob_created(name, &d))
 }
 
-/// Appends `body` to `writer` (within the quota's `room`), then verifies and commits
-/// the blob as `d` and links it to `name`. When the body breaks off, the hash state
+/// Where a closing body goes: the blob `digest` of repository `name`, through the
+/// upload `id`.
+struct Closing<'a> {
+    name: &'a RepositoryName,
+    id: &'a str,
+    digest: &'a Digest,
+    /// The quota's room, when the namespace has one.
+    room: Option<&'a crate::policy::Room>,
+    /// Where a resumable session keeps its hash state when the body breaks off.
+    keep: Option<&'a mut Option<HashState>>,
+}
+
+/// Appends `body` to `writer` (within the quota's room), then verifies and commits
+/// the blob and links it to its repository. When the body breaks off, the hash state
 /// goes back to `keep` (a resumable session) instead of being lost; over the quota,
 /// the data goes, as at the commit.
-#[allow(clippy::too_many_arguments)]
 async fn commit_body(
     reg: &Arc<Registry>,
-    name: &RepositoryName,
-    id: &str,
     writer: BlobWriter,
-    d: &Digest,
     body: Body,
-    room: Option<&crate::policy::Room>,
-    keep: Option<&mut Option<HashState>>,
+    to: Closing<'_>,
 ) -> ApiResult<()> {
+    let Closing {
+        name,
+        id,
+        digest: d,
+        room,
+        keep,
+    } = to;
     let (writer, result) = receive(reg, writer, body, room).await?;
     if let Err(e) = result {
         match keep {

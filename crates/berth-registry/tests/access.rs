@@ -22,12 +22,22 @@ fn apply(srv: &Server, change: Change) -> Outcome {
 }
 
 fn user(srv: &Server, name: &str, password: &str) {
+    account(srv, name, password, false);
+}
+
+/// A superuser `root` (password `root-pw`), and a client signed in as it.
+fn root(srv: &Server) -> Api {
+    account(srv, "root", "root-pw", true);
+    as_user(srv, "root", "root-pw")
+}
+
+fn account(srv: &Server, name: &str, password: &str, superuser: bool) {
     apply(
         srv,
         Change::UserAdd {
             name: name.into(),
             password: Secret(password.into()),
-            superuser: false,
+            superuser,
         },
     );
 }
@@ -714,15 +724,7 @@ async fn an_organization_cannot_be_founded_over_existing_content() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    apply(
-        &srv,
-        Change::UserAdd {
-            name: "root".into(),
-            password: Secret("root-pw".into()),
-            superuser: true,
-        },
-    );
-    let root = as_user(&srv, "root", "root-pw");
+    let root = root(&srv);
     let resp = send(
         root.post("/api/v1/orgs")
             .json(&serde_json::json!({"name": "shared"})),
@@ -910,15 +912,7 @@ async fn gc_requests_are_read_strictly() {
     let srv = Server::start().await;
     // Untagged, so that a collection with no grace removes it.
     let img = push_image(&srv.api, "org/app", None, 7).await;
-    apply(
-        &srv,
-        Change::UserAdd {
-            name: "root".into(),
-            password: Secret("root-pw".into()),
-            superuser: true,
-        },
-    );
-    let root = as_user(&srv, "root", "root-pw");
+    let root = root(&srv);
     let pushed = format!("/v2/org/app/manifests/{}", img.digest);
     // Content stored in the current second is spared by a zero grace.
     tokio::time::sleep(Duration::from_millis(1100)).await;
