@@ -15,7 +15,9 @@
 //! then waits for the rule's next run, as does a push that found the queue full. A rule
 //! with no schedule has no next run: it is owed a run of its own instead (a catch-up,
 //! after 1 min, doubling to 1 h while such runs fail, until one succeeds), which
-//! skips what the target has. Repositories of the pull-through cache (under a
+//! skips what the target has. The queue and the retries live in this process; after
+//! a start, a rule with a schedule runs at once and one without is owed a catch-up, so
+//! a push queued when the server stopped is copied all the same. Repositories of the pull-through cache (under a
 //! `[[proxy]]` prefix) are never replicated: they hold manifests without all their
 //! blobs, and one platform of an index. What each rule did is kept per process in
 //! [`RuleStatus`] (the API's `GET /api/v1/replication`) and in `/metrics`.
@@ -345,6 +347,7 @@ impl Registry {
                 tracing::error!("the replicator was started twice");
                 return;
             };
+            reg.owe_start_up_runs();
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -355,6 +358,22 @@ impl Registry {
                 }
             }
         })
+    }
+
+    /// The queue, the retries and owed runs live in this process, so a stop loses
+    /// them. A rule with a schedule runs at start (it has no last run) and finds what
+    /// was lost; a rule without one is owed a catch-up run after the first wait, which
+    /// skips what the target has: the price is a `HEAD` per matching tag each start.
+    fn owe_start_up_runs(&self) {
+        let Ok((dir, _)) = self.auth.directory() else {
+            return;
+        };
+        for rule in dir.replication_rules() {
+            if rule.on_push {
+                let why = "this server started: pushes queued before it may not have been copied";
+                self.replication.owe_run(rule, why.to_string());
+            }
+        }
     }
 
     /// Runs what is due: runs asked for, schedules that came round, runs owed whose
@@ -854,8 +873,11 @@ mod tests {
         let replicator = src.spawn_replication();
         let digest = put_image(&src, "team/app", "v1", 1);
         src.replicate_pushed("team/app", "v1");
-        until("a run owed", 60, || {
-            src.replication_status("r").catch_up.is_some()
+        // Owed from the start (the start-up catch-up), then for the image given up on.
+        until("a run owed for the image", 60, || {
+            let s = src.replication_status("r");
+            s.catch_up
+                .is_some_and(|c| c.reason.starts_with("team/app:"))
         })
         .await;
         let s = src.replication_status("r");
@@ -885,6 +907,45 @@ mod tests {
         })
         .await;
         until("the debt paid", 30, || {
+            src.replication_status("r").catch_up.is_none()
+        })
+        .await;
+        assert!(src.replication_status("r").last_success.is_some());
+        replicator.abort();
+        target.abort();
+    }
+
+    /// A push queued when the server stopped is lost with the queue: after a start, a
+    /// rule with no schedule copies it anyway (its start-up catch-up), with no push and
+    /// no run asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_on_push_rule_copies_after_a_start_what_its_lost_queue_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = open(&dir.path().join("target"), vec![]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = dst
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let target = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let src = open(&dir.path().join("source"), vec![]);
+        set_rule(&src, &format!("http://{addr}"), true, None);
+        // Pushed before the stop; its job never reached the target.
+        let digest = put_image(&src, "team/app", "v1", 1);
+        src.replication.set_timing(Timing {
+            first_retry: Duration::from_millis(10),
+            catch_up_first: Duration::from_millis(200),
+            catch_up_max: Duration::from_secs(2),
+        });
+        let replicator = src.spawn_replication();
+        until("the image on the target", 30, || {
+            let there = dst.meta.manifest_by_tag("team/app", "v1").unwrap();
+            there.is_some_and(|m| m.digest == digest)
+        })
+        .await;
+        until("the start-up debt paid", 30, || {
             src.replication_status("r").catch_up.is_none()
         })
         .await;
