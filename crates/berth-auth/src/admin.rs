@@ -148,7 +148,8 @@ pub enum Change {
     ReplicationRemove {
         name: String,
     },
-    /// The bytes of distinct blobs namespace `namespace` may hold (superusers only).
+    /// The bytes of distinct blobs and manifests namespace `namespace` may hold
+    /// (superusers only).
     QuotaSet {
         namespace: String,
         bytes: u64,

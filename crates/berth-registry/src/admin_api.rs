@@ -262,8 +262,8 @@ fn readable_setting<'d, T>(
     Ok(setting)
 }
 
-/// `GET /api/v1/usage[?namespace=]`: bytes of distinct blobs per namespace, with the
-/// quota where one is set. A superuser sees every namespace; others the namespaces
+/// `GET /api/v1/usage[?namespace=]`: bytes of distinct blobs and manifests per
+/// namespace, with the quota where one is set. A superuser sees every namespace; others the namespaces
 /// they administer.
 async fn usage(
     reg: &Arc<Registry>,

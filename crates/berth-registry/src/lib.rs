@@ -354,15 +354,14 @@ impl Registry {
         let bytes = self.blob_bytes();
         // The namespace's quota, checked again in the write transaction: uploads that
         // passed `policy::check_quota` together cannot go over it.
-        let ns = berth_auth::names::namespace_of(repo);
-        let quota = self.auth.directory().map_err(ApiError::from)?.0.quota(ns);
+        let quota = policy::quota_of(self, repo)?;
         self.meta
             .link_blob_within(
                 repo,
                 digest,
                 size,
                 &|| bytes.has(digest).unwrap_or(false),
-                quota.map(|q| (ns, q)),
+                quota.as_ref().map(|(ns, q)| (ns.as_str(), *q)),
             )
             .map_err(ApiError::from)
     }

@@ -132,10 +132,14 @@ pub(crate) async fn put(
     let n = name.to_string();
     let pushed_tag = tag.clone();
     let immutable = setting.is_some();
+    // A manifest counts toward its namespace's quota as a blob does, checked in the
+    // same write transaction.
+    let quota = crate::policy::quota_of(reg, name.as_str())?;
     reg.blocking(move |r| {
+        let quota = quota.as_ref().map(|(ns, q)| (ns.as_str(), *q));
         Ok::<_, ApiError>(
             r.meta
-                .put_manifest_guarded(&n, &new, tag.as_deref(), immutable),
+                .put_manifest_guarded(&n, &new, tag.as_deref(), immutable, quota),
         )
     })
     .await?

@@ -66,6 +66,12 @@ pub(crate) fn check_quota(
     }
 }
 
+/// `repo`'s namespace and its quota, when it has one.
+pub(crate) fn quota_of(reg: &Registry, repo: &str) -> ApiResult<Option<(String, u64)>> {
+    let ns = namespace_of(repo);
+    Ok(directory(reg)?.quota(ns).map(|q| (ns.to_string(), q)))
+}
+
 /// What `repo`'s namespace leaves a blob: `None` when it has no quota, or the blob
 /// (`digest`, when known) is one the namespace links already (it costs nothing). An
 /// upload of unannounced length (a chunked body, no `Content-Length` to check first)
@@ -115,7 +121,7 @@ impl Room {
 
 /// Usage per namespace as `/api/v1/usage` and `berth registry usage` answer it:
 /// `{"namespaces": [{"namespace", "bytes", "quota"}]}`, bytes being the distinct
-/// blobs its repositories link. With `namespace`, that one (also when empty);
+/// blobs and manifests its repositories hold. With `namespace`, that one (also when empty);
 /// without, every namespace holding blobs or having a quota that `may` lets through.
 pub fn usage_json(
     meta: &dyn MetaStore,

@@ -317,7 +317,7 @@ async fn quotas_refuse_blobs_over_them_before_they_are_stored() {
     assert_eq!(v["errors"][0]["code"], "DENIED");
     assert_eq!(
         v["errors"][0]["message"],
-        "quota of myorg exceeded: 1048576 bytes allowed, 819200 used, this blob needs 409600"
+        "quota of myorg exceeded: 1048576 bytes allowed, 819200 used, 409600 more needed"
     );
     let loc = start_upload(&bob, "myorg/app").await;
     let (s, v) = status_of(patch_chunk(&bob, &loc, 0, &c).await).await;
@@ -385,19 +385,47 @@ async fn quotas_refuse_blobs_over_them_before_they_are_stored() {
     assert_eq!(s, 201, "{v}");
     expect_status(send(mount("myorg/third", &da, "myorg/app")).await, 201).await;
 
+    // A manifest counts as a blob does: one byte short of room, refused and not
+    // stored; with room, stored, and counted once however many repositories have it.
+    let m = manifest_bytes(&image_manifest(
+        &Desc::of(OCI_CONFIG, &a),
+        &[Desc::of(OCI_LAYER, &b)],
+    ));
+    let len = m.len() as u64;
+    let (s, _) = status_of(send(quota(&root, "myorg", 819200 + len - 1)).await).await;
+    assert_eq!(s, 200);
+    let (s, v) = status_of(put_manifest(&bob, "myorg/app", "v1", OCI_MANIFEST, &m).await).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(
+        v["errors"][0]["message"],
+        format!(
+            "quota of myorg exceeded: {} bytes allowed, 819200 used, {len} more needed",
+            819200 + len - 1
+        )
+    );
+    expect_status(send(bob.get("/v2/myorg/app/manifests/v1")).await, 404).await;
+    let (s, _) = status_of(send(quota(&root, "myorg", 819200 + len)).await).await;
+    assert_eq!(s, 200);
+    push_manifest(&bob, "myorg/app", "v1", OCI_MANIFEST, &m).await;
+    push_blob(&bob, "myorg/other", &b).await;
+    push_manifest(&bob, "myorg/other", "v1", OCI_MANIFEST, &m).await;
+    let (s, _) = status_of(send(quota(&root, "myorg", 1 << 20)).await).await;
+    assert_eq!(s, 200);
+
     // Usage: distinct bytes per namespace, with the quota.
+    let used = 819200 + len;
     let (s, v) = status_of(send(root.get("/api/v1/usage?namespace=myorg")).await).await;
     assert_eq!(s, 200);
     assert_eq!(
         v,
-        json!({"namespaces": [{"namespace": "myorg", "bytes": 819200, "quota": 1048576}]})
+        json!({"namespaces": [{"namespace": "myorg", "bytes": used, "quota": 1048576}]})
     );
     let (_, v) = status_of(send(root.get("/api/v1/usage")).await).await;
     assert_eq!(
         v,
         json!({"namespaces": [
             {"namespace": "bob", "bytes": 409600, "quota": null},
-            {"namespace": "myorg", "bytes": 819200, "quota": 1048576},
+            {"namespace": "myorg", "bytes": used, "quota": 1048576},
         ]})
     );
     // Others see the namespaces they administer.

@@ -78,9 +78,10 @@ pub enum StoreError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("blob {0} was removed by the garbage collector while it was linked; upload it again")]
     BlobVanished(Digest),
-    /// A namespace's quota would be exceeded by linking this blob.
+    /// A namespace's quota would be exceeded by linking this blob or storing this
+    /// manifest.
     #[error(
-        "quota of {namespace} exceeded: {quota} bytes allowed, {used} used, this blob needs {size}"
+        "quota of {namespace} exceeded: {quota} bytes allowed, {used} used, {size} more needed"
     )]
     QuotaExceeded {
         namespace: String,

@@ -213,18 +213,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a manifest (and points `tag` at it), after checking in the same
     /// transaction that everything it references is in the repository.
     fn put_manifest(&self, repo: &str, manifest: &NewManifest, tag: Option<&str>) -> Result<()> {
-        self.put_manifest_guarded(repo, manifest, tag, false)
+        self.put_manifest_guarded(repo, manifest, tag, false, None)
     }
     /// [`MetaStore::put_manifest`] where, with `immutable`, `tag` may only be new or
     /// already on this manifest: checked in the write transaction, so of two pushes of
     /// different manifests to a new immutable tag one wins and the other gets
-    /// [`crate::StoreError::TagImmutable`].
+    /// [`crate::StoreError::TagImmutable`]. With `quota` (a namespace and its bytes), a
+    /// manifest new to the namespace is refused
+    /// ([`crate::StoreError::QuotaExceeded`]) when its usage plus the manifest's size
+    /// would exceed the quota, as [`MetaStore::link_blob_within`] refuses a blob.
     fn put_manifest_guarded(
         &self,
         repo: &str,
         manifest: &NewManifest,
         tag: Option<&str>,
         immutable: bool,
+        quota: Option<(&str, u64)>,
     ) -> Result<()>;
     /// [`MetaStore::delete_manifest`], refused ([`crate::StoreError::TagImmutable`])
     /// when a tag on the manifest, found in the write transaction, is `immutable`, and
@@ -236,8 +240,8 @@ pub trait MetaStore: Send + Sync + 'static {
         digest: &Digest,
         immutable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<bool>;
-    /// Bytes of the distinct blobs linked to namespace `ns`'s repositories (`ns` and
-    /// `ns/…`): an index scan.
+    /// Bytes of the distinct blobs and manifests of namespace `ns`'s repositories (`ns`
+    /// and `ns/…`), each digest counted once: index scans.
     fn namespace_usage(&self, ns: &str) -> Result<u64>;
     /// [`MetaStore::namespace_usage`] of every namespace holding blobs, by name.
     fn usage(&self) -> Result<Vec<(String, u64)>>;

@@ -204,13 +204,19 @@ impl<C: GenericClient> Db<'_, C> {
             .ok_or_else(|| StoreError::Corrupt(format!("repository {repo} vanished")))
     }
 
-    /// Bytes of the distinct blobs linked to namespace `ns` (see `sqlite::ns_usage`).
+    /// Bytes of the distinct blobs and manifests of namespace `ns` (see
+    /// `sqlite::ns_usage`).
     fn ns_usage(&mut self, ns: &str) -> Result<u64> {
         let row = self.row(
-            "SELECT COALESCE(SUM(b.size), 0)::BIGINT FROM blobs b WHERE b.digest IN (
-                SELECT rb.digest FROM repositories r
-                JOIN repository_blobs rb ON rb.repository_id = r.id
-                WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3))",
+            "SELECT COALESCE(SUM(size), 0)::BIGINT FROM (
+                SELECT b.digest, b.size FROM blobs b WHERE b.digest IN (
+                    SELECT rb.digest FROM repositories r
+                    JOIN repository_blobs rb ON rb.repository_id = r.id
+                    WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3))
+                UNION
+                SELECT m.digest, m.size FROM repositories r
+                JOIN manifests m ON m.repository_id = r.id
+                WHERE r.name = $1 OR (r.name >= $2 AND r.name < $3)) AS used",
             &[&ns, &format!("{ns}/"), &format!("{ns}0")],
         )?;
         Ok(row
@@ -218,6 +224,16 @@ impl<C: GenericClient> Db<'_, C> {
             .transpose()?
             .unwrap_or(0)
             .max(0) as u64)
+    }
+
+    fn ns_has_manifest(&mut self, ns: &str, d: &str) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND m.digest = $4
+             LIMIT 1",
+            &[&ns, &format!("{ns}/"), &format!("{ns}0"), &d],
+        )
     }
 
     fn ns_has_blob(&mut self, ns: &str, d: &str) -> Result<bool> {
@@ -399,10 +415,24 @@ impl PgMeta {
         m: &NewManifest,
         tag: Option<&str>,
         immutable: bool,
+        quota: Option<(&str, u64)>,
         check_references: bool,
     ) -> Result<()> {
         let digest = m.digest.to_string();
         self.write_in(repo, |db| {
+            if let Some((ns, bytes)) = quota {
+                if !db.ns_has_manifest(ns, &digest)? {
+                    let (used, size) = (db.ns_usage(ns)?, m.content.len() as u64);
+                    if used.saturating_add(size) > bytes {
+                        return Err(StoreError::QuotaExceeded {
+                            namespace: ns.to_string(),
+                            quota: bytes,
+                            used,
+                            size,
+                        });
+                    }
+                }
+            }
             let id = db.ensure_repo(repo)?;
             let now = now();
             if let (Some(tag), true) = (tag, immutable) {
@@ -642,8 +672,9 @@ impl MetaStore for PgMeta {
         m: &NewManifest,
         tag: Option<&str>,
         immutable: bool,
+        quota: Option<(&str, u64)>,
     ) -> Result<()> {
-        self.store_manifest(repo, m, tag, immutable, true)
+        self.store_manifest(repo, m, tag, immutable, quota, true)
     }
 
     fn delete_manifest_guarded(
@@ -710,10 +741,14 @@ impl MetaStore for PgMeta {
         self.read(|db| {
             db.rows(
                 "SELECT ns, SUM(size)::BIGINT FROM (
-                    SELECT DISTINCT split_part(r.name, '/', 1) AS ns, b.digest, b.size
+                    SELECT split_part(r.name, '/', 1) AS ns, b.digest, b.size
                     FROM repositories r
                     JOIN repository_blobs rb ON rb.repository_id = r.id
-                    JOIN blobs b ON b.digest = rb.digest) AS linked
+                    JOIN blobs b ON b.digest = rb.digest
+                    UNION
+                    SELECT split_part(r.name, '/', 1), m.digest, m.size
+                    FROM repositories r
+                    JOIN manifests m ON m.repository_id = r.id) AS linked
                  GROUP BY ns ORDER BY ns",
                 &[],
             )?
@@ -874,7 +909,7 @@ impl MetaStore for PgMeta {
     }
 
     fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
-        self.store_manifest(repo, m, tag, false, false)
+        self.store_manifest(repo, m, tag, false, None, false)
     }
 
     fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>> {

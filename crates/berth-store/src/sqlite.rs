@@ -227,19 +227,35 @@ fn sweep_repository(
     Ok(swept)
 }
 
-/// Bytes of the distinct blobs linked to namespace `ns` (`ns` and `ns/…`; '0' follows
-/// '/', so `ns/` up to `ns0` is exactly the names under `ns/`, read from the index).
+/// Bytes of the distinct blobs and manifests of namespace `ns` (`ns` and `ns/…`; '0'
+/// follows '/', so `ns/` up to `ns0` is exactly the names under `ns/`, read from the
+/// index). A digest counts once, whether blob, manifest or both.
 fn ns_usage(c: &Connection, ns: &str) -> rusqlite::Result<u64> {
     c.prepare_cached(
-        "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
-            SELECT rb.digest FROM repositories r
-            JOIN repository_blobs rb ON rb.repository_id = r.id
+        "SELECT COALESCE(SUM(size), 0) FROM (
+            SELECT b.digest, b.size FROM blobs b WHERE b.digest IN (
+                SELECT rb.digest FROM repositories r
+                JOIN repository_blobs rb ON rb.repository_id = r.id
+                WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))
+            UNION
+            SELECT m.digest, m.size FROM repositories r
+            JOIN manifests m ON m.repository_id = r.id
             WHERE r.name = ?1 OR (r.name >= ?2 AND r.name < ?3))",
     )?
     .query_row(params![ns, format!("{ns}/"), format!("{ns}0")], |r| {
         r.get::<_, i64>(0)
     })
     .map(|n| n.max(0) as u64)
+}
+
+/// Whether a repository of namespace `ns` holds manifest `d`.
+fn ns_has_manifest(c: &Connection, ns: &str, d: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "SELECT 1 FROM repositories r
+         JOIN manifests m ON m.repository_id = r.id
+         WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND m.digest = ?4",
+    )?
+    .exists(params![ns, format!("{ns}/"), format!("{ns}0"), d])
 }
 
 /// Whether a repository of namespace `ns` links blob `d`.
@@ -261,10 +277,24 @@ impl SqliteMeta {
         m: &NewManifest,
         tag: Option<&str>,
         immutable: bool,
+        quota: Option<(&str, u64)>,
         check_references: bool,
     ) -> Result<()> {
         let digest = m.digest.to_string();
         self.write(|tx| {
+            if let Some((ns, bytes)) = quota {
+                if !ns_has_manifest(tx, ns, &digest)? {
+                    let (used, size) = (ns_usage(tx, ns)?, m.content.len() as u64);
+                    if used.saturating_add(size) > bytes {
+                        return Err(StoreError::QuotaExceeded {
+                            namespace: ns.to_string(),
+                            quota: bytes,
+                            used,
+                            size,
+                        });
+                    }
+                }
+            }
             let id = ensure_repo(tx, repo)?;
             let now = now();
             if let (Some(tag), true) = (tag, immutable) {
@@ -477,7 +507,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
-        self.store_manifest(repo, m, tag, false, false)
+        self.store_manifest(repo, m, tag, false, None, false)
     }
 
     fn tag_set_at(&self, repo: &str, tag: &str) -> Result<Option<(Digest, i64)>> {
@@ -543,8 +573,9 @@ impl MetaStore for SqliteMeta {
         m: &NewManifest,
         tag: Option<&str>,
         immutable: bool,
+        quota: Option<(&str, u64)>,
     ) -> Result<()> {
-        self.store_manifest(repo, m, tag, immutable, true)
+        self.store_manifest(repo, m, tag, immutable, quota, true)
     }
 
     fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
@@ -787,13 +818,20 @@ impl MetaStore for SqliteMeta {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT ns, SUM(size) FROM (
-                    SELECT DISTINCT
+                    SELECT
                         CASE WHEN instr(r.name, '/') > 0
                              THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE r.name END AS ns,
                         b.digest, b.size
                     FROM repositories r
                     JOIN repository_blobs rb ON rb.repository_id = r.id
-                    JOIN blobs b ON b.digest = rb.digest)
+                    JOIN blobs b ON b.digest = rb.digest
+                    UNION
+                    SELECT
+                        CASE WHEN instr(r.name, '/') > 0
+                             THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE r.name END,
+                        m.digest, m.size
+                    FROM repositories r
+                    JOIN manifests m ON m.repository_id = r.id)
                  GROUP BY ns ORDER BY ns",
             )?;
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;

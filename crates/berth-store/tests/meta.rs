@@ -43,12 +43,12 @@ fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let m = Meta::open(backend, dir.path());
     let (a, b) = (manifest(d(1), vec![], None), manifest(d(2), vec![], None));
-    m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+    m.put_manifest_guarded("ns/app", &a, Some("v1"), true, None)
         .unwrap();
     // The same manifest again is fine (a retried push); another is not.
-    m.put_manifest_guarded("ns/app", &a, Some("v1"), true)
+    m.put_manifest_guarded("ns/app", &a, Some("v1"), true, None)
         .unwrap();
-    let e = m.put_manifest_guarded("ns/app", &b, Some("v1"), true);
+    let e = m.put_manifest_guarded("ns/app", &b, Some("v1"), true, None);
     assert!(
         matches!(e, Err(StoreError::TagImmutable(ref t)) if t == "v1"),
         "{e:?}"
@@ -58,7 +58,7 @@ fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
         d(1)
     );
     // Not immutable: it moves.
-    m.put_manifest_guarded("ns/app", &b, Some("v1"), false)
+    m.put_manifest_guarded("ns/app", &b, Some("v1"), false, None)
         .unwrap();
     assert_eq!(
         m.manifest_by_tag("ns/app", "v1").unwrap().unwrap().digest,
@@ -104,6 +104,37 @@ fn usage_counts_each_blob_once_per_namespace(backend: Backend) {
     m.link_blob_within("ns/d", &d(4), 80, &yes, Some(("ns", 200)))
         .unwrap();
     assert_eq!(m.namespace_usage("ns").unwrap(), 200);
+
+    // Manifests count too, once per namespace (each is 2 bytes here): one over the
+    // quota is refused in the transaction, one the namespace holds is free, and a
+    // digest that is both blob and manifest counts once.
+    let mf = |n| manifest(d(n), vec![], None);
+    let e = m.put_manifest_guarded("ns/a", &mf(10), Some("v1"), false, Some(("ns", 201)));
+    assert!(
+        matches!(
+            e,
+            Err(StoreError::QuotaExceeded {
+                used: 200,
+                size: 2,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(m.manifest_by_tag("ns/a", "v1").unwrap().is_none());
+    m.put_manifest_guarded("ns/a", &mf(10), Some("v1"), false, Some(("ns", 202)))
+        .unwrap();
+    m.put_manifest_guarded("ns/b", &mf(10), Some("v1"), false, Some(("ns", 202)))
+        .unwrap();
+    assert_eq!(m.namespace_usage("ns").unwrap(), 202);
+    m.put_manifest("ns/a", &mf(12), None).unwrap();
+    m.link_blob("ns/b", &d(12), 2, &yes).unwrap();
+    m.put_manifest("other", &mf(11), None).unwrap();
+    assert_eq!(m.namespace_usage("ns").unwrap(), 204);
+    assert_eq!(
+        m.usage().unwrap(),
+        [("ns".into(), 204), ("ns0".into(), 5), ("other".into(), 102)]
+    );
 }
 
 fn signatures_belong_to_a_manifest_and_go_with_it(backend: Backend) {

@@ -83,7 +83,7 @@ enum AdminCommand {
     /// commands as `berth registry retention|immutable|quota`)
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Bytes used per namespace (distinct blobs), with the quota (JSON)
+    /// Bytes used per namespace (distinct blobs and manifests), with the quota (JSON)
     Usage {
         /// Only this namespace
         namespace: Option<String>,
@@ -372,7 +372,8 @@ enum PolicyCommand {
 
 #[derive(Subcommand, Debug)]
 enum QuotaCommand {
-    /// Limit namespace NS to SIZE bytes of distinct blobs (`10GiB`, `500MB`, `1048576`)
+    /// Limit namespace NS to SIZE bytes of distinct blobs and manifests (`10GiB`,
+    /// `500MB`, `1048576`)
     Set {
         namespace: String,
         #[arg(value_parser = parse_size)]
