@@ -365,10 +365,15 @@ impl ObjectBlobs {
 
     /// The size of a stored blob, `None` when it is not stored.
     pub async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
-        match self.s3.head(&self.blob_key(digest)).await {
+        self.key_size(&self.blob_key(digest)).await
+    }
+
+    /// Size of the object at `key`, if there is one.
+    async fn key_size(&self, key: &Path) -> Result<Option<u64>> {
+        match self.s3.head(key).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(object_error(format!("looking up blob {digest}"))(e)),
+            Err(e) => Err(object_error(format!("looking up {key}"))(e)),
         }
     }
 
@@ -1127,32 +1132,14 @@ impl ObjectUpload<'_> {
             let cleaned = blobs.tidy(&id, &sent).await;
             return Ok(Committed { len, cleaned });
         }
-        if !self.buf.is_empty() {
-            if !self.reserve(&mp, self.parts.len() + 1).await? {
-                return Err(StoreError::UploadChanged(id));
-            }
-            let last = self.buf.split().freeze();
-            let part = blobs
-                .s3
-                .put_part(&data, &mp, self.parts.len(), PutPayload::from(last))
-                .await
-                .map_err(object_error(format!(
-                    "sending the last part of upload {id}"
-                )))?;
-            self.parts.push(part.content_id);
-        }
-        let parts = self
-            .parts
-            .iter()
-            .map(|p| PartId {
-                content_id: p.clone(),
-            })
-            .collect();
-        blobs
-            .s3
-            .complete_multipart(&data, &mp, parts)
-            .await
-            .map_err(object_error(format!("completing upload {id}")))?;
+        // An earlier try of this commit may have completed the upload, then failed
+        // (its copy to the blob key): the upload is gone and its bytes are `data`.
+        // Otherwise the session could only fail until the sweeper ended it.
+        let earlier = match self.complete(&data, &mp).await {
+            Ok(()) => false,
+            Err(e) if blobs.key_size(&data).await? != Some(len) => return Err(e),
+            Err(_) => true,
+        };
         // No part can be written to a completed upload: its numbers are free, and a
         // retry of this commit (its link failed) is not refused as a chunk in progress.
         self.release().await;
@@ -1160,7 +1147,10 @@ impl ObjectUpload<'_> {
             tail: self.base.tail.clone(),
             ..UploadState::default()
         };
-        if !same_algorithm {
+        // Read back: a digest of another algorithm than the one hashed as the bytes
+        // passed, or an earlier try's `data`, which may hold other bytes (that try
+        // may have been sent another last chunk).
+        if !same_algorithm || earlier {
             let actual = blobs.hash_key(&data, expected.algorithm()).await?;
             if actual != *expected {
                 blobs.remove_key(&data).await?;
@@ -1187,6 +1177,47 @@ impl ObjectUpload<'_> {
         }
         let cleaned = blobs.tidy(&id, &staged).await && removed.is_ok();
         Ok(Committed { len, cleaned })
+    }
+}
+
+impl ObjectUpload<'_> {
+    /// Sends what is buffered as the last part of multipart upload `mp` and completes
+    /// it as `data`.
+    async fn complete(&mut self, data: &Path, mp: &str) -> Result<()> {
+        let blobs = self.blobs;
+        let id = self.id.clone();
+        if !self.buf.is_empty() {
+            if !self.reserve(mp, self.parts.len() + 1).await? {
+                return Err(StoreError::UploadChanged(id));
+            }
+            let last = self.buf.split().freeze();
+            let part = blobs
+                .s3
+                .put_part(
+                    data,
+                    &mp.to_string(),
+                    self.parts.len(),
+                    PutPayload::from(last),
+                )
+                .await
+                .map_err(object_error(format!(
+                    "sending the last part of upload {id}"
+                )))?;
+            self.parts.push(part.content_id);
+        }
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.clone(),
+            })
+            .collect();
+        blobs
+            .s3
+            .complete_multipart(data, &mp.to_string(), parts)
+            .await
+            .map_err(object_error(format!("completing upload {id}")))?;
+        Ok(())
     }
 }
 

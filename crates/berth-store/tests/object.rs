@@ -630,13 +630,43 @@ async fn a_file_being_sent_is_a_session_the_sweeper_could_abort() {
     assert_eq!(read_all(&blobs, &d, 0, blob.len() as u64).await, blob);
 }
 
+/// A client on the bucket that knows nothing of berth: to complete a session's
+/// multipart upload by hand, as a commit that died before its copy leaves it.
+fn raw_bucket(s3: &S3, bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region(S3::REGION)
+        .with_access_key_id(S3::ACCESS_KEY)
+        .with_secret_access_key(S3::SECRET_KEY)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .unwrap()
+}
+
+/// Session `id`'s multipart upload and parts, as its saved state names them.
+fn multipart_of(state: &UploadState) -> (String, Vec<object_store::multipart::PartId>) {
+    let fields: serde_json::Value = serde_json::from_str(&state.to_json()).unwrap();
+    let mp = fields["multipart"].as_str().unwrap().to_string();
+    let parts = fields["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| object_store::multipart::PartId {
+            content_id: p.as_str().unwrap().to_string(),
+        })
+        .collect();
+    (mp, parts)
+}
+
 /// The object a completed multipart upload became (`uploads/<id>/data`) goes with its
-/// session: a commit that fails or is killed between completing the upload and copying
+/// session: no abort removes it. A commit that failed or was killed before copying
 /// it to the blob key leaves it, and only `discard` (the sweeper's, a cancel's) can
 /// remove it then. Completed here by hand, as such a commit leaves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discarding_a_session_removes_its_completed_upload() {
-    use object_store::multipart::{MultipartStore, PartId};
+    use object_store::multipart::MultipartStore;
     let s3 = S3::shared();
     let bucket = s3.bucket();
     let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
@@ -644,28 +674,12 @@ async fn discarding_a_session_removes_its_completed_upload() {
     let mut up = blobs.resume("u-data", None, &row).await.unwrap();
     up.write(&data(2 * PART + 10, 30)).await.unwrap();
     let state = up.save().await.unwrap();
-    let fields: serde_json::Value = serde_json::from_str(&state.to_json()).unwrap();
-    let mp = fields["multipart"].as_str().unwrap().to_string();
-    let parts = fields["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PartId {
-            content_id: p.as_str().unwrap().to_string(),
-        })
-        .collect();
-    let raw = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint())
-        .with_allow_http(true)
-        .with_bucket_name(&bucket)
-        .with_region(S3::REGION)
-        .with_access_key_id(S3::ACCESS_KEY)
-        .with_secret_access_key(S3::SECRET_KEY)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .unwrap();
+    let (mp, parts) = multipart_of(&state);
     let data_key = object_store::path::Path::from("reg/one/uploads/u-data/data");
-    raw.complete_multipart(&data_key, &mp, parts).await.unwrap();
+    raw_bucket(s3, &bucket)
+        .complete_multipart(&data_key, &mp, parts)
+        .await
+        .unwrap();
     assert!(objects(s3, &bucket).contains(&data_key.to_string()));
     blobs.discard("u-data", &state).await.unwrap();
     let left: Vec<_> = objects(s3, &bucket)
@@ -673,6 +687,66 @@ async fn discarding_a_session_removes_its_completed_upload() {
         .filter(|k| k.contains("uploads/"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A commit that completed its multipart upload and then failed (its copy to the
+/// blob key: the store went away) leaves the upload gone and its bytes in
+/// `uploads/<id>/data`, while the session's row still names the upload. A retry of
+/// the same request commits from that object, once it reads back as the blob; a
+/// retry bringing another last chunk is refused as a digest mismatch and the
+/// session's objects go. Before, every retry failed (503) until the sweeper ended the
+/// session. The first try is played by hand: its last part, then the completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_retried_after_its_upload_was_completed_uses_it() {
+    use object_store::multipart::MultipartStore;
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let raw = raw_bucket(s3, &bucket);
+    let head = data(2 * PART + 10, 31);
+    for (id, retried) in [("u-same", b"A".repeat(10)), ("u-other", b"B".repeat(10))] {
+        let row = Row::default();
+        let mut up = blobs.resume(id, None, &row).await.unwrap();
+        up.write(&head).await.unwrap();
+        let state = up.save().await.unwrap();
+        // The first try's last part: the session's tail and its body, "A"s.
+        let (mp, mut parts) = multipart_of(&state);
+        let data_key = object_store::path::Path::from(format!("reg/one/uploads/{id}/data"));
+        let last = [&head[2 * PART..], &b"A".repeat(10)[..]].concat();
+        let part = raw
+            .put_part(&data_key, &mp, parts.len(), last.into())
+            .await
+            .unwrap();
+        parts.push(part);
+        raw.complete_multipart(&data_key, &mp, parts).await.unwrap();
+
+        let blob = [&head[..], &retried[..]].concat();
+        let d = Digest::sha256_of(&blob);
+        let stored = row.get();
+        let mut up = blobs
+            .resume_for(id, stored.as_deref(), &row, &d, Some(10))
+            .await
+            .unwrap();
+        up.write(&retried).await.unwrap();
+        let result = up.commit(&d).await;
+        if retried == b"A".repeat(10) {
+            let done = result.unwrap();
+            assert_eq!(done.len, blob.len() as u64);
+            assert_eq!(read_all(&blobs, &d, 0, done.len).await, blob);
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::DigestMismatch { .. })),
+                "{:?}",
+                result.map(|c| c.len)
+            );
+            assert_eq!(blobs.size(&d).await.unwrap(), None);
+        }
+        let left: Vec<_> = objects(s3, &bucket)
+            .into_iter()
+            .filter(|k| k.contains(&format!("uploads/{id}")))
+            .collect();
+        assert!(left.is_empty(), "{id}: {left:?}");
+    }
 }
 
 /// `berth registry migrate` sends a blob again when the bucket holds an object of
