@@ -1056,7 +1056,21 @@ impl ObjectUpload<'_> {
             hash: self.hasher.save(),
             reserved: None,
         };
-        if !self.swap(&new).await? {
+        let won = match self.swap(&new).await {
+            Ok(won) => won,
+            // The write failed, or only its answer was lost. Asked again, the
+            // compare-and-set says which (the state already being `new` counts as
+            // won), so that a tail no state names is removed, not left behind.
+            Err(first) => match self.swap(&new).await {
+                Ok(won) => won,
+                Err(_) => {
+                    tracing::warn!(upload = %self.id, tail = ?new.tail,
+                        "a chunk's tail may be named by no state: left in the bucket");
+                    return Err(first);
+                }
+            },
+        };
+        if !won {
             // Another request extended (or ended) the session meanwhile: this chunk's
             // tail is nobody's.
             let _ = self

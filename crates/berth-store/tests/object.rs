@@ -800,3 +800,68 @@ fn migrate_replaces_an_object_of_the_wrong_size() {
             .unwrap();
     assert_eq!((again.blobs_copied, again.blobs_present), (0, 2));
 }
+
+/// A session row whose first compare-and-set fails: the write lands all the same
+/// (its answer was lost) when `lands`, or another request stores `meanwhile` first.
+struct FlakyRow {
+    inner: Row,
+    failed: std::sync::atomic::AtomicBool,
+    lands: bool,
+    meanwhile: Option<String>,
+}
+
+impl SessionRow for FlakyRow {
+    fn swap(&self, old: Option<String>, new: String) -> BoxFuture<'_, berth_store::Result<bool>> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if self.lands {
+                // The in-memory row's write happens in the call; its answer is dropped.
+                drop(self.inner.swap(old, new));
+            } else if let Some(m) = &self.meanwhile {
+                *self.inner.0.lock().unwrap() = Some(m.clone());
+            }
+            let lost = StoreError::Corrupt("the connection broke".into());
+            return Box::pin(std::future::ready(Err(lost)));
+        }
+        self.inner.swap(old, new)
+    }
+}
+
+/// A chunk's tail is stored before the state naming it. When that state's write fails,
+/// asking again tells a write that landed (the chunk is saved) from one that did not
+/// while another request's did (the tail is nobody's and goes). Before, the chunk
+/// failed either way and its tail stayed in the bucket, named by nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_whose_state_write_failed_is_kept_only_if_named() {
+    let s3 = S3::shared();
+    let bucket = s3.bucket();
+    let blobs = ObjectBlobs::open(&config(s3, &bucket)).unwrap();
+    let other = r#"{"len":3,"multipart":null,"parts":[],"tail":null,"hash":[]}"#;
+    for (id, lands, meanwhile) in [("u-landed", true, None), ("u-lost", false, Some(other))] {
+        let row = FlakyRow {
+            inner: Row::default(),
+            failed: Default::default(),
+            lands,
+            meanwhile: meanwhile.map(str::to_string),
+        };
+        let mut up = blobs.resume(id, None, &row).await.unwrap();
+        up.write(&data(1000, 40)).await.unwrap();
+        let saved = up.save().await;
+        let left: Vec<_> = objects(s3, &bucket)
+            .into_iter()
+            .filter(|k| k.contains(&format!("uploads/{id}/")))
+            .collect();
+        if lands {
+            let state = saved.unwrap();
+            assert_eq!(row.inner.state().len, 1000);
+            assert_eq!(state.len, 1000);
+            assert_eq!(left.len(), 1, "{left:?}");
+        } else {
+            assert!(
+                matches!(saved, Err(StoreError::UploadChanged(_))),
+                "{saved:?}"
+            );
+            assert_eq!(row.inner.get().as_deref(), Some(other));
+            assert!(left.is_empty(), "{left:?}");
+        }
+    }
+}
