@@ -195,27 +195,42 @@ pub(crate) async fn fill(
         Lookup::Absent => return Err(absent(up, digest)),
         Lookup::Missing => {}
     }
-    let (fill, _) = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
-    // Another repository's fill: its bytes are this repository's only if the upstream
-    // has the blob here too (the digest alone must not read what another name holds).
-    if fill.repo != repo && !upstream_has(up, upstream_repo, digest).await? {
-        return Err(absent(up, digest));
-    }
-    let mut rx = fill.state.subscribe();
     // A range, or a blob of unannounced size, is answered by the store once whole.
     let whole_first = headers.contains_key(header::RANGE);
-    let size = loop {
-        let state = rx.borrow_and_update().clone();
-        match state {
-            State::Done { size } => return linked(reg, &fill, repo, digest, size).await,
-            State::Absent => return Err(absent(up, digest)),
-            State::Failed(why) => return Err(failed(up, digest, &why)),
-            State::Writing { size: Some(s), .. } | State::Verified { size: s } if !whole_first => {
-                break s
+    let (mut confirmed, mut rounds) = (false, 0);
+    let (fill, mut rx, size) = 'fill: loop {
+        rounds += 1;
+        let (fill, _) = start_or_join(reg, up, repo, upstream_repo, digest, "miss");
+        let other = fill.repo != repo;
+        // Another repository's fill: its bytes are this repository's only if the
+        // upstream has the blob here too (the digest alone must not read what another
+        // name holds).
+        if other && !confirmed {
+            if !upstream_has(up, upstream_repo, digest).await? {
+                return Err(absent(up, digest));
             }
-            _ => {
-                if rx.changed().await.is_err() {
-                    return Err(failed(up, digest, "the fetch stopped"));
+            confirmed = true;
+        }
+        let mut rx = fill.state.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                State::Done { size } => return linked(reg, &fill, repo, digest, size).await,
+                // The other repository lacks the blob upstream, this one has it (the
+                // upstream said so above): a fill of this repository's own (the ended
+                // fill has left the map), or a few more joined.
+                State::Absent if other && rounds < 3 => continue 'fill,
+                State::Absent => return Err(absent(up, digest)),
+                State::Failed(why) => return Err(failed(up, digest, &why)),
+                State::Writing { size: Some(s), .. } | State::Verified { size: s }
+                    if !whole_first =>
+                {
+                    break 'fill (fill, rx, s)
+                }
+                _ => {
+                    if rx.changed().await.is_err() {
+                        return Err(failed(up, digest, "the fetch stopped"));
+                    }
                 }
             }
         }
@@ -510,6 +525,12 @@ impl Job {
         };
         // Whole in the file (or failed): late readers read the file.
         self.fill.window().clear();
+        // Out of the map before its clients learn the end: one that starts a fill of
+        // its own then (see `fill`) does not join this one again.
+        up.blob_fills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.digest);
         match result {
             Ok(size) => {
                 self.fill.state.send_replace(State::Done { size });
@@ -531,10 +552,6 @@ impl Job {
                 self.fill.state.send_replace(State::Failed(why));
             }
         }
-        up.blob_fills
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.digest);
         if up.config.max_size.is_some() {
             let (reg, prefix) = (self.reg.clone(), self.prefix.clone());
             tokio::task::spawn_blocking(move || {
@@ -997,6 +1014,103 @@ mod tests {
             panic!("joined another repository's fill unasked");
         };
         assert_eq!(e.code, Code::Unavailable, "{e:?}");
+    }
+
+    /// A client of another repository joined a fill (the upstream has the blob in
+    /// its repository) that then ends because the fill's own repository lacks it
+    /// upstream: the client fetches the blob for its repository instead of answering
+    /// 404, which a retry of the pull would not have.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_client_whose_joined_fill_is_absent_fetches_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::RegistryConfig::new(dir.path().join("upstream"));
+        config.catalog = false;
+        let upstream = crate::Registry::open(config).unwrap();
+        let data = pattern(5000);
+        let digest = Digest::sha256_of(&data);
+        let mut writer = upstream.blobs.create_upload("u").unwrap();
+        writer.write(&data).unwrap();
+        upstream.blobs.commit(writer, &digest).unwrap();
+        upstream.link_blob("team/b", &digest, 5000).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = upstream
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+
+        let mut config = crate::RegistryConfig::new(dir.path().join("cache"));
+        config.catalog = false;
+        config.proxies = vec![super::super::ProxyConfig {
+            prefetch: false,
+            ..super::super::config("upstream.test", &format!("http://{addr}"))
+        }];
+        let reg = crate::Registry::open(config).unwrap();
+        let up = reg.proxies.by_prefix("upstream.test").unwrap();
+        // A fill for team/a under way, which will find nothing upstream.
+        let other = Arc::new(Fill {
+            repo: "upstream.test/team/a".into(),
+            state: watch::channel(State::Starting).0,
+            upload: dir.path().join("other-upload"),
+            window: Mutex::default(),
+        });
+        up.blob_fills
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), other.clone());
+        let client = {
+            let (reg, digest) = (reg.clone(), digest.clone());
+            tokio::spawn(async move {
+                let up = reg.proxies.by_prefix("upstream.test").unwrap();
+                let name: RepositoryName = "upstream.test/team/b".parse().unwrap();
+                let got =
+                    super::fill(&reg, up, &name, "team/b", &digest, &HeaderMap::new(), true).await;
+                match got {
+                    Ok(Some(resp)) => {
+                        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+                        Ok(body.unwrap().to_vec())
+                    }
+                    Ok(None) => Ok(Vec::new()),
+                    Err(e) => Err(e.code),
+                }
+            })
+        };
+        // Joined (after the upstream's word on team/b), then the fill ends as a real
+        // one does: out of the map, then its clients told.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while other.state.receiver_count() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the client never joined"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        up.blob_fills.lock().unwrap().remove(&digest);
+        other.state.send_replace(State::Absent);
+        let got = client.await.unwrap();
+        let body = got.unwrap_or_else(|code| panic!("answered {code:?}"));
+        if !body.is_empty() {
+            assert_eq!(body, data);
+        }
+        // Linked to team/b once its own fill ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reg
+            .meta
+            .blob_link("upstream.test/team/b", &digest)
+            .unwrap()
+            .is_none()
+        {
+            assert!(std::time::Instant::now() < deadline, "never linked");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(reg
+            .meta
+            .blob_link("upstream.test/team/a", &digest)
+            .unwrap()
+            .is_none());
+        server.abort();
     }
 
     #[tokio::test]
