@@ -1018,8 +1018,8 @@ mod tests {
 
     /// A client of another repository joined a fill (the upstream has the blob in
     /// its repository) that then ends because the fill's own repository lacks it
-    /// upstream: the client fetches the blob for its repository instead of answering
-    /// 404, which a retry of the pull would not have.
+    /// upstream: the client fetches the blob for its repository. It answered 404,
+    /// though the upstream has the blob there (a retry found it).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_client_whose_joined_fill_is_absent_fetches_its_own() {
         let dir = tempfile::tempdir().unwrap();
