@@ -246,10 +246,26 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_string(),
-                method: method.to_string(),
+                method: method_label(method).to_string(),
                 status: status.as_u16(),
             })
             .inc();
+    }
+}
+
+/// A request's method as a label: one the API serves, or `other`. A client may send
+/// any token as a method (answered 405); a series per made-up name would grow the
+/// counters, and `/metrics`, without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 

@@ -2071,6 +2071,11 @@ mod ops {
         start_upload(&srv, "repo").await;
         let resp = send(srv.get(&format!("/v2/repo/blobs/{DUMMY_DIGEST}"))).await;
         assert_eq!(resp.status(), 404);
+        // Made-up methods share one label: a series each would grow without bound.
+        for made_up in ["BOGUS1", "BOGUS2"] {
+            let method = reqwest::Method::from_bytes(made_up.as_bytes()).unwrap();
+            send(srv.req(method, "/v2/")).await;
+        }
 
         let resp = send(srv.get("/metrics")).await;
         let ct = header(&resp, "content-type").unwrap_or_default();
@@ -2097,6 +2102,8 @@ mod ops {
             metric_value(&text, "berth_http_requests_total", &["status=\"202\""]).is_some(),
             "{text}"
         );
+        assert!(!text.contains("BOGUS"), "{text}");
+        assert!(text.contains("method=\"other\""), "{text}");
         assert_eq!(metric_value(&text, "berth_blobs", &[]), Some(2.0), "{text}");
         assert_eq!(
             metric_value(&text, "berth_manifests", &[]),
