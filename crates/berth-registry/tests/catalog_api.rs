@@ -7,7 +7,11 @@
 #[path = "api/support.rs"]
 mod support;
 
-use serde_json::Value;
+#[path = "api/accounts.rs"]
+mod accounts;
+
+use berth_auth::{Actor, Change, Level, Secret, Visibility};
+use serde_json::{json, Value};
 use support::*;
 
 async fn json_of(resp: reqwest::Response, status: u16) -> Value {
@@ -165,4 +169,127 @@ async fn a_registry_without_the_catalog_says_so() {
         .as_str()
         .unwrap()
         .contains("turned off"));
+}
+
+/// A layer: an uncompressed tar archive holding one file, `name`.
+fn tar_layer(name: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, &b"x"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Pushes an image of `layers` (its config naming their diff_ids) to `repo:tag`, with
+/// `annotations` on its manifest when given; the manifest's digest.
+async fn push_layers(
+    api: &Api,
+    repo: &str,
+    tag: &str,
+    layers: &[&[u8]],
+    annotations: Option<Value>,
+) -> String {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    push_blob(api, repo, &config).await;
+    let mut descs = Vec::new();
+    for l in layers {
+        push_blob(api, repo, l).await;
+        descs.push(Desc::of("application/vnd.oci.image.layer.v1.tar", l));
+    }
+    let mut m = image_manifest(&Desc::of(OCI_CONFIG, &config), &descs);
+    if let Some(a) = annotations {
+        m["annotations"] = a;
+    }
+    let bytes = manifest_bytes(&m);
+    push_manifest(api, repo, tag, OCI_MANIFEST, &bytes).await;
+    sha256(&bytes)
+}
+
+/// An image's base found by its layers in a private repository is left out for
+/// callers who may not read it, and shown to those who may. A base named by the
+/// image's annotations is shown as written to everyone, whatever it names: hiding it
+/// when it named a repository that exists, as was done, told anyone who pushed such
+/// an image whether a private repository exists.
+#[tokio::test]
+async fn base_images_show_what_the_caller_may_know() {
+    let srv = Server::start().await;
+    let (l1, l2, l3) = (tar_layer("one"), tar_layer("two"), tar_layer("three"));
+    // Pushed while no account exists (access control is off).
+    let base = push_layers(&srv.api, "team/secret", "v1", &[&l1], None).await;
+    scan_all(&srv).await;
+    let on_layers = push_layers(&srv.api, "pub/app", "layered", &[&l1, &l2], None).await;
+    let named = |name: &str| {
+        Some(json!({
+            "org.opencontainers.image.base.name": name,
+            "org.opencontainers.image.base.digest": base,
+        }))
+    };
+    let naming_secret = push_layers(&srv.api, "pub/app", "a", &[&l3], named("team/secret")).await;
+    let naming_nothing =
+        push_layers(&srv.api, "pub/app", "b", &[&l3, &l2], named("team/none")).await;
+    scan_all(&srv).await;
+
+    for (u, password) in [("root", "root-pw"), ("alice", "alice-pw")] {
+        accounts::apply(
+            &srv,
+            &Actor::local(),
+            Change::UserAdd {
+                name: u.into(),
+                password: Secret(password.into()),
+                superuser: u == "root",
+            },
+        );
+    }
+    accounts::apply(
+        &srv,
+        &Actor::local(),
+        Change::RepoVisibility {
+            repository: "pub/app".into(),
+            visibility: Visibility::Public,
+        },
+    );
+    accounts::apply(
+        &srv,
+        &Actor::local(),
+        Change::Grant {
+            subject: "alice".into(),
+            level: Level::Read,
+            target: "team/secret".into(),
+        },
+    );
+    let alice = accounts::as_user(&srv, "alice");
+    let base_of = |api: &Api, digest: &str| {
+        let path = format!("/api/v1/repositories/pub/app/manifests/{digest}");
+        let req = api.get(&path);
+        async move {
+            let v = json_of(send(req).await, 200).await;
+            v["images"][0]["base_image"].clone()
+        }
+    };
+    // Found by layers in team/secret: hidden from anonymous callers only.
+    assert_eq!(base_of(&srv.api, &on_layers).await, Value::Null);
+    assert_eq!(
+        base_of(&alice, &on_layers).await,
+        format!("team/secret@{base}")
+    );
+    // Named by annotations: as written, to everyone, the name existing or not.
+    for (digest, name) in [
+        (&naming_secret, "team/secret"),
+        (&naming_nothing, "team/none"),
+    ] {
+        for api in [&srv.api, &alice] {
+            assert_eq!(
+                base_of(api, digest).await,
+                format!("{name}@{base}"),
+                "{name}"
+            );
+        }
+    }
 }

@@ -285,41 +285,37 @@ impl Image {
     }
 
     /// The overview, with the count of simple signatures kept for it. A base image
-    /// found in a repository of this registry that the caller may not read is left
-    /// out (its name would reveal that repository); one named by the image's
-    /// annotations (elsewhere) stays.
+    /// found by its layers in a repository of this registry that the caller may not
+    /// read is left out (its name would reveal that repository). One named by the
+    /// image's own annotations stays, whatever it names: it is the pusher's text,
+    /// shown as written. (Hiding such a name when it is a repository here, as was
+    /// done, told anyone who pushed an image naming `victim/secret` whether that
+    /// private repository exists.)
     pub(crate) async fn overview_view(
         &self,
         caller: &Caller,
     ) -> ApiResult<(berth_catalog::query::ManifestView, usize)> {
-        let (mut view, signatures, local_bases) = self
+        let (mut view, signatures, annotated) = self
             .with(|r, c, name, digest| {
                 let view = c
                     .manifest(name, digest)
                     .map_err(catalog_error)?
                     .ok_or_else(|| ApiError::new(Code::ManifestUnknown).detail(digest))?;
                 let signatures = r.meta.signatures(name, digest)?.len();
-                let mut local = Vec::new();
+                let mut annotated = Vec::with_capacity(view.images.len());
                 for image in &view.images {
-                    if let Some((repo, _)) =
-                        image.base_image.as_deref().and_then(|b| b.rsplit_once('@'))
-                    {
-                        if r.meta.repository_exists(repo)? {
-                            local.push(repo.to_string());
-                        }
-                    }
+                    annotated.push(image.base_image.is_some() && names_base(r, name, image)?);
                 }
-                Ok((view, signatures, local))
+                Ok((view, signatures, annotated))
             })
             .await?;
-        for image in &mut view.images {
-            let hidden = image
-                .base_image
-                .as_deref()
-                .and_then(|b| b.rsplit_once('@'))
-                .is_some_and(|(repo, _)| {
-                    local_bases.iter().any(|l| l == repo) && !caller.may(repo, Action::Pull)
-                });
+        for (image, annotated) in view.images.iter_mut().zip(annotated) {
+            let hidden = !annotated
+                && image
+                    .base_image
+                    .as_deref()
+                    .and_then(|b| b.rsplit_once('@'))
+                    .is_some_and(|(repo, _)| !caller.may(repo, Action::Pull));
             if hidden {
                 image.base_image = None;
             }
@@ -565,6 +561,33 @@ impl Image {
         )
             .into_response())
     }
+}
+
+/// Whether `image`'s manifest (in repository `name`) names its base image in its
+/// annotations (`org.opencontainers.image.base.name`), which the scan takes before any
+/// base found by layers.
+fn names_base(
+    reg: &Registry,
+    name: &str,
+    image: &berth_catalog::query::ImageDetail,
+) -> ApiResult<bool> {
+    let Ok(digest) = image.summary.digest.parse::<Digest>() else {
+        return Ok(false);
+    };
+    let Some(stored) = reg.meta.manifest_by_digest(name, &digest)? else {
+        return Ok(false);
+    };
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: std::collections::BTreeMap<String, String>,
+    }
+    Ok(
+        serde_json::from_slice::<Annotated>(&stored.content).is_ok_and(|m| {
+            m.annotations
+                .contains_key("org.opencontainers.image.base.name")
+        }),
+    )
 }
 
 #[cfg(test)]
