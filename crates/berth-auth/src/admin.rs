@@ -256,13 +256,14 @@ impl Change {
             // namespace nothing speaks of yet: taking over `shared/…` by founding
             // `shared` must not work. (The server also checks that no repository is
             // stored under it; see `InUse`.)
+            // Whether the name is in use is told only to those who may found one: a
+            // robot's answer must not say whether a namespace holds anything.
             Change::OrgCreate { name } => {
-                if dir.namespace_in_use(name) {
+                let user = dir.is_user(who);
+                if user && dir.namespace_in_use(name) {
                     return Err(AdminError::InUse(name.clone()));
                 }
-                matches!(
-                    who, Principal::Account(n) if dir.account(n).is_some_and(|a| a.kind == AccountKind::User)
-                )
+                user
             }
             Change::NamespaceVisibility { name, .. } => admin_of_ns(name),
             Change::TeamAdd { team, .. } | Change::TeamRemove { team, .. } => team

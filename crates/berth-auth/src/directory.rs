@@ -283,6 +283,17 @@ impl Directory {
         }
     }
 
+    /// Whether `who` is a user account (not anonymous, not a robot).
+    pub fn is_user(&self, who: &Principal) -> bool {
+        match who {
+            Principal::Anonymous => false,
+            Principal::Account(n) => self
+                .accounts
+                .get(n)
+                .is_some_and(|a| a.kind == AccountKind::User),
+        }
+    }
+
     /// The visibility in force for `repo`: its own setting, else its namespace's
     /// default, else private.
     pub fn visibility(&self, repo: &str) -> Visibility {

@@ -213,7 +213,9 @@ async fn refuse_taken_namespace(
         .auth
         .directory()
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    if dir.is_superuser(&actor.principal) {
+    // A superuser may; anyone but a user is refused by the directory (403) before
+    // anything is looked up, so that the answer tells them nothing.
+    if dir.is_superuser(&actor.principal) || !dir.is_user(&actor.principal) {
         return Ok(());
     }
     let (r, ns) = (reg.clone(), name.to_string());

@@ -724,6 +724,31 @@ async fn an_organization_cannot_be_founded_over_existing_content() {
     )
     .await;
     assert_eq!(resp.status(), 200);
+    // A robot may found nothing, and its answer must not say which names hold
+    // content: the same 403 for a taken name as for a free one (it was 409).
+    let Outcome::RobotCreated { secret, .. } = apply(
+        &srv,
+        Change::RobotCreate {
+            name: "fresh+ci".into(),
+        },
+    ) else {
+        panic!("no robot secret");
+    };
+    let robot = as_user(&srv, "fresh+ci", &secret.0);
+    let mut answers = Vec::new();
+    for name in ["shared", "unused"] {
+        let resp = send(
+            robot
+                .post("/api/v1/orgs")
+                .json(&serde_json::json!({ "name": name })),
+        )
+        .await;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap().replace(name, "NAME");
+        answers.push((status, body));
+    }
+    assert_eq!(answers[0].0, 403, "{answers:?}");
+    assert_eq!(answers[0], answers[1]);
     let root = root(&srv);
     let resp = send(
         root.post("/api/v1/orgs")
