@@ -26,6 +26,7 @@ use berth_auth::Trust;
 use berth_image::{Digest, ImageReference, Manifest};
 use berth_signature::sigstore;
 use berth_signature::simple::{verify_simple, ManifestCheck};
+use berth_signature::{Format, Payload};
 use berth_store::StoredManifest;
 
 use crate::error::{ApiError, ApiResult, Code};
@@ -39,6 +40,9 @@ const MAX_PARENTS: usize = 16;
 /// Sigstore signatures (layers) looked at on one attachment manifest, and the size
 /// of a payload read (payloads are a few hundred bytes).
 const MAX_SIGSTORE_LAYERS: usize = 32;
+/// Layers an attachment manifest may have to be served as one (cosign adds a layer per
+/// signature); each is read once a minute at most (verdicts are cached).
+const MAX_ATTACHMENT_LAYERS: usize = 128;
 pub(crate) const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 
 /// (repository, manifest digest, setting version) -> when the verdict "signed" expires.
@@ -90,7 +94,10 @@ pub(crate) async fn check(reg: &Arc<Registry>, repo: &str, m: &StoredManifest) -
             reg.verdicts.remember(key);
             Ok(())
         }
-        (Verdict::SignatureManifest, _) => Ok(()),
+        (Verdict::SignatureManifest, key) => {
+            reg.verdicts.remember(key);
+            Ok(())
+        }
         (Verdict::Unsigned, (repo, digest, _)) => {
             Err(ApiError::new(Code::Denied).message(format!(
                 "{repo}@{digest} is not signed by a key {} trusts",
@@ -109,7 +116,7 @@ enum Verdict {
 
 fn allowed(reg: &Registry, repo: &str, m: &StoredManifest, trust: &Trust) -> ApiResult<Verdict> {
     if let Ok(parsed) = Manifest::parse(Some(&m.media_type), &m.content) {
-        if is_sigstore_attachment(&parsed) {
+        if is_sigstore_attachment(reg, repo, &parsed)? {
             return Ok(Verdict::SignatureManifest);
         }
     }
@@ -125,12 +132,26 @@ fn allowed(reg: &Registry, repo: &str, m: &StoredManifest, trust: &Trust) -> Api
 }
 
 /// A manifest whose layers are all sigstore payloads: the signatures of an image, not
-/// an image (no runtime can unpack such layers).
-fn is_sigstore_attachment(m: &Manifest) -> bool {
-    !m.layers.is_empty()
-        && m.layers
-            .iter()
-            .all(|l| l.media_type == sigstore::PAYLOAD_MEDIA_TYPE)
+/// an image. The layers' media type is only the pusher's word: an image whose tar
+/// layers were labelled so was served unsigned, and runtimes that go by a layer's
+/// bytes unpack it. So each layer must be a small blob of this repository that reads
+/// as a cosign payload, which no tar archive does.
+fn is_sigstore_attachment(reg: &Registry, repo: &str, m: &Manifest) -> ApiResult<bool> {
+    if m.layers.is_empty() || m.layers.len() > MAX_ATTACHMENT_LAYERS {
+        return Ok(false);
+    }
+    for layer in &m.layers {
+        if layer.media_type != sigstore::PAYLOAD_MEDIA_TYPE || layer.size > MAX_PAYLOAD_BYTES {
+            return Ok(false);
+        }
+        let Some(bytes) = read_payload(reg, repo, &layer.digest)? else {
+            return Ok(false);
+        };
+        if Payload::parse(&bytes, Format::Sigstore).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether `signed_reference` names repository `repo` (on whatever host).

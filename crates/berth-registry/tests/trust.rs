@@ -209,6 +209,16 @@ async fn sigstore_attachments_sign_an_index_and_its_children() {
     let tag = format!("sha256-{}.sig", &index_digest["sha256:".len()..]);
     assert_served(&alice, "myorg/multi", &tag).await;
     assert_denied(&alice, "myorg/multi", "v1", &denied(&index_digest)).await;
+    // An image whose layers are merely labelled as sigstore payloads is an image: it
+    // was served unsigned, and runtimes that go by the bytes would unpack it.
+    let disguised = push_image(&alice, "myorg/multi", None, 14).await;
+    let layer = Desc::of(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        &disguised.layer,
+    );
+    let m = manifest_bytes(&image_manifest(&disguised.config_desc, &[layer]));
+    push_manifest(&alice, "myorg/multi", "disguised", OCI_MANIFEST, &m).await;
+    assert_denied(&alice, "myorg/multi", "disguised", &denied(&sha256(&m))).await;
 
     // Re-signed (the attachment replaced) with the trusted key: the index and the images
     // it names are served; an image it does not name is not.

@@ -22,6 +22,9 @@ use pgp::types::{CompressionAlgorithm, KeyDetails, Password, SigningKey, Tag};
 
 /// Payloads are a few hundred bytes; this bounds what a compressed message may inflate to.
 const MAX_PAYLOAD: u64 = 4 << 20;
+/// Compressed packets nested at most (GnuPG's own bound on packet nesting is 32; gpg
+/// writes one).
+const MAX_COMPRESSION_LAYERS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -323,7 +326,16 @@ pub fn verify_at(
     let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let malformed = |e: pgp::errors::Error| VerifyError::Malformed(e.to_string());
     let mut msg = Message::from_bytes(signature).map_err(malformed)?;
+    let mut layers = 0;
     while msg.is_compressed() {
+        // Each layer is another decompressor on the stack when the payload is read:
+        // thousands (a 39 KB signature) overflowed it and aborted the process.
+        layers += 1;
+        if layers > MAX_COMPRESSION_LAYERS {
+            return Err(VerifyError::Malformed(format!(
+                "compressed more than {MAX_COMPRESSION_LAYERS} times over"
+            )));
+        }
         msg = msg.decompress().map_err(malformed)?;
     }
     if msg.is_encrypted() {
@@ -600,6 +612,55 @@ mod tests {
             sign_with_key(&public, "", b"x"),
             Err(KeyError::NoSecretKey)
         ));
+    }
+
+    /// `signature` wrapped in `depth` compressed packets (stored deflate blocks, as
+    /// any compressor may write them).
+    fn compressed(mut signature: Vec<u8>, depth: usize) -> Vec<u8> {
+        for _ in 0..depth {
+            let mut body = vec![1u8]; // ZIP (raw deflate)
+            let blocks: Vec<&[u8]> = signature.chunks(65535).collect();
+            for (i, block) in blocks.iter().enumerate() {
+                body.push(u8::from(i + 1 == blocks.len()));
+                let len = block.len() as u16;
+                body.extend_from_slice(&len.to_le_bytes());
+                body.extend_from_slice(&(!len).to_le_bytes());
+                body.extend_from_slice(block);
+            }
+            // A new-format compressed-data packet (tag 8) with a five-octet length.
+            let mut packet = vec![0xC0 | 8, 0xFF];
+            packet.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            packet.extend(body);
+            signature = packet;
+        }
+        signature
+    }
+
+    /// A signature compressed thousands of times over (39 KB, within what the
+    /// registry stores) overflowed the stack of the thread reading its payload, which
+    /// aborts the whole process: now refused once past GnuPG's nesting bound, on a
+    /// thread with tokio's blocking-pool stack. A few layers are still read.
+    #[test]
+    fn deeply_nested_compression_is_refused_not_a_crash() {
+        let (secret, public) = testkeys::generate("T <t@example.com>", false);
+        let ring = Keyring::from_bytes(&public).unwrap();
+        let sig = sign_with_key(&secret, "", b"payload").unwrap();
+        let outcomes = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                [2, MAX_COMPRESSION_LAYERS + 1, 3500]
+                    .map(|depth| verify(&ring, &compressed(sig.clone(), depth)))
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(outcomes[0].as_ref().unwrap().payload, b"payload");
+        for o in &outcomes[1..] {
+            assert!(
+                matches!(o, Err(VerifyError::Malformed(m)) if m.contains("compressed more than")),
+                "{o:?}"
+            );
+        }
     }
 
     #[test]
