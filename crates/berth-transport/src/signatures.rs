@@ -54,6 +54,10 @@ impl SignatureStorage {
 
 /// A config or signature blob of an attachment is at most this large.
 const MAX_ATTACHMENT_BLOB: usize = 4 * 1024 * 1024;
+/// Signatures read from a lookaside or an attachment manifest at most, as c/image's
+/// `maxLookasideSignatures`: a server that answers every index would otherwise be
+/// read for ever (4 MiB a signature).
+const MAX_SIGNATURES: usize = 128;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
@@ -166,6 +170,11 @@ async fn registry_signatures(
     } else {
         let base = storage.lookaside(&id, false)?;
         for index in 0.. {
+            if index >= MAX_SIGNATURES {
+                return Err(corrupt("the lookaside")(format!(
+                    "it provided {MAX_SIGNATURES} signatures, assuming that's unreasonable and a server error"
+                )));
+            }
             let blob = match base.signature(repo, digest, index) {
                 Lookaside::File(p) => match read_if_there(&p)? {
                     Some(b) => b,
@@ -285,8 +294,15 @@ async fn read_attachments(
     let what = format!("sigstore attachments {repo}:{tag}");
     let v: serde_json::Value =
         serde_json::from_slice(&m.bytes).map_err(|e| corrupt(&what)(e.to_string()))?;
+    let layers = v["layers"].as_array().map_or(&[][..], Vec::as_slice);
+    if layers.len() > MAX_SIGNATURES {
+        return Err(corrupt(&what)(format!(
+            "{} signatures, more than the {MAX_SIGNATURES} read",
+            layers.len()
+        )));
+    }
     let mut out = Vec::new();
-    for layer in v["layers"].as_array().into_iter().flatten() {
+    for layer in layers {
         let d: Digest = layer["digest"]
             .as_str()
             .unwrap_or_default()

@@ -220,23 +220,6 @@ fn import_refuses_what_is_not_a_whole_tar() {
     assert_eq!(a, b, "the same diff ID");
 }
 
-/// Every file under `dir` (none when it does not exist).
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn missing_commands_logs_and_inspect_match_podman() {
     let ctx = Ctx::new("exit-logs", &[PODMAN, RUNC]);

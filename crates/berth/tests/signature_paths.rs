@@ -401,6 +401,45 @@ fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
         .run_fail();
     assert!(out.stderr.contains("no signature exists"), "{}", out.stderr);
 
+    ctx.step("refused: a lookaside that holds more signatures than c/image reads (128)");
+    let first = walk_files(&la)
+        .into_iter()
+        .find(|p| p.ends_with("signature-1"))
+        .expect("skopeo's signature in the lookaside");
+    let at = first.parent().unwrap().strip_prefix(&la).unwrap();
+    let many = ctx.path("many-la").join(at);
+    fs::create_dir_all(&many).unwrap();
+    for i in 1..=129 {
+        fs::copy(&first, many.join(format!("signature-{i}"))).unwrap();
+    }
+    fs::create_dir_all(ctx.path("many.d")).unwrap();
+    fs::write(
+        ctx.path("many.d/m.yaml"),
+        format!(
+            "default-docker:\n  lookaside: file://{}\n",
+            ctx.p("many-la")
+        ),
+    )
+    .unwrap();
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--registries.d",
+            &ctx.p("many.d"),
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("dir:{}", ctx.p("tmp/many-out")),
+        ])
+        .run_fail();
+    assert!(
+        out.stderr
+            .contains("128 signatures, assuming that's unreasonable"),
+        "{}",
+        out.stderr
+    );
+
     ctx.step("accepted: from an http lookaside (python3 -m http.server)");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
