@@ -1719,6 +1719,36 @@ fn registries_conf_mirrors_short_names_and_blocks() {
         .run();
     assert_eq!(out.json()["Name"], format!("{berth}/test/app"));
 
+    ctx.step("copy judges a short name by the name it resolves to, as c/image does");
+    for (accepted, at_berth, at_docker_io) in [
+        (false, "reject", "insecureAcceptAnything"),
+        (true, "insecureAcceptAnything", "reject"),
+    ] {
+        let policy = ctx.path(&format!("short-{accepted}.json"));
+        let rules = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {
+                berth.as_str(): [{"type": at_berth}],
+                "docker.io": [{"type": at_docker_io}],
+            }},
+        });
+        fs::write(&policy, rules.to_string()).unwrap();
+        let run = ctx.berth(&[
+            "copy",
+            "--policy",
+            &policy.display().to_string(),
+            "--src-tls-verify=false",
+            "docker://test/app:v1",
+            &format!("oci:{}:v1", ctx.p(&format!("short-{accepted}"))),
+        ]);
+        if accepted {
+            run.run();
+        } else {
+            let out = run.run_fail();
+            assert!(out.stderr.contains("rejected"), "{}", out.stderr);
+        }
+    }
+
     ctx.step("a blocked registry is refused");
     let out = ctx
         .berth(&[

@@ -308,27 +308,43 @@ pub async fn open_source(
     name: &ImageName,
     flags: &RegistryFlags,
 ) -> anyhow::Result<Place> {
+    Ok(open_source_named(config, typed, name, flags).await?.1)
+}
+
+/// [`open_source`], with the name the image goes by: a short name resolved (an alias,
+/// a search registry), a registry's own name where a mirror serves it. The policy
+/// judges that name, as c/image does, not the one typed.
+pub async fn open_source_named(
+    config: &Config,
+    typed: &str,
+    name: &ImageName,
+    flags: &RegistryFlags,
+) -> anyhow::Result<(ImageName, Place)> {
     match name {
         ImageName::Docker(r) => {
             let typed = typed.trim_start_matches("docker://");
-            let (_, registry, at) = config.open_for_read(typed, r, flags).await?;
-            Ok(Place::Registry {
+            let (logical, registry, at) = config.open_for_read(typed, r, flags).await?;
+            let place = Place::Registry {
                 registry: std::sync::Arc::new(registry),
                 repo: at.path().as_str().to_string(),
                 reference: reference_of(&at),
-            })
+            };
+            Ok((ImageName::Docker(logical), place))
         }
-        ImageName::OciArchive { path, reference } => {
-            Ok(Place::read_archive(path, reference.clone()).await?)
-        }
-        ImageName::DockerArchive { path, reference } => Ok(Place::DockerArchive(
-            DockerArchive::read(path, reference.clone()).await?,
+        ImageName::OciArchive { path, reference } => Ok((
+            name.clone(),
+            Place::read_archive(path, reference.clone()).await?,
+        )),
+        ImageName::DockerArchive { path, reference } => Ok((
+            name.clone(),
+            Place::DockerArchive(DockerArchive::read(path, reference.clone()).await?),
         )),
         ImageName::Local(_) => {
             let store = LocalStore::open(&crate::paths::storage_root()?)?;
-            local_source(&store, typed.strip_prefix("local:").unwrap_or(typed))
+            let place = local_source(&store, typed.strip_prefix("local:").unwrap_or(typed))?;
+            Ok((name.clone(), place))
         }
-        ImageName::Oci { .. } | ImageName::Dir(_) => open(config, name, flags),
+        ImageName::Oci { .. } | ImageName::Dir(_) => Ok((name.clone(), open(config, name, flags)?)),
     }
 }
 
@@ -364,7 +380,11 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
     let dst_name = ImageName::parse(&a.destination)?;
     let config = Config::load()?;
     let trust = a.sides.trust(&config)?;
-    trust.precheck(&src_name)?;
+    // A registry's image is judged by the name it goes by, known once its source is
+    // open (below: a short name resolved; with one source, before any request).
+    if !matches!(src_name, ImageName::Docker(_)) {
+        trust.precheck(&src_name)?;
+    }
     let dst = open(&config, &dst_name, &a.sides.destination())?;
     if a.multi_arch.as_deref() == Some("index-only") {
         bail!("--multi-arch index-only is not supported: registries reject the sparse index it writes");
@@ -401,7 +421,9 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let src = open_source(&config, &a.source, &src_name, &a.sides.source()).await?;
+            let (src_name, src) =
+                open_source_named(&config, &a.source, &src_name, &a.sides.source()).await?;
+            trust.precheck(&src_name)?;
             let signed = SignedCopy {
                 trust: &trust,
                 remove_signatures: a.remove_signatures,
