@@ -18,6 +18,7 @@
 mod atomic;
 pub mod auth;
 pub mod env;
+pub mod json;
 pub mod policy;
 pub mod registries;
 pub mod registries_d;

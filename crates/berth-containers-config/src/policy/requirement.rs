@@ -149,7 +149,9 @@ struct RawSigstoreSigned {
 
 impl<'de> Deserialize<'de> for Requirement {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
+        // `{"type": "reject", "type": "insecureAcceptAnything"}` must not read as the
+        // last one: containers/image refuses duplicate keys in policy.json.
+        let v = crate::json::DupCheckedValue::deserialize(d)?.0;
         let ty = v
             .get("type")
             .and_then(Value::as_str)

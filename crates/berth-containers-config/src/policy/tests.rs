@@ -169,6 +169,10 @@ fn strict_parsing_rejects_the_whole_file() {
         r#"{"default": [{"type": "reject"}], "transports": {"dir": {"/": [{"type": "reject"}]}}}"#,
         r#"{"default": [{"type": "reject"}], "transports": {"dir": {"/a/../b": [{"type": "reject"}]}}}"#,
         r#"{"default": [{"type": "reject"}], "transports": {"docker-archive": {"/a.tar": [{"type": "reject"}]}}}"#,
+        // A key twice in a requirement, at any depth (the last one won).
+        r#"{"default": [{"type": "reject", "type": "insecureAcceptAnything"}]}"#,
+        r#"{"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k", "keyPath": "/other"}]}"#,
+        r#"{"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k", "signedIdentity": {"type": "matchExact", "type": "matchRepository"}}]}"#,
         "{not json",
     ] {
         let err = parse(bad).expect_err(bad);
