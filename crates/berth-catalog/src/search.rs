@@ -236,7 +236,7 @@ impl CatalogDb {
             " ORDER BY tier, rank, r.repository"
         });
 
-        let skip = (page - 1) * per_page;
+        let skip = page.saturating_sub(1).saturating_mul(per_page);
         let (names, counter) = self.read(|c| {
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(params_from_iter(args.iter()))?;

@@ -57,6 +57,11 @@ pub(crate) async fn search(State(reg): State<Arc<Registry>>, req: Request) -> Re
 }
 
 /// Reads the search parameters; a bad number or `signed` value is a 400.
+/// Label filters in one search at most: each is a subquery with two parameters.
+const MAX_LABELS: usize = 16;
+/// The highest page asked for: past it, `(page - 1) * per_page` could overflow.
+const MAX_PAGE: usize = 1_000_000;
+
 pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
     let mut q = SearchQuery {
         page: 1,
@@ -74,6 +79,9 @@ pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
                 let (key, value) = v
                     .split_once('=')
                     .ok_or_else(|| format!("label={v}: KEY=VALUE"))?;
+                if q.labels.len() == MAX_LABELS {
+                    return Err(format!("at most {MAX_LABELS} label filters"));
+                }
                 q.labels.push((key.to_string(), value.to_string()));
             }
             "os" => q.os = Some(v),
@@ -88,7 +96,7 @@ pub(crate) fn search_query(query: Option<&str>) -> Result<SearchQuery, String> {
                     _ => return Err(format!("signed={v}: yes or no")),
                 })
             }
-            "page" => q.page = number(&k, &v)?.max(1),
+            "page" => q.page = number(&k, &v)?.clamp(1, MAX_PAGE),
             "per_page" => q.per_page = number(&k, &v)?.clamp(1, MAX_PER_PAGE),
             _ => {}
         }
@@ -277,5 +285,32 @@ mod tests {
             let e = search_query(Some(bad)).unwrap_err();
             assert!(e.contains("yes or no"), "{bad}: {e}");
         }
+    }
+
+    /// Bounded: a page number whose offset overflowed (a panic in a debug build), and
+    /// any number of label filters (a statement past SQLite's variable limit, a 500).
+    #[test]
+    fn search_parameters_are_bounded() {
+        let q = search_query(Some(&format!("page={}&per_page=100", usize::MAX))).unwrap();
+        assert!(q
+            .page
+            .checked_sub(1)
+            .and_then(|p| p.checked_mul(q.per_page))
+            .is_some());
+        let labels = |n: usize| {
+            (0..n)
+                .map(|i| format!("label=k{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert_eq!(
+            search_query(Some(&labels(MAX_LABELS)))
+                .unwrap()
+                .labels
+                .len(),
+            MAX_LABELS
+        );
+        let e = search_query(Some(&labels(MAX_LABELS + 1))).unwrap_err();
+        assert!(e.contains("at most 16 label filters"), "{e}");
     }
 }
