@@ -417,3 +417,25 @@ pub struct BlobUsers {
     /// `(repository, manifest digest, its tags)`.
     pub manifests: Vec<(String, String, Vec<String>)>,
 }
+
+/// What a namespace may hold already (and so costs its quota nothing more).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Held {
+    Blob,
+    Manifest,
+}
+
+/// Refuses ([`crate::StoreError::QuotaExceeded`]) `size` more bytes in namespace
+/// `namespace`, which uses `used` of its `quota`. Both backends check it inside their
+/// write transactions.
+pub(crate) fn within_quota(namespace: &str, quota: u64, used: u64, size: u64) -> Result<()> {
+    if used.saturating_add(size) > quota {
+        return Err(crate::StoreError::QuotaExceeded {
+            namespace: namespace.to_string(),
+            quota,
+            used,
+            size,
+        });
+    }
+    Ok(())
+}

@@ -33,8 +33,8 @@ use postgres::{GenericClient, Row};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::{
-    BlobUsers, Counts, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
-    StoredManifest, StoredSignature, Upload, Watch, Watched,
+    within_quota, BlobUsers, Counts, Held, ManifestEntry, MetaChange, MetaStore, NewManifest,
+    Referrer, SignatureAdded, StoredManifest, StoredSignature, Upload, Watch, Watched,
 };
 use crate::{unix_now as now, Result, StoreError};
 
@@ -226,22 +226,24 @@ impl<C: GenericClient> Db<'_, C> {
             .max(0) as u64)
     }
 
-    fn ns_has_manifest(&mut self, ns: &str, d: &str) -> Result<bool> {
+    /// Whether a repository of namespace `ns` holds `d` (a blob it links, or a
+    /// manifest).
+    fn ns_holds(&mut self, ns: &str, d: &str, held: Held) -> Result<bool> {
         self.exists(
-            "SELECT 1 FROM repositories r
-             JOIN manifests m ON m.repository_id = r.id
-             WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND m.digest = $4
-             LIMIT 1",
-            &[&ns, &format!("{ns}/"), &format!("{ns}0"), &d],
-        )
-    }
-
-    fn ns_has_blob(&mut self, ns: &str, d: &str) -> Result<bool> {
-        self.exists(
-            "SELECT 1 FROM repositories r
-             JOIN repository_blobs rb ON rb.repository_id = r.id
-             WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND rb.digest = $4
-             LIMIT 1",
+            match held {
+                Held::Blob => {
+                    "SELECT 1 FROM repositories r
+                     JOIN repository_blobs rb ON rb.repository_id = r.id
+                     WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND rb.digest = $4
+                     LIMIT 1"
+                }
+                Held::Manifest => {
+                    "SELECT 1 FROM repositories r
+                     JOIN manifests m ON m.repository_id = r.id
+                     WHERE (r.name = $1 OR (r.name >= $2 AND r.name < $3)) AND m.digest = $4
+                     LIMIT 1"
+                }
+            },
             &[&ns, &format!("{ns}/"), &format!("{ns}0"), &d],
         )
     }
@@ -421,16 +423,8 @@ impl PgMeta {
         let digest = m.digest.to_string();
         self.write_in(repo, |db| {
             if let Some((ns, bytes)) = quota {
-                if !db.ns_has_manifest(ns, &digest)? {
-                    let (used, size) = (db.ns_usage(ns)?, m.content.len() as u64);
-                    if used.saturating_add(size) > bytes {
-                        return Err(StoreError::QuotaExceeded {
-                            namespace: ns.to_string(),
-                            quota: bytes,
-                            used,
-                            size,
-                        });
-                    }
+                if !db.ns_holds(ns, &digest, Held::Manifest)? {
+                    within_quota(ns, bytes, db.ns_usage(ns)?, m.content.len() as u64)?;
                 }
             }
             let id = db.ensure_repo(repo)?;
@@ -533,16 +527,8 @@ impl MetaStore for PgMeta {
                 return Err(StoreError::BlobVanished(digest.clone()));
             }
             if let Some((ns, bytes)) = quota {
-                if !db.ns_has_blob(ns, &d)? {
-                    let used = db.ns_usage(ns)?;
-                    if used.saturating_add(size) > bytes {
-                        return Err(StoreError::QuotaExceeded {
-                            namespace: ns.to_string(),
-                            quota: bytes,
-                            used,
-                            size,
-                        });
-                    }
+                if !db.ns_holds(ns, &d, Held::Blob)? {
+                    within_quota(ns, bytes, db.ns_usage(ns)?, size)?;
                 }
             }
             let id = db.ensure_repo(repo)?;
@@ -760,7 +746,7 @@ impl MetaStore for PgMeta {
 
     fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool> {
         let d = digest.to_string();
-        self.read(|db| db.ns_has_blob(ns, &d))
+        self.read(|db| db.ns_holds(ns, &d, Held::Blob))
     }
 
     fn manifest_by_digest(&self, repo: &str, digest: &Digest) -> Result<Option<StoredManifest>> {

@@ -12,7 +12,7 @@ use berth_image::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
-use crate::meta::BlobUsers;
+use crate::meta::{within_quota, BlobUsers, Held};
 use crate::meta::{
     Counts, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
     StoredSignature, Upload,
@@ -248,23 +248,20 @@ fn ns_usage(c: &Connection, ns: &str) -> rusqlite::Result<u64> {
     .map(|n| n.max(0) as u64)
 }
 
-/// Whether a repository of namespace `ns` holds manifest `d`.
-fn ns_has_manifest(c: &Connection, ns: &str, d: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached(
-        "SELECT 1 FROM repositories r
-         JOIN manifests m ON m.repository_id = r.id
-         WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND m.digest = ?4",
-    )?
-    .exists(params![ns, format!("{ns}/"), format!("{ns}0"), d])
-}
-
-/// Whether a repository of namespace `ns` links blob `d`.
-fn ns_has_blob(c: &Connection, ns: &str, d: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached(
-        "SELECT 1 FROM repositories r
-         JOIN repository_blobs rb ON rb.repository_id = r.id
-         WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND rb.digest = ?4",
-    )?
+/// Whether a repository of namespace `ns` holds `d` (a blob it links, or a manifest).
+fn ns_holds(c: &Connection, ns: &str, d: &str, held: Held) -> rusqlite::Result<bool> {
+    c.prepare_cached(match held {
+        Held::Blob => {
+            "SELECT 1 FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND rb.digest = ?4"
+        }
+        Held::Manifest => {
+            "SELECT 1 FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             WHERE (r.name = ?1 OR (r.name >= ?2 AND r.name < ?3)) AND m.digest = ?4"
+        }
+    })?
     .exists(params![ns, format!("{ns}/"), format!("{ns}0"), d])
 }
 
@@ -283,16 +280,8 @@ impl SqliteMeta {
         let digest = m.digest.to_string();
         self.write(|tx| {
             if let Some((ns, bytes)) = quota {
-                if !ns_has_manifest(tx, ns, &digest)? {
-                    let (used, size) = (ns_usage(tx, ns)?, m.content.len() as u64);
-                    if used.saturating_add(size) > bytes {
-                        return Err(StoreError::QuotaExceeded {
-                            namespace: ns.to_string(),
-                            quota: bytes,
-                            used,
-                            size,
-                        });
-                    }
+                if !ns_holds(tx, ns, &digest, Held::Manifest)? {
+                    within_quota(ns, bytes, ns_usage(tx, ns)?, m.content.len() as u64)?;
                 }
             }
             let id = ensure_repo(tx, repo)?;
@@ -393,16 +382,8 @@ impl MetaStore for SqliteMeta {
                 return Err(StoreError::BlobVanished(digest.clone()));
             }
             if let Some((ns, bytes)) = quota {
-                if !ns_has_blob(tx, ns, &d)? {
-                    let used = ns_usage(tx, ns)?;
-                    if used.saturating_add(size) > bytes {
-                        return Err(StoreError::QuotaExceeded {
-                            namespace: ns.to_string(),
-                            quota: bytes,
-                            used,
-                            size,
-                        });
-                    }
+                if !ns_holds(tx, ns, &d, Held::Blob)? {
+                    within_quota(ns, bytes, ns_usage(tx, ns)?, size)?;
                 }
             }
             let id = ensure_repo(tx, repo)?;
@@ -841,7 +822,7 @@ impl MetaStore for SqliteMeta {
 
     fn blob_in_namespace(&self, ns: &str, digest: &Digest) -> Result<bool> {
         let d = digest.to_string();
-        self.read(|c| ns_has_blob(c, ns, &d))
+        self.read(|c| ns_holds(c, ns, &d, Held::Blob))
     }
 
     fn repository_exists(&self, repo: &str) -> Result<bool> {
