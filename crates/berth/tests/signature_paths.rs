@@ -296,6 +296,32 @@ fn berth_signs_and_skopeo_and_podman_verify() {
 
 /// Reads the image `src` under `policy` with berth and with skopeo: both accept, or
 /// both refuse and berth copies nothing and says `why`.
+/// `berth copy` of `image` under `policy`, with a registries.d folder whose default
+/// lookaside is the file folder `lookaside` (under the test's folder); it must fail.
+fn copy_through_lookaside(ctx: &Ctx, policy: &str, image: &str, lookaside: &str) -> Output {
+    let dir = ctx.path(&format!("{lookaside}.d"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("l.yaml"),
+        format!(
+            "default-docker:\n  lookaside: file://{}\n",
+            ctx.p(lookaside)
+        ),
+    )
+    .unwrap();
+    ctx.berth(&[
+        "copy",
+        "--policy",
+        policy,
+        "--registries.d",
+        &dir.display().to_string(),
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("dir:{}", ctx.p(&format!("tmp/{lookaside}-out"))),
+    ])
+    .run_fail()
+}
+
 fn both_decide(ctx: &Ctx, policy: &str, src: &str, accept: bool, why: &str) {
     let dest = ctx.fresh("out");
     let sdest = ctx.fresh("skopeo-out");
@@ -378,27 +404,7 @@ fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
     both_decide(&ctx, &policy, &format!("dir:{sdir}"), true, "");
 
     ctx.step("--registries.d: a folder naming another lookaside, with no signature in it");
-    fs::create_dir_all(ctx.path("empty.d")).unwrap();
-    fs::write(
-        ctx.path("empty.d/e.yaml"),
-        format!(
-            "default-docker:\n  lookaside: file://{}\n",
-            ctx.p("nowhere")
-        ),
-    )
-    .unwrap();
-    let out = ctx
-        .berth(&[
-            "copy",
-            "--policy",
-            &policy,
-            "--registries.d",
-            &ctx.p("empty.d"),
-            "--src-tls-verify=false",
-            &format!("docker://{image}"),
-            &format!("dir:{}", ctx.p("tmp/nowhere-out")),
-        ])
-        .run_fail();
+    let out = copy_through_lookaside(&ctx, &policy, &image, "nowhere");
     assert!(out.stderr.contains("no signature exists"), "{}", out.stderr);
 
     ctx.step("refused: a lookaside that holds more signatures than c/image reads (128)");
@@ -412,27 +418,7 @@ fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
     for i in 1..=129 {
         fs::copy(&first, many.join(format!("signature-{i}"))).unwrap();
     }
-    fs::create_dir_all(ctx.path("many.d")).unwrap();
-    fs::write(
-        ctx.path("many.d/m.yaml"),
-        format!(
-            "default-docker:\n  lookaside: file://{}\n",
-            ctx.p("many-la")
-        ),
-    )
-    .unwrap();
-    let out = ctx
-        .berth(&[
-            "copy",
-            "--policy",
-            &policy,
-            "--registries.d",
-            &ctx.p("many.d"),
-            "--src-tls-verify=false",
-            &format!("docker://{image}"),
-            &format!("dir:{}", ctx.p("tmp/many-out")),
-        ])
-        .run_fail();
+    let out = copy_through_lookaside(&ctx, &policy, &image, "many-la");
     assert!(
         out.stderr
             .contains("128 signatures, assuming that's unreasonable"),
