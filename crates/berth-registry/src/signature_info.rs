@@ -140,7 +140,7 @@ fn simple(trust: Option<&Trust>, repo: &str, digest: &Digest, content: &[u8]) ->
         };
         return SignatureInfo::unverified(KIND, key, reason);
     };
-    let verified = match openpgp::verify(keyring, content) {
+    let verified = match openpgp::verify_bounded(keyring, content, MAX_PAYLOAD_BYTES) {
         Ok(v) => v,
         Err(e) => return SignatureInfo::unverified(KIND, key_of(&e), e.to_string()),
     };
@@ -186,7 +186,7 @@ fn key_of(e: &VerifyError) -> Option<String> {
 
 /// The key ID `content` names as its issuer, read without trusting anything in it.
 fn issuer(empty: &Keyring, content: &[u8]) -> Option<String> {
-    openpgp::verify(empty, content)
+    openpgp::verify_bounded(empty, content, MAX_PAYLOAD_BYTES)
         .err()
         .as_ref()
         .and_then(key_of)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use berth_auth::Trust;
 use berth_image::{Digest, ImageReference, Manifest};
 use berth_signature::sigstore;
-use berth_signature::simple::{verify_simple, ManifestCheck};
+use berth_signature::simple::{verify_simple_bounded, ManifestCheck};
 use berth_signature::{Format, Payload};
 use berth_store::StoredManifest;
 
@@ -38,7 +38,8 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Signed indexes looked at for one child manifest.
 const MAX_PARENTS: usize = 16;
 /// Sigstore signatures (layers) looked at on one attachment manifest, and the size
-/// of a payload read (payloads are a few hundred bytes).
+/// of a payload read, or inflated from a stored OpenPGP signature (payloads are a few
+/// hundred bytes; each read of an unsigned manifest verifies up to 32 of them).
 const MAX_SIGSTORE_LAYERS: usize = 32;
 /// Layers an attachment manifest may have to be served as one (cosign adds a layer per
 /// signature); each is read once a minute at most (verdicts are cached).
@@ -165,9 +166,10 @@ fn names_repository(signed_reference: &str, repo: &str) -> bool {
 fn signed(reg: &Registry, repo: &str, digest: &Digest, trust: &Trust) -> ApiResult<bool> {
     if !trust.keyring.is_empty() {
         for s in reg.meta.signatures(repo, digest)? {
-            let ok = verify_simple(
+            let ok = verify_simple_bounded(
                 &trust.keyring,
                 &s.content,
+                MAX_PAYLOAD_BYTES,
                 ManifestCheck::Digest(digest),
                 |r| names_repository(r, repo),
             );

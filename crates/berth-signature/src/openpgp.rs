@@ -51,8 +51,8 @@ pub enum VerifyError {
     NotSigned,
     #[error("Unexpected GPG signature count {0}")]
     SignatureCount(usize),
-    #[error("Invalid GPG signature: the payload is larger than {MAX_PAYLOAD} bytes")]
-    TooLarge,
+    #[error("Invalid GPG signature: the payload is larger than {0} bytes")]
+    TooLarge(u64),
     #[error("Invalid GPG signature: signed by key {key_id}, which is not trusted")]
     UnknownSigner { key_id: String },
     #[error("Invalid GPG signature: the signature by key {key_id} does not verify")]
@@ -317,11 +317,31 @@ pub fn verify(trusted: &Keyring, signature: &[u8]) -> Result<Verified, VerifyErr
     verify_at(trusted, signature, SystemTime::now())
 }
 
+/// [`verify`] with the payload bounded at `max_payload` bytes instead of 4 MiB: a
+/// registry verifying stored signatures on every read of a manifest keeps what a
+/// hostile one may inflate to small (payloads are a few hundred bytes).
+pub fn verify_bounded(
+    trusted: &Keyring,
+    signature: &[u8],
+    max_payload: u64,
+) -> Result<Verified, VerifyError> {
+    verify_with(trusted, signature, SystemTime::now(), max_payload)
+}
+
 /// [`verify`] with the clock given (key expiry is judged at `now`).
 pub fn verify_at(
     trusted: &Keyring,
     signature: &[u8],
     now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    verify_with(trusted, signature, now, MAX_PAYLOAD)
+}
+
+fn verify_with(
+    trusted: &Keyring,
+    signature: &[u8],
+    now: SystemTime,
+    max_payload: u64,
 ) -> Result<Verified, VerifyError> {
     let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let malformed = |e: pgp::errors::Error| VerifyError::Malformed(e.to_string());
@@ -346,11 +366,11 @@ pub fn verify_at(
     }
     let mut payload = Vec::new();
     (&mut msg)
-        .take(MAX_PAYLOAD + 1)
+        .take(max_payload.saturating_add(1))
         .read_to_end(&mut payload)
         .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    if payload.len() as u64 > MAX_PAYLOAD {
-        return Err(VerifyError::TooLarge);
+    if payload.len() as u64 > max_payload {
+        return Err(VerifyError::TooLarge(max_payload));
     }
     let Message::Signed { reader, .. } = &msg else {
         return Err(VerifyError::NotSigned);
@@ -661,6 +681,20 @@ mod tests {
                 "{o:?}"
             );
         }
+    }
+
+    /// A bounded verify refuses a payload past its bound before any of it is
+    /// trusted (a registry verifying stored signatures inflates at most that much).
+    #[test]
+    fn a_bounded_verify_refuses_larger_payloads() {
+        let (secret, public) = testkeys::generate("T <t@example.com>", false);
+        let ring = Keyring::from_bytes(&public).unwrap();
+        let sig = sign_with_key(&secret, "", &[b'x'; 100]).unwrap();
+        assert_eq!(verify_bounded(&ring, &sig, 100).unwrap().payload.len(), 100);
+        assert_eq!(
+            verify_bounded(&ring, &sig, 99).unwrap_err(),
+            VerifyError::TooLarge(99)
+        );
     }
 
     #[test]

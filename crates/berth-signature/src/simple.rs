@@ -64,7 +64,29 @@ pub fn verify_simple(
     manifest: ManifestCheck<'_>,
     identity_ok: impl Fn(&str) -> bool,
 ) -> Result<SimpleSignature, SimpleError> {
-    let signer = openpgp::verify(trusted, signature)?;
+    check_simple(openpgp::verify(trusted, signature)?, manifest, identity_ok)
+}
+
+/// [`verify_simple`] with the payload bounded at `max_payload` bytes
+/// ([`openpgp::verify_bounded`]).
+pub fn verify_simple_bounded(
+    trusted: &Keyring,
+    signature: &[u8],
+    max_payload: u64,
+    manifest: ManifestCheck<'_>,
+    identity_ok: impl Fn(&str) -> bool,
+) -> Result<SimpleSignature, SimpleError> {
+    let signer = openpgp::verify_bounded(trusted, signature, max_payload)?;
+    check_simple(signer, manifest, identity_ok)
+}
+
+/// The payload a verified signature carries, checked against the manifest and the
+/// identity.
+fn check_simple(
+    signer: Verified,
+    manifest: ManifestCheck<'_>,
+    identity_ok: impl Fn(&str) -> bool,
+) -> Result<SimpleSignature, SimpleError> {
     let payload = Payload::parse(&signer.payload, Format::Simple)?;
     match payload.check(manifest, identity_ok) {
         Ok(()) => {}
