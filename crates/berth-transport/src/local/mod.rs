@@ -71,9 +71,25 @@ pub struct ImageInUse {
     pub container: String,
 }
 
+/// Makes the store's folder reachable by its owner only (0700), as podman's storage
+/// is: it holds images' root file systems, containers' and builds' among them, with
+/// their setuid files and device nodes as the images made them; reachable by every
+/// local user, an image's setuid-root binary or 0666 block device was theirs
+/// (moby's CVE-2021-41091). A folder made before is tightened too.
+fn private(root: &Path) -> Result<(), TransportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(root).map_err(crate::files::io(root, "reading"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(crate::files::io(root, "making private"))?;
+    }
+    Ok(())
+}
+
 impl LocalStore {
     pub fn open(root: &Path) -> Result<Arc<LocalStore>, TransportError> {
         std::fs::create_dir_all(root).map_err(crate::files::io(root, "creating"))?;
+        private(root)?;
         let lock_path = root.join("lock");
         let lock = File::options()
             .create(true)

@@ -363,3 +363,21 @@ fn a_blob_file_error_says_its_cause_once() {
     }
     assert_eq!(whole, format!("creating uploads/x: {}", ro()));
 }
+
+/// The store's folder is its owner's alone, made so and tightened when it was made
+/// before: images' root file systems below it keep their setuid files and devices.
+#[test]
+fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made");
+    LocalStore::open(&made).unwrap();
+    let before = dir.path().join("before");
+    std::fs::create_dir(&before).unwrap();
+    std::fs::set_permissions(&before, std::fs::Permissions::from_mode(0o755)).unwrap();
+    LocalStore::open(&before).unwrap();
+    for root in [made, before] {
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", root.display());
+    }
+}
