@@ -268,10 +268,12 @@ impl Found {
         rootfs: &Path,
         owner: (u32, u32),
         chmod: Option<u32>,
+        limits: berth_rootfs::TarLimits,
         out: impl Write,
     ) -> Result<(), String> {
         let slash = dest.ends_with('/') || dest.ends_with("/.");
-        let dest = clean(dest).unwrap_or_default();
+        // A destination that climbs out of the root is an error, not the root.
+        let dest = clean(dest).ok_or_else(|| format!("destination {dest} climbs out of /"))?;
         let dest_is_dir = slash
             || self.several
             || dest.is_empty()
@@ -327,7 +329,8 @@ impl Found {
             let mtime = i.meta.mtime().max(0) as u64;
             let mode = chmod.unwrap_or(i.meta.permissions().mode() & 0o7777);
             if i.archive {
-                unpack_into(&i.path, &target_parent_of(&dest, dest_is_dir), &mut tar)?;
+                let parent = target_parent_of(&dest, dest_is_dir);
+                unpack_into(&i.path, &parent, limits, &mut tar)?;
             } else if i.meta.is_dir() {
                 if i.rel.is_empty() && fs::symlink_metadata(rootfs.join(&target)).is_ok() {
                     continue;
@@ -403,6 +406,7 @@ fn header(
 fn unpack_into<W: Write>(
     archive: &Path,
     dest: &str,
+    limits: berth_rootfs::TarLimits,
     tar: &mut tar::Builder<W>,
 ) -> Result<(), String> {
     let f = fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
@@ -417,17 +421,17 @@ fn unpack_into<W: Write>(
         ))),
         false => Box::new(std::io::BufReader::new(f)),
     };
-    let mut input = tar::Archive::new(reader);
-    let bad = |e: std::io::Error| format!("{}: {e}", archive.display());
-    for entry in input.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry.path().map_err(bad)?.into_owned();
-        let Some(rel) = clean(&path.to_string_lossy()) else {
-            return Err(format!(
-                "{}: {} climbs out",
-                archive.display(),
-                path.display()
-            ));
+    // berth-rootfs's reader: extension headers applied and bounded, the layer limits in
+    // force. Each entry is written again with a fresh header whose size is the data's:
+    // the tar crate's own reader took a PAX `size` for the data while its header kept
+    // the ustar one, so a re-emitted entry could carry a smuggled header of its own
+    // (written outside `dest`, a whiteout, a setuid file).
+    let mut input = berth_rootfs::TarReader::with_limits(reader, limits);
+    let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", archive.display());
+    while let Some(entry) = input.next_entry().map_err(|e| bad(&e))? {
+        let name = String::from_utf8_lossy(&entry.name).into_owned();
+        let Some(rel) = clean(&name) else {
+            return Err(format!("{}: {name} climbs out", archive.display()));
         };
         if rel.is_empty() {
             continue;
@@ -436,26 +440,49 @@ fn unpack_into<W: Write>(
             true => rel,
             false => format!("{dest}/{rel}"),
         };
-        let mut h = entry.header().clone();
-        let kind = h.entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            let link = entry
-                .link_name()
-                .map_err(bad)?
-                .map(|l| l.into_owned())
-                .unwrap_or_default();
-            let link = match kind.is_hard_link() {
-                // A hard link names a path of the same archive: move it along.
-                true => PathBuf::from(format!(
-                    "{}/{}",
-                    dest,
-                    clean(&link.to_string_lossy()).unwrap_or_default()
-                )),
-                false => link,
-            };
-            tar.append_link(&mut h, &target, &link).map_err(bad)?;
-        } else {
-            tar.append_data(&mut h, &target, &mut entry).map_err(bad)?;
+        use berth_rootfs::Kind;
+        let kind = match entry.kind {
+            Kind::Regular => tar::EntryType::Regular,
+            Kind::HardLink => tar::EntryType::Link,
+            Kind::Symlink => tar::EntryType::Symlink,
+            Kind::Char => tar::EntryType::Char,
+            Kind::Block => tar::EntryType::Block,
+            Kind::Directory => tar::EntryType::Directory,
+            Kind::Fifo => tar::EntryType::Fifo,
+            Kind::Other(_) => continue,
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(entry.mode);
+        h.set_uid(entry.uid.into());
+        h.set_gid(entry.gid.into());
+        h.set_mtime(entry.mtime_sec.max(0) as u64);
+        if matches!(entry.kind, Kind::Char | Kind::Block) {
+            h.set_device_major(entry.dev_major).map_err(|e| bad(&e))?;
+            h.set_device_minor(entry.dev_minor).map_err(|e| bad(&e))?;
+        }
+        match entry.kind {
+            Kind::Symlink | Kind::HardLink => {
+                let link = String::from_utf8_lossy(&entry.link).into_owned();
+                let link = match entry.kind {
+                    // A hard link names a path of the same archive: move it along.
+                    Kind::HardLink => format!("{dest}/{}", clean(&link).unwrap_or_default()),
+                    _ => link,
+                };
+                h.set_size(0);
+                tar.append_link(&mut h, &target, &link)
+                    .map_err(|e| bad(&e))?;
+            }
+            Kind::Regular => {
+                h.set_size(entry.size);
+                tar.append_data(&mut h, &target, &mut input)
+                    .map_err(|e| bad(&e))?;
+            }
+            _ => {
+                h.set_size(0);
+                tar.append_data(&mut h, &target, std::io::empty())
+                    .map_err(|e| bad(&e))?;
+            }
         }
     }
     Ok(())
@@ -474,6 +501,59 @@ mod tests {
         assert!(glob(b"*.py", b"app.py"));
         assert!(glob(b"a?c", b"abc"));
         assert!(!glob(b"*.py", b"app.pyc"));
+    }
+
+    /// An archive whose entry's PAX `size` (1024) differs from its header's (0): the
+    /// tar crate's reader took the PAX size for the data while the re-emitted header
+    /// kept 0, so the data, itself a tar header for `etc/evil`, became an entry of its
+    /// own, outside the destination. Now every entry is written again whole, under it.
+    #[test]
+    fn an_added_archive_cannot_smuggle_an_entry_out() {
+        let block = |h: &mut tar::Header| {
+            h.set_cksum();
+            h.as_bytes().to_vec()
+        };
+        let mut smuggled = tar::Header::new_ustar();
+        smuggled.set_path("etc/evil").unwrap();
+        smuggled.set_size(5);
+        smuggled.set_mode(0o4755);
+        let mut data = block(&mut smuggled);
+        data.extend_from_slice(b"evil!");
+        data.resize(1024, 0);
+        let record = b"13 size=1024\n";
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeaders/file").unwrap();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        let mut archive = block(&mut pax);
+        archive.extend_from_slice(record);
+        archive.resize(archive.len().div_ceil(512) * 512, 0);
+        let mut file = tar::Header::new_ustar();
+        file.set_path("file").unwrap();
+        file.set_size(0);
+        file.set_mode(0o644);
+        archive.extend(block(&mut file));
+        archive.extend(&data);
+        archive.extend([0u8; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.tar");
+        fs::write(&path, &archive).unwrap();
+
+        let mut out = tar::Builder::new(Vec::new());
+        unpack_into(
+            &path,
+            "opt/dest",
+            berth_rootfs::TarLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        let layer = out.into_inner().unwrap();
+        let mut read = berth_rootfs::TarReader::new(&layer[..]);
+        let mut names = Vec::new();
+        while let Some(e) = read.next_entry().unwrap() {
+            names.push((String::from_utf8_lossy(&e.name).into_owned(), e.size));
+        }
+        assert_eq!(names, [("opt/dest/file".to_string(), 1024)]);
     }
 
     #[test]

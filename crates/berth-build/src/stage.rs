@@ -310,8 +310,7 @@ impl Builder<'_> {
                 )
                 .map_err(|e| self.at(i, e))?;
                 process.env.extend(arg_env);
-                let wd = root.path().join(process.cwd.trim_start_matches('/'));
-                fs::create_dir_all(&wd)
+                berth_rootfs::create_dir_in(&root.path(), &process.cwd)
                     .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
                 let code = self.run(&process, root).map_err(|e| self.at(i, e))?;
                 if code != 0 {
@@ -412,18 +411,19 @@ impl Builder<'_> {
                         &root.path(),
                         owner,
                         mode,
+                        self.opts.tar_limits,
                         std::io::BufWriter::new(&mut tar),
                     )
                     .map_err(|e| self.at(i, e))?;
                 use std::io::Seek;
                 tar.seek(std::io::SeekFrom::Start(0))
                     .map_err(|e| self.at(i, e))?;
-                berth_rootfs::apply_layer(
-                    &root.path(),
-                    std::io::BufReader::new(tar),
-                    &UnpackOptions::for_current_user(),
-                )
-                .map_err(|e| self.at(i, e))?;
+                let opts = UnpackOptions {
+                    limits: self.opts.tar_limits,
+                    ..UnpackOptions::for_current_user()
+                };
+                berth_rootfs::apply_layer(&root.path(), std::io::BufReader::new(tar), &opts)
+                    .map_err(|e| self.at(i, e))?;
                 self.layer_step(state, root, key, &created, &created_by)
                     .map_err(|e| self.at(i, e))?;
             }

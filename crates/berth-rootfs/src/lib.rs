@@ -55,6 +55,17 @@ pub use snapshot::{EntryKind, EntryState, Snapshot};
 pub use tar_read::{Header, Kind, TarReader, MAX_EXTENSION};
 pub use unpack::{apply_layer, LayerStats, UnpackOptions};
 
+/// Creates directory `path` and its missing parents inside `root` (an absolute name
+/// is taken inside it; symlinks on the way are followed as the container sees them,
+/// never out of the root; `..` is refused): the working directory a hostile image
+/// names, which a plain `create_dir_all` on the host followed anywhere.
+pub fn create_dir_in(root: &std::path::Path, path: &str) -> Result<(), RootfsError> {
+    let root = safe_path::Root::open(root)?;
+    let parts = safe_path::components(path.as_bytes())?;
+    root.open_dir(&parts, safe_path::Walk::Create)?;
+    Ok(())
+}
+
 /// The copy buffer of every data path (unpack, diff, pack, decompress): large enough
 /// that a 1 MiB file costs one read and one write.
 pub(crate) const COPY_BUFFER: usize = 1 << 20;

@@ -212,3 +212,21 @@ fn truncated_and_corrupt_tars_are_errors() {
     let err = apply_layer(&s.root(), &bad[..], &opts()).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
 }
+
+/// A working directory an image names is made inside its root: through a symlink to an
+/// absolute host path (taken inside the root), never outside it; `..` is refused.
+#[test]
+fn a_working_directory_is_made_inside_the_root() {
+    let s = Scratch::new();
+    let outside = s.outside();
+    std::os::unix::fs::symlink(&outside, s.root().join("w")).unwrap();
+    berth_rootfs::create_dir_in(&s.root(), "/w/a/b").unwrap();
+    let inside = s
+        .root()
+        .join(outside.strip_prefix("/").unwrap())
+        .join("a/b");
+    assert!(inside.is_dir(), "{}", inside.display());
+    let err = berth_rootfs::create_dir_in(&s.root(), "/../../x").unwrap_err();
+    assert!(matches!(err, RootfsError::Refused { .. }), "{err}");
+    s.assert_outside_untouched();
+}
