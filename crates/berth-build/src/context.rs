@@ -69,18 +69,27 @@ pub fn find(
             return Err(format!("no such file: {src}"));
         }
         matched_total += matches.len();
+        let base = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let out_of_context = || format!("{src}: a link out of the build context");
         for m in matches {
             let path = root.join(&m);
+            // The folders on the way are resolved by the host: a link among them (`lib ->
+            // /root` for `COPY lib/.ssh/id_rsa`) must not lead out of the context.
+            if let Some(parent) = path.parent() {
+                let parent =
+                    fs::canonicalize(parent).map_err(|_| format!("no such file: {src}"))?;
+                if !parent.starts_with(&base) {
+                    return Err(out_of_context());
+                }
+            }
             let meta = fs::symlink_metadata(&path).map_err(|_| format!("no such file: {src}"))?;
             // A source named directly is followed if a link; inside folders links stay.
             let meta = match meta.file_type().is_symlink() {
                 true => {
                     let target =
                         fs::canonicalize(&path).map_err(|_| format!("no such file: {src}"))?;
-                    let base =
-                        fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
                     if !target.starts_with(&base) {
-                        return Err(format!("{src}: a link out of the build context"));
+                        return Err(out_of_context());
                     }
                     fs::metadata(&path).map_err(|_| format!("no such file: {src}"))?
                 }
@@ -554,6 +563,34 @@ mod tests {
             names.push((String::from_utf8_lossy(&e.name).into_owned(), e.size));
         }
         assert_eq!(names, [("opt/dest/file".to_string(), 1024)]);
+    }
+
+    /// A link among the folders of a source path leads nowhere out of the context:
+    /// `lib -> <outside>` with `COPY lib/secret` read the host's file into the image.
+    #[test]
+    fn sources_through_a_link_out_of_the_context_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (context, outside) = (dir.path().join("context"), dir.path().join("outside"));
+        fs::create_dir_all(context.join("inside")).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), "s").unwrap();
+        fs::write(context.join("inside/ok"), "o").unwrap();
+        std::os::unix::fs::symlink(&outside, context.join("lib")).unwrap();
+        std::os::unix::fs::symlink("inside", context.join("here")).unwrap();
+        let ignore = Ignore::parse("");
+        let src = Source::Context {
+            dir: &context,
+            ignore: &ignore,
+        };
+        for path in ["lib/secret", "lib/*", "lib"] {
+            let Err(e) = find(&src, &[path.into()], Vec::new(), false) else {
+                panic!("{path}: found");
+            };
+            assert!(e.contains("out of the build context"), "{path}: {e}");
+        }
+        // A link that stays inside is followed.
+        let found = find(&src, &["here/ok".into()], Vec::new(), false).unwrap();
+        assert_eq!(found.items.len(), 1);
     }
 
     #[test]
