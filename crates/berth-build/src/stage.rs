@@ -545,12 +545,12 @@ impl Builder<'_> {
             limits: self.opts.tar_limits,
             ..UnpackOptions::for_current_user()
         };
-        for l in &state.layers {
+        let diff_ids = berth_image::diff_ids::diff_ids(&state.config, state.layers.len())?;
+        for (l, diff_id) in state.layers.iter().zip(&diff_ids) {
             let d: Digest = l.digest.parse().map_err(|e| format!("{}: {e}", l.digest))?;
             let file = self.store.open_blob(&d).map_err(|e| e.to_string())?;
-            let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
-                .map_err(|e| format!("layer {d}: {e}"))?;
-            berth_rootfs::apply_layer(&root, reader, &opts)
+            // Each layer as the config names it (the image ID is the config's digest).
+            berth_rootfs::apply_stored_layer(&root, file, diff_id, &opts)
                 .map_err(|e| format!("layer {d}: {e}"))?;
         }
         r.layers = state.layers.len();

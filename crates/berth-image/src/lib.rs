@@ -7,6 +7,7 @@
 //! as it was pushed, and the parsed view is only used to validate and to index it.
 
 pub mod convert;
+pub mod diff_ids;
 pub mod digest;
 pub mod inspect;
 pub mod manifest;

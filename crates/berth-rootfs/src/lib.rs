@@ -41,6 +41,7 @@ mod safe_path;
 mod snapshot;
 mod tar_read;
 mod unpack;
+mod verified;
 mod walk;
 mod whiteout;
 mod xattr;
@@ -54,6 +55,7 @@ pub use remove::remove_all;
 pub use snapshot::{EntryKind, EntryState, Snapshot};
 pub use tar_read::{Header, Kind, TarReader, MAX_EXTENSION};
 pub use unpack::{apply_layer, LayerStats, UnpackOptions};
+pub use verified::apply_stored_layer;
 
 /// Creates directory `path` and its missing parents inside `root` (an absolute name
 /// is taken inside it; symlinks on the way are followed as the container sees them,

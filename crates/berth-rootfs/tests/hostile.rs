@@ -230,3 +230,31 @@ fn a_working_directory_is_made_inside_the_root() {
     assert!(matches!(err, RootfsError::Refused { .. }), "{err}");
     s.assert_outside_untouched();
 }
+
+/// A stored layer is applied only as the image config names it: its uncompressed
+/// bytes (gzip here) must hash to the config's diff ID. Another image's layers under a
+/// trusted config were unpacked as that image.
+#[test]
+fn a_stored_layer_must_be_the_configs() {
+    use std::io::Write;
+    let layer = Layer::new().file("etc/motd", b"hello").build();
+    let diff_id = format!("sha256:{}", berth_image::Digest::sha256_of(&layer).hex());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer).unwrap();
+    let gz = gz.finish().unwrap();
+    let s = Scratch::new();
+    berth_rootfs::apply_stored_layer(
+        &s.root(),
+        std::io::Cursor::new(gz.clone()),
+        &diff_id,
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(fs::read(s.root().join("etc/motd")).unwrap(), b"hello");
+    let other = format!("sha256:{}", "0".repeat(64));
+    let s = Scratch::new();
+    let err =
+        berth_rootfs::apply_stored_layer(&s.root(), std::io::Cursor::new(gz), &other, &opts())
+            .unwrap_err();
+    assert!(err.to_string().contains("the image config says"), "{err}");
+}

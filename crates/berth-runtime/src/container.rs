@@ -150,17 +150,23 @@ impl Containers {
             limits: self.tar_limits,
             ..UnpackOptions::for_current_user()
         };
-        for layer in self.store.layers(&image.id)? {
-            let file = self.store.open_blob(&layer)?;
-            let reader = berth_rootfs::decompress(std::io::BufReader::with_capacity(1 << 20, file))
-                .map_err(io(format!("reading layer {layer}")))?;
-            berth_rootfs::apply_layer(&rootfs, reader, &opts).map_err(|e| match e {
-                // Say which layer went past the limit.
-                e @ berth_rootfs::RootfsError::Limit { .. } => {
-                    RuntimeError::Invalid(format!("layer {layer}: {e}"))
-                }
-                e => e.into(),
-            })?;
+        let layers = self.store.layers(&image.id)?;
+        let config = self.store.image_config(&image.id)?;
+        let diff_ids = berth_image::diff_ids::diff_ids(&config, layers.len())
+            .map_err(|e| RuntimeError::Invalid(format!("image {}: {e}", image.id)))?;
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            let file = self.store.open_blob(layer)?;
+            // Each layer as the config names it (the image ID is the config's digest).
+            berth_rootfs::apply_stored_layer(&rootfs, file, diff_id, &opts).map_err(
+                |e| match e {
+                    // Say which layer went past the limit, or is not the config's.
+                    e @ (berth_rootfs::RootfsError::Limit { .. }
+                    | berth_rootfs::RootfsError::Malformed(_)) => {
+                        RuntimeError::Invalid(format!("layer {layer}: {e}"))
+                    }
+                    e => e.into(),
+                },
+            )?;
         }
         Snapshot::take(&rootfs)?.save(&dir.join("base.snapshot"))?;
         Ok(())
