@@ -229,9 +229,29 @@ impl LocalStore {
     }
 
     /// Image `id`'s config as JSON (every field, for inspect, containers and builds).
+    /// Its shape is checked here, once for every caller that edits it: an object, with
+    /// `rootfs` an object and `history` a list where present. A config such as
+    /// `{"rootfs": "x"}` parses as an image config, and editing it as JSON panicked.
     pub fn image_config(&self, id: &Digest) -> Result<serde_json::Value, TransportError> {
-        serde_json::from_slice(&self.config(id)?)
-            .map_err(|e| TransportError::Corrupt(format!("config {id}: {e}")))
+        let config: serde_json::Value = serde_json::from_slice(&self.config(id)?)
+            .map_err(|e| TransportError::Corrupt(format!("config {id}: {e}")))?;
+        let bad = |what: &str| TransportError::Corrupt(format!("config {id}: {what}"));
+        let Some(fields) = config.as_object() else {
+            return Err(bad("not a JSON object"));
+        };
+        if fields
+            .get("rootfs")
+            .is_some_and(|r| !r.is_object() && !r.is_null())
+        {
+            return Err(bad("rootfs is not an object"));
+        }
+        if fields
+            .get("history")
+            .is_some_and(|h| !h.is_array() && !h.is_null())
+        {
+            return Err(bad("history is not a list"));
+        }
+        Ok(config)
     }
 
     fn blob_file(&self, d: &Digest) -> Result<File, TransportError> {

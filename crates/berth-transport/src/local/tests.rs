@@ -381,3 +381,34 @@ fn the_store_is_private_to_its_owner() {
         assert_eq!(mode, 0o700, "{}", root.display());
     }
 }
+
+/// A config that parses as an image config but is not the shape callers edit
+/// (`rootfs` a string) is refused when read, not a panic in a build or a commit.
+#[tokio::test]
+async fn a_config_of_the_wrong_shape_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":"x"}"#.to_vec();
+    let layer = b"layer".to_vec();
+    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+    store.put_blob(&cd, stream(config.clone())).await.unwrap();
+    store.put_blob(&ld, stream(layer.clone())).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ld}","size":{}}}]}}"#,
+        mt::OCI_MANIFEST,
+        mt::OCI_CONFIG,
+        config.len(),
+        mt::OCI_LAYER_GZIP,
+        layer.len()
+    );
+    store
+        .put_manifest(
+            "localhost/odd",
+            Some("v1"),
+            manifest.as_bytes(),
+            mt::OCI_MANIFEST,
+        )
+        .unwrap();
+    let e = store.image_config(&cd).unwrap_err();
+    assert!(e.to_string().contains("rootfs is not an object"), "{e}");
+}
