@@ -66,8 +66,8 @@ pub(crate) fn state_at(
         } else {
             0
         },
-        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
-        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+        mtime_ns: nanos(st.st_mtime, st.st_mtime_nsec as i64),
+        ctime_ns: nanos(st.st_ctime, st.st_ctime_nsec as i64),
         ino: st.st_ino,
         nlink: st.st_nlink as u64,
         rdev: st.st_rdev,
@@ -101,4 +101,20 @@ pub(crate) fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
         return name.to_vec();
     }
     [dir, b"/", name].concat()
+}
+
+/// A time in nanoseconds, saturating: a layer may set a file's time past 2262 (ext4 and
+/// xfs keep it), where the product overflowed (a panic in a debug build).
+fn nanos(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+#[cfg(test)]
+mod nanos_tests {
+    #[test]
+    fn far_times_saturate() {
+        assert_eq!(super::nanos(1, 5), 1_000_000_005);
+        assert_eq!(super::nanos(i64::MAX / 2, 0), i64::MAX);
+        assert_eq!(super::nanos(i64::MIN / 2, 0), i64::MIN);
+    }
 }
