@@ -68,6 +68,42 @@ pub fn create_dir_in(root: &std::path::Path, path: &str) -> Result<(), RootfsErr
     Ok(())
 }
 
+/// The bytes of regular file `path` inside `root`, read as the container would find it
+/// (folders on the way resolved inside the root; the file itself not a link), at most
+/// `max` bytes: `None` when there is no such file or it is longer. An image's
+/// `/etc/passwd` for USER, which `etc -> /etc` pointed at the host's.
+pub fn read_in(
+    root: &std::path::Path,
+    path: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, RootfsError> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let parts = safe_path::components(path.as_bytes())?;
+    let Some((name, parents)) = parts.split_last() else {
+        return Ok(None);
+    };
+    let root = safe_path::Root::open(root)?;
+    let Some(dir) = root.open_dir(parents, safe_path::Walk::Existing)? else {
+        return Ok(None);
+    };
+    use rustix::fs::{self as rfs, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rfs::openat(dir.as_fd(), *name, flags, Mode::empty()) else {
+        return Ok(None);
+    };
+    let stat = rfs::fstat(&fd).map_err(|e| RootfsError::io(path, "stat", error::errno(e)))?;
+    if rfs::FileType::from_raw_mode(stat.st_mode) != rfs::FileType::RegularFile {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| RootfsError::io(path, "read", e))?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
 /// The copy buffer of every data path (unpack, diff, pack, decompress): large enough
 /// that a 1 MiB file costs one read and one write.
 pub(crate) const COPY_BUFFER: usize = 1 << 20;

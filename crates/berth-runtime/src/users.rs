@@ -61,11 +61,14 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<Ids> {
     Ok(Ids { uid, gid })
 }
 
+/// The largest passwd or group file read (a real one is a few KiB).
+const MAX_USERS_FILE: u64 = 4 << 20;
+
 fn read(rootfs: &Path, rel: &str) -> String {
-    // A link out of the root is not followed: the file is read only when regular.
-    let path = rootfs.join(rel);
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => std::fs::read_to_string(&path).unwrap_or_default(),
+    // Read as the container finds it: `etc -> /etc` leads to the image's own /etc,
+    // never the host's; the file itself must be regular, and is bounded.
+    match berth_rootfs::read_in(rootfs, rel, MAX_USERS_FILE) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
         _ => String::new(),
     }
 }
@@ -80,6 +83,16 @@ fn lookup(text: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `etc -> /etc` in an image: the lookup reads the image's own (here missing)
+    /// file, never the host's.
+    #[test]
+    fn a_link_to_the_hosts_etc_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).unwrap();
+        assert!(std::path::Path::new("/etc/passwd").exists());
+        assert_eq!(read(dir.path(), "etc/passwd"), "");
+    }
 
     #[test]
     fn names_and_numbers() {
