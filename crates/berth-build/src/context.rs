@@ -225,6 +225,10 @@ fn walk(
 
 /// gzip, or a tar (`ustar` at 257): what ADD unpacks.
 fn is_archive(path: &Path) -> bool {
+    // Only a regular file is opened: a FIFO named in ADD waited for a writer for ever.
+    if !fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut head = [0u8; 262];
     let n = fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
@@ -591,6 +595,20 @@ mod tests {
         // A link that stays inside is followed.
         let found = find(&src, &["here/ok".into()], Vec::new(), false).unwrap();
         assert_eq!(found.items.len(), 1);
+    }
+
+    /// A FIFO named in ADD is not an archive, and is not opened (the open waited for
+    /// a writer for ever).
+    #[test]
+    fn a_fifo_is_no_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert!(!is_archive(&fifo));
     }
 
     #[test]

@@ -282,9 +282,21 @@ impl<W: Write> Differ<'_, W> {
         match state.kind {
             EntryKind::File => {
                 let shown = self.root.display(path);
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                // Not blocking, and checked after the open: a running container may
+                // have put a FIFO in the file's place since the walk, whose open would
+                // wait for a writer for ever.
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
                 let fd = rfs::openat(dir, name, flags, Mode::empty())
                     .map_err(|e| RootfsError::io(&shown, "open", errno(e)))?;
+                let stat =
+                    rfs::fstat(&fd).map_err(|e| RootfsError::io(&shown, "stat", errno(e)))?;
+                if rfs::FileType::from_raw_mode(stat.st_mode) != rfs::FileType::RegularFile {
+                    return Err(RootfsError::io(
+                        &shown,
+                        "read",
+                        io::Error::other("no longer a regular file"),
+                    ));
+                }
                 let reader = Exact {
                     inner: File::from(fd).take(state.size),
                     left: state.size,
