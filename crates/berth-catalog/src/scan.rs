@@ -96,11 +96,40 @@ pub enum Scanned {
     Failed(String),
 }
 
+/// Indexes nested under the scanned one at most (an index of indexes of images is as
+/// deep as registries go).
+const MAX_INDEX_DEPTH: usize = 4;
+/// Manifests scanned under one index at most (a multi-platform image has a few dozen).
+const MAX_TREE: usize = 1024;
+
+/// Where a scan is in an index's tree of manifests.
+#[derive(Default)]
+struct Tree {
+    depth: usize,
+    seen: std::collections::HashSet<Digest>,
+}
+
 impl Catalog {
     /// Scans `repo`'s manifest `digest`. With `force`, an image already inventoried is
     /// squashed and matched again (its layers are still read only when their
     /// analysis is missing, failed-and-forgotten or of an older analyzer).
     pub fn scan_manifest(&self, repo: &str, digest: &Digest, force: bool) -> Result<Scanned> {
+        self.scan_within(repo, digest, force, &mut Tree::default())
+    }
+
+    /// [`Catalog::scan_manifest`] of a manifest met at depth `tree.depth` under the
+    /// index scanned first: each manifest once per scan, indexes at most
+    /// [`MAX_INDEX_DEPTH`] deep and [`MAX_TREE`] manifests in all. A push may nest
+    /// indexes without bound, or name one child thousands of times: recursing into
+    /// each overflowed the scanning thread's stack (which aborts the registry, again at
+    /// every start, whose backfill queued the index again) or kept the worker for hours.
+    fn scan_within(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        force: bool,
+        tree: &mut Tree,
+    ) -> Result<Scanned> {
         let Some(stored) = self.meta.manifest_by_digest(repo, digest)? else {
             return Ok(Scanned::Gone);
         };
@@ -123,25 +152,43 @@ impl Catalog {
         let annotations = manifest.annotations.clone().unwrap_or_default();
         match manifest.kind {
             ManifestKind::Index => {
-                let mut children = Vec::new();
+                let mut children: Vec<Child> = Vec::new();
                 let mut failures = Vec::new();
                 let mut any_done = false;
-                for child in &manifest.manifests {
+                let too_deep = tree.depth >= MAX_INDEX_DEPTH;
+                if too_deep {
+                    failures.push(format!("indexes nested more than {MAX_INDEX_DEPTH} deep"));
+                }
+                let look_at = if too_deep {
+                    &[][..]
+                } else {
+                    &manifest.manifests[..]
+                };
+                tree.depth += 1;
+                for child in look_at {
                     let platform = child.platform.as_ref().map(|p| p.to_string());
                     // Attestations (buildkit's unknown/unknown) are not images.
                     if platform.as_deref() == Some("unknown/unknown") {
                         continue;
                     }
-                    children.push(Child {
-                        digest: child.digest.to_string(),
-                        platform,
-                    });
-                    match self.scan_manifest(repo, &child.digest, force)? {
+                    let digest = child.digest.to_string();
+                    if !children.iter().any(|c| c.digest == digest) {
+                        children.push(Child { digest, platform });
+                    }
+                    if !tree.seen.insert(child.digest.clone()) {
+                        continue; // scanned once already in this scan
+                    }
+                    if tree.seen.len() > MAX_TREE {
+                        failures.push(format!("more than {MAX_TREE} manifests under one index"));
+                        break;
+                    }
+                    match self.scan_within(repo, &child.digest, force, tree)? {
                         Scanned::Failed(why) => failures.push(format!("{}: {why}", child.digest)),
                         Scanned::Done => any_done = true,
                         _ => {}
                     }
                 }
+                tree.depth -= 1;
                 let result = if failures.is_empty() {
                     Ok(())
                 } else {

@@ -780,3 +780,63 @@ fn an_attachment_tag_older_than_the_tag_window_still_signs_the_repository() {
     assert_eq!(view.tags.len(), berth_catalog::tags::TAG_WINDOW);
     assert!(view.tags.iter().all(|t| t.signed));
 }
+
+/// Indexes nested a thousand deep, and an index naming one image two thousand times:
+/// scanned on a thread with tokio's blocking-pool stack (2 MiB), where recursing into
+/// every child overflowed the stack and aborted the registry, or kept the worker long.
+/// Each manifest is scanned once; past the depth bound the index fails with a reason.
+#[test]
+fn nested_and_repeated_index_children_are_bounded() {
+    let reg = Registry::new();
+    let image = reg.push(
+        "deep",
+        "img",
+        &[debian_layer(&[("zlib1g", "1:1.2.13")])],
+        json!({}),
+    );
+    let put_index = |children: Vec<Digest>| {
+        let list: Vec<_> = children
+            .iter()
+            .map(|c| json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": c.to_string(), "size": 10}))
+            .collect();
+        let bytes = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": list,
+        }))
+        .unwrap();
+        let d = Digest::sha256_of(&bytes);
+        let parsed = berth_image::Manifest::parse(None, &bytes).unwrap();
+        reg.meta
+            .put_manifest_guarded(
+                "deep",
+                &NewManifest::new(d.clone(), &parsed, bytes),
+                None,
+                false,
+                None,
+            )
+            .unwrap();
+        d
+    };
+    let repeated = put_index(vec![image.clone(); 2000]);
+    let mut top = image.clone();
+    for _ in 0..1000 {
+        top = put_index(vec![top]);
+    }
+    let cat = reg.catalog();
+    let (repeated_scan, deep_scan) = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            (
+                cat.scan_manifest("deep", &repeated, false).unwrap(),
+                cat.scan_manifest("deep", &top, false).unwrap(),
+            )
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(repeated_scan, Scanned::Done);
+    let Scanned::Failed(why) = deep_scan else {
+        panic!("{deep_scan:?}");
+    };
+    assert!(why.contains("nested more than 4 deep"), "{why}");
+}
