@@ -60,6 +60,17 @@ pub fn analyze_layer_with(
     Ok(parse(kept))
 }
 
+/// Bytes read after the tar's end at most (writers pad to a record, 10 KiB for GNU
+/// tar): the rest of a compressed stream is read so that its trailer is checked, and
+/// an endless tail (compressed members of zeros, 80 GiB from 83 MB) is refused.
+const MAX_TAIL: u64 = 1 << 20;
+
+/// Links, whiteouts, opaque markers and errors recorded at allow-listed paths per layer
+/// at most (a real layer has a few dozen): past it the layer fails, with the reason.
+/// Each is compared with the others as it comes, and their lists are kept and squashed:
+/// unbounded, a few MB of repetitive tar took hours and tens of GB.
+const MAX_NOTES: usize = 4096;
+
 /// What the stream pass keeps: raw bytes of allow-listed files, in path order.
 #[derive(Default)]
 struct Kept {
@@ -94,8 +105,22 @@ fn collect(stream: impl Read, limits: &TarLimits) -> Result<Kept, InventoryError
     let mut tar = TarReader::with_limits(BufReader::with_capacity(1 << 16, stream), *limits);
     while let Some(header) = tar.next_entry().map_err(tar_error)? {
         kept.entry(&header, &mut tar)?;
+        let art = &kept.art;
+        let notes =
+            art.symlinks.len() + art.errors.len() + art.whiteouts.len() + art.opaque_dirs.len();
+        if notes > MAX_NOTES {
+            return Err(InventoryError::Tar(io::Error::other(format!(
+                "more than {MAX_NOTES} links, whiteouts or unreadable files at the paths analyzed"
+            ))));
+        }
     }
-    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(InventoryError::Read)?;
+    let tail = io::copy(&mut tar.into_inner().take(MAX_TAIL + 1), &mut io::sink())
+        .map_err(InventoryError::Read)?;
+    if tail > MAX_TAIL {
+        return Err(InventoryError::Tar(io::Error::other(format!(
+            "more than {MAX_TAIL} bytes after the end of the archive"
+        ))));
+    }
     Ok(kept)
 }
 
@@ -176,6 +201,19 @@ impl Kept {
                 // names sharing an inode (`etc/os-release`, `usr/lib/os-release`).
                 let target = paths::normalize(&info.link)?;
                 match self.files.get(&target) {
+                    // Held to the limits of a file of its own: each link was a copy
+                    // that no limit counted (a 64 MiB file and a thousand links, 64 GB).
+                    Some((_, bytes)) if bytes.len() as u64 > kind.limit() => {
+                        let (size, limit) = (bytes.len(), kind.limit());
+                        self.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
+                    }
+                    Some((_, bytes)) if self.bytes + bytes.len() as u64 > paths::LAYER_LIMIT => {
+                        let total = paths::LAYER_LIMIT;
+                        self.error(
+                            &path,
+                            format!("over the {total}-byte limit of kept files per layer"),
+                        );
+                    }
                     Some((_, bytes)) => {
                         let bytes = bytes.clone();
                         self.keep(path, kind, bytes);
@@ -286,6 +324,68 @@ mod tests {
 
     fn analyze(tar: Vec<u8>, limits: TarLimits) -> Result<LayerArtifacts, InventoryError> {
         analyze_layer_with(io::Cursor::new(tar), TAR, &limits)
+    }
+
+    /// A tar of `entries`: (name, hard-link target or none, data).
+    fn tar_of(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            match link {
+                Some(target) => {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, name, target).unwrap();
+                }
+                None => {
+                    h.set_size(data.len() as u64);
+                    h.set_cksum();
+                    b.append_data(&mut h, name, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// A hard link is held to the limits of a file of its own: each was a copy of its
+    /// target that no limit counted.
+    #[test]
+    fn hard_links_count_against_the_limits() {
+        let status = vec![b'x'; (paths::TEXT_LIMIT + 1) as usize];
+        let tar = tar_of(&[
+            ("var/lib/dpkg/status", None, &status),
+            ("var/lib/dpkg/status.d/p1", Some("var/lib/dpkg/status"), b""),
+        ]);
+        let art = analyze(tar, TarLimits::default()).unwrap();
+        let (path, why) = &art.errors[0];
+        assert_eq!(path, "var/lib/dpkg/status.d/p1");
+        assert!(why.contains("limit"), "{why}");
+        assert!(art
+            .databases
+            .iter()
+            .all(|(p, _)| p != "var/lib/dpkg/status.d/p1"));
+    }
+
+    /// Links, whiteouts and errors at the analyzed paths are bounded per layer, and so
+    /// is what follows the end of the archive.
+    #[test]
+    fn notes_and_tails_are_bounded() {
+        let names: Vec<String> = (0..=MAX_NOTES)
+            .map(|i| format!("var/lib/dpkg/status.d/.wh.p{i}"))
+            .collect();
+        let entries: Vec<(&str, Option<&str>, &[u8])> =
+            names.iter().map(|n| (n.as_str(), None, &b""[..])).collect();
+        let err = analyze(tar_of(&entries), TarLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("more than 4096"), "{err}");
+        let mut tar = tar_of(&[("etc/os-release", None, b"ID=debian\n")]);
+        assert!(analyze(tar.clone(), TarLimits::default()).is_ok());
+        tar.extend(vec![0u8; (MAX_TAIL + 1024) as usize]);
+        let err = analyze(tar, TarLimits::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("after the end of the archive"),
+            "{err}"
+        );
     }
 
     #[test]
