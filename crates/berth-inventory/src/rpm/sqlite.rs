@@ -58,6 +58,30 @@ pub fn read_rpmdb_sqlite(path: &Path) -> Result<Vec<Package>, RpmError> {
             ),
         });
     }
+    // Its columns must be rpm's two, stored: a generated column (`hnum AS
+    // (length(hex(zeroblob(…))))`) passes the check above and made the sort below
+    // compute for days; `trusted_schema = OFF` still allows such functions.
+    let columns: Vec<(String, i64)> = conn
+        .prepare("SELECT name, hidden FROM pragma_table_xinfo('Packages')")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(sql_err)?;
+    let plain = |name: &str| columns.iter().any(|(n, h)| n == name && *h == 0);
+    if columns.len() != 2 || !plain("hnum") || !plain("blob") {
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(RpmError::Sqlite {
+            path: display(path),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!(
+                    "the Packages table is not rpm's (hnum, blob): it has {}",
+                    names.join(", ")
+                )),
+            ),
+        });
+    }
     // The blob is only selected when it is small enough to be a header, so a hostile row
     // cannot make SQLite hand over a gigabyte; an oversized row is reported by its size.
     let mut stmt = conn
