@@ -154,7 +154,32 @@ fn id_string(s: &str) -> String {
 /// The package SPDXIDs given so far: a name that sanitizes like another's
 /// (`libfoo+` and `libfoo_`, or two architectures of one package) gets a number.
 #[derive(Default)]
-struct Ids(HashSet<String>);
+struct Ids(Unique);
+
+/// Identifiers handed out once each: `base`, then `base-2`, `base-3`… Each base keeps
+/// the number it reached, so a million names that sanitize alike cost a million
+/// probes, not the half a trillion of counting up from 1 each time.
+#[derive(Default)]
+struct Unique {
+    taken: HashSet<String>,
+    next: HashMap<String, usize>,
+}
+
+impl Unique {
+    fn id(&mut self, base: String) -> String {
+        let n = self.next.entry(base.clone()).or_insert(1);
+        loop {
+            let id = match *n {
+                1 => base.clone(),
+                n => format!("{base}-{n}"),
+            };
+            *n += 1;
+            if self.taken.insert(id.clone()) {
+                return id;
+            }
+        }
+    }
+}
 
 impl Ids {
     fn unique(&mut self, pkg: &Package) -> String {
@@ -167,13 +192,7 @@ impl Ids {
             id_string(&pkg.name),
             id_string(&pkg.version)
         );
-        let mut id = base.clone();
-        let mut n = 1;
-        while !self.0.insert(id.clone()) {
-            n += 1;
-            id = format!("{base}-{n}");
-        }
-        id
+        self.0.id(base)
     }
 }
 
@@ -181,7 +200,7 @@ impl Ids {
 #[derive(Default)]
 struct LicenseRefs {
     by_text: HashMap<String, String>,
-    taken: HashSet<String>,
+    taken: Unique,
     infos: Vec<Value>,
 }
 
@@ -190,13 +209,7 @@ impl LicenseRefs {
         if let Some(id) = self.by_text.get(text) {
             return id.clone();
         }
-        let base = format!("LicenseRef-{}", id_string(text));
-        let mut id = base.clone();
-        let mut n = 1;
-        while !self.taken.insert(id.clone()) {
-            n += 1;
-            id = format!("{base}-{n}");
-        }
+        let id = self.taken.id(format!("LicenseRef-{}", id_string(text)));
         self.by_text.insert(text.to_string(), id.clone());
         self.infos.push(json!({
             "licenseId": id,
@@ -216,6 +229,18 @@ mod tests {
     fn id_strings_keep_only_what_spdx_allows() {
         assert_eq!(id_string("libstdc++6"), "libstdc--6");
         assert_eq!(id_string("my pkg_ü.1"), "my-pkg--.1");
+    }
+
+    /// Names that sanitize alike are numbered in one pass each, and a number already
+    /// taken by another name is passed over.
+    #[test]
+    fn unique_ids_continue_where_their_base_stopped() {
+        let mut u = Unique::default();
+        assert_eq!(u.id("b-3".into()), "b-3");
+        let ids: Vec<String> = (0..50_000).map(|_| u.id("b".into())).collect();
+        assert_eq!(&ids[..3], ["b", "b-2", "b-4"]);
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]

@@ -553,8 +553,13 @@ impl Image {
             digest: self.digest.to_string(),
             created: stored.facts.created.clone(),
         };
-        let doc = format.document(&inv, &subject);
-        let body = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
+        // Off the async threads: a document of a million packages takes its time.
+        let body = self
+            .reg
+            .blocking(move |_| {
+                serde_json::to_vec(&format.document(&inv, &subject)).map_err(ApiError::internal)
+            })
+            .await?;
         Ok((
             [(header::CONTENT_TYPE, routes::hv(format.media_type()))],
             body,
