@@ -366,6 +366,14 @@ impl Catalog {
         media_type: &str,
     ) -> std::result::Result<LayerArtifacts, String> {
         let d = digest.to_string();
+        // The manifest's claim fails this image only: the analysis is kept under the
+        // digest for every image that has the layer, so a push naming a public base
+        // layer with a made-up media type first recorded a failure for all of them.
+        if !berth_inventory::is_layer_media_type(media_type) {
+            return Err(format!(
+                "layer media type {media_type:?} is not a tar layer's"
+            ));
+        }
         if let Some(rec) = self.db.layer(&d).map_err(|e| e.to_string())? {
             if rec.analyzer_version == ANALYZER_VERSION {
                 return rec.result;

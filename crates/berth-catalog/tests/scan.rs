@@ -840,3 +840,29 @@ fn nested_and_repeated_index_children_are_bounded() {
     };
     assert!(why.contains("nested more than 4 deep"), "{why}");
 }
+
+/// A layer pushed first under a made-up media type fails that image only: the layer's
+/// analysis, shared by digest, is made from the next image that names it rightly.
+/// Before, the failure was stored under the digest and every image with that layer
+/// (a public base's) failed.
+#[test]
+fn a_made_up_layer_media_type_fails_only_its_image() {
+    let reg = Registry::new();
+    let (media_type, bytes, raw) = debian_layer(&[("zlib1g", "1:1.2.13")]);
+    let claimed = (
+        "application/vnd.oci.image.layer.v1.tar+x",
+        bytes.clone(),
+        raw.clone(),
+    );
+    let evil = reg.push("evil/img", "v1", &[claimed], json!({}));
+    let victim = reg.push("victim/img", "v1", &[(media_type, bytes, raw)], json!({}));
+    let cat = reg.catalog();
+    let Scanned::Failed(why) = cat.scan_manifest("evil/img", &evil, false).unwrap() else {
+        panic!("the made-up media type passed");
+    };
+    assert!(why.contains("is not a tar layer's"), "{why}");
+    assert_eq!(
+        cat.scan_manifest("victim/img", &victim, false).unwrap(),
+        Scanned::Done
+    );
+}

@@ -19,7 +19,7 @@ use crate::{apk, dpkg, osrelease};
 /// Media types of tar layers, by compression (OCI and Docker names, distributable or
 /// not). The compression is then confirmed by the blob's first bytes, as containers/image
 /// does: a media type is a claim, the magic number is a fact.
-fn is_layer_media_type(media_type: &str) -> bool {
+pub fn is_layer_media_type(media_type: &str) -> bool {
     matches!(
         media_type,
         "application/vnd.oci.image.layer.v1.tar"

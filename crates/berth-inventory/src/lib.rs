@@ -20,7 +20,7 @@ mod squash;
 
 pub use containerfile::instruction;
 pub use error::InventoryError;
-pub use layer::{analyze_layer, analyze_layer_with};
+pub use layer::{analyze_layer, analyze_layer_with, is_layer_media_type};
 pub use model::{
     Containerfile, ContainerfileStep, HistoryEntry, ImageHistory, Inventory, LayerArtifacts,
     LayerRef, OsInfo, Package, PackageKind,
