@@ -242,6 +242,7 @@ fn parse(kept: Kept) -> LayerArtifacts {
         .map(|(p, (_, d))| (p.clone(), d.clone()))
         .collect();
     files.retain(|_, (k, _)| *k != FileKind::RpmWal);
+    let mut packages = 0;
     for (path, (kind, data)) in files {
         let text = || String::from_utf8_lossy(&data).into_owned();
         match kind {
@@ -263,12 +264,12 @@ fn parse(kept: Kept) -> LayerArtifacts {
                 if !errors.is_empty() {
                     art.errors.push((path.clone(), errors.join("; ")));
                 }
-                art.databases.push((path, pkgs));
+                add_database(&mut art, &mut packages, path, pkgs);
             }
             FileKind::Rpm => {
                 let wal = wal.get(&format!("{path}-wal")).map(Vec::as_slice);
                 match read_rpm(&path, &data, wal) {
-                    Ok(pkgs) => art.databases.push((path, pkgs)),
+                    Ok(pkgs) => add_database(&mut art, &mut packages, path, pkgs),
                     Err(reason) => art.errors.push((path, reason)),
                 }
             }
@@ -278,6 +279,27 @@ fn parse(kept: Kept) -> LayerArtifacts {
     }
     art.errors.sort();
     art
+}
+
+/// Packages read from one layer at most (a full distribution is a few thousand; a
+/// 256 MiB of `status.d` stanzas held ten million, then cloned, matched and stored).
+const MAX_PACKAGES: usize = 100_000;
+
+/// Adds a database's packages to the layer's, unless they would pass
+/// [`MAX_PACKAGES`]: then the database is an error of the layer, with the reason.
+fn add_database(
+    art: &mut LayerArtifacts,
+    packages: &mut usize,
+    path: String,
+    pkgs: Vec<crate::Package>,
+) {
+    if *packages + pkgs.len() > MAX_PACKAGES {
+        let why = format!("over the {MAX_PACKAGES} packages read per layer");
+        art.errors.push((path, why));
+        return;
+    }
+    *packages += pkgs.len();
+    art.databases.push((path, pkgs));
 }
 
 /// Reads an rpm database through the rpm module: the bytes go to a private temporary
@@ -365,6 +387,42 @@ mod tests {
             .databases
             .iter()
             .all(|(p, _)| p != "var/lib/dpkg/status.d/p1"));
+    }
+
+    /// Packages read from one layer are bounded: past the bound a database is an
+    /// error of the layer, not ten million packages held, matched and stored.
+    #[test]
+    fn packages_per_layer_are_bounded() {
+        let mut art = LayerArtifacts::default();
+        let mut n = 0;
+        let pkg = crate::Package {
+            kind: crate::PackageKind::Deb,
+            name: "p".into(),
+            version: "1".into(),
+            source_name: None,
+            source_version: None,
+            arch: None,
+            license: None,
+            purl: String::new(),
+            db_path: String::new(),
+            layer_index: 0,
+        };
+        add_database(
+            &mut art,
+            &mut n,
+            "a".into(),
+            vec![pkg.clone(); MAX_PACKAGES - 1],
+        );
+        add_database(&mut art, &mut n, "b".into(), vec![pkg.clone(); 2]);
+        add_database(&mut art, &mut n, "c".into(), vec![pkg]);
+        let kept: Vec<&str> = art.databases.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(kept, ["a", "c"]);
+        assert_eq!(art.errors[0].0, "b");
+        assert!(
+            art.errors[0].1.contains("100000 packages"),
+            "{:?}",
+            art.errors
+        );
     }
 
     /// Links, whiteouts and errors at the analyzed paths are bounded per layer, and so
