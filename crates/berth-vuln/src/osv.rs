@@ -90,7 +90,13 @@ pub fn parse_record(value: serde_json::Value) -> Result<Record, String> {
     if record.id.trim().is_empty() {
         return Err("empty id".into());
     }
-    parse_time(&record.modified).map_err(|e| format!("modified: {e}"))?;
+    let modified = parse_time(&record.modified).map_err(|e| format!("modified: {e}"))?;
+    // A record replaces the stored one only when newer: one dated in the future would
+    // hold its place against every correction until then.
+    let tomorrow = SystemTime::now() + std::time::Duration::from_secs(24 * 3600);
+    if modified > tomorrow {
+        return Err(format!("modified: {} is in the future", record.modified));
+    }
     for (field, v) in [
         ("published", &record.published),
         ("withdrawn", &record.withdrawn),
@@ -162,6 +168,8 @@ mod tests {
         assert!(parse_record(two_keys).is_err());
         let bad_time = json!({"id": "A-3", "modified": "yesterday"});
         assert!(parse_record(bad_time).unwrap_err().contains("modified"));
+        let future = json!({"id": "A-3", "modified": "9999-01-01T00:00:00Z"});
+        assert!(parse_record(future).unwrap_err().contains("in the future"));
         let no_introduced = json!({"id": "A-4", "modified": "2024-05-01T10:00:00Z",
             "affected": [{"ranges": [{"type": "ECOSYSTEM", "events": [{"fixed": "1"}]}]}]});
         assert!(parse_record(no_introduced)

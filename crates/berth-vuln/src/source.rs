@@ -112,7 +112,15 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn read_json(path: &Path, each: &mut dyn FnMut(Document)) -> Result<()> {
     let f = File::open(path).map_err(io(path))?;
-    let value = serde_json::from_reader(BufReader::new(f)).map_err(|e| e.to_string());
+    // Held to a zip entry's bound: one record file read whole into memory.
+    let size = f.metadata().map_err(io(path))?.len();
+    let value = match size > MAX_ENTRY_BYTES {
+        true => Err(format!(
+            "{size} bytes, over the {MAX_ENTRY_BYTES}-byte limit for one record"
+        )),
+        false => serde_json::from_reader(BufReader::new(f.take(MAX_ENTRY_BYTES)))
+            .map_err(|e| e.to_string()),
+    };
     each(Document {
         file: path.display().to_string(),
         value,
@@ -175,4 +183,27 @@ fn read_zip(path: &Path, each: &mut dyn FnMut(Document)) -> Result<()> {
         each(Document { file, value });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record file past the bound is reported as one bad record, not read whole
+    /// (a 1 GiB file made a value of many GB).
+    #[test]
+    fn a_record_file_past_the_bound_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        File::create(&big)
+            .unwrap()
+            .set_len(MAX_ENTRY_BYTES + 1)
+            .unwrap();
+        std::fs::write(dir.path().join("ok.json"), br#"{"id": "A-1"}"#).unwrap();
+        let mut seen = Vec::new();
+        for_each_document(dir.path(), &mut |d| seen.push((d.file, d.value.is_ok()))).unwrap();
+        seen.sort();
+        assert!(seen[0].0.ends_with("big.json") && !seen[0].1, "{seen:?}");
+        assert!(seen[1].0.ends_with("ok.json") && seen[1].1, "{seen:?}");
+    }
 }
