@@ -686,6 +686,8 @@ impl Catalog {
             .filter(|s| wanted.is_empty() || wanted.contains(&s.manifest_digest))
             .collect();
         ordered.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
+        // Untagged, the newest scans stand for the repository, as many as tags would.
+        ordered.truncate(MAX_IMAGES_INDEXED);
         for s in &ordered {
             for (k, v) in &s.annotations {
                 row.annotations.insert(format!("{k}={v}"));
