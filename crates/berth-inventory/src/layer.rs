@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
 
-use berth_rootfs::{Header, Kind, RootfsError, TarLimits, TarReader};
+use berth_rootfs::{Header, Kind, RootfsError, TarLimits, TarReader, MAX_TAIL};
 
 use crate::error::InventoryError;
 use crate::model::{LayerArtifacts, ANALYZER_VERSION};
@@ -60,11 +60,6 @@ pub fn analyze_layer_with(
     Ok(parse(kept))
 }
 
-/// Bytes read after the tar's end at most (writers pad to a record, 10 KiB for GNU
-/// tar): the rest of a compressed stream is read so that its trailer is checked, and
-/// an endless tail (compressed members of zeros, 80 GiB from 83 MB) is refused.
-const MAX_TAIL: u64 = 1 << 20;
-
 /// Links, whiteouts, opaque markers and errors recorded at allow-listed paths per layer
 /// at most (a real layer has a few dozen): past it the layer fails, with the reason.
 /// Each is compared with the others as it comes, and their lists are kept and squashed:
@@ -85,6 +80,22 @@ impl Kept {
         self.art.errors.retain(|(p, _)| p != path);
         self.art.symlinks.retain(|(p, _)| p != path);
         self.art.errors.push((path.to_string(), reason));
+    }
+
+    /// Why a file of `size` bytes of `kind` is not kept, if it is over its own limit or
+    /// the layer's.
+    fn over_limits(&self, kind: FileKind, size: u64) -> Option<String> {
+        let limit = kind.limit();
+        if size > limit {
+            return Some(format!("{size} bytes, over the {limit}-byte limit"));
+        }
+        if self.bytes + size > paths::LAYER_LIMIT {
+            let total = paths::LAYER_LIMIT;
+            return Some(format!(
+                "over the {total}-byte limit of kept files per layer"
+            ));
+        }
+        None
     }
 
     fn keep(&mut self, path: String, kind: FileKind, data: Vec<u8>) {
@@ -171,24 +182,16 @@ impl Kept {
             return Ok(());
         };
         match info.kind {
-            Kind::Regular => {
-                let (size, limit) = (info.size, kind.limit());
-                if size > limit {
-                    self.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
-                } else if self.bytes + size > paths::LAYER_LIMIT {
-                    let total = paths::LAYER_LIMIT;
-                    self.error(
-                        &path,
-                        format!("over the {total}-byte limit of kept files per layer"),
-                    );
-                } else {
-                    let mut bytes = Vec::with_capacity(size as usize);
-                    data.take(limit + 1)
+            Kind::Regular => match self.over_limits(kind, info.size) {
+                Some(why) => self.error(&path, why),
+                None => {
+                    let mut bytes = Vec::with_capacity(info.size as usize);
+                    data.take(kind.limit() + 1)
                         .read_to_end(&mut bytes)
                         .map_err(tar_or_read)?;
                     self.keep(path, kind, bytes);
                 }
-            }
+            },
             Kind::Symlink => {
                 let target = String::from_utf8_lossy(&info.link);
                 self.files.remove(&path);
@@ -200,22 +203,13 @@ impl Kept {
                 // A hard link names an earlier entry of this same tar: two allow-listed
                 // names sharing an inode (`etc/os-release`, `usr/lib/os-release`).
                 let target = paths::normalize(&info.link)?;
-                match self.files.get(&target) {
-                    // Held to the limits of a file of its own: each link was a copy
-                    // that no limit counted (a 64 MiB file and a thousand links, 64 GB).
-                    Some((_, bytes)) if bytes.len() as u64 > kind.limit() => {
-                        let (size, limit) = (bytes.len(), kind.limit());
-                        self.error(&path, format!("{size} bytes, over the {limit}-byte limit"));
-                    }
-                    Some((_, bytes)) if self.bytes + bytes.len() as u64 > paths::LAYER_LIMIT => {
-                        let total = paths::LAYER_LIMIT;
-                        self.error(
-                            &path,
-                            format!("over the {total}-byte limit of kept files per layer"),
-                        );
-                    }
-                    Some((_, bytes)) => {
-                        let bytes = bytes.clone();
+                let size = self.files.get(&target).map(|(_, b)| b.len() as u64);
+                // Held to the limits of a file of its own: each link was a copy that no
+                // limit counted (a 64 MiB file and a thousand links, 64 GB).
+                match size.map(|size| self.over_limits(kind, size)) {
+                    Some(Some(why)) => self.error(&path, why),
+                    Some(None) => {
+                        let bytes = self.files[&target].1.clone();
                         self.keep(path, kind, bytes);
                     }
                     None => self.error(

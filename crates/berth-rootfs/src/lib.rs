@@ -104,6 +104,12 @@ pub fn read_in(
     Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
+/// Bytes read after the end of an archive at most, by whoever reads a layer's stream
+/// to its end (its compressed trailer checked, its diff ID hashed): writers pad to a
+/// record (10 KiB for GNU tar); an endless tail (compressed members of zeros) is
+/// refused.
+pub const MAX_TAIL: u64 = 1 << 20;
+
 /// The copy buffer of every data path (unpack, diff, pack, decompress): large enough
 /// that a 1 MiB file costs one read and one write.
 pub(crate) const COPY_BUFFER: usize = 1 << 20;

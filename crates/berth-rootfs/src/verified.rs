@@ -9,11 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{apply_layer, decompress, LayerStats, RootfsError, UnpackOptions};
-
-/// Bytes read after the end of the archive at most (writers pad to a record, 10 KiB
-/// for GNU tar): they count in the diff ID, and an endless tail is refused.
-const MAX_TAIL: u64 = 1 << 20;
+use crate::{apply_layer, decompress, LayerStats, RootfsError, UnpackOptions, MAX_TAIL};
 
 /// Reads through, hashing what passes.
 struct Hashing<R> {

@@ -1192,9 +1192,7 @@ impl ObjectUpload<'_> {
         let cleaned = blobs.tidy(&id, &staged).await && removed.is_ok();
         Ok(Committed { len, cleaned })
     }
-}
 
-impl ObjectUpload<'_> {
     /// Sends what is buffered as the last part of multipart upload `mp` and completes
     /// it as `data`.
     async fn complete(&mut self, data: &Path, mp: &str) -> Result<()> {

@@ -46,17 +46,15 @@ pub fn read_rpmdb_sqlite(path: &Path) -> Result<Vec<Package>, RpmError> {
         )
         .optional()
         .map_err(sql_err)?;
+    // A schema that is not rpm's, refused with SQLite's code for what is wrong.
+    let refused = |code, why: String| RpmError::Sqlite {
+        path: display(path),
+        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(why)),
+    };
     if kind.as_deref() != Some("table") {
-        return Err(RpmError::Sqlite {
-            path: display(path),
-            source: rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTFOUND),
-                Some(format!(
-                    "no Packages table (found {})",
-                    kind.as_deref().unwrap_or("nothing")
-                )),
-            ),
-        });
+        let found = kind.as_deref().unwrap_or("nothing");
+        let why = format!("no Packages table (found {found})");
+        return Err(refused(rusqlite::ffi::SQLITE_NOTFOUND, why));
     }
     // Its columns must be rpm's two, stored: a generated column (`hnum AS
     // (length(hex(zeroblob(…))))`) passes the check above and made the sort below
@@ -71,16 +69,11 @@ pub fn read_rpmdb_sqlite(path: &Path) -> Result<Vec<Package>, RpmError> {
     let plain = |name: &str| columns.iter().any(|(n, h)| n == name && *h == 0);
     if columns.len() != 2 || !plain("hnum") || !plain("blob") {
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(RpmError::Sqlite {
-            path: display(path),
-            source: rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-                Some(format!(
-                    "the Packages table is not rpm's (hnum, blob): it has {}",
-                    names.join(", ")
-                )),
-            ),
-        });
+        let why = format!(
+            "the Packages table is not rpm's (hnum, blob): it has {}",
+            names.join(", ")
+        );
+        return Err(refused(rusqlite::ffi::SQLITE_MISMATCH, why));
     }
     // The blob is only selected when it is small enough to be a header, so a hostile row
     // cannot make SQLite hand over a gigabyte; an oversized row is reported by its size.

@@ -26,6 +26,19 @@ async fn put_image(
         r#"{{"created":"2026-01-02T03:04:05Z","architecture":"{arch}","os":"linux","config":{{"Labels":{{"l":"{label}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
     )
     .into_bytes();
+    let (repo, tag) = name.unwrap_or(("localhost/x", "unused"));
+    put_config_and_layer(store, repo, name.map(|_| tag), config, layer).await
+}
+
+/// Stores an image of `config` and one gzip layer as `repo[:tag]`; returns (ID,
+/// manifest digest).
+async fn put_config_and_layer(
+    store: &Arc<LocalStore>,
+    repo: &str,
+    tag: Option<&str>,
+    config: Vec<u8>,
+    layer: &[u8],
+) -> (Digest, Digest) {
     let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(layer));
     store.put_blob(&cd, stream(config.clone())).await.unwrap();
     store.put_blob(&ld, stream(layer.to_vec())).await.unwrap();
@@ -37,14 +50,8 @@ async fn put_image(
         mt::OCI_LAYER_GZIP,
         layer.len()
     );
-    let (repo, tag) = name.unwrap_or(("localhost/x", "unused"));
     let d = store
-        .put_manifest(
-            repo,
-            name.map(|_| tag),
-            manifest.as_bytes(),
-            mt::OCI_MANIFEST,
-        )
+        .put_manifest(repo, tag, manifest.as_bytes(), mt::OCI_MANIFEST)
         .unwrap();
     (cd, d)
 }
@@ -389,26 +396,7 @@ async fn a_config_of_the_wrong_shape_is_refused_when_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(dir.path()).unwrap();
     let config = br#"{"architecture":"amd64","os":"linux","rootfs":"x"}"#.to_vec();
-    let layer = b"layer".to_vec();
-    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
-    store.put_blob(&cd, stream(config.clone())).await.unwrap();
-    store.put_blob(&ld, stream(layer.clone())).await.unwrap();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ld}","size":{}}}]}}"#,
-        mt::OCI_MANIFEST,
-        mt::OCI_CONFIG,
-        config.len(),
-        mt::OCI_LAYER_GZIP,
-        layer.len()
-    );
-    store
-        .put_manifest(
-            "localhost/odd",
-            Some("v1"),
-            manifest.as_bytes(),
-            mt::OCI_MANIFEST,
-        )
-        .unwrap();
+    let (cd, _) = put_config_and_layer(&store, "localhost/odd", Some("v1"), config, b"layer").await;
     let e = store.image_config(&cd).unwrap_err();
     assert!(e.to_string().contains("rootfs is not an object"), "{e}");
 }
