@@ -396,9 +396,10 @@ impl Registry {
             Watched::Change(MetaChange::ManifestDeleted { repository, digest }) => {
                 cat.notify_deleted(&repository, Some(&digest))
             }
-            Watched::Change(MetaChange::TagDeleted { repository }) => {
-                cat.notify_deleted(&repository, None)
-            }
+            Watched::Change(
+                MetaChange::TagDeleted { repository }
+                | MetaChange::SignaturesDeleted { repository },
+            ) => cat.notify_deleted(&repository, None),
             Watched::Change(MetaChange::Signed { repository }) => {
                 cat.notify_signatures(&repository)
             }

@@ -7,7 +7,12 @@
 //! Signatures are opaque here: the registry stores what an authorized pusher sent and
 //! serves it to whoever may pull the manifest. Whether one is valid is the reader's
 //! policy to decide. A new one tells the catalog, whose search marks signed
-//! repositories. There is no DELETE: signatures go with their manifest.
+//! repositories.
+//!
+//! Signatures go with their manifest, and are never replaced. berth adds a `DELETE`
+//! (of one signature with `?name=<name>`, of all without; delete permission), which
+//! the extension lacks: a pusher's junk signatures fill a manifest's 32 slots, and
+//! a retired key's signatures would otherwise stay until the image goes.
 
 use std::sync::Arc;
 
@@ -67,11 +72,12 @@ pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> 
         return routes::not_found().await;
     };
     let method = req.method().clone();
-    let action = if method == Method::PUT {
-        Action::Push
-    } else {
-        Action::Pull
+    let action = match method {
+        Method::PUT => Action::Push,
+        Method::DELETE => Action::Delete,
+        _ => Action::Pull,
     };
+    let query = req.uri().query().map(str::to_owned);
     let (repo_path, name, d) = (name, name.to_owned(), d.to_owned());
     let mut resp =
         authorized(
@@ -85,6 +91,7 @@ pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> 
                 match method {
                     Method::GET => list(&reg, repo.as_str(), &digest).await,
                     Method::PUT => put(&reg, repo.as_str(), &digest, req).await,
+                    Method::DELETE => delete(&reg, repo.as_str(), &digest, query).await,
                     _ => Err(ApiError::new(Code::Unsupported)
                         .detail(format!("{method} not allowed here"))),
                 }
@@ -187,6 +194,45 @@ async fn put(reg: &Arc<Registry>, repo: &str, digest: &Digest, req: Request) -> 
             "{repo}@{digest} has {MAX_SIGNATURES} signatures, the most one manifest may carry"
         ))),
     }
+}
+
+/// Deletes the signature named by `?name=`, or every signature of the manifest:
+/// `202 Accepted` as a manifest `DELETE` answers, `404` when there was none to delete.
+/// A verdict of content trust made from a deleted signature may serve the manifest
+/// for up to a minute more (verdicts are cached).
+async fn delete(
+    reg: &Arc<Registry>,
+    repo: &str,
+    digest: &Digest,
+    query: Option<String>,
+) -> ApiResult {
+    // A mistyped key must not widen a delete of one signature to all of them.
+    let pairs = routes::query_pairs(query.as_deref());
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "name") {
+        return Err(ApiError::new(Code::Unsupported)
+            .status(StatusCode::BAD_REQUEST)
+            .detail(format!(
+                "unknown query parameter {k:?} (name=<signature name> is known)"
+            )));
+    }
+    let name = routes::query_get(&pairs, "name").map(str::to_owned);
+    if let Some(n) = &name {
+        check_name(n, digest).map_err(|why| ApiError::new(Code::ManifestInvalid).detail(why))?;
+    }
+    let (r, d, n) = (repo.to_owned(), digest.clone(), name.clone());
+    let deleted = reg
+        .blocking(move |reg| reg.meta.delete_signatures(&r, &d, n.as_deref()))
+        .await?;
+    if deleted == 0 {
+        let what = name.map_or_else(|| "no signatures".into(), |n| format!("no signature {n}"));
+        return Err(
+            ApiError::new(Code::ManifestUnknown).message(format!("{repo}@{digest} has {what}"))
+        );
+    }
+    if let Some(catalog) = &reg.catalog {
+        catalog.notify_deleted(repo, None);
+    }
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 
 /// A name is `<the manifest's digest>@<hex>`, as containers/image makes them.

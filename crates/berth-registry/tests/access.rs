@@ -831,6 +831,16 @@ async fn signatures_follow_the_manifests_access_rules() {
     let (_, body) = expect_status(send(bob.get(&path)).await, 200).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["signatures"].as_array().unwrap().len(), 1);
+    // Deleting them takes the delete right: readers and pull tokens may not.
+    expect_error(send(carol.delete(&path)).await, 403, "DENIED").await;
+    expect_status(send(reader.delete(&path)).await, 401).await;
+    let (headers, _) = expect_status(send(srv.api.delete(&path)).await, 401).await;
+    assert!(challenge(&headers).contains("scope=\"repository:myorg/app:delete\""));
+    expect_status(send(bob.get(&path)).await, 200).await;
+    expect_status(send(bob.delete(&path)).await, 202).await;
+    let (_, body) = expect_status(send(carol.get(&path)).await, 200).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["signatures"].as_array().unwrap().is_empty());
 }
 
 /// A lockout after 3 failures from one address, for 2 s; the token endpoint takes 1

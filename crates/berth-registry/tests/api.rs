@@ -2371,6 +2371,64 @@ mod signatures {
     }
 
     #[tokio::test]
+    async fn signatures_are_deleted_one_by_name_or_all() {
+        let srv = Server::start().await;
+        let img = push_image(&srv, "team/app", Some("v1"), 502).await;
+        let other = push_image(&srv, "team/app", Some("v2"), 503).await;
+        let p = path("team/app", &img.digest);
+        let (a, b) = (
+            entry(&img.digest, "0a", b"first"),
+            entry(&img.digest, "0b", b"second"),
+        );
+        for e in [&a, &b] {
+            expect_status(send(srv.put(&p).json(e)).await, 201).await;
+        }
+        let kept = entry(&other.digest, "0c", b"other's");
+        expect_status(
+            send(srv.put(&path("team/app", &other.digest)).json(&kept)).await,
+            201,
+        )
+        .await;
+
+        // A mistyped key deletes nothing (it would have meant all of them).
+        expect_error(
+            send(srv.delete(&format!("{p}?nmae={}@0a", img.digest))).await,
+            400,
+            "UNSUPPORTED",
+        )
+        .await;
+        // A name not of this manifest, or one it does not have.
+        expect_error(
+            send(srv.delete(&format!("{p}?name={}@0a", other.digest))).await,
+            400,
+            "MANIFEST_INVALID",
+        )
+        .await;
+        expect_error(
+            send(srv.delete(&format!("{p}?name={}@ff", img.digest))).await,
+            404,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+        assert_eq!(
+            list(&srv, "team/app", &img.digest).await,
+            vec![a.clone(), b]
+        );
+
+        expect_status(
+            send(srv.delete(&format!("{p}?name={}@0b", img.digest))).await,
+            202,
+        )
+        .await;
+        assert_eq!(list(&srv, "team/app", &img.digest).await, vec![a]);
+        expect_status(send(srv.delete(&p)).await, 202).await;
+        assert!(list(&srv, "team/app", &img.digest).await.is_empty());
+        expect_error(send(srv.delete(&p)).await, 404, "MANIFEST_UNKNOWN").await;
+        // The other manifest's signature is untouched.
+        assert_eq!(list(&srv, "team/app", &other.digest).await, vec![kept]);
+    }
+
+    #[tokio::test]
     async fn bad_signatures_are_refused_and_nothing_is_kept() {
         let srv = Server::start().await;
         let img = push_image(&srv, "repo", Some("v1"), 501).await;

@@ -136,6 +136,8 @@ pub enum MetaChange {
     TagDeleted { repository: String },
     /// A signature was added to one of the repository's manifests.
     Signed { repository: String },
+    /// Signatures of one of the repository's manifests were deleted.
+    SignaturesDeleted { repository: String },
 }
 
 /// What [`MetaStore::watch`] reports.
@@ -278,6 +280,12 @@ pub trait MetaStore: Send + Sync + 'static {
         signature: &StoredSignature,
         max: usize,
     ) -> Result<SignatureAdded>;
+    /// Deletes the signature of a manifest of `repo` named `name`, or all of its
+    /// signatures when `name` is `None`; how many went. A manifest's signatures are
+    /// otherwise kept until the manifest goes: this is how junk ones a pusher stored
+    /// (and that fill its slots) are cleared.
+    fn delete_signatures(&self, repo: &str, manifest: &Digest, name: Option<&str>)
+        -> Result<usize>;
     /// A pull-through cache's copy of an upstream manifest (and `tag` on it): stored
     /// like [`MetaStore::put_manifest`] but without requiring what it references,
     /// whose bytes the cache fetches when they are first asked for.

@@ -34,6 +34,7 @@ pub(crate) fn encode(origin: u64, change: &MetaChange) -> String {
         MetaChange::ManifestDeleted { repository, digest } => ("del", repository, Some(digest)),
         MetaChange::TagDeleted { repository } => ("untag", repository, None),
         MetaChange::Signed { repository } => ("sig", repository, None),
+        MetaChange::SignaturesDeleted { repository } => ("unsig", repository, None),
     };
     let digest = digest.map_or_else(|| "-".to_string(), Digest::to_string);
     format!("{origin:016x} {kind} {repository} {digest}")
@@ -62,6 +63,7 @@ pub(crate) fn decode(payload: &str) -> Option<(u64, MetaChange)> {
         },
         "untag" => MetaChange::TagDeleted { repository },
         "sig" => MetaChange::Signed { repository },
+        "unsig" => MetaChange::SignaturesDeleted { repository },
         _ => return None,
     };
     Some((origin, change))
@@ -135,6 +137,9 @@ mod tests {
                 repository: "x".into(),
             },
             MetaChange::Signed {
+                repository: "team/app".into(),
+            },
+            MetaChange::SignaturesDeleted {
                 repository: "team/app".into(),
             },
         ] {

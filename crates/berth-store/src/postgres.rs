@@ -894,6 +894,30 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn delete_signatures(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        name: Option<&str>,
+    ) -> Result<usize> {
+        let d = manifest.to_string();
+        self.write_in(repo, |db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(0);
+            };
+            let n = db.exec(
+                "DELETE FROM signatures WHERE repository_id = $1 AND manifest_digest = $2
+                 AND ($3::text IS NULL OR name = $3)",
+                &[&id, &d, &name],
+            )?;
+            if n > 0 {
+                let repository = repo.to_string();
+                db.announce(self.origin, MetaChange::SignaturesDeleted { repository })?;
+            }
+            Ok(n as usize)
+        })
+    }
+
     fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
         self.store_manifest(repo, m, tag, false, None, false)
     }

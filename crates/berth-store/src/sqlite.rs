@@ -763,6 +763,26 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn delete_signatures(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        name: Option<&str>,
+    ) -> Result<usize> {
+        let d = manifest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(0);
+            };
+            Ok(tx
+                .prepare_cached(
+                    "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2
+                     AND (?3 IS NULL OR name = ?3)",
+                )?
+                .execute(params![id, d, name])?)
+        })
+    }
+
     fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
         self.write(|tx| {
             let Some(id) = repo_id(tx, repo)? else {

@@ -200,6 +200,24 @@ fn signatures_belong_to_a_manifest_and_go_with_it(backend: Backend) {
     // Another repository holding no such manifest sees none and may add none.
     assert!(m.signatures("c/d", &d(9)).unwrap().is_empty());
 
+    // Deleted one by name, or all of one manifest's; nothing of another's, or of
+    // another repository.
+    assert_eq!(m.delete_signatures("c/d", &d(9), None).unwrap(), 0);
+    assert_eq!(m.delete_signatures("a/b", &d(9), Some("x@9")).unwrap(), 0);
+    assert_eq!(m.delete_signatures("a/b", &d(9), Some("x@1")).unwrap(), 1);
+    assert_eq!(m.signatures("a/b", &d(9)).unwrap(), vec![sig("x@2", b"s2")]);
+    assert_eq!(
+        m.add_signature("a/b", &d(9), &sig("x@3", b"s3"), 2)
+            .unwrap(),
+        SignatureAdded::Added,
+        "a deleted signature's slot is free again"
+    );
+    assert_eq!(m.delete_signatures("a/b", &d(9), None).unwrap(), 2);
+    assert!(m.signatures("a/b", &d(9)).unwrap().is_empty());
+    assert_eq!(m.signatures("a/b", &d(8)).unwrap(), vec![sig("y@1", b"s")]);
+    m.add_signature("a/b", &d(9), &sig("x@1", b"s1"), 2)
+        .unwrap();
+
     assert!(m.delete_manifest("a/b", &d(9)).unwrap());
     assert!(m.signatures("a/b", &d(9)).unwrap().is_empty());
 }
@@ -502,6 +520,15 @@ fn postgres_replicas_hear_each_others_changes() {
     assert_eq!(
         next(),
         change(MetaChange::Signed {
+            repository: repository()
+        })
+    );
+    // Deleting nothing says nothing; deleting one is heard.
+    assert_eq!(a.delete_signatures("ns/app", &d(9), Some("s9")).unwrap(), 0);
+    assert_eq!(a.delete_signatures("ns/app", &d(9), None).unwrap(), 1);
+    assert_eq!(
+        next(),
+        change(MetaChange::SignaturesDeleted {
             repository: repository()
         })
     );
