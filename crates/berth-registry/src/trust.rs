@@ -35,8 +35,12 @@ use crate::Registry;
 /// Verdicts remembered at most, and for how long.
 const CACHE_CAPACITY: usize = 10_000;
 const CACHE_TTL: Duration = Duration::from_secs(60);
-/// Signed indexes looked at for one child manifest.
+/// Indexes looked at for one child manifest, those with signatures first. A pusher
+/// can still push 16 signed-looking indexes naming it, but a client that read the
+/// signed index first is served its children from the verdicts it left.
 const MAX_PARENTS: usize = 16;
+/// Children of a signed index whose verdicts are remembered with its own.
+const MAX_REMEMBERED_CHILDREN: usize = 1024;
 /// Sigstore signatures (layers) looked at on one attachment manifest, and the size
 /// of a payload read, or inflated from a stored OpenPGP signature (payloads are a few
 /// hundred bytes; each read of an unsigned manifest verifies up to 32 of them).
@@ -91,7 +95,13 @@ pub(crate) async fn check(reg: &Arc<Registry>, repo: &str, m: &StoredManifest) -
         .blocking(move |reg| allowed(reg, &key.0, &m, &t).map(|ok| (ok, key)))
         .await?;
     match allowed {
-        (Verdict::Signed, key) => {
+        (Verdict::Signed { children }, key) => {
+            // A client reads the children of an index it just read: they pass on the
+            // index's verdict, which no number of other indexes naming them can crowd
+            // out (see `MAX_PARENTS`).
+            for child in children {
+                reg.verdicts.remember((key.0.clone(), child, key.2));
+            }
             reg.verdicts.remember(key);
             Ok(())
         }
@@ -109,24 +119,37 @@ pub(crate) async fn check(reg: &Arc<Registry>, repo: &str, m: &StoredManifest) -
 }
 
 enum Verdict {
-    Signed,
+    /// Signed itself or through a signed index; `children` are the manifests that the
+    /// manifest (an index signed itself) names, at most `MAX_REMEMBERED_CHILDREN`.
+    Signed {
+        children: Vec<Digest>,
+    },
     /// A sigstore attachment: never held back (clients read it to verify).
     SignatureManifest,
     Unsigned,
 }
 
 fn allowed(reg: &Registry, repo: &str, m: &StoredManifest, trust: &Trust) -> ApiResult<Verdict> {
-    if let Ok(parsed) = Manifest::parse(Some(&m.media_type), &m.content) {
-        if is_sigstore_attachment(reg, repo, &parsed)? {
+    let parsed = Manifest::parse(Some(&m.media_type), &m.content).ok();
+    if let Some(parsed) = &parsed {
+        if is_sigstore_attachment(reg, repo, parsed)? {
             return Ok(Verdict::SignatureManifest);
         }
     }
     if signed(reg, repo, &m.digest, trust)? {
-        return Ok(Verdict::Signed);
+        let children = parsed.map_or_else(Vec::new, |p| {
+            p.manifests
+                .into_iter()
+                .take(MAX_REMEMBERED_CHILDREN)
+                .map(|c| c.digest)
+                .collect()
+        });
+        return Ok(Verdict::Signed { children });
     }
+    // The store lists signed parents first (`MetaStore::parent_manifests`).
     for parent in reg.meta.parent_manifests(repo, &m.digest, MAX_PARENTS)? {
         if signed(reg, repo, &parent, trust)? {
-            return Ok(Verdict::Signed);
+            return Ok(Verdict::Signed { children: vec![] });
         }
     }
     Ok(Verdict::Unsigned)

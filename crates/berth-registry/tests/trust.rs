@@ -239,6 +239,72 @@ async fn sigstore_attachments_sign_an_index_and_its_children() {
     assert_served(&alice, "myorg/plain", "v1").await;
 }
 
+/// `n` indexes naming `child` whose digests `accept` takes, told apart by an
+/// annotation counted on from `from`; as (bytes, digest).
+fn indexes_naming(
+    child: &Desc,
+    from: &mut u32,
+    n: usize,
+    accept: impl Fn(&str) -> bool,
+) -> Vec<(Vec<u8>, String)> {
+    let mut found = Vec::new();
+    while found.len() < n {
+        *from += 1;
+        let mut v = index_manifest(OCI_INDEX, std::slice::from_ref(child));
+        v["annotations"] = json!({ "n": from.to_string() });
+        let bytes = manifest_bytes(&v);
+        let d = sha256(&bytes);
+        if accept(&d) {
+            found.push((bytes, d));
+        }
+    }
+    found
+}
+
+/// Other indexes a pusher makes naming a signed index's child do not lock the child
+/// out: unsigned ones never (signed parents are looked at first); signed-looking ones
+/// not for a client that read the signed index first, as clients do.
+#[tokio::test]
+async fn a_signed_indexs_children_are_not_crowded_out_by_other_indexes() {
+    let srv = registry().await;
+    let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
+    let trusted = gpg_key("trusted <t@example.test>");
+    let (status, v) = trust_set(&alice, "myorg/fam", &require(&[&trusted], &[])).await;
+    assert_eq!(status, 200, "{v}");
+    let mut n = 0;
+    for (i, junk_signed) in [(20u64, false), (21, true)] {
+        let child = push_image(&alice, "myorg/fam", None, i).await;
+        // The signed index sorts after the 16 others, which were looked at alone.
+        let (signed, signed_digest) =
+            indexes_naming(&child.desc, &mut n, 1, |d| d.starts_with("sha256:f")).remove(0);
+        let tag = format!("v{i}");
+        push_manifest(&alice, "myorg/fam", &tag, OCI_INDEX, &signed).await;
+        let reference = format!("localhost/myorg/fam:{tag}");
+        let signature = trusted.sign(&signed_digest, &reference);
+        put_signature(&alice, "myorg/fam", &signed_digest, &signature, 1).await;
+        for (k, (bytes, d)) in
+            indexes_naming(&child.desc, &mut n, 16, |d| d < signed_digest.as_str())
+                .into_iter()
+                .enumerate()
+        {
+            push_manifest(&bob, "myorg/fam", &format!("x{i}-{k}"), OCI_INDEX, &bytes).await;
+            if junk_signed {
+                put_signature(&bob, "myorg/fam", &d, b"junk", 1).await;
+            }
+        }
+        if junk_signed {
+            // The lockout that remains, for a client that asks for the child alone.
+            let denied = format!(
+                "myorg/fam@{} is not signed by a key myorg/fam trusts",
+                child.digest
+            );
+            assert_denied(&alice, "myorg/fam", &child.digest, &denied).await;
+            assert_served(&alice, "myorg/fam", &tag).await;
+        }
+        assert_served(&alice, "myorg/fam", &child.digest).await;
+    }
+}
+
 #[tokio::test]
 async fn the_most_specific_setting_wins_and_unset_serves_again() {
     let srv = registry().await;

@@ -258,6 +258,8 @@ pub trait MetaStore: Send + Sync + 'static {
     }
     /// The manifests of `repo` (indexes) that name `child` among their manifests, at
     /// most `n`: a registry that requires signatures serves an image whose index is signed.
+    /// Those with a signature (stored, or a sigstore `sha256-<hex>.sig` tag) come first,
+    /// so that unsigned indexes a pusher made do not crowd a signed one out of the `n`.
     fn parent_manifests(&self, repo: &str, child: &Digest, n: usize) -> Result<Vec<Digest>>;
     /// Signatures of a manifest of `repo`, oldest first.
     fn signatures(&self, repo: &str, manifest: &Digest) -> Result<Vec<StoredSignature>>;

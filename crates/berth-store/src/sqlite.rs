@@ -660,7 +660,15 @@ impl MetaStore for SqliteMeta {
                 "SELECT mr.manifest_digest FROM repositories r
                  JOIN manifest_references mr ON mr.repository_id = r.id
                  WHERE r.name = ?1 AND mr.child_digest = ?2 AND mr.child_is_manifest = 1
-                 ORDER BY mr.manifest_digest LIMIT ?3",
+                 ORDER BY (EXISTS (SELECT 1 FROM signatures s
+                                   WHERE s.repository_id = r.id
+                                   AND s.manifest_digest = mr.manifest_digest)
+                           OR EXISTS (SELECT 1 FROM tags t
+                                      WHERE t.repository_id = r.id
+                                      AND t.name = replace(mr.manifest_digest, ':', '-') || '.sig'))
+                          DESC,
+                          mr.manifest_digest
+                 LIMIT ?3",
             )?;
             let rows = st.query_map(params![repo, child.to_string(), n as i64], |r| {
                 parse_digest(r.get(0)?)

@@ -389,6 +389,32 @@ fn parents_are_the_indexes_naming_a_child_in_the_repository(backend: Backend) {
     m.put_manifest("r", &index, None).unwrap();
     assert_eq!(m.parent_manifests("r", &d(1), 10).unwrap(), vec![d(2)]);
     assert!(m.parent_manifests("r", &d(2), 10).unwrap().is_empty());
+
+    // Signed parents come first, however many unsigned ones sort before them: one
+    // with a stored signature, one with a sigstore attachment's tag.
+    let mut parents: Vec<Digest> = (10..20).map(d).collect();
+    for p in &parents {
+        let mut index = manifest(p.clone(), vec![], None);
+        index.manifests = vec![d(1)];
+        m.put_manifest("r", &index, None).unwrap();
+    }
+    parents.push(d(2));
+    parents.sort_by_key(|p| p.to_string());
+    let (stored, attached) = (parents[10].clone(), parents[9].clone());
+    let sig = StoredSignature {
+        name: "s@1".into(),
+        content: b"s".to_vec(),
+    };
+    m.add_signature("r", &stored, &sig, 4).unwrap();
+    m.put_manifest("r", &manifest(d(30), vec![], None), None)
+        .unwrap();
+    let tag = format!("sha256-{}.sig", attached.hex());
+    m.put_manifest("r", &manifest(d(30), vec![], None), Some(&tag))
+        .unwrap();
+    let mut signed = vec![attached, stored];
+    signed.sort_by_key(|p| p.to_string());
+    assert_eq!(m.parent_manifests("r", &d(1), 2).unwrap(), signed);
+    assert_eq!(m.parent_manifests("r", &d(1), 3).unwrap()[2], parents[0]);
 }
 
 fn referrers_by_subject(backend: Backend) {
