@@ -18,8 +18,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use crate::recompress::{recompress, Compress, Compression};
 use crate::{files, Place, TransportError};
 
-/// Largest config read to convert it.
-const MAX_CONFIG: usize = 16 * 1024 * 1024;
+use crate::files::MAX_CONFIG;
 
 /// What to copy and how.
 #[derive(Debug, Clone)]
@@ -376,7 +375,7 @@ async fn recompress_layer(
     let from = Compression::of(&l.media_type)
         .ok_or_else(|| TransportError::Unsupported(format!("layer type {}", l.media_type)))?;
     progress.line(&format!("Recompressing blob {} as {want:?}", l.digest));
-    let stream = sized(src.blob(&l.digest).await?, l.digest.clone(), l.size, None);
+    let stream = verified(src.blob(&l.digest).await?, l.digest.clone(), l.size);
     let (d, size) = dst
         .put_new_blob(recompress(stream, from, want, level))
         .await?;
@@ -407,7 +406,7 @@ fn patch_layers(manifest: &[u8], done: &[NewLayer]) -> Result<Vec<u8>, Transport
 
 /// A small blob (a config), whole.
 async fn read_small(src: &Place, d: &Digest) -> Result<Vec<u8>, TransportError> {
-    src.small_blob(d, MAX_CONFIG).await
+    src.small_blob(d, MAX_CONFIG as usize).await
 }
 
 /// What a blob is to the image, as progress names it (skopeo's `Copying blob`,
@@ -533,6 +532,62 @@ fn sized(
     Box::pin(body)
 }
 
+/// Passes `stream` through, hashing: at its end, an error instead of the end unless
+/// the bytes were `size` of them with digest `digest`, so the destination fails the
+/// upload. For a layer recompressed on the way, which is stored under the digest of
+/// what comes out: no one downstream checks what went in, so without this a source
+/// (a mirror, a hostile layout) could swap a layer of a pinned or signed image.
+fn verified(
+    stream: berth_remote::ByteStream,
+    digest: Digest,
+    size: u64,
+) -> berth_remote::ByteStream {
+    struct Check {
+        stream: berth_remote::ByteStream,
+        hasher: Option<berth_image::Hasher>,
+        seen: u64,
+        digest: Digest,
+        size: u64,
+    }
+    let check = Check {
+        stream,
+        hasher: Some(digest.algorithm().hasher()),
+        seen: 0,
+        digest,
+        size,
+    };
+    Box::pin(stream::unfold(check, |mut c| async move {
+        let mut hasher = c.hasher.take()?;
+        let item = match c.stream.next().await {
+            Some(Ok(chunk)) => {
+                c.seen += chunk.len() as u64;
+                if c.seen > c.size {
+                    Err(std::io::Error::other(format!(
+                        "blob {}: more than the {} bytes its descriptor says",
+                        c.digest, c.size
+                    )))
+                } else {
+                    hasher.update(&chunk);
+                    c.hasher = Some(hasher);
+                    Ok(chunk)
+                }
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                let actual = hasher.finish();
+                if actual == c.digest && c.seen == c.size {
+                    return None;
+                }
+                Err(std::io::Error::other(format!(
+                    "blob {}: content has digest {actual} ({} bytes; the descriptor says {} bytes)",
+                    c.digest, c.seen, c.size
+                )))
+            }
+        };
+        Some((item, c))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,5 +612,26 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn verified_streams_end_in_an_error_unless_their_digest_is_right() {
+        let d = Digest::sha256_of(b"hello world");
+        let out: Vec<Bytes> = verified(once(b"hello world"), d.clone(), 11)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(out.concat(), b"hello world");
+        for (data, size, says) in [
+            (&b"hello wOrld"[..], 11, "content has digest"),
+            (&b"hello world"[..], 12, "the descriptor says 12"),
+            (&b"hello world"[..], 10, "more than"),
+        ] {
+            let err = verified(once(data), d.clone(), size)
+                .try_collect::<Vec<Bytes>>()
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use berth_image::{Algorithm, Digest};
 use berth_remote::ByteStream;
 
-use crate::files::{self, write_atomic};
+use crate::files::{self, open_blob, read_manifest_file, write_atomic};
 use crate::TransportError;
 
 const VERSION: &[u8] = b"Directory Transport Version: 1.1\n";
@@ -58,7 +58,7 @@ impl DirImage {
             None => self.path.join("manifest.json"),
             Some(d) => self.path.join(format!("{}.manifest.json", d.hex())),
         };
-        let bytes = tokio::fs::read(&file)
+        let bytes = read_manifest_file(&file)
             .await
             .map_err(self.not_found("the manifest"))?;
         let actual = Digest::sha256_of(&bytes);
@@ -75,7 +75,7 @@ impl DirImage {
 
     pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
         let p = self.blob_path(d)?;
-        let f = tokio::fs::File::open(&p)
+        let f = open_blob(&p)
             .await
             .map_err(self.not_found(&format!("blob {d}")))?;
         Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(

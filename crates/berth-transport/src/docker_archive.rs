@@ -289,7 +289,8 @@ fn describe(
 /// The entries of an unpacked archive's `manifest.json`.
 fn entries(dir: &Path, archive_path: &Path) -> Result<Vec<Value>, TransportError> {
     let index_path = dir.join("manifest.json");
-    let text = std::fs::read(&index_path).map_err(|_| corrupt(archive_path, "no manifest.json"))?;
+    let text = files::read_small(&index_path, files::MAX_SMALL_FILE, files::Links::Refuse)
+        .map_err(|e| corrupt(archive_path, format!("manifest.json: {e}")))?;
     serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))
 }
 
@@ -314,7 +315,8 @@ fn describe_entry(
         Ok(dir.join(p))
     };
     let config_path = file(&entry["Config"])?;
-    let config = std::fs::read(&config_path).map_err(io(&config_path, "reading"))?;
+    let config = files::read_small(&config_path, files::MAX_CONFIG, files::Links::Refuse)
+        .map_err(io(&config_path, "reading"))?;
     let config_digest = Digest::sha256_of(&config);
     let mut blobs = vec![(config_digest.clone(), config_path)];
     let mut layers = Vec::new();

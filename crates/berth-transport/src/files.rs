@@ -15,6 +15,88 @@ pub(crate) fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> Tran
     move |source| TransportError::Io { context, source }
 }
 
+/// The largest manifest, index, `manifest.json` or signature file read from a folder,
+/// as from a registry (berth-remote's bound, and containers/image's).
+pub(crate) const MAX_SMALL_FILE: u64 = 4 * 1024 * 1024;
+
+/// A config larger than this is not an image config (they are kilobytes).
+pub(crate) const MAX_CONFIG: u64 = 16 << 20;
+
+/// Whether a symbolic link may stand for the file: not in an image's folder (a layout
+/// names its files by digest; a link could lead to any file of the user's), but in a
+/// lookaside store the user keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    Refuse,
+    Follow,
+}
+
+/// Opens `path` to read it if it is a regular file: a FIFO would hang the copy, and a
+/// device such as `/dev/zero` never ends.
+pub(crate) fn open_regular(path: &Path, links: Links) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK;
+    if links == Links::Refuse {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) && links == Links::Refuse {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a symbolic link, not the file an image folder names",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Reads all of `path`, a regular file of at most `max` bytes ([`open_regular`]).
+pub(crate) fn read_small(path: &Path, max: u64, links: Links) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path, links)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Opens a blob file of an image folder (`oci:`, `dir:`) to stream it: a regular
+/// file, not a link.
+pub(crate) async fn open_blob(path: &Path) -> std::io::Result<tokio::fs::File> {
+    let p = path.to_path_buf();
+    let f = tokio::task::spawn_blocking(move || open_regular(&p, Links::Refuse))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(tokio::fs::File::from_std(f))
+}
+
+/// Reads a manifest of an image folder: a regular file, not a link, of at most
+/// [`MAX_SMALL_FILE`].
+pub(crate) async fn read_manifest_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read_small(&p, MAX_SMALL_FILE, Links::Refuse))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Writes `stream` to `final_path` as blob `d`: a temporary file beside it, hashed and
 /// written on a blocking thread with berth-store's writer (full 1 MiB blocks with
 /// `O_DIRECT`, fsync at the end) while the async side receives, then renamed if the

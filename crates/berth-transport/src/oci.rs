@@ -12,7 +12,7 @@ use berth_image::{Digest, Manifest};
 use berth_remote::ByteStream;
 use serde_json::{json, Value};
 
-use crate::files::{self, io, write_atomic};
+use crate::files::{self, io, open_blob, read_manifest_file, write_atomic, Links};
 use crate::TransportError;
 
 /// The annotation naming an image in a layout.
@@ -37,7 +37,9 @@ impl Layout {
 
     fn read_index(&self) -> Result<Value, TransportError> {
         let p = self.path.join("index.json");
-        let bytes = std::fs::read(&p).map_err(io(&p, "reading"))?;
+        // Larger than a manifest's bound: a layout may hold thousands of images.
+        let bytes = files::read_small(&p, 16 * files::MAX_SMALL_FILE, Links::Refuse)
+            .map_err(io(&p, "reading"))?;
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| TransportError::Corrupt(format!("{}: {e}", p.display())))?;
         if !v.get("manifests").is_some_and(Value::is_array) {
@@ -93,7 +95,7 @@ impl Layout {
             }
         };
         let p = self.blob_path(&d);
-        let bytes = tokio::fs::read(&p).await.map_err(|e| match e.kind() {
+        let bytes = read_manifest_file(&p).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 TransportError::NotFound(format!("manifest {d} in {}", self.path.display()))
             }
@@ -114,17 +116,15 @@ impl Layout {
 
     pub async fn blob(&self, d: &Digest) -> Result<ByteStream, TransportError> {
         let p = self.blob_path(d);
-        let f = tokio::fs::File::open(&p)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    TransportError::NotFound(format!("blob {d} in {}", self.path.display()))
-                }
-                _ => TransportError::Io {
-                    context: format!("opening {}", p.display()),
-                    source: e,
-                },
-            })?;
+        let f = open_blob(&p).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                TransportError::NotFound(format!("blob {d} in {}", self.path.display()))
+            }
+            _ => TransportError::Io {
+                context: format!("opening {}", p.display()),
+                source: e,
+            },
+        })?;
         Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
             f,
             1 << 20,

@@ -22,7 +22,7 @@ use berth_image::Digest;
 use berth_remote::Registry;
 use berth_signature::signature::ImageSignature;
 
-use crate::files::{once, write_atomic};
+use crate::files::{self, once, write_atomic};
 use crate::{Place, TransportError};
 
 /// What registries.d says, and the environment it is read in (for the built-in
@@ -251,7 +251,7 @@ async fn put_registry_signatures(
         )));
     };
     let mut all = Vec::new();
-    for index in 0.. {
+    for index in 0..MAX_SIGNATURES {
         let Lookaside::File(p) = base.signature(repo, digest, index) else {
             break;
         };
@@ -424,7 +424,7 @@ async fn write_attachments(
 /// A signature file, `None` when there is none (the end of a `signature-N` run).
 /// Signatures are small: read whole, on the calling thread.
 fn read_if_there(p: &Path) -> Result<Option<Vec<u8>>, TransportError> {
-    match std::fs::read(p) {
+    match files::read_small(p, files::MAX_SMALL_FILE, files::Links::Follow) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(TransportError::Io {
@@ -438,6 +438,11 @@ fn read_if_there(p: &Path) -> Result<Option<Vec<u8>>, TransportError> {
 async fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<ImageSignature>, TransportError> {
     let mut out = Vec::new();
     for n in 1.. {
+        if n > MAX_SIGNATURES {
+            return Err(corrupt(&dir.display().to_string())(format!(
+                "more than {MAX_SIGNATURES} signature files"
+            )));
+        }
         let p = dir.join(format!("{prefix}{n}"));
         let Some(blob) = read_if_there(&p)? else {
             break;

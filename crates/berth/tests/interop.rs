@@ -1390,6 +1390,38 @@ fn copy_between_registries_and_layouts() {
     attempt("a layer blob does not match its digest");
     fs::remove_file(&blob).unwrap();
     attempt("a layer blob is missing");
+    // A link to a file of the user's, or a FIFO, stands for no blob of the layout.
+    let secret = ctx.path("secret.txt");
+    fs::write(&secret, b"SECRET").unwrap();
+    std::os::unix::fs::symlink(&secret, &blob).unwrap();
+    attempt("a layer blob is a link");
+    fs::remove_file(&blob).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&blob)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    attempt("a layer blob is a FIFO");
+    fs::remove_file(&blob).unwrap();
+    // Recompressed on the way, a layer is stored under the digest of what comes out:
+    // what went in must still be the descriptor's (it was not checked at all).
+    let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut other, b"ATTACKER CONTENT").unwrap();
+    fs::write(&blob, other.finish().unwrap()).unwrap();
+    let recompressed = ctx.path("recompressed");
+    let out = ctx
+        .berth(&[
+            "copy",
+            "--policy",
+            &policy,
+            "--dest-compress-format",
+            "zstd",
+            &format!("oci:{}:v1", corrupt.display()),
+            &format!("oci:{}:v1", recompressed.display()),
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("content has digest"), "{}", out.stderr);
+    assert!(!recompressed.join("index.json").exists());
     fs::write(&blob, &good_blob).unwrap();
     copy(&format!("oci:{}:v1", corrupt.display()), &target, &[]);
 

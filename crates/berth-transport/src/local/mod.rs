@@ -31,8 +31,7 @@ pub use db::{repository_of, unix_of, ContainerRecord, Image};
 
 use crate::{RawManifest, TransportError};
 
-/// A config larger than this is not an image config (they are kilobytes).
-const MAX_CONFIG: u64 = 16 << 20;
+use crate::files::MAX_CONFIG;
 
 pub struct LocalStore {
     root: PathBuf,
