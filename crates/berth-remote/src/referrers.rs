@@ -2,14 +2,10 @@
 //! `subject` is a manifest (signatures, SBOMs, attestations), for copying them along.
 
 use berth_image::Digest;
-use reqwest::header::LINK;
 use reqwest::{Method, StatusCode};
 
 use crate::error::RemoteError;
-use crate::registry::{header, next_link, pull_scope, read_limited, status_error, Registry};
-
-/// A referrers list page is an index; this bounds one page.
-const MAX_PAGE: usize = 4 * 1024 * 1024;
+use crate::registry::{pull_scope, read_limited, status_error, Pages, Registry, MAX_PAGE};
 
 /// One manifest that refers to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +25,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<Vec<Referrer>>, RemoteError> {
         let what = format!("referrers of {}/{repo}@{digest}", self.host());
+        let mut pages = Pages::new(&what);
         let mut next = Some(format!("/v2/{repo}/referrers/{digest}"));
         let mut out = Vec::new();
         while let Some(path) = next.take() {
@@ -51,7 +48,7 @@ impl Registry {
                 }
                 _ => return Err(status_error(r, &what).await),
             }
-            next = header(r.headers(), LINK).and_then(|l| next_link(&l));
+            next = pages.next(r.headers())?;
             let body = read_limited(r, MAX_PAGE, &what).await?;
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| RemoteError::Invalid(format!("{what}: {e}")))?;
@@ -67,6 +64,7 @@ impl Registry {
                     artifact_type: m["artifactType"].as_str().map(str::to_string),
                 });
             }
+            pages.count(out.len())?;
         }
         Ok(Some(out))
     }

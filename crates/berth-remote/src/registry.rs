@@ -22,6 +22,16 @@ application/vnd.docker.distribution.manifest.v2+json, \
 application/vnd.docker.distribution.manifest.list.v2+json";
 /// Manifests larger than this are refused (as registries refuse to store them).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// One page of a listing (tags, referrers, catalog, search) or a token answer.
+pub(crate) const MAX_PAGE: usize = 4 * 1024 * 1024;
+/// Pages of one listing followed at most, and the entries kept of one: a registry
+/// whose `Link`s never end must not keep a client (or a cache filling from it) forever.
+pub(crate) const MAX_PAGES: usize = 100_000;
+pub(crate) const MAX_ENTRIES: usize = 2_000_000;
+/// What is read of an error's body to report it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The longest a token is kept, whatever its `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Tokens living shorter than this are taken to live this long (containers/image does).
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Longest wait a `Retry-After` may impose.
@@ -336,6 +346,19 @@ impl Registry {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<(String, Duration), RemoteError> {
+        // A registry reached over TLS whose realm is plain HTTP would have the password
+        // sent in the clear.
+        let over_tls = self
+            .state()
+            .base
+            .as_deref()
+            .is_some_and(|b| b.starts_with("https://"));
+        if over_tls && realm.starts_with("http://") && self.options.credentials.is_some() {
+            return Err(RemoteError::Invalid(format!(
+                "{}: its token realm {realm} is plain HTTP; credentials are not sent over it",
+                self.host
+            )));
+        }
         // The serializer is not `Send`: it is dropped before the first await, so that
         // a request can run in a spawned task.
         let rb = {
@@ -377,10 +400,9 @@ impl Registry {
         if !r.status().is_success() {
             return Err(status_error(r, realm).await);
         }
-        let v: serde_json::Value = r
-            .json()
-            .await
-            .map_err(|e| RemoteError::transport(realm.to_string(), e))?;
+        let body = read_limited(r, MAX_PAGE, realm).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| RemoteError::Invalid(format!("{realm}: token answer: {e}")))?;
         let token = v
             .get("token")
             .or_else(|| v.get("access_token"))
@@ -392,7 +414,7 @@ impl Registry {
             .and_then(|e| e.as_u64())
             .map(Duration::from_secs)
             .unwrap_or(MIN_TOKEN_LIFETIME)
-            .max(MIN_TOKEN_LIFETIME);
+            .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
         // Renew a little early rather than send a token that expires on the way.
         Ok((token.to_string(), lifetime - Duration::from_secs(10)))
     }
@@ -426,6 +448,9 @@ impl Registry {
         } else {
             format!("{base}{path}")
         };
+        // A `Link` or `Location` may name any URL: the registry's credentials go to the
+        // registry alone (reqwest drops them likewise on a redirect to another host).
+        let credentialed = same_origin(&url, &base);
         let repeatable = !matches!(body, Body::Stream(_))
             && matches!(
                 method,
@@ -440,8 +465,10 @@ impl Registry {
             if let Some(a) = accept {
                 rb = rb.header(ACCEPT, a);
             }
-            if let Some(auth) = self.authorization(&challenge, scope.as_deref()).await? {
-                rb = rb.header(AUTHORIZATION, auth);
+            if credentialed {
+                if let Some(auth) = self.authorization(&challenge, scope.as_deref()).await? {
+                    rb = rb.header(AUTHORIZATION, auth);
+                }
             }
             rb = match &mut body {
                 Body::None => rb,
@@ -582,6 +609,7 @@ impl Registry {
     /// Every tag of `repo`, following `Link` pages.
     pub async fn tags(&self, repo: &str) -> Result<Vec<String>, RemoteError> {
         let what = format!("{}/{repo}", self.host);
+        let mut pages = Pages::new(&what);
         let mut next = Some(format!("/v2/{repo}/tags/list"));
         let mut tags = Vec::new();
         while let Some(path) = next.take() {
@@ -589,14 +617,22 @@ impl Registry {
                 .send(Method::GET, &path, Some(&pull_scope(repo)), None)
                 .await?;
             let r = check(r, &what).await?;
-            next = header(r.headers(), LINK).and_then(|l| next_link(&l));
-            let v: serde_json::Value = r
-                .json()
-                .await
+            next = pages.next(r.headers())?;
+            let body = read_limited(r, MAX_PAGE, &what).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| RemoteError::Invalid(format!("{what}: tag list: {e}")))?;
             if let Some(list) = v.get("tags").and_then(|t| t.as_array()) {
-                tags.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_string));
+                for t in list.iter().filter_map(|t| t.as_str()) {
+                    // A tag is a file name to `sync` and a word on a terminal: one
+                    // that is not a tag (`../x`, escapes) is the registry's fault.
+                    match t.parse::<berth_image::Tag>() {
+                        Ok(_) => tags.push(t.to_string()),
+                        Err(_) => tracing::warn!(registry = %what, tag = ?t,
+                            "skipping a listed tag that is not a valid tag"),
+                    }
+                }
             }
+            pages.count(tags.len())?;
         }
         Ok(tags)
     }
@@ -701,6 +737,14 @@ pub(crate) fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option
         .map(str::to_string)
 }
 
+/// Whether `url` has the scheme, host and port of `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(u), Ok(b)) => u.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 /// `<url>; rel="next"` -> url.
 pub(crate) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
@@ -712,6 +756,54 @@ pub(crate) fn next_link(link: &str) -> Option<String> {
                 .to_string()
         })
     })
+}
+
+/// The pages of a listing that `Link: rel="next"` leads through: each URL once, at
+/// most [`MAX_PAGES`] of them and [`MAX_ENTRIES`] entries in all, so that a registry
+/// whose `Link`s lead back or never end is an error, not a loop.
+pub(crate) struct Pages<'w> {
+    what: &'w str,
+    seen: std::collections::HashSet<String>,
+}
+
+impl<'w> Pages<'w> {
+    pub(crate) fn new(what: &'w str) -> Pages<'w> {
+        Pages {
+            what,
+            seen: Default::default(),
+        }
+    }
+
+    /// The next page's URL from a page's headers; `None` after the last page.
+    pub(crate) fn next(&mut self, headers: &HeaderMap) -> Result<Option<String>, RemoteError> {
+        let Some(url) = header(headers, LINK).and_then(|l| next_link(&l)) else {
+            return Ok(None);
+        };
+        if self.seen.len() + 1 >= MAX_PAGES {
+            return Err(RemoteError::Invalid(format!(
+                "{}: more than {MAX_PAGES} pages",
+                self.what
+            )));
+        }
+        if !self.seen.insert(url.clone()) {
+            return Err(RemoteError::Invalid(format!(
+                "{}: the next page {url} was read before",
+                self.what
+            )));
+        }
+        Ok(Some(url))
+    }
+
+    /// An error once `entries` have been gathered past [`MAX_ENTRIES`].
+    pub(crate) fn count(&self, entries: usize) -> Result<(), RemoteError> {
+        if entries > MAX_ENTRIES {
+            return Err(RemoteError::TooLarge {
+                what: self.what.to_string(),
+                limit: MAX_ENTRIES,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Passes a success through; turns anything else into the error it means.
@@ -726,7 +818,7 @@ pub(crate) async fn check(r: Response, what: &str) -> Result<Response, RemoteErr
 pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
     let status = r.status();
     let url = r.url().to_string();
-    let body = r.bytes().await.unwrap_or_default();
+    let body = read_prefix(r, MAX_ERROR_BODY).await;
     let detail = registry_detail(&body);
     match status {
         StatusCode::NOT_FOUND => RemoteError::NotFound {
@@ -745,6 +837,20 @@ pub(crate) async fn status_error(r: Response, what: &str) -> RemoteError {
             detail,
         },
     }
+}
+
+/// The first `limit` bytes of a body, or what came before it failed: enough to
+/// report an error, and no more of a body that never ends.
+async fn read_prefix(mut r: Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = r.chunk().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() == limit {
+            break;
+        }
+    }
+    out
 }
 
 pub(crate) async fn read_limited(

@@ -3,12 +3,11 @@
 //! none (docker-registry 2.8 answers 404) a walk of `/v2/_catalog` with a
 //! case-insensitive substring filter, following `Link` pages.
 
-use reqwest::header::LINK;
 use reqwest::Method;
 use serde::Deserialize;
 
 use crate::error::RemoteError;
-use crate::registry::{check, header, next_link, Registry};
+use crate::registry::{check, read_limited, Pages, Registry, MAX_PAGE};
 
 /// The scope a catalog listing needs; also asked for the v1 search, so that a
 /// registry that filters results by caller (berth does) sees who is asking.
@@ -95,9 +94,8 @@ impl Registry {
             return Ok(None);
         }
         let what = format!("{}: search answer", self.host());
-        let answer: V1Answer = r
-            .json()
-            .await
+        let body = read_limited(r, MAX_PAGE, &what).await?;
+        let answer: V1Answer = serde_json::from_slice(&body)
             .map_err(|e| RemoteError::Invalid(format!("{what}: {e}")))?;
         Ok(Some(
             answer
@@ -124,18 +122,18 @@ impl Registry {
         let what = format!("{}: catalog", self.host());
         let needle = term.to_lowercase();
         let mut hits = Vec::new();
+        let mut pages = Pages::new(&what);
         let mut next = Some("/v2/_catalog".to_string());
         while let Some(path) = next.take() {
             let r = self
                 .send(Method::GET, &path, Some(CATALOG_SCOPE), None)
                 .await?;
             let r = check(r, &what).await?;
-            next = header(r.headers(), LINK)
-                .and_then(|l| next_link(&l))
+            next = pages
+                .next(r.headers())?
                 .and_then(|l| same_registry_path(&l));
-            let page: CatalogPage = r
-                .json()
-                .await
+            let body = read_limited(r, MAX_PAGE, &what).await?;
+            let page: CatalogPage = serde_json::from_slice(&body)
                 .map_err(|e| RemoteError::Invalid(format!("{what}: {e}")))?;
             for name in page.repositories.unwrap_or_default() {
                 if name.to_lowercase().contains(&needle) {

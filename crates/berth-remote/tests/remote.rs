@@ -264,3 +264,117 @@ async fn signature_extension_round_trip() {
         .unwrap();
     assert_eq!(missing, None);
 }
+
+/// A registry that answers to exhaust or trap its client: a token that never expires,
+/// an error whose body never ends, a tag list whose next page is itself. Each is an
+/// error or a bounded answer, not a panic, an endless read or a loop.
+#[tokio::test]
+async fn a_hostile_registry_cannot_crash_exhaust_or_loop_the_client() {
+    let host = Arc::new(std::sync::OnceLock::<String>::new());
+    let h = host.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v2/",
+            get(move || {
+                let realm = format!("http://{}/token", h.get().unwrap());
+                async move {
+                    let challenge = format!("Bearer realm=\"{realm}\",service=\"x\"");
+                    (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)])
+                }
+            }),
+        )
+        .route(
+            "/token",
+            get(|| async { r#"{"token":"t","expires_in":18446744073709551615}"# }),
+        )
+        .route(
+            "/v2/loop/tags/list",
+            get(|| async {
+                (
+                    [("link", "</v2/loop/tags/list?last=a>; rel=\"next\"")],
+                    r#"{"name":"loop","tags":["a","../../x","\u001b[2J"]}"#,
+                )
+            }),
+        )
+        .route(
+            "/v2/names/tags/list",
+            get(|| async { r#"{"name":"names","tags":["v1","../../x","v1/../x","\u001b[2J"]}"# }),
+        )
+        .route(
+            "/v2/endless/manifests/{r}",
+            get(|| async {
+                let zeros = futures_util::stream::repeat_with(|| {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1 << 20]))
+                });
+                (StatusCode::NOT_FOUND, axum::body::Body::from_stream(zeros))
+            }),
+        );
+    let addr = serve(app).await;
+    host.set(addr.clone()).unwrap();
+    let reg = Registry::new(&addr, options(None)).unwrap();
+
+    // An `expires_in` of u64::MAX seconds overflowed an Instant: a panic.
+    let e = reg.tags("loop").await.unwrap_err();
+    assert!(e.to_string().contains("read before"), "{e}");
+    // What is not a tag is not listed as one.
+    assert_eq!(reg.tags("names").await.unwrap(), ["v1"]);
+    // A 404 whose body never ends is reported from its first bytes.
+    let e = tokio::time::timeout(Duration::from_secs(20), reg.manifest("endless", "v1"))
+        .await
+        .expect("the body is not read to its end")
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}
+
+/// A registry's credentials go to its own origin only: not to another host that a
+/// `Link` names.
+#[tokio::test]
+async fn credentials_stay_with_the_registrys_origin() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let s = seen.clone();
+    let other = serve(axum::Router::new().route(
+        "/v2/app/tags/list",
+        get(move |headers: HeaderMap| {
+            let s = s.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                s.lock().unwrap().push(auth);
+                r#"{"name":"app","tags":["b"]}"#
+            }
+        }),
+    ))
+    .await;
+    let link = format!("<http://{other}/v2/app/tags/list?last=a>; rel=\"next\"");
+    let app = axum::Router::new()
+        .route(
+            "/v2/",
+            get(|| async {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("www-authenticate", "Basic realm=\"r\"")],
+                )
+            }),
+        )
+        .route(
+            "/v2/app/tags/list",
+            get(move |headers: HeaderMap| {
+                let link = link.clone();
+                async move {
+                    if headers.get("authorization").is_none() {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    ([("link", link)], r#"{"name":"app","tags":["a"]}"#).into_response()
+                }
+            }),
+        );
+    let host = serve(app).await;
+    let creds = Credentials::Basic {
+        username: "alice".into(),
+        password: "pw".into(),
+    };
+    let reg = Registry::new(&host, options(Some(creds))).unwrap();
+    assert_eq!(reg.tags("app").await.unwrap(), ["a", "b"]);
+    assert_eq!(*seen.lock().unwrap(), [None]);
+}
