@@ -61,8 +61,9 @@ const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Counter {
-    /// Failures inside the window, oldest first.
-    failures: Vec<Instant>,
+    /// Failures inside the window, oldest first, with the account each named (an
+    /// address's; an account's own name none).
+    failures: Vec<(Instant, String)>,
     locked_until: Option<Instant>,
     /// Lockouts in a row (resets when a window passes without one).
     strikes: u32,
@@ -119,14 +120,28 @@ impl Limits {
         let c = &self.config;
         let mut st = self.state();
         let mut out = Vec::new();
-        if let Some(d) = bump(&mut st.sources, source, now, c.failures_per_source, c) {
+        if let Some(d) = bump(
+            &mut st.sources,
+            source,
+            account,
+            now,
+            c.failures_per_source,
+            c,
+        ) {
             out.push(Lockout::Source {
                 address: source.to_string(),
                 for_: d,
             });
         }
         if !account.is_empty() {
-            if let Some(d) = bump(&mut st.accounts, account, now, c.failures_per_account, c) {
+            if let Some(d) = bump(
+                &mut st.accounts,
+                account,
+                "",
+                now,
+                c.failures_per_account,
+                c,
+            ) {
                 out.push(Lockout::Account {
                     name: account.to_string(),
                     for_: d,
@@ -136,12 +151,15 @@ impl Limits {
         out
     }
 
-    /// A successful login clears the address's failures (a user who mistyped is not
-    /// held to them), but not the account's: a guesser elsewhere still counts.
-    pub fn record_success(&self, source: &str) {
+    /// A successful login clears the address's failures for that account (a user who
+    /// mistyped is not held to them), but not those for other accounts: a guesser
+    /// holding one account of their own would otherwise reset the count with a login
+    /// after every few guesses. The account's failures stay too: a guesser elsewhere
+    /// still counts.
+    pub fn record_success(&self, account: &str, source: &str) {
         let mut st = self.state();
         if let Some(c) = st.sources.get_mut(source) {
-            c.failures.clear();
+            c.failures.retain(|(_, a)| a != account);
         }
     }
 
@@ -178,6 +196,7 @@ impl Limits {
 fn bump(
     map: &mut HashMap<String, Counter>,
     key: &str,
+    account: &str,
     now: Instant,
     threshold: u32,
     c: &LimitsConfig,
@@ -187,7 +206,7 @@ fn bump(
             v.locked_until.is_some_and(|t| t > now)
                 || v.failures
                     .last()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < c.window)
+                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) < c.window)
         });
         if map.len() >= MAX_TRACKED {
             // Still full of live entries: drop the ones that are not locked.
@@ -197,7 +216,7 @@ fn bump(
     let counter = map.entry(key.to_string()).or_default();
     counter
         .failures
-        .retain(|t| now.saturating_duration_since(*t) < c.window);
+        .retain(|(t, _)| now.saturating_duration_since(*t) < c.window);
     if let Some(until) = counter.locked_until {
         if until > now {
             // Already locked (a check raced with the lockout): nothing new.
@@ -208,7 +227,7 @@ fn bump(
         }
         counter.locked_until = None;
     }
-    counter.failures.push(now);
+    counter.failures.push((now, account.to_string()));
     if counter.failures.len() < threshold as usize {
         return None;
     }
@@ -309,9 +328,26 @@ mod tests {
         let later = t + Duration::from_secs(61);
         assert!(l.record_failure("alice", "a", later).is_empty());
         assert!(l.record_failure("alice", "a", later).is_empty());
-        l.record_success("a");
+        l.record_success("alice", "a");
         assert!(l.record_failure("alice", "a", later).is_empty());
         assert_eq!(l.check_login("alice", "a", later), Ok(()));
+    }
+
+    #[test]
+    fn a_login_clears_an_addresss_failures_for_its_account_alone() {
+        let l = limits();
+        let t = Instant::now();
+        // Guesses at bob, and a login as the guesser's own account between them.
+        l.record_failure("bob", "a", t);
+        l.record_failure("carol", "a", t);
+        l.record_success("mallory", "a");
+        assert_eq!(
+            l.record_failure("bob", "a", t),
+            [Lockout::Source {
+                address: "a".into(),
+                for_: Duration::from_secs(10)
+            }]
+        );
     }
 
     #[test]

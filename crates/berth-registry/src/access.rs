@@ -204,7 +204,7 @@ pub(crate) async fn login(
         .await?;
     match who {
         Some(who) => {
-            limits.record_success(from);
+            limits.record_success(user, from);
             Ok(who)
         }
         None => {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::api::{self, ApiParseError, Call};
 use berth_auth::{Actor, AdminError, Level, Principal};
@@ -44,10 +45,32 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
         );
         r
     };
+    if from_another_site(&parts.method, &parts.headers) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "a change from another site's page is refused (the API is for clients, not browsers)",
+        ));
+    }
     let who = match credentials(&parts.headers).map_err(|_| unauthorized())? {
         Credentials::Basic(user, password) => access::login(&reg, &user, &password, &from)
             .await
-            .map_err(|_| unauthorized())?,
+            .map_err(|e| {
+                if e.code == crate::error::Code::TooManyRequests {
+                    // A lockout is not a wrong password: said as one, an admin
+                    // retries and lengthens it.
+                    let wait = e.into_response().headers().get(RETRY_AFTER).cloned();
+                    let mut r = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many failed logins from this address or for this account",
+                    );
+                    if let Some(w) = wait {
+                        r.headers_mut().insert(RETRY_AFTER, w);
+                    }
+                    r
+                } else {
+                    unauthorized()
+                }
+            })?,
         _ => return Err(unauthorized()),
     };
     let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
@@ -93,6 +116,27 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
         }
         None => query(&reg, &actor.principal, &call).await,
     }
+}
+
+/// Refuses a change that a browser sends for another site's page: a form posted
+/// cross-site carries the Basic credentials the browser keeps for this one (after a
+/// user once typed them at its prompt), so without this any page could, say, found a
+/// superuser. Browsers say where a request comes from (`Sec-Fetch-Site`, and `Origin`
+/// on every non-GET); command-line clients say neither and pass. Reads are not
+/// refused: another site cannot read their answers.
+fn from_another_site(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let site = text("sec-fetch-site").is_some_and(|s| !matches!(s, "same-origin" | "none"));
+    let origin = text("origin").is_some_and(|origin| {
+        let host = text("host").unwrap_or_default();
+        origin
+            .split_once("://")
+            .is_none_or(|(_, h)| !h.eq_ignore_ascii_case(host))
+    });
+    site || origin
 }
 
 /// `POST /api/v1/gc` (superusers): retention and one garbage collection now,

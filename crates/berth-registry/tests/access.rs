@@ -885,12 +885,111 @@ async fn repeated_failed_logins_lock_the_address_out_with_retry_after() {
     assert!(String::from_utf8_lossy(&body).contains("TOOMANYREQUESTS"));
     let (status, _) = token(&srv, Some(("alice", "alice-pw")), &[]).await;
     assert_eq!(status, 429);
+    // The API says so too, not "wrong password" (which had an admin retry).
+    let (h, _) = expect_status(
+        send(as_user(&srv, "alice", "alice-pw").get("/api/v1/whoami")).await,
+        429,
+    )
+    .await;
+    assert!(header_of(&h, "retry-after").is_some());
     tokio::time::sleep(Duration::from_millis(2100)).await;
     expect_status(
         send(as_user(&srv, "alice", "alice-pw").get("/v2/")).await,
         200,
     )
     .await;
+}
+
+/// A superuser's browser keeps the Basic credentials it once typed at `/api/v1`'s
+/// prompt and sends them with any page's form: a change that a browser says comes
+/// from another site is refused, whatever its body, before the login is checked.
+#[tokio::test]
+async fn api_changes_from_another_sites_page_are_refused() {
+    let (srv, _) = registry().await;
+    let root = root(&srv);
+    // What `<form enctype=text/plain>` makes of `name='{"name":"evil",…,"x":"' value='"}'`.
+    let form = r#"{"name":"evil","password":"evil-password","superuser":true,"x":"="}"#;
+    let own = format!("http://{}", srv.addr);
+    for (header, value) in [
+        ("origin", "https://attacker.example"),
+        ("origin", "null"),
+        ("origin", own.as_str()),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let mut rb = root
+            .post("/api/v1/users")
+            .header("content-type", "text/plain")
+            .body(form);
+        rb = rb.header(header, value);
+        if header == "origin" && value == own {
+            // Its own origin, but a cross-site page (a browser says both).
+            rb = rb.header("sec-fetch-site", "cross-site");
+        }
+        let v = expect_error_json(send(rb).await, 403).await;
+        assert!(v.contains("another site"), "{header}: {value}: {v}");
+        let rb = root
+            .post("/api/v1/gc")
+            .header(header, value)
+            .header("sec-fetch-site", "cross-site");
+        expect_error_json(send(rb).await, 403).await;
+    }
+    expect_status(
+        send(as_user(&srv, "evil", "evil-password").get("/v2/")).await,
+        401,
+    )
+    .await;
+    // The registry's own origin, a browser's direct request, and a command-line
+    // client (neither header) may change things; anyone may read.
+    for (origin, site) in [
+        (Some(own.as_str()), Some("same-origin")),
+        (None, Some("none")),
+        (None, None),
+    ] {
+        let name = format!("u{}", origin.is_some() as u8 + 2 * site.is_some() as u8);
+        let mut rb = root
+            .post("/api/v1/users")
+            .json(&serde_json::json!({"name": name, "password": "a-long-password"}));
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        if let Some(s) = site {
+            rb = rb.header("sec-fetch-site", s);
+        }
+        expect_status(send(rb).await, 200).await;
+    }
+    let rb = root
+        .get("/api/v1/whoami")
+        .header("origin", "https://attacker.example")
+        .header("sec-fetch-site", "cross-site");
+    expect_status(send(rb).await, 200).await;
+}
+
+/// The body of an `/api/v1/` error of `status`, as text.
+async fn expect_error_json(resp: reqwest::Response, status: u16) -> String {
+    let (_, body) = expect_status(resp, status).await;
+    let text = String::from_utf8_lossy(&body).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    assert!(v["error"].is_string(), "{text}");
+    text
+}
+
+/// A guesser who holds an account of their own cannot reset their address's count of
+/// failures by signing in as it between guesses at others.
+#[tokio::test]
+async fn a_login_does_not_clear_failures_for_other_accounts() {
+    let srv = strict_registry().await;
+    user(&srv, "mallory", "mallory-pw");
+    for victim in ["bob", "carol"] {
+        expect_status(send(as_user(&srv, victim, "guess").get("/v2/")).await, 401).await;
+    }
+    expect_status(
+        send(as_user(&srv, "mallory", "mallory-pw").get("/v2/")).await,
+        200,
+    )
+    .await;
+    expect_status(send(as_user(&srv, "dave", "guess").get("/v2/")).await, 401).await;
+    expect_status(send(as_user(&srv, "bob", "guess").get("/v2/")).await, 429).await;
 }
 
 /// A lockout is kept where every replica looks (the directory's database): a
