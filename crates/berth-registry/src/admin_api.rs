@@ -118,12 +118,12 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
     }
 }
 
-/// Refuses a change that a browser sends for another site's page: a form posted
+/// Whether a change is one a browser sends for another site's page: a form posted
 /// cross-site carries the Basic credentials the browser keeps for this one (after a
 /// user once typed them at its prompt), so without this any page could, say, found a
 /// superuser. Browsers say where a request comes from (`Sec-Fetch-Site`, and `Origin`
-/// on every non-GET); command-line clients say neither and pass. Reads are not
-/// refused: another site cannot read their answers.
+/// on every non-GET); command-line clients say neither. Reads are not
+/// counted: another site cannot read their answers.
 fn from_another_site(method: &Method, headers: &HeaderMap) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
