@@ -502,6 +502,25 @@ async fn pages_show_what_the_visitor_may_read_and_nothing_else() {
     let gone = b.get("/repository/team/secret", &me).await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.body, missing.body);
+
+    // -- a new password ends every session of the account ----------------------------
+    let other = format!(
+        "berth_session={}",
+        cookie_value(&elsewhere.set_cookie("berth_session"))
+    );
+    b.get("/repository/team/secret", &other).await.expect(200);
+    let changed = b
+        .http
+        .put(format!("{}/api/v1/users/alice/password", b.url))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .json(&serde_json::json!({"password": "alice-new-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "{}", changed.text().await.unwrap());
+    let ended = b.get("/repository/team/secret", &other).await;
+    assert_eq!(ended.status, 404, "the old password's session lives on");
+    assert_eq!(ended.body, missing.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

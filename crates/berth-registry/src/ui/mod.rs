@@ -62,8 +62,16 @@ impl Visitor {
     /// session's account is checked against the directory on every request, as
     /// Basic credentials are: a revoked grant counts at once.
     pub(crate) fn of(reg: &Registry, req: &Request) -> Result<Visitor, ApiError> {
-        let session = csrf::cookie(req.headers(), csrf::SESSION_COOKIE)
+        let mut session = csrf::cookie(req.headers(), csrf::SESSION_COOKIE)
             .and_then(|id| reg.ui.get(id).map(|s| (id.to_string(), s)));
+        if let Some((id, s)) = &session {
+            // The password changed, or the account is gone (or made again): over.
+            let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
+            if session::stamp(&dir, &s.user).as_deref() != Some(s.stamp.as_str()) {
+                reg.ui.end(id);
+                session = None;
+            }
+        }
         let principal = match &session {
             Some((_, s)) => Principal::Account(s.user.clone()),
             None => Principal::Anonymous,

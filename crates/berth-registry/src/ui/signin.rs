@@ -13,10 +13,10 @@ use berth_auth::Principal;
 use berth_web::SigninForm;
 
 use super::csrf::{self, CSRF_COOKIE, SESSION_COOKIE};
-use super::session::{is_token, token};
+use super::session::{self, is_token, token};
 use super::{failure, finish, html, Visitor};
 use crate::access::{login, peer};
-use crate::error::Code;
+use crate::error::{ApiError, Code};
 use crate::routes::{query_get, query_pairs};
 use crate::Registry;
 
@@ -125,7 +125,23 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
             if let Some(old) = old_session {
                 reg.ui.end(&old);
             }
-            let (id, _) = reg.ui.create(&name);
+            // Read after the login, which may have replaced an imported bcrypt hash.
+            let stamp = match reg.auth.directory() {
+                Ok((dir, _)) => session::stamp(&dir, &name),
+                Err(e) => return failure(&v, ApiError::from(e)),
+            };
+            let Some(stamp) = stamp else {
+                return form_page(
+                    &reg,
+                    &v,
+                    StatusCode::UNAUTHORIZED,
+                    cookie,
+                    next,
+                    user,
+                    Some(WRONG.into()),
+                );
+            };
+            let (id, _) = reg.ui.create(&name, &stamp);
             tracing::info!(target: "berth::audit", user = %name, from = %from, "signed in to the web pages");
             let mut resp = StatusCode::SEE_OTHER.into_response();
             let h = resp.headers_mut();
