@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{AccountKind, Directory, Level, Principal, Visibility};
-use crate::names::{check_account, split_robot, NameError, Subject, Target};
+use crate::names::{check_account, namespace_of, split_robot, NameError, Subject, Target};
 use crate::password::{self, PasswordError};
 use crate::policy::{ImmutableTags, PolicyError, Retention};
 use crate::replication::{ReplicationError, ReplicationRule};
@@ -270,6 +270,17 @@ impl Change {
                 .split_once('/')
                 .is_some_and(|(org, _)| admin_of_ns(org)),
             Change::RobotCreate { name } => split_robot(name).is_ok_and(|(o, _)| admin_of_ns(o)),
+            // Where a namespace requires signatures, a rule of one of its repositories
+            // (which wins over the namespace's) would lift the requirement or replace
+            // its keys: that is the namespace admins' to set, not a repository admin's.
+            Change::TrustSet { name: target, .. }
+                if matches!(Target::parse(target)?, Target::Repository(_))
+                    && dir
+                        .trust_setting(namespace_of(target))
+                        .is_some_and(|t| t.required) =>
+            {
+                admin_of_ns(namespace_of(target))
+            }
             Change::Grant { target, .. }
             | Change::Revoke { target, .. }
             | Change::TrustSet { name: target, .. }
@@ -1009,7 +1020,29 @@ mod tests {
             .apply(&as_user("bob"), &set("myorg/app", true))
             .unwrap_err();
         assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        // An admin of one repository sets its rule while the namespace has none...
+        let grant = Change::Grant {
+            subject: "bob".into(),
+            level: Level::Admin,
+            target: "myorg/app".into(),
+        };
+        s.apply(&as_user("alice"), &grant).unwrap();
+        s.apply(&as_user("bob"), &set("myorg/app", true)).unwrap();
+        s.apply(
+            &as_user("bob"),
+            &Change::TrustUnset {
+                name: "myorg/app".into(),
+            },
+        )
+        .unwrap();
         s.apply(&as_user("alice"), &set("myorg", true)).unwrap();
+        // ...but may not lift (or rekey) the namespace's requirement for it.
+        for required in [false, true] {
+            let e = s
+                .apply(&as_user("bob"), &set("myorg/app", required))
+                .unwrap_err();
+            assert!(matches!(e, AdminError::Denied(_)), "{e}");
+        }
         s.apply(&as_user("alice"), &set("myorg/open", false))
             .unwrap();
         let d = s.directory().unwrap();

@@ -264,7 +264,7 @@ impl Directory {
 
     /// The content trust setting in force for repository `repo`: its own, else its
     /// namespace's (the most specific wins, so a repository may opt out of, or tighten,
-    /// what its namespace requires).
+    /// what its namespace requires: where it requires signatures, by its admins alone).
     pub fn trust_for(&self, repo: &str) -> Option<&Arc<Trust>> {
         self.trust
             .get(repo)
