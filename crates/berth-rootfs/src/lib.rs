@@ -55,7 +55,7 @@ pub use remove::remove_all;
 pub use snapshot::{EntryKind, EntryState, Snapshot};
 pub use tar_read::{Header, Kind, TarReader, MAX_EXTENSION};
 pub use unpack::{apply_layer, LayerStats, UnpackOptions};
-pub use verified::apply_stored_layer;
+pub use verified::{apply_stored_layer, stored_layer_diff_id};
 
 /// Creates directory `path` and its missing parents inside `root` (an absolute name
 /// is taken inside it; symlinks on the way are followed as the container sees them,

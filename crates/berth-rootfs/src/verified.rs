@@ -55,3 +55,15 @@ pub fn apply_stored_layer(
     }
     Ok(stats)
 }
+
+/// The diff ID (`sha256:<hex>` of the uncompressed bytes) of a stored layer (gzip,
+/// zstd or plain): what a store checks a layer against before it lets a manifest
+/// name it for an image it already holds.
+pub fn stored_layer_diff_id(stored: impl Read + Send + 'static) -> io::Result<String> {
+    let mut hashing = Hashing {
+        inner: decompress(stored)?,
+        hasher: Sha256::new(),
+    };
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok(format!("sha256:{:x}", hashing.hasher.finalize()))
+}

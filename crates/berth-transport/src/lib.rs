@@ -384,9 +384,19 @@ impl Place {
                 repo,
                 reference,
             } => {
-                let tag = (top_level && reference.parse::<Digest>().is_err())
-                    .then_some(reference.as_str());
-                store.put_manifest(repo, tag, bytes, media_type)
+                let tag =
+                    (top_level && reference.parse::<Digest>().is_err()).then(|| reference.clone());
+                // On the blocking pool: replacing a held image's layers reads them.
+                let (store, repo) = (store.clone(), repo.clone());
+                let (bytes, media_type) = (bytes.to_vec(), media_type.to_string());
+                tokio::task::spawn_blocking(move || {
+                    store.put_manifest(&repo, tag.as_deref(), &bytes, &media_type)
+                })
+                .await
+                .map_err(|e| TransportError::Io {
+                    context: "storing a manifest".into(),
+                    source: std::io::Error::other(e),
+                })?
             }
             Place::Served { .. } => Err(served::read_only()),
         }

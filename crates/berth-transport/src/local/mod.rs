@@ -335,6 +335,7 @@ impl LocalStore {
                     ImageConfig::parse(&self.config(&config.digest)?).map_err(|e| {
                         TransportError::Corrupt(format!("config {}: {e}", config.digest))
                     })?;
+                self.check_replaced_layers(&config.digest, &parsed.layers)?;
                 let labels = parsed_config
                     .config
                     .as_ref()
@@ -368,6 +369,47 @@ impl LocalStore {
             }
         }
         Ok(digest)
+    }
+
+    /// When image `id` is held already with other layers, `layers` must be the ones
+    /// its config names (their diff IDs) before a manifest may replace them: the image
+    /// ID is only the config's digest, so a pull or load pairing a trusted image's
+    /// config with other layers would otherwise have them pushed, saved and shown as
+    /// that image's. The same image recompressed (other digests, the same content)
+    /// passes. A new image is not checked here (containers and builds check each layer
+    /// as they unpack it): this costs a decompression only when layers change.
+    fn check_replaced_layers(
+        &self,
+        id: &Digest,
+        layers: &[berth_image::Descriptor],
+    ) -> Result<(), TransportError> {
+        let Some(img) = db::image(&self.conn(), id)? else {
+            return Ok(());
+        };
+        let held = self.image_manifest(&img)?.layers;
+        if held
+            .iter()
+            .map(|l| &l.digest)
+            .eq(layers.iter().map(|l| &l.digest))
+        {
+            return Ok(());
+        }
+        let config = self.image_config(id)?;
+        let diff_ids = berth_image::diff_ids::diff_ids(&config, layers.len())
+            .map_err(|e| TransportError::Corrupt(format!("image {id}: {e}")))?;
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            let file = self.open_blob(&layer.digest)?;
+            let actual = berth_rootfs::stored_layer_diff_id(file)
+                .map_err(|e| TransportError::Corrupt(format!("layer {}: {e}", layer.digest)))?;
+            if &actual != diff_id {
+                return Err(TransportError::Corrupt(format!(
+                    "layer {} holds {actual}, where image {id}'s config names {diff_id}: \
+                     not that image's layer (the store keeps the image it has)",
+                    layer.digest
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The signature blobs of manifest `d` (none when it has none).

@@ -400,3 +400,60 @@ async fn a_config_of_the_wrong_shape_is_refused_when_read() {
     let e = store.image_config(&cd).unwrap_err();
     assert!(e.to_string().contains("rootfs is not an object"), "{e}");
 }
+
+/// The image ID is the config's digest: a manifest pairing a held image's config with
+/// other layers must not replace its layers, unless they hold the same content (the
+/// image recompressed).
+#[tokio::test]
+async fn a_held_images_layers_are_replaced_only_by_the_same_content() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let gzip = |data: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    };
+    let trusted = b"the trusted layer's tar".to_vec();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        Digest::sha256_of(&trusted)
+    )
+    .into_bytes();
+    let (id, _) = put_config_and_layer(
+        &store,
+        "localhost/t",
+        Some("v1"),
+        config.clone(),
+        &gzip(&trusted),
+    )
+    .await;
+    // The same content uncompressed: another digest, the same diff ID.
+    let (same, _) =
+        put_config_and_layer(&store, "localhost/t", Some("v2"), config.clone(), &trusted).await;
+    assert_eq!(same, id);
+    assert_eq!(store.layers(&id).unwrap(), [Digest::sha256_of(&trusted)]);
+    // Other content under the trusted config: refused, the image kept as it was.
+    let (cd, ld) = (Digest::sha256_of(&config), gzip(b"hostile"));
+    let ldd = Digest::sha256_of(&ld);
+    store.put_blob(&ldd, stream(ld.clone())).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ldd}","size":{}}}]}}"#,
+        mt::OCI_MANIFEST,
+        mt::OCI_CONFIG,
+        config.len(),
+        mt::OCI_LAYER_GZIP,
+        ld.len()
+    );
+    let e = store
+        .put_manifest(
+            "localhost/evil",
+            Some("v1"),
+            manifest.as_bytes(),
+            mt::OCI_MANIFEST,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("not that image's layer"), "{e}");
+    assert_eq!(store.layers(&id).unwrap(), [Digest::sha256_of(&trusted)]);
+    assert!(store.find("localhost/evil:v1").is_err());
+}
