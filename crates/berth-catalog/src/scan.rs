@@ -214,7 +214,7 @@ impl Catalog {
                 let is_image =
                     manifest.config.as_ref().is_some_and(|c| {
                         c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG
-                    }) && !is_sigstore_attachment(&manifest);
+                    }) && !self.is_sigstore_attachment(&manifest);
                 if !is_image {
                     self.record_status(
                         repo,
@@ -341,6 +341,42 @@ impl Catalog {
             .base_image(annotations, &facts.diff_ids)
             .map_err(|e| format!("finding the base image: {e}"))?;
         Ok(inventory)
+    }
+
+    /// A manifest whose layers are all sigstore payloads: an image's signatures, not an
+    /// image (nothing in it to inventory). The media type is the pusher's word: an
+    /// image whose tar layers were so labelled was skipped, out of every scan and
+    /// vulnerability match. So each layer must read as a cosign payload (small JSON
+    /// of that type), which no tar archive does; anything else is scanned, and fails
+    /// visibly on its layers' media type.
+    fn is_sigstore_attachment(&self, m: &Manifest) -> bool {
+        if m.layers.is_empty() || m.layers.len() > MAX_ATTACHMENT_LAYERS {
+            return false;
+        }
+        m.layers.iter().all(|l| {
+            l.media_type == SIGSTORE_PAYLOAD
+                && l.size <= MAX_PAYLOAD_BYTES
+                && self.reads_as_cosign_payload(&l.digest)
+        })
+    }
+
+    fn reads_as_cosign_payload(&self, digest: &Digest) -> bool {
+        let Ok(Some((file, _))) = self.open_blob(digest) else {
+            return false;
+        };
+        let mut bytes = Vec::new();
+        if file
+            .take(MAX_PAYLOAD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .is_err()
+            || bytes.len() as u64 > MAX_PAYLOAD_BYTES
+        {
+            return false;
+        }
+        serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| {
+            v["critical"]["type"] == "cosign container image signature"
+                && v["critical"]["image"]["docker-manifest-digest"].is_string()
+        })
     }
 
     fn read_config(&self, digest: &Digest) -> std::result::Result<ConfigDoc, String> {
@@ -599,11 +635,10 @@ impl Catalog {
 /// `sigstore::PAYLOAD_MEDIA_TYPE`; the catalog does not depend on that crate).
 const SIGSTORE_PAYLOAD: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
-/// A manifest whose layers are all sigstore payloads: an image's signatures, not an
-/// image (nothing in it to inventory).
-fn is_sigstore_attachment(m: &Manifest) -> bool {
-    !m.layers.is_empty() && m.layers.iter().all(|l| l.media_type == SIGSTORE_PAYLOAD)
-}
+/// Layers a sigstore attachment has at most (cosign adds one per signature), and a
+/// payload's size at most (they are a few hundred bytes): the registry's bounds.
+const MAX_ATTACHMENT_LAYERS: usize = 128;
+const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic

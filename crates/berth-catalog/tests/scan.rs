@@ -638,15 +638,39 @@ fn search_hits_carry_the_newest_push_and_whether_a_tagged_image_is_signed() {
         Scanned::Current
     );
     let cfg = reg.blob("team/cosigned", b"{}");
-    let payload = reg.blob("team/cosigned", b"{\"critical\":{}}");
-    let attachment = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
-        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": payload.to_string(), "size": 14,
-            "annotations": {"dev.cosignproject.cosign/signature": "MEUC"}}],
-    }))
+    let payload_bytes = serde_json::to_vec(&json!({"critical": {
+        "identity": {"docker-reference": "localhost/team/cosigned"},
+        "image": {"docker-manifest-digest": other.to_string()},
+        "type": "cosign container image signature"}, "optional": null}))
     .unwrap();
+    let payload = reg.blob("team/cosigned", &payload_bytes);
+    let attachment_of = |layer: &Digest, size: usize| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": layer.to_string(), "size": size,
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUC"}}],
+        }))
+        .unwrap()
+    };
+    // An image whose tar layer is labelled a cosign payload is no attachment: it was
+    // skipped, out of every scan; now it is scanned and fails on the label, visibly.
+    let disguised = attachment_of(&Digest::sha256_of(&layer.1), layer.1.len());
+    let dd = Digest::sha256_of(&disguised);
+    let parsed = berth_image::Manifest::parse(None, &disguised).unwrap();
+    reg.meta
+        .put_manifest(
+            "team/cosigned",
+            &NewManifest::new(dd.clone(), &parsed, disguised),
+            Some("disguised"),
+        )
+        .unwrap();
+    assert!(matches!(
+        cat.scan_manifest("team/cosigned", &dd, false).unwrap(),
+        Scanned::Failed(_)
+    ));
+    let attachment = attachment_of(&payload, payload_bytes.len());
     let ad = Digest::sha256_of(&attachment);
     let parsed = berth_image::Manifest::parse(None, &attachment).unwrap();
     let sig_tag = format!("sha256-{}.sig", other.hex());
