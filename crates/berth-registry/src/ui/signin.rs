@@ -120,6 +120,18 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return too_many(&reg, &v, cookie, next, user, secs);
     }
+    // A wrong password and an unknown user get the same page.
+    let wrong = |cookie| {
+        form_page(
+            &reg,
+            &v,
+            StatusCode::UNAUTHORIZED,
+            cookie,
+            next,
+            user,
+            Some(WRONG.into()),
+        )
+    };
     match login(&reg, user, password, &from).await {
         Ok(Principal::Account(name)) => {
             if let Some(old) = old_session {
@@ -131,15 +143,7 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
                 Err(e) => return failure(&v, ApiError::from(e)),
             };
             let Some(stamp) = stamp else {
-                return form_page(
-                    &reg,
-                    &v,
-                    StatusCode::UNAUTHORIZED,
-                    cookie,
-                    next,
-                    user,
-                    Some(WRONG.into()),
-                );
+                return wrong(cookie);
             };
             let (id, _) = reg.ui.create(&name, &stamp);
             tracing::info!(target: "berth::audit", user = %name, from = %from, "signed in to the web pages");
@@ -156,15 +160,7 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
             );
             finish(resp)
         }
-        Ok(Principal::Anonymous) => form_page(
-            &reg,
-            &v,
-            StatusCode::UNAUTHORIZED,
-            cookie,
-            next,
-            user,
-            Some(WRONG.into()),
-        ),
+        Ok(Principal::Anonymous) => wrong(cookie),
         Err(e) if e.code == Code::TooManyRequests => {
             let secs = e
                 .headers
@@ -174,15 +170,7 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
                 .unwrap_or(60);
             too_many(&reg, &v, cookie, next, user, secs)
         }
-        Err(e) if e.code == Code::Unauthorized => form_page(
-            &reg,
-            &v,
-            StatusCode::UNAUTHORIZED,
-            cookie,
-            next,
-            user,
-            Some(WRONG.into()),
-        ),
+        Err(e) if e.code == Code::Unauthorized => wrong(cookie),
         Err(e) => failure(&v, e),
     }
 }

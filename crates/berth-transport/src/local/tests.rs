@@ -42,18 +42,24 @@ async fn put_config_and_layer(
     let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(layer));
     store.put_blob(&cd, stream(config.clone())).await.unwrap();
     store.put_blob(&ld, stream(layer.to_vec())).await.unwrap();
-    let manifest = format!(
+    let d = store
+        .put_manifest(repo, tag, &manifest_of(&config, layer), mt::OCI_MANIFEST)
+        .unwrap();
+    (cd, d)
+}
+
+/// The manifest of an image of `config` and one gzip `layer`.
+fn manifest_of(config: &[u8], layer: &[u8]) -> Vec<u8> {
+    let (cd, ld) = (Digest::sha256_of(config), Digest::sha256_of(layer));
+    format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ld}","size":{}}}]}}"#,
         mt::OCI_MANIFEST,
         mt::OCI_CONFIG,
         config.len(),
         mt::OCI_LAYER_GZIP,
         layer.len()
-    );
-    let d = store
-        .put_manifest(repo, tag, manifest.as_bytes(), mt::OCI_MANIFEST)
-        .unwrap();
-    (cd, d)
+    )
+    .into_bytes()
 }
 
 fn names(store: &LocalStore, id: &Digest) -> Vec<String> {
@@ -434,24 +440,14 @@ async fn a_held_images_layers_are_replaced_only_by_the_same_content() {
     assert_eq!(same, id);
     assert_eq!(store.layers(&id).unwrap(), [Digest::sha256_of(&trusted)]);
     // Other content under the trusted config: refused, the image kept as it was.
-    let (cd, ld) = (Digest::sha256_of(&config), gzip(b"hostile"));
-    let ldd = Digest::sha256_of(&ld);
-    store.put_blob(&ldd, stream(ld.clone())).await.unwrap();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{ldd}","size":{}}}]}}"#,
-        mt::OCI_MANIFEST,
-        mt::OCI_CONFIG,
-        config.len(),
-        mt::OCI_LAYER_GZIP,
-        ld.len()
-    );
+    let hostile = gzip(b"hostile");
+    store
+        .put_blob(&Digest::sha256_of(&hostile), stream(hostile.clone()))
+        .await
+        .unwrap();
+    let manifest = manifest_of(&config, &hostile);
     let e = store
-        .put_manifest(
-            "localhost/evil",
-            Some("v1"),
-            manifest.as_bytes(),
-            mt::OCI_MANIFEST,
-        )
+        .put_manifest("localhost/evil", Some("v1"), &manifest, mt::OCI_MANIFEST)
         .unwrap_err();
     assert!(e.to_string().contains("not that image's layer"), "{e}");
     assert_eq!(store.layers(&id).unwrap(), [Digest::sha256_of(&trusted)]);
