@@ -420,6 +420,13 @@ impl Registry {
         &self.config
     }
 
+    /// Upload sessions this process holds state for in memory (tests check that
+    /// requests naming no session leave none).
+    #[doc(hidden)]
+    pub fn upload_sessions_in_memory(&self) -> usize {
+        self.uploads.len()
+    }
+
     /// Access control: the store behind `berth registry …` and the token keys.
     pub fn auth(&self) -> &Auth {
         &self.auth

@@ -171,6 +171,11 @@ pub(crate) async fn patch(
     req: Request,
 ) -> ApiResult {
     let (parts, body) = req.into_parts();
+    // A session first: a made-up id must not take a slot (they are kept in memory
+    // until their session ends, which a made-up one never does).
+    if let Err(e) = session(reg, name, id) {
+        return refuse(body, e).await;
+    }
     let slot = reg.uploads.slot(id);
     let _busy = slot.lock().await;
     let opened = (|| {
@@ -227,6 +232,9 @@ pub(crate) async fn finish(
     req: Request,
 ) -> ApiResult {
     let (parts, body) = req.into_parts();
+    if let Err(e) = session(reg, name, id) {
+        return refuse(body, e).await;
+    }
     let slot = reg.uploads.slot(id);
     let _busy = slot.lock().await;
     let opened = (|| {

@@ -56,6 +56,11 @@ impl Sessions {
             .remove(id);
     }
 
+    /// How many sessions this process holds state for.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// True when this process has no state for `id` (so its file is nobody's).
     pub(crate) fn is_idle_orphan(&self, id: &str) -> bool {
         !self

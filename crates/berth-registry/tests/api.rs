@@ -220,6 +220,23 @@ mod uploads {
         (b, d)
     }
 
+    /// Chunks and commits naming no session are refused, and leave no state behind:
+    /// on object storage each made-up id was kept in memory for good.
+    #[tokio::test]
+    async fn made_up_session_ids_leave_nothing_in_memory() {
+        let srv = Server::start().await;
+        let d = sha256(b"x");
+        for i in 0..20 {
+            let id = format!("{}{i}", "z".repeat(1000));
+            let path = format!("/v2/org/app/blobs/uploads/{id}");
+            let resp = send(srv.patch(&path).body("x")).await;
+            expect_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
+            let resp = send(srv.put(&format!("{path}?digest={d}")).body("x")).await;
+            expect_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
+        }
+        assert_eq!(srv.reg.upload_sessions_in_memory(), 0);
+    }
+
     async fn status_range(api: &Api, loc: &str) -> (String, String) {
         let resp = send(api.get(loc)).await;
         let (h, _) = expect_status(resp, 204).await;
