@@ -126,13 +126,22 @@ fn mapped_windows(
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) })
 }
 
+/// `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository, unless
+/// an image under an immutable tag needs it (its tag would stay and never pull again).
 pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, d: &str) -> ApiResult {
     let d = digest(d)?;
     let (repo, d2) = (name.to_string(), d.clone());
-    if reg
-        .blocking(move |r| r.meta.unlink_blob(&repo, &d2))
+    let setting = crate::policy::immutable(reg, name.as_str())?;
+    let guard = setting.clone();
+    let unlinked = reg
+        .blocking(move |r| {
+            Ok::<_, ApiError>(r.meta.unlink_blob_guarded(&repo, &d2, &|tag| {
+                guard.as_ref().is_some_and(|s| s.rule_for(tag).is_some())
+            }))
+        })
         .await?
-    {
+        .map_err(|e| crate::manifests::immutable_error(name, e, setting.as_ref()))?;
+    if unlinked {
         Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
     } else {
         Err(ApiError::new(Code::BlobUnknown).detail(d))

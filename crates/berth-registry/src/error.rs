@@ -218,6 +218,7 @@ impl From<StoreError> for ApiError {
                 .detail(e),
             e @ (StoreError::TagImmutable(_)
             | StoreError::ChildOfImmutable { .. }
+            | StoreError::BlobOfImmutable { .. }
             | StoreError::QuotaExceeded { .. }) => ApiError::new(Code::Denied).message(e),
             other => ApiError::internal(other),
         }

@@ -174,7 +174,7 @@ pub(crate) async fn put(
 
 /// A store error as the API answers it; an immutable tag the store refused to move or
 /// remove names its rule.
-fn immutable_error(
+pub(crate) fn immutable_error(
     name: &RepositoryName,
     e: StoreError,
     setting: Option<&berth_auth::ImmutableRules>,
@@ -186,6 +186,14 @@ fn immutable_error(
         (StoreError::ChildOfImmutable { child, index, tag }, Some(s)) => {
             crate::policy::child_denied(name.as_str(), &child, &index, &tag, s)
         }
+        (
+            StoreError::BlobOfImmutable {
+                blob,
+                manifest,
+                tag,
+            },
+            Some(s),
+        ) => crate::policy::blob_denied(name.as_str(), &blob, &manifest, &tag, s),
         (e, _) => e.into(),
     }
 }

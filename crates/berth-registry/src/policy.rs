@@ -50,6 +50,21 @@ pub(crate) fn child_denied(
     ))
 }
 
+/// A blob an immutable tag's image needs: `403 DENIED`, naming the rule.
+pub(crate) fn blob_denied(
+    repo: &str,
+    blob: &str,
+    manifest: &str,
+    tag: &str,
+    setting: &ImmutableRules,
+) -> ApiError {
+    let (rule, target) = setting.rule_for(tag).unwrap_or(("?", "?"));
+    ApiError::new(Code::Denied).message(format!(
+        "blob {blob} of {repo} is part of manifest {manifest}, whose tag {tag} is immutable \
+         (rule \"{rule}\" on {target})"
+    ))
+}
+
 /// Refuses (`403 DENIED`, naming the quota) a blob of `size` bytes for `repo` when its
 /// namespace has a quota that its usage plus `size` would exceed. A blob the namespace
 /// already links (`digest`, when known) costs nothing. Reads only (index scans), so

@@ -266,10 +266,36 @@ async fn children_of_an_immutably_tagged_index_stay() {
         )
         .await;
     }
-    // Under a mutable tag, or under none, a manifest goes.
+    // Nor does a blob an image under the tag needs (the config of a child two levels
+    // down, the layer they share): its link went, and the collector then took it.
+    for blob in [config_bytes(2), data(7, 1000)] {
+        let d = sha256(&blob);
+        let v = expect_error(
+            send(bob.delete(&format!("/v2/{repo}/blobs/{d}"))).await,
+            403,
+            "DENIED",
+        )
+        .await;
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("blob {d} of {repo} is part of manifest "))
+                && message.ends_with("whose tag v1 is immutable (rule \"v*\" on myorg)"),
+            "{v}"
+        );
+        expect_status(send(bob.get(&format!("/v2/{repo}/blobs/{d}"))).await, 200).await;
+    }
+    // Under a mutable tag, or under none, a manifest goes, and so do blobs.
     for m in [&images[2], &images[3]] {
         expect_status(
             send(bob.delete(&format!("/v2/{repo}/manifests/{}", sha256(m)))).await,
+            202,
+        )
+        .await;
+    }
+    for seed in [3, 4] {
+        let d = sha256(&config_bytes(seed));
+        expect_status(
+            send(bob.delete(&format!("/v2/{repo}/blobs/{d}"))).await,
             202,
         )
         .await;

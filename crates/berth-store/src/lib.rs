@@ -101,6 +101,13 @@ pub enum StoreError {
         index: String,
         tag: String,
     },
+    /// A blob an immutable tag's image needs (see `MetaStore::unlink_blob_guarded`).
+    #[error("blob {blob} is part of manifest {manifest}, which immutable tag {tag} points to")]
+    BlobOfImmutable {
+        blob: String,
+        manifest: String,
+        tag: String,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// Another request on upload session `0` changed it first, or holds part numbers

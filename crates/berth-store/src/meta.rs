@@ -210,7 +210,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Size of the blob if any repository links it.
     fn blob_known(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Removes `repo`'s link to a blob; false when there was none.
-    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.unlink_blob_guarded(repo, digest, &|_| false)
+    }
+    /// [`MetaStore::unlink_blob`], refused ([`crate::StoreError::BlobOfImmutable`]) when
+    /// a manifest of `repo` naming the blob, or an index naming that manifest (at any
+    /// depth), carries a tag that is `immutable`, found in the write transaction: the
+    /// tag would stay and its image never pull again (the collector takes the blob).
+    fn unlink_blob_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<bool>;
 
     /// Stores a manifest (and points `tag` at it), after checking in the same
     /// transaction that everything it references is in the repository.

@@ -639,12 +639,39 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    fn unlink_blob_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<bool> {
         let d = digest.to_string();
         self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
+            for row in db.rows(
+                "WITH RECURSIVE holders(digest) AS (
+                    SELECT manifest_digest FROM manifest_references
+                     WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 0
+                    UNION
+                    SELECT r.manifest_digest FROM manifest_references r
+                      JOIN holders h ON r.child_digest = h.digest
+                     WHERE r.repository_id = $1 AND r.child_is_manifest = 1
+                 )
+                 SELECT t.name, t.manifest_digest FROM holders h
+                   JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = h.digest",
+                &[&id, &d],
+            )? {
+                let (tag, manifest): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+                if immutable(&tag) {
+                    return Err(StoreError::BlobOfImmutable {
+                        blob: d.clone(),
+                        manifest,
+                        tag,
+                    });
+                }
+            }
             Ok(db.exec(
                 "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
                 &[&id, &d],

@@ -472,12 +472,43 @@ impl MetaStore for SqliteMeta {
         .map(|o| o.map(|s| s as u64))
     }
 
-    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    fn unlink_blob_guarded(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + std::marker::Sync),
+    ) -> Result<bool> {
         let d = digest.to_string();
         self.write(|tx| {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(false);
             };
+            {
+                // The manifests naming the blob, and the indexes naming those.
+                let mut st = tx.prepare_cached(
+                    "WITH RECURSIVE holders(digest) AS (
+                         SELECT manifest_digest FROM manifest_references
+                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 0
+                         UNION
+                         SELECT r.manifest_digest FROM manifest_references r
+                           JOIN holders h ON r.child_digest = h.digest
+                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
+                      )
+                      SELECT t.name, t.manifest_digest FROM holders h
+                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = h.digest",
+                )?;
+                let mut rows = st.query(params![id, d])?;
+                while let Some(row) = rows.next()? {
+                    let (tag, manifest): (String, String) = (row.get(0)?, row.get(1)?);
+                    if immutable(&tag) {
+                        return Err(StoreError::BlobOfImmutable {
+                            blob: d.clone(),
+                            manifest,
+                            tag,
+                        });
+                    }
+                }
+            }
             let n = tx
                 .prepare_cached(
                     "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2",

@@ -71,6 +71,24 @@ fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
     assert!(m
         .delete_manifest_guarded("ns/app", &d(2), &|t| t == "v2")
         .unwrap());
+
+    // A blob of an image under an immutable tag, directly or through an index, stays
+    // linked; under a mutable tag it goes.
+    m.link_blob("ns/app", &d(5), 10, &|| true).unwrap();
+    m.put_manifest("ns/app", &manifest(d(6), vec![d(5)], None), None)
+        .unwrap();
+    let mut index = manifest(d(7), vec![], None);
+    index.manifests = vec![d(6)];
+    m.put_manifest("ns/app", &index, Some("v3")).unwrap();
+    let e = m.unlink_blob_guarded("ns/app", &d(5), &|t| t == "v3");
+    assert!(
+        matches!(e, Err(StoreError::BlobOfImmutable { ref tag, ref manifest, .. })
+            if tag == "v3" && *manifest == d(7).to_string()),
+        "{e:?}"
+    );
+    assert!(m.blob_in_repo("ns/app", &d(5)).unwrap().is_some());
+    assert!(m.unlink_blob_guarded("ns/app", &d(5), &|t| t == "v1").unwrap());
+    assert!(m.blob_in_repo("ns/app", &d(5)).unwrap().is_none());
 }
 
 fn usage_counts_each_blob_once_per_namespace(backend: Backend) {
