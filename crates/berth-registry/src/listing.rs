@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_image::{media_type, RepositoryName};
+use berth_image::{media_type, Digest, RepositoryName};
 use serde_json::{json, Map, Value};
 
 use crate::access::{self, Caller};
@@ -158,8 +158,15 @@ pub(crate) fn repositories_where(
     Ok(out)
 }
 
+/// Referrers listed in one answer at most; more are on the pages its `Link` leads to.
+/// With annotations of at most `MAX_REFERRER_ANNOTATIONS` each, a page stays within a
+/// few MiB, where one answer of every referrer (each manifest up to 4 MiB of
+/// annotations) could be gigabytes.
+const REFERRERS_PAGE: usize = 256;
+
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an image index of the manifests
 /// whose subject is `digest`. An unknown digest has no referrers, which is not an error.
+/// Paged as the spec allows: `Link: <…?last=<time>.<digest>>; rel="next"`.
 pub(crate) async fn referrers(
     reg: &Arc<Registry>,
     name: &RepositoryName,
@@ -169,7 +176,43 @@ pub(crate) async fn referrers(
     let subject = digest(d)?;
     let q = query_pairs(query);
     let filter = query_get(&q, "artifactType").filter(|s| !s.is_empty());
-    let rows = reg.meta.referrers(name.as_str(), &subject, filter)?;
+    let after = match query_get(&q, "last") {
+        Some(last) => Some(
+            last.split_once('.')
+                .and_then(|(t, d)| Some((t.parse::<i64>().ok()?, d.parse::<Digest>().ok()?)))
+                .ok_or_else(|| {
+                    ApiError::new(Code::Unsupported)
+                        .status(StatusCode::BAD_REQUEST)
+                        .detail(format!(
+                            "last={last:?} is not where a page of referrers ended"
+                        ))
+                })?,
+        ),
+        None => None,
+    };
+    let mut rows = reg.meta.referrers(
+        name.as_str(),
+        &subject,
+        filter,
+        after.as_ref().map(|(t, d)| (*t, d)),
+        REFERRERS_PAGE + 1,
+    )?;
+    let link = if rows.len() > REFERRERS_PAGE {
+        rows.truncate(REFERRERS_PAGE);
+        rows.last().map(|r| {
+            let mut next = format!(
+                "/v2/{name}/referrers/{subject}?last={}.{}",
+                r.created_at, r.digest
+            );
+            if let Some(t) = filter {
+                let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
+                next.push_str(&format!("&artifactType={t}"));
+            }
+            hv(&format!("<{next}>; rel=\"next\""))
+        })
+    } else {
+        None
+    };
     let manifests: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -194,7 +237,7 @@ pub(crate) async fn referrers(
         "mediaType": media_type::OCI_INDEX,
         "manifests": manifests,
     });
-    let mut resp = json_response(index, media_type::OCI_INDEX, None);
+    let mut resp = json_response(index, media_type::OCI_INDEX, link);
     if filter.is_some() {
         resp.headers_mut().insert(
             "oci-filters-applied",

@@ -1886,6 +1886,61 @@ mod referrers {
         );
     }
 
+    /// Many referrers come a page at a time, each `Link` leading to the next, every
+    /// referrer once; a bad `last` is refused.
+    #[tokio::test]
+    async fn many_referrers_are_paged_by_link() {
+        let srv = Server::start().await;
+        let subject = image(102);
+        let empty = b"{}".to_vec();
+        push_blob(&srv, REPO, &empty).await;
+        let empty_desc = Desc::of(OCI_EMPTY, &empty);
+        let mut pushed = Vec::new();
+        for i in 0..300 {
+            let m = artifact(
+                &empty_desc,
+                &empty_desc,
+                Some(TYPE_A),
+                &subject.desc,
+                Some(&format!("r{i}")),
+            );
+            put_with_subject(&srv, &m, OCI_MANIFEST, &subject.digest).await;
+            pushed.push(m);
+        }
+        let mut seen = Vec::new();
+        let mut next = Some(format!("/v2/{REPO}/referrers/{}", subject.digest));
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            let (h, body) = expect_status(send(srv.get(&path)).await, 200).await;
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let page = v["manifests"].as_array().unwrap();
+            assert!(page.len() <= 256, "{}", page.len());
+            seen.extend(
+                page.iter()
+                    .map(|m| m["digest"].as_str().unwrap().to_string()),
+            );
+            next = header_of(&h, "link").map(|l| {
+                l.trim_start_matches('<')
+                    .split_once(">; rel=\"next\"")
+                    .unwrap()
+                    .0
+                    .to_string()
+            });
+            pages += 1;
+        }
+        assert_eq!(pages, 2);
+        seen.sort();
+        let mut want: Vec<String> = pushed.iter().map(|m| sha256(m)).collect();
+        want.sort();
+        assert_eq!(seen, want);
+        let resp = send(srv.get(&format!(
+            "/v2/{REPO}/referrers/{}?last=nope",
+            subject.digest
+        )))
+        .await;
+        expect_status(resp, 400).await;
+    }
+
     #[tokio::test]
     async fn referrers_are_per_repository() {
         let srv = Server::start().await;

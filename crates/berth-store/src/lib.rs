@@ -28,7 +28,7 @@ mod writer;
 pub use blobs::{BlobStore, BlobWriter, Block, HashState, BLOCK_SIZE};
 pub use meta::{
     BlobUsers, ManifestEntry, MetaChange, MetaStore, NewManifest, Referrer, SignatureAdded,
-    StoredManifest, StoredSignature, Upload, Watch, Watched,
+    StoredManifest, StoredSignature, Upload, Watch, Watched, MAX_REFERRER_ANNOTATIONS,
 };
 pub use object::{Committed, ObjectBlobs, ObjectConfig, ObjectUpload, SessionRow, UploadState};
 pub use postgres::{PgMeta, PgOptions};

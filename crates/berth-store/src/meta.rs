@@ -79,8 +79,16 @@ pub struct Referrer {
     pub media_type: String,
     pub size: u64,
     pub artifact_type: Option<String>,
+    /// The manifest's annotations (JSON), unless longer than
+    /// [`MAX_REFERRER_ANNOTATIONS`]: a listing of many referrers of 4 MiB of
+    /// annotations each would be gigabytes.
     pub annotations: Option<String>,
+    /// Unix seconds it was stored: with the digest, where a page of them ends.
+    pub created_at: i64,
 }
+
+/// The longest annotations (characters of JSON) a referrers listing repeats.
+pub const MAX_REFERRER_ANNOTATIONS: usize = 16 * 1024;
 
 /// A signature kept with a manifest (the registry signature extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,12 +354,16 @@ pub trait MetaStore: Send + Sync + 'static {
     /// tags. (Only retention asks for every tag at once, in the repositories a rule
     /// covers; `tags` pages in name order.)
     fn recent_tags(&self, repo: &str, limit: usize) -> Result<Vec<(String, Digest, i64)>>;
-    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type,
+    /// oldest first: at most `limit`, after `after` (a [`Referrer`]'s `created_at` and
+    /// digest) when given.
     fn referrers(
         &self,
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<(i64, &Digest)>,
+        limit: usize,
     ) -> Result<Vec<Referrer>>;
 
     /// Records upload session `id` (ids are new: creating one that exists changes

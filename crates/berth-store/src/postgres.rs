@@ -35,6 +35,7 @@ use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
 use crate::meta::{
     within_quota, BlobUsers, Counts, Held, ManifestEntry, MetaChange, MetaStore, NewManifest,
     Referrer, SignatureAdded, StoredManifest, StoredSignature, Upload, Watch, Watched,
+    MAX_REFERRER_ANNOTATIONS,
 };
 use crate::{unix_now as now, Result, StoreError};
 
@@ -1115,16 +1116,35 @@ impl MetaStore for PgMeta {
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<(i64, &Digest)>,
+        page: usize,
     ) -> Result<Vec<Referrer>> {
         let s = subject.to_string();
+        let (after_time, after_digest) = match after {
+            Some((t, d)) => (Some(t), Some(d.to_string())),
+            None => (None, None),
+        };
+        let (n, max) = (limit(page), MAX_REFERRER_ANNOTATIONS as i32);
         self.read(|db| {
             db.rows(
-                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type,
+                        CASE WHEN length(m.annotations) <= $7 THEN m.annotations END,
+                        m.created_at
                  FROM repositories r JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = $1 AND m.subject = $2
                    AND ($3::TEXT IS NULL OR m.artifact_type = $3)
-                 ORDER BY m.created_at, m.digest",
-                &[&repo, &s, &artifact_type],
+                   AND ($4::BIGINT IS NULL OR (m.created_at, m.digest) > ($4, $5::TEXT))
+                 ORDER BY m.created_at, m.digest
+                 LIMIT $6",
+                &[
+                    &repo,
+                    &s,
+                    &artifact_type,
+                    &after_time,
+                    &after_digest,
+                    &n,
+                    &max,
+                ],
             )?
             .iter()
             .map(|r| {
@@ -1134,6 +1154,7 @@ impl MetaStore for PgMeta {
                     size: get::<i64>(r, 2)?.max(0) as u64,
                     artifact_type: get(r, 3)?,
                     annotations: get(r, 4)?,
+                    created_at: get(r, 5)?,
                 })
             })
             .collect()

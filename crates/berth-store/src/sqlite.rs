@@ -12,7 +12,7 @@ use berth_image::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::gc::{GcManifest, Graph, RepoGarbage, RepoGraph, Swept};
-use crate::meta::{within_quota, BlobUsers, Held};
+use crate::meta::{within_quota, BlobUsers, Held, MAX_REFERRER_ANNOTATIONS};
 use crate::meta::{
     Counts, ManifestEntry, MetaStore, NewManifest, Referrer, SignatureAdded, StoredManifest,
     StoredSignature, Upload,
@@ -951,24 +951,46 @@ impl MetaStore for SqliteMeta {
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<(i64, &Digest)>,
+        limit: usize,
     ) -> Result<Vec<Referrer>> {
         let s = subject.to_string();
+        let (after_time, after_digest) = match after {
+            Some((t, d)) => (Some(t), Some(d.to_string())),
+            None => (None, None),
+        };
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type,
+                        CASE WHEN length(m.annotations) <= ?7 THEN m.annotations END,
+                        m.created_at
                  FROM repositories r JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
-                 ORDER BY m.created_at, m.digest",
+                   AND (?4 IS NULL OR (m.created_at, m.digest) > (?4, ?5))
+                 ORDER BY m.created_at, m.digest
+                 LIMIT ?6",
             )?;
-            let rows = st.query_map(params![repo, s, artifact_type], |r| {
-                Ok(Referrer {
-                    digest: parse_digest(r.get(0)?)?,
-                    media_type: r.get(1)?,
-                    size: r.get::<_, i64>(2)? as u64,
-                    artifact_type: r.get(3)?,
-                    annotations: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map(
+                params![
+                    repo,
+                    s,
+                    artifact_type,
+                    after_time,
+                    after_digest,
+                    limit as i64,
+                    MAX_REFERRER_ANNOTATIONS as i64
+                ],
+                |r| {
+                    Ok(Referrer {
+                        digest: parse_digest(r.get(0)?)?,
+                        media_type: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        artifact_type: r.get(3)?,
+                        annotations: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )?;
             rows.collect()
         })
     }

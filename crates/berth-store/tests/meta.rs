@@ -87,7 +87,9 @@ fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
         "{e:?}"
     );
     assert!(m.blob_in_repo("ns/app", &d(5)).unwrap().is_some());
-    assert!(m.unlink_blob_guarded("ns/app", &d(5), &|t| t == "v1").unwrap());
+    assert!(m
+        .unlink_blob_guarded("ns/app", &d(5), &|t| t == "v1")
+        .unwrap());
     assert!(m.blob_in_repo("ns/app", &d(5)).unwrap().is_none());
 }
 
@@ -440,10 +442,46 @@ fn referrers_by_subject(backend: Backend) {
     let m = Meta::open(backend, dir.path());
     m.put_manifest("r", &manifest(d(2), vec![], Some(d(1))), None)
         .unwrap();
-    assert_eq!(m.referrers("r", &d(1), None).unwrap().len(), 1);
-    assert_eq!(m.referrers("r", &d(1), Some("t/x")).unwrap().len(), 1);
-    assert_eq!(m.referrers("r", &d(1), Some("t/y")).unwrap().len(), 0);
-    assert_eq!(m.referrers("other", &d(1), None).unwrap().len(), 0);
+    let all = |repo, t| m.referrers(repo, &d(1), t, None, 100).unwrap();
+    assert_eq!(all("r", None).len(), 1);
+    assert_eq!(all("r", Some("t/x")).len(), 1);
+    assert_eq!(all("r", Some("t/y")).len(), 0);
+    assert_eq!(all("other", None).len(), 0);
+    // Pages: oldest first, each after where the last ended; long annotations left out.
+    for n in 3..8 {
+        let mut r = manifest(d(n), vec![], Some(d(1)));
+        r.annotations = Some(if n == 5 {
+            format!(
+                r#"{{"a":"{}"}}"#,
+                "x".repeat(berth_store::MAX_REFERRER_ANNOTATIONS)
+            )
+        } else {
+            r#"{"a":"b"}"#.into()
+        });
+        m.put_manifest("r", &r, None).unwrap();
+    }
+    let every = all("r", None);
+    assert_eq!(every.len(), 6);
+    let mut paged = Vec::new();
+    let mut after: Option<(i64, Digest)> = None;
+    loop {
+        let page = m
+            .referrers("r", &d(1), None, after.as_ref().map(|(t, d)| (*t, d)), 4)
+            .unwrap();
+        after = page.last().map(|r| (r.created_at, r.digest.clone()));
+        let done = page.len() < 4;
+        paged.extend(page);
+        if done {
+            break;
+        }
+    }
+    let digests =
+        |rs: &[berth_store::Referrer]| rs.iter().map(|r| r.digest.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&paged), digests(&every));
+    for r in every.iter().filter(|r| r.digest != d(2)) {
+        let long = r.digest == d(5);
+        assert_eq!(r.annotations.is_none(), long, "{}", r.digest);
+    }
 }
 
 /// The compare-and-set two replicas rely on when chunks of one session reach both;

@@ -70,14 +70,26 @@ impl Served {
             .collect()
     }
 
-    /// The digests of the manifests whose subject is `subject` in `repo`.
+    /// The digests of the manifests whose subject is `subject` in `repo`, page by page.
     pub fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Digest>, TransportError> {
-        Ok(self
-            .meta
-            .referrers(repo, subject, None)?
-            .into_iter()
-            .map(|r| r.digest)
-            .collect())
+        const PAGE: usize = 1000;
+        let mut out = Vec::new();
+        let mut after: Option<(i64, Digest)> = None;
+        loop {
+            let page = self.meta.referrers(
+                repo,
+                subject,
+                None,
+                after.as_ref().map(|(t, d)| (*t, d)),
+                PAGE,
+            )?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|r| (r.created_at, r.digest.clone()));
+            out.extend(page.into_iter().map(|r| r.digest));
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 }
 
