@@ -142,10 +142,17 @@ pub(crate) async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> 
     };
     let label = endpoint.label(&method);
     let (repo, action) = (endpoint.repo(), endpoint.action(&method));
-    let mut resp = authorized(&reg, req, repo, action, |reg, req, caller| async move {
-        route(reg, endpoint, method, req, &caller).await
-    })
-    .await;
+    // A name is checked before it is written into a challenge's scope: a `"` in the
+    // path would add parameters of the client's choosing to the header.
+    let mut resp = match self::repo(repo) {
+        Err(e) => e.into_response(),
+        Ok(_) => {
+            authorized(&reg, req, repo, action, |reg, req, caller| async move {
+                route(reg, endpoint, method, req, &caller).await
+            })
+            .await
+        }
+    };
     resp.extensions_mut().insert(RouteLabel(label));
     resp
 }

@@ -78,6 +78,9 @@ pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> 
         _ => Action::Pull,
     };
     let query = req.uri().query().map(str::to_owned);
+    if let Err(e) = routes::repo(name) {
+        return e.into_response();
+    }
     let (repo_path, name, d) = (name, name.to_owned(), d.to_owned());
     let mut resp =
         authorized(

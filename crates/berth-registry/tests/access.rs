@@ -965,6 +965,26 @@ async fn api_changes_from_another_sites_page_are_refused() {
     expect_status(send(rb).await, 200).await;
 }
 
+/// A name is checked before it goes into a challenge: a `"` in the path (sent raw,
+/// as the http crate takes it) added parameters to the `WWW-Authenticate` header.
+#[tokio::test]
+async fn a_bad_name_is_refused_before_it_reaches_a_challenge() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (srv, _) = registry().await;
+    let mut conn = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let request = format!(
+        "GET /v2/x\",realm=\"https://evil.example/t/manifests/latest HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        srv.addr
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("NAME_INVALID"), "{answer}");
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(!head.contains("evil.example"), "{answer}");
+}
+
 /// The body of an `/api/v1/` error of `status`, as text.
 async fn expect_error_json(resp: reqwest::Response, status: u16) -> String {
     let (_, body) = expect_status(resp, status).await;
