@@ -81,7 +81,9 @@ pub(crate) async fn put(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
-        return Err(too_big());
+        // Read (a bounded part of) what comes, so that the client hears the 413
+        // rather than a connection closed under its upload.
+        return crate::uploads::refuse(req.into_body(), too_big()).await;
     }
     let content_type = req
         .headers()
