@@ -423,6 +423,7 @@ async fn query(reg: &Arc<Registry>, who: &Principal, call: &Call) -> Result<Resp
                 crate::listing::repositories_where(&r, None, MAX_LISTED, |name| {
                     name.contains(&q) && d.level(&w, name).is_some()
                 })
+                .map(|listed| listed.names)
             })
             .await
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?

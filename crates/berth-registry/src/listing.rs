@@ -104,11 +104,24 @@ async fn catalog_page(reg: Arc<Registry>, req: Request) -> ApiResult {
     let r = reg.clone();
     let (repos, link) = reg
         .blocking(move |_| {
-            paginate("/v2/_catalog", n, |limit| {
-                Ok(readable_where(&r, &caller, last.as_deref(), limit, |_| {
-                    true
-                })?)
-            })
+            let mut resume = None;
+            let (repos, link) = paginate("/v2/_catalog", n, |limit| {
+                let listed = readable_where(&r, &caller, last.as_deref(), limit, |_| true)?;
+                resume = listed.resume;
+                Ok(listed.names)
+            })?;
+            // A scan that stopped at its bound: the next page goes on from there,
+            // however few names this one has.
+            let link = link.or_else(|| {
+                resume.map(|after| {
+                    let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+                    let after: String = form_urlencoded::byte_serialize(after.as_bytes()).collect();
+                    hv(&format!(
+                        "</v2/_catalog?n={limit}&last={after}>; rel=\"next\""
+                    ))
+                })
+            });
+            Ok::<_, ApiError>((repos, link))
         })
         .await?;
     Ok(json_response(
@@ -127,35 +140,72 @@ pub(crate) fn readable_where(
     last: Option<&str>,
     limit: usize,
     keep: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, berth_store::StoreError> {
+) -> Result<Listed, berth_store::StoreError> {
     repositories_where(reg, last, limit, |name| {
         keep(name) && caller.level(name).is_some()
     })
 }
 
+/// Repository names a listing found, and where its scan stopped at
+/// [`MAX_SCANNED`] before the end, if it did.
+pub(crate) struct Listed {
+    pub names: Vec<String>,
+    pub resume: Option<String>,
+}
+
+/// Repositories one listing reads at most: a caller who may read few repositories of
+/// many (anonymous, on a registry of few public ones) made each request read them
+/// all.
+const MAX_SCANNED: usize = 50_000;
+
 /// Up to `limit` repositories after `last` that `keep` accepts, in name order. Reads
 /// the store page by page, so that a caller who may read few repositories of many
-/// still gets full pages.
+/// still gets full pages, up to [`MAX_SCANNED`] names.
 pub(crate) fn repositories_where(
     reg: &Registry,
     last: Option<&str>,
     limit: usize,
     keep: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, berth_store::StoreError> {
+) -> Result<Listed, berth_store::StoreError> {
+    scan(
+        |after, n| reg.meta.repositories(after, n),
+        last,
+        limit,
+        keep,
+        MAX_SCANNED,
+    )
+}
+
+/// [`repositories_where`] over pages that `pages(after, n)` reads, at most
+/// `max_scanned` names.
+fn scan<E>(
+    mut pages: impl FnMut(Option<&str>, usize) -> Result<Vec<String>, E>,
+    last: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+    max_scanned: usize,
+) -> Result<Listed, E> {
     const PAGE: usize = 1000;
     let mut out = Vec::new();
     let mut last = last.map(str::to_owned);
+    let mut scanned = 0;
+    let mut resume = None;
     while out.len() < limit {
-        let page = reg.meta.repositories(last.as_deref(), PAGE)?;
+        let page = pages(last.as_deref(), PAGE)?;
         let done = page.len() < PAGE;
+        scanned += page.len();
         last = page.last().cloned();
         out.extend(page.into_iter().filter(|n| keep(n)));
         if done {
             break;
         }
+        if scanned >= max_scanned && out.len() < limit {
+            resume = last;
+            break;
+        }
     }
     out.truncate(limit);
-    Ok(out)
+    Ok(Listed { names: out, resume })
 }
 
 /// Referrers listed in one answer at most; more are on the pages its `Link` leads to.
@@ -245,4 +295,36 @@ pub(crate) async fn referrers(
         );
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_stops_at_its_bound_and_says_where() {
+        let all: Vec<String> = (0..5_500).map(|i| format!("r{i:05}")).collect();
+        let pages = |after: Option<&str>, n: usize| {
+            Ok::<_, ()>(
+                all.iter()
+                    .filter(|r| after.is_none_or(|a| r.as_str() > a))
+                    .take(n)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        // Few readable names: the scan stops after 2,000 and says where.
+        let readable = |n: &str| n.ends_with("999");
+        let first = scan(pages, None, 100, readable, 2_000).unwrap();
+        assert_eq!(first.names, ["r00999", "r01999"]);
+        assert_eq!(first.resume.as_deref(), Some("r01999"));
+        let rest = scan(pages, first.resume.as_deref(), 100, readable, 2_000).unwrap();
+        assert_eq!(rest.names, ["r02999", "r03999"]);
+        let end = scan(pages, rest.resume.as_deref(), 100, readable, 2_000).unwrap();
+        assert_eq!(end.names, ["r04999"]);
+        assert_eq!(end.resume, None, "the end was reached");
+        // A full page needs no resume.
+        let full = scan(pages, None, 3, |_| true, 2_000).unwrap();
+        assert_eq!((full.names.len(), full.resume), (3, None));
+    }
 }

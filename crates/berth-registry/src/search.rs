@@ -89,7 +89,8 @@ async fn answer(reg: Arc<Registry>, req: Request) -> ApiResult {
                     let names = listing::readable_where(&r, &caller, None, limit, |name| {
                         name.to_ascii_lowercase().contains(&query)
                             && !found.iter().any(|(n, _)| n == name)
-                    })?;
+                    })?
+                    .names;
                     found.extend(names.into_iter().map(|n| (n, String::new())));
                 }
                 found.truncate(limit);
