@@ -289,7 +289,7 @@ fn describe(
 /// The entries of an unpacked archive's `manifest.json`.
 fn entries(dir: &Path, archive_path: &Path) -> Result<Vec<Value>, TransportError> {
     let index_path = dir.join("manifest.json");
-    let text = files::read_small(&index_path, files::MAX_SMALL_FILE, files::Links::Refuse)
+    let text = files::read_small(&index_path, files::MAX_SMALL_FILE)
         .map_err(|e| corrupt(archive_path, format!("manifest.json: {e}")))?;
     serde_json::from_slice(&text).map_err(|e| corrupt(archive_path, e))
 }
@@ -315,7 +315,7 @@ fn describe_entry(
         Ok(dir.join(p))
     };
     let config_path = file(&entry["Config"])?;
-    let config = files::read_small(&config_path, files::MAX_CONFIG, files::Links::Refuse)
+    let config = files::read_small(&config_path, files::MAX_CONFIG)
         .map_err(io(&config_path, "reading"))?;
     let config_digest = Digest::sha256_of(&config);
     let mut blobs = vec![(config_digest.clone(), config_path)];

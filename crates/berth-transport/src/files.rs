@@ -22,37 +22,17 @@ pub(crate) const MAX_SMALL_FILE: u64 = 4 * 1024 * 1024;
 /// A config larger than this is not an image config (they are kilobytes).
 pub(crate) const MAX_CONFIG: u64 = 16 << 20;
 
-/// Whether a symbolic link may stand for the file: not in an image's folder (a layout
-/// names its files by digest; a link could lead to any file of the user's), but in a
-/// lookaside store the user keeps.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Links {
-    Refuse,
-    Follow,
-}
-
-/// Opens `path` to read it if it is a regular file: a FIFO would hang the copy, and a
-/// device such as `/dev/zero` never ends.
-pub(crate) fn open_regular(path: &Path, links: Links) -> std::io::Result<std::fs::File> {
+/// Opens `path` to read it if it is a regular file (checked on the file opened, so
+/// after any symbolic link): a FIFO would hang the copy, and a device such as
+/// `/dev/zero` never ends. Links are followed: Bazel's `rules_oci` writes layouts
+/// whose blobs are links, and what a blob holds is checked against its digest where
+/// it lands (a link to a user's file publishes nothing but a digest error).
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut flags = libc::O_NONBLOCK;
-    if links == Links::Refuse {
-        flags |= libc::O_NOFOLLOW;
-    }
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) && links == Links::Refuse {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "a symbolic link, not the file an image folder names",
-                )
-            } else {
-                e
-            }
-        })?;
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     if !f.metadata()?.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -63,12 +43,10 @@ pub(crate) fn open_regular(path: &Path, links: Links) -> std::io::Result<std::fs
 }
 
 /// Reads all of `path`, a regular file of at most `max` bytes ([`open_regular`]).
-pub(crate) fn read_small(path: &Path, max: u64, links: Links) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    open_regular(path, links)?
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
+    open_regular(path)?.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -78,21 +56,19 @@ pub(crate) fn read_small(path: &Path, max: u64, links: Links) -> std::io::Result
     Ok(bytes)
 }
 
-/// Opens a blob file of an image folder (`oci:`, `dir:`) to stream it: a regular
-/// file, not a link.
+/// Opens a blob file of an image folder (`oci:`, `dir:`) to stream it: a regular file.
 pub(crate) async fn open_blob(path: &Path) -> std::io::Result<tokio::fs::File> {
     let p = path.to_path_buf();
-    let f = tokio::task::spawn_blocking(move || open_regular(&p, Links::Refuse))
+    let f = tokio::task::spawn_blocking(move || open_regular(&p))
         .await
         .map_err(std::io::Error::other)??;
     Ok(tokio::fs::File::from_std(f))
 }
 
-/// Reads a manifest of an image folder: a regular file, not a link, of at most
-/// [`MAX_SMALL_FILE`].
+/// Reads a manifest of an image folder: a regular file of at most [`MAX_SMALL_FILE`].
 pub(crate) async fn read_manifest_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || read_small(&p, MAX_SMALL_FILE, Links::Refuse))
+    tokio::task::spawn_blocking(move || read_small(&p, MAX_SMALL_FILE))
         .await
         .map_err(std::io::Error::other)?
 }

@@ -12,7 +12,7 @@ use berth_image::{Digest, Manifest};
 use berth_remote::ByteStream;
 use serde_json::{json, Value};
 
-use crate::files::{self, io, open_blob, read_manifest_file, write_atomic, Links};
+use crate::files::{self, io, open_blob, read_manifest_file, write_atomic};
 use crate::TransportError;
 
 /// The annotation naming an image in a layout.
@@ -38,7 +38,7 @@ impl Layout {
     fn read_index(&self) -> Result<Value, TransportError> {
         let p = self.path.join("index.json");
         // Larger than a manifest's bound: a layout may hold thousands of images.
-        let bytes = files::read_small(&p, 16 * files::MAX_SMALL_FILE, Links::Refuse)
+        let bytes = files::read_small(&p, 16 * files::MAX_SMALL_FILE)
             .map_err(io(&p, "reading"))?;
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| TransportError::Corrupt(format!("{}: {e}", p.display())))?;

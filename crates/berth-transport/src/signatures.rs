@@ -424,7 +424,7 @@ async fn write_attachments(
 /// A signature file, `None` when there is none (the end of a `signature-N` run).
 /// Signatures are small: read whole, on the calling thread.
 fn read_if_there(p: &Path) -> Result<Option<Vec<u8>>, TransportError> {
-    match files::read_small(p, files::MAX_SMALL_FILE, files::Links::Follow) {
+    match files::read_small(p, files::MAX_SMALL_FILE) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(TransportError::Io {

@@ -1390,11 +1390,13 @@ fn copy_between_registries_and_layouts() {
     attempt("a layer blob does not match its digest");
     fs::remove_file(&blob).unwrap();
     attempt("a layer blob is missing");
-    // A link to a file of the user's, or a FIFO, stands for no blob of the layout.
+    // A link to a file of the user's is only bytes of the wrong digest; a FIFO is no
+    // blob (it hung the copy). A link to the right bytes is a blob, as Bazel's
+    // rules_oci writes them.
     let secret = ctx.path("secret.txt");
     fs::write(&secret, b"SECRET").unwrap();
     std::os::unix::fs::symlink(&secret, &blob).unwrap();
-    attempt("a layer blob is a link");
+    attempt("a layer blob is a link to another file");
     fs::remove_file(&blob).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&blob)
@@ -1422,7 +1424,10 @@ fn copy_between_registries_and_layouts() {
         .run_fail();
     assert!(out.stderr.contains("content has digest"), "{}", out.stderr);
     assert!(!recompressed.join("index.json").exists());
-    fs::write(&blob, &good_blob).unwrap();
+    fs::remove_file(&blob).unwrap();
+    let elsewhere = ctx.path("layer-elsewhere");
+    fs::write(&elsewhere, &good_blob).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &blob).unwrap();
     copy(&format!("oci:{}:v1", corrupt.display()), &target, &[]);
 
     ctx.step("a blob served with the wrong digest fails the copy; no manifest is written");
