@@ -245,17 +245,23 @@ impl AuthStore {
         }
     }
 
-    /// When the latest lockout of `account` or `source` that any process started ends
-    /// (unix seconds), if one is still running: replicas count failures each on their
-    /// own, and a lockout one of them starts holds on all.
+    /// When the latest lockout of `account`, `source` or `account` from `source` that any
+    /// process started ends (unix seconds), if one is still running: replicas count
+    /// failures each on their own, and a lockout one of them starts holds on all.
     pub fn shared_lockout(&self, account: &str, source: &str) -> Result<Option<u64>, StoreError> {
         self.read(|tx| {
             tx.query(
                 "SELECT locked_until FROM lockouts
                  WHERE locked_until > ?1
-                   AND ((kind = 'account' AND name = ?2) OR (kind = 'source' AND name = ?3))
+                   AND ((kind = 'account' AND name = ?2) OR (kind = 'source' AND name = ?3)
+                        OR (kind = 'pair' AND name = ?4))
                  ORDER BY locked_until DESC LIMIT 1",
-                &[Arg::Int(now() as i64), account.into(), source.into()],
+                &[
+                    Arg::Int(now() as i64),
+                    account.into(),
+                    source.into(),
+                    crate::Lockout::pair_name(account, source).as_str().into(),
+                ],
             )?
             .first()
             .map(|r| r.int(0).map(|t| t.max(0) as u64))
@@ -263,9 +269,9 @@ impl AuthStore {
         })
     }
 
-    /// Records lockouts (`(kind, name, until)`, `kind` being `account` or `source`,
-    /// `until` unix seconds) for every process to see; a longer one already there
-    /// stays. Ended ones are removed.
+    /// Records lockouts (`(kind, name, until)`, `kind` being `account`, `source` or `pair`
+    /// (named by `Lockout::pair_name`), `until` unix seconds) for every process to see; a
+    /// longer one already there stays. Ended ones are removed.
     pub fn share_lockouts(&self, lockouts: &[(&str, &str, u64)]) -> Result<(), StoreError> {
         self.write_as(false, |tx| -> Result<(), StoreError> {
             tx.exec(

@@ -467,6 +467,15 @@ fn lockouts_are_shared_between_replicas() {
         one.share_lockouts(&[("account", "carol", now - 1)])
             .unwrap();
         assert_eq!(other.shared_lockout("carol", "10.0.0.9").unwrap(), None);
+        // One account from one address: that pair alone.
+        let pair = berth_auth::Lockout::pair_name("dave", "10.0.0.3");
+        one.share_lockouts(&[("pair", &pair, now + 30)]).unwrap();
+        assert_eq!(
+            other.shared_lockout("dave", "10.0.0.3").unwrap(),
+            Some(now + 30)
+        );
+        assert_eq!(other.shared_lockout("erin", "10.0.0.3").unwrap(), None);
+        assert_eq!(other.shared_lockout("dave", "10.0.0.4").unwrap(), None);
     }
     let later = AuthStore::connect(&url).unwrap();
     assert_eq!(

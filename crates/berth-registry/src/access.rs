@@ -217,6 +217,11 @@ pub(crate) async fn login(
                     Lockout::Source { address, for_ } => {
                         (format!("address {address}"), for_.as_secs())
                     }
+                    Lockout::Pair {
+                        name,
+                        address,
+                        for_,
+                    } => (format!("account {name} from {address}"), for_.as_secs()),
                 };
                 tracing::warn!(
                     target: "berth::audit",
@@ -245,6 +250,15 @@ async fn share_lockouts(reg: &Arc<Registry>, lockouts: &[Lockout]) {
         .map(|l| match l {
             Lockout::Account { name, for_ } => ("account", name.clone(), now + for_.as_secs()),
             Lockout::Source { address, for_ } => ("source", address.clone(), now + for_.as_secs()),
+            Lockout::Pair {
+                name,
+                address,
+                for_,
+            } => (
+                "pair",
+                Lockout::pair_name(name, address),
+                now + for_.as_secs(),
+            ),
         })
         .collect();
     let r = reg.clone();

@@ -848,6 +848,7 @@ async fn signatures_follow_the_manifests_access_rules() {
 fn strict_limits() -> berth_auth::LimitsConfig {
     berth_auth::LimitsConfig {
         failures_per_source: 3,
+        accounts_per_source: 3,
         failures_per_account: 100,
         window: Duration::from_secs(60),
         lockout: Duration::from_secs(2),

@@ -315,8 +315,8 @@ fn describe_entry(
         Ok(dir.join(p))
     };
     let config_path = file(&entry["Config"])?;
-    let config = files::read_small(&config_path, files::MAX_CONFIG)
-        .map_err(io(&config_path, "reading"))?;
+    let config =
+        files::read_small(&config_path, files::MAX_CONFIG).map_err(io(&config_path, "reading"))?;
     let config_digest = Digest::sha256_of(&config);
     let mut blobs = vec![(config_digest.clone(), config_path)];
     let mut layers = Vec::new();

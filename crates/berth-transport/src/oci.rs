@@ -38,8 +38,7 @@ impl Layout {
     fn read_index(&self) -> Result<Value, TransportError> {
         let p = self.path.join("index.json");
         // Larger than a manifest's bound: a layout may hold thousands of images.
-        let bytes = files::read_small(&p, 16 * files::MAX_SMALL_FILE)
-            .map_err(io(&p, "reading"))?;
+        let bytes = files::read_small(&p, 16 * files::MAX_SMALL_FILE).map_err(io(&p, "reading"))?;
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| TransportError::Corrupt(format!("{}: {e}", p.display())))?;
         if !v.get("manifests").is_some_and(Value::is_array) {
