@@ -212,7 +212,7 @@ fn scan<E>(
 /// With annotations of at most `MAX_REFERRER_ANNOTATIONS` each, a page stays within a
 /// few MiB, where one answer of every referrer (each manifest up to 4 MiB of
 /// annotations) could be gigabytes.
-const REFERRERS_PAGE: usize = 256;
+const REFERRERS_PAGE: usize = 128;
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an image index of the manifests
 /// whose subject is `digest`. An unknown digest has no referrers, which is not an error.

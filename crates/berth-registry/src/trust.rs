@@ -39,8 +39,9 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 /// can still push 16 signed-looking indexes naming it, but a client that read the
 /// signed index first is served its children from the verdicts it left.
 const MAX_PARENTS: usize = 16;
-/// Children of a signed index whose verdicts are remembered with its own.
-const MAX_REMEMBERED_CHILDREN: usize = 1024;
+/// Children of a signed index whose verdicts are remembered with its own (platforms
+/// and their attestations; more would flush the cache of 10,000 in a few reads).
+const MAX_REMEMBERED_CHILDREN: usize = 64;
 /// Sigstore signatures (layers) looked at on one attachment manifest, and the size
 /// of a payload read, or inflated from a stored OpenPGP signature (payloads are a few
 /// hundred bytes; each read of an unsigned manifest verifies up to 32 of them).

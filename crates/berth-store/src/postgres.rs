@@ -1128,7 +1128,7 @@ impl MetaStore for PgMeta {
         self.read(|db| {
             db.rows(
                 "SELECT m.digest, m.media_type, m.size, m.artifact_type,
-                        CASE WHEN length(m.annotations) <= $7 THEN m.annotations END,
+                        CASE WHEN octet_length(m.annotations) <= $7 THEN m.annotations END,
                         m.created_at
                  FROM repositories r JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = $1 AND m.subject = $2

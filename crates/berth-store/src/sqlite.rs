@@ -962,7 +962,7 @@ impl MetaStore for SqliteMeta {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT m.digest, m.media_type, m.size, m.artifact_type,
-                        CASE WHEN length(m.annotations) <= ?7 THEN m.annotations END,
+                        CASE WHEN length(CAST(m.annotations AS BLOB)) <= ?7 THEN m.annotations END,
                         m.created_at
                  FROM repositories r JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)

@@ -450,13 +450,12 @@ fn referrers_by_subject(backend: Backend) {
     // Pages: oldest first, each after where the last ended; long annotations left out.
     for n in 3..8 {
         let mut r = manifest(d(n), vec![], Some(d(1)));
-        r.annotations = Some(if n == 5 {
-            format!(
-                r#"{{"a":"{}"}}"#,
-                "x".repeat(berth_store::MAX_REFERRER_ANNOTATIONS)
-            )
-        } else {
-            r#"{"a":"b"}"#.into()
+        // Over the bound: in characters, and in bytes alone (two-byte characters).
+        let max = berth_store::MAX_REFERRER_ANNOTATIONS;
+        r.annotations = Some(match n {
+            5 => format!(r#"{{"a":"{}"}}"#, "x".repeat(max)),
+            6 => format!(r#"{{"a":"{}"}}"#, "é".repeat(max / 2 + 1)),
+            _ => r#"{"a":"b"}"#.into(),
         });
         m.put_manifest("r", &r, None).unwrap();
     }
@@ -479,7 +478,7 @@ fn referrers_by_subject(backend: Backend) {
         |rs: &[berth_store::Referrer]| rs.iter().map(|r| r.digest.clone()).collect::<Vec<_>>();
     assert_eq!(digests(&paged), digests(&every));
     for r in every.iter().filter(|r| r.digest != d(2)) {
-        let long = r.digest == d(5);
+        let long = r.digest == d(5) || r.digest == d(6);
         assert_eq!(r.annotations.is_none(), long, "{}", r.digest);
     }
 }
