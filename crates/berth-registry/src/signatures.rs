@@ -20,8 +20,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use berth_auth::Action;
-use berth_image::Digest;
+use berth_auth::{Action, Level};
+use berth_image::{Digest, RepositoryName};
 use berth_store::{SignatureAdded, StoredSignature};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -88,13 +88,16 @@ pub(crate) async fn endpoint(State(reg): State<Arc<Registry>>, req: Request) -> 
             req,
             repo_path,
             action,
-            |reg, req, _caller| async move {
+            |reg, req, caller| async move {
                 let repo = routes::repo(&name)?;
                 let digest = routes::digest(&d)?;
                 match method {
                     Method::GET => list(&reg, repo.as_str(), &digest).await,
                     Method::PUT => put(&reg, repo.as_str(), &digest, req).await,
-                    Method::DELETE => delete(&reg, repo.as_str(), &digest, query).await,
+                    Method::DELETE => {
+                        let admin = caller.level(repo.as_str()) == Some(Level::Admin);
+                        delete(&reg, &repo, &digest, query, admin).await
+                    }
                     _ => Err(ApiError::new(Code::Unsupported)
                         .detail(format!("{method} not allowed here"))),
                 }
@@ -202,13 +205,18 @@ async fn put(reg: &Arc<Registry>, repo: &str, digest: &Digest, req: Request) -> 
 /// Deletes the signature named by `?name=`, or every signature of the manifest:
 /// `202 Accepted` as a manifest `DELETE` answers, `404` when there was none to delete.
 /// A verdict of content trust made from a deleted signature may serve the manifest
-/// for up to a minute more (verdicts are cached).
+/// for up to a minute more (verdicts are cached). Under an immutable tag (on the
+/// manifest or an index naming it) only an `admin` of the repository may: a pusher
+/// could otherwise strip a release of its signatures, which where signatures are
+/// required stops its tag pulling, while an admin can still clear junk a pusher left.
 async fn delete(
     reg: &Arc<Registry>,
-    repo: &str,
+    name: &RepositoryName,
     digest: &Digest,
     query: Option<String>,
+    admin: bool,
 ) -> ApiResult {
+    let repo = name.as_str();
     // A mistyped key must not widen a delete of one signature to all of them.
     let pairs = routes::query_pairs(query.as_deref());
     if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "name") {
@@ -218,16 +226,30 @@ async fn delete(
                 "unknown query parameter {k:?} (name=<signature name> is known)"
             )));
     }
-    let name = routes::query_get(&pairs, "name").map(str::to_owned);
-    if let Some(n) = &name {
+    let signature = routes::query_get(&pairs, "name").map(str::to_owned);
+    if let Some(n) = &signature {
         check_name(n, digest).map_err(|why| ApiError::new(Code::ManifestInvalid).detail(why))?;
     }
-    let (r, d, n) = (repo.to_owned(), digest.clone(), name.clone());
+    let setting = match admin {
+        true => None,
+        false => crate::policy::immutable(reg, repo)?,
+    };
+    let guard = setting.clone();
+    let (r, d, n) = (repo.to_owned(), digest.clone(), signature.clone());
     let deleted = reg
-        .blocking(move |reg| reg.meta.delete_signatures(&r, &d, n.as_deref()))
-        .await?;
+        .blocking(move |reg| {
+            Ok::<_, ApiError>(
+                reg.meta
+                    .delete_signatures_guarded(&r, &d, n.as_deref(), &|tag| {
+                        guard.as_ref().is_some_and(|s| s.rule_for(tag).is_some())
+                    }),
+            )
+        })
+        .await?
+        .map_err(|e| crate::manifests::immutable_error(name, e, setting.as_ref()))?;
     if deleted == 0 {
-        let what = name.map_or_else(|| "no signatures".into(), |n| format!("no signature {n}"));
+        let what =
+            signature.map_or_else(|| "no signatures".into(), |n| format!("no signature {n}"));
         return Err(
             ApiError::new(Code::ManifestUnknown).message(format!("{repo}@{digest} has {what}"))
         );

@@ -284,6 +284,22 @@ async fn children_of_an_immutably_tagged_index_stay() {
         );
         expect_status(send(bob.get(&format!("/v2/{repo}/blobs/{d}"))).await, 200).await;
     }
+    // Nor do its signatures, for a pusher (where signatures are required the tag would
+    // stop pulling); an admin of the repository may still clear them.
+    let child = sha256(&images[0]);
+    let sigs = format!("/extensions/v2/{repo}/signatures/{child}");
+    let signature = json!({
+        "schemaVersion": 2, "name": format!("{child}@0a"), "type": "atomic", "content": "c2ln",
+    });
+    expect_status(send(bob.put(&sigs).json(&signature)).await, 201).await;
+    let v = expect_error(send(bob.delete(&sigs)).await, 403, "DENIED").await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("whose tag v1 is immutable")),
+        "{v}"
+    );
+    expect_status(send(alice.delete(&sigs)).await, 202).await;
     // Under a mutable tag, or under none, a manifest goes, and so do blobs.
     for m in [&images[2], &images[3]] {
         expect_status(

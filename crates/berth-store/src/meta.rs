@@ -314,8 +314,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// signatures when `name` is `None`; how many went. A manifest's signatures are
     /// otherwise kept until the manifest goes: this is how junk ones a pusher stored
     /// (and that fill its slots) are cleared.
-    fn delete_signatures(&self, repo: &str, manifest: &Digest, name: Option<&str>)
-        -> Result<usize>;
+    fn delete_signatures(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        name: Option<&str>,
+    ) -> Result<usize> {
+        self.delete_signatures_guarded(repo, manifest, name, &|_| false)
+    }
+    /// [`MetaStore::delete_signatures`], refused as [`MetaStore::delete_manifest_guarded`]
+    /// refuses when a tag on the manifest, or on an index naming it, is `immutable`: a
+    /// release's signatures go with it or not at all (where signatures are required,
+    /// the tag would stop pulling).
+    fn delete_signatures_guarded(
+        &self,
+        repo: &str,
+        manifest: &Digest,
+        name: Option<&str>,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<usize>;
     /// A pull-through cache's copy of an upstream manifest (and `tag` on it): stored
     /// like [`MetaStore::put_manifest`] but without requiring what it references,
     /// whose bytes the cache fetches when they are first asked for.

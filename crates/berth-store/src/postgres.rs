@@ -189,6 +189,51 @@ impl<C: GenericClient> Db<'_, C> {
         Ok(())
     }
 
+    /// Refuses ([`StoreError::TagImmutable`], [`StoreError::ChildOfImmutable`]) when a
+    /// tag on manifest `d` of repository `id`, or on an index naming it at any depth, is
+    /// `immutable`: what deleting the manifest, or its signatures, must not touch.
+    fn refuse_if_immutable(
+        &mut self,
+        id: i64,
+        d: &str,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<()> {
+        for row in self.rows(
+            "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+            &[&id, &d],
+        )? {
+            let tag: String = get(&row, 0)?;
+            if immutable(&tag) {
+                return Err(StoreError::TagImmutable(tag));
+            }
+        }
+        // Nor a child (at any depth) of an index an immutable tag is on: the collector
+        // would then take that platform's layers from under the tag.
+        for row in self.rows(
+            "WITH RECURSIVE parents(digest) AS (
+                SELECT manifest_digest FROM manifest_references
+                 WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 1
+                UNION
+                SELECT r.manifest_digest FROM manifest_references r
+                  JOIN parents p ON r.child_digest = p.digest
+                 WHERE r.repository_id = $1 AND r.child_is_manifest = 1
+             )
+             SELECT t.name, t.manifest_digest FROM parents p
+               JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = p.digest",
+            &[&id, &d],
+        )? {
+            let (tag, index): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+            if immutable(&tag) {
+                return Err(StoreError::ChildOfImmutable {
+                    child: d.to_string(),
+                    index,
+                    tag,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn repo_id(&mut self, repo: &str) -> Result<Option<i64>> {
         self.row("SELECT id FROM repositories WHERE name = $1", &[&repo])?
             .map(|r| get(&r, 0))
@@ -702,39 +747,7 @@ impl MetaStore for PgMeta {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
-            for row in db.rows(
-                "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
-                &[&id, &d],
-            )? {
-                let tag: String = get(&row, 0)?;
-                if immutable(&tag) {
-                    return Err(StoreError::TagImmutable(tag));
-                }
-            }
-            // Nor a child (at any depth) of an index an immutable tag is on: the
-            // collector would then take that platform's layers from under the tag.
-            for row in db.rows(
-                "WITH RECURSIVE parents(digest) AS (
-                    SELECT manifest_digest FROM manifest_references
-                     WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 1
-                    UNION
-                    SELECT r.manifest_digest FROM manifest_references r
-                      JOIN parents p ON r.child_digest = p.digest
-                     WHERE r.repository_id = $1 AND r.child_is_manifest = 1
-                 )
-                 SELECT t.name, t.manifest_digest FROM parents p
-                   JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = p.digest",
-                &[&id, &d],
-            )? {
-                let (tag, index): (String, String) = (get(&row, 0)?, get(&row, 1)?);
-                if immutable(&tag) {
-                    return Err(StoreError::ChildOfImmutable {
-                        child: d.clone(),
-                        index,
-                        tag,
-                    });
-                }
-            }
+            db.refuse_if_immutable(id, &d, immutable)?;
             let deleted = db.delete_manifest_rows(id, &d)? > 0;
             if deleted {
                 let (repository, digest) = (repo.to_string(), digest.clone());
@@ -930,17 +943,19 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn delete_signatures(
+    fn delete_signatures_guarded(
         &self,
         repo: &str,
         manifest: &Digest,
         name: Option<&str>,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<usize> {
         let d = manifest.to_string();
         self.write_in(repo, |db| {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(0);
             };
+            db.refuse_if_immutable(id, &d, immutable)?;
             let n = db.exec(
                 "DELETE FROM signatures WHERE repository_id = $1 AND manifest_digest = $2
                  AND ($3::text IS NULL OR name = $3)",

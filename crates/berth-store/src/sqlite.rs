@@ -82,6 +82,57 @@ fn open_connection(path: &Path) -> Result<Connection> {
 
 pub use berth_sqlite::{connect, Sync};
 
+/// Refuses ([`StoreError::TagImmutable`], [`StoreError::ChildOfImmutable`]) when a tag
+/// on manifest `d` of repository `id`, or on an index naming it at any depth, is
+/// `immutable`: what deleting the manifest, or its signatures, must not touch.
+fn refuse_if_immutable(
+    tx: &Connection,
+    id: i64,
+    d: &str,
+    immutable: &(dyn Fn(&str) -> bool + std::marker::Sync),
+) -> Result<()> {
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT name FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
+        )?;
+        let mut rows = st.query(params![id, d])?;
+        while let Some(row) = rows.next()? {
+            let tag: String = row.get(0)?;
+            if immutable(&tag) {
+                return Err(StoreError::TagImmutable(tag));
+            }
+        }
+    }
+    {
+        // Nor a child (at any depth) of an index an immutable tag is on: the
+        // collector would then take that platform's layers from under the tag.
+        let mut st = tx.prepare_cached(
+            "WITH RECURSIVE parents(digest) AS (
+                         SELECT manifest_digest FROM manifest_references
+                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 1
+                         UNION
+                         SELECT r.manifest_digest FROM manifest_references r
+                           JOIN parents p ON r.child_digest = p.digest
+                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
+                      )
+                      SELECT t.name, t.manifest_digest FROM parents p
+                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = p.digest",
+        )?;
+        let mut rows = st.query(params![id, d])?;
+        while let Some(row) = rows.next()? {
+            let (tag, index): (String, String) = (row.get(0)?, row.get(1)?);
+            if immutable(&tag) {
+                return Err(StoreError::ChildOfImmutable {
+                    child: d.to_string(),
+                    index,
+                    tag,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn repo_id(conn: &Connection, repo: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
         .query_row([repo], |r| r.get(0))
@@ -627,45 +678,7 @@ impl MetaStore for SqliteMeta {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(false);
             };
-            {
-                let mut st = tx.prepare_cached(
-                    "SELECT name FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
-                )?;
-                let mut rows = st.query(params![id, d])?;
-                while let Some(row) = rows.next()? {
-                    let tag: String = row.get(0)?;
-                    if immutable(&tag) {
-                        return Err(StoreError::TagImmutable(tag));
-                    }
-                }
-            }
-            {
-                // Nor a child (at any depth) of an index an immutable tag is on: the
-                // collector would then take that platform's layers from under the tag.
-                let mut st = tx.prepare_cached(
-                    "WITH RECURSIVE parents(digest) AS (
-                         SELECT manifest_digest FROM manifest_references
-                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 1
-                         UNION
-                         SELECT r.manifest_digest FROM manifest_references r
-                           JOIN parents p ON r.child_digest = p.digest
-                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
-                      )
-                      SELECT t.name, t.manifest_digest FROM parents p
-                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = p.digest",
-                )?;
-                let mut rows = st.query(params![id, d])?;
-                while let Some(row) = rows.next()? {
-                    let (tag, index): (String, String) = (row.get(0)?, row.get(1)?);
-                    if immutable(&tag) {
-                        return Err(StoreError::ChildOfImmutable {
-                            child: d.clone(),
-                            index,
-                            tag,
-                        });
-                    }
-                }
-            }
+            refuse_if_immutable(tx, id, &d, immutable)?;
             tx.prepare_cached(
                 "DELETE FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2",
             )?
@@ -802,17 +815,19 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn delete_signatures(
+    fn delete_signatures_guarded(
         &self,
         repo: &str,
         manifest: &Digest,
         name: Option<&str>,
+        immutable: &(dyn Fn(&str) -> bool + std::marker::Sync),
     ) -> Result<usize> {
         let d = manifest.to_string();
         self.write(|tx| {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(0);
             };
+            refuse_if_immutable(tx, id, &d, immutable)?;
             Ok(tx
                 .prepare_cached(
                     "DELETE FROM signatures WHERE repository_id = ?1 AND manifest_digest = ?2
