@@ -245,6 +245,22 @@ impl AuthStore {
         }
     }
 
+    /// The password hash of user or robot `name` in the database now, past the snapshot
+    /// (which may be a moment old): what a web session's stamp is checked against when
+    /// the snapshot disagrees with it.
+    pub fn password_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT password_hash FROM accounts WHERE name = ?1 AND kind <> 'org'",
+                &[name.into()],
+            )?
+            .first()
+            .map(|r| r.opt_text(0))
+            .transpose()
+            .map(Option::flatten)
+        })
+    }
+
     /// When the latest lockout of `account`, `source` or `account` from `source` that any
     /// process started ends (unix seconds), if one is still running: replicas count
     /// failures each on their own, and a lockout one of them starts holds on all.

@@ -605,3 +605,52 @@ async fn repeated_wrong_passwords_lock_the_form_out_as_they_lock_out_token() {
         .unwrap();
     assert_eq!(token.status().as_u16(), 429);
 }
+
+/// An account imported with a bcrypt hash (htpasswd) has it replaced by argon2id at
+/// its first sign-in; its web session is stamped with the hash it has after that, so
+/// the upgrade does not end the session it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_that_upgrades_a_bcrypt_hash_stays_signed_in() {
+    let root = tempfile::tempdir().unwrap();
+    let root_s = root.path().to_str().unwrap();
+    let htpasswd = root.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        "testuser:$2y$05$GJiQmYRK9Q3VjcWg2OCIqulW2UER/ljCldo0ZWAkgagCBaC1X03Ma\n",
+    )
+    .unwrap();
+    registry(
+        root_s,
+        &["user", "import-htpasswd", htpasswd.to_str().unwrap()],
+        "",
+    );
+    let serve = Serve::start(root.path(), &[]).await;
+    let b = Browser::new(&serve.url);
+    let form = b.get("/signin", "").await;
+    let csrf = cookie_value(&form.set_cookie("berth_csrf"));
+    let signed = b
+        .post(
+            "/signin",
+            &[
+                ("username", "testuser"),
+                ("password", "testpass"),
+                ("csrf", &csrf),
+                ("next", "/"),
+            ],
+            &format!("berth_csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let me = format!(
+        "berth_session={}",
+        cookie_value(&signed.set_cookie("berth_session"))
+    );
+    for _ in 0..3 {
+        let html = b.get("/", &me).await.expect(200).to_string();
+        assert!(
+            html.contains(r#"<span id="user">testuser</span>"#),
+            "{html}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

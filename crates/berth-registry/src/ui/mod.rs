@@ -65,9 +65,14 @@ impl Visitor {
         let mut session = csrf::cookie(req.headers(), csrf::SESSION_COOKIE)
             .and_then(|id| reg.ui.get(id).map(|s| (id.to_string(), s)));
         if let Some((id, s)) = &session {
-            // The password changed, or the account is gone (or made again): over.
+            // The password changed, or the account is gone (or made again): over. The
+            // snapshot may be a moment behind the database (a hash upgraded at this
+            // session's sign-in): a difference is read again from the database.
             let (dir, _) = reg.auth.directory().map_err(ApiError::from)?;
-            if session::stamp(&dir, &s.user).as_deref() != Some(s.stamp.as_str()) {
+            let same = |stamp: Option<String>| stamp.as_deref() == Some(s.stamp.as_str());
+            if !same(session::stamp(&dir, &s.user))
+                && !same(session::fresh_stamp(reg.auth.store(), &s.user).map_err(ApiError::from)?)
+            {
                 reg.ui.end(id);
                 session = None;
             }

@@ -31,8 +31,21 @@ pub(crate) fn stamp(dir: &berth_auth::Directory, user: &str) -> Option<String> {
     let account = dir
         .account(user)
         .filter(|a| a.kind != berth_auth::AccountKind::Organization)?;
-    let hash = account.password_hash.as_deref()?;
-    Some(berth_image::Digest::sha256_of(hash.as_bytes()).hex()[..32].to_string())
+    account.password_hash.as_deref().map(stamp_of)
+}
+
+/// The stamp of a password hash.
+pub(crate) fn stamp_of(hash: &str) -> String {
+    berth_image::Digest::sha256_of(hash.as_bytes()).hex()[..32].to_string()
+}
+
+/// The stamp of `user` read from the database itself, past the directory's snapshot:
+/// a sign-in that replaced an imported bcrypt hash may not be in the snapshot yet.
+pub(crate) fn fresh_stamp(
+    store: &berth_auth::AuthStore,
+    user: &str,
+) -> Result<Option<String>, berth_auth::StoreError> {
+    Ok(store.password_hash(user)?.as_deref().map(stamp_of))
 }
 
 /// A random 256-bit value as 64 hex digits: session ids and CSRF tokens.

@@ -137,9 +137,10 @@ pub(crate) async fn submit(State(reg): State<Arc<Registry>>, req: Request) -> Re
             if let Some(old) = old_session {
                 reg.ui.end(&old);
             }
-            // Read after the login, which may have replaced an imported bcrypt hash.
-            let stamp = match reg.auth.directory() {
-                Ok((dir, _)) => session::stamp(&dir, &name),
+            // Read from the database after the login, which may have replaced an
+            // imported bcrypt hash that the directory's snapshot still holds.
+            let stamp = match session::fresh_stamp(reg.auth.store(), &name) {
+                Ok(stamp) => stamp,
                 Err(e) => return failure(&v, ApiError::from(e)),
             };
             let Some(stamp) = stamp else {
