@@ -45,7 +45,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
         );
         r
     };
-    if from_another_site(&parts.method, &parts.headers) {
+    if from_another_site(&parts.method, &parts.uri, &parts.headers) {
         return Err(error(
             StatusCode::FORBIDDEN,
             "a change from another site's page is refused (the API is for clients, not browsers)",
@@ -124,19 +124,24 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response, Response> 
 /// superuser. Browsers say where a request comes from (`Sec-Fetch-Site`, and `Origin`
 /// on every non-GET); command-line clients say neither. Reads are not
 /// counted: another site cannot read their answers.
-fn from_another_site(method: &Method, headers: &HeaderMap) -> bool {
+fn from_another_site(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
     }
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let site = text("sec-fetch-site").is_some_and(|s| !matches!(s, "same-origin" | "none"));
-    let origin = text("origin").is_some_and(|origin| {
-        let host = text("host").unwrap_or_default();
+    // A browser that says where the request comes from is believed; an older one
+    // says it by `Origin` alone, compared with the host asked (HTTP/2 has no `Host`).
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    text("origin").is_some_and(|origin| {
+        let host = text("host")
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default();
         origin
             .split_once("://")
             .is_none_or(|(_, h)| !h.eq_ignore_ascii_case(host))
-    });
-    site || origin
+    })
 }
 
 /// `POST /api/v1/gc` (superusers): retention and one garbage collection now,

@@ -348,12 +348,12 @@ impl Registry {
     ) -> Result<(String, Duration), RemoteError> {
         // A registry reached over TLS whose realm is plain HTTP would have the password
         // sent in the clear.
-        let over_tls = self
-            .state()
-            .base
-            .as_deref()
-            .is_some_and(|b| b.starts_with("https://"));
-        if over_tls && realm.starts_with("http://") && self.options.credentials.is_some() {
+        let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let over_tls = self.state().base.as_deref().and_then(scheme).as_deref() == Some("https");
+        if over_tls
+            && scheme(realm).as_deref() == Some("http")
+            && self.options.credentials.is_some()
+        {
             return Err(RemoteError::Invalid(format!(
                 "{}: its token realm {realm} is plain HTTP; credentials are not sent over it",
                 self.host

@@ -438,15 +438,15 @@ fn read_if_there(p: &Path) -> Result<Option<Vec<u8>>, TransportError> {
 async fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<ImageSignature>, TransportError> {
     let mut out = Vec::new();
     for n in 1.. {
+        let p = dir.join(format!("{prefix}{n}"));
+        let Some(blob) = read_if_there(&p)? else {
+            break;
+        };
         if n > MAX_SIGNATURES {
             return Err(corrupt(&dir.display().to_string())(format!(
                 "more than {MAX_SIGNATURES} signature files"
             )));
         }
-        let p = dir.join(format!("{prefix}{n}"));
-        let Some(blob) = read_if_there(&p)? else {
-            break;
-        };
         out.push(
             ImageSignature::from_blob(&blob)
                 .map_err(|e| corrupt(&p.display().to_string())(e.to_string()))?,

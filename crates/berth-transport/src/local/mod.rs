@@ -386,13 +386,13 @@ impl LocalStore {
         let Some(img) = db::image(&self.conn(), id)? else {
             return Ok(());
         };
-        let held = self.image_manifest(&img)?.layers;
-        if held
-            .iter()
-            .map(|l| &l.digest)
-            .eq(layers.iter().map(|l| &l.digest))
-        {
-            return Ok(());
+        // A held manifest that cannot be read (damaged) does not block the pull that
+        // repairs it; the new layers are checked as for a change.
+        if let Ok(held) = self.image_manifest(&img) {
+            let same = held.layers.iter().map(|l| &l.digest);
+            if same.eq(layers.iter().map(|l| &l.digest)) {
+                return Ok(());
+            }
         }
         let config = self.image_config(id)?;
         let diff_ids = berth_image::diff_ids::diff_ids(&config, layers.len())
