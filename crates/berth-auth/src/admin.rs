@@ -315,6 +315,20 @@ impl Change {
         }
     }
 
+    /// Whether this change is made by an admin of one repository alone (not of its
+    /// namespace, not a superuser, not the operator): what its trust setting is
+    /// marked with (`Directory::trust_for`).
+    fn by_repository_admin(&self, dir: &Directory, actor: &Actor) -> bool {
+        let Change::TrustSet { name, .. } = self else {
+            return false;
+        };
+        let who = &actor.principal;
+        !actor.local
+            && !dir.is_superuser(who)
+            && name.contains('/')
+            && dir.namespace_level(who, namespace_of(name)) != Some(Level::Admin)
+    }
+
     /// A one-line description without secrets, for messages and the audit log.
     pub fn describe(&self) -> String {
         match self {
@@ -441,8 +455,10 @@ impl AuthStore {
         self.write(|tx| {
             // Rights as they are now, under the write lock: a concurrent revoke either
             // happened before (and refuses this) or waits for it.
-            change.authorize(&crate::store::read_all(tx)?, actor)?;
-            apply_rows(tx, actor, change, hashed)?;
+            let dir = crate::store::read_all(tx)?;
+            change.authorize(&dir, actor)?;
+            let by_repository_admin = change.by_repository_admin(&dir, actor);
+            apply_rows(tx, actor, change, hashed, by_repository_admin)?;
             rows::record(
                 tx,
                 &actor.principal.to_string(),
@@ -468,6 +484,7 @@ fn apply_rows(
     actor: &Actor,
     change: &Change,
     hashed: Option<&str>,
+    by_repository_admin: bool,
 ) -> Result<(), AdminError> {
     let hashed = || hashed.ok_or_else(|| AdminError::Invalid("no password given".into()));
     match change {
@@ -608,7 +625,7 @@ fn apply_rows(
                 sigstore_keys: sigstore_keys.clone(),
             };
             Trust::parse(&target, *required, keys.clone())?;
-            rows::set_trust(tx, &target, *required, &keys)?;
+            rows::set_trust(tx, &target, *required, &keys, by_repository_admin)?;
         }
         Change::TrustUnset { name } => {
             if !rows::unset_trust(tx, &Target::parse(name)?.to_string())? {
@@ -1035,6 +1052,10 @@ mod tests {
             },
         )
         .unwrap();
+        // An opt-out made while the namespace required nothing does not outlast the
+        // namespace's requirement when it comes (checked below: myorg/app is myorg's).
+        s.apply(&as_user("bob"), &set("myorg/app", false)).unwrap();
+        assert!(!s.directory().unwrap().trust_for("myorg/app").unwrap().required);
         s.apply(&as_user("alice"), &set("myorg", true)).unwrap();
         // ...but may not lift (or rekey) the namespace's requirement for it.
         for required in [false, true] {

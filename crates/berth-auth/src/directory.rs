@@ -172,6 +172,8 @@ pub struct Directory {
     pub(crate) visibility: HashMap<String, Visibility>,
     /// namespace or repository -> its content trust setting.
     pub(crate) trust: HashMap<String, Arc<Trust>>,
+    /// Repository trust settings set by an admin of the repository alone.
+    pub(crate) trust_by_repository_admin: std::collections::HashSet<String>,
     /// namespace or repository -> its immutable tag patterns.
     pub(crate) immutable: HashMap<String, Arc<ImmutableTags>>,
     /// namespace or repository -> its retention rule.
@@ -265,10 +267,22 @@ impl Directory {
     /// The content trust setting in force for repository `repo`: its own, else its
     /// namespace's (the most specific wins, so a repository may opt out of, or tighten,
     /// what its namespace requires: where it requires signatures, by its admins alone).
+    ///
+    /// A repository's own setting made by an admin of the repository alone never
+    /// overrides a namespace that requires signatures, whichever came first: it would
+    /// lift the requirement or swap the keys the organization trusts.
     pub fn trust_for(&self, repo: &str) -> Option<&Arc<Trust>> {
-        self.trust
-            .get(repo)
-            .or_else(|| self.trust.get(namespace_of(repo)))
+        let namespace = self.trust.get(namespace_of(repo));
+        match self.trust.get(repo) {
+            Some(_)
+                if self.trust_by_repository_admin.contains(repo)
+                    && namespace.is_some_and(|t| t.required) =>
+            {
+                namespace
+            }
+            Some(own) => Some(own),
+            None => namespace,
+        }
     }
 
     /// The setting made on `target` itself (a namespace or a repository).

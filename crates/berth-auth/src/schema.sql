@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS trust_settings (
     created_at    INTEGER NOT NULL
 );
 
+-- Trust settings of a repository set by an admin of that repository alone (not of its
+-- namespace): they never override a namespace that requires signatures. Settings
+-- without a row here were set with the namespace's authority (or before this table).
+CREATE TABLE IF NOT EXISTS trust_by_repository_admin (
+    target     TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+
 -- Immutable tags: tags of a namespace or repository matching one of the patterns never
 -- move to another manifest nor go once pushed.
 CREATE TABLE IF NOT EXISTS immutable_tags (

@@ -457,6 +457,7 @@ const TABLES: &[(&str, &str)] = &[
         "trust_settings",
         "target, required, gpg_keys, sigstore_keys, created_at",
     ),
+    ("trust_by_repository_admin", "target, created_at"),
     ("immutable_tags", "target, patterns, created_at"),
     ("retention", "target, rule, created_at"),
     ("replication_rules", "name, rule, created_at"),
@@ -556,6 +557,9 @@ pub(crate) fn read_all(tx: &mut Tx<'_, '_>) -> Result<Directory, StoreError> {
         let target = r.text(0)?;
         let trust = stored_trust(&target, r.flag(1)?, &r.text(2)?, &r.text(3)?);
         d.trust.insert(target, Arc::new(trust));
+    }
+    for r in tx.query("SELECT target FROM trust_by_repository_admin", &[])? {
+        d.trust_by_repository_admin.insert(r.text(0)?);
     }
     for r in tx.query("SELECT target, patterns FROM immutable_tags", &[])? {
         let target = r.text(0)?;
@@ -739,6 +743,10 @@ pub(crate) mod rows {
             &[name.into(), (&inside).into(), len],
         )?;
         tx.exec(
+            "DELETE FROM trust_by_repository_admin WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
+            &[name.into(), (&inside).into(), len],
+        )?;
+        tx.exec(
             "DELETE FROM immutable_tags WHERE target = ?1 OR substr(target, 1, ?3) = ?2",
             &[name.into(), (&inside).into(), len],
         )?;
@@ -772,11 +780,14 @@ pub(crate) mod rows {
         Ok(())
     }
 
+    /// Sets `target`'s trust setting; `by_repository_admin` when its setter administers
+    /// the repository alone (see `Directory::trust_for`).
     pub fn set_trust(
         tx: &mut Tx<'_, '_>,
         target: &str,
         required: bool,
         keys: &TrustKeys,
+        by_repository_admin: bool,
     ) -> Result<()> {
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let (gpg, sigstore) = (json(&keys.gpg_keys), json(&keys.sigstore_keys));
@@ -793,10 +804,24 @@ pub(crate) mod rows {
                 Arg::Int(now() as i64),
             ],
         )?;
+        tx.exec(
+            "DELETE FROM trust_by_repository_admin WHERE target = ?1",
+            &[target.into()],
+        )?;
+        if by_repository_admin {
+            tx.exec(
+                "INSERT INTO trust_by_repository_admin (target, created_at) VALUES (?1, ?2)",
+                &[target.into(), Arg::Int(now() as i64)],
+            )?;
+        }
         Ok(())
     }
 
     pub fn unset_trust(tx: &mut Tx<'_, '_>, target: &str) -> Result<bool> {
+        tx.exec(
+            "DELETE FROM trust_by_repository_admin WHERE target = ?1",
+            &[target.into()],
+        )?;
         Ok(tx.exec(
             "DELETE FROM trust_settings WHERE target = ?1",
             &[target.into()],

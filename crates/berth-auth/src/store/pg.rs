@@ -25,7 +25,7 @@ use crate::sql::{Arg, Tx};
 
 const SCHEMA: &str = include_str!("../schema_pg.sql");
 /// The directory schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The advisory lock every directory write takes ("berthaut" in ASCII).
 const WRITE_LOCK: i64 = 0x6265_7274_6861_7574;
 /// The advisory lock of the directory's schema migration.
