@@ -1055,7 +1055,13 @@ mod tests {
         // An opt-out made while the namespace required nothing does not outlast the
         // namespace's requirement when it comes (checked below: myorg/app is myorg's).
         s.apply(&as_user("bob"), &set("myorg/app", false)).unwrap();
-        assert!(!s.directory().unwrap().trust_for("myorg/app").unwrap().required);
+        assert!(
+            !s.directory()
+                .unwrap()
+                .trust_for("myorg/app")
+                .unwrap()
+                .required
+        );
         s.apply(&as_user("alice"), &set("myorg", true)).unwrap();
         // ...but may not lift (or rekey) the namespace's requirement for it.
         for required in [false, true] {

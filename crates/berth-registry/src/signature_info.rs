@@ -177,9 +177,9 @@ fn key_of(e: &VerifyError) -> Option<String> {
         | VerifyError::SignatureExpired { key_id, .. } => {
             Some(key_id.clone()).filter(|k| k != "(none)")
         }
-        VerifyError::KeyRevoked { fingerprint } | VerifyError::KeyExpired { fingerprint, .. } => {
-            Some(fingerprint.clone())
-        }
+        VerifyError::KeyRevoked { fingerprint }
+        | VerifyError::KeyExpired { fingerprint, .. }
+        | VerifyError::KeyUnusable { fingerprint, .. } => Some(fingerprint.clone()),
         _ => None,
     }
 }

@@ -248,7 +248,7 @@ fn candidates<'a>(
     if !valid(primary) {
         return Err("the certificate is revoked, expired or not self-signed");
     }
-    let primary_signs = openpgp::primary_may_sign(&cert.details);
+    let primary_signs = primary.may_sign;
     if spec.exact {
         let named = ring
             .signers()

@@ -13,11 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgp::armor::Dearmor;
 use pgp::composed::{
-    Message, MessageBuilder, PublicOrSecret, SignedKeyDetails, SignedPublicKey,
-    SignedPublicKeyParser, SignedSecretKey, SignedSecretKeyParser,
+    Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedPublicKeyParser,
+    SignedSecretKey, SignedSecretKeyParser,
 };
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{Packet, PacketParser, Signature, SignatureType};
+use pgp::packet::{Packet, PacketParser, Signature, SignatureType, SubpacketData};
 use pgp::types::{CompressionAlgorithm, KeyDetails, Password, SigningKey, Tag};
 
 /// Payloads are a few hundred bytes; this bounds what a compressed message may inflate to.
@@ -68,6 +68,13 @@ pub enum VerifyError {
         "Invalid GPG signature: the signature by key {key_id} expired at {expired_at} (Unix time)"
     )]
     SignatureExpired { key_id: String, expired_at: u64 },
+    #[error("Invalid GPG signature: key {fingerprint} may not make it: {why}")]
+    KeyUnusable {
+        fingerprint: String,
+        why: &'static str,
+    },
+    #[error("Invalid GPG signature: made with {0}, which is refused as gpg refuses it")]
+    WeakHash(String),
 }
 
 /// An authenticated payload and who signed it.
@@ -93,8 +100,12 @@ pub(crate) struct Signer {
     pub(crate) key_id: String,
     pub(crate) revoked: bool,
     pub(crate) expires: Option<u64>,
-    /// For a primary: it has a valid self-signature (a subkey listed here is bound).
+    /// The certificate has a valid self-signature (a subkey listed here is bound).
     pub(crate) self_signed: bool,
+    /// Its flags let it sign data (a subkey listed here does).
+    pub(crate) may_sign: bool,
+    /// When the key was made (unix seconds): a signature made before cannot be its.
+    pub(crate) created: u64,
 }
 
 /// A set of trusted public keys (certificates), e.g. a policy's `keyPath`s.
@@ -168,22 +179,52 @@ impl Keyring {
     fn add_cert(&mut self, cert: SignedPublicKey) {
         let idx = self.certs.len();
         let primary = &cert.primary_key;
-        let self_sigs = cert
-            .details
-            .users
-            .iter()
-            .flat_map(|u| {
-                u.signatures
-                    .iter()
-                    .filter(|s| s.verify_certification(primary, Tag::UserId, &u.id).is_ok())
-            })
-            .chain(
-                cert.details
-                    .direct_signatures
-                    .iter()
-                    .filter(|s| s.verify_key(primary).is_ok()),
-            );
+        // Self-certifications of user IDs the key still claims (a user ID whose newest
+        // valid self-signature revokes it says nothing of the key: a revocation carries
+        // no expiry, so it had lifted an expired key's expiry), and direct-key
+        // signatures: where the key's expiry and flags are read, as gpg reads them.
+        let is_cert = |s: &Signature| {
+            matches!(
+                s.typ(),
+                Some(
+                    SignatureType::CertGeneric
+                        | SignatureType::CertPersona
+                        | SignatureType::CertCasual
+                        | SignatureType::CertPositive
+                )
+            )
+        };
+        let self_sigs =
+            cert.details
+                .users
+                .iter()
+                .filter_map(|u| {
+                    let valid: Vec<&Signature> = u
+                        .signatures
+                        .iter()
+                        .filter(|s| s.verify_certification(primary, Tag::UserId, &u.id).is_ok())
+                        .collect();
+                    let newest = valid
+                        .iter()
+                        .max_by_key(|s| s.created().map(|t| t.as_secs()));
+                    newest
+                        .is_some_and(|s| is_cert(s))
+                        .then(|| valid.into_iter().filter(|s| is_cert(s)))
+                })
+                .flatten()
+                .chain(cert.details.direct_signatures.iter().filter(|s| {
+                    s.typ() == Some(SignatureType::Key) && s.verify_key(primary).is_ok()
+                }));
         let latest = self_sigs.max_by_key(|s| s.created().map(|t| t.as_secs()));
+        // Without a key-flags subpacket the primary may sign (gpg goes by the
+        // algorithm); with one, only if it says so.
+        let primary_may_sign = latest.is_none_or(|s| {
+            let flagged = s.config().is_some_and(|c| {
+                c.hashed_subpackets()
+                    .any(|p| matches!(p.data, SubpacketData::KeyFlags(_)))
+            });
+            !flagged || s.key_flags().sign()
+        });
         let revoked = cert.details.revocation_signatures.iter().any(|s| {
             s.typ() == Some(SignatureType::KeyRevocation) && s.verify_key(primary).is_ok()
         });
@@ -201,18 +242,26 @@ impl Keyring {
             revoked,
             expires,
             self_signed: latest.is_some(),
+            may_sign: primary_may_sign,
+            created,
         });
         for (i, sub) in cert.public_subkeys.iter().enumerate() {
+            // The newest valid binding says what the subkey is now: an older one that
+            // let it sign does not outlive a newer one that does not.
             let bindings = sub.signatures.iter().filter(|s| {
                 s.typ() == Some(SignatureType::SubkeyBinding)
                     && s.verify_subkey_binding(primary, &sub.key).is_ok()
-                    && s.key_flags().sign()
-                    && s.embedded_signature()
-                        .is_some_and(|b| b.verify_primary_key_binding(&sub.key, primary).is_ok())
             });
             let Some(binding) = bindings.max_by_key(|s| s.created().map(|t| t.as_secs())) else {
-                continue; // not a signing subkey, or not validly bound
+                continue; // not validly bound
             };
+            let signs = binding.key_flags().sign()
+                && binding
+                    .embedded_signature()
+                    .is_some_and(|b| b.verify_primary_key_binding(&sub.key, primary).is_ok());
+            if !signs {
+                continue; // not a signing subkey
+            }
             let sub_revoked = sub.signatures.iter().any(|s| {
                 s.typ() == Some(SignatureType::SubkeyRevocation)
                     && s.verify_subkey_binding(primary, &sub.key).is_ok()
@@ -234,7 +283,9 @@ impl Keyring {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 },
-                self_signed: true,
+                self_signed: latest.is_some(),
+                may_sign: true,
+                created: sub_created,
             });
         }
         self.certs.push(cert);
@@ -382,6 +433,17 @@ fn verify_with(
     let sig = reader
         .signature(0)
         .ok_or_else(|| VerifyError::Malformed("no signature packet".into()))?;
+    // A signature of the data, not a certification or a standalone one over the same
+    // bytes; and not by a hash gpg refuses.
+    if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
+        return Err(VerifyError::Malformed(format!(
+            "a signature of type {:?} is not one of data",
+            sig.typ()
+        )));
+    }
+    if let Some(h @ HashAlgorithm::Md5) = sig.hash_alg() {
+        return Err(VerifyError::WeakHash(format!("{h:?}")));
+    }
     let named_key_id = sig
         .issuer_key_id()
         .first()
@@ -413,6 +475,22 @@ fn verify_with(
         })?;
 
     // Refusals name the key that signed (a subkey's own fingerprint for a subkey).
+    let unusable = |why| VerifyError::KeyUnusable {
+        fingerprint: signer.fingerprint.clone(),
+        why,
+    };
+    if !signer.self_signed {
+        return Err(unusable("its certificate has no valid self-signature"));
+    }
+    if !signer.may_sign {
+        return Err(unusable("its key flags do not let it sign"));
+    }
+    if sig
+        .created()
+        .is_some_and(|t| u64::from(t.as_secs()) < signer.created)
+    {
+        return Err(unusable("the signature is older than the key"));
+    }
     if signer.revoked {
         return Err(VerifyError::KeyRevoked {
             fingerprint: signer.fingerprint.clone(),
@@ -473,7 +551,14 @@ pub fn sign_with_key(
             KeyError::Sign(e.to_string())
         }
     };
-    if primary_may_sign(&secret.details) {
+    // What the certificate says of its primary, read as a verifier reads it.
+    let mut ring = Keyring::default();
+    ring.add_cert(secret.to_public_key());
+    let primary_signs = ring
+        .signers()
+        .iter()
+        .any(|s| s.subkey.is_none() && s.may_sign);
+    if primary_signs {
         secret
             .primary_key
             .unlock(&pw, |_, _| Ok(()))
@@ -507,20 +592,6 @@ pub(crate) fn signed_message(
     builder
         .to_vec(rand08::thread_rng())
         .map_err(|e| KeyError::Sign(e.to_string()))
-}
-
-/// Whether a certificate's primary key may sign data: a self-signature grants it, and
-/// keys without any key flags (old ones) sign with their primary, as gpg lets them.
-pub(crate) fn primary_may_sign(details: &SignedKeyDetails) -> bool {
-    let self_sigs = || {
-        details
-            .users
-            .iter()
-            .flat_map(|u| u.signatures.iter())
-            .chain(details.direct_signatures.iter())
-    };
-    self_sigs().any(|s| s.key_flags().sign())
-        || self_sigs().all(|s| s.key_flags() == Default::default())
 }
 
 fn secret_is_encrypted(k: &SignedSecretKey) -> bool {
@@ -599,6 +670,22 @@ mod tests {
             // A subkey's fingerprint is not a certificate's.
             assert_eq!(ring.user_ids_of(&v.signing_fingerprint).is_empty(), subkey);
         }
+    }
+
+    /// A primary key whose flags say it only certifies does not sign data, as gpg
+    /// refuses it (Wrong key usage).
+    #[test]
+    fn a_certify_only_primary_does_not_sign() {
+        use pgp::composed::{Deserializable, SignedSecretKey};
+        let (secret, public) = testkeys::generate("T <t@example.com>", true);
+        let ring = Keyring::from_bytes(&public).unwrap();
+        let (key, _) = SignedSecretKey::from_armor_single(&secret[..]).unwrap();
+        let by_primary = signed_message(&key.primary_key, Password::empty(), b"p").unwrap();
+        let e = verify(&ring, &by_primary).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::KeyUnusable { why, .. } if why.contains("flags")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -291,6 +291,66 @@ fn expired_key_refused() {
     assert!(openpgp::verify_at(&ring, &sig, before).is_ok());
 }
 
+/// A user ID revoked later carries no expiry: it must not lift the key's (its newest
+/// self-signature was the revocation, and the key's expiry was read from it).
+#[test]
+fn a_revoked_user_id_does_not_lift_the_keys_expiry() {
+    let g = Gpg::new();
+    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |offset: u64| format!("{}!", then + offset);
+    let (t0, t1, t2, t3) = (at(0), at(60), at(120), at(180));
+    let k = g.gen_key(
+        "E <e@example.com>",
+        "ed25519",
+        "1d",
+        "",
+        &["--faked-system-time", &t0],
+    );
+    g.ok(
+        &[
+            "--faked-system-time",
+            &t1,
+            "--quick-add-uid",
+            &k,
+            "Old <old@example.com>",
+        ],
+        b"",
+    );
+    g.ok(
+        &[
+            "--faked-system-time",
+            &t2,
+            "--quick-revuid",
+            &k,
+            "Old <old@example.com>",
+        ],
+        b"",
+    );
+    let sig = g.sign(&k, &payload(), &["--faked-system-time", &t3]);
+    let err = openpgp::verify(&keyring(&g, &[&k]), &sig).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if *fingerprint == k),
+        "{err}"
+    );
+}
+
+/// gpg refuses MD5 data signatures ("signatures using the MD5 algorithm are
+/// rejected"), and so does berth; SHA-1 ones gpg 2.2 still accepts, and so does berth.
+#[test]
+fn md5_signatures_refused_sha1_accepted() {
+    let g = Gpg::new();
+    let k = g.gen_key("R <r@example.com>", "rsa2048", "never", "", &[]);
+    let ring = keyring(&g, &[&k]);
+    let md5 = g.sign(&k, &payload(), &["--digest-algo", "MD5"]);
+    let err = openpgp::verify(&ring, &md5).unwrap_err();
+    assert!(matches!(err, VerifyError::WeakHash(_)), "{err}");
+    let sha1 = g.sign(&k, &payload(), &["--digest-algo", "SHA1"]);
+    assert_eq!(openpgp::verify(&ring, &sha1).unwrap().payload, payload());
+}
+
 #[test]
 fn revoked_key_refused() {
     let g = Gpg::new();
