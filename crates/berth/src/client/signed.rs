@@ -286,12 +286,17 @@ fn refusal(policy: &Policy, transport: &str, identity: &str, why: &str) -> anyho
     )
 }
 
-/// A path as policy.json scopes name it: absolute.
+/// A path as policy.json scopes name it: absolute, with `..` and links resolved, as
+/// c/image's `explicitfilepath.ResolvePathToFullyExplicit` makes it (a path not made
+/// yet: its folder resolved, its name kept). `/srv/other/../untrusted`, or a link to
+/// `/srv/untrusted`, was judged by the default instead of `/srv/untrusted`'s scope.
 fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let explicit = std::fs::canonicalize(&abs).ok().or_else(|| {
+        let (parent, name) = (abs.parent()?, abs.file_name()?);
+        Some(std::fs::canonicalize(parent).ok()?.join(name))
+    });
+    explicit.unwrap_or(abs).display().to_string()
 }
 
 /// The transport and identity policy.json decides `name` by; none for the local
@@ -482,6 +487,26 @@ mod tests {
         assert_eq!(id("dir:/srv/x"), Some(("dir", "/srv/x".to_string())));
         assert_eq!(id("oci:/srv/o:v1"), Some(("oci", "/srv/o:v1".to_string())));
         assert_eq!(id("local:alpine"), None);
+    }
+
+    /// A scope names a folder: reached through `..` or a link, the same folder is
+    /// judged by the same scope, as c/image resolves it.
+    #[test]
+    fn a_folder_is_named_by_its_resolved_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir(root.join("untrusted")).unwrap();
+        std::fs::create_dir(root.join("other")).unwrap();
+        std::os::unix::fs::symlink(root.join("untrusted"), root.join("link")).unwrap();
+        let want = Some(("dir", root.join("untrusted").display().to_string()));
+        for path in ["untrusted", "other/../untrusted", "link"] {
+            let name = ImageName::parse(&format!("dir:{}", root.join(path).display())).unwrap();
+            assert_eq!(policy_identity(&name), want, "{path}");
+        }
+        // Not made yet: its folder resolved, its name kept.
+        let name = ImageName::parse(&format!("dir:{}", root.join("link/new").display())).unwrap();
+        let want_new = root.join("untrusted/new").display().to_string();
+        assert_eq!(policy_identity(&name), Some(("dir", want_new)));
     }
 
     #[test]
