@@ -62,6 +62,8 @@ pub enum AuthError {
         registry: String,
         message: String,
     },
+    #[error("credential helper docker-credential-{helper} keeps whole registries, not {key:?}")]
+    NamespacedHelper { helper: String, key: String },
 }
 
 /// A user name and password (or an identity token) for one registry.
@@ -230,13 +232,7 @@ impl AuthFiles {
         global_helpers: &[String],
     ) -> Result<Option<Credentials>, AuthError> {
         validate_key(key)?;
-        let default = [AUTH_FILE_HELPER.to_string()];
-        let global = if global_helpers.is_empty() {
-            &default[..]
-        } else {
-            global_helpers
-        };
-        for g in global {
+        for g in global_or_default(global_helpers).iter() {
             let creds = if g == AUTH_FILE_HELPER {
                 self.credentials_from_files(key)?
             } else {
@@ -275,12 +271,51 @@ impl AuthFiles {
         Ok(None)
     }
 
-    /// `login`: stores `base64(username:password)` under `key` in the primary file,
-    /// replacing that entry and keeping everything else in the file. When the file's
-    /// `credHelpers` has exactly `key` (so never for a namespaced key), the helper stores
-    /// them instead, as in containers/image.
-    pub fn login(&self, key: &str, username: &str, password: &str) -> Result<Stored, AuthError> {
-        validate_key(key)?;
+    /// `login`: stores the credentials where registries.conf's `credential-helpers`
+    /// say, the first that takes them, as containers/image's `SetCredentials` does: for
+    /// `containers-auth.json` (the default), `base64(username:password)` under `key` in
+    /// the primary file, keeping everything else in it, or the helper its `credHelpers`
+    /// names for exactly `key`; for an external helper, that helper (whole registries
+    /// only). A password was written to the file even where the helpers said to keep it
+    /// in a keyring, and reads then skipped the file.
+    pub fn login(
+        &self,
+        key: &str,
+        username: &str,
+        password: &str,
+        global_helpers: &[String],
+    ) -> Result<Stored, AuthError> {
+        let namespaced = validate_key(key)?;
+        let mut last = None;
+        for g in global_or_default(global_helpers).iter() {
+            let stored = if g == AUTH_FILE_HELPER {
+                self.login_to_file(key, username, password)
+            } else if namespaced {
+                Err(AuthError::NamespacedHelper {
+                    helper: g.clone(),
+                    key: key.to_string(),
+                })
+            } else {
+                self.helpers
+                    .store(g, key, username, password)
+                    .map(|()| Stored::Helper(g.clone()))
+            };
+            match stored {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(AuthError::NotLoggedIn {
+            key: key.to_string(),
+        }))
+    }
+
+    fn login_to_file(
+        &self,
+        key: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Stored, AuthError> {
         let path = self.primary()?;
         let mut file = file::read(path)?;
         if let Some(helper) = file.cred_helpers.get(key) {
@@ -299,10 +334,30 @@ impl AuthFiles {
         Ok(Stored::File(path.to_path_buf()))
     }
 
-    /// `logout KEY`: removes the `auths` entry (and erases the host from its helper when
-    /// `credHelpers` names one). [`AuthError::NotLoggedIn`] when neither had anything.
-    pub fn logout(&self, key: &str) -> Result<(), AuthError> {
+    /// `logout KEY`: removes the credentials from every place registries.conf's
+    /// `credential-helpers` name (the primary file's `auths` entry, and the host from
+    /// the helper its `credHelpers` names; each external helper), as containers/image's
+    /// `RemoveAuthentication`. [`AuthError::NotLoggedIn`] when none had anything.
+    pub fn logout(&self, key: &str, global_helpers: &[String]) -> Result<(), AuthError> {
         let namespaced = validate_key(key)?;
+        let mut logged_in = false;
+        for g in global_or_default(global_helpers).iter() {
+            if g == AUTH_FILE_HELPER {
+                logged_in |= self.logout_from_file(key, namespaced)?;
+            } else if !namespaced {
+                logged_in |= self.helpers.erase(g, key)?;
+            }
+        }
+        if logged_in {
+            Ok(())
+        } else {
+            Err(AuthError::NotLoggedIn {
+                key: key.to_string(),
+            })
+        }
+    }
+
+    fn logout_from_file(&self, key: &str, namespaced: bool) -> Result<bool, AuthError> {
         let path = self.primary()?;
         let mut file = file::read(path)?;
         let mut logged_in = false;
@@ -315,19 +370,28 @@ impl AuthFiles {
             logged_in = true;
             file::write_atomic(path, &file)?;
         }
-        if logged_in {
-            Ok(())
-        } else {
-            Err(AuthError::NotLoggedIn {
-                key: key.to_string(),
-            })
-        }
+        Ok(logged_in)
     }
 
-    /// `logout --all`: erases every `credHelpers` host from its helper, then empties
-    /// `auths` and `credHelpers` (lab: skopeo 1.9.3 leaves `{"auths": {}}`). Other
-    /// fields stay.
-    pub fn logout_all(&self) -> Result<(), AuthError> {
+    /// `logout --all`: everywhere registries.conf's `credential-helpers` name, as
+    /// containers/image's `RemoveAllAuthentication`: for the primary file, every
+    /// `credHelpers` host is erased from its helper, then `auths` and `credHelpers` are
+    /// emptied (lab: skopeo 1.9.3 leaves `{"auths": {}}`; other fields stay); an
+    /// external helper erases every registry its `list` names.
+    pub fn logout_all(&self, global_helpers: &[String]) -> Result<(), AuthError> {
+        for g in global_or_default(global_helpers).iter() {
+            if g == AUTH_FILE_HELPER {
+                self.logout_all_from_file()?;
+            } else {
+                for registry in self.helpers.list(g)? {
+                    self.helpers.erase(g, &registry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn logout_all_from_file(&self) -> Result<(), AuthError> {
         let path = self.primary()?;
         let mut file = file::read(path)?;
         for (host, helper) in &file.cred_helpers {
@@ -336,6 +400,15 @@ impl AuthFiles {
         file.auths.clear();
         file.cred_helpers.clear();
         file::write_atomic(path, &file)
+    }
+}
+
+/// registries.conf's `credential-helpers`, or `["containers-auth.json"]` when empty.
+fn global_or_default(global_helpers: &[String]) -> std::borrow::Cow<'_, [String]> {
+    if global_helpers.is_empty() {
+        std::borrow::Cow::Owned(vec![AUTH_FILE_HELPER.to_string()])
+    } else {
+        std::borrow::Cow::Borrowed(global_helpers)
     }
 }
 

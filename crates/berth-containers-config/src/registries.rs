@@ -230,6 +230,12 @@ impl Registries {
         self.short_name_mode
     }
 
+    /// Whether a file set `unqualified-search-registries` (even to `[]`, which says
+    /// that short names are not to be searched).
+    pub fn search_registries_set(&self) -> bool {
+        self.search_origin.is_some()
+    }
+
     /// The global `credential-helpers`; empty means `["containers-auth.json"]` (see
     /// [`crate::auth::AuthFiles::credentials`]).
     pub fn credential_helpers(&self) -> &[String] {

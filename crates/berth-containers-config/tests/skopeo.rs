@@ -11,9 +11,11 @@ fn skopeo_reads_what_berth_writes() {
     let file = t.path().join("containers/auth.json");
     let files = AuthFiles::new(&Env::under(t.path()), Some(&file));
     files
-        .login("127.0.0.1:5999", "berth-user", "pa:ss")
+        .login("127.0.0.1:5999", "berth-user", "pa:ss", &[])
         .unwrap();
-    files.login("other.example", "someone-else", "x").unwrap();
+    files
+        .login("other.example", "someone-else", "x", &[])
+        .unwrap();
 
     let out = match Command::new("skopeo")
         .args(["login", "--get-login", "--authfile"])

@@ -89,6 +89,16 @@ impl CredentialHelpers {
             .is_some())
     }
 
+    /// `list`: the registries the helper holds credentials for.
+    pub fn list(&self, helper: &str) -> Result<Vec<String>, AuthError> {
+        let Some(out) = self.run(helper, "list", "(all)", b"")? else {
+            return Ok(Vec::new());
+        };
+        let held: std::collections::BTreeMap<String, String> =
+            serde_json::from_slice(&out).map_err(|e| helper_error(helper, "(all)", e))?;
+        Ok(held.into_keys().collect())
+    }
+
     /// Runs one action; `Ok(None)` when the helper says it has no credentials.
     fn run(
         &self,

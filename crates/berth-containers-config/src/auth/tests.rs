@@ -34,6 +34,7 @@ get)
   broken.example) echo 'boom'; exit 3 ;;
   *) echo 'credentials not found in native keychain'; exit 1 ;;
   esac ;;
+list) echo '{{"reg.example":"hu","other.example":"ou"}}' ;;
 *) echo "$1 $input" >> {log} ;;
 esac
 "#,
@@ -108,7 +109,7 @@ fn missing_runtime_dir_skips_reads_and_refuses_writes() {
     let files = AuthFiles::new(&env, None);
     assert_eq!(files.chain().len(), 3);
     assert!(matches!(
-        files.login("h.example", "u", "p"),
+        files.login("h.example", "u", "p", &[]),
         Err(AuthError::RuntimeDirMissing { .. })
     ));
 }
@@ -330,7 +331,7 @@ fn login_keeps_unknown_fields_and_writes_podman_format() {
     );
     let files = AuthFiles::new(&Env::under(t.path()), Some(&f));
     assert_eq!(
-        files.login("a.example", "us", "p:w").unwrap(),
+        files.login("a.example", "us", "p:w", &[]).unwrap(),
         Stored::File(f.clone())
     );
     let expected = "{\n\t\"auths\": {\n\t\t\"a.example\": {\n\t\t\t\"auth\": \"dXM6cDp3\"\n\t\t},\n\t\t\"b.example\": {\n\t\t\t\"auth\": \"eDp5\",\n\t\t\t\"email\": \"e@x\"\n\t\t}\n\t},\n\t\"credHelpers\": {\n\t\t\"h.example\": \"pass\"\n\t},\n\t\"psFormat\": \"table\"\n}";
@@ -344,7 +345,7 @@ fn login_creates_private_files() {
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("new/dir/auth.json");
     let files = AuthFiles::new(&Env::under(t.path()), Some(&f));
-    files.login("127.0.0.1:5999", "u", "p").unwrap();
+    files.login("127.0.0.1:5999", "u", "p", &[]).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&f), 0o600);
     assert_eq!(mode(&t.path().join("new")), 0o700);
@@ -371,10 +372,10 @@ fn login_and_logout_go_through_a_configured_helper() {
     };
     let files = AuthFiles::new(&env, Some(&f));
     assert_eq!(
-        files.login("reg.example", "u", "p").unwrap(),
+        files.login("reg.example", "u", "p", &[]).unwrap(),
         Stored::Helper("test".into())
     );
-    files.logout("reg.example").unwrap();
+    files.logout("reg.example", &[]).unwrap();
     let log = std::fs::read_to_string(t.path().join("log")).unwrap();
     assert_eq!(
         log,
@@ -388,9 +389,50 @@ fn login_and_logout_go_through_a_configured_helper() {
     // Helpers hold hosts only: a namespaced key goes to the file (containers/image
     // matches credHelpers against the whole key when writing).
     assert_eq!(
-        files.login("reg.example/ns", "u", "p").unwrap(),
+        files.login("reg.example/ns", "u", "p", &[]).unwrap(),
         Stored::File(f.clone())
     );
+}
+
+/// registries.conf's `credential-helpers` decide where a login goes, as in
+/// containers/image: an external helper first keeps it out of the file (a password
+/// was written there though the configuration said to keep it in a keyring), a
+/// namespaced key goes on to the next in the list, and logout erases everywhere.
+#[test]
+fn registries_conf_helpers_take_logins_and_logouts() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("auth.json");
+    let env = Env {
+        path: Some(fake_helper(t.path())),
+        ..Env::under(t.path())
+    };
+    let files = AuthFiles::new(&env, Some(&f));
+    let only_helper = ["test".to_string()];
+    assert_eq!(
+        files.login("a.example", "u", "p", &only_helper).unwrap(),
+        Stored::Helper("test".into())
+    );
+    assert!(!f.exists(), "nothing written to the file");
+    assert!(matches!(
+        files.login("a.example/ns", "u", "p", &only_helper),
+        Err(AuthError::NamespacedHelper { .. })
+    ));
+    let both = ["test".to_string(), "containers-auth.json".to_string()];
+    assert_eq!(
+        files.login("a.example/ns", "u", "p", &both).unwrap(),
+        Stored::File(f.clone())
+    );
+    files.logout("a.example", &both).unwrap();
+    files.logout_all(&both).unwrap();
+    let log = std::fs::read_to_string(t.path().join("log")).unwrap();
+    assert_eq!(
+        log,
+        "store {\"ServerURL\":\"a.example\",\"Username\":\"u\",\"Secret\":\"p\"}\n\
+         erase a.example\nerase other.example\nerase reg.example\n"
+    );
+    assert!(!std::fs::read_to_string(&f)
+        .unwrap()
+        .contains("a.example/ns"));
 }
 
 #[test]
@@ -402,13 +444,13 @@ fn logout_removes_one_key_or_all() {
         ..Env::under(t.path())
     };
     let files = AuthFiles::new(&env, Some(&f));
-    files.login("a.example", "u", "p").unwrap();
-    files.login("b.example/ns", "u", "p").unwrap();
-    files.logout("a.example").unwrap();
+    files.login("a.example", "u", "p", &[]).unwrap();
+    files.login("b.example/ns", "u", "p", &[]).unwrap();
+    files.logout("a.example", &[]).unwrap();
     assert!(files.find("a.example").unwrap().is_none());
     assert!(files.find("b.example/ns/x").unwrap().is_some());
     assert!(matches!(
-        files.logout("a.example"),
+        files.logout("a.example", &[]),
         Err(AuthError::NotLoggedIn { key }) if key == "a.example"
     ));
 
@@ -416,7 +458,7 @@ fn logout_removes_one_key_or_all() {
     file.cred_helpers.insert("h.example".into(), "test".into());
     file.other.insert("keep".into(), serde_json::json!(1));
     file::write_atomic(&f, &file).unwrap();
-    files.logout_all().unwrap();
+    files.logout_all(&[]).unwrap();
     assert_eq!(
         std::fs::read_to_string(&f).unwrap(),
         "{\n\t\"auths\": {},\n\t\"keep\": 1\n}"
@@ -440,7 +482,7 @@ fn malformed_files_are_errors_naming_the_file() {
         let err = files.find("h.example").unwrap_err();
         assert!(matches!(err, AuthError::Parse { .. }), "{text}: {err}");
         assert!(err.to_string().contains(&*f.to_string_lossy()), "{err}");
-        assert!(files.login("h.example", "u", "p").is_err());
+        assert!(files.login("h.example", "u", "p", &[]).is_err());
     }
     write(&f, r#"{"auths":{"h.example":{"auth":"%%%"}}}"#);
     let files = AuthFiles::new(&Env::under(t.path()), Some(&f));

@@ -91,12 +91,14 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
         };
     }
     let host = key.split('/').next().unwrap_or(&key);
-    // registries.conf's `insecure` for the host, unless --tls-verify says otherwise
-    // (containers/image's CheckAuth reads it the same way).
-    let insecure = config
-        .registries()
-        .find_name(&key)
-        .is_some_and(|r| r.insecure);
+    // registries.conf's entry for the host (not a namespace's: the check is of the
+    // whole host), as containers/image's CheckAuth reads it: a blocked registry is not
+    // sent the password, and `insecure` holds unless --tls-verify says otherwise.
+    let entry = config.registries().find_name(host);
+    if entry.is_some_and(|r| r.blocked) {
+        bail!("registry {host} is blocked in registries.conf");
+    }
+    let insecure = entry.is_some_and(|r| r.insecure);
     let check = |username: &str, password: &str| -> anyhow::Result<()> {
         let reg = Registry::new(
             host,
@@ -149,7 +151,8 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
         bail!("username and password must not be empty");
     }
     check(&username, &password)?;
-    match files.login(&key, &username, &password)? {
+    let helpers = config.registries().credential_helpers();
+    match files.login(&key, &username, &password, helpers)? {
         Stored::File(_) | Stored::Helper(_) => println!("Login Succeeded!"),
     }
     Ok(())
@@ -159,12 +162,12 @@ pub fn logout(a: LogoutArgs) -> anyhow::Result<()> {
     let config = Config::load()?;
     let files = config.auth_files(a.authfile.as_deref());
     if a.all {
-        files.logout_all()?;
+        files.logout_all(config.registries().credential_helpers())?;
         println!("Removed login credentials for all registries");
         return Ok(());
     }
     let key = registry_or_default(a.registry.as_deref(), &config)?;
-    files.logout(&key)?;
+    files.logout(&key, config.registries().credential_helpers())?;
     println!("Removed login credentials for {key}");
     Ok(())
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 
-use berth_containers_config::{AuthFiles, Env, PullSource, Registries};
+use berth_containers_config::{AuthFiles, Env, PullSource, Registries, RegistriesError};
 use berth_image::ImageReference;
 use berth_remote::{Credentials, Options, Registry};
 use clap::Args;
@@ -152,10 +152,18 @@ impl Config {
         flags: &RegistryFlags,
     ) -> anyhow::Result<Registry> {
         let entry = self.registries.find(image);
-        if entry.is_some_and(|r| r.blocked) {
-            bail!("registry {} is blocked in registries.conf", image.domain());
-        }
-        self.client(image, entry.is_some_and(|r| r.insecure), flags)
+        self.client(image, image, entry.is_some_and(|r| r.insecure), flags)
+    }
+
+    /// A client for one of [`Config::read_sources`]: `logical` read from `source` (with
+    /// the source's own `insecure`, and command-line credentials only for its host).
+    pub fn source_client(
+        &self,
+        logical: &ImageReference,
+        source: &PullSource,
+        flags: &RegistryFlags,
+    ) -> anyhow::Result<Registry> {
+        self.client(&source.reference, logical, source.insecure, flags)
     }
 
     /// Where to read `image` (as typed after `docker://`) from, in order: a short name
@@ -176,8 +184,17 @@ impl Config {
                      (host/{typed}) or add an alias in registries.conf"
                 ),
                 Ok(r) if !r.candidates.is_empty() => r.candidates,
-                // No alias and no search registries: docker.io, as docker:// names are.
-                _ => vec![image.clone()],
+                // No alias and no search registries configured anywhere: docker.io, as
+                // docker:// names are. Set to `[]`, or ambiguous under `enforcing`, it
+                // is an error, as in containers/image: falling back would pull from a
+                // registry the administrator never listed.
+                Err(RegistriesError::NoSearchRegistries { .. })
+                    if !self.registries.search_registries_set() =>
+                {
+                    vec![image.clone()]
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => vec![image.clone()],
             }
         };
         let mut sources = Vec::new();
@@ -204,13 +221,13 @@ impl Config {
             // (a 404 there is the same "not found"). Asking first would cost a round
             // trip per image, the price of one more request to a remote registry.
             let (logical, source) = sources.remove(0);
-            let registry = self.client(&source.reference, source.insecure, flags)?;
+            let registry = self.source_client(&logical, &source, flags)?;
             return Ok((logical, registry, source.reference));
         }
         let mut failed = Failures::default();
         for (logical, source) in sources {
+            let registry = self.source_client(&logical, &source, flags)?;
             let r = source.reference;
-            let registry = self.client(&r, source.insecure, flags)?;
             let reference = reference_of(&r);
             match registry
                 .manifest_digest(r.path().as_str(), &reference)
@@ -234,17 +251,27 @@ impl Config {
         Err(failed.into_error(typed))
     }
 
+    /// A client for `image`, the place an image `requested` is read from or written to:
+    /// the same, or a mirror or rewritten location of it. Credentials given on the
+    /// command line are for the registry asked; as containers/image does, they do not
+    /// go to a mirror on another host, which gets those of the auth files for its own
+    /// host. A blocked registry is refused wherever it is reached from.
     fn client(
         &self,
         image: &ImageReference,
+        requested: &ImageReference,
         insecure: bool,
         flags: &RegistryFlags,
     ) -> anyhow::Result<Registry> {
+        if self.registries.find(image).is_some_and(|r| r.blocked) {
+            bail!("registry {} is blocked in registries.conf", image.domain());
+        }
+        let given = image.domain() == requested.domain();
         let credentials = if flags.no_creds {
             None
-        } else if let Some(t) = &flags.registry_token {
+        } else if let (Some(t), true) = (&flags.registry_token, given) {
             Some(Credentials::Token(t.clone()))
-        } else if let Some(c) = &flags.creds {
+        } else if let (Some(c), true) = (&flags.creds, given) {
             let (username, password) = match c.split_once(':') {
                 Some((u, p)) => (u.to_string(), p.to_string()),
                 None => (

@@ -218,7 +218,7 @@ async fn all_tags_of(
 ) -> anyhow::Result<Vec<(ImageReference, Arc<Registry>, ImageReference)>> {
     let mut failed = Failures::default();
     for (logical, source) in config.read_sources(typed, r)? {
-        let registry = Arc::new(config.registry(&source.reference, flags)?);
+        let registry = Arc::new(config.source_client(&logical, &source, flags)?);
         match registry.tags(source.reference.path().as_str()).await {
             Ok(tags) if !tags.is_empty() => {
                 let mut out = Vec::new();
