@@ -232,17 +232,22 @@ impl AuthFiles {
         global_helpers: &[String],
     ) -> Result<Option<Credentials>, AuthError> {
         validate_key(key)?;
+        // A helper that fails does not end the search (as in containers/image): the
+        // next may hold the credentials; its error is the answer only if none does.
+        let mut failed = None;
         for g in global_or_default(global_helpers).iter() {
             let creds = if g == AUTH_FILE_HELPER {
-                self.credentials_from_files(key)?
+                self.credentials_from_files(key)
             } else {
-                self.helpers.get(g, registry_of(key))?
+                self.helpers.get(g, registry_of(key))
             };
-            if creds.is_some() {
-                return Ok(creds);
+            match creds {
+                Ok(Some(c)) => return Ok(Some(c)),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
             }
         }
-        Ok(None)
+        failed.map_or(Ok(None), Err)
     }
 
     /// [`AuthFiles::credentials`] for an image.

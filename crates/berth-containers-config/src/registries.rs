@@ -256,11 +256,15 @@ impl Registries {
     /// The `[[registry]]` whose prefix is the longest match for `name`, a host with
     /// an optional path (`host:5000`, `host/ns`), as containers/image's
     /// `FindRegistry` reads what `login` was given.
+    /// Of equal lengths (`*.example.com` and `q.example.com`), the prefix that sorts
+    /// first wins, as containers/image keeps the first of its sorted list.
     pub fn find_name(&self, name: &str) -> Option<&Registry> {
         self.registries
             .iter()
             .filter(|r| prefix_match(name, &r.prefix).is_some())
-            .max_by_key(|r| r.prefix.len())
+            .max_by(|a, b| {
+                (a.prefix.len().cmp(&b.prefix.len())).then_with(|| b.prefix.cmp(&a.prefix))
+            })
     }
 
     /// Where to pull one image from, in order (`PullSourcesFromReference`): the mirrors

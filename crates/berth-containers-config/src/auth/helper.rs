@@ -109,13 +109,27 @@ impl CredentialHelpers {
     ) -> Result<Option<Vec<u8>>, AuthError> {
         let program = self.find(helper)?;
         let fail = |e: &dyn std::fmt::Display| helper_error(helper, registry, e);
-        let mut child = Command::new(&program)
-            .arg(action)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(&e))?;
+        let spawn = || {
+            Command::new(&program)
+                .arg(action)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // A helper just installed may still be open for writing in a process another
+        // thread forked (ETXTBSY): it is run again a moment later.
+        let mut child = spawn();
+        for _ in 0..5 {
+            match &child {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    child = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = child.map_err(|e| fail(&e))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(input).map_err(|e| fail(&e))?;
         }

@@ -435,6 +435,27 @@ fn registries_conf_helpers_take_logins_and_logouts() {
         .contains("a.example/ns"));
 }
 
+/// A global helper that fails does not end the search: the auth file after it still
+/// answers; the helper's error is the answer only when nothing else has credentials.
+#[test]
+fn a_failing_global_helper_does_not_end_the_search() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("auth.json");
+    let env = Env {
+        path: Some(fake_helper(t.path())),
+        ..Env::under(t.path())
+    };
+    let files = AuthFiles::new(&env, Some(&f));
+    let both = ["test".to_string(), "containers-auth.json".to_string()];
+    assert!(files.credentials("broken.example", &both).is_err());
+    files.login("broken.example", "u", "p", &[]).unwrap();
+    let found = files.credentials("broken.example", &both).unwrap().unwrap();
+    assert_eq!(
+        (found.username.as_str(), found.password.as_str()),
+        ("u", "p")
+    );
+}
+
 #[test]
 fn logout_removes_one_key_or_all() {
     let t = tempfile::tempdir().unwrap();

@@ -473,4 +473,18 @@ fn find_name_matches_what_login_is_given() {
         r.find_name("reg.example/team/app").unwrap().prefix,
         "reg.example/team"
     );
+    // Prefixes of equal length both matching: the one that sorts first, in either
+    // order of the files, as containers/image keeps the first of its sorted list.
+    for text in [
+        "[[registry]]\nlocation = \"q.example.com\"\n\
+         [[registry]]\nprefix = \"*.example.com\"\nblocked = true\n",
+        "[[registry]]\nprefix = \"*.example.com\"\nblocked = true\n\
+         [[registry]]\nlocation = \"q.example.com\"\n",
+    ] {
+        let r = load(text);
+        assert_eq!(
+            r.find_name("q.example.com/x").unwrap().prefix,
+            "*.example.com"
+        );
+    }
 }

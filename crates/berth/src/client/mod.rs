@@ -113,8 +113,9 @@ impl Config {
         Ok(Config { env, registries })
     }
 
-    /// Where TLS material for `host` is: the folder given, else containers/image's
-    /// per-host folders.
+    /// Where TLS material for `host` is: the folder given, else the first of
+    /// containers/image's per-host folders that exists (its `dockerCertDir`: not their
+    /// union, where `/etc`'s client certificate replaced the user's own).
     pub fn cert_dirs(&self, host: &str, explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
         match explicit {
             Some(d) => vec![d.to_path_buf()],
@@ -125,7 +126,7 @@ impl Config {
                 }
                 v.push(self.env.system_path("/etc/containers/certs.d").join(host));
                 v.push(self.env.system_path("/etc/docker/certs.d").join(host));
-                v
+                v.into_iter().find(|d| d.is_dir()).into_iter().collect()
             }
         }
     }
