@@ -194,42 +194,57 @@ impl Keyring {
                 )
             )
         };
-        let self_sigs =
-            cert.details
-                .users
+        let user_latest = cert
+            .details
+            .users
+            .iter()
+            .filter_map(|u| {
+                let valid: Vec<&Signature> = u
+                    .signatures
+                    .iter()
+                    .filter(|s| s.verify_certification(primary, Tag::UserId, &u.id).is_ok())
+                    .collect();
+                let last = valid
+                    .iter()
+                    .max_by_key(|s| s.created().map(|t| t.as_secs()));
+                last.is_some_and(|s| is_cert(s))
+                    .then(|| valid.into_iter().filter(|s| is_cert(s)))
+            })
+            .flatten()
+            .max_by_key(|s| s.created().map(|t| t.as_secs()));
+        let direct: Vec<&Signature> = cert
+            .details
+            .direct_signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::Key) && s.verify_key(primary).is_ok())
+            .collect();
+        let says = |s: &Signature, what: fn(&SubpacketData) -> bool| {
+            s.config()
+                .is_some_and(|c| c.hashed_subpackets().any(|p| what(&p.data)))
+        };
+        // As gpg: a direct-key signature decides the expiry, or the flags, when it says
+        // them (one adding a designated revoker says neither); else the user IDs' newest.
+        let from_direct = |what: fn(&SubpacketData) -> bool| {
+            direct
                 .iter()
-                .filter_map(|u| {
-                    let valid: Vec<&Signature> = u
-                        .signatures
-                        .iter()
-                        .filter(|s| s.verify_certification(primary, Tag::UserId, &u.id).is_ok())
-                        .collect();
-                    let newest = valid
-                        .iter()
-                        .max_by_key(|s| s.created().map(|t| t.as_secs()));
-                    newest
-                        .is_some_and(|s| is_cert(s))
-                        .then(|| valid.into_iter().filter(|s| is_cert(s)))
-                })
-                .flatten()
-                .chain(cert.details.direct_signatures.iter().filter(|s| {
-                    s.typ() == Some(SignatureType::Key) && s.verify_key(primary).is_ok()
-                }));
-        let latest = self_sigs.max_by_key(|s| s.created().map(|t| t.as_secs()));
+                .copied()
+                .filter(|s| says(s, what))
+                .max_by_key(|s| s.created().map(|t| t.as_secs()))
+        };
+        let expiry_sig =
+            from_direct(|d| matches!(d, SubpacketData::KeyExpirationTime(_))).or(user_latest);
+        let flags_sig = from_direct(|d| matches!(d, SubpacketData::KeyFlags(_))).or(user_latest);
+        let self_signed = user_latest.is_some() || !direct.is_empty();
         // Without a key-flags subpacket the primary may sign (gpg goes by the
         // algorithm); with one, only if it says so.
-        let primary_may_sign = latest.is_none_or(|s| {
-            let flagged = s.config().is_some_and(|c| {
-                c.hashed_subpackets()
-                    .any(|p| matches!(p.data, SubpacketData::KeyFlags(_)))
-            });
-            !flagged || s.key_flags().sign()
+        let primary_may_sign = flags_sig.is_none_or(|s| {
+            !says(s, |d| matches!(d, SubpacketData::KeyFlags(_))) || s.key_flags().sign()
         });
         let revoked = cert.details.revocation_signatures.iter().any(|s| {
             s.typ() == Some(SignatureType::KeyRevocation) && s.verify_key(primary).is_ok()
         });
         let created = u64::from(primary.created_at().as_secs());
-        let expires = latest
+        let expires = expiry_sig
             .and_then(Signature::key_expiration_time)
             .map(|d| u64::from(d.as_secs()))
             .filter(|&d| d != 0)
@@ -241,7 +256,7 @@ impl Keyring {
             key_id: hex_upper(primary.legacy_key_id().as_ref()),
             revoked,
             expires,
-            self_signed: latest.is_some(),
+            self_signed,
             may_sign: primary_may_sign,
             created,
         });
@@ -283,7 +298,7 @@ impl Keyring {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 },
-                self_signed: latest.is_some(),
+                self_signed,
                 may_sign: true,
                 created: sub_created,
             });
@@ -551,13 +566,21 @@ pub fn sign_with_key(
             KeyError::Sign(e.to_string())
         }
     };
-    // What the certificate says of its primary, read as a verifier reads it.
+    // The keys that may sign, read as a verifier reads them: a signature made here is
+    // one berth itself accepts (not revoked, not expired, flags that let it sign).
     let mut ring = Keyring::default();
     ring.add_cert(secret.to_public_key());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let usable = |s: &&Signer| {
+        !s.revoked && s.self_signed && s.may_sign && s.expires.is_none_or(|t| t > now)
+    };
     let primary_signs = ring
         .signers()
         .iter()
-        .any(|s| s.subkey.is_none() && s.may_sign);
+        .filter(usable)
+        .any(|s| s.subkey.is_none());
     if primary_signs {
         secret
             .primary_key
@@ -566,10 +589,13 @@ pub fn sign_with_key(
             .map_err(|e| KeyError::Sign(e.to_string()))?;
         return signed_message(&secret.primary_key, pw, payload);
     }
-    let sub = secret
-        .secret_subkeys
+    // The newest usable signing subkey, as gpg chooses.
+    let sub = ring
+        .signers()
         .iter()
-        .find(|s| s.signatures.iter().any(|b| b.key_flags().sign()))
+        .filter(usable)
+        .filter_map(|s| s.subkey.and_then(|i| secret.secret_subkeys.get(i)))
+        .max_by_key(|k| k.key.created_at().as_secs())
         .ok_or_else(|| KeyError::NoSigningKey(fpr.clone()))?;
     sub.key
         .unlock(&pw, |_, _| Ok(()))

@@ -337,6 +337,55 @@ fn a_revoked_user_id_does_not_lift_the_keys_expiry() {
     );
 }
 
+/// A direct-key signature that says neither expiry nor flags (gpg's `addrevoker`
+/// makes one) leaves them to the user ID's self-signature, as gpg reads them: it had
+/// been the newest self-signature, so the key never expired.
+#[test]
+fn a_designated_revoker_does_not_lift_the_keys_expiry() {
+    let g = Gpg::new();
+    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |offset: u64| format!("{}!", then + offset);
+    let (t0, t1, t2) = (at(0), at(60), at(120));
+    let k = g.gen_key(
+        "E <e@example.com>",
+        "ed25519",
+        "1d",
+        "",
+        &["--faked-system-time", &t0],
+    );
+    let revoker = g.gen_key(
+        "R <r@example.com>",
+        "ed25519",
+        "never",
+        "",
+        &["--faked-system-time", &t0],
+    );
+    g.ok(
+        &[
+            "--faked-system-time",
+            &t1,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--command-fd",
+            "0",
+            "--edit-key",
+            &k,
+        ],
+        format!("addrevoker\n{revoker}\ny\nsave\n").as_bytes(),
+    );
+    let sig = g.sign(&k, &payload(), &["--faked-system-time", &t2]);
+    let err = openpgp::verify(&keyring(&g, &[&k]), &sig).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if *fingerprint == k),
+        "{err}"
+    );
+}
+
 /// gpg refuses MD5 data signatures ("signatures using the MD5 algorithm are
 /// rejected"), and so does berth; SHA-1 ones gpg 2.2 still accepts, and so does berth.
 #[test]
