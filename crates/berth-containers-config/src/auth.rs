@@ -346,19 +346,28 @@ impl AuthFiles {
     pub fn logout(&self, key: &str, global_helpers: &[String]) -> Result<(), AuthError> {
         let namespaced = validate_key(key)?;
         let mut logged_in = false;
+        // Every place is tried, whatever one of them answers (a keyring that cannot be
+        // reached must not keep the file's entry), as containers/image does.
+        let mut failed = None;
         for g in global_or_default(global_helpers).iter() {
-            if g == AUTH_FILE_HELPER {
-                logged_in |= self.logout_from_file(key, namespaced)?;
+            let erased = if g == AUTH_FILE_HELPER {
+                self.logout_from_file(key, namespaced)
             } else if !namespaced {
-                logged_in |= self.helpers.erase(g, key)?;
+                self.helpers.erase(g, key)
+            } else {
+                Ok(false)
+            };
+            match erased {
+                Ok(e) => logged_in |= e,
+                Err(e) => failed = Some(e),
             }
         }
-        if logged_in {
-            Ok(())
-        } else {
-            Err(AuthError::NotLoggedIn {
+        match (logged_in, failed) {
+            (true, _) => Ok(()),
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(AuthError::NotLoggedIn {
                 key: key.to_string(),
-            })
+            }),
         }
     }
 
@@ -384,16 +393,25 @@ impl AuthFiles {
     /// emptied (lab: skopeo 1.9.3 leaves `{"auths": {}}`; other fields stay); an
     /// external helper erases every registry its `list` names.
     pub fn logout_all(&self, global_helpers: &[String]) -> Result<(), AuthError> {
+        let mut failed = None;
         for g in global_or_default(global_helpers).iter() {
-            if g == AUTH_FILE_HELPER {
-                self.logout_all_from_file()?;
+            let erased = if g == AUTH_FILE_HELPER {
+                self.logout_all_from_file()
             } else {
-                for registry in self.helpers.list(g)? {
-                    self.helpers.erase(g, &registry)?;
+                match self.helpers.list(g) {
+                    // A helper not installed holds nothing to erase.
+                    Err(AuthError::HelperNotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(held) => held
+                        .iter()
+                        .try_for_each(|r| self.helpers.erase(g, r).map(|_| ())),
                 }
+            };
+            if let Err(e) = erased {
+                failed = Some(e);
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     fn logout_all_from_file(&self) -> Result<(), AuthError> {

@@ -870,7 +870,7 @@ async fn strict_registry() -> Server {
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_lock_the_address_out_with_retry_after() {
+async fn repeated_failed_logins_lock_the_account_out_from_that_address() {
     let srv = strict_registry().await;
     for _ in 0..3 {
         expect_status(send(as_user(&srv, "alice", "wrong").get("/v2/")).await, 401).await;

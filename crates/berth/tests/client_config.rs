@@ -1,8 +1,9 @@
 //! registries.conf as containers/image reads it, where it decides who is sent what:
 //! `short-name-mode = "enforcing"` and an empty search list are errors, not a pull
 //! from docker.io; credentials given on the command line do not go to a mirror on
-//! another host; a blocked registry is not contacted as a mirror, nor sent a password
-//! by `login`. The "registries" here record what they are sent and answer 401.
+//! another host; a blocked registry is not contacted as a mirror (it is skipped), nor
+//! sent a password by `login`. The "registries" here record what they are sent and
+//! answer 401.
 //!
 //! Run with `cargo test -p berth --test client_config`.
 
@@ -121,10 +122,10 @@ fn a_blocked_registry_is_not_contacted_as_a_mirror_nor_sent_a_login() {
              [[registry.mirror]]\nlocation = \"{blocked}\"\ninsecure = true\n"
         ),
     );
-    let out = ctx
-        .berth(&["inspect", "docker://registry.corp.test/app:v1"])
+    // The blocked mirror is skipped, as containers/image skips it, for the registry
+    // itself (which does not resolve here).
+    ctx.berth(&["inspect", "docker://registry.corp.test/app:v1"])
         .run_fail();
-    assert!(out.stderr.contains("blocked"), "{}", out.stderr);
     let out = ctx
         .berth(&[
             "login",

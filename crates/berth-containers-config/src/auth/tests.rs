@@ -454,6 +454,13 @@ fn a_failing_global_helper_does_not_end_the_search() {
         (found.username.as_str(), found.password.as_str()),
         ("u", "p")
     );
+    // Logout goes on past a helper that cannot be run, and so does logout --all.
+    let missing_first = ["nothere".to_string(), "containers-auth.json".to_string()];
+    files.logout("broken.example", &missing_first).unwrap();
+    assert!(files.credentials("broken.example", &[]).unwrap().is_none());
+    files.login("other.example", "u", "p", &[]).unwrap();
+    files.logout_all(&missing_first).unwrap();
+    assert!(files.credentials("other.example", &[]).unwrap().is_none());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use clap::Args;
 
 use super::referrers::copy_referrers;
 use super::signed::{SignFlags, SignedCopy, Trust};
-use super::{reference_of, Config, RegistryFlags};
+use super::{reference_of, Config, RegistryFlags, ShortNames};
 
 // The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 // (A plain comment, not a doc comment: see `Command` in main.rs.)
@@ -323,7 +323,9 @@ pub async fn open_source_named(
     match name {
         ImageName::Docker(r) => {
             let typed = typed.trim_start_matches("docker://");
-            let (logical, registry, at) = config.open_for_read(typed, r, flags).await?;
+            let (logical, registry, at) = config
+                .open_for_read(typed, r, flags, ShortNames::Skopeo)
+                .await?;
             let place = Place::Registry {
                 registry: std::sync::Arc::new(registry),
                 repo: at.path().as_str().to_string(),

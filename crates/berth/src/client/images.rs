@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::copy::{open_source, PlatformFlags};
 use super::signed::{SignatureVerdict, Trust};
-use super::{docker_reference, reference_of, Config, RegistryFlags};
+use super::{docker_reference, reference_of, Config, RegistryFlags, ShortNames};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -106,7 +106,9 @@ impl Inspected {
         Ok(match &name {
             ImageName::Docker(r) => {
                 let typed = a.image.trim_start_matches("docker://");
-                let (logical, reg, at) = config.open_for_read(typed, r, &a.registry).await?;
+                let (logical, reg, at) = config
+                    .open_for_read(typed, r, &a.registry, ShortNames::Skopeo)
+                    .await?;
                 let registry = Arc::new(reg);
                 let repo = at.path().as_str().to_string();
                 Inspected {

@@ -174,6 +174,7 @@ impl Config {
         &self,
         typed: &str,
         image: &ImageReference,
+        rules: ShortNames,
     ) -> anyhow::Result<Vec<(ImageReference, PullSource)>> {
         let candidates = if image.is_qualified() {
             vec![image.clone()]
@@ -185,13 +186,21 @@ impl Config {
                      (host/{typed}) or add an alias in registries.conf"
                 ),
                 Ok(r) if !r.candidates.is_empty() => r.candidates,
-                // No alias and no search registries configured anywhere: docker.io, as
-                // docker:// names are. Set to `[]`, or ambiguous under `enforcing`, it
-                // is an error, as in containers/image: falling back would pull from a
-                // registry the administrator never listed.
-                Err(RegistriesError::NoSearchRegistries { .. })
-                    if !self.registries.search_registries_set() =>
-                {
+                // What registries.conf cannot settle. skopeo never resolves a
+                // `docker://` name: it is docker.io's. podman's commands read no search
+                // list as docker.io too, but one set to `[]`, or several under
+                // `enforcing` without a terminal, is an error, as containers/image's
+                // shortnames.Resolve has it: falling back would pull from a registry
+                // the administrator never listed.
+                Err(
+                    e @ (RegistriesError::NoSearchRegistries { .. }
+                    | RegistriesError::Ambiguous { .. }),
+                ) => {
+                    let unlisted = matches!(e, RegistriesError::NoSearchRegistries { .. })
+                        && !self.registries.search_registries_set();
+                    if rules == ShortNames::Podman && !unlisted {
+                        return Err(e.into());
+                    }
                     vec![image.clone()]
                 }
                 Err(e) => return Err(e.into()),
@@ -215,8 +224,9 @@ impl Config {
         typed: &str,
         image: &ImageReference,
         flags: &RegistryFlags,
+        rules: ShortNames,
     ) -> anyhow::Result<(ImageReference, Registry, ImageReference)> {
-        let mut sources = self.read_sources(typed, image)?;
+        let mut sources = self.read_sources(typed, image, rules)?;
         if sources.len() == 1 {
             // One place to read from: the manifest request that follows answers for it
             // (a 404 there is the same "not found"). Asking first would cost a round
@@ -227,7 +237,15 @@ impl Config {
         }
         let mut failed = Failures::default();
         for (logical, source) in sources {
-            let registry = self.source_client(&logical, &source, flags)?;
+            // A source that cannot be used (a blocked mirror) is skipped for the next,
+            // as containers/image records the attempt and goes on.
+            let registry = match self.source_client(&logical, &source, flags) {
+                Ok(r) => r,
+                Err(e) => {
+                    failed.add(&logical, e);
+                    continue;
+                }
+            };
             let r = source.reference;
             let reference = reference_of(&r);
             match registry
@@ -305,6 +323,16 @@ impl Config {
         };
         Ok(Registry::new(image.domain(), options)?)
     }
+}
+
+/// Whose rules settle a short name that registries.conf cannot (no search list, or
+/// several registries under `enforcing` without a terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortNames {
+    /// skopeo's `docker://NAME`: docker.io's.
+    Skopeo,
+    /// podman's pull, run and build: an error where a search list is set.
+    Podman,
 }
 
 /// Why no candidate of a short name could be read: one error per candidate (its

@@ -19,7 +19,7 @@ use clap::Args;
 use futures_util::StreamExt;
 
 use super::copy::{open_source, PlatformFlags};
-use super::{reference_of, Config, RegistryFlags};
+use super::{reference_of, Config, RegistryFlags, ShortNames};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -88,7 +88,9 @@ async fn open(config: &Config, a: &SbomArgs, name: &ImageName) -> anyhow::Result
     match name {
         ImageName::Docker(r) => {
             let typed = a.image.trim_start_matches("docker://");
-            let (logical, registry, at) = config.open_for_read(typed, r, &a.registry).await?;
+            let (logical, registry, at) = config
+                .open_for_read(typed, r, &a.registry, ShortNames::Skopeo)
+                .await?;
             let place = Place::Registry {
                 registry: Arc::new(registry),
                 repo: at.path().as_str().to_string(),

@@ -14,7 +14,7 @@ use clap::Args;
 
 use crate::client::copy::local_place;
 use crate::client::signed::{SignFlags, SignedCopy, Trust};
-use crate::client::{reference_of, Config, Failures, RegistryFlags};
+use crate::client::{reference_of, Config, Failures, RegistryFlags, ShortNames};
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -101,7 +101,9 @@ pub fn pull(
     super::runtime()?.block_on(async {
         let targets = match all_tags {
             false => {
-                let (logical, registry, at) = config.open_for_read(typed, &r, &o.registry).await?;
+                let (logical, registry, at) = config
+                    .open_for_read(typed, &r, &o.registry, ShortNames::Podman)
+                    .await?;
                 vec![(logical.with_default_tag(), Arc::new(registry), at)]
             }
             true => all_tags_of(&config, typed, &r, &o.registry).await?,
@@ -217,8 +219,14 @@ async fn all_tags_of(
     flags: &RegistryFlags,
 ) -> anyhow::Result<Vec<(ImageReference, Arc<Registry>, ImageReference)>> {
     let mut failed = Failures::default();
-    for (logical, source) in config.read_sources(typed, r)? {
-        let registry = Arc::new(config.source_client(&logical, &source, flags)?);
+    for (logical, source) in config.read_sources(typed, r, ShortNames::Podman)? {
+        let registry = match config.source_client(&logical, &source, flags) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                failed.add(&logical, e);
+                continue;
+            }
+        };
         match registry.tags(source.reference.path().as_str()).await {
             Ok(tags) if !tags.is_empty() => {
                 let mut out = Vec::new();
