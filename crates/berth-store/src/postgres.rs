@@ -209,20 +209,7 @@ impl<C: GenericClient> Db<'_, C> {
         }
         // Nor a child (at any depth) of an index an immutable tag is on: the collector
         // would then take that platform's layers from under the tag.
-        for row in self.rows(
-            "WITH RECURSIVE parents(digest) AS (
-                SELECT manifest_digest FROM manifest_references
-                 WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 1
-                UNION
-                SELECT r.manifest_digest FROM manifest_references r
-                  JOIN parents p ON r.child_digest = p.digest
-                 WHERE r.repository_id = $1 AND r.child_is_manifest = 1
-             )
-             SELECT t.name, t.manifest_digest FROM parents p
-               JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = p.digest",
-            &[&id, &d],
-        )? {
-            let (tag, index): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+        for (tag, index) in self.tagged_above(id, d, true)? {
             if immutable(&tag) {
                 return Err(StoreError::ChildOfImmutable {
                     child: d.to_string(),
@@ -232,6 +219,29 @@ impl<C: GenericClient> Db<'_, C> {
             }
         }
         Ok(())
+    }
+
+    /// The tags on the manifests of repository `id` above `d` (the indexes naming
+    /// manifest `d` at any depth; for a blob, `manifest` false, the manifests naming it
+    /// and the indexes above those), with the manifest each is on.
+    fn tagged_above(&mut self, id: i64, d: &str, manifest: bool) -> Result<Vec<(String, String)>> {
+        let child_is_manifest = i16::from(manifest);
+        self.rows(
+            "WITH RECURSIVE above(digest) AS (
+                SELECT manifest_digest FROM manifest_references
+                 WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = $3
+                UNION
+                SELECT r.manifest_digest FROM manifest_references r
+                  JOIN above a ON r.child_digest = a.digest
+                 WHERE r.repository_id = $1 AND r.child_is_manifest = 1
+             )
+             SELECT t.name, t.manifest_digest FROM above a
+               JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = a.digest",
+            &[&id, &d, &child_is_manifest],
+        )?
+        .iter()
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+        .collect()
     }
 
     fn repo_id(&mut self, repo: &str) -> Result<Option<i64>> {
@@ -696,20 +706,7 @@ impl MetaStore for PgMeta {
             let Some(id) = db.repo_id(repo)? else {
                 return Ok(false);
             };
-            for row in db.rows(
-                "WITH RECURSIVE holders(digest) AS (
-                    SELECT manifest_digest FROM manifest_references
-                     WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest = 0
-                    UNION
-                    SELECT r.manifest_digest FROM manifest_references r
-                      JOIN holders h ON r.child_digest = h.digest
-                     WHERE r.repository_id = $1 AND r.child_is_manifest = 1
-                 )
-                 SELECT t.name, t.manifest_digest FROM holders h
-                   JOIN tags t ON t.repository_id = $1 AND t.manifest_digest = h.digest",
-                &[&id, &d],
-            )? {
-                let (tag, manifest): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+            for (tag, manifest) in db.tagged_above(id, &d, false)? {
                 if immutable(&tag) {
                     return Err(StoreError::BlobOfImmutable {
                         blob: d.clone(),

@@ -103,34 +103,45 @@ fn refuse_if_immutable(
             }
         }
     }
-    {
-        // Nor a child (at any depth) of an index an immutable tag is on: the
-        // collector would then take that platform's layers from under the tag.
-        let mut st = tx.prepare_cached(
-            "WITH RECURSIVE parents(digest) AS (
-                         SELECT manifest_digest FROM manifest_references
-                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 1
-                         UNION
-                         SELECT r.manifest_digest FROM manifest_references r
-                           JOIN parents p ON r.child_digest = p.digest
-                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
-                      )
-                      SELECT t.name, t.manifest_digest FROM parents p
-                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = p.digest",
-        )?;
-        let mut rows = st.query(params![id, d])?;
-        while let Some(row) = rows.next()? {
-            let (tag, index): (String, String) = (row.get(0)?, row.get(1)?);
-            if immutable(&tag) {
-                return Err(StoreError::ChildOfImmutable {
-                    child: d.to_string(),
-                    index,
-                    tag,
-                });
-            }
+    // Nor a child (at any depth) of an index an immutable tag is on: the collector
+    // would then take that platform's layers from under the tag.
+    for (tag, index) in tagged_above(tx, id, d, true)? {
+        if immutable(&tag) {
+            return Err(StoreError::ChildOfImmutable {
+                child: d.to_string(),
+                index,
+                tag,
+            });
         }
     }
     Ok(())
+}
+
+/// The tags on the manifests of repository `id` above `d` (the indexes naming manifest
+/// `d` at any depth; for a blob, `manifest` false, the manifests naming it and the
+/// indexes above those), with the manifest each is on.
+fn tagged_above(
+    tx: &Connection,
+    id: i64,
+    d: &str,
+    manifest: bool,
+) -> Result<Vec<(String, String)>> {
+    let mut st = tx.prepare_cached(
+        "WITH RECURSIVE above(digest) AS (
+             SELECT manifest_digest FROM manifest_references
+              WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = ?3
+             UNION
+             SELECT r.manifest_digest FROM manifest_references r
+               JOIN above a ON r.child_digest = a.digest
+              WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
+          )
+          SELECT t.name, t.manifest_digest FROM above a
+            JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = a.digest",
+    )?;
+    let rows = st.query_map(params![id, d, manifest as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn repo_id(conn: &Connection, repo: &str) -> rusqlite::Result<Option<i64>> {
@@ -534,30 +545,13 @@ impl MetaStore for SqliteMeta {
             let Some(id) = repo_id(tx, repo)? else {
                 return Ok(false);
             };
-            {
-                // The manifests naming the blob, and the indexes naming those.
-                let mut st = tx.prepare_cached(
-                    "WITH RECURSIVE holders(digest) AS (
-                         SELECT manifest_digest FROM manifest_references
-                          WHERE repository_id = ?1 AND child_digest = ?2 AND child_is_manifest = 0
-                         UNION
-                         SELECT r.manifest_digest FROM manifest_references r
-                           JOIN holders h ON r.child_digest = h.digest
-                          WHERE r.repository_id = ?1 AND r.child_is_manifest = 1
-                      )
-                      SELECT t.name, t.manifest_digest FROM holders h
-                        JOIN tags t ON t.repository_id = ?1 AND t.manifest_digest = h.digest",
-                )?;
-                let mut rows = st.query(params![id, d])?;
-                while let Some(row) = rows.next()? {
-                    let (tag, manifest): (String, String) = (row.get(0)?, row.get(1)?);
-                    if immutable(&tag) {
-                        return Err(StoreError::BlobOfImmutable {
-                            blob: d.clone(),
-                            manifest,
-                            tag,
-                        });
-                    }
+            for (tag, manifest) in tagged_above(tx, id, &d, false)? {
+                if immutable(&tag) {
+                    return Err(StoreError::BlobOfImmutable {
+                        blob: d.clone(),
+                        manifest,
+                        tag,
+                    });
                 }
             }
             let n = tx
