@@ -186,7 +186,8 @@ pub(crate) fn immutable_error(
             crate::policy::tag_denied(name.as_str(), &tag, s)
         }
         (StoreError::ChildOfImmutable { child, index, tag }, Some(s)) => {
-            crate::policy::child_denied(name.as_str(), &child, &index, &tag, s)
+            let (part, whole) = (format!("manifest {child}"), format!("index {index}"));
+            crate::policy::part_denied(name.as_str(), &part, &whole, &tag, s)
         }
         (
             StoreError::BlobOfImmutable {
@@ -195,7 +196,10 @@ pub(crate) fn immutable_error(
                 tag,
             },
             Some(s),
-        ) => crate::policy::blob_denied(name.as_str(), &blob, &manifest, &tag, s),
+        ) => {
+            let (part, whole) = (format!("blob {blob}"), format!("manifest {manifest}"));
+            crate::policy::part_denied(name.as_str(), &part, &whole, &tag, s)
+        }
         (e, _) => e.into(),
     }
 }

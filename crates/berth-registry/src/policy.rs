@@ -33,34 +33,20 @@ pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableRules) -> Api
     ))
 }
 
-/// `403 DENIED` for deleting a manifest an immutably tagged index names: `manifest
+/// `403 DENIED` for deleting a `part` (`manifest sha256:…`, `blob sha256:…`) that an
+/// immutably tagged `whole` (`index sha256:…`, `manifest sha256:…`) needs: `manifest
 /// sha256:… of myorg/app is part of index sha256:…, whose tag v1 is immutable (rule
-/// "v*" on myorg)`. Deleting it would let the collector take that platform's layers.
-pub(crate) fn child_denied(
+/// "v*" on myorg)`. Deleting it would let the collector take what the tag pulls.
+pub(crate) fn part_denied(
     repo: &str,
-    child: &str,
-    index: &str,
+    part: &str,
+    whole: &str,
     tag: &str,
     setting: &ImmutableRules,
 ) -> ApiError {
     let (rule, target) = setting.rule_for(tag).unwrap_or(("?", "?"));
     ApiError::new(Code::Denied).message(format!(
-        "manifest {child} of {repo} is part of index {index}, whose tag {tag} is immutable \
-         (rule \"{rule}\" on {target})"
-    ))
-}
-
-/// A blob an immutable tag's image needs: `403 DENIED`, naming the rule.
-pub(crate) fn blob_denied(
-    repo: &str,
-    blob: &str,
-    manifest: &str,
-    tag: &str,
-    setting: &ImmutableRules,
-) -> ApiError {
-    let (rule, target) = setting.rule_for(tag).unwrap_or(("?", "?"));
-    ApiError::new(Code::Denied).message(format!(
-        "blob {blob} of {repo} is part of manifest {manifest}, whose tag {tag} is immutable \
+        "{part} of {repo} is part of {whole}, whose tag {tag} is immutable \
          (rule \"{rule}\" on {target})"
     ))
 }
