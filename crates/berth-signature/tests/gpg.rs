@@ -291,16 +291,30 @@ fn expired_key_refused() {
     assert!(openpgp::verify_at(&ring, &sig, before).is_ok());
 }
 
+/// `--faked-system-time` values: two days ago plus `offset` seconds.
+fn faked_times() -> impl Fn(u64) -> String {
+    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    move |offset| format!("{}!", then + offset)
+}
+
+/// `sig` by `k` is refused: `k` expired.
+fn assert_expired(g: &Gpg, k: &str, sig: &[u8]) {
+    let err = openpgp::verify(&keyring(g, &[k]), sig).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if fingerprint == k),
+        "{err}"
+    );
+}
+
 /// A user ID revoked later carries no expiry: it must not lift the key's (its newest
 /// self-signature was the revocation, and the key's expiry was read from it).
 #[test]
 fn a_revoked_user_id_does_not_lift_the_keys_expiry() {
     let g = Gpg::new();
-    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let at = |offset: u64| format!("{}!", then + offset);
+    let at = faked_times();
     let (t0, t1, t2, t3) = (at(0), at(60), at(120), at(180));
     let k = g.gen_key(
         "E <e@example.com>",
@@ -330,11 +344,7 @@ fn a_revoked_user_id_does_not_lift_the_keys_expiry() {
         b"",
     );
     let sig = g.sign(&k, &payload(), &["--faked-system-time", &t3]);
-    let err = openpgp::verify(&keyring(&g, &[&k]), &sig).unwrap_err();
-    assert!(
-        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if *fingerprint == k),
-        "{err}"
-    );
+    assert_expired(&g, &k, &sig);
 }
 
 /// A direct-key signature that says neither expiry nor flags (gpg's `addrevoker`
@@ -343,11 +353,7 @@ fn a_revoked_user_id_does_not_lift_the_keys_expiry() {
 #[test]
 fn a_designated_revoker_does_not_lift_the_keys_expiry() {
     let g = Gpg::new();
-    let then = (std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let at = |offset: u64| format!("{}!", then + offset);
+    let at = faked_times();
     let (t0, t1, t2) = (at(0), at(60), at(120));
     let k = g.gen_key(
         "E <e@example.com>",
@@ -379,11 +385,7 @@ fn a_designated_revoker_does_not_lift_the_keys_expiry() {
         format!("addrevoker\n{revoker}\ny\nsave\n").as_bytes(),
     );
     let sig = g.sign(&k, &payload(), &["--faked-system-time", &t2]);
-    let err = openpgp::verify(&keyring(&g, &[&k]), &sig).unwrap_err();
-    assert!(
-        matches!(err, VerifyError::KeyExpired { ref fingerprint, .. } if *fingerprint == k),
-        "{err}"
-    );
+    assert_expired(&g, &k, &sig);
 }
 
 /// gpg refuses MD5 data signatures ("signatures using the MD5 algorithm are
