@@ -63,6 +63,7 @@ pub(crate) async fn put(
     name: &RepositoryName,
     r: &str,
     req: Request,
+    admin: bool,
 ) -> ApiResult {
     let reference: Reference = r.parse().map_err(|e: berth_image::NameError| match e {
         berth_image::NameError::Digest(e) => ApiError::new(Code::DigestInvalid).detail(e),
@@ -123,6 +124,9 @@ pub(crate) async fn put(
         Reference::Tag(t) => Some(t.to_string()),
         Reference::Digest(_) => None,
     };
+    if let Some(t) = &tag {
+        keep_protected_signatures(reg, name, t, admin, Some(&manifest))?;
+    }
     // Immutable tags: checked in the store's write transaction, so of two pushes of
     // different manifests to a new immutable tag only the first lands.
     let setting = match &tag {
@@ -204,8 +208,22 @@ pub(crate) fn immutable_error(
     }
 }
 
-pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) -> ApiResult {
+pub(crate) async fn delete(
+    reg: &Arc<Registry>,
+    name: &RepositoryName,
+    r: &str,
+    admin: bool,
+) -> ApiResult {
     let reference: Reference = r.parse().map_err(|_| unknown(name, r))?;
+    // The sigstore signatures of an immutably tagged release stay (see
+    // `policy::attachment_guard`): by their tag, or by the attachment's digest.
+    let tags = match &reference {
+        Reference::Tag(t) => vec![t.to_string()],
+        Reference::Digest(d) => reg.meta.tags_on(name.as_str(), d)?,
+    };
+    for t in &tags {
+        keep_protected_signatures(reg, name, t, admin, None)?;
+    }
     let n = name.to_string();
     let digest = match &reference {
         Reference::Digest(d) => Some(d.clone()),
@@ -241,5 +259,35 @@ pub(crate) async fn delete(reg: &Arc<Registry>, name: &RepositoryName, r: &str) 
         Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
     } else {
         Err(unknown(name, r))
+    }
+}
+
+/// Refuses a change to tag `t` that would take signatures away from an immutably
+/// tagged release (`policy::attachment_guard`): a delete (`new` none), or a move to an
+/// attachment that lacks one of the layers (signatures) the tag's manifest has.
+fn keep_protected_signatures(
+    reg: &Registry,
+    name: &RepositoryName,
+    t: &str,
+    admin: bool,
+    new: Option<&Manifest>,
+) -> ApiResult<()> {
+    let Some(refusal) = crate::policy::attachment_guard(reg, name.as_str(), t, admin)? else {
+        return Ok(());
+    };
+    let Some(old) = reg.meta.manifest_by_tag(name.as_str(), t)? else {
+        return Ok(());
+    };
+    let kept = new.is_some_and(|new| {
+        Manifest::parse(Some(&old.media_type), &old.content).is_ok_and(|old| {
+            old.layers
+                .iter()
+                .all(|l| new.layers.iter().any(|n| n.digest == l.digest))
+        })
+    });
+    if kept {
+        Ok(())
+    } else {
+        Err(refusal)
     }
 }

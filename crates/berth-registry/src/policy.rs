@@ -33,6 +33,46 @@ pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableRules) -> Api
     ))
 }
 
+/// The manifest whose sigstore signatures tag `tag` holds (`sha256-<hex>.sig`, as
+/// cosign names them), if it is such a tag.
+pub(crate) fn attachment_subject(tag: &str) -> Option<Digest> {
+    let (algorithm, hex) = tag.strip_suffix(".sig")?.split_once('-')?;
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
+/// Where `tag` holds the sigstore signatures of a manifest that an immutable tag
+/// protects (on it, or on an index above it) and the caller is not an admin of the
+/// repository: the refusal for removing any of them. Where signatures are required,
+/// a release whose signatures went stops pulling; so they may be added to (cosign moves
+/// the tag to an attachment with one more layer) but not taken away, except by an admin.
+pub(crate) fn attachment_guard(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    admin: bool,
+) -> ApiResult<Option<ApiError>> {
+    let Some(subject) = attachment_subject(tag).filter(|_| !admin) else {
+        return Ok(None);
+    };
+    let Some(setting) = immutable(reg, repo)? else {
+        return Ok(None);
+    };
+    let protected = reg
+        .meta
+        .check_immutable(repo, &subject, &|t| setting.rule_for(t).is_some());
+    let by = match protected {
+        Ok(()) => return Ok(None),
+        Err(StoreError::TagImmutable(t) | StoreError::ChildOfImmutable { tag: t, .. }) => t,
+        Err(e) => return Err(e.into()),
+    };
+    let (rule, target) = setting.rule_for(&by).unwrap_or(("?", "?"));
+    Ok(Some(ApiError::new(Code::Denied).message(format!(
+        "tag {tag} of {repo} holds the signatures of {subject}, whose tag {by} is immutable \
+         (rule \"{rule}\" on {target}): signatures may be added, and removed by an admin \
+         of the repository only"
+    ))))
+}
+
 /// `403 DENIED` for deleting a `part` (`manifest sha256:…`, `blob sha256:…`) that an
 /// immutably tagged `whole` (`index sha256:…`, `manifest sha256:…`) needs: `manifest
 /// sha256:… of myorg/app is part of index sha256:…, whose tag v1 is immutable (rule

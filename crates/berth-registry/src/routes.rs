@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_auth::{Action, Principal};
+use berth_auth::{Action, Level, Principal};
 use berth_image::{Digest, RepositoryName};
 
 use crate::access::{self, Caller};
@@ -218,6 +218,7 @@ async fn route(
 ) -> ApiResult {
     let unsupported =
         || Err(ApiError::new(Code::Unsupported).detail(format!("{method} not allowed here")));
+    let admin = |name: &RepositoryName| caller.level(name.as_str()) == Some(Level::Admin);
     match ep {
         Endpoint::Manifest(name, r) => {
             let name = repo(name)?;
@@ -234,8 +235,8 @@ async fn route(
             match method {
                 Method::GET => manifests::get(&reg, &name, r, true).await,
                 Method::HEAD => manifests::get(&reg, &name, r, false).await,
-                Method::PUT => manifests::put(&reg, &name, r, req).await,
-                Method::DELETE => manifests::delete(&reg, &name, r).await,
+                Method::PUT => manifests::put(&reg, &name, r, req, admin(&name)).await,
+                Method::DELETE => manifests::delete(&reg, &name, r, admin(&name)).await,
                 _ => unsupported(),
             }
         }

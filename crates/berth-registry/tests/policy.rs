@@ -318,6 +318,74 @@ async fn children_of_an_immutably_tagged_index_stay() {
     }
 }
 
+/// The sigstore signatures of an immutably tagged release (its `sha256-<hex>.sig`
+/// tag) may be added to, as cosign adds them, but not taken away by a pusher: where
+/// signatures are required, the release would stop pulling. An admin still may.
+#[tokio::test]
+async fn sigstore_signatures_of_an_immutable_release_stay() {
+    let srv = registry().await;
+    let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
+    let repo = "myorg/app";
+    let (s, v) = status_of(
+        send(
+            alice
+                .put("/api/v1/immutable/myorg")
+                .json(&json!({ "patterns": ["v*"] })),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let release = image(&bob, repo, 41).await;
+    push_manifest(&bob, repo, "v1", OCI_MANIFEST, &release).await;
+    let tag = format!("sha256-{}.sig", &sha256(&release)["sha256:".len()..]);
+    let payload = |n: u8| format!("{{\"critical\":{{\"n\":{n}}}}}").into_bytes();
+    let config = b"{}".to_vec();
+    push_blob(&bob, repo, &config).await;
+    let attachment = |signatures: &[u8]| {
+        let layers: Vec<Desc> = signatures
+            .iter()
+            .map(|n| {
+                Desc::of(
+                    "application/vnd.dev.cosign.simplesigning.v1+json",
+                    &payload(*n),
+                )
+            })
+            .collect();
+        manifest_bytes(&image_manifest(&Desc::of(OCI_CONFIG, &config), &layers))
+    };
+    for n in 1..=3 {
+        push_blob(&bob, repo, &payload(n)).await;
+    }
+    let (one, two, other) = (attachment(&[1]), attachment(&[1, 2]), attachment(&[3]));
+    // Signing, then signing again (one more layer): fine.
+    push_manifest(&bob, repo, &tag, OCI_MANIFEST, &one).await;
+    push_manifest(&bob, repo, &tag, OCI_MANIFEST, &two).await;
+    // Dropping a signature, or the tag, or the attachment: refused, naming the rule.
+    let resp = put_manifest(&bob, repo, &tag, OCI_MANIFEST, &other).await;
+    let v = expect_error(resp, 403, "DENIED").await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("whose tag v1 is immutable")),
+        "{v}"
+    );
+    let by_tag = format!("/v2/{repo}/manifests/{tag}");
+    expect_error(send(bob.delete(&by_tag)).await, 403, "DENIED").await;
+    let by_digest = format!("/v2/{repo}/manifests/{}", sha256(&two));
+    expect_error(send(bob.delete(&by_digest)).await, 403, "DENIED").await;
+    let (_, body) = expect_status(send(bob.get(&by_tag)).await, 200).await;
+    assert_eq!(body, two);
+    // A release under no immutable tag: its signatures are the pusher's to change.
+    let loose = image(&bob, repo, 42).await;
+    push_manifest(&bob, repo, "latest", OCI_MANIFEST, &loose).await;
+    let loose_tag = format!("sha256-{}.sig", &sha256(&loose)["sha256:".len()..]);
+    push_manifest(&bob, repo, &loose_tag, OCI_MANIFEST, &two).await;
+    push_manifest(&bob, repo, &loose_tag, OCI_MANIFEST, &other).await;
+    // An admin of the repository may clear them.
+    expect_status(send(alice.delete(&by_tag)).await, 202).await;
+}
+
 /// Pushes `bytes` to `repo` with one `POST …?digest=`: the status and the answer.
 async fn post_blob(api: &Api, repo: &str, bytes: &[u8]) -> (u16, Value) {
     status_of(push_blob_monolithic(api, repo, bytes, &sha256(bytes)).await).await

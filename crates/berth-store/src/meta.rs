@@ -270,6 +270,16 @@ pub trait MetaStore: Send + Sync + 'static {
         digest: &Digest,
         immutable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<bool>;
+    /// Refuses as [`MetaStore::delete_manifest_guarded`] would, reading only: whether a
+    /// tag on manifest `digest` of `repo`, or on an index above it, is `immutable`.
+    fn check_immutable(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<()>;
+    /// The tags on manifest `digest` of `repo`.
+    fn tags_on(&self, repo: &str, digest: &Digest) -> Result<Vec<String>>;
     /// Bytes of the distinct blobs and manifests of namespace `ns`'s repositories (`ns`
     /// and `ns/…`), each digest counted once: index scans.
     fn namespace_usage(&self, ns: &str) -> Result<u64>;

@@ -940,6 +940,33 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn check_immutable(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<()> {
+        let d = digest.to_string();
+        self.read(|db| match db.repo_id(repo)? {
+            Some(id) => db.refuse_if_immutable(id, &d, immutable),
+            None => Ok(()),
+        })
+    }
+
+    fn tags_on(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
+        let d = digest.to_string();
+        self.read(|db| {
+            db.rows(
+                "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = $1 AND t.manifest_digest = $2 ORDER BY t.name",
+                &[&repo, &d],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+        })
+    }
+
     fn delete_signatures_guarded(
         &self,
         repo: &str,

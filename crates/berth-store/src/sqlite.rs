@@ -809,6 +809,32 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn check_immutable(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: &(dyn Fn(&str) -> bool + std::marker::Sync),
+    ) -> Result<()> {
+        let d = digest.to_string();
+        self.read(|c| {
+            Ok(match repo_id(c, repo)? {
+                Some(id) => refuse_if_immutable(c, id, &d, immutable),
+                None => Ok(()),
+            })
+        })?
+    }
+
+    fn tags_on(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 AND t.manifest_digest = ?2 ORDER BY t.name",
+            )?
+            .query_map(params![repo, digest.to_string()], |r| r.get(0))?
+            .collect()
+        })
+    }
+
     fn delete_signatures_guarded(
         &self,
         repo: &str,

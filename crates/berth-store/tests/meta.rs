@@ -87,6 +87,17 @@ fn immutable_tags_are_checked_inside_the_write(backend: Backend) {
         "{e:?}"
     );
     assert!(m.blob_in_repo("ns/app", &d(5)).unwrap().is_some());
+    // The same questions read only: what the tags on a manifest are, and whether one
+    // on it or above it is immutable.
+    assert_eq!(m.tags_on("ns/app", &d(7)).unwrap(), ["v3"]);
+    assert!(m.tags_on("ns/app", &d(6)).unwrap().is_empty());
+    let e = m.check_immutable("ns/app", &d(6), &|t| t == "v3");
+    assert!(
+        matches!(e, Err(StoreError::ChildOfImmutable { .. })),
+        "{e:?}"
+    );
+    assert!(m.check_immutable("ns/app", &d(6), &|t| t == "v1").is_ok());
+    assert!(m.check_immutable("none", &d(6), &|_| true).is_ok());
     assert!(m
         .unlink_blob_guarded("ns/app", &d(5), &|t| t == "v1")
         .unwrap());
