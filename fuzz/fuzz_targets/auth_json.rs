@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let files = AuthFiles::new(&env, Some(&named));
-    if files.login("example.com", "user", "pass:word").is_ok() {
+    if files.login("example.com", "user", "pass:word", &[]).is_ok() {
         match files.find("example.com") {
             Ok(Some(Found::Credentials { credentials, .. })) => {
                 assert_eq!(
@@ -39,6 +39,6 @@ fuzz_target!(|data: &[u8]| {
             }
             other => panic!("a login is not found again: {other:?}"),
         }
-        let _ = files.logout("example.com");
+        let _ = files.logout("example.com", &[]);
     }
 });
