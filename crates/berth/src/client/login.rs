@@ -53,12 +53,18 @@ pub struct LogoutArgs {
     registry: Option<String>,
 }
 
-/// The auth.json key for what the user typed: no scheme, no trailing slash.
+/// The auth.json key for what the user typed. A URL means its whole registry, as
+/// containers/common's `parseCredentialsKey` reads it: `https://quay.io/v2/` is
+/// `quay.io`, so that the credentials are found again for `quay.io/x/y`. Without a
+/// scheme, a path names a namespace (`quay.io/team`); a trailing slash is dropped.
 fn key_of(registry: &str) -> anyhow::Result<String> {
-    let key = registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
+    let key = match registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+    {
+        Some(url) => url.split('/').next().unwrap_or(url),
+        None => registry.trim_end_matches('/'),
+    };
     if key.is_empty() || key.contains(char::is_whitespace) {
         bail!("invalid registry {registry:?}");
     }
@@ -181,4 +187,21 @@ fn prompt_line(prompt: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_of;
+
+    #[test]
+    fn a_url_means_its_whole_registry_and_a_path_without_one_a_namespace() {
+        let key = |s| key_of(s).unwrap();
+        assert_eq!(key("https://quay.io/v2/"), "quay.io");
+        assert_eq!(key("http://localhost:5000/v1/x"), "localhost:5000");
+        assert_eq!(key("https://index.docker.io/v1/"), "index.docker.io");
+        assert_eq!(key("quay.io/team/"), "quay.io/team");
+        assert_eq!(key("quay.io"), "quay.io");
+        assert!(key_of("https://").is_err());
+        assert!(key_of("quay .io").is_err());
+    }
 }
