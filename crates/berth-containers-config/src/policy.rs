@@ -248,6 +248,7 @@ fn scope_candidates(transport: &str, identity: &str) -> Vec<String> {
     match transport {
         "docker" | "docker-daemon" | "atomic" => out.extend(docker_namespaces(identity)),
         "dir" | "oci-archive" => out.extend(parent_dirs(identity)),
+        "containers-storage" => out.extend(storage_namespaces(identity)),
         "oci" => {
             let dir = identity.split_once(':').map_or(identity, |(d, _)| d);
             if dir != identity {
@@ -283,6 +284,25 @@ pub(crate) fn docker_namespaces(identity: &str) -> Vec<String> {
         host = &host[i + 1..];
         out.push(format!("*.{host}"));
     }
+    out
+}
+
+/// `[store]host/ns/repo:tag` → `[store]host/ns/repo`, `[store]host/ns`, `[store]host`,
+/// `[store]` (containers/image's `storageReference.PolicyConfigurationNamespaces`).
+fn storage_namespaces(identity: &str) -> Vec<String> {
+    let Some(end) = identity.rfind(']') else {
+        return Vec::new();
+    };
+    let (store, image) = identity.split_at(end + 1);
+    let mut out: Vec<String> = match image.is_empty() {
+        true => Vec::new(),
+        false => docker_namespaces(image)
+            .into_iter()
+            .filter(|n| !n.starts_with("*."))
+            .map(|n| format!("{store}{n}"))
+            .collect(),
+    };
+    out.push(store.to_string());
     out
 }
 

@@ -440,6 +440,55 @@ fn save_and_load_with_podman() {
     ctx.podman(&["rmi", "-f", &image]).run();
     ctx.podman(&["load", "-i", &ctx.p("stdout.tar")]).run();
 
+    ctx.step("policy.json judges what save takes from the store and what load reads");
+    let policy = |name: &str, allowed: &str| {
+        let path = ctx.p(name);
+        let text = format!(
+            r#"{{"default":[{{"type":"reject"}}],
+                "transports":{{"{allowed}":{{"":[{{"type":"insecureAcceptAnything"}}]}}}}}}"#
+        );
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let archives_only = policy("archives-only.json", "docker-archive");
+    let store_only = policy("store-only.json", "containers-storage");
+    for tool in ["podman", "berth"] {
+        let run = |args: &[&str]| match tool {
+            "podman" => ctx.podman(args),
+            _ => ctx.berth(args),
+        };
+        let out_tar = ctx.p(&format!("{tool}-judged.tar"));
+        let refused = run(&[
+            "save",
+            "--signature-policy",
+            &archives_only,
+            "-o",
+            &out_tar,
+            &image,
+        ])
+        .run_fail();
+        for says in [
+            "Running image containers-storage:[",
+            "is rejected by policy",
+        ] {
+            assert!(refused.stderr.contains(says), "{tool}: {}", refused.stderr);
+        }
+        run(&[
+            "save",
+            "--signature-policy",
+            &store_only,
+            "-o",
+            &out_tar,
+            &image,
+        ])
+        .run();
+        let refused = run(&["load", "--signature-policy", &store_only, "-i", &out_tar]).run_fail();
+        for says in ["Running image docker-archive:", "is rejected by policy"] {
+            assert!(refused.stderr.contains(says), "{tool}: {}", refused.stderr);
+        }
+        run(&["load", "--signature-policy", &archives_only, "-i", &out_tar]).run();
+    }
+
     ctx.step("multi-image archives (-m) both ways; without -m more names for one image");
     let second = ctx.build_busybox("localhost/test/second:v1");
     let second_id = ctx

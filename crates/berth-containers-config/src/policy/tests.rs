@@ -230,3 +230,33 @@ fn scope_of_names_where_the_requirements_came_from() {
     );
     assert_eq!(p.scope_of("oci-archive", "/x.tar"), "default");
 }
+
+/// The local store is judged as containers/image judges containers-storage: the
+/// image, its repository and namespaces within the store, the store, then `""`.
+#[test]
+fn the_local_store_is_scoped_like_containers_storage() {
+    let p = parse(
+        r#"{"default": [{"type": "reject"}],
+            "transports": {"containers-storage": {
+              "[/s]reg.example/team": [{"type": "insecureAcceptAnything"}],
+              "[/s]reg.example/team/app:pinned": [{"type": "reject"}],
+              "[/other]": [{"type": "insecureAcceptAnything"}]
+            }}}"#,
+    )
+    .unwrap();
+    let storage = |id: &str| p.evaluate("containers-storage", id);
+    assert_eq!(storage("[/s]reg.example/team/app:v1"), Decision::Accept);
+    assert!(matches!(
+        storage("[/s]reg.example/team/app:pinned"),
+        Decision::Reject(_)
+    ));
+    assert!(matches!(
+        storage("[/s]reg.example/x:v1"),
+        Decision::Reject(_)
+    ));
+    assert_eq!(storage("[/other]reg.example/x:v1"), Decision::Accept);
+    assert_eq!(
+        storage_namespaces("[/s]h:5000/ns/repo@sha256:00"),
+        ["[/s]h:5000/ns/repo", "[/s]h:5000/ns", "[/s]h:5000", "[/s]"]
+    );
+}

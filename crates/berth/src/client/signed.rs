@@ -265,7 +265,7 @@ fn judge(
 ) -> Decision {
     // signedIdentity compares signatures with the reference as the user named it.
     let docker_reference = match name {
-        ImageName::Docker(r) => Some(r.clone().with_default_tag()),
+        ImageName::Docker(r) | ImageName::Local(r) => Some(r.clone().with_default_tag()),
         _ => None,
     };
     let image = berth_signature::Image {
@@ -299,8 +299,10 @@ fn absolute(path: &Path) -> String {
     explicit.unwrap_or(abs).display().to_string()
 }
 
-/// The transport and identity policy.json decides `name` by; none for the local
-/// store, which holds what was already let in.
+/// The transport and identity policy.json decides `name` by. The local store is
+/// judged as containers/image judges its `containers-storage` (on push, save and
+/// copies from it): `[<store root>]host/repo:tag`, within scopes `[<root>]host/repo`,
+/// `[<root>]host`, `[<root>]` (berth's store has no graph driver to name).
 pub fn policy_identity(name: &ImageName) -> Option<(&'static str, String)> {
     let with_ref = |path: &Path, reference: &Option<String>| match reference {
         Some(r) => format!("{}:{r}", absolute(path)),
@@ -310,7 +312,13 @@ pub fn policy_identity(name: &ImageName) -> Option<(&'static str, String)> {
         ImageName::Docker(r) => ("docker", docker_identity(r)),
         ImageName::Oci { path, reference } => ("oci", with_ref(path, reference)),
         ImageName::Dir(path) => ("dir", absolute(path)),
-        ImageName::Local(_) => return None,
+        ImageName::Local(r) => {
+            let root = crate::paths::storage_root().ok()?;
+            (
+                "containers-storage",
+                format!("[{}]{}", absolute(&root), docker_identity(r)),
+            )
+        }
         ImageName::OciArchive { path, reference } => ("oci-archive", with_ref(path, reference)),
         ImageName::DockerArchive { path, .. } => ("docker-archive", absolute(path)),
     })
@@ -486,7 +494,14 @@ mod tests {
         );
         assert_eq!(id("dir:/srv/x"), Some(("dir", "/srv/x".to_string())));
         assert_eq!(id("oci:/srv/o:v1"), Some(("oci", "/srv/o:v1".to_string())));
-        assert_eq!(id("local:alpine"), None);
+        let root = absolute(&crate::paths::storage_root().unwrap());
+        assert_eq!(
+            id("local:alpine"),
+            Some((
+                "containers-storage",
+                format!("[{root}]docker.io/library/alpine:latest")
+            ))
+        );
     }
 
     /// A scope names a folder: reached through `..` or a link, the same folder is

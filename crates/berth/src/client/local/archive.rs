@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berth_image::ImageReference;
-use berth_transport::copy::{copy, CopyOptions};
+use berth_transport::copy::CopyOptions;
 use berth_transport::dir::DirImage;
 use berth_transport::docker_archive::DockerArchive;
 use berth_transport::oci::{Layout, REF_NAME};
-use berth_transport::Place;
+use berth_transport::{ImageName, Place};
 use clap::Args;
 
 use super::{image_place, open_store, runtime};
+use crate::client::signed::{SignFlags, SignedCopy, Trust};
+use crate::client::Config;
 
 #[derive(Args, Debug)]
 pub struct SaveArgs {
@@ -32,6 +34,9 @@ pub struct SaveArgs {
     /// No progress
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Trust policy file [default: ~/.config/containers/policy.json, /etc/containers/policy.json]
+    #[arg(long, value_name = "PATH")]
+    signature_policy: Option<PathBuf>,
     /// The image: name, ID or ID prefix (with -m, several)
     #[arg(required = true)]
     images: Vec<String>,
@@ -45,6 +50,9 @@ pub struct LoadArgs {
     /// No progress
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Trust policy file [default: ~/.config/containers/policy.json, /etc/containers/policy.json]
+    #[arg(long, value_name = "PATH")]
+    signature_policy: Option<PathBuf>,
 }
 
 fn options() -> CopyOptions {
@@ -88,7 +96,30 @@ pub fn save(a: SaveArgs) -> anyhow::Result<()> {
             scratch.path().join("image.tar")
         }
     };
+    // As podman's save: the policy judges each image as it leaves the store (an
+    // archive keeps no signatures, so none are carried).
+    let trust = Trust::load(&Config::load()?, a.signature_policy.as_deref(), false)?;
+    let signed = SignedCopy {
+        trust: &trust,
+        remove_signatures: true,
+        sign: &SignFlags::default(),
+    };
     let first_name = images[0].1.clone();
+    let dst_name = match a.format.as_str() {
+        "docker-archive" => ImageName::DockerArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        "oci-archive" => ImageName::OciArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        "oci-dir" => ImageName::Oci {
+            path: path.clone(),
+            reference: None,
+        },
+        _ => ImageName::Dir(path.clone()),
+    };
     let dst = match a.format.as_str() {
         "docker-archive" => Place::DockerArchive(DockerArchive::write(&path, None)?),
         "oci-archive" => Place::write_archive(&path, first_name)?,
@@ -105,14 +136,15 @@ pub fn save(a: SaveArgs) -> anyhow::Result<()> {
                 archive.set_tags(tags);
             }
             let src = image_place(&store, img);
-            copy(
-                &src,
-                &dst,
-                &options(),
-                crate::client::progress::reporter(a.quiet),
-            )
-            .await
-            .with_context(|| format!("saving {}", a.images[n]))?;
+            let src_name = ImageName::Local(match name.as_deref() {
+                Some(n) => ImageReference::parse_local(n)?,
+                None => "localhost/unnamed".parse()?,
+            });
+            let progress = crate::client::progress::reporter(a.quiet);
+            signed
+                .copy(&src_name, &src, &dst_name, &dst, &options(), progress)
+                .await
+                .with_context(|| format!("saving {}", a.images[n]))?;
         }
         dst.finish().await?;
         anyhow::Ok(())
@@ -150,6 +182,32 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
     let limits = super::tar_limits()?;
     let kind = kind_of(&path, &limits)?;
     let store = open_store()?;
+    // As podman's load: the policy judges the archive's images by its transport and
+    // path (`docker-archive:`, `oci-archive:`, `oci:`, `dir:` scopes).
+    let trust = Trust::load(&Config::load()?, a.signature_policy.as_deref(), false)?;
+    let signed = SignedCopy {
+        trust: &trust,
+        remove_signatures: false,
+        sign: &SignFlags::default(),
+    };
+    let src_name = {
+        let path = path.clone();
+        match kind {
+            Kind::DockerArchive => ImageName::DockerArchive {
+                path,
+                reference: None,
+            },
+            Kind::OciArchive => ImageName::OciArchive {
+                path,
+                reference: None,
+            },
+            Kind::OciDir => ImageName::Oci {
+                path,
+                reference: None,
+            },
+            Kind::Dir => ImageName::Dir(path),
+        }
+    };
     let loaded = runtime()?.block_on(async {
         // (source, names to give it) for each image.
         let mut jobs: Vec<(Place, Vec<String>)> = Vec::new();
@@ -193,14 +251,15 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
                     reference: top.digest.to_string(),
                 },
             };
-            let digest = copy(
-                &src,
-                &dst,
-                &options(),
-                crate::client::progress::reporter(a.quiet),
-            )
-            .await
-            .with_context(|| format!("loading {}", path.display()))?;
+            let dst_name = ImageName::Local(match &name {
+                Some(n) => n.parse()?,
+                None => "localhost/unnamed".parse()?,
+            });
+            let progress = crate::client::progress::reporter(a.quiet);
+            let digest = signed
+                .copy(&src_name, &src, &dst_name, &dst, &options(), progress)
+                .await
+                .with_context(|| format!("loading {}", path.display()))?;
             let img = store.find(&format!("localhost/unnamed@{digest}"))?;
             for more in names.iter().skip(1) {
                 store.tag(&img.id, more)?;

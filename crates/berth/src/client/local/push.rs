@@ -70,7 +70,10 @@ pub fn run(a: PushArgs) -> anyhow::Result<()> {
         compress: None,
     };
     let src = image_place(&store, &img);
-    // The local store holds what was already let in: no policy to read.
+    // The local store holds what was already let in: no policy to read. podman's push
+    // does the same (libimage's `PolicyAllowStorage`), though its save and skopeo's
+    // copy from containers-storage do judge the stored image (berth's save and copy
+    // from `local:` too).
     let trust = Trust::load(&config, None, true)?;
     let signed = SignedCopy {
         trust: &trust,
