@@ -499,7 +499,7 @@ mod tests {
             id("local:alpine"),
             Some((
                 "containers-storage",
-                format!("[{root}]docker.io/library/alpine:latest")
+                format!("[{root}]localhost/alpine:latest")
             ))
         );
     }
