@@ -50,6 +50,11 @@ pub use policy::usage_json;
 /// Largest manifest accepted (4 MiB, as distribution and the spec suggest).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// Upload sessions open at once per repository, by default: a push opens one per layer
+/// it sends (podman and skopeo send up to 6 at once), so a thousand leaves room for
+/// many pushes to one repository while bounding what one pusher can leave open.
+pub const DEFAULT_MAX_OPEN_UPLOADS: u64 = 1000;
+
 /// What the registry needs to run, independent of how it was configured.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -57,6 +62,10 @@ pub struct RegistryConfig {
     pub root: PathBuf,
     /// Upload sessions untouched this long are removed with their data.
     pub upload_ttl: Duration,
+    /// At most this many upload sessions open at once in one repository; another is
+    /// refused with `429 TOOMANYREQUESTS`. Each holds a row and a file (or a multipart
+    /// upload) until it ends or the sweeper removes it, `upload_ttl` later.
+    pub max_open_uploads: u64,
     /// Access control: when it applies, the token service name and lifetimes.
     pub auth: AuthConfig,
     /// Whether clients reach the server over TLS (the token realm is then `https`).
@@ -144,6 +153,7 @@ impl RegistryConfig {
         RegistryConfig {
             root,
             upload_ttl: Duration::from_secs(24 * 3600),
+            max_open_uploads: DEFAULT_MAX_OPEN_UPLOADS,
             auth: AuthConfig::default(),
             tls: false,
             token_realm: None,

@@ -146,10 +146,18 @@ pub(crate) async fn start(
     let id = new_id();
     let (n, id2) = (name.to_string(), id.clone());
     reg.blocking(move |r| {
+        let max = r.config.max_open_uploads;
+        if r.meta.open_uploads(&n, max)? >= max {
+            return Err(ApiError::new(Code::TooManyRequests).message(format!(
+                "{max} upload sessions are open in {n}: finish or cancel (DELETE) \
+                 some; unfinished ones are removed {} after their last request",
+                humantime::format_duration(r.config.upload_ttl)
+            )));
+        }
         if r.objects.is_none() {
             r.blobs.create_upload(&id2)?;
         }
-        r.meta.create_upload(&id2, &n)
+        Ok(r.meta.create_upload(&id2, &n)?)
     })
     .await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))

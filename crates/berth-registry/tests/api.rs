@@ -482,6 +482,45 @@ mod uploads {
         assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
     }
 
+    /// Open sessions are bounded per repository: one more is refused with a code a
+    /// client retries on, other repositories are not affected, and a session that
+    /// ends (finished or cancelled) makes room.
+    #[tokio::test]
+    async fn open_upload_sessions_are_bounded_per_repository() {
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let srv = Server::start_configured(dir, |c| c.max_open_uploads = 3).await;
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            open.push(start_upload(&srv, "team/app").await);
+        }
+        let over = || {
+            send(
+                srv.post("/v2/team/app/blobs/uploads/")
+                    .header(CONTENT_LENGTH, "0"),
+            )
+        };
+        let body = expect_error(over().await, 429, "TOOMANYREQUESTS").await;
+        assert!(
+            body.to_string()
+                .contains("3 upload sessions are open in team/app"),
+            "{body}"
+        );
+        start_upload(&srv, "team/other").await;
+        expect_status(send(srv.delete(&open[0])).await, 204).await;
+        let again = start_upload(&srv, "team/app").await;
+        let blob = b"finished";
+        let digest = sha256(blob);
+        let done = send(
+            srv.put(&format!("{again}?digest={digest}"))
+                .header(CONTENT_LENGTH, blob.len().to_string())
+                .body(blob.to_vec()),
+        )
+        .await;
+        expect_status(done, 201).await;
+        start_upload(&srv, "team/app").await;
+        expect_error(over().await, 429, "TOOMANYREQUESTS").await;
+    }
+
     #[tokio::test]
     async fn unknown_upload_session_is_404_blob_upload_unknown() {
         let srv = Server::start().await;

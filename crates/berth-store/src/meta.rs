@@ -404,6 +404,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records upload session `id` (ids are new: creating one that exists changes
     /// nothing, so a call repeated after a lost answer succeeds).
     fn create_upload(&self, id: &str, repo: &str) -> Result<()>;
+    /// How many upload sessions are open in `repo`, counted up to `up_to` (the cost is
+    /// bounded by it, not by how many there are).
+    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64>;
     fn upload(&self, id: &str) -> Result<Option<Upload>>;
     fn touch_upload(&self, id: &str) -> Result<()>;
     fn delete_upload(&self, id: &str) -> Result<()>;

@@ -42,7 +42,7 @@ use crate::{unix_now as now, Result, StoreError};
 const SCHEMA: &str = include_str!("schema_pg.sql");
 /// The schema version this build writes and reads. A database at a newer version was
 /// migrated by a newer berth: this one refuses to start on it rather than misread it.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// The advisory lock key every write transaction takes, shared or exclusive
 /// ("berthmet" in ASCII).
 const WRITE_LOCK: i64 = 0x6265_7274_686d_6574;
@@ -1208,6 +1208,18 @@ impl MetaStore for PgMeta {
                 &[&id, &repo, &now()],
             )
             .map(drop)
+        })
+    }
+
+    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64> {
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        self.read(|db| {
+            let row = db.row(
+                "SELECT COUNT(*)::BIGINT FROM \
+                 (SELECT 1 FROM uploads WHERE repository = $1 LIMIT $2) AS open",
+                &[&repo, &up_to],
+            )?;
+            Ok(row.map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
         })
     }
 

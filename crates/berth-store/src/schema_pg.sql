@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     updated_at  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_age ON uploads (updated_at);
+-- Sessions open per repository are counted before another is opened
+-- (MetaStore::open_uploads): a bound on what one pusher can leave open.
+CREATE INDEX IF NOT EXISTS uploads_by_repository ON uploads (repository);
 -- What an object-storage upload keeps between requests (UploadState as JSON): in the
 -- database, so that each chunk of a session may reach another replica.
 CREATE TABLE IF NOT EXISTS upload_states (

@@ -1042,6 +1042,17 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64> {
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE repository = ?1 LIMIT ?2)",
+            )?
+            .query_row(params![repo, up_to], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n.max(0) as u64)
+    }
+
     fn upload(&self, id: &str) -> Result<Option<Upload>> {
         self.read(|c| {
             c.prepare_cached(

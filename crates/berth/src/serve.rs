@@ -28,7 +28,7 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 #[command(
     after_help = "Every option can also be set in the TOML file given with --config \
 (keys: listen, root, metadata, metadata_connections, blob_store, s3_endpoint, s3_region, s3_path_style, \
-s3_access_key_id, s3_secret_access_key, blob_redirect, upload_ttl, shutdown_timeout, log_level, log_format, auth, tls_cert, \
+s3_access_key_id, s3_secret_access_key, blob_redirect, upload_ttl, max_open_uploads, shutdown_timeout, log_level, log_format, auth, tls_cert, \
 tls_key, token_realm, token_lifetime, gc_interval, gc_grace, gc_keep_untagged, catalog, ui, max_connections, header_timeout, \
 body_timeout) or with the environment variable shown; pull-through caches only there, as \
 [[proxy]] tables (prefix, url, username, password, credential_helper, tag_ttl, max_size, \
@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Remove upload sessions idle this long, with their data, e.g. "24h" [default: 24h]
     #[arg(long, env = "BERTH_UPLOAD_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     upload_ttl: Option<Duration>,
+    /// Most upload sessions open at once in one repository; another is refused with
+    /// 429 TOOMANYREQUESTS [default: 1000]
+    #[arg(long, env = "BERTH_MAX_OPEN_UPLOADS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_open_uploads: Option<u64>,
     /// Where manifests, tags and blob links live: `sqlite` (meta.db in the data
     /// folder) or a PostgreSQL database that several replicas share,
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite]
@@ -168,6 +172,7 @@ struct FileConfig {
     blob_redirect: Option<bool>,
     #[serde(default, with = "humantime_serde_opt")]
     upload_ttl: Option<Duration>,
+    max_open_uploads: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
     log_level: Option<String>,
@@ -234,6 +239,7 @@ struct Settings {
     blob_store: Option<berth_store::ObjectConfig>,
     blob_redirect: bool,
     upload_ttl: Duration,
+    max_open_uploads: u64,
     shutdown_timeout: Duration,
     log_level: String,
     log_format: String,
@@ -292,6 +298,10 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .upload_ttl
             .or(file.upload_ttl)
             .unwrap_or(DEFAULT_UPLOAD_TTL),
+        max_open_uploads: match args.max_open_uploads.or(file.max_open_uploads) {
+            Some(0) => anyhow::bail!("max_open_uploads must be at least 1"),
+            n => n.unwrap_or(berth_registry::DEFAULT_MAX_OPEN_UPLOADS),
+        },
         shutdown_timeout: args
             .shutdown_timeout
             .or(file.shutdown_timeout)
@@ -452,6 +462,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.root).with_context(|| format!("creating {}", s.root.display()))?;
     let registry = Registry::open(RegistryConfig {
         upload_ttl: s.upload_ttl,
+        max_open_uploads: s.max_open_uploads,
         auth: AuthConfig {
             mode: s.auth,
             token_lifetime: s.token_lifetime,
