@@ -174,6 +174,13 @@ type Allowed = (Finding, crate::AllowEntry);
 /// An image digest and its platform (as its index names it).
 type PlatformImage = (String, Option<String>);
 
+/// Whether an image was graded `Unknown` because the vulnerability data does not cover
+/// its OS (vulns.rs stores it so, with no findings). Grades are otherwise computed
+/// again from the findings, as they age; an uncovered image's empty list would read A.
+fn uncovered(inv: &InventoryHead, findings: usize) -> bool {
+    findings == 0 && inv.grade.as_deref() == Some("Unknown")
+}
+
 fn level_name(l: Level) -> String {
     format!("{l:?}")
 }
@@ -238,6 +245,9 @@ impl Catalog {
             return Ok((Some(berth_vuln::grade(&counted, at)), critical, high));
         }
         let facts = self.db.finding_facts(digest)?;
+        if uncovered(inv, facts.len()) {
+            return Ok((Some(Grade::UNKNOWN), 0, 0));
+        }
         let grade = berth_vuln::grade_inputs(
             facts.iter().map(|f| GradeInput {
                 level: f.level,
@@ -543,7 +553,10 @@ impl Catalog {
         let (counted, allowed) = self.findings_split(repo, digest, now)?;
         // As grade_of computes it, from the findings already read.
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
-        let grade = inv.grade.is_some().then(|| berth_vuln::grade(&counted, at));
+        let grade = match uncovered(&inv, counted.len() + allowed.len()) {
+            true => Some(Grade::UNKNOWN),
+            false => inv.grade.is_some().then(|| berth_vuln::grade(&counted, at)),
+        };
         let mut counts = BTreeMap::new();
         for f in &counted {
             *counts.entry(level_name(f.severity.level)).or_insert(0) += 1;

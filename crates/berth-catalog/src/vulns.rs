@@ -115,7 +115,11 @@ impl Catalog {
         for (digest, os, packages) in images {
             let os = os.clone().unwrap_or_default();
             let findings = matcher.findings(&os, packages);
-            let grade = berth_vuln::grade(&findings, now);
+            // Stored as `Unknown` with no findings: query.rs's `uncovered` keeps it so.
+            let grade = match matcher.covers(&os) {
+                true => berth_vuln::grade(&findings, now),
+                false => berth_vuln::Grade::UNKNOWN,
+            };
             total += findings.len();
             batch.push((
                 digest.clone(),

@@ -331,6 +331,66 @@ fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
     assert_eq!(summary(&cat).grade, v.grade);
 }
 
+/// No findings for want of data is not a clean bill: an image whose OS the data does
+/// not cover (Fedora, a Debian release not imported, no OS at all) is graded Unknown,
+/// on every page, while a covered image without findings is A.
+#[test]
+fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
+    let reg = Registry::new();
+    let layer = |files: &[(&str, &str)]| -> Layer {
+        let raw = tar_of(files);
+        (
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            gzip(&raw),
+            raw,
+        )
+    };
+    let bullseye = OS_RELEASE.replace("VERSION_ID=\"12\"", "VERSION_ID=\"11\"");
+    let status = dpkg_status(&[("openssl", "3.0.9-1")]);
+    let images = [
+        (
+            "fedora/base",
+            layer(&[("etc/os-release", "ID=fedora\nVERSION_ID=39\n")]),
+        ),
+        (
+            "old/debian",
+            layer(&[
+                ("etc/os-release", &bullseye),
+                ("var/lib/dpkg/status", &status),
+            ]),
+        ),
+        ("static/app", layer(&[("app", "a static binary")])),
+        ("lib/clean", debian_layer(&[("libc6", "2.36-9")])),
+    ];
+    let pushed: Vec<(&str, Digest)> = images
+        .into_iter()
+        .map(|(repo, l)| (repo, reg.push(repo, "1", &[l], json!({}))))
+        .collect();
+    let cat = reg.catalog();
+    for (repo, d) in &pushed {
+        assert_eq!(cat.scan_manifest(repo, d, false).unwrap(), Scanned::Done);
+    }
+    let data = tempfile::tempdir().unwrap();
+    cat.import_vulns(&[&osv_file(data.path())]).unwrap();
+    for (repo, d) in &pushed {
+        let want = match *repo {
+            "lib/clean" => "A",
+            _ => "Unknown",
+        };
+        let v = cat
+            .vulnerabilities(repo, &d.to_string(), &Default::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.grade.as_deref(), Some(want), "{repo}: vulnerabilities");
+        let summary = cat.manifest(repo, d).unwrap().unwrap().images[0]
+            .summary
+            .clone();
+        assert_eq!(summary.grade.as_deref(), Some(want), "{repo}: summary");
+        let tags = cat.repository(repo).unwrap().unwrap().tags;
+        assert_eq!(tags[0].grade.as_deref(), Some(want), "{repo}: tags");
+    }
+}
+
 #[test]
 fn package_lists_page_in_sql_and_version_order_and_diffs_are_kept() {
     let reg = Registry::new();

@@ -46,6 +46,15 @@ pub struct Grade {
     pub next_drop: Option<i64>,
 }
 
+impl Grade {
+    /// The grade of an image the data does not cover (see `Matcher::covers`), or whose
+    /// findings have no severity at all.
+    pub const UNKNOWN: Grade = Grade {
+        letter: Letter::Unknown,
+        next_drop: None,
+    };
+}
+
 const DAY: i64 = 86_400;
 /// Age limits (inclusive, seconds) of grades B, C, D, E per severity; older is F.
 const CRITICAL_LIMITS: [(Letter, i64); 4] = [
@@ -122,10 +131,7 @@ pub fn grade_inputs<'a>(
         }
     }
     if any && all_unknown {
-        return Grade {
-            letter: Letter::Unknown,
-            next_drop: None,
-        };
+        return Grade::UNKNOWN;
     }
     let at = |t: i64| {
         counted

@@ -81,14 +81,21 @@ impl Matcher {
         self.records.len()
     }
 
-    /// The findings for one image: every package that some record's range or version
-    /// list says is affected. Sorted by package, then id. An image whose OS has no
-    /// ecosystem string has no findings (nothing to match against).
-    pub fn findings(&self, os: &OsInfo, packages: &[Package]) -> Vec<Finding> {
+    /// Whether the data has records for `os` (its ecosystem, e.g. `Debian:12`). An
+    /// image of an OS berth cannot name (Fedora, openSUSE, Debian sid) or whose
+    /// data was not imported has no findings for want of data, not because it is
+    /// clean: its grade is `Unknown`, never A (as Trivy and Grype say "unsupported").
+    pub fn covers(&self, os: &OsInfo) -> bool {
+        !self.tables(os).is_empty()
+    }
+
+    /// The package tables filed under `os`'s ecosystem (for Red Hat, every stream of
+    /// the release); none when it has no ecosystem.
+    fn tables(&self, os: &OsInfo) -> Vec<&HashMap<String, Vec<u32>>> {
         let Some(ecosystem) = os.ecosystem.as_deref() else {
             return Vec::new();
         };
-        let tables: Vec<&HashMap<String, Vec<u32>>> = match self.index.get(ecosystem) {
+        match self.index.get(ecosystem) {
             Some(t) if !ecosystem.starts_with("Red Hat:") => vec![t],
             _ => self
                 .index
@@ -96,7 +103,14 @@ impl Matcher {
                 .filter(|(e, _)| ecosystem_matches(ecosystem, e))
                 .map(|(_, t)| t)
                 .collect(),
-        };
+        }
+    }
+
+    /// The findings for one image: every package that some record's range or version
+    /// list says is affected. Sorted by package, then id. An image whose OS has no
+    /// ecosystem string has no findings (nothing to match against).
+    pub fn findings(&self, os: &OsInfo, packages: &[Package]) -> Vec<Finding> {
+        let tables = self.tables(os);
         let mut out = Vec::new();
         if tables.is_empty() {
             return out;
