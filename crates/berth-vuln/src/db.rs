@@ -15,7 +15,9 @@ use std::time::SystemTime;
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// `PRAGMA user_version` of the schema above; a file with a higher one is refused.
-const SCHEMA_VERSION: i64 = 1;
+///
+/// 2: `modified` in microseconds (was seconds), `aliases` with the `upstream` ids.
+const SCHEMA_VERSION: i64 = 2;
 
 /// What one import did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,8 +88,11 @@ impl VulnDb {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let conn = berth_sqlite::connect(path, berth_sqlite::Sync::Full)?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let mut conn = berth_sqlite::connect(path, berth_sqlite::Sync::Full)?;
+        // The version is read inside the write transaction: two processes opening an
+        // old file at once upgrade it once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {
             return Err(VulnError::NewerSchema {
                 path: path.to_path_buf(),
@@ -95,8 +100,12 @@ impl VulnDb {
                 supported: SCHEMA_VERSION,
             });
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.execute_batch(SCHEMA)?;
+        if found == 1 {
+            upgrade_from_1(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
         Ok(VulnDb {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -301,6 +310,34 @@ fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
     })
 }
 
+/// Schema 1 -> 2, once: `modified` to microseconds, and each stored record indexed
+/// again from its JSON: `aliases` with its `upstream` ids, severities as this version
+/// rates them (the distribution's word first). A record is stored again only when a
+/// newer revision comes, so a re-import would change neither.
+fn upgrade_from_1(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    const PAGE: i64 = 1000;
+    tx.execute("UPDATE records SET modified = modified * 1000000", [])?;
+    let mut read = tx.prepare("SELECT id, json FROM records WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let mut aliases = tx.prepare("UPDATE records SET aliases = ?2 WHERE id = ?1")?;
+    let mut store = Store::new(tx)?;
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, String)> = read
+            .query_map(params![after, PAGE], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = last.clone();
+        for (id, json) in page {
+            let record: Record = serde_json::from_str(&json).map_err(|e| corrupt(&id, e))?;
+            let ids = serde_json::to_string(&record.other_ids()).unwrap_or_else(|_| "[]".into());
+            aliases.execute(params![id, ids])?;
+            store.index(&record)?;
+        }
+    }
+}
+
 fn corrupt(id: &str, e: serde_json::Error) -> VulnError {
     VulnError::Corrupt(format!("record {id}: stored data unreadable: {e}"))
 }
@@ -331,9 +368,9 @@ impl<'t> Store<'t> {
     /// Stores a record unless the stored one is as new; true when it was stored.
     fn upsert(&mut self, record: &Record, json: &str) -> Result<bool> {
         let modified = osv::parse_time(&record.modified)
-            .map(osv::unix_seconds)
+            .map(osv::unix_micros)
             .unwrap_or(0);
-        let aliases = serde_json::to_string(&record.aliases).unwrap_or_else(|_| "[]".into());
+        let aliases = serde_json::to_string(&record.other_ids()).unwrap_or_else(|_| "[]".into());
         let changed = self.upsert.execute(params![
             record.id,
             modified,
@@ -346,6 +383,12 @@ impl<'t> Store<'t> {
         if changed == 0 {
             return Ok(false);
         }
+        self.index(record)?;
+        Ok(true)
+    }
+
+    /// Writes the matcher's index rows of `record` (replacing any it had).
+    fn index(&mut self, record: &Record) -> Result<()> {
         self.clear.execute([&record.id])?;
         for (seq, affected) in record.affected.iter().enumerate() {
             let Some(package) = &affected.package else {
@@ -370,6 +413,6 @@ impl<'t> Store<'t> {
                 data
             ])?;
         }
-        Ok(true)
+        Ok(())
     }
 }

@@ -15,12 +15,31 @@ pub struct Record {
     pub withdrawn: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The vulnerability a distribution's record is derived from (`DEBIAN-CVE-…`,
+    /// `UBUNTU-CVE-…` name their CVE here, not in `aliases`).
+    #[serde(default)]
+    pub upstream: Vec<String>,
     #[serde(default)]
     pub severity: Vec<SeverityEntry>,
     #[serde(default)]
     pub affected: Vec<Affected>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_specific: Option<serde_json::Value>,
+}
+
+impl Record {
+    /// The other ids of the same vulnerability: `aliases`, then `upstream` ids not
+    /// among them. What a search by CVE and an allow-list entry match; without
+    /// `upstream`, a Debian or Ubuntu finding was found by no CVE id.
+    pub fn other_ids(&self) -> Vec<String> {
+        let mut ids = self.aliases.clone();
+        for u in &self.upstream {
+            if !ids.contains(u) && *u != self.id {
+                ids.push(u.clone());
+            }
+        }
+        ids
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +159,15 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
 }
 
 /// Seconds since the epoch (negative before 1970).
+/// Microseconds since the epoch: `modified` times are compared at this precision, so
+/// a record revised within the same second still replaces the older revision.
+pub fn unix_micros(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
 pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,

@@ -1,6 +1,8 @@
-//! Severity: a CVSS vector's base score bucketed into a level, with the distribution's
-//! own word (Debian urgency, Ubuntu priority, Red Hat impact) kept beside it. The word
-//! decides the level only when there is no usable vector.
+//! Severity: the distribution's own word (Debian urgency, Ubuntu priority, Red Hat
+//! impact) when it has one, else a CVSS vector's base score bucketed into a level; the
+//! score is kept beside the word. The vendor's rating decides, as Trivy and Grype
+//! report distribution matches and as Red Hat's health grade counts them: a Red Hat
+//! "Moderate" with a 7.5 vector is Medium and does not lower the grade.
 
 use crate::osv::{Affected, Record};
 use serde::{Deserialize, Serialize};
@@ -77,8 +79,11 @@ pub fn of_affected(record: &Record, affected: &Affected) -> Severity {
     let entries = || affected.severity.iter().chain(record.severity.iter());
     let scored = VECTOR_PREFERENCE.iter().find_map(|kind| {
         entries().filter(|s| s.kind == *kind).find_map(|s| {
-            let cvss = cvss::Cvss::from_str(s.score.trim()).ok()?;
-            Some((s.score.trim().to_string(), cvss.score()))
+            Some((
+                s.score.trim().to_string(),
+                base_score(kind, s.score.trim())?,
+                *kind,
+            ))
         })
     });
     let words = entries()
@@ -87,17 +92,48 @@ pub fn of_affected(record: &Record, affected: &Affected) -> Severity {
         .or_else(|| word_in(affected.ecosystem_specific.as_ref()))
         .or_else(|| word_in(affected.database_specific.as_ref()))
         .or_else(|| word_in(record.database_specific.as_ref()));
-    let level = match (&scored, &words) {
-        (Some((_, score)), _) => Level::from_score(*score),
-        (None, Some(w)) => Level::from_word(w),
+    let rated = words
+        .as_deref()
+        .map(Level::from_word)
+        .filter(|l| *l != Level::Unknown);
+    let level = match (rated, &scored) {
+        (Some(level), _) => level,
+        // CVSS v2 has no Critical: 7.0 to 10.0 is High (NVD's v2 ratings).
+        (None, Some((_, score, "CVSS_V2"))) => match Level::from_score(*score) {
+            Level::Critical => Level::High,
+            level => level,
+        },
+        (None, Some((_, score, _))) => Level::from_score(*score),
         (None, None) => Level::Unknown,
     };
     Severity {
         level,
-        score: scored.as_ref().map(|(_, s)| *s),
-        vector: scored.map(|(v, _)| v),
+        score: scored.as_ref().map(|(_, s, _)| *s),
+        vector: scored.map(|(v, _, _)| v),
         words,
     }
+}
+
+/// The base score of a vector of `kind`. A v4 vector may carry threat and
+/// environmental metrics (`E:U`) that the `cvss` crate folds into its score; only
+/// the eleven base metrics are scored, as for v3 (whose temporal metrics the crate
+/// leaves out of the base score already).
+fn base_score(kind: &str, vector: &str) -> Option<f64> {
+    const V4_BASE: [&str; 11] = [
+        "AV", "AT", "AC", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA",
+    ];
+    let vector = match kind {
+        "CVSS_V4" => {
+            let mut parts = vector.split('/');
+            let prefix = parts.next()?;
+            let base: Vec<&str> = parts
+                .filter(|p| p.split_once(':').is_some_and(|(k, _)| V4_BASE.contains(&k)))
+                .collect();
+            format!("{prefix}/{}", base.join("/"))
+        }
+        _ => vector.to_string(),
+    };
+    Some(cvss::Cvss::from_str(&vector).ok()?.score())
 }
 
 /// A severity word in a `database_specific` / `ecosystem_specific` object: `severity`
@@ -129,12 +165,55 @@ mod tests {
         }));
         let s = of_affected(&r, &r.affected[0]);
         assert_eq!(s.score, Some(9.8));
-        assert_eq!(s.level, Level::Critical);
         assert_eq!(
-            s.words.as_deref(),
-            Some("low"),
-            "the word is kept even when a vector decides"
+            (s.level, s.words.as_deref()),
+            (Level::Low, Some("low")),
+            "the distribution's word decides, the score is kept"
         );
+        // A word that rates nothing leaves it to the vector.
+        let r = record(serde_json::json!({
+            "id": "X-1", "modified": "2024-01-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "a"},
+                "ecosystem_specific": {"urgency": "not yet assigned"}}]
+        }));
+        assert_eq!(of_affected(&r, &r.affected[0]).level, Level::Critical);
+        // Red Hat's Moderate with a 7.5 vector: Medium, as Red Hat counts it.
+        let r = record(serde_json::json!({
+            "id": "RHSA-1", "modified": "2024-01-01T00:00:00Z",
+            "database_specific": {"severity": "Moderate"},
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}],
+            "affected": [{"package": {"ecosystem": "Red Hat:enterprise_linux:9::baseos", "name": "a"}}]
+        }));
+        let s = of_affected(&r, &r.affected[0]);
+        assert_eq!((s.level, s.score), (Level::Medium, Some(7.5)));
+    }
+
+    #[test]
+    fn base_scores_only_and_v2_has_no_critical() {
+        let v4 = |extra: &str| {
+            let r = record(serde_json::json!({
+                "id": "X-5", "modified": "2024-01-01T00:00:00Z",
+                "severity": [{"type": "CVSS_V4", "score": format!(
+                    "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N{extra}")}],
+                "affected": [{"package": {"ecosystem": "Alpine:v3.19", "name": "a"}}]
+            }));
+            let s = of_affected(&r, &r.affected[0]);
+            (s.level, s.score)
+        };
+        assert_eq!(v4(""), (Level::Critical, Some(9.3)));
+        assert_eq!(
+            v4("/E:U"),
+            (Level::Critical, Some(9.3)),
+            "threat metrics left out"
+        );
+        let r = record(serde_json::json!({
+            "id": "X-6", "modified": "2024-01-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V2", "score": "AV:N/AC:L/Au:N/C:C/I:C/A:C"}],
+            "affected": [{"package": {"ecosystem": "Alpine:v3.19", "name": "a"}}]
+        }));
+        let s = of_affected(&r, &r.affected[0]);
+        assert_eq!((s.level, s.score), (Level::High, Some(10.0)));
     }
 
     #[test]

@@ -451,3 +451,119 @@ fn zip_import_then_older_and_newer_records_and_rematch() {
         2
     );
 }
+
+/// Debian's and Ubuntu's per-CVE records name their CVE in `upstream`: findings carry
+/// it with the aliases (what search and allow-lists match). A revision later within
+/// the same second replaces the stored one.
+#[test]
+fn upstream_ids_are_aliases_and_revisions_within_a_second_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = record(
+        "DEBIAN-CVE-2099-2",
+        "2024-01-01T00:00:00.100Z",
+        "Debian:12",
+        "gcc-12",
+        range(json!([{"introduced": "0"}])),
+    );
+    rec["upstream"] = json!(["CVE-2099-2"]);
+    let file = dir.path().join("a.json");
+    write(&file, &rec);
+    let db = VulnDb::open(&dir.path().join("vulndb.sqlite")).unwrap();
+    db.import(&file).unwrap();
+    let image = [pkg(
+        PackageKind::Deb,
+        "libgcc-s1",
+        Some("gcc-12"),
+        "12.2.0-14",
+    )];
+    let found = db.matcher().unwrap().findings(&os("Debian:12"), &image);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].aliases, ["CVE-2099-2"]);
+
+    rec["modified"] = json!("2024-01-01T00:00:00.900Z");
+    rec["affected"][0]["ranges"] = range(json!([{"introduced": "0"}, {"fixed": "12.2.0-1"}]));
+    write(&file, &rec);
+    assert_eq!(db.import(&file).unwrap().stored, 1, "a newer revision");
+    let found = db.matcher().unwrap().findings(&os("Debian:12"), &image);
+    assert!(
+        found.is_empty(),
+        "fixed before the installed version: {found:?}"
+    );
+}
+
+/// A database of schema 1 (seconds, aliases without `upstream`) is upgraded in place
+/// when opened: the upstream ids appear without a re-import, and revisions compare
+/// at the new precision.
+#[test]
+fn a_schema_1_database_is_upgraded_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vulndb.sqlite");
+    let mut rec = record(
+        "UBUNTU-CVE-2099-3",
+        "2024-01-01T00:00:00Z",
+        "Ubuntu:22.04:LTS",
+        "openssl",
+        range(json!([{"introduced": "0"}])),
+    );
+    rec["upstream"] = json!(["CVE-2099-3"]);
+    rec["affected"][0]["severity"] = json!([
+        {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"},
+        {"type": "Ubuntu", "score": "low"}
+    ]);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE records (id TEXT PRIMARY KEY, modified BIGINT NOT NULL,
+                modified_text TEXT NOT NULL, published TEXT, withdrawn TEXT,
+                aliases TEXT NOT NULL, json TEXT NOT NULL);
+             CREATE TABLE affected (id TEXT NOT NULL, seq BIGINT NOT NULL,
+                ecosystem TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL,
+                PRIMARY KEY (id, seq));
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO records VALUES ('UBUNTU-CVE-2099-3', 1704067200,
+                '2024-01-01T00:00:00Z', NULL, NULL, '[]', ?1)",
+            [rec.to_string()],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO affected VALUES ('UBUNTU-CVE-2099-3', 0, 'Ubuntu:22.04:LTS',
+                'openssl', ?1)",
+            [
+                json!({"ranges": rec["affected"][0]["ranges"], "versions": [],
+                    "severity": {"level": "unknown", "score": null, "vector": null, "words": null}})
+                .to_string(),
+            ],
+        )
+        .unwrap();
+    }
+    let db = VulnDb::open(&path).unwrap();
+    let image = [pkg(
+        PackageKind::Deb,
+        "libssl3",
+        Some("openssl"),
+        "3.0.2-0ubuntu1",
+    )];
+    let found = db
+        .matcher()
+        .unwrap()
+        .findings(&os("Ubuntu:22.04:LTS"), &image);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].aliases, ["CVE-2099-3"]);
+    assert_eq!(
+        found[0].severity.level,
+        Level::Low,
+        "indexed again: Ubuntu's priority decides"
+    );
+    // The same revision again is not newer; half a second later is.
+    let file = dir.path().join("again.json");
+    write(&file, &rec);
+    assert_eq!(db.import(&file).unwrap().stored, 0);
+    rec["modified"] = json!("2024-01-01T00:00:00.500Z");
+    write(&file, &rec);
+    assert_eq!(db.import(&file).unwrap().stored, 1);
+    drop(db);
+    VulnDb::open(&path).unwrap();
+}
