@@ -1,6 +1,10 @@
 //! Key-based sigstore (cosign) signatures, as containers/image makes and checks them:
 //! ECDSA P-256 over SHA-256 of the payload, the signature base64 in the
-//! `dev.cosignproject.cosign/signature` annotation. No Fulcio, no Rekor.
+//! `dev.cosignproject.cosign/signature` annotation. No Fulcio, no Rekor. Verifying
+//! also takes the other public keys containers/image's `signature.LoadVerifier` does:
+//! ECDSA P-384 (over SHA-256 too: c/image fixes the hash), RSA PKCS#1 v1.5 over
+//! SHA-256, and Ed25519 over the payload itself. (P-521 over SHA-256 is refused:
+//! RustCrypto's ECDSA will not verify a digest shorter than half its field.)
 //!
 //! Private keys use cosign's format (`skopeo generate-sigstore-key`, `cosign
 //! generate-key-pair`): a PEM block `ENCRYPTED SIGSTORE PRIVATE KEY` whose body is
@@ -71,9 +75,18 @@ impl std::fmt::Debug for PrivateKey {
     }
 }
 
-/// A P-256 public key for verifying.
+/// A public key for verifying: P-256 (what berth and skopeo generate), or another kind
+/// containers/image verifies with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey(VerifyingKey);
+pub struct PublicKey(Key);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    P256(VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Rsa(rsa::RsaPublicKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
 
 #[derive(Serialize, Deserialize)]
 struct Encrypted {
@@ -135,7 +148,7 @@ fn scrypt_key(passphrase: &[u8], salt: &[u8], log_n: u8) -> Result<[u8; 32], Sig
 pub fn generate_key_pair(passphrase: &[u8]) -> Result<KeyPair, SigstoreError> {
     let key = SigningKey::random(&mut rand08::rngs::OsRng);
     let private_pem = PrivateKey(key.clone()).to_encrypted_pem(passphrase)?;
-    let public_pem = PublicKey(*key.verifying_key()).to_pem()?;
+    let public_pem = PublicKey(Key::P256(*key.verifying_key())).to_pem()?;
     Ok(KeyPair {
         public_pem,
         private_pem,
@@ -220,7 +233,7 @@ impl PrivateKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(*self.0.verifying_key())
+        PublicKey(Key::P256(*self.0.verifying_key()))
     }
 
     /// Signs `payload`; returns the base64 ASN.1 DER signature, as the annotation holds it.
@@ -235,20 +248,56 @@ impl PublicKey {
     pub fn from_pem(pem_bytes: &[u8]) -> Result<PublicKey, SigstoreError> {
         let text = std::str::from_utf8(pem_bytes)
             .map_err(|_| SigstoreError::PublicKey("not PEM text".into()))?;
-        VerifyingKey::from_public_key_pem(text.trim())
-            .map(PublicKey)
-            .map_err(|e| SigstoreError::PublicKey(format!("not a PEM P-256 public key: {e}")))
+        let text = text.trim();
+        let key = match VerifyingKey::from_public_key_pem(text) {
+            Ok(k) => Key::P256(k),
+            Err(p256_error) => p384::ecdsa::VerifyingKey::from_public_key_pem(text)
+                .map(Key::P384)
+                .or_else(|_| rsa::RsaPublicKey::from_public_key_pem(text).map(Key::Rsa))
+                .or_else(|_| {
+                    ed25519_dalek::VerifyingKey::from_public_key_pem(text).map(Key::Ed25519)
+                })
+                .map_err(|_| {
+                    SigstoreError::PublicKey(format!(
+                        "not a PEM ECDSA P-256 or P-384, RSA or Ed25519 public key: {p256_error}"
+                    ))
+                })?,
+        };
+        Ok(PublicKey(key))
     }
 
     pub fn to_pem(&self) -> Result<String, SigstoreError> {
-        self.0
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| SigstoreError::PublicKey(e.to_string()))
+        let pem = match &self.0 {
+            Key::P256(k) => k.to_public_key_pem(LineEnding::LF),
+            Key::P384(k) => k.to_public_key_pem(LineEnding::LF),
+            Key::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+            Key::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
+        };
+        pem.map_err(|e| SigstoreError::PublicKey(e.to_string()))
     }
 
-    /// Whether `signature_b64` is this key's signature of `payload`.
-    fn verifies(&self, payload: &[u8], sig: &Signature) -> bool {
-        self.0.verify(payload, sig).is_ok()
+    /// Whether `raw` (the decoded annotation) is this key's signature of `payload`.
+    /// ECDSA signatures are ASN.1 DER, as Go's `ecdsa.VerifyASN1` reads them: a raw
+    /// r||s form is not a sigstore signature.
+    fn verifies(&self, payload: &[u8], raw: &[u8]) -> bool {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
+        use sha2::Digest as _;
+        match &self.0 {
+            Key::P256(k) => {
+                Signature::from_der(raw).is_ok_and(|sig| k.verify(payload, &sig).is_ok())
+            }
+            Key::P384(k) => p384::ecdsa::Signature::from_der(raw).is_ok_and(|sig| {
+                k.verify_prehash(&sha2::Sha256::digest(payload), &sig)
+                    .is_ok()
+            }),
+            Key::Rsa(k) => rsa::pkcs1v15::Signature::try_from(raw).is_ok_and(|sig| {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k.clone())
+                    .verify(payload, &sig)
+                    .is_ok()
+            }),
+            Key::Ed25519(k) => ed25519_dalek::Signature::from_slice(raw)
+                .is_ok_and(|sig| k.verify_strict(payload, &sig).is_ok()),
+        }
     }
 }
 
@@ -278,9 +327,7 @@ pub fn verify(
     let raw = BASE64
         .decode(signature_b64.trim())
         .map_err(|e| SigstoreError::Base64(e.to_string()))?;
-    // Go's ecdsa.VerifyASN1 reads DER; a raw r||s form is not a sigstore signature.
-    let sig = Signature::from_der(&raw).map_err(|_| SigstoreError::BadSignature)?;
-    if !keys.iter().any(|k| k.verifies(payload, &sig)) {
+    if !keys.iter().any(|k| k.verifies(payload, &raw)) {
         return Err(SigstoreError::BadSignature);
     }
     Ok(Payload::parse(payload, Format::Sigstore)?)

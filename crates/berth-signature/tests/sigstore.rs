@@ -162,3 +162,132 @@ fn openssl_verifies_berth_and_berth_verifies_openssl() {
     assert_eq!(p.docker_reference, "registry.example/app:v1");
     assert_eq!(p.to_json(Format::Sigstore).unwrap(), payload);
 }
+
+/// The other public keys containers/image verifies with (its `LoadVerifier`): ECDSA
+/// P-384 over SHA-256, RSA PKCS#1 v1.5 over SHA-256, Ed25519 over the payload. Keys
+/// and signatures made by OpenSSL; each verifies with its own key only, and a
+/// tampered payload with none.
+#[test]
+fn openssl_p384_rsa_and_ed25519_signatures_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let key = PrivateKey::from_pem(COSIGN_PRIVATE.as_bytes(), b"").unwrap();
+    let (payload, _) = sigstore::sign_image(
+        &key,
+        &Digest::sha256_of(b"m"),
+        "registry.example/app:v1",
+        "x",
+    )
+    .unwrap();
+    std::fs::write(d.join("payload"), &payload).unwrap();
+    let make: [(&str, &[&str], &[&str]); 3] = [
+        (
+            "p384",
+            &[
+                "ecparam",
+                "-name",
+                "secp384r1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "p384.pem",
+            ],
+            &[
+                "dgst", "-sha256", "-sign", "p384.pem", "-out", "p384.sig", "payload",
+            ],
+        ),
+        (
+            "rsa",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa.pem",
+            ],
+            &[
+                "dgst", "-sha256", "-sign", "rsa.pem", "-out", "rsa.sig", "payload",
+            ],
+        ),
+        (
+            "ed25519",
+            &["genpkey", "-algorithm", "ed25519", "-out", "ed25519.pem"],
+            &[
+                "pkeyutl",
+                "-sign",
+                "-rawin",
+                "-inkey",
+                "ed25519.pem",
+                "-in",
+                "payload",
+                "-out",
+                "ed25519.sig",
+            ],
+        ),
+    ];
+    let mut keys = Vec::new();
+    for (name, genkey, sign) in make {
+        openssl(genkey, d);
+        let (pem, public) = (format!("{name}.pem"), format!("{name}.pub"));
+        openssl(&["pkey", "-in", &pem, "-pubout", "-out", &public], d);
+        openssl(sign, d);
+        let key = PublicKey::from_pem(&std::fs::read(d.join(&public)).unwrap()).unwrap();
+        let sig = BASE64.encode(std::fs::read(d.join(format!("{name}.sig"))).unwrap());
+        keys.push((name, key, sig));
+    }
+    for (name, key, sig) in &keys {
+        let p = sigstore::verify(std::slice::from_ref(key), &payload, sig)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(p.docker_reference, "registry.example/app:v1", "{name}");
+        // The PEM written back reads as the same key.
+        assert_eq!(
+            &PublicKey::from_pem(key.to_pem().unwrap().as_bytes()).unwrap(),
+            key
+        );
+        let others: Vec<PublicKey> = keys
+            .iter()
+            .filter(|(n, _, _)| n != name)
+            .map(|(_, k, _)| k.clone())
+            .collect();
+        assert!(
+            matches!(
+                sigstore::verify(&others, &payload, sig),
+                Err(SigstoreError::BadSignature)
+            ),
+            "{name}: another key"
+        );
+        let mut tampered = payload.clone();
+        tampered[10] ^= 1;
+        assert!(
+            matches!(
+                sigstore::verify(std::slice::from_ref(key), &tampered, sig),
+                Err(SigstoreError::BadSignature)
+            ),
+            "{name}: tampered"
+        );
+    }
+    // P-521 is refused when the key is read, not silently never verified.
+    openssl(
+        &[
+            "ecparam",
+            "-name",
+            "secp521r1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "p521.pem",
+        ],
+        d,
+    );
+    openssl(
+        &["pkey", "-in", "p521.pem", "-pubout", "-out", "p521.pub"],
+        d,
+    );
+    let e = PublicKey::from_pem(&std::fs::read(d.join("p521.pub")).unwrap()).unwrap_err();
+    assert!(
+        e.to_string().contains("P-256 or P-384, RSA or Ed25519"),
+        "{e}"
+    );
+}
