@@ -99,6 +99,12 @@ pub enum Scanned {
 /// Indexes nested under the scanned one at most (an index of indexes of images is as
 /// deep as registries go).
 const MAX_INDEX_DEPTH: usize = 4;
+/// An image with more layers is not inventoried (docker and podman stop near 127): each
+/// layer's artifacts are held, and squashed, once per place the manifest names it.
+const MAX_IMAGE_LAYERS: usize = 512;
+/// Packages held across an image's layers at most: a manifest naming one layer of
+/// 100,000 packages (the per-layer bound) hundreds of times held them all, cloned.
+const MAX_IMAGE_PACKAGES: usize = 500_000;
 /// Manifests scanned under one index at most (a multi-platform image has a few dozen).
 const MAX_TREE: usize = 1024;
 
@@ -320,7 +326,14 @@ impl Catalog {
             .and_then(|r| r.diff_ids.clone())
             .unwrap_or_default();
 
+        if manifest.layers.len() > MAX_IMAGE_LAYERS {
+            return Err(format!(
+                "{} layers, over the {MAX_IMAGE_LAYERS} an image is inventoried with",
+                manifest.layers.len()
+            ));
+        }
         let mut layers = Vec::with_capacity(manifest.layers.len());
+        let mut packages = 0;
         for (i, l) in manifest.layers.iter().enumerate() {
             if is_non_distributable(&l.media_type) {
                 // Foreign layers are not stored here; they hold nothing we can read.
@@ -333,6 +346,12 @@ impl Catalog {
             let arts = self
                 .layer_artifacts(&l.digest, &l.media_type)
                 .map_err(|why| format!("layer {i} ({}): {why}", l.digest))?;
+            packages += arts.databases.iter().map(|(_, p)| p.len()).sum::<usize>();
+            if packages > MAX_IMAGE_PACKAGES {
+                return Err(format!(
+                    "over the {MAX_IMAGE_PACKAGES} packages read across an image's layers"
+                ));
+            }
             layers.push(arts);
         }
         let history = config.image_history(manifest);

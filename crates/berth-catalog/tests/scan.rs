@@ -950,3 +950,31 @@ fn a_made_up_layer_media_type_fails_only_its_image() {
         Scanned::Done
     );
 }
+
+/// A manifest naming one layer many times is not inventoried past the bounds: the
+/// layer's artifacts were held (and squashed) once per naming.
+#[test]
+fn an_image_over_the_layer_or_package_bounds_fails_with_the_reason() {
+    let reg = Registry::new();
+    let small = debian_layer(&[("zlib1g", "1:1.2.13")]);
+    let many = vec![small.clone(); 513];
+    let tall = reg.push("tall/img", "v1", &many, json!({}));
+    let packages: Vec<(String, String)> = (0..60_000)
+        .map(|n| (format!("p{n}"), "1".to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = packages
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let big = debian_layer(&refs);
+    let wide = reg.push("wide/img", "v1", &vec![big; 9], json!({}));
+    let cat = reg.catalog();
+    let Scanned::Failed(why) = cat.scan_manifest("tall/img", &tall, false).unwrap() else {
+        panic!("513 layers were inventoried");
+    };
+    assert!(why.contains("513 layers, over the 512"), "{why}");
+    let Scanned::Failed(why) = cat.scan_manifest("wide/img", &wide, false).unwrap() else {
+        panic!("540,000 packages were inventoried");
+    };
+    assert!(why.contains("over the 500000 packages"), "{why}");
+}

@@ -5,8 +5,12 @@
 use crate::model::{Package, PackageKind};
 
 /// The packages an `installed` file lists; a stanza without `P:` or `V:` is an error,
-/// named, and skipped.
-pub fn parse_installed(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>) {
+/// named, and skipped. More than `limit` packages is an error: parsing stops there.
+pub fn parse_installed(
+    db_path: &str,
+    text: &str,
+    limit: usize,
+) -> Result<(Vec<Package>, Vec<String>), String> {
     let mut packages = Vec::new();
     let mut errors = Vec::new();
     for (n, stanza) in text
@@ -14,6 +18,9 @@ pub fn parse_installed(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>)
         .filter(|s| !s.trim().is_empty())
         .enumerate()
     {
+        if packages.len() == limit {
+            return Err(crate::layer::over_packages());
+        }
         let (mut name, mut version, mut arch, mut license, mut origin) =
             (None, None, None, None, None);
         for line in stanza.lines() {
@@ -55,7 +62,7 @@ pub fn parse_installed(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>)
             layer_index: 0,
         });
     }
-    (packages, errors)
+    Ok((packages, errors))
 }
 
 #[cfg(test)]
@@ -70,7 +77,7 @@ mod tests {
                     c:ca7f2ab5e88794e4e654b40776f8a92256f50639\nF:lib\nR:ld-musl-x86_64.so.1\n\
                     a:0:0:755\nZ:Q1abc=\n\nC:Q1def=\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\n\
                     L:Apache-2.0\no:openssl\n\nP:broken\n";
-        let (pkgs, errors) = parse_installed("lib/apk/db/installed", text);
+        let (pkgs, errors) = parse_installed("lib/apk/db/installed", text, usize::MAX).unwrap();
         let got: Vec<_> = pkgs
             .iter()
             .map(|p| {

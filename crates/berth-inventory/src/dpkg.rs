@@ -8,11 +8,19 @@ use crate::model::{Package, PackageKind};
 /// left out: only configuration files of them remain, which no advisory is about
 /// (`dpkg-query -W` still lists the config-files ones, with their old version). A
 /// stanza without `Package:` or `Version:` that claims to be installed is an error (a
-/// broken database), named.
-pub fn parse_status(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>) {
+/// broken database), named. More than `limit` packages is an error: parsing stops
+/// there, so a hostile file costs at most `limit` packages of memory.
+pub fn parse_status(
+    db_path: &str,
+    text: &str,
+    limit: usize,
+) -> Result<(Vec<Package>, Vec<String>), String> {
     let mut packages = Vec::new();
     let mut errors = Vec::new();
     for (n, stanza) in stanzas(text).enumerate() {
+        if packages.len() == limit {
+            return Err(crate::layer::over_packages());
+        }
         let field = |name: &str| {
             stanza
                 .iter()
@@ -63,17 +71,23 @@ pub fn parse_status(db_path: &str, text: &str) -> (Vec<Package>, Vec<String>) {
             layer_index: 0,
         });
     }
-    (packages, errors)
+    Ok((packages, errors))
 }
 
-/// Whether a `Status:` (`want flag status`) means the package's files are installed:
-/// `installed`, or on the way through configuration or triggers. Not `config-files`
-/// or `not-installed`, nor (dpkg's own word) `half-installed` removal leftovers.
+/// Whether a `Status:` (`want flag status`) means the package's files may be on disk:
+/// `installed`, on the way through configuration or triggers, or `half-installed` (an
+/// install or removal cut short: some of its files are there, as Trivy lists it). Not
+/// `config-files` or `not-installed`.
 fn files_on_disk(status: &str) -> bool {
     matches!(
         status.split_whitespace().nth(2),
         Some(
-            "installed" | "half-configured" | "triggers-awaited" | "triggers-pending" | "unpacked"
+            "installed"
+                | "half-configured"
+                | "half-installed"
+                | "triggers-awaited"
+                | "triggers-pending"
+                | "unpacked"
         )
     )
 }
@@ -142,7 +156,7 @@ Version: 5.36.0-7+deb12u1
 
     #[test]
     fn status_file() {
-        let (pkgs, errors) = parse_status("var/lib/dpkg/status", STATUS);
+        let (pkgs, errors) = parse_status("var/lib/dpkg/status", STATUS, usize::MAX).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         let got: Vec<_> = pkgs
             .iter()
@@ -190,10 +204,34 @@ Version: 5.36.0-7+deb12u1
             "var/lib/dpkg/status.d/libssl3",
             "Package: libssl3\nVersion: 3.0.11-1~deb12u2+b1\nArchitecture: amd64\n\
              Source: openssl (3.0.11-1~deb12u2)\n",
-        );
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(pkgs.len(), 1);
         assert_eq!(pkgs[0].source_name.as_deref(), Some("openssl"));
         assert_eq!(pkgs[0].source_version.as_deref(), Some("3.0.11-1~deb12u2"));
+    }
+
+    /// Parsing stops at the limit, before a hostile file's next million stanzas.
+    #[test]
+    fn more_packages_than_the_limit_is_an_error() {
+        let text = "Package: a\nVersion: 1\n\nPackage: b\nVersion: 1\n\nPackage: c\nVersion: 1\n";
+        assert_eq!(parse_status("s", text, 3).unwrap().0.len(), 3);
+        let e = parse_status("s", text, 2).unwrap_err();
+        assert!(e.contains("packages read per layer"), "{e}");
+    }
+
+    #[test]
+    fn half_installed_packages_are_listed_config_files_not() {
+        let (pkgs, _) = parse_status(
+            "s",
+            "Package: a\nStatus: install reinstreq half-installed\nVersion: 1\n\n\
+             Package: b\nStatus: deinstall ok config-files\nVersion: 1\n",
+            usize::MAX,
+        )
+        .unwrap();
+        let names: Vec<&str> = pkgs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
     }
 
     #[test]
@@ -201,7 +239,9 @@ Version: 5.36.0-7+deb12u1
         let (pkgs, errors) = parse_status(
             "s",
             "Package: a\nStatus: install ok installed\n\nPackage: b\nVersion: 1\n",
-        );
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(pkgs.len(), 1);
         assert_eq!(errors, vec!["stanza 1 has no Version".to_string()]);
     }
@@ -213,7 +253,9 @@ Version: 5.36.0-7+deb12u1
         let (pkgs, errors) = parse_status(
             "s",
             "Package: openssl\nVersion:\n\nPackage: \t\nVersion: 1\n\nPackage: b\nVersion: 2\n",
-        );
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(pkgs.len(), 1);
         assert_eq!(
             errors,

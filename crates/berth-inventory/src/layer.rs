@@ -250,15 +250,21 @@ fn parse(kept: Kept) -> LayerArtifacts {
                 }
             }
             FileKind::DpkgStatus | FileKind::DpkgStatusD | FileKind::ApkInstalled => {
-                let (pkgs, errors) = if kind == FileKind::ApkInstalled {
-                    apk::parse_installed(&path, &text())
+                let room = MAX_PACKAGES - packages;
+                let parsed = if kind == FileKind::ApkInstalled {
+                    apk::parse_installed(&path, &text(), room)
                 } else {
-                    dpkg::parse_status(&path, &text())
+                    dpkg::parse_status(&path, &text(), room)
                 };
-                if !errors.is_empty() {
-                    art.errors.push((path.clone(), errors.join("; ")));
+                match parsed {
+                    Ok((pkgs, skipped)) => {
+                        if !skipped.is_empty() {
+                            art.warnings.push((path.clone(), skipped.join("; ")));
+                        }
+                        add_database(&mut art, &mut packages, path, pkgs);
+                    }
+                    Err(why) => art.errors.push((path, why)),
                 }
-                add_database(&mut art, &mut packages, path, pkgs);
             }
             FileKind::Rpm => {
                 let wal = wal.get(&format!("{path}-wal")).map(Vec::as_slice);
@@ -272,7 +278,13 @@ fn parse(kept: Kept) -> LayerArtifacts {
         }
     }
     art.errors.sort();
+    art.warnings.sort();
     art
+}
+
+/// Why a database over [`MAX_PACKAGES`] is not read.
+pub(crate) fn over_packages() -> String {
+    format!("over the {MAX_PACKAGES} packages read per layer")
 }
 
 /// Packages read from one layer at most (a full distribution is a few thousand; a
@@ -288,8 +300,7 @@ fn add_database(
     pkgs: Vec<crate::Package>,
 ) {
     if *packages + pkgs.len() > MAX_PACKAGES {
-        let why = format!("over the {MAX_PACKAGES} packages read per layer");
-        art.errors.push((path, why));
+        art.errors.push((path, over_packages()));
         return;
     }
     *packages += pkgs.len();

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever layer analysis changes what it extracts, so that stored artifacts
 /// of an older analyzer are recomputed instead of trusted.
-pub const ANALYZER_VERSION: u32 = 1;
+/// 2: a database with a malformed entry keeps its other packages (`warnings`), dpkg's
+/// `half-installed` packages are listed.
+pub const ANALYZER_VERSION: u32 = 2;
 
 /// Which package manager a package came from (its database format and version scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -126,6 +128,11 @@ pub struct LayerArtifacts {
     /// counts as present, so it hides lower copies instead of letting a stale one win.
     #[serde(default)]
     pub errors: Vec<(String, String)>,
+    /// Databases read in part: path -> what was skipped (a stanza without a version).
+    /// Their other packages count, as Trivy counts them; a pusher cannot hide every
+    /// package behind one broken entry.
+    #[serde(default)]
+    pub warnings: Vec<(String, String)>,
 }
 
 /// An image's (one platform's) inventory.

@@ -122,11 +122,6 @@ pub fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
         .filter(|rest| !rest.is_empty())
 }
 
-/// Whether `path` is `dir` or below it.
-pub fn is_within(path: &str, dir: &str) -> bool {
-    path == dir || child_of(path, dir).is_some()
-}
-
 /// A tar entry's name as a root-relative path: `./`, `/` and `.` components and
 /// trailing slashes dropped; `..` refused, as applying the layer refuses it.
 pub fn normalize(raw: &[u8]) -> Result<String, InventoryError> {

@@ -21,10 +21,30 @@ enum Node<'a> {
     Error(&'a str),
 }
 
-/// The layers' artifacts indexed by path.
+/// The layers' artifacts indexed by path, and each layer's whiteouts and opaque
+/// folders as sets: a path is checked against them by its ancestors (a few lookups),
+/// not against every entry (thousands of whiteouts times thousands of paths).
 struct View<'a> {
-    layers: &'a [LayerArtifacts],
     nodes: Vec<HashMap<&'a str, Node<'a>>>,
+    whiteouts: Vec<HashSet<&'a str>>,
+    opaque: Vec<HashSet<&'a str>>,
+}
+
+/// A package as squashing tells copies apart: kind, name, architecture, version.
+type PackageKey<'a> = (
+    crate::model::PackageKind,
+    &'a str,
+    &'a Option<String>,
+    &'a str,
+);
+
+fn key(p: &Package) -> PackageKey<'_> {
+    (p.kind, &p.name, &p.arch, &p.version)
+}
+
+/// `path` itself, then each folder above it (`a/b/c`, `a/b`, `a`).
+fn self_and_ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(dir, _)| dir))
 }
 
 impl<'a> View<'a> {
@@ -51,16 +71,23 @@ impl<'a> View<'a> {
                 m
             })
             .collect();
-        View { layers, nodes }
+        let set = |list: &'a [String]| list.iter().map(String::as_str).collect();
+        View {
+            nodes,
+            whiteouts: layers.iter().map(|l| set(&l.whiteouts)).collect(),
+            opaque: layers.iter().map(|l| set(&l.opaque_dirs)).collect(),
+        }
     }
 
-    /// Whether layer `i` hides `path` of the layers below it.
+    /// Whether layer `i` hides `path` of the layers below it: a whiteout of the path
+    /// or a folder above it, or an opaque folder above it.
     fn hides(&self, i: usize, path: &str) -> bool {
-        let l = &self.layers[i];
-        l.whiteouts.iter().any(|w| paths::is_within(path, w))
-            || l.opaque_dirs
-                .iter()
-                .any(|d| paths::child_of(path, d).is_some())
+        let (whiteouts, opaque) = (&self.whiteouts[i], &self.opaque[i]);
+        if whiteouts.is_empty() && opaque.is_empty() {
+            return false;
+        }
+        self_and_ancestors(path).any(|p| whiteouts.contains(p))
+            || self_and_ancestors(path).skip(1).any(|d| opaque.contains(d))
     }
 
     /// The copies of `path` the image sees through, newest first: the winning copy,
@@ -112,13 +139,21 @@ pub fn squash(layers: &[LayerArtifacts], history: Option<&ImageHistory>) -> Inve
     for path in view.all_paths() {
         let chain = view.chain(path);
         if let Some((top, Node::Db(pkgs))) = chain.first() {
+            // The packages of each copy below the winner, as sets: `introduced` asks
+            // of every package whether each copy lists it.
+            let below: Vec<(usize, HashSet<PackageKey>)> = chain[1..]
+                .iter()
+                .map_while(|(i, node)| match node {
+                    Node::Db(pkgs) => Some((*i, pkgs.iter().map(key).collect())),
+                    _ => None,
+                })
+                .collect();
             for pkg in pkgs.iter() {
-                let key = (pkg.kind, &pkg.name, &pkg.arch, &pkg.version);
-                if !seen.insert(key) {
+                if !seen.insert(key(pkg)) {
                     continue; // listed by two databases (status and status.d)
                 }
                 let mut p = pkg.clone();
-                p.layer_index = introduced(&chain, pkg).unwrap_or(*top);
+                p.layer_index = introduced(*top, &below, pkg);
                 p.purl = crate::purl::purl(&p, inv.os.as_ref());
                 inv.packages.push(p);
             }
@@ -133,46 +168,52 @@ pub fn squash(layers: &[LayerArtifacts], history: Option<&ImageHistory>) -> Inve
             &b.db_path,
         ))
     });
-    inv.containerfile = real_containerfile(&view).or_else(|| {
-        history
-            .filter(|h| !h.history.is_empty())
-            .map(containerfile::reconstruct)
-    });
+    let history = history.filter(|h| !h.history.is_empty());
+    // A carried build file tells how the image was built only when it came with the
+    // top layer (a Red Hat build adds it last): below, it is a base image's, and the
+    // steps built on that base are in the history.
+    let top = layers.len().checked_sub(1);
+    inv.containerfile = real_containerfile(&view)
+        .filter(|(layer, _)| history.is_none() || Some(*layer) == top)
+        .map(|(_, cf)| cf)
+        .or_else(|| history.map(containerfile::reconstruct));
     inv
 }
 
 /// The files of the squashed image that could not be read (`layer 2:
 /// var/lib/dpkg/status: 70000000 bytes, over the ...`): what they list is missing
-/// from [`squash`]'s inventory, and lower copies of them do not stand in.
+/// from [`squash`]'s inventory, and lower copies of them do not stand in. Databases
+/// read in part are listed too, with what was skipped.
 pub fn unreadable_files(layers: &[LayerArtifacts]) -> Vec<String> {
     let view = View::new(layers);
     view.all_paths()
         .into_iter()
         .filter_map(|path| match view.winner(path) {
             Some((i, Node::Error(reason))) => Some(format!("layer {i}: {path}: {reason}")),
+            // A database read in part: its other packages are in the inventory.
+            Some((i, Node::Db(_))) => {
+                layers[i]
+                    .warnings
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, skipped)| {
+                        format!("layer {i}: {path}: {skipped} (skipped; the rest read)")
+                    })
+            }
             _ => None,
         })
         .collect()
 }
 
-/// The lowest layer of the chain (newest first) from which every copy up to the winner
-/// lists `pkg` at the same version: the layer that installed this version of it.
-fn introduced(chain: &[(usize, &Node)], pkg: &Package) -> Option<usize> {
-    let mut layer = None;
-    for (i, node) in chain {
-        let Node::Db(pkgs) = node else { break };
-        let listed = pkgs.iter().any(|p| {
-            p.kind == pkg.kind
-                && p.name == pkg.name
-                && p.arch == pkg.arch
-                && p.version == pkg.version
-        });
-        if !listed {
-            break;
-        }
-        layer = Some(*i);
-    }
-    layer
+/// The lowest layer from which every copy up to the winner (in layer `top`) lists
+/// `pkg` at the same version: the layer that installed this version of it. `below`:
+/// the database copies under the winner, newest first, as package sets.
+fn introduced(top: usize, below: &[(usize, HashSet<PackageKey>)], pkg: &Package) -> usize {
+    below
+        .iter()
+        .take_while(|(_, listed)| listed.contains(&key(pkg)))
+        .last()
+        .map_or(top, |(i, _)| *i)
 }
 
 /// The OS: `etc/os-release` (often a link to `../usr/lib/os-release`), else
@@ -193,9 +234,9 @@ fn os(view: &View) -> Option<OsInfo> {
 }
 
 /// The build file the image carries (`root/buildinfo/Dockerfile-*`, or under
-/// `usr/share/buildinfo/`): of several (a layered Red Hat image has its base's too),
-/// the one of the newest layer.
-fn real_containerfile(view: &View) -> Option<Containerfile> {
+/// `usr/share/buildinfo/`) and its layer: of several (a layered Red Hat image has its
+/// base's too), the one of the newest layer.
+fn real_containerfile(view: &View) -> Option<(usize, Containerfile)> {
     view.all_paths()
         .into_iter()
         .filter(|p| {
@@ -208,11 +249,14 @@ fn real_containerfile(view: &View) -> Option<Containerfile> {
             _ => None,
         })
         .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
-        .map(|(_, path, text)| Containerfile {
-            reconstructed: false,
-            path: Some(path.to_string()),
-            text: text.to_string(),
-            steps: Vec::new(),
+        .map(|(layer, path, text)| {
+            let cf = Containerfile {
+                reconstructed: false,
+                path: Some(path.to_string()),
+                text: text.to_string(),
+                steps: Vec::new(),
+            };
+            (layer, cf)
         })
 }
 
