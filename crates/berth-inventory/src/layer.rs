@@ -179,6 +179,14 @@ impl Kept {
             return Ok(());
         }
         let Some(kind) = classify(&path) else {
+            // A file or link where a watched folder (or one on the way to it) was:
+            // applying the layer removes the folder below it, as a whiteout would
+            // (Fedora's `var/lib/rpm -> ../../usr/lib/sysimage/rpm`, `lib -> usr/lib`).
+            if !matches!(info.kind, Kind::Directory | Kind::Other(_))
+                && paths::watched_folder(&path)
+            {
+                self.art.whiteouts.push(path);
+            }
             return Ok(());
         };
         match info.kind {

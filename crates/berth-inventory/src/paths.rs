@@ -115,6 +115,16 @@ pub fn relevant(path: &str) -> bool {
         .any(|d| on_the_way(d))
 }
 
+/// Whether `path` is a folder that holds allow-listed files, or one on the way to
+/// such a folder: replaced by a file or link, everything of it below goes.
+pub fn watched_folder(path: &str) -> bool {
+    WATCHED_DIRS
+        .iter()
+        .chain(BUILDINFO_DIRS.iter())
+        .chain(std::iter::once(&STATUS_D))
+        .any(|d| *d == path || child_of(d, path).is_some())
+}
+
 /// `path` without `dir/` in front, if `path` is below `dir`.
 pub fn child_of<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
     path.strip_prefix(dir)?

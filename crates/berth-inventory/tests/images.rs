@@ -462,6 +462,31 @@ fn a_broken_stanza_skips_itself_and_big_databases_squash() {
     assert_eq!((at("p1"), at("p7"), at("new")), (0, 2, 2));
 }
 
+/// A folder replaced by a link in a later layer takes its lower content with it, as
+/// applying the layer does: the old database under it no longer counts.
+#[test]
+fn a_folder_replaced_by_a_link_hides_what_was_below_it() {
+    let apk = |version: &str| format!("P:openssl\nV:{version}\nA:x86_64\n\n");
+    let old = apk("3.1.0-r0");
+    let new = apk("3.3.2-r0");
+    let lower = analyze(&[E::File("lib/apk/db/installed", old.as_bytes())]);
+    let upper = analyze(&[
+        E::Symlink("lib", "usr/lib"),
+        E::File("usr/lib/apk/db/installed", new.as_bytes()),
+    ]);
+    let versions: Vec<String> = squash(&[lower, upper], None)
+        .packages
+        .into_iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(versions, ["3.3.2-r0"]);
+    // A file elsewhere does not hide anything.
+    let lower = analyze(&[E::File("lib/apk/db/installed", old.as_bytes())]);
+    let upper = analyze(&[E::Symlink("libx", "usr/lib"), E::File("opt", b"")]);
+    assert!(upper.whiteouts.is_empty(), "{:?}", upper.whiteouts);
+    assert_eq!(squash(&[lower, upper], None).packages.len(), 1);
+}
+
 #[test]
 fn links_to_release_files() {
     // Hard link (same inode under two allow-listed names) and a symlink chain.
