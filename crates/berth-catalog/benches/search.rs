@@ -69,6 +69,7 @@ fn populate(db: &CatalogDb) {
             }),
             packages: packages.clone(),
             containerfile: None,
+            unreadable: Vec::new(),
         };
         let facts = ImageFacts {
             platform: Some(format!("linux/{}", ARCHES[r % 3])),

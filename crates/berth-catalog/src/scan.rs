@@ -285,7 +285,12 @@ impl Catalog {
         stored.map_err(|e| format!("storing the inventory: {e}"))?;
         let inv = outcome?;
         self.stats.images_scanned.fetch_add(1, Ordering::Relaxed);
-        self.match_images(&[(digest.to_string(), inv.os.clone(), inv.packages)])
+        let image = crate::store::Matchable {
+            os: inv.os,
+            packages: inv.packages,
+            unreadable: inv.unreadable,
+        };
+        self.match_images(&[(digest.to_string(), image)])
             .map_err(|e| format!("matching vulnerabilities: {e}"))?;
         Ok(())
     }

@@ -178,6 +178,10 @@ pub struct ScanRecord {
 pub(crate) struct Matchable {
     pub os: Option<OsInfo>,
     pub packages: Vec<Package>,
+    /// Files of the image that could not be read (`Inventory::unreadable`): with any,
+    /// no findings is no clean bill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -311,6 +315,7 @@ impl CatalogDb {
             json(&Matchable {
                 os: i.os.clone(),
                 packages: i.packages.clone(),
+                unreadable: i.unreadable.clone(),
             })
         });
         let containerfile = inv.and_then(|i| i.containerfile.as_ref()).map(json);
@@ -1047,6 +1052,7 @@ impl StoredInventoryRow {
                     os: m.os,
                     packages: m.packages,
                     containerfile,
+                    unreadable: m.unreadable,
                 })
             }
             _ => Err(self.error.unwrap_or_else(|| "scan failed".into())),
@@ -1283,6 +1289,7 @@ pub(crate) mod tests {
             }),
             packages: vec![pkg("libc6", "2.36-9"), pkg("openssl", "3.0.11-1")],
             containerfile: None,
+            unreadable: Vec::new(),
         };
         let facts = ImageFacts {
             platform: Some("linux/amd64".into()),
@@ -1357,6 +1364,7 @@ pub(crate) mod tests {
             os: None,
             packages,
             containerfile: None,
+            unreadable: Vec::new(),
         }
     }
 

@@ -8,11 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use berth_inventory::{OsInfo, Package};
 use berth_vuln::{Matcher, VulnDb};
 use serde::Serialize;
 
-use crate::store::FindingRow;
+use crate::store::{FindingRow, Matchable};
 use crate::{Catalog, CatalogError, Result};
 
 /// Inventories matched per write transaction during a rematch.
@@ -102,21 +101,20 @@ pub(crate) fn finding_row(f: &berth_vuln::Finding) -> FindingRow {
 impl Catalog {
     /// Matches images' packages with the current data and stores their findings and
     /// grade (nothing when no data was ever imported).
-    pub(crate) fn match_images(
-        &self,
-        images: &[(String, Option<OsInfo>, Vec<Package>)],
-    ) -> Result<usize> {
+    pub(crate) fn match_images(&self, images: &[(String, Matchable)]) -> Result<usize> {
         let Some(matcher) = self.vulns.matcher()? else {
             return Ok(0);
         };
         let now = SystemTime::now();
         let mut batch = Vec::with_capacity(images.len());
         let mut total = 0;
-        for (digest, os, packages) in images {
-            let os = os.clone().unwrap_or_default();
-            let findings = matcher.findings(&os, packages);
-            // Stored as `Unknown` with no findings: query.rs's `uncovered` keeps it so.
-            let grade = match matcher.covers(&os) {
+        for (digest, image) in images {
+            let os = image.os.clone().unwrap_or_default();
+            let findings = matcher.findings(&os, &image.packages);
+            // An image the data does not cover, or one with a database that could not
+            // be read, is stored `Unknown`; without findings query.rs's `uncovered`
+            // keeps it so (with some, they grade it: it is at least that bad).
+            let grade = match matcher.covers(&os) && image.unreadable.is_empty() {
                 true => berth_vuln::grade(&findings, now),
                 false => berth_vuln::Grade::UNKNOWN,
             };
@@ -143,10 +141,7 @@ impl Catalog {
             let page = self.db.matchables(&after, REMATCH_BATCH)?;
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
-            let images: Vec<_> = page
-                .into_iter()
-                .map(|(d, m)| (d, m.os, m.packages))
-                .collect();
+            let images = page;
             report.findings += self.match_images(&images)?;
             report.images += images.len();
             self.stats

@@ -332,8 +332,9 @@ fn an_image_is_inventoried_once_and_rematched_without_reading_layers() {
 }
 
 /// No findings for want of data is not a clean bill: an image whose OS the data does
-/// not cover (Fedora, a Debian release not imported, no OS at all) is graded Unknown,
-/// on every page, while a covered image without findings is A.
+/// not cover (Fedora, a Debian release not imported, no OS at all), or whose package
+/// database could not be read, is graded Unknown, on every page, while a covered
+/// image without findings is A.
 #[test]
 fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
     let reg = Registry::new();
@@ -360,6 +361,14 @@ fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
             ]),
         ),
         ("static/app", layer(&[("app", "a static binary")])),
+        // Covered, but its package database could not be read (SUSE's NDB).
+        (
+            "unread/db",
+            layer(&[
+                ("etc/os-release", OS_RELEASE),
+                ("usr/lib/sysimage/rpm/Packages.db", "ndb"),
+            ]),
+        ),
         ("lib/clean", debian_layer(&[("libc6", "2.36-9")])),
     ];
     let pushed: Vec<(&str, Digest)> = images

@@ -141,6 +141,11 @@ pub struct Inventory {
     pub os: Option<OsInfo>,
     pub packages: Vec<Package>,
     pub containerfile: Option<Containerfile>,
+    /// The image's files that matter but could not be read at all (`layer 2:
+    /// var/lib/dpkg/status: … over the limit`): the packages they list are missing,
+    /// so an empty list of findings says nothing about them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// One entry of an image config's `history[]` (OCI image spec, `config.md`).

@@ -133,6 +133,7 @@ pub fn squash(layers: &[LayerArtifacts], history: Option<&ImageHistory>) -> Inve
     let view = View::new(layers);
     let mut inv = Inventory {
         os: os(&view),
+        unreadable: unread(&view, layers, false),
         ..Inventory::default()
     };
     let mut seen = HashSet::new();
@@ -185,21 +186,23 @@ pub fn squash(layers: &[LayerArtifacts], history: Option<&ImageHistory>) -> Inve
 /// from [`squash`]'s inventory, and lower copies of them do not stand in. Databases
 /// read in part are listed too, with what was skipped.
 pub fn unreadable_files(layers: &[LayerArtifacts]) -> Vec<String> {
-    let view = View::new(layers);
+    unread(&View::new(layers), layers, true)
+}
+
+/// The winning copies that are errors, and with `partial` the databases read in part.
+fn unread(view: &View, layers: &[LayerArtifacts], partial: bool) -> Vec<String> {
     view.all_paths()
         .into_iter()
         .filter_map(|path| match view.winner(path) {
             Some((i, Node::Error(reason))) => Some(format!("layer {i}: {path}: {reason}")),
             // A database read in part: its other packages are in the inventory.
-            Some((i, Node::Db(_))) => {
-                layers[i]
-                    .warnings
-                    .iter()
-                    .find(|(p, _)| p == path)
-                    .map(|(_, skipped)| {
-                        format!("layer {i}: {path}: {skipped} (skipped; the rest read)")
-                    })
-            }
+            Some((i, Node::Db(_))) if partial => layers[i]
+                .warnings
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, skipped)| {
+                    format!("layer {i}: {path}: {skipped} (skipped; the rest read)")
+                }),
             _ => None,
         })
         .collect()

@@ -115,6 +115,7 @@ fn mixed() -> Inventory {
             package(Deb, "no-purl", "1", Some("GPLv3+"), ""),
         ],
         containerfile: None,
+        unreadable: Vec::new(),
     }
 }
 
