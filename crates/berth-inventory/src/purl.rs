@@ -5,7 +5,8 @@ use crate::model::{OsInfo, Package, PackageKind};
 
 /// The purl of `pkg` in an image whose OS is `os`:
 /// `pkg:deb/debian/libc6@2.36-9?arch=amd64&distro=debian-12&upstream=glibc`,
-/// `pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=3.19.1`, and for rpm the rpm
+/// `pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=3.19.1&upstream=openssl`,
+/// and for rpm the rpm
 /// reader's form (`pkg:rpm/redhat/...&epoch=1&distro=rhel-9.4`).
 pub fn purl(pkg: &Package, os: Option<&OsInfo>) -> String {
     let os = os.filter(|o| !o.id.is_empty());
@@ -36,9 +37,17 @@ pub fn purl(pkg: &Package, os: Option<&OsInfo>) -> String {
         };
         q.push(format!("distro={}", escape(&distro)));
     }
-    if let Some(src) = pkg.source_name.as_ref().filter(|s| **s != pkg.name) {
-        if pkg.kind == PackageKind::Deb {
-            q.push(format!("upstream={}", escape(src)));
+    // The source package, as Syft writes it: deb `src` or `src@version` (when the
+    // source's version is another, a binNMU's), apk the origin. Consumers that see only
+    // the purl (Grype reading an SBOM) tie subpackages to advisories through it.
+    if let Some(src) = &pkg.source_name {
+        let upstream = match (&pkg.source_version, pkg.kind) {
+            (Some(v), PackageKind::Deb) => Some(format!("{src}@{v}")),
+            _ if *src != pkg.name => Some(src.clone()),
+            _ => None,
+        };
+        if let Some(u) = upstream {
+            q.push(format!("upstream={}", escape(&u)));
         }
     }
     if !q.is_empty() {

@@ -328,7 +328,7 @@ fn alpine_apk_database_in_a_zstd_layer() {
     );
     assert_eq!(
         inv.packages[1].purl,
-        "pkg:apk/alpine/libcrypto3@3.1.4-r2?arch=x86_64&distro=3.19.1"
+        "pkg:apk/alpine/libcrypto3@3.1.4-r2?arch=x86_64&distro=3.19.1&upstream=openssl"
     );
     assert!(inv.packages.iter().all(|p| p.kind == PackageKind::Apk));
 

@@ -95,7 +95,7 @@ fn sqlite_database_reads_as_rpm_qa_lists_it() {
     assert_eq!(tools.license.as_deref(), Some("Apache-2.0"));
     assert_eq!(
         tools.purl,
-        "pkg:rpm/alpha-tools@1.2.3-4?arch=noarch&epoch=2"
+        "pkg:rpm/alpha-tools@1.2.3-4?arch=noarch&epoch=2&upstream=alpha-1.2.3-4.src.rpm"
     );
     let beta = pkgs.iter().find(|p| p.name == "py-beta-lib").unwrap();
     assert_eq!(beta.version, "0.9~rc1-1.fc40");

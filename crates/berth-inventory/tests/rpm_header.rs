@@ -285,7 +285,7 @@ fn a_broken_row_fails_the_database_with_its_record_number() {
     assert_eq!(pkgs[0].source_name.as_deref(), Some("openssl"));
     assert_eq!(
         pkgs[0].purl,
-        "pkg:rpm/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1"
+        "pkg:rpm/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1&upstream=openssl-3.0.7-27.el9.src.rpm"
     );
 
     // A header missing its VERSION is an error naming what is missing.

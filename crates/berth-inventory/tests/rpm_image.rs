@@ -73,12 +73,12 @@ fn layered_rpm_image_lists_what_rpm_qa_lists() {
     let gamma = inv.packages.iter().find(|p| p.name == "gamma").unwrap();
     assert_eq!(
         gamma.purl,
-        "pkg:rpm/fedora/gamma@2024.1%5Epost2-7.el9_4?arch=noarch&distro=fedora-40&epoch=0"
+        "pkg:rpm/fedora/gamma@2024.1%5Epost2-7.el9_4?arch=noarch&distro=fedora-40&epoch=0&upstream=gamma-2024.1%5Epost2-7.el9_4.src.rpm"
     );
     let alpha = inv.packages.iter().find(|p| p.name == "alpha").unwrap();
     assert_eq!(
         alpha.purl,
-        "pkg:rpm/fedora/alpha@1.2.3-4?arch=noarch&distro=fedora-40&epoch=2"
+        "pkg:rpm/fedora/alpha@1.2.3-4?arch=noarch&distro=fedora-40&epoch=2&upstream=alpha-1.2.3-4.src.rpm"
     );
 }
 
@@ -114,7 +114,7 @@ fn berkeley_db_image_lists_what_rpm_qa_lists() {
     assert_eq!(tools.source_name.as_deref(), Some("alpha"));
     assert_eq!(
         tools.purl,
-        "pkg:rpm/centos/alpha-tools@1.2.3-4?arch=noarch&distro=centos-7&epoch=2"
+        "pkg:rpm/centos/alpha-tools@1.2.3-4?arch=noarch&distro=centos-7&epoch=2&upstream=alpha-1.2.3-4.src.rpm"
     );
 }
 

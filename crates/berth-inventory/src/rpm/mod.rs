@@ -204,7 +204,7 @@ pub fn split_source_rpm(file: &str) -> Option<(&str, &str)> {
 }
 
 /// The package-url of an rpm package (package-url spec, type `rpm`):
-/// `pkg:rpm/<namespace>/<name>@<version>-<release>?arch=<arch>&epoch=<epoch>&distro=<id>-<version_id>`.
+/// `pkg:rpm/<namespace>/<name>@<version>-<release>?arch=<arch>&distro=<id>-<version_id>&epoch=<epoch>&upstream=<source rpm>`.
 ///
 /// As the spec says, the version carries no epoch (it is the `epoch` qualifier), and the
 /// namespace is the vendor: the OS id, with `rhel` spelled `redhat` as Red Hat's own
@@ -240,6 +240,14 @@ pub fn purl(pkg: &Package, os: Option<&OsInfo>) -> String {
     }
     if let Some(e) = epoch {
         q.push(format!("epoch={}", escape(e)));
+    }
+    // The source rpm's file name, as Syft writes it.
+    if let Some(src) = &pkg.source_name {
+        let v = pkg.source_version.as_deref().unwrap_or(vr);
+        q.push(format!(
+            "upstream={}",
+            escape(&format!("{src}-{v}.src.rpm"))
+        ));
     }
     if !q.is_empty() {
         s.push('?');
@@ -292,11 +300,12 @@ mod tests {
         };
         assert_eq!(
             purl(&pkg("1:3.0.7-27.el9", Some("x86_64")), Some(&os)),
-            "pkg:rpm/redhat/openssl-libs@3.0.7-27.el9?arch=x86_64&distro=rhel-9.4&epoch=1"
+            "pkg:rpm/redhat/openssl-libs@3.0.7-27.el9?arch=x86_64&distro=rhel-9.4&epoch=1\
+             &upstream=openssl-3.0.7-27.el9.src.rpm"
         );
         assert_eq!(
             purl(&pkg("3.0.7-27.el9", None), None),
-            "pkg:rpm/openssl-libs@3.0.7-27.el9"
+            "pkg:rpm/openssl-libs@3.0.7-27.el9?upstream=openssl-3.0.7-27.el9.src.rpm"
         );
         let fedora = OsInfo {
             id: "fedora".into(),
@@ -305,7 +314,8 @@ mod tests {
         };
         assert_eq!(
             purl(&pkg("2.0^post1-1.fc40", Some("noarch")), Some(&fedora)),
-            "pkg:rpm/fedora/openssl-libs@2.0%5Epost1-1.fc40?arch=noarch&distro=fedora-40"
+            "pkg:rpm/fedora/openssl-libs@2.0%5Epost1-1.fc40?arch=noarch&distro=fedora-40\
+             &upstream=openssl-2.0%5Epost1-1.fc40.src.rpm"
         );
     }
 }
