@@ -361,7 +361,7 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                 Some(0) => anyhow::bail!("max_connections must be at least 1"),
                 Some(n) => {
                     if let Some(warning) = limits::open_files_for(n as usize) {
-                        eprintln!("berth: WARNING: {warning}");
+                        warn(&warning);
                     }
                     n as usize
                 }
@@ -417,12 +417,23 @@ pub fn debug_logging() -> anyhow::Result<()> {
     init_logging("debug,rustls=info,h2=info,mio=info", "text")
 }
 
+/// A warning on stderr, where the operator looks; a stderr that is gone (a log pipe
+/// whose reader died) loses it rather than stop the server (`eprintln!` panics).
+fn warn(warning: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "berth: WARNING: {warning}");
+}
+
 fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("bad log filter {level:?}"))?;
+    // A log line that cannot be written is lost, quietly: tracing-subscriber's report
+    // of it is an `eprintln!`, which panics when stderr is the broken pipe, in the
+    // request's task (the request failed) or the signal task (SIGTERM then did nothing).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -558,7 +569,7 @@ fn listen_addrs(spec: &str) -> anyhow::Result<Vec<SocketAddr>> {
 fn warn_if_open(registry: &Registry, addr: SocketAddr) -> anyhow::Result<()> {
     let (_, enforced) = registry.auth().directory()?;
     if let Some(warning) = open_warning(enforced, addr) {
-        eprintln!("berth: WARNING: {warning}");
+        warn(&warning);
         tracing::warn!(%addr, "open registry listening beyond loopback");
     }
     Ok(())

@@ -55,6 +55,38 @@ fn sigterm_lets_requests_in_flight_finish_then_exits() {
     assert_eq!((r.status, r.body == blob), (200, true));
 }
 
+/// A log pipe whose reader died (`berth serve 2>&1 | head -n 2`) costs the log, not
+/// the service: requests are answered and SIGTERM still ends the server. Before, the
+/// first log line failed to write, tracing-subscriber's report of it panicked, every
+/// request failed and SIGTERM did nothing.
+#[test]
+fn a_closed_log_pipe_neither_stops_serving_nor_deafens_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BERTH)
+        .args(["serve", "--log-level", "debug", "--root"])
+        .arg(dir.path())
+        .args(["--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first bytes of the log, then close the pipe, as `head -c` does.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 16];
+    stderr.read_exact(&mut first).unwrap();
+    drop(stderr);
+    let mut s = Serve { child, addr };
+    s.wait_ready();
+    for _ in 0..3 {
+        let r = request(&s.addr, "GET", "/v2/", &[], b"");
+        assert_eq!(r.status, 200);
+    }
+    s.signal("-TERM");
+    let status = s.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "berth exited with {status}");
+}
+
 #[test]
 fn kill_9_keeps_committed_content_and_never_serves_a_partial_blob() {
     let dir = tempfile::tempdir().unwrap();
