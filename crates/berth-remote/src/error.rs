@@ -88,16 +88,21 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
     false
 }
 
-/// The `detail` string of the first error of a registry's error body, alone.
+/// Why a registry refused, from the first error of its error body: the `detail`
+/// string, else a `message` that says more than the code's stock words (berth and
+/// Quay put the reason there: "tag v1 of myorg/app is immutable"), as skopeo shows it.
 pub(crate) fn registry_detail_text(body: &[u8]) -> Option<String> {
+    /// distribution's words for DENIED, and the bare ones: they add nothing.
+    const STOCK: [&str; 3] = ["requested access to the resource is denied", "denied", ""];
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let detail = v.get("errors")?.get(0)?.get("detail")?.as_str()?;
+    let e = v.get("errors")?.get(0)?;
+    let said = e.get("detail").and_then(|d| d.as_str()).or_else(|| {
+        e.get("message")
+            .and_then(|m| m.as_str())
+            .filter(|m| !STOCK.contains(&m.trim().to_ascii_lowercase().as_str()))
+    })?;
     // Another party's words on our terminal: no control characters, bounded.
-    let text: String = detail
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(512)
-        .collect();
+    let text: String = said.chars().filter(|c| !c.is_control()).take(512).collect();
     (!text.is_empty()).then_some(text)
 }
 
@@ -130,8 +135,18 @@ mod tests {
             reason: registry_detail_text(body),
         };
         assert_eq!(e.to_string(), "r: access denied (r@d has 32 signatures[2J)");
+        // No detail: a message that says why stands in; the stock words do not.
+        let body = br#"{"errors":[{"code":"DENIED","message":"tag v1 of a/b is immutable"}]}"#;
+        assert_eq!(
+            registry_detail_text(body).as_deref(),
+            Some("tag v1 of a/b is immutable")
+        );
         // No detail (or one that is not a string): the bare words.
-        for body in [&br#"{"errors":[{"code":"DENIED"}]}"#[..], b"not json"] {
+        for body in [
+            &br#"{"errors":[{"code":"DENIED"}]}"#[..],
+            br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+            b"not json",
+        ] {
             let e = RemoteError::Denied {
                 what: "r".into(),
                 reason: registry_detail_text(body),

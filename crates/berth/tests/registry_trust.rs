@@ -89,6 +89,15 @@ fn podman_pulls_from_a_namespace_that_requires_signatures_only_what_was_signed()
         "{}",
         out.stderr
     );
+    // berth's own client says why too (the reason is the error's `message`).
+    let out = ctx
+        .berth(&["pull", "--tls-verify=false", &unsigned])
+        .run_fail();
+    assert!(
+        out.stderr.contains("is not signed by a key trusted trusts"),
+        "{}",
+        out.stderr
+    );
 
     ctx.step("podman push --sign-by, then podman pull works");
     let signed = format!("{reg}/trusted/signed:v1");
