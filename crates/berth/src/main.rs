@@ -180,10 +180,13 @@ impl Command {
                 | Command::Ps(_)
                 | Command::Mount(_)
                 | Command::Export(_)
+                | Command::Logs(_)
                 | Command::Container(
                     ContainerCommand::Ls(_)
                         | ContainerCommand::Mount(_)
                         | ContainerCommand::Export(_)
+                        | ContainerCommand::Logs(_)
+                        | ContainerCommand::Inspect(_)
                 )
                 | Command::Image(
                     ImageCommand::Ls(_)
@@ -301,6 +304,26 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// Output whose reader went away (`berth inspect x | head -3`) ends the command
+/// quietly, with the status a shell reports for SIGPIPE, instead of a panic and a
+/// backtrace from `println!`. For every command: those with network I/O keep SIGPIPE
+/// ignored (a closed socket is an error to handle), so their prints panic instead.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -314,6 +337,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("berth: {e:#}");
         }
     }
+    quiet_on_closed_stdout();
     if cli.command.is_local_only() {
         // A listing whose reader went away (`berth images | head`) ends quietly, as
         // other command-line tools do, instead of panicking on a failed print. Only
