@@ -203,7 +203,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> ApiResult {
 
 /// Where an image's inventory stands.
 pub(crate) enum Inventoried {
-    Ok(Box<StoredInventory>, berth_inventory::Inventory),
+    Ok(Box<StoredInventory>, Box<berth_inventory::Inventory>),
     /// Not scanned yet.
     Pending,
     /// Scanned and failed, with the reason.
@@ -371,7 +371,7 @@ impl Image {
         }
         Ok(match c.db().inventory(&d).map_err(catalog_error)? {
             Some(stored) => match stored.result.clone() {
-                Ok(inv) => Inventoried::Ok(Box::new(stored), inv),
+                Ok(inv) => Inventoried::Ok(Box::new(stored), Box::new(inv)),
                 Err(why) => Inventoried::Failed(why),
             },
             None => match scan {
@@ -392,7 +392,7 @@ impl Image {
             .with(|_, c, name, d| Image::inventoried(c, name, d))
             .await?;
         match state {
-            Inventoried::Ok(stored, inv) => Ok(Ok((stored, inv))),
+            Inventoried::Ok(stored, inv) => Ok(Ok((stored, *inv))),
             other => other.refusal(&digest).map(Err),
         }
     }
