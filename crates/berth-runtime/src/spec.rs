@@ -26,6 +26,9 @@ pub struct Process {
     /// `-v` bind mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<Bind>,
+    /// `--hostname`; else the container's short ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// A host path bind-mounted into the container (`-v /host:/ctr[:ro]`).
@@ -95,6 +98,19 @@ pub struct Overrides {
     pub user: Option<String>,
     /// `-v` bind mounts.
     pub binds: Vec<Bind>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+}
+
+/// A host name as the kernel takes it (at most 64 bytes) and as RFC 1123 spells one:
+/// letters, digits, `-` and `.`, not starting or ending with `-` or `.`.
+fn valid_hostname(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
 }
 
 impl Process {
@@ -111,6 +127,11 @@ impl Process {
             (true, true) => Vec::new(),
             (true, false) => list(&run["Cmd"]),
         };
+        if let Some(h) = o.hostname.as_deref().filter(|h| !valid_hostname(h)) {
+            return Err(RuntimeError::Invalid(format!(
+                "invalid hostname {h:?}: letters, digits, '-' and '.', at most 64"
+            )));
+        }
         let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
         if args.is_empty() {
             return Err(RuntimeError::Invalid(
@@ -148,12 +169,13 @@ impl Process {
                 .unwrap_or_default(),
             stop_signal: text(&run["StopSignal"]),
             binds: o.binds.clone(),
+            hostname: o.hostname.clone(),
         })
     }
 
     /// The runtime config for a bundle whose root file system is `rootfs`: runc's
     /// defaults (namespaces, mounts, capabilities) with the host's network, as podman's
-    /// `--network host`.
+    /// `--network host`; the host name is `--hostname`'s, else `hostname`.
     pub fn runtime_spec(&self, rootfs: &Path, hostname: &str) -> Result<Spec> {
         let ids = users::resolve(rootfs, &self.user)?;
         let bad = |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("runtime config: {e}"));
@@ -180,6 +202,7 @@ impl Process {
         root.set_path(rootfs.to_path_buf());
         root.set_readonly(Some(false));
         spec.set_root(Some(root));
+        let hostname = self.hostname.as_deref().unwrap_or(hostname);
         spec.set_hostname(Some(hostname.to_string()));
         if !self.binds.is_empty() {
             let mut mounts = spec.mounts().clone().unwrap_or_default();

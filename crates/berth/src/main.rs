@@ -92,8 +92,10 @@ enum Command {
     /// Build an image from a Containerfile.
     Build(client::build::BuildArgs),
     /// Create a container from an image (its file system, not yet running); prints its ID.
+    #[command(disable_help_flag = true)]
     Create(client::containers::CreateArgs),
     /// Create and run a container (in the foreground, or -d in the background).
+    #[command(disable_help_flag = true)]
     Run(client::containers::RunArgs),
     /// Start containers in the background.
     Start(client::containers::StartArgs),
@@ -211,8 +213,10 @@ enum ContainerCommand {
     #[command(alias = "list", alias = "ps")]
     Ls(client::containers::PsArgs),
     /// Create a container.
+    #[command(disable_help_flag = true)]
     Create(client::containers::CreateArgs),
     /// Create and run a container.
+    #[command(disable_help_flag = true)]
     Run(client::containers::RunArgs),
     /// Start containers.
     Start(client::containers::StartArgs),

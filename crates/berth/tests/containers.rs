@@ -185,6 +185,22 @@ fn build_matches_buildah_and_runs() {
         "{}",
         ran.stderr
     );
+    ctx.step("-h is the host name, as podman's run takes it");
+    let named = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "-h",
+            "web-1.example",
+            "app:v1",
+            "cat /proc/sys/kernel/hostname",
+        ])
+        .run();
+    assert_eq!(named.stdout, "web-1.example\n", "{}", named.stderr);
+    let bad = ctx
+        .berth(&["run", "--rm", "-h", "bad_name!", "app:v1", "true"])
+        .run_fail();
+    assert!(bad.stderr.contains("invalid hostname"), "{}", bad.stderr);
     let listing = ctx
         .berth(&["run", "--rm", "app:v1", "ls -ln /srv"])
         .run()

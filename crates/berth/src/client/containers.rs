@@ -39,9 +39,15 @@ pub struct RuntimeFlag {
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
+    /// Print help (`-h` is --hostname here, as podman has it)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Container name [default: a generated adjective_surname]
     #[arg(long)]
     name: Option<String>,
+    /// The container's host name [default: its short ID]
+    #[arg(long, short = 'h', value_name = "NAME")]
+    hostname: Option<String>,
     /// Replace the image's ENTRYPOINT: a JSON array or one command ('' clears it)
     #[arg(long, value_name = "CMD")]
     entrypoint: Option<String>,
@@ -268,6 +274,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             workdir: a.process.workdir.clone(),
             user: a.process.user.clone(),
             binds,
+            hostname: a.hostname.clone(),
         },
     })
 }
@@ -437,6 +444,7 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
             workdir: a.process.workdir,
             user: a.process.user,
             binds: Vec::new(),
+            hostname: None,
         },
     );
     exit_status(code)
