@@ -280,8 +280,9 @@ const PODMAN_STYLE: &[&str] = &[
 ];
 
 /// A command line clap refused, with clap's message: help and version exit 0; a
-/// usage error of a podman-style command 125 as podman's (its 2 means "image in
-/// use" there), of the others clap's 2.
+/// usage error of a podman-style command 125 as podman's, of the others 1 as
+/// skopeo's (2 means "the image does not exist" there: a script must not read a
+/// typo as that).
 fn usage_error(e: clap::Error) -> ExitCode {
     let _ = e.print();
     if !e.use_stderr() {
@@ -304,7 +305,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
     match command.as_deref() {
         Some(c) if PODMAN_STYLE.contains(&c) => ExitCode::from(client::local::PODMAN_ERROR),
-        _ => ExitCode::from(2),
+        _ => ExitCode::from(1),
     }
 }
 

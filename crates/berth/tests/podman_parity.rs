@@ -509,7 +509,7 @@ fn run_flags_match_podman() {
         );
     }
 
-    ctx.step("usage errors: 125 for podman-style commands, as podman; skopeo-style keep 2");
+    ctx.step("usage errors: 125 for podman-style commands, as podman; skopeo-style 1, as skopeo");
     for args in [&["images", "--bogus"][..], &["run"], &["rmi", "--bogus"]] {
         let p = ctx.podman(args).run_any();
         let b = ctx.berth(args).run_any();
@@ -517,7 +517,9 @@ fn run_flags_match_podman() {
         assert_eq!(b.status.code(), Some(125), "berth {args:?}: {}", b.stderr);
     }
     let out = ctx.berth(&["list-tags", "--bogus", "x"]).run_any();
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let theirs = ctx.cmd("skopeo", &["list-tags", "--bogus", "x"]).run_any();
+    assert_eq!(theirs.status.code(), Some(1), "{}", theirs.stderr);
 
     ctx.step("--tls-verify=false: run pulls from a plain-HTTP registry");
     let reg = ctx.start(ServerKind::Berth);

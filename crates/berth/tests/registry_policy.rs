@@ -87,7 +87,7 @@ async fn quotas_usage_and_immutable_tags_from_the_command_line() {
 
     // A size that is none is refused by the parser; quotas are for superusers.
     let out = admin(&with(&as_root, &["quota", "set", "myorg", "12parsecs"]), "");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a size"));
     let out = admin(
         &[
