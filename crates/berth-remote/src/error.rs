@@ -27,6 +27,9 @@ pub enum RemoteError {
     /// Worded as Go's net/http (and so podman and skopeo) words it.
     #[error("{url}: http: server gave HTTP response to HTTPS client")]
     PlainHttp { url: String },
+    /// The server's certificate was refused: why, in words (`certificate_problem`).
+    #[error("{url}: {problem}")]
+    Certificate { url: String, problem: String },
     /// The request could not be sent or its answer read. The cause is the error's
     /// source only, not also in its message: `{:#}` prints each cause once (it printed
     /// `error sending request for url (X)` twice when both had it).
@@ -68,12 +71,20 @@ impl RemoteError {
 /// something that is not TLS, as an HTTP server does (rustls sees an invalid record
 /// type where Go sees the bytes `HTTP/`).
 pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
+    matches!(
+        tls_error(e),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
+/// The TLS error under a request's failure, if it is one.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) =
-            c.downcast_ref::<rustls::Error>()
-        {
-            return true;
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         // An io::Error's `source` skips the error it wraps (the TLS error sits in an
         // io::Error in an io::Error): step into it instead.
@@ -85,7 +96,36 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
             None => c.source(),
         };
     }
-    false
+    None
+}
+
+/// A refused server certificate in words, as Go's x509 package says them (podman and
+/// skopeo show those), with what to do where there is something to do; rustls' own
+/// are debug dumps (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`).
+pub(crate) fn certificate_problem(e: &reqwest::Error, host: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = tls_error(e)? else {
+        return None;
+    };
+    let trust = format!(
+        "trust it with --cert-dir DIR holding its ca.crt, or /etc/containers/certs.d/{host}/"
+    );
+    Some(match c {
+        C::UnknownIssuer => format!("x509: certificate signed by unknown authority ({trust})"),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("x509: certificate is not valid for {host}")
+        }
+        C::Expired | C::ExpiredContext { .. } => "x509: certificate has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "x509: certificate is not valid yet".into()
+        }
+        C::Revoked => "x509: certificate has been revoked".into(),
+        C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => format!(
+            "x509: the server's certificate is a CA certificate (CA:TRUE), taken as the \
+             server's only when trusted byte for byte ({trust})"
+        ),
+        other => format!("x509: {other:?}"),
+    })
 }
 
 /// Why a registry refused, from the first error of its error body: the `detail`

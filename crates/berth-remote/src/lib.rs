@@ -24,6 +24,7 @@ mod registry;
 mod search;
 mod shared;
 mod signatures;
+mod tls;
 
 pub use blobs::ByteStream;
 pub use error::RemoteError;

@@ -12,7 +12,9 @@ use reqwest::header::{
 use reqwest::{Method, Response, StatusCode};
 
 use crate::challenge::{self, Challenge};
-use crate::error::{answered_without_tls, registry_detail, registry_detail_text, RemoteError};
+use crate::error::{
+    answered_without_tls, certificate_problem, registry_detail, registry_detail_text, RemoteError,
+};
 use crate::shared;
 
 /// Every manifest type berth reads, as clients send it.
@@ -165,8 +167,17 @@ impl Registry {
             if let Some(t) = options.read_timeout {
                 builder = builder.read_timeout(t);
             }
-            for dir in &options.cert_dirs {
-                builder = with_cert_dir(builder, dir)?;
+            // A certificate folder's authorities and client certificate, verified as Go
+            // verifies them (tls.rs); unchecked certificates need none of it.
+            if options.tls_verify {
+                if let Some(config) = crate::tls::config_for(&options.cert_dirs)? {
+                    builder = builder.use_preconfigured_tls(config);
+                }
+            } else if let Some(pem) = crate::tls::identity_pem(&options.cert_dirs)? {
+                // Not verifying the server, still showing who we are.
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| RemoteError::Invalid(format!("the client certificate: {e}")))?;
+                builder = builder.identity(id);
             }
             builder
                 .build()
@@ -289,7 +300,12 @@ impl Registry {
                 Err(e) if scheme == "https" && answered_without_tls(&e) => {
                     last = Some(RemoteError::PlainHttp { url })
                 }
-                Err(e) => last = Some(RemoteError::transport(url, e)),
+                Err(e) => {
+                    last = Some(match certificate_problem(&e, &self.host) {
+                        Some(problem) => RemoteError::Certificate { url, problem },
+                        None => RemoteError::transport(url, e),
+                    })
+                }
             }
         }
         Err(last
@@ -663,42 +679,6 @@ impl Registry {
         check(r, &what).await?;
         Ok(())
     }
-}
-
-/// Adds a certificate folder's authorities (`*.crt`) and client certificate
-/// (`NAME.cert` + `NAME.key`). A missing folder adds nothing.
-fn with_cert_dir(
-    mut builder: reqwest::ClientBuilder,
-    dir: &std::path::Path,
-) -> Result<reqwest::ClientBuilder, RemoteError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(builder);
-    };
-    let bad = |p: &std::path::Path, e: &dyn std::fmt::Display| {
-        RemoteError::Invalid(format!("{}: {e}", p.display()))
-    };
-    let mut paths: Vec<std::path::PathBuf> =
-        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        match p.extension().and_then(|e| e.to_str()) {
-            Some("crt") => {
-                let pem = std::fs::read(&p).map_err(|e| bad(&p, &e))?;
-                for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&p, &e))? {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
-            Some("cert") => {
-                let key = p.with_extension("key");
-                let mut pem = std::fs::read(&p).map_err(|e| bad(&p, &e))?;
-                pem.extend(std::fs::read(&key).map_err(|e| bad(&key, &e))?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| bad(&p, &e))?;
-                builder = builder.identity(id);
-            }
-            _ => {}
-        }
-    }
-    Ok(builder)
 }
 
 /// What a request carries.

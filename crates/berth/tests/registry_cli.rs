@@ -332,6 +332,12 @@ async fn tls_serves_and_reloads_its_certificate_on_sighup() {
         Some(1),
         "an unknown authority must be refused"
     );
+    // In words, as Go's x509 says them, with what to do.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("x509: certificate signed by unknown authority (trust it with --cert-dir"),
+        "{err}"
+    );
 
     // Replace the files, send SIGHUP: new connections get the new certificate.
     let (cert_b, key_b, pem_b) = self_signed(tmp.path(), "b");
@@ -576,4 +582,96 @@ async fn refresh_tokens_are_listed_and_revoked() {
     let all: serde_json::Value =
         serde_json::from_str(&ok(admin(&["--root", root_s, "token", "list"], ""))).unwrap();
     assert_eq!(all["tokens"].as_array().unwrap().len(), 1, "{all}");
+}
+
+/// A self-signed certificate made as Docker's guide for a registry makes it
+/// (`openssl req -x509`, which says `CA:TRUE`) is taken from `--cert-dir`, as skopeo
+/// takes it; webpki alone refused it (`CaUsedAsEndEntity`). Another such certificate
+/// in the folder does not stand in for the server's.
+#[tokio::test]
+async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let openssl = |name: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(tmp.path().join(format!("{name}.key")))
+            .arg("-out")
+            .arg(tmp.path().join(format!("{name}.crt")))
+            .output()
+            .expect("this test needs openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(tmp.path().join(format!("{name}.crt")))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"));
+        std::fs::read_to_string(tmp.path().join(format!("{name}.crt"))).unwrap()
+    };
+    let (server_pem, other_pem) = (openssl("server"), openssl("other"));
+    let serve = Serve::start(
+        &tmp.path().join("root"),
+        &[
+            "--tls-cert",
+            tmp.path().join("server.crt").to_str().unwrap(),
+            "--tls-key",
+            tmp.path().join("server.key").to_str().unwrap(),
+        ],
+    );
+    // (reqwest's rustls refuses the certificate too: readiness without checking it.)
+    let unchecked = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    wait_ready(&unchecked, &format!("https://{}/v2/", serve.addr)).await;
+    let folder = |name: &str, pem: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), pem).unwrap();
+        dir.display().to_string()
+    };
+    let (trusted, wrong) = (folder("trusted", &server_pem), folder("wrong", &other_pem));
+    let list = |program: &str, dir: &str| {
+        Command::new(program)
+            .args(["list-tags", "--cert-dir", dir])
+            .arg(format!("docker://{}/x/y", serve.addr))
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap()
+    };
+    // The registry answers: the repository is unknown (not a TLS failure).
+    for program in [BERTH, "skopeo"] {
+        let out = list(program, &trusted);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("certificate"), "{program}: {err}");
+        assert!(
+            err.contains("x/y") || err.contains("404"),
+            "{program}: {err}"
+        );
+        let out = list(program, &wrong);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("certificate"), "{program}: {err}");
+    }
+    // In words, as Go's x509 says them, not rustls' debug dump.
+    let err = String::from_utf8_lossy(&list(BERTH, &wrong).stderr).into_owned();
+    assert!(
+        err.contains("x509: the server's certificate is a CA certificate"),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "{err}");
 }
