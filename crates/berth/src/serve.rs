@@ -189,6 +189,8 @@ struct FileConfig {
     gc_grace: Option<Duration>,
     gc_keep_untagged: Option<bool>,
     catalog: Option<bool>,
+    /// `true`/`false`, or `"on"`/`"off"` as the flag says it.
+    #[serde(default, deserialize_with = "on_off_serde::deserialize")]
     ui: Option<bool>,
     max_connections: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -208,12 +210,34 @@ pub(crate) fn parse_grace(s: &str) -> Result<Duration, String> {
     berth_store::gc::check_grace(d)
 }
 
-/// `--ui on|off` (`true`/`false` too, as the TOML file says it).
+/// `--ui on|off` (`true`/`false` too); the TOML file takes either, as a string or a
+/// boolean.
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
         _ => Err(format!("{s:?}: on or off")),
+    }
+}
+
+mod on_off_serde {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OnOff {
+        Bool(bool),
+        Word(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Option::<OnOff>::deserialize(d)? {
+            None => Ok(None),
+            Some(OnOff::Bool(b)) => Ok(Some(b)),
+            Some(OnOff::Word(w)) => super::parse_on_off(&w)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }
 

@@ -235,6 +235,32 @@ fn configuration_flags_win_over_environment_over_file() {
     s.wait_ready();
 }
 
+/// The file says `ui` as the flag does (`"on"`/`"off"`) or as a boolean; before,
+/// `ui = "off"`, as the README's table has it, was a parse error.
+#[test]
+fn the_file_says_ui_as_the_flag_does_or_as_a_boolean() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, status) in [
+        ("\"off\"", 404),
+        ("false", 404),
+        ("\"on\"", 200),
+        ("true", 200),
+    ] {
+        let file = dir.path().join("berth.toml");
+        let addr = format!("127.0.0.1:{}", free_port());
+        std::fs::write(&file, format!("ui = {value}\nlisten = \"{addr}\"\n")).unwrap();
+        let s = Serve::start(
+            &dir.path().join("data"),
+            &["--config", file.to_str().unwrap()],
+            &[],
+        )
+        .at(&addr);
+        s.wait_ready();
+        let r = request(&s.addr, "GET", "/", &[], b"");
+        assert_eq!(r.status, status, "ui = {value}");
+    }
+}
+
 #[test]
 fn bad_configuration_is_one_clear_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();

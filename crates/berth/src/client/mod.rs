@@ -295,7 +295,12 @@ impl Config {
                 Some((u, p)) => (u.to_string(), p.to_string()),
                 None => (
                     c.clone(),
-                    rpassword::prompt_password(format!("Password for {c}: "))?,
+                    rpassword::prompt_password(format!("Password for {c}: ")).map_err(|e| {
+                        anyhow::anyhow!(
+                            "--creds {c:?} has no password and none could be asked for \
+                             ({e}): give USERNAME:PASSWORD, or run on a terminal"
+                        )
+                    })?,
                 ),
             };
             Some(Credentials::Basic { username, password })
