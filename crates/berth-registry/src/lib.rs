@@ -249,7 +249,8 @@ impl Registry {
             source,
         };
         let proxies = proxy::Proxies::new(&config.proxies)?;
-        let blobs = BlobStore::open(&config.root).map_err(err)?;
+        // The services first: one that cannot be reached (or a setting of it that
+        // cannot be used) leaves no data folder behind.
         let objects = match &config.blob_store {
             None => None,
             Some(c) => Some(ObjectBlobs::open(c).map_err(|source| OpenError::Objects {
@@ -257,18 +258,21 @@ impl Registry {
                 source,
             })?),
         };
-        let meta: Arc<dyn MetaStore> = match &config.metadata {
-            Metadata::Sqlite => {
-                Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?)
-            }
-            Metadata::Postgres(url) => Arc::new(
+        let postgres: Option<Arc<dyn MetaStore>> = match &config.metadata {
+            Metadata::Sqlite => None,
+            Metadata::Postgres(url) => Some(Arc::new(
                 PgMeta::connect(url, &pg_options(config.metadata_connections)).map_err(
                     |source| OpenError::Metadata {
                         url: redact_password(url),
                         source,
                     },
                 )?,
-            ),
+            )),
+        };
+        let blobs = BlobStore::open(&config.root).map_err(err)?;
+        let meta: Arc<dyn MetaStore> = match postgres {
+            Some(pg) => pg,
+            None => Arc::new(SqliteMeta::open(&config.root.join("meta.db")).map_err(err)?),
         };
         // Uploads a crash cut off between their file and their row.
         let bytes: &dyn BlobBytes = match &objects {

@@ -442,11 +442,11 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if family == Family::Podman => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", one_line(&e));
             ExitCode::from(client::local::PODMAN_ERROR)
         }
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", one_line(&e));
             let not_found = e.chain().any(|c| {
                 c.downcast_ref::<berth_remote::RemoteError>()
                     .is_some_and(|r| r.is_not_found())
@@ -462,10 +462,58 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// An error and its causes on one line, each cause once: error types that say their
+/// cause and also give it as their source (thiserror's `{context}: {source}` with
+/// `#[source]`) made `{:#}` print it again at every level, a message of 912 bytes
+/// saying one refused connection three times. A cause whose words the line already
+/// holds adds nothing.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        /// Says its cause and gives it as its source, as thiserror's
+        /// `#[error("…: {source}")]` does.
+        #[derive(Debug)]
+        struct Reaching {
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Reaching {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "reaching s3://b: {}", self.source)
+            }
+        }
+        impl std::error::Error for Reaching {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(Reaching { source: io }).context("opening the object store");
+        assert_eq!(
+            one_line(&e),
+            "opening the object store: reaching s3://b: connection refused"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 
     /// Each command's flags are built only when it runs: building them must leave the
     /// command's own description (what its parent lists) as it was, which a doc comment

@@ -494,7 +494,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addrs[..])
         .await
         .with_context(|| format!("listening on {}", s.listen))?;
-    std::fs::create_dir_all(&s.root).with_context(|| format!("creating {}", s.root.display()))?;
+    // The data folder is made by Registry::open, once the services it names answer.
     let registry = Registry::open(RegistryConfig {
         upload_ttl: s.upload_ttl,
         max_open_uploads: s.max_open_uploads,

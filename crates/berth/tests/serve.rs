@@ -337,6 +337,35 @@ fn a_failed_bind_creates_no_data_folder() {
             root.display()
         );
     }
+    // An object store that does not answer: one line, each cause said once, and no
+    // data folder.
+    let free = format!("127.0.0.1:{}", free_port());
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(BERTH)
+        .env_remove("BERTH_LISTEN")
+        .env("AWS_ACCESS_KEY_ID", "a")
+        .env("AWS_SECRET_ACCESS_KEY", "b")
+        .args(["serve", "--listen", &free, "--blob-store", "s3://bucket"])
+        .args(["--s3-endpoint", &closed, "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("berth: "))
+        .unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        line.contains("opening the object store s3://bucket"),
+        "{err}"
+    );
+    assert_eq!(line.matches("reaching s3://bucket").count(), 1, "{line}");
+    assert!(
+        !root.exists(),
+        "an unreachable store created {}",
+        root.display()
+    );
 }
 
 /// `berth registry … user add` before the first `serve` creates the registry, and the
