@@ -258,55 +258,67 @@ impl Registry {
             }
         }
         let mut last = None;
-        for scheme in schemes {
-            let base = format!("{scheme}://{}", self.endpoint);
-            let url = format!("{base}/v2/");
-            match self.http.get(&url).send().await {
-                Ok(r) => {
-                    let challenge = match r.status() {
-                        StatusCode::UNAUTHORIZED => {
-                            header(r.headers(), WWW_AUTHENTICATE).and_then(|h| challenge::parse(&h))
+        // The first contact is retried as every request is (podman retries it too):
+        // while each scheme's answer was a refused connection or a timeout.
+        for attempt in 0..=self.options.retries {
+            let mut unreachable = true;
+            for &scheme in &schemes {
+                let base = format!("{scheme}://{}", self.endpoint);
+                let url = format!("{base}/v2/");
+                match self.http.get(&url).send().await {
+                    Ok(r) => {
+                        let challenge = match r.status() {
+                            StatusCode::UNAUTHORIZED => header(r.headers(), WWW_AUTHENTICATE)
+                                .and_then(|h| challenge::parse(&h)),
+                            s if s.is_success() => None,
+                            s => {
+                                return Err(RemoteError::Status {
+                                    url,
+                                    status: s.as_u16(),
+                                    detail: Some("the registry's /v2/ check failed".into()),
+                                })
+                            }
+                        };
+                        let signatures = r
+                            .headers()
+                            .get("x-registry-supports-signatures")
+                            .is_some_and(|v| v.as_bytes() == b"1");
+                        if scheme == "http" {
+                            shared::remember_plain_http(&self.endpoint);
                         }
-                        s if s.is_success() => None,
-                        s => {
-                            return Err(RemoteError::Status {
-                                url,
-                                status: s.as_u16(),
-                                detail: Some("the registry's /v2/ check failed".into()),
-                            })
-                        }
-                    };
-                    let signatures = r
-                        .headers()
-                        .get("x-registry-supports-signatures")
-                        .is_some_and(|v| v.as_bytes() == b"1");
-                    if scheme == "http" {
-                        shared::remember_plain_http(&self.endpoint);
+                        shared::remember_ping(
+                            key,
+                            shared::Ping {
+                                base: base.clone(),
+                                challenge: challenge.clone(),
+                                supports_signatures: signatures,
+                            },
+                        );
+                        let mut st = self.state();
+                        st.supports_signatures = signatures;
+                        st.base = Some(base.clone());
+                        st.challenge = Some(challenge.clone());
+                        return Ok((base, challenge));
                     }
-                    shared::remember_ping(
-                        key,
-                        shared::Ping {
-                            base: base.clone(),
-                            challenge: challenge.clone(),
-                            supports_signatures: signatures,
-                        },
-                    );
-                    let mut st = self.state();
-                    st.supports_signatures = signatures;
-                    st.base = Some(base.clone());
-                    st.challenge = Some(challenge.clone());
-                    return Ok((base, challenge));
-                }
-                Err(e) if scheme == "https" && answered_without_tls(&e) => {
-                    last = Some(RemoteError::PlainHttp { url })
-                }
-                Err(e) => {
-                    last = Some(match certificate_problem(&e, &self.host) {
-                        Some(problem) => RemoteError::Certificate { url, problem },
-                        None => RemoteError::transport(url, e),
-                    })
+                    Err(e) if scheme == "https" && answered_without_tls(&e) => {
+                        unreachable = false;
+                        last = Some(RemoteError::PlainHttp { url })
+                    }
+                    Err(e) => {
+                        unreachable &= e.is_connect() || e.is_timeout();
+                        last = Some(match certificate_problem(&e, &self.host) {
+                            Some(problem) => RemoteError::Certificate { url, problem },
+                            None => RemoteError::transport(url, e),
+                        })
+                    }
                 }
             }
+            if !unreachable || attempt == self.options.retries {
+                break;
+            }
+            let backoff = self.options.retry_delay * 2u32.saturating_pow(attempt);
+            tracing::debug!(host = %self.host, attempt, ?backoff, "retrying the first contact");
+            tokio::time::sleep(backoff).await;
         }
         Err(last
             .unwrap_or_else(|| RemoteError::Invalid(format!("{}: no scheme to try", self.host))))

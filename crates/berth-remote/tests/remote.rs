@@ -209,6 +209,50 @@ async fn transient_failures_are_retried_and_final_ones_are_not() {
     assert!(err.to_string().contains("liar"), "{err}");
 }
 
+/// The first contact is retried while the registry refuses connections (it is still
+/// starting), as podman retries it; with no retries it fails at once.
+#[tokio::test]
+async fn the_first_contact_is_retried_while_the_registry_starts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let once = Registry::new(
+        &host,
+        Options {
+            retries: 0,
+            ..options(None)
+        },
+    )
+    .unwrap();
+    assert!(
+        once.supports_signatures().await.is_err(),
+        "nothing listens yet"
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let app = axum::Router::new().route("/v2/", get(|| async { "{}" }));
+        let _ = axum::serve(listener, app).await;
+    });
+    let patient = Registry::new(
+        &host,
+        Options {
+            retry_delay: Duration::from_millis(50),
+            ..options(None)
+        },
+    )
+    .unwrap();
+    patient
+        .supports_signatures()
+        .await
+        .expect("reached once it listens");
+}
+
 /// A manifest asked for by digest is named `repo@digest` in the error, not
 /// `repo:sha256:…`; by tag, `repo:tag`.
 #[tokio::test]
