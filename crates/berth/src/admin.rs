@@ -23,7 +23,7 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "USER[:PASSWORD]", global = true, requires = "url")]
     creds: Option<String>,
     /// With --url: whether to verify the server's TLS certificate
-    #[arg(long, value_name = "BOOL", global = true, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", global = true, default_value_t = true, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
     tls_verify: bool,
     #[command(subcommand)]
     command: AdminCommand,
@@ -243,6 +243,7 @@ enum TokenCommand {
     /// The live refresh tokens (id, account, created, expires; never the token), of
     /// ACCOUNT or, for a superuser, of everyone; with --url, a user sees their own
     List {
+        /// Only this account's sessions [default: every account's]
         #[arg(long, value_name = "ACCOUNT")]
         account: Option<String>,
     },
