@@ -2170,6 +2170,29 @@ fn copy_writes_what_skopeo_reads() {
     let multi = format!("docker://{berth}/test/multi:v1");
     ctx.push_two_platforms("multi", &multi);
 
+    ctx.step("pull --arch picks a platform, as --platform and podman's --arch do");
+    let name = format!("{berth}/test/multi:v1");
+    let id_of = |flags: &[&str]| {
+        let mut args = vec!["pull", "-q", "--tls-verify=false"];
+        args.extend_from_slice(flags);
+        args.push(&name);
+        ctx.berth(&args).run().last_line()
+    };
+    let by_arch = id_of(&["--arch", "arm64"]);
+    assert_eq!(by_arch, id_of(&["--platform", "linux/arm64"]));
+    assert_ne!(by_arch, id_of(&["--arch", "amd64"]));
+    let arch = ctx
+        .berth(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}}",
+            &by_arch,
+        ])
+        .run()
+        .last_line();
+    assert_eq!(arch, "arm64");
+
     ctx.step("copy --all --dest-compress-format zstd to oci: and to a registry");
     let layout = format!("oci:{}:v1", ctx.p("zstd-layout"));
     let in_registry = format!("docker://{berth}/test/multi-zstd:v1");

@@ -25,11 +25,11 @@ pub struct SyncArgs {
     /// Kind of SOURCE: docker (a repository, or one image with a tag), dir (one `dir:`
     /// image, its folder named `NAME[:TAG]`, as `--dest dir` writes them) or yaml (a
     /// file listing registries and their images, as skopeo sync reads it)
-    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir", "yaml"])]
+    #[arg(long, short = 's', value_name = "TRANSPORT", value_parser = ["docker", "dir", "yaml"])]
     src: String,
     /// Kind of DESTINATION: docker (a registry, with an optional namespace) or dir (a
     /// folder, getting one `dir:` image per tag, named `NAME:TAG`)
-    #[arg(long, value_name = "TRANSPORT", value_parser = ["docker", "dir"])]
+    #[arg(long, short = 'd', value_name = "TRANSPORT", value_parser = ["docker", "dir"])]
     dest: String,
     /// For multi-platform images, copy every platform and the index
     #[arg(long, short = 'a')]

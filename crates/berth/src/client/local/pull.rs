@@ -22,8 +22,17 @@ pub struct PullArgs {
     #[arg(long, short = 'a')]
     all_tags: bool,
     /// For a multi-platform image, which one: OS/ARCH[/VARIANT] [default: this machine's]
-    #[arg(long, value_name = "OS/ARCH")]
+    #[arg(long, value_name = "OS/ARCH", conflicts_with_all = ["os", "arch", "variant"])]
     platform: Option<String>,
+    /// For a multi-platform image, its OS [default: this machine's]
+    #[arg(long, value_name = "OS")]
+    os: Option<String>,
+    /// For a multi-platform image, its architecture [default: this machine's]
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// For a multi-platform image, its CPU variant
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
     /// Print nothing but the image ID
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -47,8 +56,20 @@ pub fn platform(spec: Option<&str>) -> anyhow::Result<Platform> {
 }
 
 pub fn run(a: PullArgs) -> anyhow::Result<()> {
+    // podman's --os/--arch/--variant: each replaces that part of this machine's.
+    let mut chosen = platform(a.platform.as_deref())?;
+    if let Some(os) = &a.os {
+        chosen.os = os.clone();
+    }
+    if let Some(arch) = &a.arch {
+        chosen.architecture = arch.clone();
+        chosen.variant = None;
+    }
+    if a.variant.is_some() {
+        chosen.variant = a.variant.clone();
+    }
     let options = PullOptions {
-        platform: platform(a.platform.as_deref())?,
+        platform: chosen,
         quiet: a.quiet,
         signature_policy: a.signature_policy.clone(),
         registry: a.registry.clone(),
