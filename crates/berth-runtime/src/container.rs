@@ -398,6 +398,7 @@ impl Containers {
         c: &ContainerRecord,
         runtime: &Runtime,
         overrides: &Overrides,
+        stdin: std::process::Stdio,
     ) -> Result<i32> {
         if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
             return Err(RuntimeError::Invalid(format!(
@@ -432,7 +433,7 @@ impl Containers {
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         f.flush()
             .map_err(io(format!("writing {}", path.display())))?;
-        let code = runtime.exec(&c.id, &path);
+        let code = runtime.exec(&c.id, &path, stdin);
         let _ = fs::remove_file(&path);
         code
     }

@@ -139,13 +139,14 @@ impl Runtime {
     }
 
     /// Runs a further process in running container `id` with the caller's stdio.
-    pub fn exec(&self, id: &str, process_json: &Path) -> Result<i32> {
+    pub fn exec(&self, id: &str, process_json: &Path, stdin: std::process::Stdio) -> Result<i32> {
         let log = process_json.with_extension("log");
         let status = self
             .logging_to(&log)?
             .args(["exec", "--process"])
             .arg(process_json)
             .arg(id)
+            .stdin(stdin)
             .status()
             .map_err(io(format!("starting {}", self.program.display())))?;
         let outcome = self.outcome(status, &log, Action::Exec);

@@ -422,6 +422,19 @@ fn container_lifecycle() {
         ])
         .run();
     assert_eq!(out.stdout, "in 1\n");
+    // -i gives the process berth's stdin, as podman's exec -i; without it, none.
+    let cat = |flags: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["web", "/bin/busybox", "cat"]);
+        ctx.berth(&args).stdin(b"piped in\n").run().stdout
+    };
+    assert_eq!(cat(&["-i"]), "piped in\n");
+    assert_eq!(cat(&[]), "");
+    let out = ctx
+        .berth(&["exec", "-it", "web", "/bin/busybox", "true"])
+        .run_fail();
+    assert!(out.stderr.contains("--tty"), "{}", out.stderr);
     let out = ctx.berth(&["rm", "web"]).run_fail();
     assert!(out.stderr.contains("running"), "{}", out.stderr);
     ctx.berth(&["stop", "-t", "1", "web"]).run();

@@ -130,6 +130,12 @@ pub struct PsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Keep stdin open: the process reads berth's stdin (else /dev/null)
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give the process a terminal (not supported yet)
+    #[arg(long, short = 't')]
+    tty: bool,
     #[command(flatten)]
     process: ProcessFlags,
     #[command(flatten)]
@@ -431,6 +437,9 @@ pub fn container_monitor(a: MonitorArgs) -> anyhow::Result<std::process::ExitCod
 }
 
 pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
+    if a.tty {
+        bail!("--tty: a terminal for the process is not supported yet; run without -t");
+    }
     let c = containers()?;
     let rt = runtime(&a.runtime, &c)?;
     let record = c.store().container(&a.container)?;
@@ -445,6 +454,10 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
             user: a.process.user,
             binds: Vec::new(),
             hostname: None,
+        },
+        match a.interactive {
+            true => std::process::Stdio::inherit(),
+            false => std::process::Stdio::null(),
         },
     );
     exit_status(code)
