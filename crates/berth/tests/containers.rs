@@ -162,6 +162,7 @@ fn build_matches_buildah_and_runs() {
         .json();
 
     ctx.step("berth builds it: the same config");
+    let iidfile = ctx.p("app.iid");
     let out = ctx
         .berth(&[
             "build",
@@ -169,10 +170,16 @@ fn build_matches_buildah_and_runs() {
             "VERSION=2.5",
             "-t",
             "app:v1",
+            "--iidfile",
+            &iidfile,
             &context,
         ])
         .run();
     let id = out.last_line();
+    assert_eq!(
+        fs::read_to_string(&iidfile).unwrap(),
+        format!("sha256:{id}")
+    );
     assert!(out.stderr.contains("STEP 1/"), "{}", out.stderr);
     let ours = ctx.berth(&["image", "inspect", "app:v1"]).run().json();
     assert_eq!(config_fields(&ours), config_fields(&theirs));

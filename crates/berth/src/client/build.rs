@@ -70,6 +70,9 @@ pub struct BuildArgs {
     /// Print nothing but the image ID
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Write the built image's ID (`sha256:…`) to this file, as podman's build does
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
     /// The build context
     #[arg(default_value = ".")]
     context: PathBuf,
@@ -148,6 +151,10 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
         },
     };
     let built = berth_build::build(open_store()?, &opts, &bases, &mut log)?;
+    if let Some(path) = &a.iidfile {
+        std::fs::write(path, format!("sha256:{}", built.id.hex()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("{}", built.id.hex());
     Ok(())
 }
