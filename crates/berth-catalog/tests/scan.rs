@@ -361,7 +361,7 @@ fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
             ]),
         ),
         ("static/app", layer(&[("app", "a static binary")])),
-        // Covered, but its package database could not be read (SUSE's NDB).
+        // Covered, but its package database could not be read (not a database at all).
         (
             "unread/db",
             layer(&[

@@ -297,7 +297,7 @@ pub(crate) fn over_packages() -> String {
 
 /// Packages read from one layer at most (a full distribution is a few thousand; a
 /// 256 MiB of `status.d` stanzas held ten million, then cloned, matched and stored).
-const MAX_PACKAGES: usize = 100_000;
+pub(crate) const MAX_PACKAGES: usize = 100_000;
 
 /// Adds a database's packages to the layer's, unless they would pass
 /// [`MAX_PACKAGES`]: then the database is an error of the layer, with the reason.
@@ -320,9 +320,6 @@ fn add_database(
 /// log beside it when the layer has one, since it may hold the last transactions.
 fn read_rpm(path: &str, data: &[u8], wal: Option<&[u8]>) -> Result<Vec<crate::Package>, String> {
     let name = path.rsplit('/').next().unwrap_or(path);
-    if name == "Packages.db" {
-        return Err("SUSE NDB rpm databases (Packages.db) are not read".into());
-    }
     let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let file = dir.path().join(name);
     std::fs::write(&file, data).map_err(|e| format!("temporary copy: {e}"))?;

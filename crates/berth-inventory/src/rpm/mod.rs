@@ -4,13 +4,15 @@
 //! `rpmdb.sqlite` (rpm >= 4.16: RHEL 9, Fedora 33+) and the BerkeleyDB hash file
 //! `Packages` (RHEL 7/8, Amazon Linux 2). Both are read here without librpm or libdb:
 //! the files come out of image layers anybody can push, so every size in them is
-//! checked before it is used ([`header`], [`bdb`]). SUSE's NDB `Packages.db` is not read.
+//! checked before it is used ([`header`], [`bdb`]). SUSE's NDB `Packages.db` (SLES 15,
+//! openSUSE Leap 15.3+) is read too ([`ndb`]).
 //!
 //! The readers give [`Package`]s with a purl that has no namespace; [`purl`] makes the
 //! full one once the image's OS is known (squashing knows it, a layer does not).
 
 pub mod bdb;
 pub mod header;
+mod ndb;
 mod sqlite;
 
 use std::path::Path;
@@ -20,6 +22,7 @@ use crate::purl::escape;
 use header::{Header, HeaderError};
 
 pub use bdb::read_rpmdb_bdb;
+pub use ndb::read_rpmdb_ndb;
 pub use sqlite::read_rpmdb_sqlite;
 
 /// Header tags read (rpm's `rpmTag` numbers).
@@ -68,7 +71,11 @@ pub enum RpmError {
     },
     #[error("{path}: BerkeleyDB: {reason}")]
     Bdb { path: String, reason: String },
-    #[error("{path}: neither an rpmdb.sqlite nor a BerkeleyDB hash Packages file")]
+    #[error("{path}: NDB: {reason}")]
+    Ndb { path: String, reason: String },
+    #[error(
+        "{path}: neither an rpmdb.sqlite, a BerkeleyDB hash Packages nor an NDB Packages.db file"
+    )]
     UnknownFormat { path: String },
 }
 
@@ -95,6 +102,9 @@ pub fn read_rpmdb(path: &Path) -> Result<Vec<Package>, RpmError> {
     }
     if n == 16 && bdb::is_hash_magic(&head[12..16]) {
         return read_rpmdb_bdb(path);
+    }
+    if ndb::is_ndb(&head[..n]) {
+        return read_rpmdb_ndb(path);
     }
     Err(RpmError::UnknownFormat {
         path: display(path),
