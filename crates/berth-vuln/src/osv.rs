@@ -5,6 +5,17 @@
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
+/// A list member that is `null` reads as empty, as the OSV schema's Go and Python
+/// readers take it: some feeds write `"versions": null`, and the whole record was
+/// refused for it.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -13,15 +24,15 @@ pub struct Record {
     pub published: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub aliases: Vec<String>,
     /// The vulnerability a distribution's record is derived from (`DEBIAN-CVE-…`,
     /// `UBUNTU-CVE-…` name their CVE here, not in `aliases`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub upstream: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub severity: Vec<SeverityEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub affected: Vec<Affected>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_specific: Option<serde_json::Value>,
@@ -54,11 +65,11 @@ pub struct SeverityEntry {
 pub struct Affected {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageRef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub severity: Vec<SeverityEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ranges: Vec<Range>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub versions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ecosystem_specific: Option<serde_json::Value>,
@@ -190,6 +201,13 @@ mod tests {
             r.affected[0].ranges[0].events[1],
             Event::Fixed("1.2-1".into())
         );
+
+        // `null` lists read as empty, as the schema's own readers take them.
+        let nulls = json!({"id": "A-5", "modified": "2024-05-01T10:00:00Z", "aliases": null,
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "x"}, "versions": null,
+                "severity": null, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]});
+        let r = parse_record(nulls).unwrap();
+        assert!(r.aliases.is_empty() && r.affected[0].versions.is_empty());
 
         let two_keys = json!({"id": "A-2", "modified": "2024-05-01T10:00:00Z",
             "affected": [{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0", "fixed": "1"}]}]}]});
