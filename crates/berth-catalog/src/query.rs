@@ -174,11 +174,13 @@ type Allowed = (Finding, crate::AllowEntry);
 /// An image digest and its platform (as its index names it).
 type PlatformImage = (String, Option<String>);
 
-/// Whether an image was graded `Unknown` because the vulnerability data does not cover
-/// its OS (vulns.rs stores it so, with no findings). Grades are otherwise computed
-/// again from the findings, as they age; an uncovered image's empty list would read A.
-fn uncovered(inv: &InventoryHead, findings: usize) -> bool {
-    findings == 0 && inv.grade.as_deref() == Some("Unknown")
+/// Whether the last match graded the image `Unknown`: the data does not cover its OS,
+/// a package database of it could not be read, or no finding has a severity (vulns.rs).
+/// Grades are otherwise computed again from the findings, as they age; that would read
+/// an uncovered image's empty list as A, and an unreadable database's few findings
+/// (one harmless finding beside a hidden database) as the grade they alone give.
+fn uncovered(inv: &InventoryHead) -> bool {
+    inv.grade.as_deref() == Some("Unknown")
 }
 
 fn level_name(l: Level) -> String {
@@ -239,15 +241,21 @@ impl Catalog {
                 _ => (c, h),
             })
         };
+        // The grade the findings give, unless the match graded the image Unknown.
+        let graded = |g: Grade| match uncovered(inv) {
+            true => Grade::UNKNOWN,
+            false => g,
+        };
         if self.db.allows_any(repo, digest, now)? {
             let (counted, _) = self.findings_split(repo, digest, now)?;
             let (critical, high) = count(&mut counted.iter().map(|f| f.severity.level));
-            return Ok((Some(berth_vuln::grade(&counted, at)), critical, high));
+            return Ok((
+                Some(graded(berth_vuln::grade(&counted, at))),
+                critical,
+                high,
+            ));
         }
         let facts = self.db.finding_facts(digest)?;
-        if uncovered(inv, facts.len()) {
-            return Ok((Some(Grade::UNKNOWN), 0, 0));
-        }
         let grade = berth_vuln::grade_inputs(
             facts.iter().map(|f| GradeInput {
                 level: f.level,
@@ -257,7 +265,7 @@ impl Catalog {
             at,
         );
         let (critical, high) = count(&mut facts.iter().map(|f| f.level));
-        Ok((Some(grade), critical, high))
+        Ok((Some(graded(grade)), critical, high))
     }
 
     /// An image's summary, its grade (computed once: a grade reads every finding)
@@ -553,7 +561,7 @@ impl Catalog {
         let (counted, allowed) = self.findings_split(repo, digest, now)?;
         // As grade_of computes it, from the findings already read.
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
-        let grade = match uncovered(&inv, counted.len() + allowed.len()) {
+        let grade = match uncovered(&inv) {
             true => Some(Grade::UNKNOWN),
             false => inv.grade.is_some().then(|| berth_vuln::grade(&counted, at)),
         };

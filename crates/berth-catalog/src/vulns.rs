@@ -112,8 +112,8 @@ impl Catalog {
             let os = image.os.clone().unwrap_or_default();
             let findings = matcher.findings(&os, &image.packages);
             // An image the data does not cover, or one with a database that could not
-            // be read, is stored `Unknown`; without findings query.rs's `uncovered`
-            // keeps it so (with some, they grade it: it is at least that bad).
+            // be read, is stored `Unknown`, and query.rs's `uncovered` keeps it so
+            // whatever findings it has.
             let grade = match matcher.covers(&os) && image.unreadable.is_empty() {
                 true => berth_vuln::grade(&findings, now),
                 false => berth_vuln::Grade::UNKNOWN,

@@ -361,11 +361,13 @@ fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
             ]),
         ),
         ("static/app", layer(&[("app", "a static binary")])),
-        // Covered, but its package database could not be read (not a database at all).
+        // Covered, with a finding, but one of its package databases could not be
+        // read (not a database at all): what it hides could be worse.
         (
             "unread/db",
             layer(&[
                 ("etc/os-release", OS_RELEASE),
+                ("var/lib/dpkg/status", &status),
                 ("usr/lib/sysimage/rpm/Packages.db", "ndb"),
             ]),
         ),
@@ -391,6 +393,13 @@ fn an_image_the_data_does_not_cover_is_graded_unknown_not_a() {
             .unwrap()
             .unwrap();
         assert_eq!(v.grade.as_deref(), Some(want), "{repo}: vulnerabilities");
+        if *repo == "unread/db" {
+            assert_eq!(
+                v.findings.len(),
+                1,
+                "its finding is listed, the grade stays Unknown"
+            );
+        }
         let summary = cat.manifest(repo, d).unwrap().unwrap().images[0]
             .summary
             .clone();
