@@ -50,9 +50,11 @@ pub use policy::usage_json;
 /// Largest manifest accepted (4 MiB, as distribution and the spec suggest).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
-/// Upload sessions open at once per repository, by default: a push opens one per layer
+/// Upload sessions open at once per namespace, by default: a push opens one per layer
 /// it sends (podman and skopeo send up to 6 at once), so a thousand leaves room for
-/// many pushes to one repository while bounding what one pusher can leave open.
+/// many pushes at once while bounding what can be left open in a namespace (where
+/// access control applies, the namespaces a pusher may push to; an open registry
+/// takes any name, and any amount of content, from anyone).
 pub const DEFAULT_MAX_OPEN_UPLOADS: u64 = 1000;
 
 /// What the registry needs to run, independent of how it was configured.
@@ -62,9 +64,10 @@ pub struct RegistryConfig {
     pub root: PathBuf,
     /// Upload sessions untouched this long are removed with their data.
     pub upload_ttl: Duration,
-    /// At most this many upload sessions open at once in one repository; another is
-    /// refused with `429 TOOMANYREQUESTS`. Each holds a row and a file (or a multipart
-    /// upload) until it ends or the sweeper removes it, `upload_ttl` later.
+    /// At most this many upload sessions open at once in one namespace (`team` of
+    /// `team/app`); another is refused with `429 TOOMANYREQUESTS`. Each holds a row and
+    /// a file (or a multipart upload) until it ends or the sweeper removes it,
+    /// `upload_ttl` later.
     pub max_open_uploads: u64,
     /// Access control: when it applies, the token service name and lifetimes.
     pub auth: AuthConfig,

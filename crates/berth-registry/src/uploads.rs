@@ -147,17 +147,22 @@ pub(crate) async fn start(
     let (n, id2) = (name.to_string(), id.clone());
     reg.blocking(move |r| {
         let max = r.config.max_open_uploads;
-        if r.meta.open_uploads(&n, max)? >= max {
+        if !r.meta.create_upload_bounded(&id2, &n, max)? {
+            let ns = n.split_once('/').map_or(n.as_str(), |(ns, _)| ns);
             return Err(ApiError::new(Code::TooManyRequests).message(format!(
-                "{max} upload sessions are open in {n}: finish or cancel (DELETE) \
-                 some; unfinished ones are removed {} after their last request",
+                "{max} upload sessions are open in namespace {ns}: finish or cancel \
+                 (DELETE) some; unfinished ones are removed {} after their last request",
                 humantime::format_duration(r.config.upload_ttl)
             )));
         }
         if r.objects.is_none() {
-            r.blobs.create_upload(&id2)?;
+            if let Err(e) = r.blobs.create_upload(&id2) {
+                // The row without its file would be a session that fails every chunk.
+                let _ = r.meta.delete_upload(&id2);
+                return Err(e.into());
+            }
         }
-        Ok(r.meta.create_upload(&id2, &n)?)
+        Ok(())
     })
     .await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))

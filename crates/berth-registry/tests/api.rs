@@ -482,30 +482,33 @@ mod uploads {
         assert!(srv.upload_files().is_empty(), "{:?}", srv.upload_files());
     }
 
-    /// Open sessions are bounded per repository: one more is refused with a code a
-    /// client retries on, other repositories are not affected, and a session that
-    /// ends (finished or cancelled) makes room.
+    /// Open sessions are bounded per namespace: one more is refused with a code a
+    /// client retries on, in any repository of the namespace; other namespaces are not
+    /// affected, and a session that ends (finished or cancelled) makes room. Requests
+    /// at once cannot all pass the bound.
     #[tokio::test]
-    async fn open_upload_sessions_are_bounded_per_repository() {
+    async fn open_upload_sessions_are_bounded_per_namespace() {
         let dir = tempfile::tempdir().expect("creating a temporary folder");
         let srv = Server::start_configured(dir, |c| c.max_open_uploads = 3).await;
         let mut open = Vec::new();
-        for _ in 0..3 {
-            open.push(start_upload(&srv, "team/app").await);
+        for repo in ["team/app", "team/app", "team/other"] {
+            open.push(start_upload(&srv, repo).await);
         }
-        let over = || {
+        let over = |repo: &str| {
             send(
-                srv.post("/v2/team/app/blobs/uploads/")
+                srv.post(&format!("/v2/{repo}/blobs/uploads/"))
                     .header(CONTENT_LENGTH, "0"),
             )
         };
-        let body = expect_error(over().await, 429, "TOOMANYREQUESTS").await;
+        let body = expect_error(over("team/app").await, 429, "TOOMANYREQUESTS").await;
         assert!(
             body.to_string()
-                .contains("3 upload sessions are open in team/app"),
+                .contains("3 upload sessions are open in namespace team"),
             "{body}"
         );
-        start_upload(&srv, "team/other").await;
+        expect_error(over("team/third").await, 429, "TOOMANYREQUESTS").await;
+        start_upload(&srv, "elsewhere/app").await;
+        start_upload(&srv, "teams/app").await;
         expect_status(send(srv.delete(&open[0])).await, 204).await;
         let again = start_upload(&srv, "team/app").await;
         let blob = b"finished";
@@ -517,8 +520,18 @@ mod uploads {
         )
         .await;
         expect_status(done, 201).await;
-        start_upload(&srv, "team/app").await;
-        expect_error(over().await, 429, "TOOMANYREQUESTS").await;
+        // One slot free: of ten requests at once, one gets it.
+        let answers = futures_util::future::join_all((0..10).map(|_| over("team/app"))).await;
+        let accepted = answers
+            .iter()
+            .filter(|r| r.status().as_u16() == 202)
+            .count();
+        assert_eq!(
+            accepted,
+            1,
+            "{:?}",
+            answers.iter().map(|r| r.status()).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -404,9 +404,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records upload session `id` (ids are new: creating one that exists changes
     /// nothing, so a call repeated after a lost answer succeeds).
     fn create_upload(&self, id: &str, repo: &str) -> Result<()>;
-    /// How many upload sessions are open in `repo`, counted up to `up_to` (the cost is
-    /// bounded by it, not by how many there are).
-    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64>;
+    /// [`MetaStore::create_upload`], unless `max` sessions are open in `repo`'s
+    /// namespace (its first path component) already: then nothing is recorded and the
+    /// answer is false. Counted (at most `max` rows read, by an index) and inserted in
+    /// one write serialized with the namespace's other writers, so that requests at
+    /// once, on one replica or several, cannot all pass the bound.
+    fn create_upload_bounded(&self, id: &str, repo: &str, max: u64) -> Result<bool>;
     fn upload(&self, id: &str) -> Result<Option<Upload>>;
     fn touch_upload(&self, id: &str) -> Result<()>;
     fn delete_upload(&self, id: &str) -> Result<()>;
@@ -540,4 +543,11 @@ mod tests {
             .collect();
         assert_eq!(new.blobs, want);
     }
+}
+
+/// `repo`'s namespace (its first path component), and the bounds of the names below
+/// it: `ns/` up to `ns0` (`0` follows `/`), a range an index on the name serves.
+pub(crate) fn namespace_range(repo: &str) -> (String, String, String) {
+    let ns = repo.split_once('/').map_or(repo, |(ns, _)| ns);
+    (ns.to_string(), format!("{ns}/"), format!("{ns}0"))
 }

@@ -1211,15 +1211,27 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64> {
-        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-        self.read(|db| {
-            let row = db.row(
-                "SELECT COUNT(*)::BIGINT FROM \
-                 (SELECT 1 FROM uploads WHERE repository = $1 LIMIT $2) AS open",
-                &[&repo, &up_to],
+    fn create_upload_bounded(&self, id: &str, repo: &str, max: u64) -> Result<bool> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let (ns, below, after) = crate::meta::namespace_range(repo);
+        self.write_in(repo, |db| {
+            let open = db
+                .row(
+                    "SELECT COUNT(*)::BIGINT FROM (SELECT 1 FROM uploads
+                     WHERE repository = $1 OR (repository >= $2 AND repository < $3) LIMIT $4)
+                     AS open",
+                    &[&ns, &below, &after, &max],
+                )?
+                .map_or(0, |r| r.get::<_, i64>(0));
+            if open >= max {
+                return Ok(false);
+            }
+            db.exec(
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &repo, &now()],
             )?;
-            Ok(row.map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
+            Ok(true)
         })
     }
 

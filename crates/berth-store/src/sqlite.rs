@@ -1042,15 +1042,26 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn open_uploads(&self, repo: &str, up_to: u64) -> Result<u64> {
-        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE repository = ?1 LIMIT ?2)",
+    fn create_upload_bounded(&self, id: &str, repo: &str, max: u64) -> Result<bool> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let (ns, below, after) = crate::meta::namespace_range(repo);
+        self.write(|tx| {
+            let open: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads
+                     WHERE repository = ?1 OR (repository >= ?2 AND repository < ?3) LIMIT ?4)",
+                )?
+                .query_row(params![ns, below, after, max], |r| r.get(0))?;
+            if open >= max {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO uploads (id, repository, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (id) DO NOTHING",
             )?
-            .query_row(params![repo, up_to], |r| r.get::<_, i64>(0))
+            .execute(params![id, repo, now()])?;
+            Ok(true)
         })
-        .map(|n| n.max(0) as u64)
     }
 
     fn upload(&self, id: &str) -> Result<Option<Upload>> {

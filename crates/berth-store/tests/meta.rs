@@ -525,18 +525,17 @@ fn upload_state_is_replaced_only_from_what_it_was(backend: Backend) {
         Some("s2"),
         "creating a session again changes nothing"
     );
-    // Open sessions are counted per repository, up to the bound asked.
-    for id in ["v", "w", "x"] {
-        m.create_upload(id, "r").unwrap();
-    }
-    m.create_upload("y", "r2").unwrap();
-    assert_eq!(m.open_uploads("r", 100).unwrap(), 4);
-    assert_eq!(m.open_uploads("r", 2).unwrap(), 2);
-    assert_eq!(m.open_uploads("r2", 100).unwrap(), 1);
-    assert_eq!(m.open_uploads("none", 100).unwrap(), 0);
+    // Sessions are opened within a bound per namespace ("r" and "r/x" are one,
+    // "r2" another): nothing is recorded past it.
+    assert!(m.create_upload_bounded("v", "r/x", 3).unwrap());
+    assert!(m.create_upload_bounded("w", "r2/x", 1).unwrap());
+    assert!(!m.create_upload_bounded("x", "r/y", 2).unwrap(), "u and v");
+    assert!(m.upload("x").unwrap().is_none());
+    assert!(m.create_upload_bounded("x", "r/y", 3).unwrap());
+    assert!(!m.create_upload_bounded("y", "r2", 1).unwrap());
     m.delete_upload("u").unwrap();
     assert!(m.upload("u").unwrap().is_none());
-    assert_eq!(m.open_uploads("r", 100).unwrap(), 3);
+    assert!(m.create_upload_bounded("y", "r", 3).unwrap(), "u's place");
     m.create_upload("u", "r").unwrap();
     assert_eq!(
         m.upload("u").unwrap().unwrap().state,

@@ -48,7 +48,7 @@ pub struct ServeArgs {
     /// Remove upload sessions idle this long, with their data, e.g. "24h" [default: 24h]
     #[arg(long, env = "BERTH_UPLOAD_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     upload_ttl: Option<Duration>,
-    /// Most upload sessions open at once in one repository; another is refused with
+    /// Most upload sessions open at once in one namespace; another is refused with
     /// 429 TOOMANYREQUESTS [default: 1000]
     #[arg(long, env = "BERTH_MAX_OPEN_UPLOADS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_open_uploads: Option<u64>,
