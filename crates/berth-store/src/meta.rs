@@ -515,6 +515,13 @@ pub(crate) fn within_quota(namespace: &str, quota: u64, used: u64, size: u64) ->
     Ok(())
 }
 
+/// `repo`'s namespace (its first path component), and the bounds of the names below
+/// it: `ns/` up to `ns0` (`0` follows `/`), a range an index on the name serves.
+pub(crate) fn namespace_range(repo: &str) -> (String, String, String) {
+    let ns = repo.split_once('/').map_or(repo, |(ns, _)| ns);
+    (ns.to_string(), format!("{ns}/"), format!("{ns}0"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,11 +550,4 @@ mod tests {
             .collect();
         assert_eq!(new.blobs, want);
     }
-}
-
-/// `repo`'s namespace (its first path component), and the bounds of the names below
-/// it: `ns/` up to `ns0` (`0` follows `/`), a range an index on the name serves.
-pub(crate) fn namespace_range(repo: &str) -> (String, String, String) {
-    let ns = repo.split_once('/').map_or(repo, |(ns, _)| ns);
-    (ns.to_string(), format!("{ns}/"), format!("{ns}0"))
 }
