@@ -79,6 +79,31 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
     )
 }
 
+/// Whether a request failed because nothing answered yet: the connection was refused
+/// or timed out. Not a name that does not resolve, nor a certificate refused (reqwest
+/// calls those connect errors too): asking again changes neither, as containers/common
+/// does not retry them.
+pub(crate) fn refused_or_timed_out(e: &reqwest::Error) -> bool {
+    if e.is_timeout() {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::TimedOut
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The TLS error under a request's failure, if it is one.
 fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);

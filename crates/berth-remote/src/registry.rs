@@ -305,7 +305,7 @@ impl Registry {
                         last = Some(RemoteError::PlainHttp { url })
                     }
                     Err(e) => {
-                        unreachable &= e.is_connect() || e.is_timeout();
+                        unreachable &= crate::error::refused_or_timed_out(&e);
                         last = Some(match certificate_problem(&e, &self.host) {
                             Some(problem) => RemoteError::Certificate { url, problem },
                             None => RemoteError::transport(url, e),

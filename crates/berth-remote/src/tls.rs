@@ -1,5 +1,6 @@
 //! TLS for a registry whose certificate folder (`--cert-dir`, `certs.d/HOST/`) holds
-//! certificates: the system's authorities and the folder's `*.crt`, the folder's
+//! certificates: the system's and Mozilla's authorities (as reqwest's own
+//! configuration) and the folder's `*.crt`, the folder's
 //! client certificate (`NAME.cert` + `NAME.key`), and one allowance webpki does not
 //! make. A self-signed certificate made the usual way (`openssl req -x509`, as
 //! Docker's own guide for a registry has it) says `CA:TRUE`; Go's TLS, and so skopeo
@@ -44,6 +45,9 @@ pub(crate) fn config_for(
     // skipped, as reqwest skips it).
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
+    // And Mozilla's, as reqwest's own configuration has them beside the system's: a
+    // host without ca-certificates still reaches a public registry.
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in &found.authorities {
         roots
             .add(cert.clone())

@@ -251,6 +251,19 @@ async fn the_first_contact_is_retried_while_the_registry_starts() {
         .supports_signatures()
         .await
         .expect("reached once it listens");
+    // A name that does not resolve is not asked again: asking changes nothing.
+    let slow = Options {
+        retry_delay: Duration::from_secs(5),
+        ..options(None)
+    };
+    let t0 = Instant::now();
+    let nowhere = Registry::new("nonexistent.invalid", slow).unwrap();
+    assert!(nowhere.supports_signatures().await.is_err());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "retried: {:?}",
+        t0.elapsed()
+    );
 }
 
 /// A manifest asked for by digest is named `repo@digest` in the error, not
