@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever layer analysis changes what it extracts, so that stored artifacts
 /// of an older analyzer are recomputed instead of trusted.
 /// 2: a database with a malformed entry keeps its other packages (`warnings`), dpkg's
-/// `half-installed` packages are listed.
+/// `half-installed` packages are listed, a file or link replacing a watched folder is
+/// its whiteout, NDB `Packages.db` is read.
 pub const ANALYZER_VERSION: u32 = 2;
 
 /// Which package manager a package came from (its database format and version scheme).

@@ -102,15 +102,14 @@ pub struct Overrides {
     pub hostname: Option<String>,
 }
 
-/// A host name as the kernel takes it (at most 64 bytes) and as RFC 1123 spells one:
-/// letters, digits, `-` and `.`, not starting or ending with `-` or `.`.
+/// A host name as the kernel takes it (1 to 64 bytes), as podman passes it on:
+/// `my_service` too. Only what no host name holds is refused: whitespace, control
+/// characters, `/`.
 fn valid_hostname(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !name.starts_with(['-', '.'])
-        && !name.ends_with(['-', '.'])
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
 }
 
 impl Process {
@@ -129,7 +128,7 @@ impl Process {
         };
         if let Some(h) = o.hostname.as_deref().filter(|h| !valid_hostname(h)) {
             return Err(RuntimeError::Invalid(format!(
-                "invalid hostname {h:?}: letters, digits, '-' and '.', at most 64"
+                "invalid hostname {h:?}: 1 to 64 bytes, no spaces, control characters or '/'"
             )));
         }
         let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();

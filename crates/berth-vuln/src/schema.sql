@@ -1,5 +1,5 @@
 -- berth-vuln's own database (vulndb.sqlite). Portable SQL: no AUTOINCREMENT, times
--- as BIGINT unix seconds, upserts with ON CONFLICT.
+-- as BIGINT unix seconds (records' `modified`: microseconds), upserts with ON CONFLICT.
 
 -- One row per OSV record, the newest `modified` kept. The JSON is the record as
 -- imported (kept for the API and for re-indexing by a later version of berth).

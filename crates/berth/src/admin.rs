@@ -23,7 +23,7 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "USER[:PASSWORD]", global = true, requires = "url")]
     creds: Option<String>,
     /// With --url: whether to verify the server's TLS certificate
-    #[arg(long, value_name = "BOOL", global = true, default_value_t = true, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", global = true, default_value_t = true, default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
     #[command(subcommand)]
     command: AdminCommand,

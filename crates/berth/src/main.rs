@@ -310,54 +310,36 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 /// Output whose reader went away (`berth inspect x | head -3`) ends the command
-/// quietly, with the status a shell reports for SIGPIPE, instead of a panic and a
-/// backtrace from `println!`. For every command: those with network I/O keep SIGPIPE
-/// ignored (a closed socket is an error to handle), so their prints panic instead.
+/// quietly, with the status a shell reports for SIGPIPE, instead of a panic message
+/// and a backtrace from `println!`: the panic is silent and unwinds to `main`, which
+/// exits 141. For every command: those with network I/O keep SIGPIPE ignored (a
+/// closed socket is an error to handle), so their prints panic instead.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
+        if !closed_stdout(info.payload()) {
+            default(info)
         }
-        default(info)
     }));
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
-    };
-    if let Some(root) = cli.root {
-        paths::set_root(root);
-    }
-    if cli.debug && !matches!(cli.command, Command::Serve(_)) {
-        if let Err(e) = serve::debug_logging() {
-            eprintln!("berth: {e:#}");
-        }
-    }
-    quiet_on_closed_stdout();
-    if cli.command.is_local_only() {
-        // A listing whose reader went away (`berth images | head`) ends quietly, as
-        // other command-line tools do, instead of panicking on a failed print. Only
-        // for commands without network I/O: a socket closed by a peer must stay an
-        // error to handle, not a signal that kills.
-        // SAFETY: setting a signal's disposition to its default, before any thread.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
+/// Whether a panic is `println!`'s on a stdout whose reader went away.
+fn closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
+/// Runs `command`: which family's conventions its errors follow, and its outcome.
+fn dispatch(command: Command, debug: bool) -> (Family, anyhow::Result<ExitCode>) {
     use client::local::{archive, inspect, list, pull, push, remove};
     let podman = |r: anyhow::Result<()>| (Family::Podman, r.map(|()| ExitCode::SUCCESS));
     let skopeo = |r: anyhow::Result<()>| (Family::Skopeo, r.map(|()| ExitCode::SUCCESS));
-    let (family, result) = match cli.command {
-        Command::Serve(args) => skopeo(serve::run(args, cli.debug)),
+    match command {
+        Command::Serve(args) => skopeo(serve::run(args, debug)),
         Command::Registry(args) => skopeo(admin::run(args)),
         Command::Inspect(args) => match args.local() {
             Some(local) => podman(client::containers::inspect_any(local)),
@@ -438,6 +420,41 @@ fn main() -> std::process::ExitCode {
         Command::ContainerMonitor(args) => {
             (Family::Podman, client::containers::container_monitor(args))
         }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    if let Some(root) = cli.root {
+        paths::set_root(root);
+    }
+    if cli.debug && !matches!(cli.command, Command::Serve(_)) {
+        if let Err(e) = serve::debug_logging() {
+            eprintln!("berth: {e:#}");
+        }
+    }
+    quiet_on_closed_stdout();
+    if cli.command.is_local_only() {
+        // A listing whose reader went away (`berth images | head`) ends quietly, as
+        // other command-line tools do, instead of panicking on a failed print. Only
+        // for commands without network I/O: a socket closed by a peer must stay an
+        // error to handle, not a signal that kills.
+        // SAFETY: setting a signal's disposition to its default, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    // A closed stdout unwinds (destructors run: temporary folders, locks) to here.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(cli.command, cli.debug)
+    }));
+    let (family, result) = match outcome {
+        Ok(done) => done,
+        Err(payload) if closed_stdout(payload.as_ref()) => return ExitCode::from(141),
+        Err(payload) => std::panic::resume_unwind(payload),
     };
     match result {
         Ok(code) => code,
@@ -465,19 +482,25 @@ fn main() -> std::process::ExitCode {
 /// An error and its causes on one line, each cause once: error types that say their
 /// cause and also give it as their source (thiserror's `{context}: {source}` with
 /// `#[source]`) made `{:#}` print it again at every level, a message of 912 bytes
-/// saying one refused connection three times. A cause whose words the line already
-/// holds adds nothing.
+/// saying one refused connection three times. A cause the one before it ends with
+/// adds nothing.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
+    let mut said = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
+        // Only the cause just said can already hold this one, at its end (its
+        // `…: {source}`): a short, different cause ("EOF") that happens to be in an
+        // earlier message is still said.
+        if text.is_empty() || said.ends_with(&text) {
+            said = text;
             continue;
         }
         if !line.is_empty() {
             line.push_str(": ");
         }
         line.push_str(&text);
+        said = text;
     }
     line
 }
@@ -513,6 +536,11 @@ mod tests {
         );
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(one_line(&plain), "outer: inner");
+        // A short cause that only happens to be in an earlier, other message is said.
+        let eof = anyhow::anyhow!("EOF")
+            .context("reading the EOF marker")
+            .context("loading");
+        assert_eq!(one_line(&eof), "loading: reading the EOF marker: EOF");
     }
 
     /// Each command's flags are built only when it runs: building them must leave the

@@ -205,7 +205,7 @@ fn build_matches_buildah_and_runs() {
         .run();
     assert_eq!(named.stdout, "web-1.example\n", "{}", named.stderr);
     let bad = ctx
-        .berth(&["run", "--rm", "-h", "bad_name!", "app:v1", "true"])
+        .berth(&["run", "--rm", "-h", "bad name", "app:v1", "true"])
         .run_fail();
     assert!(bad.stderr.contains("invalid hostname"), "{}", bad.stderr);
     let listing = ctx
