@@ -148,7 +148,7 @@ pub(crate) async fn start(
     reg.blocking(move |r| {
         let max = r.config.max_open_uploads;
         if !r.meta.create_upload_bounded(&id2, &n, max)? {
-            let ns = n.split_once('/').map_or(n.as_str(), |(ns, _)| ns);
+            let ns = berth_auth::names::namespace_of(&n);
             return Err(ApiError::new(Code::TooManyRequests).message(format!(
                 "{max} upload sessions are open in namespace {ns}: finish or cancel \
                  (DELETE) some; unfinished ones are removed {} after their last request",

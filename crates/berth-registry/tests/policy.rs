@@ -81,6 +81,15 @@ async fn assert_immutable(api: &Api, repo: &str, tag: &str, m: &[u8], rule: &str
     );
 }
 
+/// `admin` (an admin of myorg) makes myorg's `v*` tags immutable.
+async fn make_v_tags_immutable(admin: &Api) {
+    let set = admin
+        .put("/api/v1/immutable/myorg")
+        .json(&json!({ "patterns": ["v*"] }));
+    let (s, v) = status_of(send(set).await).await;
+    assert_eq!(s, 200, "{v}");
+}
+
 async fn tag_digest(api: &Api, repo: &str, tag: &str) -> String {
     let (h, _) = expect_status(
         send(api.head(&format!("/v2/{repo}/manifests/{tag}"))).await,
@@ -207,16 +216,7 @@ async fn children_of_an_immutably_tagged_index_stay() {
     let srv = registry().await;
     let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
     let repo = "myorg/app";
-    let (s, v) = status_of(
-        send(
-            alice
-                .put("/api/v1/immutable/myorg")
-                .json(&json!({ "patterns": ["v*"] })),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    make_v_tags_immutable(&alice).await;
     let mut images = Vec::new();
     for seed in 1..=4 {
         let m = image(&bob, repo, seed).await;
@@ -326,16 +326,7 @@ async fn sigstore_signatures_of_an_immutable_release_stay() {
     let srv = registry().await;
     let (alice, bob) = (as_user(&srv, "alice"), as_user(&srv, "bob"));
     let repo = "myorg/app";
-    let (s, v) = status_of(
-        send(
-            alice
-                .put("/api/v1/immutable/myorg")
-                .json(&json!({ "patterns": ["v*"] })),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    make_v_tags_immutable(&alice).await;
     let release = image(&bob, repo, 41).await;
     push_manifest(&bob, repo, "v1", OCI_MANIFEST, &release).await;
     let tag = format!("sha256-{}.sig", &sha256(&release)["sha256:".len()..]);

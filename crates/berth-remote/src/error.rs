@@ -84,44 +84,34 @@ pub(crate) fn answered_without_tls(e: &reqwest::Error) -> bool {
 /// calls those connect errors too): asking again changes neither, as containers/common
 /// does not retry them.
 pub(crate) fn refused_or_timed_out(e: &reqwest::Error) -> bool {
-    if e.is_timeout() {
-        return true;
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::TimedOut
-            ) {
-                return true;
-            }
-        }
-        cause = c.source();
-    }
-    false
+    use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, TimedOut};
+    e.is_timeout()
+        || causes(e).any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(io.kind(), ConnectionRefused | ConnectionReset | TimedOut)
+            })
+        })
 }
 
 /// The TLS error under a request's failure, if it is one.
 fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // An io::Error's `source` skips the error it wraps (the TLS error sits in an
-        // io::Error in an io::Error): step into it instead.
-        cause = match c
+    causes(e).find_map(|c| c.downcast_ref::<rustls::Error>())
+}
+
+/// A request's failure and its causes, outermost first. An io::Error's `source` skips
+/// the error it wraps (the TLS error sits in an io::Error in an io::Error): the walk
+/// steps into it instead.
+fn causes(e: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    let first: &(dyn std::error::Error + 'static) = e;
+    std::iter::successors(Some(first), |c| {
+        match c
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => c.source(),
-        };
-    }
-    None
+        }
+    })
 }
 
 /// A refused server certificate in words, as Go's x509 package says them (podman and

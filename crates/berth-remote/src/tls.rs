@@ -79,22 +79,11 @@ pub(crate) fn config_for(
 /// PEM), for a client that does not verify the server.
 pub(crate) fn identity_pem(dirs: &[std::path::PathBuf]) -> Result<Option<Vec<u8>>, RemoteError> {
     let mut pem = None;
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut paths: Vec<std::path::PathBuf> =
-            entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "cert"))
-        {
+    for p in dirs.iter().flat_map(|d| folder_files(d)) {
+        if p.extension().is_some_and(|e| e == "cert") {
             let key = p.with_extension("key");
-            let bad =
-                |p: &Path, e: std::io::Error| RemoteError::Invalid(format!("{}: {e}", p.display()));
-            let mut both = std::fs::read(&p).map_err(|e| bad(&p, e))?;
-            both.extend(std::fs::read(&key).map_err(|e| bad(&key, e))?);
+            let mut both = std::fs::read(&p).map_err(|e| bad_file(&p, &e))?;
+            both.extend(std::fs::read(&key).map_err(|e| bad_file(&key, &e))?);
             pem = Some(both);
         }
     }
@@ -104,39 +93,48 @@ pub(crate) fn identity_pem(dirs: &[std::path::PathBuf]) -> Result<Option<Vec<u8>
 /// One folder's `*.crt` (authorities) and `NAME.cert` + `NAME.key` (the client's
 /// certificate), in name order as containers/image reads them.
 fn read_folder(dir: &Path, found: &mut Folders) -> Result<(), RemoteError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let bad =
-        |p: &Path, e: &dyn std::fmt::Display| RemoteError::Invalid(format!("{}: {e}", p.display()));
-    let mut paths: Vec<std::path::PathBuf> =
-        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
+    for p in folder_files(dir) {
         match p.extension().and_then(|e| e.to_str()) {
             Some("crt") => {
-                let certs = CertificateDer::pem_file_iter(&p)
-                    .map_err(|e| bad(&p, &e))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad(&p, &e))?;
+                let certs = certificates(&p)?;
                 if certs.is_empty() {
-                    return Err(bad(&p, &"no PEM certificate in it"));
+                    return Err(bad_file(&p, &"no PEM certificate in it"));
                 }
                 found.authorities.extend(certs);
             }
             Some("cert") => {
+                let chain = certificates(&p)?;
                 let key = p.with_extension("key");
-                let chain = CertificateDer::pem_file_iter(&p)
-                    .map_err(|e| bad(&p, &e))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad(&p, &e))?;
-                let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| bad(&key, &e))?;
+                let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| bad_file(&key, &e))?;
                 found.identity = Some((chain, private));
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// A certificate folder's files in name order; none when it is missing.
+fn folder_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<std::path::PathBuf> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    paths
+}
+
+/// The PEM certificates of file `p`.
+fn certificates(p: &Path) -> Result<Vec<CertificateDer<'static>>, RemoteError> {
+    CertificateDer::pem_file_iter(p)
+        .map_err(|e| bad_file(p, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_file(p, &e))
+}
+
+fn bad_file(p: &Path, e: &dyn std::fmt::Display) -> RemoteError {
+    RemoteError::Invalid(format!("{}: {e}", p.display()))
 }
 
 /// webpki's verdict, except that a certificate the folder holds byte for byte is
