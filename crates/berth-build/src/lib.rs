@@ -45,6 +45,9 @@ pub struct BuildOptions {
     /// Fixed `created` times and file mtimes (seconds since the epoch): reproducible
     /// images.
     pub timestamp: Option<i64>,
+    /// `--label K=V`: labels of the image, set by LABEL steps after the last stage's
+    /// instructions (as podman's build adds them).
+    pub labels: Vec<(String, String)>,
     /// Bounds of each FROM image layer applied for a step (the binary reads
     /// `BERTH_TAR_MAX_*`).
     pub tar_limits: berth_rootfs::TarLimits,

@@ -99,7 +99,8 @@ pub fn build(
     let steps = parsed.stages[..=last]
         .iter()
         .map(|s| 1 + s.instructions.len())
-        .sum();
+        .sum::<usize>()
+        + opts.labels.len();
     let mut b = Builder {
         store,
         opts,
@@ -176,6 +177,9 @@ impl Builder<'_> {
             for i in &stage.instructions {
                 self.say(&i.text);
                 self.instruction(i, file, &mut state, &mut rootfs, &mut vars, &global, &done)?;
+            }
+            if stage.index == last {
+                self.label_steps(&mut state)?;
             }
             done.push(Done {
                 name: stage.name.clone(),
@@ -429,25 +433,45 @@ impl Builder<'_> {
             }
             kind => {
                 let kind = self.expanded(kind, &x)?;
-                // Cached too, timestamps and all: a rebuild with nothing changed
-                // makes the very same config, hence the same image ID.
-                let key = chain(&state.key, &i.text, &format!("{kind:?}"));
-                if self.cached_step(state, &key)? {
-                    return Ok(());
-                }
-                let shell_now = berth_runtime::default_shell(&state.config);
-                if let Kind::Maintainer(m) = &kind {
-                    state.config["author"] = json!(m);
-                } else if let Kind::Healthcheck(h) = &kind {
-                    state.config["config"]["Healthcheck"] = healthcheck(h.as_ref());
-                } else if !berth_runtime::apply_instruction(&mut state.config, &kind, &shell_now) {
-                    return Err(self.at(i, "not supported"));
-                }
-                let created_by = format!("/bin/sh -c #(nop) {}", i.text);
-                state.record(&created, &created_by, None);
-                state.key = key;
-                self.remember(state).map_err(|e| self.at(i, e))?;
+                self.config_step(state, &i.text, &kind)
+                    .map_err(|e| self.at(i, e))?;
             }
+        }
+        Ok(())
+    }
+
+    /// A step that changes the config alone (ENV, LABEL, CMD, …; `--label`'s LABELs).
+    /// Cached too, timestamps and all: a rebuild with nothing changed makes the very
+    /// same config, hence the same image ID.
+    fn config_step(&mut self, state: &mut State, text: &str, kind: &Kind) -> Result<(), String> {
+        let key = chain(&state.key, text, &format!("{kind:?}"));
+        if self.cached_step(state, &key).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let shell_now = berth_runtime::default_shell(&state.config);
+        if let Kind::Maintainer(m) = kind {
+            state.config["author"] = json!(m);
+        } else if let Kind::Healthcheck(h) = kind {
+            state.config["config"]["Healthcheck"] = healthcheck(h.as_ref());
+        } else if !berth_runtime::apply_instruction(&mut state.config, kind, &shell_now) {
+            return Err("not supported".into());
+        }
+        let created_by = format!("/bin/sh -c #(nop) {text}");
+        state.record(&self.created(), &created_by, None);
+        state.key = key;
+        self.remember(state)
+    }
+
+    /// `--label K=V`: a LABEL step each, in the order given, at the end of the stage
+    /// built, as podman's build adds them (`LABEL "K"="V"`, the value taken as it is:
+    /// no `$` expanded).
+    fn label_steps(&mut self, state: &mut State) -> Result<(), BuildError> {
+        for (k, v) in &self.opts.labels {
+            let text = format!("LABEL {k:?}={v:?}");
+            self.say(&text);
+            let kind = Kind::Label(vec![(k.clone(), v.clone())]);
+            self.config_step(state, &text, &kind)
+                .map_err(|e| BuildError::Other(format!("--label {k}: {e}")))?;
         }
         Ok(())
     }

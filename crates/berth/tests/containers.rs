@@ -151,6 +151,10 @@ fn build_matches_buildah_and_runs() {
         "--tls-verify=false",
         "--build-arg",
         "VERSION=2.5",
+        "--label",
+        "org.example.name=from the flag",
+        "--label",
+        "built.by=$USER \\t",
         "-t",
         "localhost/test/by-buildah:v1",
         &context,
@@ -168,6 +172,10 @@ fn build_matches_buildah_and_runs() {
             "build",
             "--build-arg",
             "VERSION=2.5",
+            "--label",
+            "org.example.name=from the flag",
+            "--label",
+            "built.by=$USER \\t",
             "-t",
             "app:v1",
             "--iidfile",
@@ -236,12 +244,30 @@ fn build_matches_buildah_and_runs() {
         );
     }
 
+    ctx.step("--label: a LABEL step each, last, as buildah writes them");
+    let last_two = |inspect: &Value| -> Vec<String> {
+        let h = inspect[0]["History"].as_array().unwrap();
+        h[h.len() - 2..]
+            .iter()
+            .map(|e| e["created_by"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(last_two(&ours), last_two(&theirs));
+    assert_eq!(
+        last_two(&ours)[1],
+        r#"/bin/sh -c #(nop) LABEL "built.by"="$USER \\t""#
+    );
+
     ctx.step("a rebuild with nothing changed: every step cached, the same ID");
     let again = ctx
         .berth(&[
             "build",
             "--build-arg",
             "VERSION=2.5",
+            "--label",
+            "org.example.name=from the flag",
+            "--label",
+            "built.by=$USER \\t",
             "-t",
             "app:v1",
             &context,
@@ -256,6 +282,10 @@ fn build_matches_buildah_and_runs() {
             "build",
             "--build-arg",
             "VERSION=2.5",
+            "--label",
+            "org.example.name=from the flag",
+            "--label",
+            "built.by=$USER \\t",
             "-t",
             "app:v1",
             &context,

@@ -25,6 +25,10 @@ pub struct BuildArgs {
     /// A build argument, K=V; repeatable
     #[arg(long, value_name = "K=V")]
     build_arg: Vec<String>,
+    /// A label of the image, K=V; repeatable (a LABEL step each, after the last
+    /// instruction, as podman's build adds them)
+    #[arg(long, value_name = "K=V")]
+    label: Vec<String>,
     /// Build up to this stage
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
@@ -118,6 +122,14 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
             .map(|t| qualify(t))
             .collect::<anyhow::Result<_>>()?,
         build_args,
+        labels: a
+            .label
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
         target: a.target.clone(),
         docker_format: a.format == "docker",
         no_cache: a.no_cache || !a.layers,
