@@ -647,6 +647,48 @@ fn login_push_pull_with_access_control() {
     ctx.skopeo(&["inspect", "--tls-verify=false", &app])
         .run_fail();
 
+    ctx.step("--username and --password, as skopeo's inspect and list-tags take them");
+    let repo = format!("docker://{reg}/alice/app");
+    for tool in ["skopeo", "berth"] {
+        let run = |args: &[&str]| match tool {
+            "skopeo" => ctx.skopeo(args),
+            _ => ctx.berth(args),
+        };
+        let inspect = ["inspect", "--tls-verify=false", "--format", "{{.Digest}}"];
+        let account = ["--username", "alice", "--password", "alice-pw"];
+        let digest = run(&[&inspect[..], &account, &[app.as_str()]].concat())
+            .run()
+            .last_line();
+        assert_eq!(digest, pushed, "{tool}");
+        let tags = run(&[&["list-tags", "--tls-verify=false"][..], &account, &[&repo]].concat())
+            .run()
+            .json();
+        assert!(
+            tags["Tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{tool}: {tags}"
+        );
+        for wrong in [
+            &["--username", "alice"][..],
+            &["--username", "alice", "--password", "nope"],
+            &[
+                "--username",
+                "alice",
+                "--password",
+                "alice-pw",
+                "--creds",
+                "alice:alice-pw",
+            ],
+        ] {
+            let out = run(&[&inspect[..], wrong, &[app.as_str()]].concat()).run_fail();
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{tool} {wrong:?}: {}",
+                out.error_lines()
+            );
+        }
+    }
+
     ctx.step("skopeo copy --dest-creds; a read-only user is refused");
     let copy = format!("docker://{reg}/alice/copy:v1");
     ctx.skopeo(&[
@@ -1547,6 +1589,55 @@ fn sync_a_repository() {
         &format!("{dist}/by-skopeo"),
     ])
     .run();
+    // -f converts as skopeo's sync does (the same config and layers);
+    // --preserve-digests refuses to.
+    for (tool, dest) in [("skopeo", "v2s2-by-skopeo"), ("berth", "v2s2-by-berth")] {
+        let mut args = vec!["sync", "-s", "docker", "-d", "docker", "-f", "v2s2"];
+        args.extend(["--src-tls-verify=false", "--dest-tls-verify=false"]);
+        let src = format!("{berth}/test/src:v1");
+        let dest = format!("{dist}/{dest}");
+        let refused = [&args[..], &["--preserve-digests", src.as_str(), &dest]].concat();
+        args.extend([src.as_str(), &dest]);
+        match tool {
+            // skopeo writes the source's manifest unchanged where -f and
+            // --preserve-digests disagree ("hoping for the best"); berth's copy and
+            // sync refuse, as for copy above.
+            "skopeo" => {
+                ctx.skopeo(&args).run();
+            }
+            _ => {
+                let refused = ctx
+                    .berth(&[&["sync", "--insecure-policy"][..], &refused[1..]].concat())
+                    .run_fail();
+                assert!(refused.stderr.contains("digest"), "{}", refused.stderr);
+                ctx.berth(&[&["sync", "--insecure-policy"][..], &args[1..]].concat())
+                    .run();
+            }
+        }
+    }
+    let inspect = |repo: &str, what: &str| {
+        ctx.skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{dist}/{repo}/src:v1"),
+        ])
+        .run()
+        .json()[what]
+            .clone()
+    };
+    assert_eq!(
+        inspect("v2s2-by-berth", "mediaType"),
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        inspect("v2s2-by-berth", "config"),
+        inspect("v2s2-by-skopeo", "config")
+    );
+    assert_eq!(
+        inspect("v2s2-by-berth", "layers"),
+        inspect("v2s2-by-skopeo", "layers")
+    );
     let tags = |repo: &str| {
         ctx.skopeo(&[
             "list-tags",

@@ -16,7 +16,7 @@ use clap::Args;
 
 use super::referrers::copy_referrers;
 use super::signed::{SignFlags, SignedCopy, Trust};
-use super::{reference_of, Config, RegistryFlags, ShortNames};
+use super::{creds_of, reference_of, Config, RegistryFlags, ShortNames};
 
 // The flags of both ends of a copy or a sync: skopeo's `--src-*` / `--dest-*`.
 // (A plain comment, not a doc comment: see `Command` in main.rs.)
@@ -118,11 +118,7 @@ struct Side<'a> {
 
 impl Sides {
     fn flags(&self, side: Side<'_>) -> RegistryFlags {
-        // --x-username/--x-password are --x-creds in two flags (clap requires both).
-        let creds = match (side.username, side.password) {
-            (Some(u), Some(p)) => Some(format!("{u}:{p}")),
-            _ => side.creds.clone(),
-        };
+        let creds = creds_of(side.username, side.password, side.creds.clone());
         let Side {
             no_creds,
             token,
@@ -395,10 +391,7 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
         all: a.all || a.multi_arch.as_deref() == Some("all"),
         platform: a.platform.platform(),
         parallel: a.sides.image_parallel_copies,
-        format: a.format.as_deref().map(|f| match f {
-            "v2s2" => Format::V2s2,
-            _ => Format::Oci,
-        }),
+        format: format_of(a.format.as_deref()),
         preserve_digests: a.preserve_digests,
         compress: compression(a.dest_compress_format.as_deref(), a.dest_compress_level)?,
     };
@@ -451,6 +444,14 @@ pub fn run(a: CopyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--format` as clap has checked it (oci or v2s2).
+pub fn format_of(flag: Option<&str>) -> Option<Format> {
+    flag.map(|f| match f {
+        "v2s2" => Format::V2s2,
+        _ => Format::Oci,
+    })
 }
 
 /// `--dest-compress-format` and `--dest-compress-level`, checked.

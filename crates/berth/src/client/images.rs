@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::copy::{open_source, PlatformFlags};
 use super::signed::{SignatureVerdict, Trust};
-use super::{docker_reference, reference_of, Config, RegistryFlags, ShortNames};
+use super::{docker_reference, reference_of, AccountFlags, Config, RegistryFlags, ShortNames};
 
 /// Largest image config read.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -45,6 +45,8 @@ pub struct InspectArgs {
     platform: PlatformFlags,
     #[command(flatten)]
     registry: RegistryFlags,
+    #[command(flatten)]
+    account: AccountFlags,
     /// The image: docker://NAME[:TAG|@DIGEST], oci:PATH[:REF], oci-archive:PATH[:REF],
     /// dir:PATH, docker-archive:PATH[:REF] or local:NAME[:TAG]; a bare name (no
     /// transport) is an image of the local store, shown as `berth image inspect` does
@@ -55,6 +57,8 @@ pub struct InspectArgs {
 pub struct ListTagsArgs {
     #[command(flatten)]
     registry: RegistryFlags,
+    #[command(flatten)]
+    account: AccountFlags,
     /// The repository, e.g. docker://quay.io/org/app
     repository: String,
     /// Order the tags: "semver" lists versions newest first (1.10.0 before 1.9.2, a
@@ -68,6 +72,8 @@ pub struct ListTagsArgs {
 pub struct DeleteArgs {
     #[command(flatten)]
     registry: RegistryFlags,
+    #[command(flatten)]
+    account: AccountFlags,
     /// The image. A tag is deleted alone where the registry allows it; elsewhere (and
     /// for a digest) the manifest is deleted, with every tag on it
     image: String,
@@ -137,7 +143,8 @@ impl Inspected {
     }
 }
 
-pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+pub fn inspect(mut a: InspectArgs) -> anyhow::Result<()> {
+    a.account.apply(&mut a.registry);
     let config = Config::load()?;
     runtime()?.block_on(async {
         let Inspected {
@@ -254,7 +261,8 @@ fn sorted(tags: Vec<String>, sort: Option<&str>) -> Vec<String> {
     dated.into_iter().map(|(t, _)| t).collect()
 }
 
-pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
+pub fn list_tags(mut a: ListTagsArgs) -> anyhow::Result<()> {
+    a.account.apply(&mut a.registry);
     if let Some(rest) = a.repository.strip_prefix("docker-archive:") {
         let path = rest.split_once(':').map_or(rest, |(p, _)| p);
         let tags = berth_transport::docker_archive::repo_tags(std::path::Path::new(path))?;
@@ -281,7 +289,8 @@ pub fn list_tags(a: ListTagsArgs) -> anyhow::Result<()> {
     }))
 }
 
-pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+pub fn delete(mut a: DeleteArgs) -> anyhow::Result<()> {
+    a.account.apply(&mut a.registry);
     let r = docker_reference(&a.image)?;
     let config = Config::load()?;
     let reg: Registry = config.registry(&r, &a.registry)?;

@@ -62,6 +62,43 @@ pub struct RegistryFlags {
     pub signature_policy: Option<PathBuf>,
 }
 
+// skopeo's `--username` and `--password` of inspect, list-tags and delete: `--creds`
+// in two flags. (A plain comment, not a doc comment: see `Command` in main.rs.)
+#[derive(Args, Debug, Clone)]
+pub struct AccountFlags {
+    /// Username for the registry (with --password)
+    #[arg(
+        long,
+        value_name = "USERNAME",
+        conflicts_with_all = ["creds", "no_creds", "registry_token"],
+        requires = "password"
+    )]
+    username: Option<String>,
+    /// Password for the registry (with --username)
+    #[arg(long, value_name = "PASSWORD", requires = "username")]
+    password: Option<String>,
+}
+
+impl AccountFlags {
+    /// Makes these `flags`' credentials.
+    pub fn apply(&self, flags: &mut RegistryFlags) {
+        flags.creds = creds_of(&self.username, &self.password, flags.creds.take());
+    }
+}
+
+/// `--creds` from its two-flag form (`--username` and `--password`, which clap has
+/// made come together), else `creds` as given.
+pub fn creds_of(
+    username: &Option<String>,
+    password: &Option<String>,
+    creds: Option<String>,
+) -> Option<String> {
+    match (username, password) {
+        (Some(u), Some(p)) => Some(format!("{u}:{p}")),
+        _ => creds,
+    }
+}
+
 impl Default for RegistryFlags {
     /// As the command line leaves them (for pulls no flag asked for: FROM, run).
     fn default() -> Self {

@@ -16,7 +16,7 @@ use berth_transport::{ImageName, Place};
 use clap::Args;
 use futures_util::{stream, StreamExt};
 
-use super::copy::{PlatformFlags, Sides};
+use super::copy::{format_of, PlatformFlags, Sides};
 use super::signed::{SignFlags, SignedCopy, Trust};
 use super::Config;
 
@@ -44,6 +44,12 @@ pub struct SyncArgs {
     /// Go on with the next image when one fails (the exit status still says so)
     #[arg(long)]
     keep_going: bool,
+    /// Write manifests in this format: oci or v2s2 (Docker); converting changes digests
+    #[arg(long, short = 'f', value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    format: Option<String>,
+    /// Fail rather than change a digest (no conversion, no recompression)
+    #[arg(long)]
+    preserve_digests: bool,
     /// Images copied at once
     #[arg(long, value_name = "N", default_value_t = 8)]
     parallel_images: usize,
@@ -69,8 +75,8 @@ fn copy_options(a: &SyncArgs) -> CopyOptions {
         all: a.all,
         platform: a.platform.platform(),
         parallel: a.sides.image_parallel_copies,
-        format: None,
-        preserve_digests: false,
+        format: format_of(a.format.as_deref()),
+        preserve_digests: a.preserve_digests,
         compress: None,
     }
 }
