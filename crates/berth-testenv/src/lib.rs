@@ -405,7 +405,32 @@ pub(crate) fn remove_stale_clusters() {
     }
 }
 
-pub(crate) fn free_port() -> Result<u16, String> {
+/// A loopback port free for a server the caller starts next.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), not from it as
+/// binding port 0 does: the port is free only until the server binds it, and in
+/// between any outgoing connection of a test running beside may get it as its local
+/// port (one did: a server then failed to bind and its test waited 10 s for nothing).
+pub fn free_port() -> Result<u16, String> {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const LOWEST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral > LOWEST + 1_000 {
+        let span = u64::from(ephemeral - LOWEST);
+        for _ in 0..100 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            h.write_u32(std::process::id());
+            let port = LOWEST + (h.finish() % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -427,10 +427,7 @@ fn skopeo_signs_and_berth_verifies_on_copy_and_pull() {
     );
 
     ctx.step("accepted: from an http lookaside (python3 -m http.server)");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = berth_testenv::free_port().unwrap();
     let mut web = std::process::Command::new("python3")
         .args([
             "-m",

@@ -8,7 +8,6 @@ pub mod process;
 pub mod rng;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -31,13 +30,11 @@ pub fn sha256(bytes: &[u8]) -> String {
     )
 }
 
-/// A loopback port nobody listens on right now (another process may take it before
-/// the caller binds it; callers that care retry).
+/// A loopback port nobody listens on right now, outside the range outgoing
+/// connections take theirs from (another process may still take it before the caller
+/// binds it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding a loopback port")
+    berth_testenv::free_port().expect("binding a loopback port")
 }
 
 /// Runs `berth registry ARGS` with `stdin` (`BERTH_ROOT` unset: pass `--root`).
