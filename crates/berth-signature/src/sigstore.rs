@@ -243,6 +243,30 @@ impl PrivateKey {
     }
 }
 
+/// An RSA `PUBLIC KEY` PEM of up to 16,384 bits, as Go's crypto/rsa verifies them:
+/// the rsa crate's own reader refuses keys over 4,096 bits.
+fn rsa_from_pem(text: &str) -> Result<rsa::RsaPublicKey, String> {
+    use rsa::pkcs8::der::Decode as _;
+    const MAX_BITS: usize = 16_384;
+    let (label, doc) = rsa::pkcs8::Document::from_pem(text).map_err(|e| e.to_string())?;
+    if label != "PUBLIC KEY" {
+        return Err(format!("a {label} PEM block, not a PUBLIC KEY"));
+    }
+    let spki =
+        rsa::pkcs8::SubjectPublicKeyInfoRef::from_der(doc.as_bytes()).map_err(|e| e.to_string())?;
+    if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+        return Err("not an RSA key".into());
+    }
+    let key = rsa::pkcs1::RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
+        .map_err(|e| e.to_string())?;
+    rsa::RsaPublicKey::new_with_max_size(
+        rsa::BigUint::from_bytes_be(key.modulus.as_bytes()),
+        rsa::BigUint::from_bytes_be(key.public_exponent.as_bytes()),
+        MAX_BITS,
+    )
+    .map_err(|e| e.to_string())
+}
+
 impl PublicKey {
     /// Reads a PKIX `PUBLIC KEY` PEM.
     pub fn from_pem(pem_bytes: &[u8]) -> Result<PublicKey, SigstoreError> {
@@ -253,7 +277,7 @@ impl PublicKey {
             Ok(k) => Key::P256(k),
             Err(p256_error) => p384::ecdsa::VerifyingKey::from_public_key_pem(text)
                 .map(Key::P384)
-                .or_else(|_| rsa::RsaPublicKey::from_public_key_pem(text).map(Key::Rsa))
+                .or_else(|_| rsa_from_pem(text).map(Key::Rsa))
                 .or_else(|_| {
                     ed25519_dalek::VerifyingKey::from_public_key_pem(text).map(Key::Ed25519)
                 })
