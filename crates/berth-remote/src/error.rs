@@ -135,6 +135,9 @@ pub(crate) fn certificate_problem(e: &reqwest::Error, host: &str) -> Option<Stri
             "x509: certificate is not valid yet".into()
         }
         C::Revoked => "x509: certificate has been revoked".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "x509: certificate specifies an incompatible key usage".into()
+        }
         C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => format!(
             "x509: the server's certificate is a CA certificate (CA:TRUE), taken as the \
              server's only when trusted byte for byte ({trust})"

@@ -175,6 +175,11 @@ impl ServerCertVerifier for TrustedSelfSigned {
                     .map_err(|_| {
                         rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
                     })?;
+                if !serves_tls(end_entity) {
+                    return Err(rustls::Error::InvalidCertificate(
+                        CertificateError::InvalidPurpose,
+                    ));
+                }
                 Ok(ServerCertVerified::assertion())
             }
             verdict => verdict,
@@ -202,6 +207,32 @@ impl ServerCertVerifier for TrustedSelfSigned {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// Whether a certificate may be a TLS server's, as Go's x509 decides it (webpki
+/// checks this after `CA:TRUE`, so not for the certificates taken above): it has no
+/// ExtendedKeyUsage extension, or one naming serverAuth or any usage. A certificate
+/// made for clients alone is refused. Validity is checked before `CA:TRUE`.
+fn serves_tls(der: &[u8]) -> bool {
+    use x509_cert::der::oid::db::rfc5280::{
+        ANY_EXTENDED_KEY_USAGE, ID_CE_EXT_KEY_USAGE, ID_KP_SERVER_AUTH,
+    };
+    use x509_cert::der::Decode as _;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return false;
+    };
+    let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
+    let Some(eku) = extensions.iter().find(|e| e.extn_id == ID_CE_EXT_KEY_USAGE) else {
+        return true;
+    };
+    x509_cert::ext::pkix::ExtendedKeyUsage::from_der(eku.extn_value.as_bytes()).is_ok_and(
+        |usages| {
+            usages
+                .0
+                .iter()
+                .any(|u| *u == ID_KP_SERVER_AUTH || *u == ANY_EXTENDED_KEY_USAGE)
+        },
+    )
 }
 
 fn is_ca_used_as_end_entity(e: &rustls::OtherError) -> bool {

@@ -591,7 +591,7 @@ async fn refresh_tokens_are_listed_and_revoked() {
 #[tokio::test]
 async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let openssl = |name: &str| {
+    let openssl = |name: &str, extra: &[&str]| {
         let out = Command::new("openssl")
             .args([
                 "req",
@@ -603,6 +603,7 @@ async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
             ])
             .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
             .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(extra)
             .arg("-keyout")
             .arg(tmp.path().join(format!("{name}.key")))
             .arg("-out")
@@ -622,22 +623,27 @@ async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
         assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"));
         std::fs::read_to_string(tmp.path().join(format!("{name}.crt"))).unwrap()
     };
-    let (server_pem, other_pem) = (openssl("server"), openssl("other"));
-    let serve = Serve::start(
-        &tmp.path().join("root"),
-        &[
-            "--tls-cert",
-            tmp.path().join("server.crt").to_str().unwrap(),
-            "--tls-key",
-            tmp.path().join("server.key").to_str().unwrap(),
-        ],
-    );
+    let (server_pem, other_pem) = (openssl("server", &[]), openssl("other", &[]));
+    let client_pem = openssl("client", &["-addext", "extendedKeyUsage=clientAuth"]);
+    let serving = |name: &str| {
+        Serve::start(
+            &tmp.path().join(format!("root-{name}")),
+            &[
+                "--tls-cert",
+                tmp.path().join(format!("{name}.crt")).to_str().unwrap(),
+                "--tls-key",
+                tmp.path().join(format!("{name}.key")).to_str().unwrap(),
+            ],
+        )
+    };
+    let (serve, client_serve) = (serving("server"), serving("client"));
     // (reqwest's rustls refuses the certificate too: readiness without checking it.)
     let unchecked = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
         .unwrap();
     wait_ready(&unchecked, &format!("https://{}/v2/", serve.addr)).await;
+    wait_ready(&unchecked, &format!("https://{}/v2/", client_serve.addr)).await;
     let folder = |name: &str, pem: &str| {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -645,14 +651,16 @@ async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
         dir.display().to_string()
     };
     let (trusted, wrong) = (folder("trusted", &server_pem), folder("wrong", &other_pem));
-    let list = |program: &str, dir: &str| {
+    let for_clients = folder("for-clients", &client_pem);
+    let list_at = |program: &str, dir: &str, addr: &str| {
         Command::new(program)
             .args(["list-tags", "--cert-dir", dir])
-            .arg(format!("docker://{}/x/y", serve.addr))
+            .arg(format!("docker://{addr}/x/y"))
             .env("HOME", tmp.path())
             .output()
             .unwrap()
     };
+    let list = |program: &str, dir: &str| list_at(program, dir, &serve.addr);
     // The registry answers: the repository is unknown (not a TLS failure).
     for program in [BERTH, "skopeo"] {
         let out = list(program, &trusted);
@@ -674,4 +682,12 @@ async fn a_trusted_self_signed_ca_certificate_is_taken_as_skopeo_takes_it() {
         "{err}"
     );
     assert!(!err.contains("OtherError"), "{err}");
+    // Trusted byte for byte, but made for TLS clients alone (extendedKeyUsage
+    // clientAuth): refused by both, as Go's x509 refuses it.
+    for program in [BERTH, "skopeo"] {
+        let out = list_at(program, &for_clients, &client_serve.addr);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{program}: {err}");
+        assert!(err.contains("incompatible key usage"), "{program}: {err}");
+    }
 }
