@@ -246,8 +246,8 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
     assert_eq!(r.status().as_u16(), 404);
     assert!(r.text().await.unwrap().contains("BLOB_UNKNOWN"));
     // A blob stored here under another name only (a repository of berth's own, which
-    // whoever asks through the cache may not read) is neither served nor told of: the
-    // upstream is asked whether it has it there (a HEAD), and it has not.
+    // whoever asks through the cache may not read) is neither served nor told of: it
+    // is asked of the upstream, which has it not.
     let (config, layer) = seeded_image(11, 10);
     put_image(
         base,
@@ -264,8 +264,19 @@ async fn cache_in_front_of_docker_registry_on(backend: &Backend) -> (tempfile::T
         let r = http.request(method.clone(), url).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "{method} of a local blob");
     }
-    assert_eq!(up.requests("HEAD", &secret.to_string()), 2);
-    assert_eq!(up.requests("GET", &secret.to_string()), 0);
+    // When the upstream has it too, its bytes are fetched and verified: an
+    // upstream's word that it has a digest gets nobody the stored bytes of another
+    // repository (only blobs of the cache's own prefix are shared on a HEAD).
+    let asked = |up: &Upstream| {
+        up.requests("GET", &secret.to_string()) + up.requests("HEAD", &secret.to_string())
+    };
+    let before = asked(&up);
+    assert!(before >= 2, "the upstream was not asked");
+    let shared = push_upstream(&up, "team/shared", "v1", 11, 10).await;
+    assert_eq!(shared.blobs[1], layer);
+    let fetched = up.requests("GET", &secret.to_string());
+    pull(&http, base, "upstream.test/team/shared", "v1", &shared).await;
+    assert_eq!(up.requests("GET", &secret.to_string()), fetched + 1);
 
     // A tag past its TTL is revalidated with a HEAD; a moved tag is fetched anew.
     tokio::time::sleep(Duration::from_millis(2100)).await;

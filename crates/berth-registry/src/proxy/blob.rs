@@ -302,12 +302,14 @@ enum Lookup {
     Missing,
 }
 
-/// Whether the store has `digest` for `repo`: linked to it, or stored under another
-/// name already (a layer shared by two images), which is then linked to `repo` once
-/// the upstream says it has the blob at `upstream_repo` too. The other name may be one
-/// that whoever asks here cannot read, a private repository or a cached one the
-/// upstream's credentials see: the digest alone must not get its bytes, nor tell that
-/// they are stored. A `HEAD` upstream instead of a fetch keeps the sharing.
+/// Whether the store has `digest` for `repo`: linked to it, or linked already to
+/// another repository of this cache's prefix (a layer shared by two images of the
+/// upstream), which is then linked to `repo` once the upstream says it has the blob
+/// at `upstream_repo` too: a `HEAD` instead of a fetch keeps the sharing. Only the
+/// prefix's own blobs are shared this way, bytes that came from this upstream and
+/// were verified as they came: a blob of a private repository, or of another cache,
+/// is fetched and verified like any other, so an upstream that says "I have it" to
+/// every digest gets nobody another's bytes, nor tells them that they are stored.
 async fn stored(
     reg: &Arc<Registry>,
     up: &Upstream,
@@ -318,6 +320,9 @@ async fn stored(
     if let Some((size, linked_at)) = reg.meta.blob_link(repo, digest)? {
         let linked_at = Some(linked_at);
         return Ok(Lookup::Stored(Stored { size, linked_at }));
+    }
+    if !reg.meta.blob_in_namespace(&up.config.prefix, digest)? {
+        return Ok(Lookup::Missing);
     }
     let Some(size) = reg.meta.blob_known(digest)? else {
         return Ok(Lookup::Missing);
