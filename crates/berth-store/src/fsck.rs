@@ -114,8 +114,21 @@ enum Verdict {
     Unreadable(String),
 }
 
-/// Checks the store; with `repair`, fixes what may be fixed (see the module doc).
-pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Result<Report> {
+/// What [`check`] does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reports it.
+    Check,
+    /// Fixes what may be fixed (see the module doc), unless most blob rows have no
+    /// file ([`crate::StoreError::MostFilesMissing`]).
+    Repair,
+    /// Fixes it even when most blob rows have no file: they are known to be lost.
+    RepairLostFiles,
+}
+
+/// Checks the store and, as `mode` says, repairs it.
+pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, mode: Mode) -> Result<Report> {
+    let repair = mode != Mode::Check;
     let mut report = Report::default();
     let rows = meta.all_blobs()?;
     let named: HashSet<&Digest> = rows.iter().map(|(d, _)| d).collect();
@@ -129,6 +142,16 @@ pub fn check(meta: &dyn MetaStore, blobs: &dyn Checkable, repair: bool) -> Resul
     let no_file = |d: &Digest| !blobs.has(d).unwrap_or(true);
     let mut files: Vec<Stored> = Vec::new();
     blobs.stored(&mut |f| files.push(f))?;
+    if mode == Mode::Repair {
+        let listed: HashSet<&Digest> = files.iter().filter_map(|f| f.digest.as_ref()).collect();
+        let missing = rows.iter().filter(|(d, _)| !listed.contains(d)).count();
+        if rows.len() >= 2 && missing * 2 > rows.len() {
+            return Err(crate::StoreError::MostFilesMissing {
+                missing,
+                rows: rows.len(),
+            });
+        }
+    }
     let mut seen: HashSet<Digest> = HashSet::new();
     for Stored {
         location,
@@ -315,7 +338,7 @@ mod tests {
             let meta = crate::SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
             let d = Digest::sha256_of(b"hello");
             meta.link_blob("app", &d, 5, &|| true).unwrap();
-            let report = check(&meta, &FailingDisk(d.clone(), kind), true).unwrap();
+            let report = check(&meta, &FailingDisk(d.clone(), kind), Mode::Repair).unwrap();
             assert_eq!(report.findings.len(), 1, "{kind:?}: {:?}", report.findings);
             let f = &report.findings[0];
             assert!(
@@ -381,7 +404,7 @@ mod tests {
             digest: d.clone(),
             looks: Default::default(),
         };
-        let report = check(&meta, &store, true).unwrap();
+        let report = check(&meta, &store, Mode::Repair).unwrap();
         assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
         assert!(matches!(
             report.findings[0].problem,
@@ -393,10 +416,11 @@ mod tests {
             Some(5),
             "the link went"
         );
-        // Still missing in the transaction: the row goes.
+        // Still missing in the transaction: the row goes (this store lists nothing,
+        // so every row looks missing: lost files, as the caller says).
         let gone = Digest::sha256_of(b"gone");
         meta.link_blob("app", &gone, 4, &|| true).unwrap();
-        let report = check(&meta, &store, true).unwrap();
+        let report = check(&meta, &store, Mode::RepairLostFiles).unwrap();
         let f = report
             .findings
             .iter()
@@ -411,7 +435,7 @@ mod tests {
         let meta = crate::SqliteMeta::open(&dir.path().join("meta.db")).unwrap();
         let d = Digest::sha256_of(b"hello");
         meta.link_blob("app", &d, 5, &|| true).unwrap();
-        let e = check(&meta, &Unreachable(d.clone()), true).unwrap_err();
+        let e = check(&meta, &Unreachable(d.clone()), Mode::Repair).unwrap_err();
         assert!(e.is_unreachable(), "{e}");
         assert!(meta.blob_known(&d).unwrap().is_some(), "the row stays");
     }

@@ -78,6 +78,14 @@ pub enum StoreError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("blob {0} was removed by the garbage collector while it was linked; upload it again")]
     BlobVanished(Digest),
+    /// fsck was to repair a store where most blob rows have no file: more likely
+    /// another store than the registry's (an empty folder where its blobs are in a
+    /// bucket) than blobs lost, so nothing was repaired.
+    #[error(
+        "{missing} of {rows} blob rows have no file in this blob store: it looks like \
+         another store than the one the registry writes to; nothing was repaired"
+    )]
+    MostFilesMissing { missing: usize, rows: usize },
     /// A namespace's quota would be exceeded by linking this blob or storing this
     /// manifest.
     #[error(

@@ -31,6 +31,7 @@ on_each_backend!(
     linking_again_renews_the_grace,
     fsck_finds_and_repairs_only_broken_things,
     fsck_never_repairs_away_a_blob_it_cannot_read,
+    fsck_will_not_repair_where_most_files_are_missing,
     renewed_links_are_spared,
     tombstones_fence_links_while_files_go,
     commits_cut_off_before_their_link_are_recovered,
@@ -334,7 +335,7 @@ fn fence_spares_blobs_referenced_after_the_mark(backend: Backend) {
     assert!(out.blobs.is_empty() && out.links == 0, "{out:?}");
     assert!(s.has_blob(&layer) && s.has_blob(&config));
     assert!(s.has_manifest("app", &m));
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Check).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
 }
 
@@ -408,7 +409,7 @@ fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, b"orphan").unwrap();
 
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Check).unwrap();
     assert_eq!(report.remaining(), 3, "{:?}", report.findings);
     let find = |d: &Digest| {
         report
@@ -435,7 +436,7 @@ fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {
         fsck::Problem::OrphanFile { .. }
     ));
 
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, true).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Repair).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.findings.len(), 3);
     // The good blobs are untouched; the broken ones are gone, row and file.
@@ -446,7 +447,7 @@ fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {
     assert!(!s.blobs.path(a).exists() && s.meta.blob_known(a).unwrap().is_none());
     assert!(s.meta.blob_known(b).unwrap().is_none());
     assert!(!p.exists());
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Check).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
@@ -589,7 +590,7 @@ fn commits_cut_off_before_their_link_are_recovered(backend: Backend) {
     let early = Digest::sha256_of(b"never renamed");
     s.meta.begin_blob_commit(&early).unwrap();
 
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Check).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.commits_under_way, 1);
 
@@ -608,7 +609,7 @@ fn commits_cut_off_before_their_link_are_recovered(backend: Backend) {
     assert!(!s.blobs.contains(&cut), "the cut-off file is gone");
     assert!(s.has_blob(&linked), "the linked blob stays");
     assert!(s.meta.open_blob_commits().unwrap().is_empty());
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, false).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Check).unwrap();
     assert_eq!((report.remaining(), report.commits_under_way), (0, 0));
 }
 
@@ -623,7 +624,7 @@ fn fsck_never_repairs_away_a_blob_it_cannot_read(backend: Backend) {
     let path = s.blobs.path(&d);
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
-    let report = fsck::check(s.meta.as_ref(), &s.blobs, true).unwrap();
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Repair).unwrap();
     assert_eq!(report.remaining(), 1, "{:?}", report.findings);
     let f = &report.findings[0];
     assert!(
@@ -639,6 +640,41 @@ fn fsck_never_repairs_away_a_blob_it_cannot_read(backend: Backend) {
         s.meta.blob_in_repo("app", &d).unwrap().is_some(),
         "the link stays"
     );
+}
+
+/// Repair refuses a store where most blob rows have no file (an empty folder where
+/// the registry's blobs are in a bucket: it once forgot every row and link), and
+/// changes nothing; told that the files are lost, it repairs.
+fn fsck_will_not_repair_where_most_files_are_missing(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let blobs: Vec<Digest> = (0..3)
+        .map(|i| s.blob("app", format!("blob {i}").as_bytes()))
+        .collect();
+    for d in &blobs[..2] {
+        std::fs::remove_file(s.blobs.path(d)).unwrap();
+    }
+    let err = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::Repair).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            berth_store::StoreError::MostFilesMissing {
+                missing: 2,
+                rows: 3
+            }
+        ),
+        "{err}"
+    );
+    for d in &blobs {
+        assert!(
+            s.meta.blob_in_repo("app", d).unwrap().is_some(),
+            "a link went"
+        );
+    }
+    let report = fsck::check(s.meta.as_ref(), &s.blobs, fsck::Mode::RepairLostFiles).unwrap();
+    assert_eq!(report.remaining(), 0, "{:?}", report.findings);
+    assert!(s.meta.blob_known(&blobs[0]).unwrap().is_none());
+    assert!(s.has_blob(&blobs[2]));
 }
 
 /// A replica starting (or a collection) while another commits: the other's note is

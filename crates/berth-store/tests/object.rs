@@ -484,7 +484,8 @@ async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
     std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
     std::fs::write(&junk, b"junk").unwrap();
 
-    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, false)).unwrap();
+    let report =
+        tokio::task::block_in_place(|| fsck::check(&meta, &blobs, fsck::Mode::Check)).unwrap();
     assert_eq!(report.files_checked, 5, "{report:?}");
     assert_eq!(report.rows_checked, 3);
     assert_eq!(report.commits_under_way, 1);
@@ -523,7 +524,8 @@ async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
         stored[0].1 + stored[3].1 + stored[4].1
     );
 
-    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, true)).unwrap();
+    let report =
+        tokio::task::block_in_place(|| fsck::check(&meta, &blobs, fsck::Mode::Repair)).unwrap();
     assert_eq!(report.remaining(), 0, "{:?}", report.findings);
     assert_eq!(report.findings.len(), 4);
     // The good blob and the commit under way are untouched, byte for byte.
@@ -543,7 +545,8 @@ async fn fsck_reads_the_bucket_and_repairs_only_broken_things() {
         );
     }
     assert!(!junk.exists());
-    let report = tokio::task::block_in_place(|| fsck::check(&meta, &blobs, false)).unwrap();
+    let report =
+        tokio::task::block_in_place(|| fsck::check(&meta, &blobs, fsck::Mode::Check)).unwrap();
     assert_eq!(
         (report.remaining(), report.commits_under_way),
         (0, 1),

@@ -13,6 +13,8 @@ use berth_auth::{Actor, Change, Level, Outcome, Secret, Visibility};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use crate::serve::Stores;
+
 #[derive(Args, Debug)]
 pub struct RegistryArgs {
     /// Administer a running registry over HTTP instead, e.g. https://registry.example:5000
@@ -25,6 +27,10 @@ pub struct RegistryArgs {
     /// With --url: whether to verify the server's TLS certificate
     #[arg(long, value_name = "BOOL", global = true, default_value_t = true, default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
+    /// The TOML file `berth serve` runs with: the data folder commands take its root,
+    /// metadata and blob store settings (BERTH_* variables and --root before it)
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -108,13 +114,19 @@ enum AdminCommand {
         keep_untagged: bool,
     },
     /// Check the data folder: re-hash every blob file (every object of the bucket
-    /// when BERTH_BLOB_STORE names one), find rows without files and files without
-    /// rows, and say what each problem affects (JSON); exits 1 while problems remain
+    /// when the settings name one: --config, BERTH_BLOB_STORE), find rows without
+    /// files and files without rows, and say what each problem affects (JSON); exits
+    /// 1 while problems remain
     Fsck {
-        /// Remove rows whose file is missing or corrupt, corrupt or unreadable files,
-        /// and files no row names; never a good blob
+        /// Remove rows whose file is missing or corrupt, corrupt files, and files no
+        /// row names; never a good blob. Refused where most rows have no file (it
+        /// looks like another store than the registry's)
         #[arg(long)]
         repair: bool,
+        /// With --repair: remove the rows of missing files even when most are
+        /// missing, the files being known to be lost
+        #[arg(long, requires = "repair")]
+        lost_files: bool,
     },
     /// Move this registry's content (--root) onto object storage and PostgreSQL, for
     /// `berth serve --blob-store … --metadata …` replicas: every blob verified as it
@@ -410,7 +422,7 @@ enum Request {
         repo: Option<String>,
         keep_untagged: bool,
     },
-    Fsck(bool),
+    Fsck(berth_store::fsck::Mode),
     Migrate {
         objects: berth_store::ObjectConfig,
         metadata: String,
@@ -430,10 +442,7 @@ pub fn run(args: RegistryArgs) -> anyhow::Result<()> {
             anyhow::bail!("--root and --url: give one (a data folder here, or a running registry)")
         }
         Some(url) => remote(url, args.creds.as_deref(), args.tls_verify, &request)?,
-        None => {
-            let root = crate::paths::registry_root()?;
-            local(&root, &request)?
-        }
+        None => local(&crate::serve::stores(args.config.as_deref())?, &request)?,
     };
     if let Some(out) = output {
         println!("{out}");
@@ -552,7 +561,14 @@ fn request(cmd: AdminCommand) -> anyhow::Result<Request> {
                 keep_untagged,
             });
         }
-        AdminCommand::Fsck { repair } => return Ok(Request::Fsck(repair)),
+        AdminCommand::Fsck { repair, lost_files } => {
+            use berth_store::fsck::Mode;
+            return Ok(Request::Fsck(match (repair, lost_files) {
+                (false, _) => Mode::Check,
+                (true, false) => Mode::Repair,
+                (true, true) => Mode::RepairLostFiles,
+            }));
+        }
         AdminCommand::Migrate {
             to_blob_store,
             to_metadata,
@@ -724,7 +740,8 @@ fn outcome_output(outcome: Outcome) -> Option<String> {
     }
 }
 
-fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<String>> {
+fn local(stores: &Stores, request: &Request) -> anyhow::Result<Option<String>> {
+    let root = stores.root.as_path();
     // A change may come first (users before the first `serve`): it creates the
     // registry's folder. A query of a registry that does not exist is an error.
     match request {
@@ -744,8 +761,8 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             repo,
             keep_untagged,
         } => {
-            let (meta, blobs) = open_content(root)?;
-            let objects = open_objects()?;
+            let (meta, blobs) = open_content(stores)?;
+            let objects = open_objects(stores)?;
             let bytes: &dyn berth_store::BlobBytes = match &objects {
                 Some(o) => o,
                 None => &blobs,
@@ -753,7 +770,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             // Its file removal runs at the lowest priority (berth_store::gc), so
             // that pulls beside it keep their pace; its database work, one thread,
             // does not wait for them.
-            let dir = open_auth(root)?.directory()?;
+            let dir = open_auth(stores)?.directory()?;
             let opts = berth_store::gc::GcOptions {
                 grace: grace.unwrap_or(berth_store::gc::GcOptions::default().grace),
                 keep_untagged: *keep_untagged,
@@ -765,7 +782,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             return Ok(Some(pretty(&collection.to_json())));
         }
         Request::Scan { all, repo, tag } => {
-            let catalog = open_catalog(root)?;
+            let catalog = open_catalog(stores)?;
             let meta = catalog.meta_store();
             let report = berth_catalog::scan_request(
                 &catalog,
@@ -778,7 +795,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             return Ok(Some(pretty(&report)));
         }
         Request::VulndbImport(files) => {
-            let catalog = open_catalog(root)?;
+            let catalog = open_catalog(stores)?;
             let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
             let (imports, rematch) = catalog.import_vulns(&paths)?;
             return Ok(Some(pretty(
@@ -786,14 +803,14 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             )));
         }
         Request::Usage(namespace) => {
-            let (meta, _) = open_content(root)?;
-            let dir = open_auth(root)?.directory()?;
+            let (meta, _) = open_content(stores)?;
+            let dir = open_auth(stores)?.directory()?;
             let v =
                 berth_registry::usage_json(meta.as_ref(), &dir, namespace.as_deref(), |_| true)?;
             return Ok(Some(pretty(&v)));
         }
         Request::Migrate { objects, metadata } => {
-            let (src_meta, src_blobs) = open_content(root)?;
+            let (src_meta, src_blobs) = open_content(stores)?;
             let dst_blobs = berth_store::ObjectBlobs::open(objects)
                 .with_context(|| format!("opening the object store s3://{}", objects.bucket))?;
             let dst_meta =
@@ -840,21 +857,30 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
             report["directory_rows"] = directory_rows.into();
             return Ok(Some(pretty(&report)));
         }
-        Request::Fsck(repair) => {
-            let (meta, blobs) = open_content(root)?;
-            // Where BERTH_BLOB_STORE says the blobs are: every object is read back.
-            let objects = open_objects()?;
+        Request::Fsck(mode) => {
+            let (meta, blobs) = open_content(stores)?;
+            // Where the settings say the blobs are: every object is read back.
+            let objects = open_objects(stores)?;
             let stored: &dyn berth_store::fsck::Checkable = match &objects {
                 Some(o) => o,
                 None => &blobs,
             };
-            let report = berth_store::fsck::check(meta.as_ref(), stored, *repair)?;
+            let report = berth_store::fsck::check(meta.as_ref(), stored, *mode).map_err(|e| {
+                let hint = match e {
+                    berth_store::StoreError::MostFilesMissing { .. } => {
+                        " (give the settings `berth serve` runs with: --config, \
+                         BERTH_BLOB_STORE; or, the files being lost, --repair --lost-files)"
+                    }
+                    _ => "",
+                };
+                anyhow::anyhow!("fsck: {e}{hint}")
+            })?;
             println!("{}", pretty(&fsck_json(&report)));
             let left = report.remaining();
             if left > 0 {
                 bail!(
                     "fsck: {left} problem(s) remain{}",
-                    if *repair {
+                    if *mode != berth_store::fsck::Mode::Check {
                         ""
                     } else {
                         " (--repair fixes them)"
@@ -865,7 +891,7 @@ fn local(root: &std::path::Path, request: &Request) -> anyhow::Result<Option<Str
         }
         _ => {}
     }
-    let store = open_auth(root)?;
+    let store = open_auth(stores)?;
     Ok(match request {
         Request::Gc { .. }
         | Request::Fsck(_)
@@ -965,25 +991,26 @@ fn split_repo_tag(image: &str) -> anyhow::Result<(String, Option<String>)> {
 }
 
 /// The catalog of a registry folder (the server may be running on it).
-fn open_catalog(root: &std::path::Path) -> anyhow::Result<berth_catalog::Catalog> {
-    let (meta, _) = open_content(root)?;
-    let catalog = berth_catalog::Catalog::open(root, meta)?;
-    Ok(match open_objects()? {
+fn open_catalog(stores: &Stores) -> anyhow::Result<berth_catalog::Catalog> {
+    let (meta, _) = open_content(stores)?;
+    let catalog = berth_catalog::Catalog::open(&stores.root, meta)?;
+    Ok(match open_objects(stores)? {
         Some(objects) => catalog.with_objects(objects),
         None => catalog,
     })
 }
 
 /// The content store of a registry folder (the server may be running on it): its
-/// metadata in `meta.db`, or in PostgreSQL when `BERTH_METADATA` says so, as for
-/// `berth serve`.
+/// metadata in `meta.db`, or in PostgreSQL where the settings say so, as for `berth
+/// serve`.
 fn open_content(
-    root: &std::path::Path,
+    stores: &Stores,
 ) -> anyhow::Result<(
     std::sync::Arc<dyn berth_store::MetaStore>,
     berth_store::BlobStore,
 )> {
-    let meta: std::sync::Arc<dyn berth_store::MetaStore> = match metadata()? {
+    let root = &stores.root;
+    let meta: std::sync::Arc<dyn berth_store::MetaStore> = match &stores.metadata {
         berth_registry::Metadata::Sqlite => {
             let db = root.join("meta.db");
             if !db.exists() {
@@ -992,54 +1019,29 @@ fn open_content(
             std::sync::Arc::new(berth_store::SqliteMeta::open(&db)?)
         }
         berth_registry::Metadata::Postgres(url) => std::sync::Arc::new(
-            berth_store::PgMeta::connect(&url, &berth_store::PgOptions::default())
+            berth_store::PgMeta::connect(url, &berth_store::PgOptions::default())
                 .context("opening the metadata database (BERTH_METADATA)")?,
         ),
     };
     Ok((meta, berth_store::BlobStore::open(root)?))
 }
 
-/// Where `BERTH_METADATA` says the registry's metadata (and its access-control
-/// directory) is, as for `berth serve`: SQLite files under the root by default.
-fn metadata() -> anyhow::Result<berth_registry::Metadata> {
-    Ok(match std::env::var("BERTH_METADATA") {
-        Ok(m) => m.parse().map_err(anyhow::Error::msg)?,
-        Err(_) => berth_registry::Metadata::Sqlite,
-    })
-}
-
 /// The access-control directory: `auth/auth.db` under the root, or the replicas'
-/// PostgreSQL when `BERTH_METADATA` names it.
-fn open_auth(root: &std::path::Path) -> anyhow::Result<berth_auth::AuthStore> {
-    Ok(match metadata()? {
-        berth_registry::Metadata::Sqlite => berth_auth::open_store(root)?,
-        berth_registry::Metadata::Postgres(url) => berth_auth::AuthStore::connect(&url)
+/// PostgreSQL where the settings name it.
+fn open_auth(stores: &Stores) -> anyhow::Result<berth_auth::AuthStore> {
+    Ok(match &stores.metadata {
+        berth_registry::Metadata::Sqlite => berth_auth::open_store(&stores.root)?,
+        berth_registry::Metadata::Postgres(url) => berth_auth::AuthStore::connect(url)
             .context("opening the access-control directory (BERTH_METADATA)")?,
     })
 }
 
-/// The object store `BERTH_BLOB_STORE` names (with `BERTH_S3_ENDPOINT`,
-/// `BERTH_S3_REGION`, `BERTH_S3_PATH_STYLE` and the `AWS_*` credentials), as `berth
-/// serve` reads them.
-fn open_objects() -> anyhow::Result<Option<berth_store::ObjectBlobs>> {
-    let var = |name: &str| std::env::var(name).ok();
-    let path_style = match var("BERTH_S3_PATH_STYLE").as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(other) => bail!("BERTH_S3_PATH_STYLE is true or false, not {other:?}"),
-    };
-    let Some(config) = crate::serve::object_config(
-        var("BERTH_BLOB_STORE").as_deref(),
-        var("BERTH_S3_ENDPOINT"),
-        var("BERTH_S3_REGION"),
-        path_style,
-        None,
-    )?
-    else {
+/// The object store the settings name (`blob_store`, `BERTH_BLOB_STORE`), if any.
+fn open_objects(stores: &Stores) -> anyhow::Result<Option<berth_store::ObjectBlobs>> {
+    let Some(config) = &stores.objects else {
         return Ok(None);
     };
-    let objects = berth_store::ObjectBlobs::open(&config)
+    let objects = berth_store::ObjectBlobs::open(config)
         .with_context(|| format!("opening the object store s3://{}", config.bucket))?;
     Ok(Some(objects))
 }

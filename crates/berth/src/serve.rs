@@ -278,8 +278,9 @@ struct Settings {
     proxies: Vec<berth_registry::proxy::ProxyConfig>,
 }
 
-fn load(args: ServeArgs) -> anyhow::Result<Settings> {
-    let file = match &args.config {
+/// The TOML file at `path`, or nothing.
+fn read_file(path: Option<&std::path::Path>) -> anyhow::Result<FileConfig> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config file {}", path.display()))?;
@@ -287,7 +288,53 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
                 .with_context(|| format!("parsing config file {}", path.display()))?
         }
         None => FileConfig::default(),
+    })
+}
+
+/// Where a registry's content is, as `berth serve` finds it from the same settings.
+#[derive(Debug)]
+pub(crate) struct Stores {
+    pub root: PathBuf,
+    pub metadata: berth_registry::Metadata,
+    pub objects: Option<berth_store::ObjectConfig>,
+}
+
+/// [`Stores`] for the commands that work on a registry's data folder (`berth
+/// registry gc`, `fsck`, …): `--root`/`BERTH_ROOT`, the `BERTH_METADATA`,
+/// `BERTH_BLOB_STORE` and `BERTH_S3_*` variables, then the config file `config`
+/// (`--config`/`BERTH_CONFIG`), then the defaults, in serve's order. A server whose
+/// file named its bucket was once checked against the empty `blobs/` folder: every
+/// row missing its file.
+pub(crate) fn stores(config: Option<&std::path::Path>) -> anyhow::Result<Stores> {
+    let file = read_file(config)?;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let path_style = match var("BERTH_S3_PATH_STYLE").as_deref() {
+        None => file.s3_path_style,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => anyhow::bail!("BERTH_S3_PATH_STYLE is true or false, not {other:?}"),
     };
+    Ok(Stores {
+        root: match crate::paths::registry_root_given().or(file.root) {
+            Some(root) => root,
+            None => crate::paths::registry_root()?,
+        },
+        metadata: match var("BERTH_METADATA").or(file.metadata) {
+            Some(m) => m.parse().map_err(anyhow::Error::msg)?,
+            None => berth_registry::Metadata::Sqlite,
+        },
+        objects: object_config(
+            var("BERTH_BLOB_STORE").or(file.blob_store).as_deref(),
+            var("BERTH_S3_ENDPOINT").or(file.s3_endpoint),
+            var("BERTH_S3_REGION").or(file.s3_region),
+            path_style,
+            file.s3_access_key_id.zip(file.s3_secret_access_key),
+        )?,
+    })
+}
+
+fn load(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file = read_file(args.config.as_deref())?;
     let blob_store = object_config(
         args.blob_store.or(file.blob_store).as_deref(),
         args.s3_endpoint.or(file.s3_endpoint),

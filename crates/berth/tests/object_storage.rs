@@ -295,6 +295,37 @@ fn replicas_share_a_bucket_and_a_database() {
     );
     let checked = report["files_checked"].as_u64().unwrap();
     assert!(checked >= digests.len() as u64, "{report}");
+    // The same settings from serve's TOML file (--config) instead: the same store.
+    // (Without them the folder's empty blobs/ was checked: every row "missing".)
+    let toml = dir.path().join("serve.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "metadata = \"{url}\"\nblob_store = \"s3://{bucket}/registry\"\n\
+             s3_endpoint = \"{}\"\ns3_access_key_id = \"{}\"\n\
+             s3_secret_access_key = \"{}\"\n",
+            s3.endpoint(),
+            S3::ACCESS_KEY,
+            S3::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::BERTH)
+        .args(["registry", "--root"])
+        .arg(dir.path().join("b"))
+        .args(["fsck", "--config"])
+        .arg(&toml)
+        .env_remove("BERTH_METADATA")
+        .env_remove("BERTH_BLOB_STORE")
+        .output()
+        .unwrap();
+    let by_file: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.status.success() && by_file["files_checked"].as_u64() == Some(checked),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lost = &digests[0];
     for file in keys(s3, &bucket, lost.trim_start_matches("sha256:")) {
         std::fs::remove_file(file).unwrap();
