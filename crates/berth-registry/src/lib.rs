@@ -292,6 +292,12 @@ impl Registry {
             Ok(_) => {}
             Err(source) => return Err(err(source)),
         }
+        let now = berth_store::unix_now();
+        match berth_store::gc::clear_stale_tombstones(meta.as_ref(), bytes, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tombstones = n, "finished blob removals a stop cut off"),
+            Err(source) => return Err(err(source)),
+        }
         let catalog = match config.catalog {
             true => {
                 let c =
@@ -493,6 +499,22 @@ impl Registry {
         let files = self.blocking(Registry::sweep_upload_files).await?;
         if files > 0 {
             tracing::info!(removed = files, "upload files no session owns removed");
+        }
+        let tombstones = self
+            .blocking(|reg| {
+                let bytes: &dyn berth_store::BlobBytes = match &reg.objects {
+                    Some(o) => o,
+                    None => &reg.blobs,
+                };
+                berth_store::gc::clear_stale_tombstones(
+                    reg.meta.as_ref(),
+                    bytes,
+                    berth_store::unix_now(),
+                )
+            })
+            .await?;
+        if tombstones > 0 {
+            tracing::info!(tombstones, "finished blob removals a stop cut off");
         }
         Ok(sessions + files)
     }

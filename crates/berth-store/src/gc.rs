@@ -308,10 +308,7 @@ pub fn sweep(meta: &dyn MetaStore, blobs: &dyn BlobBytes, plan: &Plan) -> Result
         }
         start = end;
     }
-    // Files a stopped run left behind its tombstones.
-    let stale = meta.gc_stale_tombstones(crate::unix_now() - STALE_TOMBSTONE_SECS)?;
-    unlink_all(blobs, &stale)?;
-    meta.gc_clear_tombstones(&stale)?;
+    clear_stale_tombstones(meta, blobs, crate::unix_now())?;
     // Rows first (a row only goes when no link to it is left, tombstoned in the same
     // transaction), then the files with no lock held, then the tombstones. A batch's
     // files go while the next batch's rows are deleted: the unlinks wait on the disk,
@@ -414,6 +411,26 @@ pub fn recover_blob_commits(
     let removed = remove_unnamed_files(meta, blobs, &open)?;
     meta.end_blob_commits(&open)?;
     Ok(removed)
+}
+
+/// Finishes what a stopped removal (a crash, a failed unlink; the collector's,
+/// eviction's or fsck's) left behind its tombstones older than an hour at `now`: their
+/// files go and the tombstones with them, so that pushes of those digests link again
+/// (a tombstone refuses them, `BLOB_VANISHED`). Run at start-up, by the upload sweeper
+/// and by each collection: before, only a collection did, and a registry with the
+/// collector off refused those blobs for good. Returns how many it cleared.
+pub fn clear_stale_tombstones(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobBytes,
+    now: i64,
+) -> Result<usize> {
+    let stale = meta.gc_stale_tombstones(now - STALE_TOMBSTONE_SECS)?;
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    unlink_all(blobs, &stale)?;
+    meta.gc_clear_tombstones(&stale)?;
+    Ok(stale.len())
 }
 
 /// A worker thread's result; its panic becomes an error.
