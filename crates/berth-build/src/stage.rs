@@ -578,6 +578,7 @@ impl Builder<'_> {
                 .map_err(|e| format!("layer {d}: {e}"))?;
         }
         r.layers = state.layers.len();
+        berth_runtime::make_host_file_mount_points(&root).map_err(|e| e.to_string())?;
         r.snapshot = Snapshot::take(&root).map_err(|e| e.to_string())?;
         Ok(r)
     }
@@ -628,9 +629,10 @@ impl Builder<'_> {
             );
         }
         let runtime = self.runtime.as_ref().ok_or("no runtime")?;
-        let spec = process
+        let mut spec = process
             .runtime_spec(&root.path(), "berth-build")
             .map_err(|e| e.to_string())?;
+        berth_runtime::add_host_files(&mut spec, &root.dir).map_err(|e| e.to_string())?;
         spec.save(root.dir.join("config.json"))
             .map_err(|e| e.to_string())?;
         let id = format!("berth-build-{:016x}", rand_u64());

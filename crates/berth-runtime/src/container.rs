@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,9 @@ pub struct StateReport {
     pub started: Option<i64>,
     pub finished: Option<i64>,
 }
+
+/// A held container lock ([`Containers::lock`]): the open file is the lock.
+struct Lock(#[allow(dead_code)] fs::File);
 
 pub struct Containers {
     store: Arc<LocalStore>,
@@ -168,6 +172,7 @@ impl Containers {
                 },
             )?;
         }
+        crate::spec::make_host_file_mount_points(&rootfs)?;
         Snapshot::take(&rootfs)?.save(&dir.join("base.snapshot"))?;
         Ok(())
     }
@@ -236,9 +241,10 @@ impl Containers {
     /// Writes the bundle's config.json for the next start.
     fn prepare(&self, c: &ContainerRecord) -> Result<PathBuf> {
         let bundle = self.path(c);
-        let spec = self
+        let mut spec = self
             .process(c)?
             .runtime_spec(&self.rootfs(c), &c.id[..12])?;
+        crate::spec::add_host_files(&mut spec, &bundle)?;
         let path = bundle.join("config.json");
         spec.save(&path)
             .map_err(|e| RuntimeError::Invalid(format!("writing {}: {e}", path.display())))?;
@@ -255,24 +261,30 @@ impl Containers {
         stdin: std::process::Stdio,
     ) -> Result<i32> {
         let log = self.log_path(c);
-        self.run_with(c, runtime, |bundle| {
+        let lock = self.lock(c)?;
+        self.run_with(c, runtime, Some(lock), |bundle| {
             runtime.run_logged(&c.id, bundle, &log, stdin, true)
         })
     }
 
     /// Runs the container with its output to its log (`ctr.log`, for `logs`): what a
-    /// detached container's monitor does.
+    /// detached container's monitor does, under the lock [`Containers::start`] holds
+    /// for it until the container runs.
     pub fn run_detached(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
         let log = self.log_path(c);
-        self.run_with(c, runtime, |bundle| {
+        self.run_with(c, runtime, None, |bundle| {
             runtime.run_logged(&c.id, bundle, &log, std::process::Stdio::null(), false)
         })
     }
 
+    /// Runs the container; `lock`, the caller's, is let go once the runtime runs it
+    /// (or the run ended), so that a `stop` or `rm` beside waits for a process to act
+    /// on rather than finding none yet and recording an exit that is not.
     fn run_with(
         &self,
         c: &ContainerRecord,
         runtime: &Runtime,
+        lock: Option<Lock>,
         run: impl FnOnce(&Path) -> Result<i32>,
     ) -> Result<i32> {
         if let Status::Running(_) = self.status(c, Some(runtime)) {
@@ -292,7 +304,22 @@ impl Containers {
                 ..State::default()
             },
         )?;
+        let ended = Arc::new(AtomicBool::new(false));
+        if let Some(lock) = lock {
+            let (runtime, id, ended) = (runtime.clone(), c.id.clone(), ended.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !ended.load(Ordering::Acquire)
+                    && Instant::now() < deadline
+                    && !matches!(runtime.state(&id), Ok(RuntimeState::Running(_)))
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(lock);
+            });
+        }
         let code = run(&bundle);
+        ended.store(true, Ordering::Release);
         let mut s = self.state(c);
         s.finished = Some(crate::now());
         s.exit_code = Some(match &code {
@@ -344,6 +371,9 @@ impl Containers {
         runtime: &Runtime,
         mut monitor: std::process::Command,
     ) -> Result<()> {
+        // Held until the container runs or has ended: a second start waits, then
+        // finds it running; a stop waits, then stops it.
+        let _lock = self.lock(c)?;
         if let Status::Running(_) = self.status(c, Some(runtime)) {
             return Ok(());
         }
@@ -441,6 +471,11 @@ impl Containers {
     /// Sends the stop signal (the image's, else SIGTERM), then SIGKILL after
     /// `timeout`; waits for the process to be gone.
     pub fn stop(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> Result<()> {
+        let _lock = self.lock(c)?;
+        self.stop_locked(c, runtime, timeout)
+    }
+
+    fn stop_locked(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> Result<()> {
         if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
             return Ok(());
         }
@@ -490,18 +525,45 @@ impl Containers {
         runtime: Option<&Runtime>,
         force: bool,
     ) -> Result<()> {
+        let lock = self.lock(c)?;
         if let Status::Running(_) = self.status(c, runtime) {
             match (force, runtime) {
-                (true, Some(r)) => self.stop(c, r, Duration::ZERO)?,
+                (true, Some(r)) => self.stop_locked(c, r, Duration::ZERO)?,
                 _ => return Err(RuntimeError::Running(c.id.clone())),
             }
         }
         if let Some(r) = runtime {
             r.delete(&c.id, true)?;
         }
+        drop(lock);
         berth_rootfs::remove_all(&self.path(c))?;
         self.store.remove_container(&c.id)?;
         Ok(())
+    }
+
+    /// One container's lock (its folder's `lock` file, `flock`ed): what looks at its
+    /// state and changes it (start, run, stop, rm) takes it, so that two starts at
+    /// once run one process, not two on one root file system. Let go when dropped
+    /// (or when the process ends).
+    fn lock(&self, c: &ContainerRecord) -> Result<Lock> {
+        use std::os::fd::AsRawFd;
+        let path = self.path(c).join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Lock(file));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io(format!("locking {}", path.display()))(e));
+            }
+        }
     }
 
     /// The whole file system as a tar (`export`).

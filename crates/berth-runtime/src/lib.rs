@@ -32,7 +32,7 @@ pub use image::{
 };
 pub use logs::{read_log, LogLine, LogReader};
 pub use oci::Runtime;
-pub use spec::{Bind, Overrides, Process};
+pub use spec::{add_host_files, make_host_file_mount_points, Bind, Overrides, Process};
 pub use users::{resolve as resolve_user, Ids};
 
 use berth_transport::TransportError;

@@ -25,7 +25,13 @@ pub(crate) struct LogWriter {
 
 impl LogWriter {
     pub fn create(path: &Path) -> Result<LogWriter> {
-        let file = File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
+        // Appended to: `logs` shows every run since the container was made, as
+        // podman's does, and a `logs -f` following it is not left past a new end.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
         Ok(LogWriter {
             file: Arc::new(Mutex::new(file)),
         })

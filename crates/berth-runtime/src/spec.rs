@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxNamespaceType, ProcessBuilder, Spec,
-    UserBuilder,
+    Capabilities, Capability, LinuxCapabilities, LinuxNamespaceType, LinuxPidsBuilder,
+    ProcessBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -219,6 +219,7 @@ impl Process {
             }
             spec.set_mounts(Some(mounts));
         }
+        harden_mounts(&mut spec);
         if let Some(linux) = spec.linux_mut() {
             if let Some(ns) = linux.namespaces().clone() {
                 let kept = ns
@@ -227,9 +228,128 @@ impl Process {
                     .collect();
                 linux.set_namespaces(Some(kept));
             }
+            // podman's pids_limit: a fork bomb stops at the container.
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            let pids = LinuxPidsBuilder::default()
+                .limit(PIDS_LIMIT)
+                .build()
+                .map_err(bad)?;
+            resources.set_pids(Some(pids));
+            linux.set_resources(Some(resources));
+            let mut masked = linux.masked_paths().clone().unwrap_or_default();
+            for path in ["/sys/dev/block", "/sys/fs/selinux"] {
+                if !masked.iter().any(|m| m == path) {
+                    masked.push(path.to_string());
+                }
+            }
+            linux.set_masked_paths(Some(masked));
         }
         Ok(spec)
     }
+}
+
+/// containers.conf's default `pids_limit`.
+const PIDS_LIMIT: i64 = 2048;
+
+/// /proc and /dev mounted as podman mounts them: nothing set-user-ID, executable or a
+/// device node from /proc, nothing executable from the /dev tmpfs.
+fn harden_mounts(spec: &mut Spec) {
+    let Some(mut mounts) = spec.mounts().clone() else {
+        return;
+    };
+    for m in &mut mounts {
+        let wanted: &[&str] = match m.destination().to_str() {
+            Some("/proc") => &["nosuid", "noexec", "nodev"],
+            Some("/dev") => &["nosuid", "noexec"],
+            _ => continue,
+        };
+        let mut options = m.options().clone().unwrap_or_default();
+        for w in wanted {
+            if !options.iter().any(|o| o == w) {
+                options.push(w.to_string());
+            }
+        }
+        m.set_options(Some(options));
+    }
+    spec.set_mounts(Some(mounts));
+}
+
+/// The files podman gives a container on the host's network, under /etc: the host's
+/// resolv.conf and hosts (copied) and the container's hostname. Without them DNS in a
+/// container, or in a build's RUN, worked only where the image shipped a resolv.conf.
+const HOST_FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
+
+/// Makes the empty files in `rootfs` that the host files are mounted on, where the
+/// image has none, so that they belong to the base a commit or a build step is
+/// compared with (runc would make them at start, and each would land in the next
+/// layer). Only in an /etc that is a folder of the root itself: through a link, the
+/// runtime makes them, inside the root.
+pub fn make_host_file_mount_points(rootfs: &Path) -> Result<()> {
+    berth_rootfs::create_dir_in(rootfs, "/etc")
+        .map_err(|e| RuntimeError::Invalid(format!("/etc: {e}")))?;
+    let etc = rootfs.join("etc");
+    if !std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    for name in HOST_FILES {
+        let path = etc.join(name);
+        // create_new: never through a link, never over what the image has.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "making {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the host files into `bundle` and mounts them at /etc in `spec`, unless a
+/// `-v` bind already takes that place.
+pub fn add_host_files(spec: &mut Spec, bundle: &Path) -> Result<()> {
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| RuntimeError::Invalid(format!("writing {p}: {e}"))
+    };
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for name in HOST_FILES {
+        let destination = format!("/etc/{name}");
+        if mounts
+            .iter()
+            .any(|m| m.destination() == Path::new(&destination))
+        {
+            continue;
+        }
+        let content = match name {
+            "hostname" => format!("{hostname}\n").into_bytes(),
+            _ => std::fs::read(Path::new("/etc").join(name)).unwrap_or_else(|_| match name {
+                "hosts" => b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec(),
+                _ => Vec::new(),
+            }),
+        };
+        let source = bundle.join(name);
+        std::fs::write(&source, content).map_err(io(&source))?;
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(&destination)
+                .typ("bind")
+                .source(&source)
+                .options(vec!["rbind".into(), "rprivate".into(), "rw".into()])
+                .build()
+                .map_err(|e| RuntimeError::Invalid(format!("runtime config: {e}")))?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
 }
 
 /// The capabilities podman gives a container by default (containers.conf's

@@ -119,7 +119,7 @@ fn build_matches_buildah_and_runs() {
              FROM $BASE AS builder\n\
              ARG GREETING=hello\n\
              RUN mkdir -p /out && echo \"$GREETING from the builder\" > /out/greeting.txt\n\
-             RUN echo second > /out/here.txt\n\
+             RUN echo second > /out/here.txt && cat /etc/resolv.conf > /out/resolv.txt\n\
              \n\
              FROM {busybox}\n\
              ARG VERSION=1.0\n\
@@ -212,6 +212,37 @@ fn build_matches_buildah_and_runs() {
         ])
         .run();
     assert_eq!(named.stdout, "web-1.example\n", "{}", named.stderr);
+    ctx.step("the host's resolv.conf and hosts, the host name, as podman gives them");
+    let files = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "-h",
+            "web-1.example",
+            "app:v1",
+            "cat /etc/resolv.conf; echo --; cat /etc/hosts; echo --; cat /etc/hostname; \
+             echo --; cat /srv/out/resolv.txt; echo --; \
+             cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
+             grep ' /proc ' /proc/self/mountinfo",
+        ])
+        .run();
+    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let parts: Vec<&str> = files.stdout.split("--\n").collect();
+    assert_eq!(parts.len(), 5, "{}{}", files.stdout, files.stderr);
+    assert_eq!(parts[0], resolv);
+    assert_eq!(parts[1], hosts);
+    assert_eq!(parts[2], "web-1.example\n");
+    assert_eq!(
+        parts[3], resolv,
+        "a build's RUN has the host's resolv.conf too"
+    );
+    let mut rest = parts[4].lines();
+    assert_eq!(rest.next(), Some("2048"), "podman's pids limit");
+    let proc_options = rest.next().unwrap_or_default();
+    for option in ["nosuid", "nodev", "noexec"] {
+        assert!(proc_options.contains(option), "{proc_options}");
+    }
     let bad = ctx
         .berth(&["run", "--rm", "-h", "bad name", "app:v1", "true"])
         .run_fail();
@@ -420,6 +451,14 @@ fn container_lifecycle() {
         "",
         "--rm removed them"
     );
+    // In the background too, once it ends.
+    ctx.berth(&["run", "-d", "--rm", &busybox, "/bin/busybox", "true"])
+        .run();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ctx.berth(&["ps", "-a", "-q"]).run().stdout.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "run -d --rm left it");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     ctx.step("create, mount, start, ps, exec, stop, rm");
     let id = ctx
@@ -474,12 +513,38 @@ fn container_lifecycle() {
     assert!(out.stderr.contains("--tty"), "{}", out.stderr);
     let out = ctx.berth(&["rm", "web"]).run_fail();
     assert!(out.stderr.contains("running"), "{}", out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "podman-rm(1): 2 for a running one"
+    );
     ctx.berth(&["stop", "-t", "1", "web"]).run();
     let ps = ctx.berth(&["ps", "-a"]).run().stdout;
     assert!(ps.contains("Exited (137)"), "{ps}");
     let listed = ctx.berth(&["container", "ls", "-a", "-q"]).run().stdout;
     let plain = ctx.berth(&["ps", "-a", "-q"]).run().stdout;
     assert_eq!(listed, plain, "podman's container group lists the same");
+
+    ctx.step("two starts at once run one process, which stop stops");
+    // The container's processes: those in its cgroup (runc names it by the ID).
+    let in_cgroup = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&id)))
+            .count()
+    };
+    std::thread::scope(|s| {
+        let starts: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| ctx.berth(&["start", "web"]).run()))
+            .collect();
+        for started in starts {
+            started.join().unwrap();
+        }
+    });
+    assert_eq!(in_cgroup(), 1, "one process");
+    ctx.berth(&["stop", "-t", "1", "web"]).run();
+    assert_eq!(in_cgroup(), 0, "stopped");
 
     ctx.step("commit: the container's changes, deletions included, in a new image");
     ctx.berth(&["commit", "web", "committed:v1"]).run();

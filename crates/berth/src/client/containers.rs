@@ -239,6 +239,9 @@ pub struct ImportArgs {
 pub struct MonitorArgs {
     #[command(flatten)]
     runtime: RuntimeFlag,
+    /// Remove the container when it exits (`run -d --rm`)
+    #[arg(long)]
+    rm: bool,
     id: String,
 }
 
@@ -362,6 +365,7 @@ fn monitor(
     c: &Containers,
     id: &str,
     runtime: &RuntimeFlag,
+    rm: bool,
 ) -> anyhow::Result<std::process::Command> {
     let exe = std::env::current_exe().context("finding berth's own binary")?;
     let mut cmd = std::process::Command::new(exe);
@@ -370,6 +374,9 @@ fn monitor(
         .arg("container-monitor");
     if let Some(r) = &runtime.runtime {
         cmd.args(["--runtime", r]);
+    }
+    if rm {
+        cmd.arg("--rm");
     }
     cmd.arg(id);
     Ok(cmd)
@@ -396,7 +403,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let record = create_container(&c, &a.create)?;
     let code = match a.detach {
         true => c
-            .start(&record, &rt, monitor(&c, &record.id, &a.runtime)?)
+            .start(&record, &rt, monitor(&c, &record.id, &a.runtime, a.rm)?)
             .map(|()| 0),
         false => {
             let stdin = match a.create.interactive {
@@ -420,7 +427,7 @@ pub fn start(a: StartArgs) -> anyhow::Result<std::process::ExitCode> {
     let rt = runtime(&a.runtime, &c)?;
     for spec in &a.containers {
         let record = c.store().container(spec)?;
-        let started = c.start(&record, &rt, monitor(&c, &record.id, &a.runtime)?);
+        let started = c.start(&record, &rt, monitor(&c, &record.id, &a.runtime, false)?);
         if started.is_err() {
             return exit_status(started.map(|()| 0));
         }
@@ -433,7 +440,12 @@ pub fn container_monitor(a: MonitorArgs) -> anyhow::Result<std::process::ExitCod
     let c = containers()?;
     let rt = runtime(&a.runtime, &c)?;
     let record = c.store().container(&a.id)?;
-    exit_status(c.run_detached(&record, &rt))
+    let code = c.run_detached(&record, &rt);
+    // `run -d --rm`: the container goes when it ends, as podman's does.
+    if a.rm {
+        c.remove(&record, Some(&rt), true)?;
+    }
+    exit_status(code)
 }
 
 pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -495,9 +507,21 @@ pub fn rm(a: RmArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
+    // As podman: each container is tried; a running one (without -f) is an error
+    // said and exit status 2, the others still go.
+    let mut running = false;
     for record in records {
-        c.remove(&record, rt.as_ref(), a.force)?;
-        println!("{}", record.id);
+        match c.remove(&record, rt.as_ref(), a.force) {
+            Ok(()) => println!("{}", record.id),
+            Err(e @ berth_runtime::RuntimeError::Running(_)) => {
+                eprintln!("Error: {e}");
+                running = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if running {
+        return Ok(std::process::ExitCode::from(2));
     }
     // podman: missing containers are fine with -f or -i, else exit 1.
     if unknown.is_empty() || a.force || a.ignore {
