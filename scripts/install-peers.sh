@@ -47,8 +47,9 @@ declare -A package_of=(
   [chromedriver]=chromium-driver
   [java]=default-jre-headless
   [postgres]=postgresql
+  [seccomp.json]=golang-github-containers-common
 )
-commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load chromium chromedriver java postgres)
+commands=(podman skopeo buildah docker-registry busybox curl jq wrk ab newuidmap runc gpg debootstrap rpm rpmbuild python3-rpm db5.3_load chromium chromedriver java postgres seccomp.json)
 
 have() {
   if [[ $1 == busybox ]]; then
@@ -57,6 +58,9 @@ have() {
   elif [[ $1 == postgres ]]; then
     # Debian keeps the server out of PATH.
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+  elif [[ $1 == seccomp.json ]]; then
+    # podman's system-call filter, which berth's containers take too.
+    [[ -f /usr/share/containers/seccomp.json ]]
   elif [[ $1 == python3-rpm ]]; then
     # A Python module, for Debian's own python3 (not one from PATH's pyenv or venv).
     /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1

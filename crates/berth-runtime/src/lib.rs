@@ -21,6 +21,7 @@ mod image;
 mod logs;
 mod names;
 mod oci;
+mod seccomp;
 mod spec;
 mod users;
 

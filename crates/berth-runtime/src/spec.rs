@@ -185,13 +185,14 @@ impl Process {
             .map_err(bad)?;
         let mut spec = Spec::default();
         let defaults = spec.process().clone().unwrap_or_default();
+        let capabilities = podman_capabilities();
         let process = ProcessBuilder::default()
             .terminal(false)
             .args(self.args.clone())
             .env(self.env.clone())
             .cwd(self.cwd.clone())
             .user(user)
-            .capabilities(podman_capabilities())
+            .capabilities(capabilities.clone())
             .rlimits(defaults.rlimits().clone().unwrap_or_default())
             .no_new_privileges(false)
             .build()
@@ -243,6 +244,13 @@ impl Process {
                 }
             }
             linux.set_masked_paths(Some(masked));
+            let bounding: Vec<String> = capabilities
+                .bounding()
+                .iter()
+                .flatten()
+                .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
+                .collect();
+            linux.set_seccomp(crate::seccomp::filter(&bounding)?);
         }
         Ok(spec)
     }
