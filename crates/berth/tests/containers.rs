@@ -223,7 +223,7 @@ fn build_matches_buildah_and_runs() {
             "cat /etc/resolv.conf; echo --; cat /etc/hosts; echo --; cat /etc/hostname; \
              echo --; cat /srv/out/resolv.txt; echo --; \
              cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
-             grep ' /proc ' /proc/self/mountinfo",
+             grep ' /proc ' /proc/self/mountinfo; grep Seccomp: /proc/self/status",
         ])
         .run();
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -243,6 +243,8 @@ fn build_matches_buildah_and_runs() {
     for option in ["nosuid", "nodev", "noexec"] {
         assert!(proc_options.contains(option), "{proc_options}");
     }
+    // containers-common's system-call filter, as podman's containers have it.
+    assert_eq!(rest.next(), Some("Seccomp:\t2"), "{}", parts[4]);
     let bad = ctx
         .berth(&["run", "--rm", "-h", "bad name", "app:v1", "true"])
         .run_fail();
@@ -450,6 +452,37 @@ fn container_lifecycle() {
         ctx.berth(&["ps", "-a", "-q"]).run().stdout,
         "",
         "--rm removed them"
+    );
+    // SIGTERM to berth (a service manager stopping it) reaches the container, whose
+    // last words, exit status and --rm are still berth's to relay, record and do.
+    let mut child = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            &busybox,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 3' TERM; echo up; while :; do /bin/busybox sleep 0.1; done",
+        ])
+        .spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"up\n");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "bye\n");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert_eq!(
+        ctx.berth(&["ps", "-a", "-q"]).run().stdout,
+        "",
+        "--rm after a signal"
     );
     // In the background too, once it ends.
     ctx.berth(&["run", "-d", "--rm", &busybox, "/bin/busybox", "true"])

@@ -410,6 +410,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                 true => std::process::Stdio::inherit(),
                 false => std::process::Stdio::null(),
             };
+            forward_signals(rt.clone(), record.id.clone());
             c.run_attached(&record, &rt, stdin)
         }
     };
@@ -420,6 +421,47 @@ pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         println!("{}", record.id);
     }
     exit_status(code)
+}
+
+/// While a container runs in the foreground, berth outlives the signals a terminal or
+/// a service manager sends, as podman's `--sig-proxy`: Ctrl-C (SIGINT) and SIGQUIT
+/// reach the runtime too (one process group), which hands them to the container;
+/// SIGTERM and SIGHUP, sent to berth alone, are handed on with the runtime's `kill`.
+/// berth then still relays what the container says last, records its exit and, with
+/// `--rm`, removes it. Before, berth died of them and the container ran on unwatched.
+fn forward_signals(runtime: Runtime, id: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    // Registered before the container starts: from here on, none of them ends berth.
+    let registered = rt.block_on(async {
+        Some([
+            signal(SignalKind::interrupt()).ok()?,
+            signal(SignalKind::quit()).ok()?,
+            signal(SignalKind::terminate()).ok()?,
+            signal(SignalKind::hangup()).ok()?,
+        ])
+    });
+    let Some([mut int, mut quit, mut term, mut hup]) = registered else {
+        return;
+    };
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            loop {
+                let name = tokio::select! {
+                    _ = int.recv() => continue,
+                    _ = quit.recv() => continue,
+                    _ = term.recv() => "TERM",
+                    _ = hup.recv() => "HUP",
+                };
+                let _ = runtime.kill(&id, name);
+            }
+        })
+    });
 }
 
 pub fn start(a: StartArgs) -> anyhow::Result<std::process::ExitCode> {

@@ -894,6 +894,15 @@ impl<'a> Run<'a> {
         )
     }
 
+    /// Starts it, its stdout and stderr piped, and returns it running (to signal it).
+    pub fn spawn(mut self) -> std::process::Child {
+        let line = command_line(&self.command);
+        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{line}`: {e}; {INSTALL_HINT}"))
+    }
+
     /// Runs and returns the output whatever the exit status.
     pub fn run_any(self) -> Output {
         self.exec().0
