@@ -377,6 +377,9 @@ impl Containers {
         if let Status::Running(_) = self.status(c, Some(runtime)) {
             return Ok(());
         }
+        // What can fail before the runtime runs (a user the image lacks) fails here,
+        // said at once, not after the wait below in the monitor's log.
+        self.prepare(c)?;
         let log_path = self.path(c).join("monitor.log");
         let log =
             fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;

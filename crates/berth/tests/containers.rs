@@ -492,6 +492,28 @@ fn container_lifecycle() {
         assert!(std::time::Instant::now() < deadline, "run -d --rm left it");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // What fails before the process runs is said at once, not after a 10 s wait.
+    let began = std::time::Instant::now();
+    let out = ctx
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "nouser",
+            "-u",
+            "nosuch",
+            &busybox,
+            "/bin/busybox",
+            "true",
+        ])
+        .run_fail();
+    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    ctx.berth(&["rm", "nouser"]).run();
 
     ctx.step("create, mount, start, ps, exec, stop, rm");
     let id = ctx
