@@ -409,7 +409,7 @@ pub fn recover_blob_commits(
         return Ok(Vec::new());
     }
     let removed = remove_unnamed_files(meta, blobs, &open)?;
-    meta.end_blob_commits(&open)?;
+    meta.end_blob_commits(&open, before)?;
     Ok(removed)
 }
 

@@ -212,8 +212,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Digests whose commit was noted and never linked, with when each was noted (unix
     /// seconds): a young note may be a commit under way (on any replica).
     fn open_blob_commits(&self) -> Result<Vec<(Digest, i64)>>;
-    /// Clears these notes.
-    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()>;
+    /// Clears these notes, those noted before `before` (unix seconds) only: a note
+    /// taken again since by a commit under way is that commit's, and stays for a later
+    /// recovery should it be cut off too.
+    fn end_blob_commits(&self, digests: &[Digest], before: i64) -> Result<()>;
     /// Size of the blob if `repo` may read it.
     fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Size of the blob and when `repo`'s link to it was made (or renewed), if `repo`

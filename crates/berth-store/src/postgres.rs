@@ -629,12 +629,12 @@ impl MetaStore for PgMeta {
         })
     }
 
-    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()> {
+    fn end_blob_commits(&self, digests: &[Digest], before: i64) -> Result<()> {
         self.write(|db| {
             for d in digests {
                 db.exec(
-                    "DELETE FROM blob_commits WHERE digest = $1",
-                    &[&d.to_string()],
+                    "DELETE FROM blob_commits WHERE digest = $1 AND created_at < $2",
+                    &[&d.to_string(), &before],
                 )?;
             }
             Ok(())

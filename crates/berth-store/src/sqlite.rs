@@ -1240,11 +1240,12 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn end_blob_commits(&self, digests: &[Digest]) -> Result<()> {
+    fn end_blob_commits(&self, digests: &[Digest], before: i64) -> Result<()> {
         self.write(|tx| {
-            let mut st = tx.prepare_cached("DELETE FROM blob_commits WHERE digest = ?1")?;
+            let mut st = tx
+                .prepare_cached("DELETE FROM blob_commits WHERE digest = ?1 AND created_at < ?2")?;
             for d in digests {
-                st.execute([d.to_string()])?;
+                st.execute(params![d.to_string(), before])?;
             }
             Ok(())
         })

@@ -722,6 +722,25 @@ fn young_commit_notes_are_left_to_their_commits(backend: Backend) {
     assert_eq!(report.commits_recovered, 1);
     assert!(!s.blobs.contains(&cut), "the cut-off file is gone");
     assert!(s.meta.open_blob_commits().unwrap().is_empty());
+
+    // A note taken again after a recovery listed it (a new commit of the digest) is
+    // that commit's: ending the old note leaves it; an old one goes.
+    let (again, old) = (Digest::sha256_of(b"noted twice"), Digest::sha256_of(b"old"));
+    s.meta.begin_blob_commit(&again).unwrap();
+    s.meta.begin_blob_commit(&old).unwrap();
+    s.meta.sql("UPDATE blob_commits SET created_at = 10");
+    s.meta.begin_blob_commit(&again).unwrap();
+    s.meta
+        .end_blob_commits(&[again.clone(), old.clone()], 100)
+        .unwrap();
+    let open: Vec<Digest> = s
+        .meta
+        .open_blob_commits()
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(open, [again]);
     assert!(s.has_blob(&d), "the linked blob stays");
 }
 
