@@ -447,10 +447,16 @@ impl Containers {
         }
         p.env = base.env.clone();
         for e in &overrides.env {
-            if let Some((k, _)) = e.split_once('=') {
-                p.env.retain(|have| !have.starts_with(&format!("{k}=")));
-                p.env.push(e.clone());
-            }
+            // KEY alone takes berth's own value, as `run -e KEY` and podman's exec do.
+            let (k, kv) = match e.split_once('=') {
+                Some((k, _)) => (k, e.clone()),
+                None => match std::env::var(e) {
+                    Ok(v) => (e.as_str(), format!("{e}={v}")),
+                    Err(_) => continue,
+                },
+            };
+            p.env.retain(|have| !have.starts_with(&format!("{k}=")));
+            p.env.push(kv);
         }
         if let Some(w) = &overrides.workdir {
             p.cwd = w.clone();

@@ -178,11 +178,11 @@ impl Process {
     pub fn runtime_spec(&self, rootfs: &Path, hostname: &str) -> Result<Spec> {
         let ids = users::resolve(rootfs, &self.user)?;
         let bad = |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("runtime config: {e}"));
-        let user = UserBuilder::default()
-            .uid(ids.uid)
-            .gid(ids.gid)
-            .build()
-            .map_err(bad)?;
+        let mut user = UserBuilder::default().uid(ids.uid).gid(ids.gid);
+        if !ids.additional.is_empty() {
+            user = user.additional_gids(ids.additional.clone());
+        }
+        let user = user.build().map_err(bad)?;
         let mut spec = Spec::default();
         let defaults = spec.process().clone().unwrap_or_default();
         let capabilities = podman_capabilities();
@@ -193,7 +193,7 @@ impl Process {
             .cwd(self.cwd.clone())
             .user(user)
             .capabilities(capabilities.clone())
-            .rlimits(defaults.rlimits().clone().unwrap_or_default())
+            .rlimits(rlimits(defaults.rlimits().clone().unwrap_or_default()))
             .no_new_privileges(false)
             .build()
             .map_err(bad)?;
@@ -254,6 +254,36 @@ impl Process {
         }
         Ok(spec)
     }
+}
+
+/// The runtime's default limits with open files raised as podman raises them: to
+/// 1,048,576, or the most this process may have (its hard limit), whichever is less.
+/// 1,024 made servers that hold many connections fail in berth's containers alone.
+fn rlimits(limits: Vec<oci_spec::runtime::PosixRlimit>) -> Vec<oci_spec::runtime::PosixRlimit> {
+    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
+    const PODMAN_NOFILE: u64 = 1 << 20;
+    let mut have = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    let hard = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut have) } {
+        0 => have.rlim_max,
+        _ => return limits,
+    };
+    let n = PODMAN_NOFILE.min(hard);
+    limits
+        .into_iter()
+        .map(|l| match l.typ() {
+            PosixRlimitType::RlimitNofile => PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .hard(n)
+                .soft(n)
+                .build()
+                .unwrap_or(l),
+            _ => l,
+        })
+        .collect()
 }
 
 /// containers.conf's default `pids_limit`.

@@ -7,28 +7,34 @@ use std::path::Path;
 use crate::{Result, RuntimeError};
 
 /// The numbers a process runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {
     pub uid: u32,
     pub gid: u32,
+    /// The groups /etc/group lists the user in (beside its own), when no group was
+    /// given: the process's supplementary groups, as runc's and podman's lookup gives
+    /// them.
+    pub additional: Vec<u32>,
 }
 
 /// Resolves `user` inside `rootfs`. Empty is root. A name the container does not know
 /// is an error naming the file that was searched.
 pub fn resolve(rootfs: &Path, user: &str) -> Result<Ids> {
-    if user.is_empty() {
-        return Ok(Ids { uid: 0, gid: 0 });
-    }
+    let user = if user.is_empty() { "0" } else { user };
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
     let passwd = read(rootfs, "etc/passwd");
+    let mut name = u.to_string();
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (
-            n,
-            lookup(&passwd, |f| f[2] == u).and_then(|f| f[3].parse().ok()),
-        ),
+        Ok(n) => {
+            let entry = lookup(&passwd, |f| f[2] == u);
+            if let Some(f) = &entry {
+                name = f[0].to_string();
+            }
+            (n, entry.and_then(|f| f[3].parse().ok()))
+        }
         Err(_) => {
             let f = lookup(&passwd, |f| f[0] == u).ok_or_else(|| {
                 RuntimeError::Invalid(format!(
@@ -58,7 +64,27 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<Ids> {
             }
         },
     };
-    Ok(Ids { uid, gid })
+    let additional = match g {
+        Some(_) => Vec::new(),
+        None => {
+            let group = read(rootfs, "etc/group");
+            let mut ids: Vec<u32> = group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m.trim() == name))
+                .filter_map(|f| f[2].parse().ok())
+                .filter(|id| *id != gid)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+    };
+    Ok(Ids {
+        uid,
+        gid,
+        additional,
+    })
 }
 
 /// The largest passwd or group file read (a real one is a few KiB).
@@ -103,7 +129,20 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\nwheel:x:10:root\nextra:x:2000:other,app\n",
+        )
+        .unwrap();
+        let groups = |u| resolve(dir.path(), u).map(|i| i.additional).ok();
+        assert_eq!(groups(""), Some(vec![10]), "root's, as podman gives them");
+        assert_eq!(groups("app"), Some(vec![2000]));
+        assert_eq!(groups("1000"), Some(vec![2000]), "by number, its name's");
+        assert_eq!(
+            groups("app:staff"),
+            Some(vec![]),
+            "a group given: that one only"
+        );
         let r = |u| resolve(dir.path(), u).map(|i| (i.uid, i.gid)).ok();
         assert_eq!(r(""), Some((0, 0)));
         assert_eq!(r("app"), Some((1000, 1001)));

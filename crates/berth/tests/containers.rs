@@ -223,7 +223,7 @@ fn build_matches_buildah_and_runs() {
             "cat /etc/resolv.conf; echo --; cat /etc/hosts; echo --; cat /etc/hostname; \
              echo --; cat /srv/out/resolv.txt; echo --; \
              cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
-             grep ' /proc ' /proc/self/mountinfo; grep Seccomp: /proc/self/status",
+             grep ' /proc ' /proc/self/mountinfo; ulimit -n; grep Seccomp: /proc/self/status",
         ])
         .run();
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -243,6 +243,8 @@ fn build_matches_buildah_and_runs() {
     for option in ["nosuid", "nodev", "noexec"] {
         assert!(proc_options.contains(option), "{proc_options}");
     }
+    // Open files as podman allows them (the host's hard limit, if lower).
+    assert_ne!(rest.next(), Some("1024"), "{}", parts[4]);
     // containers-common's system-call filter, as podman's containers have it.
     assert_eq!(rest.next(), Some("Seccomp:\t2"), "{}", parts[4]);
     let bad = ctx
@@ -545,14 +547,17 @@ fn container_lifecycle() {
             "exec",
             "-e",
             "X=1",
+            "-e",
+            "FROM_BERTH",
             "web",
             "/bin/busybox",
             "sh",
             "-c",
-            "echo in $X; echo made > /made.txt",
+            "echo in $X $FROM_BERTH; echo made > /made.txt",
         ])
+        .env("FROM_BERTH", "its own")
         .run();
-    assert_eq!(out.stdout, "in 1\n");
+    assert_eq!(out.stdout, "in 1 its own\n", "-e KEY takes berth's value");
     // -i gives the process berth's stdin, as podman's exec -i; without it, none.
     let cat = |flags: &[&str]| {
         let mut args = vec!["exec"];
