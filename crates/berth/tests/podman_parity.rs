@@ -276,7 +276,12 @@ fn missing_commands_logs_and_inspect_match_podman() {
         tool(
             &ctx,
             which,
-            &run_args(which, &["-d", "--name", "d2", img, "sh", "-c", script]),
+            &run_args(
+                which,
+                &[
+                    "-d", "--name", "d2", "-h", "d2host", img, "sh", "-c", script,
+                ],
+            ),
         )
         .run();
         wait_for(&format!("{which}: the log's last line"), || {
@@ -309,7 +314,7 @@ fn missing_commands_logs_and_inspect_match_podman() {
             "{which}: {}",
             out.stderr
         );
-        let format = "{{.Name}} {{.State.Status}} {{.State.Running}} {{.ImageName}} {{.Path}} {{.Args}} {{.State.ExitCode}} {{.RestartCount}}";
+        let format = "{{.Name}} {{.State.Status}} {{.State.Running}} {{.ImageName}} {{.Path}} {{.Args}} {{.State.ExitCode}} {{.RestartCount}} {{.Config.Hostname}}";
         let inspected = tool(
             &ctx,
             which,
@@ -319,7 +324,7 @@ fn missing_commands_logs_and_inspect_match_podman() {
         .stdout;
         assert_eq!(
             inspected,
-            format!("d2 running true {img} sh [-c {script}] 0 0\n"),
+            format!("d2 running true {img} sh [-c {script}] 0 0 d2host\n"),
             "{which}"
         );
         let pid = tool(

@@ -484,7 +484,11 @@ pub fn find_containers(
     conn: &Connection,
     spec: &str,
 ) -> Result<Vec<ContainerRecord>, TransportError> {
-    let sql = format!("{CONTAINER_COLUMNS} WHERE name = ?1 OR (id >= ?1 AND id < ?2) LIMIT 2");
+    // An exact name or ID first: `db` names a container even when two IDs start so.
+    let sql = format!(
+        "{CONTAINER_COLUMNS} WHERE name = ?1 OR (id >= ?1 AND id < ?2)
+         ORDER BY (name = ?1 OR id = ?1) DESC LIMIT 2"
+    );
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(params![spec, format!("{spec}\u{7f}")], container_row)?

@@ -307,6 +307,30 @@ async fn removing_keeps_images_in_use_and_removes_the_others() {
     assert_eq!(left, vec![a], "the image in use stays, with its name");
 }
 
+/// A name or whole ID names its container even where several IDs start so (`db`
+/// with IDs `db…` and `db…`): found first, not lost behind a limit of two.
+#[tokio::test]
+async fn an_exact_name_wins_over_id_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (image, _) = put_image(&store, Some(("localhost/a", "1")), "a", b"la", "amd64").await;
+    for (id, name) in [("db1", "one"), ("db2", "two"), ("ff0", "db")] {
+        store
+            .add_container(&ContainerRecord {
+                id: format!("{id}{}", "0".repeat(61)),
+                name: name.into(),
+                image: image.clone(),
+                image_name: "localhost/a:1".into(),
+                created: 0,
+                spec: "{}".into(),
+            })
+            .unwrap();
+    }
+    assert_eq!(store.container("db").unwrap().name, "db");
+    assert_eq!(store.container("db1").unwrap().name, "one");
+    assert!(store.container("d").is_err(), "ambiguous");
+}
+
 #[test]
 fn abandoned_uploads_go_when_the_store_is_next_opened_alone() {
     let dir = tempfile::tempdir().unwrap();

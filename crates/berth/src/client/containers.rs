@@ -977,7 +977,10 @@ fn inspected_container(
         oci_runtime: rt.map(Runtime::name).unwrap_or_default(),
         mounts,
         config: InspectedConfig {
-            hostname: record.id[..12].to_string(),
+            hostname: process
+                .hostname
+                .clone()
+                .unwrap_or_else(|| record.id[..12].to_string()),
             user: process.user.clone(),
             env: process.env.clone(),
             cmd: process.args.clone(),
