@@ -350,18 +350,19 @@ pub fn remove_unnamed_files(
     Ok(marked)
 }
 
-/// A cache's eviction: removes the `(repository, digest)` links, then the blobs no
-/// link is left to (rows and files, whatever their age, through the collector's
+/// A cache's eviction: removes the `(repository, digest, size, linked_at)` links that
+/// are still as eviction read them (one renewed since by a hit stays), then the blobs
+/// no link is left to (rows and files, whatever their age, through the collector's
 /// fence: a blob linked again meanwhile stays, and a link cannot be made to a blob
 /// while it goes). Returns `(digest, size)` of the blobs removed.
 pub fn evict_links(
     meta: &dyn MetaStore,
     blobs: &dyn BlobBytes,
-    links: &[(String, Digest, u64)],
+    links: &[(String, Digest, u64, i64)],
 ) -> Result<Vec<(String, u64)>> {
     let mut candidates = Vec::with_capacity(links.len());
-    for (repo, digest, size) in links {
-        if meta.unlink_blob(repo, digest)? {
+    for (repo, digest, size, linked_at) in links {
+        if meta.unlink_blob_if(repo, digest, *linked_at)? {
             candidates.push((digest.to_string(), *size));
         }
     }

@@ -231,6 +231,10 @@ pub trait MetaStore: Send + Sync + 'static {
     fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         self.unlink_blob_guarded(repo, digest, &|_| false)
     }
+    /// Removes `repo`'s link to a blob if it was made (or last renewed) at `linked_at`:
+    /// eviction's, which must not take a link a client renewed after eviction read it.
+    /// False when there was none, or a newer one.
+    fn unlink_blob_if(&self, repo: &str, digest: &Digest, linked_at: i64) -> Result<bool>;
     /// [`MetaStore::unlink_blob`], refused ([`crate::StoreError::BlobOfImmutable`]) when
     /// a manifest of `repo` naming the blob, or an index naming that manifest (at any
     /// depth), carries a tag that is `immutable`, found in the write transaction: the

@@ -722,6 +722,20 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn unlink_blob_if(&self, repo: &str, digest: &Digest, linked_at: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write_in(repo, |db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            Ok(db.exec(
+                "DELETE FROM repository_blobs
+                 WHERE repository_id = $1 AND digest = $2 AND created_at = $3",
+                &[&id, &d, &linked_at],
+            )? > 0)
+        })
+    }
+
     fn put_manifest_guarded(
         &self,
         repo: &str,

@@ -563,6 +563,22 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn unlink_blob_if(&self, repo: &str, digest: &Digest, linked_at: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM repository_blobs
+                     WHERE repository_id = ?1 AND digest = ?2 AND created_at = ?3",
+                )?
+                .execute(params![id, d, linked_at])?;
+            Ok(n > 0)
+        })
+    }
+
     fn put_proxied_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<()> {
         self.store_manifest(repo, m, tag, false, None, false)
     }

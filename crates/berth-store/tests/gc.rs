@@ -29,6 +29,7 @@ on_each_backend!(
     link_after_file_removal_fails_cleanly,
     a_named_blob_links_without_looking_at_storage,
     linking_again_renews_the_grace,
+    eviction_leaves_a_link_renewed_since_it_read_it,
     fsck_finds_and_repairs_only_broken_things,
     fsck_never_repairs_away_a_blob_it_cannot_read,
     fsck_will_not_repair_where_most_files_are_missing,
@@ -394,6 +395,31 @@ fn linking_again_renews_the_grace(backend: Backend) {
     let (plan, _) = s.collect(&hour());
     assert!(plan.blobs.is_empty());
     assert!(s.has_blob(&d));
+}
+
+/// A cache's eviction read a link, then a hit renewed it: the link stays, and so does
+/// its blob. Eviction used to unlink whatever it had read, and the client the hit had
+/// answered found the blob gone.
+fn eviction_leaves_a_link_renewed_since_it_read_it(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let d = s.blob("cache/app", b"cached layer");
+    let (size, read_at) = s.meta.blob_link("cache/app", &d).unwrap().unwrap();
+    s.age(120);
+    assert!(s
+        .meta
+        .renew_blob_link("cache/app", &d, berth_store::unix_now())
+        .unwrap());
+    let links = [("cache/app".to_string(), d.clone(), size, read_at - 120)];
+    let gone = gc::evict_links(s.meta.as_ref(), &s.blobs, &links).unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
+    assert!(s.has_blob(&d));
+    // As read now, it goes.
+    let (_, now_at) = s.meta.blob_link("cache/app", &d).unwrap().unwrap();
+    let links = [("cache/app".to_string(), d.clone(), size, now_at)];
+    let gone = gc::evict_links(s.meta.as_ref(), &s.blobs, &links).unwrap();
+    assert_eq!(gone.len(), 1);
+    assert!(!s.blobs.contains(&d));
 }
 
 fn fsck_finds_and_repairs_only_broken_things(backend: Backend) {

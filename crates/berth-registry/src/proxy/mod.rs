@@ -418,7 +418,7 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
             if up.pinned(&repo) || in_flight.contains(&digest) {
                 continue;
             }
-            batch.push((repo, digest, size));
+            batch.push((repo, digest, size, at));
             going += size;
             if used.saturating_sub(going) <= target {
                 break;
@@ -428,9 +428,11 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
             continue;
         }
         let gone = berth_store::gc::evict_links(reg.meta.as_ref(), reg.blob_bytes(), &batch)?;
+        let freed = gone.iter().map(|(_, s)| s).sum::<u64>();
         blobs += gone.len();
-        bytes += gone.iter().map(|(_, s)| s).sum::<u64>();
-        used = reg.meta.namespace_usage(ns)?;
+        bytes += freed;
+        // What went, counted down, not the prefix's usage summed again per page.
+        used = used.saturating_sub(freed);
     }
     Ok((blobs, bytes))
 }
