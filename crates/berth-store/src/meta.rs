@@ -459,7 +459,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// `cutoff`, tombstoning each in the same transaction; returns those deleted.
     fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>>;
     /// Tombstones the digests that no blob row names (fsck's orphan files), so that
-    /// their files can be removed with no link made meanwhile; returns those.
+    /// their files can be removed with no link made meanwhile; returns those. A digest
+    /// another remover has tombstoned is left to it (not returned): only the maker of a
+    /// tombstone unlinks its file and clears it.
     fn gc_tombstone_unnamed(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
     /// Clears tombstones once their files are gone.
     fn gc_clear_tombstones(&self, digests: &[Digest]) -> Result<()>;

@@ -1409,8 +1409,15 @@ impl MetaStore for PgMeta {
             let mut out = Vec::new();
             for d in digests {
                 let s = d.to_string();
-                if !db.exists("SELECT 1 FROM blobs WHERE digest = $1", &[&s])? {
-                    db.tombstone(&s)?;
+                // Another remover's tombstone stays its own: taking it over, this
+                // one would clear it while the other's unlink was still to come.
+                if !db.exists("SELECT 1 FROM blobs WHERE digest = $1", &[&s])?
+                    && db.exec(
+                        "INSERT INTO blob_tombstones (digest, created_at) VALUES ($1, $2)
+                         ON CONFLICT (digest) DO NOTHING",
+                        &[&s, &now()],
+                    )? > 0
+                {
                     out.push(d.clone());
                 }
             }

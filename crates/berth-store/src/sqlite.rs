@@ -1270,15 +1270,16 @@ impl MetaStore for SqliteMeta {
     fn gc_tombstone_unnamed(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         self.write(|tx| {
             let mut named = tx.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?;
+            // Another remover's tombstone stays its own: taking it over, this one
+            // would clear it while the other's unlink was still to come.
             let mut mark = tx.prepare_cached(
                 "INSERT INTO blob_tombstones (digest, created_at) VALUES (?1, ?2)
-                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+                 ON CONFLICT (digest) DO NOTHING",
             )?;
             let mut out = Vec::new();
             for d in digests {
                 let s = d.to_string();
-                if !named.exists([&s])? {
-                    mark.execute(params![s, now()])?;
+                if !named.exists([&s])? && mark.execute(params![s, now()])? > 0 {
                     out.push(d.clone());
                 }
             }

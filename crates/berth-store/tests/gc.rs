@@ -577,6 +577,17 @@ fn tombstones_fence_links_while_files_go(backend: Backend) {
         matches!(err, berth_store::StoreError::BlobVanished(_)),
         "{err}"
     );
+    // Another remover (fsck, a replica's recovery) that finds the file with no row
+    // leaves it to the run whose tombstone it is: clearing that tombstone would let a
+    // push link the digest before the run's unlink.
+    let took =
+        gc::remove_unnamed_files(s.meta.as_ref(), &s.blobs, std::slice::from_ref(&d)).unwrap();
+    assert!(took.is_empty(), "{took:?}");
+    assert!(s.blobs.contains(&d));
+    assert!(
+        s.meta.link_blob("app", &d, 15, &|| true).is_err(),
+        "still fenced"
+    );
     // A later run clears the stale tombstone and removes the file.
     s.meta
         .sql("UPDATE blob_tombstones SET created_at = created_at - 7200");
