@@ -431,14 +431,6 @@ impl<C: GenericClient> Db<'_, C> {
             &[&id, &d],
         )
     }
-
-    fn tombstone(&mut self, d: &str) -> Result<u64> {
-        self.exec(
-            "INSERT INTO blob_tombstones (digest, created_at) VALUES ($1, $2)
-             ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
-            &[&d, &now()],
-        )
-    }
 }
 
 /// Column `i` of a row, with a type mismatch as an error rather than a panic.
@@ -1386,21 +1378,27 @@ impl MetaStore for PgMeta {
         })
     }
 
+    /// One statement for the whole batch: row by row, 8,000 blobs were 16,000 round
+    /// trips under the exclusive lock every replica's pushes wait on.
     fn gc_delete_blobs(&self, blobs: &[(String, u64)], cutoff: i64) -> Result<Vec<(String, u64)>> {
+        let digests: Vec<&str> = blobs.iter().map(|(d, _)| d.as_str()).collect();
         self.write(|db| {
-            let mut gone = Vec::new();
-            for (d, size) in blobs {
-                let n = db.exec(
-                    "DELETE FROM blobs WHERE digest = $1 AND created_at < $2
-                     AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
-                    &[d, &cutoff],
-                )?;
-                if n > 0 {
-                    db.tombstone(d)?;
-                    gone.push((d.clone(), *size));
-                }
-            }
-            Ok(gone)
+            let rows = db.rows(
+                "WITH gone AS (
+                     DELETE FROM blobs b WHERE b.digest = ANY($1) AND b.created_at < $2
+                     AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+                     RETURNING b.digest, b.size
+                 ), marked AS (
+                     INSERT INTO blob_tombstones (digest, created_at)
+                     SELECT digest, $3 FROM gone
+                     ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at
+                 )
+                 SELECT digest, size FROM gone",
+                &[&digests, &cutoff, &now()],
+            )?;
+            rows.iter()
+                .map(|r| Ok((get::<String>(r, 0)?, get::<i64>(r, 1)?.max(0) as u64)))
+                .collect()
         })
     }
 
