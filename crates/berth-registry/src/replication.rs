@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::error::chain;
+use crate::retention::is_attachment_tag;
 use crate::Registry;
 
 /// The longest wait for a target's next bytes.
@@ -275,8 +276,8 @@ impl Replication {
 }
 
 impl Registry {
-    /// `repo:tag` was pushed: queued for each `on_push` rule it matches. A sigstore
-    /// attachment (`sha256-<hex>.sig`) goes wherever its repository goes.
+    /// `repo:tag` was pushed: queued for each `on_push` rule it matches. An attachment
+    /// (`sha256-<hex>.sig`, `.att`, `.sbom`, bare) goes wherever its repository goes.
     pub(crate) fn replicate_pushed(&self, repo: &str, tag: &str) {
         let Ok((dir, _)) = self.auth.directory() else {
             return;
@@ -678,9 +679,19 @@ impl Registry {
                 .await
                 .map_err(err("copying its signatures"))?;
         }
-        // The sigstore attachment, a tag of its own.
-        let att = attachment_tag(&digest);
-        if let Ok(sig) = place(true, &att).manifest(None).await {
+        // The attachments, tags of their own: cosign's signature, attestations and
+        // SBOM, and the referrers fallback index.
+        let sig_tag = attachment_tag(&digest);
+        let base = sig_tag.trim_end_matches(".sig");
+        for att in [
+            sig_tag.clone(),
+            format!("{base}.att"),
+            format!("{base}.sbom"),
+            base.to_string(),
+        ] {
+            let Ok(sig) = place(true, &att).manifest(None).await else {
+                continue;
+            };
             let there = client
                 .manifest_digest(repo, &att)
                 .await
@@ -728,14 +739,6 @@ impl Registry {
         }
         Ok(copied)
     }
-}
-
-/// Whether `tag` names a sigstore attachment (`sha256-<hex>.sig`), which goes with
-/// its image rather than by the rule's tag patterns.
-fn is_attachment_tag(tag: &str) -> bool {
-    tag.strip_suffix(".sig")
-        .and_then(|t| t.strip_prefix("sha256-"))
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A client of `rule`'s target registry.
@@ -1057,7 +1060,7 @@ mod tests {
     fn attachment_tags() {
         let hex = "a".repeat(64);
         assert!(is_attachment_tag(&format!("sha256-{hex}.sig")));
-        assert!(!is_attachment_tag(&format!("sha256-{hex}.att")));
+        assert!(is_attachment_tag(&format!("sha256-{hex}.att")));
         assert!(!is_attachment_tag("sha256-abc.sig"));
         assert!(!is_attachment_tag("v1"));
     }

@@ -80,8 +80,10 @@ pub fn describe(dir: &Directory, name: &str, rule: &berth_auth::Retention) -> Va
     v
 }
 
-/// The tag schemes of attachments: `sha256-<64 hex>`, optionally `.<suffix>`.
-fn is_attachment_tag(tag: &str) -> bool {
+/// The tag schemes of attachments: `sha256-<64 hex>`, optionally `.<suffix>`
+/// (cosign's `.sig`, `.att`, `.sbom`; bare, the OCI 1.1 referrers fallback index).
+/// They go with their image: kept by retention, copied by replication.
+pub(crate) fn is_attachment_tag(tag: &str) -> bool {
     let Some(rest) = tag.strip_prefix("sha256-") else {
         return false;
     };

@@ -221,6 +221,13 @@ async fn replication_to_docker_registry_and_to_a_second_berth() {
         digest_at(&dist.url(), "team/app", &att_tag, None).await == Some(att.digest.clone())
     })
     .await;
+    // So does an attestation (cosign's `.att`), as retention keeps it.
+    let attest_tag = format!("sha256-{}.att", v1.digest.hex());
+    let attest = push(&source, "team/app", &attest_tag, 10).await;
+    until("the attestation on docker-registry", || async {
+        digest_at(&dist.url(), "team/app", &attest_tag, None).await == Some(attest.digest.clone())
+    })
+    .await;
     assert_eq!(digest_at(&dist.url(), "team/app", "dev", None).await, None);
     assert_eq!(digest_at(&dist.url(), "other/app", "v1", None).await, None);
 
