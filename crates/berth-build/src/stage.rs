@@ -632,7 +632,7 @@ impl Builder<'_> {
         let mut spec = process
             .runtime_spec(&root.path(), "berth-build")
             .map_err(|e| e.to_string())?;
-        berth_runtime::add_host_files(&mut spec, &root.dir).map_err(|e| e.to_string())?;
+        berth_runtime::add_host_files(&mut spec, &root.dir, &[]).map_err(|e| e.to_string())?;
         spec.save(root.dir.join("config.json"))
             .map_err(|e| e.to_string())?;
         let id = format!("berth-build-{:016x}", rand_u64());

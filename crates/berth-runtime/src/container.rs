@@ -241,10 +241,9 @@ impl Containers {
     /// Writes the bundle's config.json for the next start.
     fn prepare(&self, c: &ContainerRecord) -> Result<PathBuf> {
         let bundle = self.path(c);
-        let mut spec = self
-            .process(c)?
-            .runtime_spec(&self.rootfs(c), &c.id[..12])?;
-        crate::spec::add_host_files(&mut spec, &bundle)?;
+        let process = self.process(c)?;
+        let mut spec = process.runtime_spec(&self.rootfs(c), &c.id[..12])?;
+        crate::spec::add_host_files(&mut spec, &bundle, &process.add_hosts)?;
         let path = bundle.join("config.json");
         spec.save(&path)
             .map_err(|e| RuntimeError::Invalid(format!("writing {}: {e}", path.display())))?;

@@ -33,7 +33,9 @@ pub use image::{
 };
 pub use logs::{read_log, LogLine, LogReader};
 pub use oci::Runtime;
-pub use spec::{add_host_files, make_host_file_mount_points, Bind, Overrides, Process};
+pub use spec::{
+    add_host_files, make_host_file_mount_points, parse_add_host, Bind, Overrides, Process, Tmpfs,
+};
 pub use users::{resolve as resolve_user, Ids};
 
 use berth_transport::TransportError;

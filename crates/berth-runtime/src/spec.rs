@@ -29,6 +29,51 @@ pub struct Process {
     /// `--hostname`; else the container's short ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// `--add-host NAME:IP`, as `(name, ip)`: lines of /etc/hosts before the host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_hosts: Vec<(String, String)>,
+    /// `--tmpfs /PATH[:OPTIONS]`: an empty tmpfs mounted there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+}
+
+/// `--tmpfs /PATH[:OPTIONS]`, as podman reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub destination: String,
+    /// Mount options beside podman's own `rw,nosuid,nodev`: `size=64m`, `mode=1777`…
+    pub options: Vec<String>,
+}
+
+impl Tmpfs {
+    pub fn parse(spec: &str) -> Result<Tmpfs> {
+        let (destination, options) = spec.split_once(':').unwrap_or((spec, ""));
+        if !destination.starts_with('/') || destination.contains('\0') {
+            return Err(RuntimeError::Invalid(format!(
+                "--tmpfs {spec}: the destination must be an absolute path"
+            )));
+        }
+        Ok(Tmpfs {
+            destination: destination.to_string(),
+            options: options
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+}
+
+/// `--add-host NAME:IP` as podman reads it: a name and an IPv4 or IPv6 address.
+pub fn parse_add_host(spec: &str) -> Result<(String, String)> {
+    let bad = || RuntimeError::Invalid(format!("bad format for add-host: {spec:?}"));
+    let (name, ip) = spec.split_once(':').ok_or_else(bad)?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
+    Ok((name.to_string(), ip.to_string()))
 }
 
 /// A host path bind-mounted into the container (`-v /host:/ctr[:ro]`).
@@ -100,6 +145,10 @@ pub struct Overrides {
     pub binds: Vec<Bind>,
     /// `--hostname`.
     pub hostname: Option<String>,
+    /// `--add-host`.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--tmpfs`.
+    pub tmpfs: Vec<Tmpfs>,
 }
 
 /// A host name as the kernel takes it (1 to 64 bytes), as podman passes it on:
@@ -169,6 +218,8 @@ impl Process {
             stop_signal: text(&run["StopSignal"]),
             binds: o.binds.clone(),
             hostname: o.hostname.clone(),
+            add_hosts: o.add_hosts.clone(),
+            tmpfs: o.tmpfs.clone(),
         })
     }
 
@@ -214,6 +265,23 @@ impl Process {
                         .typ("bind")
                         .source(&b.source)
                         .options(vec!["rbind".into(), "rprivate".into(), mode.into()])
+                        .build()
+                        .map_err(bad)?,
+                );
+            }
+            spec.set_mounts(Some(mounts));
+        }
+        if !self.tmpfs.is_empty() {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            for t in &self.tmpfs {
+                let mut options: Vec<String> = ["rw", "nosuid", "nodev"].map(String::from).to_vec();
+                options.extend(t.options.iter().cloned());
+                mounts.push(
+                    oci_spec::runtime::MountBuilder::default()
+                        .destination(&t.destination)
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .options(options)
                         .build()
                         .map_err(bad)?,
                 );
@@ -351,8 +419,13 @@ pub fn make_host_file_mount_points(rootfs: &Path) -> Result<()> {
 }
 
 /// Writes the host files into `bundle` and mounts them at /etc in `spec`, unless a
-/// `-v` bind already takes that place.
-pub fn add_host_files(spec: &mut Spec, bundle: &Path) -> Result<()> {
+/// `-v` bind already takes that place; `extra_hosts` (`--add-host`) come first in
+/// /etc/hosts, as podman writes them.
+pub fn add_host_files(
+    spec: &mut Spec,
+    bundle: &Path,
+    extra_hosts: &[(String, String)],
+) -> Result<()> {
     let hostname = spec.hostname().clone().unwrap_or_default();
     let io = |p: &Path| {
         let p = p.display().to_string();
@@ -369,10 +442,21 @@ pub fn add_host_files(spec: &mut Spec, bundle: &Path) -> Result<()> {
         }
         let content = match name {
             "hostname" => format!("{hostname}\n").into_bytes(),
-            _ => std::fs::read(Path::new("/etc").join(name)).unwrap_or_else(|_| match name {
-                "hosts" => b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec(),
-                _ => Vec::new(),
-            }),
+            _ => {
+                let host =
+                    std::fs::read(Path::new("/etc").join(name)).unwrap_or_else(|_| match name {
+                        "hosts" => b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec(),
+                        _ => Vec::new(),
+                    });
+                let mut content = Vec::new();
+                if name == "hosts" {
+                    for (host_name, ip) in extra_hosts {
+                        content.extend(format!("{ip}\t{host_name}\n").into_bytes());
+                    }
+                }
+                content.extend(host);
+                content
+            }
         };
         let source = bundle.join(name);
         std::fs::write(&source, content).map_err(io(&source))?;

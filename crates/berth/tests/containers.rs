@@ -603,7 +603,9 @@ fn container_lifecycle() {
         }
     });
     assert_eq!(in_cgroup(), 1, "one process");
-    ctx.berth(&["stop", "-t", "1", "web"]).run();
+    // stop -a: every running container, by ID, as podman's.
+    let stopped = ctx.berth(&["stop", "-a", "-t", "1"]).run().stdout;
+    assert_eq!(stopped.trim(), id);
     assert_eq!(in_cgroup(), 0, "stopped");
 
     ctx.step("commit: the container's changes, deletions included, in a new image");

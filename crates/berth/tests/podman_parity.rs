@@ -456,6 +456,35 @@ fn run_flags_match_podman() {
     assert_eq!(p.2, Some(125));
     assert_eq!(b, p, "the same one-line error");
 
+    ctx.step("--add-host lines first in /etc/hosts; --tmpfs mounts; podman's errors");
+    let script = "head -2 /etc/hosts; grep -E ' /(scratch|fast) ' /proc/self/mountinfo \
+                  | cut -d' ' -f5,6,9 | sort; echo x > /scratch/f && cat /scratch/f";
+    let flags = [
+        "--rm",
+        "--add-host",
+        "db.local:10.1.2.3",
+        "--add-host",
+        "six:fd00::1",
+        "--tmpfs",
+        "/scratch",
+        "--tmpfs",
+        "/fast:size=1m",
+        img,
+        "sh",
+        "-c",
+        script,
+    ];
+    let [p, b] = both_run(&ctx, &flags, None);
+    assert!(
+        p.0.starts_with("10.1.2.3\tdb.local\nfd00::1\tsix\n"),
+        "{}",
+        p.0
+    );
+    assert_eq!(b.0, p.0);
+    let [p, b] = both_run(&ctx, &["--rm", "--add-host", "bad", img, "true"], None);
+    assert_eq!((p.2, b.2), (Some(125), Some(125)));
+    assert_eq!(b.1, p.1, "the same one-line error");
+
     ctx.step("-v host binds, ro and rw");
     let host = ctx.path("shared");
     fs::create_dir_all(&host).unwrap();

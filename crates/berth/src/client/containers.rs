@@ -60,6 +60,12 @@ pub struct CreateArgs {
     /// Bind-mount a host path into the container: SOURCE:DEST[:ro|rw]
     #[arg(long, short = 'v', value_name = "SOURCE:DEST[:OPTIONS]")]
     volume: Vec<String>,
+    /// A line of /etc/hosts, NAME:IP; repeatable
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
+    /// Mount an empty tmpfs at PATH (OPTIONS as mount's: size=64m,mode=1777); repeatable
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
     /// The network: berth's containers share the host's (`host`, the only mode)
     #[arg(long, alias = "net", value_name = "MODE")]
     network: Option<String>,
@@ -152,10 +158,13 @@ pub struct StopArgs {
     /// Seconds to wait after the stop signal before SIGKILL
     #[arg(long, short = 't', default_value_t = 10)]
     time: u64,
+    /// Every running container
+    #[arg(long, short = 'a', conflicts_with = "containers")]
+    all: bool,
     #[command(flatten)]
     runtime: RuntimeFlag,
     /// Containers: name, ID or ID prefix
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     containers: Vec<String>,
 }
 
@@ -284,6 +293,16 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             user: a.process.user.clone(),
             binds,
             hostname: a.hostname.clone(),
+            add_hosts: a
+                .add_host
+                .iter()
+                .map(|h| berth_runtime::parse_add_host(h))
+                .collect::<Result<_, _>>()?,
+            tmpfs: a
+                .tmpfs
+                .iter()
+                .map(|t| berth_runtime::Tmpfs::parse(t))
+                .collect::<Result<_, _>>()?,
         },
     })
 }
@@ -506,8 +525,7 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
             env: a.process.env,
             workdir: a.process.workdir,
             user: a.process.user,
-            binds: Vec::new(),
-            hostname: None,
+            ..Default::default()
         },
         match a.interactive {
             true => std::process::Stdio::inherit(),
@@ -520,6 +538,16 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
 pub fn stop(a: StopArgs) -> anyhow::Result<()> {
     let c = containers()?;
     let rt = runtime(&a.runtime, &c)?;
+    if a.all {
+        // As podman's stop -a: each running container, printed by its ID.
+        for record in c.store().containers()? {
+            if matches!(c.status(&record, Some(&rt)), Status::Running(_)) {
+                c.stop(&record, &rt, Duration::from_secs(a.time))?;
+                println!("{}", record.id);
+            }
+        }
+        return Ok(());
+    }
     for spec in &a.containers {
         let record = c.store().container(spec)?;
         c.stop(&record, &rt, Duration::from_secs(a.time))?;
