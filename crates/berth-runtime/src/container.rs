@@ -71,6 +71,14 @@ pub struct StateReport {
 /// A held container lock ([`Containers::lock`]): the open file is the lock.
 struct Lock(#[allow(dead_code)] fs::File);
 
+/// A container removed while a command waited for it: as podman says it.
+fn gone(c: &ContainerRecord) -> RuntimeError {
+    RuntimeError::Invalid(format!(
+        "no container with name or ID {:?} found: no such container",
+        c.name
+    ))
+}
+
 pub struct Containers {
     store: Arc<LocalStore>,
     dir: PathBuf,
@@ -216,7 +224,9 @@ impl Containers {
 
     fn save_state(&self, c: &ContainerRecord, s: &State) -> Result<()> {
         let path = self.path(c).join("state.json");
-        let tmp = path.with_extension("json.tmp");
+        // Each writer its own: a stop and a monitor writing at once renamed each
+        // other's file away.
+        let tmp = path.with_extension(format!("json.{}.tmp", names::new_id()));
         let bytes = serde_json::to_vec(s).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
         fs::rename(&tmp, &path).map_err(io(format!("writing {}", path.display())))
@@ -252,17 +262,20 @@ impl Containers {
 
     /// Runs the container in the foreground: its output to the caller's stdout and
     /// stderr and to its log, `stdin` as given (podman's `-i` gives the caller's,
-    /// else none); returns its exit code. What `run` does.
+    /// else none); returns its exit code. What `run` does. With `own_group` the
+    /// runtime gets a process group of its own, out of reach of the terminal's
+    /// signals: the caller hands them on.
     pub fn run_attached(
         &self,
         c: &ContainerRecord,
         runtime: &Runtime,
         stdin: std::process::Stdio,
+        own_group: bool,
     ) -> Result<i32> {
         let log = self.log_path(c);
-        let lock = self.lock(c)?;
+        let lock = self.lock(c)?.ok_or_else(|| gone(c))?;
         self.run_with(c, runtime, Some(lock), |bundle| {
-            runtime.run_logged(&c.id, bundle, &log, stdin, true)
+            runtime.run_logged(&c.id, bundle, &log, stdin, Some(own_group))
         })
     }
 
@@ -272,7 +285,7 @@ impl Containers {
     pub fn run_detached(&self, c: &ContainerRecord, runtime: &Runtime) -> Result<i32> {
         let log = self.log_path(c);
         self.run_with(c, runtime, None, |bundle| {
-            runtime.run_logged(&c.id, bundle, &log, std::process::Stdio::null(), false)
+            runtime.run_logged(&c.id, bundle, &log, std::process::Stdio::null(), None)
         })
     }
 
@@ -329,7 +342,14 @@ impl Containers {
             }
             Err(_) => -1,
         });
-        self.save_state(c, &s)?;
+        // Not under the lock: a start waiting for this record holds it. A container
+        // removed meanwhile (rm -f) has no folder left to record in; its exit code is
+        // still the caller's.
+        if let Err(e) = self.save_state(c, &s) {
+            if self.path(c).exists() {
+                return Err(e);
+            }
+        }
         code
     }
 
@@ -372,7 +392,7 @@ impl Containers {
     ) -> Result<()> {
         // Held until the container runs or has ended: a second start waits, then
         // finds it running; a stop waits, then stops it.
-        let _lock = self.lock(c)?;
+        let _lock = self.lock(c)?.ok_or_else(|| gone(c))?;
         if let Status::Running(_) = self.status(c, Some(runtime)) {
             return Ok(());
         }
@@ -479,7 +499,10 @@ impl Containers {
     /// Sends the stop signal (the image's, else SIGTERM), then SIGKILL after
     /// `timeout`; waits for the process to be gone.
     pub fn stop(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> Result<()> {
-        let _lock = self.lock(c)?;
+        // Removed meanwhile: nothing left to stop.
+        let Some(_lock) = self.lock(c)? else {
+            return Ok(());
+        };
         self.stop_locked(c, runtime, timeout)
     }
 
@@ -533,7 +556,12 @@ impl Containers {
         runtime: Option<&Runtime>,
         force: bool,
     ) -> Result<()> {
-        let lock = self.lock(c)?;
+        // Removed already (by another rm, or a run -d --rm's monitor): its record may
+        // still be there, and goes.
+        let Some(lock) = self.lock(c)? else {
+            self.store.remove_container(&c.id)?;
+            return Ok(());
+        };
         if let Status::Running(_) = self.status(c, runtime) {
             match (force, runtime) {
                 (true, Some(r)) => self.stop_locked(c, r, Duration::ZERO)?,
@@ -543,9 +571,15 @@ impl Containers {
         if let Some(r) = runtime {
             r.delete(&c.id, true)?;
         }
-        drop(lock);
-        berth_rootfs::remove_all(&self.path(c))?;
+        // Under the lock to the end: a start or stop waiting for it then finds the
+        // container gone rather than writing into a folder being removed. (A last
+        // state write of a run ending at this moment is not under it: tried again.)
+        if berth_rootfs::remove_all(&self.path(c)).is_err() {
+            std::thread::sleep(Duration::from_millis(100));
+            berth_rootfs::remove_all(&self.path(c))?;
+        }
         self.store.remove_container(&c.id)?;
+        drop(lock);
         Ok(())
     }
 
@@ -553,25 +587,38 @@ impl Containers {
     /// state and changes it (start, run, stop, rm) takes it, so that two starts at
     /// once run one process, not two on one root file system. Let go when dropped
     /// (or when the process ends).
-    fn lock(&self, c: &ContainerRecord) -> Result<Lock> {
+    /// `None` when the container was removed (its folder gone, or removed while this
+    /// waited: the lock file has no name left).
+    fn lock(&self, c: &ContainerRecord) -> Result<Option<Lock>> {
         use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
         let path = self.path(c).join("lock");
-        let file = fs::OpenOptions::new()
+        let file = match fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io(format!("opening {}", path.display())))?;
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
+        };
         loop {
             // SAFETY: flock on a descriptor this function owns.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Lock(file));
+                break;
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(io(format!("locking {}", path.display()))(e));
             }
         }
+        let removed = file
+            .metadata()
+            .map_err(io(format!("looking at {}", path.display())))?
+            .nlink()
+            == 0;
+        Ok((!removed).then_some(Lock(file)))
     }
 
     /// The whole file system as a tar (`export`).

@@ -103,19 +103,25 @@ impl Runtime {
 
     /// [`Runtime::run`] with the container's stdout and stderr going to `ctr_log`, a
     /// line per record with its time and stream (podman's k8s-file format), for
-    /// `berth logs`; with `echo`, also to berth's own stdout and stderr (a container in
-    /// the foreground: podman logs those too).
+    /// `berth logs`; with `attached`, also to berth's own stdout and stderr (a
+    /// container in the foreground: podman logs those too), the runtime in a process
+    /// group of its own when `attached` says `true`.
     pub fn run_logged(
         &self,
         id: &str,
         bundle: &Path,
         ctr_log: &Path,
         stdin: Stdio,
-        echo: bool,
+        attached: Option<bool>,
     ) -> Result<i32> {
+        use std::os::unix::process::CommandExt;
         let log = bundle.join("runtime.log");
-        let mut child = self
-            .logging_to(&log)?
+        let echo = attached.is_some();
+        let mut command = self.logging_to(&log)?;
+        if attached == Some(true) {
+            command.process_group(0);
+        }
+        let mut child = command
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg(id)

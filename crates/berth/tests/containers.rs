@@ -455,37 +455,36 @@ fn container_lifecycle() {
         "",
         "--rm removed them"
     );
-    // SIGTERM to berth (a service manager stopping it) reaches the container, whose
-    // last words, exit status and --rm are still berth's to relay, record and do.
-    let mut child = ctx
-        .berth(&[
-            "run",
-            "--rm",
-            &busybox,
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "trap 'echo bye; exit 3' TERM; echo up; while :; do /bin/busybox sleep 0.1; done",
-        ])
-        .spawn();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 3];
-    stdout.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"up\n");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "bye\n");
-    assert_eq!(child.wait().unwrap().code(), Some(3));
-    assert_eq!(
-        ctx.berth(&["ps", "-a", "-q"]).run().stdout,
-        "",
-        "--rm after a signal"
-    );
+    // SIGTERM to berth (a service manager stopping it), or SIGINT (`kill -INT`, a
+    // Ctrl-C), reaches the container once, whose last words, exit status and --rm are
+    // still berth's to relay, record and do.
+    for signal in ["TERM", "INT"] {
+        let script = format!(
+            "trap 'echo bye; exit 3' {signal}; echo up; \
+             while :; do /bin/busybox sleep 0.1; done"
+        );
+        let mut child = ctx
+            .berth(&["run", "--rm", &busybox, "/bin/busybox", "sh", "-c", &script])
+            .spawn();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 3];
+        stdout.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"up\n");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "bye\n", "SIG{signal}");
+        assert_eq!(child.wait().unwrap().code(), Some(3), "SIG{signal}");
+        assert_eq!(
+            ctx.berth(&["ps", "-a", "-q"]).run().stdout,
+            "",
+            "--rm after SIG{signal}"
+        );
+    }
     // In the background too, once it ends.
     ctx.berth(&["run", "-d", "--rm", &busybox, "/bin/busybox", "true"])
         .run();

@@ -429,8 +429,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                 true => std::process::Stdio::inherit(),
                 false => std::process::Stdio::null(),
             };
-            forward_signals(rt.clone(), record.id.clone());
-            c.run_attached(&record, &rt, stdin)
+            // The runtime in a group of its own, so that every signal reaches the
+            // container once, through berth; not when it shares the terminal berth
+            // reads (-i on a terminal: a background group reading it would be
+            // stopped), where the terminal's own reach it directly.
+            let shares_terminal = a.create.interactive && std::io::stdin().is_terminal();
+            forward_signals(rt.clone(), record.id.clone(), !shares_terminal);
+            c.run_attached(&record, &rt, stdin, !shares_terminal)
         }
     };
     if a.rm && (!a.detach || code.is_err()) {
@@ -442,13 +447,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     exit_status(code)
 }
 
-/// While a container runs in the foreground, berth outlives the signals a terminal or
-/// a service manager sends, as podman's `--sig-proxy`: Ctrl-C (SIGINT) and SIGQUIT
-/// reach the runtime too (one process group), which hands them to the container;
-/// SIGTERM and SIGHUP, sent to berth alone, are handed on with the runtime's `kill`.
-/// berth then still relays what the container says last, records its exit and, with
-/// `--rm`, removes it. Before, berth died of them and the container ran on unwatched.
-fn forward_signals(runtime: Runtime, id: String) {
+/// While a container runs in the foreground, berth outlives the signals a terminal, a
+/// `kill` or a service manager sends, as podman's `--sig-proxy`: SIGINT, SIGQUIT,
+/// SIGTERM and SIGHUP are handed on with the runtime's `kill`; SIGINT and SIGQUIT
+/// only when `interrupts` (else the runtime shares berth's terminal and process group,
+/// and the terminal's reach it directly). berth then still relays what the container
+/// says last, records its exit and, with `--rm`, removes it. Before, berth died of
+/// them and the container ran on unwatched.
+fn forward_signals(runtime: Runtime, id: String, interrupts: bool) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -472,11 +478,14 @@ fn forward_signals(runtime: Runtime, id: String) {
         rt.block_on(async move {
             loop {
                 let name = tokio::select! {
-                    _ = int.recv() => continue,
-                    _ = quit.recv() => continue,
+                    _ = int.recv() => "INT",
+                    _ = quit.recv() => "QUIT",
                     _ = term.recv() => "TERM",
                     _ = hup.recv() => "HUP",
                 };
+                if !interrupts && matches!(name, "INT" | "QUIT") {
+                    continue;
+                }
                 let _ = runtime.kill(&id, name);
             }
         })
