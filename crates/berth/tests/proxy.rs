@@ -463,6 +463,19 @@ async fn eviction_on(backend: &Backend) {
     let http = reqwest::Client::new();
     let pinned = push_upstream(&up, "keep/base", "v1", 11, 400).await;
     pull(&http, &serve.url, "upstream.test/keep/base", "v1", &pinned).await;
+    // The third image's layer is also a private image's, pushed here: evicting its
+    // cache link frees nothing while the prefix's usage drops, and eviction must stop
+    // at its target then, not evict on (the newest image with it).
+    let (config, shared) = seeded_image(22, 400);
+    put_image(
+        &serve.url,
+        "local/private",
+        "v1",
+        &config,
+        &[(LAYER, &shared)],
+        None,
+    )
+    .await;
     let mut images = Vec::new();
     for i in 0..4u8 {
         let repo = format!("team/img{i}");
@@ -491,6 +504,21 @@ async fn eviction_on(backend: &Backend) {
         "{used} bytes cached over the 1 MiB bound"
     );
     assert!(metric(&serve, "berth_proxy_evicted_bytes_total").await > 0.0);
+    let (repo, newest) = &images[3];
+    let layer = Digest::sha256_of(&newest.blobs[1]).to_string();
+    pull(
+        &http,
+        &serve.url,
+        &format!("upstream.test/{repo}"),
+        "v1",
+        newest,
+    )
+    .await;
+    assert_eq!(
+        up.requests("GET", &layer),
+        1,
+        "the newest image was evicted"
+    );
     // The pinned layer stayed: pulling it again fetches nothing.
     let layer = Digest::sha256_of(&pinned.blobs[1]).to_string();
     pull(&http, &serve.url, "upstream.test/keep/base", "v1", &pinned).await;

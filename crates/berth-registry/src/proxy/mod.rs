@@ -431,8 +431,14 @@ fn evict_to(reg: &Registry, up: &Upstream, max: u64) -> Result<(usize, u64), Api
         let freed = gone.iter().map(|(_, s)| s).sum::<u64>();
         blobs += gone.len();
         bytes += freed;
-        // What went, counted down, not the prefix's usage summed again per page.
-        used = used.saturating_sub(freed);
+        // What went, counted down, when it is all that left the prefix; a link whose
+        // blob stays for a repository outside it (a private image's base layer) left
+        // the prefix's usage too, freeing nothing: then the usage is summed again,
+        // rather than evicting on past the target.
+        used = match freed == going {
+            true => used.saturating_sub(freed),
+            false => reg.meta.namespace_usage(ns)?,
+        };
     }
     Ok((blobs, bytes))
 }
