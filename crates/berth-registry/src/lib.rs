@@ -502,13 +502,9 @@ impl Registry {
         }
         let tombstones = self
             .blocking(|reg| {
-                let bytes: &dyn berth_store::BlobBytes = match &reg.objects {
-                    Some(o) => o,
-                    None => &reg.blobs,
-                };
                 berth_store::gc::clear_stale_tombstones(
                     reg.meta.as_ref(),
-                    bytes,
+                    reg.blob_bytes(),
                     berth_store::unix_now(),
                 )
             })

@@ -689,8 +689,10 @@ impl Registry {
             format!("{base}.sbom"),
             base.to_string(),
         ] {
-            let Ok(sig) = place(true, &att).manifest(None).await else {
-                continue;
+            let sig = match place(true, &att).manifest(None).await {
+                Ok(sig) => sig,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(format!("reading {att}: {e}")),
             };
             let there = client
                 .manifest_digest(repo, &att)

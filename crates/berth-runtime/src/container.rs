@@ -465,18 +465,8 @@ impl Containers {
             return Err(RuntimeError::Invalid("exec: give a command".into()));
         }
         p.env = base.env.clone();
-        for e in &overrides.env {
-            // KEY alone takes berth's own value, as `run -e KEY` and podman's exec do.
-            let (k, kv) = match e.split_once('=') {
-                Some((k, _)) => (k, e.clone()),
-                None => match std::env::var(e) {
-                    Ok(v) => (e.as_str(), format!("{e}={v}")),
-                    Err(_) => continue,
-                },
-            };
-            p.env.retain(|have| !have.starts_with(&format!("{k}=")));
-            p.env.push(kv);
-        }
+        // KEY alone takes berth's own value, as `run -e KEY` and podman's exec do.
+        crate::spec::set_env(&mut p.env, &overrides.env);
         if let Some(w) = &overrides.workdir {
             p.cwd = w.clone();
         }

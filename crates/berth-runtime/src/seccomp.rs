@@ -31,6 +31,9 @@ struct Profile {
     default_errno_ret: Option<u32>,
     #[serde(default)]
     arch_map: Vec<ArchMap>,
+    /// Docker's older form: the architectures themselves, without a map.
+    #[serde(default)]
+    architectures: Vec<String>,
     #[serde(default)]
     syscalls: Vec<Rule>,
 }
@@ -48,6 +51,9 @@ struct ArchMap {
 struct Rule {
     #[serde(default)]
     names: Vec<String>,
+    /// Docker's older form: one name.
+    #[serde(default)]
+    name: Option<String>,
     action: String,
     #[serde(default)]
     args: Option<Vec<Value>>,
@@ -86,11 +92,12 @@ pub fn filter(caps: &[String]) -> Result<Option<LinuxSeccomp>> {
             path.display()
         ))
     })?;
-    for_machine(&text, &path, caps, go_arch(), kernel()).map(Some)
+    for_machine(&text, &path, caps, native_arch(), kernel()).map(Some)
 }
 
-/// The profile `text` (read from `path`) for architecture `arch` (Go's name) and
-/// kernel `kernel` (major, minor), as containers/common's setupSeccomp selects it.
+/// The profile `text` (read from `path`) for architecture `arch` (libseccomp's name,
+/// as [`native_arch`]) and kernel `kernel` (major, minor), as containers/common's
+/// setupSeccomp selects it.
 fn for_machine(
     text: &[u8],
     path: &Path,
@@ -101,12 +108,15 @@ fn for_machine(
     let bad = |what: String| RuntimeError::Invalid(format!("{}: {what}", path.display()));
     let profile: Profile = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
     let native = seccomp_arch(arch);
-    let architectures: Vec<&String> = profile
+    let mut architectures: Vec<&String> = profile
         .arch_map
         .iter()
         .filter(|m| Some(m.architecture.as_str()) == native)
         .flat_map(|m| std::iter::once(&m.architecture).chain(&m.sub_architectures))
         .collect();
+    if profile.arch_map.is_empty() {
+        architectures = profile.architectures.iter().collect();
+    }
     let at_least = |min: &Option<String>| {
         min.as_deref()
             .and_then(parse_kernel)
@@ -126,7 +136,8 @@ fn for_machine(
                 || (inc.min_kernel.is_some() && !at_least(&inc.min_kernel)))
         })
         .map(|r| {
-            let mut call = json!({ "names": r.names, "action": r.action });
+            let names: Vec<&String> = r.name.iter().chain(&r.names).collect();
+            let mut call = json!({ "names": names, "action": r.action });
             if let Some(args) = r.args.as_ref().filter(|a| !a.is_empty()) {
                 call["args"] = json!(args);
             }
@@ -147,29 +158,35 @@ fn for_machine(
     serde_json::from_value(seccomp).map_err(|e| bad(format!("not a filter runc takes: {e}")))
 }
 
-/// Go's name of this machine's architecture, as the profile's rules name them.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "x86" => "386",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        other => other,
+/// This machine's architecture as the profile's rules name it: libseccomp's native
+/// name (libseccomp-golang's `ScmpArch.String`), which containers/common compares
+/// them with: `amd64`, `x86`, `arm64`, `ppc64le`…
+fn native_arch() -> &'static str {
+    let little = cfg!(target_endian = "little");
+    match (std::env::consts::ARCH, little) {
+        ("x86_64", _) => "amd64",
+        ("x86", _) => "x86",
+        ("aarch64", _) => "arm64",
+        ("powerpc64", true) => "ppc64le",
+        ("powerpc64", false) => "ppc64",
+        ("mips64", true) => "mipsel64",
+        (other, _) => other,
     }
 }
 
-/// libseccomp's name of a Go architecture (containers/common's goArchToSeccompArch).
-fn seccomp_arch(go: &str) -> Option<&'static str> {
-    Some(match go {
+/// The architecture map's name of a native one.
+fn seccomp_arch(native: &str) -> Option<&'static str> {
+    Some(match native {
         "amd64" => "SCMP_ARCH_X86_64",
-        "386" => "SCMP_ARCH_X86",
+        "x86" => "SCMP_ARCH_X86",
         "arm64" => "SCMP_ARCH_AARCH64",
         "arm" => "SCMP_ARCH_ARM",
         "ppc64le" => "SCMP_ARCH_PPC64LE",
+        "ppc64" => "SCMP_ARCH_PPC64",
         "s390x" => "SCMP_ARCH_S390X",
         "riscv64" => "SCMP_ARCH_RISCV64",
         "mips64" => "SCMP_ARCH_MIPS64",
-        "mips64le" => "SCMP_ARCH_MIPSEL64",
+        "mipsel64" => "SCMP_ARCH_MIPSEL64",
         _ => return None,
     })
 }
@@ -207,7 +224,9 @@ mod tests {
             {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}},
             {"names": ["bpf"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
             {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
-            {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}}
+            {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+            {"names": ["modify_ldt"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["x86"]}},
+            {"name": "getpid", "action": "SCMP_ACT_ALLOW"}
         ]
     }"#;
 
@@ -233,8 +252,11 @@ mod tests {
                 r#"arch_prctl "SCMP_ACT_ALLOW""#,
                 r#"bpf "SCMP_ACT_ERRNO""#,
                 r#"ptrace "SCMP_ACT_ALLOW""#,
+                r#"getpid "SCMP_ACT_ALLOW""#,
             ]
         );
+        let x86 = for_machine(PROFILE.as_bytes(), path, &[], "x86", (5, 10)).unwrap();
+        assert!(names(&x86).contains(&r#"modify_ldt "SCMP_ACT_ALLOW""#.to_string()));
         let v = serde_json::to_value(&plain).unwrap();
         assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(v["defaultErrnoRet"], 38);
@@ -252,6 +274,7 @@ mod tests {
                 r#"read "SCMP_ACT_ALLOW""#,
                 r#"personality "SCMP_ACT_ALLOW""#,
                 r#"bpf "SCMP_ACT_ALLOW""#,
+                r#"getpid "SCMP_ACT_ALLOW""#,
             ]
         );
         assert!(for_machine(b"{}", path, &[], "amd64", (5, 10)).is_err());
@@ -266,24 +289,37 @@ mod tests {
                  (apt-get install golang-github-containers-common, as podman has it)"
             )
         });
-        let caps = ["CAP_CHOWN".to_string()];
-        let s = for_machine(
-            &text,
-            Path::new(DEFAULT_PROFILE),
-            &caps,
-            go_arch(),
-            kernel(),
-        )
-        .unwrap();
-        let v = serde_json::to_value(&s).unwrap();
-        let allowed: Vec<&str> = v["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["action"] == "SCMP_ACT_ALLOW")
-            .flat_map(|c| c["names"].as_array().unwrap())
-            .filter_map(|n| n.as_str())
-            .collect();
-        assert!(allowed.contains(&"read") && !allowed.contains(&"bpf"));
+        let allowed = |caps: &[&str]| -> Vec<String> {
+            let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+            let path = Path::new(DEFAULT_PROFILE);
+            let s = for_machine(&text, path, &caps, native_arch(), kernel()).unwrap();
+            let v = serde_json::to_value(&s).unwrap();
+            assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
+            assert!(!v["architectures"].as_array().unwrap().is_empty());
+            v["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["action"] == "SCMP_ACT_ALLOW" && c.get("args").is_none())
+                .flat_map(|c| c["names"].as_array().unwrap().clone())
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        };
+        let plain = allowed(&["CAP_CHOWN"]);
+        for call in ["read", "clone", "execve"] {
+            assert!(plain.contains(&call.to_string()), "{call}");
+        }
+        for call in [
+            "bpf",
+            "chroot",
+            "kcmp",
+            "perf_event_open",
+            "add_key",
+            "io_uring_setup",
+        ] {
+            assert!(!plain.contains(&call.to_string()), "{call} allowed");
+        }
+        let more = allowed(&["CAP_SYS_CHROOT", "CAP_SYS_ADMIN"]);
+        assert!(more.contains(&"chroot".to_string()) && more.contains(&"bpf".to_string()));
     }
 }

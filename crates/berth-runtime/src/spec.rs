@@ -151,6 +151,22 @@ pub struct Overrides {
     pub tmpfs: Vec<Tmpfs>,
 }
 
+/// Sets `-e` variables in `env`: `K=V`, or `K` alone with berth's own value (left out
+/// when berth has none), each replacing what `env` had for `K`.
+pub(crate) fn set_env(env: &mut Vec<String>, given: &[String]) {
+    for e in given {
+        let (key, value) = match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(e) {
+                Ok(v) => (e.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        env.retain(|have| have.split_once('=').map_or(have.as_str(), |(k, _)| k) != key);
+        env.push(format!("{key}={value}"));
+    }
+}
+
 /// A host name as the kernel takes it (1 to 64 bytes), as podman passes it on:
 /// `my_service` too. Only what no host name holds is refused: whitespace, control
 /// characters, `/`.
@@ -190,17 +206,7 @@ impl Process {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, DEFAULT_PATH.to_string());
         }
-        for e in &o.env {
-            let (key, value) = match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => match std::env::var(e) {
-                    Ok(v) => (e.clone(), v),
-                    Err(_) => continue,
-                },
-            };
-            env.retain(|have| have.split_once('=').map_or(have.as_str(), |(k, _)| k) != key);
-            env.push(format!("{key}={value}"));
-        }
+        set_env(&mut env, &o.env);
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         Ok(Process {
             args,

@@ -306,41 +306,75 @@ pub(crate) struct Stores {
 /// file named its bucket was once checked against the empty `blobs/` folder: every
 /// row missing its file.
 pub(crate) fn stores(config: Option<&std::path::Path>) -> anyhow::Result<Stores> {
-    let file = read_file(config)?;
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let path_style = match var("BERTH_S3_PATH_STYLE").as_deref() {
-        None => file.s3_path_style,
+    let s3_path_style = match var("BERTH_S3_PATH_STYLE").as_deref() {
+        None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(other) => anyhow::bail!("BERTH_S3_PATH_STYLE is true or false, not {other:?}"),
     };
+    let given = Given {
+        metadata: var("BERTH_METADATA"),
+        blob_store: var("BERTH_BLOB_STORE"),
+        s3_endpoint: var("BERTH_S3_ENDPOINT"),
+        s3_region: var("BERTH_S3_REGION"),
+        s3_path_style,
+    };
+    stores_of(given, &read_file(config)?)
+}
+
+/// The store settings given before the file: serve's flags (and their variables), or
+/// the variables alone for the folder commands.
+struct Given {
+    metadata: Option<String>,
+    blob_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_path_style: Option<bool>,
+}
+
+/// [`Stores`] from what was given, then the file, then the defaults: one order for
+/// serve and the folder commands.
+fn stores_of(given: Given, file: &FileConfig) -> anyhow::Result<Stores> {
     Ok(Stores {
-        root: match crate::paths::registry_root_given().or(file.root) {
+        root: match crate::paths::registry_root_given().or_else(|| file.root.clone()) {
             Some(root) => root,
             None => crate::paths::registry_root()?,
         },
-        metadata: match var("BERTH_METADATA").or(file.metadata) {
+        metadata: match given.metadata.or_else(|| file.metadata.clone()) {
             Some(m) => m.parse().map_err(anyhow::Error::msg)?,
             None => berth_registry::Metadata::Sqlite,
         },
         objects: object_config(
-            var("BERTH_BLOB_STORE").or(file.blob_store).as_deref(),
-            var("BERTH_S3_ENDPOINT").or(file.s3_endpoint),
-            var("BERTH_S3_REGION").or(file.s3_region),
-            path_style,
-            file.s3_access_key_id.zip(file.s3_secret_access_key),
+            given
+                .blob_store
+                .or_else(|| file.blob_store.clone())
+                .as_deref(),
+            given.s3_endpoint.or_else(|| file.s3_endpoint.clone()),
+            given.s3_region.or_else(|| file.s3_region.clone()),
+            given.s3_path_style.or(file.s3_path_style),
+            file.s3_access_key_id
+                .clone()
+                .zip(file.s3_secret_access_key.clone()),
         )?,
     })
 }
 
 fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     let file = read_file(args.config.as_deref())?;
-    let blob_store = object_config(
-        args.blob_store.or(file.blob_store).as_deref(),
-        args.s3_endpoint.or(file.s3_endpoint),
-        args.s3_region.or(file.s3_region),
-        args.s3_path_style.or(file.s3_path_style),
-        file.s3_access_key_id.zip(file.s3_secret_access_key),
+    let Stores {
+        root,
+        metadata,
+        objects: blob_store,
+    } = stores_of(
+        Given {
+            metadata: args.metadata,
+            blob_store: args.blob_store,
+            s3_endpoint: args.s3_endpoint,
+            s3_region: args.s3_region,
+            s3_path_style: args.s3_path_style,
+        },
+        &file,
     )?;
     let blob_redirect = args.blob_redirect.or(file.blob_redirect).unwrap_or(false);
     if blob_redirect && blob_store.is_none() {
@@ -353,14 +387,8 @@ fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
-        root: match crate::paths::registry_root_given().or(file.root) {
-            Some(root) => root,
-            None => crate::paths::registry_root()?,
-        },
-        metadata: match args.metadata.or(file.metadata) {
-            Some(m) => m.parse().map_err(anyhow::Error::msg)?,
-            None => berth_registry::Metadata::Sqlite,
-        },
+        root,
+        metadata,
         metadata_connections: match args.metadata_connections.or(file.metadata_connections) {
             Some(0) => anyhow::bail!("metadata_connections must be at least 1"),
             n => n,
