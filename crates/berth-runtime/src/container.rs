@@ -53,6 +53,10 @@ struct State {
     /// Why the runtime could not start it (podman's `State.Error`).
     #[serde(default)]
     error: Option<String>,
+    /// The runtime that ran it (its program): the one that stops it and is asked
+    /// about it, as podman keeps a container's runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime: Option<PathBuf>,
 }
 
 /// What `container inspect` shows of a container's state, podman's `State` fields.
@@ -234,6 +238,8 @@ impl Containers {
 
     /// Created, running (the runtime says so) or exited.
     pub fn status(&self, c: &ContainerRecord, runtime: Option<&Runtime>) -> Status {
+        let runtime = runtime.map(|r| self.runtime_of(c, r));
+        let runtime = runtime.as_ref();
         let s = self.state(c);
         match (s.started, s.finished) {
             (None, _) => Status::Created,
@@ -313,6 +319,7 @@ impl Containers {
             &State {
                 started: Some(crate::now()),
                 monitor: Some(std::process::id()),
+                runtime: Some(runtime.program().to_path_buf()),
                 ..State::default()
             },
         )?;
@@ -355,6 +362,8 @@ impl Containers {
 
     /// Podman's view of the state (`container inspect`).
     pub fn report(&self, c: &ContainerRecord, runtime: Option<&Runtime>) -> StateReport {
+        let runtime = runtime.map(|r| self.runtime_of(c, r));
+        let runtime = runtime.as_ref();
         let s = self.state(c);
         let status = self.status(c, runtime);
         let pid = match (&status, runtime.map(|r| r.state(&c.id))) {
@@ -452,6 +461,7 @@ impl Containers {
         overrides: &Overrides,
         stdin: std::process::Stdio,
     ) -> Result<i32> {
+        let runtime = &self.runtime_of(c, runtime);
         if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
             return Err(RuntimeError::Invalid(format!(
                 "can only exec in a running container: {} is not running",
@@ -497,6 +507,7 @@ impl Containers {
     }
 
     fn stop_locked(&self, c: &ContainerRecord, runtime: &Runtime, timeout: Duration) -> Result<()> {
+        let runtime = &self.runtime_of(c, runtime);
         if !matches!(self.status(c, Some(runtime)), Status::Running(_)) {
             return Ok(());
         }
@@ -546,6 +557,8 @@ impl Containers {
         runtime: Option<&Runtime>,
         force: bool,
     ) -> Result<()> {
+        let runtime = runtime.map(|r| self.runtime_of(c, r));
+        let runtime = runtime.as_ref();
         // Removed already (by another rm, or a run -d --rm's monitor): its record may
         // still be there, and goes.
         let Some(lock) = self.lock(c)? else {
@@ -571,6 +584,17 @@ impl Containers {
         self.store.remove_container(&c.id)?;
         drop(lock);
         Ok(())
+    }
+
+    /// The runtime that ran `c` (recorded at its start) where it differs from `given`:
+    /// a container run with runc is stopped, removed and asked about through runc
+    /// whatever the default runtime is now (with crun installed beside it, crun knew
+    /// nothing of it: stop recorded an exit and left it running).
+    fn runtime_of(&self, c: &ContainerRecord, given: &Runtime) -> Runtime {
+        match self.state(c).runtime {
+            Some(p) if p != given.program() && p.is_file() => given.with_program(p),
+            _ => given.clone(),
+        }
     }
 
     /// One container's lock (its folder's `lock` file, `flock`ed): what looks at its

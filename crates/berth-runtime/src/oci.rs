@@ -56,6 +56,19 @@ impl Runtime {
         })
     }
 
+    /// Its program.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The same state folder with another program (a container's recorded runtime).
+    pub fn with_program(&self, program: PathBuf) -> Runtime {
+        Runtime {
+            program,
+            state: self.state.clone(),
+        }
+    }
+
     pub fn name(&self) -> String {
         self.program
             .file_name()

@@ -608,6 +608,45 @@ fn container_lifecycle() {
     assert_eq!(stopped.trim(), id);
     assert_eq!(in_cgroup(), 0, "stopped");
 
+    ctx.step("a container keeps the runtime it ran with");
+    // runc with a state folder of its own: the default runtime knows nothing of what
+    // it runs.
+    let other = ctx.path("other-runc");
+    fs::write(
+        &other,
+        "#!/bin/sh\nfor a do shift; case $a in */runtime) a=$a-other;; esac; set -- \"$@\" \"$a\"; done\n\
+         exec runc \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other_id = ctx
+        .berth(&[
+            "run",
+            "-d",
+            "--runtime",
+            &other.display().to_string(),
+            "--name",
+            "elsewhere",
+            &busybox,
+            "/bin/busybox",
+            "sleep",
+            "300",
+        ])
+        .run()
+        .last_line();
+    let ps = ctx.berth(&["ps"]).run().stdout;
+    assert!(ps.contains("elsewhere") && ps.contains("Up "), "{ps}");
+    ctx.berth(&["stop", "-t", "1", "elsewhere"]).run();
+    let left = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&other_id))
+        })
+        .count();
+    assert_eq!(left, 0, "stopped through the runtime that ran it");
+    ctx.berth(&["rm", "elsewhere"]).run();
+
     ctx.step("commit: the container's changes, deletions included, in a new image");
     ctx.berth(&["commit", "web", "committed:v1"]).run();
     let out = ctx
