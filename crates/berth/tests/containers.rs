@@ -587,11 +587,11 @@ fn container_lifecycle() {
 
     ctx.step("two starts at once run one process, which stop stops");
     // The container's processes: those in its cgroup (runc names it by the ID).
-    let in_cgroup = || {
+    let in_cgroup = |id: &str| {
         fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&id)))
+            .filter(|e| fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(id)))
             .count()
     };
     std::thread::scope(|s| {
@@ -602,11 +602,11 @@ fn container_lifecycle() {
             started.join().unwrap();
         }
     });
-    assert_eq!(in_cgroup(), 1, "one process");
+    assert_eq!(in_cgroup(&id), 1, "one process");
     // stop -a: every running container, by ID, as podman's.
     let stopped = ctx.berth(&["stop", "-a", "-t", "1"]).run().stdout;
     assert_eq!(stopped.trim(), id);
-    assert_eq!(in_cgroup(), 0, "stopped");
+    assert_eq!(in_cgroup(&id), 0, "stopped");
 
     ctx.step("a container keeps the runtime it ran with");
     // runc with a state folder of its own: the default runtime knows nothing of what
@@ -637,14 +637,11 @@ fn container_lifecycle() {
     let ps = ctx.berth(&["ps"]).run().stdout;
     assert!(ps.contains("elsewhere") && ps.contains("Up "), "{ps}");
     ctx.berth(&["stop", "-t", "1", "elsewhere"]).run();
-    let left = fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&other_id))
-        })
-        .count();
-    assert_eq!(left, 0, "stopped through the runtime that ran it");
+    assert_eq!(
+        in_cgroup(&other_id),
+        0,
+        "stopped through the runtime that ran it"
+    );
     ctx.berth(&["rm", "elsewhere"]).run();
 
     ctx.step("commit: the container's changes, deletions included, in a new image");
