@@ -292,12 +292,6 @@ impl Registry {
             Ok(_) => {}
             Err(source) => return Err(err(source)),
         }
-        let now = berth_store::unix_now();
-        match berth_store::gc::clear_stale_tombstones(meta.as_ref(), bytes, now) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(tombstones = n, "finished blob removals a stop cut off"),
-            Err(source) => return Err(err(source)),
-        }
         let catalog = match config.catalog {
             true => {
                 let c =

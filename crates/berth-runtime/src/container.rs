@@ -483,8 +483,7 @@ impl Containers {
         if let Some(u) = &overrides.user {
             p.user = u.clone();
         }
-        let spec = p.runtime_spec(&self.rootfs(c), &c.id[..12])?;
-        let process = spec.process().clone().unwrap_or_default();
+        let process = p.runtime_process(&self.rootfs(c))?;
         let path = self.path(c).join(format!("exec-{}.json", names::new_id()));
         let mut f = fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
         serde_json::to_writer(&mut f, &process)

@@ -233,27 +233,15 @@ impl Process {
     /// defaults (namespaces, mounts, capabilities) with the host's network, as podman's
     /// `--network host`; the host name is `--hostname`'s, else `hostname`.
     pub fn runtime_spec(&self, rootfs: &Path, hostname: &str) -> Result<Spec> {
-        let ids = users::resolve(rootfs, &self.user)?;
         let bad = |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("runtime config: {e}"));
-        let mut user = UserBuilder::default().uid(ids.uid).gid(ids.gid);
-        if !ids.additional.is_empty() {
-            user = user.additional_gids(ids.additional.clone());
-        }
-        let user = user.build().map_err(bad)?;
         let mut spec = Spec::default();
-        let defaults = spec.process().clone().unwrap_or_default();
-        let capabilities = podman_capabilities();
-        let process = ProcessBuilder::default()
-            .terminal(false)
-            .args(self.args.clone())
-            .env(self.env.clone())
-            .cwd(self.cwd.clone())
-            .user(user)
-            .capabilities(capabilities.clone())
-            .rlimits(rlimits(defaults.rlimits().clone().unwrap_or_default()))
-            .no_new_privileges(false)
-            .build()
-            .map_err(bad)?;
+        let process = self.runtime_process(rootfs)?;
+        let bounding: Vec<String> = process
+            .capabilities()
+            .iter()
+            .flat_map(|c| c.bounding().iter().flatten())
+            .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
+            .collect();
         spec.set_process(Some(process));
         let mut root = spec.root().clone().unwrap_or_default();
         root.set_path(rootfs.to_path_buf());
@@ -261,40 +249,34 @@ impl Process {
         spec.set_root(Some(root));
         let hostname = self.hostname.as_deref().unwrap_or(hostname);
         spec.set_hostname(Some(hostname.to_string()));
-        if !self.binds.is_empty() {
-            let mut mounts = spec.mounts().clone().unwrap_or_default();
-            for b in &self.binds {
-                let mode = if b.read_only { "ro" } else { "rw" };
-                mounts.push(
-                    oci_spec::runtime::MountBuilder::default()
-                        .destination(&b.destination)
-                        .typ("bind")
-                        .source(&b.source)
-                        .options(vec!["rbind".into(), "rprivate".into(), mode.into()])
-                        .build()
-                        .map_err(bad)?,
-                );
-            }
-            spec.set_mounts(Some(mounts));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for b in &self.binds {
+            let mode = if b.read_only { "ro" } else { "rw" };
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(&b.destination)
+                    .typ("bind")
+                    .source(&b.source)
+                    .options(vec!["rbind".into(), "rprivate".into(), mode.into()])
+                    .build()
+                    .map_err(bad)?,
+            );
         }
-        if !self.tmpfs.is_empty() {
-            let mut mounts = spec.mounts().clone().unwrap_or_default();
-            for t in &self.tmpfs {
-                let mut options: Vec<String> = ["rw", "nosuid", "nodev"].map(String::from).to_vec();
-                options.extend(t.options.iter().cloned());
-                mounts.push(
-                    oci_spec::runtime::MountBuilder::default()
-                        .destination(&t.destination)
-                        .typ("tmpfs")
-                        .source("tmpfs")
-                        .options(options)
-                        .build()
-                        .map_err(bad)?,
-                );
-            }
-            spec.set_mounts(Some(mounts));
+        for t in &self.tmpfs {
+            let mut options: Vec<String> = ["rw", "nosuid", "nodev"].map(String::from).to_vec();
+            options.extend(t.options.iter().cloned());
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(&t.destination)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(options)
+                    .build()
+                    .map_err(bad)?,
+            );
         }
-        harden_mounts(&mut spec);
+        harden_mounts(&mut mounts);
+        spec.set_mounts(Some(mounts));
         if let Some(linux) = spec.linux_mut() {
             if let Some(ns) = linux.namespaces().clone() {
                 let kept = ns
@@ -318,15 +300,33 @@ impl Process {
                 }
             }
             linux.set_masked_paths(Some(masked));
-            let bounding: Vec<String> = capabilities
-                .bounding()
-                .iter()
-                .flatten()
-                .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
-                .collect();
             linux.set_seccomp(crate::seccomp::filter(&bounding)?);
         }
         Ok(spec)
+    }
+
+    /// The runtime config's process alone (what `exec` hands the runtime): the user
+    /// resolved in `rootfs`, podman's capabilities and limits. The container's own
+    /// config (mounts, system-call filter) is [`Process::runtime_spec`]'s.
+    pub fn runtime_process(&self, rootfs: &Path) -> Result<oci_spec::runtime::Process> {
+        let ids = users::resolve(rootfs, &self.user)?;
+        let bad = |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("runtime config: {e}"));
+        let mut user = UserBuilder::default().uid(ids.uid).gid(ids.gid);
+        if !ids.additional.is_empty() {
+            user = user.additional_gids(ids.additional.clone());
+        }
+        let defaults = oci_spec::runtime::Process::default();
+        ProcessBuilder::default()
+            .terminal(false)
+            .args(self.args.clone())
+            .env(self.env.clone())
+            .cwd(self.cwd.clone())
+            .user(user.build().map_err(bad)?)
+            .capabilities(podman_capabilities())
+            .rlimits(rlimits(defaults.rlimits().clone().unwrap_or_default()))
+            .no_new_privileges(false)
+            .build()
+            .map_err(bad)
     }
 }
 
@@ -365,11 +365,8 @@ const PIDS_LIMIT: i64 = 2048;
 
 /// /proc and /dev mounted as podman mounts them: nothing set-user-ID, executable or a
 /// device node from /proc, nothing executable from the /dev tmpfs.
-fn harden_mounts(spec: &mut Spec) {
-    let Some(mut mounts) = spec.mounts().clone() else {
-        return;
-    };
-    for m in &mut mounts {
+fn harden_mounts(mounts: &mut [oci_spec::runtime::Mount]) {
+    for m in mounts {
         let wanted: &[&str] = match m.destination().to_str() {
             Some("/proc") => &["nosuid", "noexec", "nodev"],
             Some("/dev") => &["nosuid", "noexec"],
@@ -383,7 +380,6 @@ fn harden_mounts(spec: &mut Spec) {
         }
         m.set_options(Some(options));
     }
-    spec.set_mounts(Some(mounts));
 }
 
 /// The files podman gives a container on the host's network, under /etc: the host's
@@ -446,23 +442,20 @@ pub fn add_host_files(
         {
             continue;
         }
+        let host = || std::fs::read(Path::new("/etc").join(name));
         let content = match name {
             "hostname" => format!("{hostname}\n").into_bytes(),
-            _ => {
-                let host =
-                    std::fs::read(Path::new("/etc").join(name)).unwrap_or_else(|_| match name {
-                        "hosts" => b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec(),
-                        _ => Vec::new(),
-                    });
-                let mut content = Vec::new();
-                if name == "hosts" {
-                    for (host_name, ip) in extra_hosts {
-                        content.extend(format!("{ip}\t{host_name}\n").into_bytes());
-                    }
-                }
-                content.extend(host);
-                content
+            "hosts" => {
+                let mut lines: Vec<u8> = extra_hosts
+                    .iter()
+                    .flat_map(|(host_name, ip)| format!("{ip}\t{host_name}\n").into_bytes())
+                    .collect();
+                lines.extend(
+                    host().unwrap_or_else(|_| b"127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_vec()),
+                );
+                lines
             }
+            _ => host().unwrap_or_default(),
         };
         let source = bundle.join(name);
         std::fs::write(&source, content).map_err(io(&source))?;

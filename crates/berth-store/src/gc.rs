@@ -417,9 +417,10 @@ pub fn recover_blob_commits(
 /// Finishes what a stopped removal (a crash, a failed unlink; the collector's,
 /// eviction's or fsck's) left behind its tombstones older than an hour at `now`: their
 /// files go and the tombstones with them, so that pushes of those digests link again
-/// (a tombstone refuses them, `BLOB_VANISHED`). Run at start-up, by the upload sweeper
-/// and by each collection: before, only a collection did, and a registry with the
-/// collector off refused those blobs for good. Returns how many it cleared.
+/// (a tombstone refuses them, `BLOB_VANISHED`). Run by the upload sweeper (its first
+/// pass at start-up) and by each collection: before, only a collection did, and a
+/// registry with the collector off refused those blobs for good. Returns how many it
+/// cleared.
 pub fn clear_stale_tombstones(
     meta: &dyn MetaStore,
     blobs: &dyn BlobBytes,
