@@ -35,7 +35,7 @@ pub(crate) fn tag_denied(repo: &str, tag: &str, setting: &ImmutableRules) -> Api
 
 /// The manifest whose sigstore signatures tag `tag` holds (`sha256-<hex>.sig`, as
 /// cosign names them), if it is such a tag.
-pub(crate) fn attachment_subject(tag: &str) -> Option<Digest> {
+pub(crate) fn signature_subject(tag: &str) -> Option<Digest> {
     let (algorithm, hex) = tag.strip_suffix(".sig")?.split_once('-')?;
     format!("{algorithm}:{hex}").parse().ok()
 }
@@ -51,7 +51,7 @@ pub(crate) fn attachment_guard(
     tag: &str,
     admin: bool,
 ) -> ApiResult<Option<ApiError>> {
-    let Some(subject) = attachment_subject(tag).filter(|_| !admin) else {
+    let Some(subject) = signature_subject(tag).filter(|_| !admin) else {
         return Ok(None);
     };
     let Some(setting) = immutable(reg, repo)? else {

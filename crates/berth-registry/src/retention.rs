@@ -80,15 +80,10 @@ pub fn describe(dir: &Directory, name: &str, rule: &berth_auth::Retention) -> Va
     v
 }
 
-/// The tag schemes of attachments: `sha256-<64 hex>`, optionally `.<suffix>`
-/// (cosign's `.sig`, `.att`, `.sbom`; bare, the OCI 1.1 referrers fallback index).
-/// They go with their image: kept by retention, copied by replication.
+/// Attachment tags ([`berth_store::gc::attachment_subject`]) go with their image:
+/// kept by retention, copied by replication, collected with it.
 pub(crate) fn is_attachment_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else {
-        return false;
-    };
-    let hex = rest.split_once('.').map_or(rest, |(h, _)| h);
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    berth_store::gc::attachment_subject(tag).is_some()
 }
 
 /// The repositories a rule covers (only `only`, when given), in name order: a range of
@@ -223,6 +218,10 @@ mod tests {
         assert!(is_attachment_tag(&format!("sha256-{hex}.sig")));
         assert!(is_attachment_tag(&format!("sha256-{hex}.att")));
         assert!(!is_attachment_tag("sha256-abc.sig"));
+        assert!(!is_attachment_tag(&format!(
+            "sha256-{}.sig",
+            "A".repeat(64)
+        )));
         assert!(!is_attachment_tag(&format!("sha512-{hex}")));
         assert!(!is_attachment_tag("v1.0"));
     }

@@ -6,7 +6,13 @@
 //! - a manifest is live when it is tagged, was stored (or stored again) at or after the
 //!   cutoff, is a child of a live index, or is a referrer of a live subject; with
 //!   `keep_untagged` every manifest is live. Every other manifest is garbage, and goes
-//!   with its signatures and references.
+//!   with its signatures, references and tags.
+//! - an attachment tag (cosign's `sha256-<hex>.sig`, `.att`, `.sbom`, the bare
+//!   referrers-fallback tag: see [`attachment_subject`]) is a referrer by name: what it
+//!   points to is live while its subject is. It is a root of its own only when its
+//!   subject is no manifest of the repository but one of another (cosign's
+//!   `COSIGN_REPOSITORY` keeps signatures apart from their images). So the signatures
+//!   of a deleted or collected image go with it, as its OCI referrers do.
 //! - a repository's link to a blob is garbage when it was made before the cutoff and no
 //!   live manifest of the repository references the blob.
 //! - a blob (row and file) is garbage when it was stored before the cutoff and no link
@@ -101,8 +107,10 @@ pub struct RepoGraph {
     pub manifests: Vec<GcManifest>,
     /// `(parent manifest, child digest, child is a manifest)`.
     pub references: Vec<(String, String, bool)>,
-    /// Digests that tags point to.
+    /// Digests that tags point to, attachment tags aside.
     pub tagged: Vec<String>,
+    /// `(subject digest, digest the tag points to)` of the attachment tags.
+    pub attached: Vec<(String, String)>,
     /// `(blob digest, created_at)` of the repository's blob links.
     pub links: Vec<(String, i64)>,
 }
@@ -155,8 +163,35 @@ pub struct Swept {
     pub links: usize,
 }
 
-/// Manifests and links of `g` that are garbage for `cutoff` (the rules in the module doc).
-pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarbage {
+/// The subject digest (`sha256:<hex>`) an attachment tag names: `sha256-<64 lowercase
+/// hex>`, optionally `.<suffix>` (cosign's `.sig`, `.att`, `.sbom`; bare, the OCI 1.1
+/// referrers fallback index), as cosign and the distribution spec spell them.
+pub fn attachment_subject(tag: &str) -> Option<String> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let hex = rest.split_once('.').map_or(rest, |(h, _)| h);
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| format!("sha256:{hex}"))
+}
+
+/// Files a tag read from the store under `tagged` or, for an attachment tag, `attached`.
+pub(crate) fn add_tag(g: &mut RepoGraph, name: &str, digest: String) {
+    match attachment_subject(name) {
+        Some(subject) => g.attached.push((subject, digest)),
+        None => g.tagged.push(digest),
+    }
+}
+
+/// Manifests and links of `g` that are garbage for `cutoff` (the rules in the module
+/// doc). `held_elsewhere` says whether another repository holds a manifest: an
+/// attachment tag whose subject is there is a root. The fence passes `|_| false` (it
+/// sees one repository): it removes only what the plan, which saw them all, found
+/// garbage too.
+pub fn repo_garbage(
+    g: &RepoGraph,
+    cutoff: i64,
+    keep_untagged: bool,
+    held_elsewhere: &dyn Fn(&str) -> bool,
+) -> RepoGarbage {
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for (parent, child, is_manifest) in &g.references {
         if *is_manifest {
@@ -169,6 +204,11 @@ pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarb
             referrers.entry(s).or_default().push(&m.digest);
         }
     }
+    let mut attachments: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (subject, d) in &g.attached {
+        attachments.entry(subject).or_default().push(d);
+    }
+    let here: HashSet<&str> = g.manifests.iter().map(|m| m.digest.as_str()).collect();
     let mut live: HashSet<&str> = HashSet::new();
     let mut todo: Vec<&str> = g.tagged.iter().map(String::as_str).collect();
     todo.extend(
@@ -177,11 +217,18 @@ pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarb
             .filter(|m| keep_untagged || m.created_at >= cutoff)
             .map(|m| m.digest.as_str()),
     );
+    todo.extend(
+        g.attached
+            .iter()
+            .filter(|(s, _)| !here.contains(s.as_str()) && held_elsewhere(s))
+            .map(|(_, d)| d.as_str()),
+    );
     while let Some(d) = todo.pop() {
         if !live.insert(d) {
             continue;
         }
-        for next in children.get(d).into_iter().chain(referrers.get(d)) {
+        let next = children.get(d).into_iter().chain(referrers.get(d));
+        for next in next.chain(attachments.get(d)) {
             todo.extend(next.iter().copied());
         }
     }
@@ -225,11 +272,25 @@ pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
     for (repo, digest) in &opts.untag {
         untag.entry(repo).or_default().push(digest);
     }
+    // The subjects of attachment tags that some repository holds. repo_garbage asks
+    // only of a subject its repository does not hold, so held here means elsewhere.
+    let subjects: HashSet<&str> = graph
+        .repositories
+        .iter()
+        .flat_map(|g| g.attached.iter().map(|(s, _)| s.as_str()))
+        .collect();
+    let held: HashSet<&str> = graph
+        .repositories
+        .iter()
+        .flat_map(|g| g.manifests.iter().map(|m| m.digest.as_str()))
+        .filter(|d| subjects.contains(d))
+        .collect();
+    let held_elsewhere = |d: &str| held.contains(d);
     for g in &graph.repositories {
         let in_scope = opts.repo.as_deref().is_none_or(|r| r == g.name);
         let garbage = match (in_scope, untag.get(g.name.as_str())) {
             (false, _) => RepoGarbage::default(),
-            (true, None) => repo_garbage(g, cutoff, opts.keep_untagged),
+            (true, None) => repo_garbage(g, cutoff, opts.keep_untagged, &held_elsewhere),
             (true, Some(digests)) => {
                 let mut g = g.clone();
                 for d in digests {
@@ -237,7 +298,7 @@ pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
                         g.tagged.swap_remove(i);
                     }
                 }
-                repo_garbage(&g, cutoff, opts.keep_untagged)
+                repo_garbage(&g, cutoff, opts.keep_untagged, &held_elsewhere)
             }
         };
         let going: HashSet<&str> = garbage.links.iter().map(String::as_str).collect();
@@ -604,6 +665,7 @@ mod tests {
                 ("fresh".into(), "fresh-child".into(), true),
             ],
             tagged: vec!["tagged".into(), "index".into()],
+            attached: Vec::new(),
             links: vec![
                 ("layer-a".into(), 0),
                 ("layer-b".into(), 0),
@@ -616,7 +678,7 @@ mod tests {
 
     #[test]
     fn live_is_tagged_children_referrers_and_fresh() {
-        let g = repo_garbage(&graph(), 50, false);
+        let g = repo_garbage(&graph(), 50, false, &|_| false);
         let names: Vec<&str> = g.manifests.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(names, ["orphan-ref", "untagged"]);
         assert_eq!(g.links, ["layer-c", "loose-old"]);
@@ -624,14 +686,14 @@ mod tests {
 
     #[test]
     fn keep_untagged_keeps_manifests_and_what_they_reference() {
-        let g = repo_garbage(&graph(), 50, true);
+        let g = repo_garbage(&graph(), 50, true, &|_| false);
         assert!(g.manifests.is_empty());
         assert_eq!(g.links, ["loose-old"]);
     }
 
     #[test]
     fn grace_spares_everything_younger() {
-        let g = repo_garbage(&graph(), -1, false);
+        let g = repo_garbage(&graph(), -1, false, &|_| false);
         assert_eq!(
             g,
             RepoGarbage {
@@ -639,5 +701,76 @@ mod tests {
                 ..RepoGarbage::default()
             }
         );
+    }
+
+    /// `sha256:<c…>` for a one-letter name, as a digest and as its attachment tag.
+    fn subject(c: char) -> (String, String) {
+        let hex = c.to_string().repeat(64);
+        (format!("sha256:{hex}"), format!("sha256-{hex}"))
+    }
+
+    #[test]
+    fn attachment_tags_live_and_go_with_their_subject() {
+        let (live, live_tag) = subject('a');
+        let (dead, dead_tag) = subject('b');
+        let (away, away_tag) = subject('c');
+        let (_, lost_tag) = subject('d');
+        // A signature that is signed in turn (cosign signs its attachments on request).
+        let (sig_live, sig_live_tag) = subject('e');
+        let mut g = RepoGraph {
+            name: "r".into(),
+            manifests: vec![
+                m(&live, 0, None),
+                m(&dead, 0, None),
+                m(&sig_live, 0, None),
+                m("sbom-of-sig-live", 0, None),
+                m("sig-dead", 0, None),
+                m("sig-away", 0, None),
+                m("sig-lost", 0, None),
+                m("att-fresh", 100, None),
+            ],
+            tagged: vec![live.clone()],
+            ..RepoGraph::default()
+        };
+        for (tag, d) in [
+            (format!("{live_tag}.sig"), sig_live.as_str()),
+            (format!("{sig_live_tag}.sbom"), "sbom-of-sig-live"),
+            (format!("{dead_tag}.sig"), "sig-dead"),
+            (format!("{dead_tag}.att"), "att-fresh"),
+            (format!("{away_tag}.sig"), "sig-away"),
+            (format!("{lost_tag}.sig"), "sig-lost"),
+        ] {
+            add_tag(&mut g, &tag, d.into());
+        }
+        assert_eq!(g.tagged, [live], "attachment tags are not roots");
+
+        let garbage = repo_garbage(&g, 50, false, &|d| d == away);
+        let names: Vec<&str> = garbage.manifests.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(names, [dead.as_str(), "sig-dead", "sig-lost"]);
+        // The fence sees one repository: a subject held elsewhere is taken as gone.
+        let garbage = repo_garbage(&g, 50, false, &|_| false);
+        let names: Vec<&str> = garbage.manifests.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(names, [dead.as_str(), "sig-dead", "sig-away", "sig-lost"]);
+        // Keep-untagged keeps every manifest, attachments too.
+        assert!(repo_garbage(&g, 50, true, &|_| false).manifests.is_empty());
+    }
+
+    #[test]
+    fn attachment_tags_are_spelt_as_cosign_spells_them() {
+        let hex = "0123456789abcdef".repeat(4);
+        let want = Some(format!("sha256:{hex}"));
+        for suffix in ["", ".sig", ".att", ".sbom"] {
+            assert_eq!(attachment_subject(&format!("sha256-{hex}{suffix}")), want);
+        }
+        assert_eq!(
+            attachment_subject(&format!("sha256-{}", hex.to_uppercase())),
+            None
+        );
+        assert_eq!(
+            attachment_subject(&format!("sha256-{}.sig", &hex[1..])),
+            None
+        );
+        assert_eq!(attachment_subject(&format!("sha512-{hex}.sig")), None);
+        assert_eq!(attachment_subject("latest"), None);
     }
 }

@@ -313,7 +313,7 @@ impl<C: GenericClient> Db<'_, C> {
                  WHERE repository_id = $1",
                 "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
                  FROM manifest_references WHERE repository_id = $1",
-                "SELECT repository_id, manifest_digest FROM tags WHERE repository_id = $1",
+                "SELECT repository_id, name, manifest_digest FROM tags WHERE repository_id = $1",
                 "SELECT repository_id, digest, created_at FROM repository_blobs
                  WHERE repository_id = $1",
             ],
@@ -322,7 +322,7 @@ impl<C: GenericClient> Db<'_, C> {
                 "SELECT repository_id, digest, size, created_at, subject FROM manifests",
                 "SELECT repository_id, manifest_digest, child_digest, child_is_manifest
                  FROM manifest_references",
-                "SELECT repository_id, manifest_digest FROM tags",
+                "SELECT repository_id, name, manifest_digest FROM tags",
                 "SELECT repository_id, digest, created_at FROM repository_blobs",
             ],
         };
@@ -360,7 +360,7 @@ impl<C: GenericClient> Db<'_, C> {
         }
         for r in self.rows(sql[3], params)? {
             if let Some(g) = by_id.get_mut(&get(&r, 0)?) {
-                g.tagged.push(get(&r, 1)?);
+                crate::gc::add_tag(g, &get::<String>(&r, 1)?, get(&r, 2)?);
             }
         }
         for r in self.rows(sql[4], params)? {
@@ -387,7 +387,7 @@ impl<C: GenericClient> Db<'_, C> {
         let Some(graph) = self.repo_graphs(Some(id))?.pop() else {
             return Ok(Swept::default());
         };
-        let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
+        let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
         let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
         let mut swept = Swept::default();
         for (d, size) in &planned.manifests {

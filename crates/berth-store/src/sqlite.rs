@@ -226,13 +226,13 @@ fn repo_graphs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<Rep
         }
     }
     let mut st = conn.prepare_cached(&format!(
-        "SELECT repository_id, manifest_digest FROM tags WHERE {}",
+        "SELECT repository_id, name, manifest_digest FROM tags WHERE {}",
         filter("repository_id")
     ))?;
     let mut rows = st.query([only])?;
     while let Some(r) = rows.next()? {
         if let Some(g) = by_id.get_mut(&r.get(0)?) {
-            g.tagged.push(r.get(1)?);
+            crate::gc::add_tag(g, &r.get::<_, String>(1)?, r.get(2)?);
         }
     }
     let mut st = conn.prepare_cached(&format!(
@@ -263,7 +263,7 @@ fn sweep_repository(
     let Some(graph) = repo_graphs(tx, Some(id))?.pop() else {
         return Ok(Swept::default());
     };
-    let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
+    let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
     let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
     let mut swept = Swept::default();
     for (d, size) in &planned.manifests {

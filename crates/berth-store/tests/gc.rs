@@ -37,7 +37,8 @@ on_each_backend!(
     tombstones_fence_links_while_files_go,
     commits_cut_off_before_their_link_are_recovered,
     young_commit_notes_are_left_to_their_commits,
-    untag_plans_as_if_the_tags_were_gone
+    untag_plans_as_if_the_tags_were_gone,
+    attachment_tags_go_with_their_image
 );
 
 struct Store {
@@ -836,4 +837,75 @@ fn untag_plans_as_if_the_tags_were_gone(backend: Backend) {
     planned.sort();
     assert_eq!(planned, real);
     assert_eq!(dry.blobs, plan.blobs);
+}
+
+/// cosign's attachment tag for `subject` with `suffix` (`.sig`, `.att`, or none).
+fn attachment_tag(subject: &Digest, suffix: &str) -> String {
+    format!("sha256-{}{suffix}", subject.hex())
+}
+
+fn attachment_tags_go_with_their_image(backend: Backend) {
+    BACKEND.set(backend);
+    let s = store();
+    let layer = s.blob("app", b"layer");
+    let kept = s.manifest("app", "kept", &[&layer], &[], None, Some("v1"));
+    let deleted = s.manifest("app", "deleted", &[&layer], &[], None, Some("v2"));
+    let untagged = s.manifest("app", "untagged", &[&layer], &[], None, None);
+    // cosign's signature layers, one per signature manifest.
+    let attach = |repo: &str, name: &str, subject: &Digest, suffix: &str| {
+        let payload = s.blob(repo, format!("payload {name}").as_bytes());
+        let tag = attachment_tag(subject, suffix);
+        s.manifest(repo, name, &[&payload], &[], None, Some(&tag))
+    };
+    let sig_kept = attach("app", "sig kept", &kept, ".sig");
+    let sig_deleted = attach("app", "sig deleted", &deleted, ".sig");
+    let att_deleted = attach("app", "att deleted", &deleted, ".att");
+    let sig_untagged = attach("app", "sig untagged", &untagged, ".sig");
+    // A signature of the signature (cosign signs its own attachments on request).
+    let sig_of_sig = attach("app", "sig of sig kept", &sig_kept, ".sig");
+    // COSIGN_REPOSITORY: signatures kept apart from the images they sign.
+    let sig_apart = attach("app-signatures", "sig apart", &kept, ".sig");
+    let nowhere = Digest::sha256_of(b"never pushed");
+    let sig_nowhere = attach("app-signatures", "sig nowhere", &nowhere, ".sig");
+    // The image behind v2 is deleted; the fallback tag's index stays a referrer of
+    // nothing.
+    assert!(s.meta.delete_manifest("app", &deleted).unwrap());
+    s.age(7200);
+    let young = attach("app", "young", &deleted, "");
+
+    let (plan, out) = s.collect(&hour());
+    for (repo, d) in [
+        ("app", &kept),
+        ("app", &sig_kept),
+        ("app", &sig_of_sig),
+        ("app", &young),
+        ("app-signatures", &sig_apart),
+    ] {
+        assert!(s.has_manifest(repo, d), "{repo}@{d} kept");
+    }
+    for (repo, d) in [
+        ("app", &untagged),
+        ("app", &sig_deleted),
+        ("app", &att_deleted),
+        ("app", &sig_untagged),
+        ("app-signatures", &sig_nowhere),
+    ] {
+        assert!(!s.has_manifest(repo, d), "{repo}@{d} collected");
+    }
+    let mut tags = s.meta.tags("app", None, 100).unwrap();
+    tags.sort();
+    let mut want = vec![
+        "v1".to_string(),
+        attachment_tag(&kept, ".sig"),
+        attachment_tag(&sig_kept, ".sig"),
+        attachment_tag(&deleted, ""),
+    ];
+    want.sort();
+    assert_eq!(tags, want, "the attachment tags of what went went with it");
+    assert_eq!(
+        s.meta.tags("app-signatures", None, 100).unwrap(),
+        [attachment_tag(&kept, ".sig")]
+    );
+    assert_eq!(plan.manifest_count(), out.manifests.len());
+    assert_eq!(out.manifests.len(), 5);
 }

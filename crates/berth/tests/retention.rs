@@ -266,7 +266,6 @@ async fn keep_last_with_never_and_a_repository_rule() {
 #[tokio::test]
 async fn older_than_with_keep_patterns_immutable_and_signature_tags() {
     let f = Fixture::start(&[], &["--gc-interval", "0s"]).await;
-    let sig_tag = format!("sha256-{}.sig", "ab".repeat(32));
     f.push(
         "shop/web",
         &[
@@ -275,11 +274,21 @@ async fn older_than_with_keep_patterns_immutable_and_signature_tags() {
             ("older", 7300),
             ("v0.9", 9000),
             ("stable", 9999),
-            (&sig_tag, 9999),
         ],
         None,
     )
     .await;
+    // The signature of stable, as cosign tags it (the collector keeps an attachment
+    // with its subject).
+    let stable = reqwest::Client::new()
+        .head(format!("{}/v2/shop/web/manifests/stable", f.serve.url))
+        .basic_auth("root", Some("secret-pw"))
+        .send()
+        .await
+        .unwrap();
+    let stable = stable.headers()["docker-content-digest"].to_str().unwrap();
+    let sig_tag = format!("sha256-{}.sig", stable.strip_prefix("sha256:").unwrap());
+    f.push("shop/web", &[(&sig_tag, 9999)], None).await;
     registry(f.root(), &["immutable", "set", "shop/web", "stable"], "");
     registry(
         f.root(),
