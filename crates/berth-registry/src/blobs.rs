@@ -31,7 +31,7 @@ pub(crate) async fn get(
         return Err(ApiError::new(Code::BlobUnknown).detail(&d));
     };
     if !with_body {
-        crate::gc::renew_on_head(reg, name, &d, linked_at).await?;
+        crate::gc::renew_on_head(reg, name, &d, crate::gc::Headed::BlobLink, linked_at).await?;
     }
     let range = match headers.get(header::RANGE) {
         Some(v) => Some(parse_range(v.to_str().unwrap_or(""), size).ok_or_else(|| {

@@ -34,27 +34,40 @@ impl Default for GcConfig {
     }
 }
 
-/// A link HEADed this long after it was made (or last renewed) is renewed.
+/// Content HEADed this long after it was stored (or last renewed) is renewed.
 const RENEW_AFTER: i64 = 3600;
 
-/// A `HEAD` of a blob is how a client decides to skip its upload and reference it in
-/// the manifest it PUTs next. With a grace period longer than [`RENEW_AFTER`], a link
-/// HEADed now cannot be collected before that PUT: the renewal (a write, at most once
-/// an hour per link) commits before the answer.
+/// What a `HEAD` renews.
+#[derive(Clone, Copy)]
+pub(crate) enum Headed {
+    /// A repository's link to a blob.
+    BlobLink,
+    Manifest,
+}
+
+/// A `HEAD` is how a client decides to skip an upload (a blob, or an index's child
+/// manifest) and reference the content in the manifest it PUTs next. With a grace
+/// period longer than [`RENEW_AFTER`], content HEADed now cannot be collected before
+/// that PUT: the renewal (a write, at most once an hour per link or manifest) commits
+/// before the answer.
 pub(crate) async fn renew_on_head(
     reg: &Arc<Registry>,
     name: &berth_image::RepositoryName,
     d: &berth_image::Digest,
-    linked_at: i64,
+    what: Headed,
+    created_at: i64,
 ) -> Result<(), ApiError> {
     let before = berth_store::unix_now() - RENEW_AFTER;
-    if linked_at >= before {
+    if created_at >= before {
         return Ok(());
     }
     let (n, d) = (name.to_string(), d.clone());
-    reg.blocking(move |r| r.meta.renew_blob_link(&n, &d, before))
-        .await
-        .map(|_| ())
+    reg.blocking(move |r| match what {
+        Headed::BlobLink => r.meta.renew_blob_link(&n, &d, before),
+        Headed::Manifest => r.meta.renew_manifest(&n, &d, before),
+    })
+    .await
+    .map(|_| ())
 }
 
 impl Registry {

@@ -43,6 +43,10 @@ pub(crate) async fn get(
 ) -> ApiResult {
     let m = lookup(reg, name, r)?;
     crate::trust::check(reg, name.as_str(), &m).await?;
+    if !with_body {
+        let headed = crate::gc::Headed::Manifest;
+        crate::gc::renew_on_head(reg, name, &m.digest, headed, m.created_at).await?;
+    }
     let len = m.content.len();
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, hv(&m.media_type))

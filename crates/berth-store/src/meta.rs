@@ -67,6 +67,9 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Vec<u8>,
+    /// Unix seconds: when it was stored, stored again or renewed (the collector's
+    /// grace).
+    pub created_at: i64,
 }
 
 /// A stored manifest without its bytes (see [`MetaStore::manifests_after`]).
@@ -225,6 +228,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// is older than `before`: a client that HEADs a blob and skips its upload is
     /// about to reference it. False when there was nothing to renew.
     fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool>;
+    /// Renews a manifest's `created_at` if it is older than `before`: a client that
+    /// HEADs a manifest and skips its push (go-containerregistry does for an index's
+    /// children) is about to reference it. False when there was nothing to renew.
+    fn renew_manifest(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool>;
     /// Size of the blob if any repository links it.
     fn blob_known(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Removes `repo`'s link to a blob; false when there was none.

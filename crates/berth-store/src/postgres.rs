@@ -449,6 +449,7 @@ fn stored_manifest(row: &Row) -> Result<StoredManifest> {
         digest: digest_at(row, 0)?,
         media_type: get(row, 1)?,
         content: get(row, 2)?,
+        created_at: get(row, 3)?,
     })
 }
 
@@ -652,6 +653,21 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn renew_manifest(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write_in(repo, |db| {
+            let Some(id) = db.repo_id(repo)? else {
+                return Ok(false);
+            };
+            let n = db.exec(
+                "UPDATE manifests SET created_at = $3
+                 WHERE repository_id = $1 AND digest = $2 AND created_at < $4",
+                &[&id, &d, &now(), &before],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
     fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
         let d = digest.to_string();
         self.write_in(repo, |db| {
@@ -797,7 +813,7 @@ impl MetaStore for PgMeta {
         let d = digest.to_string();
         self.read(|db| {
             db.row(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.content, m.created_at FROM repositories r
                  JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = $1 AND m.digest = $2",
                 &[&repo, &d],
@@ -810,7 +826,7 @@ impl MetaStore for PgMeta {
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>> {
         self.read(|db| {
             db.row(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.content, m.created_at FROM repositories r
                  JOIN tags t ON t.repository_id = r.id
                  JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
                  WHERE r.name = $1 AND t.name = $2",

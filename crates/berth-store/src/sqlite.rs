@@ -169,6 +169,7 @@ fn stored_manifest(row: &rusqlite::Row) -> rusqlite::Result<StoredManifest> {
         digest: parse_digest(row.get(0)?)?,
         media_type: row.get(1)?,
         content: row.get(2)?,
+        created_at: row.get(3)?,
     })
 }
 
@@ -498,6 +499,22 @@ impl MetaStore for SqliteMeta {
         })
     }
 
+    fn renew_manifest(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .prepare_cached(
+                    "UPDATE manifests SET created_at = ?3
+                     WHERE repository_id = ?1 AND digest = ?2 AND created_at < ?4",
+                )?
+                .execute(params![id, d, now(), before])?;
+            Ok(n > 0)
+        })
+    }
+
     fn renew_blob_link(&self, repo: &str, digest: &Digest, before: i64) -> Result<bool> {
         let d = digest.to_string();
         self.write(|tx| {
@@ -655,7 +672,7 @@ impl MetaStore for SqliteMeta {
         let d = digest.to_string();
         self.read(|c| {
             c.prepare_cached(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.content, m.created_at FROM repositories r
                  JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = ?1 AND m.digest = ?2",
             )?
@@ -667,7 +684,7 @@ impl MetaStore for SqliteMeta {
     fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<StoredManifest>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.content, m.created_at FROM repositories r
                  JOIN tags t ON t.repository_id = r.id
                  JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
                  WHERE r.name = ?1 AND t.name = ?2",

@@ -498,6 +498,18 @@ fn renewed_links_are_spared(backend: Backend) {
     s.age(7200);
     let (plan, _) = s.collect(&hour());
     assert_eq!(plan.blobs.len(), 1);
+
+    // A manifest too (an index's child a client found), with what it references.
+    let layer = s.blob("app", b"layer of a child");
+    let child = s.manifest("app", "child", &[&layer], &[], None, None);
+    s.age(7200);
+    let at = s.meta.manifest_by_digest("app", &child).unwrap().unwrap();
+    assert!(at.created_at < before);
+    assert!(s.meta.renew_manifest("app", &child, before).unwrap());
+    assert!(!s.meta.renew_manifest("app", &child, before).unwrap());
+    let (plan, _) = s.collect(&hour());
+    assert_eq!(plan.manifest_count() + plan.link_count(), 0);
+    assert!(s.has_manifest("app", &child) && s.has_blob(&layer));
 }
 
 /// Timing of a large collection (not a check): `cargo test --release -p berth-store
