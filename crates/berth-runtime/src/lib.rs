@@ -16,6 +16,7 @@
 //! The store's `containers` table holds the record (name, image, what to run), so an
 //! image a container uses cannot be removed under it.
 
+pub mod caps;
 mod container;
 mod image;
 mod logs;

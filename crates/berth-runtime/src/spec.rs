@@ -4,10 +4,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxNamespaceType, LinuxPidsBuilder,
-    ProcessBuilder, Spec, UserBuilder,
-};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPidsBuilder, ProcessBuilder, Spec, UserBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,6 +32,12 @@ pub struct Process {
     /// `--tmpfs /PATH[:OPTIONS]`: an empty tmpfs mounted there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<Tmpfs>,
+    /// `--cap-add`, normalized (`CAP_…`, or `ALL`): see [`crate::caps`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`, normalized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
 }
 
 /// `--tmpfs /PATH[:OPTIONS]`, as podman reads it.
@@ -149,6 +152,10 @@ pub struct Overrides {
     pub add_hosts: Vec<(String, String)>,
     /// `--tmpfs`.
     pub tmpfs: Vec<Tmpfs>,
+    /// `--cap-add`, as given.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`, as given.
+    pub cap_drop: Vec<String>,
 }
 
 /// Sets `-e` variables in `env`: `K=V`, or `K` alone with berth's own value (left out
@@ -196,6 +203,9 @@ impl Process {
                 "invalid hostname {h:?}: 1 to 64 bytes, no spaces, control characters or '/'"
             )));
         }
+        let cap_add = crate::caps::normalize(&o.cap_add)?;
+        let cap_drop = crate::caps::normalize(&o.cap_drop)?;
+        crate::caps::check(&cap_add, &cap_drop)?;
         let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
         if args.is_empty() {
             return Err(RuntimeError::Invalid(
@@ -226,6 +236,8 @@ impl Process {
             hostname: o.hostname.clone(),
             add_hosts: o.add_hosts.clone(),
             tmpfs: o.tmpfs.clone(),
+            cap_add,
+            cap_drop,
         })
     }
 
@@ -306,7 +318,8 @@ impl Process {
     }
 
     /// The runtime config's process alone (what `exec` hands the runtime): the user
-    /// resolved in `rootfs`, podman's capabilities and limits. The container's own
+    /// resolved in `rootfs`, podman's capabilities (changed by `--cap-add` and
+    /// `--cap-drop`) and limits. The container's own
     /// config (mounts, system-call filter) is [`Process::runtime_spec`]'s.
     pub fn runtime_process(&self, rootfs: &Path) -> Result<oci_spec::runtime::Process> {
         let ids = users::resolve(rootfs, &self.user)?;
@@ -322,7 +335,7 @@ impl Process {
             .env(self.env.clone())
             .cwd(self.cwd.clone())
             .user(user.build().map_err(bad)?)
-            .capabilities(podman_capabilities())
+            .capabilities(crate::caps::sets(&self.cap_add, &self.cap_drop, ids.uid)?)
             .rlimits(rlimits(defaults.rlimits().clone().unwrap_or_default()))
             .no_new_privileges(false)
             .build()
@@ -471,33 +484,6 @@ pub fn add_host_files(
     }
     spec.set_mounts(Some(mounts));
     Ok(())
-}
-
-/// The capabilities podman gives a container by default (containers.conf's
-/// `default_capabilities`): enough for package managers and `adduser`, far from all.
-fn podman_capabilities() -> LinuxCapabilities {
-    let set: Capabilities = [
-        Capability::Chown,
-        Capability::DacOverride,
-        Capability::Fowner,
-        Capability::Fsetid,
-        Capability::Kill,
-        Capability::NetBindService,
-        Capability::Setfcap,
-        Capability::Setgid,
-        Capability::Setpcap,
-        Capability::Setuid,
-        Capability::SysChroot,
-    ]
-    .into_iter()
-    .collect();
-    let mut caps = LinuxCapabilities::default();
-    caps.set_bounding(Some(set.clone()));
-    caps.set_effective(Some(set.clone()));
-    caps.set_permitted(Some(set));
-    caps.set_inheritable(None);
-    caps.set_ambient(None);
-    caps
 }
 
 #[cfg(test)]

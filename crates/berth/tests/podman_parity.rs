@@ -485,6 +485,43 @@ fn run_flags_match_podman() {
     assert_eq!((p.2, b.2), (Some(125), Some(125)));
     assert_eq!(b.1, p.1, "the same one-line error");
 
+    ctx.step("--cap-add/--cap-drop: podman's sets, for root and another user; its errors");
+    let show = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status";
+    // podman's defaults come from containers.conf (none here: its built-in list);
+    // berth's are containers-common's, so each case names its whole set.
+    for flags in [
+        &["--cap-drop", "all", "--cap-add", "chown,CAP_kill"][..],
+        &["-u", "1000", "--cap-drop", "ALL", "--cap-add", "net_raw"],
+        &["-u", "1000", "--cap-add", "all"],
+        &[
+            "--cap-add",
+            "all",
+            "--cap-drop",
+            "sys_admin",
+            "--cap-drop",
+            "cap_net_admin",
+        ],
+    ] {
+        let mut args = vec!["--rm"];
+        args.extend(flags);
+        args.extend([img, "sh", "-c", show]);
+        let [p, b] = both_run(&ctx, &args, None);
+        assert_eq!(p.2, Some(0), "podman {flags:?}: {}", p.1);
+        assert_eq!(b, p, "{flags:?}");
+    }
+    for flags in [
+        &["--cap-add", "cap_foo"][..],
+        &["--cap-drop", "chown", "--cap-add", "CHOWN"],
+        &["--cap-add", "all", "--cap-drop", "all"],
+    ] {
+        let mut args = vec!["--rm"];
+        args.extend(flags);
+        args.extend([img, "true"]);
+        let [p, b] = both_run(&ctx, &args, None);
+        assert_eq!((p.2, b.2), (Some(125), Some(125)), "{flags:?}");
+        assert_eq!(b.1, p.1, "the same one-line error");
+    }
+
     ctx.step("-v host binds, ro and rw");
     let host = ctx.path("shared");
     fs::create_dir_all(&host).unwrap();

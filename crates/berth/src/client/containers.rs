@@ -66,6 +66,14 @@ pub struct CreateArgs {
     /// Mount an empty tmpfs at PATH (OPTIONS as mount's: size=64m,mode=1777); repeatable
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     tmpfs: Vec<String>,
+    /// Add Linux capabilities to podman's default set: NAME or CAP_NAME (any case,
+    /// comma-separated), or ALL; repeatable
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities from the container's set: NAME, CAP_NAME or ALL;
+    /// repeatable
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
     /// The network: berth's containers share the host's (`host`, the only mode)
     #[arg(long, alias = "net", value_name = "MODE")]
     network: Option<String>,
@@ -303,6 +311,8 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
                 .iter()
                 .map(|t| berth_runtime::Tmpfs::parse(t))
                 .collect::<Result<_, _>>()?,
+            cap_add: a.cap_add.clone(),
+            cap_drop: a.cap_drop.clone(),
         },
     })
 }
