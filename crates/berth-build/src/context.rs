@@ -53,6 +53,7 @@ pub fn find(
         Source::Context { dir, ignore } => (*dir, Some(*ignore)),
         Source::Rootfs(dir) => (*dir, None),
     };
+    let base = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
     let mut items = Vec::new();
     let mut matched_total = 0;
     for src in sources {
@@ -60,44 +61,28 @@ pub fn find(
             return Err(format!("{src}: sources from URLs are not supported"));
         }
         let rel = clean(src).ok_or_else(|| format!("{src}: outside the build context"))?;
-        let matches = expand_glob(root, &rel)?;
-        let matches: Vec<String> = matches
-            .into_iter()
-            .filter(|m| !ignore.is_some_and(|i| i.is_ignored(m, root.join(m).is_dir())))
-            .collect();
-        if matches.is_empty() {
-            return Err(format!("no such file: {src}"));
-        }
-        matched_total += matches.len();
-        let base = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
-        let out_of_context = || format!("{src}: a link out of the build context");
-        for m in matches {
-            let path = root.join(&m);
-            // The folders on the way are resolved by the host: a link among them (`lib ->
-            // /root` for `COPY lib/.ssh/id_rsa`) must not lead out of the context.
-            if let Some(parent) = path.parent() {
-                let parent =
-                    fs::canonicalize(parent).map_err(|_| format!("no such file: {src}"))?;
-                if !parent.starts_with(&base) {
-                    return Err(out_of_context());
-                }
+        let found_before = items.len();
+        let in_root = matches!(from, Source::Rootfs(_));
+        for m in expand_glob(&base, &rel, in_root)? {
+            let ignored = ignore.is_some_and(|i| i.is_ignored(&m, base.join(&m).is_dir()));
+            // An excluded folder is still walked when an exception may re-include
+            // something under it (`!top/docs/README.md`), as BuildKit does.
+            if ignored && !ignore.is_some_and(|i| i.has_exceptions()) {
+                continue;
             }
-            let meta = fs::symlink_metadata(&path).map_err(|_| format!("no such file: {src}"))?;
-            // A source named directly is followed if a link; inside folders links stay.
-            let meta = match meta.file_type().is_symlink() {
-                true => {
-                    let target =
-                        fs::canonicalize(&path).map_err(|_| format!("no such file: {src}"))?;
-                    if !target.starts_with(&base) {
-                        return Err(out_of_context());
-                    }
-                    fs::metadata(&path).map_err(|_| format!("no such file: {src}"))?
-                }
-                false => meta,
+            let (path, meta) = match from {
+                Source::Context { .. } => in_context(&base, &m, src)?,
+                Source::Rootfs(_) => in_rootfs(&base, &m, src)?,
             };
             if meta.is_dir() {
-                walk(&path, "", ignore, &m, &mut items)?;
-            } else {
+                let mut found = Vec::new();
+                walk(&path, meta, "", ignore, &m, &mut found)?;
+                // An excluded folder counts only for what it re-includes.
+                if !(ignored && found.len() == 1) {
+                    items.extend(found);
+                    matched_total += 1;
+                }
+            } else if !ignored {
                 let name = Path::new(&m)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -110,7 +95,11 @@ pub fn find(
                     in_dir_source: false,
                     archive,
                 });
+                matched_total += 1;
             }
+        }
+        if items.len() == found_before {
+            return Err(format!("no such file: {src}"));
         }
     }
     Ok(Found {
@@ -118,6 +107,83 @@ pub fn find(
         several: matched_total + inline.len() > 1,
         inline,
     })
+}
+
+/// `m` (relative, clean) in the build context `base` (canonical): its path and
+/// metadata, a link named directly followed. The host resolves the folders on the way,
+/// so a link among them (`lib -> /root` for `COPY lib/.ssh/id_rsa`) or the source
+/// itself must not lead out of the context.
+fn in_context(base: &Path, m: &str, src: &str) -> Result<(PathBuf, fs::Metadata), String> {
+    let missing = || format!("no such file: {src}");
+    let out_of_context = || format!("{src}: a link out of the build context");
+    let path = base.join(m);
+    if let Some(parent) = Path::new(m).parent().filter(|p| !p.as_os_str().is_empty()) {
+        let parent = fs::canonicalize(base.join(parent)).map_err(|_| missing())?;
+        if !parent.starts_with(base) {
+            return Err(out_of_context());
+        }
+    }
+    let meta = fs::symlink_metadata(&path).map_err(|_| missing())?;
+    if !meta.file_type().is_symlink() {
+        return Ok((path, meta));
+    }
+    let target = fs::canonicalize(&path).map_err(|_| missing())?;
+    if !target.starts_with(base) {
+        return Err(out_of_context());
+    }
+    let meta = fs::metadata(&target).map_err(|_| missing())?;
+    Ok((path, meta))
+}
+
+/// `m` in a stage's root file system `base` (canonical), every link on the way and the
+/// source itself resolved inside that root, as the stage sees its own files: an
+/// absolute link (`/var/run -> /run`) names the stage's `/run`, not the host's.
+fn in_rootfs(base: &Path, m: &str, src: &str) -> Result<(PathBuf, fs::Metadata), String> {
+    let missing = || format!("no such file: {src}");
+    let real = resolve_in(base, m).ok_or_else(missing)?;
+    let path = base.join(&real);
+    let meta = fs::symlink_metadata(&path).map_err(|_| missing())?;
+    Ok((path, meta))
+}
+
+/// Resolves `rel` inside `root` as the kernel would were `root` the `/`: each link
+/// followed (an absolute one from `root`), `..` never above `root`. `None` for a
+/// missing path or more than 40 links (ELOOP).
+fn resolve_in(root: &Path, rel: &str) -> Option<String> {
+    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        done.push(part);
+        let here = root.join(done.join("/"));
+        let Ok(meta) = fs::symlink_metadata(&here) else {
+            // Missing: the caller says so (only the last part may be missing here).
+            return todo.is_empty().then(|| done.join("/"));
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return None;
+        }
+        let target = fs::read_link(&here).ok()?;
+        done.pop();
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(target.split('/').rev().map(str::to_string));
+    }
+    Some(done.join("/"))
 }
 
 /// A path as typed, made relative and clean; `None` if it climbs out.
@@ -135,54 +201,59 @@ fn clean(p: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// `*`, `?` in the last component of a path, matched against its folder.
-fn expand_glob(root: &Path, rel: &str) -> Result<Vec<String>, String> {
-    let (dir, last) = match rel.rsplit_once('/') {
-        Some((d, l)) => (d.to_string(), l.to_string()),
-        None => (String::new(), rel.to_string()),
+/// The paths `rel` names under `root`, sorted: each component with glob syntax (`*`,
+/// `?`, `[…]`, Go's `filepath.Match`) matched against its folder's entries, as
+/// buildah's `filepath.Glob`; a path without any, itself if it exists. `in_root`:
+/// folders are read through links resolved inside `root` (a stage's file system).
+fn expand_glob(root: &Path, rel: &str, in_root: bool) -> Result<Vec<String>, String> {
+    let real = |p: &str| match in_root {
+        true => resolve_in(root, p),
+        false => Some(p.to_string()),
     };
-    if !last.contains(['*', '?']) {
-        return Ok(match fs::symlink_metadata(root.join(rel)) {
-            Ok(_) => vec![rel.to_string()],
-            Err(_) => Vec::new(),
-        });
-    }
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(root.join(&dir)) else {
-        return Ok(out);
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if glob(last.as_bytes(), name.as_bytes()) {
-            out.push(match dir.is_empty() {
-                true => name,
+    let mut paths = vec![String::new()];
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        let mut next = Vec::new();
+        for dir in &paths {
+            let join = |name: &str| match dir.is_empty() {
+                true => name.to_string(),
                 false => format!("{dir}/{name}"),
-            });
+            };
+            if !berth_containerfile::has_glob(part) {
+                next.push(join(part));
+                continue;
+            }
+            let Some(Ok(entries)) = real(dir).map(|d| fs::read_dir(root.join(d))) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for name in names {
+                if berth_containerfile::glob_match(part, &name)? {
+                    next.push(join(&name));
+                }
+            }
         }
+        paths = next;
     }
-    out.sort();
-    Ok(out)
+    paths.retain(|p| real(p).is_some_and(|p| fs::symlink_metadata(root.join(p)).is_ok()));
+    Ok(paths)
 }
 
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
-        _ => false,
-    }
-}
-
-/// A directory source: itself (`rel` "") and everything under it, sorted.
+/// A directory source: itself (`rel` "", with `meta`: a link named as the source is
+/// followed) and everything under it, sorted. What the ignore rules exclude is left
+/// out; an excluded folder is walked only when an exception may re-include something
+/// under it, and kept only if something is.
 fn walk(
     dir: &Path,
+    meta: fs::Metadata,
     rel: &str,
     ignore: Option<&Ignore>,
     context_rel: &str,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
-    let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     items.push(Item {
         rel: rel.to_string(),
         path: dir.to_path_buf(),
@@ -195,6 +266,7 @@ fn walk(
         .flatten()
         .collect();
     entries.sort_by_key(|e| e.file_name());
+    let exceptions = ignore.is_some_and(|i| i.has_exceptions());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let sub_rel = if rel.is_empty() {
@@ -202,15 +274,24 @@ fn walk(
         } else {
             format!("{rel}/{name}")
         };
-        let sub_context = format!("{context_rel}/{name}");
+        let sub_context = if context_rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{context_rel}/{name}")
+        };
         let path = e.path();
         let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if ignore.is_some_and(|i| i.is_ignored(&sub_context, meta.is_dir())) {
-            continue;
-        }
+        let ignored = ignore.is_some_and(|i| i.is_ignored(&sub_context, meta.is_dir()));
         if meta.is_dir() {
-            walk(&path, &sub_rel, ignore, &sub_context, items)?;
-        } else {
+            if ignored && !exceptions {
+                continue;
+            }
+            let mut inside = Vec::new();
+            walk(&path, meta, &sub_rel, ignore, &sub_context, &mut inside)?;
+            if !(ignored && inside.len() == 1) {
+                items.extend(inside);
+            }
+        } else if !ignored {
             items.push(Item {
                 rel: sub_rel,
                 path,
@@ -511,9 +592,94 @@ mod tests {
         assert_eq!(clean("/abs/x").as_deref(), Some("abs/x"));
         assert_eq!(clean("../x"), None);
         assert_eq!(clean("a/../../x"), None);
-        assert!(glob(b"*.py", b"app.py"));
-        assert!(glob(b"a?c", b"abc"));
-        assert!(!glob(b"*.py", b"app.pyc"));
+    }
+
+    /// The relative paths of what `find` found, folders with a trailing `/`.
+    fn found(from: &Source, sources: &[&str]) -> Result<Vec<String>, String> {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let f = find(from, &sources, Vec::new(), false)?;
+        Ok(f.items
+            .iter()
+            .map(|i| match i.meta.is_dir() {
+                true => format!("{}/", i.rel),
+                false => i.rel.clone(),
+            })
+            .collect())
+    }
+
+    fn tree(root: &Path, files: &[&str]) {
+        for f in files {
+            let p = root.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, f).unwrap();
+        }
+    }
+
+    /// `COPY . /app/`, `COPY ./ /app/` and `COPY --from=stage / /out/` take the whole
+    /// context or root (each was refused as a link out of it); a link to a folder named
+    /// as the source is the folder; globs in any component, with classes.
+    #[test]
+    fn the_whole_context_links_and_globs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        tree(ctx, &["a.txt", "src/x/package.json", "src/y/package.json", "f1.txt", "fx.txt"]);
+        std::os::unix::fs::symlink("src/x", ctx.join("current")).unwrap();
+        let ignore = Ignore::parse("");
+        let from = Source::Context { dir: ctx, ignore: &ignore };
+        let all = found(&from, &["."]).unwrap();
+        assert_eq!(all[0], "/");
+        assert!(all.contains(&"src/x/package.json".to_string()), "{all:?}");
+        assert_eq!(found(&from, &["./"]).unwrap(), all);
+        assert_eq!(found(&Source::Rootfs(ctx), &["/"]).unwrap(), all);
+        assert_eq!(found(&from, &["current"]).unwrap(), ["/", "package.json"]);
+        assert_eq!(
+            found(&from, &["src/*/package.json"]).unwrap(),
+            ["package.json", "package.json"]
+        );
+        assert_eq!(found(&from, &["f[0-9].txt"]).unwrap(), ["f1.txt"]);
+        assert_eq!(found(&from, &["f[!"]).unwrap_err(), "f[!: syntax error in pattern");
+        assert_eq!(found(&from, &["nope*"]).unwrap_err(), "no such file: nope*");
+    }
+
+    /// `.dockerignore` exceptions re-include what is under an excluded folder, named
+    /// directly or met on the walk; an excluded folder with nothing re-included is not
+    /// there.
+    #[test]
+    fn exceptions_under_an_excluded_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        tree(ctx, &["top/docs/README.md", "top/docs/other.md", "top/keep", "junk/x"]);
+        let ignore = Ignore::parse("top/docs\n!top/docs/README.md\njunk\n");
+        let from = Source::Context { dir: ctx, ignore: &ignore };
+        assert_eq!(
+            found(&from, &["top"]).unwrap(),
+            ["/", "docs/", "docs/README.md", "keep"]
+        );
+        assert_eq!(found(&from, &["top/docs"]).unwrap(), ["/", "README.md"]);
+        assert_eq!(found(&from, &["junk"]).unwrap_err(), "no such file: junk");
+        let all = found(&from, &["."]).unwrap();
+        assert!(!all.iter().any(|p| p.starts_with("junk")), "{all:?}");
+    }
+
+    /// A stage's absolute links name its own files (`/var/run -> /run`), never the
+    /// host's.
+    #[test]
+    fn a_stage_resolves_its_links_inside_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        tree(root, &["real/file", "etc/passwd"]);
+        std::os::unix::fs::symlink("/real", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("data")).unwrap();
+        std::os::unix::fs::symlink("../../../../real/file", root.join("up")).unwrap();
+        let from = Source::Rootfs(root);
+        assert_eq!(found(&from, &["/link/file"]).unwrap(), ["file"]);
+        assert_eq!(found(&from, &["/up"]).unwrap(), ["up"]);
+        let f = find(&from, &["/up".to_string()], Vec::new(), false).unwrap();
+        assert_eq!(f.items[0].path, root.join("real/file"));
+        assert_eq!(found(&from, &["/data/*"]).unwrap(), ["passwd"]);
+        assert_eq!(resolve_in(root, "data/passwd").as_deref(), Some("etc/passwd"));
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(resolve_in(root, "loop"), None);
     }
 
     /// An archive whose entry's PAX `size` (1024) differs from its header's (0): the

@@ -118,6 +118,27 @@ impl Ignore {
     }
 }
 
+/// Go's `filepath.Match` of one path component (a COPY source's glob, as buildah
+/// expands it): `*` and `?` never match `/`, `[…]` classes with `^` negation, `\`
+/// escapes; `**` is two stars. A malformed pattern is `Err` with Go's words.
+pub fn glob_match(pattern: &str, name: &str) -> Result<bool, String> {
+    let tokens = compile(pattern).ok_or_else(|| format!("{pattern}: syntax error in pattern"))?;
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .map(|t| match t {
+            Token::Dirs | Token::Rest => Token::Star,
+            t => t,
+        })
+        .collect();
+    let name: Vec<char> = name.chars().collect();
+    Ok(reach(&tokens, &name)[name.len()])
+}
+
+/// Whether a path component holds glob syntax (`*`, `?`, `[`), as Go's `hasMeta`.
+pub fn has_glob(component: &str) -> bool {
+    component.contains(['*', '?', '['])
+}
+
 /// `dockerignore.ReadAll`: lines starting with `#` are comments (only at column 0),
 /// blanks trimmed, `!` exceptions, each pattern cleaned with a leading `/` removed.
 fn patterns(text: &str) -> Vec<(usize, String)> {

@@ -31,7 +31,7 @@ mod node;
 mod words;
 
 pub use expand::expand;
-pub use ignore::{Ignore, IgnoreError};
+pub use ignore::{glob_match, has_glob, Ignore, IgnoreError};
 
 use std::collections::HashSet;
 
