@@ -622,10 +622,22 @@ mod tests {
     fn the_whole_context_links_and_globs() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = dir.path();
-        tree(ctx, &["a.txt", "src/x/package.json", "src/y/package.json", "f1.txt", "fx.txt"]);
+        tree(
+            ctx,
+            &[
+                "a.txt",
+                "src/x/package.json",
+                "src/y/package.json",
+                "f1.txt",
+                "fx.txt",
+            ],
+        );
         std::os::unix::fs::symlink("src/x", ctx.join("current")).unwrap();
         let ignore = Ignore::parse("");
-        let from = Source::Context { dir: ctx, ignore: &ignore };
+        let from = Source::Context {
+            dir: ctx,
+            ignore: &ignore,
+        };
         let all = found(&from, &["."]).unwrap();
         assert_eq!(all[0], "/");
         assert!(all.contains(&"src/x/package.json".to_string()), "{all:?}");
@@ -637,7 +649,10 @@ mod tests {
             ["package.json", "package.json"]
         );
         assert_eq!(found(&from, &["f[0-9].txt"]).unwrap(), ["f1.txt"]);
-        assert_eq!(found(&from, &["f[!"]).unwrap_err(), "f[!: syntax error in pattern");
+        assert_eq!(
+            found(&from, &["f[!"]).unwrap_err(),
+            "f[!: syntax error in pattern"
+        );
         assert_eq!(found(&from, &["nope*"]).unwrap_err(), "no such file: nope*");
     }
 
@@ -648,9 +663,20 @@ mod tests {
     fn exceptions_under_an_excluded_folder() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = dir.path();
-        tree(ctx, &["top/docs/README.md", "top/docs/other.md", "top/keep", "junk/x"]);
+        tree(
+            ctx,
+            &[
+                "top/docs/README.md",
+                "top/docs/other.md",
+                "top/keep",
+                "junk/x",
+            ],
+        );
         let ignore = Ignore::parse("top/docs\n!top/docs/README.md\njunk\n");
-        let from = Source::Context { dir: ctx, ignore: &ignore };
+        let from = Source::Context {
+            dir: ctx,
+            ignore: &ignore,
+        };
         assert_eq!(
             found(&from, &["top"]).unwrap(),
             ["/", "docs/", "docs/README.md", "keep"]
@@ -677,7 +703,10 @@ mod tests {
         let f = find(&from, &["/up".to_string()], Vec::new(), false).unwrap();
         assert_eq!(f.items[0].path, root.join("real/file"));
         assert_eq!(found(&from, &["/data/*"]).unwrap(), ["passwd"]);
-        assert_eq!(resolve_in(root, "data/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(
+            resolve_in(root, "data/passwd").as_deref(),
+            Some("etc/passwd")
+        );
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
         assert_eq!(resolve_in(root, "loop"), None);
     }

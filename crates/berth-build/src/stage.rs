@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -140,10 +141,29 @@ impl Builder<'_> {
     }
 
     fn stages(&mut self, file: &Containerfile, last: usize) -> Result<State, BuildError> {
-        // ARGs before the first FROM: usable in FROM lines only.
+        // ARGs before the first FROM: usable in FROM lines only (and as defaults of a
+        // stage's bare ARG). The platform ARGs are there undeclared, as BuildKit and
+        // buildah set them: BUILD* the machine's, TARGET* what is built for.
         let mut global: BTreeMap<String, String> = BTreeMap::new();
+        for (prefix, p) in [
+            ("BUILD", Platform::this_machine()),
+            ("TARGET", self.platform.clone()),
+        ] {
+            let values = [
+                ("PLATFORM", p.to_string()),
+                ("OS", p.os.clone()),
+                ("ARCH", p.architecture.clone()),
+                ("VARIANT", p.variant.clone().unwrap_or_default()),
+            ];
+            for (name, value) in values {
+                let name = format!("{prefix}{name}");
+                let given = self.opts.build_args.iter().find(|(k, _)| *k == name);
+                global.insert(name, given.map_or(value, |(_, v)| v.clone()));
+            }
+        }
         for a in &file.global_args {
-            let value = self.arg_value(&a.name, a.default.as_deref(), &global, file.escape)?;
+            let lookup = |k: &str| global.get(k).cloned();
+            let value = self.arg_value(&a.name, a.default.as_deref(), &lookup, file.escape)?;
             if let Some(v) = value {
                 global.insert(a.name.clone(), v);
             }
@@ -171,6 +191,12 @@ impl Builder<'_> {
             let from = self.from(&base, &done, stage.line);
             self.platform = build_platform;
             let mut state = from?;
+            state.cmd_set = false;
+            // Every step's time is --timestamp's: a step cached without it is not
+            // this build's.
+            if let Some(t) = self.opts.timestamp {
+                state.key = chain(&state.key, "--timestamp", &t.to_string());
+            }
             default_path(&mut state.config);
             let mut rootfs: Option<Rootfs> = None;
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -191,24 +217,21 @@ impl Builder<'_> {
             .ok_or_else(|| BuildError::Other("no stage to build".into()))
     }
 
-    /// The value an ARG takes: `--build-arg`, else its default (expanded).
+    /// The value an ARG takes: `--build-arg`, else its default expanded with `lookup`.
     fn arg_value(
         &self,
         name: &str,
         default: Option<&str>,
-        vars: &BTreeMap<String, String>,
+        lookup: &dyn Fn(&str) -> Option<String>,
         escape: char,
     ) -> Result<Option<String>, BuildError> {
         if let Some((_, v)) = self.opts.build_args.iter().find(|(k, _)| k == name) {
             return Ok(Some(v.clone()));
         }
         match default {
-            Some(d) => {
-                let lookup = |k: &str| vars.get(k).cloned();
-                Ok(Some(
-                    expand(d, escape, &lookup).map_err(|e| BuildError::Other(e.message))?,
-                ))
-            }
+            Some(d) => Ok(Some(
+                expand(d, escape, lookup).map_err(|e| BuildError::Other(e.message))?,
+            )),
             None => Ok(None),
         }
     }
@@ -223,6 +246,7 @@ impl Builder<'_> {
                 config,
                 layers: Vec::new(),
                 key: chain("", "FROM scratch", &self.platform.to_string()),
+                cmd_set: false,
             });
         }
         if let Some(d) = done
@@ -258,11 +282,22 @@ impl Builder<'_> {
         let created = self.created();
         match &i.kind {
             Kind::Arg(args) => {
+                // Every default is expanded with what was in scope before the
+                // instruction (ENV, then ARGs), as BuildKit does: `ARG A=1 B=$A` leaves
+                // B empty.
+                let mut values = Vec::new();
                 for a in args {
-                    // A bare ARG re-declares a global one inside the stage.
-                    let default = a.default.clone().or_else(|| global.get(&a.name).cloned());
-                    if let Some(v) = self.arg_value(&a.name, default.as_deref(), vars, escape)? {
-                        vars.insert(a.name.clone(), v);
+                    let value = match (&a.default, global.get(&a.name)) {
+                        // A bare ARG re-declares a global one inside the stage, with
+                        // its value as it was set (expanded once, --build-arg applied).
+                        (None, Some(g)) => Some(g.clone()),
+                        _ => self.arg_value(&a.name, a.default.as_deref(), &lookup, escape)?,
+                    };
+                    values.push((a.name.clone(), value));
+                }
+                for (name, value) in values {
+                    if let Some(v) = value {
+                        vars.insert(name, v);
                     }
                 }
                 let used: Vec<String> = args
@@ -279,21 +314,19 @@ impl Builder<'_> {
             }
             Kind::Run { cmd, heredocs, .. } => {
                 let shell = berth_runtime::default_shell(&state.config);
-                let args = match (cmd, heredocs.first()) {
-                    // `RUN <<EOF`: the document is the script.
-                    (Form::Shell(s), Some(h)) if s.trim_start().starts_with("<<") => shell
-                        .iter()
-                        .cloned()
-                        .chain([h.effective_content()])
-                        .collect(),
-                    _ => berth_runtime::command(cmd, &shell),
-                };
+                let (args, script) =
+                    run_command(cmd, heredocs, &shell).map_err(|e| self.at(i, e))?;
                 let arg_env: Vec<String> = vars
                     .iter()
                     .filter(|(k, _)| !env_now.contains_key(*k))
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                let key = chain(&state.key, &i.text, &arg_env.join("\n"));
+                // The bodies are what runs: the step's text alone leaves them out.
+                let mut what = i.text.clone();
+                for h in heredocs {
+                    what.push_str(&format!("\n<<{}\n{}", h.name, h.effective_content()));
+                }
+                let key = chain(&state.key, &what, &arg_env.join("\n"));
                 let created_by = match cmd {
                     Form::Shell(s) => format!("/bin/sh -c {s}"),
                     Form::Exec(a) => format!(
@@ -314,9 +347,28 @@ impl Builder<'_> {
                 )
                 .map_err(|e| self.at(i, e))?;
                 process.env.extend(arg_env);
+                // A script with a shebang runs as a file of its own, as BuildKit's
+                // /dev/pipes/NAME (outside the root file system, so in no layer).
+                let pipes = match &script {
+                    Some((name, body)) => {
+                        let dir = tempfile::tempdir().map_err(|e| self.at(i, e))?;
+                        let file = dir.path().join("script");
+                        std::fs::write(&file, body).map_err(|e| self.at(i, e))?;
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                            .map_err(|e| self.at(i, e))?;
+                        process.binds.push(berth_runtime::Bind {
+                            source: file.display().to_string(),
+                            destination: format!("/dev/pipes/{name}"),
+                            read_only: true,
+                        });
+                        Some(dir)
+                    }
+                    None => None,
+                };
                 berth_rootfs::create_dir_in(&root.path(), &process.cwd)
                     .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
                 let code = self.run(&process, root).map_err(|e| self.at(i, e))?;
+                drop(pipes);
                 if code != 0 {
                     return Err(self.at(i, format!("the command exited with status {code}")));
                 }
@@ -455,6 +507,15 @@ impl Builder<'_> {
             state.config["config"]["Healthcheck"] = healthcheck(h.as_ref());
         } else if !berth_runtime::apply_instruction(&mut state.config, kind, &shell_now) {
             return Err("not supported".into());
+        }
+        match kind {
+            Kind::Cmd(_) => state.cmd_set = true,
+            Kind::Entrypoint(_) if !state.cmd_set => {
+                if let Some(run) = state.config["config"].as_object_mut() {
+                    run.remove("Cmd");
+                }
+            }
+            _ => {}
         }
         let created_by = format!("/bin/sh -c #(nop) {text}");
         state.record(&self.created(), &created_by, None);
@@ -616,6 +677,7 @@ impl Builder<'_> {
                 })
                 .collect(),
             key: chain("", "FROM", &image.id.to_string()),
+            cmd_set: false,
         })
     }
 
@@ -862,6 +924,48 @@ fn humantime_rfc3339(t: std::time::SystemTime) -> String {
 
 fn rand_u64() -> u64 {
     rand::random()
+}
+
+/// A heredoc script RUN runs as a file: `(name, content)`.
+type Script = (String, String);
+
+/// What RUN runs, as BuildKit's `dispatchRun`: a command that is one heredoc runs its
+/// body with the shell, or, when the body starts with `#!`, as a script file (returned
+/// as its name and content, to mount at `/dev/pipes/NAME`); any other command with
+/// heredocs is given to the shell whole, each body after it (`cat <<EOF > f`,
+/// `<<EOF bash`), for the shell to read.
+fn run_command(
+    cmd: &Form,
+    heredocs: &[berth_containerfile::Heredoc],
+    shell: &[String],
+) -> Result<(Vec<String>, Option<Script>), String> {
+    let Form::Shell(s) = cmd else {
+        return Ok((berth_runtime::command(cmd, shell), None));
+    };
+    let Some(first) = heredocs.first() else {
+        return Ok((berth_runtime::command(cmd, shell), None));
+    };
+    if berth_containerfile::is_single_heredoc(s) {
+        let body = first.effective_content();
+        if body.starts_with("#!") {
+            let name = &first.name;
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(format!("heredoc <<{name}: not a file name for its script"));
+            }
+            return Ok((
+                vec![format!("/dev/pipes/{name}")],
+                Some((name.clone(), body)),
+            ));
+        }
+        return Ok((shell.iter().cloned().chain([body]).collect(), None));
+    }
+    let mut full = s.clone();
+    for h in heredocs {
+        full.push('\n');
+        full.push_str(&h.content);
+        full.push_str(&h.name);
+    }
+    Ok((shell.iter().cloned().chain([full]).collect(), None))
 }
 
 #[cfg(test)]

@@ -22,6 +22,11 @@ pub struct State {
     /// The cache key of the step that made this state (the chain of every step
     /// before it): the next step's key starts from it.
     pub key: String,
+    /// Whether this stage has a CMD of its own: an ENTRYPOINT clears the base's
+    /// otherwise, as BuildKit and imagebuilder do (`FROM python` then `ENTRYPOINT
+    /// ["app"]` must not run `app python3`).
+    #[serde(default)]
+    pub cmd_set: bool,
 }
 
 impl State {

@@ -67,6 +67,13 @@ fn raw_words(line: &str) -> Vec<String> {
     words
 }
 
+/// Whether a RUN command is one heredoc and nothing else (`<<EOF`, not `<<EOF bash`
+/// or `cat <<EOF > f`): BuildKit's `MustParseHeredoc` of the command. Such a body is
+/// the script; any other command is given to the shell with the bodies after it.
+pub fn is_single_heredoc(cmd: &str) -> bool {
+    parse_heredoc_word(cmd.trim()).is_some()
+}
+
 /// `^(\d*)<<(-?)([^<]*)$`, then the delimiter unquoted; `None` when the word is no heredoc.
 pub(crate) fn parse_heredoc_word(word: &str) -> Option<Heredoc> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();

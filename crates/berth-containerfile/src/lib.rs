@@ -31,6 +31,7 @@ mod node;
 mod words;
 
 pub use expand::expand;
+pub use heredoc::is_single_heredoc;
 pub use ignore::{glob_match, has_glob, Ignore, IgnoreError};
 
 use std::collections::HashSet;

@@ -258,8 +258,23 @@ pub fn apply_instruction(config: &mut Value, kind: &Kind, shell: &[String]) -> b
         Kind::Env(pairs) => {
             let mut env = strings(&run["Env"]);
             for (k, v) in pairs {
-                env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k);
-                env.push(format!("{k}={v}"));
+                // In its place when it is there, as buildah keeps the order.
+                let key = |e: &String| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == k;
+                let new = format!("{k}={v}");
+                match env.iter().position(key) {
+                    Some(at) => {
+                        env[at] = new;
+                        let mut n = at + 1;
+                        while n < env.len() {
+                            if key(&env[n]) {
+                                env.remove(n);
+                            } else {
+                                n += 1;
+                            }
+                        }
+                    }
+                    None => env.push(new),
+                }
             }
             run["Env"] = json!(env);
         }

@@ -1057,6 +1057,19 @@ fn build_features() {
         .run()
         .last_line();
     assert_eq!(a, b, "reproducible");
+    // The cache holds this file's steps built with and without --timestamp: each
+    // build takes only its own.
+    let c = ctx
+        .berth(&["build", "--timestamp", "0", "-q", &context])
+        .run()
+        .last_line();
+    assert_eq!(c, a);
+    let now = ctx.berth(&["build", "-q", &context]).run().last_line();
+    let created_now = ctx
+        .berth(&["image", "inspect", "--format", "{{.Created}}", &now])
+        .run()
+        .last_line();
+    assert!(!created_now.starts_with("1970"), "{created_now}");
     let created = ctx
         .berth(&["image", "inspect", "--format", "{{.Created}}", &a])
         .run()
@@ -1067,4 +1080,168 @@ fn build_features() {
         .run();
     ctx.berth(&["rm", "-f", "bg"]).run();
     assert_eq!(ctx.berth(&["ps", "-a", "-q"]).run().stdout, "");
+}
+
+/// Containerfile rules a review against buildah 1.28 found berth breaking: `COPY .`,
+/// a folder link as a source, globs in folders and classes, `.dockerignore`
+/// exceptions under an excluded folder, ENTRYPOINT clearing the base's CMD, the
+/// platform ARGs, ENV updated in its place, ARG defaults from ENV and from before the
+/// instruction; WORKDIR is kept as written (`/w/../srv/./app`), as buildah keeps it. buildah builds the same file; the configs and
+/// what the images hold are compared.
+#[test]
+fn build_rules_match_buildah() {
+    let mut ctx = Ctx::new("buildrules", &[BUILDAH, PODMAN, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    let dir = ctx.path("ctx");
+    for (path, body) in [
+        ("a.txt", "a\n"),
+        ("src/x/package.json", "x\n"),
+        ("src/y/package.json", "y\n"),
+        ("f1.txt", "1\n"),
+        ("fx.txt", "x\n"),
+        ("top/docs/README.md", "readme\n"),
+        ("top/docs/other.md", "other\n"),
+        ("top/keep", "keep\n"),
+    ] {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+    std::os::unix::fs::symlink("src/x", dir.join("current")).unwrap();
+    fs::write(
+        dir.join(".dockerignore"),
+        "top/docs\n!top/docs/README.md\nContainerfile\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("Containerfile"),
+        format!(
+            "FROM {busybox} AS base\n\
+             CMD [\"base-cmd\"]\n\
+             \n\
+             FROM base\n\
+             ARG TARGETARCH\n\
+             ARG TARGETPLATFORM\n\
+             ENV A=1 B=2 C=3\n\
+             ENV A=one\n\
+             ARG D=${{B}}-x\n\
+             ARG E=5 F=$E\n\
+             RUN echo \"$TARGETARCH $TARGETPLATFORM $D [$F]\" > /args\n\
+             COPY . /all/\n\
+             COPY current /linked/\n\
+             COPY src/*/package.json /globbed/\n\
+             COPY f[0-9].txt /classed/\n\
+             COPY top /top/\n\
+             WORKDIR /w/../srv/./app\n\
+             ENTRYPOINT [\"/bin/sh\", \"-c\"]\n"
+        ),
+    )
+    .unwrap();
+    let context = dir.display().to_string();
+    let [pf, pv] = ctx.policy_args();
+    ctx.buildah(&[
+        "build",
+        &pf,
+        &pv,
+        "--isolation",
+        "chroot",
+        "--tls-verify=false",
+        "-t",
+        "localhost/rules:buildah",
+        &context,
+    ])
+    .run();
+    let theirs = ctx
+        .podman(&["image", "inspect", "localhost/rules:buildah"])
+        .run()
+        .json();
+    ctx.berth(&["build", "-t", "rules:berth", &context]).run();
+    let ours = ctx.berth(&["image", "inspect", "rules:berth"]).run().json();
+    assert_eq!(config_fields(&ours), config_fields(&theirs));
+    assert!(
+        ours[0]["Config"]["Cmd"].is_null(),
+        "{:#}",
+        ours[0]["Config"]
+    );
+
+    let show = "cat /args; cd / && find all linked globbed classed top | sort; \
+                cat /globbed/package.json /top/docs/README.md";
+    let mut outputs = Vec::new();
+    for image in ["localhost/rules:buildah", "rules:berth"] {
+        let file = ctx.p(&format!("{}.tar", image.replace([':', '/'], "-")));
+        let out = if image.starts_with("localhost/") {
+            ctx.podman(&["save", "-o", &file, image]).run();
+            ctx.berth(&["load", "-i", &file]).run();
+            ctx.berth(&["run", "--rm", image, show]).run()
+        } else {
+            ctx.berth(&["run", "--rm", image, show]).run()
+        };
+        outputs.push(out.stdout);
+    }
+    assert_eq!(outputs[1], outputs[0]);
+    assert!(
+        outputs[1].starts_with("amd64 linux/amd64 2-x []\n"),
+        "{}",
+        outputs[1]
+    );
+    assert!(outputs[1].contains("\nall/current\n"), "{}", outputs[1]);
+    assert!(
+        outputs[1].contains("\nlinked/package.json\n"),
+        "{}",
+        outputs[1]
+    );
+    assert!(
+        outputs[1].contains("\ntop/docs/README.md\n"),
+        "{}",
+        outputs[1]
+    );
+    assert!(!outputs[1].contains("other.md"), "{}", outputs[1]);
+}
+
+/// Heredocs as BuildKit runs them (buildah 1.28 has none): a body after another
+/// command goes to the shell with it, a body with a shebang runs as its own file and
+/// leaves nothing in the image, and a changed body is a new step, not the cached one.
+#[test]
+fn build_heredocs() {
+    let mut ctx = Ctx::new("buildheredoc", &[BUILDAH, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    let dir = ctx.path("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    let file = |v: &str| {
+        format!(
+            "FROM {busybox}\n\
+             RUN cat <<EOF > /piped\n\
+             piped {v}\n\
+             EOF\n\
+             RUN <<EOF sh\n\
+             echo read by sh > /by-sh\n\
+             EOF\n\
+             RUN <<EOF\n\
+             #!/bin/sh\n\
+             echo \"script $0\" > /script\n\
+             EOF\n\
+             RUN ls /dev/pipes 2>/dev/null > /pipes-left || true\n"
+        )
+    };
+    let context = dir.display().to_string();
+    let show = ["cat", "/piped", "/by-sh", "/script", "/pipes-left"];
+    for v in ["v1", "v2"] {
+        fs::write(dir.join("Containerfile"), file(v)).unwrap();
+        ctx.berth(&["build", "-t", "heredoc:1", &context]).run();
+        let mut args = vec!["run", "--rm", "heredoc:1"];
+        args.extend(show);
+        let out = ctx.berth(&args).run();
+        assert_eq!(
+            out.stdout,
+            format!("piped {v}\nread by sh\nscript /dev/pipes/EOF\n")
+        );
+    }
+    let out = ctx
+        .berth(&["run", "--rm", "heredoc:1", "ls", "-a", "/dev/pipes"])
+        .run_any();
+    assert!(
+        !out.status.success(),
+        "the script's mount is gone: {}",
+        out.stdout
+    );
 }
