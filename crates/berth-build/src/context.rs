@@ -149,7 +149,7 @@ fn in_rootfs(base: &Path, m: &str, src: &str) -> Result<(PathBuf, fs::Metadata),
 /// Resolves `rel` inside `root` as the kernel would were `root` the `/`: each link
 /// followed (an absolute one from `root`), `..` never above `root`. `None` for a
 /// missing path or more than 40 links (ELOOP).
-fn resolve_in(root: &Path, rel: &str) -> Option<String> {
+pub(crate) fn resolve_in(root: &Path, rel: &str) -> Option<String> {
     let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
     let mut done: Vec<String> = Vec::new();
     let mut links = 0;

@@ -11,6 +11,7 @@
 //! images built and nothing else.
 
 mod context;
+mod mounts;
 mod stage;
 mod state;
 

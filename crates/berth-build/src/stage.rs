@@ -16,6 +16,7 @@ use berth_transport::local::LocalStore;
 use serde_json::{json, Value};
 
 use crate::context::{self, Source};
+use crate::mounts::{self, MountPoints};
 use crate::state::{chain, Layer, State};
 use crate::{Bases, BuildError, BuildOptions, Built};
 
@@ -39,6 +40,12 @@ impl Drop for Rootfs {
     fn drop(&mut self) {
         let _ = berth_rootfs::remove_all(&self.dir);
     }
+}
+
+/// A bind mount's source, found; `other` holds the stage's file system it is in.
+struct BindSource {
+    found: context::Found,
+    _stage: Option<Rootfs>,
 }
 
 /// A finished stage, for `COPY --from`.
@@ -312,10 +319,19 @@ impl Builder<'_> {
                     .collect();
                 state.key = chain(&state.key, &i.text, &used.join("\n"));
             }
-            Kind::Run { cmd, heredocs, .. } => {
+            Kind::Run {
+                cmd,
+                heredocs,
+                flags,
+            } => {
                 let shell = berth_runtime::default_shell(&state.config);
                 let (args, script) =
                     run_command(cmd, heredocs, &shell).map_err(|e| self.at(i, e))?;
+                let expand_flag = |v: &str| x(v).map_err(|e| e.to_string());
+                let run_flags = mounts::parse(flags, &expand_flag).map_err(|e| self.at(i, e))?;
+                let binds = self
+                    .bind_sources(&run_flags.mounts, done)
+                    .map_err(|e| self.at(i, e))?;
                 let arg_env: Vec<String> = vars
                     .iter()
                     .filter(|(k, _)| !env_now.contains_key(*k))
@@ -325,6 +341,11 @@ impl Builder<'_> {
                 let mut what = i.text.clone();
                 for h in heredocs {
                     what.push_str(&format!("\n<<{}\n{}", h.name, h.effective_content()));
+                }
+                // And what a bind mount shows it.
+                for (target, b) in &binds {
+                    let hash = b.found.hash().map_err(|e| self.at(i, e))?;
+                    what.push_str(&format!("\n--mount {target} {hash}"));
                 }
                 let key = chain(&state.key, &what, &arg_env.join("\n"));
                 let created_by = match cmd {
@@ -347,6 +368,11 @@ impl Builder<'_> {
                 )
                 .map_err(|e| self.at(i, e))?;
                 process.env.extend(arg_env);
+                process.no_network = run_flags.no_network;
+                let points = MountPoints::before(&root.path(), &run_flags.mounts);
+                let held = self
+                    .mount(&mut process, &run_flags.mounts, binds)
+                    .map_err(|e| self.at(i, e))?;
                 // A script with a shebang runs as a file of its own, as BuildKit's
                 // /dev/pipes/NAME (outside the root file system, so in no layer).
                 let pipes = match &script {
@@ -367,8 +393,10 @@ impl Builder<'_> {
                 };
                 berth_rootfs::create_dir_in(&root.path(), &process.cwd)
                     .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
-                let code = self.run(&process, root).map_err(|e| self.at(i, e))?;
-                drop(pipes);
+                let code = self.run(&process, root);
+                drop((pipes, held));
+                points.remove();
+                let code = code.map_err(|e| self.at(i, e))?;
                 if code != 0 {
                     return Err(self.at(i, format!("the command exited with status {code}")));
                 }
@@ -612,8 +640,8 @@ impl Builder<'_> {
             .ok_or_else(|| "no root file system".to_string())
     }
 
-    /// A root file system of `state`'s layers, in a folder of its own.
-    fn materialize(&self, state: &State) -> Result<Rootfs, String> {
+    /// An empty root file system in a folder of its own, removed with it.
+    fn scratch_rootfs(&self) -> Result<Rootfs, String> {
         let dir = self
             .store
             .root()
@@ -621,11 +649,145 @@ impl Builder<'_> {
             .join(format!("{:016x}", rand_u64()));
         let root = dir.join("rootfs");
         fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-        let mut r = Rootfs {
+        Ok(Rootfs {
             dir,
             layers: 0,
             snapshot: Snapshot::empty(),
-        };
+        })
+    }
+
+    /// The sources of a RUN's bind mounts, found as COPY finds them (the context less
+    /// what it ignores, or a stage's or image's file system), with their targets.
+    fn bind_sources(
+        &self,
+        mounts: &[mounts::Mount],
+        done: &[Done],
+    ) -> Result<Vec<(String, BindSource)>, String> {
+        let mut out = Vec::new();
+        for m in mounts {
+            let mounts::MountKind::Bind { from, source, .. } = &m.kind else {
+                continue;
+            };
+            let other = match from {
+                Some(f) => Some(self.materialize(&self.stage_or_image(f, done)?)?),
+                None => None,
+            };
+            let ignore = context_ignore(&self.opts.context)?;
+            let other_path = other.as_ref().map(Rootfs::path);
+            let from = match &other_path {
+                Some(p) => Source::Rootfs(p),
+                None => Source::Context {
+                    dir: &self.opts.context,
+                    ignore: &ignore,
+                },
+            };
+            let found = context::find(&from, std::slice::from_ref(source), Vec::new(), false)?;
+            out.push((
+                m.target.clone(),
+                BindSource {
+                    found,
+                    _stage: other,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Adds a RUN's mounts to its process: each bind source copied into a folder of
+    /// its own (its writes discarded, nothing outside it reachable), each cache folder
+    /// made once under the store, each tmpfs. Returns the copies, to remove after the
+    /// step.
+    fn mount(
+        &self,
+        process: &mut Process,
+        mounts: &[mounts::Mount],
+        binds: Vec<(String, BindSource)>,
+    ) -> Result<Vec<Rootfs>, String> {
+        let mut held = Vec::new();
+        let mut binds = binds.into_iter();
+        for m in mounts {
+            let (source, read_only) = match &m.kind {
+                mounts::MountKind::Bind { rw, .. } => {
+                    let (_, b) = binds.next().ok_or("a bind mount without its source")?;
+                    let copy = self.scratch_rootfs()?;
+                    let mut tar = tempfile::tempfile_in(&copy.dir).map_err(|e| e.to_string())?;
+                    b.found.write_tar(
+                        "/m",
+                        &copy.path(),
+                        (0, 0),
+                        None,
+                        self.opts.tar_limits,
+                        std::io::BufWriter::new(&mut tar),
+                    )?;
+                    use std::io::Seek;
+                    tar.seek(std::io::SeekFrom::Start(0))
+                        .map_err(|e| e.to_string())?;
+                    let opts = UnpackOptions {
+                        limits: self.opts.tar_limits,
+                        ..UnpackOptions::for_current_user()
+                    };
+                    berth_rootfs::apply_layer(&copy.path(), std::io::BufReader::new(tar), &opts)
+                        .map_err(|e| e.to_string())?;
+                    let source = copy.path().join("m");
+                    held.push(copy);
+                    (source, !rw)
+                }
+                mounts::MountKind::Cache {
+                    id,
+                    mode,
+                    uid,
+                    gid,
+                    read_only,
+                } => (self.cache_folder(id, *mode, *uid, *gid)?, *read_only),
+                mounts::MountKind::Tmpfs { size } => {
+                    process.tmpfs.push(berth_runtime::Tmpfs {
+                        destination: m.target.clone(),
+                        options: size.iter().map(|s| format!("size={s}")).collect(),
+                    });
+                    continue;
+                }
+            };
+            process.binds.push(berth_runtime::Bind {
+                source: source.display().to_string(),
+                destination: m.target.clone(),
+                read_only,
+            });
+        }
+        Ok(held)
+    }
+
+    /// `<store>/build-cache/<sha256 of id>`: a cache mount's folder, kept between
+    /// builds; made with `mode`, `uid` and `gid` the first time.
+    fn cache_folder(&self, id: &str, mode: u32, uid: u32, gid: u32) -> Result<PathBuf, String> {
+        let name = berth_image::Digest::sha256_of(id.as_bytes())
+            .hex()
+            .to_string();
+        let dir = self.store.root().join("build-cache").join(name);
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Ok(dir);
+        }
+        let parent = self.store.root().join("build-cache");
+        fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        // Made aside and renamed: a build cut off half-way leaves no folder with the
+        // wrong owner.
+        let fresh = parent.join(format!(".new-{:016x}", rand_u64()));
+        fs::create_dir(&fresh).map_err(|e| format!("{}: {e}", fresh.display()))?;
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(mode))
+            .and_then(|_| std::os::unix::fs::chown(&fresh, Some(uid), Some(gid)))
+            .map_err(|e| format!("{}: {e}", fresh.display()))?;
+        if let Err(e) = fs::rename(&fresh, &dir) {
+            let _ = fs::remove_dir(&fresh);
+            if fs::symlink_metadata(&dir).is_err() {
+                return Err(format!("{}: {e}", dir.display()));
+            }
+        }
+        Ok(dir)
+    }
+
+    /// A root file system of `state`'s layers, in a folder of its own.
+    fn materialize(&self, state: &State) -> Result<Rootfs, String> {
+        let mut r = self.scratch_rootfs()?;
+        let root = r.path();
         let opts = UnpackOptions {
             limits: self.opts.tar_limits,
             ..UnpackOptions::for_current_user()

@@ -38,6 +38,10 @@ pub struct Process {
     /// `--cap-drop`, normalized.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// A network namespace of its own (loopback only), not the host's: a build's
+    /// `RUN --network=none`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_network: bool,
 }
 
 /// `--tmpfs /PATH[:OPTIONS]`, as podman reads it.
@@ -238,6 +242,7 @@ impl Process {
             tmpfs: o.tmpfs.clone(),
             cap_add,
             cap_drop,
+            no_network: false,
         })
     }
 
@@ -293,7 +298,7 @@ impl Process {
             if let Some(ns) = linux.namespaces().clone() {
                 let kept = ns
                     .into_iter()
-                    .filter(|n| n.typ() != LinuxNamespaceType::Network)
+                    .filter(|n| self.no_network || n.typ() != LinuxNamespaceType::Network)
                     .collect();
                 linux.set_namespaces(Some(kept));
             }

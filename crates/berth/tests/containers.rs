@@ -1245,3 +1245,74 @@ fn build_heredocs() {
         out.stdout
     );
 }
+
+/// RUN --mount as buildah and BuildKit give it: a bind of the context (less what
+/// .dockerignore excludes; writes discarded) or of a stage, a cache kept between
+/// builds, a tmpfs; --network=none. No mount point is left in the image, and what
+/// berth cannot mount (a secret) is refused, not run without it.
+#[test]
+fn build_run_mounts() {
+    let mut ctx = Ctx::new("buildmounts", &[BUILDAH, RUNC]);
+    let (_reg, busybox) = registry_with_busybox(&mut ctx);
+    let dir = ctx.path("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("a.txt"), "from the context\n").unwrap();
+    fs::write(dir.join("ignored.txt"), "no\n").unwrap();
+    fs::write(dir.join(".dockerignore"), "ignored.txt\n").unwrap();
+    fs::write(
+        dir.join("Containerfile"),
+        format!(
+            "FROM {busybox} AS builder\n\
+             RUN mkdir /out && echo built > /out/x\n\
+             FROM {busybox}\n\
+             RUN --mount=target=/src cat /src/a.txt > /from-bind && test ! -e /src/ignored.txt\n\
+             RUN --mount=target=/src,rw touch /src/written\n\
+             RUN --mount=type=bind,from=builder,source=/out,target=/in cp /in/x /x\n\
+             RUN --mount=type=cache,target=/root/.cache/t,id=counter \
+                 sh -c 'echo run >> /root/.cache/t/log; wc -l < /root/.cache/t/log > /count'\n\
+             RUN --mount=type=tmpfs,target=/t sh -c 'echo secret > /t/x'\n\
+             RUN --network=none ls /sys/class/net > /nets\n"
+        ),
+    )
+    .unwrap();
+    let context = dir.display().to_string();
+    for (n, flags) in [(1, &[][..]), (2, &["--no-cache"])] {
+        let mut args = vec!["build", "-t", "mounts:1"];
+        args.extend(flags);
+        args.push(&context);
+        ctx.berth(&args).run();
+        let out = ctx
+            .berth(&[
+                "run",
+                "--rm",
+                "mounts:1",
+                "sh",
+                "-c",
+                "cat /from-bind /x /count /nets; \
+                 for p in /src /in /t /root; do test -e $p && echo left $p; done; true",
+            ])
+            .run();
+        assert_eq!(
+            out.stdout,
+            format!("from the context\nbuilt\n{n}\nlo\n"),
+            "build {n}"
+        );
+    }
+    assert!(
+        !dir.join("written").exists(),
+        "a rw bind's writes are discarded"
+    );
+
+    fs::write(
+        dir.join("Containerfile"),
+        format!("FROM {busybox}\nRUN --mount=type=secret,id=k cat /run/secrets/k\n"),
+    )
+    .unwrap();
+    let out = ctx.berth(&["build", &context]).run_any();
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("type=secret: not supported yet"),
+        "{}",
+        out.stderr
+    );
+}
