@@ -304,17 +304,60 @@ fn walk(
     Ok(())
 }
 
-/// gzip, or a tar (`ustar` at 257): what ADD unpacks.
+/// What ADD unpacks, as buildah judges it: a tar, plain or compressed (gzip, bzip2,
+/// zstd; buildah also reads xz, which berth copies as a file), told by its first block
+/// after decompression. A compressed file that holds no tar (`data.json.gz`) is copied
+/// as it is.
 fn is_archive(path: &Path) -> bool {
     // Only a regular file is opened: a FIFO named in ADD waited for a writer for ever.
     if !fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return false;
     }
-    let mut head = [0u8; 262];
-    let n = fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
+    let Ok(mut r) = open_archive(path) else {
+        return false;
+    };
+    let mut block = [0u8; 512];
+    r.read_exact(&mut block).is_ok() && is_tar_header(&block)
+}
+
+/// The file's bytes decompressed by their first bytes (bzip2 here, the rest as a
+/// layer's: gzip, zstd, plain).
+fn open_archive(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut head = [0u8; 3];
+    let n = fs::File::open(path)?.read(&mut head)?;
+    let f = fs::File::open(path)?;
+    if n == 3 && &head == b"BZh" {
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(
+            std::io::BufReader::new(f),
+        )));
+    }
+    berth_rootfs::decompress(f)
+}
+
+/// A tar header block: its checksum (the bytes summed with the checksum field as
+/// blanks) is the octal number in that field, as every tar reader checks it.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                0x20
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
 }
 
 impl Found {
@@ -503,18 +546,7 @@ fn unpack_into<W: Write>(
     limits: berth_rootfs::TarLimits,
     tar: &mut tar::Builder<W>,
 ) -> Result<(), String> {
-    let f = fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
-    let mut head = [0u8; 2];
-    let gz = fs::File::open(archive)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == [0x1f, 0x8b];
-    let reader: Box<dyn Read> = match gz {
-        true => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            f,
-        ))),
-        false => Box::new(std::io::BufReader::new(f)),
-    };
+    let reader = open_archive(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
     // berth-rootfs's reader: extension headers applied and bounded, the layer limits in
     // force. Each entry is written again with a fresh header whose size is the data's:
     // the tar crate's own reader took a PAX `size` for the data while its header kept
@@ -804,6 +836,42 @@ mod tests {
             .unwrap()
             .success());
         assert!(!is_archive(&fifo));
+    }
+
+    /// A tar plain or compressed (gzip, bzip2, zstd) is unpacked; a compressed file
+    /// holding no tar, or anything else, is a file.
+    #[test]
+    fn archives_by_their_first_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_old();
+        h.set_size(2);
+        h.set_cksum();
+        tar.append_data(&mut h, "f", &b"hi"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let gzip = |data: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, data).unwrap();
+            gz.finish().unwrap()
+        };
+        let bzip = |data: &[u8]| {
+            let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            std::io::Write::write_all(&mut bz, data).unwrap();
+            bz.finish().unwrap()
+        };
+        for (name, bytes, unpacked) in [
+            ("plain.tar", tar.clone(), true),
+            ("a.tar.gz", gzip(&tar), true),
+            ("b.tar.bz2", bzip(&tar), true),
+            ("c.tar.zst", zstd::encode_all(&tar[..], 1).unwrap(), true),
+            ("data.json.gz", gzip(b"{\"not\": \"a tar\"}"), false),
+            ("short.gz", gzip(b"x"), false),
+            ("text", b"just text".to_vec(), false),
+        ] {
+            let p = dir.path().join(name);
+            fs::write(&p, bytes).unwrap();
+            assert_eq!(is_archive(&p), unpacked, "{name}");
+        }
     }
 
     #[test]

@@ -207,7 +207,11 @@ impl Builder<'_> {
             default_path(&mut state.config);
             let mut rootfs: Option<Rootfs> = None;
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
-            for i in &stage.instructions {
+            // The base's ONBUILD triggers run first, as buildah and BuildKit run them,
+            // and are spent: the image built has none of its base's.
+            let triggers = self.triggers(&mut state, stage.line)?;
+            self.steps += triggers.len();
+            for i in triggers.iter().chain(&stage.instructions) {
                 self.say(&i.text);
                 self.instruction(i, file, &mut state, &mut rootfs, &mut vars, &global, &done)?;
             }
@@ -222,6 +226,42 @@ impl Builder<'_> {
         done.pop()
             .map(|d| d.state)
             .ok_or_else(|| BuildError::Other("no stage to build".into()))
+    }
+
+    /// The ONBUILD triggers of a stage's base, parsed, taken out of its config.
+    fn triggers(&self, state: &mut State, line: usize) -> Result<Vec<Instruction>, BuildError> {
+        let Some(run) = state.config["config"].as_object_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some(list) = run.remove("OnBuild") else {
+            return Ok(Vec::new());
+        };
+        let bad = |trigger: &str, why: String| {
+            BuildError::Other(format!(
+                "{}:{line}: FROM: the base's ONBUILD trigger {trigger:?}: {why}",
+                self.file
+            ))
+        };
+        let mut out = Vec::new();
+        // Each trigger is one instruction, parsed alone as BuildKit parses it: the base
+        // is not this file, and one trigger may not bring in others (or a FROM).
+        for trigger in list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let text = format!("FROM scratch\n{trigger}\n");
+            let parsed = berth_containerfile::parse(&text, "ONBUILD")
+                .map_err(|e| bad(trigger, e.to_string()))?;
+            match &parsed.stages[..] {
+                [stage] if stage.instructions.len() == 1 => {
+                    out.extend(stage.instructions.iter().cloned())
+                }
+                _ => return Err(bad(trigger, "not one instruction".into())),
+            }
+        }
+        Ok(out)
     }
 
     /// The value an ARG takes: `--build-arg`, else its default expanded with `lookup`.

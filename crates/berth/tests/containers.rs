@@ -1196,6 +1196,66 @@ fn build_rules_match_buildah() {
         outputs[1]
     );
     assert!(!outputs[1].contains("other.md"), "{}", outputs[1]);
+
+    // ONBUILD: a docker-format base's triggers run in the child's build, first, and
+    // are spent.
+    let on = ctx.path("onbuild");
+    fs::create_dir_all(&on).unwrap();
+    fs::write(
+        on.join("Containerfile"),
+        format!("FROM {busybox}\nONBUILD LABEL trig=fired\nONBUILD RUN echo ran > /trig\n"),
+    )
+    .unwrap();
+    let on_s = on.display().to_string();
+    let child = ctx.path("child");
+    fs::create_dir_all(&child).unwrap();
+    fs::write(
+        child.join("Containerfile"),
+        "FROM localhost/onbase:1\nLABEL own=1\nCMD [\"cat\", \"/trig\"]\n",
+    )
+    .unwrap();
+    let child_s = child.display().to_string();
+    let flags = ["--isolation", "chroot", "--tls-verify=false"];
+    let mut args = vec![
+        "build",
+        &pf,
+        &pv,
+        "--format",
+        "docker",
+        "-t",
+        "localhost/onbase:1",
+    ];
+    args.extend(flags);
+    args.push(&on_s);
+    ctx.buildah(&args).run();
+    let mut args = vec!["build", &pf, &pv, "-t", "localhost/child:buildah"];
+    args.extend(flags);
+    args.push(&child_s);
+    ctx.buildah(&args).run();
+    let theirs = ctx
+        .podman(&["image", "inspect", "localhost/child:buildah"])
+        .run()
+        .json();
+    ctx.berth(&[
+        "build",
+        "--format",
+        "docker",
+        "-t",
+        "localhost/onbase:1",
+        &on_s,
+    ])
+    .run();
+    ctx.berth(&["build", "-t", "child:berth", &child_s]).run();
+    let ours = ctx.berth(&["image", "inspect", "child:berth"]).run().json();
+    assert_eq!(config_fields(&ours), config_fields(&theirs));
+    assert_eq!(ours[0]["Config"]["Labels"]["trig"], "fired");
+    assert!(
+        ours[0]["Config"]["OnBuild"].is_null(),
+        "{:#}",
+        ours[0]["Config"]
+    );
+    let ran = ctx.berth(&["run", "--rm", "child:berth"]).run();
+    assert_eq!(ran.stdout, "ran\n");
 }
 
 /// Heredocs as BuildKit runs them (buildah 1.28 has none): a body after another
