@@ -141,9 +141,43 @@ impl Matcher {
                     }
                 }
             }
+            drop_advisories_told_per_cve(&mut out, first);
         }
         out.sort_by(|a, b| a.package.cmp(&b.package).then_with(|| a.id.cmp(&b.id)));
         out
+    }
+}
+
+/// The CVE ids a finding stands for: its own id's (`CVE-…`, `DEBIAN-CVE-…`,
+/// `UBUNTU-CVE-…`, `ALPINE-CVE-…`) and its aliases'.
+fn cves(f: &Finding) -> impl Iterator<Item = &str> {
+    std::iter::once(f.id.as_str())
+        .chain(f.aliases.iter().map(String::as_str))
+        .filter_map(|id| id.find("CVE-").map(|at| &id[at..]))
+}
+
+/// Drops, from one package's findings (`out[first..]`), each advisory (`DSA-…`,
+/// `DLA-…`, `USN-…`: an id naming no CVE) whose CVEs are each a finding of their own
+/// there: the Debian and Ubuntu data publish both for the same fix, and counting both
+/// made one vulnerability two (osv-scanner groups them by alias; Trivy reports per CVE).
+/// An advisory with a CVE no record of its own covers stays.
+fn drop_advisories_told_per_cve(out: &mut Vec<Finding>, first: usize) {
+    let per_cve: std::collections::HashSet<String> = out[first..]
+        .iter()
+        .filter(|f| f.id.contains("CVE-"))
+        .flat_map(|f| cves(f).map(str::to_string))
+        .collect();
+    let redundant = |f: &Finding| {
+        let mut told = cves(f).peekable();
+        !f.id.contains("CVE-") && told.peek().is_some() && told.all(|c| per_cve.contains(c))
+    };
+    let mut i = first;
+    while i < out.len() {
+        if redundant(&out[i]) {
+            out.remove(i);
+        } else {
+            i += 1;
+        }
     }
 }
 

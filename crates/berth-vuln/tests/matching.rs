@@ -567,3 +567,63 @@ fn a_schema_1_database_is_upgraded_when_opened() {
     drop(db);
     VulnDb::open(&path).unwrap();
 }
+
+/// Debian publishes a DSA and a DEBIAN-CVE record for the same fix: a package affected
+/// by both counts each CVE once. The DSA stays while one of its CVEs has no record of
+/// its own.
+#[test]
+fn an_advisory_told_per_cve_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("osv");
+    std::fs::create_dir_all(&src).unwrap();
+    let fix = || range(json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]));
+    let mut dsa = record(
+        "DSA-5532-1",
+        "2024-02-01T00:00:00Z",
+        "Debian:12",
+        "openssl",
+        fix(),
+    );
+    dsa["aliases"] = json!(["CVE-2023-5363", "CVE-2023-5678"]);
+    let mut one = record(
+        "DEBIAN-CVE-2023-5363",
+        "2024-02-01T00:00:00Z",
+        "Debian:12",
+        "openssl",
+        fix(),
+    );
+    one["upstream"] = json!(["CVE-2023-5363"]);
+    let two = record(
+        "DEBIAN-CVE-2023-5678",
+        "2024-02-01T00:00:00Z",
+        "Debian:12",
+        "openssl",
+        fix(),
+    );
+    let package = [pkg(
+        PackageKind::Deb,
+        "libssl3",
+        Some("openssl"),
+        "3.0.11-1~deb12u1",
+    )];
+    let db = VulnDb::open(&dir.path().join("vulndb.sqlite")).unwrap();
+    let found = |records: &[&Value]| {
+        for r in records {
+            write(&src.join(format!("{}.json", r["id"].as_str().unwrap())), r);
+        }
+        db.import(&src).unwrap();
+        let m = db.matcher().unwrap();
+        let mut ids: Vec<String> = m
+            .findings(&os("Debian:12"), &package)
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(found(&[&dsa, &one]), ["DEBIAN-CVE-2023-5363", "DSA-5532-1"]);
+    assert_eq!(
+        found(&[&two]),
+        ["DEBIAN-CVE-2023-5363", "DEBIAN-CVE-2023-5678"]
+    );
+}
