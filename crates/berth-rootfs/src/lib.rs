@@ -68,6 +68,32 @@ pub fn create_dir_in(root: &std::path::Path, path: &str) -> Result<(), RootfsErr
     Ok(())
 }
 
+/// What a name inside a root is, as the container sees it (links followed inside the
+/// root): a folder, something else, or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Dir,
+    NotDir,
+    Missing,
+}
+
+/// What `path` is inside `root` (see [`Found`]): a `-w` directory a container is
+/// given must be there, as podman checks it.
+pub fn find_in(root: &std::path::Path, path: &str) -> Result<Found, RootfsError> {
+    let parts = safe_path::components(path.as_bytes())?;
+    let root = safe_path::Root::open(root)?;
+    match root.open_dir(&parts, safe_path::Walk::Existing) {
+        Ok(Some(_)) => Ok(Found::Dir),
+        Ok(None) => Ok(Found::Missing),
+        Err(RootfsError::Io { cause, .. })
+            if cause.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            Ok(Found::NotDir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The bytes of regular file `path` inside `root`, read as the container would find it
 /// (folders on the way resolved inside the root; the file itself not a link), at most
 /// `max` bytes: `None` when there is no such file or it is longer. An image's

@@ -258,6 +258,21 @@ impl Containers {
     fn prepare(&self, c: &ContainerRecord) -> Result<PathBuf> {
         let bundle = self.path(c);
         let process = self.process(c)?;
+        if process.cwd_given {
+            let start = |message: String| RuntimeError::Start { message, code: 126 };
+            let cwd = &process.cwd;
+            match berth_rootfs::find_in(&self.rootfs(c), cwd)? {
+                berth_rootfs::Found::Dir => {}
+                berth_rootfs::Found::Missing => Err(start(format!(
+                    "workdir {cwd:?} does not exist on container {}",
+                    c.id
+                )))?,
+                berth_rootfs::Found::NotDir => Err(start(format!(
+                    "workdir {cwd:?} exists on container {}, but is not a directory",
+                    c.id
+                )))?,
+            }
+        }
         let mut spec = process.runtime_spec(&self.rootfs(c), &c.id[..12])?;
         crate::spec::add_host_files(&mut spec, &bundle, &process.add_hosts)?;
         let path = bundle.join("config.json");

@@ -38,6 +38,10 @@ pub struct Process {
     /// `--cap-drop`, normalized.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// `cwd` was given (`-w`), not the image's: it must exist, as podman requires
+    /// (the image's is made).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cwd_given: bool,
     /// A network namespace of its own (loopback only), not the host's: a build's
     /// `RUN --network=none`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -242,6 +246,7 @@ impl Process {
             tmpfs: o.tmpfs.clone(),
             cap_add,
             cap_drop,
+            cwd_given: o.workdir.is_some(),
             no_network: false,
         })
     }

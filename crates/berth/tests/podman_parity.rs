@@ -522,6 +522,21 @@ fn run_flags_match_podman() {
         assert_eq!(b.1, p.1, "the same one-line error");
     }
 
+    ctx.step("-w: a directory given must be there (the image's is made), as podman says");
+    for w in ["/nonexist/deep", "/bin/busybox"] {
+        let [p, b] = both_run(&ctx, &["--rm", "-w", w, img, "true"], None);
+        assert_eq!(
+            (p.2, b.2),
+            (Some(126), Some(126)),
+            "-w {w}: {} / {}",
+            p.1,
+            b.1
+        );
+        assert_eq!(without_ids(&b.1), without_ids(&p.1));
+    }
+    let [p, b] = both_run(&ctx, &["--rm", "-w", "/tmp", img, "sh", "-c", "pwd"], None);
+    assert_eq!((p.0.as_str(), b.0.as_str()), ("/tmp\n", "/tmp\n"));
+
     ctx.step("-v host binds, ro and rw");
     let host = ctx.path("shared");
     fs::create_dir_all(&host).unwrap();
