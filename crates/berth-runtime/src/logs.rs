@@ -41,12 +41,18 @@ impl LogWriter {
     /// `echo`, to berth's own stdout and stderr as well). One thread polls both,
     /// stdout first when both have data, so that what the process wrote to stdout
     /// before it wrote to stderr is logged before it.
+    ///
+    /// A first stderr piece that starts with `hold` (the runtime's name: its own error
+    /// when it could not start the process, which it writes to the container's stderr)
+    /// is held back, not copied, until more stderr comes; the thread returns what it
+    /// still holds at the end, for [`LogWriter::release`] or to drop.
     pub fn relay(
         &self,
         stdout: std::process::ChildStdout,
         stderr: std::process::ChildStderr,
         echo: bool,
-    ) -> JoinHandle<()> {
+        hold: Option<String>,
+    ) -> JoinHandle<Vec<u8>> {
         use std::os::fd::AsRawFd;
         let log = self.clone();
         std::thread::spawn(move || {
@@ -57,6 +63,8 @@ impl LogWriter {
             streams[0].0 = Some(Box::new(stdout));
             streams[1].0 = Some(Box::new(stderr));
             let mut buf = vec![0u8; PIECE];
+            let mut held: Vec<u8> = Vec::new();
+            let mut stderr_seen = false;
             while streams.iter().any(|s| s.0.is_some()) {
                 let mut fds: Vec<libc::pollfd> = streams
                     .iter()
@@ -73,7 +81,7 @@ impl LogWriter {
                     if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    return;
+                    return held;
                 }
                 // poll looks at the pipes one after the other: it can see stderr's
                 // new data and not the stdout data written before it. A second look,
@@ -94,12 +102,26 @@ impl LogWriter {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => *reader = None,
                         Ok(n) => {
+                            if *stream == "stderr" {
+                                let first = !std::mem::replace(&mut stderr_seen, true);
+                                let prefix = hold.as_deref().map(str::as_bytes);
+                                if first && prefix.is_some_and(|p| buf[..n].starts_with(p)) {
+                                    held.extend_from_slice(&buf[..n]);
+                                    continue;
+                                }
+                                if !held.is_empty() {
+                                    let earlier = std::mem::take(&mut held);
+                                    if log.release(&earlier, echo).is_err() {
+                                        return held;
+                                    }
+                                }
+                            }
                             if echo {
                                 // The terminal going away must not stop the log.
                                 let _ = echo_to(stream, &buf[..n]);
                             }
                             if log.records(stream, &buf[..n]).is_err() {
-                                return;
+                                return held;
                             }
                             if n == buf.len() {
                                 // More may wait in this pipe: read it before the
@@ -110,7 +132,17 @@ impl LogWriter {
                     }
                 }
             }
+            held
         })
+    }
+
+    /// Copies stderr output held back by [`LogWriter::relay`] (it was the
+    /// container's own after all) into the log, and with `echo` to berth's stderr.
+    pub fn release(&self, bytes: &[u8], echo: bool) -> io::Result<()> {
+        if echo {
+            let _ = echo_to("stderr", bytes);
+        }
+        self.records("stderr", bytes)
     }
 
     /// What one read gave: a record per line, the rest a piece.

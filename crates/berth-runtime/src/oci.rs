@@ -144,17 +144,23 @@ impl Runtime {
             .spawn()
             .map_err(io(format!("starting {}", self.program.display())))?;
         let out = crate::logs::LogWriter::create(ctr_log)?;
+        // The runtime's own error (the process could not start) is said once, as
+        // podman says it, not also as the container's stderr and in its log.
+        let hold = Some(self.name()).filter(|n| !n.is_empty());
         let relay = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => Some(out.relay(o, e, echo)),
+            (Some(o), Some(e)) => Some(out.relay(o, e, echo, hold)),
             _ => None,
         };
         let status = child
             .wait()
             .map_err(io(format!("waiting for {}", self.program.display())))?;
-        if let Some(relay) = relay {
-            let _ = relay.join();
+        let held = relay.and_then(|r| r.join().ok()).unwrap_or_default();
+        let outcome = self.outcome(status, &log, Action::Run);
+        if !held.is_empty() && !matches!(outcome, Err(RuntimeError::Start { .. })) {
+            out.release(&held, echo)
+                .map_err(io(format!("writing {}", ctr_log.display())))?;
         }
-        self.outcome(status, &log, Action::Run)
+        outcome
     }
 
     /// Runs a further process in running container `id` with the caller's stdio.

@@ -247,7 +247,33 @@ fn missing_commands_logs_and_inspect_match_podman() {
                 "{which} run {cmd}: {}",
                 out.stderr
             );
+            // The runtime's error once, as the command's: not also as the
+            // container's stderr.
+            let said = match which {
+                PODMAN => out.error_lines(),
+                _ => out.stderr.clone(),
+            };
+            assert_eq!(said.lines().count(), 1, "{which} run {cmd}: {said}");
         }
+        tool(
+            &ctx,
+            which,
+            &run_args(which, &["--name", "nf", img, "/nosuch"]),
+        )
+        .run_any();
+        let logs = tool(&ctx, which, &["logs", "nf"]).run();
+        // podman's own debug lines aside.
+        let err: Vec<&str> = logs
+            .stderr
+            .lines()
+            .filter(|l| !l.starts_with("time="))
+            .collect();
+        assert_eq!(
+            (logs.stdout.as_str(), err.len()),
+            ("", 0),
+            "{which}: {err:?}"
+        );
+        tool(&ctx, which, &["rm", "nf"]).run();
         let out = tool(
             &ctx,
             which,
@@ -369,15 +395,12 @@ fn missing_commands_logs_and_inspect_match_podman() {
         tool(&ctx, which, &["rm", "-a", "-f"]).run();
     }
 
-    ctx.step("berth: a detached container that could not start says why");
+    ctx.step("berth: a detached container that could not start says why, in inspect");
     ctx.berth(&["run", "-d", "--name", "gone", img, "/nosuch"])
         .run_any();
+    // Its log holds only what the container wrote, as podman's: nothing.
     let log = ctx.berth(&["logs", "gone"]).run();
-    assert!(
-        log.stderr.contains("no such file or directory"),
-        "{}",
-        log.stderr
-    );
+    assert_eq!((log.stdout.as_str(), log.stderr.as_str()), ("", ""));
     let state = ctx
         .berth(&[
             "container",
