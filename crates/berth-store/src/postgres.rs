@@ -390,22 +390,52 @@ impl<C: GenericClient> Db<'_, C> {
         let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
         let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
         let mut swept = Swept::default();
-        for (d, size) in &planned.manifests {
-            if !still.contains(d.as_str()) {
-                continue;
+        swept.manifests = planned
+            .manifests
+            .iter()
+            .filter(|(d, _)| still.contains(d.as_str()))
+            .cloned()
+            .collect();
+        // A statement per table for the repository's garbage, not four per manifest:
+        // every replica's pushes wait on this lock.
+        if !swept.manifests.is_empty() {
+            let gone: Vec<&str> = swept.manifests.iter().map(|(d, _)| d.as_str()).collect();
+            for sql in [
+                "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = ANY($2)",
+                "DELETE FROM manifest_references
+                 WHERE repository_id = $1 AND manifest_digest = ANY($2)",
+                "DELETE FROM signatures WHERE repository_id = $1 AND manifest_digest = ANY($2)",
+                "DELETE FROM manifests WHERE repository_id = $1 AND digest = ANY($2)",
+            ] {
+                self.exec(sql, &[&id, &gone])?;
             }
-            self.delete_manifest_rows(id, d)?;
-            if let Ok(digest) = d.parse() {
-                let repository = planned.repository.clone();
-                self.announce(origin, MetaChange::ManifestDeleted { repository, digest })?;
-            }
-            swept.manifests.push((d.clone(), *size));
+            let notes: Vec<String> = gone
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .map(|digest| {
+                    let repository = planned.repository.clone();
+                    crate::notify::encode(
+                        origin,
+                        &MetaChange::ManifestDeleted { repository, digest },
+                    )
+                })
+                .collect();
+            self.exec(
+                "SELECT pg_notify($1, note) FROM unnest($2::text[]) AS note",
+                &[&crate::notify::CHANNEL, &notes],
+            )?;
         }
         let still: HashSet<&str> = now.links.iter().map(String::as_str).collect();
-        for d in planned.links.iter().filter(|d| still.contains(d.as_str())) {
-            swept.links += self.exec(
-                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
-                &[&id, d],
+        let links: Vec<&str> = planned
+            .links
+            .iter()
+            .map(String::as_str)
+            .filter(|d| still.contains(d))
+            .collect();
+        if !links.is_empty() {
+            swept.links = self.exec(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2)",
+                &[&id, &links],
             )? as usize;
         }
         Ok(swept)

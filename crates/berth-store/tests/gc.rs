@@ -513,10 +513,14 @@ fn renewed_links_are_spared(backend: Backend) {
 }
 
 /// Timing of a large collection (not a check): `cargo test --release -p berth-store
-/// --test gc -- --ignored --nocapture large`.
+/// --test gc -- --ignored --nocapture large` (`BERTH_GC_TIMING_BACKEND=postgres` for
+/// PostgreSQL, `BERTH_GC_TIMING_N` manifests).
 #[test]
 #[ignore]
 fn large_collection_timing() {
+    if std::env::var("BERTH_GC_TIMING_BACKEND").as_deref() == Ok("postgres") {
+        BACKEND.set(Backend::Postgres);
+    }
     let s = store();
     let n: usize = std::env::var("BERTH_GC_TIMING_N")
         .ok()
