@@ -389,13 +389,15 @@ impl<C: GenericClient> Db<'_, C> {
         };
         let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
         let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
-        let mut swept = Swept::default();
-        swept.manifests = planned
-            .manifests
-            .iter()
-            .filter(|(d, _)| still.contains(d.as_str()))
-            .cloned()
-            .collect();
+        let mut swept = Swept {
+            manifests: planned
+                .manifests
+                .iter()
+                .filter(|(d, _)| still.contains(d.as_str()))
+                .cloned()
+                .collect(),
+            ..Swept::default()
+        };
         // A statement per table for the repository's garbage, not four per manifest:
         // every replica's pushes wait on this lock.
         if !swept.manifests.is_empty() {
