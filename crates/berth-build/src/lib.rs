@@ -49,6 +49,9 @@ pub struct BuildOptions {
     /// `--label K=V`: labels of the image, set by LABEL steps after the last stage's
     /// instructions (as podman's build adds them).
     pub labels: Vec<(String, String)>,
+    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret,id=ID` reads, never
+    /// stored in a layer or the cache key.
+    pub secrets: Vec<(String, PathBuf)>,
     /// Bounds of each FROM image layer applied for a step (the binary reads
     /// `BERTH_TAR_MAX_*`).
     pub tar_limits: berth_rootfs::TarLimits,

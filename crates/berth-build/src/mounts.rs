@@ -2,10 +2,10 @@
 //! and `--security`; and the mount points a RUN's mounts make in the root file
 //! system, taken away again before its layer is taken, so that no layer records them.
 //!
-//! What berth cannot do yet is refused with a line that says so (secret and ssh
-//! mounts need `build --secret`/`--ssh`, which berth lacks; `--security=insecure`),
-//! never ignored: an ignored secret mount ran the step without its secret, and an
-//! ignored cache mount baked the cache into the layer.
+//! What berth cannot do yet is refused with a line that says so (ssh mounts need
+//! `build --ssh`, which berth lacks; `--security=insecure`), never ignored: an ignored
+//! secret mount ran the step without its secret, and an ignored cache mount baked the
+//! cache into the layer.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,16 @@ pub(crate) enum MountKind {
     },
     /// `type=tmpfs`, with mount's `size=` option.
     Tmpfs { size: Option<String> },
+    /// `type=secret`: `build --secret id=ID,src=FILE`'s file, read-only at the target
+    /// (default `/run/secrets/ID`); a secret not given is an error when `required`,
+    /// else the step runs without it, as BuildKit does.
+    Secret {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// What a RUN's flags ask for.
@@ -86,7 +96,8 @@ fn mount(value: &str) -> Result<Mount, String> {
     let mut from = None;
     let mut id = None;
     let mut rw = None;
-    let mut mode = 0o755;
+    let mut mode = None;
+    let mut required = false;
     let (mut uid, mut gid) = (0, 0);
     let mut size = None;
     let number = |k: &str, v: &str, radix: u32| {
@@ -103,7 +114,7 @@ fn mount(value: &str) -> Result<Mount, String> {
             "id" => id = Some(v.to_string()),
             "ro" | "readonly" => rw = Some(v == "false"),
             "rw" | "readwrite" => rw = Some(v != "false"),
-            "mode" => mode = number(&k, v, 8)?,
+            "mode" => mode = Some(number(&k, v, 8)?),
             "uid" => uid = number(&k, v, 10)?,
             "gid" => gid = number(&k, v, 10)?,
             "size" => size = Some(v.to_string()),
@@ -115,19 +126,35 @@ fn mount(value: &str) -> Result<Mount, String> {
                     ))
                 }
             },
-            "required" | "env" => {}
+            "required" => required = v.is_empty() || v == "true",
+            "env" => {}
             _ => return Err(format!("unexpected key '{k}' in '{field}'")),
         }
     }
-    if kind == "secret" || kind == "ssh" {
-        return Err(format!(
-            "--mount type={kind}: not supported yet (berth build has no --{kind})"
-        ));
+    if kind == "ssh" {
+        return Err("--mount type=ssh: not supported yet (berth build has no --ssh)".into());
+    }
+    if kind == "secret" {
+        // The id is the target's last name, the target /run/secrets/ID, by default.
+        let id = match (&id, &target) {
+            (Some(id), _) => id.clone(),
+            (None, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
+            (None, None) => String::new(),
+        };
+        if id.is_empty() || id.contains('/') {
+            return Err(format!("--mount {value}: a secret needs an id"));
+        }
+        target.get_or_insert_with(|| format!("/run/secrets/{id}"));
+        let kind = MountKind::Secret {
+            id,
+            required,
+            mode: mode.unwrap_or(0o400),
+            uid,
+            gid,
+        };
+        return finish(target, kind);
     }
     let target = target.ok_or_else(|| format!("--mount {value}: a target is required"))?;
-    if !target.starts_with('/') || target.contains('\0') {
-        return Err(format!("--mount target={target}: must be an absolute path"));
-    }
     let kind = match kind.as_str() {
         "bind" => MountKind::Bind {
             from,
@@ -140,15 +167,28 @@ fn mount(value: &str) -> Result<Mount, String> {
             }
             MountKind::Cache {
                 id: id.unwrap_or_else(|| target.clone()),
-                mode,
+                mode: mode.unwrap_or(0o755),
                 uid,
                 gid,
                 read_only: rw == Some(false),
             }
         }
         "tmpfs" => MountKind::Tmpfs { size },
-        other => return Err(format!("--mount type={other}: use bind, cache or tmpfs")),
+        other => {
+            return Err(format!(
+                "--mount type={other}: use bind, cache, tmpfs or secret"
+            ))
+        }
     };
+    finish(Some(target), kind)
+}
+
+/// A mount with its target checked: absolute, no NUL.
+fn finish(target: Option<String>, kind: MountKind) -> Result<Mount, String> {
+    let target = target.unwrap_or_default();
+    if !target.starts_with('/') || target.contains('\0') {
+        return Err(format!("--mount target={target}: must be an absolute path"));
+    }
     Ok(Mount { target, kind })
 }
 
@@ -274,7 +314,7 @@ mod tests {
     #[test]
     fn what_berth_cannot_do_is_said() {
         for (flag, says) in [
-            ("--mount=type=secret,id=k", "no --secret"),
+            ("--mount=type=secret", "a secret needs an id"),
             ("--mount=type=ssh,target=/s", "no --ssh"),
             ("--mount=type=cache", "a target is required"),
             ("--mount=type=cache,target=rel", "absolute"),

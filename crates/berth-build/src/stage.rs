@@ -779,6 +779,33 @@ impl Builder<'_> {
                     gid,
                     read_only,
                 } => (self.cache_folder(id, *mode, *uid, *gid)?, *read_only),
+                mounts::MountKind::Secret {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let Some((_, src)) = self.opts.secrets.iter().find(|(s, _)| s == id) else {
+                        if *required {
+                            return Err(format!(
+                                "secret {id:?} is required: give it with --secret id={id},src=FILE"
+                            ));
+                        }
+                        continue;
+                    };
+                    // A copy of its own with the mount's owner and mode, outside the
+                    // root file system: the file given stays as it is.
+                    let copy = self.scratch_rootfs()?;
+                    let file = copy.dir.join("secret");
+                    fs::copy(src, &file)
+                        .map_err(|e| format!("secret {id}: {}: {e}", src.display()))?;
+                    fs::set_permissions(&file, fs::Permissions::from_mode(*mode))
+                        .and_then(|_| std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)))
+                        .map_err(|e| format!("secret {id}: {e}"))?;
+                    held.push(copy);
+                    (file, true)
+                }
                 mounts::MountKind::Tmpfs { size } => {
                     process.tmpfs.push(berth_runtime::Tmpfs {
                         destination: m.target.clone(),

@@ -1308,8 +1308,8 @@ fn build_heredocs() {
 
 /// RUN --mount as buildah and BuildKit give it: a bind of the context (less what
 /// .dockerignore excludes; writes discarded) or of a stage, a cache kept between
-/// builds, a tmpfs; --network=none. No mount point is left in the image, and what
-/// berth cannot mount (a secret) is refused, not run without it.
+/// builds, a tmpfs, a secret; --network=none. No mount point is left in the image, and
+/// what berth cannot mount (ssh) is refused, not run without it.
 #[test]
 fn build_run_mounts() {
     let mut ctx = Ctx::new("buildmounts", &[BUILDAH, RUNC]);
@@ -1363,16 +1363,48 @@ fn build_run_mounts() {
         "a rw bind's writes are discarded"
     );
 
+    // Secrets: read-only at /run/secrets/ID (mode 0400), never in the image; one not
+    // given skips its mount unless required.
+    fs::write(ctx.path("token"), "s3cr3t").unwrap();
+    let secret = format!("id=tok,src={}", ctx.p("token"));
     fs::write(
         dir.join("Containerfile"),
-        format!("FROM {busybox}\nRUN --mount=type=secret,id=k cat /run/secrets/k\n"),
+        format!(
+            "FROM {busybox}\n\
+             RUN --mount=type=secret,id=tok sh -c 'stat -c %a /run/secrets/tok > /mode; \
+                 test \"$(cat /run/secrets/tok)\" = s3cr3t && echo seen > /seen'\n\
+             RUN --mount=type=secret,id=absent,target=/opt/absent \
+                 sh -c 'test -e /opt/absent || echo skipped > /skipped'\n"
+        ),
     )
     .unwrap();
-    let out = ctx.berth(&["build", &context]).run_any();
-    assert!(!out.status.success());
-    assert!(
-        out.stderr.contains("type=secret: not supported yet"),
-        "{}",
-        out.stderr
-    );
+    ctx.berth(&["build", "--secret", &secret, "-t", "secret:1", &context])
+        .run();
+    let out = ctx
+        .berth(&[
+            "run",
+            "--rm",
+            "secret:1",
+            "sh",
+            "-c",
+            "cat /mode /seen /skipped; test -e /run/secrets || test -e /opt/absent || echo clean",
+        ])
+        .run();
+    assert_eq!(out.stdout, "400\nseen\nskipped\nclean\n");
+    for (file, says) in [
+        (
+            "RUN --mount=type=secret,id=k,required cat /run/secrets/k",
+            "--secret id=k,src=FILE",
+        ),
+        ("RUN --mount=type=ssh true", "type=ssh: not supported yet"),
+    ] {
+        fs::write(
+            dir.join("Containerfile"),
+            format!("FROM {busybox}\n{file}\n"),
+        )
+        .unwrap();
+        let out = ctx.berth(&["build", &context]).run_any();
+        assert!(!out.status.success());
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+    }
 }

@@ -77,6 +77,10 @@ pub struct BuildArgs {
     /// Write the built image's ID (`sha256:…`) to this file, as podman's build does
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// A secret for `RUN --mount=type=secret,id=ID`: id=ID,src=FILE; repeatable (never
+    /// stored in the image)
+    #[arg(long, value_name = "id=ID,src=FILE")]
+    secret: Vec<String>,
     /// The build context
     #[arg(default_value = ".")]
     context: PathBuf,
@@ -99,6 +103,28 @@ impl Bases for Pulling {
     }
 }
 
+/// `--secret id=ID,src=FILE` (`type=file` allowed), as buildah reads it: the file must
+/// be readable now.
+fn secret(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let (mut id, mut src) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
+            Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
+            Some(("type", "file")) => {}
+            _ => bail!("--secret {spec}: use id=ID,src=FILE"),
+        }
+    }
+    let (Some(id), Some(src)) = (id, src) else {
+        bail!("--secret {spec}: use id=ID,src=FILE");
+    };
+    if id.contains('/') {
+        bail!("--secret {spec}: an id is a name, without '/'");
+    }
+    std::fs::File::open(&src).with_context(|| format!("--secret {spec}: {}", src.display()))?;
+    Ok((id, src))
+}
+
 pub fn run(a: BuildArgs) -> anyhow::Result<()> {
     if !a.context.is_dir() {
         bail!("build context {}: not a folder", a.context.display());
@@ -113,7 +139,13 @@ pub fn run(a: BuildArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--build-arg {kv}: give K=V")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = a
+        .secret
+        .iter()
+        .map(|s| secret(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = BuildOptions {
+        secrets,
         context: a.context.clone(),
         file: a.file.clone(),
         tags: a
