@@ -8,11 +8,12 @@
 //!   `keep_untagged` every manifest is live. Every other manifest is garbage, and goes
 //!   with its signatures, references and tags.
 //! - an attachment tag (cosign's `sha256-<hex>.sig`, `.att`, `.sbom`, the bare
-//!   referrers-fallback tag: see [`attachment_subject`]) is a referrer by name: what it
-//!   points to is live while its subject is. It is a root of its own only when its
-//!   subject is no manifest of the repository but one of another (cosign's
-//!   `COSIGN_REPOSITORY` keeps signatures apart from their images). So the signatures
-//!   of a deleted or collected image go with it, as its OCI referrers do.
+//!   referrers-fallback tag: see [`attachment_subject`]) whose subject is a manifest of
+//!   the repository is a referrer by name: what it points to is live while its
+//!   subject is, so the signatures of a collected image go with it, as its OCI
+//!   referrers do. One whose subject is not there stays a root: the image may live in
+//!   another repository or registry (cosign's `COSIGN_REPOSITORY`), or the tag only
+//!   looks like one.
 //! - a repository's link to a blob is garbage when it was made before the cutoff and no
 //!   live manifest of the repository references the blob.
 //! - a blob (row and file) is garbage when it was stored before the cutoff and no link
@@ -182,16 +183,8 @@ pub(crate) fn add_tag(g: &mut RepoGraph, name: &str, digest: String) {
 }
 
 /// Manifests and links of `g` that are garbage for `cutoff` (the rules in the module
-/// doc). `held_elsewhere` says whether another repository holds a manifest: an
-/// attachment tag whose subject is there is a root. The fence passes `|_| false` (it
-/// sees one repository): it removes only what the plan, which saw them all, found
-/// garbage too.
-pub fn repo_garbage(
-    g: &RepoGraph,
-    cutoff: i64,
-    keep_untagged: bool,
-    held_elsewhere: &dyn Fn(&str) -> bool,
-) -> RepoGarbage {
+/// doc).
+pub fn repo_garbage(g: &RepoGraph, cutoff: i64, keep_untagged: bool) -> RepoGarbage {
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for (parent, child, is_manifest) in &g.references {
         if *is_manifest {
@@ -220,7 +213,7 @@ pub fn repo_garbage(
     todo.extend(
         g.attached
             .iter()
-            .filter(|(s, _)| !here.contains(s.as_str()) && held_elsewhere(s))
+            .filter(|(s, _)| !here.contains(s.as_str()))
             .map(|(_, d)| d.as_str()),
     );
     while let Some(d) = todo.pop() {
@@ -272,25 +265,11 @@ pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
     for (repo, digest) in &opts.untag {
         untag.entry(repo).or_default().push(digest);
     }
-    // The subjects of attachment tags that some repository holds. repo_garbage asks
-    // only of a subject its repository does not hold, so held here means elsewhere.
-    let subjects: HashSet<&str> = graph
-        .repositories
-        .iter()
-        .flat_map(|g| g.attached.iter().map(|(s, _)| s.as_str()))
-        .collect();
-    let held: HashSet<&str> = graph
-        .repositories
-        .iter()
-        .flat_map(|g| g.manifests.iter().map(|m| m.digest.as_str()))
-        .filter(|d| subjects.contains(d))
-        .collect();
-    let held_elsewhere = |d: &str| held.contains(d);
     for g in &graph.repositories {
         let in_scope = opts.repo.as_deref().is_none_or(|r| r == g.name);
         let garbage = match (in_scope, untag.get(g.name.as_str())) {
             (false, _) => RepoGarbage::default(),
-            (true, None) => repo_garbage(g, cutoff, opts.keep_untagged, &held_elsewhere),
+            (true, None) => repo_garbage(g, cutoff, opts.keep_untagged),
             (true, Some(digests)) => {
                 let mut g = g.clone();
                 for d in digests {
@@ -298,7 +277,7 @@ pub fn plan(meta: &dyn MetaStore, opts: &GcOptions, now: i64) -> Result<Plan> {
                         g.tagged.swap_remove(i);
                     }
                 }
-                repo_garbage(&g, cutoff, opts.keep_untagged, &held_elsewhere)
+                repo_garbage(&g, cutoff, opts.keep_untagged)
             }
         };
         let going: HashSet<&str> = garbage.links.iter().map(String::as_str).collect();
@@ -678,7 +657,7 @@ mod tests {
 
     #[test]
     fn live_is_tagged_children_referrers_and_fresh() {
-        let g = repo_garbage(&graph(), 50, false, &|_| false);
+        let g = repo_garbage(&graph(), 50, false);
         let names: Vec<&str> = g.manifests.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(names, ["orphan-ref", "untagged"]);
         assert_eq!(g.links, ["layer-c", "loose-old"]);
@@ -686,14 +665,14 @@ mod tests {
 
     #[test]
     fn keep_untagged_keeps_manifests_and_what_they_reference() {
-        let g = repo_garbage(&graph(), 50, true, &|_| false);
+        let g = repo_garbage(&graph(), 50, true);
         assert!(g.manifests.is_empty());
         assert_eq!(g.links, ["loose-old"]);
     }
 
     #[test]
     fn grace_spares_everything_younger() {
-        let g = repo_garbage(&graph(), -1, false, &|_| false);
+        let g = repo_garbage(&graph(), -1, false);
         assert_eq!(
             g,
             RepoGarbage {
@@ -713,7 +692,7 @@ mod tests {
     fn attachment_tags_live_and_go_with_their_subject() {
         let (live, live_tag) = subject('a');
         let (dead, dead_tag) = subject('b');
-        let (away, away_tag) = subject('c');
+        let (_, away_tag) = subject('c');
         let (_, lost_tag) = subject('d');
         // A signature that is signed in turn (cosign signs its attachments on request).
         let (sig_live, sig_live_tag) = subject('e');
@@ -744,15 +723,12 @@ mod tests {
         }
         assert_eq!(g.tagged, [live], "attachment tags are not roots");
 
-        let garbage = repo_garbage(&g, 50, false, &|d| d == away);
+        // Attachments of subjects not here (elsewhere, or nowhere) stay roots.
+        let garbage = repo_garbage(&g, 50, false);
         let names: Vec<&str> = garbage.manifests.iter().map(|(d, _)| d.as_str()).collect();
-        assert_eq!(names, [dead.as_str(), "sig-dead", "sig-lost"]);
-        // The fence sees one repository: a subject held elsewhere is taken as gone.
-        let garbage = repo_garbage(&g, 50, false, &|_| false);
-        let names: Vec<&str> = garbage.manifests.iter().map(|(d, _)| d.as_str()).collect();
-        assert_eq!(names, [dead.as_str(), "sig-dead", "sig-away", "sig-lost"]);
+        assert_eq!(names, [dead.as_str(), "sig-dead"]);
         // Keep-untagged keeps every manifest, attachments too.
-        assert!(repo_garbage(&g, 50, true, &|_| false).manifests.is_empty());
+        assert!(repo_garbage(&g, 50, true).manifests.is_empty());
     }
 
     #[test]

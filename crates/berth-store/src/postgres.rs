@@ -387,7 +387,7 @@ impl<C: GenericClient> Db<'_, C> {
         let Some(graph) = self.repo_graphs(Some(id))?.pop() else {
             return Ok(Swept::default());
         };
-        let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
+        let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
         let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
         let mut swept = Swept {
             manifests: planned

@@ -264,7 +264,7 @@ fn sweep_repository(
     let Some(graph) = repo_graphs(tx, Some(id))?.pop() else {
         return Ok(Swept::default());
     };
-    let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged, &|_| false);
+    let now = crate::gc::repo_garbage(&graph, cutoff, keep_untagged);
     let still: HashSet<&str> = now.manifests.iter().map(|(d, _)| d.as_str()).collect();
     let mut swept = Swept::default();
     for (d, size) in &planned.manifests {

@@ -653,7 +653,7 @@ fn postgres_replicas_hear_each_others_changes() {
     let garbage: Vec<_> = graph
         .repositories
         .iter()
-        .map(|g| berth_store::gc::repo_garbage(g, i64::MAX, false, &|_| false))
+        .map(|g| berth_store::gc::repo_garbage(g, i64::MAX, false))
         .collect();
     let swept = a.gc_sweep_repositories(&garbage, i64::MAX, false).unwrap();
     assert_eq!(swept[0].manifests.len(), 1, "{swept:?}");
