@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// One `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
-    /// Absolute, in the container.
+    /// In the container: relative to the working directory as written, until the
+    /// step makes it absolute; never with a `..`.
     pub target: String,
     pub kind: MountKind,
 }
@@ -183,11 +184,12 @@ fn mount(value: &str) -> Result<Mount, String> {
     finish(Some(target), kind)
 }
 
-/// A mount with its target checked: absolute, no NUL.
+/// A mount with its target checked: a name, no NUL, no `..` (runc would take
+/// `/x/../../..` and the clean-up after the step would follow it out of the root).
 fn finish(target: Option<String>, kind: MountKind) -> Result<Mount, String> {
     let target = target.unwrap_or_default();
-    if !target.starts_with('/') || target.contains('\0') {
-        return Err(format!("--mount target={target}: must be an absolute path"));
+    if target.is_empty() || target.contains('\0') || target.split('/').any(|p| p == "..") {
+        return Err(format!("--mount target={target}: a path without '..'"));
     }
     Ok(Mount { target, kind })
 }
@@ -196,8 +198,30 @@ fn finish(target: Option<String>, kind: MountKind) -> Result<Mount, String> {
 /// a target does not exist yet, it and its missing parents, resolved inside `root`,
 /// with the time of the folder that held the first of them.
 pub(crate) struct MountPoints {
+    root: PathBuf,
     made: Vec<PathBuf>,
     parents: Vec<(PathBuf, std::time::SystemTime)>,
+}
+
+/// Whether `path` is reached from `root` through no link: what the step left there is
+/// still the root's own, not a link it put in place of a folder (the clean-up must not
+/// follow one onto the host).
+fn no_links_below(root: &Path, path: &Path) -> bool {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut at = root.to_path_buf();
+    for c in rest.components() {
+        let std::path::Component::Normal(c) = c else {
+            return false;
+        };
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if !m.file_type().is_symlink() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 impl MountPoints {
@@ -228,7 +252,11 @@ impl MountPoints {
                 break;
             }
         }
-        MountPoints { made, parents }
+        MountPoints {
+            root: root.to_path_buf(),
+            made,
+            parents,
+        }
     }
 
     /// Removes the mount points the runtime made, deepest first, each only while it is
@@ -236,6 +264,9 @@ impl MountPoints {
     /// that held them their time again.
     pub fn remove(self) {
         for p in self.made.iter().rev() {
+            if !no_links_below(&self.root, p) {
+                continue;
+            }
             match fs::symlink_metadata(p) {
                 Ok(m) if m.is_dir() => {
                     let _ = fs::remove_dir(p);
@@ -247,6 +278,9 @@ impl MountPoints {
             }
         }
         for (dir, t) in self.parents {
+            if !no_links_below(&self.root, &dir) {
+                continue;
+            }
             if let Ok(f) = fs::File::open(&dir) {
                 let _ = f.set_times(fs::FileTimes::new().set_modified(t));
             }
@@ -317,7 +351,7 @@ mod tests {
             ("--mount=type=secret", "a secret needs an id"),
             ("--mount=type=ssh,target=/s", "no --ssh"),
             ("--mount=type=cache", "a target is required"),
-            ("--mount=type=cache,target=rel", "absolute"),
+            ("--mount=type=cache,target=/x/../../run", "without '..'"),
             (
                 "--mount=type=bind,target=/x,bogus=1",
                 "unexpected key 'bogus'",
@@ -368,5 +402,18 @@ mod tests {
         points.remove();
         assert!(root.join("root/.cache/kept").exists());
         assert!(!root.join("root/.cache/pip").exists());
+
+        // A step that puts a link where a mount point's folder was: nothing behind it
+        // (here outside the root) is touched.
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(outside.path().join("pip")).unwrap();
+        fs::remove_dir_all(root.join("root/.cache")).unwrap();
+        let points = MountPoints::before(root, &mounts[..1]);
+        std::os::unix::fs::symlink(outside.path(), root.join("root/.cache")).unwrap();
+        points.remove();
+        assert!(
+            outside.path().join("pip").is_dir(),
+            "followed a link out of the root"
+        );
     }
 }

@@ -368,7 +368,19 @@ impl Builder<'_> {
                 let (args, script) =
                     run_command(cmd, heredocs, &shell).map_err(|e| self.at(i, e))?;
                 let expand_flag = |v: &str| x(v).map_err(|e| e.to_string());
-                let run_flags = mounts::parse(flags, &expand_flag).map_err(|e| self.at(i, e))?;
+                let mut run_flags =
+                    mounts::parse(flags, &expand_flag).map_err(|e| self.at(i, e))?;
+                // A relative target is in the working directory, as BuildKit joins it.
+                let workdir = state.config["config"]["WorkingDir"]
+                    .as_str()
+                    .filter(|w| w.starts_with('/'))
+                    .unwrap_or("/")
+                    .to_string();
+                for m in &mut run_flags.mounts {
+                    if !m.target.starts_with('/') {
+                        m.target = format!("{}/{}", workdir.trim_end_matches('/'), m.target);
+                    }
+                }
                 let binds = self
                     .bind_sources(&run_flags.mounts, done)
                     .map_err(|e| self.at(i, e))?;
@@ -409,6 +421,9 @@ impl Builder<'_> {
                 .map_err(|e| self.at(i, e))?;
                 process.env.extend(arg_env);
                 process.no_network = run_flags.no_network;
+                // The working directory first: it is the image's, not a mount point.
+                berth_rootfs::create_dir_in(&root.path(), &process.cwd)
+                    .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
                 let points = MountPoints::before(&root.path(), &run_flags.mounts);
                 let held = self
                     .mount(&mut process, &run_flags.mounts, binds)
@@ -431,8 +446,6 @@ impl Builder<'_> {
                     }
                     None => None,
                 };
-                berth_rootfs::create_dir_in(&root.path(), &process.cwd)
-                    .map_err(|e| self.at(i, format!("WORKDIR {}: {e}", process.cwd)))?;
                 let code = self.run(&process, root);
                 drop((pipes, held));
                 points.remove();

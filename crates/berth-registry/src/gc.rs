@@ -61,13 +61,19 @@ pub(crate) async fn renew_on_head(
     if created_at >= before {
         return Ok(());
     }
-    let (n, d) = (name.to_string(), d.clone());
-    reg.blocking(move |r| match what {
-        Headed::BlobLink => r.meta.renew_blob_link(&n, &d, before),
-        Headed::Manifest => r.meta.renew_manifest(&n, &d, before),
-    })
-    .await
-    .map(|_| ())
+    let (n, digest) = (name.to_string(), d.clone());
+    let renewed = reg
+        .blocking(move |r| match what {
+            Headed::BlobLink => r.meta.renew_blob_link(&n, &digest, before),
+            Headed::Manifest => r.meta.renew_manifest(&n, &digest, before),
+        })
+        .await;
+    // A store that cannot write (a full disk, a read-only replica) must not stop
+    // reads: the renewal is the collector's grace, not the answer's.
+    if let Err(e) = renewed {
+        tracing::warn!(repository = %name, digest = %d, error = ?e, "renewing the grace on HEAD failed");
+    }
+    Ok(())
 }
 
 impl Registry {

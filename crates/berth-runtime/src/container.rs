@@ -498,7 +498,19 @@ impl Containers {
         if let Some(u) = &overrides.user {
             p.user = u.clone();
         }
-        let process = p.runtime_process(&self.rootfs(c))?;
+        let mut process = p.runtime_process(&self.rootfs(c))?;
+        // Another user than the container's gets no capabilities beyond the bounding
+        // set unless it is root, as podman's exec (the added ones are the container
+        // user's).
+        if p.user != base.user && process.user().uid() != 0 {
+            if let Some(mut caps) = process.capabilities().clone() {
+                caps.set_effective(None);
+                caps.set_permitted(None);
+                caps.set_inheritable(None);
+                caps.set_ambient(None);
+                process.set_capabilities(Some(caps));
+            }
+        }
         let path = self.path(c).join(format!("exec-{}.json", names::new_id()));
         let mut f = fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
         serde_json::to_writer(&mut f, &process)

@@ -545,6 +545,44 @@ fn run_flags_match_podman() {
         assert_eq!(b.1, p.1, "the same one-line error");
     }
 
+    ctx.step("exec -u: another user gets no added capability, as podman's exec");
+    for which in [PODMAN, "berth"] {
+        let name = format!("caps-{which}");
+        let args = run_args(
+            which,
+            &[
+                "-d",
+                "--name",
+                &name,
+                "--cap-add",
+                "sys_admin",
+                img,
+                "sleep",
+                "100",
+            ],
+        );
+        tool(&ctx, which, &args).run();
+        let show = ["sh", "-c", "grep -E '^Cap(Eff|Amb)' /proc/self/status"];
+        let mut root = vec!["exec", name.as_str()];
+        root.extend(show);
+        let mut user = vec!["exec", "-u", "1000", name.as_str()];
+        user.extend(show);
+        let (r, u) = (
+            tool(&ctx, which, &root).run(),
+            tool(&ctx, which, &user).run(),
+        );
+        assert!(
+            !r.stdout.contains("CapEff:\t0000000000000000"),
+            "{which}: {}",
+            r.stdout
+        );
+        assert_eq!(
+            u.stdout, "CapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n",
+            "{which}"
+        );
+        tool(&ctx, which, &["rm", "-f", &name]).run();
+    }
+
     ctx.step("-w: a directory given must be there (the image's is made), as podman says");
     for w in ["/nonexist/deep", "/bin/busybox"] {
         let [p, b] = both_run(&ctx, &["--rm", "-w", w, img, "true"], None);
