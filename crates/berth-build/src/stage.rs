@@ -42,7 +42,7 @@ impl Drop for Rootfs {
     }
 }
 
-/// A bind mount's source, found; `other` holds the stage's file system it is in.
+/// A bind mount's source, found; `_stage` holds the stage's file system it is in.
 struct BindSource {
     found: context::Found,
     _stage: Option<Rootfs>,
@@ -541,25 +541,7 @@ impl Builder<'_> {
                     }
                     None => (0, 0),
                 };
-                let mut tar = tempfile::tempfile_in(&root.dir).map_err(|e| self.at(i, e))?;
-                found
-                    .write_tar(
-                        &dest,
-                        &root.path(),
-                        owner,
-                        mode,
-                        self.opts.tar_limits,
-                        std::io::BufWriter::new(&mut tar),
-                    )
-                    .map_err(|e| self.at(i, e))?;
-                use std::io::Seek;
-                tar.seek(std::io::SeekFrom::Start(0))
-                    .map_err(|e| self.at(i, e))?;
-                let opts = UnpackOptions {
-                    limits: self.opts.tar_limits,
-                    ..UnpackOptions::for_current_user()
-                };
-                berth_rootfs::apply_layer(&root.path(), std::io::BufReader::new(tar), &opts)
+                self.place(&found, &dest, root, owner, mode)
                     .map_err(|e| self.at(i, e))?;
                 self.layer_step(state, root, key, &created, &created_by)
                     .map_err(|e| self.at(i, e))?;
@@ -717,6 +699,8 @@ impl Builder<'_> {
         done: &[Done],
     ) -> Result<Vec<(String, BindSource)>, String> {
         let mut out = Vec::new();
+        // The context's ignore rules, read once for the step's bind mounts.
+        let mut ignore_file = None;
         for m in mounts {
             let mounts::MountKind::Bind { from, source, .. } = &m.kind else {
                 continue;
@@ -725,13 +709,16 @@ impl Builder<'_> {
                 Some(f) => Some(self.materialize(&self.stage_or_image(f, done)?)?),
                 None => None,
             };
-            let ignore = context_ignore(&self.opts.context)?;
+            let ignore = match &ignore_file {
+                Some(i) => i,
+                None => ignore_file.insert(context_ignore(&self.opts.context)?),
+            };
             let other_path = other.as_ref().map(Rootfs::path);
             let from = match &other_path {
                 Some(p) => Source::Rootfs(p),
                 None => Source::Context {
                     dir: &self.opts.context,
-                    ignore: &ignore,
+                    ignore,
                 },
             };
             let found = context::find(&from, std::slice::from_ref(source), Vec::new(), false)?;
@@ -763,24 +750,7 @@ impl Builder<'_> {
                 mounts::MountKind::Bind { rw, .. } => {
                     let (_, b) = binds.next().ok_or("a bind mount without its source")?;
                     let copy = self.scratch_rootfs()?;
-                    let mut tar = tempfile::tempfile_in(&copy.dir).map_err(|e| e.to_string())?;
-                    b.found.write_tar(
-                        "/m",
-                        &copy.path(),
-                        (0, 0),
-                        None,
-                        self.opts.tar_limits,
-                        std::io::BufWriter::new(&mut tar),
-                    )?;
-                    use std::io::Seek;
-                    tar.seek(std::io::SeekFrom::Start(0))
-                        .map_err(|e| e.to_string())?;
-                    let opts = UnpackOptions {
-                        limits: self.opts.tar_limits,
-                        ..UnpackOptions::for_current_user()
-                    };
-                    berth_rootfs::apply_layer(&copy.path(), std::io::BufReader::new(tar), &opts)
-                        .map_err(|e| e.to_string())?;
+                    self.place(&b.found, "/m", &copy, (0, 0), None)?;
                     let source = copy.path().join("m");
                     held.push(copy);
                     (source, !rw)
@@ -834,6 +804,37 @@ impl Builder<'_> {
             });
         }
         Ok(held)
+    }
+
+    /// Puts what COPY/ADD found at `dest` in `root`'s file system: a tar of it, written
+    /// beside the root, applied as a layer is (the same hostile-entry rules).
+    fn place(
+        &self,
+        found: &context::Found,
+        dest: &str,
+        root: &Rootfs,
+        owner: (u32, u32),
+        mode: Option<u32>,
+    ) -> Result<(), String> {
+        let mut tar = tempfile::tempfile_in(&root.dir).map_err(|e| e.to_string())?;
+        found.write_tar(
+            dest,
+            &root.path(),
+            owner,
+            mode,
+            self.opts.tar_limits,
+            std::io::BufWriter::new(&mut tar),
+        )?;
+        use std::io::Seek;
+        tar.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| e.to_string())?;
+        let opts = UnpackOptions {
+            limits: self.opts.tar_limits,
+            ..UnpackOptions::for_current_user()
+        };
+        berth_rootfs::apply_layer(&root.path(), std::io::BufReader::new(tar), &opts)
+            .map_err(|e| e.to_string())
+            .map(|_| ())
     }
 
     /// `<store>/build-cache/<sha256 of id>`: a cache mount's folder, kept between

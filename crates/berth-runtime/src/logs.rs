@@ -111,16 +111,12 @@ impl LogWriter {
                                 }
                                 if !held.is_empty() {
                                     let earlier = std::mem::take(&mut held);
-                                    if log.release(&earlier, echo).is_err() {
+                                    if log.copy_out(stream, &earlier, echo).is_err() {
                                         return held;
                                     }
                                 }
                             }
-                            if echo {
-                                // The terminal going away must not stop the log.
-                                let _ = echo_to(stream, &buf[..n]);
-                            }
-                            if log.records(stream, &buf[..n]).is_err() {
+                            if log.copy_out(stream, &buf[..n], echo).is_err() {
                                 return held;
                             }
                             if n == buf.len() {
@@ -139,10 +135,16 @@ impl LogWriter {
     /// Copies stderr output held back by [`LogWriter::relay`] (it was the
     /// container's own after all) into the log, and with `echo` to berth's stderr.
     pub fn release(&self, bytes: &[u8], echo: bool) -> io::Result<()> {
+        self.copy_out("stderr", bytes, echo)
+    }
+
+    /// Output of `stream` into the log, and with `echo` to berth's own stream.
+    fn copy_out(&self, stream: &str, bytes: &[u8], echo: bool) -> io::Result<()> {
         if echo {
-            let _ = echo_to("stderr", bytes);
+            // The terminal going away must not stop the log.
+            let _ = echo_to(stream, bytes);
         }
-        self.records("stderr", bytes)
+        self.records(stream, bytes)
     }
 
     /// What one read gave: a record per line, the rest a piece.
